@@ -1,0 +1,203 @@
+//! Throughput of the reference configuration (vocab 8000, embedding 128, hidden 256, 64 binary
+//! latents, batch 64, 20 words, random ids), as measured by `../shared/peer/binae_bench.py`
+//! for PyTorch: training tokens/s (a whole step: forward, backward, Adam), encoding
+//! sentences/s and teacher-forced scoring tokens/s. Figures are medians over timed steps.
+//!
+//! Token counts are decoder target tokens: 20 words plus <eos> per sentence (the PyTorch peer
+//! predicts 20 tokens per sentence with no <eos>, so per-token figures compare directly).
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::Device;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::model::{parameter_count, Built, CodeMode, LatentKind, SeqConfig, Summary, TokenBatch};
+use crate::train::batch_loss;
+
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub steps: usize,
+    pub warmup: usize,
+    pub batch: usize,
+    pub len: usize,
+    pub vocab: usize,
+    pub embed: usize,
+    pub hidden: usize,
+    pub latent: usize,
+    pub seed: u64,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            steps: 20,
+            warmup: 3,
+            batch: 64,
+            len: 20,
+            vocab: 8000,
+            embed: 128,
+            hidden: 256,
+            latent: 64,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub framework: &'static str,
+    pub threads: usize,
+    #[serde(rename = "B")]
+    pub batch: usize,
+    #[serde(rename = "T")]
+    pub len: usize,
+    #[serde(rename = "V")]
+    pub vocab: usize,
+    #[serde(rename = "E")]
+    pub embed: usize,
+    #[serde(rename = "H")]
+    pub hidden: usize,
+    #[serde(rename = "L")]
+    pub latent: usize,
+    pub params: usize,
+    pub steps: usize,
+    pub train_step_ms_median: f64,
+    pub train_tokens_per_sec: f64,
+    pub encode_batch_ms_median: f64,
+    pub encode_sentences_per_sec: f64,
+    pub score_batch_ms_median: f64,
+    pub score_tokens_per_sec: f64,
+    pub loss_first: f64,
+    pub loss_last: f64,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let n = xs.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        0.5 * (xs[n / 2 - 1] + xs[n / 2])
+    }
+}
+
+fn timed(warmup: usize, steps: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut times = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let t0 = Instant::now();
+        f()?;
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(times)
+}
+
+/// Runs the three measurements; `log` receives a line per phase.
+pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport> {
+    let dev = Device::Cpu;
+    let cfg = SeqConfig {
+        vocab_size: opts.vocab,
+        embed_dim: opts.embed,
+        hidden_dim: opts.hidden,
+        latent_dim: opts.latent,
+        latent: LatentKind::Binary,
+        summary: Summary::Last,
+        z_every_step: false,
+        gumbel_temperature: 0.5,
+        mi_head: false,
+        max_len: opts.len,
+    };
+    let built = Built::seq(&cfg, opts.seed, &dev)?;
+    let model = &built.model;
+    let mut rng = StdRng::seed_from_u64(opts.seed + 1);
+    // A small pool of pre-generated batches, cycled, so data generation is not timed.
+    let pool: Vec<Vec<Vec<u32>>> = (0..8)
+        .map(|_| {
+            (0..opts.batch)
+                .map(|_| {
+                    (0..opts.len)
+                        .map(|_| rng.random_range(4..opts.vocab as u32))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let batches: Vec<TokenBatch> = pool
+        .iter()
+        .map(|b| {
+            let rows: Vec<&[u32]> = b.iter().map(|s| s.as_slice()).collect();
+            TokenBatch::new(&rows, None, &dev)
+        })
+        .collect::<candle_core::Result<_>>()?;
+    let tokens = batches[0].target_tokens() as f64;
+
+    log("training steps…");
+    let mut opt = crate::train::bench_optimizer(&built.varmap)?;
+    let mut losses = Vec::new();
+    let mut i = 0;
+    let train_times = timed(opts.warmup, opts.steps, || {
+        let b = &batches[i % batches.len()];
+        i += 1;
+        let (loss, _, _) = batch_loss(model, b, 0.0, 0.0, &mut rng)?;
+        losses.push(loss.to_scalar::<f32>()? as f64);
+        let grads = loss.backward()?;
+        opt(&grads)?;
+        Ok(())
+    })?;
+
+    log("encoding…");
+    let mut crng = StdRng::seed_from_u64(0);
+    let encode_times = timed(opts.warmup, opts.steps, || {
+        let b = &batches[i % batches.len()];
+        i += 1;
+        let params = model.encode(&b.src)?;
+        let _bits = params
+            .code(CodeMode::Rounded, &mut crng)?
+            .to_vec2::<f32>()?;
+        Ok(())
+    })?;
+
+    log("scoring…");
+    let score_times = timed(opts.warmup, opts.steps, || {
+        let b = &batches[i % batches.len()];
+        i += 1;
+        let z = model.encode(&b.src)?.code(CodeMode::Rounded, &mut crng)?;
+        let (nll, _) = model.sentence_nll(Some(&z), b)?;
+        let _ = nll.to_vec1::<f32>()?;
+        Ok(())
+    })?;
+
+    let (tm, em, sm) = (
+        median(train_times),
+        median(encode_times),
+        median(score_times),
+    );
+    Ok(BenchReport {
+        framework: "candle",
+        threads: candle_core::utils::get_num_threads(),
+        batch: opts.batch,
+        len: opts.len,
+        vocab: opts.vocab,
+        embed: opts.embed,
+        hidden: opts.hidden,
+        latent: opts.latent,
+        params: parameter_count(&built.varmap),
+        steps: opts.steps,
+        train_step_ms_median: tm * 1e3,
+        train_tokens_per_sec: tokens / tm,
+        encode_batch_ms_median: em * 1e3,
+        encode_sentences_per_sec: opts.batch as f64 / em,
+        score_batch_ms_median: sm * 1e3,
+        score_tokens_per_sec: tokens / sm,
+        loss_first: losses.first().copied().unwrap_or(f64::NAN),
+        loss_last: losses.last().copied().unwrap_or(f64::NAN),
+    })
+}

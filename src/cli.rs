@@ -1,0 +1,1088 @@
+//! The `latent-tui` command line: every subcommand, parsed by clap and run over the library.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde_json::json;
+
+use crate::checkpoint::Checkpoint;
+use crate::corpus::{Corpus, LoadOptions, Split};
+use crate::data::encode_examples;
+use crate::engine::Engine;
+use crate::eval::{evaluate, EvalOptions, EvalReport};
+use crate::explore::{self, Prior};
+use crate::model::decode::Strategy;
+use crate::model::{LatentKind, Summary};
+use crate::train::{KlAnneal, TrainConfig, TrainControl, TrainEvent};
+
+pub const DEFAULT_CHECKPOINT: &str = "checkpoints/binary.safetensors";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "latent-tui",
+    version,
+    about = "Train, measure and explore the latent spaces of text autoencoders.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Checkpoint to open in the explorer (default: checkpoints/binary.safetensors).
+    pub checkpoint: Option<PathBuf>,
+    /// Worker threads for the tensor kernels (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print a checkpoint's summary: model, vocabulary, training provenance.
+    Info {
+        checkpoint: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build a corpus from a source (WordNet glosses and examples).
+    Corpus {
+        #[command(subcommand)]
+        source: CorpusSource,
+    },
+    /// Train a model; every hyper-parameter is a flag (or comes from --config).
+    Train(Box<TrainArgs>),
+    /// Perplexity, NLL and KL on a split; bit and dimension statistics.
+    Eval(EvalArgs),
+    /// Sentences on stdin → codes, one JSON line each.
+    Encode {
+        checkpoint: Option<PathBuf>,
+        /// How to read the code: rounded (bits / μ), mean (p / μ) or sample.
+        #[arg(long, default_value = "rounded", value_parser = parse_code_mode)]
+        mode: crate::model::CodeMode,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Codes on stdin (0/1 strings, JSON arrays, or `encode`'s JSON lines) → sentences.
+    Decode {
+        checkpoint: Option<PathBuf>,
+        #[command(flatten)]
+        strategy: StrategyArgs,
+        /// Print JSON lines instead of plain text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure training, encoding and scoring throughput on the reference configuration.
+    Bench {
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+    },
+    /// Walk a random Hamming path (binary) or an interpolation (gaussian) between two sentences.
+    Path {
+        checkpoint: Option<PathBuf>,
+        a: String,
+        b: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Interpolation steps for continuous codes.
+        #[arg(long, default_value_t = 8)]
+        steps: usize,
+        /// Spherical instead of linear interpolation (continuous codes).
+        #[arg(long)]
+        slerp: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decode samples from the prior.
+    Sample {
+        checkpoint: Option<PathBuf>,
+        #[arg(short = 'n', long, default_value_t = 10)]
+        count: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Gaussian prior temperature (σ of the samples).
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        /// Binary prior: `uniform` bits, or each bit drawn with its corpus `means`.
+        #[arg(long, default_value = "uniform")]
+        prior: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Flip bits of a sentence's code: decodings and per-bit perplexities.
+    Flip {
+        checkpoint: Option<PathBuf>,
+        sentence: String,
+        /// Comma-separated bit indices to flip one at a time (default: none, just the bars).
+        #[arg(long, value_delimiter = ',')]
+        bits: Vec<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CorpusSource {
+    /// Convert WordNet's data files (Debian package wordnet-base) into train/valid/test TSV.
+    Wordnet {
+        /// Directory holding data.noun, data.verb, data.adj, data.adv.
+        #[arg(default_value = "/usr/share/wordnet")]
+        dir: PathBuf,
+        #[arg(long, default_value = "assets/wordnet")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StrategyArgs {
+    /// Beam search with this width (default: greedy).
+    #[arg(long)]
+    pub beam: Option<usize>,
+    /// Sample words instead of taking the most likely.
+    #[arg(long)]
+    pub sample: bool,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl StrategyArgs {
+    fn strategy(&self) -> Strategy {
+        match (self.beam, self.sample) {
+            (Some(width), _) => Strategy::Beam { width },
+            (None, true) => Strategy::Sample {
+                temperature: self.temperature,
+            },
+            _ => Strategy::Greedy,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    pub checkpoint: Option<PathBuf>,
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Corpus to evaluate on (default: the one the checkpoint was trained on).
+    #[arg(long)]
+    pub corpus: Option<String>,
+    /// Use only the first N sentences of the split.
+    #[arg(long)]
+    pub max_sentences: Option<usize>,
+    /// Sentences used for the flip-one-bit analysis.
+    #[arg(long, default_value_t = 1000)]
+    pub flip_sentences: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct TrainArgs {
+    /// Latent kind: lm, bottleneck, gaussian, binary, binary-vae, gumbel, gumbel-vae.
+    #[arg(long)]
+    pub kind: Option<LatentKind>,
+    /// `wordnet` (bundled) or a path: a text/TSV file, or a directory with train/valid/test.
+    #[arg(long)]
+    pub corpus: Option<String>,
+    /// Where to write the checkpoint.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A JSON training config; flags given as well override its fields.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Continue the run saved at --out (its config, weights, vocabulary and optimiser state).
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Train for this many passes over the data instead of --steps.
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    #[arg(long)]
+    pub vocab_size: Option<usize>,
+    #[arg(long)]
+    pub min_frequency: Option<u64>,
+    #[arg(long)]
+    pub embed_dim: Option<usize>,
+    #[arg(long)]
+    pub hidden_dim: Option<usize>,
+    /// Bits (binary kinds) or dimensions.
+    #[arg(long)]
+    pub latent_dim: Option<usize>,
+    /// Encoder summary: last, mean or attention.
+    #[arg(long)]
+    pub summary: Option<Summary>,
+    /// Also feed z to every decoder step through a highway layer.
+    #[arg(long)]
+    pub z_every_step: bool,
+    #[arg(long)]
+    pub gumbel_temperature: Option<f64>,
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    #[arg(long)]
+    pub batch_tokens: Option<usize>,
+    #[arg(long)]
+    pub max_batch: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Clip the global gradient norm (0 disables).
+    #[arg(long)]
+    pub clip_norm: Option<f64>,
+    #[arg(long)]
+    pub word_dropout: Option<f64>,
+    /// Anneal word dropout linearly to this rate over --word-dropout-steps.
+    #[arg(long)]
+    pub word_dropout_end: Option<f64>,
+    #[arg(long)]
+    pub word_dropout_steps: Option<u64>,
+    /// KL annealing: none, linear or logistic.
+    #[arg(long)]
+    pub kl_anneal: Option<KlAnneal>,
+    #[arg(long)]
+    pub kl_anneal_steps: Option<u64>,
+    #[arg(long)]
+    pub kl_weight: Option<f64>,
+    /// Weight of the mutual-information term (0: off).
+    #[arg(long)]
+    pub mi_weight: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub valid_every: Option<u64>,
+    #[arg(long)]
+    pub valid_sentences: Option<usize>,
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Store weights in half precision (half the file size).
+    #[arg(long)]
+    pub half: bool,
+    /// Print a plain progress line every N steps when stderr is not a terminal.
+    #[arg(long, default_value_t = 100)]
+    pub log_every: u64,
+}
+
+fn parse_code_mode(s: &str) -> std::result::Result<crate::model::CodeMode, String> {
+    crate::model::CodeMode::ALL
+        .into_iter()
+        .find(|m| m.name() == s)
+        .ok_or_else(|| format!("unknown code mode `{s}` (expected mean, rounded or sample)"))
+}
+
+/// The shipped checkpoint: relative to the working directory, else to the source tree.
+pub fn default_checkpoint() -> PathBuf {
+    let here = PathBuf::from(DEFAULT_CHECKPOINT);
+    if here.exists() {
+        return here;
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CHECKPOINT);
+    if built.exists() {
+        built
+    } else {
+        here
+    }
+}
+
+fn resolve(ckpt: &Option<PathBuf>) -> PathBuf {
+    ckpt.clone().unwrap_or_else(default_checkpoint)
+}
+
+fn load_engine(ckpt: &Option<PathBuf>) -> Result<Engine> {
+    Engine::load(&resolve(ckpt), &Device::Cpu)
+}
+
+/// Sets the kernel thread count before any pool starts.
+pub fn set_threads(n: usize) {
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    if let Some(n) = cli.threads {
+        set_threads(n.max(1));
+    }
+    match cli.command {
+        None => {
+            let engine = load_engine(&cli.checkpoint)?;
+            print!("{}", engine.summary());
+            println!("(the interactive explorer is not built yet; see `latent-tui --help`)");
+            Ok(())
+        }
+        Some(Command::Info { checkpoint, json }) => info(&checkpoint, json),
+        Some(Command::Corpus {
+            source: CorpusSource::Wordnet { dir, out },
+        }) => {
+            let report = crate::corpus::convert_wordnet(&dir, &out)?;
+            println!(
+                "wrote {} (train {}, valid {}, test {}; {} labels; {} duplicates and {} pieces outside 5–30 words dropped)",
+                out.display(),
+                report.per_split[0],
+                report.per_split[1],
+                report.per_split[2],
+                report.labels,
+                report.duplicates,
+                report.out_of_range
+            );
+            Ok(())
+        }
+        Some(Command::Train(args)) => train(*args),
+        Some(Command::Eval(args)) => eval(args),
+        Some(Command::Encode {
+            checkpoint,
+            mode,
+            seed,
+        }) => encode(&checkpoint, mode, seed),
+        Some(Command::Decode {
+            checkpoint,
+            strategy,
+            json,
+        }) => decode(&checkpoint, &strategy, json),
+        Some(Command::Bench { steps, warmup }) => {
+            let opts = crate::bench::BenchOptions {
+                steps,
+                warmup,
+                ..Default::default()
+            };
+            let report = crate::bench::run(&opts, &mut |m| eprintln!("{m}"))?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Some(Command::Path {
+            checkpoint,
+            a,
+            b,
+            seed,
+            steps,
+            slerp,
+            json,
+        }) => path(&checkpoint, &a, &b, seed, steps, slerp, json),
+        Some(Command::Sample {
+            checkpoint,
+            count,
+            seed,
+            temperature,
+            prior,
+            json,
+        }) => sample(&checkpoint, count, seed, temperature, &prior, json),
+        Some(Command::Flip {
+            checkpoint,
+            sentence,
+            bits,
+            json,
+        }) => flip(&checkpoint, &sentence, &bits, json),
+    }
+}
+
+fn info(ckpt: &Option<PathBuf>, json: bool) -> Result<()> {
+    let path = resolve(ckpt);
+    if json {
+        let c = Checkpoint::read(&path, &Device::Cpu)?;
+        let shapes: serde_json::Map<String, serde_json::Value> = c
+            .tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), json!(t.dims())))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "path": path, "config": c.config, "provenance": c.provenance,
+                "vocab_size": c.vocab.len(), "stored_dtype": c.stored_dtype, "bytes": c.file_bytes, "tensors": shapes,
+            }))?
+        );
+    } else {
+        print!("{}", load_engine(ckpt)?.summary());
+    }
+    Ok(())
+}
+
+fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
+    let mut cfg = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading training config {}", p.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a valid training config", p.display()))?
+        }
+        None => TrainConfig::default(),
+    };
+    if args.resume {
+        let out = args
+            .out
+            .clone()
+            .or_else(|| args.config.as_ref().map(|_| cfg.out.clone()));
+        let out = out.context("--resume needs --out (the checkpoint to continue)")?;
+        if out.exists() {
+            let ckpt = Checkpoint::read(&out, &Device::Cpu)?;
+            let stored = ckpt
+                .provenance
+                .train_config
+                .context("the checkpoint has no training config to resume")?;
+            cfg = serde_json::from_value(stored)
+                .context("the checkpoint's training config is unreadable")?;
+        }
+        cfg.out = out;
+        cfg.resume = true;
+    }
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(v) = args.$field.clone() { cfg.$field = v; } )* };
+    }
+    set!(
+        kind,
+        corpus,
+        out,
+        steps,
+        vocab_size,
+        min_frequency,
+        embed_dim,
+        hidden_dim,
+        latent_dim,
+        summary,
+        gumbel_temperature,
+        max_len,
+        batch_tokens,
+        max_batch,
+        lr,
+        weight_decay,
+        clip_norm,
+        word_dropout,
+        word_dropout_steps,
+        kl_anneal,
+        kl_anneal_steps,
+        kl_weight,
+        mi_weight,
+        seed,
+        valid_every,
+        valid_sentences,
+        checkpoint_every
+    );
+    if args.word_dropout_end.is_some() {
+        cfg.word_dropout_end = args.word_dropout_end;
+    }
+    if args.z_every_step {
+        cfg.z_every_step = true;
+    }
+    if args.half {
+        cfg.half = true;
+    }
+    if let Some(epochs) = args.epochs {
+        let corpus = Corpus::load(
+            &cfg.corpus,
+            &LoadOptions {
+                min_words: 1,
+                max_words: cfg.max_len,
+            },
+        )?;
+        let lengths: Vec<usize> = corpus
+            .train
+            .iter()
+            .map(|e| e.text.split(' ').count())
+            .collect();
+        let per_epoch =
+            crate::data::length_batches(&lengths, cfg.batch_tokens, cfg.max_batch).len();
+        cfg.steps = ((epochs * per_epoch as f64).ceil() as u64).max(1);
+    }
+    Ok(cfg)
+}
+
+fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let cfg = train_config(&args)?;
+    let control = TrainControl::default();
+    {
+        // Ctrl-C stops after the current step and saves a checkpoint; a second one kills.
+        let control = control.clone();
+        let _ = ctrlc::set_handler(move || {
+            if control.is_cancelled() {
+                std::process::exit(130);
+            }
+            eprintln!("\nstopping after this step (Ctrl-C again to abort without saving)…");
+            control.cancel();
+        });
+    }
+    let (tx, rx) = mpsc::channel();
+    let worker = {
+        let cfg = cfg.clone();
+        let control = control.clone();
+        std::thread::spawn(move || crate::train::train(&cfg, tx, &control))
+    };
+    let interactive = std::io::stderr().is_terminal();
+    let bar = ProgressBar::new(cfg.steps);
+    if interactive {
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("valid template"),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let say = |line: String| {
+        if interactive {
+            bar.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+    };
+    eprintln!(
+        "training a `{}` model on `{}` → {}",
+        cfg.kind,
+        cfg.corpus,
+        cfg.out.display()
+    );
+    for event in rx {
+        match event {
+            TrainEvent::Started {
+                start_step,
+                total_steps,
+                train_sentences,
+                valid_sentences,
+                batches_per_epoch,
+                parameters,
+                notes,
+            } => {
+                for n in notes {
+                    say(n);
+                }
+                say(format!(
+                    "{parameters} parameters; {train_sentences} training / {valid_sentences} validation sentences; {batches_per_epoch} batches per epoch; steps {start_step}→{total_steps}"
+                ));
+                bar.set_position(start_step);
+            }
+            TrainEvent::Step(s) => {
+                bar.set_position(s.step);
+                let msg = format!(
+                    "loss {:.3} nll {:.3} kl {:.2} ppl {:.1} | {:.0} tok/s | ETA {}",
+                    s.loss,
+                    s.nll_per_token,
+                    s.kl,
+                    s.ppl,
+                    s.tokens_per_sec,
+                    fmt_secs(s.eta_secs)
+                );
+                if !interactive && (s.step % args.log_every.max(1) == 0 || s.step == 1) {
+                    eprintln!("step {}/{} epoch {} {msg}", s.step, s.total_steps, s.epoch);
+                }
+                bar.set_message(msg);
+            }
+            TrainEvent::Valid(v) => say(format!(
+                "step {}: validation ppl {:.2} (nll/token {:.3}, kl {:.2})",
+                v.step, v.ppl, v.nll_per_token, v.kl
+            )),
+            TrainEvent::Reconstructions { pairs, .. } => {
+                for (a, b) in pairs {
+                    say(format!("    {a}\n  → {b}"));
+                }
+            }
+            TrainEvent::Checkpoint { step, path } => {
+                say(format!("step {step}: saved {}", path.display()))
+            }
+            TrainEvent::Paused(p) => say(if p { "paused".into() } else { "resumed".into() }),
+            TrainEvent::Finished(o) => {
+                bar.finish_and_clear();
+                eprintln!(
+                    "{} after {} steps; checkpoint {}",
+                    if o.cancelled { "stopped" } else { "finished" },
+                    o.steps_done,
+                    o.path.display()
+                );
+            }
+        }
+    }
+    bar.finish_and_clear();
+    worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the training thread panicked"))?
+        .map(|_| ())
+}
+
+fn corpus_for(engine: &Engine, spec: &Option<String>) -> Result<Corpus> {
+    let spec = match spec {
+        Some(s) => s.clone(),
+        None => {
+            let c = &engine.provenance.corpus;
+            if c.is_empty() || c == "wordnet" {
+                "wordnet".to_string()
+            } else {
+                bail!("the checkpoint was trained on `{c}`; pass --corpus PATH to evaluate on it")
+            }
+        }
+    };
+    Corpus::load(
+        &spec,
+        &LoadOptions {
+            min_words: 1,
+            max_words: usize::MAX,
+        },
+    )
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    let engine = load_engine(&args.checkpoint)?;
+    let split: Split = args.split.parse().map_err(anyhow::Error::msg)?;
+    let corpus = corpus_for(&engine, &args.corpus)?;
+    let mut ids = encode_examples(&engine.vocab, corpus.split(split), engine.max_len());
+    if let Some(n) = args.max_sentences {
+        ids.truncate(n);
+    }
+    if ids.is_empty() {
+        bail!("the {split} split of `{}` has no sentences", corpus.name);
+    }
+    let opts = EvalOptions {
+        flip_sentences: args.flip_sentences,
+        seed: args.seed,
+    };
+    let bar = ProgressBar::new(1000);
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            ProgressStyle::with_template("evaluating {bar:30} {percent}%").expect("valid template"),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let report = evaluate(&engine.model, &ids, &opts, &mut |f| {
+        bar.set_position((f * 1000.0) as u64)
+    })?;
+    bar.finish_and_clear();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"checkpoint": engine.path, "corpus": corpus.name, "split": split.to_string(), "report": report})
+            )?
+        );
+    } else {
+        print_report(&engine, &corpus.name, split, &report);
+    }
+    Ok(())
+}
+
+fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
+    println!("{}", engine.path.display());
+    println!("  {}", engine.config.describe());
+    println!(
+        "  {corpus} / {split}: {} sentences, {} target tokens (words + <eos>)",
+        r.sentences, r.tokens
+    );
+    for (mode, ppl) in &r.ppl {
+        println!(
+            "  perplexity ({mode:>7} code): {ppl:9.3}   NLL/sentence {:.3} nats",
+            r.nll_per_sentence[mode]
+        );
+    }
+    if r.kind.has_latent() {
+        println!("  KL to the prior: {:.3} nats/sentence", r.kl_per_sentence);
+    }
+    if let Some(b) = &r.bits {
+        let (lo, hi) = b
+            .means
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), &m| (l.min(m), h.max(m)));
+        println!("  bit means (rounded code): min {lo:.3}, max {hi:.3}");
+        println!(
+            "  flip one bit ({} sentences, base ppl {:.3}):",
+            b.flip_sentences, b.base_ppl
+        );
+        for (j, (p, g)) in b.flip_ppl.iter().zip(&b.flip_growth).enumerate() {
+            println!(
+                "    bit {j:3}: mean {:.3}  ppl {p:9.3}  growth {:+7.2}%",
+                b.means[j],
+                g * 100.0
+            );
+        }
+        let l = b.correlation.len();
+        let mut max_off: f64 = 0.0;
+        for i in 0..l {
+            for j in 0..l {
+                if i != j {
+                    max_off = max_off.max(b.correlation[i][j].abs());
+                }
+            }
+        }
+        println!(
+            "  code correlation: largest |off-diagonal| {max_off:.3} (full matrix with --json)"
+        );
+    }
+    if let Some(g) = &r.gaussian {
+        println!(
+            "  active units: {} of {} (Var[μ] > {})",
+            g.active_units,
+            g.kl_per_dim.len(),
+            g.active_threshold
+        );
+        let kl: Vec<String> = g.kl_per_dim.iter().map(|k| format!("{k:.2}")).collect();
+        println!("  KL per dimension: {}", kl.join(" "));
+    }
+}
+
+fn read_stdin_lines() -> Result<Vec<String>> {
+    let stdin = std::io::stdin();
+    let mut lines = Vec::new();
+    for (i, raw) in stdin.lock().split(b'\n').enumerate() {
+        let raw = raw.context("reading standard input")?;
+        match String::from_utf8(raw) {
+            Ok(s) => lines.push(s.trim_end_matches('\r').to_string()),
+            Err(_) => eprintln!("line {}: not UTF-8, skipped", i + 1),
+        }
+    }
+    Ok(lines)
+}
+
+fn encode(ckpt: &Option<PathBuf>, mode: crate::model::CodeMode, seed: u64) -> Result<()> {
+    let engine = load_engine(ckpt)?;
+    let binary = engine.kind().is_binary();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    for (i, line) in read_stdin_lines()?.into_iter().enumerate() {
+        let tok = engine.tokenize(&line);
+        if tok.ids.is_empty() {
+            eprintln!("line {}: no words, skipped", i + 1);
+            continue;
+        }
+        let enc = engine.encode(std::slice::from_ref(&tok.ids))?.remove(0);
+        let code: Vec<f32> = match mode {
+            crate::model::CodeMode::Rounded => enc.deterministic_code(binary),
+            crate::model::CodeMode::Mean => enc.mean.clone(),
+            crate::model::CodeMode::Sample => {
+                let std = enc.std.clone();
+                if binary {
+                    explore::prior_samples(
+                        &Prior::BitMeans(enc.mean.clone()),
+                        enc.mean.len(),
+                        1,
+                        &mut rng,
+                    )
+                    .remove(0)
+                } else if let Some(std) = std {
+                    let eps = explore::prior_samples(
+                        &Prior::Gaussian { temperature: 1.0 },
+                        enc.mean.len(),
+                        1,
+                        &mut rng,
+                    )
+                    .remove(0);
+                    enc.mean
+                        .iter()
+                        .zip(&std)
+                        .zip(eps)
+                        .map(|((m, s), e)| m + s * e)
+                        .collect()
+                } else {
+                    enc.mean.clone()
+                }
+            }
+        };
+        let mut obj = json!({"text": engine.words(&tok.ids), "kl": enc.kl});
+        if binary && mode != crate::model::CodeMode::Mean {
+            obj["code"] = json!(explore::bit_string(&code));
+            obj["p"] = json!(enc.mean);
+        } else {
+            obj["code"] = json!(code);
+            if let Some(s) = enc.std {
+                obj["std"] = json!(s);
+            }
+        }
+        if !tok.unknown.is_empty() {
+            obj["unknown"] = json!(tok.unknown);
+        }
+        if tok.truncated > 0 {
+            obj["truncated_words"] = json!(tok.truncated);
+        }
+        writeln!(out, "{obj}")?;
+    }
+    Ok(())
+}
+
+/// Parses a code line: "0101…", a JSON array of numbers, or a JSON object with a `code` field.
+fn parse_code_line(line: &str) -> Result<Vec<f32>> {
+    let t = line.trim();
+    if t.starts_with('{') || t.starts_with('[') {
+        let v: serde_json::Value = serde_json::from_str(t).context("invalid JSON")?;
+        let code = if v.is_object() {
+            v.get("code")
+                .cloned()
+                .context("JSON object without a `code` field")?
+        } else {
+            v
+        };
+        return match code {
+            serde_json::Value::String(s) => explore::parse_bits(&s).map_err(anyhow::Error::msg),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .map(|x| {
+                    x.as_f64()
+                        .map(|f| f as f32)
+                        .context("code entries must be numbers")
+                })
+                .collect(),
+            _ => bail!("`code` must be a bit string or an array of numbers"),
+        };
+    }
+    explore::parse_bits(t).map_err(anyhow::Error::msg)
+}
+
+fn decode(ckpt: &Option<PathBuf>, strategy: &StrategyArgs, json_out: bool) -> Result<()> {
+    let engine = load_engine(ckpt)?;
+    let mut rng = StdRng::seed_from_u64(strategy.seed);
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    for (i, line) in read_stdin_lines()?.into_iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let code = parse_code_line(&line).with_context(|| format!("line {}", i + 1))?;
+        if code.len() != engine.latent_dim() {
+            bail!(
+                "line {}: the code has {} dimensions, the model expects {}",
+                i + 1,
+                code.len(),
+                engine.latent_dim()
+            );
+        }
+        let text = engine
+            .decode(std::slice::from_ref(&code), strategy.strategy(), &mut rng)?
+            .remove(0);
+        if json_out {
+            writeln!(out, "{}", json!({"code": line.trim(), "text": text}))?;
+        } else {
+            writeln!(out, "{text}")?;
+        }
+    }
+    Ok(())
+}
+
+fn encode_one(engine: &Engine, text: &str) -> Result<(Vec<u32>, crate::engine::Encoding)> {
+    let tok = engine.tokenize(text);
+    if tok.ids.is_empty() {
+        bail!("`{text}` has no words");
+    }
+    let enc = engine.encode(std::slice::from_ref(&tok.ids))?.remove(0);
+    Ok((tok.ids, enc))
+}
+
+fn path(
+    ckpt: &Option<PathBuf>,
+    a: &str,
+    b: &str,
+    seed: u64,
+    steps: usize,
+    slerp: bool,
+    json_out: bool,
+) -> Result<()> {
+    let engine = load_engine(ckpt)?;
+    if !engine.kind().has_latent() {
+        bail!("an `lm` model has no latent space to walk");
+    }
+    let binary = engine.kind().is_binary();
+    let (_, ea) = encode_one(&engine, a)?;
+    let (_, eb) = encode_one(&engine, b)?;
+    let (ca, cb) = (ea.deterministic_code(binary), eb.deterministic_code(binary));
+    let mut rng = StdRng::seed_from_u64(seed);
+    let points: Vec<(Option<usize>, Vec<f32>)> = if binary {
+        explore::hamming_path(&ca, &cb, &mut rng)
+            .into_iter()
+            .map(|s| (s.flipped, s.code))
+            .collect()
+    } else if slerp {
+        explore::slerp_path(&ca, &cb, steps)
+            .into_iter()
+            .map(|c| (None, c))
+            .collect()
+    } else {
+        explore::lerp_path(&ca, &cb, steps)
+            .into_iter()
+            .map(|c| (None, c))
+            .collect()
+    };
+    let codes: Vec<Vec<f32>> = points.iter().map(|p| p.1.clone()).collect();
+    let texts = engine.decode(&codes, Strategy::Greedy, &mut rng)?;
+    if json_out {
+        let steps: Vec<_> = points
+            .iter()
+            .zip(&texts)
+            .map(|((f, c), t)| json!({"flipped": f, "code": if binary { json!(explore::bit_string(c)) } else { json!(c) }, "text": t}))
+            .collect();
+        let mut obj = json!({"a": a, "b": b, "seed": seed, "steps": steps});
+        if binary {
+            obj["distance"] = json!(explore::hamming(&ca, &cb));
+        }
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+    } else {
+        if binary {
+            println!(
+                "Hamming distance {} (seed {seed})",
+                explore::hamming(&ca, &cb)
+            );
+        }
+        for (i, ((f, c), t)) in points.iter().zip(&texts).enumerate() {
+            let what = match f {
+                Some(bit) => format!("flip {bit:3}"),
+                None if i == 0 => "start   ".into(),
+                None => format!("t={:.2}  ", i as f32 / (points.len() - 1).max(1) as f32),
+            };
+            if binary {
+                println!("{i:3} {what} {} {t}", explore::bit_string(c));
+            } else {
+                println!("{i:3} {what} {t}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Each bit's mean over (up to 2000) validation sentences of the checkpoint's corpus.
+fn corpus_bit_means(engine: &Engine) -> Result<Vec<f32>> {
+    let corpus = corpus_for(engine, &None)?;
+    let mut ids = encode_examples(&engine.vocab, corpus.split(Split::Valid), engine.max_len());
+    ids.truncate(2000);
+    let encs = engine.encode(&ids)?;
+    let l = engine.latent_dim();
+    let mut means = vec![0f32; l];
+    for e in &encs {
+        for (m, c) in means.iter_mut().zip(e.deterministic_code(true)) {
+            *m += c / encs.len() as f32;
+        }
+    }
+    Ok(means)
+}
+
+fn sample(
+    ckpt: &Option<PathBuf>,
+    n: usize,
+    seed: u64,
+    temperature: f32,
+    prior: &str,
+    json_out: bool,
+) -> Result<()> {
+    let engine = load_engine(ckpt)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let kind = engine.kind();
+    let codes: Vec<Vec<f32>> = if !kind.has_latent() {
+        vec![Vec::new(); n]
+    } else if kind.is_binary() {
+        let p = match prior {
+            "uniform" => Prior::UniformBits,
+            "means" => Prior::BitMeans(corpus_bit_means(&engine)?),
+            other => bail!("unknown prior `{other}` (expected uniform or means)"),
+        };
+        explore::prior_samples(&p, engine.latent_dim(), n, &mut rng)
+    } else {
+        explore::prior_samples(
+            &Prior::Gaussian { temperature },
+            engine.latent_dim(),
+            n,
+            &mut rng,
+        )
+    };
+    let texts = if kind.has_latent() {
+        engine.decode(&codes, Strategy::Greedy, &mut rng)?
+    } else {
+        let ids = crate::model::decode::decode(
+            &engine.model,
+            None,
+            n,
+            Strategy::Sample {
+                temperature: temperature as f64,
+            },
+            engine.max_len(),
+            &mut rng,
+        )?;
+        ids.iter().map(|s| engine.vocab.decode(s)).collect()
+    };
+    if json_out {
+        let rows: Vec<_> = codes
+            .iter()
+            .zip(&texts)
+            .map(|(c, t)| json!({"code": if kind.is_binary() { json!(explore::bit_string(c)) } else { json!(c) }, "text": t}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"seed": seed, "samples": rows}))?
+        );
+    } else {
+        println!("seed {seed}");
+        for (c, t) in codes.iter().zip(&texts) {
+            if kind.is_binary() {
+                println!("{} {t}", explore::bit_string(c));
+            } else {
+                println!("{t}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn flip(ckpt: &Option<PathBuf>, sentence: &str, bits: &[usize], json_out: bool) -> Result<()> {
+    let engine = load_engine(ckpt)?;
+    if !engine.kind().is_binary() {
+        bail!(
+            "flip works on binary codes; this is a `{}` model",
+            engine.kind()
+        );
+    }
+    let (ids, enc) = encode_one(&engine, sentence)?;
+    let code = enc.deterministic_code(true);
+    let l = code.len();
+    if let Some(&bad) = bits.iter().find(|&&b| b >= l) {
+        bail!(
+            "bit {bad} is out of range: the code has {l} bits (0–{})",
+            l - 1
+        );
+    }
+    let tokens = (ids.len() + 1) as f64;
+    let mut all = vec![code.clone()];
+    all.extend((0..l).map(|j| explore::flip(&code, j)));
+    let nll = engine.score(&all, &ids)?;
+    let ppl: Vec<f64> = nll.iter().map(|&n| (n as f64 / tokens).exp()).collect();
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut decode_codes = vec![code.clone()];
+    decode_codes.extend(bits.iter().map(|&b| explore::flip(&code, b)));
+    let texts = engine.decode(&decode_codes, Strategy::Greedy, &mut rng)?;
+    if json_out {
+        let flips: Vec<_> = bits
+            .iter()
+            .zip(&texts[1..])
+            .map(|(&b, t)| json!({"bit": b, "code": explore::bit_string(&explore::flip(&code, b)), "text": t, "ppl": ppl[b + 1]}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "sentence": engine.words(&ids), "code": explore::bit_string(&code), "decoding": texts[0],
+                "ppl": ppl[0], "flips": flips, "per_bit_ppl": &ppl[1..],
+            }))?
+        );
+    } else {
+        println!("sentence  {}", engine.words(&ids));
+        println!("code      {}", explore::bit_string(&code));
+        println!("decoding  {}", texts[0]);
+        println!("perplexity {:.3}", ppl[0]);
+        for (&b, t) in bits.iter().zip(&texts[1..]) {
+            println!("flip {b:3}  ppl {:9.3}  → {t}", ppl[b + 1]);
+        }
+        println!("per-bit perplexity (sentence under the code with that bit flipped):");
+        let max = ppl[1..].iter().cloned().fold(ppl[0], f64::max);
+        for j in 0..l {
+            let w = ((ppl[j + 1] / max) * 40.0).round() as usize;
+            println!("  {j:3} {:9.3} {}", ppl[j + 1], "█".repeat(w));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! A loaded model with its vocabulary: the high-level, sentence-in / sentence-out API that the
+//! command line, the explorer and library users share.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use rand::rngs::StdRng;
+
+use crate::checkpoint::{Checkpoint, Provenance};
+use crate::data::length_batches;
+use crate::model::decode::{decode, Strategy};
+use crate::model::{
+    Built, CodeMode, LatentKind, LatentParams, ModelConfig, SeqAutoencoder, TokenBatch,
+};
+use crate::vocab::{Vocab, UNK};
+
+/// Word ids of a sentence as the model will see them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokenized {
+    pub ids: Vec<u32>,
+    /// Words not in the vocabulary (shown as <unk>).
+    pub unknown: Vec<String>,
+    /// Words cut off beyond the model's maximum length.
+    pub truncated: usize,
+}
+
+/// The encoder's view of one sentence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoding {
+    /// Binary kinds: bit probabilities p; gaussian: μ; bottleneck: z.
+    pub mean: Vec<f32>,
+    /// Gaussian: σ per dimension.
+    pub std: Option<Vec<f32>>,
+    /// KL to the prior (nats).
+    pub kl: f32,
+}
+
+impl Encoding {
+    /// The code under `mode` (binary: rounded bits; gaussian: μ) without randomness.
+    pub fn deterministic_code(&self, binary: bool) -> Vec<f32> {
+        if binary {
+            self.mean
+                .iter()
+                .map(|&p| if p >= 0.5 { 1.0 } else { 0.0 })
+                .collect()
+        } else {
+            self.mean.clone()
+        }
+    }
+}
+
+pub struct Engine {
+    pub model: SeqAutoencoder,
+    pub vocab: Vocab,
+    pub config: ModelConfig,
+    pub provenance: Provenance,
+    pub path: PathBuf,
+    pub stored_dtype: String,
+    pub file_bytes: u64,
+    pub varmap: VarMap,
+    pub device: Device,
+}
+
+impl Engine {
+    /// Loads a checkpoint; every failure is an error naming the file and the problem.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let ckpt = Checkpoint::read(path, device)?;
+        let ModelConfig::Seq(cfg) = &ckpt.config;
+        let built = Built::seq(cfg, 0, device).with_context(|| {
+            format!(
+                "`{}`: cannot build the model its config describes",
+                path.display()
+            )
+        })?;
+        ckpt.assign_to(&built.varmap)?;
+        Ok(Self {
+            model: built.model,
+            vocab: ckpt.vocab,
+            config: ckpt.config,
+            provenance: ckpt.provenance,
+            path: path.to_path_buf(),
+            stored_dtype: ckpt.stored_dtype,
+            file_bytes: ckpt.file_bytes,
+            varmap: built.varmap,
+            device: device.clone(),
+        })
+    }
+
+    pub fn kind(&self) -> LatentKind {
+        self.model.kind()
+    }
+
+    pub fn latent_dim(&self) -> usize {
+        if self.kind().has_latent() {
+            self.model.cfg.latent_dim
+        } else {
+            0
+        }
+    }
+
+    pub fn max_len(&self) -> usize {
+        self.model.cfg.max_len
+    }
+
+    /// Normalises and maps a raw sentence to word ids, truncated to the model's maximum length.
+    pub fn tokenize(&self, text: &str) -> Tokenized {
+        let normalized = crate::corpus::normalize(text);
+        let words: Vec<&str> = normalized.split(' ').filter(|w| !w.is_empty()).collect();
+        let max = self.max_len();
+        let truncated = words.len().saturating_sub(max);
+        let mut ids = Vec::with_capacity(words.len().min(max));
+        let mut unknown = Vec::new();
+        for w in words.iter().take(max) {
+            match self.vocab.id(w) {
+                Some(id) => ids.push(id),
+                None => {
+                    ids.push(UNK);
+                    unknown.push(w.to_string());
+                }
+            }
+        }
+        Tokenized {
+            ids,
+            unknown,
+            truncated,
+        }
+    }
+
+    /// The words the model sees for `ids` (unknown words as <unk>).
+    pub fn words(&self, ids: &[u32]) -> String {
+        self.vocab.decode(ids)
+    }
+
+    /// Encodes sentences (word ids), batching equal lengths together; output is in input order.
+    pub fn encode(&self, sentences: &[Vec<u32>]) -> Result<Vec<Encoding>> {
+        if !self.kind().has_latent() {
+            bail!("an `lm` model has no encoder, so sentences have no code");
+        }
+        if let Some(i) = sentences.iter().position(|s| s.is_empty()) {
+            bail!("sentence {} has no words to encode", i + 1);
+        }
+        let lengths: Vec<usize> = sentences.iter().map(|s| s.len()).collect();
+        let mut out = vec![None; sentences.len()];
+        for batch in length_batches(&lengths, 4096, 256) {
+            let rows: Vec<&[u32]> = batch.iter().map(|&i| sentences[i].as_slice()).collect();
+            let tb = TokenBatch::new(&rows, None, &self.device)?;
+            let params = self.model.encode(&tb.src)?;
+            let encs = encodings(&params)?;
+            for (slot, enc) in batch.iter().zip(encs) {
+                out[*slot] = Some(enc);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|e| e.expect("every sentence encoded"))
+            .collect())
+    }
+
+    /// Decodes each code (empty codes for `lm`, which then samples/greedily generates).
+    pub fn decode(
+        &self,
+        codes: &[Vec<f32>],
+        strategy: Strategy,
+        rng: &mut StdRng,
+    ) -> Result<Vec<String>> {
+        let ids = self.decode_ids(codes, strategy, rng)?;
+        Ok(ids.iter().map(|s| self.vocab.decode(s)).collect())
+    }
+
+    pub fn decode_ids(
+        &self,
+        codes: &[Vec<f32>],
+        strategy: Strategy,
+        rng: &mut StdRng,
+    ) -> Result<Vec<Vec<u32>>> {
+        if codes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let z = self.codes_tensor(codes)?;
+        Ok(decode(
+            &self.model,
+            z.as_ref(),
+            codes.len(),
+            strategy,
+            self.max_len(),
+            rng,
+        )?)
+    }
+
+    /// Teacher-forced NLL (nats, summed over the words and <eos>) of one sentence under each of
+    /// many codes, in one batch: this is what per-bit perplexity bars are made of.
+    pub fn score(&self, codes: &[Vec<f32>], sentence: &[u32]) -> Result<Vec<f32>> {
+        if sentence.is_empty() {
+            bail!("cannot score an empty sentence");
+        }
+        if codes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<&[u32]> = vec![sentence; codes.len()];
+        let tb = TokenBatch::new(&rows, None, &self.device)?;
+        let z = self.codes_tensor(codes)?;
+        let (nll, _) = self.model.sentence_nll(z.as_ref(), &tb)?;
+        Ok(nll.to_vec1::<f32>()?)
+    }
+
+    fn codes_tensor(&self, codes: &[Vec<f32>]) -> Result<Option<Tensor>> {
+        if !self.kind().has_latent() {
+            return Ok(None);
+        }
+        let l = self.latent_dim();
+        if let Some(bad) = codes.iter().find(|c| c.len() != l) {
+            bail!(
+                "a code has {} dimensions but the model's latent has {l}",
+                bad.len()
+            );
+        }
+        let flat: Vec<f32> = codes.iter().flatten().copied().collect();
+        Ok(Some(Tensor::from_vec(
+            flat,
+            (codes.len(), l),
+            &self.device,
+        )?))
+    }
+
+    /// A summary of the checkpoint for `latent-tui info` and the explorer's title.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{}\n  {}\n  vocabulary {} words, max length {}, weights stored as {} ({:.1} MB), {} parameters\n",
+            self.path.display(),
+            self.config.describe(),
+            self.vocab.len(),
+            self.max_len(),
+            self.stored_dtype,
+            self.file_bytes as f64 / 1e6,
+            crate::model::parameter_count(&self.varmap)
+        );
+        let p = &self.provenance;
+        s += &format!(
+            "  trained {} steps on `{}` (seed {}, corpus sha256 {})\n",
+            p.step,
+            p.corpus,
+            p.seed,
+            short(&p.corpus_hash)
+        );
+        if !p.metrics.is_empty() {
+            let m: Vec<String> = p
+                .metrics
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.3}"))
+                .collect();
+            s += &format!("  last metrics: {}\n", m.join(", "));
+        }
+        s
+    }
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+/// Per-row encodings from the latent head's parameters.
+pub fn encodings(params: &LatentParams) -> Result<Vec<Encoding>> {
+    let mean = params.mean()?.to_vec2::<f32>()?;
+    let std = match &params.logvar {
+        Some(lv) => Some((lv * 0.5)?.exp()?.to_vec2::<f32>()?),
+        None => None,
+    };
+    let kl = params.kl()?.to_vec1::<f32>()?;
+    Ok(mean
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| Encoding {
+            mean: m,
+            std: std.as_ref().map(|s| s[i].clone()),
+            kl: kl[i],
+        })
+        .collect())
+}
+
+/// Codes of a batch under a mode, as rows.
+pub fn codes(params: &LatentParams, mode: CodeMode, rng: &mut StdRng) -> Result<Vec<Vec<f32>>> {
+    Ok(params.code(mode, rng)?.to_vec2::<f32>()?)
+}

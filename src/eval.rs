@@ -1,0 +1,380 @@
+//! Measuring a model on a corpus split.
+//!
+//! Perplexity is corpus-level: `exp(Σ NLL / Σ tokens)`, where each sentence's NLL is summed
+//! over its words and the closing <eos> (the <bos> input is not predicted), in nats. It is
+//! reported with z read three ways: the mean (p or μ), the rounded code (bits, or μ) and a
+//! sample. For the binary kinds the report adds each bit's mean, the perplexity when that one
+//! bit is flipped in every sentence's rounded code, and the correlation matrix of the rounded
+//! codes; for gaussian models the KL per dimension and the number of active units.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use candle_core::{DType, Tensor};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::Serialize;
+
+use crate::data::length_batches;
+use crate::model::{CodeMode, LatentKind, SeqAutoencoder, TokenBatch};
+
+/// Summed NLL and KL over a set of sentences.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SplitScore {
+    pub sentences: usize,
+    /// Target tokens: words plus one <eos> per sentence.
+    pub tokens: usize,
+    pub nll_sum: f64,
+    pub kl_sum: f64,
+}
+
+impl SplitScore {
+    pub fn nll_per_token(&self) -> f64 {
+        self.nll_sum / self.tokens.max(1) as f64
+    }
+    pub fn ppl(&self) -> f64 {
+        self.nll_per_token().exp()
+    }
+    pub fn nll_per_sentence(&self) -> f64 {
+        self.nll_sum / self.sentences.max(1) as f64
+    }
+    pub fn kl_per_sentence(&self) -> f64 {
+        self.kl_sum / self.sentences.max(1) as f64
+    }
+}
+
+const EVAL_BATCH_TOKENS: usize = 4096;
+const EVAL_MAX_BATCH: usize = 256;
+
+/// Teacher-forced NLL of `sentences` with the code read as `mode`.
+pub fn score_sentences(
+    model: &SeqAutoencoder,
+    sentences: &[Vec<u32>],
+    mode: CodeMode,
+    rng: &mut StdRng,
+) -> Result<SplitScore> {
+    let mut score = SplitScore::default();
+    let lengths: Vec<usize> = sentences.iter().map(|s| s.len()).collect();
+    for idx in length_batches(&lengths, EVAL_BATCH_TOKENS, EVAL_MAX_BATCH) {
+        let rows: Vec<&[u32]> = idx.iter().map(|&i| sentences[i].as_slice()).collect();
+        let batch = TokenBatch::new(&rows, None, model.device())?;
+        let z = if model.kind().has_latent() {
+            let params = model.encode(&batch.src)?;
+            score.kl_sum += params.kl()?.sum_all()?.to_scalar::<f32>()? as f64;
+            Some(params.code(mode, rng)?)
+        } else {
+            None
+        };
+        let (nll, _) = model.sentence_nll(z.as_ref(), &batch)?;
+        score.nll_sum += nll.sum_all()?.to_scalar::<f32>()? as f64;
+        score.sentences += rows.len();
+        score.tokens += batch.target_tokens();
+    }
+    Ok(score)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BitReport {
+    /// Mean of each rounded bit over the split.
+    pub means: Vec<f64>,
+    /// Mean of each bit's probability p over the split.
+    pub prob_means: Vec<f64>,
+    /// Perplexity of the rounded code on the sentences used for flipping.
+    pub base_ppl: f64,
+    /// Perplexity when bit j is flipped in every sentence's rounded code.
+    pub flip_ppl: Vec<f64>,
+    /// flip_ppl / base_ppl − 1, as a fraction (0.10 = 10% higher perplexity).
+    pub flip_growth: Vec<f64>,
+    pub flip_sentences: usize,
+    /// Pearson correlation of the rounded bits (L × L); constant bits correlate 0.
+    pub correlation: Vec<Vec<f64>>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GaussianReport {
+    /// Mean KL per dimension over the split.
+    pub kl_per_dim: Vec<f64>,
+    /// Variance over the split of each dimension's μ.
+    pub mean_variance: Vec<f64>,
+    /// Dimensions whose μ varies by more than `active_threshold` over the split.
+    pub active_units: usize,
+    pub active_threshold: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub kind: LatentKind,
+    pub sentences: usize,
+    pub tokens: usize,
+    /// Perplexity by code mode ("mean", "rounded", "sample"; "none" for lm).
+    pub ppl: BTreeMap<String, f64>,
+    /// NLL per sentence (nats) by code mode.
+    pub nll_per_sentence: BTreeMap<String, f64>,
+    /// KL to the prior per sentence (nats).
+    pub kl_per_sentence: f64,
+    pub bits: Option<BitReport>,
+    pub gaussian: Option<GaussianReport>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Sentences (the first N of the split) used for the bit-flip analysis; 0 skips it.
+    pub flip_sentences: usize,
+    pub seed: u64,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            flip_sentences: 1000,
+            seed: 0,
+        }
+    }
+}
+
+/// Full evaluation of `sentences`; `progress` receives the fraction done, from 0 to 1.
+pub fn evaluate(
+    model: &SeqAutoencoder,
+    sentences: &[Vec<u32>],
+    opts: &EvalOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Result<EvalReport> {
+    let kind = model.kind();
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let mut ppl = BTreeMap::new();
+    let mut nll_ps = BTreeMap::new();
+    let modes: Vec<CodeMode> = if kind.has_latent() {
+        CodeMode::ALL.to_vec()
+    } else {
+        vec![CodeMode::Mean]
+    };
+    let flip_n = if kind.is_binary() {
+        opts.flip_sentences.min(sentences.len())
+    } else {
+        0
+    };
+    // Work units: one pass per mode, one for code statistics, one per flipped bit (of a subset).
+    let flip_weight = flip_n as f64 / sentences.len().max(1) as f64;
+    let total = modes.len() as f64 + 1.0 + flip_weight * model.cfg.latent_dim as f64;
+    let mut done = 0.0;
+    let mut kl = 0.0;
+    let mut tokens = 0;
+    for mode in &modes {
+        let s = score_sentences(model, sentences, *mode, &mut rng)?;
+        let name = if kind.has_latent() {
+            mode.name()
+        } else {
+            "none"
+        };
+        ppl.insert(name.to_string(), s.ppl());
+        nll_ps.insert(name.to_string(), s.nll_per_sentence());
+        kl = s.kl_per_sentence();
+        tokens = s.tokens;
+        done += 1.0;
+        progress(done / total);
+    }
+    let (bits, gaussian) = if kind.has_latent() {
+        let (means_p, codes) = all_codes(model, sentences)?;
+        done += 1.0;
+        progress(done / total);
+        if kind.is_binary() {
+            let bits = bit_report(model, sentences, &means_p, &codes, flip_n, &mut |f| {
+                progress((done + f * flip_weight * model.cfg.latent_dim as f64) / total)
+            })?;
+            (Some(bits), None)
+        } else if kind == LatentKind::Gaussian {
+            (None, Some(gaussian_report(model, sentences)?))
+        } else {
+            (None, None)
+        }
+    } else {
+        (None, None)
+    };
+    progress(1.0);
+    Ok(EvalReport {
+        kind,
+        sentences: sentences.len(),
+        tokens,
+        ppl,
+        nll_per_sentence: nll_ps,
+        kl_per_sentence: kl,
+        bits,
+        gaussian,
+    })
+}
+
+/// Mean code (p or μ) and rounded code of every sentence, in input order.
+fn all_codes(
+    model: &SeqAutoencoder,
+    sentences: &[Vec<u32>],
+) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    let mut means = vec![Vec::new(); sentences.len()];
+    let mut codes = vec![Vec::new(); sentences.len()];
+    let mut rng = StdRng::seed_from_u64(0);
+    let lengths: Vec<usize> = sentences.iter().map(|s| s.len()).collect();
+    for idx in length_batches(&lengths, EVAL_BATCH_TOKENS, EVAL_MAX_BATCH) {
+        let rows: Vec<&[u32]> = idx.iter().map(|&i| sentences[i].as_slice()).collect();
+        let batch = TokenBatch::new(&rows, None, model.device())?;
+        let params = model.encode(&batch.src)?;
+        let m = params.mean()?.to_vec2::<f32>()?;
+        let c = params.code(CodeMode::Rounded, &mut rng)?.to_vec2::<f32>()?;
+        for ((&i, m), c) in idx.iter().zip(m).zip(c) {
+            means[i] = m;
+            codes[i] = c;
+        }
+    }
+    Ok((means, codes))
+}
+
+fn column_means(rows: &[Vec<f32>]) -> Vec<f64> {
+    let l = rows.first().map_or(0, |r| r.len());
+    let mut sums = vec![0f64; l];
+    for r in rows {
+        for (s, &v) in sums.iter_mut().zip(r) {
+            *s += v as f64;
+        }
+    }
+    sums.iter().map(|s| s / rows.len().max(1) as f64).collect()
+}
+
+/// Pearson correlation matrix of the columns of `rows`.
+pub fn correlation(rows: &[Vec<f32>]) -> Vec<Vec<f64>> {
+    let l = rows.first().map_or(0, |r| r.len());
+    let means = column_means(rows);
+    let mut cov = vec![vec![0f64; l]; l];
+    for r in rows {
+        for i in 0..l {
+            let di = r[i] as f64 - means[i];
+            for j in i..l {
+                cov[i][j] += di * (r[j] as f64 - means[j]);
+            }
+        }
+    }
+    let mut corr = vec![vec![0f64; l]; l];
+    for i in 0..l {
+        for j in i..l {
+            let denom = (cov[i][i] * cov[j][j]).sqrt();
+            let c = if denom > 1e-12 {
+                cov[i][j] / denom
+            } else if i == j {
+                1.0
+            } else {
+                0.0
+            };
+            corr[i][j] = c;
+            corr[j][i] = c;
+        }
+    }
+    corr
+}
+
+fn bit_report(
+    model: &SeqAutoencoder,
+    sentences: &[Vec<u32>],
+    prob_rows: &[Vec<f32>],
+    codes: &[Vec<f32>],
+    flip_n: usize,
+    progress: &mut dyn FnMut(f64),
+) -> Result<BitReport> {
+    let l = model.cfg.latent_dim;
+    let subset = &sentences[..flip_n];
+    let lengths: Vec<usize> = subset.iter().map(|s| s.len()).collect();
+    let batches = length_batches(&lengths, EVAL_BATCH_TOKENS, EVAL_MAX_BATCH);
+    let mut base = 0f64;
+    let mut flipped = vec![0f64; l];
+    let mut tokens = 0usize;
+    for (bi, idx) in batches.iter().enumerate() {
+        let rows: Vec<&[u32]> = idx.iter().map(|&i| subset[i].as_slice()).collect();
+        let batch = TokenBatch::new(&rows, None, model.device())?;
+        tokens += batch.target_tokens();
+        let code_rows: Vec<f32> = idx.iter().flat_map(|&i| codes[i].iter().copied()).collect();
+        let z = Tensor::from_vec(code_rows, (idx.len(), l), model.device())?;
+        base += model
+            .sentence_nll(Some(&z), &batch)?
+            .0
+            .sum_all()?
+            .to_scalar::<f32>()? as f64;
+        for (j, slot) in flipped.iter_mut().enumerate() {
+            // Flip column j: z' = z + mask ⊙ (1 − 2z)
+            let mut mask = vec![0f32; l];
+            mask[j] = 1.0;
+            let mask = Tensor::from_vec(mask, (1, l), model.device())?;
+            let zf = (&z + mask.broadcast_mul(&(1.0 - (&z * 2.0)?)?)?)?;
+            *slot += model
+                .sentence_nll(Some(&zf), &batch)?
+                .0
+                .sum_all()?
+                .to_scalar::<f32>()? as f64;
+        }
+        progress((bi + 1) as f64 / batches.len() as f64);
+    }
+    let t = tokens.max(1) as f64;
+    let base_ppl = (base / t).exp();
+    let flip_ppl: Vec<f64> = flipped.iter().map(|s| (s / t).exp()).collect();
+    let flip_growth = flip_ppl.iter().map(|p| p / base_ppl - 1.0).collect();
+    Ok(BitReport {
+        means: column_means(codes),
+        prob_means: column_means(prob_rows),
+        base_ppl,
+        flip_ppl,
+        flip_growth,
+        flip_sentences: flip_n,
+        correlation: correlation(codes),
+    })
+}
+
+fn gaussian_report(model: &SeqAutoencoder, sentences: &[Vec<u32>]) -> Result<GaussianReport> {
+    let l = model.cfg.latent_dim;
+    let mut kl = vec![0f64; l];
+    let mut mus: Vec<Vec<f32>> = Vec::with_capacity(sentences.len());
+    let lengths: Vec<usize> = sentences.iter().map(|s| s.len()).collect();
+    for idx in length_batches(&lengths, EVAL_BATCH_TOKENS, EVAL_MAX_BATCH) {
+        let rows: Vec<&[u32]> = idx.iter().map(|&i| sentences[i].as_slice()).collect();
+        let batch = TokenBatch::new(&rows, None, model.device())?;
+        let params = model.encode(&batch.src)?;
+        let per_dim = params
+            .kl_per_dim()?
+            .sum(0)?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
+        for (k, v) in kl.iter_mut().zip(per_dim) {
+            *k += v as f64;
+        }
+        mus.extend(params.loc.to_vec2::<f32>()?);
+    }
+    let n = sentences.len().max(1) as f64;
+    let means = column_means(&mus);
+    let mut var = vec![0f64; l];
+    for m in &mus {
+        for j in 0..l {
+            var[j] += (m[j] as f64 - means[j]).powi(2) / n;
+        }
+    }
+    let threshold = 0.01;
+    Ok(GaussianReport {
+        kl_per_dim: kl.iter().map(|k| k / n).collect(),
+        active_units: var.iter().filter(|&&v| v > threshold).count(),
+        mean_variance: var,
+        active_threshold: threshold,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn correlation_of_known_columns() {
+        let rows = vec![
+            vec![0.0, 0.0, 1.0, 1.0],
+            vec![1.0, 1.0, 0.0, 1.0],
+            vec![0.0, 0.0, 1.0, 1.0],
+            vec![1.0, 1.0, 0.0, 1.0],
+        ];
+        let c = correlation(&rows);
+        assert!((c[0][1] - 1.0).abs() < 1e-12);
+        assert!((c[0][2] + 1.0).abs() < 1e-12);
+        assert_eq!(c[0][3], 0.0, "a constant column correlates 0");
+        assert_eq!(c[3][3], 1.0);
+    }
+}

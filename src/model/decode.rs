@@ -1,0 +1,183 @@
+//! Turning codes back into words: greedy decoding, beam search and sampling with temperature.
+
+use candle_core::{Result, Tensor, D};
+use rand::rngs::StdRng;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::seq::SeqAutoencoder;
+use crate::vocab::{BOS, EOS};
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "strategy", rename_all = "kebab-case")]
+pub enum Strategy {
+    Greedy,
+    Beam { width: usize },
+    Sample { temperature: f64 },
+}
+
+impl Strategy {
+    pub fn label(&self) -> String {
+        match self {
+            Strategy::Greedy => "greedy".into(),
+            Strategy::Beam { width } => format!("beam {width}"),
+            Strategy::Sample { temperature } => format!("sample t={temperature}"),
+        }
+    }
+}
+
+/// Decodes one sentence per code row (N, L); with `z = None` (the `lm` baseline) decodes
+/// `n` sentences from the zero state. Returns word ids without <bos>/<eos>.
+pub fn decode(
+    model: &SeqAutoencoder,
+    z: Option<&Tensor>,
+    n: usize,
+    strategy: Strategy,
+    max_len: usize,
+    rng: &mut StdRng,
+) -> Result<Vec<Vec<u32>>> {
+    let n = match z {
+        Some(z) => z.dim(0)?,
+        None => n,
+    };
+    match strategy {
+        Strategy::Greedy => stepwise(model, z, n, max_len, |logits| {
+            logits.argmax(D::Minus1)?.to_vec1::<u32>()
+        }),
+        Strategy::Sample { temperature } => stepwise(model, z, n, max_len, |logits| {
+            let t = temperature.max(1e-4);
+            let probs = candle_nn::ops::softmax_last_dim(&(logits / t)?)?.to_vec2::<f32>()?;
+            Ok(probs.iter().map(|row| sample_index(row, rng)).collect())
+        }),
+        Strategy::Beam { width } => (0..n)
+            .map(|i| {
+                let zi = z.map(|z| z.narrow(0, i, 1)).transpose()?;
+                beam(model, zi.as_ref(), width.max(1), max_len)
+            })
+            .collect(),
+    }
+}
+
+fn sample_index(probs: &[f32], rng: &mut StdRng) -> u32 {
+    let total: f32 = probs.iter().sum();
+    let mut u = rng.random::<f32>() * total;
+    for (i, &p) in probs.iter().enumerate() {
+        u -= p;
+        if u <= 0.0 {
+            return i as u32;
+        }
+    }
+    (probs.len() - 1) as u32
+}
+
+/// Runs the decoder one token at a time for all rows, choosing tokens with `choose`.
+fn stepwise(
+    model: &SeqAutoencoder,
+    z: Option<&Tensor>,
+    n: usize,
+    max_len: usize,
+    mut choose: impl FnMut(&Tensor) -> Result<Vec<u32>>,
+) -> Result<Vec<Vec<u32>>> {
+    let dev = model.device().clone();
+    let mut h = model.initial_state(z, n)?; // (N, H)
+    let step_z = model.step_latent(z)?;
+    let mut tokens = Tensor::full(BOS, n, &dev)?; // (N,)
+    let mut out = vec![Vec::new(); n];
+    let mut done = vec![false; n];
+    for _ in 0..=max_len {
+        let (logits, h_next) = model.step(&tokens, &h, step_z.as_ref())?; // (N, V), (N, H)
+        h = h_next;
+        let next = choose(&logits)?;
+        for (i, &tok) in next.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            if tok == EOS || out[i].len() >= max_len {
+                done[i] = true;
+            } else {
+                out[i].push(tok);
+            }
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+        tokens = Tensor::from_vec(next, n, &dev)?;
+    }
+    Ok(out)
+}
+
+/// Beam search for one code (1, L): keeps `width` hypotheses by summed log-probability and
+/// stops once no live hypothesis can beat the best finished one.
+fn beam(
+    model: &SeqAutoencoder,
+    z: Option<&Tensor>,
+    width: usize,
+    max_len: usize,
+) -> Result<Vec<u32>> {
+    let dev = model.device().clone();
+    let h0 = model.initial_state(z, 1)?; // (1, H)
+    let step_z0 = model.step_latent(z)?;
+    let mut beams: Vec<(Vec<u32>, f32)> = vec![(Vec::new(), 0.0)];
+    let mut h = h0;
+    let mut finished: Vec<(Vec<u32>, f32)> = Vec::new();
+    for step in 0..=max_len {
+        let k = beams.len();
+        let last: Vec<u32> = beams
+            .iter()
+            .map(|(s, _)| *s.last().unwrap_or(&BOS))
+            .collect();
+        let tokens = Tensor::from_vec(last, k, &dev)?;
+        let step_z = step_z0
+            .as_ref()
+            .map(|s| s.broadcast_as((k, s.dim(1)?))?.contiguous())
+            .transpose()?;
+        let (logits, h_next) = model.step(&tokens, &h, step_z.as_ref())?; // (K, V), (K, H)
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec2::<f32>()?;
+        let mut candidates: Vec<(usize, u32, f32)> = Vec::with_capacity(k * width);
+        for (b, row) in logp.iter().enumerate() {
+            let mut idx: Vec<u32> = (0..row.len() as u32).collect();
+            let top = width.min(idx.len());
+            idx.select_nth_unstable_by(top - 1, |&x, &y| {
+                row[y as usize].total_cmp(&row[x as usize])
+            });
+            for &tok in &idx[..top] {
+                candidates.push((b, tok, beams[b].1 + row[tok as usize]));
+            }
+        }
+        candidates.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let mut next_beams = Vec::new();
+        let mut parents = Vec::new();
+        for (b, tok, score) in candidates {
+            if tok == EOS || step == max_len {
+                finished.push((beams[b].0.clone(), score));
+            } else if next_beams.len() < width {
+                let mut seq = beams[b].0.clone();
+                seq.push(tok);
+                next_beams.push((seq, score));
+                parents.push(b as u32);
+            }
+            if next_beams.len() >= width && finished.len() >= width {
+                break;
+            }
+        }
+        let best_finished = finished
+            .iter()
+            .map(|f| f.1)
+            .fold(f32::NEG_INFINITY, f32::max);
+        let best_alive = next_beams
+            .iter()
+            .map(|b| b.1)
+            .fold(f32::NEG_INFINITY, f32::max);
+        if next_beams.is_empty() || best_finished >= best_alive {
+            break;
+        }
+        let parents = Tensor::from_vec(parents, next_beams.len(), &dev)?;
+        h = h_next.index_select(&parents, 0)?;
+        beams = next_beams;
+    }
+    let best = finished
+        .into_iter()
+        .chain(beams)
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    Ok(best.map(|b| b.0).unwrap_or_default())
+}

@@ -1,0 +1,114 @@
+//! Candle models. Nothing here knows about terminals, files or the command line.
+//!
+//! Every model family has a serde config and `load(vb, cfg)`; [`ModelConfig`] is what a
+//! checkpoint stores, tagged by family so new families can join without breaking old files.
+
+pub mod decode;
+pub mod gru;
+pub mod latent;
+pub mod ops;
+pub mod seq;
+
+use std::collections::BTreeMap;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+pub use latent::{CodeMode, LatentKind, LatentParams};
+pub use seq::{SeqAutoencoder, SeqConfig, Summary, TokenBatch};
+
+/// The model description stored in a checkpoint.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "family", rename_all = "kebab-case")]
+pub enum ModelConfig {
+    /// Sentence autoencoders (GRU encoder/decoder) and the `lm` baseline.
+    Seq(SeqConfig),
+}
+
+impl ModelConfig {
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            ModelConfig::Seq(c) => c.vocab_size,
+        }
+    }
+
+    /// A one-line human description, e.g. "binary sequence autoencoder, 64 bits".
+    pub fn describe(&self) -> String {
+        match self {
+            ModelConfig::Seq(c) => match c.latent {
+                LatentKind::Lm => format!("GRU language model (hidden {})", c.hidden_dim),
+                k if k.is_binary() => format!(
+                    "{k} sequence autoencoder, {} bits (embedding {}, hidden {}, summary {})",
+                    c.latent_dim, c.embed_dim, c.hidden_dim, c.summary
+                ),
+                k => format!(
+                    "{k} sequence autoencoder, {} dimensions (embedding {}, hidden {}, summary {})",
+                    c.latent_dim, c.embed_dim, c.hidden_dim, c.summary
+                ),
+            },
+        }
+    }
+}
+
+/// A model with its parameters, which live in `varmap` (trainable, and what gets saved).
+pub struct Built<M> {
+    pub model: M,
+    pub varmap: VarMap,
+}
+
+impl Built<SeqAutoencoder> {
+    /// Creates a sequence model with parameters initialised from `seed`.
+    pub fn seq(cfg: &SeqConfig, seed: u64, dev: &Device) -> Result<Self> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, dev);
+        let model = SeqAutoencoder::load(vb, cfg)?;
+        seeded_init(&varmap, seed)?;
+        Ok(Self { model, varmap })
+    }
+}
+
+/// Parameters by name, sorted: the order used for initialisation, saving and optimiser state.
+pub fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let sorted: BTreeMap<_, _> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    sorted.into_iter().collect()
+}
+
+pub fn parameter_count(varmap: &VarMap) -> usize {
+    named_vars(varmap).iter().map(|(_, v)| v.elem_count()).sum()
+}
+
+/// Re-initialises every parameter from a seeded generator, PyTorch-style: embeddings N(0, 1),
+/// GRU weights and biases U(±1/√H), other weights and their biases U(±1/√fan_in).
+pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let vars = named_vars(varmap);
+    let fan_in: BTreeMap<String, usize> = vars
+        .iter()
+        .filter(|(n, v)| n.ends_with(".weight") && v.rank() == 2)
+        .map(|(n, v)| (n.trim_end_matches(".weight").to_string(), v.dims()[1]))
+        .collect();
+    for (name, var) in &vars {
+        let shape = var.shape().clone();
+        let n = shape.elem_count();
+        let values: Vec<f32> = if name.starts_with("embedding") {
+            (0..n)
+                .map(|_| rng.sample::<f32, _>(StandardNormal))
+                .collect()
+        } else {
+            let bound = if name.contains("_l0") {
+                1.0 / ((var.dims()[0] / 3) as f32).sqrt()
+            } else {
+                let stem = name.trim_end_matches(".weight").trim_end_matches(".bias");
+                1.0 / (*fan_in.get(stem).unwrap_or(&1) as f32).sqrt()
+            };
+            (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+        };
+        var.set(&Tensor::from_vec(values, shape, var.device())?)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,435 @@
+//! The sequence autoencoder: bidirectional GRU encoder → latent → GRU decoder with teacher
+//! forcing, one word-embedding table shared by encoder and decoder. Every latent kind of the
+//! literature (see [`LatentKind`]) is a config switch on this one architecture.
+//!
+//! Tensors are time-major: token ids (T, B), states (T, B, H).
+
+use candle_core::{DType, Result, Tensor, D};
+use candle_nn::{Embedding, Linear, Module, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::gru::{final_state, Gru};
+use super::latent::{LatentKind, LatentParams};
+use super::ops::token_nll;
+use crate::vocab::{BOS, EOS};
+
+/// How the encoder's states become one vector per sentence.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Summary {
+    /// Final forward state ‖ final backward state.
+    #[default]
+    Last,
+    /// Mean over time of the concatenated states.
+    Mean,
+    /// Additive attention over the concatenated states.
+    Attention,
+}
+
+impl std::str::FromStr for Summary {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "last" => Ok(Summary::Last),
+            "mean" => Ok(Summary::Mean),
+            "attention" => Ok(Summary::Attention),
+            _ => Err(format!(
+                "unknown encoder summary `{s}` (expected last, mean or attention)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Summary::Last => "last",
+            Summary::Mean => "mean",
+            Summary::Attention => "attention",
+        })
+    }
+}
+
+fn default_temperature() -> f64 {
+    0.5
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SeqConfig {
+    pub vocab_size: usize,
+    pub embed_dim: usize,
+    pub hidden_dim: usize,
+    /// Bits for the binary kinds, dimensions otherwise; ignored by `lm`.
+    pub latent_dim: usize,
+    pub latent: LatentKind,
+    #[serde(default)]
+    pub summary: Summary,
+    /// Also feed z (through a highway layer) to every decoder input.
+    #[serde(default)]
+    pub z_every_step: bool,
+    /// Gumbel-softmax temperature used in training.
+    #[serde(default = "default_temperature")]
+    pub gumbel_temperature: f64,
+    /// An auxiliary network that predicts z from the decoder's states (mutual-information term).
+    #[serde(default)]
+    pub mi_head: bool,
+    /// Longest sentence in words; longer input is truncated.
+    pub max_len: usize,
+}
+
+impl SeqConfig {
+    /// A small configuration for tests.
+    pub fn tiny(vocab_size: usize, latent: LatentKind) -> Self {
+        Self {
+            vocab_size,
+            embed_dim: 16,
+            hidden_dim: 24,
+            latent_dim: 8,
+            latent,
+            summary: Summary::Last,
+            z_every_step: false,
+            gumbel_temperature: 0.5,
+            mi_head: false,
+            max_len: 30,
+        }
+    }
+
+    fn decoder_input_dim(&self) -> usize {
+        self.embed_dim
+            + if self.z_every_step && self.latent.has_latent() {
+                self.latent_dim
+            } else {
+                0
+            }
+    }
+}
+
+/// A batch of equal-length sentences, time-major, ready for teacher forcing.
+#[derive(Debug, Clone)]
+pub struct TokenBatch {
+    /// Encoder input: the words, (T, B).
+    pub src: Tensor,
+    /// Decoder input: <bos> then the words, (T+1, B).
+    pub dec_in: Tensor,
+    /// Decoder target: the words then <eos>, (T+1, B).
+    pub targets: Tensor,
+    pub batch_size: usize,
+    /// Words per sentence (without <eos>).
+    pub len: usize,
+}
+
+impl TokenBatch {
+    /// Builds a batch from sentences that all have the same length. `dropped` optionally
+    /// replaces decoder inputs (word dropout) and must have the same shape as `sentences`.
+    pub fn new(
+        sentences: &[&[u32]],
+        dropped: Option<&[Vec<u32>]>,
+        dev: &candle_core::Device,
+    ) -> Result<Self> {
+        let b = sentences.len();
+        if b == 0 {
+            candle_core::bail!("empty batch");
+        }
+        let len = sentences[0].len();
+        if len == 0 {
+            candle_core::bail!("a sentence in the batch has no words");
+        }
+        if let Some(bad) = sentences.iter().find(|s| s.len() != len) {
+            candle_core::bail!(
+                "batch sentences must have equal length ({len} vs {})",
+                bad.len()
+            );
+        }
+        let mut src = vec![0u32; len * b];
+        let mut dec_in = vec![0u32; (len + 1) * b];
+        let mut targets = vec![0u32; (len + 1) * b];
+        for (j, s) in sentences.iter().enumerate() {
+            let inputs: &[u32] = dropped.map(|d| d[j].as_slice()).unwrap_or(s);
+            dec_in[j] = BOS;
+            for t in 0..len {
+                src[t * b + j] = s[t];
+                dec_in[(t + 1) * b + j] = inputs[t];
+                targets[t * b + j] = s[t];
+            }
+            targets[len * b + j] = EOS;
+        }
+        Ok(Self {
+            src: Tensor::from_vec(src, (len, b), dev)?,
+            dec_in: Tensor::from_vec(dec_in, (len + 1, b), dev)?,
+            targets: Tensor::from_vec(targets, (len + 1, b), dev)?,
+            batch_size: b,
+            len,
+        })
+    }
+
+    /// Target tokens (words plus <eos>) in the batch.
+    pub fn target_tokens(&self) -> usize {
+        (self.len + 1) * self.batch_size
+    }
+}
+
+/// y = g ⊙ relu(W_h z) + (1 − g) ⊙ z with g = σ(W_g z): lets the decoder take z as is or
+/// transformed at every step.
+#[derive(Debug, Clone)]
+struct Highway {
+    gate: Linear,
+    transform: Linear,
+}
+
+impl Highway {
+    fn load(vb: VarBuilder, dim: usize) -> Result<Self> {
+        Ok(Self {
+            gate: candle_nn::linear(dim, dim, vb.pp("gate"))?,
+            transform: candle_nn::linear(dim, dim, vb.pp("transform"))?,
+        })
+    }
+
+    fn forward(&self, z: &Tensor) -> Result<Tensor> {
+        let g = candle_nn::ops::sigmoid(&self.gate.forward(z)?)?;
+        let h = self.transform.forward(z)?.relu()?;
+        (&g * h)? + ((1.0 - &g)? * z)?
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    proj: Linear,
+    score: Linear,
+}
+
+#[derive(Debug, Clone)]
+struct MiHead {
+    hidden: Linear,
+    out: Linear,
+}
+
+#[derive(Debug, Clone)]
+pub struct SeqAutoencoder {
+    pub cfg: SeqConfig,
+    embedding: Embedding,
+    encoder: Option<(Gru, Gru)>,
+    attention: Option<Attention>,
+    to_latent: Option<Linear>,
+    from_latent: Option<Linear>,
+    highway: Option<Highway>,
+    decoder: Gru,
+    out: Linear,
+    mi: Option<MiHead>,
+}
+
+impl SeqAutoencoder {
+    pub fn load(vb: VarBuilder, cfg: &SeqConfig) -> Result<Self> {
+        let (e, h, l) = (cfg.embed_dim, cfg.hidden_dim, cfg.latent_dim);
+        let embedding = candle_nn::embedding(cfg.vocab_size, e, vb.pp("embedding"))?;
+        let has_latent = cfg.latent.has_latent();
+        let encoder = if has_latent {
+            let vb = vb.pp("encoder");
+            Some((
+                Gru::load(vb.clone(), e, h, "")?,
+                Gru::load(vb, e, h, "_reverse")?,
+            ))
+        } else {
+            None
+        };
+        let attention = if has_latent && cfg.summary == Summary::Attention {
+            let vb = vb.pp("attention");
+            Some(Attention {
+                proj: candle_nn::linear(2 * h, h, vb.pp("proj"))?,
+                score: candle_nn::linear_no_bias(h, 1, vb.pp("score"))?,
+            })
+        } else {
+            None
+        };
+        let to_latent = if has_latent {
+            Some(candle_nn::linear(
+                2 * h,
+                cfg.latent.head_width(l),
+                vb.pp("to_latent"),
+            )?)
+        } else {
+            None
+        };
+        let from_latent = if has_latent {
+            Some(candle_nn::linear(l, h, vb.pp("from_latent"))?)
+        } else {
+            None
+        };
+        let highway = if has_latent && cfg.z_every_step {
+            Some(Highway::load(vb.pp("highway"), l)?)
+        } else {
+            None
+        };
+        let decoder = Gru::load(vb.pp("decoder"), cfg.decoder_input_dim(), h, "")?;
+        let out = candle_nn::linear(h, cfg.vocab_size, vb.pp("out"))?;
+        let mi = if has_latent && cfg.mi_head {
+            let vb = vb.pp("mi");
+            Some(MiHead {
+                hidden: candle_nn::linear(h, h, vb.pp("hidden"))?,
+                out: candle_nn::linear(h, l, vb.pp("out"))?,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            embedding,
+            encoder,
+            attention,
+            to_latent,
+            from_latent,
+            highway,
+            decoder,
+            out,
+            mi,
+        })
+    }
+
+    pub fn device(&self) -> &candle_core::Device {
+        self.out.weight().device()
+    }
+
+    pub fn kind(&self) -> LatentKind {
+        self.cfg.latent
+    }
+
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        // (T, B) -> (T, B, E)
+        self.embedding.forward(ids)
+    }
+
+    /// Encodes a batch of word ids (T, B) into the latent head's parameters.
+    pub fn encode(&self, src: &Tensor) -> Result<LatentParams> {
+        let (fwd, bwd) = self
+            .encoder
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg("an `lm` model has no encoder".into()))?;
+        let (_t, b) = src.dims2()?;
+        let h = self.cfg.hidden_dim;
+        let x = self.embed(src)?; // (T, B, E)
+        let h0 = Tensor::zeros((b, h), DType::F32, src.device())?;
+        let states_f = fwd.forward(&x, &h0, false)?; // (T, B, H)
+        let states_b = bwd.forward(&x, &h0, true)?; // (T, B, H)
+        let summary = match self.cfg.summary {
+            // (B, 2H)
+            Summary::Last => Tensor::cat(
+                &[
+                    final_state(&states_f, false)?,
+                    final_state(&states_b, true)?,
+                ],
+                1,
+            )?,
+            Summary::Mean => Tensor::cat(&[&states_f, &states_b], 2)?.mean(0)?,
+            Summary::Attention => {
+                let att = self
+                    .attention
+                    .as_ref()
+                    .expect("attention summary has weights");
+                let states = Tensor::cat(&[&states_f, &states_b], 2)?; // (T, B, 2H)
+                let (t, b, w) = states.dims3()?;
+                let flat = states.reshape((t * b, w))?;
+                let scores = att.score.forward(&att.proj.forward(&flat)?.tanh()?)?; // (T·B, 1)
+                let alpha = candle_nn::ops::softmax(&scores.reshape((t, b, 1))?, 0)?; // (T, B, 1)
+                states.broadcast_mul(&alpha)?.sum(0)? // (B, 2H)
+            }
+        };
+        let head = self
+            .to_latent
+            .as_ref()
+            .expect("latent models have a head")
+            .forward(&summary)?;
+        let l = self.cfg.latent_dim;
+        let (loc, logvar) = if self.cfg.latent == LatentKind::Gaussian {
+            (head.narrow(1, 0, l)?, Some(head.narrow(1, l, l)?))
+        } else {
+            (head, None)
+        };
+        Ok(LatentParams {
+            kind: self.cfg.latent,
+            loc,
+            logvar,
+        })
+    }
+
+    /// The decoder's initial state (B, H): a linear map of z, zeros without a latent.
+    pub fn initial_state(&self, z: Option<&Tensor>, batch: usize) -> Result<Tensor> {
+        match (z, &self.from_latent) {
+            (Some(z), Some(lin)) => lin.forward(z),
+            _ => Tensor::zeros((batch, self.cfg.hidden_dim), DType::F32, self.device()),
+        }
+    }
+
+    /// What the decoder sees of z at every step (B, L), if anything.
+    pub fn step_latent(&self, z: Option<&Tensor>) -> Result<Option<Tensor>> {
+        match (z, &self.highway) {
+            (Some(z), Some(hw)) => Ok(Some(hw.forward(z)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Decoder input vectors for tokens (T, B): embeddings, with z appended when configured.
+    fn decoder_inputs(&self, tokens: &Tensor, step_z: Option<&Tensor>) -> Result<Tensor> {
+        let x = self.embed(tokens)?; // (T, B, E)
+        match step_z {
+            Some(zs) => {
+                let (t, b, _) = x.dims3()?;
+                let zs = zs.unsqueeze(0)?.broadcast_as((t, b, self.cfg.latent_dim))?;
+                Tensor::cat(&[&x, &zs.contiguous()?], 2) // (T, B, E+L)
+            }
+            None => Ok(x),
+        }
+    }
+
+    /// Teacher-forced decoder states (T, B, H) for inputs `dec_in` (T, B) given codes z (B, L).
+    pub fn decode_states(&self, z: Option<&Tensor>, dec_in: &Tensor) -> Result<Tensor> {
+        let (_t, b) = dec_in.dims2()?;
+        let h0 = self.initial_state(z, b)?; // (B, H)
+        let step_z = self.step_latent(z)?;
+        let x = self.decoder_inputs(dec_in, step_z.as_ref())?; // (T, B, E[+L])
+        self.decoder.forward(&x, &h0, false)
+    }
+
+    /// Output logits (N, V) for states (…, H) flattened to N rows.
+    pub fn logits(&self, states: &Tensor) -> Result<Tensor> {
+        let h = self.cfg.hidden_dim;
+        let flat = states.reshape(((), h))?;
+        self.out.forward(&flat)
+    }
+
+    /// Per-sentence NLL (B,) in nats, summed over target tokens, and the decoder states.
+    pub fn sentence_nll(&self, z: Option<&Tensor>, batch: &TokenBatch) -> Result<(Tensor, Tensor)> {
+        let states = self.decode_states(z, &batch.dec_in)?; // (T+1, B, H)
+        let logits = self.logits(&states)?; // ((T+1)·B, V)
+        let nll = token_nll(&logits, &batch.targets.flatten_all()?)?; // ((T+1)·B,)
+        let nll = nll.reshape((batch.len + 1, batch.batch_size))?.sum(0)?; // (B,)
+        Ok((nll, states))
+    }
+
+    /// Mutual-information term: an auxiliary network reads the mean decoder state and predicts
+    /// z; its loss does not reach z (the target is detached). Returns a loss per sentence (B,).
+    pub fn mi_loss(&self, states: &Tensor, z: &Tensor) -> Result<Option<Tensor>> {
+        let Some(mi) = &self.mi else { return Ok(None) };
+        let pooled = states.mean(0)?; // (B, H)
+        let pred = mi.out.forward(&mi.hidden.forward(&pooled)?.tanh()?)?; // (B, L)
+        let target = z.detach();
+        let loss = if self.cfg.latent.is_binary() {
+            // Bernoulli cross-entropy with logits: softplus(x) − x·t
+            (super::latent::softplus(&pred)? - (&pred * &target)?)?
+        } else {
+            ((pred - target)?.sqr()? * 0.5)?
+        };
+        Ok(Some(loss.sum(D::Minus1)?))
+    }
+
+    /// One decoder step for tokens (B,) from states h (B, H); returns (logits (B, V), h').
+    pub fn step(
+        &self,
+        tokens: &Tensor,
+        h: &Tensor,
+        step_z: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let x = self.decoder_inputs(&tokens.unsqueeze(0)?, step_z)?; // (1, B, E[+L])
+        let h = self.decoder.forward(&x, h, false)?.squeeze(0)?; // (B, H)
+        let logits = self.out.forward(&h)?; // (B, V)
+        Ok((logits, h))
+    }
+}

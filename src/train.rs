@@ -1,0 +1,752 @@
+//! Training: a function that takes a config, reports progress through a channel and honours a
+//! cancel (and pause) flag, so the command line and the explorer's Train tab share it.
+//!
+//! Every random choice (initialisation, batch order, word dropout, latent noise) is drawn from
+//! generators seeded by `seed` and the step number, so a run and its `--resume` continuation
+//! are reproducible.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor, Var};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, Checkpoint, Provenance, Storage};
+use crate::corpus::{Corpus, LoadOptions, Split};
+use crate::data::{encode_examples, shuffled_epoch};
+use crate::eval::score_sentences;
+use crate::model::decode::{decode, Strategy};
+use crate::model::{
+    named_vars, parameter_count, Built, CodeMode, LatentKind, ModelConfig, SeqAutoencoder,
+    SeqConfig, Summary, TokenBatch,
+};
+use crate::vocab::{Vocab, UNK};
+
+/// How the KL weight grows from 0 to `kl_weight`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum KlAnneal {
+    /// Full weight from the first step.
+    #[default]
+    None,
+    /// Linearly over `kl_anneal_steps`.
+    Linear,
+    /// A logistic curve centred on half of `kl_anneal_steps`.
+    Logistic,
+}
+
+impl std::str::FromStr for KlAnneal {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "none" => Ok(KlAnneal::None),
+            "linear" => Ok(KlAnneal::Linear),
+            "logistic" => Ok(KlAnneal::Logistic),
+            _ => Err(format!(
+                "unknown KL annealing `{s}` (expected none, linear or logistic)"
+            )),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default)]
+pub struct TrainConfig {
+    pub kind: LatentKind,
+    /// `wordnet` (bundled) or a path to a text/TSV file or a directory with train/valid/test.
+    pub corpus: String,
+    pub out: PathBuf,
+    pub vocab_size: usize,
+    pub min_frequency: u64,
+    pub embed_dim: usize,
+    pub hidden_dim: usize,
+    pub latent_dim: usize,
+    pub summary: Summary,
+    pub z_every_step: bool,
+    pub gumbel_temperature: f64,
+    /// Longest sentence in words; longer corpus lines are skipped.
+    pub max_len: usize,
+    /// Total optimiser steps.
+    pub steps: u64,
+    /// Target tokens per batch (sentences of one length fill it).
+    pub batch_tokens: usize,
+    pub max_batch: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub clip_norm: f64,
+    /// Probability that a decoder input word becomes <unk>.
+    pub word_dropout: f64,
+    /// If set, word dropout moves linearly from `word_dropout` to this over `word_dropout_steps`.
+    pub word_dropout_end: Option<f64>,
+    pub word_dropout_steps: u64,
+    pub kl_anneal: KlAnneal,
+    pub kl_anneal_steps: u64,
+    /// The KL weight once annealing is done.
+    pub kl_weight: f64,
+    /// Weight of the mutual-information term (0 disables the auxiliary network).
+    pub mi_weight: f64,
+    pub seed: u64,
+    pub valid_every: u64,
+    /// Validation sentences used during training (the first N of the split).
+    pub valid_sentences: usize,
+    pub checkpoint_every: u64,
+    /// Store weights in half precision.
+    pub half: bool,
+    /// Continue from `out` (its weights, vocabulary and optimiser state) instead of starting fresh.
+    pub resume: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            kind: LatentKind::Binary,
+            corpus: "wordnet".into(),
+            out: PathBuf::from("model.safetensors"),
+            vocab_size: 8000,
+            min_frequency: 2,
+            embed_dim: 128,
+            hidden_dim: 256,
+            latent_dim: 64,
+            summary: Summary::Last,
+            z_every_step: false,
+            gumbel_temperature: 0.5,
+            max_len: 30,
+            steps: 5000,
+            batch_tokens: 1600,
+            max_batch: 128,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            clip_norm: 5.0,
+            word_dropout: 0.0,
+            word_dropout_end: None,
+            word_dropout_steps: 0,
+            kl_anneal: KlAnneal::None,
+            kl_anneal_steps: 0,
+            kl_weight: 1.0,
+            mi_weight: 0.0,
+            seed: 42,
+            valid_every: 500,
+            valid_sentences: 2000,
+            checkpoint_every: 500,
+            half: false,
+            resume: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn model_config(&self, vocab_size: usize) -> SeqConfig {
+        SeqConfig {
+            vocab_size,
+            embed_dim: self.embed_dim,
+            hidden_dim: self.hidden_dim,
+            latent_dim: self.latent_dim,
+            latent: self.kind,
+            summary: self.summary,
+            z_every_step: self.z_every_step,
+            gumbel_temperature: self.gumbel_temperature,
+            mi_head: self.mi_weight > 0.0 && self.kind.has_latent(),
+            max_len: self.max_len,
+        }
+    }
+
+    /// KL weight at `step`.
+    pub fn kl_weight_at(&self, step: u64) -> f64 {
+        let n = self.kl_anneal_steps.max(1) as f64;
+        let s = step as f64;
+        self.kl_weight
+            * match self.kl_anneal {
+                KlAnneal::None => 1.0,
+                KlAnneal::Linear => (s / n).min(1.0),
+                KlAnneal::Logistic => 1.0 / (1.0 + (-10.0 / n * (s - n / 2.0)).exp()),
+            }
+    }
+
+    /// Word dropout rate at `step`.
+    pub fn word_dropout_at(&self, step: u64) -> f64 {
+        match self.word_dropout_end {
+            Some(end) if self.word_dropout_steps > 0 => {
+                let f = (step as f64 / self.word_dropout_steps as f64).min(1.0);
+                self.word_dropout + (end - self.word_dropout) * f
+            }
+            _ => self.word_dropout,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.steps == 0 {
+            bail!("--steps must be at least 1");
+        }
+        if self.kind.has_latent() && self.latent_dim == 0 {
+            bail!(
+                "--latent-dim must be at least 1 for a `{}` model",
+                self.kind
+            );
+        }
+        if self.embed_dim == 0 || self.hidden_dim == 0 {
+            bail!("--embed-dim and --hidden-dim must be positive");
+        }
+        for (name, p) in [
+            ("word dropout", self.word_dropout),
+            ("final word dropout", self.word_dropout_end.unwrap_or(0.0)),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                bail!("{name} must be within [0, 1], got {p}");
+            }
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            bail!(
+                "the learning rate must be a positive number, got {}",
+                self.lr
+            );
+        }
+        if self.vocab_size < 5 {
+            bail!("--vocab-size must be at least 5 (4 special tokens and a word)");
+        }
+        if self.max_len == 0 {
+            bail!("--max-len must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// The optimiser-state file kept beside a checkpoint for `--resume`.
+pub fn state_path(out: &Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    out.with_file_name(format!("{stem}.train-state.safetensors"))
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StepStats {
+    pub step: u64,
+    pub total_steps: u64,
+    pub epoch: u64,
+    /// Training objective per target token.
+    pub loss: f64,
+    pub nll_per_token: f64,
+    /// KL per sentence (nats).
+    pub kl: f64,
+    pub ppl: f64,
+    pub kl_weight: f64,
+    pub word_dropout: f64,
+    pub grad_norm: f64,
+    pub tokens_per_sec: f64,
+    pub elapsed_secs: f64,
+    pub eta_secs: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ValidStats {
+    pub step: u64,
+    pub nll_per_token: f64,
+    pub ppl: f64,
+    pub kl: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TrainOutcome {
+    pub steps_done: u64,
+    pub path: PathBuf,
+    pub cancelled: bool,
+    pub last_valid: Option<ValidStats>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainEvent {
+    Started {
+        start_step: u64,
+        total_steps: u64,
+        train_sentences: usize,
+        valid_sentences: usize,
+        batches_per_epoch: usize,
+        parameters: usize,
+        /// e.g. how many corpus lines were skipped and why.
+        notes: Vec<String>,
+    },
+    Step(StepStats),
+    Valid(ValidStats),
+    /// (input, greedy decoding of its code) for a few validation sentences.
+    Reconstructions {
+        step: u64,
+        pairs: Vec<(String, String)>,
+    },
+    Checkpoint {
+        step: u64,
+        path: PathBuf,
+    },
+    Paused(bool),
+    Finished(TrainOutcome),
+}
+
+/// Flags the caller flips to steer a running training.
+#[derive(Clone, Default, Debug)]
+pub struct TrainControl {
+    pub cancel: Arc<AtomicBool>,
+    pub pause: Arc<AtomicBool>,
+}
+
+impl TrainControl {
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+    pub fn toggle_pause(&self) -> bool {
+        !self.pause.fetch_xor(true, Ordering::SeqCst)
+    }
+}
+
+/// Adam with decoupled weight decay (AdamW). Its moments can be saved for `--resume`, which
+/// candle's own optimiser does not expose.
+struct Adam {
+    vars: Vec<(String, Var)>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    t: u64,
+    lr: f64,
+    weight_decay: f64,
+}
+
+impl Adam {
+    const B1: f64 = 0.9;
+    const B2: f64 = 0.999;
+    const EPS: f64 = 1e-8;
+
+    fn new(vars: Vec<(String, Var)>, lr: f64, weight_decay: f64) -> Result<Self> {
+        let m = vars
+            .iter()
+            .map(|(_, v)| v.zeros_like())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let v = m.clone();
+        Ok(Self {
+            vars,
+            m,
+            v,
+            t: 0,
+            lr,
+            weight_decay,
+        })
+    }
+
+    /// Clips the global gradient norm to `clip` (if positive), then updates; returns the norm.
+    fn step(&mut self, grads: &GradStore, clip: f64) -> Result<f64> {
+        let mut sq = 0f64;
+        for (_, var) in &self.vars {
+            if let Some(g) = grads.get(var) {
+                sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+            }
+        }
+        let norm = sq.sqrt();
+        if !norm.is_finite() {
+            bail!("the gradient norm is {norm}");
+        }
+        let scale = if clip > 0.0 && norm > clip {
+            clip / norm
+        } else {
+            1.0
+        };
+        self.t += 1;
+        let bc1 = 1.0 - Self::B1.powi(self.t as i32);
+        let bc2 = 1.0 - Self::B2.powi(self.t as i32);
+        for (i, (_, var)) in self.vars.iter().enumerate() {
+            let Some(g) = grads.get(var) else { continue };
+            let g = (g * scale)?;
+            self.m[i] = ((&self.m[i] * Self::B1)? + (&g * (1.0 - Self::B1))?)?;
+            self.v[i] = ((&self.v[i] * Self::B2)? + (g.sqr()? * (1.0 - Self::B2))?)?;
+            let m_hat = (&self.m[i] / bc1)?;
+            let v_hat = (&self.v[i] / bc2)?;
+            let update = (m_hat / (v_hat.sqrt()? + Self::EPS)?)?;
+            let mut next = (var.as_tensor() - (update * self.lr)?)?;
+            if self.weight_decay > 0.0 {
+                next = (next - (var.as_tensor() * (self.lr * self.weight_decay))?)?;
+            }
+            var.set(&next)?;
+        }
+        Ok(norm)
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        for (i, (name, _)) in self.vars.iter().enumerate() {
+            tensors.push((format!("m.{name}"), self.m[i].clone()));
+            tensors.push((format!("v.{name}"), self.v[i].clone()));
+        }
+        let mut meta = std::collections::HashMap::new();
+        meta.insert("adam_t".to_string(), self.t.to_string());
+        let bytes =
+            safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))?;
+        checkpoint::write_atomically(path, &bytes)
+    }
+
+    fn load(&mut self, path: &Path, dev: &Device) -> Result<()> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading optimiser state {}", path.display()))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| anyhow::anyhow!("optimiser state {} is corrupt: {e}", path.display()))?;
+        let t = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("adam_t"))
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("optimiser state {} has no step count", path.display()))?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, dev)?;
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            for (prefix, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
+                let key = format!("{prefix}.{name}");
+                let t = tensors
+                    .get(&key)
+                    .with_context(|| format!("optimiser state lacks `{key}`"))?;
+                if t.dims() != var.dims() {
+                    bail!(
+                        "optimiser state `{key}` has shape {:?}, expected {:?}",
+                        t.dims(),
+                        var.dims()
+                    );
+                }
+                *slot = t.clone();
+            }
+        }
+        self.t = t;
+        Ok(())
+    }
+}
+
+/// An Adam(lr 1e-3) step function over every parameter, for benchmarks.
+pub fn bench_optimizer(varmap: &candle_nn::VarMap) -> Result<impl FnMut(&GradStore) -> Result<()>> {
+    let mut adam = Adam::new(named_vars(varmap), 1e-3, 0.0)?;
+    Ok(move |grads: &GradStore| adam.step(grads, 0.0).map(|_| ()))
+}
+
+/// Replaces each decoder input word by <unk> with probability `rate`.
+fn drop_words(sentences: &[&[u32]], rate: f64, rng: &mut StdRng) -> Vec<Vec<u32>> {
+    sentences
+        .iter()
+        .map(|s| {
+            s.iter()
+                .map(|&w| if rng.random::<f64>() < rate { UNK } else { w })
+                .collect()
+        })
+        .collect()
+}
+
+fn step_rng(seed: u64, step: u64) -> StdRng {
+    StdRng::seed_from_u64(seed ^ step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// Losses of one batch: (objective to minimise, summed NLL, summed KL).
+pub fn batch_loss(
+    model: &SeqAutoencoder,
+    batch: &TokenBatch,
+    kl_weight: f64,
+    mi_weight: f64,
+    rng: &mut StdRng,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let kind = model.kind();
+    let (z, kl) = if kind.has_latent() {
+        let params = model.encode(&batch.src)?; // (B, L)
+        let z = params.training_sample(rng, model.cfg.gumbel_temperature)?; // (B, L)
+        (Some(z), params.kl()?.sum_all()?)
+    } else {
+        (
+            None,
+            Tensor::zeros((), candle_core::DType::F32, model.device())?,
+        )
+    };
+    let (nll, states) = model.sentence_nll(z.as_ref(), batch)?; // (B,), (T+1, B, H)
+    let nll_sum = nll.sum_all()?;
+    let mut objective = nll_sum.clone();
+    if kind.kl_in_loss() && kl_weight > 0.0 {
+        objective = (objective + (&kl * kl_weight)?)?;
+    }
+    if let (Some(z), true) = (&z, mi_weight > 0.0) {
+        if let Some(mi) = model.mi_loss(&states, z)? {
+            objective = (objective + (mi.sum_all()? * mi_weight)?)?;
+        }
+    }
+    let objective = (objective / batch.target_tokens() as f64)?;
+    Ok((objective, nll_sum, kl))
+}
+
+/// Trains a model as `cfg` says, reporting through `progress` and stopping early (with a saved
+/// checkpoint) when `control` is cancelled. Returns an error, keeping the last good checkpoint,
+/// if the loss stops being finite.
+pub fn train(
+    cfg: &TrainConfig,
+    progress: Sender<TrainEvent>,
+    control: &TrainControl,
+) -> Result<TrainOutcome> {
+    cfg.validate()?;
+    let send = |e: TrainEvent| {
+        let _ = progress.send(e);
+    };
+    let dev = Device::Cpu;
+    let corpus = Corpus::load(
+        &cfg.corpus,
+        &LoadOptions {
+            min_words: 1,
+            max_words: cfg.max_len,
+        },
+    )?;
+    let mut notes = Vec::new();
+    if let Some(msg) = corpus.skipped.message() {
+        notes.push(format!("corpus `{}`: {msg}", corpus.name));
+    }
+
+    let resuming = cfg.resume && cfg.out.exists();
+    let (vocab, built, start_step) = if resuming {
+        let ckpt = Checkpoint::read(&cfg.out, &dev)?;
+        let ModelConfig::Seq(mcfg) = &ckpt.config;
+        if mcfg.latent != cfg.kind {
+            bail!(
+                "cannot resume: `{}` holds a `{}` model, not `{}`",
+                cfg.out.display(),
+                mcfg.latent,
+                cfg.kind
+            );
+        }
+        let built = Built::seq(mcfg, cfg.seed, &dev)?;
+        ckpt.assign_to(&built.varmap)?;
+        notes.push(format!("resuming from step {}", ckpt.provenance.step));
+        (ckpt.vocab, built, ckpt.provenance.step)
+    } else {
+        if cfg.resume {
+            notes.push(format!(
+                "nothing to resume at {}; starting fresh",
+                cfg.out.display()
+            ));
+        }
+        let vocab = Vocab::train(
+            corpus.train.iter().map(|e| e.text.as_str()),
+            cfg.vocab_size,
+            cfg.min_frequency,
+        )?;
+        let mcfg = cfg.model_config(vocab.len());
+        let built = Built::seq(&mcfg, cfg.seed, &dev)?;
+        (vocab, built, 0)
+    };
+    let model = &built.model;
+    let mcfg = ModelConfig::Seq(model.cfg.clone());
+
+    let train_ids = encode_examples(&vocab, corpus.split(Split::Train), cfg.max_len);
+    let mut valid_ids = encode_examples(&vocab, corpus.split(Split::Valid), cfg.max_len);
+    valid_ids.truncate(cfg.valid_sentences.max(1));
+    if train_ids.is_empty() {
+        bail!(
+            "corpus `{}` has no training sentences after tokenisation",
+            corpus.name
+        );
+    }
+    let lengths: Vec<usize> = train_ids.iter().map(|s| s.len()).collect();
+    let batches_per_epoch =
+        crate::data::length_batches(&lengths, cfg.batch_tokens, cfg.max_batch).len();
+
+    let mut adam = Adam::new(named_vars(&built.varmap), cfg.lr, cfg.weight_decay)?;
+    let state_file = state_path(&cfg.out);
+    if resuming && state_file.exists() {
+        adam.load(&state_file, &dev)?;
+    } else if resuming {
+        notes.push(format!(
+            "no optimiser state at {}; Adam restarts its moments",
+            state_file.display()
+        ));
+    }
+
+    send(TrainEvent::Started {
+        start_step,
+        total_steps: cfg.steps,
+        train_sentences: train_ids.len(),
+        valid_sentences: valid_ids.len(),
+        batches_per_epoch,
+        parameters: parameter_count(&built.varmap),
+        notes,
+    });
+
+    let train_config_json = serde_json::to_value(cfg)?;
+    let save =
+        |step: u64, metrics: &std::collections::BTreeMap<String, f64>, adam: &Adam| -> Result<()> {
+            let provenance = Provenance {
+                step,
+                corpus: corpus.name.clone(),
+                corpus_hash: corpus.hash.clone(),
+                seed: cfg.seed,
+                metrics: metrics.clone(),
+                train_config: Some(train_config_json.clone()),
+                written_by: format!("latent-tui {}", env!("CARGO_PKG_VERSION")),
+            };
+            let storage = if cfg.half { Storage::F16 } else { Storage::F32 };
+            checkpoint::save_varmap(&cfg.out, &built.varmap, &mcfg, &vocab, &provenance, storage)?;
+            adam.save(&state_file)?;
+            send(TrainEvent::Checkpoint {
+                step,
+                path: cfg.out.clone(),
+            });
+            Ok(())
+        };
+
+    let mut metrics = std::collections::BTreeMap::new();
+    let mut last_valid = None;
+    let mut epoch_plan: Option<(u64, Vec<Vec<usize>>)> = None;
+    let started = Instant::now();
+    let mut ema_tok_per_sec: Option<f64> = None;
+    let mut step = start_step;
+    let mut was_paused = false;
+    let mut cancelled = false;
+
+    while step < cfg.steps {
+        // Pause and cancel are checked between steps, never in the middle of one.
+        while control.pause.load(Ordering::SeqCst) && !control.is_cancelled() {
+            if !was_paused {
+                was_paused = true;
+                send(TrainEvent::Paused(true));
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        if was_paused {
+            was_paused = false;
+            send(TrainEvent::Paused(false));
+        }
+        if control.is_cancelled() {
+            cancelled = true;
+            break;
+        }
+
+        let epoch = step / batches_per_epoch as u64;
+        if epoch_plan.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            let mut rng =
+                StdRng::seed_from_u64(cfg.seed.wrapping_add(epoch.wrapping_mul(1_000_003)));
+            epoch_plan = Some((
+                epoch,
+                shuffled_epoch(&lengths, cfg.batch_tokens, cfg.max_batch, &mut rng),
+            ));
+        }
+        let plan = &epoch_plan.as_ref().expect("planned").1;
+        let indices = &plan[(step % batches_per_epoch as u64) as usize];
+        let t0 = Instant::now();
+        let mut rng = step_rng(cfg.seed, step);
+        let rows: Vec<&[u32]> = indices.iter().map(|&i| train_ids[i].as_slice()).collect();
+        let wd = cfg.word_dropout_at(step);
+        let dropped = (wd > 0.0).then(|| drop_words(&rows, wd, &mut rng));
+        let batch = TokenBatch::new(&rows, dropped.as_deref(), &dev)?;
+        let kl_w = cfg.kl_weight_at(step);
+        let (objective, nll_sum, kl_sum) =
+            batch_loss(model, &batch, kl_w, cfg.mi_weight, &mut rng)?;
+        let loss = objective.to_scalar::<f32>()? as f64;
+        if !loss.is_finite() {
+            let kept = if cfg.out.exists() {
+                format!("the last good checkpoint is kept at {}", cfg.out.display())
+            } else {
+                "no checkpoint had been written yet".to_string()
+            };
+            bail!("training stopped: the loss became {loss} at step {}; {kept}. Try a lower --lr or --clip-norm.", step + 1);
+        }
+        let grads = objective.backward()?;
+        let grad_norm = adam
+            .step(&grads, cfg.clip_norm)
+            .with_context(|| format!("training stopped at step {}", step + 1))?;
+        step += 1;
+
+        let tokens = batch.target_tokens() as f64;
+        let nll_tok = nll_sum.to_scalar::<f32>()? as f64 / tokens;
+        let kl = kl_sum.to_scalar::<f32>()? as f64 / batch.batch_size as f64;
+        let tps = tokens / t0.elapsed().as_secs_f64().max(1e-9);
+        let ema = ema_tok_per_sec.map_or(tps, |e| 0.9 * e + 0.1 * tps);
+        ema_tok_per_sec = Some(ema);
+        let mean_tokens_per_step =
+            lengths.iter().map(|l| (l + 1) as f64).sum::<f64>() / batches_per_epoch as f64;
+        metrics.insert("train_loss".into(), loss);
+        metrics.insert("train_ppl".into(), nll_tok.exp());
+        metrics.insert("train_kl".into(), kl);
+        send(TrainEvent::Step(StepStats {
+            step,
+            total_steps: cfg.steps,
+            epoch,
+            loss,
+            nll_per_token: nll_tok,
+            kl,
+            ppl: nll_tok.exp(),
+            kl_weight: kl_w,
+            word_dropout: wd,
+            grad_norm,
+            tokens_per_sec: ema,
+            elapsed_secs: started.elapsed().as_secs_f64(),
+            eta_secs: (cfg.steps - step) as f64 * mean_tokens_per_step / ema.max(1e-9),
+        }));
+
+        let finishing = step == cfg.steps;
+        if (cfg.valid_every > 0 && step % cfg.valid_every == 0) || finishing {
+            let v = validate(model, &valid_ids, &vocab, step, cfg.seed)?;
+            metrics.insert("valid_ppl".into(), v.0.ppl);
+            metrics.insert("valid_kl".into(), v.0.kl);
+            send(TrainEvent::Valid(v.0.clone()));
+            send(TrainEvent::Reconstructions { step, pairs: v.1 });
+            last_valid = Some(v.0);
+        }
+        if (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0) || finishing {
+            save(step, &metrics, &adam)?;
+        }
+    }
+    if cancelled && step > start_step {
+        save(step, &metrics, &adam)?;
+    }
+    let outcome = TrainOutcome {
+        steps_done: step,
+        path: cfg.out.clone(),
+        cancelled,
+        last_valid,
+    };
+    send(TrainEvent::Finished(outcome.clone()));
+    Ok(outcome)
+}
+
+/// Validation perplexity with the deterministic code, plus a few greedy reconstructions.
+fn validate(
+    model: &SeqAutoencoder,
+    valid: &[Vec<u32>],
+    vocab: &Vocab,
+    step: u64,
+    seed: u64,
+) -> Result<(ValidStats, Vec<(String, String)>)> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let score = score_sentences(model, valid, CodeMode::Rounded, &mut rng)?;
+    let stats = ValidStats {
+        step,
+        nll_per_token: score.nll_per_token(),
+        ppl: score.ppl(),
+        kl: score.kl_per_sentence(),
+    };
+    let shown: Vec<&Vec<u32>> = valid.iter().take(3).collect();
+    let mut pairs = Vec::new();
+    for s in shown {
+        let batch = TokenBatch::new(&[s.as_slice()], None, model.device())?;
+        let z = if model.kind().has_latent() {
+            Some(
+                model
+                    .encode(&batch.src)?
+                    .code(CodeMode::Rounded, &mut rng)?,
+            )
+        } else {
+            None
+        };
+        let out = decode(
+            model,
+            z.as_ref(),
+            1,
+            Strategy::Greedy,
+            model.cfg.max_len,
+            &mut rng,
+        )?;
+        pairs.push((vocab.decode(s), vocab.decode(&out[0])));
+    }
+    Ok((stats, pairs))
+}

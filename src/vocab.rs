@@ -1,0 +1,374 @@
+//! A word-level vocabulary, trained with the `tokenizers` crate and stored as
+//! a standard `tokenizer.json`, so that other tools (e.g. Python's
+//! `tokenizers.Tokenizer.from_str`) can read a model's vocabulary.
+//!
+//! The tokenizer is a `WordLevel` model behind the `Lowercase` normalizer and
+//! the `Whitespace` pre-tokenizer, with four special tokens at fixed ids
+//! ([`PAD`], [`UNK`], [`BOS`], [`EOS`]). Encoding through the full tokenizer
+//! builds offsets, attention masks and other bookkeeping a training loop does
+//! not need, so [`Vocab`] also keeps plain hash maps and encodes by splitting
+//! [`normalize`]d text, which yields the same ids (checked in the tests).
+//!
+//! One deliberate difference: the full tokenizer recognises a literal
+//! `<pad>` in raw text as the special token, while [`Vocab::encode`] splits it
+//! into `<`, `pad`, `>` like any other text, so user input can never smuggle
+//! control tokens into a sequence.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{bail, ensure, Context, Result};
+use tokenizers::models::wordlevel::{WordLevel, WordLevelTrainer};
+use tokenizers::models::{ModelWrapper, TrainerWrapper};
+use tokenizers::normalizers::{Lowercase, NormalizerWrapper};
+use tokenizers::pre_tokenizers::whitespace::Whitespace;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::{AddedToken, Tokenizer};
+
+use crate::corpus::normalize;
+
+/// Padding, ignored by the loss.
+pub const PAD: u32 = 0;
+/// Any token not in the vocabulary.
+pub const UNK: u32 = 1;
+/// Start of sequence, fed to the decoder first.
+pub const BOS: u32 = 2;
+/// End of sequence.
+pub const EOS: u32 = 3;
+
+/// The special tokens, in id order.
+const SPECIALS: [&str; 4] = ["<pad>", "<unk>", "<bos>", "<eos>"];
+const UNK_TOKEN: &str = SPECIALS[UNK as usize];
+
+/// A word-level vocabulary: a `tokenizers` tokenizer plus fast lookup tables.
+#[derive(Clone)]
+pub struct Vocab {
+    tokenizer: Tokenizer,
+    /// token -> id, including the special tokens.
+    ids: HashMap<String, u32>,
+    /// id -> token; ids are dense, `0..len`.
+    tokens: Vec<String>,
+}
+
+impl fmt::Debug for Vocab {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vocab").field("len", &self.len()).finish()
+    }
+}
+
+impl Vocab {
+    /// Trains a vocabulary of at most `max_size` tokens (special tokens
+    /// included) from `texts`, keeping the most frequent words that occur at
+    /// least `min_frequency` times. Ties are broken alphabetically, so the
+    /// result is deterministic. Texts may be raw or already normalized.
+    pub fn train<'a>(
+        texts: impl Iterator<Item = &'a str>,
+        max_size: usize,
+        min_frequency: u64,
+    ) -> Result<Vocab> {
+        ensure!(
+            max_size > SPECIALS.len(),
+            "vocabulary size {max_size} leaves no room for words next to the {} special tokens",
+            SPECIALS.len()
+        );
+        let model = WordLevel::builder()
+            .unk_token(UNK_TOKEN.to_owned())
+            .build()
+            .map_err(anyhow::Error::msg)?;
+        let mut tokenizer = Tokenizer::new(model);
+        tokenizer
+            .with_normalizer(Some(Lowercase))
+            .map_err(anyhow::Error::msg)?;
+        tokenizer.with_pre_tokenizer(Some(Whitespace));
+
+        // The trainer puts its special tokens first, in order, which is what
+        // pins them to ids 0..4.
+        let trainer = WordLevelTrainer::builder()
+            .vocab_size(max_size)
+            .min_frequency(min_frequency)
+            .show_progress(false)
+            .special_tokens(
+                SPECIALS
+                    .iter()
+                    .map(|s| AddedToken::from(*s, true))
+                    .collect(),
+            )
+            .build()
+            .map_err(anyhow::Error::msg)?;
+        // `train` wants a `Send` iterator so it can count words in parallel;
+        // collecting the borrowed strings is cheap and accepts any iterator.
+        let texts: Vec<&str> = texts.collect();
+        tokenizer
+            .train(
+                &mut TrainerWrapper::WordLevelTrainer(trainer),
+                texts.into_iter(),
+            )
+            .map_err(anyhow::Error::msg)
+            .context("training the word-level vocabulary")?;
+        Self::from_tokenizer(tokenizer)
+    }
+
+    /// Reads a vocabulary from `tokenizer.json` text, as written by
+    /// [`Vocab::to_json`].
+    pub fn from_json(json: &str) -> Result<Vocab> {
+        let tokenizer = Tokenizer::from_str(json)
+            .map_err(anyhow::Error::msg)
+            .context("cannot parse tokenizer.json")?;
+        Self::from_tokenizer(tokenizer).context("unsupported tokenizer.json")
+    }
+
+    /// The vocabulary as standard `tokenizer.json` text.
+    pub fn to_json(&self) -> Result<String> {
+        self.tokenizer
+            .to_string(false)
+            .map_err(anyhow::Error::msg)
+            .context("cannot serialize the tokenizer")
+    }
+
+    /// Builds the lookup tables, checking that the tokenizer is one whose
+    /// behaviour the fast path reproduces.
+    fn from_tokenizer(tokenizer: Tokenizer) -> Result<Vocab> {
+        match tokenizer.get_model() {
+            ModelWrapper::WordLevel(model) => ensure!(
+                model.unk_token == UNK_TOKEN,
+                "the unknown token is {:?}, expected {UNK_TOKEN:?}",
+                model.unk_token
+            ),
+            _ => bail!("the model is not a WordLevel model"),
+        }
+        ensure!(
+            matches!(
+                tokenizer.get_normalizer(),
+                Some(NormalizerWrapper::Lowercase(_))
+            ),
+            "the normalizer is not Lowercase"
+        );
+        ensure!(
+            matches!(
+                tokenizer.get_pre_tokenizer(),
+                Some(PreTokenizerWrapper::Whitespace(_))
+            ),
+            "the pre-tokenizer is not Whitespace"
+        );
+
+        let ids: HashMap<String, u32> = tokenizer.get_vocab(true).into_iter().collect();
+        for (expected, token) in (0u32..).zip(SPECIALS) {
+            let found = ids.get(token).copied();
+            ensure!(
+                found == Some(expected),
+                "special token {token:?} must have id {expected}, found {}",
+                found.map_or_else(|| "none".to_owned(), |id| id.to_string())
+            );
+        }
+        // Model outputs index `tokens` directly, so ids must be exactly 0..len.
+        let mut tokens = vec![None; ids.len()];
+        for (token, &id) in &ids {
+            match tokens.get_mut(id as usize) {
+                Some(slot @ None) => *slot = Some(token.clone()),
+                Some(Some(other)) => bail!("tokens {other:?} and {token:?} share id {id}"),
+                None => bail!(
+                    "token {token:?} has id {id}, but the vocabulary has only {} tokens",
+                    ids.len()
+                ),
+            }
+        }
+        let tokens = tokens.into_iter().flatten().collect();
+        Ok(Vocab {
+            tokenizer,
+            ids,
+            tokens,
+        })
+    }
+
+    /// Number of tokens, special tokens included.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Always false in practice: every vocabulary holds the special tokens.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Encodes raw text: [`normalize`]s it, then maps each token to its id,
+    /// [`UNK`] for unknown tokens. No [`BOS`]/[`EOS`] are added.
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        self.encode_normalized(&normalize(text))
+    }
+
+    /// Encodes text that is already normalized (as corpus examples are), by
+    /// splitting on single spaces.
+    pub fn encode_normalized(&self, text: &str) -> Vec<u32> {
+        text.split(' ')
+            // Tolerate stray double spaces rather than emitting empty tokens.
+            .filter(|token| !token.is_empty())
+            .map(|token| self.id(token).unwrap_or(UNK))
+            .collect()
+    }
+
+    /// Turns ids back into text: tokens joined by spaces, stopping at the
+    /// first [`EOS`] and leaving out [`PAD`] and [`BOS`].
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let tokens: Vec<&str> = ids
+            .iter()
+            .take_while(|&&id| id != EOS)
+            .filter(|&&id| id != PAD && id != BOS)
+            .map(|&id| self.token(id))
+            .collect();
+        tokens.join(" ")
+    }
+
+    /// The token with id `id`; `<unk>` for ids outside the vocabulary, so a
+    /// bad id shows up in the output instead of crashing the interface.
+    pub fn token(&self, id: u32) -> &str {
+        self.tokens
+            .get(id as usize)
+            .map_or(UNK_TOKEN, String::as_str)
+    }
+
+    /// The id of `token`, if it is in the vocabulary.
+    pub fn id(&self, token: &str) -> Option<u32> {
+        self.ids.get(token).copied()
+    }
+
+    /// The underlying tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::Corpus;
+    use std::time::Instant;
+
+    const TEXTS: [&str; 6] = [
+        "The cat sat on the mat.",
+        "the dog sat on the log!",
+        "A cat and a dog, sitting together.",
+        "Don't panic: 42 is the answer.",
+        "Straße and Café are words too — naïve ones.",
+        "the the the cat",
+    ];
+
+    fn small_vocab() -> Vocab {
+        Vocab::train(TEXTS.iter().copied(), 1000, 1).unwrap()
+    }
+
+    #[test]
+    fn specials_have_fixed_ids() {
+        let vocab = small_vocab();
+        for (id, token) in (0u32..).zip(SPECIALS) {
+            assert_eq!(vocab.id(token), Some(id));
+            assert_eq!(vocab.token(id), token);
+        }
+        assert_eq!((PAD, UNK, BOS, EOS), (0, 1, 2, 3));
+        // The most frequent word comes right after the specials.
+        assert_eq!(vocab.token(4), "the");
+    }
+
+    #[test]
+    fn size_and_frequency_limits() {
+        let vocab = Vocab::train(TEXTS.iter().copied(), 6, 1).unwrap();
+        assert_eq!(vocab.len(), 6);
+        assert_eq!(vocab.token(4), "the");
+        let frequent = Vocab::train(TEXTS.iter().copied(), 1000, 3).unwrap();
+        let words: Vec<&str> = (4..frequent.len() as u32)
+            .map(|id| frequent.token(id))
+            .collect();
+        assert_eq!(words, ["the", ".", "cat", "sat"][..words.len()]);
+        assert!(Vocab::train(TEXTS.iter().copied(), 4, 1).is_err());
+    }
+
+    #[test]
+    fn unknown_words_and_decoding() {
+        let vocab = small_vocab();
+        let ids = vocab.encode("The zebra sat.");
+        assert_eq!(ids[1], UNK);
+        assert_eq!(vocab.decode(&ids), "the <unk> sat .");
+        assert_eq!(vocab.encode(""), Vec::<u32>::new());
+        assert_eq!(vocab.encode_normalized("the  cat"), vocab.encode("the cat"));
+
+        let mut framed = vec![BOS];
+        framed.extend(vocab.encode("the cat sat"));
+        framed.extend([EOS, 4, 5, PAD, PAD]);
+        assert_eq!(vocab.decode(&framed), "the cat sat");
+        assert_eq!(vocab.decode(&[PAD, 4, PAD]), "the");
+        assert_eq!(vocab.token(1_000_000), "<unk>");
+    }
+
+    #[test]
+    fn fast_path_matches_tokenizer() {
+        let vocab = small_vocab();
+        for text in TEXTS.iter().copied().chain([
+            "THE CAT, the Dog; and an unseen WORD!!",
+            "  tabs\tand\nnewlines\r\n and   spaces ",
+            "café STRASSE straße ΣΟΦΟΣ snake_case x² ½",
+            "numbers 3.14 and 1,000 and 42",
+            "",
+        ]) {
+            let reference = vocab.tokenizer().encode(text, false).unwrap();
+            assert_eq!(vocab.encode(text), reference.get_ids(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let vocab = small_vocab();
+        let json = vocab.to_json().unwrap();
+        let back = Vocab::from_json(&json).unwrap();
+        assert_eq!(back.tokens, vocab.tokens);
+        assert_eq!(back.encode("the dog sat"), vocab.encode("the dog sat"));
+        assert_eq!(back.to_json().unwrap(), json);
+    }
+
+    #[test]
+    fn from_json_rejects_wrong_specials() {
+        let json = small_vocab().to_json().unwrap();
+        // Swap the ids of <bos> and <eos> everywhere they appear.
+        let swapped = json
+            .replace("\"<bos>\":2", "\"<bos>\":X")
+            .replace("\"<eos>\":3", "\"<eos>\":2")
+            .replace("\"<bos>\":X", "\"<bos>\":3");
+        assert_ne!(swapped, json);
+        let err = Vocab::from_json(&swapped).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("\"<bos>\" must have id 2"),
+            "{err:#}"
+        );
+        assert!(Vocab::from_json("{not json").is_err());
+    }
+
+    #[test]
+    fn trains_quickly_on_the_bundled_corpus() {
+        let corpus = Corpus::bundled_wordnet().unwrap();
+        let start = Instant::now();
+        let vocab = Vocab::train(corpus.train.iter().map(|e| e.text.as_str()), 20_000, 2).unwrap();
+        let elapsed = start.elapsed();
+        eprintln!(
+            "trained {} tokens on {} lines in {elapsed:?}",
+            vocab.len(),
+            corpus.train.len()
+        );
+        assert_eq!(vocab.len(), 20_000);
+
+        let start = Instant::now();
+        let tokens: usize = corpus
+            .train
+            .iter()
+            .map(|e| vocab.encode_normalized(&e.text).len())
+            .sum();
+        eprintln!("encoded {tokens} tokens in {:?}", start.elapsed());
+
+        // Normalized corpus text and raw text must give the tokenizer's ids.
+        for example in corpus.valid.iter().step_by(7) {
+            let reference = vocab
+                .tokenizer()
+                .encode(example.text.as_str(), false)
+                .unwrap();
+            assert_eq!(vocab.encode_normalized(&example.text), reference.get_ids());
+        }
+    }
+}
