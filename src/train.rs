@@ -23,6 +23,7 @@ use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::data::{encode_examples, shuffled_epoch};
 use crate::eval::score_sentences;
 use crate::model::decode::{decode, Strategy};
+use crate::model::kernels;
 use crate::model::{
     named_vars, parameter_count, Built, CodeMode, LatentKind, ModelConfig, SeqAutoencoder,
     SeqConfig, Summary, TokenBatch,
@@ -307,15 +308,20 @@ impl TrainControl {
     }
 }
 
-/// Adam with decoupled weight decay (AdamW). Its moments can be saved for `--resume`, which
-/// candle's own optimiser does not expose.
+/// Adam with decoupled weight decay (AdamW). Moments live in plain vectors and each update is
+/// one fused pass per parameter (candle's composed version costs a dozen full-size temporaries
+/// per parameter); they can be saved for `--resume`, which candle's own optimiser does not expose.
 struct Adam {
     vars: Vec<(String, Var)>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
     t: u64,
     lr: f64,
     weight_decay: f64,
+}
+
+fn grad_values(g: &Tensor) -> Result<Vec<f32>> {
+    Ok(g.flatten_all()?.to_vec1::<f32>()?)
 }
 
 impl Adam {
@@ -324,74 +330,55 @@ impl Adam {
     const EPS: f64 = 1e-8;
 
     fn new(vars: Vec<(String, Var)>, lr: f64, weight_decay: f64) -> Result<Self> {
-        let m = vars
-            .iter()
-            .map(|(_, v)| v.zeros_like())
-            .collect::<candle_core::Result<Vec<_>>>()?;
+        let m: Vec<Vec<f32>> = vars.iter().map(|(_, v)| vec![0f32; v.elem_count()]).collect();
         let v = m.clone();
-        Ok(Self {
-            vars,
-            m,
-            v,
-            t: 0,
-            lr,
-            weight_decay,
-        })
+        Ok(Self { vars, m, v, t: 0, lr, weight_decay })
     }
 
     /// Clips the global gradient norm to `clip` (if positive), then updates; returns the norm.
     fn step(&mut self, grads: &GradStore, clip: f64) -> Result<f64> {
-        let mut sq = 0f64;
-        for (_, var) in &self.vars {
-            if let Some(g) = grads.get(var) {
-                sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-            }
-        }
+        let grads: Vec<Option<Vec<f32>>> =
+            self.vars.iter().map(|(_, var)| grads.get(var).map(grad_values).transpose()).collect::<Result<_>>()?;
+        let sq: f64 = grads.iter().flatten().map(|g| kernels::sum_squares(g) as f64).sum();
         let norm = sq.sqrt();
         if !norm.is_finite() {
             bail!("the gradient norm is {norm}");
         }
-        let scale = if clip > 0.0 && norm > clip {
-            clip / norm
-        } else {
-            1.0
-        };
+        let scale = if clip > 0.0 && norm > clip { clip / norm } else { 1.0 };
         self.t += 1;
-        let bc1 = 1.0 - Self::B1.powi(self.t as i32);
-        let bc2 = 1.0 - Self::B2.powi(self.t as i32);
-        for (i, (_, var)) in self.vars.iter().enumerate() {
-            let Some(g) = grads.get(var) else { continue };
-            let g = (g * scale)?;
-            self.m[i] = ((&self.m[i] * Self::B1)? + (&g * (1.0 - Self::B1))?)?;
-            self.v[i] = ((&self.v[i] * Self::B2)? + (g.sqr()? * (1.0 - Self::B2))?)?;
-            let m_hat = (&self.m[i] / bc1)?;
-            let v_hat = (&self.v[i] / bc2)?;
-            let update = (m_hat / (v_hat.sqrt()? + Self::EPS)?)?;
-            let mut next = (var.as_tensor() - (update * self.lr)?)?;
-            if self.weight_decay > 0.0 {
-                next = (next - (var.as_tensor() * (self.lr * self.weight_decay))?)?;
-            }
-            var.set(&next)?;
+        let constants = kernels::AdamStep {
+            lr: self.lr as f32,
+            beta1: Self::B1 as f32,
+            beta2: Self::B2 as f32,
+            eps: Self::EPS as f32,
+            weight_decay: self.weight_decay as f32,
+            bias_correction1: (1.0 - Self::B1.powi(self.t as i32)) as f32,
+            bias_correction2: (1.0 - Self::B2.powi(self.t as i32)) as f32,
+            grad_scale: scale as f32,
+        };
+        for (i, ((_, var), g)) in self.vars.iter().zip(&grads).enumerate() {
+            let Some(g) = g else { continue };
+            let mut param = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            kernels::adam_update(&mut param, g, &mut self.m[i], &mut self.v[i], constants);
+            var.set(&Tensor::from_vec(param, var.shape(), var.device())?)?;
         }
         Ok(norm)
     }
 
     fn save(&self, path: &Path) -> Result<()> {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
-        for (i, (name, _)) in self.vars.iter().enumerate() {
-            tensors.push((format!("m.{name}"), self.m[i].clone()));
-            tensors.push((format!("v.{name}"), self.v[i].clone()));
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            tensors.push((format!("m.{name}"), Tensor::from_slice(&self.m[i], var.shape(), &Device::Cpu)?));
+            tensors.push((format!("v.{name}"), Tensor::from_slice(&self.v[i], var.shape(), &Device::Cpu)?));
         }
         let mut meta = std::collections::HashMap::new();
         meta.insert("adam_t".to_string(), self.t.to_string());
-        let bytes =
-            safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))?;
+        let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))?;
         checkpoint::write_atomically(path, &bytes)
     }
 
     fn load(&mut self, path: &Path, dev: &Device) -> Result<()> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("reading optimiser state {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading optimiser state {}", path.display()))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| anyhow::anyhow!("optimiser state {} is corrupt: {e}", path.display()))?;
         let t = header
@@ -404,17 +391,11 @@ impl Adam {
         for (i, (name, var)) in self.vars.iter().enumerate() {
             for (prefix, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
                 let key = format!("{prefix}.{name}");
-                let t = tensors
-                    .get(&key)
-                    .with_context(|| format!("optimiser state lacks `{key}`"))?;
+                let t = tensors.get(&key).with_context(|| format!("optimiser state lacks `{key}`"))?;
                 if t.dims() != var.dims() {
-                    bail!(
-                        "optimiser state `{key}` has shape {:?}, expected {:?}",
-                        t.dims(),
-                        var.dims()
-                    );
+                    bail!("optimiser state `{key}` has shape {:?}, expected {:?}", t.dims(), var.dims());
                 }
-                *slot = t.clone();
+                *slot = t.flatten_all()?.to_vec1::<f32>()?;
             }
         }
         self.t = t;

@@ -19,6 +19,8 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 
+use super::kernels;
+
 #[derive(Debug, Clone)]
 pub struct Gru {
     w_ih: Tensor,
@@ -134,8 +136,10 @@ impl Module for Gru {
 }
 
 /// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, each operand given by row and column strides.
+/// Per-step recurrent products are too small to split across threads: the barrier costs more
+/// than it saves (and far more when the machine is busy), so only large products go `parallel`.
 #[allow(clippy::too_many_arguments)]
-fn sgemm(
+pub(crate) fn sgemm(
     m: usize,
     n: usize,
     k: usize,
@@ -146,12 +150,13 @@ fn sgemm(
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
+    parallel: bool,
 ) {
     debug_assert!(m == 0 || n == 0 || (m - 1) * dst_rs + (n - 1) * dst_cs < dst.len());
     debug_assert!(m == 0 || k == 0 || (m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len());
     debug_assert!(k == 0 || n == 0 || (k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len());
     let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 {
+    let parallelism = if parallel && threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
@@ -181,10 +186,6 @@ fn sgemm(
             parallelism,
         )
     }
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -249,6 +250,7 @@ impl CustomOp3 for GruSequence {
         let mut cache = vec![0f32; t_len * 4 * step_len];
         let mut gh = vec![0f32; b * h3];
         let mut h_prev = h0.to_vec();
+        let b_hh: Vec<f32> = (0..h3).map(|j| whh[j * (hsz + 1) + hsz]).collect();
         for t in self.order(t_len) {
             // gh (B, 3H) = h_prev (B, H) · W_hhᵀ (H, 3H)
             sgemm(
@@ -262,6 +264,7 @@ impl CustomOp3 for GruSequence {
                 (hsz, 1),
                 whh,
                 (1, hsz + 1),
+                false,
             );
             let gi_t = &gi[t * b * h3..(t + 1) * b * h3];
             let cache_t = &mut cache[t * 4 * step_len..(t + 1) * 4 * step_len];
@@ -270,22 +273,21 @@ impl CustomOp3 for GruSequence {
             let (n_c, ghn_c) = rest.split_at_mut(step_len);
             let h_out = &mut hs[t * step_len..(t + 1) * step_len];
             for bi in 0..b {
-                for k in 0..hsz {
-                    let g = bi * h3;
-                    let o = bi * hsz + k;
-                    let ghr = gh[g + k] + whh[k * (hsz + 1) + hsz];
-                    let ghz = gh[g + hsz + k] + whh[(hsz + k) * (hsz + 1) + hsz];
-                    let ghn = gh[g + 2 * hsz + k] + whh[(2 * hsz + k) * (hsz + 1) + hsz];
-                    let r = sigmoid(gi_t[g + k] + ghr);
-                    let z = sigmoid(gi_t[g + hsz + k] + ghz);
-                    let n = (gi_t[g + 2 * hsz + k] + r * ghn).tanh();
-                    let h = (1.0 - z) * n + z * h_prev[o];
-                    r_c[o] = r;
-                    z_c[o] = z;
-                    n_c[o] = n;
-                    ghn_c[o] = ghn;
-                    h_out[o] = h;
+                let gh_row = &mut gh[bi * h3..(bi + 1) * h3];
+                for (g, b) in gh_row.iter_mut().zip(&b_hh) {
+                    *g += b;
                 }
+                let rows = bi * hsz..(bi + 1) * hsz;
+                ghn_c[rows.clone()].copy_from_slice(&gh_row[2 * hsz..]);
+                kernels::gru_cell(
+                    &gi_t[bi * h3..(bi + 1) * h3],
+                    gh_row,
+                    &h_prev[rows.clone()],
+                    &mut h_out[rows.clone()],
+                    &mut r_c[rows.clone()],
+                    &mut z_c[rows.clone()],
+                    &mut n_c[rows],
+                );
             }
             h_prev.copy_from_slice(h_out);
         }
@@ -337,23 +339,21 @@ impl CustomOp3 for GruSequence {
             let hb = &h_before[t * step_len..(t + 1) * step_len];
             let dgi_t = &mut dgi[t * b * h3..(t + 1) * b * h3];
             let dgh_t = &mut dgh[t * b * h3..(t + 1) * b * h3];
+            let dh: Vec<f32> = dhs[t * step_len..(t + 1) * step_len].iter().zip(&carry).map(|(a, b)| a + b).collect();
             for bi in 0..b {
-                for k in 0..hsz {
-                    let o = bi * hsz + k;
-                    let g = bi * h3;
-                    let dh = dhs[t * step_len + o] + carry[o];
-                    let (r, z, n, ghn) = (r_c[o], z_c[o], n_c[o], ghn_c[o]);
-                    let dn_pre = dh * (1.0 - z) * (1.0 - n * n);
-                    let dz_pre = dh * (hb[o] - n) * z * (1.0 - z);
-                    let dr_pre = dn_pre * ghn * r * (1.0 - r);
-                    dgi_t[g + k] = dr_pre;
-                    dgi_t[g + hsz + k] = dz_pre;
-                    dgi_t[g + 2 * hsz + k] = dn_pre;
-                    dgh_t[g + k] = dr_pre;
-                    dgh_t[g + hsz + k] = dz_pre;
-                    dgh_t[g + 2 * hsz + k] = dn_pre * r;
-                    carry[o] = dh * z;
-                }
+                let rows = bi * hsz..(bi + 1) * hsz;
+                let gates = bi * h3..(bi + 1) * h3;
+                kernels::gru_cell_backward(
+                    &dh[rows.clone()],
+                    &r_c[rows.clone()],
+                    &z_c[rows.clone()],
+                    &n_c[rows.clone()],
+                    &ghn_c[rows.clone()],
+                    &hb[rows.clone()],
+                    &mut dgi_t[gates.clone()],
+                    &mut dgh_t[gates],
+                    &mut carry[rows],
+                );
             }
             // carry (B, H) += dgh_t (B, 3H) · W_hh (3H, H)
             sgemm(
@@ -367,6 +367,7 @@ impl CustomOp3 for GruSequence {
                 (h3, 1),
                 &whh,
                 (hsz + 1, 1),
+                false,
             );
         }
         // [dW_hh | db_hh] (3H, H+1): dW_hh = dghᵀ (3H, T·B) · h_before (T·B, H); db_hh = Σ dgh.
@@ -383,6 +384,7 @@ impl CustomOp3 for GruSequence {
             (1, h3),
             &h_before,
             (hsz, 1),
+            true,
         );
         for row in dgh.chunks_exact(h3) {
             for (j, &g) in row.iter().enumerate() {
@@ -452,6 +454,7 @@ mod tests {
             hidden: 1,
         };
         let (x, h) = (0.8f32, -0.4f32);
+        let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
         let r = sigmoid(0.5 * x + 0.1 + 1.0 * h + 0.0);
         let z = sigmoid(-1.0 * x + 0.2 + 0.5 * h - 0.1);
         let n = (2.0 * x + 0.3 + r * (-0.5 * h + 0.2)).tanh();

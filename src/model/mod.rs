@@ -5,6 +5,7 @@
 
 pub mod decode;
 pub mod gru;
+pub mod kernels;
 pub mod latent;
 pub mod ops;
 pub mod seq;

@@ -5,15 +5,20 @@
 //! tensor. The fused op makes two passes forward and one backward (softmax − one-hot).
 //! Other devices fall back to the stock composition, so the model still runs on CUDA.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, D};
 use rayon::prelude::*;
+
+use super::gru::sgemm;
+use super::kernels;
 
 /// Negative log-likelihood of `targets` (N,) under `logits` (N, V), per row, shape (N,).
 pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     if logits.device().is_cpu() && logits.dtype() == DType::F32 {
         logits
             .contiguous()?
-            .apply_op2(&targets.contiguous()?, TokenNll)
+            .apply_op2(&targets.contiguous()?, TokenNll::default())
     } else {
         let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;
         let picked = log_probs.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
@@ -21,7 +26,11 @@ pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     }
 }
 
-struct TokenNll;
+/// Keeps each row's log-sum-exp from the forward pass for the backward pass.
+#[derive(Default)]
+struct TokenNll {
+    lse: Mutex<Vec<f32>>,
+}
 
 fn as_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     match (s, l.contiguous_offsets()) {
@@ -40,13 +49,6 @@ fn targets_u32(s: &CpuStorage, l: &Layout) -> Result<Vec<u32>> {
         CpuStorage::U8(v) => v[a..b].iter().map(|&x| x as u32).collect(),
         _ => candle_core::bail!("token_nll expects integer targets"),
     })
-}
-
-/// Returns (max, log-sum-exp) of one row; two passes, numerically stable.
-fn row_lse(row: &[f32]) -> (f32, f32) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = row.iter().map(|&x| (x - max).exp()).sum();
-    (max, max + sum.ln())
 }
 
 impl CustomOp2 for TokenNll {
@@ -73,11 +75,9 @@ impl CustomOp2 for TokenNll {
         if let Some(&bad) = targets.iter().find(|&&t| t as usize >= v) {
             candle_core::bail!("token_nll: target id {bad} outside the vocabulary of {v}");
         }
-        let out: Vec<f32> = logits
-            .par_chunks(v)
-            .zip(targets.par_iter())
-            .map(|(row, &t)| row_lse(row).1 - row[t as usize])
-            .collect();
+        let lse: Vec<f32> = logits.par_chunks(v).map(kernels::log_sum_exp).collect();
+        let out: Vec<f32> = lse.iter().zip(logits.chunks(v)).zip(&targets).map(|((l, row), &t)| l - row[t as usize]).collect();
+        *self.lse.lock().expect("lse lock") = lse;
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 
@@ -89,22 +89,144 @@ impl CustomOp2 for TokenNll {
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (n, v) = logits.dims2()?;
-        let logits_v = logits.flatten_all()?.to_vec1::<f32>()?;
         let targets_v = targets.to_dtype(DType::U32)?.to_vec1::<u32>()?;
         let grad_v = grad_res.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let lse = self.lse.lock().expect("lse lock");
+        if lse.len() != n {
+            candle_core::bail!("token_nll: backward without a cached forward pass");
+        }
+        // Read the logits in place: copying them out would be another full pass.
+        let (storage, layout) = logits.storage_and_layout();
+        let logits_v = match &*storage {
+            Storage::Cpu(s) => as_f32(s, layout)?,
+            _ => candle_core::bail!("token_nll: backward expects CPU logits"),
+        };
         let mut grad = vec![0f32; n * v];
         grad.par_chunks_mut(v)
             .zip(logits_v.par_chunks(v))
-            .zip(targets_v.par_iter().zip(grad_v.par_iter()))
-            .for_each(|((g_row, row), (&t, &g))| {
-                let (_, lse) = row_lse(row);
-                for (gi, &x) in g_row.iter_mut().zip(row) {
-                    *gi = g * (x - lse).exp();
-                }
+            .zip(targets_v.par_iter().zip(grad_v.par_iter()).zip(lse.par_iter()))
+            .for_each(|((g_row, row), ((&t, &g), &l))| {
+                kernels::scaled_softmax(row, l, g, g_row);
                 g_row[t as usize] -= g;
             });
         let grad = Tensor::from_vec(grad, (n, v), logits.device())?;
         Ok((Some(grad), None))
+    }
+}
+
+/// NLL of `targets` (N,) under `hidden (N, H) · weightᵀ + bias` (a linear output layer with
+/// weight (V, H) and bias (V,)), per row, shape (N,).
+///
+/// On CPU this is one op: the logits exist only inside it, as one buffer that the backward pass
+/// turns into the softmax gradient in place, instead of a chain of (N, V) candle tensors (bias
+/// broadcast, log-softmax, gather and their gradients) that each cost a full pass and allocation.
+pub fn linear_nll(hidden: &Tensor, weight: &Tensor, bias: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    if hidden.device().is_cpu() && hidden.dtype() == DType::F32 {
+        let targets = targets.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?;
+        hidden.contiguous()?.apply_op3(
+            &weight.contiguous()?,
+            &bias.contiguous()?,
+            LinearNll { targets, cache: Mutex::new(None) },
+        )
+    } else {
+        let logits = hidden.matmul(&weight.t()?)?.broadcast_add(bias)?;
+        token_nll(&logits, targets)
+    }
+}
+
+struct LinearNll {
+    targets: Vec<u32>,
+    /// Biased logits (N, V) and each row's log-sum-exp, kept for the backward pass.
+    cache: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
+}
+
+fn cpu_slice<'a>(t: &'a Tensor, guard: &'a Storage) -> Result<&'a [f32]> {
+    match guard {
+        Storage::Cpu(s) => as_f32(s, t.layout()),
+        _ => candle_core::bail!("linear_nll expects CPU tensors"),
+    }
+}
+
+impl CustomOp3 for LinearNll {
+    fn name(&self) -> &'static str {
+        "linear-nll"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, h) = l1.shape().dims2()?;
+        let (v, h2) = l2.shape().dims2()?;
+        if h2 != h || l3.shape().elem_count() != v || self.targets.len() != n {
+            candle_core::bail!(
+                "linear_nll: hidden {:?}, weight {:?}, bias {:?} and {} targets do not fit",
+                l1.dims(),
+                l2.dims(),
+                l3.dims(),
+                self.targets.len()
+            );
+        }
+        if let Some(&bad) = self.targets.iter().find(|&&t| t as usize >= v) {
+            candle_core::bail!("linear_nll: target id {bad} outside the vocabulary of {v}");
+        }
+        let (hidden, weight, bias) = (as_f32(s1, l1)?, as_f32(s2, l2)?, as_f32(s3, l3)?);
+        let mut logits = vec![0f32; n * v];
+        // logits (N, V) = hidden (N, H) · weightᵀ (H, V)
+        sgemm(n, v, h, &mut logits, (v, 1), false, hidden, (h, 1), weight, (1, h), true);
+        let lse: Vec<f32> =
+            logits.par_chunks_mut(v).map(|row| kernels::add_bias_log_sum_exp(row, bias)).collect();
+        let nll: Vec<f32> =
+            (0..n).map(|i| lse[i] - logits[i * v + self.targets[i] as usize]).collect();
+        *self.cache.lock().expect("linear_nll cache") = Some((logits, lse));
+        Ok((CpuStorage::F32(nll), Shape::from(n)))
+    }
+
+    fn bwd(
+        &self,
+        hidden: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, h) = hidden.dims2()?;
+        let v = weight.dim(0)?;
+        let grad = grad_res.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let (mut dlogits, lse) = self
+            .cache
+            .lock()
+            .expect("linear_nll cache")
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg("linear_nll: backward without a forward pass".into()))?;
+        // d nll_i / d logits_i = softmax(logits_i) − onehot(t_i), scaled by the incoming gradient.
+        dlogits.par_chunks_mut(v).enumerate().for_each(|(i, row)| {
+            kernels::scaled_softmax_in_place(row, lse[i], grad[i]);
+            row[self.targets[i] as usize] -= grad[i];
+        });
+        let mut dbias = vec![0f32; v];
+        for row in dlogits.chunks_exact(v) {
+            kernels::add_assign(&mut dbias, row);
+        }
+        let (hg, wg) = (hidden.storage_and_layout().0, weight.storage_and_layout().0);
+        let (hidden_v, weight_v) = (cpu_slice(hidden, &hg)?, cpu_slice(weight, &wg)?);
+        let mut dhidden = vec![0f32; n * h];
+        // dhidden (N, H) = dlogits (N, V) · weight (V, H)
+        sgemm(n, h, v, &mut dhidden, (h, 1), false, &dlogits, (v, 1), weight_v, (h, 1), true);
+        let mut dweight = vec![0f32; v * h];
+        // dweight (V, H) = dlogitsᵀ (V, N) · hidden (N, H)
+        sgemm(v, h, n, &mut dweight, (h, 1), false, &dlogits, (1, v), hidden_v, (h, 1), true);
+        let dev = hidden.device();
+        Ok((
+            Some(Tensor::from_vec(dhidden, (n, h), dev)?),
+            Some(Tensor::from_vec(dweight, (v, h), dev)?),
+            Some(Tensor::from_vec(dbias, v, dev)?),
+        ))
     }
 }
 
@@ -133,6 +255,30 @@ mod tests {
         let b = g_stock.get(&x).unwrap();
         let diff = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         assert!(diff < 1e-5, "gradient differs by {diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn fused_linear_nll_matches_stock_forward_and_backward() -> Result<()> {
+        let dev = Device::Cpu;
+        let val = |n: usize, k: f32| -> Vec<f32> { (0..n).map(|i| ((i as f32 * k).sin()) * 0.7).collect() };
+        let h = Var::from_vec(val(6 * 5, 0.37), (6, 5), &dev)?;
+        let w = Var::from_vec(val(9 * 5, 0.11), (9, 5), &dev)?;
+        let b = Var::from_vec(val(9, 1.3), 9, &dev)?;
+        let t = Tensor::new(&[0u32, 8, 3, 3, 5, 1], &dev)?;
+        let scale = Tensor::new(&[1f32, 0.5, 2.0, -1.0, 0.25, 3.0], &dev)?;
+        let fused = linear_nll(h.as_tensor(), w.as_tensor(), b.as_tensor(), &t)?;
+        let logits = h.as_tensor().matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+        let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let stock = lsm.gather(&t.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+        let diff = (&fused - &stock)?.abs()?.max(0)?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "forward differs by {diff}");
+        let gf = (fused * &scale)?.sum_all()?.backward()?;
+        let gs = (stock * &scale)?.sum_all()?.backward()?;
+        for v in [&h, &w, &b] {
+            let d = (gf.get(v).unwrap() - gs.get(v).unwrap())?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            assert!(d < 1e-5, "gradient of {:?} differs by {d}", v.dims());
+        }
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::gru::{final_state, Gru};
 use super::latent::{LatentKind, LatentParams};
-use super::ops::token_nll;
+use super::ops::linear_nll;
 use crate::vocab::{BOS, EOS};
 
 /// How the encoder's states become one vector per sentence.
@@ -398,8 +398,9 @@ impl SeqAutoencoder {
     /// Per-sentence NLL (B,) in nats, summed over target tokens, and the decoder states.
     pub fn sentence_nll(&self, z: Option<&Tensor>, batch: &TokenBatch) -> Result<(Tensor, Tensor)> {
         let states = self.decode_states(z, &batch.dec_in)?; // (T+1, B, H)
-        let logits = self.logits(&states)?; // ((T+1)·B, V)
-        let nll = token_nll(&logits, &batch.targets.flatten_all()?)?; // ((T+1)·B,)
+        let flat = states.reshape(((), self.cfg.hidden_dim))?; // ((T+1)·B, H)
+        let bias = self.out.bias().expect("the output layer has a bias");
+        let nll = linear_nll(&flat, self.out.weight(), bias, &batch.targets.flatten_all()?)?; // ((T+1)·B,)
         let nll = nll.reshape((batch.len + 1, batch.batch_size))?.sum(0)?; // (B,)
         Ok((nll, states))
     }
