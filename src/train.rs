@@ -330,21 +330,42 @@ impl Adam {
     const EPS: f64 = 1e-8;
 
     fn new(vars: Vec<(String, Var)>, lr: f64, weight_decay: f64) -> Result<Self> {
-        let m: Vec<Vec<f32>> = vars.iter().map(|(_, v)| vec![0f32; v.elem_count()]).collect();
+        let m: Vec<Vec<f32>> = vars
+            .iter()
+            .map(|(_, v)| vec![0f32; v.elem_count()])
+            .collect();
         let v = m.clone();
-        Ok(Self { vars, m, v, t: 0, lr, weight_decay })
+        Ok(Self {
+            vars,
+            m,
+            v,
+            t: 0,
+            lr,
+            weight_decay,
+        })
     }
 
     /// Clips the global gradient norm to `clip` (if positive), then updates; returns the norm.
     fn step(&mut self, grads: &GradStore, clip: f64) -> Result<f64> {
-        let grads: Vec<Option<Vec<f32>>> =
-            self.vars.iter().map(|(_, var)| grads.get(var).map(grad_values).transpose()).collect::<Result<_>>()?;
-        let sq: f64 = grads.iter().flatten().map(|g| kernels::sum_squares(g) as f64).sum();
+        let grads: Vec<Option<Vec<f32>>> = self
+            .vars
+            .iter()
+            .map(|(_, var)| grads.get(var).map(grad_values).transpose())
+            .collect::<Result<_>>()?;
+        let sq: f64 = grads
+            .iter()
+            .flatten()
+            .map(|g| kernels::sum_squares(g) as f64)
+            .sum();
         let norm = sq.sqrt();
         if !norm.is_finite() {
             bail!("the gradient norm is {norm}");
         }
-        let scale = if clip > 0.0 && norm > clip { clip / norm } else { 1.0 };
+        let scale = if clip > 0.0 && norm > clip {
+            clip / norm
+        } else {
+            1.0
+        };
         self.t += 1;
         let constants = kernels::AdamStep {
             lr: self.lr as f32,
@@ -368,17 +389,25 @@ impl Adam {
     fn save(&self, path: &Path) -> Result<()> {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         for (i, (name, var)) in self.vars.iter().enumerate() {
-            tensors.push((format!("m.{name}"), Tensor::from_slice(&self.m[i], var.shape(), &Device::Cpu)?));
-            tensors.push((format!("v.{name}"), Tensor::from_slice(&self.v[i], var.shape(), &Device::Cpu)?));
+            tensors.push((
+                format!("m.{name}"),
+                Tensor::from_slice(&self.m[i], var.shape(), &Device::Cpu)?,
+            ));
+            tensors.push((
+                format!("v.{name}"),
+                Tensor::from_slice(&self.v[i], var.shape(), &Device::Cpu)?,
+            ));
         }
         let mut meta = std::collections::HashMap::new();
         meta.insert("adam_t".to_string(), self.t.to_string());
-        let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))?;
+        let bytes =
+            safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))?;
         checkpoint::write_atomically(path, &bytes)
     }
 
     fn load(&mut self, path: &Path, dev: &Device) -> Result<()> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading optimiser state {}", path.display()))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading optimiser state {}", path.display()))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| anyhow::anyhow!("optimiser state {} is corrupt: {e}", path.display()))?;
         let t = header
@@ -391,9 +420,15 @@ impl Adam {
         for (i, (name, var)) in self.vars.iter().enumerate() {
             for (prefix, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
                 let key = format!("{prefix}.{name}");
-                let t = tensors.get(&key).with_context(|| format!("optimiser state lacks `{key}`"))?;
+                let t = tensors
+                    .get(&key)
+                    .with_context(|| format!("optimiser state lacks `{key}`"))?;
                 if t.dims() != var.dims() {
-                    bail!("optimiser state `{key}` has shape {:?}, expected {:?}", t.dims(), var.dims());
+                    bail!(
+                        "optimiser state `{key}` has shape {:?}, expected {:?}",
+                        t.dims(),
+                        var.dims()
+                    );
                 }
                 *slot = t.flatten_all()?.to_vec1::<f32>()?;
             }

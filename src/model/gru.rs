@@ -339,7 +339,11 @@ impl CustomOp3 for GruSequence {
             let hb = &h_before[t * step_len..(t + 1) * step_len];
             let dgi_t = &mut dgi[t * b * h3..(t + 1) * b * h3];
             let dgh_t = &mut dgh[t * b * h3..(t + 1) * b * h3];
-            let dh: Vec<f32> = dhs[t * step_len..(t + 1) * step_len].iter().zip(&carry).map(|(a, b)| a + b).collect();
+            let dh: Vec<f32> = dhs[t * step_len..(t + 1) * step_len]
+                .iter()
+                .zip(&carry)
+                .map(|(a, b)| a + b)
+                .collect();
             for bi in 0..b {
                 let rows = bi * hsz..(bi + 1) * hsz;
                 let gates = bi * h3..(bi + 1) * h3;

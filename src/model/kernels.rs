@@ -15,7 +15,9 @@ pub fn exp(x: f32) -> f32 {
     let r = x - n * LN2_HI - n * LN2_LO;
     // e^r on [-ln2/2, ln2/2], degree-6 Taylor/Horner.
     let p = 1.0
-        + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
     p * scale
 }
@@ -63,7 +65,10 @@ fn max8(xs: &[f32]) -> f32 {
             acc[i] = acc[i].max(c[i]);
         }
     }
-    acc.iter().chain(rest).copied().fold(f32::NEG_INFINITY, f32::max)
+    acc.iter()
+        .chain(rest)
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max)
 }
 
 dispatch! {
@@ -228,7 +233,10 @@ mod tests {
         while x < 30.0 {
             let rel = (exp(x) - x.exp()).abs() / x.exp();
             assert!(rel < 2e-6, "exp({x}): {} vs {}", exp(x), x.exp());
-            assert!((sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 1e-6, "sigmoid({x})");
+            assert!(
+                (sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 1e-6,
+                "sigmoid({x})"
+            );
             assert!((tanh(x) - x.tanh()).abs() < 2e-6, "tanh({x})");
             x += 0.0137;
         }
@@ -238,7 +246,9 @@ mod tests {
 
     #[test]
     fn log_sum_exp_matches_naive() {
-        let row: Vec<f32> = (0..1003).map(|i| ((i * 37) % 101) as f32 * 0.1 - 4.0).collect();
+        let row: Vec<f32> = (0..1003)
+            .map(|i| ((i * 37) % 101) as f32 * 0.1 - 4.0)
+            .collect();
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let naive = max + row.iter().map(|&x| (x - max).exp()).sum::<f32>().ln();
         assert!((log_sum_exp(&row) - naive).abs() < 1e-4);

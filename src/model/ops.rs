@@ -7,7 +7,9 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, D};
+use candle_core::{
+    CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, D,
+};
 use rayon::prelude::*;
 
 use super::gru::sgemm;
@@ -76,7 +78,12 @@ impl CustomOp2 for TokenNll {
             candle_core::bail!("token_nll: target id {bad} outside the vocabulary of {v}");
         }
         let lse: Vec<f32> = logits.par_chunks(v).map(kernels::log_sum_exp).collect();
-        let out: Vec<f32> = lse.iter().zip(logits.chunks(v)).zip(&targets).map(|((l, row), &t)| l - row[t as usize]).collect();
+        let out: Vec<f32> = lse
+            .iter()
+            .zip(logits.chunks(v))
+            .zip(&targets)
+            .map(|((l, row), &t)| l - row[t as usize])
+            .collect();
         *self.lse.lock().expect("lse lock") = lse;
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
@@ -104,7 +111,12 @@ impl CustomOp2 for TokenNll {
         let mut grad = vec![0f32; n * v];
         grad.par_chunks_mut(v)
             .zip(logits_v.par_chunks(v))
-            .zip(targets_v.par_iter().zip(grad_v.par_iter()).zip(lse.par_iter()))
+            .zip(
+                targets_v
+                    .par_iter()
+                    .zip(grad_v.par_iter())
+                    .zip(lse.par_iter()),
+            )
             .for_each(|((g_row, row), ((&t, &g), &l))| {
                 kernels::scaled_softmax(row, l, g, g_row);
                 g_row[t as usize] -= g;
@@ -120,13 +132,24 @@ impl CustomOp2 for TokenNll {
 /// On CPU this is one op: the logits exist only inside it, as one buffer that the backward pass
 /// turns into the softmax gradient in place, instead of a chain of (N, V) candle tensors (bias
 /// broadcast, log-softmax, gather and their gradients) that each cost a full pass and allocation.
-pub fn linear_nll(hidden: &Tensor, weight: &Tensor, bias: &Tensor, targets: &Tensor) -> Result<Tensor> {
+pub fn linear_nll(
+    hidden: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    targets: &Tensor,
+) -> Result<Tensor> {
     if hidden.device().is_cpu() && hidden.dtype() == DType::F32 {
-        let targets = targets.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?;
+        let targets = targets
+            .to_dtype(DType::U32)?
+            .flatten_all()?
+            .to_vec1::<u32>()?;
         hidden.contiguous()?.apply_op3(
             &weight.contiguous()?,
             &bias.contiguous()?,
-            LinearNll { targets, cache: Mutex::new(None) },
+            LinearNll {
+                targets,
+                cache: Mutex::new(None),
+            },
         )
     } else {
         let logits = hidden.matmul(&weight.t()?)?.broadcast_add(bias)?;
@@ -178,11 +201,26 @@ impl CustomOp3 for LinearNll {
         let (hidden, weight, bias) = (as_f32(s1, l1)?, as_f32(s2, l2)?, as_f32(s3, l3)?);
         let mut logits = vec![0f32; n * v];
         // logits (N, V) = hidden (N, H) · weightᵀ (H, V)
-        sgemm(n, v, h, &mut logits, (v, 1), false, hidden, (h, 1), weight, (1, h), true);
-        let lse: Vec<f32> =
-            logits.par_chunks_mut(v).map(|row| kernels::add_bias_log_sum_exp(row, bias)).collect();
-        let nll: Vec<f32> =
-            (0..n).map(|i| lse[i] - logits[i * v + self.targets[i] as usize]).collect();
+        sgemm(
+            n,
+            v,
+            h,
+            &mut logits,
+            (v, 1),
+            false,
+            hidden,
+            (h, 1),
+            weight,
+            (1, h),
+            true,
+        );
+        let lse: Vec<f32> = logits
+            .par_chunks_mut(v)
+            .map(|row| kernels::add_bias_log_sum_exp(row, bias))
+            .collect();
+        let nll: Vec<f32> = (0..n)
+            .map(|i| lse[i] - logits[i * v + self.targets[i] as usize])
+            .collect();
         *self.cache.lock().expect("linear_nll cache") = Some((logits, lse));
         Ok((CpuStorage::F32(nll), Shape::from(n)))
     }
@@ -203,7 +241,9 @@ impl CustomOp3 for LinearNll {
             .lock()
             .expect("linear_nll cache")
             .take()
-            .ok_or_else(|| candle_core::Error::Msg("linear_nll: backward without a forward pass".into()))?;
+            .ok_or_else(|| {
+                candle_core::Error::Msg("linear_nll: backward without a forward pass".into())
+            })?;
         // d nll_i / d logits_i = softmax(logits_i) − onehot(t_i), scaled by the incoming gradient.
         dlogits.par_chunks_mut(v).enumerate().for_each(|(i, row)| {
             kernels::scaled_softmax_in_place(row, lse[i], grad[i]);
@@ -217,10 +257,34 @@ impl CustomOp3 for LinearNll {
         let (hidden_v, weight_v) = (cpu_slice(hidden, &hg)?, cpu_slice(weight, &wg)?);
         let mut dhidden = vec![0f32; n * h];
         // dhidden (N, H) = dlogits (N, V) · weight (V, H)
-        sgemm(n, h, v, &mut dhidden, (h, 1), false, &dlogits, (v, 1), weight_v, (h, 1), true);
+        sgemm(
+            n,
+            h,
+            v,
+            &mut dhidden,
+            (h, 1),
+            false,
+            &dlogits,
+            (v, 1),
+            weight_v,
+            (h, 1),
+            true,
+        );
         let mut dweight = vec![0f32; v * h];
         // dweight (V, H) = dlogitsᵀ (V, N) · hidden (N, H)
-        sgemm(v, h, n, &mut dweight, (h, 1), false, &dlogits, (1, v), hidden_v, (h, 1), true);
+        sgemm(
+            v,
+            h,
+            n,
+            &mut dweight,
+            (h, 1),
+            false,
+            &dlogits,
+            (1, v),
+            hidden_v,
+            (h, 1),
+            true,
+        );
         let dev = hidden.device();
         Ok((
             Some(Tensor::from_vec(dhidden, (n, h), dev)?),
@@ -261,14 +325,19 @@ mod tests {
     #[test]
     fn fused_linear_nll_matches_stock_forward_and_backward() -> Result<()> {
         let dev = Device::Cpu;
-        let val = |n: usize, k: f32| -> Vec<f32> { (0..n).map(|i| ((i as f32 * k).sin()) * 0.7).collect() };
+        let val = |n: usize, k: f32| -> Vec<f32> {
+            (0..n).map(|i| ((i as f32 * k).sin()) * 0.7).collect()
+        };
         let h = Var::from_vec(val(6 * 5, 0.37), (6, 5), &dev)?;
         let w = Var::from_vec(val(9 * 5, 0.11), (9, 5), &dev)?;
         let b = Var::from_vec(val(9, 1.3), 9, &dev)?;
         let t = Tensor::new(&[0u32, 8, 3, 3, 5, 1], &dev)?;
         let scale = Tensor::new(&[1f32, 0.5, 2.0, -1.0, 0.25, 3.0], &dev)?;
         let fused = linear_nll(h.as_tensor(), w.as_tensor(), b.as_tensor(), &t)?;
-        let logits = h.as_tensor().matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+        let logits = h
+            .as_tensor()
+            .matmul(&w.as_tensor().t()?)?
+            .broadcast_add(b.as_tensor())?;
         let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
         let stock = lsm.gather(&t.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
         let diff = (&fused - &stock)?.abs()?.max(0)?.to_scalar::<f32>()?;
@@ -276,7 +345,11 @@ mod tests {
         let gf = (fused * &scale)?.sum_all()?.backward()?;
         let gs = (stock * &scale)?.sum_all()?.backward()?;
         for v in [&h, &w, &b] {
-            let d = (gf.get(v).unwrap() - gs.get(v).unwrap())?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            let d = (gf.get(v).unwrap() - gs.get(v).unwrap())?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
             assert!(d < 1e-5, "gradient of {:?} differs by {d}", v.dims());
         }
         Ok(())

@@ -400,7 +400,12 @@ impl SeqAutoencoder {
         let states = self.decode_states(z, &batch.dec_in)?; // (T+1, B, H)
         let flat = states.reshape(((), self.cfg.hidden_dim))?; // ((T+1)·B, H)
         let bias = self.out.bias().expect("the output layer has a bias");
-        let nll = linear_nll(&flat, self.out.weight(), bias, &batch.targets.flatten_all()?)?; // ((T+1)·B,)
+        let nll = linear_nll(
+            &flat,
+            self.out.weight(),
+            bias,
+            &batch.targets.flatten_all()?,
+        )?; // ((T+1)·B,)
         let nll = nll.reshape((batch.len + 1, batch.batch_size))?.sum(0)?; // (B,)
         Ok((nll, states))
     }
