@@ -29,7 +29,7 @@ pub const DEFAULT_CHECKPOINT: &str = "checkpoints/binary.safetensors";
     name = "latent-tui",
     version,
     about = "Train, measure and explore the latent spaces of text autoencoders.",
-    args_conflicts_with_subcommands = true
+    subcommand_precedence_over_arg = true
 )]
 pub struct Cli {
     /// Checkpoint to open in the explorer (default: checkpoints/binary.safetensors).
@@ -75,6 +75,14 @@ pub enum Command {
         /// Print JSON lines instead of plain text.
         #[arg(long)]
         json: bool,
+    },
+    /// Rewrite a checkpoint, e.g. in half precision for shipping (`--half`).
+    Convert {
+        input: PathBuf,
+        output: PathBuf,
+        /// Store weights as f16 (half the size).
+        #[arg(long)]
+        half: bool,
     },
     /// Measure training, encoding and scoring throughput on the reference configuration.
     Bench {
@@ -349,6 +357,35 @@ pub fn run(cli: Cli) -> Result<()> {
             strategy,
             json,
         }) => decode(&checkpoint, &strategy, json),
+        Some(Command::Convert {
+            input,
+            output,
+            half,
+        }) => {
+            let c = Checkpoint::read(&input, &Device::Cpu)?;
+            let tensors: Vec<(String, candle_core::Tensor)> = c.tensors.into_iter().collect();
+            let storage = if half {
+                crate::checkpoint::Storage::F16
+            } else {
+                crate::checkpoint::Storage::F32
+            };
+            crate::checkpoint::save(
+                &output,
+                &tensors,
+                &c.config,
+                &c.vocab,
+                &c.provenance,
+                storage,
+            )?;
+            let size = std::fs::metadata(&output)?.len();
+            println!(
+                "wrote {} ({:.1} MB, {:?})",
+                output.display(),
+                size as f64 / 1e6,
+                storage
+            );
+            Ok(())
+        }
         Some(Command::Bench { steps, warmup }) => {
             let opts = crate::bench::BenchOptions {
                 steps,

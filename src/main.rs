@@ -1,6 +1,13 @@
 use clap::Parser;
 
 fn main() {
+    // Die quietly on a closed pipe (`latent-tui … | head`) like other command-line tools,
+    // instead of panicking inside println!.
+    #[cfg(unix)]
+    // SAFETY: resetting a signal disposition to its default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = latent_tui::cli::Cli::parse();
     if let Err(e) = latent_tui::cli::run(cli) {
         eprintln!("error: {e:#}");

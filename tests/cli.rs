@@ -1,0 +1,294 @@
+//! The `latent-tui` binary end to end on tiny checkpoints: every scriptable subcommand, its JSON
+//! output, and its errors.
+
+mod fixtures;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn latent-tui");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn ok(args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(args, stdin);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = run(args, None);
+    assert!(!out.status.success(), "{args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn ckpt() -> &'static str {
+    fixtures::binary_checkpoint().to_str().unwrap()
+}
+
+#[test]
+fn info_describes_the_checkpoint() {
+    let text = ok(&["info", ckpt()], None);
+    assert!(
+        text.contains("binary sequence autoencoder, 8 bits"),
+        "{text}"
+    );
+    let v: Value = serde_json::from_str(&ok(&["info", ckpt(), "--json"], None)).unwrap();
+    assert_eq!(v["config"]["family"], "seq");
+    assert_eq!(v["config"]["latent"], "binary");
+    assert_eq!(v["provenance"]["step"], 40);
+    assert!(v["tensors"]["encoder.weight_ih_l0_reverse"].is_array());
+}
+
+#[test]
+fn encode_then_decode_round_trips_through_json_lines() {
+    let encoded = ok(
+        &["encode", ckpt()],
+        Some("the red cat sees a rope\n\nthe zebra sees a rope\n"),
+    );
+    let lines: Vec<Value> = encoded
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "the empty line is skipped");
+    assert_eq!(lines[0]["code"].as_str().unwrap().len(), 8);
+    assert_eq!(lines[1]["unknown"][0], "zebra");
+    assert_eq!(lines[1]["text"], "the <unk> sees a rope");
+    let decoded = ok(&["decode", ckpt()], Some(&encoded));
+    assert_eq!(decoded.lines().count(), 2);
+    let beam = ok(
+        &["decode", ckpt(), "--beam", "3", "--json"],
+        Some("01010101\n[1,0,1,0,1,0,1,0]\n"),
+    );
+    assert_eq!(beam.lines().count(), 2);
+    let err = String::from_utf8(run(&["decode", ckpt()], Some("0101\n")).stderr).unwrap();
+    assert!(err.contains("4 dimensions, the model expects 8"), "{err}");
+}
+
+#[test]
+fn eval_reports_perplexities_and_bit_statistics() {
+    let corpus = fixtures::corpus_file().to_str().unwrap();
+    let v: Value = serde_json::from_str(&ok(
+        &[
+            "eval",
+            ckpt(),
+            "--corpus",
+            corpus,
+            "--split",
+            "train",
+            "--max-sentences",
+            "60",
+            "--flip-sentences",
+            "30",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let r = &v["report"];
+    for mode in ["mean", "rounded", "sample"] {
+        assert!(r["ppl"][mode].as_f64().unwrap() > 1.0, "{mode}");
+    }
+    let bits = &r["bits"];
+    assert_eq!(bits["means"].as_array().unwrap().len(), 8);
+    assert_eq!(bits["flip_growth"].as_array().unwrap().len(), 8);
+    assert_eq!(bits["correlation"].as_array().unwrap().len(), 8);
+    assert_eq!(bits["flip_sentences"], 30);
+    let text = ok(
+        &[
+            "eval",
+            ckpt(),
+            "--corpus",
+            corpus,
+            "--split",
+            "train",
+            "--max-sentences",
+            "40",
+            "--flip-sentences",
+            "10",
+        ],
+        None,
+    );
+    assert!(text.contains("perplexity (rounded code)"), "{text}");
+
+    let g = fixtures::gaussian_checkpoint().to_str().unwrap();
+    let v: Value = serde_json::from_str(&ok(
+        &[
+            "eval",
+            g,
+            "--corpus",
+            corpus,
+            "--split",
+            "train",
+            "--max-sentences",
+            "40",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let gauss = &v["report"]["gaussian"];
+    assert_eq!(gauss["kl_per_dim"].as_array().unwrap().len(), 8);
+    assert!(gauss["active_units"].as_u64().unwrap() <= 8);
+}
+
+#[test]
+fn flip_path_and_sample_are_scriptable() {
+    let v: Value = serde_json::from_str(&ok(
+        &[
+            "flip",
+            ckpt(),
+            "the old dog holds a saw",
+            "--bits",
+            "1,3",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(v["flips"].as_array().unwrap().len(), 2);
+    assert_eq!(v["per_bit_ppl"].as_array().unwrap().len(), 8);
+    assert_eq!(v["flips"][0]["bit"], 1);
+    let code = v["code"].as_str().unwrap();
+    let flipped = v["flips"][0]["code"].as_str().unwrap();
+    assert_eq!(
+        code.chars()
+            .zip(flipped.chars())
+            .filter(|(a, b)| a != b)
+            .count(),
+        1
+    );
+    assert!(fails(&["flip", ckpt(), "the old dog", "--bits", "8"]).contains("out of range"));
+
+    let p: Value = serde_json::from_str(&ok(
+        &[
+            "path",
+            ckpt(),
+            "the red cat sees a rope",
+            "a large ladder is used by the horse",
+            "--seed",
+            "3",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let steps = p["steps"].as_array().unwrap();
+    assert_eq!(steps.len() as u64, p["distance"].as_u64().unwrap() + 1);
+    assert!(steps[0]["flipped"].is_null());
+
+    let a = ok(
+        &["sample", ckpt(), "-n", "4", "--seed", "7", "--json"],
+        None,
+    );
+    let b = ok(
+        &["sample", ckpt(), "-n", "4", "--seed", "7", "--json"],
+        None,
+    );
+    assert_eq!(a, b, "the seed reproduces the samples");
+    let s: Value = serde_json::from_str(&a).unwrap();
+    assert_eq!(s["samples"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn errors_name_the_problem_and_exit_non_zero() {
+    let missing = fixtures::scratch().join("nope.safetensors");
+    let e = fails(&["info", missing.to_str().unwrap()]);
+    assert!(
+        e.contains("nope.safetensors") && e.contains("cannot read checkpoint"),
+        "{e}"
+    );
+    let e = fails(&[missing.to_str().unwrap()]);
+    assert!(e.contains("cannot read checkpoint"), "{e}");
+    let out = fixtures::scratch().join("cli-train.safetensors");
+    let e = fails(&[
+        "train",
+        "--corpus",
+        "/nonexistent/corpus.txt",
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "2",
+    ]);
+    assert!(e.contains("/nonexistent/corpus.txt"), "{e}");
+    let e = fails(&["train", "--kind", "spherical", "--steps", "2"]);
+    assert!(e.contains("unknown latent kind"), "{e}");
+}
+
+#[test]
+fn train_and_convert_from_the_command_line() {
+    let out = fixtures::scratch().join("cli-trained.safetensors");
+    let half = fixtures::scratch().join("cli-trained-half.safetensors");
+    let corpus = fixtures::corpus_file().to_str().unwrap();
+    let log = run(
+        &[
+            "train",
+            "--kind",
+            "binary-vae",
+            "--corpus",
+            corpus,
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "6",
+            "--vocab-size",
+            "100",
+            "--embed-dim",
+            "8",
+            "--hidden-dim",
+            "16",
+            "--latent-dim",
+            "4",
+            "--valid-every",
+            "3",
+            "--log-every",
+            "2",
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&log.stderr);
+    assert!(log.status.success(), "{err}");
+    assert!(
+        err.contains("validation ppl") && err.contains("saved"),
+        "{err}"
+    );
+    ok(
+        &[
+            "convert",
+            out.to_str().unwrap(),
+            half.to_str().unwrap(),
+            "--half",
+        ],
+        None,
+    );
+    let v: Value =
+        serde_json::from_str(&ok(&["info", half.to_str().unwrap(), "--json"], None)).unwrap();
+    assert_eq!(v["stored_dtype"], "F16");
+    assert_eq!(v["provenance"]["step"], 6);
+}
