@@ -50,6 +50,12 @@ impl Gru {
         self.hidden
     }
 
+    /// `[W_hh | b_hh]` (3H, H+1): b_hh travels as the last column of W_hh so that one op sees
+    /// every recurrent parameter.
+    fn recurrent_block(&self) -> Result<Tensor> {
+        Tensor::cat(&[&self.w_hh, &self.b_hh.unsqueeze(1)?], 1)
+    }
+
     /// Input projections for every step: (T, B, in) -> (T, B, 3H).
     pub fn input_projection(&self, xs: &Tensor) -> Result<Tensor> {
         let (t, b, input) = xs.dims3()?;
@@ -70,13 +76,11 @@ impl Gru {
     /// Like [`Gru::forward`] with the input projection already computed (T, B, 3H).
     pub fn forward_projected(&self, gi: &Tensor, h0: &Tensor, reverse: bool) -> Result<Tensor> {
         if gi.device().is_cpu() && gi.dtype() == DType::F32 {
-            // b_hh travels as the last column of W_hh so one op sees every recurrent parameter.
-            let whh_b = Tensor::cat(&[&self.w_hh, &self.b_hh.unsqueeze(1)?], 1)?;
             gi.contiguous()?.apply_op3(
                 &h0.contiguous()?,
-                &whh_b,
+                &self.recurrent_block()?.unsqueeze(0)?,
                 GruSequence {
-                    reverse,
+                    reverse: vec![reverse],
                     cache: Mutex::new(Vec::new()),
                 },
             )
@@ -195,24 +199,232 @@ fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [
     }
 }
 
-/// The GRU recurrence over a whole sequence as one graph node.
+/// The GRU recurrence over a whole sequence, for one or more directions, as one graph node.
 ///
-/// Arguments: input projections (T, B, 3H), initial state (B, H), and `[W_hh | b_hh]` (3H, H+1).
-/// Output: every state (T, B, H). The forward pass keeps r, z, n and W_hn·h + b_hn per step so
-/// that the backward pass needs only two matmuls per step.
+/// Arguments: input projections (T, B, D·3H), initial states (B, D·H), and `[W_hh | b_hh]` per
+/// direction (D, 3H, H+1). Output: every state (T, B, D·H), direction d in columns d·H..(d+1)·H,
+/// which is exactly the concatenation a bidirectional encoder needs. Directions run in parallel.
+/// The forward pass keeps r, z, n and W_hn·h + b_hn per step so that the backward pass needs
+/// only two matmuls per step.
 struct GruSequence {
-    reverse: bool,
-    cache: Mutex<Vec<f32>>,
+    reverse: Vec<bool>,
+    /// Per direction: r, z, n, gh_n for every step, (T, 4, B, H).
+    cache: Mutex<Vec<Vec<f32>>>,
 }
 
-impl GruSequence {
-    fn order(&self, t_len: usize) -> Vec<usize> {
-        if self.reverse {
-            (0..t_len).rev().collect()
+/// Shapes shared by the helpers below.
+#[derive(Clone, Copy)]
+struct Dims {
+    t_len: usize,
+    b: usize,
+    hsz: usize,
+    dirs: usize,
+}
+
+impl Dims {
+    fn order(&self, reverse: bool) -> Vec<usize> {
+        if reverse {
+            (0..self.t_len).rev().collect()
         } else {
-            (0..t_len).collect()
+            (0..self.t_len).collect()
         }
     }
+}
+
+/// One direction forward: returns its states (T, B, H) and its gate cache.
+fn forward_direction(
+    gi: &[f32],
+    d: usize,
+    h0: &[f32],
+    whh: &[f32],
+    reverse: bool,
+    dims: Dims,
+) -> (Vec<f32>, Vec<f32>) {
+    let Dims {
+        t_len,
+        b,
+        hsz,
+        dirs,
+    } = dims;
+    let h3 = 3 * hsz;
+    let step_len = b * hsz;
+    let mut hs = vec![0f32; t_len * step_len];
+    let mut cache = vec![0f32; t_len * 4 * step_len];
+    let mut gh = vec![0f32; b * h3];
+    let mut h_prev: Vec<f32> = (0..b)
+        .flat_map(|bi| h0[(bi * dirs + d) * hsz..][..hsz].iter().copied())
+        .collect();
+    let b_hh: Vec<f32> = (0..h3).map(|j| whh[j * (hsz + 1) + hsz]).collect();
+    for t in dims.order(reverse) {
+        // gh (B, 3H) = h_prev (B, H) · W_hhᵀ (H, 3H)
+        sgemm(
+            b,
+            h3,
+            hsz,
+            &mut gh,
+            (h3, 1),
+            false,
+            &h_prev,
+            (hsz, 1),
+            whh,
+            (1, hsz + 1),
+            false,
+        );
+        let cache_t = &mut cache[t * 4 * step_len..(t + 1) * 4 * step_len];
+        let (r_c, rest) = cache_t.split_at_mut(step_len);
+        let (z_c, rest) = rest.split_at_mut(step_len);
+        let (n_c, ghn_c) = rest.split_at_mut(step_len);
+        let h_out = &mut hs[t * step_len..(t + 1) * step_len];
+        for bi in 0..b {
+            let gh_row = &mut gh[bi * h3..(bi + 1) * h3];
+            for (g, bias) in gh_row.iter_mut().zip(&b_hh) {
+                *g += bias;
+            }
+            let rows = bi * hsz..(bi + 1) * hsz;
+            ghn_c[rows.clone()].copy_from_slice(&gh_row[2 * hsz..]);
+            let gi_row = &gi[((t * b + bi) * dirs + d) * h3..][..h3];
+            kernels::gru_cell(
+                gi_row,
+                gh_row,
+                &h_prev[rows.clone()],
+                &mut h_out[rows.clone()],
+                &mut r_c[rows.clone()],
+                &mut z_c[rows.clone()],
+                &mut n_c[rows],
+            );
+        }
+        h_prev.copy_from_slice(h_out);
+    }
+    (hs, cache)
+}
+
+/// One direction backward through time. `dhs` and `hs` are this direction's (T, B, H) gradient
+/// and states; returns the gradients of its input projections (T, B, 3H), initial state (B, H)
+/// and `[W_hh | b_hh]` (3H, H+1).
+#[allow(clippy::too_many_arguments)]
+fn backward_direction(
+    dhs: &[f32],
+    hs: &[f32],
+    h0: &[f32],
+    whh: &[f32],
+    cache: &[f32],
+    reverse: bool,
+    dims: Dims,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let Dims { t_len, b, hsz, .. } = dims;
+    let h3 = 3 * hsz;
+    let step_len = b * hsz;
+    let order = dims.order(reverse);
+    // h_before[t]: the state each step t started from, aligned with the gradients below.
+    let mut h_before = vec![0f32; t_len * step_len];
+    for (i, &t) in order.iter().enumerate() {
+        let src = if i == 0 {
+            h0
+        } else {
+            &hs[order[i - 1] * step_len..][..step_len]
+        };
+        h_before[t * step_len..(t + 1) * step_len].copy_from_slice(src);
+    }
+    let mut dgi = vec![0f32; t_len * b * h3];
+    let mut dgh = vec![0f32; t_len * b * h3];
+    let mut carry = vec![0f32; step_len];
+    for &t in order.iter().rev() {
+        let c = &cache[t * 4 * step_len..(t + 1) * 4 * step_len];
+        let (r_c, z_c, n_c, ghn_c) = (
+            &c[..step_len],
+            &c[step_len..2 * step_len],
+            &c[2 * step_len..3 * step_len],
+            &c[3 * step_len..],
+        );
+        let hb = &h_before[t * step_len..(t + 1) * step_len];
+        let dgi_t = &mut dgi[t * b * h3..(t + 1) * b * h3];
+        let dgh_t = &mut dgh[t * b * h3..(t + 1) * b * h3];
+        let dh: Vec<f32> = dhs[t * step_len..(t + 1) * step_len]
+            .iter()
+            .zip(&carry)
+            .map(|(a, b)| a + b)
+            .collect();
+        for bi in 0..b {
+            let rows = bi * hsz..(bi + 1) * hsz;
+            let gates = bi * h3..(bi + 1) * h3;
+            kernels::gru_cell_backward(
+                &dh[rows.clone()],
+                &r_c[rows.clone()],
+                &z_c[rows.clone()],
+                &n_c[rows.clone()],
+                &ghn_c[rows.clone()],
+                &hb[rows.clone()],
+                &mut dgi_t[gates.clone()],
+                &mut dgh_t[gates],
+                &mut carry[rows],
+            );
+        }
+        // carry (B, H) += dgh_t (B, 3H) · W_hh (3H, H)
+        sgemm(
+            b,
+            hsz,
+            h3,
+            &mut carry,
+            (hsz, 1),
+            true,
+            dgh_t,
+            (h3, 1),
+            whh,
+            (hsz + 1, 1),
+            false,
+        );
+    }
+    // [dW_hh | db_hh] (3H, H+1): dW_hh = dghᵀ (3H, T·B) · h_before (T·B, H); db_hh = Σ dgh.
+    let mut dw = vec![0f32; h3 * (hsz + 1)];
+    sgemm(
+        h3,
+        hsz,
+        t_len * b,
+        &mut dw,
+        (hsz + 1, 1),
+        false,
+        &dgh,
+        (1, h3),
+        &h_before,
+        (hsz, 1),
+        false,
+    );
+    for row in dgh.chunks_exact(h3) {
+        for (j, &g) in row.iter().enumerate() {
+            dw[j * (hsz + 1) + hsz] += g;
+        }
+    }
+    (dgi, carry, dw)
+}
+
+/// Runs `f` for every direction, two directions on two threads.
+fn per_direction<T: Send>(dirs: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    if dirs == 2 {
+        let (a, b) = rayon::join(|| f(0), || f(1));
+        vec![a, b]
+    } else {
+        (0..dirs).map(f).collect()
+    }
+}
+
+/// Copies column block `d` of width `w` out of rows of width `dirs·w`.
+fn column_block(xs: &[f32], d: usize, w: usize, dirs: usize) -> Vec<f32> {
+    xs.chunks_exact(dirs * w)
+        .flat_map(|row| row[d * w..(d + 1) * w].iter().copied())
+        .collect()
+}
+
+/// Interleaves per-direction rows of width `w` into rows of width `dirs·w`.
+fn interleave(parts: &[Vec<f32>], w: usize) -> Vec<f32> {
+    let dirs = parts.len();
+    let rows = parts[0].len() / w;
+    let mut out = vec![0f32; rows * w * dirs];
+    for (d, part) in parts.iter().enumerate() {
+        for (r, chunk) in part.chunks_exact(w).enumerate() {
+            out[(r * dirs + d) * w..][..w].copy_from_slice(chunk);
+        }
+    }
+    out
 }
 
 impl CustomOp3 for GruSequence {
@@ -229,13 +441,20 @@ impl CustomOp3 for GruSequence {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (t_len, b, h3) = l1.shape().dims3()?;
-        let hsz = h3 / 3;
+        let dirs = self.reverse.len();
+        let (t_len, b, w) = l1.shape().dims3()?;
+        let hsz = w / (3 * dirs);
         let (b2, h2) = l2.shape().dims2()?;
-        let (r3, c3) = l3.shape().dims2()?;
-        if b2 != b || h2 != hsz || r3 != h3 || c3 != hsz + 1 {
+        let (d3, r3, c3) = l3.shape().dims3()?;
+        if w != 3 * hsz * dirs
+            || b2 != b
+            || h2 != dirs * hsz
+            || d3 != dirs
+            || r3 != 3 * hsz
+            || c3 != hsz + 1
+        {
             candle_core::bail!(
-                "gru: inconsistent shapes: inputs {:?}, h0 {:?}, [W_hh|b_hh] {:?}",
+                "gru: inconsistent shapes for {dirs} direction(s): inputs {:?}, h0 {:?}, [W_hh|b_hh] {:?}",
                 l1.dims(),
                 l2.dims(),
                 l3.dims()
@@ -244,55 +463,31 @@ impl CustomOp3 for GruSequence {
         let gi = contiguous_f32(s1, l1, "input projection")?;
         let h0 = contiguous_f32(s2, l2, "initial state")?;
         let whh = contiguous_f32(s3, l3, "W_hh")?;
-        let step_len = b * hsz;
-        let mut hs = vec![0f32; t_len * step_len];
-        // Per step: r, z, n, gh_n, each (B, H).
-        let mut cache = vec![0f32; t_len * 4 * step_len];
-        let mut gh = vec![0f32; b * h3];
-        let mut h_prev = h0.to_vec();
-        let b_hh: Vec<f32> = (0..h3).map(|j| whh[j * (hsz + 1) + hsz]).collect();
-        for t in self.order(t_len) {
-            // gh (B, 3H) = h_prev (B, H) · W_hhᵀ (H, 3H)
-            sgemm(
-                b,
-                h3,
-                hsz,
-                &mut gh,
-                (h3, 1),
-                false,
-                &h_prev,
-                (hsz, 1),
-                whh,
-                (1, hsz + 1),
-                false,
-            );
-            let gi_t = &gi[t * b * h3..(t + 1) * b * h3];
-            let cache_t = &mut cache[t * 4 * step_len..(t + 1) * 4 * step_len];
-            let (r_c, rest) = cache_t.split_at_mut(step_len);
-            let (z_c, rest) = rest.split_at_mut(step_len);
-            let (n_c, ghn_c) = rest.split_at_mut(step_len);
-            let h_out = &mut hs[t * step_len..(t + 1) * step_len];
-            for bi in 0..b {
-                let gh_row = &mut gh[bi * h3..(bi + 1) * h3];
-                for (g, b) in gh_row.iter_mut().zip(&b_hh) {
-                    *g += b;
-                }
-                let rows = bi * hsz..(bi + 1) * hsz;
-                ghn_c[rows.clone()].copy_from_slice(&gh_row[2 * hsz..]);
-                kernels::gru_cell(
-                    &gi_t[bi * h3..(bi + 1) * h3],
-                    gh_row,
-                    &h_prev[rows.clone()],
-                    &mut h_out[rows.clone()],
-                    &mut r_c[rows.clone()],
-                    &mut z_c[rows.clone()],
-                    &mut n_c[rows],
-                );
-            }
-            h_prev.copy_from_slice(h_out);
-        }
-        *self.cache.lock().expect("gru cache lock") = cache;
-        Ok((CpuStorage::F32(hs), Shape::from((t_len, b, hsz))))
+        let dims = Dims {
+            t_len,
+            b,
+            hsz,
+            dirs,
+        };
+        let wlen = 3 * hsz * (hsz + 1);
+        let results = per_direction(dirs, |d| {
+            forward_direction(
+                gi,
+                d,
+                h0,
+                &whh[d * wlen..(d + 1) * wlen],
+                self.reverse[d],
+                dims,
+            )
+        });
+        let (states, caches): (Vec<Vec<f32>>, Vec<Vec<f32>>) = results.into_iter().unzip();
+        *self.cache.lock().expect("gru cache lock") = caches;
+        let out = if dirs == 1 {
+            states.into_iter().next().expect("one direction")
+        } else {
+            interleave(&states, hsz)
+        };
+        Ok((CpuStorage::F32(out), Shape::from((t_len, b, dirs * hsz))))
     }
 
     fn bwd(
@@ -303,116 +498,96 @@ impl CustomOp3 for GruSequence {
         hs: &Tensor,
         grad_hs: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (t_len, b, h3) = gi.dims3()?;
-        let hsz = h3 / 3;
-        let step_len = b * hsz;
-        let cache = self.cache.lock().expect("gru cache lock");
-        if cache.len() != t_len * 4 * step_len {
+        let dirs = self.reverse.len();
+        let (t_len, b, w) = gi.dims3()?;
+        let hsz = w / (3 * dirs);
+        let dims = Dims {
+            t_len,
+            b,
+            hsz,
+            dirs,
+        };
+        let caches = self.cache.lock().expect("gru cache lock");
+        if caches.len() != dirs {
             candle_core::bail!("gru: backward called without a cached forward pass");
         }
         let whh = whh_b.flatten_all()?.to_vec1::<f32>()?;
         let h0v = h0.flatten_all()?.to_vec1::<f32>()?;
         let hsv = hs.flatten_all()?.to_vec1::<f32>()?;
         let dhs = grad_hs.flatten_all()?.to_vec1::<f32>()?;
-        let order = self.order(t_len);
-        // h_before[t]: the state each step t started from, aligned with the gradients below.
-        let mut h_before = vec![0f32; t_len * step_len];
-        for (i, &t) in order.iter().enumerate() {
-            let src = if i == 0 {
-                &h0v[..]
-            } else {
-                &hsv[order[i - 1] * step_len..][..step_len]
+        let wlen = 3 * hsz * (hsz + 1);
+        let results = per_direction(dirs, |d| {
+            let block = |xs: &[f32]| {
+                if dirs == 1 {
+                    xs.to_vec()
+                } else {
+                    column_block(xs, d, hsz, dirs)
+                }
             };
-            h_before[t * step_len..(t + 1) * step_len].copy_from_slice(src);
-        }
-        let mut dgi = vec![0f32; t_len * b * h3];
-        let mut dgh = vec![0f32; t_len * b * h3];
-        let mut carry = vec![0f32; step_len];
-        for &t in order.iter().rev() {
-            let c = &cache[t * 4 * step_len..(t + 1) * 4 * step_len];
-            let (r_c, z_c, n_c, ghn_c) = (
-                &c[..step_len],
-                &c[step_len..2 * step_len],
-                &c[2 * step_len..3 * step_len],
-                &c[3 * step_len..],
-            );
-            let hb = &h_before[t * step_len..(t + 1) * step_len];
-            let dgi_t = &mut dgi[t * b * h3..(t + 1) * b * h3];
-            let dgh_t = &mut dgh[t * b * h3..(t + 1) * b * h3];
-            let dh: Vec<f32> = dhs[t * step_len..(t + 1) * step_len]
-                .iter()
-                .zip(&carry)
-                .map(|(a, b)| a + b)
-                .collect();
-            for bi in 0..b {
-                let rows = bi * hsz..(bi + 1) * hsz;
-                let gates = bi * h3..(bi + 1) * h3;
-                kernels::gru_cell_backward(
-                    &dh[rows.clone()],
-                    &r_c[rows.clone()],
-                    &z_c[rows.clone()],
-                    &n_c[rows.clone()],
-                    &ghn_c[rows.clone()],
-                    &hb[rows.clone()],
-                    &mut dgi_t[gates.clone()],
-                    &mut dgh_t[gates],
-                    &mut carry[rows],
-                );
-            }
-            // carry (B, H) += dgh_t (B, 3H) · W_hh (3H, H)
-            sgemm(
-                b,
-                hsz,
-                h3,
-                &mut carry,
-                (hsz, 1),
-                true,
-                dgh_t,
-                (h3, 1),
-                &whh,
-                (hsz + 1, 1),
-                false,
-            );
-        }
-        // [dW_hh | db_hh] (3H, H+1): dW_hh = dghᵀ (3H, T·B) · h_before (T·B, H); db_hh = Σ dgh.
-        let mut dw = vec![0f32; h3 * (hsz + 1)];
-        let rows = t_len * b;
-        sgemm(
-            h3,
-            hsz,
-            rows,
-            &mut dw,
-            (hsz + 1, 1),
-            false,
-            &dgh,
-            (1, h3),
-            &h_before,
-            (hsz, 1),
-            true,
-        );
-        for row in dgh.chunks_exact(h3) {
-            for (j, &g) in row.iter().enumerate() {
-                dw[j * (hsz + 1) + hsz] += g;
-            }
+            backward_direction(
+                &block(&dhs),
+                &block(&hsv),
+                &block(&h0v),
+                &whh[d * wlen..(d + 1) * wlen],
+                &caches[d],
+                self.reverse[d],
+                dims,
+            )
+        });
+        let mut dgi = Vec::with_capacity(dirs);
+        let mut dh0 = Vec::with_capacity(dirs);
+        let mut dw = Vec::with_capacity(dirs * wlen);
+        for (g, h, w) in results {
+            dgi.push(g);
+            dh0.push(h);
+            dw.extend(w);
         }
         let dev = gi.device();
         Ok((
-            Some(Tensor::from_vec(dgi, (t_len, b, h3), dev)?),
-            Some(Tensor::from_vec(carry, (b, hsz), dev)?),
-            Some(Tensor::from_vec(dw, (h3, hsz + 1), dev)?),
+            Some(Tensor::from_vec(
+                interleave(&dgi, 3 * hsz),
+                (t_len, b, dirs * 3 * hsz),
+                dev,
+            )?),
+            Some(Tensor::from_vec(
+                interleave(&dh0, hsz),
+                (b, dirs * hsz),
+                dev,
+            )?),
+            Some(Tensor::from_vec(dw, (dirs, 3 * hsz, hsz + 1), dev)?),
         ))
     }
 }
 
-/// Final state of a sequence of states (T, B, H) read in the given direction.
-pub fn final_state(states: &Tensor, reverse: bool) -> Result<Tensor> {
-    let t_len = states.dim(0)?;
-    states.get(if reverse { 0 } else { t_len - 1 })
-}
-
-/// Mean over time of (T, B, F) -> (B, F).
-pub fn mean_over_time(xs: &Tensor) -> Result<Tensor> {
-    xs.mean(0)
+/// Runs a forward and a backward GRU over the same input (T, B, in) from zero states, in
+/// parallel; returns their states side by side (T, B, 2H): forward in the first H columns.
+pub fn bidirectional(fwd: &Gru, bwd: &Gru, xs: &Tensor) -> Result<Tensor> {
+    let (t, b, input) = xs.dims3()?;
+    let h = fwd.hidden;
+    if !(xs.device().is_cpu() && xs.dtype() == DType::F32) {
+        let h0 = Tensor::zeros((b, h), xs.dtype(), xs.device())?;
+        let f = fwd.forward_reference(xs, &h0, false)?;
+        let r = bwd.forward_reference(xs, &h0, true)?;
+        return Tensor::cat(&[f, r], 2);
+    }
+    // One input projection for both directions: (T·B, in) · [W_ih_f; W_ih_b]ᵀ -> (T, B, 6H)
+    let w_ih = Tensor::cat(&[&fwd.w_ih, &bwd.w_ih], 0)?;
+    let b_ih = Tensor::cat(&[&fwd.b_ih, &bwd.b_ih], 0)?;
+    let gi = xs
+        .reshape((t * b, input))?
+        .matmul(&w_ih.t()?)?
+        .broadcast_add(&b_ih)?
+        .reshape((t, b, 6 * h))?;
+    let whh = Tensor::stack(&[fwd.recurrent_block()?, bwd.recurrent_block()?], 0)?; // (2, 3H, H+1)
+    let h0 = Tensor::zeros((b, 2 * h), DType::F32, xs.device())?;
+    gi.apply_op3(
+        &h0,
+        &whh,
+        GruSequence {
+            reverse: vec![false, true],
+            cache: Mutex::new(Vec::new()),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -524,6 +699,49 @@ mod tests {
                     v.dims()
                 );
             }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn bidirectional_matches_two_reference_directions() -> Result<()> {
+        let dev = Device::Cpu;
+        let (fwd, fvars) = tiny_gru(3, 4, 11)?;
+        let (bwd, bvars) = tiny_gru(3, 4, 23)?;
+        let xs = Var::from_vec(
+            (0..6 * 2 * 3).map(|i| (i as f32 * 0.29).sin()).collect(),
+            (6, 2, 3),
+            &dev,
+        )?;
+        let weights = Tensor::from_vec(
+            (0..6 * 2 * 8).map(|i| (i as f32 * 0.17).cos()).collect(),
+            (6, 2, 8),
+            &dev,
+        )?;
+        let fused = bidirectional(&fwd, &bwd, xs.as_tensor())?;
+        let h0 = Tensor::zeros((2, 4), DType::F32, &dev)?;
+        let reference = Tensor::cat(
+            &[
+                fwd.forward_reference(xs.as_tensor(), &h0, false)?,
+                bwd.forward_reference(xs.as_tensor(), &h0, true)?,
+            ],
+            2,
+        )?;
+        let diff = (&fused - &reference)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "states differ by {diff}");
+        let gf = (fused * &weights)?.sum_all()?.backward()?;
+        let gr = (reference * &weights)?.sum_all()?.backward()?;
+        for v in fvars.iter().chain(&bvars).chain(std::iter::once(&xs)) {
+            let d = (gf.get(v).expect("fused grad") - gr.get(v).expect("reference grad"))?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert!(d < 1e-4, "gradient of {:?} differs by {d}", v.dims());
         }
         Ok(())
     }

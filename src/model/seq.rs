@@ -8,7 +8,7 @@ use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::gru::{final_state, Gru};
+use super::gru::{bidirectional, Gru};
 use super::latent::{LatentKind, LatentParams};
 use super::ops::linear_nll;
 use crate::vocab::{BOS, EOS};
@@ -303,28 +303,25 @@ impl SeqAutoencoder {
             .encoder
             .as_ref()
             .ok_or_else(|| candle_core::Error::Msg("an `lm` model has no encoder".into()))?;
-        let (_t, b) = src.dims2()?;
         let h = self.cfg.hidden_dim;
         let x = self.embed(src)?; // (T, B, E)
-        let h0 = Tensor::zeros((b, h), DType::F32, src.device())?;
-        let states_f = fwd.forward(&x, &h0, false)?; // (T, B, H)
-        let states_b = bwd.forward(&x, &h0, true)?; // (T, B, H)
+        let states = bidirectional(fwd, bwd, &x)?; // (T, B, 2H): forward ‖ backward
+        let t_len = states.dim(0)?;
         let summary = match self.cfg.summary {
-            // (B, 2H)
+            // (B, 2H): the forward direction ends at T−1, the backward one at 0.
             Summary::Last => Tensor::cat(
                 &[
-                    final_state(&states_f, false)?,
-                    final_state(&states_b, true)?,
+                    states.get(t_len - 1)?.narrow(1, 0, h)?,
+                    states.get(0)?.narrow(1, h, h)?,
                 ],
                 1,
             )?,
-            Summary::Mean => Tensor::cat(&[&states_f, &states_b], 2)?.mean(0)?,
+            Summary::Mean => states.mean(0)?,
             Summary::Attention => {
                 let att = self
                     .attention
                     .as_ref()
                     .expect("attention summary has weights");
-                let states = Tensor::cat(&[&states_f, &states_b], 2)?; // (T, B, 2H)
                 let (t, b, w) = states.dims3()?;
                 let flat = states.reshape((t * b, w))?;
                 let scores = att.score.forward(&att.proj.forward(&flat)?.tanh()?)?; // (T·B, 1)
