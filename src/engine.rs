@@ -11,9 +11,7 @@ use rand::rngs::StdRng;
 use crate::checkpoint::{Checkpoint, Provenance};
 use crate::data::length_batches;
 use crate::model::decode::{decode, Strategy};
-use crate::model::{
-    Built, CodeMode, LatentKind, LatentParams, ModelConfig, SeqAutoencoder, TokenBatch,
-};
+use crate::model::{Built, LatentKind, LatentParams, ModelConfig, SeqAutoencoder, TokenBatch};
 use crate::vocab::{Vocab, UNK};
 
 /// Word ids of a sentence as the model will see them.
@@ -277,9 +275,4 @@ pub fn encodings(params: &LatentParams) -> Result<Vec<Encoding>> {
             kl: kl[i],
         })
         .collect())
-}
-
-/// Codes of a batch under a mode, as rows.
-pub fn codes(params: &LatentParams, mode: CodeMode, rng: &mut StdRng) -> Result<Vec<Vec<f32>>> {
-    Ok(params.code(mode, rng)?.to_vec2::<f32>()?)
 }

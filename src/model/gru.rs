@@ -46,10 +46,6 @@ impl Gru {
         })
     }
 
-    pub fn hidden_size(&self) -> usize {
-        self.hidden
-    }
-
     /// `[W_hh | b_hh]` (3H, H+1): b_hh travels as the last column of W_hh so that one op sees
     /// every recurrent parameter.
     fn recurrent_block(&self) -> Result<Tensor> {

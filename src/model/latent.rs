@@ -191,13 +191,6 @@ impl LatentParams {
         }
     }
 
-    /// Bit probabilities (binary kinds only).
-    pub fn probs(&self) -> Option<Result<Tensor>> {
-        self.kind
-            .is_binary()
-            .then(|| candle_nn::ops::sigmoid(&self.loc))
-    }
-
     /// The code used at inference time under `mode`.
     pub fn code(&self, mode: CodeMode, rng: &mut StdRng) -> Result<Tensor> {
         let shape = self.loc.dims2()?;

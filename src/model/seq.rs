@@ -385,13 +385,6 @@ impl SeqAutoencoder {
         self.decoder.forward(&x, &h0, false)
     }
 
-    /// Output logits (N, V) for states (…, H) flattened to N rows.
-    pub fn logits(&self, states: &Tensor) -> Result<Tensor> {
-        let h = self.cfg.hidden_dim;
-        let flat = states.reshape(((), h))?;
-        self.out.forward(&flat)
-    }
-
     /// Per-sentence NLL (B,) in nats, summed over target tokens, and the decoder states.
     pub fn sentence_nll(&self, z: Option<&Tensor>, batch: &TokenBatch) -> Result<(Tensor, Tensor)> {
         let states = self.decode_states(z, &batch.dec_in)?; // (T+1, B, H)
