@@ -314,12 +314,7 @@ pub fn run(cli: Cli) -> Result<()> {
         set_threads(n.max(1));
     }
     match cli.command {
-        None => {
-            let engine = load_engine(&cli.checkpoint)?;
-            print!("{}", engine.summary());
-            println!("(the interactive explorer is not built yet; see `latent-tui --help`)");
-            Ok(())
-        }
+        None => crate::tui::run(&resolve(&cli.checkpoint)),
         Some(Command::Info { checkpoint, json }) => info(&checkpoint, json),
         Some(Command::Corpus {
             source: CorpusSource::Wordnet { dir, out },

@@ -4,7 +4,7 @@
 //! [`data`] groups them into batches, [`model`] holds the candle models, [`train`], [`eval`]
 //! and [`checkpoint`] work with them, [`engine`] is the sentence-level API over a loaded
 //! checkpoint, [`explore`] the pure operations on codes and [`tasks`] the sentence-level tasks the
-//! command line and the explorer share. Only `tui` knows about terminals.
+//! command line and the explorer share. Only [`tui`] knows about terminals.
 
 pub mod bench;
 pub mod checkpoint;
@@ -17,4 +17,5 @@ pub mod explore;
 pub mod model;
 pub mod tasks;
 pub mod train;
+pub mod tui;
 pub mod vocab;
