@@ -267,9 +267,18 @@ pub fn corpus_of(engine: &Engine, spec: Option<&str>) -> Result<Corpus> {
     )
 }
 
+/// The checkpoint's own corpus, with a message that does not assume a command-line flag.
+fn own_corpus(engine: &Engine, purpose: &str) -> Result<Corpus> {
+    let c = &engine.provenance.corpus;
+    if !(c.is_empty() || c == "wordnet" || std::path::Path::new(c).exists()) {
+        bail!("{purpose} need the corpus the checkpoint was trained on, `{c}`, which is not here");
+    }
+    corpus_of(engine, None)
+}
+
 /// Each bit's mean over (up to 2000) validation sentences of the checkpoint's corpus.
 pub fn corpus_bit_means(engine: &Engine) -> Result<Vec<f32>> {
-    let corpus = corpus_of(engine, None)?;
+    let corpus = own_corpus(engine, "corpus bit means")?;
     let mut ids = encode_examples(&engine.vocab, corpus.split(Split::Valid), engine.max_len());
     ids.truncate(2000);
     if ids.is_empty() {
@@ -345,7 +354,7 @@ pub fn split_stats(
     flip_sentences: usize,
     progress: &mut dyn FnMut(f64),
 ) -> Result<SplitStats> {
-    let corpus = corpus_of(engine, None)?;
+    let corpus = own_corpus(engine, "validation statistics")?;
     let split = Split::Valid;
     let mut ids = encode_examples(&engine.vocab, corpus.split(split), engine.max_len());
     ids.truncate(max_sentences.max(1));

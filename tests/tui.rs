@@ -301,6 +301,7 @@ fn stale_replies_are_dropped() {
         h.app.update(Msg::Key(KeyCode::Char(c).into()));
     }
     h.app.update(Msg::Key(KeyCode::Enter.into()));
+    assert_has(&h.screen(), "⠋ encoding");
     let second = h.queued();
     assert_eq!(first.len(), 1);
     assert_eq!(second.len(), 1);
@@ -664,4 +665,27 @@ fn loading_a_bad_checkpoint_from_the_app_keeps_the_old_model() {
     h.app.set_tab(Tab::Train);
     h.key(KeyCode::Char('L'));
     assert_has(&h.screen(), "no checkpoint written yet");
+}
+
+#[test]
+fn stats_and_means_prior_without_the_training_corpus_say_so() {
+    let f = fixtures();
+    let dir = f.dir.join("elsewhere");
+    std::fs::create_dir_all(&dir).unwrap();
+    let gone = dir.join("gone.txt");
+    std::fs::write(&gone, common::corpus_lines().join("\n")).unwrap();
+    let ckpt = common::tiny_checkpoint(&dir, &gone, LatentKind::Binary, "orphan.safetensors");
+    std::fs::remove_file(&gone).unwrap();
+    let mut h = harness(&ckpt);
+    h.key(KeyCode::Esc).key(KeyCode::Char('4'));
+    assert_has(
+        &h.screen(),
+        "validation statistics need the corpus the checkpoint was trained on",
+    );
+    h.key(KeyCode::Char('3')).key(KeyCode::Char('p'));
+    assert_has(&h.screen(), "corpus bit means need the corpus");
+    // Uniform samples still work.
+    h.key(KeyCode::Char('p'));
+    assert!(h.app.sample.error.is_none());
+    assert!(h.app.sample.samples.is_some());
 }

@@ -514,7 +514,7 @@ fn render_bits(
 }
 
 /// Each dimension is a column: the axis runs from +3 (top) to −3 (bottom); `│` marks μ ± σ,
-/// `●` the current value and `·` zero.
+/// `●` the current value, `○` the encoded μ once the value has moved away, and `·` zero.
 fn render_dims(
     app: &App,
     s: &EncodedSentence,
@@ -552,6 +552,8 @@ fn render_dims(
                     t.accent()
                 };
                 ("●", st_)
+            } else if mu < hi && mu >= lo && (z - mu).abs() > 1e-6 {
+                ("○", t.accent())
             } else if mu + sd >= lo && mu - sd <= hi {
                 ("│", t.bar())
             } else if r == rows / 2 {

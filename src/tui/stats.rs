@@ -120,16 +120,18 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let st = &app.stats;
     let computing = app.jobs.is_pending(JobKind::Stats);
     let [head, body] = Layout::vertical([Constraint::Length(5), Constraint::Min(0)]).areas(area);
+    let sizes = if app.model.binary() {
+        format!(
+            "· {} sentences, bit flips on {} ",
+            st.max_sentences, st.flip_sentences
+        )
+    } else {
+        format!("· {} sentences ", st.max_sentences)
+    };
     let block = t.block(
         Line::from(vec![
             Span::styled(" Validation statistics ", t.bold()),
-            Span::styled(
-                format!(
-                    "· {} sentences, bit flips on {} ",
-                    st.max_sentences, st.flip_sentences
-                ),
-                t.dim(),
-            ),
+            Span::styled(sizes, t.dim()),
         ]),
         false,
     );
@@ -350,9 +352,9 @@ fn render_gaussian(app: &App, g: &crate::eval::GaussianReport, area: Rect, buf: 
     }
     let cursor = app.stats.cursor.min(l - 1);
     let [kl_a, var_a, info_a] = Layout::vertical([
-        Constraint::Length(9),
-        Constraint::Length(9),
-        Constraint::Min(2),
+        Constraint::Fill(1),
+        Constraint::Fill(1),
+        Constraint::Length(2),
     ])
     .areas(area);
     let draw =

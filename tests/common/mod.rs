@@ -43,7 +43,7 @@ pub fn corpus_lines() -> Vec<String> {
     out
 }
 
-fn tiny_checkpoint(dir: &Path, corpus: &Path, kind: LatentKind, name: &str) -> PathBuf {
+pub fn tiny_checkpoint(dir: &Path, corpus: &Path, kind: LatentKind, name: &str) -> PathBuf {
     let lines = corpus_lines();
     let vocab = Vocab::train(lines.iter().map(String::as_str), 200, 1).expect("vocab");
     let cfg = SeqConfig {
