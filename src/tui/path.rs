@@ -353,7 +353,32 @@ fn render_points(app: &App, w: &PathWalk, area: Rect, buf: &mut Buffer) {
         text(buf, area, x_code, y0, "code", t.dim());
     }
     text(buf, area, x_text, y0, "decoding", t.dim());
-    let visible = (area.height - 1) as usize;
+    // Without a code column, the selected step's code gets a line of its own at the bottom.
+    let detail = w.binary && !show_code && area.height >= 4;
+    let visible = (area.height - 1 - detail as u16) as usize;
+    if detail {
+        if let Some(p) = w.points.get(st.selected) {
+            let y = area.bottom() - 1;
+            text(
+                buf,
+                area,
+                area.x,
+                y,
+                &format!("{:>4}", st.selected),
+                t.dim(),
+            );
+            text(buf, area, x_step, y, "code", t.dim());
+            for (j, &v) in p.code.iter().enumerate() {
+                let sym = if explore::is_set(v) { "1" } else { "0" };
+                let style = if Some(j) == p.flipped {
+                    t.changed()
+                } else {
+                    t.plain()
+                };
+                put(buf, area, x_step + 9 + j as u16, y, sym, style);
+            }
+        }
+    }
     let first = st
         .selected
         .saturating_sub(visible.saturating_sub(1))

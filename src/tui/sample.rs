@@ -188,18 +188,25 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let Some(s) = &st.samples else {
         return;
     };
+    // Bits beside the text when both fit comfortably, else the bits on a line of their own
+    // under the text (then fewer samples fit, but none is cut short).
+    let l = s.codes.first().map_or(0, |c| c.len());
+    let bits = kind.is_binary() && l > 0;
+    let beside = bits && inner.width as usize >= 4 + l + 2 + 50;
+    let rows_per = if bits && !beside { 2 } else { 1 };
     for (i, (code, txt)) in s.codes.iter().zip(&s.texts).enumerate() {
-        let y = inner.y + i as u16;
+        let y = inner.y + (i * rows_per) as u16;
         if y >= inner.bottom() {
             break;
         }
         text(buf, inner, inner.x, y, &format!("{:>3} ", i + 1), t.dim());
         let mut x = inner.x + 4;
-        let show_bits = kind.is_binary() && inner.width as usize >= 4 + code.len() + 22;
-        if show_bits {
+        if beside {
             text(buf, inner, x, y, &explore::bit_string(code), t.dim());
-            x += code.len() as u16 + 2;
-        } else if kind.has_latent() && !kind.is_binary() {
+            x += l as u16 + 2;
+        } else if bits {
+            text(buf, inner, x, y + 1, &explore::bit_string(code), t.dim());
+        } else if kind.has_latent() {
             let norm = code.iter().map(|v| v * v).sum::<f32>().sqrt();
             text(buf, inner, x, y, &format!("‖z‖ {norm:5.2}"), t.dim());
             x += 12;

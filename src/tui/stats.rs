@@ -204,20 +204,29 @@ fn render_bits(app: &App, b: &crate::eval::BitReport, area: Rect, buf: &mut Buff
     // Wide enough for the titles even when there are few bits.
     let bars_w = (LABEL + (l + (l - 1) / 8) as u16 + 2).max(62.min(area.width / 2));
     let side_by_side = area.width >= bars_w + 24;
-    let (left, right) = if side_by_side {
-        let [a, b] =
+    // Side by side: bars and the cursor's details on the left, the heat map on the right.
+    // Stacked: bars on top, details and heat map side by side below.
+    let (means_a, growth_a, info_a, right) = if side_by_side {
+        let [left, right] =
             Layout::horizontal([Constraint::Length(bars_w), Constraint::Min(0)]).areas(area);
-        (a, b)
+        let [m, g, i] = Layout::vertical([
+            Constraint::Length(7),
+            Constraint::Length(8),
+            Constraint::Min(2),
+        ])
+        .areas(left);
+        (m, g, i, right)
     } else {
-        let [a, b] = Layout::vertical([Constraint::Length(17), Constraint::Min(0)]).areas(area);
-        (a, b)
+        let [m, g, rest] = Layout::vertical([
+            Constraint::Length(6),
+            Constraint::Length(7),
+            Constraint::Min(0),
+        ])
+        .areas(area);
+        let [i, right] =
+            Layout::horizontal([Constraint::Length(34), Constraint::Min(0)]).areas(rest);
+        (m, g, i, right)
     };
-    let [means_a, growth_a, info_a] = Layout::vertical([
-        Constraint::Length(7),
-        Constraint::Length(8),
-        Constraint::Min(2),
-    ])
-    .areas(left);
 
     let bars = |area: Rect,
                 title: String,
@@ -303,18 +312,21 @@ fn render_bits(app: &App, b: &crate::eval::BitReport, area: Rect, buf: &mut Buff
         Line::from(vec![
             Span::styled(format!(" bit {cursor}"), t.accent()),
             Span::raw(format!(
-                "  mean {:.3} (p {:.3})  flipped ppl {:.2} ({:+.1}%)",
-                b.means[cursor],
-                b.prob_means[cursor],
-                b.flip_ppl[cursor],
-                b.flip_growth[cursor] * 100.0
+                "  mean {:.3} (p {:.3})",
+                b.means[cursor], b.prob_means[cursor],
             )),
         ]),
-        Line::from(vec![
-            Span::styled(" most correlated: ", t.dim()),
-            Span::raw(corr.join(", ")),
-        ]),
+        Line::from(format!(
+            " flipped: ppl {:.2} ({:+.1}%)",
+            b.flip_ppl[cursor],
+            b.flip_growth[cursor] * 100.0
+        )),
+        Line::from(Span::styled(" most correlated:", t.dim())),
     ];
+    let info: Vec<Line> = info
+        .into_iter()
+        .chain(corr.into_iter().map(|c| Line::from(format!("   {c}"))))
+        .collect();
     widgets::lines(buf, info_a, info);
 
     let block = t.block(

@@ -595,7 +595,7 @@ impl App {
 }
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
-    let form_w = 42.min(area.width / 2);
+    let form_w = 37.min(area.width / 2);
     let [form, right] =
         Layout::horizontal([Constraint::Length(form_w), Constraint::Min(0)]).areas(area);
     render_form(app, form, buf);
@@ -677,10 +677,7 @@ fn render_form(app: &App, area: Rect, buf: &mut Buffer) {
                 Span::styled(" start training", t.bold()),
             ]),
             Line::from(Span::styled("Enter edit · ←/→ adjust · ↑/↓ field", t.dim())),
-            Line::from(Span::styled(
-                "corpus: `wordnet` (bundled) or a path",
-                t.dim(),
-            )),
+            Line::from(Span::styled("corpus: wordnet (bundled) or a path", t.dim())),
         ]
     };
     if y < inner.bottom() {
@@ -780,20 +777,18 @@ fn render_run(app: &App, area: Rect, buf: &mut Buffer) {
         if failed { t.error() } else { t.accent() },
     ))];
     if let Some(s) = &run.last {
+        let eta = if run.active() {
+            format!(" · ETA {}", fmt_secs(s.eta_secs))
+        } else {
+            String::new()
+        };
         lines.push(Line::from(vec![
-            Span::raw(format!(
-                "step {}/{} · epoch {} · ",
-                s.step, s.total_steps, s.epoch
-            )),
+            Span::raw(format!("step {}/{}{eta} · ", s.step, s.total_steps)),
             Span::styled(format!("{:.0} tokens/s", s.tokens_per_sec), t.bold()),
             Span::raw(format!(
-                " · elapsed {} · ETA {}",
-                fmt_secs(s.elapsed_secs),
-                if run.active() {
-                    fmt_secs(s.eta_secs)
-                } else {
-                    "—".into()
-                }
+                " · epoch {} · elapsed {}",
+                s.epoch,
+                fmt_secs(s.elapsed_secs)
             )),
         ]));
     } else if let Some(st) = &run.started {

@@ -472,8 +472,8 @@ pub fn heat_map(buf: &mut Buffer, area: Rect, m: &[Vec<f64>], theme: Theme) -> H
         best
     };
     for cj in 0..cells {
-        let x = area.x + cj as u16;
         if theme.color {
+            let x = area.x + cj as u16;
             for line in 0..cells.div_ceil(2) {
                 let y = area.y + line as u16;
                 let top = value(2 * line, cj);
@@ -491,10 +491,21 @@ pub fn heat_map(buf: &mut Buffer, area: Rect, m: &[Vec<f64>], theme: Theme) -> H
                 put(buf, area, x, y, "▀", Style::new().fg(fg).bg(bg));
             }
         } else {
+            // Two columns per cell when they fit, so that cells look square.
+            let cw: u16 = if 2 * cells <= w { 2 } else { 1 };
             for ci in 0..cells {
                 let y = area.y + ci as u16;
                 let sym = value(ci, cj).map_or("╲", shade);
-                put(buf, area, x, y, sym, theme.plain());
+                for dx in 0..cw {
+                    put(
+                        buf,
+                        area,
+                        area.x + cj as u16 * cw + dx,
+                        y,
+                        sym,
+                        theme.plain(),
+                    );
+                }
             }
         }
     }
@@ -554,6 +565,30 @@ mod tests {
         let (first, xs) = grouped_columns(64, 63, 20);
         assert_eq!(xs.len(), 16);
         assert_eq!(first, 48);
+    }
+
+    #[test]
+    fn heat_map_enlarges_small_and_shrinks_large_matrices() {
+        let mono = Theme { color: false };
+        let m = vec![
+            vec![1.0, 0.9, -0.1],
+            vec![0.9, 1.0, 0.0],
+            vec![-0.1, 0.0, 1.0],
+        ];
+        let area = Rect::new(0, 0, 12, 6);
+        let mut buf = Buffer::empty(area);
+        let s = heat_map(&mut buf, area, &m, mono);
+        assert_eq!(s, HeatScale { block: 1, scale: 2 });
+        assert_eq!(buf[(0, 0)].symbol(), "╲");
+        assert_eq!(buf[(4, 0)].symbol(), "█", "|0.9| is the darkest shade");
+        assert_eq!(buf[(8, 0)].symbol(), " ", "|−0.1| rounds to no shade");
+        let big: Vec<Vec<f64>> = (0..64)
+            .map(|i| (0..64).map(|j| if i == j { 1.0 } else { 0.5 }).collect())
+            .collect();
+        let area = Rect::new(0, 0, 40, 8);
+        let mut buf = Buffer::empty(area);
+        assert_eq!(heat_map(&mut buf, area, &big, mono).block, 8);
+        assert_eq!(buf[(0, 0)].symbol(), "▒");
     }
 
     #[test]
