@@ -227,7 +227,7 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
                 ("← → or h l", "move the cursor over bits / dimensions"),
                 ("Home/End, g/G", "first / last bit"),
                 ("Space", "flip the bit under the cursor (binary)"),
-                ("+ / −", "nudge the dimension by ½σ (continuous)"),
+                ("+ / -", "nudge the dimension by ½σ (continuous)"),
                 ("0", "reset the dimension to its encoding (continuous)"),
                 ("r", "restore the encoded code"),
                 ("u", "undo the last change"),
@@ -243,7 +243,7 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
                 ("↑/↓ j/k PgUp/PgDn", "select a step"),
                 ("n / N", "another random path (next / previous seed)"),
                 ("m", "linear ↔ spherical interpolation (continuous)"),
-                ("+ / −", "more / fewer interpolation steps (continuous)"),
+                ("+ / -", "more / fewer interpolation steps (continuous)"),
             ],
         ),
         (
@@ -251,7 +251,7 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
             &[
                 ("s / S", "resample with the next / previous seed"),
                 ("p", "prior: uniform bits ↔ corpus bit means (binary)"),
-                ("+ / −", "temperature (gaussian, lm)"),
+                ("+ / -", "temperature (gaussian, lm)"),
                 ("[ / ]", "fewer / more samples"),
             ],
         ),
