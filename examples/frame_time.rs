@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use candle_core::Device;
 use crossterm::event::{KeyCode, KeyEvent};
 use latent_tui::engine::Engine;
-use latent_tui::tui::app::{App, AppOptions, Effect, Tab};
+use latent_tui::tui::app::{App, AppOptions, Effect};
 use latent_tui::tui::event::Msg;
 use latent_tui::tui::widgets::Theme;
 use latent_tui::tui::worker::{ModelInfo, Worker, WorkerHandle};
@@ -38,9 +38,9 @@ fn main() -> anyhow::Result<()> {
 
     let press = |app: &mut App, code: KeyCode| app.update(Msg::Key(KeyEvent::from(code)));
     // Start training, then type a sentence in Explore and keep flipping bits.
-    app.set_tab(Tab::Train);
+    press(&mut app, KeyCode::BackTab);
     press(&mut app, KeyCode::Char('s'));
-    app.set_tab(Tab::Explore);
+    press(&mut app, KeyCode::Tab);
     for c in "a small dog that barks at night".chars() {
         press(&mut app, KeyCode::Char(c));
     }
@@ -50,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     let mut work = Vec::new();
     let mut next_key = Instant::now();
     let mut keys = 0u64;
+    let mut tab_epoch = 0;
     while start.elapsed() < Duration::from_secs(seconds) {
         let msg = rx.recv_timeout(Duration::from_millis(100)).ok();
         let t0 = Instant::now();
@@ -77,15 +78,19 @@ fn main() -> anyhow::Result<()> {
                 ),
             }
         }
-        // Alternate tabs so every renderer is measured.
-        let tab = Tab::ALL[(start.elapsed().as_secs() as usize / 2) % 5];
-        if tab != Tab::Stats {
-            app.tab = tab;
+        // Visit every tab (statistics included) so that every renderer is measured; flips on
+        // other tabs are other keys, which is fine for a load test.
+        if start.elapsed().as_secs() / 3 != tab_epoch {
+            tab_epoch = start.elapsed().as_secs() / 3;
+            press(&mut app, KeyCode::Tab);
         }
         terminal.draw(|f| f.render_widget(&app, f.area()))?;
         work.push(t0.elapsed());
     }
-    app.train.stop_for_quit();
+    app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        crossterm::event::KeyModifiers::CONTROL,
+    )));
     let steps = app
         .train
         .run

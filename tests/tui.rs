@@ -34,6 +34,13 @@ fn harness(path: &std::path::Path) -> Harness {
     Harness::new(engine(path), options())
 }
 
+/// Switches tabs the way a user does (Tab works even while typing).
+fn goto(h: &mut Harness, tab: Tab) {
+    while h.app.tab != tab {
+        h.key(KeyCode::Tab);
+    }
+}
+
 fn assert_has(screen: &str, needle: &str) {
     assert!(
         screen.contains(needle),
@@ -565,7 +572,7 @@ fn a_failing_training_run_reports_its_error() {
             train_defaults: cfg,
         },
     );
-    h.app.set_tab(Tab::Train);
+    goto(&mut h, Tab::Train);
     h.key(KeyCode::Char('s'));
     assert!(h.wait_for(PATIENCE, |app| !app.train.running()));
     h.join_training();
@@ -581,13 +588,12 @@ fn too_small_terminal_no_color_help_and_quit() {
     assert!(small.contains("40×10"));
     // Every tab draws at the minimum size and at odd sizes without panicking.
     for tab in Tab::ALL {
-        h.app.set_tab(tab);
-        h.settle();
+        goto(&mut h, tab);
         for (w, hh) in [(60, 20), (61, 21), (200, 60), (80, 24)] {
             let _ = render_to_string(&h.app, w, hh);
         }
     }
-    h.app.set_tab(Tab::Explore);
+    goto(&mut h, Tab::Explore);
 
     // NO_COLOR: no cell carries a colour.
     let mut mono = Harness::new(
@@ -599,8 +605,7 @@ fn too_small_terminal_no_color_help_and_quit() {
     );
     mono.type_text("the dog").key(KeyCode::Enter);
     for tab in Tab::ALL {
-        mono.app.set_tab(tab);
-        mono.settle();
+        goto(&mut mono, tab);
         let mut terminal =
             ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
         terminal
@@ -663,7 +668,7 @@ fn loading_a_bad_checkpoint_from_the_app_keeps_the_old_model() {
         h.app.status.is_none(),
         "a reply nobody asked for is dropped"
     );
-    h.app.set_tab(Tab::Train);
+    goto(&mut h, Tab::Train);
     h.key(KeyCode::Char('L'));
     assert_has(&h.screen(), "no checkpoint written yet");
 }

@@ -76,7 +76,7 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    pub fn submit(&mut self, job: Job) -> u64 {
+    pub(super) fn submit(&mut self, job: Job) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
         self.pending.insert(job.kind(), id);
@@ -85,7 +85,7 @@ impl Jobs {
     }
 
     /// Whether `id` is the newest request of `kind`; if so it is no longer pending.
-    pub fn accept(&mut self, kind: JobKind, id: u64) -> bool {
+    pub(super) fn accept(&mut self, kind: JobKind, id: u64) -> bool {
         if self.pending.get(&kind) == Some(&id) {
             self.pending.remove(&kind);
             true
@@ -107,15 +107,15 @@ impl Jobs {
     }
 
     /// Forgets every outstanding request, so their replies will be dropped.
-    pub fn forget_all(&mut self) {
+    pub(super) fn forget_all(&mut self) {
         self.pending.clear();
     }
 
-    pub fn push(&mut self, e: Effect) {
+    pub(super) fn push(&mut self, e: Effect) {
         self.effects.push(e);
     }
 
-    pub fn take_effects(&mut self) -> Vec<Effect> {
+    pub(super) fn take_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)
     }
 
@@ -297,7 +297,7 @@ impl App {
         self.should_quit = true;
     }
 
-    pub fn set_tab(&mut self, tab: Tab) {
+    fn set_tab(&mut self, tab: Tab) {
         self.tab = tab;
         match tab {
             Tab::Sample => self.sample_on_enter(),

@@ -115,7 +115,6 @@ fn event_loop(
             }
         }
         if app.should_quit {
-            app.train.stop_for_quit();
             return Ok(());
         }
     }

@@ -388,7 +388,7 @@ impl TrainState {
     }
 
     /// On quit: ask a running training to stop (it saves a checkpoint on the way out).
-    pub fn stop_for_quit(&mut self) {
+    pub(super) fn stop_for_quit(&mut self) {
         if let Some(run) = &mut self.run {
             if run.active() {
                 run.control.cancel();
