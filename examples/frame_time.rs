@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
         }
         if Instant::now() >= next_key {
             keys += 1;
-            let code = if keys % 3 == 0 {
+            let code = if keys.is_multiple_of(3) {
                 KeyCode::Right
             } else {
                 KeyCode::Char(' ')

@@ -20,7 +20,7 @@ use crate::model::decode::Strategy;
 /// A sentence as the model saw it, with its encoding and deterministic code.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EncodedSentence {
-    /// The words the model sees (unknown words as <unk>, truncated to the maximum length).
+    /// The words the model sees (unknown words as `<unk>`, truncated to the maximum length).
     pub shown: String,
     pub ids: Vec<u32>,
     /// Input words outside the vocabulary.
