@@ -695,3 +695,15 @@ fn stats_and_means_prior_without_the_training_corpus_say_so() {
     assert!(h.app.sample.error.is_none());
     assert!(h.app.sample.samples.is_some());
 }
+
+#[test]
+fn an_unreadable_terminal_ends_the_app_with_an_error() {
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    h.send(Msg::InputFailed("broken pipe".into()));
+    assert!(h.app.should_quit);
+    assert_eq!(
+        h.app.fatal.as_deref(),
+        Some("cannot read the terminal: broken pipe")
+    );
+}

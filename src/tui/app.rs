@@ -153,6 +153,8 @@ pub struct App {
     /// Scroll offset of the help overlay, when it is shown.
     pub help: Option<u16>,
     pub should_quit: bool,
+    /// Why the app had to end, if it did not end by the user's choice.
+    pub fatal: Option<String>,
     pub theme: Theme,
     pub jobs: Jobs,
     pub ticks: u64,
@@ -173,6 +175,7 @@ impl App {
             tab: Tab::Explore,
             help: None,
             should_quit: false,
+            fatal: None,
             theme: options.theme,
             jobs: Jobs::default(),
             ticks: 0,
@@ -218,6 +221,10 @@ impl App {
             Msg::Reply(reply) => self.on_reply(reply),
             Msg::Train { run, event } => self.on_train_event(run, event),
             Msg::TrainEnded { run, error } => self.on_train_ended(run, error),
+            Msg::InputFailed(e) => {
+                self.fatal = Some(format!("cannot read the terminal: {e}"));
+                self.quit();
+            }
         }
     }
 

@@ -36,6 +36,8 @@ pub enum Msg {
         run: u64,
         error: Option<String>,
     },
+    /// The terminal can no longer be read; without keys the app cannot be driven, so it ends.
+    InputFailed(String),
 }
 
 /// Reads terminal events on its own thread until [`InputThread::stop`] is called.
@@ -61,12 +63,13 @@ impl InputThread {
                             Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => Msg::Key(k),
                             Ok(Event::Resize(w, h)) => Msg::Resize(w, h),
                             Ok(_) => continue,
-                            Err(_) => break,
+                            Err(e) => Msg::InputFailed(e.to_string()),
                         },
                         Ok(false) => Msg::Tick,
-                        Err(_) => break,
+                        Err(e) => Msg::InputFailed(e.to_string()),
                     };
-                    if tx.send(msg).is_err() {
+                    let failed = matches!(msg, Msg::InputFailed(_));
+                    if tx.send(msg).is_err() || failed {
                         break;
                     }
                 }

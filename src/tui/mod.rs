@@ -115,7 +115,10 @@ fn event_loop(
             }
         }
         if app.should_quit {
-            return Ok(());
+            return match app.fatal {
+                Some(e) => Err(anyhow::anyhow!(e)),
+                None => Ok(()),
+            };
         }
     }
 }
