@@ -322,12 +322,7 @@ pub fn run(cli: Cli) -> Result<()> {
         set_threads(n.max(1));
     }
     match cli.command {
-        None => {
-            let engine = load_engine(&cli.checkpoint)?;
-            print!("{}", engine.summary());
-            println!("(the interactive explorer is not built yet; see `latent-tui --help`)");
-            Ok(())
-        }
+        None => crate::tui::run(&resolve(&cli.checkpoint)),
         Some(Command::Info { checkpoint, json }) => info(&checkpoint, json),
         Some(Command::Corpus {
             source: CorpusSource::Wordnet { dir, out },
@@ -651,24 +646,7 @@ fn train(args: TrainArgs) -> Result<()> {
 }
 
 fn corpus_for(engine: &Engine, spec: &Option<String>) -> Result<Corpus> {
-    let spec = match spec {
-        Some(s) => s.clone(),
-        None => {
-            let c = &engine.provenance.corpus;
-            if c.is_empty() || c == "wordnet" {
-                "wordnet".to_string()
-            } else {
-                bail!("the checkpoint was trained on `{c}`; pass --corpus PATH to evaluate on it")
-            }
-        }
-    };
-    Corpus::load(
-        &spec,
-        &LoadOptions {
-            min_words: 1,
-            max_words: usize::MAX,
-        },
-    )
+    crate::tasks::corpus_of(engine, spec.as_deref())
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
@@ -906,15 +884,6 @@ fn decode(ckpt: &Option<PathBuf>, strategy: &StrategyArgs, json_out: bool) -> Re
     Ok(())
 }
 
-fn encode_one(engine: &Engine, text: &str) -> Result<(Vec<u32>, crate::engine::Encoding)> {
-    let tok = engine.tokenize(text);
-    if tok.ids.is_empty() {
-        bail!("`{text}` has no words");
-    }
-    let enc = engine.encode(std::slice::from_ref(&tok.ids))?.remove(0);
-    Ok((tok.ids, enc))
-}
-
 fn path(
     ckpt: &Option<PathBuf>,
     a: &str,
@@ -925,80 +894,37 @@ fn path(
     json_out: bool,
 ) -> Result<()> {
     let engine = load_engine(ckpt)?;
-    if !engine.kind().has_latent() {
-        bail!("an `lm` model has no latent space to walk");
-    }
-    let binary = engine.kind().is_binary();
-    let (_, ea) = encode_one(&engine, a)?;
-    let (_, eb) = encode_one(&engine, b)?;
-    let (ca, cb) = (ea.deterministic_code(binary), eb.deterministic_code(binary));
-    let mut rng = StdRng::seed_from_u64(seed);
-    let points: Vec<(Option<usize>, Vec<f32>)> = if binary {
-        explore::hamming_path(&ca, &cb, &mut rng)
-            .into_iter()
-            .map(|s| (s.flipped, s.code))
-            .collect()
-    } else if slerp {
-        explore::slerp_path(&ca, &cb, steps)
-            .into_iter()
-            .map(|c| (None, c))
-            .collect()
-    } else {
-        explore::lerp_path(&ca, &cb, steps)
-            .into_iter()
-            .map(|c| (None, c))
-            .collect()
-    };
-    let codes: Vec<Vec<f32>> = points.iter().map(|p| p.1.clone()).collect();
-    let texts = engine.decode(&codes, Strategy::Greedy, &mut rng)?;
+    let walk = crate::tasks::walk_path(&engine, a, b, seed, steps, slerp)?;
+    let binary = walk.binary;
+    let points = &walk.points;
     if json_out {
         let steps: Vec<_> = points
             .iter()
-            .zip(&texts)
-            .map(|((f, c), t)| json!({"flipped": f, "code": if binary { json!(explore::bit_string(c)) } else { json!(c) }, "text": t}))
+            .map(|p| json!({"flipped": p.flipped, "code": if binary { json!(explore::bit_string(&p.code)) } else { json!(p.code) }, "text": p.text}))
             .collect();
         let mut obj = json!({"a": a, "b": b, "seed": seed, "steps": steps});
-        if binary {
-            obj["distance"] = json!(explore::hamming(&ca, &cb));
+        if let Some(d) = walk.distance {
+            obj["distance"] = json!(d);
         }
         println!("{}", serde_json::to_string_pretty(&obj)?);
     } else {
-        if binary {
-            println!(
-                "Hamming distance {} (seed {seed})",
-                explore::hamming(&ca, &cb)
-            );
+        if let Some(d) = walk.distance {
+            println!("Hamming distance {d} (seed {seed})");
         }
-        for (i, ((f, c), t)) in points.iter().zip(&texts).enumerate() {
-            let what = match f {
+        for (i, p) in points.iter().enumerate() {
+            let what = match p.flipped {
                 Some(bit) => format!("flip {bit:3}"),
                 None if i == 0 => "start   ".into(),
-                None => format!("t={:.2}  ", i as f32 / (points.len() - 1).max(1) as f32),
+                None => format!("t={:.2}  ", p.t),
             };
             if binary {
-                println!("{i:3} {what} {} {t}", explore::bit_string(c));
+                println!("{i:3} {what} {} {}", explore::bit_string(&p.code), p.text);
             } else {
-                println!("{i:3} {what} {t}");
+                println!("{i:3} {what} {}", p.text);
             }
         }
     }
     Ok(())
-}
-
-/// Each bit's mean over (up to 2000) validation sentences of the checkpoint's corpus.
-fn corpus_bit_means(engine: &Engine) -> Result<Vec<f32>> {
-    let corpus = corpus_for(engine, &None)?;
-    let mut ids = encode_examples(&engine.vocab, corpus.split(Split::Valid), engine.max_len());
-    ids.truncate(2000);
-    let encs = engine.encode(&ids)?;
-    let l = engine.latent_dim();
-    let mut means = vec![0f32; l];
-    for e in &encs {
-        for (m, c) in means.iter_mut().zip(e.deterministic_code(true)) {
-            *m += c / encs.len() as f32;
-        }
-    }
-    Ok(means)
 }
 
 fn sample(
@@ -1010,44 +936,19 @@ fn sample(
     json_out: bool,
 ) -> Result<()> {
     let engine = load_engine(ckpt)?;
-    let mut rng = StdRng::seed_from_u64(seed);
     let kind = engine.kind();
-    let codes: Vec<Vec<f32>> = if !kind.has_latent() {
-        vec![Vec::new(); n]
-    } else if kind.is_binary() {
-        let p = match prior {
-            "uniform" => Prior::UniformBits,
-            "means" => Prior::BitMeans(corpus_bit_means(&engine)?),
-            other => bail!("unknown prior `{other}` (expected uniform or means)"),
-        };
-        explore::prior_samples(&p, engine.latent_dim(), n, &mut rng)
+    let prior = crate::tasks::PriorChoice::parse(prior)?;
+    let means = if kind.is_binary() && prior == crate::tasks::PriorChoice::Means {
+        Some(crate::tasks::corpus_bit_means(&engine)?)
     } else {
-        explore::prior_samples(
-            &Prior::Gaussian { temperature },
-            engine.latent_dim(),
-            n,
-            &mut rng,
-        )
+        None
     };
-    let texts = if kind.has_latent() {
-        engine.decode(&codes, Strategy::Greedy, &mut rng)?
-    } else {
-        let ids = crate::model::decode::decode(
-            &engine.model,
-            None,
-            n,
-            Strategy::Sample {
-                temperature: temperature as f64,
-            },
-            engine.max_len(),
-            &mut rng,
-        )?;
-        ids.iter().map(|s| engine.vocab.decode(s)).collect()
-    };
+    let s = crate::tasks::sample_prior(&engine, n, seed, temperature, prior, means.as_deref())?;
+    let (codes, texts) = (&s.codes, &s.texts);
     if json_out {
         let rows: Vec<_> = codes
             .iter()
-            .zip(&texts)
+            .zip(texts)
             .map(|(c, t)| json!({"code": if kind.is_binary() { json!(explore::bit_string(c)) } else { json!(c) }, "text": t}))
             .collect();
         println!(
@@ -1056,7 +957,7 @@ fn sample(
         );
     } else {
         println!("seed {seed}");
-        for (c, t) in codes.iter().zip(&texts) {
+        for (c, t) in codes.iter().zip(texts) {
             if kind.is_binary() {
                 println!("{} {t}", explore::bit_string(c));
             } else {
@@ -1075,8 +976,8 @@ fn flip(ckpt: &Option<PathBuf>, sentence: &str, bits: &[usize], json_out: bool) 
             engine.kind()
         );
     }
-    let (ids, enc) = encode_one(&engine, sentence)?;
-    let code = enc.deterministic_code(true);
+    let e = crate::tasks::encode_sentence(&engine, sentence)?;
+    let (ids, code) = (e.ids, e.code);
     let l = code.len();
     if let Some(&bad) = bits.iter().find(|&&b| b >= l) {
         bail!(
@@ -1084,11 +985,14 @@ fn flip(ckpt: &Option<PathBuf>, sentence: &str, bits: &[usize], json_out: bool) 
             l - 1
         );
     }
-    let tokens = (ids.len() + 1) as f64;
-    let mut all = vec![code.clone()];
-    all.extend((0..l).map(|j| explore::flip(&code, j)));
-    let nll = engine.score(&all, &ids)?;
-    let ppl: Vec<f64> = nll.iter().map(|&n| (n as f64 / tokens).exp()).collect();
+    let scores = crate::tasks::variant_perplexities(
+        &engine,
+        &ids,
+        &code,
+        &crate::tasks::one_change_variants(&code, true, None),
+    )?;
+    let mut ppl = vec![scores.base_ppl];
+    ppl.extend(scores.ppl);
     let mut rng = StdRng::seed_from_u64(0);
     let mut decode_codes = vec![code.clone()];
     decode_codes.extend(bits.iter().map(|&b| explore::flip(&code, b)));

@@ -3,7 +3,8 @@
 //! The library is layered by responsibility: [`corpus`] and [`vocab`] turn text into word ids,
 //! [`data`] groups them into batches, [`model`] holds the candle models, [`train`], [`eval`]
 //! and [`checkpoint`] work with them, [`engine`] is the sentence-level API over a loaded
-//! checkpoint and [`explore`] the pure operations on codes. Only [`tui`] knows about terminals.
+//! checkpoint, [`explore`] the pure operations on codes and [`tasks`] the sentence-level tasks the
+//! command line and the explorer share. Only [`tui`] knows about terminals.
 
 pub mod bench;
 pub mod checkpoint;
@@ -14,5 +15,7 @@ pub mod engine;
 pub mod eval;
 pub mod explore;
 pub mod model;
+pub mod tasks;
 pub mod train;
+pub mod tui;
 pub mod vocab;

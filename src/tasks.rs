@@ -1,0 +1,374 @@
+//! Sentence-level tasks over a loaded [`Engine`]: encoding with notices, Hamming paths and
+//! interpolations, prior samples, per-dimension perplexities and split statistics.
+//!
+//! The command line (`path`, `sample`, `flip`, `eval`) and the explorer's tabs both call these,
+//! so a screen in the explorer and its scripted counterpart print the same thing for the same
+//! seed.
+
+use anyhow::{bail, Result};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::Serialize;
+
+use crate::corpus::{Corpus, LoadOptions, Split};
+use crate::data::encode_examples;
+use crate::engine::{Encoding, Engine};
+use crate::eval::{evaluate, EvalOptions, EvalReport};
+use crate::explore::{self, Prior};
+use crate::model::decode::Strategy;
+
+/// A sentence as the model saw it, with its encoding and deterministic code.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncodedSentence {
+    /// The words the model sees (unknown words as `<unk>`, truncated to the maximum length).
+    pub shown: String,
+    pub ids: Vec<u32>,
+    /// Input words outside the vocabulary.
+    pub unknown: Vec<String>,
+    /// Words dropped beyond the model's maximum length.
+    pub truncated: usize,
+    pub max_len: usize,
+    pub encoding: Encoding,
+    /// Binary: rounded bits; continuous: μ.
+    pub code: Vec<f32>,
+}
+
+impl EncodedSentence {
+    /// Human-readable remarks about what happened to the input (unknown words, truncation).
+    pub fn notices(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.unknown.is_empty() {
+            let mut words: Vec<&str> = self.unknown.iter().map(String::as_str).collect();
+            words.dedup();
+            let n = self.unknown.len();
+            out.push(format!(
+                "{n} unknown word{} shown as <unk>: {}",
+                if n == 1 { "" } else { "s" },
+                words.join(", ")
+            ));
+        }
+        if self.truncated > 0 {
+            out.push(format!(
+                "input truncated to the model's maximum of {} words ({} dropped)",
+                self.max_len, self.truncated
+            ));
+        }
+        out
+    }
+}
+
+/// Tokenizes and encodes one sentence; an input without words is an error, not a panic.
+pub fn encode_sentence(engine: &Engine, text: &str) -> Result<EncodedSentence> {
+    if !engine.kind().has_latent() {
+        bail!("an `lm` model has no encoder, so sentences have no code");
+    }
+    let tok = engine.tokenize(text);
+    if tok.ids.is_empty() {
+        bail!("the input has no words to encode");
+    }
+    let encoding = engine.encode(std::slice::from_ref(&tok.ids))?.remove(0);
+    let code = encoding.deterministic_code(engine.kind().is_binary());
+    Ok(EncodedSentence {
+        shown: engine.words(&tok.ids),
+        ids: tok.ids,
+        unknown: tok.unknown,
+        truncated: tok.truncated,
+        max_len: engine.max_len(),
+        encoding,
+        code,
+    })
+}
+
+/// One point of a walk from code(A) to code(B).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PathPoint {
+    /// Binary: the bit flipped to get here (None at the start).
+    pub flipped: Option<usize>,
+    /// Interpolation: the position along the path, 0 at A and 1 at B.
+    pub t: f32,
+    pub code: Vec<f32>,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PathWalk {
+    pub a: EncodedSentence,
+    pub b: EncodedSentence,
+    pub binary: bool,
+    /// Binary: the Hamming distance between the two codes.
+    pub distance: Option<usize>,
+    pub seed: u64,
+    pub slerp: bool,
+    pub points: Vec<PathPoint>,
+}
+
+/// A random Hamming path (binary codes) or a linear / spherical interpolation with `steps`
+/// steps (continuous codes) from code(A) to code(B), each point decoded greedily.
+pub fn walk_path(
+    engine: &Engine,
+    a: &str,
+    b: &str,
+    seed: u64,
+    steps: usize,
+    slerp: bool,
+) -> Result<PathWalk> {
+    if !engine.kind().has_latent() {
+        bail!("an `lm` model has no latent space to walk");
+    }
+    let binary = engine.kind().is_binary();
+    let ea = encode_sentence(engine, a).map_err(|e| e.context("sentence A"))?;
+    let eb = encode_sentence(engine, b).map_err(|e| e.context("sentence B"))?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let raw: Vec<(Option<usize>, Vec<f32>)> = if binary {
+        explore::hamming_path(&ea.code, &eb.code, &mut rng)
+            .into_iter()
+            .map(|s| (s.flipped, s.code))
+            .collect()
+    } else if slerp {
+        explore::slerp_path(&ea.code, &eb.code, steps)
+            .into_iter()
+            .map(|c| (None, c))
+            .collect()
+    } else {
+        explore::lerp_path(&ea.code, &eb.code, steps)
+            .into_iter()
+            .map(|c| (None, c))
+            .collect()
+    };
+    let codes: Vec<Vec<f32>> = raw.iter().map(|p| p.1.clone()).collect();
+    let texts = engine.decode(&codes, Strategy::Greedy, &mut rng)?;
+    let last = (raw.len() - 1).max(1) as f32;
+    let points = raw
+        .into_iter()
+        .zip(texts)
+        .enumerate()
+        .map(|(i, ((flipped, code), text))| PathPoint {
+            flipped,
+            t: i as f32 / last,
+            code,
+            text,
+        })
+        .collect();
+    Ok(PathWalk {
+        distance: binary.then(|| explore::hamming(&ea.code, &eb.code)),
+        a: ea,
+        b: eb,
+        binary,
+        seed,
+        slerp,
+        points,
+    })
+}
+
+/// Where prior samples are drawn from, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PriorChoice {
+    /// Binary: each bit 0 or 1 with probability ½. Gaussian: N(0, t² I).
+    Uniform,
+    /// Binary: each bit drawn with its mean over the checkpoint's validation sentences.
+    Means,
+}
+
+impl PriorChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            PriorChoice::Uniform => "uniform",
+            PriorChoice::Means => "means",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "uniform" => Ok(PriorChoice::Uniform),
+            "means" => Ok(PriorChoice::Means),
+            other => bail!("unknown prior `{other}` (expected uniform or means)"),
+        }
+    }
+}
+
+/// Prior samples and their greedy decodings (`lm` models sample words with the temperature).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Samples {
+    pub seed: u64,
+    pub codes: Vec<Vec<f32>>,
+    pub texts: Vec<String>,
+}
+
+/// Draws `n` codes from the prior with `seed` and decodes them. `bit_means` is needed only for
+/// [`PriorChoice::Means`] on binary models (see [`corpus_bit_means`]).
+pub fn sample_prior(
+    engine: &Engine,
+    n: usize,
+    seed: u64,
+    temperature: f32,
+    prior: PriorChoice,
+    bit_means: Option<&[f32]>,
+) -> Result<Samples> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let kind = engine.kind();
+    let codes: Vec<Vec<f32>> = if !kind.has_latent() {
+        vec![Vec::new(); n]
+    } else if kind.is_binary() {
+        let p = match prior {
+            PriorChoice::Uniform => Prior::UniformBits,
+            PriorChoice::Means => match bit_means {
+                Some(m) => Prior::BitMeans(m.to_vec()),
+                None => bail!("the `means` prior needs the corpus bit means"),
+            },
+        };
+        explore::prior_samples(&p, engine.latent_dim(), n, &mut rng)
+    } else {
+        explore::prior_samples(
+            &Prior::Gaussian { temperature },
+            engine.latent_dim(),
+            n,
+            &mut rng,
+        )
+    };
+    let texts = if kind.has_latent() {
+        engine.decode(&codes, Strategy::Greedy, &mut rng)?
+    } else {
+        let ids = crate::model::decode::decode(
+            &engine.model,
+            None,
+            n,
+            Strategy::Sample {
+                temperature: temperature as f64,
+            },
+            engine.max_len(),
+            &mut rng,
+        )?;
+        ids.iter().map(|s| engine.vocab.decode(s)).collect()
+    };
+    Ok(Samples { seed, codes, texts })
+}
+
+/// The corpus a checkpoint was trained on (`spec` overrides it).
+pub fn corpus_of(engine: &Engine, spec: Option<&str>) -> Result<Corpus> {
+    let spec = match spec {
+        Some(s) => s.to_string(),
+        None => {
+            let c = &engine.provenance.corpus;
+            if c.is_empty() || c == "wordnet" {
+                "wordnet".to_string()
+            } else if std::path::Path::new(c).exists() {
+                c.clone()
+            } else {
+                bail!("the checkpoint was trained on `{c}`; pass --corpus PATH to evaluate on it")
+            }
+        }
+    };
+    Corpus::load(
+        &spec,
+        &LoadOptions {
+            min_words: 1,
+            max_words: usize::MAX,
+        },
+    )
+}
+
+/// The checkpoint's own corpus, with a message that does not assume a command-line flag.
+fn own_corpus(engine: &Engine, purpose: &str) -> Result<Corpus> {
+    let c = &engine.provenance.corpus;
+    if !(c.is_empty() || c == "wordnet" || std::path::Path::new(c).exists()) {
+        bail!("{purpose} need the corpus the checkpoint was trained on, `{c}`, which is not here");
+    }
+    corpus_of(engine, None)
+}
+
+/// Each bit's mean over (up to 2000) validation sentences of the checkpoint's corpus.
+pub fn corpus_bit_means(engine: &Engine) -> Result<Vec<f32>> {
+    let corpus = own_corpus(engine, "corpus bit means")?;
+    let mut ids = encode_examples(&engine.vocab, corpus.split(Split::Valid), engine.max_len());
+    ids.truncate(2000);
+    if ids.is_empty() {
+        bail!("the validation split of `{}` is empty", corpus.name);
+    }
+    let encs = engine.encode(&ids)?;
+    let l = engine.latent_dim();
+    let mut means = vec![0f32; l];
+    for e in &encs {
+        for (m, c) in means.iter_mut().zip(e.deterministic_code(true)) {
+            *m += c / encs.len() as f32;
+        }
+    }
+    Ok(means)
+}
+
+/// Perplexity of one sentence under a code and under variants of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VariantScores {
+    /// Under the code itself.
+    pub base_ppl: f64,
+    /// Under each variant, in order.
+    pub ppl: Vec<f64>,
+}
+
+/// Scores `ids` under `code` and every variant in one batch.
+pub fn variant_perplexities(
+    engine: &Engine,
+    ids: &[u32],
+    code: &[f32],
+    variants: &[Vec<f32>],
+) -> Result<VariantScores> {
+    let tokens = (ids.len() + 1) as f64;
+    let mut all = Vec::with_capacity(variants.len() + 1);
+    all.push(code.to_vec());
+    all.extend(variants.iter().cloned());
+    let nll = engine.score(&all, ids)?;
+    let ppl: Vec<f64> = nll.iter().map(|&n| (n as f64 / tokens).exp()).collect();
+    Ok(VariantScores {
+        base_ppl: ppl[0],
+        ppl: ppl[1..].to_vec(),
+    })
+}
+
+/// The variants behind per-dimension perplexity bars: binary codes with each bit flipped;
+/// continuous codes with each dimension moved up by one σ (or by 1 where there is no σ).
+pub fn one_change_variants(code: &[f32], binary: bool, std: Option<&[f32]>) -> Vec<Vec<f32>> {
+    (0..code.len())
+        .map(|j| {
+            if binary {
+                explore::flip(code, j)
+            } else {
+                let s = std.and_then(|s| s.get(j)).copied().unwrap_or(1.0);
+                explore::nudge(code, j, s)
+            }
+        })
+        .collect()
+}
+
+/// Statistics of a checkpoint over the validation split of its corpus.
+#[derive(Clone, Debug)]
+pub struct SplitStats {
+    pub corpus: String,
+    pub split: Split,
+    pub report: EvalReport,
+}
+
+/// Evaluates the first `max_sentences` validation sentences (bit flips on the first
+/// `flip_sentences`), reporting the fraction done through `progress`.
+pub fn split_stats(
+    engine: &Engine,
+    max_sentences: usize,
+    flip_sentences: usize,
+    progress: &mut dyn FnMut(f64),
+) -> Result<SplitStats> {
+    let corpus = own_corpus(engine, "validation statistics")?;
+    let split = Split::Valid;
+    let mut ids = encode_examples(&engine.vocab, corpus.split(split), engine.max_len());
+    ids.truncate(max_sentences.max(1));
+    if ids.is_empty() {
+        bail!("the {split} split of `{}` has no sentences", corpus.name);
+    }
+    let opts = EvalOptions {
+        flip_sentences,
+        seed: 0,
+    };
+    let report = evaluate(&engine.model, &ids, &opts, progress)?;
+    Ok(SplitStats {
+        corpus: corpus.name,
+        split,
+        report,
+    })
+}

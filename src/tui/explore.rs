@@ -1,0 +1,761 @@
+//! Tab 1, Explore: type a sentence, see its code, change the code bit by bit (or dimension by
+//! dimension) and watch the decoding and the per-bit perplexity bars follow.
+
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Widget;
+
+use super::app::App;
+use super::widgets::{self, grouped_columns, put, text, InputAction, TextInput, EIGHTHS};
+use super::worker::{Bars, Job, JobKind};
+use crate::explore;
+use crate::model::decode::Strategy;
+use crate::tasks::EncodedSentence;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Focus {
+    #[default]
+    Input,
+    Code,
+}
+
+/// Width of a beam in the beam-search decoding.
+const BEAM: usize = 4;
+
+#[derive(Debug)]
+pub struct ExploreState {
+    pub input: TextInput,
+    pub focus: Focus,
+    pub sentence: Option<EncodedSentence>,
+    /// The current (possibly edited) code.
+    pub code: Vec<f32>,
+    undo: Vec<Vec<f32>>,
+    pub cursor: usize,
+    pub strategy: Strategy,
+    decode_seed: u64,
+    /// The latest decoding and the code it belongs to.
+    pub decoding: Option<(Vec<f32>, Result<String, String>)>,
+    pub bars: Option<Bars>,
+    pub error: Option<String>,
+}
+
+impl Default for ExploreState {
+    fn default() -> Self {
+        Self {
+            input: TextInput::default(),
+            focus: Focus::Input,
+            sentence: None,
+            code: Vec::new(),
+            undo: Vec::new(),
+            cursor: 0,
+            strategy: Strategy::Greedy,
+            decode_seed: 0,
+            decoding: None,
+            bars: None,
+            error: None,
+        }
+    }
+}
+
+impl ExploreState {
+    pub fn typing(&self) -> bool {
+        self.focus == Focus::Input
+    }
+
+    /// Hamming distance (binary) of the current code from the encoded one.
+    pub fn distance(&self) -> Option<usize> {
+        self.sentence
+            .as_ref()
+            .map(|s| explore::hamming(&s.code, &self.code))
+    }
+
+    pub fn hints(&self, binary: bool) -> Vec<(&'static str, &'static str)> {
+        match self.focus {
+            Focus::Input => vec![("Enter", "encode"), ("Esc", "to the code")],
+            Focus::Code if binary => vec![
+                ("←/→", "move"),
+                ("Space", "flip"),
+                ("r", "restore"),
+                ("u", "undo"),
+                ("d", "decoder"),
+                ("i", "edit"),
+            ],
+            Focus::Code => vec![
+                ("←/→", "move"),
+                ("+/-", "±½σ"),
+                ("0", "reset dim"),
+                ("r", "restore"),
+                ("u", "undo"),
+                ("d", "decoder"),
+                ("i", "edit"),
+            ],
+        }
+    }
+}
+
+fn next_strategy(s: Strategy) -> Strategy {
+    match s {
+        Strategy::Greedy => Strategy::Beam { width: BEAM },
+        Strategy::Beam { .. } => Strategy::Sample { temperature: 1.0 },
+        Strategy::Sample { .. } => Strategy::Greedy,
+    }
+}
+
+impl App {
+    pub(super) fn explore_key(&mut self, key: KeyEvent) {
+        match self.explore.focus {
+            Focus::Input => match self.explore.input.on_key(key) {
+                InputAction::Submit => self.explore_submit(),
+                InputAction::Cancel => self.explore.focus = Focus::Code,
+                _ => {
+                    if self.explore.input.overflow {
+                        self.notice(format!(
+                            "input is limited to {} characters",
+                            TextInput::MAX_CHARS
+                        ));
+                    }
+                }
+            },
+            Focus::Code => self.explore_code_key(key),
+        }
+    }
+
+    fn explore_submit(&mut self) {
+        if self.explore.input.is_blank() {
+            self.notice("type a sentence first, then Enter encodes it");
+            return;
+        }
+        let text = self.explore.input.text();
+        self.jobs.submit(Job::Encode { text });
+        self.explore.focus = Focus::Code;
+    }
+
+    fn explore_code_key(&mut self, key: KeyEvent) {
+        let binary = self.model.binary();
+        let l = self.explore.code.len();
+        match key.code {
+            KeyCode::Char('i') | KeyCode::Char('/') | KeyCode::Enter => {
+                self.explore.focus = Focus::Input;
+                return;
+            }
+            KeyCode::Char('d') => {
+                self.explore.strategy = next_strategy(self.explore.strategy);
+                self.explore_request_decode();
+                return;
+            }
+            _ => {}
+        }
+        if l == 0 {
+            self.notice("no code yet: i to type a sentence, Enter to encode it");
+            return;
+        }
+        let c = self.explore.cursor;
+        match key.code {
+            KeyCode::Left | KeyCode::Char('h') => self.explore.cursor = c.saturating_sub(1),
+            KeyCode::Right | KeyCode::Char('l') => self.explore.cursor = (c + 1).min(l - 1),
+            KeyCode::Home | KeyCode::Char('g') => self.explore.cursor = 0,
+            KeyCode::End | KeyCode::Char('G') => self.explore.cursor = l - 1,
+            KeyCode::Char(' ') if binary => {
+                let next = explore::flip(&self.explore.code, c);
+                self.explore_set_code(next);
+            }
+            KeyCode::Char('+') | KeyCode::Char('=') if !binary => {
+                let next = explore::nudge(&self.explore.code, c, 0.5 * self.explore_std(c));
+                self.explore_set_code(next);
+            }
+            KeyCode::Char('-') | KeyCode::Char('_') if !binary => {
+                let next = explore::nudge(&self.explore.code, c, -0.5 * self.explore_std(c));
+                self.explore_set_code(next);
+            }
+            KeyCode::Char('0') if !binary => {
+                if let Some(s) = &self.explore.sentence {
+                    let mut next = self.explore.code.clone();
+                    next[c] = s.code[c];
+                    self.explore_set_code(next);
+                }
+            }
+            KeyCode::Char(' ') => self.notice("+ and - nudge a continuous dimension"),
+            KeyCode::Char('r') => {
+                if let Some(s) = &self.explore.sentence {
+                    if s.code != self.explore.code {
+                        let encoded = s.code.clone();
+                        self.explore_set_code(encoded);
+                    }
+                }
+            }
+            KeyCode::Char('u') => match self.explore.undo.pop() {
+                Some(prev) => {
+                    self.explore.code = prev;
+                    self.explore_request_code_work();
+                }
+                None => self.notice("nothing to undo"),
+            },
+            _ => {}
+        }
+    }
+
+    fn explore_std(&self, dim: usize) -> f32 {
+        self.explore
+            .sentence
+            .as_ref()
+            .and_then(|s| s.encoding.std.as_ref())
+            .and_then(|s| s.get(dim).copied())
+            .unwrap_or(1.0)
+    }
+
+    fn explore_set_code(&mut self, code: Vec<f32>) {
+        let prev = std::mem::replace(&mut self.explore.code, code);
+        self.explore.undo.push(prev);
+        self.explore_request_code_work();
+    }
+
+    /// A new code needs a new decoding and new bars.
+    fn explore_request_code_work(&mut self) {
+        self.explore_request_decode();
+        if let Some(s) = &self.explore.sentence {
+            let job = Job::Bars {
+                ids: s.ids.clone(),
+                code: self.explore.code.clone(),
+                std: s.encoding.std.clone(),
+            };
+            self.jobs.submit(job);
+        }
+    }
+
+    fn explore_request_decode(&mut self) {
+        if self.explore.code.is_empty() {
+            return;
+        }
+        if matches!(self.explore.strategy, Strategy::Sample { .. }) {
+            self.explore.decode_seed += 1;
+        }
+        self.jobs.submit(Job::Decode {
+            code: self.explore.code.clone(),
+            strategy: self.explore.strategy,
+            seed: self.explore.decode_seed,
+        });
+    }
+
+    pub(super) fn explore_encoded(&mut self, r: Result<EncodedSentence, String>) {
+        match r {
+            Ok(s) => {
+                self.explore.code = s.code.clone();
+                self.explore.cursor = self.explore.cursor.min(s.code.len().saturating_sub(1));
+                self.explore.undo.clear();
+                self.explore.error = None;
+                self.explore.decoding = None;
+                self.explore.bars = None;
+                self.explore.sentence = Some(s);
+                self.explore_request_code_work();
+            }
+            Err(e) => {
+                self.explore.sentence = None;
+                self.explore.code.clear();
+                self.explore.decoding = None;
+                self.explore.bars = None;
+                self.explore.error = Some(e);
+                self.explore.focus = Focus::Input;
+            }
+        }
+    }
+
+    pub(super) fn explore_decoded(&mut self, r: Result<String, String>) {
+        // The reply is for the newest decode request, which was made for the current code
+        // unless an undo/flip is still on its way (then a newer request is pending anyway).
+        self.explore.decoding = Some((self.explore.code.clone(), r));
+    }
+
+    pub(super) fn explore_bars(&mut self, r: Result<Bars, String>) {
+        match r {
+            Ok(b) => self.explore.bars = Some(b),
+            Err(e) => self.error(format!("per-bit perplexities: {e}")),
+        }
+    }
+
+    pub(super) fn explore_model_changed(&mut self) {
+        let had = self.explore.sentence.is_some();
+        self.explore.sentence = None;
+        self.explore.code.clear();
+        self.explore.undo.clear();
+        self.explore.decoding = None;
+        self.explore.bars = None;
+        self.explore.error = None;
+        self.explore.cursor = 0;
+        if had && !self.explore.input.is_blank() {
+            let text = self.explore.input.text();
+            self.jobs.submit(Job::Encode { text });
+        }
+    }
+}
+
+/// Left label column of the code and bar rows.
+const LABEL: u16 = 6;
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let binary = app.model.binary();
+    if !app.model.kind.has_latent() {
+        let b = app.theme.block(" Explore ", false);
+        let inner = b.inner(area);
+        b.render(area, buf);
+        widgets::wrapped(
+            buf,
+            inner,
+            vec![Line::from(
+                "This is an `lm` model: it has no encoder and no latent space to explore. The Sample tab generates sentences from it; the Train tab trains an autoencoder.",
+            )],
+        );
+        return;
+    }
+    let code_h = if binary { 7 } else { 12 };
+    let [input_a, code_a, dec_a, bars_a] = Layout::vertical([
+        Constraint::Length(5),
+        Constraint::Length(code_h),
+        Constraint::Length(4),
+        Constraint::Min(5),
+    ])
+    .areas(area);
+    render_input(app, input_a, buf);
+    render_code(app, code_a, buf);
+    render_decoding(app, dec_a, buf);
+    render_bars(app, bars_a, buf);
+}
+
+fn render_input(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let st = &app.explore;
+    let focused = st.focus == Focus::Input;
+    let title = if focused {
+        Line::from(vec![
+            Span::styled(" Sentence ", t.accent()),
+            Span::styled("(Enter encodes · Esc goes to the code) ", t.dim()),
+        ])
+    } else {
+        Line::from(vec![
+            Span::styled(" Sentence ", t.bold()),
+            Span::styled("(i or / edits) ", t.dim()),
+        ])
+    };
+    let block = t.block(title, focused);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.height == 0 {
+        return;
+    }
+    st.input
+        .render(buf, Rect { height: 1, ..inner }, "› ", focused, t);
+    let mut rest: Vec<Line> = Vec::new();
+    if let Some(e) = &st.error {
+        rest.push(Line::from(Span::styled(e.clone(), t.error())));
+    } else if let Some(s) = &st.sentence {
+        rest.push(Line::from(vec![
+            Span::styled("model sees: ", t.dim()),
+            Span::raw(s.shown.clone()),
+        ]));
+        let notes = s.notices();
+        if !notes.is_empty() {
+            rest.push(Line::from(Span::styled(notes.join(" · "), t.notice())));
+        }
+    } else if app.jobs.is_pending(JobKind::Encode) {
+        rest.push(Line::from(Span::styled("encoding…", t.dim())));
+    } else {
+        rest.push(Line::from(Span::styled(
+            "type a sentence and press Enter to see its code",
+            t.dim(),
+        )));
+    }
+    widgets::lines(
+        buf,
+        Rect {
+            y: inner.y + 1,
+            height: inner.height - 1,
+            ..inner
+        },
+        rest,
+    );
+}
+
+fn render_code(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let st = &app.explore;
+    let binary = app.model.binary();
+    let l = app.model.latent_dim;
+    let unit = if binary { "bits" } else { "dimensions" };
+    let mut title = vec![Span::styled(
+        format!(" Code · {l} {unit} "),
+        if st.focus == Focus::Code {
+            t.accent()
+        } else {
+            t.bold()
+        },
+    )];
+    if let (Some(d), true) = (st.distance(), binary) {
+        title.push(Span::styled(
+            format!("· Hamming distance {d} from the encoding "),
+            if d > 0 { t.notice() } else { t.dim() },
+        ));
+    }
+    if let Some(s) = &st.sentence {
+        title.push(Span::styled(
+            format!("· KL {:.2} nats ", s.encoding.kl),
+            t.dim(),
+        ));
+    }
+    let block = t.block(Line::from(title), st.focus == Focus::Code);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let Some(s) = &st.sentence else {
+        widgets::lines(
+            buf,
+            inner,
+            vec![Line::from(Span::styled(
+                "(no sentence encoded yet)",
+                t.dim(),
+            ))],
+        );
+        return;
+    };
+    if st.code.len() != s.code.len() || st.code.is_empty() {
+        return;
+    }
+    let cols = Rect {
+        x: inner.x + LABEL,
+        width: inner.width.saturating_sub(LABEL),
+        ..inner
+    };
+    let (first, xs) = grouped_columns(st.code.len(), st.cursor, cols.width);
+    if binary {
+        render_bits(app, s, inner, cols, first, &xs, buf);
+    } else {
+        render_dims(app, s, inner, cols, first, &xs, buf);
+    }
+}
+
+fn render_bits(
+    app: &App,
+    s: &EncodedSentence,
+    inner: Rect,
+    cols: Rect,
+    first: usize,
+    xs: &[u16],
+    buf: &mut Buffer,
+) {
+    let t = app.theme;
+    let st = &app.explore;
+    let y = inner.y;
+    text(buf, inner, inner.x, y, "bit", t.dim());
+    text(buf, inner, inner.x, y + 1, "code", t.dim());
+    text(buf, inner, inner.x, y + 2, "p", t.dim());
+    for (k, &x) in xs.iter().enumerate() {
+        let j = first + k;
+        if j.is_multiple_of(8) {
+            text(buf, cols, cols.x + x, y, &j.to_string(), t.dim());
+        }
+        let set = explore::is_set(st.code[j]);
+        let p = s.encoding.mean[j];
+        let changed = set != explore::is_set(s.code[j]);
+        let style = if j == st.cursor {
+            t.cursor()
+        } else if changed {
+            t.changed()
+        } else {
+            t.bit(p)
+        };
+        put(
+            buf,
+            cols,
+            cols.x + x,
+            y + 1,
+            if set { "1" } else { "0" },
+            style,
+        );
+        let e = ((p.clamp(0.0, 1.0) * 8.0).round() as usize).min(8);
+        put(buf, cols, cols.x + x, y + 2, EIGHTHS[e], t.bit(p));
+        if j == st.cursor {
+            put(buf, cols, cols.x + x, y + 3, "▲", t.accent());
+        }
+    }
+    let j = st.cursor;
+    let now = explore::is_set(st.code[j]) as u8;
+    let was = explore::is_set(s.code[j]) as u8;
+    let mut info = vec![
+        Span::styled(format!("bit {j}"), t.accent()),
+        Span::raw(format!("  p = {:.3}  ", s.encoding.mean[j])),
+    ];
+    if now != was {
+        info.push(Span::styled(
+            format!("flipped: encoded {was}, now {now}"),
+            t.changed(),
+        ));
+    } else {
+        info.push(Span::styled(format!("as encoded ({now})"), t.dim()));
+    }
+    if first > 0 || first + xs.len() < st.code.len() {
+        info.push(Span::styled(
+            format!(
+                "   showing bits {}–{} of {}",
+                first,
+                first + xs.len() - 1,
+                st.code.len()
+            ),
+            t.dim(),
+        ));
+    }
+    widgets::lines(
+        buf,
+        Rect {
+            y: y + 4,
+            height: 1,
+            ..inner
+        },
+        vec![Line::from(info)],
+    );
+}
+
+/// Each dimension is a column: the axis runs from +3 (top) to −3 (bottom); `│` marks μ ± σ,
+/// `●` the current value, `○` the encoded μ once the value has moved away, and `·` zero.
+fn render_dims(
+    app: &App,
+    s: &EncodedSentence,
+    inner: Rect,
+    cols: Rect,
+    first: usize,
+    xs: &[u16],
+    buf: &mut Buffer,
+) {
+    let t = app.theme;
+    let st = &app.explore;
+    let rows: u16 = 7;
+    let (top, bottom) = (3.0f32, -3.0f32);
+    let step = (top - bottom) / rows as f32;
+    let y0 = inner.y;
+    text(buf, inner, inner.x, y0, "+3", t.dim());
+    text(buf, inner, inner.x, y0 + rows / 2, " 0", t.dim());
+    text(buf, inner, inner.x, y0 + rows - 1, "-3", t.dim());
+    let std = s.encoding.std.as_ref();
+    for (k, &x) in xs.iter().enumerate() {
+        let j = first + k;
+        let mu = s.code[j];
+        let sd = std.map_or(0.0, |v| v[j]);
+        let z = st.code[j];
+        let zrow = (((top - z) / step).floor().clamp(0.0, rows as f32 - 1.0)) as u16;
+        for r in 0..rows {
+            let hi = top - r as f32 * step;
+            let lo = hi - step;
+            let (sym, style) = if r == zrow {
+                let st_ = if j == st.cursor {
+                    t.cursor()
+                } else if (z - mu).abs() > 1e-6 {
+                    t.changed()
+                } else {
+                    t.accent()
+                };
+                ("●", st_)
+            } else if mu < hi && mu >= lo && (z - mu).abs() > 1e-6 {
+                ("○", t.accent())
+            } else if mu + sd >= lo && mu - sd <= hi {
+                ("│", t.bar())
+            } else if r == rows / 2 {
+                ("·", t.dim())
+            } else {
+                (" ", t.plain())
+            };
+            put(buf, cols, cols.x + x, y0 + r, sym, style);
+        }
+        if j.is_multiple_of(8) {
+            text(buf, cols, cols.x + x, y0 + rows, &j.to_string(), t.dim());
+        }
+        if j == st.cursor {
+            put(buf, cols, cols.x + x, y0 + rows + 1, "▲", t.accent());
+        }
+    }
+    text(buf, inner, inner.x, y0 + rows, "dim", t.dim());
+    let j = st.cursor;
+    let sd = std.map_or(f32::NAN, |v| v[j]);
+    let z = st.code[j];
+    let mu = s.code[j];
+    let mut info = vec![
+        Span::styled(format!("dim {j}"), t.accent()),
+        Span::raw(format!("  μ {mu:+.3}  σ {sd:.3}  z {z:+.3}")),
+    ];
+    if (z - mu).abs() > 1e-6 {
+        let rel = if sd.is_finite() && sd > 0.0 {
+            format!("  (z − μ = {:+.1}σ)", (z - mu) / sd)
+        } else {
+            format!("  (z − μ = {:+.3})", z - mu)
+        };
+        info.push(Span::styled(rel, t.changed()));
+    }
+    if first > 0 || first + xs.len() < st.code.len() {
+        info.push(Span::styled(
+            format!(
+                "   showing dimensions {}–{} of {}",
+                first,
+                first + xs.len() - 1,
+                st.code.len()
+            ),
+            t.dim(),
+        ));
+    }
+    widgets::lines(
+        buf,
+        Rect {
+            y: y0 + rows + 2,
+            height: 1,
+            ..inner
+        },
+        vec![Line::from(info)],
+    );
+}
+
+fn render_decoding(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let st = &app.explore;
+    let label = match st.strategy {
+        Strategy::Sample { temperature } => {
+            format!("sample t={temperature} (seed {})", st.decode_seed)
+        }
+        s => s.label(),
+    };
+    let block = t.block(
+        Line::from(vec![
+            Span::styled(" Decoding ", t.bold()),
+            Span::styled(format!("· {label} "), t.accent()),
+            Span::styled("(d: greedy / beam / sample) ", t.dim()),
+        ]),
+        false,
+    );
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let pending = app.jobs.is_pending(JobKind::Decode);
+    let line = match &st.decoding {
+        Some((code, Ok(s))) => {
+            let stale = pending || *code != st.code;
+            Line::from(Span::styled(
+                s.clone(),
+                if stale { t.dim() } else { t.bold() },
+            ))
+        }
+        Some((_, Err(e))) => Line::from(Span::styled(e.clone(), t.error())),
+        None if pending => Line::from(Span::styled("decoding…", t.dim())),
+        None => Line::from(Span::styled("—", t.dim())),
+    };
+    widgets::wrapped(buf, inner, vec![line]);
+}
+
+fn render_bars(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let st = &app.explore;
+    let binary = app.model.binary();
+    let what = if binary {
+        "if each bit were flipped"
+    } else {
+        "if each dimension moved up one σ"
+    };
+    let mut title = vec![Span::styled(
+        format!(" Perplexity of the sentence {what} "),
+        t.bold(),
+    )];
+    if let Some(b) = &st.bars {
+        title.push(Span::styled(
+            format!("· current code {:.2} ┄ ", b.base_ppl),
+            t.dim(),
+        ));
+    }
+    let block = t.block(Line::from(title), false);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let (Some(b), Some(_)) = (&st.bars, &st.sentence) else {
+        let msg = if app.jobs.is_pending(JobKind::Bars) {
+            "scoring…"
+        } else {
+            "(encode a sentence to see how much each bit matters to it)"
+        };
+        widgets::lines(buf, inner, vec![Line::from(Span::styled(msg, t.dim()))]);
+        return;
+    };
+    if b.ppl.len() != st.code.len() || inner.height < 3 {
+        return;
+    }
+    let chart = Rect {
+        height: inner.height - 1,
+        ..inner
+    };
+    let cols = Rect {
+        x: chart.x + LABEL,
+        width: chart.width.saturating_sub(LABEL),
+        ..chart
+    };
+    let (first, xs) = grouped_columns(st.code.len(), st.cursor, cols.width);
+    let values: Vec<f64> = b.ppl[first..first + xs.len()].to_vec();
+    let all = b.ppl.iter().chain(std::iter::once(&b.base_ppl)).copied();
+    let (mut lo, mut hi) = all.fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
+    // Bars start a little below the smallest value so that small differences stay visible;
+    // the axis labels say where the scale starts.
+    let pad = ((hi - lo) * 0.1).max(hi * 0.01);
+    lo = (lo - pad).max(0.0);
+    hi += pad * 0.2;
+    text(buf, chart, chart.x, chart.y, &fmt_ppl(hi), t.dim());
+    text(
+        buf,
+        chart,
+        chart.x,
+        chart.bottom() - 1,
+        &fmt_ppl(lo),
+        t.dim(),
+    );
+    let stale = app.jobs.is_pending(JobKind::Bars) || b.code != st.code;
+    widgets::vertical_bars(
+        buf,
+        cols,
+        &xs,
+        &values,
+        lo,
+        hi,
+        Some(b.base_ppl),
+        st.cursor.checked_sub(first),
+        t,
+    );
+    let j = st.cursor;
+    let growth = |p: f64| (p / b.base_ppl - 1.0) * 100.0;
+    let (jmax, pmax) =
+        b.ppl.iter().enumerate().fold(
+            (0, f64::MIN),
+            |(bj, bp), (j, &p)| if p > bp { (j, p) } else { (bj, bp) },
+        );
+    let unit = if binary { "bit" } else { "dim" };
+    let verb = if binary { "flipped" } else { "+σ" };
+    let mut caption = vec![
+        Span::styled(format!("{unit} {j} {verb}: "), t.accent()),
+        Span::raw(format!("ppl {:.2} ({:+.1}%)", b.ppl[j], growth(b.ppl[j]))),
+        Span::styled(
+            format!(
+                "   largest: {unit} {jmax} ppl {:.2} ({:+.1}%)",
+                pmax,
+                growth(pmax)
+            ),
+            t.dim(),
+        ),
+    ];
+    if stale {
+        caption.push(Span::styled("   updating…", t.notice()));
+    }
+    widgets::lines(
+        buf,
+        Rect {
+            y: inner.bottom() - 1,
+            height: 1,
+            ..inner
+        },
+        vec![Line::from(caption)],
+    );
+}
+
+fn fmt_ppl(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}

@@ -1,0 +1,296 @@
+//! The terminal explorer: `latent-tui model.safetensors`.
+//!
+//! Threads: the UI thread (this module's event loop: wait for a message, update, draw), an
+//! input thread (terminal events and ticks), the model worker ([`worker`], two threads) and,
+//! while one runs, a training thread. They all talk to the UI thread through one channel of
+//! [`event::Msg`]. Only this module tree knows about ratatui and crossterm.
+
+pub mod app;
+pub mod event;
+pub mod explore;
+pub mod harness;
+pub mod path;
+pub mod sample;
+pub mod stats;
+pub mod train;
+pub mod widgets;
+pub mod worker;
+
+use std::io::{self, IsTerminal, Stdout};
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use crossterm::execute;
+use crossterm::terminal::{
+    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+};
+use ratatui::backend::CrosstermBackend;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::Terminal;
+
+use crate::engine::Engine;
+use app::{App, AppOptions, Effect};
+use event::{InputThread, Msg};
+use widgets::Theme;
+use worker::{ModelInfo, Worker, WorkerHandle};
+
+/// How often the input thread sends a tick when nothing happens (spinner speed).
+const TICK: Duration = Duration::from_millis(100);
+/// At most this many queued messages are folded into one frame, so a flood of training events
+/// cannot starve drawing.
+const MAX_MSGS_PER_FRAME: usize = 512;
+
+/// Opens the explorer on a checkpoint. A checkpoint that cannot be loaded is an error returned
+/// before the terminal is touched.
+pub fn run(checkpoint: &Path) -> Result<()> {
+    let engine = Engine::load(checkpoint, &Device::Cpu)?;
+    if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
+        bail!(
+            "the explorer needs an interactive terminal; for scripts use the `path`, `sample`, `flip`, `encode` and `decode` subcommands (see --help)"
+        );
+    }
+    let app = App::new(ModelInfo::of(&engine), AppOptions::default());
+    let (tx, rx) = mpsc::channel();
+    let worker = WorkerHandle::spawn(Worker::new(engine), tx.clone());
+
+    install_panic_hook();
+    let mut terminal = TerminalGuard::enter().context("setting up the terminal")?;
+    let mut input = InputThread::spawn(tx.clone(), TICK);
+    let mut trainings = Vec::new();
+    let result = event_loop(
+        &mut terminal.terminal,
+        app,
+        &rx,
+        &tx,
+        &worker,
+        &mut trainings,
+    );
+    input.stop();
+    drop(terminal);
+
+    if !trainings.is_empty() {
+        eprintln!("waiting for the training run to stop and save its checkpoint…");
+    }
+    // Drain messages so the training thread's sends never block on a full channel (they are
+    // unbounded, but the forwarder ends sooner when someone is listening).
+    for t in trainings {
+        while !t.is_finished() {
+            while rx.try_recv().is_ok() {}
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = t.join();
+    }
+    // A statistics job may still be running; it is not worth waiting for.
+    worker.shutdown(false);
+    result
+}
+
+fn event_loop(
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    mut app: App,
+    rx: &mpsc::Receiver<Msg>,
+    tx: &mpsc::Sender<Msg>,
+    worker: &WorkerHandle,
+    trainings: &mut Vec<std::thread::JoinHandle<()>>,
+) -> Result<()> {
+    loop {
+        terminal.draw(|f| f.render_widget(&app, f.area()))?;
+        let first = rx.recv().context("the event channel closed")?;
+        app.update(first);
+        for msg in rx.try_iter().take(MAX_MSGS_PER_FRAME) {
+            app.update(msg);
+        }
+        for effect in app.take_effects() {
+            match effect {
+                Effect::Work(req) => worker.send(req),
+                Effect::StartTraining { run, cfg, control } => {
+                    trainings.retain(|t| !t.is_finished());
+                    trainings.push(train::spawn_training(run, *cfg, control, tx.clone()));
+                }
+            }
+        }
+        if app.should_quit {
+            return match app.fatal {
+                Some(e) => Err(anyhow::anyhow!(e)),
+                None => Ok(()),
+            };
+        }
+    }
+}
+
+/// Raw mode and the alternate screen for as long as it lives; dropping it restores the
+/// terminal, also when the event loop returns an error.
+struct TerminalGuard {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl TerminalGuard {
+    fn enter() -> Result<Self> {
+        enable_raw_mode()?;
+        if let Err(e) = execute!(io::stdout(), EnterAlternateScreen) {
+            restore_terminal();
+            return Err(e.into());
+        }
+        match Terminal::new(CrosstermBackend::new(io::stdout())) {
+            Ok(mut terminal) => {
+                let _ = terminal.hide_cursor();
+                Ok(Self { terminal })
+            }
+            Err(e) => {
+                restore_terminal();
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ = self.terminal.show_cursor();
+        restore_terminal();
+    }
+}
+
+fn restore_terminal() {
+    let _ = disable_raw_mode();
+    let _ = execute!(io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
+}
+
+/// The message of the last panic on a background thread (shown instead of printed, which
+/// would scribble over the screen).
+static BACKGROUND_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+/// On the UI thread a panic restores the terminal and then reports as usual; on background
+/// threads (which catch their panics and report them as errors) it only records the message.
+fn install_panic_hook() {
+    let ui = std::thread::current().id();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == ui {
+            restore_terminal();
+            previous(info);
+        } else if let Ok(mut slot) = BACKGROUND_PANIC.lock() {
+            *slot = Some(info.to_string());
+        }
+    }));
+}
+
+/// Text of a caught panic payload.
+pub fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        BACKGROUND_PANIC
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .unwrap_or_else(|| "unknown panic".into())
+    }
+}
+
+/// Every key, by tab, for the `?` overlay (and the README).
+pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
+    let sections: [(&str, &[(&str, &str)]); 7] = [
+        (
+            "Everywhere",
+            &[
+                ("1 … 5", "switch tab (Explore, Path, Sample, Stats, Train)"),
+                ("Tab / Shift-Tab", "next / previous tab (also while typing)"),
+                ("? or F1", "this help (F1 also while typing)"),
+                ("q", "quit (not while typing)"),
+                (
+                    "Ctrl-C",
+                    "quit, always (a running training stops and saves)",
+                ),
+            ],
+        ),
+        (
+            "Text fields",
+            &[
+                ("typing", "letters, digits, q, ? … go into the field"),
+                ("←/→ Home/End", "move in the text"),
+                ("Backspace/Delete", "delete"),
+                ("Ctrl-U / Ctrl-W", "delete to the start / the previous word"),
+                ("Esc", "leave the field"),
+            ],
+        ),
+        (
+            "1 Explore",
+            &[
+                ("Enter", "encode the sentence (focus moves to the code)"),
+                ("i, / or Enter", "back to the sentence (from the code)"),
+                ("← → or h l", "move the cursor over bits / dimensions"),
+                ("Home/End, g/G", "first / last bit"),
+                ("Space", "flip the bit under the cursor (binary)"),
+                ("+ / -", "nudge the dimension by ½σ (continuous)"),
+                ("0", "reset the dimension to its encoding (continuous)"),
+                ("r", "restore the encoded code"),
+                ("u", "undo the last change"),
+                ("d", "decoder: greedy → beam 4 → sample"),
+            ],
+        ),
+        (
+            "2 Path",
+            &[
+                ("Enter", "A → B, then walk from code(A) to code(B)"),
+                ("↑/↓ (typing)", "switch between A and B"),
+                ("a / b", "edit A / B"),
+                ("↑/↓ j/k PgUp/PgDn", "select a step"),
+                ("n / N", "another random path (next / previous seed)"),
+                ("m", "linear ↔ spherical interpolation (continuous)"),
+                ("+ / -", "more / fewer interpolation steps (continuous)"),
+            ],
+        ),
+        (
+            "3 Sample",
+            &[
+                ("s / S", "resample with the next / previous seed"),
+                ("p", "prior: uniform bits ↔ corpus bit means (binary)"),
+                ("+ / -", "temperature (gaussian, lm)"),
+                ("[ / ]", "fewer / more samples"),
+            ],
+        ),
+        (
+            "4 Stats",
+            &[
+                ("← → or h l", "select a bit / dimension"),
+                ("r", "recompute"),
+                ("[ / ]", "halve / double the sentences used"),
+            ],
+        ),
+        (
+            "5 Train",
+            &[
+                ("↑/↓ or j/k", "select a setting"),
+                ("Enter or e", "edit it (Enter sets, Esc cancels)"),
+                (
+                    "← → or h l",
+                    "cycle the kind; halve / double sizes; nudge rates",
+                ),
+                ("s", "start training"),
+                ("p", "pause / resume"),
+                ("x", "stop (saves a checkpoint)"),
+                ("L", "load the run's checkpoint into the other tabs"),
+            ],
+        ),
+    ];
+    let mut out = Vec::new();
+    for (title, keys) in sections {
+        out.push(Line::from(Span::styled(title.to_string(), theme.accent())));
+        for (k, what) in keys {
+            out.push(Line::from(vec![
+                Span::styled(format!("  {k:<20}"), theme.bold()),
+                Span::styled(what.to_string(), Style::new()),
+            ]));
+        }
+        out.push(Line::from(""));
+    }
+    out
+}

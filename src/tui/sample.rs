@@ -1,0 +1,216 @@
+//! Tab 3, Sample: codes drawn from the prior and their decodings. The seed is on screen and the
+//! draw is the same as `latent-tui sample CKPT -n N --seed S --prior P`, so any screen can be
+//! reproduced from the command line.
+
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Widget;
+
+use super::app::App;
+use super::widgets::{self, text};
+use super::worker::{Job, JobKind};
+use crate::explore;
+use crate::tasks::{PriorChoice, Samples};
+
+#[derive(Debug)]
+pub struct SampleState {
+    pub seed: u64,
+    pub prior: PriorChoice,
+    pub temperature: f32,
+    pub count: usize,
+    pub samples: Option<Samples>,
+    pub error: Option<String>,
+}
+
+impl Default for SampleState {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            prior: PriorChoice::Uniform,
+            temperature: 1.0,
+            count: 10,
+            samples: None,
+            error: None,
+        }
+    }
+}
+
+impl SampleState {
+    pub fn hints(&self, binary: bool) -> Vec<(&'static str, &'static str)> {
+        let mut h = vec![("s", "resample"), ("S", "previous seed")];
+        if binary {
+            h.push(("p", "prior"));
+        } else {
+            h.push(("+/-", "temperature"));
+        }
+        h.push(("[/]", "fewer/more"));
+        h
+    }
+}
+
+impl App {
+    pub(super) fn sample_on_enter(&mut self) {
+        if self.sample.samples.is_none()
+            && self.sample.error.is_none()
+            && !self.jobs.is_pending(JobKind::Sample)
+        {
+            self.sample_request();
+        }
+    }
+
+    fn sample_request(&mut self) {
+        let st = &self.sample;
+        let job = Job::Sample {
+            n: st.count,
+            seed: st.seed,
+            temperature: st.temperature,
+            prior: st.prior,
+        };
+        self.jobs.submit(job);
+    }
+
+    pub(super) fn sample_key(&mut self, key: KeyEvent) {
+        let binary = self.model.binary();
+        let st = &mut self.sample;
+        match key.code {
+            KeyCode::Char('s') | KeyCode::Char('n') => st.seed = st.seed.wrapping_add(1),
+            KeyCode::Char('S') | KeyCode::Char('N') => st.seed = st.seed.saturating_sub(1),
+            KeyCode::Enter => {}
+            KeyCode::Char('p') if binary => {
+                st.prior = match st.prior {
+                    PriorChoice::Uniform => PriorChoice::Means,
+                    PriorChoice::Means => PriorChoice::Uniform,
+                }
+            }
+            KeyCode::Char('+') | KeyCode::Char('=') if !binary => {
+                st.temperature = ((st.temperature * 10.0).round() + 1.0).min(30.0) / 10.0
+            }
+            KeyCode::Char('-') | KeyCode::Char('_') if !binary => {
+                st.temperature = ((st.temperature * 10.0).round() - 1.0).max(1.0) / 10.0
+            }
+            KeyCode::Char(']') => st.count = (st.count + 1).min(50),
+            KeyCode::Char('[') => st.count = st.count.saturating_sub(1).max(1),
+            _ => return,
+        }
+        self.sample_request();
+    }
+
+    pub(super) fn sample_done(&mut self, r: Result<Samples, String>) {
+        match r {
+            Ok(s) => {
+                self.sample.samples = Some(s);
+                self.sample.error = None;
+            }
+            Err(e) => self.sample.error = Some(e),
+        }
+    }
+
+    pub(super) fn sample_model_changed(&mut self) {
+        self.sample.samples = None;
+        self.sample.error = None;
+        if self.tab == super::app::Tab::Sample {
+            self.sample_request();
+        }
+    }
+}
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let st = &app.sample;
+    let kind = app.model.kind;
+    let [info, list] = Layout::vertical([Constraint::Length(4), Constraint::Min(3)]).areas(area);
+    let prior = if !kind.has_latent() {
+        format!(
+            "words sampled from the language model, temperature {:.1}",
+            st.temperature
+        )
+    } else if kind.is_binary() {
+        match st.prior {
+            PriorChoice::Uniform => "uniform random bits (each 1 with probability ½)".into(),
+            PriorChoice::Means => {
+                "each bit drawn with its mean over the validation sentences".into()
+            }
+        }
+    } else {
+        format!("N(0, t² I) with temperature t = {:.1}", st.temperature)
+    };
+    let mut cmd = format!(
+        "latent-tui sample {} -n {} --seed {}",
+        app.model.path.display(),
+        st.count,
+        st.seed
+    );
+    if kind.is_binary() {
+        cmd += &format!(" --prior {}", st.prior.name());
+    } else if (st.temperature - 1.0).abs() > 1e-6 {
+        cmd += &format!(" --temperature {:.1}", st.temperature);
+    }
+    let block = t.block(Line::from(Span::styled(" Prior samples ", t.bold())), false);
+    let inner = block.inner(info);
+    block.render(info, buf);
+    widgets::lines(
+        buf,
+        inner,
+        vec![
+            Line::from(vec![
+                Span::styled("prior ", t.dim()),
+                Span::raw(prior),
+                Span::styled("   seed ", t.dim()),
+                Span::styled(st.seed.to_string(), t.accent()),
+                Span::styled("   samples ", t.dim()),
+                Span::raw(st.count.to_string()),
+            ]),
+            Line::from(vec![Span::styled("reproduce: ", t.dim()), Span::raw(cmd)]),
+        ],
+    );
+    let pending = app.jobs.is_pending(JobKind::Sample);
+    let shown_seed = st.samples.as_ref().map(|s| s.seed);
+    let mut title = vec![Span::styled(" Decodings ", t.bold())];
+    if let Some(s) = shown_seed {
+        title.push(Span::styled(format!("· seed {s} "), t.dim()));
+    }
+    if pending {
+        title.push(Span::styled("· sampling… ", t.notice()));
+    }
+    let block = t.block(Line::from(title), false);
+    let inner = block.inner(list);
+    block.render(list, buf);
+    if let Some(e) = &st.error {
+        widgets::wrapped(
+            buf,
+            inner,
+            vec![Line::from(Span::styled(e.clone(), t.error()))],
+        );
+        return;
+    }
+    let Some(s) = &st.samples else {
+        return;
+    };
+    // Bits beside the text when both fit comfortably, else the bits on a line of their own
+    // under the text (then fewer samples fit, but none is cut short).
+    let l = s.codes.first().map_or(0, |c| c.len());
+    let bits = kind.is_binary() && l > 0;
+    let beside = bits && inner.width as usize >= 4 + l + 2 + 50;
+    let rows_per = if bits && !beside { 2 } else { 1 };
+    for (i, (code, txt)) in s.codes.iter().zip(&s.texts).enumerate() {
+        let y = inner.y + (i * rows_per) as u16;
+        if y >= inner.bottom() {
+            break;
+        }
+        text(buf, inner, inner.x, y, &format!("{:>3} ", i + 1), t.dim());
+        let mut x = inner.x + 4;
+        if beside {
+            text(buf, inner, x, y, &explore::bit_string(code), t.dim());
+            x += l as u16 + 2;
+        } else if bits {
+            text(buf, inner, x, y + 1, &explore::bit_string(code), t.dim());
+        } else if kind.has_latent() {
+            let norm = code.iter().map(|v| v * v).sum::<f32>().sqrt();
+            text(buf, inner, x, y, &format!("‖z‖ {norm:5.2}"), t.dim());
+            x += 12;
+        }
+        text(buf, inner, x, y, txt, t.plain());
+    }
+}

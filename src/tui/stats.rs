@@ -1,0 +1,445 @@
+//! Tab 4, Stats: the checkpoint measured on the validation split of its corpus, computed in the
+//! background with a progress gauge: each bit's mean, how much perplexity grows when each bit is
+//! flipped and the bits' correlation matrix as a heat map; per-dimension KL and active units
+//! for gaussian models.
+
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Gauge, Widget};
+
+use super::app::App;
+use super::widgets::{self, grouped_columns, heat_map, text, vertical_bars};
+use super::worker::{Job, JobKind};
+use crate::tasks::SplitStats;
+
+#[derive(Debug)]
+pub struct StatsState {
+    pub max_sentences: usize,
+    pub flip_sentences: usize,
+    pub progress: Option<f64>,
+    pub result: Option<SplitStats>,
+    pub error: Option<String>,
+    pub cursor: usize,
+}
+
+impl Default for StatsState {
+    fn default() -> Self {
+        Self {
+            max_sentences: 500,
+            flip_sentences: 150,
+            progress: None,
+            result: None,
+            error: None,
+            cursor: 0,
+        }
+    }
+}
+
+impl StatsState {
+    pub fn hints(&self) -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("←/→", "select"),
+            ("r", "recompute"),
+            ("[/]", "fewer/more sentences"),
+        ]
+    }
+}
+
+impl App {
+    pub(super) fn stats_on_enter(&mut self) {
+        if self.stats.result.is_none()
+            && self.stats.error.is_none()
+            && !self.jobs.is_pending(JobKind::Stats)
+        {
+            self.stats_request();
+        }
+    }
+
+    fn stats_request(&mut self) {
+        self.stats.progress = Some(0.0);
+        self.stats.error = None;
+        self.jobs.submit(Job::Stats {
+            max_sentences: self.stats.max_sentences,
+            flip_sentences: self.stats.flip_sentences,
+        });
+    }
+
+    pub(super) fn stats_key(&mut self, key: KeyEvent) {
+        let l = self.model.latent_dim;
+        let c = self.stats.cursor;
+        match key.code {
+            KeyCode::Left | KeyCode::Char('h') => self.stats.cursor = c.saturating_sub(1),
+            KeyCode::Right | KeyCode::Char('l') => {
+                self.stats.cursor = (c + 1).min(l.saturating_sub(1))
+            }
+            KeyCode::Home | KeyCode::Char('g') => self.stats.cursor = 0,
+            KeyCode::End | KeyCode::Char('G') => self.stats.cursor = l.saturating_sub(1),
+            KeyCode::Char('r') => self.stats_request(),
+            KeyCode::Char(']') => {
+                self.stats.max_sentences = (self.stats.max_sentences * 2).min(64_000);
+                self.stats.flip_sentences = (self.stats.flip_sentences * 2).min(16_000);
+                self.stats_request();
+            }
+            KeyCode::Char('[') => {
+                self.stats.max_sentences = (self.stats.max_sentences / 2).max(10);
+                self.stats.flip_sentences = (self.stats.flip_sentences / 2).max(5);
+                self.stats_request();
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn stats_done(&mut self, r: Result<SplitStats, String>) {
+        self.stats.progress = None;
+        match r {
+            Ok(s) => {
+                self.stats.result = Some(s);
+                self.stats.error = None;
+            }
+            Err(e) => self.stats.error = Some(e),
+        }
+    }
+
+    pub(super) fn stats_model_changed(&mut self) {
+        self.stats.result = None;
+        self.stats.error = None;
+        self.stats.progress = None;
+        self.stats.cursor = 0;
+        if self.tab == super::app::Tab::Stats {
+            self.stats_request();
+        }
+    }
+}
+
+const LABEL: u16 = 6;
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let st = &app.stats;
+    let computing = app.jobs.is_pending(JobKind::Stats);
+    let [head, body] = Layout::vertical([Constraint::Length(5), Constraint::Min(0)]).areas(area);
+    let sizes = if app.model.binary() {
+        format!(
+            "· {} sentences, bit flips on {} ",
+            st.max_sentences, st.flip_sentences
+        )
+    } else {
+        format!("· {} sentences ", st.max_sentences)
+    };
+    let block = t.block(
+        Line::from(vec![
+            Span::styled(" Validation statistics ", t.bold()),
+            Span::styled(sizes, t.dim()),
+        ]),
+        false,
+    );
+    let inner = block.inner(head);
+    block.render(head, buf);
+    let mut lines = Vec::new();
+    if let Some(e) = &st.error {
+        lines.push(Line::from(Span::styled(e.clone(), t.error())));
+    }
+    if let Some(r) = &st.result {
+        let rep = &r.report;
+        lines.push(Line::from(vec![
+            Span::styled(format!("{} / {}", r.corpus, r.split), t.accent()),
+            Span::raw(format!(
+                " · {} sentences, {} target tokens",
+                rep.sentences, rep.tokens
+            )),
+        ]));
+        let mut ppl = vec![Span::styled("perplexity ", t.dim())];
+        for (mode, p) in &rep.ppl {
+            ppl.push(Span::raw(format!("{mode} {p:.2}   ")));
+        }
+        if rep.kind.has_latent() {
+            ppl.push(Span::styled(
+                format!("KL {:.2} nats/sentence", rep.kl_per_sentence),
+                t.dim(),
+            ));
+        }
+        lines.push(Line::from(ppl));
+    } else if !computing && st.error.is_none() {
+        lines.push(Line::from(Span::styled(
+            "r computes the statistics",
+            t.dim(),
+        )));
+    }
+    widgets::lines(buf, inner, lines);
+    if computing && inner.height >= 1 {
+        let f = st.progress.unwrap_or(0.0).clamp(0.0, 1.0);
+        let g = Gauge::default()
+            .ratio(f)
+            .label(format!("computing {:.0}%", f * 100.0))
+            .gauge_style(t.accent())
+            .use_unicode(true);
+        g.render(
+            Rect {
+                y: inner.bottom() - 1,
+                height: 1,
+                ..inner
+            },
+            buf,
+        );
+    }
+    let Some(r) = &st.result else {
+        return;
+    };
+    if let Some(b) = &r.report.bits {
+        render_bits(app, b, body, buf);
+    } else if let Some(g) = &r.report.gaussian {
+        render_gaussian(app, g, body, buf);
+    }
+}
+
+fn render_bits(app: &App, b: &crate::eval::BitReport, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let l = b.means.len();
+    if l == 0 {
+        return;
+    }
+    let cursor = app.stats.cursor.min(l - 1);
+    // Wide enough for the titles even when there are few bits.
+    let bars_w = (LABEL + (l + (l - 1) / 8) as u16 + 2).max(62.min(area.width / 2));
+    let side_by_side = area.width >= bars_w + 24;
+    // Side by side: bars and the cursor's details on the left, the heat map on the right.
+    // Stacked: bars on top, details and heat map side by side below.
+    let (means_a, growth_a, info_a, right) = if side_by_side {
+        let [left, right] =
+            Layout::horizontal([Constraint::Length(bars_w), Constraint::Min(0)]).areas(area);
+        let [m, g, i] = Layout::vertical([
+            Constraint::Length(7),
+            Constraint::Length(8),
+            Constraint::Min(2),
+        ])
+        .areas(left);
+        (m, g, i, right)
+    } else {
+        let [m, g, rest] = Layout::vertical([
+            Constraint::Length(6),
+            Constraint::Length(7),
+            Constraint::Min(0),
+        ])
+        .areas(area);
+        let [i, right] =
+            Layout::horizontal([Constraint::Length(34), Constraint::Min(0)]).areas(rest);
+        (m, g, i, right)
+    };
+
+    let bars = |area: Rect,
+                title: String,
+                values: &[f64],
+                lo: f64,
+                hi: f64,
+                reference: Option<f64>,
+                labels: (String, String),
+                buf: &mut Buffer| {
+        let block = t.block(Line::from(Span::styled(title, t.bold())), false);
+        let inner = block.inner(area);
+        block.render(area, buf);
+        let cols = Rect {
+            x: inner.x + LABEL,
+            width: inner.width.saturating_sub(LABEL),
+            ..inner
+        };
+        let (first, xs) = grouped_columns(l, cursor, cols.width);
+        text(buf, inner, inner.x, inner.y, &labels.1, t.dim());
+        text(
+            buf,
+            inner,
+            inner.x,
+            inner.bottom().saturating_sub(1),
+            &labels.0,
+            t.dim(),
+        );
+        vertical_bars(
+            buf,
+            cols,
+            &xs,
+            &values[first..first + xs.len()],
+            lo,
+            hi,
+            reference,
+            cursor.checked_sub(first),
+            t,
+        );
+    };
+    bars(
+        means_a,
+        " Bit means (rounded code) ┄ ½ ".into(),
+        &b.means,
+        0.0,
+        1.0,
+        Some(0.5),
+        ("0".into(), "1".into()),
+        buf,
+    );
+    let gmax = b
+        .flip_growth
+        .iter()
+        .copied()
+        .fold(0.0f64, f64::max)
+        .max(1e-6);
+    let growth_pct: Vec<f64> = b.flip_growth.iter().map(|g| g.max(0.0) * 100.0).collect();
+    bars(
+        growth_a,
+        format!(
+            " Perplexity growth when a bit is flipped (base {:.2}) ",
+            b.base_ppl
+        ),
+        &growth_pct,
+        0.0,
+        gmax * 100.0,
+        None,
+        ("0%".into(), format!("{:.0}%", gmax * 100.0)),
+        buf,
+    );
+
+    // The cursor's bit in words, with its strongest correlations.
+    let mut partners: Vec<(usize, f64)> = (0..l)
+        .filter(|&j| j != cursor)
+        .map(|j| (j, b.correlation[cursor][j]))
+        .collect();
+    partners.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()));
+    let corr: Vec<String> = partners
+        .iter()
+        .take(3)
+        .map(|(j, r)| format!("bit {j} {r:+.2}"))
+        .collect();
+    let info = vec![
+        Line::from(vec![
+            Span::styled(format!(" bit {cursor}"), t.accent()),
+            Span::raw(format!(
+                "  mean {:.3} (p {:.3})",
+                b.means[cursor], b.prob_means[cursor],
+            )),
+        ]),
+        Line::from(format!(
+            " flipped: ppl {:.2} ({:+.1}%)",
+            b.flip_ppl[cursor],
+            b.flip_growth[cursor] * 100.0
+        )),
+        Line::from(Span::styled(" most correlated:", t.dim())),
+    ];
+    let info: Vec<Line> = info
+        .into_iter()
+        .chain(corr.into_iter().map(|c| Line::from(format!("   {c}"))))
+        .collect();
+    widgets::lines(buf, info_a, info);
+
+    let block = t.block(
+        Line::from(Span::styled(" Correlation of the bits ", t.bold())),
+        false,
+    );
+    let inner = block.inner(right);
+    block.render(right, buf);
+    if inner.height < 2 || inner.width < 4 {
+        return;
+    }
+    let map_area = Rect {
+        height: inner.height - 1,
+        ..inner
+    };
+    let k = heat_map(buf, map_area, &b.correlation, t).block;
+    let legend = if t.color {
+        "red +  blue −"
+    } else {
+        "|r| ░▒▓█"
+    };
+    let note = if k > 1 {
+        format!("{legend} · cell = {k}×{k} bits, strongest")
+    } else {
+        legend.to_string()
+    };
+    text(buf, inner, inner.x, inner.bottom() - 1, &note, t.dim());
+}
+
+fn render_gaussian(app: &App, g: &crate::eval::GaussianReport, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let l = g.kl_per_dim.len();
+    if l == 0 {
+        return;
+    }
+    let cursor = app.stats.cursor.min(l - 1);
+    let [kl_a, var_a, info_a] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Fill(1),
+        Constraint::Length(2),
+    ])
+    .areas(area);
+    let draw =
+        |area: Rect, title: String, values: &[f64], reference: Option<f64>, buf: &mut Buffer| {
+            let hi = values.iter().copied().fold(0.0f64, f64::max).max(1e-6);
+            let block = t.block(Line::from(Span::styled(title, t.bold())), false);
+            let inner = block.inner(area);
+            block.render(area, buf);
+            let cols = Rect {
+                x: inner.x + LABEL,
+                width: inner.width.saturating_sub(LABEL),
+                ..inner
+            };
+            let (first, xs) = grouped_columns(l, cursor, cols.width);
+            text(buf, inner, inner.x, inner.y, &format!("{hi:.2}"), t.dim());
+            text(
+                buf,
+                inner,
+                inner.x,
+                inner.bottom().saturating_sub(1),
+                "0",
+                t.dim(),
+            );
+            vertical_bars(
+                buf,
+                cols,
+                &xs,
+                &values[first..first + xs.len()],
+                0.0,
+                hi,
+                reference,
+                cursor.checked_sub(first),
+                t,
+            );
+        };
+    draw(
+        kl_a,
+        " KL per dimension (nats) ".into(),
+        &g.kl_per_dim,
+        None,
+        buf,
+    );
+    draw(
+        var_a,
+        format!(
+            " Variance of μ over the split ┄ active threshold {} ",
+            g.active_threshold
+        ),
+        &g.mean_variance,
+        Some(g.active_threshold),
+        buf,
+    );
+    widgets::lines(
+        buf,
+        info_a,
+        vec![
+            Line::from(vec![
+                Span::styled(" active units ", t.dim()),
+                Span::styled(format!("{} of {l}", g.active_units), t.accent()),
+            ]),
+            Line::from(vec![
+                Span::styled(format!(" dim {cursor}"), t.accent()),
+                Span::raw(format!(
+                    "  KL {:.3}  Var[μ] {:.4}  {}",
+                    g.kl_per_dim[cursor],
+                    g.mean_variance[cursor],
+                    if g.mean_variance[cursor] > g.active_threshold {
+                        "active"
+                    } else {
+                        "inactive"
+                    }
+                )),
+            ]),
+        ],
+    );
+}

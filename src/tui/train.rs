@@ -1,0 +1,950 @@
+//! Tab 5, Train: a small form for the main hyper-parameters, a training run on its own thread
+//! with live curves, pause / stop, and loading the new checkpoint into the other tabs.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Sender};
+use std::thread::JoinHandle;
+
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Chart, Dataset, Gauge, GraphType, Widget};
+
+use super::app::{App, Effect};
+use super::event::Msg;
+use super::widgets::{self, fmt_secs, InputAction, TextInput};
+use crate::model::LatentKind;
+use crate::train::{StepStats, TrainConfig, TrainControl, TrainEvent, TrainOutcome};
+
+/// Settings that train a small model on the bundled corpus in about a minute on a laptop, so
+/// curves move within seconds of pressing `s`.
+pub fn quick_defaults(kind: LatentKind) -> TrainConfig {
+    TrainConfig {
+        kind,
+        corpus: "wordnet".into(),
+        out: default_out(kind),
+        vocab_size: 2000,
+        embed_dim: 32,
+        hidden_dim: 64,
+        latent_dim: 16,
+        steps: 400,
+        batch_tokens: 800,
+        valid_every: 50,
+        valid_sentences: 200,
+        checkpoint_every: 100,
+        ..TrainConfig::default()
+    }
+}
+
+fn default_out(kind: LatentKind) -> PathBuf {
+    PathBuf::from(format!("runs/tui-{kind}.safetensors"))
+}
+
+/// Runs `train` on a thread of its own, forwarding its events as messages tagged with `run`.
+pub fn spawn_training(
+    run: u64,
+    cfg: TrainConfig,
+    control: TrainControl,
+    out: Sender<Msg>,
+) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("latent-tui training".into())
+        .spawn(move || {
+            let (tx, rx) = mpsc::channel::<TrainEvent>();
+            let fwd_out = out.clone();
+            let forward = std::thread::spawn(move || {
+                for event in rx {
+                    if fwd_out.send(Msg::Train { run, event }).is_err() {
+                        break;
+                    }
+                }
+            });
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::train::train(&cfg, tx, &control)
+            }));
+            // `tx` moved into `train` and is dropped by now, so the forwarder drains and ends.
+            let _ = forward.join();
+            let error = match result {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(format!("{e:#}")),
+                Err(p) => Some(format!(
+                    "the training thread panicked: {}",
+                    super::panic_text(&p)
+                )),
+            };
+            let _ = out.send(Msg::TrainEnded { run, error });
+        })
+        .expect("spawning the training thread")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Kind,
+    Corpus,
+    Out,
+    LatentDim,
+    EmbedDim,
+    HiddenDim,
+    VocabSize,
+    Steps,
+    BatchTokens,
+    Lr,
+    WordDropout,
+    KlWeight,
+    ValidEvery,
+    Seed,
+}
+
+impl Field {
+    pub const ALL: [Field; 14] = [
+        Field::Kind,
+        Field::Corpus,
+        Field::Out,
+        Field::LatentDim,
+        Field::EmbedDim,
+        Field::HiddenDim,
+        Field::VocabSize,
+        Field::Steps,
+        Field::BatchTokens,
+        Field::Lr,
+        Field::WordDropout,
+        Field::KlWeight,
+        Field::ValidEvery,
+        Field::Seed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Field::Kind => "latent kind",
+            Field::Corpus => "corpus",
+            Field::Out => "checkpoint",
+            Field::LatentDim => "latent dim",
+            Field::EmbedDim => "embedding",
+            Field::HiddenDim => "hidden",
+            Field::VocabSize => "vocabulary",
+            Field::Steps => "steps",
+            Field::BatchTokens => "batch tokens",
+            Field::Lr => "learning rate",
+            Field::WordDropout => "word dropout",
+            Field::KlWeight => "KL weight",
+            Field::ValidEvery => "validate every",
+            Field::Seed => "seed",
+        }
+    }
+
+    pub fn value(self, c: &TrainConfig) -> String {
+        match self {
+            Field::Kind => c.kind.to_string(),
+            Field::Corpus => c.corpus.clone(),
+            Field::Out => c.out.display().to_string(),
+            Field::LatentDim => c.latent_dim.to_string(),
+            Field::EmbedDim => c.embed_dim.to_string(),
+            Field::HiddenDim => c.hidden_dim.to_string(),
+            Field::VocabSize => c.vocab_size.to_string(),
+            Field::Steps => c.steps.to_string(),
+            Field::BatchTokens => c.batch_tokens.to_string(),
+            Field::Lr => format!("{}", c.lr),
+            Field::WordDropout => format!("{}", c.word_dropout),
+            Field::KlWeight => format!("{}", c.kl_weight),
+            Field::ValidEvery => c.valid_every.to_string(),
+            Field::Seed => c.seed.to_string(),
+        }
+    }
+
+    /// Parses `s` into the field; the message says what was expected.
+    pub fn set(self, c: &mut TrainConfig, s: &str) -> Result<(), String> {
+        let s = s.trim();
+        fn num<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String> {
+            s.parse().map_err(|_| format!("`{s}` is not {what}"))
+        }
+        fn positive(v: usize, name: &str) -> Result<usize, String> {
+            if v == 0 {
+                Err(format!("{name} must be at least 1"))
+            } else {
+                Ok(v)
+            }
+        }
+        match self {
+            Field::Kind => c.kind = s.parse()?,
+            Field::Corpus => {
+                if s.is_empty() {
+                    return Err("the corpus is `wordnet` or a path".into());
+                }
+                c.corpus = s.to_string()
+            }
+            Field::Out => {
+                if s.is_empty() {
+                    return Err("the checkpoint needs a file path".into());
+                }
+                c.out = PathBuf::from(s)
+            }
+            Field::LatentDim => c.latent_dim = positive(num(s, "a whole number")?, "latent dim")?,
+            Field::EmbedDim => c.embed_dim = positive(num(s, "a whole number")?, "embedding")?,
+            Field::HiddenDim => c.hidden_dim = positive(num(s, "a whole number")?, "hidden")?,
+            Field::VocabSize => {
+                let v: usize = num(s, "a whole number")?;
+                if v < 5 {
+                    return Err("the vocabulary needs at least 5 entries".into());
+                }
+                c.vocab_size = v
+            }
+            Field::Steps => {
+                let v: u64 = num(s, "a whole number")?;
+                if v == 0 {
+                    return Err("steps must be at least 1".into());
+                }
+                c.steps = v
+            }
+            Field::BatchTokens => {
+                c.batch_tokens = positive(num(s, "a whole number")?, "batch tokens")?
+            }
+            Field::Lr => {
+                let v: f64 = num(s, "a number")?;
+                if !(v > 0.0 && v.is_finite()) {
+                    return Err("the learning rate must be positive".into());
+                }
+                c.lr = v
+            }
+            Field::WordDropout => {
+                let v: f64 = num(s, "a number")?;
+                if !(0.0..=1.0).contains(&v) {
+                    return Err("word dropout is a probability in [0, 1]".into());
+                }
+                c.word_dropout = v
+            }
+            Field::KlWeight => {
+                let v: f64 = num(s, "a number")?;
+                if !(v >= 0.0 && v.is_finite()) {
+                    return Err("the KL weight must be ≥ 0".into());
+                }
+                c.kl_weight = v
+            }
+            Field::ValidEvery => c.valid_every = num(s, "a whole number")?,
+            Field::Seed => c.seed = num(s, "a whole number")?,
+        }
+        Ok(())
+    }
+
+    /// ←/→ on a field: the kind cycles; sizes halve or double; rates move in small steps.
+    pub fn adjust(self, c: &mut TrainConfig, up: bool) {
+        let scale = |v: usize| {
+            if up {
+                v.saturating_mul(2)
+            } else {
+                (v / 2).max(1)
+            }
+        };
+        match self {
+            Field::Kind => {
+                let all = LatentKind::ALL;
+                let i = all.iter().position(|&k| k == c.kind).unwrap_or(0);
+                let n = all.len();
+                c.kind = all[if up { (i + 1) % n } else { (i + n - 1) % n }];
+            }
+            Field::LatentDim => c.latent_dim = scale(c.latent_dim),
+            Field::EmbedDim => c.embed_dim = scale(c.embed_dim),
+            Field::HiddenDim => c.hidden_dim = scale(c.hidden_dim),
+            Field::VocabSize => c.vocab_size = scale(c.vocab_size).max(5),
+            Field::Steps => c.steps = scale(c.steps as usize) as u64,
+            Field::BatchTokens => c.batch_tokens = scale(c.batch_tokens),
+            Field::Lr => c.lr = if up { c.lr * 2.0 } else { c.lr / 2.0 },
+            Field::WordDropout => {
+                c.word_dropout = ((c.word_dropout * 20.0).round() + if up { 1.0 } else { -1.0 })
+                    .clamp(0.0, 20.0)
+                    / 20.0
+            }
+            Field::KlWeight => {
+                c.kl_weight =
+                    ((c.kl_weight * 10.0).round() + if up { 1.0 } else { -1.0 }).max(0.0) / 10.0
+            }
+            Field::ValidEvery => c.valid_every = scale(c.valid_every as usize) as u64,
+            Field::Seed => {
+                c.seed = if up {
+                    c.seed + 1
+                } else {
+                    c.seed.saturating_sub(1)
+                }
+            }
+            Field::Corpus | Field::Out => {}
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Phase {
+    /// Loading the corpus and building the vocabulary.
+    Preparing,
+    Running,
+    Paused,
+    /// Cancel requested; the run saves after its current step.
+    Stopping,
+    Finished(TrainOutcome),
+    Failed(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Started {
+    pub total_steps: u64,
+    pub train_sentences: usize,
+    pub valid_sentences: usize,
+    pub parameters: usize,
+    pub notes: Vec<String>,
+}
+
+/// One training run as the tab sees it.
+#[derive(Debug)]
+pub struct Run {
+    pub id: u64,
+    pub cfg: TrainConfig,
+    pub control: TrainControl,
+    pub phase: Phase,
+    pub started: Option<Started>,
+    /// (step, loss, reconstruction NLL per token, KL per sentence)
+    pub curve: Vec<[f64; 4]>,
+    pub last: Option<StepStats>,
+    /// (step, validation perplexity)
+    pub valid: Vec<(f64, f64)>,
+    pub reconstructions: Vec<(String, String)>,
+    pub checkpoint: Option<(u64, PathBuf)>,
+}
+
+impl Run {
+    pub fn active(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Preparing | Phase::Running | Phase::Paused | Phase::Stopping
+        )
+    }
+}
+
+#[derive(Debug)]
+pub struct TrainState {
+    pub cfg: TrainConfig,
+    pub selected: usize,
+    pub editing: Option<TextInput>,
+    /// The checkpoint path follows the kind until the user types one.
+    out_auto: bool,
+    pub run: Option<Run>,
+    next_run: u64,
+}
+
+impl TrainState {
+    pub fn new(cfg: TrainConfig) -> Self {
+        let out_auto = cfg.out == default_out(cfg.kind);
+        Self {
+            cfg,
+            selected: 0,
+            editing: None,
+            out_auto,
+            run: None,
+            next_run: 0,
+        }
+    }
+
+    pub fn typing(&self) -> bool {
+        self.editing.is_some()
+    }
+
+    pub fn running(&self) -> bool {
+        self.run.as_ref().is_some_and(Run::active)
+    }
+
+    pub fn hints(&self) -> Vec<(&'static str, &'static str)> {
+        if self.editing.is_some() {
+            return vec![("Enter", "set"), ("Esc", "cancel")];
+        }
+        if self.running() {
+            return vec![
+                ("p", "pause/resume"),
+                ("x", "stop & save"),
+                ("L", "load checkpoint"),
+            ];
+        }
+        vec![
+            ("↑/↓", "field"),
+            ("Enter", "edit"),
+            ("←/→", "adjust"),
+            ("s", "start"),
+            ("L", "load checkpoint"),
+        ]
+    }
+
+    pub fn activity(&self) -> Option<String> {
+        let run = self.run.as_ref()?;
+        match &run.phase {
+            Phase::Preparing => Some("training: preparing".into()),
+            Phase::Running => Some(format!(
+                "training {}/{}",
+                run.last.as_ref().map_or(0, |s| s.step),
+                run.cfg.steps
+            )),
+            Phase::Paused => Some("training paused".into()),
+            Phase::Stopping => Some("training: stopping".into()),
+            _ => None,
+        }
+    }
+
+    /// On quit: ask a running training to stop (it saves a checkpoint on the way out).
+    pub(super) fn stop_for_quit(&mut self) {
+        if let Some(run) = &mut self.run {
+            if run.active() {
+                run.control.cancel();
+                run.phase = Phase::Stopping;
+            }
+        }
+    }
+}
+
+impl App {
+    pub(super) fn train_key(&mut self, key: KeyEvent) {
+        if let Some(input) = &mut self.train.editing {
+            match input.on_key(key) {
+                InputAction::Submit => {
+                    let text = input.text();
+                    let field = Field::ALL[self.train.selected];
+                    self.train.editing = None;
+                    match field.set(&mut self.train.cfg, &text) {
+                        Ok(()) => {
+                            if field == Field::Out {
+                                self.train.out_auto = false;
+                            }
+                            if field == Field::Kind && self.train.out_auto {
+                                self.train.cfg.out = default_out(self.train.cfg.kind);
+                            }
+                        }
+                        Err(e) => self.error(format!("{}: {e}", field.label())),
+                    }
+                }
+                InputAction::Cancel => self.train.editing = None,
+                _ => {}
+            }
+            return;
+        }
+        let n = Field::ALL.len();
+        match key.code {
+            KeyCode::Char('p') => self.train_pause(),
+            KeyCode::Char('x') => self.train_stop(),
+            KeyCode::Char('L') => self.train_load(),
+            KeyCode::Char('s') => self.train_start(),
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.train.selected = (self.train.selected + n - 1) % n
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.train.selected = (self.train.selected + 1) % n
+            }
+            KeyCode::Left | KeyCode::Right | KeyCode::Char('h') | KeyCode::Char('l') => {
+                if self.train.running() {
+                    self.notice("settings are fixed while a run is going; x stops it");
+                    return;
+                }
+                let up = matches!(key.code, KeyCode::Right | KeyCode::Char('l'));
+                let field = Field::ALL[self.train.selected];
+                field.adjust(&mut self.train.cfg, up);
+                if field == Field::Kind && self.train.out_auto {
+                    self.train.cfg.out = default_out(self.train.cfg.kind);
+                }
+            }
+            KeyCode::Enter | KeyCode::Char('e') => {
+                if self.train.running() {
+                    self.notice("settings are fixed while a run is going; x stops it");
+                    return;
+                }
+                let field = Field::ALL[self.train.selected];
+                if field == Field::Kind {
+                    field.adjust(&mut self.train.cfg, true);
+                    if self.train.out_auto {
+                        self.train.cfg.out = default_out(self.train.cfg.kind);
+                    }
+                } else {
+                    self.train.editing = Some(TextInput::with_text(&field.value(&self.train.cfg)));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn train_start(&mut self) {
+        if self.train.running() {
+            self.notice("a run is already going (x stops it)");
+            return;
+        }
+        self.train.next_run += 1;
+        let id = self.train.next_run;
+        let control = TrainControl::default();
+        let cfg = self.train.cfg.clone();
+        self.train.run = Some(Run {
+            id,
+            cfg: cfg.clone(),
+            control: control.clone(),
+            phase: Phase::Preparing,
+            started: None,
+            curve: Vec::new(),
+            last: None,
+            valid: Vec::new(),
+            reconstructions: Vec::new(),
+            checkpoint: None,
+        });
+        self.jobs.push(Effect::StartTraining {
+            run: id,
+            cfg: Box::new(cfg),
+            control,
+        });
+    }
+
+    fn train_pause(&mut self) {
+        let Some(run) = &mut self.train.run else {
+            self.notice("no training run (s starts one)");
+            return;
+        };
+        match run.phase {
+            Phase::Preparing | Phase::Running | Phase::Paused => {
+                let paused = run.control.toggle_pause();
+                // The thread confirms with a `Paused` event between steps; show intent now.
+                run.phase = if paused {
+                    Phase::Paused
+                } else {
+                    Phase::Running
+                };
+            }
+            _ => self.notice("the run is not going"),
+        }
+    }
+
+    fn train_stop(&mut self) {
+        let Some(run) = &mut self.train.run else {
+            self.notice("no training run (s starts one)");
+            return;
+        };
+        if run.active() {
+            run.control.cancel();
+            run.phase = Phase::Stopping;
+        } else {
+            self.notice("the run is not going");
+        }
+    }
+
+    fn train_load(&mut self) {
+        let path = self.train.run.as_ref().and_then(|r| match &r.phase {
+            Phase::Finished(o) if o.path.exists() => Some(o.path.clone()),
+            _ => r.checkpoint.as_ref().map(|c| c.1.clone()),
+        });
+        match path {
+            Some(p) => {
+                self.notice(format!("loading {}", p.display()));
+                self.load_checkpoint(p);
+            }
+            None => self.notice("no checkpoint written yet by this run"),
+        }
+    }
+
+    pub(super) fn on_train_event(&mut self, run_id: u64, event: TrainEvent) {
+        let Some(run) = self.train.run.as_mut().filter(|r| r.id == run_id) else {
+            return;
+        };
+        match event {
+            TrainEvent::Started {
+                total_steps,
+                train_sentences,
+                valid_sentences,
+                parameters,
+                notes,
+                ..
+            } => {
+                run.started = Some(Started {
+                    total_steps,
+                    train_sentences,
+                    valid_sentences,
+                    parameters,
+                    notes,
+                });
+                if run.phase == Phase::Preparing {
+                    run.phase = Phase::Running;
+                }
+            }
+            TrainEvent::Step(s) => {
+                run.curve
+                    .push([s.step as f64, s.loss, s.nll_per_token, s.kl]);
+                run.last = Some(s);
+            }
+            TrainEvent::Valid(v) => run.valid.push((v.step as f64, v.ppl)),
+            TrainEvent::Reconstructions { pairs, .. } => run.reconstructions = pairs,
+            TrainEvent::Checkpoint { step, path } => run.checkpoint = Some((step, path)),
+            TrainEvent::Paused(p) => {
+                if run.phase != Phase::Stopping {
+                    run.phase = if p { Phase::Paused } else { Phase::Running };
+                }
+            }
+            TrainEvent::Finished(o) => run.phase = Phase::Finished(o),
+        }
+    }
+
+    pub(super) fn on_train_ended(&mut self, run_id: u64, error: Option<String>) {
+        let Some(run) = self.train.run.as_mut().filter(|r| r.id == run_id) else {
+            return;
+        };
+        if let Some(e) = error {
+            run.phase = Phase::Failed(e);
+        } else if run.active() {
+            // Finished without a `Finished` event (cannot happen today); do not spin forever.
+            run.phase = Phase::Failed("the training thread ended without a result".into());
+        }
+    }
+}
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let form_w = 37.min(area.width / 2);
+    let [form, right] =
+        Layout::horizontal([Constraint::Length(form_w), Constraint::Min(0)]).areas(area);
+    render_form(app, form, buf);
+    render_run(app, right, buf);
+}
+
+fn render_form(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let st = &app.train;
+    let locked = st.running();
+    let block = t.block(
+        Line::from(vec![
+            Span::styled(" Settings ", t.bold()),
+            Span::styled(
+                if locked {
+                    "(locked while training) "
+                } else {
+                    ""
+                },
+                t.dim(),
+            ),
+        ]),
+        !locked,
+    );
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let label_w = 15u16;
+    for (i, field) in Field::ALL.iter().enumerate() {
+        let y = inner.y + i as u16;
+        if y >= inner.bottom() {
+            break;
+        }
+        let selected = i == st.selected;
+        let lstyle = if selected && !locked {
+            t.cursor()
+        } else {
+            t.dim()
+        };
+        widgets::text(
+            buf,
+            inner,
+            inner.x,
+            y,
+            &format!("{:<14}", field.label()),
+            lstyle,
+        );
+        let vx = inner.x + label_w;
+        let vrect = Rect {
+            x: vx,
+            y,
+            width: inner.width.saturating_sub(label_w),
+            height: 1,
+        };
+        match (&st.editing, selected) {
+            (Some(input), true) => input.render(buf, vrect, "", true, t),
+            _ => {
+                let v = field.value(&st.cfg);
+                let v = if *field == Field::Kind {
+                    format!("‹ {v} ›")
+                } else {
+                    tail(&v, vrect.width as usize)
+                };
+                let style = if selected { t.bold() } else { t.plain() };
+                widgets::text(buf, vrect, vx, y, &v, style);
+            }
+        }
+    }
+    let y = inner.y + Field::ALL.len() as u16 + 1;
+    let help = if locked {
+        vec![
+            Line::from(Span::styled("p pause / resume", t.dim())),
+            Line::from(Span::styled("x stop (saves a checkpoint)", t.dim())),
+            Line::from(Span::styled("L load the checkpoint", t.dim())),
+        ]
+    } else {
+        vec![
+            Line::from(vec![
+                Span::styled("s", t.accent()),
+                Span::styled(" start training", t.bold()),
+            ]),
+            Line::from(Span::styled("Enter edit · ←/→ adjust · ↑/↓ field", t.dim())),
+            Line::from(Span::styled("corpus: wordnet (bundled) or a path", t.dim())),
+        ]
+    };
+    if y < inner.bottom() {
+        widgets::lines(
+            buf,
+            Rect {
+                y,
+                height: inner.bottom() - y,
+                ..inner
+            },
+            help,
+        );
+    }
+}
+
+/// The end of `s` if it is wider than `width` (paths are told apart by their file names).
+fn tail(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width || width < 2 {
+        return s.to_string();
+    }
+    let rest: String = s.chars().skip(n - (width - 1)).collect();
+    format!("…{rest}")
+}
+
+fn phase_text(run: &Run) -> (String, bool) {
+    match &run.phase {
+        Phase::Preparing => ("preparing the corpus and vocabulary…".into(), false),
+        Phase::Running => ("running".into(), false),
+        Phase::Paused => ("paused (p resumes)".into(), false),
+        Phase::Stopping => ("stopping after this step, then saving…".into(), false),
+        Phase::Finished(o) if o.cancelled => (
+            format!(
+                "stopped after {} steps · checkpoint {}",
+                o.steps_done,
+                o.path.display()
+            ),
+            false,
+        ),
+        Phase::Finished(o) => (
+            format!(
+                "finished {} steps · checkpoint {}",
+                o.steps_done,
+                o.path.display()
+            ),
+            false,
+        ),
+        Phase::Failed(e) => (format!("failed: {e}"), true),
+    }
+}
+
+fn render_run(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let Some(run) = &app.train.run else {
+        let block = t.block(Line::from(Span::styled(" Training ", t.bold())), false);
+        let inner = block.inner(area);
+        block.render(area, buf);
+        widgets::wrapped(
+            buf,
+            inner,
+            vec![
+                Line::from("No run yet. Pick the settings on the left and press s."),
+                Line::from(""),
+                Line::from(Span::styled(
+                    format!(
+                        "The run writes {} and keeps going while you explore the other tabs; L loads its checkpoint into them.",
+                        app.train.cfg.out.display()
+                    ),
+                    t.dim(),
+                )),
+            ],
+        );
+        return;
+    };
+    let [status_a, charts_a, recon_a] = Layout::vertical([
+        Constraint::Length(6),
+        Constraint::Min(8),
+        Constraint::Length(5),
+    ])
+    .areas(area);
+
+    let (phase, failed) = phase_text(run);
+    let block = t.block(
+        Line::from(vec![
+            Span::styled(format!(" Run {} ", run.id), t.bold()),
+            Span::styled(
+                format!("· {} → {} ", run.cfg.kind, run.cfg.out.display()),
+                t.dim(),
+            ),
+        ]),
+        false,
+    );
+    let inner = block.inner(status_a);
+    block.render(status_a, buf);
+    let mut lines = vec![Line::from(Span::styled(
+        phase,
+        if failed { t.error() } else { t.accent() },
+    ))];
+    if let Some(s) = &run.last {
+        let eta = if run.active() {
+            format!(" · ETA {}", fmt_secs(s.eta_secs))
+        } else {
+            String::new()
+        };
+        lines.push(Line::from(vec![
+            Span::raw(format!("step {}/{}{eta} · ", s.step, s.total_steps)),
+            Span::styled(format!("{:.0} tokens/s", s.tokens_per_sec), t.bold()),
+            Span::raw(format!(
+                " · epoch {} · elapsed {}",
+                s.epoch,
+                fmt_secs(s.elapsed_secs)
+            )),
+        ]));
+    } else if let Some(st) = &run.started {
+        lines.push(Line::from(format!(
+            "{} parameters · {} training / {} validation sentences",
+            st.parameters, st.train_sentences, st.valid_sentences
+        )));
+    }
+    if let Some((step, path)) = &run.checkpoint {
+        lines.push(Line::from(Span::styled(
+            format!("checkpoint at step {step}: {} (L loads it)", path.display()),
+            t.dim(),
+        )));
+    }
+    widgets::lines(buf, inner, lines);
+    if inner.height >= 1 {
+        let done = run.last.as_ref().map_or(0, |s| s.step) as f64;
+        let total = run.cfg.steps.max(1) as f64;
+        let ratio = (done / total).clamp(0.0, 1.0);
+        Gauge::default()
+            .ratio(ratio)
+            .label(format!("{:.0}%", ratio * 100.0))
+            .gauge_style(t.accent())
+            .use_unicode(true)
+            .render(
+                Rect {
+                    y: inner.bottom() - 1,
+                    height: 1,
+                    ..inner
+                },
+                buf,
+            );
+    }
+
+    let [top, bottom] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(charts_a);
+    let [c1, c2] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(top);
+    let [c3, c4] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(bottom);
+    let series = |k: usize| -> Vec<(f64, f64)> { run.curve.iter().map(|p| (p[0], p[k])).collect() };
+    chart(app, c1, buf, "loss", &series(1));
+    chart(app, c2, buf, "reconstruction NLL / token", &series(2));
+    chart(app, c3, buf, "KL (nats / sentence)", &series(3));
+    chart(app, c4, buf, "validation perplexity", &run.valid);
+
+    let block = t.block(
+        Line::from(Span::styled(
+            " Reconstructions (validation, greedy) ",
+            t.bold(),
+        )),
+        false,
+    );
+    let inner = block.inner(recon_a);
+    block.render(recon_a, buf);
+    let mut lines = Vec::new();
+    let half = (inner.width as usize / 2).saturating_sub(3).max(8);
+    for (src, out) in run.reconstructions.iter().take(inner.height as usize) {
+        let src = if src.chars().count() > half {
+            let cut: String = src.chars().take(half - 1).collect();
+            format!("{cut}…")
+        } else {
+            src.clone()
+        };
+        lines.push(Line::from(vec![
+            Span::raw(src),
+            Span::styled("  →  ", t.dim()),
+            Span::styled(out.clone(), t.bold()),
+        ]));
+    }
+    if lines.is_empty() {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "(after the first validation, every {} steps)",
+                run.cfg.valid_every
+            ),
+            t.dim(),
+        )));
+    }
+    widgets::lines(buf, inner, lines);
+}
+
+/// Averages `points` into at most `n` buckets so long runs draw as fast as short ones.
+fn decimate(points: &[(f64, f64)], n: usize) -> Vec<(f64, f64)> {
+    if points.len() <= n || n == 0 {
+        return points.to_vec();
+    }
+    let per = points.len().div_ceil(n);
+    points
+        .chunks(per)
+        .map(|c| {
+            let k = c.len() as f64;
+            (
+                c.iter().map(|p| p.0).sum::<f64>() / k,
+                c.iter().map(|p| p.1).sum::<f64>() / k,
+            )
+        })
+        .collect()
+}
+
+fn chart(app: &App, area: Rect, buf: &mut Buffer, title: &str, points: &[(f64, f64)]) {
+    let t = app.theme;
+    let last = points.last().map(|p| p.1);
+    let title = Line::from(vec![
+        Span::styled(format!(" {title} "), t.bold()),
+        Span::styled(
+            last.map_or(String::new(), |v| format!("{v:.3} ")),
+            t.accent(),
+        ),
+    ]);
+    let block = t.block(title, false);
+    if points.is_empty() {
+        let inner = block.inner(area);
+        block.render(area, buf);
+        widgets::lines(
+            buf,
+            inner,
+            vec![Line::from(Span::styled("waiting…", t.dim()))],
+        );
+        return;
+    }
+    let data = decimate(points, (area.width as usize * 2).max(2));
+    let finite = data.iter().filter(|p| p.1.is_finite());
+    let (x0, x1) = (
+        data.first().map_or(0.0, |p| p.0),
+        data.last().map_or(1.0, |p| p.0),
+    );
+    let (mut y0, mut y1) = finite.fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    if y0 > y1 {
+        (y0, y1) = (0.0, 1.0);
+    }
+    if (y1 - y0).abs() < 1e-9 {
+        y0 -= 0.5;
+        y1 += 0.5;
+    }
+    let x1 = if x1 <= x0 { x0 + 1.0 } else { x1 };
+    let ds = Dataset::default()
+        .marker(Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(if t.color {
+            t.bar().add_modifier(Modifier::BOLD)
+        } else {
+            t.plain()
+        })
+        .data(&data);
+    Chart::new(vec![ds])
+        .block(block)
+        .x_axis(
+            Axis::default()
+                .bounds([x0, x1])
+                .labels([format!("{x0:.0}"), format!("{x1:.0}")])
+                .style(t.dim()),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([y0, y1])
+                .labels([format!("{y0:.2}"), format!("{y1:.2}")])
+                .style(t.dim()),
+        )
+        .render(area, buf);
+}

@@ -1,0 +1,606 @@
+//! Drawing blocks shared by the tabs: the theme (colour or NO_COLOR), a one-line text input,
+//! the bit row, vertical bars aligned with it, the correlation heat map, the help overlay.
+//!
+//! Every function here draws into a `Buffer` and clips to the area it is given, so a small
+//! terminal can never make a draw index out of bounds.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget, Wrap};
+
+/// Colours when the terminal may have them; reverse, bold and symbols when NO_COLOR is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Theme {
+    pub color: bool,
+}
+
+impl Theme {
+    /// Honours the NO_COLOR convention: present and not empty disables colour.
+    pub fn from_env() -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Self { color: !no_color }
+    }
+
+    pub fn plain(self) -> Style {
+        Style::new()
+    }
+    pub fn dim(self) -> Style {
+        if self.color {
+            Style::new().fg(Color::DarkGray)
+        } else {
+            Style::new().add_modifier(Modifier::DIM)
+        }
+    }
+    pub fn bold(self) -> Style {
+        Style::new().add_modifier(Modifier::BOLD)
+    }
+    pub fn accent(self) -> Style {
+        if self.color {
+            Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().add_modifier(Modifier::BOLD)
+        }
+    }
+    /// The cursor and the selected row: reverse video reads in colour and without.
+    pub fn cursor(self) -> Style {
+        if self.color {
+            Style::new()
+                .fg(Color::Black)
+                .bg(Color::Yellow)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD)
+        }
+    }
+    pub fn error(self) -> Style {
+        if self.color {
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().add_modifier(Modifier::BOLD)
+        }
+    }
+    pub fn notice(self) -> Style {
+        if self.color {
+            Style::new().fg(Color::Yellow)
+        } else {
+            Style::new().add_modifier(Modifier::ITALIC)
+        }
+    }
+    /// A changed value (a flipped bit, a nudged dimension).
+    pub fn changed(self) -> Style {
+        if self.color {
+            Style::new()
+                .fg(Color::Magenta)
+                .add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+        } else {
+            Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+        }
+    }
+    pub fn bar(self) -> Style {
+        if self.color {
+            Style::new().fg(Color::Blue)
+        } else {
+            Style::new()
+        }
+    }
+    pub fn focus_border(self, focused: bool) -> Style {
+        match (focused, self.color) {
+            (true, true) => Style::new().fg(Color::Cyan),
+            (true, false) => Style::new().add_modifier(Modifier::BOLD),
+            (false, _) => self.dim(),
+        }
+    }
+    /// A bit's digit coloured by its probability p (colour only; the p row carries it without).
+    pub fn bit(self, p: f32) -> Style {
+        if self.color {
+            let v = (p.clamp(0.0, 1.0) * 255.0) as u8;
+            Style::new().fg(Color::Rgb(255 - v / 2, 120 + v / 2, 80 + v / 2))
+        } else {
+            Style::new()
+        }
+    }
+    /// Diverging heat-map colour for a correlation r in [-1, 1].
+    pub fn heat(self, r: f64) -> Color {
+        let a = (r.abs().min(1.0) * 255.0) as u8;
+        if r >= 0.0 {
+            Color::Rgb(30 + a * 8 / 9, 30, 30)
+        } else {
+            Color::Rgb(30, 30 + a * 4 / 9, 30 + a * 8 / 9)
+        }
+    }
+    pub fn block(self, title: impl Into<Line<'static>>, focused: bool) -> Block<'static> {
+        Block::new()
+            .borders(Borders::ALL)
+            .border_style(self.focus_border(focused))
+            .title(title)
+    }
+}
+
+pub const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+/// Eighth blocks from empty to full, for vertical bars.
+pub const EIGHTHS: [&str; 9] = [" ", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"];
+/// Shades from empty to full, for heat maps without colour.
+pub const SHADES: [&str; 5] = [" ", "░", "▒", "▓", "█"];
+
+/// Sets one cell if it lies inside `clip`.
+pub fn put(buf: &mut Buffer, clip: Rect, x: u16, y: u16, symbol: &str, style: Style) {
+    if x >= clip.x && x < clip.right() && y >= clip.y && y < clip.bottom() {
+        if let Some(cell) = buf.cell_mut((x, y)) {
+            cell.set_symbol(symbol).set_style(style);
+        }
+    }
+}
+
+/// Writes a string clipped to the row of `clip` it lands on.
+pub fn text(buf: &mut Buffer, clip: Rect, x: u16, y: u16, s: &str, style: Style) {
+    if y < clip.y || y >= clip.bottom() || x >= clip.right() {
+        return;
+    }
+    buf.set_stringn(x, y, s, (clip.right() - x) as usize, style);
+}
+
+/// Renders lines in an area (no wrapping, clipped).
+pub fn lines(buf: &mut Buffer, area: Rect, content: Vec<Line<'_>>) {
+    Paragraph::new(content).render(area, buf);
+}
+
+/// Renders lines with word wrap.
+pub fn wrapped(buf: &mut Buffer, area: Rect, content: Vec<Line<'_>>) {
+    Paragraph::new(content)
+        .wrap(Wrap { trim: false })
+        .render(area, buf);
+}
+
+/// The outcome of a key on a [`TextInput`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum InputAction {
+    Submit,
+    Cancel,
+    Edited,
+    /// Moved the cursor or did nothing visible.
+    Moved,
+    /// Not a text-editing key; the caller may use it.
+    Ignored,
+}
+
+/// A one-line text field. Input beyond `MAX_CHARS` is refused so a pasted book cannot make
+/// every frame slow; the model truncates much earlier anyway.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TextInput {
+    chars: Vec<char>,
+    cursor: usize,
+    /// Set when input was refused for length.
+    pub overflow: bool,
+}
+
+impl TextInput {
+    pub const MAX_CHARS: usize = 2000;
+
+    pub fn with_text(s: &str) -> Self {
+        let chars: Vec<char> = s.chars().take(Self::MAX_CHARS).collect();
+        Self {
+            cursor: chars.len(),
+            chars,
+            overflow: false,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.chars.iter().collect()
+    }
+
+    pub fn is_blank(&self) -> bool {
+        self.chars.iter().all(|c| c.is_whitespace())
+    }
+
+    pub fn set(&mut self, s: &str) {
+        *self = Self::with_text(s);
+    }
+
+    pub fn on_key(&mut self, key: KeyEvent) -> InputAction {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        // Alt-letter is a command by terminal convention (and what Esc+key looks like), not text.
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        match key.code {
+            KeyCode::Enter => InputAction::Submit,
+            KeyCode::Esc => InputAction::Cancel,
+            KeyCode::Char('u') if ctrl => {
+                self.chars.drain(..self.cursor);
+                self.cursor = 0;
+                InputAction::Edited
+            }
+            KeyCode::Char('w') if ctrl => {
+                let mut start = self.cursor;
+                while start > 0 && self.chars[start - 1] == ' ' {
+                    start -= 1;
+                }
+                while start > 0 && self.chars[start - 1] != ' ' {
+                    start -= 1;
+                }
+                self.chars.drain(start..self.cursor);
+                self.cursor = start;
+                InputAction::Edited
+            }
+            KeyCode::Char('a') if ctrl => {
+                self.cursor = 0;
+                InputAction::Moved
+            }
+            KeyCode::Char('e') if ctrl => {
+                self.cursor = self.chars.len();
+                InputAction::Moved
+            }
+            KeyCode::Char(c) if !ctrl && !alt => {
+                if self.chars.len() >= Self::MAX_CHARS {
+                    self.overflow = true;
+                    return InputAction::Moved;
+                }
+                self.chars.insert(self.cursor, c);
+                self.cursor += 1;
+                InputAction::Edited
+            }
+            KeyCode::Backspace => {
+                if self.cursor > 0 {
+                    self.cursor -= 1;
+                    self.chars.remove(self.cursor);
+                    self.overflow = false;
+                }
+                InputAction::Edited
+            }
+            KeyCode::Delete => {
+                if self.cursor < self.chars.len() {
+                    self.chars.remove(self.cursor);
+                    self.overflow = false;
+                }
+                InputAction::Edited
+            }
+            KeyCode::Left => {
+                self.cursor = self.cursor.saturating_sub(1);
+                InputAction::Moved
+            }
+            KeyCode::Right => {
+                self.cursor = (self.cursor + 1).min(self.chars.len());
+                InputAction::Moved
+            }
+            KeyCode::Home => {
+                self.cursor = 0;
+                InputAction::Moved
+            }
+            KeyCode::End => {
+                self.cursor = self.chars.len();
+                InputAction::Moved
+            }
+            _ => InputAction::Ignored,
+        }
+    }
+
+    /// Draws `prompt` then the text, scrolled so the cursor stays visible; the cursor is a
+    /// reversed cell when `focused`.
+    pub fn render(&self, buf: &mut Buffer, area: Rect, prompt: &str, focused: bool, theme: Theme) {
+        if area.width == 0 || area.height == 0 {
+            return;
+        }
+        let y = area.y;
+        let pw = prompt.chars().count() as u16;
+        text(buf, area, area.x, y, prompt, theme.accent());
+        let avail = area.width.saturating_sub(pw + 1) as usize;
+        if avail == 0 {
+            return;
+        }
+        let start = if self.cursor >= avail {
+            self.cursor + 1 - avail
+        } else {
+            0
+        };
+        let x0 = area.x + pw;
+        for (i, c) in self.chars.iter().skip(start).take(avail).enumerate() {
+            let mut s = [0u8; 4];
+            put(
+                buf,
+                area,
+                x0 + i as u16,
+                y,
+                c.encode_utf8(&mut s),
+                theme.plain(),
+            );
+        }
+        if focused {
+            let cx = x0 + (self.cursor - start) as u16;
+            let under = self
+                .chars
+                .get(self.cursor)
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| " ".into());
+            put(
+                buf,
+                area,
+                cx,
+                y,
+                &under,
+                Style::new().add_modifier(Modifier::REVERSED),
+            );
+        }
+    }
+}
+
+/// Columns of a row of `n` cells grouped by 8 (a space between groups), windowed around
+/// `cursor` when they do not all fit in `width`. Returns (first index, count, x offsets).
+pub fn grouped_columns(n: usize, cursor: usize, width: u16) -> (usize, Vec<u16>) {
+    let width = width as usize;
+    let groups_fit = (width + 1) / 9;
+    let total_groups = n.div_ceil(8);
+    let (first_group, groups) = if total_groups <= groups_fit || groups_fit == 0 {
+        (0, total_groups)
+    } else {
+        let cg = cursor.min(n.saturating_sub(1)) / 8;
+        let start = cg
+            .saturating_sub(groups_fit / 2)
+            .min(total_groups - groups_fit);
+        (start, groups_fit)
+    };
+    let first = first_group * 8;
+    let last = ((first_group + groups) * 8).min(n);
+    let xs: Vec<u16> = (first..last)
+        .map(|j| (j - first + (j - first) / 8) as u16)
+        .filter(|&x| (x as usize) < width)
+        .collect();
+    (first, xs)
+}
+
+/// Vertical bars at the given columns: `values[k]` drawn at `xs[k]`, scaled from `lo` (empty)
+/// to `hi` (full height). `reference`, if any, is drawn as a dotted line where bars do not
+/// reach it; `highlight` is the index (into `values`) drawn in the cursor style.
+#[allow(clippy::too_many_arguments)]
+pub fn vertical_bars(
+    buf: &mut Buffer,
+    area: Rect,
+    xs: &[u16],
+    values: &[f64],
+    lo: f64,
+    hi: f64,
+    reference: Option<f64>,
+    highlight: Option<usize>,
+    theme: Theme,
+) {
+    let h = area.height as usize;
+    if h == 0 {
+        return;
+    }
+    let span = (hi - lo).max(1e-12);
+    let eighths_of = |v: f64| -> usize {
+        let f = ((v - lo) / span).clamp(0.0, 1.0);
+        (f * (h * 8) as f64).round() as usize
+    };
+    let ref_row = reference.map(|r| {
+        let e = eighths_of(r);
+        // The row (counted from the bottom) whose top edge sits at the reference.
+        (e.div_ceil(8)).clamp(1, h) - 1
+    });
+    for (k, (&x, &v)) in xs.iter().zip(values).enumerate() {
+        let e = if v.is_finite() { eighths_of(v) } else { 0 };
+        let style = if Some(k) == highlight {
+            theme.accent()
+        } else {
+            theme.bar()
+        };
+        for row in 0..h {
+            let y = area.bottom() - 1 - row as u16;
+            let filled = e.saturating_sub(row * 8).min(8);
+            let sym = EIGHTHS[filled];
+            if filled == 0 && Some(row) == ref_row {
+                put(buf, area, area.x + x, y, "┄", theme.dim());
+            } else if filled > 0 {
+                let st = if Some(k) == highlight && !theme.color {
+                    style.add_modifier(Modifier::REVERSED)
+                } else {
+                    style
+                };
+                put(buf, area, area.x + x, y, sym, st);
+            }
+        }
+        if Some(k) == highlight && e == 0 {
+            put(
+                buf,
+                area,
+                area.x + x,
+                area.bottom() - 1,
+                "▁",
+                theme.accent(),
+            );
+        }
+    }
+}
+
+/// How a heat map was scaled: each cell shows `block`×`block` entries, or each entry spans
+/// `scale` rows and 2·`scale` columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeatScale {
+    pub block: usize,
+    pub scale: usize,
+}
+
+/// A heat map of a square matrix in [-1, 1]. Small matrices are enlarged (an entry is two
+/// columns by one row per step, which looks square); large ones are downsampled, each cell
+/// showing the value of largest magnitude in its block, ignoring the diagonal (always 1, and
+/// uninformative). With colour, downsampled maps put two matrix rows in one terminal row
+/// (upper half block); without colour, |r| is drawn with shade characters.
+pub fn heat_map(buf: &mut Buffer, area: Rect, m: &[Vec<f64>], theme: Theme) -> HeatScale {
+    let n = m.len();
+    let none = HeatScale { block: 1, scale: 1 };
+    if n == 0 || area.width == 0 || area.height == 0 {
+        return none;
+    }
+    let (w, h) = (area.width as usize, area.height as usize);
+    let shade = |v: f64| SHADES[((v.abs() * 4.0).round() as usize).min(4)];
+    if 2 * n <= w && n <= h {
+        let scale = (w / (2 * n)).min(h / n).max(1);
+        for (i, row) in m.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                let (sym, style) = match (i == j, theme.color) {
+                    (true, _) => ("╲", theme.dim()),
+                    (false, true) => ("█", Style::new().fg(theme.heat(v))),
+                    (false, false) => (shade(v), theme.plain()),
+                };
+                for dy in 0..scale {
+                    for dx in 0..2 * scale {
+                        let x = area.x + (2 * scale * j + dx) as u16;
+                        let y = area.y + (scale * i + dy) as u16;
+                        put(buf, area, x, y, sym, style);
+                    }
+                }
+            }
+        }
+        return HeatScale { block: 1, scale };
+    }
+    let rows_per_line = if theme.color { 2 } else { 1 };
+    let block = n.div_ceil(w.min(h * rows_per_line).max(1)).max(1);
+    let cells = n.div_ceil(block);
+    let value = |bi: usize, bj: usize| -> Option<f64> {
+        let mut best: Option<f64> = None;
+        for (i, row) in m.iter().enumerate().skip(bi * block).take(block) {
+            for (j, &v) in row.iter().enumerate().skip(bj * block).take(block) {
+                if i == j {
+                    continue;
+                }
+                if best.is_none_or(|b| v.abs() > b.abs()) {
+                    best = Some(v);
+                }
+            }
+        }
+        best
+    };
+    for cj in 0..cells {
+        if theme.color {
+            let x = area.x + cj as u16;
+            for line in 0..cells.div_ceil(2) {
+                let y = area.y + line as u16;
+                let top = value(2 * line, cj);
+                let bottom = if 2 * line + 1 < cells {
+                    value(2 * line + 1, cj)
+                } else {
+                    None
+                };
+                let fg = top.map_or(Color::Gray, |v| theme.heat(v));
+                let bg = match (2 * line + 1 < cells, bottom) {
+                    (false, _) => Color::Reset,
+                    (true, Some(v)) => theme.heat(v),
+                    (true, None) => Color::Gray,
+                };
+                put(buf, area, x, y, "▀", Style::new().fg(fg).bg(bg));
+            }
+        } else {
+            // Two columns per cell when they fit, so that cells look square.
+            let cw: u16 = if 2 * cells <= w { 2 } else { 1 };
+            for ci in 0..cells {
+                let y = area.y + ci as u16;
+                let sym = value(ci, cj).map_or("╲", shade);
+                for dx in 0..cw {
+                    put(
+                        buf,
+                        area,
+                        area.x + cj as u16 * cw + dx,
+                        y,
+                        sym,
+                        theme.plain(),
+                    );
+                }
+            }
+        }
+    }
+    HeatScale { block, scale: 1 }
+}
+
+/// A centred box with the help text; `scroll` skips lines from the top.
+pub fn help_overlay(
+    buf: &mut Buffer,
+    area: Rect,
+    content: Vec<Line<'static>>,
+    scroll: u16,
+    theme: Theme,
+) {
+    let w = area.width.saturating_sub(4).min(92);
+    let h = area.height.saturating_sub(2);
+    let r = Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    };
+    Clear.render(r, buf);
+    let block = theme.block(
+        Line::from(vec![
+            Span::styled(" Keys ", theme.accent()),
+            Span::styled("(↑/↓ scroll · Esc or ? closes) ", theme.dim()),
+        ]),
+        true,
+    );
+    Paragraph::new(content)
+        .block(block)
+        .scroll((scroll, 0))
+        .render(r, buf);
+}
+
+/// Formats seconds as 1m05s or 2h03m.
+pub fn fmt_secs(s: f64) -> String {
+    let s = if s.is_finite() { s.max(0.0) as u64 } else { 0 };
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouped_columns_fit_or_window_around_the_cursor() {
+        let (first, xs) = grouped_columns(16, 0, 40);
+        assert_eq!(first, 0);
+        assert_eq!(xs.len(), 16);
+        assert_eq!(xs[8], 9, "a space between groups");
+        let (first, xs) = grouped_columns(64, 63, 20);
+        assert_eq!(xs.len(), 16);
+        assert_eq!(first, 48);
+    }
+
+    #[test]
+    fn heat_map_enlarges_small_and_shrinks_large_matrices() {
+        let mono = Theme { color: false };
+        let m = vec![
+            vec![1.0, 0.9, -0.1],
+            vec![0.9, 1.0, 0.0],
+            vec![-0.1, 0.0, 1.0],
+        ];
+        let area = Rect::new(0, 0, 12, 6);
+        let mut buf = Buffer::empty(area);
+        let s = heat_map(&mut buf, area, &m, mono);
+        assert_eq!(s, HeatScale { block: 1, scale: 2 });
+        assert_eq!(buf[(0, 0)].symbol(), "╲");
+        assert_eq!(buf[(4, 0)].symbol(), "█", "|0.9| is the darkest shade");
+        assert_eq!(buf[(8, 0)].symbol(), " ", "|−0.1| rounds to no shade");
+        let big: Vec<Vec<f64>> = (0..64)
+            .map(|i| (0..64).map(|j| if i == j { 1.0 } else { 0.5 }).collect())
+            .collect();
+        let area = Rect::new(0, 0, 40, 8);
+        let mut buf = Buffer::empty(area);
+        assert_eq!(heat_map(&mut buf, area, &big, mono).block, 8);
+        assert_eq!(buf[(0, 0)].symbol(), "▒");
+    }
+
+    #[test]
+    fn text_input_edits_and_refuses_overflow() {
+        let mut t = TextInput::with_text("a dog");
+        t.on_key(KeyEvent::from(KeyCode::Backspace));
+        assert_eq!(t.text(), "a do");
+        t.on_key(KeyEvent::new(KeyCode::Char('w'), KeyModifiers::CONTROL));
+        assert_eq!(t.text(), "a ");
+        let mut long = TextInput::with_text(&"x".repeat(TextInput::MAX_CHARS));
+        long.on_key(KeyEvent::from(KeyCode::Char('y')));
+        assert!(long.overflow);
+        assert_eq!(long.text().len(), TextInput::MAX_CHARS);
+    }
+}

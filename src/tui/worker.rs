@@ -1,0 +1,469 @@
+//! The model worker: the only code in the explorer that runs the model.
+//!
+//! Requests carry an id that grows with every request the app makes. A worker thread drains
+//! its queue before each job and computes only the newest request of each kind, so holding
+//! down the space bar computes the last code instead of every intermediate one; the app in
+//! turn drops any reply whose id is no longer the newest of its kind (as gitui's
+//! `AsyncSingleJob` does). Statistics over a corpus split take seconds, so they run on a
+//! second thread and never hold up encoding and decoding.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use candle_core::Device;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::event::Msg;
+use crate::engine::Engine;
+use crate::model::decode::Strategy;
+use crate::model::LatentKind;
+use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats};
+
+/// What the app knows about the loaded model without touching it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    pub kind: LatentKind,
+    pub latent_dim: usize,
+    pub max_len: usize,
+    pub describe: String,
+    pub vocab_size: usize,
+    pub step: u64,
+    pub corpus: String,
+}
+
+impl ModelInfo {
+    pub fn of(engine: &Engine) -> Self {
+        Self {
+            path: engine.path.clone(),
+            kind: engine.kind(),
+            latent_dim: engine.latent_dim(),
+            max_len: engine.max_len(),
+            describe: engine.config.describe(),
+            vocab_size: engine.vocab.len(),
+            step: engine.provenance.step,
+            corpus: engine.provenance.corpus.clone(),
+        }
+    }
+
+    pub fn binary(&self) -> bool {
+        self.kind.is_binary()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Job {
+    Encode {
+        text: String,
+    },
+    Decode {
+        code: Vec<f32>,
+        strategy: Strategy,
+        seed: u64,
+    },
+    /// Perplexity of `ids` under `code` and under each one-dimension change of it.
+    Bars {
+        ids: Vec<u32>,
+        code: Vec<f32>,
+        std: Option<Vec<f32>>,
+    },
+    Path {
+        a: String,
+        b: String,
+        seed: u64,
+        steps: usize,
+        slerp: bool,
+    },
+    Sample {
+        n: usize,
+        seed: u64,
+        temperature: f32,
+        prior: PriorChoice,
+    },
+    Stats {
+        max_sentences: usize,
+        flip_sentences: usize,
+    },
+    Load {
+        path: PathBuf,
+    },
+}
+
+/// Requests of one kind supersede each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JobKind {
+    Encode,
+    Decode,
+    Bars,
+    Path,
+    Sample,
+    Stats,
+    Load,
+}
+
+impl Job {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Job::Encode { .. } => JobKind::Encode,
+            Job::Decode { .. } => JobKind::Decode,
+            Job::Bars { .. } => JobKind::Bars,
+            Job::Path { .. } => JobKind::Path,
+            Job::Sample { .. } => JobKind::Sample,
+            Job::Stats { .. } => JobKind::Stats,
+            Job::Load { .. } => JobKind::Load,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    pub id: u64,
+    pub job: Job,
+}
+
+/// Per-dimension perplexities for the code they were computed for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bars {
+    pub code: Vec<f32>,
+    pub base_ppl: f64,
+    pub ppl: Vec<f64>,
+}
+
+#[derive(Clone, Debug)]
+pub enum ReplyBody {
+    Encoded(Result<EncodedSentence, String>),
+    Decoded(Result<String, String>),
+    Bars(Result<Bars, String>),
+    Path(Result<PathWalk, String>),
+    Sampled(Result<Samples, String>),
+    /// Fraction of a statistics job done, 0 to 1.
+    StatsProgress(f64),
+    Stats(Result<SplitStats, String>),
+    Loaded(Result<ModelInfo, String>),
+}
+
+impl ReplyBody {
+    /// The error reply for a job of `kind`.
+    pub fn failed(kind: JobKind, msg: String) -> Self {
+        match kind {
+            JobKind::Encode => ReplyBody::Encoded(Err(msg)),
+            JobKind::Decode => ReplyBody::Decoded(Err(msg)),
+            JobKind::Bars => ReplyBody::Bars(Err(msg)),
+            JobKind::Path => ReplyBody::Path(Err(msg)),
+            JobKind::Sample => ReplyBody::Sampled(Err(msg)),
+            JobKind::Stats => ReplyBody::Stats(Err(msg)),
+            JobKind::Load => ReplyBody::Loaded(Err(msg)),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub id: u64,
+    pub body: ReplyBody,
+}
+
+/// Keeps only the newest request of each kind, ordered by id (oldest first).
+pub fn newest_per_kind(requests: impl IntoIterator<Item = Request>) -> Vec<Request> {
+    let mut newest: std::collections::BTreeMap<JobKind, Request> = Default::default();
+    for r in requests {
+        match newest.get(&r.job.kind()) {
+            Some(old) if old.id > r.id => {}
+            _ => {
+                newest.insert(r.job.kind(), r);
+            }
+        }
+    }
+    let mut out: Vec<Request> = newest.into_values().collect();
+    out.sort_by_key(|r| r.id);
+    out
+}
+
+fn err_text(e: anyhow::Error) -> String {
+    format!("{e:#}")
+}
+
+/// The loaded model, shared by the worker threads and replaced by a `Load` job.
+struct Loaded {
+    engine: Arc<Engine>,
+    /// Corpus bit means for the `means` prior, computed once per model.
+    bit_means: Option<Arc<Vec<f32>>>,
+}
+
+/// Runs jobs against the current model. Cloning shares the model.
+#[derive(Clone)]
+pub struct Worker {
+    slot: Arc<Mutex<Loaded>>,
+}
+
+impl Worker {
+    pub fn new(engine: Engine) -> Self {
+        Self {
+            slot: Arc::new(Mutex::new(Loaded {
+                engine: Arc::new(engine),
+                bit_means: None,
+            })),
+        }
+    }
+
+    fn engine(&self) -> Arc<Engine> {
+        self.slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .engine
+            .clone()
+    }
+
+    fn bit_means(&self, engine: &Arc<Engine>) -> anyhow::Result<Arc<Vec<f32>>> {
+        if let Some(m) = &self
+            .slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .bit_means
+        {
+            return Ok(m.clone());
+        }
+        let means = Arc::new(tasks::corpus_bit_means(engine)?);
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        // Only cache for the model the means belong to: a `Load` may have happened meanwhile.
+        if Arc::ptr_eq(&slot.engine, engine) {
+            slot.bit_means = Some(means.clone());
+        }
+        Ok(means)
+    }
+
+    /// Computes one request, sending its reply (and any progress) to `out`.
+    pub fn handle(&self, req: Request, out: &mut dyn FnMut(Reply)) {
+        let id = req.id;
+        let engine = self.engine();
+        let body = match req.job {
+            Job::Encode { text } => {
+                ReplyBody::Encoded(tasks::encode_sentence(&engine, &text).map_err(err_text))
+            }
+            Job::Decode {
+                code,
+                strategy,
+                seed,
+            } => {
+                let mut rng = StdRng::seed_from_u64(seed);
+                ReplyBody::Decoded(
+                    engine
+                        .decode(std::slice::from_ref(&code), strategy, &mut rng)
+                        .map(|mut v| v.remove(0))
+                        .map_err(err_text),
+                )
+            }
+            Job::Bars { ids, code, std } => {
+                let variants =
+                    tasks::one_change_variants(&code, engine.kind().is_binary(), std.as_deref());
+                ReplyBody::Bars(
+                    tasks::variant_perplexities(&engine, &ids, &code, &variants)
+                        .map(|s| Bars {
+                            code,
+                            base_ppl: s.base_ppl,
+                            ppl: s.ppl,
+                        })
+                        .map_err(err_text),
+                )
+            }
+            Job::Path {
+                a,
+                b,
+                seed,
+                steps,
+                slerp,
+            } => ReplyBody::Path(
+                tasks::walk_path(&engine, &a, &b, seed, steps, slerp).map_err(err_text),
+            ),
+            Job::Sample {
+                n,
+                seed,
+                temperature,
+                prior,
+            } => {
+                let means = if engine.kind().is_binary() && prior == PriorChoice::Means {
+                    match self.bit_means(&engine) {
+                        Ok(m) => Some(m),
+                        Err(e) => {
+                            out(Reply {
+                                id,
+                                body: ReplyBody::Sampled(Err(err_text(e))),
+                            });
+                            return;
+                        }
+                    }
+                } else {
+                    None
+                };
+                ReplyBody::Sampled(
+                    tasks::sample_prior(
+                        &engine,
+                        n,
+                        seed,
+                        temperature,
+                        prior,
+                        means.as_deref().map(|m| m.as_slice()),
+                    )
+                    .map_err(err_text),
+                )
+            }
+            Job::Stats {
+                max_sentences,
+                flip_sentences,
+            } => {
+                let mut last = -1.0;
+                let result = tasks::split_stats(&engine, max_sentences, flip_sentences, &mut |f| {
+                    // A message per percent is plenty for a gauge.
+                    if f - last >= 0.01 {
+                        last = f;
+                        out(Reply {
+                            id,
+                            body: ReplyBody::StatsProgress(f),
+                        });
+                    }
+                });
+                ReplyBody::Stats(result.map_err(err_text))
+            }
+            Job::Load { path } => match Engine::load(&path, &Device::Cpu) {
+                Ok(engine) => {
+                    let info = ModelInfo::of(&engine);
+                    *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Loaded {
+                        engine: Arc::new(engine),
+                        bit_means: None,
+                    };
+                    ReplyBody::Loaded(Ok(info))
+                }
+                Err(e) => ReplyBody::Loaded(Err(err_text(e))),
+            },
+        };
+        out(Reply { id, body });
+    }
+}
+
+/// The worker threads: one for interactive jobs, one for statistics.
+pub struct WorkerHandle {
+    interactive: Option<Sender<Request>>,
+    background: Option<Sender<Request>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    pub fn spawn(worker: Worker, out: Sender<Msg>) -> Self {
+        let mut threads = Vec::new();
+        let mut start = |name: &str| {
+            let (tx, rx) = mpsc::channel();
+            let w = worker.clone();
+            let out = out.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn(move || serve(w, rx, out))
+                    .expect("spawning a model worker"),
+            );
+            tx
+        };
+        let interactive = start("latent-tui worker");
+        let background = start("latent-tui stats");
+        Self {
+            interactive: Some(interactive),
+            background: Some(background),
+            threads,
+        }
+    }
+
+    pub fn send(&self, req: Request) {
+        let tx = if req.job.kind() == JobKind::Stats {
+            &self.background
+        } else {
+            &self.interactive
+        };
+        if let Some(tx) = tx {
+            let _ = tx.send(req);
+        }
+    }
+
+    /// Closes the queues; threads finish their current job and exit. Waits only if `wait`.
+    pub fn shutdown(mut self, wait: bool) {
+        self.interactive = None;
+        self.background = None;
+        if wait {
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// A worker thread's loop: take everything queued, keep the newest of each kind, compute the
+/// oldest of those, and look at the queue again before the next one.
+fn serve(worker: Worker, rx: Receiver<Request>, out: Sender<Msg>) {
+    let mut queue: VecDeque<Request> = VecDeque::new();
+    loop {
+        if queue.is_empty() {
+            match rx.recv() {
+                Ok(r) => queue.push_back(r),
+                Err(_) => return,
+            }
+        }
+        queue.extend(rx.try_iter());
+        queue = newest_per_kind(queue.drain(..)).into();
+        let Some(req) = queue.pop_front() else {
+            continue;
+        };
+        let mut send = |reply: Reply| {
+            let _ = out.send(Msg::Reply(reply));
+        };
+        let (id, kind) = (req.id, req.job.kind());
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            worker.handle(req, &mut send)
+        }));
+        if let Err(p) = done {
+            // Without a reply the app would show its spinner forever.
+            let msg = format!("internal error: {}", super::panic_text(&p));
+            send(Reply {
+                id,
+                body: ReplyBody::failed(kind, msg),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(id: u64, text: &str) -> Request {
+        Request {
+            id,
+            job: Job::Encode { text: text.into() },
+        }
+    }
+
+    #[test]
+    fn only_the_newest_request_of_each_kind_survives() {
+        let reqs = vec![
+            enc(1, "a"),
+            Request {
+                id: 2,
+                job: Job::Stats {
+                    max_sentences: 1,
+                    flip_sentences: 1,
+                },
+            },
+            enc(3, "b"),
+            enc(5, "c"),
+            Request {
+                id: 4,
+                job: Job::Load { path: "x".into() },
+            },
+        ];
+        let kept = newest_per_kind(reqs);
+        let ids: Vec<u64> = kept.iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![2, 4, 5]);
+        assert_eq!(kept[2].job, Job::Encode { text: "c".into() });
+    }
+}

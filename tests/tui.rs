@@ -1,0 +1,709 @@
+//! The explorer driven through key events against tiny models, asserting on the screen text of
+//! a `TestBackend`. Model work runs inline (see `tui::harness`); training runs on its real
+//! thread. No assertion depends on how long anything takes.
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crossterm::event::KeyCode;
+use latent_tui::model::LatentKind;
+use latent_tui::tasks::{self, PriorChoice};
+use latent_tui::train::{TrainConfig, TrainControl, TrainEvent};
+use latent_tui::tui::app::{AppOptions, Tab};
+use latent_tui::tui::event::Msg;
+use latent_tui::tui::harness::{render_to_string, Harness};
+use latent_tui::tui::train::{quick_defaults, spawn_training, Phase};
+use latent_tui::tui::widgets::Theme;
+use latent_tui::tui::worker::{Job, Reply, ReplyBody, Request, Worker, WorkerHandle};
+
+use common::{engine, fixtures, MAX_LEN};
+
+/// Only turns a hang into a failure; nothing is asserted about durations.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn options() -> AppOptions {
+    AppOptions {
+        theme: Theme { color: true },
+        ..AppOptions::default()
+    }
+}
+
+fn harness(path: &std::path::Path) -> Harness {
+    Harness::new(engine(path), options())
+}
+
+/// Switches tabs the way a user does (Tab works even while typing).
+fn goto(h: &mut Harness, tab: Tab) {
+    while h.app.tab != tab {
+        h.key(KeyCode::Tab);
+    }
+}
+
+fn assert_has(screen: &str, needle: &str) {
+    assert!(
+        screen.contains(needle),
+        "expected {needle:?} on screen:\n{screen}"
+    );
+}
+
+fn assert_lacks(screen: &str, needle: &str) {
+    assert!(
+        !screen.contains(needle),
+        "did not expect {needle:?} on screen:\n{screen}"
+    );
+}
+
+#[test]
+fn explore_encodes_flips_undoes_and_restores() {
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    let s = h.screen();
+    assert_has(&s, "1 Explore");
+    assert_has(&s, "type a sentence and press Enter");
+
+    h.type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    let s = h.screen();
+    assert_has(&s, "model sees: the small dog sees the cat");
+    assert_has(&s, "Code · 8 bits · Hamming distance 0 from the encoding");
+    assert_has(&s, "bit 0  p = ");
+    assert_has(&s, "Perplexity of the sentence if each bit were flipped");
+    assert_has(&s, "bit 0 flipped: ppl");
+    let encoded = h.app.explore.code.clone();
+    let (decoded_for, decoded) = h.app.explore.decoding.clone().expect("a decoding arrived");
+    assert_eq!(decoded_for, encoded);
+    assert!(decoded.is_ok());
+
+    // Space flips the bit under the cursor; the decoding and the bars follow the new code.
+    h.key(KeyCode::Right)
+        .key(KeyCode::Right)
+        .key(KeyCode::Char(' '));
+    let s = h.screen();
+    assert_has(&s, "Hamming distance 1 from the encoding");
+    assert_has(&s, "bit 2  p = ");
+    assert_has(&s, "flipped: encoded");
+    assert_has(&s, "bit 2 flipped: ppl");
+    assert_ne!(h.app.explore.code, encoded);
+    let bars = h.app.explore.bars.as_ref().expect("bars");
+    assert_eq!(
+        bars.code, h.app.explore.code,
+        "bars are for the current code"
+    );
+    assert_eq!(bars.ppl.len(), 8);
+    assert_eq!(
+        h.app.explore.decoding.as_ref().unwrap().0,
+        h.app.explore.code,
+        "the decoding is for the current code"
+    );
+
+    // h / l move too; two more flips, then undo one, then restore.
+    h.key(KeyCode::Char('l')).key(KeyCode::Char(' '));
+    assert_has(&h.screen(), "Hamming distance 2 from the encoding");
+    h.key(KeyCode::Char('h')).key(KeyCode::Char('h'));
+    h.key(KeyCode::Char(' '));
+    assert_has(&h.screen(), "Hamming distance 3 from the encoding");
+    h.key(KeyCode::Char('u'));
+    assert_has(&h.screen(), "Hamming distance 2 from the encoding");
+    h.key(KeyCode::Char('r'));
+    assert_has(&h.screen(), "Hamming distance 0 from the encoding");
+    assert_eq!(h.app.explore.code, encoded);
+    h.key(KeyCode::Char('u'));
+    assert_has(&h.screen(), "Hamming distance 2 from the encoding");
+
+    // d cycles the decoder.
+    h.key(KeyCode::Char('d'));
+    assert_has(&h.screen(), "Decoding · beam 4");
+    h.key(KeyCode::Char('d'));
+    assert_has(&h.screen(), "Decoding · sample t=1 (seed 1)");
+    h.key(KeyCode::Char('d'));
+    assert_has(&h.screen(), "Decoding · greedy");
+
+    // i returns to the input, where letters are text again.
+    h.key(KeyCode::Char('i')).type_text("q");
+    assert!(!h.app.should_quit, "q typed into the input does not quit");
+    assert!(h.app.explore.input.text().ends_with('q'));
+}
+
+#[test]
+fn unknown_words_empty_input_and_long_input() {
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    h.key(KeyCode::Enter);
+    assert_has(&h.screen(), "type a sentence first");
+    assert!(h.app.explore.sentence.is_none());
+    h.type_text("   ").key(KeyCode::Enter);
+    assert!(h.app.explore.sentence.is_none(), "blank input does nothing");
+
+    h.type_text("the zorblax dog").key(KeyCode::Enter);
+    let s = h.screen();
+    assert_has(&s, "model sees: the <unk> dog");
+    assert_has(&s, "1 unknown word shown as <unk>: zorblax");
+
+    h.key(KeyCode::Char('i')).ctrl('u');
+    let long = vec!["dog"; 40].join(" ");
+    h.type_text(&long).key(KeyCode::Enter);
+    let s = h.screen();
+    assert_has(
+        &s,
+        &format!(
+            "input truncated to the model's maximum of {MAX_LEN} words ({} dropped)",
+            40 - MAX_LEN
+        ),
+    );
+    assert_eq!(h.app.explore.sentence.as_ref().unwrap().ids.len(), MAX_LEN);
+
+    // Only punctuation-free whitespace is "empty"; an input of symbols still encodes or errors
+    // on screen, never panics.
+    h.key(KeyCode::Char('i'))
+        .ctrl('u')
+        .type_text("!!!")
+        .key(KeyCode::Enter);
+    let _ = h.screen();
+}
+
+#[test]
+fn path_walks_one_bit_per_step_and_n_draws_another() {
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    h.key(KeyCode::Tab);
+    assert_eq!(h.app.tab, Tab::Path);
+    assert_has(&h.screen(), "Sentences A and B");
+    h.type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    h.type_text("every old tree moves the river")
+        .key(KeyCode::Enter);
+    let walk = h.app.path.walk.clone().expect("walked");
+    let d = walk.distance.unwrap();
+    let s = h.screen();
+    assert_has(
+        &s,
+        &format!("Hamming distance {d} · random path with seed 0"),
+    );
+    assert_has(&s, &format!("Path · {} points", d + 1));
+    assert_eq!(walk.points.len(), d + 1);
+    for w in walk.points.windows(2) {
+        assert_eq!(
+            latent_tui::explore::hamming(&w[0].code, &w[1].code),
+            1,
+            "one bit per step"
+        );
+    }
+    if d > 0 {
+        let first = walk.points[1].flipped.unwrap();
+        assert_has(&s, &format!("flip {first}"));
+    }
+    // The walk is the scripted `latent-tui path` one.
+    let e = engine(&f.binary);
+    let scripted = tasks::walk_path(
+        &e,
+        "the small dog sees the cat",
+        "every old tree moves the river",
+        0,
+        8,
+        false,
+    )
+    .unwrap();
+    assert_eq!(scripted.points, walk.points);
+
+    h.key(KeyCode::Char('n'));
+    assert_has(&h.screen(), "random path with seed 1");
+    h.key(KeyCode::Char('N'));
+    assert_has(&h.screen(), "random path with seed 0");
+    h.key(KeyCode::Down).key(KeyCode::Down);
+    assert_eq!(h.app.path.selected, 2.min(d));
+    // a returns to editing A.
+    h.key(KeyCode::Char('a'));
+    assert!(h.app.typing());
+}
+
+#[test]
+fn sample_shows_the_seed_and_matches_the_command_line() {
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    h.key(KeyCode::Tab).key(KeyCode::Tab);
+    assert_eq!(h.app.tab, Tab::Sample);
+    let s = h.screen();
+    assert_has(&s, "seed 0");
+    assert_has(
+        &s,
+        &format!(
+            "reproduce: latent-tui sample {} -n 10 --seed 0 --prior uniform",
+            f.binary.display()
+        ),
+    );
+    h.key(KeyCode::Char('s'));
+    assert_has(&h.screen(), "Decodings · seed 1");
+    let e = engine(&f.binary);
+    let scripted = tasks::sample_prior(&e, 10, 1, 1.0, PriorChoice::Uniform, None).unwrap();
+    assert_eq!(h.app.sample.samples.as_ref().unwrap(), &scripted);
+    let s = h.screen();
+    assert_has(&s, &latent_tui::explore::bit_string(&scripted.codes[0]));
+
+    h.key(KeyCode::Char('p'));
+    let s = h.screen();
+    assert_has(
+        &s,
+        "each bit drawn with its mean over the validation sentences",
+    );
+    assert_has(&s, "--prior means");
+    assert!(h.app.sample.error.is_none(), "{:?}", h.app.sample.error);
+    h.key(KeyCode::Char('S'));
+    assert_has(&h.screen(), "Decodings · seed 0");
+    h.key(KeyCode::Char('['));
+    assert_eq!(h.app.sample.samples.as_ref().unwrap().codes.len(), 9);
+}
+
+#[test]
+fn stats_shows_progress_then_bit_statistics() {
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    // Enter the tab without computing, to see the progress gauge.
+    h.key(KeyCode::Esc);
+    h.app
+        .update(Msg::Key(crossterm::event::KeyEvent::from(KeyCode::Char(
+            '4',
+        ))));
+    assert_eq!(h.app.tab, Tab::Stats);
+    let queued = h.queued();
+    let stats = queued
+        .iter()
+        .find(|r| matches!(r.job, Job::Stats { .. }))
+        .expect("entering the tab asks for statistics")
+        .clone();
+    h.app.update(Msg::Reply(Reply {
+        id: stats.id,
+        body: ReplyBody::StatsProgress(0.4),
+    }));
+    let s = h.screen();
+    assert_has(&s, "computing 40%");
+    assert_has(&s, "stats 40%");
+
+    h.compute(vec![stats]);
+    let s = h.screen();
+    assert_lacks(&s, "computing");
+    assert_has(&s, "/ valid ·");
+    assert_has(&s, "perplexity mean");
+    assert_has(&s, "Bit means (rounded code)");
+    assert_has(&s, "Perplexity growth when a bit is flipped");
+    assert_has(&s, "Correlation of the bits");
+    assert_has(&s, "most correlated:");
+    assert_has(&s, "   bit ");
+    h.key(KeyCode::Right);
+    assert_has(&h.screen(), " bit 1  mean ");
+    h.key(KeyCode::Char('r'));
+    assert!(h.app.stats.result.is_some());
+}
+
+#[test]
+fn stale_replies_are_dropped() {
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    h.type_text("the red cat")
+        .app
+        .update(Msg::Key(KeyCode::Enter.into()));
+    let first = h.queued();
+    h.app.update(Msg::Key(KeyCode::Char('i').into()));
+    for c in "xx".chars() {
+        h.app.update(Msg::Key(KeyCode::Char(c).into()));
+    }
+    h.app.update(Msg::Key(KeyCode::Enter.into()));
+    assert_has(&h.screen(), "⠋ encoding");
+    let second = h.queued();
+    assert_eq!(first.len(), 1);
+    assert_eq!(second.len(), 1);
+    // The older encoding finishes last: it must not replace the state of the newer request.
+    h.compute(first);
+    assert!(h.app.explore.sentence.is_none(), "stale reply dropped");
+    assert!(h.app.busy(), "the newest request is still pending");
+    h.compute(second);
+    h.settle();
+    assert_eq!(
+        h.app.explore.sentence.as_ref().unwrap().shown,
+        "the red <unk>"
+    );
+    assert!(!h.app.busy());
+}
+
+#[test]
+fn the_worker_thread_answers_the_newest_request() {
+    let f = fixtures();
+    let (tx, rx) = mpsc::channel();
+    let handle = WorkerHandle::spawn(Worker::new(engine(&f.binary)), tx);
+    for id in 1..=20u64 {
+        handle.send(Request {
+            id,
+            job: Job::Encode {
+                text: format!("the dog {}", "sees the cat ".repeat(id as usize % 3)),
+            },
+        });
+    }
+    let mut answered = Vec::new();
+    while answered.last() != Some(&20) {
+        match rx.recv_timeout(PATIENCE).expect("a reply") {
+            Msg::Reply(r) => {
+                assert!(matches!(r.body, ReplyBody::Encoded(Ok(_))));
+                answered.push(r.id);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(answered.windows(2).all(|w| w[0] < w[1]), "{answered:?}");
+    handle.shutdown(true);
+}
+
+#[test]
+fn gaussian_model_nudges_dimensions_and_interpolates() {
+    let f = fixtures();
+    let mut h = harness(&f.gaussian);
+    h.type_text("a quick bird finds the house")
+        .key(KeyCode::Enter);
+    let s = h.screen();
+    assert_has(&s, "Code · 8 dimensions");
+    assert_has(&s, "dim 0  μ ");
+    assert_has(&s, "if each dimension moved up one σ");
+    h.key(KeyCode::Char('+'));
+    assert_has(&h.screen(), "(z − μ = +0.5σ)");
+    h.key(KeyCode::Char('+'));
+    assert_has(&h.screen(), "(z − μ = +1.0σ)");
+    h.key(KeyCode::Char('-'))
+        .key(KeyCode::Char('-'))
+        .key(KeyCode::Char('-'));
+    assert_has(&h.screen(), "(z − μ = -0.5σ)");
+    h.key(KeyCode::Char('0'));
+    assert_lacks(&h.screen(), "z − μ");
+    h.key(KeyCode::Char(' '));
+    assert_has(&h.screen(), "+ and - nudge a continuous dimension");
+
+    h.key(KeyCode::Tab);
+    h.type_text("a quick bird finds the house")
+        .key(KeyCode::Enter)
+        .type_text("the old person likes the tree")
+        .key(KeyCode::Enter);
+    let s = h.screen();
+    assert_has(&s, "linear interpolation, 8 steps");
+    assert_has(&s, "Path · 9 points");
+    h.key(KeyCode::Char('m'));
+    assert_has(&h.screen(), "spherical interpolation, 8 steps");
+    h.key(KeyCode::Char('+'));
+    assert_has(&h.screen(), "spherical interpolation, 9 steps");
+
+    // Sample: N(0, t² I) with a temperature.
+    h.key(KeyCode::Tab);
+    assert_has(&h.screen(), "N(0, t² I) with temperature t = 1.0");
+    h.key(KeyCode::Char('-'));
+    let s = h.screen();
+    assert_has(&s, "temperature t = 0.9");
+    assert_has(&s, "--temperature 0.9");
+
+    // Stats: KL per dimension and active units.
+    h.key(KeyCode::Tab);
+    let s = h.screen();
+    assert_has(&s, "KL per dimension");
+    assert_has(&s, "active units");
+}
+
+#[test]
+fn an_lm_model_says_it_has_no_latent_space() {
+    let f = fixtures();
+    let mut h = harness(&f.lm);
+    assert_has(&h.screen(), "has no encoder and no latent space");
+    h.key(KeyCode::Tab).key(KeyCode::Tab);
+    let s = h.screen();
+    assert_has(&s, "words sampled from the language model");
+    assert_eq!(h.app.sample.samples.as_ref().unwrap().texts.len(), 10);
+}
+
+fn tiny_training(out: &std::path::Path, steps: u64) -> TrainConfig {
+    TrainConfig {
+        corpus: fixtures().corpus.display().to_string(),
+        out: out.to_path_buf(),
+        vocab_size: 100,
+        embed_dim: 8,
+        hidden_dim: 16,
+        latent_dim: 8,
+        steps,
+        batch_tokens: 200,
+        valid_every: 5,
+        valid_sentences: 10,
+        checkpoint_every: 0,
+        ..quick_defaults(LatentKind::Binary)
+    }
+}
+
+#[test]
+fn train_tab_starts_pauses_stops_and_loads_the_checkpoint() {
+    let f = fixtures();
+    let out = f.dir.join("ui-trained.safetensors");
+    let mut h = Harness::new(
+        engine(&f.binary),
+        AppOptions {
+            theme: Theme { color: false },
+            // Far more steps than the test will wait for: it stops the run itself.
+            train_defaults: tiny_training(&out, 1_000_000),
+        },
+    );
+    h.shift_tab();
+    assert_eq!(h.app.tab, Tab::Train);
+    let s = h.screen();
+    assert_has(&s, "No run yet");
+    assert_has(&s, "latent kind    ‹ binary ›");
+    assert_has(&s, "checkpoint     …");
+    assert_has(&s, "/ui-trained.safetensors");
+
+    // Edit a field through the form: the seed.
+    for _ in 0..13 {
+        h.key(KeyCode::Down);
+    }
+    h.key(KeyCode::Enter)
+        .ctrl('u')
+        .type_text("7")
+        .key(KeyCode::Enter);
+    assert_eq!(h.app.train.cfg.seed, 7);
+    h.key(KeyCode::Enter)
+        .ctrl('u')
+        .type_text("x")
+        .key(KeyCode::Enter);
+    assert_has(&h.screen(), "seed: `x` is not a whole number");
+    assert_eq!(h.app.train.cfg.seed, 7);
+
+    h.key(KeyCode::Char('s'));
+    assert!(h.app.train.running());
+    assert!(
+        h.wait_for(PATIENCE, |app| app.train.run.as_ref().is_some_and(|r| r
+            .curve
+            .len()
+            >= 6
+            && !r.valid.is_empty()))
+    );
+    let s = h.screen();
+    assert_has(&s, "Run 1 · binary");
+    assert_has(&s, "tokens/s");
+    assert_has(&s, " loss ");
+    assert_has(&s, "validation perplexity");
+    assert_has(&s, "training ");
+
+    // Training goes on while another tab is used.
+    h.key(KeyCode::Char('1'));
+    h.type_text("the dog").key(KeyCode::Enter);
+    assert_has(&h.screen(), "model sees: the dog");
+    h.key(KeyCode::Char('5'));
+
+    h.key(KeyCode::Char('p'));
+    assert_has(&h.screen(), "paused (p resumes)");
+    h.key(KeyCode::Char('p'));
+    assert_has(&h.screen(), "running");
+
+    h.key(KeyCode::Char('x'));
+    assert!(h.wait_for(PATIENCE, |app| app
+        .train
+        .run
+        .as_ref()
+        .is_some_and(|r| matches!(r.phase, Phase::Finished(_)))));
+    h.join_training();
+    let s = h.screen();
+    assert_has(&s, "stopped after");
+    assert!(out.exists(), "stopping saves a checkpoint");
+
+    h.key(KeyCode::Char('L'));
+    let s = h.screen();
+    assert_has(&s, "ui-trained.safetensors");
+    assert_eq!(h.app.model.path, out);
+    assert_eq!(h.app.model.latent_dim, 8);
+    // The explore tab re-encoded its sentence with the new model.
+    h.key(KeyCode::Char('1'));
+    assert!(h.app.explore.sentence.is_some());
+}
+
+#[test]
+fn training_thread_starts_reports_progress_and_cancels_cleanly() {
+    let f = fixtures();
+    let out = f.dir.join("thread-trained.safetensors");
+    let cfg = tiny_training(&out, 1_000_000);
+    let control = TrainControl::default();
+    let (tx, rx) = mpsc::channel();
+    let thread = spawn_training(9, cfg, control.clone(), tx);
+    let mut started = false;
+    let mut steps = 0;
+    let mut finished = None;
+    loop {
+        match rx.recv_timeout(PATIENCE).expect("training messages") {
+            Msg::Train { run, event } => {
+                assert_eq!(run, 9);
+                match event {
+                    TrainEvent::Started { .. } => started = true,
+                    TrainEvent::Step(s) => {
+                        assert!(started, "Started comes first");
+                        steps += 1;
+                        assert_eq!(s.step, steps);
+                        if steps == 3 {
+                            control.cancel();
+                        }
+                    }
+                    TrainEvent::Finished(o) => finished = Some(o),
+                    _ => {}
+                }
+            }
+            Msg::TrainEnded { run, error } => {
+                assert_eq!(run, 9);
+                assert_eq!(error, None);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    thread.join().expect("the training thread ends");
+    let o = finished.expect("a Finished event");
+    assert!(o.cancelled);
+    assert!(o.steps_done >= 3);
+    assert!(out.exists());
+}
+
+#[test]
+fn a_failing_training_run_reports_its_error() {
+    let f = fixtures();
+    let mut cfg = tiny_training(&f.dir.join("never.safetensors"), 10);
+    cfg.corpus = f.dir.join("missing-corpus.txt").display().to_string();
+    let mut h = Harness::new(
+        engine(&f.binary),
+        AppOptions {
+            theme: Theme { color: true },
+            train_defaults: cfg,
+        },
+    );
+    goto(&mut h, Tab::Train);
+    h.key(KeyCode::Char('s'));
+    assert!(h.wait_for(PATIENCE, |app| !app.train.running()));
+    h.join_training();
+    assert_has(&h.screen(), "failed: corpus path");
+}
+
+#[test]
+fn too_small_terminal_no_color_help_and_quit() {
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    let small = render_to_string(&h.app, 40, 10);
+    assert!(small.contains("Terminal too small"), "{small}");
+    assert!(small.contains("40×10"));
+    // Every tab draws at the minimum size and at odd sizes without panicking.
+    for tab in Tab::ALL {
+        goto(&mut h, tab);
+        for (w, hh) in [(60, 20), (61, 21), (200, 60), (80, 24)] {
+            let _ = render_to_string(&h.app, w, hh);
+        }
+    }
+    goto(&mut h, Tab::Explore);
+
+    // NO_COLOR: no cell carries a colour.
+    let mut mono = Harness::new(
+        engine(&f.binary),
+        AppOptions {
+            theme: Theme { color: false },
+            ..AppOptions::default()
+        },
+    );
+    mono.type_text("the dog").key(KeyCode::Enter);
+    for tab in Tab::ALL {
+        goto(&mut mono, tab);
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
+        terminal
+            .draw(|fr| fr.render_widget(&mono.app, fr.area()))
+            .unwrap();
+        for cell in terminal.backend().buffer().content() {
+            assert_eq!(cell.fg, ratatui::style::Color::Reset, "{tab:?}");
+            assert_eq!(cell.bg, ratatui::style::Color::Reset, "{tab:?}");
+        }
+    }
+
+    // Help: F1 while typing, ? otherwise; Esc closes.
+    h.send(Msg::Key(KeyCode::F(1).into()));
+    let s = h.screen();
+    assert_has(&s, "Keys");
+    assert_has(&s, "flip the bit under the cursor");
+    h.key(KeyCode::Esc);
+    assert!(h.app.help.is_none());
+    h.key(KeyCode::Esc).key(KeyCode::Char('?'));
+    assert!(h.app.help.is_some());
+    h.key(KeyCode::Char('?'));
+    // q quits outside text fields; Ctrl-C always.
+    h.key(KeyCode::Char('q'));
+    assert!(h.app.should_quit);
+    let mut h2 = harness(&f.binary);
+    h2.type_text("the q");
+    assert!(!h2.app.should_quit);
+    h2.ctrl('c');
+    assert!(h2.app.should_quit);
+}
+
+#[test]
+fn an_unloadable_checkpoint_fails_before_the_screen_is_taken() {
+    let f = fixtures();
+    let bad = f.dir.join("not-a-checkpoint.safetensors");
+    std::fs::write(&bad, b"definitely not safetensors").unwrap();
+    for path in [bad, f.dir.join("missing.safetensors")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+            .arg(&path)
+            .output()
+            .expect("running latent-tui");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+        // No escape sequences: the alternate screen was never entered.
+        assert!(!out.stdout.contains(&0x1b), "stdout: {:?}", out.stdout);
+        assert!(!stderr.contains('\u{1b}'));
+    }
+}
+
+#[test]
+fn loading_a_bad_checkpoint_from_the_app_keeps_the_old_model() {
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    h.app.update(Msg::Reply(Reply {
+        id: 999,
+        body: ReplyBody::Loaded(Err("stale".into())),
+    }));
+    assert!(
+        h.app.status.is_none(),
+        "a reply nobody asked for is dropped"
+    );
+    goto(&mut h, Tab::Train);
+    h.key(KeyCode::Char('L'));
+    assert_has(&h.screen(), "no checkpoint written yet");
+}
+
+#[test]
+fn stats_and_means_prior_without_the_training_corpus_say_so() {
+    let f = fixtures();
+    let dir = f.dir.join("elsewhere");
+    std::fs::create_dir_all(&dir).unwrap();
+    let gone = dir.join("gone.txt");
+    std::fs::write(&gone, common::corpus_lines().join("\n")).unwrap();
+    let ckpt = common::tiny_checkpoint(&dir, &gone, LatentKind::Binary, "orphan.safetensors");
+    std::fs::remove_file(&gone).unwrap();
+    let mut h = harness(&ckpt);
+    h.key(KeyCode::Esc).key(KeyCode::Char('4'));
+    assert_has(
+        &h.screen(),
+        "validation statistics need the corpus the checkpoint was trained on",
+    );
+    h.key(KeyCode::Char('3')).key(KeyCode::Char('p'));
+    assert_has(&h.screen(), "corpus bit means need the corpus");
+    // Uniform samples still work.
+    h.key(KeyCode::Char('p'));
+    assert!(h.app.sample.error.is_none());
+    assert!(h.app.sample.samples.is_some());
+}
+
+#[test]
+fn an_unreadable_terminal_ends_the_app_with_an_error() {
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    h.send(Msg::InputFailed("broken pipe".into()));
+    assert!(h.app.should_quit);
+    assert_eq!(
+        h.app.fatal.as_deref(),
+        Some("cannot read the terminal: broken pipe")
+    );
+}
