@@ -697,8 +697,13 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
         r.sentences, r.tokens
     );
     for (mode, ppl) in &r.ppl {
+        let label = if r.kind.has_latent() {
+            format!("({mode:>7} code)")
+        } else {
+            "(no latent)".to_string()
+        };
         println!(
-            "  perplexity ({mode:>7} code): {ppl:9.3}   NLL/sentence {:.3} nats",
+            "  perplexity {label}: {ppl:9.3}   NLL/sentence {:.3} nats",
             r.nll_per_sentence[mode]
         );
     }
