@@ -6,6 +6,7 @@
 //! checkpoint and [`explore`] the pure operations on codes. Only [`tui`] knows about terminals.
 
 pub mod bench;
+pub mod bow;
 pub mod checkpoint;
 pub mod cli;
 pub mod corpus;
