@@ -14,6 +14,7 @@ pub mod data;
 pub mod engine;
 pub mod eval;
 pub mod explore;
+pub mod hamming;
 pub mod model;
 pub mod train;
 pub mod vocab;
