@@ -126,6 +126,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Bow(crate::bow::cli::BowCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -386,6 +388,7 @@ pub fn run(cli: Cli) -> Result<()> {
             bits,
             json,
         }) => flip(&checkpoint, &sentence, &bits, json),
+        Some(Command::Bow(command)) => crate::bow::cli::run(command),
     }
 }
 
