@@ -659,6 +659,9 @@ fn corpus_for(engine: &Engine, spec: &Option<String>) -> Result<Corpus> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
+    if crate::bow::cli::eval_if_bow(&args)? {
+        return Ok(());
+    }
     let engine = load_engine(&args.checkpoint)?;
     let split: Split = args.split.parse().map_err(anyhow::Error::msg)?;
     let corpus = corpus_for(&engine, &args.corpus)?;

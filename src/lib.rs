@@ -18,6 +18,7 @@ pub mod explore;
 pub mod hamming;
 pub mod model;
 pub mod probe;
+pub mod projection;
 pub mod retrieval;
 pub mod search;
 pub mod train;

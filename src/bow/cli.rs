@@ -2,6 +2,8 @@
 //! `train` flags, the `--kind` parser that routes to either trainer, and the subcommands
 //! `index`, `search`, `eval-retrieval`, `probe` and `words`.
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
 use candle_core::Device;
 use clap::Args;
@@ -9,9 +11,11 @@ use clap::Args;
 use super::train::{BowFamily, BowTrainConfig};
 use crate::checkpoint::Checkpoint;
 use crate::cli::TrainArgs;
-use crate::corpus::{Corpus, LoadOptions};
+use crate::coder::{Coder, FeatureKind};
+use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::model::bow::{BowInput, NashNoise};
 use crate::model::{LatentKind, ModelConfig};
+use crate::search::CorpusIndex;
 
 /// What `train --kind` names: a sequence latent kind or a bag-of-words model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,7 +256,7 @@ pub struct EvalRetrievalArgs {
     pub max_queries: Option<usize>,
     /// Binary sequence autoencoder checkpoints to add (each at its own width); repeatable.
     #[arg(long = "seq-checkpoint")]
-    pub seq_checkpoints: Vec<std::path::PathBuf>,
+    pub seq_checkpoints: Vec<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -305,33 +309,438 @@ pub fn run(command: BowCommand) -> Result<()> {
     }
 }
 
+/// The corpus to use: `--corpus`, else the one the checkpoint was trained on if it is the
+/// bundled one.
+fn corpus_spec(
+    given: &Option<String>,
+    provenance: &crate::checkpoint::Provenance,
+) -> Result<String> {
+    match given {
+        Some(s) => Ok(s.clone()),
+        None if provenance.corpus.is_empty() || provenance.corpus == "wordnet" => {
+            Ok("wordnet".into())
+        }
+        None => anyhow::bail!(
+            "the checkpoint was trained on `{}`; pass --corpus PATH",
+            provenance.corpus
+        ),
+    }
+}
+
+fn load_corpus(spec: &str) -> Result<Corpus> {
+    Corpus::load(
+        spec,
+        &LoadOptions {
+            min_words: 1,
+            max_words: usize::MAX,
+        },
+    )
+}
+
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let bar = indicatif::ProgressBar::new(1000);
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(&format!("{what} {{bar:30}} {{percent}}%"))
+                .expect("valid template"),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
 #[derive(Args, Debug)]
 pub struct IndexArgs {
-    pub checkpoint: std::path::PathBuf,
+    /// A binary checkpoint: a binary sequence kind, nash or lsh.
+    pub checkpoint: PathBuf,
+    /// Corpus to index (default: the checkpoint's own, if it is the bundled `wordnet`).
     #[arg(long)]
     pub corpus: Option<String>,
+    /// Splits to index: train, valid, test or all (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "train")]
+    pub split: Vec<String>,
+    /// Where to write the index (default: beside the checkpoint, `NAME.index.safetensors`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
+
+fn parse_splits(names: &[String]) -> Result<Vec<Split>> {
+    let mut splits = Vec::new();
+    for n in names {
+        if n == "all" {
+            splits.extend(Split::ALL);
+        } else {
+            splits.push(n.parse::<Split>().map_err(anyhow::Error::msg)?);
+        }
+    }
+    splits.dedup();
+    Ok(splits)
+}
+
+fn index(args: IndexArgs) -> Result<()> {
+    let coder = Coder::load(&args.checkpoint, &Device::Cpu)?;
+    let corpus = load_corpus(&corpus_spec(&args.corpus, coder.provenance())?)?;
+    let splits = parse_splits(&args.split)?;
+    let started = std::time::Instant::now();
+    let bar = progress_bar("encoding");
+    let index = CorpusIndex::build(&coder, &corpus, &splits, &mut |f| {
+        bar.set_position((f * 1000.0) as u64)
+    })?;
+    bar.finish_and_clear();
+    let out = args
+        .out
+        .unwrap_or_else(|| CorpusIndex::default_path(&args.checkpoint));
+    index.save(&out)?;
+    println!(
+        "indexed {} entries of `{}` ({}) as {}-bit codes in {:.1} s → {}",
+        index.len(),
+        corpus.name,
+        index.meta.splits.join(", "),
+        index.bits(),
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}
+
 #[derive(Args, Debug)]
 pub struct SearchArgs {
-    pub checkpoint: std::path::PathBuf,
+    pub checkpoint: PathBuf,
+    /// The sentence to search for (omit with --code).
+    pub query: Option<String>,
+    /// Search for this code (a 0/1 string) instead of a sentence's.
+    #[arg(long)]
+    pub code: Option<String>,
+    /// Entries to show.
+    #[arg(short = 'k', long, default_value_t = 10)]
+    pub k: usize,
+    /// The index to search (default: the one `latent-tui index` writes beside the checkpoint).
+    #[arg(long)]
+    pub index: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
 }
+
+fn search(args: SearchArgs) -> Result<()> {
+    let index_path = args
+        .index
+        .clone()
+        .unwrap_or_else(|| CorpusIndex::default_path(&args.checkpoint));
+    if !index_path.exists() {
+        anyhow::bail!(
+            "no index at {}; build it with `latent-tui index {}`",
+            index_path.display(),
+            args.checkpoint.display()
+        );
+    }
+    let index = CorpusIndex::load(&index_path)?;
+    let sha = crate::search::file_sha256(&args.checkpoint)?;
+    if sha != index.meta.checkpoint_sha256 {
+        anyhow::bail!(
+            "{} was built from a different version of {}; rebuild it with `latent-tui index {}`",
+            index_path.display(),
+            args.checkpoint.display(),
+            args.checkpoint.display()
+        );
+    }
+    let (shown, code, unknown) = match (&args.query, &args.code) {
+        (_, Some(bits)) => (
+            bits.clone(),
+            crate::explore::parse_bits(bits).map_err(anyhow::Error::msg)?,
+            Vec::new(),
+        ),
+        (Some(q), None) => {
+            let coder = Coder::load(&args.checkpoint, &Device::Cpu)?;
+            let code = coder.codes(&[q.as_str()], &mut |_| {})?.remove(0);
+            (crate::corpus::normalize(q), code, coder.unknown_words(q))
+        }
+        (None, None) => anyhow::bail!("give a sentence to search for, or --code"),
+    };
+    let started = std::time::Instant::now();
+    let hits = index.search(&code, args.k)?;
+    let elapsed = started.elapsed();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "query": shown, "code": crate::explore::bit_string(&code), "unknown": unknown,
+                "index": index_path, "entries": index.len(), "neighbors": hits,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("query  {shown}");
+    println!("code   {}", crate::explore::bit_string(&code));
+    if !unknown.is_empty() {
+        println!("unknown words (ignored or <unk>): {}", unknown.join(", "));
+    }
+    let width = hits
+        .iter()
+        .filter_map(|h| h.label.map(str::len))
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!("{:>4} {:>4}  {:<width$}  text", "rank", "dist", "label");
+    for (rank, h) in hits.iter().enumerate() {
+        println!(
+            "{:>4} {:>4}  {:<width$}  {}",
+            rank + 1,
+            h.distance,
+            h.label.unwrap_or("–"),
+            h.text
+        );
+    }
+    println!(
+        "({} of {} entries, {:.2} ms)",
+        hits.len(),
+        index.len(),
+        elapsed.as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
-    pub checkpoint: std::path::PathBuf,
+    pub checkpoint: PathBuf,
+    /// Labelled corpus (default: the checkpoint's own, if it is the bundled `wordnet`).
+    #[arg(long)]
+    pub corpus: Option<String>,
+    /// Feature sets to probe (comma-separated from codes, probs, logits; default: all the
+    /// model has).
+    #[arg(long, value_delimiter = ',')]
+    pub features: Vec<FeatureKind>,
+    /// Train on a seeded random subset of this many training examples.
+    #[arg(long, default_value_t = 20000)]
+    pub max_train: usize,
+    /// Score on at most this many test examples (seeded random subset).
+    #[arg(long)]
+    pub max_test: Option<usize>,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 256)]
+    pub hidden_dim: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
 }
+
+fn probe(args: ProbeArgs) -> Result<()> {
+    let coder = Coder::load(&args.checkpoint, &Device::Cpu)?;
+    let corpus = load_corpus(&corpus_spec(&args.corpus, coder.provenance())?)?;
+    let data = crate::retrieval::RetrievalData::from_corpus(
+        &corpus,
+        Some(args.max_train),
+        args.max_test,
+        args.seed,
+    )?;
+    let kinds: Vec<FeatureKind> = if args.features.is_empty() {
+        FeatureKind::ALL
+            .into_iter()
+            .filter(|&k| coder.supports(k).is_ok())
+            .filter(|&k| k != FeatureKind::Logits || coder.is_binary())
+            .collect()
+    } else {
+        args.features.clone()
+    };
+    let opts = crate::probe::ProbeOptions {
+        hidden_dim: args.hidden_dim,
+        epochs: args.epochs,
+        lr: args.lr,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let (train_texts, test_texts) = (&data.database.texts, &data.queries.texts);
+    fn as_str(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let mut results = Vec::new();
+    for kind in kinds {
+        let bar = progress_bar(&format!("encoding ({kind})"));
+        let xtr = coder.features(&as_str(train_texts), kind, &mut |f| {
+            bar.set_position((f * 500.0) as u64)
+        })?;
+        let xte = coder.features(&as_str(test_texts), kind, &mut |f| {
+            bar.set_position(500 + (f * 500.0) as u64)
+        })?;
+        bar.finish_and_clear();
+        let r = crate::probe::train_and_score(
+            &xtr,
+            &data.database.labels,
+            &xte,
+            &data.queries.labels,
+            data.label_names.len(),
+            &opts,
+        )?;
+        results.push((kind, r));
+    }
+    if args.json {
+        let rows: Vec<_> = results
+            .iter()
+            .map(|(k, r)| serde_json::json!({"features": k, "result": r}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "checkpoint": args.checkpoint, "model": coder.config().describe(),
+                "corpus": corpus.name, "classes": data.label_names.len(), "options": opts, "probes": rows,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("{}", args.checkpoint.display());
+    println!("  {}", coder.config().describe());
+    if let Some((_, r)) = results.first() {
+        println!(
+            "  `{}` labels ({} classes): MLP probe (hidden {}, {} epochs) on {} training examples, scored on {} test examples",
+            corpus.name,
+            data.label_names.len(),
+            opts.hidden_dim,
+            opts.epochs,
+            r.train_examples,
+            r.test_examples
+        );
+        println!("  majority class: {:.2}%", r.majority_accuracy * 100.0);
+    }
+    println!("  {:<8} {:>10} {:>10}", "features", "train acc", "test acc");
+    for (k, r) in &results {
+        println!(
+            "  {:<8} {:>9.2}% {:>9.2}%",
+            k.name(),
+            r.train_accuracy * 100.0,
+            r.test_accuracy * 100.0
+        );
+    }
+    Ok(())
+}
+
 #[derive(Args, Debug)]
 pub struct WordsArgs {
-    pub checkpoint: std::path::PathBuf,
+    /// An nvdm or nash checkpoint.
+    pub checkpoint: PathBuf,
+    /// Show the nearest words of this word (cosine of decoder word vectors) instead of each
+    /// dimension's top words.
+    pub word: Option<String>,
+    /// Words per list.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Only these latent dimensions (comma-separated; default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub dims: Vec<usize>,
+    #[arg(long)]
+    pub json: bool,
 }
-fn index(_: IndexArgs) -> Result<()> {
-    todo!()
+
+fn words(args: WordsArgs) -> Result<()> {
+    let ckpt = super::BowCheckpoint::load(&args.checkpoint, &Device::Cpu)?;
+    let vectors = ckpt.model.word_vectors().ok_or_else(|| {
+        anyhow::anyhow!("an lsh model has no decoder, so its words have no vectors")
+    })?;
+    let vectors = super::rows(vectors)?;
+    match &args.word {
+        Some(word) => {
+            let word = crate::corpus::normalize(word);
+            let near = super::words::nearest_words(&ckpt.vocab, &vectors, &word, args.top)?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"word": word, "nearest": near})
+                    )?
+                );
+            } else {
+                println!("nearest words to `{word}` (cosine of decoder word vectors):");
+                for (w, c) in near {
+                    println!("  {c:6.3}  {w}");
+                }
+            }
+        }
+        None => {
+            let dims: Vec<usize> = if args.dims.is_empty() {
+                (0..ckpt.model.latent_dim()).collect()
+            } else {
+                args.dims.clone()
+            };
+            let topics = super::words::dimension_words(&ckpt.vocab, &vectors, &dims, args.top)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&topics)?);
+            } else {
+                println!(
+                    "words whose probability rises most with each latent dimension (decoder weights):"
+                );
+                for t in &topics {
+                    println!("  {:3} + {}", t.dim, t.positive.join(" "));
+                    println!("      − {}", t.negative.join(" "));
+                }
+            }
+        }
+    }
+    Ok(())
 }
-fn search(_: SearchArgs) -> Result<()> {
-    todo!()
-}
-fn probe(_: ProbeArgs) -> Result<()> {
-    todo!()
-}
-fn words(_: WordsArgs) -> Result<()> {
-    todo!()
+
+/// `latent-tui eval` for bag-of-words checkpoints; returns false for sequence checkpoints,
+/// which the sequence evaluation handles.
+pub fn eval_if_bow(args: &crate::cli::EvalArgs) -> Result<bool> {
+    let path = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(crate::cli::default_checkpoint);
+    let ckpt = Checkpoint::read(&path, &Device::Cpu)?;
+    if let ModelConfig::Seq(_) = ckpt.config {
+        return Ok(false);
+    }
+    let bow = super::BowCheckpoint::from_checkpoint(ckpt, &Device::Cpu)?;
+    if let crate::model::BowModel::Lsh(_) = bow.model {
+        anyhow::bail!(
+            "an lsh model has no decoder to score documents with; measure it with `latent-tui eval-retrieval`"
+        );
+    }
+    let split: Split = args.split.parse().map_err(anyhow::Error::msg)?;
+    let corpus = load_corpus(&corpus_spec(&args.corpus, &bow.provenance)?)?;
+    let mut bags = super::train::split_bags(&bow.vocab, &corpus, split, true);
+    let skipped = corpus.split(split).len() - bags.len();
+    if let Some(n) = args.max_sentences {
+        bags.truncate(n);
+    }
+    if bags.is_empty() {
+        anyhow::bail!(
+            "the {split} split of `{}` has no document with a known word",
+            corpus.name
+        );
+    }
+    let score = super::score_bags(&bow.model, &bags, args.seed)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "checkpoint": path, "corpus": corpus.name, "split": split.to_string(),
+                "skipped_empty": skipped, "score": score, "ppl": score.ppl(),
+                "ppl_bound": score.ppl_bound(), "kl_per_document": score.kl_per_document(),
+            }))?
+        );
+        return Ok(true);
+    }
+    println!("{}", path.display());
+    println!("  {}", bow.config.describe());
+    println!(
+        "  {} / {split}: {} documents, {} words ({skipped} documents without known words skipped)",
+        corpus.name, score.documents, score.words
+    );
+    println!(
+        "  perplexity, deterministic code: {:9.2}   (exp Σ NLL / Σ words)",
+        score.ppl()
+    );
+    println!(
+        "  document perplexity bound:      {:9.2}   (exp mean_d (NLL_d + KL_d) / N_d, z sampled; as in the NVDM paper)",
+        score.ppl_bound()
+    );
+    println!(
+        "  KL to the prior: {:.3} nats/document",
+        score.kl_per_document()
+    );
+    Ok(true)
 }

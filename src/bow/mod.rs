@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod train;
+pub mod words;
 
 use std::path::{Path, PathBuf};
 
