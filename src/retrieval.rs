@@ -99,8 +99,8 @@ pub struct RetrievalData {
 }
 
 impl RetrievalData {
-    /// Labelled examples of the train and test splits; unlabelled ones are left out. Either
-    /// side may be cut to a seeded random subset.
+    /// Labelled examples of the train and test splits in a seeded random order; unlabelled
+    /// ones are left out. Either side may be cut to its first `max` (a random subset).
     pub fn from_corpus(
         corpus: &Corpus,
         max_database: Option<usize>,
@@ -122,8 +122,10 @@ impl RetrievalData {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut take = |examples: &[Example], max: Option<usize>| -> LabelledSet {
             let mut picked: Vec<&Example> = examples.iter().filter(|e| e.label.is_some()).collect();
-            if let Some(max) = max.filter(|&m| m < picked.len()) {
-                picked.shuffle(&mut rng);
+            // Always shuffled: search breaks distance ties by position, and corpora are often
+            // sorted by label, which would make ties favour some labels over others.
+            picked.shuffle(&mut rng);
+            if let Some(max) = max {
                 picked.truncate(max);
             }
             LabelledSet {
@@ -182,7 +184,7 @@ impl Default for RetrievalOptions {
             corpus: "wordnet".into(),
             bits: vec![8, 16, 32, 64, 128],
             k: 100,
-            steps: 1000,
+            steps: 500,
             batch_size: 64,
             hidden_dim: 256,
             lr: 1e-3,

@@ -227,7 +227,7 @@ pub struct EvalRetrievalArgs {
     #[arg(short = 'k', long, default_value_t = 100)]
     pub k: usize,
     /// Training steps of each nash model.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 500)]
     pub steps: u64,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
