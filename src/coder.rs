@@ -169,7 +169,6 @@ impl Coder {
         progress: &mut dyn FnMut(f64),
     ) -> Result<Vec<Vec<f32>>> {
         self.supports(kind)?;
-        let binary = self.is_binary();
         let loc = match self {
             Coder::Seq(e) => seq_loc(e, texts, progress)?,
             Coder::Bow(b) => {
@@ -177,32 +176,16 @@ impl Coder {
                     .iter()
                     .map(|t| bag_of_words(&b.vocab, &normalize(t)))
                     .collect();
+                let chunk = 16 * crate::bow::EVAL_BATCH;
                 let mut out = Vec::with_capacity(bags.len());
-                for (i, chunk) in bags.chunks(16 * crate::bow::EVAL_BATCH).enumerate() {
-                    out.extend(encode_bags(&b.model, chunk)?);
-                    progress(
-                        ((i + 1) * 16 * crate::bow::EVAL_BATCH).min(bags.len()) as f64
-                            / bags.len().max(1) as f64,
-                    );
+                for part in bags.chunks(chunk) {
+                    out.extend(encode_bags(&b.model, part)?);
+                    progress(out.len() as f64 / bags.len().max(1) as f64);
                 }
                 out
             }
         };
-        Ok(match (kind, binary) {
-            (FeatureKind::Codes, true) => loc
-                .into_iter()
-                .map(|l| {
-                    l.iter()
-                        .map(|&x| if x >= 0.0 { 1.0 } else { 0.0 })
-                        .collect()
-                })
-                .collect(),
-            (FeatureKind::Probs, _) => loc
-                .into_iter()
-                .map(|l| l.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect())
-                .collect(),
-            _ => loc,
-        })
+        Ok(read_features(loc, kind, self.is_binary()))
     }
 
     /// Binary codes (0.0 / 1.0) of texts; an error for continuous models.
@@ -215,6 +198,46 @@ impl Coder {
             );
         }
         self.features(texts, FeatureKind::Codes, progress)
+    }
+}
+
+/// [`Coder::features`] for a sequence model held as an [`Engine`] (as the explorer holds it).
+pub fn engine_features(
+    engine: &Engine,
+    texts: &[&str],
+    kind: FeatureKind,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<Vec<f32>>> {
+    if !engine.kind().has_latent() {
+        bail!("an `lm` model has no encoder, so sentences have no code");
+    }
+    let binary = engine.kind().is_binary();
+    if kind == FeatureKind::Probs && !binary {
+        bail!("a {} model has no bit probabilities", engine.kind());
+    }
+    Ok(read_features(
+        seq_loc(engine, texts, progress)?,
+        kind,
+        binary,
+    ))
+}
+
+/// Features from the latent head's `loc` (logits, projections or μ).
+fn read_features(loc: Vec<Vec<f32>>, kind: FeatureKind, binary: bool) -> Vec<Vec<f32>> {
+    match (kind, binary) {
+        (FeatureKind::Codes, true) => loc
+            .into_iter()
+            .map(|l| {
+                l.iter()
+                    .map(|&x| if x >= 0.0 { 1.0 } else { 0.0 })
+                    .collect()
+            })
+            .collect(),
+        (FeatureKind::Probs, _) => loc
+            .into_iter()
+            .map(|l| l.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect())
+            .collect(),
+        _ => loc,
     }
 }
 

@@ -110,28 +110,54 @@ impl CorpusIndex {
         splits: &[Split],
         progress: &mut dyn FnMut(f64),
     ) -> Result<Self> {
+        Self::build_with(
+            coder.path(),
+            &coder.config().describe(),
+            coder.latent_dim(),
+            corpus,
+            splits,
+            &mut |texts| coder.codes(texts, progress),
+        )
+    }
+
+    /// Builds an index of `splits` of `corpus` whose codes (`bits` wide, 0.0 / 1.0) come from
+    /// `encode`, for the checkpoint at `checkpoint` described as `model`. The explorer uses this
+    /// with [`crate::coder::engine_features`] over the engine it already holds.
+    pub fn build_with(
+        checkpoint: &Path,
+        model: &str,
+        bits: usize,
+        corpus: &Corpus,
+        splits: &[Split],
+        encode: &mut dyn FnMut(&[&str]) -> Result<Vec<Vec<f32>>>,
+    ) -> Result<Self> {
         let examples: Vec<_> = splits.iter().flat_map(|&s| corpus.split(s)).collect();
         if examples.is_empty() {
             bail!("corpus `{}` has no examples in {splits:?}", corpus.name);
         }
         let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-        let codes = coder.codes(&texts, progress)?;
+        let codes = encode(&texts)?;
         let meta = IndexMeta {
-            checkpoint: coder.path().display().to_string(),
-            checkpoint_sha256: file_sha256(coder.path())?,
-            model: coder.config().describe(),
+            checkpoint: checkpoint.display().to_string(),
+            checkpoint_sha256: file_sha256(checkpoint)?,
+            model: model.to_string(),
             corpus: corpus.name.clone(),
             corpus_hash: corpus.hash.clone(),
             splits: splits.iter().map(|s| s.to_string()).collect(),
         };
         let labels: Vec<Option<String>> = examples.iter().map(|e| e.label.clone()).collect();
         Self::from_parts(
-            coder.latent_dim(),
+            bits,
             &codes,
             texts.into_iter().map(str::to_string).collect(),
             &labels,
             meta,
         )
+    }
+
+    /// Whether the index was built from the checkpoint file as it is now.
+    pub fn is_current_for(&self, checkpoint: &Path) -> Result<bool> {
+        Ok(file_sha256(checkpoint)? == self.meta.checkpoint_sha256)
     }
 
     pub fn len(&self) -> usize {

@@ -246,3 +246,61 @@ fn nvdm_learns_and_lsh_round_trips() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn binary_sequence_checkpoints_index_like_bag_of_words_ones() -> Result<()> {
+    use latent_tui::checkpoint::{save_varmap, Provenance, Storage};
+    use latent_tui::model::{Built, LatentKind, SeqConfig};
+    let dir = tempfile::tempdir()?;
+    write_corpus(dir.path(), [200, 20, 20], 4)?;
+    let corpus = Corpus::load(dir.path().to_str().unwrap(), &LoadOptions::default())?;
+    let vocab =
+        latent_tui::vocab::Vocab::train(corpus.train.iter().map(|e| e.text.as_str()), 100, 1)?;
+    let cfg = SeqConfig::tiny(vocab.len(), LatentKind::Binary);
+    let built = Built::seq(&cfg, 1, &Device::Cpu)?;
+    let path = dir.path().join("binary.safetensors");
+    save_varmap(
+        &path,
+        &built.varmap,
+        &ModelConfig::Seq(cfg),
+        &vocab,
+        &Provenance::default(),
+        Storage::F32,
+    )?;
+
+    let coder = Coder::load(&path, &Device::Cpu)?;
+    let index = CorpusIndex::build(&coder, &corpus, &[Split::Train], &mut |_| {})?;
+    assert_eq!(index.bits(), 8);
+    assert!(index.is_current_for(&path)?);
+
+    // What the explorer does with the engine it holds gives the same index.
+    let engine = latent_tui::engine::Engine::load(&path, &Device::Cpu)?;
+    let same = CorpusIndex::build_with(
+        &path,
+        &engine.config.describe(),
+        engine.latent_dim(),
+        &corpus,
+        &[Split::Train],
+        &mut |texts| {
+            latent_tui::coder::engine_features(&engine, texts, FeatureKind::Codes, &mut |_| {})
+        },
+    )?;
+    assert_eq!(same, index);
+    let probs =
+        latent_tui::coder::engine_features(&engine, &["cat dog"], FeatureKind::Probs, &mut |_| {})?;
+    let code = engine
+        .encode(&[engine.tokenize("cat dog").ids])?
+        .remove(0)
+        .deterministic_code(true);
+    assert_eq!(
+        probs[0]
+            .iter()
+            .map(|&p| (p >= 0.5) as u8 as f32)
+            .collect::<Vec<_>>(),
+        code
+    );
+    let hits = index.search(&code, 5)?;
+    assert_eq!(hits.len(), 5);
+    assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
+    Ok(())
+}

@@ -436,8 +436,7 @@ fn search(args: SearchArgs) -> Result<()> {
         );
     }
     let index = CorpusIndex::load(&index_path)?;
-    let sha = crate::search::file_sha256(&args.checkpoint)?;
-    if sha != index.meta.checkpoint_sha256 {
+    if !index.is_current_for(&args.checkpoint)? {
         anyhow::bail!(
             "{} was built from a different version of {}; rebuild it with `latent-tui index {}`",
             index_path.display(),
