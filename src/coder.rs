@@ -169,8 +169,27 @@ impl Coder {
         progress: &mut dyn FnMut(f64),
     ) -> Result<Vec<Vec<f32>>> {
         self.supports(kind)?;
-        let loc = match self {
-            Coder::Seq(e) => seq_loc(e, texts, progress)?,
+        Ok(read_features(
+            self.latent_loc(texts, progress)?,
+            kind,
+            self.is_binary(),
+        ))
+    }
+
+    /// The latent head's raw output per text (logits, projections or μ), from which
+    /// [`read_features`] derives every feature kind without encoding again.
+    pub fn latent_loc(
+        &self,
+        texts: &[&str],
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Vec<Vec<f32>>> {
+        match self {
+            Coder::Seq(e) => {
+                if !e.kind().has_latent() {
+                    bail!("an `lm` model has no encoder, so sentences have no code");
+                }
+                seq_loc(e, texts, progress)
+            }
             Coder::Bow(b) => {
                 let bags: Vec<_> = texts
                     .iter()
@@ -182,10 +201,9 @@ impl Coder {
                     out.extend(encode_bags(&b.model, part)?);
                     progress(out.len() as f64 / bags.len().max(1) as f64);
                 }
-                out
+                Ok(out)
             }
-        };
-        Ok(read_features(loc, kind, self.is_binary()))
+        }
     }
 
     /// Binary codes (0.0 / 1.0) of texts; an error for continuous models.
@@ -222,8 +240,9 @@ pub fn engine_features(
     ))
 }
 
-/// Features from the latent head's `loc` (logits, projections or μ).
-fn read_features(loc: Vec<Vec<f32>>, kind: FeatureKind, binary: bool) -> Vec<Vec<f32>> {
+/// Features of kind `kind` from the latent head's `loc` (logits, projections or μ) of a
+/// binary or continuous model.
+pub fn read_features(loc: Vec<Vec<f32>>, kind: FeatureKind, binary: bool) -> Vec<Vec<f32>> {
     match (kind, binary) {
         (FeatureKind::Codes, true) => loc
             .into_iter()

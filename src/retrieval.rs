@@ -1,6 +1,6 @@
 //! Retrieval evaluation of binary codes: precision@k where an entry is relevant to a query
 //! when they share a label, and the `eval-retrieval` experiment that compares LSH, each NASH
-//! variant and binary sequence autoencoders at several code widths.
+//! variant and binary sequence autoencoders (or any saved binary checkpoint) at several widths.
 //!
 //! The protocol is the semantic-hashing literature's: the test split queries the training
 //! split, both encoded by the same model; the top k by Hamming distance are retrieved (ties by
@@ -169,13 +169,16 @@ pub struct RetrievalOptions {
     pub noise_std: f64,
     pub vocab_size: usize,
     pub min_frequency: u64,
+    /// Keep stop words and punctuation in the bag-of-words vocabulary.
+    pub keep_stop_words: bool,
     pub seed: u64,
     pub max_database: Option<usize>,
     pub max_queries: Option<usize>,
     /// NASH variants to train (default: none, fixed, learned).
     pub variants: Vec<NashNoise>,
-    /// Binary sequence autoencoders to add as rows, each at its own width.
-    pub seq_checkpoints: Vec<PathBuf>,
+    /// Binary checkpoints (sequence autoencoders, saved nash or lsh models) to add as rows,
+    /// each at its own width.
+    pub checkpoints: Vec<PathBuf>,
 }
 
 impl Default for RetrievalOptions {
@@ -192,6 +195,7 @@ impl Default for RetrievalOptions {
             noise_std: 0.5,
             vocab_size: 10000,
             min_frequency: 2,
+            keep_stop_words: false,
             seed: 42,
             max_database: None,
             max_queries: None,
@@ -200,7 +204,7 @@ impl Default for RetrievalOptions {
                 NashNoise::Fixed { std: 0.5 },
                 NashNoise::Learned,
             ],
-            seq_checkpoints: Vec::new(),
+            checkpoints: Vec::new(),
         }
     }
 }
@@ -272,7 +276,7 @@ pub fn variant_name(noise: &NashNoise) -> String {
 }
 
 /// Runs the experiment: random codes, LSH and every NASH variant at every width (trained
-/// in-process), plus one row per sequence checkpoint. `progress` receives one line per result.
+/// in-process), plus one row per given checkpoint. `progress` receives one line per result.
 pub fn run(opts: &RetrievalOptions, progress: &mut dyn FnMut(&str)) -> Result<RetrievalTable> {
     if opts.bits.is_empty() || opts.bits.contains(&0) {
         bail!("--bits needs positive widths");
@@ -322,7 +326,7 @@ pub fn run(opts: &RetrievalOptions, progress: &mut dyn FnMut(&str)) -> Result<Re
         corpus.train.iter().map(|e| e.text.as_str()),
         opts.vocab_size,
         opts.min_frequency,
-        false,
+        opts.keep_stop_words,
     )?;
     let train_bags: Vec<Bag> = corpus
         .train
@@ -405,7 +409,7 @@ pub fn run(opts: &RetrievalOptions, progress: &mut dyn FnMut(&str)) -> Result<Re
         })?);
     }
 
-    for path in &opts.seq_checkpoints {
+    for path in &opts.checkpoints {
         let coder = Coder::load(path, &dev)?;
         if !coder.is_binary() {
             bail!(

@@ -11,7 +11,7 @@ use clap::Args;
 use super::train::{BowFamily, BowTrainConfig};
 use crate::checkpoint::Checkpoint;
 use crate::cli::TrainArgs;
-use crate::coder::{Coder, FeatureKind};
+use crate::coder::{read_features, Coder, FeatureKind};
 use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::model::bow::{BowInput, NashNoise};
 use crate::model::{LatentKind, ModelConfig};
@@ -246,6 +246,9 @@ pub struct EvalRetrievalArgs {
     pub variants: Vec<String>,
     #[arg(long, default_value_t = 10000)]
     pub vocab_size: usize,
+    /// Keep English stop words and punctuation in the bag-of-words vocabulary.
+    #[arg(long)]
+    pub keep_stop_words: bool,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Use a seeded random subset of this many training entries as the database.
@@ -254,9 +257,10 @@ pub struct EvalRetrievalArgs {
     /// Use a seeded random subset of this many test queries.
     #[arg(long)]
     pub max_queries: Option<usize>,
-    /// Binary sequence autoencoder checkpoints to add (each at its own width); repeatable.
-    #[arg(long = "seq-checkpoint")]
-    pub seq_checkpoints: Vec<PathBuf>,
+    /// Binary checkpoints to add as rows, each at its own width: binary sequence
+    /// autoencoders, or saved nash/lsh models; repeatable.
+    #[arg(long = "checkpoint", visible_alias = "seq-checkpoint")]
+    pub checkpoints: Vec<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -281,11 +285,12 @@ fn eval_retrieval(args: EvalRetrievalArgs) -> Result<()> {
         noise_std: args.noise_std,
         vocab_size: args.vocab_size,
         min_frequency: 2,
+        keep_stop_words: args.keep_stop_words,
         seed: args.seed,
         max_database: args.max_database,
         max_queries: args.max_queries,
         variants,
-        seq_checkpoints: args.seq_checkpoints,
+        checkpoints: args.checkpoints,
     };
     let started = std::time::Instant::now();
     let table = crate::retrieval::run(&opts, &mut |line| eprintln!("{line}"))?;
@@ -557,20 +562,24 @@ fn probe(args: ProbeArgs) -> Result<()> {
     fn as_str(v: &[String]) -> Vec<&str> {
         v.iter().map(String::as_str).collect()
     }
+    for &kind in &kinds {
+        coder.supports(kind)?;
+    }
+    let bar = progress_bar("encoding");
+    let loc_train = coder.latent_loc(&as_str(train_texts), &mut |f| {
+        bar.set_position((f * 800.0) as u64)
+    })?;
+    let loc_test = coder.latent_loc(&as_str(test_texts), &mut |f| {
+        bar.set_position(800 + (f * 200.0) as u64)
+    })?;
+    bar.finish_and_clear();
     let mut results = Vec::new();
     for kind in kinds {
-        let bar = progress_bar(&format!("encoding ({kind})"));
-        let xtr = coder.features(&as_str(train_texts), kind, &mut |f| {
-            bar.set_position((f * 500.0) as u64)
-        })?;
-        let xte = coder.features(&as_str(test_texts), kind, &mut |f| {
-            bar.set_position(500 + (f * 500.0) as u64)
-        })?;
-        bar.finish_and_clear();
+        let read = |loc: &[Vec<f32>]| read_features(loc.to_vec(), kind, coder.is_binary());
         let r = crate::probe::train_and_score(
-            &xtr,
+            &read(&loc_train),
             &data.database.labels,
-            &xte,
+            &read(&loc_test),
             &data.queries.labels,
             data.label_names.len(),
             &opts,
