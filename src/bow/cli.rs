@@ -86,10 +86,26 @@ pub fn parse_noise(kind: Option<&str>, std: Option<f64>) -> Result<Option<NashNo
 /// The bag-of-words training config `args` ask for, or None when they ask for a sequence
 /// model. `--resume` of a bag-of-words checkpoint continues its stored config.
 pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
-    let mut cfg = match (&args.kind, &args.config) {
-        (Some(TrainKind::Bow(f)), None) => BowTrainConfig::for_family(*f),
-        (Some(TrainKind::Seq(_)), _) => return Ok(None),
-        (kind, Some(path)) => {
+    if let Some(TrainKind::Seq(_)) = args.kind {
+        return Ok(None);
+    }
+    // A resumed bag-of-words run continues its stored config, as sequence runs do.
+    let stored: Option<BowTrainConfig> = match (&args.out, args.resume) {
+        (Some(out), true) if out.exists() => {
+            match Checkpoint::read(out, &Device::Cpu)?.provenance.train_config {
+                Some(v) if v.get("family").is_some() => Some(
+                    serde_json::from_value(v)
+                        .context("the checkpoint's training config is unreadable")?,
+                ),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let mut cfg = match (stored, &args.kind, &args.config) {
+        (Some(cfg), _, _) => cfg,
+        (None, Some(TrainKind::Bow(f)), None) => BowTrainConfig::for_family(*f),
+        (None, kind, Some(path)) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading training config {}", path.display()))?;
             let value: serde_json::Value = serde_json::from_str(&text)
@@ -103,27 +119,14 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
                 }
                 return Ok(None);
             }
-            let mut cfg: BowTrainConfig = serde_json::from_value(value)
-                .with_context(|| format!("{} is not a valid training config", path.display()))?;
-            if let Some(TrainKind::Bow(f)) = kind {
-                cfg.family = *f;
-            }
-            cfg
+            serde_json::from_value(value)
+                .with_context(|| format!("{} is not a valid training config", path.display()))?
         }
-        (None, None) => {
-            let stored = match (&args.out, args.resume) {
-                (Some(out), true) if out.exists() => {
-                    Checkpoint::read(out, &Device::Cpu)?.provenance.train_config
-                }
-                _ => return Ok(None),
-            };
-            match stored {
-                Some(v) if v.get("family").is_some() => serde_json::from_value(v)
-                    .context("the checkpoint's training config is unreadable")?,
-                _ => return Ok(None),
-            }
-        }
+        (None, _, None) => return Ok(None),
     };
+    if let Some(TrainKind::Bow(f)) = args.kind {
+        cfg.family = f;
+    }
     if args.resume && args.out.is_none() {
         anyhow::bail!("--resume needs --out (the checkpoint to continue)");
     }
@@ -241,7 +244,7 @@ pub struct EvalRetrievalArgs {
     /// σ of the fixed-noise nash variant.
     #[arg(long, default_value_t = 0.5)]
     pub noise_std: f64,
-    /// nash variants (comma-separated from none, fixed, learned).
+    /// nash variants to train (comma-separated from none, fixed, learned; "" for none at all).
     #[arg(long, value_delimiter = ',', default_value = "none,fixed,learned")]
     pub variants: Vec<String>,
     #[arg(long, default_value_t = 10000)]
@@ -269,6 +272,7 @@ fn eval_retrieval(args: EvalRetrievalArgs) -> Result<()> {
     let variants = args
         .variants
         .iter()
+        .filter(|v| !v.is_empty())
         .map(|v| {
             parse_noise(Some(v), None)?.ok_or_else(|| anyhow::anyhow!("unknown nash variant `{v}`"))
         })

@@ -644,11 +644,6 @@ pub fn is_buffer(name: &str) -> bool {
     name == "idf" || name == "hyperplanes"
 }
 
-/// A zero tensor for an empty loss term.
-pub fn zero(dev: &Device) -> Result<Tensor> {
-    Tensor::zeros((), DType::F32, dev)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
