@@ -144,7 +144,7 @@ impl Coder {
         };
         if kind == FeatureKind::Probs && !has_probs {
             bail!(
-                "a {} model has no bit probabilities; use codes or logits",
+                "a `{}` model has no bit probabilities; use codes or logits",
                 self.config().family()
             );
         }
@@ -210,7 +210,7 @@ impl Coder {
     pub fn codes(&self, texts: &[&str], progress: &mut dyn FnMut(f64)) -> Result<Vec<Vec<f32>>> {
         if !self.is_binary() {
             bail!(
-                "`{}` is a {} model with continuous codes; Hamming search needs binary codes (binary sequence kinds, nash or lsh)",
+                "`{}` holds a `{}` model with continuous codes; Hamming search needs binary codes (binary sequence kinds, nash or lsh)",
                 self.path().display(),
                 self.config().family()
             );
@@ -231,7 +231,7 @@ pub fn engine_features(
     }
     let binary = engine.kind().is_binary();
     if kind == FeatureKind::Probs && !binary {
-        bail!("a {} model has no bit probabilities", engine.kind());
+        bail!("a `{}` model has no bit probabilities", engine.kind());
     }
     Ok(read_features(
         seq_loc(engine, texts, progress)?,

@@ -166,7 +166,7 @@ fn train_save_index_search_and_resume() -> Result<()> {
         .err()
         .expect("not a sequence model")
         .to_string();
-    assert!(err.contains("nash checkpoint"), "{err}");
+    assert!(err.contains("holds a `nash` model"), "{err}");
 
     // Index the training split, save, reload, and find an entry from its own text.
     let corpus = Corpus::load(&corpus_spec, &LoadOptions::default())?;

@@ -263,12 +263,16 @@ impl BowCheckpoint {
 
     /// A summary for `latent-tui info`.
     pub fn summary(&self) -> String {
+        let stored = crate::model::parameter_count(&self.varmap);
         let mut s = format!(
-            "{}\n  {}\n  vocabulary {} words, {} parameters\n",
+            "{}\n  {}\n  vocabulary {} words, {stored} {}\n",
             self.path.display(),
             self.config.describe(),
             self.vocab.len(),
-            crate::model::parameter_count(&self.varmap)
+            match self.model {
+                BowModel::Lsh(_) => "stored values (hyperplanes and idf)",
+                _ => "parameters",
+            }
         );
         let p = &self.provenance;
         s += &format!(

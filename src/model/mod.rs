@@ -97,7 +97,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Seq(c) => Ok(c),
             other => Err(format!(
-                "this is an {} checkpoint ({}); this command needs a sequence autoencoder. \
+                "this checkpoint holds a `{}` model ({}); this command needs a sequence autoencoder. \
                  Bag-of-words checkpoints work with `index`, `search`, `probe`, `words` (nvdm, nash), `eval` and `info`",
                 other.family(),
                 other.describe()
