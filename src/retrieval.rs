@@ -24,6 +24,7 @@ use crate::corpus::{Corpus, Example, LoadOptions, Split};
 use crate::hamming::{pack, PackedCodes};
 use crate::model::bow::{BowInput, NashNoise};
 use crate::model::{LshConfig, ModelConfig, NashConfig};
+use crate::train::KlAnneal;
 
 /// Mean over queries of |top-k ∩ same label| / |top-k|.
 pub fn precision_at_k(
@@ -165,6 +166,8 @@ pub struct RetrievalOptions {
     pub hidden_dim: usize,
     pub lr: f64,
     pub kl_weight: f64,
+    pub kl_anneal: KlAnneal,
+    pub kl_anneal_steps: u64,
     /// σ of the fixed-noise variant.
     pub noise_std: f64,
     pub vocab_size: usize,
@@ -192,6 +195,8 @@ impl Default for RetrievalOptions {
             hidden_dim: 256,
             lr: 1e-3,
             kl_weight: 1.0,
+            kl_anneal: KlAnneal::None,
+            kl_anneal_steps: 0,
             noise_std: 0.5,
             vocab_size: 10000,
             min_frequency: 2,
@@ -351,6 +356,8 @@ pub fn run(opts: &RetrievalOptions, progress: &mut dyn FnMut(&str)) -> Result<Re
         lr: opts.lr,
         clip_norm: 5.0,
         kl_weight: opts.kl_weight,
+        kl_anneal: opts.kl_anneal,
+        kl_anneal_steps: opts.kl_anneal_steps,
         seed: opts.seed,
     };
     let mut bow_row =

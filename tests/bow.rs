@@ -89,6 +89,8 @@ fn tiny_nash_beats_random_codes_at_precision_at_k() -> Result<()> {
         lr: 3e-3,
         clip_norm: 5.0,
         kl_weight: 1.0,
+        kl_anneal: latent_tui::train::KlAnneal::None,
+        kl_anneal_steps: 0,
         seed: 7,
     };
     let built = fit(&config, &db_bags, &opts, &Device::Cpu)?;

@@ -241,6 +241,11 @@ pub struct EvalRetrievalArgs {
     /// Weight of the KL term (to Bernoulli(½)) in nash training.
     #[arg(long, default_value_t = 1.0)]
     pub kl_weight: f64,
+    /// KL annealing in nash training: none, linear or logistic.
+    #[arg(long, default_value = "none")]
+    pub kl_anneal: crate::train::KlAnneal,
+    #[arg(long, default_value_t = 0)]
+    pub kl_anneal_steps: u64,
     /// σ of the fixed-noise nash variant.
     #[arg(long, default_value_t = 0.5)]
     pub noise_std: f64,
@@ -286,6 +291,8 @@ fn eval_retrieval(args: EvalRetrievalArgs) -> Result<()> {
         hidden_dim: args.hidden_dim,
         lr: args.lr,
         kl_weight: args.kl_weight,
+        kl_anneal: args.kl_anneal,
+        kl_anneal_steps: args.kl_anneal_steps,
         noise_std: args.noise_std,
         vocab_size: args.vocab_size,
         min_frequency: 2,

@@ -449,6 +449,8 @@ pub struct FitOptions {
     pub lr: f64,
     pub clip_norm: f64,
     pub kl_weight: f64,
+    pub kl_anneal: KlAnneal,
+    pub kl_anneal_steps: u64,
     pub seed: u64,
 }
 
@@ -485,7 +487,8 @@ pub fn fit(
             .map(|&i| train[i].as_slice())
             .collect();
         let mut rng = step_rng(opts.seed, step);
-        opt.step(&built.model, &rows, opts.kl_weight, &mut rng)
+        let kl_weight = kl_weight_at(opts.kl_weight, opts.kl_anneal, opts.kl_anneal_steps, step);
+        opt.step(&built.model, &rows, kl_weight, &mut rng)
             .with_context(|| format!("training stopped at step {}", step + 1))?;
     }
     Ok(built)
