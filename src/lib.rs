@@ -4,6 +4,12 @@
 //! [`data`] groups them into batches, [`model`] holds the candle models, [`train`], [`eval`]
 //! and [`checkpoint`] work with them, [`engine`] is the sentence-level API over a loaded
 //! checkpoint and [`explore`] the pure operations on codes. Only [`tui`] knows about terminals.
+//!
+//! Bag-of-words models and semantic hashing: [`bow`] trains and loads NVDM, NASH and LSH,
+//! [`coder`] reads codes and features off any checkpoint, [`hamming`] packs codes and finds the
+//! exact Hamming top-k, [`search`] is a corpus's saved index, [`retrieval`] measures
+//! precision@k, [`probe`] classifies labels from latent features and [`projection`] maps codes
+//! to 2-D.
 
 pub mod bench;
 pub mod bow;
