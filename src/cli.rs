@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::json;
 
+use crate::bow::cli::TrainKind;
 use crate::checkpoint::Checkpoint;
 use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::data::encode_examples;
@@ -19,7 +20,7 @@ use crate::engine::Engine;
 use crate::eval::{evaluate, EvalOptions, EvalReport};
 use crate::explore::{self, Prior};
 use crate::model::decode::Strategy;
-use crate::model::{LatentKind, Summary};
+use crate::model::Summary;
 use crate::train::{KlAnneal, TrainConfig, TrainControl, TrainEvent};
 
 pub const DEFAULT_CHECKPOINT: &str = "checkpoints/binary.safetensors";
@@ -133,6 +134,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Bow(crate::bow::cli::BowCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -195,9 +198,10 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug, Default)]
 pub struct TrainArgs {
-    /// Latent kind: lm, bottleneck, gaussian, binary, binary-vae, gumbel, gumbel-vae.
+    /// Latent kind: lm, bottleneck, gaussian, binary, binary-vae, gumbel, gumbel-vae; or a
+    /// bag-of-words model: nvdm, nash, lsh.
     #[arg(long)]
-    pub kind: Option<LatentKind>,
+    pub kind: Option<TrainKind>,
     /// `wordnet` (bundled) or a path: a text/TSV file, or a directory with train/valid/test.
     #[arg(long)]
     pub corpus: Option<String>,
@@ -278,6 +282,8 @@ pub struct TrainArgs {
     /// Print a plain progress line every N steps when stderr is not a terminal.
     #[arg(long, default_value_t = 100)]
     pub log_every: u64,
+    #[command(flatten)]
+    pub bow: crate::bow::cli::BowTrainArgs,
 }
 
 fn parse_code_mode(s: &str) -> std::result::Result<crate::model::CodeMode, String> {
@@ -414,6 +420,7 @@ pub fn run(cli: Cli) -> Result<()> {
             bits,
             json,
         }) => flip(&checkpoint, &sentence, &bits, json),
+        Some(Command::Bow(command)) => crate::bow::cli::run(command),
     }
 }
 
@@ -433,6 +440,8 @@ fn info(ckpt: &Option<PathBuf>, json: bool) -> Result<()> {
                 "vocab_size": c.vocab.len(), "stored_dtype": c.stored_dtype, "bytes": c.file_bytes, "tensors": shapes,
             }))?
         );
+    } else if let Some(summary) = crate::bow::cli::summary_if_bow(&path)? {
+        print!("{summary}");
     } else {
         print!("{}", load_engine(ckpt)?.summary());
     }
@@ -470,8 +479,10 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     macro_rules! set {
         ($($field:ident),*) => { $( if let Some(v) = args.$field.clone() { cfg.$field = v; } )* };
     }
+    if let Some(TrainKind::Seq(kind)) = args.kind {
+        cfg.kind = kind;
+    }
     set!(
-        kind,
         corpus,
         out,
         steps,
@@ -537,8 +548,21 @@ fn fmt_secs(s: f64) -> String {
     }
 }
 
+/// A training run for either trainer.
+enum TrainJob {
+    Seq(TrainConfig),
+    Bow(crate::bow::train::BowTrainConfig),
+}
+
 fn train(args: TrainArgs) -> Result<()> {
-    let cfg = train_config(&args)?;
+    let job = match crate::bow::cli::train_config(&args)? {
+        Some(cfg) => TrainJob::Bow(cfg),
+        None => TrainJob::Seq(train_config(&args)?),
+    };
+    let (kind, corpus, out, steps) = match &job {
+        TrainJob::Seq(c) => (c.kind.to_string(), &c.corpus, &c.out, c.steps),
+        TrainJob::Bow(c) => (c.family.to_string(), &c.corpus, &c.out, c.steps),
+    };
     let control = TrainControl::default();
     {
         // Ctrl-C stops after the current step and saves a checkpoint; a second one kills.
@@ -552,13 +576,8 @@ fn train(args: TrainArgs) -> Result<()> {
         });
     }
     let (tx, rx) = mpsc::channel();
-    let worker = {
-        let cfg = cfg.clone();
-        let control = control.clone();
-        std::thread::spawn(move || crate::train::train(&cfg, tx, &control))
-    };
     let interactive = std::io::stderr().is_terminal();
-    let bar = ProgressBar::new(cfg.steps);
+    let bar = ProgressBar::new(steps);
     if interactive {
         bar.set_style(
             ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("valid template"),
@@ -574,11 +593,16 @@ fn train(args: TrainArgs) -> Result<()> {
         }
     };
     eprintln!(
-        "training a `{}` model on `{}` → {}",
-        cfg.kind,
-        cfg.corpus,
-        cfg.out.display()
+        "training a `{kind}` model on `{corpus}` → {}",
+        out.display()
     );
+    let worker = {
+        let control = control.clone();
+        std::thread::spawn(move || match job {
+            TrainJob::Seq(cfg) => crate::train::train(&cfg, tx, &control),
+            TrainJob::Bow(cfg) => crate::bow::train::train_bow(&cfg, tx, &control),
+        })
+    };
     for event in rx {
         match event {
             TrainEvent::Started {
@@ -650,6 +674,9 @@ fn corpus_for(engine: &Engine, spec: &Option<String>) -> Result<Corpus> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
+    if crate::bow::cli::eval_if_bow(&args)? {
+        return Ok(());
+    }
     let engine = load_engine(&args.checkpoint)?;
     let split: Split = args.split.parse().map_err(anyhow::Error::msg)?;
     let corpus = corpus_for(&engine, &args.corpus)?;

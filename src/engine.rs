@@ -65,7 +65,10 @@ impl Engine {
     /// Loads a checkpoint; every failure is an error naming the file and the problem.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let ckpt = Checkpoint::read(path, device)?;
-        let ModelConfig::Seq(cfg) = &ckpt.config;
+        let cfg = ckpt
+            .config
+            .expect_seq()
+            .map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))?;
         let built = Built::seq(cfg, 0, device).with_context(|| {
             format!(
                 "`{}`: cannot build the model its config describes",

@@ -5,16 +5,29 @@
 //! and [`checkpoint`] work with them, [`engine`] is the sentence-level API over a loaded
 //! checkpoint, [`explore`] the pure operations on codes and [`tasks`] the sentence-level tasks the
 //! command line and the explorer share. Only [`tui`] knows about terminals.
+//!
+//! Bag-of-words models and semantic hashing: [`bow`] trains and loads NVDM, NASH and LSH,
+//! [`coder`] reads codes and features off any checkpoint, [`hamming`] packs codes and finds the
+//! exact Hamming top-k, [`search`] is a corpus's saved index, [`retrieval`] measures
+//! precision@k, [`probe`] classifies labels from latent features and [`projection`] maps codes
+//! to 2-D.
 
 pub mod bench;
+pub mod bow;
 pub mod checkpoint;
 pub mod cli;
+pub mod coder;
 pub mod corpus;
 pub mod data;
 pub mod engine;
 pub mod eval;
 pub mod explore;
+pub mod hamming;
 pub mod model;
+pub mod probe;
+pub mod projection;
+pub mod retrieval;
+pub mod search;
 pub mod tasks;
 pub mod train;
 pub mod tui;

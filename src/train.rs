@@ -522,7 +522,10 @@ pub fn train(
     let resuming = cfg.resume && cfg.out.exists();
     let (vocab, built, start_step) = if resuming {
         let ckpt = Checkpoint::read(&cfg.out, &dev)?;
-        let ModelConfig::Seq(mcfg) = &ckpt.config;
+        let mcfg = ckpt
+            .config
+            .expect_seq()
+            .map_err(|e| anyhow::anyhow!("cannot resume `{}`: {e}", cfg.out.display()))?;
         if mcfg.latent != cfg.kind {
             bail!(
                 "cannot resume: `{}` holds a `{}` model, not `{}`",

@@ -238,7 +238,7 @@ fn errors_name_the_problem_and_exit_non_zero() {
     ]);
     assert!(e.contains("/nonexistent/corpus.txt"), "{e}");
     let e = fails(&["train", "--kind", "spherical", "--steps", "2"]);
-    assert!(e.contains("unknown latent kind"), "{e}");
+    assert!(e.contains("unknown model kind `spherical`"), "{e}");
 }
 
 #[test]

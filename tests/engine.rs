@@ -67,7 +67,7 @@ fn checkpoint_round_trip_is_bit_exact_and_self_describing() {
     let ckpt = Checkpoint::read(&path, &Device::Cpu).unwrap();
     assert_eq!(ckpt.provenance, prov);
     assert_eq!(ckpt.vocab.to_json().unwrap(), vocab.to_json().unwrap());
-    let ModelConfig::Seq(read_cfg) = &ckpt.config;
+    let read_cfg = ckpt.config.expect_seq().unwrap();
     assert_eq!(read_cfg.latent, LatentKind::Binary);
     assert_eq!(read_cfg.vocab_size, vocab.len());
     for (name, var) in named_vars(&built.varmap) {
@@ -167,7 +167,7 @@ fn bad_checkpoints_give_errors_that_name_the_problem() {
 
     // Same weights, a config that expects a different latent size: the error names the tensor.
     let ckpt = Checkpoint::read(&good, &Device::Cpu).unwrap();
-    let ModelConfig::Seq(cfg) = ckpt.config.clone();
+    let cfg = ckpt.config.expect_seq().unwrap().clone();
     let tensors: Vec<(String, Tensor)> = ckpt
         .tensors
         .iter()

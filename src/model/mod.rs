@@ -3,6 +3,7 @@
 //! Every model family has a serde config and `load(vb, cfg)`; [`ModelConfig`] is what a
 //! checkpoint stores, tagged by family so new families can join without breaking old files.
 
+pub mod bow;
 pub mod decode;
 pub mod gru;
 pub mod kernels;
@@ -19,6 +20,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
+pub use bow::{BowModel, LshConfig, NashConfig, NvdmConfig};
 pub use latent::{CodeMode, LatentKind, LatentParams};
 pub use seq::{SeqAutoencoder, SeqConfig, Summary, TokenBatch};
 
@@ -28,12 +30,31 @@ pub use seq::{SeqAutoencoder, SeqConfig, Summary, TokenBatch};
 pub enum ModelConfig {
     /// Sentence autoencoders (GRU encoder/decoder) and the `lm` baseline.
     Seq(SeqConfig),
+    /// Neural Variational Document Model over bags of words.
+    Nvdm(NvdmConfig),
+    /// NASH semantic hashing: bags of words → Bernoulli bits.
+    Nash(NashConfig),
+    /// Random hyperplanes over TF-IDF (no training).
+    Lsh(LshConfig),
 }
 
 impl ModelConfig {
     pub fn vocab_size(&self) -> usize {
         match self {
             ModelConfig::Seq(c) => c.vocab_size,
+            ModelConfig::Nvdm(c) => c.vocab_size,
+            ModelConfig::Nash(c) => c.vocab_size,
+            ModelConfig::Lsh(c) => c.vocab_size,
+        }
+    }
+
+    /// The family name as stored in the checkpoint: `seq`, `nvdm`, `nash` or `lsh`.
+    pub fn family(&self) -> &'static str {
+        match self {
+            ModelConfig::Seq(_) => "seq",
+            ModelConfig::Nvdm(_) => "nvdm",
+            ModelConfig::Nash(_) => "nash",
+            ModelConfig::Lsh(_) => "lsh",
         }
     }
 
@@ -51,6 +72,37 @@ impl ModelConfig {
                     c.latent_dim, c.embed_dim, c.hidden_dim, c.summary
                 ),
             },
+            ModelConfig::Nvdm(c) => format!(
+                "NVDM bag-of-words model, {} gaussian dimensions ({} input, hidden {})",
+                c.latent_dim, c.input, c.hidden_dim
+            ),
+            ModelConfig::Nash(c) => format!(
+                "NASH semantic hashing, {} bits ({} input, hidden {}, training noise {})",
+                c.latent_dim,
+                c.input,
+                c.hidden_dim,
+                match c.noise {
+                    bow::NashNoise::Fixed { std } => format!("fixed σ = {std}"),
+                    n => n.name().to_string(),
+                }
+            ),
+            ModelConfig::Lsh(c) => format!(
+                "LSH baseline, {} random hyperplanes over TF-IDF (seed {})",
+                c.bits, c.seed
+            ),
+        }
+    }
+
+    /// The sequence config, or an error naming the family and what works with it instead.
+    pub fn expect_seq(&self) -> std::result::Result<&SeqConfig, String> {
+        match self {
+            ModelConfig::Seq(c) => Ok(c),
+            other => Err(format!(
+                "this checkpoint holds a `{}` model ({}); this command needs a sequence autoencoder. \
+                 Bag-of-words checkpoints work with `index`, `search`, `probe`, `words` (nvdm, nash), `eval` and `info`",
+                other.family(),
+                other.describe()
+            )),
         }
     }
 }
@@ -68,6 +120,37 @@ impl Built<SeqAutoencoder> {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, dev);
         let model = SeqAutoencoder::load(vb, cfg)?;
         seeded_init(&varmap, seed)?;
+        Ok(Self { model, varmap })
+    }
+}
+
+impl Built<BowModel> {
+    /// Creates a bag-of-words model: NVDM and NASH initialised from `seed` (the idf vector, if
+    /// any, is left for the caller to set), LSH's hyperplanes drawn N(0, 1) from `seed`.
+    pub fn bow(cfg: &ModelConfig, seed: u64, dev: &Device) -> Result<Self> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, dev);
+        let model = match cfg {
+            ModelConfig::Nvdm(c) => BowModel::Nvdm(bow::Nvdm::load(vb, c)?),
+            ModelConfig::Nash(c) => BowModel::Nash(bow::Nash::load(vb, c)?),
+            ModelConfig::Lsh(c) => BowModel::Lsh(bow::Lsh::load(vb, c)?),
+            ModelConfig::Seq(_) => {
+                candle_core::bail!("a sequence config is not a bag-of-words model")
+            }
+        };
+        if let ModelConfig::Lsh(_) = cfg {
+            let mut rng = StdRng::seed_from_u64(seed);
+            for (name, var) in named_vars(&varmap) {
+                if name == "hyperplanes" {
+                    let values: Vec<f32> = (0..var.elem_count())
+                        .map(|_| rng.sample::<f32, _>(StandardNormal))
+                        .collect();
+                    var.set(&Tensor::from_vec(values, var.shape(), dev)?)?;
+                }
+            }
+        } else {
+            seeded_init(&varmap, seed)?;
+        }
         Ok(Self { model, varmap })
     }
 }

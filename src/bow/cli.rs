@@ -1,0 +1,765 @@
+//! Command-line pieces for bag-of-words models, semantic hashing and probing: the extra
+//! `train` flags, the `--kind` parser that routes to either trainer, and the subcommands
+//! `index`, `search`, `eval-retrieval`, `probe` and `words`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+use clap::Args;
+
+use super::train::{BowFamily, BowTrainConfig};
+use crate::checkpoint::Checkpoint;
+use crate::cli::TrainArgs;
+use crate::coder::{read_features, Coder, FeatureKind};
+use crate::corpus::{Corpus, LoadOptions, Split};
+use crate::model::bow::{BowInput, NashNoise};
+use crate::model::{LatentKind, ModelConfig};
+use crate::search::CorpusIndex;
+
+/// What `train --kind` names: a sequence latent kind or a bag-of-words model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrainKind {
+    Seq(LatentKind),
+    Bow(BowFamily),
+}
+
+impl std::str::FromStr for TrainKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if let Ok(f) = s.parse::<BowFamily>() {
+            return Ok(TrainKind::Bow(f));
+        }
+        s.parse::<LatentKind>().map(TrainKind::Seq).map_err(|_| {
+            let names: Vec<_> = LatentKind::ALL.iter().map(|k| k.name()).collect();
+            format!(
+                "unknown model kind `{s}` (expected one of: {}, nvdm, nash, lsh)",
+                names.join(", ")
+            )
+        })
+    }
+}
+
+impl std::fmt::Display for TrainKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrainKind::Seq(k) => k.fmt(f),
+            TrainKind::Bow(b) => b.fmt(f),
+        }
+    }
+}
+
+/// `train` flags that only bag-of-words models (`--kind nvdm|nash|lsh`) read.
+#[derive(Args, Debug, Default, Clone)]
+pub struct BowTrainArgs {
+    /// Bag-of-words input: counts (nvdm default) or tfidf (nash default).
+    #[arg(long)]
+    pub input: Option<BowInput>,
+    /// NASH training noise on the bits: none, fixed (σ = --noise-std) or learned (σ(x)).
+    #[arg(long)]
+    pub noise: Option<String>,
+    /// σ of the fixed training noise.
+    #[arg(long)]
+    pub noise_std: Option<f64>,
+    /// Keep English stop words and punctuation in a bag-of-words vocabulary.
+    #[arg(long)]
+    pub keep_stop_words: bool,
+    /// Documents per batch for bag-of-words models (default 64).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+}
+
+/// Parses `--noise` and `--noise-std` into a noise setting.
+pub fn parse_noise(kind: Option<&str>, std: Option<f64>) -> Result<Option<NashNoise>> {
+    Ok(match (kind, std) {
+        (None, None) => None,
+        (None | Some("fixed"), Some(std)) => Some(NashNoise::Fixed { std }),
+        (Some("fixed"), None) => Some(NashNoise::Fixed { std: 0.5 }),
+        (Some("none"), _) => Some(NashNoise::None),
+        (Some("learned"), _) => Some(NashNoise::Learned),
+        (Some(other), _) => {
+            anyhow::bail!("unknown noise `{other}` (expected none, fixed or learned)")
+        }
+    })
+}
+
+/// The bag-of-words training config `args` ask for, or None when they ask for a sequence
+/// model. `--resume` of a bag-of-words checkpoint continues its stored config.
+pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
+    if let Some(TrainKind::Seq(_)) = args.kind {
+        return Ok(None);
+    }
+    // A resumed bag-of-words run continues its stored config, as sequence runs do.
+    let stored: Option<BowTrainConfig> = match (&args.out, args.resume) {
+        (Some(out), true) if out.exists() => {
+            match Checkpoint::read(out, &Device::Cpu)?.provenance.train_config {
+                Some(v) if v.get("family").is_some() => Some(
+                    serde_json::from_value(v)
+                        .context("the checkpoint's training config is unreadable")?,
+                ),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let mut cfg = match (stored, &args.kind, &args.config) {
+        (Some(cfg), _, _) => cfg,
+        (None, Some(TrainKind::Bow(f)), None) => BowTrainConfig::for_family(*f),
+        (None, kind, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading training config {}", path.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not valid JSON", path.display()))?;
+            if value.get("family").is_none() {
+                if let Some(TrainKind::Bow(_)) = kind {
+                    anyhow::bail!(
+                        "{} is a sequence training config; a bag-of-words config has a `family` field",
+                        path.display()
+                    );
+                }
+                return Ok(None);
+            }
+            serde_json::from_value(value)
+                .with_context(|| format!("{} is not a valid training config", path.display()))?
+        }
+        (None, _, None) => return Ok(None),
+    };
+    if let Some(TrainKind::Bow(f)) = args.kind {
+        cfg.family = f;
+    }
+    if args.resume && args.out.is_none() {
+        anyhow::bail!("--resume needs --out (the checkpoint to continue)");
+    }
+    cfg.resume = args.resume;
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(v) = args.$field.clone() { cfg.$field = v; } )* };
+    }
+    set!(
+        corpus,
+        out,
+        steps,
+        vocab_size,
+        min_frequency,
+        hidden_dim,
+        latent_dim,
+        lr,
+        weight_decay,
+        clip_norm,
+        kl_anneal,
+        kl_anneal_steps,
+        kl_weight,
+        seed,
+        valid_every,
+        checkpoint_every
+    );
+    if let Some(v) = args.valid_sentences {
+        cfg.valid_documents = v;
+    }
+    let bow = &args.bow;
+    if let Some(input) = bow.input {
+        cfg.input = input;
+    }
+    if let Some(noise) = parse_noise(bow.noise.as_deref(), bow.noise_std)? {
+        cfg.noise = noise;
+    }
+    if bow.keep_stop_words {
+        cfg.keep_stop_words = true;
+    }
+    if let Some(b) = bow.batch_size.or(args.max_batch) {
+        cfg.batch_size = b;
+    }
+    if args.half {
+        cfg.half = true;
+    }
+    if cfg.noise != NashNoise::None && cfg.family != BowFamily::Nash {
+        anyhow::bail!("--noise applies to nash models only");
+    }
+    if let Some(epochs) = args.epochs {
+        let corpus = Corpus::load(
+            &cfg.corpus,
+            &LoadOptions {
+                min_words: 1,
+                max_words: usize::MAX,
+            },
+        )?;
+        let per_epoch = corpus.train.len().div_ceil(cfg.batch_size.max(1));
+        cfg.steps = ((epochs * per_epoch as f64).ceil() as u64).max(1);
+    }
+    Ok(Some(cfg))
+}
+
+/// The summary `latent-tui info` prints, if `path` holds a bag-of-words model.
+pub fn summary_if_bow(path: &std::path::Path) -> Result<Option<String>> {
+    let ckpt = Checkpoint::read(path, &Device::Cpu)?;
+    if let ModelConfig::Seq(_) = ckpt.config {
+        return Ok(None);
+    }
+    Ok(Some(
+        super::BowCheckpoint::from_checkpoint(ckpt, &Device::Cpu)?.summary(),
+    ))
+}
+
+/// The bag-of-words, hashing and probing subcommands, flattened into the main command list.
+#[derive(clap::Subcommand, Debug)]
+pub enum BowCommand {
+    /// Encode a corpus with a binary checkpoint (binary sequence kinds, nash, lsh) and save its
+    /// Hamming index beside the checkpoint.
+    Index(IndexArgs),
+    /// The nearest corpus entries of a sentence (or a code) by Hamming distance.
+    Search(SearchArgs),
+    /// precision@k (same label = relevant) of lsh, each nash variant and binary sequence
+    /// autoencoders at 8–128 bits, test split querying the training split.
+    EvalRetrieval(EvalRetrievalArgs),
+    /// Held-out accuracy of a small MLP classifier on a checkpoint's codes, bit
+    /// probabilities or logits.
+    Probe(ProbeArgs),
+    /// A bag-of-words model's decoder: top words of each latent dimension, or the nearest
+    /// words of a word by cosine of the decoder's word vectors.
+    Words(WordsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvalRetrievalArgs {
+    /// `wordnet` (bundled) or a labelled TSV file or directory.
+    #[arg(long, default_value = "wordnet")]
+    pub corpus: String,
+    /// Code widths (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128")]
+    pub bits: Vec<usize>,
+    /// Entries retrieved per query.
+    #[arg(short = 'k', long, default_value_t = 100)]
+    pub k: usize,
+    /// Training steps of each nash model.
+    #[arg(long, default_value_t = 500)]
+    pub steps: u64,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 256)]
+    pub hidden_dim: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Weight of the KL term (to Bernoulli(½)) in nash training.
+    #[arg(long, default_value_t = 1.0)]
+    pub kl_weight: f64,
+    /// KL annealing in nash training: none, linear or logistic.
+    #[arg(long, default_value = "none")]
+    pub kl_anneal: crate::train::KlAnneal,
+    #[arg(long, default_value_t = 0)]
+    pub kl_anneal_steps: u64,
+    /// σ of the fixed-noise nash variant.
+    #[arg(long, default_value_t = 0.5)]
+    pub noise_std: f64,
+    /// nash variants to train (comma-separated from none, fixed, learned; "" for none at all).
+    #[arg(long, value_delimiter = ',', default_value = "none,fixed,learned")]
+    pub variants: Vec<String>,
+    #[arg(long, default_value_t = 10000)]
+    pub vocab_size: usize,
+    /// Keep English stop words and punctuation in the bag-of-words vocabulary.
+    #[arg(long)]
+    pub keep_stop_words: bool,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Use a seeded random subset of this many training entries as the database.
+    #[arg(long)]
+    pub max_database: Option<usize>,
+    /// Use a seeded random subset of this many test queries.
+    #[arg(long)]
+    pub max_queries: Option<usize>,
+    /// Binary checkpoints to add as rows, each at its own width: binary sequence
+    /// autoencoders, or saved nash/lsh models; repeatable.
+    #[arg(long = "checkpoint", visible_alias = "seq-checkpoint")]
+    pub checkpoints: Vec<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn eval_retrieval(args: EvalRetrievalArgs) -> Result<()> {
+    let variants = args
+        .variants
+        .iter()
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            parse_noise(Some(v), None)?.ok_or_else(|| anyhow::anyhow!("unknown nash variant `{v}`"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let opts = crate::retrieval::RetrievalOptions {
+        corpus: args.corpus,
+        bits: args.bits,
+        k: args.k,
+        steps: args.steps,
+        batch_size: args.batch_size,
+        hidden_dim: args.hidden_dim,
+        lr: args.lr,
+        kl_weight: args.kl_weight,
+        kl_anneal: args.kl_anneal,
+        kl_anneal_steps: args.kl_anneal_steps,
+        noise_std: args.noise_std,
+        vocab_size: args.vocab_size,
+        min_frequency: 2,
+        keep_stop_words: args.keep_stop_words,
+        seed: args.seed,
+        max_database: args.max_database,
+        max_queries: args.max_queries,
+        variants,
+        checkpoints: args.checkpoints,
+    };
+    let started = std::time::Instant::now();
+    let table = crate::retrieval::run(&opts, &mut |line| eprintln!("{line}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&table)?);
+    } else {
+        print!("{}", table.render());
+        println!("({:.0} s)", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// Runs one of the subcommands of [`BowCommand`].
+pub fn run(command: BowCommand) -> Result<()> {
+    match command {
+        BowCommand::Index(a) => index(a),
+        BowCommand::Search(a) => search(a),
+        BowCommand::EvalRetrieval(a) => eval_retrieval(a),
+        BowCommand::Probe(a) => probe(a),
+        BowCommand::Words(a) => words(a),
+    }
+}
+
+/// The corpus to use: `--corpus`, else the one the checkpoint was trained on if it is the
+/// bundled one.
+fn corpus_spec(
+    given: &Option<String>,
+    provenance: &crate::checkpoint::Provenance,
+) -> Result<String> {
+    match given {
+        Some(s) => Ok(s.clone()),
+        None if provenance.corpus.is_empty() || provenance.corpus == "wordnet" => {
+            Ok("wordnet".into())
+        }
+        None => anyhow::bail!(
+            "the checkpoint was trained on `{}`; pass --corpus PATH",
+            provenance.corpus
+        ),
+    }
+}
+
+fn load_corpus(spec: &str) -> Result<Corpus> {
+    Corpus::load(
+        spec,
+        &LoadOptions {
+            min_words: 1,
+            max_words: usize::MAX,
+        },
+    )
+}
+
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let bar = indicatif::ProgressBar::new(1000);
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(&format!("{what} {{bar:30}} {{percent}}%"))
+                .expect("valid template"),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+#[derive(Args, Debug)]
+pub struct IndexArgs {
+    /// A binary checkpoint: a binary sequence kind, nash or lsh.
+    pub checkpoint: PathBuf,
+    /// Corpus to index (default: the checkpoint's own, if it is the bundled `wordnet`).
+    #[arg(long)]
+    pub corpus: Option<String>,
+    /// Splits to index: train, valid, test or all (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "train")]
+    pub split: Vec<String>,
+    /// Where to write the index (default: beside the checkpoint, `NAME.index.safetensors`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn parse_splits(names: &[String]) -> Result<Vec<Split>> {
+    let mut splits = Vec::new();
+    for n in names {
+        if n == "all" {
+            splits.extend(Split::ALL);
+        } else {
+            splits.push(n.parse::<Split>().map_err(anyhow::Error::msg)?);
+        }
+    }
+    splits.dedup();
+    Ok(splits)
+}
+
+fn index(args: IndexArgs) -> Result<()> {
+    let coder = Coder::load(&args.checkpoint, &Device::Cpu)?;
+    let corpus = load_corpus(&corpus_spec(&args.corpus, coder.provenance())?)?;
+    let splits = parse_splits(&args.split)?;
+    let started = std::time::Instant::now();
+    let bar = progress_bar("encoding");
+    let index = CorpusIndex::build(&coder, &corpus, &splits, &mut |f| {
+        bar.set_position((f * 1000.0) as u64)
+    })?;
+    bar.finish_and_clear();
+    let out = args
+        .out
+        .unwrap_or_else(|| CorpusIndex::default_path(&args.checkpoint));
+    index.save(&out)?;
+    println!(
+        "indexed {} entries of `{}` ({}) as {}-bit codes in {:.1} s → {}",
+        index.len(),
+        corpus.name,
+        index.meta.splits.join(", "),
+        index.bits(),
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    pub checkpoint: PathBuf,
+    /// The sentence to search for (omit with --code).
+    pub query: Option<String>,
+    /// Search for this code (a 0/1 string) instead of a sentence's.
+    #[arg(long)]
+    pub code: Option<String>,
+    /// Entries to show.
+    #[arg(short = 'k', long, default_value_t = 10)]
+    pub k: usize,
+    /// The index to search (default: the one `latent-tui index` writes beside the checkpoint).
+    #[arg(long)]
+    pub index: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn search(args: SearchArgs) -> Result<()> {
+    let index_path = args
+        .index
+        .clone()
+        .unwrap_or_else(|| CorpusIndex::default_path(&args.checkpoint));
+    if !index_path.exists() {
+        anyhow::bail!(
+            "no index at {}; build it with `latent-tui index {}`",
+            index_path.display(),
+            args.checkpoint.display()
+        );
+    }
+    let index = CorpusIndex::load(&index_path)?;
+    if !index.is_current_for(&args.checkpoint)? {
+        anyhow::bail!(
+            "{} was built from a different version of {}; rebuild it with `latent-tui index {}`",
+            index_path.display(),
+            args.checkpoint.display(),
+            args.checkpoint.display()
+        );
+    }
+    let (shown, code, unknown) = match (&args.query, &args.code) {
+        (_, Some(bits)) => (
+            bits.clone(),
+            crate::explore::parse_bits(bits).map_err(anyhow::Error::msg)?,
+            Vec::new(),
+        ),
+        (Some(q), None) => {
+            let coder = Coder::load(&args.checkpoint, &Device::Cpu)?;
+            let code = coder.codes(&[q.as_str()], &mut |_| {})?.remove(0);
+            (crate::corpus::normalize(q), code, coder.unknown_words(q))
+        }
+        (None, None) => anyhow::bail!("give a sentence to search for, or --code"),
+    };
+    let started = std::time::Instant::now();
+    let hits = index.search(&code, args.k)?;
+    let elapsed = started.elapsed();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "query": shown, "code": crate::explore::bit_string(&code), "unknown": unknown,
+                "index": index_path, "entries": index.len(), "neighbors": hits,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("query  {shown}");
+    println!("code   {}", crate::explore::bit_string(&code));
+    if !unknown.is_empty() {
+        println!("unknown words (ignored or <unk>): {}", unknown.join(", "));
+    }
+    let width = hits
+        .iter()
+        .filter_map(|h| h.label.map(str::len))
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!("{:>4} {:>4}  {:<width$}  text", "rank", "dist", "label");
+    for (rank, h) in hits.iter().enumerate() {
+        println!(
+            "{:>4} {:>4}  {:<width$}  {}",
+            rank + 1,
+            h.distance,
+            h.label.unwrap_or("–"),
+            h.text
+        );
+    }
+    println!(
+        "({} of {} entries, {:.2} ms)",
+        hits.len(),
+        index.len(),
+        elapsed.as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    pub checkpoint: PathBuf,
+    /// Labelled corpus (default: the checkpoint's own, if it is the bundled `wordnet`).
+    #[arg(long)]
+    pub corpus: Option<String>,
+    /// Feature sets to probe (comma-separated from codes, probs, logits; default: all the
+    /// model has).
+    #[arg(long, value_delimiter = ',')]
+    pub features: Vec<FeatureKind>,
+    /// Train on a seeded random subset of this many training examples.
+    #[arg(long, default_value_t = 20000)]
+    pub max_train: usize,
+    /// Score on at most this many test examples (seeded random subset).
+    #[arg(long)]
+    pub max_test: Option<usize>,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 256)]
+    pub hidden_dim: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn probe(args: ProbeArgs) -> Result<()> {
+    let coder = Coder::load(&args.checkpoint, &Device::Cpu)?;
+    let corpus = load_corpus(&corpus_spec(&args.corpus, coder.provenance())?)?;
+    let data = crate::retrieval::RetrievalData::from_corpus(
+        &corpus,
+        Some(args.max_train),
+        args.max_test,
+        args.seed,
+    )?;
+    let kinds: Vec<FeatureKind> = if args.features.is_empty() {
+        FeatureKind::ALL
+            .into_iter()
+            .filter(|&k| coder.supports(k).is_ok())
+            .filter(|&k| k != FeatureKind::Logits || coder.is_binary())
+            .collect()
+    } else {
+        args.features.clone()
+    };
+    let opts = crate::probe::ProbeOptions {
+        hidden_dim: args.hidden_dim,
+        epochs: args.epochs,
+        lr: args.lr,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let (train_texts, test_texts) = (&data.database.texts, &data.queries.texts);
+    fn as_str(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    for &kind in &kinds {
+        coder.supports(kind)?;
+    }
+    let bar = progress_bar("encoding");
+    let loc_train = coder.latent_loc(&as_str(train_texts), &mut |f| {
+        bar.set_position((f * 800.0) as u64)
+    })?;
+    let loc_test = coder.latent_loc(&as_str(test_texts), &mut |f| {
+        bar.set_position(800 + (f * 200.0) as u64)
+    })?;
+    bar.finish_and_clear();
+    let mut results = Vec::new();
+    for kind in kinds {
+        let read = |loc: &[Vec<f32>]| read_features(loc.to_vec(), kind, coder.is_binary());
+        let r = crate::probe::train_and_score(
+            &read(&loc_train),
+            &data.database.labels,
+            &read(&loc_test),
+            &data.queries.labels,
+            data.label_names.len(),
+            &opts,
+        )?;
+        results.push((kind, r));
+    }
+    if args.json {
+        let rows: Vec<_> = results
+            .iter()
+            .map(|(k, r)| serde_json::json!({"features": k, "result": r}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "checkpoint": args.checkpoint, "model": coder.config().describe(),
+                "corpus": corpus.name, "classes": data.label_names.len(), "options": opts, "probes": rows,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("{}", args.checkpoint.display());
+    println!("  {}", coder.config().describe());
+    if let Some((_, r)) = results.first() {
+        println!(
+            "  `{}` labels ({} classes): MLP probe (hidden {}, {} epochs) on {} training examples, scored on {} test examples",
+            corpus.name,
+            data.label_names.len(),
+            opts.hidden_dim,
+            opts.epochs,
+            r.train_examples,
+            r.test_examples
+        );
+        println!("  majority class: {:.2}%", r.majority_accuracy * 100.0);
+    }
+    println!("  {:<8} {:>10} {:>10}", "features", "train acc", "test acc");
+    for (k, r) in &results {
+        println!(
+            "  {:<8} {:>9.2}% {:>9.2}%",
+            k.name(),
+            r.train_accuracy * 100.0,
+            r.test_accuracy * 100.0
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct WordsArgs {
+    /// An nvdm or nash checkpoint.
+    pub checkpoint: PathBuf,
+    /// Show the nearest words of this word (cosine of decoder word vectors) instead of each
+    /// dimension's top words.
+    pub word: Option<String>,
+    /// Words per list.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Only these latent dimensions (comma-separated; default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub dims: Vec<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn words(args: WordsArgs) -> Result<()> {
+    let ckpt = super::BowCheckpoint::load(&args.checkpoint, &Device::Cpu)?;
+    let vectors = ckpt.model.word_vectors().ok_or_else(|| {
+        anyhow::anyhow!("an lsh model has no decoder, so its words have no vectors")
+    })?;
+    let vectors = super::rows(vectors)?;
+    match &args.word {
+        Some(word) => {
+            let word = crate::corpus::normalize(word);
+            let near = super::words::nearest_words(&ckpt.vocab, &vectors, &word, args.top)?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"word": word, "nearest": near})
+                    )?
+                );
+            } else {
+                println!("nearest words to `{word}` (cosine of decoder word vectors):");
+                for (w, c) in near {
+                    println!("  {c:6.3}  {w}");
+                }
+            }
+        }
+        None => {
+            let dims: Vec<usize> = if args.dims.is_empty() {
+                (0..ckpt.model.latent_dim()).collect()
+            } else {
+                args.dims.clone()
+            };
+            let topics = super::words::dimension_words(&ckpt.vocab, &vectors, &dims, args.top)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&topics)?);
+            } else {
+                println!(
+                    "words whose probability rises most with each latent dimension (decoder weights):"
+                );
+                for t in &topics {
+                    println!("  {:3} + {}", t.dim, t.positive.join(" "));
+                    println!("      − {}", t.negative.join(" "));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `latent-tui eval` for bag-of-words checkpoints; returns false for sequence checkpoints,
+/// which the sequence evaluation handles.
+pub fn eval_if_bow(args: &crate::cli::EvalArgs) -> Result<bool> {
+    let path = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(crate::cli::default_checkpoint);
+    let ckpt = Checkpoint::read(&path, &Device::Cpu)?;
+    if let ModelConfig::Seq(_) = ckpt.config {
+        return Ok(false);
+    }
+    let bow = super::BowCheckpoint::from_checkpoint(ckpt, &Device::Cpu)?;
+    if let crate::model::BowModel::Lsh(_) = bow.model {
+        anyhow::bail!(
+            "an lsh model has no decoder to score documents with; measure it with `latent-tui eval-retrieval`"
+        );
+    }
+    let split: Split = args.split.parse().map_err(anyhow::Error::msg)?;
+    let corpus = load_corpus(&corpus_spec(&args.corpus, &bow.provenance)?)?;
+    let mut bags = super::train::split_bags(&bow.vocab, &corpus, split, true);
+    let skipped = corpus.split(split).len() - bags.len();
+    if let Some(n) = args.max_sentences {
+        bags.truncate(n);
+    }
+    if bags.is_empty() {
+        anyhow::bail!(
+            "the {split} split of `{}` has no document with a known word",
+            corpus.name
+        );
+    }
+    let score = super::score_bags(&bow.model, &bags, args.seed)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "checkpoint": path, "corpus": corpus.name, "split": split.to_string(),
+                "skipped_empty": skipped, "score": score, "ppl": score.ppl(),
+                "ppl_bound": score.ppl_bound(), "kl_per_document": score.kl_per_document(),
+            }))?
+        );
+        return Ok(true);
+    }
+    println!("{}", path.display());
+    println!("  {}", bow.config.describe());
+    println!(
+        "  {} / {split}: {} documents, {} words ({skipped} documents without known words skipped)",
+        corpus.name, score.documents, score.words
+    );
+    println!(
+        "  perplexity, deterministic code: {:9.2}   (exp Σ NLL / Σ words)",
+        score.ppl()
+    );
+    println!(
+        "  document perplexity bound:      {:9.2}   (exp mean_d (NLL_d + KL_d) / N_d, z sampled; as in the NVDM paper)",
+        score.ppl_bound()
+    );
+    println!(
+        "  KL to the prior: {:.3} nats/document",
+        score.kl_per_document()
+    );
+    Ok(true)
+}

@@ -1,0 +1,760 @@
+//! Training NVDM and NASH (and writing LSH's hyperplanes) with the same progress events,
+//! control flags and checkpoint format as the sequence trainer in [`crate::train`], so the
+//! command line and the explorer's Train tab can run either.
+//!
+//! Batches are documents drawn in a seeded random order per epoch; latent noise comes from a
+//! generator seeded by `seed` and the step, so runs are reproducible.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor, Var};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use super::{bag_of_words, document_frequencies, score_bags, train_vocab, Bag, BowScore};
+use crate::checkpoint::{self, Checkpoint, Provenance, Storage};
+use crate::corpus::{Corpus, LoadOptions, Split};
+use crate::model::bow::{idf, is_buffer, BagBatch, BowInput, BowModel, NashNoise};
+use crate::model::{
+    named_vars, parameter_count, Built, LshConfig, ModelConfig, NashConfig, NvdmConfig,
+};
+use crate::train::{KlAnneal, StepStats, TrainControl, TrainEvent, TrainOutcome, ValidStats};
+use crate::vocab::Vocab;
+
+/// Which bag-of-words model to train.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BowFamily {
+    Nvdm,
+    #[default]
+    Nash,
+    Lsh,
+}
+
+impl BowFamily {
+    pub fn name(self) -> &'static str {
+        match self {
+            BowFamily::Nvdm => "nvdm",
+            BowFamily::Nash => "nash",
+            BowFamily::Lsh => "lsh",
+        }
+    }
+}
+
+impl std::str::FromStr for BowFamily {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "nvdm" => Ok(BowFamily::Nvdm),
+            "nash" => Ok(BowFamily::Nash),
+            "lsh" => Ok(BowFamily::Lsh),
+            _ => Err(format!(
+                "unknown bag-of-words model `{s}` (expected nvdm, nash or lsh)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for BowFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default)]
+pub struct BowTrainConfig {
+    pub family: BowFamily,
+    /// `wordnet` (bundled) or a path to a text/TSV file or a directory with train/valid/test.
+    pub corpus: String,
+    pub out: PathBuf,
+    pub vocab_size: usize,
+    pub min_frequency: u64,
+    /// Keep English stop words and punctuation in the vocabulary.
+    pub keep_stop_words: bool,
+    pub hidden_dim: usize,
+    /// Gaussian dimensions (nvdm) or bits (nash, lsh).
+    pub latent_dim: usize,
+    pub input: BowInput,
+    pub noise: NashNoise,
+    pub steps: u64,
+    /// Documents per batch.
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub clip_norm: f64,
+    pub kl_anneal: KlAnneal,
+    pub kl_anneal_steps: u64,
+    pub kl_weight: f64,
+    pub seed: u64,
+    pub valid_every: u64,
+    /// Validation documents used during training (the first N of the split).
+    pub valid_documents: usize,
+    pub checkpoint_every: u64,
+    pub half: bool,
+    pub resume: bool,
+}
+
+impl Default for BowTrainConfig {
+    fn default() -> Self {
+        Self::for_family(BowFamily::Nash)
+    }
+}
+
+impl BowTrainConfig {
+    /// Defaults per family: NVDM reads counts, NASH and LSH read TF-IDF.
+    pub fn for_family(family: BowFamily) -> Self {
+        Self {
+            family,
+            corpus: "wordnet".into(),
+            out: PathBuf::from(format!("{}.safetensors", family.name())),
+            vocab_size: 10000,
+            min_frequency: 2,
+            keep_stop_words: false,
+            hidden_dim: 256,
+            latent_dim: 64,
+            input: match family {
+                BowFamily::Nvdm => BowInput::Counts,
+                _ => BowInput::Tfidf,
+            },
+            noise: NashNoise::None,
+            steps: 3000,
+            batch_size: 64,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            clip_norm: 5.0,
+            kl_anneal: KlAnneal::None,
+            kl_anneal_steps: 0,
+            kl_weight: 1.0,
+            seed: 42,
+            valid_every: 500,
+            valid_documents: 2000,
+            checkpoint_every: 500,
+            half: false,
+            resume: false,
+        }
+    }
+
+    pub fn model_config(&self, vocab_size: usize) -> ModelConfig {
+        match self.family {
+            BowFamily::Nvdm => ModelConfig::Nvdm(NvdmConfig {
+                vocab_size,
+                hidden_dim: self.hidden_dim,
+                latent_dim: self.latent_dim,
+                input: self.input,
+            }),
+            BowFamily::Nash => ModelConfig::Nash(NashConfig {
+                vocab_size,
+                hidden_dim: self.hidden_dim,
+                latent_dim: self.latent_dim,
+                input: self.input,
+                noise: self.noise,
+            }),
+            BowFamily::Lsh => ModelConfig::Lsh(LshConfig {
+                vocab_size,
+                bits: self.latent_dim,
+                seed: self.seed,
+            }),
+        }
+    }
+
+    /// KL weight at `step` (the same schedules as the sequence trainer).
+    pub fn kl_weight_at(&self, step: u64) -> f64 {
+        kl_weight_at(self.kl_weight, self.kl_anneal, self.kl_anneal_steps, step)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.latent_dim == 0 {
+            bail!("--latent-dim must be at least 1");
+        }
+        if self.family != BowFamily::Lsh {
+            if self.steps == 0 {
+                bail!("--steps must be at least 1");
+            }
+            if self.hidden_dim == 0 || self.batch_size == 0 {
+                bail!("--hidden-dim and the batch size must be positive");
+            }
+            if !(self.lr > 0.0 && self.lr.is_finite()) {
+                bail!(
+                    "the learning rate must be a positive number, got {}",
+                    self.lr
+                );
+            }
+        }
+        if let NashNoise::Fixed { std } = self.noise {
+            if !(std >= 0.0 && std.is_finite()) {
+                bail!("the noise σ must be a non-negative number, got {std}");
+            }
+        }
+        if self.vocab_size < 5 {
+            bail!("--vocab-size must be at least 5 (4 special tokens and a word)");
+        }
+        Ok(())
+    }
+}
+
+/// The KL weight schedule shared with [`crate::train::TrainConfig::kl_weight_at`].
+pub fn kl_weight_at(weight: f64, anneal: KlAnneal, anneal_steps: u64, step: u64) -> f64 {
+    let n = anneal_steps.max(1) as f64;
+    let s = step as f64;
+    weight
+        * match anneal {
+            KlAnneal::None => 1.0,
+            KlAnneal::Linear => (s / n).min(1.0),
+            KlAnneal::Logistic => 1.0 / (1.0 + (-10.0 / n * (s - n / 2.0)).exp()),
+        }
+}
+
+/// Bags of a corpus split, with their labels; documents without known words are kept (they
+/// still get a code) unless `drop_empty`.
+pub fn split_bags(vocab: &Vocab, corpus: &Corpus, split: Split, drop_empty: bool) -> Vec<Bag> {
+    corpus
+        .split(split)
+        .iter()
+        .map(|e| bag_of_words(vocab, &e.text))
+        .filter(|b| !drop_empty || !b.is_empty())
+        .collect()
+}
+
+/// Sets the model's idf vector (if it has one) from the training bags.
+pub fn set_idf(varmap: &candle_nn::VarMap, bags: &[Bag], vocab_size: usize) -> Result<()> {
+    let df = document_frequencies(bags, vocab_size);
+    let values = idf(&df, bags.len());
+    for (name, var) in named_vars(varmap) {
+        if name == "idf" {
+            var.set(&Tensor::from_vec(values.clone(), vocab_size, var.device())?)?;
+        }
+    }
+    Ok(())
+}
+
+/// What one optimiser step did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepResult {
+    /// The objective per word.
+    pub loss: f64,
+    pub nll_sum: f64,
+    pub kl_sum: f64,
+    pub words: f64,
+    pub documents: usize,
+    pub grad_norm: f64,
+}
+
+/// AdamW over a bag-of-words model's trainable parameters (data statistics such as the idf
+/// vector are left out), with global gradient-norm clipping.
+///
+/// The update runs over plain slices in one pass per parameter: candle's tensor-op AdamW
+/// allocates a dozen temporaries per parameter per step, which made it 60% of a step here.
+/// Its moments are saved beside the checkpoint so `--resume` continues exactly.
+pub struct BowOptimizer {
+    vars: Vec<(String, Var)>,
+    /// Host copies of the parameters, kept in sync with the vars.
+    params: Vec<Vec<f32>>,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    t: u64,
+    lr: f64,
+    weight_decay: f64,
+    clip_norm: f64,
+}
+
+impl BowOptimizer {
+    const B1: f64 = 0.9;
+    const B2: f64 = 0.999;
+    const EPS: f64 = 1e-8;
+
+    pub fn new(
+        varmap: &candle_nn::VarMap,
+        lr: f64,
+        weight_decay: f64,
+        clip_norm: f64,
+    ) -> Result<Self> {
+        let vars: Vec<(String, Var)> = named_vars(varmap)
+            .into_iter()
+            .filter(|(n, _)| !is_buffer(n))
+            .collect();
+        let params = vars
+            .iter()
+            .map(|(_, v)| v.flatten_all()?.to_vec1::<f32>())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let zeros: Vec<Vec<f32>> = params.iter().map(|p| vec![0f32; p.len()]).collect();
+        Ok(Self {
+            vars,
+            params,
+            m: zeros.clone(),
+            v: zeros,
+            t: 0,
+            lr,
+            weight_decay,
+            clip_norm,
+        })
+    }
+
+    /// One step on `bags` (non-empty documents) with the KL weighted by `kl_weight`.
+    pub fn step(
+        &mut self,
+        model: &BowModel,
+        bags: &[&[(u32, f32)]],
+        kl_weight: f64,
+        rng: &mut StdRng,
+    ) -> Result<StepResult> {
+        let batch = BagBatch::new(bags, model.device())?;
+        let words = batch.words().max(1.0);
+        let terms = model.loss(&batch, rng)?;
+        let nll_sum = terms.nll.sum_all()?;
+        let kl_sum = terms.kl.sum_all()?;
+        let objective = ((&nll_sum + (&kl_sum * kl_weight)?)? / words)?;
+        let loss = objective.to_scalar::<f32>()? as f64;
+        if !loss.is_finite() {
+            bail!("the loss became {loss}");
+        }
+        let grads = objective.backward()?;
+        let grads: Vec<Option<Vec<f32>>> = self
+            .vars
+            .iter()
+            .map(|(_, var)| {
+                grads
+                    .get(var)
+                    .map(|g| g.flatten_all()?.to_vec1::<f32>())
+                    .transpose()
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let grad_norm = grads
+            .iter()
+            .flatten()
+            .flat_map(|g| g.iter())
+            .map(|&x| x as f64 * x as f64)
+            .sum::<f64>()
+            .sqrt();
+        if !grad_norm.is_finite() {
+            bail!("the gradient norm is {grad_norm}");
+        }
+        let scale = if self.clip_norm > 0.0 && grad_norm > self.clip_norm {
+            self.clip_norm / grad_norm
+        } else {
+            1.0
+        };
+        self.t += 1;
+        let bc1 = 1.0 - Self::B1.powi(self.t as i32);
+        let bc2 = 1.0 - Self::B2.powi(self.t as i32);
+        let (b1, b2) = (Self::B1 as f32, Self::B2 as f32);
+        let step_size = (self.lr / bc1) as f32;
+        let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
+        let decay = (1.0 - self.lr * self.weight_decay) as f32;
+        let (scale, eps) = (scale as f32, Self::EPS as f32);
+        for (i, grad) in grads.iter().enumerate() {
+            let Some(grad) = grad else { continue };
+            let (p, m, v) = (&mut self.params[i], &mut self.m[i], &mut self.v[i]);
+            for j in 0..p.len() {
+                let g = grad[j] * scale;
+                m[j] = b1 * m[j] + (1.0 - b1) * g;
+                v[j] = b2 * v[j] + (1.0 - b2) * g * g;
+                p[j] = p[j] * decay - step_size * m[j] / (v[j].sqrt() * inv_sqrt_bc2 + eps);
+            }
+            let var = &self.vars[i].1;
+            var.set(&Tensor::from_slice(p, var.shape(), var.device())?)?;
+        }
+        Ok(StepResult {
+            loss,
+            nll_sum: nll_sum.to_scalar::<f32>()? as f64,
+            kl_sum: kl_sum.to_scalar::<f32>()? as f64,
+            words,
+            documents: bags.len(),
+            grad_norm,
+        })
+    }
+
+    /// Saves the moments and step count (the format of the sequence trainer's state file).
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let dev = Device::Cpu;
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            tensors.push((
+                format!("m.{name}"),
+                Tensor::from_slice(&self.m[i], var.shape(), &dev)?,
+            ));
+            tensors.push((
+                format!("v.{name}"),
+                Tensor::from_slice(&self.v[i], var.shape(), &dev)?,
+            ));
+        }
+        let mut meta = std::collections::HashMap::new();
+        meta.insert("adam_t".to_string(), self.t.to_string());
+        let bytes =
+            safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))?;
+        checkpoint::write_atomically(path, &bytes)
+    }
+
+    /// Restores moments saved by [`BowOptimizer::save`].
+    pub fn load(&mut self, path: &std::path::Path) -> Result<()> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading optimiser state {}", path.display()))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| anyhow::anyhow!("optimiser state {} is corrupt: {e}", path.display()))?;
+        let t = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("adam_t"))
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("optimiser state {} has no step count", path.display()))?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            for (prefix, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
+                let key = format!("{prefix}.{name}");
+                let t = tensors
+                    .get(&key)
+                    .with_context(|| format!("optimiser state lacks `{key}`"))?;
+                if t.dims() != var.dims() {
+                    bail!(
+                        "optimiser state `{key}` has shape {:?}, expected {:?}",
+                        t.dims(),
+                        var.dims()
+                    );
+                }
+                *slot = t.flatten_all()?.to_vec1::<f32>()?;
+            }
+        }
+        self.t = t;
+        Ok(())
+    }
+}
+
+/// A seeded order of the bags for one epoch, cut into batches.
+pub fn epoch_batches(n: usize, batch_size: usize, seed: u64, epoch: u64) -> Vec<Vec<usize>> {
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_add(epoch.wrapping_mul(1_000_003)));
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng);
+    order
+        .chunks(batch_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
+fn step_rng(seed: u64, step: u64) -> StdRng {
+    StdRng::seed_from_u64(seed ^ step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// Options for [`fit`], the in-memory trainer used by experiments and tests.
+#[derive(Clone, Debug)]
+pub struct FitOptions {
+    pub steps: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub clip_norm: f64,
+    pub kl_weight: f64,
+    pub kl_anneal: KlAnneal,
+    pub kl_anneal_steps: u64,
+    pub seed: u64,
+}
+
+/// Builds `config`'s model, sets its idf from `bags` and trains it for `opts.steps` steps on
+/// the non-empty `bags`, without files or events. LSH is returned as built.
+pub fn fit(
+    config: &ModelConfig,
+    bags: &[Bag],
+    opts: &FitOptions,
+    dev: &Device,
+) -> Result<Built<BowModel>> {
+    let built = Built::bow(config, opts.seed, dev)?;
+    set_idf(&built.varmap, bags, config.vocab_size())?;
+    if let ModelConfig::Lsh(_) = config {
+        return Ok(built);
+    }
+    let train: Vec<&Bag> = bags.iter().filter(|b| !b.is_empty()).collect();
+    if train.is_empty() {
+        bail!("no training document has a word in the vocabulary");
+    }
+    let mut opt = BowOptimizer::new(&built.varmap, opts.lr, 0.0, opts.clip_norm)?;
+    let per_epoch = train.len().div_ceil(opts.batch_size.max(1)) as u64;
+    let mut plan = (u64::MAX, Vec::new());
+    for step in 0..opts.steps {
+        let epoch = step / per_epoch;
+        if plan.0 != epoch {
+            plan = (
+                epoch,
+                epoch_batches(train.len(), opts.batch_size, opts.seed, epoch),
+            );
+        }
+        let rows: Vec<&[(u32, f32)]> = plan.1[(step % per_epoch) as usize]
+            .iter()
+            .map(|&i| train[i].as_slice())
+            .collect();
+        let mut rng = step_rng(opts.seed, step);
+        let kl_weight = kl_weight_at(opts.kl_weight, opts.kl_anneal, opts.kl_anneal_steps, step);
+        opt.step(&built.model, &rows, kl_weight, &mut rng)
+            .with_context(|| format!("training stopped at step {}", step + 1))?;
+    }
+    Ok(built)
+}
+
+/// Trains (or, for LSH, draws) a bag-of-words model as `cfg` says, reporting through
+/// `progress` and saving to `cfg.out` in the checkpoint format of [`crate::checkpoint`].
+pub fn train_bow(
+    cfg: &BowTrainConfig,
+    progress: Sender<TrainEvent>,
+    control: &TrainControl,
+) -> Result<TrainOutcome> {
+    cfg.validate()?;
+    let send = |e: TrainEvent| {
+        let _ = progress.send(e);
+    };
+    let dev = Device::Cpu;
+    let corpus = Corpus::load(
+        &cfg.corpus,
+        &LoadOptions {
+            min_words: 1,
+            max_words: usize::MAX,
+        },
+    )?;
+    let mut notes = Vec::new();
+    if let Some(msg) = corpus.skipped.message() {
+        notes.push(format!("corpus `{}`: {msg}", corpus.name));
+    }
+
+    let resuming = cfg.resume && cfg.out.exists() && cfg.family != BowFamily::Lsh;
+    let (vocab, built, start_step) = if resuming {
+        let ckpt = Checkpoint::read(&cfg.out, &dev)?;
+        if ckpt.config.family() != cfg.family.name() {
+            bail!(
+                "cannot resume: `{}` holds a `{}` model, not `{}`",
+                cfg.out.display(),
+                ckpt.config.family(),
+                cfg.family
+            );
+        }
+        let built = Built::bow(&ckpt.config, cfg.seed, &dev)?;
+        ckpt.assign_to(&built.varmap)?;
+        notes.push(format!("resuming from step {}", ckpt.provenance.step));
+        (ckpt.vocab, built, ckpt.provenance.step)
+    } else {
+        let vocab = train_vocab(
+            corpus.train.iter().map(|e| e.text.as_str()),
+            cfg.vocab_size,
+            cfg.min_frequency,
+            cfg.keep_stop_words,
+        )?;
+        let built = Built::bow(&cfg.model_config(vocab.len()), cfg.seed, &dev)?;
+        (vocab, built, 0)
+    };
+    let model = &built.model;
+    let mcfg = match model {
+        BowModel::Nvdm(m) => ModelConfig::Nvdm(m.cfg.clone()),
+        BowModel::Nash(m) => ModelConfig::Nash(m.cfg.clone()),
+        BowModel::Lsh(m) => ModelConfig::Lsh(m.cfg.clone()),
+    };
+
+    let all_train = split_bags(&vocab, &corpus, Split::Train, false);
+    if !resuming {
+        set_idf(&built.varmap, &all_train, vocab.len())?;
+    }
+    let train: Vec<Bag> = all_train.into_iter().filter(|b| !b.is_empty()).collect();
+    let mut valid = split_bags(&vocab, &corpus, Split::Valid, true);
+    valid.truncate(cfg.valid_documents.max(1));
+    if train.is_empty() {
+        bail!(
+            "corpus `{}` has no training document with a word in the vocabulary",
+            corpus.name
+        );
+    }
+    let batches_per_epoch = train.len().div_ceil(cfg.batch_size.max(1));
+    let mut opt = BowOptimizer::new(&built.varmap, cfg.lr, cfg.weight_decay, cfg.clip_norm)?;
+    let state_file = crate::train::state_path(&cfg.out);
+    if resuming && state_file.exists() {
+        opt.load(&state_file)?;
+    } else if resuming {
+        notes.push(format!(
+            "no optimiser state at {}; Adam restarts its moments",
+            state_file.display()
+        ));
+    }
+    let total_steps = if cfg.family == BowFamily::Lsh {
+        0
+    } else {
+        cfg.steps
+    };
+    send(TrainEvent::Started {
+        start_step,
+        total_steps,
+        train_sentences: train.len(),
+        valid_sentences: valid.len(),
+        batches_per_epoch,
+        parameters: parameter_count(&built.varmap),
+        notes,
+    });
+
+    let train_config_json = serde_json::to_value(cfg)?;
+    let save = |step: u64, metrics: &BTreeMap<String, f64>, opt: &BowOptimizer| -> Result<()> {
+        let provenance = Provenance {
+            step,
+            corpus: corpus.name.clone(),
+            corpus_hash: corpus.hash.clone(),
+            seed: cfg.seed,
+            metrics: metrics.clone(),
+            train_config: Some(train_config_json.clone()),
+            written_by: format!("latent-tui {}", env!("CARGO_PKG_VERSION")),
+        };
+        let storage = if cfg.half { Storage::F16 } else { Storage::F32 };
+        checkpoint::save_varmap(&cfg.out, &built.varmap, &mcfg, &vocab, &provenance, storage)?;
+        if cfg.family != BowFamily::Lsh {
+            opt.save(&state_file)?;
+        }
+        send(TrainEvent::Checkpoint {
+            step,
+            path: cfg.out.clone(),
+        });
+        Ok(())
+    };
+
+    let mut metrics = BTreeMap::new();
+    if cfg.family == BowFamily::Lsh {
+        save(0, &metrics, &opt)?;
+        let outcome = TrainOutcome {
+            steps_done: 0,
+            path: cfg.out.clone(),
+            cancelled: false,
+            last_valid: None,
+        };
+        send(TrainEvent::Finished(outcome.clone()));
+        return Ok(outcome);
+    }
+
+    let mut last_valid = None;
+    let mut plan: Option<(u64, Vec<Vec<usize>>)> = None;
+    let started = Instant::now();
+    let mut ema_words_per_sec: Option<f64> = None;
+    let mean_words_per_step =
+        train.iter().flatten().map(|p| p.1 as f64).sum::<f64>() / batches_per_epoch as f64;
+    let mut step = start_step;
+    let mut was_paused = false;
+    let mut cancelled = false;
+    while step < cfg.steps {
+        while control.pause.load(Ordering::SeqCst) && !control.is_cancelled() {
+            if !was_paused {
+                was_paused = true;
+                send(TrainEvent::Paused(true));
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        if was_paused {
+            was_paused = false;
+            send(TrainEvent::Paused(false));
+        }
+        if control.is_cancelled() {
+            cancelled = true;
+            break;
+        }
+        let epoch = step / batches_per_epoch as u64;
+        if plan.as_ref().map(|p| p.0) != Some(epoch) {
+            plan = Some((
+                epoch,
+                epoch_batches(train.len(), cfg.batch_size, cfg.seed, epoch),
+            ));
+        }
+        let indices =
+            &plan.as_ref().expect("planned").1[(step % batches_per_epoch as u64) as usize];
+        let rows: Vec<&[(u32, f32)]> = indices.iter().map(|&i| train[i].as_slice()).collect();
+        let t0 = Instant::now();
+        let kl_w = cfg.kl_weight_at(step);
+        let mut rng = step_rng(cfg.seed, step);
+        let r = opt.step(model, &rows, kl_w, &mut rng).map_err(|e| {
+            let kept = if cfg.out.exists() {
+                format!("the last good checkpoint is kept at {}", cfg.out.display())
+            } else {
+                "no checkpoint had been written yet".to_string()
+            };
+            anyhow::anyhow!(
+                "training stopped at step {}: {e}; {kept}. Try a lower --lr or --clip-norm.",
+                step + 1
+            )
+        })?;
+        step += 1;
+
+        let nll_word = r.nll_sum / r.words;
+        let wps = r.words / t0.elapsed().as_secs_f64().max(1e-9);
+        let ema = ema_words_per_sec.map_or(wps, |e| 0.9 * e + 0.1 * wps);
+        ema_words_per_sec = Some(ema);
+        let kl = r.kl_sum / r.documents as f64;
+        metrics.insert("train_loss".into(), r.loss);
+        metrics.insert("train_ppl".into(), nll_word.exp());
+        metrics.insert("train_kl".into(), kl);
+        send(TrainEvent::Step(StepStats {
+            step,
+            total_steps: cfg.steps,
+            epoch,
+            loss: r.loss,
+            nll_per_token: nll_word,
+            kl,
+            ppl: nll_word.exp(),
+            kl_weight: kl_w,
+            word_dropout: 0.0,
+            grad_norm: r.grad_norm,
+            tokens_per_sec: ema,
+            elapsed_secs: started.elapsed().as_secs_f64(),
+            eta_secs: (cfg.steps - step) as f64 * mean_words_per_step / ema.max(1e-9),
+        }));
+
+        let finishing = step == cfg.steps;
+        if !valid.is_empty() && ((cfg.valid_every > 0 && step % cfg.valid_every == 0) || finishing)
+        {
+            let score = score_bags(model, &valid, cfg.seed)?;
+            let v = valid_stats(step, &score);
+            metrics.insert("valid_ppl".into(), v.ppl);
+            metrics.insert("valid_ppl_bound".into(), score.ppl_bound());
+            metrics.insert("valid_kl".into(), v.kl);
+            send(TrainEvent::Valid(v.clone()));
+            let shown: Vec<Bag> = valid.iter().take(3).cloned().collect();
+            let words = super::reconstruct_words(model, &vocab, &shown, 8)?;
+            let pairs = shown
+                .iter()
+                .zip(words)
+                .map(|(bag, top)| (bag_text(&vocab, bag), top.join(" ")))
+                .collect();
+            send(TrainEvent::Reconstructions { step, pairs });
+            last_valid = Some(v);
+        }
+        if (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0) || finishing {
+            save(step, &metrics, &opt)?;
+        }
+    }
+    if cancelled && step > start_step {
+        save(step, &metrics, &opt)?;
+    }
+    let outcome = TrainOutcome {
+        steps_done: step,
+        path: cfg.out.clone(),
+        cancelled,
+        last_valid,
+    };
+    send(TrainEvent::Finished(outcome.clone()));
+    Ok(outcome)
+}
+
+fn valid_stats(step: u64, score: &BowScore) -> ValidStats {
+    ValidStats {
+        step,
+        nll_per_token: score.nll_per_word(),
+        ppl: score.ppl(),
+        kl: score.kl_per_document(),
+    }
+}
+
+/// A bag shown as its words (repeated words as `word×n`).
+pub fn bag_text(vocab: &Vocab, bag: &[(u32, f32)]) -> String {
+    bag.iter()
+        .map(|&(id, c)| {
+            if c > 1.0 {
+                format!("{}×{c}", vocab.token(id))
+            } else {
+                vocab.token(id).to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,324 @@
+//! Binary codes packed into 64-bit words, and exact Hamming-distance top-k search.
+//!
+//! Bit `i` of a code lives in word `i / 64` at position `i % 64`; unused high bits of the last
+//! word are zero, so the distance of two codes is the popcount of their XOR, word by word.
+//!
+//! Search is one linear pass keeping the best `k` in a bounded max-heap. Once the heap is full
+//! almost every code fails the `d < worst` test, a predictable branch, so the scan runs at the
+//! speed of XOR + popcount. Results are ordered by (distance, index): ties go to the earlier
+//! entry, which makes the result unique and equal to sorting everything (the brute force).
+//!
+//! Plain x86-64 builds lack the `popcnt` instruction and emulate it with a dozen operations, so
+//! the scan is compiled a second time with `popcnt` enabled and picked at run time when the CPU
+//! has it.
+
+use std::collections::BinaryHeap;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// 64-bit words needed for `bits` bits.
+pub fn words_for(bits: usize) -> usize {
+    bits.div_ceil(64)
+}
+
+/// Packs a code given as numbers (set when ≥ 0.5, as in [`crate::explore`]) into words.
+pub fn pack(code: &[f32]) -> Vec<u64> {
+    let mut words = vec![0u64; words_for(code.len())];
+    for (i, &v) in code.iter().enumerate() {
+        if v >= 0.5 {
+            words[i / 64] |= 1 << (i % 64);
+        }
+    }
+    words
+}
+
+/// The first `bits` bits of packed words as 0.0 / 1.0.
+pub fn unpack(words: &[u64], bits: usize) -> Vec<f32> {
+    (0..bits)
+        .map(|i| ((words[i / 64] >> (i % 64)) & 1) as f32)
+        .collect()
+}
+
+/// Hamming distance of two packed codes of the same width.
+pub fn distance(a: &[u64], b: &[u64]) -> u32 {
+    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+}
+
+/// One search result: the entry's position in the index and its distance to the query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Hit {
+    pub distance: u32,
+    pub index: usize,
+}
+
+/// A set of equal-width binary codes, bit-packed and contiguous.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PackedCodes {
+    bits: usize,
+    words: usize,
+    data: Vec<u64>,
+}
+
+impl PackedCodes {
+    pub fn new(bits: usize) -> Self {
+        Self {
+            bits,
+            words: words_for(bits),
+            data: Vec::new(),
+        }
+    }
+
+    /// Packs `codes` (each `bits` long, values set when ≥ 0.5).
+    pub fn from_codes<'a>(bits: usize, codes: impl IntoIterator<Item = &'a [f32]>) -> Self {
+        let mut out = Self::new(bits);
+        for c in codes {
+            out.push(c);
+        }
+        out
+    }
+
+    /// Wraps already packed words: `data.len()` must be a multiple of the words per code and
+    /// the bits above `bits` must be zero.
+    pub fn from_words(bits: usize, data: Vec<u64>) -> Result<Self, String> {
+        let words = words_for(bits);
+        if bits == 0 {
+            return Err("codes must have at least one bit".into());
+        }
+        if data.len() % words != 0 {
+            return Err(format!(
+                "{} words do not split into {bits}-bit codes of {words} words",
+                data.len()
+            ));
+        }
+        let spare = (words * 64 - bits) as u32;
+        if spare > 0 {
+            let mask = !0u64 << (64 - spare);
+            if data.chunks_exact(words).any(|c| c[words - 1] & mask != 0) {
+                return Err(format!("a code has bits set beyond bit {bits}"));
+            }
+        }
+        Ok(Self { bits, words, data })
+    }
+
+    /// Appends one code; panics if its length is not `bits` (a programming error).
+    pub fn push(&mut self, code: &[f32]) {
+        assert_eq!(code.len(), self.bits, "code width");
+        self.data.extend(pack(code));
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len() / self.words.max(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub fn bits(&self) -> usize {
+        self.bits
+    }
+
+    pub fn words_per_code(&self) -> usize {
+        self.words
+    }
+
+    /// The packed words of entry `i`.
+    pub fn code(&self, i: usize) -> &[u64] {
+        &self.data[i * self.words..(i + 1) * self.words]
+    }
+
+    /// Every entry's words, one after another.
+    pub fn as_words(&self) -> &[u64] {
+        &self.data
+    }
+
+    /// The `k` entries nearest to `query` (packed, `bits` wide), ordered by (distance, index).
+    pub fn top_k(&self, query: &[u64], k: usize) -> Vec<Hit> {
+        assert_eq!(query.len(), self.words, "query width");
+        if k == 0 || self.is_empty() {
+            return Vec::new();
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("popcnt") {
+                // SAFETY: the CPU supports popcnt, the only feature the function enables.
+                return unsafe { top_k_popcnt(&self.data, self.words, query, k) };
+            }
+        }
+        top_k_scan(&self.data, self.words, query, k)
+    }
+
+    /// [`PackedCodes::top_k`] for many queries at once, in parallel.
+    pub fn top_k_many(&self, queries: &[Vec<u64>], k: usize) -> Vec<Vec<Hit>> {
+        queries.par_iter().map(|q| self.top_k(q, k)).collect()
+    }
+
+    /// The reference: every distance computed, everything sorted, the first `k` kept.
+    pub fn top_k_brute_force(&self, query: &[u64], k: usize) -> Vec<Hit> {
+        let mut all: Vec<Hit> = (0..self.len())
+            .map(|index| Hit {
+                distance: distance(self.code(index), query),
+                index,
+            })
+            .collect();
+        all.sort();
+        all.truncate(k);
+        all
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn top_k_popcnt(data: &[u64], words: usize, query: &[u64], k: usize) -> Vec<Hit> {
+    top_k_scan(data, words, query, k)
+}
+
+/// The scan, specialised for one- and two-word codes where the loop body is a few instructions.
+#[inline(always)]
+fn top_k_scan(data: &[u64], words: usize, query: &[u64], k: usize) -> Vec<Hit> {
+    let mut top = TopK::new(k);
+    match words {
+        1 => {
+            let q = query[0];
+            for (i, &c) in data.iter().enumerate() {
+                top.offer((c ^ q).count_ones(), i);
+            }
+        }
+        2 => {
+            let (q0, q1) = (query[0], query[1]);
+            for (i, c) in data.chunks_exact(2).enumerate() {
+                top.offer((c[0] ^ q0).count_ones() + (c[1] ^ q1).count_ones(), i);
+            }
+        }
+        _ => {
+            for (i, c) in data.chunks_exact(words).enumerate() {
+                let d = c.iter().zip(query).map(|(x, y)| (x ^ y).count_ones()).sum();
+                top.offer(d, i);
+            }
+        }
+    }
+    top.into_sorted()
+}
+
+/// The best `k` (distance, index) pairs seen so far, in a max-heap.
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<(u32, usize)>,
+    /// The distance a newcomer must beat; u32::MAX until the heap is full.
+    worst: u32,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        Self {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+            worst: u32::MAX,
+        }
+    }
+
+    #[inline(always)]
+    fn offer(&mut self, distance: u32, index: usize) {
+        // Indices arrive in increasing order, so a tie with the worst kept entry never wins.
+        if distance < self.worst {
+            self.heap.push((distance, index));
+            if self.heap.len() > self.k {
+                self.heap.pop();
+            }
+            if self.heap.len() == self.k {
+                self.worst = self.heap.peek().map_or(u32::MAX, |&(d, _)| d);
+            }
+        }
+    }
+
+    fn into_sorted(self) -> Vec<Hit> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|(distance, index)| Hit { distance, index })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn random_codes(n: usize, bits: usize, rng: &mut StdRng) -> Vec<Vec<f32>> {
+        (0..n)
+            .map(|_| (0..bits).map(|_| rng.random_range(0..2) as f32).collect())
+            .collect()
+    }
+
+    #[test]
+    fn pack_and_unpack_round_trip() {
+        let mut rng = StdRng::seed_from_u64(1);
+        for bits in [1, 8, 63, 64, 65, 128, 200] {
+            let code = &random_codes(1, bits, &mut rng)[0];
+            let packed = pack(code);
+            assert_eq!(packed.len(), words_for(bits));
+            assert_eq!(&unpack(&packed, bits), code);
+            assert_eq!(
+                distance(&packed, &pack(&crate::explore::flip(code, bits - 1))),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn top_k_equals_brute_force_on_random_codes() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for bits in [8, 16, 64, 100, 128, 192] {
+            // Few bits and many codes give many ties, which the order must settle exactly.
+            let codes = random_codes(3000, bits, &mut rng);
+            let index = PackedCodes::from_codes(bits, codes.iter().map(Vec::as_slice));
+            assert_eq!(index.len(), 3000);
+            for q in random_codes(20, bits, &mut rng) {
+                let q = pack(&q);
+                for k in [1, 10, 100, 2999, 3000, 5000] {
+                    assert_eq!(
+                        index.top_k(&q, k),
+                        index.top_k_brute_force(&q, k),
+                        "bits {bits}, k {k}"
+                    );
+                }
+            }
+            let queries: Vec<Vec<u64>> = (0..5).map(|i| index.code(i * 7).to_vec()).collect();
+            let many = index.top_k_many(&queries, 10);
+            for (q, hits) in queries.iter().zip(&many) {
+                assert_eq!(hits, &index.top_k_brute_force(q, 10));
+                assert_eq!(hits[0].distance, 0, "a code finds itself");
+            }
+        }
+    }
+
+    #[test]
+    fn portable_scan_agrees_with_the_dispatched_one() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let codes = random_codes(500, 64, &mut rng);
+        let index = PackedCodes::from_codes(64, codes.iter().map(Vec::as_slice));
+        let q = pack(&codes[17]);
+        assert_eq!(top_k_scan(index.as_words(), 1, &q, 50), index.top_k(&q, 50));
+    }
+
+    #[test]
+    fn edge_cases() {
+        let index = PackedCodes::new(16);
+        assert!(index.top_k(&[0], 5).is_empty());
+        let index = PackedCodes::from_codes(4, [[1f32, 0.0, 0.0, 0.0].as_slice()]);
+        assert!(index.top_k(&[0], 0).is_empty());
+        assert_eq!(
+            index.top_k(&[0], 3),
+            vec![Hit {
+                distance: 1,
+                index: 0
+            }]
+        );
+        assert!(PackedCodes::from_words(4, vec![0b1_0000]).is_err());
+        assert!(PackedCodes::from_words(128, vec![0; 3]).is_err());
+        assert_eq!(PackedCodes::from_words(4, vec![0b1010]).unwrap().len(), 1);
+    }
+}

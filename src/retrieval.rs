@@ -1,0 +1,518 @@
+//! Retrieval evaluation of binary codes: precision@k where an entry is relevant to a query
+//! when they share a label, and the `eval-retrieval` experiment that compares LSH, each NASH
+//! variant and binary sequence autoencoders (or any saved binary checkpoint) at several widths.
+//!
+//! The protocol is the semantic-hashing literature's: the test split queries the training
+//! split, both encoded by the same model; the top k by Hamming distance are retrieved (ties by
+//! database order, see [`crate::hamming`]) and precision is averaged over queries.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use candle_core::Device;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::bow::train::{fit, FitOptions};
+use crate::bow::{bag_of_words, encode_bags, train_vocab, Bag};
+use crate::coder::Coder;
+use crate::corpus::{Corpus, Example, LoadOptions, Split};
+use crate::hamming::{pack, PackedCodes};
+use crate::model::bow::{BowInput, NashNoise};
+use crate::model::{LshConfig, ModelConfig, NashConfig};
+use crate::train::KlAnneal;
+
+/// Mean over queries of |top-k ∩ same label| / |top-k|.
+pub fn precision_at_k(
+    database: &PackedCodes,
+    database_labels: &[u32],
+    queries: &[Vec<u64>],
+    query_labels: &[u32],
+    k: usize,
+) -> f64 {
+    assert_eq!(database.len(), database_labels.len());
+    assert_eq!(queries.len(), query_labels.len());
+    if queries.is_empty() || database.is_empty() || k == 0 {
+        return 0.0;
+    }
+    let per_query: Vec<f64> = queries
+        .par_iter()
+        .zip(query_labels)
+        .map(|(q, &label)| {
+            let hits = database.top_k(q, k);
+            let relevant = hits
+                .iter()
+                .filter(|h| database_labels[h.index] == label)
+                .count();
+            relevant as f64 / hits.len() as f64
+        })
+        .collect();
+    per_query.iter().sum::<f64>() / per_query.len() as f64
+}
+
+/// Precision@k of float codes (0.0 / 1.0) with string labels.
+pub fn precision_of_codes(
+    database: &[Vec<f32>],
+    database_labels: &[u32],
+    queries: &[Vec<f32>],
+    query_labels: &[u32],
+    k: usize,
+) -> f64 {
+    let bits = database.first().map_or(0, Vec::len);
+    let db = PackedCodes::from_codes(bits, database.iter().map(Vec::as_slice));
+    let q: Vec<Vec<u64>> = queries.iter().map(|c| pack(c)).collect();
+    precision_at_k(&db, database_labels, &q, query_labels, k)
+}
+
+/// The precision of a ranking that ignores the codes: Σ over queries of the share of the
+/// database with the query's label (what random codes score on average).
+pub fn chance_precision(database_labels: &[u32], query_labels: &[u32]) -> f64 {
+    let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+    for &l in database_labels {
+        *counts.entry(l).or_default() += 1;
+    }
+    let n = database_labels.len().max(1) as f64;
+    query_labels
+        .iter()
+        .map(|l| *counts.get(l).unwrap_or(&0) as f64 / n)
+        .sum::<f64>()
+        / query_labels.len().max(1) as f64
+}
+
+/// Labelled texts of one side of the evaluation.
+#[derive(Clone, Debug, Default)]
+pub struct LabelledSet {
+    pub texts: Vec<String>,
+    pub labels: Vec<u32>,
+}
+
+/// The query (test) and database (train) sets of a labelled corpus, label names shared.
+#[derive(Clone, Debug, Default)]
+pub struct RetrievalData {
+    pub database: LabelledSet,
+    pub queries: LabelledSet,
+    pub label_names: Vec<String>,
+    pub corpus: String,
+}
+
+impl RetrievalData {
+    /// Labelled examples of the train and test splits in a seeded random order; unlabelled
+    /// ones are left out. Either side may be cut to its first `max` (a random subset).
+    pub fn from_corpus(
+        corpus: &Corpus,
+        max_database: Option<usize>,
+        max_queries: Option<usize>,
+        seed: u64,
+    ) -> Result<Self> {
+        let names: Vec<String> = corpus.labels();
+        if names.is_empty() {
+            bail!(
+                "corpus `{}` has no labels; retrieval needs label<TAB>text lines",
+                corpus.name
+            );
+        }
+        let id = |l: &str| {
+            names
+                .binary_search_by(|n| n.as_str().cmp(l))
+                .expect("known") as u32
+        };
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut take = |examples: &[Example], max: Option<usize>| -> LabelledSet {
+            let mut picked: Vec<&Example> = examples.iter().filter(|e| e.label.is_some()).collect();
+            // Always shuffled: search breaks distance ties by position, and corpora are often
+            // sorted by label, which would make ties favour some labels over others.
+            picked.shuffle(&mut rng);
+            if let Some(max) = max {
+                picked.truncate(max);
+            }
+            LabelledSet {
+                texts: picked.iter().map(|e| e.text.clone()).collect(),
+                labels: picked
+                    .iter()
+                    .map(|e| id(e.label.as_deref().expect("filtered")))
+                    .collect(),
+            }
+        };
+        let database = take(corpus.split(Split::Train), max_database);
+        let queries = take(corpus.split(Split::Test), max_queries);
+        if database.texts.is_empty() || queries.texts.is_empty() {
+            bail!(
+                "corpus `{}` needs labelled train and test examples",
+                corpus.name
+            );
+        }
+        Ok(Self {
+            database,
+            queries,
+            label_names: names,
+            corpus: corpus.name.clone(),
+        })
+    }
+}
+
+/// Settings of the `eval-retrieval` experiment.
+#[derive(Clone, Debug, Serialize)]
+pub struct RetrievalOptions {
+    pub corpus: String,
+    pub bits: Vec<usize>,
+    pub k: usize,
+    /// NASH training: steps, batch, width, learning rate, KL weight per model.
+    pub steps: u64,
+    pub batch_size: usize,
+    pub hidden_dim: usize,
+    pub lr: f64,
+    pub kl_weight: f64,
+    pub kl_anneal: KlAnneal,
+    pub kl_anneal_steps: u64,
+    /// σ of the fixed-noise variant.
+    pub noise_std: f64,
+    pub vocab_size: usize,
+    pub min_frequency: u64,
+    /// Keep stop words and punctuation in the bag-of-words vocabulary.
+    pub keep_stop_words: bool,
+    pub seed: u64,
+    pub max_database: Option<usize>,
+    pub max_queries: Option<usize>,
+    /// NASH variants to train (default: none, fixed, learned).
+    pub variants: Vec<NashNoise>,
+    /// Binary checkpoints (sequence autoencoders, saved nash or lsh models) to add as rows,
+    /// each at its own width.
+    pub checkpoints: Vec<PathBuf>,
+}
+
+impl Default for RetrievalOptions {
+    fn default() -> Self {
+        Self {
+            corpus: "wordnet".into(),
+            bits: vec![8, 16, 32, 64, 128],
+            k: 100,
+            steps: 500,
+            batch_size: 64,
+            hidden_dim: 256,
+            lr: 1e-3,
+            kl_weight: 1.0,
+            kl_anneal: KlAnneal::None,
+            kl_anneal_steps: 0,
+            noise_std: 0.5,
+            vocab_size: 10000,
+            min_frequency: 2,
+            keep_stop_words: false,
+            seed: 42,
+            max_database: None,
+            max_queries: None,
+            variants: vec![
+                NashNoise::None,
+                NashNoise::Fixed { std: 0.5 },
+                NashNoise::Learned,
+            ],
+            checkpoints: Vec::new(),
+        }
+    }
+}
+
+/// One method's precision at each width it was measured at.
+#[derive(Clone, Debug, Serialize)]
+pub struct RetrievalRow {
+    pub method: String,
+    pub precision: BTreeMap<usize, f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RetrievalTable {
+    pub corpus: String,
+    pub k: usize,
+    pub bits: Vec<usize>,
+    pub database: usize,
+    pub queries: usize,
+    /// What a ranking ignoring the codes scores.
+    pub chance: f64,
+    pub rows: Vec<RetrievalRow>,
+    pub options: RetrievalOptions,
+}
+
+impl RetrievalTable {
+    /// The table as aligned text; widths a method was not measured at show "–".
+    pub fn render(&self) -> String {
+        let width = self
+            .rows
+            .iter()
+            .map(|r| r.method.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let mut s = format!(
+            "precision@{} on `{}`: {} test queries against {} training entries (relevant = same label)\n",
+            self.k, self.corpus, self.queries, self.database
+        );
+        s += &format!("{:<width$}", "method");
+        for b in &self.bits {
+            s += &format!(" {:>7}", format!("{b} bits"));
+        }
+        s.push('\n');
+        for row in &self.rows {
+            s += &format!("{:<width$}", row.method);
+            for b in &self.bits {
+                match row.precision.get(b) {
+                    Some(p) => s += &format!(" {:>7.4}", p),
+                    None => s += &format!(" {:>7}", "–"),
+                }
+            }
+            s.push('\n');
+        }
+        s += &format!(
+            "{:<width$} {:>7.4} (label frequencies alone)\n",
+            "chance", self.chance
+        );
+        s
+    }
+}
+
+/// A NASH variant's row name.
+pub fn variant_name(noise: &NashNoise) -> String {
+    match noise {
+        NashNoise::None => "nash".into(),
+        NashNoise::Fixed { std } => format!("nash + noise σ={std}"),
+        NashNoise::Learned => "nash + learned noise σ(x)".into(),
+    }
+}
+
+/// Runs the experiment: random codes, LSH and every NASH variant at every width (trained
+/// in-process), plus one row per given checkpoint. `progress` receives one line per result.
+pub fn run(opts: &RetrievalOptions, progress: &mut dyn FnMut(&str)) -> Result<RetrievalTable> {
+    if opts.bits.is_empty() || opts.bits.contains(&0) {
+        bail!("--bits needs positive widths");
+    }
+    let dev = Device::Cpu;
+    let corpus = Corpus::load(
+        &opts.corpus,
+        &LoadOptions {
+            min_words: 1,
+            max_words: usize::MAX,
+        },
+    )?;
+    let data = RetrievalData::from_corpus(&corpus, opts.max_database, opts.max_queries, opts.seed)?;
+    let (db_labels, q_labels) = (&data.database.labels, &data.queries.labels);
+    let chance = chance_precision(db_labels, q_labels);
+    progress(&format!(
+        "{} database entries, {} queries, {} labels; chance precision {chance:.4}",
+        db_labels.len(),
+        q_labels.len(),
+        data.label_names.len()
+    ));
+    let mut rows = Vec::new();
+    let measure = |db: &[Vec<f32>], q: &[Vec<f32>]| -> f64 {
+        precision_of_codes(db, db_labels, q, q_labels, opts.k)
+    };
+
+    let mut random = RetrievalRow {
+        method: "random codes".into(),
+        precision: BTreeMap::new(),
+    };
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    for &bits in &opts.bits {
+        let mut draw = |n: usize| -> Vec<Vec<f32>> {
+            (0..n)
+                .map(|_| (0..bits).map(|_| rng.random_range(0..2) as f32).collect())
+                .collect()
+        };
+        let (db, q) = (draw(db_labels.len()), draw(q_labels.len()));
+        random.precision.insert(bits, measure(&db, &q));
+    }
+    progress(&format!("random codes: {:?}", random.precision));
+    rows.push(random);
+
+    // One vocabulary and set of bags for every bag-of-words model, from the training split
+    // (all of it, even when the database is subsampled).
+    let vocab = train_vocab(
+        corpus.train.iter().map(|e| e.text.as_str()),
+        opts.vocab_size,
+        opts.min_frequency,
+        opts.keep_stop_words,
+    )?;
+    let train_bags: Vec<Bag> = corpus
+        .train
+        .iter()
+        .map(|e| bag_of_words(&vocab, &e.text))
+        .collect();
+    let db_bags: Vec<Bag> = data
+        .database
+        .texts
+        .iter()
+        .map(|t| bag_of_words(&vocab, t))
+        .collect();
+    let q_bags: Vec<Bag> = data
+        .queries
+        .texts
+        .iter()
+        .map(|t| bag_of_words(&vocab, t))
+        .collect();
+    let fit_opts = FitOptions {
+        steps: opts.steps,
+        batch_size: opts.batch_size,
+        lr: opts.lr,
+        clip_norm: 5.0,
+        kl_weight: opts.kl_weight,
+        kl_anneal: opts.kl_anneal,
+        kl_anneal_steps: opts.kl_anneal_steps,
+        seed: opts.seed,
+    };
+    let mut bow_row =
+        |method: String, config: &dyn Fn(usize) -> ModelConfig| -> Result<RetrievalRow> {
+            let mut row = RetrievalRow {
+                method,
+                precision: BTreeMap::new(),
+            };
+            for &bits in &opts.bits {
+                let started = std::time::Instant::now();
+                let built = fit(&config(bits), &train_bags, &fit_opts, &dev)?;
+                let to_bits = |loc: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
+                    loc.into_iter()
+                        .map(|l| {
+                            l.iter()
+                                .map(|&x| if x >= 0.0 { 1.0 } else { 0.0 })
+                                .collect()
+                        })
+                        .collect()
+                };
+                let db = to_bits(encode_bags(&built.model, &db_bags)?);
+                let q = to_bits(encode_bags(&built.model, &q_bags)?);
+                let p = measure(&db, &q);
+                progress(&format!(
+                    "{} {bits} bits: {p:.4} ({:.0} s)",
+                    row.method,
+                    started.elapsed().as_secs_f64()
+                ));
+                row.precision.insert(bits, p);
+            }
+            Ok(row)
+        };
+    let v = vocab.len();
+    rows.push(bow_row("lsh".into(), &|bits| {
+        ModelConfig::Lsh(LshConfig {
+            vocab_size: v,
+            bits,
+            seed: opts.seed,
+        })
+    })?);
+    for noise in &opts.variants {
+        let noise = match noise {
+            NashNoise::Fixed { .. } => NashNoise::Fixed {
+                std: opts.noise_std,
+            },
+            n => *n,
+        };
+        rows.push(bow_row(variant_name(&noise), &|bits| {
+            ModelConfig::Nash(NashConfig {
+                vocab_size: v,
+                hidden_dim: opts.hidden_dim,
+                latent_dim: bits,
+                input: BowInput::Tfidf,
+                noise,
+            })
+        })?);
+    }
+
+    for path in &opts.checkpoints {
+        let coder = Coder::load(path, &dev)?;
+        if !coder.is_binary() {
+            bail!(
+                "`{}` is not a binary model ({})",
+                path.display(),
+                coder.config().describe()
+            );
+        }
+        let started = std::time::Instant::now();
+        fn texts(s: &LabelledSet) -> Vec<&str> {
+            s.texts.iter().map(String::as_str).collect()
+        }
+        let db = coder.codes(&texts(&data.database), &mut |_| {})?;
+        let q = coder.codes(&texts(&data.queries), &mut |_| {})?;
+        let bits = coder.latent_dim();
+        let p = measure(&db, &q);
+        let kind = match coder.config() {
+            ModelConfig::Seq(c) => c.latent.to_string(),
+            other => other.family().to_string(),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let method = format!("{kind} ({name})");
+        progress(&format!(
+            "{method} {bits} bits: {p:.4} ({:.0} s)",
+            started.elapsed().as_secs_f64()
+        ));
+        match rows.iter_mut().find(|r| r.method == method) {
+            Some(row) => {
+                row.precision.insert(bits, p);
+            }
+            None => rows.push(RetrievalRow {
+                method,
+                precision: BTreeMap::from([(bits, p)]),
+            }),
+        }
+    }
+    let mut bits = opts.bits.clone();
+    for r in &rows {
+        bits.extend(r.precision.keys());
+    }
+    bits.sort_unstable();
+    bits.dedup();
+    Ok(RetrievalTable {
+        corpus: data.corpus.clone(),
+        k: opts.k,
+        bits,
+        database: db_labels.len(),
+        queries: q_labels.len(),
+        chance,
+        rows,
+        options: opts.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_at_k_on_a_hand_built_example() {
+        // Database: four 4-bit codes, labels 0 0 1 1.
+        let db = vec![
+            vec![0f32, 0.0, 0.0, 0.0],
+            vec![0.0, 0.0, 0.0, 1.0],
+            vec![1.0, 1.0, 1.0, 1.0],
+            vec![1.0, 1.0, 1.0, 0.0],
+        ];
+        let db_labels = [0, 0, 1, 1];
+        // Query A (label 0) = 0000: ranks 0 (d0), 1 (d1), 3 (d3), 2 (d4).
+        // Query B (label 1) = 0011: ranks 1 (d1), then 0 and 2 (d2; 0 first), 3 (d3).
+        let queries = vec![vec![0f32, 0.0, 0.0, 0.0], vec![0.0, 0.0, 1.0, 1.0]];
+        let q_labels = [0, 1];
+        // k = 1: A hits 0 (relevant), B hits 1 (not): (1 + 0) / 2.
+        assert_eq!(
+            precision_of_codes(&db, &db_labels, &queries, &q_labels, 1),
+            0.5
+        );
+        // k = 2: A {0, 1} → 1; B {1, 0} → 0: 0.5.
+        assert_eq!(
+            precision_of_codes(&db, &db_labels, &queries, &q_labels, 2),
+            0.5
+        );
+        // k = 3: A {0, 1, 3} → 2/3; B {1, 0, 2} → 1/3: 0.5.
+        let p3 = precision_of_codes(&db, &db_labels, &queries, &q_labels, 3);
+        assert!((p3 - 0.5).abs() < 1e-12);
+        // k beyond the database: every entry, 2 of 4 relevant for both.
+        assert_eq!(
+            precision_of_codes(&db, &db_labels, &queries, &q_labels, 10),
+            0.5
+        );
+        // One query only, label 1, code 1111: {2, 3} → 1.
+        let p = precision_of_codes(&db, &db_labels, &[vec![1.0; 4]], &[1], 2);
+        assert_eq!(p, 1.0);
+        assert_eq!(chance_precision(&db_labels, &q_labels), 0.5);
+    }
+}
