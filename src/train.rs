@@ -311,7 +311,7 @@ impl TrainControl {
 /// Adam with decoupled weight decay (AdamW). Moments live in plain vectors and each update is
 /// one fused pass per parameter (candle's composed version costs a dozen full-size temporaries
 /// per parameter); they can be saved for `--resume`, which candle's own optimiser does not expose.
-struct Adam {
+pub struct Adam {
     vars: Vec<(String, Var)>,
     m: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
@@ -329,7 +329,7 @@ impl Adam {
     const B2: f64 = 0.999;
     const EPS: f64 = 1e-8;
 
-    fn new(vars: Vec<(String, Var)>, lr: f64, weight_decay: f64) -> Result<Self> {
+    pub fn new(vars: Vec<(String, Var)>, lr: f64, weight_decay: f64) -> Result<Self> {
         let m: Vec<Vec<f32>> = vars
             .iter()
             .map(|(_, v)| vec![0f32; v.elem_count()])
@@ -346,7 +346,7 @@ impl Adam {
     }
 
     /// Clips the global gradient norm to `clip` (if positive), then updates; returns the norm.
-    fn step(&mut self, grads: &GradStore, clip: f64) -> Result<f64> {
+    pub fn step(&mut self, grads: &GradStore, clip: f64) -> Result<f64> {
         let grads: Vec<Option<Vec<f32>>> = self
             .vars
             .iter()
@@ -386,7 +386,8 @@ impl Adam {
         Ok(norm)
     }
 
-    fn save(&self, path: &Path) -> Result<()> {
+    /// Saves the moments and step count for `--resume`.
+    pub fn save(&self, path: &Path) -> Result<()> {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         for (i, (name, var)) in self.vars.iter().enumerate() {
             tensors.push((
@@ -405,7 +406,8 @@ impl Adam {
         checkpoint::write_atomically(path, &bytes)
     }
 
-    fn load(&mut self, path: &Path, dev: &Device) -> Result<()> {
+    /// Restores what [`Adam::save`] wrote.
+    pub fn load(&mut self, path: &Path, dev: &Device) -> Result<()> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("reading optimiser state {}", path.display()))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)

@@ -25,7 +25,7 @@ use crate::model::bow::{idf, is_buffer, BagBatch, BowInput, BowModel, NashNoise}
 use crate::model::{
     named_vars, parameter_count, Built, LshConfig, ModelConfig, NashConfig, NvdmConfig,
 };
-use crate::train::{KlAnneal, StepStats, TrainControl, TrainEvent, TrainOutcome, ValidStats};
+use crate::train::{Adam, KlAnneal, StepStats, TrainControl, TrainEvent, TrainOutcome, ValidStats};
 use crate::vocab::Vocab;
 
 /// Which bag-of-words model to train.
@@ -254,22 +254,11 @@ pub struct StepResult {
 /// allocates a dozen temporaries per parameter per step, which made it 60% of a step here.
 /// Its moments are saved beside the checkpoint so `--resume` continues exactly.
 pub struct BowOptimizer {
-    vars: Vec<(String, Var)>,
-    /// Host copies of the parameters, kept in sync with the vars.
-    params: Vec<Vec<f32>>,
-    m: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
-    t: u64,
-    lr: f64,
-    weight_decay: f64,
+    adam: Adam,
     clip_norm: f64,
 }
 
 impl BowOptimizer {
-    const B1: f64 = 0.9;
-    const B2: f64 = 0.999;
-    const EPS: f64 = 1e-8;
-
     pub fn new(
         varmap: &candle_nn::VarMap,
         lr: f64,
@@ -280,19 +269,8 @@ impl BowOptimizer {
             .into_iter()
             .filter(|(n, _)| !is_buffer(n))
             .collect();
-        let params = vars
-            .iter()
-            .map(|(_, v)| v.flatten_all()?.to_vec1::<f32>())
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let zeros: Vec<Vec<f32>> = params.iter().map(|p| vec![0f32; p.len()]).collect();
         Ok(Self {
-            vars,
-            params,
-            m: zeros.clone(),
-            v: zeros,
-            t: 0,
-            lr,
-            weight_decay,
+            adam: Adam::new(vars, lr, weight_decay)?,
             clip_norm,
         })
     }
@@ -316,51 +294,7 @@ impl BowOptimizer {
             bail!("the loss became {loss}");
         }
         let grads = objective.backward()?;
-        let grads: Vec<Option<Vec<f32>>> = self
-            .vars
-            .iter()
-            .map(|(_, var)| {
-                grads
-                    .get(var)
-                    .map(|g| g.flatten_all()?.to_vec1::<f32>())
-                    .transpose()
-            })
-            .collect::<candle_core::Result<_>>()?;
-        let grad_norm = grads
-            .iter()
-            .flatten()
-            .flat_map(|g| g.iter())
-            .map(|&x| x as f64 * x as f64)
-            .sum::<f64>()
-            .sqrt();
-        if !grad_norm.is_finite() {
-            bail!("the gradient norm is {grad_norm}");
-        }
-        let scale = if self.clip_norm > 0.0 && grad_norm > self.clip_norm {
-            self.clip_norm / grad_norm
-        } else {
-            1.0
-        };
-        self.t += 1;
-        let bc1 = 1.0 - Self::B1.powi(self.t as i32);
-        let bc2 = 1.0 - Self::B2.powi(self.t as i32);
-        let (b1, b2) = (Self::B1 as f32, Self::B2 as f32);
-        let step_size = (self.lr / bc1) as f32;
-        let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
-        let decay = (1.0 - self.lr * self.weight_decay) as f32;
-        let (scale, eps) = (scale as f32, Self::EPS as f32);
-        for (i, grad) in grads.iter().enumerate() {
-            let Some(grad) = grad else { continue };
-            let (p, m, v) = (&mut self.params[i], &mut self.m[i], &mut self.v[i]);
-            for j in 0..p.len() {
-                let g = grad[j] * scale;
-                m[j] = b1 * m[j] + (1.0 - b1) * g;
-                v[j] = b2 * v[j] + (1.0 - b2) * g * g;
-                p[j] = p[j] * decay - step_size * m[j] / (v[j].sqrt() * inv_sqrt_bc2 + eps);
-            }
-            let var = &self.vars[i].1;
-            var.set(&Tensor::from_slice(p, var.shape(), var.device())?)?;
-        }
+        let grad_norm = self.adam.step(&grads, self.clip_norm)?;
         Ok(StepResult {
             loss,
             nll_sum: nll_sum.to_scalar::<f32>()? as f64,
@@ -371,58 +305,14 @@ impl BowOptimizer {
         })
     }
 
-    /// Saves the moments and step count (the format of the sequence trainer's state file).
+    /// Saves the moments and step count (the sequence trainer's state-file format).
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
-        let dev = Device::Cpu;
-        let mut tensors: Vec<(String, Tensor)> = Vec::new();
-        for (i, (name, var)) in self.vars.iter().enumerate() {
-            tensors.push((
-                format!("m.{name}"),
-                Tensor::from_slice(&self.m[i], var.shape(), &dev)?,
-            ));
-            tensors.push((
-                format!("v.{name}"),
-                Tensor::from_slice(&self.v[i], var.shape(), &dev)?,
-            ));
-        }
-        let mut meta = std::collections::HashMap::new();
-        meta.insert("adam_t".to_string(), self.t.to_string());
-        let bytes =
-            safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))?;
-        checkpoint::write_atomically(path, &bytes)
+        self.adam.save(path)
     }
 
     /// Restores moments saved by [`BowOptimizer::save`].
     pub fn load(&mut self, path: &std::path::Path) -> Result<()> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("reading optimiser state {}", path.display()))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| anyhow::anyhow!("optimiser state {} is corrupt: {e}", path.display()))?;
-        let t = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("adam_t"))
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("optimiser state {} has no step count", path.display()))?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
-        for (i, (name, var)) in self.vars.iter().enumerate() {
-            for (prefix, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
-                let key = format!("{prefix}.{name}");
-                let t = tensors
-                    .get(&key)
-                    .with_context(|| format!("optimiser state lacks `{key}`"))?;
-                if t.dims() != var.dims() {
-                    bail!(
-                        "optimiser state `{key}` has shape {:?}, expected {:?}",
-                        t.dims(),
-                        var.dims()
-                    );
-                }
-                *slot = t.flatten_all()?.to_vec1::<f32>()?;
-            }
-        }
-        self.t = t;
-        Ok(())
+        self.adam.load(path, &Device::Cpu)
     }
 }
 
