@@ -45,6 +45,26 @@ pub struct Provenance {
     pub written_by: String,
 }
 
+impl Provenance {
+    /// Summary lines: steps, corpus, seed and the last metrics.
+    pub fn describe(&self) -> String {
+        let hash = &self.corpus_hash[..self.corpus_hash.len().min(12)];
+        let mut s = format!(
+            "  trained {} steps on `{}` (seed {}, corpus sha256 {hash})\n",
+            self.step, self.corpus, self.seed
+        );
+        if !self.metrics.is_empty() {
+            let m: Vec<String> = self
+                .metrics
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.3}"))
+                .collect();
+            s += &format!("  last metrics: {}\n", m.join(", "));
+        }
+        s
+    }
+}
+
 /// How weights are stored on disk; they are always f32 in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]

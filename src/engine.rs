@@ -237,28 +237,9 @@ impl Engine {
             self.file_bytes as f64 / 1e6,
             crate::model::parameter_count(&self.varmap)
         );
-        let p = &self.provenance;
-        s += &format!(
-            "  trained {} steps on `{}` (seed {}, corpus sha256 {})\n",
-            p.step,
-            p.corpus,
-            p.seed,
-            short(&p.corpus_hash)
-        );
-        if !p.metrics.is_empty() {
-            let m: Vec<String> = p
-                .metrics
-                .iter()
-                .map(|(k, v)| format!("{k} {v:.3}"))
-                .collect();
-            s += &format!("  last metrics: {}\n", m.join(", "));
-        }
+        s += &self.provenance.describe();
         s
     }
-}
-
-fn short(hash: &str) -> &str {
-    &hash[..hash.len().min(12)]
 }
 
 /// Per-row encodings from the latent head's parameters.

@@ -274,19 +274,7 @@ impl BowCheckpoint {
                 _ => "parameters",
             }
         );
-        let p = &self.provenance;
-        s += &format!(
-            "  trained {} steps on `{}` (seed {})\n",
-            p.step, p.corpus, p.seed
-        );
-        if !p.metrics.is_empty() {
-            let m: Vec<String> = p
-                .metrics
-                .iter()
-                .map(|(k, v)| format!("{k} {v:.3}"))
-                .collect();
-            s += &format!("  last metrics: {}\n", m.join(", "));
-        }
+        s += &self.provenance.describe();
         s
     }
 }
