@@ -750,9 +750,20 @@ fn neighbors_follow_explore_and_the_map_draws() {
     };
     let mut h = Harness::new(engine(&ckpt), opts(true));
     h.type_text("the small dog sees the cat").key(KeyCode::Enter);
-    // Focus is on the code now, so digits switch tabs.
-    h.key(KeyCode::Char('6'));
+    // Focus is on the code now, so digits switch tabs. Opening the tab asks the worker for the
+    // index; until it answers, a gauge and the header's activity say so.
+    h.app.update(Msg::Key(crossterm::event::KeyEvent::new(
+        KeyCode::Char('6'),
+        crossterm::event::KeyModifiers::NONE,
+    )));
     assert_eq!(h.app.tab, Tab::Neighbors);
+    let s = h.screen();
+    assert_has(&s, "indexing 0%");
+    assert_has(&s, "encoding the train split of");
+    let reqs = h.queued();
+    assert!(matches!(reqs.as_slice(), [Request { job: Job::Index { .. }, .. }]));
+    h.compute(reqs);
+    assert!(!h.app.busy());
     let s = h.screen();
     assert_has(&s, "6 Neighbors");
     assert_has(&s, "sentence the small dog sees the cat");
@@ -821,6 +832,17 @@ fn neighbors_follow_explore_and_the_map_draws() {
     assert_has(&s, "• ");
     assert_has(&s, "▄ ");
     assert_has(&s, "(encode one in 1 Explore)");
+}
+
+#[test]
+fn the_help_lists_the_neighbors_keys() {
+    let help: String = latent_tui::tui::help_lines(Theme { color: false })
+        .iter()
+        .map(|l| l.to_string() + "\n")
+        .collect();
+    assert_has(&help, "6 Neighbors");
+    assert_has(&help, "map: PCA scatter of the corpus");
+    assert_has(&help, "fewer / more neighbours (k)");
 }
 
 #[test]
