@@ -111,10 +111,8 @@ impl App {
             KeyCode::PageUp => n.scroll = n.scroll.saturating_sub(10),
             KeyCode::Home | KeyCode::Char('g') => n.scroll = 0,
             KeyCode::Char('m') => n.show_map = !n.show_map,
-            KeyCode::Char('r') => {
-                if !self.jobs.is_pending(JobKind::Index) {
-                    self.neighbors_request();
-                }
+            KeyCode::Char('r') if !self.jobs.is_pending(JobKind::Index) => {
+                self.neighbors_request()
             }
             _ => {}
         }
@@ -188,6 +186,9 @@ const MONO_MARKERS: [(Marker, &str); 3] = [
     (Marker::Bar, "▄"),
     (Marker::Block, "█"),
 ];
+
+/// A label and the map positions of its entries.
+type LabelPoints = (Option<u32>, Vec<(f64, f64)>);
 
 /// The symbol marking the current sentence on the map.
 pub const CURRENT: &str = "◆";
@@ -322,7 +323,11 @@ fn render_query(app: &App, area: Rect, buf: &mut Buffer) {
                 if *code == ex.code {
                     lines.push(Line::from(vec![
                         Span::styled("decodes  ", t.dim()),
-                        Span::raw(text.clone()),
+                        if text.is_empty() {
+                            Span::styled("(nothing)", t.dim())
+                        } else {
+                            Span::raw(text.clone())
+                        },
                     ]));
                 }
             }
@@ -422,7 +427,7 @@ fn render_map(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
     }
     let mut by_freq: Vec<(Option<u32>, usize)> = counts.into_iter().collect();
     by_freq.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut groups: Vec<(Option<u32>, Vec<(f64, f64)>)> = by_freq
+    let mut groups: Vec<LabelPoints> = by_freq
         .iter()
         .map(|&(l, _)| (l, Vec::new()))
         .collect();
