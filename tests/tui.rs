@@ -832,6 +832,24 @@ fn neighbors_follow_explore_and_the_map_draws() {
     assert_has(&s, "• ");
     assert_has(&s, "▄ ");
     assert_has(&s, "(encode one in 1 Explore)");
+
+    // A sentence can also be typed here: `/` opens the field (so `m`, `q` and digits are text),
+    // Enter encodes it through Explore and the list and map follow.
+    mono.key(KeyCode::Char('m')).key(KeyCode::Char('/'));
+    assert!(mono.app.typing());
+    mono.type_text("a red bird moves the tree");
+    assert_has(&mono.screen(), "sentence › a red bird moves the tree");
+    mono.key(KeyCode::Enter);
+    assert!(!mono.app.typing());
+    assert_eq!(mono.app.tab, Tab::Neighbors);
+    let s = mono.screen();
+    assert_has(&s, "sentence a red bird moves the tree");
+    assert_has(&s, "20 nearest of");
+    assert!(matches!(mono.app.neighbors_of_current(), Some(Ok(v)) if v.len() == 20));
+    assert_eq!(
+        mono.app.explore.sentence.as_ref().map(|s| s.shown.as_str()),
+        Some("a red bird moves the tree")
+    );
 }
 
 #[test]

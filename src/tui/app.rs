@@ -250,7 +250,8 @@ impl App {
             Tab::Explore => self.explore.typing(),
             Tab::Path => self.path.typing(),
             Tab::Train => self.train.typing(),
-            Tab::Sample | Tab::Stats | Tab::Neighbors => false,
+            Tab::Neighbors => self.neighbors.typing,
+            Tab::Sample | Tab::Stats => false,
         }
     }
 

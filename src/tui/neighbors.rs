@@ -19,7 +19,7 @@ use ratatui::widgets::canvas::{Canvas, Points};
 use ratatui::widgets::{Gauge, Widget};
 
 use super::app::{App, Tab};
-use super::widgets::{self, Theme};
+use super::widgets::{self, InputAction, TextInput, Theme};
 use super::worker::{Job, JobKind, NeighborIndex};
 use crate::search::Neighbor;
 
@@ -39,6 +39,9 @@ pub struct NeighborsState {
     pub progress: Option<f64>,
     pub index: Option<Arc<NeighborIndex>>,
     pub error: Option<String>,
+    /// A sentence typed here; Enter hands it to Explore, whose code is the query.
+    pub input: TextInput,
+    pub typing: bool,
 }
 
 impl NeighborsState {
@@ -51,11 +54,17 @@ impl NeighborsState {
             progress: None,
             index: None,
             error: None,
+            input: TextInput::default(),
+            typing: false,
         }
     }
 
     pub fn hints(&self) -> Vec<(&'static str, &'static str)> {
+        if self.typing {
+            return vec![("Enter", "encode"), ("Esc", "cancel")];
+        }
         vec![
+            ("/", "type a sentence"),
             ("[/]", "fewer/more"),
             ("↑/↓", "scroll"),
             ("m", if self.show_map { "list" } else { "map" }),
@@ -88,6 +97,24 @@ impl App {
     }
 
     pub(super) fn neighbors_key(&mut self, key: KeyEvent) {
+        if self.neighbors.typing {
+            match self.neighbors.input.on_key(key) {
+                InputAction::Submit => {
+                    if self.neighbors.input.is_blank() {
+                        self.notice("type a sentence first, then Enter encodes it");
+                        return;
+                    }
+                    // The sentence becomes Explore's, so its code is the query here and there.
+                    let text = self.neighbors.input.text();
+                    self.explore.input.set(&text);
+                    self.explore_submit();
+                    self.neighbors.typing = false;
+                }
+                InputAction::Cancel => self.neighbors.typing = false,
+                _ => {}
+            }
+            return;
+        }
         let n = &mut self.neighbors;
         match key.code {
             KeyCode::Char('[') => {
@@ -111,6 +138,11 @@ impl App {
             KeyCode::PageUp => n.scroll = n.scroll.saturating_sub(10),
             KeyCode::Home | KeyCode::Char('g') => n.scroll = 0,
             KeyCode::Char('m') => n.show_map = !n.show_map,
+            KeyCode::Char('/') | KeyCode::Char('i') => {
+                let text = self.explore.input.text();
+                self.neighbors.input.set(&text);
+                self.neighbors.typing = true;
+            }
             KeyCode::Char('r') if !self.jobs.is_pending(JobKind::Index) => {
                 self.neighbors_request()
             }
@@ -291,10 +323,26 @@ fn render_query(app: &App, area: Rect, buf: &mut Buffer) {
     );
     let inner = block.inner(area);
     block.render(area, buf);
+    if app.neighbors.typing {
+        let [field, help] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+        app.neighbors
+            .input
+            .render(buf, field, "sentence › ", true, t);
+        widgets::lines(
+            buf,
+            help,
+            vec![Line::styled(
+                "Enter encodes it (it becomes 1 Explore's sentence too) · Esc cancels",
+                t.dim(),
+            )],
+        );
+        return;
+    }
     let mut lines = Vec::new();
     match &ex.sentence {
         None => {
-            lines.push(Line::from("No sentence yet."));
+            lines.push(Line::from("No sentence yet: press / to type one here."));
             lines.push(Line::styled(
                 "Sentences are entered in 1 Explore (type, Enter); flip bits there with Space \
                  and this tab follows.",
