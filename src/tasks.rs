@@ -268,7 +268,7 @@ pub fn corpus_of(engine: &Engine, spec: Option<&str>) -> Result<Corpus> {
 }
 
 /// The checkpoint's own corpus, with a message that does not assume a command-line flag.
-fn own_corpus(engine: &Engine, purpose: &str) -> Result<Corpus> {
+pub fn own_corpus(engine: &Engine, purpose: &str) -> Result<Corpus> {
     let c = &engine.provenance.corpus;
     if !(c.is_empty() || c == "wordnet" || std::path::Path::new(c).exists()) {
         bail!("{purpose} need the corpus the checkpoint was trained on, `{c}`, which is not here");

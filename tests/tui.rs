@@ -442,8 +442,12 @@ fn train_tab_starts_pauses_stops_and_loads_the_checkpoint() {
             theme: Theme { color: false },
             // Far more steps than the test will wait for: it stops the run itself.
             train_defaults: tiny_training(&out, 1_000_000),
+            index_corpus: None,
         },
     );
+    // Shift-Tab wraps from the first tab to the last (Neighbors), then Train.
+    h.shift_tab();
+    assert_eq!(h.app.tab, Tab::Neighbors);
     h.shift_tab();
     assert_eq!(h.app.tab, Tab::Train);
     let s = h.screen();
@@ -570,6 +574,7 @@ fn a_failing_training_run_reports_its_error() {
         AppOptions {
             theme: Theme { color: true },
             train_defaults: cfg,
+            index_corpus: None,
         },
     );
     goto(&mut h, Tab::Train);
@@ -706,4 +711,164 @@ fn an_unreadable_terminal_ends_the_app_with_an_error() {
         h.app.fatal.as_deref(),
         Some("cannot read the terminal: broken pipe")
     );
+}
+
+/// A copy of the binary fixture in its own directory (so the index saved beside it is this
+/// test's alone) and a labelled version of the fixture corpus.
+fn neighbors_fixture() -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let f = fixtures();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ckpt = dir.path().join("nb.safetensors");
+    std::fs::copy(&f.binary, &ckpt).expect("copying the checkpoint");
+    let corpus = dir.path().join("labelled.tsv");
+    let lines: Vec<String> = common::corpus_lines()
+        .into_iter()
+        .map(|l| {
+            let animal = ["dog", "cat", "bird"].iter().any(|w| l.contains(w));
+            format!("{}\t{l}", if animal { "animal" } else { "thing" })
+        })
+        .collect();
+    std::fs::write(&corpus, lines.join("\n") + "\n").expect("corpus");
+    (dir, ckpt, corpus.display().to_string())
+}
+
+fn code_line(screen: &str) -> String {
+    screen
+        .lines()
+        .find(|l| l.contains("code     "))
+        .unwrap_or_else(|| panic!("no code line on screen:\n{screen}"))
+        .to_string()
+}
+
+#[test]
+fn neighbors_follow_explore_and_the_map_draws() {
+    let (_dir, ckpt, corpus) = neighbors_fixture();
+    let opts = |color: bool| AppOptions {
+        theme: Theme { color },
+        index_corpus: Some(corpus.clone()),
+        ..AppOptions::default()
+    };
+    let mut h = Harness::new(engine(&ckpt), opts(true));
+    h.type_text("the small dog sees the cat").key(KeyCode::Enter);
+    // Focus is on the code now, so digits switch tabs. Opening the tab asks the worker for the
+    // index; until it answers, a gauge and the header's activity say so.
+    h.app.update(Msg::Key(crossterm::event::KeyEvent::new(
+        KeyCode::Char('6'),
+        crossterm::event::KeyModifiers::NONE,
+    )));
+    assert_eq!(h.app.tab, Tab::Neighbors);
+    let s = h.screen();
+    assert_has(&s, "indexing 0%");
+    assert_has(&s, "encoding the train split of");
+    let reqs = h.queued();
+    assert!(matches!(reqs.as_slice(), [Request { job: Job::Index { .. }, .. }]));
+    h.compute(reqs);
+    assert!(!h.app.busy());
+    let s = h.screen();
+    assert_has(&s, "6 Neighbors");
+    assert_has(&s, "sentence the small dog sees the cat");
+    assert_has(&s, "20 nearest of");
+    assert_has(&s, "built and saved to");
+    assert_has(&s, "dist");
+    assert!(latent_tui::search::CorpusIndex::default_path(&ckpt).exists());
+    let found: Vec<(u32, String)> = match h.app.neighbors_of_current() {
+        Some(Ok(v)) => v.iter().map(|n| (n.distance, n.text.to_string())).collect(),
+        other => panic!("expected neighbours, got {other:?}"),
+    };
+    assert_eq!(found.len(), 20);
+    assert!(found.windows(2).all(|w| w[0].0 <= w[1].0));
+    // Each neighbour's row shows its rank, distance and text.
+    let row = format!("   1  {:>4}  ", found[0].0);
+    assert_has(&s, &row);
+    assert_has(&s, &found[0].1);
+    let before = code_line(&s);
+
+    // Flip a bit in Explore: the query code on the Neighbors tab follows.
+    h.key(KeyCode::Char('1')).key(KeyCode::Char(' ')).key(KeyCode::Char('6'));
+    let s = h.screen();
+    let after = code_line(&s);
+    assert_ne!(before, after);
+    assert_has(&s, "code edited: 1 bit flipped");
+    let flipped: String = h
+        .app
+        .explore
+        .code
+        .iter()
+        .map(|&b| if b > 0.5 { '1' } else { '0' })
+        .collect();
+    assert!(after.contains(&flipped), "{after} vs {flipped}");
+
+    // `]` asks for more neighbours, `[` for fewer.
+    h.key(KeyCode::Char(']'));
+    assert_has(&h.screen(), "50 nearest of");
+    h.key(KeyCode::Char('['));
+    assert_has(&h.screen(), "20 nearest of");
+
+    // `m`: the map, a Braille scatter plot with the current sentence marked and a legend.
+    h.key(KeyCode::Char('m'));
+    let s = h.screen();
+    assert_has(&s, "Map");
+    assert_has(&s, "PCA of");
+    assert_has(&s, "◆ current sentence");
+    assert_has(&s, "animal");
+    assert_has(&s, "thing");
+    assert!(
+        s.chars().any(|c| ('\u{2801}'..='\u{28FF}').contains(&c)),
+        "no Braille points:\n{s}"
+    );
+    assert_eq!(s.matches('◆').count(), 2, "marker and legend:\n{s}");
+    h.key(KeyCode::Char('m'));
+    assert_has(&h.screen(), "20 nearest of");
+
+    // Next time the saved index just loads; without colour the labels get their own markers.
+    let mut mono = Harness::new(engine(&ckpt), opts(false));
+    mono.shift_tab();
+    assert_eq!(mono.app.tab, Tab::Neighbors);
+    let s = mono.screen();
+    assert_has(&s, "loaded from");
+    assert_has(&s, "Sentences are entered in 1 Explore");
+    mono.key(KeyCode::Char('m'));
+    let s = mono.screen();
+    assert_has(&s, "• ");
+    assert_has(&s, "▄ ");
+    assert_has(&s, "(encode one in 1 Explore)");
+
+    // A sentence can also be typed here: `/` opens the field (so `m`, `q` and digits are text),
+    // Enter encodes it through Explore and the list and map follow.
+    mono.key(KeyCode::Char('m')).key(KeyCode::Char('/'));
+    assert!(mono.app.typing());
+    mono.type_text("a red bird moves the tree");
+    assert_has(&mono.screen(), "sentence › a red bird moves the tree");
+    mono.key(KeyCode::Enter);
+    assert!(!mono.app.typing());
+    assert_eq!(mono.app.tab, Tab::Neighbors);
+    let s = mono.screen();
+    assert_has(&s, "sentence a red bird moves the tree");
+    assert_has(&s, "20 nearest of");
+    assert!(matches!(mono.app.neighbors_of_current(), Some(Ok(v)) if v.len() == 20));
+    assert_eq!(
+        mono.app.explore.sentence.as_ref().map(|s| s.shown.as_str()),
+        Some("a red bird moves the tree")
+    );
+}
+
+#[test]
+fn the_help_lists_the_neighbors_keys() {
+    let help: String = latent_tui::tui::help_lines(Theme { color: false })
+        .iter()
+        .map(|l| l.to_string() + "\n")
+        .collect();
+    assert_has(&help, "6 Neighbors");
+    assert_has(&help, "map: PCA scatter of the corpus");
+    assert_has(&help, "fewer / more neighbours (k)");
+}
+
+#[test]
+fn neighbors_of_a_gaussian_model_say_so() {
+    let mut h = harness(&fixtures().gaussian);
+    h.shift_tab();
+    assert_eq!(h.app.tab, Tab::Neighbors);
+    let s = h.screen();
+    assert_has(&s, "Only binary-code checkpoints can be indexed");
+    assert!(h.queued().is_empty());
 }

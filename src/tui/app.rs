@@ -17,6 +17,7 @@ use ratatui::widgets::Widget;
 
 use super::event::Msg;
 use super::explore::ExploreState;
+use super::neighbors::NeighborsState;
 use super::path::PathState;
 use super::sample::SampleState;
 use super::stats::StatsState;
@@ -36,10 +37,18 @@ pub enum Tab {
     Sample,
     Stats,
     Train,
+    Neighbors,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [Tab::Explore, Tab::Path, Tab::Sample, Tab::Stats, Tab::Train];
+    pub const ALL: [Tab; 6] = [
+        Tab::Explore,
+        Tab::Path,
+        Tab::Sample,
+        Tab::Stats,
+        Tab::Train,
+        Tab::Neighbors,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -48,6 +57,7 @@ impl Tab {
             Tab::Sample => "Sample",
             Tab::Stats => "Stats",
             Tab::Train => "Train",
+            Tab::Neighbors => "Neighbors",
         }
     }
 
@@ -136,6 +146,9 @@ pub struct AppOptions {
     pub theme: Theme,
     /// The Train tab's initial settings (small and quick by default).
     pub train_defaults: TrainConfig,
+    /// The corpus the Neighbors tab indexes (a path or `wordnet`); by default the one the
+    /// checkpoint was trained on.
+    pub index_corpus: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -143,6 +156,7 @@ impl Default for AppOptions {
         Self {
             theme: Theme::from_env(),
             train_defaults: super::train::quick_defaults(crate::model::LatentKind::Binary),
+            index_corpus: None,
         }
     }
 }
@@ -166,6 +180,7 @@ pub struct App {
     pub sample: SampleState,
     pub stats: StatsState,
     pub train: TrainState,
+    pub neighbors: NeighborsState,
 }
 
 impl App {
@@ -186,6 +201,7 @@ impl App {
             sample: SampleState::default(),
             stats: StatsState::default(),
             train: TrainState::new(options.train_defaults),
+            neighbors: NeighborsState::new(options.index_corpus),
         }
     }
 
@@ -234,6 +250,7 @@ impl App {
             Tab::Explore => self.explore.typing(),
             Tab::Path => self.path.typing(),
             Tab::Train => self.train.typing(),
+            Tab::Neighbors => self.neighbors.typing,
             Tab::Sample | Tab::Stats => false,
         }
     }
@@ -282,7 +299,7 @@ impl App {
                     self.quit();
                     return;
                 }
-                KeyCode::Char(c @ '1'..='5') => {
+                KeyCode::Char(c @ '1'..='6') => {
                     self.set_tab(Tab::ALL[c as usize - '1' as usize]);
                     return;
                 }
@@ -295,6 +312,7 @@ impl App {
             Tab::Sample => self.sample_key(key),
             Tab::Stats => self.stats_key(key),
             Tab::Train => self.train_key(key),
+            Tab::Neighbors => self.neighbors_key(key),
         }
     }
 
@@ -309,6 +327,7 @@ impl App {
         match tab {
             Tab::Sample => self.sample_on_enter(),
             Tab::Stats => self.stats_on_enter(),
+            Tab::Neighbors => self.neighbors_on_enter(),
             _ => {}
         }
     }
@@ -322,6 +341,12 @@ impl App {
                 }
                 return;
             }
+            ReplyBody::IndexProgress(f) => {
+                if self.jobs.is_current(JobKind::Index, id) {
+                    self.neighbors.progress = Some(*f);
+                }
+                return;
+            }
             ReplyBody::Encoded(_) => JobKind::Encode,
             ReplyBody::Decoded(_) => JobKind::Decode,
             ReplyBody::Bars(_) => JobKind::Bars,
@@ -329,6 +354,7 @@ impl App {
             ReplyBody::Sampled(_) => JobKind::Sample,
             ReplyBody::Stats(_) => JobKind::Stats,
             ReplyBody::Loaded(_) => JobKind::Load,
+            ReplyBody::Indexed(_) => JobKind::Index,
         };
         if !self.jobs.accept(kind, id) {
             return; // superseded by a newer request of the same kind
@@ -341,7 +367,10 @@ impl App {
             ReplyBody::Sampled(r) => self.sample_done(r),
             ReplyBody::Stats(r) => self.stats_done(r),
             ReplyBody::Loaded(r) => self.loaded(r),
-            ReplyBody::StatsProgress(_) => unreachable!("handled above"),
+            ReplyBody::Indexed(r) => self.neighbors_indexed(r),
+            ReplyBody::StatsProgress(_) | ReplyBody::IndexProgress(_) => {
+                unreachable!("handled above")
+            }
         }
     }
 
@@ -349,6 +378,7 @@ impl App {
     pub(super) fn load_checkpoint(&mut self, path: PathBuf) {
         self.jobs.forget_all();
         self.stats.progress = None;
+        self.neighbors.progress = None;
         self.loading = Some(path.clone());
         self.jobs.submit(Job::Load { path });
     }
@@ -367,6 +397,7 @@ impl App {
                 self.path_model_changed();
                 self.sample_model_changed();
                 self.stats_model_changed();
+                self.neighbors_model_changed();
             }
             Err(e) => self.error(format!("could not load the checkpoint: {e}")),
         }
@@ -386,6 +417,10 @@ impl App {
                     format!("stats {:.0}%", self.stats.progress.unwrap_or(0.0) * 100.0)
                 }
                 JobKind::Load => "loading".into(),
+                JobKind::Index => format!(
+                    "indexing {:.0}%",
+                    self.neighbors.progress.unwrap_or(0.0) * 100.0
+                ),
             })
             .collect();
         if let Some(t) = self.train.activity() {
@@ -401,11 +436,12 @@ impl App {
             Tab::Sample => self.sample.hints(self.model.binary()),
             Tab::Stats => self.stats.hints(),
             Tab::Train => self.train.hints(),
+            Tab::Neighbors => self.neighbors.hints(),
         };
         if self.typing() {
             h.extend([("Tab", "next tab"), ("F1", "keys"), ("Ctrl-C", "quit")]);
         } else {
-            h.extend([("1-5/Tab", "tabs"), ("?", "keys"), ("q", "quit")]);
+            h.extend([("1-6/Tab", "tabs"), ("?", "keys"), ("q", "quit")]);
         }
         h
     }
@@ -512,6 +548,7 @@ impl Widget for &App {
             Tab::Sample => super::sample::render(self, body, buf),
             Tab::Stats => super::stats::render(self, body, buf),
             Tab::Train => super::train::render(self, body, buf),
+            Tab::Neighbors => super::neighbors::render(self, body, buf),
         }
         self.render_footer(footer, buf);
         if let Some(scroll) = self.help {

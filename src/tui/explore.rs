@@ -122,7 +122,7 @@ impl App {
         }
     }
 
-    fn explore_submit(&mut self) {
+    pub(super) fn explore_submit(&mut self) {
         if self.explore.input.is_blank() {
             self.notice("type a sentence first, then Enter encodes it");
             return;

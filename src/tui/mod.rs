@@ -9,6 +9,7 @@ pub mod app;
 pub mod event;
 pub mod explore;
 pub mod harness;
+pub mod neighbors;
 pub mod path;
 pub mod sample;
 pub mod stats;
@@ -197,11 +198,14 @@ pub fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 
 /// Every key, by tab, for the `?` overlay (and the README).
 pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
-    let sections: [(&str, &[(&str, &str)]); 7] = [
+    let sections: [(&str, &[(&str, &str)]); 8] = [
         (
             "Everywhere",
             &[
-                ("1 … 5", "switch tab (Explore, Path, Sample, Stats, Train)"),
+                (
+                    "1 … 6",
+                    "switch tab (Explore, Path, Sample, Stats, Train, Neighbors)",
+                ),
                 ("Tab / Shift-Tab", "next / previous tab (also while typing)"),
                 ("? or F1", "this help (F1 also while typing)"),
                 ("q", "quit (not while typing)"),
@@ -278,6 +282,17 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
                 ("p", "pause / resume"),
                 ("x", "stop (saves a checkpoint)"),
                 ("L", "load the run's checkpoint into the other tabs"),
+            ],
+        ),
+        (
+            "6 Neighbors",
+            &[
+                ("(Explore)", "the query is Explore's code: flip bits there"),
+                ("/ or i", "type a sentence here (Enter encodes it in Explore)"),
+                ("[ / ]", "fewer / more neighbours (k)"),
+                ("↑/↓ j/k PgUp/PgDn", "scroll the list"),
+                ("m", "map: PCA scatter of the corpus ↔ list"),
+                ("r", "load the index again (after an error)"),
             ],
         ),
     ];

@@ -18,9 +18,13 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::event::Msg;
+use crate::coder::{engine_features, FeatureKind};
+use crate::corpus::Split;
 use crate::engine::Engine;
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
+use crate::projection::CodeMap;
+use crate::search::CorpusIndex;
 use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats};
 
 /// What the app knows about the loaded model without touching it.
@@ -91,6 +95,12 @@ pub enum Job {
     Load {
         path: PathBuf,
     },
+    /// The corpus index of the model (loaded from beside the checkpoint, or built and saved
+    /// there) and its 2-D map; `corpus` overrides the checkpoint's own corpus.
+    Index {
+        corpus: Option<String>,
+        max_points: usize,
+    },
 }
 
 /// Requests of one kind supersede each other.
@@ -103,6 +113,7 @@ pub enum JobKind {
     Sample,
     Stats,
     Load,
+    Index,
 }
 
 impl Job {
@@ -115,6 +126,7 @@ impl Job {
             Job::Sample { .. } => JobKind::Sample,
             Job::Stats { .. } => JobKind::Stats,
             Job::Load { .. } => JobKind::Load,
+            Job::Index { .. } => JobKind::Index,
         }
     }
 }
@@ -144,6 +156,21 @@ pub enum ReplyBody {
     StatsProgress(f64),
     Stats(Result<SplitStats, String>),
     Loaded(Result<ModelInfo, String>),
+    /// Fraction of an index build done, 0 to 1.
+    IndexProgress(f64),
+    Indexed(Result<Arc<NeighborIndex>, String>),
+}
+
+/// A corpus index for the Neighbors tab with its map.
+#[derive(Debug)]
+pub struct NeighborIndex {
+    pub index: CorpusIndex,
+    pub map: Result<CodeMap, String>,
+    pub path: PathBuf,
+    /// Whether it was read from `path` (rather than built now).
+    pub from_disk: bool,
+    /// Why a freshly built index could not be saved, if it could not.
+    pub save_error: Option<String>,
 }
 
 impl ReplyBody {
@@ -157,6 +184,7 @@ impl ReplyBody {
             JobKind::Sample => ReplyBody::Sampled(Err(msg)),
             JobKind::Stats => ReplyBody::Stats(Err(msg)),
             JobKind::Load => ReplyBody::Loaded(Err(msg)),
+            JobKind::Index => ReplyBody::Indexed(Err(msg)),
         }
     }
 }
@@ -339,9 +367,71 @@ impl Worker {
                 }
                 Err(e) => ReplyBody::Loaded(Err(err_text(e))),
             },
+            Job::Index { corpus, max_points } => {
+                let mut last = -1.0;
+                let result = neighbor_index(&engine, corpus.as_deref(), max_points, &mut |f| {
+                    if f - last >= 0.01 {
+                        last = f;
+                        out(Reply {
+                            id,
+                            body: ReplyBody::IndexProgress(f),
+                        });
+                    }
+                });
+                ReplyBody::Indexed(result.map(Arc::new).map_err(err_text))
+            }
         };
         out(Reply { id, body });
     }
+}
+
+/// Loads the index saved beside the checkpoint when it was built from this checkpoint file and
+/// this corpus; otherwise encodes the corpus's train split, saves the index there and returns it.
+pub fn neighbor_index(
+    engine: &Engine,
+    corpus: Option<&str>,
+    max_points: usize,
+    progress: &mut dyn FnMut(f64),
+) -> anyhow::Result<NeighborIndex> {
+    if !engine.kind().is_binary() {
+        anyhow::bail!(
+            "only binary-code checkpoints can be indexed; this one is `{}`",
+            engine.kind()
+        );
+    }
+    let corpus = match corpus {
+        Some(spec) => tasks::corpus_of(engine, Some(spec))?,
+        None => tasks::own_corpus(engine, "nearest neighbours")?,
+    };
+    let path = CorpusIndex::default_path(&engine.path);
+    let saved = CorpusIndex::load(&path).ok().filter(|ix| {
+        ix.meta.corpus_hash == corpus.hash
+            && ix.bits() == engine.latent_dim()
+            && ix.is_current_for(&engine.path).unwrap_or(false)
+    });
+    let (index, from_disk, save_error) = match saved {
+        Some(ix) => (ix, true, None),
+        None => {
+            let ix = CorpusIndex::build_with(
+                &engine.path,
+                &engine.config.describe(),
+                engine.latent_dim(),
+                &corpus,
+                &[Split::Train],
+                &mut |texts| engine_features(engine, texts, FeatureKind::Codes, progress),
+            )?;
+            let save_error = ix.save(&path).err().map(err_text);
+            (ix, false, save_error)
+        }
+    };
+    let map = CodeMap::from_index(&index, max_points, 0);
+    Ok(NeighborIndex {
+        index,
+        map,
+        path,
+        from_disk,
+        save_error,
+    })
 }
 
 /// The worker threads: one for interactive jobs, one for statistics.
@@ -376,7 +466,7 @@ impl WorkerHandle {
     }
 
     pub fn send(&self, req: Request) {
-        let tx = if req.job.kind() == JobKind::Stats {
+        let tx = if matches!(req.job.kind(), JobKind::Stats | JobKind::Index) {
             &self.background
         } else {
             &self.interactive

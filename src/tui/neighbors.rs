@@ -1,0 +1,585 @@
+//! Tab 6, Neighbors: the corpus entries nearest (by Hamming distance) to the code being explored
+//! in tab 1, and a Map view, the corpus's codes projected onto their first two principal
+//! components and drawn as a scatter plot coloured by label, with the current sentence marked.
+//!
+//! The index is loaded from beside the checkpoint, or built over the train split of the
+//! checkpoint's corpus on the background worker (with a progress gauge) and saved there. Once
+//! it is here the search itself is a scan of packed codes (well under a millisecond for the
+//! bundled corpus), so it runs while drawing and the list follows every bit flipped in Explore.
+
+use std::sync::Arc;
+
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::canvas::{Canvas, Points};
+use ratatui::widgets::{Gauge, Widget};
+
+use super::app::{App, Tab};
+use super::widgets::{self, InputAction, TextInput, Theme};
+use super::worker::{Job, JobKind, NeighborIndex};
+use crate::search::Neighbor;
+
+/// The neighbour counts `[` and `]` step through.
+pub const K_STEPS: [usize; 7] = [5, 10, 20, 50, 100, 200, 500];
+/// At most this many corpus codes are drawn on the map.
+pub const MAP_POINTS: usize = 3000;
+
+#[derive(Debug)]
+pub struct NeighborsState {
+    /// The corpus to index instead of the checkpoint's own.
+    pub corpus: Option<String>,
+    pub k: usize,
+    /// First row of the list shown.
+    pub scroll: usize,
+    pub show_map: bool,
+    pub progress: Option<f64>,
+    pub index: Option<Arc<NeighborIndex>>,
+    pub error: Option<String>,
+    /// A sentence typed here; Enter hands it to Explore, whose code is the query.
+    pub input: TextInput,
+    pub typing: bool,
+}
+
+impl NeighborsState {
+    pub fn new(corpus: Option<String>) -> Self {
+        Self {
+            corpus,
+            k: 20,
+            scroll: 0,
+            show_map: false,
+            progress: None,
+            index: None,
+            error: None,
+            input: TextInput::default(),
+            typing: false,
+        }
+    }
+
+    pub fn hints(&self) -> Vec<(&'static str, &'static str)> {
+        if self.typing {
+            return vec![("Enter", "encode"), ("Esc", "cancel")];
+        }
+        vec![
+            ("/", "type a sentence"),
+            ("[/]", "fewer/more"),
+            ("↑/↓", "scroll"),
+            ("m", if self.show_map { "list" } else { "map" }),
+            ("r", "reload index"),
+        ]
+    }
+}
+
+impl App {
+    pub(super) fn neighbors_on_enter(&mut self) {
+        if self.model.binary()
+            && self.neighbors.index.is_none()
+            && self.neighbors.error.is_none()
+            && !self.jobs.is_pending(JobKind::Index)
+        {
+            self.neighbors_request();
+        }
+    }
+
+    fn neighbors_request(&mut self) {
+        if !self.model.binary() {
+            return;
+        }
+        self.neighbors.progress = Some(0.0);
+        self.neighbors.error = None;
+        self.jobs.submit(Job::Index {
+            corpus: self.neighbors.corpus.clone(),
+            max_points: MAP_POINTS,
+        });
+    }
+
+    pub(super) fn neighbors_key(&mut self, key: KeyEvent) {
+        if self.neighbors.typing {
+            match self.neighbors.input.on_key(key) {
+                InputAction::Submit => {
+                    if self.neighbors.input.is_blank() {
+                        self.notice("type a sentence first, then Enter encodes it");
+                        return;
+                    }
+                    // The sentence becomes Explore's, so its code is the query here and there.
+                    let text = self.neighbors.input.text();
+                    self.explore.input.set(&text);
+                    self.explore_submit();
+                    self.neighbors.typing = false;
+                }
+                InputAction::Cancel => self.neighbors.typing = false,
+                _ => {}
+            }
+            return;
+        }
+        let n = &mut self.neighbors;
+        match key.code {
+            KeyCode::Char('[') => {
+                n.k = K_STEPS
+                    .iter()
+                    .rev()
+                    .find(|&&s| s < n.k)
+                    .copied()
+                    .unwrap_or(K_STEPS[0]);
+            }
+            KeyCode::Char(']') => {
+                n.k = K_STEPS
+                    .iter()
+                    .find(|&&s| s > n.k)
+                    .copied()
+                    .unwrap_or(K_STEPS[K_STEPS.len() - 1]);
+            }
+            KeyCode::Down | KeyCode::Char('j') => n.scroll = n.scroll.saturating_add(1),
+            KeyCode::Up | KeyCode::Char('k') => n.scroll = n.scroll.saturating_sub(1),
+            KeyCode::PageDown => n.scroll = n.scroll.saturating_add(10),
+            KeyCode::PageUp => n.scroll = n.scroll.saturating_sub(10),
+            KeyCode::Home | KeyCode::Char('g') => n.scroll = 0,
+            KeyCode::Char('m') => n.show_map = !n.show_map,
+            KeyCode::Char('/') | KeyCode::Char('i') => {
+                let text = self.explore.input.text();
+                self.neighbors.input.set(&text);
+                self.neighbors.typing = true;
+            }
+            KeyCode::Char('r') if !self.jobs.is_pending(JobKind::Index) => {
+                self.neighbors_request()
+            }
+            _ => {}
+        }
+        let k = self.neighbors.k;
+        self.neighbors.scroll = self.neighbors.scroll.min(k.saturating_sub(1));
+    }
+
+    pub(super) fn neighbors_indexed(&mut self, r: Result<Arc<NeighborIndex>, String>) {
+        self.neighbors.progress = None;
+        match r {
+            Ok(ix) => {
+                if let Some(e) = &ix.save_error {
+                    self.error(format!("the index could not be saved: {e}"));
+                }
+                self.neighbors.index = Some(ix);
+                self.neighbors.error = None;
+            }
+            Err(e) => self.neighbors.error = Some(e),
+        }
+    }
+
+    pub(super) fn neighbors_model_changed(&mut self) {
+        self.neighbors.index = None;
+        self.neighbors.error = None;
+        self.neighbors.progress = None;
+        self.neighbors.scroll = 0;
+        if self.tab == Tab::Neighbors {
+            self.neighbors_request();
+        }
+    }
+
+    /// The query (Explore's current code) and its nearest entries, when both exist.
+    pub fn neighbors_of_current(&self) -> Option<Result<Vec<Neighbor<'_>>, String>> {
+        let ix = self.neighbors.index.as_ref()?;
+        if self.explore.code.is_empty() {
+            return None;
+        }
+        Some(
+            ix.index
+                .search(&self.explore.code, self.neighbors.k)
+                .map_err(|e| format!("{e:#}")),
+        )
+    }
+}
+
+/// A colour per label index.
+pub fn label_color(label: Option<u32>) -> Color {
+    const PALETTE: [Color; 12] = [
+        Color::Cyan,
+        Color::Magenta,
+        Color::Yellow,
+        Color::Green,
+        Color::Red,
+        Color::Blue,
+        Color::LightCyan,
+        Color::LightMagenta,
+        Color::LightYellow,
+        Color::LightGreen,
+        Color::LightRed,
+        Color::LightBlue,
+    ];
+    match label {
+        Some(l) => PALETTE[l as usize % PALETTE.len()],
+        None => Color::Gray,
+    }
+}
+
+/// Without colour the three most frequent labels get their own marker; the rest share Braille.
+const MONO_MARKERS: [(Marker, &str); 3] = [
+    (Marker::Dot, "•"),
+    (Marker::Bar, "▄"),
+    (Marker::Block, "█"),
+];
+
+/// A label and the map positions of its entries.
+type LabelPoints = (Option<u32>, Vec<(f64, f64)>);
+
+/// The symbol marking the current sentence on the map.
+pub const CURRENT: &str = "◆";
+
+fn bits_text(code: &[f32]) -> String {
+    code.iter()
+        .map(|&b| if b > 0.5 { '1' } else { '0' })
+        .collect()
+}
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let [query, body] = Layout::vertical([Constraint::Length(5), Constraint::Min(0)]).areas(area);
+    render_query(app, query, buf);
+
+    if !app.model.binary() {
+        let block = t.block(Span::styled(" Neighbors ", t.bold()), false);
+        let inner = block.inner(body);
+        block.render(body, buf);
+        widgets::wrapped(
+            buf,
+            inner,
+            vec![
+                Line::from(format!(
+                    "Only binary-code checkpoints can be indexed. This model is `{}`: its codes \
+                     are not bits, so there are no Hamming neighbours and no corpus map.",
+                    app.model.kind
+                )),
+                Line::from(""),
+                Line::styled(
+                    "Load a binary checkpoint (or train one in tab 5) to use this tab.",
+                    t.dim(),
+                ),
+            ],
+        );
+        return;
+    }
+    let nb = &app.neighbors;
+    if app.jobs.is_pending(JobKind::Index) {
+        let block = t.block(Span::styled(" Corpus index ", t.bold()), false);
+        let inner = block.inner(body);
+        block.render(body, buf);
+        let corpus = nb.corpus.clone().unwrap_or_else(|| app.model.corpus.clone());
+        let [msg, gauge] =
+            Layout::vertical([Constraint::Length(3), Constraint::Length(1)]).areas(inner);
+        widgets::wrapped(
+            buf,
+            msg,
+            vec![Line::from(format!(
+                "Loading the index, or encoding the train split of `{}` to build one (saved \
+                 beside the checkpoint, so next time it just loads)…",
+                if corpus.is_empty() { "wordnet" } else { &corpus }
+            ))],
+        );
+        let ratio = nb.progress.unwrap_or(0.0).clamp(0.0, 1.0);
+        Gauge::default()
+            .gauge_style(t.bar())
+            .ratio(ratio)
+            .label(format!("{:.0}%", ratio * 100.0))
+            .render(gauge, buf);
+        return;
+    }
+    if let Some(e) = &nb.error {
+        let block = t.block(Span::styled(" Corpus index ", t.bold()), false);
+        let inner = block.inner(body);
+        block.render(body, buf);
+        widgets::wrapped(
+            buf,
+            inner,
+            vec![
+                Line::styled(format!("No index: {e}"), t.error()),
+                Line::styled("r to try again", t.dim()),
+            ],
+        );
+        return;
+    }
+    let Some(ix) = &nb.index else {
+        let block = t.block(Span::styled(" Corpus index ", t.bold()), false);
+        let inner = block.inner(body);
+        block.render(body, buf);
+        widgets::lines(buf, inner, vec![Line::styled("r to load the index", t.dim())]);
+        return;
+    };
+    if nb.show_map {
+        render_map(app, ix, body, buf);
+    } else {
+        render_list(app, ix, body, buf);
+    }
+}
+
+fn render_query(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let ex = &app.explore;
+    let block = t.block(
+        Line::from(vec![
+            Span::styled(" Query ", t.bold()),
+            Span::styled("· the current code of 1 Explore ", t.dim()),
+        ]),
+        false,
+    );
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if app.neighbors.typing {
+        let [field, help] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+        app.neighbors
+            .input
+            .render(buf, field, "sentence › ", true, t);
+        widgets::lines(
+            buf,
+            help,
+            vec![Line::styled(
+                "Enter encodes it (it becomes 1 Explore's sentence too) · Esc cancels",
+                t.dim(),
+            )],
+        );
+        return;
+    }
+    let mut lines = Vec::new();
+    match &ex.sentence {
+        None => {
+            lines.push(Line::from("No sentence yet: press / to type one here."));
+            lines.push(Line::styled(
+                "Sentences are entered in 1 Explore (type, Enter); flip bits there with Space \
+                 and this tab follows.",
+                t.dim(),
+            ));
+        }
+        Some(s) => {
+            let mut first = vec![
+                Span::styled("sentence ", t.dim()),
+                Span::styled(s.shown.clone(), t.bold()),
+            ];
+            if let Some(d) = ex.distance().filter(|&d| d > 0) {
+                first.push(Span::styled(
+                    format!("  (code edited: {d} bit{} flipped)", if d == 1 { "" } else { "s" }),
+                    t.changed(),
+                ));
+            }
+            lines.push(Line::from(first));
+            if app.model.binary() {
+                lines.push(Line::from(vec![
+                    Span::styled("code     ", t.dim()),
+                    Span::raw(bits_text(&ex.code)),
+                ]));
+            }
+            if let Some((code, Ok(text))) = &ex.decoding {
+                if *code == ex.code {
+                    lines.push(Line::from(vec![
+                        Span::styled("decodes  ", t.dim()),
+                        if text.is_empty() {
+                            Span::styled("(nothing)", t.dim())
+                        } else {
+                            Span::raw(text.clone())
+                        },
+                    ]));
+                }
+            }
+        }
+    }
+    widgets::lines(buf, inner, lines);
+}
+
+fn source_line(ix: &NeighborIndex, t: Theme) -> Line<'static> {
+    let how = if ix.from_disk {
+        "loaded from"
+    } else if ix.save_error.is_some() {
+        "built, not saved to"
+    } else {
+        "built and saved to"
+    };
+    Line::styled(format!("index {how} {}", ix.path.display()), t.dim())
+}
+
+fn render_list(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let nb = &app.neighbors;
+    let block = t.block(
+        Line::from(vec![
+            Span::styled(format!(" {} nearest ", nb.k), t.bold()),
+            Span::styled(
+                format!(
+                    "of {} {} sentences · Hamming distance ",
+                    ix.index.len(),
+                    ix.index.meta.splits.join("+")
+                ),
+                t.dim(),
+            ),
+        ]),
+        false,
+    );
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let mut lines = vec![source_line(ix, t)];
+    match app.neighbors_of_current() {
+        None => lines.push(Line::from(
+            "Encode a sentence in 1 Explore to see its nearest corpus entries here.",
+        )),
+        Some(Err(e)) => lines.push(Line::styled(e, t.error())),
+        Some(Ok(found)) => {
+            let lw = found
+                .iter()
+                .filter_map(|n| n.label)
+                .map(|l| l.chars().count())
+                .max()
+                .unwrap_or(1)
+                .clamp(1, 20);
+            lines.push(Line::styled(
+                format!("{:>4}  {:>4}  {:<lw$}  text", "#", "dist", "label"),
+                t.dim(),
+            ));
+            let rows = inner.height.saturating_sub(2) as usize;
+            let start = nb.scroll.min(found.len().saturating_sub(rows.max(1)));
+            for (i, n) in found.iter().enumerate().skip(start).take(rows) {
+                let label: String = n.label.unwrap_or("–").chars().take(lw).collect();
+                let color = if t.color {
+                    Style::new().fg(label_color(ix.index.labels[n.index]))
+                } else {
+                    Style::new()
+                };
+                lines.push(Line::from(vec![
+                    Span::styled(format!("{:>4}  ", i + 1), t.dim()),
+                    Span::styled(format!("{:>4}  ", n.distance), t.bold()),
+                    Span::styled(format!("{label:<lw$}  "), color),
+                    Span::raw(n.text.to_string()),
+                ]));
+            }
+        }
+    }
+    widgets::lines(buf, inner, lines);
+}
+
+fn render_map(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let map = match &ix.map {
+        Ok(m) => m,
+        Err(e) => {
+            let block = t.block(Span::styled(" Map ", t.bold()), false);
+            let inner = block.inner(area);
+            block.render(area, buf);
+            widgets::lines(buf, inner, vec![Line::styled(format!("No map: {e}"), t.error())]);
+            return;
+        }
+    };
+    let [plot, legend] =
+        Layout::horizontal([Constraint::Min(20), Constraint::Length(30)]).areas(area);
+
+    // Labels by frequency among the points drawn (ties by name order).
+    let mut counts: std::collections::BTreeMap<Option<u32>, usize> = Default::default();
+    for l in &map.labels {
+        *counts.entry(*l).or_default() += 1;
+    }
+    let mut by_freq: Vec<(Option<u32>, usize)> = counts.into_iter().collect();
+    by_freq.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut groups: Vec<LabelPoints> = by_freq
+        .iter()
+        .map(|&(l, _)| (l, Vec::new()))
+        .collect();
+    for (p, l) in map.points.iter().zip(&map.labels) {
+        if let Some(g) = groups.iter_mut().find(|g| g.0 == *l) {
+            g.1.push((p[0] as f64, p[1] as f64));
+        }
+    }
+
+    let (lo, hi) = map.bounds;
+    let current = (!app.explore.code.is_empty() && app.explore.code.len() == ix.index.bits())
+        .then(|| map.place(&app.explore.code));
+    let (mut x0, mut x1, mut y0, mut y1) = (lo[0] as f64, hi[0] as f64, lo[1] as f64, hi[1] as f64);
+    if let Some(c) = current {
+        x0 = x0.min(c[0] as f64);
+        x1 = x1.max(c[0] as f64);
+        y0 = y0.min(c[1] as f64);
+        y1 = y1.max(c[1] as f64);
+    }
+    let pad = |a: f64, b: f64| {
+        let w = (b - a).max(1e-3);
+        (a - 0.05 * w, b + 0.05 * w)
+    };
+    let (x0, x1) = pad(x0, x1);
+    let (y0, y1) = pad(y0, y1);
+    let ratio = map.pca.explained_ratio();
+    let pc = |i: usize| ratio.get(i).map(|r| r * 100.0).unwrap_or(0.0);
+    let block = t.block(
+        Line::from(vec![
+            Span::styled(" Map ", t.bold()),
+            Span::styled(
+                format!(
+                    "· PCA of {} codes · PC1 {:.0}% PC2 {:.0}% of variance ",
+                    map.points.len(),
+                    pc(0),
+                    pc(1)
+                ),
+                t.dim(),
+            ),
+        ]),
+        false,
+    );
+    let color = t.color;
+    let mark_style = t.cursor();
+    Canvas::default()
+        .block(block)
+        .x_bounds([x0, x1])
+        .y_bounds([y0, y1])
+        .marker(if color { Marker::Braille } else { MONO_MARKERS[0].0 })
+        .paint(|ctx| {
+            // Most frequent first, so the rarer labels stay visible on top of the big clusters.
+            for (rank, (l, pts)) in groups.iter().enumerate() {
+                let marker = if color {
+                    Marker::Braille
+                } else {
+                    MONO_MARKERS.get(rank).map(|m| m.0).unwrap_or(Marker::Braille)
+                };
+                ctx.marker(marker);
+                ctx.draw(&Points {
+                    coords: pts,
+                    color: if color { label_color(*l) } else { Color::Reset },
+                });
+            }
+            if let Some(c) = current {
+                ctx.print(c[0] as f64, c[1] as f64, Span::styled(CURRENT, mark_style));
+            }
+        })
+        .render(plot, buf);
+
+    // Legend.
+    let block = t.block(Span::styled(" Labels ", t.bold()), false);
+    let inner = block.inner(legend);
+    block.render(legend, buf);
+    let mut lines = vec![Line::from(vec![
+        Span::styled(CURRENT, mark_style),
+        Span::raw(" current sentence"),
+    ])];
+    if current.is_none() {
+        lines.push(Line::styled("  (encode one in 1 Explore)", t.dim()));
+    }
+    lines.push(Line::from(""));
+    let room = (inner.height as usize).saturating_sub(lines.len() + 1);
+    for (rank, &(l, n)) in by_freq.iter().enumerate().take(room) {
+        let name = match l {
+            Some(i) => map.label_names[i as usize].clone(),
+            None => "(no label)".to_string(),
+        };
+        let (sym, style) = if color {
+            ("■", Style::new().fg(label_color(l)))
+        } else {
+            (MONO_MARKERS.get(rank).map(|m| m.1).unwrap_or("⠿"), Style::new())
+        };
+        let name: String = name.chars().take(inner.width.saturating_sub(10) as usize).collect();
+        lines.push(Line::from(vec![
+            Span::styled(sym, style),
+            Span::raw(format!(" {name} ")),
+            Span::styled(format!("{n}"), t.dim()),
+        ]));
+    }
+    if by_freq.len() > room {
+        lines.push(Line::styled(
+            format!("… {} more labels", by_freq.len() - room),
+            t.dim(),
+        ));
+    }
+    widgets::lines(buf, inner, lines);
+}
