@@ -303,6 +303,19 @@ impl TrainControl {
     pub fn is_cancelled(&self) -> bool {
         self.cancel.load(Ordering::SeqCst)
     }
+    /// Blocks while paused (sending `Paused(true)` once, then `Paused(false)` on resuming);
+    /// returns whether training was cancelled. Trainers call it between steps, never inside one.
+    pub fn wait_while_paused(&self, send: &dyn Fn(TrainEvent)) -> bool {
+        if self.pause.load(Ordering::SeqCst) && !self.is_cancelled() {
+            send(TrainEvent::Paused(true));
+            while self.pause.load(Ordering::SeqCst) && !self.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            send(TrainEvent::Paused(false));
+        }
+        self.is_cancelled()
+    }
+
     pub fn toggle_pause(&self) -> bool {
         !self.pause.fetch_xor(true, Ordering::SeqCst)
     }
@@ -621,23 +634,10 @@ pub fn train(
     let started = Instant::now();
     let mut ema_tok_per_sec: Option<f64> = None;
     let mut step = start_step;
-    let mut was_paused = false;
     let mut cancelled = false;
 
     while step < cfg.steps {
-        // Pause and cancel are checked between steps, never in the middle of one.
-        while control.pause.load(Ordering::SeqCst) && !control.is_cancelled() {
-            if !was_paused {
-                was_paused = true;
-                send(TrainEvent::Paused(true));
-            }
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        if was_paused {
-            was_paused = false;
-            send(TrainEvent::Paused(false));
-        }
-        if control.is_cancelled() {
+        if control.wait_while_paused(&send) {
             cancelled = true;
             break;
         }

@@ -749,7 +749,8 @@ fn neighbors_follow_explore_and_the_map_draws() {
         ..AppOptions::default()
     };
     let mut h = Harness::new(engine(&ckpt), opts(true));
-    h.type_text("the small dog sees the cat").key(KeyCode::Enter);
+    h.type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
     // Focus is on the code now, so digits switch tabs. Opening the tab asks the worker for the
     // index; until it answers, a gauge and the header's activity say so.
     h.app.update(Msg::Key(crossterm::event::KeyEvent::new(
@@ -761,7 +762,13 @@ fn neighbors_follow_explore_and_the_map_draws() {
     assert_has(&s, "indexing 0%");
     assert_has(&s, "encoding the train split of");
     let reqs = h.queued();
-    assert!(matches!(reqs.as_slice(), [Request { job: Job::Index { .. }, .. }]));
+    assert!(matches!(
+        reqs.as_slice(),
+        [Request {
+            job: Job::Index { .. },
+            ..
+        }]
+    ));
     h.compute(reqs);
     assert!(!h.app.busy());
     let s = h.screen();
@@ -784,7 +791,9 @@ fn neighbors_follow_explore_and_the_map_draws() {
     let before = code_line(&s);
 
     // Flip a bit in Explore: the query code on the Neighbors tab follows.
-    h.key(KeyCode::Char('1')).key(KeyCode::Char(' ')).key(KeyCode::Char('6'));
+    h.key(KeyCode::Char('1'))
+        .key(KeyCode::Char(' '))
+        .key(KeyCode::Char('6'));
     let s = h.screen();
     let after = code_line(&s);
     assert_ne!(before, after);

@@ -7,9 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor, Var};
@@ -522,21 +521,9 @@ pub fn train_bow(
     let mean_words_per_step =
         train.iter().flatten().map(|p| p.1 as f64).sum::<f64>() / batches_per_epoch as f64;
     let mut step = start_step;
-    let mut was_paused = false;
     let mut cancelled = false;
     while step < cfg.steps {
-        while control.pause.load(Ordering::SeqCst) && !control.is_cancelled() {
-            if !was_paused {
-                was_paused = true;
-                send(TrainEvent::Paused(true));
-            }
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        if was_paused {
-            was_paused = false;
-            send(TrainEvent::Paused(false));
-        }
-        if control.is_cancelled() {
+        if control.wait_while_paused(&send) {
             cancelled = true;
             break;
         }

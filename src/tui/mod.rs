@@ -288,7 +288,10 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
             "6 Neighbors",
             &[
                 ("(Explore)", "the query is Explore's code: flip bits there"),
-                ("/ or i", "type a sentence here (Enter encodes it in Explore)"),
+                (
+                    "/ or i",
+                    "type a sentence here (Enter encodes it in Explore)",
+                ),
                 ("[ / ]", "fewer / more neighbours (k)"),
                 ("↑/↓ j/k PgUp/PgDn", "scroll the list"),
                 ("m", "map: PCA scatter of the corpus ↔ list"),

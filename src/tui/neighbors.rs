@@ -143,9 +143,7 @@ impl App {
                 self.neighbors.input.set(&text);
                 self.neighbors.typing = true;
             }
-            KeyCode::Char('r') if !self.jobs.is_pending(JobKind::Index) => {
-                self.neighbors_request()
-            }
+            KeyCode::Char('r') if !self.jobs.is_pending(JobKind::Index) => self.neighbors_request(),
             _ => {}
         }
         let k = self.neighbors.k;
@@ -213,11 +211,8 @@ pub fn label_color(label: Option<u32>) -> Color {
 }
 
 /// Without colour the three most frequent labels get their own marker; the rest share Braille.
-const MONO_MARKERS: [(Marker, &str); 3] = [
-    (Marker::Dot, "•"),
-    (Marker::Bar, "▄"),
-    (Marker::Block, "█"),
-];
+const MONO_MARKERS: [(Marker, &str); 3] =
+    [(Marker::Dot, "•"), (Marker::Bar, "▄"), (Marker::Block, "█")];
 
 /// A label and the map positions of its entries.
 type LabelPoints = (Option<u32>, Vec<(f64, f64)>);
@@ -263,7 +258,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         let block = t.block(Span::styled(" Corpus index ", t.bold()), false);
         let inner = block.inner(body);
         block.render(body, buf);
-        let corpus = nb.corpus.clone().unwrap_or_else(|| app.model.corpus.clone());
+        let corpus = nb
+            .corpus
+            .clone()
+            .unwrap_or_else(|| app.model.corpus.clone());
         let [msg, gauge] =
             Layout::vertical([Constraint::Length(3), Constraint::Length(1)]).areas(inner);
         widgets::wrapped(
@@ -272,7 +270,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             vec![Line::from(format!(
                 "Loading the index, or encoding the train split of `{}` to build one (saved \
                  beside the checkpoint, so next time it just loads)…",
-                if corpus.is_empty() { "wordnet" } else { &corpus }
+                if corpus.is_empty() {
+                    "wordnet"
+                } else {
+                    &corpus
+                }
             ))],
         );
         let ratio = nb.progress.unwrap_or(0.0).clamp(0.0, 1.0);
@@ -301,7 +303,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         let block = t.block(Span::styled(" Corpus index ", t.bold()), false);
         let inner = block.inner(body);
         block.render(body, buf);
-        widgets::lines(buf, inner, vec![Line::styled("r to load the index", t.dim())]);
+        widgets::lines(
+            buf,
+            inner,
+            vec![Line::styled("r to load the index", t.dim())],
+        );
         return;
     };
     if nb.show_map {
@@ -356,7 +362,10 @@ fn render_query(app: &App, area: Rect, buf: &mut Buffer) {
             ];
             if let Some(d) = ex.distance().filter(|&d| d > 0) {
                 first.push(Span::styled(
-                    format!("  (code edited: {d} bit{} flipped)", if d == 1 { "" } else { "s" }),
+                    format!(
+                        "  (code edited: {d} bit{} flipped)",
+                        if d == 1 { "" } else { "s" }
+                    ),
                     t.changed(),
                 ));
             }
@@ -461,7 +470,11 @@ fn render_map(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
             let block = t.block(Span::styled(" Map ", t.bold()), false);
             let inner = block.inner(area);
             block.render(area, buf);
-            widgets::lines(buf, inner, vec![Line::styled(format!("No map: {e}"), t.error())]);
+            widgets::lines(
+                buf,
+                inner,
+                vec![Line::styled(format!("No map: {e}"), t.error())],
+            );
             return;
         }
     };
@@ -475,10 +488,7 @@ fn render_map(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
     }
     let mut by_freq: Vec<(Option<u32>, usize)> = counts.into_iter().collect();
     by_freq.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut groups: Vec<LabelPoints> = by_freq
-        .iter()
-        .map(|&(l, _)| (l, Vec::new()))
-        .collect();
+    let mut groups: Vec<LabelPoints> = by_freq.iter().map(|&(l, _)| (l, Vec::new())).collect();
     for (p, l) in map.points.iter().zip(&map.labels) {
         if let Some(g) = groups.iter_mut().find(|g| g.0 == *l) {
             g.1.push((p[0] as f64, p[1] as f64));
@@ -524,14 +534,21 @@ fn render_map(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
         .block(block)
         .x_bounds([x0, x1])
         .y_bounds([y0, y1])
-        .marker(if color { Marker::Braille } else { MONO_MARKERS[0].0 })
+        .marker(if color {
+            Marker::Braille
+        } else {
+            MONO_MARKERS[0].0
+        })
         .paint(|ctx| {
             // Most frequent first, so the rarer labels stay visible on top of the big clusters.
             for (rank, (l, pts)) in groups.iter().enumerate() {
                 let marker = if color {
                     Marker::Braille
                 } else {
-                    MONO_MARKERS.get(rank).map(|m| m.0).unwrap_or(Marker::Braille)
+                    MONO_MARKERS
+                        .get(rank)
+                        .map(|m| m.0)
+                        .unwrap_or(Marker::Braille)
                 };
                 ctx.marker(marker);
                 ctx.draw(&Points {
@@ -566,9 +583,15 @@ fn render_map(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
         let (sym, style) = if color {
             ("■", Style::new().fg(label_color(l)))
         } else {
-            (MONO_MARKERS.get(rank).map(|m| m.1).unwrap_or("⠿"), Style::new())
+            (
+                MONO_MARKERS.get(rank).map(|m| m.1).unwrap_or("⠿"),
+                Style::new(),
+            )
         };
-        let name: String = name.chars().take(inner.width.saturating_sub(10) as usize).collect();
+        let name: String = name
+            .chars()
+            .take(inner.width.saturating_sub(10) as usize)
+            .collect();
         lines.push(Line::from(vec![
             Span::styled(sym, style),
             Span::raw(format!(" {name} ")),
