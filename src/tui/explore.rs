@@ -491,16 +491,8 @@ fn render_bits(
     } else {
         info.push(Span::styled(format!("as encoded ({now})"), t.dim()));
     }
-    if first > 0 || first + xs.len() < st.code.len() {
-        info.push(Span::styled(
-            format!(
-                "   showing bits {}–{} of {}",
-                first,
-                first + xs.len() - 1,
-                st.code.len()
-            ),
-            t.dim(),
-        ));
+    if let Some(notice) = widgets::window_notice("bits", first, xs.len(), st.code.len()) {
+        info.push(Span::styled(notice, t.dim()));
     }
     widgets::lines(
         buf,
@@ -587,16 +579,8 @@ fn render_dims(
         };
         info.push(Span::styled(rel, t.changed()));
     }
-    if first > 0 || first + xs.len() < st.code.len() {
-        info.push(Span::styled(
-            format!(
-                "   showing dimensions {}–{} of {}",
-                first,
-                first + xs.len() - 1,
-                st.code.len()
-            ),
-            t.dim(),
-        ));
+    if let Some(notice) = widgets::window_notice("dimensions", first, xs.len(), st.code.len()) {
+        info.push(Span::styled(notice, t.dim()));
     }
     widgets::lines(
         buf,

@@ -232,12 +232,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     render_query(app, query, buf);
 
     if !app.model.binary() {
-        let block = t.block(Span::styled(" Neighbors ", t.bold()), false);
-        let inner = block.inner(body);
-        block.render(body, buf);
-        widgets::wrapped(
+        widgets::message_panel(
             buf,
-            inner,
+            body,
+            t,
+            " Neighbors ",
             vec![
                 Line::from(format!(
                     "Only binary-code checkpoints can be indexed. This model is `{}`: its codes \
@@ -286,12 +285,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     }
     if let Some(e) = &nb.error {
-        let block = t.block(Span::styled(" Corpus index ", t.bold()), false);
-        let inner = block.inner(body);
-        block.render(body, buf);
-        widgets::wrapped(
+        widgets::message_panel(
             buf,
-            inner,
+            body,
+            t,
+            " Corpus index ",
             vec![
                 Line::styled(format!("No index: {e}"), t.error()),
                 Line::styled("r to try again", t.dim()),

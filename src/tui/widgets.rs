@@ -148,6 +148,27 @@ pub fn lines(buf: &mut Buffer, area: Rect, content: Vec<Line<'_>>) {
 }
 
 /// Renders lines with word wrap.
+/// A bordered panel titled `title` with `content` wrapped to its width: how tabs say that
+/// something is missing, pending or failed.
+pub fn message_panel(
+    buf: &mut Buffer,
+    area: Rect,
+    theme: Theme,
+    title: &'static str,
+    content: Vec<Line<'_>>,
+) {
+    let block = theme.block(Span::styled(title, theme.bold()), false);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    wrapped(buf, inner, content);
+}
+
+/// "   showing bits 8–71 of 128" when a row of columns shows only part of a code.
+pub fn window_notice(unit: &str, first: usize, shown: usize, total: usize) -> Option<String> {
+    (first > 0 || first + shown < total)
+        .then(|| format!("   showing {unit} {first}–{} of {total}", first + shown - 1))
+}
+
 pub fn wrapped(buf: &mut Buffer, area: Rect, content: Vec<Line<'_>>) {
     Paragraph::new(content)
         .wrap(Wrap { trim: false })
