@@ -17,12 +17,12 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::bow::train::{fit, FitOptions};
-use crate::bow::{bag_of_words, encode_bags, train_vocab, Bag};
+use crate::bow::train::{fit_labelled, FitOptions};
+use crate::bow::{bag_of_words, document_frequencies, encode_bags, train_vocab, Bag};
 use crate::coder::Coder;
 use crate::corpus::{Corpus, Example, LoadOptions, Split};
 use crate::hamming::{pack, PackedCodes};
-use crate::model::bow::{BowInput, NashNoise};
+use crate::model::bow::{idf, BowInput, NashNoise};
 use crate::model::{LshConfig, ModelConfig, NashConfig};
 use crate::train::KlAnneal;
 
@@ -81,6 +81,102 @@ pub fn chance_precision(database_labels: &[u32], query_labels: &[u32]) -> f64 {
         .map(|l| *counts.get(l).unwrap_or(&0) as f64 / n)
         .sum::<f64>()
         / query_labels.len().max(1) as f64
+}
+
+/// Precision@k of exact cosine similarity between TF-IDF vectors (idf from `idf`, raw
+/// counts as term frequencies): the real-valued ranking that bag-of-words hash codes
+/// approximate, printed as the ceiling of the table. Ties (notably all the entries that share
+/// no word with the query) are broken by database position, as for codes.
+pub fn tfidf_cosine_precision(
+    database: &[Bag],
+    database_labels: &[u32],
+    queries: &[Bag],
+    query_labels: &[u32],
+    idf: &[f32],
+    k: usize,
+) -> f64 {
+    assert_eq!(database.len(), database_labels.len());
+    assert_eq!(queries.len(), query_labels.len());
+    if queries.is_empty() || database.is_empty() || k == 0 {
+        return 0.0;
+    }
+    let weigh = |bag: &Bag| -> Vec<(u32, f32)> {
+        let mut v: Vec<(u32, f32)> = bag
+            .iter()
+            .map(|&(w, c)| (w, c * idf.get(w as usize).copied().unwrap_or(0.0)))
+            .collect();
+        let norm = v.iter().map(|&(_, x)| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|(_, x)| *x /= norm);
+        }
+        v
+    };
+    // Inverted index: for each word, the database entries containing it and their weight.
+    let mut postings: Vec<Vec<(u32, f32)>> = vec![Vec::new(); idf.len()];
+    for (d, bag) in database.iter().enumerate() {
+        for (w, x) in weigh(bag) {
+            if let Some(list) = postings.get_mut(w as usize) {
+                list.push((d as u32, x));
+            }
+        }
+    }
+    let k = k.min(database.len());
+    let per_query: Vec<f64> = queries
+        .par_iter()
+        .zip(query_labels)
+        .map(|(bag, &label)| {
+            let mut score = vec![0f32; database.len()];
+            for (w, x) in weigh(bag) {
+                for &(d, y) in postings.get(w as usize).map_or(&[][..], Vec::as_slice) {
+                    score[d as usize] += x * y;
+                }
+            }
+            let mut order: Vec<u32> = (0..database.len() as u32).collect();
+            let by_score = |a: &u32, b: &u32| {
+                score[*b as usize]
+                    .total_cmp(&score[*a as usize])
+                    .then(a.cmp(b))
+            };
+            order.select_nth_unstable_by(k - 1, by_score);
+            let relevant = order[..k]
+                .iter()
+                .filter(|&&d| database_labels[d as usize] == label)
+                .count();
+            relevant as f64 / k as f64
+        })
+        .collect();
+    per_query.iter().sum::<f64>() / per_query.len() as f64
+}
+
+/// A NASH variant of the experiment: its training noise, and whether it is the supervised
+/// variant (a classifier from the code to the labels joins the loss with weight α).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct NashVariant {
+    pub noise: NashNoise,
+    pub supervised: bool,
+}
+
+impl std::str::FromStr for NashVariant {
+    type Err = String;
+    /// `none`, `fixed` or `learned`, optionally suffixed `-s` for the supervised variant.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (name, supervised) = match s.strip_suffix("-s") {
+            Some(n) => (n, true),
+            None => (s, false),
+        };
+        let noise = match name {
+            "none" => NashNoise::None,
+            "fixed" => NashNoise::Fixed { std: 0.0 },
+            "learned" => NashNoise::Learned,
+            _ => {
+                return Err(format!(
+                    "unknown nash variant `{s}` (expected none, fixed or learned, optionally \
+                     with -s for the supervised variant)"
+                ))
+            }
+        };
+        Ok(Self { noise, supervised })
+    }
 }
 
 /// Labelled texts of one side of the evaluation.
@@ -178,7 +274,9 @@ pub struct RetrievalOptions {
     pub max_database: Option<usize>,
     pub max_queries: Option<usize>,
     /// NASH variants to train (default: none, fixed, learned).
-    pub variants: Vec<NashNoise>,
+    pub variants: Vec<NashVariant>,
+    /// Weight α of the supervised variants' label term.
+    pub supervised_weight: f64,
     /// Binary checkpoints (sequence autoencoders, saved nash or lsh models) to add as rows,
     /// each at its own width.
     pub checkpoints: Vec<PathBuf>,
@@ -190,11 +288,11 @@ impl Default for RetrievalOptions {
             corpus: "wordnet".into(),
             bits: vec![8, 16, 32, 64, 128],
             k: 100,
-            steps: 500,
+            steps: 2000,
             batch_size: 64,
             hidden_dim: 256,
             lr: 1e-3,
-            kl_weight: 1.0,
+            kl_weight: 0.01,
             kl_anneal: KlAnneal::None,
             kl_anneal_steps: 0,
             noise_std: 0.5,
@@ -204,11 +302,11 @@ impl Default for RetrievalOptions {
             seed: 42,
             max_database: None,
             max_queries: None,
-            variants: vec![
-                NashNoise::None,
-                NashNoise::Fixed { std: 0.5 },
-                NashNoise::Learned,
-            ],
+            variants: ["none", "fixed", "learned"]
+                .iter()
+                .map(|v| v.parse().expect("known variant"))
+                .collect(),
+            supervised_weight: 1.0,
             checkpoints: Vec::new(),
         }
     }
@@ -230,6 +328,9 @@ pub struct RetrievalTable {
     pub queries: usize,
     /// What a ranking ignoring the codes scores.
     pub chance: f64,
+    /// Exact TF-IDF cosine ranking (real-valued, no codes): the ceiling for hashing bags of
+    /// words.
+    pub tfidf_cosine: f64,
     pub rows: Vec<RetrievalRow>,
     pub options: RetrievalOptions,
 }
@@ -264,19 +365,43 @@ impl RetrievalTable {
             s.push('\n');
         }
         s += &format!(
+            "{:<width$} {:>7.4} (exact cosine of real-valued TF-IDF vectors: the ceiling)\n",
+            "tf-idf cosine", self.tfidf_cosine
+        );
+        s += &format!(
             "{:<width$} {:>7.4} (label frequencies alone)\n",
             "chance", self.chance
         );
+        if let Some(lsh) = self.rows.iter().find(|r| r.method == "lsh") {
+            for row in self.rows.iter().filter(|r| r.method.starts_with("nash")) {
+                let ratios: Vec<String> = self
+                    .bits
+                    .iter()
+                    .filter_map(|b| {
+                        let (p, l) = (row.precision.get(b)?, lsh.precision.get(b)?);
+                        (*l > 0.0).then(|| format!("{:.2}× at {b}", p / l))
+                    })
+                    .collect();
+                if !ratios.is_empty() {
+                    s += &format!("{} vs lsh: {}\n", row.method, ratios.join(", "));
+                }
+            }
+        }
         s
     }
 }
 
 /// A NASH variant's row name.
-pub fn variant_name(noise: &NashNoise) -> String {
-    match noise {
-        NashNoise::None => "nash".into(),
+pub fn variant_name(variant: &NashVariant) -> String {
+    let base = match variant.noise {
+        NashNoise::None => "nash".to_string(),
         NashNoise::Fixed { std } => format!("nash + noise σ={std}"),
         NashNoise::Learned => "nash + learned noise σ(x)".into(),
+    };
+    if variant.supervised {
+        format!("{base}, supervised")
+    } else {
+        base
     }
 }
 
@@ -322,7 +447,15 @@ pub fn run(opts: &RetrievalOptions, progress: &mut dyn FnMut(&str)) -> Result<Re
         let (db, q) = (draw(db_labels.len()), draw(q_labels.len()));
         random.precision.insert(bits, measure(&db, &q));
     }
-    progress(&format!("random codes: {:?}", random.precision));
+    progress(&format!(
+        "random codes: {}",
+        random
+            .precision
+            .iter()
+            .map(|(b, p)| format!("{p:.4} at {b} bits"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     rows.push(random);
 
     // One vocabulary and set of bags for every bag-of-words model, from the training split
@@ -350,6 +483,28 @@ pub fn run(opts: &RetrievalOptions, progress: &mut dyn FnMut(&str)) -> Result<Re
         .iter()
         .map(|t| bag_of_words(&vocab, t))
         .collect();
+    let df = document_frequencies(&train_bags, vocab.len());
+    let tfidf_cosine = tfidf_cosine_precision(
+        &db_bags,
+        db_labels,
+        &q_bags,
+        q_labels,
+        &idf(&df, train_bags.len()),
+        opts.k,
+    );
+    progress(&format!("tf-idf cosine (exact): {tfidf_cosine:.4}"));
+    // Label ids of the labelled training documents, for the supervised variants.
+    let label_id = |l: &str| {
+        data.label_names
+            .binary_search_by(|n| n.as_str().cmp(l))
+            .ok()
+    };
+    let (labelled_bags, train_labels): (Vec<Bag>, Vec<u32>) = corpus
+        .train
+        .iter()
+        .zip(&train_bags)
+        .filter_map(|(e, bag)| Some((bag.clone(), label_id(e.label.as_deref()?)? as u32)))
+        .unzip();
     let fit_opts = FitOptions {
         steps: opts.steps,
         batch_size: opts.batch_size,
@@ -359,59 +514,75 @@ pub fn run(opts: &RetrievalOptions, progress: &mut dyn FnMut(&str)) -> Result<Re
         kl_anneal: opts.kl_anneal,
         kl_anneal_steps: opts.kl_anneal_steps,
         seed: opts.seed,
+        supervised_weight: opts.supervised_weight,
     };
-    let mut bow_row =
-        |method: String, config: &dyn Fn(usize) -> ModelConfig| -> Result<RetrievalRow> {
-            let mut row = RetrievalRow {
-                method,
-                precision: BTreeMap::new(),
-            };
-            for &bits in &opts.bits {
-                let started = std::time::Instant::now();
-                let built = fit(&config(bits), &train_bags, &fit_opts, &dev)?;
-                let to_bits = |loc: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
-                    loc.into_iter()
-                        .map(|l| {
-                            l.iter()
-                                .map(|&x| if x >= 0.0 { 1.0 } else { 0.0 })
-                                .collect()
-                        })
-                        .collect()
-                };
-                let db = to_bits(encode_bags(&built.model, &db_bags)?);
-                let q = to_bits(encode_bags(&built.model, &q_bags)?);
-                let p = measure(&db, &q);
-                progress(&format!(
-                    "{} {bits} bits: {p:.4} ({:.0} s)",
-                    row.method,
-                    started.elapsed().as_secs_f64()
-                ));
-                row.precision.insert(bits, p);
-            }
-            Ok(row)
+    let mut bow_row = |method: String,
+                       supervised: bool,
+                       config: &dyn Fn(usize) -> ModelConfig|
+     -> Result<RetrievalRow> {
+        let mut row = RetrievalRow {
+            method,
+            precision: BTreeMap::new(),
         };
+        for &bits in &opts.bits {
+            let started = std::time::Instant::now();
+            let built = if supervised {
+                fit_labelled(
+                    &config(bits),
+                    &labelled_bags,
+                    Some(&train_labels),
+                    &fit_opts,
+                    &dev,
+                )?
+            } else {
+                fit_labelled(&config(bits), &train_bags, None, &fit_opts, &dev)?
+            };
+            let to_bits = |loc: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
+                loc.into_iter()
+                    .map(|l| {
+                        l.iter()
+                            .map(|&x| if x >= 0.0 { 1.0 } else { 0.0 })
+                            .collect()
+                    })
+                    .collect()
+            };
+            let db = to_bits(encode_bags(&built.model, &db_bags)?);
+            let q = to_bits(encode_bags(&built.model, &q_bags)?);
+            let p = measure(&db, &q);
+            progress(&format!(
+                "{} {bits} bits: {p:.4} ({:.0} s)",
+                row.method,
+                started.elapsed().as_secs_f64()
+            ));
+            row.precision.insert(bits, p);
+        }
+        Ok(row)
+    };
     let v = vocab.len();
-    rows.push(bow_row("lsh".into(), &|bits| {
+    rows.push(bow_row("lsh".into(), false, &|bits| {
         ModelConfig::Lsh(LshConfig {
             vocab_size: v,
             bits,
             seed: opts.seed,
         })
     })?);
-    for noise in &opts.variants {
-        let noise = match noise {
+    let labels = data.label_names.len();
+    for variant in &opts.variants {
+        let noise = match variant.noise {
             NashNoise::Fixed { .. } => NashNoise::Fixed {
                 std: opts.noise_std,
             },
-            n => *n,
+            n => n,
         };
-        rows.push(bow_row(variant_name(&noise), &|bits| {
+        let name = variant_name(&NashVariant { noise, ..*variant });
+        rows.push(bow_row(name, variant.supervised, &|bits| {
             ModelConfig::Nash(NashConfig {
                 vocab_size: v,
                 hidden_dim: opts.hidden_dim,
                 latent_dim: bits,
                 input: BowInput::Tfidf,
                 noise,
+                labels: if variant.supervised { labels } else { 0 },
             })
         })?);
     }
@@ -469,6 +640,7 @@ pub fn run(opts: &RetrievalOptions, progress: &mut dyn FnMut(&str)) -> Result<Re
         database: db_labels.len(),
         queries: q_labels.len(),
         chance,
+        tfidf_cosine,
         rows,
         options: opts.clone(),
     })
@@ -514,5 +686,57 @@ mod tests {
         let p = precision_of_codes(&db, &db_labels, &[vec![1.0; 4]], &[1], 2);
         assert_eq!(p, 1.0);
         assert_eq!(chance_precision(&db_labels, &q_labels), 0.5);
+    }
+
+    #[test]
+    fn tfidf_cosine_ranks_by_shared_weighted_words() {
+        // Words 0..4, idf all 1 except word 3 (rare, idf 3). Labels 0 0 1 1.
+        let idf = [1.0f32, 1.0, 1.0, 3.0];
+        let db: Vec<Bag> = vec![
+            vec![(0, 1.0), (1, 1.0)],
+            vec![(0, 1.0), (3, 1.0)],
+            vec![(2, 1.0)],
+            vec![(2, 1.0), (3, 1.0)],
+        ];
+        let db_labels = [0, 0, 1, 1];
+        // Query (label 1) = {2, 3}: cosine 1 with d3, then d1 (shares the heavy word 3:
+        // 9/√10/√10 = 0.9) before d2 (1/√10 ≈ 0.32) and d0 (0).
+        let q: Vec<Bag> = vec![vec![(2, 1.0), (3, 1.0)]];
+        assert_eq!(
+            tfidf_cosine_precision(&db, &db_labels, &q, &[1], &idf, 1),
+            1.0
+        );
+        assert_eq!(
+            tfidf_cosine_precision(&db, &db_labels, &q, &[1], &idf, 2),
+            0.5
+        );
+        let p3 = tfidf_cosine_precision(&db, &db_labels, &q, &[1], &idf, 3);
+        assert!((p3 - 2.0 / 3.0).abs() < 1e-12, "{p3}");
+        // A query sharing no word ties everything at 0: database order decides.
+        let none: Vec<Bag> = vec![vec![]];
+        assert_eq!(
+            tfidf_cosine_precision(&db, &db_labels, &none, &[0], &idf, 2),
+            1.0
+        );
+        assert_eq!(
+            tfidf_cosine_precision(&db, &db_labels, &none, &[1], &idf, 2),
+            0.0
+        );
+    }
+
+    #[test]
+    fn nash_variants_parse_with_the_supervised_suffix() {
+        let v: NashVariant = "learned-s".parse().unwrap();
+        assert_eq!(v.noise, NashNoise::Learned);
+        assert!(v.supervised);
+        let v: NashVariant = "none".parse().unwrap();
+        assert_eq!((v.noise, v.supervised), (NashNoise::None, false));
+        assert!(matches!(
+            "fixed".parse::<NashVariant>().unwrap().noise,
+            NashNoise::Fixed { .. }
+        ));
+        let err = "loud".parse::<NashVariant>().unwrap_err();
+        assert!(err.contains("loud"), "{err}");
+        assert_eq!(variant_name(&"none-s".parse().unwrap()), "nash, supervised");
     }
 }

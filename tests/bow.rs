@@ -82,6 +82,7 @@ fn tiny_nash_beats_random_codes_at_precision_at_k() -> Result<()> {
         latent_dim: bits,
         input: BowInput::Tfidf,
         noise: NashNoise::None,
+        labels: 0,
     });
     let opts = FitOptions {
         steps: 300,
@@ -92,6 +93,7 @@ fn tiny_nash_beats_random_codes_at_precision_at_k() -> Result<()> {
         kl_anneal: latent_tui::train::KlAnneal::None,
         kl_anneal_steps: 0,
         seed: 7,
+        supervised_weight: 0.0,
     };
     let built = fit(&config, &db_bags, &opts, &Device::Cpu)?;
     let to_bits = |loc: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
@@ -304,5 +306,80 @@ fn binary_sequence_checkpoints_index_like_bag_of_words_ones() -> Result<()> {
     let hits = index.search(&code, 5)?;
     assert_eq!(hits.len(), 5);
     assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
+    Ok(())
+}
+
+/// The supervised NASH variant puts the labels into the code even when they are a weak signal
+/// in the words: each document has one label marker among five words of one of eight topics,
+/// so with 2 bits an unsupervised NASH spends its bits on the topics and the supervised one
+/// (label classifier from the code, weight α) on the labels.
+#[test]
+fn supervised_nash_codes_the_labels_that_unsupervised_nash_ignores() -> Result<()> {
+    use latent_tui::bow::train::fit_labelled;
+    let mut rng = StdRng::seed_from_u64(11);
+    let topic_words: Vec<Vec<String>> = (0..8)
+        .map(|t| (0..8).map(|w| format!("topic{t}word{w}")).collect())
+        .collect();
+    let mut docs = |n: usize| -> (Vec<String>, Vec<u32>) {
+        (0..n)
+            .map(|_| {
+                let (label, topic) = (rng.random_range(0..4u32), rng.random_range(0..8));
+                let mut words: Vec<String> = (0..5)
+                    .map(|_| topic_words[topic][rng.random_range(0..8)].clone())
+                    .collect();
+                words.push(format!("marker{label}"));
+                (words.join(" "), label)
+            })
+            .unzip()
+    };
+    let (train_texts, train_labels) = docs(3000);
+    let (test_texts, test_labels) = docs(300);
+    let vocab = train_vocab(train_texts.iter().map(String::as_str), 200, 1, false)?;
+    let bags =
+        |texts: &[String]| -> Vec<Bag> { texts.iter().map(|t| bag_of_words(&vocab, t)).collect() };
+    let (train_bags, test_bags) = (bags(&train_texts), bags(&test_texts));
+    let opts = FitOptions {
+        steps: 400,
+        batch_size: 32,
+        lr: 3e-3,
+        clip_norm: 5.0,
+        kl_weight: 0.01,
+        kl_anneal: latent_tui::train::KlAnneal::None,
+        kl_anneal_steps: 0,
+        seed: 5,
+        supervised_weight: 5.0,
+    };
+    let precision = |labels: usize, supervision: Option<&[u32]>| -> Result<f64> {
+        let config = ModelConfig::Nash(NashConfig {
+            vocab_size: vocab.len(),
+            hidden_dim: 32,
+            latent_dim: 2,
+            input: BowInput::Tfidf,
+            noise: NashNoise::None,
+            labels,
+        });
+        let built = fit_labelled(&config, &train_bags, supervision, &opts, &Device::Cpu)?;
+        let to_bits = |loc: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
+            loc.into_iter()
+                .map(|l| l.iter().map(|&x| (x >= 0.0) as u8 as f32).collect())
+                .collect()
+        };
+        let db = to_bits(encode_bags(&built.model, &train_bags)?);
+        let q = to_bits(encode_bags(&built.model, &test_bags)?);
+        Ok(precision_of_codes(
+            &db,
+            &train_labels,
+            &q,
+            &test_labels,
+            100,
+        ))
+    };
+    let unsupervised = precision(0, None)?;
+    let supervised = precision(4, Some(&train_labels))?;
+    eprintln!("label precision@100 with 2 bits: unsupervised {unsupervised:.3}, supervised {supervised:.3}");
+    assert!(
+        supervised > 0.8 && supervised > unsupervised + 0.3,
+        "supervised nash {supervised:.3} should code the labels, unsupervised {unsupervised:.3} the topics"
+    );
     Ok(())
 }

@@ -75,3 +75,66 @@ fn the_vae_keeps_its_latent_active() {
         report.ppl["mean"]
     );
 }
+
+fn shipped_path(name: &str) -> std::path::PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("checkpoints")
+        .join(name);
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size < 12_000_000, "{name} is {size} bytes");
+    path
+}
+
+#[test]
+fn the_nash_model_retrieves_well_beyond_lsh() {
+    use latent_tui::retrieval::{run, RetrievalOptions};
+    let path = shipped_path("nash.safetensors");
+    // A seeded 20k-entry database and 1000 queries keep this to seconds; the full split's
+    // figures are in checkpoints/README.md.
+    let opts = RetrievalOptions {
+        bits: vec![64],
+        variants: Vec::new(),
+        checkpoints: vec![path],
+        max_database: Some(20_000),
+        max_queries: Some(1_000),
+        ..RetrievalOptions::default()
+    };
+    let table = run(&opts, &mut |_| {}).unwrap();
+    let at64 = |prefix: &str| -> f64 {
+        let row = table
+            .rows
+            .iter()
+            .find(|r| r.method.starts_with(prefix))
+            .unwrap();
+        row.precision[&64]
+    };
+    let (lsh, nash) = (at64("lsh"), at64("nash (nash.safetensors)"));
+    assert!(
+        nash >= 1.5 * lsh,
+        "shipped nash P@100 {nash:.4} should be at least 1.5× lsh's {lsh:.4}"
+    );
+    assert!(
+        nash <= table.tfidf_cosine + 0.05,
+        "above the tf-idf ceiling? {nash} vs {}",
+        table.tfidf_cosine
+    );
+}
+
+#[test]
+fn the_nvdm_model_uses_its_latent() {
+    use latent_tui::bow::train::split_bags;
+    use latent_tui::bow::{score_bags, BowCheckpoint};
+    let ckpt = BowCheckpoint::load(&shipped_path("nvdm.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(ckpt.model.latent_dim(), 50);
+    let corpus = Corpus::bundled_wordnet().unwrap();
+    let mut bags = split_bags(&ckpt.vocab, &corpus, Split::Test, true);
+    bags.truncate(2000);
+    let score = score_bags(&ckpt.model, &bags, 0).unwrap();
+    // Without KL annealing NVDM collapses to ≈1.6 nats and perplexity ≈3400 (README).
+    assert!(
+        score.kl_per_document() > 2.5,
+        "KL {} nats: collapsed",
+        score.kl_per_document()
+    );
+    assert!(score.ppl() < 1200.0, "perplexity with μ {}", score.ppl());
+}

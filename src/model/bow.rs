@@ -97,6 +97,14 @@ pub struct NashConfig {
     pub input: BowInput,
     #[serde(default)]
     pub noise: NashNoise,
+    /// Labels of the supervised variant's classifier from the code (0: unsupervised). The
+    /// classifier only shapes training; codes are read from the encoder alone.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub labels: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -117,6 +125,8 @@ pub struct BagBatch {
     /// Words per document (the sum of its counts).
     pub lengths: Vec<f32>,
     pub batch_size: usize,
+    /// Label ids of the documents, (B,) u32, for the supervised NASH variant.
+    pub labels: Option<Tensor>,
 }
 
 impl BagBatch {
@@ -148,7 +158,22 @@ impl BagBatch {
             counts: Tensor::from_vec(counts, (b, n), dev)?,
             lengths,
             batch_size: b,
+            labels: None,
         })
+    }
+
+    /// The same batch with each document's label id (for the supervised NASH variant).
+    pub fn with_labels(mut self, labels: &[u32]) -> Result<Self> {
+        if labels.len() != self.batch_size {
+            candle_core::bail!(
+                "{} labels for a batch of {} documents",
+                labels.len(),
+                self.batch_size
+            );
+        }
+        let dev = self.counts.device().clone();
+        self.labels = Some(Tensor::from_slice(labels, labels.len(), &dev)?);
+        Ok(self)
     }
 
     /// Total words in the batch.
@@ -356,6 +381,9 @@ pub struct BowLoss {
     pub nll: Tensor,
     /// KL to the prior, (B,); for NASH with learned noise it includes the noise channel's rate.
     pub kl: Tensor,
+    /// Cross-entropy of the supervised NASH variant's label classifier, (B,), when the model
+    /// has one and the batch carries labels.
+    pub supervised: Option<Tensor>,
 }
 
 /// Neural Variational Document Model.
@@ -398,6 +426,7 @@ impl Nvdm {
         Ok(BowLoss {
             nll: self.decoder.nll(&z, batch)?,
             kl: params.kl()?,
+            supervised: None,
         })
     }
 
@@ -425,6 +454,8 @@ pub struct Nash {
     logits: Linear,
     /// log σ² of the training noise (learned-noise variant only).
     noise: Option<Linear>,
+    /// The supervised variant's MLP from the (noisy) code to the labels.
+    classifier: Option<(Linear, Linear)>,
     decoder: WordDecoder,
     idf: Option<Tensor>,
     pub cfg: NashConfig,
@@ -437,10 +468,18 @@ impl Nash {
             NashNoise::Learned => Some(linear(h, l, vb.pp("noise"))?),
             _ => None,
         };
+        let classifier = match cfg.labels {
+            0 => None,
+            n => Some((
+                linear(l, h, vb.pp("classifier.hidden"))?,
+                linear(h, n, vb.pp("classifier.out"))?,
+            )),
+        };
         Ok(Self {
             encoder: BagEncoder::load(vb.pp("encoder"), v, h)?,
             logits: linear(h, l, vb.pp("logits"))?,
             noise,
+            classifier,
             decoder: WordDecoder::load(vb.pp("decoder"), l, v)?,
             idf: load_idf(&vb, cfg.input, v)?,
             cfg: cfg.clone(),
@@ -487,9 +526,19 @@ impl Nash {
             }
             _ => bits,
         };
+        let supervised = match (&self.classifier, &batch.labels) {
+            (Some((hidden, out)), Some(labels)) => {
+                let logits = out.forward(&hidden.forward(&z)?.relu()?)?; // (B, labels)
+                let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?; // (B, labels)
+                let picked = log_p.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?; // (B,)
+                Some(picked.neg()?)
+            }
+            _ => None,
+        };
         Ok(BowLoss {
             nll: self.decoder.nll(&z, batch)?,
             kl,
+            supervised,
         })
     }
 
@@ -752,6 +801,7 @@ mod tests {
                 latent_dim: 3,
                 input: BowInput::Counts,
                 noise,
+                labels: 0,
             };
             let varmap = VarMap::new();
             let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
