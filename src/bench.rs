@@ -50,6 +50,8 @@ impl Default for BenchOptions {
 pub struct BenchReport {
     pub framework: &'static str,
     pub threads: usize,
+    /// The level the fused kernels ran at (`LATENT_TUI_KERNELS` lowers it).
+    pub kernels: &'static str,
     #[serde(rename = "B")]
     pub batch: usize,
     #[serde(rename = "T")]
@@ -183,6 +185,7 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport
     Ok(BenchReport {
         framework: "candle",
         threads: candle_core::utils::get_num_threads(),
+        kernels: crate::model::kernels::active_level().name(),
         batch: opts.batch,
         len: opts.len,
         vocab: opts.vocab,

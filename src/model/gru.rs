@@ -607,6 +607,15 @@ pub fn bidirectional(fwd: &Gru, bwd: &Gru, xs: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs a check once per kernel level this CPU has, so the fallbacks are tested too.
+    fn at_every_kernel_level(check: fn() -> Result<()>) -> Result<()> {
+        for level in crate::model::kernels::available_levels() {
+            eprintln!("kernel level {}", level.name());
+            crate::model::kernels::with_level(level, check)?;
+        }
+        Ok(())
+    }
     use candle_core::{Device, Var};
     use std::collections::HashMap;
 
@@ -700,6 +709,10 @@ mod tests {
 
     #[test]
     fn one_step_matches_hand_computation() -> Result<()> {
+        at_every_kernel_level(one_step_matches_hand_computation_at_active_level)
+    }
+
+    fn one_step_matches_hand_computation_at_active_level() -> Result<()> {
         // Hidden size 1, input size 1: every gate is a scalar we can work out by hand.
         let dev = Device::Cpu;
         let t = |v: &[f32], s: &[usize]| Tensor::from_slice(v, s, &dev);
@@ -736,6 +749,12 @@ mod tests {
 
     #[test]
     fn fused_sequence_matches_reference_in_value_and_gradient() -> Result<()> {
+        at_every_kernel_level(
+            fused_sequence_matches_reference_in_value_and_gradient_at_active_level,
+        )
+    }
+
+    fn fused_sequence_matches_reference_in_value_and_gradient_at_active_level() -> Result<()> {
         let dev = Device::Cpu;
         for reverse in [false, true] {
             let (gru, vars) = tiny_gru(3, 4, 7)?;
@@ -783,6 +802,10 @@ mod tests {
 
     #[test]
     fn bidirectional_matches_two_reference_directions() -> Result<()> {
+        at_every_kernel_level(bidirectional_matches_two_reference_directions_at_active_level)
+    }
+
+    fn bidirectional_matches_two_reference_directions_at_active_level() -> Result<()> {
         let dev = Device::Cpu;
         let (fwd, fvars) = tiny_gru(3, 4, 11)?;
         let (bwd, bvars) = tiny_gru(3, 4, 23)?;

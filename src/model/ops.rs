@@ -197,10 +197,23 @@ impl CustomOp3 for LinearNll {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs a check once per kernel level this CPU has, so the fallbacks are tested too.
+    fn at_every_kernel_level(check: fn() -> Result<()>) -> Result<()> {
+        for level in crate::model::kernels::available_levels() {
+            eprintln!("kernel level {}", level.name());
+            crate::model::kernels::with_level(level, check)?;
+        }
+        Ok(())
+    }
     use candle_core::{Device, Var};
 
     #[test]
     fn fused_linear_nll_matches_stock_forward_and_backward() -> Result<()> {
+        at_every_kernel_level(fused_linear_nll_matches_stock_forward_and_backward_at_active_level)
+    }
+
+    fn fused_linear_nll_matches_stock_forward_and_backward_at_active_level() -> Result<()> {
         let dev = Device::Cpu;
         let val = |n: usize, k: f32| -> Vec<f32> {
             (0..n).map(|i| ((i as f32 * k).sin()) * 0.7).collect()
