@@ -87,10 +87,25 @@ pub enum Command {
     },
     /// Measure training, encoding and scoring throughput on the reference configuration.
     Bench {
+        /// Timed steps per measurement (rounds with --interactive).
         #[arg(long, default_value_t = 20)]
         steps: usize,
+        /// Untimed steps before measuring.
         #[arg(long, default_value_t = 3)]
         warmup: usize,
+        /// Time the explorer's reaction to a bit flip instead (greedy decoding plus the 64
+        /// per-bit perplexities) on a binary checkpoint.
+        #[arg(long)]
+        interactive: bool,
+        /// Checkpoint for --interactive (default: checkpoints/binary.safetensors).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Sentence for --interactive.
+        #[arg(
+            long,
+            default_value = "a large dog ran across the wet field to catch the red ball"
+        )]
+        sentence: String,
     },
     /// Walk a random Hamming path (binary) or an interpolation (gaussian) between two sentences.
     Path {
@@ -387,7 +402,26 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Some(Command::Bench { steps, warmup }) => {
+        Some(Command::Bench {
+            steps,
+            warmup,
+            interactive: true,
+            checkpoint,
+            sentence,
+        }) => {
+            let path = checkpoint.unwrap_or_else(default_checkpoint);
+            let engine = Engine::load(&path, &candle_core::Device::Cpu)?;
+            let report = crate::bench::interactive(
+                &engine,
+                &path.display().to_string(),
+                &sentence,
+                warmup,
+                steps.max(1) * 5,
+            )?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Some(Command::Bench { steps, warmup, .. }) => {
             let opts = crate::bench::BenchOptions {
                 steps,
                 warmup,

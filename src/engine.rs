@@ -202,8 +202,7 @@ impl Engine {
         let rows: Vec<&[u32]> = vec![sentence; codes.len()];
         let tb = TokenBatch::new(&rows, None, &self.device)?;
         let z = self.codes_tensor(codes)?;
-        let (nll, _) = self.model.sentence_nll(z.as_ref(), &tb)?;
-        Ok(nll.to_vec1::<f32>()?)
+        Ok(self.model.score_nll(z.as_ref(), &tb)?.to_vec1::<f32>()?)
     }
 
     fn codes_tensor(&self, codes: &[Vec<f32>]) -> Result<Option<Tensor>> {

@@ -65,7 +65,7 @@ pub fn score_sentences(
         } else {
             None
         };
-        let (nll, _) = model.sentence_nll(z.as_ref(), &batch)?;
+        let nll = model.score_nll(z.as_ref(), &batch)?;
         score.nll_sum += nll.sum_all()?.to_scalar::<f32>()? as f64;
         score.sentences += rows.len();
         score.tokens += batch.target_tokens();
@@ -290,8 +290,7 @@ fn bit_report(
         let code_rows: Vec<f32> = idx.iter().flat_map(|&i| codes[i].iter().copied()).collect();
         let z = Tensor::from_vec(code_rows, (idx.len(), l), model.device())?;
         base += model
-            .sentence_nll(Some(&z), &batch)?
-            .0
+            .score_nll(Some(&z), &batch)?
             .sum_all()?
             .to_scalar::<f32>()? as f64;
         for (j, slot) in flipped.iter_mut().enumerate() {
@@ -301,8 +300,7 @@ fn bit_report(
             let mask = Tensor::from_vec(mask, (1, l), model.device())?;
             let zf = (&z + mask.broadcast_mul(&(1.0 - (&z * 2.0)?)?)?)?;
             *slot += model
-                .sentence_nll(Some(&zf), &batch)?
-                .0
+                .score_nll(Some(&zf), &batch)?
                 .sum_all()?
                 .to_scalar::<f32>()? as f64;
         }
