@@ -238,6 +238,10 @@ pub struct TrainArgs {
     pub vocab_size: Option<usize>,
     #[arg(long)]
     pub min_frequency: Option<u64>,
+    /// How text is cut into tokens: whole words (unknown words become <unk>) or subword
+    /// pieces (bpe, unigram) that spell any word [default: word].
+    #[arg(long, value_enum)]
+    pub tokenizer: Option<crate::vocab::TokenizerKind>,
     #[arg(long)]
     pub embed_dim: Option<usize>,
     #[arg(long)]
@@ -522,6 +526,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         steps,
         vocab_size,
         min_frequency,
+        tokenizer,
         embed_dim,
         hidden_dim,
         latent_dim,
@@ -733,7 +738,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     } else {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let report = evaluate(&engine.model, &ids, &opts, &mut |f| {
+    let report = evaluate(&engine.model, &engine.vocab, &ids, &opts, &mut |f| {
         bar.set_position((f * 1000.0) as u64)
     })?;
     bar.finish_and_clear();

@@ -17,23 +17,29 @@ use serde::Serialize;
 
 use crate::data::length_batches;
 use crate::model::{CodeMode, LatentKind, SeqAutoencoder, TokenBatch};
+use crate::vocab::Vocab;
 
 /// Summed NLL and KL over a set of sentences.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct SplitScore {
     pub sentences: usize,
-    /// Target tokens: words plus one <eos> per sentence.
+    /// Target tokens: tokens plus one <eos> per sentence.
     pub tokens: usize,
+    /// Words plus one <eos> per sentence: what perplexity is per (equal to `tokens` for a
+    /// word-level vocabulary).
+    pub words: usize,
     pub nll_sum: f64,
     pub kl_sum: f64,
 }
 
 impl SplitScore {
-    pub fn nll_per_token(&self) -> f64 {
-        self.nll_sum / self.tokens.max(1) as f64
+    pub fn nll_per_word(&self) -> f64 {
+        self.nll_sum / self.words.max(1) as f64
     }
+    /// Perplexity per word: exp(Σ NLL over every token and <eos> / Σ (words + 1)), so that
+    /// figures compare across tokenizers.
     pub fn ppl(&self) -> f64 {
-        self.nll_per_token().exp()
+        self.nll_per_word().exp()
     }
     pub fn nll_per_sentence(&self) -> f64 {
         self.nll_sum / self.sentences.max(1) as f64
@@ -49,6 +55,7 @@ const EVAL_MAX_BATCH: usize = 256;
 /// Teacher-forced NLL of `sentences` with the code read as `mode`.
 pub fn score_sentences(
     model: &SeqAutoencoder,
+    vocab: &Vocab,
     sentences: &[Vec<u32>],
     mode: CodeMode,
     rng: &mut StdRng,
@@ -69,6 +76,7 @@ pub fn score_sentences(
         score.nll_sum += nll.sum_all()?.to_scalar::<f32>()? as f64;
         score.sentences += rows.len();
         score.tokens += batch.target_tokens();
+        score.words += rows.iter().map(|r| vocab.word_count(r) + 1).sum::<usize>();
     }
     Ok(score)
 }
@@ -135,6 +143,7 @@ impl Default for EvalOptions {
 /// Full evaluation of `sentences`; `progress` receives the fraction done, from 0 to 1.
 pub fn evaluate(
     model: &SeqAutoencoder,
+    vocab: &Vocab,
     sentences: &[Vec<u32>],
     opts: &EvalOptions,
     progress: &mut dyn FnMut(f64),
@@ -160,7 +169,7 @@ pub fn evaluate(
     let mut kl = 0.0;
     let mut tokens = 0;
     for mode in &modes {
-        let s = score_sentences(model, sentences, *mode, &mut rng)?;
+        let s = score_sentences(model, vocab, sentences, *mode, &mut rng)?;
         let name = if kind.has_latent() {
             mode.name()
         } else {
@@ -178,9 +187,15 @@ pub fn evaluate(
         done += 1.0;
         progress(done / total);
         if kind.is_binary() {
-            let bits = bit_report(model, sentences, &means_p, &codes, flip_n, &mut |f| {
-                progress((done + f * flip_weight * model.cfg.latent_dim as f64) / total)
-            })?;
+            let bits = bit_report(
+                model,
+                vocab,
+                sentences,
+                &means_p,
+                &codes,
+                flip_n,
+                &mut |f| progress((done + f * flip_weight * model.cfg.latent_dim as f64) / total),
+            )?;
             (Some(bits), None)
         } else if kind == LatentKind::Gaussian {
             (None, Some(gaussian_report(model, sentences)?))
@@ -268,8 +283,10 @@ pub fn correlation(rows: &[Vec<f32>]) -> Vec<Vec<f64>> {
     corr
 }
 
+#[allow(clippy::too_many_arguments)]
 fn bit_report(
     model: &SeqAutoencoder,
+    vocab: &Vocab,
     sentences: &[Vec<u32>],
     prob_rows: &[Vec<f32>],
     codes: &[Vec<f32>],
@@ -282,11 +299,11 @@ fn bit_report(
     let batches = length_batches(&lengths, EVAL_BATCH_TOKENS, EVAL_MAX_BATCH);
     let mut base = 0f64;
     let mut flipped = vec![0f64; l];
-    let mut tokens = 0usize;
+    let mut words = 0usize;
     for (bi, idx) in batches.iter().enumerate() {
         let rows: Vec<&[u32]> = idx.iter().map(|&i| subset[i].as_slice()).collect();
         let batch = TokenBatch::new(&rows, None, model.device())?;
-        tokens += batch.target_tokens();
+        words += rows.iter().map(|r| vocab.word_count(r) + 1).sum::<usize>();
         let code_rows: Vec<f32> = idx.iter().flat_map(|&i| codes[i].iter().copied()).collect();
         let z = Tensor::from_vec(code_rows, (idx.len(), l), model.device())?;
         base += model
@@ -306,7 +323,7 @@ fn bit_report(
         }
         progress((bi + 1) as f64 / batches.len() as f64);
     }
-    let t = tokens.max(1) as f64;
+    let t = words.max(1) as f64;
     let base_ppl = (base / t).exp();
     let flip_ppl: Vec<f64> = flipped.iter().map(|s| (s / t).exp()).collect();
     let flip_growth = flip_ppl.iter().map(|p| p / base_ppl - 1.0).collect();

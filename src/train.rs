@@ -28,7 +28,7 @@ use crate::model::{
     named_vars, parameter_count, Built, CodeMode, LatentKind, ModelConfig, SeqAutoencoder,
     SeqConfig, Summary, TokenBatch,
 };
-use crate::vocab::{Vocab, UNK};
+use crate::vocab::{TokenizerKind, Vocab, UNK};
 
 /// How the KL weight grows from 0 to `kl_weight`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -66,6 +66,9 @@ pub struct TrainConfig {
     pub out: PathBuf,
     pub vocab_size: usize,
     pub min_frequency: u64,
+    /// How text is cut into tokens (older checkpoints: word).
+    #[serde(default)]
+    pub tokenizer: TokenizerKind,
     pub embed_dim: usize,
     pub hidden_dim: usize,
     pub latent_dim: usize,
@@ -112,6 +115,7 @@ impl Default for TrainConfig {
             out: PathBuf::from("model.safetensors"),
             vocab_size: 8000,
             min_frequency: 2,
+            tokenizer: TokenizerKind::Word,
             embed_dim: 128,
             hidden_dim: 256,
             latent_dim: 64,
@@ -560,7 +564,8 @@ pub fn train(
                 cfg.out.display()
             ));
         }
-        let vocab = Vocab::train(
+        let vocab = Vocab::train_kind(
+            cfg.tokenizer,
             corpus.train.iter().map(|e| e.text.as_str()),
             cfg.vocab_size,
             cfg.min_frequency,
@@ -739,10 +744,10 @@ fn validate(
     seed: u64,
 ) -> Result<(ValidStats, Vec<(String, String)>)> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let score = score_sentences(model, valid, CodeMode::Rounded, &mut rng)?;
+    let score = score_sentences(model, vocab, valid, CodeMode::Rounded, &mut rng)?;
     let stats = ValidStats {
         step,
-        nll_per_token: score.nll_per_token(),
+        nll_per_token: score.nll_per_word(),
         ppl: score.ppl(),
         kl: score.kl_per_sentence(),
     };
