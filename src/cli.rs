@@ -205,6 +205,10 @@ pub struct EvalArgs {
     /// Sentences used for the flip-one-bit analysis.
     #[arg(long, default_value_t = 1000)]
     pub flip_sentences: usize,
+    /// Sentences decoded greedily from their own code for the reconstruction figures (exact
+    /// match, word accuracy, BLEU-4); 0 skips them.
+    #[arg(long, default_value_t = 500)]
+    pub recon_sentences: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long)]
@@ -728,6 +732,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     }
     let opts = EvalOptions {
         flip_sentences: args.flip_sentences,
+        recon_sentences: args.recon_sentences,
         seed: args.seed,
     };
     let bar = ProgressBar::new(1000);
@@ -759,7 +764,7 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
     println!("{}", engine.path.display());
     println!("  {}", engine.config.describe());
     println!(
-        "  {corpus} / {split}: {} sentences, {} target tokens (words + <eos>)",
+        "  {corpus} / {split}: {} sentences, {} target tokens (tokens + <eos>); perplexity is per word",
         r.sentences, r.tokens
     );
     for (mode, ppl) in &r.ppl {
@@ -804,6 +809,16 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
         }
         println!(
             "  code correlation: largest |off-diagonal| {max_off:.3} (full matrix with --json)"
+        );
+    }
+    if let Some(rc) = &r.reconstruction {
+        println!(
+            "  reconstruction ({} sentences, greedy from the deterministic code): exact {:.1}%, words in place {:.1}%, BLEU-4 {:.3}; input words unknown {:.2}%",
+            rc.sentences,
+            rc.exact_match * 100.0,
+            rc.word_accuracy * 100.0,
+            rc.bleu4,
+            rc.input_unk_rate * 100.0
         );
     }
     if let Some(g) = &r.gaussian {

@@ -109,6 +109,21 @@ pub struct GaussianReport {
     pub active_threshold: f64,
 }
 
+/// How well greedy decoding of each sentence's own code gives the sentence back, in words
+/// (subword pieces joined), over the first `sentences` of the split.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReconReport {
+    pub sentences: usize,
+    /// Share of sentences decoded exactly.
+    pub exact_match: f64,
+    /// Share of reference words reproduced at their position.
+    pub word_accuracy: f64,
+    /// Corpus BLEU-4 (uniform weights, brevity penalty, no smoothing), 0–1.
+    pub bleu4: f64,
+    /// Share of input words that reach the model as (or containing) `<unk>`.
+    pub input_unk_rate: f64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalReport {
     pub kind: LatentKind,
@@ -122,12 +137,16 @@ pub struct EvalReport {
     pub kl_per_sentence: f64,
     pub bits: Option<BitReport>,
     pub gaussian: Option<GaussianReport>,
+    /// Models with a code; absent when `recon_sentences` is 0.
+    pub reconstruction: Option<ReconReport>,
 }
 
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
     /// Sentences (the first N of the split) used for the bit-flip analysis; 0 skips it.
     pub flip_sentences: usize,
+    /// Sentences (the first N of the split) decoded greedily from their own code; 0 skips it.
+    pub recon_sentences: usize,
     pub seed: u64,
 }
 
@@ -135,6 +154,7 @@ impl Default for EvalOptions {
     fn default() -> Self {
         Self {
             flip_sentences: 1000,
+            recon_sentences: 500,
             seed: 0,
         }
     }
@@ -205,6 +225,12 @@ pub fn evaluate(
     } else {
         (None, None)
     };
+    let reconstruction = if kind.has_latent() && opts.recon_sentences > 0 {
+        let n = opts.recon_sentences.min(sentences.len());
+        Some(reconstruction(model, vocab, &sentences[..n])?)
+    } else {
+        None
+    };
     progress(1.0);
     Ok(EvalReport {
         kind,
@@ -215,7 +241,103 @@ pub fn evaluate(
         kl_per_sentence: kl,
         bits,
         gaussian,
+        reconstruction,
     })
+}
+
+/// Greedy decodings of each sentence's deterministic code (rounded bits, μ), compared in words.
+pub fn reconstruction(
+    model: &SeqAutoencoder,
+    vocab: &Vocab,
+    sentences: &[Vec<u32>],
+) -> Result<ReconReport> {
+    let (_, codes) = all_codes(model, sentences)?;
+    let max_len = model.cfg.max_len;
+    let mut pairs = Vec::with_capacity(sentences.len());
+    let mut rng = StdRng::seed_from_u64(0);
+    for chunk in (0..sentences.len())
+        .collect::<Vec<_>>()
+        .chunks(EVAL_MAX_BATCH)
+    {
+        let flat: Vec<f32> = chunk
+            .iter()
+            .flat_map(|&i| codes[i].iter().copied())
+            .collect();
+        let z = Tensor::from_vec(flat, (chunk.len(), model.cfg.latent_dim), model.device())?;
+        let decoded = crate::model::decode::decode(
+            model,
+            Some(&z),
+            chunk.len(),
+            crate::model::decode::Strategy::Greedy,
+            max_len,
+            &mut rng,
+        )?;
+        for (&i, out) in chunk.iter().zip(decoded) {
+            pairs.push((vocab.decode(&sentences[i]), vocab.decode(&out)));
+        }
+    }
+    let (mut unk_words, mut input_words) = (0usize, 0usize);
+    for s in sentences {
+        input_words += vocab.word_count(s);
+        // A word is unknown when one of its tokens is <unk>: count each run of <unk>s once.
+        unk_words += s
+            .iter()
+            .enumerate()
+            .filter(|&(i, &t)| t == crate::vocab::UNK && (i == 0 || s[i - 1] != crate::vocab::UNK))
+            .count();
+    }
+    let mut report = compare_words(&pairs);
+    report.input_unk_rate = unk_words as f64 / input_words.max(1) as f64;
+    Ok(report)
+}
+
+/// Exact match, positional word accuracy and corpus BLEU-4 of (reference, hypothesis) texts.
+pub fn compare_words(pairs: &[(String, String)]) -> ReconReport {
+    let (mut exact, mut right, mut ref_words, mut hyp_words) = (0usize, 0usize, 0usize, 0usize);
+    let mut matches = [0usize; 4];
+    let mut totals = [0usize; 4];
+    for (reference, hypothesis) in pairs {
+        let r: Vec<&str> = reference.split_whitespace().collect();
+        let h: Vec<&str> = hypothesis.split_whitespace().collect();
+        exact += usize::from(r == h);
+        right += r.iter().zip(&h).filter(|(a, b)| a == b).count();
+        ref_words += r.len();
+        hyp_words += h.len();
+        for n in 1..=4 {
+            let mut counts: std::collections::HashMap<&[&str], usize> = Default::default();
+            for g in r.windows(n) {
+                *counts.entry(g).or_default() += 1;
+            }
+            for g in h.windows(n) {
+                if let Some(c) = counts.get_mut(g).filter(|c| **c > 0) {
+                    *c -= 1;
+                    matches[n - 1] += 1;
+                }
+            }
+            totals[n - 1] += h.len().saturating_sub(n - 1);
+        }
+    }
+    let bleu4 = if matches.contains(&0) || hyp_words == 0 {
+        0.0
+    } else {
+        let log_precision: f64 = (0..4)
+            .map(|i| (matches[i] as f64 / totals[i] as f64).ln())
+            .sum::<f64>()
+            / 4.0;
+        let brevity = if hyp_words >= ref_words {
+            1.0
+        } else {
+            (1.0 - ref_words as f64 / hyp_words as f64).exp()
+        };
+        brevity * log_precision.exp()
+    };
+    ReconReport {
+        sentences: pairs.len(),
+        exact_match: exact as f64 / pairs.len().max(1) as f64,
+        word_accuracy: right as f64 / ref_words.max(1) as f64,
+        bleu4,
+        input_unk_rate: 0.0,
+    }
 }
 
 /// Mean code (p or μ) and rounded code of every sentence, in input order.
@@ -377,6 +499,47 @@ fn gaussian_report(model: &SeqAutoencoder, sentences: &[Vec<u32>]) -> Result<Gau
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn reconstruction_scores_match_hand_values() {
+        let same = compare_words(&pairs(&[(
+            "the cat sat on the mat",
+            "the cat sat on the mat",
+        )]));
+        assert_eq!(
+            (same.exact_match, same.word_accuracy, same.bleu4),
+            (1.0, 1.0, 1.0)
+        );
+        // One word wrong of six: 5/6 in place; n-gram precisions 5/6, 3/5, 2/4, 1/3.
+        let one = compare_words(&pairs(&[(
+            "the cat sat on the mat",
+            "the dog sat on the mat",
+        )]));
+        assert_eq!(one.exact_match, 0.0);
+        assert!((one.word_accuracy - 5.0 / 6.0).abs() < 1e-12);
+        let expected = ((5.0f64 / 6.0) * (3.0 / 5.0) * (2.0 / 4.0) * (1.0 / 3.0)).powf(0.25);
+        assert!(
+            (one.bleu4 - expected).abs() < 1e-12,
+            "{} vs {expected}",
+            one.bleu4
+        );
+        // A short hypothesis pays the brevity penalty exp(1 − 6/5).
+        let short = compare_words(&pairs(&[("the cat sat on the mat", "the cat sat on the")]));
+        let bp = (1.0f64 - 6.0 / 5.0).exp();
+        assert!((short.bleu4 - bp).abs() < 1e-12, "{} vs {bp}", short.bleu4);
+        assert_eq!(compare_words(&pairs(&[("a b c d", "x y")])).bleu4, 0.0);
+        let two = compare_words(&pairs(&[("a b", "a b"), ("c d", "d c")]));
+        assert_eq!(
+            (two.sentences, two.exact_match, two.word_accuracy),
+            (2, 0.5, 0.5)
+        );
+    }
 
     #[test]
     fn correlation_of_known_columns() {

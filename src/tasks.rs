@@ -364,6 +364,8 @@ pub fn split_stats(
     }
     let opts = EvalOptions {
         flip_sentences,
+        // The Stats tab shows code statistics; reconstruction stays with `eval`.
+        recon_sentences: 0,
         seed: 0,
     };
     let report = evaluate(&engine.model, &engine.vocab, &ids, &opts, progress)?;

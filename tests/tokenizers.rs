@@ -127,3 +127,41 @@ fn word_level_perplexity_is_unchanged() {
     assert_eq!(s.words, s.tokens);
     assert_eq!(s.words, 30 * 7);
 }
+
+#[test]
+fn eval_reports_reconstruction_for_models_with_a_code() {
+    use latent_tui::eval::{evaluate, EvalOptions};
+    let f = common::fixtures();
+    let opts = EvalOptions {
+        flip_sentences: 0,
+        recon_sentences: 25,
+        seed: 0,
+    };
+    let lines = common::corpus_lines();
+    for (path, has_code) in [(&f.binary, true), (&f.gaussian, true), (&f.lm, false)] {
+        let engine = common::engine(path);
+        let mut ids: Vec<Vec<u32>> = lines
+            .iter()
+            .take(40)
+            .map(|l| engine.vocab.encode(l))
+            .collect();
+        // An unknown word in one sentence of the 25: 1 of 25 × 6 input words.
+        ids[3][2] = latent_tui::vocab::UNK;
+        let r = evaluate(&engine.model, &engine.vocab, &ids, &opts, &mut |_| {}).unwrap();
+        match (&r.reconstruction, has_code) {
+            (Some(rc), true) => {
+                assert_eq!(rc.sentences, 25);
+                for v in [rc.exact_match, rc.word_accuracy, rc.bleu4] {
+                    assert!((0.0..=1.0).contains(&v), "{v}");
+                }
+                assert!(
+                    (rc.input_unk_rate - 1.0 / 150.0).abs() < 1e-12,
+                    "{}",
+                    rc.input_unk_rate
+                );
+            }
+            (None, false) => {}
+            (rc, _) => panic!("{path:?}: reconstruction {rc:?}"),
+        }
+    }
+}
