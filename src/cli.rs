@@ -238,6 +238,10 @@ pub struct TrainArgs {
     /// Train for this many passes over the data instead of --steps.
     #[arg(long)]
     pub epochs: Option<f64>,
+    /// Train for this long instead of --steps (e.g. 90s, 20m, 1h30m); with --steps too,
+    /// whichever ends first. The last step validates and saves as usual.
+    #[arg(long, value_parser = parse_duration_secs)]
+    pub time: Option<f64>,
     #[arg(long)]
     pub vocab_size: Option<usize>,
     #[arg(long)]
@@ -562,12 +566,19 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if args.half {
         cfg.half = true;
     }
+    if let Some(t) = args.time {
+        cfg.time_limit_secs = Some(t);
+        if args.steps.is_none() && args.epochs.is_none() {
+            // The clock decides; the step count only bounds it.
+            cfg.steps = u64::MAX / 2;
+        }
+    }
     if let Some(epochs) = args.epochs {
         let corpus = Corpus::load(
             &cfg.corpus,
             &LoadOptions {
                 min_words: 1,
-                max_words: cfg.max_len,
+                max_words: crate::train::MAX_LINE_WORDS,
             },
         )?;
         let lengths: Vec<usize> = corpus
@@ -580,6 +591,43 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         cfg.steps = ((epochs * per_epoch as f64).ceil() as u64).max(1);
     }
     Ok(cfg)
+}
+
+/// "90s", "20m", "1h30m", "2h", or plain seconds → seconds.
+pub fn parse_duration_secs(text: &str) -> std::result::Result<f64, String> {
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        return (secs > 0.0 && secs.is_finite())
+            .then_some(secs)
+            .ok_or_else(|| format!("{text:?} is not a positive duration"));
+    }
+    let mut total = 0.0;
+    let mut number = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600.0,
+            'm' => 60.0,
+            's' => 1.0,
+            _ => {
+                return Err(format!(
+                    "{text:?}: unknown unit {c:?} (use h, m, s: e.g. 20m, 1h30m)"
+                ))
+            }
+        };
+        let n: f64 = number
+            .parse()
+            .map_err(|_| format!("{text:?}: expected a number before {c:?}"))?;
+        total += n * unit;
+        number.clear();
+    }
+    if !number.is_empty() || total <= 0.0 || !total.is_finite() {
+        return Err(format!("{text:?} is not a duration like 90s, 20m or 1h30m"));
+    }
+    Ok(total)
 }
 
 fn fmt_secs(s: f64) -> String {
@@ -604,7 +652,22 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     let (kind, corpus, out, steps) = match &job {
         TrainJob::Seq(c) => (c.kind.to_string(), &c.corpus, &c.out, c.steps),
-        TrainJob::Bow(c) => (c.family.to_string(), &c.corpus, &c.out, c.steps),
+        TrainJob::Bow(c) => {
+            if args.time.is_some() {
+                bail!("--time is not supported for bag-of-words models yet: use --steps");
+            }
+            (c.family.to_string(), &c.corpus, &c.out, c.steps)
+        }
+    };
+    // With --time and no --steps the step count is a formality: show steps done, not a total.
+    let open_ended =
+        matches!(&job, TrainJob::Seq(c) if c.time_limit_secs.is_some() && c.steps >= u64::MAX / 4);
+    let total_label = |total: u64| {
+        if open_ended {
+            "the time limit".to_string()
+        } else {
+            total.to_string()
+        }
     };
     let control = TrainControl::default();
     {
@@ -623,7 +686,12 @@ fn train(args: TrainArgs) -> Result<()> {
     let bar = ProgressBar::new(steps);
     if interactive {
         bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("valid template"),
+            ProgressStyle::with_template(if open_ended {
+                "{elapsed:>6} step {pos} {msg}"
+            } else {
+                "{bar:30} {pos}/{len} {msg}"
+            })
+            .expect("valid template"),
         );
     } else {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -661,7 +729,8 @@ fn train(args: TrainArgs) -> Result<()> {
                     say(n);
                 }
                 say(format!(
-                    "{parameters} parameters; {train_sentences} training / {valid_sentences} validation sentences; {batches_per_epoch} batches per epoch; steps {start_step}→{total_steps}"
+                    "{parameters} parameters; {train_sentences} training / {valid_sentences} validation sentences; {batches_per_epoch} batches per epoch; steps {start_step}→{}",
+                    total_label(total_steps)
                 ));
                 bar.set_position(start_step);
             }
@@ -677,7 +746,12 @@ fn train(args: TrainArgs) -> Result<()> {
                     fmt_secs(s.eta_secs)
                 );
                 if !interactive && (s.step % args.log_every.max(1) == 0 || s.step == 1) {
-                    eprintln!("step {}/{} epoch {} {msg}", s.step, s.total_steps, s.epoch);
+                    eprintln!(
+                        "step {}/{} epoch {} {msg}",
+                        s.step,
+                        total_label(s.total_steps),
+                        s.epoch
+                    );
                 }
                 bar.set_message(msg);
             }
