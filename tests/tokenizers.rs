@@ -165,3 +165,32 @@ fn eval_reports_reconstruction_for_models_with_a_code() {
         }
     }
 }
+
+/// Fifty everyday sentences of our own, not from WordNet: what a new user types first.
+fn everyday() -> Vec<String> {
+    let text = include_str!("../assets/sentences/everyday.txt");
+    text.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_subword_vocabulary_of_the_bundled_corpus_knows_every_everyday_word() {
+    use latent_tui::corpus::Corpus;
+    use latent_tui::vocab::{Vocab, UNK};
+    let sentences = everyday();
+    assert_eq!(sentences.len(), 50);
+    let corpus = Corpus::bundled_wordnet().unwrap();
+    let texts = || corpus.train.iter().map(|e| e.text.as_str());
+    let word = Vocab::train(texts(), 8000, 2).unwrap();
+    let with_unk = sentences
+        .iter()
+        .filter(|s| word.encode(s).contains(&UNK))
+        .count();
+    // The word-level vocabulary the shipped models use misses words in about half of them.
+    assert!(with_unk >= 10, "only {with_unk} of 50 have an unknown word at word level");
+    let bpe = Vocab::train_kind(TokenizerKind::Bpe, texts(), 8000, 2).unwrap();
+    for s in &sentences {
+        let ids = bpe.encode(s);
+        assert!(!ids.contains(&UNK), "{s:?} → {:?}", bpe.tokens_of(&ids));
+        assert_eq!(bpe.decode(&ids), *s);
+    }
+}
