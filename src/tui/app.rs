@@ -22,7 +22,7 @@ use super::path::PathState;
 use super::sample::SampleState;
 use super::stats::StatsState;
 use super::train::TrainState;
-use super::widgets::{self, Theme, SPINNER};
+use super::widgets::{self, TextInput, Theme, SPINNER};
 use super::worker::{Job, JobKind, ModelInfo, Reply, ReplyBody, Request};
 use crate::train::{TrainConfig, TrainControl};
 
@@ -232,6 +232,7 @@ impl App {
     pub fn update(&mut self, msg: Msg) {
         match msg {
             Msg::Key(key) => self.on_key(key),
+            Msg::Paste(text) => self.on_paste(&text),
             Msg::Resize(..) => {}
             Msg::Tick => self.ticks = self.ticks.wrapping_add(1),
             Msg::Reply(reply) => self.on_reply(reply),
@@ -313,6 +314,50 @@ impl App {
             Tab::Stats => self.stats_key(key),
             Tab::Train => self.train_key(key),
             Tab::Neighbors => self.neighbors_key(key),
+        }
+    }
+
+    /// A paste goes into the text field that has the focus; on a tab whose text field is not
+    /// open, it opens the field the way `/` does (a fresh sentence) and fills it.
+    fn on_paste(&mut self, text: &str) {
+        if self.help.is_some() {
+            return;
+        }
+        self.status = None;
+        if !self.typing() {
+            match self.tab {
+                Tab::Explore => self.explore_fresh_input(),
+                Tab::Path => self.path_fresh_input(),
+                Tab::Neighbors => self.neighbors_fresh_input(),
+                Tab::Train => {
+                    self.notice("to paste a setting, select it and press Enter to edit it first");
+                    return;
+                }
+                Tab::Sample | Tab::Stats => {
+                    self.notice(format!(
+                        "the {} tab has no text field to paste into",
+                        self.tab.title()
+                    ));
+                    return;
+                }
+            }
+        }
+        let input = match self.tab {
+            Tab::Explore => &mut self.explore.input,
+            Tab::Path => self.path.focused_input(),
+            Tab::Neighbors => &mut self.neighbors.input,
+            Tab::Train => match &mut self.train.editing {
+                Some(input) => input,
+                None => return,
+            },
+            Tab::Sample | Tab::Stats => return,
+        };
+        input.insert_str(text);
+        if input.overflow {
+            self.notice(format!(
+                "pasted text cut at {} characters (the model reads only its first words anyway)",
+                TextInput::MAX_CHARS
+            ));
         }
     }
 

@@ -6,6 +6,7 @@
 //! [`event::Msg`]. Only this module tree knows about ratatui and crossterm.
 
 pub mod app;
+pub mod captures;
 pub mod event;
 pub mod explore;
 pub mod harness;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
+use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste};
 use crossterm::execute;
 use crossterm::terminal::{
     disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
@@ -133,7 +135,7 @@ struct TerminalGuard {
 impl TerminalGuard {
     fn enter() -> Result<Self> {
         enable_raw_mode()?;
-        if let Err(e) = execute!(io::stdout(), EnterAlternateScreen) {
+        if let Err(e) = execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste) {
             restore_terminal();
             return Err(e.into());
         }
@@ -159,7 +161,12 @@ impl Drop for TerminalGuard {
 
 fn restore_terminal() {
     let _ = disable_raw_mode();
-    let _ = execute!(io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
+    let _ = execute!(
+        io::stdout(),
+        DisableBracketedPaste,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
 }
 
 /// The message of the last panic on a background thread (shown instead of printed, which
@@ -219,6 +226,7 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
             "Text fields",
             &[
                 ("typing", "letters, digits, q, ? … go into the field"),
+                ("paste", "goes in as one edit (line breaks become spaces)"),
                 ("←/→ Home/End", "move in the text"),
                 ("Backspace/Delete", "delete"),
                 ("Ctrl-U / Ctrl-W", "delete to the start / the previous word"),
@@ -228,8 +236,9 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
         (
             "1 Explore",
             &[
-                ("Enter", "encode the sentence (focus moves to the code)"),
-                ("i, / or Enter", "back to the sentence (from the code)"),
+                ("i or Enter", "edit the sentence (from the code)"),
+                ("/", "type a new sentence (an empty field)"),
+                ("Enter (typing)", "encode it; the focus moves to the code"),
                 ("← → or h l", "move the cursor over bits / dimensions"),
                 ("Home/End, g/G", "first / last bit"),
                 ("Space", "flip the bit under the cursor (binary)"),
@@ -243,9 +252,10 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
         (
             "2 Path",
             &[
-                ("Enter", "A → B, then walk from code(A) to code(B)"),
+                ("a (or i) / b", "edit A / B"),
+                ("/", "a new pair: empty A and B"),
+                ("Enter (typing)", "A → B, then walk from code(A) to code(B)"),
                 ("↑/↓ (typing)", "switch between A and B"),
-                ("a / b", "edit A / B"),
                 ("↑/↓ j/k PgUp/PgDn", "select a step"),
                 ("n / N", "another random path (next / previous seed)"),
                 ("m", "linear ↔ spherical interpolation (continuous)"),
@@ -289,9 +299,10 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
             &[
                 ("(Explore)", "the query is Explore's code: flip bits there"),
                 (
-                    "/ or i",
-                    "type a sentence here (Enter encodes it in Explore)",
+                    "/",
+                    "type a new sentence here (Enter encodes it in Explore)",
                 ),
+                ("i", "edit Explore's sentence here"),
                 ("[ / ]", "fewer / more neighbours (k)"),
                 ("↑/↓ j/k PgUp/PgDn", "scroll the list"),
                 ("m", "map: PCA scatter of the corpus ↔ list"),

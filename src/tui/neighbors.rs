@@ -64,7 +64,8 @@ impl NeighborsState {
             return vec![("Enter", "encode"), ("Esc", "cancel")];
         }
         vec![
-            ("/", "type a sentence"),
+            ("/", "new sentence"),
+            ("i", "edit it"),
             ("[/]", "fewer/more"),
             ("↑/↓", "scroll"),
             ("m", if self.show_map { "list" } else { "map" }),
@@ -138,7 +139,8 @@ impl App {
             KeyCode::PageUp => n.scroll = n.scroll.saturating_sub(10),
             KeyCode::Home | KeyCode::Char('g') => n.scroll = 0,
             KeyCode::Char('m') => n.show_map = !n.show_map,
-            KeyCode::Char('/') | KeyCode::Char('i') => {
+            KeyCode::Char('/') => self.neighbors_fresh_input(),
+            KeyCode::Char('i') => {
                 let text = self.explore.input.text();
                 self.neighbors.input.set(&text);
                 self.neighbors.typing = true;
@@ -148,6 +150,12 @@ impl App {
         }
         let k = self.neighbors.k;
         self.neighbors.scroll = self.neighbors.scroll.min(k.saturating_sub(1));
+    }
+
+    /// `/`: an empty field for a new query sentence.
+    pub(super) fn neighbors_fresh_input(&mut self) {
+        self.neighbors.input = TextInput::default();
+        self.neighbors.typing = true;
     }
 
     pub(super) fn neighbors_indexed(&mut self, r: Result<Arc<NeighborIndex>, String>) {

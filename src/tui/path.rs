@@ -14,11 +14,13 @@ use super::worker::{Job, JobKind};
 use crate::explore;
 use crate::tasks::PathWalk;
 
+/// Where keys go: one of the two sentence fields, or the list of steps (navigation, where
+/// digits switch tabs; the tab opens here).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PathFocus {
-    #[default]
     A,
     B,
+    #[default]
     Steps,
 }
 
@@ -41,7 +43,7 @@ impl Default for PathState {
         Self {
             a: TextInput::default(),
             b: TextInput::default(),
-            focus: PathFocus::A,
+            focus: PathFocus::Steps,
             seed: 0,
             steps: 8,
             slerp: false,
@@ -57,7 +59,18 @@ impl PathState {
         self.focus != PathFocus::Steps
     }
 
+    /// The field being typed in (A when none is).
+    pub fn focused_input(&mut self) -> &mut TextInput {
+        match self.focus {
+            PathFocus::B => &mut self.b,
+            PathFocus::A | PathFocus::Steps => &mut self.a,
+        }
+    }
+
     pub fn hints(&self, binary: bool) -> Vec<(&'static str, &'static str)> {
+        if self.focus == PathFocus::Steps && self.walk.is_none() {
+            return vec![("a/b", "edit A/B"), ("/", "new pair")];
+        }
         match self.focus {
             PathFocus::A | PathFocus::B => vec![
                 ("Enter", "next / walk"),
@@ -69,12 +82,14 @@ impl PathState {
                 ("n", "new random path"),
                 ("N", "previous seed"),
                 ("a/b", "edit A/B"),
+                ("/", "new pair"),
             ],
             PathFocus::Steps => vec![
                 ("↑/↓", "select"),
                 ("m", "linear/spherical"),
                 ("+/-", "steps"),
                 ("a/b", "edit A/B"),
+                ("/", "new pair"),
             ],
         }
     }
@@ -116,9 +131,8 @@ impl App {
         let n = self.path.walk.as_ref().map_or(0, |w| w.points.len());
         let sel = self.path.selected;
         match key.code {
-            KeyCode::Char('a') | KeyCode::Char('i') | KeyCode::Char('/') => {
-                self.path.focus = PathFocus::A
-            }
+            KeyCode::Char('a') | KeyCode::Char('i') => self.path.focus = PathFocus::A,
+            KeyCode::Char('/') => self.path_fresh_input(),
             KeyCode::Char('b') => self.path.focus = PathFocus::B,
             KeyCode::Up | KeyCode::Char('k') => self.path.selected = sel.saturating_sub(1),
             KeyCode::Down | KeyCode::Char('j') => {
@@ -128,6 +142,9 @@ impl App {
             KeyCode::PageDown => self.path.selected = (sel + 10).min(n.saturating_sub(1)),
             KeyCode::Home | KeyCode::Char('g') => self.path.selected = 0,
             KeyCode::End | KeyCode::Char('G') => self.path.selected = n.saturating_sub(1),
+            KeyCode::Char('n' | 'N') if !binary => self.notice(
+                "n and N draw another random Hamming path (binary codes); an interpolation has no randomness",
+            ),
             KeyCode::Char('n') => {
                 self.path.seed = self.path.seed.wrapping_add(1);
                 self.path_walk();
@@ -149,8 +166,18 @@ impl App {
                 self.path.steps = self.path.steps.saturating_sub(1).max(1);
                 self.path_walk();
             }
+            KeyCode::Char('m' | '+' | '=' | '-' | '_') => self.notice(
+                "m and +/- set the interpolation of continuous codes; a binary path flips one bit per step (n draws another)",
+            ),
             _ => {}
         }
+    }
+
+    /// `/`: a new pair of sentences, starting with an empty A.
+    pub(super) fn path_fresh_input(&mut self) {
+        self.path.a = TextInput::default();
+        self.path.b = TextInput::default();
+        self.path.focus = PathFocus::A;
     }
 
     fn path_walk(&mut self) {
@@ -230,7 +257,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             if typing {
                 "(Enter: next field, then walk · ↑/↓ switch · Esc to the steps) "
             } else {
-                "(a or b edits) "
+                "(a or b edits · / new pair) "
             },
             t.dim(),
         ),
@@ -302,9 +329,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     } else {
         info_lines.push(Line::from(Span::styled(
             if binary {
-                " type A, Enter, type B, Enter: walk a random shortest path between their codes, one bit per step"
+                " a: type A, Enter, type B, Enter: walk a random shortest path between their codes, one bit per step"
             } else {
-                " type A, Enter, type B, Enter: interpolate between their codes"
+                " a: type A, Enter, type B, Enter: interpolate between their codes"
             },
             t.dim(),
         )));

@@ -50,6 +50,21 @@ impl SampleState {
     }
 }
 
+/// Why a Sample key means nothing for this kind of model, if it does not. Binary codes are
+/// drawn bit by bit from the chosen prior (no temperature); gaussian codes and `lm` words are
+/// drawn with a temperature (no choice of prior).
+fn sample_key_does_nothing(code: KeyCode, binary: bool) -> Option<&'static str> {
+    match code {
+        KeyCode::Char('+' | '=' | '-' | '_') if binary => Some(
+            "+/- set the temperature of gaussian and lm samples; binary codes are drawn bit by bit from the prior (p switches it)",
+        ),
+        KeyCode::Char('p') if !binary => Some(
+            "p switches the prior of binary codes; this model's samples come from N(0, t²I) or its words, and +/- set the temperature t",
+        ),
+        _ => None,
+    }
+}
+
 impl App {
     pub(super) fn sample_on_enter(&mut self) {
         if self.sample.samples.is_none()
@@ -73,6 +88,10 @@ impl App {
 
     pub(super) fn sample_key(&mut self, key: KeyEvent) {
         let binary = self.model.binary();
+        if let Some(why) = sample_key_does_nothing(key.code, binary) {
+            self.notice(why);
+            return;
+        }
         let st = &mut self.sample;
         match key.code {
             KeyCode::Char('s') | KeyCode::Char('n') => st.seed = st.seed.wrapping_add(1),
