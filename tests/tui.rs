@@ -409,7 +409,10 @@ fn gaussian_model_nudges_dimensions_and_interpolates() {
     h.key(KeyCode::Char('0'));
     assert_lacks(&h.screen(), "z − μ");
     h.key(KeyCode::Char(' '));
-    assert_has(&h.screen(), "+ and - nudge a continuous dimension");
+    assert_has(
+        &h.screen(),
+        "Space: flip the bit under the cursor — only for binary codes; this model is `gaussian`",
+    );
 
     h.key(KeyCode::Tab).key(KeyCode::Char('a'));
     h.type_text("a quick bird finds the house")
@@ -907,7 +910,7 @@ fn the_help_lists_the_neighbors_keys() {
         .collect();
     assert_has(&help, "6 Neighbors");
     assert_has(&help, "map: PCA scatter of the corpus");
-    assert_has(&help, "fewer / more neighbours (k)");
+    assert_has(&help, "fewer / more neighbours (k: 5, 10, 20");
 }
 
 #[test]
@@ -1014,7 +1017,7 @@ fn every_tab_opens_in_navigation_so_digits_switch_tabs() {
         assert!(!h.app.typing(), "{tab:?} opens in navigation");
     }
     let s = h.screen();
-    assert_has(&s, "i type a sentence");
+    assert_has(&s, "d decoder  i edit  / new  1-6/Tab tabs");
     assert_has(&s, "1-6/Tab tabs");
 
     // i edits the sentence (Esc leaves); / starts an empty one.
@@ -1056,11 +1059,15 @@ fn every_tab_opens_in_navigation_so_digits_switch_tabs() {
     h.key(KeyCode::Char('i'));
     assert_has(&h.screen(), "sentence › one old tree");
 
-    // The help says the same.
+    // The help says the same: on screen (its first page), and in full.
     h.key(KeyCode::Esc).key(KeyCode::Char('?'));
-    let s = h.screen();
-    assert_has(&s, "type a new sentence (an empty field)");
-    assert_has(&s, "a new pair: empty A and B");
+    assert_has(&h.screen(), "type a new sentence (an empty field)");
+    let help: String = latent_tui::tui::help_lines(Theme { color: false })
+        .iter()
+        .map(|l| l.to_string() + "\n")
+        .collect();
+    assert_has(&help, "a new pair: empty A and B");
+    assert_has(&help, "edit Explore's sentence here");
 }
 
 #[test]
@@ -1108,7 +1115,7 @@ fn keys_that_do_nothing_for_this_kind_of_model_say_why() {
         h.key(KeyCode::Char(key));
         assert_has(
             &h.screen(),
-            "+/- set the temperature of gaussian and lm samples; binary codes are drawn bit by bit",
+            "+ / -: temperature of N(0, t²I) or of word sampling — only for gaussian and lm models; this model is `binary`",
         );
         assert!(h.queued().is_empty(), "no new sampling for {key}");
     }
@@ -1121,27 +1128,36 @@ fn keys_that_do_nothing_for_this_kind_of_model_say_why() {
         .type_text("the dog")
         .key(KeyCode::Enter)
         .key(KeyCode::Char('+'));
-    assert_has(&h.screen(), "+, - and 0 move a continuous dimension");
+    assert_has(
+        &h.screen(),
+        "+ / -: nudge the dimension under the cursor by ½σ — only for continuous codes",
+    );
     assert_has(&h.screen(), "Hamming distance 0 from the encoding");
     h.key(KeyCode::Char('2')).key(KeyCode::Char('m'));
     assert_has(
         &h.screen(),
-        "m and +/- set the interpolation of continuous codes",
+        "m: linear ↔ spherical interpolation — only for continuous codes",
     );
 
     let mut g = harness(&f.gaussian);
     g.key(KeyCode::Char('3')).key(KeyCode::Char('p'));
-    assert_has(&g.screen(), "p switches the prior of binary codes");
+    assert_has(
+        &g.screen(),
+        "p: prior: uniform random bits ↔ each bit drawn with its corpus mean — only for binary codes",
+    );
     assert_has(&g.screen(), "N(0, t² I) with temperature t = 1.0");
     g.key(KeyCode::Char('2')).key(KeyCode::Char('n'));
-    assert_has(&g.screen(), "an interpolation has no randomness");
+    assert_has(
+        &g.screen(),
+        "n / N: another random Hamming path: next / previous seed — only for binary codes",
+    );
 }
 
 /// Fails when the README's screen captures are not what the shipped checkpoints show now; the
 /// message says how to regenerate them.
 #[test]
 fn readme_screens_match_the_shipped_checkpoints() {
-    use latent_tui::tui::captures::{readme_captures, replace_captures};
+    use latent_tui::tui::captures::{readme_captures, replace_captures, replace_keys};
     let root = env!("CARGO_MANIFEST_DIR");
     assert_eq!(
         std::env::current_dir().unwrap(),
@@ -1150,13 +1166,16 @@ fn readme_screens_match_the_shipped_checkpoints() {
     );
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
     let captures = readme_captures().unwrap();
-    let expected = replace_captures(&readme, &captures).unwrap();
+    let expected = replace_keys(&replace_captures(&readme, &captures).unwrap()).unwrap();
     if expected != readme {
-        let stale: Vec<&str> = captures
+        let mut stale: Vec<&str> = captures
             .iter()
             .filter(|c| !readme.contains(&c.text))
             .map(|c| c.name)
             .collect();
+        if !readme.contains(&latent_tui::tui::captures::readme_keys()) {
+            stale.push("keys");
+        }
         panic!(
             "README.md's screen captures differ from what the shipped checkpoints show now \
              (stale: {stale:?}): run `cargo run --release --example screens` and commit README.md"

@@ -17,6 +17,7 @@ use ratatui::widgets::Widget;
 
 use super::event::Msg;
 use super::explore::ExploreState;
+use super::keys;
 use super::neighbors::NeighborsState;
 use super::path::PathState;
 use super::sample::SampleState;
@@ -63,6 +64,18 @@ impl Tab {
 
     pub fn index(self) -> usize {
         Tab::ALL.iter().position(|&t| t == self).expect("listed")
+    }
+
+    /// The help's (keys, description) rows, from the tab's key table.
+    pub fn help_rows(self) -> Vec<(String, String)> {
+        match self {
+            Tab::Explore => keys::help_rows(super::explore::KEYS),
+            Tab::Path => keys::help_rows(super::path::KEYS),
+            Tab::Sample => keys::help_rows(super::sample::KEYS),
+            Tab::Stats => keys::help_rows(super::stats::KEYS),
+            Tab::Train => keys::help_rows(super::train::KEYS),
+            Tab::Neighbors => keys::help_rows(super::neighbors::KEYS),
+        }
     }
 }
 
@@ -476,12 +489,12 @@ impl App {
 
     fn hints(&self) -> Vec<(&'static str, &'static str)> {
         let mut h = match self.tab {
-            Tab::Explore => self.explore.hints(self.model.binary()),
-            Tab::Path => self.path.hints(self.model.binary()),
-            Tab::Sample => self.sample.hints(self.model.binary()),
-            Tab::Stats => self.stats.hints(),
-            Tab::Train => self.train.hints(),
-            Tab::Neighbors => self.neighbors.hints(),
+            Tab::Explore => self.explore.hints(self.model.kind),
+            Tab::Path => self.path.hints(self.model.kind),
+            Tab::Sample => self.sample.hints(self.model.kind),
+            Tab::Stats => self.stats.hints(self.model.kind),
+            Tab::Train => self.train.hints(self.model.kind),
+            Tab::Neighbors => self.neighbors.hints(self.model.kind),
         };
         if self.typing() {
             h.extend([("Tab", "next tab"), ("F1", "keys"), ("Ctrl-C", "quit")]);

@@ -136,6 +136,61 @@ pub fn readme_captures() -> Result<Vec<Capture>> {
     Ok(out)
 }
 
+/// The explorer's keys as Markdown tables, from the same tables as the `?` overlay: the keys
+/// that work everywhere, those of text fields, then each tab's.
+pub fn readme_keys() -> String {
+    let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for (title, rows) in [
+        ("Everywhere", super::GLOBAL_KEYS),
+        ("Text fields", super::TEXT_FIELD_KEYS),
+    ] {
+        let rows = rows
+            .iter()
+            .map(|(k, what)| (k.to_string(), what.to_string()))
+            .collect();
+        sections.push((title.to_string(), rows));
+    }
+    for tab in Tab::ALL {
+        sections.push((
+            format!("{} {}", tab.index() + 1, tab.title()),
+            tab.help_rows(),
+        ));
+    }
+    let mut out = String::new();
+    for (title, rows) in sections {
+        out.push_str(&format!("\n**{title}**\n\n| Key | Action |\n|---|---|\n"));
+        for (keys, what) in rows {
+            let keys = match keys.strip_suffix(" (typing)") {
+                Some(k) => format!("`{k}` (typing)"),
+                None => format!("`{keys}`"),
+            };
+            out.push_str(&format!("| {keys} | {} |\n", what.replace('|', "\\|")));
+        }
+    }
+    out
+}
+
+/// The README with the block between `<!-- keys -->` and `<!-- /keys -->` replaced by
+/// [`readme_keys`].
+pub fn replace_keys(readme: &str) -> Result<String> {
+    const OPEN: &str = "<!-- keys -->";
+    const CLOSE: &str = "<!-- /keys -->";
+    let start = readme
+        .find(OPEN)
+        .context("the README has no `<!-- keys -->` block")?
+        + OPEN.len();
+    let end = start
+        + readme[start..]
+            .find(CLOSE)
+            .context("the README's `<!-- keys -->` block has no `<!-- /keys -->`")?;
+    Ok(format!(
+        "{}{}\n{}",
+        &readme[..start],
+        readme_keys(),
+        &readme[end..]
+    ))
+}
+
 /// The README with every capture block replaced by the capture of the same name. Fails when a
 /// marker names no capture or a capture has no marker, so the two lists cannot drift apart.
 pub fn replace_captures(readme: &str, captures: &[Capture]) -> Result<String> {

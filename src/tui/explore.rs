@@ -8,10 +8,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
 use super::app::App;
+use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, grouped_columns, put, text, InputAction, TextInput, EIGHTHS};
 use super::worker::{Bars, Job, JobKind};
 use crate::explore;
 use crate::model::decode::Strategy;
+use crate::model::LatentKind;
 use crate::tasks::EncodedSentence;
 
 /// Where keys go: the sentence field, or the code (navigation, where digits switch tabs; the
@@ -73,34 +75,158 @@ impl ExploreState {
             .map(|s| explore::hamming(&s.code, &self.code))
     }
 
-    pub fn hints(&self, binary: bool) -> Vec<(&'static str, &'static str)> {
+    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
         match self.focus {
-            Focus::Input => vec![("Enter", "encode"), ("Esc", "to the code")],
-            Focus::Code if self.code.is_empty() => {
-                vec![("i", "type a sentence"), ("d", "decoder")]
-            }
-            Focus::Code if binary => vec![
-                ("←/→", "move"),
-                ("Space", "flip"),
-                ("r", "restore"),
-                ("u", "undo"),
-                ("d", "decoder"),
-                ("i", "edit"),
-                ("/", "new"),
-            ],
-            Focus::Code => vec![
-                ("←/→", "move"),
-                ("+/-", "±½σ"),
-                ("0", "reset dim"),
-                ("r", "restore"),
-                ("u", "undo"),
-                ("d", "decoder"),
-                ("i", "edit"),
-                ("/", "new"),
-            ],
+            Focus::Input => keys::hints(KEYS, Mode::Typing, kind),
+            Focus::Code if self.code.is_empty() => keys::hints_where(KEYS, Mode::Nav, kind, |a| {
+                matches!(a, Action::Edit | Action::Fresh | Action::Decoder)
+            }),
+            Focus::Code => keys::hints(KEYS, Mode::Nav, kind),
         }
     }
 }
+
+/// What a key can do on this tab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Encode,
+    Leave,
+    Edit,
+    Fresh,
+    Left,
+    Right,
+    First,
+    Last,
+    Flip,
+    NudgeUp,
+    NudgeDown,
+    ResetDim,
+    Restore,
+    Undo,
+    Decoder,
+}
+
+/// The tab's keys: dispatch, footer and help all read this table.
+pub const KEYS: &[Binding<Action>] = &[
+    typing(
+        &[KeyCode::Enter],
+        "Enter",
+        "encode the sentence; the focus moves to the code",
+        Some(("Enter", "encode")),
+        Action::Encode,
+    ),
+    typing(
+        &[KeyCode::Esc],
+        "Esc",
+        "leave the field for the code",
+        Some(("Esc", "to the code")),
+        Action::Leave,
+    ),
+    nav(
+        &[KeyCode::Left, KeyCode::Char('h')],
+        "← → or h l",
+        "move the cursor over the bits / dimensions",
+        Some(("←/→", "move")),
+        Only::Any,
+        Action::Left,
+    ),
+    nav(
+        &[KeyCode::Right, KeyCode::Char('l')],
+        "→ or l",
+        "",
+        None,
+        Only::Any,
+        Action::Right,
+    ),
+    nav(
+        &[KeyCode::Home, KeyCode::Char('g')],
+        "Home End or g G",
+        "first / last bit",
+        None,
+        Only::Any,
+        Action::First,
+    ),
+    nav(
+        &[KeyCode::End, KeyCode::Char('G')],
+        "End or G",
+        "",
+        None,
+        Only::Any,
+        Action::Last,
+    ),
+    nav(
+        &[KeyCode::Char(' ')],
+        "Space",
+        "flip the bit under the cursor",
+        Some(("Space", "flip")),
+        Only::Binary,
+        Action::Flip,
+    ),
+    nav(
+        &[KeyCode::Char('+'), KeyCode::Char('=')],
+        "+ / -",
+        "nudge the dimension under the cursor by ½σ",
+        Some(("+/-", "±½σ")),
+        Only::Continuous,
+        Action::NudgeUp,
+    ),
+    nav(
+        &[KeyCode::Char('-'), KeyCode::Char('_')],
+        "-",
+        "",
+        None,
+        Only::Continuous,
+        Action::NudgeDown,
+    ),
+    nav(
+        &[KeyCode::Char('0')],
+        "0",
+        "reset the dimension to its encoded value",
+        Some(("0", "reset dim")),
+        Only::Continuous,
+        Action::ResetDim,
+    ),
+    nav(
+        &[KeyCode::Char('r')],
+        "r",
+        "restore the encoded code",
+        Some(("r", "restore")),
+        Only::Any,
+        Action::Restore,
+    ),
+    nav(
+        &[KeyCode::Char('u')],
+        "u",
+        "undo the last change",
+        Some(("u", "undo")),
+        Only::Any,
+        Action::Undo,
+    ),
+    nav(
+        &[KeyCode::Char('d')],
+        "d",
+        "decoder: greedy → beam search (width 4) → sampling (t = 1)",
+        Some(("d", "decoder")),
+        Only::Any,
+        Action::Decoder,
+    ),
+    nav(
+        &[KeyCode::Char('i'), KeyCode::Enter],
+        "i or Enter",
+        "edit the sentence",
+        Some(("i", "edit")),
+        Only::Any,
+        Action::Edit,
+    ),
+    nav(
+        &[KeyCode::Char('/')],
+        "/",
+        "type a new sentence (an empty field)",
+        Some(("/", "new")),
+        Only::Any,
+        Action::Fresh,
+    ),
+];
 
 fn next_strategy(s: Strategy) -> Strategy {
     match s {
@@ -114,8 +240,8 @@ impl App {
     pub(super) fn explore_key(&mut self, key: KeyEvent) {
         match self.explore.focus {
             Focus::Input => match self.explore.input.on_key(key) {
-                InputAction::Submit => self.explore_submit(),
-                InputAction::Cancel => self.explore.focus = Focus::Code,
+                InputAction::Submit => self.explore_do(Action::Encode),
+                InputAction::Cancel => self.explore_do(Action::Leave),
                 _ => {
                     if self.explore.input.overflow {
                         self.notice(format!(
@@ -125,7 +251,11 @@ impl App {
                     }
                 }
             },
-            Focus::Code => self.explore_code_key(key),
+            Focus::Code => match keys::lookup(KEYS, Mode::Nav, key.code, self.model.kind) {
+                Lookup::Action(a) => self.explore_do(a),
+                Lookup::NotForThisModel(why) => self.notice(why),
+                Lookup::Unbound => {}
+            },
         }
     }
 
@@ -145,60 +275,53 @@ impl App {
         self.explore.focus = Focus::Code;
     }
 
-    fn explore_code_key(&mut self, key: KeyEvent) {
-        let binary = self.model.binary();
-        let l = self.explore.code.len();
-        match key.code {
-            KeyCode::Char('i') | KeyCode::Enter => {
+    fn explore_do(&mut self, action: Action) {
+        match action {
+            Action::Encode => return self.explore_submit(),
+            Action::Leave => {
+                self.explore.focus = Focus::Code;
+                return;
+            }
+            Action::Edit => {
                 self.explore.focus = Focus::Input;
                 return;
             }
-            KeyCode::Char('/') => {
-                self.explore_fresh_input();
-                return;
-            }
-            KeyCode::Char('d') => {
+            Action::Fresh => return self.explore_fresh_input(),
+            Action::Decoder => {
                 self.explore.strategy = next_strategy(self.explore.strategy);
                 self.explore_request_decode();
                 return;
             }
             _ => {}
         }
+        let l = self.explore.code.len();
         if l == 0 {
             self.notice("no code yet: i to type a sentence, then Enter encodes it");
             return;
         }
         let c = self.explore.cursor;
-        match key.code {
-            KeyCode::Left | KeyCode::Char('h') => self.explore.cursor = c.saturating_sub(1),
-            KeyCode::Right | KeyCode::Char('l') => self.explore.cursor = (c + 1).min(l - 1),
-            KeyCode::Home | KeyCode::Char('g') => self.explore.cursor = 0,
-            KeyCode::End | KeyCode::Char('G') => self.explore.cursor = l - 1,
-            KeyCode::Char(' ') if binary => {
+        match action {
+            Action::Left => self.explore.cursor = c.saturating_sub(1),
+            Action::Right => self.explore.cursor = (c + 1).min(l - 1),
+            Action::First => self.explore.cursor = 0,
+            Action::Last => self.explore.cursor = l - 1,
+            Action::Flip => {
                 let next = explore::flip(&self.explore.code, c);
                 self.explore_set_code(next);
             }
-            KeyCode::Char('+') | KeyCode::Char('=') if !binary => {
-                let next = explore::nudge(&self.explore.code, c, 0.5 * self.explore_std(c));
+            Action::NudgeUp | Action::NudgeDown => {
+                let sign = if action == Action::NudgeUp { 0.5 } else { -0.5 };
+                let next = explore::nudge(&self.explore.code, c, sign * self.explore_std(c));
                 self.explore_set_code(next);
             }
-            KeyCode::Char('-') | KeyCode::Char('_') if !binary => {
-                let next = explore::nudge(&self.explore.code, c, -0.5 * self.explore_std(c));
-                self.explore_set_code(next);
-            }
-            KeyCode::Char('0') if !binary => {
+            Action::ResetDim => {
                 if let Some(s) = &self.explore.sentence {
                     let mut next = self.explore.code.clone();
                     next[c] = s.code[c];
                     self.explore_set_code(next);
                 }
             }
-            KeyCode::Char(' ') => self
-                .notice("Space flips a bit of a binary code; + and - nudge a continuous dimension"),
-            KeyCode::Char('+' | '=' | '-' | '_' | '0') => {
-                self.notice("+, - and 0 move a continuous dimension; a bit flips with Space")
-            }
-            KeyCode::Char('r') => {
+            Action::Restore => {
                 if let Some(s) = &self.explore.sentence {
                     if s.code != self.explore.code {
                         let encoded = s.code.clone();
@@ -206,14 +329,16 @@ impl App {
                     }
                 }
             }
-            KeyCode::Char('u') => match self.explore.undo.pop() {
+            Action::Undo => match self.explore.undo.pop() {
                 Some(prev) => {
                     self.explore.code = prev;
                     self.explore_request_code_work();
                 }
                 None => self.notice("nothing to undo"),
             },
-            _ => {}
+            Action::Encode | Action::Leave | Action::Edit | Action::Fresh | Action::Decoder => {
+                unreachable!("handled above")
+            }
         }
     }
 

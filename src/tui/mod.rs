@@ -10,6 +10,7 @@ pub mod captures;
 pub mod event;
 pub mod explore;
 pub mod harness;
+pub mod keys;
 pub mod neighbors;
 pub mod path;
 pub mod sample;
@@ -203,123 +204,70 @@ pub fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Every key, by tab, for the `?` overlay (and the README).
+/// Every key, by tab, for the `?` overlay (and the README): the keys that work everywhere and
+/// in text fields, then each tab's key table.
 pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
-    let sections: [(&str, &[(&str, &str)]); 8] = [
-        (
-            "Everywhere",
-            &[
-                (
-                    "1 … 6",
-                    "switch tab (Explore, Path, Sample, Stats, Train, Neighbors)",
-                ),
-                ("Tab / Shift-Tab", "next / previous tab (also while typing)"),
-                ("? or F1", "this help (F1 also while typing)"),
-                ("q", "quit (not while typing)"),
-                (
-                    "Ctrl-C",
-                    "quit, always (a running training stops and saves)",
-                ),
-            ],
-        ),
-        (
-            "Text fields",
-            &[
-                ("typing", "letters, digits, q, ? … go into the field"),
-                ("paste", "goes in as one edit (line breaks become spaces)"),
-                ("←/→ Home/End", "move in the text"),
-                ("Backspace/Delete", "delete"),
-                ("Ctrl-U / Ctrl-W", "delete to the start / the previous word"),
-                ("Esc", "leave the field"),
-            ],
-        ),
-        (
-            "1 Explore",
-            &[
-                ("i or Enter", "edit the sentence (from the code)"),
-                ("/", "type a new sentence (an empty field)"),
-                ("Enter (typing)", "encode it; the focus moves to the code"),
-                ("← → or h l", "move the cursor over bits / dimensions"),
-                ("Home/End, g/G", "first / last bit"),
-                ("Space", "flip the bit under the cursor (binary)"),
-                ("+ / -", "nudge the dimension by ½σ (continuous)"),
-                ("0", "reset the dimension to its encoding (continuous)"),
-                ("r", "restore the encoded code"),
-                ("u", "undo the last change"),
-                ("d", "decoder: greedy → beam 4 → sample"),
-            ],
-        ),
-        (
-            "2 Path",
-            &[
-                ("a (or i) / b", "edit A / B"),
-                ("/", "a new pair: empty A and B"),
-                ("Enter (typing)", "A → B, then walk from code(A) to code(B)"),
-                ("↑/↓ (typing)", "switch between A and B"),
-                ("↑/↓ j/k PgUp/PgDn", "select a step"),
-                ("n / N", "another random path (next / previous seed)"),
-                ("m", "linear ↔ spherical interpolation (continuous)"),
-                ("+ / -", "more / fewer interpolation steps (continuous)"),
-            ],
-        ),
-        (
-            "3 Sample",
-            &[
-                ("s / S", "resample with the next / previous seed"),
-                ("p", "prior: uniform bits ↔ corpus bit means (binary)"),
-                ("+ / -", "temperature (gaussian, lm)"),
-                ("[ / ]", "fewer / more samples"),
-            ],
-        ),
-        (
-            "4 Stats",
-            &[
-                ("← → or h l", "select a bit / dimension"),
-                ("r", "recompute"),
-                ("[ / ]", "halve / double the sentences used"),
-            ],
-        ),
-        (
-            "5 Train",
-            &[
-                ("↑/↓ or j/k", "select a setting"),
-                ("Enter or e", "edit it (Enter sets, Esc cancels)"),
-                (
-                    "← → or h l",
-                    "cycle the kind; halve / double sizes; nudge rates",
-                ),
-                ("s", "start training"),
-                ("p", "pause / resume"),
-                ("x", "stop (saves a checkpoint)"),
-                ("L", "load the run's checkpoint into the other tabs"),
-            ],
-        ),
-        (
-            "6 Neighbors",
-            &[
-                ("(Explore)", "the query is Explore's code: flip bits there"),
-                (
-                    "/",
-                    "type a new sentence here (Enter encodes it in Explore)",
-                ),
-                ("i", "edit Explore's sentence here"),
-                ("[ / ]", "fewer / more neighbours (k)"),
-                ("↑/↓ j/k PgUp/PgDn", "scroll the list"),
-                ("m", "map: PCA scatter of the corpus ↔ list"),
-                ("r", "load the index again (after an error)"),
-            ],
-        ),
-    ];
+    let mut sections: Vec<(String, Vec<(String, String)>)> = vec![(
+        "Everywhere".to_string(),
+        GLOBAL_KEYS
+            .iter()
+            .map(|(k, what)| (k.to_string(), what.to_string()))
+            .collect(),
+    )];
+    sections.push((
+        "Text fields".to_string(),
+        TEXT_FIELD_KEYS
+            .iter()
+            .map(|(k, what)| (k.to_string(), what.to_string()))
+            .collect(),
+    ));
+    for tab in app::Tab::ALL {
+        sections.push((
+            format!("{} {}", tab.index() + 1, tab.title()),
+            tab.help_rows(),
+        ));
+    }
     let mut out = Vec::new();
     for (title, keys) in sections {
-        out.push(Line::from(Span::styled(title.to_string(), theme.accent())));
+        out.push(Line::from(Span::styled(title, theme.accent())));
         for (k, what) in keys {
             out.push(Line::from(vec![
-                Span::styled(format!("  {k:<20}"), theme.bold()),
-                Span::styled(what.to_string(), Style::new()),
+                Span::styled(format!("  {k:<22}"), theme.bold()),
+                Span::styled(what, Style::new()),
             ]));
         }
         out.push(Line::from(""));
     }
     out
 }
+
+/// Keys the app handles before any tab (see `App::on_key`).
+pub const GLOBAL_KEYS: &[(&str, &str)] = &[
+    (
+        "1 … 6",
+        "switch tab (Explore, Path, Sample, Stats, Train, Neighbors); every tab opens in navigation",
+    ),
+    ("Tab / Shift-Tab", "next / previous tab (also while typing)"),
+    (
+        "? or F1",
+        "this help (F1 also while typing; ↑/↓ scroll, Esc closes)",
+    ),
+    ("q", "quit (not while typing)"),
+    (
+        "Ctrl-C",
+        "quit, always (a running training stops and saves)",
+    ),
+];
+
+/// Keys of every text field (see `widgets::TextInput`).
+pub const TEXT_FIELD_KEYS: &[(&str, &str)] = &[
+    ("typing", "letters, digits, q, ? … go into the field"),
+    (
+        "paste",
+        "goes in as one edit (line breaks become spaces, over 2000 characters are cut); in navigation it opens a fresh field first",
+    ),
+    ("←/→ Home/End Ctrl-A/E", "move in the text"),
+    ("Backspace/Delete", "delete"),
+    ("Ctrl-U / Ctrl-W", "delete to the start / the previous word"),
+    ("Esc", "leave the field"),
+];
