@@ -1085,6 +1085,17 @@ fn a_long_paste_is_one_edit_and_the_first_enter_encodes_it() {
     assert_has(&s, "input truncated to the model's maximum of");
     assert!(h.app.explore.sentence.is_some(), "the first Enter encodes");
 
+    // The same without bracketed paste (a key per character): past the limit keys are refused
+    // with a notice, and Enter still encodes.
+    h.key(KeyCode::Char('/')).type_text(&"cat ".repeat(600));
+    assert_has(&h.screen(), "input is limited to 2000 characters");
+    h.key(KeyCode::Enter);
+    assert!(!h.app.typing());
+    assert_eq!(
+        h.app.explore.sentence.as_ref().unwrap().shown,
+        vec!["cat"; MAX_LEN].join(" ")
+    );
+
     // Line breaks in a paste are spaces: nothing is submitted half-way.
     h.key(KeyCode::Char('/'))
         .paste("the small dog\nsees the cat\r\n");
