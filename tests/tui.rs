@@ -1093,7 +1093,7 @@ fn a_long_paste_is_one_edit_and_the_first_enter_encodes_it() {
     assert!(!h.app.typing());
     assert_eq!(
         h.app.explore.sentence.as_ref().unwrap().shown,
-        vec!["cat"; MAX_LEN].join(" ")
+        ["cat"; MAX_LEN].join(" ")
     );
 
     // Line breaks in a paste are spaces: nothing is submitted half-way.
