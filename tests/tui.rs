@@ -411,7 +411,7 @@ fn gaussian_model_nudges_dimensions_and_interpolates() {
     h.key(KeyCode::Char(' '));
     assert_has(
         &h.screen(),
-        "Space: flip the bit under the cursor — only for binary codes; this model is `gaussian`",
+        "Space: only for binary codes, this model is `gaussian` — flip the bit under the cursor",
     );
 
     h.key(KeyCode::Tab).key(KeyCode::Char('a'));
@@ -1126,7 +1126,7 @@ fn keys_that_do_nothing_for_this_kind_of_model_say_why() {
         h.key(KeyCode::Char(key));
         assert_has(
             &h.screen(),
-            "+ / -: temperature of N(0, t²I) or of word sampling — only for gaussian and lm models; this model is `binary`",
+            "+ / -: only for gaussian and lm models, this model is `binary` — temperature of N(0, t²I)",
         );
         assert!(h.queued().is_empty(), "no new sampling for {key}");
     }
@@ -1141,26 +1141,26 @@ fn keys_that_do_nothing_for_this_kind_of_model_say_why() {
         .key(KeyCode::Char('+'));
     assert_has(
         &h.screen(),
-        "+ / -: nudge the dimension under the cursor by ½σ — only for continuous codes",
+        "+ / -: only for continuous codes, this model is `binary` — nudge the dimension",
     );
     assert_has(&h.screen(), "Hamming distance 0 from the encoding");
     h.key(KeyCode::Char('2')).key(KeyCode::Char('m'));
     assert_has(
         &h.screen(),
-        "m: linear ↔ spherical interpolation — only for continuous codes",
+        "m: only for continuous codes, this model is `binary` — linear ↔ spherical",
     );
 
     let mut g = harness(&f.gaussian);
     g.key(KeyCode::Char('3')).key(KeyCode::Char('p'));
     assert_has(
         &g.screen(),
-        "p: prior: uniform random bits ↔ each bit drawn with its corpus mean — only for binary codes",
+        "p: only for binary codes, this model is `gaussian` — prior: uniform bits ↔ each bit",
     );
     assert_has(&g.screen(), "N(0, t² I) with temperature t = 1.0");
     g.key(KeyCode::Char('2')).key(KeyCode::Char('n'));
     assert_has(
         &g.screen(),
-        "n / N: another random Hamming path: next / previous seed — only for binary codes",
+        "n / N: only for binary codes, this model is `gaussian` — another random Hamming path",
     );
 }
 

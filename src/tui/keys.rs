@@ -143,10 +143,10 @@ pub fn lookup<A: Copy>(
         Some(b) => {
             let row = help_row_of(table, b);
             Lookup::NotForThisModel(format!(
-                "{}: {} — only for {}; this model is `{kind}`",
+                "{}: only for {}, this model is `{kind}` — {}",
                 row.label,
-                row.help,
-                b.only.who()
+                b.only.who(),
+                row.help
             ))
         }
         None => Lookup::Unbound,
@@ -260,7 +260,9 @@ mod tests {
         match lookup(T, Mode::Nav, KeyCode::Char('-'), b) {
             Lookup::NotForThisModel(why) => {
                 assert!(
-                    why.starts_with("+ / -: nudge — only for continuous codes"),
+                    why.starts_with(
+                        "+ / -: only for continuous codes, this model is `binary` — nudge"
+                    ),
                     "{why}"
                 )
             }

@@ -227,12 +227,19 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
             tab.help_rows(),
         ));
     }
+    // One key column for all sections, as wide as the widest key label.
+    let width = sections
+        .iter()
+        .flat_map(|(_, keys)| keys.iter().map(|(k, _)| k.chars().count()))
+        .max()
+        .unwrap_or(0)
+        + 2;
     let mut out = Vec::new();
     for (title, keys) in sections {
         out.push(Line::from(Span::styled(title, theme.accent())));
         for (k, what) in keys {
             out.push(Line::from(vec![
-                Span::styled(format!("  {k:<22}"), theme.bold()),
+                Span::styled(format!("  {k:<width$}"), theme.bold()),
                 Span::styled(what, Style::new()),
             ]));
         }
@@ -245,7 +252,7 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
 pub const GLOBAL_KEYS: &[(&str, &str)] = &[
     (
         "1 … 6",
-        "switch tab (Explore, Path, Sample, Stats, Train, Neighbors); every tab opens in navigation",
+        "switch tab: Explore, Path, Sample, Stats, Train, Neighbors",
     ),
     ("Tab / Shift-Tab", "next / previous tab (also while typing)"),
     (
@@ -264,7 +271,7 @@ pub const TEXT_FIELD_KEYS: &[(&str, &str)] = &[
     ("typing", "letters, digits, q, ? … go into the field"),
     (
         "paste",
-        "goes in as one edit (line breaks become spaces, over 2000 characters are cut); in navigation it opens a fresh field first",
+        "one edit, line breaks as spaces; opens a fresh field if none is open",
     ),
     ("←/→ Home/End Ctrl-A/E", "move in the text"),
     ("Backspace/Delete", "delete"),

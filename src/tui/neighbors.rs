@@ -104,7 +104,7 @@ pub const KEYS: &[Binding<Action>] = &[
     nav(
         &[KeyCode::Char('/')],
         "/",
-        "type a new sentence here (an empty field); Enter encodes it in Explore",
+        "type a new sentence here (Enter encodes it in Explore too)",
         Some(("/", "new sentence")),
         Only::Any,
         Action::Fresh,
@@ -135,7 +135,7 @@ pub const KEYS: &[Binding<Action>] = &[
     ),
     nav(
         &[KeyCode::Down, KeyCode::Char('j')],
-        "↑ ↓, j k, PgUp PgDn, Home",
+        "↑↓ jk PgUp/Dn Home",
         "scroll the list",
         Some(("↑/↓", "scroll")),
         Only::Any,

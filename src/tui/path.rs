@@ -130,8 +130,8 @@ pub const KEYS: &[Binding<Action>] = &[
     ),
     nav(
         &[KeyCode::Up, KeyCode::Char('k')],
-        "↑ ↓, j k, PgUp PgDn, Home End",
-        "select a step (its full code is shown when the code column does not fit)",
+        "↑↓ jk PgUp/Dn Home/End",
+        "select a step (its code is shown below when it does not fit)",
         Some(("↑/↓", "select")),
         Only::Any,
         Action::Up,

@@ -89,7 +89,7 @@ pub const KEYS: &[Binding<Action>] = &[
     nav(
         &[KeyCode::Char('p')],
         "p",
-        "prior: uniform random bits ↔ each bit drawn with its corpus mean",
+        "prior: uniform bits ↔ each bit drawn with its corpus mean",
         Some(("p", "prior")),
         Only::Binary,
         Action::Prior,

@@ -62,7 +62,7 @@ pub const KEYS: &[Binding<Action>] = &[
     nav(
         &[KeyCode::Left, KeyCode::Char('h')],
         "← → or h l",
-        "select a bit / dimension (its details and strongest correlations are listed)",
+        "select a bit / dimension (details, strongest correlations)",
         Some(("←/→", "select")),
         Only::Any,
         Action::Left,

@@ -450,7 +450,7 @@ pub const KEYS: &[Binding<Action>] = &[
     nav(
         &[KeyCode::Left, KeyCode::Char('h')],
         "← → or h l",
-        "cycle the latent kind; halve / double sizes and steps; nudge rates",
+        "cycle the kind; halve / double sizes and steps; nudge rates",
         Some(("←/→", "adjust")),
         Only::Any,
         Action::Lower,
