@@ -495,7 +495,7 @@ fn render_query(app: &App, area: Rect, buf: &mut Buffer) {
         None => {
             lines.push(Line::from("No sentence yet: press / to type one here."));
             lines.push(Line::styled(
-                "Sentences are entered in 1 Explore (type, Enter); flip bits there with Space \
+                "Sentences are entered in 1 Explore (i, type, Enter); flip bits there with Space \
                  and this tab follows.",
                 t.dim(),
             ));
