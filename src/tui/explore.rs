@@ -465,7 +465,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
 /// and rows that can go when space is short, given up least important first, so that at the
 /// smallest terminal the code, its p row, the cursor and the detail line of the bit under it
 /// still fit inside the code panel: the decoding's spare row, the input's notice line, the bit
-/// index row, the input's "model sees" line, then gaussian axis rows. The bars take the rest.
+/// index row (gaussian: an axis row), the input's "model sees" line, then gaussian axis rows and
+/// the dimension index row. The bars take the rest.
 fn panel_heights(height: u16, binary: bool) -> Layout {
     // (input, code, decoding); the code panel's rows are its border plus the rows of
     // `render_bits` / `render_dims`.
