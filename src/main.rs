@@ -1,5 +1,3 @@
-use clap::Parser;
-
 fn main() {
     // Die quietly on a closed pipe (`latent-tui … | head`) like other command-line tools,
     // instead of panicking inside println!.
@@ -8,7 +6,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = latent_tui::cli::Cli::parse();
+    let cli = latent_tui::cli::parse();
     if let Err(e) = latent_tui::cli::run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

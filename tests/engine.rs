@@ -46,6 +46,7 @@ fn save_tiny(
         metrics,
         train_config: None,
         written_by: "test".into(),
+        corpus_source: None,
     };
     checkpoint::save_varmap(
         path,
