@@ -358,9 +358,20 @@ impl Checkpoint {
         }
         // Every shape the config implies must match the stored tensors before anything is
         // allocated from the config: a corrupt `hidden_dim` would otherwise be trusted.
-        crate::model::check_shapes(&config, &tensors, dev).map_err(|e| {
-            anyhow::anyhow!("`{shown}`: the config does not match the tensors: {e}")
-        })?;
+        if let Err(e) = crate::model::check_shapes(&config, &tensors, dev) {
+            match e {
+                candle_core::Error::CannotFindTensor { path } => bail!(
+                    "`{shown}` is missing tensor `{path}`, which its model config needs (mismatched config?)"
+                ),
+                candle_core::Error::UnexpectedShape { msg, expected, got } => bail!(
+                    "`{shown}`: tensor `{}` has shape {:?}, but the model config expects {:?} (the config does not match the tensors)",
+                    msg.trim_start_matches("shape mismatch for "),
+                    got.dims(),
+                    expected.dims()
+                ),
+                other => bail!("`{shown}`: the config does not match the tensors: {other}"),
+            }
+        }
         Ok(Self {
             path: path.to_path_buf(),
             config,

@@ -185,6 +185,8 @@ pub enum CorpusSource {
         /// Directory holding data.noun, data.verb, data.adj, data.adv.
         #[arg(default_value = "/usr/share/wordnet")]
         dir: PathBuf,
+        /// Directory to write train/valid/test.tsv.gz and LICENSE to (replaced only once the
+        /// new files are complete).
         #[arg(long, default_value = "assets/wordnet")]
         out: PathBuf,
     },
@@ -633,8 +635,9 @@ fn info(ckpt: &Option<PathBuf>, json: bool) -> Result<()> {
 fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     let mut cfg = match &args.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("reading training config {}", p.display()))?;
+            let bytes = crate::checkpoint::read_regular_file(p, "training config")?;
+            let text = String::from_utf8(bytes)
+                .with_context(|| format!("training config {} is not UTF-8", p.display()))?;
             serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a valid training config", p.display()))?
         }
@@ -1486,15 +1489,16 @@ mod tests {
             .render_help()
             .to_string();
         let d = TrainConfig::default();
+        let j = |v: f64| serde_json::json!(v).to_string();
         for shown in [
-            format!("[default: {}]", d.steps),
+            format!("[default: {}; nvdm: 3000; nash: 3000]", d.steps),
             format!("[default: {}; nvdm: 10000; nash: 10000]", d.vocab_size),
             format!("[default: {}]", d.max_len),
             format!("[default: {}]", d.batch_tokens),
-            format!("[default: {}]", d.word_dropout),
+            format!("[default: {}]", j(d.word_dropout)),
             format!("[default: {}]", d.seed),
-            format!("[default: {}]", d.lr),
-            "[default: 1.0; nash: 0.01]".to_string(),
+            format!("[default: {}]", j(d.lr)),
+            format!("[default: {}; nash: 0.01]", j(d.kl_weight)),
         ] {
             assert!(help.contains(&shown), "{shown} missing from:\n{help}");
         }

@@ -269,6 +269,13 @@ impl Corpus {
                     .with_context(|| format!("cannot read corpus path {}", path.display()))
             }
         };
+        if !meta.is_dir() && !meta.is_file() {
+            // A device or pipe (`/dev/zero`) could be endless.
+            bail!(
+                "corpus path {} is neither a regular file nor a directory",
+                path.display()
+            );
+        }
         let name = corpus_name(path);
         let mut loader = Loader::new(opts);
         if meta.is_dir() {

@@ -360,7 +360,7 @@ pub fn check_finite(what: &str, value: f64, step: u64, out: &Path) -> Result<()>
         "no checkpoint had been written yet".to_string()
     };
     bail!(
-        "training diverged: the {what} became {value} at step {step}; {kept}. Try a lower --lr or --clip-norm."
+        "training stopped, the run diverged: the {what} became {value} at step {step}; {kept}. Try a lower --lr or --clip-norm."
     )
 }
 

@@ -269,7 +269,7 @@ fn a_diverging_run_stops_with_a_message_and_a_non_zero_exit() {
     let args = diverging_args(&out);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let e = fails(&args, None);
-    assert!(e.contains("training diverged"), "{e}");
+    assert!(e.contains("the run diverged"), "{e}");
     assert!(
         e.contains("--lr"),
         "the message suggests what to change: {e}"
@@ -301,7 +301,7 @@ fn the_train_tab_trainer_stops_a_diverging_run_too() {
     };
     let err = fixtures::run_training(&cfg).expect_err("a diverging run is an error");
     let msg = format!("{err:#}");
-    assert!(msg.contains("training diverged"), "{msg}");
+    assert!(msg.contains("the run diverged"), "{msg}");
     latent_tui::engine::Engine::load(&out, &candle_core::Device::Cpu)
         .expect("the last checkpoint before the divergence loads");
 }
@@ -396,6 +396,21 @@ fn huge_counts_are_bounded_or_refused() {
     assert!(e.contains("not a regular file"), "{e}");
     let e = fails(&["search", ckpt(), "a", "--index", "/dev/zero"], None);
     assert!(e.contains("not a regular file"), "{e}");
+    let e = fails(&["train", "--config", "/dev/zero", "--steps", "1"], None);
+    assert!(e.contains("not a regular file"), "{e}");
+    let e = fails(
+        &[
+            "train",
+            "--corpus",
+            "/dev/zero",
+            "--steps",
+            "1",
+            "--out",
+            "/nonexistent/x",
+        ],
+        None,
+    );
+    assert!(e.contains("neither a regular file nor a directory"), "{e}");
 }
 
 #[test]

@@ -106,8 +106,9 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
         (Some(cfg), _, _) => cfg,
         (None, Some(TrainKind::Bow(f)), None) => BowTrainConfig::for_family(*f),
         (None, kind, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading training config {}", path.display()))?;
+            let bytes = crate::checkpoint::read_regular_file(path, "training config")?;
+            let text = String::from_utf8(bytes)
+                .with_context(|| format!("training config {} is not UTF-8", path.display()))?;
             let value: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not valid JSON", path.display()))?;
             if value.get("family").is_none() {
@@ -248,6 +249,7 @@ pub struct EvalRetrievalArgs {
     /// KL annealing in nash training: none, linear or logistic.
     #[arg(long, default_value = "none")]
     pub kl_anneal: crate::train::KlAnneal,
+    /// Steps over which nash's KL weight grows to --kl-weight.
     #[arg(long, default_value_t = 0)]
     pub kl_anneal_steps: u64,
     /// σ of the fixed-noise nash variant.

@@ -170,12 +170,17 @@ pub fn check_shapes(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let vb = VarBuilder::from_tensors(map, DType::F32, dev);
-    match cfg {
+    let built = match cfg {
         ModelConfig::Seq(c) => SeqAutoencoder::load(vb, c).map(|_| ()),
         ModelConfig::Nvdm(c) => bow::Nvdm::load(vb, c).map(|_| ()),
         ModelConfig::Nash(c) => bow::Nash::load(vb, c).map(|_| ()),
         ModelConfig::Lsh(c) => bow::Lsh::load(vb, c).map(|_| ()),
-    }
+    };
+    // The message is for a user: the loader's backtrace is noise there.
+    built.map_err(|e| match e {
+        candle_core::Error::WithBacktrace { inner, .. } => *inner,
+        other => other,
+    })
 }
 
 /// A model with its parameters, which live in `varmap` (trainable, and what gets saved).
