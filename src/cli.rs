@@ -964,17 +964,23 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
     }
 }
 
-fn read_stdin_lines() -> Result<Vec<String>> {
-    let stdin = std::io::stdin();
-    let mut lines = Vec::new();
-    for (i, raw) in stdin.lock().split(b'\n').enumerate() {
-        let raw = raw.context("reading standard input")?;
-        match String::from_utf8(raw) {
-            Ok(s) => lines.push(s.trim_end_matches('\r').to_string()),
-            Err(_) => eprintln!("line {}: not UTF-8, skipped", i + 1),
-        }
-    }
-    Ok(lines)
+/// Standard input's lines as they arrive, each with its 1-based line number; lines that are
+/// not UTF-8 are reported and skipped (the numbers still count them).
+fn stdin_lines() -> impl Iterator<Item = Result<(usize, String)>> {
+    std::io::stdin()
+        .lock()
+        .split(b'\n')
+        .enumerate()
+        .filter_map(|(i, raw)| match raw {
+            Err(e) => Some(Err(anyhow::Error::new(e).context("reading standard input"))),
+            Ok(raw) => match String::from_utf8(raw) {
+                Ok(s) => Some(Ok((i + 1, s.trim_end_matches('\r').to_string()))),
+                Err(_) => {
+                    eprintln!("line {}: not UTF-8, skipped", i + 1);
+                    None
+                }
+            },
+        })
 }
 
 /// Sentences `encode` gives the model at once (grouped by length inside).
@@ -1097,16 +1103,16 @@ fn encode(
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut rows = 0usize;
-    let lines = read_stdin_lines()?;
-    for (chunk_no, chunk) in lines.chunks(ENCODE_CHUNK).enumerate() {
-        let mut items = Vec::with_capacity(chunk.len());
-        for (k, line) in chunk.iter().enumerate() {
-            let tok = engine.tokenize(line);
+    // Input is read and encoded a chunk at a time, so memory stays bounded and output
+    // follows input through a pipe.
+    let mut lines = stdin_lines().peekable();
+    while lines.peek().is_some() {
+        let mut items = Vec::with_capacity(ENCODE_CHUNK);
+        for next in lines.by_ref().take(ENCODE_CHUNK) {
+            let (line_no, line) = next?;
+            let tok = engine.tokenize(&line);
             if tok.ids.is_empty() {
-                eprintln!(
-                    "line {}: no words, skipped",
-                    chunk_no * ENCODE_CHUNK + k + 1
-                );
+                eprintln!("line {line_no}: no words, skipped");
                 continue;
             }
             items.push(tok);
@@ -1247,17 +1253,17 @@ fn decode(ckpt: &Option<PathBuf>, strategy: &StrategyArgs, json_out: bool) -> Re
     let mut rng = StdRng::seed_from_u64(strategy.seed);
     let out = std::io::stdout();
     let mut out = out.lock();
-    for (i, line) in read_stdin_lines()?.into_iter().enumerate() {
+    for next in stdin_lines() {
+        let (line_no, line) = next?;
         if line.trim().is_empty() {
             continue;
         }
-        let code = parse_code_line(&line).with_context(|| format!("line {}", i + 1))?;
+        let code = parse_code_line(&line).with_context(|| format!("line {line_no}"))?;
         check_code_values(&code, engine.kind().is_binary())
-            .with_context(|| format!("line {}", i + 1))?;
+            .with_context(|| format!("line {line_no}"))?;
         if code.len() != engine.latent_dim() {
             bail!(
-                "line {}: the code has {} dimensions, the model expects {}",
-                i + 1,
+                "line {line_no}: the code has {} dimensions, the model expects {}",
                 code.len(),
                 engine.latent_dim()
             );

@@ -1036,3 +1036,26 @@ fn packing_and_the_npy_header_follow_numpy() {
     assert!(rest.is_empty());
     assert_eq!(header[127], b'\n');
 }
+
+#[test]
+fn encode_reports_skipped_lines_by_their_own_line_numbers() {
+    let mut child = bin()
+        .args(["encode", ckpt(), "--format", "bits"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"the red cat\n\xff\xfe\n\nthe old dog\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2: not UTF-8"), "{err}");
+    assert!(err.contains("line 3: no words"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+}
