@@ -11,7 +11,14 @@
 //! | `provenance` | training provenance as JSON ([`Provenance`])                   |
 //!
 //! Saving writes a temporary file beside the target, syncs it and renames it over the target,
-//! so a crash never leaves a half-written checkpoint.
+//! so a crash never leaves a half-written checkpoint; temporaries of saves that were killed are
+//! removed by the next save once their process is gone.
+//!
+//! Reading trusts nothing in the file: it must be a regular file; the config's sizes must be
+//! within bounds ([`ModelConfig::validate`]) and match the stored tensors' shapes before any
+//! model is allocated from it ([`crate::model::check_shapes`]); weights must be floating point
+//! and finite. Non-finite metrics in the provenance are stored as text, since JSON has no
+//! infinity or NaN.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
