@@ -389,6 +389,11 @@ pub struct TrainArgs {
     /// Weight of the mutual-information term (0: off).
     #[arg(long)]
     pub mi_weight: Option<f64>,
+    /// Weight of a penalty on correlated code dimensions (the batch's mean squared correlation
+    /// between different bits or dimensions, added to the per-token loss); 0 = off. A
+    /// regulariser against duplicated bits: see README for what it costs in perplexity.
+    #[arg(long)]
+    pub decorrelation: Option<f64>,
     /// Seed of initialisation, batch order, word dropout and latent noise.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -735,6 +740,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         kl_anneal_steps,
         kl_weight,
         mi_weight,
+        decorrelation,
         seed,
         valid_every,
         valid_sentences,

@@ -96,6 +96,9 @@ pub struct TrainConfig {
     pub kl_weight: f64,
     /// Weight of the mutual-information term (0 disables the auxiliary network).
     pub mi_weight: f64,
+    /// Weight of the decorrelation penalty on the code (mean squared correlation between the
+    /// batch's code dimensions, off the diagonal); 0 leaves it out.
+    pub decorrelation: f64,
     pub seed: u64,
     pub valid_every: u64,
     /// Validation sentences used during training (the first N of the split).
@@ -146,6 +149,7 @@ impl Default for TrainConfig {
             kl_anneal_steps: 0,
             kl_weight: 1.0,
             mi_weight: 0.0,
+            decorrelation: 0.0,
             seed: 42,
             valid_every: 500,
             valid_sentences: 2000,
@@ -221,6 +225,12 @@ impl TrainConfig {
             if !(0.0..=1.0).contains(&p) {
                 bail!("{name} must be within [0, 1], got {p}");
             }
+        }
+        if !(self.decorrelation >= 0.0 && self.decorrelation.is_finite()) {
+            bail!(
+                "--decorrelation must be a non-negative number, got {}",
+                self.decorrelation
+            );
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             bail!(
@@ -651,9 +661,42 @@ pub fn batch_loss(
     mi_weight: f64,
     rng: &mut StdRng,
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    batch_loss_with(model, batch, kl_weight, mi_weight, 0.0, rng)
+}
+
+/// Mean squared Pearson correlation between different columns of `codes` (B, L) over the
+/// batch: 0 when every pair of code dimensions is uncorrelated, 1 when all duplicate each other.
+pub fn decorrelation_penalty(codes: &Tensor) -> Result<Tensor> {
+    let (b, l) = codes.dims2()?;
+    if b < 2 || l < 2 {
+        return Ok(Tensor::zeros((), codes.dtype(), codes.device())?);
+    }
+    let centred = codes.broadcast_sub(&codes.mean_keepdim(0)?)?; // (B, L)
+    let inv_std = (centred.sqr()?.mean_keepdim(0)? + 1e-6)?.sqrt()?.recip()?; // (1, L)
+    let standard = centred.broadcast_mul(&inv_std)?; // (B, L), unit variance per column
+    let corr = (standard.t()?.matmul(&standard)? / b as f64)?; // (L, L)
+    let diagonal = standard.sqr()?.mean_keepdim(0)?; // (1, L): corr_ii
+    let off_diagonal = (corr.sqr()?.sum_all()? - diagonal.sqr()?.sum_all()?)?;
+    Ok((off_diagonal / (l * (l - 1)) as f64)?)
+}
+
+/// [`batch_loss`] with the decorrelation penalty (see [`TrainConfig::decorrelation`]) added to
+/// the per-token objective.
+pub fn batch_loss_with(
+    model: &SeqAutoencoder,
+    batch: &TokenBatch,
+    kl_weight: f64,
+    mi_weight: f64,
+    decorrelation: f64,
+    rng: &mut StdRng,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let kind = model.kind();
+    let mut penalty = None;
     let (z, kl) = if kind.has_latent() {
         let params = model.encode(&batch.src)?; // (B, L)
+        if decorrelation > 0.0 {
+            penalty = Some((decorrelation_penalty(&params.mean()?)? * decorrelation)?);
+        }
         let z = params.training_sample(rng, model.cfg.gumbel_temperature)?; // (B, L)
         (Some(z), params.kl()?.sum_all()?)
     } else {
@@ -673,7 +716,10 @@ pub fn batch_loss(
             objective = (objective + (mi.sum_all()? * mi_weight)?)?;
         }
     }
-    let objective = (objective / batch.target_tokens() as f64)?;
+    let mut objective = (objective / batch.target_tokens() as f64)?;
+    if let Some(p) = penalty {
+        objective = (objective + p)?;
+    }
     Ok((objective, nll_sum, kl))
 }
 
@@ -857,8 +903,14 @@ pub fn train(
         let dropped = (wd > 0.0).then(|| drop_words(&rows, wd, &mut rng));
         let batch = TokenBatch::new(&rows, dropped.as_deref(), &dev)?;
         let kl_w = cfg.kl_weight_at(step);
-        let (objective, nll_sum, kl_sum) =
-            batch_loss(model, &batch, kl_w, cfg.mi_weight, &mut rng)?;
+        let (objective, nll_sum, kl_sum) = batch_loss_with(
+            model,
+            &batch,
+            kl_w,
+            cfg.mi_weight,
+            cfg.decorrelation,
+            &mut rng,
+        )?;
         let loss = objective.to_scalar::<f32>()? as f64;
         check_finite("loss", loss, step + 1, &cfg.out)?;
         let grads = objective.backward()?;
