@@ -751,10 +751,10 @@ impl ContinuousIndex {
             .collect())
     }
 
-    /// Multi-sample search: the exact cosine top `rule.candidates` of the query's μ, re-ranked
-    /// by close pairs with the query (most first, then similarity, then index); the best `k`
-    /// come back with their counts, matches (count ≥ m) and non-matches alike, so a caller can
-    /// show both or keep only `rule.is_match`. The query draws from [`QUERY_STREAM`], entry `i`
+    /// Multi-sample search: the exact cosine top `rule.candidates` (at least `k`) of the
+    /// query's μ, re-ranked by close pairs with the query (most first, then similarity, then
+    /// index); the best `k` come back with their counts, matches (count ≥ m) and non-matches
+    /// alike, so a caller can show both or keep only `rule.is_match`. The query draws from [`QUERY_STREAM`], entry `i`
     /// from stream `i`, all under `rule.seed`.
     pub fn search_matching(
         &self,
@@ -915,7 +915,7 @@ impl ContinuousIndex {
             Ok(from_le_f32(t.data()))
         };
         let means = matrix("means")?;
-        let stds = if st.names().iter().any(|n| *n == "stds") {
+        let stds = if st.names().contains(&"stds") {
             Some(matrix("stds")?)
         } else {
             None
