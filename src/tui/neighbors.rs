@@ -22,7 +22,7 @@ use super::app::{App, Tab};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, InputAction, TextInput, Theme};
 use super::worker::{Job, JobKind, NeighborIndex};
-use crate::model::LatentKind;
+use crate::coder::Capabilities;
 use crate::search::Neighbor;
 
 /// The neighbour counts `[` and `]` step through.
@@ -61,7 +61,7 @@ impl NeighborsState {
         }
     }
 
-    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
+    pub fn hints(&self, kind: Capabilities) -> Vec<(&'static str, &'static str)> {
         let mode = if self.typing { Mode::Typing } else { Mode::Nav };
         keys::hints(KEYS, mode, kind)
     }
@@ -215,7 +215,7 @@ impl App {
     }
 
     pub(super) fn neighbors_key(&mut self, key: KeyEvent) {
-        let kind = self.model.kind;
+        let kind = self.model.caps;
         let action = if self.neighbors.typing {
             match self.neighbors.input.on_key(key) {
                 InputAction::Submit => Action::Submit,

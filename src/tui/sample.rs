@@ -12,8 +12,8 @@ use super::app::App;
 use super::keys::{self, nav, Binding, Lookup, Mode, Only};
 use super::widgets::{self, text};
 use super::worker::{Job, JobKind};
+use crate::coder::Capabilities;
 use crate::explore;
-use crate::model::LatentKind;
 use crate::tasks::{PriorChoice, Samples};
 
 #[derive(Debug)]
@@ -40,7 +40,7 @@ impl Default for SampleState {
 }
 
 impl SampleState {
-    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
+    pub fn hints(&self, kind: Capabilities) -> Vec<(&'static str, &'static str)> {
         keys::hints(KEYS, Mode::Nav, kind)
     }
 }
@@ -150,7 +150,7 @@ impl App {
     }
 
     pub(super) fn sample_key(&mut self, key: KeyEvent) {
-        let action = match keys::lookup(KEYS, Mode::Nav, key.code, self.model.kind) {
+        let action = match keys::lookup(KEYS, Mode::Nav, key.code, self.model.caps) {
             Lookup::Action(a) => a,
             Lookup::NotForThisModel(why) => return self.notice(why),
             Lookup::Unbound => return,
