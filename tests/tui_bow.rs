@@ -236,8 +236,20 @@ fn nvdm_nudges_dimensions_and_shows_kl_and_active_units() {
     assert_has(&s, "KL per dimension (nats)");
     assert_has(&s, "active units");
 
+    // Neighbors: exact cosine over μ, most similar first.
     let s = neighbors_screen(&mut h);
-    assert_has(&s, "6 Neighbors");
+    assert_has(&s, "20 nearest of");
+    assert_has(&s, "cosine similarity of μ");
+    match h.app.cosine_neighbors_of_current() {
+        Some(Ok(v)) => {
+            assert_eq!(v.len(), 20);
+            assert!(v.windows(2).all(|w| w[0].cosine >= w[1].cosine));
+            assert_has(&s, &format!("{:.3}", v[0].cosine));
+        }
+        other => panic!("expected neighbours, got {other:?}"),
+    }
+    h.key(KeyCode::Char('m'));
+    assert_has(&h.screen(), "PCA of");
 }
 
 #[test]

@@ -20,9 +20,11 @@ use rand::SeedableRng;
 use super::event::Msg;
 use crate::bow::{self, BowCheckpoint};
 use crate::coder::{Capabilities, Coder, FeatureKind};
+use crate::corpus::Split;
 use crate::engine::Engine;
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
+use crate::nearest::ContinuousIndex;
 use crate::projection::CodeMap;
 use crate::search::CorpusIndex;
 use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats};
@@ -191,10 +193,55 @@ pub enum ReplyBody {
     Indexed(Result<Arc<NeighborIndex>, String>),
 }
 
+/// The corpus entries the Neighbors tab searches: bits by Hamming distance, or continuous
+/// codes (μ) by cosine similarity.
+#[derive(Debug)]
+pub enum Entries {
+    Hamming(CorpusIndex),
+    Cosine(ContinuousIndex),
+}
+
+impl Entries {
+    pub fn len(&self) -> usize {
+        match self {
+            Entries::Hamming(ix) => ix.len(),
+            Entries::Cosine(ix) => ix.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Width of the codes.
+    pub fn dim(&self) -> usize {
+        match self {
+            Entries::Hamming(ix) => ix.bits(),
+            Entries::Cosine(ix) => ix.dim(),
+        }
+    }
+
+    /// The corpus splits indexed, as `train` or `train+valid`.
+    pub fn splits(&self) -> String {
+        match self {
+            Entries::Hamming(ix) => ix.meta.splits.join("+"),
+            Entries::Cosine(ix) => ix.splits.join("+"),
+        }
+    }
+
+    /// Entry `i`'s label, an index into the label names.
+    pub fn label(&self, i: usize) -> Option<u32> {
+        match self {
+            Entries::Hamming(ix) => ix.labels[i],
+            Entries::Cosine(ix) => ix.labels[i],
+        }
+    }
+}
+
 /// A corpus index for the Neighbors tab with its map.
 #[derive(Debug)]
 pub struct NeighborIndex {
-    pub index: CorpusIndex,
+    pub index: Entries,
     pub map: Result<CodeMap, String>,
     pub path: PathBuf,
     /// Whether it was read from `path` (rather than built now).
@@ -463,16 +510,33 @@ pub fn neighbor_index(
     max_points: usize,
     progress: &mut dyn FnMut(f64),
 ) -> anyhow::Result<NeighborIndex> {
-    if !coder.is_binary() {
+    let caps = coder.capabilities();
+    if !caps.encodes {
         anyhow::bail!(
-            "only binary-code checkpoints can be indexed; this one is `{}`",
-            coder.capabilities().name
+            "an `{}` model has no encoder, so sentences have no codes to index",
+            caps.name
         );
     }
     let corpus = match corpus {
         Some(spec) => tasks::corpus_of_provenance(coder.provenance(), Some(spec))?,
         None => tasks::own_corpus_of(coder.provenance(), "nearest neighbours")?,
     };
+    if !caps.is_binary() {
+        // Continuous codes are indexed in memory each time: encoding a corpus split is
+        // quick, and the cached index format holds bits.
+        let index =
+            ContinuousIndex::build(&corpus, &[Split::Train], coder.latent_dim(), &mut |texts| {
+                coder.features(texts, FeatureKind::Codes, progress)
+            })?;
+        let map = CodeMap::from_continuous(&index, max_points, 0);
+        return Ok(NeighborIndex {
+            index: Entries::Cosine(index),
+            map,
+            path: PathBuf::new(),
+            from_disk: false,
+            save_error: None,
+        });
+    }
     let cached = CorpusIndex::load_or_build_described(
         coder.path(),
         &coder.config().describe(),
@@ -482,7 +546,7 @@ pub fn neighbor_index(
     )?;
     let map = CodeMap::from_index(&cached.index, max_points, 0);
     Ok(NeighborIndex {
-        index: cached.index,
+        index: Entries::Hamming(cached.index),
         map,
         path: cached.path,
         from_disk: cached.from_disk,
