@@ -179,6 +179,14 @@ fn nash_walks_samples_and_shows_bit_statistics() {
     assert!(!samples.texts.is_empty());
     assert!(samples.texts.iter().all(|t| t.contains(" · ")));
     assert_has(&s, samples.texts[0].split(" · ").next().unwrap());
+    assert_has(&s, "Top words");
+    // p: bits drawn with their means over the corpus's validation documents.
+    h.key(KeyCode::Char('p'));
+    let s = h.screen();
+    assert_has(&s, "each bit drawn with its mean");
+    let means = h.app.sample.samples.clone().expect("samples");
+    assert_eq!(means.codes.len(), samples.codes.len());
+    assert!(h.app.sample.error.is_none(), "{:?}", h.app.sample.error);
 
     h.key(KeyCode::Char('4'));
     assert_eq!(h.app.tab, Tab::Stats);

@@ -243,12 +243,24 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 Span::styled("   samples ", t.dim()),
                 Span::raw(st.count.to_string()),
             ]),
-            Line::from(vec![Span::styled("reproduce: ", t.dim()), Span::raw(cmd)]),
+            if app.model.caps.decodes_text {
+                Line::from(vec![Span::styled("reproduce: ", t.dim()), Span::raw(cmd)])
+            } else {
+                Line::styled(
+                    "each sample is shown as the decoder's most probable words (the `sample` command is for sequence models)",
+                    t.dim(),
+                )
+            },
         ],
     );
     let pending = app.jobs.is_pending(JobKind::Sample);
     let shown_seed = st.samples.as_ref().map(|s| s.seed);
-    let mut title = vec![Span::styled(" Decodings ", t.bold())];
+    let what = if app.model.caps.decodes_text {
+        " Decodings "
+    } else {
+        " Top words "
+    };
+    let mut title = vec![Span::styled(what, t.bold())];
     if let Some(s) = shown_seed {
         title.push(Span::styled(format!("· seed {s} "), t.dim()));
     }
