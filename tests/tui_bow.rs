@@ -292,3 +292,41 @@ fn lsh_hashes_and_finds_neighbours_and_says_it_has_no_decoder() {
     assert_has(&s, "Bit means (rounded code)");
     assert_has(&s, "Correlation of the bits");
 }
+
+#[test]
+fn the_worker_loads_a_bag_of_words_checkpoint_in_place_of_a_sequence_model() {
+    use latent_tui::tui::worker::{Job, Reply, ReplyBody, Request, Worker};
+    let f = fixtures();
+    let worker = Worker::new(common::engine(&f.binary));
+    let run = |job: Job| {
+        let mut replies: Vec<Reply> = Vec::new();
+        worker.handle(Request { id: 1, job }, &mut |r| replies.push(r));
+        replies.pop().expect("a reply").body
+    };
+    match run(Job::Load {
+        path: f.nvdm.clone(),
+    }) {
+        ReplyBody::Loaded(Ok(info)) => {
+            assert_eq!(info.caps.name, "nvdm");
+            assert!(info.caps.decodes_words && !info.caps.decodes_text);
+            assert!(!info.binary());
+        }
+        other => panic!("{other:?}"),
+    }
+    match run(Job::Encode {
+        text: "red dog".into(),
+    }) {
+        ReplyBody::Encoded(Ok(s)) => {
+            assert!(s.bag);
+            assert_eq!(s.code.len(), 8);
+            assert!(s.encoding.std.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    match run(Job::Encode {
+        text: "the of and".into(),
+    }) {
+        ReplyBody::Encoded(Err(e)) => assert!(e.contains("none of the words"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
