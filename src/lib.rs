@@ -26,7 +26,6 @@ pub mod eval;
 pub mod explore;
 pub mod hamming;
 pub mod model;
-pub mod nearest;
 pub mod probe;
 pub mod projection;
 pub mod retrieval;

@@ -193,13 +193,13 @@ impl CodeMap {
 
     /// [`CodeMap::from_index`] for continuous codes.
     pub fn from_continuous(
-        index: &crate::nearest::ContinuousIndex,
+        index: &crate::cosine::ContinuousIndex,
         max_points: usize,
         seed: u64,
     ) -> Result<Self, String> {
         Self::from_entries(
             index.len(),
-            &|i| index.codes[i].clone(),
+            &|i| index.mean(i).to_vec(),
             &index.labels,
             &index.label_names,
             max_points,

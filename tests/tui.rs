@@ -930,7 +930,7 @@ fn neighbors_of_a_gaussian_model_rank_by_cosine() {
         other => panic!("expected neighbours, got {other:?}"),
     };
     assert_eq!(hits.len(), 20);
-    assert!(hits.windows(2).all(|w| w[0].cosine >= w[1].cosine));
+    assert!(hits.windows(2).all(|w| w[0].similarity >= w[1].similarity));
     assert!(h.app.neighbors_of_current().is_none(), "no Hamming list");
     // A nudge moves the query.
     h.key(KeyCode::Char('1'))

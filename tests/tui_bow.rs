@@ -251,8 +251,8 @@ fn nvdm_nudges_dimensions_and_shows_kl_and_active_units() {
     match h.app.cosine_neighbors_of_current() {
         Some(Ok(v)) => {
             assert_eq!(v.len(), 20);
-            assert!(v.windows(2).all(|w| w[0].cosine >= w[1].cosine));
-            assert_has(&s, &format!("{:.3}", v[0].cosine));
+            assert!(v.windows(2).all(|w| w[0].similarity >= w[1].similarity));
+            assert_has(&s, &format!("{:.3}", v[0].similarity));
         }
         other => panic!("expected neighbours, got {other:?}"),
     }

@@ -25,7 +25,7 @@ use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, InputAction, TextInput, Theme};
 use super::worker::{Entries, Job, JobKind, NeighborIndex};
 use crate::coder::Capabilities;
-use crate::nearest::CosineHit;
+use crate::cosine::CosineHit;
 use crate::search::Neighbor;
 
 /// The neighbour counts `[` and `]` step through.
@@ -353,7 +353,8 @@ impl App {
         }
         Some(
             index
-                .search(&self.explore.code, self.neighbors.k)
+                .unit_vectors()
+                .top_k(&self.explore.code, self.neighbors.k)
                 .map_err(|e| format!("{e:#}")),
         )
     }
@@ -571,7 +572,7 @@ fn source_line(ix: &NeighborIndex, t: Theme) -> Line<'static> {
         return Line::styled(
             format!(
                 "index of μ built in memory from `{}` (exact cosine, not saved)",
-                c.corpus
+                c.meta.corpus
             ),
             t.dim(),
         );
@@ -656,7 +657,7 @@ fn render_list(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
 /// The list's rows for continuous codes: rank, cosine similarity, label and text.
 fn cosine_rows(
     app: &App,
-    index: &crate::nearest::ContinuousIndex,
+    index: &crate::cosine::ContinuousIndex,
     inner: Rect,
     lines: &mut Vec<Line<'static>>,
 ) {
@@ -693,7 +694,7 @@ fn cosine_rows(
                 };
                 lines.push(Line::from(vec![
                     Span::styled(format!("{:>4}  ", i + 1), t.dim()),
-                    Span::styled(format!("{:>6.3}  ", h.cosine), t.bold()),
+                    Span::styled(format!("{:>6.3}  ", h.similarity), t.bold()),
                     Span::styled(format!("{label:<lw$}  "), color),
                     Span::raw(index.texts[h.index].clone()),
                 ]));

@@ -20,11 +20,10 @@ use rand::SeedableRng;
 use super::event::Msg;
 use crate::bow::{self, BowCheckpoint};
 use crate::coder::{Capabilities, Coder, FeatureKind};
-use crate::corpus::Split;
+use crate::cosine::ContinuousIndex;
 use crate::engine::Engine;
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
-use crate::nearest::ContinuousIndex;
 use crate::projection::CodeMap;
 use crate::search::CorpusIndex;
 use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats};
@@ -225,7 +224,7 @@ impl Entries {
     pub fn splits(&self) -> String {
         match self {
             Entries::Hamming(ix) => ix.meta.splits.join("+"),
-            Entries::Cosine(ix) => ix.splits.join("+"),
+            Entries::Cosine(ix) => ix.meta.splits.join("+"),
         }
     }
 
@@ -522,19 +521,20 @@ pub fn neighbor_index(
         None => tasks::own_corpus_of(coder.provenance(), "nearest neighbours")?,
     };
     if !caps.is_binary() {
-        // Continuous codes are indexed in memory each time: encoding a corpus split is
-        // quick, and the cached index format holds bits.
-        let index =
-            ContinuousIndex::build(&corpus, &[Split::Train], coder.latent_dim(), &mut |texts| {
-                coder.features(texts, FeatureKind::Codes, progress)
-            })?;
-        let map = CodeMap::from_continuous(&index, max_points, 0);
+        let cached = ContinuousIndex::load_or_build(
+            coder.path(),
+            &coder.config().describe(),
+            &corpus,
+            coder.latent_dim(),
+            &mut |texts| crate::cosine::coder_posteriors(coder, texts, progress),
+        )?;
+        let map = CodeMap::from_continuous(&cached.index, max_points, 0);
         return Ok(NeighborIndex {
-            index: Entries::Cosine(index),
+            index: Entries::Cosine(cached.index),
             map,
-            path: PathBuf::new(),
-            from_disk: false,
-            save_error: None,
+            path: cached.path,
+            from_disk: cached.from_disk,
+            save_error: cached.save_error,
         });
     }
     let cached = CorpusIndex::load_or_build_described(
