@@ -186,7 +186,10 @@ fn a_subword_vocabulary_of_the_bundled_corpus_knows_every_everyday_word() {
         .filter(|s| word.encode(s).contains(&UNK))
         .count();
     // The word-level vocabulary the shipped models use misses words in about half of them.
-    assert!(with_unk >= 10, "only {with_unk} of 50 have an unknown word at word level");
+    assert!(
+        with_unk >= 10,
+        "only {with_unk} of 50 have an unknown word at word level"
+    );
     let bpe = Vocab::train_kind(TokenizerKind::Bpe, texts(), 8000, 2).unwrap();
     for s in &sentences {
         let ids = bpe.encode(s);
