@@ -650,6 +650,7 @@ fn train_tab_trains_nash_with_each_noise_variant() {
         assert_has(&s, &format!("Run {} · nash", run + 1));
         assert_has(&s, "finished 12 steps");
         assert_has(&s, "step 12/12");
+        assert_has(&s, "words/s");
         assert_has(&s, "100%");
         assert_has(&s, " loss ");
         assert_has(&s, "reconstruction NLL / word");

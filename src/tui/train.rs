@@ -1140,7 +1140,18 @@ fn render_run(app: &App, area: Rect, buf: &mut Buffer) {
         };
         lines.push(Line::from(vec![
             Span::raw(format!("step {}/{}{eta} · ", s.step, s.total_steps)),
-            Span::styled(format!("{:.0} tokens/s", s.tokens_per_sec), t.bold()),
+            Span::styled(
+                format!(
+                    "{:.0} {}/s",
+                    s.tokens_per_sec,
+                    if run.job.is_bag_of_words() {
+                        "words"
+                    } else {
+                        "tokens"
+                    }
+                ),
+                t.bold(),
+            ),
             Span::raw(format!(
                 " · epoch {} · elapsed {}",
                 s.epoch,
