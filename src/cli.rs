@@ -22,6 +22,7 @@ use crate::explore::{self, Prior};
 use crate::model::decode::Strategy;
 use crate::model::Summary;
 use crate::train::{KlAnneal, TrainConfig, TrainControl, TrainEvent};
+use crate::train_job::TrainJob;
 
 pub const DEFAULT_CHECKPOINT: &str = "checkpoints/binary.safetensors";
 
@@ -828,25 +829,22 @@ fn fmt_secs(s: f64) -> String {
     }
 }
 
-/// A training run for either trainer.
-enum TrainJob {
-    Seq(TrainConfig),
-    Bow(crate::bow::train::BowTrainConfig),
-}
-
 fn train(args: TrainArgs) -> Result<()> {
     let job = match crate::bow::cli::train_config(&args)? {
         Some(cfg) => TrainJob::Bow(cfg),
         None => TrainJob::Seq(train_config(&args)?),
     };
-    let (kind, corpus, out, steps) = match &job {
-        TrainJob::Seq(c) => (c.kind.to_string(), &c.corpus, &c.out, c.steps),
-        TrainJob::Bow(c) => {
-            if args.time.is_some() {
-                bail!("--time is not supported for bag-of-words models yet: use --steps");
-            }
-            (c.family.to_string(), &c.corpus, &c.out, c.steps)
-        }
+    if job.is_bag_of_words() && args.time.is_some() {
+        bail!("--time is not supported for bag-of-words models yet: use --steps");
+    }
+    let (kind, corpus, out) = (
+        job.kind(),
+        job.corpus().to_string(),
+        job.out().to_path_buf(),
+    );
+    let steps = match &job {
+        TrainJob::Seq(c) => c.steps,
+        TrainJob::Bow(c) => c.steps,
     };
     // With --time and no --steps the step count is a formality: show steps done, not a total.
     let open_ended =
@@ -898,10 +896,7 @@ fn train(args: TrainArgs) -> Result<()> {
     );
     let worker = {
         let control = control.clone();
-        std::thread::spawn(move || match job {
-            TrainJob::Seq(cfg) => crate::train::train(&cfg, tx, &control),
-            TrainJob::Bow(cfg) => crate::bow::train::train_bow(&cfg, tx, &control),
-        })
+        std::thread::spawn(move || job.run(tx, &control))
     };
     for event in rx {
         match event {

@@ -32,6 +32,7 @@ pub mod retrieval;
 pub mod search;
 pub mod tasks;
 pub mod train;
+pub mod train_job;
 pub mod tui;
 pub mod vocab;
 

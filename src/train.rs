@@ -1,10 +1,16 @@
 //! Training: a function that takes a config, reports progress through a channel and honours a
 //! cancel (and pause) flag, so the command line and the explorer's Train tab share it.
 //!
+//! [`run_loop`] is the one training loop of every model family: a family supplies an
+//! [`Objective`] (its batches, loss and update, validation and checkpoint) and the loop owns
+//! the KL schedule, the validation and checkpoint cadence, the NaN guard, pause / cancel and
+//! the progress events.
+//!
 //! Every random choice (initialisation, batch order, word dropout, latent noise) is drawn from
 //! generators seeded by `seed` and the step number, so a run and its `--resume` continuation
 //! are reproducible.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
@@ -179,14 +185,7 @@ impl TrainConfig {
 
     /// KL weight at `step`.
     pub fn kl_weight_at(&self, step: u64) -> f64 {
-        let n = self.kl_anneal_steps.max(1) as f64;
-        let s = step as f64;
-        self.kl_weight
-            * match self.kl_anneal {
-                KlAnneal::None => 1.0,
-                KlAnneal::Linear => (s / n).min(1.0),
-                KlAnneal::Logistic => 1.0 / (1.0 + (-10.0 / n * (s - n / 2.0)).exp()),
-            }
+        kl_weight_at(self.kl_weight, self.kl_anneal, self.kl_anneal_steps, step)
     }
 
     /// Word dropout rate at `step`.
@@ -649,8 +648,204 @@ fn drop_words(sentences: &[&[u32]], rate: f64, rng: &mut StdRng) -> Vec<Vec<u32>
         .collect()
 }
 
-fn step_rng(seed: u64, step: u64) -> StdRng {
+/// The KL weight at `step` under a schedule: full `weight` from the start, or grown to it
+/// linearly or logistically over `anneal_steps`. Every family's trainer uses this one.
+pub fn kl_weight_at(weight: f64, anneal: KlAnneal, anneal_steps: u64, step: u64) -> f64 {
+    let n = anneal_steps.max(1) as f64;
+    let s = step as f64;
+    weight
+        * match anneal {
+            KlAnneal::None => 1.0,
+            KlAnneal::Linear => (s / n).min(1.0),
+            KlAnneal::Logistic => 1.0 / (1.0 + (-10.0 / n * (s - n / 2.0)).exp()),
+        }
+}
+
+/// The generator a step draws its noise and dropout from: a function of the seed and the step
+/// alone, so a resumed run draws what the uninterrupted one would have.
+pub fn step_rng(seed: u64, step: u64) -> StdRng {
     StdRng::seed_from_u64(seed ^ step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// The generator an epoch's batch order is drawn from.
+pub fn epoch_rng(seed: u64, epoch: u64) -> StdRng {
+    StdRng::seed_from_u64(seed.wrapping_add(epoch.wrapping_mul(1_000_003)))
+}
+
+/// The schedule and cadence of a run, whatever the model family.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoopSettings {
+    pub seed: u64,
+    /// Steps already done (a resumed run starts here).
+    pub start_step: u64,
+    pub steps: u64,
+    /// Validate every this many steps (0: only at the end).
+    pub valid_every: u64,
+    /// Save every this many steps (0: only at the end).
+    pub checkpoint_every: u64,
+    pub time_limit_secs: Option<f64>,
+    pub kl_weight: f64,
+    pub kl_anneal: KlAnneal,
+    pub kl_anneal_steps: u64,
+    /// The checkpoint, named when the run diverges.
+    pub out: PathBuf,
+}
+
+/// What one optimiser step did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepTerms {
+    /// The objective that was minimised.
+    pub loss: f64,
+    /// Summed reconstruction NLL over `units`.
+    pub nll_sum: f64,
+    /// Summed KL over `examples`.
+    pub kl_sum: f64,
+    /// Target tokens (sequence models) or words (bags of words) in the batch.
+    pub units: f64,
+    /// Sentences or documents in the batch.
+    pub examples: usize,
+    pub grad_norm: f64,
+    pub word_dropout: f64,
+}
+
+/// One validation pass: its statistics, a few reconstructions and any further metrics the
+/// checkpoint should record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Validation {
+    pub stats: ValidStats,
+    pub pairs: Vec<(String, String)>,
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// What a model family brings to [`run_loop`]: its batches, its loss and update, its
+/// validation and its checkpoint. The loop owns the schedule, the cadence, the NaN guard,
+/// pause / cancel and the progress events.
+pub trait Objective {
+    /// Batches in one epoch (at least 1).
+    fn batches_per_epoch(&self) -> usize;
+    /// One epoch's batches, as indices into the training set, in an order drawn from `rng`.
+    fn plan_epoch(&self, rng: &mut StdRng) -> Vec<Vec<usize>>;
+    /// Mean tokens (words) per step, for the ETA.
+    fn mean_units_per_step(&self) -> f64;
+    /// One optimiser step on `batch` (`step` counts from 0) with the KL weighted by `kl_weight`.
+    fn step(
+        &mut self,
+        batch: &[usize],
+        step: u64,
+        kl_weight: f64,
+        rng: &mut StdRng,
+    ) -> Result<StepTerms>;
+    /// A validation pass after `step` steps, or None when there is no validation data.
+    fn validate(&mut self, step: u64) -> Result<Option<Validation>>;
+    /// Writes the checkpoint after `step` steps (and sends its `Checkpoint` event).
+    fn save(&mut self, step: u64, metrics: &BTreeMap<String, f64>) -> Result<()>;
+}
+
+/// The training loop every family shares: steps `settings.start_step..settings.steps` through
+/// `objective`, reporting each step, validating and saving at the settings' cadence (and at
+/// the end), stopping with an error when the perplexity stops being finite, waiting while
+/// paused and saving when cancelled.
+pub fn run_loop(
+    objective: &mut dyn Objective,
+    settings: &LoopSettings,
+    send: &dyn Fn(TrainEvent),
+    control: &TrainControl,
+) -> Result<TrainOutcome> {
+    let s = settings;
+    let per_epoch = objective.batches_per_epoch().max(1) as u64;
+    let mean_units_per_step = objective.mean_units_per_step();
+    let mut metrics = BTreeMap::new();
+    let mut last_valid = None;
+    let mut plan: Option<(u64, Vec<Vec<usize>>)> = None;
+    let started = Instant::now();
+    let mut ema_units_per_sec: Option<f64> = None;
+    let mut step = s.start_step;
+    let mut cancelled = false;
+    while step < s.steps {
+        if control.wait_while_paused(send) {
+            cancelled = true;
+            break;
+        }
+        let epoch = step / per_epoch;
+        if plan.as_ref().map(|p| p.0) != Some(epoch) {
+            plan = Some((epoch, objective.plan_epoch(&mut epoch_rng(s.seed, epoch))));
+        }
+        let batch = &plan.as_ref().expect("planned").1[(step % per_epoch) as usize];
+        let t0 = Instant::now();
+        let kl_w = kl_weight_at(s.kl_weight, s.kl_anneal, s.kl_anneal_steps, step);
+        let mut rng = step_rng(s.seed, step);
+        let r = objective.step(batch, step, kl_w, &mut rng)?;
+        step += 1;
+
+        let nll_unit = r.nll_sum / r.units;
+        check_finite("training perplexity", nll_unit.exp(), step, &s.out)?;
+        let kl = r.kl_sum / r.examples as f64;
+        let ups = r.units / t0.elapsed().as_secs_f64().max(1e-9);
+        let ema = ema_units_per_sec.map_or(ups, |e| 0.9 * e + 0.1 * ups);
+        ema_units_per_sec = Some(ema);
+        metrics.insert("train_loss".into(), r.loss);
+        metrics.insert("train_ppl".into(), nll_unit.exp());
+        metrics.insert("train_kl".into(), kl);
+        send(TrainEvent::Step(StepStats {
+            step,
+            total_steps: s.steps,
+            epoch,
+            loss: r.loss,
+            nll_per_token: nll_unit,
+            kl,
+            ppl: nll_unit.exp(),
+            kl_weight: kl_w,
+            word_dropout: r.word_dropout,
+            grad_norm: r.grad_norm,
+            tokens_per_sec: ema,
+            elapsed_secs: started.elapsed().as_secs_f64(),
+            eta_secs: {
+                let by_steps = (s.steps - step) as f64 * mean_units_per_step / ema.max(1e-9);
+                match s.time_limit_secs {
+                    Some(t) => by_steps.min(t - started.elapsed().as_secs_f64()).max(0.0),
+                    None => by_steps,
+                }
+            },
+        }));
+
+        let out_of_time = s
+            .time_limit_secs
+            .is_some_and(|t| started.elapsed().as_secs_f64() >= t);
+        let finishing = step == s.steps || out_of_time;
+        if (s.valid_every > 0 && step % s.valid_every == 0) || finishing {
+            if let Some(v) = objective.validate(step)? {
+                check_finite("validation perplexity", v.stats.ppl, step, &s.out)?;
+                metrics.insert("valid_ppl".into(), v.stats.ppl);
+                metrics.insert("valid_kl".into(), v.stats.kl);
+                for (name, value) in v.metrics {
+                    metrics.insert(name, value);
+                }
+                send(TrainEvent::Valid(v.stats.clone()));
+                send(TrainEvent::Reconstructions {
+                    step,
+                    pairs: v.pairs,
+                });
+                last_valid = Some(v.stats);
+            }
+        }
+        if (s.checkpoint_every > 0 && step % s.checkpoint_every == 0) || finishing {
+            objective.save(step, &metrics)?;
+        }
+        if out_of_time {
+            break;
+        }
+    }
+    if cancelled && step > s.start_step {
+        objective.save(step, &metrics)?;
+    }
+    let outcome = TrainOutcome {
+        steps_done: step,
+        path: s.out.clone(),
+        cancelled,
+        last_valid,
+    };
+    send(TrainEvent::Finished(outcome.clone()));
+    Ok(outcome)
 }
 
 /// Losses of one batch: (objective to minimise, summed NLL, summed KL).
@@ -871,121 +1066,124 @@ pub fn train(
             Ok(())
         };
 
-    let mut metrics = std::collections::BTreeMap::new();
-    let mut last_valid = None;
-    let mut epoch_plan: Option<(u64, Vec<Vec<usize>>)> = None;
-    let started = Instant::now();
-    let mut ema_tok_per_sec: Option<f64> = None;
-    let mut step = start_step;
-    let mut cancelled = false;
+    let mean_tokens_per_step =
+        lengths.iter().map(|l| (l + 1) as f64).sum::<f64>() / batches_per_epoch as f64;
+    let mut objective = SeqObjective {
+        cfg,
+        model,
+        device: &dev,
+        train_ids: &train_ids,
+        lengths: &lengths,
+        batches_per_epoch,
+        valid_ids: &valid_ids,
+        vocab: &vocab,
+        adam,
+        mean_tokens_per_step,
+        save,
+    };
+    let settings = LoopSettings {
+        seed: cfg.seed,
+        start_step,
+        steps: cfg.steps,
+        valid_every: cfg.valid_every,
+        checkpoint_every: cfg.checkpoint_every,
+        time_limit_secs: cfg.time_limit_secs,
+        kl_weight: cfg.kl_weight,
+        kl_anneal: cfg.kl_anneal,
+        kl_anneal_steps: cfg.kl_anneal_steps,
+        out: cfg.out.clone(),
+    };
+    run_loop(&mut objective, &settings, &send, control)
+}
 
-    while step < cfg.steps {
-        if control.wait_while_paused(&send) {
-            cancelled = true;
-            break;
-        }
+/// The sequence autoencoders' part of [`run_loop`]: length-grouped token batches with word
+/// dropout, the ELBO (plus the mutual-information term), greedy reconstructions.
+struct SeqObjective<'a, S> {
+    cfg: &'a TrainConfig,
+    model: &'a SeqAutoencoder,
+    device: &'a Device,
+    train_ids: &'a [Vec<u32>],
+    lengths: &'a [usize],
+    batches_per_epoch: usize,
+    valid_ids: &'a [Vec<u32>],
+    vocab: &'a Vocab,
+    adam: Adam,
+    mean_tokens_per_step: f64,
+    save: S,
+}
 
-        let epoch = step / batches_per_epoch as u64;
-        if epoch_plan.as_ref().map(|(e, _)| *e) != Some(epoch) {
-            let mut rng =
-                StdRng::seed_from_u64(cfg.seed.wrapping_add(epoch.wrapping_mul(1_000_003)));
-            epoch_plan = Some((
-                epoch,
-                shuffled_epoch(&lengths, cfg.batch_tokens, cfg.max_batch, &mut rng),
-            ));
-        }
-        let plan = &epoch_plan.as_ref().expect("planned").1;
-        let indices = &plan[(step % batches_per_epoch as u64) as usize];
-        let t0 = Instant::now();
-        let mut rng = step_rng(cfg.seed, step);
-        let rows: Vec<&[u32]> = indices.iter().map(|&i| train_ids[i].as_slice()).collect();
+impl<S> Objective for SeqObjective<'_, S>
+where
+    S: Fn(u64, &BTreeMap<String, f64>, &Adam) -> Result<()>,
+{
+    fn batches_per_epoch(&self) -> usize {
+        self.batches_per_epoch
+    }
+
+    fn plan_epoch(&self, rng: &mut StdRng) -> Vec<Vec<usize>> {
+        shuffled_epoch(self.lengths, self.cfg.batch_tokens, self.cfg.max_batch, rng)
+    }
+
+    fn mean_units_per_step(&self) -> f64 {
+        self.mean_tokens_per_step
+    }
+
+    fn step(
+        &mut self,
+        batch: &[usize],
+        step: u64,
+        kl_weight: f64,
+        rng: &mut StdRng,
+    ) -> Result<StepTerms> {
+        let cfg = self.cfg;
+        let rows: Vec<&[u32]> = batch
+            .iter()
+            .map(|&i| self.train_ids[i].as_slice())
+            .collect();
         let wd = cfg.word_dropout_at(step);
-        let dropped = (wd > 0.0).then(|| drop_words(&rows, wd, &mut rng));
-        let batch = TokenBatch::new(&rows, dropped.as_deref(), &dev)?;
-        let kl_w = cfg.kl_weight_at(step);
+        let dropped = (wd > 0.0).then(|| drop_words(&rows, wd, rng));
+        let batch = TokenBatch::new(&rows, dropped.as_deref(), self.device)?;
         let (objective, nll_sum, kl_sum) = batch_loss_with(
-            model,
+            self.model,
             &batch,
-            kl_w,
+            kl_weight,
             cfg.mi_weight,
             cfg.decorrelation,
-            &mut rng,
+            rng,
         )?;
         let loss = objective.to_scalar::<f32>()? as f64;
         check_finite("loss", loss, step + 1, &cfg.out)?;
         let grads = objective.backward()?;
-        let grad_norm = adam
+        let grad_norm = self
+            .adam
             .step(&grads, cfg.clip_norm)
             .with_context(|| format!("training stopped at step {}", step + 1))?;
-        step += 1;
-
-        let tokens = batch.target_tokens() as f64;
-        let nll_tok = nll_sum.to_scalar::<f32>()? as f64 / tokens;
-        check_finite("training perplexity", nll_tok.exp(), step, &cfg.out)?;
-        let kl = kl_sum.to_scalar::<f32>()? as f64 / batch.batch_size as f64;
-        let tps = tokens / t0.elapsed().as_secs_f64().max(1e-9);
-        let ema = ema_tok_per_sec.map_or(tps, |e| 0.9 * e + 0.1 * tps);
-        ema_tok_per_sec = Some(ema);
-        let mean_tokens_per_step =
-            lengths.iter().map(|l| (l + 1) as f64).sum::<f64>() / batches_per_epoch as f64;
-        metrics.insert("train_loss".into(), loss);
-        metrics.insert("train_ppl".into(), nll_tok.exp());
-        metrics.insert("train_kl".into(), kl);
-        send(TrainEvent::Step(StepStats {
-            step,
-            total_steps: cfg.steps,
-            epoch,
+        Ok(StepTerms {
             loss,
-            nll_per_token: nll_tok,
-            kl,
-            ppl: nll_tok.exp(),
-            kl_weight: kl_w,
-            word_dropout: wd,
+            nll_sum: nll_sum.to_scalar::<f32>()? as f64,
+            kl_sum: kl_sum.to_scalar::<f32>()? as f64,
+            units: batch.target_tokens() as f64,
+            examples: batch.batch_size,
             grad_norm,
-            tokens_per_sec: ema,
-            elapsed_secs: started.elapsed().as_secs_f64(),
-            eta_secs: {
-                let by_steps = (cfg.steps - step) as f64 * mean_tokens_per_step / ema.max(1e-9);
-                match cfg.time_limit_secs {
-                    Some(t) => by_steps.min(t - started.elapsed().as_secs_f64()).max(0.0),
-                    None => by_steps,
-                }
-            },
-        }));
+            word_dropout: wd,
+        })
+    }
 
-        let out_of_time = cfg
-            .time_limit_secs
-            .is_some_and(|t| started.elapsed().as_secs_f64() >= t);
-        let finishing = step == cfg.steps || out_of_time;
-        if !valid_ids.is_empty()
-            && ((cfg.valid_every > 0 && step % cfg.valid_every == 0) || finishing)
-        {
-            let v = validate(model, &valid_ids, &vocab, step, cfg.seed)?;
-            check_finite("validation perplexity", v.0.ppl, step, &cfg.out)?;
-            metrics.insert("valid_ppl".into(), v.0.ppl);
-            metrics.insert("valid_kl".into(), v.0.kl);
-            send(TrainEvent::Valid(v.0.clone()));
-            send(TrainEvent::Reconstructions { step, pairs: v.1 });
-            last_valid = Some(v.0);
+    fn validate(&mut self, step: u64) -> Result<Option<Validation>> {
+        if self.valid_ids.is_empty() {
+            return Ok(None);
         }
-        if (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0) || finishing {
-            save(step, &metrics, &adam)?;
-        }
-        if out_of_time {
-            break;
-        }
+        let (stats, pairs) = validate(self.model, self.valid_ids, self.vocab, step, self.cfg.seed)?;
+        Ok(Some(Validation {
+            stats,
+            pairs,
+            metrics: Vec::new(),
+        }))
     }
-    if cancelled && step > start_step {
-        save(step, &metrics, &adam)?;
+
+    fn save(&mut self, step: u64, metrics: &BTreeMap<String, f64>) -> Result<()> {
+        (self.save)(step, metrics, &self.adam)
     }
-    let outcome = TrainOutcome {
-        steps_done: step,
-        path: cfg.out.clone(),
-        cancelled,
-        last_valid,
-    };
-    send(TrainEvent::Finished(outcome.clone()));
-    Ok(outcome)
 }
 
 /// How provenance records a `--corpus`: `wordnet` as is, a path made absolute, so that the

@@ -490,7 +490,7 @@ fn train_tab_starts_pauses_stops_and_loads_the_checkpoint() {
     assert_eq!(h.app.tab, Tab::Train);
     let s = h.screen();
     assert_has(&s, "No run yet");
-    assert_has(&s, "latent kind    ‹ binary ›");
+    assert_has(&s, "model kind     ‹ binary ›");
     assert_has(&s, "checkpoint     …");
     assert_has(&s, "/ui-trained.safetensors");
 
@@ -556,6 +556,196 @@ fn train_tab_starts_pauses_stops_and_loads_the_checkpoint() {
     // The explore tab re-encoded its sentence with the new model.
     h.key(KeyCode::Char('1'));
     assert!(h.app.explore.sentence.is_some());
+}
+
+/// The Train tab set to bag-of-words `family` (cycled to from the binary kind with →), with
+/// the tiny sizes of `tiny_training`.
+fn bow_train_tab(out: &std::path::Path, steps: u64, family: &str) -> Harness {
+    let mut h = Harness::new(
+        engine(&fixtures().binary),
+        AppOptions {
+            theme: Theme { color: false },
+            train_defaults: tiny_training(out, steps),
+            index_corpus: None,
+        },
+    );
+    goto(&mut h, Tab::Train);
+    // The seed is shared: set on the sequence form, the bag-of-words run uses it too.
+    for _ in 0..13 {
+        h.key(KeyCode::Down);
+    }
+    h.key(KeyCode::Enter)
+        .ctrl('u')
+        .type_text("5")
+        .key(KeyCode::Enter);
+    h.key(KeyCode::Down);
+    assert_eq!(h.app.train.selected, 0, "Down wraps to the kind");
+    for _ in 0..10 {
+        if h.screen().contains(&format!("‹ {family} ›")) {
+            break;
+        }
+        h.key(KeyCode::Right);
+    }
+    assert_has(&h.screen(), &format!("model kind     ‹ {family} ›"));
+    assert_eq!(h.app.train.bow.seed, 5);
+    h
+}
+
+/// Starts the form's run and waits for it to end; the run must finish, not fail.
+fn train_to_the_end(h: &mut Harness) -> String {
+    h.key(KeyCode::Char('s'));
+    assert!(h.wait_for(PATIENCE, |app| !app.train.running()));
+    h.join_training();
+    let s = h.screen();
+    let run = h.app.train.run.as_ref().expect("a run");
+    assert!(
+        matches!(run.phase, Phase::Finished(_)),
+        "{:?}\n{s}",
+        run.phase
+    );
+    s
+}
+
+#[test]
+fn train_tab_trains_nash_with_each_noise_variant() {
+    use latent_tui::bow::BowCheckpoint;
+    use latent_tui::model::bow::NashNoise;
+    use latent_tui::model::ModelConfig;
+    let f = fixtures();
+    let out = f.dir.join("ui-nash.safetensors");
+    let mut h = bow_train_tab(&out, 12, "nash");
+    let s = h.screen();
+    assert_has(&s, "latent bits    8");
+    assert_has(&s, "noise          ‹ none: NASH ›");
+    assert_has(&s, "batch docs");
+    // The sequence model's settings do not apply to bags of words, so they are not shown.
+    for gone in ["│embedding", "│batch tokens", "│word dropout"] {
+        assert_lacks(&s, gone);
+    }
+    // The noise row: kind, corpus, checkpoint, bits, hidden, vocabulary, noise.
+    for _ in 0..6 {
+        h.key(KeyCode::Down);
+    }
+    let variants = [
+        ("none: NASH", NashNoise::None),
+        ("fixed: NASH-N", NashNoise::Fixed { std: 0.3 }),
+        ("learned: NASH-DN", NashNoise::Learned),
+    ];
+    for (run, (label, noise)) in variants.into_iter().enumerate() {
+        assert_has(&h.screen(), &format!("noise          ‹ {label} ›"));
+        if let NashNoise::Fixed { .. } = noise {
+            // σ shows only for the fixed variant, right below the noise.
+            assert_has(&h.screen(), "noise σ        0.5");
+            h.key(KeyCode::Down)
+                .key(KeyCode::Enter)
+                .ctrl('u')
+                .type_text("0.3")
+                .key(KeyCode::Enter)
+                .key(KeyCode::Up);
+        } else {
+            assert_lacks(&h.screen(), "│noise σ");
+        }
+        assert_eq!(h.app.train.bow.noise, noise);
+        let s = train_to_the_end(&mut h);
+        assert_has(&s, &format!("Run {} · nash", run + 1));
+        assert_has(&s, "finished 12 steps");
+        assert_has(&s, "step 12/12");
+        assert_has(&s, "words/s");
+        assert_has(&s, "100%");
+        assert_has(&s, " loss ");
+        assert_has(&s, "reconstruction NLL / word");
+        assert_has(&s, "KL (nats / document)");
+        assert_has(&s, "validation perplexity");
+        assert_has(&s, "Top words of validation documents");
+        let r = h.app.train.run.as_ref().unwrap();
+        assert_eq!(r.curve.len(), 12, "a chart point per step");
+        assert_eq!(
+            r.curve.iter().map(|p| p[0] as u64).collect::<Vec<_>>(),
+            (1..=12).collect::<Vec<_>>()
+        );
+        assert!(r.valid.len() >= 2, "validated at steps 5, 10 and 12");
+        assert!(!r.reconstructions.is_empty());
+
+        let ckpt = BowCheckpoint::load(&out, &candle_core::Device::Cpu).expect("it loads");
+        assert_eq!(ckpt.provenance.step, 12);
+        assert_eq!(ckpt.provenance.seed, 5);
+        match &ckpt.config {
+            ModelConfig::Nash(c) => {
+                assert_eq!(c.noise, noise);
+                assert_eq!(c.latent_dim, 8);
+                assert_eq!(c.hidden_dim, 16);
+            }
+            other => panic!("expected a nash model, got {other:?}"),
+        }
+        let codes = latent_tui::bow::encode_bags(&ckpt.model, &[ckpt.bag("the dog sees a cat")])
+            .expect("encodes");
+        assert_eq!(codes[0].len(), 8);
+        // Next variant.
+        h.key(KeyCode::Right);
+    }
+}
+
+#[test]
+fn train_tab_trains_nvdm_and_draws_lsh() {
+    use latent_tui::bow::BowCheckpoint;
+    use latent_tui::model::ModelConfig;
+    let f = fixtures();
+    let out = f.dir.join("ui-nvdm.safetensors");
+    let mut h = bow_train_tab(&out, 10, "nvdm");
+    let s = h.screen();
+    assert_has(&s, "latent dim     8");
+    assert_lacks(&s, "│noise");
+    assert_lacks(&s, "│embedding");
+    // Batch docs: kind, corpus, checkpoint, latent, hidden, vocabulary, steps, batch docs.
+    for _ in 0..7 {
+        h.key(KeyCode::Down);
+    }
+    h.key(KeyCode::Enter)
+        .ctrl('u')
+        .type_text("16")
+        .key(KeyCode::Enter);
+    assert_eq!(h.app.train.bow.batch_size, 16);
+    let s = train_to_the_end(&mut h);
+    assert_has(&s, "Run 1 · nvdm");
+    assert_has(&s, "finished 10 steps");
+    assert_has(&s, "KL (nats / document)");
+    let r = h.app.train.run.as_ref().unwrap();
+    assert_eq!(r.curve.len(), 10);
+    assert!(r.curve.iter().all(|p| p[1].is_finite() && p[3] >= 0.0));
+    let ckpt = BowCheckpoint::load(&out, &candle_core::Device::Cpu).expect("it loads");
+    assert!(matches!(&ckpt.config, ModelConfig::Nvdm(c) if c.latent_dim == 8));
+    assert_eq!(ckpt.provenance.step, 10);
+
+    // Two more → (nash, then lsh): only the settings LSH has, and no steps to chart.
+    let lsh = f.dir.join("ui-lsh.safetensors");
+    while h.app.train.selected != 0 {
+        h.key(KeyCode::Up);
+    }
+    h.key(KeyCode::Right).key(KeyCode::Right);
+    let s = h.screen();
+    assert_has(&s, "model kind     ‹ lsh ›");
+    assert_has(&s, "LSH draws random hyperplanes:");
+    assert_has(&s, "it has no training steps");
+    for gone in ["│steps", "│learning rate", "│hidden", "│KL weight"] {
+        assert_lacks(&s, gone);
+    }
+    // The checkpoint row.
+    h.key(KeyCode::Down).key(KeyCode::Down);
+    h.key(KeyCode::Enter)
+        .ctrl('u')
+        .type_text(&lsh.display().to_string())
+        .key(KeyCode::Enter);
+    let s = train_to_the_end(&mut h);
+    assert_has(&s, "hyperplanes drawn");
+    assert_has(&s, "LSH has no training steps");
+    let ckpt = BowCheckpoint::load(&lsh, &candle_core::Device::Cpu).expect("it loads");
+    assert!(matches!(&ckpt.config, ModelConfig::Lsh(c) if c.bits == 8));
+    // Back to the sequence kinds: → wraps from lsh to lm, and their settings return.
+    h.key(KeyCode::Up).key(KeyCode::Up).key(KeyCode::Right);
+    let s = h.screen();
+    assert_has(&s, "model kind     ‹ lm ›");
+    assert_has(&s, "│embedding");
+    assert_lacks(&s, "│batch docs");
 }
 
 #[test]

@@ -14,40 +14,11 @@ use crate::cli::TrainArgs;
 use crate::coder::{read_features, Coder, FeatureKind};
 use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::model::bow::{BowInput, NashNoise};
-use crate::model::{LatentKind, ModelConfig};
+use crate::model::ModelConfig;
 use crate::search::CorpusIndex;
 
-/// What `train --kind` names: a sequence latent kind or a bag-of-words model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TrainKind {
-    Seq(LatentKind),
-    Bow(BowFamily),
-}
-
-impl std::str::FromStr for TrainKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        if let Ok(f) = s.parse::<BowFamily>() {
-            return Ok(TrainKind::Bow(f));
-        }
-        s.parse::<LatentKind>().map(TrainKind::Seq).map_err(|_| {
-            let names: Vec<_> = LatentKind::ALL.iter().map(|k| k.name()).collect();
-            format!(
-                "unknown model kind `{s}` (expected one of: {}, nvdm, nash, lsh)",
-                names.join(", ")
-            )
-        })
-    }
-}
-
-impl std::fmt::Display for TrainKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TrainKind::Seq(k) => k.fmt(f),
-            TrainKind::Bow(b) => b.fmt(f),
-        }
-    }
-}
+/// What `train --kind` names (defined beside the runner that trains any kind).
+pub use crate::train_job::TrainKind;
 
 /// `train` flags that only bag-of-words models (`--kind nvdm|nash|lsh`) read.
 #[derive(Args, Debug, Default, Clone)]

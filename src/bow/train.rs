@@ -1,6 +1,7 @@
-//! Training NVDM and NASH (and writing LSH's hyperplanes) with the same progress events,
-//! control flags and checkpoint format as the sequence trainer in [`crate::train`], so the
-//! command line and the explorer's Train tab can run either.
+//! Training NVDM and NASH (and writing LSH's hyperplanes) in the shared loop of
+//! [`crate::train::run_loop`], with the same progress events, control flags and checkpoint
+//! format as the sequence trainer, so the command line and the explorer's Train tab can run
+//! either.
 //!
 //! Batches are documents drawn in a seeded random order per epoch; latent noise comes from a
 //! generator seeded by `seed` and the step, so runs are reproducible.
@@ -8,13 +9,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::{bag_of_words, document_frequencies, score_bags, train_vocab, Bag, BowScore};
@@ -24,7 +23,10 @@ use crate::model::bow::{idf, is_buffer, BagBatch, BowInput, BowModel, NashNoise}
 use crate::model::{
     named_vars, parameter_count, Built, LshConfig, ModelConfig, NashConfig, NvdmConfig,
 };
-use crate::train::{Adam, KlAnneal, StepStats, TrainControl, TrainEvent, TrainOutcome, ValidStats};
+use crate::train::{
+    run_loop, Adam, KlAnneal, LoopSettings, Objective, StepTerms, TrainControl, TrainEvent,
+    TrainOutcome, ValidStats, Validation,
+};
 use crate::vocab::Vocab;
 
 /// Which bag-of-words model to train.
@@ -210,17 +212,8 @@ impl BowTrainConfig {
     }
 }
 
-/// The KL weight schedule shared with [`crate::train::TrainConfig::kl_weight_at`].
-pub fn kl_weight_at(weight: f64, anneal: KlAnneal, anneal_steps: u64, step: u64) -> f64 {
-    let n = anneal_steps.max(1) as f64;
-    let s = step as f64;
-    weight
-        * match anneal {
-            KlAnneal::None => 1.0,
-            KlAnneal::Linear => (s / n).min(1.0),
-            KlAnneal::Logistic => 1.0 / (1.0 + (-10.0 / n * (s - n / 2.0)).exp()),
-        }
-}
+/// The KL weight schedule every trainer uses.
+pub use crate::train::kl_weight_at;
 
 /// Bags of a corpus split, with their labels; documents without known words are kept (they
 /// still get a code) unless `drop_empty`.
@@ -355,17 +348,17 @@ impl BowOptimizer {
 
 /// A seeded order of the bags for one epoch, cut into batches.
 pub fn epoch_batches(n: usize, batch_size: usize, seed: u64, epoch: u64) -> Vec<Vec<usize>> {
-    let mut rng = StdRng::seed_from_u64(seed.wrapping_add(epoch.wrapping_mul(1_000_003)));
+    shuffled_batches(n, batch_size, &mut crate::train::epoch_rng(seed, epoch))
+}
+
+/// `0..n` in an order drawn from `rng`, cut into batches.
+fn shuffled_batches(n: usize, batch_size: usize, rng: &mut StdRng) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut rng);
+    order.shuffle(rng);
     order
         .chunks(batch_size.max(1))
         .map(<[usize]>::to_vec)
         .collect()
-}
-
-fn step_rng(seed: u64, step: u64) -> StdRng {
-    StdRng::seed_from_u64(seed ^ step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// Options for [`fit`], the in-memory trainer used by experiments and tests.
@@ -417,28 +410,98 @@ pub fn fit_labelled(
     if train.is_empty() {
         bail!("no training document has a word in the vocabulary");
     }
-    let mut opt = BowOptimizer::new(&built.varmap, opts.lr, 0.0, opts.clip_norm)?;
-    let per_epoch = train.len().div_ceil(opts.batch_size.max(1)) as u64;
-    let mut plan = (u64::MAX, Vec::new());
-    for step in 0..opts.steps {
-        let epoch = step / per_epoch;
-        if plan.0 != epoch {
-            plan = (
-                epoch,
-                epoch_batches(train.len(), opts.batch_size, opts.seed, epoch),
-            );
-        }
-        let picked = &plan.1[(step % per_epoch) as usize];
-        let rows: Vec<&[(u32, f32)]> = picked.iter().map(|&i| train[i].as_slice()).collect();
-        let row_labels: Option<Vec<u32>> =
-            labels.map(|l| picked.iter().map(|&i| l[keep[i]]).collect());
-        let mut rng = step_rng(opts.seed, step);
-        let kl_weight = kl_weight_at(opts.kl_weight, opts.kl_anneal, opts.kl_anneal_steps, step);
-        let supervision = row_labels.as_deref().map(|l| (l, opts.supervised_weight));
-        opt.step_supervised(&built.model, &rows, supervision, kl_weight, &mut rng)
-            .with_context(|| format!("training stopped at step {}", step + 1))?;
-    }
+    let opt = BowOptimizer::new(&built.varmap, opts.lr, 0.0, opts.clip_norm)?;
+    let labels: Option<Vec<u32>> = labels.map(|l| keep.iter().map(|&i| l[i]).collect());
+    let mut objective = FitObjective {
+        model: &built.model,
+        opt,
+        train: &train,
+        labels: labels.as_deref(),
+        batch_size: opts.batch_size,
+        supervised_weight: opts.supervised_weight,
+    };
+    let settings = LoopSettings {
+        seed: opts.seed,
+        start_step: 0,
+        steps: opts.steps,
+        valid_every: 0,
+        checkpoint_every: 0,
+        time_limit_secs: None,
+        kl_weight: opts.kl_weight,
+        kl_anneal: opts.kl_anneal,
+        kl_anneal_steps: opts.kl_anneal_steps,
+        out: PathBuf::new(),
+    };
+    // Nobody follows an in-memory fit: its events go nowhere.
+    run_loop(&mut objective, &settings, &|_| {}, &TrainControl::default())?;
     Ok(built)
+}
+
+/// [`fit`]'s part of [`run_loop`]: document batches, optionally labelled; nothing to validate
+/// or save.
+struct FitObjective<'a> {
+    model: &'a BowModel,
+    opt: BowOptimizer,
+    train: &'a [&'a Bag],
+    /// Each training bag's label, aligned with `train`.
+    labels: Option<&'a [u32]>,
+    batch_size: usize,
+    supervised_weight: f64,
+}
+
+impl Objective for FitObjective<'_> {
+    fn batches_per_epoch(&self) -> usize {
+        self.train.len().div_ceil(self.batch_size.max(1))
+    }
+
+    fn plan_epoch(&self, rng: &mut StdRng) -> Vec<Vec<usize>> {
+        shuffled_batches(self.train.len(), self.batch_size, rng)
+    }
+
+    fn mean_units_per_step(&self) -> f64 {
+        0.0
+    }
+
+    fn step(
+        &mut self,
+        batch: &[usize],
+        step: u64,
+        kl_weight: f64,
+        rng: &mut StdRng,
+    ) -> Result<StepTerms> {
+        let rows: Vec<&[(u32, f32)]> = batch.iter().map(|&i| self.train[i].as_slice()).collect();
+        let row_labels: Option<Vec<u32>> =
+            self.labels.map(|l| batch.iter().map(|&i| l[i]).collect());
+        let supervision = row_labels.as_deref().map(|l| (l, self.supervised_weight));
+        let r = self
+            .opt
+            .step_supervised(self.model, &rows, supervision, kl_weight, rng)
+            .with_context(|| format!("training stopped at step {}", step + 1))?;
+        Ok(r.terms())
+    }
+
+    fn validate(&mut self, _step: u64) -> Result<Option<Validation>> {
+        Ok(None)
+    }
+
+    fn save(&mut self, _step: u64, _metrics: &BTreeMap<String, f64>) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl StepResult {
+    /// The step as the shared loop reports it.
+    fn terms(&self) -> StepTerms {
+        StepTerms {
+            loss: self.loss,
+            nll_sum: self.nll_sum,
+            kl_sum: self.kl_sum,
+            units: self.words,
+            examples: self.documents,
+            grad_norm: self.grad_norm,
+            word_dropout: 0.0,
+        }
+    }
 }
 
 /// Trains (or, for LSH, draws) a bag-of-words model as `cfg` says, reporting through
@@ -577,7 +640,7 @@ pub fn train_bow(
         Ok(())
     };
 
-    let mut metrics = BTreeMap::new();
+    let metrics = BTreeMap::new();
     if cfg.family == BowFamily::Lsh {
         save(0, &metrics, &opt)?;
         let outcome = TrainOutcome {
@@ -590,105 +653,111 @@ pub fn train_bow(
         return Ok(outcome);
     }
 
-    let mut last_valid = None;
-    let mut plan: Option<(u64, Vec<Vec<usize>>)> = None;
-    let started = Instant::now();
-    let mut ema_words_per_sec: Option<f64> = None;
     let mean_words_per_step =
         train.iter().flatten().map(|p| p.1 as f64).sum::<f64>() / batches_per_epoch as f64;
-    let mut step = start_step;
-    let mut cancelled = false;
-    while step < cfg.steps {
-        if control.wait_while_paused(&send) {
-            cancelled = true;
-            break;
-        }
-        let epoch = step / batches_per_epoch as u64;
-        if plan.as_ref().map(|p| p.0) != Some(epoch) {
-            plan = Some((
-                epoch,
-                epoch_batches(train.len(), cfg.batch_size, cfg.seed, epoch),
-            ));
-        }
-        let indices =
-            &plan.as_ref().expect("planned").1[(step % batches_per_epoch as u64) as usize];
-        let rows: Vec<&[(u32, f32)]> = indices.iter().map(|&i| train[i].as_slice()).collect();
-        let t0 = Instant::now();
-        let kl_w = cfg.kl_weight_at(step);
-        let mut rng = step_rng(cfg.seed, step);
-        let r = opt.step(model, &rows, kl_w, &mut rng).map_err(|e| {
-            let kept = if cfg.out.exists() {
-                format!("the last good checkpoint is kept at {}", cfg.out.display())
-            } else {
-                "no checkpoint had been written yet".to_string()
-            };
-            anyhow::anyhow!(
-                "training stopped at step {}: {e}; {kept}. Try a lower --lr or --clip-norm.",
-                step + 1
-            )
-        })?;
-        step += 1;
-
-        let nll_word = r.nll_sum / r.words;
-        crate::train::check_finite("training perplexity", nll_word.exp(), step, &cfg.out)?;
-        let wps = r.words / t0.elapsed().as_secs_f64().max(1e-9);
-        let ema = ema_words_per_sec.map_or(wps, |e| 0.9 * e + 0.1 * wps);
-        ema_words_per_sec = Some(ema);
-        let kl = r.kl_sum / r.documents as f64;
-        metrics.insert("train_loss".into(), r.loss);
-        metrics.insert("train_ppl".into(), nll_word.exp());
-        metrics.insert("train_kl".into(), kl);
-        send(TrainEvent::Step(StepStats {
-            step,
-            total_steps: cfg.steps,
-            epoch,
-            loss: r.loss,
-            nll_per_token: nll_word,
-            kl,
-            ppl: nll_word.exp(),
-            kl_weight: kl_w,
-            word_dropout: 0.0,
-            grad_norm: r.grad_norm,
-            tokens_per_sec: ema,
-            elapsed_secs: started.elapsed().as_secs_f64(),
-            eta_secs: (cfg.steps - step) as f64 * mean_words_per_step / ema.max(1e-9),
-        }));
-
-        let finishing = step == cfg.steps;
-        if !valid.is_empty() && ((cfg.valid_every > 0 && step % cfg.valid_every == 0) || finishing)
-        {
-            let score = score_bags(model, &valid, cfg.seed)?;
-            let v = valid_stats(step, &score);
-            crate::train::check_finite("validation perplexity", v.ppl, step, &cfg.out)?;
-            metrics.insert("valid_ppl".into(), v.ppl);
-            metrics.insert("valid_ppl_bound".into(), score.ppl_bound());
-            metrics.insert("valid_kl".into(), v.kl);
-            send(TrainEvent::Valid(v.clone()));
-            let shown: Vec<Bag> = valid.iter().take(3).cloned().collect();
-            let words = super::reconstruct_words(model, &vocab, &shown, 8)?;
-            let pairs = shown
-                .iter()
-                .zip(words)
-                .map(|(bag, top)| (bag_text(&vocab, bag), top.join(" ")))
-                .collect();
-            send(TrainEvent::Reconstructions { step, pairs });
-            last_valid = Some(v);
-        }
-        if (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0) || finishing {
-            save(step, &metrics, &opt)?;
-        }
-    }
-    if cancelled && step > start_step {
-        save(step, &metrics, &opt)?;
-    }
-    let outcome = TrainOutcome {
-        steps_done: step,
-        path: cfg.out.clone(),
-        cancelled,
-        last_valid,
+    let mut objective = BowObjective {
+        cfg,
+        model,
+        vocab: &vocab,
+        train: &train,
+        valid: &valid,
+        opt,
+        mean_words_per_step,
+        save,
     };
-    send(TrainEvent::Finished(outcome.clone()));
-    Ok(outcome)
+    let settings = LoopSettings {
+        seed: cfg.seed,
+        start_step,
+        steps: cfg.steps,
+        valid_every: cfg.valid_every,
+        checkpoint_every: cfg.checkpoint_every,
+        time_limit_secs: None,
+        kl_weight: cfg.kl_weight,
+        kl_anneal: cfg.kl_anneal,
+        kl_anneal_steps: cfg.kl_anneal_steps,
+        out: cfg.out.clone(),
+    };
+    run_loop(&mut objective, &settings, &send, control)
+}
+
+/// NVDM's and NASH's part of [`run_loop`]: document batches, the bag-of-words ELBO, and
+/// validation documents' most probable words as "reconstructions".
+struct BowObjective<'a, S> {
+    cfg: &'a BowTrainConfig,
+    model: &'a BowModel,
+    vocab: &'a Vocab,
+    train: &'a [Bag],
+    valid: &'a [Bag],
+    opt: BowOptimizer,
+    mean_words_per_step: f64,
+    save: S,
+}
+
+impl<S> Objective for BowObjective<'_, S>
+where
+    S: Fn(u64, &BTreeMap<String, f64>, &BowOptimizer) -> Result<()>,
+{
+    fn batches_per_epoch(&self) -> usize {
+        self.train.len().div_ceil(self.cfg.batch_size.max(1))
+    }
+
+    fn plan_epoch(&self, rng: &mut StdRng) -> Vec<Vec<usize>> {
+        shuffled_batches(self.train.len(), self.cfg.batch_size, rng)
+    }
+
+    fn mean_units_per_step(&self) -> f64 {
+        self.mean_words_per_step
+    }
+
+    fn step(
+        &mut self,
+        batch: &[usize],
+        step: u64,
+        kl_weight: f64,
+        rng: &mut StdRng,
+    ) -> Result<StepTerms> {
+        let out = &self.cfg.out;
+        let rows: Vec<&[(u32, f32)]> = batch.iter().map(|&i| self.train[i].as_slice()).collect();
+        let r = self
+            .opt
+            .step(self.model, &rows, kl_weight, rng)
+            .map_err(|e| {
+                let kept = if out.exists() {
+                    format!("the last good checkpoint is kept at {}", out.display())
+                } else {
+                    "no checkpoint had been written yet".to_string()
+                };
+                anyhow::anyhow!(
+                    "training stopped at step {}: {e}; {kept}. Try a lower --lr or --clip-norm.",
+                    step + 1
+                )
+            })?;
+        Ok(r.terms())
+    }
+
+    fn validate(&mut self, step: u64) -> Result<Option<Validation>> {
+        if self.valid.is_empty() {
+            return Ok(None);
+        }
+        let score = score_bags(self.model, self.valid, self.cfg.seed)?;
+        let stats = valid_stats(step, &score);
+        let shown: Vec<Bag> = self.valid.iter().take(3).cloned().collect();
+        let words = super::reconstruct_words(self.model, self.vocab, &shown, 8)?;
+        let pairs = shown
+            .iter()
+            .zip(words)
+            .map(|(bag, top)| (bag_text(self.vocab, bag), top.join(" ")))
+            .collect();
+        Ok(Some(Validation {
+            stats,
+            pairs,
+            metrics: vec![("valid_ppl_bound".into(), score.ppl_bound())],
+        }))
+    }
+
+    fn save(&mut self, step: u64, metrics: &BTreeMap<String, f64>) -> Result<()> {
+        (self.save)(step, metrics, &self.opt)
+    }
 }
 
 fn valid_stats(step: u64, score: &BowScore) -> ValidStats {

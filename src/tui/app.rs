@@ -26,6 +26,7 @@ use super::train::TrainState;
 use super::widgets::{self, TextInput, Theme, SPINNER};
 use super::worker::{Job, JobKind, ModelInfo, Reply, ReplyBody, Request};
 use crate::train::{TrainConfig, TrainControl};
+use crate::train_job::TrainJob;
 
 /// Smallest terminal the layout is designed for; below it the app says so instead of drawing.
 pub const MIN_WIDTH: u16 = 60;
@@ -85,7 +86,7 @@ pub enum Effect {
     Work(Request),
     StartTraining {
         run: u64,
-        cfg: Box<TrainConfig>,
+        cfg: Box<TrainJob>,
         control: TrainControl,
     },
 }

@@ -17,9 +17,12 @@ use super::app::{App, Effect};
 use super::event::Msg;
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, fmt_secs, InputAction, TextInput};
+use crate::bow::train::{BowFamily, BowTrainConfig};
 use crate::coder::Capabilities;
+use crate::model::bow::NashNoise;
 use crate::model::LatentKind;
 use crate::train::{StepStats, TrainConfig, TrainControl, TrainEvent, TrainOutcome};
+use crate::train_job::{TrainJob, TrainKind};
 
 /// Settings that train a small model on the bundled corpus in about a minute on a laptop, so
 /// curves move within seconds of pressing `s`.
@@ -27,7 +30,7 @@ pub fn quick_defaults(kind: LatentKind) -> TrainConfig {
     TrainConfig {
         kind,
         corpus: "wordnet".into(),
-        out: default_out(kind),
+        out: default_out(TrainKind::Seq(kind)),
         vocab_size: 2000,
         embed_dim: 32,
         hidden_dim: 64,
@@ -41,17 +44,40 @@ pub fn quick_defaults(kind: LatentKind) -> TrainConfig {
     }
 }
 
-fn default_out(kind: LatentKind) -> PathBuf {
+/// Bag-of-words settings of the same size and cadence as `like` (the sequence settings the tab
+/// starts from), with `family`'s own input, KL weight and learning rate.
+pub fn quick_bow_defaults(family: BowFamily, like: &TrainConfig) -> BowTrainConfig {
+    BowTrainConfig {
+        corpus: like.corpus.clone(),
+        out: like.out.clone(),
+        vocab_size: like.vocab_size,
+        hidden_dim: like.hidden_dim,
+        latent_dim: like.latent_dim,
+        steps: like.steps,
+        valid_every: like.valid_every,
+        valid_documents: like.valid_sentences,
+        checkpoint_every: like.checkpoint_every,
+        seed: like.seed,
+        ..BowTrainConfig::for_family(family)
+    }
+}
+
+fn default_out(kind: TrainKind) -> PathBuf {
     PathBuf::from(format!("runs/tui-{kind}.safetensors"))
 }
 
-/// Runs `train` on a thread of its own, forwarding its events as messages tagged with `run`.
+/// σ of NASH-N's fixed noise until the user sets one (the command line's default).
+const DEFAULT_NOISE_STD: f64 = 0.5;
+
+/// Runs the job's trainer on a thread of its own, forwarding its events as messages tagged
+/// with `run`.
 pub fn spawn_training(
     run: u64,
-    cfg: TrainConfig,
+    job: impl Into<TrainJob>,
     control: TrainControl,
     out: Sender<Msg>,
 ) -> JoinHandle<()> {
+    let job = job.into();
     std::thread::Builder::new()
         .name("latent-tui training".into())
         .spawn(move || {
@@ -64,10 +90,9 @@ pub fn spawn_training(
                     }
                 }
             });
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                crate::train::train(&cfg, tx, &control)
-            }));
-            // `tx` moved into `train` and is dropped by now, so the forwarder drains and ends.
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(tx, &control)));
+            // `tx` moved into the trainer and is dropped by now, so the forwarder drains and ends.
             let _ = forward.join();
             let error = match result {
                 Ok(Ok(_)) => None,
@@ -91,8 +116,11 @@ pub enum Field {
     EmbedDim,
     HiddenDim,
     VocabSize,
+    Noise,
+    NoiseStd,
     Steps,
     BatchTokens,
+    BatchDocs,
     Lr,
     WordDropout,
     KlWeight,
@@ -101,7 +129,7 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 14] = [
+    pub const ALL: [Field; 17] = [
         Field::Kind,
         Field::Corpus,
         Field::Out,
@@ -109,8 +137,11 @@ impl Field {
         Field::EmbedDim,
         Field::HiddenDim,
         Field::VocabSize,
+        Field::Noise,
+        Field::NoiseStd,
         Field::Steps,
         Field::BatchTokens,
+        Field::BatchDocs,
         Field::Lr,
         Field::WordDropout,
         Field::KlWeight,
@@ -118,17 +149,47 @@ impl Field {
         Field::Seed,
     ];
 
-    pub fn label(self) -> &'static str {
+    /// Whether the field means anything for `kind` (with NASH's `noise`); the form hides the
+    /// others.
+    pub fn applies(self, kind: TrainKind, noise: NashNoise) -> bool {
+        use Field::*;
+        match kind {
+            TrainKind::Seq(_) => !matches!(self, Noise | NoiseStd | BatchDocs),
+            // LSH draws random hyperplanes over tf-idf: nothing is trained.
+            TrainKind::Bow(BowFamily::Lsh) => {
+                matches!(self, Kind | Corpus | Out | LatentDim | VocabSize | Seed)
+            }
+            TrainKind::Bow(family) => match self {
+                EmbedDim | BatchTokens | WordDropout => false,
+                Noise => family == BowFamily::Nash,
+                NoiseStd => family == BowFamily::Nash && matches!(noise, NashNoise::Fixed { .. }),
+                _ => true,
+            },
+        }
+    }
+
+    /// Fields cycled by Enter rather than typed.
+    pub fn cycles(self) -> bool {
+        matches!(self, Field::Kind | Field::Noise)
+    }
+
+    pub fn label(self, kind: TrainKind) -> &'static str {
         match self {
-            Field::Kind => "latent kind",
+            Field::Kind => "model kind",
             Field::Corpus => "corpus",
             Field::Out => "checkpoint",
-            Field::LatentDim => "latent dim",
+            Field::LatentDim => match kind {
+                TrainKind::Bow(BowFamily::Nash | BowFamily::Lsh) => "latent bits",
+                _ => "latent dim",
+            },
             Field::EmbedDim => "embedding",
             Field::HiddenDim => "hidden",
             Field::VocabSize => "vocabulary",
+            Field::Noise => "noise",
+            Field::NoiseStd => "noise σ",
             Field::Steps => "steps",
             Field::BatchTokens => "batch tokens",
+            Field::BatchDocs => "batch docs",
             Field::Lr => "learning rate",
             Field::WordDropout => "word dropout",
             Field::KlWeight => "KL weight",
@@ -136,142 +197,32 @@ impl Field {
             Field::Seed => "seed",
         }
     }
+}
 
-    pub fn value(self, c: &TrainConfig) -> String {
-        match self {
-            Field::Kind => c.kind.to_string(),
-            Field::Corpus => c.corpus.clone(),
-            Field::Out => c.out.display().to_string(),
-            Field::LatentDim => c.latent_dim.to_string(),
-            Field::EmbedDim => c.embed_dim.to_string(),
-            Field::HiddenDim => c.hidden_dim.to_string(),
-            Field::VocabSize => c.vocab_size.to_string(),
-            Field::Steps => c.steps.to_string(),
-            Field::BatchTokens => c.batch_tokens.to_string(),
-            Field::Lr => format!("{}", c.lr),
-            Field::WordDropout => format!("{}", c.word_dropout),
-            Field::KlWeight => format!("{}", c.kl_weight),
-            Field::ValidEvery => c.valid_every.to_string(),
-            Field::Seed => c.seed.to_string(),
-        }
+/// The name of a NASH noise setting with the variant it trains.
+fn noise_text(noise: NashNoise) -> &'static str {
+    match noise {
+        NashNoise::None => "none: NASH",
+        NashNoise::Fixed { .. } => "fixed: NASH-N",
+        NashNoise::Learned => "learned: NASH-DN",
     }
+}
 
-    /// Parses `s` into the field; the message says what was expected.
-    pub fn set(self, c: &mut TrainConfig, s: &str) -> Result<(), String> {
-        let s = s.trim();
-        fn num<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String> {
-            s.parse().map_err(|_| format!("`{s}` is not {what}"))
-        }
-        fn positive(v: usize, name: &str) -> Result<usize, String> {
-            if v == 0 {
-                Err(format!("{name} must be at least 1"))
-            } else {
-                Ok(v)
-            }
-        }
-        match self {
-            Field::Kind => c.kind = s.parse()?,
-            Field::Corpus => {
-                if s.is_empty() {
-                    return Err("the corpus is `wordnet` or a path".into());
-                }
-                c.corpus = s.to_string()
-            }
-            Field::Out => {
-                if s.is_empty() {
-                    return Err("the checkpoint needs a file path".into());
-                }
-                c.out = PathBuf::from(s)
-            }
-            Field::LatentDim => c.latent_dim = positive(num(s, "a whole number")?, "latent dim")?,
-            Field::EmbedDim => c.embed_dim = positive(num(s, "a whole number")?, "embedding")?,
-            Field::HiddenDim => c.hidden_dim = positive(num(s, "a whole number")?, "hidden")?,
-            Field::VocabSize => {
-                let v: usize = num(s, "a whole number")?;
-                if v < 5 {
-                    return Err("the vocabulary needs at least 5 entries".into());
-                }
-                c.vocab_size = v
-            }
-            Field::Steps => {
-                let v: u64 = num(s, "a whole number")?;
-                if v == 0 {
-                    return Err("steps must be at least 1".into());
-                }
-                c.steps = v
-            }
-            Field::BatchTokens => {
-                c.batch_tokens = positive(num(s, "a whole number")?, "batch tokens")?
-            }
-            Field::Lr => {
-                let v: f64 = num(s, "a number")?;
-                if !(v > 0.0 && v.is_finite()) {
-                    return Err("the learning rate must be positive".into());
-                }
-                c.lr = v
-            }
-            Field::WordDropout => {
-                let v: f64 = num(s, "a number")?;
-                if !(0.0..=1.0).contains(&v) {
-                    return Err("word dropout is a probability in [0, 1]".into());
-                }
-                c.word_dropout = v
-            }
-            Field::KlWeight => {
-                let v: f64 = num(s, "a number")?;
-                if !(v >= 0.0 && v.is_finite()) {
-                    return Err("the KL weight must be ≥ 0".into());
-                }
-                c.kl_weight = v
-            }
-            Field::ValidEvery => c.valid_every = num(s, "a whole number")?,
-            Field::Seed => c.seed = num(s, "a whole number")?,
-        }
-        Ok(())
-    }
+/// A setting both families share, scaled from the selected family's value.
+fn both(scale: impl Fn(usize) -> usize, seq: usize, bag: usize, bow: bool) -> (usize, usize) {
+    let v = scale(if bow { bag } else { seq });
+    (v, v)
+}
 
-    /// ←/→ on a field: the kind cycles; sizes halve or double; rates move in small steps.
-    pub fn adjust(self, c: &mut TrainConfig, up: bool) {
-        let scale = |v: usize| {
-            if up {
-                v.saturating_mul(2)
-            } else {
-                (v / 2).max(1)
-            }
-        };
-        match self {
-            Field::Kind => {
-                let all = LatentKind::ALL;
-                let i = all.iter().position(|&k| k == c.kind).unwrap_or(0);
-                let n = all.len();
-                c.kind = all[if up { (i + 1) % n } else { (i + n - 1) % n }];
-            }
-            Field::LatentDim => c.latent_dim = scale(c.latent_dim),
-            Field::EmbedDim => c.embed_dim = scale(c.embed_dim),
-            Field::HiddenDim => c.hidden_dim = scale(c.hidden_dim),
-            Field::VocabSize => c.vocab_size = scale(c.vocab_size).max(5),
-            Field::Steps => c.steps = scale(c.steps as usize) as u64,
-            Field::BatchTokens => c.batch_tokens = scale(c.batch_tokens),
-            Field::Lr => c.lr = if up { c.lr * 2.0 } else { c.lr / 2.0 },
-            Field::WordDropout => {
-                c.word_dropout = ((c.word_dropout * 20.0).round() + if up { 1.0 } else { -1.0 })
-                    .clamp(0.0, 20.0)
-                    / 20.0
-            }
-            Field::KlWeight => {
-                c.kl_weight =
-                    ((c.kl_weight * 10.0).round() + if up { 1.0 } else { -1.0 }).max(0.0) / 10.0
-            }
-            Field::ValidEvery => c.valid_every = scale(c.valid_every as usize) as u64,
-            Field::Seed => {
-                c.seed = if up {
-                    c.seed + 1
-                } else {
-                    c.seed.saturating_sub(1)
-                }
-            }
-            Field::Corpus | Field::Out => {}
-        }
+fn parse_number<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String> {
+    s.parse().map_err(|_| format!("`{s}` is not {what}"))
+}
+
+fn positive(v: usize, name: &str) -> Result<usize, String> {
+    if v == 0 {
+        Err(format!("{name} must be at least 1"))
+    } else {
+        Ok(v)
     }
 }
 
@@ -300,7 +251,7 @@ pub struct Started {
 #[derive(Debug)]
 pub struct Run {
     pub id: u64,
-    pub cfg: TrainConfig,
+    pub job: TrainJob,
     pub control: TrainControl,
     pub phase: Phase,
     pub started: Option<Started>,
@@ -324,26 +275,326 @@ impl Run {
 
 #[derive(Debug)]
 pub struct TrainState {
+    /// The sequence models' settings (kind included).
     pub cfg: TrainConfig,
+    /// The bag-of-words models' settings (family included).
+    pub bow: BowTrainConfig,
+    /// Whether the selected kind is a bag-of-words model (`bow`) rather than `cfg`'s kind.
+    pub bag_of_words: bool,
+    /// Index into the fields shown for the selected kind.
     pub selected: usize,
     pub editing: Option<TextInput>,
     /// The checkpoint path follows the kind until the user types one.
     out_auto: bool,
+    /// NASH-N's σ, remembered while another noise setting is selected.
+    noise_std: f64,
     pub run: Option<Run>,
     next_run: u64,
 }
 
 impl TrainState {
     pub fn new(cfg: TrainConfig) -> Self {
-        let out_auto = cfg.out == default_out(cfg.kind);
+        let out_auto = cfg.out == default_out(TrainKind::Seq(cfg.kind));
+        let bow = quick_bow_defaults(BowFamily::Nash, &cfg);
         Self {
             cfg,
+            bow,
+            bag_of_words: false,
             selected: 0,
             editing: None,
             out_auto,
+            noise_std: DEFAULT_NOISE_STD,
             run: None,
             next_run: 0,
         }
+    }
+
+    /// The kind the form trains.
+    pub fn kind(&self) -> TrainKind {
+        if self.bag_of_words {
+            TrainKind::Bow(self.bow.family)
+        } else {
+            TrainKind::Seq(self.cfg.kind)
+        }
+    }
+
+    /// What `s` would start.
+    pub fn job(&self) -> TrainJob {
+        if self.bag_of_words {
+            let mut bow = self.bow.clone();
+            if bow.family != BowFamily::Nash {
+                bow.noise = NashNoise::None;
+            }
+            TrainJob::Bow(bow)
+        } else {
+            TrainJob::Seq(self.cfg.clone())
+        }
+    }
+
+    /// The form's rows for the selected kind.
+    pub fn fields(&self) -> Vec<Field> {
+        let kind = self.kind();
+        Field::ALL
+            .into_iter()
+            .filter(|f| f.applies(kind, self.bow.noise))
+            .collect()
+    }
+
+    pub fn selected_field(&self) -> Field {
+        let fields = self.fields();
+        fields[self.selected.min(fields.len() - 1)]
+    }
+
+    /// Selects `kind`; a new bag-of-words family takes its own input and KL weight.
+    pub fn set_kind(&mut self, kind: TrainKind) {
+        match kind {
+            TrainKind::Seq(k) => {
+                self.cfg.kind = k;
+                self.bag_of_words = false;
+            }
+            TrainKind::Bow(family) => {
+                if self.bow.family != family {
+                    let own = BowTrainConfig::for_family(family);
+                    self.bow.family = family;
+                    self.bow.input = own.input;
+                    self.bow.kl_weight = own.kl_weight;
+                }
+                self.bag_of_words = true;
+            }
+        }
+        if self.out_auto {
+            self.cfg.out = default_out(kind);
+            self.bow.out = self.cfg.out.clone();
+        }
+        self.selected = self.selected.min(self.fields().len() - 1);
+    }
+
+    pub fn value(&self, field: Field) -> String {
+        let (c, b, bow) = (&self.cfg, &self.bow, self.bag_of_words);
+        let pick = |seq: String, bag: String| if bow { bag } else { seq };
+        match field {
+            Field::Kind => self.kind().to_string(),
+            Field::Corpus => pick(c.corpus.clone(), b.corpus.clone()),
+            Field::Out => pick(c.out.display().to_string(), b.out.display().to_string()),
+            Field::LatentDim => pick(c.latent_dim.to_string(), b.latent_dim.to_string()),
+            Field::EmbedDim => c.embed_dim.to_string(),
+            Field::HiddenDim => pick(c.hidden_dim.to_string(), b.hidden_dim.to_string()),
+            Field::VocabSize => pick(c.vocab_size.to_string(), b.vocab_size.to_string()),
+            Field::Noise => noise_text(b.noise).to_string(),
+            Field::NoiseStd => match b.noise {
+                NashNoise::Fixed { std } => format!("{std}"),
+                _ => format!("{}", self.noise_std),
+            },
+            Field::Steps => pick(c.steps.to_string(), b.steps.to_string()),
+            Field::BatchTokens => c.batch_tokens.to_string(),
+            Field::BatchDocs => b.batch_size.to_string(),
+            Field::Lr => pick(format!("{}", c.lr), format!("{}", b.lr)),
+            Field::WordDropout => format!("{}", c.word_dropout),
+            Field::KlWeight => pick(format!("{}", c.kl_weight), format!("{}", b.kl_weight)),
+            Field::ValidEvery => pick(c.valid_every.to_string(), b.valid_every.to_string()),
+            Field::Seed => pick(c.seed.to_string(), b.seed.to_string()),
+        }
+    }
+
+    /// Parses `s` into the field; the message says what was expected. Settings both families
+    /// share (corpus, checkpoint, sizes, steps, cadence, seed) are set for both, so switching
+    /// between a sequence and a bag-of-words kind keeps them; rates stay per family.
+    pub fn set(&mut self, field: Field, s: &str) -> Result<(), String> {
+        let s = s.trim();
+        let whole = |s: &str| parse_number::<usize>(s, "a whole number");
+        let bow = self.bag_of_words;
+        let kind = self.kind();
+        let (c, b) = (&mut self.cfg, &mut self.bow);
+        match field {
+            Field::Kind => self.set_kind(s.parse()?),
+            Field::Corpus => {
+                if s.is_empty() {
+                    return Err("the corpus is `wordnet` or a path".into());
+                }
+                c.corpus = s.to_string();
+                b.corpus = s.to_string();
+            }
+            Field::Out => {
+                if s.is_empty() {
+                    return Err("the checkpoint needs a file path".into());
+                }
+                c.out = PathBuf::from(s);
+                b.out = PathBuf::from(s);
+                self.out_auto = false;
+            }
+            Field::LatentDim => {
+                let v = positive(whole(s)?, field.label(kind))?;
+                (c.latent_dim, b.latent_dim) = (v, v);
+            }
+            Field::EmbedDim => c.embed_dim = positive(whole(s)?, "embedding")?,
+            Field::HiddenDim => {
+                let v = positive(whole(s)?, "hidden")?;
+                (c.hidden_dim, b.hidden_dim) = (v, v);
+            }
+            Field::VocabSize => {
+                let v = whole(s)?;
+                if v < 5 {
+                    return Err("the vocabulary needs at least 5 entries".into());
+                }
+                (c.vocab_size, b.vocab_size) = (v, v);
+            }
+            Field::Noise => {
+                b.noise = match s {
+                    "none" => NashNoise::None,
+                    "fixed" => NashNoise::Fixed {
+                        std: self.noise_std,
+                    },
+                    "learned" => NashNoise::Learned,
+                    _ => return Err(format!("`{s}` is not none, fixed or learned")),
+                }
+            }
+            Field::NoiseStd => {
+                let v: f64 = parse_number(s, "a number")?;
+                if !(v >= 0.0 && v.is_finite()) {
+                    return Err("σ must be ≥ 0".into());
+                }
+                self.noise_std = v;
+                b.noise = NashNoise::Fixed { std: v };
+            }
+            Field::Steps => {
+                let v: u64 = parse_number(s, "a whole number")?;
+                if v == 0 {
+                    return Err("steps must be at least 1".into());
+                }
+                (c.steps, b.steps) = (v, v);
+            }
+            Field::BatchTokens => c.batch_tokens = positive(whole(s)?, "batch tokens")?,
+            Field::BatchDocs => b.batch_size = positive(whole(s)?, "batch docs")?,
+            Field::Lr => {
+                let v: f64 = parse_number(s, "a number")?;
+                if !(v > 0.0 && v.is_finite()) {
+                    return Err("the learning rate must be positive".into());
+                }
+                if bow {
+                    b.lr = v
+                } else {
+                    c.lr = v
+                }
+            }
+            Field::WordDropout => {
+                let v: f64 = parse_number(s, "a number")?;
+                if !(0.0..=1.0).contains(&v) {
+                    return Err("word dropout is a probability in [0, 1]".into());
+                }
+                c.word_dropout = v
+            }
+            Field::KlWeight => {
+                let v: f64 = parse_number(s, "a number")?;
+                if !(v >= 0.0 && v.is_finite()) {
+                    return Err("the KL weight must be ≥ 0".into());
+                }
+                if bow {
+                    b.kl_weight = v
+                } else {
+                    c.kl_weight = v
+                }
+            }
+            Field::ValidEvery => {
+                let v: u64 = parse_number(s, "a whole number")?;
+                (c.valid_every, b.valid_every) = (v, v);
+            }
+            Field::Seed => {
+                let v: u64 = parse_number(s, "a whole number")?;
+                (c.seed, b.seed) = (v, v);
+            }
+        }
+        Ok(())
+    }
+
+    /// ←/→ on a field: the kind and the noise cycle; sizes halve or double; rates move in
+    /// small steps.
+    pub fn adjust(&mut self, field: Field, up: bool) {
+        let scale = |v: usize| {
+            if up {
+                v.saturating_mul(2)
+            } else {
+                (v / 2).max(1)
+            }
+        };
+        fn cycle<T: PartialEq + Copy>(all: &[T], now: T, up: bool) -> T {
+            let i = all.iter().position(|&k| k == now).unwrap_or(0);
+            let n = all.len();
+            all[if up { (i + 1) % n } else { (i + n - 1) % n }]
+        }
+        let bow = self.bag_of_words;
+        let noise_std = self.noise_std;
+        let (c, b) = (&mut self.cfg, &mut self.bow);
+        match field {
+            Field::Kind => {
+                let next = cycle(&TrainKind::all(), self.kind(), up);
+                self.set_kind(next);
+            }
+            Field::LatentDim => {
+                (c.latent_dim, b.latent_dim) = both(scale, c.latent_dim, b.latent_dim, bow)
+            }
+            Field::EmbedDim => c.embed_dim = scale(c.embed_dim),
+            Field::HiddenDim => {
+                (c.hidden_dim, b.hidden_dim) = both(scale, c.hidden_dim, b.hidden_dim, bow)
+            }
+            Field::VocabSize => {
+                let (x, y) = both(scale, c.vocab_size, b.vocab_size, bow);
+                (c.vocab_size, b.vocab_size) = (x.max(5), y.max(5));
+            }
+            Field::Noise => {
+                let all = [
+                    NashNoise::None,
+                    NashNoise::Fixed { std: noise_std },
+                    NashNoise::Learned,
+                ];
+                let i = all
+                    .iter()
+                    .position(|n| n.name() == b.noise.name())
+                    .unwrap_or(0);
+                b.noise = all[if up { (i + 1) % 3 } else { (i + 2) % 3 }];
+            }
+            Field::NoiseStd => {
+                let std =
+                    ((noise_std * 10.0).round() + if up { 1.0 } else { -1.0 }).max(0.0) / 10.0;
+                self.noise_std = std;
+                b.noise = NashNoise::Fixed { std };
+            }
+            Field::Steps => {
+                let (x, y) = both(scale, c.steps as usize, b.steps as usize, bow);
+                (c.steps, b.steps) = (x as u64, y as u64);
+            }
+            Field::BatchTokens => c.batch_tokens = scale(c.batch_tokens),
+            Field::BatchDocs => b.batch_size = scale(b.batch_size),
+            Field::Lr => {
+                let lr = if bow { &mut b.lr } else { &mut c.lr };
+                *lr = if up { *lr * 2.0 } else { *lr / 2.0 }
+            }
+            Field::WordDropout => {
+                c.word_dropout = ((c.word_dropout * 20.0).round() + if up { 1.0 } else { -1.0 })
+                    .clamp(0.0, 20.0)
+                    / 20.0
+            }
+            Field::KlWeight => {
+                let w = if bow {
+                    &mut b.kl_weight
+                } else {
+                    &mut c.kl_weight
+                };
+                // NASH's default weight is 0.01: tenths would jump straight to zero.
+                let unit = if *w > 0.0 && *w < 0.1 { 100.0 } else { 10.0 };
+                *w = ((*w * unit).round() + if up { 1.0 } else { -1.0 }).max(0.0) / unit
+            }
+            Field::ValidEvery => {
+                let (x, y) = both(scale, c.valid_every as usize, b.valid_every as usize, bow);
+                (c.valid_every, b.valid_every) = (x as u64, y as u64);
+            }
+            Field::Seed => {
+                let s = if bow { b.seed } else { c.seed };
+                let s = if up { s + 1 } else { s.saturating_sub(1) };
+                (c.seed, b.seed) = (s, s);
+            }
+            Field::Corpus | Field::Out => {}
+        }
+        self.selected = self.selected.min(self.fields().len() - 1);
     }
 
     pub fn typing(&self) -> bool {
@@ -373,7 +624,7 @@ impl TrainState {
             Phase::Running => Some(format!(
                 "training {}/{}",
                 run.last.as_ref().map_or(0, |s| s.step),
-                run.cfg.steps
+                run.job.steps()
             )),
             Phase::Paused => Some("training paused".into()),
             Phase::Stopping => Some("training: stopping".into()),
@@ -443,7 +694,7 @@ pub const KEYS: &[Binding<Action>] = &[
     nav(
         &[KeyCode::Enter, KeyCode::Char('e')],
         "Enter or e",
-        "edit it (Enter sets, Esc cancels; Enter on the kind cycles it)",
+        "edit it (Enter sets, Esc cancels; Enter on the kind or the noise cycles it)",
         Some(("Enter", "edit")),
         Only::Any,
         Action::Edit,
@@ -451,7 +702,7 @@ pub const KEYS: &[Binding<Action>] = &[
     nav(
         &[KeyCode::Left, KeyCode::Char('h')],
         "← → or h l",
-        "cycle the kind; halve / double sizes and steps; nudge rates",
+        "cycle the kind or the noise; halve / double sizes and steps; nudge rates",
         Some(("←/→", "adjust")),
         Only::Any,
         Action::Lower,
@@ -513,23 +764,15 @@ impl App {
                 Lookup::Unbound => return,
             }
         };
-        let n = Field::ALL.len();
+        let n = self.train.fields().len();
         match action {
             Action::Set => {
                 let Some(input) = self.train.editing.take() else {
                     return;
                 };
-                let field = Field::ALL[self.train.selected];
-                match field.set(&mut self.train.cfg, &input.text()) {
-                    Ok(()) => {
-                        if field == Field::Out {
-                            self.train.out_auto = false;
-                        }
-                        if field == Field::Kind && self.train.out_auto {
-                            self.train.cfg.out = default_out(self.train.cfg.kind);
-                        }
-                    }
-                    Err(e) => self.error(format!("{}: {e}", field.label())),
+                let field = self.train.selected_field();
+                if let Err(e) = self.train.set(field, &input.text()) {
+                    self.error(format!("{}: {e}", field.label(self.train.kind())));
                 }
             }
             Action::Cancel => self.train.editing = None,
@@ -537,32 +780,26 @@ impl App {
             Action::Stop => self.train_stop(),
             Action::Load => self.train_load(),
             Action::Start => self.train_start(),
-            Action::Up => self.train.selected = (self.train.selected + n - 1) % n,
+            Action::Up => self.train.selected = (self.train.selected.min(n - 1) + n - 1) % n,
             Action::Down => self.train.selected = (self.train.selected + 1) % n,
             Action::Lower | Action::Raise => {
                 if self.train.running() {
                     self.notice("settings are fixed while a run is going; x stops it");
                     return;
                 }
-                let field = Field::ALL[self.train.selected];
-                field.adjust(&mut self.train.cfg, action == Action::Raise);
-                if field == Field::Kind && self.train.out_auto {
-                    self.train.cfg.out = default_out(self.train.cfg.kind);
-                }
+                let field = self.train.selected_field();
+                self.train.adjust(field, action == Action::Raise);
             }
             Action::Edit => {
                 if self.train.running() {
                     self.notice("settings are fixed while a run is going; x stops it");
                     return;
                 }
-                let field = Field::ALL[self.train.selected];
-                if field == Field::Kind {
-                    field.adjust(&mut self.train.cfg, true);
-                    if self.train.out_auto {
-                        self.train.cfg.out = default_out(self.train.cfg.kind);
-                    }
+                let field = self.train.selected_field();
+                if field.cycles() {
+                    self.train.adjust(field, true);
                 } else {
-                    self.train.editing = Some(TextInput::with_text(&field.value(&self.train.cfg)));
+                    self.train.editing = Some(TextInput::with_text(&self.train.value(field)));
                 }
             }
         }
@@ -576,10 +813,10 @@ impl App {
         self.train.next_run += 1;
         let id = self.train.next_run;
         let control = TrainControl::default();
-        let cfg = self.train.cfg.clone();
+        let job = self.train.job();
         self.train.run = Some(Run {
             id,
-            cfg: cfg.clone(),
+            job: job.clone(),
             control: control.clone(),
             phase: Phase::Preparing,
             started: None,
@@ -591,7 +828,7 @@ impl App {
         });
         self.jobs.push(Effect::StartTraining {
             run: id,
-            cfg: Box::new(cfg),
+            cfg: Box::new(job),
             control,
         });
     }
@@ -725,7 +962,9 @@ fn render_form(app: &App, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
     let label_w = 15u16;
-    for (i, field) in Field::ALL.iter().enumerate() {
+    let kind = st.kind();
+    let fields = st.fields();
+    for (i, field) in fields.iter().enumerate() {
         let y = inner.y + i as u16;
         if y >= inner.bottom() {
             break;
@@ -741,7 +980,7 @@ fn render_form(app: &App, area: Rect, buf: &mut Buffer) {
             inner,
             inner.x,
             y,
-            &format!("{:<14}", field.label()),
+            &format!("{:<14}", field.label(kind)),
             lstyle,
         );
         let vx = inner.x + label_w;
@@ -754,8 +993,8 @@ fn render_form(app: &App, area: Rect, buf: &mut Buffer) {
         match (&st.editing, selected) {
             (Some(input), true) => input.render(buf, vrect, "", true, t),
             _ => {
-                let v = field.value(&st.cfg);
-                let v = if *field == Field::Kind {
+                let v = st.value(*field);
+                let v = if field.cycles() {
                     format!("‹ {v} ›")
                 } else {
                     tail(&v, vrect.width as usize)
@@ -765,7 +1004,7 @@ fn render_form(app: &App, area: Rect, buf: &mut Buffer) {
             }
         }
     }
-    let y = inner.y + Field::ALL.len() as u16 + 1;
+    let y = inner.y + fields.len() as u16 + 1;
     let help = if locked {
         vec![
             Line::from(Span::styled("p pause / resume", t.dim())),
@@ -782,6 +1021,18 @@ fn render_form(app: &App, area: Rect, buf: &mut Buffer) {
             Line::from(Span::styled("corpus: wordnet (bundled) or a path", t.dim())),
         ]
     };
+    let mut help = help;
+    if kind == TrainKind::Bow(BowFamily::Lsh) {
+        help.push(Line::from(""));
+        help.push(Line::from(Span::styled(
+            "LSH draws random hyperplanes:",
+            t.dim(),
+        )));
+        help.push(Line::from(Span::styled(
+            "it has no training steps",
+            t.dim(),
+        )));
+    }
     if y < inner.bottom() {
         widgets::lines(
             buf,
@@ -819,6 +1070,10 @@ fn phase_text(run: &Run) -> (String, bool) {
             ),
             false,
         ),
+        Phase::Finished(o) if run.job.steps() == 0 => (
+            format!("hyperplanes drawn · checkpoint {}", o.path.display()),
+            false,
+        ),
         Phase::Finished(o) => (
             format!(
                 "finished {} steps · checkpoint {}",
@@ -846,7 +1101,7 @@ fn render_run(app: &App, area: Rect, buf: &mut Buffer) {
                 Line::from(Span::styled(
                     format!(
                         "The run writes {} and keeps going while you explore the other tabs; L loads its checkpoint into them.",
-                        app.train.cfg.out.display()
+                        app.train.job().out().display()
                     ),
                     t.dim(),
                 )),
@@ -866,7 +1121,7 @@ fn render_run(app: &App, area: Rect, buf: &mut Buffer) {
         Line::from(vec![
             Span::styled(format!(" Run {} ", run.id), t.bold()),
             Span::styled(
-                format!("· {} → {} ", run.cfg.kind, run.cfg.out.display()),
+                format!("· {} → {} ", run.job.kind(), run.job.out().display()),
                 t.dim(),
             ),
         ]),
@@ -886,7 +1141,18 @@ fn render_run(app: &App, area: Rect, buf: &mut Buffer) {
         };
         lines.push(Line::from(vec![
             Span::raw(format!("step {}/{}{eta} · ", s.step, s.total_steps)),
-            Span::styled(format!("{:.0} tokens/s", s.tokens_per_sec), t.bold()),
+            Span::styled(
+                format!(
+                    "{:.0} {}/s",
+                    s.tokens_per_sec,
+                    if run.job.is_bag_of_words() {
+                        "words"
+                    } else {
+                        "tokens"
+                    }
+                ),
+                t.bold(),
+            ),
             Span::raw(format!(
                 " · epoch {} · elapsed {}",
                 s.epoch,
@@ -908,8 +1174,12 @@ fn render_run(app: &App, area: Rect, buf: &mut Buffer) {
     widgets::lines(buf, inner, lines);
     if inner.height >= 1 {
         let done = run.last.as_ref().map_or(0, |s| s.step) as f64;
-        let total = run.cfg.steps.max(1) as f64;
-        let ratio = (done / total).clamp(0.0, 1.0);
+        let total = run.job.steps().max(1) as f64;
+        let ratio = match &run.phase {
+            // LSH finishes without a step.
+            Phase::Finished(o) if !o.cancelled => 1.0,
+            _ => (done / total).clamp(0.0, 1.0),
+        };
         Gauge::default()
             .ratio(ratio)
             .label(format!("{:.0}%", ratio * 100.0))
@@ -930,14 +1200,29 @@ fn render_run(app: &App, area: Rect, buf: &mut Buffer) {
     let [c1, c2] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(top);
     let [c3, c4] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(bottom);
     let series = |k: usize| -> Vec<(f64, f64)> { run.curve.iter().map(|p| (p[0], p[k])).collect() };
-    chart(app, c1, buf, "loss", &series(1));
-    chart(app, c2, buf, "reconstruction NLL / token", &series(2));
-    chart(app, c3, buf, "KL (nats / sentence)", &series(3));
-    chart(app, c4, buf, "validation perplexity", &run.valid);
+    let bags = run.job.is_bag_of_words();
+    let (nll_title, kl_title) = if bags {
+        ("reconstruction NLL / word", "KL (nats / document)")
+    } else {
+        ("reconstruction NLL / token", "KL (nats / sentence)")
+    };
+    let waiting = if run.job.kind() == TrainKind::Bow(BowFamily::Lsh) {
+        "LSH has no training steps"
+    } else {
+        "waiting…"
+    };
+    chart(app, c1, buf, "loss", &series(1), waiting);
+    chart(app, c2, buf, nll_title, &series(2), waiting);
+    chart(app, c3, buf, kl_title, &series(3), waiting);
+    chart(app, c4, buf, "validation perplexity", &run.valid, waiting);
 
     let block = t.block(
         Line::from(Span::styled(
-            " Reconstructions (validation, greedy) ",
+            if bags {
+                " Top words of validation documents "
+            } else {
+                " Reconstructions (validation, greedy) "
+            },
             t.bold(),
         )),
         false,
@@ -963,7 +1248,7 @@ fn render_run(app: &App, area: Rect, buf: &mut Buffer) {
         lines.push(Line::from(Span::styled(
             format!(
                 "(after the first validation, every {} steps)",
-                run.cfg.valid_every
+                run.job.valid_every()
             ),
             t.dim(),
         )));
@@ -989,7 +1274,14 @@ fn decimate(points: &[(f64, f64)], n: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn chart(app: &App, area: Rect, buf: &mut Buffer, title: &str, points: &[(f64, f64)]) {
+fn chart(
+    app: &App,
+    area: Rect,
+    buf: &mut Buffer,
+    title: &str,
+    points: &[(f64, f64)],
+    waiting: &str,
+) {
     let t = app.theme;
     let last = points.last().map(|p| p.1);
     let title = Line::from(vec![
@@ -1006,7 +1298,7 @@ fn chart(app: &App, area: Rect, buf: &mut Buffer, title: &str, points: &[(f64, f
         widgets::lines(
             buf,
             inner,
-            vec![Line::from(Span::styled("waiting…", t.dim()))],
+            vec![Line::from(Span::styled(waiting.to_string(), t.dim()))],
         );
         return;
     }

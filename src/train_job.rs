@@ -1,0 +1,136 @@
+//! A training run of any model kind: the sequence trainer ([`crate::train::train`]) or the
+//! bag-of-words trainer ([`crate::bow::train::train_bow`]) behind one type, so the command line
+//! and the explorer's Train tab start, label and follow either the same way. Both report through
+//! the same [`TrainEvent`]s and obey the same [`TrainControl`].
+
+use std::path::Path;
+use std::sync::mpsc::Sender;
+
+use anyhow::Result;
+
+use crate::bow::train::{train_bow, BowFamily, BowTrainConfig};
+use crate::model::LatentKind;
+use crate::train::{TrainConfig, TrainControl, TrainEvent, TrainOutcome};
+
+/// Every kind of model this tool trains: a sequence latent kind or a bag-of-words model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrainKind {
+    Seq(LatentKind),
+    Bow(BowFamily),
+}
+
+impl TrainKind {
+    /// The sequence kinds in [`LatentKind::ALL`]'s order, then nvdm, nash and lsh.
+    pub fn all() -> Vec<TrainKind> {
+        LatentKind::ALL
+            .iter()
+            .map(|&k| TrainKind::Seq(k))
+            .chain(
+                [BowFamily::Nvdm, BowFamily::Nash, BowFamily::Lsh]
+                    .into_iter()
+                    .map(TrainKind::Bow),
+            )
+            .collect()
+    }
+}
+
+impl std::str::FromStr for TrainKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if let Ok(f) = s.parse::<BowFamily>() {
+            return Ok(TrainKind::Bow(f));
+        }
+        s.parse::<LatentKind>().map(TrainKind::Seq).map_err(|_| {
+            let names: Vec<_> = LatentKind::ALL.iter().map(|k| k.name()).collect();
+            format!(
+                "unknown model kind `{s}` (expected one of: {}, nvdm, nash, lsh)",
+                names.join(", ")
+            )
+        })
+    }
+}
+
+impl std::fmt::Display for TrainKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrainKind::Seq(k) => k.fmt(f),
+            TrainKind::Bow(b) => b.fmt(f),
+        }
+    }
+}
+
+/// The settings of one training run, for whichever trainer its kind needs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainJob {
+    Seq(TrainConfig),
+    Bow(BowTrainConfig),
+}
+
+impl From<TrainConfig> for TrainJob {
+    fn from(c: TrainConfig) -> Self {
+        TrainJob::Seq(c)
+    }
+}
+
+impl From<BowTrainConfig> for TrainJob {
+    fn from(c: BowTrainConfig) -> Self {
+        TrainJob::Bow(c)
+    }
+}
+
+impl TrainJob {
+    pub fn kind(&self) -> TrainKind {
+        match self {
+            TrainJob::Seq(c) => TrainKind::Seq(c.kind),
+            TrainJob::Bow(c) => TrainKind::Bow(c.family),
+        }
+    }
+
+    pub fn corpus(&self) -> &str {
+        match self {
+            TrainJob::Seq(c) => &c.corpus,
+            TrainJob::Bow(c) => &c.corpus,
+        }
+    }
+
+    pub fn out(&self) -> &Path {
+        match self {
+            TrainJob::Seq(c) => &c.out,
+            TrainJob::Bow(c) => &c.out,
+        }
+    }
+
+    /// The steps the run will take; LSH draws its hyperplanes without any.
+    pub fn steps(&self) -> u64 {
+        match self {
+            TrainJob::Seq(c) => c.steps,
+            TrainJob::Bow(c) if c.family == BowFamily::Lsh => 0,
+            TrainJob::Bow(c) => c.steps,
+        }
+    }
+
+    pub fn valid_every(&self) -> u64 {
+        match self {
+            TrainJob::Seq(c) => c.valid_every,
+            TrainJob::Bow(c) => c.valid_every,
+        }
+    }
+
+    /// Whether the model reads bags of words (its "reconstructions" are top words).
+    pub fn is_bag_of_words(&self) -> bool {
+        matches!(self, TrainJob::Bow(_))
+    }
+
+    /// Trains as the settings say, reporting through `progress`; see [`crate::train::train`]
+    /// and [`train_bow`].
+    pub fn run(
+        &self,
+        progress: Sender<TrainEvent>,
+        control: &TrainControl,
+    ) -> Result<TrainOutcome> {
+        match self {
+            TrainJob::Seq(c) => crate::train::train(c, progress, control),
+            TrainJob::Bow(c) => train_bow(c, progress, control),
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The training loop every model family shares (`train::run_loop`), tested once with a toy
+//! objective: the KL schedule, the validation and checkpoint cadence, the NaN guard, pause,
+//! cancel, and resuming equal to never stopping.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use anyhow::Result;
+use latent_tui::train::{
+    run_loop, KlAnneal, LoopSettings, Objective, StepTerms, TrainControl, TrainEvent, ValidStats,
+    Validation,
+};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+/// Seven examples in batches of three; its state folds in every batch and random draw, so two
+/// runs agree only if they saw the same batches and draws in the same order.
+#[derive(Default)]
+struct Toy {
+    state: f64,
+    kl_weights: Vec<f64>,
+    validated: Vec<u64>,
+    saved: Arc<Mutex<Vec<(u64, f64)>>>,
+    steps_taken: Arc<AtomicU64>,
+    /// The step (from 0) whose NLL is NaN.
+    nan_at: Option<u64>,
+    /// Cancel this control after this step (from 0).
+    cancel_after: Option<(u64, TrainControl)>,
+}
+
+impl Objective for Toy {
+    fn batches_per_epoch(&self) -> usize {
+        3
+    }
+
+    fn plan_epoch(&self, rng: &mut StdRng) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..7).collect();
+        order.shuffle(rng);
+        order.chunks(3).map(<[usize]>::to_vec).collect()
+    }
+
+    fn mean_units_per_step(&self) -> f64 {
+        10.0
+    }
+
+    fn step(
+        &mut self,
+        batch: &[usize],
+        step: u64,
+        kl_weight: f64,
+        rng: &mut StdRng,
+    ) -> Result<StepTerms> {
+        self.steps_taken.fetch_add(1, Ordering::SeqCst);
+        self.kl_weights.push(kl_weight);
+        let draw: f64 = rng.random();
+        self.state = self.state * 0.5 + batch.iter().sum::<usize>() as f64 + draw;
+        if let Some((at, control)) = &self.cancel_after {
+            if *at == step {
+                control.cancel();
+            }
+        }
+        Ok(StepTerms {
+            loss: self.state,
+            nll_sum: if self.nan_at == Some(step) {
+                f64::NAN
+            } else {
+                20.0
+            },
+            kl_sum: 3.0,
+            units: 10.0,
+            examples: batch.len(),
+            grad_norm: 1.0,
+            word_dropout: 0.0,
+        })
+    }
+
+    fn validate(&mut self, step: u64) -> Result<Option<Validation>> {
+        self.validated.push(step);
+        Ok(Some(Validation {
+            stats: ValidStats {
+                step,
+                nll_per_token: 1.0,
+                ppl: 1f64.exp(),
+                kl: 0.5,
+            },
+            pairs: vec![("a".into(), "b".into())],
+            metrics: vec![("extra".into(), 7.0)],
+        }))
+    }
+
+    fn save(&mut self, step: u64, metrics: &BTreeMap<String, f64>) -> Result<()> {
+        assert_eq!(metrics.get("extra"), self.validated.last().map(|_| &7.0));
+        self.saved.lock().unwrap().push((step, self.state));
+        Ok(())
+    }
+}
+
+fn settings(steps: u64) -> LoopSettings {
+    LoopSettings {
+        seed: 11,
+        start_step: 0,
+        steps,
+        valid_every: 4,
+        checkpoint_every: 3,
+        time_limit_secs: None,
+        kl_weight: 2.0,
+        kl_anneal: KlAnneal::Linear,
+        kl_anneal_steps: 4,
+        out: PathBuf::from("/nonexistent/toy.safetensors"),
+    }
+}
+
+fn run(toy: &mut Toy, s: &LoopSettings, control: &TrainControl) -> (Result<u64>, Vec<TrainEvent>) {
+    let (tx, rx) = mpsc::channel();
+    let send = move |e: TrainEvent| {
+        let _ = tx.send(e);
+    };
+    let result = run_loop(toy, s, &send, control).map(|o| o.steps_done);
+    drop(send);
+    (result, rx.try_iter().collect())
+}
+
+#[test]
+fn the_schedule_and_the_cadence_follow_the_settings() {
+    let mut toy = Toy::default();
+    let (done, events) = run(&mut toy, &settings(9), &TrainControl::default());
+    assert_eq!(done.unwrap(), 9);
+    // Linear annealing to 2.0 over 4 steps, then full weight.
+    assert_eq!(
+        toy.kl_weights,
+        vec![0.0, 0.5, 1.0, 1.5, 2.0, 2.0, 2.0, 2.0, 2.0]
+    );
+    let reported: Vec<(u64, f64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Step(s) => Some((s.step, s.kl_weight)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reported.len(), 9);
+    assert_eq!(reported[1], (2, 0.5));
+    // Per-unit NLL and per-example KL.
+    let first = events
+        .iter()
+        .find_map(|e| match e {
+            TrainEvent::Step(s) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(first.nll_per_token, 2.0);
+    assert_eq!(first.kl, 1.0);
+    // Validation every 4 steps and at the end; checkpoints every 3 (9 is both).
+    assert_eq!(toy.validated, vec![4, 8, 9]);
+    let saved: Vec<u64> = toy.saved.lock().unwrap().iter().map(|s| s.0).collect();
+    assert_eq!(saved, vec![3, 6, 9]);
+    assert!(matches!(events.last(), Some(TrainEvent::Finished(o)) if !o.cancelled));
+}
+
+#[test]
+fn a_nan_perplexity_stops_the_run_before_it_is_saved() {
+    let mut toy = Toy {
+        nan_at: Some(4),
+        ..Toy::default()
+    };
+    let (done, events) = run(&mut toy, &settings(9), &TrainControl::default());
+    let e = format!("{:#}", done.unwrap_err());
+    assert!(e.contains("the run diverged"), "{e}");
+    assert!(
+        e.contains("training perplexity became NaN at step 5"),
+        "{e}"
+    );
+    assert!(e.contains("no checkpoint had been written yet"), "{e}");
+    let saved: Vec<u64> = toy.saved.lock().unwrap().iter().map(|s| s.0).collect();
+    assert_eq!(saved, vec![3], "nothing is saved after the NaN");
+    assert!(!events.iter().any(|e| matches!(e, TrainEvent::Finished(_))));
+}
+
+#[test]
+fn a_paused_run_takes_no_step_until_resumed() {
+    let control = TrainControl::default();
+    assert!(control.toggle_pause());
+    let steps_taken = Arc::new(AtomicU64::new(0));
+    let mut toy = Toy {
+        steps_taken: steps_taken.clone(),
+        ..Toy::default()
+    };
+    let (tx, rx) = mpsc::channel();
+    let thread = {
+        let control = control.clone();
+        std::thread::spawn(move || {
+            let send = move |e: TrainEvent| {
+                let _ = tx.send(e);
+            };
+            run_loop(&mut toy, &settings(5), &send, &control).map(|o| o.steps_done)
+        })
+    };
+    let first = rx.recv().expect("an event");
+    assert!(matches!(first, TrainEvent::Paused(true)), "{first:?}");
+    // The loop is waiting before its first step and cannot take one while paused.
+    assert_eq!(steps_taken.load(Ordering::SeqCst), 0);
+    assert!(!control.toggle_pause());
+    let second = rx.recv().expect("an event");
+    assert!(matches!(second, TrainEvent::Paused(false)), "{second:?}");
+    assert_eq!(thread.join().unwrap().unwrap(), 5);
+    assert_eq!(steps_taken.load(Ordering::SeqCst), 5);
+}
+
+#[test]
+fn a_cancelled_run_saves_and_resuming_it_equals_never_stopping() {
+    let mut whole = Toy::default();
+    let (done, _) = run(&mut whole, &settings(10), &TrainControl::default());
+    assert_eq!(done.unwrap(), 10);
+
+    // Cancelled after its 5th step (mid-epoch): it stops there and saves.
+    let control = TrainControl::default();
+    let mut first = Toy {
+        cancel_after: Some((4, control.clone())),
+        ..Toy::default()
+    };
+    let (done, events) = run(&mut first, &settings(10), &control);
+    assert_eq!(done.unwrap(), 5);
+    assert!(matches!(events.last(), Some(TrainEvent::Finished(o)) if o.cancelled));
+    let (step, state) = *first.saved.lock().unwrap().last().unwrap();
+    assert_eq!(step, 5);
+
+    let mut rest = Toy {
+        state,
+        ..Toy::default()
+    };
+    let resumed = LoopSettings {
+        start_step: 5,
+        ..settings(10)
+    };
+    let (done, _) = run(&mut rest, &resumed, &TrainControl::default());
+    assert_eq!(done.unwrap(), 10);
+    assert_eq!(
+        rest.state, whole.state,
+        "same batches and draws as the whole run"
+    );
+    assert_eq!(rest.kl_weights[..], whole.kl_weights[5..]);
+    assert_ne!(first.state, whole.state);
+}
