@@ -23,8 +23,12 @@ pub enum StructureCommand {
     /// gold labels beside a TF-IDF k-means baseline.
     Cluster(ClusterArgs),
     /// Move a sentence's code from one label toward another and decode it.
+    #[command(
+        override_usage = "latent-tui attribute [CHECKPOINT] SENTENCE --from LABEL --to LABEL [--strength S] [--json]"
+    )]
     Attribute(AttributeArgs),
     /// Decode z(C) + z(B) − z(A): "A is to B as C is to ?".
+    #[command(override_usage = "latent-tui analogy [CHECKPOINT] A B C [--json]")]
     Analogy(AnalogyArgs),
 }
 
@@ -63,9 +67,10 @@ pub struct ClusterArgs {
 
 #[derive(Args, Debug)]
 pub struct AttributeArgs {
-    /// Checkpoint (default: checkpoints/binary.safetensors).
-    pub checkpoint: Option<PathBuf>,
-    pub sentence: String,
+    /// [CHECKPOINT] SENTENCE: the checkpoint may be left out (default:
+    /// checkpoints/binary.safetensors).
+    #[arg(num_args = 1..=2, required = true, value_name = "ARG")]
+    pub args: Vec<String>,
     /// The label the vector starts from.
     #[arg(long)]
     pub from: String,
@@ -90,13 +95,28 @@ pub struct AttributeArgs {
 
 #[derive(Args, Debug)]
 pub struct AnalogyArgs {
-    /// Checkpoint (default: checkpoints/binary.safetensors).
-    pub checkpoint: Option<PathBuf>,
-    pub a: String,
-    pub b: String,
-    pub c: String,
+    /// [CHECKPOINT] A B C: the checkpoint may be left out (default:
+    /// checkpoints/binary.safetensors).
+    #[arg(num_args = 3..=4, required = true, value_name = "ARG")]
+    pub args: Vec<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Splits positional values into an optional leading checkpoint and the `n` texts after it
+/// (clap cannot leave out an optional positional that precedes required ones).
+fn checkpoint_and_texts(
+    mut values: Vec<String>,
+    n: usize,
+) -> Result<(Option<PathBuf>, Vec<String>)> {
+    match values.len() {
+        len if len == n => Ok((None, values)),
+        len if len == n + 1 => {
+            let ckpt = values.remove(0);
+            Ok((Some(PathBuf::from(ckpt)), values))
+        }
+        len => bail!("expected {n} sentences, optionally after a checkpoint; got {len} values"),
+    }
 }
 
 pub fn run(command: StructureCommand) -> Result<()> {
@@ -274,7 +294,9 @@ fn code_text(code: &[f32], binary: bool) -> String {
 }
 
 fn attribute(args: AttributeArgs) -> Result<()> {
-    let (path, coder) = load(&args.checkpoint)?;
+    let (checkpoint, mut texts) = checkpoint_and_texts(args.args.clone(), 1)?;
+    let sentence = texts.remove(0);
+    let (path, coder) = load(&checkpoint)?;
     let corpus = corpus_for(&args.corpus, &coder)?;
     let model = CodeModel::Coder(&coder);
     let bar = progress_bar("encoding the two labels");
@@ -294,7 +316,7 @@ fn attribute(args: AttributeArgs) -> Result<()> {
     if strength < 0.0 || !strength.is_finite() {
         bail!("--strength must be a non-negative number, not {strength}");
     }
-    let code = encode_one(&coder, &args.sentence)?;
+    let code = encode_one(&coder, &sentence)?;
     let edited = vector.apply(&code, strength);
     let decoded = model.decode(&[code.clone(), edited.clone()])?;
     let changed = binary.then(|| changed_bits(&code, &edited));
@@ -303,7 +325,7 @@ fn attribute(args: AttributeArgs) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&json!({
                 "checkpoint": path, "model": coder.config().describe(), "corpus": corpus.name,
-                "sentence": args.sentence, "unknown_words": coder.unknown_words(&args.sentence),
+                "sentence": sentence, "unknown_words": coder.unknown_words(&sentence),
                 "vector": vector, "ranked": vector.ranked(), "strength": strength,
                 "code": code, "edited": edited, "changed_bits": changed,
                 "decoding": decoded.as_ref().map(|d| &d[0]),
@@ -333,8 +355,8 @@ fn attribute(args: AttributeArgs) -> Result<()> {
             vector.to, vector.from
         ),
     }
-    println!("sentence  {}", args.sentence);
-    if let Some(n) = unknown_notice(&coder, &args.sentence) {
+    println!("sentence  {}", sentence);
+    if let Some(n) = unknown_notice(&coder, &sentence) {
         println!("          {n}");
     }
     println!("code      {}", code_text(&code, binary));
@@ -350,10 +372,11 @@ fn attribute(args: AttributeArgs) -> Result<()> {
 }
 
 fn analogy_command(args: AnalogyArgs) -> Result<()> {
-    let (path, coder) = load(&args.checkpoint)?;
+    let (checkpoint, sentences) = checkpoint_and_texts(args.args.clone(), 3)?;
+    let (path, coder) = load(&checkpoint)?;
     let model = CodeModel::Coder(&coder);
     let binary = coder.is_binary();
-    let texts = [&args.a, &args.b, &args.c];
+    let texts = [&sentences[0], &sentences[1], &sentences[2]];
     let codes: Vec<Vec<f32>> = texts
         .iter()
         .map(|t| encode_one(&coder, t))
@@ -372,7 +395,7 @@ fn analogy_command(args: AnalogyArgs) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&json!({
                 "checkpoint": path, "model": coder.config().describe(), "rule": rule,
-                "a": args.a, "b": args.b, "c": args.c, "codes": codes, "result": result,
+                "a": sentences[0], "b": sentences[1], "c": sentences[2], "codes": codes, "result": result,
                 "decodings": decoded,
                 "changed_bits": binary.then(|| changed_bits(&codes[2], &result)),
             }))?

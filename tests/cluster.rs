@@ -510,6 +510,30 @@ fn commands_on_a_sequence_autoencoder() -> Result<()> {
         assert_eq!(r, if a != b { b } else { c }, "bit {i}");
     }
     assert_eq!(v["decodings"].as_array().unwrap().len(), 4);
+    // The checkpoint may be left out (the shipped one), and a missing sentence is named.
+    let out = Command::new(bin)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["analogy", "a large dog", "a small dog", "a large house"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("binary.safetensors"));
+    let out = Command::new(bin)
+        .args([
+            "attribute",
+            ckpt,
+            "a dog",
+            "a cat",
+            "--from",
+            "x",
+            "--to",
+            "y",
+        ])
+        .output()?;
+    assert!(!out.status.success());
 
     let out = Command::new(bin)
         .args([
