@@ -121,7 +121,7 @@ pub struct Clustering {
     pub medoids: Option<Vec<usize>>,
     /// Summed distance of the points to their centres (Hamming, or squared Euclidean).
     pub cost: f64,
-    /// Iterations of the restart that was kept.
+    /// Iterations of the restart that was kept (k-medoids: its k-modes start's and its own).
     pub iterations: usize,
 }
 
@@ -231,7 +231,9 @@ pub fn kmedoids(codes: &PackedCodes, opts: &ClusterOptions) -> Result<Clustering
                     .unwrap_or_else(|| modes.assignment.iter().position(|&a| a == c).unwrap_or(0))
             })
             .collect();
-        hamming_lloyd(codes, opts, start, true)
+        let mut medoids = hamming_lloyd(codes, opts, start, true);
+        medoids.iterations += modes.iterations;
+        medoids
     })))
 }
 
