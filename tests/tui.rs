@@ -445,7 +445,9 @@ fn train_tab_starts_pauses_stops_and_loads_the_checkpoint() {
             index_corpus: None,
         },
     );
-    // Shift-Tab wraps from the first tab to the last (Neighbors), then Train.
+    // Shift-Tab wraps from the first tab to the last (Clusters), then Neighbors, then Train.
+    h.shift_tab();
+    assert_eq!(h.app.tab, Tab::Clusters);
     h.shift_tab();
     assert_eq!(h.app.tab, Tab::Neighbors);
     h.shift_tab();
@@ -832,6 +834,7 @@ fn neighbors_follow_explore_and_the_map_draws() {
     // Next time the saved index just loads; without colour the labels get their own markers.
     let mut mono = Harness::new(engine(&ckpt), opts(false));
     mono.shift_tab();
+    mono.shift_tab();
     assert_eq!(mono.app.tab, Tab::Neighbors);
     let s = mono.screen();
     assert_has(&s, "loaded from");
@@ -875,6 +878,7 @@ fn the_help_lists_the_neighbors_keys() {
 #[test]
 fn neighbors_of_a_gaussian_model_say_so() {
     let mut h = harness(&fixtures().gaussian);
+    h.shift_tab();
     h.shift_tab();
     assert_eq!(h.app.tab, Tab::Neighbors);
     let s = h.screen();

@@ -15,6 +15,7 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
+use super::clusters::ClustersState;
 use super::event::Msg;
 use super::explore::ExploreState;
 use super::neighbors::NeighborsState;
@@ -38,16 +39,18 @@ pub enum Tab {
     Stats,
     Train,
     Neighbors,
+    Clusters,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 7] = [
         Tab::Explore,
         Tab::Path,
         Tab::Sample,
         Tab::Stats,
         Tab::Train,
         Tab::Neighbors,
+        Tab::Clusters,
     ];
 
     pub fn title(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Tab {
             Tab::Stats => "Stats",
             Tab::Train => "Train",
             Tab::Neighbors => "Neighbors",
+            Tab::Clusters => "Clusters",
         }
     }
 
@@ -181,6 +185,7 @@ pub struct App {
     pub stats: StatsState,
     pub train: TrainState,
     pub neighbors: NeighborsState,
+    pub clusters: ClustersState,
 }
 
 impl App {
@@ -201,6 +206,7 @@ impl App {
             sample: SampleState::default(),
             stats: StatsState::default(),
             train: TrainState::new(options.train_defaults),
+            clusters: ClustersState::new(options.index_corpus.clone()),
             neighbors: NeighborsState::new(options.index_corpus),
         }
     }
@@ -251,6 +257,7 @@ impl App {
             Tab::Path => self.path.typing(),
             Tab::Train => self.train.typing(),
             Tab::Neighbors => self.neighbors.typing,
+            Tab::Clusters => self.clusters.typing,
             Tab::Sample | Tab::Stats => false,
         }
     }
@@ -299,7 +306,7 @@ impl App {
                     self.quit();
                     return;
                 }
-                KeyCode::Char(c @ '1'..='6') => {
+                KeyCode::Char(c @ '1'..='7') => {
                     self.set_tab(Tab::ALL[c as usize - '1' as usize]);
                     return;
                 }
@@ -313,6 +320,7 @@ impl App {
             Tab::Stats => self.stats_key(key),
             Tab::Train => self.train_key(key),
             Tab::Neighbors => self.neighbors_key(key),
+            Tab::Clusters => self.clusters_key(key),
         }
     }
 
@@ -328,6 +336,7 @@ impl App {
             Tab::Sample => self.sample_on_enter(),
             Tab::Stats => self.stats_on_enter(),
             Tab::Neighbors => self.neighbors_on_enter(),
+            Tab::Clusters => self.clusters_on_enter(),
             _ => {}
         }
     }
@@ -347,6 +356,14 @@ impl App {
                 }
                 return;
             }
+            ReplyBody::ClusterProgress(f) => {
+                if self.jobs.is_current(JobKind::Cluster, id) {
+                    self.clusters.progress = Some(*f);
+                }
+                return;
+            }
+            ReplyBody::Clustered(_) => JobKind::Cluster,
+            ReplyBody::Structure(_) => JobKind::Structure,
             ReplyBody::Encoded(_) => JobKind::Encode,
             ReplyBody::Decoded(_) => JobKind::Decode,
             ReplyBody::Bars(_) => JobKind::Bars,
@@ -368,7 +385,11 @@ impl App {
             ReplyBody::Stats(r) => self.stats_done(r),
             ReplyBody::Loaded(r) => self.loaded(r),
             ReplyBody::Indexed(r) => self.neighbors_indexed(r),
-            ReplyBody::StatsProgress(_) | ReplyBody::IndexProgress(_) => {
+            ReplyBody::Clustered(r) => self.clusters_done(r),
+            ReplyBody::Structure(r) => self.clusters_structure_done(r),
+            ReplyBody::StatsProgress(_)
+            | ReplyBody::IndexProgress(_)
+            | ReplyBody::ClusterProgress(_) => {
                 unreachable!("handled above")
             }
         }
@@ -379,6 +400,7 @@ impl App {
         self.jobs.forget_all();
         self.stats.progress = None;
         self.neighbors.progress = None;
+        self.clusters.progress = None;
         self.loading = Some(path.clone());
         self.jobs.submit(Job::Load { path });
     }
@@ -398,6 +420,7 @@ impl App {
                 self.sample_model_changed();
                 self.stats_model_changed();
                 self.neighbors_model_changed();
+                self.clusters_model_changed();
             }
             Err(e) => self.error(format!("could not load the checkpoint: {e}")),
         }
@@ -421,6 +444,11 @@ impl App {
                     "indexing {:.0}%",
                     self.neighbors.progress.unwrap_or(0.0) * 100.0
                 ),
+                JobKind::Cluster => format!(
+                    "clustering {:.0}%",
+                    self.clusters.progress.unwrap_or(0.0) * 100.0
+                ),
+                JobKind::Structure => "decoding".into(),
             })
             .collect();
         if let Some(t) = self.train.activity() {
@@ -437,11 +465,12 @@ impl App {
             Tab::Stats => self.stats.hints(),
             Tab::Train => self.train.hints(),
             Tab::Neighbors => self.neighbors.hints(),
+            Tab::Clusters => self.clusters.hints(self.model.binary()),
         };
         if self.typing() {
             h.extend([("Tab", "next tab"), ("F1", "keys"), ("Ctrl-C", "quit")]);
         } else {
-            h.extend([("1-6/Tab", "tabs"), ("?", "keys"), ("q", "quit")]);
+            h.extend([("1-7/Tab", "tabs"), ("?", "keys"), ("q", "quit")]);
         }
         h
     }
@@ -549,6 +578,7 @@ impl Widget for &App {
             Tab::Stats => super::stats::render(self, body, buf),
             Tab::Train => super::train::render(self, body, buf),
             Tab::Neighbors => super::neighbors::render(self, body, buf),
+            Tab::Clusters => super::clusters::render(self, body, buf),
         }
         self.render_footer(footer, buf);
         if let Some(scroll) = self.help {

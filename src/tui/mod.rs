@@ -6,6 +6,7 @@
 //! [`event::Msg`]. Only this module tree knows about ratatui and crossterm.
 
 pub mod app;
+pub mod clusters;
 pub mod event;
 pub mod explore;
 pub mod harness;
@@ -198,13 +199,13 @@ pub fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 
 /// Every key, by tab, for the `?` overlay (and the README).
 pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
-    let sections: [(&str, &[(&str, &str)]); 8] = [
+    let sections: [(&str, &[(&str, &str)]); 9] = [
         (
             "Everywhere",
             &[
                 (
-                    "1 … 6",
-                    "switch tab (Explore, Path, Sample, Stats, Train, Neighbors)",
+                    "1 … 7",
+                    "switch tab (Explore Path Sample Stats Train Neighbors Clusters)",
                 ),
                 ("Tab / Shift-Tab", "next / previous tab (also while typing)"),
                 ("? or F1", "this help (F1 also while typing)"),
@@ -298,6 +299,7 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
                 ("r", "load the index again (after an error)"),
             ],
         ),
+        ("7 Clusters", clusters::HELP),
     ];
     let mut out = Vec::new();
     for (title, keys) in sections {

@@ -101,6 +101,10 @@ pub enum Job {
         corpus: Option<String>,
         max_points: usize,
     },
+    /// The Clusters tab's clustering of the corpus (background).
+    Cluster(super::clusters::ClusterRequest),
+    /// The Clusters tab's decodings and analogies (interactive).
+    Structure(super::clusters::StructureJob),
 }
 
 /// Requests of one kind supersede each other.
@@ -114,6 +118,8 @@ pub enum JobKind {
     Stats,
     Load,
     Index,
+    Cluster,
+    Structure,
 }
 
 impl Job {
@@ -127,6 +133,8 @@ impl Job {
             Job::Stats { .. } => JobKind::Stats,
             Job::Load { .. } => JobKind::Load,
             Job::Index { .. } => JobKind::Index,
+            Job::Cluster(_) => JobKind::Cluster,
+            Job::Structure(_) => JobKind::Structure,
         }
     }
 }
@@ -159,6 +167,9 @@ pub enum ReplyBody {
     /// Fraction of an index build done, 0 to 1.
     IndexProgress(f64),
     Indexed(Result<Arc<NeighborIndex>, String>),
+    ClusterProgress(f64),
+    Clustered(Result<Arc<super::clusters::ClusterView>, String>),
+    Structure(Result<super::clusters::StructureResult, String>),
 }
 
 /// A corpus index for the Neighbors tab with its map.
@@ -185,6 +196,8 @@ impl ReplyBody {
             JobKind::Stats => ReplyBody::Stats(Err(msg)),
             JobKind::Load => ReplyBody::Loaded(Err(msg)),
             JobKind::Index => ReplyBody::Indexed(Err(msg)),
+            JobKind::Cluster => ReplyBody::Clustered(Err(msg)),
+            JobKind::Structure => ReplyBody::Structure(Err(msg)),
         }
     }
 }
@@ -380,6 +393,22 @@ impl Worker {
                 });
                 ReplyBody::Indexed(result.map(Arc::new).map_err(err_text))
             }
+            Job::Cluster(req) => {
+                let mut last = -1.0;
+                let result = super::clusters::compute_clusters(&engine, &req, &mut |f| {
+                    if f - last >= 0.01 {
+                        last = f;
+                        out(Reply {
+                            id,
+                            body: ReplyBody::ClusterProgress(f),
+                        });
+                    }
+                });
+                ReplyBody::Clustered(result.map(Arc::new).map_err(err_text))
+            }
+            Job::Structure(job) => ReplyBody::Structure(
+                super::clusters::compute_structure(&engine, &job).map_err(err_text),
+            ),
         };
         out(Reply { id, body });
     }
@@ -466,7 +495,10 @@ impl WorkerHandle {
     }
 
     pub fn send(&self, req: Request) {
-        let tx = if matches!(req.job.kind(), JobKind::Stats | JobKind::Index) {
+        let tx = if matches!(
+            req.job.kind(),
+            JobKind::Stats | JobKind::Index | JobKind::Cluster
+        ) {
             &self.background
         } else {
             &self.interactive

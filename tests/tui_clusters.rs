@@ -1,0 +1,280 @@
+//! The explorer's Clusters tab (7) driven by keys against tiny models: clustering on the
+//! background worker, the cluster list and its members, loading a member into Explore, the
+//! attribute vector with its strength stepped by keys, and analogies. Screen text is read from
+//! a `TestBackend`; model work runs inline (see `tui::harness`).
+
+mod common;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use latent_tui::tui::app::{AppOptions, Tab};
+use latent_tui::tui::clusters::{ClustersView, StructureJob};
+use latent_tui::tui::event::Msg;
+use latent_tui::tui::harness::Harness;
+use latent_tui::tui::widgets::Theme;
+use latent_tui::tui::worker::{Job, Request};
+
+use common::{engine, fixtures};
+
+fn assert_has(screen: &str, needle: &str) {
+    assert!(
+        screen.contains(needle),
+        "expected {needle:?} on screen:\n{screen}"
+    );
+}
+
+/// A copy of the binary fixture in its own directory (its saved index is this test's alone)
+/// and the fixture corpus labelled `animal` / `thing`.
+fn labelled_fixture(name: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let f = fixtures();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ckpt = dir.path().join(name);
+    std::fs::copy(&f.binary, &ckpt).expect("copying the checkpoint");
+    let corpus = dir.path().join("labelled.tsv");
+    let lines: Vec<String> = common::corpus_lines()
+        .into_iter()
+        .map(|l| {
+            let animal = ["dog", "cat", "bird"].iter().any(|w| l.contains(w));
+            format!("{}\t{l}", if animal { "animal" } else { "thing" })
+        })
+        .collect();
+    std::fs::write(&corpus, lines.join("\n") + "\n").expect("corpus");
+    (dir, ckpt, corpus.display().to_string())
+}
+
+fn options(corpus: Option<String>) -> AppOptions {
+    AppOptions {
+        theme: Theme { color: false },
+        index_corpus: corpus,
+        ..AppOptions::default()
+    }
+}
+
+/// A key press without running the work it causes.
+fn press(h: &mut Harness, code: KeyCode) {
+    h.app
+        .update(Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+}
+
+#[test]
+fn clusters_list_members_load_into_explore_and_recluster() {
+    let (_dir, ckpt, corpus) = labelled_fixture("cl.safetensors");
+    let mut h = Harness::new(engine(&ckpt), options(Some(corpus)));
+    h.type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+
+    // Opening the tab asks the background worker to cluster; until it answers a gauge shows
+    // and keys still work.
+    press(&mut h, KeyCode::Char('7'));
+    assert_eq!(h.app.tab, Tab::Clusters);
+    let s = h.screen();
+    assert_has(&s, "7 Clusters");
+    assert_has(&s, "clustering 0%");
+    assert_has(&s, "then clustering the codes");
+    let reqs = h.queued();
+    assert!(
+        matches!(
+            reqs.as_slice(),
+            [Request {
+                job: Job::Cluster(_),
+                ..
+            }]
+        ),
+        "{reqs:?}"
+    );
+    press(&mut h, KeyCode::Char('?'));
+    assert!(h.app.help.is_some(), "the UI answers keys while clustering");
+    press(&mut h, KeyCode::Esc);
+    h.compute(reqs);
+    assert!(!h.app.busy());
+
+    let s = h.screen();
+    // One cluster per gold label by default, scored against them beside the baseline.
+    assert_has(&s, "k-medoids (Hamming) · k = 2 · seed 0");
+    assert_has(&s, "vs 2 gold labels");
+    assert_has(&s, "TF-IDF k-means purity");
+    assert_has(&s, "Clusters by size");
+    assert_has(&s, "1 Explore's code is nearest cluster");
+    let view = h.app.clusters.result.clone().expect("clusters");
+    let first = &view.report.clusters[0];
+    assert_has(&s, &format!("{:>7}  {}", first.size, first.label));
+    assert_has(&s, &format!("medoid  {}", first.medoid_text));
+    assert_eq!(
+        s.matches('◆').count(),
+        1,
+        "the current code's cluster:\n{s}"
+    );
+    assert_eq!(
+        view.report.clusters.iter().map(|c| c.size).sum::<usize>(),
+        view.data.len()
+    );
+
+    // The second cluster's members; Enter on the second member loads it into Explore.
+    h.key(KeyCode::Char('j')).key(KeyCode::Enter);
+    assert_eq!(h.app.clusters.view, ClustersView::Members);
+    let members = view.report.members(1);
+    let s = h.screen();
+    assert_has(
+        &s,
+        &format!("Cluster 2 · {}", view.report.clusters[1].label),
+    );
+    assert_has(&s, &format!("{} members", members.len()));
+    assert_has(&s, &view.data.texts[members[0]]);
+    h.key(KeyCode::Down).key(KeyCode::Enter);
+    assert_eq!(h.app.tab, Tab::Explore);
+    let wanted = &view.data.texts[members[1]];
+    assert_eq!(
+        h.app.explore.sentence.as_ref().map(|e| e.shown.as_str()),
+        Some(wanted.as_str())
+    );
+    assert_has(&h.screen(), wanted);
+
+    // Back on the tab, the summary names the cluster of Explore's new code; Esc returns to
+    // the list.
+    h.key(KeyCode::Char('7'));
+    let k = view.nearest_cluster(&h.app.explore.code).expect("a code");
+    assert_has(
+        &h.screen(),
+        &format!(
+            "nearest cluster {} · {}",
+            k + 1,
+            view.report.clusters[k].label
+        ),
+    );
+    h.key(KeyCode::Esc);
+    assert_eq!(h.app.clusters.view, ClustersView::List);
+
+    // More clusters, another method, another seed: each reclusters on the worker.
+    h.key(KeyCode::Char(']'));
+    assert_has(&h.screen(), "k = 3 · seed 0");
+    h.key(KeyCode::Char('m'));
+    assert_has(
+        &h.screen(),
+        "k-modes (Hamming, per-bit majority centres) · k = 3",
+    );
+    h.key(KeyCode::Char('m'));
+    assert_has(&h.screen(), "k-means (squared Euclidean) · k = 3");
+    h.key(KeyCode::Char('s'));
+    assert_has(&h.screen(), "k = 3 · seed 1");
+    h.key(KeyCode::Char('[')).key(KeyCode::Char('['));
+    assert_has(&h.screen(), "k = 2 · seed 1");
+
+    // The help lists the tab's keys.
+    h.key(KeyCode::Char('?'));
+    assert_has(&h.screen(), "1 … 7");
+    let help: String = latent_tui::tui::help_lines(Theme { color: false })
+        .iter()
+        .map(|l| l.to_string() + "\n")
+        .collect();
+    assert_has(&help, "7 Clusters");
+    assert_has(
+        &help,
+        "list the cluster's members; on a member, load it into Explore",
+    );
+    assert_has(
+        &help,
+        "attribute vector: f / t pick the labels, + / - the strength",
+    );
+}
+
+#[test]
+fn attribute_vector_steps_with_keys_and_analogy_decodes() {
+    let (_dir, ckpt, corpus) = labelled_fixture("attr.safetensors");
+    let mut h = Harness::new(engine(&ckpt), options(Some(corpus)));
+    h.type_text("the small dog sees the cat")
+        .key(KeyCode::Enter)
+        .key(KeyCode::Char('7'))
+        .key(KeyCode::Char('a'));
+    assert_eq!(h.app.clusters.view, ClustersView::Attribute);
+    let s = h.screen();
+    assert_has(&s, "Gold labels (f from, t to)");
+    assert_has(&s, "choose two labels");
+
+    // animal → thing, three bits.
+    h.key(KeyCode::Char('f'))
+        .key(KeyCode::Char('j'))
+        .key(KeyCode::Char('t'));
+    let s = h.screen();
+    assert_has(&s, "from animal");
+    assert_has(&s, "to   thing");
+    assert_has(&s, "strength  0 bits");
+    for _ in 0..3 {
+        press(&mut h, KeyCode::Char('+'));
+    }
+    // Each step asks for a decoding; only the newest is computed.
+    let reqs = h.queued();
+    assert!(reqs
+        .iter()
+        .all(|r| matches!(r.job, Job::Structure(StructureJob::Decode { .. }))));
+    assert_has(&h.screen(), "decoding…");
+    h.compute(reqs);
+    let s = h.screen();
+    let (vector, edited) = h.app.clusters_edited_code().expect("an edited code");
+    let changed = latent_tui::structure::changed_bits(&h.app.explore.code, &edited);
+    assert!(changed.len() <= 3);
+    assert_has(
+        &s,
+        &format!(
+            "strength  3 bits of {} whose means differ · {} changed",
+            vector.max_bits(),
+            changed.len()
+        ),
+    );
+    assert_has(&s, &latent_tui::explore::bit_string(&edited));
+    match &h.app.clusters.decoded {
+        Some(Ok((code, text))) => {
+            assert_eq!(code, &edited);
+            let shown = if text.is_empty() { "(nothing)" } else { text };
+            assert_has(&s, &format!("decodes   {shown}"));
+        }
+        other => panic!("expected a decoding, got {other:?}"),
+    }
+    h.key(KeyCode::Char('-'));
+    assert_has(&h.screen(), "strength  2 bits");
+
+    // Analogy: type A, B, C; Enter on C computes on the worker.
+    h.key(KeyCode::Esc).key(KeyCode::Char('n'));
+    assert!(
+        h.app.clusters.typing,
+        "an empty analogy opens in its first field"
+    );
+    h.type_text("a small dog")
+        .key(KeyCode::Enter)
+        .type_text("a small cat")
+        .key(KeyCode::Enter)
+        .type_text("the old dog")
+        .key(KeyCode::Enter);
+    assert!(!h.app.clusters.typing);
+    let s = h.screen();
+    assert_has(&s, "A is to B as C is to ?");
+    assert_has(&s, "B's bit where A and B differ, else C's");
+    assert_has(&s, "C + B − A  decodes");
+    assert_has(&s, "bits from C)");
+    // Letters typed into the fields did not act as commands (q did not quit).
+    h.key(KeyCode::Char('i')).type_text(" q").key(KeyCode::Esc);
+    assert!(!h.app.should_quit);
+    assert_eq!(h.app.clusters.inputs[2].text(), "the old dog q");
+}
+
+#[test]
+fn continuous_and_lm_models_in_the_clusters_tab() {
+    let f = fixtures();
+    let mut h = Harness::new(engine(&f.gaussian), options(None));
+    h.key(KeyCode::Esc).key(KeyCode::Char('7'));
+    let s = h.screen();
+    assert_has(&s, "k-means (squared Euclidean) · k = 10");
+    assert_has(&s, "unlabelled corpus: no gold scores");
+    h.key(KeyCode::Char('m'));
+    assert_has(
+        &h.screen(),
+        "continuous codes are clustered with k-means only",
+    );
+    h.key(KeyCode::Char('a'));
+    assert_has(&h.screen(), "no gold labels");
+
+    let mut lm = Harness::new(engine(&f.lm), options(None));
+    lm.key(KeyCode::Esc).key(KeyCode::Char('7'));
+    assert_has(
+        &lm.screen(),
+        "no encoder, so sentences have no codes to cluster",
+    );
+}
