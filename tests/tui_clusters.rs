@@ -127,6 +127,12 @@ fn clusters_list_members_load_into_explore_and_recluster() {
         Some(wanted.as_str())
     );
     assert_has(&h.screen(), wanted);
+    // Explore names the cluster its code falls in.
+    let k = view.nearest_cluster(&h.app.explore.code).expect("a code");
+    assert_has(
+        &h.screen(),
+        &format!("cluster {}: {}", k + 1, view.report.clusters[k].label),
+    );
 
     // Back on the tab, the summary names the cluster of Explore's new code; Esc returns to
     // the list.

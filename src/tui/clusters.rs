@@ -390,6 +390,17 @@ impl App {
         }
     }
 
+    /// "cluster N: label" of Explore's current code, once the Clusters tab has clustered.
+    pub fn clusters_current_name(&self) -> Option<String> {
+        let view = self.clusters.result.as_ref()?;
+        let k = view.nearest_cluster(&self.explore.code)?;
+        Some(format!(
+            "cluster {}: {}",
+            k + 1,
+            view.report.clusters[k].label
+        ))
+    }
+
     /// The attribute vector chosen in the view, applied to Explore's current code.
     pub fn clusters_edited_code(&self) -> Option<(AttributeVector, Vec<f32>)> {
         let c = &self.clusters;
