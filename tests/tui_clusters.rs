@@ -111,7 +111,10 @@ fn clusters_list_members_load_into_explore_and_recluster() {
     // The second cluster's members; Enter on the second member loads it into Explore.
     h.key(KeyCode::Char('j')).key(KeyCode::Enter);
     assert_eq!(h.app.clusters.view, ClustersView::Members);
-    let members = view.report.members(1);
+    let members = view.members_by_distance(1);
+    let mut sorted = members.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, view.report.members(1), "every member, once");
     let s = h.screen();
     assert_has(
         &s,
@@ -146,6 +149,48 @@ fn clusters_list_members_load_into_explore_and_recluster() {
             view.report.clusters[k].label
         ),
     );
+    h.key(KeyCode::Esc);
+    assert_eq!(h.app.clusters.view, ClustersView::List);
+
+    // The map: every code on the PCA plane, clusters labelled at their centres, the current
+    // code and its nearest entries marked; zoom and pan by keys.
+    h.key(KeyCode::Char('v'));
+    assert_eq!(h.app.clusters.view, ClustersView::Map);
+    let s = h.screen();
+    let n = view.data.len();
+    assert_has(&s, &format!("Map · PCA of {n} codes · {n} shown · zoom 1×"));
+    assert_has(&s, "◆ current code");
+    assert_has(&s, "○ its 10 nearest entries");
+    let first_word = view.report.clusters[0].label.split(" · ").next().unwrap();
+    assert_has(&s, &format!("1 {first_word}"));
+    assert!(
+        s.matches('◆').count() >= 2,
+        "marker on the map and in the legend:\n{s}"
+    );
+    assert_eq!(
+        latent_tui::tui::cluster_map::nearest_entries(&view, &h.app.explore.code, 10).len(),
+        10
+    );
+    h.key(KeyCode::Char('+')).key(KeyCode::Char('+'));
+    let zoomed = h.screen();
+    assert_has(&zoomed, "zoom 4×");
+    let shown = |s: &str| -> usize {
+        let at = s.find(" shown").expect("shown count");
+        s[..at].rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(
+        shown(&zoomed) < n,
+        "zooming in leaves points out:\n{zoomed}"
+    );
+    for _ in 0..8 {
+        h.key(KeyCode::Char('l'));
+    }
+    assert!(
+        shown(&h.screen()) < shown(&zoomed),
+        "panning far right leaves the points behind"
+    );
+    h.key(KeyCode::Char('0'));
+    assert_has(&h.screen(), &format!("{n} shown · zoom 1×"));
     h.key(KeyCode::Esc);
     assert_eq!(h.app.clusters.view, ClustersView::List);
 

@@ -15,12 +15,14 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Gauge, Widget};
 
 use super::app::{App, Tab};
+use super::cluster_map::{ClusterMap, Viewport};
 use super::widgets::{self, InputAction, TextInput};
 use super::worker::{neighbor_index, Job, JobKind};
 use crate::cluster::{ClusterMethod, ClusterOptions};
 use crate::corpus::Split;
 use crate::engine::Engine;
 use crate::explore::bit_string;
+use crate::hamming::PackedCodes;
 use crate::structure::{
     analogy, changed_bits, cluster_corpus, AttributeVector, ClusterReport, CodeModel, CodedCorpus,
 };
@@ -47,6 +49,9 @@ pub struct ClusterView {
     pub report: ClusterReport,
     /// Per gold label (as `data.label_names`): its mean code and entry count.
     pub label_means: Vec<Option<(Vec<f32>, usize)>>,
+    /// Binary codes packed, for the nearest entries on the map.
+    pub packed: Option<PackedCodes>,
+    pub map: Result<ClusterMap, String>,
 }
 
 impl ClusterView {
@@ -75,6 +80,28 @@ impl ClusterView {
             })
             .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
             .map(|(_, c)| c)
+    }
+
+    /// The members of cluster `c`, nearest its centre first (ties in corpus order).
+    pub fn members_by_distance(&self, c: usize) -> Vec<usize> {
+        let Some(center) = self.report.clusters.get(c).map(|s| &s.center) else {
+            return Vec::new();
+        };
+        let mut scored: Vec<(f32, usize)> = self
+            .report
+            .members(c)
+            .into_iter()
+            .map(|i| {
+                let d = self.data.codes[i]
+                    .iter()
+                    .zip(center)
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum::<f32>();
+                (d, i)
+            })
+            .collect();
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        scored.into_iter().map(|(_, i)| i).collect()
     }
 
     /// The attribute vector between two gold labels (by index).
@@ -145,10 +172,16 @@ pub fn compute_clusters(
         .iter()
         .map(|n| data.label_mean(n).ok())
         .collect();
+    let packed = binary.then(|| {
+        PackedCodes::from_codes(engine.latent_dim(), data.codes.iter().map(Vec::as_slice))
+    });
+    let map = ClusterMap::build(&data, &report.assignment, report.clusters.len());
     Ok(ClusterView {
         data,
         report,
         label_means,
+        packed,
+        map,
     })
 }
 
@@ -215,6 +248,7 @@ pub fn compute_structure(engine: &Engine, job: &StructureJob) -> Result<Structur
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClustersView {
     List,
+    Map,
     Members,
     Attribute,
     Analogy,
@@ -245,6 +279,7 @@ pub struct ClustersState {
     pub field: usize,
     pub typing: bool,
     pub analogy: Option<Result<StructureResult, String>>,
+    pub viewport: Viewport,
 }
 
 impl ClustersState {
@@ -269,6 +304,7 @@ impl ClustersState {
             field: 0,
             typing: false,
             analogy: None,
+            viewport: Viewport::default(),
         }
     }
 
@@ -287,8 +323,15 @@ impl ClustersState {
                 ("[/]", "k"),
                 ("m", "method"),
                 ("s", "reseed"),
+                ("v", "map"),
                 ("a", "attribute"),
                 ("n", "analogy"),
+            ],
+            ClustersView::Map => vec![
+                ("←↑↓→/hjkl", "pan"),
+                ("+/-", "zoom"),
+                ("0", "reset"),
+                ("v/Esc", "list"),
             ],
             ClustersView::Members => vec![
                 ("↑/↓", "select"),
@@ -433,6 +476,20 @@ impl App {
             ClustersView::List => self.clusters_list_key(key),
             ClustersView::Members => self.clusters_members_key(key),
             ClustersView::Attribute => self.clusters_attribute_key(key),
+            ClustersView::Map => {
+                let vp = &mut self.clusters.viewport;
+                match key.code {
+                    KeyCode::Left | KeyCode::Char('h') => vp.pan(-1.0, 0.0),
+                    KeyCode::Right | KeyCode::Char('l') => vp.pan(1.0, 0.0),
+                    KeyCode::Up | KeyCode::Char('k') => vp.pan(0.0, 1.0),
+                    KeyCode::Down | KeyCode::Char('j') => vp.pan(0.0, -1.0),
+                    KeyCode::Char('+') | KeyCode::Char('=') => vp.zoom_by(2.0),
+                    KeyCode::Char('-') => vp.zoom_by(0.5),
+                    KeyCode::Char('0') => *vp = Viewport::default(),
+                    KeyCode::Esc | KeyCode::Char('v') => self.clusters.view = ClustersView::List,
+                    _ => {}
+                }
+            }
             ClustersView::Analogy => match key.code {
                 KeyCode::Char('i') | KeyCode::Char('/') | KeyCode::Enter => {
                     self.clusters.typing = true
@@ -500,6 +557,7 @@ impl App {
             KeyCode::Char('r') if !self.jobs.is_pending(JobKind::Cluster) => {
                 self.clusters_request()
             }
+            KeyCode::Char('v') if n > 0 => c.view = ClustersView::Map,
             KeyCode::Char('a') => {
                 c.view = ClustersView::Attribute;
                 if c.result.as_ref().is_some_and(|v| !v.data.is_labelled()) {
@@ -522,7 +580,7 @@ impl App {
 
     fn clusters_members_key(&mut self, key: KeyEvent) {
         let members = match &self.clusters.result {
-            Some(v) => v.report.members(self.clusters.selected),
+            Some(v) => v.members_by_distance(self.clusters.selected),
             None => Vec::new(),
         };
         let c = &mut self.clusters;
@@ -692,6 +750,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     render_summary(app, view, summary, buf);
     match c.view {
         ClustersView::List => render_list(app, view, body, buf),
+        ClustersView::Map => super::cluster_map::render(app, view, body, buf),
         ClustersView::Members => render_members(app, view, body, buf),
         ClustersView::Attribute => render_attribute(app, view, body, buf),
         ClustersView::Analogy => render_analogy(app, body, buf),
@@ -845,7 +904,7 @@ fn render_members(app: &App, view: &ClusterView, area: Rect, buf: &mut Buffer) {
     let Some(s) = view.report.clusters.get(c.selected) else {
         return;
     };
-    let members = view.report.members(c.selected);
+    let members = view.members_by_distance(c.selected);
     let block = t.block(
         Line::from(vec![
             Span::styled(
@@ -854,7 +913,7 @@ fn render_members(app: &App, view: &ClusterView, area: Rect, buf: &mut Buffer) {
             ),
             Span::styled(
                 format!(
-                    "· {} members · Enter loads one into 1 Explore ",
+                    "· {} members, nearest the centre first · Enter loads one into 1 Explore ",
                     members.len()
                 ),
                 t.dim(),
@@ -1093,6 +1152,10 @@ pub const HELP: &[(&str, &str)] = &[
     ("[ / ]", "fewer / more clusters (k)"),
     ("m", "method: k-medoids → k-modes → k-means (binary codes)"),
     ("s", "cluster again with the next seed"),
+    (
+        "v",
+        "map: clusters on the PCA plane (←↑↓→ pan, + / - zoom, 0 resets)",
+    ),
     (
         "a",
         "attribute vector: f / t pick the labels, + / - the strength",

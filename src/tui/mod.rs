@@ -6,6 +6,7 @@
 //! [`event::Msg`]. Only this module tree knows about ratatui and crossterm.
 
 pub mod app;
+pub mod cluster_map;
 pub mod clusters;
 pub mod event;
 pub mod explore;
