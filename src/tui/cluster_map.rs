@@ -4,8 +4,11 @@
 //!
 //! The projection of all entries is computed once on the background worker ([`ClusterMap`]).
 //! Drawing bins the visible points into the canvas's Braille dots and keeps, per dot, the
-//! cluster with a majority there (Boyer–Moore vote), so a frame costs one pass over the points
-//! and as many drawn points as there are dots, whatever the corpus size.
+//! cluster with a majority there (Boyer–Moore vote), so the canvas draws at most one point per
+//! dot whatever the corpus size; the grid is cached until the clustering, zoom, pan or terminal
+//! size changes, so only those frames pay the pass over the points.
+
+use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
@@ -138,6 +141,61 @@ impl Viewport {
     }
 }
 
+/// What a density grid was computed for: the clustering (by address), the map window and the
+/// grid size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DensityKey {
+    view: usize,
+    window: [f64; 4],
+    cols: usize,
+    rows: usize,
+}
+
+/// Per cluster, the Braille dots where it has the majority; and how many entries are in view.
+#[derive(Debug)]
+pub struct Density {
+    key: DensityKey,
+    by_cluster: Vec<Vec<(f64, f64)>>,
+    visible: usize,
+}
+
+fn density(map: &ClusterMap, assignment: &[usize], k: usize, key: DensityKey) -> Density {
+    let [x0, x1, y0, y1] = key.window;
+    let (cols, rows) = (key.cols, key.rows);
+    let (sx, sy) = (cols as f64 / (x1 - x0), rows as f64 / (y1 - y0));
+    // A Boyer–Moore majority vote per dot: (candidate cluster, its margin).
+    let mut votes: Vec<(u32, u32)> = vec![(u32::MAX, 0); cols * rows];
+    let mut visible = 0usize;
+    for (p, &c) in map.points.iter().zip(assignment) {
+        let fx = (p[0] as f64 - x0) * sx;
+        let fy = (p[1] as f64 - y0) * sy;
+        if !(0.0..=cols as f64).contains(&fx) || !(0.0..=rows as f64).contains(&fy) {
+            continue;
+        }
+        visible += 1;
+        let cell = &mut votes[(fy as usize).min(rows - 1) * cols + (fx as usize).min(cols - 1)];
+        if cell.1 == 0 {
+            *cell = (c as u32, 1);
+        } else if cell.0 == c as u32 {
+            cell.1 += 1;
+        } else {
+            cell.1 -= 1;
+        }
+    }
+    let mut by_cluster: Vec<Vec<(f64, f64)>> = vec![Vec::new(); k];
+    for (i, &(c, _)) in votes.iter().enumerate() {
+        if c != u32::MAX {
+            let (cx, cy) = (i % cols, i / cols);
+            by_cluster[c as usize].push((x0 + (cx as f64 + 0.5) / sx, y0 + (cy as f64 + 0.5) / sy));
+        }
+    }
+    Density {
+        key,
+        by_cluster,
+        visible,
+    }
+}
+
 /// The corpus entries nearest the current code (Hamming for bits, Euclidean otherwise).
 pub fn nearest_entries(view: &ClusterView, code: &[f32], k: usize) -> Vec<usize> {
     let data = &view.data;
@@ -193,41 +251,29 @@ pub fn render(app: &App, view: &ClusterView, area: Rect, buf: &mut Buffer) {
     };
     let ((x0, x1), (y0, y1)) = vp.window(pad(lo[0], hi[0]), pad(lo[1], hi[1]));
 
-    // Density: one vote per Braille dot of the plot's inside.
+    // Density: one vote per Braille dot of the plot's inside, cached until the view changes.
     let cols = (plot.width.saturating_sub(2) as usize * 2).max(1);
     let rows = (plot.height.saturating_sub(2) as usize * 4).max(1);
-    let mut votes: Vec<(u32, u32)> = vec![(u32::MAX, 0); cols * rows];
-    let mut visible = 0usize;
-    for (p, &c) in map.points.iter().zip(&report.assignment) {
-        let (x, y) = (p[0] as f64, p[1] as f64);
-        if x < x0 || x > x1 || y < y0 || y > y1 {
-            continue;
-        }
-        visible += 1;
-        let cx = (((x - x0) / (x1 - x0)) * cols as f64).min(cols as f64 - 1.0) as usize;
-        let cy = (((y - y0) / (y1 - y0)) * rows as f64).min(rows as f64 - 1.0) as usize;
-        let cell = &mut votes[cy * cols + cx];
-        if cell.1 == 0 {
-            *cell = (c as u32, 1);
-        } else if cell.0 == c as u32 {
-            cell.1 += 1;
-        } else {
-            cell.1 -= 1;
-        }
+    let key = DensityKey {
+        view: Arc::as_ptr(app.clusters.result.as_ref().expect("shown")) as usize,
+        window: [x0, x1, y0, y1],
+        cols,
+        rows,
+    };
+    let mut cache = app
+        .clusters
+        .density
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if cache.as_ref().is_none_or(|c| c.key != key) {
+        *cache = Some(density(map, &report.assignment, report.clusters.len(), key));
     }
-    let k = report.clusters.len();
-    let mut by_cluster: Vec<Vec<(f64, f64)>> = vec![Vec::new(); k];
-    let (dot_w, dot_h) = ((x1 - x0) / cols as f64, (y1 - y0) / rows as f64);
-    for (i, &(c, _)) in votes.iter().enumerate() {
-        if c != u32::MAX {
-            let (cx, cy) = (i % cols, i / cols);
-            by_cluster[c as usize].push((
-                x0 + (cx as f64 + 0.5) * dot_w,
-                y0 + (cy as f64 + 0.5) * dot_h,
-            ));
-        }
-    }
-
+    let Density {
+        by_cluster,
+        visible,
+        ..
+    } = cache.as_ref().expect("just filled");
+    let visible = *visible;
     let current = (!app.explore.code.is_empty()
         && view.data.codes.first().map(Vec::len) == Some(app.explore.code.len()))
     .then(|| map.place(&app.explore.code));
@@ -250,7 +296,7 @@ pub fn render(app: &App, view: &ClusterView, area: Rect, buf: &mut Buffer) {
         ]),
         true,
     );
-    let mut labelled: Vec<usize> = (0..k).collect();
+    let mut labelled: Vec<usize> = (0..report.clusters.len()).collect();
     labelled.sort_by_key(|&c| std::cmp::Reverse(report.clusters[c].size));
     labelled.truncate(LABELS_SHOWN);
     Canvas::default()

@@ -280,6 +280,8 @@ pub struct ClustersState {
     pub typing: bool,
     pub analogy: Option<Result<StructureResult, String>>,
     pub viewport: Viewport,
+    /// The Map view's density grid, kept between frames (see [`super::cluster_map`]).
+    pub density: std::sync::Mutex<Option<super::cluster_map::Density>>,
 }
 
 impl ClustersState {
@@ -305,6 +307,7 @@ impl ClustersState {
             typing: false,
             analogy: None,
             viewport: Viewport::default(),
+            density: Default::default(),
         }
     }
 
