@@ -304,6 +304,11 @@ fn attribute_vector_steps_with_keys_and_analogy_decodes() {
     h.key(KeyCode::Char('i')).type_text(" q").key(KeyCode::Esc);
     assert!(!h.app.should_quit);
     assert_eq!(h.app.clusters.inputs[2].text(), "the old dog q");
+    // `/` starts a fresh analogy in the first field.
+    h.key(KeyCode::Char('/')).type_text("x");
+    assert!(h.app.clusters.typing);
+    assert_eq!(h.app.clusters.inputs[0].text(), "x");
+    assert!(h.app.clusters.inputs[2].is_blank());
 }
 
 #[test]

@@ -347,7 +347,11 @@ impl ClustersState {
                 ("+/-", if binary { "bits" } else { "strength" }),
                 ("Esc", "clusters"),
             ],
-            ClustersView::Analogy => vec![("i", "edit A/B/C"), ("Esc", "clusters")],
+            ClustersView::Analogy => vec![
+                ("i", "edit A/B/C"),
+                ("/", "new analogy"),
+                ("Esc", "clusters"),
+            ],
         }
     }
 }
@@ -494,8 +498,13 @@ impl App {
                 }
             }
             ClustersView::Analogy => match key.code {
-                KeyCode::Char('i') | KeyCode::Char('/') | KeyCode::Enter => {
-                    self.clusters.typing = true
+                KeyCode::Char('i') | KeyCode::Enter => self.clusters.typing = true,
+                // As in the other tabs, `/` starts a fresh sentence: all three fields empty.
+                KeyCode::Char('/') => {
+                    let c = &mut self.clusters;
+                    c.inputs = Default::default();
+                    c.field = 0;
+                    c.typing = true;
                 }
                 KeyCode::Esc | KeyCode::Backspace => self.clusters.view = ClustersView::List,
                 _ => {}
@@ -1163,6 +1172,9 @@ pub const HELP: &[(&str, &str)] = &[
         "a",
         "attribute vector: f / t pick the labels, + / - the strength",
     ),
-    ("n", "analogy of three sentences (i edits them)"),
+    (
+        "n",
+        "analogy of three sentences (i edits them, / starts afresh)",
+    ),
     ("r", "cluster again (after an error)"),
 ];
