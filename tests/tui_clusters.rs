@@ -271,6 +271,15 @@ fn attribute_vector_steps_with_keys_and_analogy_decodes() {
         ),
     );
     assert_has(&s, &latent_tui::explore::bit_string(&edited));
+    let list: Vec<String> = changed.iter().map(usize::to_string).collect();
+    assert_has(
+        &s,
+        &match list.len() {
+            0 => "changed   no bit".to_string(),
+            1 => format!("changed   bit {}", list[0]),
+            _ => format!("changed   bits {}", list.join(", ")),
+        },
+    );
     match &h.app.clusters.decoded {
         Some(Ok((code, text))) => {
             assert_eq!(code, &edited);

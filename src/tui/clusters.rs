@@ -1052,9 +1052,25 @@ fn render_attribute(app: &App, view: &ClusterView, area: Rect, buf: &mut Buffer)
                     t.dim(),
                 ),
             ]));
+            // The whole code when it fits on a line, else just the bits that changed.
+            if inner.width as usize >= 10 + edited.len() {
+                lines.push(Line::from(vec![
+                    Span::styled("code      ", t.dim()),
+                    Span::raw(bit_string(&edited)),
+                ]));
+            }
+            let list: Vec<String> = changed.iter().map(usize::to_string).collect();
             lines.push(Line::from(vec![
-                Span::styled("code      ", t.dim()),
-                Span::raw(bit_string(&edited)),
+                Span::styled("changed   ", t.dim()),
+                Span::raw(if list.is_empty() {
+                    "no bit".to_string()
+                } else {
+                    format!(
+                        "bit{} {}",
+                        if list.len() == 1 { "" } else { "s" },
+                        list.join(", ")
+                    )
+                }),
             ]));
         } else {
             lines.push(Line::from(vec![
