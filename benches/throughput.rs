@@ -2,6 +2,7 @@
 //! `latent-tui bench` (training tokens/s, encoding sentences/s, scoring tokens/s), as JSON.
 
 fn main() {
+    latent_tui::keep_freed_memory();
     let steps = std::env::var("BENCH_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -41,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     press(&mut app, KeyCode::BackTab);
     press(&mut app, KeyCode::Char('s'));
     press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Char('/'));
     for c in "a small dog that barks at night".chars() {
         press(&mut app, KeyCode::Char(c));
     }

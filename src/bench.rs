@@ -50,6 +50,8 @@ impl Default for BenchOptions {
 pub struct BenchReport {
     pub framework: &'static str,
     pub threads: usize,
+    /// The level the fused kernels ran at (`LATENT_TUI_KERNELS` lowers it).
+    pub kernels: &'static str,
     #[serde(rename = "B")]
     pub batch: usize,
     #[serde(rename = "T")]
@@ -170,7 +172,7 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport
         let b = &batches[i % batches.len()];
         i += 1;
         let z = model.encode(&b.src)?.code(CodeMode::Rounded, &mut crng)?;
-        let (nll, _) = model.sentence_nll(Some(&z), b)?;
+        let nll = model.score_nll(Some(&z), b)?;
         let _ = nll.to_vec1::<f32>()?;
         Ok(())
     })?;
@@ -183,6 +185,7 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport
     Ok(BenchReport {
         framework: "candle",
         threads: candle_core::utils::get_num_threads(),
+        kernels: crate::model::kernels::active_level().name(),
         batch: opts.batch,
         len: opts.len,
         vocab: opts.vocab,
@@ -199,5 +202,84 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport
         score_tokens_per_sec: tokens / sm,
         loss_first: losses.first().copied().unwrap_or(f64::NAN),
         loss_last: losses.last().copied().unwrap_or(f64::NAN),
+    })
+}
+
+/// The explorer's reaction to one key press on Explore: flip one bit of the current code, then
+/// the new greedy decoding and the sentence's perplexity under the code and under each of its
+/// single-bit flips (the per-bit bars) — the same library calls the explorer's worker makes.
+#[derive(Clone, Debug, Serialize)]
+pub struct InteractiveReport {
+    pub threads: usize,
+    pub kernels: &'static str,
+    pub checkpoint: String,
+    pub sentence: String,
+    pub words: usize,
+    pub rounds: usize,
+    pub flip_ms_p50: f64,
+    pub flip_ms_p95: f64,
+    pub flip_ms_max: f64,
+    pub decode_ms_p50: f64,
+    pub bars_ms_p50: f64,
+}
+
+fn percentile(xs: &[f64], q: f64) -> f64 {
+    let mut xs = xs.to_vec();
+    xs.sort_by(|a, b| a.total_cmp(b));
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((xs.len() - 1) as f64 * q).round() as usize;
+    xs[i]
+}
+
+/// Times `rounds` flips (bit `r mod L` in round `r`, each on top of the last) of `sentence`'s
+/// code under a binary model, after `warmup` untimed ones.
+pub fn interactive(
+    engine: &crate::engine::Engine,
+    checkpoint: &str,
+    sentence: &str,
+    warmup: usize,
+    rounds: usize,
+) -> Result<InteractiveReport> {
+    use crate::model::decode::Strategy;
+    if !engine.kind().is_binary() {
+        anyhow::bail!(
+            "the interactive benchmark flips bits, so it needs a binary model; {checkpoint} is {}",
+            engine.kind().name()
+        );
+    }
+    let tokenized = engine.tokenize(sentence);
+    let ids = tokenized.ids.clone();
+    let mut code = engine.encode(std::slice::from_ref(&ids))?[0].deterministic_code(true);
+    let l = code.len();
+    let mut rng = StdRng::seed_from_u64(0);
+    let (mut total, mut decode, mut bars) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..warmup + rounds {
+        let t0 = Instant::now();
+        code[r % l] = 1.0 - code[r % l];
+        let _text = engine.decode(std::slice::from_ref(&code), Strategy::Greedy, &mut rng)?;
+        let t1 = Instant::now();
+        let variants = crate::tasks::one_change_variants(&code, true, None);
+        let _scores = crate::tasks::variant_perplexities(engine, &ids, &code, &variants)?;
+        let t2 = Instant::now();
+        if r >= warmup {
+            total.push((t2 - t0).as_secs_f64() * 1e3);
+            decode.push((t1 - t0).as_secs_f64() * 1e3);
+            bars.push((t2 - t1).as_secs_f64() * 1e3);
+        }
+    }
+    Ok(InteractiveReport {
+        threads: candle_core::utils::get_num_threads(),
+        kernels: crate::model::kernels::active_level().name(),
+        checkpoint: checkpoint.to_string(),
+        sentence: sentence.to_string(),
+        words: ids.len(),
+        rounds,
+        flip_ms_p50: percentile(&total, 0.5),
+        flip_ms_p95: percentile(&total, 0.95),
+        flip_ms_max: percentile(&total, 1.0),
+        decode_ms_p50: percentile(&decode, 0.5),
+        bars_ms_p50: percentile(&bars, 0.5),
     })
 }

@@ -87,10 +87,25 @@ pub enum Command {
     },
     /// Measure training, encoding and scoring throughput on the reference configuration.
     Bench {
+        /// Timed steps per measurement (rounds with --interactive).
         #[arg(long, default_value_t = 20)]
         steps: usize,
+        /// Untimed steps before measuring.
         #[arg(long, default_value_t = 3)]
         warmup: usize,
+        /// Time the explorer's reaction to a bit flip instead (greedy decoding plus the 64
+        /// per-bit perplexities) on a binary checkpoint.
+        #[arg(long)]
+        interactive: bool,
+        /// Checkpoint for --interactive (default: checkpoints/binary.safetensors).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Sentence for --interactive.
+        #[arg(
+            long,
+            default_value = "a large dog ran across the wet field to catch the red ball"
+        )]
+        sentence: String,
     },
     /// Walk a random Hamming path (binary) or an interpolation (gaussian) between two sentences.
     Path {
@@ -192,6 +207,10 @@ pub struct EvalArgs {
     /// Sentences used for the flip-one-bit analysis.
     #[arg(long, default_value_t = 1000)]
     pub flip_sentences: usize,
+    /// Sentences decoded greedily from their own code for the reconstruction figures (exact
+    /// match, word accuracy, BLEU-4); 0 skips them.
+    #[arg(long, default_value_t = 500)]
+    pub recon_sentences: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long)]
@@ -221,10 +240,18 @@ pub struct TrainArgs {
     /// Train for this many passes over the data instead of --steps.
     #[arg(long)]
     pub epochs: Option<f64>,
+    /// Train for this long instead of --steps (e.g. 90s, 20m, 1h30m); with --steps too,
+    /// whichever ends first. The last step validates and saves as usual.
+    #[arg(long, value_parser = parse_duration_secs)]
+    pub time: Option<f64>,
     #[arg(long)]
     pub vocab_size: Option<usize>,
     #[arg(long)]
     pub min_frequency: Option<u64>,
+    /// How text is cut into tokens: whole words (unknown words become <unk>) or subword
+    /// pieces (bpe, unigram) that spell any word [default: word].
+    #[arg(long, value_enum)]
+    pub tokenizer: Option<crate::vocab::TokenizerKind>,
     #[arg(long)]
     pub embed_dim: Option<usize>,
     #[arg(long)]
@@ -389,7 +416,26 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Some(Command::Bench { steps, warmup }) => {
+        Some(Command::Bench {
+            steps,
+            warmup,
+            interactive: true,
+            checkpoint,
+            sentence,
+        }) => {
+            let path = checkpoint.unwrap_or_else(default_checkpoint);
+            let engine = Engine::load(&path, &candle_core::Device::Cpu)?;
+            let report = crate::bench::interactive(
+                &engine,
+                &path.display().to_string(),
+                &sentence,
+                warmup,
+                steps.max(1) * 5,
+            )?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Some(Command::Bench { steps, warmup, .. }) => {
             let opts = crate::bench::BenchOptions {
                 steps,
                 warmup,
@@ -491,6 +537,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         steps,
         vocab_size,
         min_frequency,
+        tokenizer,
         embed_dim,
         hidden_dim,
         latent_dim,
@@ -522,12 +569,19 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if args.half {
         cfg.half = true;
     }
+    if let Some(t) = args.time {
+        cfg.time_limit_secs = Some(t);
+        if args.steps.is_none() && args.epochs.is_none() {
+            // The clock decides; the step count only bounds it.
+            cfg.steps = u64::MAX / 2;
+        }
+    }
     if let Some(epochs) = args.epochs {
         let corpus = Corpus::load(
             &cfg.corpus,
             &LoadOptions {
                 min_words: 1,
-                max_words: cfg.max_len,
+                max_words: crate::train::MAX_LINE_WORDS,
             },
         )?;
         let lengths: Vec<usize> = corpus
@@ -540,6 +594,43 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         cfg.steps = ((epochs * per_epoch as f64).ceil() as u64).max(1);
     }
     Ok(cfg)
+}
+
+/// "90s", "20m", "1h30m", "2h", or plain seconds → seconds.
+pub fn parse_duration_secs(text: &str) -> std::result::Result<f64, String> {
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        return (secs > 0.0 && secs.is_finite())
+            .then_some(secs)
+            .ok_or_else(|| format!("{text:?} is not a positive duration"));
+    }
+    let mut total = 0.0;
+    let mut number = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600.0,
+            'm' => 60.0,
+            's' => 1.0,
+            _ => {
+                return Err(format!(
+                    "{text:?}: unknown unit {c:?} (use h, m, s: e.g. 20m, 1h30m)"
+                ))
+            }
+        };
+        let n: f64 = number
+            .parse()
+            .map_err(|_| format!("{text:?}: expected a number before {c:?}"))?;
+        total += n * unit;
+        number.clear();
+    }
+    if !number.is_empty() || total <= 0.0 || !total.is_finite() {
+        return Err(format!("{text:?} is not a duration like 90s, 20m or 1h30m"));
+    }
+    Ok(total)
 }
 
 fn fmt_secs(s: f64) -> String {
@@ -564,7 +655,22 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     let (kind, corpus, out, steps) = match &job {
         TrainJob::Seq(c) => (c.kind.to_string(), &c.corpus, &c.out, c.steps),
-        TrainJob::Bow(c) => (c.family.to_string(), &c.corpus, &c.out, c.steps),
+        TrainJob::Bow(c) => {
+            if args.time.is_some() {
+                bail!("--time is not supported for bag-of-words models yet: use --steps");
+            }
+            (c.family.to_string(), &c.corpus, &c.out, c.steps)
+        }
+    };
+    // With --time and no --steps the step count is a formality: show steps done, not a total.
+    let open_ended =
+        matches!(&job, TrainJob::Seq(c) if c.time_limit_secs.is_some() && c.steps >= u64::MAX / 4);
+    let total_label = |total: u64| {
+        if open_ended {
+            "the time limit".to_string()
+        } else {
+            total.to_string()
+        }
     };
     let control = TrainControl::default();
     {
@@ -583,7 +689,12 @@ fn train(args: TrainArgs) -> Result<()> {
     let bar = ProgressBar::new(steps);
     if interactive {
         bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("valid template"),
+            ProgressStyle::with_template(if open_ended {
+                "{elapsed:>6} step {pos} {msg}"
+            } else {
+                "{bar:30} {pos}/{len} {msg}"
+            })
+            .expect("valid template"),
         );
     } else {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -621,7 +732,8 @@ fn train(args: TrainArgs) -> Result<()> {
                     say(n);
                 }
                 say(format!(
-                    "{parameters} parameters; {train_sentences} training / {valid_sentences} validation sentences; {batches_per_epoch} batches per epoch; steps {start_step}→{total_steps}"
+                    "{parameters} parameters; {train_sentences} training / {valid_sentences} validation sentences; {batches_per_epoch} batches per epoch; steps {start_step}→{}",
+                    total_label(total_steps)
                 ));
                 bar.set_position(start_step);
             }
@@ -637,7 +749,12 @@ fn train(args: TrainArgs) -> Result<()> {
                     fmt_secs(s.eta_secs)
                 );
                 if !interactive && (s.step % args.log_every.max(1) == 0 || s.step == 1) {
-                    eprintln!("step {}/{} epoch {} {msg}", s.step, s.total_steps, s.epoch);
+                    eprintln!(
+                        "step {}/{} epoch {} {msg}",
+                        s.step,
+                        total_label(s.total_steps),
+                        s.epoch
+                    );
                 }
                 bar.set_message(msg);
             }
@@ -692,6 +809,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     }
     let opts = EvalOptions {
         flip_sentences: args.flip_sentences,
+        recon_sentences: args.recon_sentences,
         seed: args.seed,
     };
     let bar = ProgressBar::new(1000);
@@ -702,7 +820,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     } else {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let report = evaluate(&engine.model, &ids, &opts, &mut |f| {
+    let report = evaluate(&engine.model, &engine.vocab, &ids, &opts, &mut |f| {
         bar.set_position((f * 1000.0) as u64)
     })?;
     bar.finish_and_clear();
@@ -723,7 +841,7 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
     println!("{}", engine.path.display());
     println!("  {}", engine.config.describe());
     println!(
-        "  {corpus} / {split}: {} sentences, {} target tokens (words + <eos>)",
+        "  {corpus} / {split}: {} sentences, {} target tokens (tokens + <eos>); perplexity is per word",
         r.sentences, r.tokens
     );
     for (mode, ppl) in &r.ppl {
@@ -768,6 +886,16 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
         }
         println!(
             "  code correlation: largest |off-diagonal| {max_off:.3} (full matrix with --json)"
+        );
+    }
+    if let Some(rc) = &r.reconstruction {
+        println!(
+            "  reconstruction ({} sentences, greedy from the deterministic code): exact {:.1}%, words in place {:.1}%, BLEU-4 {:.3}; input words unknown {:.2}%",
+            rc.sentences,
+            rc.exact_match * 100.0,
+            rc.word_accuracy * 100.0,
+            rc.bleu4,
+            rc.input_unk_rate * 100.0
         );
     }
     if let Some(g) = &r.gaussian {

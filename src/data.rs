@@ -12,17 +12,31 @@ use rand::seq::SliceRandom;
 use crate::corpus::Example;
 use crate::vocab::Vocab;
 
-/// Word ids of each example, truncated to `max_len`; examples with no words are dropped.
+/// Token ids of each example, truncated to `max_len`; examples with no words are dropped.
 pub fn encode_examples(vocab: &Vocab, examples: &[Example], max_len: usize) -> Vec<Vec<u32>> {
-    examples
+    encode_examples_counting_cuts(vocab, examples, max_len).0
+}
+
+/// [`encode_examples`], plus how many examples were longer than `max_len` and truncated.
+pub fn encode_examples_counting_cuts(
+    vocab: &Vocab,
+    examples: &[Example],
+    max_len: usize,
+) -> (Vec<Vec<u32>>, usize) {
+    let mut cut = 0;
+    let ids = examples
         .iter()
         .map(|e| {
             let mut ids = vocab.encode_normalized(&e.text);
-            ids.truncate(max_len);
+            if ids.len() > max_len {
+                cut += 1;
+                ids.truncate(max_len);
+            }
             ids
         })
         .filter(|ids| !ids.is_empty())
-        .collect()
+        .collect();
+    (ids, cut)
 }
 
 /// Indices of `sentences` grouped into batches of equal length; each batch holds at most

@@ -105,27 +105,30 @@ impl Engine {
         self.model.cfg.max_len
     }
 
-    /// Normalises and maps a raw sentence to word ids, truncated to the model's maximum length.
+    /// Normalises and maps a raw sentence to token ids, truncated to the model's maximum
+    /// length (in tokens; `truncated` counts the words that did not fit).
     pub fn tokenize(&self, text: &str) -> Tokenized {
         let normalized = crate::corpus::normalize(text);
         let words: Vec<&str> = normalized.split(' ').filter(|w| !w.is_empty()).collect();
         let max = self.max_len();
-        let truncated = words.len().saturating_sub(max);
         let mut ids = Vec::with_capacity(words.len().min(max));
         let mut unknown = Vec::new();
-        for w in words.iter().take(max) {
-            match self.vocab.id(w) {
-                Some(id) => ids.push(id),
-                None => {
-                    ids.push(UNK);
-                    unknown.push(w.to_string());
-                }
+        let mut kept = 0;
+        for w in &words {
+            let pieces = self.vocab.encode_normalized(w);
+            if ids.len() + pieces.len() > max {
+                break;
             }
+            if pieces.contains(&UNK) {
+                unknown.push(w.to_string());
+            }
+            ids.extend(pieces);
+            kept += 1;
         }
         Tokenized {
             ids,
             unknown,
-            truncated,
+            truncated: words.len() - kept,
         }
     }
 
@@ -202,8 +205,7 @@ impl Engine {
         let rows: Vec<&[u32]> = vec![sentence; codes.len()];
         let tb = TokenBatch::new(&rows, None, &self.device)?;
         let z = self.codes_tensor(codes)?;
-        let (nll, _) = self.model.sentence_nll(z.as_ref(), &tb)?;
-        Ok(nll.to_vec1::<f32>()?)
+        Ok(self.model.score_nll(z.as_ref(), &tb)?.to_vec1::<f32>()?)
     }
 
     fn codes_tensor(&self, codes: &[Vec<f32>]) -> Result<Option<Tensor>> {

@@ -17,23 +17,29 @@ use serde::Serialize;
 
 use crate::data::length_batches;
 use crate::model::{CodeMode, LatentKind, SeqAutoencoder, TokenBatch};
+use crate::vocab::Vocab;
 
 /// Summed NLL and KL over a set of sentences.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct SplitScore {
     pub sentences: usize,
-    /// Target tokens: words plus one <eos> per sentence.
+    /// Target tokens: tokens plus one <eos> per sentence.
     pub tokens: usize,
+    /// Words plus one <eos> per sentence: what perplexity is per (equal to `tokens` for a
+    /// word-level vocabulary).
+    pub words: usize,
     pub nll_sum: f64,
     pub kl_sum: f64,
 }
 
 impl SplitScore {
-    pub fn nll_per_token(&self) -> f64 {
-        self.nll_sum / self.tokens.max(1) as f64
+    pub fn nll_per_word(&self) -> f64 {
+        self.nll_sum / self.words.max(1) as f64
     }
+    /// Perplexity per word: exp(Σ NLL over every token and <eos> / Σ (words + 1)), so that
+    /// figures compare across tokenizers.
     pub fn ppl(&self) -> f64 {
-        self.nll_per_token().exp()
+        self.nll_per_word().exp()
     }
     pub fn nll_per_sentence(&self) -> f64 {
         self.nll_sum / self.sentences.max(1) as f64
@@ -49,6 +55,7 @@ const EVAL_MAX_BATCH: usize = 256;
 /// Teacher-forced NLL of `sentences` with the code read as `mode`.
 pub fn score_sentences(
     model: &SeqAutoencoder,
+    vocab: &Vocab,
     sentences: &[Vec<u32>],
     mode: CodeMode,
     rng: &mut StdRng,
@@ -65,10 +72,11 @@ pub fn score_sentences(
         } else {
             None
         };
-        let (nll, _) = model.sentence_nll(z.as_ref(), &batch)?;
+        let nll = model.score_nll(z.as_ref(), &batch)?;
         score.nll_sum += nll.sum_all()?.to_scalar::<f32>()? as f64;
         score.sentences += rows.len();
         score.tokens += batch.target_tokens();
+        score.words += rows.iter().map(|r| vocab.word_count(r) + 1).sum::<usize>();
     }
     Ok(score)
 }
@@ -101,6 +109,21 @@ pub struct GaussianReport {
     pub active_threshold: f64,
 }
 
+/// How well greedy decoding of each sentence's own code gives the sentence back, in words
+/// (subword pieces joined), over the first `sentences` of the split.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReconReport {
+    pub sentences: usize,
+    /// Share of sentences decoded exactly.
+    pub exact_match: f64,
+    /// Share of reference words reproduced at their position.
+    pub word_accuracy: f64,
+    /// Corpus BLEU-4 (uniform weights, brevity penalty, no smoothing), 0–1.
+    pub bleu4: f64,
+    /// Share of input words that reach the model as (or containing) `<unk>`.
+    pub input_unk_rate: f64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalReport {
     pub kind: LatentKind,
@@ -114,12 +137,16 @@ pub struct EvalReport {
     pub kl_per_sentence: f64,
     pub bits: Option<BitReport>,
     pub gaussian: Option<GaussianReport>,
+    /// Models with a code; absent when `recon_sentences` is 0.
+    pub reconstruction: Option<ReconReport>,
 }
 
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
     /// Sentences (the first N of the split) used for the bit-flip analysis; 0 skips it.
     pub flip_sentences: usize,
+    /// Sentences (the first N of the split) decoded greedily from their own code; 0 skips it.
+    pub recon_sentences: usize,
     pub seed: u64,
 }
 
@@ -127,6 +154,7 @@ impl Default for EvalOptions {
     fn default() -> Self {
         Self {
             flip_sentences: 1000,
+            recon_sentences: 500,
             seed: 0,
         }
     }
@@ -135,6 +163,7 @@ impl Default for EvalOptions {
 /// Full evaluation of `sentences`; `progress` receives the fraction done, from 0 to 1.
 pub fn evaluate(
     model: &SeqAutoencoder,
+    vocab: &Vocab,
     sentences: &[Vec<u32>],
     opts: &EvalOptions,
     progress: &mut dyn FnMut(f64),
@@ -160,7 +189,7 @@ pub fn evaluate(
     let mut kl = 0.0;
     let mut tokens = 0;
     for mode in &modes {
-        let s = score_sentences(model, sentences, *mode, &mut rng)?;
+        let s = score_sentences(model, vocab, sentences, *mode, &mut rng)?;
         let name = if kind.has_latent() {
             mode.name()
         } else {
@@ -178,9 +207,15 @@ pub fn evaluate(
         done += 1.0;
         progress(done / total);
         if kind.is_binary() {
-            let bits = bit_report(model, sentences, &means_p, &codes, flip_n, &mut |f| {
-                progress((done + f * flip_weight * model.cfg.latent_dim as f64) / total)
-            })?;
+            let bits = bit_report(
+                model,
+                vocab,
+                sentences,
+                &means_p,
+                &codes,
+                flip_n,
+                &mut |f| progress((done + f * flip_weight * model.cfg.latent_dim as f64) / total),
+            )?;
             (Some(bits), None)
         } else if kind == LatentKind::Gaussian {
             (None, Some(gaussian_report(model, sentences)?))
@@ -189,6 +224,12 @@ pub fn evaluate(
         }
     } else {
         (None, None)
+    };
+    let reconstruction = if kind.has_latent() && opts.recon_sentences > 0 {
+        let n = opts.recon_sentences.min(sentences.len());
+        Some(reconstruction(model, vocab, &sentences[..n])?)
+    } else {
+        None
     };
     progress(1.0);
     Ok(EvalReport {
@@ -200,7 +241,103 @@ pub fn evaluate(
         kl_per_sentence: kl,
         bits,
         gaussian,
+        reconstruction,
     })
+}
+
+/// Greedy decodings of each sentence's deterministic code (rounded bits, μ), compared in words.
+pub fn reconstruction(
+    model: &SeqAutoencoder,
+    vocab: &Vocab,
+    sentences: &[Vec<u32>],
+) -> Result<ReconReport> {
+    let (_, codes) = all_codes(model, sentences)?;
+    let max_len = model.cfg.max_len;
+    let mut pairs = Vec::with_capacity(sentences.len());
+    let mut rng = StdRng::seed_from_u64(0);
+    for chunk in (0..sentences.len())
+        .collect::<Vec<_>>()
+        .chunks(EVAL_MAX_BATCH)
+    {
+        let flat: Vec<f32> = chunk
+            .iter()
+            .flat_map(|&i| codes[i].iter().copied())
+            .collect();
+        let z = Tensor::from_vec(flat, (chunk.len(), model.cfg.latent_dim), model.device())?;
+        let decoded = crate::model::decode::decode(
+            model,
+            Some(&z),
+            chunk.len(),
+            crate::model::decode::Strategy::Greedy,
+            max_len,
+            &mut rng,
+        )?;
+        for (&i, out) in chunk.iter().zip(decoded) {
+            pairs.push((vocab.decode(&sentences[i]), vocab.decode(&out)));
+        }
+    }
+    let (mut unk_words, mut input_words) = (0usize, 0usize);
+    for s in sentences {
+        input_words += vocab.word_count(s);
+        // A word is unknown when one of its tokens is <unk>: count each run of <unk>s once.
+        unk_words += s
+            .iter()
+            .enumerate()
+            .filter(|&(i, &t)| t == crate::vocab::UNK && (i == 0 || s[i - 1] != crate::vocab::UNK))
+            .count();
+    }
+    let mut report = compare_words(&pairs);
+    report.input_unk_rate = unk_words as f64 / input_words.max(1) as f64;
+    Ok(report)
+}
+
+/// Exact match, positional word accuracy and corpus BLEU-4 of (reference, hypothesis) texts.
+pub fn compare_words(pairs: &[(String, String)]) -> ReconReport {
+    let (mut exact, mut right, mut ref_words, mut hyp_words) = (0usize, 0usize, 0usize, 0usize);
+    let mut matches = [0usize; 4];
+    let mut totals = [0usize; 4];
+    for (reference, hypothesis) in pairs {
+        let r: Vec<&str> = reference.split_whitespace().collect();
+        let h: Vec<&str> = hypothesis.split_whitespace().collect();
+        exact += usize::from(r == h);
+        right += r.iter().zip(&h).filter(|(a, b)| a == b).count();
+        ref_words += r.len();
+        hyp_words += h.len();
+        for n in 1..=4 {
+            let mut counts: std::collections::HashMap<&[&str], usize> = Default::default();
+            for g in r.windows(n) {
+                *counts.entry(g).or_default() += 1;
+            }
+            for g in h.windows(n) {
+                if let Some(c) = counts.get_mut(g).filter(|c| **c > 0) {
+                    *c -= 1;
+                    matches[n - 1] += 1;
+                }
+            }
+            totals[n - 1] += h.len().saturating_sub(n - 1);
+        }
+    }
+    let bleu4 = if matches.contains(&0) || hyp_words == 0 {
+        0.0
+    } else {
+        let log_precision: f64 = (0..4)
+            .map(|i| (matches[i] as f64 / totals[i] as f64).ln())
+            .sum::<f64>()
+            / 4.0;
+        let brevity = if hyp_words >= ref_words {
+            1.0
+        } else {
+            (1.0 - ref_words as f64 / hyp_words as f64).exp()
+        };
+        brevity * log_precision.exp()
+    };
+    ReconReport {
+        sentences: pairs.len(),
+        exact_match: exact as f64 / pairs.len().max(1) as f64,
+        word_accuracy: right as f64 / ref_words.max(1) as f64,
+        bleu4,
+        input_unk_rate: 0.0,
+    }
 }
 
 /// Mean code (p or μ) and rounded code of every sentence, in input order.
@@ -268,8 +405,10 @@ pub fn correlation(rows: &[Vec<f32>]) -> Vec<Vec<f64>> {
     corr
 }
 
+#[allow(clippy::too_many_arguments)]
 fn bit_report(
     model: &SeqAutoencoder,
+    vocab: &Vocab,
     sentences: &[Vec<u32>],
     prob_rows: &[Vec<f32>],
     codes: &[Vec<f32>],
@@ -282,16 +421,15 @@ fn bit_report(
     let batches = length_batches(&lengths, EVAL_BATCH_TOKENS, EVAL_MAX_BATCH);
     let mut base = 0f64;
     let mut flipped = vec![0f64; l];
-    let mut tokens = 0usize;
+    let mut words = 0usize;
     for (bi, idx) in batches.iter().enumerate() {
         let rows: Vec<&[u32]> = idx.iter().map(|&i| subset[i].as_slice()).collect();
         let batch = TokenBatch::new(&rows, None, model.device())?;
-        tokens += batch.target_tokens();
+        words += rows.iter().map(|r| vocab.word_count(r) + 1).sum::<usize>();
         let code_rows: Vec<f32> = idx.iter().flat_map(|&i| codes[i].iter().copied()).collect();
         let z = Tensor::from_vec(code_rows, (idx.len(), l), model.device())?;
         base += model
-            .sentence_nll(Some(&z), &batch)?
-            .0
+            .score_nll(Some(&z), &batch)?
             .sum_all()?
             .to_scalar::<f32>()? as f64;
         for (j, slot) in flipped.iter_mut().enumerate() {
@@ -301,14 +439,13 @@ fn bit_report(
             let mask = Tensor::from_vec(mask, (1, l), model.device())?;
             let zf = (&z + mask.broadcast_mul(&(1.0 - (&z * 2.0)?)?)?)?;
             *slot += model
-                .sentence_nll(Some(&zf), &batch)?
-                .0
+                .score_nll(Some(&zf), &batch)?
                 .sum_all()?
                 .to_scalar::<f32>()? as f64;
         }
         progress((bi + 1) as f64 / batches.len() as f64);
     }
-    let t = tokens.max(1) as f64;
+    let t = words.max(1) as f64;
     let base_ppl = (base / t).exp();
     let flip_ppl: Vec<f64> = flipped.iter().map(|s| (s / t).exp()).collect();
     let flip_growth = flip_ppl.iter().map(|p| p / base_ppl - 1.0).collect();
@@ -362,6 +499,47 @@ fn gaussian_report(model: &SeqAutoencoder, sentences: &[Vec<u32>]) -> Result<Gau
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn reconstruction_scores_match_hand_values() {
+        let same = compare_words(&pairs(&[(
+            "the cat sat on the mat",
+            "the cat sat on the mat",
+        )]));
+        assert_eq!(
+            (same.exact_match, same.word_accuracy, same.bleu4),
+            (1.0, 1.0, 1.0)
+        );
+        // One word wrong of six: 5/6 in place; n-gram precisions 5/6, 3/5, 2/4, 1/3.
+        let one = compare_words(&pairs(&[(
+            "the cat sat on the mat",
+            "the dog sat on the mat",
+        )]));
+        assert_eq!(one.exact_match, 0.0);
+        assert!((one.word_accuracy - 5.0 / 6.0).abs() < 1e-12);
+        let expected = ((5.0f64 / 6.0) * (3.0 / 5.0) * (2.0 / 4.0) * (1.0 / 3.0)).powf(0.25);
+        assert!(
+            (one.bleu4 - expected).abs() < 1e-12,
+            "{} vs {expected}",
+            one.bleu4
+        );
+        // A short hypothesis pays the brevity penalty exp(1 − 6/5).
+        let short = compare_words(&pairs(&[("the cat sat on the mat", "the cat sat on the")]));
+        let bp = (1.0f64 - 6.0 / 5.0).exp();
+        assert!((short.bleu4 - bp).abs() < 1e-12, "{} vs {bp}", short.bleu4);
+        assert_eq!(compare_words(&pairs(&[("a b c d", "x y")])).bleu4, 0.0);
+        let two = compare_words(&pairs(&[("a b", "a b"), ("c d", "d c")]));
+        assert_eq!(
+            (two.sentences, two.exact_match, two.word_accuracy),
+            (2, 0.5, 0.5)
+        );
+    }
 
     #[test]
     fn correlation_of_known_columns() {

@@ -8,6 +8,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    latent_tui::keep_freed_memory();
     let cli = latent_tui::cli::Cli::parse();
     if let Err(e) = latent_tui::cli::run(cli) {
         eprintln!("error: {e:#}");

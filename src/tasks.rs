@@ -311,7 +311,8 @@ pub fn variant_perplexities(
     code: &[f32],
     variants: &[Vec<f32>],
 ) -> Result<VariantScores> {
-    let tokens = (ids.len() + 1) as f64;
+    // Per word, like every perplexity the tool shows.
+    let tokens = (engine.vocab.word_count(ids) + 1) as f64;
     let mut all = Vec::with_capacity(variants.len() + 1);
     all.push(code.to_vec());
     all.extend(variants.iter().cloned());
@@ -363,9 +364,11 @@ pub fn split_stats(
     }
     let opts = EvalOptions {
         flip_sentences,
+        // The Stats tab shows code statistics; reconstruction stays with `eval`.
+        recon_sentences: 0,
         seed: 0,
     };
-    let report = evaluate(&engine.model, &ids, &opts, progress)?;
+    let report = evaluate(&engine.model, &engine.vocab, &ids, &opts, progress)?;
     Ok(SplitStats {
         corpus: corpus.name,
         split,

@@ -1,27 +1,36 @@
-//! A word-level vocabulary, trained with the `tokenizers` crate and stored as
-//! a standard `tokenizer.json`, so that other tools (e.g. Python's
-//! `tokenizers.Tokenizer.from_str`) can read a model's vocabulary.
+//! The vocabulary: word-level, or subword (BPE or unigram) so that no typed word is unknown.
+//! Trained with the `tokenizers` crate and stored as a standard `tokenizer.json`, so that other
+//! tools (e.g. Python's `tokenizers.Tokenizer.from_str`) can read a model's vocabulary.
 //!
-//! The tokenizer is a `WordLevel` model behind the `Lowercase` normalizer and
-//! the `Whitespace` pre-tokenizer, with four special tokens at fixed ids
-//! ([`PAD`], [`UNK`], [`BOS`], [`EOS`]). Encoding through the full tokenizer
-//! builds offsets, attention masks and other bookkeeping a training loop does
-//! not need, so [`Vocab`] also keeps plain hash maps and encodes by splitting
-//! [`normalize`]d text, which yields the same ids (checked in the tests).
+//! Every kind sits behind the `Lowercase` normalizer and the `Whitespace` pre-tokenizer, with
+//! four special tokens at fixed ids ([`PAD`], [`UNK`], [`BOS`], [`EOS`]).
 //!
-//! One deliberate difference: the full tokenizer recognises a literal
-//! `<pad>` in raw text as the special token, while [`Vocab::encode`] splits it
-//! into `<`, `pad`, `>` like any other text, so user input can never smuggle
-//! control tokens into a sequence.
+//! - **word** ([`TokenizerKind::Word`]): a `WordLevel` model. Encoding through the full
+//!   tokenizer builds offsets, attention masks and other bookkeeping a training loop does not
+//!   need, so [`Vocab`] also keeps plain hash maps and encodes by splitting [`normalize`]d text,
+//!   which yields the same ids (checked in the tests).
+//! - **bpe** / **unigram**: a `BPE` or `Unigram` model after a `Metaspace` pre-tokenizer that
+//!   marks the start of every word with `▁`, so pieces join back into the same space-separated
+//!   words the word-level vocabulary shows, and a word is counted wherever a piece starts with
+//!   `▁`. Perplexity is per word either way (see [`Vocab::word_count`]).
+//!
+//! One deliberate difference: the full tokenizer recognises a literal `<pad>` in raw text as
+//! the special token, while [`Vocab::encode`] first [`normalize`]s it into `<`, `pad`, `>`
+//! like any other text, so user input can never smuggle control tokens into a sequence.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
 use anyhow::{bail, ensure, Context, Result};
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::models::bpe::{BpeTrainer, BPE};
+use tokenizers::models::unigram::{Unigram, UnigramTrainer};
 use tokenizers::models::wordlevel::{WordLevel, WordLevelTrainer};
 use tokenizers::models::{ModelWrapper, TrainerWrapper};
 use tokenizers::normalizers::{Lowercase, NormalizerWrapper};
+use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::whitespace::Whitespace;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, Tokenizer};
@@ -41,14 +50,53 @@ pub const EOS: u32 = 3;
 const SPECIALS: [&str; 4] = ["<pad>", "<unk>", "<bos>", "<eos>"];
 const UNK_TOKEN: &str = SPECIALS[UNK as usize];
 
-/// A word-level vocabulary: a `tokenizers` tokenizer plus fast lookup tables.
+/// Marks the start of a word inside subword pieces (SentencePiece's convention).
+const WORD_START: char = '\u{2581}';
+
+/// How text is cut into tokens.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenizerKind {
+    /// Whole words; words outside the vocabulary become `<unk>`.
+    #[default]
+    Word,
+    /// Byte-pair-encoding pieces: rare words are spelled from frequent pieces.
+    Bpe,
+    /// Unigram-language-model pieces (SentencePiece's default).
+    Unigram,
+}
+
+impl TokenizerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenizerKind::Word => "word",
+            TokenizerKind::Bpe => "bpe",
+            TokenizerKind::Unigram => "unigram",
+        }
+    }
+}
+
+/// A vocabulary: a `tokenizers` tokenizer plus fast lookup tables.
 #[derive(Clone)]
 pub struct Vocab {
+    kind: TokenizerKind,
     tokenizer: Tokenizer,
     /// token -> id, including the special tokens.
     ids: HashMap<String, u32>,
     /// id -> token; ids are dense, `0..len`.
     tokens: Vec<String>,
+    /// Subword kinds: whether each id's piece starts a word.
+    starts_word: Vec<bool>,
 }
 
 impl fmt::Debug for Vocab {
@@ -109,6 +157,77 @@ impl Vocab {
         Self::from_tokenizer(tokenizer)
     }
 
+    /// Trains a vocabulary of `kind` with at most `max_size` tokens (special tokens included).
+    /// For subword kinds `min_frequency` applies to merges (BPE) and is ignored by unigram.
+    pub fn train_kind<'a>(
+        kind: TokenizerKind,
+        texts: impl Iterator<Item = &'a str>,
+        max_size: usize,
+        min_frequency: u64,
+    ) -> Result<Vocab> {
+        if kind == TokenizerKind::Word {
+            return Self::train(texts, max_size, min_frequency);
+        }
+        ensure!(
+            max_size > SPECIALS.len() + 1,
+            "a {} vocabulary of {max_size} leaves no room for pieces next to the {} special tokens",
+            kind.name(),
+            SPECIALS.len()
+        );
+        let specials: Vec<AddedToken> = SPECIALS
+            .iter()
+            .map(|s| AddedToken::from(*s, true))
+            .collect();
+        let texts: Vec<&str> = texts.collect();
+        let mut tokenizer = match kind {
+            TokenizerKind::Bpe => Tokenizer::new(
+                BPE::builder()
+                    .unk_token(UNK_TOKEN.to_owned())
+                    .build()
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            _ => Tokenizer::new(Unigram::default()),
+        };
+        tokenizer
+            .with_normalizer(Some(Lowercase))
+            .map_err(anyhow::Error::msg)?;
+        tokenizer.with_pre_tokenizer(Some(subword_pre_tokenizer()));
+        tokenizer.with_decoder(Some(DecoderWrapper::Metaspace(Metaspace::new(
+            WORD_START,
+            PrependScheme::Always,
+            true,
+        ))));
+        let mut trainer = match kind {
+            TokenizerKind::Bpe => TrainerWrapper::BpeTrainer(
+                BpeTrainer::builder()
+                    .vocab_size(max_size)
+                    .min_frequency(min_frequency)
+                    .special_tokens(specials)
+                    .show_progress(false)
+                    .build(),
+            ),
+            _ => TrainerWrapper::UnigramTrainer(
+                UnigramTrainer::builder()
+                    .vocab_size(max_size as u32)
+                    .special_tokens(specials)
+                    .unk_token(Some(UNK_TOKEN.to_owned()))
+                    .show_progress(false)
+                    .build()
+                    .map_err(anyhow::Error::msg)?,
+            ),
+        };
+        tokenizer
+            .train(&mut trainer, texts.into_iter())
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("training the {} vocabulary", kind.name()))?;
+        Self::from_tokenizer(tokenizer)
+    }
+
+    /// How this vocabulary cuts text.
+    pub fn kind(&self) -> TokenizerKind {
+        self.kind
+    }
+
     /// Reads a vocabulary from `tokenizer.json` text, as written by
     /// [`Vocab::to_json`].
     pub fn from_json(json: &str) -> Result<Vocab> {
@@ -129,14 +248,26 @@ impl Vocab {
     /// Builds the lookup tables, checking that the tokenizer is one whose
     /// behaviour the fast path reproduces.
     fn from_tokenizer(tokenizer: Tokenizer) -> Result<Vocab> {
-        match tokenizer.get_model() {
-            ModelWrapper::WordLevel(model) => ensure!(
-                model.unk_token == UNK_TOKEN,
-                "the unknown token is {:?}, expected {UNK_TOKEN:?}",
-                model.unk_token
-            ),
-            _ => bail!("the model is not a WordLevel model"),
-        }
+        let kind = match tokenizer.get_model() {
+            ModelWrapper::WordLevel(model) => {
+                ensure!(
+                    model.unk_token == UNK_TOKEN,
+                    "the unknown token is {:?}, expected {UNK_TOKEN:?}",
+                    model.unk_token
+                );
+                TokenizerKind::Word
+            }
+            ModelWrapper::BPE(model) => {
+                ensure!(
+                    model.unk_token.as_deref() == Some(UNK_TOKEN),
+                    "the BPE unknown token is {:?}, expected {UNK_TOKEN:?}",
+                    model.unk_token
+                );
+                TokenizerKind::Bpe
+            }
+            ModelWrapper::Unigram(_) => TokenizerKind::Unigram,
+            _ => bail!("the model is not a WordLevel, BPE or Unigram model"),
+        };
         ensure!(
             matches!(
                 tokenizer.get_normalizer(),
@@ -144,13 +275,18 @@ impl Vocab {
             ),
             "the normalizer is not Lowercase"
         );
-        ensure!(
-            matches!(
-                tokenizer.get_pre_tokenizer(),
-                Some(PreTokenizerWrapper::Whitespace(_))
-            ),
-            "the pre-tokenizer is not Whitespace"
-        );
+        let pre = tokenizer.get_pre_tokenizer();
+        if kind == TokenizerKind::Word {
+            ensure!(
+                matches!(pre, Some(PreTokenizerWrapper::Whitespace(_))),
+                "the pre-tokenizer is not Whitespace"
+            );
+        } else {
+            ensure!(
+                pre == Some(&subword_pre_tokenizer()),
+                "the pre-tokenizer of a subword vocabulary must be Whitespace then Metaspace(\u{2581}, always)"
+            );
+        }
 
         let ids: HashMap<String, u32> = tokenizer.get_vocab(true).into_iter().collect();
         for (expected, token) in (0u32..).zip(SPECIALS) {
@@ -173,11 +309,17 @@ impl Vocab {
                 ),
             }
         }
-        let tokens = tokens.into_iter().flatten().collect();
+        let tokens: Vec<String> = tokens.into_iter().flatten().collect();
+        let starts_word = tokens
+            .iter()
+            .map(|t| kind != TokenizerKind::Word && t.starts_with(WORD_START))
+            .collect();
         Ok(Vocab {
+            kind,
             tokenizer,
             ids,
             tokens,
+            starts_word,
         })
     }
 
@@ -197,9 +339,17 @@ impl Vocab {
         self.encode_normalized(&normalize(text))
     }
 
-    /// Encodes text that is already normalized (as corpus examples are), by
-    /// splitting on single spaces.
+    /// Encodes text that is already normalized (as corpus examples are): word-level by
+    /// splitting on single spaces, subword through the tokenizer.
     pub fn encode_normalized(&self, text: &str) -> Vec<u32> {
+        if self.kind != TokenizerKind::Word {
+            return match self.tokenizer.encode(text, false) {
+                Ok(enc) => enc.get_ids().to_vec(),
+                // The subword models do not fail on normalized text (unknown characters become
+                // <unk>); should one ever, every word becomes <unk> rather than vanishing.
+                Err(_) => vec![UNK; text.split(' ').filter(|t| !t.is_empty()).count()],
+            };
+        }
         text.split(' ')
             // Tolerate stray double spaces rather than emitting empty tokens.
             .filter(|token| !token.is_empty())
@@ -207,16 +357,43 @@ impl Vocab {
             .collect()
     }
 
-    /// Turns ids back into text: tokens joined by spaces, stopping at the
-    /// first [`EOS`] and leaving out [`PAD`] and [`BOS`].
+    /// Words (and punctuation marks) among `ids`: what perplexity is divided by, so that it is
+    /// per word whatever the tokenizer. Word-level: one per id. Subword: the pieces that start
+    /// a word (the first id always does: a unigram `<unk>` can swallow the mark).
+    pub fn word_count(&self, ids: &[u32]) -> usize {
+        if self.kind == TokenizerKind::Word {
+            return ids.len();
+        }
+        ids.iter()
+            .enumerate()
+            .filter(|&(i, &id)| i == 0 || self.starts_word.get(id as usize) == Some(&true))
+            .count()
+    }
+
+    /// Turns ids back into text: words joined by spaces (subword pieces joined into their
+    /// words), stopping at the first [`EOS`] and leaving out [`PAD`] and [`BOS`].
     pub fn decode(&self, ids: &[u32]) -> String {
-        let tokens: Vec<&str> = ids
+        let tokens = ids
             .iter()
             .take_while(|&&id| id != EOS)
             .filter(|&&id| id != PAD && id != BOS)
-            .map(|&id| self.token(id))
-            .collect();
-        tokens.join(" ")
+            .map(|&id| self.token(id));
+        if self.kind == TokenizerKind::Word {
+            return tokens.collect::<Vec<_>>().join(" ");
+        }
+        let mut text = String::new();
+        for t in tokens {
+            match t.strip_prefix(WORD_START) {
+                Some(rest) => {
+                    if !text.is_empty() {
+                        text.push(' ');
+                    }
+                    text.push_str(rest);
+                }
+                None => text.push_str(t),
+            }
+        }
+        text
     }
 
     /// The token with id `id`; `<unk>` for ids outside the vocabulary, so a
@@ -232,10 +409,23 @@ impl Vocab {
         self.ids.get(token).copied()
     }
 
+    /// The tokens of `ids`, as stored (subword pieces keep their `▁`).
+    pub fn tokens_of(&self, ids: &[u32]) -> Vec<&str> {
+        ids.iter().map(|&id| self.token(id)).collect()
+    }
+
     /// The underlying tokenizer.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }
+}
+
+/// Whitespace splitting, then a `▁` before every word: the pre-tokenizer of subword kinds.
+fn subword_pre_tokenizer() -> PreTokenizerWrapper {
+    PreTokenizerWrapper::Sequence(Sequence::new(vec![
+        PreTokenizerWrapper::Whitespace(Whitespace),
+        PreTokenizerWrapper::Metaspace(Metaspace::new(WORD_START, PrependScheme::Always, true)),
+    ]))
 }
 
 #[cfg(test)]
@@ -312,6 +502,60 @@ mod tests {
             let reference = vocab.tokenizer().encode(text, false).unwrap();
             assert_eq!(vocab.encode(text), reference.get_ids(), "{text:?}");
         }
+    }
+
+    /// Subword vocabularies small enough to force words into pieces.
+    fn subword_vocabs() -> Vec<Vocab> {
+        let texts: Vec<String> = TEXTS
+            .iter()
+            .chain(&[
+                "the cats chased the dogs",
+                "dogs bark and cats purr",
+                "a zebra grazed",
+            ])
+            .map(|t| normalize(t))
+            .collect();
+        [TokenizerKind::Bpe, TokenizerKind::Unigram]
+            .into_iter()
+            .map(|k| Vocab::train_kind(k, texts.iter().map(String::as_str), 90, 1).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn subword_vocabularies_spell_unseen_words_and_count_words() {
+        for vocab in subword_vocabs() {
+            let kind = vocab.kind().name();
+            for (id, token) in (0u32..).zip(SPECIALS) {
+                assert_eq!(vocab.id(token), Some(id), "{kind}");
+            }
+            // "barked" and "grazing" never occur, but their letters do.
+            let text = "The dogs barked, cats were grazing.";
+            let ids = vocab.encode(text);
+            assert!(!ids.contains(&UNK), "{kind}: {:?}", vocab.tokens_of(&ids));
+            assert!(
+                ids.len() > 7,
+                "{kind}: a 90-token vocabulary must split words"
+            );
+            assert_eq!(vocab.decode(&ids), normalize(text), "{kind}");
+            assert_eq!(vocab.word_count(&ids), 8, "{kind}: 6 words and 2 marks");
+            let reference = vocab.tokenizer().encode(text, false).unwrap();
+            assert_eq!(
+                ids,
+                reference.get_ids(),
+                "{kind}: raw text through the tokenizer"
+            );
+            // Control tokens typed as text stay text.
+            assert!(!vocab
+                .encode("<eos> <pad>")
+                .iter()
+                .any(|&i| i == EOS || i == PAD));
+            let back = Vocab::from_json(&vocab.to_json().unwrap()).unwrap();
+            assert_eq!(back.kind(), vocab.kind());
+            assert_eq!(back.encode(text), ids, "{kind}: json round trip");
+        }
+        let word = small_vocab();
+        assert_eq!(word.kind(), TokenizerKind::Word);
+        assert_eq!(word.word_count(&word.encode("the zebra sat .")), 4);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crossterm::event::KeyCode;
+use latent_tui::model::decode::Strategy;
 use latent_tui::model::LatentKind;
 use latent_tui::tasks::{self, PriorChoice};
 use latent_tui::train::{TrainConfig, TrainControl, TrainEvent};
@@ -61,9 +62,10 @@ fn explore_encodes_flips_undoes_and_restores() {
     let mut h = harness(&f.binary);
     let s = h.screen();
     assert_has(&s, "1 Explore");
-    assert_has(&s, "type a sentence and press Enter");
+    assert_has(&s, "press i to type a sentence");
 
-    h.type_text("the small dog sees the cat")
+    h.key(KeyCode::Char('i'))
+        .type_text("the small dog sees the cat")
         .key(KeyCode::Enter);
     let s = h.screen();
     assert_has(&s, "model sees: the small dog sees the cat");
@@ -72,9 +74,14 @@ fn explore_encodes_flips_undoes_and_restores() {
     assert_has(&s, "Perplexity of the sentence if each bit were flipped");
     assert_has(&s, "bit 0 flipped: ppl");
     let encoded = h.app.explore.code.clone();
-    let (decoded_for, decoded) = h.app.explore.decoding.clone().expect("a decoding arrived");
-    assert_eq!(decoded_for, encoded);
-    assert!(decoded.is_ok());
+    // The Decoding panel shows what the model decodes for the code on screen.
+    let e = engine(&f.binary);
+    let ids = e.tokenize("the small dog sees the cat").ids;
+    assert_eq!(
+        encoded,
+        e.encode(&[ids]).unwrap()[0].deterministic_code(true)
+    );
+    assert_eq!(decoding_line(&s), greedy(&e, &encoded));
 
     // Space flips the bit under the cursor; the decoding and the bars follow the new code.
     h.key(KeyCode::Right)
@@ -92,11 +99,10 @@ fn explore_encodes_flips_undoes_and_restores() {
         "bars are for the current code"
     );
     assert_eq!(bars.ppl.len(), 8);
-    assert_eq!(
-        h.app.explore.decoding.as_ref().unwrap().0,
-        h.app.explore.code,
-        "the decoding is for the current code"
-    );
+    let mut flipped = encoded.clone();
+    flipped[2] = 1.0 - flipped[2];
+    assert_eq!(h.app.explore.code, flipped, "Space flipped bit 2 only");
+    assert_eq!(decoding_line(&s), greedy(&e, &flipped));
 
     // h / l move too; two more flips, then undo one, then restore.
     h.key(KeyCode::Char('l')).key(KeyCode::Char(' '));
@@ -126,11 +132,31 @@ fn explore_encodes_flips_undoes_and_restores() {
     assert!(h.app.explore.input.text().ends_with('q'));
 }
 
+/// The greedy decoding of `code`, as the Decoding panel shows it.
+fn greedy(e: &latent_tui::engine::Engine, code: &[f32]) -> String {
+    let mut rng: rand::rngs::StdRng = rand::SeedableRng::seed_from_u64(0);
+    e.decode(&[code.to_vec()], Strategy::Greedy, &mut rng)
+        .unwrap()
+        .remove(0)
+}
+
+/// The first line inside the Decoding panel, without its borders.
+fn decoding_line(screen: &str) -> String {
+    let mut lines = screen.lines().skip_while(|l| !l.contains("┌ Decoding"));
+    lines.next().expect("a Decoding panel");
+    let row = lines.next().expect("a row inside the Decoding panel");
+    row.trim_start_matches('│')
+        .trim_end()
+        .trim_end_matches('│')
+        .trim_end()
+        .to_string()
+}
+
 #[test]
 fn unknown_words_empty_input_and_long_input() {
     let f = fixtures();
     let mut h = harness(&f.binary);
-    h.key(KeyCode::Enter);
+    h.key(KeyCode::Char('i')).key(KeyCode::Enter);
     assert_has(&h.screen(), "type a sentence first");
     assert!(h.app.explore.sentence.is_none());
     h.type_text("   ").key(KeyCode::Enter);
@@ -154,13 +180,19 @@ fn unknown_words_empty_input_and_long_input() {
     );
     assert_eq!(h.app.explore.sentence.as_ref().unwrap().ids.len(), MAX_LEN);
 
-    // Only punctuation-free whitespace is "empty"; an input of symbols still encodes or errors
-    // on screen, never panics.
+    // Only whitespace is "empty": a run of symbols is one word, unknown to the model.
     h.key(KeyCode::Char('i'))
         .ctrl('u')
         .type_text("!!!")
         .key(KeyCode::Enter);
-    let _ = h.screen();
+    let s = h.screen();
+    assert!(
+        s.lines()
+            .any(|l| l.trim_end_matches('│').trim_end() == "│model sees: <unk>"),
+        "the model sees one unknown word:\n{s}"
+    );
+    assert_has(&s, "1 unknown word shown as <unk>: !!!");
+    assert_eq!(h.app.explore.sentence.as_ref().unwrap().ids, vec![1]);
 }
 
 #[test]
@@ -170,7 +202,8 @@ fn path_walks_one_bit_per_step_and_n_draws_another() {
     h.key(KeyCode::Tab);
     assert_eq!(h.app.tab, Tab::Path);
     assert_has(&h.screen(), "Sentences A and B");
-    h.type_text("the small dog sees the cat")
+    h.key(KeyCode::Char('a'))
+        .type_text("the small dog sees the cat")
         .key(KeyCode::Enter);
     h.type_text("every old tree moves the river")
         .key(KeyCode::Enter);
@@ -300,7 +333,8 @@ fn stats_shows_progress_then_bit_statistics() {
 fn stale_replies_are_dropped() {
     let f = fixtures();
     let mut h = harness(&f.binary);
-    h.type_text("the red cat")
+    h.key(KeyCode::Char('i'))
+        .type_text("the red cat")
         .app
         .update(Msg::Key(KeyCode::Enter.into()));
     let first = h.queued();
@@ -357,7 +391,8 @@ fn the_worker_thread_answers_the_newest_request() {
 fn gaussian_model_nudges_dimensions_and_interpolates() {
     let f = fixtures();
     let mut h = harness(&f.gaussian);
-    h.type_text("a quick bird finds the house")
+    h.key(KeyCode::Char('i'))
+        .type_text("a quick bird finds the house")
         .key(KeyCode::Enter);
     let s = h.screen();
     assert_has(&s, "Code · 8 dimensions");
@@ -374,9 +409,12 @@ fn gaussian_model_nudges_dimensions_and_interpolates() {
     h.key(KeyCode::Char('0'));
     assert_lacks(&h.screen(), "z − μ");
     h.key(KeyCode::Char(' '));
-    assert_has(&h.screen(), "+ and - nudge a continuous dimension");
+    assert_has(
+        &h.screen(),
+        "Space: only for binary codes, this model is `gaussian` — flip the bit under the cursor",
+    );
 
-    h.key(KeyCode::Tab);
+    h.key(KeyCode::Tab).key(KeyCode::Char('a'));
     h.type_text("a quick bird finds the house")
         .key(KeyCode::Enter)
         .type_text("the old person likes the tree")
@@ -491,7 +529,7 @@ fn train_tab_starts_pauses_stops_and_loads_the_checkpoint() {
     assert_has(&s, "training ");
 
     // Training goes on while another tab is used.
-    h.key(KeyCode::Char('1'));
+    h.key(KeyCode::Char('1')).key(KeyCode::Char('/'));
     h.type_text("the dog").key(KeyCode::Enter);
     assert_has(&h.screen(), "model sees: the dog");
     h.key(KeyCode::Char('5'));
@@ -610,7 +648,9 @@ fn too_small_terminal_no_color_help_and_quit() {
             ..AppOptions::default()
         },
     );
-    mono.type_text("the dog").key(KeyCode::Enter);
+    mono.key(KeyCode::Char('i'))
+        .type_text("the dog")
+        .key(KeyCode::Enter);
     for tab in Tab::ALL {
         goto(&mut mono, tab);
         let mut terminal =
@@ -638,7 +678,7 @@ fn too_small_terminal_no_color_help_and_quit() {
     h.key(KeyCode::Char('q'));
     assert!(h.app.should_quit);
     let mut h2 = harness(&f.binary);
-    h2.type_text("the q");
+    h2.key(KeyCode::Char('i')).type_text("the q");
     assert!(!h2.app.should_quit);
     h2.ctrl('c');
     assert!(h2.app.should_quit);
@@ -751,7 +791,8 @@ fn neighbors_follow_explore_and_the_map_draws() {
         ..AppOptions::default()
     };
     let mut h = Harness::new(engine(&ckpt), opts(true));
-    h.type_text("the small dog sees the cat")
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
         .key(KeyCode::Enter);
     // Focus is on the code now, so digits switch tabs. Opening the tab asks the worker for the
     // index; until it answers, a gauge and the header's activity say so.
@@ -872,7 +913,7 @@ fn the_help_lists_the_neighbors_keys() {
         .collect();
     assert_has(&help, "6 Neighbors");
     assert_has(&help, "map: PCA scatter of the corpus");
-    assert_has(&help, "fewer / more neighbours (k)");
+    assert_has(&help, "fewer / more neighbours (k: 5, 10, 20");
 }
 
 #[test]
@@ -884,4 +925,275 @@ fn neighbors_of_a_gaussian_model_say_so() {
     let s = h.screen();
     assert_has(&s, "Only binary-code checkpoints can be indexed");
     assert!(h.queued().is_empty());
+}
+
+/// Row indices of the first line containing each needle, in order of the needles.
+fn rows_of(screen: &str, needles: &[&str]) -> Vec<usize> {
+    needles
+        .iter()
+        .map(|n| {
+            screen
+                .lines()
+                .position(|l| l.contains(n))
+                .unwrap_or_else(|| panic!("no {n:?} on screen:\n{screen}"))
+        })
+        .collect()
+}
+
+#[test]
+fn explore_keeps_the_code_rows_inside_their_panel_at_the_smallest_sizes() {
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    h.key(KeyCode::Char('i'))
+        .type_text("the small dog sees the cat")
+        .key(KeyCode::Enter)
+        .key(KeyCode::Right)
+        .key(KeyCode::Char(' '));
+    for height in [20, 21, 23] {
+        let s = render_to_string(&h.app, 60, height);
+        // The code, its p row, the cursor and the detail line, in that order, all above the
+        // Decoding panel's top border and each inside the code panel's side borders.
+        let [code, p, detail, decoding] =
+            rows_of(&s, &["│code ", "│p ", "│bit 1  p = ", "┌ Decoding"])[..]
+        else {
+            unreachable!()
+        };
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(
+            code < p && p < detail && detail < decoding,
+            "60×{height}:\n{s}"
+        );
+        assert!(
+            lines[p + 1].contains('▲') && p + 2 == detail,
+            "cursor row under p, then the detail, at 60×{height}:\n{s}"
+        );
+        assert!(
+            lines[detail].contains("flipped: encoded"),
+            "60×{height}:\n{s}"
+        );
+        assert!(
+            lines[decoding + 1].starts_with('│') && !lines[decoding + 1].contains("p = "),
+            "the decoding panel holds the decoding, at 60×{height}:\n{s}"
+        );
+        assert_has(&s, "model sees: the small dog sees the cat");
+    }
+
+    let mut g = harness(&f.gaussian);
+    g.key(KeyCode::Char('i'))
+        .type_text("a quick bird finds the house")
+        .key(KeyCode::Enter)
+        .key(KeyCode::Char('+'));
+    for height in [20, 21, 23] {
+        let s = render_to_string(&g.app, 60, height);
+        let [top, detail, decoding] = rows_of(&s, &["│+3", "│dim 0  μ ", "┌ Decoding"])[..]
+        else {
+            unreachable!()
+        };
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(top < detail && detail < decoding, "60×{height}:\n{s}");
+        assert!(lines[detail - 1].contains('▲'), "60×{height}:\n{s}");
+        assert!(
+            lines[detail].contains("(z − μ = +0.5σ)"),
+            "60×{height}:\n{s}"
+        );
+    }
+}
+
+#[test]
+fn every_tab_opens_in_navigation_so_digits_switch_tabs() {
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    assert!(
+        !h.app.typing(),
+        "Explore opens on the code, not in the field"
+    );
+    for (digit, tab) in [
+        ('2', Tab::Path),
+        ('3', Tab::Sample),
+        ('4', Tab::Stats),
+        ('5', Tab::Train),
+        ('6', Tab::Neighbors),
+        ('2', Tab::Path),
+        ('1', Tab::Explore),
+    ] {
+        h.key(KeyCode::Char(digit));
+        assert_eq!(h.app.tab, tab, "{digit} from the previous tab");
+        assert!(!h.app.typing(), "{tab:?} opens in navigation");
+    }
+    let s = h.screen();
+    assert_has(&s, "d decoder  i edit  / new  1-6/Tab tabs");
+    assert_has(&s, "1-6/Tab tabs");
+
+    // i edits the sentence (Esc leaves); / starts an empty one.
+    h.key(KeyCode::Char('i'));
+    assert!(h.app.typing());
+    assert_has(&h.screen(), "Enter encode  Esc to the code");
+    h.type_text("the red dog").key(KeyCode::Enter);
+    assert_has(&h.screen(), "/ new");
+    h.key(KeyCode::Char('i'));
+    assert_eq!(h.app.explore.input.text(), "the red dog");
+    h.key(KeyCode::Esc);
+    assert!(!h.app.typing());
+    h.key(KeyCode::Char('/'))
+        .type_text("a cat")
+        .key(KeyCode::Enter);
+    assert_has(&h.screen(), "model sees: a cat");
+
+    // Path: a edits A, / starts a new pair with both fields empty.
+    h.key(KeyCode::Char('2')).key(KeyCode::Char('a'));
+    h.type_text("the dog").key(KeyCode::Enter);
+    h.type_text("the cat").key(KeyCode::Enter);
+    assert!(h.app.path.walk.is_some());
+    h.key(KeyCode::Char('/'));
+    assert!(h.app.typing());
+    assert_eq!(h.app.path.a.text(), "");
+    assert_eq!(h.app.path.b.text(), "");
+    h.key(KeyCode::Esc);
+
+    // Neighbors: / is an empty field, not Explore's sentence with the cursor at its end.
+    h.key(KeyCode::Char('6')).key(KeyCode::Char('/'));
+    assert!(h.app.typing());
+    let s = h.screen();
+    assert_lacks(&s, "sentence › a cat");
+    h.type_text("one old tree");
+    assert_has(&h.screen(), "sentence › one old tree");
+    h.key(KeyCode::Enter);
+    assert_eq!(h.app.explore.input.text(), "one old tree");
+    // i edits Explore's sentence here.
+    h.key(KeyCode::Char('i'));
+    assert_has(&h.screen(), "sentence › one old tree");
+
+    // The help says the same: on screen (its first page), and in full.
+    h.key(KeyCode::Esc).key(KeyCode::Char('?'));
+    assert_has(&h.screen(), "type a new sentence (an empty field)");
+    let help: String = latent_tui::tui::help_lines(Theme { color: false })
+        .iter()
+        .map(|l| l.to_string() + "\n")
+        .collect();
+    assert_has(&help, "a new pair: empty A and B");
+    assert_has(&help, "edit Explore's sentence here");
+}
+
+#[test]
+fn a_long_paste_is_one_edit_and_the_first_enter_encodes_it() {
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    // Pasted on the code, the text opens a fresh sentence field.
+    let long = "dog ".repeat(700);
+    h.paste(&long);
+    assert!(h.app.typing());
+    assert_has(&h.screen(), "pasted text cut at 2000 characters");
+    assert_eq!(h.app.explore.input.text().chars().count(), 2000);
+    h.key(KeyCode::Enter);
+    let s = h.screen();
+    assert_has(&s, "input truncated to the model's maximum of");
+    assert!(h.app.explore.sentence.is_some(), "the first Enter encodes");
+
+    // The same without bracketed paste (a key per character): past the limit keys are refused
+    // with a notice, and Enter still encodes.
+    h.key(KeyCode::Char('/')).type_text(&"cat ".repeat(600));
+    assert_has(&h.screen(), "input is limited to 2000 characters");
+    h.key(KeyCode::Enter);
+    assert!(!h.app.typing());
+    assert_eq!(
+        h.app.explore.sentence.as_ref().unwrap().shown,
+        ["cat"; MAX_LEN].join(" ")
+    );
+
+    // Line breaks in a paste are spaces: nothing is submitted half-way.
+    h.key(KeyCode::Char('/'))
+        .paste("the small dog\nsees the cat\r\n");
+    assert!(h.app.typing());
+    assert_eq!(h.app.explore.input.text(), "the small dog sees the cat ");
+    h.key(KeyCode::Enter);
+    assert_has(&h.screen(), "model sees: the small dog sees the cat");
+
+    // Into Path's B field at its cursor; nowhere on Sample, which says so.
+    h.key(KeyCode::Char('2'))
+        .key(KeyCode::Char('b'))
+        .paste("a red cat");
+    assert_eq!(h.app.path.b.text(), "a red cat");
+    h.key(KeyCode::Esc).key(KeyCode::Char('3')).paste("words");
+    assert_has(
+        &h.screen(),
+        "the Sample tab has no text field to paste into",
+    );
+}
+
+#[test]
+fn keys_that_do_nothing_for_this_kind_of_model_say_why() {
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    h.key(KeyCode::Char('3'));
+    let before = h.app.sample.samples.clone();
+    for key in ['+', '-'] {
+        h.key(KeyCode::Char(key));
+        assert_has(
+            &h.screen(),
+            "+ / -: only for gaussian and lm models, this model is `binary` — temperature of N(0, t²I)",
+        );
+        assert!(h.queued().is_empty(), "no new sampling for {key}");
+    }
+    assert_eq!(h.app.sample.temperature, 1.0);
+    assert_eq!(h.app.sample.samples, before);
+    assert_has(&h.screen(), "--prior uniform");
+
+    h.key(KeyCode::Char('1'))
+        .key(KeyCode::Char('i'))
+        .type_text("the dog")
+        .key(KeyCode::Enter)
+        .key(KeyCode::Char('+'));
+    assert_has(
+        &h.screen(),
+        "+ / -: only for continuous codes, this model is `binary` — nudge the dimension",
+    );
+    assert_has(&h.screen(), "Hamming distance 0 from the encoding");
+    h.key(KeyCode::Char('2')).key(KeyCode::Char('m'));
+    assert_has(
+        &h.screen(),
+        "m: only for continuous codes, this model is `binary` — linear ↔ spherical",
+    );
+
+    let mut g = harness(&f.gaussian);
+    g.key(KeyCode::Char('3')).key(KeyCode::Char('p'));
+    assert_has(
+        &g.screen(),
+        "p: only for binary codes, this model is `gaussian` — prior: uniform bits ↔ each bit",
+    );
+    assert_has(&g.screen(), "N(0, t² I) with temperature t = 1.0");
+    g.key(KeyCode::Char('2')).key(KeyCode::Char('n'));
+    assert_has(
+        &g.screen(),
+        "n / N: only for binary codes, this model is `gaussian` — another random Hamming path",
+    );
+}
+
+/// Fails when the README's screen captures are not what the shipped checkpoints show now; the
+/// message says how to regenerate them.
+#[test]
+fn readme_screens_match_the_shipped_checkpoints() {
+    use latent_tui::tui::captures::{readme_captures, replace_captures, replace_keys};
+    let root = env!("CARGO_MANIFEST_DIR");
+    assert_eq!(
+        std::env::current_dir().unwrap(),
+        std::path::Path::new(root),
+        "cargo runs tests from the crate root, where the captures' relative paths point"
+    );
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let captures = readme_captures().unwrap();
+    let expected = replace_keys(&replace_captures(&readme, &captures).unwrap()).unwrap();
+    if expected != readme {
+        let mut stale: Vec<&str> = captures
+            .iter()
+            .filter(|c| !readme.contains(&c.text))
+            .map(|c| c.name)
+            .collect();
+        if !readme.contains(&latent_tui::tui::captures::readme_keys()) {
+            stale.push("keys");
+        }
+        panic!(
+            "README.md's screen captures differ from what the shipped checkpoints show now \
+             (stale: {stale:?}): run `cargo run --release --example screens` and commit README.md"
+        );
+    }
 }

@@ -59,7 +59,8 @@ fn press(h: &mut Harness, code: KeyCode) {
 fn clusters_list_members_load_into_explore_and_recluster() {
     let (_dir, ckpt, corpus) = labelled_fixture("cl.safetensors");
     let mut h = Harness::new(engine(&ckpt), options(Some(corpus)));
-    h.type_text("the small dog sees the cat")
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
         .key(KeyCode::Enter);
 
     // Opening the tab asks the background worker to cluster; until it answers a gauge shows
@@ -219,19 +220,30 @@ fn clusters_list_members_load_into_explore_and_recluster() {
     assert_has(&help, "7 Clusters");
     assert_has(
         &help,
-        "list the cluster's members; on a member, load it into Explore",
+        "list the selected cluster's members, nearest its centre first",
+    );
+    assert_has(&help, "members: load the member into 1 Explore");
+    assert_has(
+        &help,
+        "attribute: one bit more / fewer set the target's way (binary codes)",
     );
     assert_has(
         &help,
-        "attribute vector: f / t pick the labels, + / - the strength",
+        "attribute: strength up / down by ¼ of the vector (gaussian, lm)",
     );
+    assert_has(&help, "analogy: next field; on C, compute");
+    // The README's key tables are made from the same rows.
+    let readme_keys = latent_tui::tui::captures::readme_keys();
+    assert_has(&readme_keys, "**7 Clusters**");
+    assert_has(&readme_keys, "| `f / t` | attribute: the selected label is");
 }
 
 #[test]
 fn attribute_vector_steps_with_keys_and_analogy_decodes() {
     let (_dir, ckpt, corpus) = labelled_fixture("attr.safetensors");
     let mut h = Harness::new(engine(&ckpt), options(Some(corpus)));
-    h.type_text("the small dog sees the cat")
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
         .key(KeyCode::Enter)
         .key(KeyCode::Char('7'))
         .key(KeyCode::Char('a'));
@@ -318,6 +330,26 @@ fn attribute_vector_steps_with_keys_and_analogy_decodes() {
     assert!(h.app.clusters.typing);
     assert_eq!(h.app.clusters.inputs[0].text(), "x");
     assert!(h.app.clusters.inputs[2].is_blank());
+    // The footer shows the typing keys of the analogy's table, then its navigation keys.
+    assert_has(
+        &h.screen(),
+        "Enter next / compute  ↑/↓ field  Esc stop typing",
+    );
+    h.key(KeyCode::Esc);
+    assert!(!h.app.clusters.typing);
+    assert_has(&h.screen(), "i edit A/B/C  / new analogy  Esc clusters");
+    // A paste in the analogy view starts a fresh analogy with the text in A, as `/` would.
+    h.app.update(Msg::Paste("a big house".to_string()));
+    assert!(h.app.clusters.typing);
+    assert_eq!(h.app.clusters.field, 0);
+    assert_eq!(h.app.clusters.inputs[0].text(), "a big house");
+    assert!(h.app.clusters.inputs[1].is_blank());
+    // In the list there is no field to paste into; the footer says so.
+    h.key(KeyCode::Esc).key(KeyCode::Esc);
+    assert_eq!(h.app.clusters.view, ClustersView::List);
+    h.app.update(Msg::Paste("a big house".to_string()));
+    assert!(!h.app.clusters.typing);
+    assert_has(&h.screen(), "n opens them");
 }
 
 #[test]
@@ -328,13 +360,21 @@ fn continuous_and_lm_models_in_the_clusters_tab() {
     let s = h.screen();
     assert_has(&s, "k-means (squared Euclidean) · k = 10");
     assert_has(&s, "unlabelled corpus: no gold scores");
+    // Keys for other kinds of model say why they do nothing.
     h.key(KeyCode::Char('m'));
     assert_has(
         &h.screen(),
-        "continuous codes are clustered with k-means only",
+        "m: only for binary codes, this model is `gaussian`",
     );
+    assert_eq!(h.app.clusters.method, None);
     h.key(KeyCode::Char('a'));
-    assert_has(&h.screen(), "no gold labels");
+    let s = h.screen();
+    assert_has(&s, "no gold labels");
+    // The strength keys' hint is the continuous one (an unbound key clears the notice).
+    h.key(KeyCode::Char('x'));
+    let s = h.screen();
+    assert_has(&s, "+/- strength");
+    assert!(!s.contains("+/- bits"), "{s}");
 
     let mut lm = Harness::new(engine(&f.lm), options(None));
     lm.key(KeyCode::Esc).key(KeyCode::Char('7'));
@@ -342,4 +382,7 @@ fn continuous_and_lm_models_in_the_clusters_tab() {
         &lm.screen(),
         "no encoder, so sentences have no codes to cluster",
     );
+    lm.key(KeyCode::Char('s'));
+    assert_has(&lm.screen(), "an `lm` model has no encoder");
+    assert_eq!(lm.app.clusters.seed, 0);
 }

@@ -152,17 +152,20 @@ pub(crate) fn sgemm(
     (rhs_rs, rhs_cs): (usize, usize),
     parallel: bool,
 ) {
-    debug_assert!(m == 0 || n == 0 || (m - 1) * dst_rs + (n - 1) * dst_cs < dst.len());
-    debug_assert!(m == 0 || k == 0 || (m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len());
-    debug_assert!(k == 0 || n == 0 || (k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len());
+    // Real asserts, not debug ones: three comparisons per product are nothing next to the
+    // product itself, and release builds (the only ones we ship or test) must not read or write
+    // out of bounds when a caller gets a stride wrong.
+    assert_within(m, n, (dst_rs, dst_cs), dst.len(), "dst");
+    assert_within(m, k, (lhs_rs, lhs_cs), lhs.len(), "lhs");
+    assert_within(k, n, (rhs_rs, rhs_cs), rhs.len(), "rhs");
     let threads = candle_core::utils::get_num_threads();
     let parallelism = if parallel && threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the debug assertions above state the bounds every access stays within; the
-    // callers derive all extents from the same tensor shapes.
+    // SAFETY: the assertions above check that every element gemm reads or writes lies inside
+    // its slice.
     unsafe {
         gemm::gemm(
             m,
@@ -186,6 +189,21 @@ pub(crate) fn sgemm(
             parallelism,
         )
     }
+}
+
+/// Panics unless a `rows × cols` matrix with strides `(rs, cs)` lies inside a slice of `len`
+/// elements (an empty matrix always does). Overflow in the extent counts as out of bounds.
+fn assert_within(rows: usize, cols: usize, (rs, cs): (usize, usize), len: usize, what: &str) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let last = (rows - 1)
+        .checked_mul(rs)
+        .and_then(|r| (cols - 1).checked_mul(cs).and_then(|c| r.checked_add(c)));
+    assert!(
+        matches!(last, Some(i) if i < len),
+        "sgemm: {what} ({rows}x{cols}, strides {rs},{cs}) does not fit in {len} elements"
+    );
 }
 
 pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -589,8 +607,81 @@ pub fn bidirectional(fwd: &Gru, bwd: &Gru, xs: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs a check once per kernel level this CPU has, so the fallbacks are tested too.
+    fn at_every_kernel_level(check: fn() -> Result<()>) -> Result<()> {
+        for level in crate::model::kernels::available_levels() {
+            eprintln!("kernel level {}", level.name());
+            crate::model::kernels::with_level(level, check)?;
+        }
+        Ok(())
+    }
     use candle_core::{Device, Var};
     use std::collections::HashMap;
+
+    #[test]
+    fn sgemm_multiplies_strided_operands() {
+        // lhs 2x3 row-major, rhs 3x2 given column-major (strides 1,3).
+        let lhs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let rhs_t = [1.0, 0.0, 2.0, 0.0, 1.0, 1.0]; // columns (1,0,2) and (0,1,1)
+        let mut dst = [10.0f32; 4];
+        sgemm(
+            2,
+            2,
+            3,
+            &mut dst,
+            (2, 1),
+            true,
+            &lhs,
+            (3, 1),
+            &rhs_t,
+            (1, 3),
+            false,
+        );
+        assert_eq!(dst, [17.0, 15.0, 26.0, 21.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "sgemm: rhs")]
+    fn sgemm_refuses_an_operand_that_does_not_fit() {
+        let lhs = [0.0f32; 6];
+        let rhs = [0.0f32; 5]; // a 3x2 matrix needs 6
+        let mut dst = [0.0f32; 4];
+        sgemm(
+            2,
+            2,
+            3,
+            &mut dst,
+            (2, 1),
+            false,
+            &lhs,
+            (3, 1),
+            &rhs,
+            (2, 1),
+            false,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "sgemm: dst")]
+    fn sgemm_refuses_strides_whose_extent_overflows() {
+        let lhs = [0.0f32; 6];
+        let rhs = [0.0f32; 6];
+        let mut dst = [0.0f32; 4];
+        sgemm(
+            2,
+            2,
+            3,
+            &mut dst,
+            (usize::MAX, 1),
+            false,
+            &lhs,
+            (3, 1),
+            &rhs,
+            (2, 1),
+            false,
+        );
+    }
 
     fn tiny_gru(input: usize, hidden: usize, seed: u32) -> Result<(Gru, Vec<Var>)> {
         let dev = Device::Cpu;
@@ -618,6 +709,10 @@ mod tests {
 
     #[test]
     fn one_step_matches_hand_computation() -> Result<()> {
+        at_every_kernel_level(one_step_matches_hand_computation_at_active_level)
+    }
+
+    fn one_step_matches_hand_computation_at_active_level() -> Result<()> {
         // Hidden size 1, input size 1: every gate is a scalar we can work out by hand.
         let dev = Device::Cpu;
         let t = |v: &[f32], s: &[usize]| Tensor::from_slice(v, s, &dev);
@@ -654,6 +749,12 @@ mod tests {
 
     #[test]
     fn fused_sequence_matches_reference_in_value_and_gradient() -> Result<()> {
+        at_every_kernel_level(
+            fused_sequence_matches_reference_in_value_and_gradient_at_active_level,
+        )
+    }
+
+    fn fused_sequence_matches_reference_in_value_and_gradient_at_active_level() -> Result<()> {
         let dev = Device::Cpu;
         for reverse in [false, true] {
             let (gru, vars) = tiny_gru(3, 4, 7)?;
@@ -701,6 +802,10 @@ mod tests {
 
     #[test]
     fn bidirectional_matches_two_reference_directions() -> Result<()> {
+        at_every_kernel_level(bidirectional_matches_two_reference_directions_at_active_level)
+    }
+
+    fn bidirectional_matches_two_reference_directions_at_active_level() -> Result<()> {
         let dev = Device::Cpu;
         let (fwd, fvars) = tiny_gru(3, 4, 11)?;
         let (bwd, bvars) = tiny_gru(3, 4, 23)?;

@@ -1,8 +1,119 @@
 //! Vectorisable CPU kernels behind the fused ops: exp, sigmoid, tanh, softmax statistics.
 //!
 //! libm's scalar `expf`/`tanhf` were a fifth of a training step. These versions are branch-free
-//! polynomials that LLVM turns into 8-wide AVX2/FMA code; `dispatch!` compiles each kernel
-//! twice (AVX2+FMA and baseline) and picks at run time, so the binary still runs anywhere.
+//! polynomials that LLVM vectorises; `dispatch!` compiles each kernel three times (AVX-512,
+//! AVX2+FMA, baseline) and picks at run time, so the binary still runs on any x86-64 and builds
+//! elsewhere. The level can be capped (`LATENT_TUI_KERNELS=baseline|avx2|avx512`, or
+//! [`with_level`] in tests) so that every path is exercised on a machine that has them all.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// An instruction-set level the kernels are compiled for, lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Baseline = 0,
+    Avx2 = 1,
+    Avx512 = 2,
+}
+
+impl Level {
+    pub const ALL: [Level; 3] = [Level::Baseline, Level::Avx2, Level::Avx512];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Baseline => "baseline",
+            Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
+        }
+    }
+
+    fn from_u8(v: u8) -> Level {
+        match v {
+            0 => Level::Baseline,
+            1 => Level::Avx2,
+            _ => Level::Avx512,
+        }
+    }
+}
+
+impl std::str::FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Level::ALL
+            .into_iter()
+            .find(|l| l.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| format!("unknown kernel level {s:?}: expected baseline, avx2 or avx512"))
+    }
+}
+
+/// The highest level this CPU supports.
+pub fn detected_level() -> Level {
+    static DETECTED: OnceLock<Level> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
+                return Level::Avx512;
+            }
+            if has!("avx2") && has!("fma") {
+                return Level::Avx2;
+            }
+        }
+        Level::Baseline
+    })
+}
+
+/// Cap on the level, `u8::MAX` for none; set from `LATENT_TUI_KERNELS` on first use.
+static CAP: AtomicU8 = AtomicU8::new(u8::MAX);
+static CAP_FROM_ENV: OnceLock<()> = OnceLock::new();
+
+/// The level the kernels run at now: the CPU's, lowered by any cap.
+#[inline]
+pub fn active_level() -> Level {
+    CAP_FROM_ENV.get_or_init(|| {
+        if let Ok(v) = std::env::var("LATENT_TUI_KERNELS") {
+            match v.parse::<Level>() {
+                Ok(l) => CAP.store(l as u8, Ordering::Relaxed),
+                Err(e) => eprintln!("warning: LATENT_TUI_KERNELS ignored: {e}"),
+            }
+        }
+    });
+    let cap = CAP.load(Ordering::Relaxed);
+    let detected = detected_level();
+    if (cap as usize) < detected as usize {
+        Level::from_u8(cap)
+    } else {
+        detected
+    }
+}
+
+/// The levels this CPU can run, lowest first.
+pub fn available_levels() -> Vec<Level> {
+    Level::ALL
+        .into_iter()
+        .filter(|&l| l <= detected_level())
+        .collect()
+}
+
+/// Runs `f` with the kernels capped at `level` (one caller at a time: the cap is process-wide,
+/// so that kernels run on rayon's threads obey it too). Other threads running kernels meanwhile
+/// get the capped level as well, which is harmless: every level computes the same function.
+pub fn with_level<R>(level: Level, f: impl FnOnce() -> R) -> R {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    active_level(); // read the environment first so it cannot overwrite the cap below
+    let previous = CAP.swap(level as u8, Ordering::Relaxed);
+    struct Restore(u8);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CAP.store(self.0, Ordering::Relaxed);
+        }
+    }
+    let _restore = Restore(previous);
+    f()
+}
 
 /// e^x with ~1e-7 relative error for x in the f32 range (Cephes-style range reduction).
 #[inline(always)]
@@ -34,7 +145,8 @@ pub fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (exp(2.0 * x) + 1.0)
 }
 
-/// Compiles `$body` once with AVX2+FMA enabled and once without, choosing at run time.
+/// Compiles `$body` for AVX-512, for AVX2+FMA and for the baseline, choosing at run time by
+/// [`active_level`].
 macro_rules! dispatch {
     ($(#[$meta:meta])* fn $name:ident($($arg:ident : $ty:ty),*) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
@@ -44,10 +156,14 @@ macro_rules! dispatch {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn fast($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU supports the features `fast` was compiled for.
-                    return unsafe { fast($($arg),*) };
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
+                match active_level() {
+                    // SAFETY: `active_level` never exceeds what the CPU supports.
+                    Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    Level::Baseline => {}
                 }
             }
             inner($($arg),*)
@@ -227,6 +343,97 @@ mod tests {
         }
         assert_eq!(exp(-200.0), exp(-87.0));
         assert!(exp(200.0).is_finite());
+    }
+
+    /// Every dispatched kernel at every level this CPU has, against the baseline build.
+    #[test]
+    fn every_level_computes_what_the_baseline_does() {
+        let levels = available_levels();
+        let n = 1003; // not a multiple of any vector width
+        let data = |k: f32| -> Vec<f32> { (0..n).map(|i| (i as f32 * k).sin() * 3.0).collect() };
+        let run = |level: Level| {
+            with_level(level, || {
+                assert_eq!(active_level(), level);
+                let mut out: Vec<Vec<f32>> = Vec::new();
+                let mut row = data(0.37);
+                let lse = add_bias_log_sum_exp(&mut row, &data(0.11));
+                out.push(vec![lse, sum_squares(&row)]);
+                scaled_softmax_in_place(&mut row, lse, 0.5);
+                add_assign(&mut row, &data(0.23));
+                out.push(row);
+                let h = 67;
+                let (gi, gh, hp) = (data(0.05), data(0.07), data(0.13));
+                let (mut ho, mut r, mut z, mut nn) =
+                    (vec![0.0; h], vec![0.0; h], vec![0.0; h], vec![0.0; h]);
+                gru_cell(
+                    &gi[..3 * h],
+                    &gh[..3 * h],
+                    &hp[..h],
+                    &mut ho,
+                    &mut r,
+                    &mut z,
+                    &mut nn,
+                );
+                let (mut dgi, mut dgh, mut dhp) =
+                    (vec![0.0; 3 * h], vec![0.0; 3 * h], vec![0.0; h]);
+                gru_cell_backward(
+                    &hp[h..2 * h],
+                    &r,
+                    &z,
+                    &nn,
+                    &gh[2 * h..3 * h],
+                    &hp[..h],
+                    &mut dgi,
+                    &mut dgh,
+                    &mut dhp,
+                );
+                out.extend([ho, r, z, nn, dgi, dgh, dhp]);
+                let (mut p, mut m, mut v) = (
+                    data(0.3),
+                    data(0.31),
+                    data(0.32).iter().map(|x| x * x).collect::<Vec<_>>(),
+                );
+                let step = AdamStep {
+                    lr: 1e-2,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: 0.01,
+                    bias_correction1: 0.1,
+                    bias_correction2: 0.001,
+                    grad_scale: 0.5,
+                };
+                adam_update(&mut p, &data(0.33), &mut m, &mut v, step);
+                out.extend([p, m, v]);
+                out
+            })
+        };
+        let reference = run(Level::Baseline);
+        for &level in &levels[1..] {
+            let got = run(level);
+            for (i, (a, b)) in got.iter().zip(&reference).enumerate() {
+                for (x, y) in a.iter().zip(b) {
+                    let tol = 1e-5 * y.abs().max(1.0);
+                    assert!(
+                        (x - y).abs() <= tol,
+                        "{}: output {i}: {x} vs baseline {y}",
+                        level.name()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn levels_parse_and_caps_only_lower() {
+        assert_eq!("AVX2".parse::<Level>(), Ok(Level::Avx2));
+        assert!("sse9".parse::<Level>().unwrap_err().contains("sse9"));
+        with_level(Level::Avx512, || {
+            assert_eq!(active_level(), detected_level())
+        });
+        with_level(Level::Baseline, || {
+            assert_eq!(active_level(), Level::Baseline)
+        });
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::gru::{bidirectional, Gru};
 use super::latent::{LatentKind, LatentParams};
-use super::ops::linear_nll;
+use super::ops::{linear_nll, linear_nll_inference};
 use crate::vocab::{BOS, EOS};
 
 /// How the encoder's states become one vector per sentence.
@@ -398,6 +398,21 @@ impl SeqAutoencoder {
         )?; // ((T+1)·B,)
         let nll = nll.reshape((batch.len + 1, batch.batch_size))?.sum(0)?; // (B,)
         Ok((nll, states))
+    }
+
+    /// Teacher-forced NLL per sentence (B,) for scoring only: the same numbers as
+    /// [`Self::sentence_nll`] without a backward pass or the (tokens × vocab) buffer it keeps.
+    pub fn score_nll(&self, z: Option<&Tensor>, batch: &TokenBatch) -> Result<Tensor> {
+        let states = self.decode_states(z, &batch.dec_in)?; // (T+1, B, H)
+        let flat = states.reshape(((), self.cfg.hidden_dim))?; // ((T+1)·B, H)
+        let bias = self.out.bias().expect("the output layer has a bias");
+        let nll = linear_nll_inference(
+            &flat,
+            self.out.weight(),
+            bias,
+            &batch.targets.flatten_all()?,
+        )?; // ((T+1)·B,)
+        nll.reshape((batch.len + 1, batch.batch_size))?.sum(0) // (B,)
     }
 
     /// Mutual-information term: an auxiliary network reads the mean decoder state and predicts

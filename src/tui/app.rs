@@ -15,15 +15,16 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use super::clusters::ClustersState;
+use super::clusters::{ClustersState, ClustersView};
 use super::event::Msg;
 use super::explore::ExploreState;
+use super::keys;
 use super::neighbors::NeighborsState;
 use super::path::PathState;
 use super::sample::SampleState;
 use super::stats::StatsState;
 use super::train::TrainState;
-use super::widgets::{self, Theme, SPINNER};
+use super::widgets::{self, TextInput, Theme, SPINNER};
 use super::worker::{Job, JobKind, ModelInfo, Reply, ReplyBody, Request};
 use crate::train::{TrainConfig, TrainControl};
 
@@ -67,6 +68,19 @@ impl Tab {
 
     pub fn index(self) -> usize {
         Tab::ALL.iter().position(|&t| t == self).expect("listed")
+    }
+
+    /// The help's (keys, description) rows, from the tab's key table.
+    pub fn help_rows(self) -> Vec<(String, String)> {
+        match self {
+            Tab::Explore => keys::help_rows(super::explore::KEYS),
+            Tab::Path => keys::help_rows(super::path::KEYS),
+            Tab::Sample => keys::help_rows(super::sample::KEYS),
+            Tab::Stats => keys::help_rows(super::stats::KEYS),
+            Tab::Train => keys::help_rows(super::train::KEYS),
+            Tab::Neighbors => keys::help_rows(super::neighbors::KEYS),
+            Tab::Clusters => super::clusters::help_rows(),
+        }
     }
 }
 
@@ -238,6 +252,7 @@ impl App {
     pub fn update(&mut self, msg: Msg) {
         match msg {
             Msg::Key(key) => self.on_key(key),
+            Msg::Paste(text) => self.on_paste(&text),
             Msg::Resize(..) => {}
             Msg::Tick => self.ticks = self.ticks.wrapping_add(1),
             Msg::Reply(reply) => self.on_reply(reply),
@@ -321,6 +336,61 @@ impl App {
             Tab::Train => self.train_key(key),
             Tab::Neighbors => self.neighbors_key(key),
             Tab::Clusters => self.clusters_key(key),
+        }
+    }
+
+    /// A paste goes into the text field that has the focus; on a tab whose text field is not
+    /// open, it opens the field the way `/` does (a fresh sentence) and fills it.
+    fn on_paste(&mut self, text: &str) {
+        if self.help.is_some() {
+            return;
+        }
+        self.status = None;
+        if !self.typing() {
+            match self.tab {
+                Tab::Explore => self.explore_fresh_input(),
+                Tab::Path => self.path_fresh_input(),
+                Tab::Neighbors => self.neighbors_fresh_input(),
+                Tab::Clusters if self.clusters.view == ClustersView::Analogy => {
+                    self.clusters_fresh_input()
+                }
+                Tab::Clusters => {
+                    self.notice("the Clusters tab's text fields are its analogy's: n opens them");
+                    return;
+                }
+                Tab::Train => {
+                    self.notice("to paste a setting, select it and press Enter to edit it first");
+                    return;
+                }
+                Tab::Sample | Tab::Stats => {
+                    self.notice(format!(
+                        "the {} tab has no text field to paste into",
+                        self.tab.title()
+                    ));
+                    return;
+                }
+            }
+        }
+        let input = match self.tab {
+            Tab::Explore => &mut self.explore.input,
+            Tab::Path => self.path.focused_input(),
+            Tab::Neighbors => &mut self.neighbors.input,
+            Tab::Clusters => match self.clusters_focused_input() {
+                Some(input) => input,
+                None => return,
+            },
+            Tab::Train => match &mut self.train.editing {
+                Some(input) => input,
+                None => return,
+            },
+            Tab::Sample | Tab::Stats => return,
+        };
+        input.insert_str(text);
+        if input.overflow {
+            self.notice(format!(
+                "pasted text cut at {} characters (the model reads only its first words anyway)",
+                TextInput::MAX_CHARS
+            ));
         }
     }
 
@@ -459,13 +529,13 @@ impl App {
 
     fn hints(&self) -> Vec<(&'static str, &'static str)> {
         let mut h = match self.tab {
-            Tab::Explore => self.explore.hints(self.model.binary()),
-            Tab::Path => self.path.hints(self.model.binary()),
-            Tab::Sample => self.sample.hints(self.model.binary()),
-            Tab::Stats => self.stats.hints(),
-            Tab::Train => self.train.hints(),
-            Tab::Neighbors => self.neighbors.hints(),
-            Tab::Clusters => self.clusters.hints(self.model.binary()),
+            Tab::Explore => self.explore.hints(self.model.kind),
+            Tab::Path => self.path.hints(self.model.kind),
+            Tab::Sample => self.sample.hints(self.model.kind),
+            Tab::Stats => self.stats.hints(self.model.kind),
+            Tab::Train => self.train.hints(self.model.kind),
+            Tab::Neighbors => self.neighbors.hints(self.model.kind),
+            Tab::Clusters => self.clusters.hints(self.model.kind),
         };
         if self.typing() {
             h.extend([("Tab", "next tab"), ("F1", "keys"), ("Ctrl-C", "quit")]);

@@ -16,6 +16,7 @@ use ratatui::widgets::{Gauge, Widget};
 
 use super::app::{App, Tab};
 use super::cluster_map::{ClusterMap, Viewport};
+use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, InputAction, TextInput};
 use super::worker::{neighbor_index, Job, JobKind};
 use crate::cluster::{ClusterMethod, ClusterOptions};
@@ -23,6 +24,7 @@ use crate::corpus::Split;
 use crate::engine::Engine;
 use crate::explore::bit_string;
 use crate::hamming::PackedCodes;
+use crate::model::LatentKind;
 use crate::structure::{
     analogy, changed_bits, cluster_corpus, AttributeVector, ClusterReport, CodeModel, CodedCorpus,
 };
@@ -311,49 +313,413 @@ impl ClustersState {
         }
     }
 
-    pub fn hints(&self, binary: bool) -> Vec<(&'static str, &'static str)> {
-        if self.typing {
-            return vec![
-                ("Enter", "next / compute"),
-                ("↑/↓", "field"),
-                ("Esc", "stop typing"),
-            ];
-        }
-        match self.view {
-            ClustersView::List => vec![
-                ("↑/↓", "select"),
-                ("Enter", "members"),
-                ("[/]", "k"),
-                ("m", "method"),
-                ("s", "reseed"),
-                ("v", "map"),
-                ("a", "attribute"),
-                ("n", "analogy"),
-            ],
-            ClustersView::Map => vec![
-                ("←↑↓→/hjkl", "pan"),
-                ("+/-", "zoom"),
-                ("0", "reset"),
-                ("v/Esc", "list"),
-            ],
-            ClustersView::Members => vec![
-                ("↑/↓", "select"),
-                ("Enter", "load into Explore"),
-                ("Esc", "clusters"),
-            ],
-            ClustersView::Attribute => vec![
-                ("↑/↓", "label"),
-                ("f/t", "from/to"),
-                ("+/-", if binary { "bits" } else { "strength" }),
-                ("Esc", "clusters"),
-            ],
-            ClustersView::Analogy => vec![
-                ("i", "edit A/B/C"),
-                ("/", "new analogy"),
-                ("Esc", "clusters"),
-            ],
+    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
+        let mode = if self.typing { Mode::Typing } else { Mode::Nav };
+        keys::hints(view_keys(self.view), mode, kind)
+    }
+}
+
+/// What a key can do on this tab (each view binds its own keys, see [`KEYS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Down,
+    Up,
+    PageDown,
+    PageUp,
+    Top,
+    /// List: the selected cluster's members; Members: load the member into Explore.
+    Open,
+    FewerClusters,
+    MoreClusters,
+    Method,
+    Reseed,
+    Recluster,
+    Map,
+    Attribute,
+    Analogy,
+    PanLeft,
+    PanRight,
+    PanUp,
+    PanDown,
+    ZoomIn,
+    ZoomOut,
+    ResetView,
+    /// Back to the cluster list.
+    Back,
+    From,
+    To,
+    Stronger,
+    Weaker,
+    Edit,
+    Fresh,
+    /// Analogy fields: Enter moves on, on C computes.
+    Submit,
+    PreviousField,
+    NextField,
+    Leave,
+}
+
+/// Selection keys, the same in the list, the members and the attribute view's labels.
+macro_rules! select_keys {
+    ($what:literal) => {
+        [
+            nav(
+                &[KeyCode::Down, KeyCode::Char('j')],
+                "↑↓ jk PgUp/Dn Home",
+                $what,
+                Some(("↑/↓", "select")),
+                Only::Any,
+                Action::Down,
+            ),
+            nav(
+                &[KeyCode::Up, KeyCode::Char('k')],
+                "↑ or k",
+                "",
+                None,
+                Only::Any,
+                Action::Up,
+            ),
+            nav(
+                &[KeyCode::PageDown],
+                "PgDn",
+                "",
+                None,
+                Only::Any,
+                Action::PageDown,
+            ),
+            nav(
+                &[KeyCode::PageUp],
+                "PgUp",
+                "",
+                None,
+                Only::Any,
+                Action::PageUp,
+            ),
+            nav(
+                &[KeyCode::Home, KeyCode::Char('g')],
+                "Home or g",
+                "",
+                None,
+                Only::Any,
+                Action::Top,
+            ),
+        ]
+    };
+}
+
+const BACK: Binding<Action> = nav(
+    &[KeyCode::Esc, KeyCode::Backspace],
+    "Esc",
+    "back to the cluster list",
+    Some(("Esc", "clusters")),
+    Only::Any,
+    Action::Back,
+);
+
+const LIST_SELECT: [Binding<Action>; 5] = select_keys!("select a cluster");
+const MEMBERS_SELECT: [Binding<Action>; 5] =
+    select_keys!("members: select one (nearest the centre first)");
+
+/// The cluster list, the view the tab opens in.
+pub const LIST_KEYS: &[Binding<Action>] = &[
+    LIST_SELECT[0],
+    LIST_SELECT[1],
+    LIST_SELECT[2],
+    LIST_SELECT[3],
+    LIST_SELECT[4],
+    nav(
+        &[KeyCode::Enter],
+        "Enter",
+        "list the selected cluster's members, nearest its centre first",
+        Some(("Enter", "members")),
+        Only::Any,
+        Action::Open,
+    ),
+    nav(
+        &[KeyCode::Char('[')],
+        "[ / ]",
+        "fewer / more clusters (k: 2, 3, 5, 10, 20, 30, 45, 60, 100, 200)",
+        Some(("[/]", "k")),
+        Only::Any,
+        Action::FewerClusters,
+    ),
+    nav(
+        &[KeyCode::Char(']')],
+        "]",
+        "",
+        None,
+        Only::Any,
+        Action::MoreClusters,
+    ),
+    nav(
+        &[KeyCode::Char('m')],
+        "m",
+        "method: k-medoids → k-modes → k-means (continuous codes use k-means)",
+        Some(("m", "method")),
+        Only::Binary,
+        Action::Method,
+    ),
+    nav(
+        &[KeyCode::Char('s')],
+        "s",
+        "cluster again with the next seed",
+        Some(("s", "reseed")),
+        Only::Any,
+        Action::Reseed,
+    ),
+    nav(
+        &[KeyCode::Char('v')],
+        "v",
+        "map: the clusters on the codes' PCA plane",
+        Some(("v", "map")),
+        Only::Any,
+        Action::Map,
+    ),
+    nav(
+        &[KeyCode::Char('a')],
+        "a",
+        "attribute vector between two gold labels, applied to Explore's code",
+        Some(("a", "attribute")),
+        Only::Any,
+        Action::Attribute,
+    ),
+    nav(
+        &[KeyCode::Char('n')],
+        "n",
+        "analogy of three sentences: A is to B as C is to ?",
+        Some(("n", "analogy")),
+        Only::Any,
+        Action::Analogy,
+    ),
+    nav(
+        &[KeyCode::Char('r')],
+        "r",
+        "cluster again (after an error)",
+        None,
+        Only::Any,
+        Action::Recluster,
+    ),
+];
+
+/// The Map view.
+pub const MAP_KEYS: &[Binding<Action>] = &[
+    nav(
+        &[KeyCode::Left, KeyCode::Char('h')],
+        "←↑↓→ or hjkl",
+        "map: pan",
+        Some(("←↑↓→/hjkl", "pan")),
+        Only::Any,
+        Action::PanLeft,
+    ),
+    nav(
+        &[KeyCode::Right, KeyCode::Char('l')],
+        "→ or l",
+        "",
+        None,
+        Only::Any,
+        Action::PanRight,
+    ),
+    nav(
+        &[KeyCode::Up, KeyCode::Char('k')],
+        "↑ or k",
+        "",
+        None,
+        Only::Any,
+        Action::PanUp,
+    ),
+    nav(
+        &[KeyCode::Down, KeyCode::Char('j')],
+        "↓ or j",
+        "",
+        None,
+        Only::Any,
+        Action::PanDown,
+    ),
+    nav(
+        &[KeyCode::Char('+'), KeyCode::Char('=')],
+        "+ / -",
+        "map: zoom in / out",
+        Some(("+/-", "zoom")),
+        Only::Any,
+        Action::ZoomIn,
+    ),
+    nav(
+        &[KeyCode::Char('-')],
+        "-",
+        "",
+        None,
+        Only::Any,
+        Action::ZoomOut,
+    ),
+    nav(
+        &[KeyCode::Char('0')],
+        "0",
+        "map: the whole plane again",
+        Some(("0", "reset")),
+        Only::Any,
+        Action::ResetView,
+    ),
+    nav(
+        &[KeyCode::Esc, KeyCode::Char('v')],
+        "v or Esc",
+        "map: back to the cluster list",
+        Some(("v/Esc", "list")),
+        Only::Any,
+        Action::Back,
+    ),
+];
+
+/// A cluster's members.
+pub const MEMBERS_KEYS: &[Binding<Action>] = &[
+    MEMBERS_SELECT[0],
+    MEMBERS_SELECT[1],
+    MEMBERS_SELECT[2],
+    MEMBERS_SELECT[3],
+    MEMBERS_SELECT[4],
+    nav(
+        &[KeyCode::Enter],
+        "Enter",
+        "members: load the member into 1 Explore",
+        Some(("Enter", "load into Explore")),
+        Only::Any,
+        Action::Open,
+    ),
+    BACK,
+];
+
+/// The attribute view.
+pub const ATTRIBUTE_KEYS: &[Binding<Action>] = &[
+    nav(
+        &[KeyCode::Down, KeyCode::Char('j')],
+        "↑↓ or jk",
+        "attribute: select a gold label",
+        Some(("↑/↓", "label")),
+        Only::Any,
+        Action::Down,
+    ),
+    nav(
+        &[KeyCode::Up, KeyCode::Char('k')],
+        "↑ or k",
+        "",
+        None,
+        Only::Any,
+        Action::Up,
+    ),
+    nav(
+        &[KeyCode::Char('f')],
+        "f / t",
+        "attribute: the selected label is the vector's from / to",
+        Some(("f/t", "from/to")),
+        Only::Any,
+        Action::From,
+    ),
+    nav(&[KeyCode::Char('t')], "t", "", None, Only::Any, Action::To),
+    nav(
+        &[KeyCode::Char('+'), KeyCode::Char('=')],
+        "+ / -",
+        "attribute: one bit more / fewer set the target's way",
+        Some(("+/-", "bits")),
+        Only::Binary,
+        Action::Stronger,
+    ),
+    nav(
+        &[KeyCode::Char('-')],
+        "-",
+        "",
+        None,
+        Only::Binary,
+        Action::Weaker,
+    ),
+    nav(
+        &[KeyCode::Char('+'), KeyCode::Char('=')],
+        "+ / -",
+        "attribute: strength up / down by ¼ of the vector",
+        Some(("+/-", "strength")),
+        Only::NotBinary,
+        Action::Stronger,
+    ),
+    nav(
+        &[KeyCode::Char('-')],
+        "-",
+        "",
+        None,
+        Only::NotBinary,
+        Action::Weaker,
+    ),
+    BACK,
+];
+
+/// The analogy view: three text fields and the result.
+pub const ANALOGY_KEYS: &[Binding<Action>] = &[
+    typing(
+        &[KeyCode::Enter],
+        "Enter",
+        "analogy: next field; on C, compute",
+        Some(("Enter", "next / compute")),
+        Action::Submit,
+    ),
+    typing(
+        &[KeyCode::Up],
+        "↑ / ↓",
+        "analogy: previous / next field",
+        Some(("↑/↓", "field")),
+        Action::PreviousField,
+    ),
+    typing(&[KeyCode::Down], "↓", "", None, Action::NextField),
+    typing(
+        &[KeyCode::Esc],
+        "Esc",
+        "analogy: leave the fields",
+        Some(("Esc", "stop typing")),
+        Action::Leave,
+    ),
+    nav(
+        &[KeyCode::Char('i'), KeyCode::Enter],
+        "i or Enter",
+        "analogy: edit A, B and C",
+        Some(("i", "edit A/B/C")),
+        Only::Any,
+        Action::Edit,
+    ),
+    nav(
+        &[KeyCode::Char('/')],
+        "/",
+        "analogy: a new one, all three fields empty",
+        Some(("/", "new analogy")),
+        Only::Any,
+        Action::Fresh,
+    ),
+    BACK,
+];
+
+/// Every view's keys, in the order the help lists them: dispatch, footer and help read these.
+pub const KEYS: &[(ClustersView, &[Binding<Action>])] = &[
+    (ClustersView::List, LIST_KEYS),
+    (ClustersView::Map, MAP_KEYS),
+    (ClustersView::Members, MEMBERS_KEYS),
+    (ClustersView::Attribute, ATTRIBUTE_KEYS),
+    (ClustersView::Analogy, ANALOGY_KEYS),
+];
+
+/// The key table of one view.
+pub fn view_keys(view: ClustersView) -> &'static [Binding<Action>] {
+    KEYS.iter()
+        .find(|(v, _)| *v == view)
+        .map(|(_, t)| *t)
+        .expect("every view has a key table")
+}
+
+/// The help's rows: each view's keys; a key bound the same way in several views (Esc) once.
+pub fn help_rows() -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for (_, table) in KEYS {
+        for row in keys::help_rows(table) {
+            if !rows.contains(&row) {
+                rows.push(row);
+            }
         }
     }
+    rows
 }
 
 /// Strength steps: a bit at a time for binary codes, ¼ of the vector for continuous ones.
@@ -475,66 +841,73 @@ impl App {
     }
 
     pub(super) fn clusters_key(&mut self, key: KeyEvent) {
-        if self.clusters.typing {
-            self.clusters_typing_key(key);
-            return;
+        let kind = self.model.kind;
+        let table = view_keys(self.clusters.view);
+        let action = if self.clusters.typing {
+            let c = &mut self.clusters;
+            match c.inputs[c.field].on_key(key) {
+                InputAction::Submit => Action::Submit,
+                InputAction::Cancel => Action::Leave,
+                InputAction::Ignored => match keys::lookup(table, Mode::Typing, key.code, kind) {
+                    Lookup::Action(a) => a,
+                    _ => return,
+                },
+                _ => return,
+            }
+        } else {
+            match keys::lookup(table, Mode::Nav, key.code, kind) {
+                Lookup::Action(a) => a,
+                Lookup::NotForThisModel(why) => return self.notice(why),
+                Lookup::Unbound => return,
+            }
+        };
+        if !kind.has_latent() && !matches!(action, Action::Back | Action::Leave) {
+            return self.notice("an `lm` model has no encoder, so there are no codes to cluster");
         }
         match self.clusters.view {
-            ClustersView::List => self.clusters_list_key(key),
-            ClustersView::Members => self.clusters_members_key(key),
-            ClustersView::Attribute => self.clusters_attribute_key(key),
+            ClustersView::List => self.clusters_list_do(action),
+            ClustersView::Members => self.clusters_members_do(action),
+            ClustersView::Attribute => self.clusters_attribute_do(action),
             ClustersView::Map => {
-                let vp = &mut self.clusters.viewport;
-                match key.code {
-                    KeyCode::Left | KeyCode::Char('h') => vp.pan(-1.0, 0.0),
-                    KeyCode::Right | KeyCode::Char('l') => vp.pan(1.0, 0.0),
-                    KeyCode::Up | KeyCode::Char('k') => vp.pan(0.0, 1.0),
-                    KeyCode::Down | KeyCode::Char('j') => vp.pan(0.0, -1.0),
-                    KeyCode::Char('+') | KeyCode::Char('=') => vp.zoom_by(2.0),
-                    KeyCode::Char('-') => vp.zoom_by(0.5),
-                    KeyCode::Char('0') => *vp = Viewport::default(),
-                    KeyCode::Esc | KeyCode::Char('v') => self.clusters.view = ClustersView::List,
+                let c = &mut self.clusters;
+                let vp = &mut c.viewport;
+                match action {
+                    Action::PanLeft => vp.pan(-1.0, 0.0),
+                    Action::PanRight => vp.pan(1.0, 0.0),
+                    Action::PanUp => vp.pan(0.0, 1.0),
+                    Action::PanDown => vp.pan(0.0, -1.0),
+                    Action::ZoomIn => vp.zoom_by(2.0),
+                    Action::ZoomOut => vp.zoom_by(0.5),
+                    Action::ResetView => *vp = Viewport::default(),
+                    Action::Back => c.view = ClustersView::List,
                     _ => {}
                 }
             }
-            ClustersView::Analogy => match key.code {
-                KeyCode::Char('i') | KeyCode::Enter => self.clusters.typing = true,
-                // As in the other tabs, `/` starts a fresh sentence: all three fields empty.
-                KeyCode::Char('/') => {
-                    let c = &mut self.clusters;
-                    c.inputs = Default::default();
-                    c.field = 0;
-                    c.typing = true;
-                }
-                KeyCode::Esc | KeyCode::Backspace => self.clusters.view = ClustersView::List,
-                _ => {}
-            },
+            ClustersView::Analogy => self.clusters_analogy_do(action),
         }
     }
 
-    fn clusters_list_key(&mut self, key: KeyEvent) {
+    fn clusters_list_do(&mut self, action: Action) {
         let n = self
             .clusters
             .result
             .as_ref()
             .map_or(0, |v| v.report.clusters.len());
         let c = &mut self.clusters;
-        match key.code {
-            KeyCode::Down | KeyCode::Char('j') => {
-                c.selected = (c.selected + 1).min(n.saturating_sub(1))
-            }
-            KeyCode::Up | KeyCode::Char('k') => c.selected = c.selected.saturating_sub(1),
-            KeyCode::PageDown => c.selected = (c.selected + 10).min(n.saturating_sub(1)),
-            KeyCode::PageUp => c.selected = c.selected.saturating_sub(10),
-            KeyCode::Home | KeyCode::Char('g') => c.selected = 0,
-            KeyCode::Enter if n > 0 => {
+        match action {
+            Action::Down => c.selected = (c.selected + 1).min(n.saturating_sub(1)),
+            Action::Up => c.selected = c.selected.saturating_sub(1),
+            Action::PageDown => c.selected = (c.selected + 10).min(n.saturating_sub(1)),
+            Action::PageUp => c.selected = c.selected.saturating_sub(10),
+            Action::Top => c.selected = 0,
+            Action::Open if n > 0 => {
                 c.view = ClustersView::Members;
                 c.member = 0;
             }
-            KeyCode::Char('[') | KeyCode::Char(']') => {
+            Action::FewerClusters | Action::MoreClusters => {
                 // From the k of the clusters on screen (the gold labels' count by default).
                 let current = if n > 0 { n } else { c.k };
-                let next = if key.code == KeyCode::Char(']') {
+                let next = if action == Action::MoreClusters {
                     K_STEPS.iter().find(|&&s| s > current).copied()
                 } else {
                     K_STEPS.iter().rev().find(|&&s| s < current).copied()
@@ -544,33 +917,30 @@ impl App {
                     self.clusters_request();
                 }
             }
-            KeyCode::Char('m') => {
-                let methods: &[Option<ClusterMethod>] = if self.model.binary() {
-                    &[
-                        None,
-                        Some(ClusterMethod::KModes),
-                        Some(ClusterMethod::KMeans),
-                    ]
-                } else {
-                    &[None]
-                };
-                if methods.len() == 1 {
-                    self.notice("continuous codes are clustered with k-means only");
-                    return;
-                }
+            Action::Method => {
+                // Only binary codes get here (see the key table): continuous ones use k-means.
+                let methods = [
+                    None,
+                    Some(ClusterMethod::KModes),
+                    Some(ClusterMethod::KMeans),
+                ];
                 let at = methods.iter().position(|m| *m == c.method).unwrap_or(0);
                 c.method = methods[(at + 1) % methods.len()];
                 self.clusters_request();
             }
-            KeyCode::Char('s') => {
+            Action::Reseed => {
                 c.seed += 1;
                 self.clusters_request();
             }
-            KeyCode::Char('r') if !self.jobs.is_pending(JobKind::Cluster) => {
-                self.clusters_request()
+            Action::Recluster => {
+                if self.jobs.is_pending(JobKind::Cluster) {
+                    self.notice("the corpus is being clustered already");
+                } else {
+                    self.clusters_request();
+                }
             }
-            KeyCode::Char('v') if n > 0 => c.view = ClustersView::Map,
-            KeyCode::Char('a') => {
+            Action::Map if n > 0 => c.view = ClustersView::Map,
+            Action::Attribute => {
                 c.view = ClustersView::Attribute;
                 if c.result.as_ref().is_some_and(|v| !v.data.is_labelled()) {
                     self.notice(
@@ -579,8 +949,9 @@ impl App {
                 }
                 self.clusters_attribute_request();
             }
-            KeyCode::Char('n') => {
+            Action::Analogy => {
                 c.view = ClustersView::Analogy;
+                // Nothing to look at yet: straight into the first field, as `/` would.
                 if c.inputs.iter().all(TextInput::is_blank) {
                     c.typing = true;
                     c.field = 0;
@@ -590,21 +961,21 @@ impl App {
         }
     }
 
-    fn clusters_members_key(&mut self, key: KeyEvent) {
+    fn clusters_members_do(&mut self, action: Action) {
         let members = match &self.clusters.result {
             Some(v) => v.members_by_distance(self.clusters.selected),
             None => Vec::new(),
         };
         let c = &mut self.clusters;
         let last = members.len().saturating_sub(1);
-        match key.code {
-            KeyCode::Down | KeyCode::Char('j') => c.member = (c.member + 1).min(last),
-            KeyCode::Up | KeyCode::Char('k') => c.member = c.member.saturating_sub(1),
-            KeyCode::PageDown => c.member = (c.member + 10).min(last),
-            KeyCode::PageUp => c.member = c.member.saturating_sub(10),
-            KeyCode::Home | KeyCode::Char('g') => c.member = 0,
-            KeyCode::Esc | KeyCode::Backspace => c.view = ClustersView::List,
-            KeyCode::Enter => {
+        match action {
+            Action::Down => c.member = (c.member + 1).min(last),
+            Action::Up => c.member = c.member.saturating_sub(1),
+            Action::PageDown => c.member = (c.member + 10).min(last),
+            Action::PageUp => c.member = c.member.saturating_sub(10),
+            Action::Top => c.member = 0,
+            Action::Back => c.view = ClustersView::List,
+            Action::Open => {
                 let Some(&i) = members.get(c.member) else {
                     return;
                 };
@@ -622,7 +993,7 @@ impl App {
         }
     }
 
-    fn clusters_attribute_key(&mut self, key: KeyEvent) {
+    fn clusters_attribute_do(&mut self, action: Action) {
         let labels = self
             .clusters
             .result
@@ -630,14 +1001,12 @@ impl App {
             .map_or(0, |v| v.data.label_names.len());
         let binary = self.model.binary();
         let c = &mut self.clusters;
-        match key.code {
-            KeyCode::Down | KeyCode::Char('j') => {
-                c.label_cursor = (c.label_cursor + 1).min(labels.saturating_sub(1))
-            }
-            KeyCode::Up | KeyCode::Char('k') => c.label_cursor = c.label_cursor.saturating_sub(1),
-            KeyCode::Char('f') if labels > 0 => c.from = Some(c.label_cursor),
-            KeyCode::Char('t') if labels > 0 => c.to = Some(c.label_cursor),
-            KeyCode::Char('+') | KeyCode::Char('=') => {
+        match action {
+            Action::Down => c.label_cursor = (c.label_cursor + 1).min(labels.saturating_sub(1)),
+            Action::Up => c.label_cursor = c.label_cursor.saturating_sub(1),
+            Action::From if labels > 0 => c.from = Some(c.label_cursor),
+            Action::To if labels > 0 => c.to = Some(c.label_cursor),
+            Action::Stronger => {
                 let max = self.clusters_edited_code().map(|(v, _)| v.max_bits());
                 let c = &mut self.clusters;
                 c.strength += strength_step(binary);
@@ -645,10 +1014,10 @@ impl App {
                     c.strength = c.strength.min(max as f32);
                 }
             }
-            KeyCode::Char('-') => {
+            Action::Weaker => {
                 c.strength = (c.strength - strength_step(binary)).max(0.0);
             }
-            KeyCode::Esc | KeyCode::Backspace => {
+            Action::Back => {
                 c.view = ClustersView::List;
                 return;
             }
@@ -663,21 +1032,16 @@ impl App {
         self.clusters_attribute_request();
     }
 
-    fn clusters_typing_key(&mut self, key: KeyEvent) {
+    fn clusters_analogy_do(&mut self, action: Action) {
         let c = &mut self.clusters;
-        match key.code {
-            KeyCode::Up => {
-                c.field = (c.field + 2) % 3;
-                return;
-            }
-            KeyCode::Down => {
-                c.field = (c.field + 1) % 3;
-                return;
-            }
-            _ => {}
-        }
-        match c.inputs[c.field].on_key(key) {
-            InputAction::Submit => {
+        match action {
+            Action::Edit => c.typing = true,
+            Action::Fresh => self.clusters_fresh_input(),
+            Action::Back => c.view = ClustersView::List,
+            Action::PreviousField => c.field = (c.field + 2) % 3,
+            Action::NextField => c.field = (c.field + 1) % 3,
+            Action::Leave => c.typing = false,
+            Action::Submit => {
                 if c.field < 2 {
                     c.field += 1;
                     return;
@@ -692,9 +1056,22 @@ impl App {
                 self.jobs
                     .submit(Job::Structure(StructureJob::Analogy { sentences }));
             }
-            InputAction::Cancel => c.typing = false,
             _ => {}
         }
+    }
+
+    /// `/` in the analogy view (and a paste there): a new analogy, typing A.
+    pub(super) fn clusters_fresh_input(&mut self) {
+        let c = &mut self.clusters;
+        c.inputs = Default::default();
+        c.field = 0;
+        c.typing = true;
+    }
+
+    /// The analogy field keys go into, while typing.
+    pub(super) fn clusters_focused_input(&mut self) -> Option<&mut TextInput> {
+        let c = &mut self.clusters;
+        c.typing.then(|| &mut c.inputs[c.field])
     }
 }
 
@@ -1168,29 +1545,3 @@ fn render_analogy(app: &App, area: Rect, buf: &mut Buffer) {
     }
     widgets::wrapped(buf, inner, lines);
 }
-
-/// The tab's keys, for the help overlay.
-pub const HELP: &[(&str, &str)] = &[
-    ("↑/↓ j/k PgUp/PgDn", "select a cluster (a member, a label)"),
-    (
-        "Enter",
-        "list the cluster's members; on a member, load it into Explore",
-    ),
-    ("Esc", "back to the cluster list"),
-    ("[ / ]", "fewer / more clusters (k)"),
-    ("m", "method: k-medoids → k-modes → k-means (binary codes)"),
-    ("s", "cluster again with the next seed"),
-    (
-        "v",
-        "map: clusters on the PCA plane (←↑↓→ pan, + / - zoom, 0 resets)",
-    ),
-    (
-        "a",
-        "attribute vector: f / t pick the labels, + / - the strength",
-    ),
-    (
-        "n",
-        "analogy of three sentences (i edits them, / starts afresh)",
-    ),
-    ("r", "cluster again (after an error)"),
-];

@@ -21,6 +21,9 @@ use crate::train::TrainEvent;
 #[derive(Debug)]
 pub enum Msg {
     Key(KeyEvent),
+    /// Text pasted into the terminal, in one piece (bracketed paste), so a long paste is one
+    /// edit rather than thousands of key presses.
+    Paste(String),
     Resize(u16, u16),
     /// Advances spinners; sent when the terminal has been quiet for a tick.
     Tick,
@@ -61,6 +64,7 @@ impl InputThread {
                             // Windows reports key releases too; acting on them would double
                             // every keystroke.
                             Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => Msg::Key(k),
+                            Ok(Event::Paste(text)) => Msg::Paste(text),
                             Ok(Event::Resize(w, h)) => Msg::Resize(w, h),
                             Ok(_) => continue,
                             Err(e) => Msg::InputFailed(e.to_string()),

@@ -8,16 +8,20 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
 use super::app::App;
+use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, grouped_columns, put, text, InputAction, TextInput, EIGHTHS};
 use super::worker::{Bars, Job, JobKind};
 use crate::explore;
 use crate::model::decode::Strategy;
+use crate::model::LatentKind;
 use crate::tasks::EncodedSentence;
 
+/// Where keys go: the sentence field, or the code (navigation, where digits switch tabs; the
+/// tab opens here).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Focus {
-    #[default]
     Input,
+    #[default]
     Code,
 }
 
@@ -45,7 +49,7 @@ impl Default for ExploreState {
     fn default() -> Self {
         Self {
             input: TextInput::default(),
-            focus: Focus::Input,
+            focus: Focus::Code,
             sentence: None,
             code: Vec::new(),
             undo: Vec::new(),
@@ -71,29 +75,158 @@ impl ExploreState {
             .map(|s| explore::hamming(&s.code, &self.code))
     }
 
-    pub fn hints(&self, binary: bool) -> Vec<(&'static str, &'static str)> {
+    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
         match self.focus {
-            Focus::Input => vec![("Enter", "encode"), ("Esc", "to the code")],
-            Focus::Code if binary => vec![
-                ("←/→", "move"),
-                ("Space", "flip"),
-                ("r", "restore"),
-                ("u", "undo"),
-                ("d", "decoder"),
-                ("i", "edit"),
-            ],
-            Focus::Code => vec![
-                ("←/→", "move"),
-                ("+/-", "±½σ"),
-                ("0", "reset dim"),
-                ("r", "restore"),
-                ("u", "undo"),
-                ("d", "decoder"),
-                ("i", "edit"),
-            ],
+            Focus::Input => keys::hints(KEYS, Mode::Typing, kind),
+            Focus::Code if self.code.is_empty() => keys::hints_where(KEYS, Mode::Nav, kind, |a| {
+                matches!(a, Action::Edit | Action::Fresh | Action::Decoder)
+            }),
+            Focus::Code => keys::hints(KEYS, Mode::Nav, kind),
         }
     }
 }
+
+/// What a key can do on this tab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Encode,
+    Leave,
+    Edit,
+    Fresh,
+    Left,
+    Right,
+    First,
+    Last,
+    Flip,
+    NudgeUp,
+    NudgeDown,
+    ResetDim,
+    Restore,
+    Undo,
+    Decoder,
+}
+
+/// The tab's keys: dispatch, footer and help all read this table.
+pub const KEYS: &[Binding<Action>] = &[
+    typing(
+        &[KeyCode::Enter],
+        "Enter",
+        "encode the sentence; the focus moves to the code",
+        Some(("Enter", "encode")),
+        Action::Encode,
+    ),
+    typing(
+        &[KeyCode::Esc],
+        "Esc",
+        "leave the field for the code",
+        Some(("Esc", "to the code")),
+        Action::Leave,
+    ),
+    nav(
+        &[KeyCode::Left, KeyCode::Char('h')],
+        "← → or h l",
+        "move the cursor over the bits / dimensions",
+        Some(("←/→", "move")),
+        Only::Any,
+        Action::Left,
+    ),
+    nav(
+        &[KeyCode::Right, KeyCode::Char('l')],
+        "→ or l",
+        "",
+        None,
+        Only::Any,
+        Action::Right,
+    ),
+    nav(
+        &[KeyCode::Home, KeyCode::Char('g')],
+        "Home End or g G",
+        "first / last bit",
+        None,
+        Only::Any,
+        Action::First,
+    ),
+    nav(
+        &[KeyCode::End, KeyCode::Char('G')],
+        "End or G",
+        "",
+        None,
+        Only::Any,
+        Action::Last,
+    ),
+    nav(
+        &[KeyCode::Char(' ')],
+        "Space",
+        "flip the bit under the cursor",
+        Some(("Space", "flip")),
+        Only::Binary,
+        Action::Flip,
+    ),
+    nav(
+        &[KeyCode::Char('+'), KeyCode::Char('=')],
+        "+ / -",
+        "nudge the dimension under the cursor by ½σ",
+        Some(("+/-", "±½σ")),
+        Only::Continuous,
+        Action::NudgeUp,
+    ),
+    nav(
+        &[KeyCode::Char('-'), KeyCode::Char('_')],
+        "-",
+        "",
+        None,
+        Only::Continuous,
+        Action::NudgeDown,
+    ),
+    nav(
+        &[KeyCode::Char('0')],
+        "0",
+        "reset the dimension to its encoded value",
+        Some(("0", "reset dim")),
+        Only::Continuous,
+        Action::ResetDim,
+    ),
+    nav(
+        &[KeyCode::Char('r')],
+        "r",
+        "restore the encoded code",
+        Some(("r", "restore")),
+        Only::Any,
+        Action::Restore,
+    ),
+    nav(
+        &[KeyCode::Char('u')],
+        "u",
+        "undo the last change",
+        Some(("u", "undo")),
+        Only::Any,
+        Action::Undo,
+    ),
+    nav(
+        &[KeyCode::Char('d')],
+        "d",
+        "decoder: greedy → beam search (width 4) → sampling (t = 1)",
+        Some(("d", "decoder")),
+        Only::Any,
+        Action::Decoder,
+    ),
+    nav(
+        &[KeyCode::Char('i'), KeyCode::Enter],
+        "i or Enter",
+        "edit the sentence",
+        Some(("i", "edit")),
+        Only::Any,
+        Action::Edit,
+    ),
+    nav(
+        &[KeyCode::Char('/')],
+        "/",
+        "type a new sentence (an empty field)",
+        Some(("/", "new")),
+        Only::Any,
+        Action::Fresh,
+    ),
+];
 
 fn next_strategy(s: Strategy) -> Strategy {
     match s {
@@ -107,8 +240,8 @@ impl App {
     pub(super) fn explore_key(&mut self, key: KeyEvent) {
         match self.explore.focus {
             Focus::Input => match self.explore.input.on_key(key) {
-                InputAction::Submit => self.explore_submit(),
-                InputAction::Cancel => self.explore.focus = Focus::Code,
+                InputAction::Submit => self.explore_do(Action::Encode),
+                InputAction::Cancel => self.explore_do(Action::Leave),
                 _ => {
                     if self.explore.input.overflow {
                         self.notice(format!(
@@ -118,8 +251,18 @@ impl App {
                     }
                 }
             },
-            Focus::Code => self.explore_code_key(key),
+            Focus::Code => match keys::lookup(KEYS, Mode::Nav, key.code, self.model.kind) {
+                Lookup::Action(a) => self.explore_do(a),
+                Lookup::NotForThisModel(why) => self.notice(why),
+                Lookup::Unbound => {}
+            },
         }
+    }
+
+    /// `/`: an empty sentence field, for a new sentence.
+    pub(super) fn explore_fresh_input(&mut self) {
+        self.explore.input = TextInput::default();
+        self.explore.focus = Focus::Input;
     }
 
     pub(super) fn explore_submit(&mut self) {
@@ -132,52 +275,53 @@ impl App {
         self.explore.focus = Focus::Code;
     }
 
-    fn explore_code_key(&mut self, key: KeyEvent) {
-        let binary = self.model.binary();
-        let l = self.explore.code.len();
-        match key.code {
-            KeyCode::Char('i') | KeyCode::Char('/') | KeyCode::Enter => {
+    fn explore_do(&mut self, action: Action) {
+        match action {
+            Action::Encode => return self.explore_submit(),
+            Action::Leave => {
+                self.explore.focus = Focus::Code;
+                return;
+            }
+            Action::Edit => {
                 self.explore.focus = Focus::Input;
                 return;
             }
-            KeyCode::Char('d') => {
+            Action::Fresh => return self.explore_fresh_input(),
+            Action::Decoder => {
                 self.explore.strategy = next_strategy(self.explore.strategy);
                 self.explore_request_decode();
                 return;
             }
             _ => {}
         }
+        let l = self.explore.code.len();
         if l == 0 {
-            self.notice("no code yet: i to type a sentence, Enter to encode it");
+            self.notice("no code yet: i to type a sentence, then Enter encodes it");
             return;
         }
         let c = self.explore.cursor;
-        match key.code {
-            KeyCode::Left | KeyCode::Char('h') => self.explore.cursor = c.saturating_sub(1),
-            KeyCode::Right | KeyCode::Char('l') => self.explore.cursor = (c + 1).min(l - 1),
-            KeyCode::Home | KeyCode::Char('g') => self.explore.cursor = 0,
-            KeyCode::End | KeyCode::Char('G') => self.explore.cursor = l - 1,
-            KeyCode::Char(' ') if binary => {
+        match action {
+            Action::Left => self.explore.cursor = c.saturating_sub(1),
+            Action::Right => self.explore.cursor = (c + 1).min(l - 1),
+            Action::First => self.explore.cursor = 0,
+            Action::Last => self.explore.cursor = l - 1,
+            Action::Flip => {
                 let next = explore::flip(&self.explore.code, c);
                 self.explore_set_code(next);
             }
-            KeyCode::Char('+') | KeyCode::Char('=') if !binary => {
-                let next = explore::nudge(&self.explore.code, c, 0.5 * self.explore_std(c));
+            Action::NudgeUp | Action::NudgeDown => {
+                let sign = if action == Action::NudgeUp { 0.5 } else { -0.5 };
+                let next = explore::nudge(&self.explore.code, c, sign * self.explore_std(c));
                 self.explore_set_code(next);
             }
-            KeyCode::Char('-') | KeyCode::Char('_') if !binary => {
-                let next = explore::nudge(&self.explore.code, c, -0.5 * self.explore_std(c));
-                self.explore_set_code(next);
-            }
-            KeyCode::Char('0') if !binary => {
+            Action::ResetDim => {
                 if let Some(s) = &self.explore.sentence {
                     let mut next = self.explore.code.clone();
                     next[c] = s.code[c];
                     self.explore_set_code(next);
                 }
             }
-            KeyCode::Char(' ') => self.notice("+ and - nudge a continuous dimension"),
-            KeyCode::Char('r') => {
+            Action::Restore => {
                 if let Some(s) = &self.explore.sentence {
                     if s.code != self.explore.code {
                         let encoded = s.code.clone();
@@ -185,14 +329,16 @@ impl App {
                     }
                 }
             }
-            KeyCode::Char('u') => match self.explore.undo.pop() {
+            Action::Undo => match self.explore.undo.pop() {
                 Some(prev) => {
                     self.explore.code = prev;
                     self.explore_request_code_work();
                 }
                 None => self.notice("nothing to undo"),
             },
-            _ => {}
+            Action::Encode | Action::Leave | Action::Edit | Action::Fresh | Action::Decoder => {
+                unreachable!("handled above")
+            }
         }
     }
 
@@ -308,19 +454,44 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         );
         return;
     }
-    let code_h = if binary { 7 } else { 12 };
-    let [input_a, code_a, dec_a, bars_a] = Layout::vertical([
-        Constraint::Length(5),
-        Constraint::Length(code_h),
-        Constraint::Length(4),
-        Constraint::Min(5),
-    ])
-    .areas(area);
+    let [input_a, code_a, dec_a, bars_a] = panel_heights(area.height, binary).areas(area);
     render_input(app, input_a, buf);
     render_code(app, code_a, buf);
     render_decoding(app, dec_a, buf);
     render_bars(app, bars_a, buf);
 }
+
+/// Heights of the four panels for a body `height` rows tall. Each panel has a preferred size
+/// and rows that can go when space is short, given up least important first, so that at the
+/// smallest terminal the code, its p row, the cursor and the detail line of the bit under it
+/// still fit inside the code panel: the decoding's spare row, the input's notice line, the bit
+/// index row (gaussian: an axis row), the input's "model sees" line, then gaussian axis rows and
+/// the dimension index row. The bars take the rest.
+fn panel_heights(height: u16, binary: bool) -> Layout {
+    // (input, code, decoding); the code panel's rows are its border plus the rows of
+    // `render_bits` / `render_dims`.
+    let mut sizes: [u16; 3] = [5, if binary { 7 } else { 12 }, 4];
+    let mut give_up: Vec<usize> = vec![2, 0, 1, 0];
+    if !binary {
+        // Gaussian axis rows 7 → 3, then nothing more.
+        give_up.extend([1, 1, 1, 1]);
+    }
+    for panel in give_up {
+        if sizes.iter().sum::<u16>() + MIN_BARS <= height {
+            break;
+        }
+        sizes[panel] -= 1;
+    }
+    Layout::vertical([
+        Constraint::Length(sizes[0]),
+        Constraint::Length(sizes[1]),
+        Constraint::Length(sizes[2]),
+        Constraint::Min(0),
+    ])
+}
+
+/// Rows the perplexity bars need to say anything: borders, one bar row and the caption.
+const MIN_BARS: u16 = 4;
 
 fn render_input(app: &App, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
@@ -334,7 +505,7 @@ fn render_input(app: &App, area: Rect, buf: &mut Buffer) {
     } else {
         Line::from(vec![
             Span::styled(" Sentence ", t.bold()),
-            Span::styled("(i or / edits) ", t.dim()),
+            Span::styled("(i edits · / new sentence) ", t.dim()),
         ])
     };
     let block = t.block(title, focused);
@@ -361,10 +532,12 @@ fn render_input(app: &App, area: Rect, buf: &mut Buffer) {
         rest.push(Line::from(Span::styled("encoding…", t.dim())));
     } else {
         rest.push(Line::from(Span::styled(
-            "type a sentence and press Enter to see its code",
+            "press i to type a sentence, then Enter to see its code",
             t.dim(),
         )));
     }
+    // The error, or what the model sees, outranks the notices when only one line fits.
+    rest.truncate(inner.height.saturating_sub(1) as usize);
     widgets::lines(
         buf,
         Rect {
@@ -446,14 +619,23 @@ fn render_bits(
 ) {
     let t = app.theme;
     let st = &app.explore;
-    let y = inner.y;
-    text(buf, inner, inner.x, y, "bit", t.dim());
-    text(buf, inner, inner.x, y + 1, "code", t.dim());
-    text(buf, inner, inner.x, y + 2, "p", t.dim());
+    // Rows: the bit index (dropped first when the panel is short), the code, p, the cursor and
+    // the detail line. Everything is clipped to `inner`, so nothing lands on the panel below.
+    let index_row = inner.height >= 5;
+    let y = if index_row { inner.y + 1 } else { inner.y };
+    if index_row {
+        text(buf, inner, inner.x, inner.y, "bit", t.dim());
+    }
+    text(buf, inner, inner.x, y, "code", t.dim());
+    text(buf, inner, inner.x, y + 1, "p", t.dim());
+    let cols = Rect {
+        height: inner.bottom().saturating_sub(cols.y),
+        ..cols
+    };
     for (k, &x) in xs.iter().enumerate() {
         let j = first + k;
-        if j.is_multiple_of(8) {
-            text(buf, cols, cols.x + x, y, &j.to_string(), t.dim());
+        if j.is_multiple_of(8) && index_row {
+            text(buf, cols, cols.x + x, inner.y, &j.to_string(), t.dim());
         }
         let set = explore::is_set(st.code[j]);
         let p = s.encoding.mean[j];
@@ -465,18 +647,11 @@ fn render_bits(
         } else {
             t.bit(p)
         };
-        put(
-            buf,
-            cols,
-            cols.x + x,
-            y + 1,
-            if set { "1" } else { "0" },
-            style,
-        );
+        put(buf, cols, cols.x + x, y, if set { "1" } else { "0" }, style);
         let e = ((p.clamp(0.0, 1.0) * 8.0).round() as usize).min(8);
-        put(buf, cols, cols.x + x, y + 2, EIGHTHS[e], t.bit(p));
+        put(buf, cols, cols.x + x, y + 1, EIGHTHS[e], t.bit(p));
         if j == st.cursor {
-            put(buf, cols, cols.x + x, y + 3, "▲", t.accent());
+            put(buf, cols, cols.x + x, y + 2, "▲", t.accent());
         }
     }
     let j = st.cursor;
@@ -497,15 +672,23 @@ fn render_bits(
     if let Some(notice) = widgets::window_notice("bits", first, xs.len(), st.code.len()) {
         info.push(Span::styled(notice, t.dim()));
     }
-    widgets::lines(
-        buf,
-        Rect {
-            y: y + 4,
-            height: 1,
-            ..inner
-        },
-        vec![Line::from(info)],
-    );
+    detail_line(buf, inner, y + 3, info);
+}
+
+/// The detail line of the bit or dimension under the cursor, at row `y` if that row is inside
+/// the panel.
+fn detail_line(buf: &mut Buffer, inner: Rect, y: u16, info: Vec<Span<'static>>) {
+    if y < inner.bottom() {
+        widgets::lines(
+            buf,
+            Rect {
+                y,
+                height: 1,
+                ..inner
+            },
+            vec![Line::from(info)],
+        );
+    }
 }
 
 /// Each dimension is a column: the axis runs from +3 (top) to −3 (bottom); `│` marks μ ± σ,
@@ -521,7 +704,17 @@ fn render_dims(
 ) {
     let t = app.theme;
     let st = &app.explore;
-    let rows: u16 = 7;
+    // Rows: the axis (7 rows, fewer in a short panel, at least 3), the dimension index (dropped
+    // when the panel is short), the cursor and the detail line.
+    let index_row = inner.height >= 6;
+    let rows: u16 = inner
+        .height
+        .saturating_sub(2 + index_row as u16)
+        .clamp(3, 7);
+    let cols = Rect {
+        height: inner.bottom().saturating_sub(cols.y),
+        ..cols
+    };
     let (top, bottom) = (3.0f32, -3.0f32);
     let step = (top - bottom) / rows as f32;
     let y0 = inner.y;
@@ -558,14 +751,23 @@ fn render_dims(
             };
             put(buf, cols, cols.x + x, y0 + r, sym, style);
         }
-        if j.is_multiple_of(8) {
+        if j.is_multiple_of(8) && index_row {
             text(buf, cols, cols.x + x, y0 + rows, &j.to_string(), t.dim());
         }
         if j == st.cursor {
-            put(buf, cols, cols.x + x, y0 + rows + 1, "▲", t.accent());
+            put(
+                buf,
+                cols,
+                cols.x + x,
+                y0 + rows + index_row as u16,
+                "▲",
+                t.accent(),
+            );
         }
     }
-    text(buf, inner, inner.x, y0 + rows, "dim", t.dim());
+    if index_row {
+        text(buf, inner, inner.x, y0 + rows, "dim", t.dim());
+    }
     let j = st.cursor;
     let sd = std.map_or(f32::NAN, |v| v[j]);
     let z = st.code[j];
@@ -585,15 +787,7 @@ fn render_dims(
     if let Some(notice) = widgets::window_notice("dimensions", first, xs.len(), st.code.len()) {
         info.push(Span::styled(notice, t.dim()));
     }
-    widgets::lines(
-        buf,
-        Rect {
-            y: y0 + rows + 2,
-            height: 1,
-            ..inner
-        },
-        vec![Line::from(info)],
-    );
+    detail_line(buf, inner, y0 + rows + 1 + index_row as u16, info);
 }
 
 fn render_decoding(app: &App, area: Rect, buf: &mut Buffer) {
@@ -662,7 +856,7 @@ fn render_bars(app: &App, area: Rect, buf: &mut Buffer) {
         widgets::lines(buf, inner, vec![Line::from(Span::styled(msg, t.dim()))]);
         return;
     };
-    if b.ppl.len() != st.code.len() || inner.height < 3 {
+    if b.ppl.len() != st.code.len() || inner.height < 2 {
         return;
     }
     let chart = Rect {

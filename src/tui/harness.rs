@@ -78,6 +78,11 @@ impl Harness {
         self
     }
 
+    /// Pastes `s` the way a terminal with bracketed paste delivers it: one message.
+    pub fn paste(&mut self, s: &str) -> &mut Self {
+        self.send(Msg::Paste(s.to_string()))
+    }
+
     /// Requests the app has made but that have not been computed, without computing them.
     pub fn queued(&mut self) -> Vec<Request> {
         let mut out = Vec::new();

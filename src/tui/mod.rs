@@ -6,11 +6,13 @@
 //! [`event::Msg`]. Only this module tree knows about ratatui and crossterm.
 
 pub mod app;
+pub mod captures;
 pub mod cluster_map;
 pub mod clusters;
 pub mod event;
 pub mod explore;
 pub mod harness;
+pub mod keys;
 pub mod neighbors;
 pub mod path;
 pub mod sample;
@@ -27,6 +29,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
+use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste};
 use crossterm::execute;
 use crossterm::terminal::{
     disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
@@ -135,7 +138,7 @@ struct TerminalGuard {
 impl TerminalGuard {
     fn enter() -> Result<Self> {
         enable_raw_mode()?;
-        if let Err(e) = execute!(io::stdout(), EnterAlternateScreen) {
+        if let Err(e) = execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste) {
             restore_terminal();
             return Err(e.into());
         }
@@ -161,7 +164,12 @@ impl Drop for TerminalGuard {
 
 fn restore_terminal() {
     let _ = disable_raw_mode();
-    let _ = execute!(io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
+    let _ = execute!(
+        io::stdout(),
+        DisableBracketedPaste,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
 }
 
 /// The message of the last panic on a background thread (shown instead of printed, which
@@ -198,120 +206,77 @@ pub fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Every key, by tab, for the `?` overlay (and the README).
+/// Every key, by tab, for the `?` overlay (and the README): the keys that work everywhere and
+/// in text fields, then each tab's key table.
 pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
-    let sections: [(&str, &[(&str, &str)]); 9] = [
-        (
-            "Everywhere",
-            &[
-                (
-                    "1 … 7",
-                    "switch tab (Explore Path Sample Stats Train Neighbors Clusters)",
-                ),
-                ("Tab / Shift-Tab", "next / previous tab (also while typing)"),
-                ("? or F1", "this help (F1 also while typing)"),
-                ("q", "quit (not while typing)"),
-                (
-                    "Ctrl-C",
-                    "quit, always (a running training stops and saves)",
-                ),
-            ],
-        ),
-        (
-            "Text fields",
-            &[
-                ("typing", "letters, digits, q, ? … go into the field"),
-                ("←/→ Home/End", "move in the text"),
-                ("Backspace/Delete", "delete"),
-                ("Ctrl-U / Ctrl-W", "delete to the start / the previous word"),
-                ("Esc", "leave the field"),
-            ],
-        ),
-        (
-            "1 Explore",
-            &[
-                ("Enter", "encode the sentence (focus moves to the code)"),
-                ("i, / or Enter", "back to the sentence (from the code)"),
-                ("← → or h l", "move the cursor over bits / dimensions"),
-                ("Home/End, g/G", "first / last bit"),
-                ("Space", "flip the bit under the cursor (binary)"),
-                ("+ / -", "nudge the dimension by ½σ (continuous)"),
-                ("0", "reset the dimension to its encoding (continuous)"),
-                ("r", "restore the encoded code"),
-                ("u", "undo the last change"),
-                ("d", "decoder: greedy → beam 4 → sample"),
-            ],
-        ),
-        (
-            "2 Path",
-            &[
-                ("Enter", "A → B, then walk from code(A) to code(B)"),
-                ("↑/↓ (typing)", "switch between A and B"),
-                ("a / b", "edit A / B"),
-                ("↑/↓ j/k PgUp/PgDn", "select a step"),
-                ("n / N", "another random path (next / previous seed)"),
-                ("m", "linear ↔ spherical interpolation (continuous)"),
-                ("+ / -", "more / fewer interpolation steps (continuous)"),
-            ],
-        ),
-        (
-            "3 Sample",
-            &[
-                ("s / S", "resample with the next / previous seed"),
-                ("p", "prior: uniform bits ↔ corpus bit means (binary)"),
-                ("+ / -", "temperature (gaussian, lm)"),
-                ("[ / ]", "fewer / more samples"),
-            ],
-        ),
-        (
-            "4 Stats",
-            &[
-                ("← → or h l", "select a bit / dimension"),
-                ("r", "recompute"),
-                ("[ / ]", "halve / double the sentences used"),
-            ],
-        ),
-        (
-            "5 Train",
-            &[
-                ("↑/↓ or j/k", "select a setting"),
-                ("Enter or e", "edit it (Enter sets, Esc cancels)"),
-                (
-                    "← → or h l",
-                    "cycle the kind; halve / double sizes; nudge rates",
-                ),
-                ("s", "start training"),
-                ("p", "pause / resume"),
-                ("x", "stop (saves a checkpoint)"),
-                ("L", "load the run's checkpoint into the other tabs"),
-            ],
-        ),
-        (
-            "6 Neighbors",
-            &[
-                ("(Explore)", "the query is Explore's code: flip bits there"),
-                (
-                    "/ or i",
-                    "type a sentence here (Enter encodes it in Explore)",
-                ),
-                ("[ / ]", "fewer / more neighbours (k)"),
-                ("↑/↓ j/k PgUp/PgDn", "scroll the list"),
-                ("m", "map: PCA scatter of the corpus ↔ list"),
-                ("r", "load the index again (after an error)"),
-            ],
-        ),
-        ("7 Clusters", clusters::HELP),
-    ];
+    let mut sections: Vec<(String, Vec<(String, String)>)> = vec![(
+        "Everywhere".to_string(),
+        GLOBAL_KEYS
+            .iter()
+            .map(|(k, what)| (k.to_string(), what.to_string()))
+            .collect(),
+    )];
+    sections.push((
+        "Text fields".to_string(),
+        TEXT_FIELD_KEYS
+            .iter()
+            .map(|(k, what)| (k.to_string(), what.to_string()))
+            .collect(),
+    ));
+    for tab in app::Tab::ALL {
+        sections.push((
+            format!("{} {}", tab.index() + 1, tab.title()),
+            tab.help_rows(),
+        ));
+    }
+    // One key column for all sections, as wide as the widest key label.
+    let width = sections
+        .iter()
+        .flat_map(|(_, keys)| keys.iter().map(|(k, _)| k.chars().count()))
+        .max()
+        .unwrap_or(0)
+        + 2;
     let mut out = Vec::new();
     for (title, keys) in sections {
-        out.push(Line::from(Span::styled(title.to_string(), theme.accent())));
+        out.push(Line::from(Span::styled(title, theme.accent())));
         for (k, what) in keys {
             out.push(Line::from(vec![
-                Span::styled(format!("  {k:<20}"), theme.bold()),
-                Span::styled(what.to_string(), Style::new()),
+                Span::styled(format!("  {k:<width$}"), theme.bold()),
+                Span::styled(what, Style::new()),
             ]));
         }
         out.push(Line::from(""));
     }
     out
 }
+
+/// Keys the app handles before any tab (see `App::on_key`).
+pub const GLOBAL_KEYS: &[(&str, &str)] = &[
+    (
+        "1 … 7",
+        "switch tab: Explore, Path, Sample, Stats, Train, Neighbors, Clusters",
+    ),
+    ("Tab / Shift-Tab", "next / previous tab (also while typing)"),
+    (
+        "? or F1",
+        "this help (F1 also while typing; ↑/↓ scroll, Esc closes)",
+    ),
+    ("q", "quit (not while typing)"),
+    (
+        "Ctrl-C",
+        "quit, always (a running training stops and saves)",
+    ),
+];
+
+/// Keys of every text field (see `widgets::TextInput`).
+pub const TEXT_FIELD_KEYS: &[(&str, &str)] = &[
+    ("typing", "letters, digits, q, ? … go into the field"),
+    (
+        "paste",
+        "one edit, line breaks as spaces; opens a fresh field if none is open",
+    ),
+    ("←/→ Home/End Ctrl-A/E", "move in the text"),
+    ("Backspace/Delete", "delete"),
+    ("Ctrl-U / Ctrl-W", "delete to the start / the previous word"),
+    ("Esc", "leave the field"),
+];

@@ -19,8 +19,10 @@ use ratatui::widgets::canvas::{Canvas, Points};
 use ratatui::widgets::{Gauge, Widget};
 
 use super::app::{App, Tab};
+use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, InputAction, TextInput, Theme};
 use super::worker::{Job, JobKind, NeighborIndex};
+use crate::model::LatentKind;
 use crate::search::Neighbor;
 
 /// The neighbour counts `[` and `]` step through.
@@ -59,19 +61,135 @@ impl NeighborsState {
         }
     }
 
-    pub fn hints(&self) -> Vec<(&'static str, &'static str)> {
-        if self.typing {
-            return vec![("Enter", "encode"), ("Esc", "cancel")];
-        }
-        vec![
-            ("/", "type a sentence"),
-            ("[/]", "fewer/more"),
-            ("↑/↓", "scroll"),
-            ("m", if self.show_map { "list" } else { "map" }),
-            ("r", "reload index"),
-        ]
+    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
+        let mode = if self.typing { Mode::Typing } else { Mode::Nav };
+        keys::hints(KEYS, mode, kind)
     }
 }
+
+/// What a key can do on this tab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Submit,
+    Leave,
+    Fresh,
+    Edit,
+    Fewer,
+    More,
+    Down,
+    Up,
+    PageDown,
+    PageUp,
+    Top,
+    Map,
+    Reload,
+}
+
+/// The tab's keys: dispatch, footer and help all read this table.
+pub const KEYS: &[Binding<Action>] = &[
+    typing(
+        &[KeyCode::Enter],
+        "Enter",
+        "encode the sentence (it becomes Explore's sentence too)",
+        Some(("Enter", "encode")),
+        Action::Submit,
+    ),
+    typing(
+        &[KeyCode::Esc],
+        "Esc",
+        "cancel",
+        Some(("Esc", "cancel")),
+        Action::Leave,
+    ),
+    nav(
+        &[KeyCode::Char('/')],
+        "/",
+        "type a new sentence here (Enter encodes it in Explore too)",
+        Some(("/", "new sentence")),
+        Only::Any,
+        Action::Fresh,
+    ),
+    nav(
+        &[KeyCode::Char('i')],
+        "i",
+        "edit Explore's sentence here",
+        Some(("i", "edit it")),
+        Only::Any,
+        Action::Edit,
+    ),
+    nav(
+        &[KeyCode::Char('[')],
+        "[ / ]",
+        "fewer / more neighbours (k: 5, 10, 20, 50, 100, 200, 500)",
+        Some(("[/]", "fewer/more")),
+        Only::Any,
+        Action::Fewer,
+    ),
+    nav(
+        &[KeyCode::Char(']')],
+        "]",
+        "",
+        None,
+        Only::Any,
+        Action::More,
+    ),
+    nav(
+        &[KeyCode::Down, KeyCode::Char('j')],
+        "↑↓ jk PgUp/Dn Home",
+        "scroll the list",
+        Some(("↑/↓", "scroll")),
+        Only::Any,
+        Action::Down,
+    ),
+    nav(
+        &[KeyCode::Up, KeyCode::Char('k')],
+        "↑ or k",
+        "",
+        None,
+        Only::Any,
+        Action::Up,
+    ),
+    nav(
+        &[KeyCode::PageDown],
+        "PgDn",
+        "",
+        None,
+        Only::Any,
+        Action::PageDown,
+    ),
+    nav(
+        &[KeyCode::PageUp],
+        "PgUp",
+        "",
+        None,
+        Only::Any,
+        Action::PageUp,
+    ),
+    nav(
+        &[KeyCode::Home, KeyCode::Char('g')],
+        "Home or g",
+        "",
+        None,
+        Only::Any,
+        Action::Top,
+    ),
+    nav(
+        &[KeyCode::Char('m')],
+        "m",
+        "map: PCA scatter of the corpus ↔ list",
+        Some(("m", "map/list")),
+        Only::Any,
+        Action::Map,
+    ),
+    nav(
+        &[KeyCode::Char('r')],
+        "r",
+        "load the index again (after an error)",
+        Some(("r", "reload index")),
+        Only::Any,
+        Action::Reload,
+    ),
+];
 
 impl App {
     pub(super) fn neighbors_on_enter(&mut self) {
@@ -97,27 +215,54 @@ impl App {
     }
 
     pub(super) fn neighbors_key(&mut self, key: KeyEvent) {
-        if self.neighbors.typing {
+        let kind = self.model.kind;
+        let action = if self.neighbors.typing {
             match self.neighbors.input.on_key(key) {
-                InputAction::Submit => {
-                    if self.neighbors.input.is_blank() {
-                        self.notice("type a sentence first, then Enter encodes it");
-                        return;
-                    }
-                    // The sentence becomes Explore's, so its code is the query here and there.
-                    let text = self.neighbors.input.text();
-                    self.explore.input.set(&text);
-                    self.explore_submit();
-                    self.neighbors.typing = false;
-                }
-                InputAction::Cancel => self.neighbors.typing = false,
-                _ => {}
+                InputAction::Submit => Action::Submit,
+                InputAction::Cancel => Action::Leave,
+                _ => return,
             }
-            return;
+        } else {
+            match keys::lookup(KEYS, Mode::Nav, key.code, kind) {
+                Lookup::Action(a) => a,
+                Lookup::NotForThisModel(why) => return self.notice(why),
+                Lookup::Unbound => return,
+            }
+        };
+        match action {
+            Action::Submit => {
+                if self.neighbors.input.is_blank() {
+                    self.notice("type a sentence first, then Enter encodes it");
+                    return;
+                }
+                // The sentence becomes Explore's, so its code is the query here and there.
+                let text = self.neighbors.input.text();
+                self.neighbors.typing = false;
+                self.explore.input.set(&text);
+                self.explore_submit();
+                return;
+            }
+            Action::Fresh => return self.neighbors_fresh_input(),
+            Action::Edit => {
+                let text = self.explore.input.text();
+                self.neighbors.input.set(&text);
+                self.neighbors.typing = true;
+                return;
+            }
+            Action::Reload => {
+                if self.jobs.is_pending(JobKind::Index) {
+                    self.notice("the index is being loaded or built already");
+                } else {
+                    self.neighbors_request();
+                }
+                return;
+            }
+            _ => {}
         }
         let n = &mut self.neighbors;
-        match key.code {
-            KeyCode::Char('[') => {
+        match action {
+            Action::Leave => n.typing = false,
+            Action::Fewer => {
                 n.k = K_STEPS
                     .iter()
                     .rev()
@@ -125,29 +270,31 @@ impl App {
                     .copied()
                     .unwrap_or(K_STEPS[0]);
             }
-            KeyCode::Char(']') => {
+            Action::More => {
                 n.k = K_STEPS
                     .iter()
                     .find(|&&s| s > n.k)
                     .copied()
                     .unwrap_or(K_STEPS[K_STEPS.len() - 1]);
             }
-            KeyCode::Down | KeyCode::Char('j') => n.scroll = n.scroll.saturating_add(1),
-            KeyCode::Up | KeyCode::Char('k') => n.scroll = n.scroll.saturating_sub(1),
-            KeyCode::PageDown => n.scroll = n.scroll.saturating_add(10),
-            KeyCode::PageUp => n.scroll = n.scroll.saturating_sub(10),
-            KeyCode::Home | KeyCode::Char('g') => n.scroll = 0,
-            KeyCode::Char('m') => n.show_map = !n.show_map,
-            KeyCode::Char('/') | KeyCode::Char('i') => {
-                let text = self.explore.input.text();
-                self.neighbors.input.set(&text);
-                self.neighbors.typing = true;
+            Action::Down => n.scroll = n.scroll.saturating_add(1),
+            Action::Up => n.scroll = n.scroll.saturating_sub(1),
+            Action::PageDown => n.scroll = n.scroll.saturating_add(10),
+            Action::PageUp => n.scroll = n.scroll.saturating_sub(10),
+            Action::Top => n.scroll = 0,
+            Action::Map => n.show_map = !n.show_map,
+            Action::Submit | Action::Fresh | Action::Edit | Action::Reload => {
+                unreachable!("handled above")
             }
-            KeyCode::Char('r') if !self.jobs.is_pending(JobKind::Index) => self.neighbors_request(),
-            _ => {}
         }
         let k = self.neighbors.k;
         self.neighbors.scroll = self.neighbors.scroll.min(k.saturating_sub(1));
+    }
+
+    /// `/`: an empty field for a new query sentence.
+    pub(super) fn neighbors_fresh_input(&mut self) {
+        self.neighbors.input = TextInput::default();
+        self.neighbors.typing = true;
     }
 
     pub(super) fn neighbors_indexed(&mut self, r: Result<Arc<NeighborIndex>, String>) {
@@ -348,7 +495,7 @@ fn render_query(app: &App, area: Rect, buf: &mut Buffer) {
         None => {
             lines.push(Line::from("No sentence yet: press / to type one here."));
             lines.push(Line::styled(
-                "Sentences are entered in 1 Explore (type, Enter); flip bits there with Space \
+                "Sentences are entered in 1 Explore (i, type, Enter); flip bits there with Space \
                  and this tab follows.",
                 t.dim(),
             ));

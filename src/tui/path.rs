@@ -9,16 +9,20 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
 use super::app::App;
+use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, put, text, InputAction, TextInput};
 use super::worker::{Job, JobKind};
 use crate::explore;
+use crate::model::LatentKind;
 use crate::tasks::PathWalk;
 
+/// Where keys go: one of the two sentence fields, or the list of steps (navigation, where
+/// digits switch tabs; the tab opens here).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PathFocus {
-    #[default]
     A,
     B,
+    #[default]
     Steps,
 }
 
@@ -41,7 +45,7 @@ impl Default for PathState {
         Self {
             a: TextInput::default(),
             b: TextInput::default(),
-            focus: PathFocus::A,
+            focus: PathFocus::Steps,
             seed: 0,
             steps: 8,
             slerp: false,
@@ -57,100 +61,277 @@ impl PathState {
         self.focus != PathFocus::Steps
     }
 
-    pub fn hints(&self, binary: bool) -> Vec<(&'static str, &'static str)> {
+    /// The field being typed in (A when none is).
+    pub fn focused_input(&mut self) -> &mut TextInput {
         match self.focus {
-            PathFocus::A | PathFocus::B => vec![
-                ("Enter", "next / walk"),
-                ("↑/↓", "A ↔ B"),
-                ("Esc", "to the steps"),
-            ],
-            PathFocus::Steps if binary => vec![
-                ("↑/↓", "select"),
-                ("n", "new random path"),
-                ("N", "previous seed"),
-                ("a/b", "edit A/B"),
-            ],
-            PathFocus::Steps => vec![
-                ("↑/↓", "select"),
-                ("m", "linear/spherical"),
-                ("+/-", "steps"),
-                ("a/b", "edit A/B"),
-            ],
+            PathFocus::B => &mut self.b,
+            PathFocus::A | PathFocus::Steps => &mut self.a,
+        }
+    }
+
+    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
+        match self.focus {
+            PathFocus::A | PathFocus::B => keys::hints(KEYS, Mode::Typing, kind),
+            PathFocus::Steps if self.walk.is_none() => {
+                keys::hints_where(KEYS, Mode::Nav, kind, |a| {
+                    matches!(a, Action::EditA | Action::Fresh)
+                })
+            }
+            PathFocus::Steps => keys::hints(KEYS, Mode::Nav, kind),
         }
     }
 }
 
+/// What a key can do on this tab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Submit,
+    SwitchField,
+    Leave,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    First,
+    Last,
+    NextSeed,
+    PreviousSeed,
+    Interpolation,
+    MoreSteps,
+    FewerSteps,
+    EditA,
+    EditB,
+    Fresh,
+    Walk,
+}
+
+/// The tab's keys: dispatch, footer and help all read this table.
+pub const KEYS: &[Binding<Action>] = &[
+    typing(
+        &[KeyCode::Enter],
+        "Enter",
+        "in A: go to B; in B: walk from code(A) to code(B)",
+        Some(("Enter", "next / walk")),
+        Action::Submit,
+    ),
+    typing(
+        &[KeyCode::Up, KeyCode::Down],
+        "↑ / ↓",
+        "switch between A and B",
+        Some(("↑/↓", "A ↔ B")),
+        Action::SwitchField,
+    ),
+    typing(
+        &[KeyCode::Esc],
+        "Esc",
+        "leave the fields for the steps",
+        Some(("Esc", "to the steps")),
+        Action::Leave,
+    ),
+    nav(
+        &[KeyCode::Up, KeyCode::Char('k')],
+        "↑↓ jk PgUp/Dn Home/End",
+        "select a step (its code is shown below when it does not fit)",
+        Some(("↑/↓", "select")),
+        Only::Any,
+        Action::Up,
+    ),
+    nav(
+        &[KeyCode::Down, KeyCode::Char('j')],
+        "↓ or j",
+        "",
+        None,
+        Only::Any,
+        Action::Down,
+    ),
+    nav(
+        &[KeyCode::PageUp],
+        "PgUp",
+        "",
+        None,
+        Only::Any,
+        Action::PageUp,
+    ),
+    nav(
+        &[KeyCode::PageDown],
+        "PgDn",
+        "",
+        None,
+        Only::Any,
+        Action::PageDown,
+    ),
+    nav(
+        &[KeyCode::Home, KeyCode::Char('g')],
+        "Home or g",
+        "",
+        None,
+        Only::Any,
+        Action::First,
+    ),
+    nav(
+        &[KeyCode::End, KeyCode::Char('G')],
+        "End or G",
+        "",
+        None,
+        Only::Any,
+        Action::Last,
+    ),
+    nav(
+        &[KeyCode::Char('n')],
+        "n / N",
+        "another random Hamming path: next / previous seed",
+        Some(("n", "new random path")),
+        Only::Binary,
+        Action::NextSeed,
+    ),
+    nav(
+        &[KeyCode::Char('N')],
+        "N",
+        "",
+        Some(("N", "previous seed")),
+        Only::Binary,
+        Action::PreviousSeed,
+    ),
+    nav(
+        &[KeyCode::Char('m')],
+        "m",
+        "linear ↔ spherical interpolation",
+        Some(("m", "linear/spherical")),
+        Only::Continuous,
+        Action::Interpolation,
+    ),
+    nav(
+        &[KeyCode::Char('+'), KeyCode::Char('=')],
+        "+ / -",
+        "more / fewer interpolation steps",
+        Some(("+/-", "steps")),
+        Only::Continuous,
+        Action::MoreSteps,
+    ),
+    nav(
+        &[KeyCode::Char('-'), KeyCode::Char('_')],
+        "-",
+        "",
+        None,
+        Only::Continuous,
+        Action::FewerSteps,
+    ),
+    nav(
+        &[KeyCode::Char('a'), KeyCode::Char('i')],
+        "a (or i) / b",
+        "edit A / B",
+        Some(("a/b", "edit A/B")),
+        Only::Any,
+        Action::EditA,
+    ),
+    nav(
+        &[KeyCode::Char('b')],
+        "b",
+        "",
+        None,
+        Only::Any,
+        Action::EditB,
+    ),
+    nav(
+        &[KeyCode::Char('/')],
+        "/",
+        "a new pair: empty A and B, typing A",
+        Some(("/", "new pair")),
+        Only::Any,
+        Action::Fresh,
+    ),
+    nav(
+        &[KeyCode::Char('w'), KeyCode::Enter],
+        "w or Enter",
+        "walk again",
+        None,
+        Only::Any,
+        Action::Walk,
+    ),
+];
+
 impl App {
     pub(super) fn path_key(&mut self, key: KeyEvent) {
         let focus = self.path.focus;
+        let kind = self.model.kind;
         if focus != PathFocus::Steps {
-            let input = if focus == PathFocus::A {
-                &mut self.path.a
-            } else {
-                &mut self.path.b
-            };
-            match input.on_key(key) {
-                InputAction::Submit => {
-                    if focus == PathFocus::A && self.path.b.is_blank() {
-                        self.path.focus = PathFocus::B;
-                    } else {
-                        self.path_walk();
-                    }
-                }
-                InputAction::Cancel => self.path.focus = PathFocus::Steps,
-                InputAction::Ignored => match key.code {
-                    KeyCode::Up | KeyCode::Down => {
-                        self.path.focus = if focus == PathFocus::A {
-                            PathFocus::B
-                        } else {
-                            PathFocus::A
-                        };
-                    }
-                    _ => {}
+            let action = match self.path.focused_input().on_key(key) {
+                InputAction::Submit => Action::Submit,
+                InputAction::Cancel => Action::Leave,
+                InputAction::Ignored => match keys::lookup(KEYS, Mode::Typing, key.code, kind) {
+                    Lookup::Action(a) => a,
+                    _ => return,
                 },
-                _ => {}
-            }
-            return;
+                _ => return,
+            };
+            return self.path_do(action);
         }
-        let binary = self.model.binary();
+        match keys::lookup(KEYS, Mode::Nav, key.code, kind) {
+            Lookup::Action(a) => self.path_do(a),
+            Lookup::NotForThisModel(why) => self.notice(why),
+            Lookup::Unbound => {}
+        }
+    }
+
+    fn path_do(&mut self, action: Action) {
         let n = self.path.walk.as_ref().map_or(0, |w| w.points.len());
+        let last = n.saturating_sub(1);
         let sel = self.path.selected;
-        match key.code {
-            KeyCode::Char('a') | KeyCode::Char('i') | KeyCode::Char('/') => {
-                self.path.focus = PathFocus::A
+        let p = &mut self.path;
+        match action {
+            Action::Submit => {
+                if p.focus == PathFocus::A && p.b.is_blank() {
+                    p.focus = PathFocus::B;
+                } else {
+                    self.path_walk();
+                }
             }
-            KeyCode::Char('b') => self.path.focus = PathFocus::B,
-            KeyCode::Up | KeyCode::Char('k') => self.path.selected = sel.saturating_sub(1),
-            KeyCode::Down | KeyCode::Char('j') => {
-                self.path.selected = (sel + 1).min(n.saturating_sub(1))
+            Action::SwitchField => {
+                p.focus = if p.focus == PathFocus::A {
+                    PathFocus::B
+                } else {
+                    PathFocus::A
+                };
             }
-            KeyCode::PageUp => self.path.selected = sel.saturating_sub(10),
-            KeyCode::PageDown => self.path.selected = (sel + 10).min(n.saturating_sub(1)),
-            KeyCode::Home | KeyCode::Char('g') => self.path.selected = 0,
-            KeyCode::End | KeyCode::Char('G') => self.path.selected = n.saturating_sub(1),
-            KeyCode::Char('n') => {
-                self.path.seed = self.path.seed.wrapping_add(1);
+            Action::Leave => p.focus = PathFocus::Steps,
+            Action::Up => p.selected = sel.saturating_sub(1),
+            Action::Down => p.selected = (sel + 1).min(last),
+            Action::PageUp => p.selected = sel.saturating_sub(10),
+            Action::PageDown => p.selected = (sel + 10).min(last),
+            Action::First => p.selected = 0,
+            Action::Last => p.selected = last,
+            Action::NextSeed => {
+                p.seed = p.seed.wrapping_add(1);
                 self.path_walk();
             }
-            KeyCode::Char('N') => {
-                self.path.seed = self.path.seed.saturating_sub(1);
+            Action::PreviousSeed => {
+                p.seed = p.seed.saturating_sub(1);
                 self.path_walk();
             }
-            KeyCode::Char('w') | KeyCode::Enter => self.path_walk(),
-            KeyCode::Char('m') if !binary => {
-                self.path.slerp = !self.path.slerp;
+            Action::Interpolation => {
+                p.slerp = !p.slerp;
                 self.path_walk();
             }
-            KeyCode::Char('+') | KeyCode::Char('=') if !binary => {
-                self.path.steps = (self.path.steps + 1).min(64);
+            Action::MoreSteps => {
+                p.steps = (p.steps + 1).min(64);
                 self.path_walk();
             }
-            KeyCode::Char('-') | KeyCode::Char('_') if !binary => {
-                self.path.steps = self.path.steps.saturating_sub(1).max(1);
+            Action::FewerSteps => {
+                p.steps = p.steps.saturating_sub(1).max(1);
                 self.path_walk();
             }
-            _ => {}
+            Action::EditA => p.focus = PathFocus::A,
+            Action::EditB => p.focus = PathFocus::B,
+            Action::Fresh => self.path_fresh_input(),
+            Action::Walk => self.path_walk(),
         }
+    }
+
+    /// `/`: a new pair of sentences, starting with an empty A.
+    pub(super) fn path_fresh_input(&mut self) {
+        self.path.a = TextInput::default();
+        self.path.b = TextInput::default();
+        self.path.focus = PathFocus::A;
     }
 
     fn path_walk(&mut self) {
@@ -230,7 +411,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             if typing {
                 "(Enter: next field, then walk · ↑/↓ switch · Esc to the steps) "
             } else {
-                "(a or b edits) "
+                "(a or b edits · / new pair) "
             },
             t.dim(),
         ),
@@ -302,9 +483,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     } else {
         info_lines.push(Line::from(Span::styled(
             if binary {
-                " type A, Enter, type B, Enter: walk a random shortest path between their codes, one bit per step"
+                " a: type A, Enter, type B, Enter: walk a random shortest path between their codes, one bit per step"
             } else {
-                " type A, Enter, type B, Enter: interpolate between their codes"
+                " a: type A, Enter, type B, Enter: interpolate between their codes"
             },
             t.dim(),
         )));

@@ -9,9 +9,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
 use super::app::App;
+use super::keys::{self, nav, Binding, Lookup, Mode, Only};
 use super::widgets::{self, text};
 use super::worker::{Job, JobKind};
 use crate::explore;
+use crate::model::LatentKind;
 use crate::tasks::{PriorChoice, Samples};
 
 #[derive(Debug)]
@@ -38,17 +40,93 @@ impl Default for SampleState {
 }
 
 impl SampleState {
-    pub fn hints(&self, binary: bool) -> Vec<(&'static str, &'static str)> {
-        let mut h = vec![("s", "resample"), ("S", "previous seed")];
-        if binary {
-            h.push(("p", "prior"));
-        } else {
-            h.push(("+/-", "temperature"));
-        }
-        h.push(("[/]", "fewer/more"));
-        h
+    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
+        keys::hints(KEYS, Mode::Nav, kind)
     }
 }
+
+/// What a key can do on this tab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    NextSeed,
+    PreviousSeed,
+    Again,
+    Prior,
+    Hotter,
+    Colder,
+    More,
+    Fewer,
+}
+
+/// The tab's keys: dispatch, footer and help all read this table. Binary codes are drawn bit
+/// by bit from a chosen prior (no temperature); gaussian codes and `lm` words are drawn with a
+/// temperature (no choice of prior).
+pub const KEYS: &[Binding<Action>] = &[
+    nav(
+        &[KeyCode::Char('s'), KeyCode::Char('n')],
+        "s / S",
+        "resample with the next / previous seed",
+        Some(("s", "resample")),
+        Only::Any,
+        Action::NextSeed,
+    ),
+    nav(
+        &[KeyCode::Char('S'), KeyCode::Char('N')],
+        "S",
+        "",
+        Some(("S", "previous seed")),
+        Only::Any,
+        Action::PreviousSeed,
+    ),
+    nav(
+        &[KeyCode::Enter],
+        "Enter",
+        "draw again with the same seed",
+        None,
+        Only::Any,
+        Action::Again,
+    ),
+    nav(
+        &[KeyCode::Char('p')],
+        "p",
+        "prior: uniform bits ↔ each bit drawn with its corpus mean",
+        Some(("p", "prior")),
+        Only::Binary,
+        Action::Prior,
+    ),
+    nav(
+        &[KeyCode::Char('+'), KeyCode::Char('=')],
+        "+ / -",
+        "temperature of N(0, t²I) or of word sampling",
+        Some(("+/-", "temperature")),
+        Only::NotBinary,
+        Action::Hotter,
+    ),
+    nav(
+        &[KeyCode::Char('-'), KeyCode::Char('_')],
+        "-",
+        "",
+        None,
+        Only::NotBinary,
+        Action::Colder,
+    ),
+    nav(
+        &[KeyCode::Char('[')],
+        "[ / ]",
+        "fewer / more samples",
+        Some(("[/]", "fewer/more")),
+        Only::Any,
+        Action::Fewer,
+    ),
+    nav(
+        &[KeyCode::Char(']')],
+        "]",
+        "",
+        None,
+        Only::Any,
+        Action::More,
+    ),
+];
 
 impl App {
     pub(super) fn sample_on_enter(&mut self) {
@@ -72,27 +150,30 @@ impl App {
     }
 
     pub(super) fn sample_key(&mut self, key: KeyEvent) {
-        let binary = self.model.binary();
+        let action = match keys::lookup(KEYS, Mode::Nav, key.code, self.model.kind) {
+            Lookup::Action(a) => a,
+            Lookup::NotForThisModel(why) => return self.notice(why),
+            Lookup::Unbound => return,
+        };
         let st = &mut self.sample;
-        match key.code {
-            KeyCode::Char('s') | KeyCode::Char('n') => st.seed = st.seed.wrapping_add(1),
-            KeyCode::Char('S') | KeyCode::Char('N') => st.seed = st.seed.saturating_sub(1),
-            KeyCode::Enter => {}
-            KeyCode::Char('p') if binary => {
+        match action {
+            Action::NextSeed => st.seed = st.seed.wrapping_add(1),
+            Action::PreviousSeed => st.seed = st.seed.saturating_sub(1),
+            Action::Again => {}
+            Action::Prior => {
                 st.prior = match st.prior {
                     PriorChoice::Uniform => PriorChoice::Means,
                     PriorChoice::Means => PriorChoice::Uniform,
                 }
             }
-            KeyCode::Char('+') | KeyCode::Char('=') if !binary => {
+            Action::Hotter => {
                 st.temperature = ((st.temperature * 10.0).round() + 1.0).min(30.0) / 10.0
             }
-            KeyCode::Char('-') | KeyCode::Char('_') if !binary => {
+            Action::Colder => {
                 st.temperature = ((st.temperature * 10.0).round() - 1.0).max(1.0) / 10.0
             }
-            KeyCode::Char(']') => st.count = (st.count + 1).min(50),
-            KeyCode::Char('[') => st.count = st.count.saturating_sub(1).max(1),
-            _ => return,
+            Action::More => st.count = (st.count + 1).min(50),
+            Action::Fewer => st.count = st.count.saturating_sub(1).max(1),
         }
         self.sample_request();
     }

@@ -10,8 +10,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Gauge, Widget};
 
 use super::app::App;
+use super::keys::{self, nav, Binding, Lookup, Mode, Only};
 use super::widgets::{self, grouped_columns, heat_map, text, vertical_bars};
 use super::worker::{Job, JobKind};
+use crate::model::LatentKind;
 use crate::tasks::SplitStats;
 
 #[derive(Debug)]
@@ -38,14 +40,82 @@ impl Default for StatsState {
 }
 
 impl StatsState {
-    pub fn hints(&self) -> Vec<(&'static str, &'static str)> {
-        vec![
-            ("←/→", "select"),
-            ("r", "recompute"),
-            ("[/]", "fewer/more sentences"),
-        ]
+    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
+        keys::hints(KEYS, Mode::Nav, kind)
     }
 }
+
+/// What a key can do on this tab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Left,
+    Right,
+    First,
+    Last,
+    Recompute,
+    More,
+    Fewer,
+}
+
+/// The tab's keys: dispatch, footer and help all read this table.
+pub const KEYS: &[Binding<Action>] = &[
+    nav(
+        &[KeyCode::Left, KeyCode::Char('h')],
+        "← → or h l",
+        "select a bit / dimension (details, strongest correlations)",
+        Some(("←/→", "select")),
+        Only::Any,
+        Action::Left,
+    ),
+    nav(
+        &[KeyCode::Right, KeyCode::Char('l')],
+        "→ or l",
+        "",
+        None,
+        Only::Any,
+        Action::Right,
+    ),
+    nav(
+        &[KeyCode::Home, KeyCode::Char('g')],
+        "Home End or g G",
+        "first / last bit",
+        None,
+        Only::Any,
+        Action::First,
+    ),
+    nav(
+        &[KeyCode::End, KeyCode::Char('G')],
+        "End or G",
+        "",
+        None,
+        Only::Any,
+        Action::Last,
+    ),
+    nav(
+        &[KeyCode::Char('r')],
+        "r",
+        "recompute",
+        Some(("r", "recompute")),
+        Only::Any,
+        Action::Recompute,
+    ),
+    nav(
+        &[KeyCode::Char('[')],
+        "[ / ]",
+        "halve / double the number of validation sentences used",
+        Some(("[/]", "fewer/more sentences")),
+        Only::Any,
+        Action::Fewer,
+    ),
+    nav(
+        &[KeyCode::Char(']')],
+        "]",
+        "",
+        None,
+        Only::Any,
+        Action::More,
+    ),
+];
 
 impl App {
     pub(super) fn stats_on_enter(&mut self) {
@@ -67,27 +137,29 @@ impl App {
     }
 
     pub(super) fn stats_key(&mut self, key: KeyEvent) {
+        let action = match keys::lookup(KEYS, Mode::Nav, key.code, self.model.kind) {
+            Lookup::Action(a) => a,
+            Lookup::NotForThisModel(why) => return self.notice(why),
+            Lookup::Unbound => return,
+        };
         let l = self.model.latent_dim;
         let c = self.stats.cursor;
-        match key.code {
-            KeyCode::Left | KeyCode::Char('h') => self.stats.cursor = c.saturating_sub(1),
-            KeyCode::Right | KeyCode::Char('l') => {
-                self.stats.cursor = (c + 1).min(l.saturating_sub(1))
-            }
-            KeyCode::Home | KeyCode::Char('g') => self.stats.cursor = 0,
-            KeyCode::End | KeyCode::Char('G') => self.stats.cursor = l.saturating_sub(1),
-            KeyCode::Char('r') => self.stats_request(),
-            KeyCode::Char(']') => {
+        match action {
+            Action::Left => self.stats.cursor = c.saturating_sub(1),
+            Action::Right => self.stats.cursor = (c + 1).min(l.saturating_sub(1)),
+            Action::First => self.stats.cursor = 0,
+            Action::Last => self.stats.cursor = l.saturating_sub(1),
+            Action::Recompute => self.stats_request(),
+            Action::More => {
                 self.stats.max_sentences = (self.stats.max_sentences * 2).min(64_000);
                 self.stats.flip_sentences = (self.stats.flip_sentences * 2).min(16_000);
                 self.stats_request();
             }
-            KeyCode::Char('[') => {
+            Action::Fewer => {
                 self.stats.max_sentences = (self.stats.max_sentences / 2).max(10);
                 self.stats.flip_sentences = (self.stats.flip_sentences / 2).max(5);
                 self.stats_request();
             }
-            _ => {}
         }
     }
 

@@ -15,6 +15,7 @@ use ratatui::widgets::{Axis, Chart, Dataset, Gauge, GraphType, Widget};
 
 use super::app::{App, Effect};
 use super::event::Msg;
+use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, fmt_secs, InputAction, TextInput};
 use crate::model::LatentKind;
 use crate::train::{StepStats, TrainConfig, TrainControl, TrainEvent, TrainOutcome};
@@ -352,24 +353,16 @@ impl TrainState {
         self.run.as_ref().is_some_and(Run::active)
     }
 
-    pub fn hints(&self) -> Vec<(&'static str, &'static str)> {
+    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
         if self.editing.is_some() {
-            return vec![("Enter", "set"), ("Esc", "cancel")];
+            return keys::hints(KEYS, Mode::Typing, kind);
         }
-        if self.running() {
-            return vec![
-                ("p", "pause/resume"),
-                ("x", "stop & save"),
-                ("L", "load checkpoint"),
-            ];
-        }
-        vec![
-            ("↑/↓", "field"),
-            ("Enter", "edit"),
-            ("←/→", "adjust"),
-            ("s", "start"),
-            ("L", "load checkpoint"),
-        ]
+        let running = self.running();
+        keys::hints_where(KEYS, Mode::Nav, kind, |a| match a {
+            Action::Pause | Action::Stop => running,
+            Action::Load => true,
+            _ => !running,
+        })
     }
 
     pub fn activity(&self) -> Option<String> {
@@ -398,56 +391,165 @@ impl TrainState {
     }
 }
 
+/// What a key can do on this tab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Set,
+    Cancel,
+    Up,
+    Down,
+    Edit,
+    Lower,
+    Raise,
+    Start,
+    Pause,
+    Stop,
+    Load,
+}
+
+/// The tab's keys: dispatch, footer and help all read this table.
+pub const KEYS: &[Binding<Action>] = &[
+    typing(
+        &[KeyCode::Enter],
+        "Enter",
+        "set the setting being edited",
+        Some(("Enter", "set")),
+        Action::Set,
+    ),
+    typing(
+        &[KeyCode::Esc],
+        "Esc",
+        "cancel the edit",
+        Some(("Esc", "cancel")),
+        Action::Cancel,
+    ),
+    nav(
+        &[KeyCode::Up, KeyCode::Char('k')],
+        "↑ ↓ or j k",
+        "select a setting",
+        Some(("↑/↓", "field")),
+        Only::Any,
+        Action::Up,
+    ),
+    nav(
+        &[KeyCode::Down, KeyCode::Char('j')],
+        "↓ or j",
+        "",
+        None,
+        Only::Any,
+        Action::Down,
+    ),
+    nav(
+        &[KeyCode::Enter, KeyCode::Char('e')],
+        "Enter or e",
+        "edit it (Enter sets, Esc cancels; Enter on the kind cycles it)",
+        Some(("Enter", "edit")),
+        Only::Any,
+        Action::Edit,
+    ),
+    nav(
+        &[KeyCode::Left, KeyCode::Char('h')],
+        "← → or h l",
+        "cycle the kind; halve / double sizes and steps; nudge rates",
+        Some(("←/→", "adjust")),
+        Only::Any,
+        Action::Lower,
+    ),
+    nav(
+        &[KeyCode::Right, KeyCode::Char('l')],
+        "→ or l",
+        "",
+        None,
+        Only::Any,
+        Action::Raise,
+    ),
+    nav(
+        &[KeyCode::Char('s')],
+        "s",
+        "start training",
+        Some(("s", "start")),
+        Only::Any,
+        Action::Start,
+    ),
+    nav(
+        &[KeyCode::Char('p')],
+        "p",
+        "pause / resume",
+        Some(("p", "pause/resume")),
+        Only::Any,
+        Action::Pause,
+    ),
+    nav(
+        &[KeyCode::Char('x')],
+        "x",
+        "stop (saves a checkpoint)",
+        Some(("x", "stop & save")),
+        Only::Any,
+        Action::Stop,
+    ),
+    nav(
+        &[KeyCode::Char('L')],
+        "L",
+        "load the run's newest checkpoint into the other tabs",
+        Some(("L", "load checkpoint")),
+        Only::Any,
+        Action::Load,
+    ),
+];
+
 impl App {
     pub(super) fn train_key(&mut self, key: KeyEvent) {
-        if let Some(input) = &mut self.train.editing {
+        let action = if let Some(input) = &mut self.train.editing {
             match input.on_key(key) {
-                InputAction::Submit => {
-                    let text = input.text();
-                    let field = Field::ALL[self.train.selected];
-                    self.train.editing = None;
-                    match field.set(&mut self.train.cfg, &text) {
-                        Ok(()) => {
-                            if field == Field::Out {
-                                self.train.out_auto = false;
-                            }
-                            if field == Field::Kind && self.train.out_auto {
-                                self.train.cfg.out = default_out(self.train.cfg.kind);
-                            }
-                        }
-                        Err(e) => self.error(format!("{}: {e}", field.label())),
-                    }
-                }
-                InputAction::Cancel => self.train.editing = None,
-                _ => {}
+                InputAction::Submit => Action::Set,
+                InputAction::Cancel => Action::Cancel,
+                _ => return,
             }
-            return;
-        }
+        } else {
+            match keys::lookup(KEYS, Mode::Nav, key.code, self.model.kind) {
+                Lookup::Action(a) => a,
+                Lookup::NotForThisModel(why) => return self.notice(why),
+                Lookup::Unbound => return,
+            }
+        };
         let n = Field::ALL.len();
-        match key.code {
-            KeyCode::Char('p') => self.train_pause(),
-            KeyCode::Char('x') => self.train_stop(),
-            KeyCode::Char('L') => self.train_load(),
-            KeyCode::Char('s') => self.train_start(),
-            KeyCode::Up | KeyCode::Char('k') => {
-                self.train.selected = (self.train.selected + n - 1) % n
+        match action {
+            Action::Set => {
+                let Some(input) = self.train.editing.take() else {
+                    return;
+                };
+                let field = Field::ALL[self.train.selected];
+                match field.set(&mut self.train.cfg, &input.text()) {
+                    Ok(()) => {
+                        if field == Field::Out {
+                            self.train.out_auto = false;
+                        }
+                        if field == Field::Kind && self.train.out_auto {
+                            self.train.cfg.out = default_out(self.train.cfg.kind);
+                        }
+                    }
+                    Err(e) => self.error(format!("{}: {e}", field.label())),
+                }
             }
-            KeyCode::Down | KeyCode::Char('j') => {
-                self.train.selected = (self.train.selected + 1) % n
-            }
-            KeyCode::Left | KeyCode::Right | KeyCode::Char('h') | KeyCode::Char('l') => {
+            Action::Cancel => self.train.editing = None,
+            Action::Pause => self.train_pause(),
+            Action::Stop => self.train_stop(),
+            Action::Load => self.train_load(),
+            Action::Start => self.train_start(),
+            Action::Up => self.train.selected = (self.train.selected + n - 1) % n,
+            Action::Down => self.train.selected = (self.train.selected + 1) % n,
+            Action::Lower | Action::Raise => {
                 if self.train.running() {
                     self.notice("settings are fixed while a run is going; x stops it");
                     return;
                 }
-                let up = matches!(key.code, KeyCode::Right | KeyCode::Char('l'));
                 let field = Field::ALL[self.train.selected];
-                field.adjust(&mut self.train.cfg, up);
+                field.adjust(&mut self.train.cfg, action == Action::Raise);
                 if field == Field::Kind && self.train.out_auto {
                     self.train.cfg.out = default_out(self.train.cfg.kind);
                 }
             }
-            KeyCode::Enter | KeyCode::Char('e') => {
+            Action::Edit => {
                 if self.train.running() {
                     self.notice("settings are fixed while a run is going; x stops it");
                     return;
@@ -462,7 +564,6 @@ impl App {
                     self.train.editing = Some(TextInput::with_text(&field.value(&self.train.cfg)));
                 }
             }
-            _ => {}
         }
     }
 

@@ -221,6 +221,22 @@ impl TextInput {
         *self = Self::with_text(s);
     }
 
+    /// Inserts pasted text at the cursor in one edit. Line breaks and tabs become spaces (the
+    /// field is one line, and a pasted newline must not submit half a paste); text beyond
+    /// `MAX_CHARS` is dropped and `overflow` says so.
+    pub fn insert_str(&mut self, s: &str) {
+        let room = Self::MAX_CHARS.saturating_sub(self.chars.len());
+        let mut pasted = s
+            .chars()
+            .filter(|&c| c != '\r' || !s.contains("\r\n"))
+            .map(|c| if c.is_control() { ' ' } else { c });
+        let taken: Vec<char> = pasted.by_ref().take(room).collect();
+        self.overflow = pasted.next().is_some();
+        let n = taken.len();
+        self.chars.splice(self.cursor..self.cursor, taken);
+        self.cursor += n;
+    }
+
     pub fn on_key(&mut self, key: KeyEvent) -> InputAction {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         // Alt-letter is a command by terminal convention (and what Esc+key looks like), not text.

@@ -1,0 +1,282 @@
+//! Key bindings as data. Each tab has one table of [`Binding`]s; the same table decides what a
+//! key does (dispatch), what the footer hints and what the `?` overlay lists, so the three
+//! cannot disagree, and a new tab is a new table plus the function that performs its actions.
+//!
+//! A binding can be limited to some kinds of model ([`Only`]). A key bound only for other
+//! kinds is not silently ignored: [`lookup`] returns why it does nothing, for the footer.
+
+use crossterm::event::KeyCode;
+
+use crate::model::LatentKind;
+
+/// The kinds of model a binding applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Only {
+    Any,
+    /// Binary codes (bits).
+    Binary,
+    /// Continuous codes (gaussian, bottleneck).
+    Continuous,
+    /// Anything but binary codes: continuous codes and `lm` models.
+    NotBinary,
+}
+
+impl Only {
+    pub fn holds(self, kind: LatentKind) -> bool {
+        match self {
+            Only::Any => true,
+            Only::Binary => kind.is_binary(),
+            Only::Continuous => kind.has_latent() && !kind.is_binary(),
+            Only::NotBinary => !kind.is_binary(),
+        }
+    }
+
+    /// What the help overlay adds after the description.
+    fn note(self) -> &'static str {
+        match self {
+            Only::Any => "",
+            Only::Binary => " (binary codes)",
+            Only::Continuous => " (continuous codes)",
+            Only::NotBinary => " (gaussian, lm)",
+        }
+    }
+
+    fn who(self) -> &'static str {
+        match self {
+            Only::Any => "every model",
+            Only::Binary => "binary codes",
+            Only::Continuous => "continuous codes",
+            Only::NotBinary => "gaussian and lm models",
+        }
+    }
+}
+
+/// Whether a binding is for navigation (keys are commands) or describes a key while a text
+/// field has the focus (the field sees keys first; these are what it hands on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Nav,
+    Typing,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Binding<A: Copy + 'static> {
+    pub keys: &'static [KeyCode],
+    pub mode: Mode,
+    /// The keys as the help shows them.
+    pub label: &'static str,
+    /// The help's description; empty when the row above already describes this binding (as
+    /// `→` under `←`).
+    pub help: &'static str,
+    /// The footer's (keys, words), if the footer shows it.
+    pub hint: Option<(&'static str, &'static str)>,
+    pub only: Only,
+    pub action: A,
+}
+
+/// A navigation binding.
+pub const fn nav<A: Copy>(
+    keys: &'static [KeyCode],
+    label: &'static str,
+    help: &'static str,
+    hint: Option<(&'static str, &'static str)>,
+    only: Only,
+    action: A,
+) -> Binding<A> {
+    Binding {
+        keys,
+        mode: Mode::Nav,
+        label,
+        help,
+        hint,
+        only,
+        action,
+    }
+}
+
+/// A binding while a text field has the focus.
+pub const fn typing<A: Copy>(
+    keys: &'static [KeyCode],
+    label: &'static str,
+    help: &'static str,
+    hint: Option<(&'static str, &'static str)>,
+    action: A,
+) -> Binding<A> {
+    Binding {
+        keys,
+        mode: Mode::Typing,
+        label,
+        help,
+        hint,
+        only: Only::Any,
+        action,
+    }
+}
+
+/// What a key means on a tab.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup<A> {
+    Action(A),
+    /// Bound, but only for other kinds of model; the text says so.
+    NotForThisModel(String),
+    Unbound,
+}
+
+/// The action of the first binding of `mode` for `code` that applies to `kind`.
+pub fn lookup<A: Copy>(
+    table: &[Binding<A>],
+    mode: Mode,
+    code: KeyCode,
+    kind: LatentKind,
+) -> Lookup<A> {
+    let mut elsewhere: Option<&Binding<A>> = None;
+    for b in table
+        .iter()
+        .filter(|b| b.mode == mode && b.keys.contains(&code))
+    {
+        if b.only.holds(kind) {
+            return Lookup::Action(b.action);
+        }
+        elsewhere.get_or_insert(b);
+    }
+    match elsewhere {
+        Some(b) => {
+            let row = help_row_of(table, b);
+            Lookup::NotForThisModel(format!(
+                "{}: only for {}, this model is `{kind}` — {}",
+                row.label,
+                b.only.who(),
+                row.help
+            ))
+        }
+        None => Lookup::Unbound,
+    }
+}
+
+/// The help row that describes `b`: itself, or the row it continues.
+fn help_row_of<'t, A: Copy>(table: &'t [Binding<A>], b: &'t Binding<A>) -> &'t Binding<A> {
+    if !b.help.is_empty() {
+        return b;
+    }
+    let at = table.iter().position(|x| std::ptr::eq(x, b)).unwrap_or(0);
+    table[..at]
+        .iter()
+        .rev()
+        .find(|x| !x.help.is_empty())
+        .unwrap_or(b)
+}
+
+/// The footer hints of the bindings of `mode` that apply to `kind`.
+pub fn hints<A: Copy>(
+    table: &[Binding<A>],
+    mode: Mode,
+    kind: LatentKind,
+) -> Vec<(&'static str, &'static str)> {
+    table
+        .iter()
+        .filter(|b| b.mode == mode && b.only.holds(kind))
+        .filter_map(|b| b.hint)
+        .collect()
+}
+
+/// [`hints`] of the bindings whose action `show` accepts (for footers that change with the
+/// tab's state, such as Train's while a run is going).
+pub fn hints_where<A: Copy>(
+    table: &[Binding<A>],
+    mode: Mode,
+    kind: LatentKind,
+    show: impl Fn(A) -> bool,
+) -> Vec<(&'static str, &'static str)> {
+    table
+        .iter()
+        .filter(|b| b.mode == mode && b.only.holds(kind) && show(b.action))
+        .filter_map(|b| b.hint)
+        .collect()
+}
+
+/// The help rows (keys, description) of a table, typing keys marked as such.
+pub fn help_rows<A: Copy>(table: &[Binding<A>]) -> Vec<(String, String)> {
+    table
+        .iter()
+        .filter(|b| !b.help.is_empty())
+        .map(|b| {
+            let label = match b.mode {
+                Mode::Nav => b.label.to_string(),
+                Mode::Typing => format!("{} (typing)", b.label),
+            };
+            (label, format!("{}{}", b.help, b.only.note()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum A {
+        Flip,
+        Up,
+        Down,
+    }
+
+    const T: &[Binding<A>] = &[
+        nav(
+            &[KeyCode::Char(' ')],
+            "Space",
+            "flip",
+            Some(("Space", "flip")),
+            Only::Binary,
+            A::Flip,
+        ),
+        nav(
+            &[KeyCode::Char('+')],
+            "+ / -",
+            "nudge",
+            Some(("+/-", "nudge")),
+            Only::Continuous,
+            A::Up,
+        ),
+        nav(
+            &[KeyCode::Char('-')],
+            "-",
+            "",
+            None,
+            Only::Continuous,
+            A::Down,
+        ),
+    ];
+
+    #[test]
+    fn lookup_applies_kinds_and_says_why_a_key_does_nothing() {
+        let b = LatentKind::Binary;
+        let g = LatentKind::Gaussian;
+        let space = KeyCode::Char(' ');
+        assert_eq!(lookup(T, Mode::Nav, space, b), Lookup::Action(A::Flip));
+        assert_eq!(
+            lookup(T, Mode::Nav, KeyCode::Char('-'), g),
+            Lookup::Action(A::Down)
+        );
+        match lookup(T, Mode::Nav, KeyCode::Char('-'), b) {
+            Lookup::NotForThisModel(why) => {
+                assert!(
+                    why.starts_with(
+                        "+ / -: only for continuous codes, this model is `binary` — nudge"
+                    ),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(lookup(T, Mode::Typing, space, b), Lookup::Unbound);
+        assert_eq!(lookup(T, Mode::Nav, KeyCode::Char('x'), b), Lookup::Unbound);
+        assert_eq!(hints(T, Mode::Nav, g), vec![("+/-", "nudge")]);
+        assert_eq!(
+            help_rows(T),
+            vec![
+                ("Space".to_string(), "flip (binary codes)".to_string()),
+                ("+ / -".to_string(), "nudge (continuous codes)".to_string()),
+            ]
+        );
+    }
+}

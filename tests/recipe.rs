@@ -1,0 +1,94 @@
+//! Training-recipe options end to end: `--time` as an alternative to `--steps`, and lines
+//! longer than `--max-len` truncated (and counted) rather than dropped.
+
+mod common;
+
+use std::process::Command;
+
+fn train(args: &[&str], out: &std::path::Path, corpus: &std::path::Path) -> (bool, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args(["train", "--kind", "binary", "--corpus"])
+        .arg(corpus)
+        .args([
+            "--embed-dim",
+            "8",
+            "--hidden-dim",
+            "12",
+            "--latent-dim",
+            "4",
+        ])
+        .args(["--vocab-size", "100", "--min-frequency", "1", "--seed", "1"])
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("run latent-tui train");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn time_limit_stops_training_and_saves_a_loadable_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("timed.safetensors");
+    let corpus = &common::fixtures().corpus;
+    let (ok, log) = train(&["--time", "2s", "--valid-every", "0"], &out, corpus);
+    assert!(ok, "{log}");
+    assert!(log.contains("the time limit"), "{log}");
+    let engine = common::engine(&out);
+    let step = engine.provenance.step;
+    assert!(step >= 1, "{log}");
+    assert!(
+        step < 1_000_000,
+        "stopped by the clock, not the step count: {step}"
+    );
+    assert!(
+        engine.provenance.metrics.contains_key("valid_ppl"),
+        "the last step validates"
+    );
+    // --steps still bounds a timed run.
+    let (ok, log) = train(&["--time", "1h", "--steps", "3"], &out, corpus);
+    assert!(ok, "{log}");
+    assert_eq!(common::engine(&out).provenance.step, 3);
+    let (ok, log) = train(&["--time", "20x"], &out, corpus);
+    assert!(!ok && log.contains("unknown unit"), "{log}");
+}
+
+#[test]
+fn long_lines_are_truncated_and_counted_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("long.txt");
+    let mut lines = common::corpus_lines();
+    let long = "the old dog likes the river and the red bird follows the small cat home";
+    // Distinct lines: the split is chosen by a hash of each line.
+    for i in 0..40 {
+        lines.push(format!("{long} {i}"));
+    }
+    std::fs::write(&corpus, lines.join("\n") + "\n").unwrap();
+    let out = dir.path().join("m.safetensors");
+    let (ok, log) = train(&["--steps", "2", "--max-len", "6"], &out, &corpus);
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("longer than --max-len 6 tokens and were truncated"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("too long"),
+        "no line may be skipped for length: {log}"
+    );
+}
+
+#[test]
+fn durations_parse_like_a_person_writes_them() {
+    use latent_tui::cli::parse_duration_secs as d;
+    assert_eq!(d("90s"), Ok(90.0));
+    assert_eq!(d("20m"), Ok(1200.0));
+    assert_eq!(d("1h30m"), Ok(5400.0));
+    assert_eq!(d("2.5m"), Ok(150.0));
+    assert_eq!(d("45"), Ok(45.0));
+    for bad in ["", "0", "-3", "m", "10q", "1h30", "nan", "inf"] {
+        assert!(d(bad).is_err(), "{bad:?} accepted");
+    }
+}
