@@ -265,6 +265,22 @@ impl CodedCorpus {
         }
     }
 
+    /// A seeded random subset of at most `max` entries (all of them for `None`), the same
+    /// entries [`CodedCorpus::encode`] picks from the same split with the same seed.
+    pub fn subset(self, max: Option<usize>, seed: u64) -> Self {
+        if max.is_none_or(|m| m >= self.len()) {
+            return self;
+        }
+        let keep = subset(self.len(), max, seed);
+        let pick = |v: &[Option<u32>]| keep.iter().map(|&i| v[i]).collect();
+        Self {
+            labels: pick(&self.labels),
+            texts: keep.iter().map(|&i| self.texts[i].clone()).collect(),
+            codes: keep.iter().map(|&i| self.codes[i].clone()).collect(),
+            ..self
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.texts.len()
     }

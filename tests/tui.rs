@@ -1013,6 +1013,7 @@ fn every_tab_opens_in_navigation_so_digits_switch_tabs() {
         ('4', Tab::Stats),
         ('5', Tab::Train),
         ('6', Tab::Neighbors),
+        ('7', Tab::Clusters),
         ('2', Tab::Path),
         ('1', Tab::Explore),
     ] {
@@ -1021,8 +1022,7 @@ fn every_tab_opens_in_navigation_so_digits_switch_tabs() {
         assert!(!h.app.typing(), "{tab:?} opens in navigation");
     }
     let s = h.screen();
-    assert_has(&s, "d decoder  i edit  / new  1-6/Tab tabs");
-    assert_has(&s, "1-6/Tab tabs");
+    assert_has(&s, "d decoder  i edit  / new  1-7/Tab tabs");
 
     // i edits the sentence (Esc leaves); / starts an empty one.
     h.key(KeyCode::Char('i'));

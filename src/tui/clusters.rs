@@ -42,6 +42,8 @@ pub struct ClusterRequest {
     /// None: k-medoids for binary codes, k-means for continuous ones.
     pub method: Option<ClusterMethod>,
     pub seed: u64,
+    /// Cluster a seeded random subset of at most this many entries (None: the whole split).
+    pub max_entries: Option<usize>,
 }
 
 /// A clustering with the codes it was made of and each gold label's mean code.
@@ -131,7 +133,7 @@ pub fn compute_clusters(
     let binary = engine.kind().is_binary();
     let data = if binary {
         let ix = neighbor_index(engine, req.corpus.as_deref(), 0, progress)?;
-        CodedCorpus::from_index(&ix.index)
+        CodedCorpus::from_index(&ix.index).subset(req.max_entries, req.seed)
     } else {
         let corpus = match &req.corpus {
             Some(spec) => crate::tasks::corpus_of(engine, Some(spec))?,
@@ -141,8 +143,8 @@ pub fn compute_clusters(
             CodeModel::Engine(engine),
             &corpus,
             Split::Train,
-            None,
-            0,
+            req.max_entries,
+            req.seed,
             progress,
         )?
     };
@@ -262,6 +264,8 @@ pub struct ClustersState {
     pub k: usize,
     pub method: Option<ClusterMethod>,
     pub seed: u64,
+    /// Cluster a seeded random subset of at most this many entries (None: the whole split).
+    pub max_entries: Option<usize>,
     pub view: ClustersView,
     /// The selected cluster (report numbering) and member row.
     pub selected: usize,
@@ -293,6 +297,7 @@ impl ClustersState {
             k: 0,
             method: None,
             seed: 0,
+            max_entries: None,
             view: ClustersView::List,
             selected: 0,
             member: 0,
@@ -454,7 +459,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
     nav(
         &[KeyCode::Char('m')],
         "m",
-        "method: k-medoids → k-modes → k-means (continuous codes use k-means)",
+        "method: k-medoids → k-modes → k-means; continuous codes use k-means",
         Some(("m", "method")),
         Only::Binary,
         Action::Method,
@@ -756,6 +761,7 @@ impl App {
             k: c.k,
             method: c.method,
             seed: c.seed,
+            max_entries: c.max_entries,
         };
         self.jobs.submit(Job::Cluster(req));
     }
