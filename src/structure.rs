@@ -822,4 +822,31 @@ mod tests {
         assert_eq!(changed_bits(&code, &three), vec![1, 4]);
         assert_eq!(v.apply(&code, 50.0), vec![1.0, 0.0, 1.0, 1.0, 0.0]);
     }
+
+    #[test]
+    fn a_subset_keeps_texts_labels_and_codes_together_and_follows_the_seed() {
+        let n = 50;
+        let data = CodedCorpus {
+            corpus: "toy".into(),
+            split: "train".into(),
+            texts: (0..n).map(|i| format!("text {i}")).collect(),
+            labels: (0..n).map(|i| Some(i as u32 % 3)).collect(),
+            label_names: vec!["a".into(), "b".into(), "c".into()],
+            codes: (0..n).map(|i| vec![i as f32]).collect(),
+            binary: true,
+        };
+        assert_eq!(data.clone().subset(None, 0).len(), n);
+        assert_eq!(data.clone().subset(Some(n + 5), 0).len(), n);
+        let small = data.clone().subset(Some(10), 7);
+        assert_eq!(small.len(), 10);
+        assert_eq!(small.label_names, data.label_names);
+        let picked: Vec<usize> = small.codes.iter().map(|c| c[0] as usize).collect();
+        assert_eq!(picked, subset(n, Some(10), 7), "the entries encode() picks");
+        for (j, &i) in picked.iter().enumerate() {
+            assert_eq!(small.texts[j], format!("text {i}"));
+            assert_eq!(small.labels[j], Some(i as u32 % 3));
+        }
+        let other = data.subset(Some(10), 8);
+        assert_ne!(other.texts, small.texts, "another seed, another subset");
+    }
 }
