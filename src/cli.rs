@@ -46,7 +46,9 @@ pub struct Cli {
 pub enum Command {
     /// Print a checkpoint's summary: model, vocabulary, training provenance.
     Info {
+        /// The checkpoint (default: checkpoints/binary.safetensors).
         checkpoint: Option<PathBuf>,
+        /// Print the config, provenance and tensor shapes as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -59,17 +61,28 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Perplexity, NLL and KL on a split; bit and dimension statistics.
     Eval(EvalArgs),
-    /// Sentences on stdin → codes, one JSON line each.
+    /// Sentences on stdin (one per line) → codes: JSON lines, bit strings, or a packed .npy.
     Encode {
+        /// The checkpoint (default: checkpoints/binary.safetensors).
         checkpoint: Option<PathBuf>,
         /// How to read the code: rounded (bits / μ), mean (p / μ) or sample.
         #[arg(long, default_value = "rounded", value_parser = parse_code_mode)]
         mode: crate::model::CodeMode,
+        /// Output: `json` (one object per line: text, code, p or std, kl), `bits` (one 0/1
+        /// string per line, binary codes) or `packed` (a NumPy .npy file of uint8 rows, 8 bits
+        /// per byte, least significant bit first: ready for faiss.IndexBinaryFlat; needs --out).
+        #[arg(long, default_value = "json", value_parser = ["json", "bits", "packed"])]
+        format: String,
+        /// Write to this file instead of standard output (required by --format packed).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Seed of the Bernoulli / Gaussian draws of `--mode sample`.
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
     /// Codes on stdin (0/1 strings, JSON arrays, or `encode`'s JSON lines) → sentences.
     Decode {
+        /// The checkpoint (default: checkpoints/binary.safetensors).
         checkpoint: Option<PathBuf>,
         #[command(flatten)]
         strategy: StrategyArgs,
@@ -79,7 +92,9 @@ pub enum Command {
     },
     /// Rewrite a checkpoint, e.g. in half precision for shipping (`--half`).
     Convert {
+        /// The checkpoint to read.
         input: PathBuf,
+        /// Where to write the rewritten checkpoint.
         output: PathBuf,
         /// Store weights as f16 (half the size).
         #[arg(long)]
@@ -108,44 +123,67 @@ pub enum Command {
         sentence: String,
     },
     /// Walk a random Hamming path (binary) or an interpolation (gaussian) between two sentences.
+    #[command(override_usage = "latent-tui path [OPTIONS] [CHECKPOINT] <A> <B>")]
     Path {
-        checkpoint: Option<PathBuf>,
-        a: String,
-        b: String,
+        /// [CHECKPOINT] A B: the checkpoint is optional (default:
+        /// checkpoints/binary.safetensors); then sentence A, the start.
+        #[arg(value_name = "CHECKPOINT|A")]
+        first: String,
+        /// Sentence B, the end (sentence A when a checkpoint is given).
+        #[arg(value_name = "A|B")]
+        second: String,
+        /// Sentence B, when a checkpoint is given.
+        #[arg(value_name = "B")]
+        third: Option<String>,
+        /// Seed of the random Hamming path (binary codes).
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Interpolation steps for continuous codes.
+        /// Interpolation steps for continuous codes (1 to 1000).
         #[arg(long, default_value_t = 8)]
         steps: usize,
         /// Spherical instead of linear interpolation (continuous codes).
         #[arg(long)]
         slerp: bool,
+        /// Print JSON instead of plain text.
         #[arg(long)]
         json: bool,
     },
     /// Decode samples from the prior.
     Sample {
+        /// The checkpoint (default: checkpoints/binary.safetensors).
         checkpoint: Option<PathBuf>,
+        /// Samples to draw; they are printed as they are decoded.
         #[arg(short = 'n', long, default_value_t = 10)]
         count: usize,
+        /// Seed of the prior draws (same seed, same samples as the Sample tab).
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Gaussian prior temperature (σ of the samples).
-        #[arg(long, default_value_t = 1.0)]
-        temperature: f32,
-        /// Binary prior: `uniform` bits, or each bit drawn with its corpus `means`.
-        #[arg(long, default_value = "uniform")]
-        prior: String,
+        /// Temperature: σ of the gaussian prior N(0, t²I), or of word sampling for `lm`
+        /// (binary priors have none) [default: 1]
+        #[arg(long, value_parser = parse_temperature)]
+        temperature: Option<f32>,
+        /// Binary prior: `uniform` bits, or each bit drawn with its corpus `means`
+        /// [default: uniform]
+        #[arg(long)]
+        prior: Option<String>,
+        /// Print JSON instead of plain text.
         #[arg(long)]
         json: bool,
     },
     /// Flip bits of a sentence's code: decodings and per-bit perplexities.
+    #[command(override_usage = "latent-tui flip [OPTIONS] [CHECKPOINT] <SENTENCE>")]
     Flip {
-        checkpoint: Option<PathBuf>,
-        sentence: String,
+        /// [CHECKPOINT] SENTENCE: the checkpoint is optional (default:
+        /// checkpoints/binary.safetensors).
+        #[arg(value_name = "CHECKPOINT|SENTENCE")]
+        first: String,
+        /// The sentence, when a checkpoint is given.
+        #[arg(value_name = "SENTENCE")]
+        second: Option<String>,
         /// Comma-separated bit indices to flip one at a time (default: none, just the bars).
         #[arg(long, value_delimiter = ',')]
         bits: Vec<usize>,
+        /// Print JSON instead of plain text.
         #[arg(long)]
         json: bool,
     },
@@ -162,6 +200,8 @@ pub enum CorpusSource {
         /// Directory holding data.noun, data.verb, data.adj, data.adv.
         #[arg(default_value = "/usr/share/wordnet")]
         dir: PathBuf,
+        /// Directory to write train/valid/test.tsv.gz and LICENSE to (replaced only once the
+        /// new files are complete).
         #[arg(long, default_value = "assets/wordnet")]
         out: PathBuf,
     },
@@ -169,22 +209,53 @@ pub enum CorpusSource {
 
 #[derive(Args, Debug, Clone)]
 pub struct StrategyArgs {
-    /// Beam search with this width (default: greedy).
-    #[arg(long)]
-    pub beam: Option<usize>,
+    /// Beam search with this width, 1 to 256 (default: greedy).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_BEAM as u64))]
+    pub beam: Option<u64>,
     /// Sample words instead of taking the most likely.
     #[arg(long)]
     pub sample: bool,
-    #[arg(long, default_value_t = 1.0)]
+    /// Temperature of word sampling (with --sample).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_word_temperature)]
     pub temperature: f64,
+    /// Seed of word sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// Widest beam `decode --beam` accepts: each step scores every word for every beam.
+pub const MAX_BEAM: usize = 256;
+/// Most interpolation steps `path --steps` accepts.
+pub const MAX_PATH_STEPS: usize = 1000;
+
+/// A prior temperature: finite and not negative (0 gives the prior's mean).
+fn parse_temperature(s: &str) -> std::result::Result<f32, String> {
+    let t: f32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if !t.is_finite() || t < 0.0 {
+        return Err(format!(
+            "the temperature must be a finite number ≥ 0, got {s}"
+        ));
+    }
+    Ok(t)
+}
+
+/// A word-sampling temperature: finite and positive (it divides the logits).
+fn parse_word_temperature(s: &str) -> std::result::Result<f64, String> {
+    let t: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if !t.is_finite() || t <= 0.0 {
+        return Err(format!(
+            "the temperature must be a finite number > 0, got {s}"
+        ));
+    }
+    Ok(t)
 }
 
 impl StrategyArgs {
     fn strategy(&self) -> Strategy {
         match (self.beam, self.sample) {
-            (Some(width), _) => Strategy::Beam { width },
+            (Some(width), _) => Strategy::Beam {
+                width: width as usize,
+            },
             (None, true) => Strategy::Sample {
                 temperature: self.temperature,
             },
@@ -195,10 +266,13 @@ impl StrategyArgs {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
+    /// The checkpoint (default: checkpoints/binary.safetensors).
     pub checkpoint: Option<PathBuf>,
+    /// The split to evaluate: train, valid or test.
     #[arg(long, default_value = "test")]
     pub split: String,
-    /// Corpus to evaluate on (default: the one the checkpoint was trained on).
+    /// Corpus to evaluate on (default: the one the checkpoint was trained on, when it is the
+    /// bundled one or its file is still where training read it).
     #[arg(long)]
     pub corpus: Option<String>,
     /// Use only the first N sentences of the split.
@@ -211,12 +285,17 @@ pub struct EvalArgs {
     /// match, word accuracy, BLEU-4); 0 skips them.
     #[arg(long, default_value_t = 500)]
     pub recon_sentences: usize,
+    /// Seed of the sampled codes.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Print the full report as JSON (with the bit correlation matrix).
     #[arg(long)]
     pub json: bool,
 }
 
+/// `train` flags. Each is optional so that `--config` and `--resume` can supply the value;
+/// the defaults shown in `--help` come from [`TrainConfig::default`] (and the bag-of-words
+/// configs where theirs differ), see [`command`].
 #[derive(Args, Debug, Default)]
 pub struct TrainArgs {
     /// Latent kind: lm, bottleneck, gaussian, binary, binary-vae, gumbel, gumbel-vae; or a
@@ -226,7 +305,7 @@ pub struct TrainArgs {
     /// `wordnet` (bundled) or a path: a text/TSV file, or a directory with train/valid/test.
     #[arg(long)]
     pub corpus: Option<String>,
-    /// Where to write the checkpoint.
+    /// Where to write the checkpoint (the optimiser state goes beside it).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// A JSON training config; flags given as well override its fields.
@@ -235,6 +314,7 @@ pub struct TrainArgs {
     /// Continue the run saved at --out (its config, weights, vocabulary and optimiser state).
     #[arg(long)]
     pub resume: bool,
+    /// Total optimiser steps (a resumed run continues up to this many).
     #[arg(long)]
     pub steps: Option<u64>,
     /// Train for this many passes over the data instead of --steps.
@@ -244,16 +324,20 @@ pub struct TrainArgs {
     /// whichever ends first. The last step validates and saves as usual.
     #[arg(long, value_parser = parse_duration_secs)]
     pub time: Option<f64>,
+    /// Largest vocabulary, special tokens included; rarer words become <unk>.
     #[arg(long)]
     pub vocab_size: Option<usize>,
+    /// Words seen fewer times in the training split stay out of the vocabulary.
     #[arg(long)]
     pub min_frequency: Option<u64>,
     /// How text is cut into tokens: whole words (unknown words become <unk>) or subword
-    /// pieces (bpe, unigram) that spell any word [default: word].
+    /// pieces (bpe, unigram) that spell any word.
     #[arg(long, value_enum)]
     pub tokenizer: Option<crate::vocab::TokenizerKind>,
+    /// Word embedding size (shared by encoder and decoder).
     #[arg(long)]
     pub embed_dim: Option<usize>,
+    /// GRU hidden size (encoder per direction, and decoder).
     #[arg(long)]
     pub hidden_dim: Option<usize>,
     /// Bits (binary kinds) or dimensions.
@@ -265,44 +349,63 @@ pub struct TrainArgs {
     /// Also feed z to every decoder step through a highway layer.
     #[arg(long)]
     pub z_every_step: bool,
+    /// Temperature of the Gumbel-softmax relaxation (gumbel kinds).
     #[arg(long)]
     pub gumbel_temperature: Option<f64>,
+    /// Longest sentence in tokens (1 to 4096); longer corpus lines are truncated to it.
     #[arg(long)]
     pub max_len: Option<usize>,
+    /// Target tokens per batch: sentences of one length fill this budget.
     #[arg(long)]
     pub batch_tokens: Option<usize>,
+    /// Most sentences per batch.
     #[arg(long)]
     pub max_batch: Option<usize>,
+    /// Adam learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Decoupled weight decay (AdamW).
     #[arg(long)]
     pub weight_decay: Option<f64>,
     /// Clip the global gradient norm (0 disables).
     #[arg(long)]
     pub clip_norm: Option<f64>,
+    /// Probability that a decoder input word becomes <unk>.
     #[arg(long)]
     pub word_dropout: Option<f64>,
     /// Anneal word dropout linearly to this rate over --word-dropout-steps.
     #[arg(long)]
     pub word_dropout_end: Option<f64>,
+    /// Steps over which word dropout moves to --word-dropout-end.
     #[arg(long)]
     pub word_dropout_steps: Option<u64>,
     /// KL annealing: none, linear or logistic.
     #[arg(long)]
     pub kl_anneal: Option<KlAnneal>,
+    /// Steps over which the KL weight grows to --kl-weight.
     #[arg(long)]
     pub kl_anneal_steps: Option<u64>,
+    /// Weight of the KL term once annealing is done (kinds with a KL term).
     #[arg(long)]
     pub kl_weight: Option<f64>,
     /// Weight of the mutual-information term (0: off).
     #[arg(long)]
     pub mi_weight: Option<f64>,
+    /// Weight of a penalty on correlated code dimensions (the batch's mean squared correlation
+    /// between different bits or dimensions, added to the per-token loss); 0 = off. A
+    /// regulariser against duplicated bits: see README for what it costs in perplexity.
+    #[arg(long)]
+    pub decorrelation: Option<f64>,
+    /// Seed of initialisation, batch order, word dropout and latent noise.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Validate every N steps (and at the end; 0: only at the end).
     #[arg(long)]
     pub valid_every: Option<u64>,
+    /// Validation sentences used during training (the first N of the split).
     #[arg(long)]
     pub valid_sentences: Option<usize>,
+    /// Save a checkpoint every N steps (and at the end; 0: only at the end).
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
     /// Store weights in half precision (half the file size).
@@ -315,6 +418,63 @@ pub struct TrainArgs {
     pub bow: crate::bow::cli::BowTrainArgs,
 }
 
+/// The command line as clap sees it, with the `train` defaults shown in `--help`: they are
+/// read from the configs themselves ([`TrainConfig::default`], and each bag-of-words kind's
+/// where it differs), so help and behaviour cannot drift apart. The flags stay unset unless
+/// given, so `--config` and `--resume` can still supply their values.
+pub fn command() -> clap::Command {
+    use crate::bow::train::{BowFamily, BowTrainConfig};
+    use clap::CommandFactory;
+    let seq = serde_json::to_value(TrainConfig::default()).expect("config serialises");
+    let bow: Vec<(BowFamily, serde_json::Value)> = [BowFamily::Nvdm, BowFamily::Nash]
+        .into_iter()
+        .map(|f| {
+            (
+                f,
+                serde_json::to_value(BowTrainConfig::for_family(f)).expect("config serialises"),
+            )
+        })
+        .collect();
+    let shown = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null | serde_json::Value::Bool(_) => None,
+        other => Some(other.to_string()),
+    };
+    Cli::command().mut_subcommand("train", |train| {
+        let ids: Vec<String> = train
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        let mut train = train;
+        for id in ids {
+            let Some(default) = seq.get(&id).and_then(shown) else {
+                continue;
+            };
+            let mut text = format!("[default: {default}");
+            for (family, cfg) in &bow {
+                if let Some(other) = cfg.get(&id).and_then(shown) {
+                    if other != default {
+                        text += &format!("; {family}: {other}");
+                    }
+                }
+            }
+            text += "]";
+            train = train.mut_arg(id.as_str(), |a| {
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                a.help(format!("{help} {text}"))
+            });
+        }
+        train
+    })
+}
+
+/// Parses the process arguments with [`command`].
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn parse_code_mode(s: &str) -> std::result::Result<crate::model::CodeMode, String> {
     crate::model::CodeMode::ALL
         .into_iter()
@@ -324,11 +484,17 @@ fn parse_code_mode(s: &str) -> std::result::Result<crate::model::CodeMode, Strin
 
 /// The shipped checkpoint: relative to the working directory, else to the source tree.
 pub fn default_checkpoint() -> PathBuf {
-    let here = PathBuf::from(DEFAULT_CHECKPOINT);
+    shipped_checkpoint(DEFAULT_CHECKPOINT)
+}
+
+/// A shipped checkpoint (`checkpoints/NAME.safetensors`, given as that relative path), found
+/// relative to the working directory, else to the source tree.
+pub fn shipped_checkpoint(relative: &str) -> PathBuf {
+    let here = PathBuf::from(relative);
     if here.exists() {
         return here;
     }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CHECKPOINT);
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
     if built.exists() {
         built
     } else {
@@ -380,8 +546,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Encode {
             checkpoint,
             mode,
+            format,
+            out,
             seed,
-        }) => encode(&checkpoint, mode, seed),
+        }) => encode(&checkpoint, mode, &format, out.as_deref(), seed),
         Some(Command::Decode {
             checkpoint,
             strategy,
@@ -446,14 +614,20 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Path {
-            checkpoint,
-            a,
-            b,
+            first,
+            second,
+            third,
             seed,
             steps,
             slerp,
             json,
-        }) => path(&checkpoint, &a, &b, seed, steps, slerp, json),
+        }) => {
+            let (checkpoint, a, b) = match third {
+                Some(b) => (Some(PathBuf::from(first)), second, b),
+                None => (None, first, second),
+            };
+            path(&checkpoint, &a, &b, seed, steps, slerp, json)
+        }
         Some(Command::Sample {
             checkpoint,
             count,
@@ -461,13 +635,26 @@ pub fn run(cli: Cli) -> Result<()> {
             temperature,
             prior,
             json,
-        }) => sample(&checkpoint, count, seed, temperature, &prior, json),
+        }) => sample(
+            &checkpoint,
+            count,
+            seed,
+            temperature,
+            prior.as_deref(),
+            json,
+        ),
         Some(Command::Flip {
-            checkpoint,
-            sentence,
+            first,
+            second,
             bits,
             json,
-        }) => flip(&checkpoint, &sentence, &bits, json),
+        }) => {
+            let (checkpoint, sentence) = match second {
+                Some(sentence) => (Some(PathBuf::from(first)), sentence),
+                None => (None, first),
+            };
+            flip(&checkpoint, &sentence, &bits, json)
+        }
         Some(Command::Bow(command)) => crate::bow::cli::run(command),
         Some(Command::Structure(command)) => crate::cli_cluster::run(command),
     }
@@ -500,8 +687,9 @@ fn info(ckpt: &Option<PathBuf>, json: bool) -> Result<()> {
 fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     let mut cfg = match &args.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("reading training config {}", p.display()))?;
+            let bytes = crate::checkpoint::read_regular_file(p, "training config")?;
+            let text = String::from_utf8(bytes)
+                .with_context(|| format!("training config {} is not UTF-8", p.display()))?;
             serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a valid training config", p.display()))?
         }
@@ -555,6 +743,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         kl_anneal_steps,
         kl_weight,
         mi_weight,
+        decorrelation,
         seed,
         valid_every,
         valid_sentences,
@@ -910,83 +1099,237 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
     }
 }
 
-fn read_stdin_lines() -> Result<Vec<String>> {
-    let stdin = std::io::stdin();
-    let mut lines = Vec::new();
-    for (i, raw) in stdin.lock().split(b'\n').enumerate() {
-        let raw = raw.context("reading standard input")?;
-        match String::from_utf8(raw) {
-            Ok(s) => lines.push(s.trim_end_matches('\r').to_string()),
-            Err(_) => eprintln!("line {}: not UTF-8, skipped", i + 1),
-        }
-    }
-    Ok(lines)
+/// Standard input's lines as they arrive, each with its 1-based line number; lines that are
+/// not UTF-8 are reported and skipped (the numbers still count them).
+fn stdin_lines() -> impl Iterator<Item = Result<(usize, String)>> {
+    std::io::stdin()
+        .lock()
+        .split(b'\n')
+        .enumerate()
+        .filter_map(|(i, raw)| match raw {
+            Err(e) => Some(Err(anyhow::Error::new(e).context("reading standard input"))),
+            Ok(raw) => match String::from_utf8(raw) {
+                Ok(s) => Some(Ok((i + 1, s.trim_end_matches('\r').to_string()))),
+                Err(_) => {
+                    eprintln!("line {}: not UTF-8, skipped", i + 1);
+                    None
+                }
+            },
+        })
 }
 
-fn encode(ckpt: &Option<PathBuf>, mode: crate::model::CodeMode, seed: u64) -> Result<()> {
-    let engine = load_engine(ckpt)?;
-    let binary = engine.kind().is_binary();
-    let mut rng = StdRng::seed_from_u64(seed);
-    let out = std::io::stdout();
-    let mut out = out.lock();
-    for (i, line) in read_stdin_lines()?.into_iter().enumerate() {
-        let tok = engine.tokenize(&line);
-        if tok.ids.is_empty() {
-            eprintln!("line {}: no words, skipped", i + 1);
-            continue;
+/// Sentences `encode` gives the model at once (grouped by length inside).
+const ENCODE_CHUNK: usize = 1024;
+
+/// A `--out` file written through a temporary sibling and renamed into place when complete,
+/// or standard output.
+enum Output {
+    Stdout(std::io::StdoutLock<'static>),
+    File {
+        file: std::io::BufWriter<std::fs::File>,
+        tmp: PathBuf,
+        path: PathBuf,
+    },
+}
+
+impl Output {
+    fn open(out: Option<&Path>) -> Result<Self> {
+        let Some(path) = out else {
+            return Ok(Output::Stdout(std::io::stdout().lock()));
+        };
+        let name = path
+            .file_name()
+            .with_context(|| format!("`{}` is not a file path", path.display()))?;
+        let tmp = path.with_file_name(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        Ok(Output::File {
+            file: std::io::BufWriter::new(file),
+            tmp,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Output::Stdout(s) => s,
+            Output::File { file, .. } => file,
         }
-        let enc = engine.encode(std::slice::from_ref(&tok.ids))?.remove(0);
-        let code: Vec<f32> = match mode {
-            crate::model::CodeMode::Rounded => enc.deterministic_code(binary),
-            crate::model::CodeMode::Mean => enc.mean.clone(),
-            crate::model::CodeMode::Sample => {
-                let std = enc.std.clone();
-                if binary {
-                    explore::prior_samples(
-                        &Prior::BitMeans(enc.mean.clone()),
-                        enc.mean.len(),
-                        1,
-                        &mut rng,
-                    )
-                    .remove(0)
-                } else if let Some(std) = std {
-                    let eps = explore::prior_samples(
-                        &Prior::Gaussian { temperature: 1.0 },
-                        enc.mean.len(),
-                        1,
-                        &mut rng,
-                    )
-                    .remove(0);
-                    enc.mean
-                        .iter()
-                        .zip(&std)
-                        .zip(eps)
-                        .map(|((m, s), e)| m + s * e)
-                        .collect()
-                } else {
-                    enc.mean.clone()
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Output::Stdout(mut s) => Ok(s.flush()?),
+            Output::File { file, tmp, path } => {
+                let file = file.into_inner().map_err(|e| e.into_error())?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, &path)
+                    .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+            }
+        }
+    }
+}
+
+/// The header of a NumPy .npy (format 1.0) file holding `rows` × `cols` uint8 values, always
+/// 128 bytes, so it can be rewritten in place once the row count is known.
+pub fn npy_u8_header(rows: usize, cols: usize) -> Vec<u8> {
+    const TOTAL: usize = 128;
+    let mut dict =
+        format!("{{'descr': '|u1', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    while dict.len() < TOTAL - 10 - 1 {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    debug_assert_eq!(out.len(), TOTAL);
+    out
+}
+
+/// A code's bits packed 8 per byte, bit j in byte j / 8 at position j % 8 (least significant
+/// first, NumPy's `unpackbits(bitorder="little")`), the last byte padded with zeros: the
+/// layout faiss's binary indexes take.
+pub fn pack_bytes(code: &[f32]) -> Vec<u8> {
+    let mut out = vec![0u8; code.len().div_ceil(8)];
+    for (j, &v) in code.iter().enumerate() {
+        if v >= 0.5 {
+            out[j / 8] |= 1 << (j % 8);
+        }
+    }
+    out
+}
+
+fn encode(
+    ckpt: &Option<PathBuf>,
+    mode: crate::model::CodeMode,
+    format: &str,
+    out_path: Option<&Path>,
+    seed: u64,
+) -> Result<()> {
+    use crate::model::CodeMode;
+    let engine = load_engine(ckpt)?;
+    if !engine.kind().has_latent() {
+        bail!("an `lm` model has no encoder, so sentences have no code");
+    }
+    let binary = engine.kind().is_binary();
+    if format != "json" {
+        if !binary {
+            bail!(
+                "--format {format} writes bits; a `{}` model has continuous codes (use --format json)",
+                engine.kind()
+            );
+        }
+        if mode == CodeMode::Mean {
+            bail!("--format {format} writes bits; --mode mean gives probabilities (use rounded or sample)");
+        }
+    }
+    if format == "packed" && out_path.is_none() {
+        bail!("--format packed writes a binary .npy file: name it with --out FILE");
+    }
+    let mut out = Output::open(out_path)?;
+    let bytes_per_code = engine.latent_dim().div_ceil(8);
+    if format == "packed" {
+        out.writer().write_all(&npy_u8_header(0, bytes_per_code))?;
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rows = 0usize;
+    // Input is read and encoded a chunk at a time, so memory stays bounded and output
+    // follows input through a pipe.
+    let mut lines = stdin_lines().peekable();
+    while lines.peek().is_some() {
+        let mut items = Vec::with_capacity(ENCODE_CHUNK);
+        for next in lines.by_ref().take(ENCODE_CHUNK) {
+            let (line_no, line) = next?;
+            let tok = engine.tokenize(&line);
+            if tok.ids.is_empty() {
+                eprintln!("line {line_no}: no words, skipped");
+                continue;
+            }
+            items.push(tok);
+        }
+        let ids: Vec<Vec<u32>> = items.iter().map(|t| t.ids.clone()).collect();
+        let encodings = if ids.is_empty() {
+            Vec::new()
+        } else {
+            engine.encode(&ids)?
+        };
+        // Draws for --mode sample are taken in input order, as one sentence at a time would.
+        for (tok, enc) in items.iter().zip(encodings) {
+            let code: Vec<f32> = match mode {
+                CodeMode::Rounded => enc.deterministic_code(binary),
+                CodeMode::Mean => enc.mean.clone(),
+                CodeMode::Sample if binary => explore::prior_samples(
+                    &Prior::BitMeans(enc.mean.clone()),
+                    enc.mean.len(),
+                    1,
+                    &mut rng,
+                )
+                .remove(0),
+                CodeMode::Sample => match &enc.std {
+                    Some(std) => {
+                        let eps = explore::prior_samples(
+                            &Prior::Gaussian { temperature: 1.0 },
+                            enc.mean.len(),
+                            1,
+                            &mut rng,
+                        )
+                        .remove(0);
+                        enc.mean
+                            .iter()
+                            .zip(std)
+                            .zip(eps)
+                            .map(|((m, s), e)| m + s * e)
+                            .collect()
+                    }
+                    None => enc.mean.clone(),
+                },
+            };
+            let w = out.writer();
+            match format {
+                "bits" => writeln!(w, "{}", explore::bit_string(&code))?,
+                "packed" => w.write_all(&pack_bytes(&code))?,
+                _ => {
+                    let mut obj = json!({"text": engine.words(&tok.ids), "kl": enc.kl});
+                    if binary && mode != CodeMode::Mean {
+                        obj["code"] = json!(explore::bit_string(&code));
+                        obj["p"] = json!(enc.mean);
+                    } else {
+                        obj["code"] = json!(code);
+                        if let Some(s) = &enc.std {
+                            obj["std"] = json!(s);
+                        }
+                    }
+                    if !tok.unknown.is_empty() {
+                        obj["unknown"] = json!(tok.unknown);
+                    }
+                    if tok.truncated > 0 {
+                        obj["truncated_words"] = json!(tok.truncated);
+                    }
+                    writeln!(w, "{obj}")?;
                 }
             }
-        };
-        let mut obj = json!({"text": engine.words(&tok.ids), "kl": enc.kl});
-        if binary && mode != crate::model::CodeMode::Mean {
-            obj["code"] = json!(explore::bit_string(&code));
-            obj["p"] = json!(enc.mean);
-        } else {
-            obj["code"] = json!(code);
-            if let Some(s) = enc.std {
-                obj["std"] = json!(s);
-            }
+            rows += 1;
         }
-        if !tok.unknown.is_empty() {
-            obj["unknown"] = json!(tok.unknown);
-        }
-        if tok.truncated > 0 {
-            obj["truncated_words"] = json!(tok.truncated);
-        }
-        writeln!(out, "{obj}")?;
     }
-    Ok(())
+    if format == "packed" {
+        let Output::File { file, .. } = &mut out else {
+            unreachable!("packed output always goes to --out");
+        };
+        use std::io::Seek;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        file.write_all(&npy_u8_header(rows, bytes_per_code))?;
+        eprintln!(
+            "wrote {rows} codes of {} bits as {rows} × {bytes_per_code} uint8 → {}",
+            engine.latent_dim(),
+            out_path.expect("checked").display()
+        );
+    }
+    out.finish()
 }
 
 /// Parses a code line: "0101…", a JSON array of numbers, or a JSON object with a `code` field.
@@ -1017,20 +1360,45 @@ fn parse_code_line(line: &str) -> Result<Vec<f32>> {
     explore::parse_bits(t).map_err(anyhow::Error::msg)
 }
 
+/// Largest |value| accepted in a continuous code: the prior is N(0, I), and far beyond a few
+/// hundred σ the decoder's activations saturate into nothing meaningful.
+pub const MAX_CODE_MAGNITUDE: f32 = 1000.0;
+
+/// Rejects code values a decoder cannot make sense of: non-finite ones (1e308 read as f32 is
+/// infinite), bits outside [0, 1], and continuous values beyond ±[`MAX_CODE_MAGNITUDE`].
+fn check_code_values(code: &[f32], binary: bool) -> Result<()> {
+    for (j, &v) in code.iter().enumerate() {
+        if !v.is_finite() {
+            bail!("code entry {j} is {v}: codes must be finite numbers");
+        }
+        if binary && !(0.0..=1.0).contains(&v) {
+            bail!("code entry {j} is {v}: a binary code's entries are bits or probabilities in [0, 1]");
+        }
+        if !binary && v.abs() > MAX_CODE_MAGNITUDE {
+            bail!(
+                "code entry {j} is {v}: continuous codes must lie within ±{MAX_CODE_MAGNITUDE} (the prior is N(0, I))"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn decode(ckpt: &Option<PathBuf>, strategy: &StrategyArgs, json_out: bool) -> Result<()> {
     let engine = load_engine(ckpt)?;
     let mut rng = StdRng::seed_from_u64(strategy.seed);
     let out = std::io::stdout();
     let mut out = out.lock();
-    for (i, line) in read_stdin_lines()?.into_iter().enumerate() {
+    for next in stdin_lines() {
+        let (line_no, line) = next?;
         if line.trim().is_empty() {
             continue;
         }
-        let code = parse_code_line(&line).with_context(|| format!("line {}", i + 1))?;
+        let code = parse_code_line(&line).with_context(|| format!("line {line_no}"))?;
+        check_code_values(&code, engine.kind().is_binary())
+            .with_context(|| format!("line {line_no}"))?;
         if code.len() != engine.latent_dim() {
             bail!(
-                "line {}: the code has {} dimensions, the model expects {}",
-                i + 1,
+                "line {line_no}: the code has {} dimensions, the model expects {}",
                 code.len(),
                 engine.latent_dim()
             );
@@ -1056,6 +1424,9 @@ fn path(
     slerp: bool,
     json_out: bool,
 ) -> Result<()> {
+    if !(1..=MAX_PATH_STEPS).contains(&steps) {
+        bail!("--steps must be within 1..={MAX_PATH_STEPS}, got {steps}");
+    }
     let engine = load_engine(ckpt)?;
     let walk = crate::tasks::walk_path(&engine, a, b, seed, steps, slerp)?;
     let binary = walk.binary;
@@ -1094,39 +1465,66 @@ fn sample(
     ckpt: &Option<PathBuf>,
     n: usize,
     seed: u64,
-    temperature: f32,
-    prior: &str,
+    temperature: Option<f32>,
+    prior: Option<&str>,
     json_out: bool,
 ) -> Result<()> {
     let engine = load_engine(ckpt)?;
     let kind = engine.kind();
-    let prior = crate::tasks::PriorChoice::parse(prior)?;
+    let prior = crate::tasks::PriorChoice::parse(prior.unwrap_or("uniform"))?;
+    if kind.is_binary() && temperature.is_some() {
+        bail!(
+            "--temperature sets σ of a gaussian prior (or word sampling for `lm`); a `{kind}` model's prior is bits, drawn uniformly or with --prior means"
+        );
+    }
+    if !kind.is_binary() && prior == crate::tasks::PriorChoice::Means {
+        bail!(
+            "--prior means draws each bit with its corpus mean; a `{kind}` model has no bits (its prior is N(0, t²I): set t with --temperature)"
+        );
+    }
+    let temperature = temperature.unwrap_or(1.0);
     let means = if kind.is_binary() && prior == crate::tasks::PriorChoice::Means {
         Some(crate::tasks::corpus_bit_means(&engine)?)
     } else {
         None
     };
-    let s = crate::tasks::sample_prior(&engine, n, seed, temperature, prior, means.as_deref())?;
-    let (codes, texts) = (&s.codes, &s.texts);
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    // Each sample is written as soon as its batch is decoded: any -n runs in bounded memory.
     if json_out {
-        let rows: Vec<_> = codes
-            .iter()
-            .zip(texts)
-            .map(|(c, t)| json!({"code": if kind.is_binary() { json!(explore::bit_string(c)) } else { json!(c) }, "text": t}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"seed": seed, "samples": rows}))?
-        );
+        writeln!(out, "{{\n  \"seed\": {seed},\n  \"samples\": [")?;
     } else {
-        println!("seed {seed}");
-        for (c, t) in codes.iter().zip(texts) {
-            if kind.is_binary() {
-                println!("{} {t}", explore::bit_string(c));
+        writeln!(out, "seed {seed}")?;
+    }
+    let mut first = true;
+    crate::tasks::sample_prior_each(
+        &engine,
+        n,
+        seed,
+        temperature,
+        prior,
+        means.as_deref(),
+        &mut |code, text| {
+            if json_out {
+                let code = if kind.is_binary() {
+                    json!(explore::bit_string(&code))
+                } else {
+                    json!(code)
+                };
+                let row = json!({"code": code, "text": text});
+                let sep = if first { "" } else { ",\n" };
+                write!(out, "{sep}    {row}")?;
+            } else if kind.is_binary() {
+                writeln!(out, "{} {text}", explore::bit_string(&code))?;
             } else {
-                println!("{t}");
+                writeln!(out, "{text}")?;
             }
-        }
+            first = false;
+            Ok(())
+        },
+    )?;
+    if json_out {
+        writeln!(out, "{}  ]\n}}", if first { "" } else { "\n" })?;
     }
     Ok(())
 }
@@ -1189,4 +1587,72 @@ fn flip(ckpt: &Option<PathBuf>, sentence: &str, bits: &[usize], json_out: bool) 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument of every subcommand, at any depth, with its command's name.
+    fn all_args(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Arg)>) {
+        for arg in cmd.get_arguments() {
+            out.push((path.clone(), arg.clone()));
+        }
+        for sub in cmd.get_subcommands() {
+            all_args(sub, format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_argument_of_every_command_has_help_text() {
+        let mut args = Vec::new();
+        all_args(&command(), "latent-tui".into(), &mut args);
+        assert!(args.len() > 100, "{} arguments", args.len());
+        let missing: Vec<String> = args
+            .iter()
+            .filter(|(_, a)| !matches!(a.get_id().as_str(), "help" | "version"))
+            .filter(|(_, a)| {
+                a.get_help()
+                    .map(|h| h.to_string().trim().is_empty())
+                    .unwrap_or(true)
+            })
+            .map(|(cmd, a)| format!("{cmd} {}", a.get_id()))
+            .collect();
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    #[test]
+    fn train_help_shows_the_defaults_of_the_configs() {
+        let mut cmd = command();
+        let help = cmd
+            .find_subcommand_mut("train")
+            .expect("train")
+            .render_help()
+            .to_string();
+        let d = TrainConfig::default();
+        let j = |v: f64| serde_json::json!(v).to_string();
+        for shown in [
+            format!("[default: {}; nvdm: 3000; nash: 3000]", d.steps),
+            format!("[default: {}; nvdm: 10000; nash: 10000]", d.vocab_size),
+            format!("[default: {}]", d.max_len),
+            format!("[default: {}]", d.batch_tokens),
+            format!("[default: {}]", j(d.word_dropout)),
+            format!("[default: {}]", d.seed),
+            // The bag-of-words kinds may differ: only the sequence default is fixed here.
+            format!("[default: {}", j(d.lr)),
+            format!("[default: {}; nash: 0.01]", j(d.kl_weight)),
+        ] {
+            assert!(help.contains(&shown), "{shown} missing from:\n{help}");
+        }
+    }
+
+    #[test]
+    fn a_code_must_be_finite_and_in_range() {
+        assert!(check_code_values(&[0.0, 1.0, 0.5], true).is_ok());
+        assert!(check_code_values(&[0.0, f32::INFINITY], true).is_err());
+        assert!(check_code_values(&[1.5], true).is_err());
+        assert!(check_code_values(&[-999.0, 3.0], false).is_ok());
+        assert!(check_code_values(&[f32::NAN], false).is_err());
+        assert!(check_code_values(&[1e6], false).is_err());
+    }
 }

@@ -269,6 +269,13 @@ impl Corpus {
                     .with_context(|| format!("cannot read corpus path {}", path.display()))
             }
         };
+        if !meta.is_dir() && !meta.is_file() {
+            // A device or pipe (`/dev/zero`) could be endless.
+            bail!(
+                "corpus path {} is neither a regular file nor a directory",
+                path.display()
+            );
+        }
         let name = corpus_name(path);
         let mut loader = Loader::new(opts);
         if meta.is_dir() {
@@ -692,11 +699,56 @@ impl fmt::Display for WordnetReport {
 /// Output is deterministic (fixed file order, hash-based splits, gzip headers
 /// without timestamps), so rerunning it reproduces the committed assets.
 pub fn convert_wordnet(wordnet_dir: &Path, out_dir: &Path) -> Result<WordnetReport> {
+    // Check the sources before touching the output: a machine without WordNet must not lose
+    // the corpus it has.
+    for file_name in WORDNET_DATA_FILES {
+        let path = wordnet_dir.join(file_name);
+        if !path.is_file() {
+            bail!(
+                "WordNet data file {} not found; install WordNet (Debian/Ubuntu: \
+                 `apt-get install -y wordnet-base`) or pass the directory holding data.noun, \
+                 data.verb, data.adj and data.adv",
+                path.display()
+            );
+        }
+    }
     fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
-    let mut writers = Vec::with_capacity(Split::ALL.len());
+    let mut outputs = Vec::with_capacity(Split::ALL.len() + 1);
     for split in Split::ALL {
-        writers.push(GzWriter::create(&out_dir.join(format!("{split}.tsv.gz")))?);
+        outputs.push(out_dir.join(format!("{split}.tsv.gz")));
+    }
+    outputs.push(out_dir.join("LICENSE"));
+    let temporary = |path: &Path| {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        path.with_file_name(format!(
+            ".{}.{}.tmp",
+            name.unwrap_or_default(),
+            std::process::id()
+        ))
+    };
+    let temporaries: Vec<PathBuf> = outputs.iter().map(|p| temporary(p)).collect();
+    let result = write_wordnet(wordnet_dir, &temporaries);
+    if result.is_err() {
+        for tmp in &temporaries {
+            let _ = fs::remove_file(tmp);
+        }
+        return result;
+    }
+    // Every new file is complete; only now do they replace the old ones.
+    for (tmp, path) in temporaries.iter().zip(&outputs) {
+        fs::rename(tmp, path)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    }
+    result
+}
+
+/// Writes the three split files and the licence of [`convert_wordnet`] to `outputs`
+/// (train, valid, test, LICENSE).
+fn write_wordnet(wordnet_dir: &Path, outputs: &[PathBuf]) -> Result<WordnetReport> {
+    let mut writers = Vec::with_capacity(Split::ALL.len());
+    for path in &outputs[..Split::ALL.len()] {
+        writers.push(GzWriter::create(path)?);
     }
     let mut report = WordnetReport::default();
     let mut seen: HashSet<String> = HashSet::new();
@@ -761,8 +813,8 @@ pub fn convert_wordnet(wordnet_dir: &Path, out_dir: &Path) -> Result<WordnetRepo
          WordNet is distributed under the following license.\n\n{}\n",
         license.join("\n").trim_end()
     );
-    let license_path = out_dir.join("LICENSE");
-    fs::write(&license_path, text)
+    let license_path = &outputs[Split::ALL.len()];
+    fs::write(license_path, text)
         .with_context(|| format!("cannot write {}", license_path.display()))?;
     Ok(report)
 }

@@ -139,6 +139,8 @@ impl PackedCodes {
         if k == 0 || self.is_empty() {
             return Vec::new();
         }
+        // More than every entry is every entry; the heap is sized by k, so bound it here.
+        let k = k.min(self.len());
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("popcnt") {
@@ -243,6 +245,15 @@ impl TopK {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_k_beyond_the_entries_returns_them_all_without_a_huge_heap() {
+        let codes =
+            PackedCodes::from_codes(4, [[0f32, 1.0, 0.0, 0.0], [1.0; 4]].iter().map(|c| &c[..]));
+        let hits = codes.top_k(&pack(&[0.0; 4]), 2_000_000_000);
+        assert_eq!(hits.len(), 2);
+        assert_eq!(hits[0].distance, 1);
+    }
     use super::*;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};

@@ -1,5 +1,3 @@
-use clap::Parser;
-
 fn main() {
     // Die quietly on a closed pipe (`latent-tui … | head`) like other command-line tools,
     // instead of panicking inside println!.
@@ -9,7 +7,7 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     latent_tui::keep_freed_memory();
-    let cli = latent_tui::cli::Cli::parse();
+    let cli = latent_tui::cli::parse();
     if let Err(e) = latent_tui::cli::run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

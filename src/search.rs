@@ -51,6 +51,18 @@ pub struct Neighbor<'a> {
     pub label: Option<&'a str>,
 }
 
+/// An index from [`CorpusIndex::load_or_build`] and where it lives.
+#[derive(Clone, Debug)]
+pub struct CachedIndex {
+    pub index: CorpusIndex,
+    /// Beside the checkpoint: where it was loaded from or saved to.
+    pub path: PathBuf,
+    /// Loaded from `path` rather than built now.
+    pub from_disk: bool,
+    /// Why a freshly built index could not be saved, if it could not.
+    pub save_error: Option<String>,
+}
+
 /// Codes, texts and labels of a corpus, searchable by Hamming distance.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CorpusIndex {
@@ -153,6 +165,59 @@ impl CorpusIndex {
             &labels,
             meta,
         )
+    }
+
+    /// The index cached beside `checkpoint` ([`CorpusIndex::default_path`]) if it was built
+    /// from this checkpoint file, this corpus and this code width; otherwise the train split
+    /// of `corpus` encoded with `encode`, saved there for next time (a failed save is reported
+    /// in the result, not an error). The explorer's Neighbors tab and `search` share it.
+    pub fn load_or_build(
+        checkpoint: &Path,
+        corpus: &Corpus,
+        bits: usize,
+        encode: &mut dyn FnMut(&[&str]) -> Result<Vec<Vec<f32>>>,
+    ) -> Result<CachedIndex> {
+        Self::load_or_build_described(checkpoint, "", corpus, bits, encode)
+    }
+
+    /// [`CorpusIndex::load_or_build`] recording `model` as the model's description (the
+    /// checkpoint's config is read for it when empty).
+    pub fn load_or_build_described(
+        checkpoint: &Path,
+        model: &str,
+        corpus: &Corpus,
+        bits: usize,
+        encode: &mut dyn FnMut(&[&str]) -> Result<Vec<Vec<f32>>>,
+    ) -> Result<CachedIndex> {
+        let path = Self::default_path(checkpoint);
+        let saved = Self::load(&path).ok().filter(|ix| {
+            ix.meta.corpus_hash == corpus.hash
+                && ix.bits() == bits
+                && ix.is_current_for(checkpoint).unwrap_or(false)
+        });
+        if let Some(index) = saved {
+            return Ok(CachedIndex {
+                index,
+                path,
+                from_disk: true,
+                save_error: None,
+            });
+        }
+        let model = if model.is_empty() {
+            crate::checkpoint::Checkpoint::read(checkpoint, &candle_core::Device::Cpu)?
+                .config
+                .describe()
+        } else {
+            model.to_string()
+        };
+        let index = Self::build_with(checkpoint, &model, bits, corpus, &[Split::Train], encode)?;
+        let save_error = index.save(&path).err().map(|e| format!("{e:#}"));
+        Ok(CachedIndex {
+            index,
+            path,
+            from_disk: false,
+            save_error,
+        })
     }
 
     /// Whether the index was built from the checkpoint file as it is now.
@@ -261,7 +326,7 @@ impl CorpusIndex {
     /// Reads an index written by [`CorpusIndex::save`].
     pub fn load(path: &Path) -> Result<Self> {
         let shown = path.display();
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read index `{shown}`"))?;
+        let bytes = crate::checkpoint::read_regular_file(path, "index")?;
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| anyhow::anyhow!("`{shown}` is not a valid index file: {e}"))?;
         let (_, header) = SafeTensors::read_metadata(&bytes)

@@ -204,59 +204,102 @@ pub fn sample_prior(
     prior: PriorChoice,
     bit_means: Option<&[f32]>,
 ) -> Result<Samples> {
+    let mut codes = Vec::with_capacity(n.min(SAMPLE_CHUNK));
+    let mut texts = Vec::with_capacity(n.min(SAMPLE_CHUNK));
+    sample_prior_each(
+        engine,
+        n,
+        seed,
+        temperature,
+        prior,
+        bit_means,
+        &mut |code, text| {
+            codes.push(code);
+            texts.push(text);
+            Ok(())
+        },
+    )?;
+    Ok(Samples { seed, codes, texts })
+}
+
+/// Samples decoded per batch by [`sample_prior_each`].
+pub const SAMPLE_CHUNK: usize = 64;
+
+/// [`sample_prior`] handing each sample (code, text) to `each` as soon as its batch of
+/// [`SAMPLE_CHUNK`] is decoded, so any number of samples runs in bounded memory. Codes come
+/// from one generator in order, and greedy decoding draws nothing from it, so the samples do
+/// not depend on the batching.
+pub fn sample_prior_each(
+    engine: &Engine,
+    n: usize,
+    seed: u64,
+    temperature: f32,
+    prior: PriorChoice,
+    bit_means: Option<&[f32]>,
+    each: &mut dyn FnMut(Vec<f32>, String) -> Result<()>,
+) -> Result<()> {
+    if !temperature.is_finite() || temperature < 0.0 {
+        bail!("the temperature must be a finite number ≥ 0, got {temperature}");
+    }
     let mut rng = StdRng::seed_from_u64(seed);
     let kind = engine.kind();
-    let codes: Vec<Vec<f32>> = if !kind.has_latent() {
-        vec![Vec::new(); n]
+    let draw = if !kind.has_latent() {
+        None
     } else if kind.is_binary() {
-        let p = match prior {
+        Some(match prior {
             PriorChoice::Uniform => Prior::UniformBits,
             PriorChoice::Means => match bit_means {
                 Some(m) => Prior::BitMeans(m.to_vec()),
                 None => bail!("the `means` prior needs the corpus bit means"),
             },
+        })
+    } else {
+        // Continuous codes have one prior, N(0, t²I); the command line refuses `--prior means`.
+        Some(Prior::Gaussian { temperature })
+    };
+    let mut done = 0;
+    while done < n {
+        let m = SAMPLE_CHUNK.min(n - done);
+        let (codes, texts) = match &draw {
+            Some(p) => {
+                let codes = explore::prior_samples(p, engine.latent_dim(), m, &mut rng);
+                let texts = engine.decode(&codes, Strategy::Greedy, &mut rng)?;
+                (codes, texts)
+            }
+            None => {
+                let ids = crate::model::decode::decode(
+                    &engine.model,
+                    None,
+                    m,
+                    Strategy::Sample {
+                        temperature: temperature as f64,
+                    },
+                    engine.max_len(),
+                    &mut rng,
+                )?;
+                let texts = ids.iter().map(|s| engine.vocab.decode(s)).collect();
+                (vec![Vec::new(); m], texts)
+            }
         };
-        explore::prior_samples(&p, engine.latent_dim(), n, &mut rng)
-    } else {
-        explore::prior_samples(
-            &Prior::Gaussian { temperature },
-            engine.latent_dim(),
-            n,
-            &mut rng,
-        )
-    };
-    let texts = if kind.has_latent() {
-        engine.decode(&codes, Strategy::Greedy, &mut rng)?
-    } else {
-        let ids = crate::model::decode::decode(
-            &engine.model,
-            None,
-            n,
-            Strategy::Sample {
-                temperature: temperature as f64,
-            },
-            engine.max_len(),
-            &mut rng,
-        )?;
-        ids.iter().map(|s| engine.vocab.decode(s)).collect()
-    };
-    Ok(Samples { seed, codes, texts })
+        for (code, text) in codes.into_iter().zip(texts) {
+            each(code, text)?;
+        }
+        done += m;
+    }
+    Ok(())
 }
 
 /// The corpus a checkpoint was trained on (`spec` overrides it).
 pub fn corpus_of(engine: &Engine, spec: Option<&str>) -> Result<Corpus> {
     let spec = match spec {
         Some(s) => s.to_string(),
-        None => {
-            let c = &engine.provenance.corpus;
-            if c.is_empty() || c == "wordnet" {
-                "wordnet".to_string()
-            } else if std::path::Path::new(c).exists() {
-                c.clone()
-            } else {
-                bail!("the checkpoint was trained on `{c}`; pass --corpus PATH to evaluate on it")
-            }
-        }
+        None => match engine.provenance.stored_corpus() {
+            Some(s) => s,
+            None => bail!(
+                "the checkpoint was trained on `{}`, which is not there any more; pass --corpus PATH",
+                engine.provenance.corpus_shown()
+            ),
+        },
     };
     Corpus::load(
         &spec,
@@ -269,9 +312,11 @@ pub fn corpus_of(engine: &Engine, spec: Option<&str>) -> Result<Corpus> {
 
 /// The checkpoint's own corpus, with a message that does not assume a command-line flag.
 pub fn own_corpus(engine: &Engine, purpose: &str) -> Result<Corpus> {
-    let c = &engine.provenance.corpus;
-    if !(c.is_empty() || c == "wordnet" || std::path::Path::new(c).exists()) {
-        bail!("{purpose} need the corpus the checkpoint was trained on, `{c}`, which is not here");
+    if engine.provenance.stored_corpus().is_none() {
+        bail!(
+            "{purpose} need the corpus the checkpoint was trained on, `{}`, which is not here",
+            engine.provenance.corpus_shown()
+        );
     }
     corpus_of(engine, None)
 }

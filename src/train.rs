@@ -96,6 +96,9 @@ pub struct TrainConfig {
     pub kl_weight: f64,
     /// Weight of the mutual-information term (0 disables the auxiliary network).
     pub mi_weight: f64,
+    /// Weight of the decorrelation penalty on the code (mean squared correlation between the
+    /// batch's code dimensions, off the diagonal); 0 leaves it out.
+    pub decorrelation: f64,
     pub seed: u64,
     pub valid_every: u64,
     /// Validation sentences used during training (the first N of the split).
@@ -146,6 +149,7 @@ impl Default for TrainConfig {
             kl_anneal_steps: 0,
             kl_weight: 1.0,
             mi_weight: 0.0,
+            decorrelation: 0.0,
             seed: 42,
             valid_every: 500,
             valid_sentences: 2000,
@@ -222,6 +226,12 @@ impl TrainConfig {
                 bail!("{name} must be within [0, 1], got {p}");
             }
         }
+        if !(self.decorrelation >= 0.0 && self.decorrelation.is_finite()) {
+            bail!(
+                "--decorrelation must be a non-negative number, got {}",
+                self.decorrelation
+            );
+        }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             bail!(
                 "the learning rate must be a positive number, got {}",
@@ -231,11 +241,157 @@ impl TrainConfig {
         if self.vocab_size < 5 {
             bail!("--vocab-size must be at least 5 (4 special tokens and a word)");
         }
-        if self.max_len == 0 {
-            bail!("--max-len must be at least 1");
+        if self.max_len == 0 || self.max_len > crate::model::MAX_SENTENCE_LEN {
+            bail!(
+                "--max-len must be within 1..={}, got {}",
+                crate::model::MAX_SENTENCE_LEN,
+                self.max_len
+            );
         }
+        ModelConfig::Seq(self.model_config(self.vocab_size))
+            .validate()
+            .map_err(anyhow::Error::msg)?;
         Ok(())
     }
+}
+
+/// What an optimiser-state file belongs to: a run (its model config, vocabulary, seed and
+/// corpus, hashed) and the step of the checkpoint saved with it. `--resume` checks both, so
+/// another run's state, or a state left a step behind by a save interrupted between its two
+/// files, is never taken silently.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateTag {
+    pub run: String,
+    pub step: u64,
+}
+
+impl StateTag {
+    pub fn new(
+        config: &ModelConfig,
+        vocab: &Vocab,
+        seed: u64,
+        corpus_hash: &str,
+        step: u64,
+    ) -> Result<Self> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(serde_json::to_string(config)?.as_bytes());
+        h.update([0]);
+        h.update(vocab.to_json()?.as_bytes());
+        h.update([0]);
+        h.update(seed.to_le_bytes());
+        h.update(corpus_hash.as_bytes());
+        let run = format!("{:x}", h.finalize());
+        Ok(Self {
+            run: run[..16].to_string(),
+            step,
+        })
+    }
+
+    /// The tag of the run a checkpoint read for `--resume` belongs to.
+    pub fn of_checkpoint(ckpt: &Checkpoint) -> Result<Self> {
+        Self::new(
+            &ckpt.config,
+            &ckpt.vocab,
+            ckpt.provenance.seed,
+            &ckpt.provenance.corpus_hash,
+            ckpt.provenance.step,
+        )
+    }
+}
+
+/// Restores the optimiser state saved beside a checkpoint being resumed, if it belongs to it:
+/// a state of another run is an error; a missing one, or one from another step, restarts
+/// Adam's moments with a note saying so.
+pub fn resume_optimiser(
+    adam: &mut Adam,
+    state_file: &Path,
+    expected: &StateTag,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    if !state_file.exists() {
+        notes.push(format!(
+            "no optimiser state at {}; Adam restarts its moments",
+            state_file.display()
+        ));
+        return Ok(());
+    }
+    match read_state_tag(state_file)? {
+        Some(tag) if tag.run != expected.run => bail!(
+            "the optimiser state {} belongs to another run (run {}, the checkpoint's is {}); \
+             delete it to resume with fresh Adam moments",
+            state_file.display(),
+            tag.run,
+            expected.run
+        ),
+        Some(tag) if tag.step != expected.step => {
+            notes.push(format!(
+                "the optimiser state {} is from step {} but the checkpoint from step {} (a save \
+                 was interrupted); Adam restarts its moments",
+                state_file.display(),
+                tag.step,
+                expected.step
+            ));
+            Ok(())
+        }
+        Some(_) => adam.load(state_file, &Device::Cpu),
+        None => {
+            notes.push(format!(
+                "the optimiser state {} predates run tags; it is used as it is",
+                state_file.display()
+            ));
+            adam.load(state_file, &Device::Cpu)
+        }
+    }
+}
+
+/// The run tag of an optimiser-state file (None for files written before tags existed).
+pub fn read_state_tag(path: &Path) -> Result<Option<StateTag>> {
+    let bytes = checkpoint::read_regular_file(path, "optimiser state")?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| anyhow::anyhow!("optimiser state {} is corrupt: {e}", path.display()))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    Ok(match (meta.get("run"), meta.get("step")) {
+        (Some(run), Some(step)) => Some(StateTag {
+            run: run.clone(),
+            step: step
+                .parse()
+                .with_context(|| format!("optimiser state {}: bad step", path.display()))?,
+        }),
+        _ => None,
+    })
+}
+
+/// The fields of the model config `wanted` (from the flags) that differ from the checkpoint's
+/// `stored` one, as `name: stored → wanted`; a resumed run cannot change its architecture.
+pub fn config_changes(stored: &ModelConfig, wanted: &ModelConfig) -> Result<Vec<String>> {
+    let (a, b) = (serde_json::to_value(stored)?, serde_json::to_value(wanted)?);
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return Ok(Vec::new());
+    };
+    Ok(a.iter()
+        .filter(|(k, _)| k.as_str() != "vocab_size")
+        .filter_map(|(k, v)| {
+            let w = b.get(k).cloned().unwrap_or(serde_json::Value::Null);
+            (v != &w).then(|| format!("{k}: {v} → {w}"))
+        })
+        .collect())
+}
+
+/// Stops a run whose `what` (a loss or perplexity) is no longer a finite number: training has
+/// diverged, and saving would only store it.
+pub fn check_finite(what: &str, value: f64, step: u64, out: &Path) -> Result<()> {
+    if value.is_finite() {
+        return Ok(());
+    }
+    let kept = if out.exists() {
+        format!("the last good checkpoint is kept at {}", out.display())
+    } else {
+        "no checkpoint had been written yet".to_string()
+    };
+    bail!(
+        "training stopped, the run diverged: the {what} became {value} at step {step}; {kept}. Try a lower --lr or --clip-norm."
+    )
 }
 
 /// The optimiser-state file kept beside a checkpoint for `--resume`.
@@ -419,8 +575,9 @@ impl Adam {
         Ok(norm)
     }
 
-    /// Saves the moments and step count for `--resume`.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// Saves the moments and step count for `--resume`, tagged with the run and checkpoint
+    /// step they belong to.
+    pub fn save(&self, path: &Path, tag: &StateTag) -> Result<()> {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         for (i, (name, var)) in self.vars.iter().enumerate() {
             tensors.push((
@@ -434,6 +591,8 @@ impl Adam {
         }
         let mut meta = std::collections::HashMap::new();
         meta.insert("adam_t".to_string(), self.t.to_string());
+        meta.insert("run".to_string(), tag.run.clone());
+        meta.insert("step".to_string(), tag.step.to_string());
         let bytes =
             safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))?;
         checkpoint::write_atomically(path, &bytes)
@@ -441,8 +600,7 @@ impl Adam {
 
     /// Restores what [`Adam::save`] wrote.
     pub fn load(&mut self, path: &Path, dev: &Device) -> Result<()> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("reading optimiser state {}", path.display()))?;
+        let bytes = checkpoint::read_regular_file(path, "optimiser state")?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| anyhow::anyhow!("optimiser state {} is corrupt: {e}", path.display()))?;
         let t = header
@@ -503,9 +661,42 @@ pub fn batch_loss(
     mi_weight: f64,
     rng: &mut StdRng,
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    batch_loss_with(model, batch, kl_weight, mi_weight, 0.0, rng)
+}
+
+/// Mean squared Pearson correlation between different columns of `codes` (B, L) over the
+/// batch: 0 when every pair of code dimensions is uncorrelated, 1 when all duplicate each other.
+pub fn decorrelation_penalty(codes: &Tensor) -> Result<Tensor> {
+    let (b, l) = codes.dims2()?;
+    if b < 2 || l < 2 {
+        return Ok(Tensor::zeros((), codes.dtype(), codes.device())?);
+    }
+    let centred = codes.broadcast_sub(&codes.mean_keepdim(0)?)?; // (B, L)
+    let inv_std = (centred.sqr()?.mean_keepdim(0)? + 1e-6)?.sqrt()?.recip()?; // (1, L)
+    let standard = centred.broadcast_mul(&inv_std)?; // (B, L), unit variance per column
+    let corr = (standard.t()?.matmul(&standard)? / b as f64)?; // (L, L)
+    let diagonal = standard.sqr()?.mean_keepdim(0)?; // (1, L): corr_ii
+    let off_diagonal = (corr.sqr()?.sum_all()? - diagonal.sqr()?.sum_all()?)?;
+    Ok((off_diagonal / (l * (l - 1)) as f64)?)
+}
+
+/// [`batch_loss`] with the decorrelation penalty (see [`TrainConfig::decorrelation`]) added to
+/// the per-token objective.
+pub fn batch_loss_with(
+    model: &SeqAutoencoder,
+    batch: &TokenBatch,
+    kl_weight: f64,
+    mi_weight: f64,
+    decorrelation: f64,
+    rng: &mut StdRng,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let kind = model.kind();
+    let mut penalty = None;
     let (z, kl) = if kind.has_latent() {
         let params = model.encode(&batch.src)?; // (B, L)
+        if decorrelation > 0.0 {
+            penalty = Some((decorrelation_penalty(&params.mean()?)? * decorrelation)?);
+        }
         let z = params.training_sample(rng, model.cfg.gumbel_temperature)?; // (B, L)
         (Some(z), params.kl()?.sum_all()?)
     } else {
@@ -525,7 +716,10 @@ pub fn batch_loss(
             objective = (objective + (mi.sum_all()? * mi_weight)?)?;
         }
     }
-    let objective = (objective / batch.target_tokens() as f64)?;
+    let mut objective = (objective / batch.target_tokens() as f64)?;
+    if let Some(p) = penalty {
+        objective = (objective + p)?;
+    }
     Ok((objective, nll_sum, kl))
 }
 
@@ -557,6 +751,7 @@ pub fn train(
     }
 
     let resuming = cfg.resume && cfg.out.exists();
+    let mut resumed_tag = None;
     let (vocab, built, start_step) = if resuming {
         let ckpt = Checkpoint::read(&cfg.out, &dev)?;
         let mcfg = ckpt
@@ -571,9 +766,21 @@ pub fn train(
                 cfg.kind
             );
         }
+        let changes = config_changes(
+            &ckpt.config,
+            &ModelConfig::Seq(cfg.model_config(mcfg.vocab_size)),
+        )?;
+        if !changes.is_empty() {
+            bail!(
+                "cannot resume `{}` with a different model ({}); train a new run with another --out",
+                cfg.out.display(),
+                changes.join(", ")
+            );
+        }
         let built = Built::seq(mcfg, cfg.seed, &dev)?;
         ckpt.assign_to(&built.varmap)?;
         notes.push(format!("resuming from step {}", ckpt.provenance.step));
+        resumed_tag = Some(StateTag::of_checkpoint(&ckpt)?);
         (ckpt.vocab, built, ckpt.provenance.step)
     } else {
         if cfg.resume {
@@ -606,6 +813,12 @@ pub fn train(
     }
     let mut valid_ids = encode_examples(&vocab, corpus.split(Split::Valid), cfg.max_len);
     valid_ids.truncate(cfg.valid_sentences.max(1));
+    if valid_ids.is_empty() {
+        notes.push(format!(
+            "corpus `{}` has no validation sentences: no validation perplexity is measured",
+            corpus.name
+        ));
+    }
     if train_ids.is_empty() {
         bail!(
             "corpus `{}` has no training sentences after tokenisation",
@@ -618,13 +831,8 @@ pub fn train(
 
     let mut adam = Adam::new(named_vars(&built.varmap), cfg.lr, cfg.weight_decay)?;
     let state_file = state_path(&cfg.out);
-    if resuming && state_file.exists() {
-        adam.load(&state_file, &dev)?;
-    } else if resuming {
-        notes.push(format!(
-            "no optimiser state at {}; Adam restarts its moments",
-            state_file.display()
-        ));
+    if let Some(tag) = &resumed_tag {
+        resume_optimiser(&mut adam, &state_file, tag, &mut notes)?;
     }
 
     send(TrainEvent::Started {
@@ -648,10 +856,14 @@ pub fn train(
                 metrics: metrics.clone(),
                 train_config: Some(train_config_json.clone()),
                 written_by: format!("latent-tui {}", env!("CARGO_PKG_VERSION")),
+                corpus_source: corpus_source(&cfg.corpus),
             };
             let storage = if cfg.half { Storage::F16 } else { Storage::F32 };
             checkpoint::save_varmap(&cfg.out, &built.varmap, &mcfg, &vocab, &provenance, storage)?;
-            adam.save(&state_file)?;
+            adam.save(
+                &state_file,
+                &StateTag::new(&mcfg, &vocab, cfg.seed, &corpus.hash, step)?,
+            )?;
             send(TrainEvent::Checkpoint {
                 step,
                 path: cfg.out.clone(),
@@ -691,17 +903,16 @@ pub fn train(
         let dropped = (wd > 0.0).then(|| drop_words(&rows, wd, &mut rng));
         let batch = TokenBatch::new(&rows, dropped.as_deref(), &dev)?;
         let kl_w = cfg.kl_weight_at(step);
-        let (objective, nll_sum, kl_sum) =
-            batch_loss(model, &batch, kl_w, cfg.mi_weight, &mut rng)?;
+        let (objective, nll_sum, kl_sum) = batch_loss_with(
+            model,
+            &batch,
+            kl_w,
+            cfg.mi_weight,
+            cfg.decorrelation,
+            &mut rng,
+        )?;
         let loss = objective.to_scalar::<f32>()? as f64;
-        if !loss.is_finite() {
-            let kept = if cfg.out.exists() {
-                format!("the last good checkpoint is kept at {}", cfg.out.display())
-            } else {
-                "no checkpoint had been written yet".to_string()
-            };
-            bail!("training stopped: the loss became {loss} at step {}; {kept}. Try a lower --lr or --clip-norm.", step + 1);
-        }
+        check_finite("loss", loss, step + 1, &cfg.out)?;
         let grads = objective.backward()?;
         let grad_norm = adam
             .step(&grads, cfg.clip_norm)
@@ -710,6 +921,7 @@ pub fn train(
 
         let tokens = batch.target_tokens() as f64;
         let nll_tok = nll_sum.to_scalar::<f32>()? as f64 / tokens;
+        check_finite("training perplexity", nll_tok.exp(), step, &cfg.out)?;
         let kl = kl_sum.to_scalar::<f32>()? as f64 / batch.batch_size as f64;
         let tps = tokens / t0.elapsed().as_secs_f64().max(1e-9);
         let ema = ema_tok_per_sec.map_or(tps, |e| 0.9 * e + 0.1 * tps);
@@ -745,8 +957,11 @@ pub fn train(
             .time_limit_secs
             .is_some_and(|t| started.elapsed().as_secs_f64() >= t);
         let finishing = step == cfg.steps || out_of_time;
-        if (cfg.valid_every > 0 && step % cfg.valid_every == 0) || finishing {
+        if !valid_ids.is_empty()
+            && ((cfg.valid_every > 0 && step % cfg.valid_every == 0) || finishing)
+        {
             let v = validate(model, &valid_ids, &vocab, step, cfg.seed)?;
+            check_finite("validation perplexity", v.0.ppl, step, &cfg.out)?;
             metrics.insert("valid_ppl".into(), v.0.ppl);
             metrics.insert("valid_kl".into(), v.0.kl);
             send(TrainEvent::Valid(v.0.clone()));
@@ -771,6 +986,17 @@ pub fn train(
     };
     send(TrainEvent::Finished(outcome.clone()));
     Ok(outcome)
+}
+
+/// How provenance records a `--corpus`: `wordnet` as is, a path made absolute, so that the
+/// corpus is found again from another working directory.
+pub fn corpus_source(spec: &str) -> Option<String> {
+    if spec == "wordnet" {
+        return Some(spec.to_string());
+    }
+    std::fs::canonicalize(spec)
+        .ok()
+        .map(|p| p.display().to_string())
 }
 
 /// Validation perplexity with the deterministic code, plus a few greedy reconstructions.

@@ -46,6 +46,7 @@ fn save_tiny(
         metrics,
         train_config: None,
         written_by: "test".into(),
+        corpus_source: None,
     };
     checkpoint::save_varmap(
         path,
@@ -189,7 +190,7 @@ fn bad_checkpoints_give_errors_that_name_the_problem() {
     .unwrap();
     let e = load_err(&mismatched);
     assert!(
-        e.contains("from_latent.weight") && e.contains("[24, 8]") && e.contains("[24, 12]"),
+        e.contains("to_latent.weight") && e.contains("[8, 48]") && e.contains("[12, 48]"),
         "{e}"
     );
 

@@ -92,3 +92,42 @@ fn durations_parse_like_a_person_writes_them() {
         assert!(d(bad).is_err(), "{bad:?} accepted");
     }
 }
+
+#[test]
+fn the_decorrelation_penalty_measures_duplicated_dimensions() {
+    use candle_core::{Device, Tensor};
+    use latent_tui::train::decorrelation_penalty;
+    let dev = Device::Cpu;
+    let value = |rows: Vec<[f32; 3]>| {
+        let n = rows.len();
+        let flat: Vec<f32> = rows.into_iter().flatten().collect();
+        let t = Tensor::from_vec(flat, (n, 3), &dev).unwrap();
+        decorrelation_penalty(&t)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    // Columns 0 and 1 duplicate each other, 2 is independent of both: corr² = 1 for one pair
+    // of three, counted both ways over the 6 off-diagonal entries → 1/3.
+    let dup = value(vec![[0., 0., 0.], [1., 1., 0.], [0., 0., 1.], [1., 1., 1.]]);
+    assert!((dup - 1.0 / 3.0).abs() < 1e-3, "{dup}");
+    // Opposite columns count like duplicates; independent ones not at all.
+    let opposite = value(vec![[0., 1., 0.], [1., 0., 0.], [0., 1., 1.], [1., 0., 1.]]);
+    assert!((opposite - 1.0 / 3.0).abs() < 1e-3, "{opposite}");
+    let independent = value(vec![[0., 0., 0.], [1., 0., 1.], [0., 1., 1.], [1., 1., 0.]]);
+    assert!(independent.abs() < 1e-3, "{independent}");
+}
+
+#[test]
+fn decorrelation_trains_and_is_stored_in_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.safetensors");
+    let corpus = &common::fixtures().corpus;
+    let (ok, log) = train(&["--steps", "3", "--decorrelation", "0.5"], &out, corpus);
+    assert!(ok, "{log}");
+    let engine = common::engine(&out);
+    let cfg = engine.provenance.train_config.clone().unwrap();
+    assert_eq!(cfg["decorrelation"], 0.5);
+    let (ok, log) = train(&["--steps", "3", "--decorrelation=-1"], &out, corpus);
+    assert!(!ok && log.contains("--decorrelation"), "{log}");
+}

@@ -34,9 +34,11 @@ fn the_binary_autoencoder_uses_every_bit() {
     let ids = test_sentences(&engine, 300);
     let report = evaluate(
         &engine.model,
+        &engine.vocab,
         &ids,
         &EvalOptions {
             flip_sentences: 120,
+            recon_sentences: 0,
             seed: 0,
         },
         &mut |_| {},
@@ -62,7 +64,14 @@ fn the_vae_keeps_its_latent_active() {
     let engine = shipped("vae.safetensors");
     assert_eq!(engine.kind(), LatentKind::Gaussian);
     let ids = test_sentences(&engine, 300);
-    let report = evaluate(&engine.model, &ids, &EvalOptions::default(), &mut |_| {}).unwrap();
+    let report = evaluate(
+        &engine.model,
+        &engine.vocab,
+        &ids,
+        &EvalOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
     assert!(
         report.kl_per_sentence > 1.0,
         "KL {} nats: collapsed",

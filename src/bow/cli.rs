@@ -106,8 +106,9 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
         (Some(cfg), _, _) => cfg,
         (None, Some(TrainKind::Bow(f)), None) => BowTrainConfig::for_family(*f),
         (None, kind, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading training config {}", path.display()))?;
+            let bytes = crate::checkpoint::read_regular_file(path, "training config")?;
+            let text = String::from_utf8(bytes)
+                .with_context(|| format!("training config {} is not UTF-8", path.display()))?;
             let value: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not valid JSON", path.display()))?;
             if value.get("family").is_none() {
@@ -226,16 +227,19 @@ pub struct EvalRetrievalArgs {
     /// Code widths (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128")]
     pub bits: Vec<usize>,
-    /// Entries retrieved per query.
-    #[arg(short = 'k', long, default_value_t = 100)]
+    /// Entries retrieved per query (the k of precision@k).
+    #[arg(short = 'k', long = "top", alias = "k", default_value_t = 100)]
     pub k: usize,
     /// Training steps of each nash model.
     #[arg(long, default_value_t = 2000)]
     pub steps: u64,
+    /// Documents per nash training batch.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Hidden size of each nash encoder.
     #[arg(long, default_value_t = 256)]
     pub hidden_dim: usize,
+    /// Adam learning rate of nash training.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// Weight of the KL term (to Bernoulli(½)) in nash training; at 1 the prior pulls every
@@ -245,6 +249,7 @@ pub struct EvalRetrievalArgs {
     /// KL annealing in nash training: none, linear or logistic.
     #[arg(long, default_value = "none")]
     pub kl_anneal: crate::train::KlAnneal,
+    /// Steps over which nash's KL weight grows to --kl-weight.
     #[arg(long, default_value_t = 0)]
     pub kl_anneal_steps: u64,
     /// σ of the fixed-noise nash variant.
@@ -257,11 +262,13 @@ pub struct EvalRetrievalArgs {
     /// Weight α of the supervised variants' label classifier (cross-entropy per document).
     #[arg(long, default_value_t = 1.0)]
     pub supervised_weight: f64,
+    /// Largest bag-of-words vocabulary.
     #[arg(long, default_value_t = 10000)]
     pub vocab_size: usize,
     /// Keep English stop words and punctuation in the bag-of-words vocabulary.
     #[arg(long)]
     pub keep_stop_words: bool,
+    /// Seed of the subsets, random codes, LSH hyperplanes and nash training.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Use a seeded random subset of this many training entries as the database.
@@ -274,6 +281,7 @@ pub struct EvalRetrievalArgs {
     /// autoencoders, or saved nash/lsh models; repeatable.
     #[arg(long = "checkpoint", visible_alias = "seq-checkpoint")]
     pub checkpoints: Vec<PathBuf>,
+    /// Print the table as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -329,21 +337,20 @@ pub fn run(command: BowCommand) -> Result<()> {
     }
 }
 
-/// The corpus to use: `--corpus`, else the one the checkpoint was trained on if it is the
-/// bundled one.
+/// The corpus to use: `--corpus`, else the one the checkpoint was trained on (the bundled one,
+/// or its file if it is still there).
 fn corpus_spec(
     given: &Option<String>,
     provenance: &crate::checkpoint::Provenance,
 ) -> Result<String> {
     match given {
         Some(s) => Ok(s.clone()),
-        None if provenance.corpus.is_empty() || provenance.corpus == "wordnet" => {
-            Ok("wordnet".into())
-        }
-        None => anyhow::bail!(
-            "the checkpoint was trained on `{}`; pass --corpus PATH",
-            provenance.corpus
-        ),
+        None => provenance.stored_corpus().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the checkpoint was trained on `{}`, which is not there any more; pass --corpus PATH",
+                provenance.corpus_shown()
+            )
+        }),
     }
 }
 
@@ -373,8 +380,9 @@ fn progress_bar(what: &str) -> indicatif::ProgressBar {
 
 #[derive(Args, Debug)]
 pub struct IndexArgs {
-    /// A binary checkpoint: a binary sequence kind, nash or lsh.
-    pub checkpoint: PathBuf,
+    /// A binary checkpoint: a binary sequence kind, nash or lsh (default:
+    /// checkpoints/binary.safetensors).
+    pub checkpoint: Option<PathBuf>,
     /// Corpus to index (default: the checkpoint's own, if it is the bundled `wordnet`).
     #[arg(long)]
     pub corpus: Option<String>,
@@ -399,8 +407,14 @@ fn parse_splits(names: &[String]) -> Result<Vec<Split>> {
     Ok(splits)
 }
 
+/// The checkpoint argument, or the shipped binary autoencoder.
+fn binary_default(given: &Option<PathBuf>) -> PathBuf {
+    given.clone().unwrap_or_else(crate::cli::default_checkpoint)
+}
+
 fn index(args: IndexArgs) -> Result<()> {
-    let coder = Coder::load(&args.checkpoint, &Device::Cpu)?;
+    let checkpoint = binary_default(&args.checkpoint);
+    let coder = Coder::load(&checkpoint, &Device::Cpu)?;
     let corpus = load_corpus(&corpus_spec(&args.corpus, coder.provenance())?)?;
     let splits = parse_splits(&args.split)?;
     let started = std::time::Instant::now();
@@ -411,7 +425,7 @@ fn index(args: IndexArgs) -> Result<()> {
     bar.finish_and_clear();
     let out = args
         .out
-        .unwrap_or_else(|| CorpusIndex::default_path(&args.checkpoint));
+        .unwrap_or_else(|| CorpusIndex::default_path(&checkpoint));
     index.save(&out)?;
     println!(
         "indexed {} entries of `{}` ({}) as {}-bit codes in {:.1} s → {}",
@@ -426,52 +440,106 @@ fn index(args: IndexArgs) -> Result<()> {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    override_usage = "latent-tui search [OPTIONS] [CHECKPOINT] <QUERY>\n       latent-tui search [OPTIONS] [CHECKPOINT] --code BITS"
+)]
 pub struct SearchArgs {
-    pub checkpoint: PathBuf,
-    /// The sentence to search for (omit with --code).
-    pub query: Option<String>,
+    /// [CHECKPOINT] QUERY: the checkpoint is optional (default: checkpoints/binary.safetensors);
+    /// with --code, a single argument is the checkpoint.
+    #[arg(value_name = "CHECKPOINT|QUERY")]
+    pub first: Option<String>,
+    /// The sentence to search for, when a checkpoint is given.
+    #[arg(value_name = "QUERY")]
+    pub second: Option<String>,
     /// Search for this code (a 0/1 string) instead of a sentence's.
     #[arg(long)]
     pub code: Option<String>,
     /// Entries to show.
-    #[arg(short = 'k', long, default_value_t = 10)]
+    #[arg(short = 'k', long = "top", alias = "k", default_value_t = 10)]
     pub k: usize,
-    /// The index to search (default: the one `latent-tui index` writes beside the checkpoint).
+    /// The index to search (default: the one `latent-tui index` writes beside the checkpoint,
+    /// built and saved there first if it is missing or stale).
     #[arg(long)]
     pub index: Option<PathBuf>,
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
+impl SearchArgs {
+    /// (checkpoint, query) from the positional arguments: two are both; one is the query, or
+    /// the checkpoint when the query is a `--code`.
+    fn checkpoint_and_query(&self) -> (PathBuf, Option<String>) {
+        match (&self.first, &self.second, &self.code) {
+            (Some(c), Some(q), _) => (PathBuf::from(c), Some(q.clone())),
+            (Some(c), None, Some(_)) => (PathBuf::from(c), None),
+            (Some(q), None, None) => (crate::cli::default_checkpoint(), Some(q.clone())),
+            (None, _, _) => (crate::cli::default_checkpoint(), None),
+        }
+    }
+}
+
 fn search(args: SearchArgs) -> Result<()> {
-    let index_path = args
-        .index
-        .clone()
-        .unwrap_or_else(|| CorpusIndex::default_path(&args.checkpoint));
-    if !index_path.exists() {
-        anyhow::bail!(
-            "no index at {}; build it with `latent-tui index {}`",
-            index_path.display(),
-            args.checkpoint.display()
-        );
+    let (checkpoint, query) = args.checkpoint_and_query();
+    if args.k == 0 {
+        anyhow::bail!("--top must be at least 1");
     }
-    let index = CorpusIndex::load(&index_path)?;
-    if !index.is_current_for(&args.checkpoint)? {
-        anyhow::bail!(
-            "{} was built from a different version of {}; rebuild it with `latent-tui index {}`",
-            index_path.display(),
-            args.checkpoint.display(),
-            args.checkpoint.display()
-        );
+    if query.is_none() && args.code.is_none() {
+        anyhow::bail!("give a sentence to search for, or --code");
     }
-    let (shown, code, unknown) = match (&args.query, &args.code) {
+    let mut coder = None;
+    let (index, index_path) = match &args.index {
+        Some(path) => {
+            let index = CorpusIndex::load(path)?;
+            if !index.is_current_for(&checkpoint)? {
+                anyhow::bail!(
+                    "{} was built from a different version of {}; rebuild it with `latent-tui index {}`",
+                    path.display(),
+                    checkpoint.display(),
+                    checkpoint.display()
+                );
+            }
+            (index, path.clone())
+        }
+        None => {
+            let loaded = Coder::load(&checkpoint, &Device::Cpu)?;
+            let corpus = load_corpus(&corpus_spec(&None, loaded.provenance())?)?;
+            let bar = progress_bar("indexing the corpus (once; cached beside the checkpoint)");
+            let cached = CorpusIndex::load_or_build(
+                &checkpoint,
+                &corpus,
+                loaded.latent_dim(),
+                &mut |texts| loaded.codes(texts, &mut |f| bar.set_position((f * 1000.0) as u64)),
+            )?;
+            bar.finish_and_clear();
+            if let Some(e) = &cached.save_error {
+                eprintln!(
+                    "note: the index could not be saved to {} ({e}); it is rebuilt next time",
+                    cached.path.display()
+                );
+            } else if !cached.from_disk {
+                eprintln!(
+                    "indexed {} entries of `{}` → {}",
+                    cached.index.len(),
+                    corpus.name,
+                    cached.path.display()
+                );
+            }
+            coder = Some(loaded);
+            (cached.index, cached.path)
+        }
+    };
+    let (shown, code, unknown) = match (&query, &args.code) {
         (_, Some(bits)) => (
             bits.clone(),
             crate::explore::parse_bits(bits).map_err(anyhow::Error::msg)?,
             Vec::new(),
         ),
         (Some(q), None) => {
-            let coder = Coder::load(&args.checkpoint, &Device::Cpu)?;
+            let coder = match coder {
+                Some(c) => c,
+                None => Coder::load(&checkpoint, &Device::Cpu)?,
+            };
             let code = coder.codes(&[q.as_str()], &mut |_| {})?.remove(0);
             (crate::corpus::normalize(q), code, coder.unknown_words(q))
         }
@@ -522,7 +590,8 @@ fn search(args: SearchArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
-    pub checkpoint: PathBuf,
+    /// The checkpoint whose codes are probed (default: checkpoints/binary.safetensors).
+    pub checkpoint: Option<PathBuf>,
     /// Labelled corpus (default: the checkpoint's own, if it is the bundled `wordnet`).
     #[arg(long)]
     pub corpus: Option<String>,
@@ -536,20 +605,26 @@ pub struct ProbeArgs {
     /// Score on at most this many test examples (seeded random subset).
     #[arg(long)]
     pub max_test: Option<usize>,
+    /// Training epochs of the probe.
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
+    /// Hidden size of the probe's MLP.
     #[arg(long, default_value_t = 256)]
     pub hidden_dim: usize,
+    /// Adam learning rate of the probe.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// Seed of the subsets and the probe's initialisation and batches.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 fn probe(args: ProbeArgs) -> Result<()> {
-    let coder = Coder::load(&args.checkpoint, &Device::Cpu)?;
+    let checkpoint = binary_default(&args.checkpoint);
+    let coder = Coder::load(&checkpoint, &Device::Cpu)?;
     let corpus = load_corpus(&corpus_spec(&args.corpus, coder.provenance())?)?;
     let data = crate::retrieval::RetrievalData::from_corpus(
         &corpus,
@@ -609,13 +684,13 @@ fn probe(args: ProbeArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
-                "checkpoint": args.checkpoint, "model": coder.config().describe(),
+                "checkpoint": checkpoint, "model": coder.config().describe(),
                 "corpus": corpus.name, "classes": data.label_names.len(), "options": opts, "probes": rows,
             }))?
         );
         return Ok(());
     }
-    println!("{}", args.checkpoint.display());
+    println!("{}", checkpoint.display());
     println!("  {}", coder.config().describe());
     if let Some((_, r)) = results.first() {
         println!(
@@ -642,29 +717,58 @@ fn probe(args: ProbeArgs) -> Result<()> {
 }
 
 #[derive(Args, Debug)]
+#[command(override_usage = "latent-tui words [OPTIONS] [CHECKPOINT] [WORD]")]
 pub struct WordsArgs {
-    /// An nvdm or nash checkpoint.
-    pub checkpoint: PathBuf,
+    /// [CHECKPOINT] [WORD]: an nvdm or nash checkpoint (default:
+    /// checkpoints/nvdm.safetensors); a single argument is the checkpoint if it names an
+    /// existing file or ends in `.safetensors`, else the word.
+    #[arg(value_name = "CHECKPOINT|WORD")]
+    pub first: Option<String>,
     /// Show the nearest words of this word (cosine of decoder word vectors) instead of each
     /// dimension's top words.
-    pub word: Option<String>,
+    #[arg(value_name = "WORD")]
+    pub second: Option<String>,
     /// Words per list.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
     /// Only these latent dimensions (comma-separated; default: all).
     #[arg(long, value_delimiter = ',')]
     pub dims: Vec<usize>,
+    /// Print JSON instead of plain text.
     #[arg(long)]
     pub json: bool,
 }
 
+/// The shipped model `words` reads by default: NVDM's decoder rows are its topics.
+pub const DEFAULT_WORDS_CHECKPOINT: &str = "checkpoints/nvdm.safetensors";
+
+impl WordsArgs {
+    /// (checkpoint, word) from the positional arguments.
+    fn checkpoint_and_word(&self) -> (PathBuf, Option<String>) {
+        let default = || crate::cli::shipped_checkpoint(DEFAULT_WORDS_CHECKPOINT);
+        match (&self.first, &self.second) {
+            (Some(c), Some(w)) => (PathBuf::from(c), Some(w.clone())),
+            (Some(one), None) => {
+                let path = std::path::Path::new(one);
+                if path.is_file() || one.ends_with(".safetensors") {
+                    (path.to_path_buf(), None)
+                } else {
+                    (default(), Some(one.clone()))
+                }
+            }
+            (None, _) => (default(), None),
+        }
+    }
+}
+
 fn words(args: WordsArgs) -> Result<()> {
-    let ckpt = super::BowCheckpoint::load(&args.checkpoint, &Device::Cpu)?;
+    let (checkpoint, word) = args.checkpoint_and_word();
+    let ckpt = super::BowCheckpoint::load(&checkpoint, &Device::Cpu)?;
     let vectors = ckpt.model.word_vectors().ok_or_else(|| {
         anyhow::anyhow!("an lsh model has no decoder, so its words have no vectors")
     })?;
     let vectors = super::rows(vectors)?;
-    match &args.word {
+    match &word {
         Some(word) => {
             let word = crate::corpus::normalize(word);
             let near = super::words::nearest_words(&ckpt.vocab, &vectors, &word, args.top)?;

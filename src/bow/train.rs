@@ -203,6 +203,9 @@ impl BowTrainConfig {
         if self.vocab_size < 5 {
             bail!("--vocab-size must be at least 5 (4 special tokens and a word)");
         }
+        self.model_config(self.vocab_size)
+            .validate()
+            .map_err(anyhow::Error::msg)?;
         Ok(())
     }
 }
@@ -334,13 +337,19 @@ impl BowOptimizer {
     }
 
     /// Saves the moments and step count (the sequence trainer's state-file format).
-    pub fn save(&self, path: &std::path::Path) -> Result<()> {
-        self.adam.save(path)
+    pub fn save(&self, path: &std::path::Path, tag: &crate::train::StateTag) -> Result<()> {
+        self.adam.save(path, tag)
     }
 
-    /// Restores moments saved by [`BowOptimizer::save`].
-    pub fn load(&mut self, path: &std::path::Path) -> Result<()> {
-        self.adam.load(path, &Device::Cpu)
+    /// Restores moments saved by [`BowOptimizer::save`] if they belong to the run `expected`
+    /// (see [`crate::train::resume_optimiser`]).
+    pub fn resume(
+        &mut self,
+        path: &std::path::Path,
+        expected: &crate::train::StateTag,
+        notes: &mut Vec<String>,
+    ) -> Result<()> {
+        crate::train::resume_optimiser(&mut self.adam, path, expected, notes)
     }
 }
 
@@ -457,6 +466,7 @@ pub fn train_bow(
     }
 
     let resuming = cfg.resume && cfg.out.exists() && cfg.family != BowFamily::Lsh;
+    let mut resumed_tag = None;
     let (vocab, built, start_step) = if resuming {
         let ckpt = Checkpoint::read(&cfg.out, &dev)?;
         if ckpt.config.family() != cfg.family.name() {
@@ -467,9 +477,23 @@ pub fn train_bow(
                 cfg.family
             );
         }
+        let mut wanted = cfg.model_config(ckpt.vocab.len());
+        if let (ModelConfig::Nash(w), ModelConfig::Nash(stored)) = (&mut wanted, &ckpt.config) {
+            // The supervised head's width comes from the corpus labels, not from a flag.
+            w.labels = stored.labels;
+        }
+        let changes = crate::train::config_changes(&ckpt.config, &wanted)?;
+        if !changes.is_empty() {
+            bail!(
+                "cannot resume `{}` with a different model ({}); train a new run with another --out",
+                cfg.out.display(),
+                changes.join(", ")
+            );
+        }
         let built = Built::bow(&ckpt.config, cfg.seed, &dev)?;
         ckpt.assign_to(&built.varmap)?;
         notes.push(format!("resuming from step {}", ckpt.provenance.step));
+        resumed_tag = Some(crate::train::StateTag::of_checkpoint(&ckpt)?);
         (ckpt.vocab, built, ckpt.provenance.step)
     } else {
         let vocab = train_vocab(
@@ -495,6 +519,12 @@ pub fn train_bow(
     let train: Vec<Bag> = all_train.into_iter().filter(|b| !b.is_empty()).collect();
     let mut valid = split_bags(&vocab, &corpus, Split::Valid, true);
     valid.truncate(cfg.valid_documents.max(1));
+    if valid.is_empty() && cfg.family != BowFamily::Lsh {
+        notes.push(format!(
+            "corpus `{}` has no validation document with a known word: no validation perplexity is measured",
+            corpus.name
+        ));
+    }
     if train.is_empty() {
         bail!(
             "corpus `{}` has no training document with a word in the vocabulary",
@@ -504,13 +534,8 @@ pub fn train_bow(
     let batches_per_epoch = train.len().div_ceil(cfg.batch_size.max(1));
     let mut opt = BowOptimizer::new(&built.varmap, cfg.lr, cfg.weight_decay, cfg.clip_norm)?;
     let state_file = crate::train::state_path(&cfg.out);
-    if resuming && state_file.exists() {
-        opt.load(&state_file)?;
-    } else if resuming {
-        notes.push(format!(
-            "no optimiser state at {}; Adam restarts its moments",
-            state_file.display()
-        ));
+    if let Some(tag) = &resumed_tag {
+        opt.resume(&state_file, tag, &mut notes)?;
     }
     let total_steps = if cfg.family == BowFamily::Lsh {
         0
@@ -537,11 +562,13 @@ pub fn train_bow(
             metrics: metrics.clone(),
             train_config: Some(train_config_json.clone()),
             written_by: format!("latent-tui {}", env!("CARGO_PKG_VERSION")),
+            corpus_source: crate::train::corpus_source(&cfg.corpus),
         };
         let storage = if cfg.half { Storage::F16 } else { Storage::F32 };
         checkpoint::save_varmap(&cfg.out, &built.varmap, &mcfg, &vocab, &provenance, storage)?;
         if cfg.family != BowFamily::Lsh {
-            opt.save(&state_file)?;
+            let tag = crate::train::StateTag::new(&mcfg, &vocab, cfg.seed, &corpus.hash, step)?;
+            opt.save(&state_file, &tag)?;
         }
         send(TrainEvent::Checkpoint {
             step,
@@ -603,6 +630,7 @@ pub fn train_bow(
         step += 1;
 
         let nll_word = r.nll_sum / r.words;
+        crate::train::check_finite("training perplexity", nll_word.exp(), step, &cfg.out)?;
         let wps = r.words / t0.elapsed().as_secs_f64().max(1e-9);
         let ema = ema_words_per_sec.map_or(wps, |e| 0.9 * e + 0.1 * wps);
         ema_words_per_sec = Some(ema);
@@ -631,6 +659,7 @@ pub fn train_bow(
         {
             let score = score_bags(model, &valid, cfg.seed)?;
             let v = valid_stats(step, &score);
+            crate::train::check_finite("validation perplexity", v.ppl, step, &cfg.out)?;
             metrics.insert("valid_ppl".into(), v.ppl);
             metrics.insert("valid_ppl_bound".into(), score.ppl_bound());
             metrics.insert("valid_kl".into(), v.kl);

@@ -93,6 +93,49 @@ impl ModelConfig {
         }
     }
 
+    /// Checks every size against sane bounds, so that no config (a corrupt or hostile file)
+    /// makes a loader allocate terabytes or overflow: sizes are positive and at most
+    /// [`MAX_DIM`] (vocabulary [`MAX_VOCAB`]), sentences 1 to [`MAX_SENTENCE_LEN`] words.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let dim = |name: &str, v: usize, max: usize| {
+            if v == 0 || v > max {
+                Err(format!("{name} is {v}, outside 1..={max}"))
+            } else {
+                Ok(())
+            }
+        };
+        dim("vocab_size", self.vocab_size(), MAX_VOCAB)?;
+        match self {
+            ModelConfig::Seq(c) => {
+                dim("embed_dim", c.embed_dim, MAX_DIM)?;
+                dim("hidden_dim", c.hidden_dim, MAX_DIM)?;
+                if c.latent.has_latent() {
+                    dim("latent_dim", c.latent_dim, MAX_DIM)?;
+                }
+                dim("max_len", c.max_len, MAX_SENTENCE_LEN)?;
+                if !(c.gumbel_temperature.is_finite() && c.gumbel_temperature > 0.0) {
+                    return Err(format!(
+                        "gumbel_temperature is {}, not a positive number",
+                        c.gumbel_temperature
+                    ));
+                }
+            }
+            ModelConfig::Nvdm(c) => {
+                dim("hidden_dim", c.hidden_dim, MAX_DIM)?;
+                dim("latent_dim", c.latent_dim, MAX_DIM)?;
+            }
+            ModelConfig::Nash(c) => {
+                dim("hidden_dim", c.hidden_dim, MAX_DIM)?;
+                dim("latent_dim", c.latent_dim, MAX_DIM)?;
+                if c.labels > MAX_VOCAB {
+                    return Err(format!("labels is {}, above {MAX_VOCAB}", c.labels));
+                }
+            }
+            ModelConfig::Lsh(c) => dim("bits", c.bits, MAX_DIM)?,
+        }
+        Ok(())
+    }
+
     /// The sequence config, or an error naming the family and what works with it instead.
     pub fn expect_seq(&self) -> std::result::Result<&SeqConfig, String> {
         match self {
@@ -105,6 +148,39 @@ impl ModelConfig {
             )),
         }
     }
+}
+
+/// Largest layer width or latent size a checkpoint may declare.
+pub const MAX_DIM: usize = 1 << 16;
+/// Largest vocabulary a checkpoint may declare.
+pub const MAX_VOCAB: usize = 1 << 22;
+/// Longest sentence (in words) a model may be configured for; also what bounds a decoding
+/// that never emits `<eos>`.
+pub const MAX_SENTENCE_LEN: usize = 4096;
+
+/// Builds the model `cfg` describes over the stored `tensors` themselves (nothing is allocated
+/// from the config), so every parameter's presence and shape is checked against the file.
+pub fn check_shapes(
+    cfg: &ModelConfig,
+    tensors: &BTreeMap<String, Tensor>,
+    dev: &Device,
+) -> Result<()> {
+    let map: std::collections::HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let vb = VarBuilder::from_tensors(map, DType::F32, dev);
+    let built = match cfg {
+        ModelConfig::Seq(c) => SeqAutoencoder::load(vb, c).map(|_| ()),
+        ModelConfig::Nvdm(c) => bow::Nvdm::load(vb, c).map(|_| ()),
+        ModelConfig::Nash(c) => bow::Nash::load(vb, c).map(|_| ()),
+        ModelConfig::Lsh(c) => bow::Lsh::load(vb, c).map(|_| ()),
+    };
+    // The message is for a user: the loader's backtrace is noise there.
+    built.map_err(|e| match e {
+        candle_core::Error::WithBacktrace { inner, .. } => *inner,
+        other => other,
+    })
 }
 
 /// A model with its parameters, which live in `varmap` (trainable, and what gets saved).

@@ -19,7 +19,6 @@ use rand::SeedableRng;
 
 use super::event::Msg;
 use crate::coder::{engine_features, FeatureKind};
-use crate::corpus::Split;
 use crate::engine::Engine;
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
@@ -432,34 +431,20 @@ pub fn neighbor_index(
         Some(spec) => tasks::corpus_of(engine, Some(spec))?,
         None => tasks::own_corpus(engine, "nearest neighbours")?,
     };
-    let path = CorpusIndex::default_path(&engine.path);
-    let saved = CorpusIndex::load(&path).ok().filter(|ix| {
-        ix.meta.corpus_hash == corpus.hash
-            && ix.bits() == engine.latent_dim()
-            && ix.is_current_for(&engine.path).unwrap_or(false)
-    });
-    let (index, from_disk, save_error) = match saved {
-        Some(ix) => (ix, true, None),
-        None => {
-            let ix = CorpusIndex::build_with(
-                &engine.path,
-                &engine.config.describe(),
-                engine.latent_dim(),
-                &corpus,
-                &[Split::Train],
-                &mut |texts| engine_features(engine, texts, FeatureKind::Codes, progress),
-            )?;
-            let save_error = ix.save(&path).err().map(err_text);
-            (ix, false, save_error)
-        }
-    };
-    let map = CodeMap::from_index(&index, max_points, 0);
+    let cached = CorpusIndex::load_or_build_described(
+        &engine.path,
+        &engine.config.describe(),
+        &corpus,
+        engine.latent_dim(),
+        &mut |texts| engine_features(engine, texts, FeatureKind::Codes, progress),
+    )?;
+    let map = CodeMap::from_index(&cached.index, max_points, 0);
     Ok(NeighborIndex {
-        index,
+        index: cached.index,
         map,
-        path,
-        from_disk,
-        save_error,
+        path: cached.path,
+        from_disk: cached.from_disk,
+        save_error: cached.save_error,
     })
 }
 

@@ -1,0 +1,1061 @@
+//! Hostile input and a newcomer's first commands (issue 11): each test reproduces one thing
+//! that broke — a corpus lost on a failed rebuild, a diverged run that wrote unreadable
+//! checkpoints, configs and files that made loaders allocate without bound, values accepted
+//! silently — and checks the clear error or the fixed behaviour instead.
+
+mod fixtures;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+}
+
+fn run_in(dir: Option<&Path>, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = bin();
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    let mut child = cmd.spawn().expect("spawn latent-tui");
+    if let Some(input) = stdin {
+        // A command that fails before reading its input closes the pipe; that is its answer.
+        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    run_in(None, args, stdin)
+}
+
+fn ok(args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(args, stdin);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail; returns its standard error.
+fn fails(args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(args, stdin);
+    assert!(
+        !out.status.success(),
+        "{args:?} should fail; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn ckpt() -> &'static str {
+    fixtures::binary_checkpoint().to_str().unwrap()
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// A stored tensor as raw bytes, to be edited and written back.
+struct RawTensor {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+/// Copies the safetensors file `src` to `dst`, letting `edit` change its metadata and tensors
+/// first: how a corrupt or hostile checkpoint is made.
+fn rewrite(
+    src: &Path,
+    dst: &Path,
+    edit: impl FnOnce(&mut HashMap<String, String>, &mut Vec<(String, RawTensor)>),
+) {
+    let bytes = std::fs::read(src).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap_or_default();
+    let mut tensors: Vec<(String, RawTensor)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            (
+                name,
+                RawTensor {
+                    dtype: view.dtype(),
+                    shape: view.shape().to_vec(),
+                    data: view.data().to_vec(),
+                },
+            )
+        })
+        .collect();
+    edit(&mut meta, &mut tensors);
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                TensorView::new(t.dtype, t.shape.clone(), &t.data).unwrap(),
+            )
+        })
+        .collect();
+    let out = safetensors::serialize(views, Some(meta)).unwrap();
+    std::fs::write(dst, out).unwrap();
+}
+
+/// Edits one field of a checkpoint's JSON metadata entry `key`.
+fn edit_json(meta: &mut HashMap<String, String>, key: &str, edit: impl FnOnce(&mut Value)) {
+    let mut v: Value = serde_json::from_str(&meta[key]).unwrap();
+    edit(&mut v);
+    meta.insert(key.to_string(), v.to_string());
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Data loss: the corpus converter.
+
+#[test]
+fn corpus_conversion_without_wordnet_keeps_the_old_corpus_and_says_how_to_install_it() {
+    let dir = temp_dir();
+    let out = dir.path().join("wordnet");
+    std::fs::create_dir_all(&out).unwrap();
+    for name in ["train.tsv.gz", "valid.tsv.gz", "test.tsv.gz", "LICENSE"] {
+        std::fs::write(out.join(name), format!("old {name}")).unwrap();
+    }
+    let missing = dir.path().join("no-wordnet-here");
+    let e = fails(
+        &[
+            "corpus",
+            "wordnet",
+            missing.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(e.contains("apt-get install -y wordnet-base"), "{e}");
+    for name in ["train.tsv.gz", "valid.tsv.gz", "test.tsv.gz", "LICENSE"] {
+        assert_eq!(
+            std::fs::read_to_string(out.join(name)).unwrap(),
+            format!("old {name}"),
+            "{name} must be untouched"
+        );
+    }
+
+    // Data files that exist but break half-way: the old files stay, no temporary is left.
+    let broken = dir.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for name in ["data.noun", "data.verb", "data.adj", "data.adv"] {
+        std::fs::write(broken.join(name), "  1 licence text\nnot a synset line\n").unwrap();
+    }
+    let e = fails(
+        &[
+            "corpus",
+            "wordnet",
+            broken.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(e.contains("malformed synset"), "{e}");
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["LICENSE", "test.tsv.gz", "train.tsv.gz", "valid.tsv.gz"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("train.tsv.gz")).unwrap(),
+        "old train.tsv.gz"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Diverging runs and non-finite metrics.
+
+#[test]
+fn non_finite_metrics_never_make_a_checkpoint_unreadable() {
+    let dir = temp_dir();
+    // A checkpoint as an older version wrote it after a diverged run: `null` metrics.
+    let old = dir.path().join("null-metrics.safetensors");
+    rewrite(Path::new(ckpt()), &old, |meta, _| {
+        edit_json(meta, "provenance", |p| {
+            p["metrics"]["valid_ppl"] = Value::Null;
+            p["metrics"]["train_ppl"] = Value::Null;
+        })
+    });
+    let v: Value =
+        serde_json::from_str(&ok(&["info", old.to_str().unwrap(), "--json"], None)).unwrap();
+    assert_eq!(v["provenance"]["metrics"]["valid_ppl"], "NaN");
+    ok(&["info", old.to_str().unwrap()], None);
+    ok(&["encode", old.to_str().unwrap()], Some("the red cat\n"));
+
+    // Infinite metrics are written as text and read back as infinities.
+    let engine = latent_tui::engine::Engine::load(Path::new(ckpt()), &candle_core::Device::Cpu)
+        .expect("fixture loads");
+    let mut prov = engine.provenance.clone();
+    prov.metrics.insert("valid_ppl".into(), f64::INFINITY);
+    prov.metrics.insert("train_loss".into(), f64::NAN);
+    let path = dir.path().join("inf-metrics.safetensors");
+    latent_tui::checkpoint::save_varmap(
+        &path,
+        &engine.varmap,
+        &engine.config,
+        &engine.vocab,
+        &prov,
+        latent_tui::checkpoint::Storage::F32,
+    )
+    .unwrap();
+    let back = latent_tui::checkpoint::Checkpoint::read(&path, &candle_core::Device::Cpu)
+        .expect("a checkpoint with infinite metrics loads");
+    assert_eq!(back.provenance.metrics["valid_ppl"], f64::INFINITY);
+    assert!(back.provenance.metrics["train_loss"].is_nan());
+    let text = ok(&["info", path.to_str().unwrap()], None);
+    assert!(text.contains("valid_ppl inf"), "{text}");
+}
+
+fn diverging_args(out: &Path) -> Vec<String> {
+    [
+        "train",
+        "--kind",
+        "binary",
+        "--corpus",
+        fixtures::corpus_file().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "60",
+        "--lr",
+        "100",
+        "--vocab-size",
+        "100",
+        "--embed-dim",
+        "8",
+        "--hidden-dim",
+        "16",
+        "--latent-dim",
+        "4",
+        "--valid-every",
+        "5",
+        "--checkpoint-every",
+        "1",
+        "--clip-norm",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_message_and_a_non_zero_exit() {
+    let dir = temp_dir();
+    let out = dir.path().join("diverged.safetensors");
+    let args = diverging_args(&out);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = fails(&args, None);
+    assert!(e.contains("the run diverged"), "{e}");
+    assert!(
+        e.contains("--lr"),
+        "the message suggests what to change: {e}"
+    );
+    assert!(e.contains("last good checkpoint is kept"), "{e}");
+    // What was saved before the divergence loads, and resumes.
+    ok(&["info", out.to_str().unwrap()], None);
+    ok(&["encode", out.to_str().unwrap()], Some("the red cat\n"));
+    let v: Value =
+        serde_json::from_str(&ok(&["info", out.to_str().unwrap(), "--json"], None)).unwrap();
+    assert!(v["provenance"]["metrics"]["train_ppl"]
+        .as_f64()
+        .unwrap()
+        .is_finite());
+}
+
+#[test]
+fn the_train_tab_trainer_stops_a_diverging_run_too() {
+    // The Train tab runs `latent_tui::train::train`, the function under test here.
+    let dir = temp_dir();
+    let out = dir.path().join("diverged-lib.safetensors");
+    let cfg = latent_tui::train::TrainConfig {
+        lr: 100.0,
+        clip_norm: 0.0,
+        steps: 60,
+        valid_every: 5,
+        checkpoint_every: 1,
+        ..fixtures::tiny_config(latent_tui::model::LatentKind::Binary, &out)
+    };
+    let err = fixtures::run_training(&cfg).expect_err("a diverging run is an error");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("the run diverged"), "{msg}");
+    latent_tui::engine::Engine::load(&out, &candle_core::Device::Cpu)
+        .expect("the last checkpoint before the divergence loads");
+}
+
+#[test]
+fn divergence_checks_name_the_figure_and_keep_finite_values() {
+    let out = Path::new("/nonexistent/x.safetensors");
+    latent_tui::train::check_finite("validation perplexity", 12.5, 3, out).unwrap();
+    let e = latent_tui::train::check_finite("validation perplexity", f64::INFINITY, 3, out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("diverged") && e.contains("validation perplexity") && e.contains("step 3"),
+        "{e}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Configs trusted before the tensors.
+
+#[test]
+fn absurd_config_sizes_are_errors_before_anything_is_allocated() {
+    let dir = temp_dir();
+    for (field, value, expect) in [
+        (
+            "hidden_dim",
+            serde_json::json!(1_000_000_000u64),
+            "hidden_dim",
+        ),
+        ("hidden_dim", serde_json::json!(u64::MAX), "hidden_dim"),
+        ("embed_dim", serde_json::json!(4096), "does not match"),
+        (
+            "max_len",
+            serde_json::json!(1_000_000_000_000u64),
+            "max_len",
+        ),
+        ("max_len", serde_json::json!(0), "max_len"),
+        ("latent_dim", serde_json::json!(9), "does not match"),
+    ] {
+        let path = dir.path().join(format!("{field}-{value}.safetensors"));
+        rewrite(Path::new(ckpt()), &path, |meta, _| {
+            edit_json(meta, "config", |c| c[field] = value.clone())
+        });
+        for cmd in ["info", "encode", "eval"] {
+            let e = fails(&[cmd, path.to_str().unwrap()], Some("the red cat\n"));
+            assert!(e.contains(expect), "{cmd} with {field} = {value}: {e}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Unbounded memory.
+
+#[test]
+fn huge_counts_are_bounded_or_refused() {
+    // search -k far beyond the index size returns the whole index.
+    let dir = temp_dir();
+    let model = dir.path().join("m.safetensors");
+    std::fs::copy(ckpt(), &model).unwrap();
+    let v: Value = serde_json::from_str(&ok(
+        &[
+            "search",
+            model.to_str().unwrap(),
+            "the red cat",
+            "-k",
+            "2000000000",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(
+        v["neighbors"].as_array().unwrap().len() as u64,
+        v["entries"].as_u64().unwrap()
+    );
+
+    let e = fails(&["decode", ckpt(), "--beam", "100000"], Some("01010101\n"));
+    assert!(e.contains("100000"), "{e}");
+    let e = fails(
+        &[
+            "path",
+            ckpt(),
+            "the red cat",
+            "the old dog",
+            "--steps",
+            "100000",
+        ],
+        None,
+    );
+    assert!(e.contains("--steps"), "{e}");
+    let e = fails(&["info", "/dev/zero"], None);
+    assert!(e.contains("not a regular file"), "{e}");
+    let e = fails(&["search", ckpt(), "a", "--index", "/dev/zero"], None);
+    assert!(e.contains("not a regular file"), "{e}");
+    let e = fails(&["train", "--config", "/dev/zero", "--steps", "1"], None);
+    assert!(e.contains("not a regular file"), "{e}");
+    let e = fails(
+        &[
+            "train",
+            "--corpus",
+            "/dev/zero",
+            "--steps",
+            "1",
+            "--out",
+            "/nonexistent/x",
+        ],
+        None,
+    );
+    assert!(e.contains("neither a regular file nor a directory"), "{e}");
+}
+
+#[test]
+fn samples_are_handed_out_as_they_are_decoded() {
+    let engine =
+        latent_tui::engine::Engine::load(Path::new(ckpt()), &candle_core::Device::Cpu).unwrap();
+    // A billion samples: only streaming can hand out the first hundred without holding them all.
+    let mut seen = Vec::new();
+    let result = latent_tui::tasks::sample_prior_each(
+        &engine,
+        1_000_000_000,
+        7,
+        1.0,
+        latent_tui::tasks::PriorChoice::Uniform,
+        None,
+        &mut |code, text| {
+            seen.push((code, text));
+            if seen.len() == 100 {
+                anyhow::bail!("enough");
+            }
+            Ok(())
+        },
+    );
+    assert_eq!(result.unwrap_err().to_string(), "enough");
+    assert_eq!(seen.len(), 100);
+    // The batching does not change the samples: the first 100 equal `sample -n 100`.
+    let all = latent_tui::tasks::sample_prior(
+        &engine,
+        100,
+        7,
+        1.0,
+        latent_tui::tasks::PriorChoice::Uniform,
+        None,
+    )
+    .unwrap();
+    for (i, (code, text)) in seen.iter().enumerate() {
+        assert_eq!((code, text), (&all.codes[i], &all.texts[i]), "sample {i}");
+    }
+}
+
+#[test]
+fn sample_streams_its_output() {
+    let mut child = bin()
+        .args(["sample", ckpt(), "-n", "100000000", "--seed", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Vec<String> = (0..20).map(|_| lines.next().unwrap().unwrap()).collect();
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(first[0], "seed 1");
+    assert!(first[1..].iter().all(|l| l.len() > 8), "{first:?}");
+    assert!(
+        still_running,
+        "lines arrive while the hundred million samples are still being made"
+    );
+    // JSON output is still one valid document.
+    let v: Value = serde_json::from_str(&ok(
+        &["sample", ckpt(), "-n", "70", "--seed", "1", "--json"],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(v["samples"].as_array().unwrap().len(), 70);
+    let v: Value =
+        serde_json::from_str(&ok(&["sample", ckpt(), "-n", "0", "--json"], None)).unwrap();
+    assert_eq!(v["samples"].as_array().unwrap().len(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Weights accepted silently.
+
+#[test]
+fn nan_and_integer_weights_are_errors_naming_the_tensor() {
+    let dir = temp_dir();
+    let nan = dir.path().join("nan.safetensors");
+    rewrite(Path::new(ckpt()), &nan, |_, tensors| {
+        let (_, t) = tensors
+            .iter_mut()
+            .find(|(n, _)| n == "decoder.weight_hh_l0")
+            .unwrap();
+        assert_eq!(t.dtype, Dtype::F32);
+        t.data[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
+    });
+    let e = fails(&["info", nan.to_str().unwrap()], None);
+    assert!(
+        e.contains("decoder.weight_hh_l0") && e.contains("NaN"),
+        "{e}"
+    );
+    let e = fails(&["eval", nan.to_str().unwrap()], None);
+    assert!(e.contains("decoder.weight_hh_l0"), "{e}");
+
+    let int = dir.path().join("int.safetensors");
+    rewrite(Path::new(ckpt()), &int, |_, tensors| {
+        let (_, t) = tensors.iter_mut().find(|(n, _)| n == "out.bias").unwrap();
+        let values: Vec<u8> = t
+            .data
+            .chunks_exact(4)
+            .flat_map(|b| (f32::from_le_bytes(b.try_into().unwrap()) as i64).to_le_bytes())
+            .collect();
+        t.dtype = Dtype::I64;
+        t.data = values;
+    });
+    let e = fails(&["info", int.to_str().unwrap()], None);
+    assert!(e.contains("out.bias") && e.contains("I64"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Values accepted silently.
+
+#[test]
+fn out_of_range_codes_and_temperatures_are_refused() {
+    let e = fails(&["decode", ckpt()], Some("[1e308, 0, 0, 0, 0, 0, 0, 0]\n"));
+    assert!(e.contains("line 1") && e.contains("finite"), "{e}");
+    let e = fails(&["decode", ckpt()], Some("[5, 0, 0, 0, 0, 0, 0, 0]\n"));
+    assert!(e.contains("[0, 1]"), "{e}");
+    let g = fixtures::gaussian_checkpoint().to_str().unwrap();
+    let e = fails(&["decode", g], Some("[1e30, 0, 0, 0, 0, 0, 0, 0]\n"));
+    assert!(e.contains("±1000"), "{e}");
+    ok(&["decode", g], Some("[3, 0, 0, 0, 0, 0, 0, -2.5]\n"));
+
+    for t in ["NaN", "inf", "-1"] {
+        let flag = format!("--temperature={t}");
+        let e = fails(&["sample", g, &flag], None);
+        assert!(e.contains("temperature"), "{t}: {e}");
+        let e = fails(&["decode", ckpt(), "--sample", &flag], Some("01010101\n"));
+        assert!(e.contains("temperature"), "{t}: {e}");
+    }
+}
+
+#[test]
+fn an_empty_validation_split_is_reported_not_stored_as_perplexity_one() {
+    let dir = temp_dir();
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    let lines = fixtures::corpus_text();
+    std::fs::write(corpus.join("train.tsv"), &lines).unwrap();
+    std::fs::write(corpus.join("valid.tsv"), "").unwrap();
+    std::fs::write(corpus.join("test.tsv"), &lines[..400]).unwrap();
+    let out = dir.path().join("novalid.safetensors");
+    let cfg = latent_tui::train::TrainConfig {
+        corpus: corpus.display().to_string(),
+        steps: 4,
+        valid_every: 2,
+        ..fixtures::tiny_config(latent_tui::model::LatentKind::Binary, &out)
+    };
+    let events = fixtures::run_training(&cfg).unwrap();
+    let notes: Vec<String> = events
+        .iter()
+        .find_map(|e| match e {
+            latent_tui::train::TrainEvent::Started { notes, .. } => Some(notes.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        notes.iter().any(|n| n.contains("no validation sentences")),
+        "{notes:?}"
+    );
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, latent_tui::train::TrainEvent::Valid(_))));
+    let c = latent_tui::checkpoint::Checkpoint::read(&out, &candle_core::Device::Cpu).unwrap();
+    assert!(!c.provenance.metrics.contains_key("valid_ppl"));
+}
+
+fn train_cli(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--kind",
+        "binary",
+        "--corpus",
+        fixtures::corpus_file().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--vocab-size",
+        "100",
+        "--embed-dim",
+        "8",
+        "--hidden-dim",
+        "16",
+        "--latent-dim",
+        "4",
+        "--valid-every",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    run(&args, None)
+}
+
+fn assert_ok(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    err
+}
+
+#[test]
+fn resume_refuses_another_runs_state_and_a_changed_model() {
+    let dir = temp_dir();
+    let a = dir.path().join("a.safetensors");
+    let b = dir.path().join("b.safetensors");
+    assert_ok(&train_cli(&a, &["--steps", "3", "--seed", "1"]));
+    assert_ok(&train_cli(&b, &["--steps", "3", "--seed", "2"]));
+    let state = |p: &Path| latent_tui::train::state_path(p);
+
+    // The state file knows its run and step.
+    let tag = latent_tui::train::read_state_tag(&state(&a))
+        .unwrap()
+        .unwrap();
+    assert_eq!(tag.step, 3);
+
+    // Resuming continues normally.
+    let err = assert_ok(&train_cli(&a, &["--resume", "--steps", "4"]));
+    assert!(err.contains("resuming from step 3"), "{err}");
+    assert!(!err.contains("optimiser state"), "{err}");
+
+    // Another run's optimiser state beside the checkpoint is refused.
+    std::fs::copy(state(&b), state(&a)).unwrap();
+    let e =
+        String::from_utf8_lossy(&train_cli(&a, &["--resume", "--steps", "5"]).stderr).into_owned();
+    assert!(e.contains("belongs to another run"), "{e}");
+
+    // A changed architecture is refused, naming the field.
+    let out = train_cli(&b, &["--resume", "--steps", "5", "--summary", "mean"]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains(r#"summary: "last" → "mean""#), "{e}");
+
+    // A state a step behind its checkpoint (a save killed between its two files) is noticed.
+    let c = dir.path().join("c.safetensors");
+    assert_ok(&train_cli(&c, &["--steps", "3", "--checkpoint-every", "1"]));
+    let kept = dir.path().join("c-state-step-3");
+    std::fs::copy(state(&c), &kept).unwrap();
+    assert_ok(&train_cli(&c, &["--resume", "--steps", "4"]));
+    std::fs::copy(&kept, state(&c)).unwrap();
+    let err = assert_ok(&train_cli(&c, &["--resume", "--steps", "5"]));
+    assert!(
+        err.contains("from step 3 but the checkpoint from step 4"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stale_temporaries_of_killed_saves_are_removed_by_the_next_save() {
+    let dir = temp_dir();
+    let target = dir.path().join("x.safetensors");
+    // No process has this id (above Linux's largest pid); pid 1 always runs.
+    let dead = dir.path().join(".x.safetensors.4000000000.tmp");
+    let live = dir.path().join(".x.safetensors.1.tmp");
+    let other = dir.path().join(".y.safetensors.4000000000.tmp");
+    for p in [&dead, &live, &other] {
+        std::fs::write(p, b"partial").unwrap();
+    }
+    latent_tui::checkpoint::write_atomically(&target, b"new").unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    assert!(!dead.exists(), "a dead save's temporary is removed");
+    assert!(live.exists(), "a running process's temporary is left alone");
+    assert!(other.exists(), "another file's temporary is left alone");
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Options that did nothing.
+
+#[test]
+fn sample_options_that_do_not_apply_say_so() {
+    let e = fails(&["sample", ckpt(), "--temperature", "0.5"], None);
+    assert!(e.contains("--temperature") && e.contains("binary"), "{e}");
+    let g = fixtures::gaussian_checkpoint().to_str().unwrap();
+    let e = fails(&["sample", g, "--prior", "means"], None);
+    assert!(e.contains("--prior means") && e.contains("gaussian"), "{e}");
+    // What does apply still works.
+    ok(&["sample", g, "-n", "2", "--temperature", "0.5"], None);
+    ok(&["sample", ckpt(), "-n", "2", "--prior", "uniform"], None);
+}
+
+// ---------------------------------------------------------------------------------------
+// 11. Checkpoint arguments default to the shipped checkpoints.
+
+#[test]
+fn the_documented_path_example_works_with_the_default_checkpoint() {
+    let text = ok(&["path", "a small dog", "a large cat"], None);
+    assert!(text.starts_with("Hamming distance"), "{text}");
+    let v: Value = serde_json::from_str(&ok(
+        &[
+            "path",
+            "a small dog",
+            "a large cat",
+            "--seed",
+            "3",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(v["a"], "a small dog");
+    assert_eq!(v["b"], "a large cat");
+    // With a checkpoint given first, the same command reads three arguments.
+    let shipped = latent_tui::cli::default_checkpoint();
+    let w: Value = serde_json::from_str(&ok(
+        &[
+            "path",
+            shipped.to_str().unwrap(),
+            "a small dog",
+            "a large cat",
+            "--seed",
+            "3",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(v, w);
+
+    let f: Value = serde_json::from_str(&ok(
+        &["flip", "a tool for cutting wood", "--bits", "0,5", "--json"],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(f["per_bit_ppl"].as_array().unwrap().len(), 64);
+}
+
+#[test]
+fn index_search_probe_and_words_default_to_shipped_checkpoints() {
+    let dir = temp_dir();
+    let index = dir.path().join("valid.index.safetensors");
+    let text = ok(
+        &[
+            "index",
+            "--split",
+            "valid",
+            "--out",
+            index.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(text.contains("64-bit codes"), "{text}");
+    let v: Value = serde_json::from_str(&ok(
+        &[
+            "search",
+            "a small dog",
+            "--index",
+            index.to_str().unwrap(),
+            "--top",
+            "3",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(v["query"], "a small dog");
+    assert_eq!(v["neighbors"].as_array().unwrap().len(), 3);
+
+    let p: Value = serde_json::from_str(&ok(
+        &[
+            "probe",
+            "--max-train",
+            "200",
+            "--max-test",
+            "50",
+            "--epochs",
+            "1",
+            "--features",
+            "codes",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert!(p["model"].as_str().unwrap().contains("64 bits"), "{p}");
+
+    let w = ok(&["words", "dog", "--top", "3"], None);
+    assert!(w.contains("nearest words to `dog`"), "{w}");
+    let w = ok(&["words", "--dims", "0", "--top", "3"], None);
+    assert!(w.contains("  0 + "), "{w}");
+}
+
+// ---------------------------------------------------------------------------------------
+// 12. search builds and caches the index it needs.
+
+#[test]
+fn search_without_an_index_builds_and_caches_it() {
+    let dir = temp_dir();
+    let model = dir.path().join("m.safetensors");
+    std::fs::copy(ckpt(), &model).unwrap();
+    let cached = dir.path().join("m.index.safetensors");
+    let first = run(&["search", model.to_str().unwrap(), "the red cat"], None);
+    let err = assert_ok(&first);
+    assert!(err.contains("indexed"), "{err}");
+    assert!(cached.exists());
+    let table = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(table.contains("rank"), "{table}");
+    let modified = std::fs::metadata(&cached).unwrap().modified().unwrap();
+
+    let second = run(&["search", model.to_str().unwrap(), "the red cat"], None);
+    let err = assert_ok(&second);
+    assert!(!err.contains("indexed"), "the cached index is used: {err}");
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout).lines().nth(3),
+        table.lines().nth(3)
+    );
+    assert_eq!(
+        std::fs::metadata(&cached).unwrap().modified().unwrap(),
+        modified
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 13. --help and a stored corpus.
+
+#[test]
+fn top_replaces_k_and_keeps_k_as_a_hidden_alias() {
+    let cmd = latent_tui::cli::command();
+    for sub in ["search", "eval-retrieval"] {
+        for flags in [&["-k", "7"][..], &["--top", "7"], &["--k", "7"]] {
+            let mut argv = vec!["latent-tui", sub];
+            argv.extend_from_slice(flags);
+            if sub == "search" {
+                argv.push("query");
+            }
+            let m = cmd.clone().try_get_matches_from(&argv).unwrap();
+            let (_, sm) = m.subcommand().unwrap();
+            assert_eq!(sm.get_one::<usize>("k"), Some(&7), "{argv:?}");
+        }
+        let help = cmd
+            .clone()
+            .find_subcommand_mut(sub)
+            .unwrap()
+            .render_help()
+            .to_string();
+        assert!(help.contains("-k, --top"), "{help}");
+        assert!(!help.contains("--k "), "{help}");
+    }
+}
+
+#[test]
+fn eval_finds_the_corpus_file_a_model_was_trained_on() {
+    // Run from another directory: the corpus's name alone would not be found there.
+    let dir = temp_dir();
+    let c = latent_tui::checkpoint::Checkpoint::read(Path::new(ckpt()), &candle_core::Device::Cpu)
+        .unwrap();
+    assert_eq!(
+        c.provenance.corpus_source.as_deref(),
+        Some(
+            std::fs::canonicalize(fixtures::corpus_file())
+                .unwrap()
+                .to_str()
+                .unwrap()
+        )
+    );
+    let out = run_in(
+        Some(dir.path()),
+        &[
+            "eval",
+            ckpt(),
+            "--max-sentences",
+            "5",
+            "--flip-sentences",
+            "2",
+        ],
+        None,
+    );
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("tiny.tsv / test"), "{text}");
+    // Once the file is gone, the message says which one and how to pass another.
+    let moved = dir.path().join("m.safetensors");
+    rewrite(Path::new(ckpt()), &moved, |meta, _| {
+        edit_json(meta, "provenance", |p| {
+            p["corpus_source"] = Value::String("/gone/tiny.tsv".into())
+        })
+    });
+    let out = run_in(Some(dir.path()), &["eval", moved.to_str().unwrap()], None);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("/gone/tiny.tsv") && e.contains("--corpus"),
+        "{e}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 16. encode formats and batching.
+
+/// (code, p or μ) of each `encode` JSON line.
+fn codes_and_values(jsonl: &str) -> Vec<(Value, Vec<f64>)> {
+    jsonl
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let values = v.get("p").unwrap_or(&v["code"]);
+            let values = values
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            (v["code"].clone(), values)
+        })
+        .collect()
+}
+
+#[test]
+fn encode_in_one_batch_gives_the_codes_of_one_sentence_at_a_time() {
+    let sentences: Vec<String> = fixtures::corpus_text()
+        .lines()
+        .step_by(17)
+        .map(|l| l.split('\t').nth(1).unwrap().to_string())
+        .collect();
+    assert!(sentences.len() > 20);
+    let together = ok(&["encode", ckpt()], Some(&(sentences.join("\n") + "\n")));
+    let together = codes_and_values(&together);
+    assert_eq!(together.len(), sentences.len());
+    let means = ok(
+        &["encode", ckpt(), "--mode", "mean"],
+        Some(&(sentences.join("\n") + "\n")),
+    );
+    let means = codes_and_values(&means);
+    for (i, s) in sentences.iter().enumerate() {
+        let alone = codes_and_values(&ok(&["encode", ckpt()], Some(&(s.clone() + "\n"))));
+        // The bits are identical; the probabilities agree to float rounding (the matrix
+        // products of a batch block their sums differently from those of one sentence).
+        assert_eq!(alone[0].0, together[i].0, "code of {s}");
+        for (a, b) in alone[0].1.iter().zip(&together[i].1) {
+            assert!((a - b).abs() <= 1e-6, "p of {s}: {a} vs {b}");
+        }
+        for (a, b) in alone[0].1.iter().zip(&means[i].1) {
+            assert!((a - b).abs() <= 1e-6, "--mode mean of {s}: {a} vs {b}");
+        }
+    }
+    // Draws of --mode sample follow the input order: the first line is the same alone.
+    let sampled = ok(
+        &["encode", ckpt(), "--mode", "sample", "--seed", "5"],
+        Some(&(sentences.join("\n") + "\n")),
+    );
+    let first = ok(
+        &["encode", ckpt(), "--mode", "sample", "--seed", "5"],
+        Some(&(sentences[0].clone() + "\n")),
+    );
+    assert_eq!(
+        codes_and_values(&first)[0].0,
+        codes_and_values(&sampled)[0].0
+    );
+}
+
+/// Parses a .npy file of uint8 rows: (shape, data).
+fn read_npy_u8(bytes: &[u8]) -> ((usize, usize), Vec<u8>) {
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!((10 + len) % 64, 0, "numpy aligns the data");
+    let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
+    assert!(header.contains("'descr': '|u1'"), "{header}");
+    assert!(header.contains("'fortran_order': False"), "{header}");
+    let shape = header.split("'shape': (").nth(1).unwrap();
+    let shape: Vec<usize> = shape
+        .split(')')
+        .next()
+        .unwrap()
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    ((shape[0], shape[1]), bytes[10 + len..].to_vec())
+}
+
+#[test]
+fn encode_writes_bits_and_packed_npy_rows() {
+    let input = "the red cat sees a rope\n\nthe old dog holds a saw\na large ladder\n";
+    let json = ok(&["encode", ckpt()], Some(input));
+    let codes: Vec<String> = json
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["code"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let bits = ok(&["encode", ckpt(), "--format", "bits"], Some(input));
+    assert_eq!(bits.lines().collect::<Vec<_>>(), codes);
+
+    let dir = temp_dir();
+    let npy = dir.path().join("codes.npy");
+    let e = fails(&["encode", ckpt(), "--format", "packed"], Some(input));
+    assert!(e.contains("--out"), "{e}");
+    ok(
+        &[
+            "encode",
+            ckpt(),
+            "--format",
+            "packed",
+            "--out",
+            npy.to_str().unwrap(),
+        ],
+        Some(input),
+    );
+    let ((rows, cols), data) = read_npy_u8(&std::fs::read(&npy).unwrap());
+    assert_eq!((rows, cols), (3, 1), "8 bits fit one byte per row");
+    assert_eq!(data.len(), rows * cols);
+    for (code, byte) in codes.iter().zip(&data) {
+        // Bit j is bit j % 8 of byte j / 8, least significant first.
+        let unpacked: String = (0..8)
+            .map(|j| if byte >> j & 1 == 1 { '1' } else { '0' })
+            .collect();
+        assert_eq!(&unpacked, code);
+    }
+    let g = fixtures::gaussian_checkpoint().to_str().unwrap();
+    let e = fails(&["encode", g, "--format", "bits"], Some(input));
+    assert!(e.contains("continuous"), "{e}");
+}
+
+#[test]
+fn packing_and_the_npy_header_follow_numpy() {
+    let code: Vec<f32> = (0..12)
+        .map(|j| if j % 3 == 0 { 1.0 } else { 0.0 })
+        .collect();
+    // Bits 0, 3, 6, 9 set: byte 0 = 1 + 8 + 64, byte 1 = bit 1 = 2.
+    assert_eq!(latent_tui::cli::pack_bytes(&code), vec![73, 2]);
+    let header = latent_tui::cli::npy_u8_header(123_456, 8);
+    assert_eq!(header.len(), 128);
+    let ((rows, cols), rest) = read_npy_u8(&header);
+    assert_eq!((rows, cols), (123_456, 8));
+    assert!(rest.is_empty());
+    assert_eq!(header[127], b'\n');
+}
+
+#[test]
+fn encode_reports_skipped_lines_by_their_own_line_numbers() {
+    let mut child = bin()
+        .args(["encode", ckpt(), "--format", "bits"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"the red cat\n\xff\xfe\n\nthe old dog\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2: not UTF-8"), "{err}");
+    assert!(err.contains("line 3: no words"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+}
