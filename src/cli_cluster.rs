@@ -46,21 +46,25 @@ pub struct ClusterArgs {
     /// binary codes, kmeans for continuous ones).
     #[arg(long)]
     pub method: Option<ClusterMethod>,
+    /// The split whose entries are clustered (train, valid or test).
     #[arg(long, default_value = "train")]
     pub split: Split,
     /// Cluster a seeded random subset of at most this many entries.
     #[arg(long)]
     pub max_entries: Option<usize>,
+    /// Seed of the subset and of the k-means++ starts: the same seed, the same clusters.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Independent k-means++ starts; the cheapest clustering is kept.
     #[arg(long, default_value_t = 3)]
     pub restarts: usize,
+    /// Iterations per start at most (stops earlier once no entry changes cluster).
     #[arg(long, default_value_t = 50)]
     pub max_iterations: usize,
     /// Also list every member's cluster (JSON only).
     #[arg(long)]
     pub assignments: bool,
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -87,8 +91,10 @@ pub struct AttributeArgs {
     /// Examples per label averaged (seeded random subset of the train split).
     #[arg(long, default_value_t = 2000)]
     pub max_per_label: usize,
+    /// Seed of the examples averaged per label.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -99,6 +105,7 @@ pub struct AnalogyArgs {
     /// checkpoints/binary.safetensors).
     #[arg(num_args = 3..=4, required = true, value_name = "ARG")]
     pub args: Vec<String>,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
