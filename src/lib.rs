@@ -8,7 +8,8 @@
 //!
 //! Bag-of-words models and semantic hashing: [`bow`] trains and loads NVDM, NASH and LSH,
 //! [`coder`] reads codes and features off any checkpoint, [`hamming`] packs codes and finds the
-//! exact Hamming top-k, [`search`] is a corpus's saved index, [`retrieval`] measures
+//! exact Hamming top-k, [`search`] is a corpus's saved index, [`cosine`] the exact cosine top-k
+//! and multi-sample matching of continuous codes with its saved index, [`retrieval`] measures
 //! precision@k, [`probe`] classifies labels from latent features and [`projection`] maps codes
 //! to 2-D.
 //!
@@ -24,6 +25,7 @@ pub mod cli_cluster;
 pub mod cluster;
 pub mod coder;
 pub mod corpus;
+pub mod cosine;
 pub mod data;
 pub mod engine;
 pub mod eval;
