@@ -22,7 +22,7 @@ use crate::checkpoint::{Checkpoint, Provenance};
 use crate::corpus::normalize;
 use crate::data::length_batches;
 use crate::engine::Engine;
-use crate::model::{BowModel, ModelConfig, TokenBatch};
+use crate::model::{BowModel, LatentKind, ModelConfig, TokenBatch};
 use crate::vocab::{Vocab, UNK};
 
 /// Which reading of the encoder to return.
@@ -62,6 +62,67 @@ impl FromStr for FeatureKind {
     }
 }
 
+/// What a loaded model can do, asked of the model once (see [`Coder::capabilities`]) so that
+/// callers such as the explorer's tabs test a capability instead of matching model kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The name users know the model by: the latent kind of a sequence model (`binary`,
+    /// `gaussian`, …) or the bag-of-words family (`nash`, `nvdm`, `lsh`).
+    pub name: &'static str,
+    /// How its codes behave: bits (binary kinds, nash, lsh) or continuous (gaussian,
+    /// bottleneck, nvdm); `lm` has none.
+    pub kind: LatentKind,
+    /// Texts map to codes.
+    pub encodes: bool,
+    /// A code decodes to a sentence (sequence models).
+    pub decodes_text: bool,
+    /// A code decodes to a distribution over words (nvdm, nash).
+    pub decodes_words: bool,
+    /// A text can be scored (its NLL) under any code.
+    pub scores: bool,
+}
+
+impl Capabilities {
+    /// A sequence model of latent kind `kind`.
+    pub fn of_seq(kind: LatentKind) -> Self {
+        Self {
+            name: kind.name(),
+            kind,
+            encodes: kind.has_latent(),
+            decodes_text: true,
+            decodes_words: false,
+            scores: kind.has_latent(),
+        }
+    }
+
+    /// A bag-of-words model.
+    pub fn of_bow(model: &BowModel) -> Self {
+        let (name, kind, decoder) = match model {
+            BowModel::Nvdm(_) => ("nvdm", LatentKind::Gaussian, true),
+            BowModel::Nash(_) => ("nash", LatentKind::BinaryVae, true),
+            BowModel::Lsh(_) => ("lsh", LatentKind::Binary, false),
+        };
+        Self {
+            name,
+            kind,
+            encodes: true,
+            decodes_text: false,
+            decodes_words: decoder,
+            scores: decoder,
+        }
+    }
+
+    /// Codes are bits.
+    pub fn is_binary(&self) -> bool {
+        self.kind.is_binary()
+    }
+
+    /// A code decodes to something to show (a sentence or words).
+    pub fn decodes(&self) -> bool {
+        self.decodes_text || self.decodes_words
+    }
+}
+
 /// A loaded checkpoint of any family that maps texts to codes.
 pub enum Coder {
     Seq(Box<Engine>),
@@ -85,6 +146,29 @@ impl Coder {
 
     pub fn from_engine(engine: Engine) -> Self {
         Coder::Seq(Box::new(engine))
+    }
+
+    /// What this model can do.
+    pub fn capabilities(&self) -> Capabilities {
+        match self {
+            Coder::Seq(e) => Capabilities::of_seq(e.kind()),
+            Coder::Bow(b) => Capabilities::of_bow(&b.model),
+        }
+    }
+
+    /// A code decodes to a sentence.
+    pub fn can_decode_text(&self) -> bool {
+        self.capabilities().decodes_text
+    }
+
+    /// A code decodes to a distribution over words.
+    pub fn can_decode_words(&self) -> bool {
+        self.capabilities().decodes_words
+    }
+
+    /// A text's NLL can be computed under any code.
+    pub fn can_score(&self) -> bool {
+        self.capabilities().scores
     }
 
     pub fn path(&self) -> &Path {

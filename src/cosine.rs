@@ -682,6 +682,30 @@ impl ContinuousIndex {
         )
     }
 
+    /// The index cached beside `checkpoint` if it was built from this checkpoint file and this
+    /// corpus; otherwise the train split of `corpus` encoded with `encode`, saved there for next
+    /// time (the same policy as [`crate::search::CorpusIndex::load_or_build`]).
+    pub fn load_or_build(
+        checkpoint: &Path,
+        model: &str,
+        corpus: &Corpus,
+        dim: usize,
+        encode: &mut dyn FnMut(&[&str]) -> Result<Vec<Posterior>>,
+    ) -> Result<crate::search::CachedIndex<Self>> {
+        crate::search::cached_beside(
+            checkpoint,
+            Self::load,
+            |ix: &Self| {
+                ix.meta.corpus_hash == corpus.hash
+                    && ix.dim() == dim
+                    && ix.is_current_for(checkpoint).unwrap_or(false)
+            },
+            |model: &str| Self::build_with(checkpoint, model, dim, corpus, &[Split::Train], encode),
+            Self::save,
+            model,
+        )
+    }
+
     /// Whether the index was built from the checkpoint file as it is now.
     pub fn is_current_for(&self, checkpoint: &Path) -> Result<bool> {
         Ok(file_sha256(checkpoint)? == self.meta.checkpoint_sha256)

@@ -32,6 +32,7 @@ pub mod eval;
 pub mod explore;
 pub mod hamming;
 pub mod model;
+pub mod nearest;
 pub mod probe;
 pub mod projection;
 pub mod retrieval;

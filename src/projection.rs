@@ -181,7 +181,41 @@ impl CodeMap {
     /// Projects (up to `max_points` of) an index's codes onto their first two principal
     /// components; the sample is drawn from `seed`.
     pub fn from_index(index: &CorpusIndex, max_points: usize, seed: u64) -> Result<Self, String> {
-        let n = index.len();
+        Self::from_entries(
+            index.len(),
+            &|i| index.code(i),
+            &index.labels,
+            &index.label_names,
+            max_points,
+            seed,
+        )
+    }
+
+    /// [`CodeMap::from_index`] for continuous codes.
+    pub fn from_continuous(
+        index: &crate::nearest::ContinuousIndex,
+        max_points: usize,
+        seed: u64,
+    ) -> Result<Self, String> {
+        Self::from_entries(
+            index.len(),
+            &|i| index.codes[i].clone(),
+            &index.labels,
+            &index.label_names,
+            max_points,
+            seed,
+        )
+    }
+
+    /// A map of `n` entries whose codes `code` gives.
+    fn from_entries(
+        n: usize,
+        code: &dyn Fn(usize) -> Vec<f32>,
+        labels: &[Option<u32>],
+        label_names: &[String],
+        max_points: usize,
+        seed: u64,
+    ) -> Result<Self, String> {
         if n == 0 || max_points == 0 {
             return Err("nothing to map: the index is empty".into());
         }
@@ -191,7 +225,7 @@ impl CodeMap {
             (0..n).collect()
         };
         entries.sort_unstable();
-        let codes: Vec<Vec<f32>> = entries.iter().map(|&i| index.code(i)).collect();
+        let codes: Vec<Vec<f32>> = entries.iter().map(|&i| code(i)).collect();
         let pca = Pca::fit(&codes, 2)?;
         let points: Vec<[f32; 2]> = codes.iter().map(|c| to_xy(&pca.project(c))).collect();
         let mut lo = [f32::INFINITY; 2];
@@ -204,8 +238,8 @@ impl CodeMap {
         }
         Ok(Self {
             pca,
-            labels: entries.iter().map(|&i| index.labels[i]).collect(),
-            label_names: index.label_names.clone(),
+            labels: entries.iter().map(|&i| labels[i]).collect(),
+            label_names: label_names.to_vec(),
             entries,
             points,
             bounds: (lo, hi),

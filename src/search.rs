@@ -53,14 +53,52 @@ pub struct Neighbor<'a> {
 
 /// An index from [`CorpusIndex::load_or_build`] and where it lives.
 #[derive(Clone, Debug)]
-pub struct CachedIndex {
-    pub index: CorpusIndex,
+pub struct CachedIndex<I = CorpusIndex> {
+    pub index: I,
     /// Beside the checkpoint: where it was loaded from or saved to.
     pub path: PathBuf,
     /// Loaded from `path` rather than built now.
     pub from_disk: bool,
     /// Why a freshly built index could not be saved, if it could not.
     pub save_error: Option<String>,
+}
+
+/// The index saved beside `checkpoint` if `is_fresh` accepts it, else one built now (with
+/// `model` as the model's description, read from the checkpoint when empty) and saved there;
+/// a failed save is reported in the result, not an error. Binary and continuous indexes share
+/// this policy (and the file name: a checkpoint has one kind of code).
+pub fn cached_beside<I>(
+    checkpoint: &Path,
+    load: impl Fn(&Path) -> Result<I>,
+    is_fresh: impl Fn(&I) -> bool,
+    build: impl FnOnce(&str) -> Result<I>,
+    save: impl Fn(&I, &Path) -> Result<()>,
+    model: &str,
+) -> Result<CachedIndex<I>> {
+    let path = CorpusIndex::default_path(checkpoint);
+    if let Some(index) = load(&path).ok().filter(|ix| is_fresh(ix)) {
+        return Ok(CachedIndex {
+            index,
+            path,
+            from_disk: true,
+            save_error: None,
+        });
+    }
+    let model = if model.is_empty() {
+        crate::checkpoint::Checkpoint::read(checkpoint, &candle_core::Device::Cpu)?
+            .config
+            .describe()
+    } else {
+        model.to_string()
+    };
+    let index = build(&model)?;
+    let save_error = save(&index, &path).err().map(|e| format!("{e:#}"));
+    Ok(CachedIndex {
+        index,
+        path,
+        from_disk: false,
+        save_error,
+    })
 }
 
 /// Codes, texts and labels of a corpus, searchable by Hamming distance.
@@ -189,35 +227,20 @@ impl CorpusIndex {
         bits: usize,
         encode: &mut dyn FnMut(&[&str]) -> Result<Vec<Vec<f32>>>,
     ) -> Result<CachedIndex> {
-        let path = Self::default_path(checkpoint);
-        let saved = Self::load(&path).ok().filter(|ix| {
-            ix.meta.corpus_hash == corpus.hash
-                && ix.bits() == bits
-                && ix.is_current_for(checkpoint).unwrap_or(false)
-        });
-        if let Some(index) = saved {
-            return Ok(CachedIndex {
-                index,
-                path,
-                from_disk: true,
-                save_error: None,
-            });
-        }
-        let model = if model.is_empty() {
-            crate::checkpoint::Checkpoint::read(checkpoint, &candle_core::Device::Cpu)?
-                .config
-                .describe()
-        } else {
-            model.to_string()
-        };
-        let index = Self::build_with(checkpoint, &model, bits, corpus, &[Split::Train], encode)?;
-        let save_error = index.save(&path).err().map(|e| format!("{e:#}"));
-        Ok(CachedIndex {
-            index,
-            path,
-            from_disk: false,
-            save_error,
-        })
+        cached_beside(
+            checkpoint,
+            Self::load,
+            |ix: &Self| {
+                ix.meta.corpus_hash == corpus.hash
+                    && ix.bits() == bits
+                    && ix.is_current_for(checkpoint).unwrap_or(false)
+            },
+            |model: &str| {
+                Self::build_with(checkpoint, model, bits, corpus, &[Split::Train], encode)
+            },
+            Self::save,
+            model,
+        )
     }
 
     /// Whether the index was built from the checkpoint file as it is now.

@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Serialize;
 
+use crate::checkpoint::Provenance;
 use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::data::encode_examples;
 use crate::engine::{Encoding, Engine};
@@ -31,6 +32,8 @@ pub struct EncodedSentence {
     pub encoding: Encoding,
     /// Binary: rounded bits; continuous: μ.
     pub code: Vec<f32>,
+    /// A bag of words (bag-of-words models): `unknown` words are left out, not `<unk>`.
+    pub bag: bool,
 }
 
 impl EncodedSentence {
@@ -42,8 +45,13 @@ impl EncodedSentence {
             words.dedup();
             let n = self.unknown.len();
             out.push(format!(
-                "{n} unknown word{} shown as <unk>: {}",
+                "{n} unknown word{} {}: {}",
                 if n == 1 { "" } else { "s" },
+                if self.bag {
+                    "left out of the bag (stop words are never in it)"
+                } else {
+                    "shown as <unk>"
+                },
                 words.join(", ")
             ));
         }
@@ -76,6 +84,7 @@ pub fn encode_sentence(engine: &Engine, text: &str) -> Result<EncodedSentence> {
         max_len: engine.max_len(),
         encoding,
         code,
+        bag: false,
     })
 }
 
@@ -118,6 +127,22 @@ pub fn walk_path(
     let binary = engine.kind().is_binary();
     let ea = encode_sentence(engine, a).map_err(|e| e.context("sentence A"))?;
     let eb = encode_sentence(engine, b).map_err(|e| e.context("sentence B"))?;
+    walk_between(ea, eb, binary, seed, steps, slerp, &mut |codes, rng| {
+        engine.decode(codes, Strategy::Greedy, rng)
+    })
+}
+
+/// The walk of [`walk_path`] between two encoded texts of any model, each point decoded by
+/// `decode` (a sentence, or a model's top words).
+pub fn walk_between(
+    ea: EncodedSentence,
+    eb: EncodedSentence,
+    binary: bool,
+    seed: u64,
+    steps: usize,
+    slerp: bool,
+    decode: &mut dyn FnMut(&[Vec<f32>], &mut StdRng) -> Result<Vec<String>>,
+) -> Result<PathWalk> {
     let mut rng = StdRng::seed_from_u64(seed);
     let raw: Vec<(Option<usize>, Vec<f32>)> = if binary {
         explore::hamming_path(&ea.code, &eb.code, &mut rng)
@@ -136,7 +161,7 @@ pub fn walk_path(
             .collect()
     };
     let codes: Vec<Vec<f32>> = raw.iter().map(|p| p.1.clone()).collect();
-    let texts = engine.decode(&codes, Strategy::Greedy, &mut rng)?;
+    let texts = decode(&codes, &mut rng)?;
     let last = (raw.len() - 1).max(1) as f32;
     let points = raw
         .into_iter()
@@ -291,13 +316,18 @@ pub fn sample_prior_each(
 
 /// The corpus a checkpoint was trained on (`spec` overrides it).
 pub fn corpus_of(engine: &Engine, spec: Option<&str>) -> Result<Corpus> {
+    corpus_of_provenance(&engine.provenance, spec)
+}
+
+/// [`corpus_of`] for a checkpoint of any family, by its provenance.
+pub fn corpus_of_provenance(provenance: &Provenance, spec: Option<&str>) -> Result<Corpus> {
     let spec = match spec {
         Some(s) => s.to_string(),
-        None => match engine.provenance.stored_corpus() {
+        None => match provenance.stored_corpus() {
             Some(s) => s,
             None => bail!(
                 "the checkpoint was trained on `{}`, which is not there any more; pass --corpus PATH",
-                engine.provenance.corpus_shown()
+                provenance.corpus_shown()
             ),
         },
     };
@@ -312,13 +342,18 @@ pub fn corpus_of(engine: &Engine, spec: Option<&str>) -> Result<Corpus> {
 
 /// The checkpoint's own corpus, with a message that does not assume a command-line flag.
 pub fn own_corpus(engine: &Engine, purpose: &str) -> Result<Corpus> {
-    if engine.provenance.stored_corpus().is_none() {
+    own_corpus_of(&engine.provenance, purpose)
+}
+
+/// [`own_corpus`] for a checkpoint of any family, by its provenance.
+pub fn own_corpus_of(provenance: &Provenance, purpose: &str) -> Result<Corpus> {
+    if provenance.stored_corpus().is_none() {
         bail!(
             "{purpose} need the corpus the checkpoint was trained on, `{}`, which is not here",
-            engine.provenance.corpus_shown()
+            provenance.corpus_shown()
         );
     }
-    corpus_of(engine, None)
+    corpus_of_provenance(provenance, None)
 }
 
 /// Each bit's mean over (up to 2000) validation sentences of the checkpoint's corpus.

@@ -495,3 +495,57 @@ fn builds_from_gaussian_and_nvdm_checkpoints() -> Result<()> {
     assert!(found.iter().all(|h| h.close_pairs.is_some()));
     Ok(())
 }
+
+/// `latent-tui search` on a continuous checkpoint: cosine neighbours from an index it builds
+/// and caches beside the checkpoint, and the multi-sample ranking with `--match`.
+#[test]
+fn search_finds_cosine_neighbours_of_a_continuous_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::fixtures();
+    // A copy, so that the index this test caches does not meet other tests' files.
+    let ckpt = dir.path().join("gaussian.safetensors");
+    std::fs::copy(&f.gaussian, &ckpt).unwrap();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+            .arg("search")
+            .arg(&ckpt)
+            .arg("the small dog sees the cat")
+            .args(["-k", "4", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let plain = run(&[]);
+    let hits = plain["neighbors"].as_array().unwrap();
+    assert_eq!(hits.len(), 4);
+    let sims: Vec<f64> = hits
+        .iter()
+        .map(|h| h["similarity"].as_f64().unwrap())
+        .collect();
+    assert!(sims.windows(2).all(|w| w[0] >= w[1]), "{sims:?}");
+    assert!(hits.iter().all(|h| h["close_pairs"].is_null()));
+    assert!(
+        CorpusIndex::default_path(&ckpt).exists(),
+        "the index is cached"
+    );
+    let matched = run(&[
+        "--match",
+        "--samples",
+        "4",
+        "--min-pairs",
+        "2",
+        "--radius",
+        "50",
+    ]);
+    let hits = matched["neighbors"].as_array().unwrap();
+    assert_eq!(hits.len(), 4);
+    // A radius far beyond any distance: every one of the 16 pairs is close.
+    assert!(hits.iter().all(|h| h["close_pairs"] == 16), "{hits:?}");
+    assert_eq!(matched["match"]["samples"], 4);
+}

@@ -917,13 +917,42 @@ fn the_help_lists_the_neighbors_keys() {
 }
 
 #[test]
-fn neighbors_of_a_gaussian_model_say_so() {
+fn neighbors_of_a_gaussian_model_rank_by_cosine() {
     let mut h = harness(&fixtures().gaussian);
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    h.key(KeyCode::Char('6'));
+    assert_eq!(h.app.tab, Tab::Neighbors);
+    let s = h.screen();
+    assert_has(&s, "20 nearest of");
+    assert_has(&s, "cosine similarity of μ");
+    assert_has(&s, "exact cosine, not saved");
+    let hits = match h.app.cosine_neighbors_of_current() {
+        Some(Ok(v)) => v,
+        other => panic!("expected neighbours, got {other:?}"),
+    };
+    assert_eq!(hits.len(), 20);
+    assert!(hits.windows(2).all(|w| w[0].cosine >= w[1].cosine));
+    assert!(h.app.neighbors_of_current().is_none(), "no Hamming list");
+    // A nudge moves the query.
+    h.key(KeyCode::Char('1'))
+        .key(KeyCode::Char('+'))
+        .key(KeyCode::Char('+'))
+        .key(KeyCode::Char('6'));
+    assert_has(&h.screen(), "(code edited)");
+    h.key(KeyCode::Char('m'));
+    assert_has(&h.screen(), "PCA of");
+}
+
+#[test]
+fn neighbors_of_an_lm_model_say_why_not() {
+    let mut h = harness(&fixtures().lm);
     h.shift_tab();
     h.shift_tab();
     assert_eq!(h.app.tab, Tab::Neighbors);
     let s = h.screen();
-    assert_has(&s, "Only binary-code checkpoints can be indexed");
+    assert_has(&s, "it has no encoder, so sentences have no codes");
     assert!(h.queued().is_empty());
 }
 

@@ -461,6 +461,27 @@ pub struct SearchArgs {
     /// built and saved there first if it is missing or stale).
     #[arg(long)]
     pub index: Option<PathBuf>,
+    /// Continuous codes (gaussian, bottleneck, nvdm): rank the cosine neighbours by
+    /// multi-sample matching instead — draw --samples codes per sentence from its posterior;
+    /// two sentences match when at least --min-pairs of the samples² pairs lie within
+    /// --radius (Euclidean) of each other.
+    #[arg(long = "match")]
+    pub multi_sample: bool,
+    /// With --match: codes drawn per sentence (n).
+    #[arg(long, default_value_t = 10)]
+    pub samples: usize,
+    /// With --match: close pairs (of n²) that make a match (m).
+    #[arg(long, default_value_t = 10)]
+    pub min_pairs: usize,
+    /// With --match: the largest distance of a close pair (t).
+    #[arg(long, default_value_t = 1.0)]
+    pub radius: f32,
+    /// With --match: cosine neighbours re-ranked.
+    #[arg(long, default_value_t = 100)]
+    pub candidates: usize,
+    /// With --match: seed of the drawn codes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -488,6 +509,15 @@ fn search(args: SearchArgs) -> Result<()> {
         anyhow::bail!("give a sentence to search for, or --code");
     }
     let mut coder = None;
+    if args.index.is_none() {
+        let loaded = Coder::load(&checkpoint, &Device::Cpu)?;
+        if !loaded.is_binary() {
+            return search_continuous(&args, &checkpoint, query, loaded);
+        }
+        coder = Some(loaded);
+    } else if args.multi_sample {
+        anyhow::bail!("--match is for continuous codes, searched without --index");
+    }
     let (index, index_path) = match &args.index {
         Some(path) => {
             let index = CorpusIndex::load(path)?;
@@ -502,7 +532,10 @@ fn search(args: SearchArgs) -> Result<()> {
             (index, path.clone())
         }
         None => {
-            let loaded = Coder::load(&checkpoint, &Device::Cpu)?;
+            let loaded = coder.take().expect("loaded above");
+            if args.multi_sample {
+                anyhow::bail!("--match is for continuous codes; {} has binary codes, searched by Hamming distance", checkpoint.display());
+            }
             let corpus = load_corpus(&corpus_spec(&None, loaded.provenance())?)?;
             let bar = progress_bar("indexing the corpus (once; cached beside the checkpoint)");
             let cached = CorpusIndex::load_or_build(
@@ -581,6 +614,138 @@ fn search(args: SearchArgs) -> Result<()> {
     }
     println!(
         "({} of {} entries, {:.2} ms)",
+        hits.len(),
+        index.len(),
+        elapsed.as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// `search` for continuous codes: exact cosine neighbours of the query's μ, or (with --match)
+/// those neighbours re-ranked by multi-sample matching.
+fn search_continuous(
+    args: &SearchArgs,
+    checkpoint: &std::path::Path,
+    query: Option<String>,
+    coder: Coder,
+) -> Result<()> {
+    use crate::cosine::{coder_posteriors, ContinuousIndex, MatchRule};
+    let Some(query) = query else {
+        anyhow::bail!(
+            "--code takes bits; {} has continuous codes: search by sentence",
+            checkpoint.display()
+        );
+    };
+    let corpus = load_corpus(&corpus_spec(&None, coder.provenance())?)?;
+    let bar = progress_bar("indexing the corpus (once; cached beside the checkpoint)");
+    let cached = ContinuousIndex::load_or_build(
+        checkpoint,
+        &coder.config().describe(),
+        &corpus,
+        coder.latent_dim(),
+        &mut |texts| {
+            coder_posteriors(&coder, texts, &mut |f| {
+                bar.set_position((f * 1000.0) as u64)
+            })
+        },
+    )?;
+    bar.finish_and_clear();
+    if let Some(e) = &cached.save_error {
+        eprintln!(
+            "note: the index could not be saved to {} ({e}); it is rebuilt next time",
+            cached.path.display()
+        );
+    } else if !cached.from_disk {
+        eprintln!(
+            "indexed {} entries of `{}` → {}",
+            cached.index.len(),
+            corpus.name,
+            cached.path.display()
+        );
+    }
+    let index = &cached.index;
+    let posterior = coder_posteriors(&coder, &[query.as_str()], &mut |_| {})?.remove(0);
+    let rule = MatchRule {
+        samples: args.samples,
+        min_close_pairs: args.min_pairs,
+        radius: args.radius,
+        candidates: args.candidates.max(args.k),
+        seed: args.seed,
+    };
+    let started = std::time::Instant::now();
+    let hits = if args.multi_sample {
+        rule.validate()?;
+        index.search_matching(&posterior, args.k, &rule)?
+    } else {
+        index.search(&posterior.mean, args.k)?
+    };
+    let elapsed = started.elapsed();
+    let shown = crate::corpus::normalize(&query);
+    let unknown = coder.unknown_words(&query);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "query": shown, "mean": posterior.mean, "unknown": unknown,
+                "index": cached.path, "entries": index.len(),
+                "match": args.multi_sample.then_some(serde_json::json!({
+                    "samples": rule.samples, "min_pairs": rule.min_close_pairs,
+                    "radius": rule.radius, "candidates": rule.candidates, "seed": rule.seed,
+                })),
+                "neighbors": hits,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("query  {shown}");
+    if !unknown.is_empty() {
+        println!("unknown words (ignored or <unk>): {}", unknown.join(", "));
+    }
+    let width = hits
+        .iter()
+        .filter_map(|h| h.label.map(str::len))
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    if args.multi_sample {
+        println!(
+            "{:>4} {:>6} {:>7}  {:<width$}  text",
+            "rank", "cosine", "pairs", "label"
+        );
+    } else {
+        println!("{:>4} {:>6}  {:<width$}  text", "rank", "cosine", "label");
+    }
+    for (rank, h) in hits.iter().enumerate() {
+        let pairs = match h.close_pairs {
+            Some(c) if rule.is_match(c) => format!("{c:>7}"),
+            Some(c) => format!("{:>7}", format!("({c})")),
+            None => String::new(),
+        };
+        let pairs = if args.multi_sample {
+            format!(" {pairs}")
+        } else {
+            pairs
+        };
+        println!(
+            "{:>4} {:>6.3}{pairs}  {:<width$}  {}",
+            rank + 1,
+            h.similarity,
+            h.label.unwrap_or("–"),
+            h.text
+        );
+    }
+    let how = if args.multi_sample {
+        format!(
+            "; a match needs {} of {} sample pairs within {} (unmatched in parentheses)",
+            rule.min_close_pairs,
+            rule.samples * rule.samples,
+            rule.radius
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "({} of {} entries, {:.2} ms{how})",
         hits.len(),
         index.len(),
         elapsed.as_secs_f64() * 1e3

@@ -6,6 +6,7 @@
 //! recorded by the checkpoint's own `tokenizer.json` and needs no extra config.
 
 pub mod cli;
+pub mod explore;
 pub mod train;
 pub mod words;
 

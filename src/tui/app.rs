@@ -529,13 +529,13 @@ impl App {
 
     fn hints(&self) -> Vec<(&'static str, &'static str)> {
         let mut h = match self.tab {
-            Tab::Explore => self.explore.hints(self.model.kind),
-            Tab::Path => self.path.hints(self.model.kind),
-            Tab::Sample => self.sample.hints(self.model.kind),
-            Tab::Stats => self.stats.hints(self.model.kind),
-            Tab::Train => self.train.hints(self.model.kind),
-            Tab::Neighbors => self.neighbors.hints(self.model.kind),
-            Tab::Clusters => self.clusters.hints(self.model.kind),
+            Tab::Explore => self.explore.hints(self.model.caps),
+            Tab::Path => self.path.hints(self.model.caps),
+            Tab::Sample => self.sample.hints(self.model.caps),
+            Tab::Stats => self.stats.hints(self.model.caps),
+            Tab::Train => self.train.hints(self.model.caps),
+            Tab::Neighbors => self.neighbors.hints(self.model.caps),
+            Tab::Clusters => self.clusters.hints(self.model.caps),
         };
         if self.typing() {
             h.extend([("Tab", "next tab"), ("F1", "keys"), ("Ctrl-C", "quit")]);

@@ -18,13 +18,13 @@ use super::app::{App, Tab};
 use super::cluster_map::{ClusterMap, Viewport};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, InputAction, TextInput};
-use super::worker::{neighbor_index, Job, JobKind};
+use super::worker::{neighbor_index, Entries, Job, JobKind};
 use crate::cluster::{ClusterMethod, ClusterOptions};
+use crate::coder::{Capabilities, Coder};
 use crate::corpus::Split;
 use crate::engine::Engine;
 use crate::explore::bit_string;
 use crate::hamming::PackedCodes;
-use crate::model::LatentKind;
 use crate::structure::{
     analogy, changed_bits, cluster_corpus, AttributeVector, ClusterReport, CodeModel, CodedCorpus,
 };
@@ -126,27 +126,27 @@ impl ClusterView {
 /// Clusters the train split of the model's corpus: for binary codes from the Neighbors tab's
 /// index (loaded from beside the checkpoint, or built and saved there), else encoded now.
 pub fn compute_clusters(
-    engine: &Engine,
+    coder: &Coder,
     req: &ClusterRequest,
     progress: &mut dyn FnMut(f64),
 ) -> Result<ClusterView> {
-    let binary = engine.kind().is_binary();
-    let data = if binary {
-        let ix = neighbor_index(engine, req.corpus.as_deref(), 0, progress)?;
-        CodedCorpus::from_index(&ix.index).subset(req.max_entries, req.seed)
-    } else {
-        let corpus = match &req.corpus {
-            Some(spec) => crate::tasks::corpus_of(engine, Some(spec))?,
-            None => crate::tasks::own_corpus(engine, "clusters")?,
-        };
-        CodedCorpus::encode(
-            CodeModel::Engine(engine),
-            &corpus,
-            Split::Train,
-            req.max_entries,
-            req.seed,
-            progress,
-        )?
+    let binary = coder.is_binary();
+    let data = match neighbor_index(coder, req.corpus.as_deref(), 0, progress)?.index {
+        Entries::Hamming(ix) => CodedCorpus::from_index(&ix).subset(req.max_entries, req.seed),
+        Entries::Cosine(_) => {
+            let corpus = match &req.corpus {
+                Some(spec) => crate::tasks::corpus_of_provenance(coder.provenance(), Some(spec))?,
+                None => crate::tasks::own_corpus_of(coder.provenance(), "clusters")?,
+            };
+            CodedCorpus::encode(
+                CodeModel::Coder(coder),
+                &corpus,
+                Split::Train,
+                req.max_entries,
+                req.seed,
+                progress,
+            )?
+        }
     };
     let labels = data
         .labels
@@ -170,15 +170,14 @@ pub fn compute_clusters(
         ..ClusterOptions::default()
     };
     let mut report = cluster_corpus(&data, method, &opts)?;
-    report.decode_centers(CodeModel::Engine(engine))?;
+    report.decode_centers(CodeModel::Coder(coder))?;
     let label_means = data
         .label_names
         .iter()
         .map(|n| data.label_mean(n).ok())
         .collect();
-    let packed = binary.then(|| {
-        PackedCodes::from_codes(engine.latent_dim(), data.codes.iter().map(Vec::as_slice))
-    });
+    let packed = binary
+        .then(|| PackedCodes::from_codes(coder.latent_dim(), data.codes.iter().map(Vec::as_slice)));
     let map = ClusterMap::build(&data, &report.assignment, report.clusters.len());
     Ok(ClusterView {
         data,
@@ -318,9 +317,9 @@ impl ClustersState {
         }
     }
 
-    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
+    pub fn hints(&self, caps: Capabilities) -> Vec<(&'static str, &'static str)> {
         let mode = if self.typing { Mode::Typing } else { Mode::Nav };
-        keys::hints(view_keys(self.view), mode, kind)
+        keys::hints(view_keys(self.view), mode, caps)
     }
 }
 
@@ -847,27 +846,27 @@ impl App {
     }
 
     pub(super) fn clusters_key(&mut self, key: KeyEvent) {
-        let kind = self.model.kind;
+        let caps = self.model.caps;
         let table = view_keys(self.clusters.view);
         let action = if self.clusters.typing {
             let c = &mut self.clusters;
             match c.inputs[c.field].on_key(key) {
                 InputAction::Submit => Action::Submit,
                 InputAction::Cancel => Action::Leave,
-                InputAction::Ignored => match keys::lookup(table, Mode::Typing, key.code, kind) {
+                InputAction::Ignored => match keys::lookup(table, Mode::Typing, key.code, caps) {
                     Lookup::Action(a) => a,
                     _ => return,
                 },
                 _ => return,
             }
         } else {
-            match keys::lookup(table, Mode::Nav, key.code, kind) {
+            match keys::lookup(table, Mode::Nav, key.code, caps) {
                 Lookup::Action(a) => a,
                 Lookup::NotForThisModel(why) => return self.notice(why),
                 Lookup::Unbound => return,
             }
         };
-        if !kind.has_latent() && !matches!(action, Action::Back | Action::Leave) {
+        if !caps.encodes && !matches!(action, Action::Back | Action::Leave) {
             return self.notice("an `lm` model has no encoder, so there are no codes to cluster");
         }
         match self.clusters.view {

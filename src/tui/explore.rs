@@ -11,9 +11,9 @@ use super::app::App;
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, grouped_columns, put, text, InputAction, TextInput, EIGHTHS};
 use super::worker::{Bars, Job, JobKind};
+use crate::coder::Capabilities;
 use crate::explore;
 use crate::model::decode::Strategy;
-use crate::model::LatentKind;
 use crate::tasks::EncodedSentence;
 
 /// Where keys go: the sentence field, or the code (navigation, where digits switch tabs; the
@@ -75,7 +75,7 @@ impl ExploreState {
             .map(|s| explore::hamming(&s.code, &self.code))
     }
 
-    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
+    pub fn hints(&self, kind: Capabilities) -> Vec<(&'static str, &'static str)> {
         match self.focus {
             Focus::Input => keys::hints(KEYS, Mode::Typing, kind),
             Focus::Code if self.code.is_empty() => keys::hints_where(KEYS, Mode::Nav, kind, |a| {
@@ -207,7 +207,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "d",
         "decoder: greedy → beam search (width 4) → sampling (t = 1)",
         Some(("d", "decoder")),
-        Only::Any,
+        Only::Text,
         Action::Decoder,
     ),
     nav(
@@ -251,7 +251,7 @@ impl App {
                     }
                 }
             },
-            Focus::Code => match keys::lookup(KEYS, Mode::Nav, key.code, self.model.kind) {
+            Focus::Code => match keys::lookup(KEYS, Mode::Nav, key.code, self.model.caps) {
                 Lookup::Action(a) => self.explore_do(a),
                 Lookup::NotForThisModel(why) => self.notice(why),
                 Lookup::Unbound => {}
@@ -357,9 +357,12 @@ impl App {
         self.explore_request_code_work();
     }
 
-    /// A new code needs a new decoding and new bars.
+    /// A new code needs a new decoding and new bars (for models that can give them).
     fn explore_request_code_work(&mut self) {
         self.explore_request_decode();
+        if !self.model.caps.scores {
+            return;
+        }
         if let Some(s) = &self.explore.sentence {
             let job = Job::Bars {
                 ids: s.ids.clone(),
@@ -371,7 +374,7 @@ impl App {
     }
 
     fn explore_request_decode(&mut self) {
-        if self.explore.code.is_empty() {
+        if self.explore.code.is_empty() || !self.model.caps.decodes() {
             return;
         }
         if matches!(self.explore.strategy, Strategy::Sample { .. }) {
@@ -790,9 +793,34 @@ fn render_dims(
     detail_line(buf, inner, y0 + rows + 1 + index_row as u16, info);
 }
 
+/// Why a model without a decoder shows no decoding and no bars.
+fn no_decoder_text(app: &App) -> String {
+    format!(
+        "an `{}` model has no decoder: its bits are signs of random projections of the document's TF-IDF vector, so a code has no words and no likelihood. Neighbors (tab 6) finds the documents whose codes are nearest.",
+        app.model.caps.name
+    )
+}
+
 fn render_decoding(app: &App, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
     let st = &app.explore;
+    if !app.model.caps.decodes_text {
+        let title = if app.model.caps.decodes_words {
+            " Decoding · the decoder's most probable words, p(w | code) "
+        } else {
+            " Decoding "
+        };
+        let block = t.block(Line::from(Span::styled(title, t.bold())), false);
+        let inner = block.inner(area);
+        block.render(area, buf);
+        let line = if !app.model.caps.decodes_words {
+            Line::from(Span::styled(no_decoder_text(app), t.dim()))
+        } else {
+            decoding_line(app)
+        };
+        widgets::wrapped(buf, inner, vec![line]);
+        return;
+    }
     let label = match st.strategy {
         Strategy::Sample { temperature } => {
             format!("sample t={temperature} (seed {})", st.decode_seed)
@@ -809,8 +837,15 @@ fn render_decoding(app: &App, area: Rect, buf: &mut Buffer) {
     );
     let inner = block.inner(area);
     block.render(area, buf);
+    widgets::wrapped(buf, inner, vec![decoding_line(app)]);
+}
+
+/// The latest decoding, dimmed while it is out of date.
+fn decoding_line(app: &App) -> Line<'static> {
+    let t = app.theme;
+    let st = &app.explore;
     let pending = app.jobs.is_pending(JobKind::Decode);
-    let line = match &st.decoding {
+    match &st.decoding {
         Some((code, Ok(s))) => {
             let stale = pending || *code != st.code;
             Line::from(Span::styled(
@@ -821,8 +856,7 @@ fn render_decoding(app: &App, area: Rect, buf: &mut Buffer) {
         Some((_, Err(e))) => Line::from(Span::styled(e.clone(), t.error())),
         None if pending => Line::from(Span::styled("decoding…", t.dim())),
         None => Line::from(Span::styled("—", t.dim())),
-    };
-    widgets::wrapped(buf, inner, vec![line]);
+    }
 }
 
 fn render_bars(app: &App, area: Rect, buf: &mut Buffer) {
@@ -834,10 +868,12 @@ fn render_bars(app: &App, area: Rect, buf: &mut Buffer) {
     } else {
         "if each dimension moved up one σ"
     };
-    let mut title = vec![Span::styled(
-        format!(" Perplexity of the sentence {what} "),
-        t.bold(),
-    )];
+    let measure = if app.model.caps.decodes_text {
+        "Perplexity of the sentence"
+    } else {
+        "NLL of the document (nats)"
+    };
+    let mut title = vec![Span::styled(format!(" {measure} {what} "), t.bold())];
     if let Some(b) = &st.bars {
         title.push(Span::styled(
             format!("· current code {:.2} ┄ ", b.base_ppl),
@@ -847,6 +883,14 @@ fn render_bars(app: &App, area: Rect, buf: &mut Buffer) {
     let block = t.block(Line::from(title), false);
     let inner = block.inner(area);
     block.render(area, buf);
+    if !app.model.caps.scores {
+        widgets::wrapped(
+            buf,
+            inner,
+            vec![Line::from(Span::styled(no_decoder_text(app), t.dim()))],
+        );
+        return;
+    }
     let (Some(b), Some(_)) = (&st.bars, &st.sentence) else {
         let msg = if app.jobs.is_pending(JobKind::Bars) {
             "scoring…"
@@ -899,7 +943,13 @@ fn render_bars(app: &App, area: Rect, buf: &mut Buffer) {
         t,
     );
     let j = st.cursor;
-    let growth = |p: f64| (p / b.base_ppl - 1.0) * 100.0;
+    let change = |p: f64| {
+        if b.nll {
+            format!("nll {p:.2} ({:+.2} nats)", p - b.base_ppl)
+        } else {
+            format!("ppl {p:.2} ({:+.1}%)", (p / b.base_ppl - 1.0) * 100.0)
+        }
+    };
     let (jmax, pmax) =
         b.ppl.iter().enumerate().fold(
             (0, f64::MIN),
@@ -909,13 +959,9 @@ fn render_bars(app: &App, area: Rect, buf: &mut Buffer) {
     let verb = if binary { "flipped" } else { "+σ" };
     let mut caption = vec![
         Span::styled(format!("{unit} {j} {verb}: "), t.accent()),
-        Span::raw(format!("ppl {:.2} ({:+.1}%)", b.ppl[j], growth(b.ppl[j]))),
+        Span::raw(change(b.ppl[j])),
         Span::styled(
-            format!(
-                "   largest: {unit} {jmax} ppl {:.2} ({:+.1}%)",
-                pmax,
-                growth(pmax)
-            ),
+            format!("   largest: {unit} {jmax} {}", change(pmax)),
             t.dim(),
         ),
     ];

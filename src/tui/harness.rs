@@ -15,6 +15,7 @@ use ratatui::Terminal;
 use super::app::{App, AppOptions, Effect};
 use super::event::Msg;
 use super::worker::{newest_per_kind, ModelInfo, Reply, Request, Worker};
+use crate::coder::Coder;
 use crate::engine::Engine;
 
 pub struct Harness {
@@ -29,10 +30,15 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(engine: Engine, options: AppOptions) -> Self {
+        Self::with_coder(Coder::from_engine(engine), options)
+    }
+
+    /// The app on a checkpoint of any family (bag-of-words models included).
+    pub fn with_coder(coder: Coder, options: AppOptions) -> Self {
         let (tx, rx) = mpsc::channel();
         Self {
-            app: App::new(ModelInfo::of(&engine), options),
-            worker: Worker::new(engine),
+            app: App::new(ModelInfo::of_coder(&coder), options),
+            worker: Worker::of_coder(coder),
             tx,
             rx,
             trainings: Vec::new(),

@@ -7,6 +7,8 @@
 
 use crossterm::event::KeyCode;
 
+use crate::coder::Capabilities;
+#[cfg(test)]
 use crate::model::LatentKind;
 
 /// The kinds of model a binding applies to.
@@ -19,11 +21,15 @@ pub enum Only {
     Continuous,
     /// Anything but binary codes: continuous codes and `lm` models.
     NotBinary,
+    /// Models whose codes decode to sentences (the sequence models).
+    Text,
 }
 
 impl Only {
-    pub fn holds(self, kind: LatentKind) -> bool {
+    pub fn holds(self, caps: Capabilities) -> bool {
+        let kind = caps.kind;
         match self {
+            Only::Text => caps.decodes_text,
             Only::Any => true,
             Only::Binary => kind.is_binary(),
             Only::Continuous => kind.has_latent() && !kind.is_binary(),
@@ -38,6 +44,7 @@ impl Only {
             Only::Binary => " (binary codes)",
             Only::Continuous => " (continuous codes)",
             Only::NotBinary => " (gaussian, lm)",
+            Only::Text => " (sequence models)",
         }
     }
 
@@ -47,6 +54,7 @@ impl Only {
             Only::Binary => "binary codes",
             Only::Continuous => "continuous codes",
             Only::NotBinary => "gaussian and lm models",
+            Only::Text => "models that decode codes to sentences",
         }
     }
 }
@@ -127,14 +135,14 @@ pub fn lookup<A: Copy>(
     table: &[Binding<A>],
     mode: Mode,
     code: KeyCode,
-    kind: LatentKind,
+    caps: Capabilities,
 ) -> Lookup<A> {
     let mut elsewhere: Option<&Binding<A>> = None;
     for b in table
         .iter()
         .filter(|b| b.mode == mode && b.keys.contains(&code))
     {
-        if b.only.holds(kind) {
+        if b.only.holds(caps) {
             return Lookup::Action(b.action);
         }
         elsewhere.get_or_insert(b);
@@ -143,9 +151,10 @@ pub fn lookup<A: Copy>(
         Some(b) => {
             let row = help_row_of(table, b);
             Lookup::NotForThisModel(format!(
-                "{}: only for {}, this model is `{kind}` — {}",
+                "{}: only for {}, this model is `{}` — {}",
                 row.label,
                 b.only.who(),
+                caps.name,
                 row.help
             ))
         }
@@ -170,11 +179,11 @@ fn help_row_of<'t, A: Copy>(table: &'t [Binding<A>], b: &'t Binding<A>) -> &'t B
 pub fn hints<A: Copy>(
     table: &[Binding<A>],
     mode: Mode,
-    kind: LatentKind,
+    caps: Capabilities,
 ) -> Vec<(&'static str, &'static str)> {
     table
         .iter()
-        .filter(|b| b.mode == mode && b.only.holds(kind))
+        .filter(|b| b.mode == mode && b.only.holds(caps))
         .filter_map(|b| b.hint)
         .collect()
 }
@@ -184,12 +193,12 @@ pub fn hints<A: Copy>(
 pub fn hints_where<A: Copy>(
     table: &[Binding<A>],
     mode: Mode,
-    kind: LatentKind,
+    caps: Capabilities,
     show: impl Fn(A) -> bool,
 ) -> Vec<(&'static str, &'static str)> {
     table
         .iter()
-        .filter(|b| b.mode == mode && b.only.holds(kind) && show(b.action))
+        .filter(|b| b.mode == mode && b.only.holds(caps) && show(b.action))
         .filter_map(|b| b.hint)
         .collect()
 }
@@ -249,8 +258,8 @@ mod tests {
 
     #[test]
     fn lookup_applies_kinds_and_says_why_a_key_does_nothing() {
-        let b = LatentKind::Binary;
-        let g = LatentKind::Gaussian;
+        let b = Capabilities::of_seq(LatentKind::Binary);
+        let g = Capabilities::of_seq(LatentKind::Gaussian);
         let space = KeyCode::Char(' ');
         assert_eq!(lookup(T, Mode::Nav, space, b), Lookup::Action(A::Flip));
         assert_eq!(

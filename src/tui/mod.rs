@@ -39,7 +39,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::Terminal;
 
-use crate::engine::Engine;
+use crate::coder::Coder;
 use app::{App, AppOptions, Effect};
 use event::{InputThread, Msg};
 use widgets::Theme;
@@ -54,15 +54,15 @@ const MAX_MSGS_PER_FRAME: usize = 512;
 /// Opens the explorer on a checkpoint. A checkpoint that cannot be loaded is an error returned
 /// before the terminal is touched.
 pub fn run(checkpoint: &Path) -> Result<()> {
-    let engine = Engine::load(checkpoint, &Device::Cpu)?;
+    let coder = Coder::load(checkpoint, &Device::Cpu)?;
     if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
         bail!(
             "the explorer needs an interactive terminal; for scripts use the `path`, `sample`, `flip`, `encode` and `decode` subcommands (see --help)"
         );
     }
-    let app = App::new(ModelInfo::of(&engine), AppOptions::default());
+    let app = App::new(ModelInfo::of_coder(&coder), AppOptions::default());
     let (tx, rx) = mpsc::channel();
-    let worker = WorkerHandle::spawn(Worker::new(engine), tx.clone());
+    let worker = WorkerHandle::spawn(Worker::of_coder(coder), tx.clone());
 
     install_panic_hook();
     let mut terminal = TerminalGuard::enter().context("setting up the terminal")?;

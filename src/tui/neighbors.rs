@@ -1,11 +1,13 @@
-//! Tab 6, Neighbors: the corpus entries nearest (by Hamming distance) to the code being explored
-//! in tab 1, and a Map view, the corpus's codes projected onto their first two principal
-//! components and drawn as a scatter plot coloured by label, with the current sentence marked.
+//! Tab 6, Neighbors: the corpus entries nearest to the code being explored in tab 1 (by
+//! Hamming distance for bits, by exact cosine similarity for continuous codes, μ), and a Map
+//! view, the corpus's codes projected onto their first two principal components and drawn as a
+//! scatter plot coloured by label, with the current sentence marked.
 //!
-//! The index is loaded from beside the checkpoint, or built over the train split of the
-//! checkpoint's corpus on the background worker (with a progress gauge) and saved there. Once
-//! it is here the search itself is a scan of packed codes (well under a millisecond for the
-//! bundled corpus), so it runs while drawing and the list follows every bit flipped in Explore.
+//! A binary index is loaded from beside the checkpoint, or built over the train split of the
+//! checkpoint's corpus on the background worker (with a progress gauge) and saved there; a
+//! continuous one is built in memory each time. Once it is here the search itself is a scan
+//! of the codes (well under a millisecond for the bundled corpus), so it runs while drawing
+//! and the list follows every bit flipped or dimension nudged in Explore.
 
 use std::sync::Arc;
 
@@ -21,8 +23,9 @@ use ratatui::widgets::{Gauge, Widget};
 use super::app::{App, Tab};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, InputAction, TextInput, Theme};
-use super::worker::{Job, JobKind, NeighborIndex};
-use crate::model::LatentKind;
+use super::worker::{Entries, Job, JobKind, NeighborIndex};
+use crate::coder::Capabilities;
+use crate::nearest::CosineHit;
 use crate::search::Neighbor;
 
 /// The neighbour counts `[` and `]` step through.
@@ -61,7 +64,7 @@ impl NeighborsState {
         }
     }
 
-    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
+    pub fn hints(&self, kind: Capabilities) -> Vec<(&'static str, &'static str)> {
         let mode = if self.typing { Mode::Typing } else { Mode::Nav };
         keys::hints(KEYS, mode, kind)
     }
@@ -193,7 +196,7 @@ pub const KEYS: &[Binding<Action>] = &[
 
 impl App {
     pub(super) fn neighbors_on_enter(&mut self) {
-        if self.model.binary()
+        if self.model.caps.encodes
             && self.neighbors.index.is_none()
             && self.neighbors.error.is_none()
             && !self.jobs.is_pending(JobKind::Index)
@@ -203,7 +206,7 @@ impl App {
     }
 
     fn neighbors_request(&mut self) {
-        if !self.model.binary() {
+        if !self.model.caps.encodes {
             return;
         }
         self.neighbors.progress = Some(0.0);
@@ -215,7 +218,7 @@ impl App {
     }
 
     pub(super) fn neighbors_key(&mut self, key: KeyEvent) {
-        let kind = self.model.kind;
+        let kind = self.model.caps;
         let action = if self.neighbors.typing {
             match self.neighbors.input.on_key(key) {
                 InputAction::Submit => Action::Submit,
@@ -321,14 +324,35 @@ impl App {
         }
     }
 
-    /// The query (Explore's current code) and its nearest entries, when both exist.
+    /// The query (Explore's current code) and its nearest entries by Hamming distance, when
+    /// both exist and the codes are bits.
     pub fn neighbors_of_current(&self) -> Option<Result<Vec<Neighbor<'_>>, String>> {
         let ix = self.neighbors.index.as_ref()?;
+        let Entries::Hamming(index) = &ix.index else {
+            return None;
+        };
         if self.explore.code.is_empty() {
             return None;
         }
         Some(
-            ix.index
+            index
+                .search(&self.explore.code, self.neighbors.k)
+                .map_err(|e| format!("{e:#}")),
+        )
+    }
+
+    /// [`App::neighbors_of_current`] for continuous codes: the entries of highest cosine
+    /// similarity to Explore's current code.
+    pub fn cosine_neighbors_of_current(&self) -> Option<Result<Vec<CosineHit>, String>> {
+        let ix = self.neighbors.index.as_ref()?;
+        let Entries::Cosine(index) = &ix.index else {
+            return None;
+        };
+        if self.explore.code.is_empty() {
+            return None;
+        }
+        Some(
+            index
                 .search(&self.explore.code, self.neighbors.k)
                 .map_err(|e| format!("{e:#}")),
         )
@@ -378,7 +402,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let [query, body] = Layout::vertical([Constraint::Length(5), Constraint::Min(0)]).areas(area);
     render_query(app, query, buf);
 
-    if !app.model.binary() {
+    if !app.model.caps.encodes {
         widgets::message_panel(
             buf,
             body,
@@ -386,13 +410,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             " Neighbors ",
             vec![
                 Line::from(format!(
-                    "Only binary-code checkpoints can be indexed. This model is `{}`: its codes \
-                     are not bits, so there are no Hamming neighbours and no corpus map.",
-                    app.model.kind
+                    "This model is `{}`: it has no encoder, so sentences have no codes, and \
+                     there are no neighbours and no corpus map.",
+                    app.model.caps.name
                 )),
                 Line::from(""),
                 Line::styled(
-                    "Load a binary checkpoint (or train one in tab 5) to use this tab.",
+                    "Load an autoencoder (or train one in tab 5) to use this tab.",
                     t.dim(),
                 ),
             ],
@@ -505,7 +529,11 @@ fn render_query(app: &App, area: Rect, buf: &mut Buffer) {
                 Span::styled("sentence ", t.dim()),
                 Span::styled(s.shown.clone(), t.bold()),
             ];
-            if let Some(d) = ex.distance().filter(|&d| d > 0) {
+            let edited = ex.code != s.code;
+            if !app.model.binary() && edited {
+                first.push(Span::styled("  (code edited)", t.changed()));
+            }
+            if let Some(d) = ex.distance().filter(|&d| d > 0 && app.model.binary()) {
                 first.push(Span::styled(
                     format!(
                         "  (code edited: {d} bit{} flipped)",
@@ -539,6 +567,15 @@ fn render_query(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 fn source_line(ix: &NeighborIndex, t: Theme) -> Line<'static> {
+    if let Entries::Cosine(c) = &ix.index {
+        return Line::styled(
+            format!(
+                "index of μ built in memory from `{}` (exact cosine, not saved)",
+                c.corpus
+            ),
+            t.dim(),
+        );
+    }
     let how = if ix.from_disk {
         "loaded from"
     } else if ix.save_error.is_some() {
@@ -557,9 +594,13 @@ fn render_list(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
             Span::styled(format!(" {} nearest ", nb.k), t.bold()),
             Span::styled(
                 format!(
-                    "of {} {} sentences · Hamming distance ",
+                    "of {} {} sentences · {} ",
                     ix.index.len(),
-                    ix.index.meta.splits.join("+")
+                    ix.index.splits(),
+                    match ix.index {
+                        Entries::Hamming(_) => "Hamming distance",
+                        Entries::Cosine(_) => "cosine similarity of μ",
+                    }
                 ),
                 t.dim(),
             ),
@@ -569,6 +610,11 @@ fn render_list(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
     let mut lines = vec![source_line(ix, t)];
+    if let Entries::Cosine(index) = &ix.index {
+        cosine_rows(app, index, inner, &mut lines);
+        widgets::lines(buf, inner, lines);
+        return;
+    }
     match app.neighbors_of_current() {
         None => lines.push(Line::from(
             "Encode a sentence in 1 Explore to see its nearest corpus entries here.",
@@ -591,7 +637,7 @@ fn render_list(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
             for (i, n) in found.iter().enumerate().skip(start).take(rows) {
                 let label: String = n.label.unwrap_or("–").chars().take(lw).collect();
                 let color = if t.color {
-                    Style::new().fg(label_color(ix.index.labels[n.index]))
+                    Style::new().fg(label_color(ix.index.label(n.index)))
                 } else {
                     Style::new()
                 };
@@ -605,6 +651,55 @@ fn render_list(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
         }
     }
     widgets::lines(buf, inner, lines);
+}
+
+/// The list's rows for continuous codes: rank, cosine similarity, label and text.
+fn cosine_rows(
+    app: &App,
+    index: &crate::nearest::ContinuousIndex,
+    inner: Rect,
+    lines: &mut Vec<Line<'static>>,
+) {
+    let t = app.theme;
+    match app.cosine_neighbors_of_current() {
+        None => lines.push(Line::from(
+            "Encode a sentence in 1 Explore to see its nearest corpus entries here.",
+        )),
+        Some(Err(e)) => lines.push(Line::styled(e, t.error())),
+        Some(Ok(found)) => {
+            let label_of = |h: &CosineHit| {
+                index.labels[h.index].map(|l| index.label_names[l as usize].as_str())
+            };
+            let lw = found
+                .iter()
+                .filter_map(label_of)
+                .map(|l| l.chars().count())
+                .max()
+                .unwrap_or(1)
+                .clamp(1, 20);
+            lines.push(Line::styled(
+                format!("{:>4}  {:>6}  {:<lw$}  text", "#", "cos", "label"),
+                t.dim(),
+            ));
+            let rows = inner.height.saturating_sub(2) as usize;
+            let nb = &app.neighbors;
+            let start = nb.scroll.min(found.len().saturating_sub(rows.max(1)));
+            for (i, h) in found.iter().enumerate().skip(start).take(rows) {
+                let label: String = label_of(h).unwrap_or("–").chars().take(lw).collect();
+                let color = if t.color {
+                    Style::new().fg(label_color(index.labels[h.index]))
+                } else {
+                    Style::new()
+                };
+                lines.push(Line::from(vec![
+                    Span::styled(format!("{:>4}  ", i + 1), t.dim()),
+                    Span::styled(format!("{:>6.3}  ", h.cosine), t.bold()),
+                    Span::styled(format!("{label:<lw$}  "), color),
+                    Span::raw(index.texts[h.index].clone()),
+                ]));
+            }
+        }
+    }
 }
 
 fn render_map(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
@@ -641,7 +736,7 @@ fn render_map(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
     }
 
     let (lo, hi) = map.bounds;
-    let current = (!app.explore.code.is_empty() && app.explore.code.len() == ix.index.bits())
+    let current = (!app.explore.code.is_empty() && app.explore.code.len() == ix.index.dim())
         .then(|| map.place(&app.explore.code));
     let (mut x0, mut x1, mut y0, mut y1) = (lo[0] as f64, hi[0] as f64, lo[1] as f64, hi[1] as f64);
     if let Some(c) = current {

@@ -12,8 +12,8 @@ use super::app::App;
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, put, text, InputAction, TextInput};
 use super::worker::{Job, JobKind};
+use crate::coder::Capabilities;
 use crate::explore;
-use crate::model::LatentKind;
 use crate::tasks::PathWalk;
 
 /// Where keys go: one of the two sentence fields, or the list of steps (navigation, where
@@ -69,7 +69,7 @@ impl PathState {
         }
     }
 
-    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
+    pub fn hints(&self, kind: Capabilities) -> Vec<(&'static str, &'static str)> {
         match self.focus {
             PathFocus::A | PathFocus::B => keys::hints(KEYS, Mode::Typing, kind),
             PathFocus::Steps if self.walk.is_none() => {
@@ -253,7 +253,7 @@ pub const KEYS: &[Binding<Action>] = &[
 impl App {
     pub(super) fn path_key(&mut self, key: KeyEvent) {
         let focus = self.path.focus;
-        let kind = self.model.kind;
+        let kind = self.model.caps;
         if focus != PathFocus::Steps {
             let action = match self.path.focused_input().on_key(key) {
                 InputAction::Submit => Action::Submit,

@@ -12,8 +12,8 @@ use super::app::App;
 use super::keys::{self, nav, Binding, Lookup, Mode, Only};
 use super::widgets::{self, text};
 use super::worker::{Job, JobKind};
+use crate::coder::Capabilities;
 use crate::explore;
-use crate::model::LatentKind;
 use crate::tasks::{PriorChoice, Samples};
 
 #[derive(Debug)]
@@ -40,7 +40,7 @@ impl Default for SampleState {
 }
 
 impl SampleState {
-    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
+    pub fn hints(&self, kind: Capabilities) -> Vec<(&'static str, &'static str)> {
         keys::hints(KEYS, Mode::Nav, kind)
     }
 }
@@ -150,7 +150,7 @@ impl App {
     }
 
     pub(super) fn sample_key(&mut self, key: KeyEvent) {
-        let action = match keys::lookup(KEYS, Mode::Nav, key.code, self.model.kind) {
+        let action = match keys::lookup(KEYS, Mode::Nav, key.code, self.model.caps) {
             Lookup::Action(a) => a,
             Lookup::NotForThisModel(why) => return self.notice(why),
             Lookup::Unbound => return,
@@ -243,12 +243,24 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 Span::styled("   samples ", t.dim()),
                 Span::raw(st.count.to_string()),
             ]),
-            Line::from(vec![Span::styled("reproduce: ", t.dim()), Span::raw(cmd)]),
+            if app.model.caps.decodes_text {
+                Line::from(vec![Span::styled("reproduce: ", t.dim()), Span::raw(cmd)])
+            } else {
+                Line::styled(
+                    "each sample is shown as the decoder's most probable words (the `sample` command is for sequence models)",
+                    t.dim(),
+                )
+            },
         ],
     );
     let pending = app.jobs.is_pending(JobKind::Sample);
     let shown_seed = st.samples.as_ref().map(|s| s.seed);
-    let mut title = vec![Span::styled(" Decodings ", t.bold())];
+    let what = if app.model.caps.decodes_text {
+        " Decodings "
+    } else {
+        " Top words "
+    };
+    let mut title = vec![Span::styled(what, t.bold())];
     if let Some(s) = shown_seed {
         title.push(Span::styled(format!("· seed {s} "), t.dim()));
     }

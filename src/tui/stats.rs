@@ -13,7 +13,7 @@ use super::app::App;
 use super::keys::{self, nav, Binding, Lookup, Mode, Only};
 use super::widgets::{self, grouped_columns, heat_map, text, vertical_bars};
 use super::worker::{Job, JobKind};
-use crate::model::LatentKind;
+use crate::coder::Capabilities;
 use crate::tasks::SplitStats;
 
 #[derive(Debug)]
@@ -40,7 +40,7 @@ impl Default for StatsState {
 }
 
 impl StatsState {
-    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
+    pub fn hints(&self, kind: Capabilities) -> Vec<(&'static str, &'static str)> {
         keys::hints(KEYS, Mode::Nav, kind)
     }
 }
@@ -137,7 +137,7 @@ impl App {
     }
 
     pub(super) fn stats_key(&mut self, key: KeyEvent) {
-        let action = match keys::lookup(KEYS, Mode::Nav, key.code, self.model.kind) {
+        let action = match keys::lookup(KEYS, Mode::Nav, key.code, self.model.caps) {
             Lookup::Action(a) => a,
             Lookup::NotForThisModel(why) => return self.notice(why),
             Lookup::Unbound => return,
@@ -192,7 +192,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let st = &app.stats;
     let computing = app.jobs.is_pending(JobKind::Stats);
     let [head, body] = Layout::vertical([Constraint::Length(5), Constraint::Min(0)]).areas(area);
-    let sizes = if app.model.binary() {
+    let sizes = if app.model.binary() && app.model.caps.scores {
         format!(
             "· {} sentences, bit flips on {} ",
             st.max_sentences, st.flip_sentences
@@ -226,7 +226,15 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         for (mode, p) in &rep.ppl {
             ppl.push(Span::raw(format!("{mode} {p:.2}   ")));
         }
-        if rep.kind.has_latent() {
+        if !app.model.caps.scores && app.model.caps.encodes {
+            ppl = vec![Span::styled(
+                format!(
+                    "an `{}` model has no decoder, so there is no perplexity or KL; its codes' statistics are below",
+                    app.model.caps.name
+                ),
+                t.dim(),
+            )];
+        } else if rep.kind.has_latent() {
             ppl.push(Span::styled(
                 format!("KL {:.2} nats/sentence", rep.kl_per_sentence),
                 t.dim(),
@@ -348,26 +356,49 @@ fn render_bits(app: &App, b: &crate::eval::BitReport, area: Rect, buf: &mut Buff
         ("0".into(), "1".into()),
         buf,
     );
-    let gmax = b
-        .flip_growth
-        .iter()
-        .copied()
-        .fold(0.0f64, f64::max)
-        .max(1e-6);
-    let growth_pct: Vec<f64> = b.flip_growth.iter().map(|g| g.max(0.0) * 100.0).collect();
-    bars(
-        growth_a,
-        format!(
-            " Perplexity growth when a bit is flipped (base {:.2}) ",
-            b.base_ppl
-        ),
-        &growth_pct,
-        0.0,
-        gmax * 100.0,
-        None,
-        ("0%".into(), format!("{:.0}%", gmax * 100.0)),
-        buf,
-    );
+    if b.flip_ppl.len() != l {
+        let block = t.block(
+            Line::from(Span::styled(
+                " Perplexity growth when a bit is flipped ",
+                t.bold(),
+            )),
+            false,
+        );
+        let inner = block.inner(growth_a);
+        block.render(growth_a, buf);
+        widgets::wrapped(
+            buf,
+            inner,
+            vec![Line::from(Span::styled(
+                format!(
+                    "an `{}` model has no decoder, so flipped bits have no perplexity",
+                    app.model.caps.name
+                ),
+                t.dim(),
+            ))],
+        );
+    } else {
+        let gmax = b
+            .flip_growth
+            .iter()
+            .copied()
+            .fold(0.0f64, f64::max)
+            .max(1e-6);
+        let growth_pct: Vec<f64> = b.flip_growth.iter().map(|g| g.max(0.0) * 100.0).collect();
+        bars(
+            growth_a,
+            format!(
+                " Perplexity growth when a bit is flipped (base {:.2}) ",
+                b.base_ppl
+            ),
+            &growth_pct,
+            0.0,
+            gmax * 100.0,
+            None,
+            ("0%".into(), format!("{:.0}%", gmax * 100.0)),
+            buf,
+        );
+    }
 
     // The cursor's bit in words, with its strongest correlations.
     let mut partners: Vec<(usize, f64)> = (0..l)
@@ -388,11 +419,10 @@ fn render_bits(app: &App, b: &crate::eval::BitReport, area: Rect, buf: &mut Buff
                 b.means[cursor], b.prob_means[cursor],
             )),
         ]),
-        Line::from(format!(
-            " flipped: ppl {:.2} ({:+.1}%)",
-            b.flip_ppl[cursor],
-            b.flip_growth[cursor] * 100.0
-        )),
+        Line::from(match (b.flip_ppl.get(cursor), b.flip_growth.get(cursor)) {
+            (Some(p), Some(g)) => format!(" flipped: ppl {p:.2} ({:+.1}%)", g * 100.0),
+            _ => " flipped: (no decoder)".to_string(),
+        }),
         Line::from(Span::styled(" most correlated:", t.dim())),
     ];
     let info: Vec<Line> = info

@@ -17,6 +17,7 @@ use super::app::{App, Effect};
 use super::event::Msg;
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, fmt_secs, InputAction, TextInput};
+use crate::coder::Capabilities;
 use crate::model::LatentKind;
 use crate::train::{StepStats, TrainConfig, TrainControl, TrainEvent, TrainOutcome};
 
@@ -353,7 +354,7 @@ impl TrainState {
         self.run.as_ref().is_some_and(Run::active)
     }
 
-    pub fn hints(&self, kind: LatentKind) -> Vec<(&'static str, &'static str)> {
+    pub fn hints(&self, kind: Capabilities) -> Vec<(&'static str, &'static str)> {
         if self.editing.is_some() {
             return keys::hints(KEYS, Mode::Typing, kind);
         }
@@ -506,7 +507,7 @@ impl App {
                 _ => return,
             }
         } else {
-            match keys::lookup(KEYS, Mode::Nav, key.code, self.model.kind) {
+            match keys::lookup(KEYS, Mode::Nav, key.code, self.model.caps) {
                 Lookup::Action(a) => a,
                 Lookup::NotForThisModel(why) => return self.notice(why),
                 Lookup::Unbound => return,

@@ -18,10 +18,13 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::event::Msg;
-use crate::coder::{engine_features, FeatureKind};
+use crate::bow::{self, BowCheckpoint};
+use crate::coder::{Capabilities, Coder, FeatureKind};
+use crate::corpus::Split;
 use crate::engine::Engine;
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
+use crate::nearest::ContinuousIndex;
 use crate::projection::CodeMap;
 use crate::search::CorpusIndex;
 use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats};
@@ -30,7 +33,10 @@ use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitS
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelInfo {
     pub path: PathBuf,
+    /// How its codes behave (bag-of-words models: nash and lsh as bits, nvdm as gaussian).
     pub kind: LatentKind,
+    /// What the model can do; tabs ask this rather than match kinds.
+    pub caps: Capabilities,
     pub latent_dim: usize,
     pub max_len: usize,
     pub describe: String,
@@ -44,12 +50,36 @@ impl ModelInfo {
         Self {
             path: engine.path.clone(),
             kind: engine.kind(),
+            caps: Capabilities::of_seq(engine.kind()),
             latent_dim: engine.latent_dim(),
             max_len: engine.max_len(),
             describe: engine.config.describe(),
             vocab_size: engine.vocab.len(),
             step: engine.provenance.step,
             corpus: engine.provenance.corpus.clone(),
+        }
+    }
+
+    /// A bag-of-words checkpoint (bags have no length limit; `max_len` is 0).
+    pub fn of_bow(ck: &BowCheckpoint) -> Self {
+        let caps = Capabilities::of_bow(&ck.model);
+        Self {
+            path: ck.path.clone(),
+            kind: caps.kind,
+            caps,
+            latent_dim: ck.model.latent_dim(),
+            max_len: 0,
+            describe: ck.config.describe(),
+            vocab_size: ck.vocab.len(),
+            step: ck.provenance.step,
+            corpus: ck.provenance.corpus.clone(),
+        }
+    }
+
+    pub fn of_coder(coder: &Coder) -> Self {
+        match coder {
+            Coder::Seq(e) => Self::of(e),
+            Coder::Bow(b) => Self::of_bow(b),
         }
     }
 
@@ -150,6 +180,9 @@ pub struct Bars {
     pub code: Vec<f32>,
     pub base_ppl: f64,
     pub ppl: Vec<f64>,
+    /// The values are the document's NLL in nats (bag-of-words models), not per-word
+    /// perplexities.
+    pub nll: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -171,10 +204,55 @@ pub enum ReplyBody {
     Structure(Result<super::clusters::StructureResult, String>),
 }
 
+/// The corpus entries the Neighbors tab searches: bits by Hamming distance, or continuous
+/// codes (μ) by cosine similarity.
+#[derive(Debug)]
+pub enum Entries {
+    Hamming(CorpusIndex),
+    Cosine(ContinuousIndex),
+}
+
+impl Entries {
+    pub fn len(&self) -> usize {
+        match self {
+            Entries::Hamming(ix) => ix.len(),
+            Entries::Cosine(ix) => ix.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Width of the codes.
+    pub fn dim(&self) -> usize {
+        match self {
+            Entries::Hamming(ix) => ix.bits(),
+            Entries::Cosine(ix) => ix.dim(),
+        }
+    }
+
+    /// The corpus splits indexed, as `train` or `train+valid`.
+    pub fn splits(&self) -> String {
+        match self {
+            Entries::Hamming(ix) => ix.meta.splits.join("+"),
+            Entries::Cosine(ix) => ix.splits.join("+"),
+        }
+    }
+
+    /// Entry `i`'s label, an index into the label names.
+    pub fn label(&self, i: usize) -> Option<u32> {
+        match self {
+            Entries::Hamming(ix) => ix.labels[i],
+            Entries::Cosine(ix) => ix.labels[i],
+        }
+    }
+}
+
 /// A corpus index for the Neighbors tab with its map.
 #[derive(Debug)]
 pub struct NeighborIndex {
-    pub index: CorpusIndex,
+    pub index: Entries,
     pub map: Result<CodeMap, String>,
     pub path: PathBuf,
     /// Whether it was read from `path` (rather than built now).
@@ -229,7 +307,7 @@ fn err_text(e: anyhow::Error) -> String {
 
 /// The loaded model, shared by the worker threads and replaced by a `Load` job.
 struct Loaded {
-    engine: Arc<Engine>,
+    coder: Arc<Coder>,
     /// Corpus bit means for the `means` prior, computed once per model.
     bit_means: Option<Arc<Vec<f32>>>,
 }
@@ -242,23 +320,28 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(engine: Engine) -> Self {
+        Self::of_coder(Coder::from_engine(engine))
+    }
+
+    /// A worker over a checkpoint of any family.
+    pub fn of_coder(coder: Coder) -> Self {
         Self {
             slot: Arc::new(Mutex::new(Loaded {
-                engine: Arc::new(engine),
+                coder: Arc::new(coder),
                 bit_means: None,
             })),
         }
     }
 
-    fn engine(&self) -> Arc<Engine> {
+    fn coder(&self) -> Arc<Coder> {
         self.slot
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .engine
+            .coder
             .clone()
     }
 
-    fn bit_means(&self, engine: &Arc<Engine>) -> anyhow::Result<Arc<Vec<f32>>> {
+    fn bit_means(&self, coder: &Arc<Coder>) -> anyhow::Result<Arc<Vec<f32>>> {
         if let Some(m) = &self
             .slot
             .lock()
@@ -267,10 +350,13 @@ impl Worker {
         {
             return Ok(m.clone());
         }
-        let means = Arc::new(tasks::corpus_bit_means(engine)?);
+        let means = Arc::new(match &**coder {
+            Coder::Seq(e) => tasks::corpus_bit_means(e)?,
+            Coder::Bow(b) => bow::explore::corpus_bit_means(b)?,
+        });
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         // Only cache for the model the means belong to: a `Load` may have happened meanwhile.
-        if Arc::ptr_eq(&slot.engine, engine) {
+        if Arc::ptr_eq(&slot.coder, coder) {
             slot.bit_means = Some(means.clone());
         }
         Ok(means)
@@ -279,35 +365,53 @@ impl Worker {
     /// Computes one request, sending its reply (and any progress) to `out`.
     pub fn handle(&self, req: Request, out: &mut dyn FnMut(Reply)) {
         let id = req.id;
-        let engine = self.engine();
+        let coder = self.coder();
         let body = match req.job {
-            Job::Encode { text } => {
-                ReplyBody::Encoded(tasks::encode_sentence(&engine, &text).map_err(err_text))
-            }
+            Job::Encode { text } => ReplyBody::Encoded(
+                match &*coder {
+                    Coder::Seq(e) => tasks::encode_sentence(e, &text),
+                    Coder::Bow(b) => bow::explore::encode_text(b, &text),
+                }
+                .map_err(err_text),
+            ),
             Job::Decode {
                 code,
                 strategy,
                 seed,
-            } => {
-                let mut rng = StdRng::seed_from_u64(seed);
-                ReplyBody::Decoded(
-                    engine
-                        .decode(std::slice::from_ref(&code), strategy, &mut rng)
-                        .map(|mut v| v.remove(0))
-                        .map_err(err_text),
-                )
-            }
+            } => ReplyBody::Decoded(
+                match &*coder {
+                    Coder::Seq(e) => {
+                        let mut rng = StdRng::seed_from_u64(seed);
+                        e.decode(std::slice::from_ref(&code), strategy, &mut rng)
+                            .map(|mut v| v.remove(0))
+                    }
+                    Coder::Bow(b) => {
+                        bow::explore::top_words(b, std::slice::from_ref(&code), TOP_WORDS)
+                            .map(|w| bow::explore::words_line(&w[0]))
+                    }
+                }
+                .map_err(err_text),
+            ),
             Job::Bars { ids, code, std } => {
-                let variants =
-                    tasks::one_change_variants(&code, engine.kind().is_binary(), std.as_deref());
+                let variants = tasks::one_change_variants(&code, coder.is_binary(), std.as_deref());
                 ReplyBody::Bars(
-                    tasks::variant_perplexities(&engine, &ids, &code, &variants)
-                        .map(|s| Bars {
-                            code,
-                            base_ppl: s.base_ppl,
-                            ppl: s.ppl,
-                        })
-                        .map_err(err_text),
+                    match &*coder {
+                        Coder::Seq(e) => tasks::variant_perplexities(e, &ids, &code, &variants)
+                            .map(|s| (s.base_ppl, s.ppl, false)),
+                        Coder::Bow(b) => {
+                            let mut all = vec![code.clone()];
+                            all.extend(variants);
+                            bow::explore::document_nll(b, &ids, &all)
+                                .map(|nll| (nll[0], nll[1..].to_vec(), true))
+                        }
+                    }
+                    .map(|(base_ppl, ppl, nll)| Bars {
+                        code,
+                        base_ppl,
+                        ppl,
+                        nll,
+                    })
+                    .map_err(err_text),
                 )
             }
             Job::Path {
@@ -317,7 +421,11 @@ impl Worker {
                 steps,
                 slerp,
             } => ReplyBody::Path(
-                tasks::walk_path(&engine, &a, &b, seed, steps, slerp).map_err(err_text),
+                match &*coder {
+                    Coder::Seq(e) => tasks::walk_path(e, &a, &b, seed, steps, slerp),
+                    Coder::Bow(m) => bow::explore::walk_path(m, &a, &b, seed, steps, slerp),
+                }
+                .map_err(err_text),
             ),
             Job::Sample {
                 n,
@@ -325,8 +433,8 @@ impl Worker {
                 temperature,
                 prior,
             } => {
-                let means = if engine.kind().is_binary() && prior == PriorChoice::Means {
-                    match self.bit_means(&engine) {
+                let means = if coder.is_binary() && prior == PriorChoice::Means {
+                    match self.bit_means(&coder) {
                         Ok(m) => Some(m),
                         Err(e) => {
                             out(Reply {
@@ -339,15 +447,14 @@ impl Worker {
                 } else {
                     None
                 };
+                let means = means.as_deref().map(|m| m.as_slice());
                 ReplyBody::Sampled(
-                    tasks::sample_prior(
-                        &engine,
-                        n,
-                        seed,
-                        temperature,
-                        prior,
-                        means.as_deref().map(|m| m.as_slice()),
-                    )
+                    match &*coder {
+                        Coder::Seq(e) => tasks::sample_prior(e, n, seed, temperature, prior, means),
+                        Coder::Bow(b) => {
+                            bow::explore::sample_prior(b, n, seed, temperature, prior, means)
+                        }
+                    }
                     .map_err(err_text),
                 )
             }
@@ -356,7 +463,7 @@ impl Worker {
                 flip_sentences,
             } => {
                 let mut last = -1.0;
-                let result = tasks::split_stats(&engine, max_sentences, flip_sentences, &mut |f| {
+                let mut progress = |f: f64| {
                     // A message per percent is plenty for a gauge.
                     if f - last >= 0.01 {
                         last = f;
@@ -365,14 +472,22 @@ impl Worker {
                             body: ReplyBody::StatsProgress(f),
                         });
                     }
-                });
+                };
+                let result = match &*coder {
+                    Coder::Seq(e) => {
+                        tasks::split_stats(e, max_sentences, flip_sentences, &mut progress)
+                    }
+                    Coder::Bow(b) => {
+                        bow::explore::code_stats(b, max_sentences, flip_sentences, &mut progress)
+                    }
+                };
                 ReplyBody::Stats(result.map_err(err_text))
             }
-            Job::Load { path } => match Engine::load(&path, &Device::Cpu) {
-                Ok(engine) => {
-                    let info = ModelInfo::of(&engine);
+            Job::Load { path } => match Coder::load(&path, &Device::Cpu) {
+                Ok(coder) => {
+                    let info = ModelInfo::of_coder(&coder);
                     *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Loaded {
-                        engine: Arc::new(engine),
+                        coder: Arc::new(coder),
                         bit_means: None,
                     };
                     ReplyBody::Loaded(Ok(info))
@@ -381,7 +496,7 @@ impl Worker {
             },
             Job::Index { corpus, max_points } => {
                 let mut last = -1.0;
-                let result = neighbor_index(&engine, corpus.as_deref(), max_points, &mut |f| {
+                let result = neighbor_index(&coder, corpus.as_deref(), max_points, &mut |f| {
                     if f - last >= 0.01 {
                         last = f;
                         out(Reply {
@@ -394,7 +509,7 @@ impl Worker {
             }
             Job::Cluster(req) => {
                 let mut last = -1.0;
-                let result = super::clusters::compute_clusters(&engine, &req, &mut |f| {
+                let result = super::clusters::compute_clusters(&coder, &req, &mut |f| {
                     if f - last >= 0.01 {
                         last = f;
                         out(Reply {
@@ -406,41 +521,67 @@ impl Worker {
                 ReplyBody::Clustered(result.map(Arc::new).map_err(err_text))
             }
             Job::Structure(job) => ReplyBody::Structure(
-                super::clusters::compute_structure(&engine, &job).map_err(err_text),
+                match &*coder {
+                    Coder::Seq(e) => super::clusters::compute_structure(e, &job),
+                    Coder::Bow(_) => Err(anyhow::anyhow!(
+                        "a bag-of-words model decodes codes to words, not sentences"
+                    )),
+                }
+                .map_err(err_text),
             ),
         };
         out(Reply { id, body });
     }
 }
 
+/// Words shown for a bag-of-words decoding in Explore.
+const TOP_WORDS: usize = 12;
+
 /// Loads the index saved beside the checkpoint when it was built from this checkpoint file and
 /// this corpus; otherwise encodes the corpus's train split, saves the index there and returns it.
 pub fn neighbor_index(
-    engine: &Engine,
+    coder: &Coder,
     corpus: Option<&str>,
     max_points: usize,
     progress: &mut dyn FnMut(f64),
 ) -> anyhow::Result<NeighborIndex> {
-    if !engine.kind().is_binary() {
+    let caps = coder.capabilities();
+    if !caps.encodes {
         anyhow::bail!(
-            "only binary-code checkpoints can be indexed; this one is `{}`",
-            engine.kind()
+            "an `{}` model has no encoder, so sentences have no codes to index",
+            caps.name
         );
     }
     let corpus = match corpus {
-        Some(spec) => tasks::corpus_of(engine, Some(spec))?,
-        None => tasks::own_corpus(engine, "nearest neighbours")?,
+        Some(spec) => tasks::corpus_of_provenance(coder.provenance(), Some(spec))?,
+        None => tasks::own_corpus_of(coder.provenance(), "nearest neighbours")?,
     };
+    if !caps.is_binary() {
+        // Continuous codes are indexed in memory each time: encoding a corpus split is
+        // quick, and the cached index format holds bits.
+        let index =
+            ContinuousIndex::build(&corpus, &[Split::Train], coder.latent_dim(), &mut |texts| {
+                coder.features(texts, FeatureKind::Codes, progress)
+            })?;
+        let map = CodeMap::from_continuous(&index, max_points, 0);
+        return Ok(NeighborIndex {
+            index: Entries::Cosine(index),
+            map,
+            path: PathBuf::new(),
+            from_disk: false,
+            save_error: None,
+        });
+    }
     let cached = CorpusIndex::load_or_build_described(
-        &engine.path,
-        &engine.config.describe(),
+        coder.path(),
+        &coder.config().describe(),
         &corpus,
-        engine.latent_dim(),
-        &mut |texts| engine_features(engine, texts, FeatureKind::Codes, progress),
+        coder.latent_dim(),
+        &mut |texts| coder.features(texts, FeatureKind::Codes, progress),
     )?;
     let map = CodeMap::from_index(&cached.index, max_points, 0);
     Ok(NeighborIndex {
-        index: cached.index,
+        index: Entries::Hamming(cached.index),
         map,
         path: cached.path,
         from_disk: cached.from_disk,

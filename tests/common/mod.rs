@@ -8,8 +8,10 @@ use std::sync::OnceLock;
 
 use candle_core::Device;
 use latent_tui::checkpoint::{save_varmap, Provenance, Storage};
+use latent_tui::coder::Coder;
 use latent_tui::engine::Engine;
-use latent_tui::model::{Built, LatentKind, ModelConfig, SeqConfig};
+use latent_tui::model::bow::{BowInput, LshConfig, NashConfig, NashNoise, NvdmConfig};
+use latent_tui::model::{named_vars, Built, LatentKind, ModelConfig, SeqConfig};
 use latent_tui::vocab::Vocab;
 
 /// The model's maximum sentence length: short, so truncation is easy to provoke.
@@ -21,6 +23,9 @@ pub struct Fixtures {
     pub binary: PathBuf,
     pub gaussian: PathBuf,
     pub lm: PathBuf,
+    pub nash: PathBuf,
+    pub nvdm: PathBuf,
+    pub lsh: PathBuf,
 }
 
 /// Deterministic sentences from a few word lists; a single file is split by a hash of each
@@ -69,6 +74,69 @@ pub fn tiny_checkpoint(dir: &Path, corpus: &Path, kind: LatentKind, name: &str) 
     path
 }
 
+/// An untrained bag-of-words checkpoint (`nash`, `nvdm` or `lsh`) over the corpus's content
+/// words, 8 bits or dimensions.
+pub fn tiny_bow_checkpoint(dir: &Path, corpus: &Path, family: &str, name: &str) -> PathBuf {
+    let lines = corpus_lines();
+    let vocab = latent_tui::bow::train_vocab(lines.iter().map(String::as_str), 200, 1, false)
+        .expect("vocab");
+    let v = vocab.len();
+    let cfg = match family {
+        "nash" => ModelConfig::Nash(NashConfig {
+            vocab_size: v,
+            hidden_dim: 16,
+            latent_dim: 8,
+            input: BowInput::Counts,
+            noise: NashNoise::default(),
+            labels: 0,
+        }),
+        "nvdm" => ModelConfig::Nvdm(NvdmConfig {
+            vocab_size: v,
+            hidden_dim: 16,
+            latent_dim: 8,
+            input: BowInput::Counts,
+        }),
+        "lsh" => ModelConfig::Lsh(LshConfig {
+            vocab_size: v,
+            bits: 8,
+            seed: 3,
+        }),
+        other => panic!("no bag-of-words family `{other}`"),
+    };
+    let built = Built::bow(&cfg, 7, &Device::Cpu).expect("model");
+    for (name, var) in named_vars(&built.varmap) {
+        if name == "idf" {
+            let ones = candle_core::Tensor::ones(var.shape(), var.dtype(), &Device::Cpu).unwrap();
+            var.set(&ones).unwrap();
+        } else if name.starts_with("decoder") {
+            // An untrained decoder's words are all about equally likely; scaled up, each bit
+            // visibly moves them, as a trained one's does.
+            let scaled = (var.as_tensor() * 8.0).unwrap();
+            var.set(&scaled).unwrap();
+        }
+    }
+    let path = dir.join(name);
+    let provenance = Provenance {
+        corpus: corpus.display().to_string(),
+        written_by: "latent-tui tests".into(),
+        ..Provenance::default()
+    };
+    save_varmap(
+        &path,
+        &built.varmap,
+        &cfg,
+        &vocab,
+        &provenance,
+        Storage::F32,
+    )
+    .expect("saving a checkpoint");
+    path
+}
+
+pub fn coder(path: &Path) -> Coder {
+    Coder::load(path, &Device::Cpu).expect("loading a fixture checkpoint")
+}
+
 pub fn fixtures() -> &'static Fixtures {
     static F: OnceLock<Fixtures> = OnceLock::new();
     F.get_or_init(|| {
@@ -79,6 +147,9 @@ pub fn fixtures() -> &'static Fixtures {
             binary: tiny_checkpoint(&dir, &corpus, LatentKind::Binary, "binary.safetensors"),
             gaussian: tiny_checkpoint(&dir, &corpus, LatentKind::Gaussian, "gaussian.safetensors"),
             lm: tiny_checkpoint(&dir, &corpus, LatentKind::Lm, "lm.safetensors"),
+            nash: tiny_bow_checkpoint(&dir, &corpus, "nash", "nash.safetensors"),
+            nvdm: tiny_bow_checkpoint(&dir, &corpus, "nvdm", "nvdm.safetensors"),
+            lsh: tiny_bow_checkpoint(&dir, &corpus, "lsh", "lsh.safetensors"),
             corpus,
             dir,
         }
