@@ -190,6 +190,8 @@ pub enum Command {
     },
     #[command(flatten)]
     Bow(crate::bow::cli::BowCommand),
+    #[command(flatten)]
+    Structure(crate::cli_cluster::StructureCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -655,6 +657,7 @@ pub fn run(cli: Cli) -> Result<()> {
             flip(&checkpoint, &sentence, &bits, json)
         }
         Some(Command::Bow(command)) => crate::bow::cli::run(command),
+        Some(Command::Structure(command)) => crate::cli_cluster::run(command),
     }
 }
 

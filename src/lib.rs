@@ -12,11 +12,17 @@
 //! and multi-sample matching of continuous codes with its saved index, [`retrieval`] measures
 //! precision@k, [`probe`] classifies labels from latent features and [`projection`] maps codes
 //! to 2-D.
+//!
+//! Structure: [`cluster`] clusters codes (Hamming k-medoids / k-modes, k-means), labels clusters
+//! and scores them against gold labels; [`structure`] applies that, attribute vectors and
+//! analogies to a model's codes of a corpus.
 
 pub mod bench;
 pub mod bow;
 pub mod checkpoint;
 pub mod cli;
+pub mod cli_cluster;
+pub mod cluster;
 pub mod coder;
 pub mod corpus;
 pub mod cosine;
@@ -30,6 +36,7 @@ pub mod probe;
 pub mod projection;
 pub mod retrieval;
 pub mod search;
+pub mod structure;
 pub mod tasks;
 pub mod train;
 pub mod train_job;

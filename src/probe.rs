@@ -129,30 +129,71 @@ fn accuracy(probe: &Probe, x: &Tensor, y: &[u32]) -> Result<f64> {
     Ok(correct as f64 / n as f64)
 }
 
-/// Trains a probe on (train_x, train_y) and scores it on (test_x, test_y); labels are class
-/// indices below `classes`.
-pub fn train_and_score(
+/// A probe trained on standardised features, ready to classify new ones.
+pub struct TrainedProbe {
+    probe: Probe,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    classes: usize,
+    majority: u32,
+}
+
+impl TrainedProbe {
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Class probabilities (softmax of the logits) of each feature row.
+    pub fn probabilities(&self, x: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        if x.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(bad) = x.iter().find(|r| r.len() != self.mean.len()) {
+            bail!(
+                "the probe takes {} features, not {}",
+                self.mean.len(),
+                bad.len()
+            );
+        }
+        let t = to_tensor(x, &self.mean, &self.std, &Device::Cpu)?;
+        let logits = self.probe.forward(&t)?;
+        Ok(candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?)
+    }
+
+    /// The most probable class of each feature row.
+    pub fn predict(&self, x: &[Vec<f32>]) -> Result<Vec<u32>> {
+        Ok(self
+            .probabilities(x)?
+            .iter()
+            .map(|p| crate::bow::top_indices(p, 1, |_| true)[0] as u32)
+            .collect())
+    }
+
+    fn accuracy(&self, x: &[Vec<f32>], y: &[u32]) -> Result<f64> {
+        if y.is_empty() {
+            return Ok(0.0);
+        }
+        let t = to_tensor(x, &self.mean, &self.std, &Device::Cpu)?;
+        accuracy(&self.probe, &t, y)
+    }
+}
+
+/// Trains a probe on (train_x, train_y); labels are class indices below `classes`.
+pub fn train_probe(
     train_x: &[Vec<f32>],
     train_y: &[u32],
-    test_x: &[Vec<f32>],
-    test_y: &[u32],
     classes: usize,
     opts: &ProbeOptions,
-) -> Result<ProbeResult> {
-    if train_x.is_empty() || train_x.len() != train_y.len() || test_x.len() != test_y.len() {
+) -> Result<TrainedProbe> {
+    if train_x.is_empty() || train_x.len() != train_y.len() {
         bail!("the probe needs training examples with one label each");
     }
-    if let Some(&bad) = train_y
-        .iter()
-        .chain(test_y)
-        .find(|&&y| y as usize >= classes)
-    {
+    if let Some(&bad) = train_y.iter().find(|&&y| y as usize >= classes) {
         bail!("label {bad} is outside the {classes} classes");
     }
     let dev = Device::Cpu;
     let (mean, std) = standardizer(train_x);
     let xtr = to_tensor(train_x, &mean, &std, &dev)?;
-    let xte = to_tensor(test_x, &mean, &std, &dev)?;
     let ytr = Tensor::new(train_y, &dev)?;
     let cfg = ProbeConfig {
         input_dim: mean.len(),
@@ -190,9 +231,36 @@ pub fn train_and_score(
         .enumerate()
         .max_by_key(|&(i, &c)| (c, std::cmp::Reverse(i)))
         .map_or(0, |(i, _)| i as u32);
+    Ok(TrainedProbe {
+        probe,
+        mean,
+        std,
+        classes,
+        majority,
+    })
+}
+
+/// Trains a probe on (train_x, train_y) and scores it on (test_x, test_y); labels are class
+/// indices below `classes`.
+pub fn train_and_score(
+    train_x: &[Vec<f32>],
+    train_y: &[u32],
+    test_x: &[Vec<f32>],
+    test_y: &[u32],
+    classes: usize,
+    opts: &ProbeOptions,
+) -> Result<ProbeResult> {
+    if test_x.len() != test_y.len() {
+        bail!("the probe needs test examples with one label each");
+    }
+    if let Some(&bad) = test_y.iter().find(|&&y| y as usize >= classes) {
+        bail!("label {bad} is outside the {classes} classes");
+    }
+    let trained = train_probe(train_x, train_y, classes, opts)?;
+    let majority = trained.majority;
     Ok(ProbeResult {
-        train_accuracy: accuracy(&probe, &xtr, train_y)?,
-        test_accuracy: accuracy(&probe, &xte, test_y)?,
+        train_accuracy: trained.accuracy(train_x, train_y)?,
+        test_accuracy: trained.accuracy(test_x, test_y)?,
         majority_accuracy: test_y.iter().filter(|&&y| y == majority).count() as f64
             / test_y.len().max(1) as f64,
         train_examples: train_x.len(),

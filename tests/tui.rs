@@ -483,7 +483,9 @@ fn train_tab_starts_pauses_stops_and_loads_the_checkpoint() {
             index_corpus: None,
         },
     );
-    // Shift-Tab wraps from the first tab to the last (Neighbors), then Train.
+    // Shift-Tab wraps from the first tab to the last (Clusters), then Neighbors, then Train.
+    h.shift_tab();
+    assert_eq!(h.app.tab, Tab::Clusters);
     h.shift_tab();
     assert_eq!(h.app.tab, Tab::Neighbors);
     h.shift_tab();
@@ -1063,6 +1065,7 @@ fn neighbors_follow_explore_and_the_map_draws() {
     // Next time the saved index just loads; without colour the labels get their own markers.
     let mut mono = Harness::new(engine(&ckpt), opts(false));
     mono.shift_tab();
+    mono.shift_tab();
     assert_eq!(mono.app.tab, Tab::Neighbors);
     let s = mono.screen();
     assert_has(&s, "loaded from");
@@ -1135,6 +1138,7 @@ fn neighbors_of_a_gaussian_model_rank_by_cosine() {
 #[test]
 fn neighbors_of_an_lm_model_say_why_not() {
     let mut h = harness(&fixtures().lm);
+    h.shift_tab();
     h.shift_tab();
     assert_eq!(h.app.tab, Tab::Neighbors);
     let s = h.screen();
@@ -1228,6 +1232,7 @@ fn every_tab_opens_in_navigation_so_digits_switch_tabs() {
         ('4', Tab::Stats),
         ('5', Tab::Train),
         ('6', Tab::Neighbors),
+        ('7', Tab::Clusters),
         ('2', Tab::Path),
         ('1', Tab::Explore),
     ] {
@@ -1236,8 +1241,7 @@ fn every_tab_opens_in_navigation_so_digits_switch_tabs() {
         assert!(!h.app.typing(), "{tab:?} opens in navigation");
     }
     let s = h.screen();
-    assert_has(&s, "d decoder  i edit  / new  1-6/Tab tabs");
-    assert_has(&s, "1-6/Tab tabs");
+    assert_has(&s, "d decoder  i edit  / new  1-7/Tab tabs");
 
     // i edits the sentence (Esc leaves); / starts an empty one.
     h.key(KeyCode::Char('i'));

@@ -15,6 +15,7 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
+use super::clusters::{ClustersState, ClustersView};
 use super::event::Msg;
 use super::explore::ExploreState;
 use super::keys;
@@ -40,16 +41,18 @@ pub enum Tab {
     Stats,
     Train,
     Neighbors,
+    Clusters,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 7] = [
         Tab::Explore,
         Tab::Path,
         Tab::Sample,
         Tab::Stats,
         Tab::Train,
         Tab::Neighbors,
+        Tab::Clusters,
     ];
 
     pub fn title(self) -> &'static str {
@@ -60,6 +63,7 @@ impl Tab {
             Tab::Stats => "Stats",
             Tab::Train => "Train",
             Tab::Neighbors => "Neighbors",
+            Tab::Clusters => "Clusters",
         }
     }
 
@@ -76,6 +80,7 @@ impl Tab {
             Tab::Stats => keys::help_rows(super::stats::KEYS),
             Tab::Train => keys::help_rows(super::train::KEYS),
             Tab::Neighbors => keys::help_rows(super::neighbors::KEYS),
+            Tab::Clusters => super::clusters::help_rows(),
         }
     }
 }
@@ -195,6 +200,7 @@ pub struct App {
     pub stats: StatsState,
     pub train: TrainState,
     pub neighbors: NeighborsState,
+    pub clusters: ClustersState,
 }
 
 impl App {
@@ -215,6 +221,7 @@ impl App {
             sample: SampleState::default(),
             stats: StatsState::default(),
             train: TrainState::new(options.train_defaults),
+            clusters: ClustersState::new(options.index_corpus.clone()),
             neighbors: NeighborsState::new(options.index_corpus),
         }
     }
@@ -266,6 +273,7 @@ impl App {
             Tab::Path => self.path.typing(),
             Tab::Train => self.train.typing(),
             Tab::Neighbors => self.neighbors.typing,
+            Tab::Clusters => self.clusters.typing,
             Tab::Sample | Tab::Stats => false,
         }
     }
@@ -314,7 +322,7 @@ impl App {
                     self.quit();
                     return;
                 }
-                KeyCode::Char(c @ '1'..='6') => {
+                KeyCode::Char(c @ '1'..='7') => {
                     self.set_tab(Tab::ALL[c as usize - '1' as usize]);
                     return;
                 }
@@ -328,6 +336,7 @@ impl App {
             Tab::Stats => self.stats_key(key),
             Tab::Train => self.train_key(key),
             Tab::Neighbors => self.neighbors_key(key),
+            Tab::Clusters => self.clusters_key(key),
         }
     }
 
@@ -343,6 +352,13 @@ impl App {
                 Tab::Explore => self.explore_fresh_input(),
                 Tab::Path => self.path_fresh_input(),
                 Tab::Neighbors => self.neighbors_fresh_input(),
+                Tab::Clusters if self.clusters.view == ClustersView::Analogy => {
+                    self.clusters_fresh_input()
+                }
+                Tab::Clusters => {
+                    self.notice("the Clusters tab's text fields are its analogy's: n opens them");
+                    return;
+                }
                 Tab::Train => {
                     self.notice("to paste a setting, select it and press Enter to edit it first");
                     return;
@@ -360,6 +376,10 @@ impl App {
             Tab::Explore => &mut self.explore.input,
             Tab::Path => self.path.focused_input(),
             Tab::Neighbors => &mut self.neighbors.input,
+            Tab::Clusters => match self.clusters_focused_input() {
+                Some(input) => input,
+                None => return,
+            },
             Tab::Train => match &mut self.train.editing {
                 Some(input) => input,
                 None => return,
@@ -387,6 +407,7 @@ impl App {
             Tab::Sample => self.sample_on_enter(),
             Tab::Stats => self.stats_on_enter(),
             Tab::Neighbors => self.neighbors_on_enter(),
+            Tab::Clusters => self.clusters_on_enter(),
             _ => {}
         }
     }
@@ -406,6 +427,14 @@ impl App {
                 }
                 return;
             }
+            ReplyBody::ClusterProgress(f) => {
+                if self.jobs.is_current(JobKind::Cluster, id) {
+                    self.clusters.progress = Some(*f);
+                }
+                return;
+            }
+            ReplyBody::Clustered(_) => JobKind::Cluster,
+            ReplyBody::Structure(_) => JobKind::Structure,
             ReplyBody::Encoded(_) => JobKind::Encode,
             ReplyBody::Decoded(_) => JobKind::Decode,
             ReplyBody::Bars(_) => JobKind::Bars,
@@ -427,7 +456,11 @@ impl App {
             ReplyBody::Stats(r) => self.stats_done(r),
             ReplyBody::Loaded(r) => self.loaded(r),
             ReplyBody::Indexed(r) => self.neighbors_indexed(r),
-            ReplyBody::StatsProgress(_) | ReplyBody::IndexProgress(_) => {
+            ReplyBody::Clustered(r) => self.clusters_done(r),
+            ReplyBody::Structure(r) => self.clusters_structure_done(r),
+            ReplyBody::StatsProgress(_)
+            | ReplyBody::IndexProgress(_)
+            | ReplyBody::ClusterProgress(_) => {
                 unreachable!("handled above")
             }
         }
@@ -438,6 +471,7 @@ impl App {
         self.jobs.forget_all();
         self.stats.progress = None;
         self.neighbors.progress = None;
+        self.clusters.progress = None;
         self.loading = Some(path.clone());
         self.jobs.submit(Job::Load { path });
     }
@@ -457,6 +491,7 @@ impl App {
                 self.sample_model_changed();
                 self.stats_model_changed();
                 self.neighbors_model_changed();
+                self.clusters_model_changed();
             }
             Err(e) => self.error(format!("could not load the checkpoint: {e}")),
         }
@@ -480,6 +515,11 @@ impl App {
                     "indexing {:.0}%",
                     self.neighbors.progress.unwrap_or(0.0) * 100.0
                 ),
+                JobKind::Cluster => format!(
+                    "clustering {:.0}%",
+                    self.clusters.progress.unwrap_or(0.0) * 100.0
+                ),
+                JobKind::Structure => "decoding".into(),
             })
             .collect();
         if let Some(t) = self.train.activity() {
@@ -496,11 +536,12 @@ impl App {
             Tab::Stats => self.stats.hints(self.model.caps),
             Tab::Train => self.train.hints(self.model.caps),
             Tab::Neighbors => self.neighbors.hints(self.model.caps),
+            Tab::Clusters => self.clusters.hints(self.model.caps),
         };
         if self.typing() {
             h.extend([("Tab", "next tab"), ("F1", "keys"), ("Ctrl-C", "quit")]);
         } else {
-            h.extend([("1-6/Tab", "tabs"), ("?", "keys"), ("q", "quit")]);
+            h.extend([("1-7/Tab", "tabs"), ("?", "keys"), ("q", "quit")]);
         }
         h
     }
@@ -608,6 +649,7 @@ impl Widget for &App {
             Tab::Stats => super::stats::render(self, body, buf),
             Tab::Train => super::train::render(self, body, buf),
             Tab::Neighbors => super::neighbors::render(self, body, buf),
+            Tab::Clusters => super::clusters::render(self, body, buf),
         }
         self.render_footer(footer, buf);
         if let Some(scroll) = self.help {

@@ -29,6 +29,8 @@ pub const VAE: &str = "checkpoints/vae.safetensors";
 /// The sentence typed in the captures: one unknown word, so the notice shows.
 const SENTENCE: &str = "a small dog that barks at strangers";
 const OTHER: &str = "a large cat that sleeps all day";
+/// The Clusters captures cluster this many train entries (a seeded subset).
+pub const CLUSTERED_ENTRIES: usize = 10_000;
 
 /// One named screen as text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,6 +135,42 @@ pub fn readme_captures() -> Result<Vec<Capture>> {
     push("neighbors", &n);
     n.key(KeyCode::Char('m'));
     push("map", &n);
+
+    // Clusters of a seeded subset of the train split, to keep the README test quick.
+    let mut c = harness(BINARY, true)?;
+    c.app.clusters.max_entries = Some(CLUSTERED_ENTRIES);
+    encode(&mut c, SENTENCE);
+    c.key(digit(Tab::Clusters));
+    if let Some(e) = &c.app.clusters.error {
+        bail!("the corpus could not be clustered: {e}");
+    }
+    push("clusters", &c);
+    c.key(KeyCode::Char('v'));
+    push("clusters-map", &c);
+    // adv.all → verb.body, six bits' worth.
+    c.key(KeyCode::Esc).key(KeyCode::Char('a'));
+    let labels = c
+        .app
+        .clusters
+        .result
+        .as_ref()
+        .map(|v| v.data.label_names.clone())
+        .unwrap_or_default();
+    let at = |name: &str| labels.iter().position(|l| l == name);
+    let (Some(from), Some(to)) = (at("adv.all"), at("verb.body")) else {
+        bail!("the shipped corpus lacks the labels adv.all and verb.body");
+    };
+    repeat(&mut c, KeyCode::Down, from);
+    c.key(KeyCode::Char('f'));
+    repeat(&mut c, KeyCode::Down, to - from);
+    c.key(KeyCode::Char('t'));
+    repeat(&mut c, KeyCode::Char('+'), 6);
+    push("clusters-attribute", &c);
+    c.key(KeyCode::Esc).key(KeyCode::Char('n'));
+    for s in ["a large dog", "a small dog", "a large house"] {
+        c.type_text(s).key(KeyCode::Enter);
+    }
+    push("clusters-analogy", &c);
     Ok(out)
 }
 

@@ -578,6 +578,9 @@ fn render_code(app: &App, area: Rect, buf: &mut Buffer) {
             t.dim(),
         ));
     }
+    if let Some(cluster) = app.clusters_current_name() {
+        title.push(Span::styled(format!("· {cluster} "), t.dim()));
+    }
     let block = t.block(Line::from(title), st.focus == Focus::Code);
     let inner = block.inner(area);
     block.render(area, buf);

@@ -7,6 +7,8 @@
 
 pub mod app;
 pub mod captures;
+pub mod cluster_map;
+pub mod clusters;
 pub mod event;
 pub mod explore;
 pub mod harness;
@@ -251,8 +253,8 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
 /// Keys the app handles before any tab (see `App::on_key`).
 pub const GLOBAL_KEYS: &[(&str, &str)] = &[
     (
-        "1 … 6",
-        "switch tab: Explore, Path, Sample, Stats, Train, Neighbors",
+        "1 … 7",
+        "switch tab: Explore, Path, Sample, Stats, Train, Neighbors, Clusters",
     ),
     ("Tab / Shift-Tab", "next / previous tab (also while typing)"),
     (

@@ -129,6 +129,10 @@ pub enum Job {
         corpus: Option<String>,
         max_points: usize,
     },
+    /// The Clusters tab's clustering of the corpus (background).
+    Cluster(super::clusters::ClusterRequest),
+    /// The Clusters tab's decodings and analogies (interactive).
+    Structure(super::clusters::StructureJob),
 }
 
 /// Requests of one kind supersede each other.
@@ -142,6 +146,8 @@ pub enum JobKind {
     Stats,
     Load,
     Index,
+    Cluster,
+    Structure,
 }
 
 impl Job {
@@ -155,6 +161,8 @@ impl Job {
             Job::Stats { .. } => JobKind::Stats,
             Job::Load { .. } => JobKind::Load,
             Job::Index { .. } => JobKind::Index,
+            Job::Cluster(_) => JobKind::Cluster,
+            Job::Structure(_) => JobKind::Structure,
         }
     }
 }
@@ -190,6 +198,9 @@ pub enum ReplyBody {
     /// Fraction of an index build done, 0 to 1.
     IndexProgress(f64),
     Indexed(Result<Arc<NeighborIndex>, String>),
+    ClusterProgress(f64),
+    Clustered(Result<Arc<super::clusters::ClusterView>, String>),
+    Structure(Result<super::clusters::StructureResult, String>),
 }
 
 /// The corpus entries the Neighbors tab searches: bits by Hamming distance, or continuous
@@ -261,6 +272,8 @@ impl ReplyBody {
             JobKind::Stats => ReplyBody::Stats(Err(msg)),
             JobKind::Load => ReplyBody::Loaded(Err(msg)),
             JobKind::Index => ReplyBody::Indexed(Err(msg)),
+            JobKind::Cluster => ReplyBody::Clustered(Err(msg)),
+            JobKind::Structure => ReplyBody::Structure(Err(msg)),
         }
     }
 }
@@ -493,6 +506,28 @@ impl Worker {
                 });
                 ReplyBody::Indexed(result.map(Arc::new).map_err(err_text))
             }
+            Job::Cluster(req) => {
+                let mut last = -1.0;
+                let result = super::clusters::compute_clusters(&coder, &req, &mut |f| {
+                    if f - last >= 0.01 {
+                        last = f;
+                        out(Reply {
+                            id,
+                            body: ReplyBody::ClusterProgress(f),
+                        });
+                    }
+                });
+                ReplyBody::Clustered(result.map(Arc::new).map_err(err_text))
+            }
+            Job::Structure(job) => ReplyBody::Structure(
+                match &*coder {
+                    Coder::Seq(e) => super::clusters::compute_structure(e, &job),
+                    Coder::Bow(_) => Err(anyhow::anyhow!(
+                        "a bag-of-words model decodes codes to words, not sentences"
+                    )),
+                }
+                .map_err(err_text),
+            ),
         };
         out(Reply { id, body });
     }
@@ -586,7 +621,10 @@ impl WorkerHandle {
     }
 
     pub fn send(&self, req: Request) {
-        let tx = if matches!(req.job.kind(), JobKind::Stats | JobKind::Index) {
+        let tx = if matches!(
+            req.job.kind(),
+            JobKind::Stats | JobKind::Index | JobKind::Cluster
+        ) {
             &self.background
         } else {
             &self.interactive

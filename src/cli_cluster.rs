@@ -1,0 +1,438 @@
+//! The `cluster`, `attribute` and `analogy` subcommands: the command-line twins of the
+//! explorer's Clusters tab, over [`crate::structure`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use candle_core::Device;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::cluster::{ClusterMethod, ClusterOptions};
+use crate::coder::Coder;
+use crate::corpus::{Corpus, LoadOptions, Split};
+use crate::explore::bit_string;
+use crate::search::CorpusIndex;
+use crate::structure::{
+    analogy, changed_bits, cluster_corpus, AttributeVector, CodeModel, CodedCorpus,
+};
+
+#[derive(Subcommand, Debug)]
+pub enum StructureCommand {
+    /// Cluster a corpus's codes; label each cluster by its distinctive words; score against
+    /// gold labels beside a TF-IDF k-means baseline.
+    Cluster(ClusterArgs),
+    /// Move a sentence's code from one label toward another and decode it.
+    #[command(
+        override_usage = "latent-tui attribute [CHECKPOINT] SENTENCE --from LABEL --to LABEL [--strength S] [--json]"
+    )]
+    Attribute(AttributeArgs),
+    /// Decode z(C) + z(B) − z(A): "A is to B as C is to ?".
+    #[command(override_usage = "latent-tui analogy [CHECKPOINT] A B C [--json]")]
+    Analogy(AnalogyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// Checkpoint (default: checkpoints/binary.safetensors).
+    pub checkpoint: Option<PathBuf>,
+    /// Corpus to cluster (default: the checkpoint's own).
+    #[arg(long)]
+    pub corpus: Option<String>,
+    /// Number of clusters (default: the corpus's number of gold labels, else 10).
+    #[arg(short = 'k', long)]
+    pub k: Option<usize>,
+    /// kmedoids or kmodes (binary codes, Hamming distance) or kmeans (default: kmedoids for
+    /// binary codes, kmeans for continuous ones).
+    #[arg(long)]
+    pub method: Option<ClusterMethod>,
+    /// The split whose entries are clustered (train, valid or test).
+    #[arg(long, default_value = "train")]
+    pub split: Split,
+    /// Cluster a seeded random subset of at most this many entries.
+    #[arg(long)]
+    pub max_entries: Option<usize>,
+    /// Seed of the subset and of the k-means++ starts: the same seed, the same clusters.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Independent k-means++ starts; the cheapest clustering is kept.
+    #[arg(long, default_value_t = 3)]
+    pub restarts: usize,
+    /// Iterations per start at most (stops earlier once no entry changes cluster).
+    #[arg(long, default_value_t = 50)]
+    pub max_iterations: usize,
+    /// Also list every member's cluster (JSON only).
+    #[arg(long)]
+    pub assignments: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AttributeArgs {
+    /// [CHECKPOINT] SENTENCE: the checkpoint may be left out (default:
+    /// checkpoints/binary.safetensors).
+    #[arg(num_args = 1..=2, required = true, value_name = "ARG")]
+    pub args: Vec<String>,
+    /// The label the vector starts from.
+    #[arg(long)]
+    pub from: String,
+    /// The label the vector points to.
+    #[arg(long)]
+    pub to: String,
+    /// Binary codes: how many of the most different bits to set (default 8); continuous: the
+    /// multiple of mean(to) − mean(from) to add (default 1).
+    #[arg(long)]
+    pub strength: Option<f32>,
+    /// Labelled corpus (default: the checkpoint's own).
+    #[arg(long)]
+    pub corpus: Option<String>,
+    /// Examples per label averaged (seeded random subset of the train split).
+    #[arg(long, default_value_t = 2000)]
+    pub max_per_label: usize,
+    /// Seed of the examples averaged per label.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AnalogyArgs {
+    /// [CHECKPOINT] A B C: the checkpoint may be left out (default:
+    /// checkpoints/binary.safetensors).
+    #[arg(num_args = 3..=4, required = true, value_name = "ARG")]
+    pub args: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Splits positional values into an optional leading checkpoint and the `n` texts after it
+/// (clap cannot leave out an optional positional that precedes required ones).
+fn checkpoint_and_texts(
+    mut values: Vec<String>,
+    n: usize,
+) -> Result<(Option<PathBuf>, Vec<String>)> {
+    match values.len() {
+        len if len == n => Ok((None, values)),
+        len if len == n + 1 => {
+            let ckpt = values.remove(0);
+            Ok((Some(PathBuf::from(ckpt)), values))
+        }
+        len => bail!("expected {n} sentences, optionally after a checkpoint; got {len} values"),
+    }
+}
+
+pub fn run(command: StructureCommand) -> Result<()> {
+    match command {
+        StructureCommand::Cluster(a) => cluster(a),
+        StructureCommand::Attribute(a) => attribute(a),
+        StructureCommand::Analogy(a) => analogy_command(a),
+    }
+}
+
+fn load(checkpoint: &Option<PathBuf>) -> Result<(PathBuf, Coder)> {
+    let path = checkpoint
+        .clone()
+        .unwrap_or_else(crate::cli::default_checkpoint);
+    let coder = Coder::load(&path, &Device::Cpu)?;
+    if let Coder::Seq(e) = &coder {
+        if !e.kind().has_latent() {
+            bail!(
+                "`{}` holds an `lm` model, which has no encoder and so no codes",
+                path.display()
+            );
+        }
+    }
+    Ok((path, coder))
+}
+
+/// `--corpus`, else the checkpoint's own corpus when it is the bundled one or still on disk.
+fn corpus_for(given: &Option<String>, coder: &Coder) -> Result<Corpus> {
+    let own = &coder.provenance().corpus;
+    let spec = match given {
+        Some(s) => s.clone(),
+        None if own.is_empty() || own == "wordnet" => "wordnet".into(),
+        None if Path::new(own).exists() => own.clone(),
+        None => {
+            bail!("the checkpoint was trained on `{own}`, which is not here; pass --corpus PATH")
+        }
+    };
+    Corpus::load(
+        &spec,
+        &LoadOptions {
+            min_words: 1,
+            max_words: usize::MAX,
+        },
+    )
+}
+
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let bar = indicatif::ProgressBar::new(1000);
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(&format!("{what} {{bar:30}} {{percent}}%"))
+                .expect("valid template"),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+/// The codes to cluster: the index saved beside a binary checkpoint when it holds exactly this
+/// corpus's train split under this checkpoint file, else the split encoded now.
+fn coded_corpus(
+    path: &Path,
+    coder: &Coder,
+    corpus: &Corpus,
+    args: &ClusterArgs,
+) -> Result<CodedCorpus> {
+    if coder.is_binary() && args.split == Split::Train && args.max_entries.is_none() {
+        let saved = CorpusIndex::load(&CorpusIndex::default_path(path))
+            .ok()
+            .filter(|ix| {
+                ix.meta.corpus_hash == corpus.hash
+                    && ix.meta.splits == ["train"]
+                    && ix.bits() == coder.latent_dim()
+                    && ix.is_current_for(path).unwrap_or(false)
+            });
+        if let Some(ix) = saved {
+            return Ok(CodedCorpus::from_index(&ix));
+        }
+    }
+    let bar = progress_bar("encoding");
+    let data = CodedCorpus::encode(
+        CodeModel::Coder(coder),
+        corpus,
+        args.split,
+        args.max_entries,
+        args.seed,
+        &mut |f| bar.set_position((f * 1000.0) as u64),
+    )?;
+    bar.finish_and_clear();
+    Ok(data)
+}
+
+fn cluster(args: ClusterArgs) -> Result<()> {
+    let (path, coder) = load(&args.checkpoint)?;
+    let corpus = corpus_for(&args.corpus, &coder)?;
+    let method = args.method.unwrap_or(if coder.is_binary() {
+        ClusterMethod::KMedoids
+    } else {
+        ClusterMethod::KMeans
+    });
+    if method.is_hamming() && !coder.is_binary() {
+        bail!(
+            "`{}` has continuous codes; {} needs binary codes, use --method kmeans",
+            path.display(),
+            method.name()
+        );
+    }
+    let data = coded_corpus(&path, &coder, &corpus, &args)?;
+    let labels_present = data
+        .labels
+        .iter()
+        .flatten()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let k = args.k.unwrap_or(if labels_present > 1 {
+        labels_present
+    } else {
+        10
+    });
+    let opts = ClusterOptions {
+        k,
+        seed: args.seed,
+        max_iterations: args.max_iterations.max(1),
+        restarts: args.restarts.max(1),
+    };
+    let mut report = cluster_corpus(&data, method, &opts)?;
+    report.decode_centers(CodeModel::Coder(&coder))?;
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        value["checkpoint"] = json!(path);
+        value["model"] = json!(coder.config().describe());
+        if args.assignments {
+            value["assignment"] = json!(report.assignment);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!(
+            "{}",
+            report.render(&format!(
+                "{} · {}",
+                path.display(),
+                coder.config().describe()
+            ))
+        );
+    }
+    Ok(())
+}
+
+/// A one-line notice of the words a model does not know in `text`, if any.
+fn unknown_notice(coder: &Coder, text: &str) -> Option<String> {
+    let unknown = coder.unknown_words(text);
+    (!unknown.is_empty()).then(|| format!("unknown words: {}", unknown.join(", ")))
+}
+
+fn encode_one(coder: &Coder, text: &str) -> Result<Vec<f32>> {
+    if crate::corpus::normalize(text).trim().is_empty() {
+        bail!("the sentence `{text}` has no words to encode");
+    }
+    Ok(CodeModel::Coder(coder)
+        .codes(&[text], &mut |_| {})?
+        .remove(0))
+}
+
+fn code_text(code: &[f32], binary: bool) -> String {
+    if binary {
+        bit_string(code)
+    } else {
+        code.iter()
+            .map(|v| format!("{v:+.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn attribute(args: AttributeArgs) -> Result<()> {
+    let (checkpoint, mut texts) = checkpoint_and_texts(args.args.clone(), 1)?;
+    let sentence = texts.remove(0);
+    let (path, coder) = load(&checkpoint)?;
+    let corpus = corpus_for(&args.corpus, &coder)?;
+    let model = CodeModel::Coder(&coder);
+    let bar = progress_bar("encoding the two labels");
+    let data = CodedCorpus::encode_labels(
+        model,
+        &corpus,
+        Split::Train,
+        &[&args.from, &args.to],
+        args.max_per_label.max(1),
+        args.seed,
+        &mut |f| bar.set_position((f * 1000.0) as u64),
+    )?;
+    bar.finish_and_clear();
+    let vector = AttributeVector::between(&data, &args.from, &args.to)?;
+    let binary = coder.is_binary();
+    let strength = args.strength.unwrap_or(if binary { 8.0 } else { 1.0 });
+    if strength < 0.0 || !strength.is_finite() {
+        bail!("--strength must be a non-negative number, not {strength}");
+    }
+    let code = encode_one(&coder, &sentence)?;
+    let edited = vector.apply(&code, strength);
+    let decoded = model.decode(&[code.clone(), edited.clone()])?;
+    let changed = binary.then(|| changed_bits(&code, &edited));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "checkpoint": path, "model": coder.config().describe(), "corpus": corpus.name,
+                "sentence": sentence, "unknown_words": coder.unknown_words(&sentence),
+                "vector": vector, "ranked": vector.ranked(), "strength": strength,
+                "code": code, "edited": edited, "changed_bits": changed,
+                "decoding": decoded.as_ref().map(|d| &d[0]),
+                "edited_decoding": decoded.as_ref().map(|d| &d[1]),
+            }))?
+        );
+        return Ok(());
+    }
+    println!("{} · {}", path.display(), coder.config().describe());
+    println!(
+        "attribute {} ({} sentences) → {} ({} sentences) of `{}`",
+        vector.from, vector.from_count, vector.to, vector.to_count, corpus.name
+    );
+    match &changed {
+        Some(bits) => println!(
+            "strength {} bits of {} that differ: changed {} ({})",
+            strength.round(),
+            vector.max_bits(),
+            bits.len(),
+            bits.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => println!(
+            "strength {strength} × (mean({}) − mean({}))",
+            vector.to, vector.from
+        ),
+    }
+    println!("sentence  {}", sentence);
+    if let Some(n) = unknown_notice(&coder, &sentence) {
+        println!("          {n}");
+    }
+    println!("code      {}", code_text(&code, binary));
+    println!("edited    {}", code_text(&edited, binary));
+    match decoded {
+        Some(d) => {
+            println!("decodes   {}", d[0]);
+            println!("edited →  {}", d[1]);
+        }
+        None => println!("(this model has no decoder)"),
+    }
+    Ok(())
+}
+
+fn analogy_command(args: AnalogyArgs) -> Result<()> {
+    let (checkpoint, sentences) = checkpoint_and_texts(args.args.clone(), 3)?;
+    let (path, coder) = load(&checkpoint)?;
+    let model = CodeModel::Coder(&coder);
+    let binary = coder.is_binary();
+    let texts = [&sentences[0], &sentences[1], &sentences[2]];
+    let codes: Vec<Vec<f32>> = texts
+        .iter()
+        .map(|t| encode_one(&coder, t))
+        .collect::<Result<_>>()?;
+    let result = analogy(&codes[0], &codes[1], &codes[2], binary);
+    let mut all = codes.clone();
+    all.push(result.clone());
+    let decoded = model.decode(&all)?;
+    let rule = if binary {
+        "per bit, C + B − A rounded at ½: B's bit where A and B differ, else C's"
+    } else {
+        "z(C) + z(B) − z(A)"
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "checkpoint": path, "model": coder.config().describe(), "rule": rule,
+                "a": sentences[0], "b": sentences[1], "c": sentences[2], "codes": codes, "result": result,
+                "decodings": decoded,
+                "changed_bits": binary.then(|| changed_bits(&codes[2], &result)),
+            }))?
+        );
+        return Ok(());
+    }
+    println!("{} · {}", path.display(), coder.config().describe());
+    println!("rule: {rule}");
+    for (name, (text, code)) in ["A", "B", "C"].iter().zip(texts.iter().zip(&codes)) {
+        println!("{name}  {text}");
+        if let Some(n) = unknown_notice(&coder, text) {
+            println!("   {n}");
+        }
+        println!("   code     {}", code_text(code, binary));
+        if let Some(d) = &decoded {
+            let i = ["A", "B", "C"].iter().position(|n| n == name).unwrap_or(0);
+            println!("   decodes  {}", d[i]);
+        }
+    }
+    println!("C + B − A");
+    println!("   code     {}", code_text(&result, binary));
+    if binary {
+        println!(
+            "   differs from C in {} bits",
+            changed_bits(&codes[2], &result).len()
+        );
+    }
+    match &decoded {
+        Some(d) => println!("   decodes  {}", d[3]),
+        None => println!("   (this model has no decoder)"),
+    }
+    Ok(())
+}

@@ -1,0 +1,592 @@
+//! Clusters, their labels and scores, attribute vectors and analogies: the library on planted
+//! structure and hand-computed metrics, a tiny trained NASH model with a label probe, and the
+//! `cluster`, `attribute` and `analogy` commands.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc;
+
+use anyhow::Result;
+use candle_core::Device;
+use latent_tui::bow::train::{train_bow, BowFamily, BowTrainConfig};
+use latent_tui::cluster::{
+    agreement, distinctive_words, kmeans, kmedoids, kmodes, ClusterMethod, ClusterOptions,
+};
+use latent_tui::coder::Coder;
+use latent_tui::corpus::{Corpus, LoadOptions, Split};
+use latent_tui::hamming::PackedCodes;
+use latent_tui::probe::{train_probe, ProbeOptions};
+use latent_tui::structure::{
+    changed_bits, cluster_corpus, AttributeVector, CodeModel, CodedCorpus,
+};
+use latent_tui::train::TrainControl;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+const LABELS: [&str; 4] = ["animal", "vehicle", "food", "music"];
+const TOPICS: [[&str; 8]; 4] = [
+    ["cat", "dog", "horse", "fur", "paw", "tail", "bark", "herd"],
+    [
+        "car", "bus", "wheel", "engine", "road", "truck", "brake", "fuel",
+    ],
+    [
+        "bread", "soup", "salt", "bake", "meal", "fruit", "sugar", "cook",
+    ],
+    [
+        "song", "drum", "piano", "tune", "choir", "melody", "guitar", "rhythm",
+    ],
+];
+const SHARED: [&str; 8] = [
+    "big", "old", "red", "many", "thing", "kind", "place", "small",
+];
+
+/// A labelled sentence: six words, each from the label's topic with probability `topical`.
+fn topic_sentence(label: usize, topical: f64, rng: &mut StdRng) -> String {
+    (0..6)
+        .map(|_| {
+            if rng.random_bool(topical) {
+                TOPICS[label][rng.random_range(0..8)]
+            } else {
+                SHARED[rng.random_range(0..8)]
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn write_corpus(dir: &Path, per_split: [usize; 3], seed: u64) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    for (split, n) in ["train", "valid", "test"].iter().zip(per_split) {
+        let mut lines = String::new();
+        for _ in 0..n {
+            let label = rng.random_range(0..LABELS.len());
+            lines += &format!(
+                "{}\t{}\n",
+                LABELS[label],
+                topic_sentence(label, 0.6, &mut rng)
+            );
+        }
+        std::fs::write(dir.join(format!("{split}.tsv")), lines)?;
+    }
+    Ok(())
+}
+
+/// `per_cluster` noisy copies (each bit flipped with probability `noise`) of `clusters` random
+/// prototypes, shuffled; returns the codes and each one's true cluster.
+fn planted_codes(
+    clusters: usize,
+    per_cluster: usize,
+    bits: usize,
+    noise: f64,
+    seed: u64,
+) -> (Vec<Vec<f32>>, Vec<u32>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let prototypes: Vec<Vec<bool>> = (0..clusters)
+        .map(|_| (0..bits).map(|_| rng.random_bool(0.5)).collect())
+        .collect();
+    let mut points: Vec<(Vec<f32>, u32)> = Vec::new();
+    for (c, proto) in prototypes.iter().enumerate() {
+        for _ in 0..per_cluster {
+            let code = proto
+                .iter()
+                .map(|&b| (b ^ rng.random_bool(noise)) as u8 as f32)
+                .collect();
+            points.push((code, c as u32));
+        }
+    }
+    points.shuffle(&mut rng);
+    points.into_iter().unzip()
+}
+
+#[test]
+fn clustering_recovers_planted_structure() {
+    let (codes, truth) = planted_codes(5, 80, 64, 0.12, 1);
+    let packed = PackedCodes::from_codes(64, codes.iter().map(Vec::as_slice));
+    let opts = ClusterOptions {
+        k: 5,
+        seed: 3,
+        ..Default::default()
+    };
+    for (name, result) in [
+        ("kmedoids", kmedoids(&packed, &opts).unwrap()),
+        ("kmodes", kmodes(&packed, &opts).unwrap()),
+        ("kmeans", kmeans(&codes, &opts).unwrap()),
+    ] {
+        let a = agreement(&truth, &result.assignment);
+        assert!(a.ari >= 0.9, "{name}: {a:?}");
+        assert!(a.nmi >= 0.9, "{name}: {a:?}");
+        assert_eq!(result.sizes().iter().sum::<usize>(), 400);
+    }
+    // Seeded: the same seed gives the same clustering.
+    assert_eq!(
+        kmedoids(&packed, &opts).unwrap(),
+        kmedoids(&packed, &opts).unwrap()
+    );
+    // k-medoids centres are members; k-modes centres are per-bit majorities close to a prototype.
+    let m = kmedoids(&packed, &opts).unwrap();
+    for (c, &i) in m.medoids.as_ref().unwrap().iter().enumerate() {
+        assert_eq!(m.centers[c], codes[i]);
+        assert_eq!(m.assignment[i], c);
+    }
+
+    // Continuous codes: Gaussian blobs.
+    let mut rng = StdRng::seed_from_u64(9);
+    let centres: Vec<Vec<f32>> = (0..4)
+        .map(|_| (0..8).map(|_| rng.random_range(-4.0..4.0)).collect())
+        .collect();
+    let mut points = Vec::new();
+    let mut gold = Vec::new();
+    for (c, centre) in centres.iter().enumerate() {
+        for _ in 0..60 {
+            points.push(
+                centre
+                    .iter()
+                    .map(|&x| x + rng.random_range(-0.8f32..0.8))
+                    .collect::<Vec<f32>>(),
+            );
+            gold.push(c as u32);
+        }
+    }
+    let a = agreement(
+        &gold,
+        &kmeans(&points, &ClusterOptions { k: 4, ..opts })
+            .unwrap()
+            .assignment,
+    );
+    assert!(a.ari >= 0.9, "{a:?}");
+
+    // A random clustering of the same codes scores near zero, so the bar above means something.
+    let random: Vec<usize> = (0..400).map(|_| rng.random_range(0..5)).collect();
+    assert!(agreement(&truth, &random).ari < 0.1);
+}
+
+#[test]
+fn metrics_match_hand_computed_values() {
+    // Gold {0,0,0,1,1,1}, clusters {0,0,1,1,2,2}. Contingency: gold 0 → (2, 1, 0), gold 1 →
+    // (0, 1, 2). Purity (2 + 1 + 2) / 6. ARI: Σ C(nᵢⱼ, 2) = 2, rows 2·C(3,2) = 6, columns
+    // 3·C(2,2) = 3, expected 6·3 / C(6,2) = 1.2, maximum (6 + 3) / 2 = 4.5, so
+    // (2 − 1.2) / (4.5 − 1.2) = 0.8 / 3.3. NMI: I = 2 · (1/3) ln 2, H(gold) = ln 2,
+    // H(clusters) = ln 3, NMI = I / ((ln 2 + ln 3) / 2).
+    let a = agreement(&[0, 0, 0, 1, 1, 1], &[0, 0, 1, 1, 2, 2]);
+    let ln2 = 2f64.ln();
+    let close = |x: f64, y: f64| (x - y).abs() < 1e-9;
+    assert!(close(a.purity, 5.0 / 6.0), "{a:?}");
+    assert!(close(a.ari, 0.8 / 3.3), "{a:?}");
+    assert!(
+        close(a.nmi, (2.0 / 3.0 * ln2) / ((ln2 + 3f64.ln()) / 2.0)),
+        "{a:?}"
+    );
+
+    // Independent partitions of four: ARI (0 − 2·2/6) / (2 − 2/3) = −0.5, no information.
+    let b = agreement(&[0, 0, 1, 1], &[7, 3, 7, 3]);
+    assert!(
+        close(b.ari, -0.5) && close(b.nmi, 0.0) && close(b.purity, 0.5),
+        "{b:?}"
+    );
+
+    // The same partition under other names agrees perfectly.
+    let c = agreement(&[2, 2, 0, 1, 1], &[5, 5, 9, 4, 4]);
+    assert!(
+        close(c.ari, 1.0) && close(c.nmi, 1.0) && close(c.purity, 1.0),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn cluster_labels_name_the_distinctive_words() {
+    let mut rng = StdRng::seed_from_u64(4);
+    let mut texts = Vec::new();
+    let mut topic = Vec::new();
+    for i in 0..400 {
+        let t = i % 4;
+        texts.push(format!("the {}", topic_sentence(t, 0.5, &mut rng)));
+        topic.push(t);
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let words = distinctive_words(&refs, &topic, 4, 3);
+    for (t, top) in words.iter().enumerate() {
+        assert_eq!(top.len(), 3);
+        for w in top {
+            assert!(
+                TOPICS[t].contains(&w.word.as_str()),
+                "cluster {t}'s label word `{}` is not one of its topic words (z {:.1})",
+                w.word,
+                w.z
+            );
+            assert!(w.z > 2.0 && w.share > 0.2, "{w:?}");
+        }
+    }
+
+    // Through the report: codes that encode the topic (a planted prototype per topic) cluster
+    // into four groups labelled by their topics, scored against the gold labels.
+    let (protos, _) = planted_codes(4, 1, 32, 0.0, 7);
+    let codes: Vec<Vec<f32>> = topic
+        .iter()
+        .map(|&t| {
+            protos[t]
+                .iter()
+                .map(|&b| if rng.random_bool(0.05) { 1.0 - b } else { b })
+                .collect()
+        })
+        .collect();
+    let data = CodedCorpus {
+        corpus: "toy".into(),
+        split: "train".into(),
+        texts: texts.clone(),
+        labels: topic.iter().map(|&t| Some(t as u32)).collect(),
+        label_names: LABELS.iter().map(|s| s.to_string()).collect(),
+        codes,
+        binary: true,
+    };
+    let opts = ClusterOptions {
+        k: 4,
+        ..Default::default()
+    };
+    for method in [
+        ClusterMethod::KMedoids,
+        ClusterMethod::KModes,
+        ClusterMethod::KMeans,
+    ] {
+        let report = cluster_corpus(&data, method, &opts).unwrap();
+        let gold = report.gold.as_ref().expect("labelled");
+        assert!(gold.codes.ari > 0.95, "{method}: {gold:?}");
+        assert_eq!(gold.labels, 4);
+        assert_eq!(report.clusters.len(), 4);
+        for c in &report.clusters {
+            let g = c.gold.as_ref().unwrap();
+            let t = LABELS.iter().position(|l| *l == g.label).unwrap();
+            let first = c.label.split(" · ").next().unwrap();
+            assert!(
+                TOPICS[t].contains(&first),
+                "{method}: `{}` for {}",
+                c.label,
+                g.label
+            );
+            assert_eq!(
+                topic[c.medoid], t,
+                "the medoid belongs to its cluster's topic"
+            );
+        }
+        // Clusters are numbered by size, largest first.
+        assert!(report.clusters.windows(2).all(|w| w[0].size >= w[1].size));
+    }
+    // Continuous codes refuse the Hamming methods with a message naming the fix.
+    let continuous = CodedCorpus {
+        binary: false,
+        ..data
+    };
+    let err = cluster_corpus(&continuous, ClusterMethod::KModes, &opts).unwrap_err();
+    assert!(err.to_string().contains("--method kmeans"), "{err}");
+}
+
+fn train_nash(dir: &Path) -> Result<std::path::PathBuf> {
+    write_corpus(dir, [1600, 50, 400], 5)?;
+    let out = dir.join("nash.safetensors");
+    let mut cfg = BowTrainConfig::for_family(BowFamily::Nash);
+    cfg.corpus = dir.to_str().unwrap().to_string();
+    cfg.out = out.clone();
+    cfg.hidden_dim = 32;
+    cfg.latent_dim = 16;
+    cfg.steps = 300;
+    cfg.batch_size = 32;
+    cfg.lr = 3e-3;
+    cfg.valid_every = 1000;
+    cfg.checkpoint_every = 1000;
+    let (tx, rx) = mpsc::channel();
+    train_bow(&cfg, tx, &TrainControl::default())?;
+    drop(rx);
+    Ok(out)
+}
+
+#[test]
+fn attribute_vector_moves_a_label_probe_more_than_a_random_edit() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ckpt = train_nash(dir.path())?;
+    let coder = Coder::load(&ckpt, &Device::Cpu)?;
+    let model = CodeModel::Coder(&coder);
+    let corpus = Corpus::load(dir.path().to_str().unwrap(), &LoadOptions::default())?;
+    let train = CodedCorpus::encode(model, &corpus, Split::Train, None, 0, &mut |_| {})?;
+    let labels: Vec<u32> = train.labels.iter().map(|l| l.unwrap()).collect();
+    let probe = train_probe(
+        &train.codes,
+        &labels,
+        train.label_names.len(),
+        &ProbeOptions {
+            hidden_dim: 32,
+            epochs: 20,
+            seed: 1,
+            ..Default::default()
+        },
+    )?;
+    let id = |name: &str| train.label_names.iter().position(|n| n == name).unwrap();
+    let (from, to) = ("animal", "vehicle");
+    let target = id(to);
+
+    // The library path the `attribute` command takes: the two labels' codes only.
+    let pair = CodedCorpus::encode_labels(
+        model,
+        &corpus,
+        Split::Train,
+        &[from, to],
+        500,
+        0,
+        &mut |_| {},
+    )?;
+    let vector = AttributeVector::between(&pair, from, to)?;
+    assert_eq!(vector.from_count + vector.to_count, pair.len());
+    assert!(vector.max_bits() > 4);
+
+    let test = CodedCorpus::encode(model, &corpus, Split::Test, None, 0, &mut |_| {})?;
+    let sources: Vec<&Vec<f32>> = test
+        .codes
+        .iter()
+        .zip(&test.labels)
+        .filter(|(_, l)| **l == Some(id(from) as u32))
+        .map(|(c, _)| c)
+        .collect();
+    assert!(sources.len() > 50);
+    let mut rng = StdRng::seed_from_u64(11);
+    // Per sentence: is the target the probe's prediction after the edit, and which edit raised
+    // the target's probability more? (Almost any edit of a confidently classified code raises
+    // every other label a little, so "rose at all" would not tell the two apart.)
+    let (mut attribute_hits, mut random_hits, mut attribute_larger) = (0, 0, 0);
+    let argmax = |p: &[f32]| latent_tui::bow::top_indices(p, 1, |_| true)[0];
+    for code in &sources {
+        let edited = vector.apply(code, 4.0);
+        let changed = changed_bits(code, &edited).len();
+        // A random edit of the same size: as many bits flipped, chosen at random.
+        let mut bits: Vec<usize> = (0..code.len()).collect();
+        bits.shuffle(&mut rng);
+        let mut random = (*code).clone();
+        for &b in bits.iter().take(changed) {
+            random[b] = 1.0 - random[b];
+        }
+        let p = probe.probabilities(&[(*code).clone(), edited, random])?;
+        attribute_hits += (argmax(&p[1]) == target) as usize;
+        random_hits += (argmax(&p[2]) == target) as usize;
+        attribute_larger += (p[1][target] > p[2][target]) as usize;
+    }
+    let n = sources.len();
+    eprintln!(
+        "`{from}` → `{to}` on {n} test sentences: the probe predicts `{to}` for {attribute_hits} \
+         after the attribute edit, {random_hits} after a random edit of the same size; the \
+         attribute edit raises P({to}) more in {attribute_larger}"
+    );
+    assert!(
+        attribute_hits > random_hits + n / 4 && attribute_larger * 10 >= n * 8,
+        "attribute {attribute_hits}, random {random_hits}, attribute larger {attribute_larger} of {n}"
+    );
+
+    // The report works for a bag-of-words model too: decoded centres are word lists.
+    let mut report = cluster_corpus(
+        &train,
+        ClusterMethod::KMedoids,
+        &ClusterOptions {
+            k: 4,
+            ..Default::default()
+        },
+    )?;
+    report.decode_centers(model)?;
+    let gold = report.gold.clone().unwrap();
+    assert!(gold.codes.purity > gold.majority_purity, "{gold:?}");
+    assert!(
+        gold.tfidf_kmeans.nmi > 0.3,
+        "the baseline finds topics: {gold:?}"
+    );
+    assert!(report.clusters.iter().all(|c| c
+        .center_decoding
+        .as_ref()
+        .is_some_and(|d| d.split(' ').count() == 8)));
+
+    // The commands, on the same checkpoint and corpus.
+    let bin = env!("CARGO_BIN_EXE_latent-tui");
+    let corpus_arg = dir.path().to_str().unwrap();
+    let out = Command::new(bin)
+        .args([
+            "cluster",
+            ckpt.to_str().unwrap(),
+            "--corpus",
+            corpus_arg,
+            "-k",
+            "4",
+            "--json",
+        ])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["clusters"].as_array().unwrap().len(), 4);
+    assert_eq!(v["method"], "k-medoids");
+    assert!(v["gold"]["tfidf_kmeans"]["ari"].is_number());
+    let out = Command::new(bin)
+        .args(["cluster", ckpt.to_str().unwrap(), "--corpus", corpus_arg])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("k = 4"),
+        "k defaults to the number of gold labels:\n{text}"
+    );
+    assert!(text.contains("k-means on TF-IDF (baseline)"), "{text}");
+
+    let out = Command::new(bin)
+        .args([
+            "attribute",
+            ckpt.to_str().unwrap(),
+            "--corpus",
+            corpus_arg,
+            "--from",
+            from,
+            "--to",
+            to,
+            "--strength",
+            "3",
+            "--json",
+            "cat dog tail fur",
+        ])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert!(v["changed_bits"].as_array().unwrap().len() <= 3);
+    assert!(v["edited_decoding"].is_string());
+
+    let out = Command::new(bin)
+        .args([
+            "attribute",
+            ckpt.to_str().unwrap(),
+            "--corpus",
+            corpus_arg,
+            "--from",
+            "animal",
+            "--to",
+            "plant",
+            "cat",
+        ])
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("label `plant`") && err.contains("vehicle"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn commands_on_a_sequence_autoencoder() -> Result<()> {
+    let f = common::fixtures();
+    let bin = env!("CARGO_BIN_EXE_latent-tui");
+    let ckpt = f.binary.to_str().unwrap();
+    let out = Command::new(bin)
+        .args([
+            "analogy",
+            ckpt,
+            "a small dog",
+            "a small cat",
+            "the old dog",
+            "--json",
+        ])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let codes = v["codes"].as_array().unwrap();
+    let result: Vec<f64> = serde_json::from_value(v["result"].clone())?;
+    let bit = |c: &serde_json::Value, i: usize| c[i].as_f64().unwrap();
+    for (i, &r) in result.iter().enumerate() {
+        let (a, b, c) = (bit(&codes[0], i), bit(&codes[1], i), bit(&codes[2], i));
+        assert_eq!(r, if a != b { b } else { c }, "bit {i}");
+    }
+    assert_eq!(v["decodings"].as_array().unwrap().len(), 4);
+    // The checkpoint may be left out (the shipped one), and a missing sentence is named.
+    let out = Command::new(bin)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["analogy", "a large dog", "a small dog", "a large house"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("binary.safetensors"));
+    let out = Command::new(bin)
+        .args([
+            "attribute",
+            ckpt,
+            "a dog",
+            "a cat",
+            "--from",
+            "x",
+            "--to",
+            "y",
+        ])
+        .output()?;
+    assert!(!out.status.success());
+
+    let out = Command::new(bin)
+        .args([
+            "cluster",
+            ckpt,
+            "-k",
+            "3",
+            "--corpus",
+            f.corpus.to_str().unwrap(),
+        ])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("k-medoids (Hamming)") && text.contains("centre →"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("gold labels"),
+        "an unlabelled corpus has no scores:\n{text}"
+    );
+
+    let out = Command::new(bin)
+        .args([
+            "cluster",
+            f.gaussian.to_str().unwrap(),
+            "-k",
+            "2",
+            "--method",
+            "kmodes",
+        ])
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use --method kmeans"));
+    let out = Command::new(bin)
+        .args(["cluster", f.gaussian.to_str().unwrap(), "-k", "2", "--json"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["method"], "k-means");
+
+    let out = Command::new(bin)
+        .args(["attribute", ckpt, "--from", "x", "--to", "y", "a dog"])
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no labels"));
+    Ok(())
+}
