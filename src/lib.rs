@@ -21,7 +21,6 @@ pub mod bench;
 pub mod bow;
 pub mod checkpoint;
 pub mod cli;
-pub mod cli_cluster;
 pub mod cluster;
 pub mod coder;
 pub mod corpus;

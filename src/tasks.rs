@@ -186,7 +186,7 @@ pub fn walk_between(
 }
 
 /// Where prior samples are drawn from, as named on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PriorChoice {
     /// Binary: each bit 0 or 1 with probability ½. Gaussian: N(0, t² I).
     Uniform,

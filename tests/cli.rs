@@ -292,3 +292,21 @@ fn train_and_convert_from_the_command_line() {
     assert_eq!(v["stored_dtype"], "F16");
     assert_eq!(v["provenance"]["step"], 6);
 }
+
+/// Choice-valued flags are typed: clap lists the choices and refuses anything else before a
+/// command runs (no string parsed later, no checkpoint opened first).
+#[test]
+fn choice_flags_are_typed_and_list_their_values() {
+    for (args, bad, choices) in [
+        (vec!["sample", "--prior"], "loud", "uniform"),
+        (vec!["train", "--noise"], "loud", "learned"),
+        (vec!["encode", "--format"], "xml", "packed"),
+        (vec!["eval", "--split"], "dev2", "train, valid or test"),
+    ] {
+        let mut full = args.clone();
+        full.push(bad);
+        let e = fails(&full);
+        assert!(e.contains(&format!("invalid value '{bad}'")), "{args:?}: {e}");
+        assert!(e.contains(choices), "{args:?}: {e}");
+    }
+}

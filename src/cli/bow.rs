@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use candle_core::Device;
 use clap::Args;
 
-use super::train::{BowFamily, BowTrainConfig};
+use crate::bow::train::{BowFamily, BowTrainConfig};
 use crate::checkpoint::Checkpoint;
 use crate::cli::TrainArgs;
 use crate::coder::{read_features, Coder, FeatureKind};
@@ -27,8 +27,8 @@ pub struct BowTrainArgs {
     #[arg(long)]
     pub input: Option<BowInput>,
     /// NASH training noise on the bits: none, fixed (σ = --noise-std) or learned (σ(x)).
-    #[arg(long)]
-    pub noise: Option<String>,
+    #[arg(long, value_enum)]
+    pub noise: Option<NoiseKind>,
     /// σ of the fixed training noise.
     #[arg(long)]
     pub noise_std: Option<f64>,
@@ -40,17 +40,25 @@ pub struct BowTrainArgs {
     pub batch_size: Option<usize>,
 }
 
-/// Parses `--noise` and `--noise-std` into a noise setting.
-pub fn parse_noise(kind: Option<&str>, std: Option<f64>) -> Result<Option<NashNoise>> {
+/// NASH's training noise as named by `--noise`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NoiseKind {
+    /// No noise (NASH).
+    None,
+    /// Fixed σ = --noise-std (NASH-N).
+    Fixed,
+    /// σ(x) learned from the document (NASH-DN).
+    Learned,
+}
+
+/// `--noise` and `--noise-std` as a noise setting.
+pub fn parse_noise(kind: Option<NoiseKind>, std: Option<f64>) -> Result<Option<NashNoise>> {
     Ok(match (kind, std) {
         (None, None) => None,
-        (None | Some("fixed"), Some(std)) => Some(NashNoise::Fixed { std }),
-        (Some("fixed"), None) => Some(NashNoise::Fixed { std: 0.5 }),
-        (Some("none"), _) => Some(NashNoise::None),
-        (Some("learned"), _) => Some(NashNoise::Learned),
-        (Some(other), _) => {
-            anyhow::bail!("unknown noise `{other}` (expected none, fixed or learned)")
-        }
+        (None | Some(NoiseKind::Fixed), Some(std)) => Some(NashNoise::Fixed { std }),
+        (Some(NoiseKind::Fixed), None) => Some(NashNoise::Fixed { std: 0.5 }),
+        (Some(NoiseKind::None), _) => Some(NashNoise::None),
+        (Some(NoiseKind::Learned), _) => Some(NashNoise::Learned),
     })
 }
 
@@ -131,7 +139,7 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
     if let Some(input) = bow.input {
         cfg.input = input;
     }
-    if let Some(noise) = parse_noise(bow.noise.as_deref(), bow.noise_std)? {
+    if let Some(noise) = parse_noise(bow.noise, bow.noise_std)? {
         cfg.noise = noise;
     }
     if bow.keep_stop_words {
@@ -167,7 +175,7 @@ pub fn summary_if_bow(path: &std::path::Path) -> Result<Option<String>> {
         return Ok(None);
     }
     Ok(Some(
-        super::BowCheckpoint::from_checkpoint(ckpt, &Device::Cpu)?.summary(),
+        crate::bow::BowCheckpoint::from_checkpoint(ckpt, &Device::Cpu)?.summary(),
     ))
 }
 
@@ -899,15 +907,15 @@ impl WordsArgs {
 
 fn words(args: WordsArgs) -> Result<()> {
     let (checkpoint, word) = args.checkpoint_and_word();
-    let ckpt = super::BowCheckpoint::load(&checkpoint, &Device::Cpu)?;
+    let ckpt = crate::bow::BowCheckpoint::load(&checkpoint, &Device::Cpu)?;
     let vectors = ckpt.model.word_vectors().ok_or_else(|| {
         anyhow::anyhow!("an lsh model has no decoder, so its words have no vectors")
     })?;
-    let vectors = super::rows(vectors)?;
+    let vectors = crate::bow::rows(vectors)?;
     match &word {
         Some(word) => {
             let word = crate::corpus::normalize(word);
-            let near = super::words::nearest_words(&ckpt.vocab, &vectors, &word, args.top)?;
+            let near = crate::bow::words::nearest_words(&ckpt.vocab, &vectors, &word, args.top)?;
             if args.json {
                 println!(
                     "{}",
@@ -928,7 +936,8 @@ fn words(args: WordsArgs) -> Result<()> {
             } else {
                 args.dims.clone()
             };
-            let topics = super::words::dimension_words(&ckpt.vocab, &vectors, &dims, args.top)?;
+            let topics =
+                crate::bow::words::dimension_words(&ckpt.vocab, &vectors, &dims, args.top)?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&topics)?);
             } else {
@@ -956,15 +965,15 @@ pub fn eval_if_bow(args: &crate::cli::EvalArgs) -> Result<bool> {
     if let ModelConfig::Seq(_) = ckpt.config {
         return Ok(false);
     }
-    let bow = super::BowCheckpoint::from_checkpoint(ckpt, &Device::Cpu)?;
+    let bow = crate::bow::BowCheckpoint::from_checkpoint(ckpt, &Device::Cpu)?;
     if let crate::model::BowModel::Lsh(_) = bow.model {
         anyhow::bail!(
             "an lsh model has no decoder to score documents with; measure it with `latent-tui eval-retrieval`"
         );
     }
-    let split: Split = args.split.parse().map_err(anyhow::Error::msg)?;
+    let split = args.split;
     let corpus = load_corpus(&corpus_spec(&args.corpus, &bow.provenance)?)?;
-    let mut bags = super::train::split_bags(&bow.vocab, &corpus, split, true);
+    let mut bags = crate::bow::train::split_bags(&bow.vocab, &corpus, split, true);
     let skipped = corpus.split(split).len() - bags.len();
     if let Some(n) = args.max_sentences {
         bags.truncate(n);
@@ -975,7 +984,7 @@ pub fn eval_if_bow(args: &crate::cli::EvalArgs) -> Result<bool> {
             corpus.name
         );
     }
-    let score = super::score_bags(&bow.model, &bags, args.seed)?;
+    let score = crate::bow::score_bags(&bow.model, &bags, args.seed)?;
     if args.json {
         println!(
             "{}",

@@ -1,5 +1,8 @@
 //! The `latent-tui` command line: every subcommand, parsed by clap and run over the library.
 
+pub mod bow;
+pub mod cluster;
+
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -12,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::json;
 
-use crate::bow::cli::TrainKind;
+use self::bow::TrainKind;
 use crate::checkpoint::Checkpoint;
 use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::data::encode_examples;
@@ -72,8 +75,8 @@ pub enum Command {
         /// Output: `json` (one object per line: text, code, p or std, kl), `bits` (one 0/1
         /// string per line, binary codes) or `packed` (a NumPy .npy file of uint8 rows, 8 bits
         /// per byte, least significant bit first: ready for faiss.IndexBinaryFlat; needs --out).
-        #[arg(long, default_value = "json", value_parser = ["json", "bits", "packed"])]
-        format: String,
+        #[arg(long, value_enum, default_value_t = EncodeFormat::Json)]
+        format: EncodeFormat,
         /// Write to this file instead of standard output (required by --format packed).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -165,8 +168,8 @@ pub enum Command {
         temperature: Option<f32>,
         /// Binary prior: `uniform` bits, or each bit drawn with its corpus `means`
         /// [default: uniform]
-        #[arg(long)]
-        prior: Option<String>,
+        #[arg(long, value_enum)]
+        prior: Option<crate::tasks::PriorChoice>,
         /// Print JSON instead of plain text.
         #[arg(long)]
         json: bool,
@@ -189,9 +192,9 @@ pub enum Command {
         json: bool,
     },
     #[command(flatten)]
-    Bow(crate::bow::cli::BowCommand),
+    Bow(self::bow::BowCommand),
     #[command(flatten)]
-    Structure(crate::cli_cluster::StructureCommand),
+    Structure(self::cluster::StructureCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -265,13 +268,34 @@ impl StrategyArgs {
     }
 }
 
+/// How `encode` writes codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EncodeFormat {
+    /// One JSON object per line.
+    Json,
+    /// One 0/1 string per line (binary codes).
+    Bits,
+    /// A NumPy .npy file of uint8 rows (needs --out).
+    Packed,
+}
+
+impl std::fmt::Display for EncodeFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EncodeFormat::Json => "json",
+            EncodeFormat::Bits => "bits",
+            EncodeFormat::Packed => "packed",
+        })
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct EvalArgs {
     /// The checkpoint (default: checkpoints/binary.safetensors).
     pub checkpoint: Option<PathBuf>,
     /// The split to evaluate: train, valid or test.
     #[arg(long, default_value = "test")]
-    pub split: String,
+    pub split: Split,
     /// Corpus to evaluate on (default: the one the checkpoint was trained on, when it is the
     /// bundled one or its file is still where training read it).
     #[arg(long)]
@@ -416,7 +440,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 100)]
     pub log_every: u64,
     #[command(flatten)]
-    pub bow: crate::bow::cli::BowTrainArgs,
+    pub bow: self::bow::BowTrainArgs,
 }
 
 /// The command line as clap sees it, with the `train` defaults shown in `--help`: they are
@@ -550,7 +574,7 @@ pub fn run(cli: Cli) -> Result<()> {
             format,
             out,
             seed,
-        }) => encode(&checkpoint, mode, &format, out.as_deref(), seed),
+        }) => encode(&checkpoint, mode, format, out.as_deref(), seed),
         Some(Command::Decode {
             checkpoint,
             strategy,
@@ -636,14 +660,7 @@ pub fn run(cli: Cli) -> Result<()> {
             temperature,
             prior,
             json,
-        }) => sample(
-            &checkpoint,
-            count,
-            seed,
-            temperature,
-            prior.as_deref(),
-            json,
-        ),
+        }) => sample(&checkpoint, count, seed, temperature, prior, json),
         Some(Command::Flip {
             first,
             second,
@@ -656,8 +673,8 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             flip(&checkpoint, &sentence, &bits, json)
         }
-        Some(Command::Bow(command)) => crate::bow::cli::run(command),
-        Some(Command::Structure(command)) => crate::cli_cluster::run(command),
+        Some(Command::Bow(command)) => self::bow::run(command),
+        Some(Command::Structure(command)) => self::cluster::run(command),
     }
 }
 
@@ -677,7 +694,7 @@ fn info(ckpt: &Option<PathBuf>, json: bool) -> Result<()> {
                 "vocab_size": c.vocab.len(), "stored_dtype": c.stored_dtype, "bytes": c.file_bytes, "tensors": shapes,
             }))?
         );
-    } else if let Some(summary) = crate::bow::cli::summary_if_bow(&path)? {
+    } else if let Some(summary) = self::bow::summary_if_bow(&path)? {
         print!("{summary}");
     } else {
         print!("{}", load_engine(ckpt)?.summary());
@@ -833,7 +850,7 @@ fn fmt_secs(s: f64) -> String {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    let job = match crate::bow::cli::train_config(&args)? {
+    let job = match self::bow::train_config(&args)? {
         Some(cfg) => TrainJob::Bow(cfg),
         None => TrainJob::Seq(train_config(&args)?),
     };
@@ -978,11 +995,11 @@ fn corpus_for(engine: &Engine, spec: &Option<String>) -> Result<Corpus> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    if crate::bow::cli::eval_if_bow(&args)? {
+    if self::bow::eval_if_bow(&args)? {
         return Ok(());
     }
     let engine = load_engine(&args.checkpoint)?;
-    let split: Split = args.split.parse().map_err(anyhow::Error::msg)?;
+    let split = args.split;
     let corpus = corpus_for(&engine, &args.corpus)?;
     let mut ids = encode_examples(&engine.vocab, corpus.split(split), engine.max_len());
     if let Some(n) = args.max_sentences {
@@ -1202,7 +1219,7 @@ pub fn pack_bytes(code: &[f32]) -> Vec<u8> {
 fn encode(
     ckpt: &Option<PathBuf>,
     mode: crate::model::CodeMode,
-    format: &str,
+    format: EncodeFormat,
     out_path: Option<&Path>,
     seed: u64,
 ) -> Result<()> {
@@ -1212,7 +1229,7 @@ fn encode(
         bail!("an `lm` model has no encoder, so sentences have no code");
     }
     let binary = engine.kind().is_binary();
-    if format != "json" {
+    if format != EncodeFormat::Json {
         if !binary {
             bail!(
                 "--format {format} writes bits; a `{}` model has continuous codes (use --format json)",
@@ -1223,12 +1240,12 @@ fn encode(
             bail!("--format {format} writes bits; --mode mean gives probabilities (use rounded or sample)");
         }
     }
-    if format == "packed" && out_path.is_none() {
+    if format == EncodeFormat::Packed && out_path.is_none() {
         bail!("--format packed writes a binary .npy file: name it with --out FILE");
     }
     let mut out = Output::open(out_path)?;
     let bytes_per_code = engine.latent_dim().div_ceil(8);
-    if format == "packed" {
+    if format == EncodeFormat::Packed {
         out.writer().write_all(&npy_u8_header(0, bytes_per_code))?;
     }
     let mut rng = StdRng::seed_from_u64(seed);
@@ -1286,9 +1303,9 @@ fn encode(
             };
             let w = out.writer();
             match format {
-                "bits" => writeln!(w, "{}", explore::bit_string(&code))?,
-                "packed" => w.write_all(&pack_bytes(&code))?,
-                _ => {
+                EncodeFormat::Bits => writeln!(w, "{}", explore::bit_string(&code))?,
+                EncodeFormat::Packed => w.write_all(&pack_bytes(&code))?,
+                EncodeFormat::Json => {
                     let mut obj = json!({"text": engine.words(&tok.ids), "kl": enc.kl});
                     if binary && mode != CodeMode::Mean {
                         obj["code"] = json!(explore::bit_string(&code));
@@ -1311,7 +1328,7 @@ fn encode(
             rows += 1;
         }
     }
-    if format == "packed" {
+    if format == EncodeFormat::Packed {
         let Output::File { file, .. } = &mut out else {
             unreachable!("packed output always goes to --out");
         };
@@ -1461,12 +1478,12 @@ fn sample(
     n: usize,
     seed: u64,
     temperature: Option<f32>,
-    prior: Option<&str>,
+    prior: Option<crate::tasks::PriorChoice>,
     json_out: bool,
 ) -> Result<()> {
     let engine = load_engine(ckpt)?;
     let kind = engine.kind();
-    let prior = crate::tasks::PriorChoice::parse(prior.unwrap_or("uniform"))?;
+    let prior = prior.unwrap_or(crate::tasks::PriorChoice::Uniform);
     if kind.is_binary() && temperature.is_some() {
         bail!(
             "--temperature sets σ of a gaussian prior (or word sampling for `lm`); a `{kind}` model's prior is bits, drawn uniformly or with --prior means"
