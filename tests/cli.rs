@@ -306,7 +306,10 @@ fn choice_flags_are_typed_and_list_their_values() {
         let mut full = args.clone();
         full.push(bad);
         let e = fails(&full);
-        assert!(e.contains(&format!("invalid value '{bad}'")), "{args:?}: {e}");
+        assert!(
+            e.contains(&format!("invalid value '{bad}'")),
+            "{args:?}: {e}"
+        );
         assert!(e.contains(choices), "{args:?}: {e}");
     }
 }
