@@ -658,27 +658,14 @@ impl ContinuousIndex {
         splits: &[Split],
         encode: &mut dyn FnMut(&[&str]) -> Result<Vec<Posterior>>,
     ) -> Result<Self> {
-        let examples: Vec<_> = splits.iter().flat_map(|&s| corpus.split(s)).collect();
-        if examples.is_empty() {
-            bail!("corpus `{}` has no examples in {splits:?}", corpus.name);
-        }
-        let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-        let posteriors = encode(&texts)?;
-        let meta = IndexMeta {
-            checkpoint: checkpoint.display().to_string(),
-            checkpoint_sha256: file_sha256(checkpoint)?,
-            model: model.to_string(),
-            corpus: corpus.name.clone(),
-            corpus_hash: corpus.hash.clone(),
-            splits: splits.iter().map(|s| s.to_string()).collect(),
-        };
-        let labels: Vec<Option<String>> = examples.iter().map(|e| e.label.clone()).collect();
+        let entries = crate::search::index_entries(checkpoint, model, corpus, splits)?;
+        let posteriors = encode(&entries.texts.iter().map(String::as_str).collect::<Vec<_>>())?;
         Self::from_parts(
             dim,
             &posteriors,
-            texts.into_iter().map(str::to_string).collect(),
-            &labels,
-            meta,
+            entries.texts,
+            &entries.labels,
+            entries.meta,
         )
     }
 

@@ -63,6 +63,39 @@ pub struct CachedIndex<I = CorpusIndex> {
     pub save_error: Option<String>,
 }
 
+/// The examples of some splits of a corpus as an index's entries, with the provenance of an
+/// index built from them: what the binary and the continuous index both start from.
+pub struct IndexEntries {
+    pub texts: Vec<String>,
+    pub labels: Vec<Option<String>>,
+    pub meta: IndexMeta,
+}
+
+/// The entries of `splits` of `corpus` for an index of `checkpoint` (described as `model`).
+pub fn index_entries(
+    checkpoint: &Path,
+    model: &str,
+    corpus: &Corpus,
+    splits: &[Split],
+) -> Result<IndexEntries> {
+    let examples: Vec<_> = splits.iter().flat_map(|&s| corpus.split(s)).collect();
+    if examples.is_empty() {
+        bail!("corpus `{}` has no examples in {splits:?}", corpus.name);
+    }
+    Ok(IndexEntries {
+        texts: examples.iter().map(|e| e.text.clone()).collect(),
+        labels: examples.iter().map(|e| e.label.clone()).collect(),
+        meta: IndexMeta {
+            checkpoint: checkpoint.display().to_string(),
+            checkpoint_sha256: file_sha256(checkpoint)?,
+            model: model.to_string(),
+            corpus: corpus.name.clone(),
+            corpus_hash: corpus.hash.clone(),
+            splits: splits.iter().map(|s| s.to_string()).collect(),
+        },
+    })
+}
+
 /// The index saved beside `checkpoint` if `is_fresh` accepts it, else one built now (with
 /// `model` as the model's description, read from the checkpoint when empty) and saved there;
 /// a failed save is reported in the result, not an error. Binary and continuous indexes share
@@ -181,28 +214,9 @@ impl CorpusIndex {
         splits: &[Split],
         encode: &mut dyn FnMut(&[&str]) -> Result<Vec<Vec<f32>>>,
     ) -> Result<Self> {
-        let examples: Vec<_> = splits.iter().flat_map(|&s| corpus.split(s)).collect();
-        if examples.is_empty() {
-            bail!("corpus `{}` has no examples in {splits:?}", corpus.name);
-        }
-        let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-        let codes = encode(&texts)?;
-        let meta = IndexMeta {
-            checkpoint: checkpoint.display().to_string(),
-            checkpoint_sha256: file_sha256(checkpoint)?,
-            model: model.to_string(),
-            corpus: corpus.name.clone(),
-            corpus_hash: corpus.hash.clone(),
-            splits: splits.iter().map(|s| s.to_string()).collect(),
-        };
-        let labels: Vec<Option<String>> = examples.iter().map(|e| e.label.clone()).collect();
-        Self::from_parts(
-            bits,
-            &codes,
-            texts.into_iter().map(str::to_string).collect(),
-            &labels,
-            meta,
-        )
+        let entries = crate::search::index_entries(checkpoint, model, corpus, splits)?;
+        let codes = encode(&entries.texts.iter().map(String::as_str).collect::<Vec<_>>())?;
+        Self::from_parts(bits, &codes, entries.texts, &entries.labels, entries.meta)
     }
 
     /// The index cached beside `checkpoint` ([`CorpusIndex::default_path`]) if it was built
