@@ -201,14 +201,6 @@ impl PriorChoice {
             PriorChoice::Means => "means",
         }
     }
-
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "uniform" => Ok(PriorChoice::Uniform),
-            "means" => Ok(PriorChoice::Means),
-            other => bail!("unknown prior `{other}` (expected uniform or means)"),
-        }
-    }
 }
 
 /// Prior samples and their greedy decodings (`lm` models sample words with the temperature).

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{assert_has, assert_lacks, goto};
+
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -33,27 +35,6 @@ fn options() -> AppOptions {
 
 fn harness(path: &std::path::Path) -> Harness {
     Harness::new(engine(path), options())
-}
-
-/// Switches tabs the way a user does (Tab works even while typing).
-fn goto(h: &mut Harness, tab: Tab) {
-    while h.app.tab != tab {
-        h.key(KeyCode::Tab);
-    }
-}
-
-fn assert_has(screen: &str, needle: &str) {
-    assert!(
-        screen.contains(needle),
-        "expected {needle:?} on screen:\n{screen}"
-    );
-}
-
-fn assert_lacks(screen: &str, needle: &str) {
-    assert!(
-        !screen.contains(needle),
-        "did not expect {needle:?} on screen:\n{screen}"
-    );
 }
 
 #[test]

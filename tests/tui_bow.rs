@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{assert_has, assert_lacks, goto};
+
 use std::path::{Path, PathBuf};
 
 use crossterm::event::KeyCode;
@@ -32,26 +34,6 @@ fn own_copy(path: &Path) -> (tempfile::TempDir, PathBuf) {
 
 fn harness(path: &Path) -> Harness {
     Harness::with_coder(coder(path), options())
-}
-
-fn goto(h: &mut Harness, tab: Tab) {
-    while h.app.tab != tab {
-        h.key(KeyCode::Tab);
-    }
-}
-
-fn assert_has(screen: &str, needle: &str) {
-    assert!(
-        screen.contains(needle),
-        "expected {needle:?} on screen:\n{screen}"
-    );
-}
-
-fn assert_lacks(screen: &str, needle: &str) {
-    assert!(
-        !screen.contains(needle),
-        "did not expect {needle:?} on screen:\n{screen}"
-    );
 }
 
 /// The first line inside the Decoding panel, without its borders.

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::assert_has;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use latent_tui::tui::app::{AppOptions, Tab};
 use latent_tui::tui::clusters::{ClustersView, StructureJob};
@@ -14,13 +16,6 @@ use latent_tui::tui::widgets::Theme;
 use latent_tui::tui::worker::{Job, Request};
 
 use common::{engine, fixtures};
-
-fn assert_has(screen: &str, needle: &str) {
-    assert!(
-        screen.contains(needle),
-        "expected {needle:?} on screen:\n{screen}"
-    );
-}
 
 /// A copy of the binary fixture in its own directory (its saved index is this test's alone)
 /// and the fixture corpus labelled `animal` / `thing`.

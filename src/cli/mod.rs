@@ -106,7 +106,7 @@ pub enum Command {
     },
     /// Measure training, encoding and scoring throughput on the reference configuration.
     Bench {
-        /// Timed steps per measurement (rounds with --interactive).
+        /// Timed steps per measurement (with --interactive: five timed flips per step).
         #[arg(long, default_value_t = 20)]
         steps: usize,
         /// Untimed steps before measuring.

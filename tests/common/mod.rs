@@ -159,3 +159,24 @@ pub fn fixtures() -> &'static Fixtures {
 pub fn engine(path: &Path) -> Engine {
     Engine::load(path, &Device::Cpu).expect("loading a fixture checkpoint")
 }
+
+/// Switches tabs the way a user does (Tab works even while typing).
+pub fn goto(h: &mut latent_tui::tui::harness::Harness, tab: latent_tui::tui::app::Tab) {
+    while h.app.tab != tab {
+        h.key(crossterm::event::KeyCode::Tab);
+    }
+}
+
+pub fn assert_has(screen: &str, needle: &str) {
+    assert!(
+        screen.contains(needle),
+        "expected {needle:?} on screen:\n{screen}"
+    );
+}
+
+pub fn assert_lacks(screen: &str, needle: &str) {
+    assert!(
+        !screen.contains(needle),
+        "did not expect {needle:?} on screen:\n{screen}"
+    );
+}
