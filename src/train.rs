@@ -31,8 +31,8 @@ use crate::eval::score_sentences;
 use crate::model::decode::{decode, Strategy};
 use crate::model::kernels;
 use crate::model::{
-    named_vars, parameter_count, Built, CodeMode, LatentKind, ModelConfig, SeqAutoencoder,
-    SeqConfig, Summary, TokenBatch,
+    named_vars, parameter_count, Binarize, Built, CodeMode, LatentKind, ModelConfig,
+    SeqAutoencoder, SeqConfig, Summary, TokenBatch,
 };
 use crate::vocab::{TokenizerKind, Vocab, UNK};
 
@@ -105,6 +105,10 @@ pub struct TrainConfig {
     /// Weight of the decorrelation penalty on the code (mean squared correlation between the
     /// batch's code dimensions, off the diagonal); 0 leaves it out.
     pub decorrelation: f64,
+    /// How the binary kinds' bits are drawn while training (runs saved before this existed
+    /// sampled them).
+    #[serde(default = "sampled_bits")]
+    pub binarize: Binarize,
     pub seed: u64,
     pub valid_every: u64,
     /// Validation sentences used during training (the first N of the split).
@@ -117,6 +121,10 @@ pub struct TrainConfig {
     /// Stop after this many seconds of training (validating and saving as at the last step),
     /// or at `steps`, whichever comes first.
     pub time_limit_secs: Option<f64>,
+}
+
+fn sampled_bits() -> Binarize {
+    Binarize::Sample
 }
 
 /// Lines with more words than this are skipped when loading a training corpus.
@@ -156,6 +164,7 @@ impl Default for TrainConfig {
             kl_weight: 1.0,
             mi_weight: 0.0,
             decorrelation: 0.0,
+            binarize: Binarize::Sample,
             seed: 42,
             valid_every: 500,
             valid_sentences: 2000,
@@ -856,7 +865,15 @@ pub fn batch_loss(
     mi_weight: f64,
     rng: &mut StdRng,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    batch_loss_with(model, batch, kl_weight, mi_weight, 0.0, rng)
+    batch_loss_with(
+        model,
+        batch,
+        kl_weight,
+        mi_weight,
+        0.0,
+        Binarize::Sample,
+        rng,
+    )
 }
 
 /// Mean squared Pearson correlation between different columns of `codes` (B, L) over the
@@ -908,6 +925,7 @@ pub fn batch_loss_with(
     kl_weight: f64,
     mi_weight: f64,
     decorrelation: f64,
+    binarize: Binarize,
     rng: &mut StdRng,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let kind = model.kind();
@@ -922,7 +940,7 @@ pub fn batch_loss_with(
             };
             penalty = Some((raw * decorrelation)?);
         }
-        let z = params.training_sample(rng, model.cfg.gumbel_temperature)?; // (B, L)
+        let z = params.training_sample_with(rng, model.cfg.gumbel_temperature, binarize)?; // (B, L)
         (Some(z), params.kl()?.sum_all()?)
     } else {
         (
@@ -1179,6 +1197,7 @@ where
             kl_weight,
             cfg.mi_weight,
             cfg.decorrelation,
+            cfg.binarize,
             rng,
         )?;
         let loss = objective.to_scalar::<f32>()? as f64;

@@ -188,6 +188,13 @@ fn decorrelation_trains_and_is_stored_in_the_config() {
     let engine = common::engine(&out);
     let cfg = engine.provenance.train_config.clone().unwrap();
     assert_eq!(cfg["decorrelation"], 0.5);
+    assert_eq!(cfg["binarize"], "sample");
     let (ok, log) = train(&["--steps", "3", "--decorrelation=-1"], &out, corpus);
     assert!(!ok && log.contains("--decorrelation"), "{log}");
+    let (ok, log) = train(&["--steps", "3", "--binarize", "round"], &out, corpus);
+    assert!(ok, "{log}");
+    let cfg = common::engine(&out).provenance.train_config.clone().unwrap();
+    assert_eq!(cfg["binarize"], "round");
+    let (ok, log) = train(&["--steps", "3", "--binarize", "nearest"], &out, corpus);
+    assert!(!ok && log.contains("nearest"), "{log}");
 }

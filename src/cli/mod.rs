@@ -23,7 +23,7 @@ use crate::engine::Engine;
 use crate::eval::{evaluate, EvalOptions, EvalReport};
 use crate::explore::{self, Prior};
 use crate::model::decode::Strategy;
-use crate::model::Summary;
+use crate::model::{Binarize, Summary};
 use crate::train::{KlAnneal, TrainConfig, TrainControl, TrainEvent};
 use crate::train_job::TrainJob;
 
@@ -421,6 +421,11 @@ pub struct TrainArgs {
     /// regulariser against duplicated bits: see README for what it costs in perplexity.
     #[arg(long)]
     pub decorrelation: Option<f64>,
+    /// How binary bits are drawn while training (binary, binary-vae): `sample` z ~ Bernoulli(p)
+    /// as in the binary autoencoder paper, or `round` p at ½ (deterministic; the decoder learns
+    /// from the code a user sees).
+    #[arg(long)]
+    pub binarize: Option<Binarize>,
     /// Seed of initialisation, batch order, word dropout and latent noise.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -762,6 +767,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         kl_weight,
         mi_weight,
         decorrelation,
+        binarize,
         seed,
         valid_every,
         valid_sentences,

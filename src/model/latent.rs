@@ -131,6 +131,43 @@ impl CodeMode {
     }
 }
 
+/// How the binary kinds' bits are drawn while training — the bits the decoder learns from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Binarize {
+    /// z ~ Bernoulli(p): the binary autoencoder paper's stochastic bits.
+    #[default]
+    Sample,
+    /// z = round(p): deterministic bits, the rounded code a user sees at inference.
+    Round,
+}
+
+impl Binarize {
+    pub const ALL: [Binarize; 2] = [Binarize::Sample, Binarize::Round];
+    pub fn name(self) -> &'static str {
+        match self {
+            Binarize::Sample => "sample",
+            Binarize::Round => "round",
+        }
+    }
+}
+
+impl fmt::Display for Binarize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Binarize {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Binarize::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| format!("unknown binarisation `{s}` (expected sample or round)"))
+    }
+}
+
 /// Uniform(0, 1) noise of the given shape from a seeded generator.
 pub fn uniform(rng: &mut StdRng, shape: (usize, usize), dev: &Device) -> Result<Tensor> {
     let n = shape.0 * shape.1;
@@ -217,13 +254,27 @@ impl LatentParams {
     /// gumbel: z = σ((l + log u − log(1 − u)) / τ), the two-class Gumbel-softmax;
     /// gaussian: z = μ + σ ε.
     pub fn training_sample(&self, rng: &mut StdRng, temperature: f64) -> Result<Tensor> {
+        self.training_sample_with(rng, temperature, Binarize::Sample)
+    }
+
+    /// [`Self::training_sample`] with the binary kinds' bits drawn as `binarize` says (round:
+    /// z = step(l) + p − stopgrad(p), no noise drawn).
+    pub fn training_sample_with(
+        &self,
+        rng: &mut StdRng,
+        temperature: f64,
+        binarize: Binarize,
+    ) -> Result<Tensor> {
         let shape = self.loc.dims2()?;
         let dev = self.loc.device();
         match self.kind {
             LatentKind::Binary | LatentKind::BinaryVae => {
                 let p = candle_nn::ops::sigmoid(&self.loc)?;
-                let u = uniform(rng, shape, dev)?;
-                let hard = p.gt(&u)?.to_dtype(DType::F32)?;
+                let hard = match binarize {
+                    Binarize::Sample => p.gt(&uniform(rng, shape, dev)?)?,
+                    Binarize::Round => self.loc.ge(0.0)?,
+                }
+                .to_dtype(DType::F32)?;
                 // The bracket is a constant: the forward value is `hard`, the gradient is p's.
                 let offset = (hard - p.detach())?;
                 p + offset
@@ -293,6 +344,34 @@ mod tests {
         close(kl[2], h(0.2), 1e-5);
         close(kl[3], 2f64.ln(), 1e-5);
         close(kl[4], 2f64.ln(), 1e-5);
+        Ok(())
+    }
+
+    #[test]
+    fn round_binarisation_is_the_rounded_code_with_p_gradient() -> Result<()> {
+        use candle_core::Var;
+        let dev = Device::Cpu;
+        let logits = Var::new(&[[-3f32, -0.1, 0.2, 4.0]], &dev)?;
+        let params = LatentParams {
+            kind: LatentKind::Binary,
+            loc: logits.as_tensor().clone(),
+            logvar: None,
+        };
+        let mut rng = StdRng::seed_from_u64(0);
+        for _ in 0..5 {
+            let z = params.training_sample_with(&mut rng, 1.0, Binarize::Round)?;
+            assert_eq!(z.flatten_all()?.to_vec1::<f32>()?, vec![0., 0., 1., 1.]);
+        }
+        let z = params.training_sample_with(&mut rng, 1.0, Binarize::Round)?;
+        let grads = z.sum_all()?.backward()?;
+        let g = grads.get(logits.as_tensor()).expect("grad").flatten_all()?;
+        let p = candle_nn::ops::sigmoid(logits.as_tensor())?.flatten_all()?;
+        let want: Vec<f32> = p.to_vec1::<f32>()?.iter().map(|p| p * (1.0 - p)).collect();
+        for (g, w) in g.to_vec1::<f32>()?.iter().zip(want) {
+            close(*g, w as f64, 1e-6);
+        }
+        assert_eq!("round".parse::<Binarize>(), Ok(Binarize::Round));
+        assert!("nearest".parse::<Binarize>().is_err());
         Ok(())
     }
 

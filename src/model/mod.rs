@@ -21,7 +21,7 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 pub use bow::{BowModel, LshConfig, NashConfig, NvdmConfig};
-pub use latent::{CodeMode, LatentKind, LatentParams};
+pub use latent::{Binarize, CodeMode, LatentKind, LatentParams};
 pub use seq::{SeqAutoencoder, SeqConfig, Summary, TokenBatch};
 
 /// The model description stored in a checkpoint.
