@@ -109,6 +109,15 @@ impl TrainJob {
         }
     }
 
+    /// The run's time limit in seconds, if it has one (`--time`).
+    pub fn time_limit_secs(&self) -> Option<f64> {
+        match self {
+            TrainJob::Seq(c) => c.time_limit_secs,
+            TrainJob::Bow(c) if c.family == BowFamily::Lsh => None,
+            TrainJob::Bow(c) => c.time_limit_secs,
+        }
+    }
+
     pub fn valid_every(&self) -> u64 {
         match self {
             TrainJob::Seq(c) => c.valid_every,

@@ -17,6 +17,7 @@ use serde_json::json;
 
 use self::bow::TrainKind;
 use crate::checkpoint::Checkpoint;
+use crate::coder::Coder;
 use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::data::encode_examples;
 use crate::engine::Engine;
@@ -531,6 +532,8 @@ fn resolve(ckpt: &Option<PathBuf>) -> PathBuf {
     ckpt.clone().unwrap_or_else(default_checkpoint)
 }
 
+/// The sequence autoencoder the sentence-in / sentence-out commands need; other kinds are an
+/// error saying what they work with instead.
 fn load_engine(ckpt: &Option<PathBuf>) -> Result<Engine> {
     Engine::load(&resolve(ckpt), &Device::Cpu)
 }
@@ -694,10 +697,8 @@ fn info(ckpt: &Option<PathBuf>, json: bool) -> Result<()> {
                 "vocab_size": c.vocab.len(), "stored_dtype": c.stored_dtype, "bytes": c.file_bytes, "tensors": shapes,
             }))?
         );
-    } else if let Some(summary) = self::bow::summary_if_bow(&path)? {
-        print!("{summary}");
     } else {
-        print!("{}", load_engine(ckpt)?.summary());
+        print!("{}", Coder::load(&path, &Device::Cpu)?.summary());
     }
     Ok(())
 }
@@ -854,21 +855,14 @@ fn train(args: TrainArgs) -> Result<()> {
         Some(cfg) => TrainJob::Bow(cfg),
         None => TrainJob::Seq(train_config(&args)?),
     };
-    if job.is_bag_of_words() && args.time.is_some() {
-        bail!("--time is not supported for bag-of-words models yet: use --steps");
-    }
     let (kind, corpus, out) = (
         job.kind(),
         job.corpus().to_string(),
         job.out().to_path_buf(),
     );
-    let steps = match &job {
-        TrainJob::Seq(c) => c.steps,
-        TrainJob::Bow(c) => c.steps,
-    };
+    let steps = job.steps();
     // With --time and no --steps the step count is a formality: show steps done, not a total.
-    let open_ended =
-        matches!(&job, TrainJob::Seq(c) if c.time_limit_secs.is_some() && c.steps >= u64::MAX / 4);
+    let open_ended = job.time_limit_secs().is_some() && steps >= u64::MAX / 4;
     let total_label = |total: u64| {
         if open_ended {
             "the time limit".to_string()
@@ -995,10 +989,15 @@ fn corpus_for(engine: &Engine, spec: &Option<String>) -> Result<Corpus> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    if self::bow::eval_if_bow(&args)? {
-        return Ok(());
+    let coder = Coder::load(&resolve(&args.checkpoint), &Device::Cpu)?;
+    if coder.can_decode_words() {
+        return self::bow::eval_words(&coder, &args);
     }
-    let engine = load_engine(&args.checkpoint)?;
+    if !coder.can_decode_text() {
+        return Err(coder
+            .cannot("be scored: it has no decoder; measure it with `latent-tui eval-retrieval`"));
+    }
+    let engine = coder.sequence_model("evaluate sentences")?;
     let split = args.split;
     let corpus = corpus_for(&engine, &args.corpus)?;
     let mut ids = encode_examples(&engine.vocab, corpus.split(split), engine.max_len());
