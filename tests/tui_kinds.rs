@@ -18,12 +18,16 @@ use latent_tui::tui::widgets::Theme;
 
 const SENTENCE: &str = "the small dog sees the cat";
 
+/// How much the tiny models' decoders are scaled up (see `common::tiny_checkpoint_scaled`), so
+/// that their decodings are words that depend on the code.
+const SCALE: f64 = 12.0;
+
 /// A tiny untrained checkpoint of `kind` in its own directory (so the index saved beside it is
 /// this test's alone), trained "on" the shared fixture corpus.
 fn checkpoint(kind: LatentKind) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let name = format!("{}.safetensors", kind.name());
-    let path = common::tiny_checkpoint(dir.path(), &fixtures().corpus, kind, &name);
+    let path = common::tiny_checkpoint_scaled(dir.path(), &fixtures().corpus, kind, &name, SCALE);
     (dir, path)
 }
 
@@ -92,13 +96,19 @@ fn binary_kind_explores(kind: LatentKind) {
     assert_eq!(bars.ppl.len(), 8);
     assert!(bars.ppl.iter().all(|p| p.is_finite() && *p > 1.0));
     assert_eq!(decoding_line(&s), greedy(&ckpt, &flipped));
+    // With this seed and scale the flipped bit changes the words, so the panel visibly moved.
+    assert_ne!(greedy(&ckpt, &flipped), greedy(&ckpt, &encoded));
 
     h.key(KeyCode::Char('6'));
     assert_eq!(h.app.tab, Tab::Neighbors);
     let s = h.screen();
     assert_has(&s, "20 nearest of");
     assert_has(&s, "dist");
-    assert_has(&s, "(code edited)");
+    assert_has(&s, "(code edited: 1 bit flipped)");
+    assert_has(
+        &s,
+        &format!("code     {}", latent_tui::explore::bit_string(&flipped)),
+    );
     let found = match h.app.neighbors_of_current() {
         Some(Ok(v)) => v
             .iter()
@@ -156,6 +166,7 @@ fn bottleneck_encodes_nudges_decodes_and_finds_neighbors() {
     let bars = h.app.explore.bars.as_ref().expect("bars");
     assert_eq!(bars.code, nudged);
     assert_eq!(decoding_line(&s), greedy(&ckpt, &nudged));
+    assert!(!decoding_line(&s).is_empty(), "the decoding is words");
 
     h.key(KeyCode::Char('6'));
     assert_eq!(h.app.tab, Tab::Neighbors);
