@@ -1,6 +1,7 @@
 //! The `latent-tui` binary end to end on tiny checkpoints: every scriptable subcommand, its JSON
 //! output, and its errors.
 
+mod common;
 mod fixtures;
 
 use std::io::Write;
@@ -312,4 +313,43 @@ fn choice_flags_are_typed_and_list_their_values() {
         );
         assert!(e.contains(choices), "{args:?}: {e}");
     }
+}
+
+#[test]
+fn path_walks_a_bag_of_words_model_as_top_words() {
+    let f = common::fixtures();
+    let nash = f.nash.to_str().unwrap();
+    let out = ok(
+        &[
+            "path",
+            nash,
+            "small dog sees cat",
+            "old river finds house",
+            "--json",
+        ],
+        None,
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let steps = v["steps"].as_array().expect("steps");
+    let distance = v["distance"].as_u64().expect("a Hamming distance") as usize;
+    assert_eq!(steps.len(), distance + 1, "{out}");
+    assert!(steps[0]["flipped"].is_null());
+    let vocab = common::coder(&f.nash);
+    for step in steps {
+        assert_eq!(step["code"].as_str().unwrap().len(), 8, "{out}");
+        // Each point is shown as the decoder's top words with their probabilities.
+        let text = step["text"].as_str().unwrap();
+        let first = text.split(' ').next().unwrap();
+        assert!(vocab.vocab().id(first).is_some(), "{text}");
+        assert!(text.contains(" · "), "{text}");
+    }
+    // nvdm interpolates; lsh has no decoder and says so.
+    let nvdm = f.nvdm.to_str().unwrap();
+    let out = ok(
+        &["path", nvdm, "small dog", "old river", "--steps", "4"],
+        None,
+    );
+    assert_eq!(out.lines().count(), 5, "{out}");
+    let err = fails(&["path", f.lsh.to_str().unwrap(), "small dog", "old river"]);
+    assert!(err.contains("has no decoder"), "{err}");
 }

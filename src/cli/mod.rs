@@ -1438,8 +1438,8 @@ fn path(
     if !(1..=MAX_PATH_STEPS).contains(&steps) {
         bail!("--steps must be within 1..={MAX_PATH_STEPS}, got {steps}");
     }
-    let engine = load_engine(ckpt)?;
-    let walk = crate::tasks::walk_path(&engine, a, b, seed, steps, slerp)?;
+    // Any model that decodes: sentences per step, or a bag-of-words decoder's top words.
+    let walk = Coder::load(&resolve(ckpt), &Device::Cpu)?.walk_path(a, b, seed, steps, slerp)?;
     let binary = walk.binary;
     let points = &walk.points;
     if json_out {
