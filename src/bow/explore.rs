@@ -16,7 +16,7 @@ use crate::corpus::{normalize, Split};
 use crate::engine::Encoding;
 use crate::eval::{correlation, BitReport, EvalReport, GaussianReport};
 use crate::explore::{self, Prior};
-use crate::model::bow::{BagBatch, BowModel};
+use crate::model::bow::BagBatch;
 use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats};
 use crate::vocab::EOS;
 
@@ -50,26 +50,29 @@ pub fn encode_text(ck: &BowCheckpoint, text: &str) -> Result<EncodedSentence> {
     let batch = BagBatch::new(&[bag.as_slice()], ck.model.device())?;
     let params = ck.model.encode(&batch)?;
     let loc = params.loc.to_vec2::<f32>()?.remove(0);
-    let binary = ck.model.is_binary();
-    let (mean, std, kl) = match &ck.model {
-        BowModel::Nvdm(_) => {
-            let logvar = params.logvar.as_ref().expect("nvdm has a variance");
-            let std = (logvar * 0.5)?.exp()?.to_vec2::<f32>()?.remove(0);
-            (loc.clone(), Some(std), params.kl()?.to_vec1::<f32>()?[0])
-        }
-        BowModel::Nash(_) => (
+    let caps = Capabilities::of_bow(&ck.model);
+    let binary = caps.is_binary();
+    let (mean, std, kl) = if !binary {
+        // A continuous posterior (nvdm): μ and σ.
+        let logvar = params.logvar.as_ref().expect("nvdm has a variance");
+        let std = (logvar * 0.5)?.exp()?.to_vec2::<f32>()?.remove(0);
+        (loc.clone(), Some(std), params.kl()?.to_vec1::<f32>()?[0])
+    } else if caps.scores {
+        // Bits of a model with a decoder (nash): Bernoulli probabilities σ(logits).
+        (
             loc.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
             None,
             params.kl()?.to_vec1::<f32>()?[0],
-        ),
-        // Hashing has no probabilities: the bits are certain.
-        BowModel::Lsh(_) => (
+        )
+    } else {
+        // Hashing (lsh) has no probabilities: the bits are certain.
+        (
             loc.iter()
                 .map(|&x| if x >= 0.0 { 1.0 } else { 0.0 })
                 .collect(),
             None,
             0.0,
-        ),
+        )
     };
     let encoding = Encoding { mean, std, kl };
     let code = encoding.deterministic_code(binary);
@@ -292,7 +295,8 @@ pub fn code_stats(
     let model = &ck.model;
     let l = model.latent_dim();
     let has_decoder = model.word_vectors().is_some();
-    let is_lsh = matches!(model, BowModel::Lsh(_));
+    // Without a decoder (lsh) codes are hashes: no posterior, so no KL and no probabilities.
+    let is_hash = !has_decoder;
     let mut loc: Vec<Vec<f32>> = Vec::with_capacity(bags.len());
     let mut kl_per_dim = vec![0f64; l];
     let mut nll = 0f64;
@@ -302,7 +306,7 @@ pub fn code_stats(
         let refs: Vec<&[(u32, f32)]> = chunk.iter().map(Vec::as_slice).collect();
         let batch = BagBatch::new(&refs, model.device())?;
         let params = model.encode(&batch)?;
-        if !is_lsh {
+        if !is_hash {
             let per_dim = params.kl_per_dim()?.sum(0)?.to_vec1::<f32>()?;
             for (k, v) in kl_per_dim.iter_mut().zip(per_dim) {
                 *k += v as f64;
@@ -360,7 +364,7 @@ pub fn code_stats(
         (
             Some(BitReport {
                 means: column_means(&codes),
-                prob_means: if is_lsh {
+                prob_means: if is_hash {
                     column_means(&codes)
                 } else {
                     column_means(&probs)
