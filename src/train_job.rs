@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::mpsc::Sender;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::bow::train::{train_bow, BowFamily, BowTrainConfig};
 use crate::model::LatentKind;
@@ -64,6 +64,29 @@ impl std::fmt::Display for TrainKind {
 pub enum TrainJob {
     Seq(TrainConfig),
     Bow(BowTrainConfig),
+}
+
+impl TrainJob {
+    /// The training settings a checkpoint stores (its provenance's `train_config`, written as
+    /// JSON by either trainer), typed by their `family` field: bag-of-words settings carry one,
+    /// sequence settings do not. None when the checkpoint stores none.
+    pub fn stored_in(checkpoint: &Path) -> Result<Option<TrainJob>> {
+        let ckpt = crate::checkpoint::Checkpoint::read(checkpoint, &candle_core::Device::Cpu)?;
+        let Some(value) = ckpt.provenance.train_config else {
+            return Ok(None);
+        };
+        let unreadable = || {
+            format!(
+                "`{}`: the checkpoint's training config is unreadable",
+                checkpoint.display()
+            )
+        };
+        Ok(Some(if value.get("family").is_some() {
+            TrainJob::Bow(serde_json::from_value(value).with_context(unreadable)?)
+        } else {
+            TrainJob::Seq(serde_json::from_value(value).with_context(unreadable)?)
+        }))
+    }
 }
 
 impl From<TrainConfig> for TrainJob {

@@ -185,6 +185,10 @@ fn time_limit_stops_bag_of_words_training_and_saves() {
         assert!(ok, "{family}: {log}");
         assert_eq!(common::coder(&out).provenance().step, 3, "{family}: {log}");
     }
+    // A sequence kind cannot resume a bag-of-words run; the error names the run's kind.
+    let nash = dir.path().join("nash.safetensors");
+    let (ok, log) = train(&["--resume", "--steps", "5"], &nash, corpus);
+    assert!(!ok && log.contains("resume it with --kind nash"), "{log}");
     let (ok, log) = train_bow("nash", &["--time", "0s"], &dir.path().join("z"), corpus);
     assert!(!ok && log.contains("--time"), "{log}");
     let (ok, log) = train_bow("lsh", &["--time", "5s"], &dir.path().join("l"), corpus);

@@ -9,12 +9,12 @@ use candle_core::Device;
 use clap::Args;
 
 use crate::bow::train::{BowFamily, BowTrainConfig};
-use crate::checkpoint::Checkpoint;
 use crate::cli::TrainArgs;
 use crate::coder::{read_features, Coder, FeatureKind};
 use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::model::bow::{BowInput, NashNoise};
 use crate::search::CorpusIndex;
+use crate::train_job::TrainJob;
 
 /// What `train --kind` names (defined beside the runner that trains any kind).
 pub use crate::train_job::TrainKind;
@@ -69,15 +69,10 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
     }
     // A resumed bag-of-words run continues its stored config, as sequence runs do.
     let stored: Option<BowTrainConfig> = match (&args.out, args.resume) {
-        (Some(out), true) if out.exists() => {
-            match Checkpoint::read(out, &Device::Cpu)?.provenance.train_config {
-                Some(v) if v.get("family").is_some() => Some(
-                    serde_json::from_value(v)
-                        .context("the checkpoint's training config is unreadable")?,
-                ),
-                _ => None,
-            }
-        }
+        (Some(out), true) if out.exists() => match TrainJob::stored_in(out)? {
+            Some(TrainJob::Bow(cfg)) => Some(cfg),
+            _ => None,
+        },
         _ => None,
     };
     let mut cfg = match (stored, &args.kind, &args.config) {

@@ -721,13 +721,16 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             .or_else(|| args.config.as_ref().map(|_| cfg.out.clone()));
         let out = out.context("--resume needs --out (the checkpoint to continue)")?;
         if out.exists() {
-            let ckpt = Checkpoint::read(&out, &Device::Cpu)?;
-            let stored = ckpt
-                .provenance
-                .train_config
-                .context("the checkpoint has no training config to resume")?;
-            cfg = serde_json::from_value(stored)
-                .context("the checkpoint's training config is unreadable")?;
+            cfg = match TrainJob::stored_in(&out)? {
+                Some(TrainJob::Seq(stored)) => stored,
+                Some(TrainJob::Bow(stored)) => bail!(
+                    "`{}` is a `{}` run; resume it with --kind {} (or without --kind)",
+                    out.display(),
+                    stored.family,
+                    stored.family
+                ),
+                None => bail!("the checkpoint has no training config to resume"),
+            };
         }
         cfg.out = out;
         cfg.resume = true;
