@@ -501,8 +501,11 @@ impl Coder {
         code: &[f32],
         variants: &[Vec<f32>],
     ) -> Result<CodeEffects> {
+        if !self.capabilities().encodes {
+            return Err(self.cannot("score a text under a code: it has no encoder, so no code"));
+        }
         if !self.can_score() {
-            return Err(self.cannot("score a text under a code (it has no decoder)"));
+            return Err(self.cannot("score a text under a code: it has no decoder"));
         }
         match &self.family {
             Family::Seq(e) => {
