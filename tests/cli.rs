@@ -353,3 +353,52 @@ fn path_walks_a_bag_of_words_model_as_top_words() {
     let err = fails(&["path", f.lsh.to_str().unwrap(), "small dog", "old river"]);
     assert!(err.contains("has no decoder"), "{err}");
 }
+
+#[test]
+fn flip_on_nash_reports_the_documents_nll_per_bit() {
+    let f = common::fixtures();
+    let nash = f.nash.to_str().unwrap();
+    let out = ok(
+        &[
+            "flip",
+            nash,
+            "the small dog sees the red cat",
+            "--bits",
+            "0,3",
+            "--json",
+        ],
+        None,
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["sentence"].as_str().unwrap(),
+        common::coder(&f.nash)
+            .encode_text("the small dog sees the red cat")
+            .unwrap()
+            .shown
+    );
+    assert!(v["nll"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(
+        v.get("ppl").is_none(),
+        "a bag's measure is its NLL, not a perplexity: {out}"
+    );
+    assert_eq!(v["per_bit_nll"].as_array().unwrap().len(), 8);
+    let flips = v["flips"].as_array().unwrap();
+    assert_eq!(flips.len(), 2);
+    assert_eq!(flips[1]["bit"], 3);
+    assert!(flips[1]["nll"].as_f64().unwrap() > 0.0);
+    let text = ok(&["flip", nash, "small dog", "--bits", "1"], None);
+    assert!(text.contains("NLL (nats) "), "{text}");
+    assert!(
+        text.contains("per-bit NLL (nats) (document under"),
+        "{text}"
+    );
+    // No decoder, no effects: lsh says so; continuous codes have no bits to flip.
+    let err = fails(&["flip", f.lsh.to_str().unwrap(), "small dog"]);
+    assert!(err.contains("no decoder"), "{err}");
+    let err = fails(&["flip", f.nvdm.to_str().unwrap(), "small dog"]);
+    assert!(
+        err.contains("flip works on binary codes; this is a `nvdm` model"),
+        "{err}"
+    );
+}

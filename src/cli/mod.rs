@@ -1544,14 +1544,14 @@ fn sample(
 }
 
 fn flip(ckpt: &Option<PathBuf>, sentence: &str, bits: &[usize], json_out: bool) -> Result<()> {
-    let engine = load_engine(ckpt)?;
-    if !engine.kind().is_binary() {
+    let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
+    if !coder.is_binary() {
         bail!(
             "flip works on binary codes; this is a `{}` model",
-            engine.kind()
+            coder.kind_name()
         );
     }
-    let e = crate::tasks::encode_sentence(&engine, sentence)?;
+    let e = coder.encode_text(sentence)?;
     let (ids, code) = (e.ids, e.code);
     let l = code.len();
     if let Some(&bad) = bits.iter().find(|&&b| b >= l) {
@@ -1560,40 +1560,49 @@ fn flip(ckpt: &Option<PathBuf>, sentence: &str, bits: &[usize], json_out: bool) 
             l - 1
         );
     }
-    let scores = crate::tasks::variant_perplexities(
-        &engine,
+    // Sequence models: the sentence's perplexity per word; nash: the document's NLL in nats.
+    let effects = coder.code_effects(
         &ids,
         &code,
         &crate::tasks::one_change_variants(&code, true, None),
     )?;
-    let mut ppl = vec![scores.base_ppl];
-    ppl.extend(scores.ppl);
-    let mut rng = StdRng::seed_from_u64(0);
+    let (measure, heading) = if effects.nll {
+        ("nll", "NLL (nats)")
+    } else {
+        ("ppl", "perplexity")
+    };
+    let mut ppl = vec![effects.base];
+    ppl.extend(effects.variants);
     let mut decode_codes = vec![code.clone()];
     decode_codes.extend(bits.iter().map(|&b| explore::flip(&code, b)));
-    let texts = engine.decode(&decode_codes, Strategy::Greedy, &mut rng)?;
+    let texts = coder
+        .decode_codes(&decode_codes, crate::structure::DECODED_WORDS)?
+        .ok_or_else(|| coder.cannot("decode a code"))?;
     if json_out {
         let flips: Vec<_> = bits
             .iter()
             .zip(&texts[1..])
-            .map(|(&b, t)| json!({"bit": b, "code": explore::bit_string(&explore::flip(&code, b)), "text": t, "ppl": ppl[b + 1]}))
+            .map(|(&b, t)| json!({"bit": b, "code": explore::bit_string(&explore::flip(&code, b)), "text": t, measure: ppl[b + 1]}))
             .collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "sentence": engine.words(&ids), "code": explore::bit_string(&code), "decoding": texts[0],
-                "ppl": ppl[0], "flips": flips, "per_bit_ppl": &ppl[1..],
+                "sentence": e.shown, "code": explore::bit_string(&code), "decoding": texts[0],
+                measure: ppl[0], "flips": flips, format!("per_bit_{measure}"): &ppl[1..],
             }))?
         );
     } else {
-        println!("sentence  {}", engine.words(&ids));
+        println!("sentence  {}", e.shown);
         println!("code      {}", explore::bit_string(&code));
         println!("decoding  {}", texts[0]);
-        println!("perplexity {:.3}", ppl[0]);
+        println!("{heading} {:.3}", ppl[0]);
         for (&b, t) in bits.iter().zip(&texts[1..]) {
-            println!("flip {b:3}  ppl {:9.3}  → {t}", ppl[b + 1]);
+            println!("flip {b:3}  {measure} {:9.3}  → {t}", ppl[b + 1]);
         }
-        println!("per-bit perplexity (sentence under the code with that bit flipped):");
+        println!(
+            "per-bit {heading} ({} under the code with that bit flipped):",
+            if effects.nll { "document" } else { "sentence" }
+        );
         let max = ppl[1..].iter().cloned().fold(ppl[0], f64::max);
         for j in 0..l {
             let w = ((ppl[j + 1] / max) * 40.0).round() as usize;
