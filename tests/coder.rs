@@ -78,13 +78,15 @@ fn each_kind_does_what_it_can_and_says_what_it_cannot() {
     assert_eq!(e.code.len(), 8);
     let line = binary.decode_line(&e.code, Strategy::Greedy, 0).unwrap();
     assert_eq!(
-        binary.decode_codes(&[e.code.clone()], 8).unwrap(),
+        binary
+            .decode_codes(std::slice::from_ref(&e.code), 8)
+            .unwrap(),
         Some(vec![line])
     );
     let variants = vec![latent_tui::explore::flip(&e.code, 0)];
     let effects = binary.code_effects(&e.ids, &e.code, &variants).unwrap();
     assert!(!effects.nll && effects.base > 1.0 && effects.variants.len() == 1);
-    let err = err_text(binary.top_words(&[e.code.clone()], 3));
+    let err = err_text(binary.top_words(std::slice::from_ref(&e.code), 3));
     assert!(
         err.contains("`binary` model") && err.contains("cannot decode codes to words"),
         "{err}"
@@ -95,7 +97,7 @@ fn each_kind_does_what_it_can_and_says_what_it_cannot() {
     // nash: a bag in, bits, the decoder's top words, the document's NLL per flipped bit.
     let nash = coder(&f.nash);
     let e = nash.encode_text(text).unwrap();
-    let words = nash.top_words(&[e.code.clone()], 3).unwrap();
+    let words = nash.top_words(std::slice::from_ref(&e.code), 3).unwrap();
     assert_eq!(words[0].len(), 3);
     assert!(words[0]
         .iter()
@@ -115,7 +117,10 @@ fn each_kind_does_what_it_can_and_says_what_it_cannot() {
     // lsh encodes but has no decoder; lm decodes but has no code.
     let lsh = coder(&f.lsh);
     let e = lsh.encode_text(text).unwrap();
-    assert_eq!(lsh.decode_codes(&[e.code.clone()], 8).unwrap(), None);
+    assert_eq!(
+        lsh.decode_codes(std::slice::from_ref(&e.code), 8).unwrap(),
+        None
+    );
     let err = err_text(lsh.code_effects(&e.ids, &e.code, &[]));
     assert!(
         err.contains("`lsh` model") && err.contains("no decoder"),

@@ -1002,7 +1002,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     }
     let engine = coder.sequence_model("evaluate sentences")?;
     let split = args.split;
-    let corpus = corpus_for(&engine, &args.corpus)?;
+    let corpus = corpus_for(engine, &args.corpus)?;
     let mut ids = encode_examples(&engine.vocab, corpus.split(split), engine.max_len());
     if let Some(n) = args.max_sentences {
         ids.truncate(n);
@@ -1035,7 +1035,7 @@ fn eval(args: EvalArgs) -> Result<()> {
             )?
         );
     } else {
-        print_report(&engine, &corpus.name, split, &report);
+        print_report(engine, &corpus.name, split, &report);
     }
     Ok(())
 }
