@@ -562,6 +562,28 @@ impl Coder {
         }
     }
 
+    /// [`Coder::sample_prior`] handing each sample (code, decoding) to `each` as soon as its
+    /// batch is decoded, so any number of samples runs in bounded memory; the samples are the
+    /// same as [`Coder::sample_prior`]'s for the same seed.
+    pub fn sample_prior_each(
+        &self,
+        n: usize,
+        seed: u64,
+        temperature: f32,
+        prior: PriorChoice,
+        bit_means: Option<&[f32]>,
+        each: &mut dyn FnMut(Vec<f32>, String) -> Result<()>,
+    ) -> Result<()> {
+        match &self.family {
+            Family::Seq(e) => {
+                tasks::sample_prior_each(e, n, seed, temperature, prior, bit_means, each)
+            }
+            Family::Bow(b) => {
+                bow::explore::sample_prior_each(b, n, seed, temperature, prior, bit_means, each)
+            }
+        }
+    }
+
     /// Each bit's mean over validation sentences of the checkpoint's corpus.
     pub fn corpus_bit_means(&self) -> Result<Vec<f32>> {
         match &self.family {

@@ -402,3 +402,33 @@ fn flip_on_nash_reports_the_documents_nll_per_bit() {
         "{err}"
     );
 }
+
+#[test]
+fn sample_decodes_bag_of_words_priors_to_the_explorers_top_words() {
+    let f = common::fixtures();
+    let nash = f.nash.to_str().unwrap();
+    // 70 samples cross a decoding batch (64): the samples do not depend on the batching.
+    let out = ok(&["sample", nash, "-n", "70", "--seed", "5", "--json"], None);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let rows = v["samples"].as_array().unwrap();
+    let want = common::coder(&f.nash)
+        .sample_prior(70, 5, 1.0, latent_tui::tasks::PriorChoice::Uniform, None)
+        .unwrap();
+    assert_eq!(rows.len(), 70);
+    for (row, (code, text)) in rows.iter().zip(want.codes.iter().zip(&want.texts)) {
+        assert_eq!(
+            row["code"].as_str().unwrap(),
+            latent_tui::explore::bit_string(code)
+        );
+        assert_eq!(row["text"].as_str().unwrap(), text, "the Sample tab's line");
+        assert!(text.contains(" · "), "{text}");
+    }
+    // nvdm's prior is N(0, t²I); bits' options are refused; lsh has no decoder.
+    let nvdm = f.nvdm.to_str().unwrap();
+    let out = ok(&["sample", nvdm, "-n", "3", "--temperature", "0.5"], None);
+    assert_eq!(out.lines().count(), 4, "{out}");
+    let err = fails(&["sample", nvdm, "--prior", "means"]);
+    assert!(err.contains("a `nvdm` model has no bits"), "{err}");
+    let err = fails(&["sample", f.lsh.to_str().unwrap(), "-n", "2"]);
+    assert!(err.contains("no decoder"), "{err}");
+}

@@ -204,6 +204,36 @@ pub fn sample_prior(
     prior: PriorChoice,
     bit_means: Option<&[f32]>,
 ) -> Result<Samples> {
+    let mut codes = Vec::new();
+    let mut texts = Vec::new();
+    sample_prior_each(
+        ck,
+        n,
+        seed,
+        temperature,
+        prior,
+        bit_means,
+        &mut |code, text| {
+            codes.push(code);
+            texts.push(text);
+            Ok(())
+        },
+    )?;
+    Ok(Samples { seed, codes, texts })
+}
+
+/// [`sample_prior`] handing each sample (code, top words) to `each` as soon as its batch of
+/// [`tasks::SAMPLE_CHUNK`] is decoded, so any number of samples runs in bounded memory. Codes
+/// come from one generator in order, so the samples do not depend on the batching.
+pub fn sample_prior_each(
+    ck: &BowCheckpoint,
+    n: usize,
+    seed: u64,
+    temperature: f32,
+    prior: PriorChoice,
+    bit_means: Option<&[f32]>,
+    each: &mut dyn FnMut(Vec<f32>, String) -> Result<()>,
+) -> Result<()> {
     if ck.model.word_vectors().is_none() {
         return Err(no_decoder(ck, "prior samples have no words to show"));
     }
@@ -222,12 +252,17 @@ pub fn sample_prior(
         Prior::Gaussian { temperature }
     };
     let mut rng = StdRng::seed_from_u64(seed);
-    let codes = explore::prior_samples(&draw, ck.model.latent_dim(), n, &mut rng);
-    let texts = top_words(ck, &codes, WORDS_PER_LINE)?
-        .iter()
-        .map(|w| words_line(w))
-        .collect();
-    Ok(Samples { seed, codes, texts })
+    let mut done = 0;
+    while done < n {
+        let m = tasks::SAMPLE_CHUNK.min(n - done);
+        let codes = explore::prior_samples(&draw, ck.model.latent_dim(), m, &mut rng);
+        let words = top_words(ck, &codes, WORDS_PER_LINE)?;
+        for (code, w) in codes.into_iter().zip(words) {
+            each(code, words_line(&w))?;
+        }
+        done += m;
+    }
+    Ok(())
 }
 
 /// The codes (bits or μ) of up to `max` validation documents of the checkpoint's corpus.

@@ -1483,22 +1483,24 @@ fn sample(
     prior: Option<crate::tasks::PriorChoice>,
     json_out: bool,
 ) -> Result<()> {
-    let engine = load_engine(ckpt)?;
-    let kind = engine.kind();
+    // Any model that decodes: sentences, or for nash and nvdm the decoder's top words.
+    let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
+    let kind = coder.kind_name();
+    let binary = coder.is_binary();
     let prior = prior.unwrap_or(crate::tasks::PriorChoice::Uniform);
-    if kind.is_binary() && temperature.is_some() {
+    if binary && temperature.is_some() {
         bail!(
             "--temperature sets σ of a gaussian prior (or word sampling for `lm`); a `{kind}` model's prior is bits, drawn uniformly or with --prior means"
         );
     }
-    if !kind.is_binary() && prior == crate::tasks::PriorChoice::Means {
+    if !binary && prior == crate::tasks::PriorChoice::Means {
         bail!(
             "--prior means draws each bit with its corpus mean; a `{kind}` model has no bits (its prior is N(0, t²I): set t with --temperature)"
         );
     }
     let temperature = temperature.unwrap_or(1.0);
-    let means = if kind.is_binary() && prior == crate::tasks::PriorChoice::Means {
-        Some(crate::tasks::corpus_bit_means(&engine)?)
+    let means = if binary && prior == crate::tasks::PriorChoice::Means {
+        Some(coder.corpus_bit_means()?)
     } else {
         None
     };
@@ -1511,8 +1513,7 @@ fn sample(
         writeln!(out, "seed {seed}")?;
     }
     let mut first = true;
-    crate::tasks::sample_prior_each(
-        &engine,
+    coder.sample_prior_each(
         n,
         seed,
         temperature,
@@ -1520,7 +1521,7 @@ fn sample(
         means.as_deref(),
         &mut |code, text| {
             if json_out {
-                let code = if kind.is_binary() {
+                let code = if binary {
                     json!(explore::bit_string(&code))
                 } else {
                     json!(code)
@@ -1528,7 +1529,7 @@ fn sample(
                 let row = json!({"code": code, "text": text});
                 let sep = if first { "" } else { ",\n" };
                 write!(out, "{sep}    {row}")?;
-            } else if kind.is_binary() {
+            } else if binary {
                 writeln!(out, "{} {text}", explore::bit_string(&code))?;
             } else {
                 writeln!(out, "{text}")?;
