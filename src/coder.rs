@@ -447,14 +447,35 @@ impl Coder {
     /// One code decoded for display: a sentence by `strategy` (sequence models), or the
     /// decoder's most probable words with their probabilities (nvdm, nash).
     pub fn decode_line(&self, code: &[f32], strategy: Strategy, seed: u64) -> Result<String> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        Ok(self
+            .decode_lines(&[code.to_vec()], strategy, &mut rng)?
+            .remove(0))
+    }
+
+    /// [`Coder::decode_line`] for many codes, drawing any sampling from `rng` in order. A
+    /// bag-of-words decoder has one reading of a code (its most probable words), so beam search
+    /// and sampling are errors there.
+    pub fn decode_lines(
+        &self,
+        codes: &[Vec<f32>],
+        strategy: Strategy,
+        rng: &mut StdRng,
+    ) -> Result<Vec<String>> {
         match &self.family {
-            Family::Seq(e) => {
-                let mut rng = StdRng::seed_from_u64(seed);
-                Ok(e.decode(&[code.to_vec()], strategy, &mut rng)?.remove(0))
+            Family::Seq(e) => e.decode(codes, strategy, rng),
+            Family::Bow(b) => {
+                if strategy != Strategy::Greedy {
+                    return Err(self.cannot(&format!(
+                        "decode by {}: its decoding is the decoder's most probable words",
+                        strategy.label()
+                    )));
+                }
+                Ok(bow::explore::top_words(b, codes, DECODED_WORDS)?
+                    .iter()
+                    .map(|w| bow::explore::words_line(w))
+                    .collect())
             }
-            Family::Bow(b) => Ok(bow::explore::words_line(
-                &bow::explore::top_words(b, &[code.to_vec()], DECODED_WORDS)?[0],
-            )),
         }
     }
 

@@ -432,3 +432,47 @@ fn sample_decodes_bag_of_words_priors_to_the_explorers_top_words() {
     let err = fails(&["sample", f.lsh.to_str().unwrap(), "-n", "2"]);
     assert!(err.contains("no decoder"), "{err}");
 }
+
+#[test]
+fn decode_reads_bag_of_words_codes_as_top_words() {
+    let f = common::fixtures();
+    let nash = f.nash.to_str().unwrap();
+    let out = ok(&["decode", nash, "--json"], Some("10110010\n01000001\n"));
+    let coder = common::coder(&f.nash);
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (row, bits) in lines.iter().zip(["10110010", "01000001"]) {
+        assert_eq!(row["code"], bits);
+        let code: Vec<f32> = bits
+            .chars()
+            .map(|c| if c == '1' { 1.0 } else { 0.0 })
+            .collect();
+        let want = coder
+            .decode_line(&code, latent_tui::model::decode::Strategy::Greedy, 0)
+            .unwrap();
+        assert_eq!(row["text"].as_str().unwrap(), want);
+        assert!(want.contains(" · "), "{want}");
+    }
+    assert_ne!(
+        lines[0]["text"], lines[1]["text"],
+        "different codes, different words"
+    );
+    let nvdm = f.nvdm.to_str().unwrap();
+    let out = ok(&["decode", nvdm], Some("[0.5, -1, 0, 0, 2, 0, 0, 0.25]\n"));
+    assert_eq!(out.lines().count(), 1, "{out}");
+    // A bag-of-words decoder has no beam or sampling; lsh has no decoder at all.
+    let out = run(&["decode", nash, "--beam", "4"], Some("10110010\n"));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !out.status.success() && err.contains("cannot decode by beam 4"),
+        "{err}"
+    );
+    let err = fails(&["decode", f.lsh.to_str().unwrap()]);
+    assert!(
+        err.contains("`lsh` model") && err.contains("no decoder"),
+        "{err}"
+    );
+}

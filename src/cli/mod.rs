@@ -1398,7 +1398,11 @@ fn check_code_values(code: &[f32], binary: bool) -> Result<()> {
 }
 
 fn decode(ckpt: &Option<PathBuf>, strategy: &StrategyArgs, json_out: bool) -> Result<()> {
-    let engine = load_engine(ckpt)?;
+    // Any model that decodes: sentences, or for nash and nvdm the decoder's top words.
+    let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
+    if !coder.capabilities().decodes() {
+        return Err(coder.cannot("decode codes: it has no decoder"));
+    }
     let mut rng = StdRng::seed_from_u64(strategy.seed);
     let out = std::io::stdout();
     let mut out = out.lock();
@@ -1408,17 +1412,16 @@ fn decode(ckpt: &Option<PathBuf>, strategy: &StrategyArgs, json_out: bool) -> Re
             continue;
         }
         let code = parse_code_line(&line).with_context(|| format!("line {line_no}"))?;
-        check_code_values(&code, engine.kind().is_binary())
-            .with_context(|| format!("line {line_no}"))?;
-        if code.len() != engine.latent_dim() {
+        check_code_values(&code, coder.is_binary()).with_context(|| format!("line {line_no}"))?;
+        if code.len() != coder.latent_dim() {
             bail!(
                 "line {line_no}: the code has {} dimensions, the model expects {}",
                 code.len(),
-                engine.latent_dim()
+                coder.latent_dim()
             );
         }
-        let text = engine
-            .decode(std::slice::from_ref(&code), strategy.strategy(), &mut rng)?
+        let text = coder
+            .decode_lines(std::slice::from_ref(&code), strategy.strategy(), &mut rng)?
             .remove(0);
         if json_out {
             writeln!(out, "{}", json!({"code": line.trim(), "text": text}))?;
