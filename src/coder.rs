@@ -431,6 +431,15 @@ impl Coder {
         }
     }
 
+    /// [`Coder::encode_text`] for many texts, in batches; None for a text with no word the
+    /// model knows.
+    pub fn encode_texts(&self, texts: &[&str]) -> Result<Vec<Option<EncodedSentence>>> {
+        match &self.family {
+            Family::Seq(e) => tasks::encode_sentences(e, texts),
+            Family::Bow(b) => bow::explore::encode_texts(b, texts),
+        }
+    }
+
     /// What a decoding of a code is: "greedy decoding" (sequence models), "most probable
     /// words" (nvdm, nash), or None for a model without a decoder (lsh).
     pub fn decoding_kind(&self) -> Option<&'static str> {

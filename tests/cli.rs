@@ -476,3 +476,54 @@ fn decode_reads_bag_of_words_codes_as_top_words() {
         "{err}"
     );
 }
+
+#[test]
+fn encode_writes_bag_of_words_codes() {
+    let f = common::fixtures();
+    let nash = f.nash.to_str().unwrap();
+    let input = "the small dog sees the red cat\nthe of a\nold river zebra\n";
+    let out = run(&["encode", nash], Some(input));
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    // "the of a" is stop words only: an empty bag, skipped by its line number.
+    assert!(
+        err.contains("line 2: no words the model knows, skipped"),
+        "{err}"
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    let coder = common::coder(&f.nash);
+    let want = coder.encode_text("the small dog sees the red cat").unwrap();
+    assert_eq!(rows[0]["text"].as_str().unwrap(), want.shown);
+    assert_eq!(
+        rows[0]["code"].as_str().unwrap(),
+        latent_tui::explore::bit_string(&want.code)
+    );
+    assert_eq!(rows[0]["p"].as_array().unwrap().len(), 8);
+    assert!(rows[0]["kl"].as_f64().unwrap() >= 0.0);
+    assert_eq!(rows[1]["unknown"], serde_json::json!(["zebra"]));
+    // The bits format agrees with the JSON codes; lsh hashes too; nvdm writes μ and σ.
+    let bits = ok(&["encode", nash, "--format", "bits"], Some(input));
+    assert_eq!(
+        bits.lines().next().unwrap(),
+        rows[0]["code"].as_str().unwrap()
+    );
+    let lsh = ok(
+        &["encode", f.lsh.to_str().unwrap(), "--format", "bits"],
+        Some(input),
+    );
+    assert_eq!(lsh.lines().count(), 2);
+    assert!(lsh
+        .lines()
+        .all(|l| l.len() == 8 && l.chars().all(|c| c == '0' || c == '1')));
+    let nvdm = ok(&["encode", f.nvdm.to_str().unwrap()], Some(input));
+    let row: Value = serde_json::from_str(nvdm.lines().next().unwrap()).unwrap();
+    assert_eq!(row["code"].as_array().unwrap().len(), 8);
+    assert_eq!(row["std"].as_array().unwrap().len(), 8);
+    let err = fails(&["encode", f.nvdm.to_str().unwrap(), "--format", "bits"]);
+    assert!(err.contains("a `nvdm` model has continuous codes"), "{err}");
+}

@@ -34,61 +34,85 @@ fn no_decoder(ck: &BowCheckpoint, what: &str) -> anyhow::Error {
 /// The bag and code of one text. The bag's words become `shown` (with counts), words the
 /// vocabulary lacks (stop words included) are listed as `unknown`.
 pub fn encode_text(ck: &BowCheckpoint, text: &str) -> Result<EncodedSentence> {
-    let normalized = normalize(text);
-    let bag = bag_of_words(&ck.vocab, &normalized);
-    let unknown: Vec<String> = normalized
-        .split(' ')
-        .filter(|w| !w.is_empty() && ck.vocab.id(w).is_none())
-        .map(str::to_string)
-        .collect();
-    if bag.is_empty() {
-        bail!(
+    match encode_texts(ck, &[text])?.remove(0) {
+        Some(e) => Ok(e),
+        None => bail!(
             "none of the words are in the model's vocabulary of {} words (stop words and punctuation are left out of bags)",
             ck.vocab.len()
-        );
+        ),
     }
-    let batch = BagBatch::new(&[bag.as_slice()], ck.model.device())?;
-    let params = ck.model.encode(&batch)?;
-    let loc = params.loc.to_vec2::<f32>()?.remove(0);
+}
+
+/// [`encode_text`] for many texts, encoded in batches; None for a text none of whose words
+/// the vocabulary knows (its bag is empty).
+pub fn encode_texts(ck: &BowCheckpoint, texts: &[&str]) -> Result<Vec<Option<EncodedSentence>>> {
     let caps = Capabilities::of_bow(&ck.model);
     let binary = caps.is_binary();
-    let (mean, std, kl) = if !binary {
-        // A continuous posterior (nvdm): μ and σ.
-        let logvar = params.logvar.as_ref().expect("nvdm has a variance");
-        let std = (logvar * 0.5)?.exp()?.to_vec2::<f32>()?.remove(0);
-        (loc.clone(), Some(std), params.kl()?.to_vec1::<f32>()?[0])
-    } else if caps.scores {
-        // Bits of a model with a decoder (nash): Bernoulli probabilities σ(logits).
-        (
-            loc.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
-            None,
-            params.kl()?.to_vec1::<f32>()?[0],
-        )
-    } else {
-        // Hashing (lsh) has no probabilities: the bits are certain.
-        (
-            loc.iter()
-                .map(|&x| if x >= 0.0 { 1.0 } else { 0.0 })
-                .collect(),
-            None,
-            0.0,
-        )
-    };
-    let encoding = Encoding { mean, std, kl };
-    let code = encoding.deterministic_code(binary);
-    Ok(EncodedSentence {
-        shown: bag_text(ck, &bag),
-        ids: bag
-            .iter()
-            .flat_map(|&(id, c)| std::iter::repeat_n(id, c as usize))
-            .collect(),
-        unknown,
-        truncated: 0,
-        max_len: 0,
-        encoding,
-        code,
-        bag: true,
-    })
+    let mut out: Vec<Option<EncodedSentence>> = Vec::with_capacity(texts.len());
+    let mut pending: Vec<(usize, Bag, Vec<String>)> = Vec::new();
+    for (slot, text) in texts.iter().enumerate() {
+        let normalized = normalize(text);
+        let bag = bag_of_words(&ck.vocab, &normalized);
+        out.push(None);
+        if bag.is_empty() {
+            continue;
+        }
+        let unknown: Vec<String> = normalized
+            .split(' ')
+            .filter(|w| !w.is_empty() && ck.vocab.id(w).is_none())
+            .map(str::to_string)
+            .collect();
+        pending.push((slot, bag, unknown));
+    }
+    for chunk in pending.chunks(super::EVAL_BATCH) {
+        let refs: Vec<&[(u32, f32)]> = chunk.iter().map(|(_, b, _)| b.as_slice()).collect();
+        let batch = BagBatch::new(&refs, ck.model.device())?;
+        let params = ck.model.encode(&batch)?;
+        let loc = params.loc.to_vec2::<f32>()?;
+        // A continuous posterior (nvdm) has σ; hashing (lsh) has no posterior, so no KL.
+        let std = match (&params.logvar, binary) {
+            (Some(logvar), false) => Some((logvar * 0.5)?.exp()?.to_vec2::<f32>()?),
+            _ => None,
+        };
+        let kl = if caps.scores {
+            Some(params.kl()?.to_vec1::<f32>()?)
+        } else {
+            None
+        };
+        for (row, ((slot, bag, unknown), loc)) in chunk.iter().zip(loc).enumerate() {
+            let mean = if !binary {
+                loc
+            } else if caps.scores {
+                // Bits of a model with a decoder (nash): Bernoulli probabilities σ(logits).
+                loc.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect()
+            } else {
+                // Hashing (lsh) has no probabilities: the bits are certain.
+                loc.iter()
+                    .map(|&x| if x >= 0.0 { 1.0 } else { 0.0 })
+                    .collect()
+            };
+            let encoding = Encoding {
+                mean,
+                std: std.as_ref().map(|s| s[row].clone()),
+                kl: kl.as_ref().map_or(0.0, |k| k[row]),
+            };
+            let code = encoding.deterministic_code(binary);
+            out[*slot] = Some(EncodedSentence {
+                shown: bag_text(ck, bag),
+                ids: bag
+                    .iter()
+                    .flat_map(|&(id, c)| std::iter::repeat_n(id, c as usize))
+                    .collect(),
+                unknown: unknown.clone(),
+                truncated: 0,
+                max_len: 0,
+                encoding,
+                code,
+                bag: true,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// `cat dog×2`: a bag as the model sees it.

@@ -532,12 +532,6 @@ fn resolve(ckpt: &Option<PathBuf>) -> PathBuf {
     ckpt.clone().unwrap_or_else(default_checkpoint)
 }
 
-/// The sequence autoencoder the sentence-in / sentence-out commands need; other kinds are an
-/// error saying what they work with instead.
-fn load_engine(ckpt: &Option<PathBuf>) -> Result<Engine> {
-    Engine::load(&resolve(ckpt), &Device::Cpu)
-}
-
 /// Sets the kernel thread count before any pool starts.
 pub fn set_threads(n: usize) {
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
@@ -1226,16 +1220,17 @@ fn encode(
     seed: u64,
 ) -> Result<()> {
     use crate::model::CodeMode;
-    let engine = load_engine(ckpt)?;
-    if !engine.kind().has_latent() {
+    // Any model with an encoder: sentences, or bags of words (nash, nvdm, lsh).
+    let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
+    if !coder.capabilities().encodes {
         bail!("an `lm` model has no encoder, so sentences have no code");
     }
-    let binary = engine.kind().is_binary();
+    let binary = coder.is_binary();
     if format != EncodeFormat::Json {
         if !binary {
             bail!(
                 "--format {format} writes bits; a `{}` model has continuous codes (use --format json)",
-                engine.kind()
+                coder.kind_name()
             );
         }
         if mode == CodeMode::Mean {
@@ -1246,7 +1241,7 @@ fn encode(
         bail!("--format packed writes a binary .npy file: name it with --out FILE");
     }
     let mut out = Output::open(out_path)?;
-    let bytes_per_code = engine.latent_dim().div_ceil(8);
+    let bytes_per_code = coder.latent_dim().div_ceil(8);
     if format == EncodeFormat::Packed {
         out.writer().write_all(&npy_u8_header(0, bytes_per_code))?;
     }
@@ -1256,24 +1251,26 @@ fn encode(
     // follows input through a pipe.
     let mut lines = stdin_lines().peekable();
     while lines.peek().is_some() {
-        let mut items = Vec::with_capacity(ENCODE_CHUNK);
+        let mut numbered = Vec::with_capacity(ENCODE_CHUNK);
         for next in lines.by_ref().take(ENCODE_CHUNK) {
-            let (line_no, line) = next?;
-            let tok = engine.tokenize(&line);
-            if tok.ids.is_empty() {
-                eprintln!("line {line_no}: no words, skipped");
-                continue;
-            }
-            items.push(tok);
+            numbered.push(next?);
         }
-        let ids: Vec<Vec<u32>> = items.iter().map(|t| t.ids.clone()).collect();
-        let encodings = if ids.is_empty() {
-            Vec::new()
-        } else {
-            engine.encode(&ids)?
-        };
+        let texts: Vec<&str> = numbered.iter().map(|(_, line)| line.as_str()).collect();
+        let encoded = coder.encode_texts(&texts)?;
         // Draws for --mode sample are taken in input order, as one sentence at a time would.
-        for (tok, enc) in items.iter().zip(encodings) {
+        for ((line_no, _), sentence) in numbered.iter().zip(encoded) {
+            let Some(sentence) = sentence else {
+                eprintln!(
+                    "line {line_no}: no words{}, skipped",
+                    if coder.can_decode_text() {
+                        ""
+                    } else {
+                        " the model knows"
+                    }
+                );
+                continue;
+            };
+            let enc = &sentence.encoding;
             let code: Vec<f32> = match mode {
                 CodeMode::Rounded => enc.deterministic_code(binary),
                 CodeMode::Mean => enc.mean.clone(),
@@ -1308,7 +1305,7 @@ fn encode(
                 EncodeFormat::Bits => writeln!(w, "{}", explore::bit_string(&code))?,
                 EncodeFormat::Packed => w.write_all(&pack_bytes(&code))?,
                 EncodeFormat::Json => {
-                    let mut obj = json!({"text": engine.words(&tok.ids), "kl": enc.kl});
+                    let mut obj = json!({"text": sentence.shown, "kl": enc.kl});
                     if binary && mode != CodeMode::Mean {
                         obj["code"] = json!(explore::bit_string(&code));
                         obj["p"] = json!(enc.mean);
@@ -1318,11 +1315,11 @@ fn encode(
                             obj["std"] = json!(s);
                         }
                     }
-                    if !tok.unknown.is_empty() {
-                        obj["unknown"] = json!(tok.unknown);
+                    if !sentence.unknown.is_empty() {
+                        obj["unknown"] = json!(sentence.unknown);
                     }
-                    if tok.truncated > 0 {
-                        obj["truncated_words"] = json!(tok.truncated);
+                    if sentence.truncated > 0 {
+                        obj["truncated_words"] = json!(sentence.truncated);
                     }
                     writeln!(w, "{obj}")?;
                 }
@@ -1339,7 +1336,7 @@ fn encode(
         file.write_all(&npy_u8_header(rows, bytes_per_code))?;
         eprintln!(
             "wrote {rows} codes of {} bits as {rows} × {bytes_per_code} uint8 → {}",
-            engine.latent_dim(),
+            coder.latent_dim(),
             out_path.expect("checked").display()
         );
     }
