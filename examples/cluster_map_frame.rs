@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 use latent_tui::cluster::{ClusterMethod, ClusterOptions};
-use latent_tui::engine::Engine;
+use latent_tui::coder::Coder;
 use latent_tui::hamming::PackedCodes;
 use latent_tui::structure::{cluster_corpus, CodedCorpus};
 use latent_tui::tui::app::{App, AppOptions, Tab};
@@ -33,8 +33,8 @@ fn main() -> anyhow::Result<()> {
         .get(2)
         .cloned()
         .unwrap_or_else(|| "checkpoints/binary.safetensors".into());
-    let engine = Engine::load(ckpt.as_ref(), &Device::Cpu)?;
-    let bits = engine.latent_dim();
+    let coder = Coder::load(ckpt.as_ref(), &Device::Cpu)?;
+    let bits = coder.latent_dim();
     // Codes around 45 random prototypes, each bit flipped with probability 0.2.
     let mut rng = StdRng::seed_from_u64(1);
     let protos: Vec<Vec<bool>> = (0..45)
@@ -82,7 +82,7 @@ fn main() -> anyhow::Result<()> {
         map,
     };
     let mut app = App::new(
-        ModelInfo::of(&engine),
+        ModelInfo::of(&coder),
         AppOptions {
             theme: Theme { color: true },
             ..AppOptions::default()

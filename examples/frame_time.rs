@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use crossterm::event::{KeyCode, KeyEvent};
-use latent_tui::engine::Engine;
+use latent_tui::coder::Coder;
 use latent_tui::tui::app::{App, AppOptions, Effect};
 use latent_tui::tui::event::Msg;
 use latent_tui::tui::widgets::Theme;
@@ -24,15 +24,15 @@ fn main() -> anyhow::Result<()> {
         .map(String::as_str)
         .unwrap_or("/tmp/t1.safetensors");
     let seconds: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20);
-    let engine = Engine::load(ckpt.as_ref(), &Device::Cpu)?;
+    let coder = Coder::load(ckpt.as_ref(), &Device::Cpu)?;
     let mut options = AppOptions {
         theme: Theme { color: true },
         ..AppOptions::default()
     };
     options.train_defaults.out = std::env::temp_dir().join("frame-time.safetensors");
-    let mut app = App::new(ModelInfo::of(&engine), options);
+    let mut app = App::new(ModelInfo::of(&coder), options);
     let (tx, rx) = mpsc::channel();
-    let worker = WorkerHandle::spawn(Worker::new(engine), tx.clone());
+    let worker = WorkerHandle::spawn(Worker::of_coder(coder), tx.clone());
     let mut terminal = Terminal::new(TestBackend::new(120, 40))?;
     let mut trainings = Vec::new();
 

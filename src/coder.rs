@@ -1,6 +1,9 @@
-//! Codes and latent features of any checkpoint: one API over the sequence autoencoders (through
-//! [`Engine`]) and the bag-of-words models, for indexing, search, retrieval evaluation and
-//! probes.
+//! The one loaded-model type, [`Coder`], over every kind of checkpoint (lm, bottleneck, gaussian,
+//! binary, binary-vae, gumbel, gumbel-vae, nvdm, nash, lsh): codes and latent features for
+//! indexing, search, retrieval evaluation and probes, and the explorer's work (encode a text,
+//! decode a code, per-bit effects, walks, prior samples, code statistics). Callers ask the model
+//! what it can do ([`Capabilities`]); the dispatch to the sequence autoencoders ([`Engine`]) or
+//! the bag-of-words models lives in this file alone.
 //!
 //! Three readings of the encoder, as in the binary-autoencoder paper's classification table:
 //!
@@ -17,12 +20,18 @@ use std::str::FromStr;
 use anyhow::{bail, Result};
 use candle_core::Device;
 
-use crate::bow::{bag_of_words, encode_bags, BowCheckpoint};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::bow::{self, bag_of_words, encode_bags, BowCheckpoint};
 use crate::checkpoint::{Checkpoint, Provenance};
 use crate::corpus::normalize;
+use crate::cosine::Posterior;
 use crate::data::length_batches;
 use crate::engine::Engine;
+use crate::model::decode::Strategy;
 use crate::model::{BowModel, LatentKind, ModelConfig, TokenBatch};
+use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats};
 use crate::vocab::{Vocab, UNK};
 
 /// Which reading of the encoder to return.
@@ -123,37 +132,79 @@ impl Capabilities {
     }
 }
 
-/// A loaded checkpoint of any family that maps texts to codes.
-pub enum Coder {
+/// A loaded checkpoint of any kind: the one model type the command line, the explorer and
+/// library users hold. What a kind can do is asked of it ([`Coder::capabilities`], or a method
+/// that returns an error saying "a `lsh` model cannot …"); which family implements a method is
+/// decided here and nowhere else.
+pub struct Coder {
+    family: Family,
+}
+
+/// The two implementations behind [`Coder`]; private so that no caller matches on them.
+enum Family {
     Seq(Box<Engine>),
     Bow(Box<BowCheckpoint>),
+}
+
+/// How a text's NLL changes when its code changes in one place (the per-bit bars).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CodeEffects {
+    /// Under the code itself.
+    pub base: f64,
+    /// Under each variant, in order.
+    pub variants: Vec<f64>,
+    /// The figures are a document's NLL in nats (bag-of-words models), not a sentence's
+    /// perplexity per word (sequence models).
+    pub nll: bool,
 }
 
 /// Sentences per encoding batch for the sequence models (grouped by length).
 const SEQ_BATCH_TOKENS: usize = 8192;
 const SEQ_MAX_BATCH: usize = 512;
 
+/// Words shown for a bag-of-words model's decoding of a code.
+pub const DECODED_WORDS: usize = 12;
+
 impl Coder {
+    /// Reads a checkpoint (once) and builds the model its typed config describes.
     pub fn load(path: &Path, dev: &Device) -> Result<Self> {
-        let ckpt = Checkpoint::read(path, dev)?;
-        match ckpt.config {
-            ModelConfig::Seq(_) => Ok(Coder::Seq(Box::new(Engine::load(path, dev)?))),
-            _ => Ok(Coder::Bow(Box::new(BowCheckpoint::from_checkpoint(
-                ckpt, dev,
-            )?))),
-        }
+        Self::from_checkpoint(Checkpoint::read(path, dev)?, dev)
+    }
+
+    /// Builds the model of a checkpoint already read.
+    pub fn from_checkpoint(ckpt: Checkpoint, dev: &Device) -> Result<Self> {
+        let family = match ckpt.config {
+            ModelConfig::Seq(_) => Family::Seq(Box::new(Engine::from_checkpoint(ckpt, dev)?)),
+            ModelConfig::Nvdm(_) | ModelConfig::Nash(_) | ModelConfig::Lsh(_) => {
+                Family::Bow(Box::new(BowCheckpoint::from_checkpoint(ckpt, dev)?))
+            }
+        };
+        Ok(Self { family })
     }
 
     pub fn from_engine(engine: Engine) -> Self {
-        Coder::Seq(Box::new(engine))
+        Self {
+            family: Family::Seq(Box::new(engine)),
+        }
+    }
+
+    pub fn from_bow(model: BowCheckpoint) -> Self {
+        Self {
+            family: Family::Bow(Box::new(model)),
+        }
     }
 
     /// What this model can do.
     pub fn capabilities(&self) -> Capabilities {
-        match self {
-            Coder::Seq(e) => Capabilities::of_seq(e.kind()),
-            Coder::Bow(b) => Capabilities::of_bow(&b.model),
+        match &self.family {
+            Family::Seq(e) => Capabilities::of_seq(e.kind()),
+            Family::Bow(b) => Capabilities::of_bow(&b.model),
         }
+    }
+
+    /// The name users know the kind by (`binary`, `gaussian`, `nash`, …).
+    pub fn kind_name(&self) -> &'static str {
+        self.capabilities().name
     }
 
     /// A code decodes to a sentence.
@@ -171,60 +222,110 @@ impl Coder {
         self.capabilities().scores
     }
 
+    /// The error for something this kind of model cannot do, e.g. `cannot("decode codes to
+    /// sentences")`.
+    pub fn cannot(&self, what: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "`{}` holds a `{}` model ({}), which cannot {what}",
+            self.path().display(),
+            self.kind_name(),
+            self.config().describe()
+        )
+    }
+
+    /// The sequence autoencoder behind this model, for the sequence-only commands (`encode`,
+    /// `decode`, `eval`'s sentence report, …); otherwise an error saying it cannot do `what`.
+    pub fn sequence_model(&self, what: &str) -> Result<&Engine> {
+        match &self.family {
+            Family::Seq(e) => Ok(e),
+            Family::Bow(_) => Err(self.cannot(what)),
+        }
+    }
+
+    /// [`Coder::sequence_model`], taking ownership.
+    pub fn into_sequence_model(self, what: &str) -> Result<Engine> {
+        let err = self.cannot(what);
+        match self.family {
+            Family::Seq(e) => Ok(*e),
+            Family::Bow(_) => Err(err),
+        }
+    }
+
+    /// The bag-of-words model behind this model, for the commands only they serve (`words`,
+    /// document scoring); otherwise an error saying it cannot do `what`.
+    pub fn bag_of_words_model(&self, what: &str) -> Result<&BowCheckpoint> {
+        match &self.family {
+            Family::Bow(b) => Ok(b),
+            Family::Seq(_) => Err(self.cannot(what)),
+        }
+    }
+
     pub fn path(&self) -> &Path {
-        match self {
-            Coder::Seq(e) => &e.path,
-            Coder::Bow(b) => &b.path,
+        match &self.family {
+            Family::Seq(e) => &e.path,
+            Family::Bow(b) => &b.path,
         }
     }
 
     pub fn config(&self) -> &ModelConfig {
-        match self {
-            Coder::Seq(e) => &e.config,
-            Coder::Bow(b) => &b.config,
+        match &self.family {
+            Family::Seq(e) => &e.config,
+            Family::Bow(b) => &b.config,
         }
     }
 
     pub fn vocab(&self) -> &Vocab {
-        match self {
-            Coder::Seq(e) => &e.vocab,
-            Coder::Bow(b) => &b.vocab,
+        match &self.family {
+            Family::Seq(e) => &e.vocab,
+            Family::Bow(b) => &b.vocab,
         }
     }
 
     pub fn provenance(&self) -> &Provenance {
-        match self {
-            Coder::Seq(e) => &e.provenance,
-            Coder::Bow(b) => &b.provenance,
+        match &self.family {
+            Family::Seq(e) => &e.provenance,
+            Family::Bow(b) => &b.provenance,
         }
     }
 
-    /// Bits (binary models) or dimensions.
+    /// Bits (binary models) or dimensions; 0 for `lm`.
     pub fn latent_dim(&self) -> usize {
-        match self {
-            Coder::Seq(e) => e.latent_dim(),
-            Coder::Bow(b) => b.model.latent_dim(),
+        match &self.family {
+            Family::Seq(e) => e.latent_dim(),
+            Family::Bow(b) => b.model.latent_dim(),
+        }
+    }
+
+    /// The longest input in tokens (sequence models); 0 where inputs are bags without a limit.
+    pub fn max_len(&self) -> usize {
+        match &self.family {
+            Family::Seq(e) => e.max_len(),
+            Family::Bow(_) => 0,
         }
     }
 
     /// Whether codes are bits (and can be indexed for Hamming search).
     pub fn is_binary(&self) -> bool {
-        match self {
-            Coder::Seq(e) => e.kind().is_binary(),
-            Coder::Bow(b) => b.model.is_binary(),
+        self.capabilities().is_binary()
+    }
+
+    /// A summary of the checkpoint for `latent-tui info` and the explorer's title.
+    pub fn summary(&self) -> String {
+        match &self.family {
+            Family::Seq(e) => e.summary(),
+            Family::Bow(b) => b.summary(),
         }
     }
 
     /// Whether `kind` makes sense for this model (see the module table).
     pub fn supports(&self, kind: FeatureKind) -> Result<()> {
-        if let Coder::Seq(e) = self {
-            if !e.kind().has_latent() {
-                bail!("an `lm` model has no encoder, so sentences have no code");
-            }
+        let caps = self.capabilities();
+        if !caps.encodes {
+            bail!("an `lm` model has no encoder, so sentences have no code");
         }
-        let has_probs = match self {
-            Coder::Seq(e) => e.kind().is_binary(),
-            Coder::Bow(b) => matches!(b.model, BowModel::Nash(_)),
+        let has_probs = match &self.family {
+            Family::Seq(e) => e.kind().is_binary(),
+            Family::Bow(b) => matches!(b.model, BowModel::Nash(_)),
         };
         if kind == FeatureKind::Probs && !has_probs {
             bail!(
@@ -267,14 +368,14 @@ impl Coder {
         texts: &[&str],
         progress: &mut dyn FnMut(f64),
     ) -> Result<Vec<Vec<f32>>> {
-        match self {
-            Coder::Seq(e) => {
+        match &self.family {
+            Family::Seq(e) => {
                 if !e.kind().has_latent() {
                     bail!("an `lm` model has no encoder, so sentences have no code");
                 }
                 seq_loc(e, texts, progress)
             }
-            Coder::Bow(b) => {
+            Family::Bow(b) => {
                 let bags: Vec<_> = texts
                     .iter()
                     .map(|t| bag_of_words(&b.vocab, &normalize(t)))
@@ -300,6 +401,239 @@ impl Coder {
             );
         }
         self.features(texts, FeatureKind::Codes, progress)
+    }
+
+    /// μ and σ of each text (gaussian or bottleneck sequence models, nvdm); binary models and
+    /// `lm` are refused.
+    pub fn posteriors(
+        &self,
+        texts: &[&str],
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Vec<Posterior>> {
+        if self.is_binary() {
+            bail!(
+                "`{}` holds a `{}` model with binary codes; search it by Hamming distance (the binary index)",
+                self.path().display(),
+                self.config().family()
+            );
+        }
+        match &self.family {
+            Family::Seq(e) => crate::cosine::engine_posteriors(e, texts, progress),
+            Family::Bow(b) => crate::cosine::bow_posteriors(b, texts, progress),
+        }
+    }
+
+    /// One text as the model sees it (its words, or its bag) with its encoding and code.
+    pub fn encode_text(&self, text: &str) -> Result<EncodedSentence> {
+        match &self.family {
+            Family::Seq(e) => tasks::encode_sentence(e, text),
+            Family::Bow(b) => bow::explore::encode_text(b, text),
+        }
+    }
+
+    /// [`Coder::encode_text`] for many texts, in batches; None for a text with no word the
+    /// model knows.
+    pub fn encode_texts(&self, texts: &[&str]) -> Result<Vec<Option<EncodedSentence>>> {
+        match &self.family {
+            Family::Seq(e) => tasks::encode_sentences(e, texts),
+            Family::Bow(b) => bow::explore::encode_texts(b, texts),
+        }
+    }
+
+    /// What a decoding of a code is: "greedy decoding" (sequence models), "most probable
+    /// words" (nvdm, nash), or None for a model without a decoder (lsh).
+    pub fn decoding_kind(&self) -> Option<&'static str> {
+        let caps = self.capabilities();
+        if caps.decodes_text {
+            Some("greedy decoding")
+        } else if caps.decodes_words {
+            Some("most probable words")
+        } else {
+            None
+        }
+    }
+
+    /// One code decoded for display: a sentence by `strategy` (sequence models), or the
+    /// decoder's most probable words with their probabilities (nvdm, nash).
+    pub fn decode_line(&self, code: &[f32], strategy: Strategy, seed: u64) -> Result<String> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        Ok(self
+            .decode_lines(&[code.to_vec()], strategy, &mut rng)?
+            .remove(0))
+    }
+
+    /// [`Coder::decode_line`] for many codes, drawing any sampling from `rng` in order. A
+    /// bag-of-words decoder has one reading of a code (its most probable words), so beam search
+    /// and sampling are errors there.
+    pub fn decode_lines(
+        &self,
+        codes: &[Vec<f32>],
+        strategy: Strategy,
+        rng: &mut StdRng,
+    ) -> Result<Vec<String>> {
+        match &self.family {
+            Family::Seq(e) => e.decode(codes, strategy, rng),
+            Family::Bow(b) => {
+                if strategy != Strategy::Greedy {
+                    return Err(self.cannot(&format!(
+                        "decode by {}: its decoding is the decoder's most probable words",
+                        strategy.label()
+                    )));
+                }
+                Ok(bow::explore::top_words(b, codes, DECODED_WORDS)?
+                    .iter()
+                    .map(|w| bow::explore::words_line(w))
+                    .collect())
+            }
+        }
+    }
+
+    /// Decodings of codes: greedy sentences, or a bag-of-words decoder's `words` most probable
+    /// words; None when the model has no decoder (lsh).
+    pub fn decode_codes(&self, codes: &[Vec<f32>], words: usize) -> Result<Option<Vec<String>>> {
+        if self.decoding_kind().is_none() {
+            return Ok(None);
+        }
+        match &self.family {
+            Family::Seq(e) => {
+                let mut rng = StdRng::seed_from_u64(0);
+                Ok(Some(e.decode(codes, Strategy::Greedy, &mut rng)?))
+            }
+            Family::Bow(b) => Ok(Some(
+                bow::explore::top_words(b, codes, words)?
+                    .iter()
+                    .map(|w| {
+                        w.iter()
+                            .map(|(w, _)| w.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect(),
+            )),
+        }
+    }
+
+    /// The `k` most probable words of p(w | z) for each code, with their probabilities; an
+    /// error for models that do not decode to words.
+    pub fn top_words(&self, codes: &[Vec<f32>], k: usize) -> Result<Vec<Vec<(String, f32)>>> {
+        if !self.can_decode_words() {
+            return Err(self.cannot("decode codes to words"));
+        }
+        bow::explore::top_words(self.bag_of_words_model("decode codes to words")?, codes, k)
+    }
+
+    /// How the encoded text `ids` fares under `code` and under each of `variants` (the code
+    /// with one bit flipped or one dimension nudged): perplexity per word for sequence models,
+    /// the document's NLL for bag-of-words models.
+    pub fn code_effects(
+        &self,
+        ids: &[u32],
+        code: &[f32],
+        variants: &[Vec<f32>],
+    ) -> Result<CodeEffects> {
+        if !self.capabilities().encodes {
+            return Err(self.cannot("score a text under a code: it has no encoder, so no code"));
+        }
+        if !self.can_score() {
+            return Err(self.cannot("score a text under a code: it has no decoder"));
+        }
+        match &self.family {
+            Family::Seq(e) => {
+                let s = tasks::variant_perplexities(e, ids, code, variants)?;
+                Ok(CodeEffects {
+                    base: s.base_ppl,
+                    variants: s.ppl,
+                    nll: false,
+                })
+            }
+            Family::Bow(b) => {
+                let mut all = Vec::with_capacity(variants.len() + 1);
+                all.push(code.to_vec());
+                all.extend(variants.iter().cloned());
+                let nll = bow::explore::document_nll(b, ids, &all)?;
+                Ok(CodeEffects {
+                    base: nll[0],
+                    variants: nll[1..].to_vec(),
+                    nll: true,
+                })
+            }
+        }
+    }
+
+    /// A Hamming path (binary codes) or an interpolation (continuous codes) from text A's code
+    /// to text B's, each point decoded.
+    pub fn walk_path(
+        &self,
+        a: &str,
+        b: &str,
+        seed: u64,
+        steps: usize,
+        slerp: bool,
+    ) -> Result<PathWalk> {
+        match &self.family {
+            Family::Seq(e) => tasks::walk_path(e, a, b, seed, steps, slerp),
+            Family::Bow(m) => bow::explore::walk_path(m, a, b, seed, steps, slerp),
+        }
+    }
+
+    /// `n` codes drawn from the prior with `seed`, decoded. `bit_means` is needed for the
+    /// `means` prior of binary codes (see [`Coder::corpus_bit_means`]).
+    pub fn sample_prior(
+        &self,
+        n: usize,
+        seed: u64,
+        temperature: f32,
+        prior: PriorChoice,
+        bit_means: Option<&[f32]>,
+    ) -> Result<Samples> {
+        match &self.family {
+            Family::Seq(e) => tasks::sample_prior(e, n, seed, temperature, prior, bit_means),
+            Family::Bow(b) => bow::explore::sample_prior(b, n, seed, temperature, prior, bit_means),
+        }
+    }
+
+    /// [`Coder::sample_prior`] handing each sample (code, decoding) to `each` as soon as its
+    /// batch is decoded, so any number of samples runs in bounded memory; the samples are the
+    /// same as [`Coder::sample_prior`]'s for the same seed.
+    pub fn sample_prior_each(
+        &self,
+        n: usize,
+        seed: u64,
+        temperature: f32,
+        prior: PriorChoice,
+        bit_means: Option<&[f32]>,
+        each: &mut dyn FnMut(Vec<f32>, String) -> Result<()>,
+    ) -> Result<()> {
+        match &self.family {
+            Family::Seq(e) => {
+                tasks::sample_prior_each(e, n, seed, temperature, prior, bit_means, each)
+            }
+            Family::Bow(b) => {
+                bow::explore::sample_prior_each(b, n, seed, temperature, prior, bit_means, each)
+            }
+        }
+    }
+
+    /// Each bit's mean over validation sentences of the checkpoint's corpus.
+    pub fn corpus_bit_means(&self) -> Result<Vec<f32>> {
+        match &self.family {
+            Family::Seq(e) => tasks::corpus_bit_means(e),
+            Family::Bow(b) => bow::explore::corpus_bit_means(b),
+        }
+    }
+
+    /// Code statistics over (up to `max_sentences`) validation sentences of the checkpoint's
+    /// corpus, with per-bit flip effects on the first `flip_sentences`.
+    pub fn code_stats(
+        &self,
+        max_sentences: usize,
+        flip_sentences: usize,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<SplitStats> {
+        match &self.family {
+            Family::Seq(e) => tasks::split_stats(e, max_sentences, flip_sentences, progress),
+            Family::Bow(b) => bow::explore::code_stats(b, max_sentences, flip_sentences, progress),
+        }
     }
 }
 

@@ -55,7 +55,7 @@ use rayon::prelude::*;
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde::Serialize;
 
-use crate::bow::{bag_of_words, EVAL_BATCH};
+use crate::bow::{bag_of_words, BowCheckpoint, EVAL_BATCH};
 use crate::checkpoint::write_atomically;
 use crate::coder::Coder;
 use crate::corpus::{normalize, Corpus, Split};
@@ -643,13 +643,13 @@ impl ContinuousIndex {
             coder.latent_dim(),
             corpus,
             splits,
-            &mut |texts| coder_posteriors(coder, texts, progress),
+            &mut |texts| coder.posteriors(texts, progress),
         )
     }
 
     /// Builds an index of `splits` of `corpus` whose posteriors (`dim` wide) come from
-    /// `encode`, for the checkpoint at `checkpoint` described as `model`. The explorer uses this
-    /// with [`engine_posteriors`] over the engine it already holds.
+    /// `encode`, for the checkpoint at `checkpoint` described as `model` ([`ContinuousIndex::build`]
+    /// passes a [`Coder`]'s posteriors).
     pub fn build_with(
         checkpoint: &Path,
         model: &str,
@@ -982,51 +982,38 @@ fn from_le_f32(bytes: &[u8]) -> Vec<f32> {
 /// Texts per progress report when encoding with a sequence model.
 const SEQ_PROGRESS_CHUNK: usize = 4096;
 
-/// μ and σ of each text under any continuous checkpoint (gaussian or bottleneck sequence
-/// models, nvdm); binary models and `lm` are refused.
-pub fn coder_posteriors(
-    coder: &Coder,
+/// μ and σ of each text under a bag-of-words model (nvdm: σ; lsh and nash give their `loc`).
+pub fn bow_posteriors(
+    b: &BowCheckpoint,
     texts: &[&str],
     progress: &mut dyn FnMut(f64),
 ) -> Result<Vec<Posterior>> {
-    if coder.is_binary() {
-        bail!(
-            "`{}` holds a `{}` model with binary codes; search it by Hamming distance (the binary index)",
-            coder.path().display(),
-            coder.config().family()
-        );
-    }
-    match coder {
-        Coder::Seq(e) => engine_posteriors(e, texts, progress),
-        Coder::Bow(b) => {
-            let bags: Vec<_> = texts
-                .iter()
-                .map(|t| bag_of_words(&b.vocab, &normalize(t)))
-                .collect();
-            let mut out = Vec::with_capacity(bags.len());
-            for chunk in bags.chunks(EVAL_BATCH) {
-                let refs: Vec<&[(u32, f32)]> = chunk.iter().map(Vec::as_slice).collect();
-                let batch = BagBatch::new(&refs, b.model.device())?;
-                let params = b.model.encode(&batch)?;
-                let means = params.loc.to_vec2::<f32>()?;
-                let stds = match &params.logvar {
-                    Some(lv) => Some((lv * 0.5)?.exp()?.to_vec2::<f32>()?),
-                    None => None,
-                };
-                for (i, mean) in means.into_iter().enumerate() {
-                    out.push(Posterior {
-                        mean,
-                        std: stds.as_ref().map(|s| s[i].clone()),
-                    });
-                }
-                progress(out.len() as f64 / bags.len().max(1) as f64);
-            }
-            Ok(out)
+    let bags: Vec<_> = texts
+        .iter()
+        .map(|t| bag_of_words(&b.vocab, &normalize(t)))
+        .collect();
+    let mut out = Vec::with_capacity(bags.len());
+    for chunk in bags.chunks(EVAL_BATCH) {
+        let refs: Vec<&[(u32, f32)]> = chunk.iter().map(Vec::as_slice).collect();
+        let batch = BagBatch::new(&refs, b.model.device())?;
+        let params = b.model.encode(&batch)?;
+        let means = params.loc.to_vec2::<f32>()?;
+        let stds = match &params.logvar {
+            Some(lv) => Some((lv * 0.5)?.exp()?.to_vec2::<f32>()?),
+            None => None,
+        };
+        for (i, mean) in means.into_iter().enumerate() {
+            out.push(Posterior {
+                mean,
+                std: stds.as_ref().map(|s| s[i].clone()),
+            });
         }
+        progress(out.len() as f64 / bags.len().max(1) as f64);
     }
+    Ok(out)
 }
 
-/// [`coder_posteriors`] for a sequence model held as an [`Engine`] (as the explorer holds it).
+/// μ and σ of each text under a continuous sequence model ([`Coder::posteriors`]).
 /// A text with no words is encoded as `<unk>`, as [`crate::coder`] does.
 pub fn engine_posteriors(
     engine: &Engine,

@@ -64,7 +64,13 @@ pub struct Engine {
 impl Engine {
     /// Loads a checkpoint; every failure is an error naming the file and the problem.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let ckpt = Checkpoint::read(path, device)?;
+        Self::from_checkpoint(Checkpoint::read(path, device)?, device)
+    }
+
+    /// Builds the sequence model a checkpoint already read describes (an error for other
+    /// families, naming what works with them).
+    pub fn from_checkpoint(ckpt: Checkpoint, device: &Device) -> Result<Self> {
+        let path = ckpt.path.clone();
         let cfg = ckpt
             .config
             .expect_seq()
@@ -81,7 +87,7 @@ impl Engine {
             vocab: ckpt.vocab,
             config: ckpt.config,
             provenance: ckpt.provenance,
-            path: path.to_path_buf(),
+            path,
             stored_dtype: ckpt.stored_dtype,
             file_bytes: ckpt.file_bytes,
             varmap: built.varmap,

@@ -608,10 +608,7 @@ pub fn run(opts: &RetrievalOptions, progress: &mut dyn FnMut(&str)) -> Result<Re
         let q = coder.codes(&texts(&data.queries), &mut |_| {})?;
         let bits = coder.latent_dim();
         let p = measure(&db, &q);
-        let kind = match coder.config() {
-            ModelConfig::Seq(c) => c.latent.to_string(),
-            other => other.family().to_string(),
-        };
+        let kind = coder.kind_name();
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -204,8 +204,8 @@ impl CorpusIndex {
     }
 
     /// Builds an index of `splits` of `corpus` whose codes (`bits` wide, 0.0 / 1.0) come from
-    /// `encode`, for the checkpoint at `checkpoint` described as `model`. The explorer uses this
-    /// with [`crate::coder::engine_features`] over the engine it already holds.
+    /// `encode`, for the checkpoint at `checkpoint` described as `model` ([`CorpusIndex::build`]
+    /// passes a [`Coder`]'s codes).
     pub fn build_with(
         checkpoint: &Path,
         model: &str,

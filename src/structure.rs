@@ -4,8 +4,7 @@
 //!
 //! Works for every model with a code: sequence autoencoders (decodings are greedy sentences),
 //! NVDM and NASH (decodings are the decoder's most probable words) and LSH (no decoder). The
-//! command line reaches models through a [`Coder`], the explorer through the [`Engine`] it
-//! already holds; [`CodeModel`] is either.
+//! command line and the explorer both reach the model through a [`Coder`].
 //!
 //! # Rules
 //!
@@ -32,98 +31,13 @@ use crate::cluster::{
     self, agreement, distinctive_words, hamming_medoid, label_of, Agreement, ClusterMethod,
     ClusterOptions, Clustering, DistinctiveWord,
 };
-use crate::coder::{engine_features, Coder, FeatureKind};
+use crate::coder::{Coder, FeatureKind};
 use crate::corpus::{Corpus, Split};
-use crate::engine::Engine;
 use crate::hamming::PackedCodes;
-use crate::model::decode::Strategy;
 use crate::search::CorpusIndex;
 
 /// Words shown for a bag-of-words model's "decoding".
-const DECODED_WORDS: usize = 8;
-
-/// A model that maps texts to codes: through a [`Coder`] (any family) or an [`Engine`]
-/// (sequence autoencoders, as the explorer holds them).
-#[derive(Clone, Copy)]
-pub enum CodeModel<'a> {
-    Coder(&'a Coder),
-    Engine(&'a Engine),
-}
-
-impl CodeModel<'_> {
-    /// Whether codes are bits.
-    pub fn binary(&self) -> bool {
-        match self {
-            CodeModel::Coder(c) => c.is_binary(),
-            CodeModel::Engine(e) => e.kind().is_binary(),
-        }
-    }
-
-    pub fn latent_dim(&self) -> usize {
-        match self {
-            CodeModel::Coder(c) => c.latent_dim(),
-            CodeModel::Engine(e) => e.latent_dim(),
-        }
-    }
-
-    /// Codes of texts: bits (binary models) or μ.
-    pub fn codes(&self, texts: &[&str], progress: &mut dyn FnMut(f64)) -> Result<Vec<Vec<f32>>> {
-        match self {
-            CodeModel::Coder(c) => c.features(texts, FeatureKind::Codes, progress),
-            CodeModel::Engine(e) => engine_features(e, texts, FeatureKind::Codes, progress),
-        }
-    }
-
-    /// What a decoding is, or None when the model has no decoder (LSH).
-    pub fn decoding_kind(&self) -> Option<&'static str> {
-        match self {
-            CodeModel::Coder(Coder::Bow(b)) => match b.model {
-                crate::model::BowModel::Lsh(_) => None,
-                _ => Some("most probable words"),
-            },
-            _ => Some("greedy decoding"),
-        }
-    }
-
-    /// Decodings of codes: greedy sentences, or a bag-of-words decoder's most probable words;
-    /// None when the model has no decoder.
-    pub fn decode(&self, codes: &[Vec<f32>]) -> Result<Option<Vec<String>>> {
-        let engine = match self {
-            CodeModel::Engine(e) => *e,
-            CodeModel::Coder(Coder::Seq(e)) => e.as_ref(),
-            CodeModel::Coder(Coder::Bow(b)) => {
-                if codes.is_empty() {
-                    return Ok(Some(Vec::new()));
-                }
-                let dim = b.model.latent_dim();
-                if let Some(bad) = codes.iter().find(|c| c.len() != dim) {
-                    bail!("a code has {} dimensions, the model {dim}", bad.len());
-                }
-                let flat: Vec<f32> = codes.iter().flatten().copied().collect();
-                let z = candle_core::Tensor::from_vec(flat, (codes.len(), dim), b.model.device())?;
-                let Some(logp) = b.model.word_log_probs(&z)? else {
-                    return Ok(None);
-                };
-                return Ok(Some(
-                    logp.to_vec2::<f32>()?
-                        .iter()
-                        .map(|row| {
-                            crate::bow::top_indices(row, DECODED_WORDS, |id| {
-                                id > crate::vocab::EOS as usize
-                            })
-                            .into_iter()
-                            .map(|id| b.vocab.token(id as u32).to_string())
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                        })
-                        .collect(),
-                ));
-            }
-        };
-        let mut rng = StdRng::seed_from_u64(0);
-        Ok(Some(engine.decode(codes, Strategy::Greedy, &mut rng)?))
-    }
-}
+pub const DECODED_WORDS: usize = 8;
 
 /// Texts of a corpus with their codes and gold labels.
 #[derive(Clone, Debug, Default)]
@@ -155,7 +69,7 @@ fn subset(n: usize, max: Option<usize>, seed: u64) -> Vec<usize> {
 impl CodedCorpus {
     /// Encodes a split of `corpus` (a seeded random subset of at most `max_entries` texts).
     pub fn encode(
-        model: CodeModel<'_>,
+        model: &Coder,
         corpus: &Corpus,
         split: Split,
         max_entries: Option<usize>,
@@ -173,7 +87,7 @@ impl CodedCorpus {
         let label_names = corpus.labels();
         let texts: Vec<String> = picked.iter().map(|e| e.text.clone()).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let codes = model.codes(&refs, progress)?;
+        let codes = model.features(&refs, FeatureKind::Codes, progress)?;
         Ok(Self {
             corpus: corpus.name.clone(),
             split: split.to_string(),
@@ -189,13 +103,13 @@ impl CodedCorpus {
             label_names,
             texts,
             codes,
-            binary: model.binary(),
+            binary: model.is_binary(),
         })
     }
 
     /// Encodes up to `max_per_label` examples (seeded random) of each of `labels` from a split.
     pub fn encode_labels(
-        model: CodeModel<'_>,
+        model: &Coder,
         corpus: &Corpus,
         split: Split,
         labels: &[&str],
@@ -240,7 +154,7 @@ impl CodedCorpus {
             }
         }
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let codes = model.codes(&refs, progress)?;
+        let codes = model.features(&refs, FeatureKind::Codes, progress)?;
         Ok(Self {
             corpus: corpus.name.clone(),
             split: split.to_string(),
@@ -248,7 +162,7 @@ impl CodedCorpus {
             labels: label_ids,
             label_names: labels.iter().map(|s| s.to_string()).collect(),
             codes,
-            binary: model.binary(),
+            binary: model.is_binary(),
         })
     }
 
@@ -612,9 +526,9 @@ pub fn tfidf_kmeans(texts: &[String], opts: &ClusterOptions) -> Result<Clusterin
 
 impl ClusterReport {
     /// Decodes every cluster's centre with `model` (no-op for a model without a decoder).
-    pub fn decode_centers(&mut self, model: CodeModel<'_>) -> Result<()> {
+    pub fn decode_centers(&mut self, model: &Coder) -> Result<()> {
         let centers: Vec<Vec<f32>> = self.clusters.iter().map(|c| c.center.clone()).collect();
-        if let Some(texts) = model.decode(&centers)? {
+        if let Some(texts) = model.decode_codes(&centers, DECODED_WORDS)? {
             for (c, t) in self.clusters.iter_mut().zip(texts) {
                 c.center_decoding = Some(t);
             }

@@ -88,6 +88,45 @@ pub fn encode_sentence(engine: &Engine, text: &str) -> Result<EncodedSentence> {
     })
 }
 
+/// [`encode_sentence`] for many texts, batched by length; None for a text without words.
+pub fn encode_sentences(engine: &Engine, texts: &[&str]) -> Result<Vec<Option<EncodedSentence>>> {
+    if !engine.kind().has_latent() {
+        bail!("an `lm` model has no encoder, so sentences have no code");
+    }
+    let binary = engine.kind().is_binary();
+    let toks: Vec<_> = texts.iter().map(|t| engine.tokenize(t)).collect();
+    let ids: Vec<Vec<u32>> = toks
+        .iter()
+        .filter(|t| !t.ids.is_empty())
+        .map(|t| t.ids.clone())
+        .collect();
+    let mut encodings = if ids.is_empty() {
+        Vec::new()
+    } else {
+        engine.encode(&ids)?
+    }
+    .into_iter();
+    Ok(toks
+        .into_iter()
+        .map(|tok| {
+            if tok.ids.is_empty() {
+                return None;
+            }
+            let encoding = encodings.next().expect("one encoding per non-empty text");
+            Some(EncodedSentence {
+                shown: engine.words(&tok.ids),
+                code: encoding.deterministic_code(binary),
+                ids: tok.ids,
+                unknown: tok.unknown,
+                truncated: tok.truncated,
+                max_len: engine.max_len(),
+                encoding,
+                bag: false,
+            })
+        })
+        .collect())
+}
+
 /// One point of a walk from code(A) to code(B).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PathPoint {

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::mpsc::Sender;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::bow::train::{train_bow, BowFamily, BowTrainConfig};
 use crate::model::LatentKind;
@@ -66,6 +66,29 @@ pub enum TrainJob {
     Bow(BowTrainConfig),
 }
 
+impl TrainJob {
+    /// The training settings a checkpoint stores (its provenance's `train_config`, written as
+    /// JSON by either trainer), typed by their `family` field: bag-of-words settings carry one,
+    /// sequence settings do not. None when the checkpoint stores none.
+    pub fn stored_in(checkpoint: &Path) -> Result<Option<TrainJob>> {
+        let ckpt = crate::checkpoint::Checkpoint::read(checkpoint, &candle_core::Device::Cpu)?;
+        let Some(value) = ckpt.provenance.train_config else {
+            return Ok(None);
+        };
+        let unreadable = || {
+            format!(
+                "`{}`: the checkpoint's training config is unreadable",
+                checkpoint.display()
+            )
+        };
+        Ok(Some(if value.get("family").is_some() {
+            TrainJob::Bow(serde_json::from_value(value).with_context(unreadable)?)
+        } else {
+            TrainJob::Seq(serde_json::from_value(value).with_context(unreadable)?)
+        }))
+    }
+}
+
 impl From<TrainConfig> for TrainJob {
     fn from(c: TrainConfig) -> Self {
         TrainJob::Seq(c)
@@ -106,6 +129,15 @@ impl TrainJob {
             TrainJob::Seq(c) => c.steps,
             TrainJob::Bow(c) if c.family == BowFamily::Lsh => 0,
             TrainJob::Bow(c) => c.steps,
+        }
+    }
+
+    /// The run's time limit in seconds, if it has one (`--time`).
+    pub fn time_limit_secs(&self) -> Option<f64> {
+        match self {
+            TrainJob::Seq(c) => c.time_limit_secs,
+            TrainJob::Bow(c) if c.family == BowFamily::Lsh => None,
+            TrainJob::Bow(c) => c.time_limit_secs,
         }
     }
 

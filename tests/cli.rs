@@ -1,6 +1,7 @@
 //! The `latent-tui` binary end to end on tiny checkpoints: every scriptable subcommand, its JSON
 //! output, and its errors.
 
+mod common;
 mod fixtures;
 
 use std::io::Write;
@@ -312,4 +313,217 @@ fn choice_flags_are_typed_and_list_their_values() {
         );
         assert!(e.contains(choices), "{args:?}: {e}");
     }
+}
+
+#[test]
+fn path_walks_a_bag_of_words_model_as_top_words() {
+    let f = common::fixtures();
+    let nash = f.nash.to_str().unwrap();
+    let out = ok(
+        &[
+            "path",
+            nash,
+            "small dog sees cat",
+            "old river finds house",
+            "--json",
+        ],
+        None,
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let steps = v["steps"].as_array().expect("steps");
+    let distance = v["distance"].as_u64().expect("a Hamming distance") as usize;
+    assert_eq!(steps.len(), distance + 1, "{out}");
+    assert!(steps[0]["flipped"].is_null());
+    let vocab = common::coder(&f.nash);
+    for step in steps {
+        assert_eq!(step["code"].as_str().unwrap().len(), 8, "{out}");
+        // Each point is shown as the decoder's top words with their probabilities.
+        let text = step["text"].as_str().unwrap();
+        let first = text.split(' ').next().unwrap();
+        assert!(vocab.vocab().id(first).is_some(), "{text}");
+        assert!(text.contains(" · "), "{text}");
+    }
+    // nvdm interpolates; lsh has no decoder and says so.
+    let nvdm = f.nvdm.to_str().unwrap();
+    let out = ok(
+        &["path", nvdm, "small dog", "old river", "--steps", "4"],
+        None,
+    );
+    assert_eq!(out.lines().count(), 5, "{out}");
+    let err = fails(&["path", f.lsh.to_str().unwrap(), "small dog", "old river"]);
+    assert!(err.contains("has no decoder"), "{err}");
+}
+
+#[test]
+fn flip_on_nash_reports_the_documents_nll_per_bit() {
+    let f = common::fixtures();
+    let nash = f.nash.to_str().unwrap();
+    let out = ok(
+        &[
+            "flip",
+            nash,
+            "the small dog sees the red cat",
+            "--bits",
+            "0,3",
+            "--json",
+        ],
+        None,
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["sentence"].as_str().unwrap(),
+        common::coder(&f.nash)
+            .encode_text("the small dog sees the red cat")
+            .unwrap()
+            .shown
+    );
+    assert!(v["nll"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(
+        v.get("ppl").is_none(),
+        "a bag's measure is its NLL, not a perplexity: {out}"
+    );
+    assert_eq!(v["per_bit_nll"].as_array().unwrap().len(), 8);
+    let flips = v["flips"].as_array().unwrap();
+    assert_eq!(flips.len(), 2);
+    assert_eq!(flips[1]["bit"], 3);
+    assert!(flips[1]["nll"].as_f64().unwrap() > 0.0);
+    let text = ok(&["flip", nash, "small dog", "--bits", "1"], None);
+    assert!(text.contains("NLL (nats) "), "{text}");
+    assert!(
+        text.contains("per-bit NLL (nats) (document under"),
+        "{text}"
+    );
+    // No decoder, no effects: lsh says so; continuous codes have no bits to flip.
+    let err = fails(&["flip", f.lsh.to_str().unwrap(), "small dog"]);
+    assert!(err.contains("no decoder"), "{err}");
+    let err = fails(&["flip", f.nvdm.to_str().unwrap(), "small dog"]);
+    assert!(
+        err.contains("flip works on binary codes; this is a `nvdm` model"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sample_decodes_bag_of_words_priors_to_the_explorers_top_words() {
+    let f = common::fixtures();
+    let nash = f.nash.to_str().unwrap();
+    // 70 samples cross a decoding batch (64): the samples do not depend on the batching.
+    let out = ok(&["sample", nash, "-n", "70", "--seed", "5", "--json"], None);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let rows = v["samples"].as_array().unwrap();
+    let want = common::coder(&f.nash)
+        .sample_prior(70, 5, 1.0, latent_tui::tasks::PriorChoice::Uniform, None)
+        .unwrap();
+    assert_eq!(rows.len(), 70);
+    for (row, (code, text)) in rows.iter().zip(want.codes.iter().zip(&want.texts)) {
+        assert_eq!(
+            row["code"].as_str().unwrap(),
+            latent_tui::explore::bit_string(code)
+        );
+        assert_eq!(row["text"].as_str().unwrap(), text, "the Sample tab's line");
+        assert!(text.contains(" · "), "{text}");
+    }
+    // nvdm's prior is N(0, t²I); bits' options are refused; lsh has no decoder.
+    let nvdm = f.nvdm.to_str().unwrap();
+    let out = ok(&["sample", nvdm, "-n", "3", "--temperature", "0.5"], None);
+    assert_eq!(out.lines().count(), 4, "{out}");
+    let err = fails(&["sample", nvdm, "--prior", "means"]);
+    assert!(err.contains("a `nvdm` model has no bits"), "{err}");
+    let err = fails(&["sample", f.lsh.to_str().unwrap(), "-n", "2"]);
+    assert!(err.contains("no decoder"), "{err}");
+}
+
+#[test]
+fn decode_reads_bag_of_words_codes_as_top_words() {
+    let f = common::fixtures();
+    let nash = f.nash.to_str().unwrap();
+    let out = ok(&["decode", nash, "--json"], Some("10110010\n01000001\n"));
+    let coder = common::coder(&f.nash);
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (row, bits) in lines.iter().zip(["10110010", "01000001"]) {
+        assert_eq!(row["code"], bits);
+        let code: Vec<f32> = bits
+            .chars()
+            .map(|c| if c == '1' { 1.0 } else { 0.0 })
+            .collect();
+        let want = coder
+            .decode_line(&code, latent_tui::model::decode::Strategy::Greedy, 0)
+            .unwrap();
+        assert_eq!(row["text"].as_str().unwrap(), want);
+        assert!(want.contains(" · "), "{want}");
+    }
+    assert_ne!(
+        lines[0]["text"], lines[1]["text"],
+        "different codes, different words"
+    );
+    let nvdm = f.nvdm.to_str().unwrap();
+    let out = ok(&["decode", nvdm], Some("[0.5, -1, 0, 0, 2, 0, 0, 0.25]\n"));
+    assert_eq!(out.lines().count(), 1, "{out}");
+    // A bag-of-words decoder has no beam or sampling; lsh has no decoder at all.
+    let out = run(&["decode", nash, "--beam", "4"], Some("10110010\n"));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !out.status.success() && err.contains("cannot decode by beam 4"),
+        "{err}"
+    );
+    let err = fails(&["decode", f.lsh.to_str().unwrap()]);
+    assert!(
+        err.contains("`lsh` model") && err.contains("no decoder"),
+        "{err}"
+    );
+}
+
+#[test]
+fn encode_writes_bag_of_words_codes() {
+    let f = common::fixtures();
+    let nash = f.nash.to_str().unwrap();
+    let input = "the small dog sees the red cat\nthe of a\nold river zebra\n";
+    let out = run(&["encode", nash], Some(input));
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    // "the of a" is stop words only: an empty bag, skipped by its line number.
+    assert!(
+        err.contains("line 2: no words the model knows, skipped"),
+        "{err}"
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    let coder = common::coder(&f.nash);
+    let want = coder.encode_text("the small dog sees the red cat").unwrap();
+    assert_eq!(rows[0]["text"].as_str().unwrap(), want.shown);
+    assert_eq!(
+        rows[0]["code"].as_str().unwrap(),
+        latent_tui::explore::bit_string(&want.code)
+    );
+    assert_eq!(rows[0]["p"].as_array().unwrap().len(), 8);
+    assert!(rows[0]["kl"].as_f64().unwrap() >= 0.0);
+    assert_eq!(rows[1]["unknown"], serde_json::json!(["zebra"]));
+    // The bits format agrees with the JSON codes; lsh hashes too; nvdm writes μ and σ.
+    let bits = ok(&["encode", nash, "--format", "bits"], Some(input));
+    assert_eq!(
+        bits.lines().next().unwrap(),
+        rows[0]["code"].as_str().unwrap()
+    );
+    let lsh = ok(
+        &["encode", f.lsh.to_str().unwrap(), "--format", "bits"],
+        Some(input),
+    );
+    assert_eq!(lsh.lines().count(), 2);
+    assert!(lsh
+        .lines()
+        .all(|l| l.len() == 8 && l.chars().all(|c| c == '0' || c == '1')));
+    let nvdm = ok(&["encode", f.nvdm.to_str().unwrap()], Some(input));
+    let row: Value = serde_json::from_str(nvdm.lines().next().unwrap()).unwrap();
+    assert_eq!(row["code"].as_array().unwrap().len(), 8);
+    assert_eq!(row["std"].as_array().unwrap().len(), 8);
+    let err = fails(&["encode", f.nvdm.to_str().unwrap(), "--format", "bits"]);
+    assert!(err.contains("a `nvdm` model has continuous codes"), "{err}");
 }

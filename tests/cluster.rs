@@ -18,9 +18,7 @@ use latent_tui::coder::Coder;
 use latent_tui::corpus::{Corpus, LoadOptions, Split};
 use latent_tui::hamming::PackedCodes;
 use latent_tui::probe::{train_probe, ProbeOptions};
-use latent_tui::structure::{
-    changed_bits, cluster_corpus, AttributeVector, CodeModel, CodedCorpus,
-};
+use latent_tui::structure::{changed_bits, cluster_corpus, AttributeVector, CodedCorpus};
 use latent_tui::train::TrainControl;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -306,7 +304,7 @@ fn attribute_vector_moves_a_label_probe_more_than_a_random_edit() -> Result<()> 
     let dir = tempfile::tempdir()?;
     let ckpt = train_nash(dir.path())?;
     let coder = Coder::load(&ckpt, &Device::Cpu)?;
-    let model = CodeModel::Coder(&coder);
+    let model = &coder;
     let corpus = Corpus::load(dir.path().to_str().unwrap(), &LoadOptions::default())?;
     let train = CodedCorpus::encode(model, &corpus, Split::Train, None, 0, &mut |_| {})?;
     let labels: Vec<u32> = train.labels.iter().map(|l| l.unwrap()).collect();

@@ -142,3 +142,66 @@ fn decorrelation_trains_and_is_stored_in_the_config() {
     let (ok, log) = train(&["--steps", "3", "--binarize", "nearest"], &out, corpus);
     assert!(!ok && log.contains("nearest"), "{log}");
 }
+
+fn train_bow(
+    family: &str,
+    args: &[&str],
+    out: &std::path::Path,
+    corpus: &std::path::Path,
+) -> (bool, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args(["train", "--kind", family, "--corpus"])
+        .arg(corpus)
+        .args(["--hidden-dim", "8", "--latent-dim", "4"])
+        .args(["--vocab-size", "100", "--min-frequency", "1", "--seed", "1"])
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("run latent-tui train");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn time_limit_stops_bag_of_words_training_and_saves() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = &common::fixtures().corpus;
+    for family in ["nash", "nvdm"] {
+        let out = dir.path().join(format!("{family}.safetensors"));
+        let (ok, log) = train_bow(
+            family,
+            &["--time", "1s", "--valid-every", "0"],
+            &out,
+            corpus,
+        );
+        assert!(ok, "{family}: {log}");
+        assert!(log.contains("the time limit"), "{family}: {log}");
+        let coder = common::coder(&out);
+        assert_eq!(coder.kind_name(), family);
+        let step = coder.provenance().step;
+        assert!(step >= 1, "{family}: {log}");
+        assert!(
+            step < 1_000_000,
+            "{family} stopped by the clock, not the step count: {step}"
+        );
+        assert!(
+            coder.provenance().metrics.contains_key("valid_ppl"),
+            "{family}: the last step validates"
+        );
+        // --steps still bounds a timed run.
+        let (ok, log) = train_bow(family, &["--time", "1h", "--steps", "3"], &out, corpus);
+        assert!(ok, "{family}: {log}");
+        assert_eq!(common::coder(&out).provenance().step, 3, "{family}: {log}");
+    }
+    // A sequence kind cannot resume a bag-of-words run; the error names the run's kind.
+    let nash = dir.path().join("nash.safetensors");
+    let (ok, log) = train(&["--resume", "--steps", "5"], &nash, corpus);
+    assert!(!ok && log.contains("resume it with --kind nash"), "{log}");
+    let (ok, log) = train_bow("nash", &["--time", "0s"], &dir.path().join("z"), corpus);
+    assert!(!ok && log.contains("--time"), "{log}");
+    let (ok, log) = train_bow("lsh", &["--time", "5s"], &dir.path().join("l"), corpus);
+    assert!(!ok && log.contains("--time does not apply to lsh"), "{log}");
+}

@@ -15,15 +15,22 @@ use latent_tui::tui::harness::Harness;
 use latent_tui::tui::widgets::Theme;
 use latent_tui::tui::worker::{Job, Request};
 
-use common::{engine, fixtures};
+use common::{coder, engine, fixtures};
 
 /// A copy of the binary fixture in its own directory (its saved index is this test's alone)
 /// and the fixture corpus labelled `animal` / `thing`.
 fn labelled_fixture(name: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
-    let f = fixtures();
+    labelled_copy(&fixtures().binary, name)
+}
+
+/// [`labelled_fixture`] for any fixture checkpoint.
+fn labelled_copy(
+    fixture: &std::path::Path,
+    name: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let ckpt = dir.path().join(name);
-    std::fs::copy(&f.binary, &ckpt).expect("copying the checkpoint");
+    std::fs::copy(fixture, &ckpt).expect("copying the checkpoint");
     let corpus = dir.path().join("labelled.tsv");
     let lines: Vec<String> = common::corpus_lines()
         .into_iter()
@@ -380,4 +387,61 @@ fn continuous_and_lm_models_in_the_clusters_tab() {
     lm.key(KeyCode::Char('s'));
     assert_has(&lm.screen(), "an `lm` model has no encoder");
     assert_eq!(lm.app.clusters.seed, 0);
+}
+
+#[test]
+fn clusters_of_a_nash_model_decode_to_words_and_take_analogies() {
+    let (_dir, ckpt, corpus) = labelled_copy(&fixtures().nash, "nash.safetensors");
+    let mut h = Harness::with_coder(coder(&ckpt), options(Some(corpus)));
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the red cat")
+        .key(KeyCode::Enter)
+        .key(KeyCode::Char('7'));
+    assert_eq!(h.app.tab, Tab::Clusters);
+    let s = h.screen();
+    assert_has(&s, "k-medoids (Hamming) · k = 2 · seed 0");
+    assert_has(&s, "vs 2 gold labels");
+    assert_has(&s, "Clusters by size");
+    let view = h.app.clusters.result.clone().expect("clusters");
+    assert_eq!(
+        view.report.clusters.iter().map(|c| c.size).sum::<usize>(),
+        view.data.len()
+    );
+    // A cluster's centre "decodes" to the decoder's most probable words (content words of the
+    // bag vocabulary), shown under the selected cluster.
+    let first = &view.report.clusters[0];
+    let centre = first.center_decoding.clone().expect("nash decodes centres");
+    let words: Vec<&str> = centre.split(' ').collect();
+    assert_eq!(words.len(), latent_tui::structure::DECODED_WORDS);
+    let vocab = coder(&ckpt);
+    assert!(
+        words.iter().all(|w| vocab.vocab().id(w).is_some()),
+        "{centre}"
+    );
+    assert_has(&s, &format!("centre  {} {}", words[0], words[1]));
+
+    // An analogy is encoded and decoded by the nash model too.
+    h.key(KeyCode::Esc).key(KeyCode::Char('n'));
+    h.type_text("small dog")
+        .key(KeyCode::Enter)
+        .type_text("small cat")
+        .key(KeyCode::Enter)
+        .type_text("old dog")
+        .key(KeyCode::Enter);
+    let s = h.screen();
+    assert_has(&s, "A is to B as C is to ?");
+    assert_has(&s, "C + B − A  decodes");
+    match &h.app.clusters.analogy {
+        Some(Ok(latent_tui::tui::clusters::StructureResult::Analogy {
+            decodings,
+            result_decoding,
+            ..
+        })) => {
+            assert_eq!(decodings.len(), 3);
+            let first = result_decoding.split(' ').next().expect("a word");
+            assert!(vocab.vocab().id(first).is_some(), "{result_decoding}");
+            assert_has(&s, first);
+        }
+        other => panic!("expected an analogy, got {other:?}"),
+    }
 }

@@ -16,7 +16,7 @@ use crate::corpus::{normalize, Split};
 use crate::engine::Encoding;
 use crate::eval::{correlation, BitReport, EvalReport, GaussianReport};
 use crate::explore::{self, Prior};
-use crate::model::bow::{BagBatch, BowModel};
+use crate::model::bow::BagBatch;
 use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats};
 use crate::vocab::EOS;
 
@@ -34,58 +34,85 @@ fn no_decoder(ck: &BowCheckpoint, what: &str) -> anyhow::Error {
 /// The bag and code of one text. The bag's words become `shown` (with counts), words the
 /// vocabulary lacks (stop words included) are listed as `unknown`.
 pub fn encode_text(ck: &BowCheckpoint, text: &str) -> Result<EncodedSentence> {
-    let normalized = normalize(text);
-    let bag = bag_of_words(&ck.vocab, &normalized);
-    let unknown: Vec<String> = normalized
-        .split(' ')
-        .filter(|w| !w.is_empty() && ck.vocab.id(w).is_none())
-        .map(str::to_string)
-        .collect();
-    if bag.is_empty() {
-        bail!(
+    match encode_texts(ck, &[text])?.remove(0) {
+        Some(e) => Ok(e),
+        None => bail!(
             "none of the words are in the model's vocabulary of {} words (stop words and punctuation are left out of bags)",
             ck.vocab.len()
-        );
+        ),
     }
-    let batch = BagBatch::new(&[bag.as_slice()], ck.model.device())?;
-    let params = ck.model.encode(&batch)?;
-    let loc = params.loc.to_vec2::<f32>()?.remove(0);
-    let binary = ck.model.is_binary();
-    let (mean, std, kl) = match &ck.model {
-        BowModel::Nvdm(_) => {
-            let logvar = params.logvar.as_ref().expect("nvdm has a variance");
-            let std = (logvar * 0.5)?.exp()?.to_vec2::<f32>()?.remove(0);
-            (loc.clone(), Some(std), params.kl()?.to_vec1::<f32>()?[0])
+}
+
+/// [`encode_text`] for many texts, encoded in batches; None for a text none of whose words
+/// the vocabulary knows (its bag is empty).
+pub fn encode_texts(ck: &BowCheckpoint, texts: &[&str]) -> Result<Vec<Option<EncodedSentence>>> {
+    let caps = Capabilities::of_bow(&ck.model);
+    let binary = caps.is_binary();
+    let mut out: Vec<Option<EncodedSentence>> = Vec::with_capacity(texts.len());
+    let mut pending: Vec<(usize, Bag, Vec<String>)> = Vec::new();
+    for (slot, text) in texts.iter().enumerate() {
+        let normalized = normalize(text);
+        let bag = bag_of_words(&ck.vocab, &normalized);
+        out.push(None);
+        if bag.is_empty() {
+            continue;
         }
-        BowModel::Nash(_) => (
-            loc.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
-            None,
-            params.kl()?.to_vec1::<f32>()?[0],
-        ),
-        // Hashing has no probabilities: the bits are certain.
-        BowModel::Lsh(_) => (
-            loc.iter()
-                .map(|&x| if x >= 0.0 { 1.0 } else { 0.0 })
-                .collect(),
-            None,
-            0.0,
-        ),
-    };
-    let encoding = Encoding { mean, std, kl };
-    let code = encoding.deterministic_code(binary);
-    Ok(EncodedSentence {
-        shown: bag_text(ck, &bag),
-        ids: bag
-            .iter()
-            .flat_map(|&(id, c)| std::iter::repeat_n(id, c as usize))
-            .collect(),
-        unknown,
-        truncated: 0,
-        max_len: 0,
-        encoding,
-        code,
-        bag: true,
-    })
+        let unknown: Vec<String> = normalized
+            .split(' ')
+            .filter(|w| !w.is_empty() && ck.vocab.id(w).is_none())
+            .map(str::to_string)
+            .collect();
+        pending.push((slot, bag, unknown));
+    }
+    for chunk in pending.chunks(super::EVAL_BATCH) {
+        let refs: Vec<&[(u32, f32)]> = chunk.iter().map(|(_, b, _)| b.as_slice()).collect();
+        let batch = BagBatch::new(&refs, ck.model.device())?;
+        let params = ck.model.encode(&batch)?;
+        let loc = params.loc.to_vec2::<f32>()?;
+        // A continuous posterior (nvdm) has σ; hashing (lsh) has no posterior, so no KL.
+        let std = match (&params.logvar, binary) {
+            (Some(logvar), false) => Some((logvar * 0.5)?.exp()?.to_vec2::<f32>()?),
+            _ => None,
+        };
+        let kl = if caps.scores {
+            Some(params.kl()?.to_vec1::<f32>()?)
+        } else {
+            None
+        };
+        for (row, ((slot, bag, unknown), loc)) in chunk.iter().zip(loc).enumerate() {
+            let mean = if !binary {
+                loc
+            } else if caps.scores {
+                // Bits of a model with a decoder (nash): Bernoulli probabilities σ(logits).
+                loc.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect()
+            } else {
+                // Hashing (lsh) has no probabilities: the bits are certain.
+                loc.iter()
+                    .map(|&x| if x >= 0.0 { 1.0 } else { 0.0 })
+                    .collect()
+            };
+            let encoding = Encoding {
+                mean,
+                std: std.as_ref().map(|s| s[row].clone()),
+                kl: kl.as_ref().map_or(0.0, |k| k[row]),
+            };
+            let code = encoding.deterministic_code(binary);
+            out[*slot] = Some(EncodedSentence {
+                shown: bag_text(ck, bag),
+                ids: bag
+                    .iter()
+                    .flat_map(|&(id, c)| std::iter::repeat_n(id, c as usize))
+                    .collect(),
+                unknown: unknown.clone(),
+                truncated: 0,
+                max_len: 0,
+                encoding,
+                code,
+                bag: true,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// `cat dog×2`: a bag as the model sees it.
@@ -201,6 +228,36 @@ pub fn sample_prior(
     prior: PriorChoice,
     bit_means: Option<&[f32]>,
 ) -> Result<Samples> {
+    let mut codes = Vec::new();
+    let mut texts = Vec::new();
+    sample_prior_each(
+        ck,
+        n,
+        seed,
+        temperature,
+        prior,
+        bit_means,
+        &mut |code, text| {
+            codes.push(code);
+            texts.push(text);
+            Ok(())
+        },
+    )?;
+    Ok(Samples { seed, codes, texts })
+}
+
+/// [`sample_prior`] handing each sample (code, top words) to `each` as soon as its batch of
+/// [`tasks::SAMPLE_CHUNK`] is decoded, so any number of samples runs in bounded memory. Codes
+/// come from one generator in order, so the samples do not depend on the batching.
+pub fn sample_prior_each(
+    ck: &BowCheckpoint,
+    n: usize,
+    seed: u64,
+    temperature: f32,
+    prior: PriorChoice,
+    bit_means: Option<&[f32]>,
+    each: &mut dyn FnMut(Vec<f32>, String) -> Result<()>,
+) -> Result<()> {
     if ck.model.word_vectors().is_none() {
         return Err(no_decoder(ck, "prior samples have no words to show"));
     }
@@ -219,12 +276,17 @@ pub fn sample_prior(
         Prior::Gaussian { temperature }
     };
     let mut rng = StdRng::seed_from_u64(seed);
-    let codes = explore::prior_samples(&draw, ck.model.latent_dim(), n, &mut rng);
-    let texts = top_words(ck, &codes, WORDS_PER_LINE)?
-        .iter()
-        .map(|w| words_line(w))
-        .collect();
-    Ok(Samples { seed, codes, texts })
+    let mut done = 0;
+    while done < n {
+        let m = tasks::SAMPLE_CHUNK.min(n - done);
+        let codes = explore::prior_samples(&draw, ck.model.latent_dim(), m, &mut rng);
+        let words = top_words(ck, &codes, WORDS_PER_LINE)?;
+        for (code, w) in codes.into_iter().zip(words) {
+            each(code, words_line(&w))?;
+        }
+        done += m;
+    }
+    Ok(())
 }
 
 /// The codes (bits or μ) of up to `max` validation documents of the checkpoint's corpus.
@@ -292,7 +354,8 @@ pub fn code_stats(
     let model = &ck.model;
     let l = model.latent_dim();
     let has_decoder = model.word_vectors().is_some();
-    let is_lsh = matches!(model, BowModel::Lsh(_));
+    // Without a decoder (lsh) codes are hashes: no posterior, so no KL and no probabilities.
+    let is_hash = !has_decoder;
     let mut loc: Vec<Vec<f32>> = Vec::with_capacity(bags.len());
     let mut kl_per_dim = vec![0f64; l];
     let mut nll = 0f64;
@@ -302,7 +365,7 @@ pub fn code_stats(
         let refs: Vec<&[(u32, f32)]> = chunk.iter().map(Vec::as_slice).collect();
         let batch = BagBatch::new(&refs, model.device())?;
         let params = model.encode(&batch)?;
-        if !is_lsh {
+        if !is_hash {
             let per_dim = params.kl_per_dim()?.sum(0)?.to_vec1::<f32>()?;
             for (k, v) in kl_per_dim.iter_mut().zip(per_dim) {
                 *k += v as f64;
@@ -360,7 +423,7 @@ pub fn code_stats(
         (
             Some(BitReport {
                 means: column_means(&codes),
-                prob_means: if is_lsh {
+                prob_means: if is_hash {
                     column_means(&codes)
                 } else {
                     column_means(&probs)

@@ -269,9 +269,10 @@ impl BowCheckpoint {
             self.path.display(),
             self.config.describe(),
             self.vocab.len(),
-            match self.model {
-                BowModel::Lsh(_) => "stored values (hyperplanes and idf)",
-                _ => "parameters",
+            if self.model.word_vectors().is_none() {
+                "stored values (hyperplanes and idf)"
+            } else {
+                "parameters"
             }
         );
         s += &self.provenance.describe();

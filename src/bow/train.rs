@@ -101,6 +101,9 @@ pub struct BowTrainConfig {
     pub checkpoint_every: u64,
     pub half: bool,
     pub resume: bool,
+    /// Stop after this many seconds of training (validating and saving as at the last step),
+    /// or at `steps`, whichever comes first; as the sequence trainer's `--time`.
+    pub time_limit_secs: Option<f64>,
 }
 
 impl Default for BowTrainConfig {
@@ -147,6 +150,7 @@ impl BowTrainConfig {
             checkpoint_every: 500,
             half: false,
             resume: false,
+            time_limit_secs: None,
         }
     }
 
@@ -186,6 +190,11 @@ impl BowTrainConfig {
         if self.family != BowFamily::Lsh {
             if self.steps == 0 {
                 bail!("--steps must be at least 1");
+            }
+            if let Some(t) = self.time_limit_secs {
+                if !(t > 0.0 && t.is_finite()) {
+                    bail!("--time must be a positive duration, got {t} s");
+                }
             }
             if self.hidden_dim == 0 || self.batch_size == 0 {
                 bail!("--hidden-dim and the batch size must be positive");
@@ -671,7 +680,7 @@ pub fn train_bow(
         steps: cfg.steps,
         valid_every: cfg.valid_every,
         checkpoint_every: cfg.checkpoint_every,
-        time_limit_secs: None,
+        time_limit_secs: cfg.time_limit_secs,
         kl_weight: cfg.kl_weight,
         kl_anneal: cfg.kl_anneal,
         kl_anneal_steps: cfg.kl_anneal_steps,

@@ -9,13 +9,12 @@ use candle_core::Device;
 use clap::Args;
 
 use crate::bow::train::{BowFamily, BowTrainConfig};
-use crate::checkpoint::Checkpoint;
 use crate::cli::TrainArgs;
 use crate::coder::{read_features, Coder, FeatureKind};
 use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::model::bow::{BowInput, NashNoise};
-use crate::model::ModelConfig;
 use crate::search::CorpusIndex;
+use crate::train_job::TrainJob;
 
 /// What `train --kind` names (defined beside the runner that trains any kind).
 pub use crate::train_job::TrainKind;
@@ -70,15 +69,10 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
     }
     // A resumed bag-of-words run continues its stored config, as sequence runs do.
     let stored: Option<BowTrainConfig> = match (&args.out, args.resume) {
-        (Some(out), true) if out.exists() => {
-            match Checkpoint::read(out, &Device::Cpu)?.provenance.train_config {
-                Some(v) if v.get("family").is_some() => Some(
-                    serde_json::from_value(v)
-                        .context("the checkpoint's training config is unreadable")?,
-                ),
-                _ => None,
-            }
-        }
+        (Some(out), true) if out.exists() => match TrainJob::stored_in(out)? {
+            Some(TrainJob::Bow(cfg)) => Some(cfg),
+            _ => None,
+        },
         _ => None,
     };
     let mut cfg = match (stored, &args.kind, &args.config) {
@@ -154,6 +148,18 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
     if cfg.noise != NashNoise::None && cfg.family != BowFamily::Nash {
         anyhow::bail!("--noise applies to nash models only");
     }
+    if let Some(t) = args.time {
+        if cfg.family == BowFamily::Lsh {
+            anyhow::bail!(
+                "--time does not apply to lsh: its hyperplanes are drawn at once, not trained"
+            );
+        }
+        cfg.time_limit_secs = Some(t);
+        if args.steps.is_none() && args.epochs.is_none() {
+            // The clock decides; the step count only bounds it.
+            cfg.steps = u64::MAX / 2;
+        }
+    }
     if let Some(epochs) = args.epochs {
         let corpus = Corpus::load(
             &cfg.corpus,
@@ -166,17 +172,6 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
         cfg.steps = ((epochs * per_epoch as f64).ceil() as u64).max(1);
     }
     Ok(Some(cfg))
-}
-
-/// The summary `latent-tui info` prints, if `path` holds a bag-of-words model.
-pub fn summary_if_bow(path: &std::path::Path) -> Result<Option<String>> {
-    let ckpt = Checkpoint::read(path, &Device::Cpu)?;
-    if let ModelConfig::Seq(_) = ckpt.config {
-        return Ok(None);
-    }
-    Ok(Some(
-        crate::bow::BowCheckpoint::from_checkpoint(ckpt, &Device::Cpu)?.summary(),
-    ))
 }
 
 /// The bag-of-words, hashing and probing subcommands, flattened into the main command list.
@@ -608,7 +603,7 @@ fn search_continuous(
     query: Option<String>,
     coder: Coder,
 ) -> Result<()> {
-    use crate::cosine::{coder_posteriors, ContinuousIndex, MatchRule};
+    use crate::cosine::{ContinuousIndex, MatchRule};
     let Some(query) = query else {
         anyhow::bail!(
             "--code takes bits; {} has continuous codes: search by sentence",
@@ -622,11 +617,7 @@ fn search_continuous(
         &coder.config().describe(),
         &corpus,
         coder.latent_dim(),
-        &mut |texts| {
-            coder_posteriors(&coder, texts, &mut |f| {
-                bar.set_position((f * 1000.0) as u64)
-            })
-        },
+        &mut |texts| coder.posteriors(texts, &mut |f| bar.set_position((f * 1000.0) as u64)),
     )?;
     bar.finish_and_clear();
     if let Some(e) = &cached.save_error {
@@ -643,7 +634,7 @@ fn search_continuous(
         );
     }
     let index = &cached.index;
-    let posterior = coder_posteriors(&coder, &[query.as_str()], &mut |_| {})?.remove(0);
+    let posterior = coder.posteriors(&[query.as_str()], &mut |_| {})?.remove(0);
     let rule = MatchRule {
         samples: args.samples,
         min_close_pairs: args.min_pairs,
@@ -907,10 +898,13 @@ impl WordsArgs {
 
 fn words(args: WordsArgs) -> Result<()> {
     let (checkpoint, word) = args.checkpoint_and_word();
-    let ckpt = crate::bow::BowCheckpoint::load(&checkpoint, &Device::Cpu)?;
-    let vectors = ckpt.model.word_vectors().ok_or_else(|| {
-        anyhow::anyhow!("an lsh model has no decoder, so its words have no vectors")
-    })?;
+    let coder = Coder::load(&checkpoint, &Device::Cpu)?;
+    let what = "show words: only the bag-of-words decoders of nvdm and nash have word vectors";
+    let ckpt = coder.bag_of_words_model(what)?;
+    let vectors = ckpt
+        .model
+        .word_vectors()
+        .ok_or_else(|| coder.cannot(what))?;
     let vectors = crate::bow::rows(vectors)?;
     match &word {
         Some(word) => {
@@ -954,23 +948,11 @@ fn words(args: WordsArgs) -> Result<()> {
     Ok(())
 }
 
-/// `latent-tui eval` for bag-of-words checkpoints; returns false for sequence checkpoints,
-/// which the sequence evaluation handles.
-pub fn eval_if_bow(args: &crate::cli::EvalArgs) -> Result<bool> {
-    let path = args
-        .checkpoint
-        .clone()
-        .unwrap_or_else(crate::cli::default_checkpoint);
-    let ckpt = Checkpoint::read(&path, &Device::Cpu)?;
-    if let ModelConfig::Seq(_) = ckpt.config {
-        return Ok(false);
-    }
-    let bow = crate::bow::BowCheckpoint::from_checkpoint(ckpt, &Device::Cpu)?;
-    if let crate::model::BowModel::Lsh(_) = bow.model {
-        anyhow::bail!(
-            "an lsh model has no decoder to score documents with; measure it with `latent-tui eval-retrieval`"
-        );
-    }
+/// `latent-tui eval` for models whose codes decode to words (nvdm, nash): reconstruction of
+/// the split's documents.
+pub fn eval_words(coder: &Coder, args: &crate::cli::EvalArgs) -> Result<()> {
+    let path = coder.path().to_path_buf();
+    let bow = coder.bag_of_words_model("score bags of words")?;
     let split = args.split;
     let corpus = load_corpus(&corpus_spec(&args.corpus, &bow.provenance)?)?;
     let mut bags = crate::bow::train::split_bags(&bow.vocab, &corpus, split, true);
@@ -994,7 +976,7 @@ pub fn eval_if_bow(args: &crate::cli::EvalArgs) -> Result<bool> {
                 "ppl_bound": score.ppl_bound(), "kl_per_document": score.kl_per_document(),
             }))?
         );
-        return Ok(true);
+        return Ok(());
     }
     println!("{}", path.display());
     println!("  {}", bow.config.describe());
@@ -1014,5 +996,5 @@ pub fn eval_if_bow(args: &crate::cli::EvalArgs) -> Result<bool> {
         "  KL to the prior: {:.3} nats/document",
         score.kl_per_document()
     );
-    Ok(true)
+    Ok(())
 }

@@ -9,12 +9,12 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::cluster::{ClusterMethod, ClusterOptions};
-use crate::coder::Coder;
+use crate::coder::{Coder, FeatureKind};
 use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::explore::bit_string;
 use crate::search::CorpusIndex;
 use crate::structure::{
-    analogy, changed_bits, cluster_corpus, AttributeVector, CodeModel, CodedCorpus,
+    analogy, changed_bits, cluster_corpus, AttributeVector, CodedCorpus, DECODED_WORDS,
 };
 
 #[derive(Subcommand, Debug)]
@@ -139,13 +139,11 @@ fn load(checkpoint: &Option<PathBuf>) -> Result<(PathBuf, Coder)> {
         .clone()
         .unwrap_or_else(crate::cli::default_checkpoint);
     let coder = Coder::load(&path, &Device::Cpu)?;
-    if let Coder::Seq(e) = &coder {
-        if !e.kind().has_latent() {
-            bail!(
-                "`{}` holds an `lm` model, which has no encoder and so no codes",
-                path.display()
-            );
-        }
+    if !coder.capabilities().encodes {
+        bail!(
+            "`{}` holds an `lm` model, which has no encoder and so no codes",
+            path.display()
+        );
     }
     Ok((path, coder))
 }
@@ -207,7 +205,7 @@ fn coded_corpus(
     }
     let bar = progress_bar("encoding");
     let data = CodedCorpus::encode(
-        CodeModel::Coder(coder),
+        coder,
         corpus,
         args.split,
         args.max_entries,
@@ -252,7 +250,7 @@ fn cluster(args: ClusterArgs) -> Result<()> {
         restarts: args.restarts.max(1),
     };
     let mut report = cluster_corpus(&data, method, &opts)?;
-    report.decode_centers(CodeModel::Coder(&coder))?;
+    report.decode_centers(&coder)?;
     if args.json {
         let mut value = serde_json::to_value(&report)?;
         value["checkpoint"] = json!(path);
@@ -284,8 +282,8 @@ fn encode_one(coder: &Coder, text: &str) -> Result<Vec<f32>> {
     if crate::corpus::normalize(text).trim().is_empty() {
         bail!("the sentence `{text}` has no words to encode");
     }
-    Ok(CodeModel::Coder(coder)
-        .codes(&[text], &mut |_| {})?
+    Ok(coder
+        .features(&[text], FeatureKind::Codes, &mut |_| {})?
         .remove(0))
 }
 
@@ -305,7 +303,7 @@ fn attribute(args: AttributeArgs) -> Result<()> {
     let sentence = texts.remove(0);
     let (path, coder) = load(&checkpoint)?;
     let corpus = corpus_for(&args.corpus, &coder)?;
-    let model = CodeModel::Coder(&coder);
+    let model = &coder;
     let bar = progress_bar("encoding the two labels");
     let data = CodedCorpus::encode_labels(
         model,
@@ -325,7 +323,7 @@ fn attribute(args: AttributeArgs) -> Result<()> {
     }
     let code = encode_one(&coder, &sentence)?;
     let edited = vector.apply(&code, strength);
-    let decoded = model.decode(&[code.clone(), edited.clone()])?;
+    let decoded = model.decode_codes(&[code.clone(), edited.clone()], DECODED_WORDS)?;
     let changed = binary.then(|| changed_bits(&code, &edited));
     if args.json {
         println!(
@@ -381,7 +379,7 @@ fn attribute(args: AttributeArgs) -> Result<()> {
 fn analogy_command(args: AnalogyArgs) -> Result<()> {
     let (checkpoint, sentences) = checkpoint_and_texts(args.args.clone(), 3)?;
     let (path, coder) = load(&checkpoint)?;
-    let model = CodeModel::Coder(&coder);
+    let model = &coder;
     let binary = coder.is_binary();
     let texts = [&sentences[0], &sentences[1], &sentences[2]];
     let codes: Vec<Vec<f32>> = texts
@@ -391,7 +389,7 @@ fn analogy_command(args: AnalogyArgs) -> Result<()> {
     let result = analogy(&codes[0], &codes[1], &codes[2], binary);
     let mut all = codes.clone();
     all.push(result.clone());
-    let decoded = model.decode(&all)?;
+    let decoded = model.decode_codes(&all, DECODED_WORDS)?;
     let rule = if binary {
         "per bit, C + B − A rounded at ½: B's bit where A and B differ, else C's"
     } else {

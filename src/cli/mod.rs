@@ -17,6 +17,7 @@ use serde_json::json;
 
 use self::bow::TrainKind;
 use crate::checkpoint::Checkpoint;
+use crate::coder::Coder;
 use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::data::encode_examples;
 use crate::engine::Engine;
@@ -536,10 +537,6 @@ fn resolve(ckpt: &Option<PathBuf>) -> PathBuf {
     ckpt.clone().unwrap_or_else(default_checkpoint)
 }
 
-fn load_engine(ckpt: &Option<PathBuf>) -> Result<Engine> {
-    Engine::load(&resolve(ckpt), &Device::Cpu)
-}
-
 /// Sets the kernel thread count before any pool starts.
 pub fn set_threads(n: usize) {
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
@@ -699,10 +696,8 @@ fn info(ckpt: &Option<PathBuf>, json: bool) -> Result<()> {
                 "vocab_size": c.vocab.len(), "stored_dtype": c.stored_dtype, "bytes": c.file_bytes, "tensors": shapes,
             }))?
         );
-    } else if let Some(summary) = self::bow::summary_if_bow(&path)? {
-        print!("{summary}");
     } else {
-        print!("{}", load_engine(ckpt)?.summary());
+        print!("{}", Coder::load(&path, &Device::Cpu)?.summary());
     }
     Ok(())
 }
@@ -725,13 +720,16 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             .or_else(|| args.config.as_ref().map(|_| cfg.out.clone()));
         let out = out.context("--resume needs --out (the checkpoint to continue)")?;
         if out.exists() {
-            let ckpt = Checkpoint::read(&out, &Device::Cpu)?;
-            let stored = ckpt
-                .provenance
-                .train_config
-                .context("the checkpoint has no training config to resume")?;
-            cfg = serde_json::from_value(stored)
-                .context("the checkpoint's training config is unreadable")?;
+            cfg = match TrainJob::stored_in(&out)? {
+                Some(TrainJob::Seq(stored)) => stored,
+                Some(TrainJob::Bow(stored)) => bail!(
+                    "`{}` is a `{}` run; resume it with --kind {} (or without --kind)",
+                    out.display(),
+                    stored.family,
+                    stored.family
+                ),
+                None => bail!("the checkpoint has no training config to resume"),
+            };
         }
         cfg.out = out;
         cfg.resume = true;
@@ -860,21 +858,14 @@ fn train(args: TrainArgs) -> Result<()> {
         Some(cfg) => TrainJob::Bow(cfg),
         None => TrainJob::Seq(train_config(&args)?),
     };
-    if job.is_bag_of_words() && args.time.is_some() {
-        bail!("--time is not supported for bag-of-words models yet: use --steps");
-    }
     let (kind, corpus, out) = (
         job.kind(),
         job.corpus().to_string(),
         job.out().to_path_buf(),
     );
-    let steps = match &job {
-        TrainJob::Seq(c) => c.steps,
-        TrainJob::Bow(c) => c.steps,
-    };
+    let steps = job.steps();
     // With --time and no --steps the step count is a formality: show steps done, not a total.
-    let open_ended =
-        matches!(&job, TrainJob::Seq(c) if c.time_limit_secs.is_some() && c.steps >= u64::MAX / 4);
+    let open_ended = job.time_limit_secs().is_some() && steps >= u64::MAX / 4;
     let total_label = |total: u64| {
         if open_ended {
             "the time limit".to_string()
@@ -1001,12 +992,17 @@ fn corpus_for(engine: &Engine, spec: &Option<String>) -> Result<Corpus> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    if self::bow::eval_if_bow(&args)? {
-        return Ok(());
+    let coder = Coder::load(&resolve(&args.checkpoint), &Device::Cpu)?;
+    if coder.can_decode_words() {
+        return self::bow::eval_words(&coder, &args);
     }
-    let engine = load_engine(&args.checkpoint)?;
+    if !coder.can_decode_text() {
+        return Err(coder
+            .cannot("be scored: it has no decoder; measure it with `latent-tui eval-retrieval`"));
+    }
+    let engine = coder.sequence_model("evaluate sentences")?;
     let split = args.split;
-    let corpus = corpus_for(&engine, &args.corpus)?;
+    let corpus = corpus_for(engine, &args.corpus)?;
     let mut ids = encode_examples(&engine.vocab, corpus.split(split), engine.max_len());
     if let Some(n) = args.max_sentences {
         ids.truncate(n);
@@ -1039,7 +1035,7 @@ fn eval(args: EvalArgs) -> Result<()> {
             )?
         );
     } else {
-        print_report(&engine, &corpus.name, split, &report);
+        print_report(engine, &corpus.name, split, &report);
     }
     Ok(())
 }
@@ -1230,16 +1226,17 @@ fn encode(
     seed: u64,
 ) -> Result<()> {
     use crate::model::CodeMode;
-    let engine = load_engine(ckpt)?;
-    if !engine.kind().has_latent() {
+    // Any model with an encoder: sentences, or bags of words (nash, nvdm, lsh).
+    let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
+    if !coder.capabilities().encodes {
         bail!("an `lm` model has no encoder, so sentences have no code");
     }
-    let binary = engine.kind().is_binary();
+    let binary = coder.is_binary();
     if format != EncodeFormat::Json {
         if !binary {
             bail!(
                 "--format {format} writes bits; a `{}` model has continuous codes (use --format json)",
-                engine.kind()
+                coder.kind_name()
             );
         }
         if mode == CodeMode::Mean {
@@ -1250,7 +1247,7 @@ fn encode(
         bail!("--format packed writes a binary .npy file: name it with --out FILE");
     }
     let mut out = Output::open(out_path)?;
-    let bytes_per_code = engine.latent_dim().div_ceil(8);
+    let bytes_per_code = coder.latent_dim().div_ceil(8);
     if format == EncodeFormat::Packed {
         out.writer().write_all(&npy_u8_header(0, bytes_per_code))?;
     }
@@ -1260,24 +1257,26 @@ fn encode(
     // follows input through a pipe.
     let mut lines = stdin_lines().peekable();
     while lines.peek().is_some() {
-        let mut items = Vec::with_capacity(ENCODE_CHUNK);
+        let mut numbered = Vec::with_capacity(ENCODE_CHUNK);
         for next in lines.by_ref().take(ENCODE_CHUNK) {
-            let (line_no, line) = next?;
-            let tok = engine.tokenize(&line);
-            if tok.ids.is_empty() {
-                eprintln!("line {line_no}: no words, skipped");
-                continue;
-            }
-            items.push(tok);
+            numbered.push(next?);
         }
-        let ids: Vec<Vec<u32>> = items.iter().map(|t| t.ids.clone()).collect();
-        let encodings = if ids.is_empty() {
-            Vec::new()
-        } else {
-            engine.encode(&ids)?
-        };
+        let texts: Vec<&str> = numbered.iter().map(|(_, line)| line.as_str()).collect();
+        let encoded = coder.encode_texts(&texts)?;
         // Draws for --mode sample are taken in input order, as one sentence at a time would.
-        for (tok, enc) in items.iter().zip(encodings) {
+        for ((line_no, _), sentence) in numbered.iter().zip(encoded) {
+            let Some(sentence) = sentence else {
+                eprintln!(
+                    "line {line_no}: no words{}, skipped",
+                    if coder.can_decode_text() {
+                        ""
+                    } else {
+                        " the model knows"
+                    }
+                );
+                continue;
+            };
+            let enc = &sentence.encoding;
             let code: Vec<f32> = match mode {
                 CodeMode::Rounded => enc.deterministic_code(binary),
                 CodeMode::Mean => enc.mean.clone(),
@@ -1312,7 +1311,7 @@ fn encode(
                 EncodeFormat::Bits => writeln!(w, "{}", explore::bit_string(&code))?,
                 EncodeFormat::Packed => w.write_all(&pack_bytes(&code))?,
                 EncodeFormat::Json => {
-                    let mut obj = json!({"text": engine.words(&tok.ids), "kl": enc.kl});
+                    let mut obj = json!({"text": sentence.shown, "kl": enc.kl});
                     if binary && mode != CodeMode::Mean {
                         obj["code"] = json!(explore::bit_string(&code));
                         obj["p"] = json!(enc.mean);
@@ -1322,11 +1321,11 @@ fn encode(
                             obj["std"] = json!(s);
                         }
                     }
-                    if !tok.unknown.is_empty() {
-                        obj["unknown"] = json!(tok.unknown);
+                    if !sentence.unknown.is_empty() {
+                        obj["unknown"] = json!(sentence.unknown);
                     }
-                    if tok.truncated > 0 {
-                        obj["truncated_words"] = json!(tok.truncated);
+                    if sentence.truncated > 0 {
+                        obj["truncated_words"] = json!(sentence.truncated);
                     }
                     writeln!(w, "{obj}")?;
                 }
@@ -1343,7 +1342,7 @@ fn encode(
         file.write_all(&npy_u8_header(rows, bytes_per_code))?;
         eprintln!(
             "wrote {rows} codes of {} bits as {rows} × {bytes_per_code} uint8 → {}",
-            engine.latent_dim(),
+            coder.latent_dim(),
             out_path.expect("checked").display()
         );
     }
@@ -1402,7 +1401,11 @@ fn check_code_values(code: &[f32], binary: bool) -> Result<()> {
 }
 
 fn decode(ckpt: &Option<PathBuf>, strategy: &StrategyArgs, json_out: bool) -> Result<()> {
-    let engine = load_engine(ckpt)?;
+    // Any model that decodes: sentences, or for nash and nvdm the decoder's top words.
+    let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
+    if !coder.capabilities().decodes() {
+        return Err(coder.cannot("decode codes: it has no decoder"));
+    }
     let mut rng = StdRng::seed_from_u64(strategy.seed);
     let out = std::io::stdout();
     let mut out = out.lock();
@@ -1412,17 +1415,16 @@ fn decode(ckpt: &Option<PathBuf>, strategy: &StrategyArgs, json_out: bool) -> Re
             continue;
         }
         let code = parse_code_line(&line).with_context(|| format!("line {line_no}"))?;
-        check_code_values(&code, engine.kind().is_binary())
-            .with_context(|| format!("line {line_no}"))?;
-        if code.len() != engine.latent_dim() {
+        check_code_values(&code, coder.is_binary()).with_context(|| format!("line {line_no}"))?;
+        if code.len() != coder.latent_dim() {
             bail!(
                 "line {line_no}: the code has {} dimensions, the model expects {}",
                 code.len(),
-                engine.latent_dim()
+                coder.latent_dim()
             );
         }
-        let text = engine
-            .decode(std::slice::from_ref(&code), strategy.strategy(), &mut rng)?
+        let text = coder
+            .decode_lines(std::slice::from_ref(&code), strategy.strategy(), &mut rng)?
             .remove(0);
         if json_out {
             writeln!(out, "{}", json!({"code": line.trim(), "text": text}))?;
@@ -1445,8 +1447,8 @@ fn path(
     if !(1..=MAX_PATH_STEPS).contains(&steps) {
         bail!("--steps must be within 1..={MAX_PATH_STEPS}, got {steps}");
     }
-    let engine = load_engine(ckpt)?;
-    let walk = crate::tasks::walk_path(&engine, a, b, seed, steps, slerp)?;
+    // Any model that decodes: sentences per step, or a bag-of-words decoder's top words.
+    let walk = Coder::load(&resolve(ckpt), &Device::Cpu)?.walk_path(a, b, seed, steps, slerp)?;
     let binary = walk.binary;
     let points = &walk.points;
     if json_out {
@@ -1487,22 +1489,24 @@ fn sample(
     prior: Option<crate::tasks::PriorChoice>,
     json_out: bool,
 ) -> Result<()> {
-    let engine = load_engine(ckpt)?;
-    let kind = engine.kind();
+    // Any model that decodes: sentences, or for nash and nvdm the decoder's top words.
+    let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
+    let kind = coder.kind_name();
+    let binary = coder.is_binary();
     let prior = prior.unwrap_or(crate::tasks::PriorChoice::Uniform);
-    if kind.is_binary() && temperature.is_some() {
+    if binary && temperature.is_some() {
         bail!(
             "--temperature sets σ of a gaussian prior (or word sampling for `lm`); a `{kind}` model's prior is bits, drawn uniformly or with --prior means"
         );
     }
-    if !kind.is_binary() && prior == crate::tasks::PriorChoice::Means {
+    if !binary && prior == crate::tasks::PriorChoice::Means {
         bail!(
             "--prior means draws each bit with its corpus mean; a `{kind}` model has no bits (its prior is N(0, t²I): set t with --temperature)"
         );
     }
     let temperature = temperature.unwrap_or(1.0);
-    let means = if kind.is_binary() && prior == crate::tasks::PriorChoice::Means {
-        Some(crate::tasks::corpus_bit_means(&engine)?)
+    let means = if binary && prior == crate::tasks::PriorChoice::Means {
+        Some(coder.corpus_bit_means()?)
     } else {
         None
     };
@@ -1515,8 +1519,7 @@ fn sample(
         writeln!(out, "seed {seed}")?;
     }
     let mut first = true;
-    crate::tasks::sample_prior_each(
-        &engine,
+    coder.sample_prior_each(
         n,
         seed,
         temperature,
@@ -1524,7 +1527,7 @@ fn sample(
         means.as_deref(),
         &mut |code, text| {
             if json_out {
-                let code = if kind.is_binary() {
+                let code = if binary {
                     json!(explore::bit_string(&code))
                 } else {
                     json!(code)
@@ -1532,7 +1535,7 @@ fn sample(
                 let row = json!({"code": code, "text": text});
                 let sep = if first { "" } else { ",\n" };
                 write!(out, "{sep}    {row}")?;
-            } else if kind.is_binary() {
+            } else if binary {
                 writeln!(out, "{} {text}", explore::bit_string(&code))?;
             } else {
                 writeln!(out, "{text}")?;
@@ -1548,14 +1551,14 @@ fn sample(
 }
 
 fn flip(ckpt: &Option<PathBuf>, sentence: &str, bits: &[usize], json_out: bool) -> Result<()> {
-    let engine = load_engine(ckpt)?;
-    if !engine.kind().is_binary() {
+    let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
+    if !coder.is_binary() {
         bail!(
             "flip works on binary codes; this is a `{}` model",
-            engine.kind()
+            coder.kind_name()
         );
     }
-    let e = crate::tasks::encode_sentence(&engine, sentence)?;
+    let e = coder.encode_text(sentence)?;
     let (ids, code) = (e.ids, e.code);
     let l = code.len();
     if let Some(&bad) = bits.iter().find(|&&b| b >= l) {
@@ -1564,40 +1567,49 @@ fn flip(ckpt: &Option<PathBuf>, sentence: &str, bits: &[usize], json_out: bool) 
             l - 1
         );
     }
-    let scores = crate::tasks::variant_perplexities(
-        &engine,
+    // Sequence models: the sentence's perplexity per word; nash: the document's NLL in nats.
+    let effects = coder.code_effects(
         &ids,
         &code,
         &crate::tasks::one_change_variants(&code, true, None),
     )?;
-    let mut ppl = vec![scores.base_ppl];
-    ppl.extend(scores.ppl);
-    let mut rng = StdRng::seed_from_u64(0);
+    let (measure, heading) = if effects.nll {
+        ("nll", "NLL (nats)")
+    } else {
+        ("ppl", "perplexity")
+    };
+    let mut ppl = vec![effects.base];
+    ppl.extend(effects.variants);
     let mut decode_codes = vec![code.clone()];
     decode_codes.extend(bits.iter().map(|&b| explore::flip(&code, b)));
-    let texts = engine.decode(&decode_codes, Strategy::Greedy, &mut rng)?;
+    let texts = coder
+        .decode_codes(&decode_codes, crate::structure::DECODED_WORDS)?
+        .ok_or_else(|| coder.cannot("decode a code"))?;
     if json_out {
         let flips: Vec<_> = bits
             .iter()
             .zip(&texts[1..])
-            .map(|(&b, t)| json!({"bit": b, "code": explore::bit_string(&explore::flip(&code, b)), "text": t, "ppl": ppl[b + 1]}))
+            .map(|(&b, t)| json!({"bit": b, "code": explore::bit_string(&explore::flip(&code, b)), "text": t, measure: ppl[b + 1]}))
             .collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "sentence": engine.words(&ids), "code": explore::bit_string(&code), "decoding": texts[0],
-                "ppl": ppl[0], "flips": flips, "per_bit_ppl": &ppl[1..],
+                "sentence": e.shown, "code": explore::bit_string(&code), "decoding": texts[0],
+                measure: ppl[0], "flips": flips, format!("per_bit_{measure}"): &ppl[1..],
             }))?
         );
     } else {
-        println!("sentence  {}", engine.words(&ids));
+        println!("sentence  {}", e.shown);
         println!("code      {}", explore::bit_string(&code));
         println!("decoding  {}", texts[0]);
-        println!("perplexity {:.3}", ppl[0]);
+        println!("{heading} {:.3}", ppl[0]);
         for (&b, t) in bits.iter().zip(&texts[1..]) {
-            println!("flip {b:3}  ppl {:9.3}  → {t}", ppl[b + 1]);
+            println!("flip {b:3}  {measure} {:9.3}  → {t}", ppl[b + 1]);
         }
-        println!("per-bit perplexity (sentence under the code with that bit flipped):");
+        println!(
+            "per-bit {heading} ({} under the code with that bit flipped):",
+            if effects.nll { "document" } else { "sentence" }
+        );
         let max = ppl[1..].iter().cloned().fold(ppl[0], f64::max);
         for j in 0..l {
             let w = ((ppl[j + 1] / max) * 40.0).round() as usize;

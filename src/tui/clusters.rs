@@ -22,11 +22,11 @@ use super::worker::{neighbor_index, Entries, Job, JobKind};
 use crate::cluster::{ClusterMethod, ClusterOptions};
 use crate::coder::{Capabilities, Coder};
 use crate::corpus::Split;
-use crate::engine::Engine;
 use crate::explore::bit_string;
 use crate::hamming::PackedCodes;
 use crate::structure::{
-    analogy, changed_bits, cluster_corpus, AttributeVector, ClusterReport, CodeModel, CodedCorpus,
+    analogy, changed_bits, cluster_corpus, AttributeVector, ClusterReport, CodedCorpus,
+    DECODED_WORDS,
 };
 
 /// The cluster counts `[` and `]` step through; the first clustering has one cluster per gold
@@ -139,7 +139,7 @@ pub fn compute_clusters(
                 None => crate::tasks::own_corpus_of(coder.provenance(), "clusters")?,
             };
             CodedCorpus::encode(
-                CodeModel::Coder(coder),
+                coder,
                 &corpus,
                 Split::Train,
                 req.max_entries,
@@ -170,7 +170,7 @@ pub fn compute_clusters(
         ..ClusterOptions::default()
     };
     let mut report = cluster_corpus(&data, method, &opts)?;
-    report.decode_centers(CodeModel::Coder(coder))?;
+    report.decode_centers(coder)?;
     let label_means = data
         .label_names
         .iter()
@@ -211,12 +211,11 @@ pub enum StructureResult {
     },
 }
 
-pub fn compute_structure(engine: &Engine, job: &StructureJob) -> Result<StructureResult> {
-    let model = CodeModel::Engine(engine);
+pub fn compute_structure(model: &Coder, job: &StructureJob) -> Result<StructureResult> {
     match job {
         StructureJob::Decode { code } => {
             let text = model
-                .decode(std::slice::from_ref(code))?
+                .decode_codes(std::slice::from_ref(code), DECODED_WORDS)?
                 .and_then(|mut t| t.pop())
                 .unwrap_or_default();
             Ok(StructureResult::Decoded {
@@ -228,14 +227,14 @@ pub fn compute_structure(engine: &Engine, job: &StructureJob) -> Result<Structur
             let mut shown = Vec::new();
             let mut codes = Vec::new();
             for s in sentences {
-                let e = crate::tasks::encode_sentence(engine, s)?;
+                let e = model.encode_text(s)?;
                 shown.push(e.shown);
                 codes.push(e.code);
             }
-            let result = analogy(&codes[0], &codes[1], &codes[2], model.binary());
+            let result = analogy(&codes[0], &codes[1], &codes[2], model.is_binary());
             let mut all = codes.clone();
             all.push(result.clone());
-            let mut decodings = model.decode(&all)?.unwrap_or_default();
+            let mut decodings = model.decode_codes(&all, DECODED_WORDS)?.unwrap_or_default();
             let result_decoding = decodings.pop().unwrap_or_default();
             Ok(StructureResult::Analogy {
                 shown,

@@ -37,7 +37,7 @@ impl Harness {
     pub fn with_coder(coder: Coder, options: AppOptions) -> Self {
         let (tx, rx) = mpsc::channel();
         Self {
-            app: App::new(ModelInfo::of_coder(&coder), options),
+            app: App::new(ModelInfo::of(&coder), options),
             worker: Worker::of_coder(coder),
             tx,
             rx,

@@ -14,11 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use candle_core::Device;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 use super::event::Msg;
-use crate::bow::{self, BowCheckpoint};
 use crate::coder::{Capabilities, Coder, FeatureKind};
 use crate::cosine::ContinuousIndex;
 use crate::engine::Engine;
@@ -45,40 +42,20 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
-    pub fn of(engine: &Engine) -> Self {
+    /// What the app needs to know of a loaded model (bag-of-words models have no length limit;
+    /// their `max_len` is 0).
+    pub fn of(coder: &Coder) -> Self {
+        let caps = coder.capabilities();
         Self {
-            path: engine.path.clone(),
-            kind: engine.kind(),
-            caps: Capabilities::of_seq(engine.kind()),
-            latent_dim: engine.latent_dim(),
-            max_len: engine.max_len(),
-            describe: engine.config.describe(),
-            vocab_size: engine.vocab.len(),
-            step: engine.provenance.step,
-            corpus: engine.provenance.corpus.clone(),
-        }
-    }
-
-    /// A bag-of-words checkpoint (bags have no length limit; `max_len` is 0).
-    pub fn of_bow(ck: &BowCheckpoint) -> Self {
-        let caps = Capabilities::of_bow(&ck.model);
-        Self {
-            path: ck.path.clone(),
+            path: coder.path().to_path_buf(),
             kind: caps.kind,
             caps,
-            latent_dim: ck.model.latent_dim(),
-            max_len: 0,
-            describe: ck.config.describe(),
-            vocab_size: ck.vocab.len(),
-            step: ck.provenance.step,
-            corpus: ck.provenance.corpus.clone(),
-        }
-    }
-
-    pub fn of_coder(coder: &Coder) -> Self {
-        match coder {
-            Coder::Seq(e) => Self::of(e),
-            Coder::Bow(b) => Self::of_bow(b),
+            latent_dim: coder.latent_dim(),
+            max_len: coder.max_len(),
+            describe: coder.config().describe(),
+            vocab_size: coder.vocab().len(),
+            step: coder.provenance().step,
+            corpus: coder.provenance().corpus.clone(),
         }
     }
 
@@ -349,10 +326,7 @@ impl Worker {
         {
             return Ok(m.clone());
         }
-        let means = Arc::new(match &**coder {
-            Coder::Seq(e) => tasks::corpus_bit_means(e)?,
-            Coder::Bow(b) => bow::explore::corpus_bit_means(b)?,
-        });
+        let means = Arc::new(coder.corpus_bit_means()?);
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         // Only cache for the model the means belong to: a `Load` may have happened meanwhile.
         if Arc::ptr_eq(&slot.coder, coder) {
@@ -366,51 +340,24 @@ impl Worker {
         let id = req.id;
         let coder = self.coder();
         let body = match req.job {
-            Job::Encode { text } => ReplyBody::Encoded(
-                match &*coder {
-                    Coder::Seq(e) => tasks::encode_sentence(e, &text),
-                    Coder::Bow(b) => bow::explore::encode_text(b, &text),
-                }
-                .map_err(err_text),
-            ),
+            Job::Encode { text } => ReplyBody::Encoded(coder.encode_text(&text).map_err(err_text)),
             Job::Decode {
                 code,
                 strategy,
                 seed,
-            } => ReplyBody::Decoded(
-                match &*coder {
-                    Coder::Seq(e) => {
-                        let mut rng = StdRng::seed_from_u64(seed);
-                        e.decode(std::slice::from_ref(&code), strategy, &mut rng)
-                            .map(|mut v| v.remove(0))
-                    }
-                    Coder::Bow(b) => {
-                        bow::explore::top_words(b, std::slice::from_ref(&code), TOP_WORDS)
-                            .map(|w| bow::explore::words_line(&w[0]))
-                    }
-                }
-                .map_err(err_text),
-            ),
+            } => ReplyBody::Decoded(coder.decode_line(&code, strategy, seed).map_err(err_text)),
             Job::Bars { ids, code, std } => {
                 let variants = tasks::one_change_variants(&code, coder.is_binary(), std.as_deref());
                 ReplyBody::Bars(
-                    match &*coder {
-                        Coder::Seq(e) => tasks::variant_perplexities(e, &ids, &code, &variants)
-                            .map(|s| (s.base_ppl, s.ppl, false)),
-                        Coder::Bow(b) => {
-                            let mut all = vec![code.clone()];
-                            all.extend(variants);
-                            bow::explore::document_nll(b, &ids, &all)
-                                .map(|nll| (nll[0], nll[1..].to_vec(), true))
-                        }
-                    }
-                    .map(|(base_ppl, ppl, nll)| Bars {
-                        code,
-                        base_ppl,
-                        ppl,
-                        nll,
-                    })
-                    .map_err(err_text),
+                    coder
+                        .code_effects(&ids, &code, &variants)
+                        .map(|effects| Bars {
+                            code,
+                            base_ppl: effects.base,
+                            ppl: effects.variants,
+                            nll: effects.nll,
+                        })
+                        .map_err(err_text),
                 )
             }
             Job::Path {
@@ -420,11 +367,9 @@ impl Worker {
                 steps,
                 slerp,
             } => ReplyBody::Path(
-                match &*coder {
-                    Coder::Seq(e) => tasks::walk_path(e, &a, &b, seed, steps, slerp),
-                    Coder::Bow(m) => bow::explore::walk_path(m, &a, &b, seed, steps, slerp),
-                }
-                .map_err(err_text),
+                coder
+                    .walk_path(&a, &b, seed, steps, slerp)
+                    .map_err(err_text),
             ),
             Job::Sample {
                 n,
@@ -448,13 +393,9 @@ impl Worker {
                 };
                 let means = means.as_deref().map(|m| m.as_slice());
                 ReplyBody::Sampled(
-                    match &*coder {
-                        Coder::Seq(e) => tasks::sample_prior(e, n, seed, temperature, prior, means),
-                        Coder::Bow(b) => {
-                            bow::explore::sample_prior(b, n, seed, temperature, prior, means)
-                        }
-                    }
-                    .map_err(err_text),
+                    coder
+                        .sample_prior(n, seed, temperature, prior, means)
+                        .map_err(err_text),
                 )
             }
             Job::Stats {
@@ -472,19 +413,12 @@ impl Worker {
                         });
                     }
                 };
-                let result = match &*coder {
-                    Coder::Seq(e) => {
-                        tasks::split_stats(e, max_sentences, flip_sentences, &mut progress)
-                    }
-                    Coder::Bow(b) => {
-                        bow::explore::code_stats(b, max_sentences, flip_sentences, &mut progress)
-                    }
-                };
+                let result = coder.code_stats(max_sentences, flip_sentences, &mut progress);
                 ReplyBody::Stats(result.map_err(err_text))
             }
             Job::Load { path } => match Coder::load(&path, &Device::Cpu) {
                 Ok(coder) => {
-                    let info = ModelInfo::of_coder(&coder);
+                    let info = ModelInfo::of(&coder);
                     *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Loaded {
                         coder: Arc::new(coder),
                         bit_means: None,
@@ -520,21 +454,12 @@ impl Worker {
                 ReplyBody::Clustered(result.map(Arc::new).map_err(err_text))
             }
             Job::Structure(job) => ReplyBody::Structure(
-                match &*coder {
-                    Coder::Seq(e) => super::clusters::compute_structure(e, &job),
-                    Coder::Bow(_) => Err(anyhow::anyhow!(
-                        "a bag-of-words model decodes codes to words, not sentences"
-                    )),
-                }
-                .map_err(err_text),
+                super::clusters::compute_structure(&coder, &job).map_err(err_text),
             ),
         };
         out(Reply { id, body });
     }
 }
-
-/// Words shown for a bag-of-words decoding in Explore.
-const TOP_WORDS: usize = 12;
 
 /// Loads the index saved beside the checkpoint when it was built from this checkpoint file and
 /// this corpus; otherwise encodes the corpus's train split, saves the index there and returns it.
@@ -561,7 +486,7 @@ pub fn neighbor_index(
             &coder.config().describe(),
             &corpus,
             coder.latent_dim(),
-            &mut |texts| crate::cosine::coder_posteriors(coder, texts, progress),
+            &mut |texts| coder.posteriors(texts, progress),
         )?;
         let map = CodeMap::from_continuous(&cached.index, max_points, 0);
         return Ok(NeighborIndex {

@@ -49,6 +49,19 @@ pub fn corpus_lines() -> Vec<String> {
 }
 
 pub fn tiny_checkpoint(dir: &Path, corpus: &Path, kind: LatentKind, name: &str) -> PathBuf {
+    tiny_checkpoint_scaled(dir, corpus, kind, name, 1.0)
+}
+
+/// [`tiny_checkpoint`] with the decoder's output layer and the code's projection into it scaled
+/// by `scale`: an untrained decoder's first word is then a word rather than `<eos>`, and which
+/// word depends on the code, so a test can see a flipped bit change the decoding.
+pub fn tiny_checkpoint_scaled(
+    dir: &Path,
+    corpus: &Path,
+    kind: LatentKind,
+    name: &str,
+    scale: f64,
+) -> PathBuf {
     let lines = corpus_lines();
     let vocab = Vocab::train(lines.iter().map(String::as_str), 200, 1).expect("vocab");
     let cfg = SeqConfig {
@@ -56,6 +69,14 @@ pub fn tiny_checkpoint(dir: &Path, corpus: &Path, kind: LatentKind, name: &str) 
         ..SeqConfig::tiny(vocab.len(), kind)
     };
     let built = Built::seq(&cfg, 7, &Device::Cpu).expect("model");
+    if scale != 1.0 {
+        for (name, var) in named_vars(&built.varmap) {
+            if name == "out.weight" || name == "from_latent.weight" {
+                let scaled = (var.as_tensor() * scale).unwrap();
+                var.set(&scaled).unwrap();
+            }
+        }
+    }
     let path = dir.join(name);
     let provenance = Provenance {
         corpus: corpus.display().to_string(),
