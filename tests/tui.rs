@@ -10,7 +10,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crossterm::event::KeyCode;
-use latent_tui::model::decode::Strategy;
 use latent_tui::model::LatentKind;
 use latent_tui::tasks::{self, PriorChoice};
 use latent_tui::train::{TrainConfig, TrainControl, TrainEvent};
@@ -21,7 +20,7 @@ use latent_tui::tui::train::{quick_defaults, spawn_training, Phase};
 use latent_tui::tui::widgets::Theme;
 use latent_tui::tui::worker::{Job, Reply, ReplyBody, Request, Worker, WorkerHandle};
 
-use common::{engine, fixtures, MAX_LEN};
+use common::{decoding_line, engine, fixtures, greedy, MAX_LEN};
 
 /// Only turns a hang into a failure; nothing is asserted about durations.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -111,26 +110,6 @@ fn explore_encodes_flips_undoes_and_restores() {
     h.key(KeyCode::Char('i')).type_text("q");
     assert!(!h.app.should_quit, "q typed into the input does not quit");
     assert!(h.app.explore.input.text().ends_with('q'));
-}
-
-/// The greedy decoding of `code`, as the Decoding panel shows it.
-fn greedy(e: &latent_tui::engine::Engine, code: &[f32]) -> String {
-    let mut rng: rand::rngs::StdRng = rand::SeedableRng::seed_from_u64(0);
-    e.decode(&[code.to_vec()], Strategy::Greedy, &mut rng)
-        .unwrap()
-        .remove(0)
-}
-
-/// The first line inside the Decoding panel, without its borders.
-fn decoding_line(screen: &str) -> String {
-    let mut lines = screen.lines().skip_while(|l| !l.contains("┌ Decoding"));
-    lines.next().expect("a Decoding panel");
-    let row = lines.next().expect("a row inside the Decoding panel");
-    row.trim_start_matches('│')
-        .trim_end()
-        .trim_end_matches('│')
-        .trim_end()
-        .to_string()
 }
 
 #[test]

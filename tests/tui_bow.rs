@@ -14,7 +14,7 @@ use latent_tui::tui::app::{AppOptions, Tab};
 use latent_tui::tui::harness::Harness;
 use latent_tui::tui::widgets::Theme;
 
-use common::{coder, fixtures};
+use common::{coder, decoding_line, fixtures};
 
 fn options() -> AppOptions {
     AppOptions {
@@ -34,18 +34,6 @@ fn own_copy(path: &Path) -> (tempfile::TempDir, PathBuf) {
 
 fn harness(path: &Path) -> Harness {
     Harness::with_coder(coder(path), options())
-}
-
-/// The first line inside the Decoding panel, without its borders.
-fn decoding_line(screen: &str) -> String {
-    let mut lines = screen.lines().skip_while(|l| !l.contains("┌ Decoding"));
-    lines.next().expect("a Decoding panel");
-    let row = lines.next().expect("a row inside the Decoding panel");
-    row.trim_start_matches('│')
-        .trim_end()
-        .trim_end_matches('│')
-        .trim_end()
-        .to_string()
 }
 
 /// Encodes `text` in Explore.

@@ -5,12 +5,11 @@
 
 mod common;
 
-use common::{assert_has, coder, engine, fixtures};
+use common::{assert_has, coder, decoding_line, engine, fixtures, greedy};
 
 use std::path::{Path, PathBuf};
 
 use crossterm::event::KeyCode;
-use latent_tui::model::decode::Strategy;
 use latent_tui::model::LatentKind;
 use latent_tui::tui::app::{AppOptions, Tab};
 use latent_tui::tui::harness::Harness;
@@ -41,27 +40,6 @@ fn harness(path: &Path) -> Harness {
     )
 }
 
-/// The greedy decoding of `code` by the checkpoint at `path`, as the Decoding panel shows it.
-fn greedy(path: &Path, code: &[f32]) -> String {
-    let mut rng: rand::rngs::StdRng = rand::SeedableRng::seed_from_u64(0);
-    engine(path)
-        .decode(&[code.to_vec()], Strategy::Greedy, &mut rng)
-        .unwrap()
-        .remove(0)
-}
-
-/// The first line inside the Decoding panel, without its borders.
-fn decoding_line(screen: &str) -> String {
-    let mut lines = screen.lines().skip_while(|l| !l.contains("┌ Decoding"));
-    lines.next().expect("a Decoding panel");
-    let row = lines.next().expect("a row inside the Decoding panel");
-    row.trim_start_matches('│')
-        .trim_end()
-        .trim_end_matches('│')
-        .trim_end()
-        .to_string()
-}
-
 /// Encodes the sentence, flips bit 1 with the keys, and checks the code, the bars and the
 /// decoding follow; then Neighbors lists the Hamming-nearest training sentences.
 fn binary_kind_explores(kind: LatentKind) {
@@ -80,7 +58,7 @@ fn binary_kind_explores(kind: LatentKind) {
     let encoded = h.app.explore.code.clone();
     assert_eq!(encoded.len(), 8);
     assert!(encoded.iter().all(|&b| b == 0.0 || b == 1.0), "{encoded:?}");
-    assert_eq!(decoding_line(&s), greedy(&ckpt, &encoded));
+    assert_eq!(decoding_line(&s), greedy(&engine(&ckpt), &encoded));
 
     h.key(KeyCode::Right).key(KeyCode::Char(' '));
     let s = h.screen();
@@ -95,9 +73,12 @@ fn binary_kind_explores(kind: LatentKind) {
     assert_eq!(bars.code, flipped, "the bars are for the code on screen");
     assert_eq!(bars.ppl.len(), 8);
     assert!(bars.ppl.iter().all(|p| p.is_finite() && *p > 1.0));
-    assert_eq!(decoding_line(&s), greedy(&ckpt, &flipped));
+    assert_eq!(decoding_line(&s), greedy(&engine(&ckpt), &flipped));
     // With this seed and scale the flipped bit changes the words, so the panel visibly moved.
-    assert_ne!(greedy(&ckpt, &flipped), greedy(&ckpt, &encoded));
+    assert_ne!(
+        greedy(&engine(&ckpt), &flipped),
+        greedy(&engine(&ckpt), &encoded)
+    );
 
     h.key(KeyCode::Char('6'));
     assert_eq!(h.app.tab, Tab::Neighbors);
@@ -154,7 +135,7 @@ fn bottleneck_encodes_nudges_decodes_and_finds_neighbors() {
     assert_has(&s, "dim 0 +σ: ppl");
     let encoded = h.app.explore.code.clone();
     assert_eq!(encoded.len(), 8);
-    assert_eq!(decoding_line(&s), greedy(&ckpt, &encoded));
+    assert_eq!(decoding_line(&s), greedy(&engine(&ckpt), &encoded));
 
     // A deterministic code has no σ: + moves the dimension by a fixed step, said in units.
     h.key(KeyCode::Char('+')).key(KeyCode::Char('+'));
@@ -165,7 +146,7 @@ fn bottleneck_encodes_nudges_decodes_and_finds_neighbors() {
     assert_eq!(nudged[1..], encoded[1..], "only dim 0 moved");
     let bars = h.app.explore.bars.as_ref().expect("bars");
     assert_eq!(bars.code, nudged);
-    assert_eq!(decoding_line(&s), greedy(&ckpt, &nudged));
+    assert_eq!(decoding_line(&s), greedy(&engine(&ckpt), &nudged));
     assert!(!decoding_line(&s).is_empty(), "the decoding is words");
 
     h.key(KeyCode::Char('6'));

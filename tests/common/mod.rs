@@ -201,3 +201,27 @@ pub fn assert_lacks(screen: &str, needle: &str) {
         "did not expect {needle:?} on screen:\n{screen}"
     );
 }
+
+/// The first line inside the explorer's Decoding panel, without its borders.
+pub fn decoding_line(screen: &str) -> String {
+    let mut lines = screen.lines().skip_while(|l| !l.contains("┌ Decoding"));
+    lines.next().expect("a Decoding panel");
+    let row = lines.next().expect("a row inside the Decoding panel");
+    row.trim_start_matches('│')
+        .trim_end()
+        .trim_end_matches('│')
+        .trim_end()
+        .to_string()
+}
+
+/// The greedy decoding of `code`, as the Decoding panel shows it.
+pub fn greedy(e: &Engine, code: &[f32]) -> String {
+    let mut rng: rand::rngs::StdRng = rand::SeedableRng::seed_from_u64(0);
+    e.decode(
+        &[code.to_vec()],
+        latent_tui::model::decode::Strategy::Greedy,
+        &mut rng,
+    )
+    .unwrap()
+    .remove(0)
+}
