@@ -250,6 +250,24 @@ pub struct Samples {
     pub texts: Vec<String>,
 }
 
+impl Samples {
+    /// Gathers what a streaming sampler (`sample_prior_each` of either model family) hands out.
+    pub fn collect(
+        seed: u64,
+        n: usize,
+        sampler: impl FnOnce(&mut dyn FnMut(Vec<f32>, String) -> Result<()>) -> Result<()>,
+    ) -> Result<Samples> {
+        let mut codes = Vec::with_capacity(n.min(SAMPLE_CHUNK));
+        let mut texts = Vec::with_capacity(n.min(SAMPLE_CHUNK));
+        sampler(&mut |code, text| {
+            codes.push(code);
+            texts.push(text);
+            Ok(())
+        })?;
+        Ok(Samples { seed, codes, texts })
+    }
+}
+
 /// Draws `n` codes from the prior with `seed` and decodes them. `bit_means` is needed only for
 /// [`PriorChoice::Means`] on binary models (see [`corpus_bit_means`]).
 pub fn sample_prior(
@@ -260,22 +278,9 @@ pub fn sample_prior(
     prior: PriorChoice,
     bit_means: Option<&[f32]>,
 ) -> Result<Samples> {
-    let mut codes = Vec::with_capacity(n.min(SAMPLE_CHUNK));
-    let mut texts = Vec::with_capacity(n.min(SAMPLE_CHUNK));
-    sample_prior_each(
-        engine,
-        n,
-        seed,
-        temperature,
-        prior,
-        bit_means,
-        &mut |code, text| {
-            codes.push(code);
-            texts.push(text);
-            Ok(())
-        },
-    )?;
-    Ok(Samples { seed, codes, texts })
+    Samples::collect(seed, n, |each| {
+        sample_prior_each(engine, n, seed, temperature, prior, bit_means, each)
+    })
 }
 
 /// Samples decoded per batch by [`sample_prior_each`].

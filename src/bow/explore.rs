@@ -228,22 +228,9 @@ pub fn sample_prior(
     prior: PriorChoice,
     bit_means: Option<&[f32]>,
 ) -> Result<Samples> {
-    let mut codes = Vec::new();
-    let mut texts = Vec::new();
-    sample_prior_each(
-        ck,
-        n,
-        seed,
-        temperature,
-        prior,
-        bit_means,
-        &mut |code, text| {
-            codes.push(code);
-            texts.push(text);
-            Ok(())
-        },
-    )?;
-    Ok(Samples { seed, codes, texts })
+    Samples::collect(seed, n, |each| {
+        sample_prior_each(ck, n, seed, temperature, prior, bit_means, each)
+    })
 }
 
 /// [`sample_prior`] handing each sample (code, top words) to `each` as soon as its batch of
