@@ -4,6 +4,8 @@
 //!
 //! Tensors are time-major: token ids (T, B), states (T, B, H).
 
+use std::sync::{Arc, Mutex};
+
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -11,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::gru::{bidirectional, Gru};
 use super::latent::{LatentKind, LatentParams};
 use super::ops::{linear_nll, linear_nll_inference};
+use super::quantized::QuantizedOutput;
 use crate::vocab::{BOS, EOS};
 
 /// How the encoder's states become one vector per sentence.
@@ -215,6 +218,9 @@ pub struct SeqAutoencoder {
     decoder: Gru,
     out: Linear,
     mi: Option<MiHead>,
+    /// The 8-bit output layer of the fast scoring path, with a fingerprint of the weights it
+    /// was made from, so that it is rebuilt after training changes them.
+    quantized_out: Arc<Mutex<Option<(u64, Arc<QuantizedOutput>)>>>,
 }
 
 impl SeqAutoencoder {
@@ -281,6 +287,7 @@ impl SeqAutoencoder {
             decoder,
             out,
             mi,
+            quantized_out: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -413,6 +420,127 @@ impl SeqAutoencoder {
             &batch.targets.flatten_all()?,
         )?; // ((T+1)·B,)
         nll.reshape((batch.len + 1, batch.batch_size))?.sum(0) // (B,)
+    }
+
+    /// The output layer in 8-bit form (see [`super::quantized`]), made once per set of weights.
+    pub fn quantized_output(&self) -> Result<Arc<QuantizedOutput>> {
+        let bias = self.out.bias().expect("the output layer has a bias");
+        let (weight, bias) = (self.out.weight().contiguous()?, bias.contiguous()?);
+        if !weight.device().is_cpu() || weight.dtype() != DType::F32 {
+            candle_core::bail!("the 8-bit output layer is made from f32 weights on the CPU");
+        }
+        let (wg, bg) = (weight.storage_and_layout().0, bias.storage_and_layout().0);
+        let (w, b) = match (&*wg, &*bg) {
+            (candle_core::Storage::Cpu(ws), candle_core::Storage::Cpu(bs)) => (
+                super::gru::contiguous_f32(ws, weight.layout(), "output weight")?,
+                super::gru::contiguous_f32(bs, bias.layout(), "output bias")?,
+            ),
+            _ => candle_core::bail!("the 8-bit output layer is made from CPU tensors"),
+        };
+        // Hashing the weights costs a read of them (~0.3 ms for 8000 × 256); copying them to
+        // compare would cost more.
+        let print =
+            super::quantized::fingerprint(w) ^ super::quantized::fingerprint(b).rotate_left(17);
+        let mut cache = self.quantized_out.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((p, q)) = cache.as_ref() {
+            if *p == print {
+                return Ok(q.clone());
+            }
+        }
+        let q = Arc::new(QuantizedOutput::new(
+            w,
+            b,
+            self.cfg.vocab_size,
+            self.cfg.hidden_dim,
+        ));
+        *cache = Some((print, q.clone()));
+        Ok(q)
+    }
+
+    /// The decoder's input projections for `dec_in` (T, B) -> (T, B, 3H), which do not depend
+    /// on the code unless z is fed at every step (then `None`): one projection serves every
+    /// code a batch is scored under.
+    pub fn decoder_projection(&self, dec_in: &Tensor) -> Result<Option<Tensor>> {
+        if self.highway.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.decoder
+                .input_projection(&self.embed(dec_in)?.detach())?
+                .detach(),
+        ))
+    }
+
+    /// Teacher-forced NLL per sentence, like [`Self::score_nll`], with the normaliser over the
+    /// vocabulary computed by the 8-bit output layer (within ~1e-3 nats per token of the exact
+    /// figure; see [`super::quantized`]). `projection` is [`Self::decoder_projection`] of
+    /// `batch.dec_in`, if the caller reuses one across codes.
+    pub fn score_nll_quantized(
+        &self,
+        z: Option<&Tensor>,
+        batch: &TokenBatch,
+        projection: Option<&Tensor>,
+    ) -> Result<Vec<f32>> {
+        let states = self.decode_states_with(z, &batch.dec_in, projection)?; // (T+1, B, H)
+        let targets = batch.targets.flatten_all()?.to_vec1::<u32>()?;
+        let nll = self.quantized_token_nll(&states, &targets)?;
+        let b = batch.batch_size;
+        let mut per_sentence = vec![0f32; b];
+        for row in nll.chunks_exact(b) {
+            for (s, x) in per_sentence.iter_mut().zip(row) {
+                *s += x;
+            }
+        }
+        Ok(per_sentence)
+    }
+
+    /// NLL of one sentence (word ids) under each code row of `z` (N, L), by the 8-bit output
+    /// layer: the per-bit bars. The decoder's input projection is made once for all codes.
+    pub fn score_sentence_quantized(&self, z: &Tensor, sentence: &[u32]) -> Result<Vec<f32>> {
+        let n = z.dim(0)?;
+        let one = TokenBatch::new(&[sentence], None, self.device())?;
+        let projection = match self.decoder_projection(&one.dec_in)? {
+            Some(p) => {
+                let (t, _, w) = p.dims3()?;
+                Some(p.broadcast_as((t, n, w))?.contiguous()?)
+            }
+            None => None,
+        };
+        let rows = vec![sentence; n];
+        let batch = TokenBatch::new(&rows, None, self.device())?;
+        self.score_nll_quantized(Some(z), &batch, projection.as_ref())
+    }
+
+    fn decode_states_with(
+        &self,
+        z: Option<&Tensor>,
+        dec_in: &Tensor,
+        projection: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let Some(gi) = projection else {
+            return Ok(self.decode_states(z, dec_in)?.detach());
+        };
+        let (_t, b) = dec_in.dims2()?;
+        let h0 = self
+            .initial_state(z.map(|z| z.detach()).as_ref(), b)?
+            .detach();
+        Ok(self.decoder.forward_projected(gi, &h0, false)?.detach())
+    }
+
+    fn quantized_token_nll(&self, states: &Tensor, targets: &[u32]) -> Result<Vec<f32>> {
+        let h = self.cfg.hidden_dim;
+        let flat = states
+            .reshape(((), h))?
+            .contiguous()?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        if let Some(&bad) = targets.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
+            candle_core::bail!(
+                "score: word id {bad} outside the vocabulary of {}",
+                self.cfg.vocab_size
+            );
+        }
+        Ok(self.quantized_output()?.nll(&flat, targets))
     }
 
     /// Mutual-information term: an auxiliary network reads the mean decoder state and predicts
