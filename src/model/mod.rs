@@ -9,7 +9,7 @@ pub mod gru;
 pub mod kernels;
 pub mod latent;
 pub mod ops;
-pub mod quantized;
+pub mod output_layer;
 pub mod seq;
 
 use std::collections::BTreeMap;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::gru::{bidirectional, Gru};
 use super::latent::{LatentKind, LatentParams};
 use super::ops::{linear_nll, linear_nll_inference};
-use super::quantized::QuantizedOutput;
+use super::output_layer::PackedOutput;
 use crate::vocab::{BOS, EOS};
 
 /// How the encoder's states become one vector per sentence.
@@ -220,7 +220,7 @@ pub struct SeqAutoencoder {
     mi: Option<MiHead>,
     /// The 8-bit output layer of the fast scoring path, with a fingerprint of the weights it
     /// was made from, so that it is rebuilt after training changes them.
-    quantized_out: Arc<Mutex<Option<(u64, Arc<QuantizedOutput>)>>>,
+    packed_out: Arc<Mutex<Option<(u64, Arc<PackedOutput>)>>>,
 }
 
 impl SeqAutoencoder {
@@ -287,7 +287,7 @@ impl SeqAutoencoder {
             decoder,
             out,
             mi,
-            quantized_out: Arc::new(Mutex::new(None)),
+            packed_out: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -413,17 +413,24 @@ impl SeqAutoencoder {
         let states = self.decode_states(z, &batch.dec_in)?; // (T+1, B, H)
         let flat = states.reshape(((), self.cfg.hidden_dim))?; // ((T+1)·B, H)
         let bias = self.out.bias().expect("the output layer has a bias");
-        let nll = linear_nll_inference(
-            &flat,
-            self.out.weight(),
-            bias,
-            &batch.targets.flatten_all()?,
-        )?; // ((T+1)·B,)
+        let targets = batch.targets.flatten_all()?;
+        let packed = if flat.device().is_cpu() && flat.dtype() == DType::F32 {
+            let states = flat.detach().flatten_all()?.to_vec1::<f32>()?;
+            let ids = targets.to_vec1::<u32>()?;
+            self.check_targets(&ids)?;
+            self.packed_output()?.nll_exact(&states, &ids)
+        } else {
+            None
+        };
+        let nll = match packed {
+            Some(nll) => Tensor::from_vec(nll, flat.dim(0)?, flat.device())?,
+            None => linear_nll_inference(&flat, self.out.weight(), bias, &targets)?,
+        }; // ((T+1)·B,)
         nll.reshape((batch.len + 1, batch.batch_size))?.sum(0) // (B,)
     }
 
     /// The output layer in 8-bit form (see [`super::quantized`]), made once per set of weights.
-    pub fn quantized_output(&self) -> Result<Arc<QuantizedOutput>> {
+    pub fn packed_output(&self) -> Result<Arc<PackedOutput>> {
         let bias = self.out.bias().expect("the output layer has a bias");
         let (weight, bias) = (self.out.weight().contiguous()?, bias.contiguous()?);
         if !weight.device().is_cpu() || weight.dtype() != DType::F32 {
@@ -439,15 +446,15 @@ impl SeqAutoencoder {
         };
         // Hashing the weights costs a read of them (~0.3 ms for 8000 × 256); copying them to
         // compare would cost more.
-        let print =
-            super::quantized::fingerprint(w) ^ super::quantized::fingerprint(b).rotate_left(17);
-        let mut cache = self.quantized_out.lock().unwrap_or_else(|e| e.into_inner());
+        let print = super::output_layer::fingerprint(w)
+            ^ super::output_layer::fingerprint(b).rotate_left(17);
+        let mut cache = self.packed_out.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((p, q)) = cache.as_ref() {
             if *p == print {
                 return Ok(q.clone());
             }
         }
-        let q = Arc::new(QuantizedOutput::new(
+        let q = Arc::new(PackedOutput::new(
             w,
             b,
             self.cfg.vocab_size,
@@ -534,13 +541,18 @@ impl SeqAutoencoder {
             .contiguous()?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        if let Some(&bad) = targets.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
-            candle_core::bail!(
+        self.check_targets(targets)?;
+        Ok(self.packed_output()?.nll(&flat, targets))
+    }
+
+    fn check_targets(&self, targets: &[u32]) -> Result<()> {
+        match targets.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
+            Some(bad) => candle_core::bail!(
                 "score: word id {bad} outside the vocabulary of {}",
                 self.cfg.vocab_size
-            );
+            ),
+            None => Ok(()),
         }
-        Ok(self.quantized_output()?.nll(&flat, targets))
     }
 
     /// Mutual-information term: an auxiliary network reads the mean decoder state and predicts

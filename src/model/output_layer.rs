@@ -1,14 +1,21 @@
-//! An 8-bit copy of the output layer for scoring many hidden states fast: the per-bit
-//! perplexity bars (65 codes × every word of a sentence) and `eval`'s flip analysis (64 flips of
-//! 1,000 sentences) are almost all output-layer work, a (rows × 256) · (256 × 8000) product.
+//! Packed copies of the output layer for scoring many hidden states: every teacher-forced
+//! NLL (`eval`, `score`, the per-bit bars, the flip analysis) is mostly a (rows × 256) ·
+//! (256 × 8000) product followed by a log-sum-exp per row.
 //!
-//! The normaliser log Σ_v exp(w_v·h + b_v) is computed from integer dot products: each
-//! vocabulary row w_v is stored as int8 with its own scale, each hidden state is quantised to
-//! uint8 around 128 with its own scale, and AVX-512 VNNI (`vpdpbusd`) multiplies 64 byte pairs
-//! per instruction, four times fp32's 16. The target word's logit, which decides most of a
-//! token's NLL, is computed exactly in fp32. Quantisation errors of the other logits are small
-//! (~1e-2) and unbiased, so they mostly cancel inside the sum: the NLL of a sentence stays
-//! within ~1e-3 nats per token of the exact fp32 figure (the tests bound it).
+//! **fp32, exact.** The weights are packed once (per set of weights) into panels of 16
+//! vocabulary rows that an 8 × 48 AVX-512 micro-tile streams, so scoring never repacks 8 MB of
+//! weights per block of rows the way a general matrix product does. Below AVX-512 the general
+//! product ([`super::ops::linear_nll_inference`]) runs instead.
+//!
+//! **8-bit, approximate, for the bars and the flip analysis.** The normaliser
+//! log Σ_v exp(w_v·h + b_v) is computed from integer dot products: each vocabulary row w_v is
+//! stored as int8 with its own scale, each hidden state is quantised to uint8 around 128 with
+//! its own scale, and AVX-512 VNNI (`vpdpbusd`) multiplies 64 byte pairs per instruction, four
+//! times fp32's 16. The target word's logit and those of the words that carry most of the
+//! probability (within [`LEADER_GAP`] nats of the normaliser) are then recomputed exactly in
+//! fp32: one state's quantisation error shifts its logits coherently, and only the many small
+//! terms of the tail, whose errors cancel, keep it. A sentence's NLL stays within ~1e-3 of the
+//! exact figure (relative; the tests and `bench --interactive` measure it).
 //!
 //! Integer dot products are exact, so every kernel level (VNNI, the portable loops the
 //! compiler vectorises for AVX2 or plain x86-64) gives the same logits; the tests check that.
@@ -30,7 +37,7 @@ const LEADER_GAP: f32 = 7.0;
 
 /// The output layer `logits = W h + b` (W: vocab × hidden) in the packed 8-bit form the
 /// kernels read, plus the exact weights for target logits.
-pub struct QuantizedOutput {
+pub struct PackedOutput {
     vocab: usize,
     hidden: usize,
     /// ⌈hidden / 4⌉: `vpdpbusd` sums groups of four byte products.
@@ -48,13 +55,15 @@ pub struct QuantizedOutput {
     /// The bias padded to the packed vocabulary.
     bias_padded: Vec<f32>,
     weight: Vec<f32>,
+    /// fp32 panels: panel p, hidden unit k, vocabulary row j of the panel: w[16p + j][k].
+    packed_f32: Vec<f32>,
 }
 
-impl std::fmt::Debug for QuantizedOutput {
+impl std::fmt::Debug for PackedOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "QuantizedOutput {{ vocab: {}, hidden: {} }}",
+            "PackedOutput {{ vocab: {}, hidden: {} }}",
             self.vocab, self.hidden
         )
     }
@@ -98,7 +107,7 @@ fn quantize_signed(row: &[f32], out: &mut [i8]) -> f32 {
     max / 127.0
 }
 
-impl QuantizedOutput {
+impl PackedOutput {
     /// Packs `weight` (vocab × hidden, row-major) and `bias` (vocab).
     pub fn new(weight: &[f32], bias: &[f32], vocab: usize, hidden: usize) -> Self {
         assert_eq!(weight.len(), vocab * hidden, "output weight size");
@@ -109,6 +118,13 @@ impl QuantizedOutput {
         let mut packed = vec![0i8; panels * quads * 64];
         let mut scale = vec![0f32; padded_vocab];
         let mut zero_point_sum = vec![0i32; padded_vocab];
+        let mut packed_f32 = vec![0f32; panels * hidden * PANEL];
+        for v in 0..vocab {
+            let (p, j) = (v / PANEL, v % PANEL);
+            for k in 0..hidden {
+                packed_f32[(p * hidden + k) * PANEL + j] = weight[v * hidden + k];
+            }
+        }
         let mut row_q = vec![0i8; quads * 4];
         for v in 0..vocab {
             let s = quantize_signed(&weight[v * hidden..(v + 1) * hidden], &mut row_q[..hidden]);
@@ -135,6 +151,7 @@ impl QuantizedOutput {
                 .take(padded_vocab)
                 .collect(),
             weight: weight.to_vec(),
+            packed_f32,
         }
     }
 
@@ -185,6 +202,59 @@ impl QuantizedOutput {
                 },
             );
         out
+    }
+
+    /// Exact fp32 NLL of `targets[i]` under row i of `hidden` (rows × hidden, row-major), or
+    /// `None` below AVX-512, where the caller's general matrix product is the faster choice.
+    pub fn nll_exact(&self, hidden: &[f32], targets: &[u32]) -> Option<Vec<f32>> {
+        if kernels::active_level() != Level::Avx512 {
+            return None;
+        }
+        let h = self.hidden;
+        assert_eq!(hidden.len(), targets.len() * h, "hidden states and targets");
+        assert!(
+            targets.iter().all(|&t| (t as usize) < self.vocab),
+            "target outside the vocabulary"
+        );
+        let padded_vocab = self.panels * PANEL;
+        let mut out = vec![0f32; targets.len()];
+        out.par_chunks_mut(TILE_ROWS)
+            .zip(hidden.par_chunks(TILE_ROWS * h))
+            .zip(targets.par_chunks(TILE_ROWS))
+            .for_each_init(
+                || {
+                    (
+                        vec![0f32; TILE_ROWS * h],
+                        vec![0f32; TILE_ROWS * padded_vocab],
+                    )
+                },
+                |(a, logits), ((out, rows), tgt)| {
+                    a.fill(0.0);
+                    a[..rows.len()].copy_from_slice(rows);
+                    let mut tile = [0f32; TILE_ROWS * TILE_COLS];
+                    for group in 0..self.panels / TILE_PANELS {
+                        let w = &self.packed_f32[group * TILE_PANELS * h * PANEL..]
+                            [..TILE_PANELS * h * PANEL];
+                        float_tile(a, w, h, &mut tile);
+                        let v0 = group * TILE_COLS;
+                        for r in 0..out.len() {
+                            let dst = &mut logits[r * padded_vocab + v0..][..TILE_COLS];
+                            for ((d, &x), &b) in dst
+                                .iter_mut()
+                                .zip(&tile[r * TILE_COLS..(r + 1) * TILE_COLS])
+                                .zip(&self.bias_padded[v0..v0 + TILE_COLS])
+                            {
+                                *d = x + b;
+                            }
+                        }
+                    }
+                    for (r, (o, &t)) in out.iter_mut().zip(tgt).enumerate() {
+                        let row = &logits[r * padded_vocab..][..self.vocab];
+                        *o = kernels::log_sum_exp(row) - row[t as usize];
+                    }
+                },
+            );
+        Some(out)
     }
 
     fn exact_logit(&self, state: &[f32], v: usize) -> f32 {
@@ -239,6 +309,56 @@ impl QuantizedOutput {
                     &mut logits[r * padded_vocab + v0..][..TILE_COLS],
                 );
             }
+        }
+    }
+}
+
+/// tile (8 × 48) = a (8 rows × h, fp32) · three fp32 panels of `w` (AVX-512 only: see
+/// [`PackedOutput::nll_exact`]).
+fn float_tile(a: &[f32], w: &[f32], h: usize, tile: &mut [f32; TILE_ROWS * TILE_COLS]) {
+    assert!(a.len() >= TILE_ROWS * h && w.len() >= TILE_PANELS * h * PANEL);
+    #[cfg(target_arch = "x86_64")]
+    if kernels::active_level() == Level::Avx512 {
+        // SAFETY: the level is only AVX-512 where the CPU has it; the assertion bounds the loads.
+        unsafe { float_tile_avx512(a, w, h, tile) };
+        return;
+    }
+    for r in 0..TILE_ROWS {
+        for c in 0..TILE_COLS {
+            let (p, j) = (c / PANEL, c % PANEL);
+            tile[r * TILE_COLS + c] = (0..h)
+                .map(|k| a[r * h + k] * w[(p * h + k) * PANEL + j])
+                .sum();
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn float_tile_avx512(
+    a: &[f32],
+    w: &[f32],
+    h: usize,
+    tile: &mut [f32; TILE_ROWS * TILE_COLS],
+) {
+    use std::arch::x86_64::*;
+    let (a_ptr, w_ptr) = (a.as_ptr(), w.as_ptr());
+    let stride = h * PANEL;
+    let mut acc = [[_mm512_setzero_ps(); TILE_PANELS]; TILE_ROWS];
+    for k in 0..h {
+        let w0 = _mm512_loadu_ps(w_ptr.add(k * PANEL));
+        let w1 = _mm512_loadu_ps(w_ptr.add(stride + k * PANEL));
+        let w2 = _mm512_loadu_ps(w_ptr.add(2 * stride + k * PANEL));
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let av = _mm512_set1_ps(*a_ptr.add(r * h + k));
+            acc_r[0] = _mm512_fmadd_ps(av, w0, acc_r[0]);
+            acc_r[1] = _mm512_fmadd_ps(av, w1, acc_r[1]);
+            acc_r[2] = _mm512_fmadd_ps(av, w2, acc_r[2]);
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        for (p, v) in acc_r.iter().enumerate() {
+            _mm512_storeu_ps(tile.as_mut_ptr().add(r * TILE_COLS + p * PANEL), *v);
         }
     }
 }
@@ -393,7 +513,7 @@ mod tests {
         let b = values(v, 0.7, 1.0);
         let hidden = values(n * h, 0.29, 0.8);
         let targets: Vec<u32> = (0..n as u32).map(|i| (i * 97) % v as u32).collect();
-        let q = QuantizedOutput::new(&w, &b, v, h);
+        let q = PackedOutput::new(&w, &b, v, h);
         let exact = exact_nll(&w, &b, &hidden, &targets, h);
         let mut per_level = Vec::new();
         for level in kernels::available_levels() {
@@ -416,6 +536,29 @@ mod tests {
                     "{}: {g} vs baseline {r}",
                     level.name()
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn packed_exact_nll_matches_the_reference_where_it_runs() {
+        let (v, h, n) = (1003, 37, 19);
+        let w = values(v * h, 0.013, 0.6);
+        let b = values(v, 0.7, 1.0);
+        let hidden = values(n * h, 0.29, 0.8);
+        let targets: Vec<u32> = (0..n as u32).map(|i| (i * 97) % v as u32).collect();
+        let q = PackedOutput::new(&w, &b, v, h);
+        let exact = exact_nll(&w, &b, &hidden, &targets, h);
+        for level in kernels::available_levels() {
+            let got = kernels::with_level(level, || q.nll_exact(&hidden, &targets));
+            match got {
+                Some(got) => {
+                    assert_eq!(level, Level::Avx512);
+                    for (g, e) in got.iter().zip(&exact) {
+                        assert!((g - e).abs() < 1e-4 * e.abs().max(1.0), "{g} vs {e}");
+                    }
+                }
+                None => assert_ne!(level, Level::Avx512, "AVX-512 runs the packed kernel"),
             }
         }
     }
@@ -449,7 +592,7 @@ mod tests {
         w[3 * h..4 * h].fill(0.0);
         let b = values(v, 0.3, 1.0);
         let hidden = vec![0f32; 2 * h];
-        let q = QuantizedOutput::new(&w, &b, v, h);
+        let q = PackedOutput::new(&w, &b, v, h);
         let got = q.nll(&hidden, &[3, 5]);
         let exact = exact_nll(&w, &b, &hidden, &[3, 5], h);
         for (g, e) in got.iter().zip(&exact) {
