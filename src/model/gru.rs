@@ -20,6 +20,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, T
 use candle_nn::VarBuilder;
 
 use super::kernels;
+use super::packed::PackedMatrix;
 
 #[derive(Debug, Clone)]
 pub struct Gru {
@@ -269,21 +270,27 @@ fn forward_direction(
         .flat_map(|bi| h0[(bi * dirs + d) * hsz..][..hsz].iter().copied())
         .collect();
     let b_hh: Vec<f32> = (0..h3).map(|j| whh[j * (hsz + 1) + hsz]).collect();
+    // Packed once per sequence instead of once per step inside the general product.
+    let packed = PackedMatrix::new(whh, h3, hsz, hsz + 1);
     for t in dims.order(reverse) {
         // gh (B, 3H) = h_prev (B, H) · W_hhᵀ (H, 3H)
-        sgemm(
-            b,
-            h3,
-            hsz,
-            &mut gh,
-            (h3, 1),
-            false,
-            &h_prev,
-            (hsz, 1),
-            whh,
-            (1, hsz + 1),
-            false,
-        );
+        if let Some(p) = &packed {
+            p.matmul(&h_prev, b, &mut gh, h3);
+        } else {
+            sgemm(
+                b,
+                h3,
+                hsz,
+                &mut gh,
+                (h3, 1),
+                false,
+                &h_prev,
+                (hsz, 1),
+                whh,
+                (1, hsz + 1),
+                false,
+            );
+        }
         let cache_t = &mut cache[t * 4 * step_len..(t + 1) * 4 * step_len];
         let (r_c, rest) = cache_t.split_at_mut(step_len);
         let (z_c, rest) = rest.split_at_mut(step_len);

@@ -23,17 +23,11 @@
 use rayon::prelude::*;
 
 use super::kernels::{self, Level};
-
-/// Vocabulary rows per panel: one 512-bit register of int32 accumulators.
-const PANEL: usize = 16;
-/// Panels per micro-tile and hidden-state rows per micro-tile: 3 × 8 = 24 accumulators.
-const TILE_PANELS: usize = 3;
-const TILE_ROWS: usize = 8;
-const TILE_COLS: usize = PANEL * TILE_PANELS;
+use super::packed::{float_tile, PANEL, TILE_COLS, TILE_PANELS, TILE_ROWS};
 
 /// Words whose approximate logit is within this many nats of the log-normaliser (probability
-/// above e^-7 ≈ 0.1%, so at most ~1,100 of them) get their logit recomputed exactly.
-const LEADER_GAP: f32 = 7.0;
+/// above e^-6 ≈ 0.25%, so at most ~400 of them) get their logit recomputed exactly.
+const LEADER_GAP: f32 = 6.0;
 
 /// The output layer `logits = W h + b` (W: vocab × hidden) in the packed 8-bit form the
 /// kernels read, plus the exact weights for target logits.
@@ -309,56 +303,6 @@ impl PackedOutput {
                     &mut logits[r * padded_vocab + v0..][..TILE_COLS],
                 );
             }
-        }
-    }
-}
-
-/// tile (8 × 48) = a (8 rows × h, fp32) · three fp32 panels of `w` (AVX-512 only: see
-/// [`PackedOutput::nll_exact`]).
-fn float_tile(a: &[f32], w: &[f32], h: usize, tile: &mut [f32; TILE_ROWS * TILE_COLS]) {
-    assert!(a.len() >= TILE_ROWS * h && w.len() >= TILE_PANELS * h * PANEL);
-    #[cfg(target_arch = "x86_64")]
-    if kernels::active_level() == Level::Avx512 {
-        // SAFETY: the level is only AVX-512 where the CPU has it; the assertion bounds the loads.
-        unsafe { float_tile_avx512(a, w, h, tile) };
-        return;
-    }
-    for r in 0..TILE_ROWS {
-        for c in 0..TILE_COLS {
-            let (p, j) = (c / PANEL, c % PANEL);
-            tile[r * TILE_COLS + c] = (0..h)
-                .map(|k| a[r * h + k] * w[(p * h + k) * PANEL + j])
-                .sum();
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn float_tile_avx512(
-    a: &[f32],
-    w: &[f32],
-    h: usize,
-    tile: &mut [f32; TILE_ROWS * TILE_COLS],
-) {
-    use std::arch::x86_64::*;
-    let (a_ptr, w_ptr) = (a.as_ptr(), w.as_ptr());
-    let stride = h * PANEL;
-    let mut acc = [[_mm512_setzero_ps(); TILE_PANELS]; TILE_ROWS];
-    for k in 0..h {
-        let w0 = _mm512_loadu_ps(w_ptr.add(k * PANEL));
-        let w1 = _mm512_loadu_ps(w_ptr.add(stride + k * PANEL));
-        let w2 = _mm512_loadu_ps(w_ptr.add(2 * stride + k * PANEL));
-        for (r, acc_r) in acc.iter_mut().enumerate() {
-            let av = _mm512_set1_ps(*a_ptr.add(r * h + k));
-            acc_r[0] = _mm512_fmadd_ps(av, w0, acc_r[0]);
-            acc_r[1] = _mm512_fmadd_ps(av, w1, acc_r[1]);
-            acc_r[2] = _mm512_fmadd_ps(av, w2, acc_r[2]);
-        }
-    }
-    for (r, acc_r) in acc.iter().enumerate() {
-        for (p, v) in acc_r.iter().enumerate() {
-            _mm512_storeu_ps(tile.as_mut_ptr().add(r * TILE_COLS + p * PANEL), *v);
         }
     }
 }
