@@ -60,25 +60,47 @@ pub fn score_sentences(
     mode: CodeMode,
     rng: &mut StdRng,
 ) -> Result<SplitScore> {
-    let mut score = SplitScore::default();
+    let mut scores = score_sentences_modes(model, vocab, sentences, &[mode], rng)?;
+    Ok(scores.remove(0))
+}
+
+/// [`score_sentences`] for several code modes in one pass over the batches: the encoder and
+/// the decoder's input projection run once per batch for all of them. Only sampling draws from
+/// `rng`, so each mode's figure is the one a pass of its own would give.
+pub fn score_sentences_modes(
+    model: &SeqAutoencoder,
+    vocab: &Vocab,
+    sentences: &[Vec<u32>],
+    modes: &[CodeMode],
+    rng: &mut StdRng,
+) -> Result<Vec<SplitScore>> {
+    let mut scores = vec![SplitScore::default(); modes.len()];
     let lengths: Vec<usize> = sentences.iter().map(|s| s.len()).collect();
     for idx in length_batches(&lengths, EVAL_BATCH_TOKENS, EVAL_MAX_BATCH) {
         let rows: Vec<&[u32]> = idx.iter().map(|&i| sentences[i].as_slice()).collect();
         let batch = TokenBatch::new(&rows, None, model.device())?;
-        let z = if model.kind().has_latent() {
-            let params = model.encode(&batch.src)?;
-            score.kl_sum += params.kl()?.sum_all()?.to_scalar::<f32>()? as f64;
-            Some(params.code(mode, rng)?)
+        let params = if model.kind().has_latent() {
+            Some(model.encode(&batch.src)?)
         } else {
             None
         };
-        let nll = model.score_nll(z.as_ref(), &batch)?;
-        score.nll_sum += nll.sum_all()?.to_scalar::<f32>()? as f64;
-        score.sentences += rows.len();
-        score.tokens += batch.target_tokens();
-        score.words += rows.iter().map(|r| vocab.word_count(r) + 1).sum::<usize>();
+        let kl = match &params {
+            Some(p) => p.kl()?.sum_all()?.to_scalar::<f32>()? as f64,
+            None => 0.0,
+        };
+        let projection = model.decoder_projection(&batch.dec_in)?;
+        let words = rows.iter().map(|r| vocab.word_count(r) + 1).sum::<usize>();
+        for (score, &mode) in scores.iter_mut().zip(modes) {
+            let z = params.as_ref().map(|p| p.code(mode, rng)).transpose()?;
+            let nll = model.score_nll_with(z.as_ref(), &batch, projection.as_ref())?;
+            score.nll_sum += nll.sum_all()?.to_scalar::<f32>()? as f64;
+            score.kl_sum += kl;
+            score.sentences += rows.len();
+            score.tokens += batch.target_tokens();
+            score.words += words;
+        }
     }
-    Ok(score)
+    Ok(scores)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -188,8 +210,8 @@ pub fn evaluate(
     let mut done = 0.0;
     let mut kl = 0.0;
     let mut tokens = 0;
-    for mode in &modes {
-        let s = score_sentences(model, vocab, sentences, *mode, &mut rng)?;
+    let per_mode = score_sentences_modes(model, vocab, sentences, &modes, &mut rng)?;
+    for (mode, s) in modes.iter().zip(per_mode) {
         let name = if kind.has_latent() {
             mode.name()
         } else {

@@ -349,6 +349,19 @@ fn backward_direction(
     let mut dgi = vec![0f32; t_len * b * h3];
     let mut dgh = vec![0f32; t_len * b * h3];
     let mut carry = vec![0f32; step_len];
+    // W_hhᵀ packed once for the per-step product above (H outputs, 3H inner).
+    let packed_t = if kernels::active_level() == kernels::Level::Avx512 {
+        let mut transposed = vec![0f32; hsz * h3];
+        for j in 0..h3 {
+            for k in 0..hsz {
+                transposed[k * h3 + j] = whh[j * (hsz + 1) + k];
+            }
+        }
+        PackedMatrix::new(&transposed, hsz, h3, h3)
+    } else {
+        None
+    };
+    let mut through_whh = vec![0f32; step_len];
     for &t in order.iter().rev() {
         let c = &cache[t * 4 * step_len..(t + 1) * 4 * step_len];
         let (r_c, z_c, n_c, ghn_c) = (
@@ -381,19 +394,24 @@ fn backward_direction(
             );
         }
         // carry (B, H) += dgh_t (B, 3H) · W_hh (3H, H)
-        sgemm(
-            b,
-            hsz,
-            h3,
-            &mut carry,
-            (hsz, 1),
-            true,
-            dgh_t,
-            (h3, 1),
-            whh,
-            (hsz + 1, 1),
-            false,
-        );
+        if let Some(p) = &packed_t {
+            p.matmul(dgh_t, b, &mut through_whh, hsz);
+            kernels::add_assign(&mut carry, &through_whh);
+        } else {
+            sgemm(
+                b,
+                hsz,
+                h3,
+                &mut carry,
+                (hsz, 1),
+                true,
+                dgh_t,
+                (h3, 1),
+                whh,
+                (hsz + 1, 1),
+                false,
+            );
+        }
     }
     // [dW_hh | db_hh] (3H, H+1): dW_hh = dghᵀ (3H, T·B) · h_before (T·B, H); db_hh = Σ dgh.
     let mut dw = vec![0f32; h3 * (hsz + 1)];

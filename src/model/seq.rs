@@ -410,7 +410,18 @@ impl SeqAutoencoder {
     /// Teacher-forced NLL per sentence (B,) for scoring only: the same numbers as
     /// [`Self::sentence_nll`] without a backward pass or the (tokens × vocab) buffer it keeps.
     pub fn score_nll(&self, z: Option<&Tensor>, batch: &TokenBatch) -> Result<Tensor> {
-        let states = self.decode_states(z, &batch.dec_in)?; // (T+1, B, H)
+        self.score_nll_with(z, batch, None)
+    }
+
+    /// [`Self::score_nll`] with the decoder's input projection of `batch.dec_in` given
+    /// ([`Self::decoder_projection`]), for callers that score one batch under several codes.
+    pub fn score_nll_with(
+        &self,
+        z: Option<&Tensor>,
+        batch: &TokenBatch,
+        projection: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let states = self.decode_states_with(z, &batch.dec_in, projection)?; // (T+1, B, H)
         let flat = states.reshape(((), self.cfg.hidden_dim))?; // ((T+1)·B, H)
         let bias = self.out.bias().expect("the output layer has a bias");
         let targets = batch.targets.flatten_all()?;
