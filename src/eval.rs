@@ -523,6 +523,32 @@ fn gaussian_report(model: &SeqAutoencoder, sentences: &[Vec<u32>]) -> Result<Gau
 mod tests {
     use super::*;
 
+    #[test]
+    fn modes_scored_together_equal_modes_scored_apart() -> Result<()> {
+        let cfg = crate::model::SeqConfig::tiny(40, LatentKind::Binary);
+        let built = crate::model::Built::seq(&cfg, 5, &candle_core::Device::Cpu)?;
+        let vocab = Vocab::train(["a b c d e f g h i j k l m n o p"].into_iter(), 40, 1)?;
+        let sentences: Vec<Vec<u32>> = (0..9u32)
+            .map(|i| (0..3 + i % 4).map(|j| 4 + (i * 5 + j * 3) % 16).collect())
+            .collect();
+        let together = score_sentences_modes(
+            &built.model,
+            &vocab,
+            &sentences,
+            &CodeMode::ALL,
+            &mut StdRng::seed_from_u64(9),
+        )?;
+        let mut rng = StdRng::seed_from_u64(9);
+        for (mode, joint) in CodeMode::ALL.iter().zip(&together) {
+            let alone = score_sentences(&built.model, &vocab, &sentences, *mode, &mut rng)?;
+            assert!((alone.nll_sum - joint.nll_sum).abs() < 1e-3, "{mode:?}");
+            assert_eq!((alone.tokens, alone.words), (joint.tokens, joint.words));
+            assert!((alone.kl_sum - joint.kl_sum).abs() < 1e-3);
+        }
+        assert!(together[0].nll_sum != together[2].nll_sum, "modes differ");
+        Ok(())
+    }
+
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         p.iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))

@@ -595,3 +595,88 @@ impl SeqAutoencoder {
         Ok((logits, h))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{named_vars, Built};
+    use candle_core::Device;
+
+    fn sentences() -> Vec<Vec<u32>> {
+        vec![vec![5, 9, 13, 7, 22, 31], vec![40, 6, 6, 18, 11, 4]]
+    }
+
+    fn codes(n: usize, l: usize) -> Tensor {
+        let bits: Vec<f32> = (0..n * l).map(|i| ((i * 7 + i / 3) % 2) as f32).collect();
+        Tensor::from_vec(bits, (n, l), &Device::Cpu).unwrap()
+    }
+
+    /// The 8-bit scoring path against the exact one, for both decoder wirings, at every kernel
+    /// level; then again after the output weights change (the cached copy must follow them).
+    #[test]
+    fn quantized_scores_follow_the_exact_ones_and_the_weights() -> Result<()> {
+        for z_every_step in [false, true] {
+            let cfg = SeqConfig {
+                z_every_step,
+                ..SeqConfig::tiny(50, LatentKind::Binary)
+            };
+            let built = Built::seq(&cfg, 3, &Device::Cpu)?;
+            let model = &built.model;
+            let check = |model: &SeqAutoencoder| -> Result<()> {
+                for level in crate::model::kernels::available_levels() {
+                    crate::model::kernels::with_level(level, || -> Result<()> {
+                        let s = sentences();
+                        let z = codes(5, cfg.latent_dim);
+                        let got = model.score_sentence_quantized(&z, &s[0])?;
+                        let rows = vec![s[0].as_slice(); 5];
+                        let batch = TokenBatch::new(&rows, None, model.device())?;
+                        let exact = model.score_nll(Some(&z), &batch)?.to_vec1::<f32>()?;
+                        for (g, e) in got.iter().zip(&exact) {
+                            assert!(
+                                (g - e).abs() < 2e-3 * e.abs(),
+                                "{}: {g} vs exact {e}",
+                                level.name()
+                            );
+                        }
+                        // A batch of different sentences, with and without a shared projection.
+                        let rows: Vec<&[u32]> = s.iter().map(|r| r.as_slice()).collect();
+                        let batch = TokenBatch::new(&rows, None, model.device())?;
+                        let z = codes(2, cfg.latent_dim);
+                        let projection = model.decoder_projection(&batch.dec_in)?;
+                        assert_eq!(projection.is_none(), z_every_step);
+                        let shared =
+                            model.score_nll_quantized(Some(&z), &batch, projection.as_ref())?;
+                        let alone = model.score_nll_quantized(Some(&z), &batch, None)?;
+                        let exact = model
+                            .score_nll_with(Some(&z), &batch, projection.as_ref())?
+                            .to_vec1::<f32>()?;
+                        let exact_alone = model.score_nll(Some(&z), &batch)?.to_vec1::<f32>()?;
+                        for i in 0..2 {
+                            assert!((shared[i] - alone[i]).abs() < 1e-5);
+                            assert!((exact[i] - exact_alone[i]).abs() < 1e-5);
+                            assert!((shared[i] - exact[i]).abs() < 2e-3 * exact[i].abs());
+                        }
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            };
+            check(model)?;
+            let before =
+                model.score_sentence_quantized(&codes(1, cfg.latent_dim), &sentences()[0])?;
+            for (name, var) in named_vars(&built.varmap) {
+                if name == "out.weight" {
+                    var.set(&(var.as_tensor() * 1.7)?)?;
+                }
+            }
+            let after =
+                model.score_sentence_quantized(&codes(1, cfg.latent_dim), &sentences()[0])?;
+            assert!(
+                (before[0] - after[0]).abs() > 1e-3,
+                "the cached 8-bit layer went stale"
+            );
+            check(model)?;
+        }
+        Ok(())
+    }
+}
