@@ -160,7 +160,7 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport
     let encode_times = timed(opts.warmup, opts.steps, || {
         let b = &batches[i % batches.len()];
         i += 1;
-        let params = model.encode(&b.src)?;
+        let params = model.encode_inference(&b.src)?;
         let _bits = params
             .code(CodeMode::Rounded, &mut crng)?
             .to_vec2::<f32>()?;
@@ -171,7 +171,9 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport
     let score_times = timed(opts.warmup, opts.steps, || {
         let b = &batches[i % batches.len()];
         i += 1;
-        let z = model.encode(&b.src)?.code(CodeMode::Rounded, &mut crng)?;
+        let z = model
+            .encode_inference(&b.src)?
+            .code(CodeMode::Rounded, &mut crng)?;
         let nll = model.score_nll(Some(&z), b)?;
         let _ = nll.to_vec1::<f32>()?;
         Ok(())

@@ -80,7 +80,7 @@ pub fn score_sentences_modes(
         let rows: Vec<&[u32]> = idx.iter().map(|&i| sentences[i].as_slice()).collect();
         let batch = TokenBatch::new(&rows, None, model.device())?;
         let params = if model.kind().has_latent() {
-            Some(model.encode(&batch.src)?)
+            Some(model.encode_inference(&batch.src)?)
         } else {
             None
         };
@@ -374,7 +374,7 @@ fn all_codes(
     for idx in length_batches(&lengths, EVAL_BATCH_TOKENS, EVAL_MAX_BATCH) {
         let rows: Vec<&[u32]> = idx.iter().map(|&i| sentences[i].as_slice()).collect();
         let batch = TokenBatch::new(&rows, None, model.device())?;
-        let params = model.encode(&batch.src)?;
+        let params = model.encode_inference(&batch.src)?;
         let m = params.mean()?.to_vec2::<f32>()?;
         let c = params.code(CodeMode::Rounded, &mut rng)?.to_vec2::<f32>()?;
         for ((&i, m), c) in idx.iter().zip(m).zip(c) {
@@ -491,7 +491,7 @@ fn gaussian_report(model: &SeqAutoencoder, sentences: &[Vec<u32>]) -> Result<Gau
     for idx in length_batches(&lengths, EVAL_BATCH_TOKENS, EVAL_MAX_BATCH) {
         let rows: Vec<&[u32]> = idx.iter().map(|&i| sentences[i].as_slice()).collect();
         let batch = TokenBatch::new(&rows, None, model.device())?;
-        let params = model.encode(&batch.src)?;
+        let params = model.encode_inference(&batch.src)?;
         let per_dim = params
             .kl_per_dim()?
             .sum(0)?

@@ -291,6 +291,42 @@ impl SeqAutoencoder {
         })
     }
 
+    /// The same model on detached weights, for inference: no op records a graph, and the
+    /// fused GRU keeps no activations for a backward pass (the copies share storage).
+    pub fn detached(&self) -> Self {
+        let linear = |l: &Linear| Linear::new(l.weight().detach(), l.bias().map(|b| b.detach()));
+        Self {
+            cfg: self.cfg.clone(),
+            embedding: Embedding::new(self.embedding.embeddings().detach(), self.cfg.embed_dim),
+            encoder: self
+                .encoder
+                .as_ref()
+                .map(|(f, b)| (f.detached(), b.detached())),
+            attention: self.attention.as_ref().map(|a| Attention {
+                proj: linear(&a.proj),
+                score: linear(&a.score),
+            }),
+            to_latent: self.to_latent.as_ref().map(linear),
+            from_latent: self.from_latent.as_ref().map(linear),
+            highway: self.highway.as_ref().map(|h| Highway {
+                gate: linear(&h.gate),
+                transform: linear(&h.transform),
+            }),
+            decoder: self.decoder.detached(),
+            out: linear(&self.out),
+            mi: self.mi.as_ref().map(|m| MiHead {
+                hidden: linear(&m.hidden),
+                out: linear(&m.out),
+            }),
+            packed_out: self.packed_out.clone(),
+        }
+    }
+
+    /// [`Self::encode`] without a graph: for encoding that no gradient will follow.
+    pub fn encode_inference(&self, src: &Tensor) -> Result<LatentParams> {
+        self.detached().encode(&src.detach())
+    }
+
     pub fn device(&self) -> &candle_core::Device {
         self.out.weight().device()
     }
@@ -535,14 +571,14 @@ impl SeqAutoencoder {
         dec_in: &Tensor,
         projection: Option<&Tensor>,
     ) -> Result<Tensor> {
+        let model = self.detached();
+        let z = z.map(|z| z.detach());
         let Some(gi) = projection else {
-            return Ok(self.decode_states(z, dec_in)?.detach());
+            return model.decode_states(z.as_ref(), dec_in);
         };
         let (_t, b) = dec_in.dims2()?;
-        let h0 = self
-            .initial_state(z.map(|z| z.detach()).as_ref(), b)?
-            .detach();
-        Ok(self.decoder.forward_projected(gi, &h0, false)?.detach())
+        let h0 = model.initial_state(z.as_ref(), b)?;
+        model.decoder.forward_projected(&gi.detach(), &h0, false)
     }
 
     fn quantized_token_nll(&self, states: &Tensor, targets: &[u32]) -> Result<Vec<f32>> {
