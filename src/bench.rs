@@ -160,7 +160,7 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport
     let encode_times = timed(opts.warmup, opts.steps, || {
         let b = &batches[i % batches.len()];
         i += 1;
-        let params = model.encode(&b.src)?;
+        let params = model.encode_inference(&b.src)?;
         let _bits = params
             .code(CodeMode::Rounded, &mut crng)?
             .to_vec2::<f32>()?;
@@ -171,7 +171,9 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport
     let score_times = timed(opts.warmup, opts.steps, || {
         let b = &batches[i % batches.len()];
         i += 1;
-        let z = model.encode(&b.src)?.code(CodeMode::Rounded, &mut crng)?;
+        let z = model
+            .encode_inference(&b.src)?
+            .code(CodeMode::Rounded, &mut crng)?;
         let nll = model.score_nll(Some(&z), b)?;
         let _ = nll.to_vec1::<f32>()?;
         Ok(())
@@ -221,6 +223,9 @@ pub struct InteractiveReport {
     pub flip_ms_max: f64,
     pub decode_ms_p50: f64,
     pub bars_ms_p50: f64,
+    /// The bars come from the 8-bit output layer: the largest relative difference between
+    /// one of their perplexities and the exact fp32 one, for the last code timed.
+    pub bars_max_relative_error: f64,
 }
 
 fn percentile(xs: &[f64], q: f64) -> f64 {
@@ -269,7 +274,19 @@ pub fn interactive(
             bars.push((t2 - t1).as_secs_f64() * 1e3);
         }
     }
+    let variants = crate::tasks::one_change_variants(&code, true, None);
+    let fast = crate::tasks::variant_perplexities(engine, &ids, &code, &variants)?;
+    let mut all = vec![code.clone()];
+    all.extend(variants);
+    let words = (engine.vocab.word_count(&ids) + 1) as f64;
+    let exact = engine.score(&all, &ids)?;
+    let bars_max_relative_error = std::iter::once(fast.base_ppl)
+        .chain(fast.ppl)
+        .zip(exact)
+        .map(|(q, e)| (q / (e as f64 / words).exp() - 1.0).abs())
+        .fold(0.0, f64::max);
     Ok(InteractiveReport {
+        bars_max_relative_error,
         threads: candle_core::utils::get_num_threads(),
         kernels: crate::model::kernels::active_level().name(),
         checkpoint: checkpoint.to_string(),

@@ -20,6 +20,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, T
 use candle_nn::VarBuilder;
 
 use super::kernels;
+use super::packed::PackedMatrix;
 
 #[derive(Debug, Clone)]
 pub struct Gru {
@@ -44,6 +45,17 @@ impl Gru {
             b_hh,
             hidden,
         })
+    }
+
+    /// The same GRU on detached weights: nothing it computes tracks a gradient.
+    pub fn detached(&self) -> Self {
+        Self {
+            w_ih: self.w_ih.detach(),
+            w_hh: self.w_hh.detach(),
+            b_ih: self.b_ih.detach(),
+            b_hh: self.b_hh.detach(),
+            hidden: self.hidden,
+        }
     }
 
     /// `[W_hh | b_hh]` (3H, H+1): b_hh travels as the last column of W_hh so that one op sees
@@ -72,11 +84,14 @@ impl Gru {
     /// Like [`Gru::forward`] with the input projection already computed (T, B, 3H).
     pub fn forward_projected(&self, gi: &Tensor, h0: &Tensor, reverse: bool) -> Result<Tensor> {
         if gi.device().is_cpu() && gi.dtype() == DType::F32 {
+            let whh = self.recurrent_block()?.unsqueeze(0)?;
+            let keep_for_backward = gi.track_op() || h0.track_op() || whh.track_op();
             gi.contiguous()?.apply_op3(
                 &h0.contiguous()?,
-                &self.recurrent_block()?.unsqueeze(0)?,
+                &whh,
                 GruSequence {
                     reverse: vec![reverse],
+                    keep_for_backward,
                     cache: Mutex::new(Vec::new()),
                 },
             )
@@ -222,6 +237,9 @@ pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> R
 /// only two matmuls per step.
 struct GruSequence {
     reverse: Vec<bool>,
+    /// False when no input tracks a gradient (inference on detached weights): the gates then
+    /// go to one step's scratch instead of a (T, 4, B, H) cache nobody will read.
+    keep_for_backward: bool,
     /// Per direction: r, z, n, gh_n for every step, (T, 4, B, H).
     cache: Mutex<Vec<Vec<f32>>>,
 }
@@ -252,6 +270,7 @@ fn forward_direction(
     h0: &[f32],
     whh: &[f32],
     reverse: bool,
+    keep_for_backward: bool,
     dims: Dims,
 ) -> (Vec<f32>, Vec<f32>) {
     let Dims {
@@ -263,28 +282,36 @@ fn forward_direction(
     let h3 = 3 * hsz;
     let step_len = b * hsz;
     let mut hs = vec![0f32; t_len * step_len];
-    let mut cache = vec![0f32; t_len * 4 * step_len];
+    let cached_steps = if keep_for_backward { t_len } else { 1 };
+    let mut cache = vec![0f32; cached_steps * 4 * step_len];
     let mut gh = vec![0f32; b * h3];
     let mut h_prev: Vec<f32> = (0..b)
         .flat_map(|bi| h0[(bi * dirs + d) * hsz..][..hsz].iter().copied())
         .collect();
     let b_hh: Vec<f32> = (0..h3).map(|j| whh[j * (hsz + 1) + hsz]).collect();
+    // Packed once per sequence instead of once per step inside the general product.
+    let packed = PackedMatrix::new(whh, h3, hsz, hsz + 1);
     for t in dims.order(reverse) {
         // gh (B, 3H) = h_prev (B, H) · W_hhᵀ (H, 3H)
-        sgemm(
-            b,
-            h3,
-            hsz,
-            &mut gh,
-            (h3, 1),
-            false,
-            &h_prev,
-            (hsz, 1),
-            whh,
-            (1, hsz + 1),
-            false,
-        );
-        let cache_t = &mut cache[t * 4 * step_len..(t + 1) * 4 * step_len];
+        if let Some(p) = &packed {
+            p.matmul(&h_prev, b, &mut gh, h3);
+        } else {
+            sgemm(
+                b,
+                h3,
+                hsz,
+                &mut gh,
+                (h3, 1),
+                false,
+                &h_prev,
+                (hsz, 1),
+                whh,
+                (1, hsz + 1),
+                false,
+            );
+        }
+        let slot = if keep_for_backward { t } else { 0 };
+        let cache_t = &mut cache[slot * 4 * step_len..(slot + 1) * 4 * step_len];
         let (r_c, rest) = cache_t.split_at_mut(step_len);
         let (z_c, rest) = rest.split_at_mut(step_len);
         let (n_c, ghn_c) = rest.split_at_mut(step_len);
@@ -342,6 +369,19 @@ fn backward_direction(
     let mut dgi = vec![0f32; t_len * b * h3];
     let mut dgh = vec![0f32; t_len * b * h3];
     let mut carry = vec![0f32; step_len];
+    // W_hhᵀ packed once for the per-step product above (H outputs, 3H inner).
+    let packed_t = if kernels::active_level() == kernels::Level::Avx512 {
+        let mut transposed = vec![0f32; hsz * h3];
+        for j in 0..h3 {
+            for k in 0..hsz {
+                transposed[k * h3 + j] = whh[j * (hsz + 1) + k];
+            }
+        }
+        PackedMatrix::new(&transposed, hsz, h3, h3)
+    } else {
+        None
+    };
+    let mut through_whh = vec![0f32; step_len];
     for &t in order.iter().rev() {
         let c = &cache[t * 4 * step_len..(t + 1) * 4 * step_len];
         let (r_c, z_c, n_c, ghn_c) = (
@@ -374,19 +414,24 @@ fn backward_direction(
             );
         }
         // carry (B, H) += dgh_t (B, 3H) · W_hh (3H, H)
-        sgemm(
-            b,
-            hsz,
-            h3,
-            &mut carry,
-            (hsz, 1),
-            true,
-            dgh_t,
-            (h3, 1),
-            whh,
-            (hsz + 1, 1),
-            false,
-        );
+        if let Some(p) = &packed_t {
+            p.matmul(dgh_t, b, &mut through_whh, hsz);
+            kernels::add_assign(&mut carry, &through_whh);
+        } else {
+            sgemm(
+                b,
+                hsz,
+                h3,
+                &mut carry,
+                (hsz, 1),
+                true,
+                dgh_t,
+                (h3, 1),
+                whh,
+                (hsz + 1, 1),
+                false,
+            );
+        }
     }
     // [dW_hh | db_hh] (3H, H+1): dW_hh = dghᵀ (3H, T·B) · h_before (T·B, H); db_hh = Σ dgh.
     let mut dw = vec![0f32; h3 * (hsz + 1)];
@@ -491,11 +536,14 @@ impl CustomOp3 for GruSequence {
                 h0,
                 &whh[d * wlen..(d + 1) * wlen],
                 self.reverse[d],
+                self.keep_for_backward,
                 dims,
             )
         });
         let (states, caches): (Vec<Vec<f32>>, Vec<Vec<f32>>) = results.into_iter().unzip();
-        *self.cache.lock().expect("gru cache lock") = caches;
+        if self.keep_for_backward {
+            *self.cache.lock().expect("gru cache lock") = caches;
+        }
         let out = if dirs == 1 {
             states.into_iter().next().expect("one direction")
         } else {
@@ -594,11 +642,13 @@ pub fn bidirectional(fwd: &Gru, bwd: &Gru, xs: &Tensor) -> Result<Tensor> {
         .reshape((t, b, 6 * h))?;
     let whh = Tensor::stack(&[fwd.recurrent_block()?, bwd.recurrent_block()?], 0)?; // (2, 3H, H+1)
     let h0 = Tensor::zeros((b, 2 * h), DType::F32, xs.device())?;
+    let keep_for_backward = gi.track_op() || whh.track_op();
     gi.apply_op3(
         &h0,
         &whh,
         GruSequence {
             reverse: vec![false, true],
+            keep_for_backward,
             cache: Mutex::new(Vec::new()),
         },
     )
@@ -797,6 +847,37 @@ mod tests {
                 );
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn detached_weights_give_the_same_states_without_a_backward_cache() -> Result<()> {
+        let dev = Device::Cpu;
+        let (gru, _vars) = tiny_gru(3, 4, 5)?;
+        let xs = Tensor::from_vec(
+            (0..4 * 2 * 3).map(|i| (i as f32 * 0.41).sin()).collect(),
+            (4, 2, 3),
+            &dev,
+        )?;
+        let h0 = Tensor::zeros((2, 4), DType::F32, &dev)?;
+        let tracked = gru.forward(&xs, &h0, true)?;
+        let detached = gru.detached().forward(&xs, &h0, true)?;
+        assert!(tracked.track_op() && !detached.track_op());
+        let diff = (&tracked - &detached)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        assert_eq!(diff, 0.0);
+        let (other, _) = tiny_gru(3, 4, 6)?;
+        let both = bidirectional(&gru.detached(), &other.detached(), &xs)?;
+        let reference = bidirectional(&gru, &other, &xs)?;
+        let diff = (&both - &reference)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        assert!(diff < 1e-6, "bidirectional states differ by {diff}");
         Ok(())
     }
 

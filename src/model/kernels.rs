@@ -129,7 +129,10 @@ pub fn exp(x: f32) -> f32 {
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n built from float bits: n + 2^23 + 127 holds n + 127 in its low mantissa bits, and the
+    // shift moves them into the exponent field. (`n as i32` is a saturating conversion that
+    // LLVM cannot vectorise: it made every exp a scalar round trip.)
+    let scale = f32::from_bits((n + 8_388_735.0).to_bits() << 23);
     p * scale
 }
 
@@ -159,17 +162,19 @@ macro_rules! dispatch {
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
                 unsafe fn avx512($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
-                match active_level() {
+                match $crate::model::kernels::active_level() {
                     // SAFETY: `active_level` never exceeds what the CPU supports.
-                    Level::Avx512 => return unsafe { avx512($($arg),*) },
-                    Level::Avx2 => return unsafe { avx2($($arg),*) },
-                    Level::Baseline => {}
+                    $crate::model::kernels::Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::model::kernels::Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::model::kernels::Level::Baseline => {}
                 }
             }
             inner($($arg),*)
         }
     };
 }
+
+pub(crate) use dispatch;
 
 #[inline(always)]
 fn max8(xs: &[f32]) -> f32 {
@@ -211,6 +216,13 @@ dispatch! {
         for (x, b) in row.iter_mut().zip(bias) {
             *x += b;
         }
+        log_sum_exp_inner(row)
+    }
+}
+
+dispatch! {
+    /// The row's log-sum-exp.
+    fn log_sum_exp(row: &[f32]) -> f32 {
         log_sum_exp_inner(row)
     }
 }
@@ -275,6 +287,49 @@ dispatch! {
             dgh_z[k] = dz_pre;
             dgh_n[k] = dn_pre * r[k];
             dh_prev[k] = d * z[k];
+        }
+    }
+}
+
+dispatch! {
+    /// Σ x·y of two slices.
+    fn dot(xs: &[f32], ys: &[f32]) -> f32 {
+        let mut acc = [0f32; 8];
+        let (cx, cy) = (xs.chunks_exact(8), ys.chunks_exact(8));
+        let rest: f32 = cx.remainder().iter().zip(cy.remainder()).map(|(x, y)| x * y).sum();
+        for (a, b) in cx.zip(cy) {
+            for i in 0..8 {
+                acc[i] += a[i] * b[i];
+            }
+        }
+        acc.iter().sum::<f32>() + rest
+    }
+}
+
+dispatch! {
+    /// Appends the indices of the elements above `threshold` to `out`, checking 16 at a time
+    /// with vector compares (few elements pass).
+    fn indices_above(xs: &[f32], threshold: f32, out: &mut Vec<u32>) {
+        let chunks = xs.chunks_exact(16);
+        let tail = chunks.remainder();
+        for (c, chunk) in chunks.enumerate() {
+            let mut any = false;
+            for &x in chunk {
+                any |= x > threshold;
+            }
+            if any {
+                for (i, &x) in chunk.iter().enumerate() {
+                    if x > threshold {
+                        out.push((c * 16 + i) as u32);
+                    }
+                }
+            }
+        }
+        let base = xs.len() - tail.len();
+        for (i, &x) in tail.iter().enumerate() {
+            if x > threshold {
+                out.push((base + i) as u32);
+            }
         }
     }
 }

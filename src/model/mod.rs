@@ -9,6 +9,8 @@ pub mod gru;
 pub mod kernels;
 pub mod latent;
 pub mod ops;
+pub mod output_layer;
+pub mod packed;
 pub mod seq;
 
 use std::collections::BTreeMap;

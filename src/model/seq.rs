@@ -4,6 +4,8 @@
 //!
 //! Tensors are time-major: token ids (T, B), states (T, B, H).
 
+use std::sync::{Arc, Mutex};
+
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -11,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::gru::{bidirectional, Gru};
 use super::latent::{LatentKind, LatentParams};
 use super::ops::{linear_nll, linear_nll_inference};
+use super::output_layer::PackedOutput;
 use crate::vocab::{BOS, EOS};
 
 /// How the encoder's states become one vector per sentence.
@@ -215,6 +218,9 @@ pub struct SeqAutoencoder {
     decoder: Gru,
     out: Linear,
     mi: Option<MiHead>,
+    /// The 8-bit output layer of the fast scoring path, with a fingerprint of the weights it
+    /// was made from, so that it is rebuilt after training changes them.
+    packed_out: Arc<Mutex<Option<(u64, Arc<PackedOutput>)>>>,
 }
 
 impl SeqAutoencoder {
@@ -281,7 +287,44 @@ impl SeqAutoencoder {
             decoder,
             out,
             mi,
+            packed_out: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// The same model on detached weights, for inference: no op records a graph, and the
+    /// fused GRU keeps no activations for a backward pass (the copies share storage).
+    pub fn detached(&self) -> Self {
+        let linear = |l: &Linear| Linear::new(l.weight().detach(), l.bias().map(|b| b.detach()));
+        Self {
+            cfg: self.cfg.clone(),
+            embedding: Embedding::new(self.embedding.embeddings().detach(), self.cfg.embed_dim),
+            encoder: self
+                .encoder
+                .as_ref()
+                .map(|(f, b)| (f.detached(), b.detached())),
+            attention: self.attention.as_ref().map(|a| Attention {
+                proj: linear(&a.proj),
+                score: linear(&a.score),
+            }),
+            to_latent: self.to_latent.as_ref().map(linear),
+            from_latent: self.from_latent.as_ref().map(linear),
+            highway: self.highway.as_ref().map(|h| Highway {
+                gate: linear(&h.gate),
+                transform: linear(&h.transform),
+            }),
+            decoder: self.decoder.detached(),
+            out: linear(&self.out),
+            mi: self.mi.as_ref().map(|m| MiHead {
+                hidden: linear(&m.hidden),
+                out: linear(&m.out),
+            }),
+            packed_out: self.packed_out.clone(),
+        }
+    }
+
+    /// [`Self::encode`] without a graph: for encoding that no gradient will follow.
+    pub fn encode_inference(&self, src: &Tensor) -> Result<LatentParams> {
+        self.detached().encode(&src.detach())
     }
 
     pub fn device(&self) -> &candle_core::Device {
@@ -403,16 +446,160 @@ impl SeqAutoencoder {
     /// Teacher-forced NLL per sentence (B,) for scoring only: the same numbers as
     /// [`Self::sentence_nll`] without a backward pass or the (tokens × vocab) buffer it keeps.
     pub fn score_nll(&self, z: Option<&Tensor>, batch: &TokenBatch) -> Result<Tensor> {
-        let states = self.decode_states(z, &batch.dec_in)?; // (T+1, B, H)
+        self.score_nll_with(z, batch, None)
+    }
+
+    /// [`Self::score_nll`] with the decoder's input projection of `batch.dec_in` given
+    /// ([`Self::decoder_projection`]), for callers that score one batch under several codes.
+    pub fn score_nll_with(
+        &self,
+        z: Option<&Tensor>,
+        batch: &TokenBatch,
+        projection: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let states = self.decode_states_with(z, &batch.dec_in, projection)?; // (T+1, B, H)
         let flat = states.reshape(((), self.cfg.hidden_dim))?; // ((T+1)·B, H)
         let bias = self.out.bias().expect("the output layer has a bias");
-        let nll = linear_nll_inference(
-            &flat,
-            self.out.weight(),
-            bias,
-            &batch.targets.flatten_all()?,
-        )?; // ((T+1)·B,)
+        let targets = batch.targets.flatten_all()?;
+        let packed = if flat.device().is_cpu() && flat.dtype() == DType::F32 {
+            let states = flat.detach().flatten_all()?.to_vec1::<f32>()?;
+            let ids = targets.to_vec1::<u32>()?;
+            self.check_targets(&ids)?;
+            self.packed_output()?.nll_exact(&states, &ids)
+        } else {
+            None
+        };
+        let nll = match packed {
+            Some(nll) => Tensor::from_vec(nll, flat.dim(0)?, flat.device())?,
+            None => linear_nll_inference(&flat, self.out.weight(), bias, &targets)?,
+        }; // ((T+1)·B,)
         nll.reshape((batch.len + 1, batch.batch_size))?.sum(0) // (B,)
+    }
+
+    /// The output layer in 8-bit form (see [`super::quantized`]), made once per set of weights.
+    pub fn packed_output(&self) -> Result<Arc<PackedOutput>> {
+        let bias = self.out.bias().expect("the output layer has a bias");
+        let (weight, bias) = (self.out.weight().contiguous()?, bias.contiguous()?);
+        if !weight.device().is_cpu() || weight.dtype() != DType::F32 {
+            candle_core::bail!("the 8-bit output layer is made from f32 weights on the CPU");
+        }
+        let (wg, bg) = (weight.storage_and_layout().0, bias.storage_and_layout().0);
+        let (w, b) = match (&*wg, &*bg) {
+            (candle_core::Storage::Cpu(ws), candle_core::Storage::Cpu(bs)) => (
+                super::gru::contiguous_f32(ws, weight.layout(), "output weight")?,
+                super::gru::contiguous_f32(bs, bias.layout(), "output bias")?,
+            ),
+            _ => candle_core::bail!("the 8-bit output layer is made from CPU tensors"),
+        };
+        // Hashing the weights costs a read of them (~0.3 ms for 8000 × 256); copying them to
+        // compare would cost more.
+        let print = super::output_layer::fingerprint(w)
+            ^ super::output_layer::fingerprint(b).rotate_left(17);
+        let mut cache = self.packed_out.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((p, q)) = cache.as_ref() {
+            if *p == print {
+                return Ok(q.clone());
+            }
+        }
+        let q = Arc::new(PackedOutput::new(
+            w,
+            b,
+            self.cfg.vocab_size,
+            self.cfg.hidden_dim,
+        ));
+        *cache = Some((print, q.clone()));
+        Ok(q)
+    }
+
+    /// The decoder's input projections for `dec_in` (T, B) -> (T, B, 3H), which do not depend
+    /// on the code unless z is fed at every step (then `None`): one projection serves every
+    /// code a batch is scored under.
+    pub fn decoder_projection(&self, dec_in: &Tensor) -> Result<Option<Tensor>> {
+        if self.highway.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.decoder
+                .input_projection(&self.embed(dec_in)?.detach())?
+                .detach(),
+        ))
+    }
+
+    /// Teacher-forced NLL per sentence, like [`Self::score_nll`], with the normaliser over the
+    /// vocabulary computed by the 8-bit output layer (within ~1e-3 nats per token of the exact
+    /// figure; see [`super::quantized`]). `projection` is [`Self::decoder_projection`] of
+    /// `batch.dec_in`, if the caller reuses one across codes.
+    pub fn score_nll_quantized(
+        &self,
+        z: Option<&Tensor>,
+        batch: &TokenBatch,
+        projection: Option<&Tensor>,
+    ) -> Result<Vec<f32>> {
+        let states = self.decode_states_with(z, &batch.dec_in, projection)?; // (T+1, B, H)
+        let targets = batch.targets.flatten_all()?.to_vec1::<u32>()?;
+        let nll = self.quantized_token_nll(&states, &targets)?;
+        let b = batch.batch_size;
+        let mut per_sentence = vec![0f32; b];
+        for row in nll.chunks_exact(b) {
+            for (s, x) in per_sentence.iter_mut().zip(row) {
+                *s += x;
+            }
+        }
+        Ok(per_sentence)
+    }
+
+    /// NLL of one sentence (word ids) under each code row of `z` (N, L), by the 8-bit output
+    /// layer: the per-bit bars. The decoder's input projection is made once for all codes.
+    pub fn score_sentence_quantized(&self, z: &Tensor, sentence: &[u32]) -> Result<Vec<f32>> {
+        let n = z.dim(0)?;
+        let one = TokenBatch::new(&[sentence], None, self.device())?;
+        let projection = match self.decoder_projection(&one.dec_in)? {
+            Some(p) => {
+                let (t, _, w) = p.dims3()?;
+                Some(p.broadcast_as((t, n, w))?.contiguous()?)
+            }
+            None => None,
+        };
+        let rows = vec![sentence; n];
+        let batch = TokenBatch::new(&rows, None, self.device())?;
+        self.score_nll_quantized(Some(z), &batch, projection.as_ref())
+    }
+
+    fn decode_states_with(
+        &self,
+        z: Option<&Tensor>,
+        dec_in: &Tensor,
+        projection: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let model = self.detached();
+        let z = z.map(|z| z.detach());
+        let Some(gi) = projection else {
+            return model.decode_states(z.as_ref(), dec_in);
+        };
+        let (_t, b) = dec_in.dims2()?;
+        let h0 = model.initial_state(z.as_ref(), b)?;
+        model.decoder.forward_projected(&gi.detach(), &h0, false)
+    }
+
+    fn quantized_token_nll(&self, states: &Tensor, targets: &[u32]) -> Result<Vec<f32>> {
+        let h = self.cfg.hidden_dim;
+        let flat = states
+            .reshape(((), h))?
+            .contiguous()?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        self.check_targets(targets)?;
+        Ok(self.packed_output()?.nll(&flat, targets))
+    }
+
+    fn check_targets(&self, targets: &[u32]) -> Result<()> {
+        match targets.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
+            Some(bad) => candle_core::bail!(
+                "score: word id {bad} outside the vocabulary of {}",
+                self.cfg.vocab_size
+            ),
+            None => Ok(()),
+        }
     }
 
     /// Mutual-information term: an auxiliary network reads the mean decoder state and predicts
@@ -442,5 +629,90 @@ impl SeqAutoencoder {
         let h = self.decoder.forward(&x, h, false)?.squeeze(0)?; // (B, H)
         let logits = self.out.forward(&h)?; // (B, V)
         Ok((logits, h))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{named_vars, Built};
+    use candle_core::Device;
+
+    fn sentences() -> Vec<Vec<u32>> {
+        vec![vec![5, 9, 13, 7, 22, 31], vec![40, 6, 6, 18, 11, 4]]
+    }
+
+    fn codes(n: usize, l: usize) -> Tensor {
+        let bits: Vec<f32> = (0..n * l).map(|i| ((i * 7 + i / 3) % 2) as f32).collect();
+        Tensor::from_vec(bits, (n, l), &Device::Cpu).unwrap()
+    }
+
+    /// The 8-bit scoring path against the exact one, for both decoder wirings, at every kernel
+    /// level; then again after the output weights change (the cached copy must follow them).
+    #[test]
+    fn quantized_scores_follow_the_exact_ones_and_the_weights() -> Result<()> {
+        for z_every_step in [false, true] {
+            let cfg = SeqConfig {
+                z_every_step,
+                ..SeqConfig::tiny(50, LatentKind::Binary)
+            };
+            let built = Built::seq(&cfg, 3, &Device::Cpu)?;
+            let model = &built.model;
+            let check = |model: &SeqAutoencoder| -> Result<()> {
+                for level in crate::model::kernels::available_levels() {
+                    crate::model::kernels::with_level(level, || -> Result<()> {
+                        let s = sentences();
+                        let z = codes(5, cfg.latent_dim);
+                        let got = model.score_sentence_quantized(&z, &s[0])?;
+                        let rows = vec![s[0].as_slice(); 5];
+                        let batch = TokenBatch::new(&rows, None, model.device())?;
+                        let exact = model.score_nll(Some(&z), &batch)?.to_vec1::<f32>()?;
+                        for (g, e) in got.iter().zip(&exact) {
+                            assert!(
+                                (g - e).abs() < 2e-3 * e.abs(),
+                                "{}: {g} vs exact {e}",
+                                level.name()
+                            );
+                        }
+                        // A batch of different sentences, with and without a shared projection.
+                        let rows: Vec<&[u32]> = s.iter().map(|r| r.as_slice()).collect();
+                        let batch = TokenBatch::new(&rows, None, model.device())?;
+                        let z = codes(2, cfg.latent_dim);
+                        let projection = model.decoder_projection(&batch.dec_in)?;
+                        assert_eq!(projection.is_none(), z_every_step);
+                        let shared =
+                            model.score_nll_quantized(Some(&z), &batch, projection.as_ref())?;
+                        let alone = model.score_nll_quantized(Some(&z), &batch, None)?;
+                        let exact = model
+                            .score_nll_with(Some(&z), &batch, projection.as_ref())?
+                            .to_vec1::<f32>()?;
+                        let exact_alone = model.score_nll(Some(&z), &batch)?.to_vec1::<f32>()?;
+                        for i in 0..2 {
+                            assert!((shared[i] - alone[i]).abs() < 1e-5);
+                            assert!((exact[i] - exact_alone[i]).abs() < 1e-5);
+                            assert!((shared[i] - exact[i]).abs() < 2e-3 * exact[i].abs());
+                        }
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            };
+            check(model)?;
+            let before =
+                model.score_sentence_quantized(&codes(1, cfg.latent_dim), &sentences()[0])?;
+            for (name, var) in named_vars(&built.varmap) {
+                if name == "out.weight" {
+                    var.set(&(var.as_tensor() * 1.7)?)?;
+                }
+            }
+            let after =
+                model.score_sentence_quantized(&codes(1, cfg.latent_dim), &sentences()[0])?;
+            assert!(
+                (before[0] - after[0]).abs() > 1e-3,
+                "the cached 8-bit layer went stale"
+            );
+            check(model)?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,546 @@
+//! Packed copies of the output layer for scoring many hidden states: every teacher-forced
+//! NLL (`eval`, `score`, the per-bit bars, the flip analysis) is mostly a (rows × 256) ·
+//! (256 × 8000) product followed by a log-sum-exp per row.
+//!
+//! **fp32, exact.** The weights are packed once (per set of weights) into panels of 16
+//! vocabulary rows that an 8 × 48 AVX-512 micro-tile streams, so scoring never repacks 8 MB of
+//! weights per block of rows the way a general matrix product does. Below AVX-512 the general
+//! product ([`super::ops::linear_nll_inference`]) runs instead.
+//!
+//! **8-bit, approximate, for the bars and the flip analysis.** The normaliser
+//! log Σ_v exp(w_v·h + b_v) is computed from integer dot products: each vocabulary row w_v is
+//! stored as int8 with its own scale, each hidden state is quantised to uint8 around 128 with
+//! its own scale, and AVX-512 VNNI (`vpdpbusd`) multiplies 64 byte pairs per instruction, four
+//! times fp32's 16. The target word's logit and those of the words that carry most of the
+//! probability (within [`LEADER_GAP`] nats of the normaliser) are then recomputed exactly in
+//! fp32: one state's quantisation error shifts its logits coherently, and only the many small
+//! terms of the tail, whose errors cancel, keep it. A sentence's NLL stays within ~1e-3 of the
+//! exact figure (relative; the tests and `bench --interactive` measure it).
+//!
+//! Integer dot products are exact, so every kernel level (VNNI, the portable loops the
+//! compiler vectorises for AVX2 or plain x86-64) gives the same logits; the tests check that.
+
+use rayon::prelude::*;
+
+use super::kernels::{self, Level};
+use super::packed::{float_tile, PANEL, TILE_COLS, TILE_PANELS, TILE_ROWS};
+
+/// Words whose approximate logit is within this many nats of the log-normaliser (probability
+/// above e^-6 ≈ 0.25%, so at most ~400 of them) get their logit recomputed exactly.
+const LEADER_GAP: f32 = 6.0;
+
+/// The output layer `logits = W h + b` (W: vocab × hidden) in the packed 8-bit form the
+/// kernels read, plus the exact weights for target logits.
+pub struct PackedOutput {
+    vocab: usize,
+    hidden: usize,
+    /// ⌈hidden / 4⌉: `vpdpbusd` sums groups of four byte products.
+    quads: usize,
+    /// Panels, padded to a multiple of [`TILE_PANELS`].
+    panels: usize,
+    /// Panel p, quad q, vocabulary row j of the panel, byte i: w_q[16p + j][4q + i], so that
+    /// one quad of one panel is one 64-byte vector.
+    packed: Vec<i8>,
+    /// Per vocabulary row (padded): the dequantisation scale, and 128 · Σ_k w_q[v][k], which
+    /// removes the uint8 zero point from the integer dot product.
+    scale: Vec<f32>,
+    zero_point_sum: Vec<i32>,
+    bias: Vec<f32>,
+    /// The bias padded to the packed vocabulary.
+    bias_padded: Vec<f32>,
+    weight: Vec<f32>,
+    /// fp32 panels: panel p, hidden unit k, vocabulary row j of the panel: w[16p + j][k].
+    packed_f32: Vec<f32>,
+}
+
+impl std::fmt::Debug for PackedOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PackedOutput {{ vocab: {}, hidden: {} }}",
+            self.vocab, self.hidden
+        )
+    }
+}
+
+/// A hash of every bit of `xs`: tells whether a cached quantisation still matches the weights.
+pub fn fingerprint(xs: &[f32]) -> u64 {
+    const MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut lanes = [0u64; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            lanes[i] = (lanes[i] ^ c[i].to_bits() as u64)
+                .wrapping_mul(MUL)
+                .rotate_left(23);
+        }
+    }
+    let mut h = xs.len() as u64;
+    for x in lanes
+        .iter()
+        .copied()
+        .chain(rest.iter().map(|x| x.to_bits() as u64))
+    {
+        h = (h ^ x).wrapping_mul(MUL).rotate_left(29);
+    }
+    h
+}
+
+/// Symmetric int8 quantisation of a row: returns the scale (0 for an all-zero row).
+fn quantize_signed(row: &[f32], out: &mut [i8]) -> f32 {
+    let max = row.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 || !max.is_finite() {
+        out.iter_mut().for_each(|q| *q = 0);
+        return 0.0;
+    }
+    let inv = 127.0 / max;
+    for (q, &x) in out.iter_mut().zip(row) {
+        *q = (x * inv).round().clamp(-127.0, 127.0) as i8;
+    }
+    max / 127.0
+}
+
+impl PackedOutput {
+    /// Packs `weight` (vocab × hidden, row-major) and `bias` (vocab).
+    pub fn new(weight: &[f32], bias: &[f32], vocab: usize, hidden: usize) -> Self {
+        assert_eq!(weight.len(), vocab * hidden, "output weight size");
+        assert_eq!(bias.len(), vocab, "output bias size");
+        let quads = hidden.div_ceil(4);
+        let panels = vocab.div_ceil(PANEL).div_ceil(TILE_PANELS) * TILE_PANELS;
+        let padded_vocab = panels * PANEL;
+        let mut packed = vec![0i8; panels * quads * 64];
+        let mut scale = vec![0f32; padded_vocab];
+        let mut zero_point_sum = vec![0i32; padded_vocab];
+        let mut packed_f32 = vec![0f32; panels * hidden * PANEL];
+        for v in 0..vocab {
+            let (p, j) = (v / PANEL, v % PANEL);
+            for k in 0..hidden {
+                packed_f32[(p * hidden + k) * PANEL + j] = weight[v * hidden + k];
+            }
+        }
+        let mut row_q = vec![0i8; quads * 4];
+        for v in 0..vocab {
+            let s = quantize_signed(&weight[v * hidden..(v + 1) * hidden], &mut row_q[..hidden]);
+            scale[v] = s;
+            zero_point_sum[v] = 128 * row_q.iter().map(|&q| q as i32).sum::<i32>();
+            let (p, j) = (v / PANEL, v % PANEL);
+            for (k, &q) in row_q.iter().enumerate() {
+                packed[(p * quads + k / 4) * 64 + j * 4 + k % 4] = q;
+            }
+        }
+        Self {
+            vocab,
+            hidden,
+            quads,
+            panels,
+            packed,
+            scale,
+            zero_point_sum,
+            bias: bias.to_vec(),
+            bias_padded: bias
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(0.0))
+                .take(padded_vocab)
+                .collect(),
+            weight: weight.to_vec(),
+            packed_f32,
+        }
+    }
+
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    /// NLL of `targets[i]` under row i of `hidden` (rows × hidden, row-major), one value per
+    /// row. Rows are split across rayon's threads in blocks of 8.
+    pub fn nll(&self, hidden: &[f32], targets: &[u32]) -> Vec<f32> {
+        let h = self.hidden;
+        assert_eq!(hidden.len(), targets.len() * h, "hidden states and targets");
+        assert!(
+            targets.iter().all(|&t| (t as usize) < self.vocab),
+            "target outside the vocabulary"
+        );
+        let level = kernels::active_level();
+        let vnni = has_vnni(level);
+        let mut out = vec![0f32; targets.len()];
+        let padded_vocab = self.panels * PANEL;
+        out.par_chunks_mut(TILE_ROWS)
+            .zip(hidden.par_chunks(TILE_ROWS * h))
+            .zip(targets.par_chunks(TILE_ROWS))
+            .for_each_init(
+                || {
+                    (
+                        vec![0u8; TILE_ROWS * self.quads * 4],
+                        vec![0f32; TILE_ROWS * padded_vocab],
+                        Vec::new(),
+                    )
+                },
+                |(a, logits, leaders), ((out, rows), tgt)| {
+                    let m = out.len();
+                    let mut row_scale = [0f32; TILE_ROWS];
+                    a.fill(128);
+                    for (r, row) in rows.chunks_exact(h).enumerate() {
+                        row_scale[r] = quantize_unsigned(row, &mut a[r * self.quads * 4..][..h]);
+                    }
+                    self.logits_block(a, &row_scale, logits, vnni);
+                    for r in 0..m {
+                        let row_logits = &mut logits[r * padded_vocab..][..self.vocab];
+                        let lse = kernels::log_sum_exp(row_logits);
+                        let state = &rows[r * h..(r + 1) * h];
+                        let lse = self.correct_leaders(row_logits, lse, state, leaders);
+                        let t = tgt[r] as usize;
+                        out[r] = lse - self.exact_logit(state, t);
+                    }
+                },
+            );
+        out
+    }
+
+    /// Exact fp32 NLL of `targets[i]` under row i of `hidden` (rows × hidden, row-major), or
+    /// `None` below AVX-512, where the caller's general matrix product is the faster choice.
+    pub fn nll_exact(&self, hidden: &[f32], targets: &[u32]) -> Option<Vec<f32>> {
+        if kernels::active_level() != Level::Avx512 {
+            return None;
+        }
+        let h = self.hidden;
+        assert_eq!(hidden.len(), targets.len() * h, "hidden states and targets");
+        assert!(
+            targets.iter().all(|&t| (t as usize) < self.vocab),
+            "target outside the vocabulary"
+        );
+        let padded_vocab = self.panels * PANEL;
+        let mut out = vec![0f32; targets.len()];
+        out.par_chunks_mut(TILE_ROWS)
+            .zip(hidden.par_chunks(TILE_ROWS * h))
+            .zip(targets.par_chunks(TILE_ROWS))
+            .for_each_init(
+                || {
+                    (
+                        vec![0f32; TILE_ROWS * h],
+                        vec![0f32; TILE_ROWS * padded_vocab],
+                    )
+                },
+                |(a, logits), ((out, rows), tgt)| {
+                    a.fill(0.0);
+                    a[..rows.len()].copy_from_slice(rows);
+                    let mut tile = [0f32; TILE_ROWS * TILE_COLS];
+                    for group in 0..self.panels / TILE_PANELS {
+                        let w = &self.packed_f32[group * TILE_PANELS * h * PANEL..]
+                            [..TILE_PANELS * h * PANEL];
+                        float_tile(a, w, h, &mut tile);
+                        let v0 = group * TILE_COLS;
+                        for r in 0..out.len() {
+                            let dst = &mut logits[r * padded_vocab + v0..][..TILE_COLS];
+                            for ((d, &x), &b) in dst
+                                .iter_mut()
+                                .zip(&tile[r * TILE_COLS..(r + 1) * TILE_COLS])
+                                .zip(&self.bias_padded[v0..v0 + TILE_COLS])
+                            {
+                                *d = x + b;
+                            }
+                        }
+                    }
+                    for (r, (o, &t)) in out.iter_mut().zip(tgt).enumerate() {
+                        let row = &logits[r * padded_vocab..][..self.vocab];
+                        *o = kernels::log_sum_exp(row) - row[t as usize];
+                    }
+                },
+            );
+        Some(out)
+    }
+
+    fn exact_logit(&self, state: &[f32], v: usize) -> f32 {
+        let h = self.hidden;
+        kernels::dot(state, &self.weight[v * h..(v + 1) * h]) + self.bias[v]
+    }
+
+    /// Replaces the approximate logits of the words that carry most of the probability (those
+    /// within [`LEADER_GAP`] nats of the log-normaliser) by exact ones and returns the corrected
+    /// log-normaliser: the quantisation error of one state shifts all its logits alike, and
+    /// the leaders' share of it would not average out.
+    fn correct_leaders(
+        &self,
+        logits: &[f32],
+        lse: f32,
+        state: &[f32],
+        leaders: &mut Vec<u32>,
+    ) -> f32 {
+        leaders.clear();
+        kernels::indices_above(logits, lse - LEADER_GAP, leaders);
+        // Σ exp(l − lse) over all words is 1; swap the leaders' approximate terms for exact ones.
+        let mut total = 1.0f64;
+        for &v in leaders.iter() {
+            let v = v as usize;
+            let (exact, approx) = (self.exact_logit(state, v) - lse, logits[v] - lse);
+            total += (kernels::exp(exact) - kernels::exp(approx)) as f64;
+        }
+        lse + total.max(f64::MIN_POSITIVE).ln() as f32
+    }
+
+    /// Unbiased logits (without b) of 8 quantised rows `a` into `logits` (8 × padded vocab).
+    fn logits_block(&self, a: &[u8], row_scale: &[f32; TILE_ROWS], logits: &mut [f32], vnni: bool) {
+        let padded_vocab = self.panels * PANEL;
+        let stride = self.quads * 64;
+        let mut tile = [0i32; TILE_ROWS * TILE_COLS];
+        for group in 0..self.panels / TILE_PANELS {
+            let w = &self.packed[group * TILE_PANELS * stride..][..TILE_PANELS * stride];
+            int_tile(a, w, self.quads, &mut tile, vnni);
+            let v0 = group * TILE_COLS;
+            let (scale, zps) = (
+                &self.scale[v0..v0 + TILE_COLS],
+                &self.zero_point_sum[v0..v0 + TILE_COLS],
+            );
+            let bias = &self.bias_padded[v0..v0 + TILE_COLS];
+            for r in 0..TILE_ROWS {
+                dequantize(
+                    &tile[r * TILE_COLS..(r + 1) * TILE_COLS],
+                    zps,
+                    scale,
+                    bias,
+                    row_scale[r],
+                    &mut logits[r * padded_vocab + v0..][..TILE_COLS],
+                );
+            }
+        }
+    }
+}
+
+/// Whether the VNNI kernel runs at `level` on this CPU.
+fn has_vnni(level: Level) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        level == Level::Avx512
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = level;
+        false
+    }
+}
+
+/// uint8 quantisation around 128 of a hidden state: returns the scale.
+fn quantize_unsigned(row: &[f32], out: &mut [u8]) -> f32 {
+    let max = row.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 || !max.is_finite() {
+        out.iter_mut().for_each(|q| *q = 128);
+        return 0.0;
+    }
+    let inv = 127.0 / max;
+    for (q, &x) in out.iter_mut().zip(row) {
+        *q = ((x * inv).round().clamp(-127.0, 127.0) as i32 + 128) as u8;
+    }
+    max / 127.0
+}
+
+kernels::dispatch! {
+    /// logits = row_scale · scale_v · (dot − zero_point_sum_v) + b_v
+    fn dequantize(dots: &[i32], zero_point_sum: &[i32], scale: &[f32], bias: &[f32], row_scale: f32, out: &mut [f32]) {
+        for ((((o, &d), &z), &s), &b) in out.iter_mut().zip(dots).zip(zero_point_sum).zip(scale).zip(bias) {
+            *o = row_scale * s * (d - z) as f32 + b;
+        }
+    }
+}
+
+/// tile (8 × 48) = a (8 rows × quads·4 bytes, uint8) · three panels of `w`.
+fn int_tile(a: &[u8], w: &[i8], quads: usize, tile: &mut [i32; TILE_ROWS * TILE_COLS], vnni: bool) {
+    assert!(a.len() >= TILE_ROWS * quads * 4 && w.len() >= TILE_PANELS * quads * 64);
+    #[cfg(target_arch = "x86_64")]
+    if vnni {
+        // SAFETY: `vnni` is only true where the CPU has AVX-512F/BW/VNNI; the assertion above
+        // bounds every load.
+        unsafe { int_tile_vnni(a, w, quads, tile) };
+        return;
+    }
+    let _ = vnni;
+    int_tile_portable(a, w, quads, tile);
+}
+
+kernels::dispatch! {
+    /// The reference integer tile: plain loops, which the compiler vectorises per level.
+    fn int_tile_portable(a: &[u8], w: &[i8], quads: usize, tile: &mut [i32; TILE_ROWS * TILE_COLS]) {
+        let stride = quads * 64;
+        for r in 0..TILE_ROWS {
+            let a_row = &a[r * quads * 4..(r + 1) * quads * 4];
+            for p in 0..TILE_PANELS {
+                let mut acc = [0i32; PANEL];
+                let panel = &w[p * stride..(p + 1) * stride];
+                for (q, wq) in panel.chunks_exact(64).enumerate() {
+                    let aq = &a_row[q * 4..q * 4 + 4];
+                    for (j, acc_j) in acc.iter_mut().enumerate() {
+                        let wj = &wq[j * 4..j * 4 + 4];
+                        *acc_j += aq[0] as i32 * wj[0] as i32
+                            + aq[1] as i32 * wj[1] as i32
+                            + aq[2] as i32 * wj[2] as i32
+                            + aq[3] as i32 * wj[3] as i32;
+                    }
+                }
+                tile[r * TILE_COLS + p * PANEL..][..PANEL].copy_from_slice(&acc);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn int_tile_vnni(a: &[u8], w: &[i8], quads: usize, tile: &mut [i32; TILE_ROWS * TILE_COLS]) {
+    use std::arch::x86_64::*;
+    let stride = quads * 64;
+    let a_ptr = a.as_ptr();
+    let w_ptr = w.as_ptr();
+    let row_bytes = quads * 4;
+    let mut acc = [[_mm512_setzero_si512(); TILE_PANELS]; TILE_ROWS];
+    for q in 0..quads {
+        let w0 = _mm512_loadu_si512(w_ptr.add(q * 64) as *const _);
+        let w1 = _mm512_loadu_si512(w_ptr.add(stride + q * 64) as *const _);
+        let w2 = _mm512_loadu_si512(w_ptr.add(2 * stride + q * 64) as *const _);
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let quad = (a_ptr.add(r * row_bytes + q * 4) as *const i32).read_unaligned();
+            let av = _mm512_set1_epi32(quad);
+            acc_r[0] = _mm512_dpbusd_epi32(acc_r[0], av, w0);
+            acc_r[1] = _mm512_dpbusd_epi32(acc_r[1], av, w1);
+            acc_r[2] = _mm512_dpbusd_epi32(acc_r[2], av, w2);
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        for (p, v) in acc_r.iter().enumerate() {
+            _mm512_storeu_si512(
+                tile.as_mut_ptr().add(r * TILE_COLS + p * PANEL) as *mut _,
+                *v,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, k: f32, amp: f32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as f32 * k).sin() + (i as f32 * k * 0.37).cos()) * amp)
+            .collect()
+    }
+
+    /// Exact fp32 NLL per row, computed the slow obvious way.
+    fn exact_nll(w: &[f32], b: &[f32], hidden: &[f32], targets: &[u32], h: usize) -> Vec<f32> {
+        let v = b.len();
+        hidden
+            .chunks_exact(h)
+            .zip(targets)
+            .map(|(row, &t)| {
+                let logits: Vec<f64> = (0..v)
+                    .map(|j| {
+                        b[j] as f64
+                            + row
+                                .iter()
+                                .zip(&w[j * h..(j + 1) * h])
+                                .map(|(x, y)| (x * y) as f64)
+                                .sum::<f64>()
+                    })
+                    .collect();
+                let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+                (lse - logits[t as usize]) as f32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn quantized_nll_is_close_to_exact_and_equal_at_every_level() {
+        // Sizes that are not multiples of the tiles: 1003 words, hidden 37, 19 rows.
+        let (v, h, n) = (1003, 37, 19);
+        let w = values(v * h, 0.013, 0.6);
+        let b = values(v, 0.7, 1.0);
+        let hidden = values(n * h, 0.29, 0.8);
+        let targets: Vec<u32> = (0..n as u32).map(|i| (i * 97) % v as u32).collect();
+        let q = PackedOutput::new(&w, &b, v, h);
+        let exact = exact_nll(&w, &b, &hidden, &targets, h);
+        let mut per_level = Vec::new();
+        for level in kernels::available_levels() {
+            let got = kernels::with_level(level, || q.nll(&hidden, &targets));
+            for (i, (g, e)) in got.iter().zip(&exact).enumerate() {
+                // Logits here span ±20 with strongly correlated rounding; real states do better.
+                assert!(
+                    (g - e).abs() < 1e-3 * e.abs().max(1.0),
+                    "{}: row {i}: {g} vs exact {e}",
+                    level.name()
+                );
+            }
+            per_level.push((level, got));
+        }
+        let (_, reference) = &per_level[0];
+        for (level, got) in &per_level[1..] {
+            for (g, r) in got.iter().zip(reference) {
+                assert!(
+                    (g - r).abs() <= 1e-5 * r.abs().max(1.0),
+                    "{}: {g} vs baseline {r}",
+                    level.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn packed_exact_nll_matches_the_reference_where_it_runs() {
+        let (v, h, n) = (1003, 37, 19);
+        let w = values(v * h, 0.013, 0.6);
+        let b = values(v, 0.7, 1.0);
+        let hidden = values(n * h, 0.29, 0.8);
+        let targets: Vec<u32> = (0..n as u32).map(|i| (i * 97) % v as u32).collect();
+        let q = PackedOutput::new(&w, &b, v, h);
+        let exact = exact_nll(&w, &b, &hidden, &targets, h);
+        for level in kernels::available_levels() {
+            let got = kernels::with_level(level, || q.nll_exact(&hidden, &targets));
+            match got {
+                Some(got) => {
+                    assert_eq!(level, Level::Avx512);
+                    for (g, e) in got.iter().zip(&exact) {
+                        assert!((g - e).abs() < 1e-4 * e.abs().max(1.0), "{g} vs {e}");
+                    }
+                }
+                None => assert_ne!(level, Level::Avx512, "AVX-512 runs the packed kernel"),
+            }
+        }
+    }
+
+    #[test]
+    fn integer_tiles_agree_between_vnni_and_portable_code() {
+        if !has_vnni(kernels::detected_level()) {
+            eprintln!("no AVX-512 VNNI on this CPU: only the portable tile runs");
+            return;
+        }
+        let quads = 9;
+        let a: Vec<u8> = (0..TILE_ROWS * quads * 4)
+            .map(|i| (i * 37 % 256) as u8)
+            .collect();
+        let w: Vec<i8> = (0..TILE_PANELS * quads * 64)
+            .map(|i| ((i * 53 % 255) as i32 - 127) as i8)
+            .collect();
+        let (mut fast, mut slow) = ([0i32; TILE_ROWS * TILE_COLS], [0i32; TILE_ROWS * TILE_COLS]);
+        int_tile(&a, &w, quads, &mut fast, true);
+        kernels::with_level(Level::Baseline, || {
+            int_tile(&a, &w, quads, &mut slow, false)
+        });
+        assert_eq!(fast.to_vec(), slow.to_vec());
+        assert!(slow.iter().any(|&x| x != 0));
+    }
+
+    #[test]
+    fn a_zero_state_and_a_zero_row_are_handled() {
+        let (v, h) = (20, 8);
+        let mut w = values(v * h, 0.1, 0.5);
+        w[3 * h..4 * h].fill(0.0);
+        let b = values(v, 0.3, 1.0);
+        let hidden = vec![0f32; 2 * h];
+        let q = PackedOutput::new(&w, &b, v, h);
+        let got = q.nll(&hidden, &[3, 5]);
+        let exact = exact_nll(&w, &b, &hidden, &[3, 5], h);
+        for (g, e) in got.iter().zip(&exact) {
+            assert!((g - e).abs() < 1e-4, "{g} vs {e}");
+        }
+    }
+}
