@@ -156,7 +156,7 @@ impl Engine {
         for batch in length_batches(&lengths, 4096, 256) {
             let rows: Vec<&[u32]> = batch.iter().map(|&i| sentences[i].as_slice()).collect();
             let tb = TokenBatch::new(&rows, None, &self.device)?;
-            let params = self.model.encode(&tb.src)?;
+            let params = self.model.encode_inference(&tb.src)?;
             let encs = encodings(&params)?;
             for (slot, enc) in batch.iter().zip(encs) {
                 out[*slot] = Some(enc);
