@@ -701,7 +701,11 @@ fn seq_loc(
     for batch in length_batches(&lengths, SEQ_BATCH_TOKENS, SEQ_MAX_BATCH) {
         let rows: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
         let tb = TokenBatch::new(&rows, None, &engine.device)?;
-        let loc = engine.model.encode_inference(&tb.src)?.loc.to_vec2::<f32>()?;
+        let loc = engine
+            .model
+            .encode_inference(&tb.src)?
+            .loc
+            .to_vec2::<f32>()?;
         for (&slot, l) in batch.iter().zip(loc) {
             out[slot] = l;
         }
