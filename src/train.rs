@@ -123,17 +123,6 @@ pub struct TrainConfig {
     pub time_limit_secs: Option<f64>,
 }
 
-/// The decorrelation weight a new run of `kind` gets unless told otherwise: 5 for the binary
-/// autoencoder, whose bits otherwise duplicate each other (max |corr| 0.72 after 800 steps on
-/// WordNet; with 5, 0.30 after 2000 steps of a subword model, every pair below 0.3 — see the
-/// README), and 0 for every other kind, where it has not been measured.
-pub fn default_decorrelation(kind: LatentKind) -> f64 {
-    match kind {
-        LatentKind::Binary => 5.0,
-        _ => 0.0,
-    }
-}
-
 fn sampled_bits() -> Binarize {
     Binarize::Sample
 }
@@ -174,7 +163,7 @@ impl Default for TrainConfig {
             kl_anneal_steps: 0,
             kl_weight: 1.0,
             mi_weight: 0.0,
-            decorrelation: default_decorrelation(LatentKind::Binary),
+            decorrelation: 0.0,
             binarize: Binarize::Sample,
             seed: 42,
             valid_every: 500,
@@ -188,16 +177,6 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// The defaults for a new run of `kind` (the same as [`Default`] but for the settings whose
-    /// default depends on the kind: see [`default_decorrelation`]).
-    pub fn for_kind(kind: LatentKind) -> TrainConfig {
-        TrainConfig {
-            kind,
-            decorrelation: default_decorrelation(kind),
-            ..TrainConfig::default()
-        }
-    }
-
     pub fn model_config(&self, vocab_size: usize) -> SeqConfig {
         SeqConfig {
             vocab_size,

@@ -129,20 +129,6 @@ fn decorrelation_trains_and_is_stored_in_the_config() {
     let cfg = engine.provenance.train_config.clone().unwrap();
     assert_eq!(cfg["decorrelation"], 0.5);
     assert_eq!(cfg["binarize"], "sample");
-    // Unless told otherwise, a binary run decorrelates its bits and other kinds do not.
-    let (ok, log) = train(&["--steps", "3"], &out, corpus);
-    assert!(ok, "{log}");
-    let cfg = common::engine(&out)
-        .provenance
-        .train_config
-        .clone()
-        .unwrap();
-    assert_eq!(cfg["decorrelation"], 5.0);
-    use latent_tui::{model::LatentKind, train::TrainConfig};
-    assert_eq!(TrainConfig::for_kind(LatentKind::Binary).decorrelation, 5.0);
-    for kind in [LatentKind::Gaussian, LatentKind::BinaryVae, LatentKind::Lm] {
-        assert_eq!(TrainConfig::for_kind(kind).decorrelation, 0.0, "{kind}");
-    }
     let (ok, log) = train(&["--steps", "3", "--decorrelation=-1"], &out, corpus);
     assert!(!ok && log.contains("--decorrelation"), "{log}");
     let (ok, log) = train(&["--steps", "3", "--binarize", "round"], &out, corpus);

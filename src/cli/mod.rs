@@ -419,8 +419,7 @@ pub struct TrainArgs {
     pub mi_weight: Option<f64>,
     /// Weight of a penalty on correlated code dimensions (the batch's mean squared correlation
     /// between different bits or dimensions, added to the per-token loss); 0 = off. A
-    /// regulariser against duplicated bits: see README for what it costs in perplexity. The
-    /// default is for `binary`; every other kind defaults to 0.
+    /// regulariser against duplicated bits: see README for what it costs in perplexity.
     #[arg(long)]
     pub decorrelation: Option<f64>,
     /// How binary bits are drawn while training (binary, binary-vae): `sample` z ~ Bernoulli(p)
@@ -740,9 +739,6 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     }
     if let Some(TrainKind::Seq(kind)) = args.kind {
         cfg.kind = kind;
-        if args.config.is_none() && !args.resume {
-            cfg.decorrelation = crate::train::default_decorrelation(kind);
-        }
     }
     set!(
         corpus,

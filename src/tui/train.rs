@@ -40,7 +40,7 @@ pub fn quick_defaults(kind: LatentKind) -> TrainConfig {
         valid_every: 50,
         valid_sentences: 200,
         checkpoint_every: 100,
-        ..TrainConfig::for_kind(kind)
+        ..TrainConfig::default()
     }
 }
 
