@@ -363,52 +363,13 @@ pub enum Action {
 }
 
 /// Selection keys, the same in the list, the members and the attribute view's labels.
-macro_rules! select_keys {
-    ($what:literal) => {
-        [
-            nav(
-                &[KeyCode::Down, KeyCode::Char('j')],
-                "↑↓ jk PgUp/Dn Home",
-                $what,
-                Some(("↑/↓", "select")),
-                Only::Any,
-                Action::Down,
-            ),
-            nav(
-                &[KeyCode::Up, KeyCode::Char('k')],
-                "↑ or k",
-                "",
-                None,
-                Only::Any,
-                Action::Up,
-            ),
-            nav(
-                &[KeyCode::PageDown],
-                "PgDn",
-                "",
-                None,
-                Only::Any,
-                Action::PageDown,
-            ),
-            nav(
-                &[KeyCode::PageUp],
-                "PgUp",
-                "",
-                None,
-                Only::Any,
-                Action::PageUp,
-            ),
-            nav(
-                &[KeyCode::Home, KeyCode::Char('g')],
-                "Home or g",
-                "",
-                None,
-                Only::Any,
-                Action::Top,
-            ),
-        ]
-    };
-}
+const SELECT_ACTIONS: [Action; 5] = [
+    Action::Down,
+    Action::Up,
+    Action::PageDown,
+    Action::PageUp,
+    Action::Top,
+];
 
 const BACK: Binding<Action> = nav(
     &[KeyCode::Esc, KeyCode::Backspace],
@@ -419,9 +380,13 @@ const BACK: Binding<Action> = nav(
     Action::Back,
 );
 
-const LIST_SELECT: [Binding<Action>; 5] = select_keys!("select a cluster");
-const MEMBERS_SELECT: [Binding<Action>; 5] =
-    select_keys!("members: select one (nearest the centre first)");
+const LIST_SELECT: [Binding<Action>; 5] =
+    keys::list_keys("select a cluster", ("↑/↓", "select"), SELECT_ACTIONS);
+const MEMBERS_SELECT: [Binding<Action>; 5] = keys::list_keys(
+    "members: select one (nearest the centre first)",
+    ("↑/↓", "select"),
+    SELECT_ACTIONS,
+);
 
 /// The cluster list, the view the tab opens in.
 pub const LIST_KEYS: &[Binding<Action>] = &[

@@ -102,6 +102,44 @@ pub const fn nav<A: Copy>(
     }
 }
 
+/// The five rows of a selectable list (↓/j, ↑/k, PgDn, PgUp, Home/g), bound to a tab's own
+/// `[down, up, page down, page up, top]` actions; `help` and `hint` describe them in the help
+/// overlay and the footer.
+pub const fn list_keys<A: Copy>(
+    help: &'static str,
+    hint: (&'static str, &'static str),
+    [down, up, page_down, page_up, top]: [A; 5],
+) -> [Binding<A>; 5] {
+    [
+        nav(
+            &[KeyCode::Down, KeyCode::Char('j')],
+            "↑↓ jk PgUp/Dn Home",
+            help,
+            Some(hint),
+            Only::Any,
+            down,
+        ),
+        nav(
+            &[KeyCode::Up, KeyCode::Char('k')],
+            "↑ or k",
+            "",
+            None,
+            Only::Any,
+            up,
+        ),
+        nav(&[KeyCode::PageDown], "PgDn", "", None, Only::Any, page_down),
+        nav(&[KeyCode::PageUp], "PgUp", "", None, Only::Any, page_up),
+        nav(
+            &[KeyCode::Home, KeyCode::Char('g')],
+            "Home or g",
+            "",
+            None,
+            Only::Any,
+            top,
+        ),
+    ]
+}
+
 /// A binding while a text field has the focus.
 pub const fn typing<A: Copy>(
     keys: &'static [KeyCode],

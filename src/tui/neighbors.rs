@@ -88,6 +88,18 @@ pub enum Action {
     Reload,
 }
 
+const SCROLL: [Binding<Action>; 5] = keys::list_keys(
+    "scroll the list",
+    ("↑/↓", "scroll"),
+    [
+        Action::Down,
+        Action::Up,
+        Action::PageDown,
+        Action::PageUp,
+        Action::Top,
+    ],
+);
+
 /// The tab's keys: dispatch, footer and help all read this table.
 pub const KEYS: &[Binding<Action>] = &[
     typing(
@@ -136,46 +148,11 @@ pub const KEYS: &[Binding<Action>] = &[
         Only::Any,
         Action::More,
     ),
-    nav(
-        &[KeyCode::Down, KeyCode::Char('j')],
-        "↑↓ jk PgUp/Dn Home",
-        "scroll the list",
-        Some(("↑/↓", "scroll")),
-        Only::Any,
-        Action::Down,
-    ),
-    nav(
-        &[KeyCode::Up, KeyCode::Char('k')],
-        "↑ or k",
-        "",
-        None,
-        Only::Any,
-        Action::Up,
-    ),
-    nav(
-        &[KeyCode::PageDown],
-        "PgDn",
-        "",
-        None,
-        Only::Any,
-        Action::PageDown,
-    ),
-    nav(
-        &[KeyCode::PageUp],
-        "PgUp",
-        "",
-        None,
-        Only::Any,
-        Action::PageUp,
-    ),
-    nav(
-        &[KeyCode::Home, KeyCode::Char('g')],
-        "Home or g",
-        "",
-        None,
-        Only::Any,
-        Action::Top,
-    ),
+    SCROLL[0],
+    SCROLL[1],
+    SCROLL[2],
+    SCROLL[3],
+    SCROLL[4],
     nav(
         &[KeyCode::Char('m')],
         "m",
