@@ -106,8 +106,8 @@ pub struct TrainConfig {
     /// batch's code dimensions, off the diagonal); 0 leaves it out.
     pub decorrelation: f64,
     /// How the binary kinds' bits are drawn while training (runs saved before this existed
-    /// sampled them).
-    #[serde(default = "sampled_bits")]
+    /// sampled them: [`Binarize::default`]).
+    #[serde(default)]
     pub binarize: Binarize,
     pub seed: u64,
     pub valid_every: u64,
@@ -121,10 +121,6 @@ pub struct TrainConfig {
     /// Stop after this many seconds of training (validating and saving as at the last step),
     /// or at `steps`, whichever comes first.
     pub time_limit_secs: Option<f64>,
-}
-
-fn sampled_bits() -> Binarize {
-    Binarize::Sample
 }
 
 /// Lines with more words than this are skipped when loading a training corpus.
@@ -164,7 +160,7 @@ impl Default for TrainConfig {
             kl_weight: 1.0,
             mi_weight: 0.0,
             decorrelation: 0.0,
-            binarize: Binarize::Sample,
+            binarize: Binarize::default(),
             seed: 42,
             valid_every: 500,
             valid_sentences: 2000,
@@ -238,6 +234,16 @@ impl TrainConfig {
             bail!(
                 "--decorrelation must be a non-negative number, got {}",
                 self.decorrelation
+            );
+        }
+        if self.binarize != Binarize::default()
+            && !matches!(self.kind, LatentKind::Binary | LatentKind::BinaryVae)
+        {
+            bail!(
+                "--binarize {} applies to the straight-through bits of binary and binary-vae, \
+                 not to a `{}` model",
+                self.binarize,
+                self.kind
             );
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {

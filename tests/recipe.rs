@@ -141,6 +141,20 @@ fn decorrelation_trains_and_is_stored_in_the_config() {
     assert_eq!(cfg["binarize"], "round");
     let (ok, log) = train(&["--steps", "3", "--binarize", "nearest"], &out, corpus);
     assert!(!ok && log.contains("nearest"), "{log}");
+    // Gumbel bits are relaxed, not straight-through: rounding them is refused, not ignored.
+    use latent_tui::{model::LatentKind, train::TrainConfig};
+    let gumbel = TrainConfig {
+        kind: LatentKind::Gumbel,
+        binarize: latent_tui::model::Binarize::Round,
+        ..TrainConfig::default()
+    };
+    let err = latent_tui::train::train(&gumbel, std::sync::mpsc::channel().0, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--binarize round") && err.contains("gumbel"),
+        "{err}"
+    );
 }
 
 fn train_bow(
