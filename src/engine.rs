@@ -236,10 +236,14 @@ impl Engine {
     /// A summary of the checkpoint for `latent-tui info` and the explorer's title.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "{}\n  {}\n  vocabulary {} words, max length {}, weights stored as {} ({:.1} MB), {} parameters\n",
+            "{}\n  {}\n  vocabulary {} {}, max length {}, weights stored as {} ({:.1} MB), {} parameters\n",
             self.path.display(),
             self.config.describe(),
             self.vocab.len(),
+            match self.vocab.kind() {
+                crate::vocab::TokenizerKind::Word => "words".to_string(),
+                other => format!("{} tokens (whole words shown)", other.name()),
+            },
             self.max_len(),
             self.stored_dtype,
             self.file_bytes as f64 / 1e6,
