@@ -341,7 +341,16 @@ impl Coder {
         let normalized = normalize(text);
         normalized
             .split(' ')
-            .filter(|w| !w.is_empty() && self.vocab().id(w).is_none())
+            // A subword vocabulary spells a word it never saw from pieces; only a word that
+            // still needs `<unk>` is unknown (a word-level lookup would call every word
+            // outside the piece list unknown).
+            .filter(|w| {
+                !w.is_empty()
+                    && self
+                        .vocab()
+                        .encode_normalized(w)
+                        .contains(&crate::vocab::UNK)
+            })
             .map(str::to_string)
             .collect()
     }

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use candle_core::Device;
+use latent_tui::coder::Coder;
 use latent_tui::corpus::{Corpus, Split};
 use latent_tui::data::encode_examples;
 use latent_tui::engine::Engine;
@@ -65,7 +66,23 @@ fn everyday_sentences_have_no_unknown_words_in_any_shipped_sequence_model() {
             // What the explorer shows is the sentence itself, pieces joined into words.
             assert_eq!(engine.words(&tokens.ids), *s, "{name}");
         }
+        // The commands that print "unknown words: …" (attribute, analogy) ask the loaded model.
+        let coder = Coder::load(&shipped_path(name), &Device::Cpu).unwrap();
+        for s in &sentences {
+            assert_eq!(
+                coder.unknown_words(s),
+                Vec::<String>::new(),
+                "{name}: {s:?}"
+            );
+        }
     }
+    // A word-level vocabulary still names the words it lacks: the bag-of-words models leave
+    // stop words out of theirs.
+    let nash = Coder::load(&shipped_path("nash.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(
+        nash.unknown_words("to move quickly"),
+        vec!["to".to_string()]
+    );
 }
 
 #[test]
