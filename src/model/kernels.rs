@@ -197,11 +197,13 @@ fn max8(xs: &[f32]) -> f32 {
 fn log_sum_exp_inner(row: &[f32]) -> f32 {
     {
         let max = max8(row);
-        let mut acc = [0f32; 8];
-        let chunks = row.chunks_exact(8);
+        // 32 lanes: two AVX-512 vectors (four AVX2 ones) of independent sums, so the exp
+        // polynomials of consecutive chunks overlap instead of waiting on one accumulator.
+        let mut acc = [0f32; 32];
+        let chunks = row.chunks_exact(32);
         let rest = chunks.remainder();
         for c in chunks {
-            for i in 0..8 {
+            for i in 0..32 {
                 acc[i] += exp(c[i] - max);
             }
         }
