@@ -93,6 +93,7 @@ impl Gru {
                     reverse: vec![reverse],
                     keep_for_backward,
                     cache: Mutex::new(Vec::new()),
+                    input_bias: None,
                 },
             )
         } else {
@@ -242,6 +243,11 @@ struct GruSequence {
     keep_for_backward: bool,
     /// Per direction: r, z, n, gh_n for every step, (T, 4, B, H).
     cache: Mutex<Vec<Vec<f32>>>,
+    /// b_ih of every direction (dirs · 3H) when the input projections come without it: added
+    /// row by row inside the recurrence, where the row is in cache, instead of by a separate
+    /// pass over the whole (T, B, dirs·3H) tensor. Only without gradients (`keep_for_backward`
+    /// false), since the op has no input through which b_ih's gradient could flow.
+    input_bias: Option<Vec<f32>>,
 }
 
 /// Shapes shared by the helpers below.
@@ -263,7 +269,9 @@ impl Dims {
     }
 }
 
-/// One direction forward: returns its states (T, B, H) and its gate cache.
+/// One direction forward: returns its states (T, B, H) and its gate cache. `input_bias` (3H),
+/// when given, is added to each input projection row before the cell sees it.
+#[allow(clippy::too_many_arguments)]
 fn forward_direction(
     gi: &[f32],
     d: usize,
@@ -271,6 +279,7 @@ fn forward_direction(
     whh: &[f32],
     reverse: bool,
     keep_for_backward: bool,
+    input_bias: Option<&[f32]>,
     dims: Dims,
 ) -> (Vec<f32>, Vec<f32>) {
     let Dims {
@@ -285,6 +294,7 @@ fn forward_direction(
     let cached_steps = if keep_for_backward { t_len } else { 1 };
     let mut cache = vec![0f32; cached_steps * 4 * step_len];
     let mut gh = vec![0f32; b * h3];
+    let mut gi_biased = vec![0f32; if input_bias.is_some() { h3 } else { 0 }];
     let mut h_prev: Vec<f32> = (0..b)
         .flat_map(|bi| h0[(bi * dirs + d) * hsz..][..hsz].iter().copied())
         .collect();
@@ -323,7 +333,14 @@ fn forward_direction(
             }
             let rows = bi * hsz..(bi + 1) * hsz;
             ghn_c[rows.clone()].copy_from_slice(&gh_row[2 * hsz..]);
-            let gi_row = &gi[((t * b + bi) * dirs + d) * h3..][..h3];
+            let mut gi_row = &gi[((t * b + bi) * dirs + d) * h3..][..h3];
+            if let Some(bias) = input_bias {
+                // The same sum, in the same order, as a bias added to the projection beforehand.
+                for ((o, &x), &c) in gi_biased.iter_mut().zip(gi_row).zip(bias) {
+                    *o = x + c;
+                }
+                gi_row = &gi_biased;
+            }
             kernels::gru_cell(
                 gi_row,
                 gh_row,
@@ -529,6 +546,11 @@ impl CustomOp3 for GruSequence {
             dirs,
         };
         let wlen = 3 * hsz * (hsz + 1);
+        if let Some(bias) = &self.input_bias {
+            if self.keep_for_backward || bias.len() != dirs * 3 * hsz {
+                candle_core::bail!("gru: an input bias inside the op is for inference only");
+            }
+        }
         let results = per_direction(dirs, |d| {
             forward_direction(
                 gi,
@@ -537,6 +559,9 @@ impl CustomOp3 for GruSequence {
                 &whh[d * wlen..(d + 1) * wlen],
                 self.reverse[d],
                 self.keep_for_backward,
+                self.input_bias
+                    .as_deref()
+                    .map(|bias| &bias[d * 3 * hsz..(d + 1) * 3 * hsz]),
                 dims,
             )
         });
@@ -635,21 +660,25 @@ pub fn bidirectional(fwd: &Gru, bwd: &Gru, xs: &Tensor) -> Result<Tensor> {
     // One input projection for both directions: (T·B, in) · [W_ih_f; W_ih_b]ᵀ -> (T, B, 6H)
     let w_ih = Tensor::cat(&[&fwd.w_ih, &bwd.w_ih], 0)?;
     let b_ih = Tensor::cat(&[&fwd.b_ih, &bwd.b_ih], 0)?;
-    let gi = xs
-        .reshape((t * b, input))?
-        .matmul(&w_ih.t()?)?
-        .broadcast_add(&b_ih)?
-        .reshape((t, b, 6 * h))?;
     let whh = Tensor::stack(&[fwd.recurrent_block()?, bwd.recurrent_block()?], 0)?; // (2, 3H, H+1)
+    let tracked = xs.track_op() || w_ih.track_op() || b_ih.track_op() || whh.track_op();
+    let gi = xs.reshape((t * b, input))?.matmul(&w_ih.t()?)?;
+    // Without gradients b_ih is added inside the recurrence (see `GruSequence::input_bias`).
+    let (gi, input_bias) = if tracked {
+        (gi.broadcast_add(&b_ih)?, None)
+    } else {
+        (gi, Some(b_ih.to_vec1::<f32>()?))
+    };
+    let gi = gi.reshape((t, b, 6 * h))?;
     let h0 = Tensor::zeros((b, 2 * h), DType::F32, xs.device())?;
-    let keep_for_backward = gi.track_op() || whh.track_op();
     gi.apply_op3(
         &h0,
         &whh,
         GruSequence {
             reverse: vec![false, true],
-            keep_for_backward,
+            keep_for_backward: tracked,
             cache: Mutex::new(Vec::new()),
+            input_bias,
         },
     )
 }
@@ -877,7 +906,9 @@ mod tests {
             .flatten_all()?
             .max(0)?
             .to_scalar::<f32>()?;
-        assert!(diff < 1e-6, "bidirectional states differ by {diff}");
+        // Inference adds b_ih inside the recurrence, training before it: the same sums in the
+        // same order, so the same states to the bit (codes must not depend on the path).
+        assert_eq!(diff, 0.0, "bidirectional states differ by {diff}");
         Ok(())
     }
 
