@@ -2,6 +2,8 @@
 //! claims: no unknown words in what a user types, a binary code far better than the language
 //! model, bits that do not duplicate and all matter, a VAE that has not collapsed.
 
+mod common;
+
 use std::path::Path;
 
 use candle_core::Device;
@@ -38,15 +40,9 @@ fn eval(engine: &Engine, ids: &[Vec<u32>], flip_sentences: usize) -> EvalReport 
     evaluate(&engine.model, &engine.vocab, ids, &opts, &mut |_| {}).unwrap()
 }
 
-/// Fifty everyday sentences of our own, not from WordNet: what a new user types first.
-fn everyday() -> Vec<String> {
-    let text = include_str!("../assets/sentences/everyday.txt");
-    text.lines().map(str::to_owned).collect()
-}
-
 #[test]
 fn everyday_sentences_have_no_unknown_words_in_any_shipped_sequence_model() {
-    let sentences = everyday();
+    let sentences = common::everyday();
     assert_eq!(sentences.len(), 50);
     for name in [
         "binary.safetensors",

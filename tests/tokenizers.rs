@@ -166,17 +166,11 @@ fn eval_reports_reconstruction_for_models_with_a_code() {
     }
 }
 
-/// Fifty everyday sentences of our own, not from WordNet: what a new user types first.
-fn everyday() -> Vec<String> {
-    let text = include_str!("../assets/sentences/everyday.txt");
-    text.lines().map(str::to_owned).collect()
-}
-
 #[test]
 fn a_subword_vocabulary_of_the_bundled_corpus_knows_every_everyday_word() {
     use latent_tui::corpus::Corpus;
     use latent_tui::vocab::{Vocab, UNK};
-    let sentences = everyday();
+    let sentences = common::everyday();
     assert_eq!(sentences.len(), 50);
     let corpus = Corpus::bundled_wordnet().unwrap();
     let texts = || corpus.train.iter().map(|e| e.text.as_str());

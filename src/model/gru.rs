@@ -94,6 +94,7 @@ impl Gru {
                     keep_for_backward,
                     cache: Mutex::new(Vec::new()),
                     input_bias: None,
+                    final_only: false,
                 },
             )
         } else {
@@ -248,6 +249,11 @@ struct GruSequence {
     /// pass over the whole (T, B, dirs·3H) tensor. Only without gradients (`keep_for_backward`
     /// false), since the op has no input through which b_ih's gradient could flow.
     input_bias: Option<Vec<f32>>,
+    /// Return only each direction's final state, (1, B, dirs·H) — the forward one after step
+    /// T−1, the backward one after step 0 — instead of every state: what the `last` summary
+    /// reads, without writing and interleaving (T, B, dirs·H) states nobody else will.
+    /// Inference only.
+    final_only: bool,
 }
 
 /// Shapes shared by the helpers below.
@@ -269,8 +275,9 @@ impl Dims {
     }
 }
 
-/// One direction forward: returns its states (T, B, H) and its gate cache. `input_bias` (3H),
-/// when given, is added to each input projection row before the cell sees it.
+/// One direction forward: returns its states (T, B, H) — with `final_only`, only the last one
+/// computed (1, B, H) — and its gate cache. `input_bias` (3H), when given, is added to each
+/// input projection row before the cell sees it.
 #[allow(clippy::too_many_arguments)]
 fn forward_direction(
     gi: &[f32],
@@ -280,6 +287,7 @@ fn forward_direction(
     reverse: bool,
     keep_for_backward: bool,
     input_bias: Option<&[f32]>,
+    final_only: bool,
     dims: Dims,
 ) -> (Vec<f32>, Vec<f32>) {
     let Dims {
@@ -290,7 +298,7 @@ fn forward_direction(
     } = dims;
     let h3 = 3 * hsz;
     let step_len = b * hsz;
-    let mut hs = vec![0f32; t_len * step_len];
+    let mut hs = vec![0f32; if final_only { 1 } else { t_len } * step_len];
     let cached_steps = if keep_for_backward { t_len } else { 1 };
     let mut cache = vec![0f32; cached_steps * 4 * step_len];
     let mut gh = vec![0f32; b * h3];
@@ -325,7 +333,8 @@ fn forward_direction(
         let (r_c, rest) = cache_t.split_at_mut(step_len);
         let (z_c, rest) = rest.split_at_mut(step_len);
         let (n_c, ghn_c) = rest.split_at_mut(step_len);
-        let h_out = &mut hs[t * step_len..(t + 1) * step_len];
+        let stored = if final_only { 0 } else { t };
+        let h_out = &mut hs[stored * step_len..(stored + 1) * step_len];
         for bi in 0..b {
             let gh_row = &mut gh[bi * h3..(bi + 1) * h3];
             for (g, bias) in gh_row.iter_mut().zip(&b_hh) {
@@ -551,6 +560,9 @@ impl CustomOp3 for GruSequence {
                 candle_core::bail!("gru: an input bias inside the op is for inference only");
             }
         }
+        if self.final_only && self.keep_for_backward {
+            candle_core::bail!("gru: final states alone are for inference only");
+        }
         let results = per_direction(dirs, |d| {
             forward_direction(
                 gi,
@@ -562,6 +574,7 @@ impl CustomOp3 for GruSequence {
                 self.input_bias
                     .as_deref()
                     .map(|bias| &bias[d * 3 * hsz..(d + 1) * 3 * hsz]),
+                self.final_only,
                 dims,
             )
         });
@@ -574,7 +587,8 @@ impl CustomOp3 for GruSequence {
         } else {
             interleave(&states, hsz)
         };
-        Ok((CpuStorage::F32(out), Shape::from((t_len, b, dirs * hsz))))
+        let steps = if self.final_only { 1 } else { t_len };
+        Ok((CpuStorage::F32(out), Shape::from((steps, b, dirs * hsz))))
     }
 
     fn bwd(
@@ -649,6 +663,32 @@ impl CustomOp3 for GruSequence {
 /// Runs a forward and a backward GRU over the same input (T, B, in) from zero states, in
 /// parallel; returns their states side by side (T, B, 2H): forward in the first H columns.
 pub fn bidirectional(fwd: &Gru, bwd: &Gru, xs: &Tensor) -> Result<Tensor> {
+    bidirectional_op(fwd, bwd, xs, false)
+}
+
+/// The `last` summary of a bidirectional GRU, (B, 2H): the forward direction's state after
+/// the last step joined with the backward direction's after the first. Without gradients it
+/// computes only those final states; with them it reads them off [`bidirectional`]'s states
+/// (same values to the bit either way).
+pub fn bidirectional_last(fwd: &Gru, bwd: &Gru, xs: &Tensor) -> Result<Tensor> {
+    let h = fwd.hidden;
+    let finals = bidirectional_op(fwd, bwd, xs, true)?;
+    if finals.dim(0)? == 1 {
+        return finals.squeeze(0); // (B, 2H): already forward ‖ backward
+    }
+    let t_len = finals.dim(0)?;
+    Tensor::cat(
+        &[
+            finals.get(t_len - 1)?.narrow(1, 0, h)?,
+            finals.get(0)?.narrow(1, h, h)?,
+        ],
+        1,
+    )
+}
+
+/// [`bidirectional`]'s states, or — with `final_only` and nothing tracking a gradient — only
+/// each direction's final state, (1, B, 2H).
+fn bidirectional_op(fwd: &Gru, bwd: &Gru, xs: &Tensor, final_only: bool) -> Result<Tensor> {
     let (t, b, input) = xs.dims3()?;
     let h = fwd.hidden;
     if !(xs.device().is_cpu() && xs.dtype() == DType::F32) {
@@ -679,6 +719,7 @@ pub fn bidirectional(fwd: &Gru, bwd: &Gru, xs: &Tensor) -> Result<Tensor> {
             keep_for_backward: tracked,
             cache: Mutex::new(Vec::new()),
             input_bias,
+            final_only: final_only && !tracked,
         },
     )
 }
@@ -909,6 +950,27 @@ mod tests {
         // Inference adds b_ih inside the recurrence, training before it: the same sums in the
         // same order, so the same states to the bit (codes must not depend on the path).
         assert_eq!(diff, 0.0, "bidirectional states differ by {diff}");
+        // The `last` summary from final states alone equals the one read off every state.
+        let last = bidirectional_last(&gru.detached(), &other.detached(), &xs)?;
+        let reference_last = bidirectional_last(&gru, &other, &xs)?;
+        assert!(reference_last.track_op() && !last.track_op());
+        assert_eq!(last.dims(), &[2, 8]);
+        let t_len = reference.dim(0)?;
+        let read_off = Tensor::cat(
+            &[
+                reference.get(t_len - 1)?.narrow(1, 0, 4)?,
+                reference.get(0)?.narrow(1, 4, 4)?,
+            ],
+            1,
+        )?;
+        for (got, want) in [(&last, &read_off), (&reference_last, &read_off)] {
+            let diff = (got - want)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert_eq!(diff, 0.0, "last summary differs by {diff}");
+        }
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::gru::{bidirectional, Gru};
+use super::gru::{bidirectional, bidirectional_last, Gru};
 use super::latent::{LatentKind, LatentParams};
 use super::ops::{linear_nll, linear_nll_inference};
 use super::output_layer::PackedOutput;
@@ -346,21 +346,14 @@ impl SeqAutoencoder {
             .encoder
             .as_ref()
             .ok_or_else(|| candle_core::Error::Msg("an `lm` model has no encoder".into()))?;
-        let h = self.cfg.hidden_dim;
         let x = self.embed(src)?; // (T, B, E)
-        let states = bidirectional(fwd, bwd, &x)?; // (T, B, 2H): forward ‖ backward
-        let t_len = states.dim(0)?;
         let summary = match self.cfg.summary {
             // (B, 2H): the forward direction ends at T−1, the backward one at 0.
-            Summary::Last => Tensor::cat(
-                &[
-                    states.get(t_len - 1)?.narrow(1, 0, h)?,
-                    states.get(0)?.narrow(1, h, h)?,
-                ],
-                1,
-            )?,
-            Summary::Mean => states.mean(0)?,
+            Summary::Last => bidirectional_last(fwd, bwd, &x)?,
+            // (T, B, 2H): forward ‖ backward -> (B, 2H)
+            Summary::Mean => bidirectional(fwd, bwd, &x)?.mean(0)?,
             Summary::Attention => {
+                let states = bidirectional(fwd, bwd, &x)?; // (T, B, 2H)
                 let att = self
                     .attention
                     .as_ref()

@@ -225,3 +225,9 @@ pub fn greedy(e: &Engine, code: &[f32]) -> String {
     .unwrap()
     .remove(0)
 }
+
+/// Fifty everyday sentences of our own, not from WordNet: what a new user types first.
+pub fn everyday() -> Vec<String> {
+    let text = include_str!("../../assets/sentences/everyday.txt");
+    text.lines().map(str::to_owned).collect()
+}
