@@ -18,6 +18,7 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 
 use super::kernels;
 use super::packed::PackedMatrix;
@@ -275,6 +276,26 @@ impl Dims {
     }
 }
 
+/// One step's outputs for a block of rows: new states and the gates the backward pass reads.
+struct StepRows<'a> {
+    h: &'a mut [f32],
+    r: &'a mut [f32],
+    z: &'a mut [f32],
+    n: &'a mut [f32],
+    ghn: &'a mut [f32],
+}
+
+/// Rows per thread when a batch of `b` rows is worth splitting at every step (a multiple of the
+/// packed tile's 8 rows), or `None` for one thread or a batch too small to pay for the hand-off.
+fn parallel_row_chunk(b: usize) -> Option<usize> {
+    const MIN_ROWS: usize = 32;
+    let threads = rayon::current_num_threads();
+    if threads < 2 || b < MIN_ROWS {
+        return None;
+    }
+    Some(b.div_ceil(threads).div_ceil(8) * 8)
+}
+
 /// One direction forward: returns its states (T, B, H) — with `final_only`, only the last one
 /// computed (1, B, H) — and its gate cache. `input_bias` (3H), when given, is added to each
 /// input projection row before the cell sees it.
@@ -302,32 +323,21 @@ fn forward_direction(
     let cached_steps = if keep_for_backward { t_len } else { 1 };
     let mut cache = vec![0f32; cached_steps * 4 * step_len];
     let mut gh = vec![0f32; b * h3];
-    let mut gi_biased = vec![0f32; if input_bias.is_some() { h3 } else { 0 }];
-    let mut h_prev: Vec<f32> = (0..b)
+    let mut h_prev_buf: Vec<f32> = (0..b)
         .flat_map(|bi| h0[(bi * dirs + d) * hsz..][..hsz].iter().copied())
         .collect();
     let b_hh: Vec<f32> = (0..h3).map(|j| whh[j * (hsz + 1) + hsz]).collect();
     // Packed once per sequence instead of once per step inside the general product.
     let packed = PackedMatrix::new(whh, h3, hsz, hsz + 1);
+    // One direction alone leaves a core idle (two directions already run side by side), so a
+    // large batch's rows are split across threads at every step. Rows are independent and each
+    // is computed by the same kernels in the same order, so the split changes no bit.
+    let row_chunk = if dirs == 1 && packed.is_some() {
+        parallel_row_chunk(b)
+    } else {
+        None
+    };
     for t in dims.order(reverse) {
-        // gh (B, 3H) = h_prev (B, H) · W_hhᵀ (H, 3H)
-        if let Some(p) = &packed {
-            p.matmul(&h_prev, b, &mut gh, h3);
-        } else {
-            sgemm(
-                b,
-                h3,
-                hsz,
-                &mut gh,
-                (h3, 1),
-                false,
-                &h_prev,
-                (hsz, 1),
-                whh,
-                (1, hsz + 1),
-                false,
-            );
-        }
         let slot = if keep_for_backward { t } else { 0 };
         let cache_t = &mut cache[slot * 4 * step_len..(slot + 1) * 4 * step_len];
         let (r_c, rest) = cache_t.split_at_mut(step_len);
@@ -335,32 +345,82 @@ fn forward_direction(
         let (n_c, ghn_c) = rest.split_at_mut(step_len);
         let stored = if final_only { 0 } else { t };
         let h_out = &mut hs[stored * step_len..(stored + 1) * step_len];
-        for bi in 0..b {
-            let gh_row = &mut gh[bi * h3..(bi + 1) * h3];
-            for (g, bias) in gh_row.iter_mut().zip(&b_hh) {
-                *g += bias;
+        let h_prev = &h_prev_buf;
+        // Rows r0.. of this step: the recurrent product, then the cell of each row.
+        let step = |r0: usize, gh: &mut [f32], out: StepRows<'_>| {
+            let rows = gh.len() / h3;
+            // gh (rows, 3H) = h_prev[r0..] (rows, H) · W_hhᵀ (H, 3H)
+            if let Some(p) = &packed {
+                p.matmul(&h_prev[r0 * hsz..(r0 + rows) * hsz], rows, gh, h3);
+            } else {
+                sgemm(
+                    rows,
+                    h3,
+                    hsz,
+                    gh,
+                    (h3, 1),
+                    false,
+                    &h_prev[r0 * hsz..(r0 + rows) * hsz],
+                    (hsz, 1),
+                    whh,
+                    (1, hsz + 1),
+                    false,
+                );
             }
-            let rows = bi * hsz..(bi + 1) * hsz;
-            ghn_c[rows.clone()].copy_from_slice(&gh_row[2 * hsz..]);
-            let mut gi_row = &gi[((t * b + bi) * dirs + d) * h3..][..h3];
-            if let Some(bias) = input_bias {
-                // The same sum, in the same order, as a bias added to the projection beforehand.
-                for ((o, &x), &c) in gi_biased.iter_mut().zip(gi_row).zip(bias) {
-                    *o = x + c;
+            let mut gi_biased = vec![0f32; if input_bias.is_some() { h3 } else { 0 }];
+            for i in 0..rows {
+                let bi = r0 + i;
+                let gh_row = &mut gh[i * h3..(i + 1) * h3];
+                for (g, bias) in gh_row.iter_mut().zip(&b_hh) {
+                    *g += bias;
                 }
-                gi_row = &gi_biased;
+                let local = i * hsz..(i + 1) * hsz;
+                out.ghn[local.clone()].copy_from_slice(&gh_row[2 * hsz..]);
+                let mut gi_row = &gi[((t * b + bi) * dirs + d) * h3..][..h3];
+                if let Some(bias) = input_bias {
+                    // The same sum, in the same order, as a bias added to the projection
+                    // beforehand.
+                    for ((o, &x), &c) in gi_biased.iter_mut().zip(gi_row).zip(bias) {
+                        *o = x + c;
+                    }
+                    gi_row = &gi_biased;
+                }
+                kernels::gru_cell(
+                    gi_row,
+                    gh_row,
+                    &h_prev[bi * hsz..(bi + 1) * hsz],
+                    &mut out.h[local.clone()],
+                    &mut out.r[local.clone()],
+                    &mut out.z[local.clone()],
+                    &mut out.n[local],
+                );
             }
-            kernels::gru_cell(
-                gi_row,
-                gh_row,
-                &h_prev[rows.clone()],
-                &mut h_out[rows.clone()],
-                &mut r_c[rows.clone()],
-                &mut z_c[rows.clone()],
-                &mut n_c[rows],
-            );
+        };
+        match row_chunk {
+            Some(c) => gh
+                .par_chunks_mut(c * h3)
+                .zip(h_out.par_chunks_mut(c * hsz))
+                .zip(r_c.par_chunks_mut(c * hsz))
+                .zip(z_c.par_chunks_mut(c * hsz))
+                .zip(n_c.par_chunks_mut(c * hsz))
+                .zip(ghn_c.par_chunks_mut(c * hsz))
+                .enumerate()
+                .for_each(|(k, (((((g, h), r), z), n), ghn))| {
+                    step(k * c, g, StepRows { h, r, z, n, ghn })
+                }),
+            None => step(
+                0,
+                &mut gh,
+                StepRows {
+                    h: h_out,
+                    r: r_c,
+                    z: z_c,
+                    n: n_c,
+                    ghn: ghn_c,
+                },
+            ),
         }
-        h_prev.copy_from_slice(h_out);
+        h_prev_buf.copy_from_slice(&hs[stored * step_len..(stored + 1) * step_len]);
     }
     (hs, cache)
 }
@@ -825,6 +885,85 @@ mod tests {
         }
         let vb = VarBuilder::from_tensors(vals, DType::F32, &dev);
         Ok((Gru::load(vb, input, hidden, "")?, vars))
+    }
+
+    #[test]
+    fn splitting_a_batch_across_threads_changes_no_bit() -> Result<()> {
+        at_every_kernel_level(splitting_a_batch_across_threads_changes_no_bit_at_active_level)
+    }
+
+    /// One direction over 40 rows: in a 2-thread pool the rows are split at every step
+    /// (`parallel_row_chunk`); states and every gradient equal those of a 1-thread pool to the
+    /// bit, and the textbook recurrence to rounding.
+    fn splitting_a_batch_across_threads_changes_no_bit_at_active_level() -> Result<()> {
+        let dev = Device::Cpu;
+        let (gru, vars) = tiny_gru(5, 16, 7)?;
+        let (t, b) = (6, 40);
+        let xs = Var::from_vec(
+            (0..t * b * 5).map(|i| (i as f32 * 0.37).sin()).collect(),
+            (t, b, 5),
+            &dev,
+        )?;
+        let h0 = Var::from_vec(
+            (0..b * 16).map(|i| (i as f32 * 0.11).cos() * 0.5).collect(),
+            (b, 16),
+            &dev,
+        )?;
+        let weights = Tensor::from_vec(
+            (0..t * b * 16).map(|i| (i as f32 * 0.07).sin()).collect(),
+            (t, b, 16),
+            &dev,
+        )?;
+        assert!(parallel_row_chunk(b).is_some() || rayon::current_num_threads() < 2);
+        let run = |threads: usize| -> Result<Vec<Vec<f32>>> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool");
+            pool.install(|| {
+                assert_eq!(parallel_row_chunk(b).is_some(), threads > 1);
+                let hs = gru.forward(&xs, &h0, false)?;
+                let grads = (&hs * &weights)?.sum_all()?.backward()?;
+                let mut out = vec![hs.flatten_all()?.to_vec1::<f32>()?];
+                for v in vars
+                    .iter()
+                    .map(|v| v.as_tensor())
+                    .chain([xs.as_tensor(), h0.as_tensor()])
+                {
+                    out.push(
+                        grads
+                            .get(v)
+                            .expect("a gradient")
+                            .flatten_all()?
+                            .to_vec1::<f32>()?,
+                    );
+                }
+                // Inference on detached weights takes the same split.
+                let detached = gru.detached().forward(&xs.detach(), &h0.detach(), false)?;
+                out.push(detached.flatten_all()?.to_vec1::<f32>()?);
+                Ok(out)
+            })
+        };
+        let (one, two) = (run(1)?, run(2)?);
+        for (k, (a, c)) in one.iter().zip(&two).enumerate() {
+            assert!(
+                a.iter().zip(c).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "output {k} differs between one and two threads"
+            );
+        }
+        let reference = gru.forward_reference(&xs, &h0, false)?;
+        let diff = reference
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .zip(&two[0])
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff < 1e-5,
+            "states differ from the textbook recurrence by {diff}"
+        );
+        Ok(())
     }
 
     #[test]

@@ -63,30 +63,6 @@ impl std::fmt::Debug for PackedOutput {
     }
 }
 
-/// A hash of every bit of `xs`: tells whether a cached quantisation still matches the weights.
-pub fn fingerprint(xs: &[f32]) -> u64 {
-    const MUL: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut lanes = [0u64; 8];
-    let chunks = xs.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..8 {
-            lanes[i] = (lanes[i] ^ c[i].to_bits() as u64)
-                .wrapping_mul(MUL)
-                .rotate_left(23);
-        }
-    }
-    let mut h = xs.len() as u64;
-    for x in lanes
-        .iter()
-        .copied()
-        .chain(rest.iter().map(|x| x.to_bits() as u64))
-    {
-        h = (h ^ x).wrapping_mul(MUL).rotate_left(29);
-    }
-    h
-}
-
 /// Symmetric int8 quantisation of a row: returns the scale (0 for an all-zero row).
 fn quantize_signed(row: &[f32], out: &mut [i8]) -> f32 {
     let max = row.iter().fold(0f32, |m, x| m.max(x.abs()));

@@ -486,8 +486,7 @@ impl SeqAutoencoder {
         };
         // Hashing the weights costs a read of them (~0.3 ms for 8000 × 256); copying them to
         // compare would cost more.
-        let print = super::output_layer::fingerprint(w)
-            ^ super::output_layer::fingerprint(b).rotate_left(17);
+        let print = super::kernels::fingerprint(w) ^ super::kernels::fingerprint(b).rotate_left(17);
         let mut cache = self.packed_out.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((p, q)) = cache.as_ref() {
             if *p == print {
