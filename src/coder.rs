@@ -595,10 +595,9 @@ impl Coder {
         prior: PriorChoice,
         bit_means: Option<&[f32]>,
     ) -> Result<Samples> {
-        match &self.family {
-            Family::Seq(e) => tasks::sample_prior(e, n, seed, temperature, prior, bit_means),
-            Family::Bow(b) => bow::explore::sample_prior(b, n, seed, temperature, prior, bit_means),
-        }
+        Samples::collect(seed, n, |each| {
+            self.sample_prior_each(n, seed, temperature, prior, bit_means, each)
+        })
     }
 
     /// [`Coder::sample_prior`] handing each sample (code, decoding) to `each` as soon as its

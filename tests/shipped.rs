@@ -16,12 +16,7 @@ use latent_tui::model::LatentKind;
 use latent_tui::tasks::{sample_prior, PriorChoice};
 
 fn shipped(name: &str) -> Engine {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("checkpoints")
-        .join(name);
-    let size = std::fs::metadata(&path).unwrap().len();
-    assert!(size < 12_000_000, "{name} is {size} bytes");
-    Engine::load(&path, &Device::Cpu).unwrap()
+    Engine::load(&shipped_path(name), &Device::Cpu).unwrap()
 }
 
 fn test_sentences(engine: &Engine, n: usize) -> Vec<Vec<u32>> {

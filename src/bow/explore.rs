@@ -17,7 +17,7 @@ use crate::engine::Encoding;
 use crate::eval::{correlation, BitReport, EvalReport, GaussianReport};
 use crate::explore::{self, Prior};
 use crate::model::bow::BagBatch;
-use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats};
+use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, SplitStats};
 use crate::vocab::EOS;
 
 /// Words shown per decoding in walks and samples (Explore shows more).
@@ -219,21 +219,7 @@ pub fn walk_path(
 }
 
 /// `n` codes from the prior (bits uniform or at their corpus means; N(0, t²I) for nvdm), each
-/// shown as its top words.
-pub fn sample_prior(
-    ck: &BowCheckpoint,
-    n: usize,
-    seed: u64,
-    temperature: f32,
-    prior: PriorChoice,
-    bit_means: Option<&[f32]>,
-) -> Result<Samples> {
-    Samples::collect(seed, n, |each| {
-        sample_prior_each(ck, n, seed, temperature, prior, bit_means, each)
-    })
-}
-
-/// [`sample_prior`] handing each sample (code, top words) to `each` as soon as its batch of
+/// shown as its top words, handed to `each` as soon as its batch of
 /// [`tasks::SAMPLE_CHUNK`] is decoded, so any number of samples runs in bounded memory. Codes
 /// come from one generator in order, so the samples do not depend on the batching.
 pub fn sample_prior_each(

@@ -63,18 +63,24 @@ impl std::fmt::Debug for PackedOutput {
     }
 }
 
-/// Symmetric int8 quantisation of a row: returns the scale (0 for an all-zero row).
-fn quantize_signed(row: &[f32], out: &mut [i8]) -> f32 {
+/// Symmetric quantisation of a row to integers in −127..=127, each stored by `store`: returns
+/// the scale (0 for an all-zero or non-finite row, whose entries are all stored as 0).
+fn quantize<T>(row: &[f32], out: &mut [T], store: impl Fn(i32) -> T) -> f32 {
     let max = row.iter().fold(0f32, |m, x| m.max(x.abs()));
     if max == 0.0 || !max.is_finite() {
-        out.iter_mut().for_each(|q| *q = 0);
+        out.iter_mut().for_each(|q| *q = store(0));
         return 0.0;
     }
     let inv = 127.0 / max;
     for (q, &x) in out.iter_mut().zip(row) {
-        *q = (x * inv).round().clamp(-127.0, 127.0) as i8;
+        *q = store((x * inv).round().clamp(-127.0, 127.0) as i32);
     }
     max / 127.0
+}
+
+/// Symmetric int8 quantisation of a weight row: returns the scale.
+fn quantize_signed(row: &[f32], out: &mut [i8]) -> f32 {
+    quantize(row, out, |q| q as i8)
 }
 
 impl PackedOutput {
@@ -300,16 +306,7 @@ fn has_vnni(level: Level) -> bool {
 
 /// uint8 quantisation around 128 of a hidden state: returns the scale.
 fn quantize_unsigned(row: &[f32], out: &mut [u8]) -> f32 {
-    let max = row.iter().fold(0f32, |m, x| m.max(x.abs()));
-    if max == 0.0 || !max.is_finite() {
-        out.iter_mut().for_each(|q| *q = 128);
-        return 0.0;
-    }
-    let inv = 127.0 / max;
-    for (q, &x) in out.iter_mut().zip(row) {
-        *q = ((x * inv).round().clamp(-127.0, 127.0) as i32 + 128) as u8;
-    }
-    max / 127.0
+    quantize(row, out, |q| (q + 128) as u8)
 }
 
 kernels::dispatch! {
