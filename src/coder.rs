@@ -692,10 +692,11 @@ fn seq_loc(
     texts: &[&str],
     progress: &mut dyn FnMut(f64),
 ) -> Result<Vec<Vec<f32>>> {
-    let ids: Vec<Vec<u32>> = texts
-        .iter()
+    let ids: Vec<Vec<u32>> = engine
+        .tokenize_many(texts)
+        .into_iter()
         .map(|t| {
-            let ids = engine.tokenize(t).ids;
+            let ids = t.ids;
             if ids.is_empty() {
                 vec![UNK]
             } else {

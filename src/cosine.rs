@@ -1031,10 +1031,11 @@ pub fn engine_posteriors(
     }
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(SEQ_PROGRESS_CHUNK) {
-        let ids: Vec<Vec<u32>> = chunk
-            .iter()
+        let ids: Vec<Vec<u32>> = engine
+            .tokenize_many(chunk)
+            .into_iter()
             .map(|t| {
-                let ids = engine.tokenize(t).ids;
+                let ids = t.ids;
                 if ids.is_empty() {
                     vec![UNK]
                 } else {

@@ -94,7 +94,7 @@ pub fn encode_sentences(engine: &Engine, texts: &[&str]) -> Result<Vec<Option<En
         bail!("an `lm` model has no encoder, so sentences have no code");
     }
     let binary = engine.kind().is_binary();
-    let toks: Vec<_> = texts.iter().map(|t| engine.tokenize(t)).collect();
+    let toks = engine.tokenize_many(texts);
     let ids: Vec<Vec<u32>> = toks
         .iter()
         .filter(|t| !t.ids.is_empty())

@@ -48,6 +48,16 @@ impl Gru {
         })
     }
 
+    /// Whether any weight records a graph (training) rather than being a plain tensor.
+    pub fn tracks_gradient(&self) -> bool {
+        self.w_ih.track_op() || self.w_hh.track_op() || self.b_ih.track_op() || self.b_hh.track_op()
+    }
+
+    /// The input weight W_ih (3H, in).
+    pub fn input_weight(&self) -> &Tensor {
+        &self.w_ih
+    }
+
     /// The same GRU on detached weights: nothing it computes tracks a gradient.
     pub fn detached(&self) -> Self {
         Self {
@@ -96,6 +106,7 @@ impl Gru {
                     cache: Mutex::new(Vec::new()),
                     input_bias: None,
                     final_only: false,
+                    token_rows: None,
                 },
             )
         } else {
@@ -255,6 +266,17 @@ struct GruSequence {
     /// reads, without writing and interleaving (T, B, dirs·H) states nobody else will.
     /// Inference only.
     final_only: bool,
+    /// Token ids (T·B, time-major) when the first input is a table of input projections per
+    /// vocabulary entry (V, D·3H) rather than per step: row (t, b) is then the table's row for
+    /// token `ids[t·B + b]`. Inference only.
+    token_rows: Option<TokenRows>,
+}
+
+/// What [`GruSequence::token_rows`] needs to find each step's input projection in a table.
+struct TokenRows {
+    ids: Vec<u32>,
+    t_len: usize,
+    b: usize,
 }
 
 /// Shapes shared by the helpers below.
@@ -309,6 +331,7 @@ fn forward_direction(
     keep_for_backward: bool,
     input_bias: Option<&[f32]>,
     final_only: bool,
+    token_ids: Option<&[u32]>,
     dims: Dims,
 ) -> (Vec<f32>, Vec<f32>) {
     let Dims {
@@ -376,7 +399,9 @@ fn forward_direction(
                 }
                 let local = i * hsz..(i + 1) * hsz;
                 out.ghn[local.clone()].copy_from_slice(&gh_row[2 * hsz..]);
-                let mut gi_row = &gi[((t * b + bi) * dirs + d) * h3..][..h3];
+                // The row of this step's input projection: its own, or its token's in a table.
+                let row = token_ids.map_or(t * b + bi, |ids| ids[t * b + bi] as usize);
+                let mut gi_row = &gi[(row * dirs + d) * h3..][..h3];
                 if let Some(bias) = input_bias {
                     // The same sum, in the same order, as a bias added to the projection
                     // beforehand.
@@ -587,7 +612,19 @@ impl CustomOp3 for GruSequence {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dirs = self.reverse.len();
-        let (t_len, b, w) = l1.shape().dims3()?;
+        let (t_len, b, w) = match &self.token_rows {
+            Some(rows) => {
+                let (vocab, w) = l1.shape().dims2()?;
+                if self.keep_for_backward || rows.ids.len() != rows.t_len * rows.b {
+                    candle_core::bail!("gru: token rows are for inference on (T, B) ids only");
+                }
+                if let Some(&bad) = rows.ids.iter().find(|&&id| id as usize >= vocab) {
+                    candle_core::bail!("gru: token id {bad} outside a table of {vocab} rows");
+                }
+                (rows.t_len, rows.b, w)
+            }
+            None => l1.shape().dims3()?,
+        };
         let hsz = w / (3 * dirs);
         let (b2, h2) = l2.shape().dims2()?;
         let (d3, r3, c3) = l3.shape().dims3()?;
@@ -635,6 +672,7 @@ impl CustomOp3 for GruSequence {
                     .as_deref()
                     .map(|bias| &bias[d * 3 * hsz..(d + 1) * 3 * hsz]),
                 self.final_only,
+                self.token_rows.as_ref().map(|rows| rows.ids.as_slice()),
                 dims,
             )
         });
@@ -762,7 +800,18 @@ fn bidirectional_op(fwd: &Gru, bwd: &Gru, xs: &Tensor, final_only: bool) -> Resu
     let b_ih = Tensor::cat(&[&fwd.b_ih, &bwd.b_ih], 0)?;
     let whh = Tensor::stack(&[fwd.recurrent_block()?, bwd.recurrent_block()?], 0)?; // (2, 3H, H+1)
     let tracked = xs.track_op() || w_ih.track_op() || b_ih.track_op() || whh.track_op();
-    let gi = xs.reshape((t * b, input))?.matmul(&w_ih.t()?)?;
+    let flat = xs.reshape((t * b, input))?;
+    let gi = if t * b == 1 {
+        // gemm multiplies a single row with a vector kernel whose sums round differently;
+        // two rows take the general kernel that every larger batch and the token table
+        // ([`bidirectional_token_table`]) use, so a one-token sentence encoded alone gets the
+        // bits it gets in a batch.
+        Tensor::cat(&[&flat, &flat], 0)?
+            .matmul(&w_ih.t()?)?
+            .narrow(0, 0, 1)?
+    } else {
+        flat.matmul(&w_ih.t()?)?
+    };
     // Without gradients b_ih is added inside the recurrence (see `GruSequence::input_bias`).
     let (gi, input_bias) = if tracked {
         (gi.broadcast_add(&b_ih)?, None)
@@ -780,6 +829,51 @@ fn bidirectional_op(fwd: &Gru, bwd: &Gru, xs: &Tensor, final_only: bool) -> Resu
             cache: Mutex::new(Vec::new()),
             input_bias,
             final_only: final_only && !tracked,
+            token_rows: None,
+        },
+    )
+}
+
+/// Input projections of every vocabulary entry for both directions of a bidirectional GRU
+/// reading `embeddings` (V, in): (V, 6H), forward's 3H columns first, without b_ih. Each row
+/// is the very product [`bidirectional`] computes for that token (same operands, same kernel,
+/// one row at a time is independent of the others), so an encoder that looks rows up here
+/// instead gives the same states to the bit, without the product per token.
+pub fn bidirectional_token_table(fwd: &Gru, bwd: &Gru, embeddings: &Tensor) -> Result<Tensor> {
+    let w_ih = Tensor::cat(&[&fwd.w_ih, &bwd.w_ih], 0)?;
+    embeddings.detach().matmul(&w_ih.detach().t()?)
+}
+
+/// The states of a bidirectional GRU over the tokens `ids` (T, B), with each step's input
+/// projection looked up in `table` ([`bidirectional_token_table`] of the embeddings): every
+/// state (T, B, 2H) like [`bidirectional`], or with `final_only` the two final states
+/// (1, B, 2H) that [`bidirectional_last`] joins. Inference only: nothing tracks a gradient.
+pub fn bidirectional_from_table(
+    fwd: &Gru,
+    bwd: &Gru,
+    table: &Tensor,
+    ids: &Tensor,
+    final_only: bool,
+) -> Result<Tensor> {
+    let (t, b) = ids.dims2()?;
+    let h = fwd.hidden;
+    let b_ih = Tensor::cat(&[&fwd.b_ih, &bwd.b_ih], 0)?.detach();
+    let whh = Tensor::stack(&[fwd.recurrent_block()?, bwd.recurrent_block()?], 0)?.detach(); // (2, 3H, H+1)
+    let h0 = Tensor::zeros((b, 2 * h), DType::F32, table.device())?;
+    table.detach().contiguous()?.apply_op3(
+        &h0,
+        &whh,
+        GruSequence {
+            reverse: vec![false, true],
+            keep_for_backward: false,
+            cache: Mutex::new(Vec::new()),
+            input_bias: Some(b_ih.to_vec1::<f32>()?),
+            final_only,
+            token_rows: Some(TokenRows {
+                ids: ids.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?,
+                t_len: t,
+                b,
+            }),
         },
     )
 }
@@ -885,6 +979,55 @@ mod tests {
         }
         let vb = VarBuilder::from_tensors(vals, DType::F32, &dev);
         Ok((Gru::load(vb, input, hidden, "")?, vars))
+    }
+
+    /// Looking each token's input projection up in a table gives the states of the product
+    /// per token to the bit, every state and the final ones, at every kernel level.
+    #[test]
+    fn token_table_gives_the_states_of_the_product_per_token() -> Result<()> {
+        at_every_kernel_level(token_table_gives_the_states_at_active_level)
+    }
+
+    fn token_table_gives_the_states_at_active_level() -> Result<()> {
+        let dev = Device::Cpu;
+        let (vocab, input, hidden) = (300, 40, 24);
+        let (fwd, _) = tiny_gru(input, hidden, 5)?;
+        let (bwd, _) = tiny_gru(input, hidden, 6)?;
+        let (fwd, bwd) = (fwd.detached(), bwd.detached());
+        let emb = Tensor::from_vec(
+            (0..vocab * input)
+                .map(|i| (i as f32 * 0.37).sin())
+                .collect::<Vec<f32>>(),
+            (vocab, input),
+            &dev,
+        )?;
+        let table = bidirectional_token_table(&fwd, &bwd, &emb)?;
+        for (t, b) in [(1, 1), (2, 1), (1, 3), (9, 64), (20, 70)] {
+            let ids: Vec<u32> = (0..t * b)
+                .map(|i| ((i * 7919 + 13) % vocab) as u32)
+                .collect();
+            let ids = Tensor::from_vec(ids, (t, b), &dev)?;
+            let xs = emb.embedding(&ids.flatten_all()?)?.reshape((t, b, input))?;
+            let all = bidirectional(&fwd, &bwd, &xs)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let all_table = bidirectional_from_table(&fwd, &bwd, &table, &ids, false)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            assert_eq!(all, all_table, "every state, T={t} B={b}");
+            let last = bidirectional_last(&fwd, &bwd, &xs)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let last_table = bidirectional_from_table(&fwd, &bwd, &table, &ids, true)?
+                .squeeze(0)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            assert_eq!(last, last_table, "final states, T={t} B={b}");
+        }
+        let bad = Tensor::from_vec(vec![0u32, vocab as u32], (2, 1), &dev)?;
+        let err = bidirectional_from_table(&fwd, &bwd, &table, &bad, true).unwrap_err();
+        assert!(err.to_string().contains("outside a table"), "{err}");
+        Ok(())
     }
 
     #[test]

@@ -10,7 +10,9 @@ use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::gru::{bidirectional, bidirectional_last, Gru};
+use super::gru::{
+    bidirectional, bidirectional_from_table, bidirectional_last, bidirectional_token_table, Gru,
+};
 use super::latent::{LatentKind, LatentParams};
 use super::ops::{linear_nll, linear_nll_inference};
 use super::output_layer::PackedOutput;
@@ -221,6 +223,33 @@ pub struct SeqAutoencoder {
     /// The 8-bit output layer of the fast scoring path, with a fingerprint of the weights it
     /// was made from, so that it is rebuilt after training changes them.
     packed_out: Arc<Mutex<Option<(u64, Arc<PackedOutput>)>>>,
+    /// The encoder's input projection of every vocabulary entry (V, 6H) for inference, with a
+    /// fingerprint of the weights it was made from ([`Self::encoder_token_table`]).
+    encoder_table: Arc<Mutex<Option<(u64, Tensor)>>>,
+}
+
+/// An inference batch of at least this many tokens makes the encoder's token table (a
+/// product over the whole vocabulary) if there is none yet: a typed sentence alone does not
+/// pay for it, an index or a benchmark batch does after one batch.
+const TOKEN_TABLE_MIN_TOKENS: usize = 512;
+
+/// The token table is skipped for vocabularies whose table would exceed this many floats
+/// (128 MB): the product per token is then cheaper than the memory.
+const TOKEN_TABLE_MAX_FLOATS: usize = 32 << 20;
+
+/// A fingerprint of a CPU f32 tensor's values, or `None` for any other tensor.
+fn weights_fingerprint(t: &Tensor) -> Result<Option<u64>> {
+    if !t.device().is_cpu() || t.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let t = t.contiguous()?;
+    let guard = t.storage_and_layout().0;
+    Ok(match &*guard {
+        candle_core::Storage::Cpu(s) => Some(super::kernels::fingerprint(
+            super::gru::contiguous_f32(s, t.layout(), "weights")?,
+        )),
+        _ => None,
+    })
 }
 
 impl SeqAutoencoder {
@@ -288,6 +317,7 @@ impl SeqAutoencoder {
             out,
             mi,
             packed_out: Arc::new(Mutex::new(None)),
+            encoder_table: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -319,6 +349,7 @@ impl SeqAutoencoder {
                 out: linear(&m.out),
             }),
             packed_out: self.packed_out.clone(),
+            encoder_table: self.encoder_table.clone(),
         }
     }
 
@@ -346,14 +377,28 @@ impl SeqAutoencoder {
             .encoder
             .as_ref()
             .ok_or_else(|| candle_core::Error::Msg("an `lm` model has no encoder".into()))?;
-        let x = self.embed(src)?; // (T, B, E)
+        let table = self.encoder_token_table(src)?;
+        let states = |final_only: bool| -> Result<Tensor> {
+            match &table {
+                // (T, B) ids -> (T, B, 2H), or with final_only (1, B, 2H)
+                Some(table) => bidirectional_from_table(fwd, bwd, table, src, final_only),
+                None => {
+                    let x = self.embed(src)?; // (T, B, E)
+                    if final_only {
+                        bidirectional_last(fwd, bwd, &x)?.unsqueeze(0) // (1, B, 2H)
+                    } else {
+                        bidirectional(fwd, bwd, &x) // (T, B, 2H)
+                    }
+                }
+            }
+        };
         let summary = match self.cfg.summary {
             // (B, 2H): the forward direction ends at T−1, the backward one at 0.
-            Summary::Last => bidirectional_last(fwd, bwd, &x)?,
+            Summary::Last => states(true)?.squeeze(0)?,
             // (T, B, 2H): forward ‖ backward -> (B, 2H)
-            Summary::Mean => bidirectional(fwd, bwd, &x)?.mean(0)?,
+            Summary::Mean => states(false)?.mean(0)?,
             Summary::Attention => {
-                let states = bidirectional(fwd, bwd, &x)?; // (T, B, 2H)
+                let states = states(false)?; // (T, B, 2H)
                 let att = self
                     .attention
                     .as_ref()
@@ -381,6 +426,51 @@ impl SeqAutoencoder {
             loc,
             logvar,
         })
+    }
+
+    /// The encoder's input projections of every vocabulary entry (V, 6H), for encoding `src`
+    /// (T, B) without gradients: made once per set of weights (the first batch of at least
+    /// [`TOKEN_TABLE_MIN_TOKENS`] tokens makes it) and then looked up per token instead of a
+    /// product per token — a third of an encoder's work. `None` while training (the weights
+    /// track gradients), off the CPU, for a vocabulary too large to tabulate, and for small
+    /// batches before a table exists. Either way the states are the same to the bit
+    /// ([`bidirectional_token_table`]).
+    fn encoder_token_table(&self, src: &Tensor) -> Result<Option<Tensor>> {
+        let Some((fwd, bwd)) = &self.encoder else {
+            return Ok(None);
+        };
+        let emb = self.embedding.embeddings();
+        let width = 6 * self.cfg.hidden_dim;
+        if emb.track_op()
+            || fwd.tracks_gradient()
+            || bwd.tracks_gradient()
+            || self.cfg.vocab_size * width > TOKEN_TABLE_MAX_FLOATS
+        {
+            return Ok(None);
+        }
+        let prints = [emb, fwd.input_weight(), bwd.input_weight()]
+            .into_iter()
+            .map(weights_fingerprint)
+            .collect::<Result<Option<Vec<u64>>>>()?;
+        let Some(prints) = prints else {
+            return Ok(None); // not CPU f32
+        };
+        let print = prints
+            .iter()
+            .enumerate()
+            .fold(0u64, |acc, (i, p)| acc ^ p.rotate_left(17 * i as u32));
+        let mut cache = self.encoder_table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((p, table)) = cache.as_ref() {
+            if *p == print {
+                return Ok(Some(table.clone()));
+            }
+        }
+        if src.elem_count() < TOKEN_TABLE_MIN_TOKENS {
+            return Ok(None);
+        }
+        let table = bidirectional_token_table(fwd, bwd, emb)?; // (V, 6H)
+        *cache = Some((print, table.clone()));
+        Ok(Some(table))
     }
 
     /// The decoder's initial state (B, H): a linear map of z, zeros without a latent.
@@ -704,6 +794,66 @@ mod tests {
                 "the cached 8-bit layer went stale"
             );
             check(model)?;
+        }
+        Ok(())
+    }
+
+    /// Token ids (T, B) from a seeded generator.
+    fn token_ids(t: usize, b: usize, vocab: u32, seed: u32) -> Tensor {
+        let mut state = seed;
+        let ids: Vec<u32> = (0..t * b)
+            .map(|_| {
+                state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+                3 + (state >> 8) % (vocab - 3)
+            })
+            .collect();
+        Tensor::from_vec(ids, (t, b), &Device::Cpu).unwrap()
+    }
+
+    /// Encoding through the token table gives the codes of the product per token, to the bit,
+    /// for every summary, for batches below and above the size that makes the table; training
+    /// (tracked weights) never uses it; and a table made from old weights is not reused.
+    #[test]
+    fn the_encoder_token_table_changes_no_bit_and_follows_the_weights() -> Result<()> {
+        for summary in [Summary::Last, Summary::Mean, Summary::Attention] {
+            let cfg = SeqConfig {
+                summary,
+                ..SeqConfig::tiny(300, LatentKind::Binary)
+            };
+            let built = Built::seq(&cfg, 5, &Device::Cpu)?;
+            let model = &built.model;
+            let big = token_ids(12, 60, 300, 1); // 720 tokens: makes the table
+            let small = token_ids(5, 3, 300, 2);
+            let single = token_ids(1, 1, 300, 3);
+            let loc = |m: &SeqAutoencoder, src: &Tensor| -> Result<Vec<Vec<f32>>> {
+                m.encode_inference(src)?.loc.to_vec2::<f32>()
+            };
+            // The tracked path (training) computes the product per token.
+            let per_token = |src: &Tensor| -> Result<Vec<Vec<f32>>> {
+                model.encode(src)?.loc.detach().to_vec2::<f32>()
+            };
+            let before_small = loc(model, &small)?;
+            assert!(model.encoder_table.lock().unwrap().is_none());
+            assert_eq!(before_small, per_token(&small)?, "{summary:?}: small batch");
+            let via_table = loc(model, &big)?;
+            assert!(
+                model.encoder_table.lock().unwrap().is_some(),
+                "{summary:?}: a large batch makes the table"
+            );
+            assert_eq!(via_table, per_token(&big)?, "{summary:?}: large batch");
+            // Now small batches go through the table too, with the same bits.
+            assert_eq!(loc(model, &small)?, before_small, "{summary:?}");
+            assert_eq!(loc(model, &single)?, per_token(&single)?, "{summary:?}");
+            // Training changes the embeddings and an input weight: the table must follow.
+            for (name, var) in named_vars(&built.varmap) {
+                if name == "embedding.weight" || name == "encoder.weight_ih_l0_reverse" {
+                    var.set(&(var.as_tensor() * 0.6)?)?;
+                }
+            }
+            let after = loc(model, &small)?;
+            assert_ne!(after, before_small, "{summary:?}: the codes must change");
+            assert_eq!(after, per_token(&small)?, "{summary:?}: stale table");
+            assert_eq!(loc(model, &big)?, per_token(&big)?, "{summary:?}");
         }
         Ok(())
     }
