@@ -41,10 +41,14 @@ pub fn decode(
         None => n,
     };
     match strategy {
-        Strategy::Greedy => stepwise(model, z, n, max_len, |logits| {
-            logits.argmax(D::Minus1)?.to_vec1::<u32>()
-        }),
-        Strategy::Sample { temperature } => stepwise(model, z, n, max_len, |logits| {
+        Strategy::Greedy => {
+            let packed = model.packed_output_if_cpu()?;
+            stepwise(model, z, n, max_len, |h| {
+                model.greedy_tokens(packed.as_deref(), h)
+            })
+        }
+        Strategy::Sample { temperature } => stepwise(model, z, n, max_len, |h| {
+            let logits = model.logits(h)?;
             let t = temperature.max(1e-4);
             let probs = candle_nn::ops::softmax_last_dim(&(logits / t)?)?.to_vec2::<f32>()?;
             Ok(probs.iter().map(|row| sample_index(row, rng)).collect())
@@ -70,7 +74,8 @@ fn sample_index(probs: &[f32], rng: &mut StdRng) -> u32 {
     (probs.len() - 1) as u32
 }
 
-/// Runs the decoder one token at a time for all rows, choosing tokens with `choose`.
+/// Runs the decoder one token at a time for all rows, choosing tokens with `choose` from the
+/// states (N, H) after each step.
 fn stepwise(
     model: &SeqAutoencoder,
     z: Option<&Tensor>,
@@ -79,15 +84,15 @@ fn stepwise(
     mut choose: impl FnMut(&Tensor) -> Result<Vec<u32>>,
 ) -> Result<Vec<Vec<u32>>> {
     let dev = model.device().clone();
-    let mut h = model.initial_state(z, n)?; // (N, H)
+    let prepared = model.prepared_decoder()?;
+    let mut h = model.initial_state(z, n)?.detach(); // (N, H)
     let step_z = model.step_latent(z)?;
     let mut tokens = Tensor::full(BOS, n, &dev)?; // (N,)
     let mut out = vec![Vec::new(); n];
     let mut done = vec![false; n];
     for _ in 0..=max_len {
-        let (logits, h_next) = model.step(&tokens, &h, step_z.as_ref())?; // (N, V), (N, H)
-        h = h_next;
-        let next = choose(&logits)?;
+        h = model.step_state(&prepared, &tokens, &h, step_z.as_ref())?; // (N, H)
+        let next = choose(&h)?;
         for (i, &tok) in next.iter().enumerate() {
             if done[i] {
                 continue;
@@ -115,7 +120,8 @@ fn beam(
     max_len: usize,
 ) -> Result<Vec<u32>> {
     let dev = model.device().clone();
-    let h0 = model.initial_state(z, 1)?; // (1, H)
+    let prepared = model.prepared_decoder()?;
+    let h0 = model.initial_state(z, 1)?.detach(); // (1, H)
     let step_z0 = model.step_latent(z)?;
     let mut beams: Vec<(Vec<u32>, f32)> = vec![(Vec::new(), 0.0)];
     let mut h = h0;
@@ -131,7 +137,8 @@ fn beam(
             .as_ref()
             .map(|s| s.broadcast_as((k, s.dim(1)?))?.contiguous())
             .transpose()?;
-        let (logits, h_next) = model.step(&tokens, &h, step_z.as_ref())?; // (K, V), (K, H)
+        let h_next = model.step_state(&prepared, &tokens, &h, step_z.as_ref())?; // (K, H)
+        let logits = model.logits(&h_next)?; // (K, V)
         let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec2::<f32>()?;
         let mut candidates: Vec<(usize, u32, f32)> = Vec::with_capacity(k * width);
         for (b, row) in logp.iter().enumerate() {

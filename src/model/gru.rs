@@ -14,13 +14,13 @@
 //! training time for short sentences. Other devices use the stock composition
 //! ([`Gru::forward_reference`]), which also serves as the test oracle.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use super::kernels;
+use super::kernels::{self, Level};
 use super::packed::PackedMatrix;
 
 #[derive(Debug, Clone)]
@@ -107,11 +107,57 @@ impl Gru {
                     input_bias: None,
                     final_only: false,
                     token_rows: None,
+                    prepacked: None,
                 },
             )
         } else {
             self.reference_recurrence(gi, h0, reverse)
         }
+    }
+
+    /// The recurrent weights made ready once for many calls without gradients (a decoding
+    /// loop runs the recurrence one word at a time): `[W_hh | b_hh]` and, at the AVX-512
+    /// level, its packed panels, which each call would otherwise rebuild.
+    pub fn prepare(&self) -> Result<PreparedGru> {
+        let whh = self.recurrent_block()?.detach();
+        let packed = if whh.device().is_cpu() && whh.dtype() == DType::F32 {
+            let (rows, cols) = whh.dims2()?;
+            let values = whh.flatten_all()?.to_vec1::<f32>()?;
+            PackedMatrix::new(&values, rows, self.hidden, cols).map(Arc::new)
+        } else {
+            None
+        };
+        Ok(PreparedGru {
+            whh: whh.unsqueeze(0)?,
+            packed,
+        })
+    }
+
+    /// [`Gru::forward_projected`] without gradients, on weights made ready by
+    /// [`Gru::prepare`]: the same states to the bit.
+    pub fn forward_prepared(
+        &self,
+        prepared: &PreparedGru,
+        gi: &Tensor,
+        h0: &Tensor,
+        reverse: bool,
+    ) -> Result<Tensor> {
+        if !(gi.device().is_cpu() && gi.dtype() == DType::F32) {
+            return self.reference_recurrence(&gi.detach(), &h0.detach(), reverse);
+        }
+        gi.detach().contiguous()?.apply_op3(
+            &h0.detach().contiguous()?,
+            &prepared.whh,
+            GruSequence {
+                reverse: vec![reverse],
+                keep_for_backward: false,
+                cache: Mutex::new(Vec::new()),
+                input_bias: None,
+                final_only: false,
+                token_rows: None,
+                prepacked: prepared.packed.clone(),
+            },
+        )
     }
 
     /// One step: x (B, in), h (B, H) -> h' (B, H).
@@ -153,6 +199,14 @@ impl Gru {
             .collect();
         Tensor::stack(&states, 0)
     }
+}
+
+/// A GRU's recurrent weights ready for repeated inference ([`Gru::prepare`]).
+#[derive(Clone)]
+pub struct PreparedGru {
+    /// `[W_hh | b_hh]` (1, 3H, H+1).
+    whh: Tensor,
+    packed: Option<Arc<PackedMatrix>>,
 }
 
 impl Module for Gru {
@@ -270,6 +324,9 @@ struct GruSequence {
     /// vocabulary entry (V, D·3H) rather than per step: row (t, b) is then the table's row for
     /// token `ids[t·B + b]`. Inference only.
     token_rows: Option<TokenRows>,
+    /// The one direction's `[W_hh | b_hh]` already packed ([`Gru::prepare`]); used only where
+    /// the packed tile runs. Inference only.
+    prepacked: Option<Arc<PackedMatrix>>,
 }
 
 /// What [`GruSequence::token_rows`] needs to find each step's input projection in a table.
@@ -332,6 +389,7 @@ fn forward_direction(
     input_bias: Option<&[f32]>,
     final_only: bool,
     token_ids: Option<&[u32]>,
+    prepacked: Option<&PackedMatrix>,
     dims: Dims,
 ) -> (Vec<f32>, Vec<f32>) {
     let Dims {
@@ -350,8 +408,16 @@ fn forward_direction(
         .flat_map(|bi| h0[(bi * dirs + d) * hsz..][..hsz].iter().copied())
         .collect();
     let b_hh: Vec<f32> = (0..h3).map(|j| whh[j * (hsz + 1) + hsz]).collect();
-    // Packed once per sequence instead of once per step inside the general product.
-    let packed = PackedMatrix::new(whh, h3, hsz, hsz + 1);
+    // Packed once per sequence (or once for many, by the caller) instead of once per step
+    // inside the general product.
+    let fresh;
+    let packed = match prepacked {
+        Some(p) if kernels::active_level() == Level::Avx512 => Some(p),
+        _ => {
+            fresh = PackedMatrix::new(whh, h3, hsz, hsz + 1);
+            fresh.as_ref()
+        }
+    };
     // One direction alone leaves a core idle (two directions already run side by side), so a
     // large batch's rows are split across threads at every step. Rows are independent and each
     // is computed by the same kernels in the same order, so the split changes no bit.
@@ -673,6 +739,7 @@ impl CustomOp3 for GruSequence {
                     .map(|bias| &bias[d * 3 * hsz..(d + 1) * 3 * hsz]),
                 self.final_only,
                 self.token_rows.as_ref().map(|rows| rows.ids.as_slice()),
+                self.prepacked.as_deref().filter(|_| dirs == 1),
                 dims,
             )
         });
@@ -830,6 +897,7 @@ fn bidirectional_op(fwd: &Gru, bwd: &Gru, xs: &Tensor, final_only: bool) -> Resu
             input_bias,
             final_only: final_only && !tracked,
             token_rows: None,
+            prepacked: None,
         },
     )
 }
@@ -874,6 +942,7 @@ pub fn bidirectional_from_table(
                 t_len: t,
                 b,
             }),
+            prepacked: None,
         },
     )
 }

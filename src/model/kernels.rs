@@ -136,6 +136,19 @@ pub fn exp(x: f32) -> f32 {
     p * scale
 }
 
+/// e^x for x ≤ 0 with ~6e-6 relative error: x·log2 e split into an integer n and f in [0, 1),
+/// 2^f by a degree-4 polynomial (least squares in relative error), 2^n from float bits. Two
+/// thirds of [`exp`]'s work, for sums whose terms are themselves approximate (the tail of the
+/// 8-bit output layer's normaliser, whose logits carry ~1e-2 of quantisation error).
+#[inline(always)]
+pub fn exp_coarse(x: f32) -> f32 {
+    let t = x.max(-126.0 / std::f32::consts::LOG2_E) * std::f32::consts::LOG2_E;
+    let n = t.floor();
+    let f = t - n;
+    let p = 1.0 + f * (0.693_043_5 + f * (0.241_249_81 + f * (0.052_352_83 + f * 0.013_341_54)));
+    p * f32::from_bits((n + 8_388_735.0).to_bits() << 23)
+}
+
 #[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
@@ -223,6 +236,58 @@ dispatch! {
 }
 
 dispatch! {
+    /// Σ_i exp(a_i − shift) − exp(b_i − shift), in 16 lanes (the same order at every level).
+    fn exp_difference_sum(a: &[f32], b: &[f32], shift: f32) -> f32 {
+        let mut acc = [0f32; 16];
+        let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+        let rest: f32 = ca
+            .remainder()
+            .iter()
+            .zip(cb.remainder())
+            .map(|(&x, &y)| exp(x - shift) - exp(y - shift))
+            .sum();
+        for (x, y) in ca.zip(cb) {
+            for i in 0..16 {
+                acc[i] += exp(x[i] - shift) - exp(y[i] - shift);
+            }
+        }
+        acc.iter().sum::<f32>() + rest
+    }
+}
+
+dispatch! {
+    /// The row's log-sum-exp by [`exp_coarse`], for rows of approximate logits; on the way,
+    /// `marked` receives the index of every 32-element chunk holding an element within `gap`
+    /// of the row's maximum (the chunk after the last full one stands for the remainder), so
+    /// that a search for the elements near the log-sum-exp (which is at least the maximum)
+    /// need not read the row again.
+    fn log_sum_exp_coarse_marking(row: &[f32], gap: f32, marked: &mut Vec<u32>) -> f32 {
+        let max = max8(row);
+        let threshold = max - gap;
+        let mut acc = [0f32; 32];
+        let chunks = row.chunks_exact(32);
+        let rest = chunks.remainder();
+        let full = chunks.len();
+        for (k, c) in chunks.enumerate() {
+            let mut near = false;
+            for i in 0..32 {
+                acc[i] += exp_coarse(c[i] - max);
+                near |= c[i] > threshold;
+            }
+            if near {
+                marked.push(k as u32);
+            }
+        }
+        if rest.iter().any(|&x| x > threshold) {
+            marked.push(full as u32);
+        }
+        let total =
+            acc.iter().sum::<f32>() + rest.iter().map(|&x| exp_coarse(x - max)).sum::<f32>();
+        max + total.ln()
+    }
+}
+
+dispatch! {
     /// The row's log-sum-exp.
     fn log_sum_exp(row: &[f32]) -> f32 {
         log_sum_exp_inner(row)
@@ -296,41 +361,53 @@ dispatch! {
 dispatch! {
     /// Σ x·y of two slices.
     fn dot(xs: &[f32], ys: &[f32]) -> f32 {
-        let mut acc = [0f32; 8];
-        let (cx, cy) = (xs.chunks_exact(8), ys.chunks_exact(8));
-        let rest: f32 = cx.remainder().iter().zip(cy.remainder()).map(|(x, y)| x * y).sum();
-        for (a, b) in cx.zip(cy) {
-            for i in 0..8 {
-                acc[i] += a[i] * b[i];
-            }
+        dot_inner(xs, ys)
+    }
+}
+
+/// Σ x_i y_i in 8 lanes, then the remainder: [`dot`]'s order at every level.
+#[inline(always)]
+fn dot_inner(xs: &[f32], ys: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (cx, cy) = (xs.chunks_exact(8), ys.chunks_exact(8));
+    let rest: f32 = cx
+        .remainder()
+        .iter()
+        .zip(cy.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (a, b) in cx.zip(cy) {
+        for i in 0..8 {
+            acc[i] += a[i] * b[i];
         }
-        acc.iter().sum::<f32>() + rest
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+dispatch! {
+    /// out[i] = x · rows[ids[i]] + bias[ids[i]] for rows of length `x.len()` stored one after
+    /// another in `rows`: a linear layer's outputs for a few chosen units, one call for all.
+    /// Each product is [`dot`]'s sum, in the same order.
+    fn dot_rows(x: &[f32], rows: &[f32], bias: &[f32], ids: &[u32], out: &mut Vec<f32>) {
+        let k = x.len();
+        for &id in ids {
+            let id = id as usize;
+            out.push(dot_inner(x, &rows[id * k..(id + 1) * k]) + bias[id]);
+        }
     }
 }
 
 dispatch! {
-    /// Appends the indices of the elements above `threshold` to `out`, checking 16 at a time
-    /// with vector compares (few elements pass).
-    fn indices_above(xs: &[f32], threshold: f32, out: &mut Vec<u32>) {
-        let chunks = xs.chunks_exact(16);
-        let tail = chunks.remainder();
-        for (c, chunk) in chunks.enumerate() {
-            let mut any = false;
-            for &x in chunk {
-                any |= x > threshold;
-            }
-            if any {
-                for (i, &x) in chunk.iter().enumerate() {
-                    if x > threshold {
-                        out.push((c * 16 + i) as u32);
-                    }
+    /// Appends the indices of the elements above `threshold` within the 32-element chunks
+    /// `chunks` of `xs` (in order; a chunk may be the short one at the end) to `out`.
+    fn indices_above_in_chunks(xs: &[f32], chunks: &[u32], threshold: f32, out: &mut Vec<u32>) {
+        for &c in chunks {
+            let start = c as usize * 32;
+            let end = (start + 32).min(xs.len());
+            for (i, &x) in xs[start..end].iter().enumerate() {
+                if x > threshold {
+                    out.push((start + i) as u32);
                 }
-            }
-        }
-        let base = xs.len() - tail.len();
-        for (i, &x) in tail.iter().enumerate() {
-            if x > threshold {
-                out.push((base + i) as u32);
             }
         }
     }

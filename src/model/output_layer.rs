@@ -49,6 +49,8 @@ pub struct PackedOutput {
     /// The bias padded to the packed vocabulary.
     bias_padded: Vec<f32>,
     weight: Vec<f32>,
+    /// Σ_k |w[v][k]| per vocabulary row: bounds the 8-bit logits' error for greedy decoding.
+    weight_l1: Vec<f32>,
     /// fp32 panels: panel p, hidden unit k, vocabulary row j of the panel: w[16p + j][k].
     packed_f32: Vec<f32>,
 }
@@ -65,6 +67,7 @@ impl std::fmt::Debug for PackedOutput {
 
 /// Symmetric quantisation of a row to integers in −127..=127, each stored by `store`: returns
 /// the scale (0 for an all-zero or non-finite row, whose entries are all stored as 0).
+#[inline(always)]
 fn quantize<T>(row: &[f32], out: &mut [T], store: impl Fn(i32) -> T) -> f32 {
     let max = row.iter().fold(0f32, |m, x| m.max(x.abs()));
     if max == 0.0 || !max.is_finite() {
@@ -127,6 +130,10 @@ impl PackedOutput {
                 .take(padded_vocab)
                 .collect(),
             weight: weight.to_vec(),
+            weight_l1: weight
+                .chunks_exact(hidden)
+                .map(|row| row.iter().map(|x| x.abs()).sum())
+                .collect(),
             packed_f32,
         }
     }
@@ -157,21 +164,24 @@ impl PackedOutput {
                         vec![0u8; TILE_ROWS * self.quads * 4],
                         vec![0f32; TILE_ROWS * padded_vocab],
                         Vec::new(),
+                        Vec::new(),
                     )
                 },
-                |(a, logits, leaders), ((out, rows), tgt)| {
+                |(a, logits, chunks, leaders), ((out, rows), tgt)| {
                     let m = out.len();
                     let mut row_scale = [0f32; TILE_ROWS];
                     a.fill(128);
                     for (r, row) in rows.chunks_exact(h).enumerate() {
                         row_scale[r] = quantize_unsigned(row, &mut a[r * self.quads * 4..][..h]);
                     }
-                    self.logits_block(a, &row_scale, logits, vnni);
+                    self.logits_block(a, &row_scale, logits, vnni, m);
                     for r in 0..m {
                         let row_logits = &mut logits[r * padded_vocab..][..self.vocab];
-                        let lse = kernels::log_sum_exp(row_logits);
+                        chunks.clear();
+                        let lse =
+                            kernels::log_sum_exp_coarse_marking(row_logits, LEADER_GAP, chunks);
                         let state = &rows[r * h..(r + 1) * h];
-                        let lse = self.correct_leaders(row_logits, lse, state, leaders);
+                        let lse = self.correct_leaders(row_logits, lse, state, chunks, leaders);
                         let t = tgt[r] as usize;
                         out[r] = lse - self.exact_logit(state, t);
                     }
@@ -233,6 +243,61 @@ impl PackedOutput {
         Some(out)
     }
 
+    /// The most likely word after each row of `hidden` (rows × hidden, row-major): the argmax
+    /// of the exact fp32 logits (ties to the lower id), found by the 8-bit layer. Every word
+    /// whose 8-bit logit, widened by a bound on its quantisation error, can still reach the
+    /// best word's lower bound is rescored exactly, so the answer is the fp32 one — usually
+    /// after a handful of exact dot products instead of the whole layer in fp32 (greedy
+    /// decoding reads a quarter of the bytes per word).
+    pub fn greedy(&self, hidden: &[f32]) -> Vec<u32> {
+        let h = self.hidden;
+        assert_eq!(hidden.len() % h.max(1), 0, "hidden states");
+        let rows_total = hidden.len() / h.max(1);
+        let vnni = has_vnni(kernels::active_level());
+        let padded_vocab = self.panels * PANEL;
+        let mut a = vec![0u8; TILE_ROWS * self.quads * 4];
+        let mut logits = vec![0f32; TILE_ROWS * padded_vocab];
+        let mut out = Vec::with_capacity(rows_total);
+        let mut candidates = Vec::new();
+        for rows in hidden.chunks(TILE_ROWS * h) {
+            let mut row_scale = [0f32; TILE_ROWS];
+            a.fill(128);
+            for (r, row) in rows.chunks_exact(h).enumerate() {
+                row_scale[r] = quantize_unsigned(row, &mut a[r * self.quads * 4..][..h]);
+            }
+            self.logits_block(&a, &row_scale, &mut logits, vnni, rows.len() / h);
+            for (r, state) in rows.chunks_exact(h).enumerate() {
+                let approx = &logits[r * padded_vocab..][..self.vocab];
+                // |w·h − s_v s_h q·p| ≤ s_h/2 ‖w‖₁ + s_v/2 · s_h ‖p‖₁, and
+                // s_h ‖p‖₁ ≤ ‖h‖₁ + H s_h / 2; the rest covers fp32 rounding.
+                let s_h = row_scale[r];
+                let state_term = state.iter().map(|x| x.abs()).sum::<f32>() + h as f32 * s_h / 2.0;
+                let bound = |v: usize| {
+                    (0.5 * (s_h * self.weight_l1[v] + self.scale[v] * state_term)) * 1.001
+                        + 1e-4 * (1.0 + approx[v].abs())
+                };
+                let floor = (0..self.vocab)
+                    .map(|v| approx[v] - bound(v))
+                    .fold(f32::NEG_INFINITY, f32::max);
+                candidates.clear();
+                candidates.extend((0..self.vocab).filter(|&v| approx[v] + bound(v) >= floor));
+                if candidates.is_empty() {
+                    // Only non-finite logits get here: rescore everything.
+                    candidates.extend(0..self.vocab);
+                }
+                let mut best: Option<(f32, usize)> = None;
+                for &v in &candidates {
+                    let exact = self.exact_logit(state, v);
+                    if best.is_none_or(|(b, _)| exact > b) {
+                        best = Some((exact, v));
+                    }
+                }
+                out.push(best.map_or(0, |(_, v)| v as u32));
+            }
+        }
+        out
+    }
+
     fn exact_logit(&self, state: &[f32], v: usize) -> f32 {
         let h = self.hidden;
         kernels::dot(state, &self.weight[v * h..(v + 1) * h]) + self.bias[v]
@@ -242,49 +307,58 @@ impl PackedOutput {
     /// within [`LEADER_GAP`] nats of the log-normaliser) by exact ones and returns the corrected
     /// log-normaliser: the quantisation error of one state shifts all its logits alike, and
     /// the leaders' share of it would not average out.
+    /// `chunks` are the 32-word chunks of `logits` that hold a word within [`LEADER_GAP`] of
+    /// the row's maximum ([`kernels::log_sum_exp_coarse_marking`]): every leader is in one.
     fn correct_leaders(
         &self,
         logits: &[f32],
         lse: f32,
         state: &[f32],
+        chunks: &[u32],
         leaders: &mut Vec<u32>,
     ) -> f32 {
         leaders.clear();
-        kernels::indices_above(logits, lse - LEADER_GAP, leaders);
+        kernels::indices_above_in_chunks(logits, chunks, lse - LEADER_GAP, leaders);
         // Σ exp(l − lse) over all words is 1; swap the leaders' approximate terms for exact ones.
-        let mut total = 1.0f64;
-        for &v in leaders.iter() {
-            let v = v as usize;
-            let (exact, approx) = (self.exact_logit(state, v) - lse, logits[v] - lse);
-            total += (kernels::exp(exact) - kernels::exp(approx)) as f64;
-        }
+        let mut exact = Vec::with_capacity(leaders.len());
+        kernels::dot_rows(state, &self.weight, &self.bias, leaders, &mut exact);
+        let approx: Vec<f32> = leaders.iter().map(|&v| logits[v as usize]).collect();
+        let total = 1.0 + kernels::exp_difference_sum(&exact, &approx, lse) as f64;
         lse + total.max(f64::MIN_POSITIVE).ln() as f32
     }
 
-    /// Unbiased logits (without b) of 8 quantised rows `a` into `logits` (8 × padded vocab).
-    fn logits_block(&self, a: &[u8], row_scale: &[f32; TILE_ROWS], logits: &mut [f32], vnni: bool) {
+    /// Logits of the first `rows` (≤ 8) quantised rows of `a` into `logits` (8 × padded
+    /// vocab).
+    fn logits_block(
+        &self,
+        a: &[u8],
+        row_scale: &[f32; TILE_ROWS],
+        logits: &mut [f32],
+        vnni: bool,
+        rows: usize,
+    ) {
         let padded_vocab = self.panels * PANEL;
         let stride = self.quads * 64;
         let mut tile = [0i32; TILE_ROWS * TILE_COLS];
         for group in 0..self.panels / TILE_PANELS {
             let w = &self.packed[group * TILE_PANELS * stride..][..TILE_PANELS * stride];
-            int_tile(a, w, self.quads, &mut tile, vnni);
+            int_tile(a, w, self.quads, &mut tile, vnni, rows);
             let v0 = group * TILE_COLS;
             let (scale, zps) = (
                 &self.scale[v0..v0 + TILE_COLS],
                 &self.zero_point_sum[v0..v0 + TILE_COLS],
             );
             let bias = &self.bias_padded[v0..v0 + TILE_COLS];
-            for r in 0..TILE_ROWS {
-                dequantize(
-                    &tile[r * TILE_COLS..(r + 1) * TILE_COLS],
-                    zps,
-                    scale,
-                    bias,
-                    row_scale[r],
-                    &mut logits[r * padded_vocab + v0..][..TILE_COLS],
-                );
-            }
+            dequantize(
+                &tile,
+                rows,
+                zps,
+                scale,
+                bias,
+                row_scale,
+                &mut logits[v0..],
+                padded_vocab,
+            );
         }
     }
 }
@@ -304,39 +378,71 @@ fn has_vnni(level: Level) -> bool {
     }
 }
 
-/// uint8 quantisation around 128 of a hidden state: returns the scale.
-fn quantize_unsigned(row: &[f32], out: &mut [u8]) -> f32 {
-    quantize(row, out, |q| (q + 128) as u8)
+kernels::dispatch! {
+    /// uint8 quantisation around 128 of a hidden state: returns the scale. Runs for every
+    /// state scored (~1000 per flip of a bit), so it is compiled per level, where the rounding
+    /// vectorises (a plain build called `roundf` per value).
+    fn quantize_unsigned(row: &[f32], out: &mut [u8]) -> f32 {
+        quantize(row, out, |q| (q + 128) as u8)
+    }
 }
 
 kernels::dispatch! {
-    /// logits = row_scale · scale_v · (dot − zero_point_sum_v) + b_v
-    fn dequantize(dots: &[i32], zero_point_sum: &[i32], scale: &[f32], bias: &[f32], row_scale: f32, out: &mut [f32]) {
-        for ((((o, &d), &z), &s), &b) in out.iter_mut().zip(dots).zip(zero_point_sum).zip(scale).zip(bias) {
-            *o = row_scale * s * (d - z) as f32 + b;
+    /// logits = row_scale · scale_v · (dot − zero_point_sum_v) + b_v for the first `rows` rows
+    /// of a tile, row r into `out[r · out_stride..]` (one call per tile: a call per row cost
+    /// as much as the arithmetic).
+    fn dequantize(tile: &[i32; TILE_ROWS * TILE_COLS], rows: usize, zero_point_sum: &[i32], scale: &[f32], bias: &[f32], row_scale: &[f32; TILE_ROWS], out: &mut [f32], out_stride: usize) {
+        for (r, &rs) in row_scale.iter().enumerate().take(rows) {
+            let dots = &tile[r * TILE_COLS..(r + 1) * TILE_COLS];
+            let out = &mut out[r * out_stride..][..TILE_COLS];
+            for ((((o, &d), &z), &s), &b) in out.iter_mut().zip(dots).zip(zero_point_sum).zip(scale).zip(bias) {
+                *o = rs * s * (d - z) as f32 + b;
+            }
         }
     }
 }
 
 /// tile (8 × 48) = a (8 rows × quads·4 bytes, uint8) · three panels of `w`.
-fn int_tile(a: &[u8], w: &[i8], quads: usize, tile: &mut [i32; TILE_ROWS * TILE_COLS], vnni: bool) {
+/// Only the first `rows` rows of the tile are computed (the rest are left as they were): a
+/// block of fewer than 8 states — one word of greedy decoding, the 65th code of the bars —
+/// does not pay for eight.
+fn int_tile(
+    a: &[u8],
+    w: &[i8],
+    quads: usize,
+    tile: &mut [i32; TILE_ROWS * TILE_COLS],
+    vnni: bool,
+    rows: usize,
+) {
     assert!(a.len() >= TILE_ROWS * quads * 4 && w.len() >= TILE_PANELS * quads * 64);
+    assert!(rows <= TILE_ROWS, "at most {TILE_ROWS} rows per tile");
     #[cfg(target_arch = "x86_64")]
     if vnni {
-        // SAFETY: `vnni` is only true where the CPU has AVX-512F/BW/VNNI; the assertion above
-        // bounds every load.
-        unsafe { int_tile_vnni(a, w, quads, tile) };
+        // SAFETY: `vnni` is only true where the CPU has AVX-512F/BW/VNNI; the assertions above
+        // bound every load.
+        unsafe {
+            match rows {
+                1 => int_tile_vnni::<1>(a, w, quads, tile),
+                2 => int_tile_vnni::<2>(a, w, quads, tile),
+                3 => int_tile_vnni::<3>(a, w, quads, tile),
+                4 => int_tile_vnni::<4>(a, w, quads, tile),
+                5 => int_tile_vnni::<5>(a, w, quads, tile),
+                6 => int_tile_vnni::<6>(a, w, quads, tile),
+                7 => int_tile_vnni::<7>(a, w, quads, tile),
+                _ => int_tile_vnni::<TILE_ROWS>(a, w, quads, tile),
+            }
+        }
         return;
     }
     let _ = vnni;
-    int_tile_portable(a, w, quads, tile);
+    int_tile_portable(a, w, quads, tile, rows);
 }
 
 kernels::dispatch! {
     /// The reference integer tile: plain loops, which the compiler vectorises per level.
-    fn int_tile_portable(a: &[u8], w: &[i8], quads: usize, tile: &mut [i32; TILE_ROWS * TILE_COLS]) {
+    fn int_tile_portable(a: &[u8], w: &[i8], quads: usize, tile: &mut [i32; TILE_ROWS * TILE_COLS], rows: usize) {
         let stride = quads * 64;
-        for r in 0..TILE_ROWS {
+        for r in 0..rows {
             let a_row = &a[r * quads * 4..(r + 1) * quads * 4];
             for p in 0..TILE_PANELS {
                 let mut acc = [0i32; PANEL];
@@ -359,13 +465,18 @@ kernels::dispatch! {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn int_tile_vnni(a: &[u8], w: &[i8], quads: usize, tile: &mut [i32; TILE_ROWS * TILE_COLS]) {
+unsafe fn int_tile_vnni<const R: usize>(
+    a: &[u8],
+    w: &[i8],
+    quads: usize,
+    tile: &mut [i32; TILE_ROWS * TILE_COLS],
+) {
     use std::arch::x86_64::*;
     let stride = quads * 64;
     let a_ptr = a.as_ptr();
     let w_ptr = w.as_ptr();
     let row_bytes = quads * 4;
-    let mut acc = [[_mm512_setzero_si512(); TILE_PANELS]; TILE_ROWS];
+    let mut acc = [[_mm512_setzero_si512(); TILE_PANELS]; R];
     for q in 0..quads {
         let w0 = _mm512_loadu_si512(w_ptr.add(q * 64) as *const _);
         let w1 = _mm512_loadu_si512(w_ptr.add(stride + q * 64) as *const _);
@@ -420,6 +531,69 @@ mod tests {
                 (lse - logits[t as usize]) as f32
             })
             .collect()
+    }
+
+    /// The 8-bit greedy search returns the argmax of the exact logits where the 8-bit logits
+    /// alone would not: each state's winner gets a rival row whose weights differ by half a
+    /// quantisation step (so the two quantise differently) and whose bias puts its exact logit
+    /// 1e-3 below — or level with it (the lower id wins). 1 to 19 states at once, every level.
+    #[test]
+    fn greedy_search_finds_the_exact_argmax_at_every_level() {
+        let (v, h) = (1003, 37);
+        let mut w = values(v * h, 0.013, 0.6);
+        let mut b = values(v, 0.7, 1.0);
+        let hidden = values(19 * h, 0.29, 0.8);
+        let exact = |w: &[f32], b: &[f32], state: &[f32], u: usize| {
+            kernels::dot(state, &w[u * h..(u + 1) * h]) + b[u]
+        };
+        let argmax = |w: &[f32], b: &[f32], state: &[f32]| {
+            (0..v)
+                .reduce(|a, u| {
+                    if exact(w, b, state, u) > exact(w, b, state, a) {
+                        u
+                    } else {
+                        a
+                    }
+                })
+                .unwrap()
+        };
+        for (i, state) in hidden.chunks_exact(h).enumerate() {
+            let winner = argmax(&w, &b, state);
+            let rival = 600 + 7 * i;
+            let step = w[winner * h..(winner + 1) * h]
+                .iter()
+                .fold(0f32, |m, x| m.max(x.abs()))
+                / 127.0;
+            for k in 0..h {
+                let nudge = if (k * 7 + i) % 3 == 0 { 0.5 } else { -0.5 };
+                w[rival * h + k] = w[winner * h + k] + nudge * step;
+            }
+            b[rival] = 0.0;
+            let gap = if i % 5 == 0 { 0.0 } else { 1e-3 };
+            b[rival] = exact(&w, &b, state, winner) - gap - exact(&w, &b, state, rival);
+        }
+        let q = PackedOutput::new(&w, &b, v, h);
+        let mut rivals_won = 0;
+        for level in kernels::available_levels() {
+            kernels::with_level(level, || {
+                for n in [1, 2, 7, 8, 9, 19] {
+                    let states = &hidden[..n * h];
+                    let got = q.greedy(states);
+                    for (i, state) in states.chunks_exact(h).enumerate() {
+                        let best = argmax(&w, &b, state);
+                        assert_eq!(
+                            got[i] as usize,
+                            best,
+                            "{}: {n} states, row {i}",
+                            level.name()
+                        );
+                        rivals_won += usize::from(best >= 600);
+                    }
+                }
+            });
+        }
+        // The near-ties are real: rounding makes some rivals the exact winners.
+        assert!(rivals_won > 0);
     }
 
     #[test]
@@ -493,13 +667,17 @@ mod tests {
         let w: Vec<i8> = (0..TILE_PANELS * quads * 64)
             .map(|i| ((i * 53 % 255) as i32 - 127) as i8)
             .collect();
-        let (mut fast, mut slow) = ([0i32; TILE_ROWS * TILE_COLS], [0i32; TILE_ROWS * TILE_COLS]);
-        int_tile(&a, &w, quads, &mut fast, true);
-        kernels::with_level(Level::Baseline, || {
-            int_tile(&a, &w, quads, &mut slow, false)
-        });
-        assert_eq!(fast.to_vec(), slow.to_vec());
-        assert!(slow.iter().any(|&x| x != 0));
+        for rows in 1..=TILE_ROWS {
+            let (mut fast, mut slow) =
+                ([0i32; TILE_ROWS * TILE_COLS], [0i32; TILE_ROWS * TILE_COLS]);
+            int_tile(&a, &w, quads, &mut fast, true, rows);
+            kernels::with_level(Level::Baseline, || {
+                int_tile(&a, &w, quads, &mut slow, false, rows)
+            });
+            let used = rows * TILE_COLS;
+            assert_eq!(fast[..used], slow[..used], "{rows} rows");
+            assert!(slow[..used].iter().any(|&x| x != 0));
+        }
     }
 
     #[test]

@@ -59,21 +59,13 @@ impl PackedMatrix {
             m == 0 || out.len() >= (m - 1) * out_stride + self.outputs,
             "packed matmul: output too short"
         );
-        let mut padded = Vec::new();
         let mut tile = [0f32; TILE_ROWS * TILE_COLS];
         for r0 in (0..m).step_by(TILE_ROWS) {
             let rows = TILE_ROWS.min(m - r0);
-            let block: &[f32] = if rows == TILE_ROWS {
-                &a[r0 * k..(r0 + TILE_ROWS) * k]
-            } else {
-                padded.clear();
-                padded.extend_from_slice(&a[r0 * k..(r0 + rows) * k]);
-                padded.resize(TILE_ROWS * k, 0.0);
-                &padded
-            };
+            let block = &a[r0 * k..(r0 + rows) * k];
             for g in 0..self.groups {
                 let w = &self.panels[g * TILE_COLS * k..(g + 1) * TILE_COLS * k];
-                float_tile(block, w, k, &mut tile);
+                float_tile_rows(block, w, k, &mut tile, rows);
                 let c0 = g * TILE_COLS;
                 let cols = TILE_COLS.min(self.outputs - c0);
                 for r in 0..rows {
@@ -88,14 +80,38 @@ impl PackedMatrix {
 /// tile (8 × 48) = a (8 rows × k) · three panels of `w`: the AVX-512 kernel where the active
 /// level has it, plain loops otherwise (the tests' reference).
 pub(crate) fn float_tile(a: &[f32], w: &[f32], k: usize, tile: &mut [f32; TILE_ROWS * TILE_COLS]) {
-    assert!(a.len() >= TILE_ROWS * k && w.len() >= TILE_PANELS * k * PANEL);
+    float_tile_rows(a, w, k, tile, TILE_ROWS)
+}
+
+/// [`float_tile`] for the first `rows` (≤ 8) rows only, reading only those rows of `a`: a
+/// decoding step's single state does not pay for eight. Each row is the same sequence of
+/// fused multiply-adds whatever the row count, so the values do not depend on it.
+pub(crate) fn float_tile_rows(
+    a: &[f32],
+    w: &[f32],
+    k: usize,
+    tile: &mut [f32; TILE_ROWS * TILE_COLS],
+    rows: usize,
+) {
+    assert!(rows <= TILE_ROWS && a.len() >= rows * k && w.len() >= TILE_PANELS * k * PANEL);
     #[cfg(target_arch = "x86_64")]
     if kernels::active_level() == Level::Avx512 {
         // SAFETY: the level is only AVX-512 where the CPU has it; the assertion bounds the loads.
-        unsafe { float_tile_avx512(a, w, k, tile) };
+        unsafe {
+            match rows {
+                1 => float_tile_avx512::<1>(a, w, k, tile),
+                2 => float_tile_avx512::<2>(a, w, k, tile),
+                3 => float_tile_avx512::<3>(a, w, k, tile),
+                4 => float_tile_avx512::<4>(a, w, k, tile),
+                5 => float_tile_avx512::<5>(a, w, k, tile),
+                6 => float_tile_avx512::<6>(a, w, k, tile),
+                7 => float_tile_avx512::<7>(a, w, k, tile),
+                _ => float_tile_avx512::<TILE_ROWS>(a, w, k, tile),
+            }
+        }
         return;
     }
-    for r in 0..TILE_ROWS {
+    for r in 0..rows {
         for c in 0..TILE_COLS {
             let (p, j) = (c / PANEL, c % PANEL);
             tile[r * TILE_COLS + c] = (0..k)
@@ -107,7 +123,7 @@ pub(crate) fn float_tile(a: &[f32], w: &[f32], k: usize, tile: &mut [f32; TILE_R
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn float_tile_avx512(
+unsafe fn float_tile_avx512<const R: usize>(
     a: &[f32],
     w: &[f32],
     k: usize,
@@ -116,7 +132,7 @@ unsafe fn float_tile_avx512(
     use std::arch::x86_64::*;
     let (a_ptr, w_ptr) = (a.as_ptr(), w.as_ptr());
     let stride = k * PANEL;
-    let mut acc = [[_mm512_setzero_ps(); TILE_PANELS]; TILE_ROWS];
+    let mut acc = [[_mm512_setzero_ps(); TILE_PANELS]; R];
     for i in 0..k {
         let w0 = _mm512_loadu_ps(w_ptr.add(i * PANEL));
         let w1 = _mm512_loadu_ps(w_ptr.add(stride + i * PANEL));

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::gru::{
     bidirectional, bidirectional_from_table, bidirectional_last, bidirectional_token_table, Gru,
+    PreparedGru,
 };
 use super::latent::{LatentKind, LatentParams};
 use super::ops::{linear_nll, linear_nll_inference};
@@ -700,17 +701,52 @@ impl SeqAutoencoder {
         Ok(Some(loss.sum(D::Minus1)?))
     }
 
-    /// One decoder step for tokens (B,) from states h (B, H); returns (logits (B, V), h').
-    pub fn step(
+    /// The decoder's recurrent weights made ready for a decoding loop ([`Gru::prepare`]).
+    pub fn prepared_decoder(&self) -> Result<PreparedGru> {
+        self.decoder.prepare()
+    }
+
+    /// One decoding step without gradients: the next state (B, H) after reading `tokens` (B,)
+    /// from `h` (B, H) — [`Self::step`]'s state, on weights made ready once per loop.
+    pub fn step_state(
         &self,
+        prepared: &PreparedGru,
         tokens: &Tensor,
         h: &Tensor,
         step_z: Option<&Tensor>,
-    ) -> Result<(Tensor, Tensor)> {
-        let x = self.decoder_inputs(&tokens.unsqueeze(0)?, step_z)?; // (1, B, E[+L])
-        let h = self.decoder.forward(&x, h, false)?.squeeze(0)?; // (B, H)
-        let logits = self.out.forward(&h)?; // (B, V)
-        Ok((logits, h))
+    ) -> Result<Tensor> {
+        let model = self.detached();
+        let x = model.decoder_inputs(&tokens.unsqueeze(0)?, step_z)?; // (1, B, E[+L])
+        let gi = model.decoder.input_projection(&x)?; // (1, B, 3H)
+        model
+            .decoder
+            .forward_prepared(prepared, &gi, h, false)?
+            .squeeze(0) // (B, H)
+    }
+
+    /// The output layer's logits (B, V) for states `h` (B, H).
+    pub fn logits(&self, h: &Tensor) -> Result<Tensor> {
+        self.out.forward(h)
+    }
+
+    /// The most likely next word after each state of `h` (B, H) — the argmax of
+    /// [`Self::logits`] — found through the 8-bit output layer on the CPU
+    /// ([`PackedOutput::greedy`]), which reads a quarter of the bytes per word.
+    pub fn greedy_tokens(&self, packed: Option<&PackedOutput>, h: &Tensor) -> Result<Vec<u32>> {
+        match packed {
+            Some(p) => Ok(p.greedy(&h.detach().flatten_all()?.to_vec1::<f32>()?)),
+            None => self.logits(h)?.argmax(D::Minus1)?.to_vec1::<u32>(),
+        }
+    }
+
+    /// [`Self::packed_output`] where it exists (CPU, f32), for [`Self::greedy_tokens`].
+    pub fn packed_output_if_cpu(&self) -> Result<Option<Arc<PackedOutput>>> {
+        let w = self.out.weight();
+        if w.device().is_cpu() && w.dtype() == DType::F32 {
+            self.packed_output().map(Some)
+        } else {
+            Ok(None)
+        }
     }
 }
 
