@@ -5,6 +5,8 @@
 //! Below AVX-512 callers use the general product instead; [`PackedMatrix::new`] returns `None`
 //! there.
 
+use rayon::prelude::*;
+
 use super::kernels::{self, Level};
 
 /// Output columns per panel: one 512-bit register of f32.
@@ -36,12 +38,24 @@ impl PackedMatrix {
     pub(crate) fn pack(w: &[f32], outputs: usize, inner: usize, row_stride: usize) -> Self {
         let groups = outputs.div_ceil(TILE_COLS);
         let mut panels = vec![0f32; groups * TILE_COLS * inner];
-        for o in 0..outputs {
-            let (p, j) = (o / PANEL, o % PANEL);
-            let row = &w[o * row_stride..o * row_stride + inner];
-            for (k, &x) in row.iter().enumerate() {
-                panels[(p * inner + k) * PANEL + j] = x;
+        let fill = |(p, panel): (usize, &mut [f32])| {
+            for j in 0..PANEL.min(outputs.saturating_sub(p * PANEL)) {
+                let o = p * PANEL + j;
+                let row = &w[o * row_stride..o * row_stride + inner];
+                for (k, &x) in row.iter().enumerate() {
+                    panel[k * PANEL + j] = x;
+                }
             }
+        };
+        // A large matrix (an output layer, packed every training step) is packed on every
+        // thread; a GRU's recurrent block is not worth the hand-off.
+        if outputs * inner >= 1 << 20 {
+            panels
+                .par_chunks_mut(PANEL * inner)
+                .enumerate()
+                .for_each(fill);
+        } else {
+            panels.chunks_mut(PANEL * inner).enumerate().for_each(fill);
         }
         Self {
             outputs,
