@@ -79,9 +79,11 @@ impl Gru {
     pub fn input_projection(&self, xs: &Tensor) -> Result<Tensor> {
         let (t, b, input) = xs.dims3()?;
         // (T·B, in) @ (in, 3H) + b_ih -> (T·B, 3H)
-        let gi = xs.reshape((t * b, input))?.matmul(&self.w_ih.t()?)?;
-        gi.broadcast_add(&self.b_ih)?
-            .reshape((t, b, 3 * self.hidden))
+        super::ops::linear(&xs.reshape((t * b, input))?, &self.w_ih, &self.b_ih)?.reshape((
+            t,
+            b,
+            3 * self.hidden,
+        ))
     }
 
     /// Runs the recurrence over (T, B, in) from `h0` (B, H); returns every state (T, B, H) in
@@ -868,22 +870,15 @@ fn bidirectional_op(fwd: &Gru, bwd: &Gru, xs: &Tensor, final_only: bool) -> Resu
     let whh = Tensor::stack(&[fwd.recurrent_block()?, bwd.recurrent_block()?], 0)?; // (2, 3H, H+1)
     let tracked = xs.track_op() || w_ih.track_op() || b_ih.track_op() || whh.track_op();
     let flat = xs.reshape((t * b, input))?;
-    let gi = if t * b == 1 {
-        // gemm multiplies a single row with a vector kernel whose sums round differently;
-        // two rows take the general kernel that every larger batch and the token table
-        // ([`bidirectional_token_table`]) use, so a one-token sentence encoded alone gets the
-        // bits it gets in a batch.
-        Tensor::cat(&[&flat, &flat], 0)?
-            .matmul(&w_ih.t()?)?
-            .narrow(0, 0, 1)?
-    } else {
-        flat.matmul(&w_ih.t()?)?
-    };
-    // Without gradients b_ih is added inside the recurrence (see `GruSequence::input_bias`).
     let (gi, input_bias) = if tracked {
-        (gi.broadcast_add(&b_ih)?, None)
+        // Training: product and bias as one op with a hand-written backward (`ops::linear`).
+        (super::ops::linear(&flat, &w_ih, &b_ih)?, None)
     } else {
-        (gi, Some(b_ih.to_vec1::<f32>()?))
+        // Without gradients b_ih is added inside the recurrence (`GruSequence::input_bias`).
+        (
+            super::ops::product_with_transposed(&flat, &w_ih)?,
+            Some(b_ih.to_vec1::<f32>()?),
+        )
     };
     let gi = gi.reshape((t, b, 6 * h))?;
     let h0 = Tensor::zeros((b, 2 * h), DType::F32, xs.device())?;
@@ -909,7 +904,7 @@ fn bidirectional_op(fwd: &Gru, bwd: &Gru, xs: &Tensor, final_only: bool) -> Resu
 /// instead gives the same states to the bit, without the product per token.
 pub fn bidirectional_token_table(fwd: &Gru, bwd: &Gru, embeddings: &Tensor) -> Result<Tensor> {
     let w_ih = Tensor::cat(&[&fwd.w_ih, &bwd.w_ih], 0)?;
-    embeddings.detach().matmul(&w_ih.detach().t()?)
+    super::ops::product_with_transposed(&embeddings.detach(), &w_ih.detach())
 }
 
 /// The states of a bidirectional GRU over the tokens `ids` (T, B), with each step's input
