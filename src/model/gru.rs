@@ -162,6 +162,39 @@ impl Gru {
         )
     }
 
+    /// Every state (T, B, H) of the recurrence from `h0` (B, H) where step t of row b reads
+    /// row `ids[t, b]` of `table` (V, 3H) as its input projection (bias included): inputs
+    /// shared by many rows are stored once. Without gradients; the states of
+    /// [`Gru::forward_projected`] on the gathered rows, to the bit.
+    pub fn forward_rows(&self, table: &Tensor, ids: &Tensor, h0: &Tensor) -> Result<Tensor> {
+        let (t, b) = ids.dims2()?;
+        if !(table.device().is_cpu() && table.dtype() == DType::F32) {
+            let gi =
+                table
+                    .index_select(&ids.flatten_all()?, 0)?
+                    .reshape((t, b, 3 * self.hidden))?;
+            return self.reference_recurrence(&gi.detach(), &h0.detach(), false);
+        }
+        let whh = self.recurrent_block()?.detach().unsqueeze(0)?;
+        table.detach().contiguous()?.apply_op3(
+            &h0.detach().contiguous()?,
+            &whh,
+            GruSequence {
+                reverse: vec![false],
+                keep_for_backward: false,
+                cache: Mutex::new(Vec::new()),
+                input_bias: None,
+                final_only: false,
+                token_rows: Some(TokenRows {
+                    ids: ids.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?,
+                    t_len: t,
+                    b,
+                }),
+                prepacked: None,
+            },
+        )
+    }
+
     /// One step: x (B, in), h (B, H) -> h' (B, H).
     pub fn step(&self, x: &Tensor, h: &Tensor) -> Result<Tensor> {
         let hs = self.forward(&x.unsqueeze(0)?, h, false)?;

@@ -636,16 +636,31 @@ impl SeqAutoencoder {
     pub fn score_sentence_quantized(&self, z: &Tensor, sentence: &[u32]) -> Result<Vec<f32>> {
         let n = z.dim(0)?;
         let one = TokenBatch::new(&[sentence], None, self.device())?;
-        let projection = match self.decoder_projection(&one.dec_in)? {
-            Some(p) => {
-                let (t, _, w) = p.dims3()?;
-                Some(p.broadcast_as((t, n, w))?.contiguous()?)
-            }
-            None => None,
-        };
         let rows = vec![sentence; n];
         let batch = TokenBatch::new(&rows, None, self.device())?;
-        self.score_nll_quantized(Some(z), &batch, projection.as_ref())
+        let Some(p) = self.decoder_projection(&one.dec_in)? else {
+            return self.score_nll_quantized(Some(z), &batch, None);
+        };
+        let (t, _, w) = p.dims3()?; // (T+1, 1, 3H)
+        let model = self.detached();
+        let h0 = model.initial_state(Some(&z.detach()), n)?; // (N, H)
+                                                             // Every code reads step t's one projection: rows looked up by step, not copied N times.
+        let steps: Vec<u32> = (0..t as u32)
+            .flat_map(|s| std::iter::repeat_n(s, n))
+            .collect();
+        let steps = Tensor::from_vec(steps, (t, n), self.device())?;
+        let states = model
+            .decoder
+            .forward_rows(&p.reshape((t, w))?, &steps, &h0)?; // (T+1, N, H)
+        let targets = batch.targets.flatten_all()?.to_vec1::<u32>()?;
+        let nll = self.quantized_token_nll(&states, &targets)?;
+        let mut per_sentence = vec![0f32; n];
+        for row in nll.chunks_exact(n) {
+            for (s, x) in per_sentence.iter_mut().zip(row) {
+                *s += x;
+            }
+        }
+        Ok(per_sentence)
     }
 
     fn decode_states_with(
