@@ -129,9 +129,20 @@ impl Gru {
         } else {
             None
         };
+        // W_ih packed as well, with b_ih: a decoding step's input projection is one row, for
+        // which the general product's fixed cost (packing, dispatch) was most of its time.
+        let input = if packed.is_some() {
+            let (rows, cols) = self.w_ih.dims2()?;
+            let values = self.w_ih.detach().flatten_all()?.to_vec1::<f32>()?;
+            let bias = self.b_ih.detach().to_vec1::<f32>()?;
+            PackedMatrix::new(&values, rows, cols, cols).map(|p| Arc::new((p, bias)))
+        } else {
+            None
+        };
         Ok(PreparedGru {
             whh: whh.unsqueeze(0)?,
             packed,
+            input,
         })
     }
 
@@ -242,6 +253,32 @@ pub struct PreparedGru {
     /// `[W_hh | b_hh]` (1, 3H, H+1).
     whh: Tensor,
     packed: Option<Arc<PackedMatrix>>,
+    /// W_ih packed, and b_ih, where the packed tile runs.
+    input: Option<Arc<(PackedMatrix, Vec<f32>)>>,
+}
+
+impl PreparedGru {
+    /// The input projections (1, B, 3H) of inputs `x` (1, B, in), as
+    /// [`Gru::input_projection`] computes them, through the packed W_ih where there is one.
+    pub fn input_projection(&self, gru: &Gru, x: &Tensor) -> Result<Tensor> {
+        match &self.input {
+            Some(input) if kernels::active_level() == Level::Avx512 && x.device().is_cpu() => {
+                let (packed, bias) = &**input;
+                let (t, b, _) = x.dims3()?;
+                let xs = x.flatten_all()?.to_vec1::<f32>()?;
+                let h3 = 3 * gru.hidden;
+                let mut gi = vec![0f32; t * b * h3];
+                packed.matmul(&xs, t * b, &mut gi, h3);
+                for row in gi.chunks_exact_mut(h3) {
+                    for (g, &c) in row.iter_mut().zip(bias) {
+                        *g += c;
+                    }
+                }
+                Tensor::from_vec(gi, (t, b, h3), x.device())
+            }
+            _ => gru.input_projection(&x.detach()),
+        }
+    }
 }
 
 impl Module for Gru {

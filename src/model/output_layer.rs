@@ -268,28 +268,26 @@ impl PackedOutput {
             self.logits_block(&a, &row_scale, &mut logits, vnni, rows.len() / h);
             for (r, state) in rows.chunks_exact(h).enumerate() {
                 let approx = &logits[r * padded_vocab..][..self.vocab];
-                // |w·h − s_v s_h q·p| ≤ s_h/2 ‖w‖₁ + s_v/2 · s_h ‖p‖₁, and
-                // s_h ‖p‖₁ ≤ ‖h‖₁ + H s_h / 2; the rest covers fp32 rounding.
                 let s_h = row_scale[r];
                 let state_term = state.iter().map(|x| x.abs()).sum::<f32>() + h as f32 * s_h / 2.0;
-                let bound = |v: usize| {
-                    (0.5 * (s_h * self.weight_l1[v] + self.scale[v] * state_term)) * 1.001
-                        + 1e-4 * (1.0 + approx[v].abs())
-                };
-                let floor = (0..self.vocab)
-                    .map(|v| approx[v] - bound(v))
-                    .fold(f32::NEG_INFINITY, f32::max);
                 candidates.clear();
-                candidates.extend((0..self.vocab).filter(|&v| approx[v] + bound(v) >= floor));
+                greedy_candidates(
+                    approx,
+                    &self.weight_l1,
+                    &self.scale[..self.vocab],
+                    s_h,
+                    state_term,
+                    &mut candidates,
+                );
                 if candidates.is_empty() {
                     // Only non-finite logits get here: rescore everything.
-                    candidates.extend(0..self.vocab);
+                    candidates.extend(0..self.vocab as u32);
                 }
                 let mut best: Option<(f32, usize)> = None;
                 for &v in &candidates {
-                    let exact = self.exact_logit(state, v);
+                    let exact = self.exact_logit(state, v as usize);
                     if best.is_none_or(|(b, _)| exact > b) {
-                        best = Some((exact, v));
+                        best = Some((exact, v as usize));
                     }
                 }
                 out.push(best.map_or(0, |(_, v)| v as u32));
@@ -384,6 +382,27 @@ kernels::dispatch! {
     /// vectorises (a plain build called `roundf` per value).
     fn quantize_unsigned(row: &[f32], out: &mut [u8]) -> f32 {
         quantize(row, out, |q| (q + 128) as u8)
+    }
+}
+
+kernels::dispatch! {
+    /// The words whose exact logit may be the largest, given 8-bit logits `approx` of one state
+    /// quantised with scale `s_h`: |w·h − s_v s_h q·p| ≤ s_h/2 ‖w‖₁ + s_v/2 · s_h ‖p‖₁, and
+    /// s_h ‖p‖₁ ≤ ‖h‖₁ + H s_h / 2 = `state_term`; the rest of each bound covers fp32
+    /// rounding. Appends every word whose upper bound reaches the best lower bound.
+    fn greedy_candidates(approx: &[f32], weight_l1: &[f32], scale: &[f32], s_h: f32, state_term: f32, out: &mut Vec<u32>) {
+        let bound = |a: f32, l1: f32, s: f32| {
+            (0.5 * (s_h * l1 + s * state_term)) * 1.001 + 1e-4 * (1.0 + a.abs())
+        };
+        let mut floor = f32::NEG_INFINITY;
+        for ((&a, &l1), &s) in approx.iter().zip(weight_l1).zip(scale) {
+            floor = floor.max(a - bound(a, l1, s));
+        }
+        for (v, ((&a, &l1), &s)) in approx.iter().zip(weight_l1).zip(scale).enumerate() {
+            if a + bound(a, l1, s) >= floor {
+                out.push(v as u32);
+            }
+        }
     }
 }
 

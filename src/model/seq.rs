@@ -732,7 +732,7 @@ impl SeqAutoencoder {
     ) -> Result<Tensor> {
         let model = self.detached();
         let x = model.decoder_inputs(&tokens.unsqueeze(0)?, step_z)?; // (1, B, E[+L])
-        let gi = model.decoder.input_projection(&x)?; // (1, B, 3H)
+        let gi = prepared.input_projection(&model.decoder, &x)?; // (1, B, 3H)
         model
             .decoder
             .forward_prepared(prepared, &gi, h, false)?
