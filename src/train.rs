@@ -523,6 +523,9 @@ pub struct Adam {
     weight_decay: f64,
 }
 
+/// Elements per task of the AdamW update (the output layer alone has 2M).
+const ADAM_CHUNK: usize = 1 << 16;
+
 fn grad_values(g: &Tensor) -> Result<Vec<f32>> {
     Ok(g.flatten_all()?.to_vec1::<f32>()?)
 }
@@ -583,7 +586,14 @@ impl Adam {
         for (i, ((_, var), g)) in self.vars.iter().zip(&grads).enumerate() {
             let Some(g) = g else { continue };
             let mut param = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-            kernels::adam_update(&mut param, g, &mut self.m[i], &mut self.v[i], constants);
+            // Element-wise, so chunks on every thread give the same values as one pass.
+            use rayon::prelude::*;
+            param
+                .par_chunks_mut(ADAM_CHUNK)
+                .zip(g.par_chunks(ADAM_CHUNK))
+                .zip(self.m[i].par_chunks_mut(ADAM_CHUNK))
+                .zip(self.v[i].par_chunks_mut(ADAM_CHUNK))
+                .for_each(|(((p, g), m), v)| kernels::adam_update(p, g, m, v, constants));
             var.set(&Tensor::from_vec(param, var.shape(), var.device())?)?;
         }
         Ok(norm)
