@@ -162,13 +162,8 @@ impl Gru {
             &h0.detach().contiguous()?,
             &prepared.whh,
             GruSequence {
-                reverse: vec![reverse],
-                keep_for_backward: false,
-                cache: Mutex::new(Vec::new()),
-                input_bias: None,
-                final_only: false,
-                token_rows: None,
                 prepacked: prepared.packed.clone(),
+                ..GruSequence::inference(vec![reverse])
             },
         )
     }
@@ -191,17 +186,12 @@ impl Gru {
             &h0.detach().contiguous()?,
             &whh,
             GruSequence {
-                reverse: vec![false],
-                keep_for_backward: false,
-                cache: Mutex::new(Vec::new()),
-                input_bias: None,
-                final_only: false,
                 token_rows: Some(TokenRows {
                     ids: ids.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?,
                     t_len: t,
                     b,
                 }),
-                prepacked: None,
+                ..GruSequence::inference(vec![false])
             },
         )
     }
@@ -399,6 +389,22 @@ struct GruSequence {
     /// The one direction's `[W_hh | b_hh]` already packed ([`Gru::prepare`]); used only where
     /// the packed tile runs. Inference only.
     prepacked: Option<Arc<PackedMatrix>>,
+}
+
+impl GruSequence {
+    /// The op for inference over directions read in the given orders: no gate cache, the
+    /// input projections given whole and with their bias, every state returned.
+    fn inference(reverse: Vec<bool>) -> Self {
+        Self {
+            reverse,
+            keep_for_backward: false,
+            cache: Mutex::new(Vec::new()),
+            input_bias: None,
+            final_only: false,
+            token_rows: None,
+            prepacked: None,
+        }
+    }
 }
 
 /// What [`GruSequence::token_rows`] needs to find each step's input projection in a table.
@@ -997,9 +1003,6 @@ pub fn bidirectional_from_table(
         &h0,
         &whh,
         GruSequence {
-            reverse: vec![false, true],
-            keep_for_backward: false,
-            cache: Mutex::new(Vec::new()),
             input_bias: Some(b_ih.to_vec1::<f32>()?),
             final_only,
             token_rows: Some(TokenRows {
@@ -1007,7 +1010,7 @@ pub fn bidirectional_from_table(
                 t_len: t,
                 b,
             }),
-            prepacked: None,
+            ..GruSequence::inference(vec![false, true])
         },
     )
 }
