@@ -3,6 +3,8 @@
 
 fn main() {
     latent_tui::keep_freed_memory();
+    // As the binary does: candle's element-wise pool would spin beside rayon's.
+    latent_tui::cli::keep_candle_pool_idle();
     let steps = std::env::var("BENCH_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
