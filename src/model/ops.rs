@@ -131,6 +131,9 @@ impl CustomOp3 for Linear {
             contiguous_f32(s3, l3, "linear bias")?,
         );
         // One row is multiplied as two (see `product_with_transposed`).
+        if n == 0 {
+            return Ok((CpuStorage::F32(Vec::new()), Shape::from((0, out))));
+        }
         let rows = n.max(2);
         let padded;
         let x = if n == 1 {
@@ -527,6 +530,19 @@ mod tests {
                     assert!(d < 1e-4, "gradient of {:?} differs by {d}", v.dims());
                 }
             }
+            // No rows: an empty result and gradients, not a panic.
+            let x = Var::from_vec(Vec::<f32>::new(), (0, 4), &dev)?;
+            let w = Var::from_vec(val(12, 0.3), (3, 4), &dev)?;
+            let b = Var::from_vec(val(3, 0.9), 3, &dev)?;
+            let y = linear(x.as_tensor(), w.as_tensor(), b.as_tensor())?;
+            assert_eq!(y.dims(), &[0, 3]);
+            let g = y.sum_all()?.backward()?;
+            let dw = g
+                .get(&w)
+                .expect("weight gradient")
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            assert!(dw.iter().all(|&x| x == 0.0), "{dw:?}");
             Ok(())
         })
     }

@@ -17,6 +17,11 @@
 //! terms of the tail, whose errors cancel, keep it. A sentence's NLL stays within ~1e-3 of the
 //! exact figure (relative; the tests and `bench --interactive` measure it).
 //!
+//! **8-bit, exact answer, for greedy decoding.** [`PackedOutput::greedy`] bounds each word's
+//! 8-bit error from the scales and L1 norms of its row and of the state, and rescores in fp32
+//! every word whose widened logit could still be the largest: the fp32 argmax, after reading a
+//! quarter of the bytes per decoded word.
+//!
 //! Integer dot products are exact, so every kernel level (VNNI, the portable loops the
 //! compiler vectorises for AVX2 or plain x86-64) gives the same logits; the tests check that.
 
