@@ -196,6 +196,28 @@ fn has_vpopcntq() -> bool {
     active_level() == Level::Avx512 && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
 }
 
+/// Offers to `top`, in index order, those of the eight distances `d` (of entries `first`..)
+/// that beat the worst kept one; most groups have none once the heap is full.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn offer_passing(
+    top: &mut TopK,
+    d: std::arch::x86_64::__m512i,
+    first: usize,
+    distances: &mut [u64; 8],
+) {
+    use std::arch::x86_64::*;
+    let mut pass = _mm512_cmplt_epu64_mask(d, _mm512_set1_epi64(top.worst as i64));
+    if pass != 0 {
+        _mm512_storeu_si512(distances.as_mut_ptr() as *mut _, d);
+        while pass != 0 {
+            let j = pass.trailing_zeros() as usize;
+            top.offer(distances[j] as u32, first + j);
+            pass &= pass - 1;
+        }
+    }
+}
+
 /// [`top_k_scan`] for one-word codes, eight at a time: the same hits in the same order (codes
 /// that pass the filter are offered in index order, as the scalar scan offers them).
 #[cfg(target_arch = "x86_64")]
@@ -210,16 +232,7 @@ unsafe fn top_k_one_word_avx512(data: &[u64], query: u64, k: usize) -> Vec<Hit> 
     for (c, chunk) in chunks.enumerate() {
         let codes = _mm512_loadu_si512(chunk.as_ptr() as *const _);
         let d = _mm512_popcnt_epi64(_mm512_xor_si512(codes, q));
-        let worst = _mm512_set1_epi64(top.worst as i64);
-        let mut pass = _mm512_cmplt_epu64_mask(d, worst);
-        if pass != 0 {
-            _mm512_storeu_si512(distances.as_mut_ptr() as *mut _, d);
-            while pass != 0 {
-                let j = pass.trailing_zeros() as usize;
-                top.offer(distances[j] as u32, c * 8 + j);
-                pass &= pass - 1;
-            }
-        }
+        offer_passing(&mut top, d, c * 8, &mut distances);
     }
     let base = data.len() - rest.len();
     for (i, &code) in rest.iter().enumerate() {
@@ -251,16 +264,7 @@ unsafe fn top_k_two_words_avx512(data: &[u64], query: [u64; 2], k: usize) -> Vec
         let a = per_word(_mm512_loadu_si512(chunk.as_ptr() as *const _));
         let b = per_word(_mm512_loadu_si512(chunk.as_ptr().add(8) as *const _));
         let d = _mm512_permutex2var_epi64(a, evens, b);
-        let worst = _mm512_set1_epi64(top.worst as i64);
-        let mut pass = _mm512_cmplt_epu64_mask(d, worst);
-        if pass != 0 {
-            _mm512_storeu_si512(distances.as_mut_ptr() as *mut _, d);
-            while pass != 0 {
-                let j = pass.trailing_zeros() as usize;
-                top.offer(distances[j] as u32, c * 8 + j);
-                pass &= pass - 1;
-            }
-        }
+        offer_passing(&mut top, d, c * 8, &mut distances);
     }
     let base = (data.len() - rest.len()) / 2;
     for (i, c) in rest.chunks_exact(2).enumerate() {
