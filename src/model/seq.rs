@@ -560,7 +560,7 @@ impl SeqAutoencoder {
         nll.reshape((batch.len + 1, batch.batch_size))?.sum(0) // (B,)
     }
 
-    /// The output layer in 8-bit form (see [`super::quantized`]), made once per set of weights.
+    /// The output layer in 8-bit form (see [`super::output_layer`]), made once per set of weights.
     pub fn packed_output(&self) -> Result<Arc<PackedOutput>> {
         let bias = self.out.bias().expect("the output layer has a bias");
         let (weight, bias) = (self.out.weight().contiguous()?, bias.contiguous()?);
@@ -610,7 +610,7 @@ impl SeqAutoencoder {
 
     /// Teacher-forced NLL per sentence, like [`Self::score_nll`], with the normaliser over the
     /// vocabulary computed by the 8-bit output layer (within ~1e-3 nats per token of the exact
-    /// figure; see [`super::quantized`]). `projection` is [`Self::decoder_projection`] of
+    /// figure; see [`super::output_layer`]). `projection` is [`Self::decoder_projection`] of
     /// `batch.dec_in`, if the caller reuses one across codes.
     pub fn score_nll_quantized(
         &self,
