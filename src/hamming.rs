@@ -193,7 +193,9 @@ unsafe fn top_k_popcnt(data: &[u64], words: usize, query: &[u64], k: usize) -> V
 #[cfg(target_arch = "x86_64")]
 fn has_vpopcntq() -> bool {
     use crate::model::kernels::{active_level, Level};
-    active_level() == Level::Avx512 && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+    active_level() == Level::Avx512
+        && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+        && std::arch::is_x86_feature_detected!("popcnt")
 }
 
 /// Offers to `top`, in index order, those of the eight distances `d` (of entries `first`..)

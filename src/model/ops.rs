@@ -131,8 +131,8 @@ impl CustomOp3 for Linear {
             contiguous_f32(s3, l3, "linear bias")?,
         );
         // One row is multiplied as two (see `product_with_transposed`).
-        if n == 0 {
-            return Ok((CpuStorage::F32(Vec::new()), Shape::from((0, out))));
+        if n == 0 || out == 0 {
+            return Ok((CpuStorage::F32(vec![0f32; n * out]), Shape::from((n, out))));
         }
         let rows = n.max(2);
         let padded;

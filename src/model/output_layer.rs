@@ -291,7 +291,8 @@ impl PackedOutput {
                 let mut best: Option<(f32, usize)> = None;
                 for &v in &candidates {
                     let exact = self.exact_logit(state, v as usize);
-                    if best.is_none_or(|(b, _)| exact > b) {
+                    // A NaN logit never stays the best once a number comes along.
+                    if best.is_none_or(|(b, _)| exact > b || (b.is_nan() && !exact.is_nan())) {
                         best = Some((exact, v as usize));
                     }
                 }
@@ -440,6 +441,9 @@ fn int_tile(
 ) {
     assert!(a.len() >= TILE_ROWS * quads * 4 && w.len() >= TILE_PANELS * quads * 64);
     assert!(rows <= TILE_ROWS, "at most {TILE_ROWS} rows per tile");
+    if rows == 0 {
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if vnni {
         // SAFETY: `vnni` is only true where the CPU has AVX-512F/BW/VNNI; the assertions above

@@ -108,6 +108,9 @@ pub(crate) fn float_tile_rows(
     rows: usize,
 ) {
     assert!(rows <= TILE_ROWS && a.len() >= rows * k && w.len() >= TILE_PANELS * k * PANEL);
+    if rows == 0 {
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if kernels::active_level() == Level::Avx512 {
         // SAFETY: the level is only AVX-512 where the CPU has it; the assertion bounds the loads.
