@@ -942,8 +942,7 @@ fn bidirectional_op(fwd: &Gru, bwd: &Gru, xs: &Tensor, final_only: bool) -> Resu
     }
     // One input projection for both directions: (T·B, in) · [W_ih_f; W_ih_b]ᵀ -> (T, B, 6H)
     let w_ih = Tensor::cat(&[&fwd.w_ih, &bwd.w_ih], 0)?;
-    let b_ih = Tensor::cat(&[&fwd.b_ih, &bwd.b_ih], 0)?;
-    let whh = Tensor::stack(&[fwd.recurrent_block()?, bwd.recurrent_block()?], 0)?; // (2, 3H, H+1)
+    let (b_ih, whh) = both_directions(fwd, bwd)?;
     let tracked = xs.track_op() || w_ih.track_op() || b_ih.track_op() || whh.track_op();
     let flat = xs.reshape((t * b, input))?;
     let (gi, input_bias) = if tracked {
@@ -973,6 +972,15 @@ fn bidirectional_op(fwd: &Gru, bwd: &Gru, xs: &Tensor, final_only: bool) -> Resu
     )
 }
 
+/// A bidirectional GRU's input biases (6H: forward's first) and recurrent blocks
+/// `[W_hh | b_hh]` (2, 3H, H+1), as the two-direction op reads them.
+fn both_directions(fwd: &Gru, bwd: &Gru) -> Result<(Tensor, Tensor)> {
+    Ok((
+        Tensor::cat(&[&fwd.b_ih, &bwd.b_ih], 0)?,
+        Tensor::stack(&[fwd.recurrent_block()?, bwd.recurrent_block()?], 0)?,
+    ))
+}
+
 /// Input projections of every vocabulary entry for both directions of a bidirectional GRU
 /// reading `embeddings` (V, in): (V, 6H), forward's 3H columns first, without b_ih. Each row
 /// is the very product [`bidirectional`] computes for that token (same operands, same kernel,
@@ -996,8 +1004,8 @@ pub fn bidirectional_from_table(
 ) -> Result<Tensor> {
     let (t, b) = ids.dims2()?;
     let h = fwd.hidden;
-    let b_ih = Tensor::cat(&[&fwd.b_ih, &bwd.b_ih], 0)?.detach();
-    let whh = Tensor::stack(&[fwd.recurrent_block()?, bwd.recurrent_block()?], 0)?.detach(); // (2, 3H, H+1)
+    let (b_ih, whh) = both_directions(fwd, bwd)?;
+    let (b_ih, whh) = (b_ih.detach(), whh.detach());
     let h0 = Tensor::zeros((b, 2 * h), DType::F32, table.device())?;
     table.detach().contiguous()?.apply_op3(
         &h0,
@@ -1164,6 +1172,80 @@ mod tests {
         let bad = Tensor::from_vec(vec![0u32, vocab as u32], (2, 1), &dev)?;
         let err = bidirectional_from_table(&fwd, &bwd, &table, &bad, true).unwrap_err();
         assert!(err.to_string().contains("outside a table"), "{err}");
+        Ok(())
+    }
+
+    /// The inference variants keep their promises: prepared weights give `forward_projected`'s
+    /// states to the bit, rows looked up by index give the states of the gathered rows to the
+    /// bit, and the prepared input projection matches the general one — at every level.
+    #[test]
+    fn prepared_weights_and_looked_up_rows_give_the_plain_states() -> Result<()> {
+        at_every_kernel_level(prepared_and_rows_at_active_level)
+    }
+
+    fn prepared_and_rows_at_active_level() -> Result<()> {
+        let dev = Device::Cpu;
+        let (input, hidden) = (20, 24);
+        let (gru, _) = tiny_gru(input, hidden, 9)?;
+        let gru = gru.detached();
+        let prepared = gru.prepare()?;
+        for (t, b) in [(1, 1), (4, 9)] {
+            let xs = Tensor::from_vec(
+                (0..t * b * input)
+                    .map(|i| (i as f32 * 0.31).sin())
+                    .collect::<Vec<f32>>(),
+                (t, b, input),
+                &dev,
+            )?;
+            let h0 = Tensor::from_vec(
+                (0..b * hidden)
+                    .map(|i| (i as f32 * 0.7).cos() * 0.5)
+                    .collect::<Vec<f32>>(),
+                (b, hidden),
+                &dev,
+            )?;
+            let gi = gru.input_projection(&xs)?;
+            let gi_prepared = prepared.input_projection(&gru, &xs)?;
+            let d = (&gi - &gi_prepared)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert!(d < 1e-5, "input projections differ by {d}");
+            let plain = gru
+                .forward_projected(&gi, &h0, false)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let with_prepared = gru
+                .forward_prepared(&prepared, &gi, &h0, false)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            assert_eq!(plain, with_prepared, "prepared weights, T={t} B={b}");
+            // A table of 3 rows' projections; row (t, b) reads table row (t + b) mod 3.
+            let three = Tensor::from_vec(
+                (0..3 * input)
+                    .map(|i| (i as f32 * 0.53).cos())
+                    .collect::<Vec<f32>>(),
+                (3, 1, input),
+                &dev,
+            )?;
+            let table = gru.input_projection(&three)?.squeeze(1)?; // (3, 3H)
+            let ids: Vec<u32> = (0..t * b).map(|i| ((i / b + i % b) % 3) as u32).collect();
+            let ids = Tensor::from_vec(ids, (t, b), &dev)?;
+            let gathered =
+                table
+                    .index_select(&ids.flatten_all()?, 0)?
+                    .reshape((t, b, 3 * hidden))?;
+            let expected = gru
+                .forward_projected(&gathered, &h0, false)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let by_rows = gru
+                .forward_rows(&table, &ids, &h0)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            assert_eq!(expected, by_rows, "rows by index, T={t} B={b}");
+        }
         Ok(())
     }
 

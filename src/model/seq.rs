@@ -238,19 +238,38 @@ const TOKEN_TABLE_MIN_TOKENS: usize = 512;
 /// (128 MB): the product per token is then cheaper than the memory.
 const TOKEN_TABLE_MAX_FLOATS: usize = 32 << 20;
 
-/// A fingerprint of a CPU f32 tensor's values, or `None` for any other tensor.
-fn weights_fingerprint(t: &Tensor) -> Result<Option<u64>> {
-    if !t.device().is_cpu() || t.dtype() != DType::F32 {
-        return Ok(None);
+/// A fingerprint of the values of CPU f32 `tensors` together, or `None` if any is another
+/// kind of tensor: what a cache of something derived from weights is keyed by, so that it is
+/// made again after training changes them. Hashing costs a read of the weights (~0.3 ms for
+/// 8000 × 256); keeping a copy to compare would cost more.
+fn weights_print(tensors: &[&Tensor]) -> Result<Option<u64>> {
+    let mut print = 0u64;
+    for (i, t) in tensors.iter().enumerate() {
+        if !t.device().is_cpu() || t.dtype() != DType::F32 {
+            return Ok(None);
+        }
+        let t = t.contiguous()?;
+        let guard = t.storage_and_layout().0;
+        let candle_core::Storage::Cpu(s) = &*guard else {
+            return Ok(None);
+        };
+        let values = super::gru::contiguous_f32(s, t.layout(), "weights")?;
+        print ^= super::kernels::fingerprint(values).rotate_left(17 * i as u32);
     }
-    let t = t.contiguous()?;
-    let guard = t.storage_and_layout().0;
-    Ok(match &*guard {
-        candle_core::Storage::Cpu(s) => Some(super::kernels::fingerprint(
-            super::gru::contiguous_f32(s, t.layout(), "weights")?,
-        )),
-        _ => None,
-    })
+    Ok(Some(print))
+}
+
+/// The value in a cache made from weights whose print is `print`, if it holds one.
+fn cached<T: Clone>(cache: &Mutex<Option<(u64, T)>>, print: u64) -> Option<T> {
+    let cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .as_ref()
+        .filter(|(p, _)| *p == print)
+        .map(|(_, v)| v.clone())
+}
+
+fn store<T>(cache: &Mutex<Option<(u64, T)>>, print: u64, value: T) {
+    *cache.lock().unwrap_or_else(|e| e.into_inner()) = Some((print, value));
 }
 
 impl SeqAutoencoder {
@@ -449,28 +468,17 @@ impl SeqAutoencoder {
         {
             return Ok(None);
         }
-        let prints = [emb, fwd.input_weight(), bwd.input_weight()]
-            .into_iter()
-            .map(weights_fingerprint)
-            .collect::<Result<Option<Vec<u64>>>>()?;
-        let Some(prints) = prints else {
+        let Some(print) = weights_print(&[emb, fwd.input_weight(), bwd.input_weight()])? else {
             return Ok(None); // not CPU f32
         };
-        let print = prints
-            .iter()
-            .enumerate()
-            .fold(0u64, |acc, (i, p)| acc ^ p.rotate_left(17 * i as u32));
-        let mut cache = self.encoder_table.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((p, table)) = cache.as_ref() {
-            if *p == print {
-                return Ok(Some(table.clone()));
-            }
+        if let Some(table) = cached(&self.encoder_table, print) {
+            return Ok(Some(table));
         }
         if src.elem_count() < TOKEN_TABLE_MIN_TOKENS {
             return Ok(None);
         }
         let table = bidirectional_token_table(fwd, bwd, emb)?; // (V, 6H)
-        *cache = Some((print, table.clone()));
+        store(&self.encoder_table, print, table.clone());
         Ok(Some(table))
     }
 
@@ -564,8 +572,11 @@ impl SeqAutoencoder {
     pub fn packed_output(&self) -> Result<Arc<PackedOutput>> {
         let bias = self.out.bias().expect("the output layer has a bias");
         let (weight, bias) = (self.out.weight().contiguous()?, bias.contiguous()?);
-        if !weight.device().is_cpu() || weight.dtype() != DType::F32 {
+        let Some(print) = weights_print(&[&weight, &bias])? else {
             candle_core::bail!("the 8-bit output layer is made from f32 weights on the CPU");
+        };
+        if let Some(q) = cached(&self.packed_out, print) {
+            return Ok(q);
         }
         let (wg, bg) = (weight.storage_and_layout().0, bias.storage_and_layout().0);
         let (w, b) = match (&*wg, &*bg) {
@@ -575,22 +586,13 @@ impl SeqAutoencoder {
             ),
             _ => candle_core::bail!("the 8-bit output layer is made from CPU tensors"),
         };
-        // Hashing the weights costs a read of them (~0.3 ms for 8000 × 256); copying them to
-        // compare would cost more.
-        let print = super::kernels::fingerprint(w) ^ super::kernels::fingerprint(b).rotate_left(17);
-        let mut cache = self.packed_out.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((p, q)) = cache.as_ref() {
-            if *p == print {
-                return Ok(q.clone());
-            }
-        }
         let q = Arc::new(PackedOutput::new(
             w,
             b,
             self.cfg.vocab_size,
             self.cfg.hidden_dim,
         ));
-        *cache = Some((print, q.clone()));
+        store(&self.packed_out, print, q.clone());
         Ok(q)
     }
 
@@ -620,15 +622,7 @@ impl SeqAutoencoder {
     ) -> Result<Vec<f32>> {
         let states = self.decode_states_with(z, &batch.dec_in, projection)?; // (T+1, B, H)
         let targets = batch.targets.flatten_all()?.to_vec1::<u32>()?;
-        let nll = self.quantized_token_nll(&states, &targets)?;
-        let b = batch.batch_size;
-        let mut per_sentence = vec![0f32; b];
-        for row in nll.chunks_exact(b) {
-            for (s, x) in per_sentence.iter_mut().zip(row) {
-                *s += x;
-            }
-        }
-        Ok(per_sentence)
+        self.quantized_sentence_nll(&states, &targets, batch.batch_size)
     }
 
     /// NLL of one sentence (word ids) under each code row of `z` (N, L), by the 8-bit output
@@ -653,14 +647,7 @@ impl SeqAutoencoder {
             .decoder
             .forward_rows(&p.reshape((t, w))?, &steps, &h0)?; // (T+1, N, H)
         let targets = batch.targets.flatten_all()?.to_vec1::<u32>()?;
-        let nll = self.quantized_token_nll(&states, &targets)?;
-        let mut per_sentence = vec![0f32; n];
-        for row in nll.chunks_exact(n) {
-            for (s, x) in per_sentence.iter_mut().zip(row) {
-                *s += x;
-            }
-        }
-        Ok(per_sentence)
+        self.quantized_sentence_nll(&states, &targets, n)
     }
 
     fn decode_states_with(
@@ -677,6 +664,24 @@ impl SeqAutoencoder {
         let (_t, b) = dec_in.dims2()?;
         let h0 = model.initial_state(z.as_ref(), b)?;
         model.decoder.forward_projected(&gi.detach(), &h0, false)
+    }
+
+    /// [`Self::quantized_token_nll`] summed per sentence: states (T+1, B, H) and targets in
+    /// the same time-major order give B sums.
+    fn quantized_sentence_nll(
+        &self,
+        states: &Tensor,
+        targets: &[u32],
+        batch: usize,
+    ) -> Result<Vec<f32>> {
+        let nll = self.quantized_token_nll(states, targets)?;
+        let mut per_sentence = vec![0f32; batch];
+        for row in nll.chunks_exact(batch) {
+            for (s, x) in per_sentence.iter_mut().zip(row) {
+                *s += x;
+            }
+        }
+        Ok(per_sentence)
     }
 
     fn quantized_token_nll(&self, states: &Tensor, targets: &[u32]) -> Result<Vec<f32>> {
