@@ -55,14 +55,13 @@ use rayon::prelude::*;
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde::Serialize;
 
-use crate::bow::{bag_of_words, BowCheckpoint, EVAL_BATCH};
 use crate::checkpoint::write_atomically;
 use crate::coder::Coder;
-use crate::corpus::{normalize, Corpus, Split};
-use crate::engine::Engine;
-use crate::model::bow::BagBatch;
+use crate::corpus::{Corpus, Split};
 use crate::search::{file_sha256, IndexMeta, INDEX_FORMAT};
-use crate::vocab::UNK;
+
+/// What the encoder says about one sentence (defined with the other types models return).
+pub use crate::coder::types::Posterior;
 
 pub const CONTINUOUS_INDEX_FORMAT: &str = "latent-tui-continuous-index/1";
 
@@ -309,7 +308,7 @@ impl UnitVectors {
         sims.resize(nq * nr, 0.0);
         // sims (nq × nr) = queries (nq × dim) · rowsᵀ (dim × nr); rows are stored (nr × dim),
         // so the transpose is just swapped strides.
-        crate::model::gru::sgemm(
+        crate::model::sgemm::sgemm(
             nq,
             nr,
             dim,
@@ -351,14 +350,6 @@ impl UnitVectors {
         all.truncate(k);
         all
     }
-}
-
-/// What the encoder says about one sentence: μ, and σ when the model has one.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Posterior {
-    pub mean: Vec<f32>,
-    /// Gaussian and nvdm: σ per dimension; bottleneck: none.
-    pub std: Option<Vec<f32>>,
 }
 
 /// The multi-sample matching rule: draw `samples` codes per sentence; two sentences match when
@@ -977,79 +968,6 @@ fn from_le_f32(bytes: &[u8]) -> Vec<f32> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
         .collect()
-}
-
-/// Texts per progress report when encoding with a sequence model.
-const SEQ_PROGRESS_CHUNK: usize = 4096;
-
-/// μ and σ of each text under a bag-of-words model (nvdm: σ; lsh and nash give their `loc`).
-pub fn bow_posteriors(
-    b: &BowCheckpoint,
-    texts: &[&str],
-    progress: &mut dyn FnMut(f64),
-) -> Result<Vec<Posterior>> {
-    let bags: Vec<_> = texts
-        .iter()
-        .map(|t| bag_of_words(&b.vocab, &normalize(t)))
-        .collect();
-    let mut out = Vec::with_capacity(bags.len());
-    for chunk in bags.chunks(EVAL_BATCH) {
-        let refs: Vec<&[(u32, f32)]> = chunk.iter().map(Vec::as_slice).collect();
-        let batch = BagBatch::new(&refs, b.model.device())?;
-        let params = b.model.encode(&batch)?;
-        let means = params.loc.to_vec2::<f32>()?;
-        let stds = match &params.logvar {
-            Some(lv) => Some((lv * 0.5)?.exp()?.to_vec2::<f32>()?),
-            None => None,
-        };
-        for (i, mean) in means.into_iter().enumerate() {
-            out.push(Posterior {
-                mean,
-                std: stds.as_ref().map(|s| s[i].clone()),
-            });
-        }
-        progress(out.len() as f64 / bags.len().max(1) as f64);
-    }
-    Ok(out)
-}
-
-/// μ and σ of each text under a continuous sequence model ([`Coder::posteriors`]).
-/// A text with no words is encoded as `<unk>`, as [`crate::coder`] does.
-pub fn engine_posteriors(
-    engine: &Engine,
-    texts: &[&str],
-    progress: &mut dyn FnMut(f64),
-) -> Result<Vec<Posterior>> {
-    if !engine.kind().has_latent() {
-        bail!("an `lm` model has no encoder, so sentences have no code");
-    }
-    if engine.kind().is_binary() {
-        bail!(
-            "a `{}` model has binary codes; search it by Hamming distance (the binary index)",
-            engine.kind()
-        );
-    }
-    let mut out = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(SEQ_PROGRESS_CHUNK) {
-        let ids: Vec<Vec<u32>> = engine
-            .tokenize_many(chunk)
-            .into_iter()
-            .map(|t| {
-                let ids = t.ids;
-                if ids.is_empty() {
-                    vec![UNK]
-                } else {
-                    ids
-                }
-            })
-            .collect();
-        out.extend(engine.encode(&ids)?.into_iter().map(|e| Posterior {
-            mean: e.mean,
-            std: e.std,
-        }));
-        progress(out.len() as f64 / texts.len().max(1) as f64);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -3,11 +3,13 @@
 //! The library is layered by responsibility: [`corpus`] and [`vocab`] turn text into word ids,
 //! [`data`] groups them into batches, [`model`] holds the candle models, [`train`], [`eval`]
 //! and [`checkpoint`] work with them, [`engine`] is the sentence-level API over a loaded
-//! checkpoint, [`explore`] the pure operations on codes and [`tasks`] the sentence-level tasks the
-//! command line and the explorer share. Only [`tui`] knows about terminals.
+//! checkpoint, [`explore`] the pure operations on codes. Only [`tui`] knows about terminals.
 //!
-//! Bag-of-words models and semantic hashing: [`bow`] trains and loads NVDM, NASH and LSH,
-//! [`coder`] reads codes and features off any checkpoint, [`hamming`] packs codes and finds the
+//! [`coder`] is the one loaded-model type over every kind, with the sequence family's half
+//! ([`coder::seq`]: the sentence-level tasks the command line and the explorer share), the
+//! bag-of-words family's half ([`coder::bow`]) and the types both return ([`coder::types`]).
+//!
+//! Bag-of-words models and semantic hashing: [`bow`] trains and loads NVDM, NASH and LSH, [`hamming`] packs codes and finds the
 //! exact Hamming top-k, [`search`] is a corpus's saved index, [`cosine`] the exact cosine top-k
 //! and multi-sample matching of continuous codes with its saved index, [`retrieval`] measures
 //! precision@k, [`probe`] classifies labels from latent features and [`projection`] maps codes
@@ -36,11 +38,20 @@ pub mod projection;
 pub mod retrieval;
 pub mod search;
 pub mod structure;
-pub mod tasks;
 pub mod train;
 pub mod train_job;
 pub mod tui;
 pub mod vocab;
+
+/// The sequence family's sentence-level tasks under their old path (now [`coder::seq`], with
+/// the shared types in [`coder::types`]), kept so code written against it still builds.
+pub mod tasks {
+    pub use crate::coder::seq::*;
+    pub use crate::coder::types::{
+        walk_between, EncodedSentence, PathPoint, PathWalk, PriorChoice, Samples, SplitStats,
+        SAMPLE_CHUNK,
+    };
+}
 
 /// Keeps freed memory in the process instead of handing it back to the kernel.
 ///

@@ -170,7 +170,7 @@ pub enum Command {
         /// Binary prior: `uniform` bits, or each bit drawn with its corpus `means`
         /// [default: uniform]
         #[arg(long, value_enum)]
-        prior: Option<crate::tasks::PriorChoice>,
+        prior: Option<crate::coder::PriorChoice>,
         /// Print JSON instead of plain text.
         #[arg(long)]
         json: bool,
@@ -999,7 +999,7 @@ fn train(args: TrainArgs) -> Result<()> {
 }
 
 fn corpus_for(engine: &Engine, spec: &Option<String>) -> Result<Corpus> {
-    crate::tasks::corpus_of(engine, spec.as_deref())
+    crate::coder::seq::corpus_of(engine, spec.as_deref())
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
@@ -1497,26 +1497,26 @@ fn sample(
     n: usize,
     seed: u64,
     temperature: Option<f32>,
-    prior: Option<crate::tasks::PriorChoice>,
+    prior: Option<crate::coder::PriorChoice>,
     json_out: bool,
 ) -> Result<()> {
     // Any model that decodes: sentences, or for nash and nvdm the decoder's top words.
     let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
     let kind = coder.kind_name();
     let binary = coder.is_binary();
-    let prior = prior.unwrap_or(crate::tasks::PriorChoice::Uniform);
+    let prior = prior.unwrap_or(crate::coder::PriorChoice::Uniform);
     if binary && temperature.is_some() {
         bail!(
             "--temperature sets σ of a gaussian prior (or word sampling for `lm`); a `{kind}` model's prior is bits, drawn uniformly or with --prior means"
         );
     }
-    if !binary && prior == crate::tasks::PriorChoice::Means {
+    if !binary && prior == crate::coder::PriorChoice::Means {
         bail!(
             "--prior means draws each bit with its corpus mean; a `{kind}` model has no bits (its prior is N(0, t²I): set t with --temperature)"
         );
     }
     let temperature = temperature.unwrap_or(1.0);
-    let means = if binary && prior == crate::tasks::PriorChoice::Means {
+    let means = if binary && prior == crate::coder::PriorChoice::Means {
         Some(coder.corpus_bit_means()?)
     } else {
         None
@@ -1582,7 +1582,7 @@ fn flip(ckpt: &Option<PathBuf>, sentence: &str, bits: &[usize], json_out: bool) 
     let effects = coder.code_effects(
         &ids,
         &code,
-        &crate::tasks::one_change_variants(&code, true, None),
+        &crate::coder::seq::one_change_variants(&code, true, None),
     )?;
     let (measure, heading) = if effects.nll {
         ("nll", "NLL (nats)")
