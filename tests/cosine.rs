@@ -12,11 +12,9 @@ use candle_core::Device;
 use latent_tui::checkpoint::{save_varmap, Provenance, Storage};
 use latent_tui::coder::{seq, Coder};
 use latent_tui::corpus::{Corpus, LoadOptions, Split};
-use latent_tui::cosine::{
-    close_pairs, matches, ContinuousIndex, MatchRule, Posterior, CONTINUOUS_INDEX_FORMAT,
-};
+use latent_tui::cosine::{close_pairs, matches, MatchRule, Posterior};
+use latent_tui::index::{ContinuousIndex, CorpusIndex, IndexMeta, CONTINUOUS_INDEX_FORMAT};
 use latent_tui::model::{Built, ModelConfig, NvdmConfig};
-use latent_tui::search::{CorpusIndex, IndexMeta};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use safetensors::{tensor::TensorView, Dtype};

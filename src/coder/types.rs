@@ -53,7 +53,7 @@ impl FromStr for FeatureKind {
     }
 }
 
-/// What a loaded model can do, asked of the model once (see [`Coder::capabilities`]) so that
+/// What a loaded model can do, asked of the model once (see [`super::Coder::capabilities`]) so that
 /// callers such as the explorer's tabs test a capability instead of matching model kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capabilities {

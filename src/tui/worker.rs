@@ -20,12 +20,11 @@ use crate::coder::{
     seq, Capabilities, Coder, EncodedSentence, FeatureKind, PathWalk, PriorChoice, Samples,
     SplitStats,
 };
-use crate::cosine::ContinuousIndex;
 use crate::engine::Engine;
+use crate::index::{ContinuousIndex, CorpusIndex};
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
 use crate::projection::CodeMap;
-use crate::search::CorpusIndex;
 
 /// What the app knows about the loaded model without touching it.
 #[derive(Clone, Debug, PartialEq)]
