@@ -502,3 +502,85 @@ pub fn file_sha256(path: &Path) -> Result<String> {
     }
     Ok(format!("{:x}", hasher.finalize()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus(hash: &str) -> Corpus {
+        Corpus {
+            name: "c".into(),
+            hash: hash.into(),
+            train: Vec::new(),
+            valid: Vec::new(),
+            test: Vec::new(),
+            skipped: Default::default(),
+        }
+    }
+
+    #[test]
+    fn one_freshness_rule_for_every_cached_index() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let checkpoint = dir.path().join("m.safetensors");
+        std::fs::write(&checkpoint, b"weights")?;
+        let meta = IndexMeta {
+            checkpoint_sha256: file_sha256(&checkpoint)?,
+            corpus_hash: "h".into(),
+            splits: vec!["train".into()],
+            ..IndexMeta::default()
+        };
+        assert!(meta.is_fresh(8, &checkpoint, &corpus("h"), 8));
+        assert!(
+            !meta.is_fresh(8, &checkpoint, &corpus("other"), 8),
+            "corpus"
+        );
+        assert!(!meta.is_fresh(8, &checkpoint, &corpus("h"), 16), "width");
+        let all = IndexMeta {
+            splits: vec!["train".into(), "valid".into()],
+            ..meta.clone()
+        };
+        assert!(!all.is_fresh(8, &checkpoint, &corpus("h"), 8), "splits");
+        std::fs::write(&checkpoint, b"retrained weights")?;
+        assert!(
+            !meta.is_fresh(8, &checkpoint, &corpus("h"), 8),
+            "checkpoint"
+        );
+        std::fs::remove_file(&checkpoint)?;
+        assert!(
+            !meta.is_fresh(8, &checkpoint, &corpus("h"), 8),
+            "no checkpoint"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn both_kinds_read_through_the_regular_file_check() {
+        for err in [
+            CorpusIndex::load(Path::new("/dev/zero")).unwrap_err(),
+            ContinuousIndex::load(Path::new("/dev/zero")).unwrap_err(),
+        ] {
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+        }
+    }
+
+    #[test]
+    fn each_kind_names_the_other_kinds_file() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("x.index.safetensors");
+        let posterior = crate::coder::Posterior {
+            mean: vec![1.0, 0.0],
+            std: None,
+        };
+        ContinuousIndex::from_parts(
+            2,
+            &[posterior],
+            vec!["x".into()],
+            &[None],
+            IndexMeta::default(),
+        )?
+        .save(&path)?;
+        let err = CorpusIndex::load(&path).unwrap_err().to_string();
+        assert!(err.contains("continuous-code (cosine) index"), "{err}");
+        Ok(())
+    }
+}
