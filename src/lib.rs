@@ -18,7 +18,9 @@
 //!
 //! Structure: [`cluster`] clusters codes (Hamming k-medoids / k-modes, k-means), labels clusters
 //! and scores them against gold labels; [`structure`] applies that, attribute vectors and
-//! analogies to a model's codes of a corpus.
+//! analogies to a model's codes of a corpus; [`pipeline`] is the corpus-scale work (neighbour
+//! index, codes to cluster, clustering, decodings and analogies) the explorer's worker and the
+//! command line both call.
 
 pub mod bench;
 pub mod bow;
@@ -35,6 +37,7 @@ pub mod explore;
 pub mod hamming;
 pub mod index;
 pub mod model;
+pub mod pipeline;
 pub mod probe;
 pub mod projection;
 pub mod retrieval;

@@ -18,7 +18,7 @@ use latent_tui::tui::event::Msg;
 use latent_tui::tui::harness::{render_to_string, Harness};
 use latent_tui::tui::train::{quick_defaults, spawn_training, Phase};
 use latent_tui::tui::widgets::Theme;
-use latent_tui::tui::worker::{Job, Reply, ReplyBody, Request, Worker, WorkerHandle};
+use latent_tui::tui::worker::{Job, JobKind, Reply, ReplyBody, Request, Worker, WorkerHandle};
 
 use common::{decoding_line, engine, fixtures, greedy, MAX_LEN};
 
@@ -265,10 +265,8 @@ fn stats_shows_progress_then_bit_statistics() {
         .find(|r| matches!(r.job, Job::Stats { .. }))
         .expect("entering the tab asks for statistics")
         .clone();
-    h.app.update(Msg::Reply(Reply {
-        id: stats.id,
-        body: ReplyBody::StatsProgress(0.4),
-    }));
+    h.app
+        .update(Msg::Reply(Reply::progress(stats.id, JobKind::Stats, 0.4)));
     let s = h.screen();
     assert_has(&s, "computing 40%");
     assert_has(&s, "stats 40%");
@@ -859,6 +857,7 @@ fn loading_a_bad_checkpoint_from_the_app_keeps_the_old_model() {
     let mut h = harness(&f.binary);
     h.app.update(Msg::Reply(Reply {
         id: 999,
+        kind: JobKind::Load,
         body: ReplyBody::Loaded(Err("stale".into())),
     }));
     assert!(
@@ -1347,32 +1346,32 @@ fn keys_that_do_nothing_for_this_kind_of_model_say_why() {
     );
 }
 
-/// Fails when the README's screen captures are not what the shipped checkpoints show now; the
-/// message says how to regenerate them.
+/// Fails when the book's screen captures and key tables (docs/explorer.md) are not what the
+/// shipped checkpoints and the key tables show now; the message says how to regenerate them.
 #[test]
-fn readme_screens_match_the_shipped_checkpoints() {
-    use latent_tui::tui::captures::{readme_captures, replace_captures, replace_keys};
+fn book_screens_match_the_shipped_checkpoints() {
+    use latent_tui::tui::captures::{readme_captures, replace_captures, replace_keys, CHAPTER};
     let root = env!("CARGO_MANIFEST_DIR");
     assert_eq!(
         std::env::current_dir().unwrap(),
         std::path::Path::new(root),
         "cargo runs tests from the crate root, where the captures' relative paths point"
     );
-    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let chapter = std::fs::read_to_string(format!("{root}/{CHAPTER}")).unwrap();
     let captures = readme_captures().unwrap();
-    let expected = replace_keys(&replace_captures(&readme, &captures).unwrap()).unwrap();
-    if expected != readme {
+    let expected = replace_keys(&replace_captures(&chapter, &captures).unwrap()).unwrap();
+    if expected != chapter {
         let mut stale: Vec<&str> = captures
             .iter()
-            .filter(|c| !readme.contains(&c.text))
+            .filter(|c| !chapter.contains(&c.text))
             .map(|c| c.name)
             .collect();
-        if !readme.contains(&latent_tui::tui::captures::readme_keys()) {
+        if !chapter.contains(&latent_tui::tui::captures::readme_keys()) {
             stale.push("keys");
         }
         panic!(
-            "README.md's screen captures differ from what the shipped checkpoints show now \
-             (stale: {stale:?}): run `cargo run --release --example screens` and commit README.md"
+            "{CHAPTER}'s screen captures differ from what the shipped checkpoints show now \
+             (stale: {stale:?}): run `cargo run --release --example screens` and commit {CHAPTER}"
         );
     }
 }

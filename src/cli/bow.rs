@@ -12,7 +12,7 @@ use crate::bow::train::{BowFamily, BowTrainConfig};
 use crate::cli::TrainArgs;
 use crate::coder::{read_features, Coder, FeatureKind};
 use crate::corpus::{Corpus, LoadOptions, Split};
-use crate::index::CorpusIndex;
+use crate::index::{CachedIndex, CorpusIndex};
 use crate::model::bow::{BowInput, NashNoise};
 use crate::train_job::TrainJob;
 
@@ -474,6 +474,32 @@ impl SearchArgs {
     }
 }
 
+/// The index of the model's own corpus cached beside its checkpoint, built (and saved) now when
+/// there is no fresh one ([`crate::pipeline::neighbor_index`], as the explorer's Neighbors tab
+/// does), with a note on stderr when it was built or could not be saved.
+fn cached_index(coder: &Coder) -> Result<CachedIndex<crate::pipeline::CodeIndex>> {
+    let corpus = load_corpus(&corpus_spec(&None, coder.provenance())?)?;
+    let bar = progress_bar("indexing the corpus (once; cached beside the checkpoint)");
+    let cached = crate::pipeline::neighbor_index(coder, &corpus, &mut |f| {
+        bar.set_position((f * 1000.0) as u64)
+    })?;
+    bar.finish_and_clear();
+    if let Some(e) = &cached.save_error {
+        eprintln!(
+            "note: the index could not be saved to {} ({e}); it is rebuilt next time",
+            cached.path.display()
+        );
+    } else if !cached.from_disk {
+        eprintln!(
+            "indexed {} entries of `{}` → {}",
+            cached.index.len(),
+            corpus.name,
+            cached.path.display()
+        );
+    }
+    Ok(cached)
+}
+
 fn search(args: SearchArgs) -> Result<()> {
     let (checkpoint, query) = args.checkpoint_and_query();
     if args.k == 0 {
@@ -510,30 +536,12 @@ fn search(args: SearchArgs) -> Result<()> {
             if args.multi_sample {
                 anyhow::bail!("--match is for continuous codes; {} has binary codes, searched by Hamming distance", checkpoint.display());
             }
-            let corpus = load_corpus(&corpus_spec(&None, loaded.provenance())?)?;
-            let bar = progress_bar("indexing the corpus (once; cached beside the checkpoint)");
-            let cached = CorpusIndex::load_or_build(
-                &checkpoint,
-                &corpus,
-                loaded.latent_dim(),
-                &mut |texts| loaded.codes(texts, &mut |f| bar.set_position((f * 1000.0) as u64)),
-            )?;
-            bar.finish_and_clear();
-            if let Some(e) = &cached.save_error {
-                eprintln!(
-                    "note: the index could not be saved to {} ({e}); it is rebuilt next time",
-                    cached.path.display()
-                );
-            } else if !cached.from_disk {
-                eprintln!(
-                    "indexed {} entries of `{}` → {}",
-                    cached.index.len(),
-                    corpus.name,
-                    cached.path.display()
-                );
-            }
+            let cached = cached_index(&loaded)?;
+            let crate::pipeline::CodeIndex::Hamming(index) = cached.index else {
+                unreachable!("a binary model's index holds bits")
+            };
             coder = Some(loaded);
-            (cached.index, cached.path)
+            (index, cached.path)
         }
     };
     let (shown, code, unknown) = match (&query, &args.code) {
@@ -604,37 +612,16 @@ fn search_continuous(
     coder: Coder,
 ) -> Result<()> {
     use crate::cosine::MatchRule;
-    use crate::index::ContinuousIndex;
     let Some(query) = query else {
         anyhow::bail!(
             "--code takes bits; {} has continuous codes: search by sentence",
             checkpoint.display()
         );
     };
-    let corpus = load_corpus(&corpus_spec(&None, coder.provenance())?)?;
-    let bar = progress_bar("indexing the corpus (once; cached beside the checkpoint)");
-    let cached = ContinuousIndex::load_or_build(
-        checkpoint,
-        &coder.config().describe(),
-        &corpus,
-        coder.latent_dim(),
-        &mut |texts| coder.posteriors(texts, &mut |f| bar.set_position((f * 1000.0) as u64)),
-    )?;
-    bar.finish_and_clear();
-    if let Some(e) = &cached.save_error {
-        eprintln!(
-            "note: the index could not be saved to {} ({e}); it is rebuilt next time",
-            cached.path.display()
-        );
-    } else if !cached.from_disk {
-        eprintln!(
-            "indexed {} entries of `{}` → {}",
-            cached.index.len(),
-            corpus.name,
-            cached.path.display()
-        );
-    }
-    let index = &cached.index;
+    let cached = cached_index(&coder)?;
+    let crate::pipeline::CodeIndex::Cosine(index) = &cached.index else {
+        unreachable!("a continuous model's index holds μ")
+    };
     let posterior = coder.posteriors(&[query.as_str()], &mut |_| {})?.remove(0);
     let rule = MatchRule {
         samples: args.samples,

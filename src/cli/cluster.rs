@@ -12,10 +12,8 @@ use crate::cluster::{ClusterMethod, ClusterOptions};
 use crate::coder::{Coder, FeatureKind};
 use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::explore::bit_string;
-use crate::index::CorpusIndex;
-use crate::structure::{
-    analogy, changed_bits, cluster_corpus, AttributeVector, CodedCorpus, DECODED_WORDS,
-};
+use crate::pipeline::{self, IndexCache};
+use crate::structure::{analogy, changed_bits, AttributeVector, CodedCorpus, DECODED_WORDS};
 
 #[derive(Subcommand, Debug)]
 pub enum StructureCommand {
@@ -182,28 +180,17 @@ fn progress_bar(what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// The codes to cluster: the index saved beside a binary checkpoint when it is fresh
-/// ([`crate::index::IndexMeta::is_fresh`]: this corpus's train split under this checkpoint
-/// file), else the split encoded now.
-fn coded_corpus(
-    path: &Path,
-    coder: &Coder,
-    corpus: &Corpus,
-    args: &ClusterArgs,
-) -> Result<CodedCorpus> {
-    if coder.is_binary() && args.split == Split::Train && args.max_entries.is_none() {
-        if let Some(ix) = crate::index::load_fresh::<CorpusIndex>(path, corpus, coder.latent_dim())
-        {
-            return Ok(CodedCorpus::from_index(&ix));
-        }
-    }
+/// The codes to cluster ([`crate::pipeline::corpus_codes`]): the index saved beside a binary
+/// checkpoint when it is fresh, else the split encoded now; `cluster` never writes the index.
+fn coded_corpus(coder: &Coder, corpus: &Corpus, args: &ClusterArgs) -> Result<CodedCorpus> {
     let bar = progress_bar("encoding");
-    let data = CodedCorpus::encode(
+    let data = pipeline::corpus_codes(
         coder,
         corpus,
         args.split,
         args.max_entries,
         args.seed,
+        IndexCache::LoadOnly,
         &mut |f| bar.set_position((f * 1000.0) as u64),
     )?;
     bar.finish_and_clear();
@@ -213,11 +200,9 @@ fn coded_corpus(
 fn cluster(args: ClusterArgs) -> Result<()> {
     let (path, coder) = load(&args.checkpoint)?;
     let corpus = corpus_for(&args.corpus, &coder)?;
-    let method = args.method.unwrap_or(if coder.is_binary() {
-        ClusterMethod::KMedoids
-    } else {
-        ClusterMethod::KMeans
-    });
+    let method = args
+        .method
+        .unwrap_or(pipeline::default_method(coder.is_binary()));
     if method.is_hamming() && !coder.is_binary() {
         bail!(
             "`{}` has continuous codes; {} needs binary codes, use --method kmeans",
@@ -225,26 +210,14 @@ fn cluster(args: ClusterArgs) -> Result<()> {
             method.name()
         );
     }
-    let data = coded_corpus(&path, &coder, &corpus, &args)?;
-    let labels_present = data
-        .labels
-        .iter()
-        .flatten()
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
-    let k = args.k.unwrap_or(if labels_present > 1 {
-        labels_present
-    } else {
-        10
-    });
+    let data = coded_corpus(&coder, &corpus, &args)?;
     let opts = ClusterOptions {
-        k,
+        k: args.k.unwrap_or(pipeline::default_k(&data)),
         seed: args.seed,
         max_iterations: args.max_iterations.max(1),
         restarts: args.restarts.max(1),
     };
-    let mut report = cluster_corpus(&data, method, &opts)?;
-    report.decode_centers(&coder)?;
+    let report = pipeline::cluster_codes(&coder, &data, Some(method), &opts)?;
     if args.json {
         let mut value = serde_json::to_value(&report)?;
         value["checkpoint"] = json!(path);

@@ -101,6 +101,8 @@ pub enum Effect {
 pub struct Jobs {
     next_id: u64,
     pending: BTreeMap<JobKind, u64>,
+    /// The latest progress report (0 to 1) of each pending kind that sent one.
+    progress: BTreeMap<JobKind, f64>,
     effects: Vec<Effect>,
 }
 
@@ -109,6 +111,7 @@ impl Jobs {
         self.next_id += 1;
         let id = self.next_id;
         self.pending.insert(job.kind(), id);
+        self.progress.remove(&job.kind());
         self.effects.push(Effect::Work(Request { id, job }));
         id
     }
@@ -117,6 +120,7 @@ impl Jobs {
     pub(super) fn accept(&mut self, kind: JobKind, id: u64) -> bool {
         if self.pending.get(&kind) == Some(&id) {
             self.pending.remove(&kind);
+            self.progress.remove(&kind);
             true
         } else {
             false
@@ -131,6 +135,19 @@ impl Jobs {
         self.pending.contains_key(&kind)
     }
 
+    /// How far the pending request of `kind` is (0 to 1), once it has said; the one place the
+    /// explorer keeps job progress.
+    pub fn progress(&self, kind: JobKind) -> Option<f64> {
+        self.progress.get(&kind).copied()
+    }
+
+    /// Records a progress report of request `id`, if it is still the newest of its kind.
+    fn report(&mut self, kind: JobKind, id: u64, f: f64) {
+        if self.is_current(kind, id) {
+            self.progress.insert(kind, f);
+        }
+    }
+
     pub fn any_pending(&self) -> bool {
         !self.pending.is_empty()
     }
@@ -138,6 +155,7 @@ impl Jobs {
     /// Forgets every outstanding request, so their replies will be dropped.
     pub(super) fn forget_all(&mut self) {
         self.pending.clear();
+        self.progress.clear();
     }
 
     pub(super) fn push(&mut self, e: Effect) {
@@ -413,41 +431,15 @@ impl App {
     }
 
     fn on_reply(&mut self, reply: Reply) {
-        let id = reply.id;
-        let kind = match &reply.body {
-            ReplyBody::StatsProgress(f) => {
-                if self.jobs.is_current(JobKind::Stats, id) {
-                    self.stats.progress = Some(*f);
-                }
-                return;
-            }
-            ReplyBody::IndexProgress(f) => {
-                if self.jobs.is_current(JobKind::Index, id) {
-                    self.neighbors.progress = Some(*f);
-                }
-                return;
-            }
-            ReplyBody::ClusterProgress(f) => {
-                if self.jobs.is_current(JobKind::Cluster, id) {
-                    self.clusters.progress = Some(*f);
-                }
-                return;
-            }
-            ReplyBody::Clustered(_) => JobKind::Cluster,
-            ReplyBody::Structure(_) => JobKind::Structure,
-            ReplyBody::Encoded(_) => JobKind::Encode,
-            ReplyBody::Decoded(_) => JobKind::Decode,
-            ReplyBody::Bars(_) => JobKind::Bars,
-            ReplyBody::Path(_) => JobKind::Path,
-            ReplyBody::Sampled(_) => JobKind::Sample,
-            ReplyBody::Stats(_) => JobKind::Stats,
-            ReplyBody::Loaded(_) => JobKind::Load,
-            ReplyBody::Indexed(_) => JobKind::Index,
-        };
+        let Reply { id, kind, body } = reply;
+        if let ReplyBody::Progress(f) = body {
+            self.jobs.report(kind, id, f);
+            return;
+        }
         if !self.jobs.accept(kind, id) {
             return; // superseded by a newer request of the same kind
         }
-        match reply.body {
+        match body {
             ReplyBody::Encoded(r) => self.explore_encoded(r),
             ReplyBody::Decoded(r) => self.explore_decoded(r),
             ReplyBody::Bars(r) => self.explore_bars(r),
@@ -458,20 +450,13 @@ impl App {
             ReplyBody::Indexed(r) => self.neighbors_indexed(r),
             ReplyBody::Clustered(r) => self.clusters_done(r),
             ReplyBody::Structure(r) => self.clusters_structure_done(r),
-            ReplyBody::StatsProgress(_)
-            | ReplyBody::IndexProgress(_)
-            | ReplyBody::ClusterProgress(_) => {
-                unreachable!("handled above")
-            }
+            ReplyBody::Progress(_) => unreachable!("handled above"),
         }
     }
 
     /// Asks the worker to replace the model; replies computed for the old one are dropped.
     pub(super) fn load_checkpoint(&mut self, path: PathBuf) {
         self.jobs.forget_all();
-        self.stats.progress = None;
-        self.neighbors.progress = None;
-        self.clusters.progress = None;
         self.loading = Some(path.clone());
         self.jobs.submit(Job::Load { path });
     }
@@ -501,25 +486,13 @@ impl App {
         let mut out: Vec<String> = self
             .jobs
             .pending_kinds()
-            .map(|k| match k {
-                JobKind::Encode => "encoding".to_string(),
-                JobKind::Decode => "decoding".into(),
-                JobKind::Bars => "scoring".into(),
-                JobKind::Path => "walking".into(),
-                JobKind::Sample => "sampling".into(),
-                JobKind::Stats => {
-                    format!("stats {:.0}%", self.stats.progress.unwrap_or(0.0) * 100.0)
+            .map(|k| {
+                if k.is_background() {
+                    let done = self.jobs.progress(k).unwrap_or(0.0) * 100.0;
+                    format!("{} {done:.0}%", k.activity())
+                } else {
+                    k.activity().to_string()
                 }
-                JobKind::Load => "loading".into(),
-                JobKind::Index => format!(
-                    "indexing {:.0}%",
-                    self.neighbors.progress.unwrap_or(0.0) * 100.0
-                ),
-                JobKind::Cluster => format!(
-                    "clustering {:.0}%",
-                    self.clusters.progress.unwrap_or(0.0) * 100.0
-                ),
-                JobKind::Structure => "decoding".into(),
             })
             .collect();
         if let Some(t) = self.train.activity() {

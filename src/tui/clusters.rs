@@ -18,16 +18,14 @@ use super::app::{App, Tab};
 use super::cluster_map::{ClusterMap, Viewport};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, InputAction, TextInput};
-use super::worker::{neighbor_index, Entries, Job, JobKind};
+use super::worker::{job_corpus, Job, JobKind};
 use crate::cluster::{ClusterMethod, ClusterOptions};
 use crate::coder::{Capabilities, Coder};
 use crate::corpus::Split;
 use crate::explore::bit_string;
 use crate::hamming::PackedCodes;
-use crate::structure::{
-    analogy, changed_bits, cluster_corpus, AttributeVector, ClusterReport, CodedCorpus,
-    DECODED_WORDS,
-};
+use crate::pipeline::{self, IndexCache};
+use crate::structure::{changed_bits, AttributeVector, ClusterReport, CodedCorpus};
 
 /// The cluster counts `[` and `]` step through; the first clustering has one cluster per gold
 /// label (10 for an unlabelled corpus).
@@ -123,62 +121,48 @@ impl ClusterView {
     }
 }
 
-/// Clusters the train split of the model's corpus: for binary codes from the Neighbors tab's
-/// index (loaded from beside the checkpoint, or built and saved there), else encoded now.
+/// Clusters the train split of the model's corpus through the library's pipeline (binary
+/// codes from the Neighbors tab's index, loaded from beside the checkpoint or built and saved
+/// there; continuous codes encoded now), and draws its map.
 pub fn compute_clusters(
     coder: &Coder,
     req: &ClusterRequest,
     progress: &mut dyn FnMut(f64),
 ) -> Result<ClusterView> {
-    let binary = coder.is_binary();
-    let data = match neighbor_index(coder, req.corpus.as_deref(), 0, progress)?.index {
-        Entries::Hamming(ix) => CodedCorpus::from_index(&ix).subset(req.max_entries, req.seed),
-        Entries::Cosine(_) => {
-            let corpus = match &req.corpus {
-                Some(spec) => {
-                    crate::coder::seq::corpus_of_provenance(coder.provenance(), Some(spec))?
-                }
-                None => crate::coder::seq::own_corpus_of(coder.provenance(), "clusters")?,
-            };
-            CodedCorpus::encode(
-                coder,
-                &corpus,
-                Split::Train,
-                req.max_entries,
-                req.seed,
-                progress,
-            )?
-        }
-    };
-    let labels = data
-        .labels
-        .iter()
-        .flatten()
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
+    let caps = coder.capabilities();
+    if !caps.encodes {
+        anyhow::bail!(
+            "an `{}` model has no encoder, so sentences have no codes to index",
+            caps.name
+        );
+    }
+    let corpus = job_corpus(coder, req.corpus.as_deref(), "clusters")?;
+    let data = pipeline::corpus_codes(
+        coder,
+        &corpus,
+        Split::Train,
+        req.max_entries,
+        req.seed,
+        IndexCache::LoadOrBuild,
+        progress,
+    )?;
     let k = match req.k {
-        0 if labels > 1 => labels,
-        0 => 10,
+        0 => pipeline::default_k(&data),
         k => k,
     };
-    let method = req.method.unwrap_or(if binary {
-        ClusterMethod::KMedoids
-    } else {
-        ClusterMethod::KMeans
-    });
     let opts = ClusterOptions {
         k: k.min(data.len()),
         seed: req.seed,
         ..ClusterOptions::default()
     };
-    let mut report = cluster_corpus(&data, method, &opts)?;
-    report.decode_centers(coder)?;
+    let report = pipeline::cluster_codes(coder, &data, req.method, &opts)?;
     let label_means = data
         .label_names
         .iter()
         .map(|n| data.label_mean(n).ok())
         .collect();
-    let packed = binary
+    let packed = coder
+        .is_binary()
         .then(|| PackedCodes::from_codes(coder.latent_dim(), data.codes.iter().map(Vec::as_slice)));
     let map = ClusterMap::build(&data, &report.assignment, report.clusters.len());
     Ok(ClusterView {
@@ -190,64 +174,8 @@ pub fn compute_clusters(
     })
 }
 
-/// Interactive work of the tab: one decoding, or an analogy of three sentences.
-#[derive(Clone, Debug, PartialEq)]
-pub enum StructureJob {
-    Decode { code: Vec<f32> },
-    Analogy { sentences: [String; 3] },
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum StructureResult {
-    Decoded {
-        code: Vec<f32>,
-        text: String,
-    },
-    Analogy {
-        /// The three sentences as the model saw them, their codes and decodings.
-        shown: Vec<String>,
-        codes: Vec<Vec<f32>>,
-        decodings: Vec<String>,
-        result: Vec<f32>,
-        result_decoding: String,
-    },
-}
-
-pub fn compute_structure(model: &Coder, job: &StructureJob) -> Result<StructureResult> {
-    match job {
-        StructureJob::Decode { code } => {
-            let text = model
-                .decode_codes(std::slice::from_ref(code), DECODED_WORDS)?
-                .and_then(|mut t| t.pop())
-                .unwrap_or_default();
-            Ok(StructureResult::Decoded {
-                code: code.clone(),
-                text,
-            })
-        }
-        StructureJob::Analogy { sentences } => {
-            let mut shown = Vec::new();
-            let mut codes = Vec::new();
-            for s in sentences {
-                let e = model.encode_text(s)?;
-                shown.push(e.shown);
-                codes.push(e.code);
-            }
-            let result = analogy(&codes[0], &codes[1], &codes[2], model.is_binary());
-            let mut all = codes.clone();
-            all.push(result.clone());
-            let mut decodings = model.decode_codes(&all, DECODED_WORDS)?.unwrap_or_default();
-            let result_decoding = decodings.pop().unwrap_or_default();
-            Ok(StructureResult::Analogy {
-                shown,
-                codes,
-                decodings,
-                result,
-                result_decoding,
-            })
-        }
-    }
-}
+/// The tab's decodings and analogies, computed in the library.
+pub use crate::pipeline::{compute_structure, StructureJob, StructureResult};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClustersView {
@@ -270,7 +198,6 @@ pub struct ClustersState {
     /// The selected cluster (report numbering) and member row.
     pub selected: usize,
     pub member: usize,
-    pub progress: Option<f64>,
     pub result: Option<Arc<ClusterView>>,
     pub error: Option<String>,
     /// Attribute view: the label under the cursor, the chosen labels and the strength.
@@ -301,7 +228,6 @@ impl ClustersState {
             view: ClustersView::List,
             selected: 0,
             member: 0,
-            progress: None,
             result: None,
             error: None,
             label_cursor: 0,
@@ -719,7 +645,6 @@ impl App {
             return;
         }
         let c = &mut self.clusters;
-        c.progress = Some(0.0);
         c.error = None;
         let req = ClusterRequest {
             corpus: c.corpus.clone(),
@@ -733,7 +658,6 @@ impl App {
 
     pub(super) fn clusters_done(&mut self, r: Result<Arc<ClusterView>, String>) {
         let c = &mut self.clusters;
-        c.progress = None;
         match r {
             Ok(v) => {
                 c.selected = c.selected.min(v.report.clusters.len().saturating_sub(1));
@@ -765,7 +689,6 @@ impl App {
         let c = &mut self.clusters;
         c.result = None;
         c.error = None;
-        c.progress = None;
         c.decoded = None;
         c.analogy = None;
         c.from = None;
@@ -1075,7 +998,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                  clustering the codes…",
             )],
         );
-        let ratio = c.progress.unwrap_or(0.0).clamp(0.0, 1.0);
+        let ratio = app
+            .jobs
+            .progress(JobKind::Cluster)
+            .unwrap_or(0.0)
+            .clamp(0.0, 1.0);
         Gauge::default()
             .gauge_style(t.bar())
             .ratio(ratio)

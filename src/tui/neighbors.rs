@@ -41,7 +41,6 @@ pub struct NeighborsState {
     /// First row of the list shown.
     pub scroll: usize,
     pub show_map: bool,
-    pub progress: Option<f64>,
     pub index: Option<Arc<NeighborIndex>>,
     pub error: Option<String>,
     /// A sentence typed here; Enter hands it to Explore, whose code is the query.
@@ -56,7 +55,6 @@ impl NeighborsState {
             k: 20,
             scroll: 0,
             show_map: false,
-            progress: None,
             index: None,
             error: None,
             input: TextInput::default(),
@@ -186,7 +184,6 @@ impl App {
         if !self.model.caps.encodes {
             return;
         }
-        self.neighbors.progress = Some(0.0);
         self.neighbors.error = None;
         self.jobs.submit(Job::Index {
             corpus: self.neighbors.corpus.clone(),
@@ -278,7 +275,6 @@ impl App {
     }
 
     pub(super) fn neighbors_indexed(&mut self, r: Result<Arc<NeighborIndex>, String>) {
-        self.neighbors.progress = None;
         match r {
             Ok(ix) => {
                 if let Some(e) = &ix.save_error {
@@ -294,7 +290,6 @@ impl App {
     pub(super) fn neighbors_model_changed(&mut self) {
         self.neighbors.index = None;
         self.neighbors.error = None;
-        self.neighbors.progress = None;
         self.neighbors.scroll = 0;
         if self.tab == Tab::Neighbors {
             self.neighbors_request();
@@ -425,7 +420,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 }
             ))],
         );
-        let ratio = nb.progress.unwrap_or(0.0).clamp(0.0, 1.0);
+        let ratio = app
+            .jobs
+            .progress(JobKind::Index)
+            .unwrap_or(0.0)
+            .clamp(0.0, 1.0);
         Gauge::default()
             .gauge_style(t.bar())
             .ratio(ratio)

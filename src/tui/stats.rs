@@ -20,7 +20,6 @@ use crate::coder::SplitStats;
 pub struct StatsState {
     pub max_sentences: usize,
     pub flip_sentences: usize,
-    pub progress: Option<f64>,
     pub result: Option<SplitStats>,
     pub error: Option<String>,
     pub cursor: usize,
@@ -31,7 +30,6 @@ impl Default for StatsState {
         Self {
             max_sentences: 500,
             flip_sentences: 150,
-            progress: None,
             result: None,
             error: None,
             cursor: 0,
@@ -128,7 +126,6 @@ impl App {
     }
 
     fn stats_request(&mut self) {
-        self.stats.progress = Some(0.0);
         self.stats.error = None;
         self.jobs.submit(Job::Stats {
             max_sentences: self.stats.max_sentences,
@@ -164,7 +161,6 @@ impl App {
     }
 
     pub(super) fn stats_done(&mut self, r: Result<SplitStats, String>) {
-        self.stats.progress = None;
         match r {
             Ok(s) => {
                 self.stats.result = Some(s);
@@ -177,7 +173,6 @@ impl App {
     pub(super) fn stats_model_changed(&mut self) {
         self.stats.result = None;
         self.stats.error = None;
-        self.stats.progress = None;
         self.stats.cursor = 0;
         if self.tab == super::app::Tab::Stats {
             self.stats_request();
@@ -249,7 +244,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
     widgets::lines(buf, inner, lines);
     if computing && inner.height >= 1 {
-        let f = st.progress.unwrap_or(0.0).clamp(0.0, 1.0);
+        let f = app
+            .jobs
+            .progress(JobKind::Stats)
+            .unwrap_or(0.0)
+            .clamp(0.0, 1.0);
         let g = Gauge::default()
             .ratio(f)
             .label(format!("computing {:.0}%", f * 100.0))

@@ -17,13 +17,13 @@ use candle_core::Device;
 
 use super::event::Msg;
 use crate::coder::{
-    seq, Capabilities, Coder, EncodedSentence, FeatureKind, PathWalk, PriorChoice, Samples,
-    SplitStats,
+    seq, Capabilities, Coder, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats,
 };
+use crate::corpus::Corpus;
 use crate::engine::Engine;
-use crate::index::{ContinuousIndex, CorpusIndex};
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
+use crate::pipeline::{compute_structure, StructureJob, StructureResult};
 use crate::projection::CodeMap;
 
 /// What the app knows about the loaded model without touching it.
@@ -110,7 +110,7 @@ pub enum Job {
     /// The Clusters tab's clustering of the corpus (background).
     Cluster(super::clusters::ClusterRequest),
     /// The Clusters tab's decodings and analogies (interactive).
-    Structure(super::clusters::StructureJob),
+    Structure(StructureJob),
 }
 
 /// Requests of one kind supersede each other.
@@ -126,6 +126,30 @@ pub enum JobKind {
     Index,
     Cluster,
     Structure,
+}
+
+impl JobKind {
+    /// Corpus-scale work with a progress gauge, run on the background thread so it never holds
+    /// up encoding and decoding.
+    pub fn is_background(self) -> bool {
+        matches!(self, JobKind::Stats | JobKind::Index | JobKind::Cluster)
+    }
+
+    /// What the footer says while a job of this kind runs (background jobs add their percent).
+    pub fn activity(self) -> &'static str {
+        match self {
+            JobKind::Encode => "encoding",
+            JobKind::Decode => "decoding",
+            JobKind::Bars => "scoring",
+            JobKind::Path => "walking",
+            JobKind::Sample => "sampling",
+            JobKind::Stats => "stats",
+            JobKind::Load => "loading",
+            JobKind::Index => "indexing",
+            JobKind::Cluster => "clustering",
+            JobKind::Structure => "decoding",
+        }
+    }
 }
 
 impl Job {
@@ -162,6 +186,7 @@ pub struct Bars {
     pub nll: bool,
 }
 
+/// What a job sends back: its result, or (long jobs) a progress report before it.
 #[derive(Clone, Debug)]
 pub enum ReplyBody {
     Encoded(Result<EncodedSentence, String>),
@@ -169,62 +194,17 @@ pub enum ReplyBody {
     Bars(Result<Bars, String>),
     Path(Result<PathWalk, String>),
     Sampled(Result<Samples, String>),
-    /// Fraction of a statistics job done, 0 to 1.
-    StatsProgress(f64),
     Stats(Result<SplitStats, String>),
     Loaded(Result<ModelInfo, String>),
-    /// Fraction of an index build done, 0 to 1.
-    IndexProgress(f64),
     Indexed(Result<Arc<NeighborIndex>, String>),
-    ClusterProgress(f64),
     Clustered(Result<Arc<super::clusters::ClusterView>, String>),
-    Structure(Result<super::clusters::StructureResult, String>),
+    Structure(Result<StructureResult, String>),
+    /// Fraction of the job done, 0 to 1 (the reply's kind says which job).
+    Progress(f64),
 }
 
-/// The corpus entries the Neighbors tab searches: bits by Hamming distance, or continuous
-/// codes (μ) by cosine similarity.
-#[derive(Debug)]
-pub enum Entries {
-    Hamming(CorpusIndex),
-    Cosine(ContinuousIndex),
-}
-
-impl Entries {
-    pub fn len(&self) -> usize {
-        match self {
-            Entries::Hamming(ix) => ix.len(),
-            Entries::Cosine(ix) => ix.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Width of the codes.
-    pub fn dim(&self) -> usize {
-        match self {
-            Entries::Hamming(ix) => ix.bits(),
-            Entries::Cosine(ix) => ix.dim(),
-        }
-    }
-
-    /// The corpus splits indexed, as `train` or `train+valid`.
-    pub fn splits(&self) -> String {
-        match self {
-            Entries::Hamming(ix) => ix.meta.splits.join("+"),
-            Entries::Cosine(ix) => ix.meta.splits.join("+"),
-        }
-    }
-
-    /// Entry `i`'s label, an index into the label names.
-    pub fn label(&self, i: usize) -> Option<u32> {
-        match self {
-            Entries::Hamming(ix) => ix.labels[i],
-            Entries::Cosine(ix) => ix.labels[i],
-        }
-    }
-}
+/// The corpus entries the Neighbors tab searches (the library's [`CodeIndex`]).
+pub use crate::pipeline::CodeIndex as Entries;
 
 /// A corpus index for the Neighbors tab with its map.
 #[derive(Debug)]
@@ -256,10 +236,35 @@ impl ReplyBody {
     }
 }
 
+/// A job's reply: the request's id and kind, so the app routes it without looking inside.
 #[derive(Clone, Debug)]
 pub struct Reply {
     pub id: u64,
+    pub kind: JobKind,
     pub body: ReplyBody,
+}
+
+impl Reply {
+    /// The progress report `f` (0 to 1) of request `id` of `kind`.
+    pub fn progress(id: u64, kind: JobKind, f: f64) -> Self {
+        Reply {
+            id,
+            kind,
+            body: ReplyBody::Progress(f),
+        }
+    }
+}
+
+/// A progress callback for request `id` of `kind` that sends a report to `out` per percent
+/// done at most (plenty for a gauge, and few enough messages for the UI thread).
+fn throttled<'a>(id: u64, kind: JobKind, out: &'a mut dyn FnMut(Reply)) -> impl FnMut(f64) + 'a {
+    let mut last = -1.0;
+    move |f: f64| {
+        if f - last >= 0.01 {
+            last = f;
+            out(Reply::progress(id, kind, f));
+        }
+    }
 }
 
 /// Keeps only the newest request of each kind, ordered by id (oldest first).
@@ -338,7 +343,7 @@ impl Worker {
 
     /// Computes one request, sending its reply (and any progress) to `out`.
     pub fn handle(&self, req: Request, out: &mut dyn FnMut(Reply)) {
-        let id = req.id;
+        let (id, kind) = (req.id, req.job.kind());
         let coder = self.coder();
         let body = match req.job {
             Job::Encode { text } => ReplyBody::Encoded(coder.encode_text(&text).map_err(err_text)),
@@ -384,6 +389,7 @@ impl Worker {
                         Err(e) => {
                             out(Reply {
                                 id,
+                                kind,
                                 body: ReplyBody::Sampled(Err(err_text(e))),
                             });
                             return;
@@ -402,21 +408,11 @@ impl Worker {
             Job::Stats {
                 max_sentences,
                 flip_sentences,
-            } => {
-                let mut last = -1.0;
-                let mut progress = |f: f64| {
-                    // A message per percent is plenty for a gauge.
-                    if f - last >= 0.01 {
-                        last = f;
-                        out(Reply {
-                            id,
-                            body: ReplyBody::StatsProgress(f),
-                        });
-                    }
-                };
-                let result = coder.code_stats(max_sentences, flip_sentences, &mut progress);
-                ReplyBody::Stats(result.map_err(err_text))
-            }
+            } => ReplyBody::Stats(
+                coder
+                    .code_stats(max_sentences, flip_sentences, &mut throttled(id, kind, out))
+                    .map_err(err_text),
+            ),
             Job::Load { path } => match Coder::load(&path, &Device::Cpu) {
                 Ok(coder) => {
                     let info = ModelInfo::of(&coder);
@@ -428,42 +424,39 @@ impl Worker {
                 }
                 Err(e) => ReplyBody::Loaded(Err(err_text(e))),
             },
-            Job::Index { corpus, max_points } => {
-                let mut last = -1.0;
-                let result = neighbor_index(&coder, corpus.as_deref(), max_points, &mut |f| {
-                    if f - last >= 0.01 {
-                        last = f;
-                        out(Reply {
-                            id,
-                            body: ReplyBody::IndexProgress(f),
-                        });
-                    }
-                });
-                ReplyBody::Indexed(result.map(Arc::new).map_err(err_text))
-            }
-            Job::Cluster(req) => {
-                let mut last = -1.0;
-                let result = super::clusters::compute_clusters(&coder, &req, &mut |f| {
-                    if f - last >= 0.01 {
-                        last = f;
-                        out(Reply {
-                            id,
-                            body: ReplyBody::ClusterProgress(f),
-                        });
-                    }
-                });
-                ReplyBody::Clustered(result.map(Arc::new).map_err(err_text))
-            }
-            Job::Structure(job) => ReplyBody::Structure(
-                super::clusters::compute_structure(&coder, &job).map_err(err_text),
+            Job::Index { corpus, max_points } => ReplyBody::Indexed(
+                neighbor_index(
+                    &coder,
+                    corpus.as_deref(),
+                    max_points,
+                    &mut throttled(id, kind, out),
+                )
+                .map(Arc::new)
+                .map_err(err_text),
             ),
+            Job::Cluster(req) => ReplyBody::Clustered(
+                super::clusters::compute_clusters(&coder, &req, &mut throttled(id, kind, out))
+                    .map(Arc::new)
+                    .map_err(err_text),
+            ),
+            Job::Structure(job) => {
+                ReplyBody::Structure(compute_structure(&coder, &job).map_err(err_text))
+            }
         };
-        out(Reply { id, body });
+        out(Reply { id, kind, body });
     }
 }
 
-/// Loads the index saved beside the checkpoint when it was built from this checkpoint file and
-/// this corpus; otherwise encodes the corpus's train split, saves the index there and returns it.
+/// The corpus a job works on: `spec`, or the checkpoint's own (needed `for` something).
+pub fn job_corpus(coder: &Coder, spec: Option<&str>, purpose: &str) -> anyhow::Result<Corpus> {
+    match spec {
+        Some(spec) => seq::corpus_of_provenance(coder.provenance(), Some(spec)),
+        None => seq::own_corpus_of(coder.provenance(), purpose),
+    }
+}
+
+/// The Neighbors tab's index ([`crate::pipeline::neighbor_index`]: loaded from beside the
+/// checkpoint when fresh, else built and saved there) with its 2-D map of at most `max_points`.
 pub fn neighbor_index(
     coder: &Coder,
     corpus: Option<&str>,
@@ -477,37 +470,14 @@ pub fn neighbor_index(
             caps.name
         );
     }
-    let corpus = match corpus {
-        Some(spec) => seq::corpus_of_provenance(coder.provenance(), Some(spec))?,
-        None => seq::own_corpus_of(coder.provenance(), "nearest neighbours")?,
+    let corpus = job_corpus(coder, corpus, "nearest neighbours")?;
+    let cached = crate::pipeline::neighbor_index(coder, &corpus, progress)?;
+    let map = match &cached.index {
+        Entries::Hamming(ix) => CodeMap::from_index(ix, max_points, 0),
+        Entries::Cosine(ix) => CodeMap::from_continuous(ix, max_points, 0),
     };
-    if !caps.is_binary() {
-        let cached = ContinuousIndex::load_or_build(
-            coder.path(),
-            &coder.config().describe(),
-            &corpus,
-            coder.latent_dim(),
-            &mut |texts| coder.posteriors(texts, progress),
-        )?;
-        let map = CodeMap::from_continuous(&cached.index, max_points, 0);
-        return Ok(NeighborIndex {
-            index: Entries::Cosine(cached.index),
-            map,
-            path: cached.path,
-            from_disk: cached.from_disk,
-            save_error: cached.save_error,
-        });
-    }
-    let cached = CorpusIndex::load_or_build_described(
-        coder.path(),
-        &coder.config().describe(),
-        &corpus,
-        coder.latent_dim(),
-        &mut |texts| coder.features(texts, FeatureKind::Codes, progress),
-    )?;
-    let map = CodeMap::from_index(&cached.index, max_points, 0);
     Ok(NeighborIndex {
-        index: Entries::Hamming(cached.index),
+        index: cached.index,
         map,
         path: cached.path,
         from_disk: cached.from_disk,
@@ -547,10 +517,7 @@ impl WorkerHandle {
     }
 
     pub fn send(&self, req: Request) {
-        let tx = if matches!(
-            req.job.kind(),
-            JobKind::Stats | JobKind::Index | JobKind::Cluster
-        ) {
+        let tx = if req.job.kind().is_background() {
             &self.background
         } else {
             &self.interactive
@@ -600,6 +567,7 @@ fn serve(worker: Worker, rx: Receiver<Request>, out: Sender<Msg>) {
             let msg = format!("internal error: {}", super::panic_text(&p));
             send(Reply {
                 id,
+                kind,
                 body: ReplyBody::failed(kind, msg),
             });
         }
