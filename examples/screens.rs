@@ -1,26 +1,26 @@
-//! Rewrites the README's key tables (from the explorer's key tables) and its screen captures
-//! from the shipped checkpoints (see
-//! `latent_tui::tui::captures`). Run it after changing the explorer's layout or a shipped
-//! checkpoint; the test `readme_screens_match_the_shipped_checkpoints` fails until you do.
+//! Rewrites the book's key tables (from the explorer's key tables) and its screen captures
+//! from the shipped checkpoints, in docs/explorer.md (see `latent_tui::tui::captures`). Run it
+//! after changing the explorer's layout or a shipped checkpoint; the test
+//! `book_screens_match_the_shipped_checkpoints` fails until you do.
 //!
 //!     cargo run --release --example screens
 
 use anyhow::{Context, Result};
-use latent_tui::tui::captures::{readme_captures, replace_captures, replace_keys};
+use latent_tui::tui::captures::{readme_captures, replace_captures, replace_keys, CHAPTER};
 
 fn main() -> Result<()> {
     // Paths in the captures are relative to the crate root.
     std::env::set_current_dir(env!("CARGO_MANIFEST_DIR"))?;
-    let readme = std::fs::read_to_string("README.md").context("reading README.md")?;
+    let chapter = std::fs::read_to_string(CHAPTER).with_context(|| format!("reading {CHAPTER}"))?;
     let captures = readme_captures()?;
-    let updated = replace_keys(&replace_captures(&readme, &captures)?)?;
-    if updated == readme {
-        println!("README.md: all {} captures are current", captures.len());
+    let updated = replace_keys(&replace_captures(&chapter, &captures)?)?;
+    if updated == chapter {
+        println!("{CHAPTER}: all {} captures are current", captures.len());
         return Ok(());
     }
-    let tmp = "README.md.screens.tmp";
-    std::fs::write(tmp, &updated).context("writing the new README")?;
-    std::fs::rename(tmp, "README.md").context("replacing README.md")?;
-    println!("README.md: {} captures rewritten", captures.len());
+    let tmp = format!("{CHAPTER}.screens.tmp");
+    std::fs::write(&tmp, &updated).context("writing the new chapter")?;
+    std::fs::rename(&tmp, CHAPTER).with_context(|| format!("replacing {CHAPTER}"))?;
+    println!("{CHAPTER}: {} captures rewritten", captures.len());
     Ok(())
 }

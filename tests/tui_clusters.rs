@@ -234,7 +234,7 @@ fn clusters_list_members_load_into_explore_and_recluster() {
         "attribute: strength up / down by ¼ of the vector (gaussian, lm)",
     );
     assert_has(&help, "analogy: next field; on C, compute");
-    // The README's key tables are made from the same rows.
+    // The book's key tables (docs/explorer.md) are made from the same rows.
     let readme_keys = latent_tui::tui::captures::readme_keys();
     assert_has(&readme_keys, "**7 Clusters**");
     assert_has(&readme_keys, "| `f / t` | attribute: the selected label is");

@@ -1,9 +1,11 @@
-//! The README's screen captures, made by driving the real app over the shipped checkpoints
-//! with key events and reading a `TestBackend`, so the README shows what the shipped files
-//! show now. `cargo run --release --example screens` rewrites the README from
-//! [`readme_captures`]; a test fails when the README differs from it.
+//! The book's screen captures and key tables ([`CHAPTER`], the explorer's chapter of the docs/
+//! book), made by driving the real app over the shipped checkpoints with key events and reading
+//! a `TestBackend`, so the book shows what the shipped files show now.
+//! `cargo run --release --example screens` rewrites the chapter from [`readme_captures`] and
+//! [`readme_keys`]; a test fails when the chapter differs from them.
 //!
-//! In the README each capture sits between `<!-- screen: NAME -->` and `<!-- /screen -->`.
+//! In the chapter each capture sits between `<!-- screen: NAME -->` and `<!-- /screen -->`, the
+//! key tables between `<!-- keys -->` and `<!-- /keys -->`.
 //! Paths are relative to the crate root (they appear on screen, e.g. in the Sample tab's
 //! command line), so the caller runs from there.
 
@@ -22,6 +24,9 @@ use crate::engine::Engine;
 /// Size of every capture: wide enough for a 64-bit code in one row.
 pub const WIDTH: u16 = 100;
 pub const HEIGHT: u16 = 40;
+
+/// The file (relative to the crate root) that holds the captures and the key tables.
+pub const CHAPTER: &str = "docs/explorer.md";
 
 pub const BINARY: &str = "checkpoints/binary.safetensors";
 pub const VAE: &str = "checkpoints/vae.safetensors";
@@ -71,7 +76,7 @@ fn encode(h: &mut Harness, text: &str) {
         .key(KeyCode::Enter);
 }
 
-/// Every capture the README shows, in README order. Slow (it computes validation statistics
+/// Every capture the book shows, in the chapter's order. Slow (it computes validation statistics
 /// and, the first time, the corpus index of the binary checkpoint, which is saved beside it).
 pub fn readme_captures() -> Result<Vec<Capture>> {
     let mut out = Vec::new();
@@ -108,7 +113,7 @@ pub fn readme_captures() -> Result<Vec<Capture>> {
 
     // Without colour the heat map is drawn with shading characters, which text can show.
     // A quarter of the default sentences (the keys go in before the first result, so only the
-    // last request is computed), to keep the README test quick.
+    // last request is computed), to keep the captures test quick.
     let mut st = harness(BINARY, false)?;
     for key in [digit(Tab::Stats), KeyCode::Char('['), KeyCode::Char('[')] {
         st.app.update(Msg::Key(KeyEvent::from(key)));
@@ -136,7 +141,7 @@ pub fn readme_captures() -> Result<Vec<Capture>> {
     n.key(KeyCode::Char('m'));
     push("map", &n);
 
-    // Clusters of a seeded subset of the train split, to keep the README test quick.
+    // Clusters of a seeded subset of the train split, to keep the captures test quick.
     let mut c = harness(BINARY, true)?;
     c.app.clusters.max_entries = Some(CLUSTERED_ENTRIES);
     encode(&mut c, SENTENCE);
@@ -208,19 +213,19 @@ pub fn readme_keys() -> String {
     out
 }
 
-/// The README with the block between `<!-- keys -->` and `<!-- /keys -->` replaced by
+/// The chapter with the block between `<!-- keys -->` and `<!-- /keys -->` replaced by
 /// [`readme_keys`].
 pub fn replace_keys(readme: &str) -> Result<String> {
     const OPEN: &str = "<!-- keys -->";
     const CLOSE: &str = "<!-- /keys -->";
     let start = readme
         .find(OPEN)
-        .context("the README has no `<!-- keys -->` block")?
+        .context("the chapter has no `<!-- keys -->` block")?
         + OPEN.len();
     let end = start
         + readme[start..]
             .find(CLOSE)
-            .context("the README's `<!-- keys -->` block has no `<!-- /keys -->`")?;
+            .context("the chapter's `<!-- keys -->` block has no `<!-- /keys -->`")?;
     Ok(format!(
         "{}{}\n{}",
         &readme[..start],
@@ -229,7 +234,7 @@ pub fn replace_keys(readme: &str) -> Result<String> {
     ))
 }
 
-/// The README with every capture block replaced by the capture of the same name. Fails when a
+/// The chapter with every capture block replaced by the capture of the same name. Fails when a
 /// marker names no capture or a capture has no marker, so the two lists cannot drift apart.
 pub fn replace_captures(readme: &str, captures: &[Capture]) -> Result<String> {
     const OPEN: &str = "<!-- screen: ";
@@ -245,10 +250,10 @@ pub fn replace_captures(readme: &str, captures: &[Capture]) -> Result<String> {
         let name = after_open[..name_end].trim();
         let body_start = start + OPEN.len() + name_end + " -->".len();
         let Some(close) = rest[body_start..].find(CLOSE) else {
-            bail!("the README's capture `{name}` has no `{CLOSE}`");
+            bail!("the chapter's capture `{name}` has no `{CLOSE}`");
         };
         let Some(capture) = captures.iter().find(|c| c.name == name) else {
-            bail!("the README has a capture `{name}` that the code does not make");
+            bail!("the chapter has a capture `{name}` that the code does not make");
         };
         out.push_str(&rest[..body_start]);
         out.push_str("\n```\n");
@@ -261,7 +266,7 @@ pub fn replace_captures(readme: &str, captures: &[Capture]) -> Result<String> {
     out.push_str(rest);
     if let Some(missing) = captures.iter().find(|c| !seen.iter().any(|s| s == c.name)) {
         bail!(
-            "the README has no `<!-- screen: {} -->` block for that capture",
+            "the chapter has no `<!-- screen: {} -->` block for that capture",
             missing.name
         );
     }

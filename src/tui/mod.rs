@@ -206,7 +206,7 @@ pub fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Every key, by tab, for the `?` overlay (and the README): the keys that work everywhere and
+/// Every key, by tab, for the `?` overlay (and the book's key tables, docs/explorer.md): the keys that work everywhere and
 /// in text fields, then each tab's key table.
 pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
     let mut sections: Vec<(String, Vec<(String, String)>)> = vec![(
