@@ -144,7 +144,41 @@ pub struct ReconReport {
     pub bleu4: f64,
     /// Share of input words that reach the model as (or containing) `<unk>`.
     pub input_unk_rate: f64,
+    /// Share of decodings that repeat some 3-gram three times or more ([`repeats_itself`]).
+    pub repetition_rate: f64,
+    /// The same share over greedy decodings of codes along paths between the sentences' codes
+    /// (random Hamming paths for bits, straight lines otherwise): how the model decodes away
+    /// from its data, where degenerate loops show first.
+    pub path_repetition_rate: f64,
+    /// Decodings the path figure is over.
+    pub path_decodings: usize,
 }
+
+/// True when some 3-gram occurs three times or more among `text`'s words: the loop a
+/// degenerate decoder falls into ("of the of the of the").
+pub fn repeats_itself(text: &str) -> bool {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut counts: std::collections::HashMap<&[&str], usize> = Default::default();
+    words.windows(3).any(|g| {
+        let c = counts.entry(g).or_default();
+        *c += 1;
+        *c >= 3
+    })
+}
+
+/// The share of `texts` that [`repeats_itself`] (0 for none).
+pub fn repetition_rate<'a>(texts: impl IntoIterator<Item = &'a str>) -> f64 {
+    let (mut n, mut repeating) = (0usize, 0usize);
+    for t in texts {
+        n += 1;
+        repeating += usize::from(repeats_itself(t));
+    }
+    repeating as f64 / n.max(1) as f64
+}
+
+/// Sentence pairs whose paths [`reconstruction`] decodes, and the points taken on each.
+const PATH_PAIRS: usize = 25;
+const POINTS_PER_PATH: usize = 8;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalReport {
@@ -274,30 +308,34 @@ pub fn reconstruction(
     sentences: &[Vec<u32>],
 ) -> Result<ReconReport> {
     let (_, codes) = all_codes(model, sentences)?;
-    let max_len = model.cfg.max_len;
-    let mut pairs = Vec::with_capacity(sentences.len());
+    let decoded = greedy_texts(model, vocab, &codes)?;
+    let pairs: Vec<(String, String)> = sentences
+        .iter()
+        .zip(decoded)
+        .map(|(s, d)| (vocab.decode(s), d))
+        .collect();
+    // Points along paths between consecutive sentences' codes (endpoints left out).
     let mut rng = StdRng::seed_from_u64(0);
-    for chunk in (0..sentences.len())
-        .collect::<Vec<_>>()
-        .chunks(EVAL_MAX_BATCH)
-    {
-        let flat: Vec<f32> = chunk
-            .iter()
-            .flat_map(|&i| codes[i].iter().copied())
-            .collect();
-        let z = Tensor::from_vec(flat, (chunk.len(), model.cfg.latent_dim), model.device())?;
-        let decoded = crate::model::decode::decode(
-            model,
-            Some(&z),
-            chunk.len(),
-            crate::model::decode::Strategy::Greedy,
-            max_len,
-            &mut rng,
-        )?;
-        for (&i, out) in chunk.iter().zip(decoded) {
-            pairs.push((vocab.decode(&sentences[i]), vocab.decode(&out)));
+    let binary = model.kind().is_binary();
+    let mut path_codes = Vec::new();
+    for pair in codes.chunks_exact(2).take(PATH_PAIRS) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let points: Vec<Vec<f32>> = if binary {
+            crate::explore::hamming_path(a, b, &mut rng)
+                .into_iter()
+                .map(|s| s.code)
+                .collect()
+        } else {
+            crate::explore::lerp_path(a, b, POINTS_PER_PATH + 1)
+        };
+        let inner = points.len().saturating_sub(2);
+        let take = inner.min(POINTS_PER_PATH);
+        for k in 0..take {
+            // Evenly spread over the inner points.
+            path_codes.push(points[1 + k * inner / take].clone());
         }
     }
+    let path_texts = greedy_texts(model, vocab, &path_codes)?;
     let (mut unk_words, mut input_words) = (0usize, 0usize);
     for s in sentences {
         input_words += vocab.word_count(s);
@@ -310,7 +348,29 @@ pub fn reconstruction(
     }
     let mut report = compare_words(&pairs);
     report.input_unk_rate = unk_words as f64 / input_words.max(1) as f64;
+    report.path_repetition_rate = repetition_rate(path_texts.iter().map(String::as_str));
+    report.path_decodings = path_texts.len();
     Ok(report)
+}
+
+/// Greedy decodings of `codes`, as text, in order.
+fn greedy_texts(model: &SeqAutoencoder, vocab: &Vocab, codes: &[Vec<f32>]) -> Result<Vec<String>> {
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut texts = Vec::with_capacity(codes.len());
+    for chunk in codes.chunks(EVAL_MAX_BATCH) {
+        let flat: Vec<f32> = chunk.iter().flatten().copied().collect();
+        let z = Tensor::from_vec(flat, (chunk.len(), model.cfg.latent_dim), model.device())?;
+        let decoded = crate::model::decode::decode(
+            model,
+            Some(&z),
+            chunk.len(),
+            crate::model::decode::Strategy::Greedy,
+            model.cfg.max_len,
+            &mut rng,
+        )?;
+        texts.extend(decoded.iter().map(|out| vocab.decode(out)));
+    }
+    Ok(texts)
 }
 
 /// Exact match, positional word accuracy and corpus BLEU-4 of (reference, hypothesis) texts.
@@ -359,6 +419,9 @@ pub fn compare_words(pairs: &[(String, String)]) -> ReconReport {
         word_accuracy: right as f64 / ref_words.max(1) as f64,
         bleu4,
         input_unk_rate: 0.0,
+        repetition_rate: repetition_rate(pairs.iter().map(|(_, h)| h.as_str())),
+        path_repetition_rate: 0.0,
+        path_decodings: 0,
     }
 }
 
@@ -583,6 +646,17 @@ mod tests {
         let bp = (1.0f64 - 6.0 / 5.0).exp();
         assert!((short.bleu4 - bp).abs() < 1e-12, "{} vs {bp}", short.bleu4);
         assert_eq!(compare_words(&pairs(&[("a b c d", "x y")])).bleu4, 0.0);
+        assert!(repeats_itself("of the of the of the of the"));
+        assert!(
+            !repeats_itself("of the of the cat of the dog"),
+            "two of each 3-gram"
+        );
+        assert!(repeats_itself("a b c x a b c y a b c"));
+        assert!(!repeats_itself(""));
+        assert_eq!(
+            compare_words(&pairs(&[("a b", "a b c a b c a b c"), ("a b", "a b")])).repetition_rate,
+            0.5
+        );
         let two = compare_words(&pairs(&[("a b", "a b"), ("c d", "d c")]));
         assert_eq!(
             (two.sentences, two.exact_match, two.word_accuracy),
