@@ -109,16 +109,17 @@ impl LrSchedule {
         }
     }
 
-    /// The rate of step `step` (counting from 0) of a run of `total` steps.
+    /// The rate of step `step` (counting from 0) of a run of `total` steps. The warm-up takes
+    /// at most a tenth of the run, so a short run is not all warm-up.
     pub fn at(&self, step: u64, total: u64) -> f64 {
-        let warm = if step < self.warmup_steps {
-            (step + 1) as f64 / self.warmup_steps as f64
+        let warmup = self.warmup_steps.min(total / 10);
+        let warm = if step < warmup {
+            (step + 1) as f64 / warmup as f64
         } else {
             1.0
         };
-        let span = total.saturating_sub(self.warmup_steps).max(1);
-        let progress =
-            (step.saturating_sub(self.warmup_steps) as f64 / span as f64).clamp(0.0, 1.0);
+        let span = total.saturating_sub(warmup).max(1);
+        let progress = (step.saturating_sub(warmup) as f64 / span as f64).clamp(0.0, 1.0);
         let decay = match self.decay {
             LrDecay::Constant => 1.0,
             LrDecay::Linear => 1.0 - progress,
@@ -166,7 +167,8 @@ pub struct TrainConfig {
     /// it constant).
     #[serde(default = "legacy_lr_decay")]
     pub lr_decay: LrDecay,
-    /// Steps over which the learning rate grows linearly from 0 to `lr`.
+    /// Steps over which the learning rate grows linearly from 0 to `lr` (at most a tenth of
+    /// the run).
     #[serde(default)]
     pub warmup_steps: u64,
     /// The rate at the last step, as a fraction of `lr` (decaying schedules).

@@ -244,12 +244,11 @@ fn init_starts_a_new_run_from_a_checkpoint_and_never_touches_it() {
     assert!(ok, "{log}");
     let before = std::fs::read(&base).unwrap();
 
-    // Another corpus: the same sentences reversed, so the vocabulary fits.
+    // Another corpus: the same sentences and a few more, so the vocabulary fits.
     let other = dir.path().join("other.txt");
-    let lines: Vec<String> = common::corpus_lines()
-        .iter()
-        .map(|l| l.split(' ').rev().collect::<Vec<_>>().join(" "))
-        .collect();
+    let mut lines = common::corpus_lines();
+    lines.push("the small dog likes the old river".into());
+    lines.push("a red bird follows the cat".into());
     std::fs::write(&other, lines.join("\n") + "\n").unwrap();
 
     let tuned = dir.path().join("tuned.safetensors");

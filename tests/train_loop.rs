@@ -264,10 +264,10 @@ fn a_cancelled_run_saves_and_resuming_it_equals_never_stopping() {
 #[test]
 fn the_learning_rate_warms_up_then_decays_to_its_floor() {
     let mut toy = Toy::default();
-    let (done, _) = run(&mut toy, &settings(12), &TrainControl::default());
-    assert_eq!(done.unwrap(), 12);
-    // Two warm-up steps: ½, 1; then half a cosine over the other 10 steps down towards 0.1.
-    assert_eq!(toy.lrs.len(), 12);
+    let (done, _) = run(&mut toy, &settings(20), &TrainControl::default());
+    assert_eq!(done.unwrap(), 20);
+    // Two warm-up steps: ½, 1; then half a cosine over the other 18 steps down towards 0.1.
+    assert_eq!(toy.lrs.len(), 20);
     assert!((toy.lrs[0] - 0.5).abs() < 1e-12, "{:?}", toy.lrs);
     assert!((toy.lrs[1] - 1.0).abs() < 1e-12);
     assert!(
@@ -280,8 +280,14 @@ fn the_learning_rate_warms_up_then_decays_to_its_floor() {
         toy.lrs
     );
     let midway = 0.1 + 0.9 * 0.5;
-    assert!((toy.lrs[7] - midway).abs() < 1e-12, "{:?}", toy.lrs);
-    assert!(toy.lrs[11] > 0.1 && toy.lrs[11] < 0.15);
+    assert!((toy.lrs[11] - midway).abs() < 1e-12, "{:?}", toy.lrs);
+    assert!(toy.lrs[19] > 0.1 && toy.lrs[19] < 0.11);
+    // A run shorter than ten warm-ups warms up over a tenth of it.
+    let mut short = Toy::default();
+    run(&mut short, &settings(10), &TrainControl::default())
+        .0
+        .unwrap();
+    assert!((short.lrs[0] - 1.0).abs() < 1e-12, "{:?}", short.lrs);
 }
 
 #[test]

@@ -415,7 +415,8 @@ pub struct TrainArgs {
     /// --lr-floor × --lr at the last step).
     #[arg(long, value_enum)]
     pub lr_decay: Option<crate::train::LrDecay>,
-    /// Steps over which the learning rate grows linearly from 0 to --lr.
+    /// Steps over which the learning rate grows linearly from 0 to --lr (at most a tenth of
+    /// the run).
     #[arg(long)]
     pub warmup_steps: Option<u64>,
     /// The learning rate at the last step, as a fraction of --lr (0 to 1).
