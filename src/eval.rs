@@ -136,6 +136,8 @@ pub struct GaussianReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct ReconReport {
     pub sentences: usize,
+    /// How the sentences were decoded ("greedy", "beam 4", …).
+    pub decoding: String,
     /// Share of sentences decoded exactly.
     pub exact_match: f64,
     /// Share of reference words reproduced at their position.
@@ -144,6 +146,8 @@ pub struct ReconReport {
     pub bleu4: f64,
     /// Share of input words that reach the model as (or containing) `<unk>`.
     pub input_unk_rate: f64,
+    /// Decoded words over reference words (below 1: decodings come out short).
+    pub length_ratio: f64,
     /// Share of decodings that repeat some 3-gram three times or more ([`repeats_itself`]).
     pub repetition_rate: f64,
     /// The same share over greedy decodings of codes along paths between the sentences' codes
@@ -201,8 +205,10 @@ pub struct EvalReport {
 pub struct EvalOptions {
     /// Sentences (the first N of the split) used for the bit-flip analysis; 0 skips it.
     pub flip_sentences: usize,
-    /// Sentences (the first N of the split) decoded greedily from their own code; 0 skips it.
+    /// Sentences (the first N of the split) decoded from their own code; 0 skips it.
     pub recon_sentences: usize,
+    /// How those reconstructions are decoded (greedy unless asked otherwise).
+    pub recon_strategy: crate::model::decode::Strategy,
     pub seed: u64,
 }
 
@@ -211,6 +217,7 @@ impl Default for EvalOptions {
         Self {
             flip_sentences: 1000,
             recon_sentences: 500,
+            recon_strategy: crate::model::decode::Strategy::Greedy,
             seed: 0,
         }
     }
@@ -283,7 +290,12 @@ pub fn evaluate(
     };
     let reconstruction = if kind.has_latent() && opts.recon_sentences > 0 {
         let n = opts.recon_sentences.min(sentences.len());
-        Some(reconstruction(model, vocab, &sentences[..n])?)
+        Some(reconstruction(
+            model,
+            vocab,
+            &sentences[..n],
+            opts.recon_strategy,
+        )?)
     } else {
         None
     };
@@ -301,14 +313,16 @@ pub fn evaluate(
     })
 }
 
-/// Greedy decodings of each sentence's deterministic code (rounded bits, μ), compared in words.
+/// Decodings (by `strategy`) of each sentence's deterministic code (rounded bits, μ), compared
+/// in words; the path figures are always greedy.
 pub fn reconstruction(
     model: &SeqAutoencoder,
     vocab: &Vocab,
     sentences: &[Vec<u32>],
+    strategy: crate::model::decode::Strategy,
 ) -> Result<ReconReport> {
     let (_, codes) = all_codes(model, sentences)?;
-    let decoded = greedy_texts(model, vocab, &codes)?;
+    let decoded = decode_texts(model, vocab, &codes, strategy)?;
     let pairs: Vec<(String, String)> = sentences
         .iter()
         .zip(decoded)
@@ -335,7 +349,12 @@ pub fn reconstruction(
             path_codes.push(points[1 + k * inner / take].clone());
         }
     }
-    let path_texts = greedy_texts(model, vocab, &path_codes)?;
+    let path_texts = decode_texts(
+        model,
+        vocab,
+        &path_codes,
+        crate::model::decode::Strategy::Greedy,
+    )?;
     let (mut unk_words, mut input_words) = (0usize, 0usize);
     for s in sentences {
         input_words += vocab.word_count(s);
@@ -348,13 +367,19 @@ pub fn reconstruction(
     }
     let mut report = compare_words(&pairs);
     report.input_unk_rate = unk_words as f64 / input_words.max(1) as f64;
+    report.decoding = strategy.label();
     report.path_repetition_rate = repetition_rate(path_texts.iter().map(String::as_str));
     report.path_decodings = path_texts.len();
     Ok(report)
 }
 
-/// Greedy decodings of `codes`, as text, in order.
-fn greedy_texts(model: &SeqAutoencoder, vocab: &Vocab, codes: &[Vec<f32>]) -> Result<Vec<String>> {
+/// Decodings of `codes` by `strategy`, as text, in order.
+fn decode_texts(
+    model: &SeqAutoencoder,
+    vocab: &Vocab,
+    codes: &[Vec<f32>],
+    strategy: crate::model::decode::Strategy,
+) -> Result<Vec<String>> {
     let mut rng = StdRng::seed_from_u64(0);
     let mut texts = Vec::with_capacity(codes.len());
     for chunk in codes.chunks(EVAL_MAX_BATCH) {
@@ -364,7 +389,7 @@ fn greedy_texts(model: &SeqAutoencoder, vocab: &Vocab, codes: &[Vec<f32>]) -> Re
             model,
             Some(&z),
             chunk.len(),
-            crate::model::decode::Strategy::Greedy,
+            strategy,
             model.cfg.max_len,
             &mut rng,
         )?;
@@ -415,10 +440,12 @@ pub fn compare_words(pairs: &[(String, String)]) -> ReconReport {
     };
     ReconReport {
         sentences: pairs.len(),
+        decoding: String::new(),
         exact_match: exact as f64 / pairs.len().max(1) as f64,
         word_accuracy: right as f64 / ref_words.max(1) as f64,
         bleu4,
         input_unk_rate: 0.0,
+        length_ratio: hyp_words as f64 / ref_words.max(1) as f64,
         repetition_rate: repetition_rate(pairs.iter().map(|(_, h)| h.as_str())),
         path_repetition_rate: 0.0,
         path_decodings: 0,

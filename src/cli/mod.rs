@@ -327,6 +327,12 @@ pub struct EvalArgs {
     /// match, word accuracy, BLEU-4); 0 skips them.
     #[arg(long, default_value_t = 500)]
     pub recon_sentences: usize,
+    /// Decode the reconstructions by beam search of this width instead of greedily.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_BEAM as u64))]
+    pub recon_beam: Option<u64>,
+    /// The beam's length-penalty exponent α (with --recon-beam; 0: plain summed log-probability).
+    #[arg(long, default_value_t = crate::model::decode::DEFAULT_LENGTH_PENALTY, value_parser = parse_length_penalty)]
+    pub length_penalty: f64,
     /// Seed of the sampled codes.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -1106,6 +1112,13 @@ fn eval(args: EvalArgs) -> Result<()> {
     let opts = EvalOptions {
         flip_sentences: args.flip_sentences,
         recon_sentences: args.recon_sentences,
+        recon_strategy: match args.recon_beam {
+            Some(width) => Strategy::Beam {
+                width: width as usize,
+                length_penalty: args.length_penalty,
+            },
+            None => Strategy::Greedy,
+        },
         seed: args.seed,
     };
     let bar = ProgressBar::new(1000);
@@ -1186,11 +1199,13 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
     }
     if let Some(rc) = &r.reconstruction {
         println!(
-            "  reconstruction ({} sentences, greedy from the deterministic code): exact {:.1}%, words in place {:.1}%, BLEU-4 {:.3}; input words unknown {:.2}%",
+            "  reconstruction ({} sentences, {} from the deterministic code): exact {:.1}%, words in place {:.1}%, BLEU-4 {:.3}, length {:.2}× the reference; input words unknown {:.2}%",
             rc.sentences,
+            rc.decoding,
             rc.exact_match * 100.0,
             rc.word_accuracy * 100.0,
             rc.bleu4,
+            rc.length_ratio,
             rc.input_unk_rate * 100.0
         );
         println!(

@@ -25,8 +25,9 @@ pub enum Strategy {
     },
 }
 
-/// The beam's default length-penalty exponent (GNMT's α = 0.6).
-pub const DEFAULT_LENGTH_PENALTY: f64 = 0.6;
+/// The beam's default length-penalty exponent: α = 1 gave the best words in place and BLEU-4
+/// without repetition on the shipped binary model (docs/recipe.md).
+pub const DEFAULT_LENGTH_PENALTY: f64 = 1.0;
 
 /// GNMT's length penalty ((5 + `len`) / 6)^α that divides a hypothesis's summed log-probability.
 pub fn length_penalty(len: usize, alpha: f64) -> f32 {
@@ -208,12 +209,18 @@ fn beam(
         h = h_next.index_select(&parents, 0)?;
         beams = next_beams;
     }
-    let best = finished
-        .into_iter()
-        .chain(beams.into_iter().map(|(s, sum)| {
-            let score = normalised(s.len(), sum);
-            (s, score)
-        }))
-        .max_by(|a, b| a.1.total_cmp(&b.1));
+    // Only finished hypotheses compete: a live one's sum leaves out what ending it would cost,
+    // so letting it in returned cut-off decodings ("like or pertaining to the"). The live
+    // ones stand in only if nothing finished.
+    if finished.is_empty() {
+        finished = beams
+            .into_iter()
+            .map(|(s, sum)| {
+                let score = normalised(s.len(), sum);
+                (s, score)
+            })
+            .collect();
+    }
+    let best = finished.into_iter().max_by(|a, b| a.1.total_cmp(&b.1));
     Ok(best.map(|b| b.0).unwrap_or_default())
 }
