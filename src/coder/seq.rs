@@ -326,6 +326,7 @@ pub fn split_stats(
         // The Stats tab shows code statistics; reconstruction stays with `eval`.
         recon_sentences: 0,
         seed: 0,
+        ..Default::default()
     };
     let report = evaluate(&engine.model, &engine.vocab, &ids, &opts, progress)?;
     Ok(SplitStats {

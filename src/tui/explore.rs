@@ -230,7 +230,10 @@ pub const KEYS: &[Binding<Action>] = &[
 
 fn next_strategy(s: Strategy) -> Strategy {
     match s {
-        Strategy::Greedy => Strategy::Beam { width: BEAM },
+        Strategy::Greedy => Strategy::Beam {
+            width: BEAM,
+            length_penalty: crate::model::decode::DEFAULT_LENGTH_PENALTY,
+        },
         Strategy::Beam { .. } => Strategy::Sample { temperature: 1.0 },
         Strategy::Sample { .. } => Strategy::Greedy,
     }
