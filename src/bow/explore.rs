@@ -444,6 +444,7 @@ pub fn code_stats(
             bits,
             gaussian,
             reconstruction: None,
+            factors: None,
         },
     })
 }
