@@ -561,6 +561,10 @@ impl App {
             Span::styled(" │ ", t.dim()),
             Span::raw(self.model.describe.clone()),
         ];
+        if let Some(words) = self.real_words_label() {
+            left.push(Span::styled(" │ ", t.dim()));
+            left.push(Span::styled(words, t.dim()));
+        }
         if let Some(p) = &self.loading {
             left.push(Span::styled(
                 format!(" │ loading {}", p.display()),
