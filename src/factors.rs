@@ -3,11 +3,11 @@
 //! [`GRAMMAR`] builds every sentence from one template,
 //!
 //! ```text
-//! <subject> <verb> a <adjective> <object> <place> <time>
+//! <subject> <verb> a <adjective> <object> <place> <time> .
 //! ```
 //!
 //! with six independent factors of 4 to 16 values each ("my sister found a heavy guitar in the
-//! garden yesterday"). [`write_corpus`] (the command `latent-tui corpus factors`) draws distinct
+//! garden yesterday ."). [`write_corpus`] (the command `latent-tui corpus factors`) draws distinct
 //! factor tuples uniformly with a seed and writes them as a directory corpus in the format
 //! [`crate::corpus`] reads: `train.tsv`, `valid.tsv` and `test.tsv`, one `label<TAB>text` line
 //! per sentence, where the label stores the sentence's factor values (see [`label_of`]:
@@ -49,7 +49,7 @@ enum Slot {
 #[derive(Debug)]
 pub struct Grammar {
     pub factors: [Factor; 6],
-    template: [Slot; 7],
+    template: [Slot; 8],
 }
 
 /// The one grammar of `latent-tui corpus factors`. Values never share a first word within a
@@ -115,6 +115,7 @@ pub const GRAMMAR: Grammar = Grammar {
         Slot::Factor(3),
         Slot::Factor(4),
         Slot::Factor(5),
+        Slot::Word("."),
     ],
 };
 
@@ -140,7 +141,7 @@ impl Grammar {
 
     /// The sentence with these factor values (normalized: lowercase, single spaces).
     pub fn sentence(&self, values: &Values) -> String {
-        let mut words: Vec<&str> = Vec::with_capacity(12);
+        let mut words: Vec<&str> = Vec::with_capacity(13);
         for slot in &self.template {
             match *slot {
                 Slot::Word(w) => words.push(w),
