@@ -7,7 +7,7 @@
 //! ```
 //!
 //! with six independent factors of 4 to 16 values each ("my sister found a heavy guitar in the
-//! garden yesterday ."). [`write_corpus`] (the command `latent-tui corpus factors`) draws distinct
+//! garden last night ."). [`write_corpus`] (the command `latent-tui corpus factors`) draws distinct
 //! factor tuples uniformly with a seed and writes them as a directory corpus in the format
 //! [`crate::corpus`] reads: `train.tsv`, `valid.tsv` and `test.tsv`, one `label<TAB>text` line
 //! per sentence, where the label stores the sentence's factor values (see [`label_of`]:
@@ -52,9 +52,12 @@ pub struct Grammar {
     template: [Slot; 8],
 }
 
-/// The one grammar of `latent-tui corpus factors`. Values never share a first word within a
-/// factor and adjectives start with a consonant (the article is always `a`), so a sentence has
-/// at most one parse. 8 · 8 · 8 · 16 · 8 · 4 = 262,144 sentences (18 bits).
+/// The one grammar of `latent-tui corpus factors`. Adjectives start with a consonant (the
+/// article is always `a`) and no value is a prefix of another value of its factor, so a
+/// sentence has at most one parse. Every value of a factor has the same number of words, so
+/// every sentence has 12 tokens: training batches hold sentences of one length, and with
+/// lengths that varied by value, the factors would not be independent within a batch.
+/// 8 · 8 · 8 · 16 · 8 · 4 = 262,144 sentences (18 bits).
 pub const GRAMMAR: Grammar = Grammar {
     factors: [
         Factor {
@@ -67,7 +70,7 @@ pub const GRAMMAR: Grammar = Grammar {
                 "his uncle",
                 "the doctor",
                 "her friend",
-                "the old man",
+                "the baker",
             ],
         },
         Factor {
@@ -96,7 +99,7 @@ pub const GRAMMAR: Grammar = Grammar {
                 "in the garden",
                 "near the river",
                 "under the bridge",
-                "at school",
+                "at the school",
                 "on the bus",
                 "behind the house",
                 "by the lake",
@@ -104,7 +107,7 @@ pub const GRAMMAR: Grammar = Grammar {
         },
         Factor {
             name: "time",
-            values: &["yesterday", "last week", "this morning", "on sunday"],
+            values: &["last night", "last week", "this morning", "on sunday"],
         },
     ],
     template: [

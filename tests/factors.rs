@@ -2,6 +2,8 @@
 //! disentanglement measures on hand-made codes, and the goals on the shipped
 //! `checkpoints/factors.safetensors`.
 
+mod common;
+
 use std::path::Path;
 
 use candle_core::Device;
@@ -53,11 +55,11 @@ fn every_value_of_every_factor_parses_back() {
     let s = GRAMMAR.sentence(&[0, 0, 0, 0, 0, 0]);
     assert_eq!(
         s,
-        "my sister found a heavy guitar at the market yesterday ."
+        "my sister found a heavy guitar at the market last night ."
     );
     // Case and spacing do not matter; the text is normalized as the corpus is.
     assert_eq!(
-        parse("My  Sister found a HEAVY guitar at the market yesterday."),
+        parse("My  Sister found a HEAVY guitar at the market last NIGHT."),
         Some([0; 6])
     );
 }
@@ -66,13 +68,13 @@ fn every_value_of_every_factor_parses_back() {
 fn sentences_outside_the_grammar_do_not_parse() {
     for bad in [
         "",
-        "my sister found heavy guitar at the market yesterday .", // no article
-        "my sister found a heavy guitar at the market .",         // no time
-        "my sister found a heavy guitar at the market yesterday now .", // extra word
-        "my sister found a heavy guitar at the market yesterday", // no full stop
-        "my brother found a heavy guitar at the market yesterday .", // unknown subject
-        "found my sister a heavy guitar at the market yesterday .", // order
-        "my sister found a heavy heavy guitar at the market yesterday .",
+        "my sister found heavy guitar at the market last night .", // no article
+        "my sister found a heavy guitar at the market .",          // no time
+        "my sister found a heavy guitar at the market last night now .", // extra word
+        "my sister found a heavy guitar at the market last night", // no full stop
+        "my brother found a heavy guitar at the market last night .", // unknown subject
+        "found my sister a heavy guitar at the market last night .", // order
+        "my sister found a heavy heavy guitar at the market last night .",
         "my sister found a heavy guitar at the the market yesterday .",
     ] {
         assert_eq!(parse(bad), None, "{bad:?} parsed");
@@ -319,4 +321,31 @@ fn shipped_factors_model_meets_its_goals() {
         "exact reconstruction {:.3}",
         recon.exact_match
     );
+}
+
+/// The Stats tab of the shipped factors model shows the bit ↔ factor table, and the selected
+/// bit's column follows the cursor.
+#[test]
+fn stats_tab_shows_the_bit_factor_table() {
+    let engine = Engine::load(Path::new(SHIPPED), &Device::Cpu).unwrap();
+    let mut h =
+        latent_tui::tui::harness::Harness::new(engine, latent_tui::tui::app::AppOptions::default());
+    common::goto(&mut h, latent_tui::tui::app::Tab::Stats);
+    let s = h.screen();
+    let stats = h.app.stats.result.as_ref().expect("statistics computed");
+    let f = stats.report.factors.as_ref().expect("a factors corpus");
+    common::assert_has(&s, "Bits ↔ factors");
+    common::assert_has(
+        &s,
+        &format!(
+            "{:.0}% of decoding-changing flips change one factor",
+            f.one_factor_share * 100.0
+        ),
+    );
+    for name in ["subject", "verb", "adjective", "object", "place", "time"] {
+        common::assert_has(&s, &format!(" {name:<10}"));
+    }
+    common::assert_has(&s, "bit 0: I/H");
+    h.key(crossterm::event::KeyCode::Right);
+    common::assert_has(&h.screen(), "bit 1: I/H");
 }
