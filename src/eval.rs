@@ -138,6 +138,8 @@ pub struct GaussianReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct ReconReport {
     pub sentences: usize,
+    /// How the sentences were decoded ("greedy", "beam 4", …).
+    pub decoding: String,
     /// Share of sentences decoded exactly.
     pub exact_match: f64,
     /// Share of reference words reproduced at their position.
@@ -151,7 +153,43 @@ pub struct ReconReport {
     /// Share of decoded words that the training corpus does not hold (when its word list was
     /// available).
     pub invented_word_rate: Option<f64>,
+    /// Decoded words over reference words (below 1: decodings come out short).
+    pub length_ratio: f64,
+    /// Share of decodings that repeat some 3-gram three times or more ([`repeats_itself`]).
+    pub repetition_rate: f64,
+    /// The same share over greedy decodings of codes along paths between the sentences' codes
+    /// (random Hamming paths for bits, straight lines otherwise): how the model decodes away
+    /// from its data, where degenerate loops show first.
+    pub path_repetition_rate: f64,
+    /// Decodings the path figure is over.
+    pub path_decodings: usize,
 }
+
+/// True when some 3-gram occurs three times or more among `text`'s words: the loop a
+/// degenerate decoder falls into ("of the of the of the").
+pub fn repeats_itself(text: &str) -> bool {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut counts: std::collections::HashMap<&[&str], usize> = Default::default();
+    words.windows(3).any(|g| {
+        let c = counts.entry(g).or_default();
+        *c += 1;
+        *c >= 3
+    })
+}
+
+/// The share of `texts` that [`repeats_itself`] (0 for none).
+pub fn repetition_rate<'a>(texts: impl IntoIterator<Item = &'a str>) -> f64 {
+    let (mut n, mut repeating) = (0usize, 0usize);
+    for t in texts {
+        n += 1;
+        repeating += usize::from(repeats_itself(t));
+    }
+    repeating as f64 / n.max(1) as f64
+}
+
+/// Sentence pairs whose paths [`reconstruction`] decodes, and the points taken on each.
+const PATH_PAIRS: usize = 25;
+const POINTS_PER_PATH: usize = 8;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalReport {
@@ -177,8 +215,10 @@ pub struct EvalReport {
 pub struct EvalOptions {
     /// Sentences (the first N of the split) used for the bit-flip analysis; 0 skips it.
     pub flip_sentences: usize,
-    /// Sentences (the first N of the split) decoded greedily from their own code; 0 skips it.
+    /// Sentences (the first N of the split) decoded from their own code; 0 skips it.
     pub recon_sentences: usize,
+    /// How those reconstructions are decoded (greedy unless asked otherwise).
+    pub recon_strategy: crate::model::decode::Strategy,
     pub seed: u64,
     /// How reconstruction decodes and what it counts.
     pub recon: ReconOptions,
@@ -194,6 +234,7 @@ impl Default for EvalOptions {
         Self {
             flip_sentences: 1000,
             recon_sentences: 500,
+            recon_strategy: crate::model::decode::Strategy::Greedy,
             seed: 0,
             recon: ReconOptions::default(),
             factor_values: None,
@@ -273,6 +314,7 @@ pub fn evaluate(
             model,
             vocab,
             &sentences[..n],
+            opts.recon_strategy,
             &opts.recon,
         )?)
     } else {
@@ -303,13 +345,15 @@ pub fn evaluate(
     })
 }
 
-/// Greedy decodings of each sentence's deterministic code (rounded bits, μ), compared in words.
+/// Decodings (by `strategy`) of each sentence's deterministic code (rounded bits, μ), compared
+/// in words; the path figures are always greedy.
 pub fn reconstruction(
     model: &SeqAutoencoder,
     vocab: &Vocab,
     sentences: &[Vec<u32>],
+    strategy: crate::model::decode::Strategy,
 ) -> Result<ReconReport> {
-    reconstruction_with(model, vocab, sentences, &ReconOptions::default())
+    reconstruction_with(model, vocab, sentences, strategy, &ReconOptions::default())
 }
 
 /// What [`reconstruction_with`] decodes with and counts.
@@ -326,15 +370,44 @@ pub fn reconstruction_with(
     model: &SeqAutoencoder,
     vocab: &Vocab,
     sentences: &[Vec<u32>],
+    strategy: crate::model::decode::Strategy,
     opts: &ReconOptions,
 ) -> Result<ReconReport> {
     let (_, codes) = all_codes(model, sentences)?;
-    let decoded = greedy_texts(model, vocab, &codes, opts.real_words.as_deref())?;
+    let decoded = decode_texts(model, vocab, &codes, strategy, opts.real_words.as_deref())?;
     let pairs: Vec<(String, String)> = sentences
         .iter()
         .zip(decoded)
         .map(|(s, d)| (vocab.decode(s), d))
         .collect();
+    // Points along paths between consecutive sentences' codes (endpoints left out).
+    let mut rng = StdRng::seed_from_u64(0);
+    let binary = model.kind().is_binary();
+    let mut path_codes = Vec::new();
+    for pair in codes.chunks_exact(2).take(PATH_PAIRS) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let points: Vec<Vec<f32>> = if binary {
+            crate::explore::hamming_path(a, b, &mut rng)
+                .into_iter()
+                .map(|s| s.code)
+                .collect()
+        } else {
+            crate::explore::lerp_path(a, b, POINTS_PER_PATH + 1)
+        };
+        let inner = points.len().saturating_sub(2);
+        let take = inner.min(POINTS_PER_PATH);
+        for k in 0..take {
+            // Evenly spread over the inner points.
+            path_codes.push(points[1 + k * inner / take].clone());
+        }
+    }
+    let path_texts = decode_texts(
+        model,
+        vocab,
+        &path_codes,
+        crate::model::decode::Strategy::Greedy,
+        None,
+    )?;
     let (mut unk_words, mut input_words) = (0usize, 0usize);
     for s in sentences {
         input_words += vocab.word_count(s);
@@ -352,6 +425,9 @@ pub fn reconstruction_with(
         let (invented, total) = invented_words(pairs.iter().map(|p| p.1.as_str()), words);
         report.invented_word_rate = Some(invented as f64 / total.max(1) as f64);
     }
+    report.decoding = strategy.label();
+    report.path_repetition_rate = repetition_rate(path_texts.iter().map(String::as_str));
+    report.path_decodings = path_texts.len();
     Ok(report)
 }
 
@@ -368,7 +444,7 @@ pub fn invented_words<'a>(
     (invented, total)
 }
 
-/// Greedy decodings of `codes` (rows of the model's latent size) as text, in batches;
+/// Greedy decodings of `codes` (rows of the model's latent size) as text, in order;
 /// restricted to the words of `real_words` when given.
 pub fn greedy_texts(
     model: &SeqAutoencoder,
@@ -376,8 +452,26 @@ pub fn greedy_texts(
     codes: &[Vec<f32>],
     real_words: Option<&WordTrie>,
 ) -> Result<Vec<String>> {
-    let mut out = Vec::with_capacity(codes.len());
+    decode_texts(
+        model,
+        vocab,
+        codes,
+        crate::model::decode::Strategy::Greedy,
+        real_words,
+    )
+}
+
+/// Decodings of `codes` by `strategy`, as text, in order (greedy and beam restricted to the
+/// words of `real_words` when given).
+fn decode_texts(
+    model: &SeqAutoencoder,
+    vocab: &Vocab,
+    codes: &[Vec<f32>],
+    strategy: crate::model::decode::Strategy,
+    real_words: Option<&WordTrie>,
+) -> Result<Vec<String>> {
     let mut rng = StdRng::seed_from_u64(0);
+    let mut texts = Vec::with_capacity(codes.len());
     for chunk in codes.chunks(EVAL_MAX_BATCH) {
         let flat: Vec<f32> = chunk.iter().flatten().copied().collect();
         let z = Tensor::from_vec(flat, (chunk.len(), model.cfg.latent_dim), model.device())?;
@@ -385,14 +479,14 @@ pub fn greedy_texts(
             model,
             Some(&z),
             chunk.len(),
-            crate::model::decode::Strategy::Greedy,
+            strategy,
             model.cfg.max_len,
             real_words,
             &mut rng,
         )?;
-        out.extend(decoded.iter().map(|ids| vocab.decode(ids)));
+        texts.extend(decoded.iter().map(|out| vocab.decode(out)));
     }
-    Ok(out)
+    Ok(texts)
 }
 
 /// Exact match, positional word accuracy and corpus BLEU-4 of (reference, hypothesis) texts.
@@ -437,12 +531,17 @@ pub fn compare_words(pairs: &[(String, String)]) -> ReconReport {
     };
     ReconReport {
         sentences: pairs.len(),
+        decoding: String::new(),
         exact_match: exact as f64 / pairs.len().max(1) as f64,
         word_accuracy: right as f64 / ref_words.max(1) as f64,
         bleu4,
         input_unk_rate: 0.0,
         real_words: false,
         invented_word_rate: None,
+        length_ratio: hyp_words as f64 / ref_words.max(1) as f64,
+        repetition_rate: repetition_rate(pairs.iter().map(|(_, h)| h.as_str())),
+        path_repetition_rate: 0.0,
+        path_decodings: 0,
     }
 }
 
@@ -667,6 +766,17 @@ mod tests {
         let bp = (1.0f64 - 6.0 / 5.0).exp();
         assert!((short.bleu4 - bp).abs() < 1e-12, "{} vs {bp}", short.bleu4);
         assert_eq!(compare_words(&pairs(&[("a b c d", "x y")])).bleu4, 0.0);
+        assert!(repeats_itself("of the of the of the of the"));
+        assert!(
+            !repeats_itself("of the of the cat of the dog"),
+            "two of each 3-gram"
+        );
+        assert!(repeats_itself("a b c x a b c y a b c"));
+        assert!(!repeats_itself(""));
+        assert_eq!(
+            compare_words(&pairs(&[("a b", "a b c a b c a b c"), ("a b", "a b")])).repetition_rate,
+            0.5
+        );
         let two = compare_words(&pairs(&[("a b", "a b"), ("c d", "d c")]));
         assert_eq!(
             (two.sentences, two.exact_match, two.word_accuracy),

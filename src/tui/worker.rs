@@ -16,14 +16,15 @@ use std::thread::JoinHandle;
 use candle_core::Device;
 
 use super::event::Msg;
-use crate::coder::{Capabilities, Coder, FeatureKind};
-use crate::cosine::ContinuousIndex;
+use crate::coder::{
+    seq, Capabilities, Coder, EncodedSentence, FeatureKind, PathWalk, PriorChoice, Samples,
+    SplitStats,
+};
 use crate::engine::Engine;
+use crate::index::{ContinuousIndex, CorpusIndex};
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
 use crate::projection::CodeMap;
-use crate::search::CorpusIndex;
-use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats};
 
 /// What the app knows about the loaded model without touching it.
 #[derive(Clone, Debug, PartialEq)]
@@ -310,7 +311,7 @@ struct Loaded {
     bit_means: Option<Arc<Vec<f32>>>,
     /// The training corpus's words for real-word decoding, computed once per model (or why
     /// they are not here).
-    words: Option<Arc<Result<tasks::CorpusWords, String>>>,
+    words: Option<Arc<Result<crate::coder::seq::CorpusWords, String>>>,
 }
 
 /// Runs jobs against the current model. Cloning shares the model.
@@ -366,11 +367,11 @@ impl Worker {
         &self,
         coder: &Arc<Coder>,
         engine: &Engine,
-    ) -> Arc<Result<tasks::CorpusWords, String>> {
+    ) -> Arc<Result<crate::coder::seq::CorpusWords, String>> {
         if let Some(w) = &self.slot.lock().unwrap_or_else(|e| e.into_inner()).words {
             return w.clone();
         }
-        let words = Arc::new(tasks::corpus_words(engine).map_err(err_text));
+        let words = Arc::new(crate::coder::seq::corpus_words(engine).map_err(err_text));
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         if Arc::ptr_eq(&slot.coder, coder) {
             slot.words = Some(words.clone());
@@ -434,7 +435,7 @@ impl Worker {
                     .map_err(err_text),
             ),
             Job::Bars { ids, code, std } => {
-                let variants = tasks::one_change_variants(&code, coder.is_binary(), std.as_deref());
+                let variants = seq::one_change_variants(&code, coder.is_binary(), std.as_deref());
                 ReplyBody::Bars(
                     coder
                         .code_effects(&ids, &code, &variants)
@@ -565,8 +566,8 @@ pub fn neighbor_index(
         );
     }
     let corpus = match corpus {
-        Some(spec) => tasks::corpus_of_provenance(coder.provenance(), Some(spec))?,
-        None => tasks::own_corpus_of(coder.provenance(), "nearest neighbours")?,
+        Some(spec) => seq::corpus_of_provenance(coder.provenance(), Some(spec))?,
+        None => seq::own_corpus_of(coder.provenance(), "nearest neighbours")?,
     };
     if !caps.is_binary() {
         let cached = ContinuousIndex::load_or_build(
