@@ -459,13 +459,23 @@ impl App {
         match (&self.explore.real_words_status, self.explore.real_words) {
             (Some(RealWords::WordLevel), _) => None,
             (_, false) => Some("raw decoding (w: real words)".into()),
-            (Some(RealWords::On { words, corpus }), true) => {
-                Some(format!("real words: {words} of {corpus} (w: raw)"))
-            }
             (Some(RealWords::Unavailable(_)), true) => {
-                Some("real words: training corpus not here, raw decoding".into())
+                Some("raw decoding: training corpus not here".into())
             }
-            (Some(RealWords::Raw) | None, true) => Some("real words (w: raw)".into()),
+            (_, true) => Some("real words (w: raw)".into()),
+        }
+    }
+
+    /// The Decoding panel's words on what the latest decoding was kept to.
+    fn real_words_detail(&self) -> Option<String> {
+        match &self.explore.real_words_status {
+            Some(RealWords::On { words, corpus }) if self.explore.real_words => {
+                Some(format!("· real words: {words} of {corpus} "))
+            }
+            Some(RealWords::Unavailable(why)) if self.explore.real_words => {
+                Some(format!("· raw: {why} "))
+            }
+            _ => None,
         }
     }
 
@@ -884,6 +894,7 @@ fn render_decoding(app: &App, area: Rect, buf: &mut Buffer) {
         Line::from(vec![
             Span::styled(" Decoding ", t.bold()),
             Span::styled(format!("· {label} "), t.accent()),
+            Span::styled(app.real_words_detail().unwrap_or_default(), t.accent()),
             Span::styled("(d: greedy / beam / sample) ", t.dim()),
         ]),
         false,
