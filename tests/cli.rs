@@ -578,3 +578,37 @@ fn eval_reports_progress_in_a_log_and_the_decodings_repetition_and_length() {
     ])
     .contains("length penalty"));
 }
+
+#[test]
+fn bench_interactive_reports_the_decoding_and_the_bars_separately() {
+    let out = ok(
+        &[
+            "bench",
+            "--interactive",
+            "--checkpoint",
+            ckpt(),
+            "--steps",
+            "2",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--sentence",
+            "the dog likes the river",
+        ],
+        None,
+    );
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .expect("a JSON line");
+    let v: Value = serde_json::from_str(line).unwrap();
+    for what in ["flip", "decode", "bars"] {
+        let (p50, p95) = (
+            v[format!("{what}_ms_p50")].as_f64().unwrap(),
+            v[format!("{what}_ms_p95")].as_f64().unwrap(),
+        );
+        assert!(p50 > 0.0 && p95 >= p50, "{what}: {v}");
+    }
+}
