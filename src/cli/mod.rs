@@ -1205,15 +1205,28 @@ fn eval(args: EvalArgs) -> Result<()> {
         factor_flip_sentences: args.factor_flip_sentences,
     };
     let bar = ProgressBar::new(1000);
-    if std::io::stderr().is_terminal() {
+    let interactive = std::io::stderr().is_terminal();
+    if interactive {
         bar.set_style(
             ProgressStyle::with_template("evaluating {bar:30} {percent}%").expect("valid template"),
         );
     } else {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        eprintln!(
+            "evaluating {} sentences of `{}` / {split}",
+            ids.len(),
+            corpus.name
+        );
     }
+    // Without a terminal (a log, a pipe), a plain line every tenth of the way.
+    let mut tenths_said = 0;
     let report = evaluate(&engine.model, &engine.vocab, &ids, &opts, &mut |f| {
-        bar.set_position((f * 1000.0) as u64)
+        bar.set_position((f * 1000.0) as u64);
+        let tenths = (f * 10.0).floor() as i32;
+        if !interactive && tenths > tenths_said && tenths < 10 {
+            tenths_said = tenths;
+            eprintln!("evaluating: {}%", tenths * 10);
+        }
     })?;
     bar.finish_and_clear();
     if args.json {
