@@ -877,7 +877,12 @@ impl ContinuousIndex {
     /// Reads an index written by [`ContinuousIndex::save`].
     pub fn load(path: &Path) -> Result<Self> {
         let shown = path.display();
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read index `{shown}`"))?;
+        let bytes = crate::checkpoint::read_regular_file(path, "index")?;
+        crate::checkpoint::check_header_size(
+            &bytes,
+            crate::search::MAX_INDEX_HEADER_BYTES,
+            &format!("index `{shown}`"),
+        )?;
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| anyhow::anyhow!("`{shown}` is not a valid index file: {e}"))?;
         let (_, header) = SafeTensors::read_metadata(&bytes)
@@ -931,38 +936,15 @@ impl ContinuousIndex {
         } else {
             None
         };
-        let labels: Vec<Option<u32>> = tensor("labels", Dtype::U32)?
-            .data()
-            .chunks_exact(4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .map(|l| (l != u32::MAX).then_some(l))
-            .collect();
-        let text_bytes = tensor("text_bytes", Dtype::U8)?.data();
-        let offsets: Vec<u64> = tensor("text_offsets", Dtype::U64)?
-            .data()
-            .chunks_exact(8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .collect();
-        let n = labels.len();
-        if offsets.len() != n + 1 {
-            bail!(
-                "`{shown}`: {} text offsets for {n} labels (expected {})",
-                offsets.len(),
-                n + 1
-            );
-        }
-        let mut texts = Vec::with_capacity(n);
-        for w in offsets.windows(2) {
-            let (a, b) = (w[0] as usize, w[1] as usize);
-            if a > b || b > text_bytes.len() {
-                bail!("`{shown}`: corrupt text offsets");
-            }
-            texts.push(
-                std::str::from_utf8(&text_bytes[a..b])
-                    .with_context(|| format!("`{shown}`: a text is not UTF-8"))?
-                    .to_string(),
-            );
-        }
+        let n = means.len() / dim.max(1);
+        let labels =
+            crate::search::index_labels(&format!("`{shown}`"), &tensor("labels", Dtype::U32)?, n)?;
+        let texts = crate::search::index_texts(
+            &format!("`{shown}`"),
+            &tensor("text_bytes", Dtype::U8)?,
+            &tensor("text_offsets", Dtype::U64)?,
+            n,
+        )?;
         Self::assemble(dim, means, stds, texts, labels, label_names, info)
             .map_err(|e| anyhow::anyhow!("`{shown}`: {e}"))
     }

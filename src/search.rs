@@ -125,7 +125,12 @@ pub fn cached_beside<I>(
         model.to_string()
     };
     let index = build(&model)?;
-    let save_error = save(&index, &path).err().map(|e| format!("{e:#}"));
+    // The cache path is this command's own file only if it is missing or an index already.
+    let save_error =
+        crate::checkpoint::check_output_target(&path, "an index", &is_index_file, false)
+            .and_then(|()| save(&index, &path))
+            .err()
+            .map(|e| format!("{e:#}"));
     Ok(CachedIndex {
         index,
         path,
@@ -364,6 +369,11 @@ impl CorpusIndex {
     pub fn load(path: &Path) -> Result<Self> {
         let shown = path.display();
         let bytes = crate::checkpoint::read_regular_file(path, "index")?;
+        crate::checkpoint::check_header_size(
+            &bytes,
+            MAX_INDEX_HEADER_BYTES,
+            &format!("index `{shown}`"),
+        )?;
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| anyhow::anyhow!("`{shown}` is not a valid index file: {e}"))?;
         let (_, header) = SafeTensors::read_metadata(&bytes)
@@ -394,18 +404,8 @@ impl CorpusIndex {
         let codes = from_le_u64(tensor("codes", Dtype::U64)?.data());
         let codes =
             PackedCodes::from_words(bits, codes).map_err(|e| anyhow::anyhow!("`{shown}`: {e}"))?;
-        let labels: Vec<Option<u32>> = tensor("labels", Dtype::U32)?
-            .data()
-            .chunks_exact(4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .map(|l| (l != u32::MAX).then_some(l))
-            .collect();
-        let text_bytes = tensor("text_bytes", Dtype::U8)?.data();
-        let offsets = from_le_u64(tensor("text_offsets", Dtype::U64)?.data());
         let n = codes.len();
-        if labels.len() != n || offsets.len() != n + 1 {
-            bail!("`{shown}`: codes, labels and texts have different lengths");
-        }
+        let labels = index_labels(&format!("`{shown}`"), &tensor("labels", Dtype::U32)?, n)?;
         if labels
             .iter()
             .flatten()
@@ -413,18 +413,12 @@ impl CorpusIndex {
         {
             bail!("`{shown}`: a label is outside the label names");
         }
-        let mut texts = Vec::with_capacity(n);
-        for w in offsets.windows(2) {
-            let (a, b) = (w[0] as usize, w[1] as usize);
-            if a > b || b > text_bytes.len() {
-                bail!("`{shown}`: corrupt text offsets");
-            }
-            texts.push(
-                std::str::from_utf8(&text_bytes[a..b])
-                    .with_context(|| format!("`{shown}`: a text is not UTF-8"))?
-                    .to_string(),
-            );
-        }
+        let texts = index_texts(
+            &format!("`{shown}`"),
+            &tensor("text_bytes", Dtype::U8)?,
+            &tensor("text_offsets", Dtype::U64)?,
+            n,
+        )?;
         Ok(Self {
             codes,
             texts,
@@ -433,6 +427,81 @@ impl CorpusIndex {
             meta: info,
         })
     }
+}
+
+/// Whether `path` holds a latent-tui index (binary or continuous), by its header.
+pub fn is_index_file(path: &Path) -> bool {
+    matches!(
+        crate::checkpoint::safetensors_format(path).as_deref(),
+        Some(INDEX_FORMAT | crate::cosine::CONTINUOUS_INDEX_FORMAT)
+    )
+}
+
+/// Largest safetensors header an index may declare: its metadata is a few label names and
+/// hashes, so anything near this is corrupt or hostile.
+pub const MAX_INDEX_HEADER_BYTES: u64 = 16 << 20;
+
+/// The `labels` tensor of an index of `n` entries: shape `(n,)`, `u32::MAX` for none.
+pub(crate) fn index_labels(shown: &str, t: &TensorView<'_>, n: usize) -> Result<Vec<Option<u32>>> {
+    if t.shape() != [n] {
+        bail!(
+            "{shown}: tensor `labels` has shape {:?}, expected ({n},) for {n} entries",
+            t.shape()
+        );
+    }
+    Ok(t.data()
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .map(|l| (l != u32::MAX).then_some(l))
+        .collect())
+}
+
+/// The texts of an index of `n` entries from its `text_bytes` (shape `(bytes,)`) and
+/// `text_offsets` (shape `(n + 1,)`: 0, then where each text ends, rising, the last one the end
+/// of the bytes), every text UTF-8. Anything else is a corrupt index.
+pub(crate) fn index_texts(
+    shown: &str,
+    bytes: &TensorView<'_>,
+    offsets: &TensorView<'_>,
+    n: usize,
+) -> Result<Vec<String>> {
+    if bytes.shape().len() != 1 {
+        bail!(
+            "{shown}: tensor `text_bytes` has shape {:?}, expected one dimension",
+            bytes.shape()
+        );
+    }
+    if offsets.shape() != [n + 1] {
+        bail!(
+            "{shown}: tensor `text_offsets` has shape {:?}, expected ({},) for {n} entries",
+            offsets.shape(),
+            n + 1
+        );
+    }
+    let text_bytes = bytes.data();
+    let offsets = from_le_u64(offsets.data());
+    if offsets.first() != Some(&0) {
+        bail!("{shown}: corrupt text offsets (the first is not 0)");
+    }
+    if offsets.last() != Some(&(text_bytes.len() as u64)) {
+        bail!(
+            "{shown}: corrupt text offsets (the last is not the end of the {} text bytes)",
+            text_bytes.len()
+        );
+    }
+    let mut texts = Vec::with_capacity(n);
+    for (i, w) in offsets.windows(2).enumerate() {
+        if w[0] > w[1] {
+            bail!("{shown}: corrupt text offsets (entry {i} ends before it starts)");
+        }
+        let (a, b) = (w[0] as usize, w[1] as usize);
+        texts.push(
+            std::str::from_utf8(&text_bytes[a..b])
+                .with_context(|| format!("{shown}: text {i} is not UTF-8"))?
+                .to_string(),
+        );
+    }
+    Ok(texts)
 }
 
 fn le_bytes_u64(words: &[u64]) -> Vec<u8> {

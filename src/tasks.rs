@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::checkpoint::Provenance;
-use crate::corpus::{Corpus, LoadOptions, Split};
+use crate::corpus::{Corpus, Split};
 use crate::data::encode_examples;
 use crate::engine::{Encoding, Engine};
 use crate::eval::{evaluate, EvalOptions, EvalReport};
@@ -355,25 +355,9 @@ pub fn corpus_of(engine: &Engine, spec: Option<&str>) -> Result<Corpus> {
     corpus_of_provenance(&engine.provenance, spec)
 }
 
-/// [`corpus_of`] for a checkpoint of any family, by its provenance.
+/// [`corpus_of`] for a checkpoint of any family, by its provenance ([`Provenance::corpus`]).
 pub fn corpus_of_provenance(provenance: &Provenance, spec: Option<&str>) -> Result<Corpus> {
-    let spec = match spec {
-        Some(s) => s.to_string(),
-        None => match provenance.stored_corpus() {
-            Some(s) => s,
-            None => bail!(
-                "the checkpoint was trained on `{}`, which is not there any more; pass --corpus PATH",
-                provenance.corpus_shown()
-            ),
-        },
-    };
-    Corpus::load(
-        &spec,
-        &LoadOptions {
-            min_words: 1,
-            max_words: usize::MAX,
-        },
-    )
+    provenance.corpus(spec)
 }
 
 /// The checkpoint's own corpus, with a message that does not assume a command-line flag.
@@ -389,7 +373,7 @@ pub fn own_corpus_of(provenance: &Provenance, purpose: &str) -> Result<Corpus> {
             provenance.corpus_shown()
         );
     }
-    corpus_of_provenance(provenance, None)
+    provenance.corpus(None)
 }
 
 /// Each bit's mean over (up to 2000) validation sentences of the checkpoint's corpus.
