@@ -2,6 +2,7 @@
 //! reproduces one failure the second round of hostile input found and checks the clear error
 //! (exit 1) or the fixed behaviour instead.
 
+mod common;
 mod fixtures;
 
 use std::collections::HashMap;
@@ -1033,4 +1034,123 @@ fn every_numeric_flag_is_validated() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------
+// 13. Wrong messages; 17. small CLI habits.
+
+#[test]
+fn the_help_overlay_wraps_long_lines_instead_of_cutting_them() {
+    use crossterm::event::KeyCode;
+    use latent_tui::tui::app::{AppOptions, Tab};
+    use latent_tui::tui::harness::Harness;
+    let engine =
+        latent_tui::engine::Engine::load(Path::new(ckpt()), &candle_core::Device::Cpu).unwrap();
+    let mut h = Harness::new(engine, AppOptions::default());
+    h.key(KeyCode::Char('?'));
+    let mut seen = String::new();
+    for _ in 0..120 {
+        seen += &h.screen();
+        h.key(KeyCode::Down);
+    }
+    let mut rows: Vec<(String, String)> = latent_tui::tui::GLOBAL_KEYS
+        .iter()
+        .map(|(k, w)| (k.to_string(), w.to_string()))
+        .collect();
+    for tab in Tab::ALL {
+        rows.extend(tab.help_rows());
+    }
+    // The last word of every description is on screen somewhere, however long the line.
+    let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap() + 2;
+    let long: Vec<&(String, String)> = rows
+        .iter()
+        .filter(|(_, w)| 2 + width + w.chars().count() > 90)
+        .collect();
+    assert!(!long.is_empty(), "some help lines are longer than the box");
+    for (k, w) in long {
+        let last = w.split_whitespace().last().unwrap();
+        assert!(seen.contains(last), "{k}: `{last}` of {w:?} is cut off");
+    }
+}
+
+#[test]
+fn search_with_the_query_forgotten_is_refused() {
+    let e = fails(&["search", ckpt()], None);
+    assert!(e.contains("looks like a checkpoint, not a query"), "{e}");
+}
+
+#[test]
+fn bag_of_words_queries_name_stop_words_as_left_out_not_unknown() {
+    let dir = temp_dir();
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::write(&corpus, fixtures::corpus_text()).unwrap();
+    let nash = common_bow(dir.path(), &corpus);
+    let out = ok(&["search", nash.to_str().unwrap(), "the red cat"], None);
+    assert!(
+        out.contains("left out of the bag (stop words, or not in the vocabulary): the"),
+        "{out}"
+    );
+    assert!(!out.contains("unknown words"), "{out}");
+}
+
+/// A trained nash checkpoint on `corpus` (a few steps: only its vocabulary matters here).
+fn common_bow(dir: &Path, corpus: &Path) -> PathBuf {
+    let out = dir.join("nash.safetensors");
+    ok(
+        &[
+            "train",
+            "--kind",
+            "nash",
+            "--corpus",
+            corpus.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "2",
+            "--latent-dim",
+            "8",
+            "--hidden-dim",
+            "8",
+            "--vocab-size",
+            "100",
+            "--valid-every",
+            "0",
+        ],
+        None,
+    );
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// 12. An `lm` model opens no invisible text fields.
+
+#[test]
+fn on_an_lm_model_typing_keys_say_why_they_do_nothing_and_digits_still_switch_tabs() {
+    use crossterm::event::KeyCode;
+    use latent_tui::tui::app::{AppOptions, Tab};
+    use latent_tui::tui::harness::Harness;
+    let lm = &common::fixtures().lm;
+    let engine = latent_tui::engine::Engine::load(lm, &candle_core::Device::Cpu).unwrap();
+    let mut h = Harness::new(engine, AppOptions::default());
+    for (tab, key) in [
+        (Tab::Explore, 'i'),
+        (Tab::Explore, '/'),
+        (Tab::Path, 'a'),
+        (Tab::Path, 'b'),
+        (Tab::Path, '/'),
+    ] {
+        h.key(KeyCode::Char(char::from(b'1' + tab.index() as u8)));
+        assert_eq!(h.app.tab, tab);
+        h.key(KeyCode::Char(key));
+        let s = h.screen();
+        assert!(
+            s.contains("only for models with an encoder"),
+            "{tab:?} {key}: {s}"
+        );
+        // No field took the keys: a digit still switches tabs.
+        h.key(KeyCode::Char('3'));
+        assert_eq!(h.app.tab, Tab::Sample, "{tab:?} {key}");
+    }
+    h.key(KeyCode::Char('q'));
+    assert!(h.app.should_quit);
 }

@@ -134,7 +134,7 @@ fn unknown_words_empty_input_and_long_input() {
     assert_has(
         &s,
         &format!(
-            "input truncated to the model's maximum of {MAX_LEN} words ({} dropped)",
+            "input truncated to the model's maximum of {MAX_LEN} tokens ({} words dropped)",
             40 - MAX_LEN
         ),
     );
@@ -1077,7 +1077,8 @@ fn neighbors_of_a_gaussian_model_rank_by_cosine() {
     let s = h.screen();
     assert_has(&s, "20 nearest of");
     assert_has(&s, "cosine similarity of μ");
-    assert_has(&s, "exact cosine, not saved");
+    // Built on first use and saved beside the checkpoint, as the Hamming index is.
+    assert_has(&s, "index of μ (exact cosine) built and saved to");
     let hits = match h.app.cosine_neighbors_of_current() {
         Some(Ok(v)) => v,
         other => panic!("expected neighbours, got {other:?}"),

@@ -311,6 +311,16 @@ pub fn run(command: BowCommand) -> Result<()> {
     }
 }
 
+/// How a query's words outside the model are named: a sequence model reads them as `<unk>`,
+/// a bag-of-words model leaves them (and every stop word) out of the bag.
+pub fn left_out_label(coder: &Coder) -> &'static str {
+    if matches!(coder.config(), crate::model::ModelConfig::Seq(_)) {
+        "unknown words (read as <unk>)"
+    } else {
+        "left out of the bag (stop words, or not in the vocabulary)"
+    }
+}
+
 fn progress_bar(what: &str) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     let bar = indicatif::ProgressBar::new(1000);
@@ -465,6 +475,14 @@ fn search(args: SearchArgs) -> Result<()> {
     if query.is_none() && args.code.is_none() {
         anyhow::bail!("give a sentence to search for, or --code");
     }
+    if let (Some(q), None, None) = (&args.first, &args.second, &args.code) {
+        // `search runs/m.safetensors` with the query forgotten would search the file name.
+        if q.ends_with(".safetensors") || std::path::Path::new(q).is_file() {
+            anyhow::bail!(
+                "`{q}` looks like a checkpoint, not a query: give the sentence after it (search {q} \"a sentence\")"
+            );
+        }
+    }
     let mut coder = None;
     if args.index.is_none() {
         let loaded = Coder::load(&checkpoint, &Device::Cpu)?;
@@ -519,11 +537,12 @@ fn search(args: SearchArgs) -> Result<()> {
             (cached.index, cached.path)
         }
     };
-    let (shown, code, unknown) = match (&query, &args.code) {
+    let (shown, code, unknown, left_out) = match (&query, &args.code) {
         (_, Some(bits)) => (
             bits.clone(),
             crate::explore::parse_bits(bits).map_err(anyhow::Error::msg)?,
             Vec::new(),
+            "",
         ),
         (Some(q), None) => {
             let coder = match coder {
@@ -531,7 +550,12 @@ fn search(args: SearchArgs) -> Result<()> {
                 None => Coder::load(&checkpoint, &Device::Cpu)?,
             };
             let code = coder.codes(&[q.as_str()], &mut |_| {})?.remove(0);
-            (crate::corpus::normalize(q), code, coder.unknown_words(q))
+            (
+                crate::corpus::normalize(q),
+                code,
+                coder.unknown_words(q),
+                left_out_label(&coder),
+            )
         }
         (None, None) => anyhow::bail!("give a sentence to search for, or --code"),
     };
@@ -551,7 +575,7 @@ fn search(args: SearchArgs) -> Result<()> {
     println!("query  {shown}");
     println!("code   {}", crate::explore::bit_string(&code));
     if !unknown.is_empty() {
-        println!("unknown words (ignored or <unk>): {}", unknown.join(", "));
+        println!("{left_out}: {}", unknown.join(", "));
     }
     let width = hits
         .iter()
@@ -652,7 +676,7 @@ fn search_continuous(
     }
     println!("query  {shown}");
     if !unknown.is_empty() {
-        println!("unknown words (ignored or <unk>): {}", unknown.join(", "));
+        println!("{}: {}", left_out_label(&coder), unknown.join(", "));
     }
     let width = hits
         .iter()

@@ -260,7 +260,13 @@ fn cluster(args: ClusterArgs) -> Result<()> {
 /// A one-line notice of the words a model does not know in `text`, if any.
 fn unknown_notice(coder: &Coder, text: &str) -> Option<String> {
     let unknown = coder.unknown_words(text);
-    (!unknown.is_empty()).then(|| format!("unknown words: {}", unknown.join(", ")))
+    (!unknown.is_empty()).then(|| {
+        format!(
+            "{}: {}",
+            crate::cli::bow::left_out_label(coder),
+            unknown.join(", ")
+        )
+    })
 }
 
 fn encode_one(coder: &Coder, text: &str) -> Result<Vec<f32>> {

@@ -1775,7 +1775,7 @@ fn sample(
     if json_out {
         writeln!(out, "{{\n  \"seed\": {seed},\n  \"samples\": [")?;
     } else {
-        writeln!(out, "seed {seed}")?;
+        eprintln!("seed {seed}");
     }
     let mut first = true;
     coder.sample_prior_each(

@@ -215,7 +215,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "i or Enter",
         "edit the sentence",
         Some(("i", "edit")),
-        Only::Any,
+        Only::Encodes,
         Action::Edit,
     ),
     nav(
@@ -223,7 +223,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "/",
         "type a new sentence (an empty field)",
         Some(("/", "new")),
-        Only::Any,
+        Only::Encodes,
         Action::Fresh,
     ),
 ];

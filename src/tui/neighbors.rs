@@ -3,9 +3,9 @@
 //! view, the corpus's codes projected onto their first two principal components and drawn as a
 //! scatter plot coloured by label, with the current sentence marked.
 //!
-//! A binary index is loaded from beside the checkpoint, or built over the train split of the
-//! checkpoint's corpus on the background worker (with a progress gauge) and saved there; a
-//! continuous one is built in memory each time. Once it is here the search itself is a scan
+//! The index (binary codes, or μ for continuous ones) is loaded from beside the checkpoint, or
+//! built over the train split of the checkpoint's corpus on the background worker (with a
+//! progress gauge) and saved there. Once it is here the search itself is a scan
 //! of the codes (well under a millisecond for the bundled corpus), so it runs while drawing
 //! and the list follows every bit flipped or dimension nudged in Explore.
 
@@ -545,15 +545,10 @@ fn render_query(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 fn source_line(ix: &NeighborIndex, t: Theme) -> Line<'static> {
-    if let Entries::Cosine(c) = &ix.index {
-        return Line::styled(
-            format!(
-                "index of μ built in memory from `{}` (exact cosine, not saved)",
-                c.meta.corpus
-            ),
-            t.dim(),
-        );
-    }
+    let what = match &ix.index {
+        Entries::Cosine(_) => "index of μ (exact cosine)",
+        Entries::Hamming(_) => "index",
+    };
     let how = if ix.from_disk {
         "loaded from"
     } else if ix.save_error.is_some() {
@@ -561,7 +556,7 @@ fn source_line(ix: &NeighborIndex, t: Theme) -> Line<'static> {
     } else {
         "built and saved to"
     };
-    Line::styled(format!("index {how} {}", ix.path.display()), t.dim())
+    Line::styled(format!("{what} {how} {}", ix.path.display()), t.dim())
 }
 
 fn render_list(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
