@@ -811,6 +811,8 @@ fn every_numeric_flag_is_validated() {
         ("--checkpoint-every", false),
         ("--log-every", true),
         ("--threads", true),
+        ("--warmup-steps", false),
+        ("--lr-floor", false),
     ] {
         cases.push((train_base.clone(), flag, zero_refused, None));
     }
@@ -841,6 +843,8 @@ fn every_numeric_flag_is_validated() {
                 ("--max-sentences", true),
                 ("--flip-sentences", false),
                 ("--recon-sentences", false),
+                ("--recon-beam", true),
+                ("--length-penalty", false),
                 ("--seed", false),
             ],
             None,
@@ -848,7 +852,12 @@ fn every_numeric_flag_is_validated() {
         (s(&["encode", &m]), vec![("--seed", false)], sent),
         (
             s(&["decode", &m]),
-            vec![("--beam", true), ("--temperature", true), ("--seed", false)],
+            vec![
+                ("--beam", true),
+                ("--temperature", true),
+                ("--length-penalty", false),
+                ("--seed", false),
+            ],
             Some("01010101\n"),
         ),
         (

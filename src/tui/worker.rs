@@ -16,14 +16,15 @@ use std::thread::JoinHandle;
 use candle_core::Device;
 
 use super::event::Msg;
-use crate::coder::{Capabilities, Coder, FeatureKind};
-use crate::cosine::ContinuousIndex;
+use crate::coder::{
+    seq, Capabilities, Coder, EncodedSentence, FeatureKind, PathWalk, PriorChoice, Samples,
+    SplitStats,
+};
 use crate::engine::Engine;
+use crate::index::{ContinuousIndex, CorpusIndex};
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
 use crate::projection::CodeMap;
-use crate::search::CorpusIndex;
-use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats};
 
 /// What the app knows about the loaded model without touching it.
 #[derive(Clone, Debug, PartialEq)]
@@ -347,7 +348,7 @@ impl Worker {
                 seed,
             } => ReplyBody::Decoded(coder.decode_line(&code, strategy, seed).map_err(err_text)),
             Job::Bars { ids, code, std } => {
-                let variants = tasks::one_change_variants(&code, coder.is_binary(), std.as_deref());
+                let variants = seq::one_change_variants(&code, coder.is_binary(), std.as_deref());
                 ReplyBody::Bars(
                     coder
                         .code_effects(&ids, &code, &variants)
@@ -477,8 +478,8 @@ pub fn neighbor_index(
         );
     }
     let corpus = match corpus {
-        Some(spec) => tasks::corpus_of_provenance(coder.provenance(), Some(spec))?,
-        None => tasks::own_corpus_of(coder.provenance(), "nearest neighbours")?,
+        Some(spec) => seq::corpus_of_provenance(coder.provenance(), Some(spec))?,
+        None => seq::own_corpus_of(coder.provenance(), "nearest neighbours")?,
     };
     if !caps.is_binary() {
         let cached = ContinuousIndex::load_or_build(
