@@ -356,7 +356,7 @@ impl TrainConfig {
             );
         }
         check_numbers(&[
-            ("--lr", self.lr, 10.0),
+            ("--lr", self.lr, MAX_LR),
             ("--weight-decay", self.weight_decay, MAX_WEIGHT),
             ("--clip-norm", self.clip_norm, MAX_WEIGHT),
             ("--kl-weight", self.kl_weight, MAX_WEIGHT),
@@ -409,6 +409,10 @@ impl TrainConfig {
         Ok(())
     }
 }
+
+/// Largest learning rate a training config takes (far beyond any that trains; the divergence
+/// tests use 100).
+pub const MAX_LR: f64 = 1000.0;
 
 /// Largest weight (KL, MI, decay), clipping norm or temperature a training config takes.
 pub const MAX_WEIGHT: f64 = 1e6;

@@ -207,7 +207,7 @@ impl BowTrainConfig {
             }
         }
         crate::train::check_numbers(&[
-            ("--lr", self.lr, 10.0),
+            ("--lr", self.lr, crate::train::MAX_LR),
             (
                 "--weight-decay",
                 self.weight_decay,

@@ -249,7 +249,7 @@ pub const MAX_PATH_STEPS: usize = 1000;
 /// any work starts (issue 23, item 10; `tests/hardening.rs` walks every flag).
 pub mod flags {
     /// Largest count any flag accepts (sentences, entries, iterations…).
-    pub const MAX_COUNT: usize = 1_000_000_000;
+    pub const MAX_COUNT: usize = u32::MAX as usize;
     /// Most worker threads `--threads` accepts.
     pub const MAX_THREADS: usize = 1024;
     /// Most posterior samples per sentence `search --samples` draws (samples² pairs each).
@@ -310,9 +310,9 @@ pub mod flags {
         real(s, 0.0, MAX_EPOCHS, true)
     }
 
-    /// A learning rate: above 0, at most 10.
+    /// A learning rate: above 0, at most [`crate::train::MAX_LR`].
     pub fn learning_rate(s: &str) -> Result<f64, String> {
-        real(s, 0.0, 10.0, true)
+        real(s, 0.0, crate::train::MAX_LR, true)
     }
 
     /// A weight or norm where 0 turns the term off: 0 to [`MAX_WEIGHT`].
@@ -506,7 +506,7 @@ pub struct TrainArgs {
     /// Most sentences per batch.
     #[arg(long, value_parser = flags::count)]
     pub max_batch: Option<usize>,
-    /// Adam learning rate (above 0, at most 10).
+    /// Adam learning rate (above 0, at most 1000).
     #[arg(long, value_parser = flags::learning_rate)]
     pub lr: Option<f64>,
     /// How the learning rate decays after the warm-up: constant, linear or cosine (to
