@@ -11,7 +11,8 @@
 //! exact Hamming top-k, [`search`] is a corpus's saved index, [`cosine`] the exact cosine top-k
 //! and multi-sample matching of continuous codes with its saved index, [`retrieval`] measures
 //! precision@k, [`probe`] classifies labels from latent features and [`projection`] maps codes
-//! to 2-D.
+//! to 2-D by PCA; [`map`] lays a corpus index out in 2-D keeping neighbourhoods (UMAP-style),
+//! cached beside the checkpoint.
 //!
 //! Structure: [`cluster`] clusters codes (Hamming k-medoids / k-modes, k-means), labels clusters
 //! and scores them against gold labels; [`structure`] applies that, attribute vectors and
@@ -30,6 +31,7 @@ pub mod engine;
 pub mod eval;
 pub mod explore;
 pub mod hamming;
+pub mod map;
 pub mod model;
 pub mod probe;
 pub mod projection;
