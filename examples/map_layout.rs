@@ -2,7 +2,9 @@
 //! or the explorer): the k-nearest-neighbour graph, the descent, loading the saved layout,
 //! placing new codes; then scores the layout beside PCA.
 //!
-//!     cargo run --release --example map_layout -- CKPT [EPOCHS] [NEIGHBORS] [NEGATIVES]
+//!     cargo run --release --example map_layout -- CKPT [EPOCHS] [NEIGHBORS] [NEGATIVES] [ENTRIES]
+//!
+//! ENTRIES lays out only the first ENTRIES entries (quicker experiments).
 //!
 //! Run with RAYON_NUM_THREADS=2 for the figures in docs/map.md.
 
@@ -33,9 +35,24 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let keep = arg(5).unwrap_or(usize::MAX);
+    let sub_bits;
+    let sub_units;
     let (codes, labels, meta) = match (&binary, &continuous) {
-        (Some(b), _) => (Codes::Bits(&b.codes), &b.labels, &b.meta),
-        (_, Some(c)) => (Codes::Unit(c.unit_vectors()), &c.labels, &c.meta),
+        (Some(b), _) => {
+            let n = keep.min(b.len());
+            let words = b.codes.as_words()[..n * b.codes.words_per_code()].to_vec();
+            sub_bits = latent_tui::hamming::PackedCodes::from_words(b.bits(), words)
+                .map_err(anyhow::Error::msg)?;
+            (Codes::Bits(&sub_bits), &b.labels[..n], &b.meta)
+        }
+        (_, Some(c)) => {
+            let n = keep.min(c.len());
+            let u = c.unit_vectors();
+            sub_units =
+                latent_tui::cosine::UnitVectors::new(u.dim(), (0..n).map(|i| u.row(i)))?;
+            (Codes::Unit(&sub_units), &c.labels[..n], &c.meta)
+        }
         _ => unreachable!(),
     };
     println!(
