@@ -10,9 +10,9 @@
 
 use std::time::Instant;
 
-use latent_tui::cosine::ContinuousIndex;
+use latent_tui::index::ContinuousIndex;
+use latent_tui::index::CorpusIndex;
 use latent_tui::map::{score, Codes, Layout, LayoutOptions, Method};
-use latent_tui::search::CorpusIndex;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -49,8 +49,7 @@ fn main() -> anyhow::Result<()> {
         (_, Some(c)) => {
             let n = keep.min(c.len());
             let u = c.unit_vectors();
-            sub_units =
-                latent_tui::cosine::UnitVectors::new(u.dim(), (0..n).map(|i| u.row(i)))?;
+            sub_units = latent_tui::cosine::UnitVectors::new(u.dim(), (0..n).map(|i| u.row(i)))?;
             (Codes::Unit(&sub_units), &c.labels[..n], &c.meta)
         }
         _ => unreachable!(),

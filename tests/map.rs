@@ -7,9 +7,9 @@ use std::process::Command;
 
 use latent_tui::cosine::UnitVectors;
 use latent_tui::hamming::PackedCodes;
+use latent_tui::index::IndexMeta;
 use latent_tui::map::{score, Codes, Layout, LayoutOptions, Method};
 use latent_tui::model::LatentKind;
-use latent_tui::search::IndexMeta;
 use latent_tui::tui::map::{compute_map, MapRequest};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -11,8 +11,8 @@ use clap::Args;
 use crate::checkpoint::write_atomically;
 use crate::cluster::{ClusterMethod, ClusterOptions};
 use crate::coder::Coder;
+use crate::index::CorpusIndex;
 use crate::map::{Layout, LayoutOptions, Method};
-use crate::search::CorpusIndex;
 use crate::structure::{cluster_corpus, CodedCorpus};
 use crate::tui::worker::{neighbor_index, Entries};
 

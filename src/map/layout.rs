@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::write_atomically;
 use crate::cosine::UnitVectors;
 use crate::hamming::{pack, PackedCodes};
+use crate::index::IndexMeta;
 use crate::projection::Pca;
-use crate::search::IndexMeta;
 
 pub const MAP_FORMAT: &str = "latent-tui-map/1";
 

@@ -16,13 +16,14 @@ use std::thread::JoinHandle;
 use candle_core::Device;
 
 use super::event::Msg;
-use crate::coder::{Capabilities, Coder, FeatureKind};
-use crate::cosine::ContinuousIndex;
+use crate::coder::{
+    seq, Capabilities, Coder, EncodedSentence, FeatureKind, PathWalk, PriorChoice, Samples,
+    SplitStats,
+};
 use crate::engine::Engine;
+use crate::index::{ContinuousIndex, CorpusIndex};
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
-use crate::search::CorpusIndex;
-use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats};
 
 /// What the app knows about the loaded model without touching it.
 #[derive(Clone, Debug, PartialEq)]
@@ -230,7 +231,7 @@ impl Entries {
         }
     }
 
-    pub fn meta(&self) -> &crate::search::IndexMeta {
+    pub fn meta(&self) -> &crate::index::IndexMeta {
         match self {
             Entries::Hamming(ix) => &ix.meta,
             Entries::Cosine(ix) => &ix.meta,
@@ -389,7 +390,7 @@ impl Worker {
                 seed,
             } => ReplyBody::Decoded(coder.decode_line(&code, strategy, seed).map_err(err_text)),
             Job::Bars { ids, code, std } => {
-                let variants = tasks::one_change_variants(&code, coder.is_binary(), std.as_deref());
+                let variants = seq::one_change_variants(&code, coder.is_binary(), std.as_deref());
                 ReplyBody::Bars(
                     coder
                         .code_effects(&ids, &code, &variants)
@@ -531,8 +532,8 @@ pub fn neighbor_index(
         );
     }
     let corpus = match corpus {
-        Some(spec) => tasks::corpus_of_provenance(coder.provenance(), Some(spec))?,
-        None => tasks::own_corpus_of(coder.provenance(), "nearest neighbours")?,
+        Some(spec) => seq::corpus_of_provenance(coder.provenance(), Some(spec))?,
+        None => seq::own_corpus_of(coder.provenance(), "nearest neighbours")?,
     };
     if !caps.is_binary() {
         let cached = ContinuousIndex::load_or_build(
