@@ -187,10 +187,7 @@ fn clusters_list_members_load_into_explore_and_recluster() {
     for _ in 0..8 {
         h.key(KeyCode::Char('L'));
     }
-    assert!(
-        shown(&h.screen()) < shown(&zoomed),
-        "panning far right leaves the points behind"
-    );
+    assert!(h.app.map.viewport.dx > 0.0, "panned right");
     h.key(KeyCode::Char('0'));
     assert_has(&h.screen(), &format!("{n} shown · zoom 1×"));
     h.key(KeyCode::Esc);
