@@ -110,6 +110,7 @@ fn main() -> anyhow::Result<()> {
     );
     let mut code = coder.encode_text("a small dog barks at the cat")?.code;
     app.explore.code = code.clone();
+    app.neighbors.index = Some(data.index.clone());
     app.map.data = Some(data);
     app.neighbors.show_map = true;
     app.tab = Tab::Neighbors;
