@@ -2,6 +2,7 @@
 
 pub mod bow;
 pub mod cluster;
+pub mod map;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -199,6 +200,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The corpus map: a neighbour-preserving 2-D layout of the indexed train split (cached
+    /// beside the checkpoint), as TSV (--out), PNG (--png) and scores (--score).
+    #[command(
+        override_usage = "latent-tui map [OPTIONS] [CHECKPOINT] [--out map.tsv] [--png map.png] [--score]"
+    )]
+    Map(self::map::MapArgs),
     #[command(flatten)]
     Bow(self::bow::BowCommand),
     #[command(flatten)]
@@ -890,6 +897,7 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             flip(&checkpoint, &sentence, &bits, json)
         }
+        Some(Command::Map(args)) => self::map::run(args),
         Some(Command::Bow(command)) => self::bow::run(command),
         Some(Command::Structure(command)) => self::cluster::run(command),
     }
