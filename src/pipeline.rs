@@ -48,6 +48,42 @@ impl CodeIndex {
         }
     }
 
+    /// The codes with the distance the map keeps: Hamming for bits, cosine for μ.
+    pub fn codes(&self) -> crate::map::Codes<'_> {
+        match self {
+            CodeIndex::Hamming(ix) => crate::map::Codes::Bits(&ix.codes),
+            CodeIndex::Cosine(ix) => crate::map::Codes::Unit(ix.unit_vectors()),
+        }
+    }
+
+    pub fn meta(&self) -> &index::IndexMeta {
+        match self {
+            CodeIndex::Hamming(ix) => &ix.meta,
+            CodeIndex::Cosine(ix) => &ix.meta,
+        }
+    }
+
+    pub fn texts(&self) -> &[String] {
+        match self {
+            CodeIndex::Hamming(ix) => &ix.texts,
+            CodeIndex::Cosine(ix) => &ix.texts,
+        }
+    }
+
+    pub fn labels(&self) -> &[Option<u32>] {
+        match self {
+            CodeIndex::Hamming(ix) => &ix.labels,
+            CodeIndex::Cosine(ix) => &ix.labels,
+        }
+    }
+
+    pub fn label_names(&self) -> &[String] {
+        match self {
+            CodeIndex::Hamming(ix) => &ix.label_names,
+            CodeIndex::Cosine(ix) => &ix.label_names,
+        }
+    }
+
     /// Entry `i`'s label, an index into the label names.
     pub fn label(&self, i: usize) -> Option<u32> {
         match self {

@@ -19,6 +19,7 @@ use super::clusters::{ClustersState, ClustersView};
 use super::event::Msg;
 use super::explore::ExploreState;
 use super::keys;
+use super::map::MapState;
 use super::neighbors::NeighborsState;
 use super::path::PathState;
 use super::sample::SampleState;
@@ -79,7 +80,11 @@ impl Tab {
             Tab::Sample => keys::help_rows(super::sample::KEYS),
             Tab::Stats => keys::help_rows(super::stats::KEYS),
             Tab::Train => keys::help_rows(super::train::KEYS),
-            Tab::Neighbors => keys::help_rows(super::neighbors::KEYS),
+            Tab::Neighbors => {
+                let mut rows = keys::help_rows(super::neighbors::KEYS);
+                rows.extend(keys::help_rows(super::map::KEYS));
+                rows
+            }
             Tab::Clusters => super::clusters::help_rows(),
         }
     }
@@ -219,6 +224,8 @@ pub struct App {
     pub train: TrainState,
     pub neighbors: NeighborsState,
     pub clusters: ClustersState,
+    /// The corpus map, shown by the Neighbors and Clusters tabs.
+    pub map: MapState,
 }
 
 impl App {
@@ -241,6 +248,7 @@ impl App {
             train: TrainState::new(options.train_defaults),
             clusters: ClustersState::new(options.index_corpus.clone()),
             neighbors: NeighborsState::new(options.index_corpus),
+            map: MapState::default(),
         }
     }
 
@@ -282,6 +290,16 @@ impl App {
                 self.quit();
             }
         }
+        self.map_sync();
+    }
+
+    /// Whether the corpus map is what the current tab shows.
+    pub fn map_shown(&self) -> bool {
+        match self.tab {
+            Tab::Neighbors => self.neighbors.show_map && !self.neighbors.typing,
+            Tab::Clusters => self.clusters.view == ClustersView::Map,
+            _ => false,
+        }
     }
 
     /// Whether keys are going into a text field (so letters and digits are text, not commands).
@@ -290,8 +308,8 @@ impl App {
             Tab::Explore => self.explore.typing(),
             Tab::Path => self.path.typing(),
             Tab::Train => self.train.typing(),
-            Tab::Neighbors => self.neighbors.typing,
-            Tab::Clusters => self.clusters.typing,
+            Tab::Neighbors => self.neighbors.typing || (self.map_shown() && self.map.searching),
+            Tab::Clusters => self.clusters.typing || (self.map_shown() && self.map.searching),
             Tab::Sample | Tab::Stats => false,
         }
     }
@@ -365,6 +383,14 @@ impl App {
             return;
         }
         self.status = None;
+        if self.map_shown() {
+            if !self.map.searching {
+                self.map.search = TextInput::default();
+                self.map.searching = true;
+            }
+            self.map.search.insert_str(text);
+            return;
+        }
         if !self.typing() {
             match self.tab {
                 Tab::Explore => self.explore_fresh_input(),
@@ -448,6 +474,7 @@ impl App {
             ReplyBody::Stats(r) => self.stats_done(r),
             ReplyBody::Loaded(r) => self.loaded(r),
             ReplyBody::Indexed(r) => self.neighbors_indexed(r),
+            ReplyBody::Mapped(r) => self.map_done(r),
             ReplyBody::Clustered(r) => self.clusters_done(r),
             ReplyBody::Structure(r) => self.clusters_structure_done(r),
             ReplyBody::Progress(_) => unreachable!("handled above"),
@@ -475,6 +502,7 @@ impl App {
                 self.path_model_changed();
                 self.sample_model_changed();
                 self.stats_model_changed();
+                self.map_model_changed();
                 self.neighbors_model_changed();
                 self.clusters_model_changed();
             }
@@ -503,6 +531,7 @@ impl App {
 
     fn hints(&self) -> Vec<(&'static str, &'static str)> {
         let mut h = match self.tab {
+            _ if self.map_shown() => self.map.hints(self.model.caps),
             Tab::Explore => self.explore.hints(self.model.caps),
             Tab::Path => self.path.hints(self.model.caps),
             Tab::Sample => self.sample.hints(self.model.caps),

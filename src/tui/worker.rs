@@ -24,7 +24,6 @@ use crate::engine::Engine;
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
 use crate::pipeline::{compute_structure, StructureJob, StructureResult};
-use crate::projection::CodeMap;
 
 /// What the app knows about the loaded model without touching it.
 #[derive(Clone, Debug, PartialEq)]
@@ -104,11 +103,13 @@ pub enum Job {
         path: PathBuf,
     },
     /// The corpus index of the model (loaded from beside the checkpoint, or built and saved
-    /// there) and its 2-D map; `corpus` overrides the checkpoint's own corpus.
+    /// there); `corpus` overrides the checkpoint's own corpus.
     Index {
         corpus: Option<String>,
-        max_points: usize,
     },
+    /// The corpus map: the index's 2-D layout, loaded from beside the checkpoint or computed
+    /// (background).
+    Map(super::map::MapRequest),
     /// The Clusters tab's clustering of the corpus (background).
     Cluster(super::clusters::ClusterRequest),
     /// The Clusters tab's decodings and analogies (interactive).
@@ -126,6 +127,7 @@ pub enum JobKind {
     Stats,
     Load,
     Index,
+    Map,
     Cluster,
     Structure,
 }
@@ -134,7 +136,10 @@ impl JobKind {
     /// Corpus-scale work with a progress gauge, run on the background thread so it never holds
     /// up encoding and decoding.
     pub fn is_background(self) -> bool {
-        matches!(self, JobKind::Stats | JobKind::Index | JobKind::Cluster)
+        matches!(
+            self,
+            JobKind::Stats | JobKind::Index | JobKind::Map | JobKind::Cluster
+        )
     }
 
     /// What the footer says while a job of this kind runs (background jobs add their percent).
@@ -148,6 +153,7 @@ impl JobKind {
             JobKind::Stats => "stats",
             JobKind::Load => "loading",
             JobKind::Index => "indexing",
+            JobKind::Map => "mapping",
             JobKind::Cluster => "clustering",
             JobKind::Structure => "decoding",
         }
@@ -165,6 +171,7 @@ impl Job {
             Job::Stats { .. } => JobKind::Stats,
             Job::Load { .. } => JobKind::Load,
             Job::Index { .. } => JobKind::Index,
+            Job::Map(_) => JobKind::Map,
             Job::Cluster(_) => JobKind::Cluster,
             Job::Structure(_) => JobKind::Structure,
         }
@@ -219,6 +226,7 @@ pub enum ReplyBody {
     Stats(Result<SplitStats, String>),
     Loaded(Result<ModelInfo, String>),
     Indexed(Result<Arc<NeighborIndex>, String>),
+    Mapped(Result<Arc<super::map::MapData>, String>),
     Clustered(Result<Arc<super::clusters::ClusterView>, String>),
     Structure(Result<StructureResult, String>),
     /// Fraction of the job done, 0 to 1 (the reply's kind says which job).
@@ -228,11 +236,10 @@ pub enum ReplyBody {
 /// The corpus entries the Neighbors tab searches (the library's [`CodeIndex`]).
 pub use crate::pipeline::CodeIndex as Entries;
 
-/// A corpus index for the Neighbors tab with its map.
+/// A corpus index for the Neighbors tab and the map.
 #[derive(Debug)]
 pub struct NeighborIndex {
     pub index: Entries,
-    pub map: Result<CodeMap, String>,
     pub path: PathBuf,
     /// Whether it was read from `path` (rather than built now).
     pub from_disk: bool,
@@ -252,6 +259,7 @@ impl ReplyBody {
             JobKind::Stats => ReplyBody::Stats(Err(msg)),
             JobKind::Load => ReplyBody::Loaded(Err(msg)),
             JobKind::Index => ReplyBody::Indexed(Err(msg)),
+            JobKind::Map => ReplyBody::Mapped(Err(msg)),
             JobKind::Cluster => ReplyBody::Clustered(Err(msg)),
             JobKind::Structure => ReplyBody::Structure(Err(msg)),
         }
@@ -512,15 +520,15 @@ impl Worker {
                 }
                 Err(e) => ReplyBody::Loaded(Err(err_text(e))),
             },
-            Job::Index { corpus, max_points } => ReplyBody::Indexed(
-                neighbor_index(
-                    &coder,
-                    corpus.as_deref(),
-                    max_points,
-                    &mut throttled(id, kind, out),
-                )
-                .map(Arc::new)
-                .map_err(err_text),
+            Job::Index { corpus } => ReplyBody::Indexed(
+                neighbor_index(&coder, corpus.as_deref(), &mut throttled(id, kind, out))
+                    .map(Arc::new)
+                    .map_err(err_text),
+            ),
+            Job::Map(req) => ReplyBody::Mapped(
+                super::map::compute_map(&coder, &req, &mut throttled(id, kind, out))
+                    .map(Arc::new)
+                    .map_err(err_text),
             ),
             Job::Cluster(req) => ReplyBody::Clustered(
                 super::clusters::compute_clusters(&coder, &req, &mut throttled(id, kind, out))
@@ -544,11 +552,10 @@ pub fn job_corpus(coder: &Coder, spec: Option<&str>, purpose: &str) -> anyhow::R
 }
 
 /// The Neighbors tab's index ([`crate::pipeline::neighbor_index`]: loaded from beside the
-/// checkpoint when fresh, else built and saved there) with its 2-D map of at most `max_points`.
+/// checkpoint when fresh, else built and saved there).
 pub fn neighbor_index(
     coder: &Coder,
     corpus: Option<&str>,
-    max_points: usize,
     progress: &mut dyn FnMut(f64),
 ) -> anyhow::Result<NeighborIndex> {
     let caps = coder.capabilities();
@@ -560,13 +567,8 @@ pub fn neighbor_index(
     }
     let corpus = job_corpus(coder, corpus, "nearest neighbours")?;
     let cached = crate::pipeline::neighbor_index(coder, &corpus, progress)?;
-    let map = match &cached.index {
-        Entries::Hamming(ix) => CodeMap::from_index(ix, max_points, 0),
-        Entries::Cosine(ix) => CodeMap::from_continuous(ix, max_points, 0),
-    };
     Ok(NeighborIndex {
         index: cached.index,
-        map,
         path: cached.path,
         from_disk: cached.from_disk,
         save_error: cached.save_error,
