@@ -30,6 +30,7 @@ pub mod engine;
 pub mod eval;
 pub mod explore;
 pub mod hamming;
+pub mod meaning;
 pub mod model;
 pub mod probe;
 pub mod projection;

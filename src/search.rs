@@ -108,7 +108,28 @@ pub fn cached_beside<I>(
     save: impl Fn(&I, &Path) -> Result<()>,
     model: &str,
 ) -> Result<CachedIndex<I>> {
-    let path = CorpusIndex::default_path(checkpoint);
+    cached_at(
+        checkpoint,
+        CorpusIndex::default_path(checkpoint),
+        load,
+        is_fresh,
+        build,
+        save,
+        model,
+    )
+}
+
+/// [`cached_beside`] for a cache file at `path` (the per-bit meanings keep theirs beside the
+/// index): loaded if `is_fresh` accepts it, else built now and saved there.
+pub fn cached_at<I>(
+    checkpoint: &Path,
+    path: PathBuf,
+    load: impl Fn(&Path) -> Result<I>,
+    is_fresh: impl Fn(&I) -> bool,
+    build: impl FnOnce(&str) -> Result<I>,
+    save: impl Fn(&I, &Path) -> Result<()>,
+    model: &str,
+) -> Result<CachedIndex<I>> {
     if let Some(index) = load(&path).ok().filter(|ix| is_fresh(ix)) {
         return Ok(CachedIndex {
             index,

@@ -134,7 +134,7 @@ pub fn run(command: StructureCommand) -> Result<()> {
     }
 }
 
-fn load(checkpoint: &Option<PathBuf>) -> Result<(PathBuf, Coder)> {
+pub(super) fn load(checkpoint: &Option<PathBuf>) -> Result<(PathBuf, Coder)> {
     let path = checkpoint
         .clone()
         .unwrap_or_else(crate::cli::default_checkpoint);
@@ -149,7 +149,7 @@ fn load(checkpoint: &Option<PathBuf>) -> Result<(PathBuf, Coder)> {
 }
 
 /// `--corpus`, else the checkpoint's own corpus when it is the bundled one or still on disk.
-fn corpus_for(given: &Option<String>, coder: &Coder) -> Result<Corpus> {
+pub(super) fn corpus_for(given: &Option<String>, coder: &Coder) -> Result<Corpus> {
     let own = &coder.provenance().corpus;
     let spec = match given {
         Some(s) => s.clone(),
@@ -168,7 +168,7 @@ fn corpus_for(given: &Option<String>, coder: &Coder) -> Result<Corpus> {
     )
 }
 
-fn progress_bar(what: &str) -> indicatif::ProgressBar {
+pub(super) fn progress_bar(what: &str) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     let bar = indicatif::ProgressBar::new(1000);
     if std::io::stderr().is_terminal() {

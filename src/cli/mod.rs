@@ -1,5 +1,6 @@
 //! The `latent-tui` command line: every subcommand, parsed by clap and run over the library.
 
+pub mod bits;
 pub mod bow;
 pub mod cluster;
 
@@ -192,6 +193,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What each bit (dimension) means: the words and labels of entries with it on vs off, and
+    /// what flipping it does to greedy decodings; cached beside the checkpoint.
+    Bits(self::bits::BitsArgs),
     #[command(flatten)]
     Bow(self::bow::BowCommand),
     #[command(flatten)]
@@ -563,6 +567,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         None => crate::tui::run(&resolve(&cli.checkpoint)),
         Some(Command::Info { checkpoint, json }) => info(&checkpoint, json),
+        Some(Command::Bits(args)) => self::bits::run(args),
         Some(Command::Corpus {
             source: CorpusSource::Wordnet { dir, out },
         }) => {
