@@ -730,6 +730,8 @@ pub struct CorpusAbout {
 /// bit (dimension) whose flip (+2σ) changes its greedy decoding most.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Opening {
+    /// The sentence as drawn (normalized).
+    pub text: String,
     pub sentence: EncodedSentence,
     /// The bit or dimension to select.
     pub dim: usize,
@@ -761,6 +763,37 @@ pub fn about_corpus(corpus: &Corpus, example: &str) -> CorpusAbout {
     CorpusAbout {
         trained_on,
         example: example.to_string(),
+    }
+}
+
+/// [`about_corpus`] from a checkpoint's provenance alone (before its corpus is read): the
+/// bundled corpus by name, another by its file name, with no example.
+pub fn about_provenance(corpus: &str) -> CorpusAbout {
+    if corpus.is_empty() || corpus == "wordnet" {
+        return CorpusAbout {
+            trained_on: "dictionary definitions from WordNet".into(),
+            example: "a small furry animal that climbs trees".into(),
+        };
+    }
+    let name = Path::new(corpus)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| corpus.to_string());
+    CorpusAbout {
+        trained_on: format!("sentences from {name}"),
+        example: String::new(),
+    }
+}
+
+impl CorpusAbout {
+    /// The header's words: "trained on dictionary definitions from WordNet: try 'a small furry
+    /// animal that climbs trees'".
+    pub fn line(&self) -> String {
+        if self.example.is_empty() {
+            format!("trained on {}: type sentences like those", self.trained_on)
+        } else {
+            format!("trained on {}: try '{}'", self.trained_on, self.example)
+        }
     }
 }
 
@@ -861,6 +894,7 @@ pub fn opening(coder: &Coder, corpus: &Corpus, seed: u64, draw: u64) -> Result<O
     let about = about_corpus(corpus, example);
     let (dim, changed_words) = most_changing_dim(coder, &sentence)?;
     Ok(Opening {
+        text: candidates[encoded[best].0].to_string(),
         sentence,
         dim,
         changed_words,

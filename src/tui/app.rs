@@ -168,6 +168,9 @@ pub struct AppOptions {
     /// The corpus the Neighbors tab indexes (a path or `wordnet`); by default the one the
     /// checkpoint was trained on.
     pub index_corpus: Option<String>,
+    /// Open Explore on a test sentence of the model's corpus, with the bit that changes its
+    /// decoding most selected (what `latent-tui MODEL` does); off, Explore opens empty.
+    pub first_sentence: bool,
 }
 
 impl Default for AppOptions {
@@ -176,6 +179,7 @@ impl Default for AppOptions {
             theme: Theme::from_env(),
             train_defaults: super::train::quick_defaults(crate::model::LatentKind::Binary),
             index_corpus: None,
+            first_sentence: false,
         }
     }
 }
@@ -205,7 +209,7 @@ pub struct App {
 
 impl App {
     pub fn new(model: ModelInfo, options: AppOptions) -> Self {
-        Self {
+        let mut app = Self {
             model,
             tab: Tab::Explore,
             help: None,
@@ -223,7 +227,9 @@ impl App {
             train: TrainState::new(options.train_defaults),
             clusters: ClustersState::new(options.index_corpus.clone()),
             neighbors: NeighborsState::new(options.index_corpus),
-        }
+        };
+        app.explore_start(options.first_sentence);
+        app
     }
 
     /// Work the event loop should start now.
@@ -433,6 +439,14 @@ impl App {
                 }
                 return;
             }
+            ReplyBody::MeaningProgress(f) => {
+                if self.jobs.is_current(JobKind::Meaning, id) {
+                    self.explore.meaning.progress = Some(*f);
+                }
+                return;
+            }
+            ReplyBody::Meanings(_) => JobKind::Meaning,
+            ReplyBody::Opened(_) => JobKind::Opening,
             ReplyBody::Clustered(_) => JobKind::Cluster,
             ReplyBody::Structure(_) => JobKind::Structure,
             ReplyBody::Encoded(_) => JobKind::Encode,
@@ -458,9 +472,12 @@ impl App {
             ReplyBody::Indexed(r) => self.neighbors_indexed(r),
             ReplyBody::Clustered(r) => self.clusters_done(r),
             ReplyBody::Structure(r) => self.clusters_structure_done(r),
+            ReplyBody::Meanings(r) => self.explore_meanings(r),
+            ReplyBody::Opened(r) => self.explore_opened(r),
             ReplyBody::StatsProgress(_)
             | ReplyBody::IndexProgress(_)
-            | ReplyBody::ClusterProgress(_) => {
+            | ReplyBody::ClusterProgress(_)
+            | ReplyBody::MeaningProgress(_) => {
                 unreachable!("handled above")
             }
         }
@@ -472,6 +489,7 @@ impl App {
         self.stats.progress = None;
         self.neighbors.progress = None;
         self.clusters.progress = None;
+        self.explore.meaning.progress = None;
         self.loading = Some(path.clone());
         self.jobs.submit(Job::Load { path });
     }
@@ -520,6 +538,11 @@ impl App {
                     self.clusters.progress.unwrap_or(0.0) * 100.0
                 ),
                 JobKind::Structure => "decoding".into(),
+                JobKind::Meaning => format!(
+                    "bit meanings {:.0}%",
+                    self.explore.meaning.progress.unwrap_or(0.0) * 100.0
+                ),
+                JobKind::Opening => "drawing a sentence".into(),
             })
             .collect();
         if let Some(t) = self.train.activity() {
@@ -567,7 +590,11 @@ impl App {
                 t.notice(),
             ));
         }
-        widgets::lines(buf, area, vec![Line::from(left)]);
+        widgets::lines(
+            buf,
+            area,
+            vec![Line::from(left), super::explore::about_line(self)],
+        );
         let act = self.activity();
         if !act.is_empty() {
             let spin = SPINNER[(self.ticks as usize) % SPINNER.len()];
@@ -634,7 +661,7 @@ impl Widget for &App {
             return;
         }
         let [header, tabs, body, footer] = Layout::vertical([
-            Constraint::Length(1),
+            Constraint::Length(2),
             Constraint::Length(1),
             Constraint::Min(0),
             Constraint::Length(1),

@@ -17,12 +17,14 @@ use candle_core::Device;
 
 use super::event::Msg;
 use crate::coder::{Capabilities, Coder, FeatureKind};
+use crate::corpus::Corpus;
 use crate::cosine::ContinuousIndex;
 use crate::engine::Engine;
+use crate::meaning::{MeaningOptions, Meanings, Opening};
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
 use crate::projection::CodeMap;
-use crate::search::CorpusIndex;
+use crate::search::{CachedIndex, CorpusIndex};
 use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats};
 
 /// What the app knows about the loaded model without touching it.
@@ -110,6 +112,14 @@ pub enum Job {
     Cluster(super::clusters::ClusterRequest),
     /// The Clusters tab's decodings and analogies (interactive).
     Structure(super::clusters::StructureJob),
+    /// What each bit means (loaded from beside the checkpoint, or computed and saved there;
+    /// background).
+    Meaning,
+    /// Draw `draw` of the first screen: a test sentence of the model's corpus, encoded, with
+    /// the bit that changes its decoding most.
+    Opening {
+        draw: u64,
+    },
 }
 
 /// Requests of one kind supersede each other.
@@ -125,6 +135,8 @@ pub enum JobKind {
     Index,
     Cluster,
     Structure,
+    Meaning,
+    Opening,
 }
 
 impl Job {
@@ -140,6 +152,8 @@ impl Job {
             Job::Index { .. } => JobKind::Index,
             Job::Cluster(_) => JobKind::Cluster,
             Job::Structure(_) => JobKind::Structure,
+            Job::Meaning => JobKind::Meaning,
+            Job::Opening { .. } => JobKind::Opening,
         }
     }
 }
@@ -178,6 +192,10 @@ pub enum ReplyBody {
     ClusterProgress(f64),
     Clustered(Result<Arc<super::clusters::ClusterView>, String>),
     Structure(Result<super::clusters::StructureResult, String>),
+    /// Fraction of the bit meanings done, 0 to 1.
+    MeaningProgress(f64),
+    Meanings(Result<Arc<CachedIndex<Meanings>>, String>),
+    Opened(Result<Box<Opening>, String>),
 }
 
 /// The corpus entries the Neighbors tab searches: bits by Hamming distance, or continuous
@@ -251,6 +269,8 @@ impl ReplyBody {
             JobKind::Index => ReplyBody::Indexed(Err(msg)),
             JobKind::Cluster => ReplyBody::Clustered(Err(msg)),
             JobKind::Structure => ReplyBody::Structure(Err(msg)),
+            JobKind::Meaning => ReplyBody::Meanings(Err(msg)),
+            JobKind::Opening => ReplyBody::Opened(Err(msg)),
         }
     }
 }
@@ -286,6 +306,8 @@ struct Loaded {
     coder: Arc<Coder>,
     /// Corpus bit means for the `means` prior, computed once per model.
     bit_means: Option<Arc<Vec<f32>>>,
+    /// The model's own corpus, read once per model (the first screen draws from it).
+    corpus: Option<Arc<Corpus>>,
 }
 
 /// Runs jobs against the current model. Cloning shares the model.
@@ -305,6 +327,7 @@ impl Worker {
             slot: Arc::new(Mutex::new(Loaded {
                 coder: Arc::new(coder),
                 bit_means: None,
+                corpus: None,
             })),
         }
     }
@@ -333,6 +356,19 @@ impl Worker {
             slot.bit_means = Some(means.clone());
         }
         Ok(means)
+    }
+
+    /// The model's own corpus, read once per model.
+    fn own_corpus(&self, coder: &Arc<Coder>, purpose: &str) -> anyhow::Result<Arc<Corpus>> {
+        if let Some(c) = &self.slot.lock().unwrap_or_else(|e| e.into_inner()).corpus {
+            return Ok(c.clone());
+        }
+        let corpus = Arc::new(tasks::own_corpus_of(coder.provenance(), purpose)?);
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if Arc::ptr_eq(&slot.coder, coder) {
+            slot.corpus = Some(corpus.clone());
+        }
+        Ok(corpus)
     }
 
     /// Computes one request, sending its reply (and any progress) to `out`.
@@ -422,6 +458,7 @@ impl Worker {
                     *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Loaded {
                         coder: Arc::new(coder),
                         bit_means: None,
+                        corpus: None,
                     };
                     ReplyBody::Loaded(Ok(info))
                 }
@@ -455,6 +492,32 @@ impl Worker {
             }
             Job::Structure(job) => ReplyBody::Structure(
                 super::clusters::compute_structure(&coder, &job).map_err(err_text),
+            ),
+            Job::Meaning => {
+                let mut last = -1.0;
+                let result = self.own_corpus(&coder, "bit meanings").and_then(|corpus| {
+                    Meanings::load_or_compute(
+                        &coder,
+                        &corpus,
+                        &MeaningOptions::default(),
+                        &mut |f| {
+                            if f - last >= 0.01 {
+                                last = f;
+                                out(Reply {
+                                    id,
+                                    body: ReplyBody::MeaningProgress(f),
+                                });
+                            }
+                        },
+                    )
+                });
+                ReplyBody::Meanings(result.map(Arc::new).map_err(err_text))
+            }
+            Job::Opening { draw } => ReplyBody::Opened(
+                self.own_corpus(&coder, "the first screen")
+                    .and_then(|corpus| crate::meaning::opening(&coder, &corpus, 0, draw))
+                    .map(Box::new)
+                    .map_err(err_text),
             ),
         };
         out(Reply { id, body });
@@ -548,7 +611,7 @@ impl WorkerHandle {
     pub fn send(&self, req: Request) {
         let tx = if matches!(
             req.job.kind(),
-            JobKind::Stats | JobKind::Index | JobKind::Cluster
+            JobKind::Stats | JobKind::Index | JobKind::Cluster | JobKind::Meaning
         ) {
             &self.background
         } else {
