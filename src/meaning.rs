@@ -772,7 +772,7 @@ pub fn about_provenance(corpus: &str) -> CorpusAbout {
     if corpus.is_empty() || corpus == "wordnet" {
         return CorpusAbout {
             trained_on: "dictionary definitions from WordNet".into(),
-            example: "a small furry animal that climbs trees".into(),
+            example: "a tool used for cutting wood".into(),
         };
     }
     let name = Path::new(corpus)
@@ -887,7 +887,7 @@ pub fn opening(coder: &Coder, corpus: &Corpus, seed: u64, draw: u64) -> Result<O
         .find(|&t| t != candidates[encoded[best].0])
         .unwrap_or(candidates[encoded[best].0]);
     let example = if corpus.name == "wordnet" {
-        "a small furry animal that climbs trees"
+        "a tool used for cutting wood"
     } else {
         example_about
     };
