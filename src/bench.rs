@@ -265,8 +265,8 @@ pub fn interactive(
         code[r % l] = 1.0 - code[r % l];
         let _text = engine.decode(std::slice::from_ref(&code), Strategy::Greedy, &mut rng)?;
         let t1 = Instant::now();
-        let variants = crate::tasks::one_change_variants(&code, true, None);
-        let _scores = crate::tasks::variant_perplexities(engine, &ids, &code, &variants)?;
+        let variants = crate::coder::seq::one_change_variants(&code, true, None);
+        let _scores = crate::coder::seq::variant_perplexities(engine, &ids, &code, &variants)?;
         let t2 = Instant::now();
         if r >= warmup {
             total.push((t2 - t0).as_secs_f64() * 1e3);
@@ -274,8 +274,8 @@ pub fn interactive(
             bars.push((t2 - t1).as_secs_f64() * 1e3);
         }
     }
-    let variants = crate::tasks::one_change_variants(&code, true, None);
-    let fast = crate::tasks::variant_perplexities(engine, &ids, &code, &variants)?;
+    let variants = crate::coder::seq::one_change_variants(&code, true, None);
+    let fast = crate::coder::seq::variant_perplexities(engine, &ids, &code, &variants)?;
     let mut all = vec![code.clone()];
     all.extend(variants);
     let words = (engine.vocab.word_count(&ids) + 1) as f64;

@@ -136,6 +136,8 @@ pub struct GaussianReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct ReconReport {
     pub sentences: usize,
+    /// How the sentences were decoded ("greedy", "beam 4", …).
+    pub decoding: String,
     /// Share of sentences decoded exactly.
     pub exact_match: f64,
     /// Share of reference words reproduced at their position.
@@ -144,7 +146,43 @@ pub struct ReconReport {
     pub bleu4: f64,
     /// Share of input words that reach the model as (or containing) `<unk>`.
     pub input_unk_rate: f64,
+    /// Decoded words over reference words (below 1: decodings come out short).
+    pub length_ratio: f64,
+    /// Share of decodings that repeat some 3-gram three times or more ([`repeats_itself`]).
+    pub repetition_rate: f64,
+    /// The same share over greedy decodings of codes along paths between the sentences' codes
+    /// (random Hamming paths for bits, straight lines otherwise): how the model decodes away
+    /// from its data, where degenerate loops show first.
+    pub path_repetition_rate: f64,
+    /// Decodings the path figure is over.
+    pub path_decodings: usize,
 }
+
+/// True when some 3-gram occurs three times or more among `text`'s words: the loop a
+/// degenerate decoder falls into ("of the of the of the").
+pub fn repeats_itself(text: &str) -> bool {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut counts: std::collections::HashMap<&[&str], usize> = Default::default();
+    words.windows(3).any(|g| {
+        let c = counts.entry(g).or_default();
+        *c += 1;
+        *c >= 3
+    })
+}
+
+/// The share of `texts` that [`repeats_itself`] (0 for none).
+pub fn repetition_rate<'a>(texts: impl IntoIterator<Item = &'a str>) -> f64 {
+    let (mut n, mut repeating) = (0usize, 0usize);
+    for t in texts {
+        n += 1;
+        repeating += usize::from(repeats_itself(t));
+    }
+    repeating as f64 / n.max(1) as f64
+}
+
+/// Sentence pairs whose paths [`reconstruction`] decodes, and the points taken on each.
+const PATH_PAIRS: usize = 25;
+const POINTS_PER_PATH: usize = 8;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalReport {
@@ -167,8 +205,10 @@ pub struct EvalReport {
 pub struct EvalOptions {
     /// Sentences (the first N of the split) used for the bit-flip analysis; 0 skips it.
     pub flip_sentences: usize,
-    /// Sentences (the first N of the split) decoded greedily from their own code; 0 skips it.
+    /// Sentences (the first N of the split) decoded from their own code; 0 skips it.
     pub recon_sentences: usize,
+    /// How those reconstructions are decoded (greedy unless asked otherwise).
+    pub recon_strategy: crate::model::decode::Strategy,
     pub seed: u64,
 }
 
@@ -177,6 +217,7 @@ impl Default for EvalOptions {
         Self {
             flip_sentences: 1000,
             recon_sentences: 500,
+            recon_strategy: crate::model::decode::Strategy::Greedy,
             seed: 0,
         }
     }
@@ -249,7 +290,12 @@ pub fn evaluate(
     };
     let reconstruction = if kind.has_latent() && opts.recon_sentences > 0 {
         let n = opts.recon_sentences.min(sentences.len());
-        Some(reconstruction(model, vocab, &sentences[..n])?)
+        Some(reconstruction(
+            model,
+            vocab,
+            &sentences[..n],
+            opts.recon_strategy,
+        )?)
     } else {
         None
     };
@@ -267,37 +313,48 @@ pub fn evaluate(
     })
 }
 
-/// Greedy decodings of each sentence's deterministic code (rounded bits, μ), compared in words.
+/// Decodings (by `strategy`) of each sentence's deterministic code (rounded bits, μ), compared
+/// in words; the path figures are always greedy.
 pub fn reconstruction(
     model: &SeqAutoencoder,
     vocab: &Vocab,
     sentences: &[Vec<u32>],
+    strategy: crate::model::decode::Strategy,
 ) -> Result<ReconReport> {
     let (_, codes) = all_codes(model, sentences)?;
-    let max_len = model.cfg.max_len;
-    let mut pairs = Vec::with_capacity(sentences.len());
+    let decoded = decode_texts(model, vocab, &codes, strategy)?;
+    let pairs: Vec<(String, String)> = sentences
+        .iter()
+        .zip(decoded)
+        .map(|(s, d)| (vocab.decode(s), d))
+        .collect();
+    // Points along paths between consecutive sentences' codes (endpoints left out).
     let mut rng = StdRng::seed_from_u64(0);
-    for chunk in (0..sentences.len())
-        .collect::<Vec<_>>()
-        .chunks(EVAL_MAX_BATCH)
-    {
-        let flat: Vec<f32> = chunk
-            .iter()
-            .flat_map(|&i| codes[i].iter().copied())
-            .collect();
-        let z = Tensor::from_vec(flat, (chunk.len(), model.cfg.latent_dim), model.device())?;
-        let decoded = crate::model::decode::decode(
-            model,
-            Some(&z),
-            chunk.len(),
-            crate::model::decode::Strategy::Greedy,
-            max_len,
-            &mut rng,
-        )?;
-        for (&i, out) in chunk.iter().zip(decoded) {
-            pairs.push((vocab.decode(&sentences[i]), vocab.decode(&out)));
+    let binary = model.kind().is_binary();
+    let mut path_codes = Vec::new();
+    for pair in codes.chunks_exact(2).take(PATH_PAIRS) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let points: Vec<Vec<f32>> = if binary {
+            crate::explore::hamming_path(a, b, &mut rng)
+                .into_iter()
+                .map(|s| s.code)
+                .collect()
+        } else {
+            crate::explore::lerp_path(a, b, POINTS_PER_PATH + 1)
+        };
+        let inner = points.len().saturating_sub(2);
+        let take = inner.min(POINTS_PER_PATH);
+        for k in 0..take {
+            // Evenly spread over the inner points.
+            path_codes.push(points[1 + k * inner / take].clone());
         }
     }
+    let path_texts = decode_texts(
+        model,
+        vocab,
+        &path_codes,
+        crate::model::decode::Strategy::Greedy,
+    )?;
     let (mut unk_words, mut input_words) = (0usize, 0usize);
     for s in sentences {
         input_words += vocab.word_count(s);
@@ -310,7 +367,35 @@ pub fn reconstruction(
     }
     let mut report = compare_words(&pairs);
     report.input_unk_rate = unk_words as f64 / input_words.max(1) as f64;
+    report.decoding = strategy.label();
+    report.path_repetition_rate = repetition_rate(path_texts.iter().map(String::as_str));
+    report.path_decodings = path_texts.len();
     Ok(report)
+}
+
+/// Decodings of `codes` by `strategy`, as text, in order.
+fn decode_texts(
+    model: &SeqAutoencoder,
+    vocab: &Vocab,
+    codes: &[Vec<f32>],
+    strategy: crate::model::decode::Strategy,
+) -> Result<Vec<String>> {
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut texts = Vec::with_capacity(codes.len());
+    for chunk in codes.chunks(EVAL_MAX_BATCH) {
+        let flat: Vec<f32> = chunk.iter().flatten().copied().collect();
+        let z = Tensor::from_vec(flat, (chunk.len(), model.cfg.latent_dim), model.device())?;
+        let decoded = crate::model::decode::decode(
+            model,
+            Some(&z),
+            chunk.len(),
+            strategy,
+            model.cfg.max_len,
+            &mut rng,
+        )?;
+        texts.extend(decoded.iter().map(|out| vocab.decode(out)));
+    }
+    Ok(texts)
 }
 
 /// Exact match, positional word accuracy and corpus BLEU-4 of (reference, hypothesis) texts.
@@ -355,10 +440,15 @@ pub fn compare_words(pairs: &[(String, String)]) -> ReconReport {
     };
     ReconReport {
         sentences: pairs.len(),
+        decoding: String::new(),
         exact_match: exact as f64 / pairs.len().max(1) as f64,
         word_accuracy: right as f64 / ref_words.max(1) as f64,
         bleu4,
         input_unk_rate: 0.0,
+        length_ratio: hyp_words as f64 / ref_words.max(1) as f64,
+        repetition_rate: repetition_rate(pairs.iter().map(|(_, h)| h.as_str())),
+        path_repetition_rate: 0.0,
+        path_decodings: 0,
     }
 }
 
@@ -583,6 +673,17 @@ mod tests {
         let bp = (1.0f64 - 6.0 / 5.0).exp();
         assert!((short.bleu4 - bp).abs() < 1e-12, "{} vs {bp}", short.bleu4);
         assert_eq!(compare_words(&pairs(&[("a b c d", "x y")])).bleu4, 0.0);
+        assert!(repeats_itself("of the of the of the of the"));
+        assert!(
+            !repeats_itself("of the of the cat of the dog"),
+            "two of each 3-gram"
+        );
+        assert!(repeats_itself("a b c x a b c y a b c"));
+        assert!(!repeats_itself(""));
+        assert_eq!(
+            compare_words(&pairs(&[("a b", "a b c a b c a b c"), ("a b", "a b")])).repetition_rate,
+            0.5
+        );
         let two = compare_words(&pairs(&[("a b", "a b"), ("c d", "d c")]));
         assert_eq!(
             (two.sentences, two.exact_match, two.word_accuracy),

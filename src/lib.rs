@@ -3,13 +3,16 @@
 //! The library is layered by responsibility: [`corpus`] and [`vocab`] turn text into word ids,
 //! [`data`] groups them into batches, [`model`] holds the candle models, [`train`], [`eval`]
 //! and [`checkpoint`] work with them, [`engine`] is the sentence-level API over a loaded
-//! checkpoint, [`explore`] the pure operations on codes and [`tasks`] the sentence-level tasks the
-//! command line and the explorer share. Only [`tui`] knows about terminals.
+//! checkpoint, [`explore`] the pure operations on codes. Only [`tui`] knows about terminals.
 //!
-//! Bag-of-words models and semantic hashing: [`bow`] trains and loads NVDM, NASH and LSH,
-//! [`coder`] reads codes and features off any checkpoint, [`hamming`] packs codes and finds the
-//! exact Hamming top-k, [`search`] is a corpus's saved index, [`cosine`] the exact cosine top-k
-//! and multi-sample matching of continuous codes with its saved index, [`retrieval`] measures
+//! [`coder`] is the one loaded-model type over every kind, with the sequence family's half
+//! ([`coder::seq`]: the sentence-level tasks the command line and the explorer share), the
+//! bag-of-words family's half ([`coder::bow`]) and the types both return ([`coder::types`]).
+//!
+//! Bag-of-words models and semantic hashing: [`bow`] trains and loads NVDM, NASH and LSH, [`hamming`] packs codes and finds the
+//! exact Hamming top-k, [`cosine`] the exact cosine top-k and multi-sample matching of
+//! continuous codes, [`index`] a corpus's saved index (binary or continuous, one layer under
+//! both), [`retrieval`] measures
 //! precision@k, [`probe`] classifies labels from latent features and [`projection`] maps codes
 //! to 2-D.
 //!
@@ -30,18 +33,37 @@ pub mod engine;
 pub mod eval;
 pub mod explore;
 pub mod hamming;
+pub mod index;
 pub mod meaning;
 pub mod model;
 pub mod probe;
 pub mod projection;
 pub mod retrieval;
-pub mod search;
 pub mod structure;
-pub mod tasks;
 pub mod train;
 pub mod train_job;
 pub mod tui;
 pub mod vocab;
+
+/// The binary index under its old path (now [`index::binary`], on the shared layer [`index`]),
+/// kept so code written against it still builds.
+pub mod search {
+    pub use crate::index::binary::*;
+    pub use crate::index::{
+        default_path, file_sha256, index_entries, load_or_build as cached_beside, CachedIndex,
+        IndexEntries, IndexMeta,
+    };
+}
+
+/// The sequence family's sentence-level tasks under their old path (now [`coder::seq`], with
+/// the shared types in [`coder::types`]), kept so code written against it still builds.
+pub mod tasks {
+    pub use crate::coder::seq::*;
+    pub use crate::coder::types::{
+        walk_between, EncodedSentence, PathPoint, PathWalk, PriorChoice, Samples, SplitStats,
+        SAMPLE_CHUNK,
+    };
+}
 
 /// Keeps freed memory in the process instead of handing it back to the kernel.
 ///

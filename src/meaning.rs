@@ -29,11 +29,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::write_atomically;
 use crate::cluster::{distinctive_words, DistinctiveWord};
+use crate::coder::EncodedSentence;
 use crate::coder::{Coder, FeatureKind};
 use crate::corpus::{Corpus, Example, Split};
-use crate::search::{cached_at, file_sha256, CachedIndex};
+use crate::index::{file_sha256, CachedIndex};
 use crate::structure::subset;
-use crate::tasks::EncodedSentence;
 
 pub const MEANING_FORMAT: &str = "latent-tui-meaning/1";
 
@@ -518,23 +518,32 @@ impl Meanings {
         progress: &mut dyn FnMut(f64),
     ) -> Result<CachedIndex<Meanings>> {
         let checkpoint = coder.path();
-        cached_at(
-            checkpoint,
-            Self::default_path(checkpoint),
-            Self::load,
-            |m: &Self| {
-                m.meta.corpus_hash == corpus.hash
-                    && m.meta.options == *opts
-                    && m.dims.len() == coder.latent_dim()
-                    && m.binary == coder.is_binary()
-                    && file_sha256(checkpoint)
-                        .map(|s| s == m.meta.checkpoint_sha256)
-                        .unwrap_or(false)
-            },
-            |_| Self::compute(coder, corpus, opts, progress),
-            Self::save,
-            &coder.config().describe(),
-        )
+        let path = Self::default_path(checkpoint);
+        let fresh = |m: &Self| {
+            m.meta.corpus_hash == corpus.hash
+                && m.meta.options == *opts
+                && m.dims.len() == coder.latent_dim()
+                && m.binary == coder.is_binary()
+                && file_sha256(checkpoint)
+                    .map(|s| s == m.meta.checkpoint_sha256)
+                    .unwrap_or(false)
+        };
+        if let Some(index) = Self::load(&path).ok().filter(fresh) {
+            return Ok(CachedIndex {
+                index,
+                path,
+                from_disk: true,
+                save_error: None,
+            });
+        }
+        let index = Self::compute(coder, corpus, opts, progress)?;
+        let save_error = index.save(&path).err().map(|e| format!("{e:#}"));
+        Ok(CachedIndex {
+            index,
+            path,
+            from_disk: false,
+            save_error,
+        })
     }
 
     /// `name.safetensors` → `name.meaning.json`.

@@ -11,7 +11,7 @@ use rand::seq::index::sample;
 use rand::SeedableRng;
 use serde::Serialize;
 
-use crate::search::CorpusIndex;
+use crate::index::CorpusIndex;
 
 /// A fitted projection onto the top principal components.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -193,7 +193,7 @@ impl CodeMap {
 
     /// [`CodeMap::from_index`] for continuous codes.
     pub fn from_continuous(
-        index: &crate::cosine::ContinuousIndex,
+        index: &crate::index::ContinuousIndex,
         max_points: usize,
         seed: u64,
     ) -> Result<Self, String> {
@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn maps_an_index_and_places_a_code() {
-        use crate::search::{CorpusIndex, IndexMeta};
+        use crate::index::{CorpusIndex, IndexMeta};
         let codes: Vec<Vec<f32>> = (0..50)
             .map(|i| (0..8).map(|b| ((i >> (b % 4)) & 1) as f32).collect())
             .collect();

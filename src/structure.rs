@@ -34,7 +34,7 @@ use crate::cluster::{
 use crate::coder::{Coder, FeatureKind};
 use crate::corpus::{Corpus, Split};
 use crate::hamming::PackedCodes;
-use crate::search::CorpusIndex;
+use crate::index::CorpusIndex;
 
 /// Words shown for a bag-of-words model's "decoding".
 pub const DECODED_WORDS: usize = 8;

@@ -63,6 +63,80 @@ impl std::str::FromStr for KlAnneal {
     }
 }
 
+/// How the learning rate moves after the warm-up: kept, or decayed to `lr_floor` × the rate by
+/// the last step.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrDecay {
+    /// The same rate throughout (runs saved before schedules existed).
+    #[default]
+    Constant,
+    /// Straight down to the floor.
+    Linear,
+    /// Half a cosine down to the floor.
+    Cosine,
+}
+
+impl std::fmt::Display for LrDecay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LrDecay::Constant => "constant",
+            LrDecay::Linear => "linear",
+            LrDecay::Cosine => "cosine",
+        })
+    }
+}
+
+/// The learning rate of every step of a run: a linear warm-up over `warmup_steps`, then
+/// [`LrDecay`] from `lr` to `floor` × `lr` at the run's last step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LrSchedule {
+    pub lr: f64,
+    pub decay: LrDecay,
+    pub warmup_steps: u64,
+    /// The final rate as a fraction of `lr` (0..=1).
+    pub floor: f64,
+}
+
+impl LrSchedule {
+    /// The same rate at every step.
+    pub fn constant(lr: f64) -> Self {
+        Self {
+            lr,
+            decay: LrDecay::Constant,
+            warmup_steps: 0,
+            floor: 1.0,
+        }
+    }
+
+    /// The rate of step `step` (counting from 0) of a run of `total` steps. The warm-up takes
+    /// at most a tenth of the run, so a short run is not all warm-up.
+    pub fn at(&self, step: u64, total: u64) -> f64 {
+        let warmup = self.warmup_steps.min(total / 10);
+        let warm = if step < warmup {
+            (step + 1) as f64 / warmup as f64
+        } else {
+            1.0
+        };
+        let span = total.saturating_sub(warmup).max(1);
+        let progress = (step.saturating_sub(warmup) as f64 / span as f64).clamp(0.0, 1.0);
+        let decay = match self.decay {
+            LrDecay::Constant => 1.0,
+            LrDecay::Linear => 1.0 - progress,
+            LrDecay::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+        };
+        self.lr * warm * (self.floor + (1.0 - self.floor) * decay)
+    }
+}
+
+fn legacy_lr_decay() -> LrDecay {
+    LrDecay::Constant
+}
+
+fn default_lr_floor() -> f64 {
+    0.1
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(default)]
 pub struct TrainConfig {
@@ -89,6 +163,17 @@ pub struct TrainConfig {
     pub batch_tokens: usize,
     pub max_batch: usize,
     pub lr: f64,
+    /// The learning rate's decay after the warm-up (runs saved before schedules existed kept
+    /// it constant).
+    #[serde(default = "legacy_lr_decay")]
+    pub lr_decay: LrDecay,
+    /// Steps over which the learning rate grows linearly from 0 to `lr` (at most a tenth of
+    /// the run).
+    #[serde(default)]
+    pub warmup_steps: u64,
+    /// The rate at the last step, as a fraction of `lr` (decaying schedules).
+    #[serde(default = "default_lr_floor")]
+    pub lr_floor: f64,
     pub weight_decay: f64,
     pub clip_norm: f64,
     /// Probability that a decoder input word becomes <unk>.
@@ -118,6 +203,10 @@ pub struct TrainConfig {
     pub half: bool,
     /// Continue from `out` (its weights, vocabulary and optimiser state) instead of starting fresh.
     pub resume: bool,
+    /// Start from this checkpoint's weights and vocabulary (same architecture) instead of a
+    /// fresh initialisation; the file itself is only read.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
     /// Stop after this many seconds of training (validating and saving as at the last step),
     /// or at `steps`, whichever comes first.
     pub time_limit_secs: Option<f64>,
@@ -150,6 +239,9 @@ impl Default for TrainConfig {
             // 2e-3 trains better binary codes than 1e-3 in the same steps (lower perplexity and
             // less bit duplication on WordNet and on the Debian corpus; see README).
             lr: 2e-3,
+            lr_decay: LrDecay::Cosine,
+            warmup_steps: 200,
+            lr_floor: default_lr_floor(),
             weight_decay: 0.0,
             clip_norm: 5.0,
             word_dropout: 0.0,
@@ -167,6 +259,7 @@ impl Default for TrainConfig {
             checkpoint_every: 500,
             half: false,
             resume: false,
+            init: None,
             time_limit_secs: None,
         }
     }
@@ -185,6 +278,16 @@ impl TrainConfig {
             gumbel_temperature: self.gumbel_temperature,
             mi_head: self.mi_weight > 0.0 && self.kind.has_latent(),
             max_len: self.max_len,
+        }
+    }
+
+    /// The learning-rate schedule of this run.
+    pub fn lr_schedule(&self) -> LrSchedule {
+        LrSchedule {
+            lr: self.lr,
+            decay: self.lr_decay,
+            warmup_steps: self.warmup_steps,
+            floor: self.lr_floor,
         }
     }
 
@@ -251,6 +354,32 @@ impl TrainConfig {
                 "the learning rate must be a positive number, got {}",
                 self.lr
             );
+        }
+        if !(0.0..=1.0).contains(&self.lr_floor) {
+            bail!("--lr-floor must be within [0, 1], got {}", self.lr_floor);
+        }
+        if let Some(init) = &self.init {
+            if self.resume {
+                bail!("--init starts a new run from another checkpoint; --resume continues --out: give one of them");
+            }
+            if self.out.as_os_str().is_empty() {
+                bail!(
+                    "--init needs --out: the new run's checkpoint (the --init file is only read)"
+                );
+            }
+            let same = match (
+                std::fs::canonicalize(init),
+                std::fs::canonicalize(&self.out),
+            ) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => init == &self.out,
+            };
+            if same {
+                bail!(
+                    "--out {} is the --init checkpoint: give the new run its own --out (the --init file is only read)",
+                    self.out.display()
+                );
+            }
         }
         if self.vocab_size < 5 {
             bail!("--vocab-size must be at least 5 (4 special tokens and a word)");
@@ -551,6 +680,11 @@ impl Adam {
         })
     }
 
+    /// Sets the learning rate of the next steps.
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
     /// Clips the global gradient norm to `clip` (if positive), then updates; returns the norm.
     pub fn step(&mut self, grads: &GradStore, clip: f64) -> Result<f64> {
         let grads: Vec<Option<Vec<f32>>> = self
@@ -712,6 +846,8 @@ pub struct LoopSettings {
     pub kl_weight: f64,
     pub kl_anneal: KlAnneal,
     pub kl_anneal_steps: u64,
+    /// The learning rate of each step.
+    pub lr: LrSchedule,
     /// The checkpoint, named when the run diverges.
     pub out: PathBuf,
 }
@@ -760,6 +896,8 @@ pub trait Objective {
         kl_weight: f64,
         rng: &mut StdRng,
     ) -> Result<StepTerms>;
+    /// Sets the optimiser's learning rate for the next step.
+    fn set_lr(&mut self, lr: f64);
     /// A validation pass after `step` steps, or None when there is no validation data.
     fn validate(&mut self, step: u64) -> Result<Option<Validation>>;
     /// Writes the checkpoint after `step` steps (and sends its `Checkpoint` event).
@@ -799,6 +937,7 @@ pub fn run_loop(
         let t0 = Instant::now();
         let kl_w = kl_weight_at(s.kl_weight, s.kl_anneal, s.kl_anneal_steps, step);
         let mut rng = step_rng(s.seed, step);
+        objective.set_lr(s.lr.at(step, s.steps));
         let r = objective.step(batch, step, kl_w, &mut rng)?;
         step += 1;
 
@@ -1006,11 +1145,49 @@ pub fn train(
                 changes.join(", ")
             );
         }
+        if !ckpt.provenance.corpus_hash.is_empty() && ckpt.provenance.corpus_hash != corpus.hash {
+            bail!(
+                "cannot resume `{}`: it was trained on corpus `{}`, and `{}` is a different corpus \
+                 (its vocabulary would not fit); to fine-tune on it, start a new run with \
+                 --init {} --out NEW.safetensors",
+                cfg.out.display(),
+                ckpt.provenance.corpus,
+                corpus.name,
+                cfg.out.display()
+            );
+        }
         let built = Built::seq(mcfg, cfg.seed, &dev)?;
         ckpt.assign_to(&built.varmap)?;
         notes.push(format!("resuming from step {}", ckpt.provenance.step));
         resumed_tag = Some(StateTag::of_checkpoint(&ckpt)?);
         (ckpt.vocab, built, ckpt.provenance.step)
+    } else if let Some(init) = &cfg.init {
+        let ckpt =
+            Checkpoint::read(init, &dev).with_context(|| format!("--init {}", init.display()))?;
+        let mcfg = ckpt
+            .config
+            .expect_seq()
+            .map_err(|e| anyhow::anyhow!("--init {}: {e}", init.display()))?;
+        let changes = config_changes(
+            &ckpt.config,
+            &ModelConfig::Seq(cfg.model_config(mcfg.vocab_size)),
+        )?;
+        if !changes.is_empty() {
+            bail!(
+                "--init {} holds another architecture than this run asks for ({}); leave those flags out to keep the checkpoint's",
+                init.display(),
+                changes.join(", ")
+            );
+        }
+        let built = Built::seq(mcfg, cfg.seed, &dev)?;
+        ckpt.assign_to(&built.varmap)?;
+        notes.push(format!(
+            "starting from the weights and vocabulary of {} (step {} on corpus `{}`)",
+            init.display(),
+            ckpt.provenance.step,
+            ckpt.provenance.corpus
+        ));
+        (ckpt.vocab, built, 0)
     } else {
         if cfg.resume {
             notes.push(format!(
@@ -1125,6 +1302,7 @@ pub fn train(
         kl_weight: cfg.kl_weight,
         kl_anneal: cfg.kl_anneal,
         kl_anneal_steps: cfg.kl_anneal_steps,
+        lr: cfg.lr_schedule(),
         out: cfg.out.clone(),
     };
     run_loop(&mut objective, &settings, &send, control)
@@ -1214,6 +1392,10 @@ where
             pairs,
             metrics: Vec::new(),
         }))
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.adam.set_lr(lr);
     }
 
     fn save(&mut self, step: u64, metrics: &BTreeMap<String, f64>) -> Result<()> {

@@ -10,14 +10,11 @@ use std::path::Path;
 use anyhow::Result;
 use candle_core::Device;
 use latent_tui::checkpoint::{save_varmap, Provenance, Storage};
-use latent_tui::coder::Coder;
+use latent_tui::coder::{seq, Coder};
 use latent_tui::corpus::{Corpus, LoadOptions, Split};
-use latent_tui::cosine::{
-    close_pairs, engine_posteriors, matches, ContinuousIndex, MatchRule, Posterior,
-    CONTINUOUS_INDEX_FORMAT,
-};
+use latent_tui::cosine::{close_pairs, matches, MatchRule, Posterior};
+use latent_tui::index::{ContinuousIndex, CorpusIndex, IndexMeta, CONTINUOUS_INDEX_FORMAT};
 use latent_tui::model::{Built, ModelConfig, NvdmConfig};
-use latent_tui::search::{CorpusIndex, IndexMeta};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use safetensors::{tensor::TensorView, Dtype};
@@ -443,7 +440,7 @@ fn builds_from_gaussian_and_nvdm_checkpoints() -> Result<()> {
         engine.latent_dim(),
         &corpus,
         &[Split::Train],
-        &mut |texts| engine_posteriors(&engine, texts, &mut |_| {}),
+        &mut |texts| seq::posteriors(&engine, texts, &mut |_| {}),
     )?;
     assert_eq!(same, index);
 

@@ -377,7 +377,10 @@ fn every_latent_kind_and_option_trains_and_decodes() {
         };
         for strategy in [
             Strategy::Greedy,
-            Strategy::Beam { width: 3 },
+            Strategy::Beam {
+                width: 3,
+                length_penalty: 0.6,
+            },
             Strategy::Sample { temperature: 1.0 },
         ] {
             let out = engine.decode(&codes, strategy, &mut rng).unwrap();

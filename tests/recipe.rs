@@ -219,3 +219,142 @@ fn time_limit_stops_bag_of_words_training_and_saves() {
     let (ok, log) = train_bow("lsh", &["--time", "5s"], &dir.path().join("l"), corpus);
     assert!(!ok && log.contains("--time does not apply to lsh"), "{log}");
 }
+
+/// The training perplexity a run's log reports at `step`.
+fn ppl_at(log: &str, step: u64) -> f64 {
+    let prefix = format!("step {step}/");
+    let line = log
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no step {step} line in {log}"));
+    let after = line.split(" ppl ").nth(1).expect("a ppl field");
+    after.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn init_starts_a_new_run_from_a_checkpoint_and_never_touches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = &common::fixtures().corpus;
+    let base = dir.path().join("base.safetensors");
+    let (ok, log) = train(
+        &["--steps", "40", "--lr", "1e-2", "--log-every", "1"],
+        &base,
+        corpus,
+    );
+    assert!(ok, "{log}");
+    let before = std::fs::read(&base).unwrap();
+
+    // Another corpus: the same sentences and a few more, so the vocabulary fits.
+    let other = dir.path().join("other.txt");
+    let mut lines = common::corpus_lines();
+    lines.push("the small dog likes the old river".into());
+    lines.push("a red bird follows the cat".into());
+    std::fs::write(&other, lines.join("\n") + "\n").unwrap();
+
+    let tuned = dir.path().join("tuned.safetensors");
+    let run = |extra: &[&str], out: &std::path::Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+            .args(["train", "--corpus"])
+            .arg(&other)
+            .args(["--steps", "3", "--log-every", "1", "--valid-every", "0"])
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let init = base.to_str().unwrap();
+    let (ok, log) = run(&["--init", init], &tuned);
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("starting from the weights and vocabulary of"),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read(&base).unwrap(),
+        before,
+        "--init only reads its file"
+    );
+    let (a, b) = (common::engine(&base), common::engine(&tuned));
+    assert_eq!(a.vocab.len(), b.vocab.len());
+    assert_eq!(b.provenance.step, 3);
+    assert_eq!(
+        b.model.cfg, a.model.cfg,
+        "the architecture comes from --init"
+    );
+
+    // The trained weights are really loaded: the first step starts far below a fresh model.
+    let fresh = dir.path().join("fresh.safetensors");
+    let (ok, fresh_log) = train(
+        &[
+            "--steps",
+            "3",
+            "--lr",
+            "1e-2",
+            "--log-every",
+            "1",
+            "--valid-every",
+            "0",
+        ],
+        &fresh,
+        &other,
+    );
+    assert!(ok, "{fresh_log}");
+    assert!(
+        ppl_at(&log, 1) < 0.8 * ppl_at(&fresh_log, 1),
+        "init {} vs fresh {}",
+        ppl_at(&log, 1),
+        ppl_at(&fresh_log, 1)
+    );
+
+    // Refused: the init file as --out, another architecture, and --resume together.
+    let (ok, log) = run(&["--init", init], &base);
+    assert!(!ok && log.contains("is the --init checkpoint"), "{log}");
+    let (ok, log) = run(&["--init", init, "--hidden-dim", "20"], &tuned);
+    assert!(!ok && log.contains("another architecture"), "{log}");
+    let (ok, log) = run(&["--init", init, "--resume"], &tuned);
+    assert!(!ok, "{log}");
+    assert_eq!(std::fs::read(&base).unwrap(), before);
+}
+
+#[test]
+fn resume_refuses_another_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = &common::fixtures().corpus;
+    let out = dir.path().join("run.safetensors");
+    let (ok, log) = train(&["--steps", "2"], &out, corpus);
+    assert!(ok, "{log}");
+    let before = std::fs::read(&out).unwrap();
+    let other = dir.path().join("other.txt");
+    std::fs::write(
+        &other,
+        "a completely different corpus\nwith other words in it\n".repeat(20),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args(["train", "--resume", "--steps", "4", "--corpus"])
+        .arg(&other)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{log}");
+    assert!(
+        log.contains("is a different corpus") && log.contains("--init"),
+        "{log}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), before, "the run is untouched");
+    // Its own corpus still resumes.
+    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args(["train", "--resume", "--steps", "4", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(common::engine(&out).provenance.step, 4);
+}

@@ -31,6 +31,7 @@ fn eval(engine: &Engine, ids: &[Vec<u32>], flip_sentences: usize) -> EvalReport 
         flip_sentences,
         recon_sentences: 0,
         seed: 0,
+        ..Default::default()
     };
     evaluate(&engine.model, &engine.vocab, ids, &opts, &mut |_| {}).unwrap()
 }
@@ -221,4 +222,46 @@ fn the_nvdm_model_uses_its_latent() {
         score.kl_per_document()
     );
     assert!(score.ppl() < 1200.0, "perplexity with μ {}", score.ppl());
+}
+
+/// Beam search returns a finished hypothesis: its summed log-probability, `<eos>` included, is
+/// at least greedy decoding's on most sentences (before, a live hypothesis whose sum left out
+/// what ending it costs could win, and came out cut off: "like or pertaining to the").
+#[test]
+fn beam_search_returns_finished_hypotheses_at_least_as_likely_as_greedy() {
+    use latent_tui::model::decode::Strategy;
+    use rand::SeedableRng;
+    let engine = shipped("binary.safetensors");
+    let sentences = test_sentences(&engine, 40);
+    let codes: Vec<Vec<f32>> = engine
+        .encode(&sentences)
+        .unwrap()
+        .iter()
+        .map(|e| e.deterministic_code(true))
+        .collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let greedy = engine
+        .decode_ids(&codes, Strategy::Greedy, &mut rng)
+        .unwrap();
+    let beam = engine
+        .decode_ids(
+            &codes,
+            Strategy::Beam {
+                width: 4,
+                length_penalty: 0.0,
+            },
+            &mut rng,
+        )
+        .unwrap();
+    let mut at_least = 0;
+    for ((code, g), b) in codes.iter().zip(&greedy).zip(&beam) {
+        let nll = |s: &Vec<u32>| engine.score(std::slice::from_ref(code), s).unwrap()[0];
+        if nll(b) <= nll(g) + 1e-3 {
+            at_least += 1;
+        }
+    }
+    assert!(
+        at_least >= 36,
+        "beam (α = 0) as likely as greedy on {at_least} of 40 sentences"
+    );
 }

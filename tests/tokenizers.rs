@@ -136,6 +136,7 @@ fn eval_reports_reconstruction_for_models_with_a_code() {
         flip_sentences: 0,
         recon_sentences: 25,
         seed: 0,
+        ..Default::default()
     };
     let lines = common::corpus_lines();
     for (path, has_code) in [(&f.binary, true), (&f.gaussian, true), (&f.lm, false)] {

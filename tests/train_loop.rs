@@ -9,8 +9,8 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use anyhow::Result;
 use latent_tui::train::{
-    run_loop, KlAnneal, LoopSettings, Objective, StepTerms, TrainControl, TrainEvent, ValidStats,
-    Validation,
+    run_loop, KlAnneal, LoopSettings, LrDecay, LrSchedule, Objective, StepTerms, TrainControl,
+    TrainEvent, ValidStats, Validation,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -29,6 +29,8 @@ struct Toy {
     nan_at: Option<u64>,
     /// Cancel this control after this step (from 0).
     cancel_after: Option<(u64, TrainControl)>,
+    /// The learning rate set before each step.
+    lrs: Vec<f64>,
 }
 
 impl Objective for Toy {
@@ -91,6 +93,10 @@ impl Objective for Toy {
         }))
     }
 
+    fn set_lr(&mut self, lr: f64) {
+        self.lrs.push(lr);
+    }
+
     fn save(&mut self, step: u64, metrics: &BTreeMap<String, f64>) -> Result<()> {
         assert_eq!(metrics.get("extra"), self.validated.last().map(|_| &7.0));
         self.saved.lock().unwrap().push((step, self.state));
@@ -109,6 +115,12 @@ fn settings(steps: u64) -> LoopSettings {
         kl_weight: 2.0,
         kl_anneal: KlAnneal::Linear,
         kl_anneal_steps: 4,
+        lr: LrSchedule {
+            lr: 1.0,
+            decay: LrDecay::Cosine,
+            warmup_steps: 2,
+            floor: 0.1,
+        },
         out: PathBuf::from("/nonexistent/toy.safetensors"),
     }
 }
@@ -241,5 +253,67 @@ fn a_cancelled_run_saves_and_resuming_it_equals_never_stopping() {
         "same batches and draws as the whole run"
     );
     assert_eq!(rest.kl_weights[..], whole.kl_weights[5..]);
+    assert_eq!(
+        rest.lrs[..],
+        whole.lrs[5..],
+        "a resumed run continues the schedule"
+    );
     assert_ne!(first.state, whole.state);
+}
+
+#[test]
+fn the_learning_rate_warms_up_then_decays_to_its_floor() {
+    let mut toy = Toy::default();
+    let (done, _) = run(&mut toy, &settings(20), &TrainControl::default());
+    assert_eq!(done.unwrap(), 20);
+    // Two warm-up steps: ½, 1; then half a cosine over the other 18 steps down towards 0.1.
+    assert_eq!(toy.lrs.len(), 20);
+    assert!((toy.lrs[0] - 0.5).abs() < 1e-12, "{:?}", toy.lrs);
+    assert!((toy.lrs[1] - 1.0).abs() < 1e-12);
+    assert!(
+        (toy.lrs[2] - 1.0).abs() < 1e-12,
+        "decay starts after the warm-up"
+    );
+    assert!(
+        toy.lrs[2..].windows(2).all(|w| w[1] < w[0]),
+        "{:?}",
+        toy.lrs
+    );
+    let midway = 0.1 + 0.9 * 0.5;
+    assert!((toy.lrs[11] - midway).abs() < 1e-12, "{:?}", toy.lrs);
+    assert!(toy.lrs[19] > 0.1 && toy.lrs[19] < 0.11);
+    // A run shorter than ten warm-ups warms up over a tenth of it.
+    let mut short = Toy::default();
+    run(&mut short, &settings(10), &TrainControl::default())
+        .0
+        .unwrap();
+    assert!((short.lrs[0] - 1.0).abs() < 1e-12, "{:?}", short.lrs);
+}
+
+#[test]
+fn schedules_reach_their_floor_and_constant_stays_put() {
+    let total = 100;
+    for decay in [LrDecay::Linear, LrDecay::Cosine] {
+        let s = LrSchedule {
+            lr: 2e-3,
+            decay,
+            warmup_steps: 0,
+            floor: 0.25,
+        };
+        assert_eq!(s.at(0, total), 2e-3, "{decay}");
+        assert!((s.at(total, total) - 5e-4).abs() < 1e-15, "{decay}");
+        assert!(
+            (s.at(total * 10, total) - 5e-4).abs() < 1e-15,
+            "past the end: the floor"
+        );
+    }
+    let linear = LrSchedule {
+        lr: 1.0,
+        decay: LrDecay::Linear,
+        warmup_steps: 0,
+        floor: 0.0,
+    };
+    assert!((linear.at(25, total) - 0.75).abs() < 1e-12);
+    let c = LrSchedule::constant(3e-3);
+    assert!((0..200).all(|t| c.at(t, total) == 3e-3));
 }

@@ -5,7 +5,6 @@
 //! asked to keep them), so those words become `<unk>` and never enter a bag: the choice is
 //! recorded by the checkpoint's own `tokenizer.json` and needs no extra config.
 
-pub mod explore;
 pub mod train;
 pub mod words;
 

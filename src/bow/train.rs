@@ -24,8 +24,8 @@ use crate::model::{
     named_vars, parameter_count, Built, LshConfig, ModelConfig, NashConfig, NvdmConfig,
 };
 use crate::train::{
-    run_loop, Adam, KlAnneal, LoopSettings, Objective, StepTerms, TrainControl, TrainEvent,
-    TrainOutcome, ValidStats, Validation,
+    run_loop, Adam, KlAnneal, LoopSettings, LrSchedule, Objective, StepTerms, TrainControl,
+    TrainEvent, TrainOutcome, ValidStats, Validation,
 };
 use crate::vocab::Vocab;
 
@@ -287,6 +287,11 @@ impl BowOptimizer {
         })
     }
 
+    /// Sets the learning rate of the next steps.
+    pub fn set_lr(&mut self, lr: f64) {
+        self.adam.set_lr(lr);
+    }
+
     /// One step on `bags` (non-empty documents) with the KL weighted by `kl_weight`.
     pub fn step(
         &mut self,
@@ -439,6 +444,7 @@ pub fn fit_labelled(
         kl_weight: opts.kl_weight,
         kl_anneal: opts.kl_anneal,
         kl_anneal_steps: opts.kl_anneal_steps,
+        lr: LrSchedule::constant(opts.lr),
         out: PathBuf::new(),
     };
     // Nobody follows an in-memory fit: its events go nowhere.
@@ -491,6 +497,10 @@ impl Objective for FitObjective<'_> {
 
     fn validate(&mut self, _step: u64) -> Result<Option<Validation>> {
         Ok(None)
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.opt.set_lr(lr);
     }
 
     fn save(&mut self, _step: u64, _metrics: &BTreeMap<String, f64>) -> Result<()> {
@@ -684,6 +694,7 @@ pub fn train_bow(
         kl_weight: cfg.kl_weight,
         kl_anneal: cfg.kl_anneal,
         kl_anneal_steps: cfg.kl_anneal_steps,
+        lr: LrSchedule::constant(cfg.lr),
         out: cfg.out.clone(),
     };
     run_loop(&mut objective, &settings, &send, control)
@@ -762,6 +773,10 @@ where
             pairs,
             metrics: vec![("valid_ppl_bound".into(), score.ppl_bound())],
         }))
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.opt.set_lr(lr);
     }
 
     fn save(&mut self, step: u64, metrics: &BTreeMap<String, f64>) -> Result<()> {

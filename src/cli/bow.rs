@@ -12,8 +12,8 @@ use crate::bow::train::{BowFamily, BowTrainConfig};
 use crate::cli::TrainArgs;
 use crate::coder::{read_features, Coder, FeatureKind};
 use crate::corpus::{Corpus, LoadOptions, Split};
+use crate::index::CorpusIndex;
 use crate::model::bow::{BowInput, NashNoise};
-use crate::search::CorpusIndex;
 use crate::train_job::TrainJob;
 
 /// What `train --kind` names (defined beside the runner that trains any kind).
@@ -603,7 +603,8 @@ fn search_continuous(
     query: Option<String>,
     coder: Coder,
 ) -> Result<()> {
-    use crate::cosine::{ContinuousIndex, MatchRule};
+    use crate::cosine::MatchRule;
+    use crate::index::ContinuousIndex;
     let Some(query) = query else {
         anyhow::bail!(
             "--code takes bits; {} has continuous codes: search by sentence",

@@ -12,7 +12,7 @@ use crate::cluster::{ClusterMethod, ClusterOptions};
 use crate::coder::{Coder, FeatureKind};
 use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::explore::bit_string;
-use crate::search::CorpusIndex;
+use crate::index::CorpusIndex;
 use crate::structure::{
     analogy, changed_bits, cluster_corpus, AttributeVector, CodedCorpus, DECODED_WORDS,
 };
@@ -182,8 +182,9 @@ pub(super) fn progress_bar(what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// The codes to cluster: the index saved beside a binary checkpoint when it holds exactly this
-/// corpus's train split under this checkpoint file, else the split encoded now.
+/// The codes to cluster: the index saved beside a binary checkpoint when it is fresh
+/// ([`crate::index::IndexMeta::is_fresh`]: this corpus's train split under this checkpoint
+/// file), else the split encoded now.
 fn coded_corpus(
     path: &Path,
     coder: &Coder,
@@ -191,15 +192,8 @@ fn coded_corpus(
     args: &ClusterArgs,
 ) -> Result<CodedCorpus> {
     if coder.is_binary() && args.split == Split::Train && args.max_entries.is_none() {
-        let saved = CorpusIndex::load(&CorpusIndex::default_path(path))
-            .ok()
-            .filter(|ix| {
-                ix.meta.corpus_hash == corpus.hash
-                    && ix.meta.splits == ["train"]
-                    && ix.bits() == coder.latent_dim()
-                    && ix.is_current_for(path).unwrap_or(false)
-            });
-        if let Some(ix) = saved {
+        if let Some(ix) = crate::index::load_fresh::<CorpusIndex>(path, corpus, coder.latent_dim())
+        {
             return Ok(CodedCorpus::from_index(&ix));
         }
     }

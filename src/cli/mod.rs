@@ -171,7 +171,7 @@ pub enum Command {
         /// Binary prior: `uniform` bits, or each bit drawn with its corpus `means`
         /// [default: uniform]
         #[arg(long, value_enum)]
-        prior: Option<crate::tasks::PriorChoice>,
+        prior: Option<crate::coder::PriorChoice>,
         /// Print JSON instead of plain text.
         #[arg(long)]
         json: bool,
@@ -221,6 +221,10 @@ pub struct StrategyArgs {
     /// Beam search with this width, 1 to 256 (default: greedy).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_BEAM as u64))]
     pub beam: Option<u64>,
+    /// The beam's length-penalty exponent α: hypotheses rank by summed log-probability over
+    /// ((5 + length) / 6)^α (GNMT); 0 ranks by the plain sum, which favours short decodings.
+    #[arg(long, default_value_t = crate::model::decode::DEFAULT_LENGTH_PENALTY, value_parser = parse_length_penalty)]
+    pub length_penalty: f64,
     /// Sample words instead of taking the most likely.
     #[arg(long)]
     pub sample: bool,
@@ -259,11 +263,23 @@ fn parse_word_temperature(s: &str) -> std::result::Result<f64, String> {
     Ok(t)
 }
 
+/// A beam length-penalty exponent: finite, within 0..=5.
+fn parse_length_penalty(s: &str) -> std::result::Result<f64, String> {
+    let a: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if !(0.0..=5.0).contains(&a) {
+        return Err(format!(
+            "the length penalty must be within 0 and 5, got {s}"
+        ));
+    }
+    Ok(a)
+}
+
 impl StrategyArgs {
     fn strategy(&self) -> Strategy {
         match (self.beam, self.sample) {
             (Some(width), _) => Strategy::Beam {
                 width: width as usize,
+                length_penalty: self.length_penalty,
             },
             (None, true) => Strategy::Sample {
                 temperature: self.temperature,
@@ -315,6 +331,12 @@ pub struct EvalArgs {
     /// match, word accuracy, BLEU-4); 0 skips them.
     #[arg(long, default_value_t = 500)]
     pub recon_sentences: usize,
+    /// Decode the reconstructions by beam search of this width instead of greedily.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_BEAM as u64))]
+    pub recon_beam: Option<u64>,
+    /// The beam's length-penalty exponent α (with --recon-beam; 0: plain summed log-probability).
+    #[arg(long, default_value_t = crate::model::decode::DEFAULT_LENGTH_PENALTY, value_parser = parse_length_penalty)]
+    pub length_penalty: f64,
     /// Seed of the sampled codes.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -344,6 +366,11 @@ pub struct TrainArgs {
     /// Continue the run saved at --out (its config, weights, vocabulary and optimiser state).
     #[arg(long)]
     pub resume: bool,
+    /// Start a new run from this checkpoint's weights and vocabulary (fine-tuning, e.g. on
+    /// another corpus): its architecture and training settings are the defaults, flags given
+    /// as well override them, the step count starts from 0, and the file is only read.
+    #[arg(long, conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
     /// Total optimiser steps (a resumed run continues up to this many).
     #[arg(long)]
     pub steps: Option<u64>,
@@ -394,6 +421,17 @@ pub struct TrainArgs {
     /// Adam learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
+    /// How the learning rate decays after the warm-up: constant, linear or cosine (to
+    /// --lr-floor × --lr at the last step).
+    #[arg(long, value_enum)]
+    pub lr_decay: Option<crate::train::LrDecay>,
+    /// Steps over which the learning rate grows linearly from 0 to --lr (at most a tenth of
+    /// the run).
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
+    /// The learning rate at the last step, as a fraction of --lr (0 to 1).
+    #[arg(long)]
+    pub lr_floor: Option<f64>,
     /// Decoupled weight decay (AdamW).
     #[arg(long)]
     pub weight_decay: Option<f64>,
@@ -750,6 +788,9 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         cfg.out = out;
         cfg.resume = true;
     }
+    if let Some(init) = &args.init {
+        cfg = init_config(init, cfg)?;
+    }
     macro_rules! set {
         ($($field:ident),*) => { $( if let Some(v) = args.$field.clone() { cfg.$field = v; } )* };
     }
@@ -772,6 +813,9 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         batch_tokens,
         max_batch,
         lr,
+        lr_decay,
+        warmup_steps,
+        lr_floor,
         weight_decay,
         clip_norm,
         word_dropout,
@@ -820,6 +864,50 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             crate::data::length_batches(&lengths, cfg.batch_tokens, cfg.max_batch).len();
         cfg.steps = ((epochs * per_epoch as f64).ceil() as u64).max(1);
     }
+    Ok(cfg)
+}
+
+/// The starting config of `train --init CKPT`: the run that made CKPT (its architecture,
+/// tokenizer and training settings), or `base` with CKPT's architecture where it records no
+/// run; steps count from 0 and the output is never CKPT itself.
+fn init_config(init: &Path, base: TrainConfig) -> Result<TrainConfig> {
+    let ckpt = crate::checkpoint::Checkpoint::read(init, &Device::Cpu)
+        .with_context(|| format!("--init {}", init.display()))?;
+    let model = ckpt.config.expect_seq().map_err(|e| {
+        anyhow::anyhow!(
+            "--init {}: {e}; only sequence models can be fine-tuned",
+            init.display()
+        )
+    })?;
+    let stored = ckpt
+        .provenance
+        .train_config
+        .as_ref()
+        .and_then(|v| serde_json::from_value::<TrainConfig>(v.clone()).ok());
+    let mut cfg = match stored {
+        Some(stored) => stored,
+        None => base,
+    };
+    cfg.kind = model.latent;
+    cfg.embed_dim = model.embed_dim;
+    cfg.hidden_dim = model.hidden_dim;
+    cfg.latent_dim = model.latent_dim;
+    cfg.summary = model.summary;
+    cfg.z_every_step = model.z_every_step;
+    cfg.gumbel_temperature = model.gumbel_temperature;
+    cfg.max_len = model.max_len;
+    cfg.vocab_size = model.vocab_size;
+    // A new run: today's learning-rate schedule, whatever the old run used.
+    let fresh = TrainConfig::default();
+    cfg.lr_decay = fresh.lr_decay;
+    cfg.warmup_steps = fresh.warmup_steps;
+    cfg.lr_floor = fresh.lr_floor;
+    cfg.init = Some(init.to_path_buf());
+    cfg.resume = false;
+    cfg.time_limit_secs = None;
+    cfg.steps = TrainConfig::default().steps;
+    // The stored run's --out is the init file itself: a new run needs its own.
+    cfg.out = PathBuf::new();
     Ok(cfg)
 }
 
@@ -1004,7 +1092,7 @@ fn train(args: TrainArgs) -> Result<()> {
 }
 
 fn corpus_for(engine: &Engine, spec: &Option<String>) -> Result<Corpus> {
-    crate::tasks::corpus_of(engine, spec.as_deref())
+    crate::coder::seq::corpus_of(engine, spec.as_deref())
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
@@ -1029,6 +1117,13 @@ fn eval(args: EvalArgs) -> Result<()> {
     let opts = EvalOptions {
         flip_sentences: args.flip_sentences,
         recon_sentences: args.recon_sentences,
+        recon_strategy: match args.recon_beam {
+            Some(width) => Strategy::Beam {
+                width: width as usize,
+                length_penalty: args.length_penalty,
+            },
+            None => Strategy::Greedy,
+        },
         seed: args.seed,
     };
     let bar = ProgressBar::new(1000);
@@ -1109,12 +1204,20 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
     }
     if let Some(rc) = &r.reconstruction {
         println!(
-            "  reconstruction ({} sentences, greedy from the deterministic code): exact {:.1}%, words in place {:.1}%, BLEU-4 {:.3}; input words unknown {:.2}%",
+            "  reconstruction ({} sentences, {} from the deterministic code): exact {:.1}%, words in place {:.1}%, BLEU-4 {:.3}, length {:.2}× the reference; input words unknown {:.2}%",
             rc.sentences,
+            rc.decoding,
             rc.exact_match * 100.0,
             rc.word_accuracy * 100.0,
             rc.bleu4,
+            rc.length_ratio,
             rc.input_unk_rate * 100.0
+        );
+        println!(
+            "  repetition (a 3-gram three times or more): {:.1}% of reconstructions, {:.1}% of {} decodings along paths between their codes",
+            rc.repetition_rate * 100.0,
+            rc.path_repetition_rate * 100.0,
+            rc.path_decodings
         );
     }
     if let Some(g) = &r.gaussian {
@@ -1502,26 +1605,26 @@ fn sample(
     n: usize,
     seed: u64,
     temperature: Option<f32>,
-    prior: Option<crate::tasks::PriorChoice>,
+    prior: Option<crate::coder::PriorChoice>,
     json_out: bool,
 ) -> Result<()> {
     // Any model that decodes: sentences, or for nash and nvdm the decoder's top words.
     let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
     let kind = coder.kind_name();
     let binary = coder.is_binary();
-    let prior = prior.unwrap_or(crate::tasks::PriorChoice::Uniform);
+    let prior = prior.unwrap_or(crate::coder::PriorChoice::Uniform);
     if binary && temperature.is_some() {
         bail!(
             "--temperature sets σ of a gaussian prior (or word sampling for `lm`); a `{kind}` model's prior is bits, drawn uniformly or with --prior means"
         );
     }
-    if !binary && prior == crate::tasks::PriorChoice::Means {
+    if !binary && prior == crate::coder::PriorChoice::Means {
         bail!(
             "--prior means draws each bit with its corpus mean; a `{kind}` model has no bits (its prior is N(0, t²I): set t with --temperature)"
         );
     }
     let temperature = temperature.unwrap_or(1.0);
-    let means = if binary && prior == crate::tasks::PriorChoice::Means {
+    let means = if binary && prior == crate::coder::PriorChoice::Means {
         Some(coder.corpus_bit_means()?)
     } else {
         None
@@ -1587,7 +1690,7 @@ fn flip(ckpt: &Option<PathBuf>, sentence: &str, bits: &[usize], json_out: bool) 
     let effects = coder.code_effects(
         &ids,
         &code,
-        &crate::tasks::one_change_variants(&code, true, None),
+        &crate::coder::seq::one_change_variants(&code, true, None),
     )?;
     let (measure, heading) = if effects.nll {
         ("nll", "NLL (nats)")

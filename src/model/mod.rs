@@ -12,6 +12,7 @@ pub mod ops;
 pub mod output_layer;
 pub mod packed;
 pub mod seq;
+pub mod sgemm;
 
 use std::collections::BTreeMap;
 

@@ -11,9 +11,9 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, D};
 use rayon::prelude::*;
 
-use super::gru::{contiguous_f32, sgemm};
 use super::kernels;
 use super::packed::{PackedMatrix, TILE_ROWS};
+use super::sgemm::{contiguous_f32, sgemm};
 
 /// Negative log-likelihood of `targets` (N,) under `logits` (N, V), per row, shape (N,): the
 /// stock composition, used off the CPU and as the reference for the fused op.

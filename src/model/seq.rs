@@ -253,7 +253,7 @@ fn weights_print(tensors: &[&Tensor]) -> Result<Option<u64>> {
         let candle_core::Storage::Cpu(s) = &*guard else {
             return Ok(None);
         };
-        let values = super::gru::contiguous_f32(s, t.layout(), "weights")?;
+        let values = super::sgemm::contiguous_f32(s, t.layout(), "weights")?;
         print ^= super::kernels::fingerprint(values).rotate_left(17 * i as u32);
     }
     Ok(Some(print))
@@ -581,8 +581,8 @@ impl SeqAutoencoder {
         let (wg, bg) = (weight.storage_and_layout().0, bias.storage_and_layout().0);
         let (w, b) = match (&*wg, &*bg) {
             (candle_core::Storage::Cpu(ws), candle_core::Storage::Cpu(bs)) => (
-                super::gru::contiguous_f32(ws, weight.layout(), "output weight")?,
-                super::gru::contiguous_f32(bs, bias.layout(), "output bias")?,
+                super::sgemm::contiguous_f32(ws, weight.layout(), "output weight")?,
+                super::sgemm::contiguous_f32(bs, bias.layout(), "output bias")?,
             ),
             _ => candle_core::bail!("the 8-bit output layer is made from CPU tensors"),
         };

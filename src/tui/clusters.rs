@@ -135,8 +135,10 @@ pub fn compute_clusters(
         Entries::Hamming(ix) => CodedCorpus::from_index(&ix).subset(req.max_entries, req.seed),
         Entries::Cosine(_) => {
             let corpus = match &req.corpus {
-                Some(spec) => crate::tasks::corpus_of_provenance(coder.provenance(), Some(spec))?,
-                None => crate::tasks::own_corpus_of(coder.provenance(), "clusters")?,
+                Some(spec) => {
+                    crate::coder::seq::corpus_of_provenance(coder.provenance(), Some(spec))?
+                }
+                None => crate::coder::seq::own_corpus_of(coder.provenance(), "clusters")?,
             };
             CodedCorpus::encode(
                 coder,

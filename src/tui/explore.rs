@@ -18,11 +18,11 @@ use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, grouped_columns, put, text, InputAction, TextInput, EIGHTHS};
 use super::worker::{Bars, Job, JobKind};
 use crate::coder::Capabilities;
+use crate::coder::EncodedSentence;
 use crate::explore;
+use crate::index::CachedIndex;
 use crate::meaning::{self, CorpusAbout, Meanings, Opening};
 use crate::model::decode::Strategy;
-use crate::search::CachedIndex;
-use crate::tasks::EncodedSentence;
 
 /// Where keys go: the sentence field, or the code (navigation, where digits switch tabs; the
 /// tab opens here).
@@ -277,7 +277,10 @@ pub const KEYS: &[Binding<Action>] = &[
 
 fn next_strategy(s: Strategy) -> Strategy {
     match s {
-        Strategy::Greedy => Strategy::Beam { width: BEAM },
+        Strategy::Greedy => Strategy::Beam {
+            width: BEAM,
+            length_penalty: crate::model::decode::DEFAULT_LENGTH_PENALTY,
+        },
         Strategy::Beam { .. } => Strategy::Sample { temperature: 1.0 },
         Strategy::Sample { .. } => Strategy::Greedy,
     }

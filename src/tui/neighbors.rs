@@ -26,7 +26,7 @@ use super::widgets::{self, InputAction, TextInput, Theme};
 use super::worker::{Entries, Job, JobKind, NeighborIndex};
 use crate::coder::Capabilities;
 use crate::cosine::CosineHit;
-use crate::search::Neighbor;
+use crate::index::Neighbor;
 
 /// The neighbour counts `[` and `]` step through.
 pub const K_STEPS: [usize; 7] = [5, 10, 20, 50, 100, 200, 500];
@@ -634,7 +634,7 @@ fn render_list(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
 /// The list's rows for continuous codes: rank, cosine similarity, label and text.
 fn cosine_rows(
     app: &App,
-    index: &crate::cosine::ContinuousIndex,
+    index: &crate::index::ContinuousIndex,
     inner: Rect,
     lines: &mut Vec<Line<'static>>,
 ) {

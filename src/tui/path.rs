@@ -13,8 +13,8 @@ use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, put, text, InputAction, TextInput};
 use super::worker::{Job, JobKind};
 use crate::coder::Capabilities;
+use crate::coder::PathWalk;
 use crate::explore;
-use crate::tasks::PathWalk;
 
 /// Where keys go: one of the two sentence fields, or the list of steps (navigation, where
 /// digits switch tabs; the tab opens here).

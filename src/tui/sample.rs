@@ -13,8 +13,8 @@ use super::keys::{self, nav, Binding, Lookup, Mode, Only};
 use super::widgets::{self, text};
 use super::worker::{Job, JobKind};
 use crate::coder::Capabilities;
+use crate::coder::{PriorChoice, Samples};
 use crate::explore;
-use crate::tasks::{PriorChoice, Samples};
 
 #[derive(Debug)]
 pub struct SampleState {

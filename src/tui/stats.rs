@@ -16,7 +16,7 @@ use super::keys::{self, nav, Binding, Lookup, Mode, Only};
 use super::widgets::{self, grouped_columns, heat_map, text, vertical_bars};
 use super::worker::{Job, JobKind};
 use crate::coder::Capabilities;
-use crate::tasks::SplitStats;
+use crate::coder::SplitStats;
 
 #[derive(Debug)]
 pub struct StatsState {

@@ -16,16 +16,17 @@ use std::thread::JoinHandle;
 use candle_core::Device;
 
 use super::event::Msg;
-use crate::coder::{Capabilities, Coder, FeatureKind};
+use crate::coder::{
+    seq, Capabilities, Coder, EncodedSentence, FeatureKind, PathWalk, PriorChoice, Samples,
+    SplitStats,
+};
 use crate::corpus::Corpus;
-use crate::cosine::ContinuousIndex;
 use crate::engine::Engine;
+use crate::index::{CachedIndex, ContinuousIndex, CorpusIndex};
 use crate::meaning::{MeaningOptions, Meanings, Opening};
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
 use crate::projection::CodeMap;
-use crate::search::{CachedIndex, CorpusIndex};
-use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats};
 
 /// What the app knows about the loaded model without touching it.
 #[derive(Clone, Debug, PartialEq)]
@@ -363,7 +364,7 @@ impl Worker {
         if let Some(c) = &self.slot.lock().unwrap_or_else(|e| e.into_inner()).corpus {
             return Ok(c.clone());
         }
-        let corpus = Arc::new(tasks::own_corpus_of(coder.provenance(), purpose)?);
+        let corpus = Arc::new(seq::own_corpus_of(coder.provenance(), purpose)?);
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         if Arc::ptr_eq(&slot.coder, coder) {
             slot.corpus = Some(corpus.clone());
@@ -383,7 +384,7 @@ impl Worker {
                 seed,
             } => ReplyBody::Decoded(coder.decode_line(&code, strategy, seed).map_err(err_text)),
             Job::Bars { ids, code, std } => {
-                let variants = tasks::one_change_variants(&code, coder.is_binary(), std.as_deref());
+                let variants = seq::one_change_variants(&code, coder.is_binary(), std.as_deref());
                 ReplyBody::Bars(
                     coder
                         .code_effects(&ids, &code, &variants)
@@ -540,8 +541,8 @@ pub fn neighbor_index(
         );
     }
     let corpus = match corpus {
-        Some(spec) => tasks::corpus_of_provenance(coder.provenance(), Some(spec))?,
-        None => tasks::own_corpus_of(coder.provenance(), "nearest neighbours")?,
+        Some(spec) => seq::corpus_of_provenance(coder.provenance(), Some(spec))?,
+        None => seq::own_corpus_of(coder.provenance(), "nearest neighbours")?,
     };
     if !caps.is_binary() {
         let cached = ContinuousIndex::load_or_build(

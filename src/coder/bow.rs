@@ -1,23 +1,26 @@
-//! The explorer's work for bag-of-words checkpoints (nvdm, nash, lsh): a text's code, what the
-//! decoder makes of any code (its most probable words), how a document's NLL changes with the
-//! code, walks between two texts and prior samples.
+//! The bag-of-words family's half of [`super::Coder`] (nvdm, nash, lsh): a text's code and
+//! posterior, what the decoder makes of any code (its most probable words), how a document's
+//! NLL changes with the code, walks between two texts, prior samples and code statistics.
 //!
-//! These return the same types as the sequence models' [`crate::tasks`], so the explorer's
-//! tabs draw either; where a model has no decoder (lsh) the error says so.
+//! These return the same types ([`super::types`]) as the sequence models' half
+//! ([`super::seq`]), so the explorer's tabs draw either; where a model has no decoder (lsh) the
+//! error says so.
 
 use anyhow::{bail, Result};
 use candle_core::Tensor;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::{bag_of_words, top_indices, Bag, BowCheckpoint};
-use crate::coder::Capabilities;
+use super::types::{
+    read_features, walk_between, Capabilities, EncodedSentence, FeatureKind, PathWalk, Posterior,
+    PriorChoice, SplitStats, SAMPLE_CHUNK,
+};
+use crate::bow::{bag_of_words, encode_bags, top_indices, Bag, BowCheckpoint, EVAL_BATCH};
 use crate::corpus::{normalize, Split};
 use crate::engine::Encoding;
 use crate::eval::{correlation, BitReport, EvalReport, GaussianReport};
 use crate::explore::{self, Prior};
 use crate::model::bow::BagBatch;
-use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, SplitStats};
 use crate::vocab::EOS;
 
 /// Words shown per decoding in walks and samples (Explore shows more).
@@ -64,7 +67,7 @@ pub fn encode_texts(ck: &BowCheckpoint, texts: &[&str]) -> Result<Vec<Option<Enc
             .collect();
         pending.push((slot, bag, unknown));
     }
-    for chunk in pending.chunks(super::EVAL_BATCH) {
+    for chunk in pending.chunks(EVAL_BATCH) {
         let refs: Vec<&[(u32, f32)]> = chunk.iter().map(|(_, b, _)| b.as_slice()).collect();
         let batch = BagBatch::new(&refs, ck.model.device())?;
         let params = ck.model.encode(&batch)?;
@@ -202,7 +205,7 @@ pub fn walk_path(
     }
     let ea = encode_text(ck, a).map_err(|e| e.context("sentence A"))?;
     let eb = encode_text(ck, b).map_err(|e| e.context("sentence B"))?;
-    tasks::walk_between(
+    walk_between(
         ea,
         eb,
         ck.model.is_binary(),
@@ -220,7 +223,7 @@ pub fn walk_path(
 
 /// `n` codes from the prior (bits uniform or at their corpus means; N(0, t²I) for nvdm), each
 /// shown as its top words, handed to `each` as soon as its batch of
-/// [`tasks::SAMPLE_CHUNK`] is decoded, so any number of samples runs in bounded memory. Codes
+/// [`SAMPLE_CHUNK`] is decoded, so any number of samples runs in bounded memory. Codes
 /// come from one generator in order, so the samples do not depend on the batching.
 pub fn sample_prior_each(
     ck: &BowCheckpoint,
@@ -251,7 +254,7 @@ pub fn sample_prior_each(
     let mut rng = StdRng::seed_from_u64(seed);
     let mut done = 0;
     while done < n {
-        let m = tasks::SAMPLE_CHUNK.min(n - done);
+        let m = SAMPLE_CHUNK.min(n - done);
         let codes = explore::prior_samples(&draw, ck.model.latent_dim(), m, &mut rng);
         let words = top_words(ck, &codes, WORDS_PER_LINE)?;
         for (code, w) in codes.into_iter().zip(words) {
@@ -264,7 +267,7 @@ pub fn sample_prior_each(
 
 /// The codes (bits or μ) of up to `max` validation documents of the checkpoint's corpus.
 pub fn validation_codes(ck: &BowCheckpoint, max: usize, purpose: &str) -> Result<Vec<Vec<f32>>> {
-    let corpus = tasks::own_corpus_of(&ck.provenance, purpose)?;
+    let corpus = super::seq::own_corpus_of(&ck.provenance, purpose)?;
     let bags: Vec<Bag> = corpus
         .split(Split::Valid)
         .iter()
@@ -278,12 +281,8 @@ pub fn validation_codes(ck: &BowCheckpoint, max: usize, purpose: &str) -> Result
             corpus.name
         );
     }
-    let loc = super::encode_bags(&ck.model, &bags)?;
-    Ok(crate::coder::read_features(
-        loc,
-        crate::coder::FeatureKind::Codes,
-        ck.model.is_binary(),
-    ))
+    let loc = encode_bags(&ck.model, &bags)?;
+    Ok(read_features(loc, FeatureKind::Codes, ck.model.is_binary()))
 }
 
 /// Each bit's mean over (up to 2000) validation documents, for the `means` prior.
@@ -309,7 +308,7 @@ pub fn code_stats(
     flip_docs: usize,
     progress: &mut dyn FnMut(f64),
 ) -> Result<SplitStats> {
-    let corpus = tasks::own_corpus_of(&ck.provenance, "validation statistics")?;
+    let corpus = super::seq::own_corpus_of(&ck.provenance, "validation statistics")?;
     let split = Split::Valid;
     let bags: Vec<Bag> = corpus
         .split(split)
@@ -333,7 +332,7 @@ pub fn code_stats(
     let mut kl_per_dim = vec![0f64; l];
     let mut nll = 0f64;
     let mut words = 0f64;
-    let chunks: Vec<&[Bag]> = bags.chunks(super::EVAL_BATCH).collect();
+    let chunks: Vec<&[Bag]> = bags.chunks(EVAL_BATCH).collect();
     for (ci, chunk) in chunks.iter().enumerate() {
         let refs: Vec<&[(u32, f32)]> = chunk.iter().map(Vec::as_slice).collect();
         let batch = BagBatch::new(&refs, model.device())?;
@@ -450,7 +449,7 @@ pub fn code_stats(
 
 /// Rounded bits or μ from the latent head's output.
 fn deterministic(loc: &[Vec<f32>], binary: bool) -> Vec<Vec<f32>> {
-    crate::coder::read_features(loc.to_vec(), crate::coder::FeatureKind::Codes, binary)
+    read_features(loc.to_vec(), FeatureKind::Codes, binary)
 }
 
 /// −log p(bag_i | code_i) of each bag under its own code.
@@ -469,4 +468,55 @@ fn bags_nll(ck: &BowCheckpoint, bags: &[Bag], codes: &[Vec<f32>]) -> Result<Vec<
                 .sum()
         })
         .collect())
+}
+
+/// μ and σ of each text under a bag-of-words model (nvdm: σ; lsh and nash give their `loc`).
+pub fn posteriors(
+    b: &BowCheckpoint,
+    texts: &[&str],
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<Posterior>> {
+    let bags: Vec<_> = texts
+        .iter()
+        .map(|t| bag_of_words(&b.vocab, &normalize(t)))
+        .collect();
+    let mut out = Vec::with_capacity(bags.len());
+    for chunk in bags.chunks(EVAL_BATCH) {
+        let refs: Vec<&[(u32, f32)]> = chunk.iter().map(Vec::as_slice).collect();
+        let batch = BagBatch::new(&refs, b.model.device())?;
+        let params = b.model.encode(&batch)?;
+        let means = params.loc.to_vec2::<f32>()?;
+        let stds = match &params.logvar {
+            Some(lv) => Some((lv * 0.5)?.exp()?.to_vec2::<f32>()?),
+            None => None,
+        };
+        for (i, mean) in means.into_iter().enumerate() {
+            out.push(Posterior {
+                mean,
+                std: stds.as_ref().map(|s| s[i].clone()),
+            });
+        }
+        progress(out.len() as f64 / bags.len().max(1) as f64);
+    }
+    Ok(out)
+}
+
+/// The latent head's raw output (logits, projections or μ) of each text's bag, from which
+/// [`read_features`] derives every feature kind.
+pub fn latent_loc(
+    b: &BowCheckpoint,
+    texts: &[&str],
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<Vec<f32>>> {
+    let bags: Vec<_> = texts
+        .iter()
+        .map(|t| bag_of_words(&b.vocab, &normalize(t)))
+        .collect();
+    let chunk = 16 * EVAL_BATCH;
+    let mut out = Vec::with_capacity(bags.len());
+    for part in bags.chunks(chunk) {
+        out.extend(encode_bags(&b.model, part)?);
+        progress(out.len() as f64 / bags.len().max(1) as f64);
+    }
+    Ok(out)
 }

@@ -1,4 +1,5 @@
-//! Sentence-level tasks over a loaded [`Engine`]: encoding with notices, Hamming paths and
+//! The sequence family's half of [`super::Coder`]: sentence-level tasks over a loaded
+//! [`Engine`]: encoding with notices, latent features and posteriors, Hamming paths and
 //! interpolations, prior samples, per-dimension perplexities and split statistics.
 //!
 //! The command line (`path`, `sample`, `flip`, `eval`) and the explorer's tabs both call these,
@@ -8,62 +9,20 @@
 use anyhow::{bail, Result};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use serde::Serialize;
 
+use super::types::{
+    read_features, walk_between, EncodedSentence, FeatureKind, PathWalk, Posterior, PriorChoice,
+    Samples, SplitStats, SAMPLE_CHUNK,
+};
 use crate::checkpoint::Provenance;
 use crate::corpus::{Corpus, LoadOptions, Split};
-use crate::data::encode_examples;
-use crate::engine::{Encoding, Engine};
-use crate::eval::{evaluate, EvalOptions, EvalReport};
+use crate::data::{encode_examples, length_batches};
+use crate::engine::Engine;
+use crate::eval::{evaluate, EvalOptions};
 use crate::explore::{self, Prior};
 use crate::model::decode::Strategy;
-
-/// A sentence as the model saw it, with its encoding and deterministic code.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EncodedSentence {
-    /// The words the model sees (unknown words as `<unk>`, truncated to the maximum length).
-    pub shown: String,
-    pub ids: Vec<u32>,
-    /// Input words outside the vocabulary.
-    pub unknown: Vec<String>,
-    /// Words dropped beyond the model's maximum length.
-    pub truncated: usize,
-    pub max_len: usize,
-    pub encoding: Encoding,
-    /// Binary: rounded bits; continuous: μ.
-    pub code: Vec<f32>,
-    /// A bag of words (bag-of-words models): `unknown` words are left out, not `<unk>`.
-    pub bag: bool,
-}
-
-impl EncodedSentence {
-    /// Human-readable remarks about what happened to the input (unknown words, truncation).
-    pub fn notices(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if !self.unknown.is_empty() {
-            let mut words: Vec<&str> = self.unknown.iter().map(String::as_str).collect();
-            words.dedup();
-            let n = self.unknown.len();
-            out.push(format!(
-                "{n} unknown word{} {}: {}",
-                if n == 1 { "" } else { "s" },
-                if self.bag {
-                    "left out of the bag (stop words are never in it)"
-                } else {
-                    "shown as <unk>"
-                },
-                words.join(", ")
-            ));
-        }
-        if self.truncated > 0 {
-            out.push(format!(
-                "input truncated to the model's maximum of {} words ({} dropped)",
-                self.max_len, self.truncated
-            ));
-        }
-        out
-    }
-}
+use crate::model::TokenBatch;
+use crate::vocab::UNK;
 
 /// Tokenizes and encodes one sentence; an input without words is an error, not a panic.
 pub fn encode_sentence(engine: &Engine, text: &str) -> Result<EncodedSentence> {
@@ -127,29 +86,6 @@ pub fn encode_sentences(engine: &Engine, texts: &[&str]) -> Result<Vec<Option<En
         .collect())
 }
 
-/// One point of a walk from code(A) to code(B).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PathPoint {
-    /// Binary: the bit flipped to get here (None at the start).
-    pub flipped: Option<usize>,
-    /// Interpolation: the position along the path, 0 at A and 1 at B.
-    pub t: f32,
-    pub code: Vec<f32>,
-    pub text: String,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct PathWalk {
-    pub a: EncodedSentence,
-    pub b: EncodedSentence,
-    pub binary: bool,
-    /// Binary: the Hamming distance between the two codes.
-    pub distance: Option<usize>,
-    pub seed: u64,
-    pub slerp: bool,
-    pub points: Vec<PathPoint>,
-}
-
 /// A random Hamming path (binary codes) or a linear / spherical interpolation with `steps`
 /// steps (continuous codes) from code(A) to code(B), each point decoded greedily.
 pub fn walk_path(
@@ -171,103 +107,6 @@ pub fn walk_path(
     })
 }
 
-/// The walk of [`walk_path`] between two encoded texts of any model, each point decoded by
-/// `decode` (a sentence, or a model's top words).
-pub fn walk_between(
-    ea: EncodedSentence,
-    eb: EncodedSentence,
-    binary: bool,
-    seed: u64,
-    steps: usize,
-    slerp: bool,
-    decode: &mut dyn FnMut(&[Vec<f32>], &mut StdRng) -> Result<Vec<String>>,
-) -> Result<PathWalk> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let raw: Vec<(Option<usize>, Vec<f32>)> = if binary {
-        explore::hamming_path(&ea.code, &eb.code, &mut rng)
-            .into_iter()
-            .map(|s| (s.flipped, s.code))
-            .collect()
-    } else if slerp {
-        explore::slerp_path(&ea.code, &eb.code, steps)
-            .into_iter()
-            .map(|c| (None, c))
-            .collect()
-    } else {
-        explore::lerp_path(&ea.code, &eb.code, steps)
-            .into_iter()
-            .map(|c| (None, c))
-            .collect()
-    };
-    let codes: Vec<Vec<f32>> = raw.iter().map(|p| p.1.clone()).collect();
-    let texts = decode(&codes, &mut rng)?;
-    let last = (raw.len() - 1).max(1) as f32;
-    let points = raw
-        .into_iter()
-        .zip(texts)
-        .enumerate()
-        .map(|(i, ((flipped, code), text))| PathPoint {
-            flipped,
-            t: i as f32 / last,
-            code,
-            text,
-        })
-        .collect();
-    Ok(PathWalk {
-        distance: binary.then(|| explore::hamming(&ea.code, &eb.code)),
-        a: ea,
-        b: eb,
-        binary,
-        seed,
-        slerp,
-        points,
-    })
-}
-
-/// Where prior samples are drawn from, as named on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum PriorChoice {
-    /// Binary: each bit 0 or 1 with probability ½. Gaussian: N(0, t² I).
-    Uniform,
-    /// Binary: each bit drawn with its mean over the checkpoint's validation sentences.
-    Means,
-}
-
-impl PriorChoice {
-    pub fn name(self) -> &'static str {
-        match self {
-            PriorChoice::Uniform => "uniform",
-            PriorChoice::Means => "means",
-        }
-    }
-}
-
-/// Prior samples and their greedy decodings (`lm` models sample words with the temperature).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Samples {
-    pub seed: u64,
-    pub codes: Vec<Vec<f32>>,
-    pub texts: Vec<String>,
-}
-
-impl Samples {
-    /// Gathers what a streaming sampler (`sample_prior_each` of either model family) hands out.
-    pub fn collect(
-        seed: u64,
-        n: usize,
-        sampler: impl FnOnce(&mut dyn FnMut(Vec<f32>, String) -> Result<()>) -> Result<()>,
-    ) -> Result<Samples> {
-        let mut codes = Vec::with_capacity(n.min(SAMPLE_CHUNK));
-        let mut texts = Vec::with_capacity(n.min(SAMPLE_CHUNK));
-        sampler(&mut |code, text| {
-            codes.push(code);
-            texts.push(text);
-            Ok(())
-        })?;
-        Ok(Samples { seed, codes, texts })
-    }
-}
-
 /// Draws `n` codes from the prior with `seed` and decodes them. `bit_means` is needed only for
 /// [`PriorChoice::Means`] on binary models (see [`corpus_bit_means`]).
 pub fn sample_prior(
@@ -282,9 +121,6 @@ pub fn sample_prior(
         sample_prior_each(engine, n, seed, temperature, prior, bit_means, each)
     })
 }
-
-/// Samples decoded per batch by [`sample_prior_each`].
-pub const SAMPLE_CHUNK: usize = 64;
 
 /// [`sample_prior`] handing each sample (code, text) to `each` as soon as its batch of
 /// [`SAMPLE_CHUNK`] is decoded, so any number of samples runs in bounded memory. Codes come
@@ -470,14 +306,6 @@ pub fn one_change_variants(code: &[f32], binary: bool, std: Option<&[f32]>) -> V
         .collect()
 }
 
-/// Statistics of a checkpoint over the validation split of its corpus.
-#[derive(Clone, Debug)]
-pub struct SplitStats {
-    pub corpus: String,
-    pub split: Split,
-    pub report: EvalReport,
-}
-
 /// Evaluates the first `max_sentences` validation sentences (bit flips on the first
 /// `flip_sentences`), reporting the fraction done through `progress`.
 pub fn split_stats(
@@ -498,6 +326,7 @@ pub fn split_stats(
         // The Stats tab shows code statistics; reconstruction stays with `eval`.
         recon_sentences: 0,
         seed: 0,
+        ..Default::default()
     };
     let report = evaluate(&engine.model, &engine.vocab, &ids, &opts, progress)?;
     Ok(SplitStats {
@@ -505,4 +334,109 @@ pub fn split_stats(
         split,
         report,
     })
+}
+
+/// Sentences per encoding batch for the sequence models (grouped by length).
+const SEQ_BATCH_TOKENS: usize = 8192;
+const SEQ_MAX_BATCH: usize = 512;
+
+/// [`super::Coder::features`] for a sequence model held as an [`Engine`] (as the explorer holds it).
+pub fn engine_features(
+    engine: &Engine,
+    texts: &[&str],
+    kind: FeatureKind,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<Vec<f32>>> {
+    if !engine.kind().has_latent() {
+        bail!("an `lm` model has no encoder, so sentences have no code");
+    }
+    let binary = engine.kind().is_binary();
+    if kind == FeatureKind::Probs && !binary {
+        bail!("a `{}` model has no bit probabilities", engine.kind());
+    }
+    Ok(read_features(
+        latent_loc(engine, texts, progress)?,
+        kind,
+        binary,
+    ))
+}
+
+/// The latent head's `loc` (logits, or μ) of each text under a sequence model.
+pub fn latent_loc(
+    engine: &Engine,
+    texts: &[&str],
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<Vec<f32>>> {
+    let ids: Vec<Vec<u32>> = engine
+        .tokenize_many(texts)
+        .into_iter()
+        .map(|t| {
+            let ids = t.ids;
+            if ids.is_empty() {
+                vec![UNK]
+            } else {
+                ids
+            }
+        })
+        .collect();
+    let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+    let mut out = vec![Vec::new(); ids.len()];
+    let mut done = 0usize;
+    for batch in length_batches(&lengths, SEQ_BATCH_TOKENS, SEQ_MAX_BATCH) {
+        let rows: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
+        let tb = TokenBatch::new(&rows, None, &engine.device)?;
+        let loc = engine
+            .model
+            .encode_inference(&tb.src)?
+            .loc
+            .to_vec2::<f32>()?;
+        for (&slot, l) in batch.iter().zip(loc) {
+            out[slot] = l;
+        }
+        done += batch.len();
+        progress(done as f64 / ids.len().max(1) as f64);
+    }
+    Ok(out)
+}
+
+/// Texts per progress report when encoding with a sequence model.
+const SEQ_PROGRESS_CHUNK: usize = 4096;
+
+/// μ and σ of each text under a continuous sequence model ([`super::Coder::posteriors`]).
+/// A text with no words is encoded as `<unk>`, as [`latent_loc`] does.
+pub fn posteriors(
+    engine: &Engine,
+    texts: &[&str],
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<Posterior>> {
+    if !engine.kind().has_latent() {
+        bail!("an `lm` model has no encoder, so sentences have no code");
+    }
+    if engine.kind().is_binary() {
+        bail!(
+            "a `{}` model has binary codes; search it by Hamming distance (the binary index)",
+            engine.kind()
+        );
+    }
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(SEQ_PROGRESS_CHUNK) {
+        let ids: Vec<Vec<u32>> = engine
+            .tokenize_many(chunk)
+            .into_iter()
+            .map(|t| {
+                let ids = t.ids;
+                if ids.is_empty() {
+                    vec![UNK]
+                } else {
+                    ids
+                }
+            })
+            .collect();
+        out.extend(engine.encode(&ids)?.into_iter().map(|e| Posterior {
+            mean: e.mean,
+            std: e.std,
+        }));
+        progress(out.len() as f64 / texts.len().max(1) as f64);
+    }
+    Ok(out)
 }

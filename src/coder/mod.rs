@@ -5,6 +5,12 @@
 //! what it can do ([`Capabilities`]); the dispatch to the sequence autoencoders ([`Engine`]) or
 //! the bag-of-words models lives in this file alone.
 //!
+//! The folder: this file holds [`Coder`] and its dispatch; [`seq`] is the sequence family's half
+//! (sentences through an [`Engine`]), [`bow`] the bag-of-words family's half (documents through
+//! a [`BowCheckpoint`]), and [`types`] what both halves return. The halves import only
+//! [`types`] and the layers below (engine, model, corpus), never this file, so the folder has
+//! no import circle.
+//!
 //! Three readings of the encoder, as in the binary-autoencoder paper's classification table:
 //!
 //! | features | binary models (seq binary kinds, nash)  | lsh            | continuous models |
@@ -13,9 +19,11 @@
 //! | `probs`  | p = σ(logits)                            | —              | —                 |
 //! | `logits` | the encoder's logits                     | projections    | μ                 |
 
-use std::fmt;
+pub mod bow;
+pub mod seq;
+pub mod types;
+
 use std::path::Path;
-use std::str::FromStr;
 
 use anyhow::{bail, Result};
 use candle_core::Device;
@@ -23,114 +31,19 @@ use candle_core::Device;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::bow::{self, bag_of_words, encode_bags, BowCheckpoint};
+use crate::bow::BowCheckpoint;
 use crate::checkpoint::{Checkpoint, Provenance};
 use crate::corpus::normalize;
-use crate::cosine::Posterior;
-use crate::data::length_batches;
 use crate::engine::Engine;
 use crate::model::decode::Strategy;
-use crate::model::{BowModel, LatentKind, ModelConfig, TokenBatch};
-use crate::tasks::{self, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats};
-use crate::vocab::{Vocab, UNK};
+use crate::model::{BowModel, ModelConfig};
+use crate::vocab::Vocab;
 
-/// Which reading of the encoder to return.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FeatureKind {
-    Codes,
-    Probs,
-    Logits,
-}
-
-impl FeatureKind {
-    pub const ALL: [FeatureKind; 3] = [FeatureKind::Codes, FeatureKind::Probs, FeatureKind::Logits];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            FeatureKind::Codes => "codes",
-            FeatureKind::Probs => "probs",
-            FeatureKind::Logits => "logits",
-        }
-    }
-}
-
-impl fmt::Display for FeatureKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for FeatureKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        FeatureKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown features `{s}` (expected codes, probs or logits)"))
-    }
-}
-
-/// What a loaded model can do, asked of the model once (see [`Coder::capabilities`]) so that
-/// callers such as the explorer's tabs test a capability instead of matching model kinds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Capabilities {
-    /// The name users know the model by: the latent kind of a sequence model (`binary`,
-    /// `gaussian`, …) or the bag-of-words family (`nash`, `nvdm`, `lsh`).
-    pub name: &'static str,
-    /// How its codes behave: bits (binary kinds, nash, lsh) or continuous (gaussian,
-    /// bottleneck, nvdm); `lm` has none.
-    pub kind: LatentKind,
-    /// Texts map to codes.
-    pub encodes: bool,
-    /// A code decodes to a sentence (sequence models).
-    pub decodes_text: bool,
-    /// A code decodes to a distribution over words (nvdm, nash).
-    pub decodes_words: bool,
-    /// A text can be scored (its NLL) under any code.
-    pub scores: bool,
-}
-
-impl Capabilities {
-    /// A sequence model of latent kind `kind`.
-    pub fn of_seq(kind: LatentKind) -> Self {
-        Self {
-            name: kind.name(),
-            kind,
-            encodes: kind.has_latent(),
-            decodes_text: true,
-            decodes_words: false,
-            scores: kind.has_latent(),
-        }
-    }
-
-    /// A bag-of-words model.
-    pub fn of_bow(model: &BowModel) -> Self {
-        let (name, kind, decoder) = match model {
-            BowModel::Nvdm(_) => ("nvdm", LatentKind::Gaussian, true),
-            BowModel::Nash(_) => ("nash", LatentKind::BinaryVae, true),
-            BowModel::Lsh(_) => ("lsh", LatentKind::Binary, false),
-        };
-        Self {
-            name,
-            kind,
-            encodes: true,
-            decodes_text: false,
-            decodes_words: decoder,
-            scores: decoder,
-        }
-    }
-
-    /// Codes are bits.
-    pub fn is_binary(&self) -> bool {
-        self.kind.is_binary()
-    }
-
-    /// A code decodes to something to show (a sentence or words).
-    pub fn decodes(&self) -> bool {
-        self.decodes_text || self.decodes_words
-    }
-}
+pub use seq::engine_features;
+pub use types::{
+    read_features, Capabilities, CodeEffects, EncodedSentence, FeatureKind, PathPoint, PathWalk,
+    Posterior, PriorChoice, Samples, SplitStats, SAMPLE_CHUNK,
+};
 
 /// A loaded checkpoint of any kind: the one model type the command line, the explorer and
 /// library users hold. What a kind can do is asked of it ([`Coder::capabilities`], or a method
@@ -145,22 +58,6 @@ enum Family {
     Seq(Box<Engine>),
     Bow(Box<BowCheckpoint>),
 }
-
-/// How a text's NLL changes when its code changes in one place (the per-bit bars).
-#[derive(Clone, Debug, PartialEq)]
-pub struct CodeEffects {
-    /// Under the code itself.
-    pub base: f64,
-    /// Under each variant, in order.
-    pub variants: Vec<f64>,
-    /// The figures are a document's NLL in nats (bag-of-words models), not a sentence's
-    /// perplexity per word (sequence models).
-    pub nll: bool,
-}
-
-/// Sentences per encoding batch for the sequence models (grouped by length).
-const SEQ_BATCH_TOKENS: usize = 8192;
-const SEQ_MAX_BATCH: usize = 512;
 
 /// Words shown for a bag-of-words model's decoding of a code.
 pub const DECODED_WORDS: usize = 12;
@@ -382,21 +279,9 @@ impl Coder {
                 if !e.kind().has_latent() {
                     bail!("an `lm` model has no encoder, so sentences have no code");
                 }
-                seq_loc(e, texts, progress)
+                seq::latent_loc(e, texts, progress)
             }
-            Family::Bow(b) => {
-                let bags: Vec<_> = texts
-                    .iter()
-                    .map(|t| bag_of_words(&b.vocab, &normalize(t)))
-                    .collect();
-                let chunk = 16 * crate::bow::EVAL_BATCH;
-                let mut out = Vec::with_capacity(bags.len());
-                for part in bags.chunks(chunk) {
-                    out.extend(encode_bags(&b.model, part)?);
-                    progress(out.len() as f64 / bags.len().max(1) as f64);
-                }
-                Ok(out)
-            }
+            Family::Bow(b) => bow::latent_loc(b, texts, progress),
         }
     }
 
@@ -427,16 +312,16 @@ impl Coder {
             );
         }
         match &self.family {
-            Family::Seq(e) => crate::cosine::engine_posteriors(e, texts, progress),
-            Family::Bow(b) => crate::cosine::bow_posteriors(b, texts, progress),
+            Family::Seq(e) => seq::posteriors(e, texts, progress),
+            Family::Bow(b) => bow::posteriors(b, texts, progress),
         }
     }
 
     /// One text as the model sees it (its words, or its bag) with its encoding and code.
     pub fn encode_text(&self, text: &str) -> Result<EncodedSentence> {
         match &self.family {
-            Family::Seq(e) => tasks::encode_sentence(e, text),
-            Family::Bow(b) => bow::explore::encode_text(b, text),
+            Family::Seq(e) => seq::encode_sentence(e, text),
+            Family::Bow(b) => bow::encode_text(b, text),
         }
     }
 
@@ -444,8 +329,8 @@ impl Coder {
     /// model knows.
     pub fn encode_texts(&self, texts: &[&str]) -> Result<Vec<Option<EncodedSentence>>> {
         match &self.family {
-            Family::Seq(e) => tasks::encode_sentences(e, texts),
-            Family::Bow(b) => bow::explore::encode_texts(b, texts),
+            Family::Seq(e) => seq::encode_sentences(e, texts),
+            Family::Bow(b) => bow::encode_texts(b, texts),
         }
     }
 
@@ -489,9 +374,9 @@ impl Coder {
                         strategy.label()
                     )));
                 }
-                Ok(bow::explore::top_words(b, codes, DECODED_WORDS)?
+                Ok(bow::top_words(b, codes, DECODED_WORDS)?
                     .iter()
-                    .map(|w| bow::explore::words_line(w))
+                    .map(|w| bow::words_line(w))
                     .collect())
             }
         }
@@ -509,7 +394,7 @@ impl Coder {
                 Ok(Some(e.decode(codes, Strategy::Greedy, &mut rng)?))
             }
             Family::Bow(b) => Ok(Some(
-                bow::explore::top_words(b, codes, words)?
+                bow::top_words(b, codes, words)?
                     .iter()
                     .map(|w| {
                         w.iter()
@@ -528,7 +413,7 @@ impl Coder {
         if !self.can_decode_words() {
             return Err(self.cannot("decode codes to words"));
         }
-        bow::explore::top_words(self.bag_of_words_model("decode codes to words")?, codes, k)
+        bow::top_words(self.bag_of_words_model("decode codes to words")?, codes, k)
     }
 
     /// How the encoded text `ids` fares under `code` and under each of `variants` (the code
@@ -548,7 +433,7 @@ impl Coder {
         }
         match &self.family {
             Family::Seq(e) => {
-                let s = tasks::variant_perplexities(e, ids, code, variants)?;
+                let s = seq::variant_perplexities(e, ids, code, variants)?;
                 Ok(CodeEffects {
                     base: s.base_ppl,
                     variants: s.ppl,
@@ -559,7 +444,7 @@ impl Coder {
                 let mut all = Vec::with_capacity(variants.len() + 1);
                 all.push(code.to_vec());
                 all.extend(variants.iter().cloned());
-                let nll = bow::explore::document_nll(b, ids, &all)?;
+                let nll = bow::document_nll(b, ids, &all)?;
                 Ok(CodeEffects {
                     base: nll[0],
                     variants: nll[1..].to_vec(),
@@ -580,8 +465,8 @@ impl Coder {
         slerp: bool,
     ) -> Result<PathWalk> {
         match &self.family {
-            Family::Seq(e) => tasks::walk_path(e, a, b, seed, steps, slerp),
-            Family::Bow(m) => bow::explore::walk_path(m, a, b, seed, steps, slerp),
+            Family::Seq(e) => seq::walk_path(e, a, b, seed, steps, slerp),
+            Family::Bow(m) => bow::walk_path(m, a, b, seed, steps, slerp),
         }
     }
 
@@ -614,10 +499,10 @@ impl Coder {
     ) -> Result<()> {
         match &self.family {
             Family::Seq(e) => {
-                tasks::sample_prior_each(e, n, seed, temperature, prior, bit_means, each)
+                seq::sample_prior_each(e, n, seed, temperature, prior, bit_means, each)
             }
             Family::Bow(b) => {
-                bow::explore::sample_prior_each(b, n, seed, temperature, prior, bit_means, each)
+                bow::sample_prior_each(b, n, seed, temperature, prior, bit_means, each)
             }
         }
     }
@@ -625,8 +510,8 @@ impl Coder {
     /// Each bit's mean over validation sentences of the checkpoint's corpus.
     pub fn corpus_bit_means(&self) -> Result<Vec<f32>> {
         match &self.family {
-            Family::Seq(e) => tasks::corpus_bit_means(e),
-            Family::Bow(b) => bow::explore::corpus_bit_means(b),
+            Family::Seq(e) => seq::corpus_bit_means(e),
+            Family::Bow(b) => bow::corpus_bit_means(b),
         }
     }
 
@@ -639,87 +524,8 @@ impl Coder {
         progress: &mut dyn FnMut(f64),
     ) -> Result<SplitStats> {
         match &self.family {
-            Family::Seq(e) => tasks::split_stats(e, max_sentences, flip_sentences, progress),
-            Family::Bow(b) => bow::explore::code_stats(b, max_sentences, flip_sentences, progress),
+            Family::Seq(e) => seq::split_stats(e, max_sentences, flip_sentences, progress),
+            Family::Bow(b) => bow::code_stats(b, max_sentences, flip_sentences, progress),
         }
     }
-}
-
-/// [`Coder::features`] for a sequence model held as an [`Engine`] (as the explorer holds it).
-pub fn engine_features(
-    engine: &Engine,
-    texts: &[&str],
-    kind: FeatureKind,
-    progress: &mut dyn FnMut(f64),
-) -> Result<Vec<Vec<f32>>> {
-    if !engine.kind().has_latent() {
-        bail!("an `lm` model has no encoder, so sentences have no code");
-    }
-    let binary = engine.kind().is_binary();
-    if kind == FeatureKind::Probs && !binary {
-        bail!("a `{}` model has no bit probabilities", engine.kind());
-    }
-    Ok(read_features(
-        seq_loc(engine, texts, progress)?,
-        kind,
-        binary,
-    ))
-}
-
-/// Features of kind `kind` from the latent head's `loc` (logits, projections or μ) of a
-/// binary or continuous model.
-pub fn read_features(loc: Vec<Vec<f32>>, kind: FeatureKind, binary: bool) -> Vec<Vec<f32>> {
-    match (kind, binary) {
-        (FeatureKind::Codes, true) => loc
-            .into_iter()
-            .map(|l| {
-                l.iter()
-                    .map(|&x| if x >= 0.0 { 1.0 } else { 0.0 })
-                    .collect()
-            })
-            .collect(),
-        (FeatureKind::Probs, _) => loc
-            .into_iter()
-            .map(|l| l.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect())
-            .collect(),
-        _ => loc,
-    }
-}
-
-/// The latent head's `loc` (logits, or μ) of each text under a sequence model.
-fn seq_loc(
-    engine: &Engine,
-    texts: &[&str],
-    progress: &mut dyn FnMut(f64),
-) -> Result<Vec<Vec<f32>>> {
-    let ids: Vec<Vec<u32>> = engine
-        .tokenize_many(texts)
-        .into_iter()
-        .map(|t| {
-            let ids = t.ids;
-            if ids.is_empty() {
-                vec![UNK]
-            } else {
-                ids
-            }
-        })
-        .collect();
-    let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-    let mut out = vec![Vec::new(); ids.len()];
-    let mut done = 0usize;
-    for batch in length_batches(&lengths, SEQ_BATCH_TOKENS, SEQ_MAX_BATCH) {
-        let rows: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
-        let tb = TokenBatch::new(&rows, None, &engine.device)?;
-        let loc = engine
-            .model
-            .encode_inference(&tb.src)?
-            .loc
-            .to_vec2::<f32>()?;
-        for (&slot, l) in batch.iter().zip(loc) {
-            out[slot] = l;
-        }
-        done += batch.len();
-        progress(done as f64 / ids.len().max(1) as f64);
-    }
-    Ok(out)
 }

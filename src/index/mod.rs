@@ -1,0 +1,504 @@
+//! A corpus's saved index: its entries' texts and labels with their codes, built from a
+//! checkpoint, searched, and saved as one safetensors file beside the checkpoint.
+//!
+//! This file is the layer both kinds of index stand on: the entries of a corpus
+//! ([`index_entries`]), where an index came from ([`IndexMeta`]), the one rule for when a saved
+//! index may stand in for encoding the corpus again ([`IndexMeta::is_fresh`]), the cache beside a
+//! checkpoint ([`load_or_build`]) and the parts of the file every index has (texts, labels,
+//! metadata), written atomically and read through the hardened
+//! [`crate::checkpoint::read_regular_file`]. On top of it:
+//!
+//! * [`binary`]: bit-packed codes searched by Hamming distance (binary sequence kinds, nash, lsh);
+//! * [`continuous`]: μ (and σ) searched by cosine similarity or multi-sample matching (gaussian,
+//!   bottleneck, nvdm).
+//!
+//! Both file formats share these tensors and metadata:
+//!
+//! | tensor         | dtype | shape          | content                                   |
+//! |----------------|-------|----------------|-------------------------------------------|
+//! | `labels`       | U32   | (n,)           | index into `label_names`; u32::MAX = none |
+//! | `text_bytes`   | U8    | (total,)       | the entries' texts, UTF-8, concatenated   |
+//! | `text_offsets` | U64   | (n + 1,)       | where each text starts (and the end)      |
+//!
+//! Metadata: `format` (each kind's own), its width (`bits` or `dim`), `label_names` (JSON), and
+//! the provenance [`IndexMeta`] as JSON under `index`, including the SHA-256 of the checkpoint
+//! file so a search notices an index built from another version of the model.
+
+pub mod binary;
+pub mod continuous;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::checkpoint::{read_regular_file, write_atomically};
+use crate::coder::Coder;
+use crate::corpus::{Corpus, Split};
+
+pub use binary::{CorpusIndex, Neighbor, INDEX_FORMAT};
+pub use continuous::{ContinuousIndex, ContinuousNeighbor, CONTINUOUS_INDEX_FORMAT};
+
+/// Where an index came from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IndexMeta {
+    /// The checkpoint path as given when building.
+    pub checkpoint: String,
+    pub checkpoint_sha256: String,
+    /// The model's one-line description.
+    pub model: String,
+    pub corpus: String,
+    pub corpus_hash: String,
+    /// The splits indexed, e.g. `train`.
+    pub splits: Vec<String>,
+}
+
+/// The splits the index cached beside a checkpoint holds.
+pub const CACHED_SPLITS: [Split; 1] = [Split::Train];
+
+impl IndexMeta {
+    /// Whether the index was built from the checkpoint file as it is now.
+    pub fn is_current_for(&self, checkpoint: &Path) -> Result<bool> {
+        Ok(file_sha256(checkpoint)? == self.checkpoint_sha256)
+    }
+
+    /// The one freshness rule: an index (of codes `width` wide, as `index_width`) may stand in
+    /// for encoding `corpus` with `checkpoint` now when it holds that corpus's train split
+    /// ([`CACHED_SPLITS`]), at that width, built from the checkpoint file as it is now. The
+    /// explorer's Neighbors and Clusters tabs, `search` and `cluster` all ask this.
+    pub fn is_fresh(
+        &self,
+        index_width: usize,
+        checkpoint: &Path,
+        corpus: &Corpus,
+        width: usize,
+    ) -> bool {
+        self.corpus_hash == corpus.hash
+            && index_width == width
+            && self.splits == CACHED_SPLITS.map(|s| s.to_string())
+            && self.is_current_for(checkpoint).unwrap_or(false)
+    }
+}
+
+/// What every saved index is: a file of entries with their provenance and a code width, whose
+/// codes come from a [`Coder`].
+pub trait SavedIndex: Sized {
+    /// One entry's code as the model gives it (bits as 0.0 / 1.0, or a posterior).
+    type Code;
+    /// An index of `codes` (all `width` wide) with their texts and labels.
+    fn from_parts(
+        width: usize,
+        codes: &[Self::Code],
+        texts: Vec<String>,
+        labels: &[Option<String>],
+        meta: IndexMeta,
+    ) -> Result<Self>;
+    /// The codes of `texts` under `coder` (an error for a model with the other kind of code).
+    fn encode(
+        coder: &Coder,
+        texts: &[&str],
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Vec<Self::Code>>;
+    /// Reads an index written by [`SavedIndex::save`].
+    fn load(path: &Path) -> Result<Self>;
+    /// Atomically writes the index to `path`.
+    fn save(&self, path: &Path) -> Result<()>;
+    fn meta(&self) -> &IndexMeta;
+    /// Bits (binary) or dimensions (continuous) per code.
+    fn width(&self) -> usize;
+
+    /// [`IndexMeta::is_fresh`] for this index.
+    fn is_fresh(&self, checkpoint: &Path, corpus: &Corpus, width: usize) -> bool {
+        self.meta()
+            .is_fresh(self.width(), checkpoint, corpus, width)
+    }
+}
+
+/// An index of `splits` of `corpus` whose codes (`width` wide) come from `encode`, for the
+/// checkpoint at `checkpoint` described as `model`.
+pub fn build_with<I: SavedIndex>(
+    checkpoint: &Path,
+    model: &str,
+    width: usize,
+    corpus: &Corpus,
+    splits: &[Split],
+    encode: &mut dyn FnMut(&[&str]) -> Result<Vec<I::Code>>,
+) -> Result<I> {
+    let entries = index_entries(checkpoint, model, corpus, splits)?;
+    let codes = encode(&entries.texts.iter().map(String::as_str).collect::<Vec<_>>())?;
+    I::from_parts(width, &codes, entries.texts, &entries.labels, entries.meta)
+}
+
+/// [`build_with`] encoding with `coder`.
+pub fn build<I: SavedIndex>(
+    coder: &Coder,
+    corpus: &Corpus,
+    splits: &[Split],
+    progress: &mut dyn FnMut(f64),
+) -> Result<I> {
+    build_with(
+        coder.path(),
+        &coder.config().describe(),
+        coder.latent_dim(),
+        corpus,
+        splits,
+        &mut |texts| I::encode(coder, texts, progress),
+    )
+}
+
+/// The index saved beside `checkpoint` ([`default_path`]) when it is fresh ([`IndexMeta::is_fresh`]);
+/// None when there is none, it cannot be read or it is stale.
+pub fn load_fresh<I: SavedIndex>(checkpoint: &Path, corpus: &Corpus, width: usize) -> Option<I> {
+    I::load(&default_path(checkpoint))
+        .ok()
+        .filter(|ix| ix.is_fresh(checkpoint, corpus, width))
+}
+
+/// An index from [`load_or_build`] and where it lives.
+#[derive(Clone, Debug)]
+pub struct CachedIndex<I = CorpusIndex> {
+    pub index: I,
+    /// Beside the checkpoint: where it was loaded from or saved to.
+    pub path: PathBuf,
+    /// Loaded from `path` rather than built now.
+    pub from_disk: bool,
+    /// Why a freshly built index could not be saved, if it could not.
+    pub save_error: Option<String>,
+}
+
+/// The index saved beside `checkpoint` if it is fresh ([`load_fresh`]), else the train split
+/// of `corpus` encoded by `encode` now (recording `model` as the model's description, or the
+/// checkpoint's config when `model` is empty) and saved there for next time; a failed save
+/// is reported in the result, not an error. Binary and continuous indexes share this policy
+/// (and the file name: a checkpoint has one kind of code), and the command line and the
+/// explorer share it.
+pub fn load_or_build<I: SavedIndex>(
+    checkpoint: &Path,
+    model: &str,
+    corpus: &Corpus,
+    width: usize,
+    encode: &mut dyn FnMut(&[&str]) -> Result<Vec<I::Code>>,
+) -> Result<CachedIndex<I>> {
+    let path = default_path(checkpoint);
+    if let Some(index) = load_fresh(checkpoint, corpus, width) {
+        return Ok(CachedIndex {
+            index,
+            path,
+            from_disk: true,
+            save_error: None,
+        });
+    }
+    let model = if model.is_empty() {
+        crate::checkpoint::Checkpoint::read(checkpoint, &candle_core::Device::Cpu)?
+            .config
+            .describe()
+    } else {
+        model.to_string()
+    };
+    let index = build_with::<I>(checkpoint, &model, width, corpus, &CACHED_SPLITS, encode)?;
+    let save_error = index.save(&path).err().map(|e| format!("{e:#}"));
+    Ok(CachedIndex {
+        index,
+        path,
+        from_disk: false,
+        save_error,
+    })
+}
+
+/// The default index path of a checkpoint: `name.safetensors` → `name.index.safetensors`. A
+/// checkpoint has one kind of code, so binary and continuous indexes share it.
+pub fn default_path(checkpoint: &Path) -> PathBuf {
+    let stem = checkpoint
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    checkpoint.with_file_name(format!("{stem}.index.safetensors"))
+}
+
+/// The examples of some splits of a corpus as an index's entries, with the provenance of an
+/// index built from them: what the binary and the continuous index both start from.
+pub struct IndexEntries {
+    pub texts: Vec<String>,
+    pub labels: Vec<Option<String>>,
+    pub meta: IndexMeta,
+}
+
+/// The entries of `splits` of `corpus` for an index of `checkpoint` (described as `model`).
+pub fn index_entries(
+    checkpoint: &Path,
+    model: &str,
+    corpus: &Corpus,
+    splits: &[Split],
+) -> Result<IndexEntries> {
+    let examples: Vec<_> = splits.iter().flat_map(|&s| corpus.split(s)).collect();
+    if examples.is_empty() {
+        bail!("corpus `{}` has no examples in {splits:?}", corpus.name);
+    }
+    Ok(IndexEntries {
+        texts: examples.iter().map(|e| e.text.clone()).collect(),
+        labels: examples.iter().map(|e| e.label.clone()).collect(),
+        meta: IndexMeta {
+            checkpoint: checkpoint.display().to_string(),
+            checkpoint_sha256: file_sha256(checkpoint)?,
+            model: model.to_string(),
+            corpus: corpus.name.clone(),
+            corpus_hash: corpus.hash.clone(),
+            splits: splits.iter().map(|s| s.to_string()).collect(),
+        },
+    })
+}
+
+/// The entries of a saved index, as both kinds hold them: texts, labels as indexes into the
+/// sorted label names, and provenance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Entries {
+    pub texts: Vec<String>,
+    /// Per entry, an index into `label_names`.
+    pub labels: Vec<Option<u32>>,
+    pub label_names: Vec<String>,
+    pub meta: IndexMeta,
+}
+
+impl Entries {
+    /// Texts with their labels as names; the names are sorted and numbered.
+    pub fn new(texts: Vec<String>, labels: &[Option<String>], meta: IndexMeta) -> Self {
+        let names: BTreeMap<&str, u32> = labels
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| (n, i as u32))
+            .collect();
+        Self {
+            texts,
+            labels: labels
+                .iter()
+                .map(|l| l.as_deref().map(|n| names[n]))
+                .collect(),
+            label_names: names.keys().map(|s| s.to_string()).collect(),
+            meta,
+        }
+    }
+
+    /// Entry `i`'s label name.
+    pub fn label(&self, i: usize) -> Option<&str> {
+        self.labels[i].map(|l| self.label_names[l as usize].as_str())
+    }
+}
+
+/// The entries of an index as it holds them, borrowed for writing.
+pub(crate) struct EntriesRef<'a> {
+    pub texts: &'a [String],
+    pub labels: &'a [Option<u32>],
+    pub label_names: &'a [String],
+    pub meta: &'a IndexMeta,
+}
+
+impl EntriesRef<'_> {
+    /// Writes an index file: these entries plus the kind's own `tensors`, `format` and width
+    /// (`width_key` = `bits` or `dim`), atomically to `path`.
+    pub(crate) fn save(
+        &self,
+        path: &Path,
+        format: &str,
+        (width_key, width): (&str, usize),
+        tensors: Vec<(&str, TensorView<'_>)>,
+    ) -> Result<()> {
+        let n = self.texts.len();
+        let labels: Vec<u8> = self
+            .labels
+            .iter()
+            .flat_map(|l| l.unwrap_or(u32::MAX).to_le_bytes())
+            .collect();
+        let mut text_bytes = Vec::new();
+        let mut offsets = vec![0u64];
+        for t in self.texts {
+            text_bytes.extend_from_slice(t.as_bytes());
+            offsets.push(text_bytes.len() as u64);
+        }
+        let offsets = le_bytes_u64(&offsets);
+        let mut tensors: Vec<(&str, TensorView<'_>)> = tensors;
+        tensors.extend([
+            ("labels", TensorView::new(Dtype::U32, vec![n], &labels)?),
+            (
+                "text_bytes",
+                TensorView::new(Dtype::U8, vec![text_bytes.len()], &text_bytes)?,
+            ),
+            (
+                "text_offsets",
+                TensorView::new(Dtype::U64, vec![n + 1], &offsets)?,
+            ),
+        ]);
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), format.to_string());
+        meta.insert(width_key.to_string(), width.to_string());
+        meta.insert(
+            "label_names".to_string(),
+            serde_json::to_string(&self.label_names)?,
+        );
+        meta.insert("index".to_string(), serde_json::to_string(&self.meta)?);
+        let bytes = safetensors::serialize(tensors, Some(meta)).context("serialising the index")?;
+        write_atomically(path, &bytes)
+    }
+}
+
+/// An index file read and checked up to its kind's own tensors: the bytes, the metadata, and
+/// the entries every index has.
+pub(crate) struct IndexFile {
+    pub shown: String,
+    bytes: Vec<u8>,
+    metadata: HashMap<String, String>,
+}
+
+impl IndexFile {
+    /// Reads `path` (a regular file) and checks that its `format` is `format`; `other` names
+    /// formats worth a clearer error (`(format, message)`), `not_ours` is the error otherwise.
+    pub fn read(path: &Path, format: &str, other: &[(&str, &str)], not_ours: &str) -> Result<Self> {
+        let shown = path.display().to_string();
+        let bytes = read_regular_file(path, "index")?;
+        let (_, header) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| anyhow::anyhow!("`{shown}` is not a valid index file: {e}"))?;
+        SafeTensors::deserialize(&bytes)
+            .map_err(|e| anyhow::anyhow!("`{shown}` is not a valid index file: {e}"))?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        match metadata.get("format").map(String::as_str) {
+            Some(f) if f == format => {}
+            found => {
+                if let Some((_, msg)) = other.iter().find(|(o, _)| Some(*o) == found) {
+                    bail!("`{shown}` {msg}");
+                }
+                bail!("`{shown}` {not_ours}");
+            }
+        }
+        Ok(Self {
+            shown,
+            bytes,
+            metadata,
+        })
+    }
+
+    /// A metadata entry.
+    pub fn field(&self, k: &str) -> Result<&str> {
+        self.metadata
+            .get(k)
+            .map(String::as_str)
+            .with_context(|| format!("`{}` lacks the `{k}` metadata entry", self.shown))
+    }
+
+    /// The code width under `key` (`bits` or `dim`).
+    pub fn width(&self, key: &str) -> Result<usize> {
+        self.field(key)?
+            .parse()
+            .with_context(|| format!("`{}`: `{key}` is not a number", self.shown))
+    }
+
+    /// The tensors (checked readable by [`IndexFile::read`]).
+    pub fn tensors(&self) -> SafeTensors<'_> {
+        SafeTensors::deserialize(&self.bytes).expect("checked when read")
+    }
+
+    /// Tensor `name`, which must have `dtype`.
+    pub fn tensor<'a>(
+        &self,
+        st: &SafeTensors<'a>,
+        name: &str,
+        dtype: Dtype,
+    ) -> Result<TensorView<'a>> {
+        let t = st
+            .tensor(name)
+            .map_err(|e| anyhow::anyhow!("`{}`: tensor `{name}`: {e}", self.shown))?;
+        if t.dtype() != dtype {
+            bail!(
+                "`{}`: tensor `{name}` is {:?}, expected {dtype:?}",
+                self.shown,
+                t.dtype()
+            );
+        }
+        Ok(t)
+    }
+
+    /// The texts, labels, label names and provenance, checked against each other.
+    pub fn entries(&self) -> Result<Entries> {
+        let shown = &self.shown;
+        let label_names: Vec<String> = serde_json::from_str(self.field("label_names")?)
+            .with_context(|| format!("`{shown}`: bad `label_names`"))?;
+        let meta: IndexMeta = serde_json::from_str(self.field("index")?)
+            .with_context(|| format!("`{shown}`: bad `index` metadata"))?;
+        let st = self.tensors();
+        let labels: Vec<Option<u32>> = self
+            .tensor(&st, "labels", Dtype::U32)?
+            .data()
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .map(|l| (l != u32::MAX).then_some(l))
+            .collect();
+        let text_bytes = self.tensor(&st, "text_bytes", Dtype::U8)?.data();
+        let offsets = from_le_u64(self.tensor(&st, "text_offsets", Dtype::U64)?.data());
+        let n = labels.len();
+        if offsets.len() != n + 1 {
+            bail!(
+                "`{shown}`: {} text offsets for {n} labels (expected {})",
+                offsets.len(),
+                n + 1
+            );
+        }
+        if labels
+            .iter()
+            .flatten()
+            .any(|&l| l as usize >= label_names.len())
+        {
+            bail!("`{shown}`: a label is outside the label names");
+        }
+        let mut texts = Vec::with_capacity(n);
+        for w in offsets.windows(2) {
+            let (a, b) = (w[0] as usize, w[1] as usize);
+            if a > b || b > text_bytes.len() {
+                bail!("`{shown}`: corrupt text offsets");
+            }
+            texts.push(
+                std::str::from_utf8(&text_bytes[a..b])
+                    .with_context(|| format!("`{shown}`: a text is not UTF-8"))?
+                    .to_string(),
+            );
+        }
+        Ok(Entries {
+            texts,
+            labels,
+            label_names,
+            meta,
+        })
+    }
+}
+
+pub(crate) fn le_bytes_u64(words: &[u64]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+pub(crate) fn from_le_u64(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect()
+}
+
+/// SHA-256 (hex) of a file's bytes.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
