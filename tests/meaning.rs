@@ -21,23 +21,26 @@ use latent_tui::tui::widgets::Theme;
 
 use common::{assert_has, assert_lacks, coder, fixtures, goto};
 
-/// The planted factors: each has two values, and each value always brings its own words.
-const GARDEN: [&str; 4] = ["rose", "tulip", "fern", "daisy"];
-const KITCHEN: [&str; 4] = ["kettle", "spoon", "pan", "stove"];
-const DAWN: [&str; 3] = ["sunrise", "breakfast", "dew"];
-const DUSK: [&str; 3] = ["midnight", "supper", "moonlight"];
-/// Nuisance words: a factor with four values that no test looks at.
+/// The planted factors: two values each, and each value always brings its own two words.
+const GARDEN: [&str; 2] = ["rose", "garden"];
+const KITCHEN: [&str; 2] = ["kettle", "kitchen"];
+const DAWN: [&str; 2] = ["early", "sunrise"];
+const DUSK: [&str; 2] = ["late", "midnight"];
+/// Nuisance factors with four values each, which no test looks at.
 const NAMES: [&str; 4] = ["anna", "boris", "carla", "dmitri"];
+const VERBS: [&str; 4] = ["finds", "paints", "moves", "likes"];
 
-/// Every combination once: "anna waters the rose in the garden at sunrise".
+/// Every combination, four times: "anna finds the rose in the garden early at sunrise".
 fn planted_lines() -> Vec<String> {
     let mut out = Vec::new();
-    for name in NAMES {
-        for (objects, place) in [(GARDEN, "garden"), (KITCHEN, "kitchen")] {
-            for o in objects {
-                for times in [DAWN, DUSK] {
-                    for t in times {
-                        out.push(format!("{name} finds the {o} in the {place} at {t}"));
+    for _ in 0..4 {
+        for name in NAMES {
+            for verb in VERBS {
+                for [o, place] in [GARDEN, KITCHEN] {
+                    for [when, t] in [DAWN, DUSK] {
+                        out.push(format!(
+                            "{name} {verb} the {o} in the {place} {when} at {t}"
+                        ));
                     }
                 }
             }
@@ -51,22 +54,19 @@ fn trained(dir: &Path) -> (PathBuf, PathBuf) {
     let corpus = dir.join("planted.txt");
     std::fs::write(&corpus, planted_lines().join("\n") + "\n").unwrap();
     let out = dir.join("planted.safetensors");
+    // The Train tab's quick settings (as the user trained their templated model), on
+    // the planted corpus.
     let cfg = TrainConfig {
-        kind: LatentKind::Binary,
         corpus: corpus.display().to_string(),
         out: out.clone(),
         vocab_size: 100,
-        embed_dim: 16,
-        hidden_dim: 32,
-        latent_dim: 6,
-        steps: 500,
-        lr: 1e-2,
-        batch_tokens: 400,
+        latent_dim: 8,
+        steps: 2000,
         valid_every: 0,
         valid_sentences: 20,
         checkpoint_every: 0,
         seed: 3,
-        ..TrainConfig::default()
+        ..latent_tui::tui::train::quick_defaults(LatentKind::Binary)
     };
     let (tx, _rx) = mpsc::channel();
     train(&cfg, tx, &TrainControl::default()).expect("training the planted model");
@@ -101,10 +101,8 @@ fn each_planted_bit_is_labelled_with_its_planted_words() {
     let corpus = load_corpus(&corpus_path);
     let m = Meanings::compute(&model, &corpus, &MeaningOptions::default(), &mut |_| {}).unwrap();
     println!("{}", m.render());
-    let garden: Vec<&str> = GARDEN.iter().copied().chain(["garden"]).collect();
-    let kitchen: Vec<&str> = KITCHEN.iter().copied().chain(["kitchen"]).collect();
     for (a, b, factor) in [
-        (&garden[..], &kitchen[..], "place"),
+        (&GARDEN[..], &KITCHEN[..], "place"),
         (&DAWN[..], &DUSK[..], "time"),
     ] {
         // The bit that carries the factor: one side's words are one value's, the other side's
@@ -409,7 +407,7 @@ fn the_first_draw_never_replaces_what_the_user_typed() {
         .update(latent_tui::tui::event::Msg::Key(KeyCode::Enter.into()));
     h.settle();
     assert_eq!(h.app.explore.input.text(), "the red cat");
-    assert_has(&h.screen(), "model sees: the red <unk>");
+    assert_has(&h.screen(), "model sees: the red cat");
 }
 
 #[test]
