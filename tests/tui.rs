@@ -441,6 +441,7 @@ fn train_tab_starts_pauses_stops_and_loads_the_checkpoint() {
             // Far more steps than the test will wait for: it stops the run itself.
             train_defaults: tiny_training(&out, 1_000_000),
             index_corpus: None,
+            first_sentence: false,
         },
     );
     // Shift-Tab wraps from the first tab to the last (Clusters), then Neighbors, then Train.
@@ -529,6 +530,7 @@ fn bow_train_tab(out: &std::path::Path, steps: u64, family: &str) -> Harness {
             theme: Theme { color: false },
             train_defaults: tiny_training(out, steps),
             index_corpus: None,
+            first_sentence: false,
         },
     );
     goto(&mut h, Tab::Train);
@@ -765,6 +767,7 @@ fn a_failing_training_run_reports_its_error() {
             theme: Theme { color: true },
             train_defaults: cfg,
             index_corpus: None,
+            first_sentence: false,
         },
     );
     goto(&mut h, Tab::Train);
