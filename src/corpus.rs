@@ -290,6 +290,17 @@ impl Corpus {
         loader.finish(name)
     }
 
+    /// A directory corpus held in memory: the bytes of its train, valid and test files, read
+    /// exactly as [`Corpus::load`] reads a directory with those files (same examples, same
+    /// hash).
+    pub fn from_split_bytes(name: &str, splits: [&[u8]; 3], opts: &LoadOptions) -> Result<Corpus> {
+        let mut loader = Loader::new(opts);
+        for (split, bytes) in Split::ALL.into_iter().zip(splits) {
+            loader.read(bytes, &format!("{name} {split}"), Some(split))?;
+        }
+        loader.finish(name.to_owned())
+    }
+
     /// The bundled WordNet corpus with default [`LoadOptions`].
     pub fn bundled_wordnet() -> Result<Corpus> {
         Self::load_bundled(&LoadOptions::default())

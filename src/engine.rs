@@ -10,7 +10,8 @@ use rand::rngs::StdRng;
 
 use crate::checkpoint::{Checkpoint, Provenance};
 use crate::data::length_batches;
-use crate::model::decode::{decode, Strategy};
+use crate::model::decode::{decode_restricted, Strategy};
+use crate::model::word_trie::WordTrie;
 use crate::model::{Built, LatentKind, LatentParams, ModelConfig, SeqAutoencoder, TokenBatch};
 use crate::vocab::{Vocab, UNK};
 
@@ -211,16 +212,41 @@ impl Engine {
         strategy: Strategy,
         rng: &mut StdRng,
     ) -> Result<Vec<Vec<u32>>> {
+        self.decode_ids_restricted(codes, strategy, None, rng)
+    }
+
+    /// [`Self::decode`] with greedy and beam decoding restricted to the words of `words`
+    /// (see [`WordTrie`]) when given.
+    pub fn decode_restricted(
+        &self,
+        codes: &[Vec<f32>],
+        strategy: Strategy,
+        words: Option<&WordTrie>,
+        rng: &mut StdRng,
+    ) -> Result<Vec<String>> {
+        let ids = self.decode_ids_restricted(codes, strategy, words, rng)?;
+        Ok(ids.iter().map(|s| self.vocab.decode(s)).collect())
+    }
+
+    /// [`Self::decode_ids`], restricted to the words of `words` when given.
+    pub fn decode_ids_restricted(
+        &self,
+        codes: &[Vec<f32>],
+        strategy: Strategy,
+        words: Option<&WordTrie>,
+        rng: &mut StdRng,
+    ) -> Result<Vec<Vec<u32>>> {
         if codes.is_empty() {
             return Ok(Vec::new());
         }
         let z = self.codes_tensor(codes)?;
-        Ok(decode(
+        Ok(decode_restricted(
             &self.model,
             z.as_ref(),
             codes.len(),
             strategy,
             self.max_len(),
+            words,
             rng,
         )?)
     }

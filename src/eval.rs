@@ -7,7 +7,8 @@
 //! bit is flipped in every sentence's rounded code, and the correlation matrix of the rounded
 //! codes; for gaussian models the KL per dimension and the number of active units.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use anyhow::Result;
 use candle_core::{DType, Tensor};
@@ -16,6 +17,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::data::length_batches;
+use crate::model::word_trie::WordTrie;
 use crate::model::{CodeMode, LatentKind, SeqAutoencoder, TokenBatch};
 use crate::vocab::Vocab;
 
@@ -146,6 +148,11 @@ pub struct ReconReport {
     pub bleu4: f64,
     /// Share of input words that reach the model as (or containing) `<unk>`.
     pub input_unk_rate: f64,
+    /// Whether decoding was restricted to the training corpus's words (`--real-words`).
+    pub real_words: bool,
+    /// Share of decoded words that the training corpus does not hold (when its word list was
+    /// available).
+    pub invented_word_rate: Option<f64>,
     /// Decoded words over reference words (below 1: decodings come out short).
     pub length_ratio: f64,
     /// Share of decodings that repeat some 3-gram three times or more ([`repeats_itself`]).
@@ -199,6 +206,9 @@ pub struct EvalReport {
     pub gaussian: Option<GaussianReport>,
     /// Models with a code; absent when `recon_sentences` is 0.
     pub reconstruction: Option<ReconReport>,
+    /// Disentanglement, when the corpus is a factors corpus ([`crate::factors`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factors: Option<crate::factors::FactorReport>,
 }
 
 #[derive(Clone, Debug)]
@@ -210,6 +220,13 @@ pub struct EvalOptions {
     /// How those reconstructions are decoded (greedy unless asked otherwise).
     pub recon_strategy: crate::model::decode::Strategy,
     pub seed: u64,
+    /// How reconstruction decodes and what it counts.
+    pub recon: ReconOptions,
+    /// Factor values of every sentence, when the corpus is a factors corpus
+    /// ([`crate::factors`]): the report then measures disentanglement.
+    pub factor_values: Option<Vec<crate::factors::Values>>,
+    /// Sentences (the first N) whose single-bit flips are decoded for the factor measures.
+    pub factor_flip_sentences: usize,
 }
 
 impl Default for EvalOptions {
@@ -219,6 +236,9 @@ impl Default for EvalOptions {
             recon_sentences: 500,
             recon_strategy: crate::model::decode::Strategy::Greedy,
             seed: 0,
+            recon: ReconOptions::default(),
+            factor_values: None,
+            factor_flip_sentences: 500,
         }
     }
 }
@@ -290,14 +310,25 @@ pub fn evaluate(
     };
     let reconstruction = if kind.has_latent() && opts.recon_sentences > 0 {
         let n = opts.recon_sentences.min(sentences.len());
-        Some(reconstruction(
+        Some(reconstruction_with(
             model,
             vocab,
             &sentences[..n],
             opts.recon_strategy,
+            &opts.recon,
         )?)
     } else {
         None
+    };
+    let factors = match &opts.factor_values {
+        Some(values) if kind.has_latent() => Some(crate::factors::measure(
+            model,
+            vocab,
+            sentences,
+            values,
+            opts.factor_flip_sentences,
+        )?),
+        _ => None,
     };
     progress(1.0);
     Ok(EvalReport {
@@ -310,6 +341,7 @@ pub fn evaluate(
         bits,
         gaussian,
         reconstruction,
+        factors,
     })
 }
 
@@ -321,8 +353,28 @@ pub fn reconstruction(
     sentences: &[Vec<u32>],
     strategy: crate::model::decode::Strategy,
 ) -> Result<ReconReport> {
+    reconstruction_with(model, vocab, sentences, strategy, &ReconOptions::default())
+}
+
+/// What [`reconstruction_with`] decodes with and counts.
+#[derive(Clone, Debug, Default)]
+pub struct ReconOptions {
+    /// Restrict greedy decoding to these words (`eval --real-words`).
+    pub real_words: Option<Arc<WordTrie>>,
+    /// The training corpus's words: decoded words outside it are counted as invented.
+    pub corpus_words: Option<Arc<HashSet<String>>>,
+}
+
+/// [`reconstruction`], optionally restricted to real words and counting invented words.
+pub fn reconstruction_with(
+    model: &SeqAutoencoder,
+    vocab: &Vocab,
+    sentences: &[Vec<u32>],
+    strategy: crate::model::decode::Strategy,
+    opts: &ReconOptions,
+) -> Result<ReconReport> {
     let (_, codes) = all_codes(model, sentences)?;
-    let decoded = decode_texts(model, vocab, &codes, strategy)?;
+    let decoded = decode_texts(model, vocab, &codes, strategy, opts.real_words.as_deref())?;
     let pairs: Vec<(String, String)> = sentences
         .iter()
         .zip(decoded)
@@ -354,6 +406,7 @@ pub fn reconstruction(
         vocab,
         &path_codes,
         crate::model::decode::Strategy::Greedy,
+        None,
     )?;
     let (mut unk_words, mut input_words) = (0usize, 0usize);
     for s in sentences {
@@ -367,30 +420,68 @@ pub fn reconstruction(
     }
     let mut report = compare_words(&pairs);
     report.input_unk_rate = unk_words as f64 / input_words.max(1) as f64;
+    report.real_words = opts.real_words.is_some();
+    if let Some(words) = &opts.corpus_words {
+        let (invented, total) = invented_words(pairs.iter().map(|p| p.1.as_str()), words);
+        report.invented_word_rate = Some(invented as f64 / total.max(1) as f64);
+    }
     report.decoding = strategy.label();
     report.path_repetition_rate = repetition_rate(path_texts.iter().map(String::as_str));
     report.path_decodings = path_texts.len();
     Ok(report)
 }
 
-/// Decodings of `codes` by `strategy`, as text, in order.
+/// Decoded words (space-separated) that `words` does not hold, and all decoded words.
+pub fn invented_words<'a>(
+    texts: impl IntoIterator<Item = &'a str>,
+    words: &HashSet<String>,
+) -> (usize, usize) {
+    let (mut invented, mut total) = (0, 0);
+    for w in texts.into_iter().flat_map(str::split_whitespace) {
+        total += 1;
+        invented += usize::from(!words.contains(w));
+    }
+    (invented, total)
+}
+
+/// Greedy decodings of `codes` (rows of the model's latent size) as text, in order;
+/// restricted to the words of `real_words` when given.
+pub fn greedy_texts(
+    model: &SeqAutoencoder,
+    vocab: &Vocab,
+    codes: &[Vec<f32>],
+    real_words: Option<&WordTrie>,
+) -> Result<Vec<String>> {
+    decode_texts(
+        model,
+        vocab,
+        codes,
+        crate::model::decode::Strategy::Greedy,
+        real_words,
+    )
+}
+
+/// Decodings of `codes` by `strategy`, as text, in order (greedy and beam restricted to the
+/// words of `real_words` when given).
 fn decode_texts(
     model: &SeqAutoencoder,
     vocab: &Vocab,
     codes: &[Vec<f32>],
     strategy: crate::model::decode::Strategy,
+    real_words: Option<&WordTrie>,
 ) -> Result<Vec<String>> {
     let mut rng = StdRng::seed_from_u64(0);
     let mut texts = Vec::with_capacity(codes.len());
     for chunk in codes.chunks(EVAL_MAX_BATCH) {
         let flat: Vec<f32> = chunk.iter().flatten().copied().collect();
         let z = Tensor::from_vec(flat, (chunk.len(), model.cfg.latent_dim), model.device())?;
-        let decoded = crate::model::decode::decode(
+        let decoded = crate::model::decode::decode_restricted(
             model,
             Some(&z),
             chunk.len(),
             strategy,
             model.cfg.max_len,
+            real_words,
             &mut rng,
         )?;
         texts.extend(decoded.iter().map(|out| vocab.decode(out)));
@@ -445,6 +536,8 @@ pub fn compare_words(pairs: &[(String, String)]) -> ReconReport {
         word_accuracy: right as f64 / ref_words.max(1) as f64,
         bleu4,
         input_unk_rate: 0.0,
+        real_words: false,
+        invented_word_rate: None,
         length_ratio: hyp_words as f64 / ref_words.max(1) as f64,
         repetition_rate: repetition_rate(pairs.iter().map(|(_, h)| h.as_str())),
         path_repetition_rate: 0.0,
@@ -453,7 +546,7 @@ pub fn compare_words(pairs: &[(String, String)]) -> ReconReport {
 }
 
 /// Mean code (p or μ) and rounded code of every sentence, in input order.
-fn all_codes(
+pub fn all_codes(
     model: &SeqAutoencoder,
     sentences: &[Vec<u32>],
 ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {

@@ -32,6 +32,7 @@ pub mod data;
 pub mod engine;
 pub mod eval;
 pub mod explore;
+pub mod factors;
 pub mod hamming;
 pub mod index;
 pub mod meaning;

@@ -370,6 +370,11 @@ impl Vocab {
             .count()
     }
 
+    /// Subword kinds: whether the piece `id` starts a word (carries `▁`). Word-level: true.
+    pub fn starts_word(&self, id: u32) -> bool {
+        self.kind == TokenizerKind::Word || self.starts_word.get(id as usize) == Some(&true)
+    }
+
     /// Turns ids back into text: words joined by spaces (subword pieces joined into their
     /// words), stopping at the first [`EOS`] and leaving out [`PAD`] and [`BOS`].
     pub fn decode(&self, ids: &[u32]) -> String {

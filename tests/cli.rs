@@ -527,3 +527,88 @@ fn encode_writes_bag_of_words_codes() {
     let err = fails(&["encode", f.nvdm.to_str().unwrap(), "--format", "bits"]);
     assert!(err.contains("a `nvdm` model has continuous codes"), "{err}");
 }
+
+#[test]
+fn eval_reports_progress_in_a_log_and_the_decodings_repetition_and_length() {
+    let corpus = fixtures::corpus_file().to_str().unwrap();
+    let args = [
+        "eval",
+        ckpt(),
+        "--corpus",
+        corpus,
+        "--split",
+        "train",
+        "--max-sentences",
+        "40",
+        "--flip-sentences",
+        "10",
+        "--recon-sentences",
+        "20",
+        "--json",
+    ];
+    let out = run(&args, None);
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("evaluating 40 sentences"), "{log}");
+    assert!(
+        log.contains("evaluating: 50%"),
+        "progress without a terminal: {log}"
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rc = &v["report"]["reconstruction"];
+    assert_eq!(rc["decoding"], "greedy");
+    for field in ["repetition_rate", "path_repetition_rate", "length_ratio"] {
+        let x = rc[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field}: {rc}"));
+        assert!(x >= 0.0 && x.is_finite(), "{field} {x}");
+    }
+    assert!(rc["path_decodings"].as_u64().is_some(), "{rc}");
+    let mut beam = args.to_vec();
+    beam.extend(["--recon-beam", "3", "--length-penalty", "0"]);
+    let v: Value = serde_json::from_str(&ok(&beam, None)).unwrap();
+    assert_eq!(v["report"]["reconstruction"]["decoding"], "beam 3");
+    assert!(fails(&[
+        "eval",
+        ckpt(),
+        "--recon-beam",
+        "3",
+        "--length-penalty",
+        "nan"
+    ])
+    .contains("length penalty"));
+}
+
+#[test]
+fn bench_interactive_reports_the_decoding_and_the_bars_separately() {
+    let out = ok(
+        &[
+            "bench",
+            "--interactive",
+            "--checkpoint",
+            ckpt(),
+            "--steps",
+            "2",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--sentence",
+            "the dog likes the river",
+        ],
+        None,
+    );
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .expect("a JSON line");
+    let v: Value = serde_json::from_str(line).unwrap();
+    for what in ["flip", "decode", "bars"] {
+        let (p50, p95) = (
+            v[format!("{what}_ms_p50")].as_f64().unwrap(),
+            v[format!("{what}_ms_p95")].as_f64().unwrap(),
+        );
+        assert!(p50 > 0.0 && p95 >= p50, "{what}: {v}");
+    }
+}

@@ -58,7 +58,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Build a corpus from a source (WordNet glosses and examples).
+    /// Build a corpus: WordNet glosses and examples, or a synthetic one with known factors.
     Corpus {
         #[command(subcommand)]
         source: CorpusSource,
@@ -214,6 +214,25 @@ pub enum CorpusSource {
         #[arg(long, default_value = "assets/wordnet")]
         out: PathBuf,
     },
+    /// Write a synthetic corpus with six independent, known factors (subject, verb, adjective,
+    /// object, place, time): train/valid/test.tsv, each line `factor values<TAB>sentence`.
+    Factors {
+        /// Directory to write train.tsv, valid.tsv and test.tsv to.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the draw (the same seed and sizes give the same files).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Training sentences.
+        #[arg(long, default_value_t = 20_000)]
+        train: usize,
+        /// Validation sentences.
+        #[arg(long, default_value_t = 1_000)]
+        valid: usize,
+        /// Test sentences.
+        #[arg(long, default_value_t = 1_000)]
+        test: usize,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -343,6 +362,17 @@ pub struct EvalArgs {
     /// Print the full report as JSON (with the bit correlation matrix).
     #[arg(long)]
     pub json: bool,
+    /// Restrict the reconstruction's greedy decoding to words of the training corpus (subword
+    /// models; a word-level model decodes only corpus words anyway).
+    #[arg(long)]
+    pub real_words: bool,
+    /// Evaluate the lines of this file (one sentence per line) instead of a corpus split.
+    #[arg(long, conflicts_with = "corpus")]
+    pub sentences: Option<PathBuf>,
+    /// On a factors corpus (`latent-tui corpus factors`): sentences whose single-bit flips are
+    /// decoded and parsed for the disentanglement figures.
+    #[arg(long, default_value_t = 500)]
+    pub factor_flip_sentences: usize,
 }
 
 /// `train` flags. Each is optional so that `--config` and `--resume` can supply the value;
@@ -619,6 +649,31 @@ pub fn run(cli: Cli) -> Result<()> {
                 report.labels,
                 report.duplicates,
                 report.out_of_range
+            );
+            Ok(())
+        }
+        Some(Command::Corpus {
+            source:
+                CorpusSource::Factors {
+                    out,
+                    seed,
+                    train,
+                    valid,
+                    test,
+                },
+        }) => {
+            let spec = crate::factors::CorpusSpec {
+                train,
+                valid,
+                test,
+                seed,
+            };
+            crate::factors::write_corpus(&out, &spec)?;
+            println!(
+                "wrote {} (train {train}, valid {valid}, test {test}; seed {seed}; {} factors, {} possible sentences)",
+                out.display(),
+                crate::factors::GRAMMAR.len(),
+                crate::factors::GRAMMAR.sentences()
             );
             Ok(())
         }
@@ -1106,14 +1161,33 @@ fn eval(args: EvalArgs) -> Result<()> {
     }
     let engine = coder.sequence_model("evaluate sentences")?;
     let split = args.split;
-    let corpus = corpus_for(engine, &args.corpus)?;
+    let corpus = match &args.sentences {
+        Some(path) => sentences_corpus(path)?,
+        None => corpus_for(engine, &args.corpus)?,
+    };
     let mut ids = encode_examples(&engine.vocab, corpus.split(split), engine.max_len());
+    let mut factor_values = crate::tasks::factor_values_of(corpus.split(split), ids.len());
     if let Some(n) = args.max_sentences {
         ids.truncate(n);
     }
     if ids.is_empty() {
         bail!("the {split} split of `{}` has no sentences", corpus.name);
     }
+    if let Some(v) = &mut factor_values {
+        v.truncate(ids.len());
+    }
+    // The training corpus's words: invented words are counted against them, and --real-words
+    // decodes with them. Without the corpus, say so (the figures still come, uncounted).
+    let words = match crate::tasks::corpus_words(engine) {
+        Ok(words) => Some(words),
+        Err(e) if args.real_words => {
+            return Err(e.context("--real-words needs the training corpus's words"))
+        }
+        Err(e) => {
+            eprintln!("note: invented words are not counted: {e:#}");
+            None
+        }
+    };
     let opts = EvalOptions {
         flip_sentences: args.flip_sentences,
         recon_sentences: args.recon_sentences,
@@ -1125,17 +1199,39 @@ fn eval(args: EvalArgs) -> Result<()> {
             None => Strategy::Greedy,
         },
         seed: args.seed,
+        recon: crate::eval::ReconOptions {
+            real_words: words
+                .as_ref()
+                .filter(|_| args.real_words)
+                .and_then(|w| w.trie.clone()),
+            corpus_words: words.as_ref().map(|w| w.words.clone()),
+        },
+        factor_values,
+        factor_flip_sentences: args.factor_flip_sentences,
     };
     let bar = ProgressBar::new(1000);
-    if std::io::stderr().is_terminal() {
+    let interactive = std::io::stderr().is_terminal();
+    if interactive {
         bar.set_style(
             ProgressStyle::with_template("evaluating {bar:30} {percent}%").expect("valid template"),
         );
     } else {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        eprintln!(
+            "evaluating {} sentences of `{}` / {split}",
+            ids.len(),
+            corpus.name
+        );
     }
+    // Without a terminal (a log, a pipe), a plain line every tenth of the way.
+    let mut tenths_said = 0;
     let report = evaluate(&engine.model, &engine.vocab, &ids, &opts, &mut |f| {
-        bar.set_position((f * 1000.0) as u64)
+        bar.set_position((f * 1000.0) as u64);
+        let tenths = (f * 10.0).floor() as i32;
+        if !interactive && tenths > tenths_said && tenths < 10 {
+            tenths_said = tenths;
+            eprintln!("evaluating: {}%", tenths * 10);
+        }
     })?;
     bar.finish_and_clear();
     if args.json {
@@ -1149,6 +1245,31 @@ fn eval(args: EvalArgs) -> Result<()> {
         print_report(engine, &corpus.name, split, &report);
     }
     Ok(())
+}
+
+/// The disentanglement block of `eval` on a factors corpus.
+fn print_factors(f: &crate::factors::FactorReport) {
+    let t = &f.table;
+    println!(
+        "  factors ({} sentences, bits = {}): MIG mean {:.3}",
+        t.sentences, f.bits_from, t.mig_mean
+    );
+    for (i, name) in t.factors.iter().enumerate() {
+        println!(
+            "    {name:<10} H {:.2} bits  MIG {:.3}  best bit {:3}: I/H(bit) {:.3}",
+            t.factor_entropy[i], t.mig[i], t.best_bit[i], t.best_determined[i]
+        );
+    }
+    println!(
+        "  single-bit flips ({} sentences): {} of {} change the decoding; of those {:.1}% change exactly one factor ({} several, {} unparsable); exact reconstruction {:.1}%",
+        f.flip_sentences,
+        f.flips.changed,
+        f.flips.flips,
+        f.one_factor_share * 100.0,
+        f.flips.several_factors,
+        f.flips.unparsed,
+        f.exact_reconstruction * 100.0
+    );
 }
 
 fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
@@ -1204,14 +1325,18 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
     }
     if let Some(rc) = &r.reconstruction {
         println!(
-            "  reconstruction ({} sentences, {} from the deterministic code): exact {:.1}%, words in place {:.1}%, BLEU-4 {:.3}, length {:.2}× the reference; input words unknown {:.2}%",
+            "  reconstruction ({} sentences, {}{} from the deterministic code): exact {:.1}%, words in place {:.1}%, BLEU-4 {:.3}, length {:.2}× the reference; input words unknown {:.2}%{}",
             rc.sentences,
             rc.decoding,
+            if rc.real_words { ", real words only," } else { "" },
             rc.exact_match * 100.0,
             rc.word_accuracy * 100.0,
             rc.bleu4,
             rc.length_ratio,
-            rc.input_unk_rate * 100.0
+            rc.input_unk_rate * 100.0,
+            rc.invented_word_rate
+                .map(|x| format!("; decoded words not in the training corpus {:.2}%", x * 100.0))
+                .unwrap_or_default()
         );
         println!(
             "  repetition (a 3-gram three times or more): {:.1}% of reconstructions, {:.1}% of {} decodings along paths between their codes",
@@ -1219,6 +1344,9 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
             rc.path_repetition_rate * 100.0,
             rc.path_decodings
         );
+    }
+    if let Some(f) = &r.factors {
+        print_factors(f);
     }
     if let Some(g) = &r.gaussian {
         println!(
@@ -1230,6 +1358,17 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
         let kl: Vec<String> = g.kl_per_dim.iter().map(|k| format!("{k:.2}")).collect();
         println!("  KL per dimension: {}", kl.join(" "));
     }
+}
+
+/// The lines of a file as a corpus whose every split holds all of them (`eval --sentences`).
+fn sentences_corpus(path: &Path) -> Result<Corpus> {
+    let bytes = crate::checkpoint::read_regular_file(path, "sentence file")?;
+    let name = path.display().to_string();
+    let opts = LoadOptions {
+        min_words: 1,
+        max_words: usize::MAX,
+    };
+    Corpus::from_split_bytes(&name, [&bytes, &bytes, &bytes], &opts)
 }
 
 /// Standard input's lines as they arrive, each with its 1-based line number; lines that are

@@ -443,6 +443,7 @@ pub fn code_stats(
             bits,
             gaussian,
             reconstruction: None,
+            factors: None,
         },
     })
 }

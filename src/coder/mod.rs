@@ -349,6 +349,27 @@ impl Coder {
 
     /// One code decoded for display: a sentence by `strategy` (sequence models), or the
     /// decoder's most probable words with their probabilities (nvdm, nash).
+    /// [`Coder::decode_line`] restricted to the words of `words` (sequence models, greedy and
+    /// beam; see [`crate::model::word_trie`]).
+    pub fn decode_line_restricted(
+        &self,
+        code: &[f32],
+        strategy: Strategy,
+        seed: u64,
+        words: Option<&crate::model::word_trie::WordTrie>,
+    ) -> Result<String> {
+        match (&self.family, words) {
+            (Family::Seq(e), Some(words)) => {
+                let mut rng = StdRng::seed_from_u64(seed);
+                Ok(
+                    e.decode_restricted(&[code.to_vec()], strategy, Some(words), &mut rng)?
+                        .remove(0),
+                )
+            }
+            _ => self.decode_line(code, strategy, seed),
+        }
+    }
+
     pub fn decode_line(&self, code: &[f32], strategy: Strategy, seed: u64) -> Result<String> {
         let mut rng = StdRng::seed_from_u64(seed);
         Ok(self

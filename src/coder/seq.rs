@@ -6,6 +6,9 @@
 //! so a screen in the explorer and its scripted counterpart print the same thing for the same
 //! seed.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use anyhow::{bail, Result};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -21,8 +24,9 @@ use crate::engine::Engine;
 use crate::eval::{evaluate, EvalOptions};
 use crate::explore::{self, Prior};
 use crate::model::decode::Strategy;
+use crate::model::word_trie::WordTrie;
 use crate::model::TokenBatch;
-use crate::vocab::UNK;
+use crate::vocab::{Vocab, UNK};
 
 /// Tokenizes and encodes one sentence; an input without words is an error, not a panic.
 pub fn encode_sentence(engine: &Engine, text: &str) -> Result<EncodedSentence> {
@@ -197,10 +201,17 @@ pub fn corpus_of_provenance(provenance: &Provenance, spec: Option<&str>) -> Resu
         Some(s) => s.to_string(),
         None => match provenance.stored_corpus() {
             Some(s) => s,
-            None => bail!(
-                "the checkpoint was trained on `{}`, which is not there any more; pass --corpus PATH",
-                provenance.corpus_shown()
-            ),
+            None => {
+                // A factors corpus can be rebuilt from its seed (checked against the stored
+                // hash).
+                if let Some(corpus) = crate::factors::regenerate_for(provenance) {
+                    return Ok(corpus);
+                }
+                bail!(
+                    "the checkpoint was trained on `{}`, which is not there any more; pass --corpus PATH",
+                    provenance.corpus_shown()
+                )
+            }
         },
     };
     Corpus::load(
@@ -220,6 +231,9 @@ pub fn own_corpus(engine: &Engine, purpose: &str) -> Result<Corpus> {
 /// [`own_corpus`] for a checkpoint of any family, by its provenance.
 pub fn own_corpus_of(provenance: &Provenance, purpose: &str) -> Result<Corpus> {
     if provenance.stored_corpus().is_none() {
+        if let Some(corpus) = crate::factors::regenerate_for(provenance) {
+            return Ok(corpus);
+        }
         bail!(
             "{purpose} need the corpus the checkpoint was trained on, `{}`, which is not here",
             provenance.corpus_shown()
@@ -317,6 +331,7 @@ pub fn split_stats(
     let corpus = own_corpus(engine, "validation statistics")?;
     let split = Split::Valid;
     let mut ids = encode_examples(&engine.vocab, corpus.split(split), engine.max_len());
+    let factor_values = factor_values_of(corpus.split(split), ids.len());
     ids.truncate(max_sentences.max(1));
     if ids.is_empty() {
         bail!("the {split} split of `{}` has no sentences", corpus.name);
@@ -326,7 +341,13 @@ pub fn split_stats(
         // The Stats tab shows code statistics; reconstruction stays with `eval`.
         recon_sentences: 0,
         seed: 0,
-        ..Default::default()
+        factor_values: factor_values.map(|mut v| {
+            v.truncate(ids.len());
+            v
+        }),
+        // Every bit's flip of these sentences is decoded for the bit ↔ factor table.
+        factor_flip_sentences: flip_sentences.min(200),
+        ..EvalOptions::default()
     };
     let report = evaluate(&engine.model, &engine.vocab, &ids, &opts, progress)?;
     Ok(SplitStats {
@@ -336,6 +357,51 @@ pub fn split_stats(
     })
 }
 
+/// The words of a checkpoint's training corpus (its train split), for decoding restricted to
+/// real words and for counting invented words.
+#[derive(Debug, Clone)]
+pub struct CorpusWords {
+    /// Where the list came from, for headers and reports (the corpus name).
+    pub corpus: String,
+    pub words: Arc<HashSet<String>>,
+    /// The trie of those words as the model spells them; `None` for a word-level vocabulary
+    /// (nothing to restrict).
+    pub trie: Option<Arc<WordTrie>>,
+}
+
+/// [`CorpusWords`] of `corpus`'s train split, spelled by `vocab`.
+pub fn corpus_words_of(corpus: &Corpus, vocab: &Vocab) -> CorpusWords {
+    let words: HashSet<String> = corpus
+        .train
+        .iter()
+        .flat_map(|e| e.text.split(' '))
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let trie = WordTrie::new(vocab, words.iter().map(String::as_str)).map(Arc::new);
+    CorpusWords {
+        corpus: corpus.name.clone(),
+        words: Arc::new(words),
+        trie,
+    }
+}
+
+/// [`CorpusWords`] of the corpus a checkpoint was trained on (an error naming it when it is not
+/// here).
+pub fn corpus_words(engine: &Engine) -> Result<CorpusWords> {
+    let corpus = own_corpus(engine, "real-word decoding and invented-word counts")?;
+    Ok(corpus_words_of(&corpus, &engine.vocab))
+}
+
+/// The factor values of `examples` when they are a factors corpus's split
+/// ([`crate::factors`]) and all `encoded` of them reached the model (so values and token ids
+/// stay aligned); `None` otherwise.
+pub fn factor_values_of(
+    examples: &[crate::corpus::Example],
+    encoded: usize,
+) -> Option<Vec<crate::factors::Values>> {
+    crate::factors::split_values(examples).filter(|v| v.len() == encoded)
+}
 /// Sentences per encoding batch for the sequence models (grouped by length).
 const SEQ_BATCH_TOKENS: usize = 8192;
 const SEQ_MAX_BATCH: usize = 512;

@@ -6,6 +6,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::seq::SeqAutoencoder;
+use super::word_trie::{self, TrieState, WordTrie};
 use crate::vocab::{BOS, EOS};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -54,6 +55,20 @@ pub fn decode(
     max_len: usize,
     rng: &mut StdRng,
 ) -> Result<Vec<Vec<u32>>> {
+    decode_restricted(model, z, n, strategy, max_len, None, rng)
+}
+
+/// [`decode`], with greedy and beam decoding restricted to the words of `words` (see
+/// [`WordTrie`]) when given; sampling is never restricted.
+pub fn decode_restricted(
+    model: &SeqAutoencoder,
+    z: Option<&Tensor>,
+    n: usize,
+    strategy: Strategy,
+    max_len: usize,
+    words: Option<&WordTrie>,
+    rng: &mut StdRng,
+) -> Result<Vec<Vec<u32>>> {
     let n = match z {
         Some(z) => z.dim(0)?,
         None => n,
@@ -61,9 +76,25 @@ pub fn decode(
     match strategy {
         Strategy::Greedy => {
             let packed = model.packed_output_if_cpu()?;
-            stepwise(model, z, n, max_len, |h| {
-                model.greedy_tokens(packed.as_deref(), h)
-            })
+            match words {
+                None => stepwise(model, z, n, max_len, |h| {
+                    model.greedy_tokens(packed.as_deref(), h)
+                }),
+                Some(trie) => {
+                    let mut states = vec![word_trie::ROOT; n];
+                    let mut masks = vec![Vec::new(); n];
+                    stepwise(model, z, n, max_len, |h| {
+                        for (mask, &state) in masks.iter_mut().zip(&states) {
+                            trie.mask(state, mask);
+                        }
+                        let next = model.greedy_tokens_masked(packed.as_deref(), h, &masks)?;
+                        for (state, &tok) in states.iter_mut().zip(&next) {
+                            *state = trie.advance(*state, tok);
+                        }
+                        Ok(next)
+                    })
+                }
+            }
         }
         Strategy::Sample { temperature } => stepwise(model, z, n, max_len, |h| {
             let logits = model.logits(h)?;
@@ -77,7 +108,14 @@ pub fn decode(
         } => (0..n)
             .map(|i| {
                 let zi = z.map(|z| z.narrow(0, i, 1)).transpose()?;
-                beam(model, zi.as_ref(), width.max(1), length_penalty, max_len)
+                beam(
+                    model,
+                    zi.as_ref(),
+                    width.max(1),
+                    length_penalty,
+                    max_len,
+                    words,
+                )
             })
             .collect(),
     }
@@ -142,6 +180,7 @@ fn beam(
     width: usize,
     alpha: f64,
     max_len: usize,
+    words: Option<&WordTrie>,
 ) -> Result<Vec<u32>> {
     let normalised = |len: usize, sum: f32| sum / length_penalty(len, alpha);
     let dev = model.device().clone();
@@ -149,6 +188,9 @@ fn beam(
     let h0 = model.initial_state(z, 1)?.detach(); // (1, H)
     let step_z0 = model.step_latent(z)?;
     let mut beams: Vec<(Vec<u32>, f32)> = vec![(Vec::new(), 0.0)];
+    // Where each beam stands in the word trie (restricted decoding only).
+    let mut states: Vec<TrieState> = vec![word_trie::ROOT];
+    let mut mask = Vec::new();
     let mut h = h0;
     let mut finished: Vec<(Vec<u32>, f32)> = Vec::new();
     for step in 0..=max_len {
@@ -167,7 +209,18 @@ fn beam(
         let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec2::<f32>()?;
         let mut candidates: Vec<(usize, u32, f32)> = Vec::with_capacity(k * width);
         for (b, row) in logp.iter().enumerate() {
-            let mut idx: Vec<u32> = (0..row.len() as u32).collect();
+            let mut idx: Vec<u32> = match words {
+                None => (0..row.len() as u32).collect(),
+                Some(trie) => {
+                    trie.mask(states[b], &mut mask);
+                    (0..row.len() as u32)
+                        .filter(|&v| mask.get(v as usize) == Some(&true))
+                        .collect()
+                }
+            };
+            if idx.is_empty() {
+                continue;
+            }
             let top = width.min(idx.len());
             idx.select_nth_unstable_by(top - 1, |&x, &y| {
                 row[y as usize].total_cmp(&row[x as usize])
@@ -178,6 +231,7 @@ fn beam(
         }
         candidates.sort_by(|a, b| b.2.total_cmp(&a.2));
         let mut next_beams = Vec::new();
+        let mut next_states = Vec::new();
         let mut parents = Vec::new();
         for (b, tok, score) in candidates {
             if tok == EOS || step == max_len {
@@ -188,6 +242,7 @@ fn beam(
                 let mut seq = beams[b].0.clone();
                 seq.push(tok);
                 next_beams.push((seq, score));
+                next_states.push(words.map_or(word_trie::ROOT, |t| t.advance(states[b], tok)));
                 parents.push(b as u32);
             }
             if next_beams.len() >= width && finished.len() >= width {
@@ -208,6 +263,7 @@ fn beam(
         let parents = Tensor::from_vec(parents, next_beams.len(), &dev)?;
         h = h_next.index_select(&parents, 0)?;
         beams = next_beams;
+        states = next_states;
     }
     // Only finished hypotheses compete: a live one's sum leaves out what ending it would cost,
     // so letting it in returned cut-off decodings ("like or pertaining to the"). The live

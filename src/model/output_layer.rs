@@ -255,6 +255,13 @@ impl PackedOutput {
     /// after a handful of exact dot products instead of the whole layer in fp32 (greedy
     /// decoding reads a quarter of the bytes per word).
     pub fn greedy(&self, hidden: &[f32]) -> Vec<u32> {
+        self.greedy_masked(hidden, None)
+    }
+
+    /// [`Self::greedy`] among the words each row allows: `masks[r][v]` says whether row r may
+    /// pick word v (a row with no allowed word picks among all). With `None`, all words. The
+    /// answer is the argmax of the exact fp32 logits over the allowed words.
+    pub fn greedy_masked(&self, hidden: &[f32], masks: Option<&[Vec<bool>]>) -> Vec<u32> {
         let h = self.hidden;
         assert_eq!(hidden.len() % h.max(1), 0, "hidden states");
         let rows_total = hidden.len() / h.max(1);
@@ -264,7 +271,7 @@ impl PackedOutput {
         let mut logits = vec![0f32; TILE_ROWS * padded_vocab];
         let mut out = Vec::with_capacity(rows_total);
         let mut candidates = Vec::new();
-        for rows in hidden.chunks(TILE_ROWS * h) {
+        for (block, rows) in hidden.chunks(TILE_ROWS * h).enumerate() {
             let mut row_scale = [0f32; TILE_ROWS];
             a.fill(128);
             for (r, row) in rows.chunks_exact(h).enumerate() {
@@ -276,17 +283,35 @@ impl PackedOutput {
                 let s_h = row_scale[r];
                 let state_term = state.iter().map(|x| x.abs()).sum::<f32>() + h as f32 * s_h / 2.0;
                 candidates.clear();
-                greedy_candidates(
-                    approx,
-                    &self.weight_l1,
-                    &self.scale[..self.vocab],
-                    s_h,
-                    state_term,
-                    &mut candidates,
-                );
+                let mask = masks
+                    .and_then(|m| m.get(block * TILE_ROWS + r))
+                    .map(|m| &m[..self.vocab.min(m.len())])
+                    .filter(|m| m.iter().any(|&a| a));
+                match mask {
+                    None => greedy_candidates(
+                        approx,
+                        &self.weight_l1,
+                        &self.scale[..self.vocab],
+                        s_h,
+                        state_term,
+                        &mut candidates,
+                    ),
+                    Some(mask) => allowed_candidates(
+                        approx,
+                        &self.weight_l1,
+                        &self.scale[..self.vocab],
+                        s_h,
+                        state_term,
+                        mask,
+                        &mut candidates,
+                    ),
+                }
                 if candidates.is_empty() {
-                    // Only non-finite logits get here: rescore everything.
-                    candidates.extend(0..self.vocab as u32);
+                    // Only non-finite logits get here: rescore everything allowed.
+                    candidates.extend(
+                        (0..self.vocab as u32)
+                            .filter(|&v| mask.is_none_or(|m| m.get(v as usize) == Some(&true))),
+                    );
                 }
                 let mut best: Option<(f32, usize)> = None;
                 for &v in &candidates {
@@ -397,9 +422,7 @@ kernels::dispatch! {
     /// s_h ‖p‖₁ ≤ ‖h‖₁ + H s_h / 2 = `state_term`; the rest of each bound covers fp32
     /// rounding. Appends every word whose upper bound reaches the best lower bound.
     fn greedy_candidates(approx: &[f32], weight_l1: &[f32], scale: &[f32], s_h: f32, state_term: f32, out: &mut Vec<u32>) {
-        let bound = |a: f32, l1: f32, s: f32| {
-            (0.5 * (s_h * l1 + s * state_term)) * 1.001 + 1e-4 * (1.0 + a.abs())
-        };
+        let bound = |a: f32, l1: f32, s: f32| greedy_error_bound(a, l1, s, s_h, state_term);
         let mut floor = f32::NEG_INFINITY;
         for ((&a, &l1), &s) in approx.iter().zip(weight_l1).zip(scale) {
             floor = floor.max(a - bound(a, l1, s));
@@ -408,6 +431,36 @@ kernels::dispatch! {
             if a + bound(a, l1, s) >= floor {
                 out.push(v as u32);
             }
+        }
+    }
+}
+
+/// The bound of [`greedy_candidates`] on the error of an 8-bit logit `a` of a word with row
+/// L1 norm `l1` and scale `s`.
+#[inline(always)]
+fn greedy_error_bound(a: f32, l1: f32, s: f32, s_h: f32, state_term: f32) -> f32 {
+    (0.5 * (s_h * l1 + s * state_term)) * 1.001 + 1e-4 * (1.0 + a.abs())
+}
+
+/// [`greedy_candidates`] among the words `allowed` (restricted decoding, e.g. to real words):
+/// every allowed word whose upper bound reaches the best allowed word's lower bound.
+fn allowed_candidates(
+    approx: &[f32],
+    weight_l1: &[f32],
+    scale: &[f32],
+    s_h: f32,
+    state_term: f32,
+    allowed: &[bool],
+    out: &mut Vec<u32>,
+) {
+    let bound = |v: usize| greedy_error_bound(approx[v], weight_l1[v], scale[v], s_h, state_term);
+    let mut floor = f32::NEG_INFINITY;
+    for (v, _) in allowed.iter().enumerate().filter(|(_, &a)| a) {
+        floor = floor.max(approx[v] - bound(v));
+    }
+    for (v, _) in allowed.iter().enumerate().filter(|(_, &a)| a) {
+        if approx[v] + bound(v) >= floor {
+            out.push(v as u32);
         }
     }
 }

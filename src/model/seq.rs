@@ -759,6 +759,26 @@ impl SeqAutoencoder {
         }
     }
 
+    /// [`Self::greedy_tokens`] among the words `masks[r]` allows for row r (restricted
+    /// decoding): the argmax of the allowed logits, through the 8-bit layer where there is one.
+    pub fn greedy_tokens_masked(
+        &self,
+        packed: Option<&PackedOutput>,
+        h: &Tensor,
+        masks: &[Vec<bool>],
+    ) -> Result<Vec<u32>> {
+        if let Some(p) = packed {
+            let flat = h.detach().flatten_all()?.to_vec1::<f32>()?;
+            return Ok(p.greedy_masked(&flat, Some(masks)));
+        }
+        let logits = self.logits(h)?.to_vec2::<f32>()?;
+        Ok(logits
+            .iter()
+            .enumerate()
+            .map(|(r, row)| masked_argmax(row, masks.get(r).map(Vec::as_slice)))
+            .collect())
+    }
+
     /// [`Self::packed_output`] where it exists (CPU, f32), for [`Self::greedy_tokens`].
     pub fn packed_output_if_cpu(&self) -> Result<Option<Arc<PackedOutput>>> {
         let w = self.out.weight();
@@ -768,6 +788,22 @@ impl SeqAutoencoder {
             Ok(None)
         }
     }
+}
+
+/// The id of the largest of `logits` among those `mask` allows (all when it allows none or is
+/// `None`); ties go to the lower id, NaN never wins over a number.
+pub fn masked_argmax(logits: &[f32], mask: Option<&[bool]>) -> u32 {
+    let mask = mask.filter(|m| m.iter().any(|&a| a));
+    let mut best: Option<(f32, usize)> = None;
+    for (v, &l) in logits.iter().enumerate() {
+        if mask.is_some_and(|m| m.get(v) != Some(&true)) {
+            continue;
+        }
+        if best.is_none_or(|(b, _)| l > b || (b.is_nan() && !l.is_nan())) {
+            best = Some((l, v));
+        }
+    }
+    best.map_or(0, |(_, v)| v as u32)
 }
 
 #[cfg(test)]

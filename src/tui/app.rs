@@ -582,8 +582,13 @@ impl App {
             Span::styled("│ ", t.dim()),
             Span::styled(name, t.bold()),
             Span::styled(" │ ", t.dim()),
-            Span::raw(self.model.describe.clone()),
         ];
+        // Before the description, which a narrow terminal cuts off.
+        if let Some(words) = self.real_words_label() {
+            left.push(Span::styled(words, t.accent()));
+            left.push(Span::styled(" │ ", t.dim()));
+        }
+        left.push(Span::raw(self.model.describe.clone()));
         if let Some(p) = &self.loading {
             left.push(Span::styled(
                 format!(" │ loading {}", p.display()),

@@ -16,7 +16,7 @@ use ratatui::widgets::Widget;
 use super::app::App;
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, grouped_columns, put, text, InputAction, TextInput, EIGHTHS};
-use super::worker::{Bars, Job, JobKind};
+use super::worker::{Bars, DecodedText, Job, JobKind, RealWords};
 use crate::coder::Capabilities;
 use crate::coder::EncodedSentence;
 use crate::explore;
@@ -49,6 +49,10 @@ pub struct ExploreState {
     decode_seed: u64,
     /// The latest decoding and the code it belongs to.
     pub decoding: Option<(Vec<f32>, Result<String, String>)>,
+    /// Keep greedy and beam decoding to words of the training corpus (on by default).
+    pub real_words: bool,
+    /// How the latest decoding was restricted (None before the first).
+    pub real_words_status: Option<RealWords>,
     pub bars: Option<Bars>,
     pub error: Option<String>,
     /// The decoding shown before the code last changed, to highlight what the change did.
@@ -88,6 +92,8 @@ impl Default for ExploreState {
             strategy: Strategy::Greedy,
             decode_seed: 0,
             decoding: None,
+            real_words: true,
+            real_words_status: None,
             bars: None,
             error: None,
             before: None,
@@ -143,6 +149,7 @@ pub enum Action {
     Undo,
     Decoder,
     Draw,
+    RealWords,
 }
 
 /// The tab's keys: dispatch, footer and help all read this table.
@@ -250,6 +257,15 @@ pub const KEYS: &[Binding<Action>] = &[
         Action::Decoder,
     ),
     nav(
+        &[KeyCode::Char('w')],
+        "w",
+        "real words only (greedy and beam decoding keep to the training corpus's words; \
+         subword models) ↔ the raw decoding",
+        Some(("w", "real words/raw")),
+        Only::Text,
+        Action::RealWords,
+    ),
+    nav(
         &[KeyCode::Char('i'), KeyCode::Enter],
         "i or Enter",
         "edit the sentence",
@@ -352,6 +368,11 @@ impl App {
                 self.explore_request_decode();
                 return;
             }
+            Action::RealWords => {
+                self.explore.real_words = !self.explore.real_words;
+                self.explore_request_decode();
+                return;
+            }
             _ => {}
         }
         let l = self.explore.code.len();
@@ -401,7 +422,8 @@ impl App {
             | Action::Edit
             | Action::Fresh
             | Action::Decoder
-            | Action::Draw => {
+            | Action::Draw
+            | Action::RealWords => {
                 unreachable!("handled above")
             }
         }
@@ -449,6 +471,7 @@ impl App {
             code: self.explore.code.clone(),
             strategy: self.explore.strategy,
             seed: self.explore.decode_seed,
+            real_words: self.explore.real_words,
         });
     }
 
@@ -476,10 +499,14 @@ impl App {
         }
     }
 
-    pub(super) fn explore_decoded(&mut self, r: Result<String, String>) {
+    pub(super) fn explore_decoded(&mut self, r: Result<DecodedText, String>) {
         // The reply is for the newest decode request, which was made for the current code
         // unless an undo/flip is still on its way (then a newer request is pending anyway).
         // The previous decoding, if it was of another code, is what the change is compared with.
+        let r = r.map(|d| {
+            self.explore.real_words_status = Some(d.real_words);
+            d.text
+        });
         let previous = self.explore.decoding.take();
         self.explore.before = match previous {
             Some((code, Ok(text))) if code != self.explore.code => Some(text),
@@ -554,6 +581,35 @@ impl App {
                 "a {} sentence of the model's corpus · n draws another",
                 o.split
             ));
+        }
+    }
+
+    /// The header's words on real-word decoding: what the latest decoding was kept to, or
+    /// that it is raw (None where it does not apply: word-level and bag-of-words models).
+    pub(super) fn real_words_label(&self) -> Option<String> {
+        if !self.model.caps.decodes_text {
+            return None;
+        }
+        match (&self.explore.real_words_status, self.explore.real_words) {
+            (Some(RealWords::WordLevel), _) => None,
+            (_, false) => Some("raw decoding (w: real words)".into()),
+            (Some(RealWords::Unavailable(_)), true) => {
+                Some("raw decoding: training corpus not here".into())
+            }
+            (_, true) => Some("real words (w: raw)".into()),
+        }
+    }
+
+    /// The Decoding panel's words on what the latest decoding was kept to.
+    fn real_words_detail(&self) -> Option<String> {
+        match &self.explore.real_words_status {
+            Some(RealWords::On { words, corpus }) if self.explore.real_words => {
+                Some(format!("· real words: {words} of {corpus} "))
+            }
+            Some(RealWords::Unavailable(why)) if self.explore.real_words => {
+                Some(format!("· raw: {why} "))
+            }
+            _ => None,
         }
     }
 
@@ -1024,6 +1080,7 @@ fn render_decoding(app: &App, area: Rect, buf: &mut Buffer) {
         Line::from(vec![
             Span::styled(" Decoding ", t.bold()),
             Span::styled(format!("· {label} "), t.accent()),
+            Span::styled(app.real_words_detail().unwrap_or_default(), t.accent()),
             Span::styled("(d: greedy / beam / sample) ", t.dim()),
         ]),
         false,

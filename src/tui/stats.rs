@@ -295,11 +295,85 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let Some(r) = &st.result else {
         return;
     };
+    // A factors corpus (`latent-tui corpus factors`): the bit ↔ factor table above the rest.
+    let body = match &r.report.factors {
+        Some(f) if body.height > 12 => {
+            let [table, rest] = Layout::vertical([
+                Constraint::Length(f.table.factors.len() as u16 + 3),
+                Constraint::Min(0),
+            ])
+            .areas(body);
+            render_factors(app, f, table, buf);
+            rest
+        }
+        _ => body,
+    };
     if let Some(b) = &r.report.bits {
         render_bits(app, b, body, buf);
     } else if let Some(g) = &r.report.gaussian {
         render_gaussian(app, g, body, buf);
     }
+}
+
+/// The bit ↔ factor table: per factor its MIG, the bit it most determines and every bit it
+/// mostly determines (I(bit; factor) / H(bit) ≥ ½), and the selected bit's share for it.
+fn render_factors(app: &App, f: &crate::factors::FactorReport, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let tab = &f.table;
+    let cursor = app
+        .stats
+        .cursor
+        .min(tab.bit_entropy.len().saturating_sub(1));
+    let block = t.block(
+        Line::from(vec![
+            Span::styled(" Bits ↔ factors ", t.bold()),
+            Span::styled(
+                format!(
+                    "· MIG mean {:.3} · {:.0}% of decoding-changing flips change one factor ({} sentences) ",
+                    tab.mig_mean,
+                    f.one_factor_share * 100.0,
+                    f.flip_sentences
+                ),
+                t.dim(),
+            ),
+        ]),
+        false,
+    );
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let mut lines = vec![Line::from(Span::styled(
+        format!(
+            " {:<10} {:>5}  {:>13}  {:<28} bit {cursor}: I/H",
+            "factor", "MIG", "best bit, I/H", "bits mostly about it (≥ ½)"
+        ),
+        t.dim(),
+    ))];
+    for (i, name) in tab.factors.iter().enumerate() {
+        let mostly: Vec<String> = (0..tab.determined.len())
+            .filter(|&b| tab.determined[b][i] >= 0.5)
+            .map(|b| b.to_string())
+            .collect();
+        let here = tab.determined.get(cursor).map_or(0.0, |d| d[i]);
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {name:<10}"), t.accent()),
+            Span::raw(format!(
+                " {:>5.3}  {:>5} {:>7.2}  {:<28} ",
+                tab.mig[i],
+                tab.best_bit[i],
+                tab.best_determined[i],
+                if mostly.is_empty() {
+                    "—".to_string()
+                } else {
+                    mostly.join(" ")
+                }
+            )),
+            Span::styled(
+                format!("{here:.2}"),
+                if here >= 0.5 { t.bold() } else { t.dim() },
+            ),
+        ]));
+    }
+    widgets::lines(buf, inner, lines);
 }
 
 fn render_bits(app: &App, b: &crate::eval::BitReport, area: Rect, buf: &mut Buffer) {

@@ -76,6 +76,8 @@ pub enum Job {
         code: Vec<f32>,
         strategy: Strategy,
         seed: u64,
+        /// Restrict greedy and beam decoding to the training corpus's words.
+        real_words: bool,
     },
     /// Perplexity of `ids` under `code` and under each one-dimension change of it.
     Bars {
@@ -176,10 +178,30 @@ pub struct Bars {
     pub nll: bool,
 }
 
+/// How a decoding was restricted to real words (the explorer's header shows it).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RealWords {
+    /// Raw decoding, as asked.
+    Raw,
+    /// Greedy and beam decoding kept to the `words` words of the training corpus `corpus`.
+    On { words: usize, corpus: String },
+    /// A word-level vocabulary (or a bag-of-words model): decodings are corpus words already.
+    WordLevel,
+    /// Asked for, but the training corpus's words are not here (why): raw decoding.
+    Unavailable(String),
+}
+
+/// A decoding and how it was restricted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodedText {
+    pub text: String,
+    pub real_words: RealWords,
+}
+
 #[derive(Clone, Debug)]
 pub enum ReplyBody {
     Encoded(Result<EncodedSentence, String>),
-    Decoded(Result<String, String>),
+    Decoded(Result<DecodedText, String>),
     Bars(Result<Bars, String>),
     Path(Result<PathWalk, String>),
     Sampled(Result<Samples, String>),
@@ -309,6 +331,9 @@ struct Loaded {
     bit_means: Option<Arc<Vec<f32>>>,
     /// The model's own corpus, read once per model (the first screen draws from it).
     corpus: Option<Arc<Corpus>>,
+    /// The training corpus's words for real-word decoding, computed once per model (or why
+    /// they are not here).
+    words: Option<Arc<Result<crate::coder::seq::CorpusWords, String>>>,
 }
 
 /// Runs jobs against the current model. Cloning shares the model.
@@ -329,6 +354,7 @@ impl Worker {
                 coder: Arc::new(coder),
                 bit_means: None,
                 corpus: None,
+                words: None,
             })),
         }
     }
@@ -372,6 +398,63 @@ impl Worker {
         Ok(corpus)
     }
 
+    /// The training corpus's words for `coder` (a sequence model), loaded once per model.
+    fn corpus_words(
+        &self,
+        coder: &Arc<Coder>,
+        engine: &Engine,
+    ) -> Arc<Result<crate::coder::seq::CorpusWords, String>> {
+        if let Some(w) = &self.slot.lock().unwrap_or_else(|e| e.into_inner()).words {
+            return w.clone();
+        }
+        let words = Arc::new(crate::coder::seq::corpus_words(engine).map_err(err_text));
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if Arc::ptr_eq(&slot.coder, coder) {
+            slot.words = Some(words.clone());
+        }
+        words
+    }
+
+    /// Decodes `code`, restricted to the training corpus's words when asked and possible.
+    fn decode(
+        &self,
+        coder: &Arc<Coder>,
+        code: &[f32],
+        strategy: Strategy,
+        seed: u64,
+        real_words: bool,
+    ) -> anyhow::Result<DecodedText> {
+        let engine = match coder.sequence_model("decode") {
+            Ok(e) if e.vocab.kind() != crate::vocab::TokenizerKind::Word => e,
+            _ => {
+                return Ok(DecodedText {
+                    text: coder.decode_line(code, strategy, seed)?,
+                    real_words: RealWords::WordLevel,
+                })
+            }
+        };
+        if !real_words {
+            return Ok(DecodedText {
+                text: coder.decode_line(code, strategy, seed)?,
+                real_words: RealWords::Raw,
+            });
+        }
+        let words = self.corpus_words(coder, engine);
+        match &*words {
+            Ok(w) => Ok(DecodedText {
+                text: coder.decode_line_restricted(code, strategy, seed, w.trie.as_deref())?,
+                real_words: RealWords::On {
+                    words: w.trie.as_ref().map_or(w.words.len(), |t| t.words()),
+                    corpus: w.corpus.clone(),
+                },
+            }),
+            Err(why) => Ok(DecodedText {
+                text: coder.decode_line(code, strategy, seed)?,
+                real_words: RealWords::Unavailable(why.clone()),
+            }),
+        }
+    }
+
     /// Computes one request, sending its reply (and any progress) to `out`.
     pub fn handle(&self, req: Request, out: &mut dyn FnMut(Reply)) {
         let id = req.id;
@@ -382,7 +465,11 @@ impl Worker {
                 code,
                 strategy,
                 seed,
-            } => ReplyBody::Decoded(coder.decode_line(&code, strategy, seed).map_err(err_text)),
+                real_words,
+            } => ReplyBody::Decoded(
+                self.decode(&coder, &code, strategy, seed, real_words)
+                    .map_err(err_text),
+            ),
             Job::Bars { ids, code, std } => {
                 let variants = seq::one_change_variants(&code, coder.is_binary(), std.as_deref());
                 ReplyBody::Bars(
@@ -460,6 +547,7 @@ impl Worker {
                         coder: Arc::new(coder),
                         bit_means: None,
                         corpus: None,
+                        words: None,
                     };
                     ReplyBody::Loaded(Ok(info))
                 }
