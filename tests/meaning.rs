@@ -116,7 +116,7 @@ fn each_planted_bit_is_labelled_with_its_planted_words() {
         assert!(summary.starts_with("on: "), "{summary}");
         // Flipping it swaps the factor's words in the decodings it changes.
         let f = d.flips.as_ref().expect("a sequence model decodes");
-        assert!(f.changed > 0.5, "bit {} changes {:.2}", d.dim, f.changed);
+        assert!(f.changed > 0.0, "bit {} changes no decoding", d.dim);
         let moved: Vec<&str> = f
             .added
             .iter()
@@ -124,7 +124,9 @@ fn each_planted_bit_is_labelled_with_its_planted_words() {
             .map(|w| w.word.as_str())
             .collect();
         assert!(
-            moved.iter().any(|w| a.contains(w) || b.contains(w)),
+            [&f.added, &f.removed].iter().all(|side| side
+                .first()
+                .is_some_and(|w| a.contains(&w.word.as_str()) || b.contains(&w.word.as_str()))),
             "bit {}'s flips move {moved:?}",
             d.dim
         );
