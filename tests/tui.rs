@@ -1204,7 +1204,10 @@ fn every_tab_opens_in_navigation_so_digits_switch_tabs() {
         assert!(!h.app.typing(), "{tab:?} opens in navigation");
     }
     let s = h.screen();
-    assert_has(&s, "d decoder  i edit  / new  1-7/Tab tabs");
+    assert_has(
+        &s,
+        "d decoder  i edit  / new  n another sentence  1-7/Tab tabs",
+    );
 
     // i edits the sentence (Esc leaves); / starts an empty one.
     h.key(KeyCode::Char('i'));

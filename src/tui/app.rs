@@ -665,8 +665,10 @@ impl Widget for &App {
             }
             return;
         }
+        // The header's second row (what the model was trained on) goes first when rows are short.
+        let header_rows = if area.height >= MIN_HEIGHT + 4 { 2 } else { 1 };
         let [header, tabs, body, footer] = Layout::vertical([
-            Constraint::Length(2),
+            Constraint::Length(header_rows),
             Constraint::Length(1),
             Constraint::Min(0),
             Constraint::Length(1),
