@@ -30,6 +30,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
+use crate::corpus::{Corpus, LoadOptions};
 use crate::model::{named_vars, ModelConfig};
 use crate::vocab::Vocab;
 
@@ -58,6 +59,31 @@ pub struct Provenance {
     /// `eval`, `index` and `probe` can find a corpus file again without `--corpus`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub corpus_source: Option<String>,
+}
+
+/// The `--corpus` name of the corpus bundled into the binary.
+const BUNDLED_CORPUS: &str = "wordnet";
+
+/// Trees of special and system files a checkpoint's corpus path must never lead into.
+const SYSTEM_TREES: [&str; 9] = [
+    "/proc", "/sys", "/dev", "/run", "/etc", "/boot", "/var/run", "/var/log", "/var/lib",
+];
+
+/// Refuses a corpus path named by a checkpoint that is (or resolves, through links, into) a
+/// special or system file, before anything reads it.
+fn refuse_system_path(spec: &str) -> Result<()> {
+    let path = Path::new(spec);
+    let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let meta = fs::metadata(&real).with_context(|| format!("cannot read corpus path `{spec}`"))?;
+    let system = SYSTEM_TREES
+        .iter()
+        .any(|tree| real.starts_with(tree) || path.starts_with(tree));
+    if system || !(meta.is_file() || meta.is_dir()) {
+        bail!(
+            "the checkpoint names `{spec}` as its corpus, a special or system file; it is not read. Pass --corpus PATH"
+        );
+    }
+    Ok(())
 }
 
 /// Serde for metric maps whose values may be infinite or NaN (see [`Provenance::metrics`]).
@@ -120,20 +146,64 @@ mod finite_or_text {
 
 impl Provenance {
     /// The corpus to read again for this checkpoint without a `--corpus`: the bundled one, or
-    /// the file or directory training read if it is still there. None if it is gone.
+    /// the file or directory training read if it is still there (the absolute path stored in
+    /// [`Provenance::corpus_source`]; older checkpoints only have [`Provenance::corpus`]). None
+    /// if it is gone. Nothing here is checked yet: [`Provenance::corpus`] reads it.
     pub fn stored_corpus(&self) -> Option<String> {
         let exists = |p: &str| !p.is_empty() && Path::new(p).exists();
         match &self.corpus_source {
-            Some(src) if src == "wordnet" || exists(src) => return Some(src.clone()),
+            Some(src) if src == BUNDLED_CORPUS || exists(src) => return Some(src.clone()),
             _ => {}
         }
-        if self.corpus.is_empty() || self.corpus == "wordnet" {
-            Some("wordnet".into())
+        if self.corpus.is_empty() || self.corpus == BUNDLED_CORPUS {
+            Some(BUNDLED_CORPUS.into())
         } else if exists(&self.corpus) {
             Some(self.corpus.clone())
         } else {
             None
         }
+    }
+
+    /// The corpus a command works on, the one lookup every command and the explorer share:
+    /// `given` (a `--corpus`, read as the user named it) if any, else the checkpoint's own.
+    ///
+    /// A checkpoint is untrusted input, so its own corpus path is used only when it is an
+    /// ordinary file or directory outside the system's special trees (`/proc`, `/sys`, `/dev`,
+    /// `/etc`, …), and only if what it holds now has the SHA-256 the provenance recorded
+    /// ([`Provenance::corpus_hash`]); otherwise the error says so and asks for `--corpus`.
+    /// Every line is kept (no length filter), as the measuring commands want.
+    pub fn corpus(&self, given: Option<&str>) -> Result<Corpus> {
+        let all = LoadOptions {
+            min_words: 1,
+            max_words: usize::MAX,
+        };
+        if let Some(spec) = given {
+            return Corpus::load(spec, &all);
+        }
+        let Some(spec) = self.stored_corpus() else {
+            bail!(
+                "the checkpoint was trained on `{}`, which is not here any more; pass --corpus PATH",
+                self.corpus_shown()
+            );
+        };
+        if spec == BUNDLED_CORPUS {
+            return Corpus::load(&spec, &all);
+        }
+        refuse_system_path(&spec)?;
+        let corpus = Corpus::load(&spec, &all)?;
+        if corpus.hash != self.corpus_hash {
+            let short = |h: &str| h.chars().take(12).collect::<String>();
+            let recorded = if self.corpus_hash.is_empty() {
+                "records no corpus hash".to_string()
+            } else {
+                format!("records sha256 {}…", short(&self.corpus_hash))
+            };
+            bail!(
+                "`{spec}` is not the corpus the checkpoint was trained on (it has sha256 {}…; the checkpoint {recorded}); pass --corpus PATH to use it or another corpus anyway",
+                short(&corpus.hash)
+            );
+        }
+        Ok(corpus)
     }
 
     /// Where the training corpus was, for messages: the stored path or the corpus name.
@@ -224,6 +294,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .with_context(|| format!("`{}` is not a file path", path.display()))?;
     let name = name.to_string_lossy();
+    if let Ok(meta) = fs::metadata(path) {
+        // Renaming over a device, pipe or directory would replace the node itself (as root,
+        // `/dev/null` became a regular file).
+        if !meta.is_file() {
+            bail!(
+                "`{}` is not a regular file; refusing to replace it",
+                path.display()
+            );
+        }
+    }
     remove_stale_temporaries(dir, &name);
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| -> Result<()> {
@@ -240,6 +320,196 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Checks a path a command is about to write, before the work starts: a missing file is
+/// fine; a directory, device, pipe or socket is refused; an existing regular file is replaced
+/// only when `ours` says it is what the command itself writes (its own earlier output) or with
+/// `force`. `what` names what is written, e.g. "a latent-tui checkpoint".
+pub fn check_output_target(
+    path: &Path,
+    what: &str,
+    ours: &dyn Fn(&Path) -> bool,
+    force: bool,
+) -> Result<()> {
+    let shown = path.display();
+    if path.file_name().is_none() {
+        bail!("`{shown}` is not a file path; {what} is written to a file");
+    }
+    match fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                if let Ok(meta) = fs::metadata(parent) {
+                    if !meta.is_dir() {
+                        bail!("`{}` is not a directory, so `{shown}` cannot be written", parent.display());
+                    }
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot check the output path `{shown}`")),
+        Ok(meta) if meta.is_dir() => {
+            bail!("`{shown}` is a directory; {what} is written to a file: name one inside it")
+        }
+        Ok(meta) if !meta.is_file() => bail!(
+            "`{shown}` is not a regular file (a device, pipe or socket); {what} is written only to a new or regular file"
+        ),
+        Ok(_) if force || ours(path) => Ok(()),
+        Ok(_) => bail!(
+            "`{shown}` exists and is not {what}; refusing to overwrite it (choose another path, or pass --force to replace it)"
+        ),
+    }
+}
+
+/// The `format` a safetensors file's metadata declares, reading only its (bounded) header;
+/// None for anything else. What output checks use to recognise their own files.
+pub fn safetensors_format(path: &Path) -> Option<String> {
+    safetensors_metadata(path)?
+        .get("format")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Whether `path` holds a latent-tui checkpoint of the same training run as `provenance`
+/// (same corpus, seed and training config; any step): what `convert` may replace.
+pub fn is_checkpoint_of_run(path: &Path, provenance: &Provenance) -> bool {
+    let Some(meta) = safetensors_metadata(path) else {
+        return false;
+    };
+    if meta.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+        return false;
+    }
+    let Some(theirs) = meta
+        .get("provenance")
+        .and_then(|p| p.as_str())
+        .and_then(|p| serde_json::from_str::<Provenance>(p).ok())
+    else {
+        return false;
+    };
+    theirs.corpus_hash == provenance.corpus_hash
+        && theirs.seed == provenance.seed
+        && theirs.train_config == provenance.train_config
+}
+
+/// The `__metadata__` map of a safetensors file, reading only its bounded header.
+fn safetensors_metadata(path: &Path) -> Option<serde_json::Map<String, serde_json::Value>> {
+    use std::io::Read;
+    let mut f = fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).ok()?;
+    let n = u64::from_le_bytes(len);
+    if n > MAX_HEADER_BYTES {
+        return None;
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).ok()?;
+    let mut v: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    match v.get_mut("__metadata__")?.take() {
+        serde_json::Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// Whether `path` holds a latent-tui checkpoint (by its header).
+pub fn is_checkpoint_file(path: &Path) -> bool {
+    safetensors_format(path).as_deref() == Some(FORMAT)
+}
+
+/// An advisory lock on an output for as long as a run writes it: a second run on the same
+/// output fails at once instead of both reporting success while the last writer wins. The
+/// lock is `flock` on a hidden `.NAME.lock` file beside the output, removed when released;
+/// a process that dies loses its lock with it.
+#[derive(Debug)]
+pub struct OutputLock {
+    lock: PathBuf,
+    _file: fs::File,
+}
+
+impl OutputLock {
+    /// Takes the lock on `out`, or fails naming the output when another process holds it.
+    pub fn acquire(out: &Path) -> Result<Self> {
+        let dir = out
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = out
+            .file_name()
+            .with_context(|| format!("`{}` is not a file path", out.display()))?
+            .to_string_lossy()
+            .into_owned();
+        fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
+        let lock = dir.join(format!(".{name}.lock"));
+        loop {
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock)
+                .with_context(|| format!("creating the lock file {}", lock.display()))?;
+            if !try_lock(&file)? {
+                bail!(
+                    "another run is writing `{}` (it holds {}); wait for it to finish or choose another --out",
+                    out.display(),
+                    lock.display()
+                );
+            }
+            // A run that just finished may have removed the file this one locked: lock the
+            // file that is there now.
+            if same_file(&file, &lock) {
+                let _ = fs::write(
+                    &lock,
+                    format!(
+                        "{}
+",
+                        std::process::id()
+                    ),
+                );
+                return Ok(Self { lock, _file: file });
+            }
+        }
+    }
+}
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        // Removed while still held, so a waiting run re-checks and locks a fresh file.
+        let _ = fs::remove_file(&self.lock);
+    }
+}
+
+#[cfg(unix)]
+fn try_lock(file: &fs::File) -> Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a file descriptor this function borrows for the call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e).context("locking the output")
+    }
+}
+
+#[cfg(not(unix))]
+fn try_lock(_file: &fs::File) -> Result<bool> {
+    Ok(true)
+}
+
+#[cfg(unix)]
+fn same_file(file: &fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &fs::File, path: &Path) -> bool {
+    path.exists()
 }
 
 /// Removes `.NAME.PID.tmp` files that saves of `name` killed mid-write left in `dir`, where
@@ -283,6 +553,35 @@ pub fn read_regular_file(path: &Path, what: &str) -> Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("cannot read {what} `{shown}`"))
 }
 
+/// Largest safetensors header (the JSON table of tensors and the metadata) a checkpoint may
+/// declare; the shipped ones have headers of 0.17 to 0.30 MB.
+pub const MAX_HEADER_BYTES: u64 = 64 << 20;
+
+/// Bytes a `tokenizer.json` of `entries` tokens may take: generous for BPE merges and long
+/// pieces, small enough that a hostile header is refused before it is parsed.
+pub fn max_tokenizer_bytes(entries: usize) -> usize {
+    (1 << 16) + entries.saturating_mul(512)
+}
+
+/// Refuses a safetensors file whose declared header is longer than `max` bytes (or than the
+/// file), before anything parses it. `shown` names the file in the message.
+pub fn check_header_size(bytes: &[u8], max: u64, shown: &str) -> Result<()> {
+    let Some(prefix) = bytes.get(..8) else {
+        bail!("{shown} is not a valid safetensors file (shorter than its 8-byte header size)");
+    };
+    let n = u64::from_le_bytes(prefix.try_into().expect("8 bytes"));
+    if n > max {
+        bail!("{shown} declares a {n}-byte header, more than the {max} this build reads (corrupt or hostile file?)");
+    }
+    if n > bytes.len() as u64 - 8 {
+        bail!(
+            "{shown} declares a {n}-byte header but is only {} bytes long (truncated?)",
+            bytes.len()
+        );
+    }
+    Ok(())
+}
+
 /// A checkpoint read from disk: weights as f32 plus everything needed to use them.
 pub struct Checkpoint {
     pub path: PathBuf,
@@ -300,6 +599,7 @@ impl Checkpoint {
     pub fn read(path: &Path, dev: &Device) -> Result<Self> {
         let shown = path.display();
         let bytes = read_regular_file(path, "checkpoint")?;
+        check_header_size(&bytes, MAX_HEADER_BYTES, &format!("`{shown}`"))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
             anyhow::anyhow!(
                 "`{shown}` is not a valid safetensors file (truncated or corrupt?): {e}"
@@ -318,7 +618,21 @@ impl Checkpoint {
         let config: ModelConfig = serde_json::from_str(field("config")?).with_context(|| {
             format!("`{shown}`: the `config` metadata is not a valid model config")
         })?;
-        let vocab = Vocab::from_json(field("tokenizer")?).with_context(|| {
+        // The config is small: validate it first, so that the tokenizer (the one large entry)
+        // is bounded by the vocabulary the config declares before it is parsed.
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("`{shown}`: invalid model config: {e}"))?;
+        let tokenizer = field("tokenizer")?;
+        let most = max_tokenizer_bytes(config.vocab_size());
+        if tokenizer.len() > most {
+            bail!(
+                "`{shown}`: the `tokenizer` metadata is {} bytes, more than the {most} a {}-entry vocabulary may take",
+                tokenizer.len(),
+                config.vocab_size()
+            );
+        }
+        let vocab = Vocab::from_json(tokenizer).with_context(|| {
             format!("`{shown}`: the `tokenizer` metadata is not a valid tokenizer")
         })?;
         let provenance: Provenance = match meta.get("provenance") {
@@ -327,9 +641,6 @@ impl Checkpoint {
             })?,
             None => Provenance::default(),
         };
-        config
-            .validate()
-            .map_err(|e| anyhow::anyhow!("`{shown}`: invalid model config: {e}"))?;
         if vocab.len() != config.vocab_size() {
             bail!(
                 "`{shown}`: the tokenizer has {} entries but the model config expects {}",

@@ -407,9 +407,55 @@ fn maybe_gunzip<'a>(
     })
 }
 
+/// Longest line kept, in bytes (before normalising); longer lines are skipped as too long.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// Most bytes a corpus may hold, after decompression, over all its files.
+pub const MAX_CORPUS_BYTES: u64 = 2 << 30;
+
+/// Reads one line (with its `\n`) into `buf`, hashing every byte, but keeps at most
+/// [`MAX_LINE_BYTES`] of it. Returns the bytes consumed and whether the whole line was kept.
+fn read_line_bounded(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    hasher: &mut Sha256,
+) -> io::Result<(u64, bool)> {
+    let mut consumed = 0u64;
+    let mut whole = true;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok((consumed, whole));
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        hasher.update(&chunk[..take]);
+        if whole {
+            if buf.len() + take <= MAX_LINE_BYTES {
+                buf.extend_from_slice(&chunk[..take]);
+            } else {
+                whole = false;
+                buf.clear();
+            }
+        }
+        reader.consume(take);
+        consumed += take as u64;
+        if done {
+            return Ok((consumed, whole));
+        }
+    }
+}
+
 /// Accumulates examples, skip counts and the hash while sources are read.
 struct Loader<'o> {
     opts: &'o LoadOptions,
+    /// Bytes read so far over every source (bounded by [`MAX_CORPUS_BYTES`]).
+    total_bytes: u64,
     hasher: Sha256,
     skipped: SkipCounts,
     splits: [Vec<Example>; 3],
@@ -419,6 +465,7 @@ impl<'o> Loader<'o> {
     fn new(opts: &'o LoadOptions) -> Self {
         Loader {
             opts,
+            total_bytes: 0,
             hasher: Sha256::new(),
             skipped: SkipCounts::default(),
             splits: Default::default(),
@@ -432,14 +479,25 @@ impl<'o> Loader<'o> {
         let mut bytes_read = 0u64;
         for line_no in 1u64.. {
             buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
+            // At most MAX_LINE_BYTES of a line are kept; the rest is hashed and skipped, so a
+            // single endless line (a small gzip can inflate to gigabytes) costs no memory.
+            let (n, whole) = read_line_bounded(&mut reader, &mut buf, &mut self.hasher)
                 .with_context(|| format!("error reading {source} line {line_no}"))?;
             if n == 0 {
                 break;
             }
-            self.hasher.update(&buf);
-            bytes_read += n as u64;
+            bytes_read += n;
+            self.total_bytes += n;
+            if self.total_bytes > MAX_CORPUS_BYTES {
+                bail!(
+                    "{source}: the corpus is larger than {} MB (after decompression); split it or take a sample",
+                    MAX_CORPUS_BYTES >> 20
+                );
+            }
+            if !whole {
+                self.skipped.record(Skip::TooLong);
+                continue;
+            }
 
             let mut line = buf.as_slice();
             line = line.strip_suffix(b"\n").unwrap_or(line);

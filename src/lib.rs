@@ -14,7 +14,8 @@
 //! continuous codes, [`index`] a corpus's saved index (binary or continuous, one layer under
 //! both), [`retrieval`] measures
 //! precision@k, [`probe`] classifies labels from latent features and [`projection`] maps codes
-//! to 2-D.
+//! to 2-D by PCA; [`map`] lays a corpus index out in 2-D keeping neighbourhoods (UMAP-style),
+//! cached beside the checkpoint.
 //!
 //! Structure: [`cluster`] clusters codes (Hamming k-medoids / k-modes, k-means), labels clusters
 //! and scores them against gold labels; [`structure`] applies that, attribute vectors and
@@ -35,6 +36,7 @@ pub mod explore;
 pub mod factors;
 pub mod hamming;
 pub mod index;
+pub mod map;
 pub mod meaning;
 pub mod model;
 pub mod probe;

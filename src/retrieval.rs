@@ -365,7 +365,7 @@ impl RetrievalTable {
             s.push('\n');
         }
         s += &format!(
-            "{:<width$} {:>7.4} (exact cosine of real-valued TF-IDF vectors: the ceiling)\n",
+            "{:<width$} {:>7.4} (exact cosine of real-valued TF-IDF vectors: a reference, not a bound)\n",
             "tf-idf cosine", self.tfidf_cosine
         );
         s += &format!(

@@ -329,8 +329,8 @@ impl TrainConfig {
             bail!("--embed-dim and --hidden-dim must be positive");
         }
         for (name, p) in [
-            ("word dropout", self.word_dropout),
-            ("final word dropout", self.word_dropout_end.unwrap_or(0.0)),
+            ("--word-dropout", self.word_dropout),
+            ("--word-dropout-end", self.word_dropout_end.unwrap_or(0.0)),
         ] {
             if !(0.0..=1.0).contains(&p) {
                 bail!("{name} must be within [0, 1], got {p}");
@@ -357,6 +357,18 @@ impl TrainConfig {
                 "the learning rate must be a positive number, got {}",
                 self.lr
             );
+        }
+        check_numbers(&[
+            ("--lr", self.lr, MAX_LR),
+            ("--weight-decay", self.weight_decay, MAX_WEIGHT),
+            ("--clip-norm", self.clip_norm, MAX_WEIGHT),
+            ("--kl-weight", self.kl_weight, MAX_WEIGHT),
+            ("--mi-weight", self.mi_weight, MAX_WEIGHT),
+            ("--gumbel-temperature", self.gumbel_temperature, MAX_WEIGHT),
+            ("--decorrelation", self.decorrelation, MAX_WEIGHT),
+        ])?;
+        if self.batch_tokens == 0 || self.max_batch == 0 {
+            bail!("--batch-tokens and --max-batch must be at least 1");
         }
         if !(0.0..=1.0).contains(&self.lr_floor) {
             bail!("--lr-floor must be within [0, 1], got {}", self.lr_floor);
@@ -399,6 +411,24 @@ impl TrainConfig {
             .map_err(anyhow::Error::msg)?;
         Ok(())
     }
+}
+
+/// Largest learning rate a training config takes (far beyond any that trains; the divergence
+/// tests use 100).
+pub const MAX_LR: f64 = 1000.0;
+
+/// Largest weight (KL, MI, decay), clipping norm or temperature a training config takes.
+pub const MAX_WEIGHT: f64 = 1e6;
+
+/// Each `(flag, value, max)` must be a finite number within `0..=max`: a clear error naming
+/// the flag instead of a run that silently does something else (issue 23, item 10).
+pub fn check_numbers(values: &[(&str, f64, f64)]) -> Result<()> {
+    for &(flag, v, max) in values {
+        if !(v.is_finite() && (0.0..=max).contains(&v)) {
+            bail!("{flag} must be a finite number within 0..={max}, got {v}");
+        }
+    }
+    Ok(())
 }
 
 /// What an optimiser-state file belongs to: a run (its model config, vocabulary, seed and

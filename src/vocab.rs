@@ -275,6 +275,33 @@ impl Vocab {
             ),
             "the normalizer is not Lowercase"
         );
+        // A checkpoint is untrusted: every tokenizer feature latent-tui never writes is refused,
+        // since padding to a fixed length or truncating at 0 would change (or blow up) every
+        // encoding while the model still loads.
+        if let Some(p) = tokenizer.get_padding() {
+            bail!(
+                "the tokenizer pads every encoding ({:?}); latent-tui never writes `padding` (set it to null)",
+                p.strategy
+            );
+        }
+        if let Some(t) = tokenizer.get_truncation() {
+            bail!(
+                "the tokenizer truncates every encoding (max_length {}); latent-tui never writes `truncation` (set it to null)",
+                t.max_length
+            );
+        }
+        ensure!(
+            tokenizer.get_post_processor().is_none(),
+            "the tokenizer has a `post_processor`, which latent-tui never writes"
+        );
+        let added = tokenizer.get_added_tokens_decoder();
+        ensure!(
+            added.len() <= SPECIALS.len()
+                && added
+                    .values()
+                    .all(|t| SPECIALS.contains(&t.content.as_str())),
+            "the tokenizer has added tokens other than {SPECIALS:?}, which latent-tui never writes"
+        );
         let pre = tokenizer.get_pre_tokenizer();
         if kind == TokenizerKind::Word {
             ensure!(

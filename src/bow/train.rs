@@ -206,6 +206,16 @@ impl BowTrainConfig {
                 );
             }
         }
+        crate::train::check_numbers(&[
+            ("--lr", self.lr, crate::train::MAX_LR),
+            (
+                "--weight-decay",
+                self.weight_decay,
+                crate::train::MAX_WEIGHT,
+            ),
+            ("--clip-norm", self.clip_norm, crate::train::MAX_WEIGHT),
+            ("--kl-weight", self.kl_weight, crate::train::MAX_WEIGHT),
+        ])?;
         if let NashNoise::Fixed { std } = self.noise {
             if !(std >= 0.0 && std.is_finite()) {
                 bail!("the noise σ must be a non-negative number, got {std}");

@@ -29,13 +29,13 @@ pub struct BowTrainArgs {
     #[arg(long, value_enum)]
     pub noise: Option<NoiseKind>,
     /// σ of the fixed training noise.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::flags::weight)]
     pub noise_std: Option<f64>,
     /// Keep English stop words and punctuation in a bag-of-words vocabulary.
     #[arg(long)]
     pub keep_stop_words: bool,
     /// Documents per batch for bag-of-words models (default 64).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::flags::count)]
     pub batch_size: Option<usize>,
 }
 
@@ -202,23 +202,23 @@ pub struct EvalRetrievalArgs {
     #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128")]
     pub bits: Vec<usize>,
     /// Entries retrieved per query (the k of precision@k).
-    #[arg(short = 'k', long = "top", alias = "k", default_value_t = 100)]
+    #[arg(short = 'k', long = "top", alias = "k", default_value_t = 100, value_parser = crate::cli::flags::count)]
     pub k: usize,
     /// Training steps of each nash model.
     #[arg(long, default_value_t = 2000)]
     pub steps: u64,
     /// Documents per nash training batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::cli::flags::count)]
     pub batch_size: usize,
     /// Hidden size of each nash encoder.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = crate::cli::flags::count)]
     pub hidden_dim: usize,
     /// Adam learning rate of nash training.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = crate::cli::flags::learning_rate)]
     pub lr: f64,
     /// Weight of the KL term (to Bernoulli(½)) in nash training; at 1 the prior pulls every
     /// bit toward ½ and the codes carry little (P@100 below LSH's on the bundled corpus).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = crate::cli::flags::weight)]
     pub kl_weight: f64,
     /// KL annealing in nash training: none, linear or logistic.
     #[arg(long, default_value = "none")]
@@ -227,14 +227,14 @@ pub struct EvalRetrievalArgs {
     #[arg(long, default_value_t = 0)]
     pub kl_anneal_steps: u64,
     /// σ of the fixed-noise nash variant.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = crate::cli::flags::weight)]
     pub noise_std: f64,
     /// nash variants to train (comma-separated from none, fixed, learned; a `-s` suffix, as in
     /// `learned-s`, trains the supervised variant; "" for none at all).
     #[arg(long, value_delimiter = ',', default_value = "none,fixed,learned")]
     pub variants: Vec<String>,
     /// Weight α of the supervised variants' label classifier (cross-entropy per document).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::cli::flags::weight)]
     pub supervised_weight: f64,
     /// Largest bag-of-words vocabulary.
     #[arg(long, default_value_t = 10000)]
@@ -246,10 +246,10 @@ pub struct EvalRetrievalArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Use a seeded random subset of this many training entries as the database.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::flags::count)]
     pub max_database: Option<usize>,
     /// Use a seeded random subset of this many test queries.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::flags::count)]
     pub max_queries: Option<usize>,
     /// Binary checkpoints to add as rows, each at its own width: binary sequence
     /// autoencoders, or saved nash/lsh models; repeatable.
@@ -311,31 +311,14 @@ pub fn run(command: BowCommand) -> Result<()> {
     }
 }
 
-/// The corpus to use: `--corpus`, else the one the checkpoint was trained on (the bundled one,
-/// or its file if it is still there).
-fn corpus_spec(
-    given: &Option<String>,
-    provenance: &crate::checkpoint::Provenance,
-) -> Result<String> {
-    match given {
-        Some(s) => Ok(s.clone()),
-        None => provenance.stored_corpus().ok_or_else(|| {
-            anyhow::anyhow!(
-                "the checkpoint was trained on `{}`, which is not there any more; pass --corpus PATH",
-                provenance.corpus_shown()
-            )
-        }),
+/// How a query's words outside the model are named: a sequence model reads them as `<unk>`,
+/// a bag-of-words model leaves them (and every stop word) out of the bag.
+pub fn left_out_label(coder: &Coder) -> &'static str {
+    if matches!(coder.config(), crate::model::ModelConfig::Seq(_)) {
+        "unknown words (read as <unk>)"
+    } else {
+        "left out of the bag (stop words, or not in the vocabulary)"
     }
-}
-
-fn load_corpus(spec: &str) -> Result<Corpus> {
-    Corpus::load(
-        spec,
-        &LoadOptions {
-            min_words: 1,
-            max_words: usize::MAX,
-        },
-    )
 }
 
 fn progress_bar(what: &str) -> indicatif::ProgressBar {
@@ -366,6 +349,9 @@ pub struct IndexArgs {
     /// Where to write the index (default: beside the checkpoint, `NAME.index.safetensors`).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace a file at --out that is not an index.
+    #[arg(long)]
+    pub force: bool,
 }
 
 fn parse_splits(names: &[String]) -> Result<Vec<Split>> {
@@ -388,8 +374,18 @@ fn binary_default(given: &Option<PathBuf>) -> PathBuf {
 
 fn index(args: IndexArgs) -> Result<()> {
     let checkpoint = binary_default(&args.checkpoint);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| CorpusIndex::default_path(&checkpoint));
+    crate::checkpoint::check_output_target(
+        &out,
+        "an index",
+        &crate::index::is_index_file,
+        args.force,
+    )?;
     let coder = Coder::load(&checkpoint, &Device::Cpu)?;
-    let corpus = load_corpus(&corpus_spec(&args.corpus, coder.provenance())?)?;
+    let corpus = coder.provenance().corpus(args.corpus.as_deref())?;
     let splits = parse_splits(&args.split)?;
     let started = std::time::Instant::now();
     let bar = progress_bar("encoding");
@@ -397,9 +393,6 @@ fn index(args: IndexArgs) -> Result<()> {
         bar.set_position((f * 1000.0) as u64)
     })?;
     bar.finish_and_clear();
-    let out = args
-        .out
-        .unwrap_or_else(|| CorpusIndex::default_path(&checkpoint));
     index.save(&out)?;
     println!(
         "indexed {} entries of `{}` ({}) as {}-bit codes in {:.1} s → {}",
@@ -429,7 +422,7 @@ pub struct SearchArgs {
     #[arg(long)]
     pub code: Option<String>,
     /// Entries to show.
-    #[arg(short = 'k', long = "top", alias = "k", default_value_t = 10)]
+    #[arg(short = 'k', long = "top", alias = "k", default_value_t = 10, value_parser = crate::cli::flags::count)]
     pub k: usize,
     /// The index to search (default: the one `latent-tui index` writes beside the checkpoint,
     /// built and saved there first if it is missing or stale).
@@ -442,16 +435,16 @@ pub struct SearchArgs {
     #[arg(long = "match")]
     pub multi_sample: bool,
     /// With --match: codes drawn per sentence (n).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::cli::flags::samples)]
     pub samples: usize,
     /// With --match: close pairs (of n²) that make a match (m).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::cli::flags::count)]
     pub min_pairs: usize,
     /// With --match: the largest distance of a close pair (t).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::cli::flags::weight_f32)]
     pub radius: f32,
     /// With --match: cosine neighbours re-ranked.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::cli::flags::count)]
     pub candidates: usize,
     /// With --match: seed of the drawn codes.
     #[arg(long, default_value_t = 0)]
@@ -482,6 +475,14 @@ fn search(args: SearchArgs) -> Result<()> {
     if query.is_none() && args.code.is_none() {
         anyhow::bail!("give a sentence to search for, or --code");
     }
+    if let (Some(q), None, None) = (&args.first, &args.second, &args.code) {
+        // `search runs/m.safetensors` with the query forgotten would search the file name.
+        if q.ends_with(".safetensors") || std::path::Path::new(q).is_file() {
+            anyhow::bail!(
+                "`{q}` looks like a checkpoint, not a query: give the sentence after it (search {q} \"a sentence\")"
+            );
+        }
+    }
     let mut coder = None;
     if args.index.is_none() {
         let loaded = Coder::load(&checkpoint, &Device::Cpu)?;
@@ -510,7 +511,7 @@ fn search(args: SearchArgs) -> Result<()> {
             if args.multi_sample {
                 anyhow::bail!("--match is for continuous codes; {} has binary codes, searched by Hamming distance", checkpoint.display());
             }
-            let corpus = load_corpus(&corpus_spec(&None, loaded.provenance())?)?;
+            let corpus = loaded.provenance().corpus(None)?;
             let bar = progress_bar("indexing the corpus (once; cached beside the checkpoint)");
             let cached = CorpusIndex::load_or_build(
                 &checkpoint,
@@ -536,11 +537,12 @@ fn search(args: SearchArgs) -> Result<()> {
             (cached.index, cached.path)
         }
     };
-    let (shown, code, unknown) = match (&query, &args.code) {
+    let (shown, code, unknown, left_out) = match (&query, &args.code) {
         (_, Some(bits)) => (
             bits.clone(),
             crate::explore::parse_bits(bits).map_err(anyhow::Error::msg)?,
             Vec::new(),
+            "",
         ),
         (Some(q), None) => {
             let coder = match coder {
@@ -548,7 +550,12 @@ fn search(args: SearchArgs) -> Result<()> {
                 None => Coder::load(&checkpoint, &Device::Cpu)?,
             };
             let code = coder.codes(&[q.as_str()], &mut |_| {})?.remove(0);
-            (crate::corpus::normalize(q), code, coder.unknown_words(q))
+            (
+                crate::corpus::normalize(q),
+                code,
+                coder.unknown_words(q),
+                left_out_label(&coder),
+            )
         }
         (None, None) => anyhow::bail!("give a sentence to search for, or --code"),
     };
@@ -568,7 +575,7 @@ fn search(args: SearchArgs) -> Result<()> {
     println!("query  {shown}");
     println!("code   {}", crate::explore::bit_string(&code));
     if !unknown.is_empty() {
-        println!("unknown words (ignored or <unk>): {}", unknown.join(", "));
+        println!("{left_out}: {}", unknown.join(", "));
     }
     let width = hits
         .iter()
@@ -611,7 +618,7 @@ fn search_continuous(
             checkpoint.display()
         );
     };
-    let corpus = load_corpus(&corpus_spec(&None, coder.provenance())?)?;
+    let corpus = coder.provenance().corpus(None)?;
     let bar = progress_bar("indexing the corpus (once; cached beside the checkpoint)");
     let cached = ContinuousIndex::load_or_build(
         checkpoint,
@@ -670,7 +677,7 @@ fn search_continuous(
     }
     println!("query  {shown}");
     if !unknown.is_empty() {
-        println!("unknown words (ignored or <unk>): {}", unknown.join(", "));
+        println!("{}: {}", left_out_label(&coder), unknown.join(", "));
     }
     let width = hits
         .iter()
@@ -736,19 +743,19 @@ pub struct ProbeArgs {
     #[arg(long, value_delimiter = ',')]
     pub features: Vec<FeatureKind>,
     /// Train on a seeded random subset of this many training examples.
-    #[arg(long, default_value_t = 20000)]
+    #[arg(long, default_value_t = 20000, value_parser = crate::cli::flags::count)]
     pub max_train: usize,
     /// Score on at most this many test examples (seeded random subset).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::flags::count)]
     pub max_test: Option<usize>,
     /// Training epochs of the probe.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::cli::flags::count)]
     pub epochs: usize,
     /// Hidden size of the probe's MLP.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = crate::cli::flags::count)]
     pub hidden_dim: usize,
     /// Adam learning rate of the probe.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = crate::cli::flags::learning_rate)]
     pub lr: f64,
     /// Seed of the subsets and the probe's initialisation and batches.
     #[arg(long, default_value_t = 0)]
@@ -761,7 +768,7 @@ pub struct ProbeArgs {
 fn probe(args: ProbeArgs) -> Result<()> {
     let checkpoint = binary_default(&args.checkpoint);
     let coder = Coder::load(&checkpoint, &Device::Cpu)?;
-    let corpus = load_corpus(&corpus_spec(&args.corpus, coder.provenance())?)?;
+    let corpus = coder.provenance().corpus(args.corpus.as_deref())?;
     let data = crate::retrieval::RetrievalData::from_corpus(
         &corpus,
         Some(args.max_train),
@@ -865,7 +872,7 @@ pub struct WordsArgs {
     #[arg(value_name = "WORD")]
     pub second: Option<String>,
     /// Words per list.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::cli::flags::count)]
     pub top: usize,
     /// Only these latent dimensions (comma-separated; default: all).
     #[arg(long, value_delimiter = ',')]
@@ -955,7 +962,7 @@ pub fn eval_words(coder: &Coder, args: &crate::cli::EvalArgs) -> Result<()> {
     let path = coder.path().to_path_buf();
     let bow = coder.bag_of_words_model("score bags of words")?;
     let split = args.split;
-    let corpus = load_corpus(&corpus_spec(&args.corpus, &bow.provenance)?)?;
+    let corpus = bow.provenance.corpus(args.corpus.as_deref())?;
     let mut bags = crate::bow::train::split_bags(&bow.vocab, &corpus, split, true);
     let skipped = corpus.split(split).len() - bags.len();
     if let Some(n) = args.max_sentences {

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::cluster::{ClusterMethod, ClusterOptions};
 use crate::coder::{Coder, FeatureKind};
-use crate::corpus::{Corpus, LoadOptions, Split};
+use crate::corpus::{Corpus, Split};
 use crate::explore::bit_string;
 use crate::index::CorpusIndex;
 use crate::structure::{
@@ -40,7 +40,7 @@ pub struct ClusterArgs {
     #[arg(long)]
     pub corpus: Option<String>,
     /// Number of clusters (default: the corpus's number of gold labels, else 10).
-    #[arg(short = 'k', long)]
+    #[arg(short = 'k', long, value_parser = crate::cli::flags::count)]
     pub k: Option<usize>,
     /// kmedoids or kmodes (binary codes, Hamming distance) or kmeans (default: kmedoids for
     /// binary codes, kmeans for continuous ones).
@@ -50,16 +50,16 @@ pub struct ClusterArgs {
     #[arg(long, default_value = "train")]
     pub split: Split,
     /// Cluster a seeded random subset of at most this many entries.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::flags::count)]
     pub max_entries: Option<usize>,
     /// Seed of the subset and of the k-means++ starts: the same seed, the same clusters.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Independent k-means++ starts; the cheapest clustering is kept.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = crate::cli::flags::count)]
     pub restarts: usize,
     /// Iterations per start at most (stops earlier once no entry changes cluster).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = crate::cli::flags::count)]
     pub max_iterations: usize,
     /// Also list every member's cluster (JSON only).
     #[arg(long)]
@@ -83,13 +83,13 @@ pub struct AttributeArgs {
     pub to: String,
     /// Binary codes: how many of the most different bits to set (default 8); continuous: the
     /// multiple of mean(to) − mean(from) to add (default 1).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::flags::weight_f32)]
     pub strength: Option<f32>,
     /// Labelled corpus (default: the checkpoint's own).
     #[arg(long)]
     pub corpus: Option<String>,
     /// Examples per label averaged (seeded random subset of the train split).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = crate::cli::flags::count)]
     pub max_per_label: usize,
     /// Seed of the examples averaged per label.
     #[arg(long, default_value_t = 0)]
@@ -148,24 +148,9 @@ pub(super) fn load(checkpoint: &Option<PathBuf>) -> Result<(PathBuf, Coder)> {
     Ok((path, coder))
 }
 
-/// `--corpus`, else the checkpoint's own corpus when it is the bundled one or still on disk.
+/// `--corpus`, else the checkpoint's own corpus ([`crate::checkpoint::Provenance::corpus`]).
 pub(super) fn corpus_for(given: &Option<String>, coder: &Coder) -> Result<Corpus> {
-    let own = &coder.provenance().corpus;
-    let spec = match given {
-        Some(s) => s.clone(),
-        None if own.is_empty() || own == "wordnet" => "wordnet".into(),
-        None if Path::new(own).exists() => own.clone(),
-        None => {
-            bail!("the checkpoint was trained on `{own}`, which is not here; pass --corpus PATH")
-        }
-    };
-    Corpus::load(
-        &spec,
-        &LoadOptions {
-            min_words: 1,
-            max_words: usize::MAX,
-        },
-    )
+    coder.provenance().corpus(given.as_deref())
 }
 
 pub(super) fn progress_bar(what: &str) -> indicatif::ProgressBar {
@@ -269,7 +254,13 @@ fn cluster(args: ClusterArgs) -> Result<()> {
 /// A one-line notice of the words a model does not know in `text`, if any.
 fn unknown_notice(coder: &Coder, text: &str) -> Option<String> {
     let unknown = coder.unknown_words(text);
-    (!unknown.is_empty()).then(|| format!("unknown words: {}", unknown.join(", ")))
+    (!unknown.is_empty()).then(|| {
+        format!(
+            "{}: {}",
+            crate::cli::bow::left_out_label(coder),
+            unknown.join(", ")
+        )
+    })
 }
 
 fn encode_one(coder: &Coder, text: &str) -> Result<Vec<f32>> {

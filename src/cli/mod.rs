@@ -3,6 +3,7 @@
 pub mod bits;
 pub mod bow;
 pub mod cluster;
+pub mod map;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -41,8 +42,8 @@ pub const DEFAULT_CHECKPOINT: &str = "checkpoints/binary.safetensors";
 pub struct Cli {
     /// Checkpoint to open in the explorer (default: checkpoints/binary.safetensors).
     pub checkpoint: Option<PathBuf>,
-    /// Worker threads for the tensor kernels (default: all cores).
-    #[arg(long, global = true)]
+    /// Worker threads for the tensor kernels, 1 to 1024 (default: all cores).
+    #[arg(long, global = true, value_parser = flags::threads)]
     pub threads: Option<usize>,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -79,12 +80,16 @@ pub enum Command {
         /// per byte, least significant bit first: ready for faiss.IndexBinaryFlat; needs --out).
         #[arg(long, value_enum, default_value_t = EncodeFormat::Json)]
         format: EncodeFormat,
-        /// Write to this file instead of standard output (required by --format packed).
+        /// Write to this file instead of standard output (required by --format packed; `-`
+        /// is standard output). An existing file is replaced only if it holds encode output.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Seed of the Bernoulli / Gaussian draws of `--mode sample`.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Replace a file at --out that does not hold encode output.
+        #[arg(long)]
+        force: bool,
     },
     /// Codes on stdin (0/1 strings, JSON arrays, or `encode`'s JSON lines) → sentences.
     Decode {
@@ -105,14 +110,17 @@ pub enum Command {
         /// Store weights as f16 (half the size).
         #[arg(long)]
         half: bool,
+        /// Replace an existing OUTPUT that is not a checkpoint of the same training run.
+        #[arg(long)]
+        force: bool,
     },
     /// Measure training, encoding and scoring throughput on the reference configuration.
     Bench {
         /// Timed steps per measurement (with --interactive: five timed flips per step).
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = flags::count)]
         steps: usize,
         /// Untimed steps before measuring.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = flags::count_or_zero)]
         warmup: usize,
         /// Time the explorer's reaction to a bit flip instead (greedy decoding plus the 64
         /// per-bit perplexities) on a binary checkpoint.
@@ -159,7 +167,7 @@ pub enum Command {
         /// The checkpoint (default: checkpoints/binary.safetensors).
         checkpoint: Option<PathBuf>,
         /// Samples to draw; they are printed as they are decoded.
-        #[arg(short = 'n', long, default_value_t = 10)]
+        #[arg(short = 'n', long, default_value_t = 10, value_parser = flags::count)]
         count: usize,
         /// Seed of the prior draws (same seed, same samples as the Sample tab).
         #[arg(long, default_value_t = 0)]
@@ -196,6 +204,12 @@ pub enum Command {
     /// What each bit (dimension) means: the words and labels of entries with it on vs off, and
     /// what flipping it does to greedy decodings; cached beside the checkpoint.
     Bits(self::bits::BitsArgs),
+    /// The corpus map: a neighbour-preserving 2-D layout of the indexed train split (cached
+    /// beside the checkpoint), as TSV (--out), PNG (--png) and scores (--score).
+    #[command(
+        override_usage = "latent-tui map [OPTIONS] [CHECKPOINT] [--out map.tsv] [--png map.png] [--score]"
+    )]
+    Map(self::map::MapArgs),
     #[command(flatten)]
     Bow(self::bow::BowCommand),
     #[command(flatten)]
@@ -260,12 +274,97 @@ pub const MAX_BEAM: usize = 256;
 /// Most interpolation steps `path --steps` accepts.
 pub const MAX_PATH_STEPS: usize = 1000;
 
+/// Every numeric flag goes through one of these parsers (or a range): a clear one-line error
+/// for 0 where 0 means nothing, for negative, NaN, infinite and absurdly large values, before
+/// any work starts (issue 23, item 10; `tests/hardening.rs` walks every flag).
+pub mod flags {
+    /// Largest count any flag accepts (sentences, entries, iterations…).
+    pub const MAX_COUNT: usize = u32::MAX as usize;
+    /// Most worker threads `--threads` accepts.
+    pub const MAX_THREADS: usize = 1024;
+    /// Most posterior samples per sentence `search --samples` draws (samples² pairs each).
+    pub const MAX_SAMPLES: usize = 1000;
+    /// Most passes `--epochs` asks for.
+    pub const MAX_EPOCHS: f64 = 100_000.0;
+    /// Largest weight (KL, MI, decorrelation, supervision) or clipping norm.
+    pub const MAX_WEIGHT: f64 = 1e6;
+
+    fn number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+        s.trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not a number of the right kind"))
+    }
+
+    fn whole(s: &str, min: usize, max: usize) -> Result<usize, String> {
+        let n: usize = number(s)?;
+        if n < min || n > max {
+            return Err(format!("{n} is outside {min}..={max}"));
+        }
+        Ok(n)
+    }
+
+    fn real(s: &str, min: f64, max: f64, min_open: bool) -> Result<f64, String> {
+        let x: f64 = number(s)?;
+        let low_ok = if min_open { x > min } else { x >= min };
+        if !x.is_finite() || !low_ok || x > max {
+            let low = if min_open { "above" } else { "at least" };
+            return Err(format!(
+                "{s} is not a finite number {low} {min} and at most {max}"
+            ));
+        }
+        Ok(x)
+    }
+
+    /// A count: 1 to [`MAX_COUNT`].
+    pub fn count(s: &str) -> Result<usize, String> {
+        whole(s, 1, MAX_COUNT)
+    }
+
+    /// A count where 0 means "none" (or "skip"): 0 to [`MAX_COUNT`].
+    pub fn count_or_zero(s: &str) -> Result<usize, String> {
+        whole(s, 0, MAX_COUNT)
+    }
+
+    /// `--threads`: 1 to [`MAX_THREADS`].
+    pub fn threads(s: &str) -> Result<usize, String> {
+        whole(s, 1, MAX_THREADS)
+    }
+
+    /// `search --samples`: 1 to [`MAX_SAMPLES`].
+    pub fn samples(s: &str) -> Result<usize, String> {
+        whole(s, 1, MAX_SAMPLES)
+    }
+
+    /// `--epochs`: above 0, at most [`MAX_EPOCHS`].
+    pub fn epochs(s: &str) -> Result<f64, String> {
+        real(s, 0.0, MAX_EPOCHS, true)
+    }
+
+    /// A learning rate: above 0, at most [`crate::train::MAX_LR`].
+    pub fn learning_rate(s: &str) -> Result<f64, String> {
+        real(s, 0.0, crate::train::MAX_LR, true)
+    }
+
+    /// A weight or norm where 0 turns the term off: 0 to [`MAX_WEIGHT`].
+    pub fn weight(s: &str) -> Result<f64, String> {
+        real(s, 0.0, MAX_WEIGHT, false)
+    }
+
+    /// A weight as f32 (`--radius`).
+    pub fn weight_f32(s: &str) -> Result<f32, String> {
+        weight(s).map(|x| x as f32)
+    }
+}
+
+/// Highest temperature accepted: far beyond it every distribution is flat.
+pub const MAX_TEMPERATURE: f64 = 1000.0;
+
 /// A prior temperature: finite and not negative (0 gives the prior's mean).
 fn parse_temperature(s: &str) -> std::result::Result<f32, String> {
     let t: f32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
-    if !t.is_finite() || t < 0.0 {
+    if !t.is_finite() || !(0.0..=MAX_TEMPERATURE as f32).contains(&t) {
         return Err(format!(
-            "the temperature must be a finite number ≥ 0, got {s}"
+            "the temperature must be a finite number within 0..={MAX_TEMPERATURE}, got {s}"
         ));
     }
     Ok(t)
@@ -274,9 +373,9 @@ fn parse_temperature(s: &str) -> std::result::Result<f32, String> {
 /// A word-sampling temperature: finite and positive (it divides the logits).
 fn parse_word_temperature(s: &str) -> std::result::Result<f64, String> {
     let t: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
-    if !t.is_finite() || t <= 0.0 {
+    if !t.is_finite() || t <= 0.0 || t > MAX_TEMPERATURE {
         return Err(format!(
-            "the temperature must be a finite number > 0, got {s}"
+            "the temperature must be a finite number above 0 and at most {MAX_TEMPERATURE}, got {s}"
         ));
     }
     Ok(t)
@@ -341,14 +440,14 @@ pub struct EvalArgs {
     #[arg(long)]
     pub corpus: Option<String>,
     /// Use only the first N sentences of the split.
-    #[arg(long)]
+    #[arg(long, value_parser = flags::count)]
     pub max_sentences: Option<usize>,
-    /// Sentences used for the flip-one-bit analysis.
-    #[arg(long, default_value_t = 1000)]
+    /// Sentences used for the flip-one-bit analysis (0 skips it).
+    #[arg(long, default_value_t = 1000, value_parser = flags::count_or_zero)]
     pub flip_sentences: usize,
     /// Sentences decoded greedily from their own code for the reconstruction figures (exact
     /// match, word accuracy, BLEU-4); 0 skips them.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = flags::count_or_zero)]
     pub recon_sentences: usize,
     /// Decode the reconstructions by beam search of this width instead of greedily.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_BEAM as u64))]
@@ -405,7 +504,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub steps: Option<u64>,
     /// Train for this many passes over the data instead of --steps.
-    #[arg(long)]
+    #[arg(long, value_parser = flags::epochs)]
     pub epochs: Option<f64>,
     /// Train for this long instead of --steps (e.g. 90s, 20m, 1h30m); with --steps too,
     /// whichever ends first. The last step validates and saves as usual.
@@ -443,13 +542,13 @@ pub struct TrainArgs {
     #[arg(long)]
     pub max_len: Option<usize>,
     /// Target tokens per batch: sentences of one length fill this budget.
-    #[arg(long)]
+    #[arg(long, value_parser = flags::count)]
     pub batch_tokens: Option<usize>,
     /// Most sentences per batch.
-    #[arg(long)]
+    #[arg(long, value_parser = flags::count)]
     pub max_batch: Option<usize>,
-    /// Adam learning rate.
-    #[arg(long)]
+    /// Adam learning rate (above 0, at most 1000).
+    #[arg(long, value_parser = flags::learning_rate)]
     pub lr: Option<f64>,
     /// How the learning rate decays after the warm-up: constant, linear or cosine (to
     /// --lr-floor × --lr at the last step).
@@ -463,10 +562,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub lr_floor: Option<f64>,
     /// Decoupled weight decay (AdamW).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::weight)]
     pub weight_decay: Option<f64>,
     /// Clip the global gradient norm (0 disables).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::weight)]
     pub clip_norm: Option<f64>,
     /// Probability that a decoder input word becomes <unk>.
     #[arg(long)]
@@ -484,15 +583,15 @@ pub struct TrainArgs {
     #[arg(long)]
     pub kl_anneal_steps: Option<u64>,
     /// Weight of the KL term once annealing is done (kinds with a KL term).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::weight)]
     pub kl_weight: Option<f64>,
     /// Weight of the mutual-information term (0: off).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::weight)]
     pub mi_weight: Option<f64>,
     /// Weight of a penalty on correlated code dimensions (the batch's mean squared correlation
     /// between different bits or dimensions, added to the per-token loss); 0 = off. A
     /// regulariser against duplicated bits: see README for what it costs in perplexity.
-    #[arg(long)]
+    #[arg(long, value_parser = flags::weight)]
     pub decorrelation: Option<f64>,
     /// How binary bits are drawn while training (binary, binary-vae): `sample` z ~ Bernoulli(p)
     /// as in the binary autoencoder paper, or `round` p at ½ (deterministic; the decoder learns
@@ -515,8 +614,12 @@ pub struct TrainArgs {
     #[arg(long)]
     pub half: bool,
     /// Print a plain progress line every N steps when stderr is not a terminal.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub log_every: u64,
+    /// Replace an existing file at --out that this run did not write (without --resume, an
+    /// existing checkpoint is refused).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub bow: self::bow::BowTrainArgs,
 }
@@ -685,7 +788,8 @@ pub fn run(cli: Cli) -> Result<()> {
             format,
             out,
             seed,
-        }) => encode(&checkpoint, mode, format, out.as_deref(), seed),
+            force,
+        }) => encode(&checkpoint, mode, format, out.as_deref(), seed, force),
         Some(Command::Decode {
             checkpoint,
             strategy,
@@ -695,8 +799,22 @@ pub fn run(cli: Cli) -> Result<()> {
             input,
             output,
             half,
+            force,
         }) => {
+            // The output must be new, or a checkpoint of the same run (e.g. converted before).
+            crate::checkpoint::check_output_target(
+                &output,
+                "a latent-tui checkpoint",
+                &|_| false,
+                true,
+            )?;
             let c = Checkpoint::read(&input, &Device::Cpu)?;
+            crate::checkpoint::check_output_target(
+                &output,
+                "a checkpoint of the same training run",
+                &|p| crate::checkpoint::is_checkpoint_of_run(p, &c.provenance),
+                force,
+            )?;
             let tensors: Vec<(String, candle_core::Tensor)> = c.tensors.into_iter().collect();
             let storage = if half {
                 crate::checkpoint::Storage::F16
@@ -784,6 +902,7 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             flip(&checkpoint, &sentence, &bits, json)
         }
+        Some(Command::Map(args)) => self::map::run(args),
         Some(Command::Bow(command)) => self::bow::run(command),
         Some(Command::Structure(command)) => self::cluster::run(command),
     }
@@ -968,11 +1087,12 @@ fn init_config(init: &Path, base: TrainConfig) -> Result<TrainConfig> {
 
 /// "90s", "20m", "1h30m", "2h", or plain seconds → seconds.
 pub fn parse_duration_secs(text: &str) -> std::result::Result<f64, String> {
+    const YEAR: f64 = 365.0 * 24.0 * 3600.0;
     let t = text.trim();
     if let Ok(secs) = t.parse::<f64>() {
-        return (secs > 0.0 && secs.is_finite())
+        return (secs > 0.0 && secs <= YEAR)
             .then_some(secs)
-            .ok_or_else(|| format!("{text:?} is not a positive duration"));
+            .ok_or_else(|| format!("{text:?} is not a positive duration of at most a year"));
     }
     let mut total = 0.0;
     let mut number = String::new();
@@ -1000,6 +1120,9 @@ pub fn parse_duration_secs(text: &str) -> std::result::Result<f64, String> {
     if !number.is_empty() || total <= 0.0 || !total.is_finite() {
         return Err(format!("{text:?} is not a duration like 90s, 20m or 1h30m"));
     }
+    if total > YEAR {
+        return Err(format!("{text:?} is longer than a year"));
+    }
     Ok(total)
 }
 
@@ -1022,6 +1145,24 @@ fn train(args: TrainArgs) -> Result<()> {
         job.corpus().to_string(),
         job.out().to_path_buf(),
     );
+    // The output is checked before any work: never a directory or device, never a file this
+    // run did not write (a corpus, another run's checkpoint) unless --force; --resume
+    // continues the checkpoint there. One run at a time writes it.
+    let resume = match &job {
+        TrainJob::Seq(c) => c.resume,
+        TrainJob::Bow(c) => c.resume,
+    };
+    crate::checkpoint::check_output_target(
+        &out,
+        if resume {
+            "a latent-tui checkpoint to resume"
+        } else {
+            "a checkpoint of this run (pass --resume to continue it)"
+        },
+        &|p| resume && crate::checkpoint::is_checkpoint_file(p),
+        args.force,
+    )?;
+    let _lock = crate::checkpoint::OutputLock::acquire(&out)?;
     let steps = job.steps();
     // With --time and no --steps the step count is a formality: show steps done, not a total.
     let open_ended = job.time_limit_secs().is_some() && steps >= u64::MAX / 4;
@@ -1034,13 +1175,16 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     let control = TrainControl::default();
     {
-        // Ctrl-C stops after the current step and saves a checkpoint; a second one kills.
+        // Ctrl-C, SIGTERM (`kill`, a scheduler's stop) and SIGHUP stop after the current step
+        // and save a checkpoint; a second one kills.
         let control = control.clone();
         let _ = ctrlc::set_handler(move || {
             if control.is_cancelled() {
                 std::process::exit(130);
             }
-            eprintln!("\nstopping after this step (Ctrl-C again to abort without saving)…");
+            eprintln!(
+                "\nstopping after this step and saving (Ctrl-C again to abort without saving)…"
+            );
             control.cancel();
         });
     }
@@ -1394,21 +1538,85 @@ fn stdin_lines() -> impl Iterator<Item = Result<(usize, String)>> {
 const ENCODE_CHUNK: usize = 1024;
 
 /// A `--out` file written through a temporary sibling and renamed into place when complete,
-/// or standard output.
+/// or standard output (no `--out`, or `--out -`). A failed write names the file, and the
+/// temporary is removed whatever stops the command (a full disk, an error, a panic).
 enum Output {
     Stdout(std::io::StdoutLock<'static>),
+    /// Standard output for a .npy, whose header is rewritten at the end: kept in memory.
+    Buffer(std::io::Cursor<Vec<u8>>),
     File {
-        file: std::io::BufWriter<std::fs::File>,
+        file: Option<std::io::BufWriter<NamedFile>>,
         tmp: PathBuf,
         path: PathBuf,
     },
 }
 
+/// A file whose write errors name it (a full disk otherwise says only "No space left").
+struct NamedFile {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl NamedFile {
+    fn named(&self, e: std::io::Error) -> std::io::Error {
+        std::io::Error::new(e.kind(), format!("writing {}: {e}", self.path.display()))
+    }
+}
+
+impl Write for NamedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf).map_err(|e| self.named(e))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush().map_err(|e| self.named(e))
+    }
+}
+
+impl std::io::Seek for NamedFile {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.file.seek(pos).map_err(|e| self.named(e))
+    }
+}
+
+/// Whether `path` holds what `encode --format FORMAT` writes, so that it may be replaced.
+fn is_encode_output(path: &Path, format: EncodeFormat) -> bool {
+    use std::io::Read;
+    let mut head = Vec::new();
+    if std::fs::File::open(path)
+        .and_then(|f| f.take(4096).read_to_end(&mut head))
+        .is_err()
+    {
+        return false;
+    }
+    if head.is_empty() {
+        return true;
+    }
+    match format {
+        EncodeFormat::Packed => head.starts_with(b"\x93NUMPY"),
+        EncodeFormat::Bits => head.iter().all(|b| matches!(b, b'0' | b'1' | b'\n')),
+        EncodeFormat::Json => {
+            let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
+            serde_json::from_slice::<serde_json::Value>(first)
+                .is_ok_and(|v| v.get("code").is_some())
+        }
+    }
+}
+
 impl Output {
-    fn open(out: Option<&Path>) -> Result<Self> {
-        let Some(path) = out else {
-            return Ok(Output::Stdout(std::io::stdout().lock()));
+    fn open(out: Option<&Path>, format: EncodeFormat, force: bool) -> Result<Self> {
+        let path = match out {
+            Some(p) if p != Path::new("-") => p,
+            _ if format == EncodeFormat::Packed => {
+                return Ok(Output::Buffer(std::io::Cursor::new(Vec::new())))
+            }
+            _ => return Ok(Output::Stdout(std::io::stdout().lock())),
         };
+        crate::checkpoint::check_output_target(
+            path,
+            &format!("`encode --format {format}` output"),
+            &|p| is_encode_output(p, format),
+            force,
+        )?;
         let name = path
             .file_name()
             .with_context(|| format!("`{}` is not a file path", path.display()))?;
@@ -1420,7 +1628,10 @@ impl Output {
         let file =
             std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         Ok(Output::File {
-            file: std::io::BufWriter::new(file),
+            file: Some(std::io::BufWriter::new(NamedFile {
+                file,
+                path: path.to_path_buf(),
+            })),
             tmp,
             path: path.to_path_buf(),
         })
@@ -1429,18 +1640,67 @@ impl Output {
     fn writer(&mut self) -> &mut dyn Write {
         match self {
             Output::Stdout(s) => s,
-            Output::File { file, .. } => file,
+            Output::Buffer(b) => b,
+            Output::File { file, .. } => file.as_mut().expect("open until finished"),
         }
     }
 
-    fn finish(self) -> Result<()> {
-        match self {
-            Output::Stdout(mut s) => Ok(s.flush()?),
+    /// Writes `bytes` at the start (the .npy header, once the row count is known).
+    fn rewrite_start(&mut self, bytes: &[u8]) -> Result<()> {
+        use std::io::Seek;
+        let w: &mut dyn Write = match self {
+            Output::Stdout(_) => bail!("standard output cannot be rewritten"),
+            Output::Buffer(b) => {
+                b.seek(std::io::SeekFrom::Start(0))?;
+                b
+            }
+            Output::File { file, .. } => {
+                let f = file.as_mut().expect("open until finished");
+                f.seek(std::io::SeekFrom::Start(0))?;
+                f
+            }
+        };
+        w.write_all(bytes)?;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        match &mut self {
+            Output::Stdout(s) => Ok(s.flush()?),
+            Output::Buffer(b) => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(b.get_ref())?;
+                Ok(out.flush()?)
+            }
             Output::File { file, tmp, path } => {
-                let file = file.into_inner().map_err(|e| e.into_error())?;
-                file.sync_all()?;
-                std::fs::rename(&tmp, &path)
-                    .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+                let named = file
+                    .take()
+                    .expect("open until finished")
+                    .into_inner()
+                    .map_err(|e| e.into_error())?;
+                named
+                    .file
+                    .sync_all()
+                    .with_context(|| format!("writing {}", path.display()))?;
+                std::fs::rename(&*tmp, &*path)
+                    .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+                // Renamed: nothing left for Drop to remove.
+                *tmp = PathBuf::new();
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if let Output::File { file, tmp, .. } = self {
+            // Unflushed bytes of a failed run are not worth another error.
+            if let Some(f) = file.take() {
+                let _ = f.into_parts();
+            }
+            if !tmp.as_os_str().is_empty() {
+                let _ = std::fs::remove_file(&*tmp);
             }
         }
     }
@@ -1482,6 +1742,7 @@ fn encode(
     format: EncodeFormat,
     out_path: Option<&Path>,
     seed: u64,
+    force: bool,
 ) -> Result<()> {
     use crate::model::CodeMode;
     // Any model with an encoder: sentences, or bags of words (nash, nvdm, lsh).
@@ -1502,9 +1763,9 @@ fn encode(
         }
     }
     if format == EncodeFormat::Packed && out_path.is_none() {
-        bail!("--format packed writes a binary .npy file: name it with --out FILE");
+        bail!("--format packed writes a binary .npy file: name it with --out FILE (or --out - for standard output)");
     }
-    let mut out = Output::open(out_path)?;
+    let mut out = Output::open(out_path, format, force)?;
     let bytes_per_code = coder.latent_dim().div_ceil(8);
     if format == EncodeFormat::Packed {
         out.writer().write_all(&npy_u8_header(0, bytes_per_code))?;
@@ -1592,12 +1853,7 @@ fn encode(
         }
     }
     if format == EncodeFormat::Packed {
-        let Output::File { file, .. } = &mut out else {
-            unreachable!("packed output always goes to --out");
-        };
-        use std::io::Seek;
-        file.seek(std::io::SeekFrom::Start(0))?;
-        file.write_all(&npy_u8_header(rows, bytes_per_code))?;
+        out.rewrite_start(&npy_u8_header(rows, bytes_per_code))?;
         eprintln!(
             "wrote {rows} codes of {} bits as {rows} × {bytes_per_code} uint8 → {}",
             coder.latent_dim(),
@@ -1774,7 +2030,7 @@ fn sample(
     if json_out {
         writeln!(out, "{{\n  \"seed\": {seed},\n  \"samples\": [")?;
     } else {
-        writeln!(out, "seed {seed}")?;
+        eprintln!("seed {seed}");
     }
     let mut first = true;
     coder.sample_prior_each(

@@ -18,7 +18,7 @@ use super::types::{
     Samples, SplitStats, SAMPLE_CHUNK,
 };
 use crate::checkpoint::Provenance;
-use crate::corpus::{Corpus, LoadOptions, Split};
+use crate::corpus::{Corpus, Split};
 use crate::data::{encode_examples, length_batches};
 use crate::engine::Engine;
 use crate::eval::{evaluate, EvalOptions};
@@ -195,32 +195,15 @@ pub fn corpus_of(engine: &Engine, spec: Option<&str>) -> Result<Corpus> {
     corpus_of_provenance(&engine.provenance, spec)
 }
 
-/// [`corpus_of`] for a checkpoint of any family, by its provenance.
+/// [`corpus_of`] for a checkpoint of any family, by its provenance ([`Provenance::corpus`]).
 pub fn corpus_of_provenance(provenance: &Provenance, spec: Option<&str>) -> Result<Corpus> {
-    let spec = match spec {
-        Some(s) => s.to_string(),
-        None => match provenance.stored_corpus() {
-            Some(s) => s,
-            None => {
-                // A factors corpus can be rebuilt from its seed (checked against the stored
-                // hash).
-                if let Some(corpus) = crate::factors::regenerate_for(provenance) {
-                    return Ok(corpus);
-                }
-                bail!(
-                    "the checkpoint was trained on `{}`, which is not there any more; pass --corpus PATH",
-                    provenance.corpus_shown()
-                )
-            }
-        },
-    };
-    Corpus::load(
-        &spec,
-        &LoadOptions {
-            min_words: 1,
-            max_words: usize::MAX,
-        },
-    )
+    if spec.is_none() && provenance.stored_corpus().is_none() {
+        // A factors corpus can be rebuilt from its seed (checked against the stored hash).
+        if let Some(corpus) = crate::factors::regenerate_for(provenance) {
+            return Ok(corpus);
+        }
+    }
+    provenance.corpus(spec)
 }
 
 /// The checkpoint's own corpus, with a message that does not assume a command-line flag.
@@ -239,7 +222,7 @@ pub fn own_corpus_of(provenance: &Provenance, purpose: &str) -> Result<Corpus> {
             provenance.corpus_shown()
         );
     }
-    corpus_of_provenance(provenance, None)
+    provenance.corpus(None)
 }
 
 /// Each bit's mean over (up to 2000) validation sentences of the checkpoint's corpus.

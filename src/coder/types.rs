@@ -185,7 +185,7 @@ impl EncodedSentence {
         }
         if self.truncated > 0 {
             out.push(format!(
-                "input truncated to the model's maximum of {} words ({} dropped)",
+                "input truncated to the model's maximum of {} tokens ({} words dropped)",
                 self.max_len, self.truncated
             ));
         }

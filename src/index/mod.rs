@@ -200,7 +200,12 @@ pub fn load_or_build<I: SavedIndex>(
         model.to_string()
     };
     let index = build_with::<I>(checkpoint, &model, width, corpus, &CACHED_SPLITS, encode)?;
-    let save_error = index.save(&path).err().map(|e| format!("{e:#}"));
+    // The cache path is this command's own file only if it is missing or an index already.
+    let save_error =
+        crate::checkpoint::check_output_target(&path, "an index", &is_index_file, false)
+            .and_then(|()| index.save(&path))
+            .err()
+            .map(|e| format!("{e:#}"));
     Ok(CachedIndex {
         index,
         path,
@@ -362,6 +367,11 @@ impl IndexFile {
     pub fn read(path: &Path, format: &str, other: &[(&str, &str)], not_ours: &str) -> Result<Self> {
         let shown = path.display().to_string();
         let bytes = read_regular_file(path, "index")?;
+        crate::checkpoint::check_header_size(
+            &bytes,
+            MAX_INDEX_HEADER_BYTES,
+            &format!("index `{shown}`"),
+        )?;
         let (_, header) = SafeTensors::read_metadata(&bytes)
             .map_err(|e| anyhow::anyhow!("`{shown}` is not a valid index file: {e}"))?;
         SafeTensors::deserialize(&bytes)
@@ -431,41 +441,32 @@ impl IndexFile {
         let meta: IndexMeta = serde_json::from_str(self.field("index")?)
             .with_context(|| format!("`{shown}`: bad `index` metadata"))?;
         let st = self.tensors();
-        let labels: Vec<Option<u32>> = self
-            .tensor(&st, "labels", Dtype::U32)?
+        let labels_view = self.tensor(&st, "labels", Dtype::U32)?;
+        if labels_view.shape().len() != 1 {
+            bail!(
+                "`{shown}`: tensor `labels` has shape {:?}, expected one dimension",
+                labels_view.shape()
+            );
+        }
+        let labels: Vec<Option<u32>> = labels_view
             .data()
             .chunks_exact(4)
             .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
             .map(|l| (l != u32::MAX).then_some(l))
             .collect();
-        let text_bytes = self.tensor(&st, "text_bytes", Dtype::U8)?.data();
-        let offsets = from_le_u64(self.tensor(&st, "text_offsets", Dtype::U64)?.data());
         let n = labels.len();
-        if offsets.len() != n + 1 {
-            bail!(
-                "`{shown}`: {} text offsets for {n} labels (expected {})",
-                offsets.len(),
-                n + 1
-            );
-        }
+        let texts = index_texts(
+            &format!("`{shown}`"),
+            &self.tensor(&st, "text_bytes", Dtype::U8)?,
+            &self.tensor(&st, "text_offsets", Dtype::U64)?,
+            n,
+        )?;
         if labels
             .iter()
             .flatten()
             .any(|&l| l as usize >= label_names.len())
         {
             bail!("`{shown}`: a label is outside the label names");
-        }
-        let mut texts = Vec::with_capacity(n);
-        for w in offsets.windows(2) {
-            let (a, b) = (w[0] as usize, w[1] as usize);
-            if a > b || b > text_bytes.len() {
-                bail!("`{shown}`: corrupt text offsets");
-            }
-            texts.push(
-                std::str::from_utf8(&text_bytes[a..b])
-                    .with_context(|| format!("`{shown}`: a text is not UTF-8"))?
-                    .to_string(),
-            );
         }
         Ok(Entries {
             texts,
@@ -474,6 +475,66 @@ impl IndexFile {
             meta,
         })
     }
+}
+
+/// Whether `path` holds a latent-tui index (binary or continuous), by its header.
+pub fn is_index_file(path: &Path) -> bool {
+    matches!(
+        crate::checkpoint::safetensors_format(path).as_deref(),
+        Some(binary::INDEX_FORMAT | continuous::CONTINUOUS_INDEX_FORMAT)
+    )
+}
+
+/// Largest safetensors header an index may declare: its metadata is a few label names and
+/// hashes, so anything near this is corrupt or hostile.
+pub const MAX_INDEX_HEADER_BYTES: u64 = 16 << 20;
+
+/// The texts of an index of `n` entries from its `text_bytes` (shape `(bytes,)`) and
+/// `text_offsets` (shape `(n + 1,)`: 0, then where each text ends, rising, the last one the end
+/// of the bytes), every text UTF-8. Anything else is a corrupt index.
+fn index_texts(
+    shown: &str,
+    bytes: &TensorView<'_>,
+    offsets: &TensorView<'_>,
+    n: usize,
+) -> Result<Vec<String>> {
+    if bytes.shape().len() != 1 {
+        bail!(
+            "{shown}: tensor `text_bytes` has shape {:?}, expected one dimension",
+            bytes.shape()
+        );
+    }
+    if offsets.shape() != [n + 1] {
+        bail!(
+            "{shown}: tensor `text_offsets` has shape {:?}, expected ({},) for {n} entries",
+            offsets.shape(),
+            n + 1
+        );
+    }
+    let text_bytes = bytes.data();
+    let offsets = from_le_u64(offsets.data());
+    if offsets.first() != Some(&0) {
+        bail!("{shown}: corrupt text offsets (the first is not 0)");
+    }
+    if offsets.last() != Some(&(text_bytes.len() as u64)) {
+        bail!(
+            "{shown}: corrupt text offsets (the last is not the end of the {} text bytes)",
+            text_bytes.len()
+        );
+    }
+    let mut texts = Vec::with_capacity(n);
+    for (i, w) in offsets.windows(2).enumerate() {
+        if w[0] > w[1] {
+            bail!("{shown}: corrupt text offsets (entry {i} ends before it starts)");
+        }
+        let (a, b) = (w[0] as usize, w[1] as usize);
+        texts.push(
+            std::str::from_utf8(&text_bytes[a..b])
+                .with_context(|| format!("{shown}: text {i} is not UTF-8"))?
+                .to_string(),
+        );
+    }
+    Ok(texts)
 }
 
 pub(crate) fn le_bytes_u64(words: &[u64]) -> Vec<u8> {

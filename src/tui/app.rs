@@ -19,6 +19,7 @@ use super::clusters::{ClustersState, ClustersView};
 use super::event::Msg;
 use super::explore::ExploreState;
 use super::keys;
+use super::map::MapState;
 use super::neighbors::NeighborsState;
 use super::path::PathState;
 use super::sample::SampleState;
@@ -79,7 +80,11 @@ impl Tab {
             Tab::Sample => keys::help_rows(super::sample::KEYS),
             Tab::Stats => keys::help_rows(super::stats::KEYS),
             Tab::Train => keys::help_rows(super::train::KEYS),
-            Tab::Neighbors => keys::help_rows(super::neighbors::KEYS),
+            Tab::Neighbors => {
+                let mut rows = keys::help_rows(super::neighbors::KEYS);
+                rows.extend(keys::help_rows(super::map::KEYS));
+                rows
+            }
             Tab::Clusters => super::clusters::help_rows(),
         }
     }
@@ -205,6 +210,8 @@ pub struct App {
     pub train: TrainState,
     pub neighbors: NeighborsState,
     pub clusters: ClustersState,
+    /// The corpus map, shown by the Neighbors and Clusters tabs.
+    pub map: MapState,
 }
 
 impl App {
@@ -227,6 +234,7 @@ impl App {
             train: TrainState::new(options.train_defaults),
             clusters: ClustersState::new(options.index_corpus.clone()),
             neighbors: NeighborsState::new(options.index_corpus),
+            map: MapState::default(),
         };
         app.explore_start(options.first_sentence);
         app
@@ -270,6 +278,16 @@ impl App {
                 self.quit();
             }
         }
+        self.map_sync();
+    }
+
+    /// Whether the corpus map is what the current tab shows.
+    pub fn map_shown(&self) -> bool {
+        match self.tab {
+            Tab::Neighbors => self.neighbors.show_map && !self.neighbors.typing,
+            Tab::Clusters => self.clusters.view == ClustersView::Map,
+            _ => false,
+        }
     }
 
     /// Whether keys are going into a text field (so letters and digits are text, not commands).
@@ -278,8 +296,8 @@ impl App {
             Tab::Explore => self.explore.typing(),
             Tab::Path => self.path.typing(),
             Tab::Train => self.train.typing(),
-            Tab::Neighbors => self.neighbors.typing,
-            Tab::Clusters => self.clusters.typing,
+            Tab::Neighbors => self.neighbors.typing || (self.map_shown() && self.map.searching),
+            Tab::Clusters => self.clusters.typing || (self.map_shown() && self.map.searching),
             Tab::Sample | Tab::Stats => false,
         }
     }
@@ -353,6 +371,14 @@ impl App {
             return;
         }
         self.status = None;
+        if self.map_shown() {
+            if !self.map.searching {
+                self.map.search = TextInput::default();
+                self.map.searching = true;
+            }
+            self.map.search.insert_str(text);
+            return;
+        }
         if !self.typing() {
             match self.tab {
                 Tab::Explore => self.explore_fresh_input(),
@@ -433,6 +459,12 @@ impl App {
                 }
                 return;
             }
+            ReplyBody::MapProgress(f) => {
+                if self.jobs.is_current(JobKind::Map, id) {
+                    self.map.progress = Some(*f);
+                }
+                return;
+            }
             ReplyBody::ClusterProgress(f) => {
                 if self.jobs.is_current(JobKind::Cluster, id) {
                     self.clusters.progress = Some(*f);
@@ -457,6 +489,7 @@ impl App {
             ReplyBody::Stats(_) => JobKind::Stats,
             ReplyBody::Loaded(_) => JobKind::Load,
             ReplyBody::Indexed(_) => JobKind::Index,
+            ReplyBody::Mapped(_) => JobKind::Map,
         };
         if !self.jobs.accept(kind, id) {
             return; // superseded by a newer request of the same kind
@@ -470,12 +503,14 @@ impl App {
             ReplyBody::Stats(r) => self.stats_done(r),
             ReplyBody::Loaded(r) => self.loaded(r),
             ReplyBody::Indexed(r) => self.neighbors_indexed(r),
+            ReplyBody::Mapped(r) => self.map_done(r),
             ReplyBody::Clustered(r) => self.clusters_done(r),
             ReplyBody::Structure(r) => self.clusters_structure_done(r),
             ReplyBody::Meanings(r) => self.explore_meanings(r),
             ReplyBody::Opened(r) => self.explore_opened(r),
             ReplyBody::StatsProgress(_)
             | ReplyBody::IndexProgress(_)
+            | ReplyBody::MapProgress(_)
             | ReplyBody::ClusterProgress(_)
             | ReplyBody::MeaningProgress(_) => {
                 unreachable!("handled above")
@@ -490,6 +525,7 @@ impl App {
         self.neighbors.progress = None;
         self.clusters.progress = None;
         self.explore.meaning.progress = None;
+        self.map.progress = None;
         self.loading = Some(path.clone());
         self.jobs.submit(Job::Load { path });
     }
@@ -508,6 +544,7 @@ impl App {
                 self.path_model_changed();
                 self.sample_model_changed();
                 self.stats_model_changed();
+                self.map_model_changed();
                 self.neighbors_model_changed();
                 self.clusters_model_changed();
             }
@@ -533,6 +570,7 @@ impl App {
                     "indexing {:.0}%",
                     self.neighbors.progress.unwrap_or(0.0) * 100.0
                 ),
+                JobKind::Map => format!("mapping {:.0}%", self.map.progress.unwrap_or(0.0) * 100.0),
                 JobKind::Cluster => format!(
                     "clustering {:.0}%",
                     self.clusters.progress.unwrap_or(0.0) * 100.0
@@ -553,6 +591,7 @@ impl App {
 
     fn hints(&self) -> Vec<(&'static str, &'static str)> {
         let mut h = match self.tab {
+            _ if self.map_shown() => self.map.hints(self.model.caps),
             Tab::Explore => self.explore.hints(self.model.caps),
             Tab::Path => self.path.hints(self.model.caps),
             Tab::Sample => self.sample.hints(self.model.caps),

@@ -15,7 +15,6 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Gauge, Widget};
 
 use super::app::{App, Tab};
-use super::cluster_map::{ClusterMap, Viewport};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, InputAction, TextInput};
 use super::worker::{neighbor_index, Entries, Job, JobKind};
@@ -53,9 +52,8 @@ pub struct ClusterView {
     pub report: ClusterReport,
     /// Per gold label (as `data.label_names`): its mean code and entry count.
     pub label_means: Vec<Option<(Vec<f32>, usize)>>,
-    /// Binary codes packed, for the nearest entries on the map.
+    /// Binary codes packed, for the nearest entries of a code.
     pub packed: Option<PackedCodes>,
-    pub map: Result<ClusterMap, String>,
 }
 
 impl ClusterView {
@@ -131,7 +129,7 @@ pub fn compute_clusters(
     progress: &mut dyn FnMut(f64),
 ) -> Result<ClusterView> {
     let binary = coder.is_binary();
-    let data = match neighbor_index(coder, req.corpus.as_deref(), 0, progress)?.index {
+    let data = match neighbor_index(coder, req.corpus.as_deref(), progress)?.index {
         Entries::Hamming(ix) => CodedCorpus::from_index(&ix).subset(req.max_entries, req.seed),
         Entries::Cosine(_) => {
             let corpus = match &req.corpus {
@@ -180,13 +178,11 @@ pub fn compute_clusters(
         .collect();
     let packed = binary
         .then(|| PackedCodes::from_codes(coder.latent_dim(), data.codes.iter().map(Vec::as_slice)));
-    let map = ClusterMap::build(&data, &report.assignment, report.clusters.len());
     Ok(ClusterView {
         data,
         report,
         label_means,
         packed,
-        map,
     })
 }
 
@@ -285,9 +281,6 @@ pub struct ClustersState {
     pub field: usize,
     pub typing: bool,
     pub analogy: Option<Result<StructureResult, String>>,
-    pub viewport: Viewport,
-    /// The Map view's density grid, kept between frames (see [`super::cluster_map`]).
-    pub density: std::sync::Mutex<Option<super::cluster_map::Density>>,
 }
 
 impl ClustersState {
@@ -313,8 +306,6 @@ impl ClustersState {
             field: 0,
             typing: false,
             analogy: None,
-            viewport: Viewport::default(),
-            density: Default::default(),
         }
     }
 
@@ -342,13 +333,6 @@ pub enum Action {
     Map,
     Attribute,
     Analogy,
-    PanLeft,
-    PanRight,
-    PanUp,
-    PanDown,
-    ZoomIn,
-    ZoomOut,
-    ResetView,
     /// Back to the cluster list.
     Back,
     From,
@@ -440,7 +424,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
     nav(
         &[KeyCode::Char('v')],
         "v",
-        "map: the clusters on the codes' PCA plane",
+        "map: the corpus map coloured by cluster, names at the centres",
         Some(("v", "map")),
         Only::Any,
         Action::Map,
@@ -468,74 +452,6 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         None,
         Only::Any,
         Action::Recluster,
-    ),
-];
-
-/// The Map view.
-pub const MAP_KEYS: &[Binding<Action>] = &[
-    nav(
-        &[KeyCode::Left, KeyCode::Char('h')],
-        "←↑↓→ or hjkl",
-        "map: pan",
-        Some(("←↑↓→/hjkl", "pan")),
-        Only::Any,
-        Action::PanLeft,
-    ),
-    nav(
-        &[KeyCode::Right, KeyCode::Char('l')],
-        "→ or l",
-        "",
-        None,
-        Only::Any,
-        Action::PanRight,
-    ),
-    nav(
-        &[KeyCode::Up, KeyCode::Char('k')],
-        "↑ or k",
-        "",
-        None,
-        Only::Any,
-        Action::PanUp,
-    ),
-    nav(
-        &[KeyCode::Down, KeyCode::Char('j')],
-        "↓ or j",
-        "",
-        None,
-        Only::Any,
-        Action::PanDown,
-    ),
-    nav(
-        &[KeyCode::Char('+'), KeyCode::Char('=')],
-        "+ / -",
-        "map: zoom in / out",
-        Some(("+/-", "zoom")),
-        Only::Any,
-        Action::ZoomIn,
-    ),
-    nav(
-        &[KeyCode::Char('-')],
-        "-",
-        "",
-        None,
-        Only::Any,
-        Action::ZoomOut,
-    ),
-    nav(
-        &[KeyCode::Char('0')],
-        "0",
-        "map: the whole plane again",
-        Some(("0", "reset")),
-        Only::Any,
-        Action::ResetView,
-    ),
-    nav(
-        &[KeyCode::Esc, KeyCode::Char('v')],
-        "v or Esc",
-        "map: back to the cluster list",
-        Some(("v/Esc", "list")),
-        Only::Any,
-        Action::Back,
     ),
 ];
 
@@ -665,7 +581,7 @@ pub const ANALOGY_KEYS: &[Binding<Action>] = &[
 /// Every view's keys, in the order the help lists them: dispatch, footer and help read these.
 pub const KEYS: &[(ClustersView, &[Binding<Action>])] = &[
     (ClustersView::List, LIST_KEYS),
-    (ClustersView::Map, MAP_KEYS),
+    (ClustersView::Map, &[]),
     (ClustersView::Members, MEMBERS_KEYS),
     (ClustersView::Attribute, ATTRIBUTE_KEYS),
     (ClustersView::Analogy, ANALOGY_KEYS),
@@ -679,11 +595,17 @@ pub fn view_keys(view: ClustersView) -> &'static [Binding<Action>] {
         .expect("every view has a key table")
 }
 
-/// The help's rows: each view's keys; a key bound the same way in several views (Esc) once.
+/// The help's rows: each view's keys (the Map view's are the shared map's, see
+/// [`super::map::KEYS`]); a key bound the same way in several views (Esc) once.
 pub fn help_rows() -> Vec<(String, String)> {
     let mut rows: Vec<(String, String)> = Vec::new();
-    for (_, table) in KEYS {
-        for row in keys::help_rows(table) {
+    for (view, table) in KEYS {
+        let view_rows = if *view == ClustersView::Map {
+            keys::help_rows(super::map::KEYS)
+        } else {
+            keys::help_rows(table)
+        };
+        for row in view_rows {
             if !rows.contains(&row) {
                 rows.push(row);
             }
@@ -711,6 +633,13 @@ impl App {
         }
         if self.clusters.view == ClustersView::Attribute {
             self.clusters_attribute_request();
+        }
+    }
+
+    /// Clusters the corpus unless it is clustered or being clustered (the map's colours).
+    pub(super) fn clusters_ensure(&mut self) {
+        if self.clusters.result.is_none() && !self.jobs.is_pending(JobKind::Cluster) {
+            self.clusters_request();
         }
     }
 
@@ -813,6 +742,12 @@ impl App {
 
     pub(super) fn clusters_key(&mut self, key: KeyEvent) {
         let caps = self.model.caps;
+        if self.clusters.view == ClustersView::Map {
+            if self.map_key(key) {
+                self.clusters.view = ClustersView::List;
+            }
+            return;
+        }
         let table = view_keys(self.clusters.view);
         let action = if self.clusters.typing {
             let c = &mut self.clusters;
@@ -839,21 +774,7 @@ impl App {
             ClustersView::List => self.clusters_list_do(action),
             ClustersView::Members => self.clusters_members_do(action),
             ClustersView::Attribute => self.clusters_attribute_do(action),
-            ClustersView::Map => {
-                let c = &mut self.clusters;
-                let vp = &mut c.viewport;
-                match action {
-                    Action::PanLeft => vp.pan(-1.0, 0.0),
-                    Action::PanRight => vp.pan(1.0, 0.0),
-                    Action::PanUp => vp.pan(0.0, 1.0),
-                    Action::PanDown => vp.pan(0.0, -1.0),
-                    Action::ZoomIn => vp.zoom_by(2.0),
-                    Action::ZoomOut => vp.zoom_by(0.5),
-                    Action::ResetView => *vp = Viewport::default(),
-                    Action::Back => c.view = ClustersView::List,
-                    _ => {}
-                }
-            }
+            ClustersView::Map => {}
             ClustersView::Analogy => self.clusters_analogy_do(action),
         }
     }
@@ -910,7 +831,10 @@ impl App {
                     self.clusters_request();
                 }
             }
-            Action::Map if n > 0 => c.view = ClustersView::Map,
+            Action::Map if n > 0 => {
+                c.view = ClustersView::Map;
+                self.map_open(Some(super::map::ColorBy::Cluster));
+            }
             Action::Attribute => {
                 c.view = ClustersView::Attribute;
                 if c.result.as_ref().is_some_and(|v| !v.data.is_labelled()) {
@@ -1110,7 +1034,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     render_summary(app, view, summary, buf);
     match c.view {
         ClustersView::List => render_list(app, view, body, buf),
-        ClustersView::Map => super::cluster_map::render(app, view, body, buf),
+        ClustersView::Map => super::map::render(app, body, buf),
         ClustersView::Members => render_members(app, view, body, buf),
         ClustersView::Attribute => render_attribute(app, view, body, buf),
         ClustersView::Analogy => render_analogy(app, body, buf),

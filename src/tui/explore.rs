@@ -270,7 +270,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "i or Enter",
         "edit the sentence",
         Some(("i", "edit")),
-        Only::Any,
+        Only::Encodes,
         Action::Edit,
     ),
     nav(
@@ -278,7 +278,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "/",
         "type a new sentence (an empty field)",
         Some(("/", "new")),
-        Only::Any,
+        Only::Encodes,
         Action::Fresh,
     ),
     nav(

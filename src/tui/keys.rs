@@ -23,6 +23,8 @@ pub enum Only {
     NotBinary,
     /// Models whose codes decode to sentences (the sequence models).
     Text,
+    /// Models with an encoder: typed sentences get a code (every kind but `lm`).
+    Encodes,
 }
 
 impl Only {
@@ -30,6 +32,7 @@ impl Only {
         let kind = caps.kind;
         match self {
             Only::Text => caps.decodes_text,
+            Only::Encodes => caps.encodes,
             Only::Any => true,
             Only::Binary => kind.is_binary(),
             Only::Continuous => kind.has_latent() && !kind.is_binary(),
@@ -45,6 +48,7 @@ impl Only {
             Only::Continuous => " (continuous codes)",
             Only::NotBinary => " (gaussian, lm)",
             Only::Text => " (sequence models)",
+            Only::Encodes => " (models with an encoder)",
         }
     }
 
@@ -55,6 +59,7 @@ impl Only {
             Only::Continuous => "continuous codes",
             Only::NotBinary => "gaussian and lm models",
             Only::Text => "models that decode codes to sentences",
+            Only::Encodes => "models with an encoder (a typed sentence gets a code)",
         }
     }
 }

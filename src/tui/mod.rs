@@ -7,12 +7,13 @@
 
 pub mod app;
 pub mod captures;
-pub mod cluster_map;
+
 pub mod clusters;
 pub mod event;
 pub mod explore;
 pub mod harness;
 pub mod keys;
+pub mod map;
 pub mod neighbors;
 pub mod path;
 pub mod sample;

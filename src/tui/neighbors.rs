@@ -1,11 +1,10 @@
 //! Tab 6, Neighbors: the corpus entries nearest to the code being explored in tab 1 (by
-//! Hamming distance for bits, by exact cosine similarity for continuous codes, μ), and a Map
-//! view, the corpus's codes projected onto their first two principal components and drawn as a
-//! scatter plot coloured by label, with the current sentence marked.
+//! Hamming distance for bits, by exact cosine similarity for continuous codes, μ), and `m`,
+//! the corpus map ([`super::map`], the component the Clusters tab shows too).
 //!
-//! A binary index is loaded from beside the checkpoint, or built over the train split of the
-//! checkpoint's corpus on the background worker (with a progress gauge) and saved there; a
-//! continuous one is built in memory each time. Once it is here the search itself is a scan
+//! The index (binary codes, or μ for continuous ones) is loaded from beside the checkpoint, or
+//! built over the train split of the checkpoint's corpus on the background worker (with a
+//! progress gauge) and saved there. Once it is here the search itself is a scan
 //! of the codes (well under a millisecond for the bundled corpus), so it runs while drawing
 //! and the list follows every bit flipped or dimension nudged in Explore.
 
@@ -15,9 +14,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
-use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::canvas::{Canvas, Points};
 use ratatui::widgets::{Gauge, Widget};
 
 use super::app::{App, Tab};
@@ -30,8 +27,6 @@ use crate::index::Neighbor;
 
 /// The neighbour counts `[` and `]` step through.
 pub const K_STEPS: [usize; 7] = [5, 10, 20, 50, 100, 200, 500];
-/// At most this many corpus codes are drawn on the map.
-pub const MAP_POINTS: usize = 3000;
 
 #[derive(Debug)]
 pub struct NeighborsState {
@@ -156,7 +151,7 @@ pub const KEYS: &[Binding<Action>] = &[
     nav(
         &[KeyCode::Char('m')],
         "m",
-        "map: PCA scatter of the corpus ↔ list",
+        "map: the corpus laid out by neighbourhood (UMAP) ↔ list",
         Some(("m", "map/list")),
         Only::Any,
         Action::Map,
@@ -190,12 +185,17 @@ impl App {
         self.neighbors.error = None;
         self.jobs.submit(Job::Index {
             corpus: self.neighbors.corpus.clone(),
-            max_points: MAP_POINTS,
         });
     }
 
     pub(super) fn neighbors_key(&mut self, key: KeyEvent) {
         let kind = self.model.caps;
+        if self.neighbors.show_map && !self.neighbors.typing {
+            if self.map_key(key) {
+                self.neighbors.show_map = false;
+            }
+            return;
+        }
         let action = if self.neighbors.typing {
             match self.neighbors.input.on_key(key) {
                 InputAction::Submit => Action::Submit,
@@ -262,7 +262,11 @@ impl App {
             Action::PageDown => n.scroll = n.scroll.saturating_add(10),
             Action::PageUp => n.scroll = n.scroll.saturating_sub(10),
             Action::Top => n.scroll = 0,
-            Action::Map => n.show_map = !n.show_map,
+            Action::Map => {
+                n.show_map = true;
+                self.map_open(None);
+                return;
+            }
             Action::Submit | Action::Fresh | Action::Edit | Action::Reload => {
                 unreachable!("handled above")
             }
@@ -359,13 +363,6 @@ pub fn label_color(label: Option<u32>) -> Color {
     }
 }
 
-/// Without colour the three most frequent labels get their own marker; the rest share Braille.
-const MONO_MARKERS: [(Marker, &str); 3] =
-    [(Marker::Dot, "•"), (Marker::Bar, "▄"), (Marker::Block, "█")];
-
-/// A label and the map positions of its entries.
-type LabelPoints = (Option<u32>, Vec<(f64, f64)>);
-
 /// The symbol marking the current sentence on the map.
 pub const CURRENT: &str = "◆";
 
@@ -458,7 +455,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     };
     if nb.show_map {
-        render_map(app, ix, body, buf);
+        super::map::render(app, body, buf);
     } else {
         render_list(app, ix, body, buf);
     }
@@ -545,15 +542,10 @@ fn render_query(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 fn source_line(ix: &NeighborIndex, t: Theme) -> Line<'static> {
-    if let Entries::Cosine(c) = &ix.index {
-        return Line::styled(
-            format!(
-                "index of μ built in memory from `{}` (exact cosine, not saved)",
-                c.meta.corpus
-            ),
-            t.dim(),
-        );
-    }
+    let what = match &ix.index {
+        Entries::Cosine(_) => "index of μ (exact cosine)",
+        Entries::Hamming(_) => "index",
+    };
     let how = if ix.from_disk {
         "loaded from"
     } else if ix.save_error.is_some() {
@@ -561,7 +553,7 @@ fn source_line(ix: &NeighborIndex, t: Theme) -> Line<'static> {
     } else {
         "built and saved to"
     };
-    Line::styled(format!("index {how} {}", ix.path.display()), t.dim())
+    Line::styled(format!("{what} {how} {}", ix.path.display()), t.dim())
 }
 
 fn render_list(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
@@ -678,149 +670,4 @@ fn cosine_rows(
             }
         }
     }
-}
-
-fn render_map(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
-    let t = app.theme;
-    let map = match &ix.map {
-        Ok(m) => m,
-        Err(e) => {
-            let block = t.block(Span::styled(" Map ", t.bold()), false);
-            let inner = block.inner(area);
-            block.render(area, buf);
-            widgets::lines(
-                buf,
-                inner,
-                vec![Line::styled(format!("No map: {e}"), t.error())],
-            );
-            return;
-        }
-    };
-    let [plot, legend] =
-        Layout::horizontal([Constraint::Min(20), Constraint::Length(30)]).areas(area);
-
-    // Labels by frequency among the points drawn (ties by name order).
-    let mut counts: std::collections::BTreeMap<Option<u32>, usize> = Default::default();
-    for l in &map.labels {
-        *counts.entry(*l).or_default() += 1;
-    }
-    let mut by_freq: Vec<(Option<u32>, usize)> = counts.into_iter().collect();
-    by_freq.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut groups: Vec<LabelPoints> = by_freq.iter().map(|&(l, _)| (l, Vec::new())).collect();
-    for (p, l) in map.points.iter().zip(&map.labels) {
-        if let Some(g) = groups.iter_mut().find(|g| g.0 == *l) {
-            g.1.push((p[0] as f64, p[1] as f64));
-        }
-    }
-
-    let (lo, hi) = map.bounds;
-    let current = (!app.explore.code.is_empty() && app.explore.code.len() == ix.index.dim())
-        .then(|| map.place(&app.explore.code));
-    let (mut x0, mut x1, mut y0, mut y1) = (lo[0] as f64, hi[0] as f64, lo[1] as f64, hi[1] as f64);
-    if let Some(c) = current {
-        x0 = x0.min(c[0] as f64);
-        x1 = x1.max(c[0] as f64);
-        y0 = y0.min(c[1] as f64);
-        y1 = y1.max(c[1] as f64);
-    }
-    let pad = |a: f64, b: f64| {
-        let w = (b - a).max(1e-3);
-        (a - 0.05 * w, b + 0.05 * w)
-    };
-    let (x0, x1) = pad(x0, x1);
-    let (y0, y1) = pad(y0, y1);
-    let ratio = map.pca.explained_ratio();
-    let pc = |i: usize| ratio.get(i).map(|r| r * 100.0).unwrap_or(0.0);
-    let block = t.block(
-        Line::from(vec![
-            Span::styled(" Map ", t.bold()),
-            Span::styled(
-                format!(
-                    "· PCA of {} codes · PC1 {:.0}% PC2 {:.0}% of variance ",
-                    map.points.len(),
-                    pc(0),
-                    pc(1)
-                ),
-                t.dim(),
-            ),
-        ]),
-        false,
-    );
-    let color = t.color;
-    let mark_style = t.cursor();
-    Canvas::default()
-        .block(block)
-        .x_bounds([x0, x1])
-        .y_bounds([y0, y1])
-        .marker(if color {
-            Marker::Braille
-        } else {
-            MONO_MARKERS[0].0
-        })
-        .paint(|ctx| {
-            // Most frequent first, so the rarer labels stay visible on top of the big clusters.
-            for (rank, (l, pts)) in groups.iter().enumerate() {
-                let marker = if color {
-                    Marker::Braille
-                } else {
-                    MONO_MARKERS
-                        .get(rank)
-                        .map(|m| m.0)
-                        .unwrap_or(Marker::Braille)
-                };
-                ctx.marker(marker);
-                ctx.draw(&Points {
-                    coords: pts,
-                    color: if color { label_color(*l) } else { Color::Reset },
-                });
-            }
-            if let Some(c) = current {
-                ctx.print(c[0] as f64, c[1] as f64, Span::styled(CURRENT, mark_style));
-            }
-        })
-        .render(plot, buf);
-
-    // Legend.
-    let block = t.block(Span::styled(" Labels ", t.bold()), false);
-    let inner = block.inner(legend);
-    block.render(legend, buf);
-    let mut lines = vec![Line::from(vec![
-        Span::styled(CURRENT, mark_style),
-        Span::raw(" current sentence"),
-    ])];
-    if current.is_none() {
-        lines.push(Line::styled("  (encode one in 1 Explore)", t.dim()));
-    }
-    lines.push(Line::from(""));
-    let room = (inner.height as usize).saturating_sub(lines.len() + 1);
-    for (rank, &(l, n)) in by_freq.iter().enumerate().take(room) {
-        let name = match l {
-            Some(i) => map.label_names[i as usize].clone(),
-            None => "(no label)".to_string(),
-        };
-        let (sym, style) = if color {
-            ("■", Style::new().fg(label_color(l)))
-        } else {
-            (
-                MONO_MARKERS.get(rank).map(|m| m.1).unwrap_or("⠿"),
-                Style::new(),
-            )
-        };
-        let name: String = name
-            .chars()
-            .take(inner.width.saturating_sub(10) as usize)
-            .collect();
-        lines.push(Line::from(vec![
-            Span::styled(sym, style),
-            Span::raw(format!(" {name} ")),
-            Span::styled(format!("{n}"), t.dim()),
-        ]));
-    }
-    if by_freq.len() > room {
-        lines.push(Line::styled(
-            format!("… {} more labels", by_freq.len() - room),
-            t.dim(),
-        ));
-    }
-    widgets::lines(buf, inner, lines);
 }

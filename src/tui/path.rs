@@ -221,7 +221,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "a (or i) / b",
         "edit A / B",
         Some(("a/b", "edit A/B")),
-        Only::Any,
+        Only::Encodes,
         Action::EditA,
     ),
     nav(
@@ -229,7 +229,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "b",
         "",
         None,
-        Only::Any,
+        Only::Encodes,
         Action::EditB,
     ),
     nav(
@@ -237,7 +237,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "/",
         "a new pair: empty A and B, typing A",
         Some(("/", "new pair")),
-        Only::Any,
+        Only::Encodes,
         Action::Fresh,
     ),
     nav(

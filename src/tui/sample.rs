@@ -247,7 +247,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 Line::from(vec![Span::styled("reproduce: ", t.dim()), Span::raw(cmd)])
             } else {
                 Line::styled(
-                    "each sample is shown as the decoder's most probable words (the `sample` command is for sequence models)",
+                    "each sample is shown as the decoder's most probable words (as `latent-tui sample` prints them)",
                     t.dim(),
                 )
             },

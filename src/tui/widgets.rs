@@ -575,6 +575,7 @@ pub fn help_overlay(
     );
     Paragraph::new(content)
         .block(block)
+        .wrap(Wrap { trim: false })
         .scroll((scroll, 0))
         .render(r, buf);
 }

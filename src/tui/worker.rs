@@ -26,7 +26,6 @@ use crate::index::{CachedIndex, ContinuousIndex, CorpusIndex};
 use crate::meaning::{MeaningOptions, Meanings, Opening};
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
-use crate::projection::CodeMap;
 
 /// What the app knows about the loaded model without touching it.
 #[derive(Clone, Debug, PartialEq)]
@@ -106,11 +105,13 @@ pub enum Job {
         path: PathBuf,
     },
     /// The corpus index of the model (loaded from beside the checkpoint, or built and saved
-    /// there) and its 2-D map; `corpus` overrides the checkpoint's own corpus.
+    /// there); `corpus` overrides the checkpoint's own corpus.
     Index {
         corpus: Option<String>,
-        max_points: usize,
     },
+    /// The corpus map: the index's 2-D layout, loaded from beside the checkpoint or computed
+    /// (background).
+    Map(super::map::MapRequest),
     /// The Clusters tab's clustering of the corpus (background).
     Cluster(super::clusters::ClusterRequest),
     /// The Clusters tab's decodings and analogies (interactive).
@@ -136,6 +137,7 @@ pub enum JobKind {
     Stats,
     Load,
     Index,
+    Map,
     Cluster,
     Structure,
     Meaning,
@@ -153,6 +155,7 @@ impl Job {
             Job::Stats { .. } => JobKind::Stats,
             Job::Load { .. } => JobKind::Load,
             Job::Index { .. } => JobKind::Index,
+            Job::Map(_) => JobKind::Map,
             Job::Cluster(_) => JobKind::Cluster,
             Job::Structure(_) => JobKind::Structure,
             Job::Meaning => JobKind::Meaning,
@@ -212,6 +215,9 @@ pub enum ReplyBody {
     /// Fraction of an index build done, 0 to 1.
     IndexProgress(f64),
     Indexed(Result<Arc<NeighborIndex>, String>),
+    /// Fraction of a map job done, 0 to 1.
+    MapProgress(f64),
+    Mapped(Result<Arc<super::map::MapData>, String>),
     ClusterProgress(f64),
     Clustered(Result<Arc<super::clusters::ClusterView>, String>),
     Structure(Result<super::clusters::StructureResult, String>),
@@ -257,6 +263,42 @@ impl Entries {
         }
     }
 
+    /// The codes with the distance the map keeps: Hamming for bits, cosine for μ.
+    pub fn codes(&self) -> crate::map::Codes<'_> {
+        match self {
+            Entries::Hamming(ix) => crate::map::Codes::Bits(&ix.codes),
+            Entries::Cosine(ix) => crate::map::Codes::Unit(ix.unit_vectors()),
+        }
+    }
+
+    pub fn meta(&self) -> &crate::index::IndexMeta {
+        match self {
+            Entries::Hamming(ix) => &ix.meta,
+            Entries::Cosine(ix) => &ix.meta,
+        }
+    }
+
+    pub fn texts(&self) -> &[String] {
+        match self {
+            Entries::Hamming(ix) => &ix.texts,
+            Entries::Cosine(ix) => &ix.texts,
+        }
+    }
+
+    pub fn labels(&self) -> &[Option<u32>] {
+        match self {
+            Entries::Hamming(ix) => &ix.labels,
+            Entries::Cosine(ix) => &ix.labels,
+        }
+    }
+
+    pub fn label_names(&self) -> &[String] {
+        match self {
+            Entries::Hamming(ix) => &ix.label_names,
+            Entries::Cosine(ix) => &ix.label_names,
+        }
+    }
+
     /// Entry `i`'s label, an index into the label names.
     pub fn label(&self, i: usize) -> Option<u32> {
         match self {
@@ -266,11 +308,10 @@ impl Entries {
     }
 }
 
-/// A corpus index for the Neighbors tab with its map.
+/// A corpus index for the Neighbors tab and the map.
 #[derive(Debug)]
 pub struct NeighborIndex {
     pub index: Entries,
-    pub map: Result<CodeMap, String>,
     pub path: PathBuf,
     /// Whether it was read from `path` (rather than built now).
     pub from_disk: bool,
@@ -290,6 +331,7 @@ impl ReplyBody {
             JobKind::Stats => ReplyBody::Stats(Err(msg)),
             JobKind::Load => ReplyBody::Loaded(Err(msg)),
             JobKind::Index => ReplyBody::Indexed(Err(msg)),
+            JobKind::Map => ReplyBody::Mapped(Err(msg)),
             JobKind::Cluster => ReplyBody::Clustered(Err(msg)),
             JobKind::Structure => ReplyBody::Structure(Err(msg)),
             JobKind::Meaning => ReplyBody::Meanings(Err(msg)),
@@ -553,9 +595,9 @@ impl Worker {
                 }
                 Err(e) => ReplyBody::Loaded(Err(err_text(e))),
             },
-            Job::Index { corpus, max_points } => {
+            Job::Index { corpus } => {
                 let mut last = -1.0;
-                let result = neighbor_index(&coder, corpus.as_deref(), max_points, &mut |f| {
+                let result = neighbor_index(&coder, corpus.as_deref(), &mut |f| {
                     if f - last >= 0.01 {
                         last = f;
                         out(Reply {
@@ -565,6 +607,19 @@ impl Worker {
                     }
                 });
                 ReplyBody::Indexed(result.map(Arc::new).map_err(err_text))
+            }
+            Job::Map(req) => {
+                let mut last = -1.0;
+                let result = super::map::compute_map(&coder, &req, &mut |f| {
+                    if f - last >= 0.01 {
+                        last = f;
+                        out(Reply {
+                            id,
+                            body: ReplyBody::MapProgress(f),
+                        });
+                    }
+                });
+                ReplyBody::Mapped(result.map(Arc::new).map_err(err_text))
             }
             Job::Cluster(req) => {
                 let mut last = -1.0;
@@ -618,7 +673,6 @@ impl Worker {
 pub fn neighbor_index(
     coder: &Coder,
     corpus: Option<&str>,
-    max_points: usize,
     progress: &mut dyn FnMut(f64),
 ) -> anyhow::Result<NeighborIndex> {
     let caps = coder.capabilities();
@@ -640,10 +694,8 @@ pub fn neighbor_index(
             coder.latent_dim(),
             &mut |texts| coder.posteriors(texts, progress),
         )?;
-        let map = CodeMap::from_continuous(&cached.index, max_points, 0);
         return Ok(NeighborIndex {
             index: Entries::Cosine(cached.index),
-            map,
             path: cached.path,
             from_disk: cached.from_disk,
             save_error: cached.save_error,
@@ -656,10 +708,8 @@ pub fn neighbor_index(
         coder.latent_dim(),
         &mut |texts| coder.features(texts, FeatureKind::Codes, progress),
     )?;
-    let map = CodeMap::from_index(&cached.index, max_points, 0);
     Ok(NeighborIndex {
         index: Entries::Hamming(cached.index),
-        map,
         path: cached.path,
         from_disk: cached.from_disk,
         save_error: cached.save_error,
@@ -700,7 +750,7 @@ impl WorkerHandle {
     pub fn send(&self, req: Request) {
         let tx = if matches!(
             req.job.kind(),
-            JobKind::Stats | JobKind::Index | JobKind::Cluster | JobKind::Meaning
+            JobKind::Stats | JobKind::Index | JobKind::Map | JobKind::Cluster | JobKind::Meaning
         ) {
             &self.background
         } else {

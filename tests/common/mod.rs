@@ -78,11 +78,7 @@ pub fn tiny_checkpoint_scaled(
         }
     }
     let path = dir.join(name);
-    let provenance = Provenance {
-        corpus: corpus.display().to_string(),
-        written_by: "latent-tui tests".into(),
-        ..Provenance::default()
-    };
+    let provenance = provenance_of(corpus);
     save_varmap(
         &path,
         &built.varmap,
@@ -137,11 +133,7 @@ pub fn tiny_bow_checkpoint(dir: &Path, corpus: &Path, family: &str, name: &str) 
         }
     }
     let path = dir.join(name);
-    let provenance = Provenance {
-        corpus: corpus.display().to_string(),
-        written_by: "latent-tui tests".into(),
-        ..Provenance::default()
-    };
+    let provenance = provenance_of(corpus);
     save_varmap(
         &path,
         &built.varmap,
@@ -152,6 +144,23 @@ pub fn tiny_bow_checkpoint(dir: &Path, corpus: &Path, family: &str, name: &str) 
     )
     .expect("saving a checkpoint");
     path
+}
+
+/// Provenance naming `corpus` as training does: its path and, when it is there, its hash (a
+/// checkpoint's own corpus is only read again when the hash matches).
+pub fn provenance_of(corpus: &Path) -> Provenance {
+    let hash = latent_tui::corpus::Corpus::load(
+        &corpus.display().to_string(),
+        &latent_tui::corpus::LoadOptions::default(),
+    )
+    .map(|c| c.hash)
+    .unwrap_or_default();
+    Provenance {
+        corpus: corpus.display().to_string(),
+        corpus_hash: hash,
+        written_by: "latent-tui tests".into(),
+        ..Provenance::default()
+    }
 }
 
 pub fn coder(path: &Path) -> Coder {

@@ -1,0 +1,117 @@
+//! Times the corpus map of a checkpoint's saved index (build it first with `latent-tui map`
+//! or the explorer): the k-nearest-neighbour graph, the descent, loading the saved layout,
+//! placing new codes; then scores the layout beside PCA.
+//!
+//!     cargo run --release --example map_layout -- CKPT [EPOCHS] [NEIGHBORS] [NEGATIVES] [ENTRIES]
+//!
+//! ENTRIES lays out only the first ENTRIES entries (quicker experiments).
+//!
+//! Run with RAYON_NUM_THREADS=2 for the figures in docs/map.md.
+
+use std::time::Instant;
+
+use latent_tui::index::ContinuousIndex;
+use latent_tui::index::CorpusIndex;
+use latent_tui::map::{score, Codes, Layout, LayoutOptions, Method};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let ckpt = std::path::PathBuf::from(
+        args.get(1)
+            .cloned()
+            .unwrap_or_else(|| "checkpoints/binary.safetensors".into()),
+    );
+    let arg = |i: usize| args.get(i).and_then(|s| s.parse::<usize>().ok());
+    let opts = LayoutOptions {
+        epochs: arg(2),
+        neighbors: arg(3).unwrap_or(15),
+        negatives: arg(4).unwrap_or(5),
+        ..LayoutOptions::default()
+    };
+    let path = CorpusIndex::default_path(&ckpt);
+    let binary = CorpusIndex::load(&path).ok();
+    let continuous = if binary.is_none() {
+        Some(ContinuousIndex::load(&path)?)
+    } else {
+        None
+    };
+    let keep = arg(5).unwrap_or(usize::MAX);
+    let sub_bits;
+    let sub_units;
+    let (codes, labels, meta) = match (&binary, &continuous) {
+        (Some(b), _) => {
+            let n = keep.min(b.len());
+            let words = b.codes.as_words()[..n * b.codes.words_per_code()].to_vec();
+            sub_bits = latent_tui::hamming::PackedCodes::from_words(b.bits(), words)
+                .map_err(anyhow::Error::msg)?;
+            (Codes::Bits(&sub_bits), &b.labels[..n], &b.meta)
+        }
+        (_, Some(c)) => {
+            let n = keep.min(c.len());
+            let u = c.unit_vectors();
+            sub_units = latent_tui::cosine::UnitVectors::new(u.dim(), (0..n).map(|i| u.row(i)))?;
+            (Codes::Unit(&sub_units), &c.labels[..n], &c.meta)
+        }
+        _ => unreachable!(),
+    };
+    println!(
+        "{} entries, {} threads, {opts:?}",
+        codes.len(),
+        rayon::current_num_threads()
+    );
+    let started = Instant::now();
+    let mut graph_done = None;
+    let layout = Layout::compute(codes, meta, &opts, &mut |f| {
+        if f >= 0.5 && graph_done.is_none() {
+            graph_done = Some(started.elapsed().as_secs_f64());
+        }
+    })?;
+    let total = started.elapsed().as_secs_f64();
+    let graph = graph_done.unwrap_or(0.0);
+    println!(
+        "layout: {total:.1} s (kNN graph {graph:.1} s, descent {:.1} s)",
+        total - graph
+    );
+    let dir = tempfile_dir();
+    let saved = dir.join("map.safetensors");
+    layout.save(&saved)?;
+    let t = Instant::now();
+    let back = Layout::load(&saved)?;
+    println!("load: {:.3} s", t.elapsed().as_secs_f64());
+    assert_eq!(back, layout);
+    std::fs::remove_file(&saved)?;
+    let mut times = Vec::new();
+    for i in (0..codes.len()).step_by((codes.len() / 50).max(1)).take(50) {
+        let mut code = codes.code(i);
+        code[0] = 1.0 - code[0];
+        let t = Instant::now();
+        layout.place(codes, &code)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "place a new code: median {:.2} ms, worst {:.2} ms ({} codes)",
+        times[times.len() / 2],
+        times[times.len() - 1],
+        times.len()
+    );
+    let s = score(codes, &layout.points, labels, 10, 5000, 0);
+    let pca = Layout::compute(
+        codes,
+        meta,
+        &LayoutOptions {
+            method: Method::Pca,
+            ..opts
+        },
+        &mut |_| {},
+    )?;
+    let p = score(codes, &pca.points, labels, 10, 5000, 0);
+    println!("UMAP {s:?}\nPCA  {p:?}");
+    Ok(())
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("map-layout-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}

@@ -1,0 +1,824 @@
+//! A neighbour-preserving 2-D layout of a corpus index, UMAP-style: each entry's exact k
+//! nearest entries in code space (Hamming for bits, cosine for μ) become a fuzzy graph, and a
+//! seeded stochastic gradient descent with negative sampling lays the graph out in the plane,
+//! starting from the codes' PCA plane.
+//!
+//! The descent is deterministic whatever the thread count: every epoch reads the positions of
+//! the one before and each thread writes only its own entries (a point moves along its own
+//! edges and away from its own negative samples), with one random stream per (seed, epoch,
+//! entry). Attraction and repulsion use the Cauchy kernel 1 / (1 + d²) (UMAP with a = b = 1,
+//! the t-SNE kernel), which needs no `powf` per sample.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rand::rngs::StdRng;
+use rand::seq::index::sample;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::write_atomically;
+use crate::cosine::UnitVectors;
+use crate::hamming::{pack, PackedCodes};
+use crate::index::IndexMeta;
+use crate::projection::Pca;
+
+pub const MAP_FORMAT: &str = "latent-tui-map/1";
+
+/// How the codes are put in the plane.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Neighbour-preserving layout of the k-nearest-neighbour graph.
+    #[default]
+    Umap,
+    /// The first two principal components (a linear projection).
+    Pca,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Umap => "UMAP",
+            Method::Pca => "PCA",
+        }
+    }
+}
+
+/// The codes a map is made of, with the distance the layout preserves.
+#[derive(Clone, Copy, Debug)]
+pub enum Codes<'a> {
+    /// Binary codes, by Hamming distance.
+    Bits(&'a PackedCodes),
+    /// Continuous codes (unit μ), by cosine distance 1 − cos.
+    Unit(&'a UnitVectors),
+}
+
+impl Codes<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Codes::Bits(c) => c.len(),
+            Codes::Unit(u) => u.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Width of a code.
+    pub fn dim(&self) -> usize {
+        match self {
+            Codes::Bits(c) => c.bits(),
+            Codes::Unit(u) => u.dim(),
+        }
+    }
+
+    /// Entry `i`'s code as numbers (0.0 / 1.0 for bits, the unit μ otherwise).
+    pub fn code(&self, i: usize) -> Vec<f32> {
+        match self {
+            Codes::Bits(c) => crate::hamming::unpack(c.code(i), c.bits()),
+            Codes::Unit(u) => u.row(i).to_vec(),
+        }
+    }
+
+    /// The code-space distance of entries `i` and `j`.
+    pub fn distance(&self, i: usize, j: usize) -> f32 {
+        match self {
+            Codes::Bits(c) => crate::hamming::distance(c.code(i), c.code(j)) as f32,
+            Codes::Unit(u) => {
+                let dot: f32 = u.row(i).iter().zip(u.row(j)).map(|(a, b)| a * b).sum();
+                1.0 - dot.clamp(-1.0, 1.0)
+            }
+        }
+    }
+
+    /// The `k` entries nearest a code as the explorer holds it (bits as 0.0 / 1.0, or μ):
+    /// (entry, distance), nearest first, ties by entry.
+    pub fn nearest(&self, query: &[f32], k: usize) -> Result<Vec<(usize, f32)>> {
+        if query.len() != self.dim() {
+            bail!(
+                "the code has {} dimensions but the map's codes have {}",
+                query.len(),
+                self.dim()
+            );
+        }
+        Ok(match self {
+            Codes::Bits(c) => c
+                .top_k(&pack(query), k)
+                .into_iter()
+                .map(|h| (h.index, h.distance as f32))
+                .collect(),
+            Codes::Unit(u) => u
+                .top_k(query, k)?
+                .into_iter()
+                .map(|h| (h.index, 1.0 - h.similarity))
+                .collect(),
+        })
+    }
+
+    /// For each of `entries`, its `k` nearest other entries (nearest first, ties by entry).
+    pub fn neighbours_of(&self, entries: &[usize], k: usize) -> Vec<Vec<(usize, f32)>> {
+        let hits: Vec<Vec<(usize, f32)>> = match self {
+            Codes::Bits(c) => {
+                let queries: Vec<Vec<u64>> = entries.iter().map(|&i| c.code(i).to_vec()).collect();
+                c.top_k_many(&queries, k + 1)
+                    .into_iter()
+                    .map(|h| {
+                        h.into_iter()
+                            .map(|h| (h.index, h.distance as f32))
+                            .collect()
+                    })
+                    .collect()
+            }
+            Codes::Unit(u) => {
+                let queries: Vec<Vec<f32>> = entries.iter().map(|&i| u.row(i).to_vec()).collect();
+                u.top_k_many(&queries, k + 1)
+                    .expect("unit rows are valid queries")
+                    .into_iter()
+                    .map(|h| {
+                        h.into_iter()
+                            .map(|h| (h.index, (1.0 - h.similarity).max(0.0)))
+                            .collect()
+                    })
+                    .collect()
+            }
+        };
+        hits.into_iter()
+            .zip(entries)
+            .map(|(mut h, &i)| {
+                match h.iter().position(|&(j, _)| j == i) {
+                    Some(p) => {
+                        h.remove(p);
+                    }
+                    None => h.truncate(k),
+                }
+                h.truncate(k);
+                h
+            })
+            .collect()
+    }
+}
+
+/// What a layout was made with; a cached layout is used only when all of it matches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutMeta {
+    pub method: Method,
+    /// Provenance of the index laid out (its freshness rule carries over).
+    pub checkpoint_sha256: String,
+    pub corpus_hash: String,
+    pub splits: Vec<String>,
+    pub entries: usize,
+    pub dim: usize,
+    pub seed: u64,
+    pub neighbors: usize,
+    pub epochs: usize,
+}
+
+/// Settings of [`Layout::compute`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayoutOptions {
+    pub method: Method,
+    pub seed: u64,
+    /// Neighbours per entry in the graph.
+    pub neighbors: usize,
+    /// Passes of the descent; None: 200 for more than 10,000 entries, else 500 (as UMAP).
+    pub epochs: Option<usize>,
+    /// Negative samples per positive one.
+    pub negatives: usize,
+}
+
+impl Default for LayoutOptions {
+    fn default() -> Self {
+        Self {
+            method: Method::Umap,
+            seed: 0,
+            neighbors: 15,
+            epochs: None,
+            negatives: 5,
+        }
+    }
+}
+
+impl LayoutOptions {
+    pub fn epochs_for(&self, n: usize) -> usize {
+        match self.method {
+            Method::Pca => 0,
+            Method::Umap => self.epochs.unwrap_or(if n > 10_000 { 200 } else { 500 }),
+        }
+    }
+}
+
+/// Every entry's position in the plane.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    pub points: Vec<[f32; 2]>,
+    pub meta: LayoutMeta,
+}
+
+/// A layout from [`Layout::load_or_compute`] and where it lives.
+#[derive(Clone, Debug)]
+pub struct CachedLayout {
+    pub layout: Layout,
+    pub path: PathBuf,
+    pub from_disk: bool,
+    /// Why a freshly computed layout could not be saved, if it could not.
+    pub save_error: Option<String>,
+}
+
+/// PCA is fitted on at most this many codes (a seeded sample), then every entry is projected.
+const PCA_FIT: usize = 5000;
+
+impl Layout {
+    /// Lays out `codes` (the entries of an index with provenance `index`); `progress` gets
+    /// the fraction done.
+    pub fn compute(
+        codes: Codes,
+        index: &IndexMeta,
+        opts: &LayoutOptions,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Self> {
+        let n = codes.len();
+        if n == 0 {
+            bail!("nothing to map: the index is empty");
+        }
+        if opts.neighbors == 0 {
+            bail!("the layout needs at least one neighbour per entry");
+        }
+        let epochs = opts.epochs_for(n);
+        let init = pca_plane(codes, opts.seed)?;
+        let points = match opts.method {
+            Method::Pca => init,
+            Method::Umap if n < 3 => init,
+            Method::Umap => {
+                let k = opts.neighbors.min(n - 1);
+                let knn = knn_graph(codes, k, opts.seed, &mut |f| progress(0.5 * f));
+                let graph = fuzzy_graph(&knn, k);
+                let start = jittered(init, opts.seed);
+                optimize(&graph, start, epochs, opts.negatives, opts.seed, &mut |f| {
+                    progress(0.5 + 0.5 * f)
+                })
+            }
+        };
+        progress(1.0);
+        Ok(Self {
+            points,
+            meta: LayoutMeta {
+                method: opts.method,
+                checkpoint_sha256: index.checkpoint_sha256.clone(),
+                corpus_hash: index.corpus_hash.clone(),
+                splits: index.splits.clone(),
+                entries: n,
+                dim: codes.dim(),
+                seed: opts.seed,
+                neighbors: opts.neighbors,
+                epochs,
+            },
+        })
+    }
+
+    /// Whether this layout is of the index `index` (whose own freshness the index's loader
+    /// checked: same checkpoint file, same corpus) made with `opts`.
+    pub fn is_fresh_for(&self, index: &IndexMeta, codes: Codes, opts: &LayoutOptions) -> bool {
+        let m = &self.meta;
+        m.method == opts.method
+            && m.checkpoint_sha256 == index.checkpoint_sha256
+            && m.corpus_hash == index.corpus_hash
+            && m.splits == index.splits
+            && m.entries == codes.len()
+            && m.dim == codes.dim()
+            && m.seed == opts.seed
+            && m.neighbors == opts.neighbors
+            && m.epochs == opts.epochs_for(codes.len())
+            && self.points.len() == codes.len()
+    }
+
+    /// The UMAP layout saved beside `checkpoint` ([`Layout::default_path`]) when it is fresh
+    /// for this index and these options, else one computed now and saved there (a failed save
+    /// is reported, not an error). PCA layouts take well under a second and are not saved.
+    pub fn load_or_compute(
+        checkpoint: &Path,
+        index: &IndexMeta,
+        codes: Codes,
+        opts: &LayoutOptions,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<CachedLayout> {
+        let path = Self::default_path(checkpoint);
+        if opts.method == Method::Umap {
+            if let Some(layout) = Self::load(&path)
+                .ok()
+                .filter(|l| l.is_fresh_for(index, codes, opts))
+            {
+                return Ok(CachedLayout {
+                    layout,
+                    path,
+                    from_disk: true,
+                    save_error: None,
+                });
+            }
+        }
+        let layout = Self::compute(codes, index, opts, progress)?;
+        let save_error = match opts.method {
+            Method::Umap => layout.save(&path).err().map(|e| format!("{e:#}")),
+            Method::Pca => None,
+        };
+        Ok(CachedLayout {
+            layout,
+            path,
+            from_disk: false,
+            save_error,
+        })
+    }
+
+    /// `name.safetensors` → `name.map.safetensors`.
+    pub fn default_path(checkpoint: &Path) -> PathBuf {
+        let stem = checkpoint
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        checkpoint.with_file_name(format!("{stem}.map.safetensors"))
+    }
+
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// (min x, min y) and (max x, max y) over the points.
+    pub fn bounds(&self) -> ([f32; 2], [f32; 2]) {
+        bounds(&self.points)
+    }
+
+    /// Where a code that is not in the index falls: the weighted mean of its nearest entries'
+    /// positions (an entry's own code lands on the entry), no layout recomputed.
+    pub fn place(&self, codes: Codes, query: &[f32]) -> Result<[f32; 2]> {
+        let near = codes.nearest(query, PLACE_NEIGHBOURS)?;
+        place_among(&self.points, &near).context("the map has no entries")
+    }
+
+    /// Atomically writes the layout to `path`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let n = self.points.len();
+        let bytes: Vec<u8> = self
+            .points
+            .iter()
+            .flat_map(|p| p.iter().flat_map(|v| v.to_le_bytes()))
+            .collect();
+        let views = vec![("points", TensorView::new(Dtype::F32, vec![n, 2], &bytes)?)];
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), MAP_FORMAT.to_string());
+        meta.insert("layout".to_string(), serde_json::to_string(&self.meta)?);
+        let bytes = safetensors::serialize(views, Some(meta)).context("serialising the map")?;
+        write_atomically(path, &bytes)
+    }
+
+    /// Reads a layout written by [`Layout::save`].
+    pub fn load(path: &Path) -> Result<Self> {
+        let shown = path.display();
+        let bytes = crate::checkpoint::read_regular_file(path, "map")?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| anyhow::anyhow!("`{shown}` is not a valid map file: {e}"))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| anyhow::anyhow!("`{shown}` is not a valid map file: {e}"))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        if meta.get("format").map(String::as_str) != Some(MAP_FORMAT) {
+            bail!("`{shown}` is not a latent-tui map (format `{MAP_FORMAT}`)");
+        }
+        let info: LayoutMeta = serde_json::from_str(
+            meta.get("layout")
+                .with_context(|| format!("`{shown}` lacks the `layout` metadata entry"))?,
+        )
+        .with_context(|| format!("`{shown}`: bad `layout` metadata"))?;
+        let t = st
+            .tensor("points")
+            .map_err(|e| anyhow::anyhow!("`{shown}`: tensor `points`: {e}"))?;
+        if t.dtype() != Dtype::F32 || t.shape() != [info.entries, 2] {
+            bail!(
+                "`{shown}`: `points` is {:?} {:?}, expected F32 [{}, 2]",
+                t.dtype(),
+                t.shape(),
+                info.entries
+            );
+        }
+        let values: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        if values.iter().any(|v| !v.is_finite()) {
+            bail!("`{shown}`: a point is not finite");
+        }
+        Ok(Self {
+            points: values.chunks_exact(2).map(|p| [p[0], p[1]]).collect(),
+            meta: info,
+        })
+    }
+}
+
+/// Entries a new code is placed among.
+pub const PLACE_NEIGHBOURS: usize = 10;
+
+/// The position of a code whose nearest entries are `near` (entry, distance; nearest first):
+/// the mean of the entries at distance 0 if any, else a mean weighted by exp(−(d − d₁)/σ),
+/// σ the mean of d − d₁.
+pub fn place_among(points: &[[f32; 2]], near: &[(usize, f32)]) -> Option<[f32; 2]> {
+    let d1 = near.first()?.1;
+    let exact: Vec<usize> = near
+        .iter()
+        .filter(|&&(_, d)| d <= 0.0)
+        .map(|&(i, _)| i)
+        .collect();
+    let weighted: Vec<(usize, f64)> = if !exact.is_empty() {
+        exact.into_iter().map(|i| (i, 1.0)).collect()
+    } else {
+        let sigma = near.iter().map(|&(_, d)| (d - d1) as f64).sum::<f64>() / near.len() as f64;
+        let sigma = sigma.max(1e-6);
+        near.iter()
+            .map(|&(i, d)| (i, (-((d - d1) as f64) / sigma).exp()))
+            .collect()
+    };
+    let total: f64 = weighted.iter().map(|w| w.1).sum();
+    let mut p = [0f64; 2];
+    for &(i, w) in &weighted {
+        p[0] += points[i][0] as f64 * w / total;
+        p[1] += points[i][1] as f64 * w / total;
+    }
+    Some([p[0] as f32, p[1] as f32])
+}
+
+pub fn bounds(points: &[[f32; 2]]) -> ([f32; 2], [f32; 2]) {
+    let mut lo = [f32::INFINITY; 2];
+    let mut hi = [f32::NEG_INFINITY; 2];
+    for p in points {
+        for a in 0..2 {
+            lo[a] = lo[a].min(p[a]);
+            hi[a] = hi[a].max(p[a]);
+        }
+    }
+    if points.is_empty() {
+        return ([0.0; 2], [1.0; 2]);
+    }
+    (lo, hi)
+}
+
+/// The codes on their first two principal components, scaled so the farthest coordinate is 10.
+fn pca_plane(codes: Codes, seed: u64) -> Result<Vec<[f32; 2]>> {
+    let n = codes.len();
+    let mut fit: Vec<usize> = if n > PCA_FIT {
+        sample(&mut StdRng::seed_from_u64(seed), n, PCA_FIT).into_vec()
+    } else {
+        (0..n).collect()
+    };
+    fit.sort_unstable();
+    let fit_codes: Vec<Vec<f32>> = fit.iter().map(|&i| codes.code(i)).collect();
+    let pca = Pca::fit(&fit_codes, 2).map_err(anyhow::Error::msg)?;
+    let mut points: Vec<[f32; 2]> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let p = pca.project(&codes.code(i));
+            [
+                p.first().copied().unwrap_or(0.0),
+                p.get(1).copied().unwrap_or(0.0),
+            ]
+        })
+        .collect();
+    let far = points
+        .iter()
+        .flat_map(|p| p.iter().map(|v| v.abs()))
+        .fold(0f32, f32::max);
+    if far > 0.0 {
+        let s = 10.0 / far;
+        points.iter_mut().for_each(|p| {
+            p[0] *= s;
+            p[1] *= s;
+        });
+    }
+    Ok(points)
+}
+
+/// A seeded nudge of at most 0.05 per coordinate: entries with equal codes start apart, so
+/// the descent can separate them.
+fn jittered(mut points: Vec<[f32; 2]>, seed: u64) -> Vec<[f32; 2]> {
+    for (i, p) in points.iter_mut().enumerate() {
+        let mut r = SplitMix::new(seed ^ 0x6a09_e667_f3bc_c908, 0, i as u64);
+        p[0] += (r.unit() - 0.5) * 0.1;
+        p[1] += (r.unit() - 0.5) * 0.1;
+    }
+    points
+}
+
+/// Each entry's `k` nearest other entries, `k` per row, as (neighbour, distance).
+#[derive(Clone, Debug)]
+pub struct Knn {
+    pub k: usize,
+    pub neighbors: Vec<u32>,
+    pub distances: Vec<f32>,
+}
+
+/// Entries per batch of the exact k-nearest-neighbour search (one progress step each).
+const KNN_BATCH: usize = 2048;
+
+/// The exact k-nearest-neighbour graph. Ties are broken by a seeded random order of the
+/// entries, not by index, so no early entry becomes everyone's neighbour among equal codes.
+pub fn knn_graph(codes: Codes, k: usize, seed: u64, progress: &mut dyn FnMut(f64)) -> Knn {
+    let n = codes.len();
+    let mut perm: Vec<usize> = (0..n).collect();
+    perm.shuffle(&mut StdRng::seed_from_u64(seed ^ 0x5851_f42d_4c95_7f2d));
+    // Search the entries in permuted order; `perm[p]` is the entry at permuted position p.
+    let permuted_bits;
+    let permuted_units;
+    let shuffled = match codes {
+        Codes::Bits(c) => {
+            let words: Vec<u64> = perm.iter().flat_map(|&i| c.code(i).to_vec()).collect();
+            permuted_bits = PackedCodes::from_words(c.bits(), words).expect("same widths");
+            Codes::Bits(&permuted_bits)
+        }
+        Codes::Unit(u) => {
+            permuted_units =
+                UnitVectors::new(u.dim(), perm.iter().map(|&i| u.row(i))).expect("unit rows");
+            Codes::Unit(&permuted_units)
+        }
+    };
+    let mut neighbors = vec![0u32; n * k];
+    let mut distances = vec![0f32; n * k];
+    let positions: Vec<usize> = (0..n).collect();
+    for (b, batch) in positions.chunks(KNN_BATCH).enumerate() {
+        let found = shuffled.neighbours_of(batch, k);
+        for (&p, row) in batch.iter().zip(found) {
+            let i = perm[p];
+            for (slot, (q, d)) in row.into_iter().enumerate().take(k) {
+                neighbors[i * k + slot] = perm[q] as u32;
+                distances[i * k + slot] = d;
+            }
+        }
+        progress(((b + 1) * KNN_BATCH).min(n) as f64 / n as f64);
+    }
+    Knn {
+        k,
+        neighbors,
+        distances,
+    }
+}
+
+/// A symmetric weighted graph in compressed rows.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    pub offsets: Vec<usize>,
+    pub targets: Vec<u32>,
+    pub weights: Vec<f32>,
+}
+
+/// UMAP's fuzzy simplicial set of a k-nearest-neighbour graph: per entry, weights
+/// exp(−(d − ρ)/σ) with ρ the nearest non-zero distance and σ such that the weights sum to
+/// log₂ k; then the fuzzy union w + wᵀ − w∘wᵀ.
+pub fn fuzzy_graph(knn: &Knn, k: usize) -> Graph {
+    let n = knn.neighbors.len() / k.max(1);
+    let target = (k as f64).log2().max(1e-3);
+    let directed: Vec<f32> = (0..n)
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            let d = &knn.distances[i * k..(i + 1) * k];
+            let rho = d.iter().copied().find(|&x| x > 0.0).unwrap_or(0.0) as f64;
+            let mean = d.iter().map(|&x| x as f64).sum::<f64>() / k as f64;
+            let (mut lo, mut hi, mut mid) = (0f64, f64::INFINITY, 1f64);
+            for _ in 0..64 {
+                let psum: f64 = d
+                    .iter()
+                    .map(|&x| {
+                        let e = x as f64 - rho;
+                        if e > 0.0 {
+                            (-e / mid).exp()
+                        } else {
+                            1.0
+                        }
+                    })
+                    .sum();
+                if (psum - target).abs() < 1e-5 {
+                    break;
+                }
+                if psum > target {
+                    hi = mid;
+                    mid = (lo + hi) / 2.0;
+                } else {
+                    lo = mid;
+                    mid = if hi.is_finite() {
+                        (lo + hi) / 2.0
+                    } else {
+                        mid * 2.0
+                    };
+                }
+            }
+            let sigma = mid.max(1e-3 * mean).max(1e-12);
+            d.iter()
+                .map(|&x| {
+                    let e = x as f64 - rho;
+                    (if e > 0.0 { (-e / sigma).exp() } else { 1.0 }) as f32
+                })
+                .collect::<Vec<f32>>()
+        })
+        .collect();
+    // Every directed edge both ways, then the fuzzy union of each pair.
+    let mut edges: Vec<(u32, u32, f32)> = Vec::with_capacity(2 * n * k);
+    for i in 0..n {
+        for s in 0..k {
+            let j = knn.neighbors[i * k + s];
+            let w = directed[i * k + s];
+            if j as usize == i || w <= 0.0 {
+                continue;
+            }
+            edges.push((i as u32, j, w));
+            edges.push((j, i as u32, w));
+        }
+    }
+    edges.par_sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then(a.2.total_cmp(&b.2)));
+    let mut offsets = vec![0usize; n + 1];
+    let mut targets = Vec::with_capacity(edges.len());
+    let mut weights = Vec::with_capacity(edges.len());
+    let mut e = 0;
+    while e < edges.len() {
+        let (i, j, a) = edges[e];
+        let mut next = e + 1;
+        // The pair is listed once per end that has the other among its k nearest.
+        let w = if next < edges.len() && edges[next].0 == i && edges[next].1 == j {
+            let b = edges[next].2;
+            next += 1;
+            a + b - a * b
+        } else {
+            a
+        };
+        targets.push(j);
+        weights.push(w);
+        offsets[i as usize + 1] += 1;
+        e = next;
+    }
+    for i in 0..n {
+        offsets[i + 1] += offsets[i];
+    }
+    Graph {
+        offsets,
+        targets,
+        weights,
+    }
+}
+
+/// SplitMix64, one stream per (seed, epoch, entry): cheap, and independent of thread order.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn new(seed: u64, epoch: u64, entry: u64) -> Self {
+        let mut s = Self(
+            seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                ^ entry.wrapping_mul(0xd1b5_4a32_d192_ed03),
+        );
+        s.next();
+        s
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next() >> 32) * n as u64 >> 32) as usize
+    }
+
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// Entries per parallel task of an epoch.
+const CHUNK: usize = 1024;
+
+fn clip(v: f32) -> f32 {
+    v.clamp(-4.0, 4.0)
+}
+
+/// The descent: each epoch every entry moves toward the neighbours whose edge is due (an edge
+/// of weight w is due w / w_max of the epochs, as UMAP samples it) and away from `negatives`
+/// random entries per due edge, with a learning rate falling linearly from 1 to 0.
+pub fn optimize(
+    graph: &Graph,
+    mut pos: Vec<[f32; 2]>,
+    epochs: usize,
+    negatives: usize,
+    seed: u64,
+    progress: &mut dyn FnMut(f64),
+) -> Vec<[f32; 2]> {
+    let n = pos.len();
+    let wmax = graph.weights.iter().copied().fold(0f32, f32::max);
+    if wmax <= 0.0 || epochs == 0 || n < 2 {
+        return pos;
+    }
+    // Samples per epoch of each edge; those below one sample in the whole run are dropped.
+    let rate: Vec<f64> = graph
+        .weights
+        .iter()
+        .map(|&w| {
+            let r = w as f64 / wmax as f64;
+            if r * epochs as f64 >= 1.0 {
+                r
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut next = pos.clone();
+    for epoch in 0..epochs {
+        let alpha = 1.0 - epoch as f32 / epochs as f32;
+        let prev = &pos;
+        next.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+            for (o, slot) in out.iter_mut().enumerate() {
+                let i = c * CHUNK + o;
+                let mut y = prev[i];
+                let mut rng = SplitMix::new(seed, epoch as u64, i as u64);
+                for e in graph.offsets[i]..graph.offsets[i + 1] {
+                    let r = rate[e];
+                    let due = ((epoch + 1) as f64 * r).floor() - (epoch as f64 * r).floor();
+                    if due < 1.0 {
+                        continue;
+                    }
+                    // UMAP moves both ends of a sampled edge, and samples it from both
+                    // ends: each end is pulled twice per sample.
+                    let t = prev[graph.targets[e] as usize];
+                    for _ in 0..2 {
+                        let (dx, dy) = (y[0] - t[0], y[1] - t[1]);
+                        let d2 = dx * dx + dy * dy;
+                        let coef = -2.0 / (1.0 + d2);
+                        y[0] += alpha * clip(coef * dx);
+                        y[1] += alpha * clip(coef * dy);
+                    }
+                    for _ in 0..negatives {
+                        let k = rng.below(n);
+                        if k == i {
+                            continue;
+                        }
+                        let t = prev[k];
+                        let (dx, dy) = (y[0] - t[0], y[1] - t[1]);
+                        let d2 = dx * dx + dy * dy;
+                        if d2 <= 0.0 {
+                            continue;
+                        }
+                        let coef = 2.0 / ((0.001 + d2) * (1.0 + d2));
+                        y[0] += alpha * clip(coef * dx);
+                        y[1] += alpha * clip(coef * dy);
+                    }
+                }
+                *slot = y;
+            }
+        });
+        std::mem::swap(&mut pos, &mut next);
+        progress((epoch + 1) as f64 / epochs as f64);
+    }
+    pos
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuzzy_union_is_symmetric() {
+        // 0 ↔ 1 both listed, 2 → 0 listed one way.
+        let knn = Knn {
+            k: 1,
+            neighbors: vec![1, 0, 0],
+            distances: vec![1.0, 1.0, 2.0],
+        };
+        let g = fuzzy_graph(&knn, 1);
+        let w = |i: usize, j: u32| {
+            (g.offsets[i]..g.offsets[i + 1])
+                .find(|&e| g.targets[e] == j)
+                .map(|e| g.weights[e])
+        };
+        assert_eq!(w(0, 1), w(1, 0));
+        assert_eq!(w(0, 2), w(2, 0));
+        assert!(w(0, 2).is_some());
+        assert!(w(1, 2).is_none());
+    }
+
+    #[test]
+    fn places_a_code_among_its_neighbours() {
+        let points = [[0.0, 0.0], [2.0, 0.0], [10.0, 10.0]];
+        assert_eq!(
+            place_among(&points, &[(1, 0.0), (0, 1.0)]),
+            Some([2.0, 0.0])
+        );
+        let p = place_among(&points, &[(0, 1.0), (1, 1.0), (2, 5.0)]).unwrap();
+        assert!(p[0] > 0.5 && p[0] < 2.0 && p[1] < 1.0, "{p:?}");
+        assert_eq!(place_among(&points, &[]), None);
+    }
+}

@@ -1,0 +1,26 @@
+//! The corpus map: a neighbour-preserving 2-D layout of a corpus index ([`layout`]), cached
+//! beside the checkpoint; the grid that draws and picks its points without passing over all
+//! of them ([`grid`]); how well it keeps code-space neighbourhoods ([`score`]); and a PNG
+//! picture of it ([`plot`]). The explorer's Map view and `latent-tui map` share all of it.
+
+pub mod grid;
+pub mod layout;
+pub mod plot;
+pub mod score;
+
+pub use layout::{CachedLayout, Codes, Layout, LayoutMeta, LayoutOptions, Method};
+pub use score::{score, MapScore};
+
+/// One TSV line per entry for `map --out`: x, y, label, cluster, text (tabs and newlines in
+/// texts become spaces).
+pub fn tsv_row(p: [f32; 2], label: Option<&str>, cluster: Option<usize>, text: &str) -> String {
+    let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
+    format!(
+        "{}\t{}\t{}\t{}\t{}",
+        p[0],
+        p[1],
+        label.map(clean).unwrap_or_default(),
+        cluster.map(|c| (c + 1).to_string()).unwrap_or_default(),
+        clean(text)
+    )
+}

@@ -1,0 +1,1165 @@
+//! Issue 23: untrusted checkpoints, outputs that never destroy, bounds on every flag. Each test
+//! reproduces one failure the second round of hostile input found and checks the clear error
+//! (exit 1) or the fixed behaviour instead.
+
+mod common;
+mod fixtures;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+}
+
+fn run_cmd(mut cmd: Command, stdin: Option<&str>) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn latent-tui");
+    let input = stdin.map(str::to_owned);
+    let mut pipe = child.stdin.take().unwrap();
+    // Written from a thread: a command that fails first closes the pipe, and a large input
+    // must not block while its output fills the other pipe.
+    let writer = std::thread::spawn(move || {
+        if let Some(input) = input {
+            let _ = pipe.write_all(input.as_bytes());
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    out
+}
+
+fn run_in(dir: Option<&Path>, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = bin();
+    cmd.args(args);
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    run_cmd(cmd, stdin)
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    run_in(None, args, stdin)
+}
+
+fn ok(args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(args, stdin);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail with exit status 1 and a message; returns its standard error.
+fn fails(args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(args, stdin);
+    fails_with(args, &out)
+}
+
+fn fails_with(args: &[&str], out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{args:?} should fail with exit 1; stdout: {}; stderr: {err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(err.contains("error"), "{args:?}: {err}");
+    err
+}
+
+fn ckpt() -> &'static str {
+    fixtures::binary_checkpoint().to_str().unwrap()
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// A copy of the shared checkpoint in `dir` (so caches written beside it stay there).
+fn copy_ckpt(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::copy(ckpt(), &p).unwrap();
+    p
+}
+
+struct RawTensor {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+/// Copies the safetensors file `src` to `dst`, letting `edit` change its metadata and tensors.
+fn rewrite(
+    src: &Path,
+    dst: &Path,
+    edit: impl FnOnce(&mut HashMap<String, String>, &mut Vec<(String, RawTensor)>),
+) {
+    let bytes = std::fs::read(src).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap_or_default();
+    let mut tensors: Vec<(String, RawTensor)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            (
+                name,
+                RawTensor {
+                    dtype: view.dtype(),
+                    shape: view.shape().to_vec(),
+                    data: view.data().to_vec(),
+                },
+            )
+        })
+        .collect();
+    edit(&mut meta, &mut tensors);
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                TensorView::new(t.dtype, t.shape.clone(), &t.data).unwrap(),
+            )
+        })
+        .collect();
+    let out = safetensors::serialize(views, Some(meta)).unwrap();
+    std::fs::write(dst, out).unwrap();
+}
+
+fn edit_json(meta: &mut HashMap<String, String>, key: &str, edit: impl FnOnce(&mut Value)) {
+    let mut v: Value = serde_json::from_str(&meta[key]).unwrap();
+    edit(&mut v);
+    meta.insert(key.to_string(), v.to_string());
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. tokenizer.json padding / truncation inside a checkpoint.
+
+#[test]
+fn tokenizer_padding_truncation_and_post_processing_in_a_checkpoint_are_refused() {
+    let dir = temp_dir();
+    let padding = |strategy: Value, multiple: Value| {
+        serde_json::json!({"strategy": strategy, "direction": "Right",
+            "pad_to_multiple_of": multiple, "pad_id": 0, "pad_type_id": 0, "pad_token": "<pad>"})
+    };
+    let cases: Vec<(&str, &str, Value, &str)> = vec![
+        (
+            "fixed",
+            "padding",
+            padding(serde_json::json!({"Fixed": 1_000_000_000u64}), Value::Null),
+            "pads",
+        ),
+        (
+            "multiple",
+            "padding",
+            padding(
+                Value::String("BatchLongest".into()),
+                serde_json::json!(1u64 << 40),
+            ),
+            "pads",
+        ),
+        (
+            "truncate",
+            "truncation",
+            serde_json::json!({"direction": "Right", "max_length": 0, "strategy": "LongestFirst", "stride": 0}),
+            "truncates",
+        ),
+        (
+            "post",
+            "post_processor",
+            serde_json::json!({"type": "TemplateProcessing",
+                "single": [{"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"Sequence": {"id": "A", "type_id": 0}}], "special_tokens": {}}),
+            "post_processor",
+        ),
+    ];
+    for (name, key, value, expect) in cases {
+        let path = dir.path().join(format!("{name}.safetensors"));
+        rewrite(Path::new(ckpt()), &path, |meta, _| {
+            edit_json(meta, "tokenizer", |t| t[key] = value.clone())
+        });
+        let p = path.to_str().unwrap();
+        for args in [
+            vec!["encode", p],
+            vec!["eval", p, "--max-sentences", "3"],
+            vec!["flip", p, "the red cat"],
+            vec!["info", p],
+        ] {
+            let e = fails(&args, Some("the red cat sees a rope\n"));
+            assert!(e.contains(expect), "{name}: {args:?}: {e}");
+            assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. provenance.corpus_source is untrusted.
+
+#[test]
+fn a_checkpoints_corpus_path_is_used_only_when_its_hash_matches_and_never_into_system_files() {
+    let dir = temp_dir();
+    let secret = dir.path().join("private.txt");
+    std::fs::write(
+        &secret,
+        "mysecret hunter2 is the password\nanother secret line here\n".repeat(20),
+    )
+    .unwrap();
+    for (name, source, expect) in [
+        (
+            "environ",
+            "/proc/self/environ".to_string(),
+            "special or system file",
+        ),
+        (
+            "passwd",
+            "/etc/passwd".to_string(),
+            "special or system file",
+        ),
+        (
+            "private",
+            secret.display().to_string(),
+            "not the corpus the checkpoint was trained on",
+        ),
+    ] {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let model = sub.join("m.safetensors");
+        rewrite(Path::new(ckpt()), &model, |meta, _| {
+            edit_json(meta, "provenance", |p| {
+                p["corpus_source"] = Value::String(source.clone());
+                p["corpus"] = Value::String(source.clone());
+            })
+        });
+        let m = model.to_str().unwrap();
+        for args in [
+            vec!["search", m, "the red cat", "--json"],
+            vec!["index", m],
+            vec!["eval", m, "--max-sentences", "3"],
+            vec!["cluster", m, "--k", "2"],
+        ] {
+            let mut cmd = bin();
+            cmd.args(&args).env("MYSECRET", "hunter2");
+            let out = run_cmd(cmd, None);
+            let e = fails_with(&args, &out);
+            assert!(e.contains(expect), "{name}: {args:?}: {e}");
+            assert!(e.contains("--corpus"), "{e}");
+            let all = format!("{e}{}", String::from_utf8_lossy(&out.stdout));
+            assert!(!all.contains("hunter2"), "{name}: {args:?} leaked: {all}");
+        }
+        assert_eq!(files_in(&sub), ["m.safetensors"], "{name}: nothing indexed");
+    }
+    // The corpus the checkpoint was trained on (its hash matches) is still found.
+    let model = copy_ckpt(dir.path(), "own.safetensors");
+    ok(&["index", model.to_str().unwrap()], None);
+}
+
+// ---------------------------------------------------------------------------------------
+// 11. One corpus lookup: cluster and attribute from another directory.
+
+#[test]
+fn cluster_and_attribute_find_the_checkpoints_corpus_from_any_directory() {
+    let elsewhere = temp_dir();
+    let dir = Some(elsewhere.path());
+    let out = run_in(dir, &["cluster", ckpt(), "--k", "2", "--json"], None);
+    assert!(
+        out.status.success(),
+        "cluster: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_in(
+        dir,
+        &[
+            "attribute",
+            ckpt(),
+            "the red cat sees a rope",
+            "--from",
+            "noun.animal",
+            "--to",
+            "noun.artifact",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "attribute: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Index text offsets fully validated; headers bounded before parsing.
+
+#[test]
+fn index_text_offsets_are_fully_validated() {
+    let dir = temp_dir();
+    let model = copy_ckpt(dir.path(), "m.safetensors");
+    let index = dir.path().join("good.index.safetensors");
+    ok(
+        &[
+            "index",
+            model.to_str().unwrap(),
+            "--out",
+            index.to_str().unwrap(),
+        ],
+        None,
+    );
+    let offsets = |t: &RawTensor| -> Vec<u64> {
+        t.data
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    let put = |t: &mut RawTensor, v: &[u64]| {
+        t.data = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    };
+    type Edit = Box<dyn Fn(&mut RawTensor)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "first",
+            Box::new(move |t| {
+                let mut v = offsets(t);
+                v[0] = 5;
+                put(t, &v);
+            }),
+            "first is not 0",
+        ),
+        (
+            "last",
+            Box::new(move |t| {
+                let mut v = offsets(t);
+                let n = v.len();
+                v[n - 1] -= 1;
+                put(t, &v);
+            }),
+            "the last is not the end",
+        ),
+        (
+            "shape",
+            Box::new(|t| {
+                let n = t.shape[0];
+                t.data = t.data.repeat(2);
+                t.shape = vec![n, 2];
+            }),
+            "text_offsets` has shape",
+        ),
+    ];
+    for (name, edit, expect) in cases {
+        let bad = dir.path().join(format!("{name}.index.safetensors"));
+        rewrite(&index, &bad, |_, tensors| {
+            let t = &mut tensors
+                .iter_mut()
+                .find(|(n, _)| n == "text_offsets")
+                .unwrap()
+                .1;
+            edit(t);
+        });
+        let e = fails(
+            &[
+                "search",
+                model.to_str().unwrap(),
+                "the red cat",
+                "--index",
+                bad.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(e.contains(expect), "{name}: {e}");
+    }
+}
+
+#[test]
+fn oversized_headers_and_tokenizers_are_refused_before_parsing() {
+    let dir = temp_dir();
+    // A tokenizer far larger than the vocabulary the config declares.
+    let big = dir.path().join("big.safetensors");
+    rewrite(Path::new(ckpt()), &big, |meta, _| {
+        let t = meta["tokenizer"].clone();
+        meta.insert("tokenizer".into(), format!("{t}{}", " ".repeat(8 << 20)));
+    });
+    let e = fails(&["info", big.to_str().unwrap()], None);
+    assert!(e.contains("bytes, more than the"), "{e}");
+    // A header size beyond the bound (the bytes after it are never read).
+    let huge = dir.path().join("huge.safetensors");
+    let mut bytes = (1u64 << 40).to_le_bytes().to_vec();
+    bytes.extend_from_slice(b"{\"__metadata__\":{}}");
+    std::fs::write(&huge, &bytes).unwrap();
+    for args in [
+        vec!["info", huge.to_str().unwrap()],
+        vec!["search", ckpt(), "a", "--index", huge.to_str().unwrap()],
+    ] {
+        let e = fails(&args, None);
+        assert!(e.contains("-byte header"), "{args:?}: {e}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Outputs never destroy what the command did not make.
+
+#[test]
+fn outputs_never_replace_files_the_command_did_not_write() {
+    let dir = temp_dir();
+    let model = copy_ckpt(dir.path(), "m.safetensors");
+    let m = model.to_str().unwrap();
+    let original = std::fs::read(&model).unwrap();
+    let other = copy_ckpt(dir.path(), "other.safetensors");
+    let o = other.to_str().unwrap();
+    let corpus = dir.path().join("corpus.tsv");
+    std::fs::copy(fixtures::corpus_file(), &corpus).unwrap();
+    let corpus_bytes = std::fs::read(&corpus).unwrap();
+    let c = corpus.to_str().unwrap();
+
+    for args in [
+        vec!["index", m, "--out", o],
+        vec!["encode", m, "--out", o],
+        vec!["encode", m, "--format", "packed", "--out", o],
+        vec![
+            "train",
+            "--corpus",
+            c,
+            "--out",
+            o,
+            "--steps",
+            "1",
+            "--vocab-size",
+            "50",
+        ],
+        vec![
+            "train",
+            "--corpus",
+            c,
+            "--out",
+            c,
+            "--steps",
+            "1",
+            "--vocab-size",
+            "50",
+        ],
+        vec!["convert", m, c],
+    ] {
+        let e = fails(&args, Some("the red cat sees a rope\n"));
+        assert!(e.contains("refusing to overwrite"), "{args:?}: {e}");
+        assert_eq!(std::fs::read(&other).unwrap(), original, "{args:?}");
+        assert_eq!(std::fs::read(&corpus).unwrap(), corpus_bytes, "{args:?}");
+    }
+    // A directory fails at once, before any training.
+    let e = fails(
+        &[
+            "train",
+            "--corpus",
+            c,
+            "--out",
+            dir.path().to_str().unwrap(),
+            "--steps",
+            "1",
+        ],
+        None,
+    );
+    assert!(e.contains("is a directory"), "{e}");
+    assert!(!e.contains("step 1"), "{e}");
+
+    // A pipe (as /dev/null would be) is never replaced by a regular file.
+    let fifo = dir.path().join("fifo");
+    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let f = fifo.to_str().unwrap();
+    for args in [
+        vec!["encode", m, "--out", f],
+        vec!["index", m, "--out", f],
+        vec!["convert", m, f],
+        vec![
+            "train",
+            "--corpus",
+            c,
+            "--out",
+            f,
+            "--steps",
+            "1",
+            "--vocab-size",
+            "50",
+        ],
+    ] {
+        let e = fails(&args, Some("the red cat\n"));
+        assert!(e.contains("not a regular file"), "{args:?}: {e}");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    }
+
+    // Replacing the command's own output is fine, and --force replaces anything.
+    let codes = dir.path().join("codes.jsonl");
+    let cs = codes.to_str().unwrap();
+    ok(&["encode", m, "--out", cs], Some("the red cat\n"));
+    ok(&["encode", m, "--out", cs], Some("the old dog\n"));
+    assert!(std::fs::read_to_string(&codes).unwrap().contains("old dog"));
+    ok(&["encode", m, "--out", o, "--force"], Some("the red cat\n"));
+    let half = dir.path().join("half.safetensors");
+    let h = half.to_str().unwrap();
+    ok(&["convert", m, h, "--half"], None);
+    ok(&["convert", m, h], None);
+    assert_eq!(std::fs::read(&model).unwrap(), original);
+
+    // --out - is standard output, for text and .npy alike.
+    let text = ok(&["encode", m, "--out", "-"], Some("the red cat\n"));
+    assert!(text.contains("\"code\""), "{text}");
+    let out = run(
+        &["encode", m, "--format", "packed", "--out", "-"],
+        Some("the red cat\nthe old dog\n"),
+    );
+    assert!(out.status.success());
+    assert!(out.stdout.starts_with(b"\x93NUMPY"));
+    assert_eq!(out.stdout.len(), 128 + 2);
+}
+
+#[test]
+fn train_onto_an_existing_checkpoint_needs_resume_or_force() {
+    let dir = temp_dir();
+    let out = dir.path().join("run.safetensors");
+    let o = out.to_str().unwrap();
+    let c = fixtures::corpus_file().to_str().unwrap();
+    let base = [
+        "train",
+        "--corpus",
+        c,
+        "--out",
+        o,
+        "--vocab-size",
+        "50",
+        "--embed-dim",
+        "8",
+        "--hidden-dim",
+        "8",
+        "--latent-dim",
+        "4",
+        "--valid-every",
+        "0",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let args = with(&["--steps", "2"]);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    let first = std::fs::read(&out).unwrap();
+    let args = with(&["--steps", "3"]);
+    let e = fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    assert!(e.contains("--resume"), "{e}");
+    assert_eq!(std::fs::read(&out).unwrap(), first);
+    let args = with(&["--steps", "3", "--resume"]);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    let args = with(&["--steps", "2", "--force"]);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. One trainer per output.
+
+#[test]
+fn a_second_trainer_on_the_same_output_fails_at_once() {
+    let dir = temp_dir();
+    let out = dir.path().join("run.safetensors");
+    let lock = latent_tui::checkpoint::OutputLock::acquire(&out).unwrap();
+    let e = fails(
+        &[
+            "train",
+            "--corpus",
+            fixtures::corpus_file().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "1",
+        ],
+        None,
+    );
+    assert!(e.contains("another run is writing"), "{e}");
+    assert!(!out.exists());
+    drop(lock);
+    // Released: the next run takes it.
+    let again = latent_tui::checkpoint::OutputLock::acquire(&out).unwrap();
+    assert!(latent_tui::checkpoint::OutputLock::acquire(&out).is_err());
+    drop(again);
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. SIGTERM saves; a full disk names the path and leaves no temporary.
+
+#[test]
+fn sigterm_stops_training_and_saves_a_checkpoint() {
+    let dir = temp_dir();
+    let out = dir.path().join("run.safetensors");
+    let mut child = bin()
+        .args([
+            "train",
+            "--corpus",
+            fixtures::corpus_file().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--vocab-size",
+            "50",
+            "--embed-dim",
+            "8",
+            "--hidden-dim",
+            "8",
+            "--latent-dim",
+            "4",
+            "--steps",
+            "1000000",
+            "--valid-every",
+            "0",
+            "--checkpoint-every",
+            "0",
+            "--log-every",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        seen += &line;
+        if line.starts_with("step 2/") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(seen.contains("step 2/"), "{seen}");
+    // SAFETY: kill on the id of a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{seen}{rest}");
+    assert!(rest.contains("stopped after"), "{rest}");
+    let c = latent_tui::checkpoint::Checkpoint::read(&out, &candle_core::Device::Cpu).unwrap();
+    assert!(c.provenance.step >= 2);
+}
+
+#[test]
+fn a_full_disk_names_the_output_and_leaves_no_temporary() {
+    use std::os::unix::process::CommandExt;
+    let dir = temp_dir();
+    let target = dir.path().join("codes.jsonl");
+    let mut cmd = bin();
+    cmd.args(["encode", ckpt(), "--out", target.to_str().unwrap()]);
+    // SAFETY: only async-signal-safe calls between fork and exec: files larger than 4 kB fail
+    // with EFBIG (as a full disk fails with ENOSPC) instead of killing the process.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 4096,
+                rlim_max: 4096,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            Ok(())
+        });
+    }
+    let input = "the red cat sees a rope\n".repeat(500);
+    let out = run_cmd(cmd, Some(&input));
+    let e = fails_with(&["encode"], &out);
+    assert!(e.contains(target.to_str().unwrap()), "{e}");
+    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. Bounds.
+
+#[test]
+fn corpora_with_endless_lines_are_bounded_while_reading() {
+    let dir = temp_dir();
+    // A gzip that inflates to one 64 MB line next to a few ordinary ones: the long line is
+    // skipped as too long, never held whole.
+    let path = dir.path().join("bomb.txt.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&path).unwrap(),
+        flate2::Compression::default(),
+    );
+    for _ in 0..64 {
+        gz.write_all(&b"word ".repeat(1 << 18)).unwrap();
+    }
+    gz.write_all(b"\n").unwrap();
+    gz.write_all(fixtures::corpus_text().as_bytes()).unwrap();
+    gz.finish().unwrap();
+    let corpus = latent_tui::corpus::Corpus::load(
+        path.to_str().unwrap(),
+        &latent_tui::corpus::LoadOptions {
+            min_words: 1,
+            max_words: usize::MAX,
+        },
+    )
+    .unwrap();
+    assert_eq!(corpus.skipped.too_long, 1);
+    assert!(corpus
+        .train
+        .iter()
+        .all(|e| e.text.len() <= latent_tui::corpus::MAX_LINE_BYTES));
+    // The same line alone is no corpus, for a bag-of-words kind too.
+    let one = dir.path().join("one.txt.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&one).unwrap(),
+        flate2::Compression::default(),
+    );
+    for _ in 0..64 {
+        gz.write_all(&b"word ".repeat(1 << 18)).unwrap();
+    }
+    gz.finish().unwrap();
+    let e = fails(
+        &[
+            "train",
+            "--kind",
+            "nash",
+            "--corpus",
+            one.to_str().unwrap(),
+            "--out",
+            dir.path().join("n.safetensors").to_str().unwrap(),
+            "--steps",
+            "1",
+        ],
+        None,
+    );
+    assert!(e.contains("too long"), "{e}");
+}
+
+/// Every numeric flag of every command, with 0, -1, NaN, inf and 1e30: a clean exit (0, or 1
+/// with a message; 2 is clap's usage error), never an abort; the non-finite, negative and
+/// absurd values are refused; 0 is refused where it means nothing.
+#[test]
+fn every_numeric_flag_is_validated() {
+    let dir = temp_dir();
+    let model = copy_ckpt(dir.path(), "m.safetensors");
+    let m = model.to_str().unwrap().to_string();
+    let gaussian = dir.path().join("g.safetensors");
+    std::fs::copy(fixtures::gaussian_checkpoint(), &gaussian).unwrap();
+    let g = gaussian.to_str().unwrap().to_string();
+    let corpus = fixtures::corpus_file().to_str().unwrap().to_string();
+    let out = dir.path().join("out.safetensors");
+    let o = out.to_str().unwrap().to_string();
+    let train_base: Vec<String> = [
+        "train",
+        "--corpus",
+        &corpus,
+        "--out",
+        &o,
+        "--force",
+        "--vocab-size",
+        "50",
+        "--embed-dim",
+        "8",
+        "--hidden-dim",
+        "8",
+        "--latent-dim",
+        "4",
+        "--steps",
+        "2",
+        "--valid-every",
+        "0",
+        "--valid-sentences",
+        "5",
+    ]
+    .map(String::from)
+    .to_vec();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    // (base command, flag, whether 0 must be refused, stdin)
+    let mut cases: Vec<(Vec<String>, &str, bool, Option<&str>)> = Vec::new();
+    for (flag, zero_refused) in [
+        ("--steps", true),
+        ("--epochs", true),
+        ("--time", true),
+        ("--vocab-size", true),
+        ("--min-frequency", false),
+        ("--embed-dim", true),
+        ("--hidden-dim", true),
+        ("--latent-dim", true),
+        ("--gumbel-temperature", true),
+        ("--max-len", true),
+        ("--batch-tokens", true),
+        ("--max-batch", true),
+        ("--lr", true),
+        ("--weight-decay", false),
+        ("--clip-norm", false),
+        ("--word-dropout", false),
+        ("--word-dropout-end", false),
+        ("--word-dropout-steps", false),
+        ("--kl-anneal-steps", false),
+        ("--kl-weight", false),
+        ("--mi-weight", false),
+        ("--decorrelation", false),
+        ("--seed", false),
+        ("--valid-every", false),
+        ("--checkpoint-every", false),
+        ("--log-every", true),
+        ("--threads", true),
+        ("--warmup-steps", false),
+        ("--lr-floor", false),
+    ] {
+        cases.push((train_base.clone(), flag, zero_refused, None));
+    }
+    let mut nash_base = train_base.clone();
+    nash_base.extend(s(&["--kind", "nash"]));
+    for (flag, zero_refused) in [
+        ("--batch-size", true),
+        ("--noise-std", false),
+        ("--kl-weight", false),
+        ("--clip-norm", false),
+    ] {
+        cases.push((nash_base.clone(), flag, zero_refused, None));
+    }
+    let sent = Some("the red cat sees a rope\n");
+    for (base, flags, stdin) in [
+        (
+            s(&[
+                "eval",
+                &m,
+                "--max-sentences",
+                "3",
+                "--flip-sentences",
+                "2",
+                "--recon-sentences",
+                "2",
+            ]),
+            vec![
+                ("--max-sentences", true),
+                ("--flip-sentences", false),
+                ("--recon-sentences", false),
+                ("--recon-beam", true),
+                ("--length-penalty", false),
+                ("--seed", false),
+            ],
+            None,
+        ),
+        (s(&["encode", &m]), vec![("--seed", false)], sent),
+        (
+            s(&["decode", &m]),
+            vec![
+                ("--beam", true),
+                ("--temperature", true),
+                ("--length-penalty", false),
+                ("--seed", false),
+            ],
+            Some("01010101\n"),
+        ),
+        (
+            s(&["sample", &m, "-n", "2"]),
+            vec![
+                ("--count", true),
+                ("--seed", false),
+                ("--temperature", false),
+            ],
+            None,
+        ),
+        (
+            s(&["path", &m, "the red cat", "the old dog"]),
+            vec![("--steps", true), ("--seed", false)],
+            None,
+        ),
+        (
+            s(&["flip", &m, "the red cat"]),
+            vec![("--bits", false)],
+            None,
+        ),
+        (
+            s(&["search", &m, "the red cat"]),
+            vec![("--top", true), ("--seed", false)],
+            None,
+        ),
+        (
+            s(&["search", &g, "the red cat", "--match"]),
+            vec![
+                ("--samples", true),
+                ("--min-pairs", true),
+                ("--radius", false),
+                ("--candidates", true),
+            ],
+            None,
+        ),
+        (
+            s(&[
+                "probe",
+                &m,
+                "--epochs",
+                "1",
+                "--max-train",
+                "50",
+                "--hidden-dim",
+                "8",
+            ]),
+            vec![
+                ("--max-train", true),
+                ("--max-test", true),
+                ("--epochs", true),
+                ("--hidden-dim", true),
+                ("--lr", true),
+                ("--seed", false),
+            ],
+            None,
+        ),
+        (
+            s(&["cluster", &m, "--k", "2", "--restarts", "1"]),
+            vec![
+                ("--k", true),
+                ("--max-entries", true),
+                ("--seed", false),
+                ("--restarts", true),
+                ("--max-iterations", true),
+            ],
+            None,
+        ),
+        (
+            s(&[
+                "attribute",
+                &m,
+                "the red cat",
+                "--from",
+                "noun.animal",
+                "--to",
+                "noun.artifact",
+            ]),
+            vec![
+                ("--strength", false),
+                ("--max-per-label", true),
+                ("--seed", false),
+            ],
+            None,
+        ),
+        (
+            s(&[
+                "eval-retrieval",
+                "--corpus",
+                &corpus,
+                "--bits",
+                "4",
+                "--steps",
+                "2",
+                "--variants",
+                "",
+                "--max-database",
+                "50",
+                "--max-queries",
+                "10",
+                "--vocab-size",
+                "50",
+            ]),
+            vec![
+                ("--bits", true),
+                ("--top", true),
+                ("--steps", true),
+                ("--batch-size", true),
+                ("--hidden-dim", true),
+                ("--lr", true),
+                ("--kl-weight", false),
+                ("--kl-anneal-steps", false),
+                ("--noise-std", false),
+                ("--supervised-weight", false),
+                ("--vocab-size", true),
+                ("--seed", false),
+                ("--max-database", true),
+                ("--max-queries", true),
+            ],
+            None,
+        ),
+        (
+            s(&[
+                "bench",
+                "--interactive",
+                "--checkpoint",
+                &m,
+                "--steps",
+                "1",
+                "--warmup",
+                "0",
+            ]),
+            vec![("--steps", true), ("--warmup", false)],
+            None,
+        ),
+    ] {
+        for (flag, zero_refused) in flags {
+            cases.push((base.clone(), flag, zero_refused, stdin));
+        }
+    }
+    let mut failures = Vec::new();
+    // Each base command works as given, so a refusal below is the flag's.
+    let mut bases: Vec<(&Vec<String>, Option<&str>)> = Vec::new();
+    for (base, _, _, stdin) in &cases {
+        if !bases.iter().any(|(b, _)| *b == base) {
+            bases.push((base, *stdin));
+        }
+    }
+    for (base, stdin) in bases {
+        let refs: Vec<&str> = base.iter().map(String::as_str).collect();
+        let out = run(&refs, stdin);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            failures.push(format!("base {refs:?} fails: {err}"));
+        }
+    }
+    for (base, flag, zero_refused, stdin) in &cases {
+        for value in ["0", "-1", "NaN", "inf", "1e30"] {
+            if *flag == "--strength" && value == "0" {
+                continue;
+            }
+            let mut args = base.clone();
+            args.push(format!("{flag}={value}"));
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = run(&refs, *stdin);
+            let err = String::from_utf8_lossy(&out.stderr);
+            let code = out.status.code();
+            let must_refuse = value != "0" || *zero_refused;
+            // A refusal names the flag (or, for a rule between flags, the value).
+            let named = err.contains(flag.trim_start_matches('-')) || err.contains(value);
+            let clean = match code {
+                Some(0) => !must_refuse,
+                Some(1) | Some(2) => err.contains("error") && named,
+                _ => false,
+            };
+            if !clean {
+                failures.push(format!(
+                    "{} {flag}={value}: exit {code:?}; {}",
+                    base[0],
+                    err.lines().last().unwrap_or("")
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------
+// 13. Wrong messages; 17. small CLI habits.
+
+#[test]
+fn the_help_overlay_wraps_long_lines_instead_of_cutting_them() {
+    use crossterm::event::KeyCode;
+    use latent_tui::tui::app::{AppOptions, Tab};
+    use latent_tui::tui::harness::Harness;
+    let engine =
+        latent_tui::engine::Engine::load(Path::new(ckpt()), &candle_core::Device::Cpu).unwrap();
+    let mut h = Harness::new(engine, AppOptions::default());
+    h.key(KeyCode::Char('?'));
+    let mut seen = String::new();
+    for _ in 0..120 {
+        seen += &h.screen();
+        h.key(KeyCode::Down);
+    }
+    let mut rows: Vec<(String, String)> = latent_tui::tui::GLOBAL_KEYS
+        .iter()
+        .map(|(k, w)| (k.to_string(), w.to_string()))
+        .collect();
+    for tab in Tab::ALL {
+        rows.extend(tab.help_rows());
+    }
+    // The last word of every description is on screen somewhere, however long the line.
+    let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap() + 2;
+    let long: Vec<&(String, String)> = rows
+        .iter()
+        .filter(|(_, w)| 2 + width + w.chars().count() > 90)
+        .collect();
+    assert!(!long.is_empty(), "some help lines are longer than the box");
+    for (k, w) in long {
+        let last = w.split_whitespace().last().unwrap();
+        assert!(seen.contains(last), "{k}: `{last}` of {w:?} is cut off");
+    }
+}
+
+#[test]
+fn search_with_the_query_forgotten_is_refused() {
+    let e = fails(&["search", ckpt()], None);
+    assert!(e.contains("looks like a checkpoint, not a query"), "{e}");
+}
+
+#[test]
+fn bag_of_words_queries_name_stop_words_as_left_out_not_unknown() {
+    let dir = temp_dir();
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::write(&corpus, fixtures::corpus_text()).unwrap();
+    let nash = common_bow(dir.path(), &corpus);
+    let out = ok(&["search", nash.to_str().unwrap(), "the red cat"], None);
+    assert!(
+        out.contains("left out of the bag (stop words, or not in the vocabulary): the"),
+        "{out}"
+    );
+    assert!(!out.contains("unknown words"), "{out}");
+}
+
+/// A trained nash checkpoint on `corpus` (a few steps: only its vocabulary matters here).
+fn common_bow(dir: &Path, corpus: &Path) -> PathBuf {
+    let out = dir.join("nash.safetensors");
+    ok(
+        &[
+            "train",
+            "--kind",
+            "nash",
+            "--corpus",
+            corpus.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "2",
+            "--latent-dim",
+            "8",
+            "--hidden-dim",
+            "8",
+            "--vocab-size",
+            "100",
+            "--valid-every",
+            "0",
+        ],
+        None,
+    );
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// 12. An `lm` model opens no invisible text fields.
+
+#[test]
+fn on_an_lm_model_typing_keys_say_why_they_do_nothing_and_digits_still_switch_tabs() {
+    use crossterm::event::KeyCode;
+    use latent_tui::tui::app::{AppOptions, Tab};
+    use latent_tui::tui::harness::Harness;
+    let lm = &common::fixtures().lm;
+    let engine = latent_tui::engine::Engine::load(lm, &candle_core::Device::Cpu).unwrap();
+    let mut h = Harness::new(engine, AppOptions::default());
+    for (tab, key) in [
+        (Tab::Explore, 'i'),
+        (Tab::Explore, '/'),
+        (Tab::Path, 'a'),
+        (Tab::Path, 'b'),
+        (Tab::Path, '/'),
+    ] {
+        h.key(KeyCode::Char(char::from(b'1' + tab.index() as u8)));
+        assert_eq!(h.app.tab, tab);
+        h.key(KeyCode::Char(key));
+        let s = h.screen();
+        assert!(
+            s.contains("only for models with an encoder"),
+            "{tab:?} {key}: {s}"
+        );
+        // No field took the keys: a digit still switches tabs.
+        h.key(KeyCode::Char('3'));
+        assert_eq!(h.app.tab, Tab::Sample, "{tab:?} {key}");
+    }
+    h.key(KeyCode::Char('q'));
+    assert!(h.app.should_quit);
+}

@@ -1,0 +1,299 @@
+//! The corpus map: layout quality on planted clusters, placement of new codes, the cache's
+//! freshness rule, and `latent-tui map`.
+
+mod common;
+
+use std::process::Command;
+
+use latent_tui::cosine::UnitVectors;
+use latent_tui::hamming::PackedCodes;
+use latent_tui::index::IndexMeta;
+use latent_tui::map::{score, Codes, Layout, LayoutOptions, Method};
+use latent_tui::model::LatentKind;
+use latent_tui::tui::map::{compute_map, MapRequest};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// `clusters` prototypes of `bits` random bits; each entry is one with each bit flipped with
+/// probability `noise`. Labels are the prototypes.
+fn planted_bits(clusters: usize, per: usize, bits: usize, noise: f64) -> (Vec<Vec<f32>>, Vec<u32>) {
+    let mut rng = StdRng::seed_from_u64(3);
+    let protos: Vec<Vec<bool>> = (0..clusters)
+        .map(|_| (0..bits).map(|_| rng.random_bool(0.5)).collect())
+        .collect();
+    let mut codes = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..clusters * per {
+        let c = i % clusters;
+        codes.push(
+            protos[c]
+                .iter()
+                .map(|&b| (b ^ rng.random_bool(noise)) as u8 as f32)
+                .collect(),
+        );
+        labels.push(c as u32);
+    }
+    (codes, labels)
+}
+
+#[test]
+fn a_planted_cluster_corpus_lays_out_in_separate_clusters() {
+    let (codes, labels) = planted_bits(6, 250, 64, 0.15);
+    let packed = PackedCodes::from_codes(64, codes.iter().map(Vec::as_slice));
+    let gold: Vec<Option<u32>> = labels.iter().map(|&l| Some(l)).collect();
+    let opts = LayoutOptions::default();
+    let meta = IndexMeta::default();
+    let layout = Layout::compute(Codes::Bits(&packed), &meta, &opts, &mut |_| {}).unwrap();
+    assert_eq!(layout.points.len(), codes.len());
+    assert!(layout
+        .points
+        .iter()
+        .all(|p| p[0].is_finite() && p[1].is_finite()));
+    let s = score(Codes::Bits(&packed), &layout.points, &gold, 10, 1500, 0);
+    assert!(
+        s.map_label_accuracy.unwrap() >= 0.9,
+        "kNN label accuracy on the map: {s:?}"
+    );
+    // PCA of the same codes keeps fewer neighbourhoods than the layout.
+    let pca = Layout::compute(
+        Codes::Bits(&packed),
+        &meta,
+        &LayoutOptions {
+            method: Method::Pca,
+            ..opts
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let p = score(Codes::Bits(&packed), &pca.points, &gold, 10, 1500, 0);
+    assert!(s.preservation > p.preservation, "UMAP {s:?} vs PCA {p:?}");
+    // Seeded: the same seed gives the same map, another seed another one.
+    let again = Layout::compute(Codes::Bits(&packed), &meta, &opts, &mut |_| {}).unwrap();
+    assert_eq!(again.points, layout.points);
+    let other = Layout::compute(
+        Codes::Bits(&packed),
+        &meta,
+        &LayoutOptions { seed: 1, ..opts },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_ne!(other.points, layout.points);
+
+    // A new code lands among its cluster: its nearest map entries share its prototype.
+    let probe = &codes[7];
+    let at = layout.place(Codes::Bits(&packed), probe).unwrap();
+    let grid = latent_tui::map::grid::PointGrid::new(&layout.points, 1024);
+    let near = grid.nearest(&layout.points, at, 10, None);
+    let same = near.iter().filter(|(j, _)| labels[*j] == labels[7]).count();
+    assert!(same >= 9, "{same} of 10 map neighbours share the cluster");
+}
+
+#[test]
+fn continuous_codes_are_laid_out_by_cosine() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let dirs: Vec<Vec<f32>> = (0..4)
+        .map(|_| (0..16).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    let mut rows = Vec::new();
+    let mut gold = Vec::new();
+    for i in 0..800 {
+        let c = i % 4;
+        // Lengths vary a lot: cosine ignores them.
+        let scale = rng.random_range(0.2..5.0f32);
+        rows.push(
+            dirs[c]
+                .iter()
+                .map(|&x| (x + rng.random_range(-0.3..0.3)) * scale)
+                .collect::<Vec<f32>>(),
+        );
+        gold.push(Some(c as u32));
+    }
+    let units = UnitVectors::new(16, rows.iter().map(Vec::as_slice)).unwrap();
+    let layout = Layout::compute(
+        Codes::Unit(&units),
+        &IndexMeta::default(),
+        &LayoutOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let s = score(Codes::Unit(&units), &layout.points, &gold, 10, 800, 0);
+    assert!(s.map_label_accuracy.unwrap() >= 0.9, "{s:?}");
+    assert!(s.code_label_accuracy.unwrap() >= 0.9, "{s:?}");
+}
+
+#[test]
+fn neighbourhood_preservation_counts_ties_and_scores_a_perfect_map() {
+    // Points on a line, codes the same line in bits (a thermometer code): the map is exact.
+    let n = 200;
+    let codes: Vec<Vec<f32>> = (0..n)
+        .map(|i| (0..256).map(|b| f32::from(b < i)).collect())
+        .collect();
+    let packed = PackedCodes::from_codes(256, codes.iter().map(Vec::as_slice));
+    let points: Vec<[f32; 2]> = (0..n).map(|i| [i as f32, 0.0]).collect();
+    let s = score(Codes::Bits(&packed), &points, &vec![None; n], 10, n, 0);
+    assert!((s.preservation - 1.0).abs() < 1e-9, "{s:?}");
+    assert_eq!(s.map_label_accuracy, None);
+    // Reversed halves keep most neighbourhoods; a scrambled map keeps few.
+    let scrambled: Vec<[f32; 2]> = (0..n).map(|i| [((i * 83) % n) as f32, 0.0]).collect();
+    let t = score(Codes::Bits(&packed), &scrambled, &vec![None; n], 10, n, 0);
+    assert!(t.preservation < 0.3, "{t:?}");
+}
+
+#[test]
+fn the_saved_map_follows_the_checkpoint_and_the_corpus() {
+    let f = common::fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::copy(&f.corpus, &corpus).unwrap();
+    let ckpt = common::tiny_checkpoint(dir.path(), &corpus, LatentKind::Binary, "m");
+    let req = MapRequest {
+        corpus: Some(corpus.display().to_string()),
+        method: Method::Umap,
+        index: None,
+    };
+    let map =
+        |path: &std::path::Path| compute_map(&common::coder(path), &req, &mut |_| {}).unwrap();
+    let first = map(&ckpt);
+    assert!(!first.from_disk, "computed the first time");
+    assert_eq!(first.save_error, None);
+    assert_eq!(first.path, Layout::default_path(&ckpt));
+    assert!(first.path.exists());
+    let second = map(&ckpt);
+    assert!(second.from_disk, "loaded the second time");
+    assert_eq!(second.layout, first.layout);
+
+    // Another corpus (one more line): the index and the map are made again.
+    let mut text = std::fs::read_to_string(&corpus).unwrap();
+    text.push_str("a brand new sentence about the river\n");
+    std::fs::write(&corpus, text).unwrap();
+    let third = map(&ckpt);
+    assert!(!third.from_disk, "the corpus changed");
+    assert_ne!(third.layout.meta.corpus_hash, first.layout.meta.corpus_hash);
+    assert!(map(&ckpt).from_disk);
+
+    // Another checkpoint file at the same path: made again.
+    let other = common::tiny_checkpoint_scaled(dir.path(), &corpus, LatentKind::Binary, "o", 3.0);
+    std::fs::copy(&other, &ckpt).unwrap();
+    let fourth = map(&ckpt);
+    assert!(!fourth.from_disk, "the checkpoint changed");
+    assert_ne!(
+        fourth.layout.meta.checkpoint_sha256,
+        third.layout.meta.checkpoint_sha256
+    );
+
+    // A PCA map is computed, never saved over the UMAP one.
+    let pca = compute_map(
+        &common::coder(&ckpt),
+        &MapRequest {
+            method: Method::Pca,
+            ..req.clone()
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(!pca.from_disk);
+    assert_eq!(pca.layout.meta.method, Method::Pca);
+    assert!(map(&ckpt).from_disk, "the saved UMAP map is still there");
+
+    // A corrupt map file is not trusted: it is computed again and replaced.
+    std::fs::write(Layout::default_path(&ckpt), b"not a map").unwrap();
+    let fifth = map(&ckpt);
+    assert!(!fifth.from_disk);
+    assert!(Layout::load(&Layout::default_path(&ckpt)).is_ok());
+}
+
+fn latent_tui(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("running latent-tui")
+}
+
+#[test]
+fn the_map_command_writes_tsv_png_and_scores() {
+    let f = common::fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("labelled.tsv");
+    let lines: Vec<String> = common::corpus_lines()
+        .into_iter()
+        .map(|l| {
+            let animal = ["dog", "cat", "bird"].iter().any(|w| l.contains(w));
+            format!("{}\t{l}", if animal { "animal" } else { "thing" })
+        })
+        .collect();
+    std::fs::write(&corpus, lines.join("\n") + "\n").unwrap();
+    let ckpt = dir.path().join("b.safetensors");
+    std::fs::copy(&f.binary, &ckpt).unwrap();
+    let tsv = dir.path().join("map.tsv");
+    let png = dir.path().join("map.png");
+    let out = latent_tui(&[
+        "map",
+        ckpt.to_str().unwrap(),
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--out",
+        tsv.to_str().unwrap(),
+        "--png",
+        png.to_str().unwrap(),
+        "--png-size",
+        "200",
+        "--clusters",
+        "3",
+        "--score",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("UMAP map of"), "{stdout}");
+    assert!(stdout.contains("preservation"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("PCA ")), "{stdout}");
+    let text = std::fs::read_to_string(&tsv).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows[0], "x\ty\tlabel\tcluster\ttext");
+    let entries = rows.len() - 1;
+    assert!(entries > 100, "{entries} entries");
+    for row in &rows[1..] {
+        let cols: Vec<&str> = row.split('\t').collect();
+        assert_eq!(cols.len(), 5, "{row}");
+        assert!(cols[0].parse::<f32>().unwrap().is_finite());
+        assert!(cols[1].parse::<f32>().unwrap().is_finite());
+        assert!(cols[2] == "animal" || cols[2] == "thing", "{row}");
+        assert!(["1", "2", "3"].contains(&cols[3]), "{row}");
+        assert!(!cols[4].is_empty());
+    }
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    assert!(Layout::default_path(&ckpt).exists(), "the layout is cached");
+
+    // JSON output; the checkpoint and its caches are never written over.
+    let out = latent_tui(&[
+        "map",
+        ckpt.to_str().unwrap(),
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["from_disk"], true);
+    assert_eq!(v["entries"].as_u64().unwrap() as usize, entries);
+    let before = std::fs::read(&ckpt).unwrap();
+    let out = latent_tui(&[
+        "map",
+        ckpt.to_str().unwrap(),
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--png",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("choose another output file"), "{err}");
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before);
+    let out = latent_tui(&["map", ckpt.to_str().unwrap(), "--k", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+}

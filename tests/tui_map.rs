@@ -1,0 +1,245 @@
+//! The corpus map in the explorer, driven by keys against the test backend: walking and
+//! reading it, zoom and pan, colours, search, Explore's code and its trail, the Path walk,
+//! Enter into Explore, and the same map from the Clusters tab.
+
+mod common;
+
+use common::{assert_has, assert_lacks, engine, fixtures};
+use crossterm::event::KeyCode;
+use latent_tui::tui::app::{AppOptions, Tab};
+use latent_tui::tui::harness::Harness;
+use latent_tui::tui::map::{ColorBy, CURSOR};
+use latent_tui::tui::widgets::Theme;
+
+/// A copy of the binary fixture in its own directory (so the index and map saved beside it
+/// are this test's alone) and a labelled version of the fixture corpus.
+fn fixture() -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let f = fixtures();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ckpt = dir.path().join("map.safetensors");
+    std::fs::copy(&f.binary, &ckpt).expect("copying the checkpoint");
+    let corpus = dir.path().join("labelled.tsv");
+    let lines: Vec<String> = common::corpus_lines()
+        .into_iter()
+        .map(|l| {
+            let animal = ["dog", "cat", "bird"].iter().any(|w| l.contains(w));
+            format!("{}\t{l}", if animal { "animal" } else { "thing" })
+        })
+        .collect();
+    std::fs::write(&corpus, lines.join("\n") + "\n").expect("corpus");
+    (dir, ckpt, corpus.display().to_string())
+}
+
+fn harness(ckpt: &std::path::Path, corpus: &str, color: bool) -> Harness {
+    Harness::new(
+        engine(ckpt),
+        AppOptions {
+            theme: Theme { color },
+            index_corpus: Some(corpus.to_string()),
+            ..AppOptions::default()
+        },
+    )
+}
+
+fn point(h: &Harness, i: usize) -> [f32; 2] {
+    h.app.map.data.as_ref().expect("map").layout.points[i]
+}
+
+fn text(h: &Harness, i: usize) -> String {
+    h.app.map.data.as_ref().expect("map").index.index.texts()[i].clone()
+}
+
+#[test]
+fn the_map_is_walked_read_coloured_searched_and_opened() {
+    let (_dir, ckpt, corpus) = fixture();
+    let mut h = harness(&ckpt, &corpus, true);
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    h.key(KeyCode::Char('6'));
+    assert_has(&h.screen(), "20 nearest of");
+    // `m`: the map is computed on the worker (saved beside the checkpoint) and drawn.
+    h.key(KeyCode::Char('m'));
+    let s = h.screen();
+    let n = h.app.map.data.as_ref().expect("the map arrived").len();
+    assert_has(
+        &s,
+        &format!("Map · UMAP of {n} codes · {n} shown · zoom 1×"),
+    );
+    assert_has(&s, "colour: gold label");
+    assert_has(&s, "animal");
+    assert_has(&s, "thing");
+    assert_has(&s, "◆ current sentence");
+    assert!(
+        s.chars().any(|c| ('\u{2801}'..='\u{28FF}').contains(&c)),
+        "no Braille points:\n{s}"
+    );
+    assert!(latent_tui::map::Layout::default_path(&ckpt).exists());
+
+    // The arrows walk: the first press picks the point nearest the middle, each next one a
+    // point further in the pressed direction; the panel reads the entry under the cursor.
+    h.key(KeyCode::Right);
+    let first = h.app.map.cursor.expect("a point under the cursor");
+    let s = h.screen();
+    assert_has(&s, &format!("{CURSOR} #{first} "));
+    // The text wraps in the narrow panel: its first words are on the cursor's line.
+    let words: String = text(&h, first).chars().take(14).collect();
+    assert_has(&s, &words);
+    for (key, axis, sign) in [
+        (KeyCode::Right, 0, 1.0),
+        (KeyCode::Up, 1, 1.0),
+        (KeyCode::Left, 0, -1.0),
+        (KeyCode::Down, 1, -1.0),
+    ] {
+        let before = h.app.map.cursor.unwrap();
+        h.key(key);
+        let after = h.app.map.cursor.unwrap();
+        if after != before {
+            let moved = (point(&h, after)[axis] - point(&h, before)[axis]) * sign;
+            assert!(moved > 0.0, "{key:?} moved the cursor the other way");
+        }
+    }
+
+    // Zoom and pan; 0 shows the whole map again.
+    h.key(KeyCode::Char('+')).key(KeyCode::Char('+'));
+    assert_has(&h.screen(), "zoom 4×");
+    let vp = h.app.map.viewport;
+    h.key(KeyCode::Char('L'));
+    assert!(h.app.map.viewport.dx > vp.dx);
+    h.key(KeyCode::Char('0'));
+    assert_has(&h.screen(), "zoom 1×");
+
+    // Colours: cluster (clustering on the worker, names at the centres), the selected bit,
+    // then gold labels again.
+    h.key(KeyCode::Char('c'));
+    assert_eq!(h.app.map.color, ColorBy::Cluster);
+    assert!(h.app.clusters.result.is_some(), "the corpus was clustered");
+    let s = h.screen();
+    assert_has(&s, "colour: cluster");
+    let first_cluster = &h.app.clusters.result.as_ref().unwrap().report.clusters[0];
+    let name = first_cluster.label.split(" · ").next().unwrap().to_string();
+    assert_has(&s, &format!("1 {name}"));
+    h.key(KeyCode::Char('c'));
+    let bit = h.app.explore.cursor;
+    let s = h.screen();
+    assert_has(&s, &format!("colour: bit {bit}"));
+    assert_has(&s, &format!("bit {bit} = 1"));
+    h.key(KeyCode::Char('c'));
+    assert_has(&h.screen(), "colour: gold label");
+
+    // `/` highlights the entries whose text contains the query; n walks them.
+    h.key(KeyCode::Char('/'));
+    assert!(h.app.typing(), "the search field has the focus");
+    h.type_text("river").key(KeyCode::Enter);
+    let matches = h.app.map.matches.len();
+    let want = h
+        .app
+        .map
+        .data
+        .as_ref()
+        .unwrap()
+        .index
+        .index
+        .texts()
+        .iter()
+        .filter(|t| t.contains("river"))
+        .count();
+    assert!(matches > 0);
+    assert_eq!(matches, want);
+    assert_has(&h.screen(), &format!("{matches} entries contain “river”"));
+    h.key(KeyCode::Char('n'));
+    let c = h.app.map.cursor.unwrap();
+    assert!(text(&h, c).contains("river"));
+    h.key(KeyCode::Char('n'));
+    assert_ne!(h.app.map.cursor.unwrap(), c, "the next match");
+    assert!(text(&h, h.app.map.cursor.unwrap()).contains("river"));
+    assert_has(&h.screen(), &format!("“river”: {matches} matches"));
+    // Esc clears the search first, then leaves the map.
+    h.key(KeyCode::Esc);
+    assert!(h.app.map.matches.is_empty());
+    assert!(h.app.neighbors.show_map);
+
+    // Enter loads the entry under the cursor into Explore.
+    let c = h.app.map.cursor.unwrap();
+    h.key(KeyCode::Enter);
+    assert_eq!(h.app.tab, Tab::Explore);
+    assert_eq!(
+        h.app.explore.sentence.as_ref().map(|s| s.shown.clone()),
+        Some(text(&h, c))
+    );
+
+    // Flips in Explore leave a trail on the map; `.` puts the cursor by the current code.
+    h.key(KeyCode::Char(' '))
+        .key(KeyCode::Right)
+        .key(KeyCode::Char(' '));
+    assert!(h.app.map.trail.len() >= 2, "{:?}", h.app.map.trail);
+    h.key(KeyCode::Char('6'));
+    assert_has(&h.screen(), "and its trail of");
+    h.key(KeyCode::Char('.'));
+    assert!(h.app.map.cursor.is_some());
+
+    // PCA instead of UMAP, and back.
+    h.key(KeyCode::Char('p'));
+    assert_has(&h.screen(), &format!("Map · PCA of {n} codes"));
+    h.key(KeyCode::Char('p'));
+    assert_has(&h.screen(), &format!("Map · UMAP of {n} codes"));
+    assert!(
+        h.app.map.data.as_ref().unwrap().from_disk,
+        "the saved UMAP layout loads"
+    );
+
+    // Esc (no search) goes back to the list.
+    h.key(KeyCode::Esc);
+    assert!(!h.app.neighbors.show_map);
+    assert_has(&h.screen(), "20 nearest of");
+}
+
+#[test]
+fn the_clusters_tab_shows_the_same_map_and_the_path_walk_is_drawn() {
+    let (_dir, ckpt, corpus) = fixture();
+    let mut h = harness(&ckpt, &corpus, false);
+    // A walk in the Path tab.
+    h.key(KeyCode::Char('2')).key(KeyCode::Char('a'));
+    h.type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    h.type_text("every old house finds the river")
+        .key(KeyCode::Enter);
+    let steps = h.app.path.walk.as_ref().expect("a walk").points.len();
+    // The Clusters tab's `v` opens the map, coloured by cluster.
+    h.key(KeyCode::Esc).key(KeyCode::Char('7'));
+    assert!(h.app.clusters.result.is_some());
+    h.key(KeyCode::Char('v'));
+    let s = h.screen();
+    assert_eq!(h.app.map.color, ColorBy::Cluster);
+    assert_has(&s, "colour: cluster");
+    assert_has(&s, &format!("A─B the Path walk ({steps} points)"));
+    assert_eq!(h.app.map.path_line.len(), steps);
+    assert_has(&s, "HJKL pan");
+    // The keys are the map's: arrows walk, v goes back to the cluster list.
+    h.key(KeyCode::Left);
+    assert!(h.app.map.cursor.is_some());
+    h.key(KeyCode::Char('v'));
+    assert_lacks(&h.screen(), "colour: cluster");
+    // The Neighbors tab's map is the same one (no second layout).
+    let data = h.app.map.data.clone().unwrap();
+    h.key(KeyCode::Char('6')).key(KeyCode::Char('m'));
+    assert!(std::sync::Arc::ptr_eq(
+        &data,
+        h.app.map.data.as_ref().unwrap()
+    ));
+}
+
+#[test]
+fn the_help_lists_the_map_keys() {
+    let help: String = latent_tui::tui::help_lines(Theme { color: false })
+        .iter()
+        .map(|l| l.to_string() + "\n")
+        .collect();
+    assert_has(&help, "map: cursor to the nearest point in that direction");
+    assert_has(
+        &help,
+        "map: colour by gold label → cluster → the bit selected in Explore",
+    );
+    assert_has(&help, "map: search the texts; matches are highlighted");
+    assert_has(&help, "map: load the entry under the cursor into 1 Explore");
+}
