@@ -26,7 +26,7 @@ use std::str::FromStr;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::hamming::PackedCodes;
 
@@ -663,7 +663,7 @@ pub fn agreement(gold: &[u32], predicted: &[usize]) -> Agreement {
 
 /// A word that marks a cluster, with its log-odds z-score against the rest of the corpus and
 /// the share of the cluster's texts that contain it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DistinctiveWord {
     pub word: String,
     pub z: f64,

@@ -39,6 +39,7 @@ pub mod factors;
 pub mod hamming;
 pub mod index;
 pub mod map;
+pub mod meaning;
 pub mod model;
 pub mod pipeline;
 pub mod probe;

@@ -56,7 +56,7 @@ pub struct CodedCorpus {
 }
 
 /// Indices of a seeded random subset of `n` items of size at most `max`, in increasing order.
-fn subset(n: usize, max: Option<usize>, seed: u64) -> Vec<usize> {
+pub fn subset(n: usize, max: Option<usize>, seed: u64) -> Vec<usize> {
     let mut all: Vec<usize> = (0..n).collect();
     if let Some(max) = max.filter(|&m| m < n) {
         all.shuffle(&mut StdRng::seed_from_u64(seed));

@@ -234,7 +234,10 @@ fn damaged_files_give_errors_that_name_the_problem() -> Result<()> {
         [0u64, 1].iter().flat_map(|o| o.to_le_bytes()).collect(),
     );
     let err = load_err(&short_texts, &meta);
-    assert!(err.contains("2 text offsets for 2 labels"), "{err}");
+    assert!(
+        err.contains("`text_offsets` has shape [2], expected (3,) for 2 entries"),
+        "{err}"
+    );
 
     let mut labelled = two_entries(&[1.0, 0.0, 0.0, 1.0], None);
     labelled[1].3 = [0u32, 0].iter().flat_map(|l| l.to_le_bytes()).collect();

@@ -439,6 +439,7 @@ fn train_tab_starts_pauses_stops_and_loads_the_checkpoint() {
             // Far more steps than the test will wait for: it stops the run itself.
             train_defaults: tiny_training(&out, 1_000_000),
             index_corpus: None,
+            first_sentence: false,
         },
     );
     // Shift-Tab wraps from the first tab to the last (Clusters), then Neighbors, then Train.
@@ -527,6 +528,7 @@ fn bow_train_tab(out: &std::path::Path, steps: u64, family: &str) -> Harness {
             theme: Theme { color: false },
             train_defaults: tiny_training(out, steps),
             index_corpus: None,
+            first_sentence: false,
         },
     );
     goto(&mut h, Tab::Train);
@@ -763,6 +765,7 @@ fn a_failing_training_run_reports_its_error() {
             theme: Theme { color: true },
             train_defaults: cfg,
             index_corpus: None,
+            first_sentence: false,
         },
     );
     goto(&mut h, Tab::Train);
@@ -1204,7 +1207,10 @@ fn every_tab_opens_in_navigation_so_digits_switch_tabs() {
         assert!(!h.app.typing(), "{tab:?} opens in navigation");
     }
     let s = h.screen();
-    assert_has(&s, "d decoder  i edit  / new  1-7/Tab tabs");
+    assert_has(
+        &s,
+        "d decoder  i edit  / new  n another sentence  1-7/Tab tabs",
+    );
 
     // i edits the sentence (Esc leaves); / starts an empty one.
     h.key(KeyCode::Char('i'));

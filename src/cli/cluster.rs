@@ -132,7 +132,7 @@ pub fn run(command: StructureCommand) -> Result<()> {
     }
 }
 
-fn load(checkpoint: &Option<PathBuf>) -> Result<(PathBuf, Coder)> {
+pub(super) fn load(checkpoint: &Option<PathBuf>) -> Result<(PathBuf, Coder)> {
     let path = checkpoint
         .clone()
         .unwrap_or_else(crate::cli::default_checkpoint);
@@ -147,11 +147,11 @@ fn load(checkpoint: &Option<PathBuf>) -> Result<(PathBuf, Coder)> {
 }
 
 /// `--corpus`, else the checkpoint's own corpus ([`crate::checkpoint::Provenance::corpus`]).
-fn corpus_for(given: &Option<String>, coder: &Coder) -> Result<Corpus> {
+pub(super) fn corpus_for(given: &Option<String>, coder: &Coder) -> Result<Corpus> {
     coder.provenance().corpus(given.as_deref())
 }
 
-fn progress_bar(what: &str) -> indicatif::ProgressBar {
+pub(super) fn progress_bar(what: &str) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     let bar = indicatif::ProgressBar::new(1000);
     if std::io::stderr().is_terminal() {

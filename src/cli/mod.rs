@@ -1,5 +1,6 @@
 //! The `latent-tui` command line: every subcommand, parsed by clap and run over the library.
 
+pub mod bits;
 pub mod bow;
 pub mod cluster;
 pub mod map;
@@ -200,6 +201,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What each bit (dimension) means: the words and labels of entries with it on vs off, and
+    /// what flipping it does to greedy decodings; cached beside the checkpoint.
+    Bits(self::bits::BitsArgs),
     /// The corpus map: a neighbour-preserving 2-D layout of the indexed train split (cached
     /// beside the checkpoint), as TSV (--out), PNG (--png) and scores (--score).
     #[command(
@@ -734,6 +738,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         None => crate::tui::run(&resolve(&cli.checkpoint)),
         Some(Command::Info { checkpoint, json }) => info(&checkpoint, json),
+        Some(Command::Bits(args)) => self::bits::run(args),
         Some(Command::Corpus {
             source: CorpusSource::Wordnet { dir, out },
         }) => {

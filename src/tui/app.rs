@@ -191,6 +191,9 @@ pub struct AppOptions {
     /// The corpus the Neighbors tab indexes (a path or `wordnet`); by default the one the
     /// checkpoint was trained on.
     pub index_corpus: Option<String>,
+    /// Open Explore on a test sentence of the model's corpus, with the bit that changes its
+    /// decoding most selected (what `latent-tui MODEL` does); off, Explore opens empty.
+    pub first_sentence: bool,
 }
 
 impl Default for AppOptions {
@@ -199,6 +202,7 @@ impl Default for AppOptions {
             theme: Theme::from_env(),
             train_defaults: super::train::quick_defaults(crate::model::LatentKind::Binary),
             index_corpus: None,
+            first_sentence: false,
         }
     }
 }
@@ -230,7 +234,7 @@ pub struct App {
 
 impl App {
     pub fn new(model: ModelInfo, options: AppOptions) -> Self {
-        Self {
+        let mut app = Self {
             model,
             tab: Tab::Explore,
             help: None,
@@ -249,7 +253,9 @@ impl App {
             clusters: ClustersState::new(options.index_corpus.clone()),
             neighbors: NeighborsState::new(options.index_corpus),
             map: MapState::default(),
-        }
+        };
+        app.explore_start(options.first_sentence);
+        app
     }
 
     /// Work the event loop should start now.
@@ -477,6 +483,8 @@ impl App {
             ReplyBody::Mapped(r) => self.map_done(r),
             ReplyBody::Clustered(r) => self.clusters_done(r),
             ReplyBody::Structure(r) => self.clusters_structure_done(r),
+            ReplyBody::Meanings(r) => self.explore_meanings(r),
+            ReplyBody::Opened(r) => self.explore_opened(r),
             ReplyBody::Progress(_) => unreachable!("handled above"),
         }
     }
@@ -574,7 +582,11 @@ impl App {
                 t.notice(),
             ));
         }
-        widgets::lines(buf, area, vec![Line::from(left)]);
+        widgets::lines(
+            buf,
+            area,
+            vec![Line::from(left), super::explore::about_line(self)],
+        );
         let act = self.activity();
         if !act.is_empty() {
             let spin = SPINNER[(self.ticks as usize) % SPINNER.len()];
@@ -640,8 +652,10 @@ impl Widget for &App {
             }
             return;
         }
+        // The header's second row (what the model was trained on) goes first when rows are short.
+        let header_rows = if area.height >= MIN_HEIGHT + 4 { 2 } else { 1 };
         let [header, tabs, body, footer] = Layout::vertical([
-            Constraint::Length(1),
+            Constraint::Length(header_rows),
             Constraint::Length(1),
             Constraint::Min(0),
             Constraint::Length(1),

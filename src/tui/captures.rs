@@ -45,12 +45,18 @@ pub struct Capture {
 }
 
 fn harness(checkpoint: &str, color: bool) -> Result<Harness> {
+    harness_with(checkpoint, color, false)
+}
+
+/// [`harness`], opening on a test sentence (`first_sentence`) as `latent-tui MODEL` does.
+fn harness_with(checkpoint: &str, color: bool, first_sentence: bool) -> Result<Harness> {
     let engine = Engine::load(Path::new(checkpoint), &Device::Cpu)
         .with_context(|| format!("run from the crate root, where {checkpoint} is"))?;
     let mut h = Harness::new(
         engine,
         AppOptions {
             theme: Theme { color },
+            first_sentence,
             ..AppOptions::default()
         },
     );
@@ -176,6 +182,41 @@ pub fn readme_captures() -> Result<Vec<Capture>> {
         c.type_text(s).key(KeyCode::Enter);
     }
     push("clusters-analogy", &c);
+    Ok(out)
+}
+
+/// The screens of docs/first-five-minutes.md, in order: the first screen, a sentence typed,
+/// the selected bit flipped, the meanings table, a path and the neighbours. Slow the first
+/// time (the bit meanings and the corpus index of the binary checkpoint are computed and
+/// saved beside it).
+pub fn first_five_minutes_captures() -> Result<Vec<Capture>> {
+    let mut out = Vec::new();
+    let mut push = |name: &'static str, h: &Harness| {
+        out.push(Capture {
+            name,
+            text: h.screen(),
+        })
+    };
+    let mut h = harness_with(BINARY, false, true)?;
+    h.settle();
+    push("first-open", &h);
+    h.key(KeyCode::Char(' '));
+    push("first-flip", &h);
+    encode(&mut h, "a tool used for cutting wood");
+    push("first-type", &h);
+    h.key(digit(Tab::Stats)).key(KeyCode::Char('m'));
+    push("first-meanings", &h);
+    let mut p = harness(BINARY, false)?;
+    p.key(digit(Tab::Path)).key(KeyCode::Char('a'));
+    p.type_text("a tool used for cutting wood")
+        .key(KeyCode::Enter);
+    p.type_text("a young dog").key(KeyCode::Enter);
+    push("first-path", &p);
+    h.key(digit(Tab::Neighbors));
+    if let Some(e) = &h.app.neighbors.error {
+        bail!("the corpus index could not be built: {e}");
+    }
+    push("first-neighbors", &h);
     Ok(out)
 }
 

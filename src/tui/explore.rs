@@ -1,5 +1,11 @@
 //! Tab 1, Explore: type a sentence, see its code, change the code bit by bit (or dimension by
-//! dimension) and watch the decoding and the per-bit perplexity bars follow.
+//! dimension) and watch the decoding and the per-bit perplexity bars follow. Beside the bit
+//! under the cursor stands what it means ([`crate::meaning`], computed in the background once
+//! per model), and after each change the decoding's new words are highlighted. `latent-tui
+//! MODEL` opens here on a test sentence of the model's corpus with the bit that changes its
+//! decoding most selected; `n` draws another.
+
+use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::buffer::Buffer;
@@ -14,6 +20,8 @@ use super::worker::{Bars, DecodedText, Job, JobKind, RealWords};
 use crate::coder::Capabilities;
 use crate::coder::EncodedSentence;
 use crate::explore;
+use crate::index::CachedIndex;
+use crate::meaning::{self, CorpusAbout, Meanings, Opening};
 use crate::model::decode::Strategy;
 
 /// Where keys go: the sentence field, or the code (navigation, where digits switch tabs; the
@@ -47,6 +55,27 @@ pub struct ExploreState {
     pub real_words_status: Option<RealWords>,
     pub bars: Option<Bars>,
     pub error: Option<String>,
+    /// The decoding shown before the code last changed, to highlight what the change did.
+    pub before: Option<String>,
+    /// What each bit means, for the loaded model.
+    pub meaning: MeaningState,
+    /// What the model was trained on, from the first screen's draw (the header's second row).
+    pub about: Option<CorpusAbout>,
+    /// Sentences drawn from the corpus so far (`n`); the seed of the next draw.
+    pub draws: u64,
+}
+
+/// The bit meanings of the loaded model, computed (or loaded) in the background.
+#[derive(Debug, Default)]
+pub struct MeaningState {
+    pub result: Option<Arc<CachedIndex<Meanings>>>,
+    pub error: Option<String>,
+}
+
+impl MeaningState {
+    pub fn meanings(&self) -> Option<&Meanings> {
+        self.result.as_ref().map(|c| &c.index)
+    }
 }
 
 impl Default for ExploreState {
@@ -65,6 +94,10 @@ impl Default for ExploreState {
             real_words_status: None,
             bars: None,
             error: None,
+            before: None,
+            meaning: MeaningState::default(),
+            about: None,
+            draws: 0,
         }
     }
 }
@@ -85,7 +118,10 @@ impl ExploreState {
         match self.focus {
             Focus::Input => keys::hints(KEYS, Mode::Typing, kind),
             Focus::Code if self.code.is_empty() => keys::hints_where(KEYS, Mode::Nav, kind, |a| {
-                matches!(a, Action::Edit | Action::Fresh | Action::Decoder)
+                matches!(
+                    a,
+                    Action::Edit | Action::Fresh | Action::Decoder | Action::Draw
+                )
             }),
             Focus::Code => keys::hints(KEYS, Mode::Nav, kind),
         }
@@ -110,6 +146,7 @@ pub enum Action {
     Restore,
     Undo,
     Decoder,
+    Draw,
     RealWords,
 }
 
@@ -242,6 +279,14 @@ pub const KEYS: &[Binding<Action>] = &[
         Only::Encodes,
         Action::Fresh,
     ),
+    nav(
+        &[KeyCode::Char('n')],
+        "n",
+        "draw another sentence from the model's test split (the bit that changes its decoding most is selected)",
+        Some(("n", "another sentence")),
+        Only::Any,
+        Action::Draw,
+    ),
 ];
 
 fn next_strategy(s: Strategy) -> Strategy {
@@ -306,6 +351,16 @@ impl App {
                 return;
             }
             Action::Fresh => return self.explore_fresh_input(),
+            Action::Draw => {
+                if !self.model.caps.encodes {
+                    return self.notice("an `lm` model has no encoder, so no sentence to open on");
+                }
+                self.explore.draws += 1;
+                self.jobs.submit(Job::Opening {
+                    draw: self.explore.draws,
+                });
+                return;
+            }
             Action::Decoder => {
                 self.explore.strategy = next_strategy(self.explore.strategy);
                 self.explore_request_decode();
@@ -365,6 +420,7 @@ impl App {
             | Action::Edit
             | Action::Fresh
             | Action::Decoder
+            | Action::Draw
             | Action::RealWords => {
                 unreachable!("handled above")
             }
@@ -425,6 +481,7 @@ impl App {
                 self.explore.undo.clear();
                 self.explore.error = None;
                 self.explore.decoding = None;
+                self.explore.before = None;
                 self.explore.bars = None;
                 self.explore.sentence = Some(s);
                 self.explore_request_code_work();
@@ -443,11 +500,82 @@ impl App {
     pub(super) fn explore_decoded(&mut self, r: Result<DecodedText, String>) {
         // The reply is for the newest decode request, which was made for the current code
         // unless an undo/flip is still on its way (then a newer request is pending anyway).
+        // The previous decoding, if it was of another code, is what the change is compared with.
         let r = r.map(|d| {
             self.explore.real_words_status = Some(d.real_words);
             d.text
         });
+        let previous = self.explore.decoding.take();
+        self.explore.before = match previous {
+            Some((code, Ok(text))) if code != self.explore.code => Some(text),
+            _ => None,
+        };
         self.explore.decoding = Some((self.explore.code.clone(), r));
+    }
+
+    /// Asks for the bit meanings and, when `first_sentence`, the first screen's sentence.
+    pub(super) fn explore_start(&mut self, first_sentence: bool) {
+        if !self.model.caps.encodes {
+            return;
+        }
+        self.explore.meaning = MeaningState::default();
+        self.jobs.submit(Job::Meaning);
+        if first_sentence {
+            self.jobs.submit(Job::Opening {
+                draw: self.explore.draws,
+            });
+        }
+    }
+
+    pub(super) fn explore_meanings(&mut self, r: Result<Arc<CachedIndex<Meanings>>, String>) {
+        match r {
+            Ok(m) => {
+                self.explore.meaning.result = Some(m);
+                self.explore.meaning.error = None;
+            }
+            Err(e) => self.explore.meaning.error = Some(e),
+        }
+    }
+
+    pub(super) fn explore_opened(&mut self, r: Result<Box<Opening>, String>) {
+        let o = match r {
+            Ok(o) => *o,
+            Err(e) => {
+                if self.explore.draws > 0 {
+                    self.error(format!("could not draw a sentence: {e}"));
+                }
+                return;
+            }
+        };
+        self.explore.about = Some(o.about);
+        // The first draw arrives on its own: it never replaces what the user began meanwhile.
+        let user_began = self.explore.sentence.is_some()
+            || self.explore.typing()
+            || self.jobs.is_pending(JobKind::Encode);
+        if self.explore.draws == 0 && user_began {
+            return;
+        }
+        self.explore.input = TextInput::with_text(&o.text);
+        self.explore.focus = Focus::Code;
+        self.explore_encoded(Ok(o.sentence));
+        self.explore.cursor = o.dim.min(self.explore.code.len().saturating_sub(1));
+        let unit = if self.model.binary() { "bit" } else { "dim" };
+        let how = if self.model.binary() {
+            "Space flips it"
+        } else {
+            "+/- move it"
+        };
+        if self.model.caps.decodes() {
+            self.notice(format!(
+                "a {} sentence of the model's corpus · {unit} {} changes its decoding most: {how} · n draws another",
+                o.split, o.dim
+            ));
+        } else {
+            self.notice(format!(
+                "a {} sentence of the model's corpus · n draws another",
+                o.split
+            ));
+        }
     }
 
     /// The header's words on real-word decoding: what the latest decoding was kept to, or
@@ -492,9 +620,12 @@ impl App {
         self.explore.code.clear();
         self.explore.undo.clear();
         self.explore.decoding = None;
+        self.explore.before = None;
         self.explore.bars = None;
         self.explore.error = None;
         self.explore.cursor = 0;
+        self.explore.meaning = MeaningState::default();
+        self.explore_start(false);
         if had && !self.explore.input.is_blank() {
             let text = self.explore.input.text();
             self.jobs.submit(Job::Encode { text });
@@ -531,13 +662,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
 /// and rows that can go when space is short, given up least important first, so that at the
 /// smallest terminal the code, its p row, the cursor and the detail line of the bit under it
 /// still fit inside the code panel: the decoding's spare row, the input's notice line, the bit
-/// index row (gaussian: an axis row), the input's "model sees" line, then gaussian axis rows and
-/// the dimension index row. The bars take the rest.
+/// index row (gaussian: an axis row), the meaning row, the input's "model sees" line, then
+/// gaussian axis rows and the dimension index row. The bars take the rest.
 fn panel_heights(height: u16, binary: bool) -> Layout {
     // (input, code, decoding); the code panel's rows are its border plus the rows of
     // `render_bits` / `render_dims`.
-    let mut sizes: [u16; 3] = [5, if binary { 7 } else { 12 }, 4];
-    let mut give_up: Vec<usize> = vec![2, 0, 1, 0];
+    let mut sizes: [u16; 3] = [5, if binary { 8 } else { 13 }, 4];
+    let mut give_up: Vec<usize> = vec![2, 0, 1, 1, 0];
     if !binary {
         // Gaussian axis rows 7 → 3, then nothing more.
         give_up.extend([1, 1, 1, 1]);
@@ -685,9 +816,10 @@ fn render_bits(
 ) {
     let t = app.theme;
     let st = &app.explore;
-    // Rows: the bit index (dropped first when the panel is short), the code, p, the cursor and
-    // the detail line. Everything is clipped to `inner`, so nothing lands on the panel below.
-    let index_row = inner.height >= 5;
+    // Rows: the bit index (dropped first when the panel is short), the code, p, the cursor, the
+    // detail line and the meaning (dropped next). Everything is clipped to `inner`, so nothing
+    // lands on the panel below.
+    let index_row = inner.height >= 6;
     let y = if index_row { inner.y + 1 } else { inner.y };
     if index_row {
         text(buf, inner, inner.x, inner.y, "bit", t.dim());
@@ -739,6 +871,49 @@ fn render_bits(
         info.push(Span::styled(notice, t.dim()));
     }
     detail_line(buf, inner, y + 3, info);
+    detail_line(buf, inner, y + 4, meaning_spans(app, j));
+}
+
+/// What bit / dimension `j` means, for the row under the detail line.
+fn meaning_spans(app: &App, j: usize) -> Vec<Span<'static>> {
+    let t = app.theme;
+    let m = &app.explore.meaning;
+    let label = Span::styled("means ", t.dim());
+    let rest = if let Some(meanings) = m.meanings() {
+        Span::raw(meanings.summary(j))
+    } else if let Some(f) = app
+        .jobs
+        .is_pending(JobKind::Meaning)
+        .then(|| app.jobs.progress(JobKind::Meaning).unwrap_or(0.0))
+    {
+        Span::styled(
+            format!(
+                "reading what each {} does off the corpus… {:.0}%",
+                if app.model.binary() {
+                    "bit"
+                } else {
+                    "dimension"
+                },
+                f * 100.0
+            ),
+            t.dim(),
+        )
+    } else if let Some(e) = &m.error {
+        Span::styled(format!("(unavailable: {e})"), t.dim())
+    } else {
+        Span::styled("—", t.dim())
+    };
+    vec![label, rest]
+}
+
+/// The header's second row: what the model was trained on and what to type.
+pub fn about_line(app: &App) -> Line<'static> {
+    let about = app
+        .explore
+        .about
+        .clone()
+        .unwrap_or_else(|| meaning::about_provenance(&app.model.corpus));
+    Line::from(Span::styled(format!(" {}", about.line()), app.theme.dim()))
 }
 
 /// The detail line of the bit or dimension under the cursor, at row `y` if that row is inside
@@ -771,11 +946,12 @@ fn render_dims(
     let t = app.theme;
     let st = &app.explore;
     // Rows: the axis (7 rows, fewer in a short panel, at least 3), the dimension index (dropped
-    // when the panel is short), the cursor and the detail line.
+    // when the panel is short), the cursor, the detail line and the meaning (dropped first).
+    let meaning_row = inner.height >= 7;
     let index_row = inner.height >= 6;
     let rows: u16 = inner
         .height
-        .saturating_sub(2 + index_row as u16)
+        .saturating_sub(2 + index_row as u16 + meaning_row as u16)
         .clamp(3, 7);
     let cols = Rect {
         height: inner.bottom().saturating_sub(cols.y),
@@ -854,6 +1030,14 @@ fn render_dims(
         info.push(Span::styled(notice, t.dim()));
     }
     detail_line(buf, inner, y0 + rows + 1 + index_row as u16, info);
+    if meaning_row {
+        detail_line(
+            buf,
+            inner,
+            y0 + rows + 2 + index_row as u16,
+            meaning_spans(app, j),
+        );
+    }
 }
 
 /// Why a model without a decoder shows no decoding and no bars.
@@ -901,7 +1085,46 @@ fn render_decoding(app: &App, area: Rect, buf: &mut Buffer) {
     );
     let inner = block.inner(area);
     block.render(area, buf);
-    widgets::wrapped(buf, inner, vec![decoding_line(app)]);
+    let mut lines = vec![decoding_line(app)];
+    lines.extend(removed_line(app));
+    widgets::wrapped(buf, inner, lines);
+}
+
+/// The current decoding and the one before the last change, when both are up to date.
+fn compared(app: &App) -> Option<(&str, &str)> {
+    let st = &app.explore;
+    match (&st.decoding, &st.before) {
+        (Some((code, Ok(now))), Some(before))
+            if !app.jobs.is_pending(JobKind::Decode) && *code == st.code =>
+        {
+            Some((before.as_str(), now.as_str()))
+        }
+        _ => None,
+    }
+}
+
+/// The words the last change took out of the decoding.
+fn removed_line(app: &App) -> Option<Line<'static>> {
+    let (before, now) = compared(app)?;
+    let gone: Vec<&str> = before
+        .split_whitespace()
+        .zip(meaning::new_words(now, before))
+        .filter(|(_, new)| *new)
+        .map(|(w, _)| w)
+        .collect();
+    if gone.is_empty() && before == now {
+        return Some(Line::from(Span::styled(
+            "(the last change left the decoding as it was)",
+            app.theme.dim(),
+        )));
+    }
+    if gone.is_empty() {
+        return None;
+    }
+    Some(Line::from(vec![
+        Span::styled("removed by the last change: ", app.theme.dim()),
+        Span::styled(gone.join(" "), app.theme.dim()),
+    ]))
 }
 
 /// The latest decoding, dimmed while it is out of date.
@@ -909,6 +1132,24 @@ fn decoding_line(app: &App) -> Line<'static> {
     let t = app.theme;
     let st = &app.explore;
     let pending = app.jobs.is_pending(JobKind::Decode);
+    if let Some((before, now)) = compared(app) {
+        // The words the last change brought in stand out.
+        let mut spans = Vec::new();
+        for (k, (w, new)) in now
+            .split_whitespace()
+            .zip(meaning::new_words(before, now))
+            .enumerate()
+        {
+            if k > 0 {
+                spans.push(Span::styled(" ", t.bold()));
+            }
+            spans.push(Span::styled(
+                w.to_string(),
+                if new { t.changed() } else { t.bold() },
+            ));
+        }
+        return Line::from(spans);
+    }
     match &st.decoding {
         Some((code, Ok(s))) => {
             let stale = pending || *code != st.code;

@@ -61,7 +61,13 @@ pub fn run(checkpoint: &Path) -> Result<()> {
             "the explorer needs an interactive terminal; for scripts use the `path`, `sample`, `flip`, `encode` and `decode` subcommands (see --help)"
         );
     }
-    let app = App::new(ModelInfo::of(&coder), AppOptions::default());
+    let app = App::new(
+        ModelInfo::of(&coder),
+        AppOptions {
+            first_sentence: true,
+            ..AppOptions::default()
+        },
+    );
     let (tx, rx) = mpsc::channel();
     let worker = WorkerHandle::spawn(Worker::of_coder(coder), tx.clone());
 

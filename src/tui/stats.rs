@@ -1,7 +1,9 @@
 //! Tab 4, Stats: the checkpoint measured on the validation split of its corpus, computed in the
 //! background with a progress gauge: each bit's mean, how much perplexity grows when each bit is
 //! flipped and the bits' correlation matrix as a heat map; per-dimension KL and active units
-//! for gaussian models.
+//! for gaussian models. `m` switches the body to a table of what each bit means
+//! ([`crate::meaning`]): its distinctive words on either side and what flipping it does to
+//! decodings.
 
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::buffer::Buffer;
@@ -23,6 +25,8 @@ pub struct StatsState {
     pub result: Option<SplitStats>,
     pub error: Option<String>,
     pub cursor: usize,
+    /// The body shows the bit meanings table instead of the charts.
+    pub meanings_view: bool,
 }
 
 impl Default for StatsState {
@@ -33,6 +37,7 @@ impl Default for StatsState {
             result: None,
             error: None,
             cursor: 0,
+            meanings_view: false,
         }
     }
 }
@@ -53,21 +58,32 @@ pub enum Action {
     Recompute,
     More,
     Fewer,
+    Meanings,
 }
 
 /// The tab's keys: dispatch, footer and help all read this table.
 pub const KEYS: &[Binding<Action>] = &[
     nav(
-        &[KeyCode::Left, KeyCode::Char('h')],
-        "← → or h l",
-        "select a bit / dimension (details, strongest correlations)",
+        &[
+            KeyCode::Left,
+            KeyCode::Char('h'),
+            KeyCode::Up,
+            KeyCode::Char('k'),
+        ],
+        "← → h l ↑ ↓ k j",
+        "select a bit / dimension (details, strongest correlations, its row of the meanings)",
         Some(("←/→", "select")),
         Only::Any,
         Action::Left,
     ),
     nav(
-        &[KeyCode::Right, KeyCode::Char('l')],
-        "→ or l",
+        &[
+            KeyCode::Right,
+            KeyCode::Char('l'),
+            KeyCode::Down,
+            KeyCode::Char('j'),
+        ],
+        "→ l ↓ j",
         "",
         None,
         Only::Any,
@@ -113,6 +129,14 @@ pub const KEYS: &[Binding<Action>] = &[
         Only::Any,
         Action::More,
     ),
+    nav(
+        &[KeyCode::Char('m')],
+        "m",
+        "what each bit / dimension means (words on either side, what flipping does) ↔ the charts",
+        Some(("m", "meanings")),
+        Only::Any,
+        Action::Meanings,
+    ),
 ];
 
 impl App {
@@ -147,6 +171,7 @@ impl App {
             Action::First => self.stats.cursor = 0,
             Action::Last => self.stats.cursor = l.saturating_sub(1),
             Action::Recompute => self.stats_request(),
+            Action::Meanings => self.stats.meanings_view = !self.stats.meanings_view,
             Action::More => {
                 self.stats.max_sentences = (self.stats.max_sentences * 2).min(64_000);
                 self.stats.flip_sentences = (self.stats.flip_sentences * 2).min(16_000);
@@ -262,6 +287,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             },
             buf,
         );
+    }
+    if st.meanings_view {
+        return render_meanings(app, body, buf);
     }
     let Some(r) = &st.result else {
         return;
@@ -617,4 +645,134 @@ fn render_gaussian(app: &App, g: &crate::eval::GaussianReport, area: Rect, buf: 
             ]),
         ],
     );
+}
+
+/// Cuts `s` to `w` characters, marking the cut with `…`.
+fn fit(s: &str, w: usize) -> String {
+    if s.chars().count() <= w {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(w.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The table of what each bit (dimension) means, the cursor's row highlighted.
+fn render_meanings(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = app.theme;
+    let state = &app.explore.meaning;
+    let Some(m) = state.meanings() else {
+        let block = t.block(
+            Line::from(Span::styled(" What each bit means ", t.bold())),
+            false,
+        );
+        let inner = block.inner(area);
+        block.render(area, buf);
+        let msg = if let Some(e) = &state.error {
+            Span::styled(e.clone(), t.error())
+        } else if let Some(f) = app
+            .jobs
+            .is_pending(JobKind::Meaning)
+            .then(|| app.jobs.progress(JobKind::Meaning).unwrap_or(0.0))
+        {
+            Span::styled(
+                format!("reading the bits off the corpus… {:.0}%", f * 100.0),
+                t.dim(),
+            )
+        } else {
+            Span::styled("an `lm` model has no code, so nothing to read", t.dim())
+        };
+        widgets::wrapped(buf, inner, vec![Line::from(msg)]);
+        return;
+    };
+    let (on, off) = m.side_names();
+    let unit = m.unit();
+    let mut title = vec![Span::styled(
+        format!(
+            " What each {} means ",
+            if m.binary { "bit" } else { "dimension" }
+        ),
+        t.bold(),
+    )];
+    title.push(Span::styled(
+        format!(
+            "· words of {} {} entries with it {on} vs {off}{} ",
+            m.entries,
+            m.entries_split,
+            match &m.decoding {
+                Some(_) => format!(
+                    "; flips of {} {} sentences' greedy decodings",
+                    m.sentences, m.sentences_split
+                ),
+                None => String::new(),
+            }
+        ),
+        t.dim(),
+    ));
+    let block = t.block(Line::from(title), false);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.height < 2 || m.dims.is_empty() {
+        return;
+    }
+    let words = |w: &[crate::cluster::DistinctiveWord]| {
+        w.iter()
+            .take(4)
+            .map(|w| w.word.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let counts = |w: &[crate::meaning::WordCount]| {
+        w.iter()
+            .take(4)
+            .map(|w| w.word.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let fixed = 5 + 8;
+    let rest = (inner.width as usize).saturating_sub(fixed);
+    let col = (rest / 4).max(4);
+    let flips = if m.binary { "flip" } else { "±2σ" };
+    let header = format!(
+        "{:<5}{:<8}{:<col$}{:<col$}{:<col$}{:<col$}",
+        unit,
+        "changes",
+        fit(&format!("{on}: words"), col - 1),
+        fit(&format!("{off}: words"), col - 1),
+        fit(&format!("{flips} adds"), col - 1),
+        fit(&format!("{flips} removes"), col - 1),
+    );
+    text(buf, inner, inner.x, inner.y, &header, t.accent());
+    let rows = (inner.height - 1) as usize;
+    let cursor = app.stats.cursor.min(m.dims.len() - 1);
+    let first = cursor
+        .saturating_sub(rows.saturating_sub(1) / 2)
+        .min(m.dims.len().saturating_sub(rows));
+    for (k, d) in m.dims.iter().skip(first).take(rows).enumerate() {
+        let changed = d
+            .flips
+            .as_ref()
+            .map_or("—".to_string(), |f| format!("{:.0}%", f.changed * 100.0));
+        let (adds, removes) = d
+            .flips
+            .as_ref()
+            .map_or((String::new(), String::new()), |f| {
+                (counts(&f.added), counts(&f.removed))
+            });
+        let row = format!(
+            "{:<5}{:<8}{:<col$}{:<col$}{:<col$}{:<col$}",
+            d.dim,
+            changed,
+            fit(&words(&d.on_words), col - 1),
+            fit(&words(&d.off_words), col - 1),
+            fit(&adds, col - 1),
+            fit(&removes, col - 1),
+        );
+        let style = if d.dim == cursor {
+            t.cursor()
+        } else {
+            t.plain()
+        };
+        text(buf, inner, inner.x, inner.y + 1 + k as u16, &row, style);
+    }
 }

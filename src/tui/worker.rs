@@ -21,6 +21,8 @@ use crate::coder::{
 };
 use crate::corpus::Corpus;
 use crate::engine::Engine;
+use crate::index::CachedIndex;
+use crate::meaning::{MeaningOptions, Meanings, Opening};
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
 use crate::pipeline::{compute_structure, StructureJob, StructureResult};
@@ -114,6 +116,14 @@ pub enum Job {
     Cluster(super::clusters::ClusterRequest),
     /// The Clusters tab's decodings and analogies (interactive).
     Structure(StructureJob),
+    /// What each bit means (loaded from beside the checkpoint, or computed and saved there;
+    /// background).
+    Meaning,
+    /// Draw `draw` of the first screen: a test sentence of the model's corpus, encoded, with
+    /// the bit that changes its decoding most.
+    Opening {
+        draw: u64,
+    },
 }
 
 /// Requests of one kind supersede each other.
@@ -130,6 +140,8 @@ pub enum JobKind {
     Map,
     Cluster,
     Structure,
+    Meaning,
+    Opening,
 }
 
 impl JobKind {
@@ -138,7 +150,7 @@ impl JobKind {
     pub fn is_background(self) -> bool {
         matches!(
             self,
-            JobKind::Stats | JobKind::Index | JobKind::Map | JobKind::Cluster
+            JobKind::Stats | JobKind::Index | JobKind::Map | JobKind::Cluster | JobKind::Meaning
         )
     }
 
@@ -156,6 +168,8 @@ impl JobKind {
             JobKind::Map => "mapping",
             JobKind::Cluster => "clustering",
             JobKind::Structure => "decoding",
+            JobKind::Meaning => "bit meanings",
+            JobKind::Opening => "drawing a sentence",
         }
     }
 }
@@ -174,6 +188,8 @@ impl Job {
             Job::Map(_) => JobKind::Map,
             Job::Cluster(_) => JobKind::Cluster,
             Job::Structure(_) => JobKind::Structure,
+            Job::Meaning => JobKind::Meaning,
+            Job::Opening { .. } => JobKind::Opening,
         }
     }
 }
@@ -229,6 +245,8 @@ pub enum ReplyBody {
     Mapped(Result<Arc<super::map::MapData>, String>),
     Clustered(Result<Arc<super::clusters::ClusterView>, String>),
     Structure(Result<StructureResult, String>),
+    Meanings(Result<Arc<CachedIndex<Meanings>>, String>),
+    Opened(Result<Box<Opening>, String>),
     /// Fraction of the job done, 0 to 1 (the reply's kind says which job).
     Progress(f64),
 }
@@ -262,6 +280,8 @@ impl ReplyBody {
             JobKind::Map => ReplyBody::Mapped(Err(msg)),
             JobKind::Cluster => ReplyBody::Clustered(Err(msg)),
             JobKind::Structure => ReplyBody::Structure(Err(msg)),
+            JobKind::Meaning => ReplyBody::Meanings(Err(msg)),
+            JobKind::Opening => ReplyBody::Opened(Err(msg)),
         }
     }
 }
@@ -322,6 +342,8 @@ struct Loaded {
     coder: Arc<Coder>,
     /// Corpus bit means for the `means` prior, computed once per model.
     bit_means: Option<Arc<Vec<f32>>>,
+    /// The model's own corpus, read once per model (the first screen draws from it).
+    corpus: Option<Arc<Corpus>>,
     /// The training corpus's words for real-word decoding, computed once per model (or why
     /// they are not here).
     words: Option<Arc<Result<crate::coder::seq::CorpusWords, String>>>,
@@ -344,6 +366,7 @@ impl Worker {
             slot: Arc::new(Mutex::new(Loaded {
                 coder: Arc::new(coder),
                 bit_means: None,
+                corpus: None,
                 words: None,
             })),
         }
@@ -373,6 +396,19 @@ impl Worker {
             slot.bit_means = Some(means.clone());
         }
         Ok(means)
+    }
+
+    /// The model's own corpus, read once per model.
+    fn own_corpus(&self, coder: &Arc<Coder>, purpose: &str) -> anyhow::Result<Arc<Corpus>> {
+        if let Some(c) = &self.slot.lock().unwrap_or_else(|e| e.into_inner()).corpus {
+            return Ok(c.clone());
+        }
+        let corpus = Arc::new(seq::own_corpus_of(coder.provenance(), purpose)?);
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if Arc::ptr_eq(&slot.coder, coder) {
+            slot.corpus = Some(corpus.clone());
+        }
+        Ok(corpus)
     }
 
     /// The training corpus's words for `coder` (a sequence model), loaded once per model.
@@ -514,6 +550,7 @@ impl Worker {
                     *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Loaded {
                         coder: Arc::new(coder),
                         bit_means: None,
+                        corpus: None,
                         words: None,
                     };
                     ReplyBody::Loaded(Ok(info))
@@ -538,6 +575,25 @@ impl Worker {
             Job::Structure(job) => {
                 ReplyBody::Structure(compute_structure(&coder, &job).map_err(err_text))
             }
+            Job::Meaning => ReplyBody::Meanings(
+                self.own_corpus(&coder, "bit meanings")
+                    .and_then(|corpus| {
+                        Meanings::load_or_compute(
+                            &coder,
+                            &corpus,
+                            &MeaningOptions::default(),
+                            &mut throttled(id, kind, out),
+                        )
+                    })
+                    .map(Arc::new)
+                    .map_err(err_text),
+            ),
+            Job::Opening { draw } => ReplyBody::Opened(
+                self.own_corpus(&coder, "the first screen")
+                    .and_then(|corpus| crate::meaning::opening(&coder, &corpus, 0, draw))
+                    .map(Box::new)
+                    .map_err(err_text),
+            ),
         };
         out(Reply { id, kind, body });
     }
