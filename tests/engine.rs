@@ -159,7 +159,11 @@ fn bad_checkpoints_give_errors_that_name_the_problem() {
 
     let garbage = dir.join("garbage.safetensors");
     std::fs::write(&garbage, b"this is not a checkpoint at all").unwrap();
-    assert!(load_err(&garbage).contains("not a valid safetensors file"));
+    let e = load_err(&garbage);
+    assert!(
+        e.contains("not a valid safetensors file") || e.contains("corrupt or hostile file"),
+        "{e}"
+    );
 
     let foreign = dir.join("foreign.safetensors");
     let t = Tensor::zeros((2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
@@ -339,7 +343,8 @@ fn training_is_reproducible_from_its_seed() {
 fn a_diverging_loss_stops_training_and_keeps_the_last_good_checkpoint() {
     let out = fixtures::scratch().join("diverges.safetensors");
     let mut cfg = fixtures::tiny_config(LatentKind::Gaussian, &out);
-    cfg.lr = 1e30;
+    // The largest rate `train` accepts; no clipping.
+    cfg.lr = 1000.0;
     cfg.clip_norm = 0.0;
     cfg.steps = 200;
     cfg.checkpoint_every = 1;

@@ -19,6 +19,8 @@ fn train(args: &[&str], out: &std::path::Path, corpus: &std::path::Path) -> (boo
         ])
         .args(["--vocab-size", "100", "--min-frequency", "1", "--seed", "1"])
         .args(args)
+        // The tests train onto the same file again on purpose.
+        .arg("--force")
         .arg("--out")
         .arg(out)
         .output()
@@ -169,6 +171,8 @@ fn train_bow(
         .args(["--hidden-dim", "8", "--latent-dim", "4"])
         .args(["--vocab-size", "100", "--min-frequency", "1", "--seed", "1"])
         .args(args)
+        // The tests train onto the same file again on purpose.
+        .arg("--force")
         .arg("--out")
         .arg(out)
         .output()
@@ -256,7 +260,15 @@ fn init_starts_a_new_run_from_a_checkpoint_and_never_touches_it() {
         let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
             .args(["train", "--corpus"])
             .arg(&other)
-            .args(["--steps", "3", "--log-every", "1", "--valid-every", "0"])
+            .args([
+                "--steps",
+                "3",
+                "--log-every",
+                "1",
+                "--valid-every",
+                "0",
+                "--force",
+            ])
             .args(extra)
             .arg("--out")
             .arg(out)

@@ -120,7 +120,7 @@ fn nash_flips_bits_and_the_top_words_and_nll_bars_follow() {
         other => panic!("expected neighbours, got {other:?}"),
     }
     h.key(KeyCode::Char('m'));
-    assert_has(&h.screen(), "PCA of");
+    assert_has(&h.screen(), "UMAP of 150 codes");
 }
 
 #[test]
@@ -227,7 +227,7 @@ fn nvdm_nudges_dimensions_and_shows_kl_and_active_units() {
         other => panic!("expected neighbours, got {other:?}"),
     }
     h.key(KeyCode::Char('m'));
-    assert_has(&h.screen(), "PCA of");
+    assert_has(&h.screen(), "UMAP of 150 codes");
 }
 
 #[test]
