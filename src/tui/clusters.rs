@@ -12,7 +12,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Gauge, Widget};
+use ratatui::widgets::Widget;
 
 use super::app::{App, Tab};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
@@ -922,16 +922,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                  clustering the codes…",
             )],
         );
-        let ratio = app
-            .jobs
-            .progress(JobKind::Cluster)
-            .unwrap_or(0.0)
-            .clamp(0.0, 1.0);
-        Gauge::default()
-            .gauge_style(t.bar())
-            .ratio(ratio)
-            .label(format!("{:.0}%", ratio * 100.0))
-            .render(gauge, buf);
+        widgets::job_gauge(buf, gauge, t, app.jobs.progress(JobKind::Cluster));
         return;
     }
     if let Some(e) = &c.error {

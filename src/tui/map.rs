@@ -24,7 +24,7 @@ use ratatui::style::{Color, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::canvas::{Canvas, Line as Segment, Points};
-use ratatui::widgets::{Gauge, Widget};
+use ratatui::widgets::Widget;
 use rayon::prelude::*;
 
 use super::app::{App, Tab};
@@ -1028,16 +1028,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 m.method.name()
             ))],
         );
-        let ratio = app
-            .jobs
-            .progress(JobKind::Map)
-            .unwrap_or(0.0)
-            .clamp(0.0, 1.0);
-        Gauge::default()
-            .gauge_style(t.bar())
-            .ratio(ratio)
-            .label(format!("{:.0}%", ratio * 100.0))
-            .render(gauge, buf);
+        widgets::job_gauge(buf, gauge, t, app.jobs.progress(JobKind::Map));
         return;
     }
     if let Some(e) = &m.error {

@@ -15,7 +15,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Gauge, Widget};
+use ratatui::widgets::Widget;
 
 use super::app::{App, Tab};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
@@ -417,16 +417,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 }
             ))],
         );
-        let ratio = app
-            .jobs
-            .progress(JobKind::Index)
-            .unwrap_or(0.0)
-            .clamp(0.0, 1.0);
-        Gauge::default()
-            .gauge_style(t.bar())
-            .ratio(ratio)
-            .label(format!("{:.0}%", ratio * 100.0))
-            .render(gauge, buf);
+        widgets::job_gauge(buf, gauge, t, app.jobs.progress(JobKind::Index));
         return;
     }
     if let Some(e) = &nb.error {

@@ -9,7 +9,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph, Widget, Wrap};
 
 /// Colours when the terminal may have them; reverse, bold and symbols when NO_COLOR is set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +150,16 @@ pub fn lines(buf: &mut Buffer, area: Rect, content: Vec<Line<'_>>) {
 /// Renders lines with word wrap.
 /// A bordered panel titled `title` with `content` wrapped to its width: how tabs say that
 /// something is missing, pending or failed.
+/// A background job's progress bar with its percentage (0 until the first report).
+pub fn job_gauge(buf: &mut Buffer, area: Rect, theme: Theme, progress: Option<f64>) {
+    let ratio = progress.unwrap_or(0.0).clamp(0.0, 1.0);
+    Gauge::default()
+        .gauge_style(theme.bar())
+        .ratio(ratio)
+        .label(format!("{:.0}%", ratio * 100.0))
+        .render(area, buf);
+}
+
 pub fn message_panel(
     buf: &mut Buffer,
     area: Rect,
