@@ -14,7 +14,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::model::{parameter_count, Built, CodeMode, LatentKind, SeqConfig, Summary, TokenBatch};
+use crate::model::{
+    parameter_count, Built, CodeMode, LatentKind, Precision, SeqConfig, Summary, TokenBatch,
+};
 use crate::train::batch_loss;
 
 #[derive(Clone, Debug)]
@@ -28,6 +30,8 @@ pub struct BenchOptions {
     pub hidden: usize,
     pub latent: usize,
     pub seed: u64,
+    /// How the training step computes the output layer's products.
+    pub precision: Precision,
 }
 
 impl Default for BenchOptions {
@@ -42,6 +46,7 @@ impl Default for BenchOptions {
             hidden: 256,
             latent: 64,
             seed: 0,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -52,6 +57,10 @@ pub struct BenchReport {
     pub threads: usize,
     /// The level the fused kernels ran at (`LATENT_TUI_KERNELS` lowers it).
     pub kernels: &'static str,
+    /// The training step's precision (encoding and scoring are fp32) and, for bf16, the
+    /// product kernel that ran (`avx512-bf16` or `portable`).
+    pub precision: Precision,
+    pub bf16_kernel: Option<&'static str>,
     #[serde(rename = "B")]
     pub batch: usize,
     #[serde(rename = "T")]
@@ -117,7 +126,8 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport
         mi_head: false,
         max_len: opts.len,
     };
-    let built = Built::seq(&cfg, opts.seed, &dev)?;
+    let mut built = Built::seq(&cfg, opts.seed, &dev)?;
+    built.model.set_precision(opts.precision);
     let model = &built.model;
     let mut rng = StdRng::seed_from_u64(opts.seed + 1);
     // A small pool of pre-generated batches, cycled, so data generation is not timed.
@@ -188,6 +198,8 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport
         framework: "candle",
         threads: candle_core::utils::get_num_threads(),
         kernels: crate::model::kernels::active_level().name(),
+        precision: opts.precision,
+        bf16_kernel: (opts.precision == Precision::Bf16).then(crate::model::bf16::kernel_name),
         batch: opts.batch,
         len: opts.len,
         vocab: opts.vocab,

@@ -31,7 +31,7 @@ use crate::eval::score_sentences;
 use crate::model::decode::{decode, Strategy};
 use crate::model::kernels;
 use crate::model::{
-    named_vars, parameter_count, Binarize, Built, CodeMode, LatentKind, ModelConfig,
+    named_vars, parameter_count, Binarize, Built, CodeMode, LatentKind, ModelConfig, Precision,
     SeqAutoencoder, SeqConfig, Summary, TokenBatch,
 };
 use crate::vocab::{TokenizerKind, Vocab, UNK};
@@ -194,6 +194,11 @@ pub struct TrainConfig {
     /// sampled them: [`Binarize::default`]).
     #[serde(default)]
     pub binarize: Binarize,
+    /// How the output layer's matrix products are computed: fp32, or bf16 operands with fp32
+    /// sums (weights, gradients and Adam state stay fp32). Runs saved before this existed
+    /// trained in fp32.
+    #[serde(default)]
+    pub precision: Precision,
     pub seed: u64,
     pub valid_every: u64,
     /// Validation sentences used during training (the first N of the split).
@@ -256,6 +261,7 @@ impl Default for TrainConfig {
             mi_weight: 0.0,
             decorrelation: 0.0,
             binarize: Binarize::default(),
+            precision: Precision::Fp32,
             seed: 42,
             valid_every: 500,
             valid_sentences: 2000,
@@ -1153,7 +1159,7 @@ pub fn train(
 
     let resuming = cfg.resume && cfg.out.exists();
     let mut resumed_tag = None;
-    let (vocab, built, start_step) = if resuming {
+    let (vocab, mut built, start_step) = if resuming {
         let ckpt = Checkpoint::read(&cfg.out, &dev)?;
         let mcfg = ckpt
             .config
@@ -1238,6 +1244,13 @@ pub fn train(
         let built = Built::seq(&mcfg, cfg.seed, &dev)?;
         (vocab, built, 0)
     };
+    built.model.set_precision(cfg.precision);
+    if cfg.precision == Precision::Bf16 {
+        notes.push(format!(
+            "bf16 products in the output layer ({} kernel; fp32 weights and optimiser state)",
+            crate::model::bf16::kernel_name()
+        ));
+    }
     let model = &built.model;
     let mcfg = ModelConfig::Seq(model.cfg.clone());
 

@@ -126,6 +126,10 @@ pub enum Command {
         /// per-bit perplexities) on a binary checkpoint.
         #[arg(long)]
         interactive: bool,
+        /// Precision of the timed training steps: fp32, or bf16 products in the output layer
+        /// (encoding and scoring are fp32 either way; not with --interactive).
+        #[arg(long, default_value = "fp32", conflicts_with = "interactive")]
+        precision: crate::model::Precision,
         /// Checkpoint for --interactive (default: checkpoints/binary.safetensors).
         #[arg(long)]
         checkpoint: Option<PathBuf>,
@@ -598,6 +602,11 @@ pub struct TrainArgs {
     /// from the code a user sees).
     #[arg(long)]
     pub binarize: Option<Binarize>,
+    /// How the output layer's matrix products are computed: fp32, or bf16 (operands rounded to
+    /// bfloat16, fp32 sums; weights, gradients and Adam state stay fp32). A resumed run keeps
+    /// the precision it was started with unless this flag is given.
+    #[arg(long)]
+    pub precision: Option<crate::model::Precision>,
     /// Seed of initialisation, batch order, word dropout and latent noise.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -844,6 +853,7 @@ pub fn run(cli: Cli) -> Result<()> {
             interactive: true,
             checkpoint,
             sentence,
+            ..
         }) => {
             let path = checkpoint.unwrap_or_else(default_checkpoint);
             let engine = Engine::load(&path, &candle_core::Device::Cpu)?;
@@ -857,10 +867,16 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Some(Command::Bench { steps, warmup, .. }) => {
+        Some(Command::Bench {
+            steps,
+            warmup,
+            precision,
+            ..
+        }) => {
             let opts = crate::bench::BenchOptions {
                 steps,
                 warmup,
+                precision,
                 ..Default::default()
             };
             let report = crate::bench::run(&opts, &mut |m| eprintln!("{m}"))?;
@@ -1000,6 +1016,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         mi_weight,
         decorrelation,
         binarize,
+        precision,
         seed,
         valid_every,
         valid_sentences,

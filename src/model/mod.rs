@@ -3,6 +3,7 @@
 //! Every model family has a serde config and `load(vb, cfg)`; [`ModelConfig`] is what a
 //! checkpoint stores, tagged by family so new families can join without breaking old files.
 
+pub mod bf16;
 pub mod bow;
 pub mod decode;
 pub mod gru;
@@ -24,6 +25,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
+pub use bf16::Precision;
 pub use bow::{BowModel, LshConfig, NashConfig, NvdmConfig};
 pub use latent::{Binarize, CodeMode, LatentKind, LatentParams};
 pub use seq::{SeqAutoencoder, SeqConfig, Summary, TokenBatch};

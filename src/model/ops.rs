@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, D};
 use rayon::prelude::*;
 
+use super::bf16::{self, PackedBf16, PairRows, Precision};
 use super::kernels;
 use super::packed::{PackedMatrix, TILE_ROWS};
 use super::sgemm::{contiguous_f32, sgemm};
@@ -35,6 +36,20 @@ pub fn linear_nll(
     bias: &Tensor,
     targets: &Tensor,
 ) -> Result<Tensor> {
+    linear_nll_with(hidden, weight, bias, targets, Precision::Fp32)
+}
+
+/// [`linear_nll`] with its three matrix products (logits, the hidden states' gradient, the
+/// weight gradient) computed at `precision`: with [`Precision::Bf16`] the operands are rounded
+/// to bf16 and summed in fp32 ([`super::bf16`]); the log-softmax, the gradient of the logits
+/// and the bias gradient stay fp32. Off the CPU, `precision` is ignored.
+pub fn linear_nll_with(
+    hidden: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    targets: &Tensor,
+    precision: Precision,
+) -> Result<Tensor> {
     if hidden.device().is_cpu() && hidden.dtype() == DType::F32 {
         let targets = targets
             .to_dtype(DType::U32)?
@@ -45,6 +60,7 @@ pub fn linear_nll(
             &bias.contiguous()?,
             LinearNll {
                 targets,
+                precision,
                 cache: Mutex::new(None),
             },
         )
@@ -326,6 +342,7 @@ fn return_spare_logits(buf: Vec<f32>) {
 
 struct LinearNll {
     targets: Vec<u32>,
+    precision: Precision,
     /// Biased logits (N, V) and each row's log-sum-exp, kept for the backward pass.
     cache: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
 }
@@ -371,42 +388,69 @@ impl CustomOp3 for LinearNll {
             contiguous_f32(s3, l3, "output bias")?,
         );
         let mut logits = spare_logits(n * v);
-        let lse: Vec<f32> = match PackedMatrix::new(weight, v, h, h) {
-            // AVX-512: the weights packed into the tile's panels (on every thread: ~1 ms), then
-            // each block of 8 rows gets all its logits and, while they are still in cache,
-            // their bias and log-sum-exp. The general product reached ~120 GFLOP/s on this
-            // (tokens × 256) · (256 × 8000) shape, the tile ~200.
-            Some(packed) => logits
-                .par_chunks_mut(TILE_ROWS * v)
-                .zip(hidden.par_chunks(TILE_ROWS * h))
-                .flat_map_iter(|(block, rows)| {
-                    let m = rows.len() / h;
-                    packed.matmul(rows, m, block, v);
-                    block
-                        .chunks_exact_mut(v)
-                        .map(|row| kernels::add_bias_log_sum_exp(row, bias))
-                        .collect::<Vec<_>>()
-                })
-                .collect(),
-            None => {
-                // logits (N, V) = hidden (N, H) · weightᵀ (H, V)
-                sgemm(
-                    n,
-                    v,
-                    h,
-                    &mut logits,
-                    (v, 1),
-                    false,
-                    hidden,
-                    (h, 1),
-                    weight,
-                    (1, h),
-                    true,
-                );
+        let lse: Vec<f32> = if self.precision == Precision::Bf16 {
+            {
+                // logits (N, V) = hidden (N, H) · weightᵀ (H, V) in bf16, a block of rows at a
+                // time with its bias and log-sum-exp while the block is in cache.
+                let rhs = PackedBf16::new(weight, h, v, 1, h);
+                let lhs = bf16::rows_operand(hidden, n, h);
+                let lhs = PairRows {
+                    data: &lhs,
+                    rows: n,
+                    pairs: h.div_ceil(2),
+                    row_stride: h.div_ceil(2),
+                    pair_stride: 1,
+                };
                 logits
-                    .par_chunks_mut(v)
-                    .map(|row| kernels::add_bias_log_sum_exp(row, bias))
+                    .par_chunks_mut(bf16::BLOCK_ROWS * v)
+                    .enumerate()
+                    .flat_map_iter(|(i, block)| {
+                        rhs.matmul_rows(&lhs, i * bf16::BLOCK_ROWS, block);
+                        block
+                            .chunks_exact_mut(v)
+                            .map(|row| kernels::add_bias_log_sum_exp(row, bias))
+                            .collect::<Vec<_>>()
+                    })
                     .collect()
+            }
+        } else {
+            match PackedMatrix::new(weight, v, h, h) {
+                // AVX-512: the weights packed into the tile's panels (on every thread: ~1 ms), then
+                // each block of 8 rows gets all its logits and, while they are still in cache,
+                // their bias and log-sum-exp. The general product reached ~120 GFLOP/s on this
+                // (tokens × 256) · (256 × 8000) shape, the tile ~200.
+                Some(packed) => logits
+                    .par_chunks_mut(TILE_ROWS * v)
+                    .zip(hidden.par_chunks(TILE_ROWS * h))
+                    .flat_map_iter(|(block, rows)| {
+                        let m = rows.len() / h;
+                        packed.matmul(rows, m, block, v);
+                        block
+                            .chunks_exact_mut(v)
+                            .map(|row| kernels::add_bias_log_sum_exp(row, bias))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect(),
+                None => {
+                    // logits (N, V) = hidden (N, H) · weightᵀ (H, V)
+                    sgemm(
+                        n,
+                        v,
+                        h,
+                        &mut logits,
+                        (v, 1),
+                        false,
+                        hidden,
+                        (h, 1),
+                        weight,
+                        (1, h),
+                        true,
+                    );
+                    logits
+                        .par_chunks_mut(v)
+                        .map(|row| kernels::add_bias_log_sum_exp(row, bias))
+                        .collect()
+                }
             }
         };
         let nll: Vec<f32> = (0..n)
@@ -443,36 +487,10 @@ impl CustomOp3 for LinearNll {
         let dbias = column_sums(&dlogits, v);
         let (hg, wg) = (hidden.storage_and_layout().0, weight.storage_and_layout().0);
         let (hidden_v, weight_v) = (cpu_slice(hidden, &hg)?, cpu_slice(weight, &wg)?);
-        let mut dhidden = vec![0f32; n * h];
-        // dhidden (N, H) = dlogits (N, V) · weight (V, H)
-        sgemm(
-            n,
-            h,
-            v,
-            &mut dhidden,
-            (h, 1),
-            false,
-            &dlogits,
-            (v, 1),
-            weight_v,
-            (h, 1),
-            true,
-        );
-        let mut dweight = vec![0f32; v * h];
-        // dweight (V, H) = dlogitsᵀ (V, N) · hidden (N, H)
-        sgemm(
-            v,
-            h,
-            n,
-            &mut dweight,
-            (h, 1),
-            false,
-            &dlogits,
-            (1, v),
-            hidden_v,
-            (h, 1),
-            true,
-        );
+        let (dhidden, dweight) = match self.precision {
+            Precision::Fp32 => linear_nll_grads_fp32(&dlogits, hidden_v, weight_v, n, h, v),
+            Precision::Bf16 => linear_nll_grads_bf16(&dlogits, hidden_v, weight_v, n, h, v),
+        };
         return_spare_logits(dlogits);
         let dev = hidden.device();
         Ok((
@@ -481,6 +499,84 @@ impl CustomOp3 for LinearNll {
             Some(Tensor::from_vec(dbias, v, dev)?),
         ))
     }
+}
+
+/// The gradients of the hidden states and of the weight, given the logits' gradient `dlogits`
+/// (N, V), hidden states (N, H) and weight (V, H): fp32 products.
+fn linear_nll_grads_fp32(
+    dlogits: &[f32],
+    hidden: &[f32],
+    weight: &[f32],
+    n: usize,
+    h: usize,
+    v: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut dhidden = vec![0f32; n * h];
+    // dhidden (N, H) = dlogits (N, V) · weight (V, H)
+    sgemm(
+        n,
+        h,
+        v,
+        &mut dhidden,
+        (h, 1),
+        false,
+        dlogits,
+        (v, 1),
+        weight,
+        (h, 1),
+        true,
+    );
+    let mut dweight = vec![0f32; v * h];
+    // dweight (V, H) = dlogitsᵀ (V, N) · hidden (N, H)
+    sgemm(
+        v,
+        h,
+        n,
+        &mut dweight,
+        (h, 1),
+        false,
+        dlogits,
+        (1, v),
+        hidden,
+        (h, 1),
+        true,
+    );
+    (dhidden, dweight)
+}
+
+/// [`linear_nll_grads_fp32`] with bf16 operands and fp32 sums.
+fn linear_nll_grads_bf16(
+    dlogits: &[f32],
+    hidden: &[f32],
+    weight: &[f32],
+    n: usize,
+    h: usize,
+    v: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    // dhidden (N, H) = dlogits (N, V) · weight (V, H): pairs along the vocabulary.
+    let rows = bf16::rows_operand(dlogits, n, v);
+    let lhs = PairRows {
+        data: &rows,
+        rows: n,
+        pairs: v.div_ceil(2),
+        row_stride: v.div_ceil(2),
+        pair_stride: 1,
+    };
+    let mut dhidden = vec![0f32; n * h];
+    PackedBf16::new(weight, v, h, h, 1).matmul(&lhs, &mut dhidden);
+    drop(rows);
+    // dweight (V, H) = dlogitsᵀ (V, N) · hidden (N, H): pairs along the tokens.
+    let columns = bf16::columns_operand(dlogits, n, v);
+    let lhs = PairRows {
+        data: &columns,
+        rows: v,
+        pairs: n.div_ceil(2),
+        row_stride: 1,
+        pair_stride: v,
+    };
+    let mut dweight = vec![0f32; v * h];
+    PackedBf16::new(hidden, n, h, h, 1).matmul(&lhs, &mut dweight);
+    (dhidden, dweight)
 }
 
 #[cfg(test)]
@@ -608,5 +704,72 @@ mod tests {
             assert!(d < 1e-5, "gradient of {:?} differs by {d}", v.dims());
         }
         Ok(())
+    }
+
+    /// The bf16 op against the fp32 composition, at every kernel level (the `vdpbf16ps`
+    /// kernel where this CPU has it, the portable one at every level): values and gradients
+    /// within what bf16 operands allow, and exactly the fp32 op's values for operands that
+    /// are already bf16 numbers (whose products bf16 computes exactly).
+    #[test]
+    fn bf16_linear_nll_matches_fp32_within_bf16_precision() -> Result<()> {
+        at_every_kernel_level(|| {
+            let dev = Device::Cpu;
+            // 53 rows (ragged blocks), hidden 37 (odd), 203 words (ragged column groups).
+            let (n, h, v) = (53, 37, 203);
+            let val = |len: usize, k: f32| -> Vec<f32> {
+                (0..len).map(|i| ((i as f32 * k).sin()) * 0.7).collect()
+            };
+            let targets: Vec<u32> = (0..n as u32).map(|i| (i * 31) % v as u32).collect();
+            let t = Tensor::from_vec(targets, n, &dev)?;
+            let scale = Tensor::from_vec(val(n, 0.91), n, &dev)?;
+            let run = |hv: &[f32], wv: &[f32], precision| -> Result<Vec<Vec<f32>>> {
+                let hid = Var::from_vec(hv.to_vec(), (n, h), &dev)?;
+                let w = Var::from_vec(wv.to_vec(), (v, h), &dev)?;
+                let b = Var::from_vec(val(v, 1.3), v, &dev)?;
+                let nll =
+                    linear_nll_with(hid.as_tensor(), w.as_tensor(), b.as_tensor(), &t, precision)?;
+                let g = (&nll * &scale)?.sum_all()?.backward()?;
+                let mut out = vec![nll.to_vec1::<f32>()?];
+                for var in [&hid, &w, &b] {
+                    out.push(
+                        g.get(var)
+                            .expect("gradient")
+                            .flatten_all()?
+                            .to_vec1::<f32>()?,
+                    );
+                }
+                Ok(out)
+            };
+            let (hv, wv) = (val(n * h, 0.37), val(v * h, 0.11));
+            let fp32 = run(&hv, &wv, Precision::Fp32)?;
+            let bf = run(&hv, &wv, Precision::Bf16)?;
+            let names = ["nll", "d hidden", "d weight", "d bias"];
+            for ((name, a), b) in names.iter().zip(&bf).zip(&fp32) {
+                let size = b.iter().fold(0f32, |m, x| m.max(x.abs()));
+                let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                // Operands rounded to 8 bits of mantissa: ~2^-8 relative per product.
+                assert!(
+                    worst <= 2e-2 * size.max(1e-3),
+                    "{name}: differs by {worst} (size {size})"
+                );
+                assert!(
+                    worst > 0.0 || *name == "d bias",
+                    "{name}: bf16 changed nothing"
+                );
+            }
+            // Operands that are bf16 numbers already: the forward values are fp32's.
+            let (hr, wr): (Vec<f32>, Vec<f32>) = (
+                hv.iter().map(|&x| bf16::round(x)).collect(),
+                wv.iter().map(|&x| bf16::round(x)).collect(),
+            );
+            let (a, b) = (
+                run(&hr, &wr, Precision::Bf16)?,
+                run(&hr, &wr, Precision::Fp32)?,
+            );
+            for (x, y) in a[0].iter().zip(&b[0]) {
+                assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "{x} vs {y}");
+            }
+            Ok(())
+        })
     }
 }

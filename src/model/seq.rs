@@ -10,12 +10,13 @@ use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+use super::bf16::Precision;
 use super::gru::{
     bidirectional, bidirectional_from_table, bidirectional_last, bidirectional_token_table, Gru,
     PreparedGru,
 };
 use super::latent::{LatentKind, LatentParams};
-use super::ops::{linear_nll, linear_nll_inference};
+use super::ops::{linear_nll_inference, linear_nll_with};
 use super::output_layer::PackedOutput;
 use crate::vocab::{BOS, EOS};
 
@@ -227,6 +228,9 @@ pub struct SeqAutoencoder {
     /// The encoder's input projection of every vocabulary entry (V, 6H) for inference, with a
     /// fingerprint of the weights it was made from ([`Self::encoder_token_table`]).
     encoder_table: Arc<Mutex<Option<(u64, Tensor)>>>,
+    /// How the output layer's products are computed in training ([`Self::sentence_nll`]);
+    /// scoring and inference are always fp32.
+    precision: Precision,
 }
 
 /// An inference batch of at least this many tokens makes the encoder's token table (a
@@ -338,7 +342,17 @@ impl SeqAutoencoder {
             mi,
             packed_out: Arc::new(Mutex::new(None)),
             encoder_table: Arc::new(Mutex::new(None)),
+            precision: Precision::Fp32,
         })
+    }
+
+    /// Sets how training computes the large products ([`Precision`]); weights stay fp32.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The same model on detached weights, for inference: no op records a graph, and the
@@ -370,6 +384,7 @@ impl SeqAutoencoder {
             }),
             packed_out: self.packed_out.clone(),
             encoder_table: self.encoder_table.clone(),
+            precision: Precision::Fp32,
         }
     }
 
@@ -525,11 +540,12 @@ impl SeqAutoencoder {
         let states = self.decode_states(z, &batch.dec_in)?; // (T+1, B, H)
         let flat = states.reshape(((), self.cfg.hidden_dim))?; // ((T+1)·B, H)
         let bias = self.out.bias().expect("the output layer has a bias");
-        let nll = linear_nll(
+        let nll = linear_nll_with(
             &flat,
             self.out.weight(),
             bias,
             &batch.targets.flatten_all()?,
+            self.precision,
         )?; // ((T+1)·B,)
         let nll = nll.reshape((batch.len + 1, batch.batch_size))?.sum(0)?; // (B,)
         Ok((nll, states))
