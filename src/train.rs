@@ -1247,7 +1247,7 @@ pub fn train(
     built.model.set_precision(cfg.precision);
     if cfg.precision == Precision::Bf16 {
         notes.push(format!(
-            "bf16 products in the output layer ({} kernel; fp32 weights and optimiser state)",
+            "bf16 products in the output layer and the GRUs ({} kernel; fp32 weights and optimiser state)",
             crate::model::bf16::kernel_name()
         ));
     }

@@ -20,6 +20,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, T
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
+use super::bf16::{self, PackedBf16, PairRows, Precision};
 use super::kernels::{self, Level};
 use super::packed::PackedMatrix;
 use super::sgemm::{contiguous_f32, sgemm};
@@ -31,6 +32,9 @@ pub struct Gru {
     b_ih: Tensor,
     b_hh: Tensor,
     hidden: usize,
+    /// How training computes the input projections and the recurrent products; inference on
+    /// detached weights is always fp32.
+    precision: Precision,
 }
 
 impl Gru {
@@ -46,7 +50,13 @@ impl Gru {
             b_ih,
             b_hh,
             hidden,
+            precision: Precision::Fp32,
         })
+    }
+
+    /// Sets the precision of the products while training ([`Precision`]).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
     }
 
     /// Whether any weight records a graph (training) rather than being a plain tensor.
@@ -67,6 +77,7 @@ impl Gru {
             b_ih: self.b_ih.detach(),
             b_hh: self.b_hh.detach(),
             hidden: self.hidden,
+            precision: Precision::Fp32,
         }
     }
 
@@ -80,11 +91,13 @@ impl Gru {
     pub fn input_projection(&self, xs: &Tensor) -> Result<Tensor> {
         let (t, b, input) = xs.dims3()?;
         // (T·B, in) @ (in, 3H) + b_ih -> (T·B, 3H)
-        super::ops::linear(&xs.reshape((t * b, input))?, &self.w_ih, &self.b_ih)?.reshape((
-            t,
-            b,
-            3 * self.hidden,
-        ))
+        super::ops::linear_with(
+            &xs.reshape((t * b, input))?,
+            &self.w_ih,
+            &self.b_ih,
+            self.precision,
+        )?
+        .reshape((t, b, 3 * self.hidden))
     }
 
     /// Runs the recurrence over (T, B, in) from `h0` (B, H); returns every state (T, B, H) in
@@ -111,6 +124,12 @@ impl Gru {
                     final_only: false,
                     token_rows: None,
                     prepacked: None,
+                    // Scoring with weights that track gradients (validation) stays fp32.
+                    precision: if keep_for_backward {
+                        self.precision
+                    } else {
+                        Precision::Fp32
+                    },
                 },
             )
         } else {
@@ -314,6 +333,8 @@ struct GruSequence {
     /// The one direction's `[W_hh | b_hh]` already packed ([`Gru::prepare`]); used only where
     /// the packed tile runs. Inference only.
     prepacked: Option<Arc<PackedMatrix>>,
+    /// The recurrent products' precision (bf16 only while training).
+    precision: Precision,
 }
 
 impl GruSequence {
@@ -328,6 +349,7 @@ impl GruSequence {
             final_only: false,
             token_rows: None,
             prepacked: None,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -393,6 +415,7 @@ fn forward_direction(
     final_only: bool,
     token_ids: Option<&[u32]>,
     prepacked: Option<&PackedMatrix>,
+    precision: Precision,
     dims: Dims,
 ) -> (Vec<f32>, Vec<f32>) {
     let Dims {
@@ -414,7 +437,11 @@ fn forward_direction(
     // Packed once per sequence (or once for many, by the caller) instead of once per step
     // inside the general product.
     let fresh;
+    // bf16: W_hhᵀ (H, 3H) packed as the bf16 product's right operand instead.
+    let packed_bf16 =
+        (precision == Precision::Bf16).then(|| PackedBf16::new(whh, hsz, h3, 1, hsz + 1));
     let packed = match prepacked {
+        _ if packed_bf16.is_some() => None,
         Some(p) if kernels::active_level() == Level::Avx512 => Some(p),
         _ => {
             fresh = PackedMatrix::new(whh, h3, hsz, hsz + 1);
@@ -424,7 +451,7 @@ fn forward_direction(
     // One direction alone leaves a core idle (two directions already run side by side), so a
     // large batch's rows are split across threads at every step. Rows are independent and each
     // is computed by the same kernels in the same order, so the split changes no bit.
-    let row_chunk = if dirs == 1 && packed.is_some() {
+    let row_chunk = if dirs == 1 && (packed.is_some() || packed_bf16.is_some()) {
         parallel_row_chunk(b)
     } else {
         None
@@ -442,7 +469,17 @@ fn forward_direction(
         let step = |r0: usize, gh: &mut [f32], out: StepRows<'_>| {
             let rows = gh.len() / h3;
             // gh (rows, 3H) = h_prev[r0..] (rows, H) · W_hhᵀ (H, 3H)
-            if let Some(p) = &packed {
+            if let Some(p) = &packed_bf16 {
+                let lhs = bf16::rows_operand(&h_prev[r0 * hsz..(r0 + rows) * hsz], rows, hsz);
+                let lhs = PairRows {
+                    data: &lhs,
+                    rows,
+                    pairs: hsz.div_ceil(2),
+                    row_stride: hsz.div_ceil(2),
+                    pair_stride: 1,
+                };
+                p.matmul_rows(&lhs, 0, gh);
+            } else if let Some(p) = &packed {
                 p.matmul(&h_prev[r0 * hsz..(r0 + rows) * hsz], rows, gh, h3);
             } else {
                 sgemm(
@@ -530,6 +567,7 @@ fn backward_direction(
     whh: &[f32],
     cache: &[f32],
     reverse: bool,
+    precision: Precision,
     dims: Dims,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let Dims { t_len, b, hsz, .. } = dims;
@@ -550,7 +588,10 @@ fn backward_direction(
     let mut dgh = vec![0f32; t_len * b * h3];
     let mut carry = vec![0f32; step_len];
     // W_hhᵀ packed once for the per-step product above (H outputs, 3H inner).
-    let packed_t = if kernels::active_level() == kernels::Level::Avx512 {
+    // bf16: W_hh (3H, H) packed as the bf16 product's right operand instead.
+    let packed_bf16 =
+        (precision == Precision::Bf16).then(|| PackedBf16::new(whh, h3, hsz, hsz + 1, 1));
+    let packed_t = if packed_bf16.is_none() && kernels::active_level() == kernels::Level::Avx512 {
         let mut transposed = vec![0f32; hsz * h3];
         for j in 0..h3 {
             for k in 0..hsz {
@@ -594,7 +635,18 @@ fn backward_direction(
             );
         }
         // carry (B, H) += dgh_t (B, 3H) · W_hh (3H, H)
-        if let Some(p) = &packed_t {
+        if let Some(p) = &packed_bf16 {
+            let lhs = bf16::rows_operand(dgh_t, b, h3);
+            let lhs = PairRows {
+                data: &lhs,
+                rows: b,
+                pairs: h3.div_ceil(2),
+                row_stride: h3.div_ceil(2),
+                pair_stride: 1,
+            };
+            p.matmul_rows(&lhs, 0, &mut through_whh);
+            kernels::add_assign(&mut carry, &through_whh);
+        } else if let Some(p) = &packed_t {
             p.matmul(dgh_t, b, &mut through_whh, hsz);
             kernels::add_assign(&mut carry, &through_whh);
         } else {
@@ -615,19 +667,35 @@ fn backward_direction(
     }
     // [dW_hh | db_hh] (3H, H+1): dW_hh = dghᵀ (3H, T·B) · h_before (T·B, H); db_hh = Σ dgh.
     let mut dw = vec![0f32; h3 * (hsz + 1)];
-    sgemm(
-        h3,
-        hsz,
-        t_len * b,
-        &mut dw,
-        (hsz + 1, 1),
-        false,
-        &dgh,
-        (1, h3),
-        &h_before,
-        (hsz, 1),
-        false,
-    );
+    if precision == Precision::Bf16 {
+        let columns = bf16::columns_operand(&dgh, t_len * b, h3);
+        let lhs = PairRows {
+            data: &columns,
+            rows: h3,
+            pairs: (t_len * b).div_ceil(2),
+            row_stride: 1,
+            pair_stride: h3,
+        };
+        let mut product = vec![0f32; h3 * hsz];
+        PackedBf16::new(&h_before, t_len * b, hsz, hsz, 1).matmul_rows(&lhs, 0, &mut product);
+        for (row, p) in dw.chunks_exact_mut(hsz + 1).zip(product.chunks_exact(hsz)) {
+            row[..hsz].copy_from_slice(p);
+        }
+    } else {
+        sgemm(
+            h3,
+            hsz,
+            t_len * b,
+            &mut dw,
+            (hsz + 1, 1),
+            false,
+            &dgh,
+            (1, h3),
+            &h_before,
+            (hsz, 1),
+            false,
+        );
+    }
     for row in dgh.chunks_exact(h3) {
         for (j, &g) in row.iter().enumerate() {
             dw[j * (hsz + 1) + hsz] += g;
@@ -743,6 +811,7 @@ impl CustomOp3 for GruSequence {
                 self.final_only,
                 self.token_rows.as_ref().map(|rows| rows.ids.as_slice()),
                 self.prepacked.as_deref().filter(|_| dirs == 1),
+                self.precision,
                 dims,
             )
         });
@@ -800,6 +869,7 @@ impl CustomOp3 for GruSequence {
                 &whh[d * wlen..(d + 1) * wlen],
                 &caches[d],
                 self.reverse[d],
+                self.precision,
                 dims,
             )
         });
@@ -872,7 +942,10 @@ fn bidirectional_op(fwd: &Gru, bwd: &Gru, xs: &Tensor, final_only: bool) -> Resu
     let flat = xs.reshape((t * b, input))?;
     let (gi, input_bias) = if tracked {
         // Training: product and bias as one op with a hand-written backward (`ops::linear`).
-        (super::ops::linear(&flat, &w_ih, &b_ih)?, None)
+        (
+            super::ops::linear_with(&flat, &w_ih, &b_ih, fwd.precision)?,
+            None,
+        )
     } else {
         // Without gradients b_ih is added inside the recurrence (`GruSequence::input_bias`).
         (
@@ -893,6 +966,11 @@ fn bidirectional_op(fwd: &Gru, bwd: &Gru, xs: &Tensor, final_only: bool) -> Resu
             final_only: final_only && !tracked,
             token_rows: None,
             prepacked: None,
+            precision: if tracked {
+                fwd.precision
+            } else {
+                Precision::Fp32
+            },
         },
     )
 }
@@ -1204,6 +1282,7 @@ mod tests {
             b_ih: t(&[0.1, 0.2, 0.3], &[3])?,
             b_hh: t(&[0.0, -0.1, 0.2], &[3])?,
             hidden: 1,
+            precision: Precision::Fp32,
         };
         let (x, h) = (0.8f32, -0.4f32);
         let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
@@ -1379,6 +1458,84 @@ mod tests {
                 .max(0)?
                 .to_scalar::<f32>()?;
             assert!(d < 1e-4, "gradient of {:?} differs by {d}", v.dims());
+        }
+        Ok(())
+    }
+
+    /// bf16 training products (input projections, recurrent products and their gradients)
+    /// against fp32 at every kernel level — `vdpbf16ps` where this CPU has it, the portable
+    /// kernel at every level: states and gradients within bf16's precision, one direction and
+    /// two, a batch large enough to be split across threads; without gradients the states
+    /// are fp32's to the bit.
+    #[test]
+    fn bf16_recurrence_matches_fp32_within_bf16_precision() -> Result<()> {
+        at_every_kernel_level(bf16_recurrence_at_active_level)
+    }
+
+    fn bf16_recurrence_at_active_level() -> Result<()> {
+        let dev = Device::Cpu;
+        let (t, b, input, h) = (5, 40, 19, 37);
+        let xs = Var::from_vec(
+            (0..t * b * input)
+                .map(|i| (i as f32 * 0.37).sin())
+                .collect(),
+            (t, b, input),
+            &dev,
+        )?;
+        let close = |what: &str, a: &Tensor, r: &Tensor| -> Result<()> {
+            let size = r.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            let diff = (a - r)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            assert!(
+                diff <= 3e-2 * size.max(1e-3),
+                "{what}: differs by {diff} (size {size})"
+            );
+            assert!(diff > 0.0, "{what}: bf16 changed nothing");
+            Ok(())
+        };
+        for two in [false, true] {
+            let (mut fwd, fvars) = tiny_gru(input, h, 11)?;
+            let (mut bwd, bvars) = tiny_gru(input, h, 23)?;
+            let run = |fwd: &Gru, bwd: &Gru| -> Result<Tensor> {
+                if two {
+                    bidirectional(fwd, bwd, xs.as_tensor())
+                } else {
+                    let h0 = Tensor::zeros((b, h), DType::F32, &dev)?;
+                    fwd.forward(xs.as_tensor(), &h0, false)
+                }
+            };
+            let weights = Tensor::from_vec(
+                (0..t * b * h * if two { 2 } else { 1 })
+                    .map(|i| (i as f32 * 0.17).cos())
+                    .collect(),
+                (t, b, h * if two { 2 } else { 1 }),
+                &dev,
+            )?;
+            let fp32 = run(&fwd, &bwd)?;
+            let gf = (&fp32 * &weights)?.sum_all()?.backward()?;
+            fwd.set_precision(Precision::Bf16);
+            bwd.set_precision(Precision::Bf16);
+            let half = run(&fwd, &bwd)?;
+            close(&format!("states (two directions: {two})"), &half, &fp32)?;
+            let gh = (&half * &weights)?.sum_all()?.backward()?;
+            let vars: Vec<&Var> = if two {
+                fvars.iter().chain(&bvars).chain([&xs]).collect()
+            } else {
+                fvars.iter().chain([&xs]).collect()
+            };
+            for v in vars {
+                let (a, r) = (gh.get(v).expect("bf16 grad"), gf.get(v).expect("fp32 grad"));
+                close(&format!("gradient of {:?} (two: {two})", v.dims()), a, r)?;
+            }
+            // Without gradients (inference on detached weights) nothing is bf16.
+            let (fd, bd) = (fwd.detached(), bwd.detached());
+            let detached = if two {
+                bidirectional(&fd, &bd, &xs.as_tensor().detach())?
+            } else {
+                let h0 = Tensor::zeros((b, h), DType::F32, &dev)?;
+                fd.forward(&xs.as_tensor().detach(), &h0, false)?
+            };
+            let same = (detached - fp32.detach())?.abs()?.flatten_all()?.max(0)?;
+            assert_eq!(same.to_scalar::<f32>()?, 0.0, "inference stays fp32");
         }
         Ok(())
     }

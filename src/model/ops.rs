@@ -76,15 +76,31 @@ pub fn linear_nll_with(
 /// buffers for each node — ~3% of a training step for the GRU input projections. The values
 /// are those of the composition (same product, then the bias added to each element).
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    linear_with(x, weight, bias, Precision::Fp32)
+}
+
+/// [`linear`] with its products (forward and both gradients) at `precision`; bf16 on the CPU
+/// only.
+pub fn linear_with(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    precision: Precision,
+) -> Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() == 2 {
-        x.contiguous()?
-            .apply_op3(&weight.contiguous()?, &bias.contiguous()?, Linear)
+        x.contiguous()?.apply_op3(
+            &weight.contiguous()?,
+            &bias.contiguous()?,
+            Linear { precision },
+        )
     } else {
         x.matmul(&weight.t()?)?.broadcast_add(bias)
     }
 }
 
-struct Linear;
+struct Linear {
+    precision: Precision,
+}
 
 /// `x (N, in) · weightᵀ`, shape (N, out), where one row takes gemm's general kernel like
 /// many: gemm multiplies a single row with a vector kernel whose sums round differently, so
@@ -150,6 +166,25 @@ impl CustomOp3 for Linear {
         if n == 0 || out == 0 {
             return Ok((CpuStorage::F32(vec![0f32; n * out]), Shape::from((n, out))));
         }
+        if self.precision == Precision::Bf16 {
+            // y (N, out) = x (N, in) · wᵀ (in, out) in bf16.
+            let lhs = bf16::rows_operand(x, n, input);
+            let lhs = PairRows {
+                data: &lhs,
+                rows: n,
+                pairs: input.div_ceil(2),
+                row_stride: input.div_ceil(2),
+                pair_stride: 1,
+            };
+            let mut y = vec![0f32; n * out];
+            PackedBf16::new(w, input, out, 1, input).matmul(&lhs, &mut y);
+            y.par_chunks_mut(out).for_each(|row| {
+                for (v, &c) in row.iter_mut().zip(b) {
+                    *v += c;
+                }
+            });
+            return Ok((CpuStorage::F32(y), Shape::from((n, out))));
+        }
         let rows = n.max(2);
         let padded;
         let x = if n == 1 {
@@ -203,36 +238,12 @@ impl CustomOp3 for Linear {
             cpu_slice(weight, &wg)?,
             cpu_slice(&grad, &gg)?,
         );
-        let mut dx = vec![0f32; n * input];
-        // dx (N, in) = dy (N, out) · w (out, in)
-        sgemm(
-            n,
-            input,
-            out,
-            &mut dx,
-            (input, 1),
-            false,
-            gv,
-            (out, 1),
-            wv,
-            (input, 1),
-            true,
-        );
-        let mut dw = vec![0f32; out * input];
-        // dw (out, in) = dyᵀ (out, N) · x (N, in)
-        sgemm(
-            out,
-            input,
-            n,
-            &mut dw,
-            (input, 1),
-            false,
-            gv,
-            (1, out),
-            xv,
-            (input, 1),
-            true,
-        );
+        // The same two products as the output layer's gradients: dx (N, in) = dy (N, out) ·
+        // w (out, in) and dw (out, in) = dyᵀ (out, N) · x (N, in).
+        let (dx, dw) = match self.precision {
+            Precision::Fp32 => linear_nll_grads_fp32(gv, xv, wv, n, input, out),
+            Precision::Bf16 => linear_nll_grads_bf16(gv, xv, wv, n, input, out),
+        };
         let db = column_sums(gv, out);
         let dev = x.device();
         Ok((
@@ -502,7 +513,8 @@ impl CustomOp3 for LinearNll {
 }
 
 /// The gradients of the hidden states and of the weight, given the logits' gradient `dlogits`
-/// (N, V), hidden states (N, H) and weight (V, H): fp32 products.
+/// (N, V), hidden states (N, H) and weight (V, H): fp32 products. (Any linear layer's two
+/// gradient products: V outputs, H inputs.)
 fn linear_nll_grads_fp32(
     dlogits: &[f32],
     hidden: &[f32],

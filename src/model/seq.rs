@@ -228,8 +228,9 @@ pub struct SeqAutoencoder {
     /// The encoder's input projection of every vocabulary entry (V, 6H) for inference, with a
     /// fingerprint of the weights it was made from ([`Self::encoder_token_table`]).
     encoder_table: Arc<Mutex<Option<(u64, Tensor)>>>,
-    /// How the output layer's products are computed in training ([`Self::sentence_nll`]);
-    /// scoring and inference are always fp32.
+    /// How the large products are computed in training (the output layer's in
+    /// [`Self::sentence_nll`], the GRUs' input projections and recurrences); scoring and
+    /// inference are always fp32.
     precision: Precision,
 }
 
@@ -349,6 +350,11 @@ impl SeqAutoencoder {
     /// Sets how training computes the large products ([`Precision`]); weights stay fp32.
     pub fn set_precision(&mut self, precision: Precision) {
         self.precision = precision;
+        self.decoder.set_precision(precision);
+        if let Some((fwd, bwd)) = &mut self.encoder {
+            fwd.set_precision(precision);
+            bwd.set_precision(precision);
+        }
     }
 
     pub fn precision(&self) -> Precision {
