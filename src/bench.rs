@@ -77,6 +77,10 @@ pub struct BenchReport {
     pub steps: usize,
     pub train_step_ms_median: f64,
     pub train_tokens_per_sec: f64,
+    /// CPU time per training step (all threads; on a machine shared with other work, less
+    /// disturbed by waiting for a core than the wall-clock figures), and tokens per CPU second.
+    pub train_cpu_ms_median: f64,
+    pub train_tokens_per_cpu_sec: f64,
     pub encode_batch_ms_median: f64,
     pub encode_sentences_per_sec: f64,
     pub score_batch_ms_median: f64,
@@ -98,17 +102,42 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-fn timed(warmup: usize, steps: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+/// CPU seconds this process has used so far (user + system, every thread).
+fn cpu_seconds() -> f64 {
+    #[cfg(unix)]
+    {
+        // SAFETY: getrusage writes only into the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
+            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+            return secs(usage.ru_utime) + secs(usage.ru_stime);
+        }
+    }
+    f64::NAN
+}
+
+/// Wall-clock seconds of each timed call of `f`, and the process's CPU seconds of each.
+fn timed_with_cpu(
+    warmup: usize,
+    steps: usize,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
     for _ in 0..warmup {
         f()?;
     }
     let mut times = Vec::with_capacity(steps);
+    let mut cpu = Vec::with_capacity(steps);
     for _ in 0..steps {
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), cpu_seconds());
         f()?;
         times.push(t0.elapsed().as_secs_f64());
+        cpu.push(cpu_seconds() - c0);
     }
-    Ok(times)
+    Ok((times, cpu))
+}
+
+fn timed(warmup: usize, steps: usize, f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    Ok(timed_with_cpu(warmup, steps, f)?.0)
 }
 
 /// Runs the three measurements; `log` receives a line per phase.
@@ -155,7 +184,7 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport
     let mut opt = crate::train::bench_optimizer(&built.varmap)?;
     let mut losses = Vec::new();
     let mut i = 0;
-    let train_times = timed(opts.warmup, opts.steps, || {
+    let (train_times, train_cpu) = timed_with_cpu(opts.warmup, opts.steps, || {
         let b = &batches[i % batches.len()];
         i += 1;
         let (loss, _, _) = batch_loss(model, b, 0.0, 0.0, &mut rng)?;
@@ -189,6 +218,7 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport
         Ok(())
     })?;
 
+    let train_cpu = median(train_cpu);
     let (tm, em, sm) = (
         median(train_times),
         median(encode_times),
@@ -210,6 +240,8 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport
         steps: opts.steps,
         train_step_ms_median: tm * 1e3,
         train_tokens_per_sec: tokens / tm,
+        train_cpu_ms_median: train_cpu * 1e3,
+        train_tokens_per_cpu_sec: tokens / train_cpu,
         encode_batch_ms_median: em * 1e3,
         encode_sentences_per_sec: opts.batch as f64 / em,
         score_batch_ms_median: sm * 1e3,
