@@ -370,3 +370,47 @@ fn resume_refuses_another_corpus() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(common::engine(&out).provenance.step, 4);
 }
+
+/// `--precision bf16` trains (the log says which kernel), is stored in the run's config, and
+/// `--resume` keeps it unless `--precision` is given again; the checkpoint holds fp32 weights
+/// either way; a precision the tool does not know is refused by name.
+#[test]
+fn bf16_precision_trains_is_stored_and_kept_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = &common::fixtures().corpus;
+    let out = dir.path().join("bf.safetensors");
+    let (ok, log) = train(&["--steps", "3", "--precision", "bf16"], &out, corpus);
+    assert!(ok, "{log}");
+    assert!(log.contains("bf16 products"), "{log}");
+    let config = |out: &std::path::Path| {
+        common::engine(out)
+            .provenance
+            .train_config
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(config(&out)["precision"], "bf16");
+    let weights = candle_core::safetensors::load(&out, &candle_core::Device::Cpu).unwrap();
+    assert!(weights
+        .values()
+        .all(|t| t.dtype() == candle_core::DType::F32));
+    let resume = |extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+            .args(["train", "--resume", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let log = resume(&["--steps", "5"]);
+    assert!(log.contains("bf16 products"), "{log}");
+    assert_eq!(config(&out)["precision"], "bf16");
+    let log = resume(&["--steps", "7", "--precision", "fp32"]);
+    assert!(!log.contains("bf16 products"), "{log}");
+    assert_eq!(config(&out)["precision"], "fp32");
+    assert_eq!(common::engine(&out).provenance.step, 7);
+    let (ok, log) = train(&["--steps", "3", "--precision", "fp8"], &out, corpus);
+    assert!(!ok && log.contains("fp8"), "{log}");
+}
