@@ -61,7 +61,7 @@ pub struct ClusterArgs {
     pub max_iterations: usize,
     /// k-means: run the starts on a seeded sample of at most this many entries, then refine
     /// over all of them (0: every entry throughout).
-    #[arg(long, default_value_t = crate::cluster::DEFAULT_SAMPLE)]
+    #[arg(long, default_value_t = crate::cluster::DEFAULT_SAMPLE, value_parser = crate::cli::flags::count_or_zero)]
     pub sample: usize,
     /// Also list every member's cluster (JSON only).
     #[arg(long)]
