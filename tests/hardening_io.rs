@@ -205,27 +205,52 @@ fn caches_go_to_the_cache_directory_when_one_is_chosen() {
 #[test]
 fn caches_of_a_read_only_checkpoint_directory_go_to_the_user_cache() {
     use std::os::unix::fs::PermissionsExt;
-    // Root may write anywhere: the fallback cannot be provoked by permissions then.
-    if unsafe { libc::geteuid() } == 0 {
-        eprintln!("skipped: running as root, every directory is writable");
-        return;
-    }
+    use std::os::unix::process::CommandExt;
     let dir = temp_dir();
+    // Root may write anywhere: as root, the command runs as `nobody`, for whom a 0555
+    // directory is read-only.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    mode(dir.path(), 0o755).unwrap();
     let models = dir.path().join("models");
     std::fs::create_dir(&models).unwrap();
     let m = models.join("m.safetensors");
     std::fs::copy(ckpt(), &m).unwrap();
-    std::fs::set_permissions(&models, std::fs::Permissions::from_mode(0o555)).unwrap();
+    mode(&m, 0o644).unwrap();
+    mode(&models, 0o555).unwrap();
     let home = dir.path().join("xdg");
+    std::fs::create_dir(&home).unwrap();
+    mode(&home, 0o777).unwrap();
     let mut cmd = bin();
     cmd.env("XDG_CACHE_HOME", &home)
         .env_remove("LATENT_TUI_CACHE")
         .args(["search", m.to_str().unwrap(), "a red cat"]);
+    if as_root {
+        cmd.uid(65534).gid(65534);
+        // A checkout under a private directory (e.g. /root) keeps `nobody` from running the
+        // binary at all: nothing to check then.
+        let mut probe = bin();
+        probe.arg("--version").uid(65534).gid(65534);
+        if !probe.output().is_ok_and(|o| o.status.success()) {
+            eprintln!(
+                "skipped: `nobody` cannot run {}",
+                env!("CARGO_BIN_EXE_latent-tui")
+            );
+            mode(&models, 0o755).unwrap();
+            return;
+        }
+    }
     let out = run_with(cmd, b"");
-    std::fs::set_permissions(&models, std::fs::Permissions::from_mode(0o755)).unwrap();
-    assert!(out.status.success(), "{out:?}");
+    mode(&models, 0o755).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(files_in(&models), ["m.safetensors"]);
-    assert_eq!(files_in(&home.join("latent-tui")).len(), 1);
+    let cached = files_in(&home.join("latent-tui"));
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].starts_with("m-"), "{cached:?}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -311,9 +336,19 @@ fn flip_json_headline_perplexity_is_exact() {
     );
     // The flip asked for is exact too; the 64 (here 8) bars say they are not.
     let flipped = explore_flip(encoded[0]["code"].as_str().unwrap(), 3);
-    let again = json_lines(&ok(&["encode", ckpt(), "--nll"], &format!("{sentence}\n")));
-    let _ = again;
     assert_eq!(flip["flips"][0]["code"].as_str().unwrap(), flipped);
+    let engine =
+        latent_tui::engine::Engine::load(fixtures::binary_checkpoint(), &candle_core::Device::Cpu)
+            .unwrap();
+    let ids = engine.tokenize(sentence).ids;
+    let code = latent_tui::explore::parse_bits(&flipped).unwrap();
+    let nll = engine.score(&[code], &ids).unwrap()[0] as f64;
+    let want = (nll / (engine.vocab.word_count(&ids) + 1) as f64).exp();
+    let got = flip["flips"][0]["ppl"].as_f64().unwrap();
+    assert!(
+        (got - want).abs() <= 1e-6 * want,
+        "flip 3: {got} vs exact {want}"
+    );
     assert_eq!(flip["per_bit_exact"], false);
 }
 

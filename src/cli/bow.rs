@@ -408,7 +408,7 @@ fn index(args: IndexArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 #[command(
-    override_usage = "latent-tui search [OPTIONS] [CHECKPOINT] <QUERY>\n       latent-tui search [OPTIONS] [CHECKPOINT] --code BITS"
+    override_usage = "latent-tui search [OPTIONS] [CHECKPOINT] <QUERY>\n       latent-tui search [OPTIONS] [CHECKPOINT] - < queries.txt\n       latent-tui search [OPTIONS] [CHECKPOINT] --code BITS"
 )]
 pub struct SearchArgs {
     /// [CHECKPOINT] QUERY: the checkpoint is optional (default: checkpoints/binary.safetensors);
