@@ -1549,6 +1549,15 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
 
 /// The lines of a file as a corpus whose every split holds all of them (`eval --sentences`).
 fn sentences_corpus(path: &Path) -> Result<Corpus> {
+    // Bounded before reading, like any corpus: the file is read whole.
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if size > crate::corpus::MAX_CORPUS_BYTES {
+        bail!(
+            "sentence file `{}` is larger than {} MB; take a sample",
+            path.display(),
+            crate::corpus::MAX_CORPUS_BYTES >> 20
+        );
+    }
     let bytes = crate::checkpoint::read_regular_file(path, "sentence file")?;
     let name = path.display().to_string();
     let opts = LoadOptions {
