@@ -441,6 +441,29 @@ fn eval_and_encode_read_a_sentence_longer_than_the_limit_alike() {
     assert_eq!(ids[0], tok.ids);
 }
 
+#[test]
+fn the_word_by_word_rule_reads_untruncated_corpus_lines_as_the_whole_line_tokenizer_does() {
+    // Eval and training used to tokenize a line in one call; they now go word by word (as
+    // encode always did). Lines that fit get the same ids, so the shipped figures stand.
+    let engine = latent_tui::engine::Engine::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints/binary.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let corpus = Corpus::bundled_wordnet().unwrap();
+    let examples = &corpus.split(latent_tui::corpus::Split::Test)[..2000];
+    let ids = latent_tui::data::encode_examples(&engine.vocab, examples, engine.max_len());
+    let mut compared = 0;
+    for (e, got) in examples.iter().zip(&ids) {
+        let whole = engine.vocab.encode_normalized(&e.text);
+        if whole.len() <= engine.max_len() {
+            assert_eq!(got, &whole, "{}", e.text);
+            compared += 1;
+        }
+    }
+    assert!(compared > 1900, "{compared}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Item 16: accents folded in new subword vocabularies; old ones load unchanged; corpus
 // format notes.
