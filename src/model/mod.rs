@@ -5,6 +5,7 @@
 
 pub mod bf16;
 pub mod bow;
+pub mod bulk;
 pub mod decode;
 pub mod gru;
 pub mod kernels;
