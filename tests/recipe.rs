@@ -382,13 +382,8 @@ fn bf16_precision_trains_is_stored_and_kept_on_resume() {
     let (ok, log) = train(&["--steps", "3", "--precision", "bf16"], &out, corpus);
     assert!(ok, "{log}");
     assert!(log.contains("bf16 products"), "{log}");
-    let config = |out: &std::path::Path| {
-        common::engine(out)
-            .provenance
-            .train_config
-            .clone()
-            .unwrap()
-    };
+    let config =
+        |out: &std::path::Path| common::engine(out).provenance.train_config.clone().unwrap();
     assert_eq!(config(&out)["precision"], "bf16");
     let weights = candle_core::safetensors::load(&out, &candle_core::Device::Cpu).unwrap();
     assert!(weights
