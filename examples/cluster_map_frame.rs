@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
     let layout = Layout {
         points,
         meta: LayoutMeta {
+            version: latent_tui::map::layout::LAYOUT_VERSION,
             method: Method::Umap,
             checkpoint_sha256: String::new(),
             corpus_hash: String::new(),
