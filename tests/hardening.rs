@@ -1062,10 +1062,7 @@ fn the_help_overlay_wraps_long_lines_instead_of_cutting_them() {
         seen += &h.screen();
         h.key(KeyCode::Down);
     }
-    let mut rows: Vec<(String, String)> = latent_tui::tui::GLOBAL_KEYS
-        .iter()
-        .map(|(k, w)| (k.to_string(), w.to_string()))
-        .collect();
+    let mut rows: Vec<(String, String)> = latent_tui::tui::global_keys();
     for tab in Tab::ALL {
         rows.extend(tab.help_rows());
     }

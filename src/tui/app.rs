@@ -18,7 +18,7 @@ use ratatui::widgets::Widget;
 use super::clusters::{ClustersState, ClustersView};
 use super::event::Msg;
 use super::explore::ExploreState;
-use super::keys;
+use super::keys::{self, Global};
 use super::map::MapState;
 use super::neighbors::NeighborsState;
 use super::path::PathState;
@@ -322,7 +322,8 @@ impl App {
 
     fn on_key(&mut self, key: KeyEvent) {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        if ctrl && key.code == KeyCode::Char('c') {
+        let global = keys::global(key.code, ctrl, self.typing());
+        if global == Some(Global::ForceQuit) {
             self.quit();
             return;
         }
@@ -339,37 +340,25 @@ impl App {
             return;
         }
         self.status = None;
-        match key.code {
-            KeyCode::F(1) => {
-                self.help = Some(0);
-                return;
+        let n = Tab::ALL.len();
+        match global {
+            Some(Global::Help) => return self.help = Some(0),
+            Some(Global::Quit) => return self.quit(),
+            Some(Global::NextTab) => return self.set_tab(Tab::ALL[(self.tab.index() + 1) % n]),
+            Some(Global::PreviousTab) => {
+                return self.set_tab(Tab::ALL[(self.tab.index() + n - 1) % n])
             }
-            KeyCode::Tab => {
-                self.set_tab(Tab::ALL[(self.tab.index() + 1) % Tab::ALL.len()]);
-                return;
-            }
-            KeyCode::BackTab => {
-                self.set_tab(Tab::ALL[(self.tab.index() + Tab::ALL.len() - 1) % Tab::ALL.len()]);
-                return;
-            }
-            _ => {}
-        }
-        if !self.typing() && !ctrl {
-            match key.code {
-                KeyCode::Char('?') => {
-                    self.help = Some(0);
-                    return;
+            Some(Global::GoTo) => {
+                // A digit past the last tab is the tab's own key, if it has one.
+                let number = match key.code {
+                    KeyCode::Char(c) => c.to_digit(10).unwrap_or(0) as usize,
+                    _ => 0,
+                };
+                if let Some(&tab) = number.checked_sub(1).and_then(|i| Tab::ALL.get(i)) {
+                    return self.set_tab(tab);
                 }
-                KeyCode::Char('q') => {
-                    self.quit();
-                    return;
-                }
-                KeyCode::Char(c @ '1'..='7') => {
-                    self.set_tab(Tab::ALL[c as usize - '1' as usize]);
-                    return;
-                }
-                _ => {}
             }
+            Some(Global::ForceQuit) | None => {}
         }
         match self.tab {
             Tab::Explore => self.explore_key(key),
@@ -537,8 +526,8 @@ impl App {
         out
     }
 
-    fn hints(&self) -> Vec<(&'static str, &'static str)> {
-        let mut h = match self.tab {
+    fn hints(&self) -> Vec<(String, &'static str)> {
+        let h = match self.tab {
             _ if self.map_shown() => self.map.hints(self.model.caps),
             Tab::Explore => self.explore.hints(self.model.caps),
             Tab::Path => self.path.hints(self.model.caps),
@@ -548,11 +537,9 @@ impl App {
             Tab::Neighbors => self.neighbors.hints(self.model.caps),
             Tab::Clusters => self.clusters.hints(self.model.caps),
         };
-        if self.typing() {
-            h.extend([("Tab", "next tab"), ("F1", "keys"), ("Ctrl-C", "quit")]);
-        } else {
-            h.extend([("1-7/Tab", "tabs"), ("?", "keys"), ("q", "quit")]);
-        }
+        let mut h: Vec<(String, &'static str)> =
+            h.into_iter().map(|(k, what)| (k.to_string(), what)).collect();
+        h.extend(keys::global_hints(self.typing(), Tab::ALL.len()));
         h
     }
 

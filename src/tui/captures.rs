@@ -230,17 +230,14 @@ pub fn first_five_minutes_captures() -> Result<Vec<Capture>> {
 /// The explorer's keys as Markdown tables, from the same tables as the `?` overlay: the keys
 /// that work everywhere, those of text fields, then each tab's.
 pub fn readme_keys() -> String {
-    let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
-    for (title, rows) in [
-        ("Everywhere", super::GLOBAL_KEYS),
-        ("Text fields", super::TEXT_FIELD_KEYS),
-    ] {
-        let rows = rows
-            .iter()
-            .map(|(k, what)| (k.to_string(), what.to_string()))
-            .collect();
-        sections.push((title.to_string(), rows));
-    }
+    let text_fields = super::TEXT_FIELD_KEYS
+        .iter()
+        .map(|(k, what)| (k.to_string(), what.to_string()))
+        .collect();
+    let mut sections: Vec<(String, Vec<(String, String)>)> = vec![
+        ("Everywhere".to_string(), super::global_keys()),
+        ("Text fields".to_string(), text_fields),
+    ];
     for tab in Tab::ALL {
         sections.push((
             format!("{} {}", tab.index() + 1, tab.title()),

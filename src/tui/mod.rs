@@ -216,13 +216,8 @@ pub fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 /// Every key, by tab, for the `?` overlay (and the book's key tables, docs/explorer.md): the keys that work everywhere and
 /// in text fields, then each tab's key table.
 pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
-    let mut sections: Vec<(String, Vec<(String, String)>)> = vec![(
-        "Everywhere".to_string(),
-        GLOBAL_KEYS
-            .iter()
-            .map(|(k, what)| (k.to_string(), what.to_string()))
-            .collect(),
-    )];
+    let mut sections: Vec<(String, Vec<(String, String)>)> =
+        vec![("Everywhere".to_string(), global_keys())];
     sections.push((
         "Text fields".to_string(),
         TEXT_FIELD_KEYS
@@ -257,23 +252,12 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
     out
 }
 
-/// Keys the app handles before any tab (see `App::on_key`).
-pub const GLOBAL_KEYS: &[(&str, &str)] = &[
-    (
-        "1 … 7",
-        "switch tab: Explore, Path, Sample, Stats, Train, Neighbors, Clusters",
-    ),
-    ("Tab / Shift-Tab", "next / previous tab (also while typing)"),
-    (
-        "? or F1",
-        "this help (F1 also while typing; ↑/↓ scroll, Esc closes)",
-    ),
-    ("q", "quit (not while typing)"),
-    (
-        "Ctrl-C",
-        "quit, always (a running training stops and saves)",
-    ),
-];
+/// The help rows of the keys the app handles before any tab ([`keys::GLOBAL`], see
+/// `App::on_key`), with the tabs' number and names from the registry.
+pub fn global_keys() -> Vec<(String, String)> {
+    let titles: Vec<&str> = app::Tab::ALL.iter().map(|t| t.title()).collect();
+    keys::global_help_rows(&titles)
+}
 
 /// Keys of every text field (see `widgets::TextInput`).
 pub const TEXT_FIELD_KEYS: &[(&str, &str)] = &[
