@@ -14,163 +14,21 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use super::app::{App, Tab};
+use super::context::{Command, Ctx, Shared, Tab, View};
+use super::jobs::{Job, JobKind, ReplyBody};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, InputAction, TextInput};
-use super::worker::{job_corpus, Job, JobKind};
-use crate::cluster::{ClusterMethod, ClusterOptions};
-use crate::coder::{Capabilities, Coder};
-use crate::corpus::Split;
+use crate::cluster::ClusterMethod;
+use crate::coder::Capabilities;
 use crate::explore::bit_string;
-use crate::hamming::PackedCodes;
-use crate::pipeline::{self, IndexCache};
-use crate::structure::{changed_bits, AttributeVector, ClusterReport, CodedCorpus};
+use crate::structure::{changed_bits, AttributeVector};
 
 /// The cluster counts `[` and `]` step through; the first clustering has one cluster per gold
 /// label (10 for an unlabelled corpus).
 pub const K_STEPS: [usize; 10] = [2, 3, 5, 10, 20, 30, 45, 60, 100, 200];
 
-/// What the background worker is asked for.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClusterRequest {
-    pub corpus: Option<String>,
-    /// 0: the number of gold labels (10 for an unlabelled corpus).
-    pub k: usize,
-    /// None: k-medoids for binary codes, k-means for continuous ones.
-    pub method: Option<ClusterMethod>,
-    pub seed: u64,
-    /// Cluster a seeded random subset of at most this many entries (None: the whole split).
-    pub max_entries: Option<usize>,
-}
-
-/// A clustering with the codes it was made of and each gold label's mean code.
-#[derive(Debug)]
-pub struct ClusterView {
-    pub data: CodedCorpus,
-    pub report: ClusterReport,
-    /// Per gold label (as `data.label_names`): its mean code and entry count.
-    pub label_means: Vec<Option<(Vec<f32>, usize)>>,
-    /// Binary codes packed, for the nearest entries of a code.
-    pub packed: Option<PackedCodes>,
-}
-
-impl ClusterView {
-    /// The cluster whose centre is nearest `code` (Hamming for bits, Euclidean otherwise).
-    pub fn nearest_cluster(&self, code: &[f32]) -> Option<usize> {
-        let clusters = &self.report.clusters;
-        if code.is_empty() || clusters.first()?.center.len() != code.len() {
-            return None;
-        }
-        clusters
-            .iter()
-            .map(|c| {
-                let d: f32 = c
-                    .center
-                    .iter()
-                    .zip(code)
-                    .map(|(a, b)| {
-                        if self.data.binary {
-                            (a - b).abs()
-                        } else {
-                            (a - b).powi(2)
-                        }
-                    })
-                    .sum();
-                (d, c.cluster)
-            })
-            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
-            .map(|(_, c)| c)
-    }
-
-    /// The members of cluster `c`, nearest its centre first (ties in corpus order).
-    pub fn members_by_distance(&self, c: usize) -> Vec<usize> {
-        let Some(center) = self.report.clusters.get(c).map(|s| &s.center) else {
-            return Vec::new();
-        };
-        let mut scored: Vec<(f32, usize)> = self
-            .report
-            .members(c)
-            .into_iter()
-            .map(|i| {
-                let d = self.data.codes[i]
-                    .iter()
-                    .zip(center)
-                    .map(|(a, b)| (a - b).powi(2))
-                    .sum::<f32>();
-                (d, i)
-            })
-            .collect();
-        scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        scored.into_iter().map(|(_, i)| i).collect()
-    }
-
-    /// The attribute vector between two gold labels (by index).
-    pub fn attribute(&self, from: usize, to: usize) -> Option<AttributeVector> {
-        let (a, na) = self.label_means.get(from)?.as_ref()?;
-        let (b, nb) = self.label_means.get(to)?.as_ref()?;
-        Some(AttributeVector {
-            from: self.data.label_names[from].clone(),
-            to: self.data.label_names[to].clone(),
-            from_count: *na,
-            to_count: *nb,
-            binary: self.data.binary,
-            difference: b.iter().zip(a).map(|(x, y)| x - y).collect(),
-        })
-    }
-}
-
-/// Clusters the train split of the model's corpus through the library's pipeline (binary
-/// codes from the Neighbors tab's index, loaded from beside the checkpoint or built and saved
-/// there; continuous codes encoded now), and draws its map.
-pub fn compute_clusters(
-    coder: &Coder,
-    req: &ClusterRequest,
-    progress: &mut dyn FnMut(f64),
-) -> Result<ClusterView> {
-    let caps = coder.capabilities();
-    if !caps.encodes {
-        anyhow::bail!(
-            "an `{}` model has no encoder, so sentences have no codes to index",
-            caps.name
-        );
-    }
-    let corpus = job_corpus(coder, req.corpus.as_deref(), "clusters")?;
-    let data = pipeline::corpus_codes(
-        coder,
-        &corpus,
-        Split::Train,
-        req.max_entries,
-        req.seed,
-        IndexCache::LoadOrBuild,
-        progress,
-    )?;
-    let k = match req.k {
-        0 => pipeline::default_k(&data),
-        k => k,
-    };
-    let opts = ClusterOptions {
-        k: k.min(data.len()),
-        seed: req.seed,
-        ..ClusterOptions::default()
-    };
-    let report = pipeline::cluster_codes(coder, &data, req.method, &opts)?;
-    let label_means = data
-        .label_names
-        .iter()
-        .map(|n| data.label_mean(n).ok())
-        .collect();
-    let packed = coder
-        .is_binary()
-        .then(|| PackedCodes::from_codes(coder.latent_dim(), data.codes.iter().map(Vec::as_slice)));
-    Ok(ClusterView {
-        data,
-        report,
-        label_means,
-        packed,
-    })
-}
-
-/// The tab's decodings and analogies, computed in the library.
+/// The tab's clustering, decodings and analogies, computed in the library.
+pub use crate::pipeline::{compute_clusters, ClusterRequest, ClusterView};
 pub use crate::pipeline::{compute_structure, StructureJob, StructureResult};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,7 +52,6 @@ pub struct ClustersState {
     /// The selected cluster (report numbering) and member row.
     pub selected: usize,
     pub member: usize,
-    pub result: Option<Arc<ClusterView>>,
     pub error: Option<String>,
     /// Attribute view: the label under the cursor, the chosen labels and the strength.
     pub label_cursor: usize,
@@ -221,7 +78,6 @@ impl ClustersState {
             view: ClustersView::List,
             selected: 0,
             member: 0,
-            result: None,
             error: None,
             label_cursor: 0,
             from: None,
@@ -549,31 +405,31 @@ fn strength_step(binary: bool) -> f32 {
     }
 }
 
-impl App {
-    pub(super) fn clusters_on_enter(&mut self) {
-        if self.clusters.result.is_none()
-            && self.clusters.error.is_none()
-            && !self.jobs.is_pending(JobKind::Cluster)
+impl ClustersState {
+    fn on_enter(&mut self, cx: &mut Ctx) {
+        if cx.shared.clusters.is_none()
+            && self.error.is_none()
+            && !cx.jobs.is_pending(JobKind::Cluster)
         {
-            self.clusters_request();
+            self.request(cx);
         }
-        if self.clusters.view == ClustersView::Attribute {
-            self.clusters_attribute_request();
+        if self.view == ClustersView::Attribute {
+            self.attribute_request(cx);
         }
     }
 
     /// Clusters the corpus unless it is clustered or being clustered (the map's colours).
-    pub(super) fn clusters_ensure(&mut self) {
-        if self.clusters.result.is_none() && !self.jobs.is_pending(JobKind::Cluster) {
-            self.clusters_request();
+    pub fn ensure(&mut self, cx: &mut Ctx) {
+        if cx.shared.clusters.is_none() && !cx.jobs.is_pending(JobKind::Cluster) {
+            self.request(cx);
         }
     }
 
-    fn clusters_request(&mut self) {
-        if !self.model.kind.has_latent() {
+    fn request(&mut self, cx: &mut Ctx) {
+        if !cx.model.kind.has_latent() {
             return;
         }
-        let c = &mut self.clusters;
+        let c = &mut *self;
         c.error = None;
         let req = ClusterRequest {
             corpus: c.corpus.clone(),
@@ -582,11 +438,11 @@ impl App {
             seed: c.seed,
             max_entries: c.max_entries,
         };
-        self.jobs.submit(Job::Cluster(req));
+        cx.jobs.submit(Job::Cluster(req));
     }
 
-    pub(super) fn clusters_done(&mut self, r: Result<Arc<ClusterView>, String>) {
-        let c = &mut self.clusters;
+    fn done(&mut self, cx: &mut Ctx, r: Result<Arc<ClusterView>, String>) {
+        let c = &mut *self;
         match r {
             Ok(v) => {
                 c.selected = c.selected.min(v.report.clusters.len().saturating_sub(1));
@@ -594,58 +450,30 @@ impl App {
                 c.label_cursor = c
                     .label_cursor
                     .min(v.data.label_names.len().saturating_sub(1));
-                c.result = Some(v);
+                cx.shared.clusters = Some(v);
                 c.error = None;
             }
             Err(e) => c.error = Some(e),
         }
     }
 
-    pub(super) fn clusters_structure_done(&mut self, r: Result<StructureResult, String>) {
+    fn structure_done(&mut self, _cx: &mut Ctx, r: Result<StructureResult, String>) {
         match r {
-            Ok(StructureResult::Decoded { code, text }) => {
-                self.clusters.decoded = Some(Ok((code, text)))
-            }
-            Ok(a @ StructureResult::Analogy { .. }) => self.clusters.analogy = Some(Ok(a)),
-            Err(e) => match self.clusters.view {
-                ClustersView::Analogy => self.clusters.analogy = Some(Err(e)),
-                _ => self.clusters.decoded = Some(Err(e)),
+            Ok(StructureResult::Decoded { code, text }) => self.decoded = Some(Ok((code, text))),
+            Ok(a @ StructureResult::Analogy { .. }) => self.analogy = Some(Ok(a)),
+            Err(e) => match self.view {
+                ClustersView::Analogy => self.analogy = Some(Err(e)),
+                _ => self.decoded = Some(Err(e)),
             },
         }
     }
 
-    pub(super) fn clusters_model_changed(&mut self) {
-        let c = &mut self.clusters;
-        c.result = None;
-        c.error = None;
-        c.decoded = None;
-        c.analogy = None;
-        c.from = None;
-        c.to = None;
-        c.strength = 0.0;
-        c.selected = 0;
-        if self.tab == Tab::Clusters {
-            self.clusters_request();
-        }
-    }
-
-    /// "cluster N: label" of Explore's current code, once the Clusters tab has clustered.
-    pub fn clusters_current_name(&self) -> Option<String> {
-        let view = self.clusters.result.as_ref()?;
-        let k = view.nearest_cluster(&self.explore.code)?;
-        Some(format!(
-            "cluster {}: {}",
-            k + 1,
-            view.report.clusters[k].label
-        ))
-    }
-
     /// The attribute vector chosen in the view, applied to Explore's current code.
-    pub fn clusters_edited_code(&self) -> Option<(AttributeVector, Vec<f32>)> {
-        let c = &self.clusters;
-        let view = c.result.as_ref()?;
+    pub fn edited_code(&self, shared: &Shared) -> Option<(AttributeVector, Vec<f32>)> {
+        let c = self;
+        let view = shared.clusters.as_ref()?;
         let vector = view.attribute(c.from?, c.to?)?;
-        let code = &self.explore.code;
+        let code = &shared.code;
         if code.len() != vector.difference.len() {
             return None;
         }
@@ -653,27 +481,27 @@ impl App {
         Some((vector, edited))
     }
 
-    fn clusters_attribute_request(&mut self) {
-        if let Some((_, code)) = self.clusters_edited_code() {
-            let current = matches!(&self.clusters.decoded, Some(Ok((c, _))) if *c == code);
+    fn attribute_request(&mut self, cx: &mut Ctx) {
+        if let Some((_, code)) = self.edited_code(cx.shared) {
+            let current = matches!(&self.decoded, Some(Ok((c, _))) if *c == code);
             if !current {
-                self.jobs
+                cx.jobs
                     .submit(Job::Structure(StructureJob::Decode { code }));
             }
         }
     }
 
-    pub(super) fn clusters_key(&mut self, key: KeyEvent) {
-        let caps = self.model.caps;
-        if self.clusters.view == ClustersView::Map {
-            if self.map_key(key) {
-                self.clusters.view = ClustersView::List;
+    fn on_key(&mut self, cx: &mut Ctx, key: KeyEvent) {
+        let caps = cx.model.caps;
+        if self.view == ClustersView::Map {
+            if cx.map_key(key) {
+                self.view = ClustersView::List;
             }
             return;
         }
-        let table = view_keys(self.clusters.view);
-        let action = if self.clusters.typing {
-            let c = &mut self.clusters;
+        let table = view_keys(self.view);
+        let action = if self.typing {
+            let c = &mut *self;
             match c.inputs[c.field].on_key(key) {
                 InputAction::Submit => Action::Submit,
                 InputAction::Cancel => Action::Leave,
@@ -686,29 +514,29 @@ impl App {
         } else {
             match keys::lookup(table, Mode::Nav, key.code, caps) {
                 Lookup::Action(a) => a,
-                Lookup::NotForThisModel(why) => return self.notice(why),
+                Lookup::NotForThisModel(why) => return cx.notice(why),
                 Lookup::Unbound => return,
             }
         };
         if !caps.encodes && !matches!(action, Action::Back | Action::Leave) {
-            return self.notice("an `lm` model has no encoder, so there are no codes to cluster");
+            return cx.notice("an `lm` model has no encoder, so there are no codes to cluster");
         }
-        match self.clusters.view {
-            ClustersView::List => self.clusters_list_do(action),
-            ClustersView::Members => self.clusters_members_do(action),
-            ClustersView::Attribute => self.clusters_attribute_do(action),
+        match self.view {
+            ClustersView::List => self.list_do(cx, action),
+            ClustersView::Members => self.members_do(cx, action),
+            ClustersView::Attribute => self.attribute_do(cx, action),
             ClustersView::Map => {}
-            ClustersView::Analogy => self.clusters_analogy_do(action),
+            ClustersView::Analogy => self.analogy_do(cx, action),
         }
     }
 
-    fn clusters_list_do(&mut self, action: Action) {
-        let n = self
+    fn list_do(&mut self, cx: &mut Ctx, action: Action) {
+        let n = cx
+            .shared
             .clusters
-            .result
             .as_ref()
             .map_or(0, |v| v.report.clusters.len());
-        let c = &mut self.clusters;
+        let c = &mut *self;
         match action {
             Action::Down => c.selected = (c.selected + 1).min(n.saturating_sub(1)),
             Action::Up => c.selected = c.selected.saturating_sub(1),
@@ -729,7 +557,7 @@ impl App {
                 };
                 if let Some(k) = next {
                     c.k = k;
-                    self.clusters_request();
+                    self.request(cx);
                 }
             }
             Action::Method => {
@@ -741,31 +569,34 @@ impl App {
                 ];
                 let at = methods.iter().position(|m| *m == c.method).unwrap_or(0);
                 c.method = methods[(at + 1) % methods.len()];
-                self.clusters_request();
+                self.request(cx);
             }
             Action::Reseed => {
                 c.seed += 1;
-                self.clusters_request();
+                self.request(cx);
             }
             Action::Recluster => {
-                if self.jobs.is_pending(JobKind::Cluster) {
-                    self.notice("the corpus is being clustered already");
+                if cx.jobs.is_pending(JobKind::Cluster) {
+                    cx.notice("the corpus is being clustered already");
                 } else {
-                    self.clusters_request();
+                    self.request(cx);
                 }
             }
             Action::Map if n > 0 => {
                 c.view = ClustersView::Map;
-                self.map_open(Some(super::map::ColorBy::Cluster));
+                cx.map_open(Some(super::map::ColorBy::Cluster));
             }
             Action::Attribute => {
                 c.view = ClustersView::Attribute;
-                if c.result.as_ref().is_some_and(|v| !v.data.is_labelled()) {
-                    self.notice(
-                        "this corpus has no gold labels, so there are no attribute vectors",
-                    );
+                if cx
+                    .shared
+                    .clusters
+                    .as_ref()
+                    .is_some_and(|v| !v.data.is_labelled())
+                {
+                    cx.notice("this corpus has no gold labels, so there are no attribute vectors");
                 }
-                self.clusters_attribute_request();
+                self.attribute_request(cx);
             }
             Action::Analogy => {
                 c.view = ClustersView::Analogy;
@@ -779,12 +610,12 @@ impl App {
         }
     }
 
-    fn clusters_members_do(&mut self, action: Action) {
-        let members = match &self.clusters.result {
-            Some(v) => v.members_by_distance(self.clusters.selected),
+    fn members_do(&mut self, cx: &mut Ctx, action: Action) {
+        let members = match &cx.shared.clusters {
+            Some(v) => v.members_by_distance(self.selected),
             None => Vec::new(),
         };
-        let c = &mut self.clusters;
+        let c = &mut *self;
         let last = members.len().saturating_sub(1);
         match action {
             Action::Down => c.member = (c.member + 1).min(last),
@@ -797,36 +628,34 @@ impl App {
                 let Some(&i) = members.get(c.member) else {
                     return;
                 };
-                let text = self
+                let text = cx
+                    .shared
                     .clusters
-                    .result
                     .as_ref()
                     .map(|v| v.data.texts[i].clone())
                     .unwrap_or_default();
-                self.explore.input.set(&text);
-                self.explore_submit();
-                self.tab = Tab::Explore;
+                cx.command(Command::Explore(text));
             }
             _ => {}
         }
     }
 
-    fn clusters_attribute_do(&mut self, action: Action) {
-        let labels = self
+    fn attribute_do(&mut self, cx: &mut Ctx, action: Action) {
+        let labels = cx
+            .shared
             .clusters
-            .result
             .as_ref()
             .map_or(0, |v| v.data.label_names.len());
-        let binary = self.model.binary();
-        let c = &mut self.clusters;
+        let binary = cx.model.binary();
+        let c = &mut *self;
         match action {
             Action::Down => c.label_cursor = (c.label_cursor + 1).min(labels.saturating_sub(1)),
             Action::Up => c.label_cursor = c.label_cursor.saturating_sub(1),
             Action::From if labels > 0 => c.from = Some(c.label_cursor),
             Action::To if labels > 0 => c.to = Some(c.label_cursor),
             Action::Stronger => {
-                let max = self.clusters_edited_code().map(|(v, _)| v.max_bits());
-                let c = &mut self.clusters;
+                let max = self.edited_code(cx.shared).map(|(v, _)| v.max_bits());
+                let c = &mut *self;
                 c.strength += strength_step(binary);
                 if let (true, Some(max)) = (binary, max) {
                     c.strength = c.strength.min(max as f32);
@@ -841,20 +670,20 @@ impl App {
             }
             _ => return,
         }
-        if self.clusters.from.is_some() && self.clusters.from == self.clusters.to {
-            self.notice("from and to are the same label: choose another with ↑/↓ and f or t");
+        if self.from.is_some() && self.from == self.to {
+            cx.notice("from and to are the same label: choose another with ↑/↓ and f or t");
         }
-        if self.explore.code.is_empty() {
-            self.notice("encode a sentence in 1 Explore first: the vector moves its code");
+        if cx.shared.code.is_empty() {
+            cx.notice("encode a sentence in 1 Explore first: the vector moves its code");
         }
-        self.clusters_attribute_request();
+        self.attribute_request(cx);
     }
 
-    fn clusters_analogy_do(&mut self, action: Action) {
-        let c = &mut self.clusters;
+    fn analogy_do(&mut self, cx: &mut Ctx, action: Action) {
+        let c = &mut *self;
         match action {
             Action::Edit => c.typing = true,
-            Action::Fresh => self.clusters_fresh_input(),
+            Action::Fresh => self.fresh_input(),
             Action::Back => c.view = ClustersView::List,
             Action::PreviousField => c.field = (c.field + 2) % 3,
             Action::NextField => c.field = (c.field + 1) % 3,
@@ -866,12 +695,12 @@ impl App {
                 }
                 if let Some(blank) = c.inputs.iter().position(TextInput::is_blank) {
                     c.field = blank;
-                    self.notice("type all three sentences: A is to B as C is to ?");
+                    cx.notice("type all three sentences: A is to B as C is to ?");
                     return;
                 }
                 c.typing = false;
                 let sentences = [c.inputs[0].text(), c.inputs[1].text(), c.inputs[2].text()];
-                self.jobs
+                cx.jobs
                     .submit(Job::Structure(StructureJob::Analogy { sentences }));
             }
             _ => {}
@@ -879,21 +708,85 @@ impl App {
     }
 
     /// `/` in the analogy view (and a paste there): a new analogy, typing A.
-    pub(super) fn clusters_fresh_input(&mut self) {
-        let c = &mut self.clusters;
+    fn fresh_input(&mut self) {
+        let c = &mut *self;
         c.inputs = Default::default();
         c.field = 0;
         c.typing = true;
     }
 
     /// The analogy field keys go into, while typing.
-    pub(super) fn clusters_focused_input(&mut self) -> Option<&mut TextInput> {
-        let c = &mut self.clusters;
+    fn focused_input(&mut self) -> Option<&mut TextInput> {
+        let c = &mut *self;
         c.typing.then(|| &mut c.inputs[c.field])
     }
 }
 
-pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+impl Tab for ClustersState {
+    fn help_rows() -> Vec<(String, String)> {
+        help_rows()
+    }
+
+    fn key(&mut self, cx: &mut Ctx, key: KeyEvent) {
+        self.on_key(cx, key)
+    }
+
+    fn reply(&mut self, cx: &mut Ctx, body: ReplyBody) -> Option<ReplyBody> {
+        match body {
+            ReplyBody::Clustered(r) => self.done(cx, r),
+            ReplyBody::Structure(r) => self.structure_done(cx, r),
+            other => return Some(other),
+        }
+        None
+    }
+
+    fn model_changed(&mut self, cx: &mut Ctx, shown: bool) {
+        let c = &mut *self;
+        cx.shared.clusters = None;
+        c.error = None;
+        c.decoded = None;
+        c.analogy = None;
+        c.from = None;
+        c.to = None;
+        c.strength = 0.0;
+        c.selected = 0;
+        if shown {
+            self.request(cx);
+        }
+    }
+
+    fn entered(&mut self, cx: &mut Ctx) {
+        self.on_enter(cx)
+    }
+
+    fn render(&self, view: &View, area: Rect, buf: &mut Buffer) {
+        render(self, view, area, buf)
+    }
+
+    fn hints(&self, view: &View) -> Vec<(&'static str, &'static str)> {
+        ClustersState::hints(self, view.model.caps)
+    }
+
+    fn typing(&self, view: &View) -> bool {
+        self.typing || (self.shows_map() && view.map.searching)
+    }
+
+    fn paste_field(&mut self, cx: &mut Ctx) -> Option<&mut TextInput> {
+        if self.view == ClustersView::Analogy && !self.typing {
+            self.fresh_input();
+        }
+        if !self.typing {
+            cx.notice("the Clusters tab's text fields are its analogy's: n opens them");
+        }
+        self.focused_input()
+    }
+
+    fn shows_map(&self) -> bool {
+        self.view == ClustersView::Map
+    }
+}
+
+pub fn render(tab: &ClustersState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
     if !app.model.kind.has_latent() {
         widgets::message_panel(
@@ -907,7 +800,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         );
         return;
     }
-    let c = &app.clusters;
+    let c = tab;
     if app.jobs.is_pending(JobKind::Cluster) {
         let block = t.block(Span::styled(" Clusters ", t.bold()), false);
         let inner = block.inner(area);
@@ -938,7 +831,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         );
         return;
     }
-    let Some(view) = &c.result else {
+    let Some(view) = &app.shared.clusters else {
         widgets::message_panel(
             buf,
             area,
@@ -951,15 +844,15 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let [summary, body] = Layout::vertical([Constraint::Length(4), Constraint::Min(0)]).areas(area);
     render_summary(app, view, summary, buf);
     match c.view {
-        ClustersView::List => render_list(app, view, body, buf),
-        ClustersView::Map => super::map::render(app, body, buf),
-        ClustersView::Members => render_members(app, view, body, buf),
-        ClustersView::Attribute => render_attribute(app, view, body, buf),
-        ClustersView::Analogy => render_analogy(app, body, buf),
+        ClustersView::List => render_list(tab, app, view, body, buf),
+        ClustersView::Map => super::map::render(&app.map_env(), body, buf),
+        ClustersView::Members => render_members(tab, app, view, body, buf),
+        ClustersView::Attribute => render_attribute(tab, app, view, body, buf),
+        ClustersView::Analogy => render_analogy(tab, app, body, buf),
     }
 }
 
-fn render_summary(app: &App, view: &ClusterView, area: Rect, buf: &mut Buffer) {
+fn render_summary(app: &View, view: &ClusterView, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
     let r = &view.report;
     let block = t.block(
@@ -1000,7 +893,7 @@ fn render_summary(app: &App, view: &ClusterView, area: Rect, buf: &mut Buffer) {
         ])),
         None => lines.push(Line::styled("unlabelled corpus: no gold scores", t.dim())),
     }
-    match view.nearest_cluster(&app.explore.code) {
+    match view.nearest_cluster(&app.shared.code) {
         Some(k) => lines.push(Line::from(vec![
             Span::styled("1 Explore's code is nearest ", t.dim()),
             Span::styled(
@@ -1021,15 +914,15 @@ fn window_start(selected: usize, rows: usize) -> usize {
     (selected + 1).saturating_sub(rows.max(1))
 }
 
-fn render_list(app: &App, view: &ClusterView, area: Rect, buf: &mut Buffer) {
+fn render_list(tab: &ClustersState, app: &View, view: &ClusterView, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let c = &app.clusters;
+    let c = tab;
     let r = &view.report;
     let [list, detail] = Layout::vertical([Constraint::Min(5), Constraint::Length(6)]).areas(area);
     let block = t.block(Span::styled(" Clusters by size ", t.bold()), true);
     let inner = block.inner(list);
     block.render(list, buf);
-    let current = view.nearest_cluster(&app.explore.code);
+    let current = view.nearest_cluster(&app.shared.code);
     let mut lines = vec![Line::styled(
         format!("{:>4}  {:>7}  {:<40}  gold majority", "#", "size", "label"),
         t.dim(),
@@ -1100,9 +993,15 @@ fn render_list(app: &App, view: &ClusterView, area: Rect, buf: &mut Buffer) {
     widgets::lines(buf, inner, lines);
 }
 
-fn render_members(app: &App, view: &ClusterView, area: Rect, buf: &mut Buffer) {
+fn render_members(
+    tab: &ClustersState,
+    app: &View,
+    view: &ClusterView,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     let t = app.theme;
-    let c = &app.clusters;
+    let c = tab;
     let Some(s) = view.report.clusters.get(c.selected) else {
         return;
     };
@@ -1158,9 +1057,15 @@ fn render_members(app: &App, view: &ClusterView, area: Rect, buf: &mut Buffer) {
     widgets::lines(buf, inner, lines);
 }
 
-fn render_attribute(app: &App, view: &ClusterView, area: Rect, buf: &mut Buffer) {
+fn render_attribute(
+    tab: &ClustersState,
+    app: &View,
+    view: &ClusterView,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     let t = app.theme;
-    let c = &app.clusters;
+    let c = tab;
     let [labels, right] =
         Layout::horizontal([Constraint::Length(32), Constraint::Min(20)]).areas(area);
     let block = t.block(Span::styled(" Gold labels (f from, t to) ", t.bold()), true);
@@ -1217,7 +1122,7 @@ fn render_attribute(app: &App, view: &ClusterView, area: Rect, buf: &mut Buffer)
         Span::styled("  to ", t.dim()),
         Span::styled(name(c.to), t.bold()),
     ]));
-    match &app.explore.sentence {
+    match &app.shared.sentence {
         Some(s) => lines.push(Line::from(vec![
             Span::styled("sentence  ", t.dim()),
             Span::raw(s.shown.clone()),
@@ -1227,9 +1132,9 @@ fn render_attribute(app: &App, view: &ClusterView, area: Rect, buf: &mut Buffer)
             t.dim(),
         )),
     }
-    if let Some((vector, edited)) = app.clusters_edited_code() {
+    if let Some((vector, edited)) = tab.edited_code(app.shared) {
         if view.data.binary {
-            let changed = changed_bits(&app.explore.code, &edited);
+            let changed = changed_bits(&app.shared.code, &edited);
             lines.push(Line::from(vec![
                 Span::styled("strength  ", t.dim()),
                 Span::styled(format!("{:.0} bits", c.strength), t.accent()),
@@ -1294,9 +1199,9 @@ fn render_attribute(app: &App, view: &ClusterView, area: Rect, buf: &mut Buffer)
     widgets::wrapped(buf, inner, lines);
 }
 
-fn render_analogy(app: &App, area: Rect, buf: &mut Buffer) {
+fn render_analogy(tab: &ClustersState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let c = &app.clusters;
+    let c = tab;
     let [fields, result] =
         Layout::vertical([Constraint::Length(5), Constraint::Min(0)]).areas(area);
     let block = t.block(

@@ -213,7 +213,13 @@ pub const GLOBAL: &[Binding<Global>] = &[
         Some(("Tab", "next tab")),
         Global::NextTab,
     ),
-    typing(&[KeyCode::BackTab], "Shift-Tab", "", None, Global::PreviousTab),
+    typing(
+        &[KeyCode::BackTab],
+        "Shift-Tab",
+        "",
+        None,
+        Global::PreviousTab,
+    ),
     nav(
         &[KeyCode::Char('?')],
         "? or F1",
@@ -222,7 +228,13 @@ pub const GLOBAL: &[Binding<Global>] = &[
         Only::Any,
         Global::Help,
     ),
-    typing(&[KeyCode::F(1)], "F1", "", Some(("F1", "keys")), Global::Help),
+    typing(
+        &[KeyCode::F(1)],
+        "F1",
+        "",
+        Some(("F1", "keys")),
+        Global::Help,
+    ),
     nav(
         &[KeyCode::Char('q')],
         "q",

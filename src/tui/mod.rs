@@ -9,9 +9,11 @@ pub mod app;
 pub mod captures;
 
 pub mod clusters;
+pub mod context;
 pub mod event;
 pub mod explore;
 pub mod harness;
+pub mod jobs;
 pub mod keys;
 pub mod map;
 pub mod neighbors;
@@ -25,7 +27,6 @@ pub mod worker;
 use std::io::{self, IsTerminal, Stdout};
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -42,6 +43,7 @@ use ratatui::Terminal;
 
 use crate::coder::Coder;
 use app::{App, AppOptions, Effect};
+pub use event::panic_text;
 use event::{InputThread, Msg};
 use widgets::Theme;
 use worker::{ModelInfo, Worker, WorkerHandle};
@@ -179,10 +181,6 @@ fn restore_terminal() {
     );
 }
 
-/// The message of the last panic on a background thread (shown instead of printed, which
-/// would scribble over the screen).
-static BACKGROUND_PANIC: Mutex<Option<String>> = Mutex::new(None);
-
 /// On the UI thread a panic restores the terminal and then reports as usual; on background
 /// threads (which catch their panics and report them as errors) it only records the message.
 fn install_panic_hook() {
@@ -192,25 +190,10 @@ fn install_panic_hook() {
         if std::thread::current().id() == ui {
             restore_terminal();
             previous(info);
-        } else if let Ok(mut slot) = BACKGROUND_PANIC.lock() {
+        } else if let Ok(mut slot) = event::BACKGROUND_PANIC.lock() {
             *slot = Some(info.to_string());
         }
     }));
-}
-
-/// Text of a caught panic payload.
-pub fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        BACKGROUND_PANIC
-            .lock()
-            .ok()
-            .and_then(|s| s.clone())
-            .unwrap_or_else(|| "unknown panic".into())
-    }
 }
 
 /// Every key, by tab, for the `?` overlay (and the book's key tables, docs/explorer.md): the keys that work everywhere and
@@ -225,7 +208,7 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
             .map(|(k, what)| (k.to_string(), what.to_string()))
             .collect(),
     ));
-    for tab in app::Tab::ALL {
+    for &tab in app::TabId::ALL {
         sections.push((
             format!("{} {}", tab.index() + 1, tab.title()),
             tab.help_rows(),
@@ -255,7 +238,7 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
 /// The help rows of the keys the app handles before any tab ([`keys::GLOBAL`], see
 /// `App::on_key`), with the tabs' number and names from the registry.
 pub fn global_keys() -> Vec<(String, String)> {
-    let titles: Vec<&str> = app::Tab::ALL.iter().map(|t| t.title()).collect();
+    let titles: Vec<&str> = app::TabId::ALL.iter().map(|t| t.title()).collect();
     keys::global_help_rows(&titles)
 }
 
