@@ -622,7 +622,7 @@ pub fn measure(
         values.len()
     );
     let binary = model.kind().is_binary();
-    let (_, codes) = crate::eval::all_codes(model, sentences)?;
+    let (_, codes) = crate::model::bulk::all_codes(model, sentences)?;
     let dim = codes.first().map_or(0, Vec::len);
     // Gaussian codes: threshold every dimension at its median over the split.
     let (thresholds, spread) = if binary {
@@ -651,7 +651,7 @@ pub fn measure(
     let table = mutual_information(&bits, values);
 
     let n = flip_sentences.min(sentences.len());
-    let base = crate::eval::greedy_texts(model, vocab, &codes[..n], None)?;
+    let base = crate::model::bulk::greedy_texts(model, vocab, &codes[..n], None)?;
     let exact = (0..n)
         .filter(|&i| base[i] == vocab.decode(&sentences[i]))
         .count();
@@ -671,7 +671,7 @@ pub fn measure(
                 c
             })
             .collect();
-        let decoded = crate::eval::greedy_texts(model, vocab, &flipped, None)?;
+        let decoded = crate::model::bulk::greedy_texts(model, vocab, &flipped, None)?;
         for (b, d) in base.iter().zip(&decoded) {
             flips.record(bit, b, d);
         }

@@ -4,6 +4,7 @@
 //! checkpoint stores, tagged by family so new families can join without breaking old files.
 
 pub mod bow;
+pub mod bulk;
 pub mod decode;
 pub mod gru;
 pub mod kernels;
