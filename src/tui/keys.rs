@@ -169,7 +169,7 @@ pub const fn typing<A: Copy>(
 /// What a key does before any tab sees it ([`GLOBAL`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Global {
-    /// A digit: the tab of that number in the registry (`app::Tab::ALL`).
+    /// A digit: the tab of that number in the registry (`app::TabId::ALL`).
     GoTo,
     NextTab,
     PreviousTab,
