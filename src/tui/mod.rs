@@ -146,6 +146,10 @@ struct TerminalGuard {
 
 impl TerminalGuard {
     fn enter() -> Result<Self> {
+        // An abort (a failed allocation, `abort()`), a crash or a kill signal restores the
+        // terminal before the process dies; SIGKILL (the OOM killer) cannot be caught.
+        #[cfg(unix)]
+        fatal_signals::arm();
         enable_raw_mode()?;
         if let Err(e) = execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste) {
             restore_terminal();
@@ -168,6 +172,100 @@ impl Drop for TerminalGuard {
     fn drop(&mut self) {
         let _ = self.terminal.show_cursor();
         restore_terminal();
+        #[cfg(unix)]
+        fatal_signals::disarm();
+    }
+}
+
+/// Restores the terminal when the process dies of a signal while the explorer holds it: an
+/// abort (SIGABRT: a failed allocation, a panic under `panic = "abort"`), a crash (SIGSEGV,
+/// SIGBUS, SIGILL, SIGFPE) or a kill (SIGTERM, SIGHUP, SIGQUIT). The handler does only what is
+/// safe inside a signal handler — put back the terminal settings saved before raw mode
+/// (`tcsetattr`) and write the escape sequences that leave the alternate screen, end
+/// bracketed paste and show the cursor (`write`) — then lets the signal take its usual course.
+#[cfg(unix)]
+mod fatal_signals {
+    use std::cell::UnsafeCell;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const SIGNALS: [libc::c_int; 8] = [
+        libc::SIGABRT,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+    ];
+    /// Bracketed paste off, leave the alternate screen, show the cursor.
+    const RESTORE: &[u8] = b"\x1b[?2004l\x1b[?1049l\x1b[?25h";
+
+    /// Written once by [`arm`] before the handlers are installed, then only read.
+    struct Saved {
+        termios: UnsafeCell<Option<libc::termios>>,
+        previous: UnsafeCell<[Option<libc::sigaction>; SIGNALS.len()]>,
+    }
+    // SAFETY: written only by `arm`/`disarm` on the UI thread while ARMED says the handler
+    // may not read it concurrently in a way that matters (the handler only reads `termios`,
+    // written before ARMED is set).
+    unsafe impl Sync for Saved {}
+    static SAVED: Saved = Saved {
+        termios: UnsafeCell::new(None),
+        previous: UnsafeCell::new([None; SIGNALS.len()]),
+    };
+    static ARMED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn on_fatal(sig: libc::c_int) {
+        if ARMED.swap(false, Ordering::SeqCst) {
+            // SAFETY: tcsetattr and write are async-signal-safe; `termios` was written before
+            // ARMED was set and is not written again while it is.
+            unsafe {
+                if let Some(t) = &*SAVED.termios.get() {
+                    libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t);
+                }
+                libc::write(libc::STDOUT_FILENO, RESTORE.as_ptr().cast(), RESTORE.len());
+            }
+        }
+        // SA_RESETHAND put the default action back: raised again, the signal does what it
+        // would have done (a core dump, the exit status of a killed process) once this
+        // handler returns.
+        // SAFETY: raise is async-signal-safe.
+        unsafe {
+            libc::raise(sig);
+        }
+    }
+
+    pub fn arm() {
+        // SAFETY: plain libc calls on valid, owned memory; only this (UI) thread arms.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            *SAVED.termios.get() = (libc::tcgetattr(libc::STDIN_FILENO, &mut t) == 0).then_some(t);
+            ARMED.store(true, Ordering::SeqCst);
+            let previous = &mut *SAVED.previous.get();
+            for (sig, slot) in SIGNALS.iter().zip(previous.iter_mut()) {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_fatal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                action.sa_flags = libc::SA_RESETHAND;
+                libc::sigemptyset(&mut action.sa_mask);
+                let mut old: libc::sigaction = std::mem::zeroed();
+                *slot = (libc::sigaction(*sig, &action, &mut old) == 0).then_some(old);
+            }
+        }
+    }
+
+    /// Puts back the handlers that were there before [`arm`].
+    pub fn disarm() {
+        ARMED.store(false, Ordering::SeqCst);
+        // SAFETY: as in `arm`.
+        unsafe {
+            let previous = &mut *SAVED.previous.get();
+            for (sig, slot) in SIGNALS.iter().zip(previous.iter_mut()) {
+                if let Some(old) = slot.take() {
+                    libc::sigaction(*sig, &old, std::ptr::null_mut());
+                }
+            }
+        }
     }
 }
 
