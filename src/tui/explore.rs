@@ -616,6 +616,7 @@ impl Tab for ExploreState {
         self.start(cx, false);
         if had && !self.input.is_blank() {
             let text = self.input.text();
+            cx.shared.text = text.clone();
             cx.jobs.submit(Job::Encode { text });
         }
     }
