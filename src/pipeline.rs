@@ -116,13 +116,7 @@ pub fn neighbor_index(
         );
     }
     if !caps.is_binary() {
-        let c = ContinuousIndex::load_or_build(
-            coder.path(),
-            &coder.config().describe(),
-            corpus,
-            coder.latent_dim(),
-            &mut |texts| coder.posteriors(texts, progress),
-        )?;
+        let c = continuous_index(coder, corpus, progress)?;
         return Ok(CachedIndex {
             index: CodeIndex::Cosine(c.index),
             path: c.path,
@@ -154,6 +148,21 @@ fn binary_index(
     )
 }
 
+/// [`neighbor_index`] of a model with continuous codes.
+fn continuous_index(
+    coder: &Coder,
+    corpus: &Corpus,
+    progress: &mut dyn FnMut(f64),
+) -> Result<CachedIndex<ContinuousIndex>> {
+    ContinuousIndex::load_or_build(
+        coder.path(),
+        &coder.config().describe(),
+        corpus,
+        coder.latent_dim(),
+        &mut |texts| coder.posteriors(texts, progress),
+    )
+}
+
 /// What a pipeline may do with the index cached beside the checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IndexCache {
@@ -165,8 +174,10 @@ pub enum IndexCache {
 }
 
 /// The codes of `split` of `corpus` to cluster, a seeded random subset of at most
-/// `max_entries` (the same entries whichever way they are read): binary codes of the train
-/// split come from the cached index as `cache` allows; everything else is encoded now.
+/// `max_entries` (the same entries whichever way they are read): codes of the train split come
+/// from the index cached beside the checkpoint (bits, or μ of a continuous model) as `cache`
+/// allows, so the Neighbors and Clusters tabs encode the corpus once between them; everything
+/// else is encoded now.
 pub fn corpus_codes(
     coder: &Coder,
     corpus: &Corpus,
@@ -176,15 +187,27 @@ pub fn corpus_codes(
     cache: IndexCache,
     progress: &mut dyn FnMut(f64),
 ) -> Result<CodedCorpus> {
-    if coder.is_binary() && split == Split::Train {
-        let saved = match cache {
-            IndexCache::LoadOrBuild => Some(binary_index(coder, corpus, progress)?.index),
-            IndexCache::LoadOnly => {
-                index::load_fresh::<CorpusIndex>(coder.path(), corpus, coder.latent_dim())
+    if split == Split::Train {
+        if coder.is_binary() {
+            let saved = match cache {
+                IndexCache::LoadOrBuild => Some(binary_index(coder, corpus, progress)?.index),
+                IndexCache::LoadOnly => {
+                    index::load_fresh::<CorpusIndex>(coder.path(), corpus, coder.latent_dim())
+                }
+            };
+            if let Some(ix) = saved {
+                return Ok(CodedCorpus::from_index(&ix).subset(max_entries, seed));
             }
-        };
-        if let Some(ix) = saved {
-            return Ok(CodedCorpus::from_index(&ix).subset(max_entries, seed));
+        } else if coder.capabilities().encodes {
+            let saved = match cache {
+                IndexCache::LoadOrBuild => Some(continuous_index(coder, corpus, progress)?.index),
+                IndexCache::LoadOnly => {
+                    index::load_fresh::<ContinuousIndex>(coder.path(), corpus, coder.latent_dim())
+                }
+            };
+            if let Some(ix) = saved {
+                return Ok(CodedCorpus::from_continuous_index(&ix).subset(max_entries, seed));
+            }
         }
     }
     CodedCorpus::encode(coder, corpus, split, max_entries, seed, progress)

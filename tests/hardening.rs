@@ -923,6 +923,7 @@ fn every_numeric_flag_is_validated() {
                 ("--seed", false),
                 ("--restarts", true),
                 ("--max-iterations", true),
+                ("--sample", false),
             ],
             None,
         ),
