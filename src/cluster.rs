@@ -12,7 +12,12 @@
 //!
 //! Continuous codes (μ) and the TF-IDF baseline use **k-means** (Lloyd) on sparse or dense
 //! vectors with squared Euclidean distance. Every method starts from k-means++ seeding and keeps
-//! the cheapest of a few seeded restarts, so a result is a function of the seed.
+//! the cheapest of a few seeded restarts, so a result is a function of the seed (and the same
+//! for any thread count: per-point work runs in parallel, sums run in point order). On a large
+//! corpus k-means runs its starts and restarts on a seeded sample of
+//! [`ClusterOptions::sample`] points and refines the best over every point with a few Lloyd
+//! iterations ([`REFINE_ITERATIONS`]), so a corpus of 124k codes clusters in seconds and every
+//! point still ends in its nearest centre's cluster.
 //!
 //! Labels come from the weighted log-odds of each word in a cluster against the rest of the
 //! corpus with an informative Dirichlet prior (Monroe, Colaresi & Quinn, 2008): the z-score
@@ -97,7 +102,15 @@ pub struct ClusterOptions {
     pub max_iterations: usize,
     /// Independent k-means++ starts; the cheapest result is kept.
     pub restarts: usize,
+    /// k-means: with more points than this, the starts and restarts run on a seeded sample of
+    /// this many and the best is refined over every point (0: always every point). The
+    /// Hamming methods, cheap per point, always use every point.
+    pub sample: usize,
 }
+
+/// [`ClusterOptions::sample`] by default: enough points for stable centres at the cluster
+/// counts the explorer offers (200 clusters at most), few enough for a first screen in seconds.
+pub const DEFAULT_SAMPLE: usize = 10_000;
 
 impl Default for ClusterOptions {
     fn default() -> Self {
@@ -106,6 +119,7 @@ impl Default for ClusterOptions {
             seed: 0,
             max_iterations: 50,
             restarts: 3,
+            sample: DEFAULT_SAMPLE,
         }
     }
 }
@@ -458,17 +472,160 @@ fn sq_norm(a: &[(u32, f32)]) -> f64 {
     a.iter().map(|&(_, v)| (v as f64).powi(2)).sum()
 }
 
+/// Squared Euclidean distance of two dense vectors of the same length, accumulated in 16 lanes
+/// (vectorised; the same order whatever the thread count).
+fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            let d = x[l] - y[l];
+            acc[l] += d * d;
+        }
+    }
+    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
+        let d = x - y;
+        acc[l] += d * d;
+    }
+    acc.iter().sum()
+}
+
+/// The points the restarts of k-means run on: `None` for all of them, else a seeded random
+/// sample of `opts.sample` (at least `k`) in increasing order, when there are more points than
+/// that.
+fn restart_sample(n: usize, opts: &ClusterOptions) -> Option<Vec<usize>> {
+    let m = opts.sample.max(opts.k);
+    if opts.sample == 0 || n <= m {
+        return None;
+    }
+    use rand::seq::SliceRandom;
+    let mut all: Vec<usize> = (0..n).collect();
+    // A stream of its own, so the sample does not repeat the restarts' draws.
+    all.shuffle(&mut StdRng::seed_from_u64(
+        opts.seed ^ 0x5a3d_1e5a_3d1e_5a3d,
+    ));
+    all.truncate(m);
+    all.sort_unstable();
+    Some(all)
+}
+
+/// Share of points that may still change cluster when the refinement of a sampled clustering
+/// over all points stops (Lloyd iterations over all points cost the most, and the last ones
+/// move a handful of points).
+pub const REFINE_TOLERANCE: f64 = 1e-3;
+
+/// Lloyd iterations over all points at most after a sampled clustering (fewer once fewer than
+/// [`REFINE_TOLERANCE`] of the points move).
+pub const REFINE_ITERATIONS: usize = 10;
+
 /// k-means (Lloyd, squared Euclidean) of dense points.
+///
+/// With more than `opts.sample` points, the k-means++ starts and restarts run on a seeded
+/// sample of that many, and the best of them is refined over every point (Lloyd from its
+/// centres, until fewer than [`REFINE_TOLERANCE`] of the points move, [`REFINE_ITERATIONS`] at
+/// most), so every point is assigned to its nearest final centre.
 pub fn kmeans(points: &[Vec<f32>], opts: &ClusterOptions) -> Result<Clustering, String> {
     let dim = points.first().map_or(0, Vec::len);
     if points.iter().any(|p| p.len() != dim) {
         return Err("points of different dimensions".into());
     }
-    kmeans_sparse(&to_sparse(points), dim, opts)
+    check_k(points.len(), opts.k)?;
+    let rows: Vec<&[f32]> = points.iter().map(Vec::as_slice).collect();
+    let restarts = |rows: &[&[f32]]| {
+        best_of(restart_seeds(opts).into_iter().map(|seed| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let start = kmeans_plus_plus(rows.len(), opts.k, &mut rng, |i, j| {
+                (sq_dist(rows[i], rows[j]) as f64).sqrt()
+            });
+            let centers = start.iter().map(|&i| rows[i].to_vec()).collect();
+            dense_lloyd(rows, centers, opts.max_iterations, 0.0)
+        }))
+    };
+    Ok(match restart_sample(rows.len(), opts) {
+        None => restarts(&rows),
+        Some(picked) => {
+            let sample: Vec<&[f32]> = picked.iter().map(|&i| rows[i]).collect();
+            let best = restarts(&sample);
+            let mut full = dense_lloyd(
+                &rows,
+                best.centers,
+                opts.max_iterations.min(REFINE_ITERATIONS),
+                REFINE_TOLERANCE,
+            );
+            full.iterations += best.iterations;
+            full
+        }
+    })
+}
+
+/// Lloyd iterations over dense `rows` from `centers`, at most `max_iterations`, stopping once
+/// no more than `tolerance` of the points changed cluster.
+fn dense_lloyd(
+    rows: &[&[f32]],
+    mut centers: Vec<Vec<f32>>,
+    max_iterations: usize,
+    tolerance: f64,
+) -> Clustering {
+    let k = centers.len();
+    let dim = centers.first().map_or(0, Vec::len);
+    let assign = |centers: &[Vec<f32>]| -> Vec<(usize, f64)> {
+        rows.par_iter()
+            .map(|p| {
+                let mut best = (0, f32::INFINITY);
+                for (c, m) in centers.iter().enumerate() {
+                    let d = sq_dist(p, m);
+                    if d < best.1 {
+                        best = (c, d);
+                    }
+                }
+                (best.0, best.1 as f64)
+            })
+            .collect()
+    };
+    let mut assignment = assign(&centers);
+    let mut iterations = 0;
+    for _ in 0..max_iterations {
+        iterations += 1;
+        let mut sums = vec![vec![0f64; dim]; k];
+        let mut sizes = vec![0usize; k];
+        for (p, &(c, _)) in rows.iter().zip(&assignment) {
+            sizes[c] += 1;
+            for (s, &v) in sums[c].iter_mut().zip(p.iter()) {
+                *s += v as f64;
+            }
+        }
+        for c in 0..k {
+            if sizes[c] > 0 {
+                centers[c] = sums[c]
+                    .iter()
+                    .map(|s| (s / sizes[c] as f64) as f32)
+                    .collect();
+            }
+        }
+        for (c, i) in refill_empty(&sizes, &assignment) {
+            centers[c] = rows[i].to_vec();
+        }
+        let next = assign(&centers);
+        let done = converged(&next, &assignment, tolerance);
+        assignment = next;
+        if done {
+            break;
+        }
+    }
+    Clustering {
+        assignment: assignment.iter().map(|&(c, _)| c).collect(),
+        centers,
+        medoids: None,
+        cost: assignment.iter().map(|&(_, d)| d).sum(),
+        iterations,
+    }
 }
 
 /// k-means (Lloyd, squared Euclidean) of sparse points in `dim` dimensions, e.g. TF-IDF
-/// vectors; centres are dense means.
+/// vectors; centres are dense means. More than `opts.sample` points are clustered as
+/// [`kmeans`] does: restarts on a seeded sample, then refined over every point.
 pub fn kmeans_sparse(
     points: &[SparseVector],
     dim: usize,
@@ -479,96 +636,156 @@ pub fn kmeans_sparse(
         return Err(format!("dimension {} outside the {dim} dimensions", bad.0));
     }
     let norms: Vec<f64> = points.iter().map(|p| sq_norm(p)).collect();
-    Ok(best_of(restart_seeds(opts).into_iter().map(|seed| {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let start = kmeans_plus_plus(points.len(), opts.k, &mut rng, |i, j| {
-            (norms[i] + norms[j] - 2.0 * sparse_dot(&points[i], &points[j]))
-                .max(0.0)
-                .sqrt()
-        });
-        let mut centers: Vec<Vec<f64>> = start
-            .iter()
-            .map(|&i| {
-                let mut c = vec![0f64; dim];
-                for &(d, v) in &points[i] {
-                    c[d as usize] = v as f64;
-                }
-                c
-            })
-            .collect();
-        let assign = |centers: &[Vec<f64>]| -> Vec<(usize, f64)> {
-            let center_norms: Vec<f64> = centers
+    let restarts = |points: &[&SparseVector], norms: &[f64]| {
+        best_of(restart_seeds(opts).into_iter().map(|seed| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let start = kmeans_plus_plus(points.len(), opts.k, &mut rng, |i, j| {
+                (norms[i] + norms[j] - 2.0 * sparse_dot(points[i], points[j]))
+                    .max(0.0)
+                    .sqrt()
+            });
+            let centers = start
                 .iter()
-                .map(|c| c.iter().map(|v| v * v).sum())
-                .collect();
-            points
-                .par_iter()
-                .zip(&norms)
-                .map(|(p, &pn)| {
-                    let mut best = (usize::MAX, f64::INFINITY);
-                    for (c, center) in centers.iter().enumerate() {
-                        let dot: f64 = p.iter().map(|&(d, v)| v as f64 * center[d as usize]).sum();
-                        let d2 = (pn + center_norms[c] - 2.0 * dot).max(0.0);
-                        if d2 < best.1 {
-                            best = (c, d2);
-                        }
+                .map(|&i| {
+                    let mut c = vec![0f64; dim];
+                    for &(d, v) in points[i] {
+                        c[d as usize] = v as f64;
                     }
-                    best
+                    c
                 })
-                .collect()
-        };
-        let mut assignment = assign(&centers);
-        let mut iterations = 0;
-        for _ in 0..opts.max_iterations {
-            iterations += 1;
-            let mut sums = vec![vec![0f64; dim]; opts.k];
-            let mut sizes = vec![0usize; opts.k];
-            for (p, &(c, _)) in points.iter().zip(&assignment) {
-                sizes[c] += 1;
-                for &(d, v) in p {
-                    sums[c][d as usize] += v as f64;
-                }
-            }
-            for c in 0..opts.k {
-                if sizes[c] > 0 {
-                    centers[c] = sums[c].iter().map(|s| s / sizes[c] as f64).collect();
-                }
-            }
-            // Empty clusters take the points farthest from their centres.
-            let empty: Vec<usize> = (0..opts.k).filter(|&c| sizes[c] == 0).collect();
-            if !empty.is_empty() {
-                let mut far: Vec<(usize, f64)> = assignment
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &(c, _))| sizes[c] > 1)
-                    .map(|(i, &(_, d))| (i, d))
-                    .collect();
-                far.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                for (c, (i, _)) in empty.into_iter().zip(far) {
-                    centers[c] = vec![0f64; dim];
-                    for &(d, v) in &points[i] {
-                        centers[c][d as usize] = v as f64;
+                .collect();
+            sparse_lloyd(points, norms, dim, centers, opts.max_iterations, 0.0)
+        }))
+    };
+    let all: Vec<&SparseVector> = points.iter().collect();
+    Ok(match restart_sample(points.len(), opts) {
+        None => restarts(&all, &norms),
+        Some(picked) => {
+            let sample: Vec<&SparseVector> = picked.iter().map(|&i| &points[i]).collect();
+            let sample_norms: Vec<f64> = picked.iter().map(|&i| norms[i]).collect();
+            let best = restarts(&sample, &sample_norms);
+            let centers = best
+                .centers
+                .iter()
+                .map(|c| c.iter().map(|&v| v as f64).collect())
+                .collect();
+            let mut full = sparse_lloyd(
+                &all,
+                &norms,
+                dim,
+                centers,
+                opts.max_iterations.min(REFINE_ITERATIONS),
+                REFINE_TOLERANCE,
+            );
+            full.iterations += best.iterations;
+            full
+        }
+    })
+}
+
+/// Lloyd iterations over sparse `points` (squared norms `norms`) from dense `centers`, as
+/// [`dense_lloyd`].
+fn sparse_lloyd(
+    points: &[&SparseVector],
+    norms: &[f64],
+    dim: usize,
+    mut centers: Vec<Vec<f64>>,
+    max_iterations: usize,
+    tolerance: f64,
+) -> Clustering {
+    let k = centers.len();
+    let assign = |centers: &[Vec<f64>]| -> Vec<(usize, f64)> {
+        let center_norms: Vec<f64> = centers
+            .iter()
+            .map(|c| c.iter().map(|v| v * v).sum())
+            .collect();
+        points
+            .par_iter()
+            .zip(norms)
+            .map(|(p, &pn)| {
+                let mut best = (usize::MAX, f64::INFINITY);
+                for (c, center) in centers.iter().enumerate() {
+                    let dot: f64 = p.iter().map(|&(d, v)| v as f64 * center[d as usize]).sum();
+                    let d2 = (pn + center_norms[c] - 2.0 * dot).max(0.0);
+                    if d2 < best.1 {
+                        best = (c, d2);
                     }
                 }
-            }
-            let next = assign(&centers);
-            let moved = next.iter().zip(&assignment).any(|(a, b)| a.0 != b.0);
-            assignment = next;
-            if !moved {
-                break;
+                best
+            })
+            .collect()
+    };
+    let mut assignment = assign(&centers);
+    let mut iterations = 0;
+    for _ in 0..max_iterations {
+        iterations += 1;
+        let mut sums = vec![vec![0f64; dim]; k];
+        let mut sizes = vec![0usize; k];
+        for (p, &(c, _)) in points.iter().zip(&assignment) {
+            sizes[c] += 1;
+            for &(d, v) in p.iter() {
+                sums[c][d as usize] += v as f64;
             }
         }
-        Clustering {
-            assignment: assignment.iter().map(|&(c, _)| c).collect(),
-            centers: centers
-                .iter()
-                .map(|c| c.iter().map(|&v| v as f32).collect())
-                .collect(),
-            medoids: None,
-            cost: assignment.iter().map(|&(_, d)| d).sum(),
-            iterations,
+        for c in 0..k {
+            if sizes[c] > 0 {
+                centers[c] = sums[c].iter().map(|s| s / sizes[c] as f64).collect();
+            }
         }
-    })))
+        for (c, i) in refill_empty(&sizes, &assignment) {
+            centers[c] = vec![0f64; dim];
+            for &(d, v) in points[i].iter() {
+                centers[c][d as usize] = v as f64;
+            }
+        }
+        let next = assign(&centers);
+        let done = converged(&next, &assignment, tolerance);
+        assignment = next;
+        if done {
+            break;
+        }
+    }
+    Clustering {
+        assignment: assignment.iter().map(|&(c, _)| c).collect(),
+        centers: centers
+            .iter()
+            .map(|c| c.iter().map(|&v| v as f32).collect())
+            .collect(),
+        medoids: None,
+        cost: assignment.iter().map(|&(_, d)| d).sum(),
+        iterations,
+    }
+}
+
+/// Empty clusters of a Lloyd step take the points farthest from their centres (from clusters
+/// of more than one point): (empty cluster, point) pairs, farthest first, ties by index.
+fn refill_empty(sizes: &[usize], assignment: &[(usize, f64)]) -> Vec<(usize, usize)> {
+    let empty: Vec<usize> = (0..sizes.len()).filter(|&c| sizes[c] == 0).collect();
+    if empty.is_empty() {
+        return Vec::new();
+    }
+    let mut far: Vec<(usize, f64)> = assignment
+        .iter()
+        .enumerate()
+        .filter(|(_, &(c, _))| sizes[c] > 1)
+        .map(|(i, &(_, d))| (i, d))
+        .collect();
+    far.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    empty
+        .into_iter()
+        .zip(far)
+        .map(|(c, (i, _))| (c, i))
+        .collect()
+}
+
+/// Whether a Lloyd step moved no point, or fewer than `tolerance` of them.
+fn converged(next: &[(usize, f64)], previous: &[(usize, f64)], tolerance: f64) -> bool {
+    let moved = next
+        .iter()
+        .zip(previous)
+        .filter(|(a, b)| a.0 != b.0)
+        .count();
+    moved == 0 || (moved as f64) < tolerance * next.len() as f64
 }
 
 /// Agreement of a clustering with gold labels.

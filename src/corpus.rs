@@ -122,33 +122,58 @@ pub struct SkipCounts {
     pub too_short: usize,
     /// Lines with more than [`LoadOptions::max_words`] tokens.
     pub too_long: usize,
+    /// A file's first line that is a TSV header (`label<TAB>text`, see [`is_tsv_header`]).
+    pub header: usize,
+    /// Read, not skipped: lines of a `.txt` file with a tab, read as `label<TAB>text` (noted,
+    /// since a plain-text file rarely means its tabs as labels).
+    pub txt_tabs: usize,
+    /// Read, not skipped: lines with more than two tab-separated columns, whose columns after
+    /// the first were all read as the text (noted).
+    pub extra_columns: usize,
 }
 
 impl SkipCounts {
     /// Total number of skipped lines.
     pub fn total(&self) -> usize {
-        self.empty + self.non_utf8 + self.too_short + self.too_long
+        self.empty + self.non_utf8 + self.too_short + self.too_long + self.header
     }
 
     /// A one-line summary such as `skipped 3 lines: 1 empty, 2 non-UTF-8`,
     /// or `None` when nothing was skipped.
     pub fn message(&self) -> Option<String> {
         let total = self.total();
-        if total == 0 {
-            return None;
+        let mut out = Vec::new();
+        if total > 0 {
+            let parts: Vec<String> = [
+                (self.empty, "empty"),
+                (self.non_utf8, "non-UTF-8"),
+                (self.too_short, "too short"),
+                (self.too_long, "too long"),
+                (self.header, "a TSV header"),
+            ]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+            let noun = if total == 1 { "line" } else { "lines" };
+            out.push(format!("skipped {total} {noun}: {}", parts.join(", ")));
         }
-        let parts: Vec<String> = [
-            (self.empty, "empty"),
-            (self.non_utf8, "non-UTF-8"),
-            (self.too_short, "too short"),
-            (self.too_long, "too long"),
-        ]
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, what)| format!("{n} {what}"))
-        .collect();
-        let noun = if total == 1 { "line" } else { "lines" };
-        Some(format!("skipped {total} {noun}: {}", parts.join(", ")))
+        if self.txt_tabs > 0 {
+            out.push(format!(
+                "{} line{} of a .txt file had a tab and {} read as label<TAB>text",
+                self.txt_tabs,
+                if self.txt_tabs == 1 { "" } else { "s" },
+                if self.txt_tabs == 1 { "was" } else { "were" }
+            ));
+        }
+        if self.extra_columns > 0 {
+            out.push(format!(
+                "{} line{} had more than two tab-separated columns: everything after the first tab was read as the text",
+                self.extra_columns,
+                if self.extra_columns == 1 { "" } else { "s" }
+            ));
+        }
+        (!out.is_empty()).then(|| out.join("; "))
     }
 
     fn record(&mut self, skip: Skip) {
@@ -477,6 +502,7 @@ impl<'o> Loader<'o> {
     fn read(&mut self, mut reader: impl BufRead, source: &str, split: Option<Split>) -> Result<()> {
         let mut buf = Vec::new();
         let mut bytes_read = 0u64;
+        let is_txt = source.ends_with(".txt") || source.ends_with(".txt.gz");
         for line_no in 1u64.. {
             buf.clear();
             // At most MAX_LINE_BYTES of a line are kept; the rest is hashed and skipped, so a
@@ -506,6 +532,18 @@ impl<'o> Loader<'o> {
                 // Editors on Windows like to start files with a byte-order
                 // mark, which would otherwise become a punctuation token.
                 line = line.strip_prefix("\u{feff}".as_bytes()).unwrap_or(line);
+            }
+            if line.contains(&b'\t') {
+                if line_no == 1 && is_tsv_header(line) {
+                    self.skipped.header += 1;
+                    continue;
+                }
+                if is_txt {
+                    self.skipped.txt_tabs += 1;
+                }
+                if line.iter().filter(|&&b| b == b'\t').count() > 1 {
+                    self.skipped.extra_columns += 1;
+                }
             }
             match parse_line(line, self.opts) {
                 Ok(example) => {
@@ -550,6 +588,48 @@ impl<'o> Loader<'o> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// First-column names of a TSV header line.
+const HEADER_LABELS: [&str; 9] = [
+    "label",
+    "labels",
+    "class",
+    "category",
+    "categories",
+    "tag",
+    "tags",
+    "target",
+    "y",
+];
+/// Second-column names of a TSV header line.
+const HEADER_TEXTS: [&str; 9] = [
+    "text",
+    "texts",
+    "sentence",
+    "sentences",
+    "document",
+    "doc",
+    "content",
+    "body",
+    "x",
+];
+
+/// Whether `line` (a file's first line) is a TSV header such as `label<TAB>text`: its first
+/// column is a column name like `label` / `class` / `category` and its second one like
+/// `text` / `sentence` / `document` (case and surrounding spaces ignored). Such a line is
+/// skipped (and counted) rather than read as a training sentence.
+pub fn is_tsv_header(line: &[u8]) -> bool {
+    let Ok(line) = std::str::from_utf8(line) else {
+        return false;
+    };
+    let mut columns = line.split('\t').map(|c| c.trim().to_lowercase());
+    match (columns.next(), columns.next()) {
+        (Some(label), Some(text)) => {
+            HEADER_LABELS.contains(&label.as_str()) && HEADER_TEXTS.contains(&text.as_str())
+        }
+        _ => false,
+    }
 }
 
 /// Turns one raw line (without its line ending) into an example.
@@ -1255,7 +1335,8 @@ mod tests {
                 empty: 2,
                 non_utf8: 1,
                 too_short: 0,
-                too_long: 1
+                too_long: 1,
+                ..Default::default()
             }
         );
         assert_eq!(all_examples(&corpus).len(), 201);
@@ -1294,7 +1375,10 @@ mod tests {
                 empty: 2,
                 non_utf8: 1,
                 too_short: 1,
-                too_long: 1
+                too_long: 1,
+                // messy_tail's labelled line, in a .txt file: noted, still read.
+                txt_tabs: 1,
+                ..Default::default()
             }
         );
         let examples = all_examples(&corpus);

@@ -12,7 +12,8 @@ use rand::seq::SliceRandom;
 use crate::corpus::Example;
 use crate::vocab::Vocab;
 
-/// Token ids of each example, truncated to `max_len`; examples with no words are dropped.
+/// Token ids of each example, truncated between words to `max_len` tokens by the rule every
+/// model input follows ([`Vocab::tokenize_with`]); examples with no words are dropped.
 pub fn encode_examples(vocab: &Vocab, examples: &[Example], max_len: usize) -> Vec<Vec<u32>> {
     encode_examples_counting_cuts(vocab, examples, max_len).0
 }
@@ -24,18 +25,19 @@ pub fn encode_examples_counting_cuts(
     max_len: usize,
 ) -> (Vec<Vec<u32>>, usize) {
     use rayon::prelude::*;
-    // A subword tokenizer costs microseconds per sentence: a corpus is encoded on every thread.
-    let encoded: Vec<Vec<u32>> = examples
+    use std::collections::HashMap;
+    // A subword tokenizer costs microseconds per word: a corpus is encoded on every thread,
+    // each remembering the pieces of the words it has seen.
+    let encoded: Vec<crate::vocab::Tokenized> = examples
         .par_iter()
-        .map(|e| vocab.encode_normalized(&e.text))
+        .map_init(HashMap::<String, Vec<u32>>::new, |seen, e| {
+            vocab.tokenize_cached(&e.text, max_len, seen)
+        })
         .collect();
-    let cut = encoded.iter().filter(|ids| ids.len() > max_len).count();
+    let cut = encoded.iter().filter(|t| t.truncated > 0).count();
     let ids = encoded
         .into_iter()
-        .map(|mut ids| {
-            ids.truncate(max_len);
-            ids
-        })
+        .map(|t| t.ids)
         .filter(|ids| !ids.is_empty())
         .collect();
     (ids, cut)

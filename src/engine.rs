@@ -13,17 +13,11 @@ use crate::data::length_batches;
 use crate::model::decode::{decode_restricted, Strategy};
 use crate::model::word_trie::WordTrie;
 use crate::model::{Built, LatentKind, LatentParams, ModelConfig, SeqAutoencoder, TokenBatch};
-use crate::vocab::{Vocab, UNK};
+use crate::vocab::Vocab;
 
-/// Word ids of a sentence as the model will see them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tokenized {
-    pub ids: Vec<u32>,
-    /// Words not in the vocabulary (shown as <unk>).
-    pub unknown: Vec<String>,
-    /// Words cut off beyond the model's maximum length.
-    pub truncated: usize,
-}
+/// Word ids of a sentence as the model will see them (the one truncation rule,
+/// [`Vocab::tokenize_with`]).
+pub use crate::vocab::Tokenized;
 
 /// The encoder's view of one sentence.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,10 +106,15 @@ impl Engine {
         self.model.cfg.max_len
     }
 
-    /// Normalises and maps a raw sentence to token ids, truncated to the model's maximum
-    /// length (in tokens; `truncated` counts the words that did not fit).
+    /// Normalises and maps a raw sentence to token ids, truncated between words to the
+    /// model's maximum length (in tokens; `truncated` counts the words that did not fit):
+    /// [`Vocab::tokenize_with`], the rule every model input follows.
     pub fn tokenize(&self, text: &str) -> Tokenized {
-        self.tokenize_with(text, &mut |w| self.vocab.encode_normalized(w))
+        let normalized = crate::corpus::normalize(text);
+        self.vocab
+            .tokenize_with(&normalized, self.max_len(), &mut |w| {
+                self.vocab.encode_normalized(w)
+            })
     }
 
     /// [`Self::tokenize`] for many texts, on every worker thread, each remembering the pieces
@@ -127,42 +126,11 @@ impl Engine {
         texts
             .par_iter()
             .map_init(HashMap::<String, Vec<u32>>::new, |seen, t| {
-                self.tokenize_with(t, &mut |w| {
-                    if let Some(pieces) = seen.get(w) {
-                        return pieces.clone();
-                    }
-                    let pieces = self.vocab.encode_normalized(w);
-                    seen.insert(w.to_string(), pieces.clone());
-                    pieces
-                })
+                let normalized = crate::corpus::normalize(t);
+                self.vocab
+                    .tokenize_cached(&normalized, self.max_len(), seen)
             })
             .collect()
-    }
-
-    /// [`Self::tokenize`] with `pieces` mapping one normalized word to its ids.
-    fn tokenize_with(&self, text: &str, pieces: &mut dyn FnMut(&str) -> Vec<u32>) -> Tokenized {
-        let normalized = crate::corpus::normalize(text);
-        let words: Vec<&str> = normalized.split(' ').filter(|w| !w.is_empty()).collect();
-        let max = self.max_len();
-        let mut ids = Vec::with_capacity(words.len().min(max));
-        let mut unknown = Vec::new();
-        let mut kept = 0;
-        for w in &words {
-            let pieces = pieces(w);
-            if ids.len() + pieces.len() > max {
-                break;
-            }
-            if pieces.contains(&UNK) {
-                unknown.push(w.to_string());
-            }
-            ids.extend(pieces);
-            kept += 1;
-        }
-        Tokenized {
-            ids,
-            unknown,
-            truncated: words.len() - kept,
-        }
     }
 
     /// The words the model sees for `ids` (unknown words as <unk>).

@@ -546,13 +546,10 @@ impl Meanings {
         })
     }
 
-    /// `name.safetensors` → `name.meaning.json`.
+    /// `name.safetensors` → `name.meaning.json`, beside it or in the cache directory
+    /// ([`crate::index::cache_path`]).
     pub fn default_path(checkpoint: &Path) -> PathBuf {
-        let stem = checkpoint
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into());
-        checkpoint.with_file_name(format!("{stem}.meaning.json"))
+        crate::index::cache_path(checkpoint, "meaning.json")
     }
 
     /// Reads meanings written by [`Meanings::save`].

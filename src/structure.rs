@@ -34,7 +34,7 @@ use crate::cluster::{
 use crate::coder::{Coder, FeatureKind};
 use crate::corpus::{Corpus, Split};
 use crate::hamming::PackedCodes;
-use crate::index::CorpusIndex;
+use crate::index::{ContinuousIndex, CorpusIndex};
 
 /// Words shown for a bag-of-words model's "decoding".
 pub const DECODED_WORDS: usize = 8;
@@ -176,6 +176,19 @@ impl CodedCorpus {
             label_names: index.label_names.clone(),
             codes: (0..index.len()).map(|i| index.code(i)).collect(),
             binary: true,
+        }
+    }
+
+    /// The entries of a continuous index (μ, as the encoder gives it) as a coded corpus.
+    pub fn from_continuous_index(index: &ContinuousIndex) -> Self {
+        Self {
+            corpus: index.meta.corpus.clone(),
+            split: index.meta.splits.join("+"),
+            texts: index.texts.clone(),
+            labels: index.labels.clone(),
+            label_names: index.label_names.clone(),
+            codes: (0..index.len()).map(|i| index.mean(i).to_vec()).collect(),
+            binary: false,
         }
     }
 

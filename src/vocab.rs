@@ -28,7 +28,9 @@ use tokenizers::models::bpe::{BpeTrainer, BPE};
 use tokenizers::models::unigram::{Unigram, UnigramTrainer};
 use tokenizers::models::wordlevel::{WordLevel, WordLevelTrainer};
 use tokenizers::models::{ModelWrapper, TrainerWrapper};
-use tokenizers::normalizers::{Lowercase, NormalizerWrapper};
+use tokenizers::normalizers::{
+    Lowercase, NormalizerWrapper, Sequence as NormalizerSequence, StripAccents, NFKD,
+};
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::whitespace::Whitespace;
@@ -104,6 +106,46 @@ impl fmt::Debug for Vocab {
         f.debug_struct("Vocab").field("len", &self.len()).finish()
     }
 }
+
+/// The normalizer of subword vocabularies trained now: compatibility decomposition (NFKD),
+/// combining marks dropped (StripAccents), lower case — "Café" → "cafe", "ﬁ" → "fi", "Ⅳ" →
+/// "iv". Letters of scripts the training text lacks (CJK, Greek, Cyrillic, emoji…) still
+/// become `<unk>`.
+pub fn folding_normalizer() -> NormalizerWrapper {
+    NormalizerWrapper::Sequence(NormalizerSequence::new(vec![
+        NormalizerWrapper::NFKD(NFKD),
+        NormalizerWrapper::StripAccents(StripAccents),
+        NormalizerWrapper::Lowercase(Lowercase),
+    ]))
+}
+
+/// Whether `n` is exactly [`folding_normalizer`].
+fn is_folding_normalizer(n: &NormalizerWrapper) -> bool {
+    match n {
+        NormalizerWrapper::Sequence(seq) => matches!(
+            seq.as_ref(),
+            [
+                NormalizerWrapper::NFKD(_),
+                NormalizerWrapper::StripAccents(_),
+                NormalizerWrapper::Lowercase(_)
+            ]
+        ),
+        _ => false,
+    }
+}
+
+/// Token ids of a sentence as a model reads it ([`Vocab::tokenize_with`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokenized {
+    pub ids: Vec<u32>,
+    /// Words not in the vocabulary (shown as <unk>).
+    pub unknown: Vec<String>,
+    /// Words cut off beyond the model's maximum length.
+    pub truncated: usize,
+}
+
+/// Most words [`Vocab::tokenize_cached`] remembers per cache (bounded memory on any corpus).
+const MAX_SEEN_WORDS: usize = 1 << 20;
 
 impl Vocab {
     /// Trains a vocabulary of at most `max_size` tokens (special tokens
@@ -188,8 +230,10 @@ impl Vocab {
             ),
             _ => Tokenizer::new(Unigram::default()),
         };
+        // New subword vocabularies fold accents: "Café" and "café" read as "cafe" rather than
+        // "caf<unk>" (vocabularies trained before keep their Lowercase normalizer).
         tokenizer
-            .with_normalizer(Some(Lowercase))
+            .with_normalizer(Some(folding_normalizer()))
             .map_err(anyhow::Error::msg)?;
         tokenizer.with_pre_tokenizer(Some(subword_pre_tokenizer()));
         tokenizer.with_decoder(Some(DecoderWrapper::Metaspace(Metaspace::new(
@@ -268,12 +312,15 @@ impl Vocab {
             ModelWrapper::Unigram(_) => TokenizerKind::Unigram,
             _ => bail!("the model is not a WordLevel, BPE or Unigram model"),
         };
+        let folds = tokenizer
+            .get_normalizer()
+            .is_some_and(is_folding_normalizer);
         ensure!(
             matches!(
                 tokenizer.get_normalizer(),
                 Some(NormalizerWrapper::Lowercase(_))
-            ),
-            "the normalizer is not Lowercase"
+            ) || (folds && kind != TokenizerKind::Word),
+            "the normalizer is not Lowercase (or, for subword vocabularies, the sequence NFKD, StripAccents, Lowercase)"
         );
         // A checkpoint is untrusted: every tokenizer feature latent-tui never writes is refused,
         // since padding to a fixed length or truncating at 0 would change (or blow up) every
@@ -382,6 +429,59 @@ impl Vocab {
             .filter(|token| !token.is_empty())
             .map(|token| self.id(token).unwrap_or(UNK))
             .collect()
+    }
+
+    /// The one truncation rule of every model input (issue 23, item 14): the words of the
+    /// normalized `text`, each as its pieces (`pieces(word)`), kept while the ids fit in
+    /// `max_len` tokens; the first word that does not fit ends the sentence, so a sentence is
+    /// cut between words, never inside one. `eval`, training, `encode`, `flip`, `path`,
+    /// `search` and the explorer all read sentences through it.
+    pub fn tokenize_with(
+        &self,
+        normalized: &str,
+        max_len: usize,
+        pieces: &mut dyn FnMut(&str) -> Vec<u32>,
+    ) -> Tokenized {
+        let words: Vec<&str> = normalized.split(' ').filter(|w| !w.is_empty()).collect();
+        let mut ids = Vec::with_capacity(words.len().min(max_len));
+        let mut unknown = Vec::new();
+        let mut kept = 0;
+        for w in &words {
+            let pieces = pieces(w);
+            if ids.len() + pieces.len() > max_len {
+                break;
+            }
+            if pieces.contains(&UNK) {
+                unknown.push(w.to_string());
+            }
+            ids.extend(pieces);
+            kept += 1;
+        }
+        Tokenized {
+            ids,
+            unknown,
+            truncated: words.len() - kept,
+        }
+    }
+
+    /// [`Self::tokenize_with`] remembering each word's pieces in `seen`: a corpus repeats its
+    /// words, and a subword tokenizer's call per word costs far more than a lookup.
+    pub fn tokenize_cached(
+        &self,
+        normalized: &str,
+        max_len: usize,
+        seen: &mut HashMap<String, Vec<u32>>,
+    ) -> Tokenized {
+        self.tokenize_with(normalized, max_len, &mut |w| {
+            if let Some(pieces) = seen.get(w) {
+                return pieces.clone();
+            }
+            let pieces = self.encode_normalized(w);
+            if seen.len() < MAX_SEEN_WORDS {
+                seen.insert(w.to_string(), pieces.clone());
+            }
+            pieces
+        })
     }
 
     /// Words (and punctuation marks) among `ids`: what perplexity is divided by, so that it is

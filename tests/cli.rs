@@ -77,12 +77,16 @@ fn encode_then_decode_round_trips_through_json_lines() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2, "the empty line is skipped");
+    assert_eq!(lines.len(), 3, "one line per input line");
     assert_eq!(lines[0]["code"].as_str().unwrap().len(), 8);
-    assert_eq!(lines[1]["unknown"][0], "zebra");
-    assert_eq!(lines[1]["text"], "the <unk> sees a rope");
+    assert_eq!(lines[1]["line"], 2);
+    assert!(lines[1].get("code").is_none() && lines[1]["error"].is_string());
+    assert_eq!(lines[2]["unknown"][0], "zebra");
+    assert_eq!(lines[2]["text"], "the <unk> sees a rope");
+    // decode answers in place too: an empty line for the line without a code.
     let decoded = ok(&["decode", ckpt()], Some(&encoded));
-    assert_eq!(decoded.lines().count(), 2);
+    assert_eq!(decoded.lines().count(), 3);
+    assert_eq!(decoded.lines().nth(1), Some(""));
     let beam = ok(
         &["decode", ckpt(), "--beam", "3", "--json"],
         Some("01010101\n[1,0,1,0,1,0,1,0]\n"),
@@ -486,17 +490,23 @@ fn encode_writes_bag_of_words_codes() {
     let out = run(&["encode", nash], Some(input));
     assert!(out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
-    // "the of a" is stop words only: an empty bag, skipped by its line number.
-    assert!(
-        err.contains("line 2: no words the model knows, skipped"),
-        "{err}"
-    );
+    // "the of a" is stop words only: an empty bag, answered in place with an error.
+    let _ = err;
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let rows: Vec<Value> = stdout
+    let mut rows: Vec<Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(rows.len(), 2, "{stdout}");
+    assert_eq!(rows.len(), 3, "{stdout}");
+    let empty = rows.remove(1);
+    assert_eq!(empty["line"], 2);
+    assert!(
+        empty["error"]
+            .as_str()
+            .unwrap()
+            .contains("no words the model knows"),
+        "{empty}"
+    );
     let coder = common::coder(&f.nash);
     let want = coder.encode_text("the small dog sees the red cat").unwrap();
     assert_eq!(rows[0]["text"].as_str().unwrap(), want.shown);
@@ -517,9 +527,10 @@ fn encode_writes_bag_of_words_codes() {
         &["encode", f.lsh.to_str().unwrap(), "--format", "bits"],
         Some(input),
     );
-    assert_eq!(lsh.lines().count(), 2);
+    assert_eq!(lsh.lines().count(), 3);
     assert!(lsh
         .lines()
+        .filter(|l| !l.is_empty())
         .all(|l| l.len() == 8 && l.chars().all(|c| c == '0' || c == '1')));
     let nvdm = ok(&["encode", f.nvdm.to_str().unwrap()], Some(input));
     let row: Value = serde_json::from_str(nvdm.lines().next().unwrap()).unwrap();

@@ -12,7 +12,8 @@ use anyhow::Result;
 use candle_core::Device;
 use latent_tui::bow::train::{train_bow, BowFamily, BowTrainConfig};
 use latent_tui::cluster::{
-    agreement, distinctive_words, kmeans, kmedoids, kmodes, ClusterMethod, ClusterOptions,
+    agreement, distinctive_words, kmeans, kmeans_sparse, kmedoids, kmodes, to_sparse,
+    ClusterMethod, ClusterOptions, Clustering,
 };
 use latent_tui::coder::Coder;
 use latent_tui::corpus::{Corpus, LoadOptions, Split};
@@ -586,5 +587,187 @@ fn commands_on_a_sequence_autoencoder() -> Result<()> {
         .output()?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no labels"));
+    Ok(())
+}
+
+/// `n` points in `dim` dimensions around `k` random centres, with their blob.
+fn blobs(k: usize, n: usize, dim: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<u32>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let centres: Vec<Vec<f32>> = (0..k)
+        .map(|_| (0..dim).map(|_| rng.random_range(-5.0..5.0)).collect())
+        .collect();
+    let (mut points, mut gold) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let c = i % k;
+        points.push(
+            centres[c]
+                .iter()
+                .map(|&x| x + rng.random_range(-1.0f32..1.0))
+                .collect(),
+        );
+        gold.push(c as u32);
+    }
+    (points, gold)
+}
+
+fn sq(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum()
+}
+
+/// Every point sits in the cluster of its nearest centre (up to rounding of near ties).
+fn assert_nearest(points: &[Vec<f32>], r: &Clustering) {
+    assert_eq!(r.assignment.len(), points.len(), "every point is assigned");
+    for (i, (p, &c)) in points.iter().zip(&r.assignment).enumerate() {
+        let own = sq(p, &r.centers[c]);
+        let best = r.centers.iter().map(|m| sq(p, m)).fold(f64::MAX, f64::min);
+        assert!(
+            own <= best + 1e-3 * (1.0 + best),
+            "point {i}: {own} > {best}"
+        );
+    }
+}
+
+#[test]
+fn sampled_kmeans_assigns_every_point_to_its_nearest_final_centre() {
+    let (points, gold) = blobs(6, 3000, 20, 11);
+    let opts = ClusterOptions {
+        k: 6,
+        seed: 4,
+        sample: 300,
+        ..Default::default()
+    };
+    let sampled = kmeans(&points, &opts).unwrap();
+    assert_nearest(&points, &sampled);
+    assert_eq!(sampled.sizes().iter().sum::<usize>(), 3000);
+    let a = agreement(&gold, &sampled.assignment);
+    assert!(a.ari >= 0.9, "{a:?}");
+    // The same seed gives the same clustering, on one thread or three.
+    let on = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| kmeans(&points, &opts).unwrap())
+    };
+    assert_eq!(on(1), sampled);
+    assert_eq!(on(3), sampled);
+    // Another seed draws another sample (and starts), still assigning every point.
+    let other = kmeans(
+        &points,
+        &ClusterOptions {
+            seed: 5,
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    assert_nearest(&points, &other);
+    // Without a sample every point takes part from the start; the result is as good.
+    let full = kmeans(
+        &points,
+        &ClusterOptions {
+            sample: 0,
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    assert_nearest(&points, &full);
+    assert!(agreement(&gold, &full.assignment).ari >= 0.9);
+
+    // The TF-IDF baseline's sparse k-means samples the same way.
+    let sparse = to_sparse(&points);
+    let s = kmeans_sparse(&sparse, 20, &opts).unwrap();
+    assert_nearest(&points, &s);
+    assert!(agreement(&gold, &s.assignment).ari >= 0.9);
+    assert_eq!(kmeans_sparse(&sparse, 20, &opts).unwrap(), s);
+}
+
+/// The Clusters tab and `cluster` read a continuous model's μ from the index cached beside the
+/// checkpoint (the Neighbors tab's) while it is fresh, and encode again once the checkpoint file
+/// changes.
+#[test]
+fn continuous_codes_come_from_the_cached_index_until_the_checkpoint_changes() -> Result<()> {
+    use latent_tui::coder::Posterior;
+    use latent_tui::index::{default_path, ContinuousIndex};
+    use latent_tui::model::LatentKind;
+    use latent_tui::pipeline::{corpus_codes, IndexCache};
+
+    let f = common::fixtures();
+    let dir = tempfile::tempdir()?;
+    let ckpt =
+        common::tiny_checkpoint(dir.path(), &f.corpus, LatentKind::Gaussian, "g.safetensors");
+    let corpus = Corpus::load(&f.corpus.display().to_string(), &LoadOptions::default())?;
+    let codes = |cache: IndexCache| -> Result<CodedCorpus> {
+        let coder = Coder::load(&ckpt, &Device::Cpu)?;
+        corpus_codes(&coder, &corpus, Split::Train, None, 0, cache, &mut |_| {})
+    };
+    let path = default_path(&ckpt);
+    let encoded = codes(IndexCache::LoadOnly)?;
+    assert!(!path.exists(), "LoadOnly never writes an index");
+    let built = codes(IndexCache::LoadOrBuild)?;
+    assert!(path.exists(), "LoadOrBuild saves the index");
+    assert_eq!(built.texts, encoded.texts);
+    for (a, b) in built.codes.iter().zip(&encoded.codes) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-4, "μ from the index {x} vs encoded {y}");
+        }
+    }
+
+    // Plant other μ in the saved index (same provenance): both modes read them, so they came
+    // from the file and not from the model.
+    let ix = ContinuousIndex::load(&path)?;
+    let dim = ix.dim();
+    let planted: Vec<Vec<f32>> = (0..ix.len()).map(|i| vec![i as f32 + 0.5; dim]).collect();
+    let posteriors: Vec<Posterior> = planted
+        .iter()
+        .map(|m| Posterior {
+            mean: m.clone(),
+            std: None,
+        })
+        .collect();
+    let labels: Vec<Option<String>> = (0..ix.len())
+        .map(|i| ix.label(i).map(str::to_string))
+        .collect();
+    ContinuousIndex::from_parts(dim, &posteriors, ix.texts.clone(), &labels, ix.meta.clone())?
+        .save(&path)?;
+    for cache in [IndexCache::LoadOnly, IndexCache::LoadOrBuild] {
+        assert_eq!(codes(cache)?.codes, planted, "{cache:?} reuses the index");
+    }
+    // A seeded subset of the cached entries is the subset `encode` picks.
+    let few = corpus_codes(
+        &Coder::load(&ckpt, &Device::Cpu)?,
+        &corpus,
+        Split::Train,
+        Some(5),
+        3,
+        IndexCache::LoadOnly,
+        &mut |_| {},
+    )?;
+    let picked = latent_tui::structure::subset(planted.len(), Some(5), 3);
+    assert_eq!(
+        few.codes,
+        picked
+            .iter()
+            .map(|&i| planted[i].clone())
+            .collect::<Vec<_>>()
+    );
+
+    // Another checkpoint file at the same path makes the index stale: encoded again.
+    common::tiny_checkpoint_scaled(
+        dir.path(),
+        &f.corpus,
+        LatentKind::Gaussian,
+        "g.safetensors",
+        2.0,
+    );
+    let stale = codes(IndexCache::LoadOnly)?;
+    assert_ne!(stale.codes, planted);
+    assert_eq!(stale.len(), encoded.len());
+    let rebuilt = codes(IndexCache::LoadOrBuild)?;
+    assert_ne!(rebuilt.codes, planted);
+    assert_ne!(
+        ContinuousIndex::load(&path)?.mean(0),
+        planted[0].as_slice(),
+        "the stale index was replaced"
+    );
     Ok(())
 }

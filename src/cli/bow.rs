@@ -408,14 +408,15 @@ fn index(args: IndexArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 #[command(
-    override_usage = "latent-tui search [OPTIONS] [CHECKPOINT] <QUERY>\n       latent-tui search [OPTIONS] [CHECKPOINT] --code BITS"
+    override_usage = "latent-tui search [OPTIONS] [CHECKPOINT] <QUERY>\n       latent-tui search [OPTIONS] [CHECKPOINT] - < queries.txt\n       latent-tui search [OPTIONS] [CHECKPOINT] --code BITS"
 )]
 pub struct SearchArgs {
     /// [CHECKPOINT] QUERY: the checkpoint is optional (default: checkpoints/binary.safetensors);
-    /// with --code, a single argument is the checkpoint.
+    /// with --code, a single argument is the checkpoint. QUERY `-` reads queries from stdin.
     #[arg(value_name = "CHECKPOINT|QUERY")]
     pub first: Option<String>,
-    /// The sentence to search for, when a checkpoint is given.
+    /// The sentence to search for, when a checkpoint is given; `-` reads one query per line
+    /// from standard input (one result block, or with --json one JSON line, per line).
     #[arg(value_name = "QUERY")]
     pub second: Option<String>,
     /// Search for this code (a 0/1 string) instead of a sentence's.
@@ -493,27 +494,93 @@ fn cached_index(coder: &Coder) -> Result<CachedIndex<crate::pipeline::CodeIndex>
     Ok(cached)
 }
 
+/// The queries of one `search` run: the one on the command line, or (query `-`) every line of
+/// standard input, each with its line number.
+enum Queries {
+    One(Option<String>),
+    Stdin,
+}
+
+impl Queries {
+    /// Calls `answer(line number, query)` for each query, in order; a line of standard input
+    /// that is empty or not UTF-8 gets `bad(line number, why)` instead, so the output keeps one
+    /// answer per input line.
+    fn each(
+        &self,
+        answer: &mut dyn FnMut(Option<usize>, Option<&str>) -> Result<()>,
+        bad: &mut dyn FnMut(usize, &str) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            Queries::One(q) => answer(None, q.as_deref()),
+            Queries::Stdin => {
+                for next in crate::cli::stdin_lines_checked() {
+                    let (line_no, line) = next?;
+                    match line {
+                        Ok(q) if !q.trim().is_empty() => answer(Some(line_no), Some(&q))?,
+                        Ok(_) => bad(line_no, "an empty line")?,
+                        Err(why) => bad(line_no, &why)?,
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One answer of `search`: pretty JSON for a single query, one JSON line per query from
+/// standard input (with its line number), or a text block (blocks separated by a blank line).
+fn print_json(line: Option<usize>, mut value: serde_json::Value) -> Result<()> {
+    match line {
+        None => println!("{}", serde_json::to_string_pretty(&value)?),
+        Some(n) => {
+            value["line"] = serde_json::json!(n);
+            println!("{value}");
+        }
+    }
+    Ok(())
+}
+
+/// The answer for a line of standard input that holds no query.
+fn print_bad_query(json: bool, line: usize, why: &str) -> Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"line": line, "error": format!("no query: {why}")})
+        );
+    } else {
+        println!("line {line}: no query ({why})\n");
+    }
+    Ok(())
+}
+
 fn search(args: SearchArgs) -> Result<()> {
     let (checkpoint, query) = args.checkpoint_and_query();
     if args.k == 0 {
         anyhow::bail!("--top must be at least 1");
     }
     if query.is_none() && args.code.is_none() {
-        anyhow::bail!("give a sentence to search for, or --code");
+        anyhow::bail!("give a sentence to search for (or - to read one per line from standard input), or --code");
     }
     if let (Some(q), None, None) = (&args.first, &args.second, &args.code) {
         // `search runs/m.safetensors` with the query forgotten would search the file name.
         if q.ends_with(".safetensors") || std::path::Path::new(q).is_file() {
             anyhow::bail!(
-                "`{q}` looks like a checkpoint, not a query: give the sentence after it (search {q} \"a sentence\")"
+                "`{q}` looks like a checkpoint, not a query: give the sentence after it (search {q} \"a sentence\", or - to read queries from standard input)"
             );
         }
+    }
+    let queries = match query {
+        Some(q) if q == "-" => Queries::Stdin,
+        q => Queries::One(q),
+    };
+    if matches!(queries, Queries::Stdin) && args.code.is_some() {
+        anyhow::bail!("--code searches one code; `-` reads sentences from standard input: give one or the other");
     }
     let mut coder = None;
     if args.index.is_none() {
         let loaded = Coder::load(&checkpoint, &Device::Cpu)?;
         if !loaded.is_binary() {
-            return search_continuous(&args, &checkpoint, query, loaded);
+            return search_continuous(&args, &checkpoint, &queries, loaded);
         }
         coder = Some(loaded);
     } else if args.multi_sample {
@@ -545,40 +612,57 @@ fn search(args: SearchArgs) -> Result<()> {
             (index, cached.path)
         }
     };
-    let (shown, code, unknown, left_out) = match (&query, &args.code) {
-        (_, Some(bits)) => (
+    // The model is loaded once for every query (none is needed for a --code search).
+    let coder = match (&coder, &args.code) {
+        (Some(_), _) | (None, Some(_)) => coder,
+        (None, None) => Some(Coder::load(&checkpoint, &Device::Cpu)?),
+    };
+    queries.each(
+        &mut |line, query| {
+            search_binary_one(&args, coder.as_ref(), &index, &index_path, line, query)
+        },
+        &mut |line, why| print_bad_query(args.json, line, why),
+    )
+}
+
+/// One query of a binary `search`: its code's nearest entries in `index`.
+fn search_binary_one(
+    args: &SearchArgs,
+    coder: Option<&Coder>,
+    index: &CorpusIndex,
+    index_path: &std::path::Path,
+    line: Option<usize>,
+    query: Option<&str>,
+) -> Result<()> {
+    let (shown, code, unknown, left_out) = match (query, &args.code, coder) {
+        (_, Some(bits), _) => (
             bits.clone(),
             crate::explore::parse_bits(bits).map_err(anyhow::Error::msg)?,
             Vec::new(),
             "",
         ),
-        (Some(q), None) => {
-            let coder = match coder {
-                Some(c) => c,
-                None => Coder::load(&checkpoint, &Device::Cpu)?,
-            };
-            let code = coder.codes(&[q.as_str()], &mut |_| {})?.remove(0);
+        (Some(q), None, Some(coder)) => {
+            let code = coder.codes(&[q], &mut |_| {})?.remove(0);
             (
                 crate::corpus::normalize(q),
                 code,
                 coder.unknown_words(q),
-                left_out_label(&coder),
+                left_out_label(coder),
             )
         }
-        (None, None) => anyhow::bail!("give a sentence to search for, or --code"),
+        _ => anyhow::bail!("give a sentence to search for, or --code"),
     };
     let started = std::time::Instant::now();
     let hits = index.search(&code, args.k)?;
     let elapsed = started.elapsed();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+        return print_json(
+            line,
+            serde_json::json!({
                 "query": shown, "code": crate::explore::bit_string(&code), "unknown": unknown,
                 "index": index_path, "entries": index.len(), "neighbors": hits,
-            }))?
+            }),
         );
-        return Ok(());
     }
     println!("query  {shown}");
     println!("code   {}", crate::explore::bit_string(&code));
@@ -607,6 +691,9 @@ fn search(args: SearchArgs) -> Result<()> {
         index.len(),
         elapsed.as_secs_f64() * 1e3
     );
+    if line.is_some() {
+        println!();
+    }
     Ok(())
 }
 
@@ -615,21 +702,39 @@ fn search(args: SearchArgs) -> Result<()> {
 fn search_continuous(
     args: &SearchArgs,
     checkpoint: &std::path::Path,
-    query: Option<String>,
+    queries: &Queries,
     coder: Coder,
 ) -> Result<()> {
-    use crate::cosine::MatchRule;
-    let Some(query) = query else {
+    if args.code.is_some() || matches!(queries, Queries::One(None)) {
         anyhow::bail!(
             "--code takes bits; {} has continuous codes: search by sentence",
             checkpoint.display()
         );
-    };
+    }
     let cached = cached_index(&coder)?;
     let crate::pipeline::CodeIndex::Cosine(index) = &cached.index else {
         unreachable!("a continuous model's index holds μ")
     };
-    let posterior = coder.posteriors(&[query.as_str()], &mut |_| {})?.remove(0);
+    queries.each(
+        &mut |line, query| {
+            let query = query.expect("a sentence query (checked above)");
+            search_continuous_one(args, &coder, index, &cached.path, line, query)
+        },
+        &mut |line, why| print_bad_query(args.json, line, why),
+    )
+}
+
+/// One query of a continuous `search`.
+fn search_continuous_one(
+    args: &SearchArgs,
+    coder: &Coder,
+    index: &crate::index::continuous::ContinuousIndex,
+    index_path: &std::path::Path,
+    line: Option<usize>,
+    query: &str,
+) -> Result<()> {
+    use crate::cosine::MatchRule;
+    let posterior = coder.posteriors(&[query], &mut |_| {})?.remove(0);
     let rule = MatchRule {
         samples: args.samples,
         min_close_pairs: args.min_pairs,
@@ -645,26 +750,25 @@ fn search_continuous(
         index.search(&posterior.mean, args.k)?
     };
     let elapsed = started.elapsed();
-    let shown = crate::corpus::normalize(&query);
-    let unknown = coder.unknown_words(&query);
+    let shown = crate::corpus::normalize(query);
+    let unknown = coder.unknown_words(query);
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+        return print_json(
+            line,
+            serde_json::json!({
                 "query": shown, "mean": posterior.mean, "unknown": unknown,
-                "index": cached.path, "entries": index.len(),
+                "index": index_path, "entries": index.len(),
                 "match": args.multi_sample.then_some(serde_json::json!({
                     "samples": rule.samples, "min_pairs": rule.min_close_pairs,
                     "radius": rule.radius, "candidates": rule.candidates, "seed": rule.seed,
                 })),
                 "neighbors": hits,
-            }))?
+            }),
         );
-        return Ok(());
     }
     println!("query  {shown}");
     if !unknown.is_empty() {
-        println!("{}: {}", left_out_label(&coder), unknown.join(", "));
+        println!("{}: {}", left_out_label(coder), unknown.join(", "));
     }
     let width = hits
         .iter()
@@ -715,6 +819,9 @@ fn search_continuous(
         index.len(),
         elapsed.as_secs_f64() * 1e3
     );
+    if line.is_some() {
+        println!();
+    }
     Ok(())
 }
 

@@ -59,6 +59,10 @@ pub struct ClusterArgs {
     /// Iterations per start at most (stops earlier once no entry changes cluster).
     #[arg(long, default_value_t = 50, value_parser = crate::cli::flags::count)]
     pub max_iterations: usize,
+    /// k-means: run the starts on a seeded sample of at most this many entries, then refine
+    /// over all of them (0: every entry throughout).
+    #[arg(long, default_value_t = crate::cluster::DEFAULT_SAMPLE, value_parser = crate::cli::flags::count_or_zero)]
+    pub sample: usize,
     /// Also list every member's cluster (JSON only).
     #[arg(long)]
     pub assignments: bool,
@@ -201,6 +205,7 @@ fn cluster(args: ClusterArgs) -> Result<()> {
         seed: args.seed,
         max_iterations: args.max_iterations.max(1),
         restarts: args.restarts.max(1),
+        sample: args.sample,
     };
     let report = pipeline::cluster_codes(&coder, &data, Some(method), &opts)?;
     if args.json {

@@ -5,7 +5,7 @@ pub mod bow;
 pub mod cluster;
 pub mod map;
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -45,6 +45,12 @@ pub struct Cli {
     /// Worker threads for the tensor kernels, 1 to 1024 (default: all cores).
     #[arg(long, global = true, value_parser = flags::threads)]
     pub threads: Option<usize>,
+    /// Directory for the caches a checkpoint gets (corpus index, map, bit meanings) instead of
+    /// beside the checkpoint; created if missing. Also the LATENT_TUI_CACHE environment
+    /// variable. By default they go beside the checkpoint, or when its directory is not
+    /// writable into $XDG_CACHE_HOME/latent-tui (~/.cache/latent-tui).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -75,9 +81,12 @@ pub enum Command {
         /// How to read the code: rounded (bits / μ), mean (p / μ) or sample.
         #[arg(long, default_value = "rounded", value_parser = parse_code_mode)]
         mode: crate::model::CodeMode,
-        /// Output: `json` (one object per line: text, code, p or std, kl), `bits` (one 0/1
-        /// string per line, binary codes) or `packed` (a NumPy .npy file of uint8 rows, 8 bits
-        /// per byte, least significant bit first: ready for faiss.IndexBinaryFlat; needs --out).
+        /// Output, one answer per input line: `json` (one object per line: line, text, ids,
+        /// code, p or std, kl; `error` instead of a code for a line without one), `bits` (one
+        /// 0/1 string per line, empty for a line without a code, binary codes) or `packed` (a
+        /// NumPy .npy file of uint8 rows, 8 bits per byte, least significant bit first: ready
+        /// for faiss.IndexBinaryFlat; needs --out; a line without a code is a row of zeros,
+        /// named on stderr).
         #[arg(long, value_enum, default_value_t = EncodeFormat::Json)]
         format: EncodeFormat,
         /// Write to this file instead of standard output (required by --format packed; `-`
@@ -90,6 +99,11 @@ pub enum Command {
         /// Replace a file at --out that does not hold encode output.
         #[arg(long)]
         force: bool,
+        /// Add to each JSON line the sentence's exact negative log-likelihood under the code
+        /// written (`nll`, nats, its tokens and <eos>; a bag-of-words model: the document's)
+        /// and, for sequence models, its perplexity per word (`ppl`).
+        #[arg(long)]
+        nll: bool,
     },
     /// Codes on stdin (0/1 strings, JSON arrays, or `encode`'s JSON lines) → sentences.
     Decode {
@@ -720,6 +734,21 @@ pub fn set_threads(n: usize) {
         .build_global();
 }
 
+/// Makes `dir` (created if missing) the directory of every checkpoint cache
+/// ([`crate::index::cache_path`]), before any is read or written.
+pub fn set_cache_dir(dir: &Path) -> Result<()> {
+    if dir.as_os_str().is_empty() {
+        bail!("--cache-dir needs a directory");
+    }
+    if dir.exists() && !dir.is_dir() {
+        bail!("--cache-dir {}: not a directory", dir.display());
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--cache-dir {}: cannot create it", dir.display()))?;
+    std::env::set_var(crate::index::CACHE_ENV, dir);
+    Ok(())
+}
+
 /// Keeps candle's own pool of element-wise workers out of the way, unless the user sized it
 /// (`CANDLE_NUM_THREADS`): every heavy kernel here runs on rayon's pool, and candle's workers
 /// spin between its (small) element-wise jobs on the same cores — on 2 cores that spinning
@@ -734,6 +763,9 @@ pub fn run(cli: Cli) -> Result<()> {
     keep_candle_pool_idle();
     if let Some(n) = cli.threads {
         set_threads(n.max(1));
+    }
+    if let Some(dir) = &cli.cache_dir {
+        set_cache_dir(dir)?;
     }
     match cli.command {
         None => crate::tui::run(&resolve(&cli.checkpoint)),
@@ -789,7 +821,18 @@ pub fn run(cli: Cli) -> Result<()> {
             out,
             seed,
             force,
-        }) => encode(&checkpoint, mode, format, out.as_deref(), seed, force),
+            nll,
+        }) => encode(
+            &checkpoint,
+            EncodeOptions {
+                mode,
+                format,
+                out: out.as_deref(),
+                seed,
+                force,
+                nll,
+            },
+        ),
         Some(Command::Decode {
             checkpoint,
             strategy,
@@ -1506,6 +1549,15 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
 
 /// The lines of a file as a corpus whose every split holds all of them (`eval --sentences`).
 fn sentences_corpus(path: &Path) -> Result<Corpus> {
+    // Bounded before reading, like any corpus: the file is read whole.
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if size > crate::corpus::MAX_CORPUS_BYTES {
+        bail!(
+            "sentence file `{}` is larger than {} MB; take a sample",
+            path.display(),
+            crate::corpus::MAX_CORPUS_BYTES >> 20
+        );
+    }
     let bytes = crate::checkpoint::read_regular_file(path, "sentence file")?;
     let name = path.display().to_string();
     let opts = LoadOptions {
@@ -1515,24 +1567,53 @@ fn sentences_corpus(path: &Path) -> Result<Corpus> {
     Corpus::from_split_bytes(&name, [&bytes, &bytes, &bytes], &opts)
 }
 
-/// Standard input's lines as they arrive, each with its 1-based line number; lines that are
-/// not UTF-8 are reported and skipped (the numbers still count them).
-fn stdin_lines() -> impl Iterator<Item = Result<(usize, String)>> {
-    std::io::stdin()
-        .lock()
-        .split(b'\n')
-        .enumerate()
-        .filter_map(|(i, raw)| match raw {
-            Err(e) => Some(Err(anyhow::Error::new(e).context("reading standard input"))),
-            Ok(raw) => match String::from_utf8(raw) {
-                Ok(s) => Some(Ok((i + 1, s.trim_end_matches('\r').to_string()))),
-                Err(_) => {
-                    eprintln!("line {}: not UTF-8, skipped", i + 1);
-                    None
+/// Standard input's lines as they arrive, each with its 1-based line number: the text, or
+/// why there is none (a line that is not UTF-8), so that a command can answer every line.
+/// A line is read up to [`MAX_STDIN_LINE`] bytes; a longer one is an error naming it.
+pub(crate) fn stdin_lines_checked(
+) -> impl Iterator<Item = Result<(usize, std::result::Result<String, String>)>> {
+    let mut input = std::io::stdin().lock();
+    let mut line_no = 0usize;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        line_no += 1;
+        let mut raw = Vec::new();
+        let read = (&mut input)
+            .take(MAX_STDIN_LINE as u64 + 1)
+            .read_until(b'\n', &mut raw);
+        match read {
+            Err(e) => {
+                done = true;
+                Some(Err(anyhow::Error::new(e)
+                    .context(format!("reading standard input, line {line_no}"))))
+            }
+            Ok(0) => None,
+            Ok(_) => {
+                if raw.last() == Some(&b'\n') {
+                    raw.pop();
+                } else if raw.len() > MAX_STDIN_LINE {
+                    done = true;
+                    return Some(Err(anyhow::anyhow!(
+                        "line {line_no} of standard input is longer than {MAX_STDIN_LINE} bytes"
+                    )));
                 }
-            },
-        })
+                Some(Ok((
+                    line_no,
+                    String::from_utf8(raw)
+                        .map(|s| s.trim_end_matches('\r').to_string())
+                        .map_err(|_| "not UTF-8".to_string()),
+                )))
+            }
+        }
+    })
 }
+
+/// Longest line read from standard input (`encode`, `decode`, `search -`): far beyond any
+/// sentence a model reads (it keeps at most 4,096 tokens), so memory stays bounded.
+pub const MAX_STDIN_LINE: usize = 1 << 20;
 
 /// Sentences `encode` gives the model at once (grouped by length inside).
 const ENCODE_CHUNK: usize = 1024;
@@ -1596,8 +1677,9 @@ fn is_encode_output(path: &Path, format: EncodeFormat) -> bool {
         EncodeFormat::Bits => head.iter().all(|b| matches!(b, b'0' | b'1' | b'\n')),
         EncodeFormat::Json => {
             let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
-            serde_json::from_slice::<serde_json::Value>(first)
-                .is_ok_and(|v| v.get("code").is_some())
+            serde_json::from_slice::<serde_json::Value>(first).is_ok_and(|v| {
+                v.get("code").is_some() || (v.get("line").is_some() && v.get("error").is_some())
+            })
         }
     }
 }
@@ -1736,15 +1818,39 @@ pub fn pack_bytes(code: &[f32]) -> Vec<u8> {
     out
 }
 
-fn encode(
-    ckpt: &Option<PathBuf>,
+/// `encode`'s flags.
+struct EncodeOptions<'a> {
     mode: crate::model::CodeMode,
     format: EncodeFormat,
-    out_path: Option<&Path>,
+    out: Option<&'a Path>,
     seed: u64,
     force: bool,
-) -> Result<()> {
+    nll: bool,
+}
+
+/// The exact negative log-likelihood (nats) of the encoded text `ids` under `code`, and for a
+/// sequence model its perplexity per word: the full-precision decoder, not the 8-bit output
+/// layer behind the explorer's bars.
+fn exact_nll(coder: &Coder, ids: &[u32], code: &[f32]) -> Result<(f64, Option<f64>)> {
+    if let Ok(engine) = coder.sequence_model("score a sentence") {
+        let nll = engine.score(&[code.to_vec()], ids)?[0] as f64;
+        let words = (engine.vocab.word_count(ids) + 1) as f64;
+        return Ok((nll, Some((nll / words).exp())));
+    }
+    // Bag-of-words models: the document's NLL, computed exactly.
+    Ok((coder.code_effects(ids, code, &[])?.base, None))
+}
+
+fn encode(ckpt: &Option<PathBuf>, o: EncodeOptions<'_>) -> Result<()> {
     use crate::model::CodeMode;
+    let EncodeOptions {
+        mode,
+        format,
+        out: out_path,
+        seed,
+        force,
+        nll,
+    } = o;
     // Any model with an encoder: sentences, or bags of words (nash, nvdm, lsh).
     let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
     if !coder.capabilities().encodes {
@@ -1761,6 +1867,14 @@ fn encode(
         if mode == CodeMode::Mean {
             bail!("--format {format} writes bits; --mode mean gives probabilities (use rounded or sample)");
         }
+        if nll {
+            bail!(
+                "--nll adds a field to JSON lines; --format {format} has none (use --format json)"
+            );
+        }
+    }
+    if nll && !coder.can_score() {
+        return Err(coder.cannot("score sentences (--nll): it has no decoder"));
     }
     if format == EncodeFormat::Packed && out_path.is_none() {
         bail!("--format packed writes a binary .npy file: name it with --out FILE (or --out - for standard output)");
@@ -1772,27 +1886,55 @@ fn encode(
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut rows = 0usize;
+    let mut zero_rows = Vec::new();
+    let no_words = if coder.can_decode_text() {
+        "no words"
+    } else {
+        "no words the model knows (stop words and punctuation are left out of bags)"
+    };
     // Input is read and encoded a chunk at a time, so memory stays bounded and output
-    // follows input through a pipe.
-    let mut lines = stdin_lines().peekable();
+    // follows input through a pipe. Every input line gets one answer, in order: a code, or
+    // for a line without one (empty, not UTF-8, no words) an `error` field / an empty line.
+    let mut lines = stdin_lines_checked().peekable();
     while lines.peek().is_some() {
         let mut numbered = Vec::with_capacity(ENCODE_CHUNK);
         for next in lines.by_ref().take(ENCODE_CHUNK) {
             numbered.push(next?);
         }
-        let texts: Vec<&str> = numbered.iter().map(|(_, line)| line.as_str()).collect();
-        let encoded = coder.encode_texts(&texts)?;
+        let texts: Vec<&str> = numbered
+            .iter()
+            .filter_map(|(_, line)| line.as_deref().ok())
+            .collect();
+        let mut encoded = coder.encode_texts(&texts)?.into_iter();
         // Draws for --mode sample are taken in input order, as one sentence at a time would.
-        for ((line_no, _), sentence) in numbered.iter().zip(encoded) {
+        for (line_no, line) in &numbered {
+            let (text, sentence) = match line {
+                Ok(text) => (Some(text), encoded.next().expect("one per UTF-8 line")),
+                Err(_) => (None, None),
+            };
             let Some(sentence) = sentence else {
-                eprintln!(
-                    "line {line_no}: no words{}, skipped",
-                    if coder.can_decode_text() {
-                        ""
-                    } else {
-                        " the model knows"
+                let why = match (line, text) {
+                    (Err(why), _) => why.clone(),
+                    (Ok(t), _) if t.trim().is_empty() => "an empty line".to_string(),
+                    _ => no_words.to_string(),
+                };
+                let w = out.writer();
+                match format {
+                    EncodeFormat::Bits => writeln!(w)?,
+                    EncodeFormat::Packed => {
+                        w.write_all(&vec![0u8; bytes_per_code])?;
+                        zero_rows.push(*line_no);
+                        eprintln!("line {line_no}: {why}; its row is all zeros");
                     }
-                );
+                    EncodeFormat::Json => {
+                        let mut obj = json!({"line": line_no, "error": format!("no code: {why}")});
+                        if let Some(t) = text {
+                            obj["text"] = json!(t);
+                        }
+                        writeln!(w, "{obj}")?;
+                    }
+                }
+                rows += 1;
                 continue;
             };
             let enc = &sentence.encoding;
@@ -1825,26 +1967,38 @@ fn encode(
                     None => enc.mean.clone(),
                 },
             };
+            let scored = if nll {
+                Some(exact_nll(&coder, &sentence.ids, &code)?)
+            } else {
+                None
+            };
             let w = out.writer();
             match format {
                 EncodeFormat::Bits => writeln!(w, "{}", explore::bit_string(&code))?,
                 EncodeFormat::Packed => w.write_all(&pack_bytes(&code))?,
                 EncodeFormat::Json => {
-                    let mut obj = json!({"text": sentence.shown, "kl": enc.kl});
+                    let mut obj = json!({"line": line_no, "text": sentence.shown, "ids": sentence.ids, "kl": enc.kl});
                     if binary && mode != CodeMode::Mean {
                         obj["code"] = json!(explore::bit_string(&code));
-                        obj["p"] = json!(enc.mean);
                     } else {
                         obj["code"] = json!(code);
-                        if let Some(s) = &enc.std {
-                            obj["std"] = json!(s);
-                        }
+                    }
+                    if binary {
+                        obj["p"] = json!(enc.mean);
+                    } else if let Some(s) = &enc.std {
+                        obj["std"] = json!(s);
                     }
                     if !sentence.unknown.is_empty() {
                         obj["unknown"] = json!(sentence.unknown);
                     }
                     if sentence.truncated > 0 {
                         obj["truncated_words"] = json!(sentence.truncated);
+                    }
+                    if let Some((nll, ppl)) = scored {
+                        obj["nll"] = json!(nll);
+                        if let Some(ppl) = ppl {
+                            obj["ppl"] = json!(ppl);
+                        }
                     }
                     writeln!(w, "{obj}")?;
                 }
@@ -1855,9 +2009,17 @@ fn encode(
     if format == EncodeFormat::Packed {
         out.rewrite_start(&npy_u8_header(rows, bytes_per_code))?;
         eprintln!(
-            "wrote {rows} codes of {} bits as {rows} × {bytes_per_code} uint8 → {}",
+            "wrote {rows} codes of {} bits as {rows} × {bytes_per_code} uint8 → {}{}",
             coder.latent_dim(),
-            out_path.expect("checked").display()
+            out_path.expect("checked").display(),
+            if zero_rows.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} rows of zeros for lines without a code)",
+                    zero_rows.len()
+                )
+            }
         );
     }
     out.finish()
@@ -1923,9 +2085,21 @@ fn decode(ckpt: &Option<PathBuf>, strategy: &StrategyArgs, json_out: bool) -> Re
     let mut rng = StdRng::seed_from_u64(strategy.seed);
     let out = std::io::stdout();
     let mut out = out.lock();
-    for next in stdin_lines() {
+    for next in stdin_lines_checked() {
         let (line_no, line) = next?;
-        if line.trim().is_empty() {
+        // A line that is not UTF-8 holds no code.
+        let line = line.unwrap_or_default();
+        // A line without a code (empty, or `encode`'s answer for a line it could not encode)
+        // is answered in place, so output lines stay aligned with input lines.
+        let no_code = line.trim().is_empty()
+            || serde_json::from_str::<serde_json::Value>(line.trim())
+                .is_ok_and(|v| v.get("code").is_none() && v.get("error").is_some());
+        if no_code {
+            if json_out {
+                writeln!(out, "{}", json!({"line": line_no, "error": "no code"}))?;
+            } else {
+                writeln!(out)?;
+            }
             continue;
         }
         let code = parse_code_line(&line).with_context(|| format!("line {line_no}"))?;
@@ -2094,6 +2268,18 @@ fn flip(ckpt: &Option<PathBuf>, sentence: &str, bits: &[usize], json_out: bool) 
     };
     let mut ppl = vec![effects.base];
     ppl.extend(effects.variants);
+    // The bars come from the 8-bit output layer (within ~1e-3 nats per word); the headline
+    // figure and the flips asked for with --bits are scored exactly (full precision).
+    let approximate = !effects.nll;
+    let mut flipped: Vec<f64> = bits.iter().map(|&b| ppl[b + 1]).collect();
+    if approximate {
+        ppl[0] = exact_nll(&coder, &ids, &code)?.1.unwrap_or(ppl[0]);
+        for (&b, p) in bits.iter().zip(&mut flipped) {
+            *p = exact_nll(&coder, &ids, &explore::flip(&code, b))?
+                .1
+                .unwrap_or(*p);
+        }
+    }
     let mut decode_codes = vec![code.clone()];
     decode_codes.extend(bits.iter().map(|&b| explore::flip(&code, b)));
     let texts = coder
@@ -2103,13 +2289,15 @@ fn flip(ckpt: &Option<PathBuf>, sentence: &str, bits: &[usize], json_out: bool) 
         let flips: Vec<_> = bits
             .iter()
             .zip(&texts[1..])
-            .map(|(&b, t)| json!({"bit": b, "code": explore::bit_string(&explore::flip(&code, b)), "text": t, measure: ppl[b + 1]}))
+            .zip(&flipped)
+            .map(|((&b, t), p)| json!({"bit": b, "code": explore::bit_string(&explore::flip(&code, b)), "text": t, measure: p}))
             .collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "sentence": e.shown, "code": explore::bit_string(&code), "decoding": texts[0],
                 measure: ppl[0], "flips": flips, format!("per_bit_{measure}"): &ppl[1..],
+                "per_bit_exact": !approximate,
             }))?
         );
     } else {
@@ -2117,12 +2305,17 @@ fn flip(ckpt: &Option<PathBuf>, sentence: &str, bits: &[usize], json_out: bool) 
         println!("code      {}", explore::bit_string(&code));
         println!("decoding  {}", texts[0]);
         println!("{heading} {:.3}", ppl[0]);
-        for (&b, t) in bits.iter().zip(&texts[1..]) {
-            println!("flip {b:3}  {measure} {:9.3}  → {t}", ppl[b + 1]);
+        for ((&b, t), p) in bits.iter().zip(&texts[1..]).zip(&flipped) {
+            println!("flip {b:3}  {measure} {p:9.3}  → {t}");
         }
         println!(
-            "per-bit {heading} ({} under the code with that bit flipped):",
-            if effects.nll { "document" } else { "sentence" }
+            "per-bit {heading} ({} under the code with that bit flipped{}):",
+            if effects.nll { "document" } else { "sentence" },
+            if approximate {
+                "; 8-bit output layer, within ~0.001 nats per word"
+            } else {
+                ""
+            }
         );
         let max = ppl[1..].iter().cloned().fold(ppl[0], f64::max);
         for j in 0..l {

@@ -217,11 +217,83 @@ pub fn load_or_build<I: SavedIndex>(
 /// The default index path of a checkpoint: `name.safetensors` → `name.index.safetensors`. A
 /// checkpoint has one kind of code, so binary and continuous indexes share it.
 pub fn default_path(checkpoint: &Path) -> PathBuf {
+    cache_path(checkpoint, "index.safetensors")
+}
+
+/// The environment variable naming the directory for every cache a checkpoint gets (index,
+/// map, meanings); `--cache-dir` sets it.
+pub const CACHE_ENV: &str = "LATENT_TUI_CACHE";
+
+/// Where the cache `NAME.SUFFIX` of the checkpoint `NAME.safetensors` lives, for reading and
+/// writing alike:
+/// - in the directory named by [`CACHE_ENV`] (`--cache-dir`) when it is set, as
+///   `NAME-HASH.SUFFIX` (HASH: of the checkpoint's absolute path, so two `binary.safetensors`
+///   in different directories never share a cache);
+/// - else beside the checkpoint, `NAME.SUFFIX`, when that file exists or the checkpoint's
+///   directory is writable (or not there at all): the default, unchanged;
+/// - else (an installed, read-only checkpoint directory) in the user's cache directory,
+///   `$XDG_CACHE_HOME/latent-tui` or `~/.cache/latent-tui`, as `NAME-HASH.SUFFIX`.
+pub fn cache_path(checkpoint: &Path, suffix: &str) -> PathBuf {
     let stem = checkpoint
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
-    checkpoint.with_file_name(format!("{stem}.index.safetensors"))
+    let keyed = |dir: PathBuf| {
+        let absolute = std::fs::canonicalize(checkpoint)
+            .or_else(|_| std::path::absolute(checkpoint))
+            .unwrap_or_else(|_| checkpoint.to_path_buf());
+        let hash = Sha256::digest(absolute.to_string_lossy().as_bytes());
+        let short: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+        // Created on first use; a failure surfaces as the save's error (a note, not fatal).
+        let _ = std::fs::create_dir_all(&dir);
+        dir.join(format!("{stem}-{short}.{suffix}"))
+    };
+    if let Some(dir) = std::env::var_os(CACHE_ENV).filter(|d| !d.is_empty()) {
+        return keyed(PathBuf::from(dir));
+    }
+    let beside = checkpoint.with_file_name(format!("{stem}.{suffix}"));
+    let dir = match checkpoint.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    // Only a directory that is there and read-only sends the caches elsewhere.
+    if beside.exists() || !dir.is_dir() || is_writable_dir(&dir) {
+        return beside;
+    }
+    match user_cache_dir() {
+        Some(cache) => keyed(cache),
+        None => beside,
+    }
+}
+
+/// `$XDG_CACHE_HOME/latent-tui`, else `$HOME/.cache/latent-tui`.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|d| !d.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("latent-tui"))
+}
+
+/// Whether this process may create files in the directory `dir`.
+fn is_writable_dir(dir: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(dir).is_ok_and(|m| !m.permissions().readonly())
+    }
 }
 
 /// The examples of some splits of a corpus as an index's entries, with the provenance of an

@@ -351,13 +351,10 @@ impl Layout {
         })
     }
 
-    /// `name.safetensors` → `name.map.safetensors`.
+    /// `name.safetensors` → `name.map.safetensors`, beside it or in the cache directory
+    /// ([`crate::index::cache_path`]).
     pub fn default_path(checkpoint: &Path) -> PathBuf {
-        let stem = checkpoint
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into());
-        checkpoint.with_file_name(format!("{stem}.map.safetensors"))
+        crate::index::cache_path(checkpoint, "map.safetensors")
     }
 
     pub fn len(&self) -> usize {

@@ -9,9 +9,11 @@ pub mod app;
 pub mod captures;
 
 pub mod clusters;
+pub mod context;
 pub mod event;
 pub mod explore;
 pub mod harness;
+pub mod jobs;
 pub mod keys;
 pub mod map;
 pub mod neighbors;
@@ -25,7 +27,6 @@ pub mod worker;
 use std::io::{self, IsTerminal, Stdout};
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -42,6 +43,7 @@ use ratatui::Terminal;
 
 use crate::coder::Coder;
 use app::{App, AppOptions, Effect};
+pub use event::panic_text;
 use event::{InputThread, Msg};
 use widgets::Theme;
 use worker::{ModelInfo, Worker, WorkerHandle};
@@ -144,6 +146,10 @@ struct TerminalGuard {
 
 impl TerminalGuard {
     fn enter() -> Result<Self> {
+        // An abort (a failed allocation, `abort()`), a crash or a kill signal restores the
+        // terminal before the process dies; SIGKILL (the OOM killer) cannot be caught.
+        #[cfg(unix)]
+        fatal_signals::arm();
         enable_raw_mode()?;
         if let Err(e) = execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste) {
             restore_terminal();
@@ -166,6 +172,100 @@ impl Drop for TerminalGuard {
     fn drop(&mut self) {
         let _ = self.terminal.show_cursor();
         restore_terminal();
+        #[cfg(unix)]
+        fatal_signals::disarm();
+    }
+}
+
+/// Restores the terminal when the process dies of a signal while the explorer holds it: an
+/// abort (SIGABRT: a failed allocation, a panic under `panic = "abort"`), a crash (SIGSEGV,
+/// SIGBUS, SIGILL, SIGFPE) or a kill (SIGTERM, SIGHUP, SIGQUIT). The handler does only what is
+/// safe inside a signal handler — put back the terminal settings saved before raw mode
+/// (`tcsetattr`) and write the escape sequences that leave the alternate screen, end
+/// bracketed paste and show the cursor (`write`) — then lets the signal take its usual course.
+#[cfg(unix)]
+mod fatal_signals {
+    use std::cell::UnsafeCell;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const SIGNALS: [libc::c_int; 8] = [
+        libc::SIGABRT,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+    ];
+    /// Bracketed paste off, leave the alternate screen, show the cursor.
+    const RESTORE: &[u8] = b"\x1b[?2004l\x1b[?1049l\x1b[?25h";
+
+    /// Written once by [`arm`] before the handlers are installed, then only read.
+    struct Saved {
+        termios: UnsafeCell<Option<libc::termios>>,
+        previous: UnsafeCell<[Option<libc::sigaction>; SIGNALS.len()]>,
+    }
+    // SAFETY: written only by `arm`/`disarm` on the UI thread while ARMED says the handler
+    // may not read it concurrently in a way that matters (the handler only reads `termios`,
+    // written before ARMED is set).
+    unsafe impl Sync for Saved {}
+    static SAVED: Saved = Saved {
+        termios: UnsafeCell::new(None),
+        previous: UnsafeCell::new([None; SIGNALS.len()]),
+    };
+    static ARMED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn on_fatal(sig: libc::c_int) {
+        if ARMED.swap(false, Ordering::SeqCst) {
+            // SAFETY: tcsetattr and write are async-signal-safe; `termios` was written before
+            // ARMED was set and is not written again while it is.
+            unsafe {
+                if let Some(t) = &*SAVED.termios.get() {
+                    libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t);
+                }
+                libc::write(libc::STDOUT_FILENO, RESTORE.as_ptr().cast(), RESTORE.len());
+            }
+        }
+        // SA_RESETHAND put the default action back: raised again, the signal does what it
+        // would have done (a core dump, the exit status of a killed process) once this
+        // handler returns.
+        // SAFETY: raise is async-signal-safe.
+        unsafe {
+            libc::raise(sig);
+        }
+    }
+
+    pub fn arm() {
+        // SAFETY: plain libc calls on valid, owned memory; only this (UI) thread arms.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            *SAVED.termios.get() = (libc::tcgetattr(libc::STDIN_FILENO, &mut t) == 0).then_some(t);
+            ARMED.store(true, Ordering::SeqCst);
+            let previous = &mut *SAVED.previous.get();
+            for (sig, slot) in SIGNALS.iter().zip(previous.iter_mut()) {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_fatal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                action.sa_flags = libc::SA_RESETHAND;
+                libc::sigemptyset(&mut action.sa_mask);
+                let mut old: libc::sigaction = std::mem::zeroed();
+                *slot = (libc::sigaction(*sig, &action, &mut old) == 0).then_some(old);
+            }
+        }
+    }
+
+    /// Puts back the handlers that were there before [`arm`].
+    pub fn disarm() {
+        ARMED.store(false, Ordering::SeqCst);
+        // SAFETY: as in `arm`.
+        unsafe {
+            let previous = &mut *SAVED.previous.get();
+            for (sig, slot) in SIGNALS.iter().zip(previous.iter_mut()) {
+                if let Some(old) = slot.take() {
+                    libc::sigaction(*sig, &old, std::ptr::null_mut());
+                }
+            }
+        }
     }
 }
 
@@ -179,10 +279,6 @@ fn restore_terminal() {
     );
 }
 
-/// The message of the last panic on a background thread (shown instead of printed, which
-/// would scribble over the screen).
-static BACKGROUND_PANIC: Mutex<Option<String>> = Mutex::new(None);
-
 /// On the UI thread a panic restores the terminal and then reports as usual; on background
 /// threads (which catch their panics and report them as errors) it only records the message.
 fn install_panic_hook() {
@@ -192,37 +288,17 @@ fn install_panic_hook() {
         if std::thread::current().id() == ui {
             restore_terminal();
             previous(info);
-        } else if let Ok(mut slot) = BACKGROUND_PANIC.lock() {
+        } else if let Ok(mut slot) = event::BACKGROUND_PANIC.lock() {
             *slot = Some(info.to_string());
         }
     }));
 }
 
-/// Text of a caught panic payload.
-pub fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        BACKGROUND_PANIC
-            .lock()
-            .ok()
-            .and_then(|s| s.clone())
-            .unwrap_or_else(|| "unknown panic".into())
-    }
-}
-
 /// Every key, by tab, for the `?` overlay (and the book's key tables, docs/explorer.md): the keys that work everywhere and
 /// in text fields, then each tab's key table.
 pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
-    let mut sections: Vec<(String, Vec<(String, String)>)> = vec![(
-        "Everywhere".to_string(),
-        GLOBAL_KEYS
-            .iter()
-            .map(|(k, what)| (k.to_string(), what.to_string()))
-            .collect(),
-    )];
+    let mut sections: Vec<(String, Vec<(String, String)>)> =
+        vec![("Everywhere".to_string(), global_keys())];
     sections.push((
         "Text fields".to_string(),
         TEXT_FIELD_KEYS
@@ -230,7 +306,7 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
             .map(|(k, what)| (k.to_string(), what.to_string()))
             .collect(),
     ));
-    for tab in app::Tab::ALL {
+    for &tab in app::TabId::ALL {
         sections.push((
             format!("{} {}", tab.index() + 1, tab.title()),
             tab.help_rows(),
@@ -257,23 +333,12 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
     out
 }
 
-/// Keys the app handles before any tab (see `App::on_key`).
-pub const GLOBAL_KEYS: &[(&str, &str)] = &[
-    (
-        "1 … 7",
-        "switch tab: Explore, Path, Sample, Stats, Train, Neighbors, Clusters",
-    ),
-    ("Tab / Shift-Tab", "next / previous tab (also while typing)"),
-    (
-        "? or F1",
-        "this help (F1 also while typing; ↑/↓ scroll, Esc closes)",
-    ),
-    ("q", "quit (not while typing)"),
-    (
-        "Ctrl-C",
-        "quit, always (a running training stops and saves)",
-    ),
-];
+/// The help rows of the keys the app handles before any tab ([`keys::GLOBAL`], see
+/// `App::on_key`), with the tabs' number and names from the registry.
+pub fn global_keys() -> Vec<(String, String)> {
+    let titles: Vec<&str> = app::TabId::ALL.iter().map(|t| t.title()).collect();
+    keys::global_help_rows(&titles)
+}
 
 /// Keys of every text field (see `widgets::TextInput`).
 pub const TEXT_FIELD_KEYS: &[(&str, &str)] = &[
