@@ -14,7 +14,7 @@ use latent_tui::coder::Coder;
 use latent_tui::hamming::PackedCodes;
 use latent_tui::index::{CorpusIndex, IndexMeta};
 use latent_tui::map::{CachedLayout, Layout, LayoutMeta, Method};
-use latent_tui::tui::app::{App, AppOptions, Tab};
+use latent_tui::tui::app::{App, AppOptions, TabId};
 use latent_tui::tui::event::Msg;
 use latent_tui::tui::map::MapData;
 use latent_tui::tui::widgets::Theme;
@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
     let layout = Layout {
         points,
         meta: LayoutMeta {
+            version: latent_tui::map::layout::LAYOUT_VERSION,
             method: Method::Umap,
             checkpoint_sha256: String::new(),
             corpus_hash: String::new(),
@@ -109,11 +110,11 @@ fn main() -> anyhow::Result<()> {
         },
     );
     let mut code = coder.encode_text("a small dog barks at the cat")?.code;
-    app.explore.code = code.clone();
-    app.neighbors.index = Some(data.index.clone());
+    app.shared.code = code.clone();
+    app.shared.index = Some(data.index.clone());
     app.map.data = Some(data);
-    app.neighbors.show_map = true;
-    app.tab = Tab::Neighbors;
+    app.tabs.neighbors.show_map = true;
+    app.tab = TabId::Neighbors;
     let timed = |app: &mut App, msg: Msg| {
         let t = Instant::now();
         app.update(msg);
@@ -155,7 +156,7 @@ fn main() -> anyhow::Result<()> {
     }
     // A flip in Explore places the new code (and extends the trail).
     code[3] = 1.0 - code[3];
-    app.explore.code = code;
+    app.shared.code = code;
     updates.push(("a flipped code placed".into(), timed(&mut app, Msg::Tick)));
     for (what, ms) in &frames {
         println!("frame  {what:<24} {ms:6.2} ms");

@@ -93,6 +93,7 @@ fn main() -> anyhow::Result<()> {
         crossterm::event::KeyModifiers::CONTROL,
     )));
     let steps = app
+        .tabs
         .train
         .run
         .as_ref()

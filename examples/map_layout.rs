@@ -4,7 +4,10 @@
 //!
 //!     cargo run --release --example map_layout -- CKPT [EPOCHS] [NEIGHBORS] [NEGATIVES] [ENTRIES]
 //!
-//! ENTRIES lays out only the first ENTRIES entries (quicker experiments).
+//! ENTRIES lays out only ENTRIES evenly spaced entries (quicker experiments; the index is in
+//! corpus order, so the first entries would be a few labels only). With MAP_STATS=1 it first
+//! prints quantiles of each entry's 10th-nearest code distance and of how many entries lie
+//! within it (ties), brute force on about 500 entries.
 //!
 //! Run with RAYON_NUM_THREADS=2 for the figures in docs/map.md.
 
@@ -38,19 +41,30 @@ fn main() -> anyhow::Result<()> {
     let keep = arg(5).unwrap_or(usize::MAX);
     let sub_bits;
     let sub_units;
+    let sub_labels;
     let (codes, labels, meta) = match (&binary, &continuous) {
         (Some(b), _) => {
             let n = keep.min(b.len());
-            let words = b.codes.as_words()[..n * b.codes.words_per_code()].to_vec();
+            let step = b.len() / n;
+            let pick: Vec<usize> = (0..n).map(|i| i * step).collect();
+            let words: Vec<u64> = pick
+                .iter()
+                .flat_map(|&i| b.codes.code(i).to_vec())
+                .collect();
             sub_bits = latent_tui::hamming::PackedCodes::from_words(b.bits(), words)
                 .map_err(anyhow::Error::msg)?;
-            (Codes::Bits(&sub_bits), &b.labels[..n], &b.meta)
+            sub_labels = pick.iter().map(|&i| b.labels[i]).collect::<Vec<_>>();
+            (Codes::Bits(&sub_bits), &sub_labels[..], &b.meta)
         }
         (_, Some(c)) => {
             let n = keep.min(c.len());
+            let step = c.len() / n;
+            let pick: Vec<usize> = (0..n).map(|i| i * step).collect();
             let u = c.unit_vectors();
-            sub_units = latent_tui::cosine::UnitVectors::new(u.dim(), (0..n).map(|i| u.row(i)))?;
-            (Codes::Unit(&sub_units), &c.labels[..n], &c.meta)
+            sub_units =
+                latent_tui::cosine::UnitVectors::new(u.dim(), pick.iter().map(|&i| u.row(i)))?;
+            sub_labels = pick.iter().map(|&i| c.labels[i]).collect::<Vec<_>>();
+            (Codes::Unit(&sub_units), &sub_labels[..], &c.meta)
         }
         _ => unreachable!(),
     };
@@ -59,6 +73,32 @@ fn main() -> anyhow::Result<()> {
         codes.len(),
         rayon::current_num_threads()
     );
+    if std::env::var("MAP_STATS").is_ok() {
+        let n = codes.len();
+        let q: Vec<usize> = (0..n).step_by((n / 500).max(1)).collect();
+        let mut radii = Vec::new();
+        let mut sizes = Vec::new();
+        for &i in &q {
+            let mut d: Vec<f32> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| codes.distance(i, j))
+                .collect();
+            d.sort_by(|a, b| a.total_cmp(b));
+            let r = d[9];
+            radii.push(r);
+            sizes.push(d.iter().filter(|&&x| x <= r).count());
+        }
+        radii.sort_by(|a, b| a.total_cmp(b));
+        sizes.sort();
+        let qs = |v: &[f32]| [0.1, 0.25, 0.5, 0.75, 0.9].map(|f| v[(f * v.len() as f64) as usize]);
+        println!("r10 quantiles {:?}", qs(&radii));
+        let sz: Vec<f32> = sizes.iter().map(|&x| x as f32).collect();
+        println!(
+            "|S| quantiles {:?} mean {}",
+            qs(&sz),
+            sz.iter().sum::<f32>() / sz.len() as f32
+        );
+    }
     let started = Instant::now();
     let mut graph_done = None;
     let layout = Layout::compute(codes, meta, &opts, &mut |f| {

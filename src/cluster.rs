@@ -604,28 +604,13 @@ fn dense_lloyd(
                     .collect();
             }
         }
-        // Empty clusters take the points farthest from their centres.
-        let empty: Vec<usize> = (0..k).filter(|&c| sizes[c] == 0).collect();
-        if !empty.is_empty() {
-            let mut far: Vec<(usize, f64)> = assignment
-                .iter()
-                .enumerate()
-                .filter(|(_, &(c, _))| sizes[c] > 1)
-                .map(|(i, &(_, d))| (i, d))
-                .collect();
-            far.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            for (c, (i, _)) in empty.into_iter().zip(far) {
-                centers[c] = rows[i].to_vec();
-            }
+        for (c, i) in refill_empty(&sizes, &assignment) {
+            centers[c] = rows[i].to_vec();
         }
         let next = assign(&centers);
-        let moved = next
-            .iter()
-            .zip(&assignment)
-            .filter(|(a, b)| a.0 != b.0)
-            .count();
+        let done = converged(&next, &assignment, tolerance);
         assignment = next;
-        if moved == 0 || (moved as f64) < tolerance * rows.len() as f64 {
+        if done {
             break;
         }
     }
@@ -747,31 +732,16 @@ fn sparse_lloyd(
                 centers[c] = sums[c].iter().map(|s| s / sizes[c] as f64).collect();
             }
         }
-        // Empty clusters take the points farthest from their centres.
-        let empty: Vec<usize> = (0..k).filter(|&c| sizes[c] == 0).collect();
-        if !empty.is_empty() {
-            let mut far: Vec<(usize, f64)> = assignment
-                .iter()
-                .enumerate()
-                .filter(|(_, &(c, _))| sizes[c] > 1)
-                .map(|(i, &(_, d))| (i, d))
-                .collect();
-            far.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            for (c, (i, _)) in empty.into_iter().zip(far) {
-                centers[c] = vec![0f64; dim];
-                for &(d, v) in points[i].iter() {
-                    centers[c][d as usize] = v as f64;
-                }
+        for (c, i) in refill_empty(&sizes, &assignment) {
+            centers[c] = vec![0f64; dim];
+            for &(d, v) in points[i].iter() {
+                centers[c][d as usize] = v as f64;
             }
         }
         let next = assign(&centers);
-        let moved = next
-            .iter()
-            .zip(&assignment)
-            .filter(|(a, b)| a.0 != b.0)
-            .count();
+        let done = converged(&next, &assignment, tolerance);
         assignment = next;
-        if moved == 0 || (moved as f64) < tolerance * points.len() as f64 {
+        if done {
             break;
         }
     }
@@ -785,6 +755,37 @@ fn sparse_lloyd(
         cost: assignment.iter().map(|&(_, d)| d).sum(),
         iterations,
     }
+}
+
+/// Empty clusters of a Lloyd step take the points farthest from their centres (from clusters
+/// of more than one point): (empty cluster, point) pairs, farthest first, ties by index.
+fn refill_empty(sizes: &[usize], assignment: &[(usize, f64)]) -> Vec<(usize, usize)> {
+    let empty: Vec<usize> = (0..sizes.len()).filter(|&c| sizes[c] == 0).collect();
+    if empty.is_empty() {
+        return Vec::new();
+    }
+    let mut far: Vec<(usize, f64)> = assignment
+        .iter()
+        .enumerate()
+        .filter(|(_, &(c, _))| sizes[c] > 1)
+        .map(|(i, &(_, d))| (i, d))
+        .collect();
+    far.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    empty
+        .into_iter()
+        .zip(far)
+        .map(|(c, (i, _))| (c, i))
+        .collect()
+}
+
+/// Whether a Lloyd step moved no point, or fewer than `tolerance` of them.
+fn converged(next: &[(usize, f64)], previous: &[(usize, f64)], tolerance: f64) -> bool {
+    let moved = next
+        .iter()
+        .zip(previous)
+        .filter(|(a, b)| a.0 != b.0)
+        .count();
+    moved == 0 || (moved as f64) < tolerance * next.len() as f64
 }
 
 /// Agreement of a clustering with gold labels.

@@ -116,6 +116,15 @@ impl TopK {
         }
     }
 
+    /// The similarity a hit needs at least to be kept: the worst kept one once `k` are kept.
+    #[inline(always)]
+    fn floor(&self) -> f32 {
+        match self.heap.peek() {
+            Some(worst) if self.heap.len() >= self.k => worst.0.similarity,
+            _ => f32::NEG_INFINITY,
+        }
+    }
+
     fn merge(mut self, other: TopK) -> TopK {
         for r in other.heap {
             self.offer(r.0);
@@ -301,11 +310,18 @@ impl UnitVectors {
             false,
         );
         for (q, top) in tops.iter_mut().enumerate() {
+            // A similarity below the worst one kept cannot enter (the heap is not touched).
+            let mut floor = top.floor();
             for (j, &dot) in sims[q * nr..(q + 1) * nr].iter().enumerate() {
+                let similarity = finish_similarity(dot);
+                if similarity < floor {
+                    continue;
+                }
                 top.offer(CosineHit {
-                    similarity: finish_similarity(dot),
+                    similarity,
                     index: start + j,
                 });
+                floor = top.floor();
             }
         }
     }

@@ -6,10 +6,17 @@
 
 use anyhow::{bail, Result};
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use crate::cluster::{ClusterMethod, ClusterOptions};
 use crate::coder::{Coder, FeatureKind};
 use crate::corpus::{Corpus, Split};
+use crate::hamming::PackedCodes;
 use crate::index::{self, CachedIndex, ContinuousIndex, CorpusIndex};
+use crate::map::grid::PointGrid;
+use crate::map::{CachedLayout, Layout, LayoutOptions, Method};
+use crate::structure::AttributeVector;
 use crate::structure::{analogy, cluster_corpus, ClusterReport, CodedCorpus, DECODED_WORDS};
 
 /// A corpus index of either kind of code: bits searched by Hamming distance, or continuous
@@ -303,4 +310,293 @@ pub fn compute_structure(model: &Coder, job: &StructureJob) -> Result<StructureR
             })
         }
     }
+}
+
+// ---- The explorer's corpus jobs: the neighbour index, the map and the clustering, as the
+// worker runs them (the CLI calls the functions above directly).
+
+/// The corpus entries the Neighbors tab searches (the library's [`CodeIndex`]).
+pub use CodeIndex as Entries;
+
+/// A corpus index for the Neighbors tab and the map.
+#[derive(Debug)]
+pub struct NeighborIndex {
+    pub index: Entries,
+    pub path: PathBuf,
+    /// Whether it was read from `path` (rather than built now).
+    pub from_disk: bool,
+    /// Why a freshly built index could not be saved, if it could not.
+    pub save_error: Option<String>,
+}
+
+/// The corpus a job works on: `spec`, or the checkpoint's own (needed `for` something).
+pub fn job_corpus(coder: &Coder, spec: Option<&str>, purpose: &str) -> anyhow::Result<Corpus> {
+    match spec {
+        Some(spec) => crate::coder::seq::corpus_of_provenance(coder.provenance(), Some(spec)),
+        None => crate::coder::seq::own_corpus_of(coder.provenance(), purpose),
+    }
+}
+
+/// The Neighbors tab's index ([`crate::pipeline::neighbor_index`]: loaded from beside the
+/// checkpoint when fresh, else built and saved there).
+pub fn corpus_neighbor_index(
+    coder: &Coder,
+    corpus: Option<&str>,
+    progress: &mut dyn FnMut(f64),
+) -> anyhow::Result<NeighborIndex> {
+    let caps = coder.capabilities();
+    if !caps.encodes {
+        anyhow::bail!(
+            "an `{}` model has no encoder, so sentences have no codes to index",
+            caps.name
+        );
+    }
+    let corpus = job_corpus(coder, corpus, "nearest neighbours")?;
+    let cached = neighbor_index(coder, &corpus, progress)?;
+    Ok(NeighborIndex {
+        index: cached.index,
+        path: cached.path,
+        from_disk: cached.from_disk,
+        save_error: cached.save_error,
+    })
+}
+
+/// Cells per side of the finest grid (2^10).
+pub const GRID_SIDE: usize = 1024;
+/// What the worker is asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MapRequest {
+    pub corpus: Option<String>,
+    pub method: Method,
+    /// The index already loaded by the Neighbors tab, if any (else the worker loads it).
+    pub index: Option<SharedIndex>,
+}
+
+/// An index shared with the worker; equal when it is the same one.
+#[derive(Clone, Debug)]
+pub struct SharedIndex(pub Arc<NeighborIndex>);
+
+impl PartialEq for SharedIndex {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// A layout of an index, binned for drawing.
+#[derive(Debug)]
+pub struct MapData {
+    pub index: Arc<NeighborIndex>,
+    pub layout: Layout,
+    pub path: PathBuf,
+    pub from_disk: bool,
+    pub save_error: Option<String>,
+    pub grid: PointGrid,
+}
+
+impl MapData {
+    pub fn new(index: Arc<NeighborIndex>, cached: CachedLayout) -> Self {
+        let grid = PointGrid::new(&cached.layout.points, GRID_SIDE);
+        Self {
+            index,
+            layout: cached.layout,
+            path: cached.path,
+            from_disk: cached.from_disk,
+            save_error: cached.save_error,
+            grid,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.layout.points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.layout.points.is_empty()
+    }
+
+    /// Where a code falls: its nearest entries' weighted mean position.
+    pub fn place(&self, code: &[f32]) -> Option<[f32; 2]> {
+        let codes = self.index.index.codes();
+        if code.len() != codes.dim() {
+            return None;
+        }
+        self.layout.place(codes, code).ok()
+    }
+
+    /// Entry `i`'s code as the explorer holds codes (bits, or μ).
+    pub fn entry_code(&self, i: usize) -> Vec<f32> {
+        match &self.index.index {
+            Entries::Hamming(ix) => ix.code(i),
+            Entries::Cosine(ix) => ix.mean(i).to_vec(),
+        }
+    }
+}
+
+/// The worker's side: the index (the Neighbors tab's, or loaded / built now), then its
+/// layout (loaded from beside the checkpoint when fresh, else computed and saved there).
+pub fn compute_map(
+    coder: &Coder,
+    req: &MapRequest,
+    progress: &mut dyn FnMut(f64),
+) -> anyhow::Result<MapData> {
+    let index = match &req.index {
+        Some(ix) => ix.0.clone(),
+        None => Arc::new(corpus_neighbor_index(
+            coder,
+            req.corpus.as_deref(),
+            &mut |f| progress(0.4 * f),
+        )?),
+    };
+    let opts = LayoutOptions {
+        method: req.method,
+        ..LayoutOptions::default()
+    };
+    let cached = Layout::load_or_compute(
+        coder.path(),
+        index.index.meta(),
+        index.index.codes(),
+        &opts,
+        &mut |f| progress(0.4 + 0.6 * f),
+    )?;
+    Ok(MapData::new(index, cached))
+}
+
+/// What the background worker is asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterRequest {
+    pub corpus: Option<String>,
+    /// 0: the number of gold labels (10 for an unlabelled corpus).
+    pub k: usize,
+    /// None: k-medoids for binary codes, k-means for continuous ones.
+    pub method: Option<ClusterMethod>,
+    pub seed: u64,
+    /// Cluster a seeded random subset of at most this many entries (None: the whole split).
+    pub max_entries: Option<usize>,
+}
+
+/// A clustering with the codes it was made of and each gold label's mean code.
+#[derive(Debug)]
+pub struct ClusterView {
+    pub data: CodedCorpus,
+    pub report: ClusterReport,
+    /// Per gold label (as `data.label_names`): its mean code and entry count.
+    pub label_means: Vec<Option<(Vec<f32>, usize)>>,
+    /// Binary codes packed, for the nearest entries of a code.
+    pub packed: Option<PackedCodes>,
+}
+
+impl ClusterView {
+    /// The cluster whose centre is nearest `code` (Hamming for bits, Euclidean otherwise).
+    pub fn nearest_cluster(&self, code: &[f32]) -> Option<usize> {
+        let clusters = &self.report.clusters;
+        if code.is_empty() || clusters.first()?.center.len() != code.len() {
+            return None;
+        }
+        clusters
+            .iter()
+            .map(|c| {
+                let d: f32 = c
+                    .center
+                    .iter()
+                    .zip(code)
+                    .map(|(a, b)| {
+                        if self.data.binary {
+                            (a - b).abs()
+                        } else {
+                            (a - b).powi(2)
+                        }
+                    })
+                    .sum();
+                (d, c.cluster)
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+            .map(|(_, c)| c)
+    }
+
+    /// The members of cluster `c`, nearest its centre first (ties in corpus order).
+    pub fn members_by_distance(&self, c: usize) -> Vec<usize> {
+        let Some(center) = self.report.clusters.get(c).map(|s| &s.center) else {
+            return Vec::new();
+        };
+        let mut scored: Vec<(f32, usize)> = self
+            .report
+            .members(c)
+            .into_iter()
+            .map(|i| {
+                let d = self.data.codes[i]
+                    .iter()
+                    .zip(center)
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum::<f32>();
+                (d, i)
+            })
+            .collect();
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        scored.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// The attribute vector between two gold labels (by index).
+    pub fn attribute(&self, from: usize, to: usize) -> Option<AttributeVector> {
+        let (a, na) = self.label_means.get(from)?.as_ref()?;
+        let (b, nb) = self.label_means.get(to)?.as_ref()?;
+        Some(AttributeVector {
+            from: self.data.label_names[from].clone(),
+            to: self.data.label_names[to].clone(),
+            from_count: *na,
+            to_count: *nb,
+            binary: self.data.binary,
+            difference: b.iter().zip(a).map(|(x, y)| x - y).collect(),
+        })
+    }
+}
+
+/// Clusters the train split of the model's corpus through the library's pipeline (binary
+/// codes from the Neighbors tab's index, loaded from beside the checkpoint or built and saved
+/// there; continuous codes encoded now), and draws its map.
+pub fn compute_clusters(
+    coder: &Coder,
+    req: &ClusterRequest,
+    progress: &mut dyn FnMut(f64),
+) -> Result<ClusterView> {
+    let caps = coder.capabilities();
+    if !caps.encodes {
+        anyhow::bail!(
+            "an `{}` model has no encoder, so sentences have no codes to index",
+            caps.name
+        );
+    }
+    let corpus = job_corpus(coder, req.corpus.as_deref(), "clusters")?;
+    let data = corpus_codes(
+        coder,
+        &corpus,
+        Split::Train,
+        req.max_entries,
+        req.seed,
+        IndexCache::LoadOrBuild,
+        progress,
+    )?;
+    let k = match req.k {
+        0 => default_k(&data),
+        k => k,
+    };
+    let opts = ClusterOptions {
+        k: k.min(data.len()),
+        seed: req.seed,
+        ..ClusterOptions::default()
+    };
+    let report = cluster_codes(coder, &data, req.method, &opts)?;
+    let label_means = data
+        .label_names
+        .iter()
+        .map(|n| data.label_mean(n).ok())
+        .collect();
+    let packed = coder
+        .is_binary()
+        .then(|| PackedCodes::from_codes(coder.latent_dim(), data.codes.iter().map(Vec::as_slice)));
+    Ok(ClusterView {
+        data,
+        report,
+        label_means,
+        packed,
+    })
 }

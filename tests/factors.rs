@@ -330,9 +330,15 @@ fn stats_tab_shows_the_bit_factor_table() {
     let engine = Engine::load(Path::new(SHIPPED), &Device::Cpu).unwrap();
     let mut h =
         latent_tui::tui::harness::Harness::new(engine, latent_tui::tui::app::AppOptions::default());
-    common::goto(&mut h, latent_tui::tui::app::Tab::Stats);
+    common::goto(&mut h, latent_tui::tui::app::TabId::Stats);
     let s = h.screen();
-    let stats = h.app.stats.result.as_ref().expect("statistics computed");
+    let stats = h
+        .app
+        .tabs
+        .stats
+        .result
+        .as_ref()
+        .expect("statistics computed");
     let f = stats.report.factors.as_ref().expect("a factors corpus");
     common::assert_has(&s, "Bits ↔ factors");
     common::assert_has(

@@ -1052,7 +1052,7 @@ fn every_numeric_flag_is_validated() {
 #[test]
 fn the_help_overlay_wraps_long_lines_instead_of_cutting_them() {
     use crossterm::event::KeyCode;
-    use latent_tui::tui::app::{AppOptions, Tab};
+    use latent_tui::tui::app::{AppOptions, TabId};
     use latent_tui::tui::harness::Harness;
     let engine =
         latent_tui::engine::Engine::load(Path::new(ckpt()), &candle_core::Device::Cpu).unwrap();
@@ -1063,11 +1063,8 @@ fn the_help_overlay_wraps_long_lines_instead_of_cutting_them() {
         seen += &h.screen();
         h.key(KeyCode::Down);
     }
-    let mut rows: Vec<(String, String)> = latent_tui::tui::GLOBAL_KEYS
-        .iter()
-        .map(|(k, w)| (k.to_string(), w.to_string()))
-        .collect();
-    for tab in Tab::ALL {
+    let mut rows: Vec<(String, String)> = latent_tui::tui::global_keys();
+    for &tab in TabId::ALL {
         rows.extend(tab.help_rows());
     }
     // The last word of every description is on screen somewhere, however long the line.
@@ -1137,17 +1134,17 @@ fn common_bow(dir: &Path, corpus: &Path) -> PathBuf {
 #[test]
 fn on_an_lm_model_typing_keys_say_why_they_do_nothing_and_digits_still_switch_tabs() {
     use crossterm::event::KeyCode;
-    use latent_tui::tui::app::{AppOptions, Tab};
+    use latent_tui::tui::app::{AppOptions, TabId};
     use latent_tui::tui::harness::Harness;
     let lm = &common::fixtures().lm;
     let engine = latent_tui::engine::Engine::load(lm, &candle_core::Device::Cpu).unwrap();
     let mut h = Harness::new(engine, AppOptions::default());
     for (tab, key) in [
-        (Tab::Explore, 'i'),
-        (Tab::Explore, '/'),
-        (Tab::Path, 'a'),
-        (Tab::Path, 'b'),
-        (Tab::Path, '/'),
+        (TabId::Explore, 'i'),
+        (TabId::Explore, '/'),
+        (TabId::Path, 'a'),
+        (TabId::Path, 'b'),
+        (TabId::Path, '/'),
     ] {
         h.key(KeyCode::Char(char::from(b'1' + tab.index() as u8)));
         assert_eq!(h.app.tab, tab);
@@ -1159,7 +1156,7 @@ fn on_an_lm_model_typing_keys_say_why_they_do_nothing_and_digits_still_switch_ta
         );
         // No field took the keys: a digit still switches tabs.
         h.key(KeyCode::Char('3'));
-        assert_eq!(h.app.tab, Tab::Sample, "{tab:?} {key}");
+        assert_eq!(h.app.tab, TabId::Sample, "{tab:?} {key}");
     }
     h.key(KeyCode::Char('q'));
     assert!(h.app.should_quit);

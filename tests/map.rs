@@ -8,7 +8,8 @@ use std::process::Command;
 use latent_tui::cosine::UnitVectors;
 use latent_tui::hamming::PackedCodes;
 use latent_tui::index::IndexMeta;
-use latent_tui::map::{score, Codes, Layout, LayoutOptions, Method};
+use latent_tui::map::layout::LAYOUT_VERSION;
+use latent_tui::map::{score, Codes, Layout, LayoutMeta, LayoutOptions, Method};
 use latent_tui::model::LatentKind;
 use latent_tui::tui::map::{compute_map, MapRequest};
 use rand::rngs::StdRng;
@@ -86,6 +87,66 @@ fn a_planted_cluster_corpus_lays_out_in_separate_clusters() {
     let near = grid.nearest(&layout.points, at, 10, None);
     let same = near.iter().filter(|(j, _)| labels[*j] == labels[7]).count();
     assert!(same >= 9, "{same} of 10 map neighbours share the cluster");
+}
+
+#[test]
+fn the_layout_is_the_same_for_any_thread_count() {
+    // More entries than one parallel task takes, so the threads share every epoch.
+    let (codes, _) = planted_bits(5, 500, 64, 0.2);
+    let packed = PackedCodes::from_codes(64, codes.iter().map(Vec::as_slice));
+    let lay = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                Layout::compute(
+                    Codes::Bits(&packed),
+                    &IndexMeta::default(),
+                    &LayoutOptions {
+                        epochs: Some(60),
+                        ..LayoutOptions::default()
+                    },
+                    &mut |_| {},
+                )
+                .unwrap()
+            })
+    };
+    let one = lay(1);
+    assert_eq!(one.points, lay(2).points);
+    assert_eq!(one.points, lay(3).points);
+}
+
+#[test]
+fn a_map_saved_by_another_layout_version_is_laid_out_again() {
+    let (codes, _) = planted_bits(4, 100, 32, 0.1);
+    let packed = PackedCodes::from_codes(32, codes.iter().map(Vec::as_slice));
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("m.safetensors");
+    let meta = IndexMeta::default();
+    let opts = LayoutOptions::default();
+    let get =
+        || Layout::load_or_compute(&ckpt, &meta, Codes::Bits(&packed), &opts, &mut |_| {}).unwrap();
+    let first = get();
+    assert!(!first.from_disk);
+    assert_eq!(first.layout.meta.version, LAYOUT_VERSION);
+    assert!(get().from_disk, "the same version is loaded");
+    // The same map saved by an older version of the descent: not trusted, made again.
+    let mut old = first.layout.clone();
+    old.meta.version = LAYOUT_VERSION - 1;
+    old.save(&first.path).unwrap();
+    let again = get();
+    assert!(!again.from_disk, "an old version's map is laid out again");
+    assert_eq!(
+        Layout::load(&first.path).unwrap().meta.version,
+        LAYOUT_VERSION,
+        "and replaced"
+    );
+    // Maps written before the version was recorded read as version 1.
+    let mut json = serde_json::to_value(&first.layout.meta).unwrap();
+    json.as_object_mut().unwrap().remove("version");
+    let unversioned: LayoutMeta = serde_json::from_value(json).unwrap();
+    assert_eq!(unversioned.version, 1);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use latent_tui::corpus::{Corpus, LoadOptions};
 use latent_tui::meaning::{self, MeaningOptions, Meanings};
 use latent_tui::model::LatentKind;
 use latent_tui::train::{train, TrainConfig, TrainControl};
-use latent_tui::tui::app::{AppOptions, Tab};
+use latent_tui::tui::app::{AppOptions, TabId};
 use latent_tui::tui::harness::Harness;
 use latent_tui::tui::widgets::Theme;
 
@@ -298,13 +298,13 @@ fn explore_shows_what_the_bit_means_and_what_a_flip_changed() {
     assert_has(&s, "trained on sentences from corpus.txt");
     h.key(KeyCode::Right).key(KeyCode::Right);
     assert_has(&h.screen(), &format!("means {}", m.summary(2)));
-    let before = h.app.explore.decoding.clone().unwrap().1.unwrap();
+    let before = h.app.shared.decoding.clone().unwrap().1.unwrap();
     // Flip bits until one changes the decoding: its new words are marked, the lost ones listed.
     let mut changed = false;
     for _ in 0..8 {
         h.key(KeyCode::Char(' '));
-        let now = h.app.explore.decoding.clone().unwrap().1.unwrap();
-        assert_eq!(h.app.explore.before.as_deref(), Some(before.as_str()));
+        let now = h.app.shared.decoding.clone().unwrap().1.unwrap();
+        assert_eq!(h.app.tabs.explore.before.as_deref(), Some(before.as_str()));
         if now != before {
             let gone: Vec<&str> = before
                 .split_whitespace()
@@ -328,7 +328,7 @@ fn explore_shows_what_the_bit_means_and_what_a_flip_changed() {
     // In colour, the new words are drawn in the "changed" style.
     h.app.theme = Theme { color: true };
     let buf = render_buffer(&h);
-    let now = h.app.explore.decoding.clone().unwrap().1.unwrap();
+    let now = h.app.shared.decoding.clone().unwrap().1.unwrap();
     let marks = meaning::new_words(&before, &now);
     let row = (0..buf.area.height)
         .find(|&y| row_text(&buf, y).contains("┌ Decoding"))
@@ -366,10 +366,10 @@ fn the_explorer_opens_on_a_test_sentence_with_the_most_changing_bit_selected() {
     let corpus = load_corpus(&fixtures().corpus);
     let want = meaning::opening(&model, &corpus, 0, 0).unwrap();
     let s = h.screen();
-    assert_eq!(h.app.explore.input.text(), want.text);
+    assert_eq!(h.app.tabs.explore.input.text(), want.text);
     assert!(corpus.test.iter().any(|e| e.text == want.text));
     assert_has(&s, &format!("model sees: {}", want.sentence.shown));
-    assert_eq!(h.app.explore.cursor, want.dim);
+    assert_eq!(h.app.tabs.explore.cursor, want.dim);
     // No other bit changes the decoding in more words.
     let (dim, words) = meaning::most_changing_dim(&model, &want.sentence).unwrap();
     assert_eq!((dim, words), (want.dim, want.changed_words));
@@ -387,10 +387,10 @@ fn the_explorer_opens_on_a_test_sentence_with_the_most_changing_bit_selected() {
     // n draws the next sentence, seeded: the same as the library's draw 1.
     h.key(KeyCode::Char('n'));
     let next = meaning::opening(&model, &corpus, 0, 1).unwrap();
-    assert_eq!(h.app.explore.input.text(), next.text);
-    assert_eq!(h.app.explore.cursor, next.dim);
+    assert_eq!(h.app.tabs.explore.input.text(), next.text);
+    assert_eq!(h.app.tabs.explore.cursor, next.dim);
     // The help (from the key table that dispatched it) lists the key.
-    assert!(Tab::Explore
+    assert!(TabId::Explore
         .help_rows()
         .iter()
         .any(|(k, what)| k == "n" && what.starts_with("draw another sentence")));
@@ -408,7 +408,7 @@ fn the_first_draw_never_replaces_what_the_user_typed() {
     h.app
         .update(latent_tui::tui::event::Msg::Key(KeyCode::Enter.into()));
     h.settle();
-    assert_eq!(h.app.explore.input.text(), "the red cat");
+    assert_eq!(h.app.tabs.explore.input.text(), "the red cat");
     assert_has(&h.screen(), "model sees: the red cat");
 }
 
@@ -419,8 +419,11 @@ fn a_gaussian_model_opens_on_a_dimension_and_reads_its_meaning() {
     h.settle();
     let s = h.screen();
     assert_has(&s, "changes its decoding most: +/- move it");
-    let m = h.app.explore.meaning.meanings().expect("meanings").clone();
-    assert_has(&s, &format!("means {}", m.summary(h.app.explore.cursor)));
+    let m = h.app.shared.meaning.meanings().expect("meanings").clone();
+    assert_has(
+        &s,
+        &format!("means {}", m.summary(h.app.tabs.explore.cursor)),
+    );
     assert_has(&s, "high: ");
 }
 
@@ -428,10 +431,10 @@ fn a_gaussian_model_opens_on_a_dimension_and_reads_its_meaning() {
 fn stats_lists_what_each_bit_means() {
     let (_dir, path) = scaled(LatentKind::Binary);
     let mut h = harness(&path, false);
-    goto(&mut h, Tab::Stats);
+    goto(&mut h, TabId::Stats);
     h.key(KeyCode::Char('m'));
     let s = h.screen();
-    let m = h.app.explore.meaning.meanings().expect("meanings").clone();
+    let m = h.app.shared.meaning.meanings().expect("meanings").clone();
     assert_has(&s, "What each bit means");
     assert_has(&s, "bit  changes on: words");
     for d in &m.dims {
@@ -440,13 +443,13 @@ fn stats_lists_what_each_bit_means() {
         assert_has(&s, &row);
     }
     h.key(KeyCode::Down).key(KeyCode::Down);
-    assert_eq!(h.app.stats.cursor, 2);
+    assert_eq!(h.app.tabs.stats.cursor, 2);
     h.key(KeyCode::Char('m'));
     assert_lacks(&h.screen(), "What each bit means");
     // An lm model: nothing to read, said plainly.
     let f = fixtures();
     let mut lm = harness(&f.lm, true);
-    goto(&mut lm, Tab::Stats);
+    goto(&mut lm, TabId::Stats);
     lm.key(KeyCode::Char('m'));
     assert_has(&lm.screen(), "has no code, so nothing to read");
 }

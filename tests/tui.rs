@@ -13,7 +13,7 @@ use crossterm::event::KeyCode;
 use latent_tui::model::LatentKind;
 use latent_tui::tasks::{self, PriorChoice};
 use latent_tui::train::{TrainConfig, TrainControl, TrainEvent};
-use latent_tui::tui::app::{AppOptions, Tab};
+use latent_tui::tui::app::{AppOptions, TabId};
 use latent_tui::tui::event::Msg;
 use latent_tui::tui::harness::{render_to_string, Harness};
 use latent_tui::tui::train::{quick_defaults, spawn_training, Phase};
@@ -53,7 +53,7 @@ fn explore_encodes_flips_undoes_and_restores() {
     assert_has(&s, "bit 0  p = ");
     assert_has(&s, "Perplexity of the sentence if each bit were flipped");
     assert_has(&s, "bit 0 flipped: ppl");
-    let encoded = h.app.explore.code.clone();
+    let encoded = h.app.shared.code.clone();
     // The Decoding panel shows what the model decodes for the code on screen.
     let e = engine(&f.binary);
     let ids = e.tokenize("the small dog sees the cat").ids;
@@ -72,16 +72,16 @@ fn explore_encodes_flips_undoes_and_restores() {
     assert_has(&s, "bit 2  p = ");
     assert_has(&s, "flipped: encoded");
     assert_has(&s, "bit 2 flipped: ppl");
-    assert_ne!(h.app.explore.code, encoded);
-    let bars = h.app.explore.bars.as_ref().expect("bars");
+    assert_ne!(h.app.shared.code, encoded);
+    let bars = h.app.tabs.explore.bars.as_ref().expect("bars");
     assert_eq!(
-        bars.code, h.app.explore.code,
+        bars.code, h.app.shared.code,
         "bars are for the current code"
     );
     assert_eq!(bars.ppl.len(), 8);
     let mut flipped = encoded.clone();
     flipped[2] = 1.0 - flipped[2];
-    assert_eq!(h.app.explore.code, flipped, "Space flipped bit 2 only");
+    assert_eq!(h.app.shared.code, flipped, "Space flipped bit 2 only");
     assert_eq!(decoding_line(&s), greedy(&e, &flipped));
 
     // h / l move too; two more flips, then undo one, then restore.
@@ -94,7 +94,7 @@ fn explore_encodes_flips_undoes_and_restores() {
     assert_has(&h.screen(), "Hamming distance 2 from the encoding");
     h.key(KeyCode::Char('r'));
     assert_has(&h.screen(), "Hamming distance 0 from the encoding");
-    assert_eq!(h.app.explore.code, encoded);
+    assert_eq!(h.app.shared.code, encoded);
     h.key(KeyCode::Char('u'));
     assert_has(&h.screen(), "Hamming distance 2 from the encoding");
 
@@ -109,7 +109,7 @@ fn explore_encodes_flips_undoes_and_restores() {
     // i returns to the input, where letters are text again.
     h.key(KeyCode::Char('i')).type_text("q");
     assert!(!h.app.should_quit, "q typed into the input does not quit");
-    assert!(h.app.explore.input.text().ends_with('q'));
+    assert!(h.app.tabs.explore.input.text().ends_with('q'));
 }
 
 #[test]
@@ -118,9 +118,9 @@ fn unknown_words_empty_input_and_long_input() {
     let mut h = harness(&f.binary);
     h.key(KeyCode::Char('i')).key(KeyCode::Enter);
     assert_has(&h.screen(), "type a sentence first");
-    assert!(h.app.explore.sentence.is_none());
+    assert!(h.app.shared.sentence.is_none());
     h.type_text("   ").key(KeyCode::Enter);
-    assert!(h.app.explore.sentence.is_none(), "blank input does nothing");
+    assert!(h.app.shared.sentence.is_none(), "blank input does nothing");
 
     h.type_text("the zorblax dog").key(KeyCode::Enter);
     let s = h.screen();
@@ -138,7 +138,7 @@ fn unknown_words_empty_input_and_long_input() {
             40 - MAX_LEN
         ),
     );
-    assert_eq!(h.app.explore.sentence.as_ref().unwrap().ids.len(), MAX_LEN);
+    assert_eq!(h.app.shared.sentence.as_ref().unwrap().ids.len(), MAX_LEN);
 
     // Only whitespace is "empty": a run of symbols is one word, unknown to the model.
     h.key(KeyCode::Char('i'))
@@ -152,7 +152,7 @@ fn unknown_words_empty_input_and_long_input() {
         "the model sees one unknown word:\n{s}"
     );
     assert_has(&s, "1 unknown word shown as <unk>: !!!");
-    assert_eq!(h.app.explore.sentence.as_ref().unwrap().ids, vec![1]);
+    assert_eq!(h.app.shared.sentence.as_ref().unwrap().ids, vec![1]);
 }
 
 #[test]
@@ -160,14 +160,14 @@ fn path_walks_one_bit_per_step_and_n_draws_another() {
     let f = fixtures();
     let mut h = harness(&f.binary);
     h.key(KeyCode::Tab);
-    assert_eq!(h.app.tab, Tab::Path);
+    assert_eq!(h.app.tab, TabId::Path);
     assert_has(&h.screen(), "Sentences A and B");
     h.key(KeyCode::Char('a'))
         .type_text("the small dog sees the cat")
         .key(KeyCode::Enter);
     h.type_text("every old tree moves the river")
         .key(KeyCode::Enter);
-    let walk = h.app.path.walk.clone().expect("walked");
+    let walk = h.app.tabs.path.walk.clone().expect("walked");
     let d = walk.distance.unwrap();
     let s = h.screen();
     assert_has(
@@ -205,7 +205,7 @@ fn path_walks_one_bit_per_step_and_n_draws_another() {
     h.key(KeyCode::Char('N'));
     assert_has(&h.screen(), "random path with seed 0");
     h.key(KeyCode::Down).key(KeyCode::Down);
-    assert_eq!(h.app.path.selected, 2.min(d));
+    assert_eq!(h.app.tabs.path.selected, 2.min(d));
     // a returns to editing A.
     h.key(KeyCode::Char('a'));
     assert!(h.app.typing());
@@ -216,7 +216,7 @@ fn sample_shows_the_seed_and_matches_the_command_line() {
     let f = fixtures();
     let mut h = harness(&f.binary);
     h.key(KeyCode::Tab).key(KeyCode::Tab);
-    assert_eq!(h.app.tab, Tab::Sample);
+    assert_eq!(h.app.tab, TabId::Sample);
     let s = h.screen();
     assert_has(&s, "seed 0");
     assert_has(
@@ -230,7 +230,7 @@ fn sample_shows_the_seed_and_matches_the_command_line() {
     assert_has(&h.screen(), "Decodings · seed 1");
     let e = engine(&f.binary);
     let scripted = tasks::sample_prior(&e, 10, 1, 1.0, PriorChoice::Uniform, None).unwrap();
-    assert_eq!(h.app.sample.samples.as_ref().unwrap(), &scripted);
+    assert_eq!(h.app.tabs.sample.samples.as_ref().unwrap(), &scripted);
     let s = h.screen();
     assert_has(&s, &latent_tui::explore::bit_string(&scripted.codes[0]));
 
@@ -241,11 +241,15 @@ fn sample_shows_the_seed_and_matches_the_command_line() {
         "each bit drawn with its mean over the validation sentences",
     );
     assert_has(&s, "--prior means");
-    assert!(h.app.sample.error.is_none(), "{:?}", h.app.sample.error);
+    assert!(
+        h.app.tabs.sample.error.is_none(),
+        "{:?}",
+        h.app.tabs.sample.error
+    );
     h.key(KeyCode::Char('S'));
     assert_has(&h.screen(), "Decodings · seed 0");
     h.key(KeyCode::Char('['));
-    assert_eq!(h.app.sample.samples.as_ref().unwrap().codes.len(), 9);
+    assert_eq!(h.app.tabs.sample.samples.as_ref().unwrap().codes.len(), 9);
 }
 
 #[test]
@@ -258,7 +262,7 @@ fn stats_shows_progress_then_bit_statistics() {
         .update(Msg::Key(crossterm::event::KeyEvent::from(KeyCode::Char(
             '4',
         ))));
-    assert_eq!(h.app.tab, Tab::Stats);
+    assert_eq!(h.app.tab, TabId::Stats);
     let queued = h.queued();
     let stats = queued
         .iter()
@@ -284,7 +288,7 @@ fn stats_shows_progress_then_bit_statistics() {
     h.key(KeyCode::Right);
     assert_has(&h.screen(), " bit 1  mean ");
     h.key(KeyCode::Char('r'));
-    assert!(h.app.stats.result.is_some());
+    assert!(h.app.tabs.stats.result.is_some());
 }
 
 #[test]
@@ -307,12 +311,12 @@ fn stale_replies_are_dropped() {
     assert_eq!(second.len(), 1);
     // The older encoding finishes last: it must not replace the state of the newer request.
     h.compute(first);
-    assert!(h.app.explore.sentence.is_none(), "stale reply dropped");
+    assert!(h.app.shared.sentence.is_none(), "stale reply dropped");
     assert!(h.app.busy(), "the newest request is still pending");
     h.compute(second);
     h.settle();
     assert_eq!(
-        h.app.explore.sentence.as_ref().unwrap().shown,
+        h.app.shared.sentence.as_ref().unwrap().shown,
         "the red <unk>"
     );
     assert!(!h.app.busy());
@@ -408,7 +412,7 @@ fn an_lm_model_says_it_has_no_latent_space() {
     h.key(KeyCode::Tab).key(KeyCode::Tab);
     let s = h.screen();
     assert_has(&s, "words sampled from the language model");
-    assert_eq!(h.app.sample.samples.as_ref().unwrap().texts.len(), 10);
+    assert_eq!(h.app.tabs.sample.samples.as_ref().unwrap().texts.len(), 10);
 }
 
 fn tiny_training(out: &std::path::Path, steps: u64) -> TrainConfig {
@@ -444,11 +448,11 @@ fn train_tab_starts_pauses_stops_and_loads_the_checkpoint() {
     );
     // Shift-Tab wraps from the first tab to the last (Clusters), then Neighbors, then Train.
     h.shift_tab();
-    assert_eq!(h.app.tab, Tab::Clusters);
+    assert_eq!(h.app.tab, TabId::Clusters);
     h.shift_tab();
-    assert_eq!(h.app.tab, Tab::Neighbors);
+    assert_eq!(h.app.tab, TabId::Neighbors);
     h.shift_tab();
-    assert_eq!(h.app.tab, Tab::Train);
+    assert_eq!(h.app.tab, TabId::Train);
     let s = h.screen();
     assert_has(&s, "No run yet");
     assert_has(&s, "model kind     ‹ binary ›");
@@ -463,23 +467,22 @@ fn train_tab_starts_pauses_stops_and_loads_the_checkpoint() {
         .ctrl('u')
         .type_text("7")
         .key(KeyCode::Enter);
-    assert_eq!(h.app.train.cfg.seed, 7);
+    assert_eq!(h.app.tabs.train.cfg.seed, 7);
     h.key(KeyCode::Enter)
         .ctrl('u')
         .type_text("x")
         .key(KeyCode::Enter);
     assert_has(&h.screen(), "seed: `x` is not a whole number");
-    assert_eq!(h.app.train.cfg.seed, 7);
+    assert_eq!(h.app.tabs.train.cfg.seed, 7);
 
     h.key(KeyCode::Char('s'));
-    assert!(h.app.train.running());
-    assert!(
-        h.wait_for(PATIENCE, |app| app.train.run.as_ref().is_some_and(|r| r
-            .curve
-            .len()
-            >= 6
-            && !r.valid.is_empty()))
-    );
+    assert!(h.app.tabs.train.running());
+    assert!(h.wait_for(PATIENCE, |app| app
+        .tabs
+        .train
+        .run
+        .as_ref()
+        .is_some_and(|r| r.curve.len() >= 6 && !r.valid.is_empty())));
     let s = h.screen();
     assert_has(&s, "Run 1 · binary");
     assert_has(&s, "tokens/s");
@@ -500,6 +503,7 @@ fn train_tab_starts_pauses_stops_and_loads_the_checkpoint() {
 
     h.key(KeyCode::Char('x'));
     assert!(h.wait_for(PATIENCE, |app| app
+        .tabs
         .train
         .run
         .as_ref()
@@ -516,7 +520,7 @@ fn train_tab_starts_pauses_stops_and_loads_the_checkpoint() {
     assert_eq!(h.app.model.latent_dim, 8);
     // The explore tab re-encoded its sentence with the new model.
     h.key(KeyCode::Char('1'));
-    assert!(h.app.explore.sentence.is_some());
+    assert!(h.app.shared.sentence.is_some());
 }
 
 /// The Train tab set to bag-of-words `family` (cycled to from the binary kind with →), with
@@ -531,7 +535,7 @@ fn bow_train_tab(out: &std::path::Path, steps: u64, family: &str) -> Harness {
             first_sentence: false,
         },
     );
-    goto(&mut h, Tab::Train);
+    goto(&mut h, TabId::Train);
     // The seed is shared: set on the sequence form, the bag-of-words run uses it too.
     for _ in 0..13 {
         h.key(KeyCode::Down);
@@ -541,7 +545,7 @@ fn bow_train_tab(out: &std::path::Path, steps: u64, family: &str) -> Harness {
         .type_text("5")
         .key(KeyCode::Enter);
     h.key(KeyCode::Down);
-    assert_eq!(h.app.train.selected, 0, "Down wraps to the kind");
+    assert_eq!(h.app.tabs.train.selected, 0, "Down wraps to the kind");
     for _ in 0..10 {
         if h.screen().contains(&format!("‹ {family} ›")) {
             break;
@@ -549,17 +553,17 @@ fn bow_train_tab(out: &std::path::Path, steps: u64, family: &str) -> Harness {
         h.key(KeyCode::Right);
     }
     assert_has(&h.screen(), &format!("model kind     ‹ {family} ›"));
-    assert_eq!(h.app.train.bow.seed, 5);
+    assert_eq!(h.app.tabs.train.bow.seed, 5);
     h
 }
 
 /// Starts the form's run and waits for it to end; the run must finish, not fail.
 fn train_to_the_end(h: &mut Harness) -> String {
     h.key(KeyCode::Char('s'));
-    assert!(h.wait_for(PATIENCE, |app| !app.train.running()));
+    assert!(h.wait_for(PATIENCE, |app| !app.tabs.train.running()));
     h.join_training();
     let s = h.screen();
-    let run = h.app.train.run.as_ref().expect("a run");
+    let run = h.app.tabs.train.run.as_ref().expect("a run");
     assert!(
         matches!(run.phase, Phase::Finished(_)),
         "{:?}\n{s}",
@@ -607,7 +611,7 @@ fn train_tab_trains_nash_with_each_noise_variant() {
         } else {
             assert_lacks(&h.screen(), "│noise σ");
         }
-        assert_eq!(h.app.train.bow.noise, noise);
+        assert_eq!(h.app.tabs.train.bow.noise, noise);
         let s = train_to_the_end(&mut h);
         assert_has(&s, &format!("Run {} · nash", run + 1));
         assert_has(&s, "finished 12 steps");
@@ -619,7 +623,7 @@ fn train_tab_trains_nash_with_each_noise_variant() {
         assert_has(&s, "KL (nats / document)");
         assert_has(&s, "validation perplexity");
         assert_has(&s, "Top words of validation documents");
-        let r = h.app.train.run.as_ref().unwrap();
+        let r = h.app.tabs.train.run.as_ref().unwrap();
         assert_eq!(r.curve.len(), 12, "a chart point per step");
         assert_eq!(
             r.curve.iter().map(|p| p[0] as u64).collect::<Vec<_>>(),
@@ -666,12 +670,12 @@ fn train_tab_trains_nvdm_and_draws_lsh() {
         .ctrl('u')
         .type_text("16")
         .key(KeyCode::Enter);
-    assert_eq!(h.app.train.bow.batch_size, 16);
+    assert_eq!(h.app.tabs.train.bow.batch_size, 16);
     let s = train_to_the_end(&mut h);
     assert_has(&s, "Run 1 · nvdm");
     assert_has(&s, "finished 10 steps");
     assert_has(&s, "KL (nats / document)");
-    let r = h.app.train.run.as_ref().unwrap();
+    let r = h.app.tabs.train.run.as_ref().unwrap();
     assert_eq!(r.curve.len(), 10);
     assert!(r.curve.iter().all(|p| p[1].is_finite() && p[3] >= 0.0));
     let ckpt = BowCheckpoint::load(&out, &candle_core::Device::Cpu).expect("it loads");
@@ -680,7 +684,7 @@ fn train_tab_trains_nvdm_and_draws_lsh() {
 
     // Two more → (nash, then lsh): only the settings LSH has, and no steps to chart.
     let lsh = f.dir.join("ui-lsh.safetensors");
-    while h.app.train.selected != 0 {
+    while h.app.tabs.train.selected != 0 {
         h.key(KeyCode::Up);
     }
     h.key(KeyCode::Right).key(KeyCode::Right);
@@ -768,9 +772,9 @@ fn a_failing_training_run_reports_its_error() {
             first_sentence: false,
         },
     );
-    goto(&mut h, Tab::Train);
+    goto(&mut h, TabId::Train);
     h.key(KeyCode::Char('s'));
-    assert!(h.wait_for(PATIENCE, |app| !app.train.running()));
+    assert!(h.wait_for(PATIENCE, |app| !app.tabs.train.running()));
     h.join_training();
     assert_has(&h.screen(), "failed: corpus path");
 }
@@ -783,13 +787,13 @@ fn too_small_terminal_no_color_help_and_quit() {
     assert!(small.contains("Terminal too small"), "{small}");
     assert!(small.contains("40×10"));
     // Every tab draws at the minimum size and at odd sizes without panicking.
-    for tab in Tab::ALL {
+    for &tab in TabId::ALL {
         goto(&mut h, tab);
         for (w, hh) in [(60, 20), (61, 21), (200, 60), (80, 24)] {
             let _ = render_to_string(&h.app, w, hh);
         }
     }
-    goto(&mut h, Tab::Explore);
+    goto(&mut h, TabId::Explore);
 
     // NO_COLOR: no cell carries a colour.
     let mut mono = Harness::new(
@@ -802,7 +806,7 @@ fn too_small_terminal_no_color_help_and_quit() {
     mono.key(KeyCode::Char('i'))
         .type_text("the dog")
         .key(KeyCode::Enter);
-    for tab in Tab::ALL {
+    for &tab in TabId::ALL {
         goto(&mut mono, tab);
         let mut terminal =
             ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
@@ -867,7 +871,7 @@ fn loading_a_bad_checkpoint_from_the_app_keeps_the_old_model() {
         h.app.status.is_none(),
         "a reply nobody asked for is dropped"
     );
-    goto(&mut h, Tab::Train);
+    goto(&mut h, TabId::Train);
     h.key(KeyCode::Char('L'));
     assert_has(&h.screen(), "no checkpoint written yet");
 }
@@ -891,8 +895,8 @@ fn stats_and_means_prior_without_the_training_corpus_say_so() {
     assert_has(&h.screen(), "corpus bit means need the corpus");
     // Uniform samples still work.
     h.key(KeyCode::Char('p'));
-    assert!(h.app.sample.error.is_none());
-    assert!(h.app.sample.samples.is_some());
+    assert!(h.app.tabs.sample.error.is_none());
+    assert!(h.app.tabs.sample.samples.is_some());
 }
 
 #[test]
@@ -952,7 +956,7 @@ fn neighbors_follow_explore_and_the_map_draws() {
         KeyCode::Char('6'),
         crossterm::event::KeyModifiers::NONE,
     )));
-    assert_eq!(h.app.tab, Tab::Neighbors);
+    assert_eq!(h.app.tab, TabId::Neighbors);
     let s = h.screen();
     assert_has(&s, "indexing 0%");
     assert_has(&s, "encoding the train split of");
@@ -995,7 +999,7 @@ fn neighbors_follow_explore_and_the_map_draws() {
     assert_has(&s, "code edited: 1 bit flipped");
     let flipped: String = h
         .app
-        .explore
+        .shared
         .code
         .iter()
         .map(|&b| if b > 0.5 { '1' } else { '0' })
@@ -1028,7 +1032,7 @@ fn neighbors_follow_explore_and_the_map_draws() {
     let mut mono = Harness::new(engine(&ckpt), opts(false));
     mono.shift_tab();
     mono.shift_tab();
-    assert_eq!(mono.app.tab, Tab::Neighbors);
+    assert_eq!(mono.app.tab, TabId::Neighbors);
     let s = mono.screen();
     assert_has(&s, "loaded from");
     assert_has(&s, "Sentences are entered in 1 Explore");
@@ -1049,13 +1053,13 @@ fn neighbors_follow_explore_and_the_map_draws() {
     assert_has(&mono.screen(), "sentence › a red bird moves the tree");
     mono.key(KeyCode::Enter);
     assert!(!mono.app.typing());
-    assert_eq!(mono.app.tab, Tab::Neighbors);
+    assert_eq!(mono.app.tab, TabId::Neighbors);
     let s = mono.screen();
     assert_has(&s, "sentence a red bird moves the tree");
     assert_has(&s, "20 nearest of");
     assert!(matches!(mono.app.neighbors_of_current(), Some(Ok(v)) if v.len() == 20));
     assert_eq!(
-        mono.app.explore.sentence.as_ref().map(|s| s.shown.as_str()),
+        mono.app.shared.sentence.as_ref().map(|s| s.shown.as_str()),
         Some("a red bird moves the tree")
     );
 }
@@ -1078,7 +1082,7 @@ fn neighbors_of_a_gaussian_model_rank_by_cosine() {
         .type_text("the small dog sees the cat")
         .key(KeyCode::Enter);
     h.key(KeyCode::Char('6'));
-    assert_eq!(h.app.tab, Tab::Neighbors);
+    assert_eq!(h.app.tab, TabId::Neighbors);
     let s = h.screen();
     assert_has(&s, "20 nearest of");
     assert_has(&s, "cosine similarity of μ");
@@ -1106,7 +1110,7 @@ fn neighbors_of_an_lm_model_say_why_not() {
     let mut h = harness(&fixtures().lm);
     h.shift_tab();
     h.shift_tab();
-    assert_eq!(h.app.tab, Tab::Neighbors);
+    assert_eq!(h.app.tab, TabId::Neighbors);
     let s = h.screen();
     assert_has(&s, "it has no encoder, so sentences have no codes");
     assert!(h.queued().is_empty());
@@ -1193,14 +1197,14 @@ fn every_tab_opens_in_navigation_so_digits_switch_tabs() {
         "Explore opens on the code, not in the field"
     );
     for (digit, tab) in [
-        ('2', Tab::Path),
-        ('3', Tab::Sample),
-        ('4', Tab::Stats),
-        ('5', Tab::Train),
-        ('6', Tab::Neighbors),
-        ('7', Tab::Clusters),
-        ('2', Tab::Path),
-        ('1', Tab::Explore),
+        ('2', TabId::Path),
+        ('3', TabId::Sample),
+        ('4', TabId::Stats),
+        ('5', TabId::Train),
+        ('6', TabId::Neighbors),
+        ('7', TabId::Clusters),
+        ('2', TabId::Path),
+        ('1', TabId::Explore),
     ] {
         h.key(KeyCode::Char(digit));
         assert_eq!(h.app.tab, tab, "{digit} from the previous tab");
@@ -1219,7 +1223,7 @@ fn every_tab_opens_in_navigation_so_digits_switch_tabs() {
     h.type_text("the red dog").key(KeyCode::Enter);
     assert_has(&h.screen(), "/ new");
     h.key(KeyCode::Char('i'));
-    assert_eq!(h.app.explore.input.text(), "the red dog");
+    assert_eq!(h.app.tabs.explore.input.text(), "the red dog");
     h.key(KeyCode::Esc);
     assert!(!h.app.typing());
     h.key(KeyCode::Char('/'))
@@ -1231,11 +1235,11 @@ fn every_tab_opens_in_navigation_so_digits_switch_tabs() {
     h.key(KeyCode::Char('2')).key(KeyCode::Char('a'));
     h.type_text("the dog").key(KeyCode::Enter);
     h.type_text("the cat").key(KeyCode::Enter);
-    assert!(h.app.path.walk.is_some());
+    assert!(h.app.tabs.path.walk.is_some());
     h.key(KeyCode::Char('/'));
     assert!(h.app.typing());
-    assert_eq!(h.app.path.a.text(), "");
-    assert_eq!(h.app.path.b.text(), "");
+    assert_eq!(h.app.tabs.path.a.text(), "");
+    assert_eq!(h.app.tabs.path.b.text(), "");
     h.key(KeyCode::Esc);
 
     // Neighbors: / is an empty field, not Explore's sentence with the cursor at its end.
@@ -1246,7 +1250,7 @@ fn every_tab_opens_in_navigation_so_digits_switch_tabs() {
     h.type_text("one old tree");
     assert_has(&h.screen(), "sentence › one old tree");
     h.key(KeyCode::Enter);
-    assert_eq!(h.app.explore.input.text(), "one old tree");
+    assert_eq!(h.app.tabs.explore.input.text(), "one old tree");
     // i edits Explore's sentence here.
     h.key(KeyCode::Char('i'));
     assert_has(&h.screen(), "sentence › one old tree");
@@ -1271,11 +1275,11 @@ fn a_long_paste_is_one_edit_and_the_first_enter_encodes_it() {
     h.paste(&long);
     assert!(h.app.typing());
     assert_has(&h.screen(), "pasted text cut at 2000 characters");
-    assert_eq!(h.app.explore.input.text().chars().count(), 2000);
+    assert_eq!(h.app.tabs.explore.input.text().chars().count(), 2000);
     h.key(KeyCode::Enter);
     let s = h.screen();
     assert_has(&s, "input truncated to the model's maximum of");
-    assert!(h.app.explore.sentence.is_some(), "the first Enter encodes");
+    assert!(h.app.shared.sentence.is_some(), "the first Enter encodes");
 
     // The same without bracketed paste (a key per character): past the limit keys are refused
     // with a notice, and Enter still encodes.
@@ -1284,7 +1288,7 @@ fn a_long_paste_is_one_edit_and_the_first_enter_encodes_it() {
     h.key(KeyCode::Enter);
     assert!(!h.app.typing());
     assert_eq!(
-        h.app.explore.sentence.as_ref().unwrap().shown,
+        h.app.shared.sentence.as_ref().unwrap().shown,
         ["cat"; MAX_LEN].join(" ")
     );
 
@@ -1292,7 +1296,10 @@ fn a_long_paste_is_one_edit_and_the_first_enter_encodes_it() {
     h.key(KeyCode::Char('/'))
         .paste("the small dog\nsees the cat\r\n");
     assert!(h.app.typing());
-    assert_eq!(h.app.explore.input.text(), "the small dog sees the cat ");
+    assert_eq!(
+        h.app.tabs.explore.input.text(),
+        "the small dog sees the cat "
+    );
     h.key(KeyCode::Enter);
     assert_has(&h.screen(), "model sees: the small dog sees the cat");
 
@@ -1300,7 +1307,7 @@ fn a_long_paste_is_one_edit_and_the_first_enter_encodes_it() {
     h.key(KeyCode::Char('2'))
         .key(KeyCode::Char('b'))
         .paste("a red cat");
-    assert_eq!(h.app.path.b.text(), "a red cat");
+    assert_eq!(h.app.tabs.path.b.text(), "a red cat");
     h.key(KeyCode::Esc).key(KeyCode::Char('3')).paste("words");
     assert_has(
         &h.screen(),
@@ -1313,7 +1320,7 @@ fn keys_that_do_nothing_for_this_kind_of_model_say_why() {
     let f = fixtures();
     let mut h = harness(&f.binary);
     h.key(KeyCode::Char('3'));
-    let before = h.app.sample.samples.clone();
+    let before = h.app.tabs.sample.samples.clone();
     for key in ['+', '-'] {
         h.key(KeyCode::Char(key));
         assert_has(
@@ -1322,8 +1329,8 @@ fn keys_that_do_nothing_for_this_kind_of_model_say_why() {
         );
         assert!(h.queued().is_empty(), "no new sampling for {key}");
     }
-    assert_eq!(h.app.sample.temperature, 1.0);
-    assert_eq!(h.app.sample.samples, before);
+    assert_eq!(h.app.tabs.sample.temperature, 1.0);
+    assert_eq!(h.app.tabs.sample.samples, before);
     assert_has(&h.screen(), "--prior uniform");
 
     h.key(KeyCode::Char('1'))
@@ -1382,6 +1389,100 @@ fn book_screens_match_the_shipped_checkpoints() {
         panic!(
             "{CHAPTER}'s screen captures differ from what the shipped checkpoints show now \
              (stale: {stale:?}): run `cargo run --release --example screens` and commit {CHAPTER}"
+        );
+    }
+}
+
+#[test]
+fn the_tab_registry_drives_the_tab_bar_number_keys_footer_and_help() {
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    let n = TabId::ALL.len();
+    assert!(n >= 2, "a registry of {n} tabs");
+    let titles: Vec<&str> = TabId::ALL.iter().map(|t| t.title()).collect();
+    // The tab bar lists every registered tab, numbered from 1, in registry order.
+    let screen = h.screen();
+    let bar = screen
+        .lines()
+        .find(|l| l.contains(" 1 Explore "))
+        .expect("a tab bar");
+    let mut at = 0;
+    for (i, title) in titles.iter().enumerate() {
+        let label = format!(" {} {title} ", i + 1);
+        let found = bar[at..]
+            .find(&label)
+            .unwrap_or_else(|| panic!("{label:?} after column {at} in {bar:?}"));
+        at += found + label.len();
+    }
+    // Each tab's number key reaches it, from every other tab.
+    for (i, &tab) in TabId::ALL.iter().enumerate() {
+        assert_eq!(tab.index(), i);
+        for &from in TabId::ALL {
+            let digit = char::from_digit(from.index() as u32 + 1, 10).unwrap();
+            h.key(KeyCode::Char(digit));
+            assert_eq!(h.app.tab, from);
+            let digit = char::from_digit(i as u32 + 1, 10).unwrap();
+            h.key(KeyCode::Char(digit));
+            assert_eq!(h.app.tab, tab, "{digit} from {from:?}");
+        }
+        // The footer names the number keys by the registry's count.
+        assert_has(&h.screen(), &format!("1-{n}/Tab tabs"));
+    }
+    // A digit past the last tab is not a tab key.
+    if n < 9 {
+        h.key(KeyCode::Char('1'));
+        let past = char::from_digit(n as u32 + 1, 10).unwrap();
+        h.key(KeyCode::Char(past));
+        assert_eq!(h.app.tab, TabId::Explore);
+    }
+    // Tab and Shift-Tab walk the registry in order, wrapping around.
+    h.key(KeyCode::Char('1'));
+    for &tab in TabId::ALL.iter().skip(1).chain(TabId::ALL.first()) {
+        h.key(KeyCode::Tab);
+        assert_eq!(h.app.tab, tab);
+    }
+    h.shift_tab();
+    assert_eq!(h.app.tab, TabId::ALL[n - 1]);
+
+    // The help: the global keys name the registry's tabs, then one section per tab in
+    // registry order, each with its own key table.
+    let help: Vec<String> = latent_tui::tui::help_lines(Theme { color: false })
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    let everywhere = latent_tui::tui::global_keys();
+    assert_eq!(
+        everywhere[0],
+        (
+            format!("1 … {n}"),
+            format!("switch tab: {}", titles.join(", "))
+        )
+    );
+    let sections: Vec<&String> = help
+        .iter()
+        .filter(|l| {
+            l.split_once(' ')
+                .is_some_and(|(d, _)| d.parse::<usize>().is_ok())
+        })
+        .collect();
+    let want: Vec<String> = titles
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("{} {t}", i + 1))
+        .collect();
+    assert_eq!(sections, want.iter().collect::<Vec<_>>());
+    for &tab in TabId::ALL {
+        let rows = tab.help_rows();
+        assert!(!rows.is_empty(), "{tab:?} has keys");
+        let start = help
+            .iter()
+            .position(|l| *l == format!("{} {}", tab.index() + 1, tab.title()))
+            .unwrap();
+        let first = &rows[0].1;
+        assert!(
+            help[start + 1].contains(first.as_str()),
+            "{tab:?}'s section starts with its first key: {:?}",
+            help[start + 1]
         );
     }
 }

@@ -10,7 +10,7 @@ use common::{assert_has, assert_lacks, goto};
 use std::path::{Path, PathBuf};
 
 use crossterm::event::KeyCode;
-use latent_tui::tui::app::{AppOptions, Tab};
+use latent_tui::tui::app::{AppOptions, TabId};
 use latent_tui::tui::harness::Harness;
 use latent_tui::tui::widgets::Theme;
 
@@ -46,7 +46,7 @@ fn encode(h: &mut Harness, text: &str) {
 /// Opens Neighbors, lets the index build, and returns the screen.
 fn neighbors_screen(h: &mut Harness) -> String {
     h.key(KeyCode::Char('6'));
-    assert_eq!(h.app.tab, Tab::Neighbors);
+    assert_eq!(h.app.tab, TabId::Neighbors);
     h.screen()
 }
 
@@ -73,23 +73,23 @@ fn nash_flips_bits_and_the_top_words_and_nll_bars_follow() {
         .collect();
     assert!(probs.len() >= 5, "{before}");
     assert!(probs.windows(2).all(|w| w[0] >= w[1]), "{before}");
-    let bars = h.app.explore.bars.clone().expect("bars");
+    let bars = h.app.tabs.explore.bars.clone().expect("bars");
     assert!(bars.nll);
     assert_eq!(bars.ppl.len(), 8);
     assert!(bars.base_ppl > 0.0);
     let bit1_flipped_nll = bars.ppl[1];
 
     // Space flips the bit under the cursor: the top words and the bars are for the new code.
-    let encoded = h.app.explore.code.clone();
+    let encoded = h.app.shared.code.clone();
     h.key(KeyCode::Right).key(KeyCode::Char(' '));
     let s = h.screen();
     assert_has(&s, "Hamming distance 1 from the encoding");
     assert_has(&s, "bit 1 flipped: nll");
     let mut flipped = encoded.clone();
     flipped[1] = 1.0 - flipped[1];
-    assert_eq!(h.app.explore.code, flipped);
+    assert_eq!(h.app.shared.code, flipped);
     assert_ne!(decoding_line(&s), before, "the top words follow the flip");
-    let bars = h.app.explore.bars.as_ref().expect("bars");
+    let bars = h.app.tabs.explore.bars.as_ref().expect("bars");
     assert_eq!(bars.code, flipped);
     // The new code's NLL is what bit 1's bar said flipping it would give.
     assert!((bars.base_ppl - bit1_flipped_nll).abs() < 1e-3);
@@ -126,13 +126,13 @@ fn nash_flips_bits_and_the_top_words_and_nll_bars_follow() {
 #[test]
 fn nash_walks_samples_and_shows_bit_statistics() {
     let mut h = harness(&fixtures().nash);
-    goto(&mut h, Tab::Path);
+    goto(&mut h, TabId::Path);
     h.key(KeyCode::Char('a'))
         .type_text("small dog sees red cat")
         .key(KeyCode::Enter)
         .type_text("old person finds dark river")
         .key(KeyCode::Enter);
-    let walk = h.app.path.walk.clone().expect("a walk");
+    let walk = h.app.tabs.path.walk.clone().expect("a walk");
     let d = walk.distance.expect("a Hamming distance");
     assert_eq!(walk.points.len(), d + 1, "one bit per step");
     let s = h.screen();
@@ -143,9 +143,9 @@ fn nash_walks_samples_and_shows_bit_statistics() {
     assert_has(&s, walk.points[0].text.split(" · ").next().unwrap());
 
     h.key(KeyCode::Char('3'));
-    assert_eq!(h.app.tab, Tab::Sample);
+    assert_eq!(h.app.tab, TabId::Sample);
     let s = h.screen();
-    let samples = h.app.sample.samples.clone().expect("samples");
+    let samples = h.app.tabs.sample.samples.clone().expect("samples");
     assert!(!samples.texts.is_empty());
     assert!(samples.texts.iter().all(|t| t.contains(" · ")));
     assert_has(&s, samples.texts[0].split(" · ").next().unwrap());
@@ -154,12 +154,16 @@ fn nash_walks_samples_and_shows_bit_statistics() {
     h.key(KeyCode::Char('p'));
     let s = h.screen();
     assert_has(&s, "each bit drawn with its mean");
-    let means = h.app.sample.samples.clone().expect("samples");
+    let means = h.app.tabs.sample.samples.clone().expect("samples");
     assert_eq!(means.codes.len(), samples.codes.len());
-    assert!(h.app.sample.error.is_none(), "{:?}", h.app.sample.error);
+    assert!(
+        h.app.tabs.sample.error.is_none(),
+        "{:?}",
+        h.app.tabs.sample.error
+    );
 
     h.key(KeyCode::Char('4'));
-    assert_eq!(h.app.tab, Tab::Stats);
+    assert_eq!(h.app.tab, TabId::Stats);
     let s = h.screen();
     assert_has(&s, "Bit means (rounded code)");
     assert_has(&s, "Correlation of the bits");
@@ -180,33 +184,33 @@ fn nvdm_nudges_dimensions_and_shows_kl_and_active_units() {
         "NLL of the document (nats) if each dimension moved up one σ",
     );
     let before = decoding_line(&s);
-    let mu = h.app.explore.code.clone();
+    let mu = h.app.shared.code.clone();
     h.key(KeyCode::Char('+')).key(KeyCode::Char('+'));
     let s = h.screen();
     assert_has(&s, "(z − μ = +1.0σ)");
-    assert!(h.app.explore.code[0] > mu[0]);
+    assert!(h.app.shared.code[0] > mu[0]);
     assert_ne!(decoding_line(&s), before, "the top words follow the nudge");
     assert_eq!(
-        h.app.explore.bars.as_ref().expect("bars").code,
-        h.app.explore.code
+        h.app.tabs.explore.bars.as_ref().expect("bars").code,
+        h.app.shared.code
     );
     // Space flips bits, which a continuous code has not.
     h.key(KeyCode::Char(' '));
     assert_has(&h.screen(), "only for binary codes, this model is `nvdm`");
 
-    goto(&mut h, Tab::Path);
+    goto(&mut h, TabId::Path);
     h.key(KeyCode::Char('a'))
         .type_text("small dog sees red cat")
         .key(KeyCode::Enter)
         .type_text("old person finds dark river")
         .key(KeyCode::Enter);
-    let walk = h.app.path.walk.clone().expect("a walk");
+    let walk = h.app.tabs.path.walk.clone().expect("a walk");
     assert!(walk.distance.is_none());
     assert!(walk.points.len() >= 3);
     assert!(walk.points.iter().all(|p| p.text.contains(" · ")));
 
     h.key(KeyCode::Char('3'));
-    let samples = h.app.sample.samples.clone().expect("samples");
+    let samples = h.app.tabs.sample.samples.clone().expect("samples");
     assert!(samples.texts.iter().all(|t| t.contains(" · ")));
 
     h.key(KeyCode::Char('4'));
@@ -241,14 +245,14 @@ fn lsh_hashes_and_finds_neighbours_and_says_it_has_no_decoder() {
     assert_lacks(&s, "scoring…");
     h.key(KeyCode::Char(' '));
     assert_has(&h.screen(), "Hamming distance 1 from the encoding");
-    assert!(h.app.explore.bars.is_none());
-    assert!(h.app.explore.decoding.is_none());
+    assert!(h.app.tabs.explore.bars.is_none());
+    assert!(h.app.shared.decoding.is_none());
 
     let s = neighbors_screen(&mut h);
     assert_has(&s, "20 nearest of");
     assert!(matches!(h.app.neighbors_of_current(), Some(Ok(v)) if v.len() == 20));
 
-    goto(&mut h, Tab::Path);
+    goto(&mut h, TabId::Path);
     h.key(KeyCode::Char('a'))
         .type_text("small dog")
         .key(KeyCode::Enter)

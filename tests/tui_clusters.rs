@@ -8,7 +8,7 @@ mod common;
 use common::assert_has;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use latent_tui::tui::app::{AppOptions, Tab};
+use latent_tui::tui::app::{AppOptions, TabId};
 use latent_tui::tui::clusters::{ClustersView, StructureJob};
 use latent_tui::tui::event::Msg;
 use latent_tui::tui::harness::Harness;
@@ -68,7 +68,7 @@ fn clusters_list_members_load_into_explore_and_recluster() {
     // Opening the tab asks the background worker to cluster; until it answers a gauge shows
     // and keys still work.
     press(&mut h, KeyCode::Char('7'));
-    assert_eq!(h.app.tab, Tab::Clusters);
+    assert_eq!(h.app.tab, TabId::Clusters);
     let s = h.screen();
     assert_has(&s, "7 Clusters");
     assert_has(&s, "clustering 0%");
@@ -97,7 +97,7 @@ fn clusters_list_members_load_into_explore_and_recluster() {
     assert_has(&s, "TF-IDF k-means purity");
     assert_has(&s, "Clusters by size");
     assert_has(&s, "1 Explore's code is nearest cluster");
-    let view = h.app.clusters.result.clone().expect("clusters");
+    let view = h.app.shared.clusters.clone().expect("clusters");
     let first = &view.report.clusters[0];
     assert_has(&s, &format!("{:>7}  {}", first.size, first.label));
     assert_has(&s, &format!("medoid  {}", first.medoid_text));
@@ -113,7 +113,7 @@ fn clusters_list_members_load_into_explore_and_recluster() {
 
     // The second cluster's members; Enter on the second member loads it into Explore.
     h.key(KeyCode::Char('j')).key(KeyCode::Enter);
-    assert_eq!(h.app.clusters.view, ClustersView::Members);
+    assert_eq!(h.app.tabs.clusters.view, ClustersView::Members);
     let members = view.members_by_distance(1);
     let mut sorted = members.clone();
     sorted.sort_unstable();
@@ -126,15 +126,15 @@ fn clusters_list_members_load_into_explore_and_recluster() {
     assert_has(&s, &format!("{} members", members.len()));
     assert_has(&s, &view.data.texts[members[0]]);
     h.key(KeyCode::Down).key(KeyCode::Enter);
-    assert_eq!(h.app.tab, Tab::Explore);
+    assert_eq!(h.app.tab, TabId::Explore);
     let wanted = &view.data.texts[members[1]];
     assert_eq!(
-        h.app.explore.sentence.as_ref().map(|e| e.shown.as_str()),
+        h.app.shared.sentence.as_ref().map(|e| e.shown.as_str()),
         Some(wanted.as_str())
     );
     assert_has(&h.screen(), wanted);
     // Explore names the cluster its code falls in.
-    let k = view.nearest_cluster(&h.app.explore.code).expect("a code");
+    let k = view.nearest_cluster(&h.app.shared.code).expect("a code");
     assert_has(
         &h.screen(),
         &format!("cluster {}: {}", k + 1, view.report.clusters[k].label),
@@ -143,7 +143,7 @@ fn clusters_list_members_load_into_explore_and_recluster() {
     // Back on the tab, the summary names the cluster of Explore's new code; Esc returns to
     // the list.
     h.key(KeyCode::Char('7'));
-    let k = view.nearest_cluster(&h.app.explore.code).expect("a code");
+    let k = view.nearest_cluster(&h.app.shared.code).expect("a code");
     assert_has(
         &h.screen(),
         &format!(
@@ -153,13 +153,13 @@ fn clusters_list_members_load_into_explore_and_recluster() {
         ),
     );
     h.key(KeyCode::Esc);
-    assert_eq!(h.app.clusters.view, ClustersView::List);
+    assert_eq!(h.app.tabs.clusters.view, ClustersView::List);
 
     // The map (the same component as the Neighbors tab's): every indexed entry laid out by
     // neighbourhood, coloured by cluster with the clusters' names at their centres, the
     // current code marked; zoom and pan by keys.
     h.key(KeyCode::Char('v'));
-    assert_eq!(h.app.clusters.view, ClustersView::Map);
+    assert_eq!(h.app.tabs.clusters.view, ClustersView::Map);
     let s = h.screen();
     let n = h.app.map.data.as_ref().expect("the map").len();
     assert_has(
@@ -191,7 +191,7 @@ fn clusters_list_members_load_into_explore_and_recluster() {
     h.key(KeyCode::Char('0'));
     assert_has(&h.screen(), &format!("{n} shown · zoom 1×"));
     h.key(KeyCode::Esc);
-    assert_eq!(h.app.clusters.view, ClustersView::List);
+    assert_eq!(h.app.tabs.clusters.view, ClustersView::List);
 
     // More clusters, another method, another seed: each reclusters on the worker.
     h.key(KeyCode::Char(']'));
@@ -245,7 +245,7 @@ fn attribute_vector_steps_with_keys_and_analogy_decodes() {
         .key(KeyCode::Enter)
         .key(KeyCode::Char('7'))
         .key(KeyCode::Char('a'));
-    assert_eq!(h.app.clusters.view, ClustersView::Attribute);
+    assert_eq!(h.app.tabs.clusters.view, ClustersView::Attribute);
     let s = h.screen();
     assert_has(&s, "Gold labels (f from, t to)");
     assert_has(&s, "choose two labels");
@@ -270,7 +270,7 @@ fn attribute_vector_steps_with_keys_and_analogy_decodes() {
     h.compute(reqs);
     let s = h.screen();
     let (vector, edited) = h.app.clusters_edited_code().expect("an edited code");
-    let changed = latent_tui::structure::changed_bits(&h.app.explore.code, &edited);
+    let changed = latent_tui::structure::changed_bits(&h.app.shared.code, &edited);
     assert!(changed.len() <= 3);
     assert_has(
         &s,
@@ -290,7 +290,7 @@ fn attribute_vector_steps_with_keys_and_analogy_decodes() {
             _ => format!("changed   bits {}", list.join(", ")),
         },
     );
-    match &h.app.clusters.decoded {
+    match &h.app.tabs.clusters.decoded {
         Some(Ok((code, text))) => {
             assert_eq!(code, &edited);
             let shown = if text.is_empty() { "(nothing)" } else { text };
@@ -304,7 +304,7 @@ fn attribute_vector_steps_with_keys_and_analogy_decodes() {
     // Analogy: type A, B, C; Enter on C computes on the worker.
     h.key(KeyCode::Esc).key(KeyCode::Char('n'));
     assert!(
-        h.app.clusters.typing,
+        h.app.tabs.clusters.typing,
         "an empty analogy opens in its first field"
     );
     h.type_text("a small dog")
@@ -313,7 +313,7 @@ fn attribute_vector_steps_with_keys_and_analogy_decodes() {
         .key(KeyCode::Enter)
         .type_text("the old dog")
         .key(KeyCode::Enter);
-    assert!(!h.app.clusters.typing);
+    assert!(!h.app.tabs.clusters.typing);
     let s = h.screen();
     assert_has(&s, "A is to B as C is to ?");
     assert_has(&s, "B's bit where A and B differ, else C's");
@@ -322,31 +322,31 @@ fn attribute_vector_steps_with_keys_and_analogy_decodes() {
     // Letters typed into the fields did not act as commands (q did not quit).
     h.key(KeyCode::Char('i')).type_text(" q").key(KeyCode::Esc);
     assert!(!h.app.should_quit);
-    assert_eq!(h.app.clusters.inputs[2].text(), "the old dog q");
+    assert_eq!(h.app.tabs.clusters.inputs[2].text(), "the old dog q");
     // `/` starts a fresh analogy in the first field.
     h.key(KeyCode::Char('/')).type_text("x");
-    assert!(h.app.clusters.typing);
-    assert_eq!(h.app.clusters.inputs[0].text(), "x");
-    assert!(h.app.clusters.inputs[2].is_blank());
+    assert!(h.app.tabs.clusters.typing);
+    assert_eq!(h.app.tabs.clusters.inputs[0].text(), "x");
+    assert!(h.app.tabs.clusters.inputs[2].is_blank());
     // The footer shows the typing keys of the analogy's table, then its navigation keys.
     assert_has(
         &h.screen(),
         "Enter next / compute  ↑/↓ field  Esc stop typing",
     );
     h.key(KeyCode::Esc);
-    assert!(!h.app.clusters.typing);
+    assert!(!h.app.tabs.clusters.typing);
     assert_has(&h.screen(), "i edit A/B/C  / new analogy  Esc clusters");
     // A paste in the analogy view starts a fresh analogy with the text in A, as `/` would.
     h.app.update(Msg::Paste("a big house".to_string()));
-    assert!(h.app.clusters.typing);
-    assert_eq!(h.app.clusters.field, 0);
-    assert_eq!(h.app.clusters.inputs[0].text(), "a big house");
-    assert!(h.app.clusters.inputs[1].is_blank());
+    assert!(h.app.tabs.clusters.typing);
+    assert_eq!(h.app.tabs.clusters.field, 0);
+    assert_eq!(h.app.tabs.clusters.inputs[0].text(), "a big house");
+    assert!(h.app.tabs.clusters.inputs[1].is_blank());
     // In the list there is no field to paste into; the footer says so.
     h.key(KeyCode::Esc).key(KeyCode::Esc);
-    assert_eq!(h.app.clusters.view, ClustersView::List);
+    assert_eq!(h.app.tabs.clusters.view, ClustersView::List);
     h.app.update(Msg::Paste("a big house".to_string()));
-    assert!(!h.app.clusters.typing);
+    assert!(!h.app.tabs.clusters.typing);
     assert_has(&h.screen(), "n opens them");
 }
 
@@ -364,7 +364,7 @@ fn continuous_and_lm_models_in_the_clusters_tab() {
         &h.screen(),
         "m: only for binary codes, this model is `gaussian`",
     );
-    assert_eq!(h.app.clusters.method, None);
+    assert_eq!(h.app.tabs.clusters.method, None);
     h.key(KeyCode::Char('a'));
     let s = h.screen();
     assert_has(&s, "no gold labels");
@@ -382,7 +382,7 @@ fn continuous_and_lm_models_in_the_clusters_tab() {
     );
     lm.key(KeyCode::Char('s'));
     assert_has(&lm.screen(), "an `lm` model has no encoder");
-    assert_eq!(lm.app.clusters.seed, 0);
+    assert_eq!(lm.app.tabs.clusters.seed, 0);
 }
 
 #[test]
@@ -393,12 +393,12 @@ fn clusters_of_a_nash_model_decode_to_words_and_take_analogies() {
         .type_text("the small dog sees the red cat")
         .key(KeyCode::Enter)
         .key(KeyCode::Char('7'));
-    assert_eq!(h.app.tab, Tab::Clusters);
+    assert_eq!(h.app.tab, TabId::Clusters);
     let s = h.screen();
     assert_has(&s, "k-medoids (Hamming) · k = 2 · seed 0");
     assert_has(&s, "vs 2 gold labels");
     assert_has(&s, "Clusters by size");
-    let view = h.app.clusters.result.clone().expect("clusters");
+    let view = h.app.shared.clusters.clone().expect("clusters");
     assert_eq!(
         view.report.clusters.iter().map(|c| c.size).sum::<usize>(),
         view.data.len()
@@ -427,7 +427,7 @@ fn clusters_of_a_nash_model_decode_to_words_and_take_analogies() {
     let s = h.screen();
     assert_has(&s, "A is to B as C is to ?");
     assert_has(&s, "C + B − A  decodes");
-    match &h.app.clusters.analogy {
+    match &h.app.tabs.clusters.analogy {
         Some(Ok(latent_tui::tui::clusters::StructureResult::Analogy {
             decodings,
             result_decoding,

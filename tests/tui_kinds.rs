@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crossterm::event::KeyCode;
 use latent_tui::model::LatentKind;
-use latent_tui::tui::app::{AppOptions, Tab};
+use latent_tui::tui::app::{AppOptions, TabId};
 use latent_tui::tui::harness::Harness;
 use latent_tui::tui::widgets::Theme;
 
@@ -55,7 +55,7 @@ fn binary_kind_explores(kind: LatentKind) {
     assert_has(&s, "bit 0  p = ");
     assert_has(&s, "Perplexity of the sentence if each bit were flipped");
     assert_has(&s, "bit 0 flipped: ppl");
-    let encoded = h.app.explore.code.clone();
+    let encoded = h.app.shared.code.clone();
     assert_eq!(encoded.len(), 8);
     assert!(encoded.iter().all(|&b| b == 0.0 || b == 1.0), "{encoded:?}");
     assert_eq!(decoding_line(&s), greedy(&engine(&ckpt), &encoded));
@@ -68,8 +68,8 @@ fn binary_kind_explores(kind: LatentKind) {
     assert_has(&s, "bit 1 flipped: ppl");
     let mut flipped = encoded.clone();
     flipped[1] = 1.0 - flipped[1];
-    assert_eq!(h.app.explore.code, flipped, "Space flipped bit 1 only");
-    let bars = h.app.explore.bars.as_ref().expect("bars");
+    assert_eq!(h.app.shared.code, flipped, "Space flipped bit 1 only");
+    let bars = h.app.tabs.explore.bars.as_ref().expect("bars");
     assert_eq!(bars.code, flipped, "the bars are for the code on screen");
     assert_eq!(bars.ppl.len(), 8);
     assert!(bars.ppl.iter().all(|p| p.is_finite() && *p > 1.0));
@@ -81,7 +81,7 @@ fn binary_kind_explores(kind: LatentKind) {
     );
 
     h.key(KeyCode::Char('6'));
-    assert_eq!(h.app.tab, Tab::Neighbors);
+    assert_eq!(h.app.tab, TabId::Neighbors);
     let s = h.screen();
     assert_has(&s, "20 nearest of");
     assert_has(&s, "dist");
@@ -133,7 +133,7 @@ fn bottleneck_encodes_nudges_decodes_and_finds_neighbors() {
         "Perplexity of the sentence if each dimension moved up one σ",
     );
     assert_has(&s, "dim 0 +σ: ppl");
-    let encoded = h.app.explore.code.clone();
+    let encoded = h.app.shared.code.clone();
     assert_eq!(encoded.len(), 8);
     assert_eq!(decoding_line(&s), greedy(&engine(&ckpt), &encoded));
 
@@ -141,16 +141,16 @@ fn bottleneck_encodes_nudges_decodes_and_finds_neighbors() {
     h.key(KeyCode::Char('+')).key(KeyCode::Char('+'));
     let s = h.screen();
     assert_has(&s, "(z − μ = +");
-    let nudged = h.app.explore.code.clone();
+    let nudged = h.app.shared.code.clone();
     assert!(nudged[0] > encoded[0], "+ moved dim 0 up");
     assert_eq!(nudged[1..], encoded[1..], "only dim 0 moved");
-    let bars = h.app.explore.bars.as_ref().expect("bars");
+    let bars = h.app.tabs.explore.bars.as_ref().expect("bars");
     assert_eq!(bars.code, nudged);
     assert_eq!(decoding_line(&s), greedy(&engine(&ckpt), &nudged));
     assert!(!decoding_line(&s).is_empty(), "the decoding is words");
 
     h.key(KeyCode::Char('6'));
-    assert_eq!(h.app.tab, Tab::Neighbors);
+    assert_eq!(h.app.tab, TabId::Neighbors);
     let s = h.screen();
     assert_has(&s, "20 nearest of");
     assert_has(&s, "cosine similarity of μ");

@@ -6,7 +6,7 @@ mod common;
 
 use common::{assert_has, assert_lacks, engine, fixtures};
 use crossterm::event::KeyCode;
-use latent_tui::tui::app::{AppOptions, Tab};
+use latent_tui::tui::app::{AppOptions, TabId};
 use latent_tui::tui::harness::Harness;
 use latent_tui::tui::map::{ColorBy, CURSOR};
 use latent_tui::tui::widgets::Theme;
@@ -113,14 +113,14 @@ fn the_map_is_walked_read_coloured_searched_and_opened() {
     // then gold labels again.
     h.key(KeyCode::Char('c'));
     assert_eq!(h.app.map.color, ColorBy::Cluster);
-    assert!(h.app.clusters.result.is_some(), "the corpus was clustered");
+    assert!(h.app.shared.clusters.is_some(), "the corpus was clustered");
     let s = h.screen();
     assert_has(&s, "colour: cluster");
-    let first_cluster = &h.app.clusters.result.as_ref().unwrap().report.clusters[0];
+    let first_cluster = &h.app.shared.clusters.as_ref().unwrap().report.clusters[0];
     let name = first_cluster.label.split(" · ").next().unwrap().to_string();
     assert_has(&s, &format!("1 {name}"));
     h.key(KeyCode::Char('c'));
-    let bit = h.app.explore.cursor;
+    let bit = h.app.tabs.explore.cursor;
     let s = h.screen();
     assert_has(&s, &format!("colour: bit {bit}"));
     assert_has(&s, &format!("bit {bit} = 1"));
@@ -157,14 +157,14 @@ fn the_map_is_walked_read_coloured_searched_and_opened() {
     // Esc clears the search first, then leaves the map.
     h.key(KeyCode::Esc);
     assert!(h.app.map.matches.is_empty());
-    assert!(h.app.neighbors.show_map);
+    assert!(h.app.tabs.neighbors.show_map);
 
     // Enter loads the entry under the cursor into Explore.
     let c = h.app.map.cursor.unwrap();
     h.key(KeyCode::Enter);
-    assert_eq!(h.app.tab, Tab::Explore);
+    assert_eq!(h.app.tab, TabId::Explore);
     assert_eq!(
-        h.app.explore.sentence.as_ref().map(|s| s.shown.clone()),
+        h.app.shared.sentence.as_ref().map(|s| s.shown.clone()),
         Some(text(&h, c))
     );
 
@@ -190,7 +190,7 @@ fn the_map_is_walked_read_coloured_searched_and_opened() {
 
     // Esc (no search) goes back to the list.
     h.key(KeyCode::Esc);
-    assert!(!h.app.neighbors.show_map);
+    assert!(!h.app.tabs.neighbors.show_map);
     assert_has(&h.screen(), "20 nearest of");
 }
 
@@ -204,10 +204,10 @@ fn the_clusters_tab_shows_the_same_map_and_the_path_walk_is_drawn() {
         .key(KeyCode::Enter);
     h.type_text("every old house finds the river")
         .key(KeyCode::Enter);
-    let steps = h.app.path.walk.as_ref().expect("a walk").points.len();
+    let steps = h.app.tabs.path.walk.as_ref().expect("a walk").points.len();
     // The Clusters tab's `v` opens the map, coloured by cluster.
     h.key(KeyCode::Esc).key(KeyCode::Char('7'));
-    assert!(h.app.clusters.result.is_some());
+    assert!(h.app.shared.clusters.is_some());
     h.key(KeyCode::Char('v'));
     let s = h.screen();
     assert_eq!(h.app.map.color, ColorBy::Cluster);

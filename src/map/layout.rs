@@ -29,6 +29,12 @@ use crate::projection::Pca;
 
 pub const MAP_FORMAT: &str = "latent-tui-map/1";
 
+/// Version of the layout algorithm, saved in the cache: a map saved by another version is
+/// laid out again. Bump it whenever the graph or the descent changes what a seed gives.
+/// 1: maps saved before the version was recorded. 2: strong, finely clipped repulsion
+/// ([`REPULSION`], [`REPULSION_STEP`]) and one pull per edge end.
+pub const LAYOUT_VERSION: u32 = 2;
+
 /// How the codes are put in the plane.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
@@ -169,6 +175,9 @@ impl Codes<'_> {
 /// What a layout was made with; a cached layout is used only when all of it matches.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayoutMeta {
+    /// [`LAYOUT_VERSION`] of the code that made it (maps saved without one read as 1).
+    #[serde(default = "first_version")]
+    pub version: u32,
     pub method: Method,
     /// Provenance of the index laid out (its freshness rule carries over).
     pub checkpoint_sha256: String,
@@ -179,6 +188,10 @@ pub struct LayoutMeta {
     pub seed: u64,
     pub neighbors: usize,
     pub epochs: usize,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 /// Settings of [`Layout::compute`].
@@ -270,6 +283,7 @@ impl Layout {
         Ok(Self {
             points,
             meta: LayoutMeta {
+                version: LAYOUT_VERSION,
                 method: opts.method,
                 checkpoint_sha256: index.checkpoint_sha256.clone(),
                 corpus_hash: index.corpus_hash.clone(),
@@ -287,7 +301,8 @@ impl Layout {
     /// checked: same checkpoint file, same corpus) made with `opts`.
     pub fn is_fresh_for(&self, index: &IndexMeta, codes: Codes, opts: &LayoutOptions) -> bool {
         let m = &self.meta;
-        m.method == opts.method
+        m.version == LAYOUT_VERSION
+            && m.method == opts.method
             && m.checkpoint_sha256 == index.checkpoint_sha256
             && m.corpus_hash == index.corpus_hash
             && m.splits == index.splits
@@ -700,9 +715,20 @@ impl SplitMix {
 /// Entries per parallel task of an epoch.
 const CHUNK: usize = 1024;
 
-fn clip(v: f32) -> f32 {
-    v.clamp(-4.0, 4.0)
-}
+/// Weight of a negative sample's push against a due edge's pull (UMAP's `repulsion_strength`
+/// γ, 1 in umap-learn). Codes of a text autoencoder are far from a low-dimensional manifold
+/// (the shipped binary model's 10th nearest code is 16–18 bits away): with γ = 1 the map's
+/// nearest points are mostly not code-space neighbours; a strong push (towards t-SNE on the
+/// attraction–repulsion spectrum) keeps many more of them (docs/map.md, "The layout").
+pub const REPULSION: f32 = 100.0;
+
+/// Largest move of one coordinate by one negative sample (times the learning rate). UMAP
+/// clips every step at 4, which lets a single close negative throw a point across its
+/// neighbourhood; with [`REPULSION`] that undid the local arrangement.
+pub const REPULSION_STEP: f32 = 0.5;
+
+/// Largest move of one coordinate by one pull along an edge (UMAP's clip).
+const ATTRACTION_STEP: f32 = 4.0;
 
 /// The descent: each epoch every entry moves toward the neighbours whose edge is due (an edge
 /// of weight w is due w / w_max of the epochs, as UMAP samples it) and away from `negatives`
@@ -748,16 +774,12 @@ pub fn optimize(
                     if due < 1.0 {
                         continue;
                     }
-                    // UMAP moves both ends of a sampled edge, and samples it from both
-                    // ends: each end is pulled twice per sample.
+                    // The graph lists every edge from both ends, and each end pulls itself.
                     let t = prev[graph.targets[e] as usize];
-                    for _ in 0..2 {
-                        let (dx, dy) = (y[0] - t[0], y[1] - t[1]);
-                        let d2 = dx * dx + dy * dy;
-                        let coef = -2.0 / (1.0 + d2);
-                        y[0] += alpha * clip(coef * dx);
-                        y[1] += alpha * clip(coef * dy);
-                    }
+                    let (dx, dy) = (y[0] - t[0], y[1] - t[1]);
+                    let coef = -2.0 / (1.0 + dx * dx + dy * dy);
+                    y[0] += alpha * (coef * dx).clamp(-ATTRACTION_STEP, ATTRACTION_STEP);
+                    y[1] += alpha * (coef * dy).clamp(-ATTRACTION_STEP, ATTRACTION_STEP);
                     for _ in 0..negatives {
                         let k = rng.below(n);
                         if k == i {
@@ -769,9 +791,9 @@ pub fn optimize(
                         if d2 <= 0.0 {
                             continue;
                         }
-                        let coef = 2.0 / ((0.001 + d2) * (1.0 + d2));
-                        y[0] += alpha * clip(coef * dx);
-                        y[1] += alpha * clip(coef * dy);
+                        let coef = REPULSION * 2.0 / ((0.001 + d2) * (1.0 + d2));
+                        y[0] += alpha * (coef * dx).clamp(-REPULSION_STEP, REPULSION_STEP);
+                        y[1] += alpha * (coef * dy).clamp(-REPULSION_STEP, REPULSION_STEP);
                     }
                 }
                 *slot = y;

@@ -5,7 +5,6 @@
 //! a pure function of the state (`impl Widget for &App`), so a test can drive the real app
 //! with key events and read the screen from a `TestBackend`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -15,172 +14,98 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use super::clusters::{ClustersState, ClustersView};
+use super::clusters::ClustersState;
+use super::context::{Command, Ctx, Shared, Tab, View};
 use super::event::Msg;
 use super::explore::ExploreState;
-use super::keys;
-use super::map::MapState;
+pub use super::jobs::{Effect, Jobs};
+use super::jobs::{Job, ModelInfo, Reply, ReplyBody};
+use super::keys::{self, Global};
+use super::map::{MapSources, MapState};
 use super::neighbors::NeighborsState;
 use super::path::PathState;
 use super::sample::SampleState;
 use super::stats::StatsState;
 use super::train::TrainState;
+pub use super::widgets::Status;
 use super::widgets::{self, TextInput, Theme, SPINNER};
-use super::worker::{Job, JobKind, ModelInfo, Reply, ReplyBody, Request};
-use crate::train::{TrainConfig, TrainControl};
-use crate::train_job::TrainJob;
+use crate::train::TrainConfig;
 
 /// Smallest terminal the layout is designed for; below it the app says so instead of drawing.
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 20;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tab {
-    Explore,
-    Path,
-    Sample,
-    Stats,
-    Train,
-    Neighbors,
-    Clusters,
-}
-
-impl Tab {
-    pub const ALL: [Tab; 7] = [
-        Tab::Explore,
-        Tab::Path,
-        Tab::Sample,
-        Tab::Stats,
-        Tab::Train,
-        Tab::Neighbors,
-        Tab::Clusters,
-    ];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Tab::Explore => "Explore",
-            Tab::Path => "Path",
-            Tab::Sample => "Sample",
-            Tab::Stats => "Stats",
-            Tab::Train => "Train",
-            Tab::Neighbors => "Neighbors",
-            Tab::Clusters => "Clusters",
+/// Declares the tab registry: per tab, its name (the tab bar's label), its field in [`Tabs`],
+/// its type (a [`Tab`]) and how it is made from the [`AppOptions`]. It defines [`TabId`] (one
+/// per tab, in order: the tab bar, the number keys and the help follow it) and [`Tabs`].
+macro_rules! tabs {
+    ($options:ident; $($id:ident, $field:ident: $ty:ty = $init:expr;)*) => {
+        /// A tab of the registry; `ALL` is their order.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum TabId {
+            $($id),*
         }
-    }
 
-    pub fn index(self) -> usize {
-        Tab::ALL.iter().position(|&t| t == self).expect("listed")
-    }
+        impl TabId {
+            pub const ALL: &'static [TabId] = &[$(TabId::$id),*];
 
-    /// The help's (keys, description) rows, from the tab's key table.
-    pub fn help_rows(self) -> Vec<(String, String)> {
-        match self {
-            Tab::Explore => keys::help_rows(super::explore::KEYS),
-            Tab::Path => keys::help_rows(super::path::KEYS),
-            Tab::Sample => keys::help_rows(super::sample::KEYS),
-            Tab::Stats => keys::help_rows(super::stats::KEYS),
-            Tab::Train => keys::help_rows(super::train::KEYS),
-            Tab::Neighbors => {
-                let mut rows = keys::help_rows(super::neighbors::KEYS);
-                rows.extend(keys::help_rows(super::map::KEYS));
-                rows
+            /// The tab's label (the tab bar, the help's section, the docs' key tables).
+            pub fn title(self) -> &'static str {
+                match self {
+                    $(TabId::$id => stringify!($id)),*
+                }
             }
-            Tab::Clusters => super::clusters::help_rows(),
+
+            /// The tab's place in the registry; its number key is one more.
+            pub fn index(self) -> usize {
+                self as usize
+            }
+
+            /// The help's (keys, description) rows, from the tab's key tables.
+            pub fn help_rows(self) -> Vec<(String, String)> {
+                match self {
+                    $(TabId::$id => <$ty as Tab>::help_rows()),*
+                }
+            }
         }
-    }
-}
 
-/// Work the event loop must start on the app's behalf.
-#[derive(Debug)]
-pub enum Effect {
-    Work(Request),
-    StartTraining {
-        run: u64,
-        cfg: Box<TrainJob>,
-        control: TrainControl,
-    },
-}
-
-/// Request ids and which request of each kind is the newest (the only one whose reply counts).
-#[derive(Debug, Default)]
-pub struct Jobs {
-    next_id: u64,
-    pending: BTreeMap<JobKind, u64>,
-    /// The latest progress report (0 to 1) of each pending kind that sent one.
-    progress: BTreeMap<JobKind, f64>,
-    effects: Vec<Effect>,
-}
-
-impl Jobs {
-    pub(super) fn submit(&mut self, job: Job) -> u64 {
-        self.next_id += 1;
-        let id = self.next_id;
-        self.pending.insert(job.kind(), id);
-        self.progress.remove(&job.kind());
-        self.effects.push(Effect::Work(Request { id, job }));
-        id
-    }
-
-    /// Whether `id` is the newest request of `kind`; if so it is no longer pending.
-    pub(super) fn accept(&mut self, kind: JobKind, id: u64) -> bool {
-        if self.pending.get(&kind) == Some(&id) {
-            self.pending.remove(&kind);
-            self.progress.remove(&kind);
-            true
-        } else {
-            false
+        /// One of each registered tab.
+        pub struct Tabs {
+            $(pub $field: $ty),*
         }
-    }
 
-    pub fn is_current(&self, kind: JobKind, id: u64) -> bool {
-        self.pending.get(&kind) == Some(&id)
-    }
+        impl Tabs {
+            fn new($options: &AppOptions) -> Self {
+                Self {
+                    $($field: $init),*
+                }
+            }
 
-    pub fn is_pending(&self, kind: JobKind) -> bool {
-        self.pending.contains_key(&kind)
-    }
+            pub fn get(&self, id: TabId) -> &dyn Tab {
+                match id {
+                    $(TabId::$id => &self.$field),*
+                }
+            }
 
-    /// How far the pending request of `kind` is (0 to 1), once it has said; the one place the
-    /// explorer keeps job progress.
-    pub fn progress(&self, kind: JobKind) -> Option<f64> {
-        self.progress.get(&kind).copied()
-    }
-
-    /// Records a progress report of request `id`, if it is still the newest of its kind.
-    fn report(&mut self, kind: JobKind, id: u64, f: f64) {
-        if self.is_current(kind, id) {
-            self.progress.insert(kind, f);
+            pub fn get_mut(&mut self, id: TabId) -> &mut dyn Tab {
+                match id {
+                    $(TabId::$id => &mut self.$field),*
+                }
+            }
         }
-    }
-
-    pub fn any_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
-    /// Forgets every outstanding request, so their replies will be dropped.
-    pub(super) fn forget_all(&mut self) {
-        self.pending.clear();
-        self.progress.clear();
-    }
-
-    pub(super) fn push(&mut self, e: Effect) {
-        self.effects.push(e);
-    }
-
-    pub(super) fn take_effects(&mut self) -> Vec<Effect> {
-        std::mem::take(&mut self.effects)
-    }
-
-    fn pending_kinds(&self) -> impl Iterator<Item = JobKind> + '_ {
-        self.pending.keys().copied()
-    }
+    };
 }
 
-/// A one-line message in the footer until the next key.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Status {
-    pub text: String,
-    pub error: bool,
+// The registry: a new tab is its file and one line here.
+tabs! {
+    options;
+    Explore, explore: ExploreState = ExploreState::default();
+    Path, path: PathState = PathState::default();
+    Sample, sample: SampleState = SampleState::default();
+    Stats, stats: StatsState = StatsState::default();
+    Train, train: TrainState = TrainState::new(options.train_defaults.clone());
+    Neighbors, neighbors: NeighborsState = NeighborsState::new(options.index_corpus.clone());
+    Clusters, clusters: ClustersState = ClustersState::new(options.index_corpus.clone());
 }
 
 #[derive(Clone, Debug)]
@@ -209,7 +134,7 @@ impl Default for AppOptions {
 
 pub struct App {
     pub model: ModelInfo,
-    pub tab: Tab,
+    pub tab: TabId,
     /// Scroll offset of the help overlay, when it is shown.
     pub help: Option<u16>,
     pub should_quit: bool,
@@ -221,22 +146,21 @@ pub struct App {
     pub status: Option<Status>,
     /// The checkpoint being loaded, if any.
     pub loading: Option<PathBuf>,
-    pub explore: ExploreState,
-    pub path: PathState,
-    pub sample: SampleState,
-    pub stats: StatsState,
-    pub train: TrainState,
-    pub neighbors: NeighborsState,
-    pub clusters: ClustersState,
+    /// What more than one tab reads (Explore's sentence and code, the corpus index and
+    /// clustering, the bit meanings).
+    pub shared: Shared,
+    pub tabs: Tabs,
     /// The corpus map, shown by the Neighbors and Clusters tabs.
     pub map: MapState,
+    /// What tabs asked of the app, carried out after their handler returns.
+    commands: Vec<Command>,
 }
 
 impl App {
     pub fn new(model: ModelInfo, options: AppOptions) -> Self {
         let mut app = Self {
             model,
-            tab: Tab::Explore,
+            tab: TabId::Explore,
             help: None,
             should_quit: false,
             fatal: None,
@@ -245,17 +169,77 @@ impl App {
             ticks: 0,
             status: None,
             loading: None,
-            explore: ExploreState::default(),
-            path: PathState::default(),
-            sample: SampleState::default(),
-            stats: StatsState::default(),
-            train: TrainState::new(options.train_defaults),
-            clusters: ClustersState::new(options.index_corpus.clone()),
-            neighbors: NeighborsState::new(options.index_corpus),
+            shared: Shared {
+                corpus: options.index_corpus.clone(),
+                ..Shared::default()
+            },
+            tabs: Tabs::new(&options),
             map: MapState::default(),
+            commands: Vec::new(),
         };
-        app.explore_start(options.first_sentence);
+        let (tabs, mut cx) = app.split();
+        tabs.explore.start(&mut cx, options.first_sentence);
         app
+    }
+
+    /// The tabs and the context their handlers get (disjoint parts of the app).
+    fn split(&mut self) -> (&mut Tabs, Ctx<'_>) {
+        let cx = Ctx {
+            model: &self.model,
+            theme: self.theme,
+            jobs: &mut self.jobs,
+            status: &mut self.status,
+            shared: &mut self.shared,
+            map: &mut self.map,
+            commands: &mut self.commands,
+        };
+        (&mut self.tabs, cx)
+    }
+
+    /// Runs `f` on tab `id` with its context, then carries out what it asked of the app.
+    fn with_tab<R>(&mut self, id: TabId, f: impl FnOnce(&mut dyn Tab, &mut Ctx) -> R) -> R {
+        let (tabs, mut cx) = self.split();
+        let r = f(tabs.get_mut(id), &mut cx);
+        self.run_commands();
+        r
+    }
+
+    fn run_commands(&mut self) {
+        while !self.commands.is_empty() {
+            for c in std::mem::take(&mut self.commands) {
+                match c {
+                    Command::Encode(text) => self.encode(&text),
+                    Command::Explore(text) => {
+                        self.encode(&text);
+                        self.tab = TabId::Explore;
+                    }
+                    Command::Load(path) => self.load_checkpoint(path),
+                    Command::Cluster => {
+                        let (tabs, mut cx) = self.split();
+                        tabs.clusters.ensure(&mut cx);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes `text` Explore's sentence: the code every tab works on.
+    fn encode(&mut self, text: &str) {
+        let (tabs, mut cx) = self.split();
+        tabs.explore.input.set(text);
+        tabs.explore.submit(&mut cx);
+    }
+
+    /// What rendering reads.
+    pub fn view(&self) -> View<'_> {
+        View {
+            model: &self.model,
+            theme: self.theme,
+            jobs: &self.jobs,
+            shared: &self.shared,
+            map: &self.map,
+            ticks: self.ticks,
+        }
     }
 
     /// Work the event loop should start now.
@@ -267,14 +251,14 @@ impl App {
         self.jobs.any_pending()
     }
 
-    pub(super) fn notice(&mut self, text: impl Into<String>) {
+    fn notice(&mut self, text: impl Into<String>) {
         self.status = Some(Status {
             text: text.into(),
             error: false,
         });
     }
 
-    pub(super) fn error(&mut self, text: impl Into<String>) {
+    fn error(&mut self, text: impl Into<String>) {
         self.status = Some(Status {
             text: text.into(),
             error: true,
@@ -289,8 +273,8 @@ impl App {
             Msg::Resize(..) => {}
             Msg::Tick => self.ticks = self.ticks.wrapping_add(1),
             Msg::Reply(reply) => self.on_reply(reply),
-            Msg::Train { run, event } => self.on_train_event(run, event),
-            Msg::TrainEnded { run, error } => self.on_train_ended(run, error),
+            Msg::Train { run, event } => self.tabs.train.on_train_event(run, event),
+            Msg::TrainEnded { run, error } => self.tabs.train.on_train_ended(run, error),
             Msg::InputFailed(e) => {
                 self.fatal = Some(format!("cannot read the terminal: {e}"));
                 self.quit();
@@ -299,30 +283,51 @@ impl App {
         self.map_sync();
     }
 
+    /// Brings what the map derives from the tabs up to date (cheap when nothing changed).
+    fn map_sync(&mut self) {
+        let src = MapSources {
+            code: &self.shared.code,
+            origin: self.shared.sentence.as_ref().map(|s| s.code.as_slice()),
+            dim: self.tabs.explore.cursor,
+            walk: self.tabs.path.walk.as_ref(),
+            clusters: self.shared.clusters.as_ref(),
+            binary: self.model.binary(),
+        };
+        self.map.sync(&src);
+    }
+
+    /// The query (Explore's current code) and its nearest entries by Hamming distance, when
+    /// both exist and the codes are bits.
+    pub fn neighbors_of_current(&self) -> Option<Result<Vec<crate::index::Neighbor<'_>>, String>> {
+        self.tabs.neighbors.of_code(&self.shared)
+    }
+
+    /// [`App::neighbors_of_current`] for continuous codes (cosine similarity).
+    pub fn cosine_neighbors_of_current(
+        &self,
+    ) -> Option<Result<Vec<crate::cosine::CosineHit>, String>> {
+        self.tabs.neighbors.cosine_of_code(&self.shared)
+    }
+
+    /// The Clusters tab's attribute vector applied to Explore's current code.
+    pub fn clusters_edited_code(&self) -> Option<(crate::structure::AttributeVector, Vec<f32>)> {
+        self.tabs.clusters.edited_code(&self.shared)
+    }
+
     /// Whether the corpus map is what the current tab shows.
     pub fn map_shown(&self) -> bool {
-        match self.tab {
-            Tab::Neighbors => self.neighbors.show_map && !self.neighbors.typing,
-            Tab::Clusters => self.clusters.view == ClustersView::Map,
-            _ => false,
-        }
+        self.tabs.get(self.tab).shows_map()
     }
 
     /// Whether keys are going into a text field (so letters and digits are text, not commands).
     pub fn typing(&self) -> bool {
-        match self.tab {
-            Tab::Explore => self.explore.typing(),
-            Tab::Path => self.path.typing(),
-            Tab::Train => self.train.typing(),
-            Tab::Neighbors => self.neighbors.typing || (self.map_shown() && self.map.searching),
-            Tab::Clusters => self.clusters.typing || (self.map_shown() && self.map.searching),
-            Tab::Sample | Tab::Stats => false,
-        }
+        self.tabs.get(self.tab).typing(&self.view())
     }
 
     fn on_key(&mut self, key: KeyEvent) {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        if ctrl && key.code == KeyCode::Char('c') {
+        let global = keys::global(key.code, ctrl, self.typing());
+        if global == Some(Global::ForceQuit) {
             self.quit();
             return;
         }
@@ -339,47 +344,28 @@ impl App {
             return;
         }
         self.status = None;
-        match key.code {
-            KeyCode::F(1) => {
-                self.help = Some(0);
-                return;
+        let n = TabId::ALL.len();
+        match global {
+            Some(Global::Help) => return self.help = Some(0),
+            Some(Global::Quit) => return self.quit(),
+            Some(Global::NextTab) => return self.set_tab(TabId::ALL[(self.tab.index() + 1) % n]),
+            Some(Global::PreviousTab) => {
+                return self.set_tab(TabId::ALL[(self.tab.index() + n - 1) % n])
             }
-            KeyCode::Tab => {
-                self.set_tab(Tab::ALL[(self.tab.index() + 1) % Tab::ALL.len()]);
-                return;
-            }
-            KeyCode::BackTab => {
-                self.set_tab(Tab::ALL[(self.tab.index() + Tab::ALL.len() - 1) % Tab::ALL.len()]);
-                return;
-            }
-            _ => {}
-        }
-        if !self.typing() && !ctrl {
-            match key.code {
-                KeyCode::Char('?') => {
-                    self.help = Some(0);
-                    return;
+            Some(Global::GoTo) => {
+                // A digit past the last tab is the tab's own key, if it has one.
+                let number = match key.code {
+                    KeyCode::Char(c) => c.to_digit(10).unwrap_or(0) as usize,
+                    _ => 0,
+                };
+                if let Some(&tab) = number.checked_sub(1).and_then(|i| TabId::ALL.get(i)) {
+                    return self.set_tab(tab);
                 }
-                KeyCode::Char('q') => {
-                    self.quit();
-                    return;
-                }
-                KeyCode::Char(c @ '1'..='7') => {
-                    self.set_tab(Tab::ALL[c as usize - '1' as usize]);
-                    return;
-                }
-                _ => {}
             }
+            Some(Global::ForceQuit) | None => {}
         }
-        match self.tab {
-            Tab::Explore => self.explore_key(key),
-            Tab::Path => self.path_key(key),
-            Tab::Sample => self.sample_key(key),
-            Tab::Stats => self.stats_key(key),
-            Tab::Train => self.train_key(key),
-            Tab::Neighbors => self.neighbors_key(key),
-            Tab::Clusters => self.clusters_key(key),
-        }
+        let tab = self.tab;
+        self.with_tab(tab, |t, cx| t.key(cx, key));
     }
 
     /// A paste goes into the text field that has the focus; on a tab whose text field is not
@@ -397,69 +383,37 @@ impl App {
             self.map.search.insert_str(text);
             return;
         }
-        if !self.typing() {
-            match self.tab {
-                Tab::Explore => self.explore_fresh_input(),
-                Tab::Path => self.path_fresh_input(),
-                Tab::Neighbors => self.neighbors_fresh_input(),
-                Tab::Clusters if self.clusters.view == ClustersView::Analogy => {
-                    self.clusters_fresh_input()
-                }
-                Tab::Clusters => {
-                    self.notice("the Clusters tab's text fields are its analogy's: n opens them");
-                    return;
-                }
-                Tab::Train => {
-                    self.notice("to paste a setting, select it and press Enter to edit it first");
-                    return;
-                }
-                Tab::Sample | Tab::Stats => {
-                    self.notice(format!(
-                        "the {} tab has no text field to paste into",
-                        self.tab.title()
-                    ));
-                    return;
-                }
-            }
-        }
-        let input = match self.tab {
-            Tab::Explore => &mut self.explore.input,
-            Tab::Path => self.path.focused_input(),
-            Tab::Neighbors => &mut self.neighbors.input,
-            Tab::Clusters => match self.clusters_focused_input() {
-                Some(input) => input,
-                None => return,
-            },
-            Tab::Train => match &mut self.train.editing {
-                Some(input) => input,
-                None => return,
-            },
-            Tab::Sample | Tab::Stats => return,
-        };
-        input.insert_str(text);
-        if input.overflow {
-            self.notice(format!(
+        let tab = self.tab;
+        let overflow = self.with_tab(tab, |t, cx| {
+            let input = t.paste_field(cx)?;
+            input.insert_str(text);
+            Some(input.overflow)
+        });
+        match overflow {
+            Some(true) => self.notice(format!(
                 "pasted text cut at {} characters (the model reads only its first words anyway)",
                 TextInput::MAX_CHARS
-            ));
+            )),
+            Some(false) => {}
+            None if self.status.is_none() => self.notice(format!(
+                "the {} tab has no text field to paste into",
+                tab.title()
+            )),
+            None => {}
         }
     }
 
     fn quit(&mut self) {
         // A running training stops after its current step and saves; the event loop waits.
-        self.train.stop_for_quit();
+        for &id in TabId::ALL {
+            self.tabs.get_mut(id).quitting();
+        }
         self.should_quit = true;
     }
 
-    fn set_tab(&mut self, tab: Tab) {
+    fn set_tab(&mut self, tab: TabId) {
         self.tab = tab;
-        match tab {
-            Tab::Sample => self.sample_on_enter(),
-            Tab::Stats => self.stats_on_enter(),
-            Tab::Neighbors => self.neighbors_on_enter(),
-            Tab::Clusters => self.clusters_on_enter(),
-            _ => {}
-        }
+        self.with_tab(tab, |t, cx| t.entered(cx));
     }
 
     fn on_reply(&mut self, reply: Reply) {
@@ -472,25 +426,25 @@ impl App {
             return; // superseded by a newer request of the same kind
         }
         match body {
-            ReplyBody::Encoded(r) => self.explore_encoded(r),
-            ReplyBody::Decoded(r) => self.explore_decoded(r),
-            ReplyBody::Bars(r) => self.explore_bars(r),
-            ReplyBody::Path(r) => self.path_walked(r),
-            ReplyBody::Sampled(r) => self.sample_done(r),
-            ReplyBody::Stats(r) => self.stats_done(r),
             ReplyBody::Loaded(r) => self.loaded(r),
-            ReplyBody::Indexed(r) => self.neighbors_indexed(r),
-            ReplyBody::Mapped(r) => self.map_done(r),
-            ReplyBody::Clustered(r) => self.clusters_done(r),
-            ReplyBody::Structure(r) => self.clusters_structure_done(r),
-            ReplyBody::Meanings(r) => self.explore_meanings(r),
-            ReplyBody::Opened(r) => self.explore_opened(r),
-            ReplyBody::Progress(_) => unreachable!("handled above"),
+            ReplyBody::Mapped(r) => {
+                if let Some(e) = self.map.done(r) {
+                    self.error(e);
+                }
+            }
+            body => {
+                // Each tab takes the replies to its own jobs.
+                let mut body = Some(body);
+                for &id in TabId::ALL {
+                    let Some(b) = body.take() else { break };
+                    body = self.with_tab(id, |t, cx| t.reply(cx, b));
+                }
+            }
         }
     }
 
     /// Asks the worker to replace the model; replies computed for the old one are dropped.
-    pub(super) fn load_checkpoint(&mut self, path: PathBuf) {
+    fn load_checkpoint(&mut self, path: PathBuf) {
         self.jobs.forget_all();
         self.loading = Some(path.clone());
         self.jobs.submit(Job::Load { path });
@@ -506,13 +460,11 @@ impl App {
                     info.describe
                 ));
                 self.model = info;
-                self.explore_model_changed();
-                self.path_model_changed();
-                self.sample_model_changed();
-                self.stats_model_changed();
-                self.map_model_changed();
-                self.neighbors_model_changed();
-                self.clusters_model_changed();
+                self.map = self.map.for_new_model();
+                let shown = self.tab;
+                for &id in TabId::ALL {
+                    self.with_tab(id, |t, cx| t.model_changed(cx, id == shown));
+                }
             }
             Err(e) => self.error(format!("could not load the checkpoint: {e}")),
         }
@@ -531,28 +483,25 @@ impl App {
                 }
             })
             .collect();
-        if let Some(t) = self.train.activity() {
-            out.push(t);
-        }
+        out.extend(
+            TabId::ALL
+                .iter()
+                .filter_map(|&id| self.tabs.get(id).activity()),
+        );
         out
     }
 
-    fn hints(&self) -> Vec<(&'static str, &'static str)> {
-        let mut h = match self.tab {
-            _ if self.map_shown() => self.map.hints(self.model.caps),
-            Tab::Explore => self.explore.hints(self.model.caps),
-            Tab::Path => self.path.hints(self.model.caps),
-            Tab::Sample => self.sample.hints(self.model.caps),
-            Tab::Stats => self.stats.hints(self.model.caps),
-            Tab::Train => self.train.hints(self.model.caps),
-            Tab::Neighbors => self.neighbors.hints(self.model.caps),
-            Tab::Clusters => self.clusters.hints(self.model.caps),
-        };
-        if self.typing() {
-            h.extend([("Tab", "next tab"), ("F1", "keys"), ("Ctrl-C", "quit")]);
+    fn hints(&self) -> Vec<(String, &'static str)> {
+        let h = if self.map_shown() {
+            self.map.hints(self.model.caps)
         } else {
-            h.extend([("1-7/Tab", "tabs"), ("?", "keys"), ("q", "quit")]);
-        }
+            self.tabs.get(self.tab).hints(&self.view())
+        };
+        let mut h: Vec<(String, &'static str)> = h
+            .into_iter()
+            .map(|(k, what)| (k.to_string(), what))
+            .collect();
+        h.extend(keys::global_hints(self.typing(), TabId::ALL.len()));
         h
     }
 
@@ -571,7 +520,7 @@ impl App {
             Span::styled(" │ ", t.dim()),
         ];
         // Before the description, which a narrow terminal cuts off.
-        if let Some(words) = self.real_words_label() {
+        if let Some(words) = self.tabs.explore.real_words_label(&self.model) {
             left.push(Span::styled(words, t.accent()));
             left.push(Span::styled(" │ ", t.dim()));
         }
@@ -585,7 +534,10 @@ impl App {
         widgets::lines(
             buf,
             area,
-            vec![Line::from(left), super::explore::about_line(self)],
+            vec![
+                Line::from(left),
+                super::explore::about_line(&self.tabs.explore, &self.view()),
+            ],
         );
         let act = self.activity();
         if !act.is_empty() {
@@ -601,7 +553,7 @@ impl App {
     fn render_tabs(&self, area: Rect, buf: &mut Buffer) {
         let t = self.theme;
         let mut spans = vec![Span::raw(" ")];
-        for tab in Tab::ALL {
+        for &tab in TabId::ALL {
             let label = format!(" {} {} ", tab.index() + 1, tab.title());
             if tab == self.tab {
                 spans.push(Span::styled(label, t.cursor().add_modifier(Modifier::BOLD)));
@@ -663,15 +615,7 @@ impl Widget for &App {
         .areas(area);
         self.render_header(header, buf);
         self.render_tabs(tabs, buf);
-        match self.tab {
-            Tab::Explore => super::explore::render(self, body, buf),
-            Tab::Path => super::path::render(self, body, buf),
-            Tab::Sample => super::sample::render(self, body, buf),
-            Tab::Stats => super::stats::render(self, body, buf),
-            Tab::Train => super::train::render(self, body, buf),
-            Tab::Neighbors => super::neighbors::render(self, body, buf),
-            Tab::Clusters => super::clusters::render(self, body, buf),
-        }
+        self.tabs.get(self.tab).render(&self.view(), body, buf);
         self.render_footer(footer, buf);
         if let Some(scroll) = self.help {
             widgets::help_overlay(buf, area, super::help_lines(self.theme), scroll, self.theme);

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use crossterm::event::{KeyCode, KeyEvent};
 
-use super::app::{AppOptions, Tab};
+use super::app::{AppOptions, TabId};
 use super::event::Msg;
 use super::harness::Harness;
 use super::widgets::Theme;
@@ -65,7 +65,7 @@ fn harness_with(checkpoint: &str, color: bool, first_sentence: bool) -> Result<H
     Ok(h)
 }
 
-fn digit(tab: Tab) -> KeyCode {
+fn digit(tab: TabId) -> KeyCode {
     KeyCode::Char(char::from(b'1' + tab.index() as u8))
 }
 
@@ -106,14 +106,14 @@ pub fn readme_captures() -> Result<Vec<Capture>> {
     push("explore-vae", &v);
 
     let mut p = harness(BINARY, true)?;
-    p.key(digit(Tab::Path)).key(KeyCode::Char('a'));
+    p.key(digit(TabId::Path)).key(KeyCode::Char('a'));
     p.type_text(SENTENCE).key(KeyCode::Enter);
     p.type_text(OTHER).key(KeyCode::Enter);
     repeat(&mut p, KeyCode::Down, 3);
     push("path", &p);
 
     let mut s = harness(BINARY, true)?;
-    s.key(digit(Tab::Sample));
+    s.key(digit(TabId::Sample));
     repeat(&mut s, KeyCode::Char('s'), 6);
     push("sample", &s);
 
@@ -121,7 +121,7 @@ pub fn readme_captures() -> Result<Vec<Capture>> {
     // A quarter of the default sentences (the keys go in before the first result, so only the
     // last request is computed), to keep the captures test quick.
     let mut st = harness(BINARY, false)?;
-    for key in [digit(Tab::Stats), KeyCode::Char('['), KeyCode::Char('[')] {
+    for key in [digit(TabId::Stats), KeyCode::Char('['), KeyCode::Char('[')] {
         st.app.update(Msg::Key(KeyEvent::from(key)));
     }
     st.settle();
@@ -129,30 +129,30 @@ pub fn readme_captures() -> Result<Vec<Capture>> {
     push("stats", &st);
 
     let mut t = harness(BINARY, true)?;
-    t.key(digit(Tab::Train));
+    t.key(digit(TabId::Train));
     push("train", &t);
 
     // The first opening of the tab builds and saves the index; the capture is of a second
     // session that loads it, so it reads the same whether or not the file was there before.
     let mut first = harness(BINARY, true)?;
-    first.key(digit(Tab::Neighbors));
-    if let Some(e) = &first.app.neighbors.error {
+    first.key(digit(TabId::Neighbors));
+    if let Some(e) = &first.app.tabs.neighbors.error {
         bail!("the corpus index could not be built: {e}");
     }
     let mut n = harness(BINARY, true)?;
     encode(&mut n, "a small dog barks at the cat");
     n.key(KeyCode::Home).key(KeyCode::Char(' '));
-    n.key(digit(Tab::Neighbors));
+    n.key(digit(TabId::Neighbors));
     push("neighbors", &n);
     n.key(KeyCode::Char('m'));
     push("map", &n);
 
     // Clusters of a seeded subset of the train split, to keep the captures test quick.
     let mut c = harness(BINARY, true)?;
-    c.app.clusters.max_entries = Some(CLUSTERED_ENTRIES);
+    c.app.tabs.clusters.max_entries = Some(CLUSTERED_ENTRIES);
     encode(&mut c, SENTENCE);
-    c.key(digit(Tab::Clusters));
-    if let Some(e) = &c.app.clusters.error {
+    c.key(digit(TabId::Clusters));
+    if let Some(e) = &c.app.tabs.clusters.error {
         bail!("the corpus could not be clustered: {e}");
     }
     push("clusters", &c);
@@ -162,8 +162,8 @@ pub fn readme_captures() -> Result<Vec<Capture>> {
     c.key(KeyCode::Esc).key(KeyCode::Char('a'));
     let labels = c
         .app
+        .shared
         .clusters
-        .result
         .as_ref()
         .map(|v| v.data.label_names.clone())
         .unwrap_or_default();
@@ -193,8 +193,8 @@ pub fn first_five_minutes_captures() -> Result<Vec<Capture>> {
     // The first opening of Neighbors builds and saves the index; a throwaway session does that
     // first, so the capture reads the same whether or not the file was there before.
     let mut first = harness(BINARY, true)?;
-    first.key(digit(Tab::Neighbors));
-    if let Some(e) = &first.app.neighbors.error {
+    first.key(digit(TabId::Neighbors));
+    if let Some(e) = &first.app.tabs.neighbors.error {
         bail!("the corpus index could not be built: {e}");
     }
     let mut out = Vec::new();
@@ -211,16 +211,16 @@ pub fn first_five_minutes_captures() -> Result<Vec<Capture>> {
     push("first-flip", &h);
     encode(&mut h, "a tool used for cutting wood");
     push("first-type", &h);
-    h.key(digit(Tab::Stats)).key(KeyCode::Char('m'));
+    h.key(digit(TabId::Stats)).key(KeyCode::Char('m'));
     push("first-meanings", &h);
     let mut p = harness(BINARY, false)?;
-    p.key(digit(Tab::Path)).key(KeyCode::Char('a'));
+    p.key(digit(TabId::Path)).key(KeyCode::Char('a'));
     p.type_text("a tool used for cutting wood")
         .key(KeyCode::Enter);
     p.type_text("a young dog").key(KeyCode::Enter);
     push("first-path", &p);
-    h.key(digit(Tab::Neighbors));
-    if let Some(e) = &h.app.neighbors.error {
+    h.key(digit(TabId::Neighbors));
+    if let Some(e) = &h.app.tabs.neighbors.error {
         bail!("the corpus index could not be built: {e}");
     }
     push("first-neighbors", &h);
@@ -230,18 +230,15 @@ pub fn first_five_minutes_captures() -> Result<Vec<Capture>> {
 /// The explorer's keys as Markdown tables, from the same tables as the `?` overlay: the keys
 /// that work everywhere, those of text fields, then each tab's.
 pub fn readme_keys() -> String {
-    let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
-    for (title, rows) in [
-        ("Everywhere", super::GLOBAL_KEYS),
-        ("Text fields", super::TEXT_FIELD_KEYS),
-    ] {
-        let rows = rows
-            .iter()
-            .map(|(k, what)| (k.to_string(), what.to_string()))
-            .collect();
-        sections.push((title.to_string(), rows));
-    }
-    for tab in Tab::ALL {
+    let text_fields = super::TEXT_FIELD_KEYS
+        .iter()
+        .map(|(k, what)| (k.to_string(), what.to_string()))
+        .collect();
+    let mut sections: Vec<(String, Vec<(String, String)>)> = vec![
+        ("Everywhere".to_string(), super::global_keys()),
+        ("Text fields".to_string(), text_fields),
+    ];
+    for &tab in TabId::ALL {
         sections.push((
             format!("{} {}", tab.index() + 1, tab.title()),
             tab.help_rows(),

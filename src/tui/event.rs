@@ -6,13 +6,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossterm::event::{self, Event, KeyEvent, KeyEventKind};
 
-use super::worker::Reply;
+use super::jobs::Reply;
 use crate::train::TrainEvent;
 
 // Messages are moved through the channel once and never stored, so the size of the largest
@@ -96,5 +96,24 @@ impl InputThread {
 impl Drop for InputThread {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The message of the last panic on a background thread (shown instead of printed, which
+/// would scribble over the screen).
+pub static BACKGROUND_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+/// Text of a caught panic payload.
+pub fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        BACKGROUND_PANIC
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .unwrap_or_else(|| "unknown panic".into())
     }
 }

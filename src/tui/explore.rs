@@ -13,10 +13,10 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use super::app::App;
+use super::context::{Ctx, MeaningState, Tab, View};
+use super::jobs::{Bars, DecodedText, Job, JobKind, ModelInfo, RealWords, ReplyBody};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, grouped_columns, put, text, InputAction, TextInput, EIGHTHS};
-use super::worker::{Bars, DecodedText, Job, JobKind, RealWords};
 use crate::coder::Capabilities;
 use crate::coder::EncodedSentence;
 use crate::explore;
@@ -40,15 +40,10 @@ const BEAM: usize = 4;
 pub struct ExploreState {
     pub input: TextInput,
     pub focus: Focus,
-    pub sentence: Option<EncodedSentence>,
-    /// The current (possibly edited) code.
-    pub code: Vec<f32>,
     undo: Vec<Vec<f32>>,
     pub cursor: usize,
     pub strategy: Strategy,
     decode_seed: u64,
-    /// The latest decoding and the code it belongs to.
-    pub decoding: Option<(Vec<f32>, Result<String, String>)>,
     /// Keep greedy and beam decoding to words of the training corpus (on by default).
     pub real_words: bool,
     /// How the latest decoding was restricted (None before the first).
@@ -57,25 +52,10 @@ pub struct ExploreState {
     pub error: Option<String>,
     /// The decoding shown before the code last changed, to highlight what the change did.
     pub before: Option<String>,
-    /// What each bit means, for the loaded model.
-    pub meaning: MeaningState,
     /// What the model was trained on, from the first screen's draw (the header's second row).
     pub about: Option<CorpusAbout>,
     /// Sentences drawn from the corpus so far (`n`); the seed of the next draw.
     pub draws: u64,
-}
-
-/// The bit meanings of the loaded model, computed (or loaded) in the background.
-#[derive(Debug, Default)]
-pub struct MeaningState {
-    pub result: Option<Arc<CachedIndex<Meanings>>>,
-    pub error: Option<String>,
-}
-
-impl MeaningState {
-    pub fn meanings(&self) -> Option<&Meanings> {
-        self.result.as_ref().map(|c| &c.index)
-    }
 }
 
 impl Default for ExploreState {
@@ -83,19 +63,15 @@ impl Default for ExploreState {
         Self {
             input: TextInput::default(),
             focus: Focus::Code,
-            sentence: None,
-            code: Vec::new(),
             undo: Vec::new(),
             cursor: 0,
             strategy: Strategy::Greedy,
             decode_seed: 0,
-            decoding: None,
             real_words: true,
             real_words_status: None,
             bars: None,
             error: None,
             before: None,
-            meaning: MeaningState::default(),
             about: None,
             draws: 0,
         }
@@ -107,17 +83,11 @@ impl ExploreState {
         self.focus == Focus::Input
     }
 
-    /// Hamming distance (binary) of the current code from the encoded one.
-    pub fn distance(&self) -> Option<usize> {
-        self.sentence
-            .as_ref()
-            .map(|s| explore::hamming(&s.code, &self.code))
-    }
-
-    pub fn hints(&self, kind: Capabilities) -> Vec<(&'static str, &'static str)> {
+    /// The footer's hints; `no_code`: nothing encoded yet.
+    pub fn hints(&self, kind: Capabilities, no_code: bool) -> Vec<(&'static str, &'static str)> {
         match self.focus {
             Focus::Input => keys::hints(KEYS, Mode::Typing, kind),
-            Focus::Code if self.code.is_empty() => keys::hints_where(KEYS, Mode::Nav, kind, |a| {
+            Focus::Code if no_code => keys::hints_where(KEYS, Mode::Nav, kind, |a| {
                 matches!(
                     a,
                     Action::Edit | Action::Fresh | Action::Decoder | Action::Draw
@@ -300,120 +270,119 @@ fn next_strategy(s: Strategy) -> Strategy {
     }
 }
 
-impl App {
-    pub(super) fn explore_key(&mut self, key: KeyEvent) {
-        match self.explore.focus {
-            Focus::Input => match self.explore.input.on_key(key) {
-                InputAction::Submit => self.explore_do(Action::Encode),
-                InputAction::Cancel => self.explore_do(Action::Leave),
+impl ExploreState {
+    fn on_key(&mut self, cx: &mut Ctx, key: KeyEvent) {
+        match self.focus {
+            Focus::Input => match self.input.on_key(key) {
+                InputAction::Submit => self.act(cx, Action::Encode),
+                InputAction::Cancel => self.act(cx, Action::Leave),
                 _ => {
-                    if self.explore.input.overflow {
-                        self.notice(format!(
+                    if self.input.overflow {
+                        cx.notice(format!(
                             "input is limited to {} characters",
                             TextInput::MAX_CHARS
                         ));
                     }
                 }
             },
-            Focus::Code => match keys::lookup(KEYS, Mode::Nav, key.code, self.model.caps) {
-                Lookup::Action(a) => self.explore_do(a),
-                Lookup::NotForThisModel(why) => self.notice(why),
+            Focus::Code => match keys::lookup(KEYS, Mode::Nav, key.code, cx.model.caps) {
+                Lookup::Action(a) => self.act(cx, a),
+                Lookup::NotForThisModel(why) => cx.notice(why),
                 Lookup::Unbound => {}
             },
         }
     }
 
     /// `/`: an empty sentence field, for a new sentence.
-    pub(super) fn explore_fresh_input(&mut self) {
-        self.explore.input = TextInput::default();
-        self.explore.focus = Focus::Input;
+    pub fn fresh_input(&mut self) {
+        self.input = TextInput::default();
+        self.focus = Focus::Input;
     }
 
-    pub(super) fn explore_submit(&mut self) {
-        if self.explore.input.is_blank() {
-            self.notice("type a sentence first, then Enter encodes it");
+    pub fn submit(&mut self, cx: &mut Ctx) {
+        if self.input.is_blank() {
+            cx.notice("type a sentence first, then Enter encodes it");
             return;
         }
-        let text = self.explore.input.text();
-        self.jobs.submit(Job::Encode { text });
-        self.explore.focus = Focus::Code;
+        let text = self.input.text();
+        cx.shared.text = text.clone();
+        cx.jobs.submit(Job::Encode { text });
+        self.focus = Focus::Code;
     }
 
-    fn explore_do(&mut self, action: Action) {
+    fn act(&mut self, cx: &mut Ctx, action: Action) {
         match action {
-            Action::Encode => return self.explore_submit(),
+            Action::Encode => return self.submit(cx),
             Action::Leave => {
-                self.explore.focus = Focus::Code;
+                self.focus = Focus::Code;
                 return;
             }
             Action::Edit => {
-                self.explore.focus = Focus::Input;
+                self.focus = Focus::Input;
                 return;
             }
-            Action::Fresh => return self.explore_fresh_input(),
+            Action::Fresh => return self.fresh_input(),
             Action::Draw => {
-                if !self.model.caps.encodes {
-                    return self.notice("an `lm` model has no encoder, so no sentence to open on");
+                if !cx.model.caps.encodes {
+                    return cx.notice("an `lm` model has no encoder, so no sentence to open on");
                 }
-                self.explore.draws += 1;
-                self.jobs.submit(Job::Opening {
-                    draw: self.explore.draws,
-                });
+                self.draws += 1;
+                cx.jobs.submit(Job::Opening { draw: self.draws });
                 return;
             }
             Action::Decoder => {
-                self.explore.strategy = next_strategy(self.explore.strategy);
-                self.explore_request_decode();
+                self.strategy = next_strategy(self.strategy);
+                self.request_decode(cx);
                 return;
             }
             Action::RealWords => {
-                self.explore.real_words = !self.explore.real_words;
-                self.explore_request_decode();
+                self.real_words = !self.real_words;
+                self.request_decode(cx);
                 return;
             }
             _ => {}
         }
-        let l = self.explore.code.len();
+        let l = cx.shared.code.len();
         if l == 0 {
-            self.notice("no code yet: i to type a sentence, then Enter encodes it");
+            cx.notice("no code yet: i to type a sentence, then Enter encodes it");
             return;
         }
-        let c = self.explore.cursor;
+        let c = self.cursor;
         match action {
-            Action::Left => self.explore.cursor = c.saturating_sub(1),
-            Action::Right => self.explore.cursor = (c + 1).min(l - 1),
-            Action::First => self.explore.cursor = 0,
-            Action::Last => self.explore.cursor = l - 1,
+            Action::Left => self.cursor = c.saturating_sub(1),
+            Action::Right => self.cursor = (c + 1).min(l - 1),
+            Action::First => self.cursor = 0,
+            Action::Last => self.cursor = l - 1,
             Action::Flip => {
-                let next = explore::flip(&self.explore.code, c);
-                self.explore_set_code(next);
+                let next = explore::flip(&cx.shared.code, c);
+                self.set_code(cx, next);
             }
             Action::NudgeUp | Action::NudgeDown => {
                 let sign = if action == Action::NudgeUp { 0.5 } else { -0.5 };
-                let next = explore::nudge(&self.explore.code, c, sign * self.explore_std(c));
-                self.explore_set_code(next);
+                let next = explore::nudge(&cx.shared.code, c, sign * self.std(cx, c));
+                self.set_code(cx, next);
             }
             Action::ResetDim => {
-                if let Some(s) = &self.explore.sentence {
-                    let mut next = self.explore.code.clone();
+                if let Some(s) = &cx.shared.sentence {
+                    let mut next = cx.shared.code.clone();
                     next[c] = s.code[c];
-                    self.explore_set_code(next);
+                    self.set_code(cx, next);
                 }
             }
             Action::Restore => {
-                if let Some(s) = &self.explore.sentence {
-                    if s.code != self.explore.code {
+                if let Some(s) = &cx.shared.sentence {
+                    if s.code != cx.shared.code {
                         let encoded = s.code.clone();
-                        self.explore_set_code(encoded);
+                        self.set_code(cx, encoded);
                     }
                 }
             }
-            Action::Undo => match self.explore.undo.pop() {
+            Action::Undo => match self.undo.pop() {
                 Some(prev) => {
-                    self.explore.code = prev;
-                    self.explore_request_code_work();
+                    cx.shared.code = prev;
+                    self.request_code_work(cx);
                 }
-                None => self.notice("nothing to undo"),
+                None => cx.notice("nothing to undo"),
             },
             Action::Encode
             | Action::Leave
@@ -427,8 +396,8 @@ impl App {
         }
     }
 
-    fn explore_std(&self, dim: usize) -> f32 {
-        self.explore
+    fn std(&self, cx: &Ctx, dim: usize) -> f32 {
+        cx.shared
             .sentence
             .as_ref()
             .and_then(|s| s.encoding.std.as_ref())
@@ -436,142 +405,140 @@ impl App {
             .unwrap_or(1.0)
     }
 
-    fn explore_set_code(&mut self, code: Vec<f32>) {
-        let prev = std::mem::replace(&mut self.explore.code, code);
-        self.explore.undo.push(prev);
-        self.explore_request_code_work();
+    fn set_code(&mut self, cx: &mut Ctx, code: Vec<f32>) {
+        let prev = std::mem::replace(&mut cx.shared.code, code);
+        self.undo.push(prev);
+        self.request_code_work(cx);
     }
 
     /// A new code needs a new decoding and new bars (for models that can give them).
-    fn explore_request_code_work(&mut self) {
-        self.explore_request_decode();
-        if !self.model.caps.scores {
+    fn request_code_work(&mut self, cx: &mut Ctx) {
+        self.request_decode(cx);
+        if !cx.model.caps.scores {
             return;
         }
-        if let Some(s) = &self.explore.sentence {
+        if let Some(s) = &cx.shared.sentence {
             let job = Job::Bars {
                 ids: s.ids.clone(),
-                code: self.explore.code.clone(),
+                code: cx.shared.code.clone(),
                 std: s.encoding.std.clone(),
             };
-            self.jobs.submit(job);
+            cx.jobs.submit(job);
         }
     }
 
-    fn explore_request_decode(&mut self) {
-        if self.explore.code.is_empty() || !self.model.caps.decodes() {
+    fn request_decode(&mut self, cx: &mut Ctx) {
+        if cx.shared.code.is_empty() || !cx.model.caps.decodes() {
             return;
         }
-        if matches!(self.explore.strategy, Strategy::Sample { .. }) {
-            self.explore.decode_seed += 1;
+        if matches!(self.strategy, Strategy::Sample { .. }) {
+            self.decode_seed += 1;
         }
-        self.jobs.submit(Job::Decode {
-            code: self.explore.code.clone(),
-            strategy: self.explore.strategy,
-            seed: self.explore.decode_seed,
-            real_words: self.explore.real_words,
+        cx.jobs.submit(Job::Decode {
+            code: cx.shared.code.clone(),
+            strategy: self.strategy,
+            seed: self.decode_seed,
+            real_words: self.real_words,
         });
     }
 
-    pub(super) fn explore_encoded(&mut self, r: Result<EncodedSentence, String>) {
+    fn encoded(&mut self, cx: &mut Ctx, r: Result<EncodedSentence, String>) {
         match r {
             Ok(s) => {
-                self.explore.code = s.code.clone();
-                self.explore.cursor = self.explore.cursor.min(s.code.len().saturating_sub(1));
-                self.explore.undo.clear();
-                self.explore.error = None;
-                self.explore.decoding = None;
-                self.explore.before = None;
-                self.explore.bars = None;
-                self.explore.sentence = Some(s);
-                self.explore_request_code_work();
+                cx.shared.code = s.code.clone();
+                self.cursor = self.cursor.min(s.code.len().saturating_sub(1));
+                self.undo.clear();
+                self.error = None;
+                cx.shared.decoding = None;
+                self.before = None;
+                self.bars = None;
+                cx.shared.sentence = Some(s);
+                self.request_code_work(cx);
             }
             Err(e) => {
-                self.explore.sentence = None;
-                self.explore.code.clear();
-                self.explore.decoding = None;
-                self.explore.bars = None;
-                self.explore.error = Some(e);
-                self.explore.focus = Focus::Input;
+                cx.shared.sentence = None;
+                cx.shared.code.clear();
+                cx.shared.decoding = None;
+                self.bars = None;
+                self.error = Some(e);
+                self.focus = Focus::Input;
             }
         }
     }
 
-    pub(super) fn explore_decoded(&mut self, r: Result<DecodedText, String>) {
+    fn decoded(&mut self, cx: &mut Ctx, r: Result<DecodedText, String>) {
         // The reply is for the newest decode request, which was made for the current code
         // unless an undo/flip is still on its way (then a newer request is pending anyway).
         // The previous decoding, if it was of another code, is what the change is compared with.
         let r = r.map(|d| {
-            self.explore.real_words_status = Some(d.real_words);
+            self.real_words_status = Some(d.real_words);
             d.text
         });
-        let previous = self.explore.decoding.take();
-        self.explore.before = match previous {
-            Some((code, Ok(text))) if code != self.explore.code => Some(text),
+        let previous = cx.shared.decoding.take();
+        self.before = match previous {
+            Some((code, Ok(text))) if code != cx.shared.code => Some(text),
             _ => None,
         };
-        self.explore.decoding = Some((self.explore.code.clone(), r));
+        cx.shared.decoding = Some((cx.shared.code.clone(), r));
     }
 
     /// Asks for the bit meanings and, when `first_sentence`, the first screen's sentence.
-    pub(super) fn explore_start(&mut self, first_sentence: bool) {
-        if !self.model.caps.encodes {
+    pub fn start(&mut self, cx: &mut Ctx, first_sentence: bool) {
+        if !cx.model.caps.encodes {
             return;
         }
-        self.explore.meaning = MeaningState::default();
-        self.jobs.submit(Job::Meaning);
+        cx.shared.meaning = MeaningState::default();
+        cx.jobs.submit(Job::Meaning);
         if first_sentence {
-            self.jobs.submit(Job::Opening {
-                draw: self.explore.draws,
-            });
+            cx.jobs.submit(Job::Opening { draw: self.draws });
         }
     }
 
-    pub(super) fn explore_meanings(&mut self, r: Result<Arc<CachedIndex<Meanings>>, String>) {
+    fn meanings(&mut self, cx: &mut Ctx, r: Result<Arc<CachedIndex<Meanings>>, String>) {
         match r {
             Ok(m) => {
-                self.explore.meaning.result = Some(m);
-                self.explore.meaning.error = None;
+                cx.shared.meaning.result = Some(m);
+                cx.shared.meaning.error = None;
             }
-            Err(e) => self.explore.meaning.error = Some(e),
+            Err(e) => cx.shared.meaning.error = Some(e),
         }
     }
 
-    pub(super) fn explore_opened(&mut self, r: Result<Box<Opening>, String>) {
+    fn opened(&mut self, cx: &mut Ctx, r: Result<Box<Opening>, String>) {
         let o = match r {
             Ok(o) => *o,
             Err(e) => {
-                if self.explore.draws > 0 {
-                    self.error(format!("could not draw a sentence: {e}"));
+                if self.draws > 0 {
+                    cx.error(format!("could not draw a sentence: {e}"));
                 }
                 return;
             }
         };
-        self.explore.about = Some(o.about);
+        self.about = Some(o.about);
         // The first draw arrives on its own: it never replaces what the user began meanwhile.
-        let user_began = self.explore.sentence.is_some()
-            || self.explore.typing()
-            || self.jobs.is_pending(JobKind::Encode);
-        if self.explore.draws == 0 && user_began {
+        let user_began =
+            cx.shared.sentence.is_some() || self.typing() || cx.jobs.is_pending(JobKind::Encode);
+        if self.draws == 0 && user_began {
             return;
         }
-        self.explore.input = TextInput::with_text(&o.text);
-        self.explore.focus = Focus::Code;
-        self.explore_encoded(Ok(o.sentence));
-        self.explore.cursor = o.dim.min(self.explore.code.len().saturating_sub(1));
-        let unit = if self.model.binary() { "bit" } else { "dim" };
-        let how = if self.model.binary() {
+        self.input = TextInput::with_text(&o.text);
+        cx.shared.text = o.text.clone();
+        self.focus = Focus::Code;
+        self.encoded(cx, Ok(o.sentence));
+        self.cursor = o.dim.min(cx.shared.code.len().saturating_sub(1));
+        let unit = if cx.model.binary() { "bit" } else { "dim" };
+        let how = if cx.model.binary() {
             "Space flips it"
         } else {
             "+/- move it"
         };
-        if self.model.caps.decodes() {
-            self.notice(format!(
+        if cx.model.caps.decodes() {
+            cx.notice(format!(
                 "a {} sentence of the model's corpus · {unit} {} changes its decoding most: {how} · n draws another",
                 o.split, o.dim
             ));
         } else {
-            self.notice(format!(
+            cx.notice(format!(
                 "a {} sentence of the model's corpus · n draws another",
                 o.split
             ));
@@ -580,11 +547,11 @@ impl App {
 
     /// The header's words on real-word decoding: what the latest decoding was kept to, or
     /// that it is raw (None where it does not apply: word-level and bag-of-words models).
-    pub(super) fn real_words_label(&self) -> Option<String> {
-        if !self.model.caps.decodes_text {
+    pub fn real_words_label(&self, model: &ModelInfo) -> Option<String> {
+        if !model.caps.decodes_text {
             return None;
         }
-        match (&self.explore.real_words_status, self.explore.real_words) {
+        match (&self.real_words_status, self.real_words) {
             (Some(RealWords::WordLevel), _) => None,
             (_, false) => Some("raw decoding (w: real words)".into()),
             (Some(RealWords::Unavailable(_)), true) => {
@@ -596,47 +563,88 @@ impl App {
 
     /// The Decoding panel's words on what the latest decoding was kept to.
     fn real_words_detail(&self) -> Option<String> {
-        match &self.explore.real_words_status {
-            Some(RealWords::On { words, corpus }) if self.explore.real_words => {
+        match &self.real_words_status {
+            Some(RealWords::On { words, corpus }) if self.real_words => {
                 Some(format!("· real words: {words} of {corpus} "))
             }
-            Some(RealWords::Unavailable(why)) if self.explore.real_words => {
-                Some(format!("· raw: {why} "))
-            }
+            Some(RealWords::Unavailable(why)) if self.real_words => Some(format!("· raw: {why} ")),
             _ => None,
         }
     }
 
-    pub(super) fn explore_bars(&mut self, r: Result<Bars, String>) {
+    fn bars(&mut self, cx: &mut Ctx, r: Result<Bars, String>) {
         match r {
-            Ok(b) => self.explore.bars = Some(b),
-            Err(e) => self.error(format!("per-bit perplexities: {e}")),
+            Ok(b) => self.bars = Some(b),
+            Err(e) => cx.error(format!("per-bit perplexities: {e}")),
+        }
+    }
+}
+
+impl Tab for ExploreState {
+    fn help_rows() -> Vec<(String, String)> {
+        keys::help_rows(KEYS)
+    }
+
+    fn key(&mut self, cx: &mut Ctx, key: KeyEvent) {
+        self.on_key(cx, key)
+    }
+
+    fn reply(&mut self, cx: &mut Ctx, body: ReplyBody) -> Option<ReplyBody> {
+        match body {
+            ReplyBody::Encoded(r) => self.encoded(cx, r),
+            ReplyBody::Decoded(r) => self.decoded(cx, r),
+            ReplyBody::Bars(r) => self.bars(cx, r),
+            ReplyBody::Meanings(r) => self.meanings(cx, r),
+            ReplyBody::Opened(r) => self.opened(cx, r),
+            other => return Some(other),
+        }
+        None
+    }
+
+    fn model_changed(&mut self, cx: &mut Ctx, shown: bool) {
+        let _ = shown;
+        let had = cx.shared.sentence.is_some();
+        cx.shared.sentence = None;
+        cx.shared.code.clear();
+        self.undo.clear();
+        cx.shared.decoding = None;
+        self.before = None;
+        self.bars = None;
+        self.error = None;
+        self.cursor = 0;
+        cx.shared.meaning = MeaningState::default();
+        self.start(cx, false);
+        if had && !self.input.is_blank() {
+            let text = self.input.text();
+            cx.shared.text = text.clone();
+            cx.jobs.submit(Job::Encode { text });
         }
     }
 
-    pub(super) fn explore_model_changed(&mut self) {
-        let had = self.explore.sentence.is_some();
-        self.explore.sentence = None;
-        self.explore.code.clear();
-        self.explore.undo.clear();
-        self.explore.decoding = None;
-        self.explore.before = None;
-        self.explore.bars = None;
-        self.explore.error = None;
-        self.explore.cursor = 0;
-        self.explore.meaning = MeaningState::default();
-        self.explore_start(false);
-        if had && !self.explore.input.is_blank() {
-            let text = self.explore.input.text();
-            self.jobs.submit(Job::Encode { text });
+    fn render(&self, view: &View, area: Rect, buf: &mut Buffer) {
+        render(self, view, area, buf)
+    }
+
+    fn hints(&self, view: &View) -> Vec<(&'static str, &'static str)> {
+        ExploreState::hints(self, view.model.caps, view.shared.code.is_empty())
+    }
+
+    fn typing(&self, _view: &View) -> bool {
+        ExploreState::typing(self)
+    }
+
+    fn paste_field(&mut self, _cx: &mut Ctx) -> Option<&mut TextInput> {
+        if !ExploreState::typing(self) {
+            self.fresh_input();
         }
+        Some(&mut self.input)
     }
 }
 
 /// Left label column of the code and bar rows.
 const LABEL: u16 = 6;
 
-pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+pub fn render(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
     let binary = app.model.binary();
     if !app.model.kind.has_latent() {
         let b = app.theme.block(" Explore ", false);
@@ -652,10 +660,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     }
     let [input_a, code_a, dec_a, bars_a] = panel_heights(area.height, binary).areas(area);
-    render_input(app, input_a, buf);
-    render_code(app, code_a, buf);
-    render_decoding(app, dec_a, buf);
-    render_bars(app, bars_a, buf);
+    render_input(tab, app, input_a, buf);
+    render_code(tab, app, code_a, buf);
+    render_decoding(tab, app, dec_a, buf);
+    render_bars(tab, app, bars_a, buf);
 }
 
 /// Heights of the four panels for a body `height` rows tall. Each panel has a preferred size
@@ -690,10 +698,9 @@ fn panel_heights(height: u16, binary: bool) -> Layout {
 /// Rows the perplexity bars need to say anything: borders, one bar row and the caption.
 const MIN_BARS: u16 = 4;
 
-fn render_input(app: &App, area: Rect, buf: &mut Buffer) {
+fn render_input(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let st = &app.explore;
-    let focused = st.focus == Focus::Input;
+    let focused = tab.focus == Focus::Input;
     let title = if focused {
         Line::from(vec![
             Span::styled(" Sentence ", t.accent()),
@@ -711,12 +718,12 @@ fn render_input(app: &App, area: Rect, buf: &mut Buffer) {
     if inner.height == 0 {
         return;
     }
-    st.input
+    tab.input
         .render(buf, Rect { height: 1, ..inner }, "› ", focused, t);
     let mut rest: Vec<Line> = Vec::new();
-    if let Some(e) = &st.error {
+    if let Some(e) = &tab.error {
         rest.push(Line::from(Span::styled(e.clone(), t.error())));
-    } else if let Some(s) = &st.sentence {
+    } else if let Some(s) = &app.shared.sentence {
         rest.push(Line::from(vec![
             Span::styled("model sees: ", t.dim()),
             Span::raw(s.shown.clone()),
@@ -746,39 +753,38 @@ fn render_input(app: &App, area: Rect, buf: &mut Buffer) {
     );
 }
 
-fn render_code(app: &App, area: Rect, buf: &mut Buffer) {
+fn render_code(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let st = &app.explore;
     let binary = app.model.binary();
     let l = app.model.latent_dim;
     let unit = if binary { "bits" } else { "dimensions" };
     let mut title = vec![Span::styled(
         format!(" Code · {l} {unit} "),
-        if st.focus == Focus::Code {
+        if tab.focus == Focus::Code {
             t.accent()
         } else {
             t.bold()
         },
     )];
-    if let (Some(d), true) = (st.distance(), binary) {
+    if let (Some(d), true) = (app.shared.distance(), binary) {
         title.push(Span::styled(
             format!("· Hamming distance {d} from the encoding "),
             if d > 0 { t.notice() } else { t.dim() },
         ));
     }
-    if let Some(s) = &st.sentence {
+    if let Some(s) = &app.shared.sentence {
         title.push(Span::styled(
             format!("· KL {:.2} nats ", s.encoding.kl),
             t.dim(),
         ));
     }
-    if let Some(cluster) = app.clusters_current_name() {
+    if let Some(cluster) = app.shared.cluster_name() {
         title.push(Span::styled(format!("· {cluster} "), t.dim()));
     }
-    let block = t.block(Line::from(title), st.focus == Focus::Code);
+    let block = t.block(Line::from(title), tab.focus == Focus::Code);
     let inner = block.inner(area);
     block.render(area, buf);
-    let Some(s) = &st.sentence else {
+    let Some(s) = &app.shared.sentence else {
         widgets::lines(
             buf,
             inner,
@@ -789,7 +795,7 @@ fn render_code(app: &App, area: Rect, buf: &mut Buffer) {
         );
         return;
     };
-    if st.code.len() != s.code.len() || st.code.is_empty() {
+    if app.shared.code.len() != s.code.len() || app.shared.code.is_empty() {
         return;
     }
     let cols = Rect {
@@ -797,16 +803,17 @@ fn render_code(app: &App, area: Rect, buf: &mut Buffer) {
         width: inner.width.saturating_sub(LABEL),
         ..inner
     };
-    let (first, xs) = grouped_columns(st.code.len(), st.cursor, cols.width);
+    let (first, xs) = grouped_columns(app.shared.code.len(), tab.cursor, cols.width);
     if binary {
-        render_bits(app, s, inner, cols, first, &xs, buf);
+        render_bits(tab, app, s, inner, cols, first, &xs, buf);
     } else {
-        render_dims(app, s, inner, cols, first, &xs, buf);
+        render_dims(tab, app, s, inner, cols, first, &xs, buf);
     }
 }
 
 fn render_bits(
-    app: &App,
+    tab: &ExploreState,
+    app: &View,
     s: &EncodedSentence,
     inner: Rect,
     cols: Rect,
@@ -815,7 +822,6 @@ fn render_bits(
     buf: &mut Buffer,
 ) {
     let t = app.theme;
-    let st = &app.explore;
     // Rows: the bit index (dropped first when the panel is short), the code, p, the cursor, the
     // detail line and the meaning (dropped next). Everything is clipped to `inner`, so nothing
     // lands on the panel below.
@@ -835,10 +841,10 @@ fn render_bits(
         if j.is_multiple_of(8) && index_row {
             text(buf, cols, cols.x + x, inner.y, &j.to_string(), t.dim());
         }
-        let set = explore::is_set(st.code[j]);
+        let set = explore::is_set(app.shared.code[j]);
         let p = s.encoding.mean[j];
         let changed = set != explore::is_set(s.code[j]);
-        let style = if j == st.cursor {
+        let style = if j == tab.cursor {
             t.cursor()
         } else if changed {
             t.changed()
@@ -848,12 +854,12 @@ fn render_bits(
         put(buf, cols, cols.x + x, y, if set { "1" } else { "0" }, style);
         let e = ((p.clamp(0.0, 1.0) * 8.0).round() as usize).min(8);
         put(buf, cols, cols.x + x, y + 1, EIGHTHS[e], t.bit(p));
-        if j == st.cursor {
+        if j == tab.cursor {
             put(buf, cols, cols.x + x, y + 2, "▲", t.accent());
         }
     }
-    let j = st.cursor;
-    let now = explore::is_set(st.code[j]) as u8;
+    let j = tab.cursor;
+    let now = explore::is_set(app.shared.code[j]) as u8;
     let was = explore::is_set(s.code[j]) as u8;
     let mut info = vec![
         Span::styled(format!("bit {j}"), t.accent()),
@@ -867,7 +873,7 @@ fn render_bits(
     } else {
         info.push(Span::styled(format!("as encoded ({now})"), t.dim()));
     }
-    if let Some(notice) = widgets::window_notice("bits", first, xs.len(), st.code.len()) {
+    if let Some(notice) = widgets::window_notice("bits", first, xs.len(), app.shared.code.len()) {
         info.push(Span::styled(notice, t.dim()));
     }
     detail_line(buf, inner, y + 3, info);
@@ -875,9 +881,9 @@ fn render_bits(
 }
 
 /// What bit / dimension `j` means, for the row under the detail line.
-fn meaning_spans(app: &App, j: usize) -> Vec<Span<'static>> {
+fn meaning_spans(app: &View, j: usize) -> Vec<Span<'static>> {
     let t = app.theme;
-    let m = &app.explore.meaning;
+    let m = &app.shared.meaning;
     let label = Span::styled("means ", t.dim());
     let rest = if let Some(meanings) = m.meanings() {
         Span::raw(meanings.summary(j))
@@ -907,9 +913,8 @@ fn meaning_spans(app: &App, j: usize) -> Vec<Span<'static>> {
 }
 
 /// The header's second row: what the model was trained on and what to type.
-pub fn about_line(app: &App) -> Line<'static> {
-    let about = app
-        .explore
+pub fn about_line(tab: &ExploreState, app: &View) -> Line<'static> {
+    let about = tab
         .about
         .clone()
         .unwrap_or_else(|| meaning::about_provenance(&app.model.corpus));
@@ -935,7 +940,8 @@ fn detail_line(buf: &mut Buffer, inner: Rect, y: u16, info: Vec<Span<'static>>) 
 /// Each dimension is a column: the axis runs from +3 (top) to −3 (bottom); `│` marks μ ± σ,
 /// `●` the current value, `○` the encoded μ once the value has moved away, and `·` zero.
 fn render_dims(
-    app: &App,
+    tab: &ExploreState,
+    app: &View,
     s: &EncodedSentence,
     inner: Rect,
     cols: Rect,
@@ -944,7 +950,6 @@ fn render_dims(
     buf: &mut Buffer,
 ) {
     let t = app.theme;
-    let st = &app.explore;
     // Rows: the axis (7 rows, fewer in a short panel, at least 3), the dimension index (dropped
     // when the panel is short), the cursor, the detail line and the meaning (dropped first).
     let meaning_row = inner.height >= 7;
@@ -968,13 +973,13 @@ fn render_dims(
         let j = first + k;
         let mu = s.code[j];
         let sd = std.map_or(0.0, |v| v[j]);
-        let z = st.code[j];
+        let z = app.shared.code[j];
         let zrow = (((top - z) / step).floor().clamp(0.0, rows as f32 - 1.0)) as u16;
         for r in 0..rows {
             let hi = top - r as f32 * step;
             let lo = hi - step;
             let (sym, style) = if r == zrow {
-                let st_ = if j == st.cursor {
+                let st_ = if j == tab.cursor {
                     t.cursor()
                 } else if (z - mu).abs() > 1e-6 {
                     t.changed()
@@ -996,7 +1001,7 @@ fn render_dims(
         if j.is_multiple_of(8) && index_row {
             text(buf, cols, cols.x + x, y0 + rows, &j.to_string(), t.dim());
         }
-        if j == st.cursor {
+        if j == tab.cursor {
             put(
                 buf,
                 cols,
@@ -1010,9 +1015,9 @@ fn render_dims(
     if index_row {
         text(buf, inner, inner.x, y0 + rows, "dim", t.dim());
     }
-    let j = st.cursor;
+    let j = tab.cursor;
     let sd = std.map_or(f32::NAN, |v| v[j]);
-    let z = st.code[j];
+    let z = app.shared.code[j];
     let mu = s.code[j];
     let mut info = vec![
         Span::styled(format!("dim {j}"), t.accent()),
@@ -1026,7 +1031,9 @@ fn render_dims(
         };
         info.push(Span::styled(rel, t.changed()));
     }
-    if let Some(notice) = widgets::window_notice("dimensions", first, xs.len(), st.code.len()) {
+    if let Some(notice) =
+        widgets::window_notice("dimensions", first, xs.len(), app.shared.code.len())
+    {
         info.push(Span::styled(notice, t.dim()));
     }
     detail_line(buf, inner, y0 + rows + 1 + index_row as u16, info);
@@ -1041,16 +1048,15 @@ fn render_dims(
 }
 
 /// Why a model without a decoder shows no decoding and no bars.
-fn no_decoder_text(app: &App) -> String {
+fn no_decoder_text(app: &View) -> String {
     format!(
         "an `{}` model has no decoder: its bits are signs of random projections of the document's TF-IDF vector, so a code has no words and no likelihood. Neighbors (tab 6) finds the documents whose codes are nearest.",
         app.model.caps.name
     )
 }
 
-fn render_decoding(app: &App, area: Rect, buf: &mut Buffer) {
+fn render_decoding(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let st = &app.explore;
     if !app.model.caps.decodes_text {
         let title = if app.model.caps.decodes_words {
             " Decoding · the decoder's most probable words, p(w | code) "
@@ -1063,14 +1069,14 @@ fn render_decoding(app: &App, area: Rect, buf: &mut Buffer) {
         let line = if !app.model.caps.decodes_words {
             Line::from(Span::styled(no_decoder_text(app), t.dim()))
         } else {
-            decoding_line(app)
+            decoding_line(tab, app)
         };
         widgets::wrapped(buf, inner, vec![line]);
         return;
     }
-    let label = match st.strategy {
+    let label = match tab.strategy {
         Strategy::Sample { temperature } => {
-            format!("sample t={temperature} (seed {})", st.decode_seed)
+            format!("sample t={temperature} (seed {})", tab.decode_seed)
         }
         s => s.label(),
     };
@@ -1078,24 +1084,23 @@ fn render_decoding(app: &App, area: Rect, buf: &mut Buffer) {
         Line::from(vec![
             Span::styled(" Decoding ", t.bold()),
             Span::styled(format!("· {label} "), t.accent()),
-            Span::styled(app.real_words_detail().unwrap_or_default(), t.accent()),
+            Span::styled(tab.real_words_detail().unwrap_or_default(), t.accent()),
             Span::styled("(d: greedy / beam / sample) ", t.dim()),
         ]),
         false,
     );
     let inner = block.inner(area);
     block.render(area, buf);
-    let mut lines = vec![decoding_line(app)];
-    lines.extend(removed_line(app));
+    let mut lines = vec![decoding_line(tab, app)];
+    lines.extend(removed_line(tab, app));
     widgets::wrapped(buf, inner, lines);
 }
 
 /// The current decoding and the one before the last change, when both are up to date.
-fn compared(app: &App) -> Option<(&str, &str)> {
-    let st = &app.explore;
-    match (&st.decoding, &st.before) {
+fn compared<'a>(tab: &'a ExploreState, app: &'a View) -> Option<(&'a str, &'a str)> {
+    match (&app.shared.decoding, &tab.before) {
         (Some((code, Ok(now))), Some(before))
-            if !app.jobs.is_pending(JobKind::Decode) && *code == st.code =>
+            if !app.jobs.is_pending(JobKind::Decode) && *code == app.shared.code =>
         {
             Some((before.as_str(), now.as_str()))
         }
@@ -1104,8 +1109,8 @@ fn compared(app: &App) -> Option<(&str, &str)> {
 }
 
 /// The words the last change took out of the decoding.
-fn removed_line(app: &App) -> Option<Line<'static>> {
-    let (before, now) = compared(app)?;
+fn removed_line(tab: &ExploreState, app: &View) -> Option<Line<'static>> {
+    let (before, now) = compared(tab, app)?;
     let gone: Vec<&str> = before
         .split_whitespace()
         .zip(meaning::new_words(now, before))
@@ -1128,11 +1133,10 @@ fn removed_line(app: &App) -> Option<Line<'static>> {
 }
 
 /// The latest decoding, dimmed while it is out of date.
-fn decoding_line(app: &App) -> Line<'static> {
+fn decoding_line(tab: &ExploreState, app: &View) -> Line<'static> {
     let t = app.theme;
-    let st = &app.explore;
     let pending = app.jobs.is_pending(JobKind::Decode);
-    if let Some((before, now)) = compared(app) {
+    if let Some((before, now)) = compared(tab, app) {
         // The words the last change brought in stand out.
         let mut spans = Vec::new();
         for (k, (w, new)) in now
@@ -1150,9 +1154,9 @@ fn decoding_line(app: &App) -> Line<'static> {
         }
         return Line::from(spans);
     }
-    match &st.decoding {
+    match &app.shared.decoding {
         Some((code, Ok(s))) => {
-            let stale = pending || *code != st.code;
+            let stale = pending || *code != app.shared.code;
             Line::from(Span::styled(
                 s.clone(),
                 if stale { t.dim() } else { t.bold() },
@@ -1164,9 +1168,8 @@ fn decoding_line(app: &App) -> Line<'static> {
     }
 }
 
-fn render_bars(app: &App, area: Rect, buf: &mut Buffer) {
+fn render_bars(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let st = &app.explore;
     let binary = app.model.binary();
     let what = if binary {
         "if each bit were flipped"
@@ -1179,7 +1182,7 @@ fn render_bars(app: &App, area: Rect, buf: &mut Buffer) {
         "NLL of the document (nats)"
     };
     let mut title = vec![Span::styled(format!(" {measure} {what} "), t.bold())];
-    if let Some(b) = &st.bars {
+    if let Some(b) = &tab.bars {
         title.push(Span::styled(
             format!("· current code {:.2} ┄ ", b.base_ppl),
             t.dim(),
@@ -1196,7 +1199,7 @@ fn render_bars(app: &App, area: Rect, buf: &mut Buffer) {
         );
         return;
     }
-    let (Some(b), Some(_)) = (&st.bars, &st.sentence) else {
+    let (Some(b), Some(_)) = (&tab.bars, &app.shared.sentence) else {
         let msg = if app.jobs.is_pending(JobKind::Bars) {
             "scoring…"
         } else {
@@ -1205,7 +1208,7 @@ fn render_bars(app: &App, area: Rect, buf: &mut Buffer) {
         widgets::lines(buf, inner, vec![Line::from(Span::styled(msg, t.dim()))]);
         return;
     };
-    if b.ppl.len() != st.code.len() || inner.height < 2 {
+    if b.ppl.len() != app.shared.code.len() || inner.height < 2 {
         return;
     }
     let chart = Rect {
@@ -1217,7 +1220,7 @@ fn render_bars(app: &App, area: Rect, buf: &mut Buffer) {
         width: chart.width.saturating_sub(LABEL),
         ..chart
     };
-    let (first, xs) = grouped_columns(st.code.len(), st.cursor, cols.width);
+    let (first, xs) = grouped_columns(app.shared.code.len(), tab.cursor, cols.width);
     let values: Vec<f64> = b.ppl[first..first + xs.len()].to_vec();
     let all = b.ppl.iter().chain(std::iter::once(&b.base_ppl)).copied();
     let (mut lo, mut hi) = all.fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
@@ -1235,7 +1238,7 @@ fn render_bars(app: &App, area: Rect, buf: &mut Buffer) {
         &fmt_ppl(lo),
         t.dim(),
     );
-    let stale = app.jobs.is_pending(JobKind::Bars) || b.code != st.code;
+    let stale = app.jobs.is_pending(JobKind::Bars) || b.code != app.shared.code;
     widgets::vertical_bars(
         buf,
         cols,
@@ -1244,10 +1247,10 @@ fn render_bars(app: &App, area: Rect, buf: &mut Buffer) {
         lo,
         hi,
         Some(b.base_ppl),
-        st.cursor.checked_sub(first),
+        tab.cursor.checked_sub(first),
         t,
     );
-    let j = st.cursor;
+    let j = tab.cursor;
     let change = |p: f64| {
         if b.nll {
             format!("nll {p:.2} ({:+.2} nats)", p - b.base_ppl)

@@ -14,7 +14,8 @@ use ratatui::Terminal;
 
 use super::app::{App, AppOptions, Effect};
 use super::event::Msg;
-use super::worker::{newest_per_kind, ModelInfo, Reply, Request, Worker};
+use super::jobs::{newest_per_kind, ModelInfo, Reply, Request};
+use super::worker::Worker;
 use crate::coder::Coder;
 use crate::engine::Engine;
 

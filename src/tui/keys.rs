@@ -70,6 +70,8 @@ impl Only {
 pub enum Mode {
     Nav,
     Typing,
+    /// With the Control key held (the global keys only).
+    Ctrl,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -164,6 +166,142 @@ pub const fn typing<A: Copy>(
     }
 }
 
+/// What a key does before any tab sees it ([`GLOBAL`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Global {
+    /// A digit: the tab of that number in the registry (`app::TabId::ALL`).
+    GoTo,
+    NextTab,
+    PreviousTab,
+    Help,
+    Quit,
+    /// Ctrl-C: quit whatever has the focus.
+    ForceQuit,
+}
+
+/// Placeholder in [`GLOBAL`]'s labels and hints for the number of tabs, which comes from the
+/// tab registry (see [`numbered`]).
+pub const TABS: &str = "{tabs}";
+
+/// The keys the app handles before any tab: `Typing` bindings work also while a text field
+/// has the focus, `Nav` ones only when it has not, `Ctrl` ones with the Control key held.
+/// The digit row's label, help and hint name the tabs through [`TABS`], filled in from the
+/// registry.
+pub const GLOBAL: &[Binding<Global>] = &[
+    nav(
+        &[
+            KeyCode::Char('1'),
+            KeyCode::Char('2'),
+            KeyCode::Char('3'),
+            KeyCode::Char('4'),
+            KeyCode::Char('5'),
+            KeyCode::Char('6'),
+            KeyCode::Char('7'),
+            KeyCode::Char('8'),
+            KeyCode::Char('9'),
+        ],
+        "1 … {tabs}",
+        "switch tab: {tabs}",
+        Some(("1-{tabs}/Tab", "tabs")),
+        Only::Any,
+        Global::GoTo,
+    ),
+    typing(
+        &[KeyCode::Tab],
+        "Tab / Shift-Tab",
+        "next / previous tab (also while typing)",
+        Some(("Tab", "next tab")),
+        Global::NextTab,
+    ),
+    typing(
+        &[KeyCode::BackTab],
+        "Shift-Tab",
+        "",
+        None,
+        Global::PreviousTab,
+    ),
+    nav(
+        &[KeyCode::Char('?')],
+        "? or F1",
+        "this help (F1 also while typing; ↑/↓ scroll, Esc closes)",
+        Some(("?", "keys")),
+        Only::Any,
+        Global::Help,
+    ),
+    typing(
+        &[KeyCode::F(1)],
+        "F1",
+        "",
+        Some(("F1", "keys")),
+        Global::Help,
+    ),
+    nav(
+        &[KeyCode::Char('q')],
+        "q",
+        "quit (not while typing)",
+        Some(("q", "quit")),
+        Only::Any,
+        Global::Quit,
+    ),
+    Binding {
+        keys: &[KeyCode::Char('c')],
+        mode: Mode::Ctrl,
+        label: "Ctrl-C",
+        help: "quit, always (a running training stops and saves)",
+        hint: Some(("Ctrl-C", "quit")),
+        only: Only::Any,
+        action: Global::ForceQuit,
+    },
+];
+
+/// `s` with [`TABS`] replaced by `with` (the number of tabs in a label or hint, `1 … 7`;
+/// their names in a description).
+fn numbered(s: &str, with: &str) -> String {
+    s.replace(TABS, with)
+}
+
+/// The help rows of [`GLOBAL`], with the tabs' number and names filled in.
+pub fn global_help_rows(titles: &[&str]) -> Vec<(String, String)> {
+    GLOBAL
+        .iter()
+        .filter(|b| !b.help.is_empty())
+        .map(|b| {
+            (
+                numbered(b.label, &titles.len().to_string()),
+                numbered(b.help, &titles.join(", ")),
+            )
+        })
+        .collect()
+}
+
+/// The footer's hints of the global keys: those that work while typing, or the navigation
+/// ones, with the number of tabs filled in.
+pub fn global_hints(typing: bool, tabs: usize) -> Vec<(String, &'static str)> {
+    GLOBAL
+        .iter()
+        .filter(|b| match b.mode {
+            Mode::Typing | Mode::Ctrl => typing,
+            Mode::Nav => !typing,
+        })
+        .filter_map(|b| b.hint)
+        .map(|(k, what)| (numbered(k, &tabs.to_string()), what))
+        .collect()
+}
+
+/// The global binding of a key: Control-held keys, then those that work while typing, then
+/// (unless a text field has the focus) the navigation ones.
+pub fn global(code: KeyCode, ctrl: bool, typing: bool) -> Option<Global> {
+    let wanted = |b: &&Binding<Global>| {
+        b.keys.contains(&code)
+            && match b.mode {
+                Mode::Ctrl => ctrl,
+                Mode::Typing => true,
+                Mode::Nav => !ctrl && !typing,
+            }
+    };
+    GLOBAL.iter().find(wanted).map(|b| b.action)
+}
+
 /// What a key means on a tab.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lookup<A> {
@@ -253,7 +391,7 @@ pub fn help_rows<A: Copy>(table: &[Binding<A>]) -> Vec<(String, String)> {
         .filter(|b| !b.help.is_empty())
         .map(|b| {
             let label = match b.mode {
-                Mode::Nav => b.label.to_string(),
+                Mode::Nav | Mode::Ctrl => b.label.to_string(),
                 Mode::Typing => format!("{} (typing)", b.label),
             };
             (label, format!("{}{}", b.help, b.only.note()))

@@ -14,7 +14,6 @@
 //! `update` when the colouring changes; a frame reads one cell per screen dot, or, zoomed in
 //! past the finest cells, only the points of the cells on screen.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent};
@@ -27,17 +26,14 @@ use ratatui::widgets::canvas::{Canvas, Line as Segment, Points};
 use ratatui::widgets::Widget;
 use rayon::prelude::*;
 
-use super::app::{App, Tab};
+use super::jobs::{Entries, JobKind, Jobs, ModelInfo};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
-use super::neighbors::{label_color, CURRENT};
-use super::widgets::{self, InputAction, TextInput};
-use super::worker::{neighbor_index, Entries, Job, JobKind, NeighborIndex};
-use crate::coder::{Capabilities, Coder};
-use crate::map::grid::{vote, PointGrid, Pyramid, EMPTY};
-use crate::map::{CachedLayout, Layout, LayoutOptions, Method};
+use super::widgets::{self, label_color, InputAction, TextInput, Theme, CURRENT};
+use crate::coder::{Capabilities, PathWalk};
+use crate::map::grid::{vote, Pyramid, EMPTY};
+use crate::map::Method;
+use crate::pipeline::ClusterView;
 
-/// Cells per side of the finest grid (2^10).
-pub const GRID_SIDE: usize = 1024;
 /// Names printed on the map at category centres, largest first.
 const LABELS_SHOWN: usize = 12;
 /// Points of the trail of flips kept.
@@ -47,101 +43,7 @@ const UNLABELLED: u32 = u32::MAX - 1;
 /// The marker of the cursor.
 pub const CURSOR: &str = "◎";
 
-/// What the worker is asked for.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MapRequest {
-    pub corpus: Option<String>,
-    pub method: Method,
-    /// The index already loaded by the Neighbors tab, if any (else the worker loads it).
-    pub index: Option<SharedIndex>,
-}
-
-/// An index shared with the worker; equal when it is the same one.
-#[derive(Clone, Debug)]
-pub struct SharedIndex(pub Arc<NeighborIndex>);
-
-impl PartialEq for SharedIndex {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-/// A layout of an index, binned for drawing.
-#[derive(Debug)]
-pub struct MapData {
-    pub index: Arc<NeighborIndex>,
-    pub layout: Layout,
-    pub path: PathBuf,
-    pub from_disk: bool,
-    pub save_error: Option<String>,
-    pub grid: PointGrid,
-}
-
-impl MapData {
-    pub fn new(index: Arc<NeighborIndex>, cached: CachedLayout) -> Self {
-        let grid = PointGrid::new(&cached.layout.points, GRID_SIDE);
-        Self {
-            index,
-            layout: cached.layout,
-            path: cached.path,
-            from_disk: cached.from_disk,
-            save_error: cached.save_error,
-            grid,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.layout.points.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.layout.points.is_empty()
-    }
-
-    /// Where a code falls: its nearest entries' weighted mean position.
-    pub fn place(&self, code: &[f32]) -> Option<[f32; 2]> {
-        let codes = self.index.index.codes();
-        if code.len() != codes.dim() {
-            return None;
-        }
-        self.layout.place(codes, code).ok()
-    }
-
-    /// Entry `i`'s code as the explorer holds codes (bits, or μ).
-    fn entry_code(&self, i: usize) -> Vec<f32> {
-        match &self.index.index {
-            Entries::Hamming(ix) => ix.code(i),
-            Entries::Cosine(ix) => ix.mean(i).to_vec(),
-        }
-    }
-}
-
-/// The worker's side: the index (the Neighbors tab's, or loaded / built now), then its
-/// layout (loaded from beside the checkpoint when fresh, else computed and saved there).
-pub fn compute_map(
-    coder: &Coder,
-    req: &MapRequest,
-    progress: &mut dyn FnMut(f64),
-) -> anyhow::Result<MapData> {
-    let index = match &req.index {
-        Some(ix) => ix.0.clone(),
-        None => Arc::new(neighbor_index(coder, req.corpus.as_deref(), &mut |f| {
-            progress(0.4 * f)
-        })?),
-    };
-    let opts = LayoutOptions {
-        method: req.method,
-        ..LayoutOptions::default()
-    };
-    let cached = Layout::load_or_compute(
-        coder.path(),
-        index.index.meta(),
-        index.index.codes(),
-        &opts,
-        &mut |f| progress(0.4 + 0.6 * f),
-    )?;
-    Ok(MapData::new(index, cached))
-}
+pub use crate::pipeline::{compute_map, MapData, MapRequest, SharedIndex, GRID_SIDE};
 
 /// How the points are coloured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -493,41 +395,65 @@ pub const KEYS: &[Binding<Action>] = &[
     ),
 ];
 
-impl App {
-    /// Shows the map (from the Neighbors or Clusters tab): loads it the first time.
-    pub(super) fn map_open(&mut self, color: Option<ColorBy>) {
-        if let Some(c) = color {
-            self.map.color = c;
+/// What a key on the map asks of the tab that shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MapKey {
+    /// Handled (or ignored) by the map.
+    Stay,
+    /// The user left the map (the tab goes back to its list).
+    Back,
+    /// A line for the footer.
+    Notice(String),
+    /// The layout method changed: the map must be requested again.
+    Reload,
+    /// Coloured by cluster before the corpus was clustered: the clustering is needed.
+    NeedClusters,
+    /// Enter on an entry: load its text into Explore.
+    Open(String),
+}
+
+/// What the map derives from the rest of the app (see [`MapState::sync`]).
+pub struct MapSources<'a> {
+    /// Explore's current code and the code of its sentence as encoded.
+    pub code: &'a [f32],
+    pub origin: Option<&'a [f32]>,
+    /// The dimension selected in Explore (the colour by bit).
+    pub dim: usize,
+    /// The Path tab's walk.
+    pub walk: Option<&'a PathWalk>,
+    /// The corpus clustering, if any.
+    pub clusters: Option<&'a Arc<ClusterView>>,
+    pub binary: bool,
+}
+
+/// What drawing the map reads besides its own state.
+pub struct MapEnv<'a> {
+    pub map: &'a MapState,
+    pub theme: Theme,
+    pub model: &'a ModelInfo,
+    pub jobs: &'a Jobs,
+    pub clusters: Option<&'a Arc<ClusterView>>,
+}
+
+impl MapState {
+    /// The map's state for a newly loaded model: empty, with the same method and colouring.
+    pub fn for_new_model(&self) -> Self {
+        MapState {
+            method: self.method,
+            color: self.color,
+            ..MapState::default()
         }
-        if self.map.data.is_none()
-            && self.map.error.is_none()
-            && !self.jobs.is_pending(JobKind::Map)
-        {
-            self.map_request();
-        }
-        self.map_sync();
     }
 
-    pub(super) fn map_request(&mut self) {
-        if !self.model.caps.encodes {
-            return;
-        }
-        self.map.error = None;
-        let req = MapRequest {
-            corpus: self.neighbors.corpus.clone(),
-            method: self.map.method,
-            index: self.neighbors.index.clone().map(SharedIndex),
-        };
-        self.jobs.submit(Job::Map(req));
-    }
-
-    pub(super) fn map_done(&mut self, r: Result<Arc<MapData>, String>) {
+    /// A loaded (or failed) map.
+    pub fn done(&mut self, r: Result<Arc<MapData>, String>) -> Option<String> {
         match r {
             Ok(data) => {
-                if let Some(e) = &data.save_error {
-                    self.error(format!("the map could not be saved: {e}"));
-                }
-                let m = &mut self.map;
+                let failed = data
+                    .save_error
+                    .as_ref()
+                    .map(|e| format!("the map could not be saved: {e}"));
+                let m = self;
                 if m.data.as_ref().is_none_or(|d| d.len() != data.len()) {
                     m.cursor = None;
                 }
@@ -538,114 +464,99 @@ impl App {
                 m.trail_code.clear();
                 m.trail_origin.clear();
                 m.path_key = None;
-                self.map_search_apply();
-                self.map_sync();
+                m.search_apply();
+                failed
             }
-            Err(e) => self.map.error = Some(e),
+            Err(e) => {
+                self.error = Some(e);
+                None
+            }
         }
     }
 
-    pub(super) fn map_model_changed(&mut self) {
-        self.map = MapState {
-            method: self.map.method,
-            color: self.map.color,
-            ..MapState::default()
-        };
-    }
-
-    /// A key on the map; returns whether the user left it (the tab goes back to its list).
-    pub(super) fn map_key(&mut self, key: KeyEvent) -> bool {
-        let caps = self.model.caps;
-        let action = if self.map.searching {
-            match self.map.search.on_key(key) {
+    /// A key on the map, and what it asks of the tab that shows it.
+    pub fn key(&mut self, key: KeyEvent, caps: Capabilities) -> MapKey {
+        let action = if self.searching {
+            match self.search.on_key(key) {
                 InputAction::Submit => Action::ApplySearch,
                 InputAction::Cancel => Action::CancelSearch,
-                _ => return false,
+                _ => return MapKey::Stay,
             }
         } else {
             match keys::lookup(KEYS, Mode::Nav, key.code, caps) {
                 Lookup::Action(a) => a,
-                Lookup::NotForThisModel(why) => {
-                    self.notice(why);
-                    return false;
-                }
-                Lookup::Unbound => return false,
+                Lookup::NotForThisModel(why) => return MapKey::Notice(why),
+                Lookup::Unbound => return MapKey::Stay,
             }
         };
         match action {
             Action::Back => {
-                if !self.map.query.is_empty() && key.code == KeyCode::Esc {
-                    self.map.query.clear();
-                    self.map.matches.clear();
-                    return false;
+                if !self.query.is_empty() && key.code == KeyCode::Esc {
+                    self.query.clear();
+                    self.matches.clear();
+                    return MapKey::Stay;
                 }
-                return true;
+                return MapKey::Back;
             }
             Action::Method => {
-                self.map.method = match self.map.method {
+                self.method = match self.method {
                     Method::Umap => Method::Pca,
                     Method::Pca => Method::Umap,
                 };
-                self.map_request();
-                return false;
+                return MapKey::Reload;
             }
             Action::Search => {
-                let q = self.map.query.clone();
-                self.map.search.set(&q);
-                self.map.searching = true;
-                return false;
+                let q = self.query.clone();
+                self.search.set(&q);
+                self.searching = true;
+                return MapKey::Stay;
             }
             Action::ApplySearch => {
-                self.map.searching = false;
-                self.map.query = self.map.search.text().trim().to_string();
-                self.map_search_apply();
-                let n = self.map.matches.len();
-                if !self.map.query.is_empty() {
-                    self.notice(format!(
+                self.searching = false;
+                self.query = self.search.text().trim().to_string();
+                self.search_apply();
+                let n = self.matches.len();
+                if !self.query.is_empty() {
+                    return MapKey::Notice(format!(
                         "{n} entr{} contain{} “{}”{}",
                         if n == 1 { "y" } else { "ies" },
                         if n == 1 { "s" } else { "" },
-                        self.map.query,
+                        self.query,
                         if n > 0 { ": n / N walk them" } else { "" }
                     ));
                 }
-                return false;
+                return MapKey::Stay;
             }
             Action::CancelSearch => {
-                self.map.searching = false;
-                return false;
+                self.searching = false;
+                return MapKey::Stay;
             }
             Action::Color => {
-                self.map.color = match self.map.color {
+                self.color = match self.color {
                     ColorBy::Label => ColorBy::Cluster,
                     ColorBy::Cluster => ColorBy::Bit,
                     ColorBy::Bit => ColorBy::Label,
                 };
-                if self.map.color == ColorBy::Cluster && self.clusters.result.is_none() {
-                    self.clusters_ensure();
-                    self.notice("clustering the corpus (7 Clusters); the colours follow");
+                if self.color == ColorBy::Cluster {
+                    return MapKey::NeedClusters;
                 }
-                self.map_sync();
-                return false;
+                return MapKey::Stay;
             }
             Action::Open => {
-                let Some((data, i)) = self.map.data.clone().zip(self.map.cursor) else {
-                    self.notice("move the cursor onto a point first (arrow keys)");
-                    return false;
+                let Some((data, i)) = self.data.clone().zip(self.cursor) else {
+                    return MapKey::Notice(
+                        "move the cursor onto a point first (arrow keys)".into(),
+                    );
                 };
-                let text = data.index.index.texts()[i].clone();
-                self.explore.input.set(&text);
-                self.explore_submit();
-                self.tab = Tab::Explore;
-                return false;
+                return MapKey::Open(data.index.index.texts()[i].clone());
             }
             _ => {}
         }
-        let Some(data) = self.map.data.clone() else {
-            return false;
+        let Some(data) = self.data.clone() else {
+            return MapKey::Stay;
         };
         let (fx, fy) = full_view(&data);
-        let m = &mut self.map;
+        let m = &mut *self;
         match action {
             Action::Left => m.step(&data, (-1.0, 0.0)),
             Action::Right => m.step(&data, (1.0, 0.0)),
@@ -660,8 +571,7 @@ impl App {
             Action::Reset => m.viewport = Viewport::default(),
             Action::NextMatch | Action::PreviousMatch => {
                 if m.matches.is_empty() {
-                    self.notice("no matches: / searches the texts");
-                    return false;
+                    return MapKey::Notice("no matches: / searches the texts".into());
                 }
                 let n = m.matches.len();
                 let at = m
@@ -683,14 +593,13 @@ impl App {
                         .map(|x| x.0)
                 }
                 None => {
-                    self.notice("encode a sentence in 1 Explore first");
-                    return false;
+                    return MapKey::Notice("encode a sentence in 1 Explore first".into());
                 }
             },
             _ => {}
         }
         // Keep the cursor on screen: pan to it when a move or zoom left it outside.
-        let m = &mut self.map;
+        let m = &mut *self;
         if let Some(c) = m.cursor {
             let p = data.layout.points[c];
             let ((x0, x1), (y0, y1)) = m.viewport.window(fx, fy);
@@ -711,12 +620,12 @@ impl App {
                 m.viewport.centre_on(p, fx, fy);
             }
         }
-        false
+        MapKey::Stay
     }
 
     /// The entries whose text contains the query (case-insensitive).
-    fn map_search_apply(&mut self) {
-        let m = &mut self.map;
+    fn search_apply(&mut self) {
+        let m = self;
         m.matches.clear();
         let (Some(data), false) = (&m.data, m.query.is_empty()) else {
             return;
@@ -737,31 +646,26 @@ impl App {
     /// the colour mode, the clustering or Explore's selected bit changed), Explore's code and
     /// its trail, and the Path tab's walk. Called at the end of every update; cheap when
     /// nothing changed.
-    pub(super) fn map_sync(&mut self) {
-        let Some(data) = self.map.data.clone() else {
+    pub fn sync(&mut self, src: &MapSources) {
+        let Some(data) = self.data.clone() else {
             return;
         };
         let dim = data.index.index.dim();
         // Explore's code and the trail of flips since its sentence was encoded.
-        let code = &self.explore.code;
+        let code = src.code;
         if code.len() != dim {
-            self.map.current = None;
-            self.map.trail.clear();
-            self.map.trail_code.clear();
-            self.map.trail_origin.clear();
-        } else if *code != self.map.trail_code {
-            let origin = self
-                .explore
-                .sentence
-                .as_ref()
-                .map(|s| s.code.clone())
-                .unwrap_or_default();
-            let m = &mut self.map;
+            self.current = None;
+            self.trail.clear();
+            self.trail_code.clear();
+            self.trail_origin.clear();
+        } else if *code != self.trail_code[..] {
+            let origin = src.origin.map(<[f32]>::to_vec).unwrap_or_default();
+            let m = &mut *self;
             if origin != m.trail_origin {
                 m.trail_origin = origin.clone();
                 m.trail = data.place(&origin).into_iter().collect();
             }
-            m.trail_code = code.clone();
+            m.trail_code = code.to_vec();
             m.current = data.place(code);
             if let Some(p) = m.current {
                 if m.trail.last() != Some(&p) {
@@ -774,7 +678,7 @@ impl App {
             }
         }
         // The Path tab's walk.
-        let key = self.path.walk.as_ref().map(|w| {
+        let key = src.walk.map(|w| {
             (
                 w.a.shown.clone(),
                 w.b.shown.clone(),
@@ -783,11 +687,9 @@ impl App {
                 w.slerp,
             )
         });
-        if key != self.map.path_key {
-            self.map.path_line = self
-                .path
+        if key != self.path_key {
+            self.path_line = src
                 .walk
-                .as_ref()
                 .map(|w| {
                     w.points
                         .iter()
@@ -795,38 +697,38 @@ impl App {
                         .collect()
                 })
                 .unwrap_or_default();
-            self.map.path_key = key;
+            self.path_key = key;
         }
         // The colouring.
-        let clusters = match &self.clusters.result {
-            Some(v) if self.map.color == ColorBy::Cluster => Arc::as_ptr(v) as usize,
+        let clusters = match src.clusters {
+            Some(v) if self.color == ColorBy::Cluster => Arc::as_ptr(v) as usize,
             _ => 0,
         };
-        let bit = if self.map.color == ColorBy::Bit {
-            self.explore.cursor.min(dim.saturating_sub(1))
+        let bit = if self.color == ColorBy::Bit {
+            src.dim.min(dim.saturating_sub(1))
         } else {
             0
         };
         let key = ShadeKey {
             data: Arc::as_ptr(&data) as usize,
-            color: self.map.color,
+            color: self.color,
             clusters,
             bit,
         };
-        if self.map.shades.as_ref().is_some_and(|s| s.key == key) {
+        if self.shades.as_ref().is_some_and(|s| s.key == key) {
             return;
         }
-        let shades = self.map_shades(&data, key);
-        self.map.shades = Some(shades);
+        let shades = self.shades_of(&data, key, src);
+        self.shades = Some(shades);
     }
 
-    fn map_shades(&mut self, data: &Arc<MapData>, key: ShadeKey) -> Shades {
+    fn shades_of(&mut self, data: &Arc<MapData>, key: ShadeKey, src: &MapSources) -> Shades {
         let n = data.len();
         let entries = &data.index.index;
         let (what, category, names): (String, Vec<u32>, Vec<String>) = match key.color {
             ColorBy::Cluster if key.clusters != 0 => {
-                let view = self.clusters.result.clone().expect("keyed on it");
-                let assignment = self.map_entry_clusters(data, &view);
+                let view = src.clusters.expect("keyed on it").clone();
+                let assignment = self.entry_clusters_of(data, &view);
                 let names = view
                     .report
                     .clusters
@@ -860,7 +762,7 @@ impl App {
                         )
                     }
                 };
-                let names = if self.model.binary() {
+                let names = if src.binary {
                     vec![format!("bit {b} = 0"), format!("bit {b} = 1")]
                 } else {
                     vec![format!("dim {b} below mean"), format!("dim {b} above mean")]
@@ -928,13 +830,9 @@ impl App {
 
     /// Every map entry's cluster: the clustering's own assignment when it covers the whole
     /// index in order, else the nearest cluster centre of each entry's code.
-    fn map_entry_clusters(
-        &mut self,
-        data: &MapData,
-        view: &Arc<super::clusters::ClusterView>,
-    ) -> Arc<Vec<u32>> {
+    fn entry_clusters_of(&mut self, data: &MapData, view: &Arc<ClusterView>) -> Arc<Vec<u32>> {
         let id = Arc::as_ptr(view) as usize ^ Arc::as_ptr(&data.index) as usize;
-        if let Some((k, a)) = &self.map.entry_clusters {
+        if let Some((k, a)) = &self.entry_clusters {
             if *k == id {
                 return a.clone();
             }
@@ -955,13 +853,13 @@ impl App {
                 .collect()
         };
         let a = Arc::new(assignment);
-        self.map.entry_clusters = Some((id, a.clone()));
+        self.entry_clusters = Some((id, a.clone()));
         a
     }
 
     /// Whether the map's search field has the focus.
-    pub fn map_typing(&self) -> bool {
-        self.map.searching
+    pub fn typing(&self) -> bool {
+        self.searching
     }
 }
 
@@ -997,9 +895,9 @@ impl MapState {
     }
 }
 
-pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+pub fn render(app: &MapEnv, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let m = &app.map;
+    let m = app.map;
     if !app.model.caps.encodes {
         widgets::message_panel(
             buf,
@@ -1161,9 +1059,9 @@ fn category_color(c: u32, color: bool) -> Color {
     }
 }
 
-fn render_plot(app: &App, data: &MapData, shades: &Shades, area: Rect, buf: &mut Buffer) {
+fn render_plot(app: &MapEnv, data: &MapData, shades: &Shades, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let m = &app.map;
+    let m = app.map;
     let (fx, fy) = full_view(data);
     let window = m.viewport.window(fx, fy);
     let ((x0, x1), (y0, y1)) = window;
@@ -1256,9 +1154,9 @@ fn render_plot(app: &App, data: &MapData, shades: &Shades, area: Rect, buf: &mut
         .render(area, buf);
 }
 
-fn render_side(app: &App, data: &MapData, shades: &Shades, area: Rect, buf: &mut Buffer) {
+fn render_side(app: &MapEnv, data: &MapData, shades: &Shades, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let m = &app.map;
+    let m = app.map;
     let entries = &data.index.index;
     let [info, legend] = Split::vertical([Constraint::Length(9), Constraint::Min(0)]).areas(area);
     let block = t.block(Span::styled(" Under the cursor ", t.bold()), false);
@@ -1279,7 +1177,7 @@ fn render_side(app: &App, data: &MapData, shades: &Shades, area: Rect, buf: &mut
                 Span::styled(format!("{CURSOR} #{i} "), t.accent()),
                 Span::styled(label, t.bold()),
             ]));
-            let cluster = app.clusters.result.as_ref().and_then(|v| {
+            let cluster = app.clusters.and_then(|v| {
                 let c = match &m.entry_clusters {
                     Some((_, a)) if a.len() == data.len() => Some(a[i] as usize),
                     _ => v.nearest_cluster(&data.entry_code(i)),

@@ -9,9 +9,11 @@ pub mod app;
 pub mod captures;
 
 pub mod clusters;
+pub mod context;
 pub mod event;
 pub mod explore;
 pub mod harness;
+pub mod jobs;
 pub mod keys;
 pub mod map;
 pub mod neighbors;
@@ -25,7 +27,6 @@ pub mod worker;
 use std::io::{self, IsTerminal, Stdout};
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -42,6 +43,7 @@ use ratatui::Terminal;
 
 use crate::coder::Coder;
 use app::{App, AppOptions, Effect};
+pub use event::panic_text;
 use event::{InputThread, Msg};
 use widgets::Theme;
 use worker::{ModelInfo, Worker, WorkerHandle};
@@ -277,10 +279,6 @@ fn restore_terminal() {
     );
 }
 
-/// The message of the last panic on a background thread (shown instead of printed, which
-/// would scribble over the screen).
-static BACKGROUND_PANIC: Mutex<Option<String>> = Mutex::new(None);
-
 /// On the UI thread a panic restores the terminal and then reports as usual; on background
 /// threads (which catch their panics and report them as errors) it only records the message.
 fn install_panic_hook() {
@@ -290,37 +288,17 @@ fn install_panic_hook() {
         if std::thread::current().id() == ui {
             restore_terminal();
             previous(info);
-        } else if let Ok(mut slot) = BACKGROUND_PANIC.lock() {
+        } else if let Ok(mut slot) = event::BACKGROUND_PANIC.lock() {
             *slot = Some(info.to_string());
         }
     }));
 }
 
-/// Text of a caught panic payload.
-pub fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        BACKGROUND_PANIC
-            .lock()
-            .ok()
-            .and_then(|s| s.clone())
-            .unwrap_or_else(|| "unknown panic".into())
-    }
-}
-
 /// Every key, by tab, for the `?` overlay (and the book's key tables, docs/explorer.md): the keys that work everywhere and
 /// in text fields, then each tab's key table.
 pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
-    let mut sections: Vec<(String, Vec<(String, String)>)> = vec![(
-        "Everywhere".to_string(),
-        GLOBAL_KEYS
-            .iter()
-            .map(|(k, what)| (k.to_string(), what.to_string()))
-            .collect(),
-    )];
+    let mut sections: Vec<(String, Vec<(String, String)>)> =
+        vec![("Everywhere".to_string(), global_keys())];
     sections.push((
         "Text fields".to_string(),
         TEXT_FIELD_KEYS
@@ -328,7 +306,7 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
             .map(|(k, what)| (k.to_string(), what.to_string()))
             .collect(),
     ));
-    for tab in app::Tab::ALL {
+    for &tab in app::TabId::ALL {
         sections.push((
             format!("{} {}", tab.index() + 1, tab.title()),
             tab.help_rows(),
@@ -355,23 +333,12 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
     out
 }
 
-/// Keys the app handles before any tab (see `App::on_key`).
-pub const GLOBAL_KEYS: &[(&str, &str)] = &[
-    (
-        "1 … 7",
-        "switch tab: Explore, Path, Sample, Stats, Train, Neighbors, Clusters",
-    ),
-    ("Tab / Shift-Tab", "next / previous tab (also while typing)"),
-    (
-        "? or F1",
-        "this help (F1 also while typing; ↑/↓ scroll, Esc closes)",
-    ),
-    ("q", "quit (not while typing)"),
-    (
-        "Ctrl-C",
-        "quit, always (a running training stops and saves)",
-    ),
-];
+/// The help rows of the keys the app handles before any tab ([`keys::GLOBAL`], see
+/// `App::on_key`), with the tabs' number and names from the registry.
+pub fn global_keys() -> Vec<(String, String)> {
+    let titles: Vec<&str> = app::TabId::ALL.iter().map(|t| t.title()).collect();
+    keys::global_help_rows(&titles)
+}
 
 /// Keys of every text field (see `widgets::TextInput`).
 pub const TEXT_FIELD_KEYS: &[(&str, &str)] = &[

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Style};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use super::app::{App, Tab};
+use super::context::{Command, Ctx, Shared, Tab, View};
+use super::jobs::{Entries, Job, JobKind, NeighborIndex, ReplyBody};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
-use super::widgets::{self, InputAction, TextInput, Theme};
-use super::worker::{Entries, Job, JobKind, NeighborIndex};
+use super::widgets::{self, label_color, InputAction, TextInput, Theme};
 use crate::coder::Capabilities;
 use crate::cosine::CosineHit;
 use crate::index::Neighbor;
@@ -36,7 +36,6 @@ pub struct NeighborsState {
     /// First row of the list shown.
     pub scroll: usize,
     pub show_map: bool,
-    pub index: Option<Arc<NeighborIndex>>,
     pub error: Option<String>,
     /// A sentence typed here; Enter hands it to Explore, whose code is the query.
     pub input: TextInput,
@@ -50,7 +49,6 @@ impl NeighborsState {
             k: 20,
             scroll: 0,
             show_map: false,
-            index: None,
             error: None,
             input: TextInput::default(),
             typing: false,
@@ -164,37 +162,37 @@ pub const KEYS: &[Binding<Action>] = &[
     ),
 ];
 
-impl App {
-    pub(super) fn neighbors_on_enter(&mut self) {
-        if self.model.caps.encodes
-            && self.neighbors.index.is_none()
-            && self.neighbors.error.is_none()
-            && !self.jobs.is_pending(JobKind::Index)
+impl NeighborsState {
+    fn on_enter(&mut self, cx: &mut Ctx) {
+        if cx.model.caps.encodes
+            && cx.shared.index.is_none()
+            && self.error.is_none()
+            && !cx.jobs.is_pending(JobKind::Index)
         {
-            self.neighbors_request();
+            self.request(cx);
         }
     }
 
-    fn neighbors_request(&mut self) {
-        if !self.model.caps.encodes {
+    fn request(&mut self, cx: &mut Ctx) {
+        if !cx.model.caps.encodes {
             return;
         }
-        self.neighbors.error = None;
-        self.jobs.submit(Job::Index {
-            corpus: self.neighbors.corpus.clone(),
+        self.error = None;
+        cx.jobs.submit(Job::Index {
+            corpus: self.corpus.clone(),
         });
     }
 
-    pub(super) fn neighbors_key(&mut self, key: KeyEvent) {
-        let kind = self.model.caps;
-        if self.neighbors.show_map && !self.neighbors.typing {
-            if self.map_key(key) {
-                self.neighbors.show_map = false;
+    fn on_key(&mut self, cx: &mut Ctx, key: KeyEvent) {
+        let kind = cx.model.caps;
+        if self.show_map && !self.typing {
+            if cx.map_key(key) {
+                self.show_map = false;
             }
             return;
         }
-        let action = if self.neighbors.typing {
-            match self.neighbors.input.on_key(key) {
+        let action = if self.typing {
+            match self.input.on_key(key) {
                 InputAction::Submit => Action::Submit,
                 InputAction::Cancel => Action::Leave,
                 _ => return,
@@ -202,41 +200,40 @@ impl App {
         } else {
             match keys::lookup(KEYS, Mode::Nav, key.code, kind) {
                 Lookup::Action(a) => a,
-                Lookup::NotForThisModel(why) => return self.notice(why),
+                Lookup::NotForThisModel(why) => return cx.notice(why),
                 Lookup::Unbound => return,
             }
         };
         match action {
             Action::Submit => {
-                if self.neighbors.input.is_blank() {
-                    self.notice("type a sentence first, then Enter encodes it");
+                if self.input.is_blank() {
+                    cx.notice("type a sentence first, then Enter encodes it");
                     return;
                 }
                 // The sentence becomes Explore's, so its code is the query here and there.
-                let text = self.neighbors.input.text();
-                self.neighbors.typing = false;
-                self.explore.input.set(&text);
-                self.explore_submit();
+                let text = self.input.text();
+                self.typing = false;
+                cx.command(Command::Encode(text));
                 return;
             }
-            Action::Fresh => return self.neighbors_fresh_input(),
+            Action::Fresh => return self.fresh_input(),
             Action::Edit => {
-                let text = self.explore.input.text();
-                self.neighbors.input.set(&text);
-                self.neighbors.typing = true;
+                let text = cx.shared.text.clone();
+                self.input.set(&text);
+                self.typing = true;
                 return;
             }
             Action::Reload => {
-                if self.jobs.is_pending(JobKind::Index) {
-                    self.notice("the index is being loaded or built already");
+                if cx.jobs.is_pending(JobKind::Index) {
+                    cx.notice("the index is being loaded or built already");
                 } else {
-                    self.neighbors_request();
+                    self.request(cx);
                 }
                 return;
             }
             _ => {}
         }
-        let n = &mut self.neighbors;
+        let n = &mut *self;
         match action {
             Action::Leave => n.typing = false,
             Action::Fewer => {
@@ -261,105 +258,71 @@ impl App {
             Action::Top => n.scroll = 0,
             Action::Map => {
                 n.show_map = true;
-                self.map_open(None);
+                cx.map_open(None);
                 return;
             }
             Action::Submit | Action::Fresh | Action::Edit | Action::Reload => {
                 unreachable!("handled above")
             }
         }
-        let k = self.neighbors.k;
-        self.neighbors.scroll = self.neighbors.scroll.min(k.saturating_sub(1));
+        let k = self.k;
+        self.scroll = self.scroll.min(k.saturating_sub(1));
     }
 
     /// `/`: an empty field for a new query sentence.
-    pub(super) fn neighbors_fresh_input(&mut self) {
-        self.neighbors.input = TextInput::default();
-        self.neighbors.typing = true;
+    fn fresh_input(&mut self) {
+        self.input = TextInput::default();
+        self.typing = true;
     }
 
-    pub(super) fn neighbors_indexed(&mut self, r: Result<Arc<NeighborIndex>, String>) {
+    fn indexed(&mut self, cx: &mut Ctx, r: Result<Arc<NeighborIndex>, String>) {
         match r {
             Ok(ix) => {
                 if let Some(e) = &ix.save_error {
-                    self.error(format!("the index could not be saved: {e}"));
+                    cx.error(format!("the index could not be saved: {e}"));
                 }
-                self.neighbors.index = Some(ix);
-                self.neighbors.error = None;
+                cx.shared.index = Some(ix);
+                self.error = None;
             }
-            Err(e) => self.neighbors.error = Some(e),
-        }
-    }
-
-    pub(super) fn neighbors_model_changed(&mut self) {
-        self.neighbors.index = None;
-        self.neighbors.error = None;
-        self.neighbors.scroll = 0;
-        if self.tab == Tab::Neighbors {
-            self.neighbors_request();
+            Err(e) => self.error = Some(e),
         }
     }
 
     /// The query (Explore's current code) and its nearest entries by Hamming distance, when
     /// both exist and the codes are bits.
-    pub fn neighbors_of_current(&self) -> Option<Result<Vec<Neighbor<'_>>, String>> {
-        let ix = self.neighbors.index.as_ref()?;
+    pub fn of_code<'s>(&self, shared: &'s Shared) -> Option<Result<Vec<Neighbor<'s>>, String>> {
+        let ix = shared.index.as_ref()?;
         let Entries::Hamming(index) = &ix.index else {
             return None;
         };
-        if self.explore.code.is_empty() {
+        if shared.code.is_empty() {
             return None;
         }
         Some(
             index
-                .search(&self.explore.code, self.neighbors.k)
+                .search(&shared.code, self.k)
                 .map_err(|e| format!("{e:#}")),
         )
     }
 
-    /// [`App::neighbors_of_current`] for continuous codes: the entries of highest cosine
+    /// [`NeighborsState::of_code`] for continuous codes: the entries of highest cosine
     /// similarity to Explore's current code.
-    pub fn cosine_neighbors_of_current(&self) -> Option<Result<Vec<CosineHit>, String>> {
-        let ix = self.neighbors.index.as_ref()?;
+    pub fn cosine_of_code(&self, shared: &Shared) -> Option<Result<Vec<CosineHit>, String>> {
+        let ix = shared.index.as_ref()?;
         let Entries::Cosine(index) = &ix.index else {
             return None;
         };
-        if self.explore.code.is_empty() {
+        if shared.code.is_empty() {
             return None;
         }
         Some(
             index
                 .unit_vectors()
-                .top_k(&self.explore.code, self.neighbors.k)
+                .top_k(&shared.code, self.k)
                 .map_err(|e| format!("{e:#}")),
         )
     }
 }
-
-/// A colour per label index.
-pub fn label_color(label: Option<u32>) -> Color {
-    const PALETTE: [Color; 12] = [
-        Color::Cyan,
-        Color::Magenta,
-        Color::Yellow,
-        Color::Green,
-        Color::Red,
-        Color::Blue,
-        Color::LightCyan,
-        Color::LightMagenta,
-        Color::LightYellow,
-        Color::LightGreen,
-        Color::LightRed,
-        Color::LightBlue,
-    ];
-    match label {
-        Some(l) => PALETTE[l as usize % PALETTE.len()],
-        None => Color::Gray,
-    }
-}
-
-/// The symbol marking the current sentence on the map.
-pub const CURRENT: &str = "◆";
 
 fn bits_text(code: &[f32]) -> String {
     code.iter()
@@ -367,10 +330,66 @@ fn bits_text(code: &[f32]) -> String {
         .collect()
 }
 
-pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+impl Tab for NeighborsState {
+    fn help_rows() -> Vec<(String, String)> {
+        let mut rows = keys::help_rows(KEYS);
+        rows.extend(keys::help_rows(super::map::KEYS));
+        rows
+    }
+
+    fn key(&mut self, cx: &mut Ctx, key: KeyEvent) {
+        self.on_key(cx, key)
+    }
+
+    fn reply(&mut self, cx: &mut Ctx, body: ReplyBody) -> Option<ReplyBody> {
+        match body {
+            ReplyBody::Indexed(r) => self.indexed(cx, r),
+            other => return Some(other),
+        }
+        None
+    }
+
+    fn model_changed(&mut self, cx: &mut Ctx, shown: bool) {
+        cx.shared.index = None;
+        self.error = None;
+        self.scroll = 0;
+        if shown {
+            self.request(cx);
+        }
+    }
+
+    fn entered(&mut self, cx: &mut Ctx) {
+        self.on_enter(cx)
+    }
+
+    fn render(&self, view: &View, area: Rect, buf: &mut Buffer) {
+        render(self, view, area, buf)
+    }
+
+    fn hints(&self, view: &View) -> Vec<(&'static str, &'static str)> {
+        NeighborsState::hints(self, view.model.caps)
+    }
+
+    fn typing(&self, view: &View) -> bool {
+        self.typing || (self.shows_map() && view.map.searching)
+    }
+
+    fn paste_field(&mut self, _cx: &mut Ctx) -> Option<&mut TextInput> {
+        if !self.typing {
+            self.fresh_input();
+        }
+        Some(&mut self.input)
+    }
+
+    fn shows_map(&self) -> bool {
+        self.show_map && !self.typing
+    }
+}
+
+pub fn render(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
     let [query, body] = Layout::vertical([Constraint::Length(5), Constraint::Min(0)]).areas(area);
-    render_query(app, query, buf);
+    render_query(tab, app, query, buf);
 
     if !app.model.caps.encodes {
         widgets::message_panel(
@@ -393,7 +412,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         );
         return;
     }
-    let nb = &app.neighbors;
+    let nb = tab;
     if app.jobs.is_pending(JobKind::Index) {
         let block = t.block(Span::styled(" Corpus index ", t.bold()), false);
         let inner = block.inner(body);
@@ -433,7 +452,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         );
         return;
     }
-    let Some(ix) = &nb.index else {
+    let Some(ix) = &app.shared.index else {
         let block = t.block(Span::styled(" Corpus index ", t.bold()), false);
         let inner = block.inner(body);
         block.render(body, buf);
@@ -445,15 +464,15 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     };
     if nb.show_map {
-        super::map::render(app, body, buf);
+        super::map::render(&app.map_env(), body, buf);
     } else {
-        render_list(app, ix, body, buf);
+        render_list(tab, app, ix, body, buf);
     }
 }
 
-fn render_query(app: &App, area: Rect, buf: &mut Buffer) {
+fn render_query(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let ex = &app.explore;
+    let ex = app.shared;
     let block = t.block(
         Line::from(vec![
             Span::styled(" Query ", t.bold()),
@@ -463,12 +482,10 @@ fn render_query(app: &App, area: Rect, buf: &mut Buffer) {
     );
     let inner = block.inner(area);
     block.render(area, buf);
-    if app.neighbors.typing {
+    if tab.typing {
         let [field, help] =
             Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
-        app.neighbors
-            .input
-            .render(buf, field, "sentence › ", true, t);
+        tab.input.render(buf, field, "sentence › ", true, t);
         widgets::lines(
             buf,
             help,
@@ -546,9 +563,9 @@ fn source_line(ix: &NeighborIndex, t: Theme) -> Line<'static> {
     Line::styled(format!("{what} {how} {}", ix.path.display()), t.dim())
 }
 
-fn render_list(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
+fn render_list(tab: &NeighborsState, app: &View, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let nb = &app.neighbors;
+    let nb = tab;
     let block = t.block(
         Line::from(vec![
             Span::styled(format!(" {} nearest ", nb.k), t.bold()),
@@ -571,11 +588,11 @@ fn render_list(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
     block.render(area, buf);
     let mut lines = vec![source_line(ix, t)];
     if let Entries::Cosine(index) = &ix.index {
-        cosine_rows(app, index, inner, &mut lines);
+        cosine_rows(tab, app, index, inner, &mut lines);
         widgets::lines(buf, inner, lines);
         return;
     }
-    match app.neighbors_of_current() {
+    match tab.of_code(app.shared) {
         None => lines.push(Line::from(
             "Encode a sentence in 1 Explore to see its nearest corpus entries here.",
         )),
@@ -615,13 +632,14 @@ fn render_list(app: &App, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
 
 /// The list's rows for continuous codes: rank, cosine similarity, label and text.
 fn cosine_rows(
-    app: &App,
+    tab: &NeighborsState,
+    app: &View,
     index: &crate::index::ContinuousIndex,
     inner: Rect,
     lines: &mut Vec<Line<'static>>,
 ) {
     let t = app.theme;
-    match app.cosine_neighbors_of_current() {
+    match tab.cosine_of_code(app.shared) {
         None => lines.push(Line::from(
             "Encode a sentence in 1 Explore to see its nearest corpus entries here.",
         )),
@@ -642,7 +660,7 @@ fn cosine_rows(
                 t.dim(),
             ));
             let rows = inner.height.saturating_sub(2) as usize;
-            let nb = &app.neighbors;
+            let nb = tab;
             let start = nb.scroll.min(found.len().saturating_sub(rows.max(1)));
             for (i, h) in found.iter().enumerate().skip(start).take(rows) {
                 let label: String = label_of(h).unwrap_or("–").chars().take(lw).collect();

@@ -8,10 +8,10 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use super::app::App;
+use super::context::{Ctx, Tab, View};
+use super::jobs::{Job, JobKind, ReplyBody};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, put, text, InputAction, TextInput};
-use super::worker::{Job, JobKind};
 use crate::coder::Capabilities;
 use crate::coder::PathWalk;
 use crate::explore;
@@ -250,12 +250,12 @@ pub const KEYS: &[Binding<Action>] = &[
     ),
 ];
 
-impl App {
-    pub(super) fn path_key(&mut self, key: KeyEvent) {
-        let focus = self.path.focus;
-        let kind = self.model.caps;
+impl PathState {
+    fn on_key(&mut self, cx: &mut Ctx, key: KeyEvent) {
+        let focus = self.focus;
+        let kind = cx.model.caps;
         if focus != PathFocus::Steps {
-            let action = match self.path.focused_input().on_key(key) {
+            let action = match self.focused_input().on_key(key) {
                 InputAction::Submit => Action::Submit,
                 InputAction::Cancel => Action::Leave,
                 InputAction::Ignored => match keys::lookup(KEYS, Mode::Typing, key.code, kind) {
@@ -264,26 +264,26 @@ impl App {
                 },
                 _ => return,
             };
-            return self.path_do(action);
+            return self.act(cx, action);
         }
         match keys::lookup(KEYS, Mode::Nav, key.code, kind) {
-            Lookup::Action(a) => self.path_do(a),
-            Lookup::NotForThisModel(why) => self.notice(why),
+            Lookup::Action(a) => self.act(cx, a),
+            Lookup::NotForThisModel(why) => cx.notice(why),
             Lookup::Unbound => {}
         }
     }
 
-    fn path_do(&mut self, action: Action) {
-        let n = self.path.walk.as_ref().map_or(0, |w| w.points.len());
+    fn act(&mut self, cx: &mut Ctx, action: Action) {
+        let n = self.walk.as_ref().map_or(0, |w| w.points.len());
         let last = n.saturating_sub(1);
-        let sel = self.path.selected;
-        let p = &mut self.path;
+        let sel = self.selected;
+        let p = &mut *self;
         match action {
             Action::Submit => {
                 if p.focus == PathFocus::A && p.b.is_blank() {
                     p.focus = PathFocus::B;
                 } else {
-                    self.path_walk();
+                    self.walk(cx);
                 }
             }
             Action::SwitchField => {
@@ -302,86 +302,123 @@ impl App {
             Action::Last => p.selected = last,
             Action::NextSeed => {
                 p.seed = p.seed.wrapping_add(1);
-                self.path_walk();
+                self.walk(cx);
             }
             Action::PreviousSeed => {
                 p.seed = p.seed.saturating_sub(1);
-                self.path_walk();
+                self.walk(cx);
             }
             Action::Interpolation => {
                 p.slerp = !p.slerp;
-                self.path_walk();
+                self.walk(cx);
             }
             Action::MoreSteps => {
                 p.steps = (p.steps + 1).min(64);
-                self.path_walk();
+                self.walk(cx);
             }
             Action::FewerSteps => {
                 p.steps = p.steps.saturating_sub(1).max(1);
-                self.path_walk();
+                self.walk(cx);
             }
             Action::EditA => p.focus = PathFocus::A,
             Action::EditB => p.focus = PathFocus::B,
-            Action::Fresh => self.path_fresh_input(),
-            Action::Walk => self.path_walk(),
+            Action::Fresh => self.fresh_input(),
+            Action::Walk => self.walk(cx),
         }
     }
 
     /// `/`: a new pair of sentences, starting with an empty A.
-    pub(super) fn path_fresh_input(&mut self) {
-        self.path.a = TextInput::default();
-        self.path.b = TextInput::default();
-        self.path.focus = PathFocus::A;
+    fn fresh_input(&mut self) {
+        self.a = TextInput::default();
+        self.b = TextInput::default();
+        self.focus = PathFocus::A;
     }
 
-    fn path_walk(&mut self) {
-        if self.path.a.is_blank() || self.path.b.is_blank() {
-            self.path.focus = if self.path.a.is_blank() {
+    fn walk(&mut self, cx: &mut Ctx) {
+        if self.a.is_blank() || self.b.is_blank() {
+            self.focus = if self.a.is_blank() {
                 PathFocus::A
             } else {
                 PathFocus::B
             };
-            self.notice("type both sentences A and B first");
+            cx.notice("type both sentences A and B first");
             return;
         }
-        self.jobs.submit(Job::Path {
-            a: self.path.a.text(),
-            b: self.path.b.text(),
-            seed: self.path.seed,
-            steps: self.path.steps,
-            slerp: self.path.slerp,
+        cx.jobs.submit(Job::Path {
+            a: self.a.text(),
+            b: self.b.text(),
+            seed: self.seed,
+            steps: self.steps,
+            slerp: self.slerp,
         });
-        self.path.focus = PathFocus::Steps;
+        self.focus = PathFocus::Steps;
     }
 
-    pub(super) fn path_walked(&mut self, r: Result<PathWalk, String>) {
+    fn walked(&mut self, _cx: &mut Ctx, r: Result<PathWalk, String>) {
         match r {
             Ok(w) => {
-                self.path.selected = self.path.selected.min(w.points.len().saturating_sub(1));
-                self.path.walk = Some(w);
-                self.path.error = None;
+                self.selected = self.selected.min(w.points.len().saturating_sub(1));
+                self.walk = Some(w);
+                self.error = None;
             }
             Err(e) => {
-                self.path.walk = None;
-                self.path.error = Some(e);
+                self.walk = None;
+                self.error = Some(e);
             }
-        }
-    }
-
-    pub(super) fn path_model_changed(&mut self) {
-        let had = self.path.walk.is_some();
-        self.path.walk = None;
-        self.path.error = None;
-        self.path.selected = 0;
-        if had {
-            self.path_walk();
         }
     }
 }
 
-pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+impl Tab for PathState {
+    fn help_rows() -> Vec<(String, String)> {
+        keys::help_rows(KEYS)
+    }
+
+    fn key(&mut self, cx: &mut Ctx, key: KeyEvent) {
+        self.on_key(cx, key)
+    }
+
+    fn reply(&mut self, cx: &mut Ctx, body: ReplyBody) -> Option<ReplyBody> {
+        match body {
+            ReplyBody::Path(r) => self.walked(cx, r),
+            other => return Some(other),
+        }
+        None
+    }
+
+    fn model_changed(&mut self, cx: &mut Ctx, _shown: bool) {
+        let had = self.walk.is_some();
+        self.walk = None;
+        self.error = None;
+        self.selected = 0;
+        if had {
+            self.walk(cx);
+        }
+    }
+
+    fn render(&self, view: &View, area: Rect, buf: &mut Buffer) {
+        render(self, view, area, buf)
+    }
+
+    fn hints(&self, view: &View) -> Vec<(&'static str, &'static str)> {
+        PathState::hints(self, view.model.caps)
+    }
+
+    fn typing(&self, _view: &View) -> bool {
+        PathState::typing(self)
+    }
+
+    fn paste_field(&mut self, _cx: &mut Ctx) -> Option<&mut TextInput> {
+        if !PathState::typing(self) {
+            self.fresh_input();
+        }
+        Some(self.focused_input())
+    }
+}
+
+pub fn render(tab: &PathState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let st = &app.path;
+    let st = tab;
     let binary = app.model.binary();
     if !app.model.kind.has_latent() {
         let b = t.block(" Path ", false);
@@ -503,13 +540,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(table);
     block.render(table, buf);
     if let Some(w) = &st.walk {
-        render_points(app, w, inner, buf);
+        render_points(tab, app, w, inner, buf);
     }
 }
 
-fn render_points(app: &App, w: &PathWalk, area: Rect, buf: &mut Buffer) {
+fn render_points(tab: &PathState, app: &View, w: &PathWalk, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let st = &app.path;
+    let st = tab;
     if area.height < 2 {
         return;
     }

@@ -8,10 +8,10 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use super::app::App;
+use super::context::{Ctx, Tab, View};
+use super::jobs::{Job, JobKind, ReplyBody};
 use super::keys::{self, nav, Binding, Lookup, Mode, Only};
 use super::widgets::{self, text};
-use super::worker::{Job, JobKind};
 use crate::coder::Capabilities;
 use crate::coder::{PriorChoice, Samples};
 use crate::explore;
@@ -128,34 +128,31 @@ pub const KEYS: &[Binding<Action>] = &[
     ),
 ];
 
-impl App {
-    pub(super) fn sample_on_enter(&mut self) {
-        if self.sample.samples.is_none()
-            && self.sample.error.is_none()
-            && !self.jobs.is_pending(JobKind::Sample)
-        {
-            self.sample_request();
+impl SampleState {
+    pub(super) fn on_enter(&mut self, cx: &mut Ctx) {
+        if self.samples.is_none() && self.error.is_none() && !cx.jobs.is_pending(JobKind::Sample) {
+            self.request(cx);
         }
     }
 
-    fn sample_request(&mut self) {
-        let st = &self.sample;
+    fn request(&mut self, cx: &mut Ctx) {
+        let st = &*self;
         let job = Job::Sample {
             n: st.count,
             seed: st.seed,
             temperature: st.temperature,
             prior: st.prior,
         };
-        self.jobs.submit(job);
+        cx.jobs.submit(job);
     }
 
-    pub(super) fn sample_key(&mut self, key: KeyEvent) {
-        let action = match keys::lookup(KEYS, Mode::Nav, key.code, self.model.caps) {
+    fn on_key(&mut self, cx: &mut Ctx, key: KeyEvent) {
+        let action = match keys::lookup(KEYS, Mode::Nav, key.code, cx.model.caps) {
             Lookup::Action(a) => a,
-            Lookup::NotForThisModel(why) => return self.notice(why),
+            Lookup::NotForThisModel(why) => return cx.notice(why),
             Lookup::Unbound => return,
         };
-        let st = &mut self.sample;
+        let st = &mut *self;
         match action {
             Action::NextSeed => st.seed = st.seed.wrapping_add(1),
             Action::PreviousSeed => st.seed = st.seed.saturating_sub(1),
@@ -175,31 +172,61 @@ impl App {
             Action::More => st.count = (st.count + 1).min(50),
             Action::Fewer => st.count = st.count.saturating_sub(1).max(1),
         }
-        self.sample_request();
+        self.request(cx);
     }
 
-    pub(super) fn sample_done(&mut self, r: Result<Samples, String>) {
+    fn done(&mut self, _cx: &mut Ctx, r: Result<Samples, String>) {
         match r {
             Ok(s) => {
-                self.sample.samples = Some(s);
-                self.sample.error = None;
+                self.samples = Some(s);
+                self.error = None;
             }
-            Err(e) => self.sample.error = Some(e),
-        }
-    }
-
-    pub(super) fn sample_model_changed(&mut self) {
-        self.sample.samples = None;
-        self.sample.error = None;
-        if self.tab == super::app::Tab::Sample {
-            self.sample_request();
+            Err(e) => self.error = Some(e),
         }
     }
 }
 
-pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+impl Tab for SampleState {
+    fn help_rows() -> Vec<(String, String)> {
+        keys::help_rows(KEYS)
+    }
+
+    fn key(&mut self, cx: &mut Ctx, key: KeyEvent) {
+        self.on_key(cx, key)
+    }
+
+    fn reply(&mut self, cx: &mut Ctx, body: ReplyBody) -> Option<ReplyBody> {
+        match body {
+            ReplyBody::Sampled(r) => self.done(cx, r),
+            other => return Some(other),
+        }
+        None
+    }
+
+    fn model_changed(&mut self, cx: &mut Ctx, shown: bool) {
+        self.samples = None;
+        self.error = None;
+        if shown {
+            self.request(cx);
+        }
+    }
+
+    fn entered(&mut self, cx: &mut Ctx) {
+        self.on_enter(cx)
+    }
+
+    fn render(&self, view: &View, area: Rect, buf: &mut Buffer) {
+        render(self, view, area, buf)
+    }
+
+    fn hints(&self, view: &View) -> Vec<(&'static str, &'static str)> {
+        SampleState::hints(self, view.model.caps)
+    }
+}
+
+pub fn render(tab: &SampleState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let st = &app.sample;
+    let st = tab;
     let kind = app.model.kind;
     let [info, list] = Layout::vertical([Constraint::Length(4), Constraint::Min(3)]).areas(area);
     let prior = if !kind.has_latent() {

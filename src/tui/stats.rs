@@ -11,10 +11,10 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Gauge, Widget};
 
-use super::app::App;
+use super::context::{Ctx, Tab, View};
+use super::jobs::{Job, JobKind, ReplyBody};
 use super::keys::{self, nav, Binding, Lookup, Mode, Only};
 use super::widgets::{self, grouped_columns, heat_map, text, vertical_bars};
-use super::worker::{Job, JobKind};
 use crate::coder::Capabilities;
 use crate::coder::SplitStats;
 
@@ -139,77 +139,104 @@ pub const KEYS: &[Binding<Action>] = &[
     ),
 ];
 
-impl App {
-    pub(super) fn stats_on_enter(&mut self) {
-        if self.stats.result.is_none()
-            && self.stats.error.is_none()
-            && !self.jobs.is_pending(JobKind::Stats)
-        {
-            self.stats_request();
+impl StatsState {
+    pub(super) fn on_enter(&mut self, cx: &mut Ctx) {
+        if self.result.is_none() && self.error.is_none() && !cx.jobs.is_pending(JobKind::Stats) {
+            self.request(cx);
         }
     }
 
-    fn stats_request(&mut self) {
-        self.stats.error = None;
-        self.jobs.submit(Job::Stats {
-            max_sentences: self.stats.max_sentences,
-            flip_sentences: self.stats.flip_sentences,
+    fn request(&mut self, cx: &mut Ctx) {
+        self.error = None;
+        cx.jobs.submit(Job::Stats {
+            max_sentences: self.max_sentences,
+            flip_sentences: self.flip_sentences,
         });
     }
 
-    pub(super) fn stats_key(&mut self, key: KeyEvent) {
-        let action = match keys::lookup(KEYS, Mode::Nav, key.code, self.model.caps) {
+    fn on_key(&mut self, cx: &mut Ctx, key: KeyEvent) {
+        let action = match keys::lookup(KEYS, Mode::Nav, key.code, cx.model.caps) {
             Lookup::Action(a) => a,
-            Lookup::NotForThisModel(why) => return self.notice(why),
+            Lookup::NotForThisModel(why) => return cx.notice(why),
             Lookup::Unbound => return,
         };
-        let l = self.model.latent_dim;
-        let c = self.stats.cursor;
+        let l = cx.model.latent_dim;
+        let c = self.cursor;
         match action {
-            Action::Left => self.stats.cursor = c.saturating_sub(1),
-            Action::Right => self.stats.cursor = (c + 1).min(l.saturating_sub(1)),
-            Action::First => self.stats.cursor = 0,
-            Action::Last => self.stats.cursor = l.saturating_sub(1),
-            Action::Recompute => self.stats_request(),
-            Action::Meanings => self.stats.meanings_view = !self.stats.meanings_view,
+            Action::Left => self.cursor = c.saturating_sub(1),
+            Action::Right => self.cursor = (c + 1).min(l.saturating_sub(1)),
+            Action::First => self.cursor = 0,
+            Action::Last => self.cursor = l.saturating_sub(1),
+            Action::Recompute => self.request(cx),
+            Action::Meanings => self.meanings_view = !self.meanings_view,
             Action::More => {
-                self.stats.max_sentences = (self.stats.max_sentences * 2).min(64_000);
-                self.stats.flip_sentences = (self.stats.flip_sentences * 2).min(16_000);
-                self.stats_request();
+                self.max_sentences = (self.max_sentences * 2).min(64_000);
+                self.flip_sentences = (self.flip_sentences * 2).min(16_000);
+                self.request(cx);
             }
             Action::Fewer => {
-                self.stats.max_sentences = (self.stats.max_sentences / 2).max(10);
-                self.stats.flip_sentences = (self.stats.flip_sentences / 2).max(5);
-                self.stats_request();
+                self.max_sentences = (self.max_sentences / 2).max(10);
+                self.flip_sentences = (self.flip_sentences / 2).max(5);
+                self.request(cx);
             }
         }
     }
 
-    pub(super) fn stats_done(&mut self, r: Result<SplitStats, String>) {
+    fn done(&mut self, _cx: &mut Ctx, r: Result<SplitStats, String>) {
         match r {
             Ok(s) => {
-                self.stats.result = Some(s);
-                self.stats.error = None;
+                self.result = Some(s);
+                self.error = None;
             }
-            Err(e) => self.stats.error = Some(e),
+            Err(e) => self.error = Some(e),
+        }
+    }
+}
+
+impl Tab for StatsState {
+    fn help_rows() -> Vec<(String, String)> {
+        keys::help_rows(KEYS)
+    }
+
+    fn key(&mut self, cx: &mut Ctx, key: KeyEvent) {
+        self.on_key(cx, key)
+    }
+
+    fn reply(&mut self, cx: &mut Ctx, body: ReplyBody) -> Option<ReplyBody> {
+        match body {
+            ReplyBody::Stats(r) => self.done(cx, r),
+            other => return Some(other),
+        }
+        None
+    }
+
+    fn model_changed(&mut self, cx: &mut Ctx, shown: bool) {
+        self.result = None;
+        self.error = None;
+        self.cursor = 0;
+        if shown {
+            self.request(cx);
         }
     }
 
-    pub(super) fn stats_model_changed(&mut self) {
-        self.stats.result = None;
-        self.stats.error = None;
-        self.stats.cursor = 0;
-        if self.tab == super::app::Tab::Stats {
-            self.stats_request();
-        }
+    fn entered(&mut self, cx: &mut Ctx) {
+        self.on_enter(cx)
+    }
+
+    fn render(&self, view: &View, area: Rect, buf: &mut Buffer) {
+        render(self, view, area, buf)
+    }
+
+    fn hints(&self, view: &View) -> Vec<(&'static str, &'static str)> {
+        StatsState::hints(self, view.model.caps)
     }
 }
 
 const LABEL: u16 = 6;
 
-pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+pub fn render(tab: &StatsState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let st = &app.stats;
+    let st = tab;
     let computing = app.jobs.is_pending(JobKind::Stats);
     let [head, body] = Layout::vertical([Constraint::Length(5), Constraint::Min(0)]).areas(area);
     let sizes = if app.model.binary() && app.model.caps.scores {
@@ -289,7 +316,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         );
     }
     if st.meanings_view {
-        return render_meanings(app, body, buf);
+        return render_meanings(tab, app, body, buf);
     }
     let Some(r) = &st.result else {
         return;
@@ -302,27 +329,31 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 Constraint::Min(0),
             ])
             .areas(body);
-            render_factors(app, f, table, buf);
+            render_factors(tab, app, f, table, buf);
             rest
         }
         _ => body,
     };
     if let Some(b) = &r.report.bits {
-        render_bits(app, b, body, buf);
+        render_bits(tab, app, b, body, buf);
     } else if let Some(g) = &r.report.gaussian {
-        render_gaussian(app, g, body, buf);
+        render_gaussian(tab, app, g, body, buf);
     }
 }
 
 /// The bit ↔ factor table: per factor its MIG, the bit it most determines and every bit it
 /// mostly determines (I(bit; factor) / H(bit) ≥ ½), and the selected bit's share for it.
-fn render_factors(app: &App, f: &crate::factors::FactorReport, area: Rect, buf: &mut Buffer) {
+fn render_factors(
+    tab: &StatsState,
+    app: &View,
+    f: &crate::factors::FactorReport,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     let t = app.theme;
+    let cursor = tab.cursor;
     let tab = &f.table;
-    let cursor = app
-        .stats
-        .cursor
-        .min(tab.bit_entropy.len().saturating_sub(1));
+    let cursor = cursor.min(tab.bit_entropy.len().saturating_sub(1));
     let block = t.block(
         Line::from(vec![
             Span::styled(" Bits ↔ factors ", t.bold()),
@@ -375,13 +406,19 @@ fn render_factors(app: &App, f: &crate::factors::FactorReport, area: Rect, buf: 
     widgets::lines(buf, inner, lines);
 }
 
-fn render_bits(app: &App, b: &crate::eval::BitReport, area: Rect, buf: &mut Buffer) {
+fn render_bits(
+    tab: &StatsState,
+    app: &View,
+    b: &crate::eval::BitReport,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     let t = app.theme;
     let l = b.means.len();
     if l == 0 {
         return;
     }
-    let cursor = app.stats.cursor.min(l - 1);
+    let cursor = tab.cursor.min(l - 1);
     // Wide enough for the titles even when there are few bits.
     let bars_w = (LABEL + (l + (l - 1) / 8) as u16 + 2).max(62.min(area.width / 2));
     let side_by_side = area.width >= bars_w + 24;
@@ -559,13 +596,19 @@ fn render_bits(app: &App, b: &crate::eval::BitReport, area: Rect, buf: &mut Buff
     text(buf, inner, inner.x, inner.bottom() - 1, &note, t.dim());
 }
 
-fn render_gaussian(app: &App, g: &crate::eval::GaussianReport, area: Rect, buf: &mut Buffer) {
+fn render_gaussian(
+    tab: &StatsState,
+    app: &View,
+    g: &crate::eval::GaussianReport,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     let t = app.theme;
     let l = g.kl_per_dim.len();
     if l == 0 {
         return;
     }
-    let cursor = app.stats.cursor.min(l - 1);
+    let cursor = tab.cursor.min(l - 1);
     let [kl_a, var_a, info_a] = Layout::vertical([
         Constraint::Fill(1),
         Constraint::Fill(1),
@@ -658,9 +701,9 @@ fn fit(s: &str, w: usize) -> String {
 }
 
 /// The table of what each bit (dimension) means, the cursor's row highlighted.
-fn render_meanings(app: &App, area: Rect, buf: &mut Buffer) {
+fn render_meanings(tab: &StatsState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let state = &app.explore.meaning;
+    let state = &app.shared.meaning;
     let Some(m) = state.meanings() else {
         let block = t.block(
             Line::from(Span::styled(" What each bit means ", t.bold())),
@@ -744,7 +787,7 @@ fn render_meanings(app: &App, area: Rect, buf: &mut Buffer) {
     );
     text(buf, inner, inner.x, inner.y, &header, t.accent());
     let rows = (inner.height - 1) as usize;
-    let cursor = app.stats.cursor.min(m.dims.len() - 1);
+    let cursor = tab.cursor.min(m.dims.len() - 1);
     let first = cursor
         .saturating_sub(rows.saturating_sub(1) / 2)
         .min(m.dims.len().saturating_sub(rows));

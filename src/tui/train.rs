@@ -13,8 +13,9 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, Gauge, GraphType, Widget};
 
-use super::app::{App, Effect};
+use super::context::{Command, Ctx, Tab, View};
 use super::event::Msg;
+use super::jobs::{Effect, ReplyBody};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, fmt_secs, InputAction, TextInput};
 use crate::bow::train::{BowFamily, BowTrainConfig};
@@ -99,7 +100,7 @@ pub fn spawn_training(
                 Ok(Err(e)) => Some(format!("{e:#}")),
                 Err(p) => Some(format!(
                     "the training thread panicked: {}",
-                    super::panic_text(&p)
+                    super::event::panic_text(&p)
                 )),
             };
             let _ = out.send(Msg::TrainEnded { run, error });
@@ -749,72 +750,72 @@ pub const KEYS: &[Binding<Action>] = &[
     ),
 ];
 
-impl App {
-    pub(super) fn train_key(&mut self, key: KeyEvent) {
-        let action = if let Some(input) = &mut self.train.editing {
+impl TrainState {
+    fn on_key(&mut self, cx: &mut Ctx, key: KeyEvent) {
+        let action = if let Some(input) = &mut self.editing {
             match input.on_key(key) {
                 InputAction::Submit => Action::Set,
                 InputAction::Cancel => Action::Cancel,
                 _ => return,
             }
         } else {
-            match keys::lookup(KEYS, Mode::Nav, key.code, self.model.caps) {
+            match keys::lookup(KEYS, Mode::Nav, key.code, cx.model.caps) {
                 Lookup::Action(a) => a,
-                Lookup::NotForThisModel(why) => return self.notice(why),
+                Lookup::NotForThisModel(why) => return cx.notice(why),
                 Lookup::Unbound => return,
             }
         };
-        let n = self.train.fields().len();
+        let n = self.fields().len();
         match action {
             Action::Set => {
-                let Some(input) = self.train.editing.take() else {
+                let Some(input) = self.editing.take() else {
                     return;
                 };
-                let field = self.train.selected_field();
-                if let Err(e) = self.train.set(field, &input.text()) {
-                    self.error(format!("{}: {e}", field.label(self.train.kind())));
+                let field = self.selected_field();
+                if let Err(e) = self.set(field, &input.text()) {
+                    cx.error(format!("{}: {e}", field.label(self.kind())));
                 }
             }
-            Action::Cancel => self.train.editing = None,
-            Action::Pause => self.train_pause(),
-            Action::Stop => self.train_stop(),
-            Action::Load => self.train_load(),
-            Action::Start => self.train_start(),
-            Action::Up => self.train.selected = (self.train.selected.min(n - 1) + n - 1) % n,
-            Action::Down => self.train.selected = (self.train.selected + 1) % n,
+            Action::Cancel => self.editing = None,
+            Action::Pause => self.pause(cx),
+            Action::Stop => self.stop(cx),
+            Action::Load => self.load(cx),
+            Action::Start => self.start(cx),
+            Action::Up => self.selected = (self.selected.min(n - 1) + n - 1) % n,
+            Action::Down => self.selected = (self.selected + 1) % n,
             Action::Lower | Action::Raise => {
-                if self.train.running() {
-                    self.notice("settings are fixed while a run is going; x stops it");
+                if self.running() {
+                    cx.notice("settings are fixed while a run is going; x stops it");
                     return;
                 }
-                let field = self.train.selected_field();
-                self.train.adjust(field, action == Action::Raise);
+                let field = self.selected_field();
+                self.adjust(field, action == Action::Raise);
             }
             Action::Edit => {
-                if self.train.running() {
-                    self.notice("settings are fixed while a run is going; x stops it");
+                if self.running() {
+                    cx.notice("settings are fixed while a run is going; x stops it");
                     return;
                 }
-                let field = self.train.selected_field();
+                let field = self.selected_field();
                 if field.cycles() {
-                    self.train.adjust(field, true);
+                    self.adjust(field, true);
                 } else {
-                    self.train.editing = Some(TextInput::with_text(&self.train.value(field)));
+                    self.editing = Some(TextInput::with_text(&self.value(field)));
                 }
             }
         }
     }
 
-    fn train_start(&mut self) {
-        if self.train.running() {
-            self.notice("a run is already going (x stops it)");
+    fn start(&mut self, cx: &mut Ctx) {
+        if self.running() {
+            cx.notice("a run is already going (x stops it)");
             return;
         }
-        self.train.next_run += 1;
-        let id = self.train.next_run;
+        self.next_run += 1;
+        let id = self.next_run;
         let control = TrainControl::default();
-        let job = self.train.job();
-        self.train.run = Some(Run {
+        let job = self.job();
+        self.run = Some(Run {
             id,
             job: job.clone(),
             control: control.clone(),
@@ -826,16 +827,16 @@ impl App {
             reconstructions: Vec::new(),
             checkpoint: None,
         });
-        self.jobs.push(Effect::StartTraining {
+        cx.jobs.push(Effect::StartTraining {
             run: id,
             cfg: Box::new(job),
             control,
         });
     }
 
-    fn train_pause(&mut self) {
-        let Some(run) = &mut self.train.run else {
-            self.notice("no training run (s starts one)");
+    fn pause(&mut self, cx: &mut Ctx) {
+        let Some(run) = &mut self.run else {
+            cx.notice("no training run (s starts one)");
             return;
         };
         match run.phase {
@@ -848,39 +849,39 @@ impl App {
                     Phase::Running
                 };
             }
-            _ => self.notice("the run is not going"),
+            _ => cx.notice("the run is not going"),
         }
     }
 
-    fn train_stop(&mut self) {
-        let Some(run) = &mut self.train.run else {
-            self.notice("no training run (s starts one)");
+    fn stop(&mut self, cx: &mut Ctx) {
+        let Some(run) = &mut self.run else {
+            cx.notice("no training run (s starts one)");
             return;
         };
         if run.active() {
             run.control.cancel();
             run.phase = Phase::Stopping;
         } else {
-            self.notice("the run is not going");
+            cx.notice("the run is not going");
         }
     }
 
-    fn train_load(&mut self) {
-        let path = self.train.run.as_ref().and_then(|r| match &r.phase {
+    fn load(&mut self, cx: &mut Ctx) {
+        let path = self.run.as_ref().and_then(|r| match &r.phase {
             Phase::Finished(o) if o.path.exists() => Some(o.path.clone()),
             _ => r.checkpoint.as_ref().map(|c| c.1.clone()),
         });
         match path {
             Some(p) => {
-                self.notice(format!("loading {}", p.display()));
-                self.load_checkpoint(p);
+                cx.notice(format!("loading {}", p.display()));
+                cx.command(Command::Load(p));
             }
-            None => self.notice("no checkpoint written yet by this run"),
+            None => cx.notice("no checkpoint written yet by this run"),
         }
     }
 
-    pub(super) fn on_train_event(&mut self, run_id: u64, event: TrainEvent) {
-        let Some(run) = self.train.run.as_mut().filter(|r| r.id == run_id) else {
+    pub fn on_train_event(&mut self, run_id: u64, event: TrainEvent) {
+        let Some(run) = self.run.as_mut().filter(|r| r.id == run_id) else {
             return;
         };
         match event {
@@ -920,8 +921,8 @@ impl App {
         }
     }
 
-    pub(super) fn on_train_ended(&mut self, run_id: u64, error: Option<String>) {
-        let Some(run) = self.train.run.as_mut().filter(|r| r.id == run_id) else {
+    pub fn on_train_ended(&mut self, run_id: u64, error: Option<String>) {
+        let Some(run) = self.run.as_mut().filter(|r| r.id == run_id) else {
             return;
         };
         if let Some(e) = error {
@@ -933,17 +934,59 @@ impl App {
     }
 }
 
-pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+impl Tab for TrainState {
+    fn help_rows() -> Vec<(String, String)> {
+        keys::help_rows(KEYS)
+    }
+
+    fn key(&mut self, cx: &mut Ctx, key: KeyEvent) {
+        self.on_key(cx, key)
+    }
+
+    fn reply(&mut self, cx: &mut Ctx, body: ReplyBody) -> Option<ReplyBody> {
+        let _ = cx;
+        Some(body)
+    }
+
+    fn render(&self, view: &View, area: Rect, buf: &mut Buffer) {
+        render(self, view, area, buf)
+    }
+
+    fn hints(&self, view: &View) -> Vec<(&'static str, &'static str)> {
+        TrainState::hints(self, view.model.caps)
+    }
+
+    fn typing(&self, _view: &View) -> bool {
+        TrainState::typing(self)
+    }
+
+    fn paste_field(&mut self, cx: &mut Ctx) -> Option<&mut TextInput> {
+        if self.editing.is_none() {
+            cx.notice("to paste a setting, select it and press Enter to edit it first");
+        }
+        self.editing.as_mut()
+    }
+
+    fn activity(&self) -> Option<String> {
+        TrainState::activity(self)
+    }
+
+    fn quitting(&mut self) {
+        self.stop_for_quit()
+    }
+}
+
+pub fn render(tab: &TrainState, app: &View, area: Rect, buf: &mut Buffer) {
     let form_w = 37.min(area.width / 2);
     let [form, right] =
         Layout::horizontal([Constraint::Length(form_w), Constraint::Min(0)]).areas(area);
-    render_form(app, form, buf);
-    render_run(app, right, buf);
+    render_form(tab, app, form, buf);
+    render_run(tab, app, right, buf);
 }
 
-fn render_form(app: &App, area: Rect, buf: &mut Buffer) {
+fn render_form(tab: &TrainState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let st = &app.train;
+    let st = tab;
     let locked = st.running();
     let block = t.block(
         Line::from(vec![
@@ -1086,9 +1129,9 @@ fn phase_text(run: &Run) -> (String, bool) {
     }
 }
 
-fn render_run(app: &App, area: Rect, buf: &mut Buffer) {
+fn render_run(tab: &TrainState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let Some(run) = &app.train.run else {
+    let Some(run) = &tab.run else {
         let block = t.block(Line::from(Span::styled(" Training ", t.bold())), false);
         let inner = block.inner(area);
         block.render(area, buf);
@@ -1101,7 +1144,7 @@ fn render_run(app: &App, area: Rect, buf: &mut Buffer) {
                 Line::from(Span::styled(
                     format!(
                         "The run writes {} and keeps going while you explore the other tabs; L loads its checkpoint into them.",
-                        app.train.job().out().display()
+                        tab.job().out().display()
                     ),
                     t.dim(),
                 )),
@@ -1275,7 +1318,7 @@ fn decimate(points: &[(f64, f64)], n: usize) -> Vec<(f64, f64)> {
 }
 
 fn chart(
-    app: &App,
+    app: &View,
     area: Rect,
     buf: &mut Buffer,
     title: &str,

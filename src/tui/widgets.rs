@@ -652,3 +652,35 @@ mod tests {
         assert_eq!(long.text().len(), TextInput::MAX_CHARS);
     }
 }
+
+/// A one-line message in the footer until the next key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Status {
+    pub text: String,
+    pub error: bool,
+}
+
+/// A colour per label index.
+pub fn label_color(label: Option<u32>) -> Color {
+    const PALETTE: [Color; 12] = [
+        Color::Cyan,
+        Color::Magenta,
+        Color::Yellow,
+        Color::Green,
+        Color::Red,
+        Color::Blue,
+        Color::LightCyan,
+        Color::LightMagenta,
+        Color::LightYellow,
+        Color::LightGreen,
+        Color::LightRed,
+        Color::LightBlue,
+    ];
+    match label {
+        Some(l) => PALETTE[l as usize % PALETTE.len()],
+        None => Color::Gray,
+    }
+}
+
+/// The symbol marking the current sentence on the map.
+pub const CURRENT: &str = "◆";

@@ -8,7 +8,6 @@
 //! second thread and never hold up encoding and decoding.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -16,294 +15,19 @@ use std::thread::JoinHandle;
 use candle_core::Device;
 
 use super::event::Msg;
-use crate::coder::{
-    seq, Capabilities, Coder, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats,
+pub use super::jobs::{
+    newest_per_kind, Bars, DecodedText, Job, JobKind, ModelInfo, RealWords, Reply, ReplyBody,
+    Request,
 };
+use crate::coder::{seq, Coder, PriorChoice};
 use crate::corpus::Corpus;
 use crate::engine::Engine;
-use crate::index::CachedIndex;
-use crate::meaning::{MeaningOptions, Meanings, Opening};
+use crate::meaning::{MeaningOptions, Meanings};
 use crate::model::decode::Strategy;
-use crate::model::LatentKind;
-use crate::pipeline::{compute_structure, StructureJob, StructureResult};
-
-/// What the app knows about the loaded model without touching it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ModelInfo {
-    pub path: PathBuf,
-    /// How its codes behave (bag-of-words models: nash and lsh as bits, nvdm as gaussian).
-    pub kind: LatentKind,
-    /// What the model can do; tabs ask this rather than match kinds.
-    pub caps: Capabilities,
-    pub latent_dim: usize,
-    pub max_len: usize,
-    pub describe: String,
-    pub vocab_size: usize,
-    pub step: u64,
-    pub corpus: String,
-}
-
-impl ModelInfo {
-    /// What the app needs to know of a loaded model (bag-of-words models have no length limit;
-    /// their `max_len` is 0).
-    pub fn of(coder: &Coder) -> Self {
-        let caps = coder.capabilities();
-        Self {
-            path: coder.path().to_path_buf(),
-            kind: caps.kind,
-            caps,
-            latent_dim: coder.latent_dim(),
-            max_len: coder.max_len(),
-            describe: coder.config().describe(),
-            vocab_size: coder.vocab().len(),
-            step: coder.provenance().step,
-            corpus: coder.provenance().corpus.clone(),
-        }
-    }
-
-    pub fn binary(&self) -> bool {
-        self.kind.is_binary()
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Job {
-    Encode {
-        text: String,
-    },
-    Decode {
-        code: Vec<f32>,
-        strategy: Strategy,
-        seed: u64,
-        /// Restrict greedy and beam decoding to the training corpus's words.
-        real_words: bool,
-    },
-    /// Perplexity of `ids` under `code` and under each one-dimension change of it.
-    Bars {
-        ids: Vec<u32>,
-        code: Vec<f32>,
-        std: Option<Vec<f32>>,
-    },
-    Path {
-        a: String,
-        b: String,
-        seed: u64,
-        steps: usize,
-        slerp: bool,
-    },
-    Sample {
-        n: usize,
-        seed: u64,
-        temperature: f32,
-        prior: PriorChoice,
-    },
-    Stats {
-        max_sentences: usize,
-        flip_sentences: usize,
-    },
-    Load {
-        path: PathBuf,
-    },
-    /// The corpus index of the model (loaded from beside the checkpoint, or built and saved
-    /// there); `corpus` overrides the checkpoint's own corpus.
-    Index {
-        corpus: Option<String>,
-    },
-    /// The corpus map: the index's 2-D layout, loaded from beside the checkpoint or computed
-    /// (background).
-    Map(super::map::MapRequest),
-    /// The Clusters tab's clustering of the corpus (background).
-    Cluster(super::clusters::ClusterRequest),
-    /// The Clusters tab's decodings and analogies (interactive).
-    Structure(StructureJob),
-    /// What each bit means (loaded from beside the checkpoint, or computed and saved there;
-    /// background).
-    Meaning,
-    /// Draw `draw` of the first screen: a test sentence of the model's corpus, encoded, with
-    /// the bit that changes its decoding most.
-    Opening {
-        draw: u64,
-    },
-}
-
-/// Requests of one kind supersede each other.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum JobKind {
-    Encode,
-    Decode,
-    Bars,
-    Path,
-    Sample,
-    Stats,
-    Load,
-    Index,
-    Map,
-    Cluster,
-    Structure,
-    Meaning,
-    Opening,
-}
-
-impl JobKind {
-    /// Corpus-scale work with a progress gauge, run on the background thread so it never holds
-    /// up encoding and decoding.
-    pub fn is_background(self) -> bool {
-        matches!(
-            self,
-            JobKind::Stats | JobKind::Index | JobKind::Map | JobKind::Cluster | JobKind::Meaning
-        )
-    }
-
-    /// What the footer says while a job of this kind runs (background jobs add their percent).
-    pub fn activity(self) -> &'static str {
-        match self {
-            JobKind::Encode => "encoding",
-            JobKind::Decode => "decoding",
-            JobKind::Bars => "scoring",
-            JobKind::Path => "walking",
-            JobKind::Sample => "sampling",
-            JobKind::Stats => "stats",
-            JobKind::Load => "loading",
-            JobKind::Index => "indexing",
-            JobKind::Map => "mapping",
-            JobKind::Cluster => "clustering",
-            JobKind::Structure => "decoding",
-            JobKind::Meaning => "bit meanings",
-            JobKind::Opening => "drawing a sentence",
-        }
-    }
-}
-
-impl Job {
-    pub fn kind(&self) -> JobKind {
-        match self {
-            Job::Encode { .. } => JobKind::Encode,
-            Job::Decode { .. } => JobKind::Decode,
-            Job::Bars { .. } => JobKind::Bars,
-            Job::Path { .. } => JobKind::Path,
-            Job::Sample { .. } => JobKind::Sample,
-            Job::Stats { .. } => JobKind::Stats,
-            Job::Load { .. } => JobKind::Load,
-            Job::Index { .. } => JobKind::Index,
-            Job::Map(_) => JobKind::Map,
-            Job::Cluster(_) => JobKind::Cluster,
-            Job::Structure(_) => JobKind::Structure,
-            Job::Meaning => JobKind::Meaning,
-            Job::Opening { .. } => JobKind::Opening,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Request {
-    pub id: u64,
-    pub job: Job,
-}
-
-/// Per-dimension perplexities for the code they were computed for.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Bars {
-    pub code: Vec<f32>,
-    pub base_ppl: f64,
-    pub ppl: Vec<f64>,
-    /// The values are the document's NLL in nats (bag-of-words models), not per-word
-    /// perplexities.
-    pub nll: bool,
-}
-
-/// How a decoding was restricted to real words (the explorer's header shows it).
-#[derive(Clone, Debug, PartialEq)]
-pub enum RealWords {
-    /// Raw decoding, as asked.
-    Raw,
-    /// Greedy and beam decoding kept to the `words` words of the training corpus `corpus`.
-    On { words: usize, corpus: String },
-    /// A word-level vocabulary (or a bag-of-words model): decodings are corpus words already.
-    WordLevel,
-    /// Asked for, but the training corpus's words are not here (why): raw decoding.
-    Unavailable(String),
-}
-
-/// A decoding and how it was restricted.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DecodedText {
-    pub text: String,
-    pub real_words: RealWords,
-}
-
-/// What a job sends back: its result, or (long jobs) a progress report before it.
-#[derive(Clone, Debug)]
-pub enum ReplyBody {
-    Encoded(Result<EncodedSentence, String>),
-    Decoded(Result<DecodedText, String>),
-    Bars(Result<Bars, String>),
-    Path(Result<PathWalk, String>),
-    Sampled(Result<Samples, String>),
-    Stats(Result<SplitStats, String>),
-    Loaded(Result<ModelInfo, String>),
-    Indexed(Result<Arc<NeighborIndex>, String>),
-    Mapped(Result<Arc<super::map::MapData>, String>),
-    Clustered(Result<Arc<super::clusters::ClusterView>, String>),
-    Structure(Result<StructureResult, String>),
-    Meanings(Result<Arc<CachedIndex<Meanings>>, String>),
-    Opened(Result<Box<Opening>, String>),
-    /// Fraction of the job done, 0 to 1 (the reply's kind says which job).
-    Progress(f64),
-}
-
-/// The corpus entries the Neighbors tab searches (the library's [`CodeIndex`]).
-pub use crate::pipeline::CodeIndex as Entries;
-
-/// A corpus index for the Neighbors tab and the map.
-#[derive(Debug)]
-pub struct NeighborIndex {
-    pub index: Entries,
-    pub path: PathBuf,
-    /// Whether it was read from `path` (rather than built now).
-    pub from_disk: bool,
-    /// Why a freshly built index could not be saved, if it could not.
-    pub save_error: Option<String>,
-}
-
-impl ReplyBody {
-    /// The error reply for a job of `kind`.
-    pub fn failed(kind: JobKind, msg: String) -> Self {
-        match kind {
-            JobKind::Encode => ReplyBody::Encoded(Err(msg)),
-            JobKind::Decode => ReplyBody::Decoded(Err(msg)),
-            JobKind::Bars => ReplyBody::Bars(Err(msg)),
-            JobKind::Path => ReplyBody::Path(Err(msg)),
-            JobKind::Sample => ReplyBody::Sampled(Err(msg)),
-            JobKind::Stats => ReplyBody::Stats(Err(msg)),
-            JobKind::Load => ReplyBody::Loaded(Err(msg)),
-            JobKind::Index => ReplyBody::Indexed(Err(msg)),
-            JobKind::Map => ReplyBody::Mapped(Err(msg)),
-            JobKind::Cluster => ReplyBody::Clustered(Err(msg)),
-            JobKind::Structure => ReplyBody::Structure(Err(msg)),
-            JobKind::Meaning => ReplyBody::Meanings(Err(msg)),
-            JobKind::Opening => ReplyBody::Opened(Err(msg)),
-        }
-    }
-}
-
-/// A job's reply: the request's id and kind, so the app routes it without looking inside.
-#[derive(Clone, Debug)]
-pub struct Reply {
-    pub id: u64,
-    pub kind: JobKind,
-    pub body: ReplyBody,
-}
-
-impl Reply {
-    /// The progress report `f` (0 to 1) of request `id` of `kind`.
-    pub fn progress(id: u64, kind: JobKind, f: f64) -> Self {
-        Reply {
-            id,
-            kind,
-            body: ReplyBody::Progress(f),
-        }
-    }
-}
+use crate::pipeline::compute_structure;
+pub use crate::pipeline::{
+    corpus_neighbor_index as neighbor_index, job_corpus, Entries, NeighborIndex,
+};
 
 /// A progress callback for request `id` of `kind` that sends a report to `out` per percent
 /// done at most (plenty for a gauge, and few enough messages for the UI thread).
@@ -315,22 +39,6 @@ fn throttled<'a>(id: u64, kind: JobKind, out: &'a mut dyn FnMut(Reply)) -> impl 
             out(Reply::progress(id, kind, f));
         }
     }
-}
-
-/// Keeps only the newest request of each kind, ordered by id (oldest first).
-pub fn newest_per_kind(requests: impl IntoIterator<Item = Request>) -> Vec<Request> {
-    let mut newest: std::collections::BTreeMap<JobKind, Request> = Default::default();
-    for r in requests {
-        match newest.get(&r.job.kind()) {
-            Some(old) if old.id > r.id => {}
-            _ => {
-                newest.insert(r.job.kind(), r);
-            }
-        }
-    }
-    let mut out: Vec<Request> = newest.into_values().collect();
-    out.sort_by_key(|r| r.id);
-    out
 }
 
 fn err_text(e: anyhow::Error) -> String {
@@ -563,12 +271,12 @@ impl Worker {
                     .map_err(err_text),
             ),
             Job::Map(req) => ReplyBody::Mapped(
-                super::map::compute_map(&coder, &req, &mut throttled(id, kind, out))
+                crate::pipeline::compute_map(&coder, &req, &mut throttled(id, kind, out))
                     .map(Arc::new)
                     .map_err(err_text),
             ),
             Job::Cluster(req) => ReplyBody::Clustered(
-                super::clusters::compute_clusters(&coder, &req, &mut throttled(id, kind, out))
+                crate::pipeline::compute_clusters(&coder, &req, &mut throttled(id, kind, out))
                     .map(Arc::new)
                     .map_err(err_text),
             ),
@@ -597,38 +305,6 @@ impl Worker {
         };
         out(Reply { id, kind, body });
     }
-}
-
-/// The corpus a job works on: `spec`, or the checkpoint's own (needed `for` something).
-pub fn job_corpus(coder: &Coder, spec: Option<&str>, purpose: &str) -> anyhow::Result<Corpus> {
-    match spec {
-        Some(spec) => seq::corpus_of_provenance(coder.provenance(), Some(spec)),
-        None => seq::own_corpus_of(coder.provenance(), purpose),
-    }
-}
-
-/// The Neighbors tab's index ([`crate::pipeline::neighbor_index`]: loaded from beside the
-/// checkpoint when fresh, else built and saved there).
-pub fn neighbor_index(
-    coder: &Coder,
-    corpus: Option<&str>,
-    progress: &mut dyn FnMut(f64),
-) -> anyhow::Result<NeighborIndex> {
-    let caps = coder.capabilities();
-    if !caps.encodes {
-        anyhow::bail!(
-            "an `{}` model has no encoder, so sentences have no codes to index",
-            caps.name
-        );
-    }
-    let corpus = job_corpus(coder, corpus, "nearest neighbours")?;
-    let cached = crate::pipeline::neighbor_index(coder, &corpus, progress)?;
-    Ok(NeighborIndex {
-        index: cached.index,
-        path: cached.path,
-        from_disk: cached.from_disk,
-        save_error: cached.save_error,
-    })
 }
 
 /// The worker threads: one for interactive jobs, one for statistics.
@@ -710,7 +386,7 @@ fn serve(worker: Worker, rx: Receiver<Request>, out: Sender<Msg>) {
         }));
         if let Err(p) = done {
             // Without a reply the app would show its spinner forever.
-            let msg = format!("internal error: {}", super::panic_text(&p));
+            let msg = format!("internal error: {}", super::event::panic_text(&p));
             send(Reply {
                 id,
                 kind,

@@ -191,7 +191,7 @@ pub fn engine(path: &Path) -> Engine {
 }
 
 /// Switches tabs the way a user does (Tab works even while typing).
-pub fn goto(h: &mut latent_tui::tui::harness::Harness, tab: latent_tui::tui::app::Tab) {
+pub fn goto(h: &mut latent_tui::tui::harness::Harness, tab: latent_tui::tui::app::TabId) {
     while h.app.tab != tab {
         h.key(crossterm::event::KeyCode::Tab);
     }

@@ -1,0 +1,389 @@
+//! The messages between the explorer and its model worker, and the app's book-keeping of
+//! them: what the loaded model is ([`ModelInfo`]), the jobs ([`Job`], one [`JobKind`] each),
+//! their replies ([`Reply`]), which request of each kind is the newest ([`Jobs`]) and the work
+//! the event loop starts on the app's behalf ([`Effect`]). Below every tab and the worker, so
+//! both sides name the same types without importing each other.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::coder::{
+    Capabilities, Coder, EncodedSentence, PathWalk, PriorChoice, Samples, SplitStats,
+};
+use crate::index::CachedIndex;
+use crate::meaning::{Meanings, Opening};
+use crate::model::decode::Strategy;
+use crate::model::LatentKind;
+use crate::pipeline::{
+    ClusterRequest, ClusterView, MapData, MapRequest, StructureJob, StructureResult,
+};
+pub use crate::pipeline::{Entries, NeighborIndex};
+use crate::train::TrainControl;
+use crate::train_job::TrainJob;
+
+/// What the app knows about the loaded model without touching it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    /// How its codes behave (bag-of-words models: nash and lsh as bits, nvdm as gaussian).
+    pub kind: LatentKind,
+    /// What the model can do; tabs ask this rather than match kinds.
+    pub caps: Capabilities,
+    pub latent_dim: usize,
+    pub max_len: usize,
+    pub describe: String,
+    pub vocab_size: usize,
+    pub step: u64,
+    pub corpus: String,
+}
+
+impl ModelInfo {
+    /// What the app needs to know of a loaded model (bag-of-words models have no length limit;
+    /// their `max_len` is 0).
+    pub fn of(coder: &Coder) -> Self {
+        let caps = coder.capabilities();
+        Self {
+            path: coder.path().to_path_buf(),
+            kind: caps.kind,
+            caps,
+            latent_dim: coder.latent_dim(),
+            max_len: coder.max_len(),
+            describe: coder.config().describe(),
+            vocab_size: coder.vocab().len(),
+            step: coder.provenance().step,
+            corpus: coder.provenance().corpus.clone(),
+        }
+    }
+
+    pub fn binary(&self) -> bool {
+        self.kind.is_binary()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Job {
+    Encode {
+        text: String,
+    },
+    Decode {
+        code: Vec<f32>,
+        strategy: Strategy,
+        seed: u64,
+        /// Restrict greedy and beam decoding to the training corpus's words.
+        real_words: bool,
+    },
+    /// Perplexity of `ids` under `code` and under each one-dimension change of it.
+    Bars {
+        ids: Vec<u32>,
+        code: Vec<f32>,
+        std: Option<Vec<f32>>,
+    },
+    Path {
+        a: String,
+        b: String,
+        seed: u64,
+        steps: usize,
+        slerp: bool,
+    },
+    Sample {
+        n: usize,
+        seed: u64,
+        temperature: f32,
+        prior: PriorChoice,
+    },
+    Stats {
+        max_sentences: usize,
+        flip_sentences: usize,
+    },
+    Load {
+        path: PathBuf,
+    },
+    /// The corpus index of the model (loaded from beside the checkpoint, or built and saved
+    /// there); `corpus` overrides the checkpoint's own corpus.
+    Index {
+        corpus: Option<String>,
+    },
+    /// The corpus map: the index's 2-D layout, loaded from beside the checkpoint or computed
+    /// (background).
+    Map(MapRequest),
+    /// The Clusters tab's clustering of the corpus (background).
+    Cluster(ClusterRequest),
+    /// The Clusters tab's decodings and analogies (interactive).
+    Structure(StructureJob),
+    /// What each bit means (loaded from beside the checkpoint, or computed and saved there;
+    /// background).
+    Meaning,
+    /// Draw `draw` of the first screen: a test sentence of the model's corpus, encoded, with
+    /// the bit that changes its decoding most.
+    Opening {
+        draw: u64,
+    },
+}
+
+/// Requests of one kind supersede each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JobKind {
+    Encode,
+    Decode,
+    Bars,
+    Path,
+    Sample,
+    Stats,
+    Load,
+    Index,
+    Map,
+    Cluster,
+    Structure,
+    Meaning,
+    Opening,
+}
+
+impl JobKind {
+    /// Corpus-scale work with a progress gauge, run on the background thread so it never holds
+    /// up encoding and decoding.
+    pub fn is_background(self) -> bool {
+        matches!(
+            self,
+            JobKind::Stats | JobKind::Index | JobKind::Map | JobKind::Cluster | JobKind::Meaning
+        )
+    }
+
+    /// What the footer says while a job of this kind runs (background jobs add their percent).
+    pub fn activity(self) -> &'static str {
+        match self {
+            JobKind::Encode => "encoding",
+            JobKind::Decode => "decoding",
+            JobKind::Bars => "scoring",
+            JobKind::Path => "walking",
+            JobKind::Sample => "sampling",
+            JobKind::Stats => "stats",
+            JobKind::Load => "loading",
+            JobKind::Index => "indexing",
+            JobKind::Map => "mapping",
+            JobKind::Cluster => "clustering",
+            JobKind::Structure => "decoding",
+            JobKind::Meaning => "bit meanings",
+            JobKind::Opening => "drawing a sentence",
+        }
+    }
+}
+
+impl Job {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Job::Encode { .. } => JobKind::Encode,
+            Job::Decode { .. } => JobKind::Decode,
+            Job::Bars { .. } => JobKind::Bars,
+            Job::Path { .. } => JobKind::Path,
+            Job::Sample { .. } => JobKind::Sample,
+            Job::Stats { .. } => JobKind::Stats,
+            Job::Load { .. } => JobKind::Load,
+            Job::Index { .. } => JobKind::Index,
+            Job::Map(_) => JobKind::Map,
+            Job::Cluster(_) => JobKind::Cluster,
+            Job::Structure(_) => JobKind::Structure,
+            Job::Meaning => JobKind::Meaning,
+            Job::Opening { .. } => JobKind::Opening,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    pub id: u64,
+    pub job: Job,
+}
+
+/// Per-dimension perplexities for the code they were computed for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bars {
+    pub code: Vec<f32>,
+    pub base_ppl: f64,
+    pub ppl: Vec<f64>,
+    /// The values are the document's NLL in nats (bag-of-words models), not per-word
+    /// perplexities.
+    pub nll: bool,
+}
+
+/// How a decoding was restricted to real words (the explorer's header shows it).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RealWords {
+    /// Raw decoding, as asked.
+    Raw,
+    /// Greedy and beam decoding kept to the `words` words of the training corpus `corpus`.
+    On { words: usize, corpus: String },
+    /// A word-level vocabulary (or a bag-of-words model): decodings are corpus words already.
+    WordLevel,
+    /// Asked for, but the training corpus's words are not here (why): raw decoding.
+    Unavailable(String),
+}
+
+/// A decoding and how it was restricted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodedText {
+    pub text: String,
+    pub real_words: RealWords,
+}
+
+/// What a job sends back: its result, or (long jobs) a progress report before it.
+#[derive(Clone, Debug)]
+pub enum ReplyBody {
+    Encoded(Result<EncodedSentence, String>),
+    Decoded(Result<DecodedText, String>),
+    Bars(Result<Bars, String>),
+    Path(Result<PathWalk, String>),
+    Sampled(Result<Samples, String>),
+    Stats(Result<SplitStats, String>),
+    Loaded(Result<ModelInfo, String>),
+    Indexed(Result<Arc<NeighborIndex>, String>),
+    Mapped(Result<Arc<MapData>, String>),
+    Clustered(Result<Arc<ClusterView>, String>),
+    Structure(Result<StructureResult, String>),
+    Meanings(Result<Arc<CachedIndex<Meanings>>, String>),
+    Opened(Result<Box<Opening>, String>),
+    /// Fraction of the job done, 0 to 1 (the reply's kind says which job).
+    Progress(f64),
+}
+
+impl ReplyBody {
+    /// The error reply for a job of `kind`.
+    pub fn failed(kind: JobKind, msg: String) -> Self {
+        match kind {
+            JobKind::Encode => ReplyBody::Encoded(Err(msg)),
+            JobKind::Decode => ReplyBody::Decoded(Err(msg)),
+            JobKind::Bars => ReplyBody::Bars(Err(msg)),
+            JobKind::Path => ReplyBody::Path(Err(msg)),
+            JobKind::Sample => ReplyBody::Sampled(Err(msg)),
+            JobKind::Stats => ReplyBody::Stats(Err(msg)),
+            JobKind::Load => ReplyBody::Loaded(Err(msg)),
+            JobKind::Index => ReplyBody::Indexed(Err(msg)),
+            JobKind::Map => ReplyBody::Mapped(Err(msg)),
+            JobKind::Cluster => ReplyBody::Clustered(Err(msg)),
+            JobKind::Structure => ReplyBody::Structure(Err(msg)),
+            JobKind::Meaning => ReplyBody::Meanings(Err(msg)),
+            JobKind::Opening => ReplyBody::Opened(Err(msg)),
+        }
+    }
+}
+
+/// A job's reply: the request's id and kind, so the app routes it without looking inside.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub id: u64,
+    pub kind: JobKind,
+    pub body: ReplyBody,
+}
+
+impl Reply {
+    /// The progress report `f` (0 to 1) of request `id` of `kind`.
+    pub fn progress(id: u64, kind: JobKind, f: f64) -> Self {
+        Reply {
+            id,
+            kind,
+            body: ReplyBody::Progress(f),
+        }
+    }
+}
+
+/// Keeps only the newest request of each kind, ordered by id (oldest first).
+pub fn newest_per_kind(requests: impl IntoIterator<Item = Request>) -> Vec<Request> {
+    let mut newest: std::collections::BTreeMap<JobKind, Request> = Default::default();
+    for r in requests {
+        match newest.get(&r.job.kind()) {
+            Some(old) if old.id > r.id => {}
+            _ => {
+                newest.insert(r.job.kind(), r);
+            }
+        }
+    }
+    let mut out: Vec<Request> = newest.into_values().collect();
+    out.sort_by_key(|r| r.id);
+    out
+}
+
+/// Work the event loop must start on the app's behalf.
+#[derive(Debug)]
+pub enum Effect {
+    Work(Request),
+    StartTraining {
+        run: u64,
+        cfg: Box<TrainJob>,
+        control: TrainControl,
+    },
+}
+
+/// Request ids and which request of each kind is the newest (the only one whose reply counts).
+#[derive(Debug, Default)]
+pub struct Jobs {
+    next_id: u64,
+    pending: BTreeMap<JobKind, u64>,
+    /// The latest progress report (0 to 1) of each pending kind that sent one.
+    progress: BTreeMap<JobKind, f64>,
+    effects: Vec<Effect>,
+}
+
+impl Jobs {
+    pub fn submit(&mut self, job: Job) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.pending.insert(job.kind(), id);
+        self.progress.remove(&job.kind());
+        self.effects.push(Effect::Work(Request { id, job }));
+        id
+    }
+
+    /// Whether `id` is the newest request of `kind`; if so it is no longer pending.
+    pub fn accept(&mut self, kind: JobKind, id: u64) -> bool {
+        if self.pending.get(&kind) == Some(&id) {
+            self.pending.remove(&kind);
+            self.progress.remove(&kind);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn is_current(&self, kind: JobKind, id: u64) -> bool {
+        self.pending.get(&kind) == Some(&id)
+    }
+
+    pub fn is_pending(&self, kind: JobKind) -> bool {
+        self.pending.contains_key(&kind)
+    }
+
+    /// How far the pending request of `kind` is (0 to 1), once it has said; the one place the
+    /// explorer keeps job progress.
+    pub fn progress(&self, kind: JobKind) -> Option<f64> {
+        self.progress.get(&kind).copied()
+    }
+
+    /// Records a progress report of request `id`, if it is still the newest of its kind.
+    pub fn report(&mut self, kind: JobKind, id: u64, f: f64) {
+        if self.is_current(kind, id) {
+            self.progress.insert(kind, f);
+        }
+    }
+
+    pub fn any_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Forgets every outstanding request, so their replies will be dropped.
+    pub fn forget_all(&mut self) {
+        self.pending.clear();
+        self.progress.clear();
+    }
+
+    pub fn push(&mut self, e: Effect) {
+        self.effects.push(e);
+    }
+
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    pub fn pending_kinds(&self) -> impl Iterator<Item = JobKind> + '_ {
+        self.pending.keys().copied()
+    }
+}
