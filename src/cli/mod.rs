@@ -140,8 +140,8 @@ pub enum Command {
         /// per-bit perplexities) on a binary checkpoint.
         #[arg(long)]
         interactive: bool,
-        /// Precision of the timed training steps: fp32, or bf16 products in the output layer
-        /// (encoding and scoring are fp32 either way; not with --interactive).
+        /// Precision of the timed training steps: fp32, or bf16 products in the output layer and
+        /// the GRUs (encoding and scoring are fp32 either way; not with --interactive).
         #[arg(long, default_value = "fp32", conflicts_with = "interactive")]
         precision: crate::model::Precision,
         /// Checkpoint for --interactive (default: checkpoints/binary.safetensors).
