@@ -81,6 +81,7 @@ fn main() -> anyhow::Result<()> {
             seed: 0,
             neighbors: 15,
             epochs: 0,
+            negatives: 5,
         },
     };
     let started = Instant::now();

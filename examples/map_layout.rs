@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
     let opts = LayoutOptions {
         epochs: arg(2),
         neighbors: arg(3).unwrap_or(15),
-        negatives: arg(4).unwrap_or(5),
+        negatives: arg(4),
         ..LayoutOptions::default()
     };
     let path = CorpusIndex::default_path(&ckpt);

@@ -150,6 +150,36 @@ fn a_map_saved_by_another_layout_version_is_laid_out_again() {
 }
 
 #[test]
+fn a_map_made_with_other_negative_samples_is_laid_out_again() {
+    let (codes, _) = planted_bits(4, 100, 32, 0.1);
+    let packed = PackedCodes::from_codes(32, codes.iter().map(Vec::as_slice));
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("m.safetensors");
+    let meta = IndexMeta::default();
+    let get = |opts: &LayoutOptions| {
+        Layout::load_or_compute(&ckpt, &meta, Codes::Bits(&packed), opts, &mut |_| {}).unwrap()
+    };
+    let default = LayoutOptions::default();
+    let first = get(&default);
+    assert!(!first.from_disk);
+    assert_eq!(first.layout.meta.negatives, 5, "binary codes: 5 negatives");
+    assert!(get(&default).from_disk);
+    let more = LayoutOptions {
+        negatives: Some(7),
+        ..default
+    };
+    let other = get(&more);
+    assert!(!other.from_disk, "another negative rate is another map");
+    assert_eq!(other.layout.meta.negatives, 7);
+    assert_ne!(other.layout.points, first.layout.points);
+    // Maps written before the rate was recorded were made with 5.
+    let mut json = serde_json::to_value(&first.layout.meta).unwrap();
+    json.as_object_mut().unwrap().remove("negatives");
+    let old: LayoutMeta = serde_json::from_value(json).unwrap();
+    assert_eq!(old.negatives, 5);
+}
+
+#[test]
 fn continuous_codes_are_laid_out_by_cosine() {
     let mut rng = StdRng::seed_from_u64(5);
     let dirs: Vec<Vec<f32>> = (0..4)
@@ -177,6 +207,7 @@ fn continuous_codes_are_laid_out_by_cosine() {
         &mut |_| {},
     )
     .unwrap();
+    assert_eq!(layout.meta.negatives, 10, "continuous codes: 10 negatives");
     let s = score(Codes::Unit(&units), &layout.points, &gold, 10, 800, 0);
     assert!(s.map_label_accuracy.unwrap() >= 0.9, "{s:?}");
     assert!(s.code_label_accuracy.unwrap() >= 0.9, "{s:?}");
