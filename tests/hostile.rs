@@ -1067,8 +1067,8 @@ fn encode_answers_lines_without_a_code_in_place() {
         .write_all(b"the red cat\n\xff\xfe\n\nthe old dog\n")
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
     // Every input line has its output line (issue 23, item 15): empty for no code.
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
