@@ -5,13 +5,11 @@
 mod common;
 mod fixtures;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
+use fixtures::{edit_json, rewrite, RawTensor};
 use serde_json::Value;
 
 fn bin() -> Command {
@@ -91,56 +89,6 @@ fn copy_ckpt(dir: &Path, name: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::copy(ckpt(), &p).unwrap();
     p
-}
-
-struct RawTensor {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
-}
-
-/// Copies the safetensors file `src` to `dst`, letting `edit` change its metadata and tensors.
-fn rewrite(
-    src: &Path,
-    dst: &Path,
-    edit: impl FnOnce(&mut HashMap<String, String>, &mut Vec<(String, RawTensor)>),
-) {
-    let bytes = std::fs::read(src).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
-    let mut meta = header.metadata().clone().unwrap_or_default();
-    let mut tensors: Vec<(String, RawTensor)> = st
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            (
-                name,
-                RawTensor {
-                    dtype: view.dtype(),
-                    shape: view.shape().to_vec(),
-                    data: view.data().to_vec(),
-                },
-            )
-        })
-        .collect();
-    edit(&mut meta, &mut tensors);
-    let views: Vec<(String, TensorView<'_>)> = tensors
-        .iter()
-        .map(|(n, t)| {
-            (
-                n.clone(),
-                TensorView::new(t.dtype, t.shape.clone(), &t.data).unwrap(),
-            )
-        })
-        .collect();
-    let out = safetensors::serialize(views, Some(meta)).unwrap();
-    std::fs::write(dst, out).unwrap();
-}
-
-fn edit_json(meta: &mut HashMap<String, String>, key: &str, edit: impl FnOnce(&mut Value)) {
-    let mut v: Value = serde_json::from_str(&meta[key]).unwrap();
-    edit(&mut v);
-    meta.insert(key.to_string(), v.to_string());
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
