@@ -911,25 +911,6 @@ fn an_unreadable_terminal_ends_the_app_with_an_error() {
     );
 }
 
-/// A copy of the binary fixture in its own directory (so the index saved beside it is this
-/// test's alone) and a labelled version of the fixture corpus.
-fn neighbors_fixture() -> (tempfile::TempDir, std::path::PathBuf, String) {
-    let f = fixtures();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ckpt = dir.path().join("nb.safetensors");
-    std::fs::copy(&f.binary, &ckpt).expect("copying the checkpoint");
-    let corpus = dir.path().join("labelled.tsv");
-    let lines: Vec<String> = common::corpus_lines()
-        .into_iter()
-        .map(|l| {
-            let animal = ["dog", "cat", "bird"].iter().any(|w| l.contains(w));
-            format!("{}\t{l}", if animal { "animal" } else { "thing" })
-        })
-        .collect();
-    std::fs::write(&corpus, lines.join("\n") + "\n").expect("corpus");
-    (dir, ckpt, corpus.display().to_string())
-}
-
 fn code_line(screen: &str) -> String {
     screen
         .lines()
@@ -940,7 +921,7 @@ fn code_line(screen: &str) -> String {
 
 #[test]
 fn neighbors_follow_explore_and_the_map_draws() {
-    let (_dir, ckpt, corpus) = neighbors_fixture();
+    let (_dir, ckpt, corpus) = common::labelled_binary_copy("nb.safetensors");
     let opts = |color: bool| AppOptions {
         theme: Theme { color },
         index_corpus: Some(corpus.clone()),

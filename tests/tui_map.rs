@@ -4,31 +4,12 @@
 
 mod common;
 
-use common::{assert_has, assert_lacks, engine, fixtures};
+use common::{assert_has, assert_lacks, engine};
 use crossterm::event::KeyCode;
 use latent_tui::tui::app::{AppOptions, TabId};
 use latent_tui::tui::harness::Harness;
 use latent_tui::tui::map::{ColorBy, CURSOR};
 use latent_tui::tui::widgets::Theme;
-
-/// A copy of the binary fixture in its own directory (so the index and map saved beside it
-/// are this test's alone) and a labelled version of the fixture corpus.
-fn fixture() -> (tempfile::TempDir, std::path::PathBuf, String) {
-    let f = fixtures();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ckpt = dir.path().join("map.safetensors");
-    std::fs::copy(&f.binary, &ckpt).expect("copying the checkpoint");
-    let corpus = dir.path().join("labelled.tsv");
-    let lines: Vec<String> = common::corpus_lines()
-        .into_iter()
-        .map(|l| {
-            let animal = ["dog", "cat", "bird"].iter().any(|w| l.contains(w));
-            format!("{}\t{l}", if animal { "animal" } else { "thing" })
-        })
-        .collect();
-    std::fs::write(&corpus, lines.join("\n") + "\n").expect("corpus");
-    (dir, ckpt, corpus.display().to_string())
-}
 
 fn harness(ckpt: &std::path::Path, corpus: &str, color: bool) -> Harness {
     Harness::new(
@@ -51,7 +32,7 @@ fn text(h: &Harness, i: usize) -> String {
 
 #[test]
 fn the_map_is_walked_read_coloured_searched_and_opened() {
-    let (_dir, ckpt, corpus) = fixture();
+    let (_dir, ckpt, corpus) = common::labelled_binary_copy("map.safetensors");
     let mut h = harness(&ckpt, &corpus, true);
     h.key(KeyCode::Char('/'))
         .type_text("the small dog sees the cat")
@@ -196,7 +177,7 @@ fn the_map_is_walked_read_coloured_searched_and_opened() {
 
 #[test]
 fn the_clusters_tab_shows_the_same_map_and_the_path_walk_is_drawn() {
-    let (_dir, ckpt, corpus) = fixture();
+    let (_dir, ckpt, corpus) = common::labelled_binary_copy("map.safetensors");
     let mut h = harness(&ckpt, &corpus, false);
     // A walk in the Path tab.
     h.key(KeyCode::Char('2')).key(KeyCode::Char('a'));

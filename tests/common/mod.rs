@@ -240,3 +240,23 @@ pub fn everyday() -> Vec<String> {
     let text = include_str!("../../assets/sentences/everyday.txt");
     text.lines().map(str::to_owned).collect()
 }
+
+/// A copy of the binary fixture named `name` in its own directory (so the index and map saved
+/// beside it are the calling test's alone) and a labelled version of the fixture corpus
+/// ("animal" or "thing"), as a path string.
+pub fn labelled_binary_copy(name: &str) -> (tempfile::TempDir, PathBuf, String) {
+    let f = fixtures();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ckpt = dir.path().join(name);
+    std::fs::copy(&f.binary, &ckpt).expect("copying the checkpoint");
+    let corpus = dir.path().join("labelled.tsv");
+    let lines: Vec<String> = corpus_lines()
+        .into_iter()
+        .map(|l| {
+            let animal = ["dog", "cat", "bird"].iter().any(|w| l.contains(w));
+            format!("{}\t{l}", if animal { "animal" } else { "thing" })
+        })
+        .collect();
+    std::fs::write(&corpus, lines.join("\n") + "\n").expect("corpus");
+    (dir, ckpt, corpus.display().to_string())
+}
