@@ -41,7 +41,7 @@ pub fn run(args: BitsArgs) -> Result<()> {
         seed: args.seed,
         ..MeaningOptions::default()
     };
-    let bar = super::cluster::progress_bar("reading the bits");
+    let bar = super::progress_bar("reading the bits");
     let cached = Meanings::load_or_compute(&coder, &corpus, &opts, &mut |f| {
         bar.set_position((f * 1000.0) as u64)
     })?;

@@ -321,20 +321,6 @@ pub fn left_out_label(coder: &Coder) -> &'static str {
     }
 }
 
-fn progress_bar(what: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    let bar = indicatif::ProgressBar::new(1000);
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(&format!("{what} {{bar:30}} {{percent}}%"))
-                .expect("valid template"),
-        );
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar
-}
-
 #[derive(Args, Debug)]
 pub struct IndexArgs {
     /// A binary checkpoint: a binary sequence kind, nash or lsh (default:
@@ -388,7 +374,7 @@ fn index(args: IndexArgs) -> Result<()> {
     let corpus = coder.provenance().corpus(args.corpus.as_deref())?;
     let splits = parse_splits(&args.split)?;
     let started = std::time::Instant::now();
-    let bar = progress_bar("encoding");
+    let bar = super::progress_bar("encoding");
     let index = CorpusIndex::build(&coder, &corpus, &splits, &mut |f| {
         bar.set_position((f * 1000.0) as u64)
     })?;
@@ -473,7 +459,7 @@ impl SearchArgs {
 /// does), with a note on stderr when it was built or could not be saved.
 fn cached_index(coder: &Coder) -> Result<CachedIndex<crate::pipeline::CodeIndex>> {
     let corpus = coder.provenance().corpus(None)?;
-    let bar = progress_bar("indexing the corpus (once; cached beside the checkpoint)");
+    let bar = super::progress_bar("indexing the corpus (once; cached beside the checkpoint)");
     let cached = crate::pipeline::neighbor_index(coder, &corpus, &mut |f| {
         bar.set_position((f * 1000.0) as u64)
     })?;
@@ -892,7 +878,7 @@ fn probe(args: ProbeArgs) -> Result<()> {
     for &kind in &kinds {
         coder.supports(kind)?;
     }
-    let bar = progress_bar("encoding");
+    let bar = super::progress_bar("encoding");
     let loc_train = coder.latent_loc(&as_str(train_texts), &mut |f| {
         bar.set_position((f * 800.0) as u64)
     })?;

@@ -155,24 +155,10 @@ pub(super) fn corpus_for(given: &Option<String>, coder: &Coder) -> Result<Corpus
     coder.provenance().corpus(given.as_deref())
 }
 
-pub(super) fn progress_bar(what: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    let bar = indicatif::ProgressBar::new(1000);
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(&format!("{what} {{bar:30}} {{percent}}%"))
-                .expect("valid template"),
-        );
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar
-}
-
 /// The codes to cluster ([`crate::pipeline::corpus_codes`]): the index saved beside a binary
 /// checkpoint when it is fresh, else the split encoded now; `cluster` never writes the index.
 fn coded_corpus(coder: &Coder, corpus: &Corpus, args: &ClusterArgs) -> Result<CodedCorpus> {
-    let bar = progress_bar("encoding");
+    let bar = super::progress_bar("encoding");
     let data = pipeline::corpus_codes(
         coder,
         corpus,
@@ -267,7 +253,7 @@ fn attribute(args: AttributeArgs) -> Result<()> {
     let (path, coder) = load(&checkpoint)?;
     let corpus = corpus_for(&args.corpus, &coder)?;
     let model = &coder;
-    let bar = progress_bar("encoding the two labels");
+    let bar = super::progress_bar("encoding the two labels");
     let data = CodedCorpus::encode_labels(
         model,
         &corpus,

@@ -89,7 +89,7 @@ pub fn run(args: MapArgs) -> Result<()> {
         }
     }
     let coder = Coder::load(&checkpoint, &Device::Cpu)?;
-    let bar = progress("indexing");
+    let bar = super::progress_bar("indexing");
     let started = Instant::now();
     let index = neighbor_index(&coder, args.corpus.as_deref(), &mut |f| {
         bar.set_position((f * 1000.0) as u64)
@@ -103,7 +103,7 @@ pub fn run(args: MapArgs) -> Result<()> {
         seed: args.seed,
         ..LayoutOptions::default()
     };
-    let bar = progress("laying out");
+    let bar = super::progress_bar("laying out");
     let started = Instant::now();
     let cached = Layout::load_or_compute(&checkpoint, entries.meta(), codes, &opts, &mut |f| {
         bar.set_position((f * 1000.0) as u64)
@@ -150,7 +150,7 @@ pub fn run(args: MapArgs) -> Result<()> {
         write_atomically(png, &bytes)?;
     }
     let scores = if args.score {
-        let bar = progress("scoring");
+        let bar = super::progress_bar("scoring");
         bar.set_position(0);
         let labels = entries.labels();
         let this = crate::map::score(
@@ -279,18 +279,4 @@ fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
     }
-}
-
-fn progress(what: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    let bar = indicatif::ProgressBar::new(1000);
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(&format!("{what} {{bar:30}} {{percent}}%"))
-                .expect("valid template"),
-        );
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar
 }

@@ -2410,3 +2410,19 @@ mod tests {
         assert!(check_code_values(&[1e6], false).is_err());
     }
 }
+
+/// A progress bar from 0 to 1000 labelled `what`, drawn on a terminal, hidden otherwise (logs
+/// and pipes get the commands' own lines).
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let bar = indicatif::ProgressBar::new(1000);
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(&format!("{what} {{bar:30}} {{percent}}%"))
+                .expect("valid template"),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
