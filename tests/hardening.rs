@@ -7,56 +7,11 @@ mod fixtures;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
+use fixtures::cmd::{bin, ckpt, ok, run, run_cmd, run_in, temp_dir};
 use fixtures::{edit_json, rewrite, RawTensor};
 use serde_json::Value;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-}
-
-fn run_cmd(mut cmd: Command, stdin: Option<&str>) -> Output {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn latent-tui");
-    let input = stdin.map(str::to_owned);
-    let mut pipe = child.stdin.take().unwrap();
-    // Written from a thread: a command that fails first closes the pipe, and a large input
-    // must not block while its output fills the other pipe.
-    let writer = std::thread::spawn(move || {
-        if let Some(input) = input {
-            let _ = pipe.write_all(input.as_bytes());
-        }
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = writer.join();
-    out
-}
-
-fn run_in(dir: Option<&Path>, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = bin();
-    cmd.args(args);
-    if let Some(d) = dir {
-        cmd.current_dir(d);
-    }
-    run_cmd(cmd, stdin)
-}
-
-fn run(args: &[&str], stdin: Option<&str>) -> Output {
-    run_in(None, args, stdin)
-}
-
-fn ok(args: &[&str], stdin: Option<&str>) -> String {
-    let out = run(args, stdin);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Runs a command that must fail with exit status 1 and a message; returns its standard error.
 fn fails(args: &[&str], stdin: Option<&str>) -> String {
@@ -74,14 +29,6 @@ fn fails_with(args: &[&str], out: &Output) -> String {
     );
     assert!(err.contains("error"), "{args:?}: {err}");
     err
-}
-
-fn ckpt() -> &'static str {
-    fixtures::binary_checkpoint().to_str().unwrap()
-}
-
-fn temp_dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("temp dir")
 }
 
 /// A copy of the shared checkpoint in `dir` (so caches written beside it stay there).

@@ -7,47 +7,12 @@ mod fixtures;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
+use fixtures::cmd::{bin, ckpt, ok, run, run_in, temp_dir};
 use fixtures::{edit_json, rewrite};
 use safetensors::Dtype;
 use serde_json::Value;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-}
-
-fn run_in(dir: Option<&Path>, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = bin();
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(d) = dir {
-        cmd.current_dir(d);
-    }
-    let mut child = cmd.spawn().expect("spawn latent-tui");
-    if let Some(input) = stdin {
-        // A command that fails before reading its input closes the pipe; that is its answer.
-        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn run(args: &[&str], stdin: Option<&str>) -> Output {
-    run_in(None, args, stdin)
-}
-
-fn ok(args: &[&str], stdin: Option<&str>) -> String {
-    let out = run(args, stdin);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Runs a command that must fail; returns its standard error.
 fn fails(args: &[&str], stdin: Option<&str>) -> String {
@@ -58,14 +23,6 @@ fn fails(args: &[&str], stdin: Option<&str>) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8(out.stderr).unwrap()
-}
-
-fn ckpt() -> &'static str {
-    fixtures::binary_checkpoint().to_str().unwrap()
-}
-
-fn temp_dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("temp dir")
 }
 
 // ---------------------------------------------------------------------------------------
