@@ -81,7 +81,7 @@ fn everyday_sentences_have_no_unknown_words_in_any_shipped_sequence_model() {
 fn the_binary_autoencoder_uses_every_bit() {
     let engine = shipped("binary.safetensors");
     assert_eq!(engine.kind(), LatentKind::Binary);
-    assert_eq!(engine.latent_dim(), 64);
+    assert_eq!(engine.latent_dim(), 128);
     let ids = test_sentences(&engine, 300);
     let report = eval(&engine, &ids, 120);
     let bits = report.bits.unwrap();
