@@ -494,13 +494,24 @@ fn new_subword_vocabularies_fold_accents_and_old_ones_load_unchanged() {
     json["normalizer"] = serde_json::json!({"type": "Lowercase"});
     let old = Vocab::from_json(&json.to_string()).unwrap();
     assert!(old.encode("café").contains(&latent_tui::vocab::UNK));
-    // The shipped checkpoints keep their own tokenizer: é is still <unk> there.
-    let shipped = latent_tui::engine::Engine::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints/binary.safetensors"),
-        &candle_core::Device::Cpu,
-    )
-    .unwrap();
-    assert_eq!(shipped.tokenize("café").unknown, ["café"]);
+    // Every checkpoint keeps its own tokenizer: the shipped lm, vae and gumbel were trained
+    // before folding (é is still <unk> there), the 128-bit binary after it.
+    let shipped = |name: &str| {
+        latent_tui::engine::Engine::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("checkpoints")
+                .join(name),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap()
+    };
+    for name in ["lm.safetensors", "vae.safetensors", "gumbel.safetensors"] {
+        assert_eq!(shipped(name).tokenize("café").unknown, ["café"], "{name}");
+    }
+    let binary = shipped("binary.safetensors");
+    let cafe = binary.tokenize("café");
+    assert!(cafe.unknown.is_empty(), "{:?}", cafe.unknown);
+    assert_eq!(binary.words(&cafe.ids), "cafe");
 }
 
 #[test]
