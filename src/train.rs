@@ -190,6 +190,11 @@ pub struct TrainConfig {
     /// Weight of the decorrelation penalty on the code (mean squared correlation between the
     /// batch's code dimensions, off the diagonal); 0 leaves it out.
     pub decorrelation: f64,
+    /// Which means and variances standardise the code for the decorrelation penalty: the
+    /// batch's own, or running estimates over the whole run (runs saved before this existed
+    /// used the batch's: [`DecorrelationMoments::default`]).
+    #[serde(default)]
+    pub decorrelation_moments: DecorrelationMoments,
     /// How the binary kinds' bits are drawn while training (runs saved before this existed
     /// sampled them: [`Binarize::default`]).
     #[serde(default)]
@@ -260,6 +265,7 @@ impl Default for TrainConfig {
             kl_weight: 1.0,
             mi_weight: 0.0,
             decorrelation: 0.0,
+            decorrelation_moments: DecorrelationMoments::default(),
             binarize: Binarize::default(),
             precision: Precision::Fp32,
             seed: 42,
@@ -1070,6 +1076,118 @@ pub fn batch_loss(
     )
 }
 
+/// Which means and variances standardise the code in the decorrelation penalty.
+///
+/// A batch holds sentences of one length (see `shuffled_epoch`), so bits that encode the
+/// length are nearly constant within every batch: the batch's own correlation cannot see that
+/// they duplicate each other across the corpus. Standardising with running estimates of each
+/// dimension's mean and variance over the run's batches (of every length) shows it: within a
+/// batch, such bits are shifted away from their corpus means together.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecorrelationMoments {
+    /// The batch's own means and variances (the penalty as first shipped).
+    #[default]
+    Batch,
+    /// Running means and variances over the run's batches.
+    Running,
+}
+
+impl DecorrelationMoments {
+    pub const ALL: [DecorrelationMoments; 2] =
+        [DecorrelationMoments::Batch, DecorrelationMoments::Running];
+    pub fn name(self) -> &'static str {
+        match self {
+            DecorrelationMoments::Batch => "batch",
+            DecorrelationMoments::Running => "running",
+        }
+    }
+}
+
+impl std::fmt::Display for DecorrelationMoments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DecorrelationMoments {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        DecorrelationMoments::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                format!("unknown decorrelation moments `{s}` (expected batch or running)")
+            })
+    }
+}
+
+/// Exponential moving averages of each code dimension's mean and variance over the batches
+/// seen so far: the constants [`decorrelation_penalty_running`] standardises with. They are
+/// not saved with the run: a resumed run estimates them again from its first batch.
+#[derive(Clone, Debug, Default)]
+pub struct RunningMoments {
+    mean: Vec<f32>,
+    var: Vec<f32>,
+}
+
+impl RunningMoments {
+    /// Weight of the newest batch in the averages.
+    pub const RATE: f32 = 0.02;
+
+    /// Folds the batch `codes` (B, L) into the averages (the first batch sets them).
+    pub fn update(&mut self, codes: &Tensor) -> Result<()> {
+        let codes = codes.detach();
+        let mean: Vec<f32> = codes.mean(0)?.to_vec1()?;
+        let var: Vec<f32> = codes
+            .broadcast_sub(&codes.mean_keepdim(0)?)?
+            .sqr()?
+            .mean(0)?
+            .to_vec1()?;
+        if self.mean.len() != mean.len() {
+            self.mean = mean;
+            self.var = var;
+            return Ok(());
+        }
+        let r = Self::RATE;
+        for j in 0..mean.len() {
+            // The variance about the running mean: the batch's own plus its mean's offset.
+            let offset = mean[j] - self.mean[j];
+            self.var[j] = (1.0 - r) * self.var[j] + r * (var[j] + offset * offset);
+            self.mean[j] = (1.0 - r) * self.mean[j] + r * mean[j];
+        }
+        Ok(())
+    }
+
+    pub fn mean(&self) -> &[f32] {
+        &self.mean
+    }
+
+    pub fn var(&self) -> &[f32] {
+        &self.var
+    }
+}
+
+/// Mean squared correlation between different columns of `codes` (B, L), each standardised
+/// with the given (constant) means and variances rather than the batch's own: bits that move
+/// together away from their corpus means within a batch count as correlated even when the batch
+/// holds them nearly constant. 0 when no two dimensions co-vary about those means.
+pub fn decorrelation_penalty_running(codes: &Tensor, mean: &[f32], var: &[f32]) -> Result<Tensor> {
+    let (b, l) = codes.dims2()?;
+    if b < 1 || l < 2 || mean.len() != l || var.len() != l {
+        return Ok(Tensor::zeros((), codes.dtype(), codes.device())?);
+    }
+    let dev = codes.device();
+    let mean = Tensor::from_slice(mean, (1, l), dev)?.to_dtype(codes.dtype())?;
+    let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-6).sqrt()).collect();
+    let inv_std = Tensor::from_vec(inv_std, (1, l), dev)?.to_dtype(codes.dtype())?;
+    let standard = codes.broadcast_sub(&mean)?.broadcast_mul(&inv_std)?; // (B, L)
+    let corr = (standard.t()?.matmul(&standard)? / b as f64)?; // (L, L)
+    let diagonal = standard.sqr()?.mean_keepdim(0)?; // (1, L): corr_ii
+    let off_diagonal = (corr.sqr()?.sum_all()? - diagonal.sqr()?.sum_all()?)?;
+    Ok((off_diagonal / (l * (l - 1)) as f64)?)
+}
+
 /// Mean squared Pearson correlation between different columns of `codes` (B, L) over the
 /// batch: 0 when every pair of code dimensions is uncorrelated, 1 when all duplicate each other.
 pub fn decorrelation_penalty(codes: &Tensor) -> Result<Tensor> {
@@ -1097,12 +1215,50 @@ pub fn batch_loss_with(
     binarize: Binarize,
     rng: &mut StdRng,
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    batch_loss_with_moments(
+        model,
+        batch,
+        kl_weight,
+        mi_weight,
+        decorrelation,
+        None,
+        binarize,
+        rng,
+    )
+}
+
+/// [`batch_loss_with`], the decorrelation penalty standardised with `running` moments
+/// ([`DecorrelationMoments::Running`]) when given: they are updated with this batch's code
+/// after the penalty is computed.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_loss_with_moments(
+    model: &SeqAutoencoder,
+    batch: &TokenBatch,
+    kl_weight: f64,
+    mi_weight: f64,
+    decorrelation: f64,
+    running: Option<&mut RunningMoments>,
+    binarize: Binarize,
+    rng: &mut StdRng,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let kind = model.kind();
     let mut penalty = None;
     let (z, kl) = if kind.has_latent() {
         let params = model.encode(&batch.src)?; // (B, L)
         if decorrelation > 0.0 {
-            penalty = Some((decorrelation_penalty(&params.mean()?)? * decorrelation)?);
+            let mean = params.mean()?;
+            let p = match running {
+                Some(moments) => {
+                    if moments.mean().is_empty() {
+                        moments.update(&mean)?;
+                    }
+                    let p = decorrelation_penalty_running(&mean, moments.mean(), moments.var())?;
+                    moments.update(&mean)?;
+                    p
+                }
+                None => decorrelation_penalty(&mean)?,
+            };
+            penalty = Some((p * decorrelation)?);
         }
         let z = params.training_sample_with(rng, model.cfg.gumbel_temperature, binarize)?; // (B, L)
         (Some(z), params.kl()?.sum_all()?)
@@ -1336,6 +1492,7 @@ pub fn train(
         vocab: &vocab,
         adam,
         mean_tokens_per_step,
+        moments: RunningMoments::default(),
         save,
     };
     let settings = LoopSettings {
@@ -1367,6 +1524,8 @@ struct SeqObjective<'a, S> {
     vocab: &'a Vocab,
     adam: Adam,
     mean_tokens_per_step: f64,
+    /// The code's running moments for [`DecorrelationMoments::Running`].
+    moments: RunningMoments,
     save: S,
 }
 
@@ -1401,12 +1560,15 @@ where
         let wd = cfg.word_dropout_at(step);
         let dropped = (wd > 0.0).then(|| drop_words(&rows, wd, rng));
         let batch = TokenBatch::new(&rows, dropped.as_deref(), self.device)?;
-        let (objective, nll_sum, kl_sum) = batch_loss_with(
+        let running = (cfg.decorrelation_moments == DecorrelationMoments::Running)
+            .then_some(&mut self.moments);
+        let (objective, nll_sum, kl_sum) = batch_loss_with_moments(
             self.model,
             &batch,
             kl_weight,
             cfg.mi_weight,
             cfg.decorrelation,
+            running,
             cfg.binarize,
             rng,
         )?;

@@ -121,6 +121,45 @@ fn the_decorrelation_penalty_measures_duplicated_dimensions() {
 }
 
 #[test]
+fn running_moments_see_bits_that_a_batch_holds_constant() {
+    use candle_core::{Device, Tensor};
+    use latent_tui::train::{decorrelation_penalty, decorrelation_penalty_running, RunningMoments};
+    let dev = Device::Cpu;
+    let batch = |rows: &[[f32; 3]]| {
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        Tensor::from_vec(flat, (rows.len(), 3), &dev).unwrap()
+    };
+    let scalar = |t: Tensor| t.to_scalar::<f32>().unwrap();
+    // Bits 0 and 1 both encode the sentence length: on in long sentences, off in short ones;
+    // bit 2 varies within each batch. Batches hold one length each, as in training.
+    let short = batch(&[[0., 0., 0.], [0., 0., 1.], [0., 0., 0.], [0., 0., 1.]]);
+    let long = batch(&[[1., 1., 0.], [1., 1., 1.], [1., 1., 0.], [1., 1., 1.]]);
+    // Within a batch the length bits are constant: the batch's correlation sees nothing.
+    assert!(scalar(decorrelation_penalty(&short).unwrap()).abs() < 1e-3);
+    assert!(scalar(decorrelation_penalty(&long).unwrap()).abs() < 1e-3);
+    // Moments gathered over batches of both lengths do see them move together.
+    let mut moments = RunningMoments::default();
+    for _ in 0..200 {
+        moments.update(&short).unwrap();
+        moments.update(&long).unwrap();
+    }
+    for (m, v) in moments.mean().iter().zip(moments.var()) {
+        assert!((m - 0.5).abs() < 0.05 && (v - 0.25).abs() < 0.05, "{m} {v}");
+    }
+    let seen =
+        scalar(decorrelation_penalty_running(&short, moments.mean(), moments.var()).unwrap());
+    // corr_01 ≈ 1 (both one standard deviation below their means), the pairs with bit 2 ≈ 0:
+    // 2 of the 6 off-diagonal entries → ≈ 1/3.
+    assert!((seen - 1.0 / 3.0).abs() < 0.05, "{seen}");
+    // Independent bits about their own means: nothing to penalise.
+    let independent = batch(&[[0., 0., 0.], [1., 0., 1.], [0., 1., 1.], [1., 1., 0.]]);
+    let mut own = RunningMoments::default();
+    own.update(&independent).unwrap();
+    let none = scalar(decorrelation_penalty_running(&independent, own.mean(), own.var()).unwrap());
+    assert!(none.abs() < 1e-3, "{none}");
+}
+
+#[test]
 fn decorrelation_trains_and_is_stored_in_the_config() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("d.safetensors");
@@ -141,6 +180,31 @@ fn decorrelation_trains_and_is_stored_in_the_config() {
         .clone()
         .unwrap();
     assert_eq!(cfg["binarize"], "round");
+    let (ok, log) = train(
+        &[
+            "--steps",
+            "3",
+            "--decorrelation",
+            "0.5",
+            "--decorrelation-moments",
+            "running",
+        ],
+        &out,
+        corpus,
+    );
+    assert!(ok, "{log}");
+    let cfg = common::engine(&out)
+        .provenance
+        .train_config
+        .clone()
+        .unwrap();
+    assert_eq!(cfg["decorrelation_moments"], "running");
+    let (ok, log) = train(
+        &["--steps", "3", "--decorrelation-moments", "global"],
+        &out,
+        corpus,
+    );
+    assert!(!ok && log.contains("global"), "{log}");
     let (ok, log) = train(&["--steps", "3", "--binarize", "nearest"], &out, corpus);
     assert!(!ok && log.contains("nearest"), "{log}");
     // Gumbel bits are relaxed, not straight-through: rounding them is refused, not ignored.

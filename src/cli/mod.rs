@@ -611,6 +611,11 @@ pub struct TrainArgs {
     /// regulariser against duplicated bits: see README for what it costs in perplexity.
     #[arg(long, value_parser = flags::weight)]
     pub decorrelation: Option<f64>,
+    /// Which means and variances standardise the code in the decorrelation penalty: `batch`
+    /// (the batch's own) or `running` (running estimates over the run's batches, which also
+    /// sees bits that duplicate each other across batches of different sentence lengths).
+    #[arg(long)]
+    pub decorrelation_moments: Option<crate::train::DecorrelationMoments>,
     /// How binary bits are drawn while training (binary, binary-vae): `sample` z ~ Bernoulli(p)
     /// as in the binary autoencoder paper, or `round` p at ½ (deterministic; the decoder learns
     /// from the code a user sees).
@@ -1058,6 +1063,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         kl_weight,
         mi_weight,
         decorrelation,
+        decorrelation_moments,
         binarize,
         precision,
         seed,
