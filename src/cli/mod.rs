@@ -611,6 +611,15 @@ pub struct TrainArgs {
     /// regulariser against duplicated bits: see README for what it costs in perplexity.
     #[arg(long, value_parser = flags::weight)]
     pub decorrelation: Option<f64>,
+    /// Leave the decorrelation penalty off for the first N steps, while the code forms (in
+    /// the first ~1,000 steps of a binary run from scratch); it then grows over
+    /// --decorrelation-warmup.
+    #[arg(long)]
+    pub decorrelation_start: Option<u64>,
+    /// Steps over which the decorrelation weight then grows linearly to --decorrelation (0:
+    /// the full weight at once).
+    #[arg(long)]
+    pub decorrelation_warmup: Option<u64>,
     /// How binary bits are drawn while training (binary, binary-vae): `sample` z ~ Bernoulli(p)
     /// as in the binary autoencoder paper, or `round` p at ½ (deterministic; the decoder learns
     /// from the code a user sees).
@@ -1058,6 +1067,8 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         kl_weight,
         mi_weight,
         decorrelation,
+        decorrelation_start,
+        decorrelation_warmup,
         binarize,
         precision,
         seed,
@@ -1136,6 +1147,9 @@ fn init_config(init: &Path, base: TrainConfig) -> Result<TrainConfig> {
     cfg.lr_decay = fresh.lr_decay;
     cfg.warmup_steps = fresh.warmup_steps;
     cfg.lr_floor = fresh.lr_floor;
+    // ... and the decorrelation penalty from step 0: CKPT's code has already formed.
+    cfg.decorrelation_start = fresh.decorrelation_start;
+    cfg.decorrelation_warmup = fresh.decorrelation_warmup;
     cfg.init = Some(init.to_path_buf());
     cfg.resume = false;
     cfg.time_limit_secs = None;
