@@ -287,10 +287,23 @@ fn the_saved_map_follows_the_checkpoint_and_the_corpus() {
     assert_eq!(pca.layout.meta.method, Method::Pca);
     assert!(map(&ckpt).from_disk, "the saved UMAP map is still there");
 
-    // A corrupt map file is not trusted: it is computed again and replaced.
+    // A file at the map's path that is not a map is not trusted and not ours: the map is
+    // computed again, and the file is left as it was (the save error says why).
     std::fs::write(Layout::default_path(&ckpt), b"not a map").unwrap();
     let fifth = map(&ckpt);
     assert!(!fifth.from_disk);
+    let why = fifth.save_error.expect("the foreign file is not replaced");
+    assert!(
+        why.contains("is not a map; refusing to overwrite it"),
+        "{why}"
+    );
+    assert_eq!(
+        std::fs::read(Layout::default_path(&ckpt)).unwrap(),
+        b"not a map"
+    );
+    // Once it is gone, the map is saved again.
+    std::fs::remove_file(Layout::default_path(&ckpt)).unwrap();
+    assert!(map(&ckpt).save_error.is_none());
     assert!(Layout::load(&Layout::default_path(&ckpt)).is_ok());
 }
 

@@ -264,6 +264,12 @@ pub struct CachedLayout {
 /// PCA is fitted on at most this many codes (a seeded sample), then every entry is projected.
 const PCA_FIT: usize = 5000;
 
+/// Whether `path` holds a map saved by [`Layout::save`] (any version): the only file a map
+/// cache may replace.
+pub fn is_map_file(path: &Path) -> bool {
+    crate::checkpoint::safetensors_format(path).as_deref() == Some(MAP_FORMAT)
+}
+
 impl Layout {
     /// Lays out `codes` (the entries of an index with provenance `index`); `progress` gets
     /// the fraction done.
@@ -359,7 +365,14 @@ impl Layout {
         }
         let layout = Self::compute(codes, index, opts, progress)?;
         let save_error = match opts.method {
-            Method::Umap => layout.save(&path).err().map(|e| format!("{e:#}")),
+            // The cache path is this command's own file only if it is missing or a map already
+            // (the index and the meanings follow the same rule).
+            Method::Umap => {
+                crate::checkpoint::check_output_target(&path, "a map", &is_map_file, false)
+                    .and_then(|()| layout.save(&path))
+                    .err()
+                    .map(|e| format!("{e:#}"))
+            }
             Method::Pca => None,
         };
         Ok(CachedLayout {
