@@ -211,6 +211,98 @@ fn path_walks_one_bit_per_step_and_n_draws_another() {
     assert!(h.app.typing());
 }
 
+/// A 128-bit code (two machine words): the code panel windows around the cursor, the cursor
+/// reaches the last bit, Space flips it, the decoding and all 128 bars follow the new code,
+/// and a Hamming path walks one bit per step as the command line does.
+#[test]
+fn a_128_bit_code_moves_flips_scores_and_walks() {
+    let f = fixtures();
+    let wide = common::tiny_checkpoint_wide(
+        &f.dir,
+        &f.corpus,
+        LatentKind::Binary,
+        "wide128.safetensors",
+        4.0,
+        128,
+    );
+    let e = engine(&wide);
+    let mut h = harness(&wide);
+    let sentence = "the small dog sees the cat";
+    h.key(KeyCode::Char('i'))
+        .type_text(sentence)
+        .key(KeyCode::Enter);
+    let s = h.screen();
+    assert_has(&s, "Code · 128 bits · Hamming distance 0 from the encoding");
+    assert_has(&s, "bit 0  p = ");
+    assert_has(&s, "bit 0 flipped: ppl");
+    let encoded = h.app.shared.code.clone();
+    assert_eq!(encoded.len(), 128);
+    let bars = h.app.tabs.explore.bars.clone().expect("bars");
+    assert_eq!(bars.ppl.len(), 128);
+    assert_eq!(bars.code, encoded);
+    // The bars are the library's per-bit perplexities of the sentence.
+    let ids = e.tokenize(sentence).ids;
+    let variants = tasks::one_change_variants(&encoded, true, None);
+    let scores = tasks::variant_perplexities(&e, &ids, &encoded, &variants).unwrap();
+    for (j, (got, want)) in bars.ppl.iter().zip(&scores.ppl).enumerate() {
+        assert!((got / want - 1.0).abs() < 1e-4, "bit {j}: {got} vs {want}");
+    }
+
+    // End goes to bit 127; the window of the code and the bars follows the cursor.
+    h.key(KeyCode::End);
+    assert_eq!(h.app.tabs.explore.cursor, 127);
+    let s = h.screen();
+    assert_has(&s, "bit 127  p = ");
+    assert_has(&s, "bit 127 flipped: ppl");
+    assert_has(&s, "127");
+    h.key(KeyCode::Char(' '));
+    let s = h.screen();
+    assert_has(&s, "Hamming distance 1 from the encoding");
+    let mut flipped = encoded.clone();
+    flipped[127] = 1.0 - flipped[127];
+    assert_eq!(h.app.shared.code, flipped, "Space flipped bit 127 only");
+    assert_eq!(decoding_line(&s), greedy(&e, &flipped));
+    let bars = h.app.tabs.explore.bars.clone().expect("bars");
+    assert_eq!(bars.code, flipped, "bars are for the current code");
+    assert_eq!(bars.ppl.len(), 128);
+    // Flipping bit 127 back gives the encoding: its bar is the encoding's perplexity.
+    assert!(
+        (bars.ppl[127] / scores.base_ppl - 1.0).abs() < 1e-4,
+        "{} vs {}",
+        bars.ppl[127],
+        scores.base_ppl
+    );
+    // Left from the last bit, and Home back to the first.
+    h.key(KeyCode::Left).key(KeyCode::Char(' '));
+    assert_has(&h.screen(), "Hamming distance 2 from the encoding");
+    assert_eq!(h.app.tabs.explore.cursor, 126);
+    h.key(KeyCode::Home);
+    assert_has(&h.screen(), "bit 0  p = ");
+
+    // A Hamming path between two sentences' 128-bit codes, as `latent-tui path` walks it.
+    h.key(KeyCode::Tab);
+    assert_eq!(h.app.tab, TabId::Path);
+    h.key(KeyCode::Char('a'))
+        .type_text(sentence)
+        .key(KeyCode::Enter);
+    h.type_text("every old tree moves the river")
+        .key(KeyCode::Enter);
+    let walk = h.app.tabs.path.walk.clone().expect("walked");
+    let d = walk.distance.unwrap();
+    assert!(d > 0, "two sentences, two codes");
+    assert_eq!(walk.points.len(), d + 1);
+    for w in walk.points.windows(2) {
+        assert_eq!(latent_tui::explore::hamming(&w[0].code, &w[1].code), 1);
+    }
+    assert_has(
+        &h.screen(),
+        &format!("Hamming distance {d} · random path with seed 0"),
+    );
+    let scripted =
+        tasks::walk_path(&e, sentence, "every old tree moves the river", 0, 8, false).unwrap();
+    assert_eq!(scripted.points, walk.points);
+}
+
 #[test]
 fn sample_shows_the_seed_and_matches_the_command_line() {
     let f = fixtures();

@@ -136,8 +136,8 @@ pub enum Command {
         /// Untimed steps before measuring.
         #[arg(long, default_value_t = 3, value_parser = flags::count_or_zero)]
         warmup: usize,
-        /// Time the explorer's reaction to a bit flip instead (greedy decoding plus the 64
-        /// per-bit perplexities) on a binary checkpoint.
+        /// Time the explorer's reaction to a bit flip instead (greedy decoding plus the
+        /// perplexity under each single-bit flip: one bar per bit) on a binary checkpoint.
         #[arg(long)]
         interactive: bool,
         /// Precision of the timed training steps: fp32, or bf16 products in the output layer and

@@ -256,34 +256,54 @@ dispatch! {
 }
 
 dispatch! {
-    /// The row's log-sum-exp by [`exp_coarse`], for rows of approximate logits; on the way,
-    /// `marked` receives the index of every 32-element chunk holding an element within `gap`
-    /// of the row's maximum (the chunk after the last full one stands for the remainder), so
-    /// that a search for the elements near the log-sum-exp (which is at least the maximum)
-    /// need not read the row again.
-    fn log_sum_exp_coarse_marking(row: &[f32], gap: f32, marked: &mut Vec<u32>) -> f32 {
-        let max = max8(row);
-        let threshold = max - gap;
-        let mut acc = [0f32; 32];
-        let chunks = row.chunks_exact(32);
+    /// The largest element (−∞ for none; NaNs are passed over), in 16 lanes of plain
+    /// compare-and-select (one `vmaxps` each; `f32::max`'s NaN rule cost a blend per element).
+    fn max_of(xs: &[f32]) -> f32 {
+        let mut acc = [f32::NEG_INFINITY; 16];
+        let chunks = xs.chunks_exact(16);
         let rest = chunks.remainder();
-        let full = chunks.len();
-        for (k, c) in chunks.enumerate() {
-            let mut near = false;
+        for c in chunks {
+            for i in 0..16 {
+                acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+            }
+        }
+        acc.iter()
+            .chain(rest)
+            .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+    }
+}
+
+dispatch! {
+    /// Appends (first + i, xs[i]) for every element of `xs` above `threshold`, in order: a
+    /// 16-bit mask per 16 elements (one vector compare), then its set bits.
+    fn pairs_above(xs: &[f32], threshold: f32, first: u32, out: &mut Vec<(u32, f32)>) {
+        for (k, c) in xs.chunks(16).enumerate() {
+            let mut mask = 0u32;
+            for (i, &x) in c.iter().enumerate() {
+                mask |= u32::from(x > threshold) << i;
+            }
+            while mask != 0 {
+                let i = mask.trailing_zeros() as usize;
+                out.push((first + (k * 16 + i) as u32, c[i]));
+                mask &= mask - 1;
+            }
+        }
+    }
+}
+
+dispatch! {
+    /// Σ exp_coarse(x − shift) over `xs` in 32 lanes (the same order at every level): the tail
+    /// of an approximate log-sum-exp ([`exp_coarse`]).
+    fn exp_coarse_sum(xs: &[f32], shift: f32) -> f32 {
+        let mut acc = [0f32; 32];
+        let chunks = xs.chunks_exact(32);
+        let rest = chunks.remainder();
+        for c in chunks {
             for i in 0..32 {
-                acc[i] += exp_coarse(c[i] - max);
-                near |= c[i] > threshold;
-            }
-            if near {
-                marked.push(k as u32);
+                acc[i] += exp_coarse(c[i] - shift);
             }
         }
-        if rest.iter().any(|&x| x > threshold) {
-            marked.push(full as u32);
-        }
-        let total =
-            acc.iter().sum::<f32>() + rest.iter().map(|&x| exp_coarse(x - max)).sum::<f32>();
-        max + total.ln()
+        acc.iter().sum::<f32>() + rest.iter().map(|&x| exp_coarse(x - shift)).sum::<f32>()
     }
 }
 
@@ -393,22 +413,6 @@ dispatch! {
         for &id in ids {
             let id = id as usize;
             out.push(dot_inner(x, &rows[id * k..(id + 1) * k]) + bias[id]);
-        }
-    }
-}
-
-dispatch! {
-    /// Appends the indices of the elements above `threshold` within the 32-element chunks
-    /// `chunks` of `xs` (in order; a chunk may be the short one at the end) to `out`.
-    fn indices_above_in_chunks(xs: &[f32], chunks: &[u32], threshold: f32, out: &mut Vec<u32>) {
-        for &c in chunks {
-            let start = c as usize * 32;
-            let end = (start + 32).min(xs.len());
-            for (i, &x) in xs[start..end].iter().enumerate() {
-                if x > threshold {
-                    out.push((start + i) as u32);
-                }
-            }
         }
     }
 }
@@ -543,6 +547,19 @@ mod tests {
                 let mut row = data(0.37);
                 let lse = add_bias_log_sum_exp(&mut row, &data(0.11));
                 out.push(vec![lse, sum_squares(&row)]);
+                let mut near = Vec::new();
+                pairs_above(&row, 2.0, 5, &mut near);
+                assert!(!near.is_empty() && near.len() < n);
+                assert!(near
+                    .iter()
+                    .all(|&(i, x)| row[i as usize - 5] == x && x > 2.0));
+                assert_eq!(
+                    near.len(),
+                    row.iter().filter(|&&x| x > 2.0).count(),
+                    "every element above the threshold, once"
+                );
+                out.push(near.iter().map(|&(i, x)| i as f32 + x).collect());
+                out.push(vec![max_of(&row), exp_coarse_sum(&row, max_of(&row))]);
                 let print = fingerprint(&row);
                 out.push(vec![(print >> 32) as f32, print as u32 as f32]);
                 scaled_softmax_in_place(&mut row, lse, 0.5);

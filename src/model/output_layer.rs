@@ -34,6 +34,69 @@ use super::packed::{float_tile, PANEL, TILE_COLS, TILE_PANELS, TILE_ROWS};
 /// above e^-6 ≈ 0.25%, so at most ~400 of them) get their logit recomputed exactly.
 const LEADER_GAP: f32 = 6.0;
 
+/// Tiles (of [`TILE_COLS`] words) per stretch of the vocabulary in [`PackedOutput::nll`]: 384
+/// words, 24 KB of int8 panels at hidden 256, reused by every tile of rows.
+const STRETCH_GROUPS: usize = 8;
+const STRETCH_COLS: usize = STRETCH_GROUPS * TILE_COLS;
+
+/// Length of a row's list of possible leaders at which the words that fell below the running
+/// threshold are dropped from it.
+const NEAR_PRUNE: usize = 512;
+
+/// Most rows one thread scores per pass over the weights in [`PackedOutput::nll`] (their
+/// quantised copies, 64 KB at hidden 256, stay in the core's caches).
+const NLL_CHUNK_ROWS: usize = 256;
+
+/// Rows per parallel chunk: as many as one pass over the weights can serve, split so that
+/// every thread gets work; whole tiles.
+fn chunk_rows(rows: usize, threads: usize) -> usize {
+    let per_thread = rows.div_ceil(threads.max(1));
+    per_thread.clamp(1, NLL_CHUNK_ROWS).div_ceil(TILE_ROWS) * TILE_ROWS
+}
+
+/// One row's online log-sum-exp over stretches of approximate logits: `max` so far, `sum` of
+/// exp(l − max) so far, and the words that were within [`LEADER_GAP`] of the running
+/// log-sum-exp when read (or since). The final log-sum-exp is at least every running one, so
+/// each word within [`LEADER_GAP`] of it is in `near`.
+#[derive(Clone, Debug)]
+struct RowFold {
+    max: f32,
+    sum: f32,
+    near: Vec<(u32, f32)>,
+}
+
+impl Default for RowFold {
+    fn default() -> Self {
+        Self {
+            max: f32::NEG_INFINITY,
+            sum: 0.0,
+            near: Vec::new(),
+        }
+    }
+}
+
+impl RowFold {
+    /// Folds in the logits of words `v0..v0 + logits.len()`.
+    fn add(&mut self, logits: &[f32], v0: u32) {
+        let stretch_max = kernels::max_of(logits);
+        if stretch_max > self.max {
+            // The first stretch rescales a zero sum (exp_coarse(−∞) is a tiny positive number).
+            self.sum *= kernels::exp_coarse(self.max - stretch_max);
+            self.max = stretch_max;
+        }
+        self.sum += kernels::exp_coarse_sum(logits, self.max);
+        // The log-sum-exp so far only grows, so words below it − LEADER_GAP are never leaders
+        // (a bound above the running maximum by ln Σ: on flat rows, far fewer words).
+        let threshold = self.max + self.sum.ln() - LEADER_GAP;
+        if stretch_max > threshold {
+            if self.near.len() >= NEAR_PRUNE {
+                self.near.retain(|&(_, l)| l > threshold);
+            }
+            kernels::pairs_above(logits, threshold, v0, &mut self.near);
+        }
+    }
+}
+
 /// The output layer `logits = W h + b` (W: vocab × hidden) in the packed 8-bit form the
 /// kernels read, plus the exact weights for target logits.
 pub struct PackedOutput {
@@ -148,7 +211,14 @@ impl PackedOutput {
     }
 
     /// NLL of `targets[i]` under row i of `hidden` (rows × hidden, row-major), one value per
-    /// row. Rows are split across rayon's threads in blocks of 8.
+    /// row. Rows are split across rayon's threads in chunks of up to [`NLL_CHUNK_ROWS`].
+    ///
+    /// Within a chunk the vocabulary is the outer loop: each stretch of [`STRETCH_COLS`] words
+    /// (its int8 panels stay in the core's caches) is multiplied by every 8-row tile of the
+    /// chunk, and each row's log-sum-exp is folded in online (a running maximum and a sum
+    /// rescaled when the maximum grows), keeping only the words that may end up within
+    /// [`LEADER_GAP`] of it. The weights are read once per chunk instead of once per 8 rows,
+    /// and no row of logits over the whole vocabulary is written and read back.
     pub fn nll(&self, hidden: &[f32], targets: &[u32]) -> Vec<f32> {
         let h = self.hidden;
         assert_eq!(hidden.len(), targets.len() * h, "hidden states and targets");
@@ -156,43 +226,73 @@ impl PackedOutput {
             targets.iter().all(|&t| (t as usize) < self.vocab),
             "target outside the vocabulary"
         );
-        let level = kernels::active_level();
-        let vnni = has_vnni(level);
+        let vnni = has_vnni(kernels::active_level());
         let mut out = vec![0f32; targets.len()];
-        let padded_vocab = self.panels * PANEL;
-        out.par_chunks_mut(TILE_ROWS)
-            .zip(hidden.par_chunks(TILE_ROWS * h))
-            .zip(targets.par_chunks(TILE_ROWS))
-            .for_each_init(
-                || {
-                    (
-                        vec![0u8; TILE_ROWS * self.quads * 4],
-                        vec![0f32; TILE_ROWS * padded_vocab],
-                        Vec::new(),
-                        Vec::new(),
-                    )
-                },
-                |(a, logits, chunks, leaders), ((out, rows), tgt)| {
-                    let m = out.len();
-                    let mut row_scale = [0f32; TILE_ROWS];
-                    a.fill(128);
-                    for (r, row) in rows.chunks_exact(h).enumerate() {
-                        row_scale[r] = quantize_unsigned(row, &mut a[r * self.quads * 4..][..h]);
-                    }
-                    self.logits_block(a, &row_scale, logits, vnni, m);
-                    for r in 0..m {
-                        let row_logits = &mut logits[r * padded_vocab..][..self.vocab];
-                        chunks.clear();
-                        let lse =
-                            kernels::log_sum_exp_coarse_marking(row_logits, LEADER_GAP, chunks);
-                        let state = &rows[r * h..(r + 1) * h];
-                        let lse = self.correct_leaders(row_logits, lse, state, chunks, leaders);
-                        let t = tgt[r] as usize;
-                        out[r] = lse - self.exact_logit(state, t);
-                    }
-                },
-            );
+        let chunk = chunk_rows(targets.len(), rayon::current_num_threads());
+        out.par_chunks_mut(chunk)
+            .zip(hidden.par_chunks(chunk * h))
+            .zip(targets.par_chunks(chunk))
+            .for_each(|((out, rows), tgt)| self.nll_chunk(rows, tgt, out, vnni));
         out
+    }
+
+    /// [`Self::nll`] for one chunk of rows on one thread.
+    fn nll_chunk(&self, rows: &[f32], targets: &[u32], out: &mut [f32], vnni: bool) {
+        let (h, row_bytes) = (self.hidden, self.quads * 4);
+        let n = targets.len();
+        let tiles = n.div_ceil(TILE_ROWS);
+        // Quantised rows, padded to whole tiles with the zero point.
+        let mut a = vec![128u8; tiles * TILE_ROWS * row_bytes];
+        let mut row_scale = vec![0f32; tiles * TILE_ROWS];
+        for (r, row) in rows.chunks_exact(h).enumerate() {
+            row_scale[r] = quantize_unsigned(row, &mut a[r * row_bytes..][..h]);
+        }
+        let mut folds = vec![RowFold::default(); n];
+        let stride = self.quads * 64;
+        let groups = self.panels / TILE_PANELS;
+        let mut tile = [0i32; TILE_ROWS * TILE_COLS];
+        let mut logits = vec![0f32; TILE_ROWS * STRETCH_COLS];
+        for g0 in (0..groups).step_by(STRETCH_GROUPS) {
+            let g1 = (g0 + STRETCH_GROUPS).min(groups);
+            let v0 = g0 * TILE_COLS;
+            // Words of this stretch inside the vocabulary (the padding is not a word).
+            let cols = (g1 * TILE_COLS).min(self.vocab).saturating_sub(v0);
+            if cols == 0 {
+                break;
+            }
+            for t in 0..tiles {
+                let m = TILE_ROWS.min(n - t * TILE_ROWS);
+                let a_t = &a[t * TILE_ROWS * row_bytes..][..TILE_ROWS * row_bytes];
+                let rs: &[f32; TILE_ROWS] = row_scale[t * TILE_ROWS..][..TILE_ROWS]
+                    .try_into()
+                    .expect("one scale per tile row");
+                for g in g0..g1 {
+                    let w = &self.packed[g * TILE_PANELS * stride..][..TILE_PANELS * stride];
+                    int_tile(a_t, w, self.quads, &mut tile, vnni, m);
+                    let v = g * TILE_COLS;
+                    dequantize(
+                        &tile,
+                        m,
+                        &self.zero_point_sum[v..v + TILE_COLS],
+                        &self.scale[v..v + TILE_COLS],
+                        &self.bias_padded[v..v + TILE_COLS],
+                        rs,
+                        &mut logits[(g - g0) * TILE_COLS..],
+                        STRETCH_COLS,
+                    );
+                }
+                for (r, fold) in folds[t * TILE_ROWS..][..m].iter_mut().enumerate() {
+                    fold.add(&logits[r * STRETCH_COLS..][..cols], v0 as u32);
+                }
+            }
+        }
+        let mut leaders = Vec::new();
+        for (r, (fold, o)) in folds.iter().zip(out.iter_mut()).enumerate() {
+            let state = &rows[r * h..(r + 1) * h];
+            let lse = fold.max + fold.sum.max(f32::MIN_POSITIVE).ln();
+            let lse = self.correct_leaders(&fold.near, lse, state, &mut leaders);
+            *o = lse - self.exact_logit(state, targets[r] as usize);
+        }
     }
 
     /// Exact fp32 NLL of `targets[i]` under row i of `hidden` (rows × hidden, row-major), or
@@ -336,22 +436,27 @@ impl PackedOutput {
     /// within [`LEADER_GAP`] nats of the log-normaliser) by exact ones and returns the corrected
     /// log-normaliser: the quantisation error of one state shifts all its logits alike, and
     /// the leaders' share of it would not average out.
-    /// `chunks` are the 32-word chunks of `logits` that hold a word within [`LEADER_GAP`] of
-    /// the row's maximum ([`kernels::log_sum_exp_coarse_marking`]): every leader is in one.
+    /// `near` holds (word, approximate logit) for every word that may be a leader
+    /// ([`RowFold`]); the leaders are those above `lse − LEADER_GAP`.
     fn correct_leaders(
         &self,
-        logits: &[f32],
+        near: &[(u32, f32)],
         lse: f32,
         state: &[f32],
-        chunks: &[u32],
         leaders: &mut Vec<u32>,
     ) -> f32 {
+        let threshold = lse - LEADER_GAP;
         leaders.clear();
-        kernels::indices_above_in_chunks(logits, chunks, lse - LEADER_GAP, leaders);
+        let mut approx = Vec::with_capacity(near.len());
+        for &(v, l) in near {
+            if l > threshold {
+                leaders.push(v);
+                approx.push(l);
+            }
+        }
         // Σ exp(l − lse) over all words is 1; swap the leaders' approximate terms for exact ones.
         let mut exact = Vec::with_capacity(leaders.len());
         kernels::dot_rows(state, &self.weight, &self.bias, leaders, &mut exact);
-        let approx: Vec<f32> = leaders.iter().map(|&v| logits[v as usize]).collect();
         let total = 1.0 + kernels::exp_difference_sum(&exact, &approx, lse) as f64;
         lse + total.max(f64::MIN_POSITIVE).ln() as f32
     }
@@ -710,6 +815,34 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The online normaliser: a bias rising along the vocabulary makes the running maximum
+    /// grow in every stretch (each growth rescales the sum and the near words are those read
+    /// last), and 300 rows span more than one chunk per thread; every level agrees with the
+    /// exact figure.
+    #[test]
+    fn online_normaliser_follows_a_growing_maximum_across_chunks() {
+        let (v, h, n) = (2000, 40, 300);
+        let w = values(v * h, 0.011, 0.3);
+        let b: Vec<f32> = (0..v).map(|i| i as f32 * 0.004).collect();
+        let hidden = values(n * h, 0.23, 0.7);
+        let targets: Vec<u32> = (0..n as u32).map(|i| (i * 131) % v as u32).collect();
+        let q = PackedOutput::new(&w, &b, v, h);
+        let exact = exact_nll(&w, &b, &hidden, &targets, h);
+        for level in kernels::available_levels() {
+            let got = kernels::with_level(level, || q.nll(&hidden, &targets));
+            for (i, (g, e)) in got.iter().zip(&exact).enumerate() {
+                assert!(
+                    (g - e).abs() < 1e-3 * e.abs().max(1.0),
+                    "{}: row {i}: {g} vs exact {e}",
+                    level.name()
+                );
+            }
+        }
+        assert_eq!(chunk_rows(300, 1), NLL_CHUNK_ROWS);
+        assert_eq!(chunk_rows(19, 2), 16);
+        assert_eq!(chunk_rows(1, 8), TILE_ROWS);
     }
 
     #[test]

@@ -62,10 +62,24 @@ pub fn tiny_checkpoint_scaled(
     name: &str,
     scale: f64,
 ) -> PathBuf {
+    tiny_checkpoint_wide(dir, corpus, kind, name, scale, 8)
+}
+
+/// [`tiny_checkpoint_scaled`] with a code of `latent_dim` bits or dimensions (the tiny models
+/// have 8; codes wider than 64 bits take more than one machine word).
+pub fn tiny_checkpoint_wide(
+    dir: &Path,
+    corpus: &Path,
+    kind: LatentKind,
+    name: &str,
+    scale: f64,
+    latent_dim: usize,
+) -> PathBuf {
     let lines = corpus_lines();
     let vocab = Vocab::train(lines.iter().map(String::as_str), 200, 1).expect("vocab");
     let cfg = SeqConfig {
         max_len: MAX_LEN,
+        latent_dim,
         ..SeqConfig::tiny(vocab.len(), kind)
     };
     let built = Built::seq(&cfg, 7, &Device::Cpu).expect("model");
