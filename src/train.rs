@@ -195,6 +195,14 @@ pub struct TrainConfig {
     /// used the batch's: [`DecorrelationMoments::default`]).
     #[serde(default)]
     pub decorrelation_moments: DecorrelationMoments,
+    /// Steps at the start of the run without the decorrelation penalty, so the code can form
+    /// first (runs saved before this existed applied it from step 0).
+    #[serde(default)]
+    pub decorrelation_start: u64,
+    /// Steps over which the decorrelation weight then grows linearly from 0 to
+    /// `decorrelation` (0: the full weight at once).
+    #[serde(default)]
+    pub decorrelation_warmup: u64,
     /// How the binary kinds' bits are drawn while training (runs saved before this existed
     /// sampled them: [`Binarize::default`]).
     #[serde(default)]
@@ -266,6 +274,8 @@ impl Default for TrainConfig {
             mi_weight: 0.0,
             decorrelation: 0.0,
             decorrelation_moments: DecorrelationMoments::default(),
+            decorrelation_start: 0,
+            decorrelation_warmup: 0,
             binarize: Binarize::default(),
             precision: Precision::Fp32,
             seed: 42,
@@ -309,6 +319,20 @@ impl TrainConfig {
     /// KL weight at `step`.
     pub fn kl_weight_at(&self, step: u64) -> f64 {
         kl_weight_at(self.kl_weight, self.kl_anneal, self.kl_anneal_steps, step)
+    }
+
+    /// Decorrelation weight at `step` (counting from 0): 0 for the first `decorrelation_start`
+    /// steps, then growing linearly over `decorrelation_warmup` steps (W/N, 2W/N, …) to
+    /// `decorrelation`.
+    pub fn decorrelation_at(&self, step: u64) -> f64 {
+        if step < self.decorrelation_start {
+            return 0.0;
+        }
+        if self.decorrelation_warmup == 0 {
+            return self.decorrelation;
+        }
+        let f = (step - self.decorrelation_start + 1) as f64 / self.decorrelation_warmup as f64;
+        self.decorrelation * f.min(1.0)
     }
 
     /// Word dropout rate at `step`.
@@ -1407,6 +1431,27 @@ pub fn train(
             crate::model::bf16::kernel_name()
         ));
     }
+    let (start, warmup) = (cfg.decorrelation_start, cfg.decorrelation_warmup);
+    if start > 0 || warmup > 0 {
+        // The step (counting from 1, as the log does) from which the full weight applies.
+        let full = start.saturating_add(warmup.max(1));
+        notes.push(if cfg.decorrelation == 0.0 {
+            // A resumed run may turn the penalty off with --decorrelation 0 alone.
+            "the decorrelation penalty is off (--decorrelation 0): its start and warm-up do nothing".into()
+        } else if full > cfg.steps {
+            // A run trained in parts (--resume with more --steps) may schedule the penalty
+            // past its current end on purpose: said, not refused.
+            format!(
+                "the decorrelation weight reaches {} only at step {full}, after this run's last step ({})",
+                cfg.decorrelation, cfg.steps
+            )
+        } else {
+            format!(
+                "the decorrelation penalty is off for the first {start} steps, then grows linearly to {} over {warmup} (full from step {full})",
+                cfg.decorrelation
+            )
+        });
+    }
     let model = &built.model;
     let mcfg = ModelConfig::Seq(model.cfg.clone());
 
@@ -1567,7 +1612,7 @@ where
             &batch,
             kl_weight,
             cfg.mi_weight,
-            cfg.decorrelation,
+            cfg.decorrelation_at(step),
             running,
             cfg.binarize,
             rng,

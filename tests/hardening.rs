@@ -701,6 +701,8 @@ fn every_numeric_flag_is_validated() {
         ("--kl-weight", false),
         ("--mi-weight", false),
         ("--decorrelation", false),
+        ("--decorrelation-start", false),
+        ("--decorrelation-warmup", false),
         ("--seed", false),
         ("--valid-every", false),
         ("--checkpoint-every", false),

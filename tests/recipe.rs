@@ -288,6 +288,148 @@ fn time_limit_stops_bag_of_words_training_and_saves() {
     assert!(!ok && log.contains("--time does not apply to lsh"), "{log}");
 }
 
+#[test]
+fn the_decorrelation_weight_is_off_then_ramps_in() {
+    use latent_tui::train::TrainConfig;
+    let cfg = TrainConfig {
+        decorrelation: 4.0,
+        decorrelation_start: 10,
+        decorrelation_warmup: 4,
+        ..TrainConfig::default()
+    };
+    // Off for the first 10 steps (0..=9), then W/4, 2W/4, 3W/4, W.
+    let at: Vec<f64> = [0, 9, 10, 11, 12, 13, 14, 1000]
+        .iter()
+        .map(|&t| cfg.decorrelation_at(t))
+        .collect();
+    assert_eq!(at, [0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 4.0, 4.0]);
+    let at_once = TrainConfig {
+        decorrelation_warmup: 0,
+        ..cfg.clone()
+    };
+    assert_eq!(at_once.decorrelation_at(9), 0.0);
+    assert_eq!(at_once.decorrelation_at(10), 4.0);
+    // A config saved before the schedule existed has the full weight from step 0, as it trained.
+    let mut old = serde_json::to_value(&cfg).unwrap();
+    let map = old.as_object_mut().unwrap();
+    map.remove("decorrelation_start").unwrap();
+    map.remove("decorrelation_warmup").unwrap();
+    let old: TrainConfig = serde_json::from_value(old).unwrap();
+    assert_eq!((old.decorrelation_start, old.decorrelation_warmup), (0, 0));
+    assert_eq!(old.decorrelation_at(0), 4.0);
+    assert_eq!(TrainConfig::default().decorrelation_at(0), 0.0);
+}
+
+/// A penalty that starts later leaves the steps before it exactly as a run without it, is kept
+/// by --resume, and is reset by --init (whose code has already formed).
+#[test]
+fn a_late_decorrelation_penalty_changes_only_the_steps_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = &common::fixtures().corpus;
+    let weights = |out: &std::path::Path| {
+        let mut w: Vec<(String, Vec<f32>)> =
+            candle_core::safetensors::load(out, &candle_core::Device::Cpu)
+                .unwrap()
+                .into_iter()
+                .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+                .collect();
+        w.sort_by(|a, b| a.0.cmp(&b.0));
+        w
+    };
+    let config =
+        |out: &std::path::Path| common::engine(out).provenance.train_config.clone().unwrap();
+    let base = ["--valid-every", "0", "--lr", "1e-2", "--threads", "1"];
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let (ok, log) = train(&args, &out, corpus);
+        assert!(ok, "{log}");
+        (out, log)
+    };
+    let (none, _) = run("none.safetensors", &["--steps", "3"]);
+    let late = ["--decorrelation", "50", "--decorrelation-start"];
+    // Scheduled past the last step: said, and the weights are those of no penalty.
+    let (never, log) = run(
+        "never.safetensors",
+        &[&late[..], &["3", "--steps", "3"]].concat(),
+    );
+    assert!(log.contains("after this run's last step"), "{log}");
+    assert_eq!(weights(&never), weights(&none));
+    assert_eq!(config(&never)["decorrelation_start"], 3);
+    // Off for two steps, then the full weight (a warm-up of 1): only the third step differs.
+    let (third, log) = run(
+        "third.safetensors",
+        &[
+            &late[..],
+            &["2", "--decorrelation-warmup", "1", "--steps", "3"],
+        ]
+        .concat(),
+    );
+    assert!(log.contains("off for the first 2 steps"), "{log}");
+    assert_ne!(weights(&third), weights(&none));
+    let (from0, _) = run(
+        "from0.safetensors",
+        &["--steps", "3", "--decorrelation", "50"],
+    );
+    assert_ne!(weights(&from0), weights(&none));
+    assert_ne!(weights(&from0), weights(&third));
+    // Two steps, then resumed to three: the stored schedule applies the penalty at the third.
+    let (split, _) = run(
+        "split.safetensors",
+        &[
+            &late[..],
+            &["2", "--decorrelation-warmup", "1", "--steps", "2"],
+        ]
+        .concat(),
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args([
+            "train",
+            "--resume",
+            "--steps",
+            "3",
+            "--threads",
+            "1",
+            "--out",
+        ])
+        .arg(&split)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(config(&split)["decorrelation_start"], 2);
+    assert_eq!(config(&split)["decorrelation_warmup"], 1);
+    assert_ne!(weights(&split), weights(&none));
+    // --init: the penalty from step 0 unless the flags say otherwise.
+    let tuned = dir.path().join("tuned.safetensors");
+    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args(["train", "--init"])
+        .arg(&third)
+        .args(["--corpus"])
+        .arg(corpus)
+        .args(["--steps", "1", "--valid-every", "0", "--out"])
+        .arg(&tuned)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c = config(&tuned);
+    assert_eq!(
+        (
+            c["decorrelation"].as_f64(),
+            c["decorrelation_start"].as_u64()
+        ),
+        (Some(50.0), Some(0))
+    );
+    // Untrusted input: a negative or fractional step is a one-line usage error.
+    for bad in ["--decorrelation-start=-1", "--decorrelation-warmup=2.5"] {
+        let (ok, log) = train(
+            &["--steps", "3", "--decorrelation", "1", bad],
+            &none,
+            corpus,
+        );
+        assert!(!ok && log.contains(bad.split('=').next().unwrap()), "{log}");
+    }
+}
+
 /// The training perplexity a run's log reports at `step`.
 fn ppl_at(log: &str, step: u64) -> f64 {
     let prefix = format!("step {step}/");

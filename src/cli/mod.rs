@@ -616,6 +616,15 @@ pub struct TrainArgs {
     /// sees bits that duplicate each other across batches of different sentence lengths).
     #[arg(long)]
     pub decorrelation_moments: Option<crate::train::DecorrelationMoments>,
+    /// Leave the decorrelation penalty off for the first N steps, while the code forms (in
+    /// the first ~1,000 steps of a binary run from scratch); it then grows over
+    /// --decorrelation-warmup.
+    #[arg(long)]
+    pub decorrelation_start: Option<u64>,
+    /// Steps over which the decorrelation weight then grows linearly to --decorrelation (0:
+    /// the full weight at once).
+    #[arg(long)]
+    pub decorrelation_warmup: Option<u64>,
     /// How binary bits are drawn while training (binary, binary-vae): `sample` z ~ Bernoulli(p)
     /// as in the binary autoencoder paper, or `round` p at ½ (deterministic; the decoder learns
     /// from the code a user sees).
@@ -1064,6 +1073,8 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         mi_weight,
         decorrelation,
         decorrelation_moments,
+        decorrelation_start,
+        decorrelation_warmup,
         binarize,
         precision,
         seed,
@@ -1142,6 +1153,9 @@ fn init_config(init: &Path, base: TrainConfig) -> Result<TrainConfig> {
     cfg.lr_decay = fresh.lr_decay;
     cfg.warmup_steps = fresh.warmup_steps;
     cfg.lr_floor = fresh.lr_floor;
+    // ... and the decorrelation penalty from step 0: CKPT's code has already formed.
+    cfg.decorrelation_start = fresh.decorrelation_start;
+    cfg.decorrelation_warmup = fresh.decorrelation_warmup;
     cfg.init = Some(init.to_path_buf());
     cfg.resume = false;
     cfg.time_limit_secs = None;
