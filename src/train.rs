@@ -1206,7 +1206,14 @@ pub fn decorrelation_penalty_running(codes: &Tensor, mean: &[f32], var: &[f32]) 
     let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-6).sqrt()).collect();
     let inv_std = Tensor::from_vec(inv_std, (1, l), dev)?.to_dtype(codes.dtype())?;
     let standard = codes.broadcast_sub(&mean)?.broadcast_mul(&inv_std)?; // (B, L)
-    let corr = (standard.t()?.matmul(&standard)? / b as f64)?; // (L, L)
+    mean_squared_off_diagonal(&standard)
+}
+
+/// The mean over the L·(L − 1) off-diagonal entries of (standardᵀ · standard / B)², for a
+/// standardised code `standard` (B, L): both decorrelation penalties end here.
+fn mean_squared_off_diagonal(standard: &Tensor) -> Result<Tensor> {
+    let (b, l) = standard.dims2()?;
+    let corr = (standard.t()?.matmul(standard)? / b as f64)?; // (L, L)
     let diagonal = standard.sqr()?.mean_keepdim(0)?; // (1, L): corr_ii
     let off_diagonal = (corr.sqr()?.sum_all()? - diagonal.sqr()?.sum_all()?)?;
     Ok((off_diagonal / (l * (l - 1)) as f64)?)
@@ -1222,10 +1229,7 @@ pub fn decorrelation_penalty(codes: &Tensor) -> Result<Tensor> {
     let centred = codes.broadcast_sub(&codes.mean_keepdim(0)?)?; // (B, L)
     let inv_std = (centred.sqr()?.mean_keepdim(0)? + 1e-6)?.sqrt()?.recip()?; // (1, L)
     let standard = centred.broadcast_mul(&inv_std)?; // (B, L), unit variance per column
-    let corr = (standard.t()?.matmul(&standard)? / b as f64)?; // (L, L)
-    let diagonal = standard.sqr()?.mean_keepdim(0)?; // (1, L): corr_ii
-    let off_diagonal = (corr.sqr()?.sum_all()? - diagonal.sqr()?.sum_all()?)?;
-    Ok((off_diagonal / (l * (l - 1)) as f64)?)
+    mean_squared_off_diagonal(&standard)
 }
 
 /// [`batch_loss`] with the decorrelation penalty (see [`TrainConfig::decorrelation`]) added to
