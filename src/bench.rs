@@ -102,20 +102,6 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-/// CPU seconds this process has used so far (user + system, every thread).
-fn cpu_seconds() -> f64 {
-    #[cfg(unix)]
-    {
-        // SAFETY: getrusage writes only into the struct it is given.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
-            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-            return secs(usage.ru_utime) + secs(usage.ru_stime);
-        }
-    }
-    f64::NAN
-}
-
 /// Wall-clock seconds of each timed call of `f`, and the process's CPU seconds of each.
 fn timed_with_cpu(
     warmup: usize,
@@ -128,10 +114,10 @@ fn timed_with_cpu(
     let mut times = Vec::with_capacity(steps);
     let mut cpu = Vec::with_capacity(steps);
     for _ in 0..steps {
-        let (t0, c0) = (Instant::now(), cpu_seconds());
+        let (t0, c0) = (Instant::now(), crate::train::process_cpu_seconds());
         f()?;
         times.push(t0.elapsed().as_secs_f64());
-        cpu.push(cpu_seconds() - c0);
+        cpu.push(crate::train::process_cpu_seconds() - c0);
     }
     Ok((times, cpu))
 }
@@ -334,15 +320,15 @@ pub fn interactive(
     let chunk = crate::coder::EFFECTS_CHUNK;
     let mut chunked_max_relative_difference = 0f64;
     for r in 0..warmup + rounds {
-        let (t0, c0) = (Instant::now(), cpu_seconds());
+        let (t0, c0) = (Instant::now(), crate::train::process_cpu_seconds());
         code[r % l] = 1.0 - code[r % l];
         let _text = engine.decode(std::slice::from_ref(&code), Strategy::Greedy, &mut rng)?;
-        let (t1, c1) = (Instant::now(), cpu_seconds());
+        let (t1, c1) = (Instant::now(), crate::train::process_cpu_seconds());
         let variants = crate::coder::seq::one_change_variants(&code, true, None);
         let scores = crate::coder::seq::variant_perplexities(engine, &ids, &code, &variants)?;
-        let (t2, c2) = (Instant::now(), cpu_seconds());
+        let (t2, c2) = (Instant::now(), crate::train::process_cpu_seconds());
         // The explorer's way: chunk by chunk from the flipped bit (the cursor) outwards.
-        let (t3, c3) = (Instant::now(), cpu_seconds());
+        let (t3, c3) = (Instant::now(), crate::train::process_cpu_seconds());
         let mut first_at = None;
         let pieces = crate::coder::effects_in_chunks(
             &mut |codes| crate::coder::seq::code_perplexities(engine, &ids, codes),
@@ -352,12 +338,13 @@ pub fn interactive(
             chunk,
             false,
             &mut |_| {
-                first_at.get_or_insert_with(|| (Instant::now(), cpu_seconds()));
+                first_at
+                    .get_or_insert_with(|| (Instant::now(), crate::train::process_cpu_seconds()));
                 std::ops::ControlFlow::Continue(())
             },
         )?
         .expect("never abandoned");
-        let (t4, c4) = (Instant::now(), cpu_seconds());
+        let (t4, c4) = (Instant::now(), crate::train::process_cpu_seconds());
         let (tf, cf) = first_at.expect("at least one chunk");
         for (a, b) in std::iter::once(&pieces.base)
             .chain(&pieces.variants)

@@ -31,8 +31,8 @@ use crate::eval::score_sentences;
 use crate::model::decode::{decode, Strategy};
 use crate::model::kernels;
 use crate::model::{
-    named_vars, parameter_count, Binarize, Built, CodeMode, LatentKind, ModelConfig, Precision,
-    SeqAutoencoder, SeqConfig, Summary, TokenBatch,
+    named_vars, parameter_count, Binarize, Built, CodeMode, Dropout, LatentKind, ModelConfig,
+    Precision, SeqAutoencoder, SeqConfig, Summary, TokenBatch,
 };
 use crate::vocab::{TokenizerKind, Vocab, UNK};
 
@@ -181,6 +181,11 @@ pub struct TrainConfig {
     /// If set, word dropout moves linearly from `word_dropout` to this over `word_dropout_steps`.
     pub word_dropout_end: Option<f64>,
     pub word_dropout_steps: u64,
+    /// Dropout on the decoder's non-recurrent connections (its input vectors and the states
+    /// fed to the output layer) while training; 0 leaves it out (runs saved before this
+    /// existed had none).
+    #[serde(default)]
+    pub dropout: f64,
     pub kl_anneal: KlAnneal,
     pub kl_anneal_steps: u64,
     /// The KL weight once annealing is done.
@@ -228,6 +233,48 @@ pub struct TrainConfig {
     /// Stop after this many seconds of training (validating and saving as at the last step),
     /// or at `steps`, whichever comes first.
     pub time_limit_secs: Option<f64>,
+    /// The clock `time_limit_secs` is read on (runs saved before this existed: wall).
+    #[serde(default)]
+    pub time_clock: TimeClock,
+}
+
+/// Which clock `--time` reads.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeClock {
+    /// Elapsed wall-clock time.
+    #[default]
+    Wall,
+    /// This process's CPU time (user + system, every thread): equal budgets for runs that
+    /// share a busy machine.
+    Cpu,
+}
+
+impl TimeClock {
+    /// Seconds on this clock since some fixed point (differences are what count).
+    pub fn now(self, started: Instant) -> f64 {
+        match self {
+            TimeClock::Wall => started.elapsed().as_secs_f64(),
+            TimeClock::Cpu => process_cpu_seconds(),
+        }
+    }
+}
+
+/// CPU seconds this process has used so far (user + system, every thread); NaN where the
+/// platform does not say.
+pub fn process_cpu_seconds() -> f64 {
+    #[cfg(unix)]
+    {
+        // SAFETY: getrusage writes only into the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
+            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+            return secs(usage.ru_utime) + secs(usage.ru_stime);
+        }
+    }
+    f64::NAN
 }
 
 /// Lines with more words than this are skipped when loading a training corpus.
@@ -268,6 +315,7 @@ impl Default for TrainConfig {
             word_dropout: 0.0,
             word_dropout_end: None,
             word_dropout_steps: 0,
+            dropout: 0.0,
             kl_anneal: KlAnneal::None,
             kl_anneal_steps: 0,
             kl_weight: 1.0,
@@ -286,6 +334,7 @@ impl Default for TrainConfig {
             resume: false,
             init: None,
             time_limit_secs: None,
+            time_clock: TimeClock::Wall,
         }
     }
 }
@@ -371,6 +420,9 @@ impl TrainConfig {
             if !(0.0..=1.0).contains(&p) {
                 bail!("{name} must be within [0, 1], got {p}");
             }
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            bail!("--dropout must be within [0, 1), got {}", self.dropout);
         }
         if !(self.decorrelation >= 0.0 && self.decorrelation.is_finite()) {
             bail!(
@@ -912,6 +964,8 @@ pub struct LoopSettings {
     /// Save every this many steps (0: only at the end).
     pub checkpoint_every: u64,
     pub time_limit_secs: Option<f64>,
+    /// The clock `time_limit_secs` is read on.
+    pub time_clock: TimeClock,
     pub kl_weight: f64,
     pub kl_anneal: KlAnneal,
     pub kl_anneal_steps: u64,
@@ -990,6 +1044,8 @@ pub fn run_loop(
     let mut last_valid = None;
     let mut plan: Option<(u64, Vec<Vec<usize>>)> = None;
     let started = Instant::now();
+    let clock_start = s.time_clock.now(started);
+    let spent = || s.time_clock.now(started) - clock_start;
     let mut ema_units_per_sec: Option<f64> = None;
     let mut step = s.start_step;
     let mut cancelled = false;
@@ -1035,15 +1091,13 @@ pub fn run_loop(
             eta_secs: {
                 let by_steps = (s.steps - step) as f64 * mean_units_per_step / ema.max(1e-9);
                 match s.time_limit_secs {
-                    Some(t) => by_steps.min(t - started.elapsed().as_secs_f64()).max(0.0),
+                    Some(t) => by_steps.min(t - spent()).max(0.0),
                     None => by_steps,
                 }
             },
         }));
 
-        let out_of_time = s
-            .time_limit_secs
-            .is_some_and(|t| started.elapsed().as_secs_f64() >= t);
+        let out_of_time = s.time_limit_secs.is_some_and(|t| spent() >= t);
         let finishing = step == s.steps || out_of_time;
         if (s.valid_every > 0 && step % s.valid_every == 0) || finishing {
             if let Some(v) = objective.validate(step)? {
@@ -1251,6 +1305,7 @@ pub fn batch_loss_with(
         decorrelation,
         None,
         binarize,
+        0.0,
         rng,
     )
 }
@@ -1267,6 +1322,7 @@ pub fn batch_loss_with_moments(
     decorrelation: f64,
     running: Option<&mut RunningMoments>,
     binarize: Binarize,
+    dropout: f64,
     rng: &mut StdRng,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let kind = model.kind();
@@ -1296,7 +1352,13 @@ pub fn batch_loss_with_moments(
             Tensor::zeros((), candle_core::DType::F32, model.device())?,
         )
     };
-    let (nll, states) = model.sentence_nll(z.as_ref(), batch)?; // (B,), (T+1, B, H)
+    // Drawn after the latent noise, so a run without dropout draws what it always drew.
+    let masks = if dropout > 0.0 {
+        Some(Dropout::draw(model, batch, dropout, rng)?)
+    } else {
+        None
+    };
+    let (nll, states) = model.sentence_nll_dropout(z.as_ref(), batch, masks.as_ref())?; // (B,), (T+1, B, H)
     let nll_sum = nll.sum_all()?;
     let mut objective = nll_sum.clone();
     if kind.kl_in_loss() && kl_weight > 0.0 {
@@ -1551,6 +1613,7 @@ pub fn train(
         valid_every: cfg.valid_every,
         checkpoint_every: cfg.checkpoint_every,
         time_limit_secs: cfg.time_limit_secs,
+        time_clock: cfg.time_clock,
         kl_weight: cfg.kl_weight,
         kl_anneal: cfg.kl_anneal,
         kl_anneal_steps: cfg.kl_anneal_steps,
@@ -1619,6 +1682,7 @@ where
             cfg.decorrelation_at(step),
             running,
             cfg.binarize,
+            cfg.dropout,
             rng,
         )?;
         let loss = objective.to_scalar::<f32>()? as f64;

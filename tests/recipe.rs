@@ -56,6 +56,31 @@ fn time_limit_stops_training_and_saves_a_loadable_checkpoint() {
     assert_eq!(common::engine(&out).provenance.step, 3);
     let (ok, log) = train(&["--time", "20x"], &out, corpus);
     assert!(!ok && log.contains("unknown unit"), "{log}");
+    // A CPU-time budget: stopped by it, and stored with the run.
+    let (ok, log) = train(
+        &[
+            "--time",
+            "1s",
+            "--time-clock",
+            "cpu",
+            "--valid-every",
+            "0",
+            "--threads",
+            "1",
+        ],
+        &out,
+        corpus,
+    );
+    assert!(ok && log.contains("the time limit"), "{log}");
+    let engine = common::engine(&out);
+    assert!(engine.provenance.step >= 1 && engine.provenance.step < 1_000_000);
+    let config = engine.provenance.train_config.clone().unwrap();
+    assert_eq!(config["time_clock"], "cpu");
+    // The clock names a budget's clock: alone, or unknown, it is a usage error.
+    let (ok, log) = train(&["--steps", "1", "--time-clock", "cpu"], &out, corpus);
+    assert!(!ok && log.contains("--time"), "{log}");
+    let (ok, log) = train(&["--time", "1s", "--time-clock", "sundial"], &out, corpus);
+    assert!(!ok && log.contains("sundial"), "{log}");
 }
 
 #[test]
@@ -614,4 +639,74 @@ fn bf16_precision_trains_is_stored_and_kept_on_resume() {
     assert_eq!(common::engine(&out).provenance.step, 7);
     let (ok, log) = train(&["--steps", "3", "--precision", "fp8"], &out, corpus);
     assert!(!ok && log.contains("fp8"), "{log}");
+}
+
+#[test]
+fn dropout_trains_reproducibly_is_stored_and_kept_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = &common::fixtures().corpus;
+    let weights = |out: &std::path::Path| {
+        let mut w: Vec<(String, Vec<f32>)> =
+            candle_core::safetensors::load(out, &candle_core::Device::Cpu)
+                .unwrap()
+                .into_iter()
+                .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+                .collect();
+        w.sort_by(|a, b| a.0.cmp(&b.0));
+        w
+    };
+    let config =
+        |out: &std::path::Path| common::engine(out).provenance.train_config.clone().unwrap();
+    let base = ["--valid-every", "0", "--lr", "1e-2", "--threads", "1"];
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let (ok, log) = train(&args, &out, corpus);
+        assert!(ok, "{log}");
+        out
+    };
+    let none = run("none.safetensors", &["--steps", "3"]);
+    let zero = run("zero.safetensors", &["--steps", "3", "--dropout", "0"]);
+    // A rate of 0 is no dropout at all: the same weights to the bit.
+    assert_eq!(weights(&zero), weights(&none));
+    let a = run("a.safetensors", &["--steps", "3", "--dropout", "0.3"]);
+    let b = run("b.safetensors", &["--steps", "3", "--dropout", "0.3"]);
+    // The masks come from the seed: the same run twice gives the same weights …
+    assert_eq!(weights(&a), weights(&b));
+    // … and they change what is learned.
+    assert_ne!(weights(&a), weights(&none));
+    assert_eq!(config(&a)["dropout"].as_f64(), Some(0.3));
+    // An old run's config without the field reads as no dropout.
+    assert_eq!(config(&none)["dropout"].as_f64(), Some(0.0));
+    // Two steps resumed to three equal three steps at once: the rate is stored and the masks
+    // follow the step, not the process.
+    let split = run("split.safetensors", &["--steps", "2", "--dropout", "0.3"]);
+    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args([
+            "train",
+            "--resume",
+            "--steps",
+            "3",
+            "--threads",
+            "1",
+            "--out",
+        ])
+        .arg(&split)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(config(&split)["dropout"].as_f64(), Some(0.3));
+    assert_eq!(weights(&split), weights(&a));
+    // Untrusted input: a rate outside [0, 1) is a one-line error naming the flag.
+    for bad in ["1", "1.5", "-0.1", "NaN"] {
+        let flag = format!("--dropout={bad}");
+        let (ok, log) = train(
+            &["--steps", "1", &flag],
+            &dir.path().join("bad.safetensors"),
+            corpus,
+        );
+        let last = log.trim().lines().last().unwrap_or_default();
+        assert!(!ok && last.starts_with("error: --dropout"), "{bad}: {log}");
+        assert!(!log.contains("panicked"), "{log}");
+    }
 }

@@ -24,8 +24,8 @@ use crate::model::{
     named_vars, parameter_count, Built, LshConfig, ModelConfig, NashConfig, NvdmConfig,
 };
 use crate::train::{
-    run_loop, Adam, KlAnneal, LoopSettings, LrSchedule, Objective, StepTerms, TrainControl,
-    TrainEvent, TrainOutcome, ValidStats, Validation,
+    run_loop, Adam, KlAnneal, LoopSettings, LrSchedule, Objective, StepTerms, TimeClock,
+    TrainControl, TrainEvent, TrainOutcome, ValidStats, Validation,
 };
 use crate::vocab::Vocab;
 
@@ -104,6 +104,9 @@ pub struct BowTrainConfig {
     /// Stop after this many seconds of training (validating and saving as at the last step),
     /// or at `steps`, whichever comes first; as the sequence trainer's `--time`.
     pub time_limit_secs: Option<f64>,
+    /// The clock `time_limit_secs` is read on (runs saved before this existed: wall).
+    #[serde(default)]
+    pub time_clock: TimeClock,
 }
 
 impl Default for BowTrainConfig {
@@ -151,6 +154,7 @@ impl BowTrainConfig {
             half: false,
             resume: false,
             time_limit_secs: None,
+            time_clock: TimeClock::Wall,
         }
     }
 
@@ -451,6 +455,7 @@ pub fn fit_labelled(
         valid_every: 0,
         checkpoint_every: 0,
         time_limit_secs: None,
+        time_clock: TimeClock::Wall,
         kl_weight: opts.kl_weight,
         kl_anneal: opts.kl_anneal,
         kl_anneal_steps: opts.kl_anneal_steps,
@@ -701,6 +706,7 @@ pub fn train_bow(
         valid_every: cfg.valid_every,
         checkpoint_every: cfg.checkpoint_every,
         time_limit_secs: cfg.time_limit_secs,
+        time_clock: cfg.time_clock,
         kl_weight: cfg.kl_weight,
         kl_anneal: cfg.kl_anneal,
         kl_anneal_steps: cfg.kl_anneal_steps,

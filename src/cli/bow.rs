@@ -155,6 +155,7 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
             );
         }
         cfg.time_limit_secs = Some(t);
+        cfg.time_clock = args.time_clock.unwrap_or_default();
         if args.steps.is_none() && args.epochs.is_none() {
             // The clock decides; the step count only bounds it.
             cfg.steps = u64::MAX / 2;

@@ -27,7 +27,7 @@ use crate::eval::{evaluate, EvalOptions, EvalReport};
 use crate::explore::{self, Prior};
 use crate::model::decode::Strategy;
 use crate::model::{Binarize, Summary};
-use crate::train::{KlAnneal, TrainConfig, TrainControl, TrainEvent};
+use crate::train::{KlAnneal, TimeClock, TrainConfig, TrainControl, TrainEvent};
 use crate::train_job::TrainJob;
 
 pub const DEFAULT_CHECKPOINT: &str = "checkpoints/binary.safetensors";
@@ -528,6 +528,10 @@ pub struct TrainArgs {
     /// whichever ends first. The last step validates and saves as usual.
     #[arg(long, value_parser = parse_duration_secs)]
     pub time: Option<f64>,
+    /// Which clock --time reads: `wall` (elapsed) or `cpu` (this process's CPU time, every
+    /// thread: runs given equal CPU budgets on a busy machine get equal work)
+    #[arg(long, requires = "time")]
+    pub time_clock: Option<TimeClock>,
     /// Largest vocabulary, special tokens included; rarer words become <unk>.
     #[arg(long)]
     pub vocab_size: Option<usize>,
@@ -594,6 +598,9 @@ pub struct TrainArgs {
     /// Steps over which word dropout moves to --word-dropout-end.
     #[arg(long)]
     pub word_dropout_steps: Option<u64>,
+    /// Dropout on the decoder's non-recurrent connections (its input vectors and the states fed to the output layer), within [0, 1): a regulariser for small corpora and long runs
+    #[arg(long)]
+    pub dropout: Option<f64>,
     /// KL annealing: none, linear or logistic.
     #[arg(long)]
     pub kl_anneal: Option<KlAnneal>,
@@ -1067,6 +1074,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         clip_norm,
         word_dropout,
         word_dropout_steps,
+        dropout,
         kl_anneal,
         kl_anneal_steps,
         kl_weight,
@@ -1093,6 +1101,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     }
     if let Some(t) = args.time {
         cfg.time_limit_secs = Some(t);
+        cfg.time_clock = args.time_clock.unwrap_or_default();
         if args.steps.is_none() && args.epochs.is_none() {
             // The clock decides; the step count only bounds it.
             cfg.steps = u64::MAX / 2;
@@ -1159,6 +1168,7 @@ fn init_config(init: &Path, base: TrainConfig) -> Result<TrainConfig> {
     cfg.init = Some(init.to_path_buf());
     cfg.resume = false;
     cfg.time_limit_secs = None;
+    cfg.time_clock = TimeClock::Wall;
     cfg.steps = TrainConfig::default().steps;
     // The stored run's --out is the init file itself: a new run needs its own.
     cfg.out = PathBuf::new();

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use bf16::Precision;
 pub use bow::{BowModel, LshConfig, NashConfig, NvdmConfig};
 pub use latent::{Binarize, CodeMode, LatentKind, LatentParams};
-pub use seq::{SeqAutoencoder, SeqConfig, Summary, TokenBatch};
+pub use seq::{Dropout, SeqAutoencoder, SeqConfig, Summary, TokenBatch};
 
 /// The model description stored in a checkpoint.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

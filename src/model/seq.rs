@@ -111,6 +111,42 @@ impl SeqConfig {
     }
 }
 
+/// Dropout masks for one training batch's decoder (see
+/// [`SeqAutoencoder::sentence_nll_dropout`]): each entry is 0 with probability `p` and
+/// 1 / (1 − p) otherwise, so the expected input and state are unchanged.
+#[derive(Debug, Clone)]
+pub struct Dropout {
+    /// (T+1, B, E[+L]), multiplies the decoder's input vectors.
+    pub inputs: Tensor,
+    /// (T+1, B, H), multiplies the states the output layer reads.
+    pub states: Tensor,
+}
+
+impl Dropout {
+    /// Masks for `batch` drawn from `rng` with drop probability `p` in (0, 1).
+    pub fn draw(
+        model: &SeqAutoencoder,
+        batch: &TokenBatch,
+        p: f64,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Self> {
+        if !(p > 0.0 && p < 1.0) {
+            candle_core::bail!("dropout must be within (0, 1), got {p}");
+        }
+        let (t, b) = batch.dec_in.dims2()?;
+        let keep = 1.0 / (1.0 - p) as f32;
+        let mut mask = |dim: usize| -> Result<Tensor> {
+            let values: Vec<f32> = (0..t * b * dim)
+                .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
+                .collect();
+            Tensor::from_vec(values, (t, b, dim), model.device())
+        };
+        let inputs = mask(model.decoder_input_dim())?;
+        let states = mask(model.cfg.hidden_dim)?;
+        Ok(Self { inputs, states })
+    }
+}
+
 /// A batch of equal-length sentences, time-major, ready for teacher forcing.
 #[derive(Debug, Clone)]
 pub struct TokenBatch {
@@ -534,17 +570,55 @@ impl SeqAutoencoder {
 
     /// Teacher-forced decoder states (T, B, H) for inputs `dec_in` (T, B) given codes z (B, L).
     pub fn decode_states(&self, z: Option<&Tensor>, dec_in: &Tensor) -> Result<Tensor> {
+        self.decode_states_masked(z, dec_in, None)
+    }
+
+    /// [`Self::decode_states`] with the decoder's input vectors multiplied by `input_mask`
+    /// (T, B, E[+L]) when given: dropout on the decoder's inputs while training.
+    fn decode_states_masked(
+        &self,
+        z: Option<&Tensor>,
+        dec_in: &Tensor,
+        input_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (_t, b) = dec_in.dims2()?;
         let h0 = self.initial_state(z, b)?; // (B, H)
         let step_z = self.step_latent(z)?;
         let x = self.decoder_inputs(dec_in, step_z.as_ref())?; // (T, B, E[+L])
+        let x = match input_mask {
+            Some(mask) => (x * mask)?,
+            None => x,
+        };
         self.decoder.forward(&x, &h0, false)
+    }
+
+    /// The width of the decoder's input vectors: the embedding, with z appended when the
+    /// decoder sees it at every step (the last dimension of a [`Dropout`] input mask).
+    pub fn decoder_input_dim(&self) -> usize {
+        self.cfg.decoder_input_dim()
     }
 
     /// Per-sentence NLL (B,) in nats, summed over target tokens, and the decoder states.
     pub fn sentence_nll(&self, z: Option<&Tensor>, batch: &TokenBatch) -> Result<(Tensor, Tensor)> {
-        let states = self.decode_states(z, &batch.dec_in)?; // (T+1, B, H)
-        let flat = states.reshape(((), self.cfg.hidden_dim))?; // ((T+1)·B, H)
+        self.sentence_nll_dropout(z, batch, None)
+    }
+
+    /// [`Self::sentence_nll`] with dropout on the decoder's non-recurrent connections (its
+    /// input vectors and the states fed to the output layer) when `dropout` is given, as in
+    /// Zaremba et al. (2014): a regulariser for training only. The states returned are the
+    /// decoder's own, before the mask.
+    pub fn sentence_nll_dropout(
+        &self,
+        z: Option<&Tensor>,
+        batch: &TokenBatch,
+        dropout: Option<&Dropout>,
+    ) -> Result<(Tensor, Tensor)> {
+        let states = self.decode_states_masked(z, &batch.dec_in, dropout.map(|d| &d.inputs))?; // (T+1, B, H)
+        let shown = match dropout {
+            Some(d) => (&states * &d.states)?,
+            None => states.clone(),
+        };
+        let flat = shown.reshape(((), self.cfg.hidden_dim))?; // ((T+1)·B, H)
         let bias = self.out.bias().expect("the output layer has a bias");
         let nll = linear_nll_with(
             &flat,
