@@ -273,6 +273,7 @@ pub struct InteractiveReport {
     pub bars_chunked_all_ms_p50: f64,
     pub bars_chunked_all_ms_p95: f64,
     pub bars_first_chunk_cpu_ms_p95: f64,
+    pub bars_chunked_all_cpu_ms_p50: f64,
     pub bars_chunked_all_cpu_ms_p95: f64,
     /// The bars come from the 8-bit output layer: the largest relative difference between
     /// one of their perplexities and the exact fp32 one, for the last code timed.
@@ -401,6 +402,7 @@ pub fn interactive(
         bars_chunked_all_ms_p50: percentile(&chunked, 0.5),
         bars_chunked_all_ms_p95: percentile(&chunked, 0.95),
         bars_first_chunk_cpu_ms_p95: percentile(&first_cpu, 0.95),
+        bars_chunked_all_cpu_ms_p50: percentile(&chunked_cpu, 0.5),
         bars_chunked_all_cpu_ms_p95: percentile(&chunked_cpu, 0.95),
         chunked_max_relative_difference,
     })
