@@ -1577,7 +1577,9 @@ fn bars_bottom_row(screen: &str, caption: &str) -> String {
 #[test]
 fn the_bars_of_a_128_bit_code_fill_in_chunk_by_chunk_nearest_the_cursor_first() {
     use crossterm::event::{KeyEvent, KeyModifiers};
-    use latent_tui::coder::EFFECTS_CHUNK;
+    use latent_tui::coder::{effects_chunk_sizes, EFFECTS_CHUNK};
+    let chunks = effects_chunk_sizes(128, EFFECTS_CHUNK).len();
+    assert!(chunks > 2);
     let f = fixtures();
     let wide = common::tiny_checkpoint_wide(
         &f.dir,
@@ -1611,11 +1613,7 @@ fn the_bars_of_a_128_bit_code_fill_in_chunk_by_chunk_nearest_the_cursor_first() 
         .iter()
         .filter(|r| matches!(r.body, ReplyBody::BarsSoFar(_)))
         .collect();
-    assert_eq!(
-        partial.len(),
-        128 / EFFECTS_CHUNK - 1,
-        "one per chunk but the last"
-    );
+    assert_eq!(partial.len(), chunks - 1, "one per chunk but the last");
     let mut replies = replies.into_iter();
     // The decoding first, then the first chunk of bars.
     for r in replies.by_ref() {
@@ -1695,7 +1693,17 @@ fn the_bars_of_a_128_bit_code_fill_in_chunk_by_chunk_nearest_the_cursor_first() 
 /// (the newest request wins), and sends nothing for a request overtaken before it starts.
 #[test]
 fn a_newer_bars_request_overtakes_a_running_one_between_chunks() {
-    use latent_tui::coder::EFFECTS_CHUNK;
+    use latent_tui::coder::{effects_chunk_sizes, EFFECTS_CHUNK};
+    let chunks = effects_chunk_sizes(128, EFFECTS_CHUNK).len();
+    assert_eq!(effects_chunk_sizes(128, 16), vec![16, 48, 48, 16]);
+    assert_eq!(
+        effects_chunk_sizes(0, 16),
+        vec![0],
+        "one chunk for the base"
+    );
+    for n in 0..200 {
+        assert_eq!(effects_chunk_sizes(n, 16).iter().sum::<usize>(), n);
+    }
     let f = fixtures();
     let wide = common::tiny_checkpoint_wide(
         &f.dir,
@@ -1723,7 +1731,7 @@ fn a_newer_bars_request_overtakes_a_running_one_between_chunks() {
     worker.announce(&bars(1));
     let mut replies = Vec::new();
     worker.handle(bars(1), &mut |r| replies.push(r));
-    assert_eq!(replies.len(), 128 / EFFECTS_CHUNK);
+    assert_eq!(replies.len(), chunks);
     match &replies.last().unwrap().body {
         ReplyBody::Bars(Ok(b)) => assert!(b.complete()),
         other => panic!("{other:?}"),

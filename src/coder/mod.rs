@@ -41,13 +41,15 @@ use crate::vocab::Vocab;
 
 pub use seq::engine_features;
 pub use types::{
-    effects_in_chunks, read_features, Capabilities, CodeEffects, EncodedSentence, FeatureKind,
-    PartialEffects, PathPoint, PathWalk, Posterior, PriorChoice, Samples, SplitStats, SAMPLE_CHUNK,
+    effects_chunk_sizes, effects_in_chunks, read_features, Capabilities, CodeEffects,
+    EncodedSentence, FeatureKind, PartialEffects, PathPoint, PathWalk, Posterior, PriorChoice,
+    Samples, SplitStats, SAMPLE_CHUNK,
 };
 
-/// Variants per chunk of the explorer's per-bit bars ([`Coder::code_effects_in_chunks`]): on
-/// the shipped 128-bit model a chunk takes a few milliseconds on one thread, so the bars
-/// nearest the cursor are on screen within a frame of the decoding.
+/// Variants in the first chunk of the explorer's per-bit bars ([`Coder::code_effects_in_chunks`];
+/// later chunks are three times larger, [`effects_chunk_sizes`]): on the shipped 128-bit model
+/// it takes a few milliseconds on one thread, so the bars nearest the cursor are on screen
+/// within a frame of the decoding.
 pub const EFFECTS_CHUNK: usize = 16;
 
 /// A loaded checkpoint of any kind: the one model type the command line, the explorer and
@@ -462,7 +464,8 @@ impl Coder {
         })
     }
 
-    /// [`Self::code_effects`] in chunks of `chunk` variants, those nearest `focus` first
+    /// [`Self::code_effects`] in chunks ([`effects_chunk_sizes`]`(variants, chunk)`), those
+    /// nearest `focus` first
     /// ([`crate::explore::nearest_first`]; the base with the first chunk). After each chunk
     /// `each` sees everything filled in so far; when it breaks, the rest is not computed and
     /// the answer is `None` (the explorer abandons bars a newer request has overtaken). Each

@@ -158,9 +158,24 @@ impl PartialEffects {
     }
 }
 
+/// How many variants each chunk of [`effects_in_chunks`] scores: `chunk` first (the base and
+/// the bars nearest the cursor, on screen soon), then three times as many at a time (fewer,
+/// larger batches cost less in all); one empty chunk, for the base, when there are none.
+pub fn effects_chunk_sizes(variants: usize, chunk: usize) -> Vec<usize> {
+    let chunk = chunk.max(1);
+    let mut sizes = vec![variants.min(chunk)];
+    let mut left = variants - sizes[0];
+    while left > 0 {
+        let n = left.min(3 * chunk);
+        sizes.push(n);
+        left -= n;
+    }
+    sizes
+}
+
 /// The chunk loop behind [`super::Coder::code_effects_in_chunks`], over any `score` of a
 /// list of codes (one figure per code; `nll` says what the figures are): the base with the
-/// first chunk, then `chunk` variants at a time, those nearest `focus` first, `each` seeing
+/// first chunk, chunks of the sizes [`effects_chunk_sizes`] gives, those nearest `focus` first, `each` seeing
 /// everything filled in so far after each chunk and stopping the loop (answer `None`) when it
 /// breaks.
 pub fn effects_in_chunks(
@@ -178,12 +193,13 @@ pub fn effects_in_chunks(
         variants: vec![None; variants.len()],
         nll,
     };
-    // One chunk even without variants, for the base.
-    let pieces: Vec<&[usize]> = if order.is_empty() {
-        vec![&[]]
-    } else {
-        order.chunks(chunk.max(1)).collect()
-    };
+    let mut pieces: Vec<&[usize]> = Vec::new();
+    let mut rest = &order[..];
+    for n in effects_chunk_sizes(variants.len(), chunk) {
+        let (piece, tail) = rest.split_at(n);
+        pieces.push(piece);
+        rest = tail;
+    }
     for (k, dims) in pieces.into_iter().enumerate() {
         let mut codes = Vec::with_capacity(dims.len() + 1);
         if k == 0 {

@@ -284,6 +284,33 @@ const TOKEN_TABLE_MAX_FLOATS: usize = 32 << 20;
 /// made again after training changes them. Hashing costs a read of the weights (~0.3 ms for
 /// 8000 × 256); keeping a copy to compare would cost more.
 fn weights_print(tensors: &[&Tensor]) -> Result<Option<u64>> {
+    // Tensors that are not variables never change (a loaded checkpoint's weights, as in the
+    // explorer), so their print is computed once: the bars and every decoding ask for it.
+    let frozen = tensors.iter().all(|t| !t.is_variable());
+    let key: Vec<candle_core::TensorId> = tensors.iter().map(|t| t.id()).collect();
+    if frozen {
+        if let Some(print) = FROZEN_PRINTS.lock().expect("prints").get(&key) {
+            return Ok(Some(*print));
+        }
+    }
+    let print = weights_print_uncached(tensors)?;
+    if let (true, Some(print)) = (frozen, print) {
+        let mut prints = FROZEN_PRINTS.lock().expect("prints");
+        if prints.len() >= 64 {
+            // Models loaded and dropped over a long session: forget the oldest prints.
+            prints.clear();
+        }
+        prints.insert(key, print);
+    }
+    Ok(print)
+}
+
+/// Prints of tensors that are not variables, by the tensors' ids (never reused in a process).
+static FROZEN_PRINTS: std::sync::LazyLock<
+    Mutex<std::collections::HashMap<Vec<candle_core::TensorId>, u64>>,
+> = std::sync::LazyLock::new(|| Mutex::new(std::collections::HashMap::new()));
+
+fn weights_print_uncached(tensors: &[&Tensor]) -> Result<Option<u64>> {
     let mut print = 0u64;
     for (i, t) in tensors.iter().enumerate() {
         if !t.device().is_cpu() || t.dtype() != DType::F32 {
@@ -1001,6 +1028,24 @@ mod tests {
     /// Encoding through the token table gives the codes of the product per token, to the bit,
     /// for every summary, for batches below and above the size that makes the table; training
     /// (tracked weights) never uses it; and a table made from old weights is not reused.
+    #[test]
+    fn prints_follow_a_variable_and_a_frozen_tensor_keeps_its_own() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let frozen = Tensor::new(&[1f32, 2., 3.], &dev)?;
+        let first = weights_print(&[&frozen])?;
+        assert!(first.is_some());
+        assert_eq!(weights_print(&[&frozen])?, first, "remembered");
+        // A variable with the same values has the same print, and a new one once it changes
+        // (training updates weights in place: a remembered print would keep stale caches).
+        let var = candle_core::Var::new(&[1f32, 2., 3.], &dev)?;
+        assert_eq!(weights_print(&[var.as_tensor()])?, first);
+        var.set(&Tensor::new(&[1f32, 2., 4.], &dev)?)?;
+        let changed = weights_print(&[var.as_tensor()])?;
+        assert!(changed.is_some() && changed != first);
+        assert_eq!(weights_print(&[var.as_tensor()])?, changed);
+        Ok(())
+    }
+
     #[test]
     fn the_encoder_token_table_changes_no_bit_and_follows_the_weights() -> Result<()> {
         // Bit-for-bit comparisons need one kernel level throughout: holding it also keeps
