@@ -111,22 +111,15 @@ fn the_binary_code_is_far_better_than_the_language_model_and_no_two_bits_duplica
         with_code.ppl["rounded"],
         without.ppl["none"]
     );
-    // Issue 22's goal is every pair under 0.3; the shipped 128-bit file misses it by a hair
-    // (checkpoints/README.md: max 0.308, bits 34 and 58, the only pair above 0.3 of 8,128).
-    // Batches hold sentences of one length, so a per-batch penalty cannot see bits that all
-    // encode length; hold the file to what it reaches, with a margin that still fails a model
-    // whose bits duplicate (the 14,000-step run before the running-moments fine-tune: 0.45).
+    // Issue 22's goal: every pair of bits under 0.3 (checkpoints/README.md: max 0.291, bits 3
+    // and 58). A model whose bits duplicate fails it (the 14,000-step run before the
+    // running-moments fine-tunes: 0.45; the fine-tune shipped before this one: 0.308).
     let corr = with_code.bits.unwrap().correlation;
-    let mut above = Vec::new();
     for (i, row) in corr.iter().enumerate() {
         for (j, c) in row.iter().enumerate().skip(i + 1) {
-            assert!(c.abs() < 0.32, "bits {i} and {j}: correlation {c}");
-            if c.abs() >= 0.3 {
-                above.push((i, j, *c));
-            }
+            assert!(c.abs() < 0.3, "bits {i} and {j}: correlation {c}");
         }
     }
-    assert!(above.len() <= 2, "pairs of bits above 0.3: {above:?}");
 }
 
 #[test]
