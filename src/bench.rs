@@ -264,9 +264,23 @@ pub struct InteractiveReport {
     pub decode_cpu_ms_p95: f64,
     pub bars_cpu_ms_p50: f64,
     pub bars_cpu_ms_p95: f64,
+    /// The bars as the explorer computes them: in chunks of `bars_chunk` bits, those nearest
+    /// the flipped bit first (`Coder::code_effects_in_chunks`), timed from the end of the
+    /// decoding to the first chunk's bars on screen and to the last.
+    pub bars_chunk: usize,
+    pub bars_first_chunk_ms_p50: f64,
+    pub bars_first_chunk_ms_p95: f64,
+    pub bars_chunked_all_ms_p50: f64,
+    pub bars_chunked_all_ms_p95: f64,
+    pub bars_first_chunk_cpu_ms_p95: f64,
+    pub bars_chunked_all_cpu_ms_p50: f64,
+    pub bars_chunked_all_cpu_ms_p95: f64,
     /// The bars come from the 8-bit output layer: the largest relative difference between
     /// one of their perplexities and the exact fp32 one, for the last code timed.
     pub bars_max_relative_error: f64,
+    /// The largest relative difference between the chunked bars and the one-piece bars of the
+    /// same code, over every round (0: each code is scored on rows of its own).
+    pub chunked_max_relative_difference: f64,
 }
 
 fn percentile(xs: &[f64], q: f64) -> f64 {
@@ -302,20 +316,54 @@ pub fn interactive(
     let mut rng = StdRng::seed_from_u64(0);
     let (mut total, mut decode, mut bars) = (Vec::new(), Vec::new(), Vec::new());
     let (mut decode_cpu, mut bars_cpu) = (Vec::new(), Vec::new());
+    let (mut first, mut chunked, mut first_cpu, mut chunked_cpu) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let chunk = crate::coder::EFFECTS_CHUNK;
+    let mut chunked_max_relative_difference = 0f64;
     for r in 0..warmup + rounds {
         let (t0, c0) = (Instant::now(), crate::train::process_cpu_seconds());
         code[r % l] = 1.0 - code[r % l];
         let _text = engine.decode(std::slice::from_ref(&code), Strategy::Greedy, &mut rng)?;
         let (t1, c1) = (Instant::now(), crate::train::process_cpu_seconds());
         let variants = crate::coder::seq::one_change_variants(&code, true, None);
-        let _scores = crate::coder::seq::variant_perplexities(engine, &ids, &code, &variants)?;
+        let scores = crate::coder::seq::variant_perplexities(engine, &ids, &code, &variants)?;
         let (t2, c2) = (Instant::now(), crate::train::process_cpu_seconds());
+        // The explorer's way: chunk by chunk from the flipped bit (the cursor) outwards.
+        let (t3, c3) = (Instant::now(), crate::train::process_cpu_seconds());
+        let mut first_at = None;
+        let pieces = crate::coder::effects_in_chunks(
+            &mut |codes| crate::coder::seq::code_perplexities(engine, &ids, codes),
+            &code,
+            &variants,
+            r % l,
+            chunk,
+            false,
+            &mut |_| {
+                first_at
+                    .get_or_insert_with(|| (Instant::now(), crate::train::process_cpu_seconds()));
+                std::ops::ControlFlow::Continue(())
+            },
+        )?
+        .expect("never abandoned");
+        let (t4, c4) = (Instant::now(), crate::train::process_cpu_seconds());
+        let (tf, cf) = first_at.expect("at least one chunk");
+        for (a, b) in std::iter::once(&pieces.base)
+            .chain(&pieces.variants)
+            .zip(std::iter::once(&scores.base_ppl).chain(&scores.ppl))
+        {
+            chunked_max_relative_difference =
+                chunked_max_relative_difference.max((a / b - 1.0).abs());
+        }
         if r >= warmup {
             total.push((t2 - t0).as_secs_f64() * 1e3);
             decode.push((t1 - t0).as_secs_f64() * 1e3);
             bars.push((t2 - t1).as_secs_f64() * 1e3);
             decode_cpu.push((c1 - c0) * 1e3);
             bars_cpu.push((c2 - c1) * 1e3);
+            first.push((tf - t3).as_secs_f64() * 1e3);
+            chunked.push((t4 - t3).as_secs_f64() * 1e3);
+            first_cpu.push((cf - c3) * 1e3);
+            chunked_cpu.push((c4 - c3) * 1e3);
         }
     }
     let variants = crate::coder::seq::one_change_variants(&code, true, None);
@@ -348,5 +396,14 @@ pub fn interactive(
         decode_cpu_ms_p95: percentile(&decode_cpu, 0.95),
         bars_cpu_ms_p50: percentile(&bars_cpu, 0.5),
         bars_cpu_ms_p95: percentile(&bars_cpu, 0.95),
+        bars_chunk: chunk,
+        bars_first_chunk_ms_p50: percentile(&first, 0.5),
+        bars_first_chunk_ms_p95: percentile(&first, 0.95),
+        bars_chunked_all_ms_p50: percentile(&chunked, 0.5),
+        bars_chunked_all_ms_p95: percentile(&chunked, 0.95),
+        bars_first_chunk_cpu_ms_p95: percentile(&first_cpu, 0.95),
+        bars_chunked_all_cpu_ms_p50: percentile(&chunked_cpu, 0.5),
+        bars_chunked_all_cpu_ms_p95: percentile(&chunked_cpu, 0.95),
+        chunked_max_relative_difference,
     })
 }

@@ -16,6 +16,26 @@ pub fn flip(code: &[f32], bit: usize) -> Vec<f32> {
     out
 }
 
+/// The positions `0..len` by distance from `focus`: `focus`, `focus + 1`, `focus - 1`,
+/// `focus + 2`, … (a `focus` past the end counts from the last position). The order in which
+/// the explorer fills in its per-bit bars, nearest the cursor first.
+pub fn nearest_first(len: usize, focus: usize) -> Vec<usize> {
+    let focus = focus.min(len.saturating_sub(1));
+    let mut out = Vec::with_capacity(len);
+    for d in 0..len {
+        if focus + d < len {
+            out.push(focus + d);
+        }
+        if d > 0 && d <= focus {
+            out.push(focus - d);
+        }
+        if out.len() == len {
+            break;
+        }
+    }
+    out
+}
+
 /// Whether a value reads as a set bit.
 pub fn is_set(v: f32) -> bool {
     v >= 0.5
@@ -162,6 +182,24 @@ pub fn nudge(code: &[f32], dim: usize, delta: f32) -> Vec<f32> {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn nearest_first_is_a_permutation_by_distance_from_the_focus() {
+        assert_eq!(nearest_first(6, 2), vec![2, 3, 1, 4, 0, 5]);
+        assert_eq!(nearest_first(4, 0), vec![0, 1, 2, 3]);
+        assert_eq!(nearest_first(4, 3), vec![3, 2, 1, 0]);
+        assert_eq!(nearest_first(4, 99), vec![3, 2, 1, 0]);
+        assert!(nearest_first(0, 5).is_empty());
+        for len in 1..40 {
+            for focus in 0..len {
+                let mut o = nearest_first(len, focus);
+                let d: Vec<usize> = o.iter().map(|&j| j.abs_diff(focus)).collect();
+                assert!(d.windows(2).all(|w| w[0] <= w[1]), "{len} {focus}: {o:?}");
+                o.sort_unstable();
+                assert_eq!(o, (0..len).collect::<Vec<_>>());
+            }
+        }
+    }
 
     #[test]
     fn hamming_path_flips_each_differing_bit_once() {

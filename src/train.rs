@@ -299,7 +299,7 @@ impl Default for TrainConfig {
             // subword vocabulary's pieces. Longer lines are truncated, not dropped.
             max_len: 40,
             steps: 5000,
-            batch_tokens: 1600,
+            batch_tokens: 800,
             max_batch: 128,
             // 2e-3 trains better binary codes than 1e-3 in the same steps (lower perplexity and
             // less bit duplication on WordNet and on the Debian corpus; see README).

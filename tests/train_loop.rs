@@ -112,6 +112,7 @@ fn settings(steps: u64) -> LoopSettings {
         valid_every: 4,
         checkpoint_every: 3,
         time_limit_secs: None,
+        time_clock: latent_tui::train::TimeClock::Wall,
         kl_weight: 2.0,
         kl_anneal: KlAnneal::Linear,
         kl_anneal_steps: 4,

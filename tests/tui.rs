@@ -245,6 +245,7 @@ fn a_128_bit_code_moves_flips_scores_and_walks() {
     let variants = tasks::one_change_variants(&encoded, true, None);
     let scores = tasks::variant_perplexities(&e, &ids, &encoded, &variants).unwrap();
     for (j, (got, want)) in bars.ppl.iter().zip(&scores.ppl).enumerate() {
+        let got = got.expect("every bar in");
         assert!((got / want - 1.0).abs() < 1e-4, "bit {j}: {got} vs {want}");
     }
 
@@ -266,10 +267,10 @@ fn a_128_bit_code_moves_flips_scores_and_walks() {
     assert_eq!(bars.code, flipped, "bars are for the current code");
     assert_eq!(bars.ppl.len(), 128);
     // Flipping bit 127 back gives the encoding: its bar is the encoding's perplexity.
+    let last = bars.ppl[127].expect("every bar in");
     assert!(
-        (bars.ppl[127] / scores.base_ppl - 1.0).abs() < 1e-4,
-        "{} vs {}",
-        bars.ppl[127],
+        (last / scores.base_ppl - 1.0).abs() < 1e-4,
+        "{last} vs {}",
         scores.base_ppl
     );
     // Left from the last bit, and Home back to the first.
@@ -1558,4 +1559,204 @@ fn the_tab_registry_drives_the_tab_bar_number_keys_footer_and_help() {
             help[start + 1]
         );
     }
+}
+
+/// The row just above the bars' caption (`bit J flipped: …`): the bottom row of the bars.
+fn bars_bottom_row(screen: &str, caption: &str) -> String {
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains(caption))
+        .unwrap_or_else(|| panic!("no `{caption}` in\n{screen}"));
+    lines[at - 1].to_string()
+}
+
+/// A flip on a 128-bit code: the bars come in chunks, nearest the cursor first; the first
+/// chunk's bars are drawn with the rest pending (not as zero), then all are filled in. A
+/// newer flip overtakes: the older request's remaining chunks are dropped.
+#[test]
+fn the_bars_of_a_128_bit_code_fill_in_chunk_by_chunk_nearest_the_cursor_first() {
+    use crossterm::event::{KeyEvent, KeyModifiers};
+    use latent_tui::coder::EFFECTS_CHUNK;
+    let f = fixtures();
+    let wide = common::tiny_checkpoint_wide(
+        &f.dir,
+        &f.corpus,
+        LatentKind::Binary,
+        "wide128-chunks.safetensors",
+        4.0,
+        128,
+    );
+    let e = engine(&wide);
+    let mut h = harness(&wide);
+    let sentence = "the small dog sees the cat";
+    h.key(KeyCode::Char('i'))
+        .type_text(sentence)
+        .key(KeyCode::Enter);
+    for _ in 0..40 {
+        h.key(KeyCode::Right);
+    }
+    assert_eq!(h.app.tabs.explore.cursor, 40);
+    let full = h.app.tabs.explore.bars.clone().expect("bars");
+    assert!(full.complete());
+    assert_lacks(&bars_bottom_row(&h.screen(), "bit 40 flipped: ppl"), "·");
+
+    // Space flips bit 40; the work it asks for is computed but handed over one reply at a time.
+    let space = || Msg::Key(KeyEvent::new(KeyCode::Char(' '), KeyModifiers::NONE));
+    h.app.update(space());
+    let reqs = h.queued();
+    let flipped = h.app.shared.code.clone();
+    let replies = h.replies(reqs);
+    let partial: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| matches!(r.body, ReplyBody::BarsSoFar(_)))
+        .collect();
+    assert_eq!(
+        partial.len(),
+        128 / EFFECTS_CHUNK - 1,
+        "one per chunk but the last"
+    );
+    let mut replies = replies.into_iter();
+    // The decoding first, then the first chunk of bars.
+    for r in replies.by_ref() {
+        let bars = matches!(r.body, ReplyBody::BarsSoFar(_));
+        h.deliver(r);
+        if bars {
+            break;
+        }
+    }
+    let b = h.app.tabs.explore.bars.clone().expect("partial bars");
+    assert_eq!(b.code, flipped);
+    assert_eq!(b.filled(), EFFECTS_CHUNK);
+    let filled: Vec<usize> = (0..128).filter(|&j| b.ppl[j].is_some()).collect();
+    let half = EFFECTS_CHUNK / 2;
+    assert_eq!(filled, (40 - half + 1..=40 + half).collect::<Vec<_>>());
+    assert!(h.app.jobs.is_pending(JobKind::Bars), "still pending");
+    let s = h.screen();
+    assert_has(&s, "bit 40 flipped: ppl");
+    assert_has(&s, &format!("scoring {EFFECTS_CHUNK} of 128…"));
+    let row = bars_bottom_row(&s, "bit 40 flipped: ppl");
+    assert_has(&row, "·");
+
+    // The rest, chunk by chunk, to the final reply.
+    let mut seen = EFFECTS_CHUNK;
+    for r in replies {
+        h.deliver(r);
+        let b = h.app.tabs.explore.bars.as_ref().expect("bars");
+        assert!(b.filled() >= seen, "filling in, never emptied");
+        seen = b.filled();
+    }
+    assert!(!h.app.jobs.is_pending(JobKind::Bars));
+    let done = h.app.tabs.explore.bars.clone().expect("bars");
+    assert!(done.complete());
+    // Chunk by chunk, the bars are the one-piece bars of the same code.
+    let ids = e.tokenize(sentence).ids;
+    let variants = tasks::one_change_variants(&flipped, true, None);
+    let one_piece = tasks::variant_perplexities(&e, &ids, &flipped, &variants).unwrap();
+    assert_eq!(done.base_ppl, one_piece.base_ppl);
+    for (j, (got, want)) in done.ppl.iter().zip(&one_piece.ppl).enumerate() {
+        assert_eq!(got.unwrap(), *want, "bit {j}");
+    }
+    for (j, p) in b.ppl.iter().enumerate() {
+        if let Some(p) = p {
+            assert_eq!(*p, one_piece.ppl[j], "the first chunk's bit {j}");
+        }
+    }
+    let s = h.screen();
+    assert_lacks(&s, "scoring");
+    assert_lacks(&bars_bottom_row(&s, "bit 40 flipped: ppl"), "·");
+
+    // Two flips in a row: the first flip's bars arrive after the second was asked for and are
+    // dropped, partial ones included; the second's are shown.
+    h.app.update(space());
+    let first = h.queued();
+    h.app
+        .update(Msg::Key(KeyEvent::new(KeyCode::Left, KeyModifiers::NONE)));
+    h.app.update(space());
+    let second = h.queued();
+    let newest = h.app.shared.code.clone();
+    for r in h.replies(first) {
+        h.deliver(r);
+    }
+    assert_ne!(
+        h.app.tabs.explore.bars.as_ref().unwrap().code,
+        h.app.shared.code,
+        "an overtaken request's bars are not shown"
+    );
+    assert!(h.app.jobs.is_pending(JobKind::Bars));
+    h.compute(second);
+    h.settle();
+    let b = h.app.tabs.explore.bars.clone().expect("bars");
+    assert_eq!(b.code, newest);
+    assert!(b.complete());
+}
+
+/// The worker abandons a bars job between chunks once a newer bars request has been sent
+/// (the newest request wins), and sends nothing for a request overtaken before it starts.
+#[test]
+fn a_newer_bars_request_overtakes_a_running_one_between_chunks() {
+    use latent_tui::coder::EFFECTS_CHUNK;
+    let f = fixtures();
+    let wide = common::tiny_checkpoint_wide(
+        &f.dir,
+        &f.corpus,
+        LatentKind::Binary,
+        "wide128-overtake.safetensors",
+        4.0,
+        128,
+    );
+    let e = engine(&wide);
+    let ids = e.tokenize("the small dog sees the cat").ids;
+    let code = e.encode(std::slice::from_ref(&ids)).unwrap()[0].deterministic_code(true);
+    let worker = Worker::new(e);
+    let bars = |id: u64| Request {
+        id,
+        job: Job::Bars {
+            ids: ids.clone(),
+            code: code.clone(),
+            std: None,
+            focus: 100,
+        },
+    };
+
+    // Undisturbed: a partial reply per chunk but the last, then the whole bars.
+    worker.announce(&bars(1));
+    let mut replies = Vec::new();
+    worker.handle(bars(1), &mut |r| replies.push(r));
+    assert_eq!(replies.len(), 128 / EFFECTS_CHUNK);
+    match &replies.last().unwrap().body {
+        ReplyBody::Bars(Ok(b)) => assert!(b.complete()),
+        other => panic!("{other:?}"),
+    }
+
+    // A newer request sent once the first chunk is out: the job stops there.
+    worker.announce(&bars(2));
+    let mut replies: Vec<Reply> = Vec::new();
+    let w = worker.clone();
+    worker.handle(bars(2), &mut |r| {
+        if matches!(r.body, ReplyBody::BarsSoFar(_)) {
+            w.announce(&bars(3));
+        }
+        replies.push(r);
+    });
+    assert_eq!(replies.len(), 1, "one chunk, then abandoned");
+    match &replies[0].body {
+        ReplyBody::BarsSoFar(b) => {
+            assert_eq!(b.filled(), EFFECTS_CHUNK);
+            assert!(b.ppl[100].is_some(), "the focus first");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Overtaken before it started: nothing at all.
+    let mut replies: Vec<Reply> = Vec::new();
+    worker.handle(bars(2), &mut |r| replies.push(r));
+    assert!(replies.is_empty(), "{replies:?}");
+    // The newest still runs to the end.
+    let mut replies: Vec<Reply> = Vec::new();
+    worker.handle(bars(3), &mut |r| replies.push(r));
+    assert!(matches!(
+        replies.last().unwrap().body,
+        ReplyBody::Bars(Ok(_))
+    ));
 }

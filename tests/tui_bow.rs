@@ -77,7 +77,7 @@ fn nash_flips_bits_and_the_top_words_and_nll_bars_follow() {
     assert!(bars.nll);
     assert_eq!(bars.ppl.len(), 8);
     assert!(bars.base_ppl > 0.0);
-    let bit1_flipped_nll = bars.ppl[1];
+    let bit1_flipped_nll = bars.ppl[1].expect("every bar in");
 
     // Space flips the bit under the cursor: the top words and the bars are for the new code.
     let encoded = h.app.shared.code.clone();

@@ -72,7 +72,10 @@ fn binary_kind_explores(kind: LatentKind) {
     let bars = h.app.tabs.explore.bars.as_ref().expect("bars");
     assert_eq!(bars.code, flipped, "the bars are for the code on screen");
     assert_eq!(bars.ppl.len(), 8);
-    assert!(bars.ppl.iter().all(|p| p.is_finite() && *p > 1.0));
+    assert!(bars
+        .ppl
+        .iter()
+        .all(|p| p.is_some_and(|p| p.is_finite() && p > 1.0)));
     assert_eq!(decoding_line(&s), greedy(&engine(&ckpt), &flipped));
     // With this seed and scale the flipped bit changes the words, so the panel visibly moved.
     assert_ne!(

@@ -23,11 +23,11 @@ pub mod bow;
 pub mod seq;
 pub mod types;
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use anyhow::{bail, Result};
 use candle_core::Device;
-
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -41,9 +41,14 @@ use crate::vocab::Vocab;
 
 pub use seq::engine_features;
 pub use types::{
-    read_features, Capabilities, CodeEffects, EncodedSentence, FeatureKind, PathPoint, PathWalk,
-    Posterior, PriorChoice, Samples, SplitStats, SAMPLE_CHUNK,
+    effects_in_chunks, read_features, Capabilities, CodeEffects, EncodedSentence, FeatureKind,
+    PartialEffects, PathPoint, PathWalk, Posterior, PriorChoice, Samples, SplitStats, SAMPLE_CHUNK,
 };
+
+/// Variants per chunk of the explorer's per-bit bars ([`Coder::code_effects_in_chunks`]): on
+/// the shipped 128-bit model a chunk takes a few milliseconds on one thread, so the bars
+/// nearest the cursor are on screen within a frame of the decoding.
+pub const EFFECTS_CHUNK: usize = 16;
 
 /// A loaded checkpoint of any kind: the one model type the command line, the explorer and
 /// library users hold. What a kind can do is asked of it ([`Coder::capabilities`], or a method
@@ -446,6 +451,51 @@ impl Coder {
         code: &[f32],
         variants: &[Vec<f32>],
     ) -> Result<CodeEffects> {
+        let mut all = Vec::with_capacity(variants.len() + 1);
+        all.push(code.to_vec());
+        all.extend(variants.iter().cloned());
+        let scores = self.score_codes(ids, &all)?;
+        Ok(CodeEffects {
+            base: scores[0],
+            variants: scores[1..].to_vec(),
+            nll: self.scores_are_nll(),
+        })
+    }
+
+    /// [`Self::code_effects`] in chunks of `chunk` variants, those nearest `focus` first
+    /// ([`crate::explore::nearest_first`]; the base with the first chunk). After each chunk
+    /// `each` sees everything filled in so far; when it breaks, the rest is not computed and
+    /// the answer is `None` (the explorer abandons bars a newer request has overtaken). Each
+    /// figure equals [`Self::code_effects`]'s: every code is scored on rows of its own.
+    pub fn code_effects_in_chunks(
+        &self,
+        ids: &[u32],
+        code: &[f32],
+        variants: &[Vec<f32>],
+        focus: usize,
+        chunk: usize,
+        each: &mut dyn FnMut(&PartialEffects) -> ControlFlow<()>,
+    ) -> Result<Option<CodeEffects>> {
+        effects_in_chunks(
+            &mut |codes| self.score_codes(ids, codes),
+            code,
+            variants,
+            focus,
+            chunk,
+            self.scores_are_nll(),
+            each,
+        )
+    }
+
+    /// Whether [`Self::score_codes`] gives a document's NLL (bag-of-words models) rather than
+    /// a perplexity per word.
+    fn scores_are_nll(&self) -> bool {
+        matches!(self.family, Family::Bow(_))
+    }
+
+    /// The encoded text `ids` under each of `codes`: perplexity per word for sequence models,
+    /// the document's NLL for bag-of-words models.
+    fn score_codes(&self, ids: &[u32], codes: &[Vec<f32>]) -> Result<Vec<f64>> {
         if !self.capabilities().encodes {
             return Err(self.cannot("score a text under a code: it has no encoder, so no code"));
         }
@@ -453,25 +503,8 @@ impl Coder {
             return Err(self.cannot("score a text under a code: it has no decoder"));
         }
         match &self.family {
-            Family::Seq(e) => {
-                let s = seq::variant_perplexities(e, ids, code, variants)?;
-                Ok(CodeEffects {
-                    base: s.base_ppl,
-                    variants: s.ppl,
-                    nll: false,
-                })
-            }
-            Family::Bow(b) => {
-                let mut all = Vec::with_capacity(variants.len() + 1);
-                all.push(code.to_vec());
-                all.extend(variants.iter().cloned());
-                let nll = bow::document_nll(b, ids, &all)?;
-                Ok(CodeEffects {
-                    base: nll[0],
-                    variants: nll[1..].to_vec(),
-                    nll: true,
-                })
-            }
+            Family::Seq(e) => seq::code_perplexities(e, ids, codes),
+            Family::Bow(b) => bow::document_nll(b, ids, codes),
         }
     }
 

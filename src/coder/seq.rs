@@ -260,32 +260,42 @@ pub fn variant_perplexities(
     code: &[f32],
     variants: &[Vec<f32>],
 ) -> Result<VariantScores> {
-    // Per word, like every perplexity the tool shows.
-    let tokens = (engine.vocab.word_count(ids) + 1) as f64;
     let mut all = Vec::with_capacity(variants.len() + 1);
     all.push(code.to_vec());
     all.extend(variants.iter().cloned());
+    let ppl = code_perplexities(engine, ids, &all)?;
+    Ok(VariantScores {
+        base_ppl: ppl[0],
+        ppl: ppl[1..].to_vec(),
+    })
+}
+
+/// Perplexity per word of `ids` under each of `codes`, in one batch. Each code's figure is
+/// computed on its own rows, so scoring the codes in several batches gives the same values
+/// (the explorer's bars come in chunks).
+pub fn code_perplexities(engine: &Engine, ids: &[u32], codes: &[Vec<f32>]) -> Result<Vec<f64>> {
+    if codes.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Per word, like every perplexity the tool shows.
+    let tokens = (engine.vocab.word_count(ids) + 1) as f64;
     let nll = if engine.kind().has_latent() && !ids.is_empty() {
         // The bars need the normaliser over the vocabulary for every code and word: the 8-bit
         // output layer makes it four times faster, within ~1e-3 nats per word.
         let l = engine.latent_dim();
-        if let Some(bad) = all.iter().find(|c| c.len() != l) {
+        if let Some(bad) = codes.iter().find(|c| c.len() != l) {
             bail!(
                 "a code has {} dimensions but the model's latent has {l}",
                 bad.len()
             );
         }
-        let flat: Vec<f32> = all.iter().flatten().copied().collect();
-        let z = candle_core::Tensor::from_vec(flat, (all.len(), l), &engine.device)?;
+        let flat: Vec<f32> = codes.iter().flatten().copied().collect();
+        let z = candle_core::Tensor::from_vec(flat, (codes.len(), l), &engine.device)?;
         engine.model.score_sentence_quantized(&z, ids)?
     } else {
-        engine.score(&all, ids)?
+        engine.score(codes, ids)?
     };
-    let ppl: Vec<f64> = nll.iter().map(|&n| (n as f64 / tokens).exp()).collect();
-    Ok(VariantScores {
-        base_ppl: ppl[0],
-        ppl: ppl[1..].to_vec(),
-    })
+    Ok(nll.iter().map(|&n| (n as f64 / tokens).exp()).collect())
 }
 
 /// The variants behind per-dimension perplexity bars: binary codes with each bit flipped;

@@ -126,6 +126,86 @@ pub struct CodeEffects {
     pub nll: bool,
 }
 
+/// [`CodeEffects`] as they are filled in, chunk by chunk
+/// ([`super::Coder::code_effects_in_chunks`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartialEffects {
+    /// Under the code itself (computed with the first chunk).
+    pub base: f64,
+    /// Under each variant, in order; `None` where not computed yet.
+    pub variants: Vec<Option<f64>>,
+    /// As in [`CodeEffects::nll`].
+    pub nll: bool,
+}
+
+impl PartialEffects {
+    /// Variants computed so far.
+    pub fn filled(&self) -> usize {
+        self.variants.iter().filter(|v| v.is_some()).count()
+    }
+
+    /// The effects once every variant is in.
+    pub fn complete(&self) -> Option<CodeEffects> {
+        Some(CodeEffects {
+            base: self.base,
+            variants: self
+                .variants
+                .iter()
+                .copied()
+                .collect::<Option<Vec<f64>>>()?,
+            nll: self.nll,
+        })
+    }
+}
+
+/// The chunk loop behind [`super::Coder::code_effects_in_chunks`], over any `score` of a
+/// list of codes (one figure per code; `nll` says what the figures are): the base with the
+/// first chunk, then `chunk` variants at a time, those nearest `focus` first, `each` seeing
+/// everything filled in so far after each chunk and stopping the loop (answer `None`) when it
+/// breaks.
+pub fn effects_in_chunks(
+    score: &mut dyn FnMut(&[Vec<f32>]) -> anyhow::Result<Vec<f64>>,
+    code: &[f32],
+    variants: &[Vec<f32>],
+    focus: usize,
+    chunk: usize,
+    nll: bool,
+    each: &mut dyn FnMut(&PartialEffects) -> std::ops::ControlFlow<()>,
+) -> anyhow::Result<Option<CodeEffects>> {
+    let order = crate::explore::nearest_first(variants.len(), focus);
+    let mut so_far = PartialEffects {
+        base: f64::NAN,
+        variants: vec![None; variants.len()],
+        nll,
+    };
+    // One chunk even without variants, for the base.
+    let pieces: Vec<&[usize]> = if order.is_empty() {
+        vec![&[]]
+    } else {
+        order.chunks(chunk.max(1)).collect()
+    };
+    for (k, dims) in pieces.into_iter().enumerate() {
+        let mut codes = Vec::with_capacity(dims.len() + 1);
+        if k == 0 {
+            codes.push(code.to_vec());
+        }
+        codes.extend(dims.iter().map(|&j| variants[j].clone()));
+        let scores = score(&codes)?;
+        anyhow::ensure!(scores.len() == codes.len(), "one score per code");
+        let mut scores = scores.into_iter();
+        if k == 0 {
+            so_far.base = scores.next().expect("one score per code");
+        }
+        for (&j, s) in dims.iter().zip(scores) {
+            so_far.variants[j] = Some(s);
+        }
+        if each(&so_far).is_break() {
+            return Ok(None);
+        }
+    }
+    Ok(so_far.complete())
+}
+
 /// Features of kind `kind` from the latent head's `loc` (logits, projections or μ) of a
 /// binary or continuous model.
 pub fn read_features(loc: Vec<Vec<f32>>, kind: FeatureKind, binary: bool) -> Vec<Vec<f32>> {

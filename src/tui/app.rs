@@ -422,7 +422,14 @@ impl App {
             self.jobs.report(kind, id, f);
             return;
         }
-        if !self.jobs.accept(kind, id) {
+        // A partial reply (the bars so far) is shown while its request is the newest, which
+        // stays pending until the final reply.
+        let current = if body.is_partial() {
+            self.jobs.is_current(kind, id)
+        } else {
+            self.jobs.accept(kind, id)
+        };
+        if !current {
             return; // superseded by a newer request of the same kind
         }
         match body {

@@ -422,6 +422,7 @@ impl ExploreState {
                 ids: s.ids.clone(),
                 code: cx.shared.code.clone(),
                 std: s.encoding.std.clone(),
+                focus: self.cursor,
             };
             cx.jobs.submit(job);
         }
@@ -594,6 +595,7 @@ impl Tab for ExploreState {
             ReplyBody::Encoded(r) => self.encoded(cx, r),
             ReplyBody::Decoded(r) => self.decoded(cx, r),
             ReplyBody::Bars(r) => self.bars(cx, r),
+            ReplyBody::BarsSoFar(b) => self.bars = Some(b),
             ReplyBody::Meanings(r) => self.meanings(cx, r),
             ReplyBody::Opened(r) => self.opened(cx, r),
             other => return Some(other),
@@ -1221,8 +1223,13 @@ fn render_bars(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
         ..chart
     };
     let (first, xs) = grouped_columns(app.shared.code.len(), tab.cursor, cols.width);
-    let values: Vec<f64> = b.ppl[first..first + xs.len()].to_vec();
-    let all = b.ppl.iter().chain(std::iter::once(&b.base_ppl)).copied();
+    // Bars not filled in yet (a partial reply) are NaN here: drawn as pending below.
+    let values: Vec<f64> = b.ppl[first..first + xs.len()]
+        .iter()
+        .map(|p| p.unwrap_or(f64::NAN))
+        .collect();
+    let filled = || b.ppl.iter().flatten().copied();
+    let all = filled().chain(std::iter::once(b.base_ppl));
     let (mut lo, mut hi) = all.fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
     // Bars start a little below the smallest value so that small differences stay visible;
     // the axis labels say where the scale starts.
@@ -1239,17 +1246,18 @@ fn render_bars(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
         t.dim(),
     );
     let stale = app.jobs.is_pending(JobKind::Bars) || b.code != app.shared.code;
-    widgets::vertical_bars(
-        buf,
-        cols,
-        &xs,
-        &values,
-        lo,
-        hi,
-        Some(b.base_ppl),
-        tab.cursor.checked_sub(first),
-        t,
-    );
+    let cursor = tab.cursor.checked_sub(first);
+    widgets::vertical_bars(buf, cols, &xs, &values, lo, hi, Some(b.base_ppl), cursor, t);
+    for (k, (&x, v)) in xs.iter().zip(&values).enumerate() {
+        if v.is_nan() {
+            let style = if Some(k) == cursor {
+                t.accent()
+            } else {
+                t.dim()
+            };
+            put(buf, cols, cols.x + x, cols.bottom() - 1, PENDING, style);
+        }
+    }
     let j = tab.cursor;
     let change = |p: f64| {
         if b.nll {
@@ -1258,22 +1266,38 @@ fn render_bars(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
             format!("ppl {p:.2} ({:+.1}%)", (p / b.base_ppl - 1.0) * 100.0)
         }
     };
-    let (jmax, pmax) =
-        b.ppl.iter().enumerate().fold(
-            (0, f64::MIN),
-            |(bj, bp), (j, &p)| if p > bp { (j, p) } else { (bj, bp) },
-        );
+    let complete = b.complete();
     let unit = if binary { "bit" } else { "dim" };
     let verb = if binary { "flipped" } else { "+σ" };
     let mut caption = vec![
         Span::styled(format!("{unit} {j} {verb}: "), t.accent()),
-        Span::raw(change(b.ppl[j])),
-        Span::styled(
-            format!("   largest: {unit} {jmax} {}", change(pmax)),
-            t.dim(),
-        ),
+        match b.ppl[j] {
+            Some(p) => Span::raw(change(p)),
+            None => Span::styled("scoring…", t.dim()),
+        },
     ];
-    if stale {
+    let largest = b
+        .ppl
+        .iter()
+        .enumerate()
+        .filter_map(|(j, p)| p.map(|p| (j, p)))
+        .fold(None, |best: Option<(usize, f64)>, (j, p)| match best {
+            Some((_, bp)) if bp >= p => best,
+            _ => Some((j, p)),
+        });
+    if let Some((jmax, pmax)) = largest {
+        let so_far = if complete { "" } else { " so far" };
+        caption.push(Span::styled(
+            format!("   largest{so_far}: {unit} {jmax} {}", change(pmax)),
+            t.dim(),
+        ));
+    }
+    if !complete {
+        caption.push(Span::styled(
+            format!("   scoring {} of {}…", b.filled(), b.ppl.len()),
+            t.notice(),
+        ));
+    } else if stale {
         caption.push(Span::styled("   updating…", t.notice()));
     }
     widgets::lines(
@@ -1286,6 +1310,9 @@ fn render_bars(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
         vec![Line::from(caption)],
     );
 }
+
+/// How a bar not filled in yet is drawn (the bars come in chunks, nearest the cursor first).
+const PENDING: &str = "·";
 
 fn fmt_ppl(v: f64) -> String {
     if v >= 100.0 {

@@ -104,13 +104,29 @@ impl Harness {
 
     /// Computes requests inline and feeds the replies to the app.
     pub fn compute(&mut self, requests: Vec<Request>) {
-        for req in newest_per_kind(requests) {
-            let mut replies: Vec<Reply> = Vec::new();
-            self.worker.handle(req, &mut |r| replies.push(r));
-            for r in replies {
-                self.app.update(Msg::Reply(r));
-            }
+        for r in self.replies(requests) {
+            self.app.update(Msg::Reply(r));
         }
+    }
+
+    /// Computes requests inline (the newest of each kind, as the worker threads do) and returns
+    /// their replies, partial ones included, without giving them to the app: a test can then
+    /// [`Self::deliver`] them one at a time.
+    pub fn replies(&mut self, requests: Vec<Request>) -> Vec<Reply> {
+        for r in &requests {
+            self.worker.announce(r);
+        }
+        let mut replies: Vec<Reply> = Vec::new();
+        for req in newest_per_kind(requests) {
+            self.worker.handle(req, &mut |r| replies.push(r));
+        }
+        replies
+    }
+
+    /// Gives one reply to the app, without running the work it causes.
+    pub fn deliver(&mut self, reply: Reply) -> &mut Self {
+        self.app.update(Msg::Reply(reply));
+        self
     }
 
     /// Runs model work until the app asks for no more.

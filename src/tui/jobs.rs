@@ -73,11 +73,15 @@ pub enum Job {
         /// Restrict greedy and beam decoding to the training corpus's words.
         real_words: bool,
     },
-    /// Perplexity of `ids` under `code` and under each one-dimension change of it.
+    /// Perplexity of `ids` under `code` and under each one-dimension change of it, computed in
+    /// chunks, those nearest dimension `focus` (the cursor) first, each chunk sent as a
+    /// [`ReplyBody::BarsSoFar`] reply; abandoned between chunks once a newer request of this
+    /// kind is sent.
     Bars {
         ids: Vec<u32>,
         code: Vec<f32>,
         std: Option<Vec<f32>>,
+        focus: usize,
     },
     Path {
         a: String,
@@ -200,10 +204,24 @@ pub struct Request {
 pub struct Bars {
     pub code: Vec<f32>,
     pub base_ppl: f64,
-    pub ppl: Vec<f64>,
+    /// One per dimension; `None` where a partial reply ([`ReplyBody::BarsSoFar`]) has not
+    /// filled it in yet.
+    pub ppl: Vec<Option<f64>>,
     /// The values are the document's NLL in nats (bag-of-words models), not per-word
     /// perplexities.
     pub nll: bool,
+}
+
+impl Bars {
+    /// Every dimension's value is in.
+    pub fn complete(&self) -> bool {
+        self.ppl.iter().all(Option::is_some)
+    }
+
+    /// Dimensions filled in so far.
+    pub fn filled(&self) -> usize {
+        self.ppl.iter().filter(|p| p.is_some()).count()
+    }
 }
 
 /// How a decoding was restricted to real words (the explorer's header shows it).
@@ -232,6 +250,9 @@ pub enum ReplyBody {
     Encoded(Result<EncodedSentence, String>),
     Decoded(Result<DecodedText, String>),
     Bars(Result<Bars, String>),
+    /// The bars filled in so far, before the job's final [`ReplyBody::Bars`]: a partial reply,
+    /// shown while its request is still the newest but leaving it pending.
+    BarsSoFar(Bars),
     Path(Result<PathWalk, String>),
     Sampled(Result<Samples, String>),
     Stats(Result<SplitStats, String>),
@@ -247,6 +268,11 @@ pub enum ReplyBody {
 }
 
 impl ReplyBody {
+    /// A reply that a job sends before its result: it does not end the request.
+    pub fn is_partial(&self) -> bool {
+        matches!(self, ReplyBody::Progress(_) | ReplyBody::BarsSoFar(_))
+    }
+
     /// The error reply for a job of `kind`.
     pub fn failed(kind: JobKind, msg: String) -> Self {
         match kind {
@@ -300,6 +326,29 @@ pub fn newest_per_kind(requests: impl IntoIterator<Item = Request>) -> Vec<Reque
     let mut out: Vec<Request> = newest.into_values().collect();
     out.sort_by_key(|r| r.id);
     out
+}
+
+/// The newest request id of each kind sent to the worker threads, shared with them so that a
+/// long job can see between its chunks that a newer request of its kind has overtaken it and
+/// stop (gitui's `AsyncSingleJob`: the newest request wins).
+#[derive(Debug, Default)]
+pub struct Newest {
+    ids: std::sync::Mutex<BTreeMap<JobKind, u64>>,
+}
+
+impl Newest {
+    /// Records that request `req` was sent.
+    pub fn announce(&self, req: &Request) {
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        let newest = ids.entry(req.job.kind()).or_insert(0);
+        *newest = (*newest).max(req.id);
+    }
+
+    /// Whether a request of `kind` newer than `id` has been sent.
+    pub fn overtaken(&self, kind: JobKind, id: u64) -> bool {
+        let ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        ids.get(&kind).is_some_and(|&n| n > id)
+    }
 }
 
 /// Work the event loop must start on the app's behalf.

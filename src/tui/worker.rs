@@ -4,10 +4,14 @@
 //! its queue before each job and computes only the newest request of each kind, so holding
 //! down the space bar computes the last code instead of every intermediate one; the app in
 //! turn drops any reply whose id is no longer the newest of its kind (as gitui's
-//! `AsyncSingleJob` does). Statistics over a corpus split take seconds, so they run on a
-//! second thread and never hold up encoding and decoding.
+//! `AsyncSingleJob` does). A job long enough to matter goes further: the per-bit bars come in
+//! chunks, and between chunks the job stops once a newer request of its kind has been sent
+//! ([`Newest`]), so a flip never waits for the bars of the code before it. Statistics over a
+//! corpus split take seconds, so they run on a second thread and never hold up encoding and
+//! decoding.
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -16,10 +20,10 @@ use candle_core::Device;
 
 use super::event::Msg;
 pub use super::jobs::{
-    newest_per_kind, Bars, DecodedText, Job, JobKind, ModelInfo, RealWords, Reply, ReplyBody,
-    Request,
+    newest_per_kind, Bars, DecodedText, Job, JobKind, ModelInfo, Newest, RealWords, Reply,
+    ReplyBody, Request,
 };
-use crate::coder::{seq, Coder, PriorChoice};
+use crate::coder::{seq, Coder, PriorChoice, EFFECTS_CHUNK};
 use crate::corpus::Corpus;
 use crate::engine::Engine;
 use crate::meaning::{MeaningOptions, Meanings};
@@ -61,6 +65,8 @@ struct Loaded {
 #[derive(Clone)]
 pub struct Worker {
     slot: Arc<Mutex<Loaded>>,
+    /// The newest request of each kind sent to this worker's threads.
+    newest: Arc<Newest>,
 }
 
 impl Worker {
@@ -77,7 +83,14 @@ impl Worker {
                 corpus: None,
                 words: None,
             })),
+            newest: Arc::default(),
         }
+    }
+
+    /// Records that `req` is on its way to this worker: from now on, running jobs of its kind
+    /// with older ids stop at their next chunk.
+    pub fn announce(&self, req: &Request) {
+        self.newest.announce(req);
     }
 
     fn coder(&self) -> Arc<Coder> {
@@ -191,19 +204,54 @@ impl Worker {
                 self.decode(&coder, &code, strategy, seed, real_words)
                     .map_err(err_text),
             ),
-            Job::Bars { ids, code, std } => {
+            Job::Bars {
+                ids,
+                code,
+                std,
+                focus,
+            } => {
+                if self.newest.overtaken(kind, id) {
+                    return;
+                }
                 let variants = seq::one_change_variants(&code, coder.is_binary(), std.as_deref());
-                ReplyBody::Bars(
-                    coder
-                        .code_effects(&ids, &code, &variants)
-                        .map(|effects| Bars {
-                            code,
-                            base_ppl: effects.base,
-                            ppl: effects.variants,
-                            nll: effects.nll,
-                        })
-                        .map_err(err_text),
-                )
+                let bars = |p: &crate::coder::PartialEffects| Bars {
+                    code: code.clone(),
+                    base_ppl: p.base,
+                    ppl: p.variants.clone(),
+                    nll: p.nll,
+                };
+                let mut each = |p: &crate::coder::PartialEffects| {
+                    // Between chunks: a newer request of this kind makes the rest worthless.
+                    if self.newest.overtaken(kind, id) {
+                        return ControlFlow::Break(());
+                    }
+                    if p.filled() < p.variants.len() {
+                        out(Reply {
+                            id,
+                            kind,
+                            body: ReplyBody::BarsSoFar(bars(p)),
+                        });
+                    }
+                    ControlFlow::Continue(())
+                };
+                match coder.code_effects_in_chunks(
+                    &ids,
+                    &code,
+                    &variants,
+                    focus,
+                    EFFECTS_CHUNK,
+                    &mut each,
+                ) {
+                    // Abandoned: the app waits for the newer request's reply, not this one.
+                    Ok(None) => return,
+                    Ok(Some(effects)) => ReplyBody::Bars(Ok(Bars {
+                        ppl: effects.variants.into_iter().map(Some).collect(),
+                        code,
+                        base_ppl: effects.base,
+                        nll: effects.nll,
+                    })),
+                    Err(e) => ReplyBody::Bars(Err(err_text(e))),
+                }
             }
             Job::Path {
                 a,
@@ -309,6 +357,7 @@ impl Worker {
 
 /// The worker threads: one for interactive jobs, one for statistics.
 pub struct WorkerHandle {
+    newest: Arc<Newest>,
     interactive: Option<Sender<Request>>,
     background: Option<Sender<Request>>,
     threads: Vec<JoinHandle<()>>,
@@ -316,6 +365,7 @@ pub struct WorkerHandle {
 
 impl WorkerHandle {
     pub fn spawn(worker: Worker, out: Sender<Msg>) -> Self {
+        let newest = worker.newest.clone();
         let mut threads = Vec::new();
         let mut start = |name: &str| {
             let (tx, rx) = mpsc::channel();
@@ -332,6 +382,7 @@ impl WorkerHandle {
         let interactive = start("latent-tui worker");
         let background = start("latent-tui stats");
         Self {
+            newest,
             interactive: Some(interactive),
             background: Some(background),
             threads,
@@ -339,6 +390,8 @@ impl WorkerHandle {
     }
 
     pub fn send(&self, req: Request) {
+        // Before it is queued, so that an older job of its kind stops at its next chunk.
+        self.newest.announce(&req);
         let tx = if req.job.kind().is_background() {
             &self.background
         } else {
