@@ -9,13 +9,21 @@
 //! prints quantiles of each entry's 10th-nearest code distance and of how many entries lie
 //! within it (ties), brute force on about 500 entries.
 //!
-//! Run with RAYON_NUM_THREADS=2 for the figures in docs/map.md.
+//! With MAP_RECALL=1 (continuous codes) it first times the exact and the approximate
+//! k-nearest-neighbour graphs and prints the approximate one's recall; MAP_TREES, MAP_LEAF,
+//! MAP_ITERS and MAP_CANDIDATES set the approximate graph's `DescentOptions` there.
+//!
+//! Run with RAYON_NUM_THREADS=2 for the figures in docs/map.md. Times are wall clock and the
+//! process's CPU time (what to trust on a busy machine).
 
 use std::time::Instant;
 
 use latent_tui::index::ContinuousIndex;
 use latent_tui::index::CorpusIndex;
+use latent_tui::map::layout::{approximate_knn_graph, exact_knn_graph, knn_recall};
+use latent_tui::map::nndescent::DescentOptions;
 use latent_tui::map::{score, Codes, Layout, LayoutOptions, Method};
+use latent_tui::train::process_cpu_seconds;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -99,18 +107,25 @@ fn main() -> anyhow::Result<()> {
             sz.iter().sum::<f32>() / sz.len() as f32
         );
     }
+    if let (Ok(_), Codes::Unit(units)) = (std::env::var("MAP_RECALL"), codes) {
+        recall(units, opts.neighbors, opts.seed);
+    }
     let started = Instant::now();
+    let cpu = process_cpu_seconds();
     let mut graph_done = None;
     let layout = Layout::compute(codes, meta, &opts, &mut |f| {
         if f >= 0.5 && graph_done.is_none() {
-            graph_done = Some(started.elapsed().as_secs_f64());
+            graph_done = Some((started.elapsed().as_secs_f64(), process_cpu_seconds() - cpu));
         }
     })?;
     let total = started.elapsed().as_secs_f64();
-    let graph = graph_done.unwrap_or(0.0);
+    let total_cpu = process_cpu_seconds() - cpu;
+    let (graph, graph_cpu) = graph_done.unwrap_or((0.0, 0.0));
     println!(
-        "layout: {total:.1} s (kNN graph {graph:.1} s, descent {:.1} s)",
-        total - graph
+        "layout: {total:.1} s (kNN graph {graph:.1} s, descent {:.1} s); CPU {total_cpu:.1} s \
+         (kNN graph {graph_cpu:.1} s, descent {:.1} s)",
+        total - graph,
+        total_cpu - graph_cpu
     );
     let dir = tempfile_dir();
     let saved = dir.join("map.safetensors");
@@ -154,4 +169,34 @@ fn tempfile_dir() -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("map-layout-{}", std::process::id()));
     std::fs::create_dir_all(&d).expect("temp dir");
     d
+}
+
+/// Times the exact and the approximate graphs of `units` and prints the recall.
+fn recall(units: &latent_tui::cosine::UnitVectors, k: usize, seed: u64) {
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let d = DescentOptions::default();
+    let opts = DescentOptions {
+        trees: env("MAP_TREES").unwrap_or(d.trees),
+        leaf_size: env("MAP_LEAF").unwrap_or(d.leaf_size),
+        max_iterations: env("MAP_ITERS").unwrap_or(d.max_iterations),
+        candidates: env("MAP_CANDIDATES").or(d.candidates),
+        ..d
+    };
+    let timed = |f: &mut dyn FnMut() -> latent_tui::map::layout::Knn| {
+        let (t, c) = (Instant::now(), process_cpu_seconds());
+        let knn = f();
+        (knn, t.elapsed().as_secs_f64(), process_cpu_seconds() - c)
+    };
+    let (approx, at, ac) = timed(&mut || approximate_knn_graph(units, k, seed, &opts, &mut |_| {}));
+    println!("approximate kNN graph ({opts:?}): {at:.1} s, CPU {ac:.1} s");
+    let (exact, et, ec) = timed(&mut || exact_knn_graph(Codes::Unit(units), k, seed, &mut |_| {}));
+    println!("exact kNN graph: {et:.1} s, CPU {ec:.1} s");
+    println!(
+        "recall of the approximate graph: {:.4}",
+        knn_recall(&approx, &exact)
+    );
 }

@@ -8,7 +8,11 @@ use std::process::Command;
 use latent_tui::cosine::UnitVectors;
 use latent_tui::hamming::PackedCodes;
 use latent_tui::index::IndexMeta;
-use latent_tui::map::layout::LAYOUT_VERSION;
+use latent_tui::map::layout::{
+    approximate_knn_graph, exact_knn_graph, knn_graph, knn_recall, Knn, EXACT_KNN_MAX,
+    LAYOUT_VERSION,
+};
+use latent_tui::map::nndescent::DescentOptions;
 use latent_tui::map::{score, Codes, Layout, LayoutMeta, LayoutOptions, Method};
 use latent_tui::model::LatentKind;
 use latent_tui::tui::map::{compute_map, MapRequest};
@@ -401,4 +405,127 @@ fn the_map_command_writes_tsv_png_and_scores() {
     assert_eq!(std::fs::read(&ckpt).unwrap(), before);
     let out = latent_tui(&["map", ckpt.to_str().unwrap(), "--k", "0"]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// `n` seeded rows of `dim` values around `centres` random directions (noise `spread`), the
+/// way a text encoder's μ cluster by topic.
+fn clustered_units(n: usize, dim: usize, centres: usize, spread: f32, seed: u64) -> UnitVectors {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dirs: Vec<Vec<f32>> = (0..centres)
+        .map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    let rows: Vec<Vec<f32>> = (0..n)
+        .map(|i| {
+            dirs[i % centres]
+                .iter()
+                .map(|&x| x + rng.random_range(-spread..spread))
+                .collect()
+        })
+        .collect();
+    UnitVectors::new(dim, rows.iter().map(Vec::as_slice)).unwrap()
+}
+
+/// Every row lists k distinct other entries, nearest first, at their true distance.
+fn assert_well_formed(knn: &Knn, units: &UnitVectors) {
+    let k = knn.k;
+    for i in 0..units.len() {
+        let row = &knn.neighbors[i * k..(i + 1) * k];
+        let d = &knn.distances[i * k..(i + 1) * k];
+        assert!(!row.contains(&(i as u32)), "entry {i} is its own neighbour");
+        let mut unique = row.to_vec();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            k,
+            "entry {i} lists a neighbour twice: {row:?}"
+        );
+        assert!(d.windows(2).all(|w| w[0] <= w[1]), "entry {i}: {d:?}");
+        for (&j, &dj) in row.iter().zip(d) {
+            let true_d = Codes::Unit(units).distance(i, j as usize);
+            assert!(
+                (true_d - dj).abs() < 1e-4,
+                "entry {i}, {j}: {dj} vs {true_d}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_approximate_graph_finds_nearly_all_exact_neighbours() {
+    let units = clustered_units(4000, 24, 40, 0.6, 11);
+    let k = 15;
+    let exact = exact_knn_graph(Codes::Unit(&units), k, 0, &mut |_| {});
+    let mut fractions = Vec::new();
+    let approx = approximate_knn_graph(&units, k, 0, &DescentOptions::default(), &mut |f| {
+        fractions.push(f)
+    });
+    assert_well_formed(&approx, &units);
+    let recall = knn_recall(&approx, &exact);
+    assert!(recall >= 0.95, "recall {recall}");
+    assert_eq!(fractions.last(), Some(&1.0));
+    assert!(fractions.windows(2).all(|w| w[0] <= w[1]));
+    // The trees alone (no refinement pass) find far fewer: the descent does the work.
+    let trees_only = approximate_knn_graph(
+        &units,
+        k,
+        0,
+        &DescentOptions {
+            max_iterations: 0,
+            ..DescentOptions::default()
+        },
+        &mut |_| {},
+    );
+    assert_well_formed(&trees_only, &units);
+    let before = knn_recall(&trees_only, &exact);
+    assert!(before < recall, "trees only {before}, refined {recall}");
+    // Leaves smaller than k: random entries fill each list up, and the descent still finds
+    // the exact neighbours of a small set.
+    let tiny = clustered_units(60, 8, 3, 0.5, 12);
+    let small_leaves = DescentOptions {
+        leaf_size: 4,
+        ..DescentOptions::default()
+    };
+    let approx = approximate_knn_graph(&tiny, 10, 3, &small_leaves, &mut |_| {});
+    assert_well_formed(&approx, &tiny);
+    let exact = exact_knn_graph(Codes::Unit(&tiny), 10, 3, &mut |_| {});
+    assert!(knn_recall(&approx, &exact) >= 0.99);
+}
+
+#[test]
+fn the_approximate_graph_is_the_same_for_any_thread_count_and_follows_the_seed() {
+    let units = clustered_units(3000, 16, 20, 0.8, 13);
+    let graph = |threads: usize, seed: u64| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                approximate_knn_graph(&units, 10, seed, &DescentOptions::default(), &mut |_| {})
+            })
+    };
+    let one = graph(1, 4);
+    for threads in [2, 3] {
+        let other = graph(threads, 4);
+        assert_eq!(one.neighbors, other.neighbors, "{threads} threads");
+        assert_eq!(one.distances, other.distances, "{threads} threads");
+    }
+    // Another seed takes other trees and samples (nearly the same neighbours, found
+    // another way: equal codes here would be ordered differently too).
+    let other_seed = graph(2, 5);
+    assert!(knn_recall(&other_seed, &one) >= 0.9);
+}
+
+#[test]
+fn large_continuous_corpora_get_the_approximate_graph() {
+    let n = EXACT_KNN_MAX + 1;
+    let units = clustered_units(n, 8, 50, 0.5, 14);
+    let chosen = knn_graph(Codes::Unit(&units), 5, 7, &mut |_| {});
+    let approx = approximate_knn_graph(&units, 5, 7, &DescentOptions::default(), &mut |_| {});
+    assert_eq!(chosen.neighbors, approx.neighbors);
+    // Up to the limit the graph is exact.
+    let small = clustered_units(500, 8, 5, 0.5, 15);
+    let chosen = knn_graph(Codes::Unit(&small), 5, 7, &mut |_| {});
+    let exact = exact_knn_graph(Codes::Unit(&small), 5, 7, &mut |_| {});
+    assert_eq!(chosen.neighbors, exact.neighbors);
 }

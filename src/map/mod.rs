@@ -5,6 +5,7 @@
 
 pub mod grid;
 pub mod layout;
+pub mod nndescent;
 pub mod plot;
 pub mod score;
 
