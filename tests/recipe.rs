@@ -31,6 +31,23 @@ fn train(args: &[&str], out: &std::path::Path, corpus: &std::path::Path) -> (boo
     )
 }
 
+/// A checkpoint's tensors by name, as flat f32 values: two runs compared weight for weight.
+fn weights(out: &std::path::Path) -> Vec<(String, Vec<f32>)> {
+    let mut w: Vec<(String, Vec<f32>)> =
+        candle_core::safetensors::load(out, &candle_core::Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+            .collect();
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    w
+}
+
+/// The training config a checkpoint stores.
+fn config(out: &std::path::Path) -> serde_json::Value {
+    common::engine(out).provenance.train_config.clone().unwrap()
+}
+
 #[test]
 fn time_limit_stops_training_and_saves_a_loadable_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -351,18 +368,6 @@ fn the_decorrelation_weight_is_off_then_ramps_in() {
 fn a_late_decorrelation_penalty_changes_only_the_steps_from_its_start() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = &common::fixtures().corpus;
-    let weights = |out: &std::path::Path| {
-        let mut w: Vec<(String, Vec<f32>)> =
-            candle_core::safetensors::load(out, &candle_core::Device::Cpu)
-                .unwrap()
-                .into_iter()
-                .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
-                .collect();
-        w.sort_by(|a, b| a.0.cmp(&b.0));
-        w
-    };
-    let config =
-        |out: &std::path::Path| common::engine(out).provenance.train_config.clone().unwrap();
     let base = ["--valid-every", "0", "--lr", "1e-2", "--threads", "1"];
     let run = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name);
@@ -613,8 +618,6 @@ fn bf16_precision_trains_is_stored_and_kept_on_resume() {
     let (ok, log) = train(&["--steps", "3", "--precision", "bf16"], &out, corpus);
     assert!(ok, "{log}");
     assert!(log.contains("bf16 products"), "{log}");
-    let config =
-        |out: &std::path::Path| common::engine(out).provenance.train_config.clone().unwrap();
     assert_eq!(config(&out)["precision"], "bf16");
     let weights = candle_core::safetensors::load(&out, &candle_core::Device::Cpu).unwrap();
     assert!(weights
@@ -645,18 +648,6 @@ fn bf16_precision_trains_is_stored_and_kept_on_resume() {
 fn dropout_trains_reproducibly_is_stored_and_kept_on_resume() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = &common::fixtures().corpus;
-    let weights = |out: &std::path::Path| {
-        let mut w: Vec<(String, Vec<f32>)> =
-            candle_core::safetensors::load(out, &candle_core::Device::Cpu)
-                .unwrap()
-                .into_iter()
-                .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
-                .collect();
-        w.sort_by(|a, b| a.0.cmp(&b.0));
-        w
-    };
-    let config =
-        |out: &std::path::Path| common::engine(out).provenance.train_config.clone().unwrap();
     let base = ["--valid-every", "0", "--lr", "1e-2", "--threads", "1"];
     let run = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name);

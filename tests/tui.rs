@@ -32,6 +32,14 @@ fn options() -> AppOptions {
     }
 }
 
+/// A tiny untrained binary checkpoint with a 128-bit code (two machine words), its output layer
+/// scaled so flips move the perplexity; each test names its own file (caches go beside it).
+fn wide_binary_128(name: &str) -> std::path::PathBuf {
+    let f = fixtures();
+    let file = format!("{name}.safetensors");
+    common::tiny_checkpoint_wide(&f.dir, &f.corpus, LatentKind::Binary, &file, 4.0, 128)
+}
+
 fn harness(path: &std::path::Path) -> Harness {
     Harness::new(engine(path), options())
 }
@@ -216,15 +224,7 @@ fn path_walks_one_bit_per_step_and_n_draws_another() {
 /// and a Hamming path walks one bit per step as the command line does.
 #[test]
 fn a_128_bit_code_moves_flips_scores_and_walks() {
-    let f = fixtures();
-    let wide = common::tiny_checkpoint_wide(
-        &f.dir,
-        &f.corpus,
-        LatentKind::Binary,
-        "wide128.safetensors",
-        4.0,
-        128,
-    );
+    let wide = wide_binary_128("wide128");
     let e = engine(&wide);
     let mut h = harness(&wide);
     let sentence = "the small dog sees the cat";
@@ -1580,15 +1580,7 @@ fn the_bars_of_a_128_bit_code_fill_in_chunk_by_chunk_nearest_the_cursor_first() 
     use latent_tui::coder::{effects_chunk_sizes, EFFECTS_CHUNK};
     let chunks = effects_chunk_sizes(128, EFFECTS_CHUNK).len();
     assert!(chunks > 2);
-    let f = fixtures();
-    let wide = common::tiny_checkpoint_wide(
-        &f.dir,
-        &f.corpus,
-        LatentKind::Binary,
-        "wide128-chunks.safetensors",
-        4.0,
-        128,
-    );
+    let wide = wide_binary_128("wide128-chunks");
     let e = engine(&wide);
     let mut h = harness(&wide);
     let sentence = "the small dog sees the cat";
@@ -1704,15 +1696,7 @@ fn a_newer_bars_request_overtakes_a_running_one_between_chunks() {
     for n in 0..200 {
         assert_eq!(effects_chunk_sizes(n, 16).iter().sum::<usize>(), n);
     }
-    let f = fixtures();
-    let wide = common::tiny_checkpoint_wide(
-        &f.dir,
-        &f.corpus,
-        LatentKind::Binary,
-        "wide128-overtake.safetensors",
-        4.0,
-        128,
-    );
+    let wide = wide_binary_128("wide128-overtake");
     let e = engine(&wide);
     let ids = e.tokenize("the small dog sees the cat").ids;
     let code = e.encode(std::slice::from_ref(&ids)).unwrap()[0].deterministic_code(true);

@@ -637,12 +637,13 @@ pub struct TrainArgs {
     /// from the code a user sees).
     #[arg(long)]
     pub binarize: Option<Binarize>,
-    /// How the output layer's matrix products are computed: fp32, or bf16 (operands rounded to
-    /// bfloat16, fp32 sums; weights, gradients and Adam state stay fp32). A resumed run keeps
+    /// How the training step's large matrix products (the output layer's and the GRUs') are
+    /// computed: fp32, or bf16 (operands rounded to bfloat16, fp32 sums; weights, gradients and
+    /// Adam state stay fp32). A resumed run keeps
     /// the precision it was started with unless this flag is given.
     #[arg(long)]
     pub precision: Option<crate::model::Precision>,
-    /// Seed of initialisation, batch order, word dropout and latent noise.
+    /// Seed of initialisation, batch order, word dropout, dropout masks and latent noise.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Validate every N steps (and at the end; 0: only at the end).

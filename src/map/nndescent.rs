@@ -267,7 +267,35 @@ struct Heaps {
     worst: Vec<f32>,
 }
 
+/// One entry's heap, borrowed from [`Heaps`]' arrays.
+struct HeapRow<'a> {
+    idx: &'a mut [u32],
+    dist: &'a mut [f32],
+    new: &'a mut [bool],
+    len: &'a mut u32,
+    worst: &'a mut f32,
+}
+
 impl Heaps {
+    /// Every entry's heap with its number, in parallel.
+    fn par_rows(&mut self) -> impl IndexedParallelIterator<Item = (usize, HeapRow<'_>)> {
+        let k = self.k;
+        self.idx
+            .par_chunks_mut(k)
+            .zip(self.dist.par_chunks_mut(k))
+            .zip(self.new.par_chunks_mut(k))
+            .zip(self.len.par_iter_mut())
+            .zip(self.worst.par_iter_mut())
+            .map(|((((idx, dist), new), len), worst)| HeapRow {
+                idx,
+                dist,
+                new,
+                len,
+                worst,
+            })
+            .enumerate()
+    }
+
     fn new(n: usize, k: usize) -> Self {
         Self {
             k,
@@ -321,23 +349,28 @@ impl Heaps {
             *at += 1;
         }
         let k = self.k;
-        self.idx
-            .par_chunks_mut(k)
-            .zip(self.dist.par_chunks_mut(k))
-            .zip(self.new.par_chunks_mut(k))
-            .zip(self.len.par_iter_mut())
-            .zip(self.worst.par_iter_mut())
-            .enumerate()
-            .map(|(t, ((((idx, dist), new), len), worst))| {
-                let mut entered = 0;
-                for &(cand, d) in &sorted[start[t]..start[t + 1]] {
-                    entered += insert(idx, dist, new, len, cand, d) as usize;
-                }
-                if *len as usize == k {
-                    *worst = dist[k - 1];
-                }
-                entered
-            })
+        self.par_rows()
+            .map(
+                |(
+                    t,
+                    HeapRow {
+                        idx,
+                        dist,
+                        new,
+                        len,
+                        worst,
+                    },
+                )| {
+                    let mut entered = 0;
+                    for &(cand, d) in &sorted[start[t]..start[t + 1]] {
+                        entered += insert(idx, dist, new, len, cand, d) as usize;
+                    }
+                    if *len as usize == k {
+                        *worst = dist[k - 1];
+                    }
+                    entered
+                },
+            )
             .sum()
     }
 
@@ -345,14 +378,17 @@ impl Heaps {
     fn fill_random(&mut self, data: &Data, seed: u64) {
         let k = self.k;
         let n = self.len.len();
-        self.idx
-            .par_chunks_mut(k)
-            .zip(self.dist.par_chunks_mut(k))
-            .zip(self.new.par_chunks_mut(k))
-            .zip(self.len.par_iter_mut())
-            .zip(self.worst.par_iter_mut())
-            .enumerate()
-            .for_each(|(p, ((((idx, dist), new), len), worst))| {
+        self.par_rows().for_each(
+            |(
+                p,
+                HeapRow {
+                    idx,
+                    dist,
+                    new,
+                    len,
+                    worst,
+                },
+            )| {
                 let mut rng = Stream(mix(seed ^ FILL_KEY, p as u64));
                 while (*len as usize) < k {
                     let q = rng.below(n) as u32;
@@ -361,7 +397,8 @@ impl Heaps {
                     }
                 }
                 *worst = dist[k - 1];
-            });
+            },
+        );
     }
 }
 

@@ -782,6 +782,28 @@ mod tests {
         assert!(rivals_won > 0);
     }
 
+    /// `q.nll` at every kernel level, each row within 1e-3 (relative) of `exact`.
+    fn close_to_exact_at_every_level(
+        q: &PackedOutput,
+        hidden: &[f32],
+        targets: &[u32],
+        exact: &[f32],
+    ) -> Vec<(kernels::Level, Vec<f32>)> {
+        let mut per_level = Vec::new();
+        for level in kernels::available_levels() {
+            let got = kernels::with_level(level, || q.nll(hidden, targets));
+            for (i, (g, e)) in got.iter().zip(exact).enumerate() {
+                assert!(
+                    (g - e).abs() < 1e-3 * e.abs().max(1.0),
+                    "{}: row {i}: {g} vs exact {e}",
+                    level.name()
+                );
+            }
+            per_level.push((level, got));
+        }
+        per_level
+    }
+
     #[test]
     fn quantized_nll_is_close_to_exact_and_equal_at_every_level() {
         // Sizes that are not multiples of the tiles: 1003 words, hidden 37, 19 rows.
@@ -792,19 +814,8 @@ mod tests {
         let targets: Vec<u32> = (0..n as u32).map(|i| (i * 97) % v as u32).collect();
         let q = PackedOutput::new(&w, &b, v, h);
         let exact = exact_nll(&w, &b, &hidden, &targets, h);
-        let mut per_level = Vec::new();
-        for level in kernels::available_levels() {
-            let got = kernels::with_level(level, || q.nll(&hidden, &targets));
-            for (i, (g, e)) in got.iter().zip(&exact).enumerate() {
-                // Logits here span ±20 with strongly correlated rounding; real states do better.
-                assert!(
-                    (g - e).abs() < 1e-3 * e.abs().max(1.0),
-                    "{}: row {i}: {g} vs exact {e}",
-                    level.name()
-                );
-            }
-            per_level.push((level, got));
-        }
+        // Logits here span ±20 with strongly correlated rounding; real states do better.
+        let per_level = close_to_exact_at_every_level(&q, &hidden, &targets, &exact);
         let (_, reference) = &per_level[0];
         for (level, got) in &per_level[1..] {
             for (g, r) in got.iter().zip(reference) {
@@ -830,16 +841,7 @@ mod tests {
         let targets: Vec<u32> = (0..n as u32).map(|i| (i * 131) % v as u32).collect();
         let q = PackedOutput::new(&w, &b, v, h);
         let exact = exact_nll(&w, &b, &hidden, &targets, h);
-        for level in kernels::available_levels() {
-            let got = kernels::with_level(level, || q.nll(&hidden, &targets));
-            for (i, (g, e)) in got.iter().zip(&exact).enumerate() {
-                assert!(
-                    (g - e).abs() < 1e-3 * e.abs().max(1.0),
-                    "{}: row {i}: {g} vs exact {e}",
-                    level.name()
-                );
-            }
-        }
+        close_to_exact_at_every_level(&q, &hidden, &targets, &exact);
         assert_eq!(chunk_rows(300, 1), NLL_CHUNK_ROWS);
         assert_eq!(chunk_rows(19, 2), 16);
         assert_eq!(chunk_rows(1, 8), TILE_ROWS);

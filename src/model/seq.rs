@@ -141,7 +141,7 @@ impl Dropout {
                 .collect();
             Tensor::from_vec(values, (t, b, dim), model.device())
         };
-        let inputs = mask(model.decoder_input_dim())?;
+        let inputs = mask(model.cfg.decoder_input_dim())?; // the embedding [+ z]
         let states = mask(model.cfg.hidden_dim)?;
         Ok(Self { inputs, states })
     }
@@ -617,12 +617,6 @@ impl SeqAutoencoder {
             None => x,
         };
         self.decoder.forward(&x, &h0, false)
-    }
-
-    /// The width of the decoder's input vectors: the embedding, with z appended when the
-    /// decoder sees it at every step (the last dimension of a [`Dropout`] input mask).
-    pub fn decoder_input_dim(&self) -> usize {
-        self.cfg.decoder_input_dim()
     }
 
     /// Per-sentence NLL (B,) in nats, summed over target tokens, and the decoder states.
