@@ -122,6 +122,17 @@ pub struct BitReport {
     pub correlation: Vec<Vec<f64>>,
 }
 
+impl BitReport {
+    /// Bits whose rounded value is the same in every code of the split (mean 0 or 1): they
+    /// carry nothing about the sentence, whatever a flip of them does to the decoding.
+    pub fn constant_bits(&self) -> Vec<usize> {
+        (self.means.iter().enumerate())
+            .filter(|(_, &m)| m <= 0.0 || m >= 1.0)
+            .map(|(j, _)| j)
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct GaussianReport {
     /// Mean KL per dimension over the split.
@@ -637,6 +648,20 @@ fn gaussian_report(model: &SeqAutoencoder, sentences: &[Vec<u32>]) -> Result<Gau
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn constant_bits_are_those_never_or_always_set() {
+        let report = BitReport {
+            means: vec![0.0, 0.5, 1.0, 0.001, 0.999],
+            prob_means: vec![0.5; 5],
+            base_ppl: 1.0,
+            flip_ppl: vec![],
+            flip_growth: vec![],
+            flip_sentences: 0,
+            correlation: vec![],
+        };
+        assert_eq!(report.constant_bits(), vec![0, 2]);
+    }
 
     #[test]
     fn modes_scored_together_equal_modes_scored_apart() -> Result<()> {

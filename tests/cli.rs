@@ -141,6 +141,27 @@ fn eval_reports_perplexities_and_bit_statistics() {
         None,
     );
     assert!(text.contains("perplexity (rounded code)"), "{text}");
+    // Without flipped sentences there is no flip figure to print, only each bit's mean.
+    let skipped = ok(
+        &[
+            "eval",
+            ckpt(),
+            "--corpus",
+            corpus,
+            "--split",
+            "train",
+            "--max-sentences",
+            "40",
+            "--flip-sentences",
+            "0",
+            "--recon-sentences",
+            "0",
+        ],
+        None,
+    );
+    assert!(skipped.contains("flip one bit: skipped"), "{skipped}");
+    assert!(!skipped.contains("growth"), "{skipped}");
+    assert!(skipped.contains("bit   7: mean"), "{skipped}");
 
     let g = fixtures::gaussian_checkpoint().to_str().unwrap();
     let v: Value = serde_json::from_str(&ok(

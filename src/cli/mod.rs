@@ -1534,16 +1534,33 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
             .iter()
             .fold((f64::MAX, f64::MIN), |(l, h), &m| (l.min(m), h.max(m)));
         println!("  bit means (rounded code): min {lo:.3}, max {hi:.3}");
-        println!(
-            "  flip one bit ({} sentences, base ppl {:.3}):",
-            b.flip_sentences, b.base_ppl
-        );
-        for (j, (p, g)) in b.flip_ppl.iter().zip(&b.flip_growth).enumerate() {
+        // A bar or a meaning of a bit that never changes describes the decoder, not the code.
+        let constant: Vec<String> = b.constant_bits().iter().map(usize::to_string).collect();
+        if !constant.is_empty() {
             println!(
-                "    bit {j:3}: mean {:.3}  ppl {p:9.3}  growth {:+7.2}%",
-                b.means[j],
-                g * 100.0
+                "  constant bits (the same in every code of the split): {} of {}: {}",
+                constant.len(),
+                b.means.len(),
+                constant.join(" ")
             );
+        }
+        if b.flip_sentences == 0 {
+            println!("  flip one bit: skipped (--flip-sentences 0); bit means:");
+            for (j, m) in b.means.iter().enumerate() {
+                println!("    bit {j:3}: mean {m:.3}");
+            }
+        } else {
+            println!(
+                "  flip one bit ({} sentences, base ppl {:.3}):",
+                b.flip_sentences, b.base_ppl
+            );
+            for (j, (p, g)) in b.flip_ppl.iter().zip(&b.flip_growth).enumerate() {
+                println!(
+                    "    bit {j:3}: mean {:.3}  ppl {p:9.3}  growth {:+7.2}%",
+                    b.means[j],
+                    g * 100.0
+                );
+            }
         }
         let l = b.correlation.len();
         let mut max_off: f64 = 0.0;
