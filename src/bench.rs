@@ -247,7 +247,7 @@ pub struct InteractiveReport {
     pub checkpoint: String,
     pub sentence: String,
     pub words: usize,
-    /// Bits of the code: one bar per bit.
+    /// Bits (or dimensions) of the code: one bar each.
     pub bits: usize,
     pub rounds: usize,
     pub flip_ms_p50: f64,
@@ -293,8 +293,9 @@ fn percentile(xs: &[f64], q: f64) -> f64 {
     xs[i]
 }
 
-/// Times `rounds` flips (bit `r mod L` in round `r`, each on top of the last) of `sentence`'s
-/// code under a binary model, after `warmup` untimed ones.
+/// Times `rounds` key presses on `sentence`'s code, each on top of the last, after `warmup`
+/// untimed ones: round `r` flips bit `r mod L` of a binary code, or moves dimension `r mod L`
+/// of a continuous one up by ½σ (the explorer's `+`), whose bars move each dimension up one σ.
 pub fn interactive(
     engine: &crate::engine::Engine,
     checkpoint: &str,
@@ -303,15 +304,20 @@ pub fn interactive(
     rounds: usize,
 ) -> Result<InteractiveReport> {
     use crate::model::decode::Strategy;
-    if !engine.kind().is_binary() {
+    if !engine.kind().has_latent() {
         anyhow::bail!(
-            "the interactive benchmark flips bits, so it needs a binary model; {checkpoint} is {}",
+            "the interactive benchmark changes a code, so it needs a model with one; {checkpoint} is {}",
             engine.kind().name()
         );
     }
+    let binary = engine.kind().is_binary();
     let tokenized = engine.tokenize(sentence);
     let ids = tokenized.ids.clone();
-    let mut code = engine.encode(std::slice::from_ref(&ids))?[0].deterministic_code(true);
+    let encoding = engine.encode(std::slice::from_ref(&ids))?.remove(0);
+    let mut code = encoding.deterministic_code(binary);
+    // A continuous code's key press is the explorer's `+`: the dimension up by ½σ; its bars
+    // move each dimension up one σ.
+    let std = encoding.std.clone();
     let l = code.len();
     let mut rng = StdRng::seed_from_u64(0);
     let (mut total, mut decode, mut bars) = (Vec::new(), Vec::new(), Vec::new());
@@ -322,10 +328,15 @@ pub fn interactive(
     let mut chunked_max_relative_difference = 0f64;
     for r in 0..warmup + rounds {
         let (t0, c0) = (Instant::now(), crate::train::process_cpu_seconds());
-        code[r % l] = 1.0 - code[r % l];
+        let j = r % l;
+        code[j] = if binary {
+            1.0 - code[j]
+        } else {
+            code[j] + 0.5 * std.as_ref().map_or(1.0, |s| s[j])
+        };
         let _text = engine.decode(std::slice::from_ref(&code), Strategy::Greedy, &mut rng)?;
         let (t1, c1) = (Instant::now(), crate::train::process_cpu_seconds());
-        let variants = crate::coder::seq::one_change_variants(&code, true, None);
+        let variants = crate::coder::seq::one_change_variants(&code, binary, std.as_deref());
         let scores = crate::coder::seq::variant_perplexities(engine, &ids, &code, &variants)?;
         let (t2, c2) = (Instant::now(), crate::train::process_cpu_seconds());
         // The explorer's way: chunk by chunk from the flipped bit (the cursor) outwards.
@@ -366,7 +377,7 @@ pub fn interactive(
             chunked_cpu.push((c4 - c3) * 1e3);
         }
     }
-    let variants = crate::coder::seq::one_change_variants(&code, true, None);
+    let variants = crate::coder::seq::one_change_variants(&code, binary, std.as_deref());
     let fast = crate::coder::seq::variant_perplexities(engine, &ids, &code, &variants)?;
     let mut all = vec![code.clone()];
     all.extend(variants);

@@ -644,4 +644,33 @@ fn bench_interactive_reports_the_decoding_and_the_bars_separately() {
         );
         assert!(p50 > 0.0 && p95 >= p50, "{what}: {v}");
     }
+    // A continuous code: each press nudges a dimension, one bar per dimension, and the bars
+    // the explorer fills in chunks equal the ones scored in one piece.
+    let out = ok(
+        &[
+            "bench",
+            "--interactive",
+            "--checkpoint",
+            fixtures::gaussian_checkpoint().to_str().unwrap(),
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--sentence",
+            "the dog likes the river",
+        ],
+        None,
+    );
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .expect("a JSON line");
+    let v: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["bits"], 8, "{v}");
+    assert!(v["bars_ms_p95"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["chunked_max_relative_difference"], 0.0, "{v}");
+    assert!(v["bars_max_relative_error"].as_f64().unwrap() < 1e-2, "{v}");
 }

@@ -136,8 +136,9 @@ pub enum Command {
         /// Untimed steps before measuring.
         #[arg(long, default_value_t = 3, value_parser = flags::count_or_zero)]
         warmup: usize,
-        /// Time the explorer's reaction to a bit flip instead (greedy decoding plus the
-        /// perplexity under each single-bit flip: one bar per bit) on a binary checkpoint.
+        /// Time the explorer's reaction to a key press on the code instead: a bit flip (binary)
+        /// or a dimension nudged up ½σ (continuous), then the greedy decoding and the bars (the
+        /// perplexity under each bit flipped or each dimension moved up one σ).
         #[arg(long)]
         interactive: bool,
         /// Precision of the timed training steps: fp32, or bf16 products in the output layer and
