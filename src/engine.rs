@@ -148,10 +148,13 @@ impl Engine {
         }
         let lengths: Vec<usize> = sentences.iter().map(|s| s.len()).collect();
         let mut out = vec![None; sentences.len()];
-        for batch in length_batches(&lengths, 4096, 256) {
+        // Detached once for every batch: the weights' fingerprints (which say the encoder's
+        // cached tables are current) are then computed once, not per batch.
+        let model = self.model.detached();
+        for batch in length_batches(&lengths, ENCODE_BATCH_TOKENS, ENCODE_MAX_BATCH) {
             let rows: Vec<&[u32]> = batch.iter().map(|&i| sentences[i].as_slice()).collect();
             let tb = TokenBatch::new(&rows, None, &self.device)?;
-            let params = self.model.encode_inference(&tb.src)?;
+            let params = model.encode_inference(&tb.src)?;
             let encs = encodings(&params)?;
             for (slot, enc) in batch.iter().zip(encs) {
                 out[*slot] = Some(enc);
@@ -273,6 +276,14 @@ impl Engine {
         s
     }
 }
+
+/// Tokens per encoding batch of [`Engine::encode`] (sentences of one length batched together,
+/// at most [`ENCODE_MAX_BATCH`]). The latent head's matrix product may round a row
+/// differently in a batch of another size, so these stay what the saved indexes were built
+/// with.
+const ENCODE_BATCH_TOKENS: usize = 4096;
+/// Sentences per encoding batch at most.
+const ENCODE_MAX_BATCH: usize = 256;
 
 /// Per-row encodings from the latent head's parameters.
 pub fn encodings(params: &LatentParams) -> Result<Vec<Encoding>> {

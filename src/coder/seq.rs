@@ -441,14 +441,13 @@ pub fn latent_loc(
     let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
     let mut out = vec![Vec::new(); ids.len()];
     let mut done = 0usize;
+    // Detached once for every batch: the weights' fingerprints (which say the encoder's cached
+    // tables are current) are then computed once, not per batch.
+    let model = engine.model.detached();
     for batch in length_batches(&lengths, SEQ_BATCH_TOKENS, SEQ_MAX_BATCH) {
         let rows: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
         let tb = TokenBatch::new(&rows, None, &engine.device)?;
-        let loc = engine
-            .model
-            .encode_inference(&tb.src)?
-            .loc
-            .to_vec2::<f32>()?;
+        let loc = model.encode_inference(&tb.src)?.loc.to_vec2::<f32>()?;
         for (&slot, l) in batch.iter().zip(loc) {
             out[slot] = l;
         }

@@ -64,6 +64,11 @@ impl Gru {
         self.w_ih.track_op() || self.w_hh.track_op() || self.b_ih.track_op() || self.b_hh.track_op()
     }
 
+    /// Every weight: W_ih, W_hh, b_ih, b_hh.
+    pub fn weights(&self) -> [&Tensor; 4] {
+        [&self.w_ih, &self.w_hh, &self.b_ih, &self.b_hh]
+    }
+
     /// The input weight W_ih (3H, in).
     pub fn input_weight(&self) -> &Tensor {
         &self.w_ih
@@ -182,7 +187,7 @@ impl Gru {
             &h0.detach().contiguous()?,
             &prepared.whh,
             GruSequence {
-                prepacked: prepared.packed.clone(),
+                prepacked: prepared.packed.clone().map(|p| vec![p]),
                 ..GruSequence::inference(vec![reverse])
             },
         )
@@ -330,9 +335,9 @@ struct GruSequence {
     /// vocabulary entry (V, D·3H) rather than per step: row (t, b) is then the table's row for
     /// token `ids[t·B + b]`. Inference only.
     token_rows: Option<TokenRows>,
-    /// The one direction's `[W_hh | b_hh]` already packed ([`Gru::prepare`]); used only where
-    /// the packed tile runs. Inference only.
-    prepacked: Option<Arc<PackedMatrix>>,
+    /// Each direction's `[W_hh | b_hh]` already packed ([`Gru::prepare`],
+    /// [`prepare_bidirectional`]); used only where the packed tile runs. Inference only.
+    prepacked: Option<Vec<Arc<PackedMatrix>>>,
     /// The recurrent products' precision (bf16 only while training).
     precision: Precision,
 }
@@ -456,6 +461,12 @@ fn forward_direction(
     } else {
         None
     };
+    if !keep_for_backward && packed_bf16.is_none() {
+        let states = forward_inference(
+            gi, d, h0, whh, packed, reverse, input_bias, final_only, token_ids, row_chunk, dims,
+        );
+        return (states, Vec::new());
+    }
     for t in dims.order(reverse) {
         let slot = if keep_for_backward { t } else { 0 };
         let cache_t = &mut cache[slot * 4 * step_len..(slot + 1) * 4 * step_len];
@@ -554,6 +565,135 @@ fn forward_direction(
         h_prev_buf.copy_from_slice(&hs[stored * step_len..(stored + 1) * step_len]);
     }
     (hs, cache)
+}
+
+/// Rows per block of the inference recurrence: a block's recurrent products (rows × 3H) are
+/// still in cache when its cells read them.
+const INFERENCE_BLOCK_ROWS: usize = 32;
+
+/// [`forward_direction`] without gradients: the same states to the bit, without the gate
+/// cache (no backward pass reads it) and without copying each step's states: the recurrent
+/// product and the cells run block by block of rows ([`INFERENCE_BLOCK_ROWS`], all rows at once
+/// where the general product runs, whose blocking could depend on the row count), and each
+/// step reads the previous step's states where they were written.
+#[allow(clippy::too_many_arguments)]
+fn forward_inference(
+    gi: &[f32],
+    d: usize,
+    h0: &[f32],
+    whh: &[f32],
+    packed: Option<&PackedMatrix>,
+    reverse: bool,
+    input_bias: Option<&[f32]>,
+    final_only: bool,
+    token_ids: Option<&[u32]>,
+    row_chunk: Option<usize>,
+    dims: Dims,
+) -> Vec<f32> {
+    let Dims {
+        t_len,
+        b,
+        hsz,
+        dirs,
+    } = dims;
+    let h3 = 3 * hsz;
+    let step_len = b * hsz;
+    let b_hh: Vec<f32> = (0..h3).map(|j| whh[j * (hsz + 1) + hsz]).collect();
+    let h_start: Vec<f32> = (0..b)
+        .flat_map(|bi| h0[(bi * dirs + d) * hsz..][..hsz].iter().copied())
+        .collect();
+    let block_rows = if packed.is_some() {
+        INFERENCE_BLOCK_ROWS
+    } else {
+        b.max(1)
+    };
+    // Rows r0.. (as many as `h_out` holds) of step t from the previous states `h_prev` (B, H).
+    let step_rows = |t: usize, r0: usize, h_prev: &[f32], h_out: &mut [f32], gh: &mut Vec<f32>| {
+        let rows = h_out.len() / hsz;
+        gh.resize(block_rows.min(rows) * h3, 0.0);
+        for s0 in (0..rows).step_by(block_rows) {
+            let n = block_rows.min(rows - s0);
+            let lhs = &h_prev[(r0 + s0) * hsz..(r0 + s0 + n) * hsz];
+            let gh = &mut gh[..n * h3];
+            // gh (n, 3H) = h_prev rows (n, H) · W_hhᵀ (H, 3H)
+            match packed {
+                Some(p) => p.matmul(lhs, n, gh, h3),
+                None => sgemm(
+                    n,
+                    h3,
+                    hsz,
+                    gh,
+                    (h3, 1),
+                    false,
+                    lhs,
+                    (hsz, 1),
+                    whh,
+                    (1, hsz + 1),
+                    false,
+                ),
+            }
+            for i in 0..n {
+                let bi = r0 + s0 + i;
+                // The row of this step's input projection: its own, or its token's in a table.
+                let row = token_ids.map_or(t * b + bi, |ids| ids[t * b + bi] as usize);
+                kernels::gru_cell_inference(
+                    &gi[(row * dirs + d) * h3..][..h3],
+                    input_bias,
+                    &gh[i * h3..(i + 1) * h3],
+                    &b_hh,
+                    &h_prev[bi * hsz..(bi + 1) * hsz],
+                    &mut h_out[(s0 + i) * hsz..(s0 + i + 1) * hsz],
+                );
+            }
+        }
+    };
+    let mut gh = Vec::new();
+    let mut step = |t: usize, h_prev: &[f32], h_out: &mut [f32]| match row_chunk {
+        Some(c) => h_out
+            .par_chunks_mut(c * hsz)
+            .enumerate()
+            .for_each_init(Vec::new, |gh, (k, out)| {
+                step_rows(t, k * c, h_prev, out, gh)
+            }),
+        None => step_rows(t, 0, h_prev, h_out, &mut gh),
+    };
+    let order = dims.order(reverse);
+    if final_only {
+        // Two buffers in turn: the last one written is the result.
+        let mut prev = h_start;
+        let mut next = vec![0f32; step_len];
+        if order.is_empty() {
+            return next;
+        }
+        for &t in &order {
+            step(t, &prev, &mut next);
+            std::mem::swap(&mut prev, &mut next);
+        }
+        return prev;
+    }
+    let mut hs = vec![0f32; t_len * step_len];
+    for (i, &t) in order.iter().enumerate() {
+        if i == 0 {
+            step(t, &h_start, &mut hs[t * step_len..(t + 1) * step_len]);
+            continue;
+        }
+        let p = order[i - 1];
+        let (h_prev, h_out) = if p < t {
+            let (before, after) = hs.split_at_mut(t * step_len);
+            (
+                &before[p * step_len..(p + 1) * step_len],
+                &mut after[..step_len],
+            )
+        } else {
+            let (before, after) = hs.split_at_mut(p * step_len);
+            (
+                &after[..step_len],
+                &mut before[t * step_len..(t + 1) * step_len],
+            )
+        };
+        step(t, h_prev, h_out);
+    }
+    hs
 }
 
 /// One direction backward through time. `dhs` and `hs` are this direction's (T, B, H) gradient
@@ -810,7 +950,10 @@ impl CustomOp3 for GruSequence {
                     .map(|bias| &bias[d * 3 * hsz..(d + 1) * 3 * hsz]),
                 self.final_only,
                 self.token_rows.as_ref().map(|rows| rows.ids.as_slice()),
-                self.prepacked.as_deref().filter(|_| dirs == 1),
+                self.prepacked
+                    .as_ref()
+                    .filter(|p| p.len() == dirs)
+                    .map(|p| &*p[d]),
                 self.precision,
                 dims,
             )
@@ -994,33 +1137,74 @@ pub fn bidirectional_token_table(fwd: &Gru, bwd: &Gru, embeddings: &Tensor) -> R
     super::ops::product_with_transposed(&embeddings.detach(), &w_ih.detach())
 }
 
+/// A bidirectional GRU's recurrent side made ready once for many inference calls
+/// ([`prepare_bidirectional`]): what [`bidirectional_from_table`] would otherwise gather, and
+/// at the AVX-512 level pack, again for every batch.
+#[derive(Debug)]
+pub struct PreparedBidirectional {
+    /// `[W_hh | b_hh]` of both directions (2, 3H, H+1).
+    whh: Tensor,
+    /// b_ih of both directions (6H), forward's first.
+    b_ih: Vec<f32>,
+    /// Each direction's `[W_hh | b_hh]` packed, where the packed tile runs.
+    packed: Option<Vec<Arc<PackedMatrix>>>,
+}
+
+/// [`PreparedBidirectional`] of `fwd` and `bwd` (detached: inference only).
+pub fn prepare_bidirectional(fwd: &Gru, bwd: &Gru) -> Result<PreparedBidirectional> {
+    let (b_ih, whh) = both_directions(fwd, bwd)?;
+    let (b_ih, whh) = (b_ih.detach(), whh.detach());
+    let packed = if whh.device().is_cpu() && whh.dtype() == DType::F32 {
+        let (_, rows, cols) = whh.dims3()?;
+        let values = whh.flatten_all()?.to_vec1::<f32>()?;
+        let per_direction = rows * cols;
+        (0..2)
+            .map(|d| {
+                PackedMatrix::new(
+                    &values[d * per_direction..(d + 1) * per_direction],
+                    rows,
+                    fwd.hidden,
+                    cols,
+                )
+                .map(Arc::new)
+            })
+            .collect::<Option<Vec<_>>>()
+    } else {
+        None
+    };
+    Ok(PreparedBidirectional {
+        whh,
+        b_ih: b_ih.to_vec1::<f32>()?,
+        packed,
+    })
+}
+
 /// The states of a bidirectional GRU over the tokens `ids` (T, B), with each step's input
-/// projection looked up in `table` ([`bidirectional_token_table`] of the embeddings): every
+/// projection looked up in `table` ([`bidirectional_token_table`] of the embeddings) and its
+/// recurrent weights from `prepared` ([`prepare_bidirectional`] of the same GRUs): every
 /// state (T, B, 2H) like [`bidirectional`], or with `final_only` the two final states
 /// (1, B, 2H) that [`bidirectional_last`] joins. Inference only: nothing tracks a gradient.
 pub fn bidirectional_from_table(
-    fwd: &Gru,
-    bwd: &Gru,
+    prepared: &PreparedBidirectional,
     table: &Tensor,
     ids: &Tensor,
     final_only: bool,
 ) -> Result<Tensor> {
     let (t, b) = ids.dims2()?;
-    let h = fwd.hidden;
-    let (b_ih, whh) = both_directions(fwd, bwd)?;
-    let (b_ih, whh) = (b_ih.detach(), whh.detach());
+    let h = prepared.whh.dim(1)? / 3;
     let h0 = Tensor::zeros((b, 2 * h), DType::F32, table.device())?;
     table.detach().contiguous()?.apply_op3(
         &h0,
-        &whh,
+        &prepared.whh,
         GruSequence {
-            input_bias: Some(b_ih.to_vec1::<f32>()?),
+            input_bias: Some(prepared.b_ih.clone()),
             final_only,
             token_rows: Some(TokenRows {
                 ids: ids.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?,
                 t_len: t,
                 b,
             }),
+            prepacked: prepared.packed.clone(),
             ..GruSequence::inference(vec![false, true])
         },
     )
@@ -1095,21 +1279,24 @@ mod tests {
             let all = bidirectional(&fwd, &bwd, &xs)?
                 .flatten_all()?
                 .to_vec1::<f32>()?;
-            let all_table = bidirectional_from_table(&fwd, &bwd, &table, &ids, false)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
+            let all_table =
+                bidirectional_from_table(&prepare_bidirectional(&fwd, &bwd)?, &table, &ids, false)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
             assert_eq!(all, all_table, "every state, T={t} B={b}");
             let last = bidirectional_last(&fwd, &bwd, &xs)?
                 .flatten_all()?
                 .to_vec1::<f32>()?;
-            let last_table = bidirectional_from_table(&fwd, &bwd, &table, &ids, true)?
-                .squeeze(0)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
+            let last_table =
+                bidirectional_from_table(&prepare_bidirectional(&fwd, &bwd)?, &table, &ids, true)?
+                    .squeeze(0)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
             assert_eq!(last, last_table, "final states, T={t} B={b}");
         }
         let bad = Tensor::from_vec(vec![0u32, vocab as u32], (2, 1), &dev)?;
-        let err = bidirectional_from_table(&fwd, &bwd, &table, &bad, true).unwrap_err();
+        let err = bidirectional_from_table(&prepare_bidirectional(&fwd, &bwd)?, &table, &bad, true)
+            .unwrap_err();
         assert!(err.to_string().contains("outside a table"), "{err}");
         Ok(())
     }

@@ -324,6 +324,40 @@ dispatch! {
 }
 
 dispatch! {
+    /// [`gru_cell`] without a backward pass to feed, for one row: `gh` is the bare recurrent
+    /// product (3H) and `gh_bias` its bias b_hh; `gi_bias` (b_ih), when given, is added to the
+    /// input projection `gi` first. Each element is the same sequence of operations as adding
+    /// the biases beforehand and calling [`gru_cell`] (so the same bits), without the passes
+    /// over memory that writes and the gate activations cost.
+    fn gru_cell_inference(gi: &[f32], gi_bias: Option<&[f32]>, gh: &[f32], gh_bias: &[f32], h_prev: &[f32], h_out: &mut [f32]) {
+        let hsz = h_prev.len();
+        let (gh_r, gh_z, gh_n) = (&gh[..hsz], &gh[hsz..2 * hsz], &gh[2 * hsz..3 * hsz]);
+        let (bh_r, bh_z, bh_n) = (&gh_bias[..hsz], &gh_bias[hsz..2 * hsz], &gh_bias[2 * hsz..3 * hsz]);
+        let (gi_r, gi_z, gi_n) = (&gi[..hsz], &gi[hsz..2 * hsz], &gi[2 * hsz..3 * hsz]);
+        let h_out = &mut h_out[..hsz];
+        match gi_bias {
+            Some(bi) => {
+                let (bi_r, bi_z, bi_n) = (&bi[..hsz], &bi[hsz..2 * hsz], &bi[2 * hsz..3 * hsz]);
+                for k in 0..hsz {
+                    let r = sigmoid((gi_r[k] + bi_r[k]) + (gh_r[k] + bh_r[k]));
+                    let z = sigmoid((gi_z[k] + bi_z[k]) + (gh_z[k] + bh_z[k]));
+                    let n = tanh((gi_n[k] + bi_n[k]) + r * (gh_n[k] + bh_n[k]));
+                    h_out[k] = (1.0 - z) * n + z * h_prev[k];
+                }
+            }
+            None => {
+                for k in 0..hsz {
+                    let r = sigmoid(gi_r[k] + (gh_r[k] + bh_r[k]));
+                    let z = sigmoid(gi_z[k] + (gh_z[k] + bh_z[k]));
+                    let n = tanh(gi_n[k] + r * (gh_n[k] + bh_n[k]));
+                    h_out[k] = (1.0 - z) * n + z * h_prev[k];
+                }
+            }
+        }
+    }
+}
+
+dispatch! {
     /// acc += row, element-wise.
     fn add_assign(acc: &mut [f32], row: &[f32]) {
         for (a, x) in acc.iter_mut().zip(row) {

@@ -25,6 +25,12 @@ pub(crate) struct PackedMatrix {
     panels: Vec<f32>,
 }
 
+impl std::fmt::Debug for PackedMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedMatrix({} × {})", self.outputs, self.inner)
+    }
+}
+
 impl PackedMatrix {
     /// Packs the `outputs × inner` matrix whose row i starts at `w[i * row_stride]`, or returns
     /// `None` where the AVX-512 tile does not run.

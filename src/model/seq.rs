@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::bf16::Precision;
 use super::gru::{
-    bidirectional, bidirectional_from_table, bidirectional_last, bidirectional_token_table, Gru,
-    PreparedGru,
+    bidirectional, bidirectional_from_table, bidirectional_last, bidirectional_token_table,
+    prepare_bidirectional, Gru, PreparedBidirectional, PreparedGru,
 };
 use super::latent::{LatentKind, LatentParams};
 use super::ops::{linear_nll_inference, linear_nll_with};
@@ -263,11 +263,20 @@ pub struct SeqAutoencoder {
     packed_out: Arc<Mutex<Option<(u64, Arc<PackedOutput>)>>>,
     /// The encoder's input projection of every vocabulary entry (V, 6H) for inference, with a
     /// fingerprint of the weights it was made from ([`Self::encoder_token_table`]).
-    encoder_table: Arc<Mutex<Option<(u64, Tensor)>>>,
+    encoder_table: Arc<Mutex<Option<(u64, EncoderTable)>>>,
     /// How the large products are computed in training (the output layer's in
     /// [`Self::sentence_nll`], the GRUs' input projections and recurrences); scoring and
     /// inference are always fp32.
     precision: Precision,
+}
+
+/// What inference reads instead of the encoder's weights ([`SeqAutoencoder::encoder_token_table`]).
+#[derive(Clone, Debug)]
+struct EncoderTable {
+    /// Input projections of every vocabulary entry (V, 6H).
+    table: Tensor,
+    /// The recurrent weights, gathered and packed once.
+    recurrent: Arc<PreparedBidirectional>,
 }
 
 /// An inference batch of at least this many tokens makes the encoder's token table (a
@@ -485,7 +494,7 @@ impl SeqAutoencoder {
         let states = |final_only: bool| -> Result<Tensor> {
             match &table {
                 // (T, B) ids -> (T, B, 2H), or with final_only (1, B, 2H)
-                Some(table) => bidirectional_from_table(fwd, bwd, table, src, final_only),
+                Some(t) => bidirectional_from_table(&t.recurrent, &t.table, src, final_only),
                 None => {
                     let x = self.embed(src)?; // (T, B, E)
                     if final_only {
@@ -539,7 +548,8 @@ impl SeqAutoencoder {
     /// track gradients), off the CPU, for a vocabulary too large to tabulate, and for small
     /// batches before a table exists. Either way the states are the same to the bit
     /// ([`bidirectional_token_table`]).
-    fn encoder_token_table(&self, src: &Tensor) -> Result<Option<Tensor>> {
+    /// The recurrent weights come with it, gathered and packed once ([`prepare_bidirectional`]).
+    fn encoder_token_table(&self, src: &Tensor) -> Result<Option<EncoderTable>> {
         let Some((fwd, bwd)) = &self.encoder else {
             return Ok(None);
         };
@@ -552,7 +562,10 @@ impl SeqAutoencoder {
         {
             return Ok(None);
         }
-        let Some(print) = weights_print(&[emb, fwd.input_weight(), bwd.input_weight()])? else {
+        let mut weights = vec![emb];
+        weights.extend(fwd.weights());
+        weights.extend(bwd.weights());
+        let Some(print) = weights_print(&weights)? else {
             return Ok(None); // not CPU f32
         };
         if let Some(table) = cached(&self.encoder_table, print) {
@@ -561,7 +574,10 @@ impl SeqAutoencoder {
         if src.elem_count() < TOKEN_TABLE_MIN_TOKENS {
             return Ok(None);
         }
-        let table = bidirectional_token_table(fwd, bwd, emb)?; // (V, 6H)
+        let table = EncoderTable {
+            table: bidirectional_token_table(fwd, bwd, emb)?, // (V, 6H)
+            recurrent: Arc::new(prepare_bidirectional(fwd, bwd)?),
+        };
         store(&self.encoder_table, print, table.clone());
         Ok(Some(table))
     }
