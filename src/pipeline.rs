@@ -361,6 +361,183 @@ pub fn corpus_neighbor_index(
     })
 }
 
+/// The index of the entries encoded so far while the Neighbors tab's index is built
+/// ([`corpus_neighbor_index_so_far`]).
+#[derive(Debug)]
+pub struct IndexSoFar {
+    pub index: Arc<NeighborIndex>,
+    /// Entries encoded (and searched) so far, of `total`.
+    pub searched: usize,
+    pub total: usize,
+}
+
+/// [`corpus_neighbor_index`], telling `so_far` while it builds an index the index of the
+/// entries encoded until then (after each group of [`Coder::index_parts`], growing by half at
+/// least between reports), so that the first matches show within seconds. The groups give
+/// the codes a build at once gives, so the index built is exactly the one
+/// [`corpus_neighbor_index`] builds.
+pub fn corpus_neighbor_index_so_far(
+    coder: &Coder,
+    corpus: Option<&str>,
+    progress: &mut dyn FnMut(f64),
+    so_far: &mut dyn FnMut(IndexSoFar),
+) -> anyhow::Result<NeighborIndex> {
+    let caps = coder.capabilities();
+    if !caps.encodes {
+        anyhow::bail!(
+            "an `{}` model has no encoder, so sentences have no codes to index",
+            caps.name
+        );
+    }
+    let corpus = job_corpus(coder, corpus, "nearest neighbours")?;
+    let describe = coder.config().describe();
+    let path = index::default_path(coder.path());
+    let dim = coder.latent_dim();
+    // Labels and provenance of the entries, for the indexes so far (read once, when building).
+    let entries = std::cell::OnceCell::new();
+    let entries = || -> Result<&index::IndexEntries> {
+        if entries.get().is_none() {
+            let e = index::index_entries(coder.path(), &describe, &corpus, &index::CACHED_SPLITS)?;
+            let _ = entries.set(e);
+        }
+        Ok(entries.get().expect("set above"))
+    };
+    let snapshot = |positions: &[usize], index: CodeIndex| IndexSoFar {
+        index: Arc::new(NeighborIndex {
+            index,
+            path: path.clone(),
+            from_disk: false,
+            save_error: None,
+        }),
+        searched: positions.len(),
+        total: 0,
+    };
+    let cached = if caps.is_binary() {
+        let c = CorpusIndex::load_or_build_described(
+            coder.path(),
+            &describe,
+            &corpus,
+            dim,
+            &mut |texts| {
+                encode_in_parts(
+                    coder,
+                    texts,
+                    &mut |part, p| coder.features(part, FeatureKind::Codes, p),
+                    progress,
+                    &mut |positions, codes| {
+                        let e = entries()?;
+                        let (texts, labels) = entries_at(e, positions);
+                        let ix =
+                            CorpusIndex::from_parts(dim, codes, texts, &labels, e.meta.clone())?;
+                        so_far(IndexSoFar {
+                            total: e.texts.len(),
+                            ..snapshot(positions, CodeIndex::Hamming(ix))
+                        });
+                        Ok(())
+                    },
+                )
+            },
+        )?;
+        CachedIndex {
+            index: CodeIndex::Hamming(c.index),
+            path: c.path,
+            from_disk: c.from_disk,
+            save_error: c.save_error,
+        }
+    } else {
+        let c =
+            ContinuousIndex::load_or_build(coder.path(), &describe, &corpus, dim, &mut |texts| {
+                encode_in_parts(
+                    coder,
+                    texts,
+                    &mut |part, p| coder.posteriors(part, p),
+                    progress,
+                    &mut |positions, codes| {
+                        let e = entries()?;
+                        let (texts, labels) = entries_at(e, positions);
+                        let ix = ContinuousIndex::from_parts(
+                            dim,
+                            codes,
+                            texts,
+                            &labels,
+                            e.meta.clone(),
+                        )?;
+                        so_far(IndexSoFar {
+                            total: e.texts.len(),
+                            ..snapshot(positions, CodeIndex::Cosine(ix))
+                        });
+                        Ok(())
+                    },
+                )
+            })?;
+        CachedIndex {
+            index: CodeIndex::Cosine(c.index),
+            path: c.path,
+            from_disk: c.from_disk,
+            save_error: c.save_error,
+        }
+    };
+    Ok(NeighborIndex {
+        index: cached.index,
+        path: cached.path,
+        from_disk: cached.from_disk,
+        save_error: cached.save_error,
+    })
+}
+
+/// Texts and labels of the entries at `positions`.
+fn entries_at(e: &index::IndexEntries, positions: &[usize]) -> (Vec<String>, Vec<Option<String>>) {
+    positions
+        .iter()
+        .map(|&i| (e.texts[i].clone(), e.labels[i].clone()))
+        .unzip()
+}
+
+/// Codes of `texts` computed group by group ([`Coder::index_parts`]) by `encode`, telling
+/// `snapshot` the positions encoded so far (in corpus order) with their codes after the first
+/// group and then whenever they have grown by half, before the last group.
+fn encode_in_parts<C: Clone>(
+    coder: &Coder,
+    texts: &[&str],
+    encode: &mut dyn FnMut(&[&str], &mut dyn FnMut(f64)) -> Result<Vec<C>>,
+    progress: &mut dyn FnMut(f64),
+    snapshot: &mut dyn FnMut(&[usize], &[C]) -> Result<()>,
+) -> Result<Vec<C>> {
+    let total = texts.len();
+    // A part of a sixteenth at least (binary models group whole token lengths).
+    let parts = coder.index_parts(texts, total.div_ceil(16));
+    let mut codes: Vec<Option<C>> = vec![None; total];
+    let mut done = 0usize;
+    let mut reported = 0usize;
+    for (k, part) in parts.iter().enumerate() {
+        let part_texts: Vec<&str> = part.iter().map(|&i| texts[i]).collect();
+        let before = done;
+        let got = encode(&part_texts, &mut |f| {
+            progress((before as f64 + f * part.len() as f64) / total.max(1) as f64)
+        })?;
+        if got.len() != part.len() {
+            bail!("encoding gave {} codes for {} texts", got.len(), part.len());
+        }
+        for (&i, c) in part.iter().zip(got) {
+            codes[i] = Some(c);
+        }
+        done += part.len();
+        if k + 1 < parts.len() && (reported == 0 || 2 * done >= 3 * reported) {
+            reported = done;
+            let positions: Vec<usize> = (0..total).filter(|&i| codes[i].is_some()).collect();
+            let so_far: Vec<C> = positions
+                .iter()
+                .map(|&i| codes[i].clone().expect("encoded"))
+                .collect();
+            snapshot(&positions, &so_far)?;
+        }
+    }
+    Ok(codes
+        .into_iter()
+        .map(|c| c.expect("every text is in one part"))
+        .collect())
+}
+
 /// Cells per side of the finest grid (2^10).
 pub const GRID_SIDE: usize = 1024;
 /// What the worker is asked for.

@@ -1752,3 +1752,98 @@ fn a_newer_bars_request_overtakes_a_running_one_between_chunks() {
         ReplyBody::Bars(Ok(_))
     ));
 }
+
+#[test]
+fn neighbors_search_the_entries_encoded_so_far_while_the_index_is_built() {
+    let (dir, ckpt, _) = common::labelled_binary_copy("sofar.safetensors");
+    // Sentences of four lengths: the binary model's index is built length by length.
+    let lines: Vec<String> = common::corpus_lines()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let words: Vec<&str> = l.split(' ').take(3 + i % 4).collect();
+            format!("{}\t{}", ["animal", "thing"][i % 2], words.join(" "))
+        })
+        .collect();
+    let corpus_path = dir.path().join("lengths.tsv");
+    std::fs::write(&corpus_path, lines.join("\n") + "\n").unwrap();
+    let corpus = corpus_path.display().to_string();
+    let mut h = Harness::new(
+        engine(&ckpt),
+        AppOptions {
+            theme: Theme { color: false },
+            index_corpus: Some(corpus.clone()),
+            ..AppOptions::default()
+        },
+    );
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    h.app.update(Msg::Key(crossterm::event::KeyEvent::new(
+        KeyCode::Char('6'),
+        crossterm::event::KeyModifiers::NONE,
+    )));
+    assert_eq!(h.app.tab, TabId::Neighbors);
+    let reqs = h.queued();
+    let replies = h.replies(reqs);
+    let mut partials = 0;
+    for reply in replies {
+        let part = match &reply.body {
+            ReplyBody::IndexSoFar(p) => Some((p.searched, p.total)),
+            _ => None,
+        };
+        h.deliver(reply);
+        let Some((searched, total)) = part else {
+            continue;
+        };
+        partials += 1;
+        // Still building, and the list is the best matches among the entries encoded so far.
+        assert!(h.app.busy());
+        assert!(0 < searched && searched < total, "{searched} of {total}");
+        let s = h.screen();
+        assert_has(
+            &s,
+            &format!(
+                "building the index: searched {} % of {total}",
+                searched * 100 / total
+            ),
+        );
+        assert_has(&s, &format!("20 nearest of {searched} train sentences"));
+        match h.app.neighbors_of_current() {
+            Some(Ok(v)) => {
+                assert_eq!(v.len(), 20.min(searched));
+                assert!(v.windows(2).all(|w| w[0].distance <= w[1].distance));
+            }
+            other => panic!("expected neighbours so far, got {other:?}"),
+        }
+    }
+    assert!(partials >= 1, "no index so far was sent");
+    assert!(!h.app.busy());
+    let s = h.screen();
+    assert_lacks(&s, "building the index");
+    assert_has(&s, "built and saved to");
+
+    // Once built, exactly what an index built at once (as `search` builds it) gives.
+    let (_dir2, ckpt2, _) = common::labelled_binary_copy("whole.safetensors");
+    let coder = latent_tui::coder::Coder::load(&ckpt2, &candle_core::Device::Cpu).unwrap();
+    let whole =
+        latent_tui::pipeline::corpus_neighbor_index(&coder, Some(&corpus), &mut |_| {}).unwrap();
+    let latent_tui::pipeline::CodeIndex::Hamming(whole) = &whole.index else {
+        panic!("a binary model's index is a Hamming one");
+    };
+    let want: Vec<(u32, usize, String)> = whole
+        .search(&h.app.shared.code, 20)
+        .unwrap()
+        .iter()
+        .map(|n| (n.distance, n.index, n.text.to_string()))
+        .collect();
+    let got: Vec<(u32, usize, String)> = match h.app.neighbors_of_current() {
+        Some(Ok(v)) => v
+            .iter()
+            .map(|n| (n.distance, n.index, n.text.to_string()))
+            .collect(),
+        other => panic!("expected neighbours, got {other:?}"),
+    };
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 20);
+}

@@ -304,6 +304,18 @@ impl Coder {
         self.features(texts, FeatureKind::Codes, progress)
     }
 
+    /// Groups of positions of `texts` whose codes ([`Self::codes`], [`Self::posteriors`]) can
+    /// be computed one group at a time, each group alone, with the very values computing them
+    /// all at once gives (an index can then be searched while it is built), at least
+    /// `min_part` texts a group where the model's batching allows; one group of every text
+    /// where it does not.
+    pub fn index_parts(&self, texts: &[&str], min_part: usize) -> Vec<Vec<usize>> {
+        match &self.family {
+            Family::Seq(e) if e.kind().has_latent() => seq::index_parts(e, texts, min_part),
+            _ => vec![(0..texts.len()).collect()],
+        }
+    }
+
     /// μ and σ of each text (gaussian or bottleneck sequence models, nvdm); binary models and
     /// `lm` are refused.
     pub fn posteriors(

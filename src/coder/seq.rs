@@ -460,6 +460,51 @@ pub fn latent_loc(
 /// Texts per progress report when encoding with a sequence model.
 const SEQ_PROGRESS_CHUNK: usize = 4096;
 
+/// Groups of positions of `texts` that [`posteriors`] (continuous models) or [`latent_loc`]
+/// (binary ones) can encode one group at a time with the very codes they give all texts at
+/// once ([`super::Coder::index_parts`]): whole chunks of [`SEQ_PROGRESS_CHUNK`] texts (each is
+/// encoded alone anyway), spread over the corpus, or all texts of some token lengths (a
+/// length's batches are then the same rows). At least `min_part` texts per group where the
+/// groups allow.
+pub fn index_parts(engine: &Engine, texts: &[&str], min_part: usize) -> Vec<Vec<usize>> {
+    if !engine.kind().is_binary() {
+        let chunks = texts.len().div_ceil(SEQ_PROGRESS_CHUNK);
+        let mut order: Vec<usize> = (0..chunks).collect();
+        // 0, ½, ¼, ¾, …: each part so far lies spread over the corpus (whose entries come
+        // sorted by topic).
+        order.sort_by_key(|&i| (i as u32).reverse_bits());
+        return order
+            .into_iter()
+            .map(|c| {
+                (c * SEQ_PROGRESS_CHUNK..((c + 1) * SEQ_PROGRESS_CHUNK).min(texts.len())).collect()
+            })
+            .collect();
+    }
+    let lengths: Vec<usize> = engine
+        .tokenize_many(texts)
+        .iter()
+        .map(|t| t.ids.len().max(1))
+        .collect();
+    let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, &l) in lengths.iter().enumerate() {
+        by_len.entry(l).or_default().push(i);
+    }
+    let mut parts: Vec<Vec<usize>> = Vec::new();
+    let mut current = Vec::new();
+    for (_, idx) in by_len {
+        current.extend(idx);
+        if current.len() >= min_part {
+            current.sort_unstable();
+            parts.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        current.sort_unstable();
+        parts.push(current);
+    }
+    parts
+}
+
 /// μ and σ of each text under a continuous sequence model ([`super::Coder::posteriors`]).
 /// A text with no words is encoded as `<unk>`, as [`latent_loc`] does.
 pub fn posteriors(

@@ -18,7 +18,7 @@ use crate::model::LatentKind;
 use crate::pipeline::{
     ClusterRequest, ClusterView, MapData, MapRequest, StructureJob, StructureResult,
 };
-pub use crate::pipeline::{Entries, NeighborIndex};
+pub use crate::pipeline::{Entries, IndexSoFar, NeighborIndex};
 use crate::train::TrainControl;
 use crate::train_job::TrainJob;
 
@@ -258,6 +258,9 @@ pub enum ReplyBody {
     Stats(Result<SplitStats, String>),
     Loaded(Result<ModelInfo, String>),
     Indexed(Result<Arc<NeighborIndex>, String>),
+    /// The index of the entries encoded so far, before the job's final [`ReplyBody::Indexed`]
+    /// of an index being built: a partial reply, like [`ReplyBody::BarsSoFar`].
+    IndexSoFar(Arc<IndexSoFar>),
     Mapped(Result<Arc<MapData>, String>),
     Clustered(Result<Arc<ClusterView>, String>),
     Structure(Result<StructureResult, String>),
@@ -270,7 +273,10 @@ pub enum ReplyBody {
 impl ReplyBody {
     /// A reply that a job sends before its result: it does not end the request.
     pub fn is_partial(&self) -> bool {
-        matches!(self, ReplyBody::Progress(_) | ReplyBody::BarsSoFar(_))
+        matches!(
+            self,
+            ReplyBody::Progress(_) | ReplyBody::BarsSoFar(_) | ReplyBody::IndexSoFar(_)
+        )
     }
 
     /// The error reply for a job of `kind`.

@@ -18,7 +18,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
 use super::context::{Command, Ctx, Shared, Tab, View};
-use super::jobs::{Entries, Job, JobKind, NeighborIndex, ReplyBody};
+use super::jobs::{Entries, IndexSoFar, Job, JobKind, NeighborIndex, ReplyBody};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, label_color, InputAction, TextInput, Theme};
 use crate::coder::Capabilities;
@@ -40,6 +40,8 @@ pub struct NeighborsState {
     /// A sentence typed here; Enter hands it to Explore, whose code is the query.
     pub input: TextInput,
     pub typing: bool,
+    /// While an index is built: the index of the entries encoded so far, searched meanwhile.
+    pub so_far: Option<Arc<IndexSoFar>>,
 }
 
 impl NeighborsState {
@@ -52,6 +54,7 @@ impl NeighborsState {
             error: None,
             input: TextInput::default(),
             typing: false,
+            so_far: None,
         }
     }
 
@@ -178,6 +181,7 @@ impl NeighborsState {
             return;
         }
         self.error = None;
+        self.so_far = None;
         cx.jobs.submit(Job::Index {
             corpus: self.corpus.clone(),
         });
@@ -276,6 +280,7 @@ impl NeighborsState {
     }
 
     fn indexed(&mut self, cx: &mut Ctx, r: Result<Arc<NeighborIndex>, String>) {
+        self.so_far = None;
         match r {
             Ok(ix) => {
                 if let Some(e) = &ix.save_error {
@@ -288,10 +293,27 @@ impl NeighborsState {
         }
     }
 
+    /// The index searched: the whole one, or while it is built the entries encoded so far.
+    pub fn searched<'s>(&'s self, shared: &'s Shared) -> Option<&'s NeighborIndex> {
+        shared
+            .index
+            .as_deref()
+            .or(self.so_far.as_ref().map(|p| &*p.index))
+    }
+
+    /// How much of the corpus the index searched holds while it is built (entries encoded,
+    /// of all), `None` once the whole index is here.
+    pub fn searched_part(&self, shared: &Shared) -> Option<(usize, usize)> {
+        match (&shared.index, &self.so_far) {
+            (None, Some(p)) => Some((p.searched, p.total)),
+            _ => None,
+        }
+    }
+
     /// The query (Explore's current code) and its nearest entries by Hamming distance, when
     /// both exist and the codes are bits.
-    pub fn of_code<'s>(&self, shared: &'s Shared) -> Option<Result<Vec<Neighbor<'s>>, String>> {
-        let ix = shared.index.as_ref()?;
+    pub fn of_code<'s>(&'s self, shared: &'s Shared) -> Option<Result<Vec<Neighbor<'s>>, String>> {
+        let ix = self.searched(shared)?;
         let Entries::Hamming(index) = &ix.index else {
             return None;
         };
@@ -308,7 +330,7 @@ impl NeighborsState {
     /// [`NeighborsState::of_code`] for continuous codes: the entries of highest cosine
     /// similarity to Explore's current code.
     pub fn cosine_of_code(&self, shared: &Shared) -> Option<Result<Vec<CosineHit>, String>> {
-        let ix = shared.index.as_ref()?;
+        let ix = self.searched(shared)?;
         let Entries::Cosine(index) = &ix.index else {
             return None;
         };
@@ -322,6 +344,19 @@ impl NeighborsState {
                 .map_err(|e| format!("{e:#}")),
         )
     }
+}
+
+/// `n` with a comma between each group of three digits (123,773).
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn bits_text(code: &[f32]) -> String {
@@ -344,6 +379,7 @@ impl Tab for NeighborsState {
     fn reply(&mut self, cx: &mut Ctx, body: ReplyBody) -> Option<ReplyBody> {
         match body {
             ReplyBody::Indexed(r) => self.indexed(cx, r),
+            ReplyBody::IndexSoFar(p) => self.so_far = Some(p),
             other => return Some(other),
         }
         None
@@ -351,6 +387,7 @@ impl Tab for NeighborsState {
 
     fn model_changed(&mut self, cx: &mut Ctx, shown: bool) {
         cx.shared.index = None;
+        self.so_far = None;
         self.error = None;
         self.scroll = 0;
         if shown {
@@ -413,6 +450,24 @@ pub fn render(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) {
         return;
     }
     let nb = tab;
+    let so_far = nb.so_far.as_ref().filter(|_| app.shared.index.is_none());
+    if let (true, Some(p)) = (app.jobs.is_pending(JobKind::Index), so_far) {
+        // The best matches among the entries encoded so far, while the rest are.
+        if nb.show_map {
+            widgets::message_panel(
+                buf,
+                body,
+                t,
+                " Map ",
+                vec![Line::from(
+                    "The map is laid out once the index is built: m for the list meanwhile.",
+                )],
+            );
+        } else {
+            render_list(tab, app, &p.index, body, buf);
+        }
+        return;
+    }
     if app.jobs.is_pending(JobKind::Index) {
         let block = t.block(Span::styled(" Corpus index ", t.bold()), false);
         let inner = block.inner(body);
@@ -586,7 +641,18 @@ fn render_list(tab: &NeighborsState, app: &View, ix: &NeighborIndex, area: Rect,
     );
     let inner = block.inner(area);
     block.render(area, buf);
-    let mut lines = vec![source_line(ix, t)];
+    let mut lines = vec![match nb.searched_part(app.shared) {
+        Some((searched, total)) => Line::styled(
+            format!(
+                "building the index: searched {} % of {} so far (the best matches among the \
+                 entries encoded)",
+                searched * 100 / total.max(1),
+                thousands(total)
+            ),
+            t.changed(),
+        ),
+        None => source_line(ix, t),
+    }];
     if let Entries::Cosine(index) = &ix.index {
         cosine_rows(tab, app, index, inner, &mut lines);
         widgets::lines(buf, inner, lines);

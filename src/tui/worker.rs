@@ -30,7 +30,8 @@ use crate::meaning::{MeaningOptions, Meanings};
 use crate::model::decode::Strategy;
 use crate::pipeline::compute_structure;
 pub use crate::pipeline::{
-    corpus_neighbor_index as neighbor_index, job_corpus, Entries, NeighborIndex,
+    corpus_neighbor_index as neighbor_index, corpus_neighbor_index_so_far as neighbor_index_so_far,
+    job_corpus, Entries, NeighborIndex,
 };
 
 /// A progress callback for request `id` of `kind` that sends a report to `out` per percent
@@ -313,11 +314,29 @@ impl Worker {
                 }
                 Err(e) => ReplyBody::Loaded(Err(err_text(e))),
             },
-            Job::Index { corpus } => ReplyBody::Indexed(
-                neighbor_index(&coder, corpus.as_deref(), &mut throttled(id, kind, out))
-                    .map(Arc::new)
-                    .map_err(err_text),
-            ),
+            Job::Index { corpus } => {
+                // Progress and the index so far both go out, in the order they come.
+                let out = std::cell::RefCell::new(&mut *out);
+                let mut last = -1.0;
+                let result = neighbor_index_so_far(
+                    &coder,
+                    corpus.as_deref(),
+                    &mut |f| {
+                        if f - last >= 0.01 {
+                            last = f;
+                            (*out.borrow_mut())(Reply::progress(id, kind, f));
+                        }
+                    },
+                    &mut |p| {
+                        (*out.borrow_mut())(Reply {
+                            id,
+                            kind,
+                            body: ReplyBody::IndexSoFar(Arc::new(p)),
+                        })
+                    },
+                );
+                ReplyBody::Indexed(result.map(Arc::new).map_err(err_text))
+            }
             Job::Map(req) => ReplyBody::Mapped(
                 crate::pipeline::compute_map(&coder, &req, &mut throttled(id, kind, out))
                     .map(Arc::new)
