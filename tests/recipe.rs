@@ -199,6 +199,23 @@ fn running_moments_see_bits_that_a_batch_holds_constant() {
     own.update(&independent).unwrap();
     let none = scalar(decorrelation_penalty_running(&independent, own.mean(), own.var()).unwrap());
     assert!(none.abs() < 1e-3, "{none}");
+    // Two nearly silent bits (probabilities 0.01 ± 0.01, variance 1e-4) that wobble together:
+    // standardised by their own variance they would count as perfectly correlated, and the
+    // cheapest way out would be to silence them for good. The variance floor counts them by
+    // their covariance instead: next to nothing.
+    let quiet = batch(&[
+        [0.0, 0.0, 0.0],
+        [0.02, 0.02, 1.0],
+        [0.0, 0.0, 1.0],
+        [0.02, 0.02, 0.0],
+    ]);
+    let (mean, var) = ([0.01, 0.01, 0.5], [1e-4, 1e-4, 0.25]);
+    let floored = scalar(decorrelation_penalty_running(&quiet, &mean, &var).unwrap());
+    assert!(floored < 1e-3, "{floored}");
+    // The same co-movement at a lively bit's scale is still penalised in full.
+    let loud = batch(&[[0., 0., 0.], [1., 1., 1.], [0., 0., 1.], [1., 1., 0.]]);
+    let full = scalar(decorrelation_penalty_running(&loud, &[0.5; 3], &[0.25; 3]).unwrap());
+    assert!((full - 1.0 / 3.0).abs() < 0.05, "{full}");
 }
 
 #[test]
