@@ -431,14 +431,6 @@ fn forward_direction(
     } = dims;
     let h3 = 3 * hsz;
     let step_len = b * hsz;
-    let mut hs = vec![0f32; if final_only { 1 } else { t_len } * step_len];
-    let cached_steps = if keep_for_backward { t_len } else { 1 };
-    let mut cache = vec![0f32; cached_steps * 4 * step_len];
-    let mut gh = vec![0f32; b * h3];
-    let mut h_prev_buf: Vec<f32> = (0..b)
-        .flat_map(|bi| h0[(bi * dirs + d) * hsz..][..hsz].iter().copied())
-        .collect();
-    let b_hh: Vec<f32> = (0..h3).map(|j| whh[j * (hsz + 1) + hsz]).collect();
     // Packed once per sequence (or once for many, by the caller) instead of once per step
     // inside the general product.
     let fresh;
@@ -467,6 +459,14 @@ fn forward_direction(
         );
         return (states, Vec::new());
     }
+    let mut hs = vec![0f32; if final_only { 1 } else { t_len } * step_len];
+    let cached_steps = if keep_for_backward { t_len } else { 1 };
+    let mut cache = vec![0f32; cached_steps * 4 * step_len];
+    let mut gh = vec![0f32; b * h3];
+    let mut h_prev_buf: Vec<f32> = (0..b)
+        .flat_map(|bi| h0[(bi * dirs + d) * hsz..][..hsz].iter().copied())
+        .collect();
+    let b_hh: Vec<f32> = (0..h3).map(|j| whh[j * (hsz + 1) + hsz]).collect();
     for t in dims.order(reverse) {
         let slot = if keep_for_backward { t } else { 0 };
         let cache_t = &mut cache[slot * 4 * step_len..(slot + 1) * 4 * step_len];
