@@ -493,15 +493,20 @@ fn entries_at(e: &index::IndexEntries, positions: &[usize]) -> (Vec<String>, Vec
         .unzip()
 }
 
+/// Codes of some texts, reporting the fraction done.
+type EncodePart<'a, C> = dyn FnMut(&[&str], &mut dyn FnMut(f64)) -> Result<Vec<C>> + 'a;
+/// Positions encoded so far (in corpus order) and their codes.
+type Snapshot<'a, C> = dyn FnMut(&[usize], &[C]) -> Result<()> + 'a;
+
 /// Codes of `texts` computed group by group ([`Coder::index_parts`]) by `encode`, telling
 /// `snapshot` the positions encoded so far (in corpus order) with their codes after the first
 /// group and then whenever they have grown by half, before the last group.
 fn encode_in_parts<C: Clone>(
     coder: &Coder,
     texts: &[&str],
-    encode: &mut dyn FnMut(&[&str], &mut dyn FnMut(f64)) -> Result<Vec<C>>,
+    encode: &mut EncodePart<'_, C>,
     progress: &mut dyn FnMut(f64),
-    snapshot: &mut dyn FnMut(&[usize], &[C]) -> Result<()>,
+    snapshot: &mut Snapshot<'_, C>,
 ) -> Result<Vec<C>> {
     let total = texts.len();
     // A part of a sixteenth at least (binary models group whole token lengths).
