@@ -212,7 +212,10 @@ pub struct LayoutOptions {
     pub seed: u64,
     /// Neighbours per entry in the graph.
     pub neighbors: usize,
-    /// Passes of the descent; None: 200 for more than 10,000 entries, else 500 (as UMAP).
+    /// Passes of the descent; None: 200 for more than 10,000 entries, else 500 (as UMAP),
+    /// and 150 for more than 10,000 continuous codes, whose twice as many negative samples
+    /// make each pass twice the work (docs/map.md: the vae's map scores the same after 150
+    /// passes as after 200; a binary map loses a little).
     pub epochs: Option<usize>,
     /// Negative samples per positive one; None: 5 for binary codes, 10 for continuous ones
     /// (docs/map.md: 10 lifts the vae map's neighbourhood preservation from 0.148 to 0.173,
@@ -233,10 +236,15 @@ impl Default for LayoutOptions {
 }
 
 impl LayoutOptions {
-    pub fn epochs_for(&self, n: usize) -> usize {
+    pub fn epochs_for(&self, codes: Codes) -> usize {
+        let large = codes.len() > 10_000;
         match self.method {
             Method::Pca => 0,
-            Method::Umap => self.epochs.unwrap_or(if n > 10_000 { 200 } else { 500 }),
+            Method::Umap => self.epochs.unwrap_or(match codes {
+                Codes::Unit(_) if large => 150,
+                _ if large => 200,
+                _ => 500,
+            }),
         }
     }
 
@@ -290,7 +298,7 @@ impl Layout {
         if opts.neighbors == 0 {
             bail!("the layout needs at least one neighbour per entry");
         }
-        let epochs = opts.epochs_for(n);
+        let epochs = opts.epochs_for(codes);
         let negatives = opts.negatives_for(codes);
         let init = pca_plane(codes, opts.seed)?;
         let points = match opts.method {
@@ -338,7 +346,7 @@ impl Layout {
             && m.dim == codes.dim()
             && m.seed == opts.seed
             && m.neighbors == opts.neighbors
-            && m.epochs == opts.epochs_for(codes.len())
+            && m.epochs == opts.epochs_for(codes)
             && m.negatives == opts.negatives_for(codes)
             && self.points.len() == codes.len()
     }
@@ -922,6 +930,32 @@ pub fn optimize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_continuous_maps_take_fewer_passes_than_large_binary_ones() {
+        let unit = |n: usize| {
+            let rows: Vec<[f32; 2]> = (0..n).map(|i| [1.0, i as f32]).collect();
+            UnitVectors::new(2, rows.iter().map(|r| r.as_slice())).unwrap()
+        };
+        let bits = |n: usize| PackedCodes::from_words(64, (0..n as u64).collect()).unwrap();
+        let opts = LayoutOptions::default();
+        let (big_unit, small_unit) = (unit(10_001), unit(10_000));
+        let (big_bits, small_bits) = (bits(10_001), bits(10_000));
+        assert_eq!(opts.epochs_for(Codes::Unit(&big_unit)), 150);
+        assert_eq!(opts.epochs_for(Codes::Bits(&big_bits)), 200);
+        assert_eq!(opts.epochs_for(Codes::Unit(&small_unit)), 500);
+        assert_eq!(opts.epochs_for(Codes::Bits(&small_bits)), 500);
+        let asked = LayoutOptions {
+            epochs: Some(7),
+            ..opts
+        };
+        assert_eq!(asked.epochs_for(Codes::Unit(&big_unit)), 7);
+        let pca = LayoutOptions {
+            method: Method::Pca,
+            ..opts
+        };
+        assert_eq!(pca.epochs_for(Codes::Unit(&big_unit)), 0);
+    }
 
     #[test]
     fn fuzzy_union_is_symmetric() {
