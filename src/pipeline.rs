@@ -108,6 +108,14 @@ pub fn neighbor_index(
     corpus: &Corpus,
     progress: &mut dyn FnMut(f64),
 ) -> Result<CachedIndex<CodeIndex>> {
+    if !require_encoder(coder)?.is_binary() {
+        return Ok(continuous_index(coder, corpus, progress)?.map(CodeIndex::Cosine));
+    }
+    Ok(binary_index(coder, corpus, progress)?.map(CodeIndex::Hamming))
+}
+
+/// The model's capabilities, or an error saying it has no encoder to index a corpus with.
+fn require_encoder(coder: &Coder) -> Result<crate::coder::Capabilities> {
     let caps = coder.capabilities();
     if !caps.encodes {
         bail!(
@@ -115,22 +123,7 @@ pub fn neighbor_index(
             caps.name
         );
     }
-    if !caps.is_binary() {
-        let c = continuous_index(coder, corpus, progress)?;
-        return Ok(CachedIndex {
-            index: CodeIndex::Cosine(c.index),
-            path: c.path,
-            from_disk: c.from_disk,
-            save_error: c.save_error,
-        });
-    }
-    let c = binary_index(coder, corpus, progress)?;
-    Ok(CachedIndex {
-        index: CodeIndex::Hamming(c.index),
-        path: c.path,
-        from_disk: c.from_disk,
-        save_error: c.save_error,
-    })
+    Ok(caps)
 }
 
 /// [`neighbor_index`] of a binary model.
@@ -318,16 +311,8 @@ pub fn compute_structure(model: &Coder, job: &StructureJob) -> Result<StructureR
 /// The corpus entries the Neighbors tab searches (the library's [`CodeIndex`]).
 pub use CodeIndex as Entries;
 
-/// A corpus index for the Neighbors tab and the map.
-#[derive(Debug)]
-pub struct NeighborIndex {
-    pub index: Entries,
-    pub path: PathBuf,
-    /// Whether it was read from `path` (rather than built now).
-    pub from_disk: bool,
-    /// Why a freshly built index could not be saved, if it could not.
-    pub save_error: Option<String>,
-}
+/// A corpus index for the Neighbors tab and the map, and where it lives.
+pub type NeighborIndex = CachedIndex<Entries>;
 
 /// The corpus a job works on: `spec`, or the checkpoint's own (needed `for` something).
 pub fn job_corpus(coder: &Coder, spec: Option<&str>, purpose: &str) -> anyhow::Result<Corpus> {
@@ -344,21 +329,9 @@ pub fn corpus_neighbor_index(
     corpus: Option<&str>,
     progress: &mut dyn FnMut(f64),
 ) -> anyhow::Result<NeighborIndex> {
-    let caps = coder.capabilities();
-    if !caps.encodes {
-        anyhow::bail!(
-            "an `{}` model has no encoder, so sentences have no codes to index",
-            caps.name
-        );
-    }
+    require_encoder(coder)?;
     let corpus = job_corpus(coder, corpus, "nearest neighbours")?;
-    let cached = neighbor_index(coder, &corpus, progress)?;
-    Ok(NeighborIndex {
-        index: cached.index,
-        path: cached.path,
-        from_disk: cached.from_disk,
-        save_error: cached.save_error,
-    })
+    neighbor_index(coder, &corpus, progress)
 }
 
 /// The index of the entries encoded so far while the Neighbors tab's index is built
@@ -382,13 +355,7 @@ pub fn corpus_neighbor_index_so_far(
     progress: &mut dyn FnMut(f64),
     so_far: &mut dyn FnMut(IndexSoFar),
 ) -> anyhow::Result<NeighborIndex> {
-    let caps = coder.capabilities();
-    if !caps.encodes {
-        anyhow::bail!(
-            "an `{}` model has no encoder, so sentences have no codes to index",
-            caps.name
-        );
-    }
+    let caps = require_encoder(coder)?;
     let corpus = job_corpus(coder, corpus, "nearest neighbours")?;
     let describe = coder.config().describe();
     let path = index::default_path(coder.path());
@@ -412,7 +379,7 @@ pub fn corpus_neighbor_index_so_far(
         searched: positions.len(),
         total: 0,
     };
-    let cached = if caps.is_binary() {
+    Ok(if caps.is_binary() {
         let c = CorpusIndex::load_or_build_described(
             coder.path(),
             &describe,
@@ -438,12 +405,7 @@ pub fn corpus_neighbor_index_so_far(
                 )
             },
         )?;
-        CachedIndex {
-            index: CodeIndex::Hamming(c.index),
-            path: c.path,
-            from_disk: c.from_disk,
-            save_error: c.save_error,
-        }
+        c.map(CodeIndex::Hamming)
     } else {
         let c =
             ContinuousIndex::load_or_build(coder.path(), &describe, &corpus, dim, &mut |texts| {
@@ -470,18 +432,7 @@ pub fn corpus_neighbor_index_so_far(
                     },
                 )
             })?;
-        CachedIndex {
-            index: CodeIndex::Cosine(c.index),
-            path: c.path,
-            from_disk: c.from_disk,
-            save_error: c.save_error,
-        }
-    };
-    Ok(NeighborIndex {
-        index: cached.index,
-        path: cached.path,
-        from_disk: cached.from_disk,
-        save_error: cached.save_error,
+        c.map(CodeIndex::Cosine)
     })
 }
 

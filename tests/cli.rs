@@ -612,16 +612,16 @@ fn eval_reports_progress_in_a_log_and_the_decodings_repetition_and_length() {
     .contains("length penalty"));
 }
 
-#[test]
-fn bench_interactive_reports_the_decoding_and_the_bars_separately() {
+/// `bench --interactive` on `checkpoint` with one thread: its JSON report.
+fn bench_interactive(checkpoint: &str, steps: &str) -> Value {
     let out = ok(
         &[
             "bench",
             "--interactive",
             "--checkpoint",
-            ckpt(),
+            checkpoint,
             "--steps",
-            "2",
+            steps,
             "--warmup",
             "0",
             "--threads",
@@ -636,7 +636,12 @@ fn bench_interactive_reports_the_decoding_and_the_bars_separately() {
         .rev()
         .find(|l| l.starts_with('{'))
         .expect("a JSON line");
-    let v: Value = serde_json::from_str(line).unwrap();
+    serde_json::from_str(line).unwrap()
+}
+
+#[test]
+fn bench_interactive_reports_the_decoding_and_the_bars_separately() {
+    let v = bench_interactive(ckpt(), "2");
     for what in ["flip", "decode", "bars"] {
         let (p50, p95) = (
             v[format!("{what}_ms_p50")].as_f64().unwrap(),
@@ -646,29 +651,7 @@ fn bench_interactive_reports_the_decoding_and_the_bars_separately() {
     }
     // A continuous code: each press nudges a dimension, one bar per dimension, and the bars
     // the explorer fills in chunks equal the ones scored in one piece.
-    let out = ok(
-        &[
-            "bench",
-            "--interactive",
-            "--checkpoint",
-            fixtures::gaussian_checkpoint().to_str().unwrap(),
-            "--steps",
-            "1",
-            "--warmup",
-            "0",
-            "--threads",
-            "1",
-            "--sentence",
-            "the dog likes the river",
-        ],
-        None,
-    );
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .expect("a JSON line");
-    let v: Value = serde_json::from_str(line).unwrap();
+    let v = bench_interactive(fixtures::gaussian_checkpoint().to_str().unwrap(), "1");
     assert_eq!(v["bits"], 8, "{v}");
     assert!(v["bars_ms_p95"].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(v["chunked_max_relative_difference"], 0.0, "{v}");

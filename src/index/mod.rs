@@ -170,6 +170,18 @@ pub struct CachedIndex<I = CorpusIndex> {
     pub save_error: Option<String>,
 }
 
+impl<I> CachedIndex<I> {
+    /// The same cached index with its index wrapped or converted by `f`.
+    pub fn map<J>(self, f: impl FnOnce(I) -> J) -> CachedIndex<J> {
+        CachedIndex {
+            index: f(self.index),
+            path: self.path,
+            from_disk: self.from_disk,
+            save_error: self.save_error,
+        }
+    }
+}
+
 /// The index saved beside `checkpoint` if it is fresh ([`load_fresh`]), else the train split
 /// of `corpus` encoded by `encode` now (recording `model` as the model's description, or the
 /// checkpoint's config when `model` is empty) and saved there for next time; a failed save
