@@ -273,6 +273,17 @@ pub struct CachedLayout {
     pub save_error: Option<String>,
 }
 
+/// A layout on its way ([`Layout::compute_so_far`]): the positions after `epoch` of the
+/// descent's `layout.meta.epochs` epochs (0: the PCA plane the descent starts from).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayoutSoFar {
+    pub layout: Layout,
+    pub epoch: usize,
+}
+
+/// How many times the descent tells its positions on the way ([`optimize_so_far`]).
+pub const SO_FAR_PARTS: usize = 10;
+
 /// PCA is fitted on at most this many codes (a seeded sample), then every entry is projected.
 const PCA_FIT: usize = 5000;
 
@@ -291,6 +302,20 @@ impl Layout {
         opts: &LayoutOptions,
         progress: &mut dyn FnMut(f64),
     ) -> Result<Self> {
+        Self::compute_so_far(codes, index, opts, progress, &mut |_| {})
+    }
+
+    /// [`Layout::compute`], telling `so_far` the layout on its way (a UMAP of three entries
+    /// or more): first the PCA plane the descent starts from (before the neighbour graph is
+    /// searched), then the positions after every tenth of the descent's epochs but the last
+    /// ([`SO_FAR_PARTS`]). The layout returned is the one [`Layout::compute`] returns.
+    pub fn compute_so_far(
+        codes: Codes,
+        index: &IndexMeta,
+        opts: &LayoutOptions,
+        progress: &mut dyn FnMut(f64),
+        so_far: &mut dyn FnMut(LayoutSoFar),
+    ) -> Result<Self> {
         let n = codes.len();
         if n == 0 {
             bail!("nothing to map: the index is empty");
@@ -300,37 +325,51 @@ impl Layout {
         }
         let epochs = opts.epochs_for(codes);
         let negatives = opts.negatives_for(codes);
+        let meta = LayoutMeta {
+            version: LAYOUT_VERSION,
+            method: opts.method,
+            checkpoint_sha256: index.checkpoint_sha256.clone(),
+            corpus_hash: index.corpus_hash.clone(),
+            splits: index.splits.clone(),
+            entries: n,
+            dim: codes.dim(),
+            seed: opts.seed,
+            neighbors: opts.neighbors,
+            epochs,
+            negatives,
+        };
         let init = pca_plane(codes, opts.seed)?;
         let points = match opts.method {
             Method::Pca => init,
             Method::Umap if n < 3 => init,
             Method::Umap => {
+                let mut tell = |epoch: usize, points: &[[f32; 2]]| {
+                    so_far(LayoutSoFar {
+                        layout: Layout {
+                            points: points.to_vec(),
+                            meta: meta.clone(),
+                        },
+                        epoch,
+                    })
+                };
+                tell(0, &init);
                 let k = opts.neighbors.min(n - 1);
                 let knn = knn_graph(codes, k, opts.seed, &mut |f| progress(0.5 * f));
                 let graph = fuzzy_graph(&knn, k);
                 let start = jittered(init, opts.seed);
-                optimize(&graph, start, epochs, negatives, opts.seed, &mut |f| {
-                    progress(0.5 + 0.5 * f)
-                })
+                optimize_so_far(
+                    &graph,
+                    start,
+                    epochs,
+                    negatives,
+                    opts.seed,
+                    &mut |f| progress(0.5 + 0.5 * f),
+                    &mut tell,
+                )
             }
         };
         progress(1.0);
-        Ok(Self {
-            points,
-            meta: LayoutMeta {
-                version: LAYOUT_VERSION,
-                method: opts.method,
-                checkpoint_sha256: index.checkpoint_sha256.clone(),
-                corpus_hash: index.corpus_hash.clone(),
-                splits: index.splits.clone(),
-                entries: n,
-                dim: codes.dim(),
-                seed: opts.seed,
-                neighbors: opts.neighbors,
-                epochs,
-                negatives,
-            },
-        })
+        Ok(Self { points, meta })
     }
 
     /// Whether this layout is of the index `index` (whose own freshness the index's loader
@@ -361,6 +400,19 @@ impl Layout {
         opts: &LayoutOptions,
         progress: &mut dyn FnMut(f64),
     ) -> Result<CachedLayout> {
+        Self::load_or_compute_so_far(checkpoint, index, codes, opts, progress, &mut |_| {})
+    }
+
+    /// [`Layout::load_or_compute`], telling `so_far` the layout on its way when it computes
+    /// one ([`Layout::compute_so_far`]); what it returns and saves is the same.
+    pub fn load_or_compute_so_far(
+        checkpoint: &Path,
+        index: &IndexMeta,
+        codes: Codes,
+        opts: &LayoutOptions,
+        progress: &mut dyn FnMut(f64),
+        so_far: &mut dyn FnMut(LayoutSoFar),
+    ) -> Result<CachedLayout> {
         let path = Self::default_path(checkpoint);
         if opts.method == Method::Umap {
             if let Some(layout) = Self::load(&path)
@@ -375,7 +427,7 @@ impl Layout {
                 });
             }
         }
-        let layout = Self::compute(codes, index, opts, progress)?;
+        let layout = Self::compute_so_far(codes, index, opts, progress, so_far)?;
         let save_error = match opts.method {
             // The cache path is this command's own file only if it is missing or a map already
             // (the index and the meanings follow the same rule).
@@ -852,13 +904,36 @@ const ATTRACTION_STEP: f32 = 4.0;
 /// random entries per due edge, with a learning rate falling linearly from 1 to 0.
 pub fn optimize(
     graph: &Graph,
-    mut pos: Vec<[f32; 2]>,
+    pos: Vec<[f32; 2]>,
     epochs: usize,
     negatives: usize,
     seed: u64,
     progress: &mut dyn FnMut(f64),
 ) -> Vec<[f32; 2]> {
+    optimize_so_far(
+        graph,
+        pos,
+        epochs,
+        negatives,
+        seed,
+        progress,
+        &mut |_, _| {},
+    )
+}
+
+/// [`optimize`], telling `so_far` the positions (and the epochs done) after every
+/// [`SO_FAR_PARTS`]th of the epochs but the last: the same descent, looked at on its way.
+pub fn optimize_so_far(
+    graph: &Graph,
+    mut pos: Vec<[f32; 2]>,
+    epochs: usize,
+    negatives: usize,
+    seed: u64,
+    progress: &mut dyn FnMut(f64),
+    so_far: &mut dyn FnMut(usize, &[[f32; 2]]),
+) -> Vec<[f32; 2]> {
     let n = pos.len();
+    let every = epochs.div_ceil(SO_FAR_PARTS).max(1);
     let wmax = graph.weights.iter().copied().fold(0f32, f32::max);
     if wmax <= 0.0 || epochs == 0 || n < 2 {
         return pos;
@@ -923,6 +998,10 @@ pub fn optimize(
         });
         std::mem::swap(&mut pos, &mut next);
         progress((epoch + 1) as f64 / epochs as f64);
+        let done = epoch + 1;
+        if done < epochs && done.is_multiple_of(every) {
+            so_far(done, &pos);
+        }
     }
     pos
 }
