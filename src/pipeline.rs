@@ -6,6 +6,7 @@
 
 use anyhow::{bail, Result};
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -641,13 +642,14 @@ pub struct MapSoFar {
 /// of the entries encoded so far (once, from a quarter of them: [`enough_for_provisional`]);
 /// while it lays the whole index out, the PCA plane the descent starts from and its positions
 /// every tenth of the epochs ([`Layout::compute_so_far`]). The map returned (and saved) is the
-/// one [`compute_map`] gives.
+/// one [`compute_map`] gives; None (no layout saved) where `so_far` breaks, which stops the job
+/// at the next map on its way (an index being built is finished and saved first).
 pub fn compute_map_so_far(
     coder: &Coder,
     req: &MapRequest,
     progress: &mut dyn FnMut(f64),
-    so_far: &mut dyn FnMut(MapSoFar),
-) -> anyhow::Result<MapData> {
+    so_far: &mut dyn FnMut(MapSoFar) -> ControlFlow<()>,
+) -> anyhow::Result<Option<MapData>> {
     let opts = map_options(req);
     let path = Layout::default_path(coder.path());
     let not_saved = |layout: Layout| CachedLayout {
@@ -662,6 +664,7 @@ pub fn compute_map_so_far(
             require_encoder(coder)?;
             let corpus = job_corpus(coder, req.corpus.as_deref(), "nearest neighbours")?;
             let mut shown = false;
+            let mut stopped = false;
             let index =
                 neighbor_index_so_far(coder, &corpus, &mut |f| progress(0.4 * f), &mut |p| {
                     if shown || !enough_for_provisional(p.searched, p.total) {
@@ -673,15 +676,19 @@ pub fn compute_map_so_far(
                     if let Ok(layout) =
                         Layout::compute(codes, p.index.index.meta(), &opts, &mut |_| {})
                     {
-                        so_far(MapSoFar {
+                        stopped = so_far(MapSoFar {
                             data: Arc::new(MapData::new(p.index.clone(), not_saved(layout))),
                             stage: MapStage::Entries {
                                 searched: p.searched,
                                 total: p.total,
                             },
-                        });
+                        })
+                        .is_break();
                     }
                 })?;
+            if stopped {
+                return Ok(None);
+            }
             Arc::new(index)
         }
     };
@@ -702,7 +709,7 @@ pub fn compute_map_so_far(
             })
         },
     )?;
-    Ok(MapData::new(index, cached))
+    Ok(cached.map(|cached| MapData::new(index, cached)))
 }
 
 /// What the background worker is asked for.

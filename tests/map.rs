@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::ops::ControlFlow;
 use std::process::Command;
 
 use latent_tui::cosine::UnitVectors;
@@ -539,9 +540,11 @@ fn a_layout_told_on_its_way_ends_where_the_layout_at_once_does() {
     let at_once = Layout::compute(Codes::Bits(&packed), &meta, &opts, &mut |_| {}).unwrap();
     let mut seen: Vec<latent_tui::map::LayoutSoFar> = Vec::new();
     let told = Layout::compute_so_far(Codes::Bits(&packed), &meta, &opts, &mut |_| {}, &mut |p| {
-        seen.push(p)
+        seen.push(p);
+        ControlFlow::Continue(())
     })
-    .unwrap();
+    .unwrap()
+    .expect("not stopped");
     assert_eq!(told, at_once, "looking at the descent changes nothing");
     // First the PCA plane the descent starts from, then every tenth of the epochs but the last.
     let epochs = at_once.meta.epochs;
@@ -580,9 +583,13 @@ fn a_layout_told_on_its_way_ends_where_the_layout_at_once_does() {
             Codes::Bits(&packed),
             &opts,
             &mut |_| {},
-            &mut |_| parts += 1,
+            &mut |_| {
+                parts += 1;
+                ControlFlow::Continue(())
+            },
         )
         .unwrap()
+        .expect("not stopped")
     };
     let first = get();
     assert_eq!(first.layout, at_once);
@@ -611,8 +618,10 @@ fn the_map_job_shows_the_entries_so_far_then_the_layout_forming() {
         assert!(p.data.layout.points.iter().flatten().all(|v| v.is_finite()));
         assert!(!p.data.from_disk);
         stages.push(p.stage);
+        ControlFlow::Continue(())
     })
-    .unwrap();
+    .unwrap()
+    .expect("not stopped");
     let n = map.len();
     // A layout of the entries encoded so far while the index was built (once) …
     let MapStage::Entries { searched, total } = stages[0] else {
@@ -640,4 +649,43 @@ fn the_map_job_shows_the_entries_so_far_then_the_layout_forming() {
         Layout::load(&map.path).unwrap().points,
         at_once.layout.points
     );
+}
+
+#[test]
+fn a_layout_stopped_on_its_way_is_neither_returned_nor_saved() {
+    let (codes, _) = planted_bits(4, 100, 32, 0.1);
+    let packed = PackedCodes::from_codes(32, codes.iter().map(Vec::as_slice));
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("m.safetensors");
+    let meta = IndexMeta::default();
+    let opts = LayoutOptions::default();
+    // Stopped at the third map on its way (a newer request came).
+    let mut seen = 0;
+    let stopped = Layout::load_or_compute_so_far(
+        &ckpt,
+        &meta,
+        Codes::Bits(&packed),
+        &opts,
+        &mut |_| {},
+        &mut |_| {
+            seen += 1;
+            if seen == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )
+    .unwrap();
+    assert!(stopped.is_none());
+    assert_eq!(seen, 3, "nothing told after the stop");
+    assert!(!Layout::default_path(&ckpt).exists(), "nothing saved");
+    // Stopped at the PCA plane: before the neighbour graph.
+    let at_start =
+        Layout::compute_so_far(Codes::Bits(&packed), &meta, &opts, &mut |_| {}, &mut |p| {
+            assert_eq!(p.epoch, 0);
+            ControlFlow::Break(())
+        })
+        .unwrap();
+    assert!(at_start.is_none());
 }

@@ -305,3 +305,38 @@ fn the_map_forms_on_screen_while_it_is_laid_out() {
     .unwrap();
     assert_eq!(data.layout.points, at_once.points);
 }
+
+#[test]
+fn a_newer_map_request_stops_the_layout_on_its_way() {
+    use latent_tui::map::Method;
+    use latent_tui::tui::map::MapRequest;
+    use latent_tui::tui::worker::{Job, ReplyBody, Request, Worker};
+    let (_dir, ckpt, corpus) = common::labelled_binary_copy("stop.safetensors");
+    let worker = Worker::of_coder(common::coder(&ckpt));
+    let map = |id, method| Request {
+        id,
+        job: Job::Map(MapRequest {
+            corpus: Some(corpus.clone()),
+            method,
+            index: None,
+        }),
+    };
+    // The user switched to PCA (request 2) before the UMAP job (request 1) ran.
+    worker.announce(&map(2, Method::Pca));
+    let mut replies = Vec::new();
+    worker.handle(map(1, Method::Umap), &mut |r| replies.push(r));
+    assert!(
+        replies
+            .iter()
+            .all(|r| matches!(r.body, ReplyBody::Progress(_))),
+        "an overtaken map job sends no map: {:?}",
+        replies.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    assert!(!latent_tui::map::Layout::default_path(&ckpt).exists());
+    // The newer request runs to its map.
+    let mut replies = Vec::new();
+    worker.handle(map(2, Method::Pca), &mut |r| replies.push(r));
+    assert!(replies.iter().any(
+        |r| matches!(&r.body, ReplyBody::Mapped(Ok(m)) if m.layout.meta.method == Method::Pca)
+    ));
+}

@@ -349,13 +349,24 @@ impl Worker {
                 let mut progress = throttled_cell(id, kind, &out);
                 let result =
                     crate::pipeline::compute_map_so_far(&coder, &req, &mut progress, &mut |p| {
+                        // A newer map request (the other method, a reload) makes the rest
+                        // worthless: stop at this map on its way.
+                        if self.newest.overtaken(kind, id) {
+                            return ControlFlow::Break(());
+                        }
                         (*out.borrow_mut())(Reply {
                             id,
                             kind,
                             body: ReplyBody::MappedSoFar(Arc::new(p)),
-                        })
+                        });
+                        ControlFlow::Continue(())
                     });
-                ReplyBody::Mapped(result.map(Arc::new).map_err(err_text))
+                match result {
+                    // Abandoned: the app waits for the newer request's reply, not this one.
+                    Ok(None) => return,
+                    Ok(Some(map)) => ReplyBody::Mapped(Ok(Arc::new(map))),
+                    Err(e) => ReplyBody::Mapped(Err(err_text(e))),
+                }
             }
             Job::Cluster(req) => {
                 let out = std::cell::RefCell::new(&mut *out);
