@@ -324,6 +324,15 @@ dispatch! {
 }
 
 dispatch! {
+    /// out ← scale · exp(row − lse): [`scaled_softmax_in_place`] into another buffer.
+    fn scaled_softmax_into(row: &[f32], lse: f32, scale: f32, out: &mut [f32]) {
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o = scale * exp(x - lse);
+        }
+    }
+}
+
+dispatch! {
     /// [`gru_cell`] without a backward pass to feed, for one row: `gh` is the bare recurrent
     /// product (3H) and `gh_bias` its bias b_hh; `gi_bias` (b_ih), when given, is added to the
     /// input projection `gi` first. Each element is the same sequence of operations as adding
@@ -596,7 +605,10 @@ mod tests {
                 out.push(vec![max_of(&row), exp_coarse_sum(&row, max_of(&row))]);
                 let print = fingerprint(&row);
                 out.push(vec![(print >> 32) as f32, print as u32 as f32]);
+                let mut into = vec![0.0; n];
+                scaled_softmax_into(&row, lse, 0.5, &mut into);
                 scaled_softmax_in_place(&mut row, lse, 0.5);
+                assert_eq!(into, row, "into another buffer: the in-place values");
                 add_assign(&mut row, &data(0.23));
                 out.push(row);
                 let h = 67;

@@ -490,17 +490,30 @@ impl CustomOp3 for LinearNll {
             .ok_or_else(|| {
                 candle_core::Error::Msg("linear_nll: backward without a forward pass".into())
             })?;
-        // d nll_i / d logits_i = softmax(logits_i) − onehot(t_i), scaled by the incoming gradient.
-        dlogits.par_chunks_mut(v).enumerate().for_each(|(i, row)| {
-            kernels::scaled_softmax_in_place(row, lse[i], grad[i]);
-            row[self.targets[i] as usize] -= grad[i];
-        });
-        let dbias = column_sums(&dlogits, v);
         let (hg, wg) = (hidden.storage_and_layout().0, weight.storage_and_layout().0);
         let (hidden_v, weight_v) = (cpu_slice(hidden, &hg)?, cpu_slice(weight, &wg)?);
-        let (dhidden, dweight) = match self.precision {
-            Precision::Fp32 => linear_nll_grads_fp32(&dlogits, hidden_v, weight_v, n, h, v),
-            Precision::Bf16 => linear_nll_grads_bf16(&dlogits, hidden_v, weight_v, n, h, v),
+        let (dhidden, dweight, dbias) = match self.precision {
+            Precision::Fp32 => {
+                // d nll_i / d logits_i = softmax(logits_i) − onehot(t_i), scaled by the
+                // incoming gradient.
+                dlogits.par_chunks_mut(v).enumerate().for_each(|(i, row)| {
+                    kernels::scaled_softmax_in_place(row, lse[i], grad[i]);
+                    row[self.targets[i] as usize] -= grad[i];
+                });
+                let dbias = column_sums(&dlogits, v);
+                let (dhidden, dweight) =
+                    linear_nll_grads_fp32(&dlogits, hidden_v, weight_v, n, h, v);
+                (dhidden, dweight, dbias)
+            }
+            Precision::Bf16 => {
+                // The same gradient of the logits, made straight into the two bf16 operands
+                // and the bias gradient in one pass over the logits.
+                let (rows, columns, dbias) =
+                    dlogits_bf16(&dlogits, &lse, &grad, &self.targets, n, v);
+                let (dhidden, dweight) =
+                    grads_bf16_from_operands(&rows, &columns, hidden_v, weight_v, n, h, v);
+                (dhidden, dweight, dbias)
+            }
         };
         return_spare_logits(dlogits);
         let dev = hidden.device();
@@ -565,10 +578,26 @@ fn linear_nll_grads_bf16(
     h: usize,
     v: usize,
 ) -> (Vec<f32>, Vec<f32>) {
-    // dhidden (N, H) = dlogits (N, V) · weight (V, H): pairs along the vocabulary.
     let rows = bf16::rows_operand(dlogits, n, v);
+    let columns = bf16::columns_operand(dlogits, n, v);
+    grads_bf16_from_operands(&rows, &columns, hidden, weight, n, h, v)
+}
+
+/// [`linear_nll_grads_bf16`] from the logits' gradient already in bf16: `rows` holds its rows
+/// as pairs along the vocabulary ([`bf16::rows_operand`]), `columns` pairs down it
+/// ([`bf16::columns_operand`]).
+fn grads_bf16_from_operands(
+    rows: &[u32],
+    columns: &[u32],
+    hidden: &[f32],
+    weight: &[f32],
+    n: usize,
+    h: usize,
+    v: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    // dhidden (N, H) = dlogits (N, V) · weight (V, H): pairs along the vocabulary.
     let lhs = PairRows {
-        data: &rows,
+        data: rows,
         rows: n,
         pairs: v.div_ceil(2),
         row_stride: v.div_ceil(2),
@@ -576,11 +605,9 @@ fn linear_nll_grads_bf16(
     };
     let mut dhidden = vec![0f32; n * h];
     PackedBf16::new(weight, v, h, h, 1).matmul(&lhs, &mut dhidden);
-    drop(rows);
     // dweight (V, H) = dlogitsᵀ (V, N) · hidden (N, H): pairs along the tokens.
-    let columns = bf16::columns_operand(dlogits, n, v);
     let lhs = PairRows {
-        data: &columns,
+        data: columns,
         rows: v,
         pairs: n.div_ceil(2),
         row_stride: 1,
@@ -589,6 +616,74 @@ fn linear_nll_grads_bf16(
     let mut dweight = vec![0f32; v * h];
     PackedBf16::new(hidden, n, h, h, 1).matmul(&lhs, &mut dweight);
     (dhidden, dweight)
+}
+
+/// Rows of logits per task of [`dlogits_bf16`] (even: the columns operand pairs rows).
+const DLOGITS_ROWS: usize = 64;
+
+/// The logits' gradient d_i = g_i · softmax(logits_i) − g_i · onehot(t_i) (the values the fp32
+/// path computes in place) made straight into both bf16 operands of the gradient products —
+/// rows as pairs along the vocabulary ([`bf16::rows_operand`]'s layout) and pairs of rows
+/// ([`bf16::columns_operand`]'s) — with the bias gradient Σ_i d_i in fp32: one pass over the
+/// logits instead of five (softmax, column sums, two conversions). The bias gradient sums
+/// blocks of [`DLOGITS_ROWS`] rows, then the blocks in order, whatever the thread count.
+fn dlogits_bf16(
+    logits: &[f32],
+    lse: &[f32],
+    grad: &[f32],
+    targets: &[u32],
+    n: usize,
+    v: usize,
+) -> (bf16::Pairs, bf16::Pairs, Vec<f32>) {
+    assert!(
+        logits.len() == n * v && lse.len() == n && grad.len() == n && targets.len() == n,
+        "linear_nll: gradient operands do not fit"
+    );
+    let vp = v.div_ceil(2);
+    // Every pair of both is written below.
+    let mut rows = bf16::Pairs::uninit(n * vp);
+    let mut columns = bf16::Pairs::uninit(n.div_ceil(2) * v);
+    if n == 0 || v == 0 {
+        return (rows, columns, vec![0f32; v]);
+    }
+    let partial_sums: Vec<Vec<f32>> = rows
+        .par_chunks_mut(DLOGITS_ROWS * vp)
+        .zip(columns.par_chunks_mut(DLOGITS_ROWS / 2 * v))
+        .enumerate()
+        .map_init(
+            || (vec![0f32; v], vec![0f32; v]),
+            |(top, bottom), (c, (rows_out, columns_out))| {
+                let mut sums = vec![0f32; v];
+                let mut gradient_row = |i: usize, out: &mut [f32]| {
+                    kernels::scaled_softmax_into(&logits[i * v..][..v], lse[i], grad[i], out);
+                    out[targets[i] as usize] -= grad[i];
+                    kernels::add_assign(&mut sums, out);
+                };
+                for (k, (pair_rows, pair_columns)) in rows_out
+                    .chunks_mut(2 * vp)
+                    .zip(columns_out.chunks_mut(v))
+                    .enumerate()
+                {
+                    let i = c * DLOGITS_ROWS + 2 * k;
+                    gradient_row(i, top);
+                    bf16::pairs_along_rows(top, v, &mut pair_rows[..vp]);
+                    if i + 1 < n {
+                        gradient_row(i + 1, bottom);
+                        bf16::pairs_along_rows(bottom, v, &mut pair_rows[vp..]);
+                    } else {
+                        bottom.fill(0.0);
+                    }
+                    bf16::pairs_of_rows(top, bottom, pair_columns);
+                }
+                sums
+            },
+        )
+        .collect();
+    let mut dbias = vec![0f32; v];
+    for sums in &partial_sums {
+        kernels::add_assign(&mut dbias, sums);
+    }
+    (rows, columns, dbias)
 }
 
 #[cfg(test)]
@@ -716,6 +811,38 @@ mod tests {
             assert!(d < 1e-5, "gradient of {:?} differs by {d}", v.dims());
         }
         Ok(())
+    }
+
+    /// The fused gradient of the logits gives, at every kernel level, exactly the bf16
+    /// operands of the unfused composition (softmax in place, then the two conversions) and its
+    /// bias gradient up to the order of the fp32 sums: an odd row count (a lone last row), a
+    /// ragged last block of rows, an odd vocabulary.
+    #[test]
+    fn fused_bf16_logit_gradient_matches_the_unfused_one() -> Result<()> {
+        at_every_kernel_level(|| {
+            let (n, v) = (2 * DLOGITS_ROWS + 37, 101);
+            let logits: Vec<f32> = (0..n * v).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
+            let lse: Vec<f32> = logits.chunks(v).map(kernels::log_sum_exp).collect();
+            let grad: Vec<f32> = (0..n).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect();
+            let targets: Vec<u32> = (0..n).map(|i| (i * 13 % v) as u32).collect();
+            let (rows, columns, dbias) = dlogits_bf16(&logits, &lse, &grad, &targets, n, v);
+            let mut d = logits.clone();
+            for (i, row) in d.chunks_mut(v).enumerate() {
+                kernels::scaled_softmax_in_place(row, lse[i], grad[i]);
+                row[targets[i] as usize] -= grad[i];
+            }
+            assert_eq!(rows[..], bf16::rows_operand(&d, n, v)[..]);
+            assert_eq!(columns[..], bf16::columns_operand(&d, n, v)[..]);
+            let sums = column_sums(&d, v);
+            for (c, (a, b)) in dbias.iter().zip(&sums).enumerate() {
+                let scale: f32 = d.chunks(v).map(|r| r[c].abs()).sum();
+                assert!(
+                    (a - b).abs() <= 1e-5 * scale + 1e-7,
+                    "column {c}: {a} vs {b}"
+                );
+            }
+            Ok(())
+        })
     }
 
     /// The bf16 op against the fp32 composition, at every kernel level (the `vdpbf16ps`
