@@ -335,21 +335,31 @@ impl Drop for PackedBf16 {
 }
 
 kernels::dispatch! {
-    /// One panel of B from rows of B that are contiguous along the columns (`c_stride` 1):
-    /// pair q, lane j = (B[2q][c0 + j], B[2q+1][c0 + j]) for the `valid` lanes; the caller has
-    /// zeroed a ragged panel.
-    fn pack_panel_by_rows(b: &[f32], depth: usize, k_stride: usize, c0: usize, valid: usize, panel: &mut [u32]) {
+    /// One column group of B (its four panels, `width` ≤ 64 columns from c0) from rows of B
+    /// that are contiguous along the columns (`c_stride` 1), row pair by row pair so that
+    /// each reads a run of the rows: panel p, pair q, lane j = (B[2q][c], B[2q+1][c]) for
+    /// c = c0 + 16p + j < c0 + width; the caller has zeroed the ragged panels.
+    fn pack_group_by_rows(b: &[f32], depth: usize, k_stride: usize, c0: usize, width: usize, group: &mut [u32]) {
         let pairs = depth.div_ceil(2);
-        for (q, dst) in panel.chunks_exact_mut(PANEL).take(pairs).enumerate() {
-            let lo = &b[2 * q * k_stride + c0..][..valid];
-            if 2 * q + 1 < depth {
-                let hi = &b[(2 * q + 1) * k_stride + c0..][..valid];
-                for ((d, &x), &y) in dst.iter_mut().zip(lo).zip(hi) {
-                    *d = pair(x, y);
-                }
-            } else {
-                for (d, &x) in dst.iter_mut().zip(lo) {
-                    *d = pair(x, 0.0);
+        let panel_stride = pairs * PANEL;
+        for q in 0..pairs {
+            let lo = &b[2 * q * k_stride + c0..][..width];
+            let hi = (2 * q + 1 < depth).then(|| &b[(2 * q + 1) * k_stride + c0..][..width]);
+            for (p, start) in (0..width).step_by(PANEL).enumerate() {
+                let n = (width - start).min(PANEL);
+                let dst = &mut group[p * panel_stride + q * PANEL..][..n];
+                let lo = &lo[start..start + n];
+                match hi {
+                    Some(hi) => {
+                        for ((d, &x), &y) in dst.iter_mut().zip(lo).zip(&hi[start..start + n]) {
+                            *d = pair(x, y);
+                        }
+                    }
+                    None => {
+                        for (d, &x) in dst.iter_mut().zip(lo) {
+                            *d = pair(x, 0.0);
+                        }
+                    }
                 }
             }
         }
@@ -397,20 +407,30 @@ impl PackedBf16 {
         let groups = cols.div_ceil(TILE_COLS);
         // Every element is written below (lanes past the matrix as zeros).
         let mut panels = take_buffer(groups * TILE_PANELS * pairs * PANEL);
-        let fill = |(p, panel): (usize, &mut [u32])| {
-            let c0 = p * PANEL;
-            let valid = PANEL.min(cols.saturating_sub(c0));
-            if valid < PANEL {
-                panel.fill(0);
-            }
-            if valid == 0 {
-                return;
+        let panel_len = pairs * PANEL;
+        // One column group (four panels) per task.
+        let fill = |(g, group): (usize, &mut [u32])| {
+            let c0 = g * TILE_COLS;
+            let width = TILE_COLS.min(cols - c0);
+            for (p, panel) in group.chunks_mut(panel_len.max(1)).enumerate() {
+                if p * PANEL + PANEL > width {
+                    panel.fill(0);
+                }
             }
             if c_stride == 1 {
-                pack_panel_by_rows(b, inner, k_stride, c0, valid, panel);
-            } else if k_stride == 1 {
-                pack_panel_by_columns(b, inner, c_stride, c0, valid, panel);
-            } else {
+                pack_group_by_rows(b, inner, k_stride, c0, width, group);
+                return;
+            }
+            for (p, panel) in group.chunks_mut(panel_len.max(1)).enumerate() {
+                let c0 = c0 + p * PANEL;
+                let valid = PANEL.min(cols.saturating_sub(c0));
+                if valid == 0 {
+                    continue;
+                }
+                if k_stride == 1 {
+                    pack_panel_by_columns(b, inner, c_stride, c0, valid, panel);
+                    continue;
+                }
                 for j in 0..valid {
                     let c = (c0 + j) * c_stride;
                     for q in 0..pairs {
@@ -426,16 +446,11 @@ impl PackedBf16 {
                 }
             }
         };
+        let group_len = (TILE_PANELS * panel_len).max(1);
         if inner * cols >= 1 << 18 {
-            panels
-                .par_chunks_mut((pairs * PANEL).max(1))
-                .enumerate()
-                .for_each(fill);
+            panels.par_chunks_mut(group_len).enumerate().for_each(fill);
         } else {
-            panels
-                .chunks_mut((pairs * PANEL).max(1))
-                .enumerate()
-                .for_each(fill);
+            panels.chunks_mut(group_len).enumerate().for_each(fill);
         }
         Self {
             cols,

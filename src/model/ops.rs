@@ -354,7 +354,8 @@ fn return_spare_logits(buf: Vec<f32>) {
 struct LinearNll {
     targets: Vec<u32>,
     precision: Precision,
-    /// Biased logits (N, V) and each row's log-sum-exp, kept for the backward pass.
+    /// Kept for the backward pass: in fp32 the biased logits (N, V) and each row's
+    /// log-sum-exp; in bf16 each row's exp(logit − max) and 1 / Σ of them.
     cache: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
 }
 
@@ -399,32 +400,43 @@ impl CustomOp3 for LinearNll {
             contiguous_f32(s3, l3, "output bias")?,
         );
         let mut logits = spare_logits(n * v);
-        let lse: Vec<f32> = if self.precision == Precision::Bf16 {
-            {
-                // logits (N, V) = hidden (N, H) · weightᵀ (H, V) in bf16, a block of rows at a
-                // time with its bias and log-sum-exp while the block is in cache.
-                let rhs = PackedBf16::new(weight, h, v, 1, h);
-                let lhs = bf16::rows_operand(hidden, n, h);
-                let lhs = PairRows {
-                    data: &lhs,
-                    rows: n,
-                    pairs: h.div_ceil(2),
-                    row_stride: h.div_ceil(2),
-                    pair_stride: 1,
-                };
-                logits
-                    .par_chunks_mut(bf16::BLOCK_ROWS * v)
-                    .enumerate()
-                    .flat_map_iter(|(i, block)| {
-                        rhs.matmul_rows(&lhs, i * bf16::BLOCK_ROWS, block);
-                        block
-                            .chunks_exact_mut(v)
-                            .map(|row| kernels::add_bias_log_sum_exp(row, bias))
-                            .collect::<Vec<_>>()
-                    })
-                    .collect()
-            }
-        } else {
+        if self.precision == Precision::Bf16 {
+            // logits (N, V) = hidden (N, H) · weightᵀ (H, V) in bf16, a block of rows at a
+            // time with its bias and softmax while the block is in cache. What the backward
+            // pass keeps is each row's exp(logit − max) and 1 / Σ of them (its softmax up to
+            // that factor): it then needs no exp of its own.
+            let rhs = PackedBf16::new(weight, h, v, 1, h);
+            let lhs = bf16::rows_operand(hidden, n, h);
+            let lhs = PairRows {
+                data: &lhs,
+                rows: n,
+                pairs: h.div_ceil(2),
+                row_stride: h.div_ceil(2),
+                pair_stride: 1,
+            };
+            let targets = &self.targets;
+            let (nll, inv_sums): (Vec<f32>, Vec<f32>) = logits
+                .par_chunks_mut(bf16::BLOCK_ROWS * v)
+                .enumerate()
+                .flat_map_iter(|(i, block)| {
+                    let r0 = i * bf16::BLOCK_ROWS;
+                    rhs.matmul_rows(&lhs, r0, block);
+                    block
+                        .chunks_exact_mut(v)
+                        .zip(&targets[r0..])
+                        .map(|(row, &t)| {
+                            let t = t as usize;
+                            let target = row[t] + bias[t];
+                            let (max, sum) = kernels::add_bias_exp_in_place(row, bias);
+                            ((max + sum.ln()) - target, 1.0 / sum)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unzip();
+            *self.cache.lock().expect("linear_nll cache") = Some((logits, inv_sums));
+            return Ok((CpuStorage::F32(nll), Shape::from(n)));
+        }
+        let lse: Vec<f32> = {
             match PackedMatrix::new(weight, v, h, h) {
                 // AVX-512: the weights packed into the tile's panels (on every thread: ~1 ms), then
                 // each block of 8 rows gets all its logits and, while they are still in cache,
@@ -482,6 +494,7 @@ impl CustomOp3 for LinearNll {
         let (n, h) = hidden.dims2()?;
         let v = weight.dim(0)?;
         let grad = grad_res.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        // In bf16 `lse` holds 1 / Σ exp per row and `dlogits` the exps (see `cache`).
         let (mut dlogits, lse) = self
             .cache
             .lock()
@@ -508,6 +521,7 @@ impl CustomOp3 for LinearNll {
             Precision::Bf16 => {
                 // The same gradient of the logits, made straight into the two bf16 operands
                 // and the bias gradient in one pass over the logits.
+                // (The forward pass kept exp(logit − max) and 1 / Σ per row.)
                 let (rows, columns, dbias) =
                     dlogits_bf16(&dlogits, &lse, &grad, &self.targets, n, v);
                 let (dhidden, dweight) =
@@ -621,22 +635,24 @@ fn grads_bf16_from_operands(
 /// Rows of logits per task of [`dlogits_bf16`] (even: the columns operand pairs rows).
 const DLOGITS_ROWS: usize = 64;
 
-/// The logits' gradient d_i = g_i · softmax(logits_i) − g_i · onehot(t_i) (the values the fp32
-/// path computes in place) made straight into both bf16 operands of the gradient products —
-/// rows as pairs along the vocabulary ([`bf16::rows_operand`]'s layout) and pairs of rows
-/// ([`bf16::columns_operand`]'s) — with the bias gradient Σ_i d_i in fp32: one pass over the
-/// logits instead of five (softmax, column sums, two conversions). The bias gradient sums
-/// blocks of [`DLOGITS_ROWS`] rows, then the blocks in order, whatever the thread count.
+/// The logits' gradient d_i = g_i · softmax(logits_i) − g_i · onehot(t_i) made straight into
+/// both bf16 operands of the gradient products — rows as pairs along the vocabulary
+/// ([`bf16::rows_operand`]'s layout) and pairs of rows ([`bf16::columns_operand`]'s) — with the
+/// bias gradient Σ_i d_i in fp32: one pass over the logits instead of five (softmax, column
+/// sums, two conversions). `exps` holds each row's exp(logit − max) and `inv_sums` 1 / Σ of
+/// them ([`kernels::add_bias_exp_in_place`]), so softmax_i = exps_i · inv_sums_i. The bias
+/// gradient sums blocks of [`DLOGITS_ROWS`] rows, then the blocks in order, whatever the
+/// thread count.
 fn dlogits_bf16(
-    logits: &[f32],
-    lse: &[f32],
+    exps: &[f32],
+    inv_sums: &[f32],
     grad: &[f32],
     targets: &[u32],
     n: usize,
     v: usize,
 ) -> (bf16::Pairs, bf16::Pairs, Vec<f32>) {
     assert!(
-        logits.len() == n * v && lse.len() == n && grad.len() == n && targets.len() == n,
+        exps.len() == n * v && inv_sums.len() == n && grad.len() == n && targets.len() == n,
         "linear_nll: gradient operands do not fit"
     );
     let vp = v.div_ceil(2);
@@ -655,7 +671,7 @@ fn dlogits_bf16(
             |(top, bottom), (c, (rows_out, columns_out))| {
                 let mut sums = vec![0f32; v];
                 let mut gradient_row = |i: usize, out: &mut [f32]| {
-                    kernels::scaled_softmax_into(&logits[i * v..][..v], lse[i], grad[i], out);
+                    kernels::scale_into(&exps[i * v..][..v], grad[i] * inv_sums[i], out);
                     out[targets[i] as usize] -= grad[i];
                     kernels::add_assign(&mut sums, out);
                 };
@@ -814,22 +830,37 @@ mod tests {
     }
 
     /// The fused gradient of the logits gives, at every kernel level, exactly the bf16
-    /// operands of the unfused composition (softmax in place, then the two conversions) and its
-    /// bias gradient up to the order of the fp32 sums: an odd row count (a lone last row), a
-    /// ragged last block of rows, an odd vocabulary.
+    /// operands of the unfused composition (the gradient from the rows' exps, then the two
+    /// conversions) and its bias gradient up to the order of the fp32 sums; the gradient itself
+    /// is the softmax's within fp32 rounding. An odd row count (a lone last row), a ragged last
+    /// block of rows, an odd vocabulary.
     #[test]
     fn fused_bf16_logit_gradient_matches_the_unfused_one() -> Result<()> {
         at_every_kernel_level(|| {
             let (n, v) = (2 * DLOGITS_ROWS + 37, 101);
             let logits: Vec<f32> = (0..n * v).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
-            let lse: Vec<f32> = logits.chunks(v).map(kernels::log_sum_exp).collect();
+            let bias: Vec<f32> = (0..v).map(|i| (i as f32 * 0.7).cos()).collect();
             let grad: Vec<f32> = (0..n).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect();
             let targets: Vec<u32> = (0..n).map(|i| (i * 13 % v) as u32).collect();
-            let (rows, columns, dbias) = dlogits_bf16(&logits, &lse, &grad, &targets, n, v);
-            let mut d = logits.clone();
-            for (i, row) in d.chunks_mut(v).enumerate() {
-                kernels::scaled_softmax_in_place(row, lse[i], grad[i]);
+            let mut exps = logits.clone();
+            let inv_sums: Vec<f32> = exps
+                .chunks_mut(v)
+                .map(|row| 1.0 / kernels::add_bias_exp_in_place(row, &bias).1)
+                .collect();
+            let (rows, columns, dbias) = dlogits_bf16(&exps, &inv_sums, &grad, &targets, n, v);
+            let mut d = exps.clone();
+            let mut softmax = logits.clone();
+            for (i, (row, s)) in d.chunks_mut(v).zip(softmax.chunks_mut(v)).enumerate() {
+                for x in row.iter_mut() {
+                    *x *= grad[i] * inv_sums[i];
+                }
                 row[targets[i] as usize] -= grad[i];
+                let lse = kernels::add_bias_log_sum_exp(s, &bias);
+                kernels::scaled_softmax_in_place(s, lse, grad[i]);
+                s[targets[i] as usize] -= grad[i];
+            }
+            for (a, b) in d.iter().zip(&softmax) {
+                assert!((a - b).abs() <= 1e-5 * b.abs() + 1e-7, "{a} vs softmax {b}");
             }
             assert_eq!(rows[..], bf16::rows_operand(&d, n, v)[..]);
             assert_eq!(columns[..], bf16::columns_operand(&d, n, v)[..]);
