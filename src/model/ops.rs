@@ -634,6 +634,9 @@ fn grads_bf16_from_operands(
 
 /// Rows of logits per task of [`dlogits_bf16`] (even: the columns operand pairs rows).
 const DLOGITS_ROWS: usize = 64;
+/// Columns of two rows of logits converted at a time by [`dlogits_bf16`] (even, so that
+/// pairs along a row do not straddle two pieces; a few KB: in L1).
+const DLOGITS_COLUMNS: usize = 1024;
 
 /// The logits' gradient d_i = g_i · softmax(logits_i) − g_i · onehot(t_i) made straight into
 /// both bf16 operands of the gradient products — rows as pairs along the vocabulary
@@ -667,29 +670,48 @@ fn dlogits_bf16(
         .zip(columns.par_chunks_mut(DLOGITS_ROWS / 2 * v))
         .enumerate()
         .map_init(
-            || (vec![0f32; v], vec![0f32; v]),
+            || (vec![0f32; DLOGITS_COLUMNS], vec![0f32; DLOGITS_COLUMNS]),
             |(top, bottom), (c, (rows_out, columns_out))| {
                 let mut sums = vec![0f32; v];
-                let mut gradient_row = |i: usize, out: &mut [f32]| {
-                    kernels::scale_into(&exps[i * v..][..v], grad[i] * inv_sums[i], out);
-                    out[targets[i] as usize] -= grad[i];
-                    kernels::add_assign(&mut sums, out);
-                };
                 for (k, (pair_rows, pair_columns)) in rows_out
                     .chunks_mut(2 * vp)
                     .zip(columns_out.chunks_mut(v))
                     .enumerate()
                 {
                     let i = c * DLOGITS_ROWS + 2 * k;
-                    gradient_row(i, top);
-                    bf16::pairs_along_rows(top, v, &mut pair_rows[..vp]);
-                    if i + 1 < n {
-                        gradient_row(i + 1, bottom);
-                        bf16::pairs_along_rows(bottom, v, &mut pair_rows[vp..]);
-                    } else {
-                        bottom.fill(0.0);
+                    let (top_pairs, bottom_pairs) = pair_rows.split_at_mut(vp);
+                    // Columns c0..c0 + width of rows i and i + 1 at a time (all in L1).
+                    for c0 in (0..v).step_by(DLOGITS_COLUMNS) {
+                        let width = DLOGITS_COLUMNS.min(v - c0);
+                        let gradient = |i: usize, out: &mut [f32]| {
+                            let exps = &exps[i * v + c0..][..width];
+                            kernels::scale_into(exps, grad[i] * inv_sums[i], out);
+                            if let Some(t) = (targets[i] as usize).checked_sub(c0) {
+                                if t < width {
+                                    out[t] -= grad[i];
+                                }
+                            }
+                        };
+                        let (top, bottom) = (&mut top[..width], &mut bottom[..width]);
+                        let sums = &mut sums[c0..c0 + width];
+                        gradient(i, top);
+                        kernels::add_assign(sums, top);
+                        let p0 = c0 / 2;
+                        let pairs = width.div_ceil(2);
+                        bf16::pairs_along_rows(top, width, &mut top_pairs[p0..p0 + pairs]);
+                        if i + 1 < n {
+                            gradient(i + 1, bottom);
+                            kernels::add_assign(sums, bottom);
+                            bf16::pairs_along_rows(
+                                bottom,
+                                width,
+                                &mut bottom_pairs[p0..p0 + pairs],
+                            );
+                        } else {
+                            bottom.fill(0.0);
+                        }
+                        bf16::pairs_of_rows(top, bottom, &mut pair_columns[c0..c0 + width]);
                     }
-                    bf16::pairs_of_rows(top, bottom, pair_columns);
                 }
                 sums
             },
@@ -833,11 +855,11 @@ mod tests {
     /// operands of the unfused composition (the gradient from the rows' exps, then the two
     /// conversions) and its bias gradient up to the order of the fp32 sums; the gradient itself
     /// is the softmax's within fp32 rounding. An odd row count (a lone last row), a ragged last
-    /// block of rows, an odd vocabulary.
+    /// block of rows, an odd vocabulary over more than one piece of columns.
     #[test]
     fn fused_bf16_logit_gradient_matches_the_unfused_one() -> Result<()> {
         at_every_kernel_level(|| {
-            let (n, v) = (2 * DLOGITS_ROWS + 37, 101);
+            let (n, v) = (2 * DLOGITS_ROWS + 37, 2 * DLOGITS_COLUMNS + 101);
             let logits: Vec<f32> = (0..n * v).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
             let bias: Vec<f32> = (0..v).map(|i| (i as f32 * 0.7).cos()).collect();
             let grad: Vec<f32> = (0..n).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect();
