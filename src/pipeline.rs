@@ -6,6 +6,7 @@
 
 use anyhow::{bail, Result};
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -355,8 +356,21 @@ pub fn corpus_neighbor_index_so_far(
     progress: &mut dyn FnMut(f64),
     so_far: &mut dyn FnMut(IndexSoFar),
 ) -> anyhow::Result<NeighborIndex> {
-    let caps = require_encoder(coder)?;
+    require_encoder(coder)?;
     let corpus = job_corpus(coder, corpus, "nearest neighbours")?;
+    neighbor_index_so_far(coder, &corpus, progress, so_far)
+}
+
+/// [`neighbor_index`] of `corpus`, telling `so_far` the index of the entries encoded so far
+/// while it builds one ([`corpus_neighbor_index_so_far`]); the index is exactly the one
+/// [`neighbor_index`] gives.
+pub fn neighbor_index_so_far(
+    coder: &Coder,
+    corpus: &Corpus,
+    progress: &mut dyn FnMut(f64),
+    so_far: &mut dyn FnMut(IndexSoFar),
+) -> anyhow::Result<NeighborIndex> {
+    let caps = require_encoder(coder)?;
     let describe = coder.config().describe();
     let path = index::default_path(coder.path());
     let dim = coder.latent_dim();
@@ -364,7 +378,7 @@ pub fn corpus_neighbor_index_so_far(
     let entries = std::cell::OnceCell::new();
     let entries = || -> Result<&index::IndexEntries> {
         if entries.get().is_none() {
-            let e = index::index_entries(coder.path(), &describe, &corpus, &index::CACHED_SPLITS)?;
+            let e = index::index_entries(coder.path(), &describe, corpus, &index::CACHED_SPLITS)?;
             let _ = entries.set(e);
         }
         Ok(entries.get().expect("set above"))
@@ -383,7 +397,7 @@ pub fn corpus_neighbor_index_so_far(
         let c = CorpusIndex::load_or_build_described(
             coder.path(),
             &describe,
-            &corpus,
+            corpus,
             dim,
             &mut |texts| {
                 encode_in_parts(
@@ -408,7 +422,7 @@ pub fn corpus_neighbor_index_so_far(
         c.map(CodeIndex::Hamming)
     } else {
         let c =
-            ContinuousIndex::load_or_build(coder.path(), &describe, &corpus, dim, &mut |texts| {
+            ContinuousIndex::load_or_build(coder.path(), &describe, corpus, dim, &mut |texts| {
                 encode_in_parts(
                     coder,
                     texts,
@@ -580,10 +594,7 @@ pub fn compute_map(
             &mut |f| progress(0.4 * f),
         )?),
     };
-    let opts = LayoutOptions {
-        method: req.method,
-        ..LayoutOptions::default()
-    };
+    let opts = map_options(req);
     let cached = Layout::load_or_compute(
         coder.path(),
         index.index.meta(),
@@ -592,6 +603,113 @@ pub fn compute_map(
         &mut |f| progress(0.4 + 0.6 * f),
     )?;
     Ok(MapData::new(index, cached))
+}
+
+fn map_options(req: &MapRequest) -> LayoutOptions {
+    LayoutOptions {
+        method: req.method,
+        ..LayoutOptions::default()
+    }
+}
+
+/// Whether `searched` of `total` entries encoded are enough for a tab to show a provisional
+/// result of them while the index it needs is built: a quarter of the corpus. Fewer would be
+/// sooner but unlike the corpus: a continuous model's first groups are a few runs of 4,096
+/// entries of a corpus sorted by topic (the shipped vae's first 12,288 entries hold 5 of the
+/// 45 WordNet labels), where a quarter spreads over eight runs.
+pub fn enough_for_provisional(searched: usize, total: usize) -> bool {
+    searched > 0 && 4 * searched >= total
+}
+
+/// How a map shown before the final one was made ([`MapSoFar`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapStage {
+    /// A layout of the `searched` entries of `total` encoded so far, while the index is built.
+    Entries { searched: usize, total: usize },
+    /// The whole index's layout after `epoch` of the descent's `epochs` (0: the PCA plane the
+    /// descent starts from).
+    Epoch { epoch: usize, epochs: usize },
+}
+
+/// A map on its way, before the final one ([`compute_map_so_far`]).
+#[derive(Debug)]
+pub struct MapSoFar {
+    pub data: Arc<MapData>,
+    pub stage: MapStage,
+}
+
+/// [`compute_map`], telling `so_far` the map on its way: while it builds the index, a layout
+/// of the entries encoded so far (once, from a quarter of them: [`enough_for_provisional`]);
+/// while it lays the whole index out, the PCA plane the descent starts from and its positions
+/// every tenth of the epochs ([`Layout::compute_so_far`]). The map returned (and saved) is the
+/// one [`compute_map`] gives; None (no layout saved) where `so_far` breaks, which stops the job
+/// at the next map on its way (an index being built is finished and saved first).
+pub fn compute_map_so_far(
+    coder: &Coder,
+    req: &MapRequest,
+    progress: &mut dyn FnMut(f64),
+    so_far: &mut dyn FnMut(MapSoFar) -> ControlFlow<()>,
+) -> anyhow::Result<Option<MapData>> {
+    let opts = map_options(req);
+    let path = Layout::default_path(coder.path());
+    let not_saved = |layout: Layout| CachedLayout {
+        layout,
+        path: path.clone(),
+        from_disk: false,
+        save_error: None,
+    };
+    let index = match &req.index {
+        Some(ix) => ix.0.clone(),
+        None => {
+            require_encoder(coder)?;
+            let corpus = job_corpus(coder, req.corpus.as_deref(), "nearest neighbours")?;
+            let mut shown = false;
+            let mut stopped = false;
+            let index =
+                neighbor_index_so_far(coder, &corpus, &mut |f| progress(0.4 * f), &mut |p| {
+                    if shown || !enough_for_provisional(p.searched, p.total) {
+                        return;
+                    }
+                    shown = true;
+                    let codes = p.index.index.codes();
+                    // A provisional map is a bonus: one that fails is not shown.
+                    if let Ok(layout) =
+                        Layout::compute(codes, p.index.index.meta(), &opts, &mut |_| {})
+                    {
+                        stopped = so_far(MapSoFar {
+                            data: Arc::new(MapData::new(p.index.clone(), not_saved(layout))),
+                            stage: MapStage::Entries {
+                                searched: p.searched,
+                                total: p.total,
+                            },
+                        })
+                        .is_break();
+                    }
+                })?;
+            if stopped {
+                return Ok(None);
+            }
+            Arc::new(index)
+        }
+    };
+    let cached = Layout::load_or_compute_so_far(
+        coder.path(),
+        index.index.meta(),
+        index.index.codes(),
+        &opts,
+        &mut |f| progress(0.4 + 0.6 * f),
+        &mut |p| {
+            let epochs = p.layout.meta.epochs;
+            so_far(MapSoFar {
+                data: Arc::new(MapData::new(index.clone(), not_saved(p.layout))),
+                stage: MapStage::Epoch {
+                    epoch: p.epoch,
+                    epochs,
+                },
+            })
+        },
+    )?;
+    Ok(cached.map(|cached| MapData::new(index, cached)))
 }
 
 /// What the background worker is asked for.
@@ -691,13 +809,7 @@ pub fn compute_clusters(
     req: &ClusterRequest,
     progress: &mut dyn FnMut(f64),
 ) -> Result<ClusterView> {
-    let caps = coder.capabilities();
-    if !caps.encodes {
-        anyhow::bail!(
-            "an `{}` model has no encoder, so sentences have no codes to index",
-            caps.name
-        );
-    }
+    require_clusters(coder)?;
     let corpus = job_corpus(coder, req.corpus.as_deref(), "clusters")?;
     let data = corpus_codes(
         coder,
@@ -708,6 +820,73 @@ pub fn compute_clusters(
         IndexCache::LoadOrBuild,
         progress,
     )?;
+    cluster_view(coder, data, req)
+}
+
+fn require_clusters(coder: &Coder) -> Result<()> {
+    let caps = coder.capabilities();
+    if !caps.encodes {
+        anyhow::bail!(
+            "an `{}` model has no encoder, so sentences have no codes to index",
+            caps.name
+        );
+    }
+    Ok(())
+}
+
+/// A clustering of the entries encoded so far, while the index the Clusters tab needs is
+/// built ([`compute_clusters_so_far`]).
+#[derive(Debug)]
+pub struct ClustersSoFar {
+    pub view: Arc<ClusterView>,
+    /// Entries encoded so far (the clustering's entries before any `max_entries` subset), of
+    /// `total`.
+    pub searched: usize,
+    pub total: usize,
+}
+
+/// [`compute_clusters`], telling `so_far` while it builds the index a clustering of the
+/// entries encoded so far (once, from a quarter of them: [`enough_for_provisional`]; the same
+/// request: method, k, seed and subset), so that clusters show within seconds. The clustering
+/// returned is exactly the one [`compute_clusters`] gives.
+pub fn compute_clusters_so_far(
+    coder: &Coder,
+    req: &ClusterRequest,
+    progress: &mut dyn FnMut(f64),
+    so_far: &mut dyn FnMut(ClustersSoFar),
+) -> Result<ClusterView> {
+    require_clusters(coder)?;
+    let corpus = job_corpus(coder, req.corpus.as_deref(), "clusters")?;
+    let mut shown = false;
+    let index = neighbor_index_so_far(coder, &corpus, progress, &mut |p| {
+        if shown || !enough_for_provisional(p.searched, p.total) {
+            return;
+        }
+        shown = true;
+        let data = coded_corpus(&p.index.index).subset(req.max_entries, req.seed);
+        // A provisional clustering is a bonus: one that fails is not shown.
+        if let Ok(view) = cluster_view(coder, data, req) {
+            so_far(ClustersSoFar {
+                view: Arc::new(view),
+                searched: p.searched,
+                total: p.total,
+            });
+        }
+    })?;
+    let data = coded_corpus(&index.index).subset(req.max_entries, req.seed);
+    cluster_view(coder, data, req)
+}
+
+/// The entries of an index as a coded corpus (bits, or μ).
+fn coded_corpus(index: &CodeIndex) -> CodedCorpus {
+    match index {
+        CodeIndex::Hamming(ix) => CodedCorpus::from_index(ix),
+        CodeIndex::Cosine(ix) => CodedCorpus::from_continuous_index(ix),
+    }
+}
+
+/// The clustering `req` asks for of `data`, with each gold label's mean code.
+fn cluster_view(coder: &Coder, data: CodedCorpus, req: &ClusterRequest) -> Result<ClusterView> {
     let k = match req.k {
         0 => default_k(&data),
         k => k,

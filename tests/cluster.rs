@@ -771,3 +771,55 @@ fn continuous_codes_come_from_the_cached_index_until_the_checkpoint_changes() ->
     );
     Ok(())
 }
+
+#[test]
+fn clusters_of_the_entries_so_far_come_first_and_the_final_ones_are_unchanged() {
+    use latent_tui::pipeline::{compute_clusters, compute_clusters_so_far, ClusterRequest};
+    let (dir, ckpt, _) = common::labelled_binary_copy("so-far.safetensors");
+    let corpus = common::lengths_corpus(dir.path());
+    let req = ClusterRequest {
+        corpus: Some(corpus),
+        k: 0,
+        method: None,
+        seed: 3,
+        max_entries: None,
+    };
+    let mut so_far = Vec::new();
+    let view = compute_clusters_so_far(&common::coder(&ckpt), &req, &mut |_| {}, &mut |p| {
+        so_far.push(p)
+    })
+    .unwrap();
+    assert_eq!(so_far.len(), 1, "one provisional clustering");
+    let p = &so_far[0];
+    let n = view.data.len();
+    assert!(0 < p.searched && p.searched < p.total && p.total == n);
+    // Well-formed: every entry so far in one of k clusters, sizes adding up, labels scored.
+    let r = &p.view.report;
+    assert_eq!(p.view.data.len(), p.searched);
+    assert_eq!(r.entries, p.searched);
+    assert_eq!(r.assignment.len(), p.searched);
+    assert!(r.assignment.iter().all(|&c| c < r.clusters.len()));
+    assert_eq!(r.clusters.iter().map(|c| c.size).sum::<usize>(), p.searched);
+    assert!(r.gold.is_some(), "the corpus is labelled");
+    // The final clustering is the one the job gives without a provisional one.
+    let (_dir2, ckpt2, _) = common::labelled_binary_copy("at-once.safetensors");
+    let at_once = compute_clusters(&common::coder(&ckpt2), &req, &mut |_| {}).unwrap();
+    assert_eq!(view.data.texts, at_once.data.texts);
+    assert_eq!(view.data.codes, at_once.data.codes);
+    assert_eq!(view.report.assignment, at_once.report.assignment);
+    assert_eq!(
+        format!("{:?}", view.report.clusters),
+        format!("{:?}", at_once.report.clusters)
+    );
+    assert_eq!(
+        format!("{:?}", view.report.gold),
+        format!("{:?}", at_once.report.gold)
+    );
+    // The index it built is the one saved: a second job loads it, with nothing provisional.
+    let mut again = 0;
+    compute_clusters_so_far(&common::coder(&ckpt), &req, &mut |_| {}, &mut |_| {
+        again += 1
+    })
+    .unwrap();
+    assert_eq!(again, 0);
+}

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::ops::ControlFlow;
 use std::process::Command;
 
 use latent_tui::cosine::UnitVectors;
@@ -528,4 +529,163 @@ fn large_continuous_corpora_get_the_approximate_graph() {
     let chosen = knn_graph(Codes::Unit(&small), 5, 7, &mut |_| {});
     let exact = exact_knn_graph(Codes::Unit(&small), 5, 7, &mut |_| {});
     assert_eq!(chosen.neighbors, exact.neighbors);
+}
+
+#[test]
+fn a_layout_told_on_its_way_ends_where_the_layout_at_once_does() {
+    let (codes, _) = planted_bits(5, 120, 48, 0.1);
+    let packed = PackedCodes::from_codes(48, codes.iter().map(Vec::as_slice));
+    let meta = IndexMeta::default();
+    let opts = LayoutOptions::default();
+    let at_once = Layout::compute(Codes::Bits(&packed), &meta, &opts, &mut |_| {}).unwrap();
+    let mut seen: Vec<latent_tui::map::LayoutSoFar> = Vec::new();
+    let told = Layout::compute_so_far(Codes::Bits(&packed), &meta, &opts, &mut |_| {}, &mut |p| {
+        seen.push(p);
+        ControlFlow::Continue(())
+    })
+    .unwrap()
+    .expect("not stopped");
+    assert_eq!(told, at_once, "looking at the descent changes nothing");
+    // First the PCA plane the descent starts from, then every tenth of the epochs but the last.
+    let epochs = at_once.meta.epochs;
+    let every = epochs.div_ceil(latent_tui::map::layout::SO_FAR_PARTS);
+    let want: Vec<usize> = (0..epochs).step_by(every).collect();
+    let got: Vec<usize> = seen.iter().map(|p| p.epoch).collect();
+    assert_eq!(got, want);
+    let pca = Layout::compute(
+        Codes::Bits(&packed),
+        &meta,
+        &LayoutOptions {
+            method: Method::Pca,
+            ..opts
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        seen[0].layout.points, pca.points,
+        "epoch 0 is the PCA plane"
+    );
+    for p in &seen {
+        assert_eq!(p.layout.meta, at_once.meta);
+        assert_eq!(p.layout.points.len(), codes.len());
+        assert!(p.layout.points.iter().flatten().all(|v| v.is_finite()));
+    }
+    assert_ne!(seen.last().unwrap().layout.points, at_once.points);
+    // A saved layout is loaded: nothing on its way.
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("m.safetensors");
+    let mut parts = 0;
+    let mut get = || {
+        Layout::load_or_compute_so_far(
+            &ckpt,
+            &meta,
+            Codes::Bits(&packed),
+            &opts,
+            &mut |_| {},
+            &mut |_| {
+                parts += 1;
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap()
+        .expect("not stopped")
+    };
+    let first = get();
+    assert_eq!(first.layout, at_once);
+    assert!(get().from_disk);
+    assert_eq!(
+        parts,
+        want.len(),
+        "only the computed layout was told on its way"
+    );
+}
+
+#[test]
+fn the_map_job_shows_the_entries_so_far_then_the_layout_forming() {
+    use latent_tui::pipeline::{compute_map_so_far, MapStage};
+    let (dir, ckpt, _) = common::labelled_binary_copy("so-far.safetensors");
+    let corpus = common::lengths_corpus(dir.path());
+    let req = MapRequest {
+        corpus: Some(corpus.clone()),
+        method: Method::Umap,
+        index: None,
+    };
+    let coder = common::coder(&ckpt);
+    let mut stages = Vec::new();
+    let map = compute_map_so_far(&coder, &req, &mut |_| {}, &mut |p| {
+        assert_eq!(p.data.len(), p.data.index.index.len());
+        assert!(p.data.layout.points.iter().flatten().all(|v| v.is_finite()));
+        assert!(!p.data.from_disk);
+        stages.push(p.stage);
+        ControlFlow::Continue(())
+    })
+    .unwrap()
+    .expect("not stopped");
+    let n = map.len();
+    // A layout of the entries encoded so far while the index was built (once) …
+    let MapStage::Entries { searched, total } = stages[0] else {
+        panic!("first a map of the entries so far: {stages:?}");
+    };
+    assert!(0 < searched && searched < total && total == n, "{stages:?}");
+    // … then the whole index's PCA plane and the descent every tenth of its epochs.
+    let epochs: Vec<usize> = stages[1..]
+        .iter()
+        .map(|s| match *s {
+            MapStage::Epoch { epoch, epochs } => {
+                assert_eq!(epochs, map.layout.meta.epochs);
+                epoch
+            }
+            other => panic!("after the index, the layout's epochs: {other:?}"),
+        })
+        .collect();
+    assert_eq!(epochs[0], 0);
+    assert!(epochs.windows(2).all(|w| w[0] < w[1]) && epochs.len() > 2);
+    // The map (and the saved file) is the one the job makes without telling its way.
+    let (_dir2, ckpt2, _) = common::labelled_binary_copy("at-once.safetensors");
+    let at_once = compute_map(&common::coder(&ckpt2), &req, &mut |_| {}).unwrap();
+    assert_eq!(map.layout.points, at_once.layout.points);
+    assert_eq!(
+        Layout::load(&map.path).unwrap().points,
+        at_once.layout.points
+    );
+}
+
+#[test]
+fn a_layout_stopped_on_its_way_is_neither_returned_nor_saved() {
+    let (codes, _) = planted_bits(4, 100, 32, 0.1);
+    let packed = PackedCodes::from_codes(32, codes.iter().map(Vec::as_slice));
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("m.safetensors");
+    let meta = IndexMeta::default();
+    let opts = LayoutOptions::default();
+    // Stopped at the third map on its way (a newer request came).
+    let mut seen = 0;
+    let stopped = Layout::load_or_compute_so_far(
+        &ckpt,
+        &meta,
+        Codes::Bits(&packed),
+        &opts,
+        &mut |_| {},
+        &mut |_| {
+            seen += 1;
+            if seen == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )
+    .unwrap();
+    assert!(stopped.is_none());
+    assert_eq!(seen, 3, "nothing told after the stop");
+    assert!(!Layout::default_path(&ckpt).exists(), "nothing saved");
+    // Stopped at the PCA plane: before the neighbour graph.
+    let at_start =
+        Layout::compute_so_far(Codes::Bits(&packed), &meta, &opts, &mut |_| {}, &mut |p| {
+            assert_eq!(p.epoch, 0);
+            ControlFlow::Break(())
+        })
+        .unwrap();
+    assert!(at_start.is_none());
 }

@@ -441,3 +441,65 @@ fn clusters_of_a_nash_model_decode_to_words_and_take_analogies() {
         other => panic!("expected an analogy, got {other:?}"),
     }
 }
+
+#[test]
+fn clusters_of_the_entries_encoded_so_far_show_while_the_index_is_built() {
+    let (dir, ckpt, _) = labelled_fixture("sofar.safetensors");
+    let corpus = common::lengths_corpus(dir.path());
+    let mut h = Harness::new(engine(&ckpt), options(Some(corpus.clone())));
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    press(&mut h, KeyCode::Char('7'));
+    let reqs = h.queued();
+    let replies = h.replies(reqs);
+    let mut provisional = 0;
+    for reply in replies {
+        let part = match &reply.body {
+            latent_tui::tui::worker::ReplyBody::ClusteredSoFar(p) => Some((p.searched, p.total)),
+            _ => None,
+        };
+        h.deliver(reply);
+        let Some((searched, total)) = part else {
+            continue;
+        };
+        provisional += 1;
+        // Still clustering, and the list is a clustering of the entries encoded so far.
+        assert!(h.app.busy());
+        assert!(0 < searched && searched < total, "{searched} of {total}");
+        let s = h.screen();
+        assert_has(
+            &s,
+            &format!("provisional: {searched} of {total} entries encoded"),
+        );
+        assert_has(&s, &format!("k = 2 · seed 0 · {searched} train entries"));
+        assert_has(&s, "Clusters by size");
+        let view = h.app.shared.clusters.clone().expect("provisional clusters");
+        assert_eq!(view.data.len(), searched);
+        // The list is browsed meanwhile.
+        press(&mut h, KeyCode::Enter);
+        assert_eq!(h.app.tabs.clusters.view, ClustersView::Members);
+        press(&mut h, KeyCode::Esc);
+    }
+    assert_eq!(provisional, 1, "one provisional clustering");
+    assert!(!h.app.busy());
+    let s = h.screen();
+    assert!(!s.contains("provisional"), "{s}");
+    let view = h.app.shared.clusters.clone().expect("clusters");
+    // The final clusters are those of the whole index, as a clustering at once gives them.
+    let (_dir2, ckpt2, _) = labelled_fixture("whole.safetensors");
+    let req = latent_tui::pipeline::ClusterRequest {
+        corpus: Some(corpus),
+        k: 0,
+        method: None,
+        seed: 0,
+        max_entries: None,
+    };
+    let whole = latent_tui::pipeline::compute_clusters(&coder(&ckpt2), &req, &mut |_| {}).unwrap();
+    assert_eq!(view.data.len(), whole.data.len());
+    assert_eq!(view.report.assignment, whole.report.assignment);
+    assert_has(
+        &s,
+        &format!("k = 2 · seed 0 · {} train entries", whole.data.len()),
+    );
+}

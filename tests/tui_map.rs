@@ -224,3 +224,119 @@ fn the_help_lists_the_map_keys() {
     assert_has(&help, "map: search the texts; matches are highlighted");
     assert_has(&help, "map: load the entry under the cursor into 1 Explore");
 }
+
+#[test]
+fn the_map_forms_on_screen_while_it_is_laid_out() {
+    use crossterm::event::{KeyEvent, KeyModifiers};
+    use latent_tui::tui::event::Msg;
+    use latent_tui::tui::map::MapStage;
+    use latent_tui::tui::worker::ReplyBody;
+    let (_dir, ckpt, corpus) = common::labelled_binary_copy("forming.safetensors");
+    let mut h = harness(&ckpt, &corpus, false);
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    h.key(KeyCode::Char('6'));
+    assert_has(&h.screen(), "20 nearest of");
+    // `m` without running the job: its replies are delivered one by one below.
+    let press = |h: &mut Harness, code| {
+        h.app
+            .update(Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+    };
+    press(&mut h, KeyCode::Char('m'));
+    let reqs = h.queued();
+    let replies = h.replies(reqs);
+    let mut stages = Vec::new();
+    for reply in replies {
+        let stage = match &reply.body {
+            ReplyBody::MappedSoFar(p) => Some(p.stage),
+            _ => None,
+        };
+        h.deliver(reply);
+        let Some(stage) = stage else { continue };
+        stages.push(stage);
+        assert!(h.app.busy());
+        let s = h.screen();
+        let n = h.app.map.data.as_ref().expect("a map on its way").len();
+        match stage {
+            MapStage::Epoch { epoch: 0, .. } => {
+                assert_has(&s, "provisional: PCA plane, laying out")
+            }
+            MapStage::Epoch { epoch, epochs } => {
+                assert_has(&s, &format!("provisional: epoch {epoch} of {epochs}"))
+            }
+            MapStage::Entries { .. } => panic!("the index was built already"),
+        }
+        assert_has(&s, &format!("UMAP of {n} codes · {n} shown"));
+        assert!(
+            s.chars().any(|c| ('\u{2801}'..='\u{28FF}').contains(&c)),
+            "no Braille points:\n{s}"
+        );
+        // The map on its way is walked like the final one; the cursor stays as it forms.
+        if h.app.map.cursor.is_none() {
+            press(&mut h, KeyCode::Right);
+            assert!(h.app.map.cursor.is_some());
+        }
+    }
+    assert!(stages.len() > 2, "{stages:?}");
+    assert_eq!(
+        stages[0],
+        MapStage::Epoch {
+            epoch: 0,
+            epochs: 500
+        }
+    );
+    assert!(!h.app.busy());
+    let s = h.screen();
+    assert_lacks(&s, "provisional");
+    assert!(h.app.map.cursor.is_some(), "the final map keeps the cursor");
+    // The final map is the one laid out at once (and saved).
+    let data = h.app.map.data.clone().unwrap();
+    let saved =
+        latent_tui::map::Layout::load(&latent_tui::map::Layout::default_path(&ckpt)).unwrap();
+    assert_eq!(data.layout.points, saved.points);
+    let codes = data.index.index.codes();
+    let at_once = latent_tui::map::Layout::compute(
+        codes,
+        data.index.index.meta(),
+        &latent_tui::map::LayoutOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(data.layout.points, at_once.points);
+}
+
+#[test]
+fn a_newer_map_request_stops_the_layout_on_its_way() {
+    use latent_tui::map::Method;
+    use latent_tui::tui::map::MapRequest;
+    use latent_tui::tui::worker::{Job, ReplyBody, Request, Worker};
+    let (_dir, ckpt, corpus) = common::labelled_binary_copy("stop.safetensors");
+    let worker = Worker::of_coder(common::coder(&ckpt));
+    let map = |id, method| Request {
+        id,
+        job: Job::Map(MapRequest {
+            corpus: Some(corpus.clone()),
+            method,
+            index: None,
+        }),
+    };
+    // The user switched to PCA (request 2) before the UMAP job (request 1) ran.
+    worker.announce(&map(2, Method::Pca));
+    let mut replies = Vec::new();
+    worker.handle(map(1, Method::Umap), &mut |r| replies.push(r));
+    assert!(
+        replies
+            .iter()
+            .all(|r| matches!(r.body, ReplyBody::Progress(_))),
+        "an overtaken map job sends no map: {:?}",
+        replies.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    assert!(!latent_tui::map::Layout::default_path(&ckpt).exists());
+    // The newer request runs to its map.
+    let mut replies = Vec::new();
+    worker.handle(map(2, Method::Pca), &mut |r| replies.push(r));
+    assert!(replies.iter().any(
+        |r| matches!(&r.body, ReplyBody::Mapped(Ok(m)) if m.layout.meta.method == Method::Pca)
+    ));
+}

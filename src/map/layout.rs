@@ -11,6 +11,7 @@
 //! the t-SNE kernel), which needs no `powf` per sample.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -273,6 +274,17 @@ pub struct CachedLayout {
     pub save_error: Option<String>,
 }
 
+/// A layout on its way ([`Layout::compute_so_far`]): the positions after `epoch` of the
+/// descent's `layout.meta.epochs` epochs (0: the PCA plane the descent starts from).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayoutSoFar {
+    pub layout: Layout,
+    pub epoch: usize,
+}
+
+/// How many times the descent tells its positions on the way ([`optimize_so_far`]).
+pub const SO_FAR_PARTS: usize = 10;
+
 /// PCA is fitted on at most this many codes (a seeded sample), then every entry is projected.
 const PCA_FIT: usize = 5000;
 
@@ -291,6 +303,24 @@ impl Layout {
         opts: &LayoutOptions,
         progress: &mut dyn FnMut(f64),
     ) -> Result<Self> {
+        let layout = Self::compute_so_far(codes, index, opts, progress, &mut |_| {
+            ControlFlow::Continue(())
+        })?;
+        Ok(layout.expect("a layout nobody stops is finished"))
+    }
+
+    /// [`Layout::compute`], telling `so_far` the layout on its way (a UMAP of three entries
+    /// or more): first the PCA plane the descent starts from (before the neighbour graph is
+    /// searched), then the positions after every tenth of the descent's epochs but the last
+    /// ([`SO_FAR_PARTS`]). The layout returned is the one [`Layout::compute`] returns; None
+    /// where `so_far` stopped the descent (a newer request made it worthless).
+    pub fn compute_so_far(
+        codes: Codes,
+        index: &IndexMeta,
+        opts: &LayoutOptions,
+        progress: &mut dyn FnMut(f64),
+        so_far: &mut dyn FnMut(LayoutSoFar) -> ControlFlow<()>,
+    ) -> Result<Option<Self>> {
         let n = codes.len();
         if n == 0 {
             bail!("nothing to map: the index is empty");
@@ -300,37 +330,57 @@ impl Layout {
         }
         let epochs = opts.epochs_for(codes);
         let negatives = opts.negatives_for(codes);
+        let meta = LayoutMeta {
+            version: LAYOUT_VERSION,
+            method: opts.method,
+            checkpoint_sha256: index.checkpoint_sha256.clone(),
+            corpus_hash: index.corpus_hash.clone(),
+            splits: index.splits.clone(),
+            entries: n,
+            dim: codes.dim(),
+            seed: opts.seed,
+            neighbors: opts.neighbors,
+            epochs,
+            negatives,
+        };
         let init = pca_plane(codes, opts.seed)?;
         let points = match opts.method {
             Method::Pca => init,
             Method::Umap if n < 3 => init,
             Method::Umap => {
+                let mut tell = |epoch: usize, points: &[[f32; 2]]| {
+                    so_far(LayoutSoFar {
+                        layout: Layout {
+                            points: points.to_vec(),
+                            meta: meta.clone(),
+                        },
+                        epoch,
+                    })
+                };
+                if tell(0, &init).is_break() {
+                    return Ok(None);
+                }
                 let k = opts.neighbors.min(n - 1);
                 let knn = knn_graph(codes, k, opts.seed, &mut |f| progress(0.5 * f));
                 let graph = fuzzy_graph(&knn, k);
                 let start = jittered(init, opts.seed);
-                optimize(&graph, start, epochs, negatives, opts.seed, &mut |f| {
-                    progress(0.5 + 0.5 * f)
-                })
+                let done = optimize_so_far(
+                    &graph,
+                    start,
+                    epochs,
+                    negatives,
+                    opts.seed,
+                    &mut |f| progress(0.5 + 0.5 * f),
+                    &mut tell,
+                );
+                match done {
+                    Some(points) => points,
+                    None => return Ok(None),
+                }
             }
         };
         progress(1.0);
-        Ok(Self {
-            points,
-            meta: LayoutMeta {
-                version: LAYOUT_VERSION,
-                method: opts.method,
-                checkpoint_sha256: index.checkpoint_sha256.clone(),
-                corpus_hash: index.corpus_hash.clone(),
-                splits: index.splits.clone(),
-                entries: n,
-                dim: codes.dim(),
-                seed: opts.seed,
-                neighbors: opts.neighbors,
-                epochs,
-                negatives,
-            },
-        })
+        Ok(Some(Self { points, meta }))
     }
 
     /// Whether this layout is of the index `index` (whose own freshness the index's loader
@@ -361,21 +411,41 @@ impl Layout {
         opts: &LayoutOptions,
         progress: &mut dyn FnMut(f64),
     ) -> Result<CachedLayout> {
+        let cached =
+            Self::load_or_compute_so_far(checkpoint, index, codes, opts, progress, &mut |_| {
+                ControlFlow::Continue(())
+            })?;
+        Ok(cached.expect("a layout nobody stops is finished"))
+    }
+
+    /// [`Layout::load_or_compute`], telling `so_far` the layout on its way when it computes
+    /// one ([`Layout::compute_so_far`]); what it returns and saves is the same. None (and
+    /// nothing saved) where `so_far` stopped it.
+    pub fn load_or_compute_so_far(
+        checkpoint: &Path,
+        index: &IndexMeta,
+        codes: Codes,
+        opts: &LayoutOptions,
+        progress: &mut dyn FnMut(f64),
+        so_far: &mut dyn FnMut(LayoutSoFar) -> ControlFlow<()>,
+    ) -> Result<Option<CachedLayout>> {
         let path = Self::default_path(checkpoint);
         if opts.method == Method::Umap {
             if let Some(layout) = Self::load(&path)
                 .ok()
                 .filter(|l| l.is_fresh_for(index, codes, opts))
             {
-                return Ok(CachedLayout {
+                return Ok(Some(CachedLayout {
                     layout,
                     path,
                     from_disk: true,
                     save_error: None,
-                });
+                }));
             }
         }
-        let layout = Self::compute(codes, index, opts, progress)?;
+        let Some(layout) = Self::compute_so_far(codes, index, opts, progress, so_far)? else {
+            return Ok(None);
+        };
         let save_error = match opts.method {
             // The cache path is this command's own file only if it is missing or a map already
             // (the index and the meanings follow the same rule).
@@ -387,12 +457,12 @@ impl Layout {
             }
             Method::Pca => None,
         };
-        Ok(CachedLayout {
+        Ok(Some(CachedLayout {
             layout,
             path,
             from_disk: false,
             save_error,
-        })
+        }))
     }
 
     /// `name.safetensors` → `name.map.safetensors`, beside it or in the cache directory
@@ -852,16 +922,41 @@ const ATTRACTION_STEP: f32 = 4.0;
 /// random entries per due edge, with a learning rate falling linearly from 1 to 0.
 pub fn optimize(
     graph: &Graph,
-    mut pos: Vec<[f32; 2]>,
+    pos: Vec<[f32; 2]>,
     epochs: usize,
     negatives: usize,
     seed: u64,
     progress: &mut dyn FnMut(f64),
 ) -> Vec<[f32; 2]> {
+    optimize_so_far(
+        graph,
+        pos,
+        epochs,
+        negatives,
+        seed,
+        progress,
+        &mut |_, _| ControlFlow::Continue(()),
+    )
+    .expect("a descent nobody stops is finished")
+}
+
+/// [`optimize`], telling `so_far` the positions (and the epochs done) after every
+/// [`SO_FAR_PARTS`]th of the epochs but the last: the same descent, looked at on its way, or
+/// stopped there (None) when `so_far` breaks.
+pub fn optimize_so_far(
+    graph: &Graph,
+    mut pos: Vec<[f32; 2]>,
+    epochs: usize,
+    negatives: usize,
+    seed: u64,
+    progress: &mut dyn FnMut(f64),
+    so_far: &mut dyn FnMut(usize, &[[f32; 2]]) -> ControlFlow<()>,
+) -> Option<Vec<[f32; 2]>> {
     let n = pos.len();
+    let every = epochs.div_ceil(SO_FAR_PARTS).max(1);
     let wmax = graph.weights.iter().copied().fold(0f32, f32::max);
     if wmax <= 0.0 || epochs == 0 || n < 2 {
-        return pos;
+        return Some(pos);
     }
     // Samples per epoch of each edge; those below one sample in the whole run are dropped.
     let rate: Vec<f64> = graph
@@ -923,8 +1018,12 @@ pub fn optimize(
         });
         std::mem::swap(&mut pos, &mut next);
         progress((epoch + 1) as f64 / epochs as f64);
+        let done = epoch + 1;
+        if done < epochs && done.is_multiple_of(every) && so_far(done, &pos).is_break() {
+            return None;
+        }
     }
-    pos
+    Some(pos)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ pub mod nndescent;
 pub mod plot;
 pub mod score;
 
-pub use layout::{CachedLayout, Codes, Layout, LayoutMeta, LayoutOptions, Method};
+pub use layout::{CachedLayout, Codes, Layout, LayoutMeta, LayoutOptions, LayoutSoFar, Method};
 pub use score::{score, MapScore};
 
 /// One TSV line per entry for `map --out`: x, y, label, cluster, text (tabs and newlines in

@@ -439,6 +439,7 @@ impl App {
                     self.error(e);
                 }
             }
+            ReplyBody::MappedSoFar(p) => self.map.partial(&p),
             body => {
                 // Each tab takes the replies to its own jobs.
                 let mut body = Some(body);

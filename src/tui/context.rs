@@ -142,6 +142,8 @@ impl Ctx<'_> {
             return;
         }
         self.map.error = None;
+        // A map on its way is the old request's: the new one's replace it.
+        self.map.so_far = None;
         let req = MapRequest {
             corpus: self.shared.corpus.clone(),
             method: self.map.method,

@@ -16,7 +16,8 @@ use crate::meaning::{Meanings, Opening};
 use crate::model::decode::Strategy;
 use crate::model::LatentKind;
 use crate::pipeline::{
-    ClusterRequest, ClusterView, MapData, MapRequest, StructureJob, StructureResult,
+    ClusterRequest, ClusterView, ClustersSoFar, MapData, MapRequest, MapSoFar, StructureJob,
+    StructureResult,
 };
 pub use crate::pipeline::{Entries, IndexSoFar, NeighborIndex};
 use crate::train::TrainControl;
@@ -262,7 +263,14 @@ pub enum ReplyBody {
     /// of an index being built: a partial reply, like [`ReplyBody::BarsSoFar`].
     IndexSoFar(Arc<IndexSoFar>),
     Mapped(Result<Arc<MapData>, String>),
+    /// The map on its way, before the job's final [`ReplyBody::Mapped`]: a layout of the
+    /// entries encoded so far, the PCA plane the descent starts from, or the descent's
+    /// positions so far (a partial reply).
+    MappedSoFar(Arc<MapSoFar>),
     Clustered(Result<Arc<ClusterView>, String>),
+    /// A clustering of the entries encoded so far while the index is built, before the job's
+    /// final [`ReplyBody::Clustered`] (a partial reply).
+    ClusteredSoFar(Arc<ClustersSoFar>),
     Structure(Result<StructureResult, String>),
     Meanings(Result<Arc<CachedIndex<Meanings>>, String>),
     Opened(Result<Box<Opening>, String>),
@@ -275,7 +283,11 @@ impl ReplyBody {
     pub fn is_partial(&self) -> bool {
         matches!(
             self,
-            ReplyBody::Progress(_) | ReplyBody::BarsSoFar(_) | ReplyBody::IndexSoFar(_)
+            ReplyBody::Progress(_)
+                | ReplyBody::BarsSoFar(_)
+                | ReplyBody::IndexSoFar(_)
+                | ReplyBody::MappedSoFar(_)
+                | ReplyBody::ClusteredSoFar(_)
         )
     }
 

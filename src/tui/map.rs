@@ -43,7 +43,9 @@ const UNLABELLED: u32 = u32::MAX - 1;
 /// The marker of the cursor.
 pub const CURSOR: &str = "◎";
 
-pub use crate::pipeline::{compute_map, MapData, MapRequest, SharedIndex, GRID_SIDE};
+pub use crate::pipeline::{
+    compute_map, MapData, MapRequest, MapSoFar, MapStage, SharedIndex, GRID_SIDE,
+};
 
 /// How the points are coloured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +140,8 @@ pub struct Shades {
 #[derive(Debug)]
 pub struct MapState {
     pub data: Option<Arc<MapData>>,
+    /// While the map is computed: how the map shown so far was made (`data` is provisional).
+    pub so_far: Option<MapStage>,
     pub error: Option<String>,
     pub method: Method,
     pub viewport: Viewport,
@@ -167,6 +171,7 @@ impl Default for MapState {
     fn default() -> Self {
         Self {
             data: None,
+            so_far: None,
             error: None,
             method: Method::Umap,
             viewport: Viewport::default(),
@@ -447,24 +452,14 @@ impl MapState {
 
     /// A loaded (or failed) map.
     pub fn done(&mut self, r: Result<Arc<MapData>, String>) -> Option<String> {
+        let refines = self.so_far.take().is_some();
         match r {
             Ok(data) => {
                 let failed = data
                     .save_error
                     .as_ref()
                     .map(|e| format!("the map could not be saved: {e}"));
-                let m = self;
-                if m.data.as_ref().is_none_or(|d| d.len() != data.len()) {
-                    m.cursor = None;
-                }
-                m.viewport = Viewport::default();
-                m.data = Some(data);
-                m.error = None;
-                m.shades = None;
-                m.trail_code.clear();
-                m.trail_origin.clear();
-                m.path_key = None;
-                m.search_apply();
+                self.show(data, refines);
                 failed
             }
             Err(e) => {
@@ -472,6 +467,48 @@ impl MapState {
                 None
             }
         }
+    }
+
+    /// The map on its way ([`MapSoFar`]): shown (and walked) until the next one or the final.
+    pub fn partial(&mut self, p: &MapSoFar) {
+        let refines = self.so_far.is_some();
+        self.so_far = Some(p.stage);
+        self.show(p.data.clone(), refines);
+    }
+
+    /// Shows `data`; where it `refines` the map on screen (a later layout of the same
+    /// entries) the cursor and the zoom stay.
+    fn show(&mut self, data: Arc<MapData>, refines: bool) {
+        let m = self;
+        let same_entries = m.data.as_ref().is_some_and(|d| d.len() == data.len());
+        if !same_entries {
+            m.cursor = None;
+        }
+        if !(refines && same_entries) {
+            m.viewport = Viewport::default();
+        }
+        m.data = Some(data);
+        m.error = None;
+        m.shades = None;
+        m.trail_code.clear();
+        m.trail_origin.clear();
+        m.path_key = None;
+        m.search_apply();
+    }
+
+    /// What the map on screen is while it is computed, for its title (None once final).
+    pub fn provisional(&self) -> Option<String> {
+        Some(match self.so_far? {
+            MapStage::Entries { searched, total } => format!(
+                "provisional: {} of {} entries",
+                widgets::thousands(searched),
+                widgets::thousands(total)
+            ),
+            MapStage::Epoch { epoch: 0, .. } => "provisional: PCA plane, laying out".to_string(),
+            MapStage::Epoch { epoch, epochs } => {
+                format!("provisional: epoch {epoch} of {epochs}")
+            }
+        })
     }
 
     /// A key on the map, and what it asks of the tab that shows it.
@@ -911,7 +948,8 @@ pub fn render(app: &MapEnv, area: Rect, buf: &mut Buffer) {
         );
         return;
     }
-    if app.jobs.is_pending(JobKind::Map) {
+    let provisional = m.so_far.is_some() && m.data.is_some();
+    if app.jobs.is_pending(JobKind::Map) && !provisional {
         let block = t.block(Span::styled(" Map ", t.bold()), false);
         let inner = block.inner(area);
         block.render(area, buf);
@@ -1087,20 +1125,22 @@ fn render_plot(app: &MapEnv, data: &MapData, shades: &Shades, area: Rect, buf: &
             }
         }
     }
-    let title = Line::from(vec![
-        Span::styled(" Map ", t.bold()),
-        Span::styled(
-            format!(
-                "· {} of {} codes · {} shown · zoom {}× · colour: {} ",
-                data.layout.meta.method.name(),
-                data.len(),
-                visible,
-                m.viewport.zoom,
-                shades.what
-            ),
-            t.dim(),
+    let mut title = vec![Span::styled(" Map ", t.bold())];
+    if let Some(p) = m.provisional() {
+        title.push(Span::styled(format!("· {p} "), t.changed()));
+    }
+    title.push(Span::styled(
+        format!(
+            "· {} of {} codes · {} shown · zoom {}× · colour: {} ",
+            data.layout.meta.method.name(),
+            data.len(),
+            visible,
+            m.viewport.zoom,
+            shades.what
         ),
-    ]);
+        t.dim(),
+    ));
+    let title = Line::from(title);
     let color = t.color;
     let cursor = m.cursor.map(|c| data.layout.points[c]);
     Canvas::default()

@@ -346,19 +346,6 @@ impl NeighborsState {
     }
 }
 
-/// `n` with a comma between each group of three digits (123,773).
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn bits_text(code: &[f32]) -> String {
     code.iter()
         .map(|&b| if b > 0.5 { '1' } else { '0' })
@@ -647,7 +634,7 @@ fn render_list(tab: &NeighborsState, app: &View, ix: &NeighborIndex, area: Rect,
                 "building the index: searched {} % of {} so far (the best matches among the \
                  entries encoded)",
                 searched * 100 / total.max(1),
-                thousands(total)
+                widgets::thousands(total)
             ),
             t.changed(),
         ),

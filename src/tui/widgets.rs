@@ -684,3 +684,16 @@ pub fn label_color(label: Option<u32>) -> Color {
 
 /// The symbol marking the current sentence on the map.
 pub const CURRENT: &str = "◆";
+
+/// `n` with a comma between each group of three digits (123,773).
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

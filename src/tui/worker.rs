@@ -46,6 +46,21 @@ fn throttled<'a>(id: u64, kind: JobKind, out: &'a mut dyn FnMut(Reply)) -> impl 
     }
 }
 
+/// [`throttled`] for a job that also sends partial replies through the same `out`.
+fn throttled_cell<'a, 'b, 'c>(
+    id: u64,
+    kind: JobKind,
+    out: &'a std::cell::RefCell<&'b mut (dyn FnMut(Reply) + 'c)>,
+) -> impl FnMut(f64) + use<'a, 'b, 'c> {
+    let mut last = -1.0;
+    move |f: f64| {
+        if f - last >= 0.01 {
+            last = f;
+            (*out.borrow_mut())(Reply::progress(id, kind, f));
+        }
+    }
+}
+
 fn err_text(e: anyhow::Error) -> String {
     format!("{e:#}")
 }
@@ -317,36 +332,59 @@ impl Worker {
             Job::Index { corpus } => {
                 // Progress and the index so far both go out, in the order they come.
                 let out = std::cell::RefCell::new(&mut *out);
-                let mut last = -1.0;
-                let result = neighbor_index_so_far(
-                    &coder,
-                    corpus.as_deref(),
-                    &mut |f| {
-                        if f - last >= 0.01 {
-                            last = f;
-                            (*out.borrow_mut())(Reply::progress(id, kind, f));
-                        }
-                    },
-                    &mut |p| {
+                let mut progress = throttled_cell(id, kind, &out);
+                let result =
+                    neighbor_index_so_far(&coder, corpus.as_deref(), &mut progress, &mut |p| {
                         (*out.borrow_mut())(Reply {
                             id,
                             kind,
                             body: ReplyBody::IndexSoFar(Arc::new(p)),
                         })
-                    },
-                );
+                    });
                 ReplyBody::Indexed(result.map(Arc::new).map_err(err_text))
             }
-            Job::Map(req) => ReplyBody::Mapped(
-                crate::pipeline::compute_map(&coder, &req, &mut throttled(id, kind, out))
-                    .map(Arc::new)
-                    .map_err(err_text),
-            ),
-            Job::Cluster(req) => ReplyBody::Clustered(
-                crate::pipeline::compute_clusters(&coder, &req, &mut throttled(id, kind, out))
-                    .map(Arc::new)
-                    .map_err(err_text),
-            ),
+            Job::Map(req) => {
+                // Progress and the map so far both go out, in the order they come.
+                let out = std::cell::RefCell::new(&mut *out);
+                let mut progress = throttled_cell(id, kind, &out);
+                let result =
+                    crate::pipeline::compute_map_so_far(&coder, &req, &mut progress, &mut |p| {
+                        // A newer map request (the other method, a reload) makes the rest
+                        // worthless: stop at this map on its way.
+                        if self.newest.overtaken(kind, id) {
+                            return ControlFlow::Break(());
+                        }
+                        (*out.borrow_mut())(Reply {
+                            id,
+                            kind,
+                            body: ReplyBody::MappedSoFar(Arc::new(p)),
+                        });
+                        ControlFlow::Continue(())
+                    });
+                match result {
+                    // Abandoned: the app waits for the newer request's reply, not this one.
+                    Ok(None) => return,
+                    Ok(Some(map)) => ReplyBody::Mapped(Ok(Arc::new(map))),
+                    Err(e) => ReplyBody::Mapped(Err(err_text(e))),
+                }
+            }
+            Job::Cluster(req) => {
+                let out = std::cell::RefCell::new(&mut *out);
+                let mut progress = throttled_cell(id, kind, &out);
+                let result = crate::pipeline::compute_clusters_so_far(
+                    &coder,
+                    &req,
+                    &mut progress,
+                    &mut |p| {
+                        (*out.borrow_mut())(Reply {
+                            id,
+                            kind,
+                            body: ReplyBody::ClusteredSoFar(Arc::new(p)),
+                        })
+                    },
+                );
+                ReplyBody::Clustered(result.map(Arc::new).map_err(err_text))
+            }
             Job::Structure(job) => {
                 ReplyBody::Structure(compute_structure(&coder, &job).map_err(err_text))
             }

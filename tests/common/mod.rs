@@ -274,3 +274,20 @@ pub fn labelled_binary_copy(name: &str) -> (tempfile::TempDir, PathBuf, String) 
     std::fs::write(&corpus, lines.join("\n") + "\n").expect("corpus");
     (dir, ckpt, corpus.display().to_string())
 }
+
+/// A labelled corpus (`animal` / `thing`) of the fixture sentences cut to four lengths, written
+/// into `dir`: a binary model's index is built length by length, so an index job sends the
+/// entries encoded so far before the whole index.
+pub fn lengths_corpus(dir: &Path) -> String {
+    let lines: Vec<String> = corpus_lines()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let words: Vec<&str> = l.split(' ').take(3 + i % 4).collect();
+            format!("{}\t{}", ["animal", "thing"][i % 2], words.join(" "))
+        })
+        .collect();
+    let path = dir.join("lengths.tsv");
+    std::fs::write(&path, lines.join("\n") + "\n").expect("corpus");
+    path.display().to_string()
+}

@@ -20,6 +20,7 @@ use super::keys::{self, nav, Binding, Lookup, Mode, Only};
 use super::widgets::{self, InputAction, TextInput};
 use crate::cluster::ClusterMethod;
 use crate::coder::Capabilities;
+use crate::pipeline::ClustersSoFar;
 use crate::structure::AttributeVector;
 
 /// The cluster counts `[` and `]` step through; the first clustering has one cluster per gold
@@ -74,6 +75,9 @@ pub struct ClustersState {
     pub field: usize,
     pub typing: bool,
     pub analogy: Option<Result<StructureResult, String>>,
+    /// While the corpus is clustered: (entries encoded, of all) of the provisional clustering
+    /// on screen, a clustering of the entries encoded so far.
+    pub provisional: Option<(usize, usize)>,
 }
 
 impl ClustersState {
@@ -97,6 +101,7 @@ impl ClustersState {
             field: 0,
             typing: false,
             analogy: None,
+            provisional: None,
         }
     }
 
@@ -229,20 +234,29 @@ impl ClustersState {
         cx.jobs.submit(Job::Cluster(req));
     }
 
+    /// A clustering of the entries encoded so far: shown (and browsed) until the final one.
+    fn so_far(&mut self, cx: &mut Ctx, p: &ClustersSoFar) {
+        self.show(cx, p.view.clone());
+        self.provisional = Some((p.searched, p.total));
+    }
+
     fn done(&mut self, cx: &mut Ctx, r: Result<Arc<ClusterView>, String>) {
-        let c = &mut *self;
+        self.provisional = None;
         match r {
-            Ok(v) => {
-                c.selected = c.selected.min(v.report.clusters.len().saturating_sub(1));
-                c.member = 0;
-                c.label_cursor = c
-                    .label_cursor
-                    .min(v.data.label_names.len().saturating_sub(1));
-                cx.shared.clusters = Some(v);
-                c.error = None;
-            }
-            Err(e) => c.error = Some(e),
+            Ok(v) => self.show(cx, v),
+            Err(e) => self.error = Some(e),
         }
+    }
+
+    fn show(&mut self, cx: &mut Ctx, v: Arc<ClusterView>) {
+        let c = &mut *self;
+        c.selected = c.selected.min(v.report.clusters.len().saturating_sub(1));
+        c.member = 0;
+        c.label_cursor = c
+            .label_cursor
+            .min(v.data.label_names.len().saturating_sub(1));
+        cx.shared.clusters = Some(v);
+        c.error = None;
     }
 
     fn structure_done(&mut self, _cx: &mut Ctx, r: Result<StructureResult, String>) {
@@ -345,6 +359,7 @@ impl Tab for ClustersState {
     fn reply(&mut self, cx: &mut Ctx, body: ReplyBody) -> Option<ReplyBody> {
         match body {
             ReplyBody::Clustered(r) => self.done(cx, r),
+            ReplyBody::ClusteredSoFar(p) => self.so_far(cx, &p),
             ReplyBody::Structure(r) => self.structure_done(cx, r),
             other => return Some(other),
         }
@@ -354,6 +369,7 @@ impl Tab for ClustersState {
     fn model_changed(&mut self, cx: &mut Ctx, shown: bool) {
         let c = &mut *self;
         cx.shared.clusters = None;
+        c.provisional = None;
         c.error = None;
         c.decoded = None;
         c.analogy = None;
@@ -412,7 +428,8 @@ pub fn render(tab: &ClustersState, app: &View, area: Rect, buf: &mut Buffer) {
         return;
     }
     let c = tab;
-    if app.jobs.is_pending(JobKind::Cluster) {
+    let provisional = c.provisional.filter(|_| app.shared.clusters.is_some());
+    if app.jobs.is_pending(JobKind::Cluster) && provisional.is_none() {
         let block = t.block(Span::styled(" Clusters ", t.bold()), false);
         let inner = block.inner(area);
         block.render(area, buf);
@@ -452,8 +469,10 @@ pub fn render(tab: &ClustersState, app: &View, area: Rect, buf: &mut Buffer) {
         );
         return;
     };
-    let [summary, body] = Layout::vertical([Constraint::Length(4), Constraint::Min(0)]).areas(area);
-    render_summary(app, view, summary, buf);
+    let rows = 4 + u16::from(provisional.is_some());
+    let [summary, body] =
+        Layout::vertical([Constraint::Length(rows), Constraint::Min(0)]).areas(area);
+    render_summary(app, view, provisional, summary, buf);
     match c.view {
         ClustersView::List => list::render_list(tab, app, view, body, buf),
         ClustersView::Map => super::map::render(&app.map_env(), body, buf),
@@ -463,7 +482,13 @@ pub fn render(tab: &ClustersState, app: &View, area: Rect, buf: &mut Buffer) {
     }
 }
 
-fn render_summary(app: &View, view: &ClusterView, area: Rect, buf: &mut Buffer) {
+fn render_summary(
+    app: &View,
+    view: &ClusterView,
+    provisional: Option<(usize, usize)>,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     let t = app.theme;
     let r = &view.report;
     let block = t.block(
@@ -487,6 +512,18 @@ fn render_summary(app: &View, view: &ClusterView, area: Rect, buf: &mut Buffer) 
     let inner = block.inner(area);
     block.render(area, buf);
     let mut lines = Vec::new();
+    if let Some((searched, total)) = provisional {
+        let done = app.jobs.progress(JobKind::Cluster).unwrap_or(0.0) * 100.0;
+        lines.push(Line::styled(
+            format!(
+                "provisional: {} of {} entries encoded · the whole corpus's clusters follow \
+                 (encoding {done:.0}%)",
+                widgets::thousands(searched),
+                widgets::thousands(total)
+            ),
+            t.changed(),
+        ));
+    }
     match &r.gold {
         Some(g) => lines.push(Line::from(vec![
             Span::styled(format!("vs {} gold labels  ", g.labels), t.dim()),
