@@ -16,6 +16,8 @@
 //! with denormal inputs anyway). AMX tiles are not used: this code could not be run on a CPU
 //! that has them.
 
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -154,6 +156,15 @@ kernels::dispatch! {
     }
 }
 
+kernels::dispatch! {
+    /// Two rows as bf16 pairs element by element: `out[c]` = (top[c], bottom[c]).
+    fn pairs_of_rows(top: &[f32], bottom: &[f32], out: &mut [u32]) {
+        for ((d, &a), &b) in out.iter_mut().zip(top).zip(bottom) {
+            *d = pair(a, b);
+        }
+    }
+}
+
 /// The A operand: `m` rows of `pairs` bf16 pairs, row r's pair q at `data[r · row_stride + q ·
 /// pair_stride]` (strides in pairs).
 pub struct PairRows<'a> {
@@ -181,10 +192,11 @@ impl<'a> PairRows<'a> {
 }
 
 /// f32 rows (`rows × width`, row-major) as the bf16 A operand of a product over `width`.
-pub fn rows_operand(src: &[f32], rows: usize, width: usize) -> Vec<u32> {
+pub fn rows_operand(src: &[f32], rows: usize, width: usize) -> Pairs {
     assert_eq!(src.len(), rows * width, "bf16 rows operand size");
     let pairs = width.div_ceil(2);
-    let mut out = vec![0u32; rows * pairs];
+    // Every pair is written below.
+    let mut out = Pairs::uninit(rows * pairs);
     if rows * width >= 1 << 18 {
         let block = 64;
         out.par_chunks_mut(block * pairs)
@@ -199,10 +211,11 @@ pub fn rows_operand(src: &[f32], rows: usize, width: usize) -> Vec<u32> {
 /// The transpose of f32 rows (`rows × width`) as the bf16 A operand of a product over `rows`:
 /// `width` rows of ⌈rows/2⌉ pairs, row c's pair p at `out[p · width + c]` (row stride 1, pair
 /// stride `width`).
-pub fn columns_operand(src: &[f32], rows: usize, width: usize) -> Vec<u32> {
+pub fn columns_operand(src: &[f32], rows: usize, width: usize) -> Pairs {
     assert_eq!(src.len(), rows * width, "bf16 columns operand size");
     let pairs = rows.div_ceil(2);
-    let mut out = vec![0u32; pairs * width];
+    // Every pair is written below.
+    let mut out = Pairs::uninit(pairs * width);
     let block = 8;
     out.par_chunks_mut(block * width.max(1))
         .enumerate()
@@ -221,6 +234,90 @@ pub const BLOCK_ROWS: usize = 8 * TILE_ROWS;
 /// Pairs of the inner dimension per pass (a group of B: 64 KB).
 const INNER_BLOCK: usize = 256;
 
+/// Spare buffers of bf16 pairs, handed back by dropped [`PackedBf16`]s and [`Pairs`] and reused
+/// by the next ones: a training step packs the same sizes every step, and fresh buffers of tens
+/// of MB cost a zero fill (or page faults) each time. At most [`SPARE_BUFFERS`] are kept.
+static SPARE: Mutex<Vec<Vec<u32>>> = Mutex::new(Vec::new());
+const SPARE_BUFFERS: usize = 6;
+/// Smaller buffers (a GRU step's operand) are cheap to allocate and are not kept.
+const MIN_SPARE: usize = 1 << 14;
+
+/// A buffer of `len` pairs whose contents are unspecified (left over from an earlier use, or
+/// zeros): the caller writes every element.
+fn take_buffer(len: usize) -> Vec<u32> {
+    if len < MIN_SPARE {
+        return vec![0u32; len];
+    }
+    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+    // The smallest spare that is large enough, and not far too large (a small request must
+    // not hold on to the buffer a large one is about to ask for).
+    let best = spare
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.capacity() >= len && b.capacity() / 4 <= len)
+        .min_by_key(|(_, b)| b.capacity())
+        .map(|(i, _)| i);
+    let Some(i) = best else {
+        drop(spare);
+        return vec![0u32; len];
+    };
+    let mut buf = spare.swap_remove(i);
+    drop(spare);
+    if buf.len() > len {
+        buf.truncate(len);
+    } else {
+        buf.resize(len, 0);
+    }
+    buf
+}
+
+fn give_back(buf: Vec<u32>) {
+    if buf.capacity() < MIN_SPARE {
+        return;
+    }
+    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+    spare.push(buf);
+    if spare.len() > SPARE_BUFFERS {
+        // Drop the smallest: the large ones are the ones worth keeping.
+        let (i, _) = spare
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, b)| b.capacity())
+            .expect("non-empty");
+        spare.swap_remove(i);
+    }
+}
+
+/// An operand buffer of bf16 pairs (a [`PairRows`]'s data) that goes back to the spare
+/// buffers when dropped.
+pub struct Pairs(Vec<u32>);
+
+impl Pairs {
+    /// `len` pairs with unspecified contents: the caller overwrites every one.
+    pub fn uninit(len: usize) -> Self {
+        Self(take_buffer(len))
+    }
+}
+
+impl std::ops::Deref for Pairs {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Pairs {
+    fn deref_mut(&mut self) -> &mut [u32] {
+        &mut self.0
+    }
+}
+
+impl Drop for Pairs {
+    fn drop(&mut self) {
+        give_back(std::mem::take(&mut self.0));
+    }
+}
+
 /// The B operand (`inner × cols`) in bf16, packed for the tile: column group g (64 columns),
 /// panel p, inner pair q, lane j: (B[2q][c], B[2q+1][c]) for c = 64g + 16p + j, zero past the
 /// matrix.
@@ -229,6 +326,68 @@ pub struct PackedBf16 {
     pairs: usize,
     groups: usize,
     panels: Vec<u32>,
+}
+
+impl Drop for PackedBf16 {
+    fn drop(&mut self) {
+        give_back(std::mem::take(&mut self.panels));
+    }
+}
+
+kernels::dispatch! {
+    /// One column group of B (its four panels, `width` ≤ 64 columns from c0) from rows of B
+    /// that are contiguous along the columns (`c_stride` 1), row pair by row pair so that
+    /// each reads a run of the rows: panel p, pair q, lane j = (B[2q][c], B[2q+1][c]) for
+    /// c = c0 + 16p + j < c0 + width; the caller has zeroed the ragged panels.
+    fn pack_group_by_rows(b: &[f32], depth: usize, k_stride: usize, c0: usize, width: usize, group: &mut [u32]) {
+        let pairs = depth.div_ceil(2);
+        let panel_stride = pairs * PANEL;
+        for q in 0..pairs {
+            let lo = &b[2 * q * k_stride + c0..][..width];
+            let hi = (2 * q + 1 < depth).then(|| &b[(2 * q + 1) * k_stride + c0..][..width]);
+            for (p, start) in (0..width).step_by(PANEL).enumerate() {
+                let n = (width - start).min(PANEL);
+                let dst = &mut group[p * panel_stride + q * PANEL..][..n];
+                let lo = &lo[start..start + n];
+                match hi {
+                    Some(hi) => {
+                        for ((d, &x), &y) in dst.iter_mut().zip(lo).zip(&hi[start..start + n]) {
+                            *d = pair(x, y);
+                        }
+                    }
+                    None => {
+                        for (d, &x) in dst.iter_mut().zip(lo) {
+                            *d = pair(x, 0.0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+kernels::dispatch! {
+    /// One panel of B from columns of B that are contiguous along the inner dimension
+    /// (`k_stride` 1): column c0 + j's pairs converted in a row, then spread to lane j.
+    fn pack_panel_by_columns(b: &[f32], depth: usize, c_stride: usize, c0: usize, valid: usize, panel: &mut [u32]) {
+        let mut row = [0u32; 256];
+        for j in 0..valid {
+            let column = &b[(c0 + j) * c_stride..][..depth];
+            for (chunk, p0) in column.chunks(2 * row.len()).zip((0..).step_by(row.len())) {
+                let n = chunk.len().div_ceil(2);
+                let (full, rest) = chunk.split_at(chunk.len() & !1);
+                for (d, c) in row.iter_mut().zip(full.chunks_exact(2)) {
+                    *d = pair(c[0], c[1]);
+                }
+                if let Some(&last) = rest.first() {
+                    row[n - 1] = pair(last, 0.0);
+                }
+                for (q, &x) in row[..n].iter().enumerate() {
+                    panel[(p0 + q) * PANEL + j] = x;
+                }
+            }
+        }
+    }
 }
 
 impl PackedBf16 {
@@ -246,33 +405,52 @@ impl PackedBf16 {
         }
         let pairs = inner.div_ceil(2);
         let groups = cols.div_ceil(TILE_COLS);
-        let mut panels = vec![0u32; groups * TILE_PANELS * pairs * PANEL];
-        let fill = |(p, panel): (usize, &mut [u32])| {
-            let c0 = p * PANEL;
-            for j in 0..PANEL.min(cols.saturating_sub(c0)) {
-                let c = (c0 + j) * c_stride;
-                for q in 0..pairs {
-                    let k = 2 * q;
-                    let lo = b[k * k_stride + c];
-                    let hi = if k + 1 < inner {
-                        b[(k + 1) * k_stride + c]
-                    } else {
-                        0.0
-                    };
-                    panel[q * PANEL + j] = pair(lo, hi);
+        // Every element is written below (lanes past the matrix as zeros).
+        let mut panels = take_buffer(groups * TILE_PANELS * pairs * PANEL);
+        let panel_len = pairs * PANEL;
+        // One column group (four panels) per task.
+        let fill = |(g, group): (usize, &mut [u32])| {
+            let c0 = g * TILE_COLS;
+            let width = TILE_COLS.min(cols - c0);
+            for (p, panel) in group.chunks_mut(panel_len.max(1)).enumerate() {
+                if p * PANEL + PANEL > width {
+                    panel.fill(0);
+                }
+            }
+            if c_stride == 1 {
+                pack_group_by_rows(b, inner, k_stride, c0, width, group);
+                return;
+            }
+            for (p, panel) in group.chunks_mut(panel_len.max(1)).enumerate() {
+                let c0 = c0 + p * PANEL;
+                let valid = PANEL.min(cols.saturating_sub(c0));
+                if valid == 0 {
+                    continue;
+                }
+                if k_stride == 1 {
+                    pack_panel_by_columns(b, inner, c_stride, c0, valid, panel);
+                    continue;
+                }
+                for j in 0..valid {
+                    let c = (c0 + j) * c_stride;
+                    for q in 0..pairs {
+                        let k = 2 * q;
+                        let lo = b[k * k_stride + c];
+                        let hi = if k + 1 < inner {
+                            b[(k + 1) * k_stride + c]
+                        } else {
+                            0.0
+                        };
+                        panel[q * PANEL + j] = pair(lo, hi);
+                    }
                 }
             }
         };
+        let group_len = (TILE_PANELS * panel_len).max(1);
         if inner * cols >= 1 << 18 {
-            panels
-                .par_chunks_mut((pairs * PANEL).max(1))
-                .enumerate()
-                .for_each(fill);
+            panels.par_chunks_mut(group_len).enumerate().for_each(fill);
         } else {
-            panels
-                .chunks_mut((pairs * PANEL).max(1))
-                .enumerate()
-                .for_each(fill);
+            panels.chunks_mut(group_len).enumerate().for_each(fill);
         }
         Self {
             cols,
@@ -295,27 +473,118 @@ impl PackedBf16 {
         let dpbf16 = has_dpbf16(kernels::active_level());
         out.par_chunks_mut(BLOCK_ROWS * self.cols)
             .enumerate()
-            .for_each(|(i, block)| self.block(a, i * BLOCK_ROWS, block, dpbf16));
+            .for_each(|(i, block)| {
+                let rows = block.len() / self.cols;
+                self.block(a, i * BLOCK_ROWS, rows, block, self.cols, false, dpbf16)
+            });
+    }
+
+    /// A · B written to (or, with `accumulate`, added to) row i's columns
+    /// `out[i · out_stride..][..cols]` (`out` holds a.rows rows of `out_stride`), A's row blocks
+    /// spread over rayon's threads; the rest of each row is untouched.
+    pub fn matmul_strided(
+        &self,
+        a: &PairRows,
+        out: &mut [f32],
+        out_stride: usize,
+        accumulate: bool,
+    ) {
+        assert_eq!(out.len(), a.rows * out_stride, "bf16 product: output size");
+        if self.cols == 0 || a.rows == 0 {
+            return;
+        }
+        let dpbf16 = has_dpbf16(kernels::active_level());
+        out.par_chunks_mut(BLOCK_ROWS * out_stride)
+            .enumerate()
+            .for_each(|(i, block)| {
+                let rows = block.len() / out_stride;
+                self.block(
+                    a,
+                    i * BLOCK_ROWS,
+                    rows,
+                    block,
+                    out_stride,
+                    accumulate,
+                    dpbf16,
+                )
+            });
     }
 
     /// The rows `r0..` of A · B that `out` (rows × cols) holds, on this thread.
     pub fn matmul_rows(&self, a: &PairRows, r0: usize, out: &mut [f32]) {
-        self.block(a, r0, out, has_dpbf16(kernels::active_level()))
+        let rows = out.len() / self.cols.max(1);
+        assert_eq!(out.len(), rows * self.cols, "bf16 product: output size");
+        self.block(
+            a,
+            r0,
+            rows,
+            out,
+            self.cols,
+            false,
+            has_dpbf16(kernels::active_level()),
+        )
     }
 
-    fn block(&self, a: &PairRows, r0: usize, out: &mut [f32], dpbf16: bool) {
+    /// Rows `r0..r0 + rows` of A · B written to (or, with `accumulate`, added to) row i's
+    /// columns `out[i · out_stride..][..cols]`, on this thread; the rest of `out` is untouched.
+    pub fn matmul_rows_strided(
+        &self,
+        a: &PairRows,
+        r0: usize,
+        rows: usize,
+        out: &mut [f32],
+        out_stride: usize,
+        accumulate: bool,
+    ) {
+        self.block(
+            a,
+            r0,
+            rows,
+            out,
+            out_stride,
+            accumulate,
+            has_dpbf16(kernels::active_level()),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &self,
+        a: &PairRows,
+        r0: usize,
+        rows: usize,
+        out: &mut [f32],
+        out_stride: usize,
+        accumulate: bool,
+        dpbf16: bool,
+    ) {
         assert_eq!(a.pairs, self.pairs, "bf16 product: inner sizes differ");
         a.check();
-        let rows = out.len() / self.cols.max(1);
         assert!(r0 + rows <= a.rows, "bf16 product: rows outside the lhs");
-        out.fill(0.0);
+        if rows == 0 || self.cols == 0 {
+            return;
+        }
+        assert!(
+            out_stride >= self.cols
+                && (rows - 1)
+                    .checked_mul(out_stride)
+                    .and_then(|x| x.checked_add(self.cols))
+                    .is_some_and(|end| end <= out.len()),
+            "bf16 product: output does not fit its slice"
+        );
         if self.pairs == 0 {
+            if !accumulate {
+                for r in 0..rows {
+                    out[r * out_stride..][..self.cols].fill(0.0);
+                }
+            }
             return;
         }
         let panel_stride = self.pairs * PANEL;
-        let mut tile = [0f32; TILE_ROWS * TILE_COLS];
         for q0 in (0..self.pairs).step_by(INNER_BLOCK) {
             let q1 = (q0 + INNER_BLOCK).min(self.pairs);
+            // The first inner block writes the sums, later ones add to them.
+            let add = accumulate || q0 > 0;
             for g in 0..self.groups {
                 let w =
                     &self.panels[g * TILE_PANELS * panel_stride..][..TILE_PANELS * panel_stride];
@@ -323,12 +592,9 @@ impl PackedBf16 {
                 let cols = TILE_COLS.min(self.cols - c0);
                 for t0 in (0..rows).step_by(TILE_ROWS) {
                     let n = TILE_ROWS.min(rows - t0);
-                    for r in 0..n {
-                        tile[r * TILE_COLS..][..cols]
-                            .copy_from_slice(&out[(t0 + r) * self.cols + c0..][..cols]);
-                    }
                     let first = (r0 + t0) * a.row_stride;
                     let lhs = &a.data[first..];
+                    let dst = &mut out[t0 * out_stride + c0..];
                     tile_product(
                         lhs,
                         a.row_stride,
@@ -338,21 +604,22 @@ impl PackedBf16 {
                         panel_stride,
                         q0,
                         q1,
-                        &mut tile,
+                        dst,
+                        out_stride,
+                        cols,
+                        add,
                         dpbf16,
                     );
-                    for r in 0..n {
-                        out[(t0 + r) * self.cols + c0..][..cols]
-                            .copy_from_slice(&tile[r * TILE_COLS..][..cols]);
-                    }
                 }
             }
         }
     }
 }
 
-/// tile[r][c] += Σ_{q0 ≤ q < q1} A[r][q] · W[q][c] for the first `rows` rows, A's pair (r, q)
-/// at `a[r · rs + q · qs]`, W's four panels `panel_stride` apart.
+/// out[r][c] (+)= Σ_{q0 ≤ q < q1} A[r][q] · W[q][c] for the first `rows` rows and `cols`
+/// columns, A's pair (r, q) at `a[r · rs + q · qs]`, W's four panels `panel_stride` apart,
+/// out's element (r, c) at `out[r · out_stride + c]`; with `add` the sums are added to what
+/// `out` holds, otherwise they replace it.
 #[allow(clippy::too_many_arguments)]
 fn tile_product(
     a: &[u32],
@@ -363,37 +630,70 @@ fn tile_product(
     panel_stride: usize,
     q0: usize,
     q1: usize,
-    tile: &mut [f32; TILE_ROWS * TILE_COLS],
+    out: &mut [f32],
+    out_stride: usize,
+    cols: usize,
+    add: bool,
     dpbf16: bool,
 ) {
-    assert!(rows <= TILE_ROWS && q0 <= q1);
-    if rows == 0 || q0 == q1 {
+    assert!(rows <= TILE_ROWS && q0 <= q1 && cols <= TILE_COLS);
+    if rows == 0 || cols == 0 {
         return;
     }
-    // Bounds of every read below.
-    assert!((rows - 1) * rs + (q1 - 1) * qs < a.len(), "bf16 tile: lhs");
+    // Bounds of every read and write below.
     assert!(
-        (TILE_PANELS - 1) * panel_stride + q1 * PANEL <= w.len(),
-        "bf16 tile: rhs"
+        (rows - 1) * out_stride + cols <= out.len(),
+        "bf16 tile: output"
     );
+    if q0 < q1 {
+        assert!((rows - 1) * rs + (q1 - 1) * qs < a.len(), "bf16 tile: lhs");
+        assert!(
+            (TILE_PANELS - 1) * panel_stride + q1 * PANEL <= w.len(),
+            "bf16 tile: rhs"
+        );
+    }
     #[cfg(target_arch = "x86_64")]
     if dpbf16 {
         // SAFETY: `dpbf16` is only true where the CPU has AVX-512F and AVX-512 BF16; the
-        // assertions above bound every load.
+        // assertions above bound every load and store (lanes past `cols` are masked off).
         unsafe {
-            match rows {
-                1 => tile_dpbf16::<1>(a, rs, qs, w, panel_stride, q0, q1, tile),
-                2 => tile_dpbf16::<2>(a, rs, qs, w, panel_stride, q0, q1, tile),
-                3 => tile_dpbf16::<3>(a, rs, qs, w, panel_stride, q0, q1, tile),
-                4 => tile_dpbf16::<4>(a, rs, qs, w, panel_stride, q0, q1, tile),
-                5 => tile_dpbf16::<5>(a, rs, qs, w, panel_stride, q0, q1, tile),
-                _ => tile_dpbf16::<TILE_ROWS>(a, rs, qs, w, panel_stride, q0, q1, tile),
-            }
+            let f = match rows {
+                1 => tile_dpbf16::<1>,
+                2 => tile_dpbf16::<2>,
+                3 => tile_dpbf16::<3>,
+                4 => tile_dpbf16::<4>,
+                5 => tile_dpbf16::<5>,
+                _ => tile_dpbf16::<TILE_ROWS>,
+            };
+            f(
+                a,
+                rs,
+                qs,
+                w,
+                panel_stride,
+                q0,
+                q1,
+                out,
+                out_stride,
+                cols,
+                add,
+            );
         }
         return;
     }
     let _ = dpbf16;
-    tile_portable(a, rs, qs, rows, w, panel_stride, q0, q1, tile);
+    let mut tile = [0f32; TILE_ROWS * TILE_COLS];
+    if add {
+        for r in 0..rows {
+            tile[r * TILE_COLS..][..cols].copy_from_slice(&out[r * out_stride..][..cols]);
+        }
+    }
+    if q0 < q1 {
+        tile_portable(a, rs, qs, rows, w, panel_stride, q0, q1, &mut tile);
+    }
+    for r in 0..rows {
+        out[r * out_stride..][..cols].copy_from_slice(&tile[r * TILE_COLS..][..cols]);
+    }
 }
 
 kernels::dispatch! {
@@ -430,14 +730,30 @@ unsafe fn tile_dpbf16<const R: usize>(
     panel_stride: usize,
     q0: usize,
     q1: usize,
-    tile: &mut [f32; TILE_ROWS * TILE_COLS],
+    out: &mut [f32],
+    out_stride: usize,
+    cols: usize,
+    add: bool,
 ) {
     use std::arch::x86_64::*;
-    let (a_ptr, w_ptr) = (a.as_ptr(), w.as_ptr());
+    let (a_ptr, w_ptr, o_ptr) = (a.as_ptr(), w.as_ptr(), out.as_mut_ptr());
+    // Lanes of each panel inside the output's `cols` columns.
+    let mut masks = [0u16; TILE_PANELS];
+    for (p, m) in masks.iter_mut().enumerate() {
+        let valid = cols.saturating_sub(p * PANEL).min(PANEL);
+        *m = ((1u32 << valid) - 1) as u16;
+    }
     let mut acc = [[_mm512_setzero_ps(); TILE_PANELS]; R];
-    for (r, acc_r) in acc.iter_mut().enumerate() {
-        for (p, v) in acc_r.iter_mut().enumerate() {
-            *v = _mm512_loadu_ps(tile.as_ptr().add(r * TILE_COLS + p * PANEL));
+    if add {
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            for (p, v) in acc_r.iter_mut().enumerate() {
+                if masks[p] != 0 {
+                    *v = _mm512_maskz_loadu_ps(
+                        masks[p],
+                        o_ptr.wrapping_add(r * out_stride + p * PANEL),
+                    );
+                }
+            }
         }
     }
     for q in q0..q1 {
@@ -460,7 +776,11 @@ unsafe fn tile_dpbf16<const R: usize>(
     }
     for (r, acc_r) in acc.iter().enumerate() {
         for (p, v) in acc_r.iter().enumerate() {
-            _mm512_storeu_ps(tile.as_mut_ptr().add(r * TILE_COLS + p * PANEL), *v);
+            if masks[p] == u16::MAX {
+                _mm512_storeu_ps(o_ptr.add(r * out_stride + p * PANEL), *v);
+            } else if masks[p] != 0 {
+                _mm512_mask_storeu_ps(o_ptr.wrapping_add(r * out_stride + p * PANEL), masks[p], *v);
+            }
         }
     }
 }
@@ -615,6 +935,113 @@ mod tests {
         let mut part = vec![0f32; 4 * n];
         packed.matmul_rows(&op, 7, &mut part);
         assert_eq!(part[..], whole[7 * n..11 * n]);
+    }
+
+    fn pair_rows(data: &[u32], rows: usize, inner: usize) -> PairRows<'_> {
+        PairRows {
+            data,
+            rows,
+            pairs: inner.div_ceil(2),
+            row_stride: inner.div_ceil(2),
+            pair_stride: 1,
+        }
+    }
+
+    /// Products written into strided rows — replacing what is there or adding to it, the rest
+    /// of each row untouched, over more than one inner block and ragged tiles — at every
+    /// kernel level.
+    #[test]
+    fn strided_and_accumulated_products_match_the_plain_one() {
+        let (m, k, n) = (53, 2 * INNER_BLOCK + 5, 83);
+        let a = values(m * k, 0.017);
+        let b = values(k * n, 0.031);
+        let (expected, scale) = reference(&a, &b, m, k, n);
+        let rows = rows_operand(&a, m, k);
+        let op = pair_rows(&rows, m, k);
+        let stride = n + 5;
+        let before = values(m * stride, 0.7);
+        for level in kernels::available_levels() {
+            kernels::with_level(level, || {
+                let packed = PackedBf16::new(&b, k, n, n, 1);
+                let mut plain = vec![f32::NAN; m * n];
+                packed.matmul(&op, &mut plain);
+                let mut replaced = before.clone();
+                packed.matmul_strided(&op, &mut replaced, stride, false);
+                let mut added = before.clone();
+                packed.matmul_strided(&op, &mut added, stride, true);
+                // Rows 3.. on this thread, added to the first rows of `out`.
+                let mut added_rows = before.clone();
+                packed.matmul_rows_strided(&op, 3, m - 3, &mut added_rows, stride, true);
+                for r in 0..m {
+                    for c in 0..stride {
+                        let i = r * stride + c;
+                        if c >= n {
+                            assert_eq!(replaced[i].to_bits(), before[i].to_bits());
+                            assert_eq!(added[i].to_bits(), before[i].to_bits());
+                            assert_eq!(added_rows[i].to_bits(), before[i].to_bits());
+                            continue;
+                        }
+                        let what = format!("{} ({}), ({r}, {c})", level.name(), kernel_name());
+                        assert_eq!(replaced[i], plain[r * n + c], "{what}");
+                        let tol = |j: usize| 1e-5 * (scale[j] + before[i].abs()) + 1e-6;
+                        let e = before[i] + expected[r * n + c];
+                        assert!((added[i] - e).abs() <= tol(r * n + c), "{what}: added");
+                        if r + 3 < m {
+                            let e = before[i] + expected[(r + 3) * n + c];
+                            assert!(
+                                (added_rows[i] - e).abs() <= tol((r + 3) * n + c),
+                                "{what}: rows from 3"
+                            );
+                        } else {
+                            assert_eq!(added_rows[i].to_bits(), before[i].to_bits());
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// B read with any strides (contiguous columns, contiguous rows, neither) and packed into
+    /// a reused spare buffer whose old contents are NaNs: every element of the packing is
+    /// written, so the product is the reference's, at every kernel level.
+    #[test]
+    fn packing_any_strides_into_a_reused_buffer_gives_the_product() {
+        let (m, k, n) = (9, 301, 70);
+        let a = values(m * k, 0.05);
+        let b = values(k * n, 0.09);
+        let (expected, scale) = reference(&a, &b, m, k, n);
+        let b_t: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        let (ks, cs) = (2, 2 * k + 1);
+        let mut strided = vec![f32::NAN; (n - 1) * cs + (k - 1) * ks + 1];
+        for kk in 0..k {
+            for c in 0..n {
+                strided[kk * ks + c * cs] = b[kk * n + c];
+            }
+        }
+        let rows = rows_operand(&a, m, k);
+        let op = pair_rows(&rows, m, k);
+        for level in kernels::available_levels() {
+            kernels::with_level(level, || {
+                for (src, ks, cs) in [(&b, n, 1), (&b_t, 1, k), (&strided, ks, cs)] {
+                    // A spare of the right size full of NaN pairs (the packing is larger than
+                    // MIN_SPARE, so it draws on the spares).
+                    give_back(vec![u32::MAX; 2 * TILE_COLS * k.div_ceil(2) + 7]);
+                    let packed = PackedBf16::new(src, k, n, ks, cs);
+                    let mut out = vec![f32::NAN; m * n];
+                    packed.matmul(&op, &mut out);
+                    for i in 0..m * n {
+                        assert!(
+                            (out[i] - expected[i]).abs() <= 1e-5 * scale[i] + 1e-6,
+                            "{} ({}), strides ({ks}, {cs}): element {i}: {} vs {}",
+                            level.name(),
+                            kernel_name(),
+                            out[i],
+                            expected[i]
+                        );
+                    }
+                }
+            });
+        }
     }
 
     #[test]

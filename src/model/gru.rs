@@ -784,8 +784,7 @@ fn backward_direction(
                 row_stride: h3.div_ceil(2),
                 pair_stride: 1,
             };
-            p.matmul_rows(&lhs, 0, &mut through_whh);
-            kernels::add_assign(&mut carry, &through_whh);
+            p.matmul_rows_strided(&lhs, 0, b, &mut carry, hsz, true);
         } else if let Some(p) = &packed_t {
             p.matmul(dgh_t, b, &mut through_whh, hsz);
             kernels::add_assign(&mut carry, &through_whh);
@@ -816,11 +815,13 @@ fn backward_direction(
             row_stride: 1,
             pair_stride: h3,
         };
-        let mut product = vec![0f32; h3 * hsz];
-        PackedBf16::new(&h_before, t_len * b, hsz, hsz, 1).matmul_rows(&lhs, 0, &mut product);
-        for (row, p) in dw.chunks_exact_mut(hsz + 1).zip(product.chunks_exact(hsz)) {
-            row[..hsz].copy_from_slice(p);
-        }
+        // Straight into dW's columns (the bias column stays zero).
+        PackedBf16::new(&h_before, t_len * b, hsz, hsz, 1).matmul_strided(
+            &lhs,
+            &mut dw,
+            hsz + 1,
+            false,
+        );
     } else {
         sgemm(
             h3,

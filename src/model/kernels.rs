@@ -324,6 +324,43 @@ dispatch! {
 }
 
 dispatch! {
+    /// out ← scale · xs.
+    fn scale_into(xs: &[f32], scale: f32, out: &mut [f32]) {
+        for (o, &x) in out.iter_mut().zip(xs) {
+            *o = scale * x;
+        }
+    }
+}
+
+dispatch! {
+    /// Adds `bias` to the row, replaces each element x by exp(x − max) and returns (max, Σ):
+    /// the row's softmax is then row / Σ and its log-sum-exp max + ln Σ (the sums in
+    /// [`add_bias_log_sum_exp`]'s 32 lanes).
+    fn add_bias_exp_in_place(row: &mut [f32], bias: &[f32]) -> (f32, f32) {
+        for (x, b) in row.iter_mut().zip(bias) {
+            *x += b;
+        }
+        let max = max8(row);
+        let mut acc = [0f32; 32];
+        let mut chunks = row.chunks_exact_mut(32);
+        for c in &mut chunks {
+            for i in 0..32 {
+                let e = exp(c[i] - max);
+                c[i] = e;
+                acc[i] += e;
+            }
+        }
+        let mut rest = 0f32;
+        for x in chunks.into_remainder() {
+            let e = exp(*x - max);
+            *x = e;
+            rest += e;
+        }
+        (max, acc.iter().sum::<f32>() + rest)
+    }
+}
+
+dispatch! {
     /// [`gru_cell`] without a backward pass to feed, for one row: `gh` is the bare recurrent
     /// product (3H) and `gh_bias` its bias b_hh; `gi_bias` (b_ih), when given, is added to the
     /// input projection `gi` first. Each element is the same sequence of operations as adding
@@ -596,7 +633,19 @@ mod tests {
                 out.push(vec![max_of(&row), exp_coarse_sum(&row, max_of(&row))]);
                 let print = fingerprint(&row);
                 out.push(vec![(print >> 32) as f32, print as u32 as f32]);
+                // The softmax from the row's exps and their sum, against the one from its
+                // log-sum-exp.
+                let mut exps = data(0.37);
+                let (max, sum) = add_bias_exp_in_place(&mut exps, &data(0.11));
+                assert!(((max + sum.ln()) - lse).abs() <= 1e-6 * lse.abs().max(1.0));
+                let mut scaled = vec![0.0; n];
+                scale_into(&exps, 0.5 / sum, &mut scaled);
+                out.push(vec![max, sum]);
                 scaled_softmax_in_place(&mut row, lse, 0.5);
+                for (a, b) in scaled.iter().zip(&row) {
+                    assert!((a - b).abs() <= 1e-5 * b.abs() + 1e-12, "{a} vs {b}");
+                }
+                out.push(scaled);
                 add_assign(&mut row, &data(0.23));
                 out.push(row);
                 let h = 67;

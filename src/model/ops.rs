@@ -354,7 +354,8 @@ fn return_spare_logits(buf: Vec<f32>) {
 struct LinearNll {
     targets: Vec<u32>,
     precision: Precision,
-    /// Biased logits (N, V) and each row's log-sum-exp, kept for the backward pass.
+    /// Kept for the backward pass: in fp32 the biased logits (N, V) and each row's
+    /// log-sum-exp; in bf16 each row's exp(logit − max) and 1 / Σ of them.
     cache: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
 }
 
@@ -399,32 +400,43 @@ impl CustomOp3 for LinearNll {
             contiguous_f32(s3, l3, "output bias")?,
         );
         let mut logits = spare_logits(n * v);
-        let lse: Vec<f32> = if self.precision == Precision::Bf16 {
-            {
-                // logits (N, V) = hidden (N, H) · weightᵀ (H, V) in bf16, a block of rows at a
-                // time with its bias and log-sum-exp while the block is in cache.
-                let rhs = PackedBf16::new(weight, h, v, 1, h);
-                let lhs = bf16::rows_operand(hidden, n, h);
-                let lhs = PairRows {
-                    data: &lhs,
-                    rows: n,
-                    pairs: h.div_ceil(2),
-                    row_stride: h.div_ceil(2),
-                    pair_stride: 1,
-                };
-                logits
-                    .par_chunks_mut(bf16::BLOCK_ROWS * v)
-                    .enumerate()
-                    .flat_map_iter(|(i, block)| {
-                        rhs.matmul_rows(&lhs, i * bf16::BLOCK_ROWS, block);
-                        block
-                            .chunks_exact_mut(v)
-                            .map(|row| kernels::add_bias_log_sum_exp(row, bias))
-                            .collect::<Vec<_>>()
-                    })
-                    .collect()
-            }
-        } else {
+        if self.precision == Precision::Bf16 {
+            // logits (N, V) = hidden (N, H) · weightᵀ (H, V) in bf16, a block of rows at a
+            // time with its bias and softmax while the block is in cache. What the backward
+            // pass keeps is each row's exp(logit − max) and 1 / Σ of them (its softmax up to
+            // that factor): it then needs no exp of its own.
+            let rhs = PackedBf16::new(weight, h, v, 1, h);
+            let lhs = bf16::rows_operand(hidden, n, h);
+            let lhs = PairRows {
+                data: &lhs,
+                rows: n,
+                pairs: h.div_ceil(2),
+                row_stride: h.div_ceil(2),
+                pair_stride: 1,
+            };
+            let targets = &self.targets;
+            let (nll, inv_sums): (Vec<f32>, Vec<f32>) = logits
+                .par_chunks_mut(bf16::BLOCK_ROWS * v)
+                .enumerate()
+                .flat_map_iter(|(i, block)| {
+                    let r0 = i * bf16::BLOCK_ROWS;
+                    rhs.matmul_rows(&lhs, r0, block);
+                    block
+                        .chunks_exact_mut(v)
+                        .zip(&targets[r0..])
+                        .map(|(row, &t)| {
+                            let t = t as usize;
+                            let target = row[t] + bias[t];
+                            let (max, sum) = kernels::add_bias_exp_in_place(row, bias);
+                            ((max + sum.ln()) - target, 1.0 / sum)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unzip();
+            *self.cache.lock().expect("linear_nll cache") = Some((logits, inv_sums));
+            return Ok((CpuStorage::F32(nll), Shape::from(n)));
+        }
+        let lse: Vec<f32> = {
             match PackedMatrix::new(weight, v, h, h) {
                 // AVX-512: the weights packed into the tile's panels (on every thread: ~1 ms), then
                 // each block of 8 rows gets all its logits and, while they are still in cache,
@@ -482,6 +494,7 @@ impl CustomOp3 for LinearNll {
         let (n, h) = hidden.dims2()?;
         let v = weight.dim(0)?;
         let grad = grad_res.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        // In bf16 `lse` holds 1 / Σ exp per row and `dlogits` the exps (see `cache`).
         let (mut dlogits, lse) = self
             .cache
             .lock()
@@ -490,17 +503,31 @@ impl CustomOp3 for LinearNll {
             .ok_or_else(|| {
                 candle_core::Error::Msg("linear_nll: backward without a forward pass".into())
             })?;
-        // d nll_i / d logits_i = softmax(logits_i) − onehot(t_i), scaled by the incoming gradient.
-        dlogits.par_chunks_mut(v).enumerate().for_each(|(i, row)| {
-            kernels::scaled_softmax_in_place(row, lse[i], grad[i]);
-            row[self.targets[i] as usize] -= grad[i];
-        });
-        let dbias = column_sums(&dlogits, v);
         let (hg, wg) = (hidden.storage_and_layout().0, weight.storage_and_layout().0);
         let (hidden_v, weight_v) = (cpu_slice(hidden, &hg)?, cpu_slice(weight, &wg)?);
-        let (dhidden, dweight) = match self.precision {
-            Precision::Fp32 => linear_nll_grads_fp32(&dlogits, hidden_v, weight_v, n, h, v),
-            Precision::Bf16 => linear_nll_grads_bf16(&dlogits, hidden_v, weight_v, n, h, v),
+        let (dhidden, dweight, dbias) = match self.precision {
+            Precision::Fp32 => {
+                // d nll_i / d logits_i = softmax(logits_i) − onehot(t_i), scaled by the
+                // incoming gradient.
+                dlogits.par_chunks_mut(v).enumerate().for_each(|(i, row)| {
+                    kernels::scaled_softmax_in_place(row, lse[i], grad[i]);
+                    row[self.targets[i] as usize] -= grad[i];
+                });
+                let dbias = column_sums(&dlogits, v);
+                let (dhidden, dweight) =
+                    linear_nll_grads_fp32(&dlogits, hidden_v, weight_v, n, h, v);
+                (dhidden, dweight, dbias)
+            }
+            Precision::Bf16 => {
+                // The same gradient of the logits, made straight into the two bf16 operands
+                // and the bias gradient in one pass over the logits.
+                // (The forward pass kept exp(logit − max) and 1 / Σ per row.)
+                let (rows, columns, dbias) =
+                    dlogits_bf16(&dlogits, &lse, &grad, &self.targets, n, v);
+                let (dhidden, dweight) =
+                    grads_bf16_from_operands(&rows, &columns, hidden_v, weight_v, n, h, v);
+                (dhidden, dweight, dbias)
+            }
         };
         return_spare_logits(dlogits);
         let dev = hidden.device();
@@ -565,10 +592,26 @@ fn linear_nll_grads_bf16(
     h: usize,
     v: usize,
 ) -> (Vec<f32>, Vec<f32>) {
-    // dhidden (N, H) = dlogits (N, V) · weight (V, H): pairs along the vocabulary.
     let rows = bf16::rows_operand(dlogits, n, v);
+    let columns = bf16::columns_operand(dlogits, n, v);
+    grads_bf16_from_operands(&rows, &columns, hidden, weight, n, h, v)
+}
+
+/// [`linear_nll_grads_bf16`] from the logits' gradient already in bf16: `rows` holds its rows
+/// as pairs along the vocabulary ([`bf16::rows_operand`]), `columns` pairs down it
+/// ([`bf16::columns_operand`]).
+fn grads_bf16_from_operands(
+    rows: &[u32],
+    columns: &[u32],
+    hidden: &[f32],
+    weight: &[f32],
+    n: usize,
+    h: usize,
+    v: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    // dhidden (N, H) = dlogits (N, V) · weight (V, H): pairs along the vocabulary.
     let lhs = PairRows {
-        data: &rows,
+        data: rows,
         rows: n,
         pairs: v.div_ceil(2),
         row_stride: v.div_ceil(2),
@@ -576,11 +619,9 @@ fn linear_nll_grads_bf16(
     };
     let mut dhidden = vec![0f32; n * h];
     PackedBf16::new(weight, v, h, h, 1).matmul(&lhs, &mut dhidden);
-    drop(rows);
     // dweight (V, H) = dlogitsᵀ (V, N) · hidden (N, H): pairs along the tokens.
-    let columns = bf16::columns_operand(dlogits, n, v);
     let lhs = PairRows {
-        data: &columns,
+        data: columns,
         rows: v,
         pairs: n.div_ceil(2),
         row_stride: 1,
@@ -589,6 +630,98 @@ fn linear_nll_grads_bf16(
     let mut dweight = vec![0f32; v * h];
     PackedBf16::new(hidden, n, h, h, 1).matmul(&lhs, &mut dweight);
     (dhidden, dweight)
+}
+
+/// Rows of logits per task of [`dlogits_bf16`] (even: the columns operand pairs rows).
+const DLOGITS_ROWS: usize = 64;
+/// Columns of two rows of logits converted at a time by [`dlogits_bf16`] (even, so that
+/// pairs along a row do not straddle two pieces; a few KB: in L1).
+const DLOGITS_COLUMNS: usize = 1024;
+
+/// The logits' gradient d_i = g_i · softmax(logits_i) − g_i · onehot(t_i) made straight into
+/// both bf16 operands of the gradient products — rows as pairs along the vocabulary
+/// ([`bf16::rows_operand`]'s layout) and pairs of rows ([`bf16::columns_operand`]'s) — with the
+/// bias gradient Σ_i d_i in fp32: one pass over the logits instead of five (softmax, column
+/// sums, two conversions). `exps` holds each row's exp(logit − max) and `inv_sums` 1 / Σ of
+/// them ([`kernels::add_bias_exp_in_place`]), so softmax_i = exps_i · inv_sums_i. The bias
+/// gradient sums blocks of [`DLOGITS_ROWS`] rows, then the blocks in order, whatever the
+/// thread count.
+fn dlogits_bf16(
+    exps: &[f32],
+    inv_sums: &[f32],
+    grad: &[f32],
+    targets: &[u32],
+    n: usize,
+    v: usize,
+) -> (bf16::Pairs, bf16::Pairs, Vec<f32>) {
+    assert!(
+        exps.len() == n * v && inv_sums.len() == n && grad.len() == n && targets.len() == n,
+        "linear_nll: gradient operands do not fit"
+    );
+    let vp = v.div_ceil(2);
+    // Every pair of both is written below.
+    let mut rows = bf16::Pairs::uninit(n * vp);
+    let mut columns = bf16::Pairs::uninit(n.div_ceil(2) * v);
+    if n == 0 || v == 0 {
+        return (rows, columns, vec![0f32; v]);
+    }
+    let partial_sums: Vec<Vec<f32>> = rows
+        .par_chunks_mut(DLOGITS_ROWS * vp)
+        .zip(columns.par_chunks_mut(DLOGITS_ROWS / 2 * v))
+        .enumerate()
+        .map_init(
+            || (vec![0f32; DLOGITS_COLUMNS], vec![0f32; DLOGITS_COLUMNS]),
+            |(top, bottom), (c, (rows_out, columns_out))| {
+                let mut sums = vec![0f32; v];
+                for (k, (pair_rows, pair_columns)) in rows_out
+                    .chunks_mut(2 * vp)
+                    .zip(columns_out.chunks_mut(v))
+                    .enumerate()
+                {
+                    let i = c * DLOGITS_ROWS + 2 * k;
+                    let (top_pairs, bottom_pairs) = pair_rows.split_at_mut(vp);
+                    // Columns c0..c0 + width of rows i and i + 1 at a time (all in L1).
+                    for c0 in (0..v).step_by(DLOGITS_COLUMNS) {
+                        let width = DLOGITS_COLUMNS.min(v - c0);
+                        let gradient = |i: usize, out: &mut [f32]| {
+                            let exps = &exps[i * v + c0..][..width];
+                            kernels::scale_into(exps, grad[i] * inv_sums[i], out);
+                            if let Some(t) = (targets[i] as usize).checked_sub(c0) {
+                                if t < width {
+                                    out[t] -= grad[i];
+                                }
+                            }
+                        };
+                        let (top, bottom) = (&mut top[..width], &mut bottom[..width]);
+                        let sums = &mut sums[c0..c0 + width];
+                        gradient(i, top);
+                        kernels::add_assign(sums, top);
+                        let p0 = c0 / 2;
+                        let pairs = width.div_ceil(2);
+                        bf16::pairs_along_rows(top, width, &mut top_pairs[p0..p0 + pairs]);
+                        if i + 1 < n {
+                            gradient(i + 1, bottom);
+                            kernels::add_assign(sums, bottom);
+                            bf16::pairs_along_rows(
+                                bottom,
+                                width,
+                                &mut bottom_pairs[p0..p0 + pairs],
+                            );
+                        } else {
+                            bottom.fill(0.0);
+                        }
+                        bf16::pairs_of_rows(top, bottom, &mut pair_columns[c0..c0 + width]);
+                    }
+                }
+                sums
+            },
+        )
+        .collect();
+    let mut dbias = vec![0f32; v];
+    for sums in &partial_sums {
+        kernels::add_assign(&mut dbias, sums);
+    }
+    (rows, columns, dbias)
 }
 
 #[cfg(test)]
@@ -716,6 +849,53 @@ mod tests {
             assert!(d < 1e-5, "gradient of {:?} differs by {d}", v.dims());
         }
         Ok(())
+    }
+
+    /// The fused gradient of the logits gives, at every kernel level, exactly the bf16
+    /// operands of the unfused composition (the gradient from the rows' exps, then the two
+    /// conversions) and its bias gradient up to the order of the fp32 sums; the gradient itself
+    /// is the softmax's within fp32 rounding. An odd row count (a lone last row), a ragged last
+    /// block of rows, an odd vocabulary over more than one piece of columns.
+    #[test]
+    fn fused_bf16_logit_gradient_matches_the_unfused_one() -> Result<()> {
+        at_every_kernel_level(|| {
+            let (n, v) = (2 * DLOGITS_ROWS + 37, 2 * DLOGITS_COLUMNS + 101);
+            let logits: Vec<f32> = (0..n * v).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
+            let bias: Vec<f32> = (0..v).map(|i| (i as f32 * 0.7).cos()).collect();
+            let grad: Vec<f32> = (0..n).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect();
+            let targets: Vec<u32> = (0..n).map(|i| (i * 13 % v) as u32).collect();
+            let mut exps = logits.clone();
+            let inv_sums: Vec<f32> = exps
+                .chunks_mut(v)
+                .map(|row| 1.0 / kernels::add_bias_exp_in_place(row, &bias).1)
+                .collect();
+            let (rows, columns, dbias) = dlogits_bf16(&exps, &inv_sums, &grad, &targets, n, v);
+            let mut d = exps.clone();
+            let mut softmax = logits.clone();
+            for (i, (row, s)) in d.chunks_mut(v).zip(softmax.chunks_mut(v)).enumerate() {
+                for x in row.iter_mut() {
+                    *x *= grad[i] * inv_sums[i];
+                }
+                row[targets[i] as usize] -= grad[i];
+                let lse = kernels::add_bias_log_sum_exp(s, &bias);
+                kernels::scaled_softmax_in_place(s, lse, grad[i]);
+                s[targets[i] as usize] -= grad[i];
+            }
+            for (a, b) in d.iter().zip(&softmax) {
+                assert!((a - b).abs() <= 1e-5 * b.abs() + 1e-7, "{a} vs softmax {b}");
+            }
+            assert_eq!(rows[..], bf16::rows_operand(&d, n, v)[..]);
+            assert_eq!(columns[..], bf16::columns_operand(&d, n, v)[..]);
+            let sums = column_sums(&d, v);
+            for (c, (a, b)) in dbias.iter().zip(&sums).enumerate() {
+                let scale: f32 = d.chunks(v).map(|r| r[c].abs()).sum();
+                assert!(
+                    (a - b).abs() <= 1e-5 * scale + 1e-7,
+                    "column {c}: {a} vs {b}"
+                );
+            }
+            Ok(())
+        })
     }
 
     /// The bf16 op against the fp32 composition, at every kernel level (the `vdpbf16ps`
