@@ -1757,17 +1757,7 @@ fn a_newer_bars_request_overtakes_a_running_one_between_chunks() {
 fn neighbors_search_the_entries_encoded_so_far_while_the_index_is_built() {
     let (dir, ckpt, _) = common::labelled_binary_copy("sofar.safetensors");
     // Sentences of four lengths: the binary model's index is built length by length.
-    let lines: Vec<String> = common::corpus_lines()
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let words: Vec<&str> = l.split(' ').take(3 + i % 4).collect();
-            format!("{}\t{}", ["animal", "thing"][i % 2], words.join(" "))
-        })
-        .collect();
-    let corpus_path = dir.path().join("lengths.tsv");
-    std::fs::write(&corpus_path, lines.join("\n") + "\n").unwrap();
-    let corpus = corpus_path.display().to_string();
+    let corpus = common::lengths_corpus(dir.path());
     let mut h = Harness::new(
         engine(&ckpt),
         AppOptions {

@@ -176,6 +176,31 @@ pub struct PairRows<'a> {
 }
 
 impl<'a> PairRows<'a> {
+    /// The operand `rows_operand(a, rows, inner)` made: row i's pairs in a run of
+    /// ⌈inner / 2⌉ words.
+    pub fn by_rows(data: &'a [u32], rows: usize, inner: usize) -> Self {
+        let pairs = inner.div_ceil(2);
+        PairRows {
+            data,
+            rows,
+            pairs,
+            row_stride: pairs,
+            pair_stride: 1,
+        }
+    }
+
+    /// The operand `columns_operand(aᵀ, inner, rows)` made: pair p of every row together,
+    /// `rows` words apart.
+    pub fn by_columns(data: &'a [u32], rows: usize, inner: usize) -> Self {
+        PairRows {
+            data,
+            rows,
+            pairs: inner.div_ceil(2),
+            row_stride: 1,
+            pair_stride: rows,
+        }
+    }
+
     fn check(&self) {
         if self.rows == 0 || self.pairs == 0 {
             return;
@@ -853,24 +878,12 @@ mod tests {
                 kernels_seen.push(kernel_name());
                 let packed = PackedBf16::new(&b, k, n, n, 1);
                 let rows = rows_operand(&a, m, k);
-                let by_rows = PairRows {
-                    data: &rows,
-                    rows: m,
-                    pairs: k.div_ceil(2),
-                    row_stride: k.div_ceil(2),
-                    pair_stride: 1,
-                };
+                let by_rows = PairRows::by_rows(&rows, m, k);
                 let mut out = vec![f32::NAN; m * n];
                 packed.matmul(&by_rows, &mut out);
                 // The same product with A given transposed (pairs down the columns of Aᵀ).
                 let cols = columns_operand(&a_t, k, m);
-                let by_cols = PairRows {
-                    data: &cols,
-                    rows: m,
-                    pairs: k.div_ceil(2),
-                    row_stride: 1,
-                    pair_stride: m,
-                };
+                let by_cols = PairRows::by_columns(&cols, m, k);
                 let mut out_t = vec![f32::NAN; m * n];
                 packed.matmul(&by_cols, &mut out_t);
                 // And Bᵀ given as the matrix with strides swapped.
@@ -937,16 +950,6 @@ mod tests {
         assert_eq!(part[..], whole[7 * n..11 * n]);
     }
 
-    fn pair_rows(data: &[u32], rows: usize, inner: usize) -> PairRows<'_> {
-        PairRows {
-            data,
-            rows,
-            pairs: inner.div_ceil(2),
-            row_stride: inner.div_ceil(2),
-            pair_stride: 1,
-        }
-    }
-
     /// Products written into strided rows — replacing what is there or adding to it, the rest
     /// of each row untouched, over more than one inner block and ragged tiles — at every
     /// kernel level.
@@ -957,7 +960,7 @@ mod tests {
         let b = values(k * n, 0.031);
         let (expected, scale) = reference(&a, &b, m, k, n);
         let rows = rows_operand(&a, m, k);
-        let op = pair_rows(&rows, m, k);
+        let op = PairRows::by_rows(&rows, m, k);
         let stride = n + 5;
         let before = values(m * stride, 0.7);
         for level in kernels::available_levels() {
@@ -1019,7 +1022,7 @@ mod tests {
             }
         }
         let rows = rows_operand(&a, m, k);
-        let op = pair_rows(&rows, m, k);
+        let op = PairRows::by_rows(&rows, m, k);
         for level in kernels::available_levels() {
             kernels::with_level(level, || {
                 for (src, ks, cs) in [(&b, n, 1), (&b_t, 1, k), (&strided, ks, cs)] {

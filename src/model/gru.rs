@@ -482,13 +482,7 @@ fn forward_direction(
             // gh (rows, 3H) = h_prev[r0..] (rows, H) · W_hhᵀ (H, 3H)
             if let Some(p) = &packed_bf16 {
                 let lhs = bf16::rows_operand(&h_prev[r0 * hsz..(r0 + rows) * hsz], rows, hsz);
-                let lhs = PairRows {
-                    data: &lhs,
-                    rows,
-                    pairs: hsz.div_ceil(2),
-                    row_stride: hsz.div_ceil(2),
-                    pair_stride: 1,
-                };
+                let lhs = PairRows::by_rows(&lhs, rows, hsz);
                 p.matmul_rows(&lhs, 0, gh);
             } else if let Some(p) = &packed {
                 p.matmul(&h_prev[r0 * hsz..(r0 + rows) * hsz], rows, gh, h3);
@@ -777,13 +771,7 @@ fn backward_direction(
         // carry (B, H) += dgh_t (B, 3H) · W_hh (3H, H)
         if let Some(p) = &packed_bf16 {
             let lhs = bf16::rows_operand(dgh_t, b, h3);
-            let lhs = PairRows {
-                data: &lhs,
-                rows: b,
-                pairs: h3.div_ceil(2),
-                row_stride: h3.div_ceil(2),
-                pair_stride: 1,
-            };
+            let lhs = PairRows::by_rows(&lhs, b, h3);
             p.matmul_rows_strided(&lhs, 0, b, &mut carry, hsz, true);
         } else if let Some(p) = &packed_t {
             p.matmul(dgh_t, b, &mut through_whh, hsz);
@@ -808,13 +796,7 @@ fn backward_direction(
     let mut dw = vec![0f32; h3 * (hsz + 1)];
     if precision == Precision::Bf16 {
         let columns = bf16::columns_operand(&dgh, t_len * b, h3);
-        let lhs = PairRows {
-            data: &columns,
-            rows: h3,
-            pairs: (t_len * b).div_ceil(2),
-            row_stride: 1,
-            pair_stride: h3,
-        };
+        let lhs = PairRows::by_columns(&columns, h3, t_len * b);
         // Straight into dW's columns (the bias column stays zero).
         PackedBf16::new(&h_before, t_len * b, hsz, hsz, 1).matmul_strided(
             &lhs,

@@ -169,13 +169,7 @@ impl CustomOp3 for Linear {
         if self.precision == Precision::Bf16 {
             // y (N, out) = x (N, in) · wᵀ (in, out) in bf16.
             let lhs = bf16::rows_operand(x, n, input);
-            let lhs = PairRows {
-                data: &lhs,
-                rows: n,
-                pairs: input.div_ceil(2),
-                row_stride: input.div_ceil(2),
-                pair_stride: 1,
-            };
+            let lhs = PairRows::by_rows(&lhs, n, input);
             let mut y = vec![0f32; n * out];
             PackedBf16::new(w, input, out, 1, input).matmul(&lhs, &mut y);
             y.par_chunks_mut(out).for_each(|row| {
@@ -407,13 +401,7 @@ impl CustomOp3 for LinearNll {
             // that factor): it then needs no exp of its own.
             let rhs = PackedBf16::new(weight, h, v, 1, h);
             let lhs = bf16::rows_operand(hidden, n, h);
-            let lhs = PairRows {
-                data: &lhs,
-                rows: n,
-                pairs: h.div_ceil(2),
-                row_stride: h.div_ceil(2),
-                pair_stride: 1,
-            };
+            let lhs = PairRows::by_rows(&lhs, n, h);
             let targets = &self.targets;
             let (nll, inv_sums): (Vec<f32>, Vec<f32>) = logits
                 .par_chunks_mut(bf16::BLOCK_ROWS * v)
@@ -610,23 +598,11 @@ fn grads_bf16_from_operands(
     v: usize,
 ) -> (Vec<f32>, Vec<f32>) {
     // dhidden (N, H) = dlogits (N, V) · weight (V, H): pairs along the vocabulary.
-    let lhs = PairRows {
-        data: rows,
-        rows: n,
-        pairs: v.div_ceil(2),
-        row_stride: v.div_ceil(2),
-        pair_stride: 1,
-    };
+    let lhs = PairRows::by_rows(rows, n, v);
     let mut dhidden = vec![0f32; n * h];
     PackedBf16::new(weight, v, h, h, 1).matmul(&lhs, &mut dhidden);
     // dweight (V, H) = dlogitsᵀ (V, N) · hidden (N, H): pairs along the tokens.
-    let lhs = PairRows {
-        data: columns,
-        rows: v,
-        pairs: n.div_ceil(2),
-        row_stride: 1,
-        pair_stride: v,
-    };
+    let lhs = PairRows::by_columns(columns, v, n);
     let mut dweight = vec![0f32; v * h];
     PackedBf16::new(hidden, n, h, h, 1).matmul(&lhs, &mut dweight);
     (dhidden, dweight)
