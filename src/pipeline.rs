@@ -809,7 +809,7 @@ pub fn compute_clusters(
     req: &ClusterRequest,
     progress: &mut dyn FnMut(f64),
 ) -> Result<ClusterView> {
-    require_clusters(coder)?;
+    require_encoder(coder)?;
     let corpus = job_corpus(coder, req.corpus.as_deref(), "clusters")?;
     let data = corpus_codes(
         coder,
@@ -821,17 +821,6 @@ pub fn compute_clusters(
         progress,
     )?;
     cluster_view(coder, data, req)
-}
-
-fn require_clusters(coder: &Coder) -> Result<()> {
-    let caps = coder.capabilities();
-    if !caps.encodes {
-        anyhow::bail!(
-            "an `{}` model has no encoder, so sentences have no codes to index",
-            caps.name
-        );
-    }
-    Ok(())
 }
 
 /// A clustering of the entries encoded so far, while the index the Clusters tab needs is
@@ -855,7 +844,7 @@ pub fn compute_clusters_so_far(
     progress: &mut dyn FnMut(f64),
     so_far: &mut dyn FnMut(ClustersSoFar),
 ) -> Result<ClusterView> {
-    require_clusters(coder)?;
+    require_encoder(coder)?;
     let corpus = job_corpus(coder, req.corpus.as_deref(), "clusters")?;
     let mut shown = false;
     let index = neighbor_index_so_far(coder, &corpus, progress, &mut |p| {

@@ -491,17 +491,7 @@ impl PackedBf16 {
 
     /// out (a.rows × cols, row-major) = A · B, A's row blocks spread over rayon's threads.
     pub fn matmul(&self, a: &PairRows, out: &mut [f32]) {
-        assert_eq!(out.len(), a.rows * self.cols, "bf16 product: output size");
-        if self.cols == 0 {
-            return;
-        }
-        let dpbf16 = has_dpbf16(kernels::active_level());
-        out.par_chunks_mut(BLOCK_ROWS * self.cols)
-            .enumerate()
-            .for_each(|(i, block)| {
-                let rows = block.len() / self.cols;
-                self.block(a, i * BLOCK_ROWS, rows, block, self.cols, false, dpbf16)
-            });
+        self.matmul_strided(a, out, self.cols, false)
     }
 
     /// A · B written to (or, with `accumulate`, added to) row i's columns
@@ -539,15 +529,7 @@ impl PackedBf16 {
     pub fn matmul_rows(&self, a: &PairRows, r0: usize, out: &mut [f32]) {
         let rows = out.len() / self.cols.max(1);
         assert_eq!(out.len(), rows * self.cols, "bf16 product: output size");
-        self.block(
-            a,
-            r0,
-            rows,
-            out,
-            self.cols,
-            false,
-            has_dpbf16(kernels::active_level()),
-        )
+        self.matmul_rows_strided(a, r0, rows, out, self.cols, false)
     }
 
     /// Rows `r0..r0 + rows` of A · B written to (or, with `accumulate`, added to) row i's

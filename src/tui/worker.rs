@@ -34,16 +34,22 @@ pub use crate::pipeline::{
     job_corpus, Entries, NeighborIndex,
 };
 
-/// A progress callback for request `id` of `kind` that sends a report to `out` per percent
-/// done at most (plenty for a gauge, and few enough messages for the UI thread).
-fn throttled<'a>(id: u64, kind: JobKind, out: &'a mut dyn FnMut(Reply)) -> impl FnMut(f64) + 'a {
+/// `send` called per percent done at most (plenty for a gauge, and few enough messages for
+/// the UI thread).
+fn per_percent(mut send: impl FnMut(f64)) -> impl FnMut(f64) {
     let mut last = -1.0;
     move |f: f64| {
         if f - last >= 0.01 {
             last = f;
-            out(Reply::progress(id, kind, f));
+            send(f);
         }
     }
+}
+
+/// A progress callback for request `id` of `kind` that sends a report to `out` per percent
+/// done at most.
+fn throttled<'a>(id: u64, kind: JobKind, out: &'a mut dyn FnMut(Reply)) -> impl FnMut(f64) + 'a {
+    per_percent(move |f| out(Reply::progress(id, kind, f)))
 }
 
 /// [`throttled`] for a job that also sends partial replies through the same `out`.
@@ -52,13 +58,7 @@ fn throttled_cell<'a, 'b, 'c>(
     kind: JobKind,
     out: &'a std::cell::RefCell<&'b mut (dyn FnMut(Reply) + 'c)>,
 ) -> impl FnMut(f64) + use<'a, 'b, 'c> {
-    let mut last = -1.0;
-    move |f: f64| {
-        if f - last >= 0.01 {
-            last = f;
-            (*out.borrow_mut())(Reply::progress(id, kind, f));
-        }
-    }
+    per_percent(move |f| (*out.borrow_mut())(Reply::progress(id, kind, f)))
 }
 
 fn err_text(e: anyhow::Error) -> String {
