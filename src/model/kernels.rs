@@ -370,31 +370,48 @@ unsafe fn exp_sum_pairs_above_avx512(
     let c4 = _mm512_set1_ps(0.013_341_54);
     let one = _mm512_set1_ps(1.0);
     let mut acc = _mm512_setzero_ps();
-    let mut i = 0;
-    while i < n {
-        let lanes: __mmask16 = if n - i >= 16 {
-            0xffff
-        } else {
-            ((1u32 << (n - i)) - 1) as __mmask16
-        };
-        let x = _mm512_maskz_loadu_ps(lanes, ptr.add(i));
-        let t = _mm512_mul_ps(_mm512_max_ps(_mm512_sub_ps(x, shift_v), low), log2e);
-        // f = t − ⌊t⌋ (imm 9: round down, no precision exception).
-        let f = _mm512_reduce_ps::<9>(t);
-        let mut p = _mm512_fmadd_ps(f, c4, c3);
-        p = _mm512_fmadd_ps(f, p, c2);
-        p = _mm512_fmadd_ps(f, p, c1);
-        p = _mm512_fmadd_ps(f, p, one);
-        // p · 2^⌊t⌋
-        let e = _mm512_scalef_ps(p, t);
-        acc = _mm512_mask_add_ps(acc, lanes, acc, e);
-        let mut above = _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(lanes, x, threshold_v) as u32;
-        while above != 0 {
-            let j = above.trailing_zeros() as usize;
-            out.push((first + (i + j) as u32, *ptr.add(i + j)));
-            above &= above - 1;
+    // Blocks of 16 vectors: their masks are kept and their pairs appended after the block,
+    // so that no call (a growing Vec) sits in the vector loop to spill its registers.
+    const BLOCK: usize = 16 * 16;
+    let mut masks = [0u16; 16];
+    for start in (0..n).step_by(BLOCK) {
+        let end = (start + BLOCK).min(n);
+        let mut any = 0u16;
+        // The block's own sum, added to `acc` once: `acc` lives across the calls below, and
+        // a sum kept in memory made every vector wait on a store and a load.
+        let mut block_sum = _mm512_setzero_ps();
+        for (k, i) in (start..end).step_by(16).enumerate() {
+            let lanes: __mmask16 = if end - i >= 16 {
+                0xffff
+            } else {
+                ((1u32 << (end - i)) - 1) as __mmask16
+            };
+            let x = _mm512_maskz_loadu_ps(lanes, ptr.add(i));
+            let t = _mm512_mul_ps(_mm512_max_ps(_mm512_sub_ps(x, shift_v), low), log2e);
+            // f = t − ⌊t⌋ (imm 9: round down, no precision exception).
+            let f = _mm512_reduce_ps::<9>(t);
+            let mut p = _mm512_fmadd_ps(f, c4, c3);
+            p = _mm512_fmadd_ps(f, p, c2);
+            p = _mm512_fmadd_ps(f, p, c1);
+            p = _mm512_fmadd_ps(f, p, one);
+            // p · 2^⌊t⌋
+            let e = _mm512_scalef_ps(p, t);
+            block_sum = _mm512_mask_add_ps(block_sum, lanes, block_sum, e);
+            let above = _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(lanes, x, threshold_v);
+            masks[k] = above;
+            any |= above;
         }
-        i += 16;
+        acc = _mm512_add_ps(acc, block_sum);
+        if any != 0 {
+            for (k, &mask) in masks.iter().enumerate().take((end - start).div_ceil(16)) {
+                let mut mask = mask as u32;
+                while mask != 0 {
+                    let i = start + k * 16 + mask.trailing_zeros() as usize;
+                    out.push((first + i as u32, *ptr.add(i)));
+                    mask &= mask - 1;
+                }
+            }
+        }
     }
     _mm512_reduce_add_ps(acc)
 }
