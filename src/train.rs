@@ -208,6 +208,12 @@ pub struct TrainConfig {
     /// `decorrelation` (0: the full weight at once).
     #[serde(default)]
     pub decorrelation_warmup: u64,
+    /// With running moments: penalise only the pairs of code dimensions whose running
+    /// correlation over the run is above this, each by its excess, instead of the mean squared
+    /// correlation of every pair; 0 (the default, and runs saved before this existed) penalises
+    /// every pair. See [`decorrelation_penalty_above`].
+    #[serde(default)]
+    pub decorrelation_above: f64,
     /// How the binary kinds' bits are drawn while training (runs saved before this existed
     /// sampled them: [`Binarize::default`]).
     #[serde(default)]
@@ -324,6 +330,7 @@ impl Default for TrainConfig {
             decorrelation_moments: DecorrelationMoments::default(),
             decorrelation_start: 0,
             decorrelation_warmup: 0,
+            decorrelation_above: 0.0,
             binarize: Binarize::default(),
             precision: Precision::Fp32,
             seed: 42,
@@ -428,6 +435,20 @@ impl TrainConfig {
             bail!(
                 "--decorrelation must be a non-negative number, got {}",
                 self.decorrelation
+            );
+        }
+        if !(0.0..1.0).contains(&self.decorrelation_above) {
+            bail!(
+                "--decorrelation-above must be within [0, 1), got {}",
+                self.decorrelation_above
+            );
+        }
+        if self.decorrelation_above > 0.0
+            && self.decorrelation_moments != DecorrelationMoments::Running
+        {
+            bail!(
+                "--decorrelation-above picks pairs by their correlation over the run: it needs \
+                 --decorrelation-moments running"
             );
         }
         if self.binarize != Binarize::default()
@@ -1207,6 +1228,9 @@ impl std::str::FromStr for DecorrelationMoments {
 pub struct RunningMoments {
     mean: Vec<f32>,
     var: Vec<f32>,
+    /// Running average of the batches' standardised correlation matrices (L × L, row-major),
+    /// kept only by [`decorrelation_penalty_above`].
+    corr: Vec<f32>,
 }
 
 impl RunningMoments {
@@ -1253,6 +1277,24 @@ impl RunningMoments {
     pub fn var(&self) -> &[f32] {
         &self.var
     }
+
+    /// The running correlation matrix (L × L, row-major) of [`decorrelation_penalty_above`];
+    /// empty before its first batch.
+    pub fn corr(&self) -> &[f32] {
+        &self.corr
+    }
+
+    /// Folds a batch's correlation matrix into the running one (the first sets it).
+    fn update_corr(&mut self, corr: Vec<f32>) {
+        if self.corr.len() != corr.len() {
+            self.corr = corr;
+            return;
+        }
+        let r = Self::RATE;
+        for (c, x) in self.corr.iter_mut().zip(corr) {
+            *c = (1.0 - r) * *c + r * x;
+        }
+    }
 }
 
 /// Mean squared correlation between different columns of `codes` (B, L), each standardised
@@ -1261,9 +1303,65 @@ impl RunningMoments {
 /// together away from their corpus means within a batch count as correlated even when the batch
 /// holds them nearly constant. 0 when no two dimensions co-vary about those means.
 pub fn decorrelation_penalty_running(codes: &Tensor, mean: &[f32], var: &[f32]) -> Result<Tensor> {
+    match standardise_running(codes, mean, var)? {
+        Some(standard) => mean_squared_off_diagonal(&standard),
+        None => Ok(Tensor::zeros((), codes.dtype(), codes.device())?),
+    }
+}
+
+/// The decorrelation penalty on the pairs that are correlated over the run, not on every pair.
+///
+/// The mean squared correlation of a batch of ~60 codes is mostly sampling noise: with L = 128
+/// every one of the 8,128 pairs shows |r| ≈ 0.13 by chance, and the penalty pushes on all of
+/// them alike, while the few pairs that duplicate each other over the corpus weigh 1/8,128 of
+/// it. Here each pair (i, j) is weighed by its running correlation C_ij over the run's batches
+/// (standardised like [`decorrelation_penalty_running`], averaged at [`RunningMoments::RATE`]):
+/// g_ij = sign(C_ij) · max(|C_ij| − `above`, 0), held constant, and the penalty is
+/// Σ_{i<j} g_ij · r_ij over the batch's correlations r_ij. Its gradient pushes each pair above
+/// the threshold towards it, in proportion to the excess, and leaves every other pair alone.
+/// The batch's correlations are folded into `moments`' running matrix afterwards (the first
+/// batch sets it); the caller updates the means and variances as for the running penalty.
+pub fn decorrelation_penalty_above(
+    codes: &Tensor,
+    moments: &mut RunningMoments,
+    above: f32,
+) -> Result<Tensor> {
+    let zero = || Tensor::zeros((), codes.dtype(), codes.device());
+    let Some(standard) = standardise_running(codes, moments.mean(), moments.var())? else {
+        return Ok(zero()?);
+    };
+    let (b, l) = standard.dims2()?;
+    let corr = (standard.t()?.matmul(&standard)? / b as f64)?; // (L, L)
+    let batch: Vec<f32> = corr.detach().flatten_all()?.to_vec1()?;
+    if moments.corr.len() != batch.len() {
+        moments.update_corr(batch.clone());
+    }
+    let weights: Vec<f32> = (moments.corr.iter().enumerate())
+        .map(|(k, &c)| {
+            if k / l == k % l {
+                0.0
+            } else {
+                c.signum() * (c.abs() - above).max(0.0)
+            }
+        })
+        .collect();
+    moments.update_corr(batch);
+    if weights.iter().all(|&w| w == 0.0) {
+        // Nothing above the threshold: no penalty and no gradient (the code still enters the
+        // graph, so the step is the same either way).
+        return Ok((corr.sum_all()? * 0.0)?);
+    }
+    let weights = Tensor::from_vec(weights, (l, l), codes.device())?.to_dtype(codes.dtype())?;
+    // Both triangles hold each pair: half the sum counts it once.
+    Ok(((corr * weights)?.sum_all()? * 0.5)?)
+}
+
+/// `codes` (B, L) standardised with the given running means and variances (each at least
+/// [`RunningMoments::VAR_FLOOR`]); `None` where there is nothing to correlate.
+fn standardise_running(codes: &Tensor, mean: &[f32], var: &[f32]) -> Result<Option<Tensor>> {
     let (b, l) = codes.dims2()?;
     if b < 1 || l < 2 || mean.len() != l || var.len() != l {
-        return Ok(Tensor::zeros((), codes.dtype(), codes.device())?);
+        return Ok(None);
     }
     let dev = codes.device();
     let mean = Tensor::from_slice(mean, (1, l), dev)?.to_dtype(codes.dtype())?;
@@ -1272,7 +1370,7 @@ pub fn decorrelation_penalty_running(codes: &Tensor, mean: &[f32], var: &[f32]) 
         .collect();
     let inv_std = Tensor::from_vec(inv_std, (1, l), dev)?.to_dtype(codes.dtype())?;
     let standard = codes.broadcast_sub(&mean)?.broadcast_mul(&inv_std)?; // (B, L)
-    mean_squared_off_diagonal(&standard)
+    Ok(Some(standard))
 }
 
 /// The mean over the L·(L − 1) off-diagonal entries of (standardᵀ · standard / B)², for a
@@ -1316,6 +1414,7 @@ pub fn batch_loss_with(
         mi_weight,
         decorrelation,
         None,
+        0.0,
         binarize,
         0.0,
         rng,
@@ -1333,6 +1432,7 @@ pub fn batch_loss_with_moments(
     mi_weight: f64,
     decorrelation: f64,
     running: Option<&mut RunningMoments>,
+    decorrelation_above: f64,
     binarize: Binarize,
     dropout: f64,
     rng: &mut StdRng,
@@ -1348,7 +1448,11 @@ pub fn batch_loss_with_moments(
                     if moments.mean().is_empty() {
                         moments.update(&mean)?;
                     }
-                    let p = decorrelation_penalty_running(&mean, moments.mean(), moments.var())?;
+                    let p = if decorrelation_above > 0.0 {
+                        decorrelation_penalty_above(&mean, moments, decorrelation_above as f32)?
+                    } else {
+                        decorrelation_penalty_running(&mean, moments.mean(), moments.var())?
+                    };
                     moments.update(&mean)?;
                     p
                 }
@@ -1693,6 +1797,7 @@ where
             cfg.mi_weight,
             cfg.decorrelation_at(step),
             running,
+            cfg.decorrelation_above,
             cfg.binarize,
             cfg.dropout,
             rng,

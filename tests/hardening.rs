@@ -703,6 +703,7 @@ fn every_numeric_flag_is_validated() {
         ("--decorrelation", false),
         ("--decorrelation-start", false),
         ("--decorrelation-warmup", false),
+        ("--decorrelation-above", false),
         ("--seed", false),
         ("--valid-every", false),
         ("--checkpoint-every", false),

@@ -282,6 +282,153 @@ fn decorrelation_trains_and_is_stored_in_the_config() {
     );
 }
 
+#[test]
+fn the_penalty_above_a_threshold_pushes_only_the_pairs_correlated_over_the_run() {
+    use candle_core::{Device, Tensor, Var};
+    use latent_tui::train::{decorrelation_penalty_above, RunningMoments};
+    let dev = Device::Cpu;
+    // Eight codes of four bits in a balanced design: bit 1 duplicates bit 0; bits 2 and 3 are
+    // uncorrelated with every other bit.
+    let codes_of = |f: &dyn Fn(usize) -> [f32; 4]| {
+        let flat: Vec<f32> = (0..8).flat_map(f).collect();
+        Var::from_tensor(&Tensor::from_vec(flat, (8, 4), &dev).unwrap()).unwrap()
+    };
+    let bit = |i: usize, k: usize| ((i >> k) & 1) as f32;
+    let duplicated = codes_of(&|i| [bit(i, 0), bit(i, 0), bit(i, 1), bit(i, 2)]);
+    let mut moments = RunningMoments::default();
+    moments.update(duplicated.as_tensor()).unwrap();
+    let p = decorrelation_penalty_above(duplicated.as_tensor(), &mut moments, 0.5).unwrap();
+    // Pair (0, 1): running correlation 1, excess 0.5, batch correlation 1 → 0.5; no other pair.
+    let value = p.to_scalar::<f32>().unwrap();
+    assert!((value - 0.5).abs() < 1e-4, "{value}");
+    let grads = p.backward().unwrap();
+    let g = grads
+        .get(duplicated.as_tensor())
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    for row in &g {
+        assert!(
+            row[2] == 0.0 && row[3] == 0.0,
+            "bits 2 and 3 are left alone: {g:?}"
+        );
+    }
+    assert!(g.iter().any(|row| row[0] != 0.0 && row[1] != 0.0), "{g:?}");
+    // The batch's correlations are folded into the running matrix.
+    assert_eq!(moments.corr().len(), 16);
+    assert!((moments.corr()[1] - 1.0).abs() < 1e-4 && moments.corr()[2].abs() < 1e-4);
+    // Bit 1 agreeing with bit 0 in six of eight codes (correlation 0.5) under a threshold of
+    // 0.6: no penalty and no gradient.
+    let half = codes_of(&|i| {
+        let a = bit(i, 0);
+        [a, if i < 6 { a } else { 1.0 - a }, bit(i, 1), bit(i, 2)]
+    });
+    let mut fresh = RunningMoments::default();
+    fresh.update(half.as_tensor()).unwrap();
+    let p = decorrelation_penalty_above(half.as_tensor(), &mut fresh, 0.6).unwrap();
+    assert_eq!(p.to_scalar::<f32>().unwrap(), 0.0);
+    assert!((fresh.corr()[1] - 0.5).abs() < 1e-4, "{}", fresh.corr()[1]);
+    let grads = p.backward().unwrap();
+    if let Some(g) = grads.get(half.as_tensor()) {
+        assert_eq!(
+            g.abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+            0.0
+        );
+    }
+    // ... and under 0.4 it is pushed by its excess: 0.1 × 0.5.
+    let mut fresh = RunningMoments::default();
+    fresh.update(half.as_tensor()).unwrap();
+    let p = decorrelation_penalty_above(half.as_tensor(), &mut fresh, 0.4).unwrap();
+    let value = p.to_scalar::<f32>().unwrap();
+    assert!((value - 0.05).abs() < 1e-4, "{value}");
+    // Pairwise uncorrelated bits (bit 3 = bit 0 XOR bit 1): nothing to push at any threshold.
+    let apart = codes_of(&|i| {
+        let (a, b) = (bit(i, 0), bit(i, 1));
+        [a, b, bit(i, 2), (a + b) % 2.0]
+    });
+    let mut own = RunningMoments::default();
+    own.update(apart.as_tensor()).unwrap();
+    let p = decorrelation_penalty_above(apart.as_tensor(), &mut own, 0.1).unwrap();
+    assert_eq!(p.to_scalar::<f32>().unwrap(), 0.0);
+    // The running matrix moves towards newer batches: after many batches where bit 1 is the
+    // opposite of bit 0, the pair is anti-correlated and pushed the other way.
+    let opposite = codes_of(&|i| [bit(i, 0), 1.0 - bit(i, 0), bit(i, 1), bit(i, 2)]);
+    for _ in 0..300 {
+        decorrelation_penalty_above(opposite.as_tensor(), &mut moments, 0.5).unwrap();
+        moments.update(opposite.as_tensor()).unwrap();
+    }
+    assert!(moments.corr()[1] < -0.99, "{}", moments.corr()[1]);
+    let p = decorrelation_penalty_above(opposite.as_tensor(), &mut moments, 0.5).unwrap();
+    let value = p.to_scalar::<f32>().unwrap();
+    // g = −0.5, r = −1: the same push, towards 0 from below.
+    assert!((value - 0.5).abs() < 1e-2, "{value}");
+}
+
+#[test]
+fn decorrelation_above_needs_running_moments_and_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.safetensors");
+    let corpus = &common::fixtures().corpus;
+    let (ok, log) = train(
+        &[
+            "--steps",
+            "3",
+            "--decorrelation",
+            "1",
+            "--decorrelation-above",
+            "0.3",
+        ],
+        &out,
+        corpus,
+    );
+    assert!(
+        !ok && log.contains("--decorrelation-moments running"),
+        "{log}"
+    );
+    assert!(!out.exists());
+    let (ok, log) = train(
+        &[
+            "--steps",
+            "3",
+            "--decorrelation",
+            "1",
+            "--decorrelation-moments",
+            "running",
+            "--decorrelation-above",
+            "1.5",
+        ],
+        &out,
+        corpus,
+    );
+    assert!(!ok && log.contains("--decorrelation-above"), "{log}");
+    let (ok, log) = train(
+        &[
+            "--steps",
+            "3",
+            "--decorrelation",
+            "1",
+            "--decorrelation-moments",
+            "running",
+            "--decorrelation-above",
+            "0.3",
+        ],
+        &out,
+        corpus,
+    );
+    assert!(ok, "{log}");
+    let cfg = common::engine(&out)
+        .provenance
+        .train_config
+        .clone()
+        .unwrap();
+    assert_eq!(cfg["decorrelation_above"], 0.3);
+}
+
 fn train_bow(
     family: &str,
     args: &[&str],

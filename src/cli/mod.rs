@@ -633,6 +633,12 @@ pub struct TrainArgs {
     /// the full weight at once).
     #[arg(long)]
     pub decorrelation_warmup: Option<u64>,
+    /// Penalise only the pairs of dimensions whose correlation over the run (running
+    /// estimate) is above this, each by its excess, instead of every pair's batch correlation
+    /// (0 = every pair). Needs --decorrelation-moments running. A light touch for a finished
+    /// code's few duplicated bits: see docs/recipe.md.
+    #[arg(long)]
+    pub decorrelation_above: Option<f64>,
     /// How binary bits are drawn while training (binary, binary-vae): `sample` z ~ Bernoulli(p)
     /// as in the binary autoencoder paper, or `round` p at ½ (deterministic; the decoder learns
     /// from the code a user sees).
@@ -1085,6 +1091,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         decorrelation_moments,
         decorrelation_start,
         decorrelation_warmup,
+        decorrelation_above,
         binarize,
         precision,
         seed,
