@@ -1,10 +1,15 @@
-//! Times the Clusters or the Map tab's job as the explorer's worker runs it: when each
-//! provisional result arrives (the first screen: a clustering or a layout of the entries
+//! Times the Clusters, the Map or the Stats tab's job as the explorer's worker runs it: when
+//! each provisional result arrives (the first screen: a clustering or a layout of the entries
 //! encoded so far, the PCA plane the layout starts from, the layout every tenth of its
 //! epochs) and the final one.
 //!
 //!     LATENT_TUI_CACHE=/tmp/empty-dir RAYON_NUM_THREADS=2 \
 //!         cargo run --release --example tab_first_screen -- clusters|map CKPT
+//!     RAYON_NUM_THREADS=2 cargo run --release --example tab_first_screen -- stats CKPT [FLIPS]
+//!
+//! `stats` asks what the Stats tab asks on its first open (500 validation sentences, every
+//! bit flipped in as many as [`latent_tui::tui::stats::FLIP_WORK`] allows for the code's
+//! width), or every bit flipped in FLIPS sentences.
 //!
 //! Use an empty cache directory for a user's very first open (the index is built by the job),
 //! or one holding the index only (`latent-tui search`) for the map of a saved index. Times are
@@ -16,13 +21,16 @@ use latent_tui::coder::Coder;
 use latent_tui::map::Method;
 use latent_tui::pipeline::{ClusterRequest, MapRequest, MapStage};
 use latent_tui::train::process_cpu_seconds;
+use latent_tui::tui::stats::StatsState;
 use latent_tui::tui::worker::{Job, ReplyBody, Request, Worker};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(tab), Some(ckpt)) = (args.get(1), args.get(2)) else {
-        anyhow::bail!("usage: tab_first_screen clusters|map CKPT");
+        anyhow::bail!("usage: tab_first_screen clusters|map|stats CKPT [FLIPS]");
     };
+    let (wall, cpu) = (Instant::now(), process_cpu_seconds());
+    let coder = Coder::load(std::path::Path::new(ckpt), &candle_core::Device::Cpu)?;
     let job = match tab.as_str() {
         "clusters" => Job::Cluster(ClusterRequest {
             corpus: None,
@@ -36,10 +44,20 @@ fn main() -> anyhow::Result<()> {
             method: Method::Umap,
             index: None,
         }),
-        other => anyhow::bail!("no tab `{other}`: clusters or map"),
+        "stats" => {
+            let state = StatsState::default();
+            let flip_sentences = match args.get(3) {
+                Some(n) => n.parse()?,
+                None => state.flip_sentences(coder.latent_dim()),
+            };
+            Job::Stats {
+                max_sentences: state.max_sentences,
+                flip_sentences,
+            }
+        }
+        other => anyhow::bail!("no tab `{other}`: clusters, map or stats"),
     };
-    let (wall, cpu) = (Instant::now(), process_cpu_seconds());
-    let coder = Coder::load(std::path::Path::new(ckpt), &candle_core::Device::Cpu)?;
+    let coder_dim = coder.latent_dim();
     let worker = Worker::of_coder(coder);
     let stamp = || {
         format!(
@@ -94,7 +112,14 @@ fn main() -> anyhow::Result<()> {
             m.len(),
             if m.from_disk { "loaded" } else { "computed" }
         ),
-        ReplyBody::Clustered(Err(e)) | ReplyBody::Mapped(Err(e)) => {
+        ReplyBody::Stats(Ok(st)) => println!(
+            "{}: the statistics of {} sentences, every bit of {} flipped in {} sentences",
+            stamp(),
+            st.report.sentences,
+            coder_dim,
+            st.report.bits.as_ref().map_or(0, |b| b.flip_sentences)
+        ),
+        ReplyBody::Stats(Err(e)) | ReplyBody::Clustered(Err(e)) | ReplyBody::Mapped(Err(e)) => {
             println!("{}: error {e}", stamp())
         }
         _ => {}

@@ -820,7 +820,8 @@ pub fn compute_clusters(
         IndexCache::LoadOrBuild,
         progress,
     )?;
-    cluster_view(coder, data, req)
+    let view = cluster_view(coder, data, req, &|| false)?;
+    Ok(view.expect("a clustering that is never stopped is returned"))
 }
 
 /// A clustering of the entries encoded so far, while the index the Clusters tab needs is
@@ -844,17 +845,36 @@ pub fn compute_clusters_so_far(
     progress: &mut dyn FnMut(f64),
     so_far: &mut dyn FnMut(ClustersSoFar),
 ) -> Result<ClusterView> {
+    let view = compute_clusters_until(coder, req, progress, so_far, &|| false)?;
+    Ok(view.expect("a job that is never stopped returns its clustering"))
+}
+
+/// [`compute_clusters_so_far`] that stops between its steps once `stopped` says so (a newer
+/// request has overtaken this one: gitui's `AsyncSingleJob`, as the Map's layout does): before
+/// the provisional clustering, before the final clustering and before its centres are decoded.
+/// None where it stopped. An index being built is finished and saved first (the newer request
+/// loads it instead of encoding the corpus again); a clustering under way finishes its step.
+pub fn compute_clusters_until(
+    coder: &Coder,
+    req: &ClusterRequest,
+    progress: &mut dyn FnMut(f64),
+    so_far: &mut dyn FnMut(ClustersSoFar),
+    stopped: &dyn Fn() -> bool,
+) -> Result<Option<ClusterView>> {
     require_encoder(coder)?;
+    if stopped() {
+        return Ok(None);
+    }
     let corpus = job_corpus(coder, req.corpus.as_deref(), "clusters")?;
     let mut shown = false;
     let index = neighbor_index_so_far(coder, &corpus, progress, &mut |p| {
-        if shown || !enough_for_provisional(p.searched, p.total) {
+        if shown || stopped() || !enough_for_provisional(p.searched, p.total) {
             return;
         }
         shown = true;
         let data = coded_corpus(&p.index.index).subset(req.max_entries, req.seed);
-        // A provisional clustering is a bonus: one that fails is not shown.
-        if let Ok(view) = cluster_view(coder, data, req) {
+        // A provisional clustering is a bonus: one that fails (or is stopped) is not shown.
+        if let Ok(Some(view)) = cluster_view(coder, data, req, stopped) {
             so_far(ClustersSoFar {
                 view: Arc::new(view),
                 searched: p.searched,
@@ -862,8 +882,11 @@ pub fn compute_clusters_so_far(
             });
         }
     })?;
+    if stopped() {
+        return Ok(None);
+    }
     let data = coded_corpus(&index.index).subset(req.max_entries, req.seed);
-    cluster_view(coder, data, req)
+    cluster_view(coder, data, req, stopped)
 }
 
 /// The entries of an index as a coded corpus (bits, or μ).
@@ -874,8 +897,14 @@ fn coded_corpus(index: &CodeIndex) -> CodedCorpus {
     }
 }
 
-/// The clustering `req` asks for of `data`, with each gold label's mean code.
-fn cluster_view(coder: &Coder, data: CodedCorpus, req: &ClusterRequest) -> Result<ClusterView> {
+/// The clustering `req` asks for of `data`, with each gold label's mean code ([`cluster_codes`]);
+/// None where `stopped` says so before the clustering or before its centres are decoded.
+fn cluster_view(
+    coder: &Coder,
+    data: CodedCorpus,
+    req: &ClusterRequest,
+    stopped: &dyn Fn() -> bool,
+) -> Result<Option<ClusterView>> {
     let k = match req.k {
         0 => default_k(&data),
         k => k,
@@ -885,7 +914,15 @@ fn cluster_view(coder: &Coder, data: CodedCorpus, req: &ClusterRequest) -> Resul
         seed: req.seed,
         ..ClusterOptions::default()
     };
-    let report = cluster_codes(coder, &data, req.method, &opts)?;
+    if stopped() {
+        return Ok(None);
+    }
+    let method = req.method.unwrap_or(default_method(coder.is_binary()));
+    let mut report = cluster_corpus(&data, method, &opts)?;
+    if stopped() {
+        return Ok(None);
+    }
+    report.decode_centers(coder)?;
     let label_means = data
         .label_names
         .iter()
@@ -894,10 +931,10 @@ fn cluster_view(coder: &Coder, data: CodedCorpus, req: &ClusterRequest) -> Resul
     let packed = coder
         .is_binary()
         .then(|| PackedCodes::from_codes(coder.latent_dim(), data.codes.iter().map(Vec::as_slice)));
-    Ok(ClusterView {
+    Ok(Some(ClusterView {
         data,
         report,
         label_means,
         packed,
-    })
+    }))
 }

@@ -384,6 +384,97 @@ fn stats_shows_progress_then_bit_statistics() {
     assert!(h.app.tabs.stats.result.is_some());
 }
 
+/// The Stats tab's request of a `bits`-bit tiny checkpoint after `fewer` presses of `[`.
+fn stats_request_of_width(bits: usize, fewer: usize) -> (Harness, Request) {
+    let f = fixtures();
+    let name = format!("stats-width-{bits}-{fewer}.safetensors");
+    let path =
+        common::tiny_checkpoint_wide(&f.dir, &f.corpus, LatentKind::Binary, &name, 4.0, bits);
+    let mut h = harness(&path);
+    h.key(KeyCode::Esc);
+    h.app
+        .update(Msg::Key(crossterm::event::KeyEvent::from(KeyCode::Char(
+            '4',
+        ))));
+    for _ in 0..fewer {
+        h.app
+            .update(Msg::Key(crossterm::event::KeyEvent::from(KeyCode::Char(
+                '[',
+            ))));
+    }
+    let stats = h
+        .queued()
+        .into_iter()
+        .filter(|r| matches!(r.job, Job::Stats { .. }))
+        .max_by_key(|r| r.id)
+        .expect("entering the tab asks for statistics");
+    (h, stats)
+}
+
+#[test]
+fn stats_flips_fewer_sentences_of_wider_codes_and_says_how_many() {
+    let flips = |r: &Request| match r.job {
+        Job::Stats { flip_sentences, .. } => flip_sentences,
+        _ => unreachable!(),
+    };
+    // The default flips every bit of 150 sentences of a 128-bit code; a 256-bit code gets as
+    // many flips, spread over half the sentences.
+    let (h128, r128) = stats_request_of_width(128, 0);
+    let (mut h256, r256) = stats_request_of_width(256, 0);
+    assert_eq!(flips(&r128), 150);
+    assert_eq!(flips(&r256), 75);
+    assert_has(&h128.screen(), "500 sentences, every bit flipped in 150");
+    assert_has(&h256.screen(), "500 sentences, every bit flipped in 75");
+    // `[` halves the flip work as it halves the sentences.
+    let (_, r) = stats_request_of_width(128, 3);
+    assert_eq!(flips(&r), 18);
+    let (mut h, r) = stats_request_of_width(256, 3);
+    assert_eq!(flips(&r), 9);
+    assert_has(&h.screen(), "62 sentences, every bit flipped in 9");
+    // The flip figures on screen say how many sentences they are from.
+    h.compute(vec![r]);
+    let b = h
+        .app
+        .tabs
+        .stats
+        .result
+        .as_ref()
+        .unwrap()
+        .report
+        .bits
+        .clone()
+        .unwrap();
+    assert_eq!(b.flip_ppl.len(), 256);
+    assert_eq!(b.flip_sentences, 9);
+    assert_has(
+        &h.screen(),
+        &format!(
+            "Perplexity growth when a bit is flipped (9 sentences, base {:.2})",
+            b.base_ppl
+        ),
+    );
+    // At the default request, the count of the flips actually computed (the split may be shorter).
+    h256.compute(vec![r256]);
+    let b = h256
+        .app
+        .tabs
+        .stats
+        .result
+        .as_ref()
+        .unwrap()
+        .report
+        .bits
+        .clone()
+        .unwrap();
+    assert_has(
+        &h256.screen(),
+        &format!(
+            "Perplexity growth when a bit is flipped ({} sentences,",
+            b.flip_sentences
+        ),
+    );
+}
+
 #[test]
 fn stale_replies_are_dropped() {
     let f = fixtures();
@@ -1751,6 +1842,75 @@ fn a_newer_bars_request_overtakes_a_running_one_between_chunks() {
         replies.last().unwrap().body,
         ReplyBody::Bars(Ok(_))
     ));
+}
+
+#[test]
+fn the_map_and_the_clusters_opened_while_the_index_is_built_say_what_they_wait_for() {
+    let (dir, ckpt, _) = common::labelled_binary_copy("waits.safetensors");
+    let corpus = common::lengths_corpus(dir.path());
+    let mut h = Harness::new(
+        engine(&ckpt),
+        AppOptions {
+            theme: Theme { color: false },
+            index_corpus: Some(corpus),
+            ..AppOptions::default()
+        },
+    );
+    let press = |h: &mut Harness, c: char| {
+        h.app.update(Msg::Key(crossterm::event::KeyEvent::new(
+            KeyCode::Char(c),
+            crossterm::event::KeyModifiers::NONE,
+        )))
+    };
+    press(&mut h, '6');
+    let index = h
+        .queued()
+        .into_iter()
+        .find(|r| matches!(r.job, Job::Index { .. }))
+        .expect("the Neighbors tab asks for its index");
+    let index_id = index.id;
+    let mut replies = h.replies(vec![index]).into_iter();
+    // The index is on its way: the first entries encoded are searched.
+    let (searched, total) = loop {
+        let r = replies.next().expect("an index so far");
+        let part = match &r.body {
+            ReplyBody::IndexSoFar(p) => Some((p.searched, p.total)),
+            _ => None,
+        };
+        h.deliver(r);
+        if let Some(p) = part {
+            break p;
+        }
+    };
+    h.deliver(Reply::progress(index_id, JobKind::Index, 0.5));
+    // `m`: the map waits for the whole index, and says so with the index's progress.
+    press(&mut h, 'm');
+    let s = h.screen();
+    assert_has(&s, "The map is laid out once the index is built");
+    assert_has(&s, &format!("{searched} of {total} entries encoded so far"));
+    assert_has(&s, "50%");
+    // The Clusters tab opened meanwhile waits for that index rather than sitting blank.
+    press(&mut h, '7');
+    assert_eq!(h.app.tab, TabId::Clusters);
+    let s = h.screen();
+    assert_has(
+        &s,
+        "Waiting for the corpus index the Neighbors tab is building",
+    );
+    assert_has(&s, "50%");
+    // The index done, the map and the clusters are made from the index it saved.
+    for r in replies {
+        h.deliver(r);
+    }
+    let queued = h.queued();
+    assert!(queued.iter().any(|r| matches!(r.job, Job::Cluster(_))));
+    assert!(queued.iter().any(|r| matches!(r.job, Job::Map(_))));
+    h.compute(queued);
+    h.settle();
+    let s = h.screen();
+    assert!(h.app.shared.clusters.is_some(), "{s}");
+    assert_lacks(&s, "Waiting for the corpus index");
+    assert_has(&s, "k = 2 · seed 0");
 }
 
 #[test]

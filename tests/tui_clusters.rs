@@ -503,3 +503,67 @@ fn clusters_of_the_entries_encoded_so_far_show_while_the_index_is_built() {
         &format!("k = 2 · seed 0 · {} train entries", whole.data.len()),
     );
 }
+
+#[test]
+fn a_newer_cluster_request_stops_the_clustering_it_overtakes() {
+    use latent_tui::tui::worker::{ReplyBody, Worker};
+    let (dir, ckpt, _) = labelled_fixture("overtaken.safetensors");
+    let corpus = common::lengths_corpus(dir.path());
+    let mut h = Harness::new(engine(&ckpt), options(Some(corpus)));
+    // The tab opens (request 1, building the index) and the user reseeds before it is done.
+    press(&mut h, KeyCode::Char('7'));
+    press(&mut h, KeyCode::Char('s'));
+    let (mut clusterings, others): (Vec<Request>, Vec<Request>) = h
+        .queued()
+        .into_iter()
+        .partition(|r| matches!(r.job, Job::Cluster(_)));
+    h.compute(others);
+    clusterings.sort_by_key(|r| r.id);
+    let [old, new] = <[Request; 2]>::try_from(clusterings).expect("two clustering requests");
+    // The newer request is sent while the old job encodes the corpus: the old job neither
+    // clusters (not even provisionally) nor replies with clusters, but it finishes and saves
+    // the index, which the newer one then loads.
+    let worker = Worker::of_coder(coder(&ckpt));
+    let mut replies = Vec::new();
+    worker.handle(old.clone(), &mut |r| {
+        if replies.is_empty() {
+            worker.announce(&new);
+        }
+        replies.push(r)
+    });
+    assert!(!replies.is_empty());
+    assert!(
+        replies
+            .iter()
+            .all(|r| matches!(r.body, ReplyBody::Progress(_))),
+        "an overtaken clustering sends no clusters: {:?}",
+        replies.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    assert!(latent_tui::index::default_path(&ckpt).exists());
+    // Overtaken before it starts, a job does nothing at all.
+    let mut none = Vec::new();
+    worker.handle(old, &mut |r| none.push(r));
+    assert!(
+        none.is_empty(),
+        "{:?}",
+        none.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    for r in replies {
+        h.deliver(r);
+    }
+    assert!(h.app.busy(), "the app still waits for the newer request");
+    assert!(h.app.shared.clusters.is_none());
+    // The newer request loads that index and clusters with the next seed.
+    let mut replies = Vec::new();
+    worker.handle(new, &mut |r| replies.push(r));
+    assert!(replies
+        .iter()
+        .any(|r| matches!(&r.body, ReplyBody::Clustered(Ok(v)) if v.report.options.seed == 1)));
+    for r in replies {
+        h.deliver(r);
+    }
+    // (What the clusters lead to, such as decodings, runs inline.)
+    h.settle();
+    assert!(!h.app.busy());
+    assert_has(&h.screen(), "k = 2 · seed 1 ·");
+}

@@ -441,15 +441,27 @@ pub fn render(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) {
     if let (true, Some(p)) = (app.jobs.is_pending(JobKind::Index), so_far) {
         // The best matches among the entries encoded so far, while the rest are.
         if nb.show_map {
-            widgets::message_panel(
+            // The map lays the whole index out (its job is queued behind the index's): say
+            // what it waits for and how far that is.
+            let block = t.block(Span::styled(" Map ", t.bold()), false);
+            let inner = block.inner(body);
+            block.render(body, buf);
+            let [msg, gauge] =
+                Layout::vertical([Constraint::Length(3), Constraint::Length(1)]).areas(inner);
+            widgets::wrapped(
                 buf,
-                body,
-                t,
-                " Map ",
-                vec![Line::from(
-                    "The map is laid out once the index is built: m for the list meanwhile.",
-                )],
+                msg,
+                vec![
+                    Line::from(format!(
+                        "The map is laid out once the index is built: {} of {} entries \
+                         encoded so far.",
+                        widgets::thousands(p.searched),
+                        widgets::thousands(p.total)
+                    )),
+                    Line::styled("m for the list of their best matches meanwhile", t.dim()),
+                ],
             );
+            widgets::job_gauge(buf, gauge, t, app.jobs.progress(JobKind::Index));
         } else {
             render_list(tab, app, &p.index, body, buf);
         }

@@ -18,10 +18,31 @@ use super::widgets::{self, grouped_columns, heat_map, text, vertical_bars};
 use crate::coder::Capabilities;
 use crate::coder::SplitStats;
 
+/// The bit-flip work of the default request, in sentence-bits: every bit of 150 sentences of a
+/// 128-bit code flipped. The sentences flipped scale with the code's width to keep this work
+/// ([`flip_sentences`]): a 256-bit code has 75 sentences' bits flipped.
+pub const FLIP_WORK: usize = 150 * 128;
+
+/// Fewest sentences whose bits are flipped, and the least flip work `[` goes down to.
+const MIN_FLIP_SENTENCES: usize = 5;
+const MIN_FLIP_WORK: usize = MIN_FLIP_SENTENCES * 128;
+/// Most flip work `]` goes up to (16,000 sentences of a 128-bit code).
+const MAX_FLIP_WORK: usize = 16_000 * 128;
+
+/// Sentences whose every bit is flipped when `flip_work` sentence-bits are spent on a code of
+/// `latent_dim` bits: `flip_work / latent_dim`, at least 5, at most `max_sentences` (the flips
+/// are of the first sentences evaluated).
+pub fn flip_sentences(flip_work: usize, latent_dim: usize, max_sentences: usize) -> usize {
+    (flip_work / latent_dim.max(1))
+        .max(MIN_FLIP_SENTENCES)
+        .min(max_sentences.max(1))
+}
+
 #[derive(Debug)]
 pub struct StatsState {
     pub max_sentences: usize,
-    pub flip_sentences: usize,
+    /// Sentence-bits flipped ([`FLIP_WORK`] by default; `[` and `]` halve and double it).
+    pub flip_work: usize,
     pub result: Option<SplitStats>,
     pub error: Option<String>,
     pub cursor: usize,
@@ -33,7 +54,7 @@ impl Default for StatsState {
     fn default() -> Self {
         Self {
             max_sentences: 500,
-            flip_sentences: 150,
+            flip_work: FLIP_WORK,
             result: None,
             error: None,
             cursor: 0,
@@ -146,11 +167,16 @@ impl StatsState {
         }
     }
 
+    /// Sentences whose bits the next request flips, for a code of `latent_dim` bits.
+    pub fn flip_sentences(&self, latent_dim: usize) -> usize {
+        flip_sentences(self.flip_work, latent_dim, self.max_sentences)
+    }
+
     fn request(&mut self, cx: &mut Ctx) {
         self.error = None;
         cx.jobs.submit(Job::Stats {
             max_sentences: self.max_sentences,
-            flip_sentences: self.flip_sentences,
+            flip_sentences: self.flip_sentences(cx.model.latent_dim),
         });
     }
 
@@ -171,12 +197,12 @@ impl StatsState {
             Action::Meanings => self.meanings_view = !self.meanings_view,
             Action::More => {
                 self.max_sentences = (self.max_sentences * 2).min(64_000);
-                self.flip_sentences = (self.flip_sentences * 2).min(16_000);
+                self.flip_work = (self.flip_work * 2).min(MAX_FLIP_WORK);
                 self.request(cx);
             }
             Action::Fewer => {
                 self.max_sentences = (self.max_sentences / 2).max(10);
-                self.flip_sentences = (self.flip_sentences / 2).max(5);
+                self.flip_work = (self.flip_work / 2).max(MIN_FLIP_WORK);
                 self.request(cx);
             }
         }
@@ -241,8 +267,9 @@ pub fn render(tab: &StatsState, app: &View, area: Rect, buf: &mut Buffer) {
     let [head, body] = Layout::vertical([Constraint::Length(5), Constraint::Min(0)]).areas(area);
     let sizes = if app.model.binary() && app.model.caps.scores {
         format!(
-            "· {} sentences, bit flips on {} ",
-            st.max_sentences, st.flip_sentences
+            "· {} sentences, every bit flipped in {} ",
+            st.max_sentences,
+            st.flip_sentences(app.model.latent_dim)
         )
     } else {
         format!("· {} sentences ", st.max_sentences)
@@ -526,8 +553,8 @@ fn render_bits(
         bars(
             growth_a,
             format!(
-                " Perplexity growth when a bit is flipped (base {:.2}) ",
-                b.base_ppl
+                " Perplexity growth when a bit is flipped ({} sentences, base {:.2}) ",
+                b.flip_sentences, b.base_ppl
             ),
             &growth_pct,
             0.0,

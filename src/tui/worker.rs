@@ -371,7 +371,10 @@ impl Worker {
             Job::Cluster(req) => {
                 let out = std::cell::RefCell::new(&mut *out);
                 let mut progress = throttled_cell(id, kind, &out);
-                let result = crate::pipeline::compute_clusters_so_far(
+                // A newer clustering request (k changed, the user re-clustering, another
+                // model) stops this one between its steps.
+                let stopped = || self.newest.overtaken(kind, id);
+                let result = crate::pipeline::compute_clusters_until(
                     &coder,
                     &req,
                     &mut progress,
@@ -382,8 +385,14 @@ impl Worker {
                             body: ReplyBody::ClusteredSoFar(Arc::new(p)),
                         })
                     },
+                    &stopped,
                 );
-                ReplyBody::Clustered(result.map(Arc::new).map_err(err_text))
+                match result {
+                    // Abandoned: the app waits for the newer request's reply, not this one.
+                    Ok(None) => return,
+                    Ok(Some(view)) => ReplyBody::Clustered(Ok(Arc::new(view))),
+                    Err(e) => ReplyBody::Clustered(Err(err_text(e))),
+                }
             }
             Job::Structure(job) => {
                 ReplyBody::Structure(compute_structure(&coder, &job).map_err(err_text))

@@ -435,15 +435,26 @@ pub fn render(tab: &ClustersState, app: &View, area: Rect, buf: &mut Buffer) {
         block.render(area, buf);
         let [msg, gauge] =
             Layout::vertical([Constraint::Length(3), Constraint::Length(1)]).areas(inner);
-        widgets::wrapped(
-            buf,
-            msg,
-            vec![Line::from(
+        // Queued behind the Neighbors tab's index (one background job at a time): the
+        // clustering loads that index once it is saved instead of encoding the corpus again,
+        // so its progress is this tab's.
+        let behind_index =
+            app.jobs.is_pending(JobKind::Index) && app.jobs.progress(JobKind::Cluster).is_none();
+        let (text, progress) = if behind_index {
+            (
+                "Waiting for the corpus index the Neighbors tab is building: the clusters are \
+                 made from it once it is saved (not from a second encoding)…",
+                app.jobs.progress(JobKind::Index),
+            )
+        } else {
+            (
                 "Encoding the train split of the corpus (or loading its saved index), then \
                  clustering the codes…",
-            )],
-        );
-        widgets::job_gauge(buf, gauge, t, app.jobs.progress(JobKind::Cluster));
+                app.jobs.progress(JobKind::Cluster),
+            )
+        };
+        widgets::wrapped(buf, msg, vec![Line::from(text)]);
+        widgets::job_gauge(buf, gauge, t, progress);
         return;
     }
     if let Some(e) = &c.error {
