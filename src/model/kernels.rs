@@ -277,16 +277,21 @@ dispatch! {
     /// Appends (first + i, xs[i]) for every element of `xs` above `threshold`, in order: a
     /// 16-bit mask per 16 elements (one vector compare), then its set bits.
     fn pairs_above(xs: &[f32], threshold: f32, first: u32, out: &mut Vec<(u32, f32)>) {
-        for (k, c) in xs.chunks(16).enumerate() {
-            let mut mask = 0u32;
-            for (i, &x) in c.iter().enumerate() {
-                mask |= u32::from(x > threshold) << i;
-            }
-            while mask != 0 {
-                let i = mask.trailing_zeros() as usize;
-                out.push((first + (k * 16 + i) as u32, c[i]));
-                mask &= mask - 1;
-            }
+        pairs_above_inner(xs, threshold, first, out)
+    }
+}
+
+#[inline(always)]
+fn pairs_above_inner(xs: &[f32], threshold: f32, first: u32, out: &mut Vec<(u32, f32)>) {
+    for (k, c) in xs.chunks(16).enumerate() {
+        let mut mask = 0u32;
+        for (i, &x) in c.iter().enumerate() {
+            mask |= u32::from(x > threshold) << i;
+        }
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            out.push((first + (k * 16 + i) as u32, c[i]));
+            mask &= mask - 1;
         }
     }
 }
@@ -295,16 +300,120 @@ dispatch! {
     /// Σ exp_coarse(x − shift) over `xs` in 32 lanes (the same order at every level): the tail
     /// of an approximate log-sum-exp ([`exp_coarse`]).
     fn exp_coarse_sum(xs: &[f32], shift: f32) -> f32 {
-        let mut acc = [0f32; 32];
-        let chunks = xs.chunks_exact(32);
-        let rest = chunks.remainder();
-        for c in chunks {
-            for i in 0..32 {
-                acc[i] += exp_coarse(c[i] - shift);
+        exp_coarse_sum_inner(xs, shift)
+    }
+}
+
+#[inline(always)]
+fn exp_coarse_sum_inner(xs: &[f32], shift: f32) -> f32 {
+    let mut acc = [0f32; 32];
+    let chunks = xs.chunks_exact(32);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..32 {
+            acc[i] += exp_coarse(c[i] - shift);
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().map(|&x| exp_coarse(x - shift)).sum::<f32>()
+}
+
+/// [`exp_coarse_sum`] and [`pairs_above`] of the same elements in one pass: returns
+/// Σ exp_coarse(x − shift) and appends (first + i, xs[i]) for every element above
+/// `threshold`, in order. One online log-sum-exp stretch of the 8-bit output layer reads its
+/// logits once instead of twice. AVX-512 (with DQ) runs a hand-written kernel — 2^f by the
+/// same polynomial, `vreduceps` for f and `vscalefps` for the power of two, fused
+/// multiply-adds — whose sum agrees with the other levels' to rounding; the pairs are the same.
+pub fn exp_sum_pairs_above(
+    xs: &[f32],
+    shift: f32,
+    threshold: f32,
+    first: u32,
+    out: &mut Vec<(u32, f32)>,
+) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if active_level() == Level::Avx512 && std::arch::is_x86_feature_detected!("avx512dq") {
+        // SAFETY: the level is only AVX-512 where the CPU has AVX-512F, and DQ was checked.
+        return unsafe { exp_sum_pairs_above_avx512(xs, shift, threshold, first, out) };
+    }
+    exp_sum_pairs_above_lanes(xs, shift, threshold, first, out)
+}
+
+dispatch! {
+    /// [`exp_sum_pairs_above`] as [`exp_coarse_sum`] and [`pairs_above`] compute it: the
+    /// reference, and what runs below AVX-512.
+    fn exp_sum_pairs_above_lanes(xs: &[f32], shift: f32, threshold: f32, first: u32, out: &mut Vec<(u32, f32)>) -> f32 {
+        pairs_above_inner(xs, threshold, first, out);
+        exp_coarse_sum_inner(xs, shift)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn exp_sum_pairs_above_avx512(
+    xs: &[f32],
+    shift: f32,
+    threshold: f32,
+    first: u32,
+    out: &mut Vec<(u32, f32)>,
+) -> f32 {
+    use std::arch::x86_64::*;
+    let n = xs.len();
+    let ptr = xs.as_ptr();
+    let shift_v = _mm512_set1_ps(shift);
+    let threshold_v = _mm512_set1_ps(threshold);
+    // exp_coarse's clamp and polynomial (2^f on [0, 1)).
+    let low = _mm512_set1_ps(-126.0 / std::f32::consts::LOG2_E);
+    let log2e = _mm512_set1_ps(std::f32::consts::LOG2_E);
+    let c1 = _mm512_set1_ps(0.693_043_5);
+    let c2 = _mm512_set1_ps(0.241_249_81);
+    let c3 = _mm512_set1_ps(0.052_352_83);
+    let c4 = _mm512_set1_ps(0.013_341_54);
+    let one = _mm512_set1_ps(1.0);
+    let mut acc = _mm512_setzero_ps();
+    // Blocks of 16 vectors: their masks are kept and their pairs appended after the block,
+    // so that no call (a growing Vec) sits in the vector loop to spill its registers.
+    const BLOCK: usize = 16 * 16;
+    let mut masks = [0u16; 16];
+    for start in (0..n).step_by(BLOCK) {
+        let end = (start + BLOCK).min(n);
+        let mut any = 0u16;
+        // The block's own sum, added to `acc` once: `acc` lives across the calls below, and
+        // a sum kept in memory made every vector wait on a store and a load.
+        let mut block_sum = _mm512_setzero_ps();
+        for (k, i) in (start..end).step_by(16).enumerate() {
+            let lanes: __mmask16 = if end - i >= 16 {
+                0xffff
+            } else {
+                ((1u32 << (end - i)) - 1) as __mmask16
+            };
+            let x = _mm512_maskz_loadu_ps(lanes, ptr.add(i));
+            let t = _mm512_mul_ps(_mm512_max_ps(_mm512_sub_ps(x, shift_v), low), log2e);
+            // f = t − ⌊t⌋ (imm 9: round down, no precision exception).
+            let f = _mm512_reduce_ps::<9>(t);
+            let mut p = _mm512_fmadd_ps(f, c4, c3);
+            p = _mm512_fmadd_ps(f, p, c2);
+            p = _mm512_fmadd_ps(f, p, c1);
+            p = _mm512_fmadd_ps(f, p, one);
+            // p · 2^⌊t⌋
+            let e = _mm512_scalef_ps(p, t);
+            block_sum = _mm512_mask_add_ps(block_sum, lanes, block_sum, e);
+            let above = _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(lanes, x, threshold_v);
+            masks[k] = above;
+            any |= above;
+        }
+        acc = _mm512_add_ps(acc, block_sum);
+        if any != 0 {
+            for (k, &mask) in masks.iter().enumerate().take((end - start).div_ceil(16)) {
+                let mut mask = mask as u32;
+                while mask != 0 {
+                    let i = start + k * 16 + mask.trailing_zeros() as usize;
+                    out.push((first + i as u32, *ptr.add(i)));
+                    mask &= mask - 1;
+                }
             }
         }
-        acc.iter().sum::<f32>() + rest.iter().map(|&x| exp_coarse(x - shift)).sum::<f32>()
     }
+    _mm512_reduce_add_ps(acc)
 }
 
 dispatch! {
@@ -707,6 +816,48 @@ mod tests {
                         level.name()
                     );
                 }
+            }
+        }
+    }
+
+    /// The one-pass exp-sum and pairs against f64 exps and a plain filter, at every level
+    /// (AVX-512 runs its own kernel): lengths around the vector widths, a NaN and −∞.
+    #[test]
+    fn exp_sum_pairs_above_matches_the_reference_at_every_level() {
+        for n in [0, 1, 15, 16, 17, 31, 33, 384, 1003] {
+            let mut xs: Vec<f32> = (0..n)
+                .map(|i| ((i * 37) % 101) as f32 * 0.2 - 12.0)
+                .collect();
+            if n > 20 {
+                xs[5] = f32::NAN;
+                xs[19] = f32::NEG_INFINITY;
+            }
+            let shift = 8.5;
+            let threshold = 3.1;
+            let exact: f64 = xs
+                .iter()
+                .filter(|x| !x.is_nan())
+                .map(|&x| ((x - shift) as f64).exp())
+                .sum();
+            let expected: Vec<(u32, f32)> = xs
+                .iter()
+                .enumerate()
+                .filter(|(_, &x)| x > threshold)
+                .map(|(i, &x)| (7 + i as u32, x))
+                .collect();
+            for level in available_levels() {
+                with_level(level, || {
+                    let mut got = vec![(0, 0.0)];
+                    let sum = exp_sum_pairs_above(&xs, shift, threshold, 7, &mut got);
+                    assert_eq!(got[0], (0, 0.0), "appends");
+                    assert_eq!(got[1..], expected[..], "{}: n {n}", level.name());
+                    // NaN and −∞ are clamped to a term of ~1e-38, as in exp_coarse.
+                    assert!(
+                        (sum as f64 - exact).abs() <= 2e-5 * exact + 1e-30,
+                        "{}: n {n}: {sum} vs {exact}",
+                        level.name()
+                    );
+                });
             }
         }
     }

@@ -76,24 +76,25 @@ impl Default for RowFold {
 }
 
 impl RowFold {
-    /// Folds in the logits of words `v0..v0 + logits.len()`.
-    fn add(&mut self, logits: &[f32], v0: u32) {
-        let stretch_max = kernels::max_of(logits);
+    /// Folds in the logits of words `v0..v0 + logits.len()`, whose largest is `stretch_max`
+    /// (found while the tile wrote them).
+    fn add(&mut self, logits: &[f32], stretch_max: f32, v0: u32) {
         if stretch_max > self.max {
             // The first stretch rescales a zero sum (exp_coarse(−∞) is a tiny positive number).
             self.sum *= kernels::exp_coarse(self.max - stretch_max);
             self.max = stretch_max;
         }
-        self.sum += kernels::exp_coarse_sum(logits, self.max);
         // The log-sum-exp so far only grows, so words below it − LEADER_GAP are never leaders
-        // (a bound above the running maximum by ln Σ: on flat rows, far fewer words).
-        let threshold = self.max + self.sum.ln() - LEADER_GAP;
-        if stretch_max > threshold {
-            if self.near.len() >= NEAR_PRUNE {
-                self.near.retain(|&(_, l)| l > threshold);
-            }
-            kernels::pairs_above(logits, threshold, v0, &mut self.near);
+        // (a bound above the running maximum by ln Σ: on flat rows, far fewer words). Its
+        // value before this stretch, with the running maximum's own term (1) as a floor, is a
+        // lower bound of it after: one pass then reads the stretch for both the sum and the
+        // possible leaders, keeping a few more of them than the bound after would (the
+        // leaders themselves are chosen against the final log-sum-exp).
+        let threshold = self.max + self.sum.max(1.0).ln() - LEADER_GAP;
+        if self.near.len() >= NEAR_PRUNE {
+            self.near.retain(|&(_, l)| l > threshold);
         }
+        self.sum += kernels::exp_sum_pairs_above(logits, self.max, threshold, v0, &mut self.near);
     }
 }
 
@@ -250,7 +251,6 @@ impl PackedOutput {
         let mut folds = vec![RowFold::default(); n];
         let stride = self.quads * 64;
         let groups = self.panels / TILE_PANELS;
-        let mut tile = [0i32; TILE_ROWS * TILE_COLS];
         let mut logits = vec![0f32; TILE_ROWS * STRETCH_COLS];
         for g0 in (0..groups).step_by(STRETCH_GROUPS) {
             let g1 = (g0 + STRETCH_GROUPS).min(groups);
@@ -266,23 +266,35 @@ impl PackedOutput {
                 let rs: &[f32; TILE_ROWS] = row_scale[t * TILE_ROWS..][..TILE_ROWS]
                     .try_into()
                     .expect("one scale per tile row");
+                let mut stretch_max = [f32::NEG_INFINITY; TILE_ROWS];
                 for g in g0..g1 {
                     let w = &self.packed[g * TILE_PANELS * stride..][..TILE_PANELS * stride];
-                    int_tile(a_t, w, self.quads, &mut tile, vnni, m);
                     let v = g * TILE_COLS;
-                    dequantize(
-                        &tile,
+                    let epilogue = TileEpilogue {
+                        zero_point_sum: &self.zero_point_sum[v..v + TILE_COLS],
+                        scale: &self.scale[v..v + TILE_COLS],
+                        bias: &self.bias_padded[v..v + TILE_COLS],
+                        row_scale: rs,
+                        words: self.vocab.saturating_sub(v).min(TILE_COLS),
+                    };
+                    int_tile_logits(
+                        a_t,
+                        w,
+                        self.quads,
+                        vnni,
                         m,
-                        &self.zero_point_sum[v..v + TILE_COLS],
-                        &self.scale[v..v + TILE_COLS],
-                        &self.bias_padded[v..v + TILE_COLS],
-                        rs,
+                        &epilogue,
                         &mut logits[(g - g0) * TILE_COLS..],
                         STRETCH_COLS,
+                        &mut stretch_max,
                     );
                 }
                 for (r, fold) in folds[t * TILE_ROWS..][..m].iter_mut().enumerate() {
-                    fold.add(&logits[r * STRETCH_COLS..][..cols], v0 as u32);
+                    fold.add(
+                        &logits[r * STRETCH_COLS..][..cols],
+                        stretch_max[r],
+                        v0 as u32,
+                    );
                 }
             }
         }
@@ -581,6 +593,149 @@ kernels::dispatch! {
             for ((((o, &d), &z), &s), &b) in out.iter_mut().zip(dots).zip(zero_point_sum).zip(scale).zip(bias) {
                 *o = rs * s * (d - z) as f32 + b;
             }
+        }
+    }
+}
+
+/// What turns one tile's integer dot products into logits ([`dequantize`]): the 48 words'
+/// zero-point sums, scales and biases, the rows' scales, and how many of the 48 columns are
+/// words (the rest pad the vocabulary).
+struct TileEpilogue<'a> {
+    zero_point_sum: &'a [i32],
+    scale: &'a [f32],
+    bias: &'a [f32],
+    row_scale: &'a [f32; TILE_ROWS],
+    words: usize,
+}
+
+/// The logits of one tile: [`int_tile`] then [`dequantize`] into `out` (row r at
+/// `out[r · out_stride..]`, 48 columns), and `row_max[r]` raised to the largest logit of row
+/// r among the first `epilogue.words` columns (NaNs passed over, as [`kernels::max_of`] does).
+/// With VNNI the dequantisation and the maxima are computed while the integer tile is still
+/// in registers, by the same operations in the same order (so the same bits) as the
+/// separate passes that run otherwise.
+#[allow(clippy::too_many_arguments)]
+fn int_tile_logits(
+    a: &[u8],
+    w: &[i8],
+    quads: usize,
+    vnni: bool,
+    rows: usize,
+    epilogue: &TileEpilogue<'_>,
+    out: &mut [f32],
+    out_stride: usize,
+    row_max: &mut [f32; TILE_ROWS],
+) {
+    assert!(a.len() >= TILE_ROWS * quads * 4 && w.len() >= TILE_PANELS * quads * 64);
+    assert!(rows <= TILE_ROWS, "at most {TILE_ROWS} rows per tile");
+    assert!(
+        epilogue.zero_point_sum.len() >= TILE_COLS
+            && epilogue.scale.len() >= TILE_COLS
+            && epilogue.bias.len() >= TILE_COLS
+            && epilogue.words <= TILE_COLS
+    );
+    if rows == 0 {
+        return;
+    }
+    assert!(
+        out.len() >= (rows - 1) * out_stride + TILE_COLS,
+        "tile output"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if vnni {
+        // SAFETY: `vnni` is only true where the CPU has AVX-512F/BW/VNNI; the assertions above
+        // bound every load and store.
+        unsafe {
+            let e = epilogue;
+            match rows {
+                1 => int_tile_logits_vnni::<1>(a, w, quads, e, out, out_stride, row_max),
+                2 => int_tile_logits_vnni::<2>(a, w, quads, e, out, out_stride, row_max),
+                3 => int_tile_logits_vnni::<3>(a, w, quads, e, out, out_stride, row_max),
+                4 => int_tile_logits_vnni::<4>(a, w, quads, e, out, out_stride, row_max),
+                5 => int_tile_logits_vnni::<5>(a, w, quads, e, out, out_stride, row_max),
+                6 => int_tile_logits_vnni::<6>(a, w, quads, e, out, out_stride, row_max),
+                7 => int_tile_logits_vnni::<7>(a, w, quads, e, out, out_stride, row_max),
+                _ => int_tile_logits_vnni::<TILE_ROWS>(a, w, quads, e, out, out_stride, row_max),
+            }
+        }
+        return;
+    }
+    let mut tile = [0i32; TILE_ROWS * TILE_COLS];
+    int_tile(a, w, quads, &mut tile, false, rows);
+    dequantize(
+        &tile,
+        rows,
+        epilogue.zero_point_sum,
+        epilogue.scale,
+        epilogue.bias,
+        epilogue.row_scale,
+        out,
+        out_stride,
+    );
+    for (r, m) in row_max.iter_mut().enumerate().take(rows) {
+        let tile_max = kernels::max_of(&out[r * out_stride..][..epilogue.words]);
+        if tile_max > *m {
+            *m = tile_max;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn int_tile_logits_vnni<const R: usize>(
+    a: &[u8],
+    w: &[i8],
+    quads: usize,
+    epilogue: &TileEpilogue<'_>,
+    out: &mut [f32],
+    out_stride: usize,
+    row_max: &mut [f32; TILE_ROWS],
+) {
+    use std::arch::x86_64::*;
+    let stride = quads * 64;
+    let a_ptr = a.as_ptr();
+    let w_ptr = w.as_ptr();
+    let row_bytes = quads * 4;
+    let mut acc = [[_mm512_setzero_si512(); TILE_PANELS]; R];
+    for q in 0..quads {
+        let w0 = _mm512_loadu_si512(w_ptr.add(q * 64) as *const _);
+        let w1 = _mm512_loadu_si512(w_ptr.add(stride + q * 64) as *const _);
+        let w2 = _mm512_loadu_si512(w_ptr.add(2 * stride + q * 64) as *const _);
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let quad = (a_ptr.add(r * row_bytes + q * 4) as *const i32).read_unaligned();
+            let av = _mm512_set1_epi32(quad);
+            acc_r[0] = _mm512_dpbusd_epi32(acc_r[0], av, w0);
+            acc_r[1] = _mm512_dpbusd_epi32(acc_r[1], av, w1);
+            acc_r[2] = _mm512_dpbusd_epi32(acc_r[2], av, w2);
+        }
+    }
+    // dequantize's rs · s · (d − z) + b, left to right, without fused multiply-adds.
+    let mut zero_point = [_mm512_setzero_si512(); TILE_PANELS];
+    let mut scale = [_mm512_setzero_ps(); TILE_PANELS];
+    let mut bias = [_mm512_setzero_ps(); TILE_PANELS];
+    let mut words = [0 as __mmask16; TILE_PANELS];
+    for p in 0..TILE_PANELS {
+        zero_point[p] =
+            _mm512_loadu_si512(epilogue.zero_point_sum.as_ptr().add(p * PANEL) as *const _);
+        scale[p] = _mm512_loadu_ps(epilogue.scale.as_ptr().add(p * PANEL));
+        bias[p] = _mm512_loadu_ps(epilogue.bias.as_ptr().add(p * PANEL));
+        let n = epilogue.words.saturating_sub(p * PANEL).min(PANEL);
+        words[p] = ((1u32 << n) - 1) as __mmask16;
+    }
+    let out_ptr = out.as_mut_ptr();
+    for (r, acc_r) in acc.iter().enumerate() {
+        let rs = _mm512_set1_ps(epilogue.row_scale[r]);
+        let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+        for p in 0..TILE_PANELS {
+            let d = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc_r[p], zero_point[p]));
+            let x = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(rs, scale[p]), d), bias[p]);
+            _mm512_storeu_ps(out_ptr.add(r * out_stride + p * PANEL), x);
+            // max(x, max) keeps `max` where x is NaN.
+            max = _mm512_mask_max_ps(max, words[p], x, max);
+        }
+        let tile_max = _mm512_reduce_max_ps(max);
+        if tile_max > row_max[r] {
+            row_max[r] = tile_max;
         }
     }
 }
@@ -893,6 +1048,71 @@ mod tests {
             let used = rows * TILE_COLS;
             assert_eq!(fast[..used], slow[..used], "{rows} rows");
             assert!(slow[..used].iter().any(|&x| x != 0));
+        }
+    }
+
+    /// The VNNI tile with its epilogue in registers writes the same logits and maxima, to the
+    /// bit, as the portable tile followed by `dequantize` and `max_of`: every row count, a
+    /// tile whose last 13 columns are padding (left out of the maxima) and a NaN scale.
+    #[test]
+    fn tile_logits_agree_between_vnni_and_portable_code() {
+        if !has_vnni(kernels::detected_level()) {
+            eprintln!("no AVX-512 VNNI on this CPU: only the portable tile runs");
+            return;
+        }
+        let quads = 9;
+        let a: Vec<u8> = (0..TILE_ROWS * quads * 4)
+            .map(|i| (i * 37 % 256) as u8)
+            .collect();
+        let w: Vec<i8> = (0..TILE_PANELS * quads * 64)
+            .map(|i| ((i * 53 % 255) as i32 - 127) as i8)
+            .collect();
+        let zero_point_sum: Vec<i32> = (0..TILE_COLS as i32).map(|j| j * 911 - 20000).collect();
+        let mut scale = values(TILE_COLS, 0.3, 1e-3);
+        scale[7] = f32::NAN;
+        let bias = values(TILE_COLS, 0.9, 2.0);
+        let row_scale: [f32; TILE_ROWS] = std::array::from_fn(|r| 0.01 + r as f32 * 0.003);
+        let stride = TILE_COLS + 5;
+        for words in [TILE_COLS, TILE_COLS - 13] {
+            let epilogue = TileEpilogue {
+                zero_point_sum: &zero_point_sum,
+                scale: &scale,
+                bias: &bias,
+                row_scale: &row_scale,
+                words,
+            };
+            for rows in 1..=TILE_ROWS {
+                let run = |vnni: bool| {
+                    let mut out = vec![-7.0f32; TILE_ROWS * stride];
+                    let mut max = [f32::NEG_INFINITY, 1e9, -1e9, 0.0, 0.5, -3.0, 3.0, -0.1];
+                    kernels::with_level(if vnni { Level::Avx512 } else { Level::Baseline }, || {
+                        int_tile_logits(
+                            &a, &w, quads, vnni, rows, &epilogue, &mut out, stride, &mut max,
+                        )
+                    });
+                    (out, max)
+                };
+                let (fast_out, fast_max) = run(true);
+                let (slow_out, slow_max) = run(false);
+                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&fast_out),
+                    bits(&slow_out),
+                    "{rows} rows, {words} words"
+                );
+                assert_eq!(
+                    bits(&fast_max),
+                    bits(&slow_max),
+                    "{rows} rows, {words} words"
+                );
+                assert!(fast_out[..TILE_COLS].iter().any(|x| x.is_nan()));
+                assert!(fast_out[..TILE_COLS]
+                    .iter()
+                    .any(|&x| x != -7.0 && x.is_finite()));
+                // Rows past `rows` and columns past the tile are not written.
+                assert!(fast_out[rows * stride..].iter().all(|&x| x == -7.0));
+                assert!(fast_out[TILE_COLS..stride].iter().all(|&x| x == -7.0));
+            }
         }
     }
 
