@@ -78,7 +78,11 @@ impl Engine {
         })?;
         ckpt.assign_to(&built.varmap)?;
         Ok(Self {
-            model: built.model,
+            // Nothing trains an engine's weights: held detached (sharing the variables'
+            // storage), they keep their tensor ids through every later `detached()`, so the
+            // caches keyed by the weights' print (packed output layer, decoder projection,
+            // encoder table) find it remembered instead of hashing the weights on each call.
+            model: built.model.detached(),
             vocab: ckpt.vocab,
             config: ckpt.config,
             provenance: ckpt.provenance,

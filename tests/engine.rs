@@ -418,6 +418,15 @@ fn schedules_follow_their_definitions() {
     assert!((cfg.word_dropout_at(50) - 0.1).abs() < 1e-12);
 }
 
+/// A loaded engine's weights are frozen tensors, so the caches made from them (the packed
+/// output layer the bars read, the decoder projection) remember their print instead of
+/// hashing the weights on every flip.
+#[test]
+fn an_engine_holds_frozen_weights() {
+    let engine = Engine::load(fixtures::binary_checkpoint(), &Device::Cpu).unwrap();
+    assert!(!engine.model.holds_variables());
+}
+
 #[test]
 fn scoring_many_codes_matches_one_at_a_time() {
     let engine = Engine::load(fixtures::binary_checkpoint(), &Device::Cpu).unwrap();

@@ -433,8 +433,17 @@ impl SeqAutoencoder {
         self.precision
     }
 
+    /// Whether the weights are training variables (a model being trained) rather than frozen
+    /// tensors (an [`crate::engine::Engine`]'s, or [`Self::detached`]'s). Caches derived from
+    /// frozen weights remember their print by tensor id; a variable's is hashed on each use.
+    pub fn holds_variables(&self) -> bool {
+        self.out.weight().is_variable()
+    }
+
     /// The same model on detached weights, for inference: no op records a graph, and the
-    /// fused GRU keeps no activations for a backward pass (the copies share storage).
+    /// fused GRU keeps no activations for a backward pass (the copies share storage). Frozen
+    /// weights stay the same tensors (same ids), so detaching a detached model is free and its
+    /// caches keep their remembered prints.
     pub fn detached(&self) -> Self {
         let linear = |l: &Linear| Linear::new(l.weight().detach(), l.bias().map(|b| b.detach()));
         Self {
@@ -1053,6 +1062,24 @@ mod tests {
         let changed = weights_print(&[var.as_tensor()])?;
         assert!(changed.is_some() && changed != first);
         assert_eq!(weights_print(&[var.as_tensor()])?, changed);
+        Ok(())
+    }
+
+    #[test]
+    fn a_detached_model_keeps_its_tensors_when_detached_again() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let cfg = SeqConfig::tiny(30, LatentKind::Binary);
+        let built = crate::model::Built::seq(&cfg, 1, &dev)?;
+        assert!(built.model.holds_variables());
+        let once = built.model.detached();
+        assert!(!once.holds_variables());
+        assert_ne!(once.out.weight().id(), built.model.out.weight().id());
+        let twice = once.detached();
+        assert_eq!(twice.out.weight().id(), once.out.weight().id());
+        assert_eq!(
+            twice.embedding.embeddings().id(),
+            once.embedding.embeddings().id()
+        );
         Ok(())
     }
 
