@@ -1333,10 +1333,13 @@ pub fn decorrelation_penalty_above(
     let (b, l) = standard.dims2()?;
     let corr = (standard.t()?.matmul(&standard)? / b as f64)?; // (L, L)
     let batch: Vec<f32> = corr.detach().flatten_all()?.to_vec1()?;
-    if moments.corr.len() != batch.len() {
-        moments.update_corr(batch.clone());
-    }
-    let weights: Vec<f32> = (moments.corr.iter().enumerate())
+    // The running matrix before this batch; the first batch stands in for it.
+    let running = if moments.corr.len() == batch.len() {
+        &moments.corr
+    } else {
+        &batch
+    };
+    let weights: Vec<f32> = (running.iter().enumerate())
         .map(|(k, &c)| {
             if k / l == k % l {
                 0.0
