@@ -370,6 +370,38 @@ fn the_penalty_above_a_threshold_pushes_only_the_pairs_correlated_over_the_run()
 }
 
 #[test]
+fn a_bit_cannot_lower_the_penalty_above_a_threshold_by_moving_less() {
+    use candle_core::{Device, Tensor, Var};
+    use latent_tui::train::{decorrelation_penalty_above, RunningMoments};
+    let dev = Device::Cpu;
+    let bit = |i: usize, k: usize| ((i >> k) & 1) as f32;
+    // Bit 1 duplicates bit 0; in `quiet` it moves a tenth as far from its mean (0.5) as in
+    // `loud`, the way a bit's probability does as it saturates towards one side.
+    let codes_of = |scale: f32| {
+        let flat: Vec<f32> = (0..8)
+            .flat_map(|i| [bit(i, 0), 0.5 + scale * (bit(i, 0) - 0.5), bit(i, 1)])
+            .collect();
+        Var::from_tensor(&Tensor::from_vec(flat, (8, 3), &dev).unwrap()).unwrap()
+    };
+    let (loud, quiet) = (codes_of(1.0), codes_of(0.1));
+    let mut moments = RunningMoments::default();
+    moments.update(loud.as_tensor()).unwrap();
+    let mut same = moments.clone();
+    let p_loud = decorrelation_penalty_above(loud.as_tensor(), &mut moments, 0.5).unwrap();
+    let p_quiet = decorrelation_penalty_above(quiet.as_tensor(), &mut same, 0.5).unwrap();
+    let (a, b) = (
+        p_loud.to_scalar::<f32>().unwrap(),
+        p_quiet.to_scalar::<f32>().unwrap(),
+    );
+    assert!((a - 0.5).abs() < 1e-3 && (b - a).abs() < 1e-3, "{a} vs {b}");
+    // Nor by moving further: the gradient along bit 1's own deviations is zero.
+    let grads = p_loud.backward().unwrap();
+    let g = grads.get(loud.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+    let along: f32 = (0..8).map(|i| g[i][1] * (bit(i, 0) - 0.5)).sum();
+    assert!(along.abs() < 1e-4, "{along}");
+}
+
+#[test]
 fn decorrelation_above_needs_running_moments_and_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("d.safetensors");
