@@ -1342,7 +1342,9 @@ pub fn decorrelation_penalty_above(
     // set in 2 % of the sentences instead of two bits apart.
     let mean = Tensor::from_slice(mean, (1, l), codes.device())?.to_dtype(codes.dtype())?;
     let deviation = codes.broadcast_sub(&mean)?; // (B, L)
-    let inv_rms = (deviation.sqr()?.mean_keepdim(0)? + 1e-6)?.sqrt()?.recip()?; // (1, L)
+    let inv_rms = (deviation.sqr()?.mean_keepdim(0)? + 1e-6)?
+        .sqrt()?
+        .recip()?; // (1, L)
     let standard = deviation.broadcast_mul(&inv_rms)?; // (B, L)
     let corr = (standard.t()?.matmul(&standard)? / b as f64)?; // (L, L)
     let batch: Vec<f32> = corr.detach().flatten_all()?.to_vec1()?;

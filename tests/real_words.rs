@@ -280,3 +280,193 @@ fn explorer_decodes_real_words_by_default_and_w_shows_the_raw_decoding() {
     h.key(KeyCode::Char('w'));
     assert_eq!(common::decoding_line(&h.screen()), kept);
 }
+
+/// Path and Sample decode in real words too (the header's setting is every tab's), each the
+/// same as the command line's `--real-words`; `w` on any of them switches every tab, and a
+/// tab shown again after a switch elsewhere decodes again.
+#[test]
+fn path_and_sample_keep_to_real_words_and_w_on_any_tab_switches_every_tab() {
+    use latent_tui::tasks::{self, PriorChoice};
+    use latent_tui::tui::app::TabId;
+    let path = std::path::Path::new(SHIPPED_BINARY);
+    let engine = Engine::load(path, &Device::Cpu).unwrap();
+    let words = tasks::corpus_words(&engine).unwrap();
+    let trie = words.trie.clone().unwrap();
+    let invents = |texts: &[String]| {
+        texts
+            .iter()
+            .any(|t| t.split_whitespace().any(|w| !words.words.contains(w)))
+    };
+    // Two everyday sentences whose raw Hamming path decodes an invented word on the way.
+    let everyday: Vec<String> = common::everyday();
+    let (a, b, raw, kept) = everyday
+        .windows(2)
+        .find_map(|p| {
+            let raw = tasks::walk_path(&engine, &p[0], &p[1], 0, 8, false).unwrap();
+            let texts: Vec<String> = raw.points.iter().map(|q| q.text.clone()).collect();
+            invents(&texts).then(|| {
+                let kept =
+                    tasks::walk_path_restricted(&engine, &p[0], &p[1], 0, 8, false, Some(&trie))
+                        .unwrap();
+                (p[0].clone(), p[1].clone(), raw, kept)
+            })
+        })
+        .expect("a pair of everyday sentences whose raw path invents a word");
+    let kept_texts: Vec<String> = kept.points.iter().map(|q| q.text.clone()).collect();
+    assert!(!invents(&kept_texts), "{kept_texts:?}");
+    assert_eq!(kept.points.len(), raw.points.len());
+
+    let mut h = Harness::new(engine, AppOptions::default());
+    h.key(KeyCode::Char('i')).type_text(&a).key(KeyCode::Enter);
+    let explore_kept = common::decoding_line(&h.screen());
+    h.key(KeyCode::Char('2'));
+    assert_eq!(h.app.tab, TabId::Path);
+    h.key(KeyCode::Char('a'))
+        .type_text(&a)
+        .key(KeyCode::Enter)
+        .type_text(&b)
+        .key(KeyCode::Enter);
+    assert_eq!(h.app.tabs.path.walk.as_ref().unwrap().points, kept.points);
+    assert!(h
+        .screen()
+        .lines()
+        .next()
+        .unwrap()
+        .contains("real words (w: raw)"));
+
+    // `w` on the Path tab: the same path, decoded raw, and the header says so.
+    h.key(KeyCode::Char('w'));
+    assert_eq!(h.app.tabs.path.walk.as_ref().unwrap().points, raw.points);
+    assert!(h
+        .screen()
+        .lines()
+        .next()
+        .unwrap()
+        .contains("raw decoding (w: real words)"));
+
+    // Sample, entered raw, then `w` there: the same codes, decoded in real words.
+    let e = Engine::load(path, &Device::Cpu).unwrap();
+    let raw_samples = tasks::sample_prior(&e, 10, 0, 1.0, PriorChoice::Uniform, None).unwrap();
+    let mut kept_samples = Vec::new();
+    tasks::sample_prior_each_restricted(
+        &e,
+        10,
+        0,
+        1.0,
+        PriorChoice::Uniform,
+        None,
+        Some(&trie),
+        &mut |code, text| {
+            kept_samples.push((code, text));
+            Ok(())
+        },
+    )
+    .unwrap();
+    h.key(KeyCode::Char('3'));
+    assert_eq!(h.app.tab, TabId::Sample);
+    assert_eq!(h.app.tabs.sample.samples.as_ref().unwrap(), &raw_samples);
+    common::assert_lacks(&h.screen(), "--real-words");
+    h.key(KeyCode::Char('w'));
+    let shown = h.app.tabs.sample.samples.as_ref().unwrap();
+    assert_eq!(shown.codes, raw_samples.codes, "the same codes");
+    let expected: Vec<String> = kept_samples.iter().map(|(_, t)| t.clone()).collect();
+    assert_eq!(shown.texts, expected);
+    assert!(!invents(&shown.texts), "{:?}", shown.texts);
+    common::assert_has(&h.screen(), "--seed 0 --prior uniform --real-words");
+
+    // Back on Path, switched elsewhere since its walk: walked again in real words.
+    h.key(KeyCode::Char('2'));
+    assert_eq!(h.app.tab, TabId::Path);
+    assert_eq!(h.app.tabs.path.walk.as_ref().unwrap().points, kept.points);
+    // `w` here, then Explore: its decoding follows (raw), and `w` there brings it back.
+    h.key(KeyCode::Char('w'));
+    h.key(KeyCode::Char('1'));
+    assert_eq!(h.app.tab, TabId::Explore);
+    let mut rng = StdRng::seed_from_u64(0);
+    let code = h.app.shared.code.clone();
+    let explore_raw = e
+        .decode(&[code], Strategy::Greedy, &mut rng)
+        .unwrap()
+        .remove(0);
+    assert_eq!(common::decoding_line(&h.screen()), explore_raw);
+    h.key(KeyCode::Char('w'));
+    assert_eq!(common::decoding_line(&h.screen()), explore_kept);
+}
+
+/// `latent-tui path --real-words` and `sample --real-words` print what the explorer shows.
+#[test]
+fn path_and_sample_take_real_words_on_the_command_line() {
+    use latent_tui::tasks::{self, PriorChoice};
+    let path = std::path::Path::new(SHIPPED_BINARY);
+    let engine = Engine::load(path, &Device::Cpu).unwrap();
+    let trie = tasks::corpus_words(&engine).unwrap().trie.unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+            .args(["--threads", "1"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (a, b) = (
+        "a large dog ran across the field",
+        "she sang a song to the children",
+    );
+    let walk = tasks::walk_path_restricted(&engine, a, b, 3, 8, false, Some(&trie)).unwrap();
+    let printed = run(&[
+        "path",
+        SHIPPED_BINARY,
+        a,
+        b,
+        "--seed",
+        "3",
+        "--real-words",
+        "--json",
+    ]);
+    let texts: Vec<&str> = printed["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["text"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = walk.points.iter().map(|p| p.text.as_str()).collect();
+    assert_eq!(texts, expected);
+
+    let mut kept = Vec::new();
+    tasks::sample_prior_each_restricted(
+        &engine,
+        5,
+        9,
+        1.0,
+        PriorChoice::Uniform,
+        None,
+        Some(&trie),
+        &mut |_, text| {
+            kept.push(text);
+            Ok(())
+        },
+    )
+    .unwrap();
+    let printed = run(&[
+        "sample",
+        SHIPPED_BINARY,
+        "-n",
+        "5",
+        "--seed",
+        "9",
+        "--real-words",
+        "--json",
+    ]);
+    let texts: Vec<String> = printed["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts, kept);
+}

@@ -396,7 +396,11 @@ fn a_bit_cannot_lower_the_penalty_above_a_threshold_by_moving_less() {
     assert!((a - 0.5).abs() < 1e-3 && (b - a).abs() < 1e-3, "{a} vs {b}");
     // Nor by moving further: the gradient along bit 1's own deviations is zero.
     let grads = p_loud.backward().unwrap();
-    let g = grads.get(loud.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+    let g = grads
+        .get(loud.as_tensor())
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
     let along: f32 = (0..8).map(|i| g[i][1] * (bit(i, 0) - 0.5)).sum();
     assert!(along.abs() < 1e-4, "{along}");
 }

@@ -177,6 +177,10 @@ pub enum Command {
         /// Spherical instead of linear interpolation (continuous codes).
         #[arg(long)]
         slerp: bool,
+        /// Keep each point's decoding to words of the training corpus, as the explorer does by
+        /// default (subword models; needs the corpus).
+        #[arg(long)]
+        real_words: bool,
         /// Print JSON instead of plain text.
         #[arg(long)]
         json: bool,
@@ -199,6 +203,10 @@ pub enum Command {
         /// [default: uniform]
         #[arg(long, value_enum)]
         prior: Option<crate::coder::PriorChoice>,
+        /// Keep each sample's decoding to words of the training corpus, as the explorer does by
+        /// default (subword models; needs the corpus; an `lm`'s word sampling stays raw).
+        #[arg(long)]
+        real_words: bool,
         /// Print JSON instead of plain text.
         #[arg(long)]
         json: bool,
@@ -962,13 +970,14 @@ pub fn run(cli: Cli) -> Result<()> {
             seed,
             steps,
             slerp,
+            real_words,
             json,
         }) => {
             let (checkpoint, a, b) = match third {
                 Some(b) => (Some(PathBuf::from(first)), second, b),
                 None => (None, first, second),
             };
-            path(&checkpoint, &a, &b, seed, steps, slerp, json)
+            path(&checkpoint, &a, &b, seed, steps, slerp, real_words, json)
         }
         Some(Command::Sample {
             checkpoint,
@@ -976,8 +985,17 @@ pub fn run(cli: Cli) -> Result<()> {
             seed,
             temperature,
             prior,
+            real_words,
             json,
-        }) => sample(&checkpoint, count, seed, temperature, prior, json),
+        }) => sample(
+            &checkpoint,
+            count,
+            seed,
+            temperature,
+            prior,
+            real_words,
+            json,
+        ),
         Some(Command::Flip {
             first,
             second,
@@ -2196,6 +2214,23 @@ fn decode(ckpt: &Option<PathBuf>, strategy: &StrategyArgs, json_out: bool) -> Re
     Ok(())
 }
 
+/// The training corpus's words for `--real-words` (None where it does not apply: a
+/// word-level or bag-of-words model decodes only its vocabulary's words anyway).
+fn real_words_of(
+    coder: &Coder,
+) -> Result<Option<std::sync::Arc<crate::model::word_trie::WordTrie>>> {
+    let Ok(engine) = coder.sequence_model("decode in real words") else {
+        return Ok(None);
+    };
+    if engine.vocab.kind() == crate::vocab::TokenizerKind::Word {
+        return Ok(None);
+    }
+    let words = crate::coder::seq::corpus_words(engine)
+        .context("--real-words needs the training corpus's words")?;
+    Ok(words.trie)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn path(
     ckpt: &Option<PathBuf>,
     a: &str,
@@ -2203,13 +2238,20 @@ fn path(
     seed: u64,
     steps: usize,
     slerp: bool,
+    real_words: bool,
     json_out: bool,
 ) -> Result<()> {
     if !(1..=MAX_PATH_STEPS).contains(&steps) {
         bail!("--steps must be within 1..={MAX_PATH_STEPS}, got {steps}");
     }
     // Any model that decodes: sentences per step, or a bag-of-words decoder's top words.
-    let walk = Coder::load(&resolve(ckpt), &Device::Cpu)?.walk_path(a, b, seed, steps, slerp)?;
+    let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
+    let words = if real_words {
+        real_words_of(&coder)?
+    } else {
+        None
+    };
+    let walk = coder.walk_path_restricted(a, b, seed, steps, slerp, words.as_deref())?;
     let binary = walk.binary;
     let points = &walk.points;
     if json_out {
@@ -2248,10 +2290,16 @@ fn sample(
     seed: u64,
     temperature: Option<f32>,
     prior: Option<crate::coder::PriorChoice>,
+    real_words: bool,
     json_out: bool,
 ) -> Result<()> {
     // Any model that decodes: sentences, or for nash and nvdm the decoder's top words.
     let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
+    let words = if real_words {
+        real_words_of(&coder)?
+    } else {
+        None
+    };
     let kind = coder.kind_name();
     let binary = coder.is_binary();
     let prior = prior.unwrap_or(crate::coder::PriorChoice::Uniform);
@@ -2280,12 +2328,13 @@ fn sample(
         eprintln!("seed {seed}");
     }
     let mut first = true;
-    coder.sample_prior_each(
+    coder.sample_prior_each_restricted(
         n,
         seed,
         temperature,
         prior,
         means.as_deref(),
+        words.as_deref(),
         &mut |code, text| {
             if json_out {
                 let code = if binary {

@@ -533,8 +533,22 @@ impl Coder {
         steps: usize,
         slerp: bool,
     ) -> Result<PathWalk> {
+        self.walk_path_restricted(a, b, seed, steps, slerp, None)
+    }
+
+    /// [`Coder::walk_path`] with a sequence model's decodings kept to the words of `words`
+    /// when given (a bag-of-words decoder's words are the vocabulary's anyway).
+    pub fn walk_path_restricted(
+        &self,
+        a: &str,
+        b: &str,
+        seed: u64,
+        steps: usize,
+        slerp: bool,
+        words: Option<&crate::model::word_trie::WordTrie>,
+    ) -> Result<PathWalk> {
         match &self.family {
-            Family::Seq(e) => seq::walk_path(e, a, b, seed, steps, slerp),
+            Family::Seq(e) => seq::walk_path_restricted(e, a, b, seed, steps, slerp, words),
             Family::Bow(m) => bow::walk_path(m, a, b, seed, steps, slerp),
         }
     }
@@ -549,8 +563,22 @@ impl Coder {
         prior: PriorChoice,
         bit_means: Option<&[f32]>,
     ) -> Result<Samples> {
+        self.sample_prior_restricted(n, seed, temperature, prior, bit_means, None)
+    }
+
+    /// [`Coder::sample_prior`] with a sequence model's decodings kept to the words of `words`
+    /// when given (the same codes).
+    pub fn sample_prior_restricted(
+        &self,
+        n: usize,
+        seed: u64,
+        temperature: f32,
+        prior: PriorChoice,
+        bit_means: Option<&[f32]>,
+        words: Option<&crate::model::word_trie::WordTrie>,
+    ) -> Result<Samples> {
         Samples::collect(seed, n, |each| {
-            self.sample_prior_each(n, seed, temperature, prior, bit_means, each)
+            self.sample_prior_each_restricted(n, seed, temperature, prior, bit_means, words, each)
         })
     }
 
@@ -566,10 +594,33 @@ impl Coder {
         bit_means: Option<&[f32]>,
         each: &mut dyn FnMut(Vec<f32>, String) -> Result<()>,
     ) -> Result<()> {
+        self.sample_prior_each_restricted(n, seed, temperature, prior, bit_means, None, each)
+    }
+
+    /// [`Coder::sample_prior_each`] with a sequence model's decodings kept to the words of
+    /// `words` when given (the same codes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_prior_each_restricted(
+        &self,
+        n: usize,
+        seed: u64,
+        temperature: f32,
+        prior: PriorChoice,
+        bit_means: Option<&[f32]>,
+        words: Option<&crate::model::word_trie::WordTrie>,
+        each: &mut dyn FnMut(Vec<f32>, String) -> Result<()>,
+    ) -> Result<()> {
         match &self.family {
-            Family::Seq(e) => {
-                seq::sample_prior_each(e, n, seed, temperature, prior, bit_means, each)
-            }
+            Family::Seq(e) => seq::sample_prior_each_restricted(
+                e,
+                n,
+                seed,
+                temperature,
+                prior,
+                bit_means,
+                words,
+                each,
+            ),
             Family::Bow(b) => {
                 bow::sample_prior_each(b, n, seed, temperature, prior, bit_means, each)
             }

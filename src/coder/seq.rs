@@ -100,6 +100,20 @@ pub fn walk_path(
     steps: usize,
     slerp: bool,
 ) -> Result<PathWalk> {
+    walk_path_restricted(engine, a, b, seed, steps, slerp, None)
+}
+
+/// [`walk_path`] with each point's greedy decoding kept to the words of `words` when given
+/// (see [`WordTrie`]): the same path, decoded in real words.
+pub fn walk_path_restricted(
+    engine: &Engine,
+    a: &str,
+    b: &str,
+    seed: u64,
+    steps: usize,
+    slerp: bool,
+    words: Option<&WordTrie>,
+) -> Result<PathWalk> {
     if !engine.kind().has_latent() {
         bail!("an `lm` model has no latent space to walk");
     }
@@ -107,7 +121,7 @@ pub fn walk_path(
     let ea = encode_sentence(engine, a).map_err(|e| e.context("sentence A"))?;
     let eb = encode_sentence(engine, b).map_err(|e| e.context("sentence B"))?;
     walk_between(ea, eb, binary, seed, steps, slerp, &mut |codes, rng| {
-        engine.decode(codes, Strategy::Greedy, rng)
+        engine.decode_restricted(codes, Strategy::Greedy, words, rng)
     })
 }
 
@@ -139,6 +153,23 @@ pub fn sample_prior_each(
     bit_means: Option<&[f32]>,
     each: &mut dyn FnMut(Vec<f32>, String) -> Result<()>,
 ) -> Result<()> {
+    sample_prior_each_restricted(engine, n, seed, temperature, prior, bit_means, None, each)
+}
+
+/// [`sample_prior_each`] with each code's greedy decoding kept to the words of `words` when
+/// given (see [`WordTrie`]): the same codes, decoded in real words. An `lm`'s samples are drawn
+/// word by word at the temperature, which is never restricted.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_prior_each_restricted(
+    engine: &Engine,
+    n: usize,
+    seed: u64,
+    temperature: f32,
+    prior: PriorChoice,
+    bit_means: Option<&[f32]>,
+    words: Option<&WordTrie>,
+    each: &mut dyn FnMut(Vec<f32>, String) -> Result<()>,
+) -> Result<()> {
     if !temperature.is_finite() || temperature < 0.0 {
         bail!("the temperature must be a finite number ≥ 0, got {temperature}");
     }
@@ -164,7 +195,7 @@ pub fn sample_prior_each(
         let (codes, texts) = match &draw {
             Some(p) => {
                 let codes = explore::prior_samples(p, engine.latent_dim(), m, &mut rng);
-                let texts = engine.decode(&codes, Strategy::Greedy, &mut rng)?;
+                let texts = engine.decode_restricted(&codes, Strategy::Greedy, words, &mut rng)?;
                 (codes, texts)
             }
             None => {

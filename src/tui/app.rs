@@ -528,7 +528,11 @@ impl App {
             Span::styled(" │ ", t.dim()),
         ];
         // Before the description, which a narrow terminal cuts off.
-        if let Some(words) = self.tabs.explore.real_words_label(&self.model) {
+        if let Some(words) = self
+            .tabs
+            .explore
+            .real_words_label(&self.model, &self.shared)
+        {
             left.push(Span::styled(words, t.accent()));
             left.push(Span::styled(" │ ", t.dim()));
         }

@@ -43,6 +43,9 @@ pub struct Shared {
     pub index: Option<Arc<NeighborIndex>>,
     /// The corpus the index and the clustering are of (None: the checkpoint's own).
     pub corpus: Option<String>,
+    /// Decode without keeping to the training corpus's words (`w` on Explore, Path and Sample;
+    /// off by default: greedy and beam decodings of subword models are real words).
+    pub raw_decoding: bool,
 }
 
 impl Shared {

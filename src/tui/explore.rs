@@ -13,7 +13,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use super::context::{Ctx, MeaningState, Tab, View};
+use super::context::{Ctx, MeaningState, Shared, Tab, View};
 use super::jobs::{Bars, DecodedText, Job, JobKind, ModelInfo, RealWords, ReplyBody};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, grouped_columns, put, text, InputAction, TextInput, EIGHTHS};
@@ -44,8 +44,10 @@ pub struct ExploreState {
     pub cursor: usize,
     pub strategy: Strategy,
     decode_seed: u64,
-    /// Keep greedy and beam decoding to words of the training corpus (on by default).
-    pub real_words: bool,
+    /// Whether the latest decode request asked for real words ([`Shared::raw_decoding`] as it
+    /// was then; None before the first): entering the tab again after `w` was pressed on
+    /// another tab decodes again.
+    requested_real_words: Option<bool>,
     /// How the latest decoding was restricted (None before the first).
     pub real_words_status: Option<RealWords>,
     pub bars: Option<Bars>,
@@ -67,7 +69,7 @@ impl Default for ExploreState {
             cursor: 0,
             strategy: Strategy::Greedy,
             decode_seed: 0,
-            real_words: true,
+            requested_real_words: None,
             real_words_status: None,
             bars: None,
             error: None,
@@ -224,15 +226,7 @@ pub const KEYS: &[Binding<Action>] = &[
         Only::Text,
         Action::Decoder,
     ),
-    nav(
-        &[KeyCode::Char('w')],
-        "w",
-        "real words only (greedy and beam decoding keep to the training corpus's words; \
-         subword models) ↔ the raw decoding",
-        Some(("w", "real words/raw")),
-        Only::Text,
-        Action::RealWords,
-    ),
+    keys::real_words(Action::RealWords),
     nav(
         &[KeyCode::Char('i'), KeyCode::Enter],
         "i or Enter",
@@ -336,7 +330,7 @@ impl ExploreState {
                 return;
             }
             Action::RealWords => {
-                self.real_words = !self.real_words;
+                cx.shared.raw_decoding = !cx.shared.raw_decoding;
                 self.request_decode(cx);
                 return;
             }
@@ -435,11 +429,13 @@ impl ExploreState {
         if matches!(self.strategy, Strategy::Sample { .. }) {
             self.decode_seed += 1;
         }
+        let real_words = !cx.shared.raw_decoding;
+        self.requested_real_words = Some(real_words);
         cx.jobs.submit(Job::Decode {
             code: cx.shared.code.clone(),
             strategy: self.strategy,
             seed: self.decode_seed,
-            real_words: self.real_words,
+            real_words,
         });
     }
 
@@ -548,11 +544,11 @@ impl ExploreState {
 
     /// The header's words on real-word decoding: what the latest decoding was kept to, or
     /// that it is raw (None where it does not apply: word-level and bag-of-words models).
-    pub fn real_words_label(&self, model: &ModelInfo) -> Option<String> {
+    pub fn real_words_label(&self, model: &ModelInfo, shared: &Shared) -> Option<String> {
         if !model.caps.decodes_text {
             return None;
         }
-        match (&self.real_words_status, self.real_words) {
+        match (&self.real_words_status, !shared.raw_decoding) {
             (Some(RealWords::WordLevel), _) => None,
             (_, false) => Some("raw decoding (w: real words)".into()),
             (Some(RealWords::Unavailable(_)), true) => {
@@ -563,12 +559,13 @@ impl ExploreState {
     }
 
     /// The Decoding panel's words on what the latest decoding was kept to.
-    fn real_words_detail(&self) -> Option<String> {
+    fn real_words_detail(&self, shared: &Shared) -> Option<String> {
+        let real_words = !shared.raw_decoding;
         match &self.real_words_status {
-            Some(RealWords::On { words, corpus }) if self.real_words => {
+            Some(RealWords::On { words, corpus }) if real_words => {
                 Some(format!("· real words: {words} of {corpus} "))
             }
-            Some(RealWords::Unavailable(why)) if self.real_words => Some(format!("· raw: {why} ")),
+            Some(RealWords::Unavailable(why)) if real_words => Some(format!("· raw: {why} ")),
             _ => None,
         }
     }
@@ -601,6 +598,16 @@ impl Tab for ExploreState {
             other => return Some(other),
         }
         None
+    }
+
+    fn entered(&mut self, cx: &mut Ctx) {
+        // `w` pressed on another tab since the latest decoding: decode again.
+        if self
+            .requested_real_words
+            .is_some_and(|r| r == cx.shared.raw_decoding)
+        {
+            self.request_decode(cx);
+        }
     }
 
     fn model_changed(&mut self, cx: &mut Ctx, shown: bool) {
@@ -1086,7 +1093,10 @@ fn render_decoding(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer)
         Line::from(vec![
             Span::styled(" Decoding ", t.bold()),
             Span::styled(format!("· {label} "), t.accent()),
-            Span::styled(tab.real_words_detail().unwrap_or_default(), t.accent()),
+            Span::styled(
+                tab.real_words_detail(app.shared).unwrap_or_default(),
+                t.accent(),
+            ),
             Span::styled("(d: greedy / beam / sample) ", t.dim()),
         ]),
         false,

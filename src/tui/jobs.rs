@@ -90,12 +90,16 @@ pub enum Job {
         seed: u64,
         steps: usize,
         slerp: bool,
+        /// Keep each point's decoding to the training corpus's words.
+        real_words: bool,
     },
     Sample {
         n: usize,
         seed: u64,
         temperature: f32,
         prior: PriorChoice,
+        /// Keep each sample's decoding to the training corpus's words.
+        real_words: bool,
     },
     Stats {
         max_sentences: usize,

@@ -147,6 +147,20 @@ pub const fn list_keys<A: Copy>(
     ]
 }
 
+/// `w`, real words ↔ raw decoding, on every tab that decodes sentences (Explore, Path,
+/// Sample): one setting ([`super::context::Shared::raw_decoding`]), one binding.
+pub const fn real_words<A: Copy>(action: A) -> Binding<A> {
+    nav(
+        &[KeyCode::Char('w')],
+        "w",
+        "real words only (greedy and beam decoding keep to the training corpus's words; \
+         subword models) ↔ the raw decoding, on every tab",
+        Some(("w", "real words/raw")),
+        Only::Text,
+        action,
+    )
+}
+
 /// A binding while a text field has the focus.
 pub const fn typing<A: Copy>(
     keys: &'static [KeyCode],

@@ -38,6 +38,9 @@ pub struct PathState {
     pub walk: Option<PathWalk>,
     pub error: Option<String>,
     pub selected: usize,
+    /// Whether the latest walk asked for real words (None before the first): entering the tab
+    /// after `w` was pressed elsewhere walks the same path again, decoded the new way.
+    requested_real_words: Option<bool>,
 }
 
 impl Default for PathState {
@@ -52,6 +55,7 @@ impl Default for PathState {
             walk: None,
             error: None,
             selected: 0,
+            requested_real_words: None,
         }
     }
 }
@@ -103,6 +107,7 @@ pub enum Action {
     EditB,
     Fresh,
     Walk,
+    RealWords,
 }
 
 /// The tab's keys: dispatch, footer and help all read this table.
@@ -241,13 +246,14 @@ pub const KEYS: &[Binding<Action>] = &[
         Action::Fresh,
     ),
     nav(
-        &[KeyCode::Char('w'), KeyCode::Enter],
-        "w or Enter",
+        &[KeyCode::Enter],
+        "Enter",
         "walk again",
         None,
         Only::Any,
         Action::Walk,
     ),
+    keys::real_words(Action::RealWords),
 ];
 
 impl PathState {
@@ -324,6 +330,12 @@ impl PathState {
             Action::EditB => p.focus = PathFocus::B,
             Action::Fresh => self.fresh_input(),
             Action::Walk => self.walk(cx),
+            Action::RealWords => {
+                cx.shared.raw_decoding = !cx.shared.raw_decoding;
+                if self.walk.is_some() {
+                    self.walk(cx);
+                }
+            }
         }
     }
 
@@ -344,12 +356,15 @@ impl PathState {
             cx.notice("type both sentences A and B first");
             return;
         }
+        let real_words = !cx.shared.raw_decoding;
+        self.requested_real_words = Some(real_words);
         cx.jobs.submit(Job::Path {
             a: self.a.text(),
             b: self.b.text(),
             seed: self.seed,
             steps: self.steps,
             slerp: self.slerp,
+            real_words,
         });
         self.focus = PathFocus::Steps;
     }
@@ -384,6 +399,15 @@ impl Tab for PathState {
             other => return Some(other),
         }
         None
+    }
+
+    fn entered(&mut self, cx: &mut Ctx) {
+        // `w` pressed on another tab since the latest walk: the same walk, decoded anew.
+        if self.walk.is_some()
+            && (self.requested_real_words).is_some_and(|r| r == cx.shared.raw_decoding)
+        {
+            self.walk(cx);
+        }
     }
 
     fn model_changed(&mut self, cx: &mut Ctx, _shown: bool) {

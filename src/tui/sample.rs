@@ -24,6 +24,9 @@ pub struct SampleState {
     pub count: usize,
     pub samples: Option<Samples>,
     pub error: Option<String>,
+    /// Whether the latest request asked for real words (None before the first): entering the
+    /// tab after `w` was pressed elsewhere draws the same samples again, decoded the new way.
+    requested_real_words: Option<bool>,
 }
 
 impl Default for SampleState {
@@ -35,6 +38,7 @@ impl Default for SampleState {
             count: 10,
             samples: None,
             error: None,
+            requested_real_words: None,
         }
     }
 }
@@ -56,6 +60,7 @@ pub enum Action {
     Colder,
     More,
     Fewer,
+    RealWords,
 }
 
 /// The tab's keys: dispatch, footer and help all read this table. Binary codes are drawn bit
@@ -126,22 +131,31 @@ pub const KEYS: &[Binding<Action>] = &[
         Only::Any,
         Action::More,
     ),
+    keys::real_words(Action::RealWords),
 ];
 
 impl SampleState {
     pub(super) fn on_enter(&mut self, cx: &mut Ctx) {
-        if self.samples.is_none() && self.error.is_none() && !cx.jobs.is_pending(JobKind::Sample) {
+        let stale = (self.requested_real_words).is_some_and(|r| r == cx.shared.raw_decoding);
+        if stale
+            || self.samples.is_none()
+                && self.error.is_none()
+                && !cx.jobs.is_pending(JobKind::Sample)
+        {
             self.request(cx);
         }
     }
 
     fn request(&mut self, cx: &mut Ctx) {
+        let real_words = !cx.shared.raw_decoding;
+        self.requested_real_words = Some(real_words);
         let st = &*self;
         let job = Job::Sample {
             n: st.count,
             seed: st.seed,
             temperature: st.temperature,
             prior: st.prior,
+            real_words,
         };
         cx.jobs.submit(job);
     }
@@ -171,6 +185,7 @@ impl SampleState {
             }
             Action::More => st.count = (st.count + 1).min(50),
             Action::Fewer => st.count = st.count.saturating_sub(1).max(1),
+            Action::RealWords => cx.shared.raw_decoding = !cx.shared.raw_decoding,
         }
         self.request(cx);
     }
@@ -254,6 +269,9 @@ pub fn render(tab: &SampleState, app: &View, area: Rect, buf: &mut Buffer) {
         cmd += &format!(" --prior {}", st.prior.name());
     } else if (st.temperature - 1.0).abs() > 1e-6 {
         cmd += &format!(" --temperature {:.1}", st.temperature);
+    }
+    if !app.shared.raw_decoding {
+        cmd += " --real-words";
     }
     let block = t.block(Line::from(Span::styled(" Prior samples ", t.bold())), false);
     let inner = block.inner(info);

@@ -165,6 +165,27 @@ impl Worker {
         words
     }
 
+    /// The training corpus's words that Path and Sample keep their decodings to: when asked,
+    /// for a subword sequence model whose corpus is here (elsewhere they decode raw, as the
+    /// header then says after Explore's first decoding).
+    fn words_to_keep_to(
+        &self,
+        coder: &Arc<Coder>,
+        real_words: bool,
+    ) -> Option<Arc<crate::model::word_trie::WordTrie>> {
+        if !real_words {
+            return None;
+        }
+        let engine = coder
+            .sequence_model("decode")
+            .ok()
+            .filter(|e| e.vocab.kind() != crate::vocab::TokenizerKind::Word)?;
+        match &*self.corpus_words(coder, engine) {
+            Ok(w) => w.trie.clone(),
+            Err(_) => None,
+        }
+    }
+
     /// Decodes `code`, restricted to the training corpus's words when asked and possible.
     fn decode(
         &self,
@@ -275,16 +296,21 @@ impl Worker {
                 seed,
                 steps,
                 slerp,
-            } => ReplyBody::Path(
-                coder
-                    .walk_path(&a, &b, seed, steps, slerp)
-                    .map_err(err_text),
-            ),
+                real_words,
+            } => {
+                let words = self.words_to_keep_to(&coder, real_words);
+                ReplyBody::Path(
+                    coder
+                        .walk_path_restricted(&a, &b, seed, steps, slerp, words.as_deref())
+                        .map_err(err_text),
+                )
+            }
             Job::Sample {
                 n,
                 seed,
                 temperature,
                 prior,
+                real_words,
             } => {
                 let means = if coder.is_binary() && prior == PriorChoice::Means {
                     match self.bit_means(&coder) {
@@ -302,9 +328,17 @@ impl Worker {
                     None
                 };
                 let means = means.as_deref().map(|m| m.as_slice());
+                let words = self.words_to_keep_to(&coder, real_words);
                 ReplyBody::Sampled(
                     coder
-                        .sample_prior(n, seed, temperature, prior, means)
+                        .sample_prior_restricted(
+                            n,
+                            seed,
+                            temperature,
+                            prior,
+                            means,
+                            words.as_deref(),
+                        )
                         .map_err(err_text),
                 )
             }
