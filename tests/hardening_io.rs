@@ -495,7 +495,7 @@ fn new_subword_vocabularies_fold_accents_and_old_ones_load_unchanged() {
     let old = Vocab::from_json(&json.to_string()).unwrap();
     assert!(old.encode("café").contains(&latent_tui::vocab::UNK));
     // Every checkpoint keeps its own tokenizer: the shipped lm, vae and gumbel were trained
-    // before folding (é is still <unk> there), the 128-bit binary after it.
+    // before folding (é is still <unk> there), the 256-bit binary after it.
     let shipped = |name: &str| {
         latent_tui::engine::Engine::load(
             &Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -639,7 +639,7 @@ fn the_documented_path_example_works_with_the_default_checkpoint() {
         None,
     ))
     .unwrap();
-    assert_eq!(f["per_bit_ppl"].as_array().unwrap().len(), 128);
+    assert_eq!(f["per_bit_ppl"].as_array().unwrap().len(), 256);
 }
 
 #[test]
@@ -656,7 +656,7 @@ fn index_search_probe_and_words_default_to_shipped_checkpoints() {
         ],
         None,
     );
-    assert!(text.contains("128-bit codes"), "{text}");
+    assert!(text.contains("256-bit codes"), "{text}");
     let v: Value = serde_json::from_str(&ok(
         &[
             "search",
@@ -689,7 +689,7 @@ fn index_search_probe_and_words_default_to_shipped_checkpoints() {
         None,
     ))
     .unwrap();
-    assert!(p["model"].as_str().unwrap().contains("128 bits"), "{p}");
+    assert!(p["model"].as_str().unwrap().contains("256 bits"), "{p}");
 
     let w = ok(&["words", "dog", "--top", "3"], None);
     assert!(w.contains("nearest words to `dog`"), "{w}");

@@ -253,10 +253,12 @@ fn explorer_decodes_real_words_by_default_and_w_shows_the_raw_decoding() {
             let kept = engine
                 .decode_restricted(code, Strategy::Greedy, Some(&trie), &mut rng)
                 .unwrap();
-            (raw != kept).then(|| (line.to_string(), raw[0].clone(), kept[0].clone()))
+            // (A raw decoding of corpus words only can differ too: the trie spells each word
+            // as the tokenizer does, and the decoder may spell one with other pieces.)
+            let invents = raw[0].split_whitespace().any(|w| !words.words.contains(w));
+            (invents && raw != kept).then(|| (line.to_string(), raw[0].clone(), kept[0].clone()))
         })
         .expect("an everyday sentence with an invented word");
-    assert!(raw.split_whitespace().any(|w| !words.words.contains(w)));
 
     let mut h = Harness::new(engine, AppOptions::default());
     h.key(KeyCode::Char('i'))
