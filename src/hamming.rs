@@ -145,13 +145,17 @@ impl PackedCodes {
         let k = k.min(self.len());
         #[cfg(target_arch = "x86_64")]
         {
-            if self.words <= 2 && has_vpopcntq() {
+            if matches!(self.words, 1 | 2 | 4) && has_vpopcntq() {
                 // SAFETY: the CPU has AVX-512F and VPOPCNTDQ, the features the functions enable.
                 return unsafe {
-                    if self.words == 1 {
-                        top_k_one_word_avx512(&self.data, query[0], k)
-                    } else {
-                        top_k_two_words_avx512(&self.data, [query[0], query[1]], k)
+                    match self.words {
+                        1 => top_k_one_word_avx512(&self.data, query[0], k),
+                        2 => top_k_two_words_avx512(&self.data, [query[0], query[1]], k),
+                        _ => top_k_four_words_avx512(
+                            &self.data,
+                            [query[0], query[1], query[2], query[3]],
+                            k,
+                        ),
                     }
                 };
             }
@@ -278,6 +282,48 @@ unsafe fn top_k_two_words_avx512(data: &[u64], query: [u64; 2], k: usize) -> Vec
     top.into_sorted()
 }
 
+/// [`top_k_scan`] for four-word codes (129 to 256 bits), eight at a time (see
+/// [`top_k_one_word_avx512`]): each vector holds two codes' four words.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq,popcnt")]
+unsafe fn top_k_four_words_avx512(data: &[u64], query: [u64; 4], k: usize) -> Vec<Hit> {
+    use std::arch::x86_64::*;
+    let mut top = TopK::new(k);
+    let [q0, q1, q2, q3] = query.map(|w| w as i64);
+    let q = _mm512_set_epi64(q3, q2, q1, q0, q3, q2, q1, q0);
+    // Lanes 0 and 4 of two vectors of per-code sums: codes 0–1 from the first, 2–3 from the
+    // second; then the two halves of eight.
+    let pairs = _mm512_set_epi64(15, 15, 15, 15, 12, 8, 4, 0);
+    let halves = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
+    let chunks = data.chunks_exact(32);
+    let rest = chunks.remainder();
+    let mut distances = [0u64; 8];
+    for (c, chunk) in chunks.enumerate() {
+        let per_code = |i: usize| {
+            let v = _mm512_loadu_si512(chunk.as_ptr().add(8 * i) as *const _);
+            let p = _mm512_popcnt_epi64(_mm512_xor_si512(v, q));
+            // Each 256-bit half holds one code's four word counts: add the swapped pairs,
+            // then the swapped 128-bit blocks, so every lane of a half holds its code's sum.
+            let t = _mm512_add_epi64(p, _mm512_shuffle_epi32::<0x4E>(p));
+            _mm512_add_epi64(t, _mm512_shuffle_i64x2::<0b1011_0001>(t, t))
+        };
+        let ab = _mm512_permutex2var_epi64(per_code(0), pairs, per_code(1));
+        let cd = _mm512_permutex2var_epi64(per_code(2), pairs, per_code(3));
+        let d = _mm512_permutex2var_epi64(ab, halves, cd);
+        offer_passing(&mut top, d, c * 8, &mut distances);
+    }
+    let base = (data.len() - rest.len()) / 4;
+    for (i, c) in rest.chunks_exact(4).enumerate() {
+        let d = c
+            .iter()
+            .zip(&query)
+            .map(|(x, y)| (x ^ y).count_ones())
+            .sum();
+        top.offer(d, base + i);
+    }
+    top.into_sorted()
+}
+
 /// The scan, specialised for one- and two-word codes where the loop body is a few instructions.
 #[inline(always)]
 fn top_k_scan(data: &[u64], words: usize, query: &[u64], k: usize) -> Vec<Hit> {
@@ -384,7 +430,7 @@ mod tests {
     #[test]
     fn top_k_equals_brute_force_on_random_codes() {
         let mut rng = StdRng::seed_from_u64(7);
-        for bits in [8, 16, 64, 100, 128, 192] {
+        for bits in [8, 16, 64, 100, 128, 192, 200, 256] {
             // Few bits and many codes give many ties, which the order must settle exactly.
             let codes = random_codes(3000, bits, &mut rng);
             let index = PackedCodes::from_codes(bits, codes.iter().map(Vec::as_slice));
@@ -412,7 +458,7 @@ mod tests {
     fn portable_scan_agrees_with_the_dispatched_one() {
         let mut rng = StdRng::seed_from_u64(3);
         // 503 codes: a ragged last group of eight; 12- and 70-bit codes make many ties.
-        for bits in [64, 12, 128, 70, 200] {
+        for bits in [64, 12, 128, 70, 200, 256] {
             let codes = random_codes(503, bits, &mut rng);
             let index = PackedCodes::from_codes(bits, codes.iter().map(Vec::as_slice));
             for (qi, k) in [(17, 50), (502, 1), (3, 503)] {
