@@ -473,6 +473,16 @@ fn stats_flips_fewer_sentences_of_wider_codes_and_says_how_many() {
             b.flip_sentences
         ),
     );
+    // 256 bits do not fit the charts: each says which it shows, around the selected bit.
+    let s = h256.screen();
+    assert_has(&s, "Bit means (rounded code) ┄ ½ · bits 0–");
+    assert_has(&s, &format!("base {:.2}) · bits 0–", b.base_ppl));
+    for _ in 0..255 {
+        h256.key(KeyCode::Right);
+    }
+    let s = h256.screen();
+    assert_has(&s, "–255 of 256 ");
+    assert_lacks(&s, "· bits 0–");
 }
 
 #[test]

@@ -481,15 +481,20 @@ fn render_bits(
                 reference: Option<f64>,
                 labels: (String, String),
                 buf: &mut Buffer| {
-        let block = t.block(Line::from(Span::styled(title, t.bold())), false);
-        let inner = block.inner(area);
-        block.render(area, buf);
+        let inner = t.block(Line::default(), false).inner(area);
         let cols = Rect {
             x: inner.x + LABEL,
             width: inner.width.saturating_sub(LABEL),
             ..inner
         };
         let (first, xs) = grouped_columns(l, cursor, cols.width);
+        // A code wider than the chart shows a window around the cursor: say which bits.
+        let title = match xs.len() {
+            n if n > 0 && n < l => format!("{title}· bits {first}–{} of {l} ", first + n - 1),
+            _ => title,
+        };
+        t.block(Line::from(Span::styled(title, t.bold())), false)
+            .render(area, buf);
         text(buf, inner, inner.x, inner.y, &labels.1, t.dim());
         text(
             buf,
