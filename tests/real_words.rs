@@ -395,9 +395,10 @@ fn path_and_sample_keep_to_real_words_and_w_on_any_tab_switches_every_tab() {
     assert_eq!(common::decoding_line(&h.screen()), explore_kept);
 }
 
-/// `latent-tui path --real-words` and `sample --real-words` print what the explorer shows.
+/// `latent-tui path`, `sample`, `flip` and `decode` with `--real-words` print what the
+/// explorer shows.
 #[test]
-fn path_and_sample_take_real_words_on_the_command_line() {
+fn the_command_line_decodes_in_real_words_when_asked() {
     use latent_tui::tasks::{self, PriorChoice};
     let path = std::path::Path::new(SHIPPED_BINARY);
     let engine = Engine::load(path, &Device::Cpu).unwrap();
@@ -420,6 +421,9 @@ fn path_and_sample_take_real_words_on_the_command_line() {
         "she sang a song to the children",
     );
     let walk = tasks::walk_path_restricted(&engine, a, b, 3, 8, false, Some(&trie)).unwrap();
+    // The raw walk invents words somewhere on the way: the flag makes a difference.
+    let raw = tasks::walk_path(&engine, a, b, 3, 8, false).unwrap();
+    assert_ne!(raw.points, walk.points);
     let printed = run(&[
         "path",
         SHIPPED_BINARY,
@@ -471,4 +475,80 @@ fn path_and_sample_take_real_words_on_the_command_line() {
         .map(|s| s["text"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(texts, kept);
+
+    // flip: the sentence's decoding and each flipped code's, as Explore shows them; an everyday
+    // sentence with flips (up to three) that the flag decodes differently.
+    let mut rng = StdRng::seed_from_u64(0);
+    let (sentence, code, every, bits) = common::everyday()
+        .into_iter()
+        .find_map(|sentence| {
+            let code = engine.encode(&[engine.tokenize(&sentence).ids]).unwrap()[0]
+                .deterministic_code(true);
+            let every: Vec<Vec<f32>> = (0..code.len())
+                .map(|b| latent_tui::explore::flip(&code, b))
+                .collect();
+            let raw = engine.decode(&every, Strategy::Greedy, &mut rng).unwrap();
+            let kept = engine
+                .decode_restricted(&every, Strategy::Greedy, Some(&trie), &mut rng)
+                .unwrap();
+            let bits: Vec<usize> = (0..code.len())
+                .filter(|&b| raw[b] != kept[b])
+                .take(3)
+                .collect();
+            (!bits.is_empty()).then_some((sentence, code, every, bits))
+        })
+        .expect("an everyday sentence with a flip that invents a word");
+    let mut codes = vec![code.clone()];
+    codes.extend(bits.iter().map(|&b| every[b].clone()));
+    let kept = engine
+        .decode_restricted(&codes, Strategy::Greedy, Some(&trie), &mut rng)
+        .unwrap();
+    let bit_list = bits
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let printed = run(&[
+        "flip",
+        SHIPPED_BINARY,
+        &sentence,
+        "--bits",
+        &bit_list,
+        "--real-words",
+        "--json",
+    ]);
+    assert_eq!(printed["decoding"].as_str().unwrap(), kept[0]);
+    let flipped: Vec<&str> = printed["flips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        flipped,
+        kept[1..].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+
+    // decode: codes on stdin, one decoding per line.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args(["--threads", "1", "decode", SHIPPED_BINARY, "--real-words"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        for c in &codes {
+            writeln!(stdin, "{}", latent_tui::explore::bit_string(c)).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines, kept);
 }

@@ -111,6 +111,10 @@ pub enum Command {
         checkpoint: Option<PathBuf>,
         #[command(flatten)]
         strategy: StrategyArgs,
+        /// Keep greedy and beam decodings to words of the training corpus, as the explorer does
+        /// by default (subword models; needs the corpus; sampling stays raw).
+        #[arg(long)]
+        real_words: bool,
         /// Print JSON lines instead of plain text.
         #[arg(long)]
         json: bool,
@@ -224,6 +228,10 @@ pub enum Command {
         /// Comma-separated bit indices to flip one at a time (default: none, just the bars).
         #[arg(long, value_delimiter = ',')]
         bits: Vec<usize>,
+        /// Keep the decodings to words of the training corpus, as the explorer does by default
+        /// (subword models; needs the corpus).
+        #[arg(long)]
+        real_words: bool,
         /// Print JSON instead of plain text.
         #[arg(long)]
         json: bool,
@@ -882,8 +890,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Decode {
             checkpoint,
             strategy,
+            real_words,
             json,
-        }) => decode(&checkpoint, &strategy, json),
+        }) => decode(&checkpoint, &strategy, real_words, json),
         Some(Command::Convert {
             input,
             output,
@@ -1000,13 +1009,14 @@ pub fn run(cli: Cli) -> Result<()> {
             first,
             second,
             bits,
+            real_words,
             json,
         }) => {
             let (checkpoint, sentence) = match second {
                 Some(sentence) => (Some(PathBuf::from(first)), sentence),
                 None => (None, first),
             };
-            flip(&checkpoint, &sentence, &bits, json)
+            flip(&checkpoint, &sentence, &bits, real_words, json)
         }
         Some(Command::Map(args)) => self::map::run(args),
         Some(Command::Bow(command)) => self::bow::run(command),
@@ -2167,12 +2177,22 @@ fn check_code_values(code: &[f32], binary: bool) -> Result<()> {
     Ok(())
 }
 
-fn decode(ckpt: &Option<PathBuf>, strategy: &StrategyArgs, json_out: bool) -> Result<()> {
+fn decode(
+    ckpt: &Option<PathBuf>,
+    strategy: &StrategyArgs,
+    real_words: bool,
+    json_out: bool,
+) -> Result<()> {
     // Any model that decodes: sentences, or for nash and nvdm the decoder's top words.
     let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
     if !coder.capabilities().decodes() {
         return Err(coder.cannot("decode codes: it has no decoder"));
     }
+    let words = if real_words {
+        real_words_of(&coder)?
+    } else {
+        None
+    };
     let mut rng = StdRng::seed_from_u64(strategy.seed);
     let out = std::io::stdout();
     let mut out = out.lock();
@@ -2203,7 +2223,12 @@ fn decode(ckpt: &Option<PathBuf>, strategy: &StrategyArgs, json_out: bool) -> Re
             );
         }
         let text = coder
-            .decode_lines(std::slice::from_ref(&code), strategy.strategy(), &mut rng)?
+            .decode_lines_restricted(
+                std::slice::from_ref(&code),
+                strategy.strategy(),
+                words.as_deref(),
+                &mut rng,
+            )?
             .remove(0);
         if json_out {
             writeln!(out, "{}", json!({"code": line.trim(), "text": text}))?;
@@ -2360,8 +2385,19 @@ fn sample(
     Ok(())
 }
 
-fn flip(ckpt: &Option<PathBuf>, sentence: &str, bits: &[usize], json_out: bool) -> Result<()> {
+fn flip(
+    ckpt: &Option<PathBuf>,
+    sentence: &str,
+    bits: &[usize],
+    real_words: bool,
+    json_out: bool,
+) -> Result<()> {
     let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
+    let words = if real_words {
+        real_words_of(&coder)?
+    } else {
+        None
+    };
     if !coder.is_binary() {
         bail!(
             "flip works on binary codes; this is a `{}` model",
@@ -2405,7 +2441,11 @@ fn flip(ckpt: &Option<PathBuf>, sentence: &str, bits: &[usize], json_out: bool) 
     let mut decode_codes = vec![code.clone()];
     decode_codes.extend(bits.iter().map(|&b| explore::flip(&code, b)));
     let texts = coder
-        .decode_codes(&decode_codes, crate::structure::DECODED_WORDS)?
+        .decode_codes_restricted(
+            &decode_codes,
+            crate::structure::DECODED_WORDS,
+            words.as_deref(),
+        )?
         .ok_or_else(|| coder.cannot("decode a code"))?;
     if json_out {
         let flips: Vec<_> = bits

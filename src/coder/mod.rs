@@ -405,8 +405,20 @@ impl Coder {
         strategy: Strategy,
         rng: &mut StdRng,
     ) -> Result<Vec<String>> {
+        self.decode_lines_restricted(codes, strategy, None, rng)
+    }
+
+    /// [`Coder::decode_lines`] with a sequence model's greedy and beam decodings kept to the
+    /// words of `words` when given (a bag-of-words decoder's words are its vocabulary's).
+    pub fn decode_lines_restricted(
+        &self,
+        codes: &[Vec<f32>],
+        strategy: Strategy,
+        words: Option<&crate::model::word_trie::WordTrie>,
+        rng: &mut StdRng,
+    ) -> Result<Vec<String>> {
         match &self.family {
-            Family::Seq(e) => e.decode(codes, strategy, rng),
+            Family::Seq(e) => e.decode_restricted(codes, strategy, words, rng),
             Family::Bow(b) => {
                 if strategy != Strategy::Greedy {
                     return Err(self.cannot(&format!(
@@ -425,13 +437,29 @@ impl Coder {
     /// Decodings of codes: greedy sentences, or a bag-of-words decoder's `words` most probable
     /// words; None when the model has no decoder (lsh).
     pub fn decode_codes(&self, codes: &[Vec<f32>], words: usize) -> Result<Option<Vec<String>>> {
+        self.decode_codes_restricted(codes, words, None)
+    }
+
+    /// [`Coder::decode_codes`] with a sequence model's greedy decodings kept to the words of
+    /// `real_words` when given.
+    pub fn decode_codes_restricted(
+        &self,
+        codes: &[Vec<f32>],
+        words: usize,
+        real_words: Option<&crate::model::word_trie::WordTrie>,
+    ) -> Result<Option<Vec<String>>> {
         if self.decoding_kind().is_none() {
             return Ok(None);
         }
         match &self.family {
             Family::Seq(e) => {
                 let mut rng = StdRng::seed_from_u64(0);
-                Ok(Some(e.decode(codes, Strategy::Greedy, &mut rng)?))
+                Ok(Some(e.decode_restricted(
+                    codes,
+                    Strategy::Greedy,
+                    real_words,
+                    &mut rng,
+                )?))
             }
             Family::Bow(b) => Ok(Some(
                 bow::top_words(b, codes, words)?
