@@ -279,6 +279,31 @@ fn a_128_bit_code_moves_flips_scores_and_walks() {
     assert_eq!(h.app.tabs.explore.cursor, 126);
     h.key(KeyCode::Home);
     assert_has(&h.screen(), "bit 0  p = ");
+    // PgDn / L and PgUp / H move by a group of 8 bits, stopping at either end.
+    let cursor = |h: &latent_tui::tui::harness::Harness| h.app.tabs.explore.cursor;
+    h.key(KeyCode::PageDown);
+    assert_eq!(cursor(&h), 8);
+    h.key(KeyCode::Char('L'));
+    assert_eq!(cursor(&h), 16);
+    h.key(KeyCode::Char('H'));
+    assert_eq!(cursor(&h), 8);
+    h.key(KeyCode::PageUp).key(KeyCode::PageUp);
+    assert_eq!(cursor(&h), 0);
+    h.key(KeyCode::End).key(KeyCode::PageDown);
+    assert_eq!(cursor(&h), 127);
+    // b: to the bit whose flip raises the sentence's perplexity most.
+    let bars = h.app.tabs.explore.bars.clone().expect("bars");
+    assert_eq!(bars.code, h.app.shared.code);
+    let ppl: Vec<f64> = bars.ppl.iter().map(|p| p.expect("every bar in")).collect();
+    let top = (0..128).fold(0, |best, j| if ppl[j] > ppl[best] { j } else { best });
+    assert!(
+        top != 127,
+        "the test needs the largest bar away from the cursor"
+    );
+    h.key(KeyCode::Char('b'));
+    assert_eq!(cursor(&h), top);
+    assert_has(&h.screen(), &format!("bit {top}  p = "));
+    h.key(KeyCode::Home);
 
     // A Hamming path between two sentences' 128-bit codes, as `latent-tui path` walks it.
     h.key(KeyCode::Tab);

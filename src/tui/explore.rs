@@ -109,8 +109,11 @@ pub enum Action {
     Fresh,
     Left,
     Right,
+    GroupLeft,
+    GroupRight,
     First,
     Last,
+    Largest,
     Flip,
     NudgeUp,
     NudgeDown,
@@ -251,6 +254,31 @@ pub const KEYS: &[Binding<Action>] = &[
         Only::Any,
         Action::Draw,
     ),
+    nav(
+        &[KeyCode::PageUp, KeyCode::Char('H')],
+        "PgUp PgDn or H L",
+        "move the cursor by 8 bits / dimensions (one group of the code panel)",
+        None,
+        Only::Any,
+        Action::GroupLeft,
+    ),
+    nav(
+        &[KeyCode::PageDown, KeyCode::Char('L')],
+        "PgDn or L",
+        "",
+        None,
+        Only::Any,
+        Action::GroupRight,
+    ),
+    nav(
+        &[KeyCode::Char('b')],
+        "b",
+        "to the bit / dimension whose change raises the sentence's perplexity most (the \
+         largest bar)",
+        None,
+        Only::Any,
+        Action::Largest,
+    ),
 ];
 
 fn next_strategy(s: Strategy) -> Strategy {
@@ -345,6 +373,18 @@ impl ExploreState {
         match action {
             Action::Left => self.cursor = c.saturating_sub(1),
             Action::Right => self.cursor = (c + 1).min(l - 1),
+            Action::GroupLeft => self.cursor = c.saturating_sub(8),
+            Action::GroupRight => self.cursor = (c + 8).min(l - 1),
+            Action::Largest => {
+                // The bars of the current code only (a reply for an older code may still show).
+                let largest = (self.bars.as_ref())
+                    .filter(|b| b.code == cx.shared.code)
+                    .and_then(Bars::largest);
+                match largest {
+                    Some((j, _)) => self.cursor = j,
+                    None => cx.notice("no bars yet for this code"),
+                }
+            }
             Action::First => self.cursor = 0,
             Action::Last => self.cursor = l - 1,
             Action::Flip => {
@@ -1286,19 +1326,10 @@ fn render_bars(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
             None => Span::styled("scoring…", t.dim()),
         },
     ];
-    let largest = b
-        .ppl
-        .iter()
-        .enumerate()
-        .filter_map(|(j, p)| p.map(|p| (j, p)))
-        .fold(None, |best: Option<(usize, f64)>, (j, p)| match best {
-            Some((_, bp)) if bp >= p => best,
-            _ => Some((j, p)),
-        });
-    if let Some((jmax, pmax)) = largest {
+    if let Some((jmax, pmax)) = b.largest() {
         let so_far = if complete { "" } else { " so far" };
         caption.push(Span::styled(
-            format!("   largest{so_far}: {unit} {jmax} {}", change(pmax)),
+            format!("   largest{so_far}: {unit} {jmax} {} (b)", change(pmax)),
             t.dim(),
         ));
     }

@@ -218,6 +218,16 @@ pub struct Bars {
 }
 
 impl Bars {
+    /// The dimension with the largest value in so far (the lowest one of equals), and its value.
+    pub fn largest(&self) -> Option<(usize, f64)> {
+        (self.ppl.iter().enumerate())
+            .filter_map(|(j, p)| p.map(|p| (j, p)))
+            .fold(None, |best, (j, p)| match best {
+                Some((_, bp)) if bp >= p => best,
+                _ => Some((j, p)),
+            })
+    }
+
     /// Every dimension's value is in.
     pub fn complete(&self) -> bool {
         self.ppl.iter().all(Option::is_some)
