@@ -282,7 +282,7 @@ unsafe fn top_k_two_words_avx512(data: &[u64], query: [u64; 2], k: usize) -> Vec
     top.into_sorted()
 }
 
-/// [`top_k_scan`] for four-word codes (129 to 256 bits), eight at a time (see
+/// [`top_k_scan`] for four-word codes (193 to 256 bits), eight at a time (see
 /// [`top_k_one_word_avx512`]): each vector holds two codes' four words.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq,popcnt")]

@@ -1331,7 +1331,9 @@ pub fn decorrelation_penalty_above(
     let zero = || Tensor::zeros((), codes.dtype(), codes.device());
     let (b, l) = codes.dims2()?;
     let mean = moments.mean();
-    if b < 1 || l < 2 || mean.len() != l {
+    // One code has no correlations to speak of (each r_ij would be ±1): no penalty, and the
+    // running matrix is left as it is.
+    if b < 2 || l < 2 || mean.len() != l {
         return Ok(zero()?);
     }
     // Deviations from the running means, each column scaled by its own (differentiable) root

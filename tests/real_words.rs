@@ -346,6 +346,12 @@ fn path_and_sample_keep_to_real_words_and_w_on_any_tab_switches_every_tab() {
         .unwrap()
         .contains("raw decoding (w: real words)"));
 
+    // An edit of A not walked yet: what comes back below is still the walk of the pair walked.
+    h.key(KeyCode::Char('a'))
+        .type_text(" again")
+        .key(KeyCode::Esc);
+    assert_eq!(h.app.tabs.path.a.text(), format!("{a} again"));
+
     // Sample, entered raw, then `w` there: the same codes, decoded in real words.
     let e = Engine::load(path, &Device::Cpu).unwrap();
     let raw_samples = tasks::sample_prior(&e, 10, 0, 1.0, PriorChoice::Uniform, None).unwrap();
@@ -376,10 +382,12 @@ fn path_and_sample_keep_to_real_words_and_w_on_any_tab_switches_every_tab() {
     assert!(!invents(&shown.texts), "{:?}", shown.texts);
     common::assert_has(&h.screen(), "--seed 0 --prior uniform --real-words");
 
-    // Back on Path, switched elsewhere since its walk: walked again in real words.
+    // Back on Path, switched elsewhere since its walk: the same pair walked again in real
+    // words, the edited field left as it was.
     h.key(KeyCode::Char('2'));
     assert_eq!(h.app.tab, TabId::Path);
     assert_eq!(h.app.tabs.path.walk.as_ref().unwrap().points, kept.points);
+    assert_eq!(h.app.tabs.path.a.text(), format!("{a} again"));
     // `w` here, then Explore: its decoding follows (raw), and `w` there brings it back.
     h.key(KeyCode::Char('w'));
     h.key(KeyCode::Char('1'));

@@ -2247,7 +2247,8 @@ fn real_words_of(
     let Ok(engine) = coder.sequence_model("decode in real words") else {
         return Ok(None);
     };
-    if engine.vocab.kind() == crate::vocab::TokenizerKind::Word {
+    // An `lm` samples word by word at a temperature, which is never restricted.
+    if engine.vocab.kind() == crate::vocab::TokenizerKind::Word || !engine.kind().has_latent() {
         return Ok(None);
     }
     let words = crate::coder::seq::corpus_words(engine)
@@ -2393,17 +2394,17 @@ fn flip(
     json_out: bool,
 ) -> Result<()> {
     let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
-    let words = if real_words {
-        real_words_of(&coder)?
-    } else {
-        None
-    };
     if !coder.is_binary() {
         bail!(
             "flip works on binary codes; this is a `{}` model",
             coder.kind_name()
         );
     }
+    let words = if real_words {
+        real_words_of(&coder)?
+    } else {
+        None
+    };
     let e = coder.encode_text(sentence)?;
     let (ids, code) = (e.ids, e.code);
     let l = code.len();

@@ -375,6 +375,9 @@ impl ExploreState {
             Action::Right => self.cursor = (c + 1).min(l - 1),
             Action::GroupLeft => self.cursor = c.saturating_sub(8),
             Action::GroupRight => self.cursor = (c + 8).min(l - 1),
+            Action::Largest if !cx.model.caps.scores => {
+                cx.notice("this model has no bars: it cannot score a sentence under a code")
+            }
             Action::Largest => {
                 // The bars of the current code only (a reply for an older code may still show).
                 let largest = (self.bars.as_ref())
@@ -661,6 +664,9 @@ impl Tab for ExploreState {
         self.bars = None;
         self.error = None;
         self.cursor = 0;
+        // What the old model's decodings were kept to says nothing of the new one's.
+        self.real_words_status = None;
+        self.requested_real_words = None;
         cx.shared.meaning = MeaningState::default();
         self.start(cx, false);
         if had && !self.input.is_blank() {

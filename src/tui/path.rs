@@ -38,9 +38,10 @@ pub struct PathState {
     pub walk: Option<PathWalk>,
     pub error: Option<String>,
     pub selected: usize,
-    /// Whether the latest walk asked for real words (None before the first): entering the tab
-    /// after `w` was pressed elsewhere walks the same path again, decoded the new way.
-    requested_real_words: Option<bool>,
+    /// The sentences of the latest walk asked for and whether it asked for real words (None
+    /// before the first): `w`, here or on another tab, walks the same pair again (even while
+    /// that walk is on its way, and whatever the fields hold now), decoded the new way.
+    requested: Option<(String, String, bool)>,
 }
 
 impl Default for PathState {
@@ -55,7 +56,7 @@ impl Default for PathState {
             walk: None,
             error: None,
             selected: 0,
-            requested_real_words: None,
+            requested: None,
         }
     }
 }
@@ -332,9 +333,7 @@ impl PathState {
             Action::Walk => self.walk(cx),
             Action::RealWords => {
                 cx.shared.raw_decoding = !cx.shared.raw_decoding;
-                if self.walk.is_some() {
-                    self.walk(cx);
-                }
+                self.walk_again_if_stale(cx);
             }
         }
     }
@@ -356,17 +355,30 @@ impl PathState {
             cx.notice("type both sentences A and B first");
             return;
         }
+        self.submit(cx, self.a.text(), self.b.text());
+        self.focus = PathFocus::Steps;
+    }
+
+    fn submit(&mut self, cx: &mut Ctx, a: String, b: String) {
         let real_words = !cx.shared.raw_decoding;
-        self.requested_real_words = Some(real_words);
+        self.requested = Some((a.clone(), b.clone(), real_words));
         cx.jobs.submit(Job::Path {
-            a: self.a.text(),
-            b: self.b.text(),
+            a,
+            b,
             seed: self.seed,
             steps: self.steps,
             slerp: self.slerp,
             real_words,
         });
-        self.focus = PathFocus::Steps;
+    }
+
+    /// The latest walk again when it asked for the other decoding than the one set now.
+    fn walk_again_if_stale(&mut self, cx: &mut Ctx) {
+        if let Some((a, b, real_words)) = self.requested.clone() {
+            if real_words == cx.shared.raw_decoding {
+                self.submit(cx, a, b);
+            }
+        }
     }
 
     fn walked(&mut self, _cx: &mut Ctx, r: Result<PathWalk, String>) {
@@ -403,11 +415,7 @@ impl Tab for PathState {
 
     fn entered(&mut self, cx: &mut Ctx) {
         // `w` pressed on another tab since the latest walk: the same walk, decoded anew.
-        if self.walk.is_some()
-            && (self.requested_real_words).is_some_and(|r| r == cx.shared.raw_decoding)
-        {
-            self.walk(cx);
-        }
+        self.walk_again_if_stale(cx);
     }
 
     fn model_changed(&mut self, cx: &mut Ctx, _shown: bool) {

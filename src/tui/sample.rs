@@ -270,7 +270,8 @@ pub fn render(tab: &SampleState, app: &View, area: Rect, buf: &mut Buffer) {
     } else if (st.temperature - 1.0).abs() > 1e-6 {
         cmd += &format!(" --temperature {:.1}", st.temperature);
     }
-    if !app.shared.raw_decoding {
+    // An `lm`'s word sampling is never restricted: no flag to reproduce it.
+    if !app.shared.raw_decoding && kind.has_latent() {
         cmd += " --real-words";
     }
     let block = t.block(Line::from(Span::styled(" Prior samples ", t.bold())), false);

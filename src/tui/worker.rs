@@ -176,9 +176,11 @@ impl Worker {
         if !real_words {
             return None;
         }
+        // An `lm` samples word by word at a temperature, which is never restricted.
         let engine = coder
             .sequence_model("decode")
             .ok()
+            .filter(|e| e.kind().has_latent())
             .filter(|e| e.vocab.kind() != crate::vocab::TokenizerKind::Word)?;
         match &*self.corpus_words(coder, engine) {
             Ok(w) => w.trie.clone(),
