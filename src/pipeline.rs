@@ -851,7 +851,7 @@ pub fn compute_clusters_so_far(
 
 /// [`compute_clusters_so_far`] that stops between its steps once `stopped` says so (a newer
 /// request has overtaken this one: gitui's `AsyncSingleJob`, as the Map's layout does): before
-/// the provisional clustering, before the final clustering and before its centres are decoded.
+/// the provisional clustering, before the final clustering and after it.
 /// None where it stopped. An index being built is finished and saved first (the newer request
 /// loads it instead of encoding the corpus again); a clustering under way finishes its step.
 pub fn compute_clusters_until(
@@ -898,7 +898,7 @@ fn coded_corpus(index: &CodeIndex) -> CodedCorpus {
 }
 
 /// The clustering `req` asks for of `data`, with each gold label's mean code ([`cluster_codes`]);
-/// None where `stopped` says so before the clustering or before its centres are decoded.
+/// None where `stopped` says so before the clustering or once it is done.
 fn cluster_view(
     coder: &Coder,
     data: CodedCorpus,
@@ -917,12 +917,11 @@ fn cluster_view(
     if stopped() {
         return Ok(None);
     }
-    let method = req.method.unwrap_or(default_method(coder.is_binary()));
-    let mut report = cluster_corpus(&data, method, &opts)?;
+    let report = cluster_codes(coder, &data, req.method, &opts)?;
+    // Decoding the centres is quick (~0.1 s): a request overtaken meanwhile is dropped here.
     if stopped() {
         return Ok(None);
     }
-    report.decode_centers(coder)?;
     let label_means = data
         .label_names
         .iter()

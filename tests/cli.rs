@@ -437,7 +437,14 @@ fn sample_decodes_bag_of_words_priors_to_the_explorers_top_words() {
     let v: Value = serde_json::from_str(&out).unwrap();
     let rows = v["samples"].as_array().unwrap();
     let want = common::coder(&f.nash)
-        .sample_prior(70, 5, 1.0, latent_tui::tasks::PriorChoice::Uniform, None)
+        .sample_prior(
+            70,
+            5,
+            1.0,
+            latent_tui::tasks::PriorChoice::Uniform,
+            None,
+            None,
+        )
         .unwrap();
     assert_eq!(rows.len(), 70);
     for (row, (code, text)) in rows.iter().zip(want.codes.iter().zip(&want.texts)) {

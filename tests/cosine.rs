@@ -509,21 +509,17 @@ fn search_finds_cosine_neighbours_of_a_continuous_checkpoint() {
     // A copy, so that the index this test caches does not meet other tests' files.
     let ckpt = dir.path().join("gaussian.safetensors");
     std::fs::copy(&f.gaussian, &ckpt).unwrap();
+    let path = ckpt.to_str().unwrap();
     let run = |extra: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-            .arg("search")
-            .arg(&ckpt)
-            .arg("the small dog sees the cat")
-            .args(["-k", "4", "--json"])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        let args = [
+            "search",
+            path,
+            "the small dog sees the cat",
+            "-k",
+            "4",
+            "--json",
+        ];
+        common::run_json(&[&args[..], extra].concat())
     };
     let plain = run(&[]);
     let hits = plain["neighbors"].as_array().unwrap();

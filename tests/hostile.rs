@@ -329,6 +329,7 @@ fn samples_are_handed_out_as_they_are_decoded() {
         1.0,
         latent_tui::tasks::PriorChoice::Uniform,
         None,
+        None,
         &mut |code, text| {
             seen.push((code, text));
             if seen.len() == 100 {
@@ -346,6 +347,7 @@ fn samples_are_handed_out_as_they_are_decoded() {
         7,
         1.0,
         latent_tui::tasks::PriorChoice::Uniform,
+        None,
         None,
     )
     .unwrap();

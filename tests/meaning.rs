@@ -219,16 +219,7 @@ fn bits_json_lists_every_bit() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("b.safetensors");
     std::fs::copy(&f.binary, &ckpt).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-        .args(["bits", ckpt.to_str().unwrap(), "--json", "--threads", "1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::run_json(&["bits", ckpt.to_str().unwrap(), "--json", "--threads", "1"]);
     assert_eq!(v["format"], "latent-tui-meaning/1");
     assert_eq!(v["binary"], true);
     let dims = v["dims"].as_array().unwrap();

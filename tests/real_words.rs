@@ -304,12 +304,11 @@ fn path_and_sample_keep_to_real_words_and_w_on_any_tab_switches_every_tab() {
     let (a, b, raw, kept) = everyday
         .windows(2)
         .find_map(|p| {
-            let raw = tasks::walk_path(&engine, &p[0], &p[1], 0, 8, false).unwrap();
+            let raw = tasks::walk_path(&engine, &p[0], &p[1], 0, 8, false, None).unwrap();
             let texts: Vec<String> = raw.points.iter().map(|q| q.text.clone()).collect();
             invents(&texts).then(|| {
                 let kept =
-                    tasks::walk_path_restricted(&engine, &p[0], &p[1], 0, 8, false, Some(&trie))
-                        .unwrap();
+                    tasks::walk_path(&engine, &p[0], &p[1], 0, 8, false, Some(&trie)).unwrap();
                 (p[0].clone(), p[1].clone(), raw, kept)
             })
         })
@@ -354,22 +353,10 @@ fn path_and_sample_keep_to_real_words_and_w_on_any_tab_switches_every_tab() {
 
     // Sample, entered raw, then `w` there: the same codes, decoded in real words.
     let e = Engine::load(path, &Device::Cpu).unwrap();
-    let raw_samples = tasks::sample_prior(&e, 10, 0, 1.0, PriorChoice::Uniform, None).unwrap();
-    let mut kept_samples = Vec::new();
-    tasks::sample_prior_each_restricted(
-        &e,
-        10,
-        0,
-        1.0,
-        PriorChoice::Uniform,
-        None,
-        Some(&trie),
-        &mut |code, text| {
-            kept_samples.push((code, text));
-            Ok(())
-        },
-    )
-    .unwrap();
+    let raw_samples =
+        tasks::sample_prior(&e, 10, 0, 1.0, PriorChoice::Uniform, None, None).unwrap();
+    let kept_samples =
+        tasks::sample_prior(&e, 10, 0, 1.0, PriorChoice::Uniform, None, Some(&trie)).unwrap();
     h.key(KeyCode::Char('3'));
     assert_eq!(h.app.tab, TabId::Sample);
     assert_eq!(h.app.tabs.sample.samples.as_ref().unwrap(), &raw_samples);
@@ -377,8 +364,7 @@ fn path_and_sample_keep_to_real_words_and_w_on_any_tab_switches_every_tab() {
     h.key(KeyCode::Char('w'));
     let shown = h.app.tabs.sample.samples.as_ref().unwrap();
     assert_eq!(shown.codes, raw_samples.codes, "the same codes");
-    let expected: Vec<String> = kept_samples.iter().map(|(_, t)| t.clone()).collect();
-    assert_eq!(shown.texts, expected);
+    assert_eq!(shown.texts, kept_samples.texts);
     assert!(!invents(&shown.texts), "{:?}", shown.texts);
     common::assert_has(&h.screen(), "--seed 0 --prior uniform --real-words");
 
@@ -411,26 +397,14 @@ fn the_command_line_decodes_in_real_words_when_asked() {
     let path = std::path::Path::new(SHIPPED_BINARY);
     let engine = Engine::load(path, &Device::Cpu).unwrap();
     let trie = tasks::corpus_words(&engine).unwrap().trie.unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-            .args(["--threads", "1"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| common::run_json(&[&["--threads", "1"], args].concat());
     let (a, b) = (
         "a large dog ran across the field",
         "she sang a song to the children",
     );
-    let walk = tasks::walk_path_restricted(&engine, a, b, 3, 8, false, Some(&trie)).unwrap();
+    let walk = tasks::walk_path(&engine, a, b, 3, 8, false, Some(&trie)).unwrap();
     // The raw walk invents words somewhere on the way: the flag makes a difference.
-    let raw = tasks::walk_path(&engine, a, b, 3, 8, false).unwrap();
+    let raw = tasks::walk_path(&engine, a, b, 3, 8, false, None).unwrap();
     assert_ne!(raw.points, walk.points);
     let printed = run(&[
         "path",
@@ -451,21 +425,9 @@ fn the_command_line_decodes_in_real_words_when_asked() {
     let expected: Vec<&str> = walk.points.iter().map(|p| p.text.as_str()).collect();
     assert_eq!(texts, expected);
 
-    let mut kept = Vec::new();
-    tasks::sample_prior_each_restricted(
-        &engine,
-        5,
-        9,
-        1.0,
-        PriorChoice::Uniform,
-        None,
-        Some(&trie),
-        &mut |_, text| {
-            kept.push(text);
-            Ok(())
-        },
-    )
-    .unwrap();
+    let kept = tasks::sample_prior(&engine, 5, 9, 1.0, PriorChoice::Uniform, None, Some(&trie))
+        .unwrap()
+        .texts;
     let printed = run(&[
         "sample",
         SHIPPED_BINARY,

@@ -183,7 +183,7 @@ fn the_vae_keeps_its_latent_active_and_its_prior_speaks_words() {
         engine.latent_dim(),
         gaussian.mean_variance
     );
-    let samples = sample_prior(&engine, 100, 0, 1.0, PriorChoice::Uniform, None).unwrap();
+    let samples = sample_prior(&engine, 100, 0, 1.0, PriorChoice::Uniform, None, None).unwrap();
     assert_eq!(samples.texts.len(), 100);
     for text in &samples.texts {
         assert!(!text.contains("<unk>"), "prior sample {text:?}");

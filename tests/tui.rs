@@ -204,6 +204,7 @@ fn path_walks_one_bit_per_step_and_n_draws_another() {
         0,
         8,
         false,
+        None,
     )
     .unwrap();
     assert_eq!(scripted.points, walk.points);
@@ -280,7 +281,7 @@ fn a_128_bit_code_moves_flips_scores_and_walks() {
     h.key(KeyCode::Home);
     assert_has(&h.screen(), "bit 0  p = ");
     // PgDn / L and PgUp / H move by a group of 8 bits, stopping at either end.
-    let cursor = |h: &latent_tui::tui::harness::Harness| h.app.tabs.explore.cursor;
+    let cursor = |h: &Harness| h.app.tabs.explore.cursor;
     h.key(KeyCode::PageDown);
     assert_eq!(cursor(&h), 8);
     h.key(KeyCode::Char('L'));
@@ -324,8 +325,16 @@ fn a_128_bit_code_moves_flips_scores_and_walks() {
         &h.screen(),
         &format!("Hamming distance {d} · random path with seed 0"),
     );
-    let scripted =
-        tasks::walk_path(&e, sentence, "every old tree moves the river", 0, 8, false).unwrap();
+    let scripted = tasks::walk_path(
+        &e,
+        sentence,
+        "every old tree moves the river",
+        0,
+        8,
+        false,
+        None,
+    )
+    .unwrap();
     assert_eq!(scripted.points, walk.points);
 }
 
@@ -347,7 +356,7 @@ fn sample_shows_the_seed_and_matches_the_command_line() {
     h.key(KeyCode::Char('s'));
     assert_has(&h.screen(), "Decodings · seed 1");
     let e = engine(&f.binary);
-    let scripted = tasks::sample_prior(&e, 10, 1, 1.0, PriorChoice::Uniform, None).unwrap();
+    let scripted = tasks::sample_prior(&e, 10, 1, 1.0, PriorChoice::Uniform, None, None).unwrap();
     assert_eq!(h.app.tabs.sample.samples.as_ref().unwrap(), &scripted);
     let s = h.screen();
     assert_has(&s, &latent_tui::explore::bit_string(&scripted.codes[0]));
@@ -458,17 +467,11 @@ fn stats_flips_fewer_sentences_of_wider_codes_and_says_how_many() {
     assert_has(&h.screen(), "62 sentences, every bit flipped in 9");
     // The flip figures on screen say how many sentences they are from.
     h.compute(vec![r]);
-    let b = h
-        .app
-        .tabs
-        .stats
-        .result
-        .as_ref()
-        .unwrap()
-        .report
-        .bits
-        .clone()
-        .unwrap();
+    let bits_of = |h: &Harness| {
+        let stats = h.app.tabs.stats.result.as_ref().unwrap();
+        stats.report.bits.clone().unwrap()
+    };
+    let b = bits_of(&h);
     assert_eq!(b.flip_ppl.len(), 256);
     assert_eq!(b.flip_sentences, 9);
     assert_has(
@@ -480,17 +483,7 @@ fn stats_flips_fewer_sentences_of_wider_codes_and_says_how_many() {
     );
     // At the default request, the count of the flips actually computed (the split may be shorter).
     h256.compute(vec![r256]);
-    let b = h256
-        .app
-        .tabs
-        .stats
-        .result
-        .as_ref()
-        .unwrap()
-        .report
-        .bits
-        .clone()
-        .unwrap();
+    let b = bits_of(&h256);
     assert_has(
         &h256.screen(),
         &format!(
@@ -632,6 +625,13 @@ fn an_lm_model_says_it_has_no_latent_space() {
     let s = h.screen();
     assert_has(&s, "words sampled from the language model");
     assert_eq!(h.app.tabs.sample.samples.as_ref().unwrap().texts.len(), 10);
+    // Word sampling is never kept to real words: the command that reproduces it says nothing
+    // of them, where a model decoding codes does.
+    assert_has(&s, &format!("reproduce: latent-tui sample {}", f.lm.display()));
+    assert_lacks(&s, "--real-words");
+    let mut b = harness(&f.binary);
+    b.key(KeyCode::Tab).key(KeyCode::Tab);
+    assert_has(&b.screen(), "--prior uniform --real-words");
 }
 
 fn tiny_training(out: &std::path::Path, steps: u64) -> TrainConfig {

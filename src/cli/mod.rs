@@ -2188,11 +2188,7 @@ fn decode(
     if !coder.capabilities().decodes() {
         return Err(coder.cannot("decode codes: it has no decoder"));
     }
-    let words = if real_words {
-        real_words_of(&coder)?
-    } else {
-        None
-    };
+    let words = real_words_of(&coder, real_words)?;
     let mut rng = StdRng::seed_from_u64(strategy.seed);
     let out = std::io::stdout();
     let mut out = out.lock();
@@ -2223,7 +2219,7 @@ fn decode(
             );
         }
         let text = coder
-            .decode_lines_restricted(
+            .decode_lines(
                 std::slice::from_ref(&code),
                 strategy.strategy(),
                 words.as_deref(),
@@ -2239,16 +2235,17 @@ fn decode(
     Ok(())
 }
 
-/// The training corpus's words for `--real-words` (None where it does not apply: a
-/// word-level or bag-of-words model decodes only its vocabulary's words anyway).
+/// The training corpus's words when `--real-words` asks for them (None where they do not
+/// apply, [`crate::coder::seq::real_words_apply`]: a bag-of-words or word-level model decodes
+/// only its vocabulary's words anyway, an `lm` samples unrestricted).
 fn real_words_of(
     coder: &Coder,
+    asked: bool,
 ) -> Result<Option<std::sync::Arc<crate::model::word_trie::WordTrie>>> {
     let Ok(engine) = coder.sequence_model("decode in real words") else {
         return Ok(None);
     };
-    // An `lm` samples word by word at a temperature, which is never restricted.
-    if engine.vocab.kind() == crate::vocab::TokenizerKind::Word || !engine.kind().has_latent() {
+    if !asked || !crate::coder::seq::real_words_apply(engine) {
         return Ok(None);
     }
     let words = crate::coder::seq::corpus_words(engine)
@@ -2272,12 +2269,8 @@ fn path(
     }
     // Any model that decodes: sentences per step, or a bag-of-words decoder's top words.
     let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
-    let words = if real_words {
-        real_words_of(&coder)?
-    } else {
-        None
-    };
-    let walk = coder.walk_path_restricted(a, b, seed, steps, slerp, words.as_deref())?;
+    let words = real_words_of(&coder, real_words)?;
+    let walk = coder.walk_path(a, b, seed, steps, slerp, words.as_deref())?;
     let binary = walk.binary;
     let points = &walk.points;
     if json_out {
@@ -2321,11 +2314,7 @@ fn sample(
 ) -> Result<()> {
     // Any model that decodes: sentences, or for nash and nvdm the decoder's top words.
     let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
-    let words = if real_words {
-        real_words_of(&coder)?
-    } else {
-        None
-    };
+    let words = real_words_of(&coder, real_words)?;
     let kind = coder.kind_name();
     let binary = coder.is_binary();
     let prior = prior.unwrap_or(crate::coder::PriorChoice::Uniform);
@@ -2354,7 +2343,7 @@ fn sample(
         eprintln!("seed {seed}");
     }
     let mut first = true;
-    coder.sample_prior_each_restricted(
+    coder.sample_prior_each(
         n,
         seed,
         temperature,
@@ -2400,11 +2389,7 @@ fn flip(
             coder.kind_name()
         );
     }
-    let words = if real_words {
-        real_words_of(&coder)?
-    } else {
-        None
-    };
+    let words = real_words_of(&coder, real_words)?;
     let e = coder.encode_text(sentence)?;
     let (ids, code) = (e.ids, e.code);
     let l = code.len();

@@ -36,6 +36,7 @@ use crate::checkpoint::{Checkpoint, Provenance};
 use crate::corpus::normalize;
 use crate::engine::Engine;
 use crate::model::decode::Strategy;
+use crate::model::word_trie::WordTrie;
 use crate::model::{BowModel, ModelConfig};
 use crate::vocab::Vocab;
 
@@ -368,6 +369,10 @@ impl Coder {
 
     /// One code decoded for display: a sentence by `strategy` (sequence models), or the
     /// decoder's most probable words with their probabilities (nvdm, nash).
+    pub fn decode_line(&self, code: &[f32], strategy: Strategy, seed: u64) -> Result<String> {
+        self.decode_line_restricted(code, strategy, seed, None)
+    }
+
     /// [`Coder::decode_line`] restricted to the words of `words` (sequence models, greedy and
     /// beam; see [`crate::model::word_trie`]).
     pub fn decode_line_restricted(
@@ -375,46 +380,23 @@ impl Coder {
         code: &[f32],
         strategy: Strategy,
         seed: u64,
-        words: Option<&crate::model::word_trie::WordTrie>,
+        words: Option<&WordTrie>,
     ) -> Result<String> {
-        match (&self.family, words) {
-            (Family::Seq(e), Some(words)) => {
-                let mut rng = StdRng::seed_from_u64(seed);
-                Ok(
-                    e.decode_restricted(&[code.to_vec()], strategy, Some(words), &mut rng)?
-                        .remove(0),
-                )
-            }
-            _ => self.decode_line(code, strategy, seed),
-        }
-    }
-
-    pub fn decode_line(&self, code: &[f32], strategy: Strategy, seed: u64) -> Result<String> {
         let mut rng = StdRng::seed_from_u64(seed);
         Ok(self
-            .decode_lines(&[code.to_vec()], strategy, &mut rng)?
+            .decode_lines(&[code.to_vec()], strategy, words, &mut rng)?
             .remove(0))
     }
 
-    /// [`Coder::decode_line`] for many codes, drawing any sampling from `rng` in order. A
-    /// bag-of-words decoder has one reading of a code (its most probable words), so beam search
-    /// and sampling are errors there.
+    /// [`Coder::decode_line_restricted`] for many codes, drawing any sampling from `rng` in
+    /// order. A bag-of-words decoder has one reading of a code (its most probable words, all
+    /// of its vocabulary, so `words` changes nothing there), so beam search and sampling are
+    /// errors there.
     pub fn decode_lines(
         &self,
         codes: &[Vec<f32>],
         strategy: Strategy,
-        rng: &mut StdRng,
-    ) -> Result<Vec<String>> {
-        self.decode_lines_restricted(codes, strategy, None, rng)
-    }
-
-    /// [`Coder::decode_lines`] with a sequence model's greedy and beam decodings kept to the
-    /// words of `words` when given (a bag-of-words decoder's words are its vocabulary's).
-    pub fn decode_lines_restricted(
-        &self,
-        codes: &[Vec<f32>],
-        strategy: Strategy,
-        words: Option<&crate::model::word_trie::WordTrie>,
+        words: Option<&WordTrie>,
         rng: &mut StdRng,
     ) -> Result<Vec<String>> {
         match &self.family {
@@ -446,7 +428,7 @@ impl Coder {
         &self,
         codes: &[Vec<f32>],
         words: usize,
-        real_words: Option<&crate::model::word_trie::WordTrie>,
+        real_words: Option<&WordTrie>,
     ) -> Result<Option<Vec<String>>> {
         if self.decoding_kind().is_none() {
             return Ok(None);
@@ -553,6 +535,8 @@ impl Coder {
 
     /// A Hamming path (binary codes) or an interpolation (continuous codes) from text A's code
     /// to text B's, each point decoded.
+    /// With `words`, a sequence model's decodings keep to those words (a bag-of-words
+    /// decoder's words are its vocabulary's anyway).
     pub fn walk_path(
         &self,
         a: &str,
@@ -560,29 +544,17 @@ impl Coder {
         seed: u64,
         steps: usize,
         slerp: bool,
-    ) -> Result<PathWalk> {
-        self.walk_path_restricted(a, b, seed, steps, slerp, None)
-    }
-
-    /// [`Coder::walk_path`] with a sequence model's decodings kept to the words of `words`
-    /// when given (a bag-of-words decoder's words are the vocabulary's anyway).
-    pub fn walk_path_restricted(
-        &self,
-        a: &str,
-        b: &str,
-        seed: u64,
-        steps: usize,
-        slerp: bool,
-        words: Option<&crate::model::word_trie::WordTrie>,
+        words: Option<&WordTrie>,
     ) -> Result<PathWalk> {
         match &self.family {
-            Family::Seq(e) => seq::walk_path_restricted(e, a, b, seed, steps, slerp, words),
+            Family::Seq(e) => seq::walk_path(e, a, b, seed, steps, slerp, words),
             Family::Bow(m) => bow::walk_path(m, a, b, seed, steps, slerp),
         }
     }
 
     /// `n` codes drawn from the prior with `seed`, decoded. `bit_means` is needed for the
-    /// `means` prior of binary codes (see [`Coder::corpus_bit_means`]).
+    /// `means` prior of binary codes (see [`Coder::corpus_bit_means`]); with `words`, a
+    /// sequence model's decodings keep to those words (the same codes).
     pub fn sample_prior(
         &self,
         n: usize,
@@ -590,29 +562,17 @@ impl Coder {
         temperature: f32,
         prior: PriorChoice,
         bit_means: Option<&[f32]>,
-    ) -> Result<Samples> {
-        self.sample_prior_restricted(n, seed, temperature, prior, bit_means, None)
-    }
-
-    /// [`Coder::sample_prior`] with a sequence model's decodings kept to the words of `words`
-    /// when given (the same codes).
-    pub fn sample_prior_restricted(
-        &self,
-        n: usize,
-        seed: u64,
-        temperature: f32,
-        prior: PriorChoice,
-        bit_means: Option<&[f32]>,
-        words: Option<&crate::model::word_trie::WordTrie>,
+        words: Option<&WordTrie>,
     ) -> Result<Samples> {
         Samples::collect(seed, n, |each| {
-            self.sample_prior_each_restricted(n, seed, temperature, prior, bit_means, words, each)
+            self.sample_prior_each(n, seed, temperature, prior, bit_means, words, each)
         })
     }
 
     /// [`Coder::sample_prior`] handing each sample (code, decoding) to `each` as soon as its
     /// batch is decoded, so any number of samples runs in bounded memory; the samples are the
     /// same as [`Coder::sample_prior`]'s for the same seed.
+    #[allow(clippy::too_many_arguments)]
     pub fn sample_prior_each(
         &self,
         n: usize,
@@ -620,35 +580,13 @@ impl Coder {
         temperature: f32,
         prior: PriorChoice,
         bit_means: Option<&[f32]>,
-        each: &mut dyn FnMut(Vec<f32>, String) -> Result<()>,
-    ) -> Result<()> {
-        self.sample_prior_each_restricted(n, seed, temperature, prior, bit_means, None, each)
-    }
-
-    /// [`Coder::sample_prior_each`] with a sequence model's decodings kept to the words of
-    /// `words` when given (the same codes).
-    #[allow(clippy::too_many_arguments)]
-    pub fn sample_prior_each_restricted(
-        &self,
-        n: usize,
-        seed: u64,
-        temperature: f32,
-        prior: PriorChoice,
-        bit_means: Option<&[f32]>,
-        words: Option<&crate::model::word_trie::WordTrie>,
+        words: Option<&WordTrie>,
         each: &mut dyn FnMut(Vec<f32>, String) -> Result<()>,
     ) -> Result<()> {
         match &self.family {
-            Family::Seq(e) => seq::sample_prior_each_restricted(
-                e,
-                n,
-                seed,
-                temperature,
-                prior,
-                bit_means,
-                words,
-                each,
-            ),
+            Family::Seq(e) => {
+                seq::sample_prior_each(e, n, seed, temperature, prior, bit_means, words, each)
+            }
             Family::Bow(b) => {
                 bow::sample_prior_each(b, n, seed, temperature, prior, bit_means, each)
             }

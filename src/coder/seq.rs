@@ -91,21 +91,9 @@ pub fn encode_sentences(engine: &Engine, texts: &[&str]) -> Result<Vec<Option<En
 }
 
 /// A random Hamming path (binary codes) or a linear / spherical interpolation with `steps`
-/// steps (continuous codes) from code(A) to code(B), each point decoded greedily.
+/// steps (continuous codes) from code(A) to code(B), each point decoded greedily, kept to the
+/// words of `words` when given (see [`WordTrie`]: the same path, decoded in real words).
 pub fn walk_path(
-    engine: &Engine,
-    a: &str,
-    b: &str,
-    seed: u64,
-    steps: usize,
-    slerp: bool,
-) -> Result<PathWalk> {
-    walk_path_restricted(engine, a, b, seed, steps, slerp, None)
-}
-
-/// [`walk_path`] with each point's greedy decoding kept to the words of `words` when given
-/// (see [`WordTrie`]): the same path, decoded in real words.
-pub fn walk_path_restricted(
     engine: &Engine,
     a: &str,
     b: &str,
@@ -125,8 +113,9 @@ pub fn walk_path_restricted(
     })
 }
 
-/// Draws `n` codes from the prior with `seed` and decodes them. `bit_means` is needed only for
-/// [`PriorChoice::Means`] on binary models (see [`corpus_bit_means`]).
+/// Draws `n` codes from the prior with `seed` and decodes them, kept to the words of `words`
+/// when given (see [`WordTrie`]: the same codes, decoded in real words). `bit_means` is needed
+/// only for [`PriorChoice::Means`] on binary models (see [`corpus_bit_means`]).
 pub fn sample_prior(
     engine: &Engine,
     n: usize,
@@ -134,33 +123,20 @@ pub fn sample_prior(
     temperature: f32,
     prior: PriorChoice,
     bit_means: Option<&[f32]>,
+    words: Option<&WordTrie>,
 ) -> Result<Samples> {
     Samples::collect(seed, n, |each| {
-        sample_prior_each(engine, n, seed, temperature, prior, bit_means, each)
+        sample_prior_each(engine, n, seed, temperature, prior, bit_means, words, each)
     })
 }
 
 /// [`sample_prior`] handing each sample (code, text) to `each` as soon as its batch of
 /// [`SAMPLE_CHUNK`] is decoded, so any number of samples runs in bounded memory. Codes come
 /// from one generator in order, and greedy decoding draws nothing from it, so the samples do
-/// not depend on the batching.
-pub fn sample_prior_each(
-    engine: &Engine,
-    n: usize,
-    seed: u64,
-    temperature: f32,
-    prior: PriorChoice,
-    bit_means: Option<&[f32]>,
-    each: &mut dyn FnMut(Vec<f32>, String) -> Result<()>,
-) -> Result<()> {
-    sample_prior_each_restricted(engine, n, seed, temperature, prior, bit_means, None, each)
-}
-
-/// [`sample_prior_each`] with each code's greedy decoding kept to the words of `words` when
-/// given (see [`WordTrie`]): the same codes, decoded in real words. An `lm`'s samples are drawn
-/// word by word at the temperature, which is never restricted.
+/// not depend on the batching. An `lm`'s samples are drawn word by word at the temperature,
+/// which `words` never restricts.
 #[allow(clippy::too_many_arguments)]
-pub fn sample_prior_each_restricted(
+pub fn sample_prior_each(
     engine: &Engine,
     n: usize,
     seed: u64,
@@ -408,6 +384,13 @@ pub fn corpus_words_of(corpus: &Corpus, vocab: &Vocab) -> CorpusWords {
         words: Arc::new(words),
         trie,
     }
+}
+
+/// Whether keeping `engine`'s decodings to its training corpus's words can change them: a
+/// subword model that decodes codes. A word-level model emits only corpus words anyway, and an
+/// `lm` samples word by word at a temperature, which is never restricted.
+pub fn real_words_apply(engine: &Engine) -> bool {
+    engine.kind().has_latent() && engine.vocab.kind() != crate::vocab::TokenizerKind::Word
 }
 
 /// [`CorpusWords`] of the corpus a checkpoint was trained on (an error naming it when it is not

@@ -176,12 +176,10 @@ impl Worker {
         if !real_words {
             return None;
         }
-        // An `lm` samples word by word at a temperature, which is never restricted.
         let engine = coder
             .sequence_model("decode")
             .ok()
-            .filter(|e| e.kind().has_latent())
-            .filter(|e| e.vocab.kind() != crate::vocab::TokenizerKind::Word)?;
+            .filter(|e| crate::coder::seq::real_words_apply(e))?;
         match &*self.corpus_words(coder, engine) {
             Ok(w) => w.trie.clone(),
             Err(_) => None,
@@ -303,7 +301,7 @@ impl Worker {
                 let words = self.words_to_keep_to(&coder, real_words);
                 ReplyBody::Path(
                     coder
-                        .walk_path_restricted(&a, &b, seed, steps, slerp, words.as_deref())
+                        .walk_path(&a, &b, seed, steps, slerp, words.as_deref())
                         .map_err(err_text),
                 )
             }
@@ -333,14 +331,7 @@ impl Worker {
                 let words = self.words_to_keep_to(&coder, real_words);
                 ReplyBody::Sampled(
                     coder
-                        .sample_prior_restricted(
-                            n,
-                            seed,
-                            temperature,
-                            prior,
-                            means,
-                            words.as_deref(),
-                        )
+                        .sample_prior(n, seed, temperature, prior, means, words.as_deref())
                         .map_err(err_text),
                 )
             }

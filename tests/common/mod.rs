@@ -291,3 +291,18 @@ pub fn lengths_corpus(dir: &Path) -> String {
     std::fs::write(&path, lines.join("\n") + "\n").expect("corpus");
     path.display().to_string()
 }
+
+/// Runs the `latent-tui` binary with `args`, asserts that it succeeded (its stderr otherwise)
+/// and parses what it printed as one JSON value.
+pub fn run_json<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args(args)
+        .output()
+        .expect("run latent-tui");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
