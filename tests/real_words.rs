@@ -366,7 +366,10 @@ fn path_and_sample_keep_to_real_words_and_w_on_any_tab_switches_every_tab() {
     assert_eq!(shown.codes, raw_samples.codes, "the same codes");
     assert_eq!(shown.texts, kept_samples.texts);
     assert!(!invents(&shown.texts), "{:?}", shown.texts);
-    common::assert_has(&h.screen(), "--seed 0 --prior uniform --real-words");
+    common::assert_has(
+        &common::panel_text(&h.screen(), "Prior samples"),
+        "--seed 0 --prior uniform --real-words",
+    );
 
     // Back on Path, switched elsewhere since its walk: the same pair walked again in real
     // words, the edited field left as it was.

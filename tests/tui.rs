@@ -346,13 +346,28 @@ fn sample_shows_the_seed_and_matches_the_command_line() {
     assert_eq!(h.app.tab, TabId::Sample);
     let s = h.screen();
     assert_has(&s, "seed 0");
-    assert_has(
-        &s,
-        &format!(
-            "reproduce: latent-tui sample {} -n 10 --seed 0 --prior uniform",
-            f.binary.display()
-        ),
+    let reproduce = format!(
+        "reproduce: latent-tui sample {} -n 10 --seed 0 --prior uniform --real-words",
+        f.binary.display()
     );
+    assert_has(&common::panel_text(&s, "Prior samples"), &reproduce);
+    // However long the checkpoint's path, the command wraps instead of losing its last flags.
+    let deep = f
+        .dir
+        .join("a-directory-long-enough-to-wrap-the-command");
+    std::fs::create_dir_all(&deep).unwrap();
+    let far = deep.join("binary.safetensors");
+    std::fs::copy(&f.binary, &far).unwrap();
+    let mut long = harness(&far);
+    goto(&mut long, TabId::Sample);
+    let screen = long.screen();
+    let line = format!(
+        "reproduce: latent-tui sample {} -n 10 --seed 0 --prior uniform --real-words",
+        far.display()
+    );
+    assert!(line.chars().count() > 118, "the test's path is long enough to wrap");
+    assert_has(&common::panel_text(&screen, "Prior samples"), &line);
+    assert_has(&screen, "  1 ");
     h.key(KeyCode::Char('s'));
     assert_has(&h.screen(), "Decodings · seed 1");
     let e = engine(&f.binary);
@@ -631,7 +646,10 @@ fn an_lm_model_says_it_has_no_latent_space() {
     assert_lacks(&s, "--real-words");
     let mut b = harness(&f.binary);
     b.key(KeyCode::Tab).key(KeyCode::Tab);
-    assert_has(&b.screen(), "--prior uniform --real-words");
+    assert_has(
+        &common::panel_text(&b.screen(), "Prior samples"),
+        "--prior uniform --real-words",
+    );
 }
 
 fn tiny_training(out: &std::path::Path, steps: u64) -> TrainConfig {

@@ -6,7 +6,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Widget;
+use ratatui::widgets::{Paragraph, Widget, Wrap};
 
 use super::context::{Ctx, Tab, View};
 use super::jobs::{Job, JobKind, ReplyBody};
@@ -243,7 +243,6 @@ pub fn render(tab: &SampleState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
     let st = tab;
     let kind = app.model.kind;
-    let [info, list] = Layout::vertical([Constraint::Length(4), Constraint::Min(3)]).areas(area);
     let prior = if !kind.has_latent() {
         format!(
             "words sampled from the language model, temperature {:.1}",
@@ -274,13 +273,7 @@ pub fn render(tab: &SampleState, app: &View, area: Rect, buf: &mut Buffer) {
     if !app.shared.raw_decoding && kind.has_latent() {
         cmd += " --real-words";
     }
-    let block = t.block(Line::from(Span::styled(" Prior samples ", t.bold())), false);
-    let inner = block.inner(info);
-    block.render(info, buf);
-    widgets::lines(
-        buf,
-        inner,
-        vec![
+    let header = Paragraph::new(vec![
             Line::from(vec![
                 Span::styled("prior ", t.dim()),
                 Span::raw(prior),
@@ -297,8 +290,20 @@ pub fn render(tab: &SampleState, app: &View, area: Rect, buf: &mut Buffer) {
                     t.dim(),
                 )
             },
-        ],
-    );
+    ])
+    .wrap(Wrap { trim: false });
+    // The command wraps rather than being cut off: a long checkpoint path must still show
+    // every flag (the panel grows, up to half the tab).
+    let wanted = header.line_count(area.width.saturating_sub(2)) as u16 + 2;
+    let [info, list] = Layout::vertical([
+        Constraint::Length(wanted.clamp(4, (area.height / 2).max(4))),
+        Constraint::Min(3),
+    ])
+    .areas(area);
+    let block = t.block(Line::from(Span::styled(" Prior samples ", t.bold())), false);
+    let inner = block.inner(info);
+    block.render(info, buf);
+    header.render(inner, buf);
     let pending = app.jobs.is_pending(JobKind::Sample);
     let shown_seed = st.samples.as_ref().map(|s| s.seed);
     let what = if app.model.caps.decodes_text {

@@ -147,9 +147,6 @@ pub fn lines(buf: &mut Buffer, area: Rect, content: Vec<Line<'_>>) {
     Paragraph::new(content).render(area, buf);
 }
 
-/// Renders lines with word wrap.
-/// A bordered panel titled `title` with `content` wrapped to its width: how tabs say that
-/// something is missing, pending or failed.
 /// A background job's progress bar with its percentage (0 until the first report).
 pub fn job_gauge(buf: &mut Buffer, area: Rect, theme: Theme, progress: Option<f64>) {
     let ratio = progress.unwrap_or(0.0).clamp(0.0, 1.0);
@@ -160,6 +157,8 @@ pub fn job_gauge(buf: &mut Buffer, area: Rect, theme: Theme, progress: Option<f6
         .render(area, buf);
 }
 
+/// A bordered panel titled `title` with `content` wrapped to its width: how tabs say that
+/// something is missing, pending or failed.
 pub fn message_panel(
     buf: &mut Buffer,
     area: Rect,
@@ -179,6 +178,7 @@ pub fn window_notice(unit: &str, first: usize, shown: usize, total: usize) -> Op
         .then(|| format!("   showing {unit} {first}–{} of {total}", first + shown - 1))
 }
 
+/// Renders lines with word wrap.
 pub fn wrapped(buf: &mut Buffer, area: Rect, content: Vec<Line<'_>>) {
     Paragraph::new(content)
         .wrap(Wrap { trim: false })

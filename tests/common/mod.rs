@@ -218,6 +218,26 @@ pub fn assert_has(screen: &str, needle: &str) {
     );
 }
 
+/// The text inside the bordered panel whose title starts with `title`, its wrapped rows
+/// joined with single spaces: what a user reads there, wherever the panel's width broke it.
+pub fn panel_text(screen: &str, title: &str) -> String {
+    let top = format!("┌ {title}");
+    let mut rows = screen.lines().skip_while(|l| !l.contains(&top));
+    let first = rows.next().unwrap_or_else(|| panic!("no panel {title:?} on screen:\n{screen}"));
+    let col = first.find(&top).unwrap();
+    let mut words = Vec::new();
+    for row in rows {
+        let inner = &row[col..];
+        if inner.starts_with('└') {
+            break;
+        }
+        let inner = inner.trim_start_matches('│');
+        let inner = inner.split('│').next().unwrap_or("");
+        words.extend(inner.split_whitespace().map(str::to_string));
+    }
+    words.join(" ")
+}
+
 pub fn assert_lacks(screen: &str, needle: &str) {
     assert!(
         !screen.contains(needle),
