@@ -233,7 +233,8 @@ pub struct TrainConfig {
     /// Continue from `out` (its weights, vocabulary and optimiser state) instead of starting fresh.
     pub resume: bool,
     /// Start from this checkpoint's weights and vocabulary (same architecture) instead of a
-    /// fresh initialisation; the file itself is only read.
+    /// fresh initialisation; the file itself is only read. A resumed run keeps it as the
+    /// record of where the run began and reads its weights from `out`.
     #[serde(default)]
     pub init: Option<PathBuf>,
     /// Stop after this many seconds of training (validating and saving as at the last step),
@@ -482,10 +483,9 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.lr_floor) {
             bail!("--lr-floor must be within [0, 1], got {}", self.lr_floor);
         }
-        if let Some(init) = &self.init {
-            if self.resume {
-                bail!("--init starts a new run from another checkpoint; --resume continues --out: give one of them");
-            }
+        // A resumed run keeps the `init` it was started from as a record only (its weights
+        // come from `out`); the command line refuses --init and --resume together.
+        if let Some(init) = self.init.as_ref().filter(|_| !self.resume) {
             if self.out.as_os_str().is_empty() {
                 bail!(
                     "--init needs --out: the new run's checkpoint (the --init file is only read)"
@@ -587,19 +587,20 @@ impl StateTag {
 
 /// Restores the optimiser state saved beside a checkpoint being resumed, if it belongs to it:
 /// a state of another run is an error; a missing one, or one from another step, restarts
-/// Adam's moments with a note saying so.
+/// Adam's moments with a note saying so. Returns the trainer's extra state saved with them
+/// (empty where they were not restored).
 pub fn resume_optimiser(
     adam: &mut Adam,
     state_file: &Path,
     expected: &StateTag,
     notes: &mut Vec<String>,
-) -> Result<()> {
+) -> Result<ExtraState> {
     if !state_file.exists() {
         notes.push(format!(
             "no optimiser state at {}; Adam restarts its moments",
             state_file.display()
         ));
-        return Ok(());
+        return Ok(ExtraState::new());
     }
     match read_state_tag(state_file)? {
         Some(tag) if tag.run != expected.run => bail!(
@@ -617,7 +618,7 @@ pub fn resume_optimiser(
                 tag.step,
                 expected.step
             ));
-            Ok(())
+            Ok(ExtraState::new())
         }
         Some(_) => adam.load(state_file, &Device::Cpu),
         None => {
@@ -876,9 +877,16 @@ impl Adam {
     }
 
     /// Saves the moments and step count for `--resume`, tagged with the run and checkpoint
-    /// step they belong to.
-    pub fn save(&self, path: &Path, tag: &StateTag) -> Result<()> {
+    /// step they belong to, with the trainer's `extra` state (named vectors, such as the
+    /// code's [`RunningMoments`]) beside them.
+    pub fn save(&self, path: &Path, tag: &StateTag, extra: &[(&str, &[f32])]) -> Result<()> {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        for (name, values) in extra {
+            tensors.push((
+                format!("{EXTRA_PREFIX}{name}"),
+                Tensor::from_slice(values, values.len(), &Device::Cpu)?,
+            ));
+        }
         for (i, (name, var)) in self.vars.iter().enumerate() {
             tensors.push((
                 format!("m.{name}"),
@@ -898,8 +906,8 @@ impl Adam {
         checkpoint::write_atomically(path, &bytes)
     }
 
-    /// Restores what [`Adam::save`] wrote.
-    pub fn load(&mut self, path: &Path, dev: &Device) -> Result<()> {
+    /// Restores what [`Adam::save`] wrote; returns its `extra` state by name.
+    pub fn load(&mut self, path: &Path, dev: &Device) -> Result<ExtraState> {
         let bytes = checkpoint::read_regular_file(path, "optimiser state")?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| anyhow::anyhow!("optimiser state {} is corrupt: {e}", path.display()))?;
@@ -927,9 +935,21 @@ impl Adam {
             }
         }
         self.t = t;
-        Ok(())
+        let mut extra = ExtraState::new();
+        for (key, t) in &tensors {
+            if let Some(name) = key.strip_prefix(EXTRA_PREFIX) {
+                extra.insert(name.to_string(), t.flatten_all()?.to_vec1::<f32>()?);
+            }
+        }
+        Ok(extra)
     }
 }
+
+/// A trainer's own state saved beside Adam's for `--resume` (see [`Adam::save`]).
+pub type ExtraState = BTreeMap<String, Vec<f32>>;
+
+/// How [`Adam::save`] names the tensors of the trainer's extra state.
+const EXTRA_PREFIX: &str = "extra.";
 
 /// An Adam(lr 1e-3) step function over every parameter, for benchmarks.
 pub fn bench_optimizer(varmap: &candle_nn::VarMap) -> Result<impl FnMut(&GradStore) -> Result<()>> {
@@ -1223,7 +1243,8 @@ impl std::str::FromStr for DecorrelationMoments {
 
 /// Exponential moving averages of each code dimension's mean and variance over the batches
 /// seen so far: the constants [`decorrelation_penalty_running`] standardises with. They are
-/// not saved with the run: a resumed run estimates them again from its first batch.
+/// saved with the optimiser state, so a resumed run goes on from them (a run resumed without
+/// that state estimates them again from its first batch).
 #[derive(Clone, Debug, Default)]
 pub struct RunningMoments {
     mean: Vec<f32>,
@@ -1282,6 +1303,36 @@ impl RunningMoments {
     /// empty before its first batch.
     pub fn corr(&self) -> &[f32] {
         &self.corr
+    }
+
+    /// The averages as named vectors, saved beside the optimiser state so that a resumed run
+    /// goes on from them (see [`Adam::save`]).
+    pub fn state(&self) -> Vec<(&'static str, &[f32])> {
+        [
+            ("moments.mean", &self.mean[..]),
+            ("moments.var", &self.var[..]),
+            ("moments.corr", &self.corr[..]),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+    }
+
+    /// The averages [`RunningMoments::state`] saved, for codes of `dim` dimensions; none (a
+    /// fresh start from the next batch) where they are missing, of other sizes or not finite.
+    pub fn from_state(extra: &ExtraState, dim: usize) -> Self {
+        let get = |k: &str| extra.get(k).cloned().unwrap_or_default();
+        let (mean, var, corr) = (get("moments.mean"), get("moments.var"), get("moments.corr"));
+        let fits = mean.len() == dim
+            && var.len() == dim
+            && (corr.is_empty() || corr.len() == dim * dim)
+            && mean.iter().chain(&var).chain(&corr).all(|v| v.is_finite())
+            && var.iter().all(|&v| v >= 0.0);
+        if fits {
+            Self { mean, var, corr }
+        } else {
+            Self::default()
+        }
     }
 
     /// Folds a batch's correlation matrix into the running one (the first sets it).
@@ -1686,9 +1737,13 @@ pub fn train(
 
     let mut adam = Adam::new(named_vars(&built.varmap), cfg.lr, cfg.weight_decay)?;
     let state_file = state_path(&cfg.out);
-    if let Some(tag) = &resumed_tag {
-        resume_optimiser(&mut adam, &state_file, tag, &mut notes)?;
-    }
+    let moments = match &resumed_tag {
+        Some(tag) => {
+            let extra = resume_optimiser(&mut adam, &state_file, tag, &mut notes)?;
+            RunningMoments::from_state(&extra, model.cfg.latent_dim)
+        }
+        None => RunningMoments::default(),
+    };
 
     send(TrainEvent::Started {
         start_step,
@@ -1702,7 +1757,11 @@ pub fn train(
 
     let train_config_json = serde_json::to_value(cfg)?;
     let save =
-        |step: u64, metrics: &std::collections::BTreeMap<String, f64>, adam: &Adam| -> Result<()> {
+        |step: u64,
+         metrics: &BTreeMap<String, f64>,
+         adam: &Adam,
+         moments: &RunningMoments|
+         -> Result<()> {
             let provenance = Provenance {
                 step,
                 corpus: corpus.name.clone(),
@@ -1718,6 +1777,7 @@ pub fn train(
             adam.save(
                 &state_file,
                 &StateTag::new(&mcfg, &vocab, cfg.seed, &corpus.hash, step)?,
+                &moments.state(),
             )?;
             send(TrainEvent::Checkpoint {
                 step,
@@ -1739,7 +1799,7 @@ pub fn train(
         vocab: &vocab,
         adam,
         mean_tokens_per_step,
-        moments: RunningMoments::default(),
+        moments,
         save,
     };
     let settings = LoopSettings {
@@ -1779,7 +1839,7 @@ struct SeqObjective<'a, S> {
 
 impl<S> Objective for SeqObjective<'_, S>
 where
-    S: Fn(u64, &BTreeMap<String, f64>, &Adam) -> Result<()>,
+    S: Fn(u64, &BTreeMap<String, f64>, &Adam, &RunningMoments) -> Result<()>,
 {
     fn batches_per_epoch(&self) -> usize {
         self.batches_per_epoch
@@ -1857,7 +1917,7 @@ where
     }
 
     fn save(&mut self, step: u64, metrics: &BTreeMap<String, f64>) -> Result<()> {
-        (self.save)(step, metrics, &self.adam)
+        (self.save)(step, metrics, &self.adam, &self.moments)
     }
 }
 

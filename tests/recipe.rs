@@ -767,6 +767,27 @@ fn init_starts_a_new_run_from_a_checkpoint_and_never_touches_it() {
     let (ok, log) = run(&["--init", init, "--resume"], &tuned);
     assert!(!ok, "{log}");
     assert_eq!(std::fs::read(&base).unwrap(), before);
+
+    // A run started with --init resumes like any other: from its own checkpoint's step and
+    // weights, still recording where it began, the --init file untouched.
+    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args(["train", "--resume", "--steps", "5", "--log-every", "1", "--out"])
+        .arg(&tuned)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("resuming from step 3"), "{log}");
+    assert!(log.contains("step 5/5"), "{log}");
+    let resumed = common::engine(&tuned);
+    assert_eq!(resumed.provenance.step, 5);
+    assert_eq!(std::fs::read(&base).unwrap(), before);
+    match latent_tui::train_job::TrainJob::stored_in(&tuned).unwrap() {
+        Some(latent_tui::train_job::TrainJob::Seq(c)) => {
+            assert_eq!(c.init.as_deref(), Some(base.as_path()), "the record of the start")
+        }
+        other => panic!("a sequence run's settings, got {other:?}"),
+    }
 }
 
 #[test]
@@ -900,4 +921,70 @@ fn dropout_trains_reproducibly_is_stored_and_kept_on_resume() {
         assert!(!ok && last.starts_with("error: --dropout"), "{bad}: {log}");
         assert!(!log.contains("panicked"), "{log}");
     }
+}
+
+#[test]
+fn a_resumed_run_goes_on_from_the_decorrelation_moments_it_had() {
+    // With the running moments restored from the optimiser state, four steps split 2 + 2 are
+    // the four steps run at once; started afresh from one batch (as before they were saved)
+    // the targeted penalty's correlations, and so the weights, differ.
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = &common::fixtures().corpus;
+    let base = [
+        "--valid-every",
+        "0",
+        "--lr",
+        "1e-2",
+        "--threads",
+        "1",
+        "--decorrelation",
+        "5",
+        "--decorrelation-moments",
+        "running",
+        "--decorrelation-above",
+        "0.05",
+    ];
+    let run = |name: &str, steps: &str| {
+        let out = dir.path().join(name);
+        let args: Vec<&str> = base.iter().copied().chain(["--steps", steps]).collect();
+        let (ok, log) = train(&args, &out, corpus);
+        assert!(ok, "{log}");
+        out
+    };
+    let whole = run("whole.safetensors", "4");
+    let split = run("split.safetensors", "2");
+    let resume = |out: &std::path::Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+            .args(["train", "--resume", "--steps", "4", "--threads", "1", "--out"])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    // A copy of the two-step run whose optimiser state lacks the moments (as runs before
+    // they were saved wrote it): it resumes, but the penalty starts again from one batch.
+    let fresh = dir.path().join("fresh.safetensors");
+    std::fs::copy(&split, &fresh).unwrap();
+    let bytes = std::fs::read(latent_tui::train::state_path(&split)).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("extra."))
+        .collect();
+    assert!(kept.len() < tensors.len(), "the state holds the moments");
+    let stripped = safetensors::serialize(kept, header.metadata().clone()).unwrap();
+    std::fs::write(latent_tui::train::state_path(&fresh), stripped).unwrap();
+
+    resume(&split);
+    assert!(
+        weights(&split) == weights(&whole),
+        "two steps resumed to four differ from four at once"
+    );
+    resume(&fresh);
+    assert!(
+        weights(&fresh) != weights(&whole),
+        "without the saved moments the resumed run should differ (else this test shows nothing)"
+    );
 }

@@ -359,7 +359,7 @@ impl BowOptimizer {
 
     /// Saves the moments and step count (the sequence trainer's state-file format).
     pub fn save(&self, path: &std::path::Path, tag: &crate::train::StateTag) -> Result<()> {
-        self.adam.save(path, tag)
+        self.adam.save(path, tag, &[])
     }
 
     /// Restores moments saved by [`BowOptimizer::save`] if they belong to the run `expected`
@@ -370,7 +370,7 @@ impl BowOptimizer {
         expected: &crate::train::StateTag,
         notes: &mut Vec<String>,
     ) -> Result<()> {
-        crate::train::resume_optimiser(&mut self.adam, path, expected, notes)
+        crate::train::resume_optimiser(&mut self.adam, path, expected, notes).map(|_| ())
     }
 }
 
