@@ -578,8 +578,7 @@ mod tests {
         for bits in [64, 70, 128, 150, 192, 200, 256, 300] {
             let codes = random_codes(1003, bits, &mut rng);
             let index = PackedCodes::from_codes(bits, codes.iter().map(Vec::as_slice));
-            let queries: Vec<Vec<u64>> =
-                (0..40).map(|i| pack(&codes[(i * 97) % 1003])).collect();
+            let queries: Vec<Vec<u64>> = (0..40).map(|i| pack(&codes[(i * 97) % 1003])).collect();
             for k in [1, 11, 1003] {
                 let want: Vec<Vec<Hit>> = queries
                     .iter()

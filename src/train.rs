@@ -1756,35 +1756,34 @@ pub fn train(
     });
 
     let train_config_json = serde_json::to_value(cfg)?;
-    let save =
-        |step: u64,
-         metrics: &BTreeMap<String, f64>,
-         adam: &Adam,
-         moments: &RunningMoments|
-         -> Result<()> {
-            let provenance = Provenance {
-                step,
-                corpus: corpus.name.clone(),
-                corpus_hash: corpus.hash.clone(),
-                seed: cfg.seed,
-                metrics: metrics.clone(),
-                train_config: Some(train_config_json.clone()),
-                written_by: format!("latent-tui {}", env!("CARGO_PKG_VERSION")),
-                corpus_source: corpus_source(&cfg.corpus),
-            };
-            let storage = if cfg.half { Storage::F16 } else { Storage::F32 };
-            checkpoint::save_varmap(&cfg.out, &built.varmap, &mcfg, &vocab, &provenance, storage)?;
-            adam.save(
-                &state_file,
-                &StateTag::new(&mcfg, &vocab, cfg.seed, &corpus.hash, step)?,
-                &moments.state(),
-            )?;
-            send(TrainEvent::Checkpoint {
-                step,
-                path: cfg.out.clone(),
-            });
-            Ok(())
+    let save = |step: u64,
+                metrics: &BTreeMap<String, f64>,
+                adam: &Adam,
+                moments: &RunningMoments|
+     -> Result<()> {
+        let provenance = Provenance {
+            step,
+            corpus: corpus.name.clone(),
+            corpus_hash: corpus.hash.clone(),
+            seed: cfg.seed,
+            metrics: metrics.clone(),
+            train_config: Some(train_config_json.clone()),
+            written_by: format!("latent-tui {}", env!("CARGO_PKG_VERSION")),
+            corpus_source: corpus_source(&cfg.corpus),
         };
+        let storage = if cfg.half { Storage::F16 } else { Storage::F32 };
+        checkpoint::save_varmap(&cfg.out, &built.varmap, &mcfg, &vocab, &provenance, storage)?;
+        adam.save(
+            &state_file,
+            &StateTag::new(&mcfg, &vocab, cfg.seed, &corpus.hash, step)?,
+            &moments.state(),
+        )?;
+        send(TrainEvent::Checkpoint {
+            step,
+            path: cfg.out.clone(),
+        });
+        Ok(())
+    };
 
     let mean_tokens_per_step =
         lengths.iter().map(|l| (l + 1) as f64).sum::<f64>() / batches_per_epoch as f64;

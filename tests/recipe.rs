@@ -771,7 +771,15 @@ fn init_starts_a_new_run_from_a_checkpoint_and_never_touches_it() {
     // A run started with --init resumes like any other: from its own checkpoint's step and
     // weights, still recording where it began, the --init file untouched.
     let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-        .args(["train", "--resume", "--steps", "5", "--log-every", "1", "--out"])
+        .args([
+            "train",
+            "--resume",
+            "--steps",
+            "5",
+            "--log-every",
+            "1",
+            "--out",
+        ])
         .arg(&tuned)
         .output()
         .unwrap();
@@ -784,7 +792,11 @@ fn init_starts_a_new_run_from_a_checkpoint_and_never_touches_it() {
     assert_eq!(std::fs::read(&base).unwrap(), before);
     match latent_tui::train_job::TrainJob::stored_in(&tuned).unwrap() {
         Some(latent_tui::train_job::TrainJob::Seq(c)) => {
-            assert_eq!(c.init.as_deref(), Some(base.as_path()), "the record of the start")
+            assert_eq!(
+                c.init.as_deref(),
+                Some(base.as_path()),
+                "the record of the start"
+            )
         }
         other => panic!("a sequence run's settings, got {other:?}"),
     }
@@ -955,7 +967,15 @@ fn a_resumed_run_goes_on_from_the_decorrelation_moments_it_had() {
     let split = run("split.safetensors", "2");
     let resume = |out: &std::path::Path| {
         let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-            .args(["train", "--resume", "--steps", "4", "--threads", "1", "--out"])
+            .args([
+                "train",
+                "--resume",
+                "--steps",
+                "4",
+                "--threads",
+                "1",
+                "--out",
+            ])
             .arg(out)
             .output()
             .unwrap();

@@ -352,9 +352,7 @@ fn sample_shows_the_seed_and_matches_the_command_line() {
     );
     assert_has(&common::panel_text(&s, "Prior samples"), &reproduce);
     // However long the checkpoint's path, the command wraps instead of losing its last flags.
-    let deep = f
-        .dir
-        .join("a-directory-long-enough-to-wrap-the-command");
+    let deep = f.dir.join("a-directory-long-enough-to-wrap-the-command");
     std::fs::create_dir_all(&deep).unwrap();
     let far = deep.join("binary.safetensors");
     std::fs::copy(&f.binary, &far).unwrap();
@@ -365,7 +363,10 @@ fn sample_shows_the_seed_and_matches_the_command_line() {
         "reproduce: latent-tui sample {} -n 10 --seed 0 --prior uniform --real-words",
         far.display()
     );
-    assert!(line.chars().count() > 118, "the test's path is long enough to wrap");
+    assert!(
+        line.chars().count() > 118,
+        "the test's path is long enough to wrap"
+    );
     assert_has(&common::panel_text(&screen, "Prior samples"), &line);
     assert_has(&screen, "  1 ");
     h.key(KeyCode::Char('s'));
@@ -642,7 +643,10 @@ fn an_lm_model_says_it_has_no_latent_space() {
     assert_eq!(h.app.tabs.sample.samples.as_ref().unwrap().texts.len(), 10);
     // Word sampling is never kept to real words: the command that reproduces it says nothing
     // of them, where a model decoding codes does.
-    assert_has(&s, &format!("reproduce: latent-tui sample {}", f.lm.display()));
+    assert_has(
+        &s,
+        &format!("reproduce: latent-tui sample {}", f.lm.display()),
+    );
     assert_lacks(&s, "--real-words");
     let mut b = harness(&f.binary);
     b.key(KeyCode::Tab).key(KeyCode::Tab);

@@ -223,7 +223,9 @@ pub fn assert_has(screen: &str, needle: &str) {
 pub fn panel_text(screen: &str, title: &str) -> String {
     let top = format!("┌ {title}");
     let mut rows = screen.lines().skip_while(|l| !l.contains(&top));
-    let first = rows.next().unwrap_or_else(|| panic!("no panel {title:?} on screen:\n{screen}"));
+    let first = rows
+        .next()
+        .unwrap_or_else(|| panic!("no panel {title:?} on screen:\n{screen}"));
     let col = first.find(&top).unwrap();
     let mut words = Vec::new();
     for row in rows {
