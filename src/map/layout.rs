@@ -981,9 +981,11 @@ pub fn optimize_so_far(
                 let mut y = prev[i];
                 let mut rng = SplitMix::new(seed, epoch as u64, i as u64);
                 for e in graph.offsets[i]..graph.offsets[i + 1] {
+                    // Due when (epoch + 1)·r passes an integer that epoch·r had not: r is
+                    // within [0, 1], so truncation is the floor (an inlined conversion, where
+                    // `f64::floor` was a libm call per edge and epoch: 6 % of a 256-bit map).
                     let r = rate[e];
-                    let due = ((epoch + 1) as f64 * r).floor() - (epoch as f64 * r).floor();
-                    if due < 1.0 {
+                    if ((epoch + 1) as f64 * r) as u64 == (epoch as f64 * r) as u64 {
                         continue;
                     }
                     // The graph lists every edge from both ends, and each end pulls itself.
