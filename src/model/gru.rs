@@ -305,8 +305,6 @@ impl Module for Gru {
     }
 }
 
-/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, each operand given by row and column strides.
-
 /// The GRU recurrence over a whole sequence, for one or more directions, as one graph node.
 ///
 /// Arguments: input projections (T, B, D·3H), initial states (B, D·H), and `[W_hh | b_hh]` per
