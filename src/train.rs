@@ -1761,16 +1761,14 @@ pub fn train(
                 adam: &Adam,
                 moments: &RunningMoments|
      -> Result<()> {
-        let provenance = Provenance {
+        let provenance = run_provenance(
             step,
-            corpus: corpus.name.clone(),
-            corpus_hash: corpus.hash.clone(),
-            seed: cfg.seed,
-            metrics: metrics.clone(),
-            train_config: Some(train_config_json.clone()),
-            written_by: format!("latent-tui {}", env!("CARGO_PKG_VERSION")),
-            corpus_source: corpus_source(&cfg.corpus),
-        };
+            metrics,
+            &corpus,
+            cfg.seed,
+            &train_config_json,
+            &cfg.corpus,
+        );
         let storage = if cfg.half { Storage::F16 } else { Storage::F32 };
         checkpoint::save_varmap(&cfg.out, &built.varmap, &mcfg, &vocab, &provenance, storage)?;
         adam.save(
@@ -1917,6 +1915,29 @@ where
 
     fn save(&mut self, step: u64, metrics: &BTreeMap<String, f64>) -> Result<()> {
         (self.save)(step, metrics, &self.adam, &self.moments)
+    }
+}
+
+/// What a training run's checkpoint at `step` records of where it came from, whatever the
+/// model family: the corpus (`spec` as given to `--corpus`), the seed, the metrics so far and
+/// the run's settings (`train_config`, serialised once per run).
+pub fn run_provenance(
+    step: u64,
+    metrics: &BTreeMap<String, f64>,
+    corpus: &Corpus,
+    seed: u64,
+    train_config: &serde_json::Value,
+    spec: &str,
+) -> Provenance {
+    Provenance {
+        step,
+        corpus: corpus.name.clone(),
+        corpus_hash: corpus.hash.clone(),
+        seed,
+        metrics: metrics.clone(),
+        train_config: Some(train_config.clone()),
+        written_by: format!("latent-tui {}", env!("CARGO_PKG_VERSION")),
+        corpus_source: corpus_source(spec),
     }
 }
 

@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::{bag_of_words, document_frequencies, score_bags, train_vocab, Bag, BowScore};
-use crate::checkpoint::{self, Checkpoint, Provenance, Storage};
+use crate::checkpoint::{self, Checkpoint, Storage};
 use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::model::bow::{idf, is_buffer, BagBatch, BowInput, BowModel, NashNoise};
 use crate::model::{
@@ -651,16 +651,14 @@ pub fn train_bow(
 
     let train_config_json = serde_json::to_value(cfg)?;
     let save = |step: u64, metrics: &BTreeMap<String, f64>, opt: &BowOptimizer| -> Result<()> {
-        let provenance = Provenance {
+        let provenance = crate::train::run_provenance(
             step,
-            corpus: corpus.name.clone(),
-            corpus_hash: corpus.hash.clone(),
-            seed: cfg.seed,
-            metrics: metrics.clone(),
-            train_config: Some(train_config_json.clone()),
-            written_by: format!("latent-tui {}", env!("CARGO_PKG_VERSION")),
-            corpus_source: crate::train::corpus_source(&cfg.corpus),
-        };
+            metrics,
+            &corpus,
+            cfg.seed,
+            &train_config_json,
+            &cfg.corpus,
+        );
         let storage = if cfg.half { Storage::F16 } else { Storage::F32 };
         checkpoint::save_varmap(&cfg.out, &built.varmap, &mcfg, &vocab, &provenance, storage)?;
         if cfg.family != BowFamily::Lsh {
