@@ -419,14 +419,8 @@ fn the_command_line_decodes_in_real_words_when_asked() {
         "--real-words",
         "--json",
     ]);
-    let texts: Vec<&str> = printed["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["text"].as_str().unwrap())
-        .collect();
     let expected: Vec<&str> = walk.points.iter().map(|p| p.text.as_str()).collect();
-    assert_eq!(texts, expected);
+    assert_eq!(texts_of(&printed["steps"]), expected);
 
     let kept = tasks::sample_prior(&engine, 5, 9, 1.0, PriorChoice::Uniform, None, Some(&trie))
         .unwrap()
@@ -441,13 +435,7 @@ fn the_command_line_decodes_in_real_words_when_asked() {
         "--real-words",
         "--json",
     ]);
-    let texts: Vec<String> = printed["samples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["text"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(texts, kept);
+    assert_eq!(texts_of(&printed["samples"]), kept);
 
     // flip: the sentence's decoding and each flipped code's, as Explore shows them; an everyday
     // sentence with flips (up to three) that the flag decodes differently.
@@ -491,16 +479,7 @@ fn the_command_line_decodes_in_real_words_when_asked() {
         "--json",
     ]);
     assert_eq!(printed["decoding"].as_str().unwrap(), kept[0]);
-    let flipped: Vec<&str> = printed["flips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["text"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        flipped,
-        kept[1..].iter().map(String::as_str).collect::<Vec<_>>()
-    );
+    assert_eq!(texts_of(&printed["flips"]), kept[1..]);
 
     // decode: codes on stdin, one decoding per line.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latent-tui"))
@@ -524,4 +503,14 @@ fn the_command_line_decodes_in_real_words_when_asked() {
         .map(str::to_owned)
         .collect();
     assert_eq!(lines, kept);
+}
+
+/// The `text` field of each object in a JSON array the command line printed.
+fn texts_of(items: &serde_json::Value) -> Vec<String> {
+    items
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|item| item["text"].as_str().expect("a text").to_string())
+        .collect()
 }

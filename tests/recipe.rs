@@ -1008,3 +1008,43 @@ fn a_resumed_run_goes_on_from_the_decorrelation_moments_it_had() {
         "without the saved moments the resumed run should differ (else this test shows nothing)"
     );
 }
+
+#[test]
+fn saved_moments_of_another_size_or_not_finite_start_afresh() {
+    use latent_tui::train::{ExtraState, RunningMoments};
+    let state = |mean: Vec<f32>, var: Vec<f32>, corr: Vec<f32>| -> ExtraState {
+        [
+            ("moments.mean".to_string(), mean),
+            ("moments.var".to_string(), var),
+            ("moments.corr".to_string(), corr),
+        ]
+        .into_iter()
+        .collect()
+    };
+    let good = state(vec![0.5, 0.2], vec![0.25, 0.1], vec![1.0, 0.3, 0.3, 1.0]);
+    let m = RunningMoments::from_state(&good, 2);
+    assert_eq!(
+        (m.mean(), m.var(), m.corr()),
+        (&[0.5, 0.2][..], &[0.25, 0.1][..], &good["moments.corr"][..])
+    );
+    // What it saves is what it was restored from.
+    let saved: ExtraState = m
+        .state()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_vec()))
+        .collect();
+    assert_eq!(saved, good);
+    // Another code width, a correlation matrix of the wrong size, a NaN, a negative variance.
+    for bad in [
+        RunningMoments::from_state(&good, 3),
+        RunningMoments::from_state(&state(vec![0.5, 0.2], vec![0.25, 0.1], vec![1.0; 3]), 2),
+        RunningMoments::from_state(&state(vec![f32::NAN, 0.2], vec![0.25, 0.1], vec![]), 2),
+        RunningMoments::from_state(&state(vec![0.5, 0.2], vec![-0.25, 0.1], vec![]), 2),
+    ] {
+        assert!(bad.mean().is_empty() && bad.var().is_empty() && bad.corr().is_empty());
+    }
+    // Without a correlation matrix (the plain running penalty) the means and variances load.
+    let plain = RunningMoments::from_state(&state(vec![0.5, 0.2], vec![0.25, 0.1], vec![]), 2);
+    assert_eq!(plain.mean(), &[0.5, 0.2]);
+    assert!(plain.corr().is_empty());
+}
