@@ -190,6 +190,12 @@ pub struct TrainConfig {
     pub kl_anneal_steps: u64,
     /// The KL weight once annealing is done.
     pub kl_weight: f64,
+    /// Free bits: a floor (nats) under each latent dimension's KL in the loss, averaged over
+    /// the batch (Kingma et al. 2016): a dimension whose batch-mean KL is below it counts as
+    /// the floor and is not pulled further towards the prior. 0 leaves it out (runs saved
+    /// before this existed had none). See [`free_bits_kl`].
+    #[serde(default)]
+    pub free_bits: f64,
     /// Weight of the mutual-information term (0 disables the auxiliary network).
     pub mi_weight: f64,
     /// Weight of the decorrelation penalty on the code (mean squared correlation between the
@@ -326,6 +332,7 @@ impl Default for TrainConfig {
             kl_anneal: KlAnneal::None,
             kl_anneal_steps: 0,
             kl_weight: 1.0,
+            free_bits: 0.0,
             mi_weight: 0.0,
             decorrelation: 0.0,
             decorrelation_moments: DecorrelationMoments::default(),
@@ -436,6 +443,19 @@ impl TrainConfig {
             bail!(
                 "--decorrelation must be a non-negative number, got {}",
                 self.decorrelation
+            );
+        }
+        if !(self.free_bits >= 0.0 && self.free_bits <= MAX_FREE_BITS) {
+            bail!(
+                "--free-bits must be within [0, {MAX_FREE_BITS}] nats per dimension, got {}",
+                self.free_bits
+            );
+        }
+        if self.free_bits > 0.0 && !self.kind.kl_in_loss() {
+            bail!(
+                "--free-bits sets a floor under the KL term, which a `{}` model does not have \
+                 (gaussian, binary-vae and gumbel-vae do)",
+                self.kind
             );
         }
         if !(0.0..1.0).contains(&self.decorrelation_above) {
@@ -1195,6 +1215,22 @@ pub fn batch_loss(
     )
 }
 
+/// The largest `--free-bits` accepted: a Bernoulli bit's KL from the uniform prior is at most
+/// ln 2 ≈ 0.69 nats, and a Gaussian dimension carrying more than this is no longer near
+/// collapse.
+pub const MAX_FREE_BITS: f64 = 10.0;
+
+/// The KL term with free bits (Kingma et al. 2016, "Improved variational inference with
+/// inverse autoregressive flow", §C.8): from the KL of each sentence and dimension `per_dim`
+/// (B, L), Σ_j max(`floor`, mean_b KL_bj) · B — the summed KL when every dimension's batch
+/// mean is above the floor, the floor's constant where it is below (no gradient towards the
+/// prior for that dimension). A scalar, summed over sentences like the plain KL term.
+pub fn free_bits_kl(per_dim: &Tensor, floor: f64) -> Result<Tensor> {
+    let (b, _) = per_dim.dims2()?;
+    let mean = per_dim.mean(0)?; // (L,)
+    Ok((mean.maximum(floor)?.sum_all()? * b as f64)?)
+}
+
 /// Which means and variances standardise the code in the decorrelation penalty.
 ///
 /// A batch holds sentences of one length (see `shuffled_epoch`), so bits that encode the
@@ -1488,13 +1524,15 @@ pub fn batch_loss_with(
         0.0,
         binarize,
         0.0,
+        0.0,
         rng,
     )
 }
 
 /// [`batch_loss_with`], the decorrelation penalty standardised with `running` moments
 /// ([`DecorrelationMoments::Running`]) when given: they are updated with this batch's code
-/// after the penalty is computed.
+/// after the penalty is computed; `dropout` on the decoder; the KL term floored per dimension
+/// by `free_bits` ([`free_bits_kl`]) when positive. The summed KL returned is the plain one.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_loss_with_moments(
     model: &SeqAutoencoder,
@@ -1506,10 +1544,12 @@ pub fn batch_loss_with_moments(
     decorrelation_above: f64,
     binarize: Binarize,
     dropout: f64,
+    free_bits: f64,
     rng: &mut StdRng,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let kind = model.kind();
     let mut penalty = None;
+    let mut kl_term = None;
     let (z, kl) = if kind.has_latent() {
         let params = model.encode(&batch.src)?; // (B, L)
         if decorrelation > 0.0 {
@@ -1532,6 +1572,9 @@ pub fn batch_loss_with_moments(
             penalty = Some((p * decorrelation)?);
         }
         let z = params.training_sample_with(rng, model.cfg.gumbel_temperature, binarize)?; // (B, L)
+        if free_bits > 0.0 {
+            kl_term = Some(free_bits_kl(&params.kl_per_dim()?, free_bits)?);
+        }
         (Some(z), params.kl()?.sum_all()?)
     } else {
         (
@@ -1549,7 +1592,7 @@ pub fn batch_loss_with_moments(
     let nll_sum = nll.sum_all()?;
     let mut objective = nll_sum.clone();
     if kind.kl_in_loss() && kl_weight > 0.0 {
-        objective = (objective + (&kl * kl_weight)?)?;
+        objective = (objective + (kl_term.as_ref().unwrap_or(&kl) * kl_weight)?)?;
     }
     if let (Some(z), true) = (&z, mi_weight > 0.0) {
         if let Some(mi) = model.mi_loss(&states, z)? {
@@ -1877,6 +1920,7 @@ where
             cfg.decorrelation_above,
             cfg.binarize,
             cfg.dropout,
+            cfg.free_bits,
             rng,
         )?;
         let loss = objective.to_scalar::<f32>()? as f64;

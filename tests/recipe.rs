@@ -1048,3 +1048,110 @@ fn saved_moments_of_another_size_or_not_finite_start_afresh() {
     assert_eq!(plain.mean(), &[0.5, 0.2]);
     assert!(plain.corr().is_empty());
 }
+
+#[test]
+fn free_bits_floor_each_dimensions_batch_kl_and_stop_its_pull() {
+    use candle_core::{Device, Tensor, Var};
+    use latent_tui::train::free_bits_kl;
+    // Two sentences, three dimensions: batch means 0.1, 0.5 and 2.0 nats.
+    let per_dim = Var::from_tensor(
+        &Tensor::new(&[[0.0f32, 0.4, 1.5], [0.2, 0.6, 2.5]], &Device::Cpu).unwrap(),
+    )
+    .unwrap();
+    let plain = per_dim.as_tensor().sum_all().unwrap().to_scalar::<f32>().unwrap();
+    // No floor: the summed KL itself.
+    let off = free_bits_kl(per_dim.as_tensor(), 0.0).unwrap();
+    assert!((off.to_scalar::<f32>().unwrap() - plain).abs() < 1e-5);
+    // A floor of 0.3: dimension 0 counts as 0.3 per sentence, the others as they are.
+    let floored = free_bits_kl(per_dim.as_tensor(), 0.3).unwrap();
+    let value = floored.to_scalar::<f32>().unwrap();
+    assert!((value - (0.3 + 0.5 + 2.0) * 2.0).abs() < 1e-5, "{value}");
+    let grads = floored.backward().unwrap();
+    let g = grads.get(per_dim.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+    for row in &g {
+        assert_eq!(row[0], 0.0, "nothing pulls a dimension below the floor: {g:?}");
+        assert!((row[1] - 1.0).abs() < 1e-6 && (row[2] - 1.0).abs() < 1e-6, "{g:?}");
+    }
+    // A floor above every dimension: a constant, no pull on any.
+    let all = free_bits_kl(per_dim.as_tensor(), 3.0).unwrap();
+    assert!((all.to_scalar::<f32>().unwrap() - 18.0).abs() < 1e-5);
+    let grads = all.backward().unwrap();
+    let g = grads.get(per_dim.as_tensor()).unwrap();
+    assert_eq!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+}
+
+#[test]
+fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = &common::fixtures().corpus;
+    let run_steps = |kind: &str, free_bits: &str, out: &std::path::Path, steps: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+            .args(["train", "--kind", kind, "--corpus"])
+            .arg(corpus)
+            .args(["--embed-dim", "8", "--hidden-dim", "12", "--latent-dim", "4"])
+            .args(["--vocab-size", "100", "--min-frequency", "1", "--seed", "1"])
+            .args(["--steps", steps, "--valid-every", "0", "--threads", "1", "--lr", "1e-2"])
+            .arg(format!("--free-bits={free_bits}"))
+            .arg("--out")
+            .arg(out)
+            .output()
+            .expect("run latent-tui train");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let run = |kind: &str, free_bits: &str, out: &std::path::Path| {
+        run_steps(kind, free_bits, out, "3")
+    };
+    let out = dir.path().join("fb.safetensors");
+    let (ok, log) = run("binary", "0.5", &out);
+    assert!(!ok && log.contains("--free-bits") && log.contains("binary"), "{log}");
+    assert!(!out.exists());
+    for bad in ["-1", "11", "nan"] {
+        let (ok, log) = run("gaussian", bad, &out);
+        let first = log.lines().next().unwrap_or("");
+        assert!(!ok && first.contains("--free-bits"), "{bad}: {log}");
+        assert!(!out.exists());
+    }
+    // The same bounds for a config that did not come from the command line.
+    for bad in [-1.0, 11.0, f64::NAN] {
+        let mut cfg = latent_tui::train::TrainConfig::default();
+        cfg.kind = latent_tui::model::LatentKind::Gaussian;
+        cfg.free_bits = bad;
+        cfg.out = dir.path().join("never.safetensors");
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let err = latent_tui::train::train(&cfg, tx, &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(!cfg.out.exists());
+        assert!(err.contains("--free-bits"), "{bad}: {err}");
+    }
+    let (ok, log) = run("gaussian", "0.5", &out);
+    assert!(ok, "{log}");
+    assert_eq!(config(&out)["free_bits"], 0.5);
+    // The floor changes what is learned (a fresh code's KL is below 0.5 nats per dimension) …
+    let none = dir.path().join("none.safetensors");
+    let (ok, log) = run("gaussian", "0", &none);
+    assert!(ok, "{log}");
+    assert_ne!(weights(&out), weights(&none));
+    // … and a resumed run keeps it: two steps resumed to three equal three at once.
+    let split = dir.path().join("split.safetensors");
+    let (ok, log) = run_steps("gaussian", "0.5", &split, "2");
+    assert!(ok, "{log}");
+    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args(["train", "--resume", "--steps", "3", "--threads", "1", "--out"])
+        .arg(&split)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(config(&split)["free_bits"], 0.5);
+    assert_eq!(weights(&split), weights(&out));
+    // A run saved before the option existed reads as without it.
+    let mut cfg = latent_tui::train::TrainConfig::default();
+    cfg.free_bits = 0.25;
+    let mut json = serde_json::to_value(&cfg).unwrap();
+    json.as_object_mut().unwrap().remove("free_bits");
+    let old: latent_tui::train::TrainConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.free_bits, 0.0);
+}

@@ -385,6 +385,11 @@ pub mod flags {
         real(s, 0.0, MAX_WEIGHT, false)
     }
 
+    /// `--free-bits`: 0 (off) to [`crate::train::MAX_FREE_BITS`] nats.
+    pub fn free_bits(s: &str) -> Result<f64, String> {
+        real(s, 0.0, crate::train::MAX_FREE_BITS, false)
+    }
+
     /// A weight as f32 (`--radius`).
     pub fn weight_f32(s: &str) -> Result<f32, String> {
         weight(s).map(|x| x as f32)
@@ -627,6 +632,11 @@ pub struct TrainArgs {
     /// Weight of the KL term once annealing is done (kinds with a KL term).
     #[arg(long, value_parser = flags::weight)]
     pub kl_weight: Option<f64>,
+    /// Free bits: a floor in nats under each latent dimension's KL in the loss, averaged over
+    /// the batch (gaussian, binary-vae, gumbel-vae; 0 = off). Dimensions below it are not pulled
+    /// towards the prior, so fewer collapse: see docs/recipe.md.
+    #[arg(long, value_parser = flags::free_bits)]
+    pub free_bits: Option<f64>,
     /// Weight of the mutual-information term (0: off).
     #[arg(long, value_parser = flags::weight)]
     pub mi_weight: Option<f64>,
@@ -1114,6 +1124,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         kl_anneal,
         kl_anneal_steps,
         kl_weight,
+        free_bits,
         mi_weight,
         decorrelation,
         decorrelation_moments,
