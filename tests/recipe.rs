@@ -1129,11 +1129,14 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
     }
     let (ok, log) = run("gaussian", "0.5", &out);
     assert!(ok, "{log}");
+    assert!(!log.contains("tends to collapse"), "{log}");
     assert_eq!(config(&out)["free_bits"], 0.5);
     // The floor changes what is learned (a fresh code's KL is below 0.5 nats per dimension) …
     let none = dir.path().join("none.safetensors");
     let (ok, log) = run("gaussian", "0", &none);
     assert!(ok, "{log}");
+    // Without a floor or an annealed KL a run from scratch is told what it risks.
+    assert!(log.contains("tends to collapse") && log.contains("--free-bits"), "{log}");
     assert_ne!(weights(&out), weights(&none));
     // … and a resumed run keeps it: two steps resumed to three equal three at once.
     let split = dir.path().join("split.safetensors");
