@@ -206,6 +206,19 @@ impl Provenance {
         Ok(corpus)
     }
 
+    /// The checkpoint's own corpus as a `--corpus` spec (the bundled name or the path found by
+    /// [`Provenance::stored_corpus`]), checked as [`Provenance::corpus`] checks it: never a
+    /// special or system file, and only when it holds the corpus training recorded. What
+    /// `train --init CKPT` trains on without a `--corpus`.
+    pub fn checked_corpus_spec(&self) -> Result<String> {
+        if let Some(spec) = self.stored_corpus().filter(|s| s == BUNDLED_CORPUS) {
+            return Ok(spec);
+        }
+        self.corpus(None)?;
+        self.stored_corpus()
+            .context("the checkpoint's corpus went away while it was being read")
+    }
+
     /// Where the training corpus was, for messages: the stored path or the corpus name.
     pub fn corpus_shown(&self) -> &str {
         self.corpus_source.as_deref().unwrap_or(&self.corpus)
@@ -413,6 +426,12 @@ fn safetensors_metadata(path: &Path) -> Option<serde_json::Map<String, serde_jso
 /// Whether `path` holds a latent-tui checkpoint (by its header).
 pub fn is_checkpoint_file(path: &Path) -> bool {
     safetensors_format(path).as_deref() == Some(FORMAT)
+}
+
+/// Whether `path` holds an optimiser state `train` keeps beside its checkpoint for `--resume`
+/// (by its header's `adam_t` entry): what a run may replace at `NAME.train-state.safetensors`.
+pub fn is_optimiser_state_file(path: &Path) -> bool {
+    safetensors_metadata(path).is_some_and(|m| m.contains_key("adam_t"))
 }
 
 /// An advisory lock on an output for as long as a run writes it: a second run on the same

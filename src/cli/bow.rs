@@ -101,6 +101,29 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
     if let Some(TrainKind::Bow(f)) = args.kind {
         cfg.family = f;
     }
+    // Sequence-model flags a bag-of-words trainer has no use for are refused, not ignored: a
+    // "fine-tune" with --init would otherwise start from random weights without a word.
+    let seq_only = [
+        ("--init", args.init.is_some()),
+        ("--precision", args.precision.is_some()),
+        ("--decorrelation", args.decorrelation.is_some()),
+        (
+            "--decorrelation-moments",
+            args.decorrelation_moments.is_some(),
+        ),
+        ("--decorrelation-start", args.decorrelation_start.is_some()),
+        (
+            "--decorrelation-warmup",
+            args.decorrelation_warmup.is_some(),
+        ),
+        ("--decorrelation-above", args.decorrelation_above.is_some()),
+    ];
+    if let Some((flag, _)) = seq_only.iter().find(|(_, given)| *given) {
+        anyhow::bail!(
+            "{flag} applies to sequence models, not to a `{}` model (only sequence models can be fine-tuned or decorrelated)",
+            cfg.family
+        );
+    }
     if args.resume && args.out.is_none() {
         anyhow::bail!("--resume needs --out (the checkpoint to continue)");
     }

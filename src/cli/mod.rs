@@ -1079,7 +1079,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         cfg.resume = true;
     }
     if let Some(init) = &args.init {
-        cfg = init_config(init, cfg)?;
+        cfg = init_config(init, cfg, args.corpus.is_some())?;
     }
     macro_rules! set {
         ($($field:ident),*) => { $( if let Some(v) = args.$field.clone() { cfg.$field = v; } )* };
@@ -1167,7 +1167,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
 /// The starting config of `train --init CKPT`: the run that made CKPT (its architecture,
 /// tokenizer and training settings), or `base` with CKPT's architecture where it records no
 /// run; steps count from 0 and the output is never CKPT itself.
-fn init_config(init: &Path, base: TrainConfig) -> Result<TrainConfig> {
+fn init_config(init: &Path, base: TrainConfig, corpus_given: bool) -> Result<TrainConfig> {
     let ckpt = crate::checkpoint::Checkpoint::read(init, &Device::Cpu)
         .with_context(|| format!("--init {}", init.display()))?;
     let model = ckpt.config.expect_seq().map_err(|e| {
@@ -1209,6 +1209,15 @@ fn init_config(init: &Path, base: TrainConfig) -> Result<TrainConfig> {
     cfg.steps = TrainConfig::default().steps;
     // The stored run's --out is the init file itself: a new run needs its own.
     cfg.out = PathBuf::new();
+    // Without --corpus the run goes on with CKPT's corpus. CKPT is untrusted input: the path
+    // it names is read only through the checked lookup (not a system file, the corpus it
+    // recorded), never as its stored config spells it.
+    if !corpus_given {
+        cfg.corpus = ckpt
+            .provenance
+            .checked_corpus_spec()
+            .with_context(|| format!("--init {}", init.display()))?;
+    }
     Ok(cfg)
 }
 
@@ -1287,6 +1296,14 @@ fn train(args: TrainArgs) -> Result<()> {
             "a checkpoint of this run (pass --resume to continue it)"
         },
         &|p| resume && crate::checkpoint::is_checkpoint_file(p),
+        args.force,
+    )?;
+    // The optimiser state written beside it (NAME.train-state.safetensors) is checked alike:
+    // never a directory, never a file another program made.
+    crate::checkpoint::check_output_target(
+        &crate::train::state_path(&out),
+        "an optimiser state (what `train` keeps beside its checkpoint for --resume)",
+        &crate::checkpoint::is_optimiser_state_file,
         args.force,
     )?;
     let _lock = crate::checkpoint::OutputLock::acquire(&out)?;
