@@ -464,6 +464,79 @@ fn train_onto_an_existing_checkpoint_needs_resume_or_force() {
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
 }
 
+/// `map --out` and `--png` are checked before any work like every other output: a file the
+/// command did not write (the corpus itself, another picture) is kept unless --force, a
+/// directory is refused before the index and layout are computed. `map --out corpus.txt`
+/// used to replace the corpus with the TSV.
+#[test]
+fn map_outputs_never_replace_files_the_command_did_not_write() {
+    let dir = temp_dir();
+    let model = copy_ckpt(dir.path(), "m.safetensors");
+    let m = model.to_str().unwrap();
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::copy(fixtures::corpus_file(), &corpus).unwrap();
+    let c = corpus.to_str().unwrap();
+    let photo = dir.path().join("photo.png");
+    let picture = b"\x89PNG\r\n\x1a\nsomeone's picture".to_vec();
+    std::fs::write(&photo, &picture).unwrap();
+    let corpus_before = std::fs::read(&corpus).unwrap();
+    let subdir = dir.path().join("sub");
+    std::fs::create_dir(&subdir).unwrap();
+    for (flag, target, says) in [
+        ("--out", &corpus, "exists and is not a map TSV"),
+        ("--png", &photo, "exists and is not a map PNG"),
+        ("--out", &subdir, "is a directory"),
+    ] {
+        let e = fails(
+            &["map", m, "--corpus", c, flag, target.to_str().unwrap()],
+            None,
+        );
+        assert!(e.contains(says), "{flag} {}: {e}", target.display());
+        assert_eq!(
+            files_in(dir.path()),
+            ["corpus.txt", "m.safetensors", "photo.png", "sub"],
+            "nothing computed"
+        );
+    }
+    assert_eq!(std::fs::read(&corpus).unwrap(), corpus_before);
+    assert_eq!(std::fs::read(&photo).unwrap(), picture);
+
+    // Its own outputs are replaced when run again; another file with --force.
+    let tsv = dir.path().join("map.tsv");
+    let png = dir.path().join("map.png");
+    for _ in 0..2 {
+        ok(
+            &[
+                "map",
+                m,
+                "--corpus",
+                c,
+                "--out",
+                tsv.to_str().unwrap(),
+                "--png",
+                png.to_str().unwrap(),
+            ],
+            None,
+        );
+    }
+    assert!(latent_tui::map::is_map_tsv(&tsv));
+    assert!(latent_tui::map::plot::is_map_png(&png));
+    assert!(!latent_tui::map::plot::is_map_png(&photo));
+    ok(
+        &[
+            "map",
+            m,
+            "--corpus",
+            c,
+            "--png",
+            photo.to_str().unwrap(),
+            "--force",
+        ],
+        None,
+    );
+    assert!(latent_tui::map::plot::is_map_png(&photo));
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. One trainer per output.
 

@@ -55,6 +55,9 @@ pub struct MapArgs {
     /// Print JSON instead of plain text.
     #[arg(long)]
     pub json: bool,
+    /// Replace an existing --out or --png file that is not a map this command wrote.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: MapArgs) -> Result<()> {
@@ -87,6 +90,24 @@ pub fn run(args: MapArgs) -> Result<()> {
         if same_file(a, b) {
             bail!("--out and --png name the same file");
         }
+    }
+    // Checked before any work: never a directory or device, never a file this command did
+    // not write (a corpus, a picture) unless --force.
+    if let Some(out) = &args.out {
+        crate::checkpoint::check_output_target(
+            out,
+            "a map TSV",
+            &crate::map::is_map_tsv,
+            args.force,
+        )?;
+    }
+    if let Some(png) = &args.png {
+        crate::checkpoint::check_output_target(
+            png,
+            "a map PNG",
+            &crate::map::plot::is_map_png,
+            args.force,
+        )?;
     }
     let coder = Coder::load(&checkpoint, &Device::Cpu)?;
     let bar = super::progress_bar("indexing");
@@ -129,7 +150,7 @@ pub fn run(args: MapArgs) -> Result<()> {
         None => None,
     };
     if let Some(out) = &args.out {
-        let mut text = String::from("x\ty\tlabel\tcluster\ttext\n");
+        let mut text = format!("{}\n", crate::map::TSV_HEADER);
         for (i, p) in layout.points.iter().enumerate() {
             let label = entries
                 .label(i)
