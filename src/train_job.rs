@@ -89,6 +89,17 @@ impl TrainJob {
     }
 }
 
+/// The corpus a resumed run goes on with when no `--corpus` is given: the checkpoint's own,
+/// found by the checked lookup ([`crate::checkpoint::Provenance::checked_corpus_spec`]), never
+/// the path its stored config spells (untrusted: it could name `/etc/passwd`, and a relative
+/// path means another file in another directory).
+pub fn resume_corpus(checkpoint: &Path) -> Result<String> {
+    let ckpt = crate::checkpoint::Checkpoint::read(checkpoint, &candle_core::Device::Cpu)?;
+    ckpt.provenance
+        .checked_corpus_spec()
+        .with_context(|| format!("cannot resume `{}`", checkpoint.display()))
+}
+
 impl From<TrainConfig> for TrainJob {
     fn from(c: TrainConfig) -> Self {
         TrainJob::Seq(c)

@@ -695,12 +695,13 @@ fn the_optimiser_state_path_is_checked_before_any_step() {
     assert_ok(&train_cli(&a, &["--steps", "2"]));
 }
 
-/// Without --corpus, `train --init CKPT` goes on with CKPT's corpus; the path CKPT names is
-/// untrusted and is read only through the checked lookup every other command uses. It used to
-/// train on whatever the stored config named (`/etc/passwd`), putting its words in the new
-/// checkpoint's vocabulary.
+/// Without --corpus, `train --init CKPT` and `train --resume` go on with the checkpoint's
+/// corpus; the path it names is untrusted and is read only through the checked lookup every
+/// other command uses. `--init` used to train on whatever the stored config named
+/// (`/etc/passwd`), putting its words in the new checkpoint's vocabulary; `--resume` did the
+/// same where the checkpoint recorded no corpus hash.
 #[test]
-fn init_reads_the_checkpoints_corpus_only_when_it_is_the_recorded_one() {
+fn init_and_resume_read_the_checkpoints_corpus_only_when_it_is_the_recorded_one() {
     let dir = temp_dir();
     let a = dir.path().join("a.safetensors");
     assert_ok(&train_cli(&a, &["--steps", "2"]));
@@ -750,6 +751,39 @@ fn init_reads_the_checkpoints_corpus_only_when_it_is_the_recorded_one() {
         );
         assert!(!c.exists(), "{target}: nothing trained");
     }
+    // So does --resume: a run whose stored config names a system file (and records no hash,
+    // so nothing else would stop it) is refused before reading it; a run's own corpus still
+    // resumes without --corpus.
+    let hostile = dir.path().join("hostile-run.safetensors");
+    rewrite(&a, &hostile, |meta, _| {
+        edit_json(meta, "provenance", |p| {
+            p["corpus_source"] = "/etc/passwd".into();
+            p["corpus_hash"] = "".into();
+            p["train_config"]["corpus"] = "/etc/passwd".into();
+        })
+    });
+    let before = std::fs::read(&hostile).unwrap();
+    let resume = |out: &Path| {
+        let o = out.to_str().unwrap();
+        run(
+            &[
+                "train",
+                "--resume",
+                "--out",
+                o,
+                "--steps",
+                "3",
+                "--valid-every",
+                "0",
+            ],
+            None,
+        )
+    };
+    let err = one_line_error("resume", &resume(&hostile));
+    assert!(err.contains("special or system file"), "{err}");
+    assert_eq!(std::fs::read(&hostile).unwrap(), before);
+    assert_ok(&resume(&a));
+
     // A --corpus on the command line is read as named.
     let c = dir.path().join("c.safetensors");
     let corpus = fixtures::corpus_file().to_str().unwrap();

@@ -70,7 +70,12 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
     // A resumed bag-of-words run continues its stored config, as sequence runs do.
     let stored: Option<BowTrainConfig> = match (&args.out, args.resume) {
         (Some(out), true) if out.exists() => match TrainJob::stored_in(out)? {
-            Some(TrainJob::Bow(cfg)) => Some(cfg),
+            Some(TrainJob::Bow(mut cfg)) => {
+                if args.corpus.is_none() {
+                    cfg.corpus = crate::train_job::resume_corpus(out)?;
+                }
+                Some(cfg)
+            }
             _ => None,
         },
         _ => None,

@@ -1074,6 +1074,9 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
                 ),
                 None => bail!("the checkpoint has no training config to resume"),
             };
+            if args.corpus.is_none() {
+                cfg.corpus = crate::train_job::resume_corpus(&out)?;
+            }
         }
         cfg.out = out;
         cfg.resume = true;
