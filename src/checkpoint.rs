@@ -428,6 +428,20 @@ pub fn is_checkpoint_file(path: &Path) -> bool {
     safetensors_format(path).as_deref() == Some(FORMAT)
 }
 
+/// Whether `a` and `b` name one existing file (the same device and inode: also through links).
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        #[cfg(unix)]
+        (Ok(x), Ok(y)) => {
+            use std::os::unix::fs::MetadataExt;
+            x.dev() == y.dev() && x.ino() == y.ino()
+        }
+        #[cfg(not(unix))]
+        (Ok(_), Ok(_)) => fs::canonicalize(a).ok() == fs::canonicalize(b).ok(),
+        _ => false,
+    }
+}
+
 /// Whether `path` holds an optimiser state `train` keeps beside its checkpoint for `--resume`
 /// (by its header's `adam_t` entry): what a run may replace at `NAME.train-state.safetensors`.
 pub fn is_optimiser_state_file(path: &Path) -> bool {

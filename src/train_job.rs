@@ -134,6 +134,32 @@ impl TrainJob {
         }
     }
 
+    /// Checks the paths the run writes, its checkpoint and the optimiser state beside it,
+    /// before it starts, as `train` without --force does: each may be missing or a file of its
+    /// own kind (a latent-tui checkpoint, an optimiser state), never a directory or a file
+    /// another program made; and the checkpoint is never `keep` (the explorer's own).
+    pub fn check_outputs(&self, keep: &Path) -> Result<()> {
+        let out = self.out();
+        if crate::checkpoint::same_path(out, keep) {
+            anyhow::bail!(
+                "`{}` is the checkpoint the explorer has open; choose another checkpoint path",
+                out.display()
+            );
+        }
+        crate::checkpoint::check_output_target(
+            out,
+            "a checkpoint",
+            &crate::checkpoint::is_checkpoint_file,
+            false,
+        )?;
+        crate::checkpoint::check_output_target(
+            &crate::train::state_path(out),
+            "an optimiser state (what training keeps beside its checkpoint)",
+            &crate::checkpoint::is_optimiser_state_file,
+            false,
+        )
+    }
+
     /// The steps the run will take; LSH draws its hyperplanes without any.
     pub fn steps(&self) -> u64 {
         match self {

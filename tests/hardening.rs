@@ -537,6 +537,83 @@ fn map_outputs_never_replace_files_the_command_did_not_write() {
     assert!(latent_tui::map::plot::is_map_png(&photo));
 }
 
+/// The explorer's Train tab writes its checkpoint (and the optimiser state beside it) only
+/// where the command line's `train` would without --force: over nothing, or over a latent-tui
+/// checkpoint; never over a file another program made (a corpus typed into the checkpoint
+/// field) nor the checkpoint the explorer has open. It used to write over whatever the path
+/// named.
+#[test]
+fn the_train_tab_never_replaces_files_it_did_not_write() {
+    use crossterm::event::KeyCode;
+    use latent_tui::model::LatentKind;
+    use latent_tui::train::TrainConfig;
+    use latent_tui::tui::app::{AppOptions, TabId};
+    use latent_tui::tui::harness::Harness;
+    use latent_tui::tui::train::{quick_defaults, Phase};
+    let f = common::fixtures();
+    let dir = temp_dir();
+    let open = dir.path().join("open.safetensors");
+    std::fs::copy(&f.binary, &open).unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "my notes\n").unwrap();
+    let beside = dir.path().join("new.safetensors");
+    std::fs::write(latent_tui::train::state_path(&beside), "not a state\n").unwrap();
+    let train = |out: &Path| {
+        let cfg = TrainConfig {
+            corpus: f.corpus.display().to_string(),
+            out: out.to_path_buf(),
+            vocab_size: 100,
+            embed_dim: 8,
+            hidden_dim: 16,
+            latent_dim: 8,
+            steps: 2,
+            batch_tokens: 200,
+            valid_every: 0,
+            valid_sentences: 10,
+            checkpoint_every: 0,
+            ..quick_defaults(LatentKind::Binary)
+        };
+        let engine = latent_tui::engine::Engine::load(&open, &candle_core::Device::Cpu).unwrap();
+        let mut h = Harness::new(
+            engine,
+            AppOptions {
+                train_defaults: cfg,
+                ..AppOptions::default()
+            },
+        );
+        common::goto(&mut h, TabId::Train);
+        h.key(KeyCode::Char('s'));
+        assert!(h.wait_for(std::time::Duration::from_secs(120), |app| {
+            !app.tabs.train.running()
+        }));
+        h.join_training();
+        let phase = h.app.tabs.train.run.as_ref().expect("a run").phase.clone();
+        (phase, h.screen())
+    };
+    for (target, says) in [
+        (&notes, "exists and is not a checkpoint"),
+        (&open, "the checkpoint the explorer has open"),
+        (&beside, "exists and is not an optimiser state"),
+    ] {
+        let files = |p: &Path| std::fs::read(p).ok();
+        let before = (files(target), files(&latent_tui::train::state_path(target)));
+        let (phase, screen) = train(target);
+        assert!(
+            matches!(&phase, Phase::Failed(e) if e.contains(says)),
+            "{}: {phase:?}\n{screen}",
+            target.display()
+        );
+        let after = (files(target), files(&latent_tui::train::state_path(target)));
+        assert_eq!(after, before, "{}", target.display());
+    }
+    // A new path trains, and a second run replaces the checkpoint the first one wrote.
+    let fresh = dir.path().join("fresh.safetensors");
+    for _ in 0..2 {
+        let (phase, screen) = train(&fresh);
+        assert!(matches!(phase, Phase::Finished(_)), "{phase:?}\n{screen}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. One trainer per output.
 
