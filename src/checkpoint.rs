@@ -319,9 +319,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     remove_stale_temporaries(dir, &name);
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Created afresh (O_EXCL), never opened through whatever has that name already: a link
+    // planted there (a shared cache directory) would be followed and its target overwritten.
+    let _ = fs::remove_file(&tmp);
     let result = (|| -> Result<()> {
-        let mut f =
-            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(bytes)
             .with_context(|| format!("writing {}", tmp.display()))?;
         f.sync_all()

@@ -812,6 +812,25 @@ fn stale_temporaries_of_killed_saves_are_removed_by_the_next_save() {
     assert!(other.exists(), "another file's temporary is left alone");
 }
 
+/// A save's temporary (`.NAME.PID.tmp` beside the file) is created afresh, never opened
+/// through whatever is already there: a link planted at that name (a shared --cache-dir) used
+/// to be followed, and the file it pointed to truncated and overwritten.
+#[test]
+fn a_save_never_writes_through_a_link_at_its_temporary() {
+    let dir = temp_dir();
+    let target = dir.path().join("x.safetensors");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let tmp = dir
+        .path()
+        .join(format!(".x.safetensors.{}.tmp", std::process::id()));
+    std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+    latent_tui::checkpoint::write_atomically(&target, b"new").unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(tmp.symlink_metadata().is_err(), "the link is gone");
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Options that did nothing.
 
