@@ -479,10 +479,22 @@ impl OutputLock {
         fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
         let lock = dir.join(format!(".{name}.lock"));
         loop {
-            let file = fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
+            // A plain file of the run's own, never a link followed (the pid written below would
+            // replace whatever it points to).
+            if fs::symlink_metadata(&lock).is_ok_and(|m| m.file_type().is_symlink()) {
+                bail!(
+                    "the lock file {} is a symbolic link; latent-tui keeps a plain file there (remove the link)",
+                    lock.display()
+                );
+            }
+            let mut options = fs::OpenOptions::new();
+            options.create(true).truncate(false).write(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.custom_flags(libc::O_NOFOLLOW);
+            }
+            let file = options
                 .open(&lock)
                 .with_context(|| format!("creating the lock file {}", lock.display()))?;
             if !try_lock(&file)? {
@@ -495,14 +507,9 @@ impl OutputLock {
             // A run that just finished may have removed the file this one locked: lock the
             // file that is there now.
             if same_file(&file, &lock) {
-                let _ = fs::write(
-                    &lock,
-                    format!(
-                        "{}
-",
-                        std::process::id()
-                    ),
-                );
+                // Through the file held, not the path.
+                let _ = file.set_len(0);
+                let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
                 return Ok(Self { lock, _file: file });
             }
         }

@@ -643,6 +643,40 @@ fn a_second_trainer_on_the_same_output_fails_at_once() {
     drop(again);
 }
 
+/// The lock beside an output is a plain file of the run's own: a link planted at its name
+/// (`.NAME.lock`) is refused, never followed. The process id used to be written through it,
+/// replacing the file it pointed to.
+#[test]
+fn the_output_lock_is_never_taken_through_a_link() {
+    let dir = temp_dir();
+    let out = dir.path().join("run.safetensors");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    let link = dir.path().join(".run.safetensors.lock");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let e = fails(
+        &[
+            "train",
+            "--corpus",
+            fixtures::corpus_file().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "1",
+        ],
+        None,
+    );
+    assert!(
+        e.contains("symbolic link") && e.contains(".run.safetensors.lock"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(!out.exists());
+    assert!(latent_tui::checkpoint::OutputLock::acquire(&out).is_err());
+    std::fs::remove_file(&link).unwrap();
+    drop(latent_tui::checkpoint::OutputLock::acquire(&out).unwrap());
+}
+
 // ---------------------------------------------------------------------------------------
 // 8. SIGTERM saves; a full disk names the path and leaves no temporary.
 
