@@ -319,15 +319,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     remove_stale_temporaries(dir, &name);
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    // Created afresh (O_EXCL), never opened through whatever has that name already: a link
-    // planted there (a shared cache directory) would be followed and its target overwritten.
-    let _ = fs::remove_file(&tmp);
     let result = (|| -> Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f = create_temporary(&tmp)?;
         f.write_all(bytes)
             .with_context(|| format!("writing {}", tmp.display()))?;
         f.sync_all()
@@ -339,6 +332,18 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates the temporary file `tmp` afresh (O_EXCL) after removing whatever has that name,
+/// never opening it through a link planted there (in a shared directory), which would be
+/// followed and its target overwritten.
+pub fn create_temporary(tmp: &Path) -> Result<fs::File> {
+    let _ = fs::remove_file(tmp);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .with_context(|| format!("creating {}", tmp.display()))
 }
 
 /// Checks a path a command is about to write, before the work starts: a missing file is

@@ -1828,8 +1828,7 @@ impl Output {
             name.to_string_lossy(),
             std::process::id()
         ));
-        let file =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let file = crate::checkpoint::create_temporary(&tmp)?;
         Ok(Output::File {
             file: Some(std::io::BufWriter::new(NamedFile {
                 file,
