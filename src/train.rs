@@ -1742,6 +1742,19 @@ pub fn train(
             )
         });
     }
+    if cfg.decorrelation_above > 0.0 && cfg.decorrelation == 0.0 {
+        // Said, not refused: a resumed run may turn the penalty off with --decorrelation 0.
+        notes.push(format!(
+            "the decorrelation penalty is off (--decorrelation 0): --decorrelation-above {} picks pairs for nothing; give --decorrelation a weight",
+            cfg.decorrelation_above
+        ));
+    }
+    if cfg.decorrelation > 0.0 && !cfg.kind.has_latent() {
+        notes.push(format!(
+            "a `{}` model has no code: --decorrelation {} does nothing",
+            cfg.kind, cfg.decorrelation
+        ));
+    }
     let model = &built.model;
     let mcfg = ModelConfig::Seq(model.cfg.clone());
 

@@ -867,6 +867,70 @@ fn bag_of_words_runs_refuse_sequence_only_flags() {
     }
 }
 
+/// `--decorrelation-above` picks the pairs the decorrelation penalty weighs; without a
+/// `--decorrelation` weight (off by default) it did nothing, silently, as did `--decorrelation`
+/// on an `lm` (no code). Both say so now (notes, not errors: a resumed run may turn the
+/// penalty off with --decorrelation 0).
+#[test]
+fn decorrelation_flags_that_do_nothing_say_so() {
+    let dir = temp_dir();
+    let out = dir.path().join("d.safetensors");
+    let note = "--decorrelation-above 0.3 picks pairs for nothing";
+    let err = assert_ok(&train_cli(
+        &out,
+        &[
+            "--steps",
+            "1",
+            "--decorrelation-above",
+            "0.3",
+            "--decorrelation-moments",
+            "running",
+        ],
+    ));
+    assert!(err.contains(note), "{err}");
+    let err = assert_ok(&train_cli(
+        &out,
+        &[
+            "--steps",
+            "1",
+            "--force",
+            "--decorrelation-above",
+            "0.3",
+            "--decorrelation-moments",
+            "running",
+            "--decorrelation",
+            "1",
+        ],
+    ));
+    assert!(!err.contains(note), "{err}");
+    let corpus = fixtures::corpus_file().to_str().unwrap();
+    let o = out.to_str().unwrap();
+    let lm = [
+        "train",
+        "--kind",
+        "lm",
+        "--corpus",
+        corpus,
+        "--out",
+        o,
+        "--force",
+        "--steps",
+        "1",
+        "--vocab-size",
+        "100",
+        "--embed-dim",
+        "8",
+        "--hidden-dim",
+        "8",
+        "--valid-every",
+        "0",
+        "--decorrelation",
+        "1",
+    ];
+    let err = assert_ok(&run(&lm, None));
+    assert!(err.contains("a `lm` model has no code"), "{err}");
+}
+
 #[test]
 fn sample_options_that_do_not_apply_say_so() {
     let e = fails(&["sample", ckpt(), "--temperature", "0.5"], None);
