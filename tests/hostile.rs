@@ -794,6 +794,50 @@ fn init_and_resume_read_the_checkpoints_corpus_only_when_it_is_the_recorded_one(
     ));
 }
 
+/// `--init CKPT` keeps CKPT's vocabulary; flags that would build another one are refused
+/// instead of ignored (the run used to record `--tokenizer bpe --vocab-size 300` in its config
+/// while training CKPT's word vocabulary). Its own size and kind may be repeated.
+#[test]
+fn init_refuses_vocabulary_flags_it_cannot_honour() {
+    let dir = temp_dir();
+    let a = dir.path().join("a.safetensors");
+    assert_ok(&train_cli(&a, &["--steps", "1"]));
+    let size = latent_tui::checkpoint::Checkpoint::read(&a, &candle_core::Device::Cpu)
+        .unwrap()
+        .vocab
+        .len()
+        .to_string();
+    let b = dir.path().join("b.safetensors");
+    let init = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--init",
+            a.to_str().unwrap(),
+            "--out",
+            b.to_str().unwrap(),
+            "--steps",
+            "1",
+            "--valid-every",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        run(&args, None)
+    };
+    for flags in [
+        &["--tokenizer", "bpe"][..],
+        &["--vocab-size", "300"],
+        &["--min-frequency", "5"],
+    ] {
+        let err = one_line_error(flags[0], &init(flags));
+        assert!(
+            err.contains(flags[0]) && err.contains("keeps its vocabulary"),
+            "{flags:?}: {err}"
+        );
+        assert!(!b.exists());
+    }
+    assert_ok(&init(&["--vocab-size", &size, "--tokenizer", "word"]));
+}
+
 #[test]
 fn stale_temporaries_of_killed_saves_are_removed_by_the_next_save() {
     let dir = temp_dir();

@@ -1082,7 +1082,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         cfg.resume = true;
     }
     if let Some(init) = &args.init {
-        cfg = init_config(init, cfg, args.corpus.is_some())?;
+        cfg = init_config(init, cfg, args)?;
     }
     macro_rules! set {
         ($($field:ident),*) => { $( if let Some(v) = args.$field.clone() { cfg.$field = v; } )* };
@@ -1170,9 +1170,33 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
 /// The starting config of `train --init CKPT`: the run that made CKPT (its architecture,
 /// tokenizer and training settings), or `base` with CKPT's architecture where it records no
 /// run; steps count from 0 and the output is never CKPT itself.
-fn init_config(init: &Path, base: TrainConfig, corpus_given: bool) -> Result<TrainConfig> {
+fn init_config(init: &Path, base: TrainConfig, args: &TrainArgs) -> Result<TrainConfig> {
     let ckpt = crate::checkpoint::Checkpoint::read(init, &Device::Cpu)
         .with_context(|| format!("--init {}", init.display()))?;
+    // The run keeps CKPT's vocabulary: flags that would build another are refused, not
+    // ignored (and recorded in the new run's config as if they had been honoured).
+    let (size, kind) = (ckpt.vocab.len(), ckpt.vocab.kind());
+    let other: Vec<String> = [
+        args.vocab_size
+            .filter(|&v| v != size)
+            .map(|v| format!("--vocab-size {v}")),
+        args.tokenizer
+            .filter(|&t| t != kind)
+            .map(|t| format!("--tokenizer {}", t.name())),
+        args.min_frequency.map(|m| format!("--min-frequency {m}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !other.is_empty() {
+        bail!(
+            "--init {} keeps its vocabulary ({size} entries, {} tokenizer); {} would build another: leave it out, or train a new run without --init",
+            init.display(),
+            kind.name(),
+            other.join(" ")
+        );
+    }
+    let corpus_given = args.corpus.is_some();
     let model = ckpt.config.expect_seq().map_err(|e| {
         anyhow::anyhow!(
             "--init {}: {e}; only sequence models can be fine-tuned",
