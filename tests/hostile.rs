@@ -794,11 +794,12 @@ fn init_and_resume_read_the_checkpoints_corpus_only_when_it_is_the_recorded_one(
     ));
 }
 
-/// `--init CKPT` keeps CKPT's vocabulary; flags that would build another one are refused
-/// instead of ignored (the run used to record `--tokenizer bpe --vocab-size 300` in its config
-/// while training CKPT's word vocabulary). Its own size and kind may be repeated.
+/// `--init CKPT` and `--resume` keep the checkpoint's vocabulary; flags that would build
+/// another one are refused instead of ignored (the run used to record `--tokenizer bpe
+/// --vocab-size 300` in its config while training the checkpoint's word vocabulary). Its own
+/// values may be repeated.
 #[test]
-fn init_refuses_vocabulary_flags_it_cannot_honour() {
+fn init_and_resume_refuse_vocabulary_flags_they_cannot_honour() {
     let dir = temp_dir();
     let a = dir.path().join("a.safetensors");
     assert_ok(&train_cli(&a, &["--steps", "1"]));
@@ -836,6 +837,52 @@ fn init_refuses_vocabulary_flags_it_cannot_honour() {
         assert!(!b.exists());
     }
     assert_ok(&init(&["--vocab-size", &size, "--tokenizer", "word"]));
+
+    // So does --resume: the run's own values may be repeated (train_cli passes --vocab-size 100).
+    for flags in [
+        &["--tokenizer", "bpe"][..],
+        &["--vocab-size", "300"],
+        &["--min-frequency", "5"],
+    ] {
+        let mut args = vec![
+            "train",
+            "--resume",
+            "--out",
+            a.to_str().unwrap(),
+            "--steps",
+            "2",
+        ];
+        args.extend_from_slice(flags);
+        let err = one_line_error(flags[0], &run(&args, None));
+        assert!(
+            err.contains(flags[0]) && err.contains("keeps its vocabulary"),
+            "{flags:?}: {err}"
+        );
+    }
+    assert_ok(&train_cli(
+        &a,
+        &["--resume", "--steps", "2", "--tokenizer", "word"],
+    ));
+    let n = dir.path().join("n.safetensors");
+    let corpus = fixtures::corpus_file().to_str().unwrap();
+    let nash = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--kind",
+            "nash",
+            "--corpus",
+            corpus,
+            "--out",
+            n.to_str().unwrap(),
+            "--steps",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        run(&args, None)
+    };
+    assert_ok(&nash(&[]));
+    let err = one_line_error("nash", &nash(&["--resume", "--vocab-size", "300"]));
+    assert!(err.contains("keeps its vocabulary"), "{err}");
 }
 
 #[test]

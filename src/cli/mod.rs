@@ -1077,6 +1077,32 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             if args.corpus.is_none() {
                 cfg.corpus = crate::train_job::resume_corpus(&out)?;
             }
+            // The run keeps its vocabulary: flags that would build another are refused, not
+            // ignored (and recorded in its config as if they had been honoured).
+            let other: Vec<String> = [
+                args.vocab_size
+                    .filter(|&v| v != cfg.vocab_size)
+                    .map(|v| format!("--vocab-size {v}")),
+                args.tokenizer
+                    .filter(|&t| t != cfg.tokenizer)
+                    .map(|t| format!("--tokenizer {}", t.name())),
+                args.min_frequency
+                    .filter(|&m| m != cfg.min_frequency)
+                    .map(|m| format!("--min-frequency {m}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !other.is_empty() {
+                bail!(
+                    "cannot resume `{}`: the run keeps its vocabulary (--vocab-size {}, --tokenizer {}, --min-frequency {}); {} would build another: leave it out, or train a new run",
+                    out.display(),
+                    cfg.vocab_size,
+                    cfg.tokenizer.name(),
+                    cfg.min_frequency,
+                    other.join(" ")
+                );
+            }
         }
         cfg.out = out;
         cfg.resume = true;
