@@ -835,6 +835,7 @@ fn every_numeric_flag_is_validated() {
     let corpus = fixtures::corpus_file().to_str().unwrap().to_string();
     let out = dir.path().join("out.safetensors");
     let o = out.to_str().unwrap().to_string();
+    let png = dir.path().join("map.png").to_str().unwrap().to_string();
     let train_base: Vec<String> = [
         "train",
         "--corpus",
@@ -1074,6 +1075,31 @@ fn every_numeric_flag_is_validated() {
                 "0",
             ]),
             vec![("--steps", true), ("--warmup", false)],
+            None,
+        ),
+        (
+            s(&["map", &m, "--score", "--queries", "20"]),
+            vec![
+                ("--k", true),
+                ("--queries", true),
+                ("--clusters", true),
+                ("--seed", false),
+            ],
+            None,
+        ),
+        (
+            s(&["map", &m, "--png", &png]),
+            vec![("--png-size", true)],
+            None,
+        ),
+        (
+            s(&["bits", &m, "--entries", "50", "--decodings", "20"]),
+            vec![
+                ("--entries", true),
+                ("--decodings", false),
+                ("--words", true),
+                ("--seed", false),
+            ],
             None,
         ),
     ] {

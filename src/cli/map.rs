@@ -36,21 +36,21 @@ pub struct MapArgs {
     #[arg(long)]
     pub png: Option<PathBuf>,
     /// Width and height of the PNG in pixels (64 to 8192).
-    #[arg(long, default_value_t = 800)]
+    #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u32).range(64..=8192))]
     pub png_size: u32,
     /// Cluster the codes into K clusters (k-medoids for bits, k-means for μ) for the TSV's
     /// cluster column (default: the column is empty).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::flags::count)]
     pub clusters: Option<usize>,
     /// Score the map beside the PCA projection: neighbourhood preservation and gold-label
     /// kNN accuracy on the map and in code space.
     #[arg(long)]
     pub score: bool,
     /// Entries scored (a seeded sample).
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = crate::cli::flags::count)]
     pub queries: usize,
     /// Neighbours per entry for --score.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::cli::flags::count)]
     pub k: usize,
     /// Print JSON instead of plain text.
     #[arg(long)]
