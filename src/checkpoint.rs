@@ -206,6 +206,19 @@ impl Provenance {
         Ok(corpus)
     }
 
+    /// The checkpoint's own corpus as a `--corpus` spec (the bundled name or the path found by
+    /// [`Provenance::stored_corpus`]), checked as [`Provenance::corpus`] checks it: never a
+    /// special or system file, and only when it holds the corpus training recorded. What
+    /// `train --init CKPT` trains on without a `--corpus`.
+    pub fn checked_corpus_spec(&self) -> Result<String> {
+        if let Some(spec) = self.stored_corpus().filter(|s| s == BUNDLED_CORPUS) {
+            return Ok(spec);
+        }
+        self.corpus(None)?;
+        self.stored_corpus()
+            .context("the checkpoint's corpus went away while it was being read")
+    }
+
     /// Where the training corpus was, for messages: the stored path or the corpus name.
     pub fn corpus_shown(&self) -> &str {
         self.corpus_source.as_deref().unwrap_or(&self.corpus)
@@ -307,8 +320,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     remove_stale_temporaries(dir, &name);
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| -> Result<()> {
-        let mut f =
-            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f = create_temporary(&tmp)?;
         f.write_all(bytes)
             .with_context(|| format!("writing {}", tmp.display()))?;
         f.sync_all()
@@ -320,6 +332,18 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates the temporary file `tmp` afresh (O_EXCL) after removing whatever has that name,
+/// never opening it through a link planted there (in a shared directory), which would be
+/// followed and its target overwritten.
+pub fn create_temporary(tmp: &Path) -> Result<fs::File> {
+    let _ = fs::remove_file(tmp);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .with_context(|| format!("creating {}", tmp.display()))
 }
 
 /// Checks a path a command is about to write, before the work starts: a missing file is
@@ -415,6 +439,26 @@ pub fn is_checkpoint_file(path: &Path) -> bool {
     safetensors_format(path).as_deref() == Some(FORMAT)
 }
 
+/// Whether `a` and `b` name one existing file (the same device and inode: also through links).
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        #[cfg(unix)]
+        (Ok(x), Ok(y)) => {
+            use std::os::unix::fs::MetadataExt;
+            x.dev() == y.dev() && x.ino() == y.ino()
+        }
+        #[cfg(not(unix))]
+        (Ok(_), Ok(_)) => fs::canonicalize(a).ok() == fs::canonicalize(b).ok(),
+        _ => false,
+    }
+}
+
+/// Whether `path` holds an optimiser state `train` keeps beside its checkpoint for `--resume`
+/// (by its header's `adam_t` entry): what a run may replace at `NAME.train-state.safetensors`.
+pub fn is_optimiser_state_file(path: &Path) -> bool {
+    safetensors_metadata(path).is_some_and(|m| m.contains_key("adam_t"))
+}
+
 /// An advisory lock on an output for as long as a run writes it: a second run on the same
 /// output fails at once instead of both reporting success while the last writer wins. The
 /// lock is `flock` on a hidden `.NAME.lock` file beside the output, removed when released;
@@ -440,10 +484,22 @@ impl OutputLock {
         fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
         let lock = dir.join(format!(".{name}.lock"));
         loop {
-            let file = fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
+            // A plain file of the run's own, never a link followed (the pid written below would
+            // replace whatever it points to).
+            if fs::symlink_metadata(&lock).is_ok_and(|m| m.file_type().is_symlink()) {
+                bail!(
+                    "the lock file {} is a symbolic link; latent-tui keeps a plain file there (remove the link)",
+                    lock.display()
+                );
+            }
+            let mut options = fs::OpenOptions::new();
+            options.create(true).truncate(false).write(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.custom_flags(libc::O_NOFOLLOW);
+            }
+            let file = options
                 .open(&lock)
                 .with_context(|| format!("creating the lock file {}", lock.display()))?;
             if !try_lock(&file)? {
@@ -456,14 +512,9 @@ impl OutputLock {
             // A run that just finished may have removed the file this one locked: lock the
             // file that is there now.
             if same_file(&file, &lock) {
-                let _ = fs::write(
-                    &lock,
-                    format!(
-                        "{}
-",
-                        std::process::id()
-                    ),
-                );
+                // Through the file held, not the path.
+                let _ = file.set_len(0);
+                let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
                 return Ok(Self { lock, _file: file });
             }
         }

@@ -931,19 +931,47 @@ impl Adam {
         let bytes = checkpoint::read_regular_file(path, "optimiser state")?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| anyhow::anyhow!("optimiser state {} is corrupt: {e}", path.display()))?;
-        let t = header
+        let shown = path.display();
+        let t: u64 = header
             .metadata()
             .as_ref()
             .and_then(|m| m.get("adam_t"))
             .and_then(|s| s.parse().ok())
-            .with_context(|| format!("optimiser state {} has no step count", path.display()))?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, dev)?;
-        for (i, (name, var)) in self.vars.iter().enumerate() {
-            for (prefix, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
+            .with_context(|| format!("optimiser state {shown} has no step count"))?;
+        // Adam's bias corrections raise β to the step count (as an i32): a count beyond that
+        // is no run's, and would turn every update into NaN.
+        if t > MAX_ADAM_STEPS {
+            bail!("optimiser state {shown} is corrupt: its step count {t} is beyond {MAX_ADAM_STEPS}; delete it to resume with fresh Adam moments");
+        }
+        let tensors = candle_core::safetensors::load_buffer(&bytes, dev)
+            .map_err(|e| anyhow::anyhow!("optimiser state {shown} is corrupt: {e}"))?;
+        // Every tensor is checked before anything is restored: fp32, finite, v ≥ 0 (a NaN or
+        // negative second moment makes the first step's update NaN, and the run would stop as
+        // "diverged" with advice about the learning rate).
+        let values = |key: &str, t: &Tensor| -> Result<Vec<f32>> {
+            if t.dtype() != candle_core::DType::F32 {
+                bail!(
+                    "optimiser state {shown}: `{key}` is {:?}, expected F32 (corrupt file?)",
+                    t.dtype()
+                );
+            }
+            let v = t.flatten_all()?.to_vec1::<f32>()?;
+            let bad = |x: f32| !x.is_finite() || (key.starts_with("v.") && x < 0.0);
+            if let Some(x) = v.iter().copied().find(|&x| bad(x)) {
+                bail!(
+                    "optimiser state {shown} is corrupt: `{key}` holds {x}; delete it to resume with fresh Adam moments"
+                );
+            }
+            Ok(v)
+        };
+        let mut moments = Vec::with_capacity(self.vars.len());
+        for (name, var) in &self.vars {
+            let mut pair = Vec::with_capacity(2);
+            for prefix in ["m", "v"] {
                 let key = format!("{prefix}.{name}");
                 let t = tensors
                     .get(&key)
-                    .with_context(|| format!("optimiser state lacks `{key}`"))?;
+                    .with_context(|| format!("optimiser state {shown} lacks `{key}`"))?;
                 if t.dims() != var.dims() {
                     bail!(
                         "optimiser state `{key}` has shape {:?}, expected {:?}",
@@ -951,19 +979,28 @@ impl Adam {
                         var.dims()
                     );
                 }
-                *slot = t.flatten_all()?.to_vec1::<f32>()?;
+                pair.push(values(&key, t)?);
             }
+            moments.push(pair);
         }
-        self.t = t;
         let mut extra = ExtraState::new();
         for (key, t) in &tensors {
             if let Some(name) = key.strip_prefix(EXTRA_PREFIX) {
-                extra.insert(name.to_string(), t.flatten_all()?.to_vec1::<f32>()?);
+                extra.insert(name.to_string(), values(key, t)?);
             }
         }
+        for (i, mut pair) in moments.into_iter().enumerate() {
+            self.v[i] = pair.pop().expect("v");
+            self.m[i] = pair.pop().expect("m");
+        }
+        self.t = t;
         Ok(extra)
     }
 }
+
+/// The largest Adam step count an optimiser-state file may hold (the bias corrections take
+/// it as an i32 power).
+pub const MAX_ADAM_STEPS: u64 = i32::MAX as u64;
 
 /// A trainer's own state saved beside Adam's for `--resume` (see [`Adam::save`]).
 pub type ExtraState = BTreeMap<String, Vec<f32>>;
@@ -1763,6 +1800,19 @@ pub fn train(
                 cfg.decorrelation
             )
         });
+    }
+    if cfg.decorrelation_above > 0.0 && cfg.decorrelation == 0.0 {
+        // Said, not refused: a resumed run may turn the penalty off with --decorrelation 0.
+        notes.push(format!(
+            "the decorrelation penalty is off (--decorrelation 0): --decorrelation-above {} picks pairs for nothing; give --decorrelation a weight",
+            cfg.decorrelation_above
+        ));
+    }
+    if cfg.decorrelation > 0.0 && !cfg.kind.has_latent() {
+        notes.push(format!(
+            "a `{}` model has no code: --decorrelation {} does nothing",
+            cfg.kind, cfg.decorrelation
+        ));
     }
     let model = &built.model;
     let mcfg = ModelConfig::Seq(model.cfg.clone());

@@ -89,6 +89,17 @@ impl TrainJob {
     }
 }
 
+/// The corpus a resumed run goes on with when no `--corpus` is given: the checkpoint's own,
+/// found by the checked lookup ([`crate::checkpoint::Provenance::checked_corpus_spec`]), never
+/// the path its stored config spells (untrusted: it could name `/etc/passwd`, and a relative
+/// path means another file in another directory).
+pub fn resume_corpus(checkpoint: &Path) -> Result<String> {
+    let ckpt = crate::checkpoint::Checkpoint::read(checkpoint, &candle_core::Device::Cpu)?;
+    ckpt.provenance
+        .checked_corpus_spec()
+        .with_context(|| format!("cannot resume `{}`", checkpoint.display()))
+}
+
 impl From<TrainConfig> for TrainJob {
     fn from(c: TrainConfig) -> Self {
         TrainJob::Seq(c)
@@ -121,6 +132,32 @@ impl TrainJob {
             TrainJob::Seq(c) => &c.out,
             TrainJob::Bow(c) => &c.out,
         }
+    }
+
+    /// Checks the paths the run writes, its checkpoint and the optimiser state beside it,
+    /// before it starts, as `train` without --force does: each may be missing or a file of its
+    /// own kind (a latent-tui checkpoint, an optimiser state), never a directory or a file
+    /// another program made; and the checkpoint is never `keep` (the explorer's own).
+    pub fn check_outputs(&self, keep: &Path) -> Result<()> {
+        let out = self.out();
+        if crate::checkpoint::same_path(out, keep) {
+            anyhow::bail!(
+                "`{}` is the checkpoint the explorer has open; choose another checkpoint path",
+                out.display()
+            );
+        }
+        crate::checkpoint::check_output_target(
+            out,
+            "a checkpoint",
+            &crate::checkpoint::is_checkpoint_file,
+            false,
+        )?;
+        crate::checkpoint::check_output_target(
+            &crate::train::state_path(out),
+            "an optimiser state (what training keeps beside its checkpoint)",
+            &crate::checkpoint::is_optimiser_state_file,
+            false,
+        )
     }
 
     /// The steps the run will take; LSH draws its hyperplanes without any.

@@ -464,6 +464,156 @@ fn train_onto_an_existing_checkpoint_needs_resume_or_force() {
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
 }
 
+/// `map --out` and `--png` are checked before any work like every other output: a file the
+/// command did not write (the corpus itself, another picture) is kept unless --force, a
+/// directory is refused before the index and layout are computed. `map --out corpus.txt`
+/// used to replace the corpus with the TSV.
+#[test]
+fn map_outputs_never_replace_files_the_command_did_not_write() {
+    let dir = temp_dir();
+    let model = copy_ckpt(dir.path(), "m.safetensors");
+    let m = model.to_str().unwrap();
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::copy(fixtures::corpus_file(), &corpus).unwrap();
+    let c = corpus.to_str().unwrap();
+    let photo = dir.path().join("photo.png");
+    let picture = b"\x89PNG\r\n\x1a\nsomeone's picture".to_vec();
+    std::fs::write(&photo, &picture).unwrap();
+    let corpus_before = std::fs::read(&corpus).unwrap();
+    let subdir = dir.path().join("sub");
+    std::fs::create_dir(&subdir).unwrap();
+    for (flag, target, says) in [
+        ("--out", &corpus, "exists and is not a map TSV"),
+        ("--png", &photo, "exists and is not a map PNG"),
+        ("--out", &subdir, "is a directory"),
+    ] {
+        let e = fails(
+            &["map", m, "--corpus", c, flag, target.to_str().unwrap()],
+            None,
+        );
+        assert!(e.contains(says), "{flag} {}: {e}", target.display());
+        assert_eq!(
+            files_in(dir.path()),
+            ["corpus.txt", "m.safetensors", "photo.png", "sub"],
+            "nothing computed"
+        );
+    }
+    assert_eq!(std::fs::read(&corpus).unwrap(), corpus_before);
+    assert_eq!(std::fs::read(&photo).unwrap(), picture);
+
+    // Its own outputs are replaced when run again; another file with --force.
+    let tsv = dir.path().join("map.tsv");
+    let png = dir.path().join("map.png");
+    for _ in 0..2 {
+        ok(
+            &[
+                "map",
+                m,
+                "--corpus",
+                c,
+                "--out",
+                tsv.to_str().unwrap(),
+                "--png",
+                png.to_str().unwrap(),
+            ],
+            None,
+        );
+    }
+    assert!(latent_tui::map::is_map_tsv(&tsv));
+    assert!(latent_tui::map::plot::is_map_png(&png));
+    assert!(!latent_tui::map::plot::is_map_png(&photo));
+    ok(
+        &[
+            "map",
+            m,
+            "--corpus",
+            c,
+            "--png",
+            photo.to_str().unwrap(),
+            "--force",
+        ],
+        None,
+    );
+    assert!(latent_tui::map::plot::is_map_png(&photo));
+}
+
+/// The explorer's Train tab writes its checkpoint (and the optimiser state beside it) only
+/// where the command line's `train` would without --force: over nothing, or over a latent-tui
+/// checkpoint; never over a file another program made (a corpus typed into the checkpoint
+/// field) nor the checkpoint the explorer has open. It used to write over whatever the path
+/// named.
+#[test]
+fn the_train_tab_never_replaces_files_it_did_not_write() {
+    use crossterm::event::KeyCode;
+    use latent_tui::model::LatentKind;
+    use latent_tui::train::TrainConfig;
+    use latent_tui::tui::app::{AppOptions, TabId};
+    use latent_tui::tui::harness::Harness;
+    use latent_tui::tui::train::{quick_defaults, Phase};
+    let f = common::fixtures();
+    let dir = temp_dir();
+    let open = dir.path().join("open.safetensors");
+    std::fs::copy(&f.binary, &open).unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "my notes\n").unwrap();
+    let beside = dir.path().join("new.safetensors");
+    std::fs::write(latent_tui::train::state_path(&beside), "not a state\n").unwrap();
+    let train = |out: &Path| {
+        let cfg = TrainConfig {
+            corpus: f.corpus.display().to_string(),
+            out: out.to_path_buf(),
+            vocab_size: 100,
+            embed_dim: 8,
+            hidden_dim: 16,
+            latent_dim: 8,
+            steps: 2,
+            batch_tokens: 200,
+            valid_every: 0,
+            valid_sentences: 10,
+            checkpoint_every: 0,
+            ..quick_defaults(LatentKind::Binary)
+        };
+        let engine = latent_tui::engine::Engine::load(&open, &candle_core::Device::Cpu).unwrap();
+        let mut h = Harness::new(
+            engine,
+            AppOptions {
+                train_defaults: cfg,
+                ..AppOptions::default()
+            },
+        );
+        common::goto(&mut h, TabId::Train);
+        h.key(KeyCode::Char('s'));
+        assert!(h.wait_for(std::time::Duration::from_secs(120), |app| {
+            !app.tabs.train.running()
+        }));
+        h.join_training();
+        let phase = h.app.tabs.train.run.as_ref().expect("a run").phase.clone();
+        (phase, h.screen())
+    };
+    for (target, says) in [
+        (&notes, "exists and is not a checkpoint"),
+        (&open, "the checkpoint the explorer has open"),
+        (&beside, "exists and is not an optimiser state"),
+    ] {
+        let files = |p: &Path| std::fs::read(p).ok();
+        let before = (files(target), files(&latent_tui::train::state_path(target)));
+        let (phase, screen) = train(target);
+        assert!(
+            matches!(&phase, Phase::Failed(e) if e.contains(says)),
+            "{}: {phase:?}\n{screen}",
+            target.display()
+        );
+        let after = (files(target), files(&latent_tui::train::state_path(target)));
+        assert_eq!(after, before, "{}", target.display());
+    }
+    // A new path trains, and a second run replaces the checkpoint the first one wrote.
+    let fresh = dir.path().join("fresh.safetensors");
+    for _ in 0..2 {
+        let (phase, screen) = train(&fresh);
+        assert!(matches!(phase, Phase::Finished(_)), "{phase:?}\n{screen}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. One trainer per output.
 
@@ -491,6 +641,40 @@ fn a_second_trainer_on_the_same_output_fails_at_once() {
     let again = latent_tui::checkpoint::OutputLock::acquire(&out).unwrap();
     assert!(latent_tui::checkpoint::OutputLock::acquire(&out).is_err());
     drop(again);
+}
+
+/// The lock beside an output is a plain file of the run's own: a link planted at its name
+/// (`.NAME.lock`) is refused, never followed. The process id used to be written through it,
+/// replacing the file it pointed to.
+#[test]
+fn the_output_lock_is_never_taken_through_a_link() {
+    let dir = temp_dir();
+    let out = dir.path().join("run.safetensors");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    let link = dir.path().join(".run.safetensors.lock");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let e = fails(
+        &[
+            "train",
+            "--corpus",
+            fixtures::corpus_file().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "1",
+        ],
+        None,
+    );
+    assert!(
+        e.contains("symbolic link") && e.contains(".run.safetensors.lock"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(!out.exists());
+    assert!(latent_tui::checkpoint::OutputLock::acquire(&out).is_err());
+    std::fs::remove_file(&link).unwrap();
+    drop(latent_tui::checkpoint::OutputLock::acquire(&out).unwrap());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -651,6 +835,7 @@ fn every_numeric_flag_is_validated() {
     let corpus = fixtures::corpus_file().to_str().unwrap().to_string();
     let out = dir.path().join("out.safetensors");
     let o = out.to_str().unwrap().to_string();
+    let png = dir.path().join("map.png").to_str().unwrap().to_string();
     let train_base: Vec<String> = [
         "train",
         "--corpus",
@@ -890,6 +1075,31 @@ fn every_numeric_flag_is_validated() {
                 "0",
             ]),
             vec![("--steps", true), ("--warmup", false)],
+            None,
+        ),
+        (
+            s(&["map", &m, "--score", "--queries", "20"]),
+            vec![
+                ("--k", true),
+                ("--queries", true),
+                ("--clusters", true),
+                ("--seed", false),
+            ],
+            None,
+        ),
+        (
+            s(&["map", &m, "--png", &png]),
+            vec![("--png-size", true)],
+            None,
+        ),
+        (
+            s(&["bits", &m, "--entries", "50", "--decodings", "20"]),
+            vec![
+                ("--entries", true),
+                ("--decodings", false),
+                ("--words", true),
+                ("--seed", false),
+            ],
             None,
         ),
     ] {

@@ -565,6 +565,326 @@ fn resume_refuses_another_runs_state_and_a_changed_model() {
     );
 }
 
+/// The one-line error a refused run ends with (no backtrace, no panic).
+fn one_line_error(what: &str, out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error")).count(),
+        1,
+        "{what}: {err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("latent_tui::"),
+        "{what}: no panic or backtrace: {err}"
+    );
+    err
+}
+
+/// A corrupt optimiser state beside a checkpoint being resumed is refused before any step,
+/// naming the file. NaN or negative moments and an absurd step count used to load and turn the
+/// first update into NaN (the run then stopped as "diverged", advising a lower --lr); another
+/// dtype ended in candle's error with a backtrace.
+#[test]
+fn a_corrupt_optimiser_state_is_refused_naming_the_file() {
+    use fixtures::RawTensor;
+    use std::collections::HashMap;
+    type Edit = Box<dyn Fn(&mut HashMap<String, String>, &mut Vec<(String, RawTensor)>)>;
+    let dir = temp_dir();
+    let a = dir.path().join("a.safetensors");
+    assert_ok(&train_cli(&a, &["--steps", "2"]));
+    let state = latent_tui::train::state_path(&a);
+    let good = dir.path().join("good-state");
+    std::fs::copy(&state, &good).unwrap();
+    let before = std::fs::read(&a).unwrap();
+    let first = |ts: &mut Vec<(String, RawTensor)>, prefix: &str, x: f32| {
+        let (_, t) = ts.iter_mut().find(|(n, _)| n.starts_with(prefix)).unwrap();
+        t.data[..4].copy_from_slice(&x.to_le_bytes());
+    };
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "a NaN second moment",
+            Box::new(move |_, ts| first(ts, "v.", f32::NAN)),
+            "holds NaN",
+        ),
+        (
+            "a negative second moment",
+            Box::new(move |_, ts| first(ts, "v.", -1.0)),
+            "holds -1",
+        ),
+        (
+            "an infinite first moment",
+            Box::new(move |_, ts| first(ts, "m.", f32::INFINITY)),
+            "holds inf",
+        ),
+        (
+            "an absurd step count",
+            Box::new(|meta, _| {
+                meta.insert("adam_t".into(), u64::MAX.to_string());
+            }),
+            "step count",
+        ),
+        (
+            "a moment stored as f16",
+            Box::new(|_, ts| {
+                let (_, t) = ts.iter_mut().find(|(n, _)| n.starts_with("m.")).unwrap();
+                t.dtype = Dtype::F16;
+                t.data.truncate(t.data.len() / 2);
+            }),
+            "F16",
+        ),
+        (
+            "an extra state of bytes",
+            Box::new(|_, ts| {
+                ts.push((
+                    "extra.moments.mean".into(),
+                    RawTensor {
+                        dtype: Dtype::U8,
+                        shape: vec![4],
+                        data: vec![1, 2, 3, 4],
+                    },
+                ))
+            }),
+            "U8",
+        ),
+    ];
+    for (what, edit, says) in cases {
+        rewrite(&good, &state, edit);
+        let err = one_line_error(what, &train_cli(&a, &["--resume", "--steps", "4"]));
+        assert!(
+            err.contains("a.train-state.safetensors") && err.contains(says),
+            "{what}: {err}"
+        );
+        assert_eq!(
+            std::fs::read(&a).unwrap(),
+            before,
+            "{what}: checkpoint kept"
+        );
+    }
+    std::fs::copy(&good, &state).unwrap();
+    assert_ok(&train_cli(&a, &["--resume", "--steps", "4"]));
+}
+
+/// `train` writes `NAME.train-state.safetensors` beside its checkpoint; that path is checked
+/// with the output, before any step. A directory there used to be found at the first save
+/// (after the work), and a file another program made there was overwritten.
+#[test]
+fn the_optimiser_state_path_is_checked_before_any_step() {
+    let dir = temp_dir();
+    let a = dir.path().join("a.safetensors");
+    let state = latent_tui::train::state_path(&a);
+    std::fs::create_dir(&state).unwrap();
+    let err = one_line_error("a directory", &train_cli(&a, &["--steps", "2"]));
+    assert!(err.contains("is a directory"), "{err}");
+    assert!(!a.exists(), "refused before training");
+    std::fs::remove_dir(&state).unwrap();
+
+    std::fs::write(&state, "my notes").unwrap();
+    let err = one_line_error("a file of notes", &train_cli(&a, &["--steps", "2"]));
+    assert!(
+        err.contains("is not an optimiser state") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), "my notes");
+    assert!(!a.exists());
+    assert_ok(&train_cli(&a, &["--steps", "2", "--force"]));
+    assert!(latent_tui::train::read_state_tag(&state).unwrap().is_some());
+
+    // A state left by an earlier run (its checkpoint deleted) is the command's own file.
+    std::fs::remove_file(&a).unwrap();
+    assert_ok(&train_cli(&a, &["--steps", "2"]));
+}
+
+/// Without --corpus, `train --init CKPT` and `train --resume` go on with the checkpoint's
+/// corpus; the path it names is untrusted and is read only through the checked lookup every
+/// other command uses. `--init` used to train on whatever the stored config named
+/// (`/etc/passwd`), putting its words in the new checkpoint's vocabulary; `--resume` did the
+/// same where the checkpoint recorded no corpus hash.
+#[test]
+fn init_and_resume_read_the_checkpoints_corpus_only_when_it_is_the_recorded_one() {
+    let dir = temp_dir();
+    let a = dir.path().join("a.safetensors");
+    assert_ok(&train_cli(&a, &["--steps", "2"]));
+    let init = |from: &Path, out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--init",
+            from.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "1",
+            "--valid-every",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        run(&args, None)
+    };
+    // The checkpoint's own corpus, found and checked.
+    let b = dir.path().join("b.safetensors");
+    assert_ok(&init(&a, &b, &[]));
+    assert!(b.exists());
+
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "my private notes\nnothing to train on here\n").unwrap();
+    let notes_s = notes.to_str().unwrap().to_string();
+    for (target, says) in [
+        ("/etc/passwd", "special or system file"),
+        (
+            notes_s.as_str(),
+            "is not the corpus the checkpoint was trained on",
+        ),
+    ] {
+        let hostile = dir.path().join("hostile.safetensors");
+        rewrite(&a, &hostile, |meta, _| {
+            edit_json(meta, "provenance", |p| {
+                p["corpus_source"] = target.into();
+                p["corpus"] = target.into();
+                p["train_config"]["corpus"] = target.into();
+            })
+        });
+        let c = dir.path().join("c.safetensors");
+        let err = one_line_error(target, &init(&hostile, &c, &[]));
+        assert!(
+            err.contains(says) && err.contains("--corpus"),
+            "{target}: {err}"
+        );
+        assert!(!c.exists(), "{target}: nothing trained");
+    }
+    // So does --resume: a run whose stored config names a system file (and records no hash,
+    // so nothing else would stop it) is refused before reading it; a run's own corpus still
+    // resumes without --corpus.
+    let hostile = dir.path().join("hostile-run.safetensors");
+    rewrite(&a, &hostile, |meta, _| {
+        edit_json(meta, "provenance", |p| {
+            p["corpus_source"] = "/etc/passwd".into();
+            p["corpus_hash"] = "".into();
+            p["train_config"]["corpus"] = "/etc/passwd".into();
+        })
+    });
+    let before = std::fs::read(&hostile).unwrap();
+    let resume = |out: &Path| {
+        let o = out.to_str().unwrap();
+        run(
+            &[
+                "train",
+                "--resume",
+                "--out",
+                o,
+                "--steps",
+                "3",
+                "--valid-every",
+                "0",
+            ],
+            None,
+        )
+    };
+    let err = one_line_error("resume", &resume(&hostile));
+    assert!(err.contains("special or system file"), "{err}");
+    assert_eq!(std::fs::read(&hostile).unwrap(), before);
+    assert_ok(&resume(&a));
+
+    // A --corpus on the command line is read as named.
+    let c = dir.path().join("c.safetensors");
+    let corpus = fixtures::corpus_file().to_str().unwrap();
+    assert_ok(&init(
+        &dir.path().join("hostile.safetensors"),
+        &c,
+        &["--corpus", corpus],
+    ));
+}
+
+/// `--init CKPT` and `--resume` keep the checkpoint's vocabulary; flags that would build
+/// another one are refused instead of ignored (the run used to record `--tokenizer bpe
+/// --vocab-size 300` in its config while training the checkpoint's word vocabulary). Its own
+/// values may be repeated.
+#[test]
+fn init_and_resume_refuse_vocabulary_flags_they_cannot_honour() {
+    let dir = temp_dir();
+    let a = dir.path().join("a.safetensors");
+    assert_ok(&train_cli(&a, &["--steps", "1"]));
+    let size = latent_tui::checkpoint::Checkpoint::read(&a, &candle_core::Device::Cpu)
+        .unwrap()
+        .vocab
+        .len()
+        .to_string();
+    let b = dir.path().join("b.safetensors");
+    let init = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--init",
+            a.to_str().unwrap(),
+            "--out",
+            b.to_str().unwrap(),
+            "--steps",
+            "1",
+            "--valid-every",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        run(&args, None)
+    };
+    for flags in [
+        &["--tokenizer", "bpe"][..],
+        &["--vocab-size", "300"],
+        &["--min-frequency", "5"],
+    ] {
+        let err = one_line_error(flags[0], &init(flags));
+        assert!(
+            err.contains(flags[0]) && err.contains("keeps its vocabulary"),
+            "{flags:?}: {err}"
+        );
+        assert!(!b.exists());
+    }
+    assert_ok(&init(&["--vocab-size", &size, "--tokenizer", "word"]));
+
+    // So does --resume: the run's own values may be repeated (train_cli passes --vocab-size 100).
+    for flags in [
+        &["--tokenizer", "bpe"][..],
+        &["--vocab-size", "300"],
+        &["--min-frequency", "5"],
+    ] {
+        let mut args = vec![
+            "train",
+            "--resume",
+            "--out",
+            a.to_str().unwrap(),
+            "--steps",
+            "2",
+        ];
+        args.extend_from_slice(flags);
+        let err = one_line_error(flags[0], &run(&args, None));
+        assert!(
+            err.contains(flags[0]) && err.contains("keeps its vocabulary"),
+            "{flags:?}: {err}"
+        );
+    }
+    assert_ok(&train_cli(
+        &a,
+        &["--resume", "--steps", "2", "--tokenizer", "word"],
+    ));
+    let n = dir.path().join("n.safetensors");
+    let corpus = fixtures::corpus_file().to_str().unwrap();
+    let nash = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--kind",
+            "nash",
+            "--corpus",
+            corpus,
+            "--out",
+            n.to_str().unwrap(),
+            "--steps",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        run(&args, None)
+    };
+    assert_ok(&nash(&[]));
+    let err = one_line_error("nash", &nash(&["--resume", "--vocab-size", "300"]));
+    assert!(err.contains("keeps its vocabulary"), "{err}");
+}
+
 #[test]
 fn stale_temporaries_of_killed_saves_are_removed_by_the_next_save() {
     let dir = temp_dir();
@@ -583,8 +903,124 @@ fn stale_temporaries_of_killed_saves_are_removed_by_the_next_save() {
     assert!(other.exists(), "another file's temporary is left alone");
 }
 
+/// A save's temporary (`.NAME.PID.tmp` beside the file) is created afresh, never opened
+/// through whatever is already there: a link planted at that name (a shared --cache-dir) used
+/// to be followed, and the file it pointed to truncated and overwritten.
+#[test]
+fn a_save_never_writes_through_a_link_at_its_temporary() {
+    let dir = temp_dir();
+    let target = dir.path().join("x.safetensors");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let tmp = dir
+        .path()
+        .join(format!(".x.safetensors.{}.tmp", std::process::id()));
+    std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+    latent_tui::checkpoint::write_atomically(&target, b"new").unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(tmp.symlink_metadata().is_err(), "the link is gone");
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Options that did nothing.
+
+/// A bag-of-words run refuses the sequence-model flags it has no use for; `--kind nash
+/// --init CKPT` used to train from random weights as if no --init had been given.
+#[test]
+fn bag_of_words_runs_refuse_sequence_only_flags() {
+    let dir = temp_dir();
+    let out = dir.path().join("n.safetensors");
+    let corpus = fixtures::corpus_file().to_str().unwrap();
+    for extra in [
+        ["--init", ckpt()],
+        ["--precision", "bf16"],
+        ["--decorrelation-above", "0.3"],
+    ] {
+        let mut args = vec![
+            "train",
+            "--kind",
+            "nash",
+            "--corpus",
+            corpus,
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "1",
+        ];
+        args.extend_from_slice(&extra);
+        let e = fails(&args, None);
+        assert!(
+            e.contains(extra[0]) && e.contains("sequence models") && e.contains("nash"),
+            "{e}"
+        );
+        assert!(!out.exists());
+    }
+}
+
+/// `--decorrelation-above` picks the pairs the decorrelation penalty weighs; without a
+/// `--decorrelation` weight (off by default) it did nothing, silently, as did `--decorrelation`
+/// on an `lm` (no code). Both say so now (notes, not errors: a resumed run may turn the
+/// penalty off with --decorrelation 0).
+#[test]
+fn decorrelation_flags_that_do_nothing_say_so() {
+    let dir = temp_dir();
+    let out = dir.path().join("d.safetensors");
+    let note = "--decorrelation-above 0.3 picks pairs for nothing";
+    let err = assert_ok(&train_cli(
+        &out,
+        &[
+            "--steps",
+            "1",
+            "--decorrelation-above",
+            "0.3",
+            "--decorrelation-moments",
+            "running",
+        ],
+    ));
+    assert!(err.contains(note), "{err}");
+    let err = assert_ok(&train_cli(
+        &out,
+        &[
+            "--steps",
+            "1",
+            "--force",
+            "--decorrelation-above",
+            "0.3",
+            "--decorrelation-moments",
+            "running",
+            "--decorrelation",
+            "1",
+        ],
+    ));
+    assert!(!err.contains(note), "{err}");
+    let corpus = fixtures::corpus_file().to_str().unwrap();
+    let o = out.to_str().unwrap();
+    let lm = [
+        "train",
+        "--kind",
+        "lm",
+        "--corpus",
+        corpus,
+        "--out",
+        o,
+        "--force",
+        "--steps",
+        "1",
+        "--vocab-size",
+        "100",
+        "--embed-dim",
+        "8",
+        "--hidden-dim",
+        "8",
+        "--valid-every",
+        "0",
+        "--decorrelation",
+        "1",
+    ];
+    let err = assert_ok(&run(&lm, None));
+    assert!(err.contains("a `lm` model has no code"), "{err}");
+}
 
 #[test]
 fn sample_options_that_do_not_apply_say_so() {

@@ -404,8 +404,10 @@ fn the_map_command_writes_tsv_png_and_scores() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("choose another output file"), "{err}");
     assert_eq!(std::fs::read(&ckpt).unwrap(), before);
+    // Refused by the flag's parser (clap's usage error, exit 2), naming it.
     let out = latent_tui(&["map", ckpt.to_str().unwrap(), "--k", "0"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--k"));
 }
 
 /// `n` seeded rows of `dim` values around `centres` random directions (noise `spread`), the

@@ -15,13 +15,13 @@ pub struct BitsArgs {
     #[arg(long)]
     pub corpus: Option<String>,
     /// Train entries (a seeded subset) split by each bit for its distinctive words and labels.
-    #[arg(long, default_value_t = MeaningOptions::default().entries)]
+    #[arg(long, default_value_t = MeaningOptions::default().entries, value_parser = crate::cli::flags::count)]
     pub entries: usize,
     /// Greedy decodings in all for the flips (the sentences follow from it and the code width).
-    #[arg(long, default_value_t = MeaningOptions::default().decodings)]
+    #[arg(long, default_value_t = MeaningOptions::default().decodings, value_parser = crate::cli::flags::count_or_zero)]
     pub decodings: usize,
     /// Words kept per side.
-    #[arg(long, default_value_t = MeaningOptions::default().words)]
+    #[arg(long, default_value_t = MeaningOptions::default().words, value_parser = crate::cli::flags::count)]
     pub words: usize,
     /// Seed of the entries and sentences sampled.
     #[arg(long, default_value_t = 0)]

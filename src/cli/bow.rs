@@ -70,7 +70,33 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
     // A resumed bag-of-words run continues its stored config, as sequence runs do.
     let stored: Option<BowTrainConfig> = match (&args.out, args.resume) {
         (Some(out), true) if out.exists() => match TrainJob::stored_in(out)? {
-            Some(TrainJob::Bow(cfg)) => Some(cfg),
+            Some(TrainJob::Bow(mut cfg)) => {
+                if args.corpus.is_none() {
+                    cfg.corpus = crate::train_job::resume_corpus(out)?;
+                }
+                // The run keeps its vocabulary (as sequence runs do): refused, not ignored.
+                let other: Vec<String> = [
+                    args.vocab_size
+                        .filter(|&v| v != cfg.vocab_size)
+                        .map(|v| format!("--vocab-size {v}")),
+                    args.min_frequency
+                        .filter(|&m| m != cfg.min_frequency)
+                        .map(|m| format!("--min-frequency {m}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                if !other.is_empty() {
+                    anyhow::bail!(
+                        "cannot resume `{}`: the run keeps its vocabulary (--vocab-size {}, --min-frequency {}); {} would build another: leave it out, or train a new run",
+                        out.display(),
+                        cfg.vocab_size,
+                        cfg.min_frequency,
+                        other.join(" ")
+                    );
+                }
+                Some(cfg)
+            }
             _ => None,
         },
         _ => None,
@@ -100,6 +126,29 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
     };
     if let Some(TrainKind::Bow(f)) = args.kind {
         cfg.family = f;
+    }
+    // Sequence-model flags a bag-of-words trainer has no use for are refused, not ignored: a
+    // "fine-tune" with --init would otherwise start from random weights without a word.
+    let seq_only = [
+        ("--init", args.init.is_some()),
+        ("--precision", args.precision.is_some()),
+        ("--decorrelation", args.decorrelation.is_some()),
+        (
+            "--decorrelation-moments",
+            args.decorrelation_moments.is_some(),
+        ),
+        ("--decorrelation-start", args.decorrelation_start.is_some()),
+        (
+            "--decorrelation-warmup",
+            args.decorrelation_warmup.is_some(),
+        ),
+        ("--decorrelation-above", args.decorrelation_above.is_some()),
+    ];
+    if let Some((flag, _)) = seq_only.iter().find(|(_, given)| *given) {
+        anyhow::bail!(
+            "{flag} applies to sequence models, not to a `{}` model (only sequence models can be fine-tuned or decorrelated)",
+            cfg.family
+        );
     }
     if args.resume && args.out.is_none() {
         anyhow::bail!("--resume needs --out (the checkpoint to continue)");

@@ -36,25 +36,28 @@ pub struct MapArgs {
     #[arg(long)]
     pub png: Option<PathBuf>,
     /// Width and height of the PNG in pixels (64 to 8192).
-    #[arg(long, default_value_t = 800)]
+    #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u32).range(64..=8192))]
     pub png_size: u32,
     /// Cluster the codes into K clusters (k-medoids for bits, k-means for μ) for the TSV's
     /// cluster column (default: the column is empty).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::flags::count)]
     pub clusters: Option<usize>,
     /// Score the map beside the PCA projection: neighbourhood preservation and gold-label
     /// kNN accuracy on the map and in code space.
     #[arg(long)]
     pub score: bool,
     /// Entries scored (a seeded sample).
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = crate::cli::flags::count)]
     pub queries: usize,
     /// Neighbours per entry for --score.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::cli::flags::count)]
     pub k: usize,
     /// Print JSON instead of plain text.
     #[arg(long)]
     pub json: bool,
+    /// Replace an existing --out or --png file that is not a map this command wrote.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: MapArgs) -> Result<()> {
@@ -87,6 +90,24 @@ pub fn run(args: MapArgs) -> Result<()> {
         if same_file(a, b) {
             bail!("--out and --png name the same file");
         }
+    }
+    // Checked before any work: never a directory or device, never a file this command did
+    // not write (a corpus, a picture) unless --force.
+    if let Some(out) = &args.out {
+        crate::checkpoint::check_output_target(
+            out,
+            "a map TSV",
+            &crate::map::is_map_tsv,
+            args.force,
+        )?;
+    }
+    if let Some(png) = &args.png {
+        crate::checkpoint::check_output_target(
+            png,
+            "a map PNG",
+            &crate::map::plot::is_map_png,
+            args.force,
+        )?;
     }
     let coder = Coder::load(&checkpoint, &Device::Cpu)?;
     let bar = super::progress_bar("indexing");
@@ -129,7 +150,7 @@ pub fn run(args: MapArgs) -> Result<()> {
         None => None,
     };
     if let Some(out) = &args.out {
-        let mut text = String::from("x\ty\tlabel\tcluster\ttext\n");
+        let mut text = format!("{}\n", crate::map::TSV_HEADER);
         for (i, p) in layout.points.iter().enumerate() {
             let label = entries
                 .label(i)

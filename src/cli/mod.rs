@@ -1084,12 +1084,41 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
                 ),
                 None => bail!("the checkpoint has no training config to resume"),
             };
+            if args.corpus.is_none() {
+                cfg.corpus = crate::train_job::resume_corpus(&out)?;
+            }
+            // The run keeps its vocabulary: flags that would build another are refused, not
+            // ignored (and recorded in its config as if they had been honoured).
+            let other: Vec<String> = [
+                args.vocab_size
+                    .filter(|&v| v != cfg.vocab_size)
+                    .map(|v| format!("--vocab-size {v}")),
+                args.tokenizer
+                    .filter(|&t| t != cfg.tokenizer)
+                    .map(|t| format!("--tokenizer {}", t.name())),
+                args.min_frequency
+                    .filter(|&m| m != cfg.min_frequency)
+                    .map(|m| format!("--min-frequency {m}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !other.is_empty() {
+                bail!(
+                    "cannot resume `{}`: the run keeps its vocabulary (--vocab-size {}, --tokenizer {}, --min-frequency {}); {} would build another: leave it out, or train a new run",
+                    out.display(),
+                    cfg.vocab_size,
+                    cfg.tokenizer.name(),
+                    cfg.min_frequency,
+                    other.join(" ")
+                );
+            }
         }
         cfg.out = out;
         cfg.resume = true;
     }
     if let Some(init) = &args.init {
-        cfg = init_config(init, cfg)?;
+        cfg = init_config(init, cfg, args)?;
     }
     macro_rules! set {
         ($($field:ident),*) => { $( if let Some(v) = args.$field.clone() { cfg.$field = v; } )* };
@@ -1178,9 +1207,33 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
 /// The starting config of `train --init CKPT`: the run that made CKPT (its architecture,
 /// tokenizer and training settings), or `base` with CKPT's architecture where it records no
 /// run; steps count from 0 and the output is never CKPT itself.
-fn init_config(init: &Path, base: TrainConfig) -> Result<TrainConfig> {
+fn init_config(init: &Path, base: TrainConfig, args: &TrainArgs) -> Result<TrainConfig> {
     let ckpt = crate::checkpoint::Checkpoint::read(init, &Device::Cpu)
         .with_context(|| format!("--init {}", init.display()))?;
+    // The run keeps CKPT's vocabulary: flags that would build another are refused, not
+    // ignored (and recorded in the new run's config as if they had been honoured).
+    let (size, kind) = (ckpt.vocab.len(), ckpt.vocab.kind());
+    let other: Vec<String> = [
+        args.vocab_size
+            .filter(|&v| v != size)
+            .map(|v| format!("--vocab-size {v}")),
+        args.tokenizer
+            .filter(|&t| t != kind)
+            .map(|t| format!("--tokenizer {}", t.name())),
+        args.min_frequency.map(|m| format!("--min-frequency {m}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !other.is_empty() {
+        bail!(
+            "--init {} keeps its vocabulary ({size} entries, {} tokenizer); {} would build another: leave it out, or train a new run without --init",
+            init.display(),
+            kind.name(),
+            other.join(" ")
+        );
+    }
+    let corpus_given = args.corpus.is_some();
     let model = ckpt.config.expect_seq().map_err(|e| {
         anyhow::anyhow!(
             "--init {}: {e}; only sequence models can be fine-tuned",
@@ -1220,6 +1273,15 @@ fn init_config(init: &Path, base: TrainConfig) -> Result<TrainConfig> {
     cfg.steps = TrainConfig::default().steps;
     // The stored run's --out is the init file itself: a new run needs its own.
     cfg.out = PathBuf::new();
+    // Without --corpus the run goes on with CKPT's corpus. CKPT is untrusted input: the path
+    // it names is read only through the checked lookup (not a system file, the corpus it
+    // recorded), never as its stored config spells it.
+    if !corpus_given {
+        cfg.corpus = ckpt
+            .provenance
+            .checked_corpus_spec()
+            .with_context(|| format!("--init {}", init.display()))?;
+    }
     Ok(cfg)
 }
 
@@ -1298,6 +1360,14 @@ fn train(args: TrainArgs) -> Result<()> {
             "a checkpoint of this run (pass --resume to continue it)"
         },
         &|p| resume && crate::checkpoint::is_checkpoint_file(p),
+        args.force,
+    )?;
+    // The optimiser state written beside it (NAME.train-state.safetensors) is checked alike:
+    // never a directory, never a file another program made.
+    crate::checkpoint::check_output_target(
+        &crate::train::state_path(&out),
+        "an optimiser state (what `train` keeps beside its checkpoint for --resume)",
+        &crate::checkpoint::is_optimiser_state_file,
         args.force,
     )?;
     let _lock = crate::checkpoint::OutputLock::acquire(&out)?;
@@ -1819,8 +1889,7 @@ impl Output {
             name.to_string_lossy(),
             std::process::id()
         ));
-        let file =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let file = crate::checkpoint::create_temporary(&tmp)?;
         Ok(Output::File {
             file: Some(std::io::BufWriter::new(NamedFile {
                 file,

@@ -12,6 +12,19 @@ pub mod score;
 pub use layout::{CachedLayout, Codes, Layout, LayoutMeta, LayoutOptions, LayoutSoFar, Method};
 pub use score::{score, MapScore};
 
+/// The first line of `map --out`'s TSV.
+pub const TSV_HEADER: &str = "x\ty\tlabel\tcluster\ttext";
+
+/// Whether `path` is a TSV `map --out` wrote (its first line is [`TSV_HEADER`]): what the
+/// command may replace without --force.
+pub fn is_map_tsv(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; TSV_HEADER.len() + 1];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head.starts_with(TSV_HEADER.as_bytes()) && head[TSV_HEADER.len()] == b'\n')
+}
+
 /// One TSV line per entry for `map --out`: x, y, label, cluster, text (tabs and newlines in
 /// texts become spaces).
 pub fn tsv_row(p: [f32; 2], label: Option<&str>, cluster: Option<usize>, text: &str) -> String {

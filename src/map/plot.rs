@@ -1,6 +1,8 @@
 //! A map as a PNG picture: every point a small dot coloured by its category, drawn with
 //! plotters' bitmap backend (no fonts, no system libraries) and encoded with `png`.
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use plotters::prelude::*;
 
@@ -26,6 +28,43 @@ pub fn color_of(category: Option<u32>) -> (u8, u8, u8) {
         Some(c) => PALETTE[c as usize % PALETTE.len()],
         None => (200, 200, 200),
     }
+}
+
+/// The `Software` text every map PNG carries: how `map --png` recognises a file it wrote
+/// (and may replace) from any other PNG (which it may not, without --force).
+pub const PNG_SOFTWARE: &str = "latent-tui map";
+
+/// Whether `path` is a PNG `map --png` wrote: its `Software` text, in the chunks before the
+/// image data (only the file's first 4 KiB are read).
+pub fn is_map_png(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    if f.take(4096).read_to_end(&mut head).is_err() || !head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return false;
+    }
+    let mut at = 8;
+    while let Some(header) = head.get(at..at + 8) {
+        let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let kind = &header[4..8];
+        if kind == b"IDAT" {
+            return false;
+        }
+        if kind == b"tEXt" {
+            if let Some(body) = head.get(at + 8..at + 8 + len) {
+                let mut parts = body.splitn(2, |&b| b == 0);
+                if parts.next() == Some(b"Software")
+                    && parts.next() == Some(PNG_SOFTWARE.as_bytes())
+                {
+                    return true;
+                }
+            }
+        }
+        at = at.saturating_add(12).saturating_add(len);
+    }
+    false
 }
 
 /// A `size` × `size` PNG of `points`, each drawn as a 2 × 2 dot of its category's colour, in
@@ -66,6 +105,8 @@ pub fn png(points: &[[f32; 2]], categories: &[Option<u32>], size: u32) -> Result
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
         enc.set_compression(png::Compression::Best);
+        enc.add_text_chunk("Software".into(), PNG_SOFTWARE.into())
+            .context("writing the PNG's text")?;
         let mut w = enc.write_header().context("writing the PNG header")?;
         w.write_image_data(&rgb).context("encoding the PNG")?;
     }

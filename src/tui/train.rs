@@ -815,11 +815,17 @@ impl TrainState {
         let id = self.next_run;
         let control = TrainControl::default();
         let job = self.job();
+        // The paths the run writes are checked before it starts, as `train` checks them:
+        // never a file another program made, nor the checkpoint the explorer has open.
+        let refused = job.check_outputs(&cx.model.path).err();
         self.run = Some(Run {
             id,
             job: job.clone(),
             control: control.clone(),
-            phase: Phase::Preparing,
+            phase: match &refused {
+                Some(e) => Phase::Failed(format!("{e:#}")),
+                None => Phase::Preparing,
+            },
             started: None,
             curve: Vec::new(),
             last: None,
@@ -827,6 +833,9 @@ impl TrainState {
             reconstructions: Vec::new(),
             checkpoint: None,
         });
+        if refused.is_some() {
+            return;
+        }
         cx.jobs.push(Effect::StartTraining {
             run: id,
             cfg: Box::new(job),
