@@ -1131,6 +1131,21 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
     assert!(ok, "{log}");
     assert!(!log.contains("tends to collapse"), "{log}");
     assert_eq!(config(&out)["free_bits"], 0.5);
+    // A gaussian run from scratch that names no floor gets 0.25 nats, another kind none.
+    for (kind, want) in [("gaussian", 0.25), ("binary-vae", 0.0)] {
+        let plain = dir.path().join(format!("{kind}.safetensors"));
+        let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+            .args(["train", "--kind", kind, "--corpus"])
+            .arg(corpus)
+            .args(["--embed-dim", "8", "--hidden-dim", "12", "--latent-dim", "4"])
+            .args(["--vocab-size", "100", "--min-frequency", "1", "--steps", "1"])
+            .args(["--valid-every", "0", "--out"])
+            .arg(&plain)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(config(&plain)["free_bits"], want, "{kind}");
+    }
     // The floor changes what is learned (a fresh code's KL is below 0.5 nats per dimension) …
     let none = dir.path().join("none.safetensors");
     let (ok, log) = run("gaussian", "0", &none);
@@ -1157,4 +1172,18 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
     json.as_object_mut().unwrap().remove("free_bits");
     let old: latent_tui::train::TrainConfig = serde_json::from_value(json).unwrap();
     assert_eq!(old.free_bits, 0.0);
+}
+
+#[test]
+fn the_train_tab_gives_a_gaussian_run_its_free_bits_and_other_kinds_none() {
+    use latent_tui::model::LatentKind;
+    use latent_tui::train_job::TrainKind;
+    use latent_tui::tui::train::{quick_defaults, TrainState};
+    assert_eq!(quick_defaults(LatentKind::Gaussian).free_bits, 0.25);
+    let mut tab = TrainState::new(quick_defaults(LatentKind::Binary));
+    assert_eq!(tab.cfg.free_bits, 0.0);
+    tab.set_kind(TrainKind::Seq(LatentKind::Gaussian));
+    assert_eq!(tab.cfg.free_bits, 0.25);
+    tab.set_kind(TrainKind::Seq(LatentKind::GumbelVae));
+    assert_eq!(tab.cfg.free_bits, 0.0);
 }

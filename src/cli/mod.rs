@@ -634,7 +634,8 @@ pub struct TrainArgs {
     pub kl_weight: Option<f64>,
     /// Free bits: a floor in nats under each latent dimension's KL in the loss, averaged over
     /// the batch (gaussian, binary-vae, gumbel-vae; 0 = off). Dimensions below it are not pulled
-    /// towards the prior, so fewer collapse: see docs/recipe.md.
+    /// towards the prior, so fewer collapse: see docs/recipe.md. [default: 0.25 for a gaussian
+    /// run from scratch, else 0; a resumed or --init run keeps its own]
     #[arg(long, value_parser = flags::free_bits)]
     pub free_bits: Option<f64>,
     /// Weight of the mutual-information term (0: off).
@@ -731,6 +732,10 @@ pub fn command() -> clap::Command {
             .collect();
         let mut train = train;
         for id in ids {
+            // Its default depends on the kind: written in its own help.
+            if id == "free_bits" {
+                continue;
+            }
             let Some(default) = seq.get(&id).and_then(shown) else {
                 continue;
             };
@@ -1057,12 +1062,17 @@ fn info(ckpt: &Option<PathBuf>, json: bool) -> Result<()> {
 }
 
 fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
+    // Whether the config file names a free-bits floor (its default depends on the kind).
+    let mut config_sets_free_bits = false;
     let mut cfg = match &args.config {
         Some(p) => {
             let bytes = crate::checkpoint::read_regular_file(p, "training config")?;
             let text = String::from_utf8(bytes)
                 .with_context(|| format!("training config {} is not UTF-8", p.display()))?;
-            serde_json::from_str(&text)
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a valid training config", p.display()))?;
+            config_sets_free_bits = value.get("free_bits").is_some();
+            serde_json::from_value(value)
                 .with_context(|| format!("{} is not a valid training config", p.display()))?
         }
         None => TrainConfig::default(),
@@ -1167,6 +1177,9 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
         valid_sentences,
         checkpoint_every
     );
+    if args.free_bits.is_none() && !config_sets_free_bits && !cfg.resume && args.init.is_none() {
+        cfg.free_bits = crate::train::default_free_bits(cfg.kind);
+    }
     if args.word_dropout_end.is_some() {
         cfg.word_dropout_end = args.word_dropout_end;
     }

@@ -41,6 +41,7 @@ pub fn quick_defaults(kind: LatentKind) -> TrainConfig {
         valid_every: 50,
         valid_sentences: 200,
         checkpoint_every: 100,
+        free_bits: crate::train::default_free_bits(kind),
         ..TrainConfig::default()
     }
 }
@@ -350,6 +351,9 @@ impl TrainState {
     pub fn set_kind(&mut self, kind: TrainKind) {
         match kind {
             TrainKind::Seq(k) => {
+                if self.cfg.kind != k {
+                    self.cfg.free_bits = crate::train::default_free_bits(k);
+                }
                 self.cfg.kind = k;
                 self.bag_of_words = false;
             }
