@@ -356,6 +356,24 @@ pub fn check_output_target(
     ours: &dyn Fn(&Path) -> bool,
     force: bool,
 ) -> Result<()> {
+    check_output_target_or(
+        path,
+        what,
+        ours,
+        force,
+        "choose another path, or pass --force to replace it",
+    )
+}
+
+/// [`check_output_target`] where `remedy` says what to do about an existing file that is not
+/// `what` (the command line's "pass --force"; the explorer's Train tab has no such flag).
+pub fn check_output_target_or(
+    path: &Path,
+    what: &str,
+    ours: &dyn Fn(&Path) -> bool,
+    force: bool,
+    remedy: &str,
+) -> Result<()> {
     let shown = path.display();
     if path.file_name().is_none() {
         bail!("`{shown}` is not a file path; {what} is written to a file");
@@ -380,7 +398,7 @@ pub fn check_output_target(
         ),
         Ok(_) if force || ours(path) => Ok(()),
         Ok(_) => bail!(
-            "`{shown}` exists and is not {what}; refusing to overwrite it (choose another path, or pass --force to replace it)"
+            "`{shown}` exists and is not {what}; refusing to overwrite it ({remedy})"
         ),
     }
 }

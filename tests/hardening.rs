@@ -603,6 +603,13 @@ fn the_train_tab_never_replaces_files_it_did_not_write() {
             "{}: {phase:?}\n{screen}",
             target.display()
         );
+        // The tab has no --force: the refusal says what to do in it instead.
+        assert!(
+            matches!(&phase, Phase::Failed(e) if !e.contains("--force")
+                && (e.contains("delete the file") || e.contains("the explorer has open"))),
+            "{}: {phase:?}",
+            target.display()
+        );
         let after = (files(target), files(&latent_tui::train::state_path(target)));
         assert_eq!(after, before, "{}", target.display());
     }
