@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::corpus::{Corpus, LoadOptions};
 use crate::model::{named_vars, ModelConfig};
+use crate::printable::Shown;
 use crate::vocab::Vocab;
 
 pub const FORMAT: &str = "latent-tui/1";
@@ -226,16 +227,20 @@ impl Provenance {
 
     /// Summary lines: steps, corpus, seed and the last metrics.
     pub fn describe(&self) -> String {
-        let hash = &self.corpus_hash[..self.corpus_hash.len().min(12)];
+        // Every string here comes from the (untrusted) checkpoint: shown, never obeyed.
+        let hash: String = self.corpus_hash.chars().take(12).collect();
         let mut s = format!(
-            "  trained {} steps on `{}` (seed {}, corpus sha256 {hash})\n",
-            self.step, self.corpus, self.seed
+            "  trained {} steps on `{}` (seed {}, corpus sha256 {})\n",
+            self.step,
+            Shown(&self.corpus),
+            self.seed,
+            Shown(&hash)
         );
         if !self.metrics.is_empty() {
             let m: Vec<String> = self
                 .metrics
                 .iter()
-                .map(|(k, v)| format!("{k} {v:.3}"))
+                .map(|(k, v)| format!("{} {v:.3}", Shown(k)))
                 .collect();
             s += &format!("  last metrics: {}\n", m.join(", "));
         }

@@ -14,6 +14,7 @@ use crate::coder::{read_features, Coder, FeatureKind};
 use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::index::{CachedIndex, CorpusIndex};
 use crate::model::bow::{BowInput, NashNoise};
+use crate::printable::{self, shown_join, Shown};
 use crate::train_job::TrainJob;
 
 /// What `train --kind` names (defined beside the runner that trains any kind).
@@ -433,8 +434,8 @@ fn index(args: IndexArgs) -> Result<()> {
     println!(
         "indexed {} entries of `{}` ({}) as {}-bit codes in {:.1} s → {}",
         index.len(),
-        corpus.name,
-        index.meta.splits.join(", "),
+        Shown(&corpus.name),
+        shown_join(&index.meta.splits, ", "),
         index.bits(),
         started.elapsed().as_secs_f64(),
         out.display()
@@ -523,7 +524,7 @@ fn cached_index(coder: &Coder) -> Result<CachedIndex<crate::pipeline::CodeIndex>
         eprintln!(
             "indexed {} entries of `{}` → {}",
             cached.index.len(),
-            corpus.name,
+            Shown(&corpus.name),
             cached.path.display()
         );
     }
@@ -584,7 +585,7 @@ fn print_bad_query(json: bool, line: usize, why: &str) -> Result<()> {
             serde_json::json!({"line": line, "error": format!("no query: {why}")})
         );
     } else {
-        println!("line {line}: no query ({why})\n");
+        println!("line {line}: no query ({})\n", Shown(why));
     }
     Ok(())
 }
@@ -700,25 +701,20 @@ fn search_binary_one(
             }),
         );
     }
-    println!("query  {shown}");
+    println!("query  {}", Shown(&shown));
     println!("code   {}", crate::explore::bit_string(&code));
     if !unknown.is_empty() {
-        println!("{left_out}: {}", unknown.join(", "));
+        println!("{left_out}: {}", shown_join(&unknown, ", "));
     }
-    let width = hits
-        .iter()
-        .filter_map(|h| h.label.map(str::len))
-        .max()
-        .unwrap_or(5)
-        .max(5);
+    let width = label_width(hits.iter().map(|h| h.label));
     println!("{:>4} {:>4}  {:<width$}  text", "rank", "dist", "label");
     for (rank, h) in hits.iter().enumerate() {
         println!(
             "{:>4} {:>4}  {:<width$}  {}",
             rank + 1,
             h.distance,
-            h.label.unwrap_or("–"),
-            h.text
+            printable::shown(h.label.unwrap_or("–")),
+            Shown(&h.text)
         );
     }
     println!(
@@ -731,6 +727,16 @@ fn search_binary_one(
         println!();
     }
     Ok(())
+}
+
+/// The width of the label column: its longest label as shown, at least 5.
+fn label_width<'a>(labels: impl Iterator<Item = Option<&'a str>>) -> usize {
+    labels
+        .flatten()
+        .map(|l| printable::shown(l).chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5)
 }
 
 /// `search` for continuous codes: exact cosine neighbours of the query's μ, or (with --match)
@@ -802,16 +808,11 @@ fn search_continuous_one(
             }),
         );
     }
-    println!("query  {shown}");
+    println!("query  {}", Shown(&shown));
     if !unknown.is_empty() {
-        println!("{}: {}", left_out_label(coder), unknown.join(", "));
+        println!("{}: {}", left_out_label(coder), shown_join(&unknown, ", "));
     }
-    let width = hits
-        .iter()
-        .filter_map(|h| h.label.map(str::len))
-        .max()
-        .unwrap_or(5)
-        .max(5);
+    let width = label_width(hits.iter().map(|h| h.label));
     if args.multi_sample {
         println!(
             "{:>4} {:>6} {:>7}  {:<width$}  text",
@@ -835,8 +836,8 @@ fn search_continuous_one(
             "{:>4} {:>6.3}{pairs}  {:<width$}  {}",
             rank + 1,
             h.similarity,
-            h.label.unwrap_or("–"),
-            h.text
+            printable::shown(h.label.unwrap_or("–")),
+            Shown(&h.text)
         );
     }
     let how = if args.multi_sample {
@@ -968,7 +969,7 @@ fn probe(args: ProbeArgs) -> Result<()> {
     if let Some((_, r)) = results.first() {
         println!(
             "  `{}` labels ({} classes): MLP probe (hidden {}, {} epochs) on {} training examples, scored on {} test examples",
-            corpus.name,
+            Shown(&corpus.name),
             data.label_names.len(),
             opts.hidden_dim,
             opts.epochs,
@@ -1056,9 +1057,12 @@ fn words(args: WordsArgs) -> Result<()> {
                     )?
                 );
             } else {
-                println!("nearest words to `{word}` (cosine of decoder word vectors):");
+                println!(
+                    "nearest words to `{}` (cosine of decoder word vectors):",
+                    Shown(&word)
+                );
                 for (w, c) in near {
-                    println!("  {c:6.3}  {w}");
+                    println!("  {c:6.3}  {}", Shown(&w));
                 }
             }
         }
@@ -1077,8 +1081,8 @@ fn words(args: WordsArgs) -> Result<()> {
                     "words whose probability rises most with each latent dimension (decoder weights):"
                 );
                 for t in &topics {
-                    println!("  {:3} + {}", t.dim, t.positive.join(" "));
-                    println!("      − {}", t.negative.join(" "));
+                    println!("  {:3} + {}", t.dim, shown_join(&t.positive, " "));
+                    println!("      − {}", shown_join(&t.negative, " "));
                 }
             }
         }
@@ -1120,7 +1124,9 @@ pub fn eval_words(coder: &Coder, args: &crate::cli::EvalArgs) -> Result<()> {
     println!("  {}", bow.config.describe());
     println!(
         "  {} / {split}: {} documents, {} words ({skipped} documents without known words skipped)",
-        corpus.name, score.documents, score.words
+        Shown(&corpus.name),
+        score.documents,
+        score.words
     );
     println!(
         "  perplexity, deterministic code: {:9.2}   (exp Σ NLL / Σ words)",

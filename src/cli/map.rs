@@ -236,7 +236,7 @@ pub fn run(args: MapArgs) -> Result<()> {
             Entries::Hamming(_) => "binary, Hamming",
             Entries::Cosine(_) => "continuous, cosine",
         },
-        entries.meta().corpus,
+        crate::printable::Shown(&entries.meta().corpus),
         laid_out
     );
     if let Some(out) = &args.out {

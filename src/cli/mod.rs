@@ -27,6 +27,7 @@ use crate::eval::{evaluate, EvalOptions, EvalReport};
 use crate::explore::{self, Prior};
 use crate::model::decode::Strategy;
 use crate::model::{Binarize, Summary};
+use crate::printable::{shown, Shown};
 use crate::train::{KlAnneal, TimeClock, TrainConfig, TrainControl, TrainEvent};
 use crate::train_job::TrainJob;
 
@@ -1419,7 +1420,8 @@ fn train(args: TrainArgs) -> Result<()> {
         }
     };
     eprintln!(
-        "training a `{kind}` model on `{corpus}` → {}",
+        "training a `{kind}` model on `{}` → {}",
+        Shown(&corpus),
         out.display()
     );
     let worker = {
@@ -1438,7 +1440,7 @@ fn train(args: TrainArgs) -> Result<()> {
                 notes,
             } => {
                 for n in notes {
-                    say(n);
+                    say(shown(&n).into_owned());
                 }
                 say(format!(
                     "{parameters} parameters; {train_sentences} training / {valid_sentences} validation sentences; {batches_per_epoch} batches per epoch; steps {start_step}→{}",
@@ -1473,7 +1475,7 @@ fn train(args: TrainArgs) -> Result<()> {
             )),
             TrainEvent::Reconstructions { pairs, .. } => {
                 for (a, b) in pairs {
-                    say(format!("    {a}\n  → {b}"));
+                    say(format!("    {}\n  → {}", Shown(&a), Shown(&b)));
                 }
             }
             TrainEvent::Checkpoint { step, path } => {
@@ -1536,7 +1538,8 @@ fn eval(args: EvalArgs) -> Result<()> {
             return Err(e.context("--real-words needs the training corpus's words"))
         }
         Err(e) => {
-            eprintln!("note: invented words are not counted: {e:#}");
+            let why = format!("{e:#}");
+            eprintln!("note: invented words are not counted: {}", shown(&why));
             None
         }
     };
@@ -1572,7 +1575,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         eprintln!(
             "evaluating {} sentences of `{}` / {split}",
             ids.len(),
-            corpus.name
+            Shown(&corpus.name)
         );
     }
     // Without a terminal (a log, a pipe), a plain line every tenth of the way.
@@ -1628,8 +1631,10 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
     println!("{}", engine.path.display());
     println!("  {}", engine.config.describe());
     println!(
-        "  {corpus} / {split}: {} sentences, {} target tokens (tokens + <eos>); perplexity is per word",
-        r.sentences, r.tokens
+        "  {} / {split}: {} sentences, {} target tokens (tokens + <eos>); perplexity is per word",
+        Shown(corpus),
+        r.sentences,
+        r.tokens
     );
     for (mode, ppl) in &r.ppl {
         let label = if r.kind.has_latent() {
@@ -2309,7 +2314,7 @@ fn decode(
         if json_out {
             writeln!(out, "{}", json!({"code": line.trim(), "text": text}))?;
         } else {
-            writeln!(out, "{text}")?;
+            writeln!(out, "{}", Shown(&text))?;
         }
     }
     Ok(())
@@ -2374,9 +2379,13 @@ fn path(
                 None => format!("t={:.2}  ", p.t),
             };
             if binary {
-                println!("{i:3} {what} {} {}", explore::bit_string(&p.code), p.text);
+                println!(
+                    "{i:3} {what} {} {}",
+                    explore::bit_string(&p.code),
+                    Shown(&p.text)
+                );
             } else {
-                println!("{i:3} {what} {}", p.text);
+                println!("{i:3} {what} {}", Shown(&p.text));
             }
         }
     }
@@ -2441,9 +2450,9 @@ fn sample(
                 let sep = if first { "" } else { ",\n" };
                 write!(out, "{sep}    {row}")?;
             } else if binary {
-                writeln!(out, "{} {text}", explore::bit_string(&code))?;
+                writeln!(out, "{} {}", explore::bit_string(&code), Shown(&text))?;
             } else {
-                writeln!(out, "{text}")?;
+                writeln!(out, "{}", Shown(&text))?;
             }
             first = false;
             Ok(())
@@ -2529,12 +2538,12 @@ fn flip(
             }))?
         );
     } else {
-        println!("sentence  {}", e.shown);
+        println!("sentence  {}", Shown(&e.shown));
         println!("code      {}", explore::bit_string(&code));
-        println!("decoding  {}", texts[0]);
+        println!("decoding  {}", Shown(&texts[0]));
         println!("{heading} {:.3}", ppl[0]);
         for ((&b, t), p) in bits.iter().zip(&texts[1..]).zip(&flipped) {
-            println!("flip {b:3}  {measure} {p:9.3}  → {t}");
+            println!("flip {b:3}  {measure} {p:9.3}  → {}", Shown(t));
         }
         println!(
             "per-bit {heading} ({} under the code with that bit flipped{}):",
