@@ -57,6 +57,41 @@ impl fmt::Display for Shown<'_> {
     }
 }
 
+/// Whether `c` is one of the control characters JSON leaves unescaped: DEL and C1
+/// (`serde_json` escapes C0 itself).
+fn json_leaves(c: char) -> bool {
+    c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c)
+}
+
+/// Serialised JSON with DEL and C1 characters written as `\u00XX` escapes, so `--json` output
+/// on a terminal carries no control character either; it parses to the same value. (Outside
+/// strings JSON holds only ASCII punctuation, digits, letters and whitespace, so every such
+/// character is inside a string.)
+pub fn json_escaped(json: String) -> String {
+    if !json.chars().any(json_leaves) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if json_leaves(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `serde_json::to_string_pretty`, [`json_escaped`]: what `--json` prints.
+pub fn to_json_pretty<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(value).map(json_escaped)
+}
+
+/// `serde_json::to_string` (one line), [`json_escaped`]: what JSON-lines output prints.
+pub fn to_json_line<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    serde_json::to_string(value).map(json_escaped)
+}
+
 /// A list of texts, each [`shown`], joined with `sep`.
 pub fn shown_join<S: AsRef<str>>(texts: &[S], sep: &str) -> String {
     texts
@@ -99,5 +134,22 @@ mod tests {
         assert_eq!(escaped, "é\\u{1b}é");
         assert!(!escaped.chars().any(char::is_control));
         assert_eq!(shown_join(&["a\x1b", "b"], ", "), "a\\u{1b}, b");
+    }
+
+    #[test]
+    fn json_escapes_del_and_c1_too_and_keeps_the_value() {
+        let value = serde_json::json!({"text": "a\x1b[31m\u{9b}2J\u{7f}é\u{85}\r猫", "n": [1.5]});
+        for json in [
+            to_json_line(&value).unwrap(),
+            to_json_pretty(&value).unwrap(),
+        ] {
+            assert!(
+                !json.chars().any(|c| c.is_control() && c != '\n'),
+                "{json:?}"
+            );
+            assert!(json.contains("\\u009b") && json.contains("\\u007f") && json.contains('é'));
+            let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, value);
+        }
     }
 }

@@ -1320,8 +1320,12 @@ fn plain(what: &str, args: &[&str], stdin: Option<&str>) -> String {
     stdout
 }
 
+/// The JSON a command prints: every text exact, yet no raw control character in the output
+/// (JSON escapes C0 controls; DEL and C1 are escaped as `\u00XX` too).
 fn json_of(args: &[&str], stdin: Option<&str>) -> Value {
-    serde_json::from_str(&ok(args, stdin)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    let out = ok(args, stdin);
+    assert_no_raw_controls(&format!("{args:?}"), &out);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 /// A labelled corpus whose every text, and the labels of one class, hold a hostile sequence;
@@ -1496,11 +1500,11 @@ fn plain_output_shows_control_characters_of_a_corpus_and_an_index_instead_of_sen
     assert!(out.contains("evil\\u{1b}[31m\\u{9b}.tsv"), "{out}");
 }
 
-/// A copy of the shared checkpoint whose vocabulary words and provenance strings hold the
+/// A copy of the checkpoint `src` whose vocabulary words and provenance strings hold the
 /// hostile sequences.
-fn hostile_checkpoint(dir: &Path) -> PathBuf {
+fn hostile_checkpoint(src: &Path, dir: &Path) -> PathBuf {
     let path = dir.join("hostile-vocab.safetensors");
-    rewrite(Path::new(ckpt()), &path, |meta, _| {
+    rewrite(src, &path, |meta, _| {
         edit_json(meta, "tokenizer", |t| {
             let vocab = t["model"]["vocab"].as_object().unwrap().clone();
             let mut forged = serde_json::Map::new();
@@ -1529,7 +1533,7 @@ fn hostile_checkpoint(dir: &Path) -> PathBuf {
 #[test]
 fn plain_output_shows_control_characters_of_a_checkpoint_instead_of_sending_them() {
     let dir = temp_dir();
-    let ckpt = hostile_checkpoint(dir.path());
+    let ckpt = hostile_checkpoint(Path::new(ckpt()), dir.path());
     let ckpt = ckpt.to_str().unwrap();
 
     // info: the corpus, its hash and a metric's name from the provenance.
@@ -1547,7 +1551,9 @@ fn plain_output_shows_control_characters_of_a_checkpoint_instead_of_sending_them
 
     // decode: every decoded word is a hostile vocabulary entry.
     let codes = "01100101\n11110000\n";
-    let v: Vec<Value> = ok(&["decode", ckpt, "--json"], Some(codes))
+    let lines = ok(&["decode", ckpt, "--json"], Some(codes));
+    assert_no_raw_controls("decode --json", &lines);
+    let v: Vec<Value> = lines
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -1590,4 +1596,76 @@ fn plain_output_shows_control_characters_of_a_checkpoint_instead_of_sending_them
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("corpus\\u{1b}]52;c;aGk=\\u{7}.tsv"), "{err}");
     assert_no_raw_controls("eval's error", &err);
+}
+
+#[test]
+fn words_probe_and_train_show_control_characters_instead_of_sending_them() {
+    let dir = temp_dir();
+    // words: a bag-of-words decoder's vocabulary comes from the checkpoint.
+    let nvdm = hostile_checkpoint(&common::fixtures().nvdm, dir.path());
+    let nvdm = nvdm.to_str().unwrap();
+    let v = json_of(&["words", nvdm, "--top", "3", "--json"], None);
+    let words: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["positive"].as_array().unwrap())
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(words.iter().any(|w| w.contains("\x1b[31m")), "{words:?}");
+    let out = plain("words", &["words", nvdm, "--top", "3"], None);
+    for w in &words {
+        assert!(out.contains(&escaped(w)), "{w:?}: {out}");
+    }
+
+    // probe names the corpus.
+    let corpus = hostile_corpus(dir.path());
+    let corpus = corpus.to_str().unwrap();
+    let out = plain(
+        "probe",
+        &[
+            "probe",
+            ckpt(),
+            "--corpus",
+            corpus,
+            "--epochs",
+            "1",
+            "--hidden-dim",
+            "8",
+        ],
+        None,
+    );
+    assert!(out.contains("evil\\u{1b}[31m\\u{9b}.tsv"), "{out}");
+
+    // train: the corpus name, notes and the reconstructions it prints on standard error.
+    let out = dir.path().join("run.safetensors");
+    let args = [
+        "train",
+        "--kind",
+        "binary",
+        "--corpus",
+        corpus,
+        "--out",
+        out.to_str().unwrap(),
+        "--vocab-size",
+        "100",
+        "--embed-dim",
+        "8",
+        "--hidden-dim",
+        "16",
+        "--latent-dim",
+        "4",
+        "--steps",
+        "4",
+        "--valid-every",
+        "2",
+        "--valid-sentences",
+        "8",
+    ];
+    let run = run(&args, None);
+    let err = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{err}");
+    assert_no_raw_controls("train (stderr)", &err);
+    assert_no_raw_controls("train (stdout)", &String::from_utf8_lossy(&run.stdout));
+    assert!(err.contains("evil\\u{1b}[31m\\u{9b}.tsv"), "{err}");
 }

@@ -343,7 +343,7 @@ fn eval_retrieval(args: EvalRetrievalArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let table = crate::retrieval::run(&opts, &mut |line| eprintln!("{line}"))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&table)?);
+        println!("{}", crate::printable::to_json_pretty(&table)?);
     } else {
         print!("{}", table.render());
         println!("({:.0} s)", started.elapsed().as_secs_f64());
@@ -568,10 +568,10 @@ impl Queries {
 /// standard input (with its line number), or a text block (blocks separated by a blank line).
 fn print_json(line: Option<usize>, mut value: serde_json::Value) -> Result<()> {
     match line {
-        None => println!("{}", serde_json::to_string_pretty(&value)?),
+        None => println!("{}", crate::printable::to_json_pretty(&value)?),
         Some(n) => {
             value["line"] = serde_json::json!(n);
-            println!("{value}");
+            println!("{}", crate::printable::to_json_line(&value)?);
         }
     }
     Ok(())
@@ -582,7 +582,9 @@ fn print_bad_query(json: bool, line: usize, why: &str) -> Result<()> {
     if json {
         println!(
             "{}",
-            serde_json::json!({"line": line, "error": format!("no query: {why}")})
+            crate::printable::to_json_line(
+                &serde_json::json!({"line": line, "error": format!("no query: {why}")})
+            )?
         );
     } else {
         println!("line {line}: no query ({})\n", Shown(why));
@@ -957,7 +959,7 @@ fn probe(args: ProbeArgs) -> Result<()> {
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+            crate::printable::to_json_pretty(&serde_json::json!({
                 "checkpoint": checkpoint, "model": coder.config().describe(),
                 "corpus": corpus.name, "classes": data.label_names.len(), "options": opts, "probes": rows,
             }))?
@@ -1052,7 +1054,7 @@ fn words(args: WordsArgs) -> Result<()> {
             if args.json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(
+                    crate::printable::to_json_pretty(
                         &serde_json::json!({"word": word, "nearest": near})
                     )?
                 );
@@ -1075,7 +1077,7 @@ fn words(args: WordsArgs) -> Result<()> {
             let topics =
                 crate::bow::words::dimension_words(&ckpt.vocab, &vectors, &dims, args.top)?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&topics)?);
+                println!("{}", crate::printable::to_json_pretty(&topics)?);
             } else {
                 println!(
                     "words whose probability rises most with each latent dimension (decoder weights):"
@@ -1112,7 +1114,7 @@ pub fn eval_words(coder: &Coder, args: &crate::cli::EvalArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+            crate::printable::to_json_pretty(&serde_json::json!({
                 "checkpoint": path, "corpus": corpus.name, "split": split.to_string(),
                 "skipped_empty": skipped, "score": score, "ppl": score.ppl(),
                 "ppl_bound": score.ppl_bound(), "kl_per_document": score.kl_per_document(),

@@ -202,7 +202,7 @@ fn cluster(args: ClusterArgs) -> Result<()> {
         if args.assignments {
             value["assignment"] = json!(report.assignment);
         }
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        println!("{}", crate::printable::to_json_pretty(&value)?);
     } else {
         print!(
             "{}",
@@ -278,7 +278,7 @@ fn attribute(args: AttributeArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({
+            crate::printable::to_json_pretty(&json!({
                 "checkpoint": path, "model": coder.config().describe(), "corpus": corpus.name,
                 "sentence": sentence, "unknown_words": coder.unknown_words(&sentence),
                 "vector": vector, "ranked": vector.ranked(), "strength": strength,
@@ -353,7 +353,7 @@ fn analogy_command(args: AnalogyArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({
+            crate::printable::to_json_pretty(&json!({
                 "checkpoint": path, "model": coder.config().describe(), "rule": rule,
                 "a": sentences[0], "b": sentences[1], "c": sentences[2], "codes": codes, "result": result,
                 "decodings": decoded,

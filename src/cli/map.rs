@@ -211,7 +211,7 @@ pub fn run(args: MapArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+            crate::printable::to_json_pretty(&serde_json::json!({
                 "checkpoint": checkpoint,
                 "entries": layout.len(),
                 "method": args.method,

@@ -964,7 +964,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 warmup,
                 steps.max(1) * 5,
             )?;
-            println!("{}", serde_json::to_string(&report)?);
+            println!("{}", crate::printable::to_json_line(&report)?);
             Ok(())
         }
         Some(Command::Bench {
@@ -980,7 +980,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 ..Default::default()
             };
             let report = crate::bench::run(&opts, &mut |m| eprintln!("{m}"))?;
-            println!("{}", serde_json::to_string(&report)?);
+            println!("{}", crate::printable::to_json_line(&report)?);
             Ok(())
         }
         Some(Command::Path {
@@ -1046,7 +1046,7 @@ fn info(ckpt: &Option<PathBuf>, json: bool) -> Result<()> {
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({
+            crate::printable::to_json_pretty(&json!({
                 "path": path, "config": c.config, "provenance": c.provenance,
                 "vocab_size": c.vocab.len(), "stored_dtype": c.stored_dtype, "bytes": c.file_bytes, "tensors": shapes,
             }))?
@@ -1592,7 +1592,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
+            crate::printable::to_json_pretty(
                 &json!({"checkpoint": engine.path, "corpus": corpus.name, "split": split.to_string(), "report": report})
             )?
         );
@@ -2117,7 +2117,7 @@ fn encode(ckpt: &Option<PathBuf>, o: EncodeOptions<'_>) -> Result<()> {
                         if let Some(t) = text {
                             obj["text"] = json!(t);
                         }
-                        writeln!(w, "{obj}")?;
+                        writeln!(w, "{}", crate::printable::to_json_line(&obj)?)?;
                     }
                 }
                 rows += 1;
@@ -2186,7 +2186,7 @@ fn encode(ckpt: &Option<PathBuf>, o: EncodeOptions<'_>) -> Result<()> {
                             obj["ppl"] = json!(ppl);
                         }
                     }
-                    writeln!(w, "{obj}")?;
+                    writeln!(w, "{}", crate::printable::to_json_line(&obj)?)?;
                 }
             }
             rows += 1;
@@ -2288,7 +2288,8 @@ fn decode(
                 .is_ok_and(|v| v.get("code").is_none() && v.get("error").is_some());
         if no_code {
             if json_out {
-                writeln!(out, "{}", json!({"line": line_no, "error": "no code"}))?;
+                let obj = json!({"line": line_no, "error": "no code"});
+                writeln!(out, "{}", crate::printable::to_json_line(&obj)?)?;
             } else {
                 writeln!(out)?;
             }
@@ -2312,7 +2313,8 @@ fn decode(
             )?
             .remove(0);
         if json_out {
-            writeln!(out, "{}", json!({"code": line.trim(), "text": text}))?;
+            let obj = json!({"code": line.trim(), "text": text});
+            writeln!(out, "{}", crate::printable::to_json_line(&obj)?)?;
         } else {
             writeln!(out, "{}", Shown(&text))?;
         }
@@ -2367,7 +2369,7 @@ fn path(
         if let Some(d) = walk.distance {
             obj["distance"] = json!(d);
         }
-        println!("{}", serde_json::to_string_pretty(&obj)?);
+        println!("{}", crate::printable::to_json_pretty(&obj)?);
     } else {
         if let Some(d) = walk.distance {
             println!("Hamming distance {d} (seed {seed})");
@@ -2448,7 +2450,7 @@ fn sample(
                 };
                 let row = json!({"code": code, "text": text});
                 let sep = if first { "" } else { ",\n" };
-                write!(out, "{sep}    {row}")?;
+                write!(out, "{sep}    {}", crate::printable::to_json_line(&row)?)?;
             } else if binary {
                 writeln!(out, "{} {}", explore::bit_string(&code), Shown(&text))?;
             } else {
@@ -2531,7 +2533,7 @@ fn flip(
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({
+            crate::printable::to_json_pretty(&json!({
                 "sentence": e.shown, "code": explore::bit_string(&code), "decoding": texts[0],
                 measure: ppl[0], "flips": flips, format!("per_bit_{measure}"): &ppl[1..],
                 "per_bit_exact": !approximate,
