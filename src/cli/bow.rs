@@ -716,7 +716,7 @@ fn search_binary_one(
             rank + 1,
             h.distance,
             printable::shown(h.label.unwrap_or("–")),
-            Shown(&h.text)
+            Shown(h.text)
         );
     }
     println!(
@@ -839,7 +839,7 @@ fn search_continuous_one(
             rank + 1,
             h.similarity,
             printable::shown(h.label.unwrap_or("–")),
-            Shown(&h.text)
+            Shown(h.text)
         );
     }
     let how = if args.multi_sample {
