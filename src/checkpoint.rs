@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::corpus::{Corpus, LoadOptions};
 use crate::model::{named_vars, ModelConfig};
+use crate::printable::Shown;
 use crate::vocab::Vocab;
 
 pub const FORMAT: &str = "latent-tui/1";
@@ -226,16 +227,20 @@ impl Provenance {
 
     /// Summary lines: steps, corpus, seed and the last metrics.
     pub fn describe(&self) -> String {
-        let hash = &self.corpus_hash[..self.corpus_hash.len().min(12)];
+        // Every string here comes from the (untrusted) checkpoint: shown, never obeyed.
+        let hash: String = self.corpus_hash.chars().take(12).collect();
         let mut s = format!(
-            "  trained {} steps on `{}` (seed {}, corpus sha256 {hash})\n",
-            self.step, self.corpus, self.seed
+            "  trained {} steps on `{}` (seed {}, corpus sha256 {})\n",
+            self.step,
+            Shown(&self.corpus),
+            self.seed,
+            Shown(&hash)
         );
         if !self.metrics.is_empty() {
             let m: Vec<String> = self
                 .metrics
                 .iter()
-                .map(|(k, v)| format!("{k} {v:.3}"))
+                .map(|(k, v)| format!("{} {v:.3}", Shown(k)))
                 .collect();
             s += &format!("  last metrics: {}\n", m.join(", "));
         }
@@ -356,6 +361,24 @@ pub fn check_output_target(
     ours: &dyn Fn(&Path) -> bool,
     force: bool,
 ) -> Result<()> {
+    check_output_target_or(
+        path,
+        what,
+        ours,
+        force,
+        "choose another path, or pass --force to replace it",
+    )
+}
+
+/// [`check_output_target`] where `remedy` says what to do about an existing file that is not
+/// `what` (the command line's "pass --force"; the explorer's Train tab has no such flag).
+pub fn check_output_target_or(
+    path: &Path,
+    what: &str,
+    ours: &dyn Fn(&Path) -> bool,
+    force: bool,
+    remedy: &str,
+) -> Result<()> {
     let shown = path.display();
     if path.file_name().is_none() {
         bail!("`{shown}` is not a file path; {what} is written to a file");
@@ -380,7 +403,7 @@ pub fn check_output_target(
         ),
         Ok(_) if force || ours(path) => Ok(()),
         Ok(_) => bail!(
-            "`{shown}` exists and is not {what}; refusing to overwrite it (choose another path, or pass --force to replace it)"
+            "`{shown}` exists and is not {what}; refusing to overwrite it ({remedy})"
         ),
     }
 }

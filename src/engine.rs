@@ -264,7 +264,7 @@ impl Engine {
     pub fn summary(&self) -> String {
         let mut s = format!(
             "{}\n  {}\n  vocabulary {} {}, max length {}, weights stored as {} ({:.1} MB), {} parameters\n",
-            self.path.display(),
+            crate::printable::Shown(&self.path.display().to_string()),
             self.config.describe(),
             self.vocab.len(),
             match self.vocab.kind() {

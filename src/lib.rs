@@ -3,7 +3,8 @@
 //! The library is layered by responsibility: [`corpus`] and [`vocab`] turn text into word ids,
 //! [`data`] groups them into batches, [`model`] holds the candle models, [`train`], [`eval`]
 //! and [`checkpoint`] work with them, [`engine`] is the sentence-level API over a loaded
-//! checkpoint, [`explore`] the pure operations on codes. Only [`tui`] knows about terminals.
+//! checkpoint, [`explore`] the pure operations on codes. Only [`tui`] knows about terminals;
+//! [`printable`] makes a text from a file safe for the command line to print.
 //!
 //! [`coder`] is the one loaded-model type over every kind, with the sequence family's half
 //! ([`coder::seq`]: the sentence-level tasks the command line and the explorer share), the
@@ -42,6 +43,7 @@ pub mod map;
 pub mod meaning;
 pub mod model;
 pub mod pipeline;
+pub mod printable;
 pub mod probe;
 pub mod projection;
 pub mod retrieval;

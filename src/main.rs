@@ -9,7 +9,9 @@ fn main() {
     latent_tui::keep_freed_memory();
     let cli = latent_tui::cli::parse();
     if let Err(e) = latent_tui::cli::run(cli) {
-        eprintln!("error: {e:#}");
+        // An error may quote a file's contents (a corpus line, a token, a stored path).
+        let message = format!("{e:#}");
+        eprintln!("error: {}", latent_tui::printable::shown(&message));
         std::process::exit(1);
     }
 }

@@ -690,19 +690,23 @@ impl Meanings {
         order
     }
 
-    /// The table `latent-tui bits` prints.
+    /// The table `latent-tui bits` prints; every text from the corpus or the model's
+    /// vocabulary is [`shown`](crate::printable::shown), never obeyed.
     pub fn render(&self) -> String {
+        use crate::printable::Shown;
         let unit = self.unit();
         let mut s = format!(
             "{} · corpus {} · words from {} {} entries{}\n",
-            self.meta.model,
-            self.meta.corpus,
+            Shown(&self.meta.model),
+            Shown(&self.meta.corpus),
             self.entries,
-            self.entries_split,
+            Shown(&self.entries_split),
             match &self.decoding {
                 Some(d) => format!(
-                    ", flips over {} {} sentences ({d})",
-                    self.sentences, self.sentences_split
+                    ", flips over {} {} sentences ({})",
+                    self.sentences,
+                    Shown(&self.sentences_split),
+                    Shown(d)
                 ),
                 None => ", no decoder (no flips)".into(),
             }
@@ -711,12 +715,16 @@ impl Meanings {
             s.push_str("continuous codes: high / low = μ above mean + σ / below mean − σ; decodings at mean ± 2σ\n");
         }
         for d in &self.dims {
-            s.push_str(&format!("{unit} {:>3}  {}\n", d.dim, self.summary(d.dim)));
+            s.push_str(&format!(
+                "{unit} {:>3}  {}\n",
+                d.dim,
+                Shown(&self.summary(d.dim))
+            ));
             if let Some(w) = self.flip_words(d.dim) {
-                s.push_str(&format!("         {w}\n"));
+                s.push_str(&format!("         {}\n", Shown(&w)));
             }
             if let Some(l) = self.label_line(d.dim) {
-                s.push_str(&format!("         labels {l}\n"));
+                s.push_str(&format!("         labels {}\n", Shown(&l)));
             }
         }
         s

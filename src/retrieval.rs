@@ -337,17 +337,23 @@ pub struct RetrievalTable {
 
 impl RetrievalTable {
     /// The table as aligned text; widths a method was not measured at show "–".
+    /// The corpus name and row names (a checkpoint's file name) are
+    /// [`shown`](crate::printable::shown), never obeyed.
     pub fn render(&self) -> String {
+        use crate::printable::{shown, Shown};
         let width = self
             .rows
             .iter()
-            .map(|r| r.method.len())
+            .map(|r| shown(&r.method).chars().count())
             .max()
             .unwrap_or(6)
             .max(6);
         let mut s = format!(
             "precision@{} on `{}`: {} test queries against {} training entries (relevant = same label)\n",
-            self.k, self.corpus, self.queries, self.database
+            self.k,
+            Shown(&self.corpus),
+            self.queries,
+            self.database
         );
         s += &format!("{:<width$}", "method");
         for b in &self.bits {
@@ -355,7 +361,7 @@ impl RetrievalTable {
         }
         s.push('\n');
         for row in &self.rows {
-            s += &format!("{:<width$}", row.method);
+            s += &format!("{:<width$}", shown(&row.method));
             for b in &self.bits {
                 match row.precision.get(b) {
                     Some(p) => s += &format!(" {:>7.4}", p),
@@ -383,7 +389,7 @@ impl RetrievalTable {
                     })
                     .collect();
                 if !ratios.is_empty() {
-                    s += &format!("{} vs lsh: {}\n", row.method, ratios.join(", "));
+                    s += &format!("{} vs lsh: {}\n", Shown(&row.method), ratios.join(", "));
                 }
             }
         }

@@ -556,16 +556,18 @@ impl ClusterReport {
             .collect()
     }
 
-    /// A plain-text rendering for the terminal.
+    /// A plain-text rendering for the terminal: every text from the corpus or the model
+    /// (names, labels, words, decodings) is [`shown`](crate::printable::shown), never obeyed.
     pub fn render(&self, model_line: &str) -> String {
+        use crate::printable::{shown_join, Shown};
         use std::fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(s, "{model_line}");
+        let _ = writeln!(s, "{}", Shown(model_line));
         let _ = writeln!(
             s,
             "{} / {} · {} entries · {} · k = {} · seed {} · {} iterations · cost {:.1}",
-            self.corpus,
-            self.split,
+            Shown(&self.corpus),
+            Shown(&self.split),
             self.entries,
             self.method.describe(),
             self.clusters.len(),
@@ -578,23 +580,23 @@ impl ClusterReport {
             let gold = c
                 .gold
                 .as_ref()
-                .map(|g| format!("   gold: {} {:.0}%", g.label, g.share * 100.0))
+                .map(|g| format!("   gold: {} {:.0}%", Shown(&g.label), g.share * 100.0))
                 .unwrap_or_default();
             let _ = writeln!(
                 s,
                 "{:>3}  {:>6} entries  {}{gold}",
                 c.cluster + 1,
                 c.size,
-                c.label
+                Shown(&c.label)
             );
             let words: Vec<&str> = c.words.iter().map(|w| w.word.as_str()).collect();
-            let _ = writeln!(s, "     words    {}", words.join(", "));
-            let _ = writeln!(s, "     medoid   {}", c.medoid_text);
+            let _ = writeln!(s, "     words    {}", shown_join(&words, ", "));
+            let _ = writeln!(s, "     medoid   {}", Shown(&c.medoid_text));
             if let Some(d) = &c.center_decoding {
                 let _ = writeln!(
                     s,
                     "     centre → {}",
-                    if d.is_empty() { "(nothing)" } else { d }
+                    Shown(if d.is_empty() { "(nothing)" } else { d })
                 );
             }
         }

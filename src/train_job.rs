@@ -135,10 +135,13 @@ impl TrainJob {
     }
 
     /// Checks the paths the run writes, its checkpoint and the optimiser state beside it,
-    /// before it starts, as `train` without --force does: each may be missing or a file of its
-    /// own kind (a latent-tui checkpoint, an optimiser state), never a directory or a file
-    /// another program made; and the checkpoint is never `keep` (the explorer's own).
+    /// before the explorer's Train tab starts it, as `train` without --force does: each may be
+    /// missing or a file of its own kind (a latent-tui checkpoint, an optimiser state), never a
+    /// directory or a file another program made; and the checkpoint is never `keep` (the
+    /// explorer's own). The tab has no --force, so a refusal says to choose another path or
+    /// delete the file.
     pub fn check_outputs(&self, keep: &Path) -> Result<()> {
+        const REMEDY: &str = "choose another checkpoint path, or delete the file to replace it";
         let out = self.out();
         if crate::checkpoint::same_path(out, keep) {
             anyhow::bail!(
@@ -146,17 +149,19 @@ impl TrainJob {
                 out.display()
             );
         }
-        crate::checkpoint::check_output_target(
+        crate::checkpoint::check_output_target_or(
             out,
             "a checkpoint",
             &crate::checkpoint::is_checkpoint_file,
             false,
+            REMEDY,
         )?;
-        crate::checkpoint::check_output_target(
+        crate::checkpoint::check_output_target_or(
             &crate::train::state_path(out),
             "an optimiser state (what training keeps beside its checkpoint)",
             &crate::checkpoint::is_optimiser_state_file,
             false,
+            REMEDY,
         )
     }
 

@@ -603,6 +603,13 @@ fn the_train_tab_never_replaces_files_it_did_not_write() {
             "{}: {phase:?}\n{screen}",
             target.display()
         );
+        // The tab has no --force: the refusal says what to do in it instead.
+        assert!(
+            matches!(&phase, Phase::Failed(e) if !e.contains("--force")
+                && (e.contains("delete the file") || e.contains("the explorer has open"))),
+            "{}: {phase:?}",
+            target.display()
+        );
         let after = (files(target), files(&latent_tui::train::state_path(target)));
         assert_eq!(after, before, "{}", target.display());
     }
@@ -1268,4 +1275,397 @@ fn on_an_lm_model_typing_keys_say_why_they_do_nothing_and_digits_still_switch_ta
     }
     h.key(KeyCode::Char('q'));
     assert!(h.app.should_quit);
+}
+
+// ---------------------------------------------------------------------------------------
+// Terminal escapes: texts from a corpus, an index or a checkpoint are shown, never obeyed.
+
+/// What a forged entry would send a terminal: a colour (SGR), a clipboard write (OSC 52, ended
+/// by BEL), a carriage return that overwrites the line, and the 8-bit C1 CSI.
+const HOSTILE: [&str; 4] = ["\x1b[31m", "\x1b]52;c;aGk=\x07", "\r", "\u{9b}"];
+
+/// The visible form the command line prints a control character in (`\t`, `\n`, `\r`, else
+/// `\u{XX}`), as `latent_tui::printable::shown` documents it.
+fn escaped(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\t' => "\\t".to_string(),
+            '\n' => "\\n".to_string(),
+            '\r' => "\\r".to_string(),
+            c if c.is_control() => format!("\\u{{{:x}}}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// Fails when `out` holds a control character (C0, DEL, C1) other than the newline that ends
+/// each line.
+fn assert_no_raw_controls(what: &str, out: &str) {
+    for (n, line) in out.split('\n').enumerate() {
+        if let Some(c) = line.chars().find(|c| c.is_control()) {
+            panic!("{what}: line {} holds a raw {c:?}: {line:?}", n + 1);
+        }
+    }
+}
+
+/// Runs a command that must succeed; checks that neither its standard output nor its standard
+/// error holds a raw control character, and returns its standard output.
+fn plain(what: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(args, stdin);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{what}: {args:?} failed: {stderr:?}");
+    assert_no_raw_controls(&format!("{what} (stdout)"), &stdout);
+    assert_no_raw_controls(&format!("{what} (stderr)"), &stderr);
+    stdout
+}
+
+/// The JSON a command prints: every text exact, yet no raw control character in the output
+/// (JSON escapes C0 controls; DEL and C1 are escaped as `\u00XX` too).
+fn json_of(args: &[&str], stdin: Option<&str>) -> Value {
+    let out = ok(args, stdin);
+    assert_no_raw_controls(&format!("{args:?}"), &out);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// A labelled corpus whose every text, and the labels of one class, hold a hostile sequence;
+/// its file name holds one too (the corpus name commands print).
+fn hostile_corpus(dir: &Path) -> PathBuf {
+    let mut text = String::new();
+    for (i, line) in fixtures::corpus_text().lines().enumerate() {
+        let (label, sentence) = line.split_once('\t').unwrap();
+        let label = if label == "noun.artifact" {
+            "noun.\x1b]52;c;aGk=\x07art\rifact\u{9b}"
+        } else {
+            "noun.\x1b[31manimal"
+        };
+        let (first, rest) = sentence.split_once(' ').unwrap();
+        let hostile = HOSTILE[(i / 2) % HOSTILE.len()];
+        text += &format!("{label}\t{first}{hostile} {rest}\u{9b}\n");
+    }
+    let path = dir.join("evil\x1b[31m\u{9b}.tsv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn plain_output_shows_control_characters_of_a_corpus_and_an_index_instead_of_sending_them() {
+    let dir = temp_dir();
+    let ckpt = copy_ckpt(dir.path(), "m.safetensors");
+    let ckpt = ckpt.to_str().unwrap();
+    let corpus = hostile_corpus(dir.path());
+    let corpus = corpus.to_str().unwrap();
+    let index = dir.path().join("evil.index.safetensors");
+    let index = index.to_str().unwrap();
+
+    plain(
+        "index",
+        &["index", ckpt, "--corpus", corpus, "--out", index],
+        None,
+    );
+    // search: the JSON keeps each neighbour's exact text; plain text shows it escaped.
+    let search = [
+        "search",
+        ckpt,
+        "the small cat sees a rope",
+        "--index",
+        index,
+    ];
+    let v = json_of(&[&search[..], &["--json"]].concat(), None);
+    let neighbors = v["neighbors"].as_array().unwrap();
+    assert!(!neighbors.is_empty());
+    let texts: Vec<&str> = neighbors
+        .iter()
+        .map(|n| n["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.contains("\x1b["))
+            && texts.iter().all(|t| t.chars().any(char::is_control)),
+        "--json keeps the texts as they are: {texts:?}"
+    );
+    let labels: Vec<&str> = neighbors
+        .iter()
+        .filter_map(|n| n["label"].as_str())
+        .collect();
+    assert!(labels.iter().any(|l| l.contains('\x1b')), "{labels:?}");
+    let out = plain("search", &search, None);
+    for t in &texts {
+        assert!(
+            out.contains(&escaped(t)),
+            "search shows {:?}:\n{out}",
+            escaped(t)
+        );
+    }
+    for l in &labels {
+        assert!(
+            out.contains(&escaped(l)),
+            "search shows {:?}:\n{out}",
+            escaped(l)
+        );
+    }
+    // Queries from standard input (one block each).
+    plain(
+        "search -",
+        &["search", ckpt, "-", "--index", index],
+        Some("a red dog\n\nthe old cat\n"),
+    );
+
+    // cluster: medoids, gold labels, the corpus name; the JSON keeps them.
+    let cluster = ["cluster", ckpt, "--corpus", corpus, "-k", "3"];
+    let v = json_of(&[&cluster[..], &["--json"]].concat(), None);
+    let medoid = v["clusters"][0]["medoid_text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(medoid.chars().any(char::is_control), "{medoid:?}");
+    let out = plain("cluster", &cluster, None);
+    assert!(out.contains(&escaped(&medoid)), "{out}");
+    assert!(out.contains("evil\\u{1b}[31m\\u{9b}.tsv"), "{out}");
+
+    // attribute between the two (hostile) labels; analogy of sentences with them.
+    let from = "noun.\x1b[31manimal";
+    let to = "noun.\x1b]52;c;aGk=\x07art\rifact\u{9b}";
+    let out = plain(
+        "attribute",
+        &[
+            "attribute",
+            ckpt,
+            "the red\x1b[31m cat",
+            "--corpus",
+            corpus,
+            "--from",
+            from,
+            "--to",
+            to,
+        ],
+        None,
+    );
+    assert!(out.contains(&escaped(to)), "{out}");
+    plain(
+        "analogy",
+        &["analogy", ckpt, "a cat\x1b[2J", "a dog\r", "a rope\u{9b}"],
+        None,
+    );
+
+    // bits: words and labels read off the corpus.
+    plain(
+        "bits",
+        &["bits", ckpt, "--corpus", corpus, "--decodings", "16"],
+        None,
+    );
+
+    // map: the corpus name on stdout; the TSV keeps five fields a row and no control byte.
+    let tsv = dir.path().join("map.tsv");
+    plain(
+        "map",
+        &[
+            "map",
+            ckpt,
+            "--corpus",
+            corpus,
+            "--method",
+            "pca",
+            "--out",
+            tsv.to_str().unwrap(),
+        ],
+        None,
+    );
+    let tsv = std::fs::read_to_string(&tsv).unwrap();
+    let rows: Vec<&str> = tsv.lines().collect();
+    assert!(rows.len() > 100, "{}", rows.len());
+    for row in &rows {
+        assert_eq!(row.split('\t').count(), 5, "{row:?}");
+        assert!(
+            !row.chars().any(|c| c.is_control() && c != '\t'),
+            "map --out: {row:?}"
+        );
+    }
+    assert!(rows.iter().any(|r| r.contains("\\u{1b}[")), "{}", rows[1]);
+
+    // eval names the corpus (its file name).
+    let out = plain(
+        "eval",
+        &[
+            "eval",
+            ckpt,
+            "--corpus",
+            corpus,
+            "--flip-sentences",
+            "0",
+            "--recon-sentences",
+            "4",
+        ],
+        None,
+    );
+    assert!(out.contains("evil\\u{1b}[31m\\u{9b}.tsv"), "{out}");
+}
+
+/// A copy of the checkpoint `src` whose vocabulary words and provenance strings hold the
+/// hostile sequences.
+fn hostile_checkpoint(src: &Path, dir: &Path) -> PathBuf {
+    let path = dir.join("hostile-vocab.safetensors");
+    rewrite(src, &path, |meta, _| {
+        edit_json(meta, "tokenizer", |t| {
+            let vocab = t["model"]["vocab"].as_object().unwrap().clone();
+            let mut forged = serde_json::Map::new();
+            for (word, id) in vocab {
+                let n = id.as_u64().unwrap() as usize;
+                let word = if n < 4 {
+                    word
+                } else {
+                    format!("{word}{}", HOSTILE[n % HOSTILE.len()])
+                };
+                forged.insert(word, id);
+            }
+            t["model"]["vocab"] = Value::Object(forged);
+        });
+        edit_json(meta, "provenance", |p| {
+            p["corpus"] = Value::from("/nowhere/corpus\x1b]52;c;aGk=\x07.tsv");
+            p["corpus_source"] = Value::from("/nowhere/corpus\x1b]52;c;aGk=\x07.tsv");
+            // Not hexadecimal, and a character across byte 12.
+            p["corpus_hash"] = Value::from("a\u{9b}éééééééé\r\x1b[2J");
+            p["metrics"]["valid\x1b[31m_ppl"] = Value::from(12.5);
+        });
+    });
+    path
+}
+
+#[test]
+fn plain_output_shows_control_characters_of_a_checkpoint_instead_of_sending_them() {
+    let dir = temp_dir();
+    let ckpt = hostile_checkpoint(Path::new(ckpt()), dir.path());
+    let ckpt = ckpt.to_str().unwrap();
+
+    // info: the corpus, its hash and a metric's name from the provenance.
+    let v = json_of(&["info", ckpt, "--json"], None);
+    assert_eq!(
+        v["provenance"]["corpus"], "/nowhere/corpus\x1b]52;c;aGk=\x07.tsv",
+        "--json keeps the exact text"
+    );
+    let out = plain("info", &["info", ckpt], None);
+    assert!(
+        out.contains("/nowhere/corpus\\u{1b}]52;c;aGk=\\u{7}.tsv"),
+        "{out}"
+    );
+    assert!(out.contains("valid\\u{1b}[31m_ppl 12.500"), "{out}");
+
+    // decode: every decoded word is a hostile vocabulary entry.
+    let codes = "01100101\n11110000\n";
+    let lines = ok(&["decode", ckpt, "--json"], Some(codes));
+    assert_no_raw_controls("decode --json", &lines);
+    let v: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let texts: Vec<&str> = v.iter().map(|o| o["text"].as_str().unwrap()).collect();
+    assert!(
+        texts.iter().all(|t| t.chars().any(char::is_control)),
+        "--json keeps the decoded words: {texts:?}"
+    );
+    let out = plain("decode", &["decode", ckpt], Some(codes));
+    let expected: Vec<String> = texts.iter().map(|t| escaped(t)).collect();
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected);
+
+    // sample, path and flip print decodings too.
+    let v = json_of(&["sample", ckpt, "-n", "3", "--json"], None);
+    let sampled: Vec<&str> = v["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["text"].as_str().unwrap())
+        .collect();
+    let out = plain("sample", &["sample", ckpt, "-n", "3"], None);
+    for t in &sampled {
+        assert!(out.contains(&escaped(t)), "{t:?}: {out}");
+    }
+    plain(
+        "path",
+        &["path", ckpt, "the red cat", "a dog holds a rope"],
+        None,
+    );
+    let out = plain(
+        "flip",
+        &["flip", ckpt, "the red cat", "--bits", "0,3"],
+        None,
+    );
+    assert!(out.contains("\\u{"), "{out}");
+
+    // An error that quotes the checkpoint's corpus path shows it escaped too.
+    let out = run(&["eval", ckpt], None);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("corpus\\u{1b}]52;c;aGk=\\u{7}.tsv"), "{err}");
+    assert_no_raw_controls("eval's error", &err);
+}
+
+#[test]
+fn words_probe_and_train_show_control_characters_instead_of_sending_them() {
+    let dir = temp_dir();
+    // words: a bag-of-words decoder's vocabulary comes from the checkpoint.
+    let nvdm = hostile_checkpoint(&common::fixtures().nvdm, dir.path());
+    let nvdm = nvdm.to_str().unwrap();
+    let v = json_of(&["words", nvdm, "--top", "3", "--json"], None);
+    let words: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["positive"].as_array().unwrap())
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(words.iter().any(|w| w.contains("\x1b[31m")), "{words:?}");
+    let out = plain("words", &["words", nvdm, "--top", "3"], None);
+    for w in &words {
+        assert!(out.contains(&escaped(w)), "{w:?}: {out}");
+    }
+
+    // probe names the corpus.
+    let corpus = hostile_corpus(dir.path());
+    let corpus = corpus.to_str().unwrap();
+    let out = plain(
+        "probe",
+        &[
+            "probe",
+            ckpt(),
+            "--corpus",
+            corpus,
+            "--epochs",
+            "1",
+            "--hidden-dim",
+            "8",
+        ],
+        None,
+    );
+    assert!(out.contains("evil\\u{1b}[31m\\u{9b}.tsv"), "{out}");
+
+    // train: the corpus name, notes and the reconstructions it prints on standard error.
+    let out = dir.path().join("run.safetensors");
+    let args = [
+        "train",
+        "--kind",
+        "binary",
+        "--corpus",
+        corpus,
+        "--out",
+        out.to_str().unwrap(),
+        "--vocab-size",
+        "100",
+        "--embed-dim",
+        "8",
+        "--hidden-dim",
+        "16",
+        "--latent-dim",
+        "4",
+        "--steps",
+        "4",
+        "--valid-every",
+        "2",
+        "--valid-sentences",
+        "8",
+    ];
+    let run = run(&args, None);
+    let err = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{err}");
+    assert_no_raw_controls("train (stderr)", &err);
+    assert_no_raw_controls("train (stdout)", &String::from_utf8_lossy(&run.stdout));
+    assert!(err.contains("evil\\u{1b}[31m\\u{9b}.tsv"), "{err}");
 }

@@ -265,7 +265,7 @@ impl BowCheckpoint {
         let stored = crate::model::parameter_count(&self.varmap);
         let mut s = format!(
             "{}\n  {}\n  vocabulary {} words, {stored} {}\n",
-            self.path.display(),
+            crate::printable::Shown(&self.path.display().to_string()),
             self.config.describe(),
             self.vocab.len(),
             if self.model.word_vectors().is_none() {

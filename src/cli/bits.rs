@@ -52,7 +52,7 @@ pub fn run(args: BitsArgs) -> Result<()> {
         eprintln!("saved {}", cached.path.display());
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&cached.index)?);
+        println!("{}", crate::printable::to_json_pretty(&cached.index)?);
     } else {
         print!("{}", cached.index.render());
     }

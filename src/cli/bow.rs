@@ -14,6 +14,7 @@ use crate::coder::{read_features, Coder, FeatureKind};
 use crate::corpus::{Corpus, LoadOptions, Split};
 use crate::index::{CachedIndex, CorpusIndex};
 use crate::model::bow::{BowInput, NashNoise};
+use crate::printable::{self, shown_join, Shown};
 use crate::train_job::TrainJob;
 
 /// What `train --kind` names (defined beside the runner that trains any kind).
@@ -342,7 +343,7 @@ fn eval_retrieval(args: EvalRetrievalArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let table = crate::retrieval::run(&opts, &mut |line| eprintln!("{line}"))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&table)?);
+        println!("{}", crate::printable::to_json_pretty(&table)?);
     } else {
         print!("{}", table.render());
         println!("({:.0} s)", started.elapsed().as_secs_f64());
@@ -433,8 +434,8 @@ fn index(args: IndexArgs) -> Result<()> {
     println!(
         "indexed {} entries of `{}` ({}) as {}-bit codes in {:.1} s → {}",
         index.len(),
-        corpus.name,
-        index.meta.splits.join(", "),
+        Shown(&corpus.name),
+        shown_join(&index.meta.splits, ", "),
         index.bits(),
         started.elapsed().as_secs_f64(),
         out.display()
@@ -523,7 +524,7 @@ fn cached_index(coder: &Coder) -> Result<CachedIndex<crate::pipeline::CodeIndex>
         eprintln!(
             "indexed {} entries of `{}` → {}",
             cached.index.len(),
-            corpus.name,
+            Shown(&corpus.name),
             cached.path.display()
         );
     }
@@ -567,10 +568,10 @@ impl Queries {
 /// standard input (with its line number), or a text block (blocks separated by a blank line).
 fn print_json(line: Option<usize>, mut value: serde_json::Value) -> Result<()> {
     match line {
-        None => println!("{}", serde_json::to_string_pretty(&value)?),
+        None => println!("{}", crate::printable::to_json_pretty(&value)?),
         Some(n) => {
             value["line"] = serde_json::json!(n);
-            println!("{value}");
+            println!("{}", crate::printable::to_json_line(&value)?);
         }
     }
     Ok(())
@@ -581,10 +582,12 @@ fn print_bad_query(json: bool, line: usize, why: &str) -> Result<()> {
     if json {
         println!(
             "{}",
-            serde_json::json!({"line": line, "error": format!("no query: {why}")})
+            crate::printable::to_json_line(
+                &serde_json::json!({"line": line, "error": format!("no query: {why}")})
+            )?
         );
     } else {
-        println!("line {line}: no query ({why})\n");
+        println!("line {line}: no query ({})\n", Shown(why));
     }
     Ok(())
 }
@@ -700,25 +703,20 @@ fn search_binary_one(
             }),
         );
     }
-    println!("query  {shown}");
+    println!("query  {}", Shown(&shown));
     println!("code   {}", crate::explore::bit_string(&code));
     if !unknown.is_empty() {
-        println!("{left_out}: {}", unknown.join(", "));
+        println!("{left_out}: {}", shown_join(&unknown, ", "));
     }
-    let width = hits
-        .iter()
-        .filter_map(|h| h.label.map(str::len))
-        .max()
-        .unwrap_or(5)
-        .max(5);
+    let width = label_width(hits.iter().map(|h| h.label));
     println!("{:>4} {:>4}  {:<width$}  text", "rank", "dist", "label");
     for (rank, h) in hits.iter().enumerate() {
         println!(
             "{:>4} {:>4}  {:<width$}  {}",
             rank + 1,
             h.distance,
-            h.label.unwrap_or("–"),
-            h.text
+            printable::shown(h.label.unwrap_or("–")),
+            Shown(h.text)
         );
     }
     println!(
@@ -731,6 +729,16 @@ fn search_binary_one(
         println!();
     }
     Ok(())
+}
+
+/// The width of the label column: its longest label as shown, at least 5.
+fn label_width<'a>(labels: impl Iterator<Item = Option<&'a str>>) -> usize {
+    labels
+        .flatten()
+        .map(|l| printable::shown(l).chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5)
 }
 
 /// `search` for continuous codes: exact cosine neighbours of the query's μ, or (with --match)
@@ -802,16 +810,11 @@ fn search_continuous_one(
             }),
         );
     }
-    println!("query  {shown}");
+    println!("query  {}", Shown(&shown));
     if !unknown.is_empty() {
-        println!("{}: {}", left_out_label(coder), unknown.join(", "));
+        println!("{}: {}", left_out_label(coder), shown_join(&unknown, ", "));
     }
-    let width = hits
-        .iter()
-        .filter_map(|h| h.label.map(str::len))
-        .max()
-        .unwrap_or(5)
-        .max(5);
+    let width = label_width(hits.iter().map(|h| h.label));
     if args.multi_sample {
         println!(
             "{:>4} {:>6} {:>7}  {:<width$}  text",
@@ -835,8 +838,8 @@ fn search_continuous_one(
             "{:>4} {:>6.3}{pairs}  {:<width$}  {}",
             rank + 1,
             h.similarity,
-            h.label.unwrap_or("–"),
-            h.text
+            printable::shown(h.label.unwrap_or("–")),
+            Shown(h.text)
         );
     }
     let how = if args.multi_sample {
@@ -956,7 +959,7 @@ fn probe(args: ProbeArgs) -> Result<()> {
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+            crate::printable::to_json_pretty(&serde_json::json!({
                 "checkpoint": checkpoint, "model": coder.config().describe(),
                 "corpus": corpus.name, "classes": data.label_names.len(), "options": opts, "probes": rows,
             }))?
@@ -968,7 +971,7 @@ fn probe(args: ProbeArgs) -> Result<()> {
     if let Some((_, r)) = results.first() {
         println!(
             "  `{}` labels ({} classes): MLP probe (hidden {}, {} epochs) on {} training examples, scored on {} test examples",
-            corpus.name,
+            Shown(&corpus.name),
             data.label_names.len(),
             opts.hidden_dim,
             opts.epochs,
@@ -1051,14 +1054,17 @@ fn words(args: WordsArgs) -> Result<()> {
             if args.json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(
+                    crate::printable::to_json_pretty(
                         &serde_json::json!({"word": word, "nearest": near})
                     )?
                 );
             } else {
-                println!("nearest words to `{word}` (cosine of decoder word vectors):");
+                println!(
+                    "nearest words to `{}` (cosine of decoder word vectors):",
+                    Shown(&word)
+                );
                 for (w, c) in near {
-                    println!("  {c:6.3}  {w}");
+                    println!("  {c:6.3}  {}", Shown(&w));
                 }
             }
         }
@@ -1071,14 +1077,14 @@ fn words(args: WordsArgs) -> Result<()> {
             let topics =
                 crate::bow::words::dimension_words(&ckpt.vocab, &vectors, &dims, args.top)?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&topics)?);
+                println!("{}", crate::printable::to_json_pretty(&topics)?);
             } else {
                 println!(
                     "words whose probability rises most with each latent dimension (decoder weights):"
                 );
                 for t in &topics {
-                    println!("  {:3} + {}", t.dim, t.positive.join(" "));
-                    println!("      − {}", t.negative.join(" "));
+                    println!("  {:3} + {}", t.dim, shown_join(&t.positive, " "));
+                    println!("      − {}", shown_join(&t.negative, " "));
                 }
             }
         }
@@ -1108,7 +1114,7 @@ pub fn eval_words(coder: &Coder, args: &crate::cli::EvalArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+            crate::printable::to_json_pretty(&serde_json::json!({
                 "checkpoint": path, "corpus": corpus.name, "split": split.to_string(),
                 "skipped_empty": skipped, "score": score, "ppl": score.ppl(),
                 "ppl_bound": score.ppl_bound(), "kl_per_document": score.kl_per_document(),
@@ -1120,7 +1126,9 @@ pub fn eval_words(coder: &Coder, args: &crate::cli::EvalArgs) -> Result<()> {
     println!("  {}", bow.config.describe());
     println!(
         "  {} / {split}: {} documents, {} words ({skipped} documents without known words skipped)",
-        corpus.name, score.documents, score.words
+        Shown(&corpus.name),
+        score.documents,
+        score.words
     );
     println!(
         "  perplexity, deterministic code: {:9.2}   (exp Σ NLL / Σ words)",

@@ -13,6 +13,7 @@ use crate::coder::{Coder, FeatureKind};
 use crate::corpus::{Corpus, Split};
 use crate::explore::bit_string;
 use crate::pipeline::{self, IndexCache};
+use crate::printable::{shown_join, Shown};
 use crate::structure::{analogy, changed_bits, AttributeVector, CodedCorpus, DECODED_WORDS};
 
 #[derive(Subcommand, Debug)]
@@ -201,7 +202,7 @@ fn cluster(args: ClusterArgs) -> Result<()> {
         if args.assignments {
             value["assignment"] = json!(report.assignment);
         }
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        println!("{}", crate::printable::to_json_pretty(&value)?);
     } else {
         print!(
             "{}",
@@ -222,7 +223,7 @@ fn unknown_notice(coder: &Coder, text: &str) -> Option<String> {
         format!(
             "{}: {}",
             crate::cli::bow::left_out_label(coder),
-            unknown.join(", ")
+            shown_join(&unknown, ", ")
         )
     })
 }
@@ -277,7 +278,7 @@ fn attribute(args: AttributeArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({
+            crate::printable::to_json_pretty(&json!({
                 "checkpoint": path, "model": coder.config().describe(), "corpus": corpus.name,
                 "sentence": sentence, "unknown_words": coder.unknown_words(&sentence),
                 "vector": vector, "ranked": vector.ranked(), "strength": strength,
@@ -291,7 +292,11 @@ fn attribute(args: AttributeArgs) -> Result<()> {
     println!("{} · {}", path.display(), coder.config().describe());
     println!(
         "attribute {} ({} sentences) → {} ({} sentences) of `{}`",
-        vector.from, vector.from_count, vector.to, vector.to_count, corpus.name
+        Shown(&vector.from),
+        vector.from_count,
+        Shown(&vector.to),
+        vector.to_count,
+        Shown(&corpus.name)
     );
     match &changed {
         Some(bits) => println!(
@@ -306,10 +311,11 @@ fn attribute(args: AttributeArgs) -> Result<()> {
         ),
         None => println!(
             "strength {strength} × (mean({}) − mean({}))",
-            vector.to, vector.from
+            Shown(&vector.to),
+            Shown(&vector.from)
         ),
     }
-    println!("sentence  {}", sentence);
+    println!("sentence  {}", Shown(&sentence));
     if let Some(n) = unknown_notice(&coder, &sentence) {
         println!("          {n}");
     }
@@ -317,8 +323,8 @@ fn attribute(args: AttributeArgs) -> Result<()> {
     println!("edited    {}", code_text(&edited, binary));
     match decoded {
         Some(d) => {
-            println!("decodes   {}", d[0]);
-            println!("edited →  {}", d[1]);
+            println!("decodes   {}", Shown(&d[0]));
+            println!("edited →  {}", Shown(&d[1]));
         }
         None => println!("(this model has no decoder)"),
     }
@@ -347,7 +353,7 @@ fn analogy_command(args: AnalogyArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({
+            crate::printable::to_json_pretty(&json!({
                 "checkpoint": path, "model": coder.config().describe(), "rule": rule,
                 "a": sentences[0], "b": sentences[1], "c": sentences[2], "codes": codes, "result": result,
                 "decodings": decoded,
@@ -359,14 +365,14 @@ fn analogy_command(args: AnalogyArgs) -> Result<()> {
     println!("{} · {}", path.display(), coder.config().describe());
     println!("rule: {rule}");
     for (name, (text, code)) in ["A", "B", "C"].iter().zip(texts.iter().zip(&codes)) {
-        println!("{name}  {text}");
+        println!("{name}  {}", Shown(text));
         if let Some(n) = unknown_notice(&coder, text) {
             println!("   {n}");
         }
         println!("   code     {}", code_text(code, binary));
         if let Some(d) = &decoded {
             let i = ["A", "B", "C"].iter().position(|n| n == name).unwrap_or(0);
-            println!("   decodes  {}", d[i]);
+            println!("   decodes  {}", Shown(&d[i]));
         }
     }
     println!("C + B − A");
@@ -378,7 +384,7 @@ fn analogy_command(args: AnalogyArgs) -> Result<()> {
         );
     }
     match &decoded {
-        Some(d) => println!("   decodes  {}", d[3]),
+        Some(d) => println!("   decodes  {}", Shown(&d[3])),
         None => println!("   (this model has no decoder)"),
     }
     Ok(())

@@ -211,7 +211,7 @@ pub fn run(args: MapArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+            crate::printable::to_json_pretty(&serde_json::json!({
                 "checkpoint": checkpoint,
                 "entries": layout.len(),
                 "method": args.method,
@@ -236,7 +236,7 @@ pub fn run(args: MapArgs) -> Result<()> {
             Entries::Hamming(_) => "binary, Hamming",
             Entries::Cosine(_) => "continuous, cosine",
         },
-        entries.meta().corpus,
+        crate::printable::Shown(&entries.meta().corpus),
         laid_out
     );
     if let Some(out) = &args.out {

@@ -27,6 +27,7 @@ use crate::eval::{evaluate, EvalOptions, EvalReport};
 use crate::explore::{self, Prior};
 use crate::model::decode::Strategy;
 use crate::model::{Binarize, Summary};
+use crate::printable::{shown, Shown};
 use crate::train::{KlAnneal, TimeClock, TrainConfig, TrainControl, TrainEvent};
 use crate::train_job::TrainJob;
 
@@ -968,7 +969,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 warmup,
                 steps.max(1) * 5,
             )?;
-            println!("{}", serde_json::to_string(&report)?);
+            println!("{}", crate::printable::to_json_line(&report)?);
             Ok(())
         }
         Some(Command::Bench {
@@ -984,7 +985,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 ..Default::default()
             };
             let report = crate::bench::run(&opts, &mut |m| eprintln!("{m}"))?;
-            println!("{}", serde_json::to_string(&report)?);
+            println!("{}", crate::printable::to_json_line(&report)?);
             Ok(())
         }
         Some(Command::Path {
@@ -1050,7 +1051,7 @@ fn info(ckpt: &Option<PathBuf>, json: bool) -> Result<()> {
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({
+            crate::printable::to_json_pretty(&json!({
                 "path": path, "config": c.config, "provenance": c.provenance,
                 "vocab_size": c.vocab.len(), "stored_dtype": c.stored_dtype, "bytes": c.file_bytes, "tensors": shapes,
             }))?
@@ -1432,7 +1433,8 @@ fn train(args: TrainArgs) -> Result<()> {
         }
     };
     eprintln!(
-        "training a `{kind}` model on `{corpus}` → {}",
+        "training a `{kind}` model on `{}` → {}",
+        Shown(&corpus),
         out.display()
     );
     let worker = {
@@ -1451,7 +1453,7 @@ fn train(args: TrainArgs) -> Result<()> {
                 notes,
             } => {
                 for n in notes {
-                    say(n);
+                    say(shown(&n).into_owned());
                 }
                 say(format!(
                     "{parameters} parameters; {train_sentences} training / {valid_sentences} validation sentences; {batches_per_epoch} batches per epoch; steps {start_step}→{}",
@@ -1486,7 +1488,7 @@ fn train(args: TrainArgs) -> Result<()> {
             )),
             TrainEvent::Reconstructions { pairs, .. } => {
                 for (a, b) in pairs {
-                    say(format!("    {a}\n  → {b}"));
+                    say(format!("    {}\n  → {}", Shown(&a), Shown(&b)));
                 }
             }
             TrainEvent::Checkpoint { step, path } => {
@@ -1549,7 +1551,8 @@ fn eval(args: EvalArgs) -> Result<()> {
             return Err(e.context("--real-words needs the training corpus's words"))
         }
         Err(e) => {
-            eprintln!("note: invented words are not counted: {e:#}");
+            let why = format!("{e:#}");
+            eprintln!("note: invented words are not counted: {}", shown(&why));
             None
         }
     };
@@ -1585,7 +1588,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         eprintln!(
             "evaluating {} sentences of `{}` / {split}",
             ids.len(),
-            corpus.name
+            Shown(&corpus.name)
         );
     }
     // Without a terminal (a log, a pipe), a plain line every tenth of the way.
@@ -1602,7 +1605,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
+            crate::printable::to_json_pretty(
                 &json!({"checkpoint": engine.path, "corpus": corpus.name, "split": split.to_string(), "report": report})
             )?
         );
@@ -1641,8 +1644,10 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
     println!("{}", engine.path.display());
     println!("  {}", engine.config.describe());
     println!(
-        "  {corpus} / {split}: {} sentences, {} target tokens (tokens + <eos>); perplexity is per word",
-        r.sentences, r.tokens
+        "  {} / {split}: {} sentences, {} target tokens (tokens + <eos>); perplexity is per word",
+        Shown(corpus),
+        r.sentences,
+        r.tokens
     );
     for (mode, ppl) in &r.ppl {
         let label = if r.kind.has_latent() {
@@ -2125,7 +2130,7 @@ fn encode(ckpt: &Option<PathBuf>, o: EncodeOptions<'_>) -> Result<()> {
                         if let Some(t) = text {
                             obj["text"] = json!(t);
                         }
-                        writeln!(w, "{obj}")?;
+                        writeln!(w, "{}", crate::printable::to_json_line(&obj)?)?;
                     }
                 }
                 rows += 1;
@@ -2194,7 +2199,7 @@ fn encode(ckpt: &Option<PathBuf>, o: EncodeOptions<'_>) -> Result<()> {
                             obj["ppl"] = json!(ppl);
                         }
                     }
-                    writeln!(w, "{obj}")?;
+                    writeln!(w, "{}", crate::printable::to_json_line(&obj)?)?;
                 }
             }
             rows += 1;
@@ -2296,7 +2301,8 @@ fn decode(
                 .is_ok_and(|v| v.get("code").is_none() && v.get("error").is_some());
         if no_code {
             if json_out {
-                writeln!(out, "{}", json!({"line": line_no, "error": "no code"}))?;
+                let obj = json!({"line": line_no, "error": "no code"});
+                writeln!(out, "{}", crate::printable::to_json_line(&obj)?)?;
             } else {
                 writeln!(out)?;
             }
@@ -2320,9 +2326,10 @@ fn decode(
             )?
             .remove(0);
         if json_out {
-            writeln!(out, "{}", json!({"code": line.trim(), "text": text}))?;
+            let obj = json!({"code": line.trim(), "text": text});
+            writeln!(out, "{}", crate::printable::to_json_line(&obj)?)?;
         } else {
-            writeln!(out, "{text}")?;
+            writeln!(out, "{}", Shown(&text))?;
         }
     }
     Ok(())
@@ -2375,7 +2382,7 @@ fn path(
         if let Some(d) = walk.distance {
             obj["distance"] = json!(d);
         }
-        println!("{}", serde_json::to_string_pretty(&obj)?);
+        println!("{}", crate::printable::to_json_pretty(&obj)?);
     } else {
         if let Some(d) = walk.distance {
             println!("Hamming distance {d} (seed {seed})");
@@ -2387,9 +2394,13 @@ fn path(
                 None => format!("t={:.2}  ", p.t),
             };
             if binary {
-                println!("{i:3} {what} {} {}", explore::bit_string(&p.code), p.text);
+                println!(
+                    "{i:3} {what} {} {}",
+                    explore::bit_string(&p.code),
+                    Shown(&p.text)
+                );
             } else {
-                println!("{i:3} {what} {}", p.text);
+                println!("{i:3} {what} {}", Shown(&p.text));
             }
         }
     }
@@ -2452,11 +2463,11 @@ fn sample(
                 };
                 let row = json!({"code": code, "text": text});
                 let sep = if first { "" } else { ",\n" };
-                write!(out, "{sep}    {row}")?;
+                write!(out, "{sep}    {}", crate::printable::to_json_line(&row)?)?;
             } else if binary {
-                writeln!(out, "{} {text}", explore::bit_string(&code))?;
+                writeln!(out, "{} {}", explore::bit_string(&code), Shown(&text))?;
             } else {
-                writeln!(out, "{text}")?;
+                writeln!(out, "{}", Shown(&text))?;
             }
             first = false;
             Ok(())
@@ -2535,19 +2546,19 @@ fn flip(
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({
+            crate::printable::to_json_pretty(&json!({
                 "sentence": e.shown, "code": explore::bit_string(&code), "decoding": texts[0],
                 measure: ppl[0], "flips": flips, format!("per_bit_{measure}"): &ppl[1..],
                 "per_bit_exact": !approximate,
             }))?
         );
     } else {
-        println!("sentence  {}", e.shown);
+        println!("sentence  {}", Shown(&e.shown));
         println!("code      {}", explore::bit_string(&code));
-        println!("decoding  {}", texts[0]);
+        println!("decoding  {}", Shown(&texts[0]));
         println!("{heading} {:.3}", ppl[0]);
         for ((&b, t), p) in bits.iter().zip(&texts[1..]).zip(&flipped) {
-            println!("flip {b:3}  {measure} {p:9.3}  → {t}");
+            println!("flip {b:3}  {measure} {p:9.3}  → {}", Shown(t));
         }
         println!(
             "per-bit {heading} ({} under the code with that bit flipped{}):",

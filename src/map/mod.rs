@@ -25,10 +25,12 @@ pub fn is_map_tsv(path: &std::path::Path) -> bool {
         .is_ok_and(|()| head.starts_with(TSV_HEADER.as_bytes()) && head[TSV_HEADER.len()] == b'\n')
 }
 
-/// One TSV line per entry for `map --out`: x, y, label, cluster, text (tabs and newlines in
-/// texts become spaces).
+/// One TSV line per entry for `map --out`: x, y, label, cluster, text. Tabs and newlines in
+/// texts become spaces (so a row stays one row of five fields), every other control character
+/// its visible escape ([`crate::printable::shown`]: a file one may `cat` carries no terminal
+/// escapes from a corpus or an index).
 pub fn tsv_row(p: [f32; 2], label: Option<&str>, cluster: Option<usize>, text: &str) -> String {
-    let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
+    let clean = |s: &str| crate::printable::shown(&s.replace(['\t', '\n', '\r'], " ")).into_owned();
     format!(
         "{}\t{}\t{}\t{}\t{}",
         p[0],
