@@ -125,7 +125,12 @@ fn jacobi_eigen(a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
     // time went to those misses). The arithmetic is the same, so is every bit of the result.
     let w = n.div_ceil(8) * 8 + 8;
     let mut a: Vec<f64> = (0..n)
-        .flat_map(|i| a[i * n..(i + 1) * n].iter().copied().chain(std::iter::repeat_n(0.0, w - n)))
+        .flat_map(|i| {
+            a[i * n..(i + 1) * n]
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(0.0, w - n))
+        })
         .collect();
     // vt[c n + k] is the k-th coordinate of eigenvector c.
     let mut vt = vec![0f64; n * n];
@@ -342,7 +347,8 @@ mod tests {
         let mut a = vec![0f64; n * n];
         for i in 0..n {
             for j in i..n {
-                let v = ((i * 7 + j * 13) % 11) as f64 / 5.0 - 1.0 + if i == j { i as f64 } else { 0.0 };
+                let v = ((i * 7 + j * 13) % 11) as f64 / 5.0 - 1.0
+                    + if i == j { i as f64 } else { 0.0 };
                 a[i * n + j] = v;
                 a[j * n + i] = v;
             }
@@ -351,8 +357,15 @@ mod tests {
         for c in 0..n {
             let v = &vectors[c * n..(c + 1) * n];
             for c2 in 0..n {
-                let dot: f64 = v.iter().zip(&vectors[c2 * n..(c2 + 1) * n]).map(|(x, y)| x * y).sum();
-                assert!((dot - f64::from(u8::from(c == c2))).abs() < 1e-9, "orthonormal");
+                let dot: f64 = v
+                    .iter()
+                    .zip(&vectors[c2 * n..(c2 + 1) * n])
+                    .map(|(x, y)| x * y)
+                    .sum();
+                assert!(
+                    (dot - f64::from(u8::from(c == c2))).abs() < 1e-9,
+                    "orthonormal"
+                );
             }
             for r in 0..n {
                 let av: f64 = (0..n).map(|k| a[r * n + k] * v[k]).sum();
@@ -388,7 +401,10 @@ mod tests {
         let (values, vectors) = jacobi_eigen(a.iter().flatten().copied().collect(), 3);
         for c in 0..3 {
             let v = &vectors[c * 3..(c + 1) * 3];
-            assert!((v.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-9, "unit length");
+            assert!(
+                (v.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-9,
+                "unit length"
+            );
             for r in 0..3 {
                 let av: f64 = (0..3).map(|k| a[r][k] * v[k]).sum();
                 assert!((av - values[c] * v[r]).abs() < 1e-9);

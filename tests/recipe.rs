@@ -1058,7 +1058,12 @@ fn free_bits_floor_each_dimensions_batch_kl_and_stop_its_pull() {
         &Tensor::new(&[[0.0f32, 0.4, 1.5], [0.2, 0.6, 2.5]], &Device::Cpu).unwrap(),
     )
     .unwrap();
-    let plain = per_dim.as_tensor().sum_all().unwrap().to_scalar::<f32>().unwrap();
+    let plain = per_dim
+        .as_tensor()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     // No floor: the summed KL itself.
     let off = free_bits_kl(per_dim.as_tensor(), 0.0).unwrap();
     assert!((off.to_scalar::<f32>().unwrap() - plain).abs() < 1e-5);
@@ -1067,17 +1072,35 @@ fn free_bits_floor_each_dimensions_batch_kl_and_stop_its_pull() {
     let value = floored.to_scalar::<f32>().unwrap();
     assert!((value - (0.3 + 0.5 + 2.0) * 2.0).abs() < 1e-5, "{value}");
     let grads = floored.backward().unwrap();
-    let g = grads.get(per_dim.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+    let g = grads
+        .get(per_dim.as_tensor())
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
     for row in &g {
-        assert_eq!(row[0], 0.0, "nothing pulls a dimension below the floor: {g:?}");
-        assert!((row[1] - 1.0).abs() < 1e-6 && (row[2] - 1.0).abs() < 1e-6, "{g:?}");
+        assert_eq!(
+            row[0], 0.0,
+            "nothing pulls a dimension below the floor: {g:?}"
+        );
+        assert!(
+            (row[1] - 1.0).abs() < 1e-6 && (row[2] - 1.0).abs() < 1e-6,
+            "{g:?}"
+        );
     }
     // A floor above every dimension: a constant, no pull on any.
     let all = free_bits_kl(per_dim.as_tensor(), 3.0).unwrap();
     assert!((all.to_scalar::<f32>().unwrap() - 18.0).abs() < 1e-5);
     let grads = all.backward().unwrap();
     let g = grads.get(per_dim.as_tensor()).unwrap();
-    assert_eq!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+    assert_eq!(
+        g.abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        0.0
+    );
 }
 
 #[test]
@@ -1088,9 +1111,25 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
         let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
             .args(["train", "--kind", kind, "--corpus"])
             .arg(corpus)
-            .args(["--embed-dim", "8", "--hidden-dim", "12", "--latent-dim", "4"])
+            .args([
+                "--embed-dim",
+                "8",
+                "--hidden-dim",
+                "12",
+                "--latent-dim",
+                "4",
+            ])
             .args(["--vocab-size", "100", "--min-frequency", "1", "--seed", "1"])
-            .args(["--steps", steps, "--valid-every", "0", "--threads", "1", "--lr", "1e-2"])
+            .args([
+                "--steps",
+                steps,
+                "--valid-every",
+                "0",
+                "--threads",
+                "1",
+                "--lr",
+                "1e-2",
+            ])
             .arg(format!("--free-bits={free_bits}"))
             .arg("--out")
             .arg(out)
@@ -1101,12 +1140,14 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
             String::from_utf8_lossy(&o.stderr).into_owned(),
         )
     };
-    let run = |kind: &str, free_bits: &str, out: &std::path::Path| {
-        run_steps(kind, free_bits, out, "3")
-    };
+    let run =
+        |kind: &str, free_bits: &str, out: &std::path::Path| run_steps(kind, free_bits, out, "3");
     let out = dir.path().join("fb.safetensors");
     let (ok, log) = run("binary", "0.5", &out);
-    assert!(!ok && log.contains("--free-bits") && log.contains("binary"), "{log}");
+    assert!(
+        !ok && log.contains("--free-bits") && log.contains("binary"),
+        "{log}"
+    );
     assert!(!out.exists());
     for bad in ["-1", "11", "nan"] {
         let (ok, log) = run("gaussian", bad, &out);
@@ -1137,8 +1178,22 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
         let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
             .args(["train", "--kind", kind, "--corpus"])
             .arg(corpus)
-            .args(["--embed-dim", "8", "--hidden-dim", "12", "--latent-dim", "4"])
-            .args(["--vocab-size", "100", "--min-frequency", "1", "--steps", "1"])
+            .args([
+                "--embed-dim",
+                "8",
+                "--hidden-dim",
+                "12",
+                "--latent-dim",
+                "4",
+            ])
+            .args([
+                "--vocab-size",
+                "100",
+                "--min-frequency",
+                "1",
+                "--steps",
+                "1",
+            ])
             .args(["--valid-every", "0", "--out"])
             .arg(&plain)
             .output()
@@ -1151,14 +1206,25 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
     let (ok, log) = run("gaussian", "0", &none);
     assert!(ok, "{log}");
     // Without a floor or an annealed KL a run from scratch is told what it risks.
-    assert!(log.contains("tends to collapse") && log.contains("--free-bits"), "{log}");
+    assert!(
+        log.contains("tends to collapse") && log.contains("--free-bits"),
+        "{log}"
+    );
     assert_ne!(weights(&out), weights(&none));
     // … and a resumed run keeps it: two steps resumed to three equal three at once.
     let split = dir.path().join("split.safetensors");
     let (ok, log) = run_steps("gaussian", "0.5", &split, "2");
     assert!(ok, "{log}");
     let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-        .args(["train", "--resume", "--steps", "3", "--threads", "1", "--out"])
+        .args([
+            "train",
+            "--resume",
+            "--steps",
+            "3",
+            "--threads",
+            "1",
+            "--out",
+        ])
         .arg(&split)
         .output()
         .unwrap();
