@@ -48,6 +48,24 @@ fn config(out: &std::path::Path) -> serde_json::Value {
     common::engine(out).provenance.train_config.clone().unwrap()
 }
 
+/// `train --resume --steps STEPS --threads 1 --out OUT`, which must succeed.
+fn resume_to(out: &std::path::Path, steps: &str) {
+    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args([
+            "train",
+            "--resume",
+            "--steps",
+            steps,
+            "--threads",
+            "1",
+            "--out",
+        ])
+        .arg(out)
+        .output()
+        .expect("run latent-tui train --resume");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 fn time_limit_stops_training_and_saves_a_loadable_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -612,20 +630,7 @@ fn a_late_decorrelation_penalty_changes_only_the_steps_from_its_start() {
         ]
         .concat(),
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-        .args([
-            "train",
-            "--resume",
-            "--steps",
-            "3",
-            "--threads",
-            "1",
-            "--out",
-        ])
-        .arg(&split)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    resume_to(&split, "3");
     assert_eq!(config(&split)["decorrelation_start"], 2);
     assert_eq!(config(&split)["decorrelation_warmup"], 1);
     assert_ne!(weights(&split), weights(&none));
@@ -905,20 +910,7 @@ fn dropout_trains_reproducibly_is_stored_and_kept_on_resume() {
     // Two steps resumed to three equal three steps at once: the rate is stored and the masks
     // follow the step, not the process.
     let split = run("split.safetensors", &["--steps", "2", "--dropout", "0.3"]);
-    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-        .args([
-            "train",
-            "--resume",
-            "--steps",
-            "3",
-            "--threads",
-            "1",
-            "--out",
-        ])
-        .arg(&split)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    resume_to(&split, "3");
     assert_eq!(config(&split)["dropout"].as_f64(), Some(0.3));
     assert_eq!(weights(&split), weights(&a));
     // Untrusted input: a rate outside [0, 1) is a one-line error naming the flag.
@@ -966,20 +958,7 @@ fn a_resumed_run_goes_on_from_the_decorrelation_moments_it_had() {
     let whole = run("whole.safetensors", "4");
     let split = run("split.safetensors", "2");
     let resume = |out: &std::path::Path| {
-        let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-            .args([
-                "train",
-                "--resume",
-                "--steps",
-                "4",
-                "--threads",
-                "1",
-                "--out",
-            ])
-            .arg(out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        resume_to(out, "4");
     };
     // A copy of the two-step run whose optimiser state lacks the moments (as runs before
     // they were saved wrote it): it resumes, but the penalty starts again from one batch.
@@ -1215,20 +1194,7 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
     let split = dir.path().join("split.safetensors");
     let (ok, log) = run_steps("gaussian", "0.5", &split, "2");
     assert!(ok, "{log}");
-    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-        .args([
-            "train",
-            "--resume",
-            "--steps",
-            "3",
-            "--threads",
-            "1",
-            "--out",
-        ])
-        .arg(&split)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    resume_to(&split, "3");
     assert_eq!(config(&split)["free_bits"], 0.5);
     assert_eq!(weights(&split), weights(&out));
     // A run saved before the option existed reads as without it.

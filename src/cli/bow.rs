@@ -76,26 +76,13 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
                     cfg.corpus = crate::train_job::resume_corpus(out)?;
                 }
                 // The run keeps its vocabulary (as sequence runs do): refused, not ignored.
-                let other: Vec<String> = [
-                    args.vocab_size
-                        .filter(|&v| v != cfg.vocab_size)
-                        .map(|v| format!("--vocab-size {v}")),
-                    args.min_frequency
-                        .filter(|&m| m != cfg.min_frequency)
-                        .map(|m| format!("--min-frequency {m}")),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
-                if !other.is_empty() {
-                    anyhow::bail!(
-                        "cannot resume `{}`: the run keeps its vocabulary (--vocab-size {}, --min-frequency {}); {} would build another: leave it out, or train a new run",
-                        out.display(),
-                        cfg.vocab_size,
-                        cfg.min_frequency,
-                        other.join(" ")
-                    );
-                }
+                super::refuse_another_vocabulary(
+                    args,
+                    out,
+                    cfg.vocab_size,
+                    cfg.min_frequency,
+                    None,
+                )?;
                 Some(cfg)
             }
             _ => None,

@@ -1062,6 +1062,45 @@ fn info(ckpt: &Option<PathBuf>, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// A resumed run keeps its vocabulary (`vocab_size`, `min_frequency` and, for sequence runs,
+/// `tokenizer`): flags that would build another are refused, not ignored (and recorded in its
+/// config as if they had been honoured).
+pub(crate) fn refuse_another_vocabulary(
+    args: &TrainArgs,
+    out: &Path,
+    vocab_size: usize,
+    min_frequency: u64,
+    tokenizer: Option<crate::vocab::TokenizerKind>,
+) -> Result<()> {
+    let other: Vec<String> = [
+        args.vocab_size
+            .filter(|&v| v != vocab_size)
+            .map(|v| format!("--vocab-size {v}")),
+        tokenizer.and_then(|own| {
+            args.tokenizer
+                .filter(|&t| t != own)
+                .map(|t| format!("--tokenizer {}", t.name()))
+        }),
+        args.min_frequency
+            .filter(|&m| m != min_frequency)
+            .map(|m| format!("--min-frequency {m}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if other.is_empty() {
+        return Ok(());
+    }
+    let tokenizer = tokenizer
+        .map(|t| format!(", --tokenizer {}", t.name()))
+        .unwrap_or_default();
+    bail!(
+        "cannot resume `{}`: the run keeps its vocabulary (--vocab-size {vocab_size}{tokenizer}, --min-frequency {min_frequency}); {} would build another: leave it out, or train a new run",
+        out.display(),
+        other.join(" ")
+    )
+}
+
 fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     // Whether the config file names a free-bits floor (its default depends on the kind).
     let mut config_sets_free_bits = false;
@@ -1098,32 +1137,13 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             if args.corpus.is_none() {
                 cfg.corpus = crate::train_job::resume_corpus(&out)?;
             }
-            // The run keeps its vocabulary: flags that would build another are refused, not
-            // ignored (and recorded in its config as if they had been honoured).
-            let other: Vec<String> = [
-                args.vocab_size
-                    .filter(|&v| v != cfg.vocab_size)
-                    .map(|v| format!("--vocab-size {v}")),
-                args.tokenizer
-                    .filter(|&t| t != cfg.tokenizer)
-                    .map(|t| format!("--tokenizer {}", t.name())),
-                args.min_frequency
-                    .filter(|&m| m != cfg.min_frequency)
-                    .map(|m| format!("--min-frequency {m}")),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            if !other.is_empty() {
-                bail!(
-                    "cannot resume `{}`: the run keeps its vocabulary (--vocab-size {}, --tokenizer {}, --min-frequency {}); {} would build another: leave it out, or train a new run",
-                    out.display(),
-                    cfg.vocab_size,
-                    cfg.tokenizer.name(),
-                    cfg.min_frequency,
-                    other.join(" ")
-                );
-            }
+            refuse_another_vocabulary(
+                args,
+                &out,
+                cfg.vocab_size,
+                cfg.min_frequency,
+                Some(cfg.tokenizer),
+            )?;
         }
         cfg.out = out;
         cfg.resume = true;
