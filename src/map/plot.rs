@@ -34,37 +34,21 @@ pub fn color_of(category: Option<u32>) -> (u8, u8, u8) {
 /// (and may replace) from any other PNG (which it may not, without --force).
 pub const PNG_SOFTWARE: &str = "latent-tui map";
 
-/// Whether `path` is a PNG `map --png` wrote: its `Software` text, in the chunks before the
-/// image data (only the file's first 4 KiB are read).
+/// Whether `path` is a PNG `map --png` wrote: its `Software` text, which the `png` decoder
+/// reads with the chunks before the image data (from at most the file's first MiB).
 pub fn is_map_png(path: &Path) -> bool {
     use std::io::Read;
-    let mut head = Vec::new();
     let Ok(f) = std::fs::File::open(path) else {
         return false;
     };
-    if f.take(4096).read_to_end(&mut head).is_err() || !head.starts_with(b"\x89PNG\r\n\x1a\n") {
-        return false;
-    }
-    let mut at = 8;
-    while let Some(header) = head.get(at..at + 8) {
-        let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let kind = &header[4..8];
-        if kind == b"IDAT" {
-            return false;
-        }
-        if kind == b"tEXt" {
-            if let Some(body) = head.get(at + 8..at + 8 + len) {
-                let mut parts = body.splitn(2, |&b| b == 0);
-                if parts.next() == Some(b"Software")
-                    && parts.next() == Some(PNG_SOFTWARE.as_bytes())
-                {
-                    return true;
-                }
-            }
-        }
-        at = at.saturating_add(12).saturating_add(len);
-    }
-    false
+    let decoder = png::Decoder::new(std::io::BufReader::new(f.take(1 << 20)));
+    decoder.read_info().is_ok_and(|reader| {
+        reader
+            .info()
+            .uncompressed_latin1_text
+            .iter()
+            .any(|t| t.keyword == "Software" && t.text == PNG_SOFTWARE)
+    })
 }
 
 /// A `size` × `size` PNG of `points`, each drawn as a 2 × 2 dot of its category's colour, in
