@@ -71,9 +71,18 @@ impl TrainJob {
     /// JSON by either trainer), typed by their `family` field: bag-of-words settings carry one,
     /// sequence settings do not. None when the checkpoint stores none.
     pub fn stored_in(checkpoint: &Path) -> Result<Option<TrainJob>> {
-        let ckpt = crate::checkpoint::Checkpoint::read(checkpoint, &candle_core::Device::Cpu)?;
-        let Some(value) = ckpt.provenance.train_config else {
-            return Ok(None);
+        Ok(Self::stored_with_provenance(checkpoint)?.0)
+    }
+
+    /// [`TrainJob::stored_in`] and the checkpoint's provenance, from one read of the file (a
+    /// resumed run also needs its corpus: [`resume_corpus`]).
+    pub fn stored_with_provenance(
+        checkpoint: &Path,
+    ) -> Result<(Option<TrainJob>, crate::checkpoint::Provenance)> {
+        let provenance =
+            crate::checkpoint::Checkpoint::read(checkpoint, &candle_core::Device::Cpu)?.provenance;
+        let Some(value) = provenance.train_config.clone() else {
+            return Ok((None, provenance));
         };
         let unreadable = || {
             format!(
@@ -81,21 +90,25 @@ impl TrainJob {
                 checkpoint.display()
             )
         };
-        Ok(Some(if value.get("family").is_some() {
+        let job = if value.get("family").is_some() {
             TrainJob::Bow(serde_json::from_value(value).with_context(unreadable)?)
         } else {
             TrainJob::Seq(serde_json::from_value(value).with_context(unreadable)?)
-        }))
+        };
+        Ok((Some(job), provenance))
     }
 }
 
 /// The corpus a resumed run goes on with when no `--corpus` is given: the checkpoint's own,
 /// found by the checked lookup ([`crate::checkpoint::Provenance::checked_corpus_spec`]), never
 /// the path its stored config spells (untrusted: it could name `/etc/passwd`, and a relative
-/// path means another file in another directory).
-pub fn resume_corpus(checkpoint: &Path) -> Result<String> {
-    let ckpt = crate::checkpoint::Checkpoint::read(checkpoint, &candle_core::Device::Cpu)?;
-    ckpt.provenance
+/// path means another file in another directory). `provenance` is the checkpoint's, as
+/// [`TrainJob::stored_with_provenance`] read it.
+pub fn resume_corpus(
+    checkpoint: &Path,
+    provenance: &crate::checkpoint::Provenance,
+) -> Result<String> {
+    provenance
         .checked_corpus_spec()
         .with_context(|| format!("cannot resume `{}`", checkpoint.display()))
 }

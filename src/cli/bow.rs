@@ -70,10 +70,10 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
     }
     // A resumed bag-of-words run continues its stored config, as sequence runs do.
     let stored: Option<BowTrainConfig> = match (&args.out, args.resume) {
-        (Some(out), true) if out.exists() => match TrainJob::stored_in(out)? {
-            Some(TrainJob::Bow(mut cfg)) => {
+        (Some(out), true) if out.exists() => match TrainJob::stored_with_provenance(out)? {
+            (Some(TrainJob::Bow(mut cfg)), provenance) => {
                 if args.corpus.is_none() {
-                    cfg.corpus = crate::train_job::resume_corpus(out)?;
+                    cfg.corpus = crate::train_job::resume_corpus(out, &provenance)?;
                 }
                 // The run keeps its vocabulary (as sequence runs do): refused, not ignored.
                 super::refuse_another_vocabulary(

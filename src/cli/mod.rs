@@ -1124,7 +1124,8 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             .or_else(|| args.config.as_ref().map(|_| cfg.out.clone()));
         let out = out.context("--resume needs --out (the checkpoint to continue)")?;
         if out.exists() {
-            cfg = match TrainJob::stored_in(&out)? {
+            let (stored, provenance) = TrainJob::stored_with_provenance(&out)?;
+            cfg = match stored {
                 Some(TrainJob::Seq(stored)) => stored,
                 Some(TrainJob::Bow(stored)) => bail!(
                     "`{}` is a `{}` run; resume it with --kind {} (or without --kind)",
@@ -1135,7 +1136,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
                 None => bail!("the checkpoint has no training config to resume"),
             };
             if args.corpus.is_none() {
-                cfg.corpus = crate::train_job::resume_corpus(&out)?;
+                cfg.corpus = crate::train_job::resume_corpus(&out, &provenance)?;
             }
             refuse_another_vocabulary(
                 args,
