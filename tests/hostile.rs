@@ -513,6 +513,23 @@ fn train_cli(out: &Path, extra: &[&str]) -> Output {
     run(&args, None)
 }
 
+/// `train --init FROM --out OUT --steps 1 --valid-every 0` and `extra`.
+fn init_cli(from: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--init",
+        from.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--valid-every",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    run(&args, None)
+}
+
 fn assert_ok(out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
@@ -705,21 +722,7 @@ fn init_and_resume_read_the_checkpoints_corpus_only_when_it_is_the_recorded_one(
     let dir = temp_dir();
     let a = dir.path().join("a.safetensors");
     assert_ok(&train_cli(&a, &["--steps", "2"]));
-    let init = |from: &Path, out: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--init",
-            from.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--steps",
-            "1",
-            "--valid-every",
-            "0",
-        ];
-        args.extend_from_slice(extra);
-        run(&args, None)
-    };
+    let init = init_cli;
     // The checkpoint's own corpus, found and checked.
     let b = dir.path().join("b.safetensors");
     assert_ok(&init(&a, &b, &[]));
@@ -809,21 +812,7 @@ fn init_and_resume_refuse_vocabulary_flags_they_cannot_honour() {
         .len()
         .to_string();
     let b = dir.path().join("b.safetensors");
-    let init = |extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--init",
-            a.to_str().unwrap(),
-            "--out",
-            b.to_str().unwrap(),
-            "--steps",
-            "1",
-            "--valid-every",
-            "0",
-        ];
-        args.extend_from_slice(extra);
-        run(&args, None)
-    };
+    let init = |extra: &[&str]| init_cli(&a, &b, extra);
     for flags in [
         &["--tokenizer", "bpe"][..],
         &["--vocab-size", "300"],

@@ -6,8 +6,18 @@ mod common;
 use std::process::Command;
 
 fn train(args: &[&str], out: &std::path::Path, corpus: &std::path::Path) -> (bool, String) {
+    train_kind("binary", args, out, corpus)
+}
+
+/// [`train`] of a model of kind `kind`.
+fn train_kind(
+    kind: &str,
+    args: &[&str],
+    out: &std::path::Path,
+    corpus: &std::path::Path,
+) -> (bool, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-        .args(["train", "--kind", "binary", "--corpus"])
+        .args(["train", "--kind", kind, "--corpus"])
         .arg(corpus)
         .args([
             "--embed-dim",
@@ -1087,36 +1097,22 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = &common::fixtures().corpus;
     let run_steps = |kind: &str, free_bits: &str, out: &std::path::Path, steps: &str| {
-        let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-            .args(["train", "--kind", kind, "--corpus"])
-            .arg(corpus)
-            .args([
-                "--embed-dim",
-                "8",
-                "--hidden-dim",
-                "12",
-                "--latent-dim",
-                "4",
-            ])
-            .args(["--vocab-size", "100", "--min-frequency", "1", "--seed", "1"])
-            .args([
-                "--steps",
-                steps,
-                "--valid-every",
-                "0",
-                "--threads",
-                "1",
-                "--lr",
-                "1e-2",
-            ])
-            .arg(format!("--free-bits={free_bits}"))
-            .arg("--out")
-            .arg(out)
-            .output()
-            .expect("run latent-tui train");
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
+        let free_bits = format!("--free-bits={free_bits}");
+        let args = [
+            "--steps",
+            steps,
+            "--valid-every",
+            "0",
+            "--threads",
+            "1",
+            "--lr",
+            "1e-2",
+        ];
+        train_kind(
+            kind,
+            &[&args[..], &[free_bits.as_str()]].concat(),
+            out,
+            corpus,
         )
     };
     let run =
@@ -1154,30 +1150,13 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
     // A gaussian run from scratch that names no floor gets 0.25 nats, another kind none.
     for (kind, want) in [("gaussian", 0.25), ("binary-vae", 0.0)] {
         let plain = dir.path().join(format!("{kind}.safetensors"));
-        let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-            .args(["train", "--kind", kind, "--corpus"])
-            .arg(corpus)
-            .args([
-                "--embed-dim",
-                "8",
-                "--hidden-dim",
-                "12",
-                "--latent-dim",
-                "4",
-            ])
-            .args([
-                "--vocab-size",
-                "100",
-                "--min-frequency",
-                "1",
-                "--steps",
-                "1",
-            ])
-            .args(["--valid-every", "0", "--out"])
-            .arg(&plain)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let (ok, log) = train_kind(
+            kind,
+            &["--steps", "1", "--valid-every", "0"],
+            &plain,
+            corpus,
+        );
+        assert!(ok, "{log}");
         assert_eq!(config(&plain)["free_bits"], want, "{kind}");
     }
     // The floor changes what is learned (a fresh code's KL is below 0.5 nats per dimension) …
