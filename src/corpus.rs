@@ -27,7 +27,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -861,13 +861,18 @@ pub fn convert_wordnet(wordnet_dir: &Path, out_dir: &Path) -> Result<WordnetRepo
             );
         }
     }
-    fs::create_dir_all(out_dir)
-        .with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
     let mut outputs = Vec::with_capacity(Split::ALL.len() + 1);
     for split in Split::ALL {
         outputs.push(out_dir.join(format!("{split}.tsv.gz")));
     }
     outputs.push(out_dir.join("LICENSE"));
+    // Check every target before writing any: only files this converter wrote are replaced
+    // (a `--out` pointed at a project directory must not lose its own LICENSE).
+    for path in &outputs {
+        check_wordnet_output(path)?;
+    }
+    fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
     let temporary = |path: &Path| {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         path.with_file_name(format!(
@@ -955,7 +960,7 @@ fn write_wordnet(wordnet_dir: &Path, outputs: &[PathBuf]) -> Result<WordnetRepor
         wordnet_dir.display()
     );
     let text = format!(
-        "This corpus is derived from WordNet 3.0 by Princeton University\n\
+        "{WORDNET_LICENSE_START} by Princeton University\n\
          (https://wordnet.princeton.edu/). Each line is a definition or example\n\
          sentence from a synset gloss in data.noun, data.verb, data.adj or data.adv,\n\
          lowercased and tokenized, labelled with the synset's lexicographer file.\n\
@@ -963,9 +968,69 @@ fn write_wordnet(wordnet_dir: &Path, outputs: &[PathBuf]) -> Result<WordnetRepor
         license.join("\n").trim_end()
     );
     let license_path = &outputs[Split::ALL.len()];
-    fs::write(license_path, text)
+    crate::checkpoint::create_temporary(license_path)?
+        .write_all(text.as_bytes())
         .with_context(|| format!("cannot write {}", license_path.display()))?;
     Ok(report)
+}
+
+/// First line of the LICENSE [`convert_wordnet`] writes: how it recognises its own file.
+const WORDNET_LICENSE_START: &str = "This corpus is derived from WordNet 3.0";
+
+/// Refuses an existing output of [`convert_wordnet`] that the converter did not write: a
+/// LICENSE must start as ours does; a split must be a gzip stream that is empty or whose first
+/// line is `lexname<TAB>text` (reading at most a few kilobytes); anything but a regular file
+/// is refused. A missing file is fine.
+fn check_wordnet_output(path: &Path) -> Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot check {}", path.display())),
+        Ok(meta) => meta,
+    };
+    if !meta.is_file() {
+        bail!(
+            "{} exists and is not a regular file; not replacing it (choose another --out)",
+            path.display()
+        );
+    }
+    let mut head = Vec::with_capacity(4096);
+    let read = File::open(path).and_then(|file| {
+        if path.extension().is_some_and(|e| e == "gz") {
+            MultiGzDecoder::new(BufReader::new(file))
+                .take(4096)
+                .read_to_end(&mut head)
+        } else {
+            file.take(4096).read_to_end(&mut head)
+        }
+    });
+    let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first = std::str::from_utf8(first).unwrap_or_default();
+    let ours = read.is_ok()
+        && if path.extension().is_some_and(|e| e == "gz") {
+            head.is_empty()
+                || first
+                    .split_once('\t')
+                    .is_some_and(|(label, text)| is_lexname(label) && !text.trim().is_empty())
+        } else {
+            first.starts_with(WORDNET_LICENSE_START)
+        };
+    if !ours {
+        bail!(
+            "{} exists and is not a file of a WordNet corpus this command wrote; not replacing it \
+             (choose another --out)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `label` has the shape of a WordNet lexicographer file name (`noun.animal`).
+fn is_lexname(label: &str) -> bool {
+    label.split_once('.').is_some_and(|(pos, name)| {
+        matches!(pos, "noun" | "verb" | "adj" | "adv")
+            && !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_')
+    })
 }
 
 /// A header line without its leading line number: `"5 Permission ..."` ->
@@ -983,8 +1048,8 @@ struct GzWriter {
 
 impl GzWriter {
     fn create(path: &Path) -> Result<GzWriter> {
-        let file =
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        // A fresh temporary (O_EXCL): never written through a link planted at its name.
+        let file = crate::checkpoint::create_temporary(path)?;
         Ok(GzWriter {
             path: path.to_owned(),
             encoder: GzEncoder::new(BufWriter::new(file), Compression::best()),

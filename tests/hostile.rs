@@ -28,14 +28,46 @@ fn fails(args: &[&str], stdin: Option<&str>) -> String {
 // ---------------------------------------------------------------------------------------
 // 1. Data loss: the corpus converter.
 
+/// A WordNet database directory of a few synsets, in the format of `data.noun` etc.
+fn small_wordnet(dir: &Path) {
+    let header = "  1 This software and database is being provided to you, the LICENSEE, by  \n  2 WordNet 3.0 Copyright 2006 by Princeton University.  \n";
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, lines) in [
+        ("data.noun", "00001740 05 n 01 cat 0 000 | a small domesticated feline mammal; \"the cat sat on the mat today\"  \n00001741 05 n 01 kitty 0 000 | a young or small domesticated cat that likes milk  \n00001742 05 n 01 dog 0 000 | a domesticated animal that barks at the postman  \n"),
+        ("data.verb", "00002325 29 v 01 purr 0 000 01 + 02 00 | make a soft low vibrating sound like a cat  \n"),
+        ("data.adj", ""),
+        ("data.adv", ""),
+    ] {
+        std::fs::write(dir.join(name), format!("{header}{lines}")).unwrap();
+    }
+}
+
+/// The converter's outputs in `out`, name → bytes.
+fn corpus_files(out: &Path) -> Vec<(String, Vec<u8>)> {
+    ["train.tsv.gz", "valid.tsv.gz", "test.tsv.gz", "LICENSE"]
+        .iter()
+        .map(|name| (name.to_string(), std::fs::read(out.join(name)).unwrap()))
+        .collect()
+}
+
 #[test]
 fn corpus_conversion_without_wordnet_keeps_the_old_corpus_and_says_how_to_install_it() {
     let dir = temp_dir();
     let out = dir.path().join("wordnet");
-    std::fs::create_dir_all(&out).unwrap();
-    for name in ["train.tsv.gz", "valid.tsv.gz", "test.tsv.gz", "LICENSE"] {
-        std::fs::write(out.join(name), format!("old {name}")).unwrap();
-    }
+    // The old corpus: an earlier conversion's files (the only files it may replace).
+    let source = dir.path().join("small-wordnet");
+    small_wordnet(&source);
+    ok(
+        &[
+            "corpus",
+            "wordnet",
+            source.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    let old = corpus_files(&out);
     let missing = dir.path().join("no-wordnet-here");
     let e = fails(
         &[
@@ -48,13 +80,7 @@ fn corpus_conversion_without_wordnet_keeps_the_old_corpus_and_says_how_to_instal
         None,
     );
     assert!(e.contains("apt-get install -y wordnet-base"), "{e}");
-    for name in ["train.tsv.gz", "valid.tsv.gz", "test.tsv.gz", "LICENSE"] {
-        assert_eq!(
-            std::fs::read_to_string(out.join(name)).unwrap(),
-            format!("old {name}"),
-            "{name} must be untouched"
-        );
-    }
+    assert_eq!(corpus_files(&out), old, "the old corpus must be untouched");
 
     // Data files that exist but break half-way: the old files stay, no temporary is left.
     let broken = dir.path().join("broken");
@@ -82,10 +108,67 @@ fn corpus_conversion_without_wordnet_keeps_the_old_corpus_and_says_how_to_instal
         names,
         ["LICENSE", "test.tsv.gz", "train.tsv.gz", "valid.tsv.gz"]
     );
-    assert_eq!(
-        std::fs::read_to_string(out.join("train.tsv.gz")).unwrap(),
-        "old train.tsv.gz"
+    assert_eq!(corpus_files(&out), old, "the old corpus must be untouched");
+}
+
+#[test]
+fn corpus_conversion_replaces_only_files_it_wrote() {
+    let dir = temp_dir();
+    let source = dir.path().join("small-wordnet");
+    small_wordnet(&source);
+    let convert = |out: &Path| {
+        run(
+            &[
+                "corpus",
+                "wordnet",
+                source.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+    // A project directory with its own LICENSE (and a split-named file that is not ours).
+    for (name, foreign) in [
+        (
+            "LICENSE",
+            b"MIT License\n\nCopyright (c) someone\n".to_vec(),
+        ),
+        ("train.tsv.gz", b"not gzip at all\n".to_vec()),
+        ("valid.tsv.gz", {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(b"id\tcomment\n1\thello\n").unwrap();
+            e.finish().unwrap()
+        }),
+    ] {
+        let out = dir.path().join(format!("project-{name}"));
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join(name), &foreign).unwrap();
+        let result = convert(&out);
+        assert!(
+            !result.status.success(),
+            "{name}: a foreign file was replaced"
+        );
+        let e = String::from_utf8_lossy(&result.stderr);
+        assert!(
+            e.contains("is not a file of a WordNet corpus this command wrote") && e.contains(name),
+            "{name}: {e}"
+        );
+        assert_eq!(std::fs::read(out.join(name)).unwrap(), foreign, "{name}");
+        // Nothing else was written either: the check comes before any output.
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1, "{name}");
+    }
+    // Its own earlier outputs are replaced: converting twice gives the same files.
+    let out = dir.path().join("corpus");
+    assert!(convert(&out).status.success());
+    let first = corpus_files(&out);
+    let again = convert(&out);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
     );
+    assert_eq!(corpus_files(&out), first);
 }
 
 // ---------------------------------------------------------------------------------------
