@@ -831,6 +831,22 @@ fn corpora_with_endless_lines_are_bounded_while_reading() {
 /// Every numeric flag of every command, with 0, -1, NaN, inf and 1e30: a clean exit (0, or 1
 /// with a message; 2 is clap's usage error), never an abort; the non-finite, negative and
 /// absurd values are refused; 0 is refused where it means nothing.
+/// `base` with `flag` set to `value`: a flag the base command already gives is replaced (clap
+/// refuses a flag given twice, which would hide what the value itself does).
+fn with_flag(base: &[String], flag: &str, value: &str) -> Vec<String> {
+    let mut args = Vec::with_capacity(base.len() + 1);
+    let mut rest = base.iter();
+    while let Some(arg) = rest.next() {
+        if arg == flag {
+            rest.next();
+        } else {
+            args.push(arg.clone());
+        }
+    }
+    args.push(format!("{flag}={value}"));
+    args
+}
+
 #[test]
 fn every_numeric_flag_is_validated() {
     let dir = temp_dir();
@@ -1135,8 +1151,7 @@ fn every_numeric_flag_is_validated() {
             if *flag == "--strength" && value == "0" {
                 continue;
             }
-            let mut args = base.clone();
-            args.push(format!("{flag}={value}"));
+            let args = with_flag(base, flag, value);
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             let out = run(&refs, *stdin);
             let err = String::from_utf8_lossy(&out.stderr);
@@ -1156,6 +1171,29 @@ fn every_numeric_flag_is_validated() {
                     err.lines().last().unwrap_or("")
                 ));
             }
+        }
+    }
+    // Step counts and intervals stop at u32::MAX like every other count (a run of 2^32 steps
+    // or more is a typo, not a plan).
+    for flag in [
+        "--steps",
+        "--warmup-steps",
+        "--word-dropout-steps",
+        "--kl-anneal-steps",
+        "--decorrelation-start",
+        "--decorrelation-warmup",
+        "--valid-every",
+        "--checkpoint-every",
+    ] {
+        let args = with_flag(&train_base, flag, "4294967296");
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&refs, None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(2) || !err.contains(flag) {
+            failures.push(format!(
+                "train {flag}=4294967296: exit {:?}; {err}",
+                out.status.code()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -243,7 +243,7 @@ pub struct EvalRetrievalArgs {
     #[arg(short = 'k', long = "top", alias = "k", default_value_t = 100, value_parser = crate::cli::flags::count)]
     pub k: usize,
     /// Training steps of each nash model.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = crate::cli::flags::steps)]
     pub steps: u64,
     /// Documents per nash training batch.
     #[arg(long, default_value_t = 64, value_parser = crate::cli::flags::count)]
@@ -262,7 +262,7 @@ pub struct EvalRetrievalArgs {
     #[arg(long, default_value = "none")]
     pub kl_anneal: crate::train::KlAnneal,
     /// Steps over which nash's KL weight grows to --kl-weight.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cli::flags::steps_or_zero)]
     pub kl_anneal_steps: u64,
     /// σ of the fixed-noise nash variant.
     #[arg(long, default_value_t = 0.5, value_parser = crate::cli::flags::weight)]

@@ -356,6 +356,17 @@ pub mod flags {
         whole(s, 1, MAX_COUNT)
     }
 
+    /// A number of training steps (`--steps`): 1 to [`MAX_COUNT`].
+    pub fn steps(s: &str) -> Result<u64, String> {
+        whole(s, 1, MAX_COUNT).map(|n| n as u64)
+    }
+
+    /// A step number or interval where 0 means "none" (`--warmup-steps`, `--valid-every`…):
+    /// 0 to [`MAX_COUNT`].
+    pub fn steps_or_zero(s: &str) -> Result<u64, String> {
+        whole(s, 0, MAX_COUNT).map(|n| n as u64)
+    }
+
     /// A count where 0 means "none" (or "skip"): 0 to [`MAX_COUNT`].
     pub fn count_or_zero(s: &str) -> Result<usize, String> {
         whole(s, 0, MAX_COUNT)
@@ -542,7 +553,7 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     pub init: Option<PathBuf>,
     /// Total optimiser steps (a resumed run continues up to this many).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::steps)]
     pub steps: Option<u64>,
     /// Train for this many passes over the data instead of --steps.
     #[arg(long, value_parser = flags::epochs)]
@@ -601,7 +612,7 @@ pub struct TrainArgs {
     pub lr_decay: Option<crate::train::LrDecay>,
     /// Steps over which the learning rate grows linearly from 0 to --lr (at most a tenth of
     /// the run).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::steps_or_zero)]
     pub warmup_steps: Option<u64>,
     /// The learning rate at the last step, as a fraction of --lr (0 to 1).
     #[arg(long)]
@@ -619,7 +630,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub word_dropout_end: Option<f64>,
     /// Steps over which word dropout moves to --word-dropout-end.
-    #[arg(long)]
+    #[arg(long, value_parser = flags::steps_or_zero)]
     pub word_dropout_steps: Option<u64>,
     /// Dropout on the decoder's non-recurrent connections (its input vectors and the states fed to the output layer), within [0, 1): a regulariser for small corpora and long runs
     #[arg(long)]
@@ -628,7 +639,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub kl_anneal: Option<KlAnneal>,
     /// Steps over which the KL weight grows to --kl-weight.
-    #[arg(long)]
+    #[arg(long, value_parser = flags::steps_or_zero)]
     pub kl_anneal_steps: Option<u64>,
     /// Weight of the KL term once annealing is done (kinds with a KL term).
     #[arg(long, value_parser = flags::weight)]
@@ -655,11 +666,11 @@ pub struct TrainArgs {
     /// Leave the decorrelation penalty off for the first N steps, while the code forms (in
     /// the first ~1,000 steps of a binary run from scratch); it then grows over
     /// --decorrelation-warmup.
-    #[arg(long)]
+    #[arg(long, value_parser = flags::steps_or_zero)]
     pub decorrelation_start: Option<u64>,
     /// Steps over which the decorrelation weight then grows linearly to --decorrelation (0:
     /// the full weight at once).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::steps_or_zero)]
     pub decorrelation_warmup: Option<u64>,
     /// Penalise only the pairs of dimensions whose correlation over the run (running
     /// estimate) is above this, each by its excess, instead of every pair's batch correlation
@@ -682,13 +693,13 @@ pub struct TrainArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Validate every N steps (and at the end; 0: only at the end).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::steps_or_zero)]
     pub valid_every: Option<u64>,
     /// Validation sentences used during training (the first N of the split).
     #[arg(long)]
     pub valid_sentences: Option<usize>,
     /// Save a checkpoint every N steps (and at the end; 0: only at the end).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::steps_or_zero)]
     pub checkpoint_every: Option<u64>,
     /// Store weights in half precision (half the file size).
     #[arg(long)]
