@@ -1008,6 +1008,15 @@ fn bag_of_words_runs_refuse_sequence_only_flags() {
         ["--init", ckpt()],
         ["--precision", "bf16"],
         ["--decorrelation-above", "0.3"],
+        // Silently ignored before.
+        ["--tokenizer", "bpe"],
+        ["--embed-dim", "16"],
+        ["--word-dropout", "0.3"],
+        ["--lr-decay", "cosine"],
+        ["--warmup-steps", "10"],
+        ["--free-bits", "0.5"],
+        ["--batch-tokens", "800"],
+        ["--dropout", "0.2"],
     ] {
         let mut args = vec![
             "train",

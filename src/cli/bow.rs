@@ -131,10 +131,29 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
             args.decorrelation_warmup.is_some(),
         ),
         ("--decorrelation-above", args.decorrelation_above.is_some()),
+        // A bag-of-words trainer has no tokenizer, word embedding, summary, GRU, word dropout,
+        // token batches or learning-rate schedule: these were silently ignored.
+        ("--tokenizer", args.tokenizer.is_some()),
+        ("--embed-dim", args.embed_dim.is_some()),
+        ("--summary", args.summary.is_some()),
+        ("--z-every-step", args.z_every_step),
+        ("--gumbel-temperature", args.gumbel_temperature.is_some()),
+        ("--max-len", args.max_len.is_some()),
+        ("--batch-tokens", args.batch_tokens.is_some()),
+        ("--lr-decay", args.lr_decay.is_some()),
+        ("--warmup-steps", args.warmup_steps.is_some()),
+        ("--lr-floor", args.lr_floor.is_some()),
+        ("--word-dropout", args.word_dropout.is_some()),
+        ("--word-dropout-end", args.word_dropout_end.is_some()),
+        ("--word-dropout-steps", args.word_dropout_steps.is_some()),
+        ("--dropout", args.dropout.is_some()),
+        ("--free-bits", args.free_bits.is_some()),
+        ("--mi-weight", args.mi_weight.is_some()),
+        ("--binarize", args.binarize.is_some()),
     ];
     if let Some((flag, _)) = seq_only.iter().find(|(_, given)| *given) {
         anyhow::bail!(
-            "{flag} applies to sequence models, not to a `{}` model (only sequence models can be fine-tuned or decorrelated)",
+            "{flag} applies to sequence models, not to a `{}` model (it would be ignored; drop it)",
             cfg.family
         );
     }
