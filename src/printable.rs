@@ -8,7 +8,8 @@
 //! [`shown`] (or [`Shown`] in a format string) first.
 //!
 //! The visible form: every control character (C0 U+0000–U+001F, DEL U+007F, C1
-//! U+0080–U+009F) is written as an escape, `\t`, `\n` and `\r` for those three and `\u{XX}`
+//! U+0080–U+009F) and every bidirectional formatting character (U+202E RIGHT-TO-LEFT OVERRIDE
+//! and its kin, see [`is_unsafe`]) is written as an escape, `\t`, `\n` and `\r` for those three and `\u{XX}`
 //! (hexadecimal, lower case, as Rust writes it) for the others: `"\x1b[31mred"` is shown as
 //! `\u{1b}[31mred`, `"\u{9b}"` as `\u{9b}`. A tab or newline inside one field is shown, not
 //! obeyed, so it cannot break a row or forge a line. Everything else (words, accents, CJK,
@@ -18,9 +19,16 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// Whether `c` is shown escaped: C0, DEL or C1 (Unicode's general category Cc).
+/// Whether `c` is shown escaped: C0, DEL or C1 (Unicode's general category Cc), or a
+/// bidirectional formatting character (U+061C, U+200E/F, U+202A–U+202E, U+2066–U+2069), which
+/// makes a terminal that reorders right-to-left text show a line in another order than it is
+/// written ("Trojan Source", CVE-2021-42574).
 pub fn is_unsafe(c: char) -> bool {
     c.is_control()
+        || matches!(
+            c,
+            '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// `text` with every control character replaced by its visible escape (see the module); the
@@ -57,10 +65,10 @@ impl fmt::Display for Shown<'_> {
     }
 }
 
-/// Whether `c` is one of the control characters JSON leaves unescaped: DEL and C1
-/// (`serde_json` escapes C0 itself).
+/// Whether `c` is one of the unsafe characters JSON leaves unescaped: DEL, C1 and the
+/// bidirectional formatting characters (`serde_json` escapes C0 itself).
 fn json_leaves(c: char) -> bool {
-    c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c)
+    is_unsafe(c) && c > '\u{1f}'
 }
 
 /// Serialised JSON with DEL and C1 characters written as `\u00XX` escapes, so `--json` output
@@ -128,8 +136,15 @@ mod tests {
             assert!(matches!(shown(plain), Cow::Borrowed(_)), "{plain}");
             assert_eq!(shown(plain), plain);
         }
-        // U+00A0 and above are not controls.
+        // U+00A0 and above are not controls; a zero-width space or joiner (emoji sequences)
+        // stays.
         assert_eq!(shown("\u{a0}x\u{200b}"), "\u{a0}x\u{200b}");
+        assert_eq!(shown("👩\u{200d}💻"), "👩\u{200d}💻");
+        // Bidirectional overrides and isolates would reorder the line on some terminals.
+        assert_eq!(
+            shown("a cat\u{202e}tac a\u{202c} \u{2066}x\u{2069} \u{200f}\u{61c}"),
+            "a cat\\u{202e}tac a\\u{202c} \\u{2066}x\\u{2069} \\u{200f}\\u{61c}"
+        );
         let escaped = shown("é\x1bé");
         assert_eq!(escaped, "é\\u{1b}é");
         assert!(!escaped.chars().any(char::is_control));
@@ -138,7 +153,8 @@ mod tests {
 
     #[test]
     fn json_escapes_del_and_c1_too_and_keeps_the_value() {
-        let value = serde_json::json!({"text": "a\x1b[31m\u{9b}2J\u{7f}é\u{85}\r猫", "n": [1.5]});
+        let value =
+            serde_json::json!({"text": "a\x1b[31m\u{9b}2J\u{7f}é\u{85}\r猫\u{202e}", "n": [1.5]});
         for json in [
             to_json_line(&value).unwrap(),
             to_json_pretty(&value).unwrap(),
@@ -148,6 +164,10 @@ mod tests {
                 "{json:?}"
             );
             assert!(json.contains("\\u009b") && json.contains("\\u007f") && json.contains('é'));
+            assert!(
+                json.contains("\\u202e") && !json.contains('\u{202e}'),
+                "{json:?}"
+            );
             let back: serde_json::Value = serde_json::from_str(&json).unwrap();
             assert_eq!(back, value);
         }
