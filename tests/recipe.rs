@@ -1147,8 +1147,14 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
     assert!(ok, "{log}");
     assert!(!log.contains("tends to collapse"), "{log}");
     assert_eq!(config(&out)["free_bits"], 0.5);
-    // A gaussian run from scratch that names no floor gets 0.25 nats, another kind none.
-    for (kind, want) in [("gaussian", 0.25), ("binary-vae", 0.0)] {
+    // A run from scratch that names no floor gets its kind's: 0.25 nats for a gaussian, 0.1
+    // per bit for the binary kinds with a KL term, none without one.
+    for (kind, want) in [
+        ("gaussian", 0.25),
+        ("binary-vae", 0.1),
+        ("gumbel-vae", 0.1),
+        ("binary", 0.0),
+    ] {
         let plain = dir.path().join(format!("{kind}.safetensors"));
         let (ok, log) = train_kind(
             kind,
@@ -1186,7 +1192,7 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
 }
 
 #[test]
-fn the_train_tab_gives_a_gaussian_run_its_free_bits_and_other_kinds_none() {
+fn the_train_tab_gives_each_kind_its_default_free_bits() {
     use latent_tui::model::LatentKind;
     use latent_tui::train_job::TrainKind;
     use latent_tui::tui::train::{quick_defaults, TrainState};
@@ -1196,5 +1202,7 @@ fn the_train_tab_gives_a_gaussian_run_its_free_bits_and_other_kinds_none() {
     tab.set_kind(TrainKind::Seq(LatentKind::Gaussian));
     assert_eq!(tab.cfg.free_bits, 0.25);
     tab.set_kind(TrainKind::Seq(LatentKind::GumbelVae));
+    assert_eq!(tab.cfg.free_bits, 0.1);
+    tab.set_kind(TrainKind::Seq(LatentKind::Bottleneck));
     assert_eq!(tab.cfg.free_bits, 0.0);
 }

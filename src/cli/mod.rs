@@ -646,8 +646,9 @@ pub struct TrainArgs {
     pub kl_weight: Option<f64>,
     /// Free bits: a floor in nats under each latent dimension's KL in the loss, averaged over
     /// the batch (gaussian, binary-vae, gumbel-vae; 0 = off). Dimensions below it are not pulled
-    /// towards the prior, so fewer collapse: see docs/recipe.md. [default: 0.25 for a gaussian
-    /// run from scratch, else 0; a resumed or --init run keeps its own]
+    /// towards the prior, so fewer collapse: see docs/recipe.md. [default for a run from
+    /// scratch: 0.25 for gaussian, 0.1 for binary-vae and gumbel-vae; a resumed or --init run
+    /// keeps its own]
     #[arg(long, value_parser = flags::free_bits)]
     pub free_bits: Option<f64>,
     /// Weight of the mutual-information term (0: off).
