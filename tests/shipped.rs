@@ -168,14 +168,14 @@ fn the_vae_keeps_its_latent_active_and_its_prior_speaks_words() {
         "KL {} nats: collapsed",
         report.kl_per_sentence
     );
-    // Far better than the lm's 269 per word (checkpoints/README.md: 54.80 over the test split).
+    // Far better than the lm's 269 per word (checkpoints/README.md: 42.41 over the test split).
     assert!(
         report.ppl["mean"] < 120.0,
         "perplexity with μ {}",
         report.ppl["mean"]
     );
-    // checkpoints/README.md: 32 of 32 dimensions active over the test split (the file shipped
-    // before had 31: one may collapse).
+    // checkpoints/README.md: 32 of 32 dimensions active over the test split, the smallest
+    // Var[μ] 0.53 (an older file had 31: one may collapse).
     let gaussian = report.gaussian.unwrap();
     assert!(
         gaussian.active_units + 1 >= engine.latent_dim(),
