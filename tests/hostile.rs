@@ -16,13 +16,7 @@ use serde_json::Value;
 
 /// Runs a command that must fail; returns its standard error.
 fn fails(args: &[&str], stdin: Option<&str>) -> String {
-    let out = run(args, stdin);
-    assert!(
-        !out.status.success(),
-        "{args:?} should fail; stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stderr).unwrap()
+    failed(run(args, stdin), &args)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -42,6 +36,30 @@ fn small_wordnet(dir: &Path) {
     }
 }
 
+/// Runs `latent-tui corpus wordnet SOURCE --out OUT`.
+fn corpus_wordnet(source: &Path, out: &Path) -> Output {
+    run(
+        &[
+            "corpus",
+            "wordnet",
+            source.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    )
+}
+
+/// The standard error of a command (`what`) that must have failed.
+fn failed(out: Output, what: &dyn std::fmt::Debug) -> String {
+    assert!(
+        !out.status.success(),
+        "{what:?} should fail; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
 /// The converter's outputs in `out`, name → bytes.
 fn corpus_files(out: &Path) -> Vec<(String, Vec<u8>)> {
     ["train.tsv.gz", "valid.tsv.gz", "test.tsv.gz", "LICENSE"]
@@ -57,28 +75,10 @@ fn corpus_conversion_without_wordnet_keeps_the_old_corpus_and_says_how_to_instal
     // The old corpus: an earlier conversion's files (the only files it may replace).
     let source = dir.path().join("small-wordnet");
     small_wordnet(&source);
-    ok(
-        &[
-            "corpus",
-            "wordnet",
-            source.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        None,
-    );
+    assert!(corpus_wordnet(&source, &out).status.success());
     let old = corpus_files(&out);
     let missing = dir.path().join("no-wordnet-here");
-    let e = fails(
-        &[
-            "corpus",
-            "wordnet",
-            missing.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        None,
-    );
+    let e = failed(corpus_wordnet(&missing, &out), &missing);
     assert!(e.contains("apt-get install -y wordnet-base"), "{e}");
     assert_eq!(corpus_files(&out), old, "the old corpus must be untouched");
 
@@ -88,16 +88,7 @@ fn corpus_conversion_without_wordnet_keeps_the_old_corpus_and_says_how_to_instal
     for name in ["data.noun", "data.verb", "data.adj", "data.adv"] {
         std::fs::write(broken.join(name), "  1 licence text\nnot a synset line\n").unwrap();
     }
-    let e = fails(
-        &[
-            "corpus",
-            "wordnet",
-            broken.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        None,
-    );
+    let e = failed(corpus_wordnet(&broken, &out), &broken);
     assert!(e.contains("malformed synset"), "{e}");
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
@@ -116,18 +107,7 @@ fn corpus_conversion_replaces_only_files_it_wrote() {
     let dir = temp_dir();
     let source = dir.path().join("small-wordnet");
     small_wordnet(&source);
-    let convert = |out: &Path| {
-        run(
-            &[
-                "corpus",
-                "wordnet",
-                source.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            None,
-        )
-    };
+    let convert = |out: &Path| corpus_wordnet(&source, out);
     // A project directory with its own LICENSE (and a split-named file that is not ours).
     for (name, foreign) in [
         (
