@@ -1194,7 +1194,7 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
 #[test]
 fn the_train_tab_gives_each_kind_its_default_free_bits() {
     use latent_tui::model::LatentKind;
-    use latent_tui::train_job::TrainKind;
+    use latent_tui::train_job::{TrainJob, TrainKind};
     use latent_tui::tui::train::{quick_defaults, TrainState};
     assert_eq!(quick_defaults(LatentKind::Gaussian).free_bits, 0.25);
     let mut tab = TrainState::new(quick_defaults(LatentKind::Binary));
@@ -1205,4 +1205,22 @@ fn the_train_tab_gives_each_kind_its_default_free_bits() {
     assert_eq!(tab.cfg.free_bits, 0.1);
     tab.set_kind(TrainKind::Seq(LatentKind::Bottleneck));
     assert_eq!(tab.cfg.free_bits, 0.0);
+    // The form shows the floor for the kinds with a KL term only, and it can be changed there.
+    use latent_tui::tui::train::Field;
+    assert!(!tab.fields().contains(&Field::FreeBits));
+    tab.set_kind(TrainKind::Seq(LatentKind::Gaussian));
+    assert!(tab.fields().contains(&Field::FreeBits));
+    assert_eq!(tab.value(Field::FreeBits), "0.25");
+    tab.set(Field::FreeBits, "0.5").unwrap();
+    tab.adjust(Field::FreeBits, true);
+    assert_eq!(tab.cfg.free_bits, 0.55);
+    assert!(tab.set(Field::FreeBits, "-1").is_err());
+    assert!(tab.set(Field::FreeBits, "11").is_err());
+    assert_eq!(tab.cfg.free_bits, 0.55);
+    match tab.job() {
+        TrainJob::Seq(cfg) => assert_eq!(cfg.free_bits, 0.55),
+        other => panic!("{other:?}"),
+    }
+    tab.set_kind(TrainKind::Bow(latent_tui::bow::train::BowFamily::Nvdm));
+    assert!(!tab.fields().contains(&Field::FreeBits));
 }

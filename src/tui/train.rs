@@ -126,12 +126,13 @@ pub enum Field {
     Lr,
     WordDropout,
     KlWeight,
+    FreeBits,
     ValidEvery,
     Seed,
 }
 
 impl Field {
-    pub const ALL: [Field; 17] = [
+    pub const ALL: [Field; 18] = [
         Field::Kind,
         Field::Corpus,
         Field::Out,
@@ -147,6 +148,7 @@ impl Field {
         Field::Lr,
         Field::WordDropout,
         Field::KlWeight,
+        Field::FreeBits,
         Field::ValidEvery,
         Field::Seed,
     ];
@@ -156,13 +158,18 @@ impl Field {
     pub fn applies(self, kind: TrainKind, noise: NashNoise) -> bool {
         use Field::*;
         match kind {
-            TrainKind::Seq(_) => !matches!(self, Noise | NoiseStd | BatchDocs),
+            // Free bits floor a KL term: only the kinds whose loss has one.
+            TrainKind::Seq(k) => match self {
+                Noise | NoiseStd | BatchDocs => false,
+                FreeBits => k.kl_in_loss(),
+                _ => true,
+            },
             // LSH draws random hyperplanes over tf-idf: nothing is trained.
             TrainKind::Bow(BowFamily::Lsh) => {
                 matches!(self, Kind | Corpus | Out | LatentDim | VocabSize | Seed)
             }
             TrainKind::Bow(family) => match self {
-                EmbedDim | BatchTokens | WordDropout => false,
+                EmbedDim | BatchTokens | WordDropout | FreeBits => false,
                 Noise => family == BowFamily::Nash,
                 NoiseStd => family == BowFamily::Nash && matches!(noise, NashNoise::Fixed { .. }),
                 _ => true,
@@ -195,6 +202,7 @@ impl Field {
             Field::Lr => "learning rate",
             Field::WordDropout => "word dropout",
             Field::KlWeight => "KL weight",
+            Field::FreeBits => "free bits (nats)",
             Field::ValidEvery => "validate every",
             Field::Seed => "seed",
         }
@@ -396,6 +404,7 @@ impl TrainState {
             Field::Lr => pick(format!("{}", c.lr), format!("{}", b.lr)),
             Field::WordDropout => format!("{}", c.word_dropout),
             Field::KlWeight => pick(format!("{}", c.kl_weight), format!("{}", b.kl_weight)),
+            Field::FreeBits => format!("{}", c.free_bits),
             Field::ValidEvery => pick(c.valid_every.to_string(), b.valid_every.to_string()),
             Field::Seed => pick(c.seed.to_string(), b.seed.to_string()),
         }
@@ -499,6 +508,16 @@ impl TrainState {
                     c.kl_weight = v
                 }
             }
+            Field::FreeBits => {
+                let v: f64 = parse_number(s, "a number")?;
+                if !(0.0..=crate::train::MAX_FREE_BITS).contains(&v) {
+                    return Err(format!(
+                        "free bits are 0 to {} nats per dimension",
+                        crate::train::MAX_FREE_BITS
+                    ));
+                }
+                c.free_bits = v
+            }
             Field::ValidEvery => {
                 let v: u64 = parse_number(s, "a whole number")?;
                 (c.valid_every, b.valid_every) = (v, v);
@@ -587,6 +606,11 @@ impl TrainState {
                 // NASH's default weight is 0.01: tenths would jump straight to zero.
                 let unit = if *w > 0.0 && *w < 0.1 { 100.0 } else { 10.0 };
                 *w = ((*w * unit).round() + if up { 1.0 } else { -1.0 }).max(0.0) / unit
+            }
+            Field::FreeBits => {
+                c.free_bits = ((c.free_bits * 20.0).round() + if up { 1.0 } else { -1.0 })
+                    .clamp(0.0, crate::train::MAX_FREE_BITS * 20.0)
+                    / 20.0
             }
             Field::ValidEvery => {
                 let (x, y) = both(scale, c.valid_every as usize, b.valid_every as usize, bow);
