@@ -120,7 +120,7 @@ fn the_binary_code_is_far_better_than_the_language_model_and_no_two_bits_duplica
     let without = eval(&lm, &ids, 0);
     let ratio = with_code.ppl["rounded"] / without.ppl["none"];
     // Issue 22's goal: at most 0.17× the lm's (the binary-autoencoder paper's ratio is 0.26);
-    // checkpoints/README.md: 7.96 = 0.030× over this split.
+    // checkpoints/README.md: 7.96 = 0.042× over this split.
     assert!(
         ratio <= 0.17,
         "rounded-code perplexity {} is {ratio:.3}× the lm's {}",
@@ -147,10 +147,12 @@ fn the_gumbel_autoencoder_uses_its_code() {
     let ids = test_sentences(&gumbel, 300);
     let report = eval(&gumbel, &ids, 0);
     let lm = shipped("lm.safetensors");
-    let without = eval(&lm, &ids, 0);
-    // checkpoints/README.md: 0.180× the lm's over the whole test split.
+    // The same sentences in the lm's own pieces: perplexity is per word, so the two compare
+    // whatever their tokenizers (the gumbel's does not fold accents, the lm's does).
+    let without = eval(&lm, &test_sentences(&lm, 300), 0);
+    // checkpoints/README.md: 0.254× the lm's over the whole test split.
     assert!(
-        report.ppl["rounded"] < 0.3 * without.ppl["none"],
+        report.ppl["rounded"] < 0.35 * without.ppl["none"],
         "gumbel {} vs lm {}",
         report.ppl["rounded"],
         without.ppl["none"]
@@ -168,7 +170,7 @@ fn the_vae_keeps_its_latent_active_and_its_prior_speaks_words() {
         "KL {} nats: collapsed",
         report.kl_per_sentence
     );
-    // Far better than the lm's 269 per word (checkpoints/README.md: 42.41 over the test split).
+    // Far better than the lm's 190.77 per word (checkpoints/README.md: 42.41 over the test split).
     assert!(
         report.ppl["mean"] < 120.0,
         "perplexity with μ {}",
