@@ -993,9 +993,10 @@ fn check_wordnet_output(path: &Path) -> Result<()> {
             path.display()
         );
     }
+    let gz = path.extension().is_some_and(|e| e == "gz");
     let mut head = Vec::with_capacity(4096);
     let read = File::open(path).and_then(|file| {
-        if path.extension().is_some_and(|e| e == "gz") {
+        if gz {
             MultiGzDecoder::new(BufReader::new(file))
                 .take(4096)
                 .read_to_end(&mut head)
@@ -1006,7 +1007,7 @@ fn check_wordnet_output(path: &Path) -> Result<()> {
     let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let first = std::str::from_utf8(first).unwrap_or_default();
     let ours = read.is_ok()
-        && if path.extension().is_some_and(|e| e == "gz") {
+        && if gz {
             head.is_empty()
                 || first
                     .split_once('\t')

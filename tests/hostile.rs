@@ -576,6 +576,23 @@ fn train_cli(out: &Path, extra: &[&str]) -> Output {
     run(&args, None)
 }
 
+/// `train --kind nash --corpus (the fixture corpus) --out OUT --steps 1` and `extra`.
+fn nash_cli(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--kind",
+        "nash",
+        "--corpus",
+        fixtures::corpus_file().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    run(&args, None)
+}
+
 /// `train --init FROM --out OUT --steps 1 --valid-every 0` and `extra`.
 fn init_cli(from: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
@@ -916,22 +933,7 @@ fn init_and_resume_refuse_vocabulary_flags_they_cannot_honour() {
         &["--resume", "--steps", "2", "--tokenizer", "word"],
     ));
     let n = dir.path().join("n.safetensors");
-    let corpus = fixtures::corpus_file().to_str().unwrap();
-    let nash = |extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--kind",
-            "nash",
-            "--corpus",
-            corpus,
-            "--out",
-            n.to_str().unwrap(),
-            "--steps",
-            "1",
-        ];
-        args.extend_from_slice(extra);
-        run(&args, None)
-    };
+    let nash = |extra: &[&str]| nash_cli(&n, extra);
     assert_ok(&nash(&[]));
     let err = one_line_error("nash", &nash(&["--resume", "--vocab-size", "300"]));
     assert!(err.contains("keeps its vocabulary"), "{err}");
@@ -1032,7 +1034,6 @@ fn bag_of_words_runs_refuse_sequence_only_flags() {
     ];
     let dir = temp_dir();
     let out = dir.path().join("n.safetensors");
-    let corpus = fixtures::corpus_file().to_str().unwrap();
     let cli = latent_tui::cli::Cli::command();
     let train = cli.find_subcommand("train").expect("a train subcommand");
     let mut refused = Vec::new();
@@ -1056,20 +1057,9 @@ fn bag_of_words_runs_refuse_sequence_only_flags() {
         let mut last = String::new();
         let mut ok = false;
         for value in candidates {
-            let mut args = vec![
-                "train",
-                "--kind",
-                "nash",
-                "--corpus",
-                corpus,
-                "--out",
-                out.to_str().unwrap(),
-                "--steps",
-                "1",
-                &flag,
-            ];
-            args.extend(value.iter().map(String::as_str));
-            let run = run(&args, None);
+            let mut extra = vec![flag.as_str()];
+            extra.extend(value.iter().map(String::as_str));
+            let run = nash_cli(&out, &extra);
             last = String::from_utf8_lossy(&run.stderr).into_owned();
             if run.status.code() == Some(1)
                 && last.contains(&flag)

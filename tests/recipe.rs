@@ -54,6 +54,12 @@ fn weights(out: &std::path::Path) -> Vec<(String, Vec<f32>)> {
 }
 
 /// The training config a checkpoint stores.
+/// The gradient of the scalar `loss` with respect to the variable `of`, as rows.
+fn grad_rows(loss: &candle_core::Tensor, of: &candle_core::Tensor) -> Vec<Vec<f32>> {
+    let grads = loss.backward().unwrap();
+    grads.get(of).unwrap().to_vec2::<f32>().unwrap()
+}
+
 fn config(out: &std::path::Path) -> serde_json::Value {
     common::engine(out).provenance.train_config.clone().unwrap()
 }
@@ -329,12 +335,7 @@ fn the_penalty_above_a_threshold_pushes_only_the_pairs_correlated_over_the_run()
     // Pair (0, 1): running correlation 1, excess 0.5, batch correlation 1 → 0.5; no other pair.
     let value = p.to_scalar::<f32>().unwrap();
     assert!((value - 0.5).abs() < 1e-4, "{value}");
-    let grads = p.backward().unwrap();
-    let g = grads
-        .get(duplicated.as_tensor())
-        .unwrap()
-        .to_vec2::<f32>()
-        .unwrap();
+    let g = grad_rows(&p, duplicated.as_tensor());
     for row in &g {
         assert!(
             row[2] == 0.0 && row[3] == 0.0,
@@ -423,12 +424,7 @@ fn a_bit_cannot_lower_the_penalty_above_a_threshold_by_moving_less() {
     );
     assert!((a - 0.5).abs() < 1e-3 && (b - a).abs() < 1e-3, "{a} vs {b}");
     // Nor by moving further: the gradient along bit 1's own deviations is zero.
-    let grads = p_loud.backward().unwrap();
-    let g = grads
-        .get(loud.as_tensor())
-        .unwrap()
-        .to_vec2::<f32>()
-        .unwrap();
+    let g = grad_rows(&p_loud, loud.as_tensor());
     let along: f32 = (0..8).map(|i| g[i][1] * (bit(i, 0) - 0.5)).sum();
     assert!(along.abs() < 1e-4, "{along}");
 }
@@ -1060,12 +1056,7 @@ fn free_bits_floor_each_dimensions_batch_kl_and_stop_its_pull() {
     let floored = free_bits_kl(per_dim.as_tensor(), 0.3).unwrap();
     let value = floored.to_scalar::<f32>().unwrap();
     assert!((value - (0.3 + 0.5 + 2.0) * 2.0).abs() < 1e-5, "{value}");
-    let grads = floored.backward().unwrap();
-    let g = grads
-        .get(per_dim.as_tensor())
-        .unwrap()
-        .to_vec2::<f32>()
-        .unwrap();
+    let g = grad_rows(&floored, per_dim.as_tensor());
     for row in &g {
         assert_eq!(
             row[0], 0.0,
