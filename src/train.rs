@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -818,8 +818,60 @@ pub struct Adam {
 /// Elements per task of the AdamW update (the output layer alone has 2M).
 const ADAM_CHUNK: usize = 1 << 16;
 
-fn grad_values(g: &Tensor) -> Result<Vec<f32>> {
-    Ok(g.flatten_all()?.to_vec1::<f32>()?)
+/// Calls `f` with a CPU f32 tensor's values, read in place (no copy).
+fn with_values<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
+    let guard = t.storage_and_layout().0;
+    let candle_core::Storage::Cpu(s) = &*guard else {
+        bail!("the optimiser runs on the CPU only");
+    };
+    Ok(f(crate::model::sgemm::contiguous_f32(
+        s,
+        t.layout(),
+        "a gradient",
+    )?))
+}
+
+/// One parameter's AdamW update, applied to the variable's own storage (candle's in-place op)
+/// with its gradient read in place: no copy of the parameter or its gradient per step.
+struct AdamUpdate<'a> {
+    m: Mutex<&'a mut [f32]>,
+    v: Mutex<&'a mut [f32]>,
+    constants: kernels::AdamStep,
+}
+
+impl candle_core::InplaceOp2 for AdamUpdate<'_> {
+    fn name(&self) -> &'static str {
+        "adam-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut candle_core::CpuStorage,
+        dst_l: &candle_core::Layout,
+        grad: &candle_core::CpuStorage,
+        grad_l: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        let g = crate::model::sgemm::contiguous_f32(grad, grad_l, "a gradient")?;
+        let param = match (dst, dst_l.contiguous_offsets()) {
+            (candle_core::CpuStorage::F32(p), Some((a, b))) => &mut p[a..b],
+            _ => candle_core::bail!("adam: a parameter must be a contiguous f32 tensor"),
+        };
+        let mut m = self.m.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v = self.v.lock().unwrap_or_else(|e| e.into_inner());
+        if param.len() != g.len() || m.len() != g.len() || v.len() != g.len() {
+            candle_core::bail!("adam: a gradient's size differs from its parameter's");
+        }
+        // Element-wise, so chunks on every thread give the same values as one pass.
+        use rayon::prelude::*;
+        let constants = self.constants;
+        param
+            .par_chunks_mut(ADAM_CHUNK)
+            .zip(g.par_chunks(ADAM_CHUNK))
+            .zip(m.par_chunks_mut(ADAM_CHUNK))
+            .zip(v.par_chunks_mut(ADAM_CHUNK))
+            .for_each(|(((p, g), m), v)| kernels::adam_update(p, g, m, v, constants));
+        Ok(())
+    }
 }
 
 impl Adam {
@@ -850,16 +902,16 @@ impl Adam {
 
     /// Clips the global gradient norm to `clip` (if positive), then updates; returns the norm.
     pub fn step(&mut self, grads: &GradStore, clip: f64) -> Result<f64> {
-        let grads: Vec<Option<Vec<f32>>> = self
+        // Backward leaves contiguous gradients; `contiguous` is then a cheap handle.
+        let grads: Vec<Option<Tensor>> = self
             .vars
             .iter()
-            .map(|(_, var)| grads.get(var).map(grad_values).transpose())
-            .collect::<Result<_>>()?;
-        let sq: f64 = grads
-            .iter()
-            .flatten()
-            .map(|g| kernels::sum_squares(g) as f64)
-            .sum();
+            .map(|(_, var)| grads.get(var).map(|g| g.contiguous()).transpose())
+            .collect::<candle_core::Result<_>>()?;
+        let mut sq = 0f64;
+        for g in grads.iter().flatten() {
+            sq += with_values(g, |g| kernels::sum_squares(g) as f64)?;
+        }
         let norm = sq.sqrt();
         if !norm.is_finite() {
             bail!("the gradient norm is {norm}");
@@ -880,18 +932,19 @@ impl Adam {
             bias_correction2: (1.0 - Self::B2.powi(self.t as i32)) as f32,
             grad_scale: scale as f32,
         };
-        for (i, ((_, var), g)) in self.vars.iter().zip(&grads).enumerate() {
+        for (((_, var), g), (m, v)) in self
+            .vars
+            .iter()
+            .zip(&grads)
+            .zip(self.m.iter_mut().zip(self.v.iter_mut()))
+        {
             let Some(g) = g else { continue };
-            let mut param = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-            // Element-wise, so chunks on every thread give the same values as one pass.
-            use rayon::prelude::*;
-            param
-                .par_chunks_mut(ADAM_CHUNK)
-                .zip(g.par_chunks(ADAM_CHUNK))
-                .zip(self.m[i].par_chunks_mut(ADAM_CHUNK))
-                .zip(self.v[i].par_chunks_mut(ADAM_CHUNK))
-                .for_each(|(((p, g), m), v)| kernels::adam_update(p, g, m, v, constants));
-            var.set(&Tensor::from_vec(param, var.shape(), var.device())?)?;
+            let update = AdamUpdate {
+                m: Mutex::new(m),
+                v: Mutex::new(v),
+                constants,
+            };
+            var.as_tensor().inplace_op2(g, &update)?;
         }
         Ok(norm)
     }

@@ -318,3 +318,87 @@ fn schedules_reach_their_floor_and_constant_stays_put() {
     let c = LrSchedule::constant(3e-3);
     assert!((0..200).all(|t| c.at(t, total) == 3e-3));
 }
+
+/// `Adam::step` (AdamW, updating each variable in place) against a scalar reference over three
+/// steps: norm clipping, weight decay, a variable with no gradient left untouched, one large
+/// enough to be updated in several parallel chunks, and a second variable whose moments must
+/// stay its own.
+#[test]
+fn adam_updates_every_variable_in_place_like_the_reference() -> Result<()> {
+    use candle_core::{Device, Tensor, Var};
+    use latent_tui::train::Adam;
+    let dev = Device::Cpu;
+    let big = 200_003; // several update chunks and a ragged end
+    let init = |n: usize, k: f32| -> Vec<f32> { (0..n).map(|i| (i as f32 * k).sin()).collect() };
+    let (a0, b0, c0) = (init(big, 0.37), init(5, 1.3), init(3, 0.9));
+    let a = Var::from_vec(a0.clone(), big, &dev)?;
+    let b = Var::from_vec(b0.clone(), 5, &dev)?;
+    let unused = Var::from_vec(c0.clone(), 3, &dev)?;
+    let (lr, wd, clip) = (1e-2, 0.1, 5.0);
+    let mut adam = Adam::new(
+        vec![
+            ("a".into(), a.clone()),
+            ("unused".into(), unused.clone()),
+            ("b".into(), b.clone()),
+        ],
+        lr,
+        wd,
+    )?;
+    // Reference state.
+    let (mut ra, mut rb) = (a0.clone(), b0.clone());
+    let (mut ma, mut va) = (vec![0f64; big], vec![0f64; big]);
+    let (mut mb, mut vb) = (vec![0f64; 5], vec![0f64; 5]);
+    let (mut ra64, mut rb64): (Vec<f64>, Vec<f64>) = (
+        ra.iter().map(|&x| x as f64).collect(),
+        rb.iter().map(|&x| x as f64).collect(),
+    );
+    for t in 1..=3i32 {
+        // loss = Σ a² · 0.5·(t) + Σ (b · w) with w fixed: gradients a·t and w.
+        let w = Tensor::new(&[3.0f32, -2.0, 0.5, 4.0, -1.0], &dev)?;
+        let loss = ((a.as_tensor().sqr()?.sum_all()? * (0.5 * t as f64))?
+            + (b.as_tensor() * &w)?.sum_all()?)?;
+        let grads = loss.backward()?;
+        let norm = adam.step(&grads, clip)?;
+        let ga: Vec<f64> = ra.iter().map(|&x| x as f64 * t as f64).collect();
+        let gb: Vec<f64> = w.to_vec1::<f32>()?.iter().map(|&x| x as f64).collect();
+        let want_norm = ga.iter().chain(&gb).map(|g| g * g).sum::<f64>().sqrt();
+        assert!(
+            (norm / want_norm - 1.0).abs() < 1e-4,
+            "step {t}: norm {norm} vs {want_norm}"
+        );
+        let scale = if want_norm > clip {
+            clip / want_norm
+        } else {
+            1.0
+        };
+        let (c1, c2) = (1.0 - 0.9f64.powi(t), 1.0 - 0.999f64.powi(t));
+        let update = |p: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64]| {
+            for i in 0..p.len() {
+                let g = g[i] * scale;
+                m[i] = 0.9 * m[i] + 0.1 * g;
+                v[i] = 0.999 * v[i] + 0.001 * g * g;
+                let step = (m[i] / c1) / ((v[i] / c2).sqrt() + 1e-8);
+                p[i] -= lr * (step + wd * p[i]);
+            }
+        };
+        update(&mut ra64, &ga, &mut ma, &mut va);
+        update(&mut rb64, &gb, &mut mb, &mut vb);
+        ra = ra64.iter().map(|&x| x as f32).collect();
+        rb = rb64.iter().map(|&x| x as f32).collect();
+        for (name, var, want) in [("a", &a, &ra), ("b", &b, &rb)] {
+            let got = var.as_tensor().to_vec1::<f32>()?;
+            let worst = got
+                .iter()
+                .zip(want.iter())
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-5, "step {t}, {name}: off by {worst}");
+        }
+        assert_eq!(
+            unused.as_tensor().to_vec1::<f32>()?,
+            c0,
+            "no gradient, no update"
+        );
+    }
+    Ok(())
+}
