@@ -100,6 +100,21 @@ pub fn to_json_line<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Resu
     serde_json::to_string(value).map(json_escaped)
 }
 
+/// The one-cell visible form of `c` where a text is drawn character by character (the
+/// explorer's text fields): `c` itself when it is safe, else its Unicode control picture for
+/// C0 (`\x1b` as `␛`) and DEL (`␡`), and U+FFFD `�` for C1 and the bidirectional formatting
+/// characters. Cell for cell, so the field's cursor stays on the character it edits.
+pub fn visible_char(c: char) -> char {
+    if !is_unsafe(c) {
+        return c;
+    }
+    match c as u32 {
+        n @ 0..=0x1f => char::from_u32(0x2400 + n).expect("control pictures are chars"),
+        0x7f => '\u{2421}',
+        _ => '\u{fffd}',
+    }
+}
+
 /// A list of texts, each [`shown`], joined with `sep`.
 pub fn shown_join<S: AsRef<str>>(texts: &[S], sep: &str) -> String {
     texts

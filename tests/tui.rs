@@ -2072,3 +2072,97 @@ fn neighbors_search_the_entries_encoded_so_far_while_the_index_is_built() {
     assert_eq!(got, want);
     assert_eq!(got.len(), 20);
 }
+
+/// Bidirectional formatting characters (U+202E RIGHT-TO-LEFT OVERRIDE and kin) and terminal
+/// escapes in a corpus are not sent to the terminal, on every screen a corpus text reaches
+/// (Neighbors, Clusters, a member loaded into Explore's sentence field, which drew each
+/// character raw into its own cell): the terminal would obey an escape, or show a line in
+/// another order than it is written ("Trojan Source").
+#[test]
+fn bidirectional_controls_in_a_corpus_never_reach_the_screen() {
+    let (dir, ckpt, corpus) = common::labelled_binary_copy("bidi.safetensors");
+    let text = std::fs::read_to_string(&corpus).unwrap();
+    // Bidirectional formatting characters, and two that start a terminal escape (ESC, C1 CSI).
+    let marks = [
+        '\u{202e}', '\u{2066}', '\u{200f}', '\u{61c}', '\u{1b}', '\u{9b}',
+    ];
+    let forged: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let (label, sentence) = l.split_once('\t').unwrap();
+            let m = marks[i % marks.len()];
+            let words: Vec<String> = sentence.split(' ').map(|w| format!("{w}{m}")).collect();
+            format!("{label}{m}\t{}\n", words.join(" "))
+        })
+        .collect();
+    let forged_path = dir.path().join("bidi.tsv");
+    std::fs::write(&forged_path, forged).unwrap();
+    let opts = AppOptions {
+        index_corpus: Some(forged_path.display().to_string()),
+        ..AppOptions::default()
+    };
+    let mut h = Harness::new(engine(&ckpt), opts);
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    h.app.update(Msg::Key(crossterm::event::KeyEvent::new(
+        KeyCode::Char('6'),
+        crossterm::event::KeyModifiers::NONE,
+    )));
+    assert_eq!(h.app.tab, TabId::Neighbors);
+    let reqs = h.queued();
+    h.compute(reqs);
+    let found: Vec<String> = match h.app.neighbors_of_current() {
+        Some(Ok(v)) => v.iter().map(|n| n.text.to_string()).collect(),
+        other => panic!("expected neighbours, got {other:?}"),
+    };
+    assert!(
+        found.iter().all(|t| t.chars().any(|c| marks.contains(&c))),
+        "the index keeps the texts as they are: {found:?}"
+    );
+    let clean = |t: &str| -> String { t.chars().filter(|c| !marks.contains(c)).collect() };
+    let safe = |s: &str| {
+        if let Some(c) = s
+            .chars()
+            .find(|&c| latent_tui::printable::is_unsafe(c) && c != '\n')
+        {
+            panic!("the screen holds {c:?}:\n{s:?}");
+        }
+    };
+    let s = h.screen();
+    safe(&s);
+    // The text itself is shown, without the marks.
+    assert_has(&s, &clean(&found[0]));
+
+    // The Clusters tab: the list with each cluster's medoid, then one cluster's members.
+    h.key(KeyCode::Char('7'));
+    let reqs = h.queued();
+    h.compute(reqs);
+    let view = h.app.shared.clusters.clone().expect("clusters");
+    let s = h.screen();
+    safe(&s);
+    assert_has(&s, &clean(&view.report.clusters[0].medoid_text));
+    h.key(KeyCode::Enter);
+    let s = h.screen();
+    safe(&s);
+    let members = view.members_by_distance(0);
+    assert_has(&s, &clean(&view.data.texts[members[0]]));
+    // A member loaded into Explore: its text in the sentence field, its decoding, the code
+    // panel's title naming its cluster.
+    h.key(KeyCode::Enter);
+    assert_eq!(h.app.tab, TabId::Explore);
+    let s = h.screen();
+    safe(&s);
+    let field: String = view.data.texts[members[0]]
+        .chars()
+        .map(latent_tui::printable::visible_char)
+        .collect();
+    assert!(
+        field.contains('\u{fffd}') || field.contains('␛'),
+        "{field:?}"
+    );
+    assert_has(&s, &field);
+    let k = view.nearest_cluster(&h.app.shared.code).expect("a code");
+    assert_has(&s, &format!("cluster {}: ", k + 1));
+}

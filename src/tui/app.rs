@@ -632,5 +632,8 @@ impl Widget for &App {
         if let Some(scroll) = self.help {
             widgets::help_overlay(buf, area, super::help_lines(self.theme), scroll, self.theme);
         }
+        // Texts from a corpus, an index or a checkpoint reach many widgets: none of their
+        // control or bidirectional formatting characters goes to the terminal.
+        widgets::scrub_unsafe(buf, area);
     }
 }

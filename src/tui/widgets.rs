@@ -11,6 +11,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph, Widget, Wrap};
 
+use crate::printable::{is_unsafe, visible_char};
+
 /// Colours when the terminal may have them; reverse, bold and symbols when NO_COLOR is set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Theme {
@@ -130,6 +132,27 @@ pub fn put(buf: &mut Buffer, clip: Rect, x: u16, y: u16, symbol: &str, style: St
     if x >= clip.x && x < clip.right() && y >= clip.y && y < clip.bottom() {
         if let Some(cell) = buf.cell_mut((x, y)) {
             cell.set_symbol(symbol).set_style(style);
+        }
+    }
+}
+
+/// Takes out of every cell of `area` what a terminal would obey rather than show: control
+/// characters and bidirectional formatting characters ([`is_unsafe`]). ratatui drops control
+/// characters from the strings it lays out, but keeps a zero-width character with the cell
+/// before it (a block's title, a list item) and draws whatever a cell is given; a cell left
+/// empty shows U+FFFD. Run over the finished frame, so no widget can send one to the terminal.
+pub fn scrub_unsafe(buf: &mut Buffer, area: Rect) {
+    let area = area.intersection(buf.area);
+    for y in area.top()..area.bottom() {
+        for x in area.left()..area.right() {
+            let Some(cell) = buf.cell_mut((x, y)) else {
+                continue;
+            };
+            if !cell.symbol().chars().any(is_unsafe) {
+                continue;
+            }
+            let kept: String = cell.symbol().chars().filter(|&c| !is_unsafe(c)).collect();
+            cell.set_symbol(if kept.is_empty() { "\u{fffd}" } else { &kept });
         }
     }
 }
@@ -342,6 +365,8 @@ impl TextInput {
             0
         };
         let x0 = area.x + pw;
+        // A text loaded from a corpus may hold control or bidirectional formatting
+        // characters: each is drawn as a visible stand-in, in its own cell.
         for (i, c) in self.chars.iter().skip(start).take(avail).enumerate() {
             let mut s = [0u8; 4];
             put(
@@ -349,7 +374,7 @@ impl TextInput {
                 area,
                 x0 + i as u16,
                 y,
-                c.encode_utf8(&mut s),
+                visible_char(*c).encode_utf8(&mut s),
                 theme.plain(),
             );
         }
@@ -358,7 +383,7 @@ impl TextInput {
             let under = self
                 .chars
                 .get(self.cursor)
-                .map(|c| c.to_string())
+                .map(|c| visible_char(*c).to_string())
                 .unwrap_or_else(|| " ".into());
             put(
                 buf,
@@ -603,6 +628,41 @@ pub fn fmt_secs(s: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrubbing_a_frame_removes_what_a_terminal_would_obey() {
+        let area = Rect::new(0, 0, 12, 3);
+        let mut buf = Buffer::empty(area);
+        // ratatui keeps a zero-width character with the cell before it in a block's title.
+        Block::new()
+            .borders(Borders::ALL)
+            .title("a\u{202e}bc")
+            .render(area, &mut buf);
+        put(&mut buf, area, 2, 1, "\x1b", Style::new());
+        put(&mut buf, area, 3, 1, "e\u{2066}", Style::new());
+        assert_eq!(buf[(1, 0)].symbol(), "a\u{202e}", "ratatui keeps the mark");
+        scrub_unsafe(&mut buf, area);
+        assert_eq!(buf[(1, 0)].symbol(), "a");
+        assert_eq!(buf[(2, 0)].symbol(), "b");
+        assert_eq!(buf[(2, 1)].symbol(), "\u{fffd}");
+        assert_eq!(buf[(3, 1)].symbol(), "e");
+        assert_eq!(buf[(0, 0)].symbol(), "┌", "the rest is untouched");
+    }
+
+    #[test]
+    fn a_text_field_draws_control_and_bidi_characters_as_visible_stand_ins() {
+        let area = Rect::new(0, 0, 12, 1);
+        let mut buf = Buffer::empty(area);
+        let field = TextInput::with_text("a\x1b[\u{202e}\u{9b}\u{7f}é");
+        field.render(&mut buf, area, "› ", false, Theme { color: false });
+        let row: String = (0..10).map(|x| buf[(x, 0)].symbol().to_string()).collect();
+        assert_eq!(row, "› a␛[\u{fffd}\u{fffd}␡é ");
+        assert_eq!(
+            field.text(),
+            "a\x1b[\u{202e}\u{9b}\u{7f}é",
+            "the text itself is kept"
+        );
+    }
 
     #[test]
     fn grouped_columns_fit_or_window_around_the_cursor() {
