@@ -89,7 +89,7 @@ impl PackedCodes {
         if bits == 0 {
             return Err("codes must have at least one bit".into());
         }
-        if data.len() % words != 0 {
+        if !data.len().is_multiple_of(words) {
             return Err(format!(
                 "{} words do not split into {bits}-bit codes of {words} words",
                 data.len()

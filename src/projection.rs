@@ -380,7 +380,9 @@ mod tests {
         let points: Vec<Vec<f32>> = (0..300u64)
             .map(|i| {
                 (0..37u64)
-                    .map(|j| f32::from(u8::from((i * 2654435761 ^ j * 40503) % 7 < 3 + (i % 3))))
+                    .map(|j| {
+                        f32::from(u8::from(((i * 2654435761) ^ (j * 40503)) % 7 < 3 + (i % 3)))
+                    })
                     .collect()
             })
             .collect();
@@ -393,7 +395,7 @@ mod tests {
 
     #[test]
     fn jacobi_diagonalises_a_symmetric_matrix() {
-        let a = vec![
+        let a = [
             vec![4.0, 1.0, 2.0],
             vec![1.0, 3.0, 0.5],
             vec![2.0, 0.5, 1.0],

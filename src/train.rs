@@ -1250,7 +1250,7 @@ pub fn run_loop(
 
         let out_of_time = s.time_limit_secs.is_some_and(|t| spent() >= t);
         let finishing = step == s.steps || out_of_time;
-        if (s.valid_every > 0 && step % s.valid_every == 0) || finishing {
+        if (s.valid_every > 0 && step.is_multiple_of(s.valid_every)) || finishing {
             if let Some(v) = objective.validate(step)? {
                 check_finite("validation perplexity", v.stats.ppl, step, &s.out)?;
                 metrics.insert("valid_ppl".into(), v.stats.ppl);
@@ -1266,7 +1266,7 @@ pub fn run_loop(
                 last_valid = Some(v.stats);
             }
         }
-        if (s.checkpoint_every > 0 && step % s.checkpoint_every == 0) || finishing {
+        if (s.checkpoint_every > 0 && step.is_multiple_of(s.checkpoint_every)) || finishing {
             objective.save(step, &metrics)?;
         }
         if out_of_time {

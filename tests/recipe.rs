@@ -1123,10 +1123,12 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
     }
     // The same bounds for a config that did not come from the command line.
     for bad in [-1.0, 11.0, f64::NAN] {
-        let mut cfg = latent_tui::train::TrainConfig::default();
-        cfg.kind = latent_tui::model::LatentKind::Gaussian;
-        cfg.free_bits = bad;
-        cfg.out = dir.path().join("never.safetensors");
+        let cfg = latent_tui::train::TrainConfig {
+            kind: latent_tui::model::LatentKind::Gaussian,
+            free_bits: bad,
+            out: dir.path().join("never.safetensors"),
+            ..Default::default()
+        };
         let (tx, _rx) = std::sync::mpsc::channel();
         let err = latent_tui::train::train(&cfg, tx, &Default::default())
             .unwrap_err()
@@ -1174,8 +1176,10 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
     assert_eq!(config(&split)["free_bits"], 0.5);
     assert_eq!(weights(&split), weights(&out));
     // A run saved before the option existed reads as without it.
-    let mut cfg = latent_tui::train::TrainConfig::default();
-    cfg.free_bits = 0.25;
+    let cfg = latent_tui::train::TrainConfig {
+        free_bits: 0.25,
+        ..Default::default()
+    };
     let mut json = serde_json::to_value(&cfg).unwrap();
     json.as_object_mut().unwrap().remove("free_bits");
     let old: latent_tui::train::TrainConfig = serde_json::from_value(json).unwrap();

@@ -2611,6 +2611,22 @@ fn flip(
     Ok(())
 }
 
+/// A progress bar from 0 to 1000 labelled `what`, drawn on a terminal, hidden otherwise (logs
+/// and pipes get the commands' own lines).
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let bar = indicatif::ProgressBar::new(1000);
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(&format!("{what} {{bar:30}} {{percent}}%"))
+                .expect("valid template"),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2677,20 +2693,4 @@ mod tests {
         assert!(check_code_values(&[f32::NAN], false).is_err());
         assert!(check_code_values(&[1e6], false).is_err());
     }
-}
-
-/// A progress bar from 0 to 1000 labelled `what`, drawn on a terminal, hidden otherwise (logs
-/// and pipes get the commands' own lines).
-fn progress_bar(what: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    let bar = indicatif::ProgressBar::new(1000);
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(&format!("{what} {{bar:30}} {{percent}}%"))
-                .expect("valid template"),
-        );
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar
 }

@@ -1455,7 +1455,7 @@ mod tests {
         let (x, h) = (0.8f32, -0.4f32);
         let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
         let r = sigmoid(0.5 * x + 0.1 + 1.0 * h + 0.0);
-        let z = sigmoid(-1.0 * x + 0.2 + 0.5 * h - 0.1);
+        let z = sigmoid(-x + 0.2 + 0.5 * h - 0.1);
         let n = (2.0 * x + 0.3 + r * (-0.5 * h + 0.2)).tanh();
         let expected = (1.0 - z) * n + z * h;
         let xs = t(&[x], &[1, 1])?;

@@ -923,7 +923,7 @@ impl MapState {
                 let along = dx * dir.0 + dy * dir.1;
                 let across = (dx * dir.1 - dy * dir.0).abs();
                 (i != from && along > 0.0 && across <= 1.75 * along)
-                    .then(|| (along * along + 4.0 * across * across, i))
+                    .then_some((along * along + 4.0 * across * across, i))
             })
             .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         if let Some((_, i)) = best {
