@@ -11,6 +11,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph, Widget, Wrap};
 
+use unicode_width::UnicodeWidthChar;
+
 use crate::printable::{is_unsafe, visible_char};
 
 /// Colours when the terminal may have them; reverse, bold and symbols when NO_COLOR is set.
@@ -347,7 +349,8 @@ impl TextInput {
     }
 
     /// Draws `prompt` then the text, scrolled so the cursor stays visible; the cursor is a
-    /// reversed cell when `focused`.
+    /// reversed cell when `focused`. Laid out by display width: a wide character (CJK) takes
+    /// two cells, a zero-width one (a combining accent) joins the cell before it.
     pub fn render(&self, buf: &mut Buffer, area: Rect, prompt: &str, focused: bool, theme: Theme) {
         if area.width == 0 || area.height == 0 {
             return;
@@ -359,40 +362,67 @@ impl TextInput {
         if avail == 0 {
             return;
         }
-        let start = if self.cursor >= avail {
-            self.cursor + 1 - avail
-        } else {
-            0
-        };
-        let x0 = area.x + pw;
         // A text loaded from a corpus may hold control or bidirectional formatting
-        // characters: each is drawn as a visible stand-in, in its own cell.
-        for (i, c) in self.chars.iter().skip(start).take(avail).enumerate() {
+        // characters: each is drawn as a visible stand-in ([`visible_char`]).
+        let shown: Vec<char> = self.chars.iter().map(|&c| visible_char(c)).collect();
+        let width = |c: char| UnicodeWidthChar::width(c).unwrap_or(0);
+        // The first character drawn: as far back as the cursor's cell (one column past the
+        // end) still fits.
+        let mut start = self.cursor;
+        let mut used = shown.get(self.cursor).map_or(1, |&c| width(c).max(1));
+        while start > 0 && used + width(shown[start - 1]) <= avail {
+            start -= 1;
+            used += width(shown[start]);
+        }
+        // A zero-width character joins the cell before it, which must be drawn too.
+        while start > 0 && width(shown[start]) == 0 {
+            start -= 1;
+        }
+        let x0 = area.x + pw;
+        let right = x0 + avail as u16;
+        let mut x = x0;
+        let mut last: Option<u16> = None;
+        let mut cursor_x = None;
+        for (i, &c) in shown.iter().enumerate().skip(start) {
+            let w = width(c) as u16;
+            if w == 0 {
+                if let Some(lx) = last {
+                    let mut symbol = buf[(lx, y)].symbol().to_string();
+                    symbol.push(c);
+                    buf[(lx, y)].set_symbol(&symbol);
+                }
+                if i == self.cursor {
+                    cursor_x = last.or(Some(x));
+                }
+                continue;
+            }
+            if x + w > right {
+                break;
+            }
             let mut s = [0u8; 4];
-            put(
-                buf,
-                area,
-                x0 + i as u16,
-                y,
-                visible_char(*c).encode_utf8(&mut s),
-                theme.plain(),
-            );
+            put(buf, area, x, y, c.encode_utf8(&mut s), theme.plain());
+            for hidden in x + 1..x + w {
+                // Covered by the wide character (ratatui's convention for such cells).
+                if let Some(cell) = buf.cell_mut((hidden, y)) {
+                    cell.reset();
+                }
+            }
+            if i == self.cursor {
+                cursor_x = Some(x);
+            }
+            last = Some(x);
+            x += w;
         }
         if focused {
-            let cx = x0 + (self.cursor - start) as u16;
-            let under = self
-                .chars
-                .get(self.cursor)
-                .map(|c| visible_char(*c).to_string())
-                .unwrap_or_else(|| " ".into());
-            put(
-                buf,
-                area,
-                cx,
-                y,
-                &under,
-                Style::new().add_modifier(Modifier::REVERSED),
-            );
+            let cx = cursor_x.unwrap_or(x);
+            if self.cursor >= shown.len() {
+                put(buf, area, cx, y, " ", Style::new());
+            }
+            if let Some(cell) = buf.cell_mut((cx, y)) {
+                if cx < area.right() {
+                    cell.set_style(Style::new().add_modifier(Modifier::REVERSED));
+                }
+            }
         }
     }
 }
@@ -662,6 +692,43 @@ mod tests {
             "a\x1b[\u{202e}\u{9b}\u{7f}é",
             "the text itself is kept"
         );
+    }
+
+    #[test]
+    fn a_text_field_lays_out_wide_and_zero_width_characters_by_display_width() {
+        let cells = |buf: &Buffer, n: u16| -> Vec<String> {
+            (0..n).map(|x| buf[(x, 0)].symbol().to_string()).collect()
+        };
+        let field = TextInput::with_text("日本語 e\u{301}x");
+        let area = Rect::new(0, 0, 14, 1);
+        let mut buf = Buffer::empty(area);
+        field.render(&mut buf, area, "› ", true, Theme { color: false });
+        // Each CJK character takes two cells (the second blank, hidden by it); the accent
+        // joins its letter; the cursor is the reversed cell past the end.
+        assert_eq!(
+            cells(&buf, 12),
+            ["›", " ", "日", " ", "本", " ", "語", " ", " ", "e\u{301}", "x", " "]
+        );
+        assert!(buf[(11, 0)].modifier.contains(Modifier::REVERSED));
+        assert!(!buf[(10, 0)].modifier.contains(Modifier::REVERSED));
+        // Narrow: scrolled by width so the cursor's cell stays visible, never half a character.
+        let area = Rect::new(0, 0, 8, 1);
+        let mut buf = Buffer::empty(area);
+        field.render(&mut buf, area, "› ", true, Theme { color: false });
+        assert_eq!(
+            cells(&buf, 8),
+            ["›", " ", " ", "e\u{301}", "x", " ", " ", " "]
+        );
+        assert!(buf[(5, 0)].modifier.contains(Modifier::REVERSED));
+        // The cursor on a wide character reverses its cell.
+        let mut home = field.clone();
+        home.on_key(KeyEvent::new(KeyCode::Home, KeyModifiers::NONE));
+        home.on_key(KeyEvent::new(KeyCode::Right, KeyModifiers::NONE));
+        let mut buf = Buffer::empty(area);
+        home.render(&mut buf, area, "› ", true, Theme { color: false });
+        assert_eq!(cells(&buf, 6), ["›", " ", "日", " ", "本", " "]);
+        assert!(buf[(4, 0)].modifier.contains(Modifier::REVERSED));
+        assert!(!buf[(2, 0)].modifier.contains(Modifier::REVERSED));
     }
 
     #[test]
