@@ -1198,6 +1198,37 @@ fn every_numeric_flag_is_validated() {
             ));
         }
     }
+    // Sizes stop where a model may go: a width beyond 2^16 or a bag-of-words batch beyond 1,024
+    // documents is refused before anything is allocated (eval-retrieval and probe aborted on a
+    // failed allocation of up to 10^14 bytes; a batch of every document needed 284 GB).
+    let base_of = |name: &str| {
+        cases
+            .iter()
+            .find(|(b, ..)| b[0] == name)
+            .map(|(b, ..)| b.clone())
+            .unwrap()
+    };
+    let (retrieval, probe) = (base_of("eval-retrieval"), base_of("probe"));
+    for (base, flag, value) in [
+        (&retrieval, "--bits", "65537"),
+        (&retrieval, "--bits", "18446744073709551615"),
+        (&retrieval, "--hidden-dim", "4294967295"),
+        (&retrieval, "--batch-size", "1025"),
+        (&probe, "--hidden-dim", "65537"),
+        (&nash_base, "--batch-size", "1025"),
+    ] {
+        let args = with_flag(base, flag, value);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&refs, None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(2) || !err.contains(flag) {
+            failures.push(format!(
+                "{} {flag}={value}: exit {:?}; {err}",
+                base[0],
+                out.status.code()
+            ));
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

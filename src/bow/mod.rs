@@ -281,12 +281,40 @@ impl BowCheckpoint {
 
 /// Documents per batch when encoding or scoring (no gradients, so larger than in training).
 pub const EVAL_BATCH: usize = 512;
+/// Most cells of an encoding or scoring batch's pair matrix (documents × (document, word)
+/// pairs of the batch, see [`BagBatch`]): 2^24 values, 64 MB. Long documents make batches of
+/// fewer documents instead of a matrix that grows with the square of the batch.
+pub const EVAL_BATCH_CELLS: usize = 1 << 24;
+
+/// Consecutive ranges of documents of `lengths` (word, count) pairs each, to encode or score
+/// together: at most [`EVAL_BATCH`] documents and [`EVAL_BATCH_CELLS`] cells each (a single
+/// document larger than that goes alone).
+pub fn eval_batches(lengths: impl IntoIterator<Item = usize>) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut pairs, mut i) = (0usize, 0usize, 0usize);
+    for len in lengths {
+        let len = len.max(1);
+        let docs = i - start + 1;
+        let cells = docs.saturating_mul(pairs.saturating_add(len));
+        if i > start && (docs > EVAL_BATCH || cells > EVAL_BATCH_CELLS) {
+            out.push(start..i);
+            start = i;
+            pairs = 0;
+        }
+        pairs += len;
+        i += 1;
+    }
+    if i > start {
+        out.push(start..i);
+    }
+    out
+}
 
 /// Latent parameters' `loc` (μ, bit logits or projections) for every bag, in order.
 pub fn encode_bags(model: &BowModel, bags: &[Bag]) -> Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(bags.len());
-    for chunk in bags.chunks(EVAL_BATCH) {
-        let refs: Vec<&[(u32, f32)]> = chunk.iter().map(Vec::as_slice).collect();
+    for range in eval_batches(bags.iter().map(Vec::len)) {
+        let refs: Vec<&[(u32, f32)]> = bags[range].iter().map(Vec::as_slice).collect();
         let batch = BagBatch::new(&refs, model.device())?;
         out.extend(model.encode(&batch)?.loc.to_vec2::<f32>()?);
     }
@@ -329,7 +357,8 @@ pub fn score_bags(model: &BowModel, bags: &[Bag], seed: u64) -> Result<BowScore>
     let mut rng = StdRng::seed_from_u64(seed);
     let mut score = BowScore::default();
     let bags: Vec<&Bag> = bags.iter().filter(|b| !b.is_empty()).collect();
-    for chunk in bags.chunks(EVAL_BATCH) {
+    for range in eval_batches(bags.iter().map(|b| b.len())) {
+        let chunk = &bags[range];
         let refs: Vec<&[(u32, f32)]> = chunk.iter().map(|b| b.as_slice()).collect();
         let batch = BagBatch::new(&refs, model.device())?;
         let Some(nll) = model.nll(&batch, CodeMode::Rounded, &mut rng)? else {
@@ -402,6 +431,26 @@ pub fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn evaluation_batches_bound_documents_and_cells() {
+        // Short documents: EVAL_BATCH at a time.
+        let short = eval_batches(vec![3; 1200]);
+        assert_eq!(short, vec![0..512, 512..1024, 1024..1200]);
+        // Long documents: fewer per batch, so documents × pairs stays within the bound.
+        let long = vec![5000; 200];
+        let batches = eval_batches(long.iter().copied());
+        for r in &batches {
+            let pairs: usize = long[r.clone()].iter().sum();
+            assert!(r.len() * pairs <= EVAL_BATCH_CELLS, "{r:?}");
+        }
+        assert_eq!(batches.len(), 200usize.div_ceil(57), "{batches:?}");
+        // Every document once, in order; one too large for the bound goes alone; empty ones count
+        // as one pair.
+        let mixed = eval_batches([0, 2, EVAL_BATCH_CELLS + 1, 1]);
+        assert_eq!(mixed, vec![0..2, 2..3, 3..4]);
+        assert!(eval_batches(std::iter::empty()).is_empty());
+    }
 
     #[test]
     fn bags_count_known_content_words() -> Result<()> {

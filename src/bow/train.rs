@@ -203,6 +203,12 @@ impl BowTrainConfig {
             if self.hidden_dim == 0 || self.batch_size == 0 {
                 bail!("--hidden-dim and the batch size must be positive");
             }
+            if self.batch_size > MAX_BATCH_DOCS {
+                bail!(
+                    "--batch-size is {}, above {MAX_BATCH_DOCS} documents",
+                    self.batch_size
+                );
+            }
             if !(self.lr > 0.0 && self.lr.is_finite()) {
                 bail!(
                     "the learning rate must be a positive number, got {}",
@@ -389,6 +395,11 @@ fn shuffled_batches(n: usize, batch_size: usize, rng: &mut StdRng) -> Vec<Vec<us
         .collect()
 }
 
+/// Most documents in one bag-of-words training batch. A batch's pair matrix has a row per
+/// document and a column per (document, word) pair of the whole batch, so it grows with the
+/// square of the batch size (see [`crate::model::bow::BagBatch`]).
+pub const MAX_BATCH_DOCS: usize = 1024;
+
 /// Options for [`fit`], the in-memory trainer used by experiments and tests.
 #[derive(Clone, Debug)]
 pub struct FitOptions {
@@ -427,6 +438,13 @@ pub fn fit_labelled(
         if labels.len() != bags.len() {
             bail!("{} labels for {} documents", labels.len(), bags.len());
         }
+    }
+    config.validate().map_err(anyhow::Error::msg)?;
+    if opts.batch_size == 0 || opts.batch_size > MAX_BATCH_DOCS {
+        bail!(
+            "the batch size is {}, outside 1..={MAX_BATCH_DOCS} documents",
+            opts.batch_size
+        );
     }
     let built = Built::bow(config, opts.seed, dev)?;
     set_idf(&built.varmap, bags, config.vocab_size())?;

@@ -35,8 +35,8 @@ pub struct BowTrainArgs {
     /// Keep English stop words and punctuation in a bag-of-words vocabulary.
     #[arg(long)]
     pub keep_stop_words: bool,
-    /// Documents per batch for bag-of-words models (default 64).
-    #[arg(long, value_parser = crate::cli::flags::count)]
+    /// Documents per batch for bag-of-words models (default 64, at most 1024).
+    #[arg(long, value_parser = crate::cli::flags::bow_batch)]
     pub batch_size: Option<usize>,
 }
 
@@ -256,7 +256,7 @@ pub struct EvalRetrievalArgs {
     #[arg(long, default_value = "wordnet")]
     pub corpus: String,
     /// Code widths (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128")]
+    #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128", value_parser = crate::cli::flags::dim)]
     pub bits: Vec<usize>,
     /// Entries retrieved per query (the k of precision@k).
     #[arg(short = 'k', long = "top", alias = "k", default_value_t = 100, value_parser = crate::cli::flags::count)]
@@ -264,11 +264,11 @@ pub struct EvalRetrievalArgs {
     /// Training steps of each nash model.
     #[arg(long, default_value_t = 2000, value_parser = crate::cli::flags::steps)]
     pub steps: u64,
-    /// Documents per nash training batch.
-    #[arg(long, default_value_t = 64, value_parser = crate::cli::flags::count)]
+    /// Documents per nash training batch (at most 1024).
+    #[arg(long, default_value_t = 64, value_parser = crate::cli::flags::bow_batch)]
     pub batch_size: usize,
     /// Hidden size of each nash encoder.
-    #[arg(long, default_value_t = 256, value_parser = crate::cli::flags::count)]
+    #[arg(long, default_value_t = 256, value_parser = crate::cli::flags::dim)]
     pub hidden_dim: usize,
     /// Adam learning rate of nash training.
     #[arg(long, default_value_t = 1e-3, value_parser = crate::cli::flags::learning_rate)]
@@ -891,7 +891,7 @@ pub struct ProbeArgs {
     #[arg(long, default_value_t = 10, value_parser = crate::cli::flags::count)]
     pub epochs: usize,
     /// Hidden size of the probe's MLP.
-    #[arg(long, default_value_t = 256, value_parser = crate::cli::flags::count)]
+    #[arg(long, default_value_t = 256, value_parser = crate::cli::flags::dim)]
     pub hidden_dim: usize,
     /// Adam learning rate of the probe.
     #[arg(long, default_value_t = 1e-3, value_parser = crate::cli::flags::learning_rate)]

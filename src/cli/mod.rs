@@ -351,6 +351,17 @@ pub mod flags {
         Ok(x)
     }
 
+    /// A layer width or a code size (`--hidden-dim`, `--bits`): 1 to the largest a model may
+    /// declare ([`crate::model::MAX_DIM`]).
+    pub fn dim(s: &str) -> Result<usize, String> {
+        whole(s, 1, crate::model::MAX_DIM)
+    }
+
+    /// Documents per bag-of-words training batch: 1 to [`crate::bow::train::MAX_BATCH_DOCS`].
+    pub fn bow_batch(s: &str) -> Result<usize, String> {
+        whole(s, 1, crate::bow::train::MAX_BATCH_DOCS)
+    }
+
     /// A count: 1 to [`MAX_COUNT`].
     pub fn count(s: &str) -> Result<usize, String> {
         whole(s, 1, MAX_COUNT)

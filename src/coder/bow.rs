@@ -67,7 +67,8 @@ pub fn encode_texts(ck: &BowCheckpoint, texts: &[&str]) -> Result<Vec<Option<Enc
             .collect();
         pending.push((slot, bag, unknown));
     }
-    for chunk in pending.chunks(EVAL_BATCH) {
+    for range in crate::bow::eval_batches(pending.iter().map(|(_, b, _)| b.len())) {
+        let chunk = &pending[range];
         let refs: Vec<&[(u32, f32)]> = chunk.iter().map(|(_, b, _)| b.as_slice()).collect();
         let batch = BagBatch::new(&refs, ck.model.device())?;
         let params = ck.model.encode(&batch)?;
@@ -332,7 +333,10 @@ pub fn code_stats(
     let mut kl_per_dim = vec![0f64; l];
     let mut nll = 0f64;
     let mut words = 0f64;
-    let chunks: Vec<&[Bag]> = bags.chunks(EVAL_BATCH).collect();
+    let chunks: Vec<&[Bag]> = crate::bow::eval_batches(bags.iter().map(Vec::len))
+        .into_iter()
+        .map(|r| &bags[r])
+        .collect();
     for (ci, chunk) in chunks.iter().enumerate() {
         let refs: Vec<&[(u32, f32)]> = chunk.iter().map(Vec::as_slice).collect();
         let batch = BagBatch::new(&refs, model.device())?;
@@ -482,8 +486,8 @@ pub fn posteriors(
         .map(|t| bag_of_words(&b.vocab, &normalize(t)))
         .collect();
     let mut out = Vec::with_capacity(bags.len());
-    for chunk in bags.chunks(EVAL_BATCH) {
-        let refs: Vec<&[(u32, f32)]> = chunk.iter().map(Vec::as_slice).collect();
+    for range in crate::bow::eval_batches(bags.iter().map(Vec::len)) {
+        let refs: Vec<&[(u32, f32)]> = bags[range].iter().map(Vec::as_slice).collect();
         let batch = BagBatch::new(&refs, b.model.device())?;
         let params = b.model.encode(&batch)?;
         let means = params.loc.to_vec2::<f32>()?;

@@ -129,6 +129,9 @@ pub struct BagBatch {
     pub labels: Option<Tensor>,
 }
 
+/// Most values of one batch's pair matrix `counts` (documents × pairs): 2^28, 1 GB.
+pub const MAX_BATCH_CELLS: usize = 1 << 28;
+
 impl BagBatch {
     /// Builds a batch from bags of `(word id, count)`. Empty bags are allowed (their code comes
     /// from the biases alone); an all-empty batch gets one zero-count pair so shapes stay valid.
@@ -138,6 +141,12 @@ impl BagBatch {
             candle_core::bail!("empty batch");
         }
         let n = docs.iter().map(|d| d.len()).sum::<usize>().max(1);
+        if b.saturating_mul(n) > MAX_BATCH_CELLS {
+            candle_core::bail!(
+                "a batch of {b} documents with {n} (document, word) pairs in all needs a {b} × {n} \
+                 matrix, more than {MAX_BATCH_CELLS} values: use fewer documents per batch"
+            );
+        }
         let mut ids = Vec::with_capacity(n);
         let mut counts = vec![0f32; b * n];
         let mut lengths = Vec::with_capacity(b);
