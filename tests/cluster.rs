@@ -751,6 +751,31 @@ fn continuous_codes_come_from_the_cached_index_until_the_checkpoint_changes() ->
             .collect::<Vec<_>>()
     );
 
+    // The same provenance over other entries is not the corpus: an index cut to three entries,
+    // or one whose first text differs, is encoded again (both were searched as they were).
+    let forge = |n: usize, first: Option<&str>| -> Result<()> {
+        let mut texts = ix.texts[..n].to_vec();
+        if let Some(t) = first {
+            texts[0] = t.to_string();
+        }
+        ContinuousIndex::from_parts(dim, &posteriors[..n], texts, &labels[..n], ix.meta.clone())?
+            .save(&path)
+    };
+    forge(3, None)?;
+    let cut = codes(IndexCache::LoadOnly)?;
+    assert_eq!(cut.len(), encoded.len(), "a cut index is not used");
+    assert_ne!(cut.codes, planted);
+    forge(ix.len(), Some("a sentence the corpus does not hold"))?;
+    let other = codes(IndexCache::LoadOnly)?;
+    assert_eq!(other.texts, encoded.texts);
+    assert_ne!(other.codes, planted, "an index of other texts is not used");
+    forge(ix.len(), None)?;
+    assert_eq!(
+        codes(IndexCache::LoadOnly)?.codes,
+        planted,
+        "the whole index is"
+    );
+
     // Another checkpoint file at the same path makes the index stale: encoded again.
     common::tiny_checkpoint_scaled(
         dir.path(),

@@ -263,6 +263,9 @@ impl SavedIndex for CorpusIndex {
     fn width(&self) -> usize {
         self.bits()
     }
+    fn texts(&self) -> &[String] {
+        &self.texts
+    }
 }
 
 #[cfg(test)]

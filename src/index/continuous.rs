@@ -425,6 +425,9 @@ impl SavedIndex for ContinuousIndex {
     fn width(&self) -> usize {
         self.dim()
     }
+    fn texts(&self) -> &[String] {
+        &self.texts
+    }
 }
 
 fn le_bytes_f32(values: &[f32]) -> Vec<u8> {

@@ -110,11 +110,23 @@ pub trait SavedIndex: Sized {
     fn meta(&self) -> &IndexMeta;
     /// Bits (binary) or dimensions (continuous) per code.
     fn width(&self) -> usize;
+    /// The entries' texts, in order.
+    fn texts(&self) -> &[String];
 
-    /// [`IndexMeta::is_fresh`] for this index.
+    /// [`IndexMeta::is_fresh`] for this index, and its entries are the texts of the corpus's
+    /// cached splits, in order: a cache cut short or holding other texts under a valid header
+    /// (a truncated or forged file) is rebuilt, not searched.
     fn is_fresh(&self, checkpoint: &Path, corpus: &Corpus, width: usize) -> bool {
-        self.meta()
-            .is_fresh(self.width(), checkpoint, corpus, width)
+        let expected = CACHED_SPLITS.iter().flat_map(|&s| corpus.split(s));
+        self.texts().len()
+            == CACHED_SPLITS
+                .iter()
+                .map(|&s| corpus.split(s).len())
+                .sum::<usize>()
+            && self.texts().iter().zip(expected).all(|(t, e)| *t == e.text)
+            && self
+                .meta()
+                .is_fresh(self.width(), checkpoint, corpus, width)
     }
 }
 
