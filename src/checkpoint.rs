@@ -71,18 +71,36 @@ const SYSTEM_TREES: [&str; 9] = [
 ];
 
 /// Refuses a corpus path named by a checkpoint that is (or resolves, through links, into) a
-/// special or system file, before anything reads it.
+/// special or system file, before anything reads it. For a directory, so is every split file
+/// in it the corpus loader would open (`train.tsv`, `valid.txt.gz`, …): a link planted there
+/// leads as far as the directory's own path.
 fn refuse_system_path(spec: &str) -> Result<()> {
     let path = Path::new(spec);
+    let refused = || {
+        anyhow::anyhow!(
+            "the checkpoint names `{spec}` as its corpus, a special or system file; it is not read. Pass --corpus PATH"
+        )
+    };
+    let system = |p: &Path| SYSTEM_TREES.iter().any(|tree| p.starts_with(tree));
     let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let meta = fs::metadata(&real).with_context(|| format!("cannot read corpus path `{spec}`"))?;
-    let system = SYSTEM_TREES
-        .iter()
-        .any(|tree| real.starts_with(tree) || path.starts_with(tree));
-    if system || !(meta.is_file() || meta.is_dir()) {
-        bail!(
-            "the checkpoint names `{spec}` as its corpus, a special or system file; it is not read. Pass --corpus PATH"
-        );
+    if system(&real) || system(path) || !(meta.is_file() || meta.is_dir()) {
+        return Err(refused());
+    }
+    if meta.is_dir() {
+        for name in crate::corpus::split_file_names() {
+            let file = real.join(&name);
+            if fs::symlink_metadata(&file).is_err() {
+                continue;
+            }
+            let target = fs::canonicalize(&file).unwrap_or(file);
+            let special = fs::metadata(&target).is_ok_and(|m| !m.is_file());
+            if system(&target) || special {
+                return Err(anyhow::anyhow!(
+                    "the checkpoint names `{spec}` as its corpus, whose `{name}` leads to a special or system file; it is not read. Pass --corpus PATH"
+                ));
+            }
+        }
     }
     Ok(())
 }

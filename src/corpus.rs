@@ -376,9 +376,20 @@ fn corpus_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
+/// Extensions a split file of a corpus directory may have.
+const SPLIT_EXTENSIONS: [&str; 4] = ["tsv", "tsv.gz", "txt", "txt.gz"];
+
+/// Every file name a corpus directory's split may have (`train.tsv` … `test.txt.gz`).
+pub fn split_file_names() -> Vec<String> {
+    Split::ALL
+        .iter()
+        .flat_map(|s| SPLIT_EXTENSIONS.iter().map(move |ext| format!("{s}.{ext}")))
+        .collect()
+}
+
 /// Finds the one file holding `split` in a corpus directory.
 fn split_file(dir: &Path, split: Split) -> Result<PathBuf> {
-    let candidates: Vec<String> = ["tsv", "tsv.gz", "txt", "txt.gz"]
+    let candidates: Vec<String> = SPLIT_EXTENSIONS
         .iter()
         .map(|ext| format!("{split}.{ext}"))
         .collect();
