@@ -1329,6 +1329,42 @@ fn search_without_an_index_builds_and_caches_it() {
         std::fs::metadata(&cached).unwrap().modified().unwrap(),
         modified
     );
+
+    // `index` puts at the cache path only the index search builds there: one of other splits
+    // went there and the next search replaced it with the train split's (137,528 entries lost
+    // to 123,773 on the shipped nash); such an index needs --out.
+    let m = model.to_str().unwrap();
+    let err = one_line_error(
+        "index --split all",
+        &run(&["index", m, "--split", "all"], None),
+    );
+    assert!(
+        err.contains("--out") && err.contains("other splits"),
+        "{err}"
+    );
+    // Another corpus: the fixture's without its first line.
+    let other = dir.path().join("other.txt");
+    let text = std::fs::read_to_string(fixtures::corpus_file()).unwrap();
+    std::fs::write(&other, text.split_once('\n').unwrap().1).unwrap();
+    let err = one_line_error(
+        "index --corpus",
+        &run(&["index", m, "--corpus", other.to_str().unwrap()], None),
+    );
+    assert!(
+        err.contains("--out") && err.contains("another corpus"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::metadata(&cached).unwrap().modified().unwrap(),
+        modified,
+        "the cache is untouched"
+    );
+    let all = dir.path().join("all.index.safetensors");
+    assert_ok(&run(
+        &["index", m, "--split", "all", "--out", all.to_str().unwrap()],
+        None,
+    ));
+    assert!(all.exists());
 }
 
 // ---------------------------------------------------------------------------------------

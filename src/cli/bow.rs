@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::Args;
 
@@ -389,7 +389,9 @@ pub struct IndexArgs {
     /// Splits to index: train, valid, test or all (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "train")]
     pub split: Vec<String>,
-    /// Where to write the index (default: beside the checkpoint, `NAME.index.safetensors`).
+    /// Where to write the index (default: beside the checkpoint, `NAME.index.safetensors`, the
+    /// cache `search` and the explorer use; an index of other splits or of another corpus
+    /// needs --out, since they would rebuild that file from the train split).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Replace a file at --out that is not an index.
@@ -430,6 +432,23 @@ fn index(args: IndexArgs) -> Result<()> {
     let coder = Coder::load(&checkpoint, &Device::Cpu)?;
     let corpus = coder.provenance().corpus(args.corpus.as_deref())?;
     let splits = parse_splits(&args.split)?;
+    if args.out.is_none() {
+        // The default path is the cache: only the index `search` and the explorer would build
+        // there may go to it, or they replace it at their next use.
+        let cached_splits = splits == crate::index::CACHED_SPLITS;
+        let own_corpus = args.corpus.is_none()
+            || coder
+                .provenance()
+                .corpus(None)
+                .is_ok_and(|own| own.hash == corpus.hash);
+        if !cached_splits || !own_corpus {
+            bail!(
+                "the default path {} is the cache of the checkpoint's own corpus, train split, that `search` and the explorer rebuild; give --out PATH for an index of {}",
+                Shown(&out.display().to_string()),
+                if cached_splits { "another corpus" } else { "other splits" }
+            );
+        }
+    }
     let started = std::time::Instant::now();
     let bar = super::progress_bar("encoding");
     let index = CorpusIndex::build(&coder, &corpus, &splits, &mut |f| {
