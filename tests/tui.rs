@@ -1178,6 +1178,19 @@ fn code_line(screen: &str) -> String {
         .to_string()
 }
 
+/// Types a sentence into Explore, then presses `6` without running the work it asks for: the
+/// Neighbors tab is open, its index request queued.
+fn open_neighbors_of_a_sentence(h: &mut Harness) {
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    h.app.update(Msg::Key(crossterm::event::KeyEvent::new(
+        KeyCode::Char('6'),
+        crossterm::event::KeyModifiers::NONE,
+    )));
+    assert_eq!(h.app.tab, TabId::Neighbors);
+}
+
 #[test]
 fn neighbors_follow_explore_and_the_map_draws() {
     let (_dir, ckpt, corpus) = common::labelled_binary_copy("nb.safetensors");
@@ -1187,16 +1200,9 @@ fn neighbors_follow_explore_and_the_map_draws() {
         ..AppOptions::default()
     };
     let mut h = Harness::new(engine(&ckpt), opts(true));
-    h.key(KeyCode::Char('/'))
-        .type_text("the small dog sees the cat")
-        .key(KeyCode::Enter);
-    // Focus is on the code now, so digits switch tabs. Opening the tab asks the worker for the
-    // index; until it answers, a gauge and the header's activity say so.
-    h.app.update(Msg::Key(crossterm::event::KeyEvent::new(
-        KeyCode::Char('6'),
-        crossterm::event::KeyModifiers::NONE,
-    )));
-    assert_eq!(h.app.tab, TabId::Neighbors);
+    // Focus is on the code after the sentence, so digits switch tabs. Opening the tab asks the
+    // worker for the index; until it answers, a gauge and the header's activity say so.
+    open_neighbors_of_a_sentence(&mut h);
     let s = h.screen();
     assert_has(&s, "indexing 0%");
     assert_has(&s, "encoding the train split of");
@@ -2103,14 +2109,7 @@ fn bidirectional_controls_in_a_corpus_never_reach_the_screen() {
         ..AppOptions::default()
     };
     let mut h = Harness::new(engine(&ckpt), opts);
-    h.key(KeyCode::Char('/'))
-        .type_text("the small dog sees the cat")
-        .key(KeyCode::Enter);
-    h.app.update(Msg::Key(crossterm::event::KeyEvent::new(
-        KeyCode::Char('6'),
-        crossterm::event::KeyModifiers::NONE,
-    )));
-    assert_eq!(h.app.tab, TabId::Neighbors);
+    open_neighbors_of_a_sentence(&mut h);
     let reqs = h.queued();
     h.compute(reqs);
     let found: Vec<String> = match h.app.neighbors_of_current() {
