@@ -1140,12 +1140,12 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
     assert!(ok, "{log}");
     assert!(!log.contains("tends to collapse"), "{log}");
     assert_eq!(config(&out)["free_bits"], 0.5);
-    // A run from scratch that names no floor gets its kind's: 0.25 nats for a gaussian, 0.1
+    // A run from scratch that names no floor gets its kind's: 0.25 nats for a gaussian, 0.4
     // per bit for the binary kinds with a KL term, none without one.
     for (kind, want) in [
         ("gaussian", 0.25),
-        ("binary-vae", 0.1),
-        ("gumbel-vae", 0.1),
+        ("binary-vae", 0.4),
+        ("gumbel-vae", 0.4),
         ("binary", 0.0),
     ] {
         let plain = dir.path().join(format!("{kind}.safetensors"));
@@ -1197,7 +1197,7 @@ fn the_train_tab_gives_each_kind_its_default_free_bits() {
     tab.set_kind(TrainKind::Seq(LatentKind::Gaussian));
     assert_eq!(tab.cfg.free_bits, 0.25);
     tab.set_kind(TrainKind::Seq(LatentKind::GumbelVae));
-    assert_eq!(tab.cfg.free_bits, 0.1);
+    assert_eq!(tab.cfg.free_bits, 0.4);
     tab.set_kind(TrainKind::Seq(LatentKind::Bottleneck));
     assert_eq!(tab.cfg.free_bits, 0.0);
     // The form shows the floor for the kinds with a KL term only, and it can be changed there.
