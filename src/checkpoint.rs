@@ -636,13 +636,48 @@ fn process_is_running(pid: u32) -> bool {
 
 /// Reads a whole file that must be a regular file (not a device, pipe or directory, which
 /// could be endless), naming `what` it was meant to be in errors.
-pub fn read_regular_file(path: &Path, what: &str) -> Result<Vec<u8>> {
+pub fn read_regular_file(path: &Path, what: &str, max_bytes: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
     let shown = path.display();
     let meta = fs::metadata(path).with_context(|| format!("cannot read {what} `{shown}`"))?;
     if !meta.is_file() {
         bail!("{what} `{shown}` is not a regular file");
     }
-    fs::read(path).with_context(|| format!("cannot read {what} `{shown}`"))
+    let too_large = || {
+        anyhow::anyhow!(
+            "{what} `{shown}` is larger than the {} MB this build reads (corrupt or hostile file?)",
+            max_bytes >> 20
+        )
+    };
+    if meta.len() > max_bytes {
+        return Err(too_large());
+    }
+    // Read through a limit too: the file may grow between the check and the read.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    fs::File::open(path)
+        .and_then(|f| f.take(max_bytes + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read {what} `{shown}`"))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// Largest file [`read_regular_file`] reads for each kind: far above any file this tool writes
+/// for a model it accepts, so only a corrupt or hostile file (or the wrong path) meets them.
+pub mod max_bytes {
+    /// A checkpoint: 4 GiB (the shipped ones are 7–9 MB).
+    pub const CHECKPOINT: u64 = 4 << 30;
+    /// Adam's saved moments: two fp32 copies of the largest checkpoint and some.
+    pub const OPTIMISER_STATE: u64 = 12 << 30;
+    /// An index: the texts of the largest corpus (2 GiB) and their codes.
+    pub const INDEX: u64 = 8 << 30;
+    /// A map: two coordinates and a few numbers per entry.
+    pub const MAP: u64 = 1 << 30;
+    /// The bit meanings: words, labels and decodings per dimension.
+    pub const MEANINGS: u64 = 256 << 20;
+    /// A `--config` file.
+    pub const TRAINING_CONFIG: u64 = 16 << 20;
 }
 
 /// Largest safetensors header (the JSON table of tensors and the metadata) a checkpoint may
@@ -690,7 +725,7 @@ impl Checkpoint {
     /// Reads and validates a checkpoint; every failure names the file and the problem.
     pub fn read(path: &Path, dev: &Device) -> Result<Self> {
         let shown = path.display();
-        let bytes = read_regular_file(path, "checkpoint")?;
+        let bytes = read_regular_file(path, "checkpoint", max_bytes::CHECKPOINT)?;
         check_header_size(&bytes, MAX_HEADER_BYTES, &format!("`{shown}`"))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
             anyhow::anyhow!(
@@ -826,6 +861,33 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_are_read_only_up_to_their_kinds_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        // A sparse terabyte: reading it would take hours or fail to allocate; it is refused
+        // from its size.
+        let huge = dir.path().join("m.meaning.json");
+        fs::File::create(&huge).unwrap().set_len(1 << 40).unwrap();
+        let err = read_regular_file(&huge, "meanings", max_bytes::MEANINGS)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("larger than the 256 MB"), "{err}");
+        let exact = dir.path().join("exact");
+        fs::write(&exact, [7u8; 1 << 20]).unwrap();
+        assert_eq!(
+            read_regular_file(&exact, "x", 1 << 20).unwrap().len(),
+            1 << 20
+        );
+        let err = read_regular_file(&exact, "x", (1 << 20) - 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("larger than"), "{err}");
+        assert!(
+            read_regular_file(dir.path(), "x", 1 << 20).is_err(),
+            "a directory"
+        );
+    }
 
     #[test]
     fn non_finite_metrics_round_trip_through_json_and_old_nulls_load() {

@@ -554,7 +554,11 @@ impl Meanings {
 
     /// Reads meanings written by [`Meanings::save`].
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = crate::checkpoint::read_regular_file(path, "meanings")?;
+        let bytes = crate::checkpoint::read_regular_file(
+            path,
+            "meanings",
+            crate::checkpoint::max_bytes::MEANINGS,
+        )?;
         let m: Self = serde_json::from_slice(&bytes)
             .with_context(|| format!("`{}` is not a meanings file", path.display()))?;
         if m.format != MEANING_FORMAT {

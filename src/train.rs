@@ -653,7 +653,11 @@ pub fn resume_optimiser(
 
 /// The run tag of an optimiser-state file (None for files written before tags existed).
 pub fn read_state_tag(path: &Path) -> Result<Option<StateTag>> {
-    let bytes = checkpoint::read_regular_file(path, "optimiser state")?;
+    let bytes = checkpoint::read_regular_file(
+        path,
+        "optimiser state",
+        checkpoint::max_bytes::OPTIMISER_STATE,
+    )?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| anyhow::anyhow!("optimiser state {} is corrupt: {e}", path.display()))?;
     let meta = header.metadata().clone().unwrap_or_default();
@@ -981,7 +985,11 @@ impl Adam {
 
     /// Restores what [`Adam::save`] wrote; returns its `extra` state by name.
     pub fn load(&mut self, path: &Path, dev: &Device) -> Result<ExtraState> {
-        let bytes = checkpoint::read_regular_file(path, "optimiser state")?;
+        let bytes = checkpoint::read_regular_file(
+            path,
+            "optimiser state",
+            checkpoint::max_bytes::OPTIMISER_STATE,
+        )?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| anyhow::anyhow!("optimiser state {} is corrupt: {e}", path.display()))?;
         let shown = path.display();

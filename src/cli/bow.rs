@@ -93,7 +93,11 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
         (Some(cfg), _, _) => cfg,
         (None, Some(TrainKind::Bow(f)), None) => BowTrainConfig::for_family(*f),
         (None, kind, Some(path)) => {
-            let bytes = crate::checkpoint::read_regular_file(path, "training config")?;
+            let bytes = crate::checkpoint::read_regular_file(
+                path,
+                "training config",
+                crate::checkpoint::max_bytes::TRAINING_CONFIG,
+            )?;
             let text = String::from_utf8(bytes)
                 .with_context(|| format!("training config {} is not UTF-8", path.display()))?;
             let value: serde_json::Value = serde_json::from_str(&text)

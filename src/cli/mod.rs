@@ -1129,7 +1129,11 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     let mut config_sets_free_bits = false;
     let mut cfg = match &args.config {
         Some(p) => {
-            let bytes = crate::checkpoint::read_regular_file(p, "training config")?;
+            let bytes = crate::checkpoint::read_regular_file(
+                p,
+                "training config",
+                crate::checkpoint::max_bytes::TRAINING_CONFIG,
+            )?;
             let text = String::from_utf8(bytes)
                 .with_context(|| format!("training config {} is not UTF-8", p.display()))?;
             let value: serde_json::Value = serde_json::from_str(&text)
@@ -1802,7 +1806,11 @@ fn sentences_corpus(path: &Path) -> Result<Corpus> {
             crate::corpus::MAX_CORPUS_BYTES >> 20
         );
     }
-    let bytes = crate::checkpoint::read_regular_file(path, "sentence file")?;
+    let bytes = crate::checkpoint::read_regular_file(
+        path,
+        "sentence file",
+        crate::corpus::MAX_CORPUS_BYTES,
+    )?;
     let name = path.display().to_string();
     let opts = LoadOptions {
         min_words: 1,

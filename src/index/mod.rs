@@ -462,7 +462,7 @@ impl IndexFile {
     /// formats worth a clearer error (`(format, message)`), `not_ours` is the error otherwise.
     pub fn read(path: &Path, format: &str, other: &[(&str, &str)], not_ours: &str) -> Result<Self> {
         let shown = path.display().to_string();
-        let bytes = read_regular_file(path, "index")?;
+        let bytes = read_regular_file(path, "index", crate::checkpoint::max_bytes::INDEX)?;
         crate::checkpoint::check_header_size(
             &bytes,
             MAX_INDEX_HEADER_BYTES,

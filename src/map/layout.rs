@@ -510,7 +510,8 @@ impl Layout {
     /// Reads a layout written by [`Layout::save`].
     pub fn load(path: &Path) -> Result<Self> {
         let shown = path.display();
-        let bytes = crate::checkpoint::read_regular_file(path, "map")?;
+        let bytes =
+            crate::checkpoint::read_regular_file(path, "map", crate::checkpoint::max_bytes::MAP)?;
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| anyhow::anyhow!("`{shown}` is not a valid map file: {e}"))?;
         let (_, header) = SafeTensors::read_metadata(&bytes)
