@@ -70,15 +70,20 @@ const SYSTEM_TREES: [&str; 9] = [
     "/proc", "/sys", "/dev", "/run", "/etc", "/boot", "/var/run", "/var/log", "/var/lib",
 ];
 
-/// Refuses a corpus path named by a checkpoint that is (or resolves, through links, into) a
-/// special or system file, before anything reads it. For a directory, so is every split file
-/// in it the corpus loader would open (`train.tsv`, `valid.txt.gz`, …): a link planted there
-/// leads as far as the directory's own path.
-fn refuse_system_path(spec: &str) -> Result<()> {
+/// Refuses a corpus path named by a file (`named_by`: "the checkpoint", a training config)
+/// that is (or resolves, through links, into) a special or system file, before anything reads
+/// it. For a directory, so is every split file in it the corpus loader would open
+/// (`train.tsv`, `valid.txt.gz`, …): a link planted there leads as far as the directory's own
+/// path. The bundled corpus's name is not a path.
+pub fn refuse_system_corpus(spec: &str, named_by: &str) -> Result<()> {
+    if spec == BUNDLED_CORPUS {
+        return Ok(());
+    }
+    let spec_shown = Shown(spec);
     let path = Path::new(spec);
     let refused = || {
         anyhow::anyhow!(
-            "the checkpoint names `{spec}` as its corpus, a special or system file; it is not read. Pass --corpus PATH"
+            "{named_by} names `{spec_shown}` as its corpus, a special or system file; it is not read. Pass --corpus PATH"
         )
     };
     let system = |p: &Path| SYSTEM_TREES.iter().any(|tree| p.starts_with(tree));
@@ -97,7 +102,7 @@ fn refuse_system_path(spec: &str) -> Result<()> {
             let special = fs::metadata(&target).is_ok_and(|m| !m.is_file());
             if system(&target) || special {
                 return Err(anyhow::anyhow!(
-                    "the checkpoint names `{spec}` as its corpus, whose `{name}` leads to a special or system file; it is not read. Pass --corpus PATH"
+                    "{named_by} names `{spec_shown}` as its corpus, whose `{name}` leads to a special or system file; it is not read. Pass --corpus PATH"
                 ));
             }
         }
@@ -208,7 +213,7 @@ impl Provenance {
         if spec == BUNDLED_CORPUS {
             return Corpus::load(&spec, &all);
         }
-        refuse_system_path(&spec)?;
+        refuse_system_corpus(&spec, "the checkpoint")?;
         let corpus = Corpus::load(&spec, &all)?;
         if corpus.hash != self.corpus_hash {
             let short = |h: &str| h.chars().take(12).collect::<String>();

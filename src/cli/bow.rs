@@ -111,8 +111,10 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
                 }
                 return Ok(None);
             }
-            serde_json::from_value(value)
-                .with_context(|| format!("{} is not a valid training config", path.display()))?
+            let cfg: BowTrainConfig = serde_json::from_value(value)
+                .with_context(|| format!("{} is not a valid training config", path.display()))?;
+            super::check_config_file(path, &cfg.corpus, false, args.corpus.is_some())?;
+            cfg
         }
         (None, _, None) => return Ok(None),
     };

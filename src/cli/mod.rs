@@ -1124,6 +1124,28 @@ pub(crate) fn refuse_another_vocabulary(
     )
 }
 
+/// A `--config` file's paths are untrusted like a checkpoint's: its corpus is checked as a
+/// checkpoint's is (never a special or system file) unless `--corpus` replaces it, and it
+/// cannot start from a checkpoint (`init`), which is the `--init` flag's to ask.
+pub(crate) fn check_config_file(
+    path: &Path,
+    corpus: &str,
+    sets_init: bool,
+    corpus_given: bool,
+) -> Result<()> {
+    let named_by = format!(
+        "the training config `{}`",
+        shown(&path.display().to_string())
+    );
+    if sets_init {
+        bail!("{named_by} sets `init`; pass --init CKPT on the command line instead");
+    }
+    if !corpus_given {
+        crate::checkpoint::refuse_system_corpus(corpus, &named_by)?;
+    }
+    Ok(())
+}
+
 fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     // Whether the config file names a free-bits floor (its default depends on the kind).
     let mut config_sets_free_bits = false;
@@ -1139,8 +1161,13 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             let value: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a valid training config", p.display()))?;
             config_sets_free_bits = value.get("free_bits").is_some();
-            serde_json::from_value(value)
-                .with_context(|| format!("{} is not a valid training config", p.display()))?
+            let mut cfg: TrainConfig = serde_json::from_value(value)
+                .with_context(|| format!("{} is not a valid training config", p.display()))?;
+            check_config_file(p, &cfg.corpus, cfg.init.is_some(), args.corpus.is_some())?;
+            // Resuming is the --resume flag's to ask: a config copied from a resumed run's
+            // `info --json` says `"resume": true` and would continue (and overwrite) its `out`.
+            cfg.resume = false;
+            cfg
         }
         None => TrainConfig::default(),
     };
