@@ -500,6 +500,13 @@ impl TrainConfig {
         if self.batch_tokens == 0 || self.max_batch == 0 {
             bail!("--batch-tokens and --max-batch must be at least 1");
         }
+        if self.batch_tokens > MAX_BATCH_TOKENS || self.max_batch > MAX_BATCH_SENTENCES {
+            bail!(
+                "--batch-tokens is {} and --max-batch {}: at most {MAX_BATCH_TOKENS} tokens and {MAX_BATCH_SENTENCES} sentences per batch",
+                self.batch_tokens,
+                self.max_batch
+            );
+        }
         if !(0.0..=1.0).contains(&self.lr_floor) {
             bail!("--lr-floor must be within [0, 1], got {}", self.lr_floor);
         }
@@ -818,6 +825,12 @@ pub struct Adam {
     lr: f64,
     weight_decay: f64,
 }
+
+/// Most tokens in one training batch (`--batch-tokens`; the shipped runs use 800 and 1,600):
+/// a batch's logits take tokens × vocabulary values.
+pub const MAX_BATCH_TOKENS: usize = 1 << 16;
+/// Most sentences in one training batch (`--max-batch`; default 128).
+pub const MAX_BATCH_SENTENCES: usize = 4096;
 
 /// Elements per task of the AdamW update (the output layer alone has 2M).
 const ADAM_CHUNK: usize = 1 << 16;

@@ -1216,6 +1216,10 @@ fn every_numeric_flag_is_validated() {
         (&retrieval, "--batch-size", "1025"),
         (&probe, "--hidden-dim", "65537"),
         (&nash_base, "--batch-size", "1025"),
+        (&train_base, "--batch-tokens", "65537"),
+        (&train_base, "--max-batch", "4097"),
+        (&base_of("cluster"), "--restarts", "1001"),
+        (&base_of("map"), "--k", "1001"),
     ] {
         let args = with_flag(base, flag, value);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -55,7 +55,7 @@ pub struct ClusterArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Independent k-means++ starts; the cheapest clustering is kept.
-    #[arg(long, default_value_t = 3, value_parser = crate::cli::flags::count)]
+    #[arg(long, default_value_t = 3, value_parser = crate::cli::flags::restarts)]
     pub restarts: usize,
     /// Iterations per start at most (stops earlier once no entry changes cluster).
     #[arg(long, default_value_t = 50, value_parser = crate::cli::flags::count)]

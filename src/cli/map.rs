@@ -49,8 +49,8 @@ pub struct MapArgs {
     /// Entries scored (a seeded sample).
     #[arg(long, default_value_t = 5000, value_parser = crate::cli::flags::count)]
     pub queries: usize,
-    /// Neighbours per entry for --score.
-    #[arg(long, default_value_t = 10, value_parser = crate::cli::flags::count)]
+    /// Neighbours per entry for --score (at most 1,000).
+    #[arg(long, default_value_t = 10, value_parser = crate::cli::flags::neighbours)]
     pub k: usize,
     /// Print JSON instead of plain text.
     #[arg(long)]

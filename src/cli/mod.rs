@@ -357,6 +357,26 @@ pub mod flags {
         whole(s, 1, crate::model::MAX_DIM)
     }
 
+    /// `--batch-tokens`: 1 to [`crate::train::MAX_BATCH_TOKENS`].
+    pub fn batch_tokens(s: &str) -> Result<usize, String> {
+        whole(s, 1, crate::train::MAX_BATCH_TOKENS)
+    }
+
+    /// `--max-batch`: 1 to [`crate::train::MAX_BATCH_SENTENCES`].
+    pub fn max_batch(s: &str) -> Result<usize, String> {
+        whole(s, 1, crate::train::MAX_BATCH_SENTENCES)
+    }
+
+    /// Restarts of a clustering (`cluster --restarts`): 1 to 1,000.
+    pub fn restarts(s: &str) -> Result<usize, String> {
+        whole(s, 1, 1000)
+    }
+
+    /// Neighbours per entry of a map's score (`map --k`): 1 to 1,000.
+    pub fn neighbours(s: &str) -> Result<usize, String> {
+        whole(s, 1, 1000)
+    }
+
     /// Documents per bag-of-words training batch: 1 to [`crate::bow::train::MAX_BATCH_DOCS`].
     pub fn bow_batch(s: &str) -> Result<usize, String> {
         whole(s, 1, crate::bow::train::MAX_BATCH_DOCS)
@@ -608,11 +628,11 @@ pub struct TrainArgs {
     /// Longest sentence in tokens (1 to 4096); longer corpus lines are truncated to it.
     #[arg(long)]
     pub max_len: Option<usize>,
-    /// Target tokens per batch: sentences of one length fill this budget.
-    #[arg(long, value_parser = flags::count)]
+    /// Target tokens per batch: sentences of one length fill this budget (at most 65,536).
+    #[arg(long, value_parser = flags::batch_tokens)]
     pub batch_tokens: Option<usize>,
-    /// Most sentences per batch.
-    #[arg(long, value_parser = flags::count)]
+    /// Most sentences per batch (at most 4,096).
+    #[arg(long, value_parser = flags::max_batch)]
     pub max_batch: Option<usize>,
     /// Adam learning rate (above 0, at most 1000).
     #[arg(long, value_parser = flags::learning_rate)]
