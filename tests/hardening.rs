@@ -356,6 +356,45 @@ fn outputs_never_replace_files_the_command_did_not_write() {
         assert_eq!(std::fs::read(&other).unwrap(), original, "{args:?}");
         assert_eq!(std::fs::read(&corpus).unwrap(), corpus_bytes, "{args:?}");
     }
+    // Files that only look like encode's output are not its output: any NumPy array, a
+    // JSON-lines dataset with a `code` field, a file holding `1` were replaced.
+    let npy = dir.path().join("emb.npy");
+    let mut array = b"\x93NUMPY\x01\x00".to_vec();
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 4), }";
+    array.extend((header.len() as u16 + 1).to_le_bytes());
+    array.extend(header.as_bytes());
+    array.push(b'\n');
+    array.extend([0u8; 16]);
+    let dataset = dir.path().join("data.jsonl");
+    let flag = dir.path().join("flag.txt");
+    for (path, bytes, format) in [
+        (&npy, array, "packed"),
+        (
+            &dataset,
+            b"{\"code\":\"def f(): pass\",\"doc\":\"x\"}\n".to_vec(),
+            "json",
+        ),
+        (&flag, b"1\n".to_vec(), "bits"),
+    ] {
+        std::fs::write(path, &bytes).unwrap();
+        let p = path.to_str().unwrap();
+        let e = fails(
+            &["encode", m, "--format", format, "--out", p],
+            Some("the red cat\n"),
+        );
+        assert!(e.contains("refusing to overwrite"), "{format}: {e}");
+        assert_eq!(std::fs::read(path).unwrap(), bytes, "{format}");
+        // Its own output of a run before is replaced.
+        let own = dir.path().join(format!("own-{format}"));
+        let o = own.to_str().unwrap();
+        for sentence in ["the red cat\n", "a rope\n"] {
+            ok(
+                &["encode", m, "--format", format, "--out", o],
+                Some(sentence),
+            );
+        }
+    }
+
     // A directory fails at once, before any training.
     let e = fails(
         &[

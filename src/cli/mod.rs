@@ -1958,12 +1958,22 @@ impl std::io::Seek for NamedFile {
     }
 }
 
-/// Whether `path` holds what `encode --format FORMAT` writes, so that it may be replaced.
-fn is_encode_output(path: &Path, format: EncodeFormat) -> bool {
+/// Whether `path` holds what `encode --format FORMAT` writes for codes `width` wide, so that it
+/// may be replaced: a `.npy` of bytes `⌈width / 8⌉` to a row, lines of exactly `width` 0/1
+/// digits, or JSON lines whose first names its input line and holds a code `width` wide (or an
+/// error). Any other NumPy file, a JSON-lines dataset with a `code` field, a file holding `1`
+/// is someone else's.
+fn is_encode_output(path: &Path, format: EncodeFormat, width: usize) -> bool {
     use std::io::Read;
+    // A JSON line of a wide code with its probabilities runs to tens of KB.
+    let limit: u64 = if format == EncodeFormat::Json {
+        1 << 20
+    } else {
+        4096
+    };
     let mut head = Vec::new();
     if std::fs::File::open(path)
-        .and_then(|f| f.take(4096).read_to_end(&mut head))
+        .and_then(|f| f.take(limit).read_to_end(&mut head))
         .is_err()
     {
         return false;
@@ -1971,20 +1981,50 @@ fn is_encode_output(path: &Path, format: EncodeFormat) -> bool {
     if head.is_empty() {
         return true;
     }
+    let whole = (head.len() as u64) < limit;
     match format {
-        EncodeFormat::Packed => head.starts_with(b"\x93NUMPY"),
-        EncodeFormat::Bits => head.iter().all(|b| matches!(b, b'0' | b'1' | b'\n')),
+        EncodeFormat::Packed => {
+            let Some(text) = head
+                .get(10..)
+                .filter(|_| head.starts_with(b"\x93NUMPY\x01\x00"))
+                .and_then(|rest| {
+                    let len = u16::from_le_bytes([head[8], head[9]]) as usize;
+                    std::str::from_utf8(rest.get(..len)?).ok()
+                })
+            else {
+                return false;
+            };
+            text.contains("'descr': '|u1'") && text.contains(&format!(", {})", width.div_ceil(8)))
+        }
+        EncodeFormat::Bits => {
+            let lines: Vec<&[u8]> = head.split(|&b| b == b'\n').collect();
+            // The last piece is empty after a final newline, or cut by the 4 KB read.
+            let (last, complete) = lines.split_last().expect("split gives one piece");
+            !complete.is_empty()
+                && complete
+                    .iter()
+                    .all(|l| l.len() == width && l.iter().all(|b| matches!(b, b'0' | b'1')))
+                && (last.is_empty() || !whole && last.iter().all(|b| matches!(b, b'0' | b'1')))
+        }
         EncodeFormat::Json => {
-            let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
-            serde_json::from_slice::<serde_json::Value>(first).is_ok_and(|v| {
-                v.get("code").is_some() || (v.get("line").is_some() && v.get("error").is_some())
+            let Some(end) = head.iter().position(|&b| b == b'\n') else {
+                return false;
+            };
+            serde_json::from_slice::<serde_json::Value>(&head[..end]).is_ok_and(|v| {
+                let code_width = match v.get("code") {
+                    Some(serde_json::Value::String(s)) => Some(s.len()),
+                    Some(serde_json::Value::Array(a)) => Some(a.len()),
+                    _ => None,
+                };
+                v.get("line").is_some_and(|l| l.is_u64())
+                    && (code_width == Some(width) || v.get("error").is_some())
             })
         }
     }
 }
 
 impl Output {
-    fn open(out: Option<&Path>, format: EncodeFormat, force: bool) -> Result<Self> {
+    fn open(out: Option<&Path>, format: EncodeFormat, width: usize, force: bool) -> Result<Self> {
         let path = match out {
             Some(p) if p != Path::new("-") => p,
             _ if format == EncodeFormat::Packed => {
@@ -1995,7 +2035,7 @@ impl Output {
         crate::checkpoint::check_output_target(
             path,
             &format!("`encode --format {format}` output"),
-            &|p| is_encode_output(p, format),
+            &|p| is_encode_output(p, format, width),
             force,
         )?;
         let name = path
@@ -2177,7 +2217,7 @@ fn encode(ckpt: &Option<PathBuf>, o: EncodeOptions<'_>) -> Result<()> {
     if format == EncodeFormat::Packed && out_path.is_none() {
         bail!("--format packed writes a binary .npy file: name it with --out FILE (or --out - for standard output)");
     }
-    let mut out = Output::open(out_path, format, force)?;
+    let mut out = Output::open(out_path, format, coder.latent_dim(), force)?;
     let bytes_per_code = coder.latent_dim().div_ceil(8);
     if format == EncodeFormat::Packed {
         out.writer().write_all(&npy_u8_header(0, bytes_per_code))?;
