@@ -1922,13 +1922,35 @@ const ENCODE_CHUNK: usize = 1024;
 /// temporary is removed whatever stops the command (a full disk, an error, a panic).
 enum Output {
     Stdout(std::io::StdoutLock<'static>),
-    /// Standard output for a .npy, whose header is rewritten at the end: kept in memory.
-    Buffer(std::io::Cursor<Vec<u8>>),
+    /// Standard output for a .npy, whose header is rewritten at the end: spooled to an unlinked
+    /// temporary file (memory stays bounded however long the input), copied out at the end.
+    Buffer(std::io::BufWriter<std::fs::File>),
     File {
         file: Option<std::io::BufWriter<NamedFile>>,
         tmp: PathBuf,
         path: PathBuf,
     },
+}
+
+/// A fresh temporary file for [`Output::Buffer`], already unlinked: it goes away with the
+/// process, whatever ends it.
+fn spool_file() -> Result<std::fs::File> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let path = std::env::temp_dir().join(format!(
+        "latent-tui-encode-{}-{nanos}.npy.tmp",
+        std::process::id()
+    ));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("creating the spool file {}", path.display()))?;
+    std::fs::remove_file(&path)
+        .with_context(|| format!("unlinking the spool file {}", path.display()))?;
+    Ok(file)
 }
 
 /// A file whose write errors name it (a full disk otherwise says only "No space left").
@@ -2028,7 +2050,7 @@ impl Output {
         let path = match out {
             Some(p) if p != Path::new("-") => p,
             _ if format == EncodeFormat::Packed => {
-                return Ok(Output::Buffer(std::io::Cursor::new(Vec::new())))
+                return Ok(Output::Buffer(std::io::BufWriter::new(spool_file()?)))
             }
             _ => return Ok(Output::Stdout(std::io::stdout().lock())),
         };
@@ -2088,8 +2110,12 @@ impl Output {
         match &mut self {
             Output::Stdout(s) => Ok(s.flush()?),
             Output::Buffer(b) => {
+                use std::io::Seek;
+                b.flush()?;
+                let spool = b.get_mut();
+                spool.seek(std::io::SeekFrom::Start(0))?;
                 let mut out = std::io::stdout().lock();
-                out.write_all(b.get_ref())?;
+                std::io::copy(spool, &mut out)?;
                 Ok(out.flush()?)
             }
             Output::File { file, tmp, path } => {
