@@ -2007,14 +2007,7 @@ fn neighbors_search_the_entries_encoded_so_far_while_the_index_is_built() {
             ..AppOptions::default()
         },
     );
-    h.key(KeyCode::Char('/'))
-        .type_text("the small dog sees the cat")
-        .key(KeyCode::Enter);
-    h.app.update(Msg::Key(crossterm::event::KeyEvent::new(
-        KeyCode::Char('6'),
-        crossterm::event::KeyModifiers::NONE,
-    )));
-    assert_eq!(h.app.tab, TabId::Neighbors);
+    open_neighbors_of_a_sentence(&mut h);
     let reqs = h.queued();
     let replies = h.replies(reqs);
     let mut partials = 0;
