@@ -1210,6 +1210,22 @@ pub fn run_loop(
     control: &TrainControl,
 ) -> Result<TrainOutcome> {
     let s = settings;
+    // A resumed run past its --steps would report "finished" without a step; a start beyond
+    // any step count a flag accepts is a corrupt or forged checkpoint.
+    if s.start_step > u32::MAX as u64 {
+        bail!(
+            "the checkpoint says it is at step {}, beyond any run (corrupt or forged?)",
+            s.start_step
+        );
+    }
+    if s.start_step > s.steps {
+        bail!(
+            "the run is already at step {} and --steps is {}: nothing to train (pass --steps above {} to go on)",
+            s.start_step,
+            s.steps,
+            s.start_step
+        );
+    }
     let per_epoch = objective.batches_per_epoch().max(1) as u64;
     let mean_units_per_step = objective.mean_units_per_step();
     let mut metrics = BTreeMap::new();

@@ -402,3 +402,31 @@ fn adam_updates_every_variable_in_place_like_the_reference() -> Result<()> {
     }
     Ok(())
 }
+
+/// A resumed run already past its `--steps`, or at a step no run reaches (a forged
+/// checkpoint), is refused before any step: it used to report "finished after
+/// 18446744073709551615 steps" with nothing trained. At exactly its steps it has nothing to do.
+#[test]
+fn a_start_past_the_steps_or_beyond_any_run_is_refused() {
+    for (start, steps, says) in [
+        (12, 10, "already at step 12 and --steps is 10"),
+        (u64::MAX, u64::MAX, "beyond any run"),
+        (1 << 32, 1 << 33, "beyond any run"),
+    ] {
+        let mut toy = Toy::default();
+        let s = LoopSettings {
+            start_step: start,
+            ..settings(steps)
+        };
+        let (done, _) = run(&mut toy, &s, &TrainControl::default());
+        let err = done.unwrap_err().to_string();
+        assert!(err.contains(says), "{start}/{steps}: {err}");
+        assert!(toy.saved.lock().unwrap().is_empty(), "nothing saved");
+    }
+    let mut toy = Toy::default();
+    let s = LoopSettings {
+        start_step: 10,
+        ..settings(10)
+    };
+    assert_eq!(run(&mut toy, &s, &TrainControl::default()).0.unwrap(), 10);
+}
