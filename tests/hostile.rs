@@ -576,89 +576,6 @@ fn train_cli(out: &Path, extra: &[&str]) -> Output {
     run(&args, None)
 }
 
-/// A `--config` file is untrusted like a checkpoint: its `"resume": true` (as `info --json`
-/// prints it for a resumed run) continued and overwrote its `out` without `--resume`; its
-/// corpus `/etc/passwd` was trained on (the file's words in the new vocabulary); its `init` got
-/// past the `--init`/`--resume` conflict.
-#[test]
-fn a_training_config_cannot_resume_init_or_name_a_system_corpus() {
-    let dir = temp_dir();
-    let a = dir.path().join("a.safetensors");
-    assert_ok(&train_cli(&a, &["--steps", "2"]));
-    let info: serde_json::Value =
-        serde_json::from_slice(&run(&["info", a.to_str().unwrap(), "--json"], None).stdout)
-            .unwrap();
-    let base = info["provenance"]["train_config"].clone();
-    assert!(base.is_object(), "{info}");
-    let write = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
-        let mut v = base.clone();
-        edit(&mut v);
-        let path = dir.path().join(name);
-        std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
-        path
-    };
-    let before = std::fs::read(&a).unwrap();
-    let resumed = write("resumed.json", &|v| v["resume"] = true.into());
-    let out = run(
-        &[
-            "train",
-            "--config",
-            resumed.to_str().unwrap(),
-            "--steps",
-            "4",
-        ],
-        None,
-    );
-    let err = one_line_error("config resume", &out);
-    assert!(err.contains("--resume"), "{err}");
-    assert_eq!(
-        std::fs::read(&a).unwrap(),
-        before,
-        "the checkpoint is untouched"
-    );
-
-    let other = dir.path().join("b.safetensors");
-    let system = write("system.json", &|v| {
-        v["corpus"] = "/etc/passwd".into();
-        v["out"] = other.to_str().unwrap().into();
-    });
-    let err = one_line_error(
-        "config corpus",
-        &run(&["train", "--config", system.to_str().unwrap()], None),
-    );
-    assert!(
-        err.contains("special or system file") && err.contains("system.json"),
-        "{err}"
-    );
-    let init = write("init.json", &|v| {
-        v["init"] = a.to_str().unwrap().into();
-        v["out"] = other.to_str().unwrap().into();
-    });
-    let err = one_line_error(
-        "config init",
-        &run(&["train", "--config", init.to_str().unwrap()], None),
-    );
-    assert!(
-        err.contains("sets `init`") && err.contains("--init"),
-        "{err}"
-    );
-    assert!(!other.exists(), "nothing trained");
-    // The same config with --resume continues the run, as before.
-    let out = run(
-        &[
-            "train",
-            "--config",
-            resumed.to_str().unwrap(),
-            "--resume",
-            "--steps",
-            "3",
-        ],
-        None,
-    );
-    assert_ok(&out);
-    assert_ne!(std::fs::read(&a).unwrap(), before);
-}
-
 /// `train --kind nash --corpus (the fixture corpus) --out OUT --steps 1` and `extra`.
 fn nash_cli(out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
@@ -691,6 +608,74 @@ fn init_cli(from: &Path, out: &Path, extra: &[&str]) -> Output {
     ];
     args.extend_from_slice(extra);
     run(&args, None)
+}
+
+/// A `--config` file is untrusted like a checkpoint: its `"resume": true` (as `info --json`
+/// prints it for a resumed run) continued and overwrote its `out` without `--resume`; its
+/// corpus `/etc/passwd` was trained on (the file's words in the new vocabulary); its `init` got
+/// past the `--init`/`--resume` conflict.
+#[test]
+fn a_training_config_cannot_resume_init_or_name_a_system_corpus() {
+    let dir = temp_dir();
+    let a = dir.path().join("a.safetensors");
+    assert_ok(&train_cli(&a, &["--steps", "2"]));
+    let info: serde_json::Value =
+        serde_json::from_slice(&run(&["info", a.to_str().unwrap(), "--json"], None).stdout)
+            .unwrap();
+    let base = info["provenance"]["train_config"].clone();
+    assert!(base.is_object(), "{info}");
+    let write = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = base.clone();
+        edit(&mut v);
+        let path = dir.path().join(name);
+        std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+        path
+    };
+    let with_config = |config: &Path, extra: &[&str]| {
+        let mut args = vec!["train", "--config", config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        run(&args, None)
+    };
+    let before = std::fs::read(&a).unwrap();
+    let resumed = write("resumed.json", &|v| v["resume"] = true.into());
+    let err = one_line_error("config resume", &with_config(&resumed, &["--steps", "4"]));
+    assert!(err.contains("--resume"), "{err}");
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        before,
+        "the checkpoint is untouched"
+    );
+
+    let other = dir.path().join("b.safetensors");
+    let system = write("system.json", &|v| {
+        v["corpus"] = "/etc/passwd".into();
+        v["out"] = other.to_str().unwrap().into();
+    });
+    let err = one_line_error("config corpus", &with_config(&system, &[]));
+    assert!(
+        err.contains("special or system file") && err.contains("system.json"),
+        "{err}"
+    );
+    let init = write("init.json", &|v| {
+        v["init"] = a.to_str().unwrap().into();
+        v["out"] = other.to_str().unwrap().into();
+    });
+    let err = one_line_error("config init", &with_config(&init, &[]));
+    assert!(
+        err.contains("sets `init`") && err.contains("--init"),
+        "{err}"
+    );
+    // The batch bounds hold for a config, which no flag parser sees.
+    let wide = write("wide.json", &|v| {
+        v["batch_tokens"] = 65_537.into();
+        v["out"] = other.to_str().unwrap().into();
+    });
+    let err = one_line_error("config batch", &with_config(&wide, &[]));
+    assert!(err.contains("--batch-tokens is 65537"), "{err}");
+    assert!(!other.exists(), "nothing trained");
+    // The same config with --resume continues the run, as before.
+    assert_ok(&with_config(&resumed, &["--resume", "--steps", "3"]));
+    assert_ne!(std::fs::read(&a).unwrap(), before);
 }
 
 fn assert_ok(out: &Output) -> String {

@@ -118,12 +118,7 @@ pub trait SavedIndex: Sized {
     /// (a truncated or forged file) is rebuilt, not searched.
     fn is_fresh(&self, checkpoint: &Path, corpus: &Corpus, width: usize) -> bool {
         let expected = CACHED_SPLITS.iter().flat_map(|&s| corpus.split(s));
-        self.texts().len()
-            == CACHED_SPLITS
-                .iter()
-                .map(|&s| corpus.split(s).len())
-                .sum::<usize>()
-            && self.texts().iter().zip(expected).all(|(t, e)| *t == e.text)
+        self.texts().iter().eq(expected.map(|e| &e.text))
             && self
                 .meta()
                 .is_fresh(self.width(), checkpoint, corpus, width)
