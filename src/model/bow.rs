@@ -708,6 +708,20 @@ mod tests {
     use candle_nn::VarMap;
     use rand::SeedableRng;
 
+    #[test]
+    fn a_batch_whose_pair_matrix_would_pass_the_bound_is_refused_before_it_is_built() {
+        // 16,385 documents sharing one bag of 16,385 pairs: 16,385 × 268,468,225 cells.
+        let bag: Vec<(u32, f32)> = (0..16_385u32).map(|i| (i, 1.0)).collect();
+        let docs: Vec<&[(u32, f32)]> = vec![bag.as_slice(); 16_385];
+        let err = BagBatch::new(&docs, &Device::Cpu).err().expect("refused");
+        assert!(
+            err.to_string().contains("use fewer documents per batch"),
+            "{err}"
+        );
+        // Within the bound it is built: 4 × 65,540 cells.
+        assert!(BagBatch::new(&docs[..4], &Device::Cpu).is_ok());
+    }
+
     fn close(a: f32, b: f64, tol: f64) {
         assert!((a as f64 - b).abs() < tol, "{a} vs {b}");
     }
