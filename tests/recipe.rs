@@ -1158,6 +1158,16 @@ fn free_bits_train_a_vae_are_stored_and_refused_without_a_kl_term() {
         assert!(ok, "{log}");
         assert_eq!(config(&plain)["free_bits"], want, "{kind}");
     }
+    // `train --help` gives the same defaults (it read 0.1 after the default had moved).
+    let help = latent_tui::cli::command()
+        .find_subcommand_mut("train")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    assert!(
+        help.contains("0.25 for gaussian, 0.4 for binary-vae, 0.4 for gumbel-vae"),
+        "{help}"
+    );
     // The floor changes what is learned (a fresh code's KL is below 0.5 nats per dimension) …
     let none = dir.path().join("none.safetensors");
     let (ok, log) = run("gaussian", "0", &none);

@@ -677,9 +677,7 @@ pub struct TrainArgs {
     pub kl_weight: Option<f64>,
     /// Free bits: a floor in nats under each latent dimension's KL in the loss, averaged over
     /// the batch (gaussian, binary-vae, gumbel-vae; 0 = off). Dimensions below it are not pulled
-    /// towards the prior, so fewer collapse: see docs/recipe.md. [default for a run from
-    /// scratch: 0.25 for gaussian, 0.1 for binary-vae and gumbel-vae; a resumed or --init run
-    /// keeps its own]
+    /// towards the prior, so fewer collapse: see docs/recipe.md.
     #[arg(long, value_parser = flags::free_bits)]
     pub free_bits: Option<f64>,
     /// Weight of the mutual-information term (0: off).
@@ -776,8 +774,20 @@ pub fn command() -> clap::Command {
             .collect();
         let mut train = train;
         for id in ids {
-            // Its default depends on the kind: written in its own help.
+            // Its default depends on the kind: `train::default_free_bits`'s, per kind.
             if id == "free_bits" {
+                use crate::model::LatentKind::{BinaryVae, Gaussian, GumbelVae};
+                let d = crate::train::default_free_bits;
+                let text = format!(
+                    "[default for a run from scratch: {} for gaussian, {} for binary-vae, {} for gumbel-vae; a resumed or --init run keeps its own]",
+                    d(Gaussian),
+                    d(BinaryVae),
+                    d(GumbelVae)
+                );
+                train = train.mut_arg("free_bits", |a| {
+                    let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                    a.help(format!("{help} {text}"))
+                });
                 continue;
             }
             let Some(default) = seq.get(&id).and_then(shown) else {
