@@ -379,6 +379,59 @@ fn path_walks_a_bag_of_words_model_as_top_words() {
     assert!(err.contains("has no decoder"), "{err}");
 }
 
+/// The plain per-bit rows of `flip`: (value, rise as printed, bar length in eighths of a cell).
+fn flip_rows(text: &str) -> Vec<(f64, String, usize)> {
+    let eighths = |c: char| "▏▎▍▌▋▊▉█".chars().position(|e| e == c).map(|k| k + 1);
+    text.lines()
+        .skip_while(|l| !l.trim_start().starts_with("bit "))
+        .skip(1)
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            let _bit = f.next().unwrap();
+            let value: f64 = f.next().unwrap().parse().unwrap();
+            let rise = f.next().unwrap().to_string();
+            let bar = f.next().unwrap_or("");
+            (value, rise, bar.chars().map(|c| eighths(c).unwrap()).sum())
+        })
+        .collect()
+}
+
+#[test]
+fn flip_draws_each_bits_rise_over_the_current_code() {
+    // Bars drawn from zero made perplexities a few percent apart look the same; they are the
+    // rise over the current code, the largest one full width (40 cells), a fall none.
+    let text = ok(&["flip", ckpt(), "the old dog holds a saw"], None);
+    let rows = flip_rows(&text);
+    assert_eq!(rows.len(), 8, "{text}");
+    let rise = |r: &str| r.trim_end_matches('%').parse::<f64>().unwrap();
+    let largest = rows.iter().map(|r| rise(&r.1)).fold(f64::MIN, f64::max);
+    assert!(largest > 0.0, "some flip costs this sentence: {text}");
+    assert!(text.contains(&format!("longest +{largest:.1}%")), "{text}");
+    for (value, r, bar) in &rows {
+        let r = rise(r);
+        if r <= 0.0 {
+            assert_eq!(*bar, 0, "a fall has no bar: {text}");
+        } else {
+            // Both rises are printed to 0.1 %: the bar lies within what they allow.
+            let (lo, hi) = ((r - 0.05) / (largest + 0.05), (r + 0.05) / (largest - 0.05));
+            let bar = *bar as f64;
+            assert!(
+                bar >= lo * 320.0 - 1.0 && bar <= hi.min(1.0) * 320.0 + 1.0,
+                "{r} → {bar}/320: {text}"
+            );
+        }
+        assert!(*value > 0.0);
+    }
+    // A larger value is a larger rise: the rises share one base.
+    for a in &rows {
+        for b in &rows {
+            if a.0 < b.0 {
+                assert!(rise(&a.1) <= rise(&b.1), "{text}");
+            }
+        }
+    }
+}
+
 #[test]
 fn flip_on_nash_reports_the_documents_nll_per_bit() {
     let f = common::fixtures();
@@ -414,6 +467,14 @@ fn flip_on_nash_reports_the_documents_nll_per_bit() {
     assert!(flips[1]["nll"].as_f64().unwrap() > 0.0);
     let text = ok(&["flip", nash, "small dog", "--bits", "1"], None);
     assert!(text.contains("NLL (nats) "), "{text}");
+    // A document's rise is in nats: the per-bit NLL less the current code's.
+    let rows = flip_rows(&text);
+    assert_eq!(rows.len(), 8, "{text}");
+    assert!(
+        rows.iter()
+            .all(|r| !r.1.ends_with('%') && r.1.parse::<f64>().is_ok()),
+        "{text}"
+    );
     assert!(
         text.contains("per-bit NLL (nats) (document under"),
         "{text}"

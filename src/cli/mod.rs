@@ -2689,6 +2689,8 @@ fn flip(
     } else {
         ("ppl", "perplexity")
     };
+    // The bars' own base: the current code scored by the same output layer as they are.
+    let bars_base = effects.base;
     let mut ppl = vec![effects.base];
     ppl.extend(effects.variants);
     // The bars come from the 8-bit output layer (within ~1e-3 nats per word); the headline
@@ -2744,13 +2746,59 @@ fn flip(
                 ""
             }
         );
-        let max = ppl[1..].iter().cloned().fold(ppl[0], f64::max);
+        // The bars are each flip's rise over the current code (what the flip costs the
+        // sentence), scaled to the largest rise: drawn from zero, bars of perplexities that
+        // differ by a few percent would all look the same length.
+        let rise = |p: f64| {
+            if effects.nll {
+                p - bars_base
+            } else {
+                p / bars_base - 1.0
+            }
+        };
+        let largest = ppl[1..].iter().map(|&p| rise(p)).fold(0.0, f64::max);
+        println!(
+            "  bit {:>9} {:>9} (bars: the rise over the current code's {:.3}, longest {})",
+            measure,
+            "rise",
+            ppl[0],
+            rise_text(largest, effects.nll)
+        );
         for j in 0..l {
-            let w = ((ppl[j + 1] / max) * 40.0).round() as usize;
-            println!("  {j:3} {:9.3} {}", ppl[j + 1], "█".repeat(w));
+            let r = rise(ppl[j + 1]);
+            println!(
+                "  {j:3} {:9.3} {:>9} {}",
+                ppl[j + 1],
+                rise_text(r, effects.nll),
+                rise_bar(r, largest, 40)
+            );
         }
     }
     Ok(())
+}
+
+/// A rise as `flip` prints it: nats for an NLL, percent for a perplexity.
+fn rise_text(rise: f64, nats: bool) -> String {
+    if nats {
+        format!("{rise:+.3}")
+    } else {
+        format!("{:+.1}%", rise * 100.0)
+    }
+}
+
+/// A horizontal bar of `rise / largest` of `width` cells, in eighths of a cell; empty for a
+/// fall (or when nothing rises).
+fn rise_bar(rise: f64, largest: f64, width: usize) -> String {
+    const EIGHTHS: [char; 8] = ['▏', '▎', '▍', '▌', '▋', '▊', '▉', '█'];
+    if !(rise > 0.0 && largest > 0.0) {
+        return String::new();
+    }
+    let eighths = ((rise / largest).min(1.0) * (width * 8) as f64).round() as usize;
+    let mut bar = "█".repeat(eighths / 8);
+    if eighths % 8 > 0 {
+        bar.push(EIGHTHS[eighths % 8 - 1]);
+    }
+    bar
 }
 
 /// A progress bar from 0 to 1000 labelled `what`, drawn on a terminal, hidden otherwise (logs
