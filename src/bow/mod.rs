@@ -281,13 +281,12 @@ impl BowCheckpoint {
 
 /// Documents per batch when encoding or scoring (no gradients, so larger than in training).
 pub const EVAL_BATCH: usize = 512;
-/// Most cells of an encoding or scoring batch's pair matrix (documents × (document, word)
-/// pairs of the batch, see [`BagBatch`]): 2^24 values, 64 MB. Long documents make batches of
-/// fewer documents instead of a matrix that grows with the square of the batch.
-pub const EVAL_BATCH_CELLS: usize = 1 << 24;
+/// Most (document, word) pairs of an encoding or scoring batch ([`BagBatch`]): 2^20, 12 MB of
+/// ids, counts and input values. Long documents make batches of fewer documents.
+pub const EVAL_BATCH_PAIRS: usize = 1 << 20;
 
 /// Consecutive ranges of documents of `lengths` (word, count) pairs each, to encode or score
-/// together: at most [`EVAL_BATCH`] documents and [`EVAL_BATCH_CELLS`] cells each (a single
+/// together: at most [`EVAL_BATCH`] documents and [`EVAL_BATCH_PAIRS`] pairs each (a single
 /// document larger than that goes alone).
 pub fn eval_batches(lengths: impl IntoIterator<Item = usize>) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
@@ -295,8 +294,7 @@ pub fn eval_batches(lengths: impl IntoIterator<Item = usize>) -> Vec<std::ops::R
     for len in lengths {
         let len = len.max(1);
         let docs = i - start + 1;
-        let cells = docs.saturating_mul(pairs.saturating_add(len));
-        if i > start && (docs > EVAL_BATCH || cells > EVAL_BATCH_CELLS) {
+        if i > start && (docs > EVAL_BATCH || pairs.saturating_add(len) > EVAL_BATCH_PAIRS) {
             out.push(start..i);
             start = i;
             pairs = 0;
@@ -433,21 +431,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn evaluation_batches_bound_documents_and_cells() {
+    fn evaluation_batches_bound_documents_and_pairs() {
         // Short documents: EVAL_BATCH at a time.
         let short = eval_batches(vec![3; 1200]);
         assert_eq!(short, vec![0..512, 512..1024, 1024..1200]);
-        // Long documents: fewer per batch, so documents × pairs stays within the bound.
-        let long = vec![5000; 200];
+        // Long documents: fewer per batch, so the pairs stay within the bound.
+        let long = vec![5000; 1000];
         let batches = eval_batches(long.iter().copied());
         for r in &batches {
             let pairs: usize = long[r.clone()].iter().sum();
-            assert!(r.len() * pairs <= EVAL_BATCH_CELLS, "{r:?}");
+            assert!(pairs <= EVAL_BATCH_PAIRS, "{r:?}");
         }
-        assert_eq!(batches.len(), 200usize.div_ceil(57), "{batches:?}");
+        assert_eq!(batches.len(), 1000usize.div_ceil(209), "{batches:?}");
         // Every document once, in order; one too large for the bound goes alone; empty ones count
         // as one pair.
-        let mixed = eval_batches([0, 2, EVAL_BATCH_CELLS + 1, 1]);
+        let mixed = eval_batches([0, 2, EVAL_BATCH_PAIRS + 1, 1]);
         assert_eq!(mixed, vec![0..2, 2..3, 3..4]);
         assert!(eval_batches(std::iter::empty()).is_empty());
     }

@@ -395,9 +395,8 @@ fn shuffled_batches(n: usize, batch_size: usize, rng: &mut StdRng) -> Vec<Vec<us
         .collect()
 }
 
-/// Most documents in one bag-of-words training batch. A batch's pair matrix has a row per
-/// document and a column per (document, word) pair of the whole batch, so it grows with the
-/// square of the batch size (see [`crate::model::bow::BagBatch`]).
+/// Most documents in one bag-of-words training batch: the decoder's logits and their gradient
+/// are documents × vocabulary (1,024 × 10,000 words: 80 MB), and the papers' batches are 64.
 pub const MAX_BATCH_DOCS: usize = 1024;
 
 /// Options for [`fit`], the in-memory trainer used by experiments and tests.

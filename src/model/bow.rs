@@ -2,9 +2,9 @@
 //! random-hyperplane LSH baseline (Charikar, 2002).
 //!
 //! A document is a sparse bag `(word id, count)`. The encoders' first layer is a linear map
-//! over the whole vocabulary, but it is computed by gathering only the columns of the words a
-//! batch contains and multiplying by a (B, N) matrix of their input values, N the number of
-//! (document, word) pairs; the result equals the dense product at a fraction of its cost.
+//! over the whole vocabulary, but it is computed from each document's own (word, value) pairs
+//! only ([`BagBatch`] keeps a batch's pairs one document after the other): the result equals
+//! the dense product, at a cost and a memory linear in the number of pairs.
 //!
 //! * **NVDM**: MLP encoder → N(μ, σ²) → softmax decoder over the vocabulary, which scores each
 //!   word of the document: log p(d | z) = Σ_w c_w log softmax(R z + b)_w.
@@ -13,7 +13,9 @@
 //!   fixed σ or a σ(x) the encoder predicts. Codes at inference are step(p − ½).
 //! * **LSH**: no training: bit j is step(w_j · tfidf(d)) for random Gaussian hyperplanes w_j.
 
-use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Module, Result, Shape, Tensor, D};
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Result, Shape, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 use rand::rngs::StdRng;
 use rayon::prelude::*;
@@ -115,59 +117,86 @@ pub struct LshConfig {
     pub seed: u64,
 }
 
-/// A batch of documents as sparse bags.
+/// A batch of documents as sparse bags: the (word id, count) pairs of every document, one
+/// document after the other, and where each document's pairs start. Memory and the first
+/// layer's work grow with the number of pairs, not with documents × pairs.
 #[derive(Debug, Clone)]
 pub struct BagBatch {
-    /// Word ids of every (document, word) pair, (N,) u32.
-    pub ids: Tensor,
-    /// counts[d, n] = count of word `ids[n]` if pair n belongs to document d, else 0; (B, N).
-    pub counts: Tensor,
+    /// The pairs: word ids, counts and each document's range of them.
+    pairs: Arc<Pairs>,
     /// Words per document (the sum of its counts).
     pub lengths: Vec<f32>,
     pub batch_size: usize,
     /// Label ids of the documents, (B,) u32, for the supervised NASH variant.
     pub labels: Option<Tensor>,
+    device: Device,
 }
 
-/// Most values of one batch's pair matrix `counts` (documents × pairs): 2^28, 1 GB.
-pub const MAX_BATCH_CELLS: usize = 1 << 28;
+/// The (document, word) pairs of a [`BagBatch`].
+#[derive(Debug)]
+struct Pairs {
+    /// Word id of each pair, (N,).
+    ids: Vec<u32>,
+    /// Count of each pair's word in its document, (N,).
+    counts: Vec<f32>,
+    /// Document d's pairs are `starts[d]..starts[d + 1]`; B + 1 entries.
+    starts: Vec<usize>,
+}
+
+impl Pairs {
+    fn documents(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// Document d's pairs.
+    fn of(&self, d: usize) -> std::ops::Range<usize> {
+        self.starts[d]..self.starts[d + 1]
+    }
+}
+
+/// Most (document, word) pairs of one batch: 2^26, 512 MB of ids, counts and input values.
+pub const MAX_BATCH_PAIRS: usize = 1 << 26;
 
 impl BagBatch {
     /// Builds a batch from bags of `(word id, count)`. Empty bags are allowed (their code comes
-    /// from the biases alone); an all-empty batch gets one zero-count pair so shapes stay valid.
+    /// from the biases alone).
     pub fn new(docs: &[&[(u32, f32)]], dev: &Device) -> Result<Self> {
         let b = docs.len();
         if b == 0 {
             candle_core::bail!("empty batch");
         }
-        let n = docs.iter().map(|d| d.len()).sum::<usize>().max(1);
-        if b.saturating_mul(n) > MAX_BATCH_CELLS {
+        let n = docs.iter().fold(0usize, |n, d| n.saturating_add(d.len()));
+        if n > MAX_BATCH_PAIRS {
             candle_core::bail!(
-                "a batch of {b} documents with {n} (document, word) pairs in all needs a {b} × {n} \
-                 matrix, more than {MAX_BATCH_CELLS} values: use fewer documents per batch"
+                "a batch of {b} documents with {n} (document, word) pairs in all is more than \
+                 {MAX_BATCH_PAIRS} pairs: use fewer documents per batch"
             );
         }
         let mut ids = Vec::with_capacity(n);
-        let mut counts = vec![0f32; b * n];
+        let mut counts = Vec::with_capacity(n);
+        let mut starts = Vec::with_capacity(b + 1);
         let mut lengths = Vec::with_capacity(b);
-        for (row, doc) in docs.iter().enumerate() {
+        starts.push(0);
+        for doc in docs {
             let mut len = 0f32;
             for &(id, c) in doc.iter() {
-                counts[row * n + ids.len()] = c;
                 ids.push(id);
+                counts.push(c);
                 len += c;
             }
+            starts.push(ids.len());
             lengths.push(len);
         }
-        if ids.is_empty() {
-            ids.push(0);
-        }
         Ok(Self {
-            ids: Tensor::from_vec(ids, n, dev)?,
-            counts: Tensor::from_vec(counts, (b, n), dev)?,
+            pairs: Arc::new(Pairs {
+                ids,
+                counts,
+                starts,
+            }),
             lengths,
             batch_size: b,
             labels: None,
+            device: dev.clone(),
         })
     }
 
@@ -180,8 +209,7 @@ impl BagBatch {
                 self.batch_size
             );
         }
-        let dev = self.counts.device().clone();
-        self.labels = Some(Tensor::from_slice(labels, labels.len(), &dev)?);
+        self.labels = Some(Tensor::from_slice(labels, labels.len(), &self.device)?);
         Ok(self)
     }
 
@@ -190,19 +218,128 @@ impl BagBatch {
         self.lengths.iter().map(|&l| l as f64).sum()
     }
 
-    /// The encoder's input values per pair, (B, N): counts, or count × idf normalised to unit
-    /// L2 norm per document.
-    fn input_values(&self, input: BowInput, idf: Option<&Tensor>) -> Result<Tensor> {
+    /// The encoder's input value of each pair, (N,): its count, or count × idf normalised to
+    /// unit L2 norm per document. (Data, not parameters: no gradient flows into them.)
+    fn input_values(&self, input: BowInput, idf: Option<&Tensor>) -> Result<Vec<f32>> {
+        let pairs = &self.pairs;
         match (input, idf) {
-            (BowInput::Counts, _) => Ok(self.counts.clone()),
+            (BowInput::Counts, _) => Ok(pairs.counts.clone()),
             (BowInput::Tfidf, Some(idf)) => {
-                let pair_idf = idf.detach().index_select(&self.ids, 0)?; // (N,)
-                let x = self.counts.broadcast_mul(&pair_idf.unsqueeze(0)?)?; // (B, N)
-                let norm = x.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?; // (B, 1)
-                x.broadcast_div(&norm)
+                let idf = idf.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+                if let Some(&bad) = pairs.ids.iter().find(|&&i| i as usize >= idf.len()) {
+                    candle_core::bail!("word id {bad} outside the vocabulary of {}", idf.len());
+                }
+                let mut x: Vec<f32> = pairs
+                    .ids
+                    .iter()
+                    .zip(&pairs.counts)
+                    .map(|(&id, &c)| c * idf[id as usize])
+                    .collect();
+                for d in 0..pairs.documents() {
+                    let doc = &mut x[pairs.of(d)];
+                    let norm = doc.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                    doc.iter_mut().for_each(|v| *v /= norm);
+                }
+                Ok(x)
             }
             (BowInput::Tfidf, None) => candle_core::bail!("tf-idf input without an idf vector"),
         }
+    }
+
+    /// Σ over each document's pairs of value × column `id` of `weight` (out, V): (B, out), the
+    /// product of the dense (B, V) input with `weightᵀ`; differentiable in `weight`.
+    fn product(&self, weight: &Tensor, values: Vec<f32>) -> Result<Tensor> {
+        let op = BagProduct {
+            pairs: self.pairs.clone(),
+            values: Arc::new(values),
+        };
+        weight.to_dtype(DType::F32)?.contiguous()?.apply_op1(op)
+    }
+}
+
+/// [`BagBatch::product`]: y[d, o] = Σ_{n ∈ d} values[n] · weight[o, ids[n]]. Each output row o
+/// reads one row of the weight (V values, in cache) at the batch's word ids; its gradient adds
+/// into the same entries.
+struct BagProduct {
+    pairs: Arc<Pairs>,
+    values: Arc<Vec<f32>>,
+}
+
+impl BagProduct {
+    /// yᵀ (out, B) from the weight (out, V) or the gradient dW (out, V) from gᵀ (out, B).
+    fn check(&self, v: usize) -> Result<()> {
+        if self.values.len() != self.pairs.ids.len() {
+            candle_core::bail!(
+                "bag product: values for {} of {} pairs",
+                self.values.len(),
+                self.pairs.ids.len()
+            );
+        }
+        if let Some(&bad) = self.pairs.ids.iter().find(|&&i| i as usize >= v) {
+            candle_core::bail!("word id {bad} outside the vocabulary of {v}");
+        }
+        Ok(())
+    }
+}
+
+impl CustomOp1 for BagProduct {
+    fn name(&self) -> &'static str {
+        "bag-product"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (out, v) = l.shape().dims2()?;
+        let weight = cpu_slice::<f32>(s, l)?;
+        self.check(v)?;
+        let (pairs, values) = (&self.pairs, &self.values);
+        let b = pairs.documents();
+        // yᵀ (out, B): row o from weight row o.
+        let mut yt = vec![0f32; out * b];
+        if b > 0 {
+            yt.par_chunks_mut(b)
+                .zip(weight.par_chunks(v))
+                .for_each(|(y, w)| {
+                    for (d, y) in y.iter_mut().enumerate() {
+                        let r = pairs.of(d);
+                        *y = pairs.ids[r.clone()]
+                            .iter()
+                            .zip(&values[r])
+                            .map(|(&id, &x)| x * w[id as usize])
+                            .sum();
+                    }
+                });
+        }
+        let mut y = vec![0f32; b * out];
+        for (o, row) in yt.chunks_exact(b.max(1)).enumerate().take(out) {
+            for (d, &x) in row.iter().enumerate().take(b) {
+                y[d * out + o] = x;
+            }
+        }
+        Ok((CpuStorage::F32(y), Shape::from((b, out))))
+    }
+
+    fn bwd(&self, weight: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let (out, v) = weight.dims2()?;
+        self.check(v)?;
+        let (pairs, values) = (&self.pairs, &self.values);
+        // gᵀ (out, B)
+        let gt = grad_res.to_dtype(DType::F32)?.t()?.contiguous()?;
+        let gt = gt.flatten_all()?.to_vec1::<f32>()?;
+        let b = pairs.documents();
+        let mut dw = vec![0f32; out * v];
+        if b > 0 {
+            dw.par_chunks_mut(v)
+                .zip(gt.par_chunks(b))
+                .for_each(|(dw, g)| {
+                    for (d, &g) in g.iter().enumerate() {
+                        let r = pairs.of(d);
+                        for (&id, &x) in pairs.ids[r.clone()].iter().zip(&values[r]) {
+                            dw[id as usize] += x * g;
+                        }
+                    }
+                });
+        }
+        Ok(Some(Tensor::from_vec(dw, (out, v), weight.device())?))
     }
 }
 
@@ -222,10 +359,11 @@ impl BagLinear {
         })
     }
 
-    /// values (B, N) over the pairs of `ids` (N,) → (B, out).
-    fn forward(&self, values: &Tensor, ids: &Tensor) -> Result<Tensor> {
-        let cols = self.weight.index_select(ids, 1)?; // (H, N)
-        values.matmul(&cols.t()?)?.broadcast_add(&self.bias) // (B, H)
+    /// The input `values` of the batch's pairs (N,) → (B, out).
+    fn forward(&self, batch: &BagBatch, values: Vec<f32>) -> Result<Tensor> {
+        batch
+            .product(&self.weight, values)?
+            .broadcast_add(&self.bias) // (B, out)
     }
 }
 
@@ -244,8 +382,8 @@ impl BagEncoder {
         })
     }
 
-    fn forward(&self, values: &Tensor, ids: &Tensor) -> Result<Tensor> {
-        let h = self.input.forward(values, ids)?.relu()?; // (B, H)
+    fn forward(&self, batch: &BagBatch, values: Vec<f32>) -> Result<Tensor> {
+        let h = self.input.forward(batch, values)?.relu()?; // (B, H)
         self.hidden.forward(&h)?.relu() // (B, H)
     }
 }
@@ -266,7 +404,7 @@ impl WordDecoder {
     /// −Σ_w c_w log p(w | z) per document, (B,).
     fn nll(&self, z: &Tensor, batch: &BagBatch) -> Result<Tensor> {
         let logits = self.out.forward(z)?; // (B, V)
-        bag_nll(&logits, &batch.ids, &batch.counts) // (B,)
+        bag_nll(&logits, batch) // (B,)
     }
 
     fn log_probs(&self, z: &Tensor) -> Result<Tensor> {
@@ -274,31 +412,45 @@ impl WordDecoder {
     }
 }
 
-/// −Σ_n counts[d, n] log softmax(logits[d])[ids[n]] per row d, (B,), from logits (B, V), pair
-/// ids (N,) and the pair counts (B, N).
+/// −Σ_{n ∈ d} counts[n] log softmax(logits[d])[ids[n]] per document d, (B,), from logits
+/// (B, V) and the batch's pairs.
 ///
-/// On CPU this is one fused op: the stock `log_softmax` + `index_select` composition makes
-/// several full (B × V) passes and allocations forward and backward, which was most of a
-/// training step. The gradient is N_d softmax(logits[d]) − counts scattered over the vocabulary.
-pub fn bag_nll(logits: &Tensor, ids: &Tensor, counts: &Tensor) -> Result<Tensor> {
-    if logits.device().is_cpu() && logits.dtype() == DType::F32 {
-        logits
-            .contiguous()?
-            .apply_op3(&ids.contiguous()?, &counts.contiguous()?, BagNll)
-    } else {
-        let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?; // (B, V)
-        let pair_logp = logp.index_select(ids, 1)?; // (B, N)
-        (pair_logp * counts)?.sum(1)?.neg()
+/// One fused op: the stock `log_softmax` + `index_select` composition makes several full
+/// (B × V) passes and allocations forward and backward, which was most of a training step. The
+/// gradient is N_d softmax(logits[d]) − counts scattered over the vocabulary.
+pub fn bag_nll(logits: &Tensor, batch: &BagBatch) -> Result<Tensor> {
+    logits
+        .to_dtype(DType::F32)?
+        .contiguous()?
+        .apply_op1(BagNll {
+            pairs: batch.pairs.clone(),
+        })
+}
+
+struct BagNll {
+    pairs: Arc<Pairs>,
+}
+
+impl BagNll {
+    fn check(&self, b: usize, v: usize) -> Result<()> {
+        if b != self.pairs.documents() {
+            candle_core::bail!(
+                "bag_nll: {b} rows of logits for {} documents",
+                self.pairs.documents()
+            );
+        }
+        if let Some(&bad) = self.pairs.ids.iter().find(|&&i| i as usize >= v) {
+            candle_core::bail!("bag_nll: word id {bad} outside the vocabulary of {v}");
+        }
+        Ok(())
     }
 }
 
-struct BagNll;
-
-/// The contiguous f32 or u32 data behind a CPU tensor argument.
+/// The contiguous f32 data behind a CPU tensor argument.
 fn cpu_slice<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
     let (a, b) = l
         .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("bag_nll expects contiguous inputs".into()))?;
+        .ok_or_else(|| candle_core::Error::Msg("bag ops expect contiguous inputs".into()))?;
     Ok(&T::cpu_storage_as_slice(s)?[a..b])
 }
 
@@ -309,38 +461,26 @@ fn log_sum_exp(row: &[f32]) -> f32 {
     max + sum.ln()
 }
 
-impl CustomOp3 for BagNll {
+impl CustomOp1 for BagNll {
     fn name(&self) -> &'static str {
         "bag-nll"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (b, v) = l1.shape().dims2()?;
-        let logits = cpu_slice::<f32>(s1, l1)?;
-        let ids = cpu_slice::<u32>(s2, l2)?;
-        let counts = cpu_slice::<f32>(s3, l3)?;
-        let n = ids.len();
-        if counts.len() != b * n {
-            candle_core::bail!("bag_nll: counts must be ({b}, {n})");
-        }
-        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= v) {
-            candle_core::bail!("bag_nll: word id {bad} outside the vocabulary of {v}");
-        }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, v) = l.shape().dims2()?;
+        let logits = cpu_slice::<f32>(s, l)?;
+        self.check(b, v)?;
+        let pairs = &self.pairs;
         let out: Vec<f32> = logits
-            .par_chunks(v)
-            .zip(counts.par_chunks(n))
-            .map(|(row, c)| {
+            .par_chunks(v.max(1))
+            .take(b)
+            .enumerate()
+            .map(|(d, row)| {
                 let lse = log_sum_exp(row);
-                ids.iter()
-                    .zip(c)
+                let r = pairs.of(d);
+                pairs.ids[r.clone()]
+                    .iter()
+                    .zip(&pairs.counts[r])
                     .filter(|(_, &c)| c != 0.0)
                     .map(|(&id, &c)| c * (lse - row[id as usize]))
                     .sum()
@@ -349,37 +489,33 @@ impl CustomOp3 for BagNll {
         Ok((CpuStorage::F32(out), Shape::from(b)))
     }
 
-    fn bwd(
-        &self,
-        logits: &Tensor,
-        ids: &Tensor,
-        counts: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, logits: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let (b, v) = logits.dims2()?;
+        self.check(b, v)?;
         let logits_v = logits.flatten_all()?.to_vec1::<f32>()?;
-        let ids_v = ids.to_vec1::<u32>()?;
-        let counts_v = counts.flatten_all()?.to_vec1::<f32>()?;
-        let grad_v = grad_res.to_vec1::<f32>()?;
-        let n = ids_v.len();
+        let grad_v = grad_res.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let pairs = &self.pairs;
         let mut grad = vec![0f32; b * v];
-        grad.par_chunks_mut(v)
-            .zip(logits_v.par_chunks(v))
-            .zip(counts_v.par_chunks(n).zip(grad_v.par_iter()))
-            .for_each(|((g_row, row), (c, &g))| {
-                let total: f32 = c.iter().sum();
-                let lse = log_sum_exp(row);
-                let scale = g * total;
-                for (gi, &x) in g_row.iter_mut().zip(row) {
-                    *gi = scale * (x - lse).exp();
-                }
-                for (&id, &c) in ids_v.iter().zip(c) {
-                    g_row[id as usize] -= g * c;
-                }
-            });
-        let grad = Tensor::from_vec(grad, (b, v), logits.device())?;
-        Ok((Some(grad), None, None))
+        if v > 0 {
+            grad.par_chunks_mut(v)
+                .zip(logits_v.par_chunks(v))
+                .zip(grad_v.par_iter())
+                .enumerate()
+                .for_each(|(d, ((g_row, row), &g))| {
+                    let r = pairs.of(d);
+                    let (ids, counts) = (&pairs.ids[r.clone()], &pairs.counts[r]);
+                    let total: f32 = counts.iter().sum();
+                    let lse = log_sum_exp(row);
+                    let scale = g * total;
+                    for (gi, &x) in g_row.iter_mut().zip(row) {
+                        *gi = scale * (x - lse).exp();
+                    }
+                    for (&id, &c) in ids.iter().zip(counts) {
+                        g_row[id as usize] -= g * c;
+                    }
+                });
+        }
+        Ok(Some(Tensor::from_vec(grad, (b, v), logits.device())?))
     }
 }
 
@@ -420,8 +556,8 @@ impl Nvdm {
     }
 
     pub fn encode(&self, batch: &BagBatch) -> Result<LatentParams> {
-        let x = batch.input_values(self.cfg.input, self.idf.as_ref())?; // (B, N)
-        let h = self.encoder.forward(&x, &batch.ids)?; // (B, H)
+        let x = batch.input_values(self.cfg.input, self.idf.as_ref())?; // (N,)
+        let h = self.encoder.forward(batch, x)?; // (B, H)
         Ok(LatentParams {
             kind: LatentKind::Gaussian,
             loc: self.mu.forward(&h)?,              // (B, L)
@@ -496,8 +632,8 @@ impl Nash {
     }
 
     fn hidden(&self, batch: &BagBatch) -> Result<Tensor> {
-        let x = batch.input_values(self.cfg.input, self.idf.as_ref())?; // (B, N)
-        self.encoder.forward(&x, &batch.ids) // (B, H)
+        let x = batch.input_values(self.cfg.input, self.idf.as_ref())?; // (N,)
+        self.encoder.forward(batch, x) // (B, H)
     }
 
     /// Bit logits l; p = σ(l), codes step(p − ½).
@@ -585,9 +721,8 @@ impl Lsh {
 
     /// Projections w_j · tfidf(d), (B, L): the "logits" whose signs are the bits.
     pub fn project(&self, batch: &BagBatch) -> Result<Tensor> {
-        let x = batch.input_values(BowInput::Tfidf, Some(&self.idf))?; // (B, N)
-        let cols = self.hyperplanes.index_select(&batch.ids, 1)?; // (L, N)
-        x.matmul(&cols.t()?) // (B, L)
+        let x = batch.input_values(BowInput::Tfidf, Some(&self.idf))?; // (N,)
+        batch.product(&self.hyperplanes.detach(), x) // (B, L)
     }
 
     /// As latent parameters whose rounded code is step(projection).
@@ -709,48 +844,80 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
-    fn a_batch_whose_pair_matrix_would_pass_the_bound_is_refused_before_it_is_built() {
-        // 16,385 documents sharing one bag of 16,385 pairs: 16,385 × 268,468,225 cells.
-        let bag: Vec<(u32, f32)> = (0..16_385u32).map(|i| (i, 1.0)).collect();
+    fn a_batch_of_too_many_pairs_is_refused_before_it_is_built() {
+        // 16,385 documents sharing one bag of 4,097 pairs: 67,129,345 pairs, past 2^26.
+        let bag: Vec<(u32, f32)> = (0..4_097u32).map(|i| (i, 1.0)).collect();
         let docs: Vec<&[(u32, f32)]> = vec![bag.as_slice(); 16_385];
         let err = BagBatch::new(&docs, &Device::Cpu).err().expect("refused");
         assert!(
             err.to_string().contains("use fewer documents per batch"),
             "{err}"
         );
-        // Within the bound it is built: 4 × 65,540 cells.
-        assert!(BagBatch::new(&docs[..4], &Device::Cpu).is_ok());
+        // Within the bound it is built, and its memory is the pairs' alone: 16,000 documents of
+        // 4,097 pairs, which a (documents × pairs) matrix would have made 2^42 values.
+        let batch = BagBatch::new(&docs[..16_000], &Device::Cpu).expect("built");
+        assert_eq!(batch.pairs.ids.len(), 16_000 * 4_097);
+        assert_eq!(batch.pairs.starts.len(), 16_001);
     }
 
     fn close(a: f32, b: f64, tol: f64) {
         assert!((a as f64 - b).abs() < tol, "{a} vs {b}");
     }
 
+    /// The documents of `docs` as a dense (B, V) matrix of counts.
+    fn dense(docs: &[Vec<(u32, f32)>], v: usize, dev: &Device) -> Result<Tensor> {
+        let mut m = vec![0f32; docs.len() * v];
+        for (r, d) in docs.iter().enumerate() {
+            for &(id, c) in d {
+                m[r * v + id as usize] += c;
+            }
+        }
+        Tensor::from_vec(m, (docs.len(), v), dev)
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+    }
+
     #[test]
-    fn sparse_first_layer_equals_the_dense_product() -> Result<()> {
+    fn sparse_first_layer_equals_the_dense_product_forward_and_backward() -> Result<()> {
         let dev = Device::Cpu;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
         let layer = BagLinear::load(vb, 7, 3)?;
         crate::model::seeded_init(&varmap, 1)?;
-        let docs: Vec<Vec<(u32, f32)>> = vec![vec![(1, 2.0), (4, 1.0)], vec![], vec![(6, 3.0)]];
+        // An empty document, one word twice (two pairs of one id) and a document of one word.
+        let docs: Vec<Vec<(u32, f32)>> =
+            vec![vec![(1, 2.0), (4, 1.0), (1, 0.5)], vec![], vec![(6, 3.0)]];
         let refs: Vec<&[(u32, f32)]> = docs.iter().map(|d| d.as_slice()).collect();
         let batch = BagBatch::new(&refs, &dev)?;
-        let sparse = layer.forward(&batch.counts, &batch.ids)?.to_vec2::<f32>()?;
-        let mut dense = vec![0f32; 3 * 7];
-        for (r, d) in docs.iter().enumerate() {
-            for &(id, c) in d {
-                dense[r * 7 + id as usize] += c;
-            }
-        }
-        let dense = Tensor::from_vec(dense, (3, 7), &dev)?;
-        let want = dense
+        let sparse = layer.forward(&batch, batch.pairs.counts.clone())?;
+        let want = dense(&docs, 7, &dev)?
             .matmul(&layer.weight.t()?)?
-            .broadcast_add(&layer.bias)?
-            .to_vec2::<f32>()?;
-        for (a, b) in sparse.iter().flatten().zip(want.iter().flatten()) {
-            close(*a, *b as f64, 1e-5);
-        }
+            .broadcast_add(&layer.bias)?;
+        assert_eq!(sparse.dims(), &[3, 3]);
+        assert!(max_diff(&sparse, &want)? < 1e-5);
+        // The weight's gradient is the dense product's, for any upstream gradient.
+        let up = Tensor::new(
+            &[[1f32, -2.0, 0.5], [3.0, 1.0, 1.0], [-1.0, 0.25, 2.0]],
+            &dev,
+        )?;
+        let weight = varmap
+            .all_vars()
+            .into_iter()
+            .find(|v| v.dims() == [3, 7])
+            .unwrap();
+        let g_sparse = (sparse * &up)?.sum_all()?.backward()?;
+        let g_dense = (want * &up)?.sum_all()?.backward()?;
+        let (a, b) = (
+            g_sparse.get(&weight).unwrap(),
+            g_dense.get(&weight).unwrap(),
+        );
+        assert!(max_diff(a, b)? < 1e-5, "{a} vs {b}");
+        assert!(b.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
+        // A word id past the vocabulary is an error, not a read out of bounds.
+        let bad = BagBatch::new(&[&[(7, 1.0)]], &dev)?;
+        assert!(layer.forward(&bad, vec![1.0]).is_err());
         Ok(())
     }
 
@@ -765,35 +932,34 @@ mod tests {
         let refs: Vec<&[(u32, f32)]> = docs.iter().map(|d| d.as_slice()).collect();
         let batch = BagBatch::new(&refs, &dev)?;
         let w = Tensor::new(&[1f32, -0.5, 2.0], &dev)?;
-        let fused = bag_nll(x.as_tensor(), &batch.ids, &batch.counts)?;
+        let fused = bag_nll(x.as_tensor(), &batch)?;
         let lsm = candle_nn::ops::log_softmax(x.as_tensor(), D::Minus1)?;
-        let stock = (lsm.index_select(&batch.ids, 1)? * &batch.counts)?
-            .sum(1)?
-            .neg()?;
-        let diff = (&fused - &stock)?.abs()?.max(0)?.to_scalar::<f32>()?;
+        let stock = (lsm * dense(&docs, 7, &dev)?)?.sum(1)?.neg()?;
+        let diff = max_diff(&fused, &stock)?;
         assert!(diff < 1e-5, "forward differs by {diff}");
         let g_fused = (fused * &w)?.sum_all()?.backward()?;
         let g_stock = (stock * &w)?.sum_all()?.backward()?;
         let (a, b) = (g_fused.get(&x).unwrap(), g_stock.get(&x).unwrap());
-        let diff = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let diff = max_diff(a, b)?;
         assert!(diff < 1e-5, "gradient differs by {diff}");
+        // Logits of another batch's size are refused.
+        assert!(bag_nll(&x.as_tensor().narrow(0, 0, 2)?, &batch).is_err());
         Ok(())
     }
 
     #[test]
-    fn tfidf_input_has_unit_norm() -> Result<()> {
+    fn tfidf_input_has_unit_norm_per_document() -> Result<()> {
         let dev = Device::Cpu;
-        let docs: Vec<Vec<(u32, f32)>> = vec![vec![(0, 2.0), (2, 1.0)]];
+        let docs: Vec<Vec<(u32, f32)>> = vec![vec![(0, 2.0), (2, 1.0)], vec![(1, 4.0)]];
         let refs: Vec<&[(u32, f32)]> = docs.iter().map(|d| d.as_slice()).collect();
         let batch = BagBatch::new(&refs, &dev)?;
         let idf = Tensor::new(&[1f32, 5.0, 3.0], &dev)?;
-        let x = batch
-            .input_values(BowInput::Tfidf, Some(&idf))?
-            .to_vec2::<f32>()?;
+        let x = batch.input_values(BowInput::Tfidf, Some(&idf))?;
         let (a, b) = (2.0f64, 3.0f64);
         let n = (a * a + b * b).sqrt();
-        close(x[0][0], a / n, 1e-6);
-        close(x[0][1], b / n, 1e-6);
+        close(x[0], a / n, 1e-6);
+        close(x[1], b / n, 1e-6);
+        close(x[2], 1.0, 1e-6);
         Ok(())
     }
 
