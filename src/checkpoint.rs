@@ -299,10 +299,23 @@ pub fn save(
         Storage::F32 => DType::F32,
         Storage::F16 => DType::F16,
     };
-    let stored: Vec<(String, Tensor)> = tensors
-        .iter()
-        .map(|(n, t)| Ok((n.clone(), t.to_dtype(dtype)?.contiguous()?)))
-        .collect::<candle_core::Result<_>>()?;
+    let mut stored: Vec<(String, Tensor)> = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let s = t.to_dtype(dtype)?.contiguous()?;
+        // Half precision ends at ±65,504: a larger weight would be stored as infinite, and
+        // every reader refuses a file with one. Refused here, before anything is replaced.
+        if storage == Storage::F16 && t.elem_count() > 0 {
+            let widest = t.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F32)?;
+            let widest = widest.to_scalar::<f32>()?;
+            let back = s.to_dtype(DType::F32)?.abs()?.flatten_all()?.max(0)?;
+            if widest.is_finite() && !back.to_scalar::<f32>()?.is_finite() {
+                bail!(
+                    "tensor `{name}` holds a weight of {widest}, beyond half precision's ±65504: save it in full precision (without --half)"
+                );
+            }
+        }
+        stored.push((name.clone(), s));
+    }
     let bytes = safetensors::serialize(stored.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
         .context("serialising checkpoint")?;
     write_atomically(path, &bytes)
@@ -783,6 +796,9 @@ impl Checkpoint {
         let loaded = candle_core::safetensors::load_buffer(&bytes, dev).map_err(|e| {
             anyhow::anyhow!("`{shown}`: cannot read the tensors (truncated or corrupt?): {e}")
         })?;
+        // The tensors are copies: the file's bytes are not needed any more.
+        let file_bytes = bytes.len() as u64;
+        drop(bytes);
         let stored_dtype = loaded
             .values()
             .next()
@@ -800,16 +816,30 @@ impl Checkpoint {
                 );
             }
             let t = t.to_dtype(DType::F32)?;
-            let values = t.flatten_all()?.to_vec1::<f32>()?;
+            // Checked in place: a copy of every tensor would double what a load holds.
+            let (storage, layout) = t.storage_and_layout();
+            let values = match &*storage {
+                candle_core::Storage::Cpu(cpu) => match layout.contiguous_offsets() {
+                    Some((a, b)) => &cpu.as_slice::<f32>()?[a..b],
+                    None => bail!("`{shown}`: tensor `{name}` is not contiguous"),
+                },
+                _ => bail!("`{shown}`: tensors are read on the CPU"),
+            };
             if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
                 bail!("`{shown}`: tensor `{name}` contains {bad} (NaN or infinite weights)");
             }
+            drop(storage);
             tensors.insert(name, t);
         }
         // Every shape the config implies must match the stored tensors before anything is
         // allocated from the config: a corrupt `hidden_dim` would otherwise be trusted.
-        if let Err(e) = crate::model::check_shapes(&config, &tensors, dev) {
-            match e {
+        match crate::model::check_shapes(&config, &tensors, dev) {
+            Ok(unused) => {
+                if let Some(extra) = unused.first() {
+                    bail!("`{shown}` has tensor `{extra}`, which the model config does not use (mismatched config?)");
+                }
+            }
+            Err(e) => match e {
                 candle_core::Error::CannotFindTensor { path } => bail!(
                     "`{shown}` is missing tensor `{path}`, which its model config needs (mismatched config?)"
                 ),
@@ -820,7 +850,7 @@ impl Checkpoint {
                     expected.dims()
                 ),
                 other => bail!("`{shown}`: the config does not match the tensors: {other}"),
-            }
+            },
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -829,7 +859,7 @@ impl Checkpoint {
             provenance,
             tensors,
             stored_dtype,
-            file_bytes: bytes.len() as u64,
+            file_bytes,
         })
     }
 

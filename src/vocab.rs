@@ -119,6 +119,49 @@ pub fn folding_normalizer() -> NormalizerWrapper {
     ]))
 }
 
+/// Refuses the model options of a `tokenizer.json` that latent-tui never writes: they change
+/// how text is cut while the vocabulary still loads (BPE dropout makes encoding random, a
+/// continuation prefix or end-of-word suffix changes every piece and made the tokenizers crate
+/// panic), and a Unigram model's unknown piece must be `<unk>` (an `unk_id` of another piece
+/// turned unknown words into that word).
+fn refuse_unwritten_model_options(json: &serde_json::Value) -> Result<()> {
+    use serde_json::Value;
+    let Some(model) = json.get("model").and_then(Value::as_object) else {
+        bail!("it has no `model` object");
+    };
+    let unset = |key: &str| model.get(key).is_none_or(Value::is_null);
+    let off = |key: &str| model.get(key).is_none_or(|v| v == &Value::Bool(false));
+    match model.get("type").and_then(Value::as_str) {
+        Some("BPE") => {
+            for key in ["dropout", "continuing_subword_prefix", "end_of_word_suffix"] {
+                ensure!(
+                    unset(key),
+                    "the BPE model sets `{key}`, which latent-tui never writes (set it to null)"
+                );
+            }
+            for key in ["fuse_unk", "byte_fallback", "ignore_merges"] {
+                ensure!(
+                    off(key),
+                    "the BPE model sets `{key}`, which latent-tui never writes (set it to false)"
+                );
+            }
+        }
+        Some("Unigram") => {
+            ensure!(
+                off("byte_fallback"),
+                "the Unigram model sets `byte_fallback`, which latent-tui never writes (set it to false)"
+            );
+            ensure!(
+                model.get("unk_id").and_then(Value::as_u64) == Some(UNK as u64),
+                "the Unigram model's `unk_id` is {}, but the unknown piece {UNK_TOKEN:?} has id {UNK}",
+                model.get("unk_id").unwrap_or(&Value::Null)
+            );
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Whether `n` is exactly [`folding_normalizer`].
 fn is_folding_normalizer(n: &NormalizerWrapper) -> bool {
     match n {
@@ -275,7 +318,17 @@ impl Vocab {
     /// Reads a vocabulary from `tokenizer.json` text, as written by
     /// [`Vocab::to_json`].
     pub fn from_json(json: &str) -> Result<Vocab> {
-        let tokenizer = Tokenizer::from_str(json)
+        let value: serde_json::Value =
+            serde_json::from_str(json).context("cannot parse tokenizer.json")?;
+        refuse_unwritten_model_options(&value).context("unsupported tokenizer.json")?;
+        // The tokenizers crate asserts rather than errs on some inputs (a BPE continuation
+        // prefix longer than a piece panicked on a slice): a checkpoint is untrusted, so a panic
+        // while it is parsed is an error too. (The default hook has printed it by then; the
+        // options above refuse what is known to panic before it is reached.)
+        let parsed = std::panic::catch_unwind(|| Tokenizer::from_str(json))
+            .map_err(|_| anyhow::anyhow!("the tokenizers library failed on it"))
+            .context("cannot parse tokenizer.json")?;
+        let tokenizer = parsed
             .map_err(anyhow::Error::msg)
             .context("cannot parse tokenizer.json")?;
         Self::from_tokenizer(tokenizer).context("unsupported tokenizer.json")

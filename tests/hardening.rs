@@ -107,6 +107,60 @@ fn tokenizer_padding_truncation_and_post_processing_in_a_checkpoint_are_refused(
     }
 }
 
+#[test]
+fn half_precision_never_writes_a_file_no_command_can_read_and_convert_keeps_its_input() {
+    let dir = temp_dir();
+    // A weight past half precision's ±65,504 was stored as infinite ("wrote … F16", exit 0),
+    // and every reader then refused the file.
+    let big = dir.path().join("big.safetensors");
+    rewrite(Path::new(ckpt()), &big, |_, tensors| {
+        let (_, t) = tensors.iter_mut().find(|(n, _)| n == "out.bias").unwrap();
+        t.data[0..4].copy_from_slice(&1e5f32.to_le_bytes());
+    });
+    let (b, half) = (big.to_str().unwrap(), dir.path().join("half.safetensors"));
+    let e = fails(&["convert", b, half.to_str().unwrap(), "--half"], None);
+    assert!(e.contains("out.bias") && e.contains("65504"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(!half.exists());
+    ok(&["info", b], None);
+    // Converting a file onto itself replaced the full-precision original: only with --force.
+    let before = std::fs::read(ckpt()).unwrap();
+    let own = copy_ckpt(dir.path(), "own.safetensors");
+    let o = own.to_str().unwrap();
+    let e = fails(&["convert", o, o, "--half"], None);
+    assert!(
+        e.contains("being converted") && e.contains("--force"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&own).unwrap(), before);
+    ok(&["convert", o, o, "--half", "--force"], None);
+    assert!(std::fs::metadata(&own).unwrap().len() < before.len() as u64);
+    ok(&["info", o], None);
+    // A tensor the config does not use is refused by every reader, convert included (it was
+    // copied through).
+    let extra = dir.path().join("extra.safetensors");
+    rewrite(Path::new(ckpt()), &extra, |_, tensors| {
+        tensors.push((
+            "zzz.extra".into(),
+            RawTensor {
+                dtype: safetensors::Dtype::F32,
+                shape: vec![2],
+                data: vec![0; 8],
+            },
+        ))
+    });
+    let out = dir.path().join("extra-out.safetensors");
+    let x = extra.to_str().unwrap();
+    for args in [vec!["convert", x, out.to_str().unwrap()], vec!["info", x]] {
+        let e = fails(&args, None);
+        assert!(
+            e.contains("zzz.extra") && e.contains("does not use"),
+            "{args:?}: {e}"
+        );
+    }
+    assert!(!out.exists());
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. provenance.corpus_source is untrusted.
 

@@ -192,3 +192,40 @@ fn a_subword_vocabulary_of_the_bundled_corpus_knows_every_everyday_word() {
         assert_eq!(bpe.decode(&ids), *s);
     }
 }
+
+#[test]
+fn tokenizer_options_latent_tui_never_writes_are_refused_not_obeyed() {
+    use latent_tui::vocab::Vocab;
+    use serde_json::{json, Value};
+    let texts = common::corpus_lines();
+    let texts = || texts.iter().map(String::as_str);
+    let edited = |vocab: &Vocab, key: &str, value: Value| {
+        let mut t: Value = serde_json::from_str(&vocab.to_json().unwrap()).unwrap();
+        t["model"][key] = value;
+        Vocab::from_json(&t.to_string())
+    };
+    let bpe = Vocab::train_kind(TokenizerKind::Bpe, texts(), 80, 1).unwrap();
+    assert!(Vocab::from_json(&bpe.to_json().unwrap()).is_ok());
+    // A continuation prefix made the tokenizers crate panic while parsing ("slice index starts
+    // at 1 but ends at 0"); dropout made every encoding random.
+    for (key, value) in [
+        ("continuing_subword_prefix", json!("##")),
+        ("end_of_word_suffix", json!("</w>")),
+        ("dropout", json!(0.5)),
+        ("byte_fallback", json!(true)),
+        ("fuse_unk", json!(true)),
+        ("ignore_merges", json!(true)),
+    ] {
+        let e = format!("{:#}", edited(&bpe, key, value).err().expect(key));
+        assert!(e.contains(key) && e.contains("never writes"), "{key}: {e}");
+    }
+    // A Unigram model's unknown piece is `<unk>`: another `unk_id` turned unknown words into
+    // that piece without a word of warning.
+    let unigram = Vocab::train_kind(TokenizerKind::Unigram, texts(), 80, 1).unwrap();
+    assert!(Vocab::from_json(&unigram.to_json().unwrap()).is_ok());
+    let e = format!(
+        "{:#}",
+        edited(&unigram, "unk_id", json!(50)).err().expect("unk_id")
+    );
+    assert!(e.contains("unk_id") && e.contains("50"), "{e}");
+}

@@ -167,16 +167,17 @@ pub const MAX_SENTENCE_LEN: usize = 4096;
 
 /// Builds the model `cfg` describes over the stored `tensors` themselves (nothing is allocated
 /// from the config), so every parameter's presence and shape is checked against the file.
+/// Returns the stored tensors the model never asked for (a file with them is not this config's).
 pub fn check_shapes(
     cfg: &ModelConfig,
     tensors: &BTreeMap<String, Tensor>,
     dev: &Device,
-) -> Result<()> {
-    let map: std::collections::HashMap<String, Tensor> = tensors
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let vb = VarBuilder::from_tensors(map, DType::F32, dev);
+) -> Result<Vec<String>> {
+    let backend = Recording {
+        tensors,
+        used: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+    };
+    let vb = VarBuilder::from_backend(Box::new(&backend), DType::F32, dev.clone());
     let built = match cfg {
         ModelConfig::Seq(c) => SeqAutoencoder::load(vb, c).map(|_| ()),
         ModelConfig::Nvdm(c) => bow::Nvdm::load(vb, c).map(|_| ()),
@@ -187,7 +188,64 @@ pub fn check_shapes(
     built.map_err(|e| match e {
         candle_core::Error::WithBacktrace { inner, .. } => *inner,
         other => other,
-    })
+    })?;
+    let used = backend.used.into_inner().unwrap_or_else(|e| e.into_inner());
+    Ok(tensors
+        .keys()
+        .filter(|k| !used.contains(k.as_str()))
+        .cloned()
+        .collect())
+}
+
+/// The stored tensors as a model's parameters, remembering which ones it asked for.
+struct Recording<'a> {
+    tensors: &'a BTreeMap<String, Tensor>,
+    used: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Recording<'_> {
+    fn find(&self, name: &str) -> Result<Tensor> {
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| candle_core::Error::CannotFindTensor {
+                path: name.to_string(),
+            })?;
+        self.used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string());
+        Ok(t.clone())
+    }
+}
+
+impl candle_nn::var_builder::SimpleBackend for &Recording<'_> {
+    fn get(
+        &self,
+        s: candle_core::Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Tensor> {
+        let t = self.find(name)?;
+        if t.shape() != &s {
+            return Err(candle_core::Error::UnexpectedShape {
+                msg: format!("shape mismatch for {name}"),
+                expected: s,
+                got: t.shape().clone(),
+            });
+        }
+        t.to_device(dev)?.to_dtype(dtype)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> Result<Tensor> {
+        self.find(name)?.to_device(dev)?.to_dtype(dtype)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
 }
 
 /// A model with its parameters, which live in `varmap` (trainable, and what gets saved).
