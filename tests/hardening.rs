@@ -1367,6 +1367,20 @@ fn the_help_overlay_wraps_long_lines_instead_of_cutting_them() {
 fn search_with_the_query_forgotten_is_refused() {
     let e = fails(&["search", ckpt()], None);
     assert!(e.contains("looks like a checkpoint, not a query"), "{e}");
+    // flip, path and analogy encoded the file name with the default model as if it were the
+    // sentence (exit 0).
+    for args in [
+        vec!["flip", ckpt()],
+        vec!["path", ckpt(), "a small dog"],
+        vec!["analogy", ckpt(), "a small dog", "a large dog"],
+    ] {
+        let e = fails(&args, None);
+        assert!(
+            e.contains("looks like a checkpoint, not a sentence"),
+            "{args:?}: {e}"
+        );
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+    }
 }
 
 #[test]
@@ -1381,6 +1395,30 @@ fn bag_of_words_queries_name_stop_words_as_left_out_not_unknown() {
         "{out}"
     );
     assert!(!out.contains("unknown words"), "{out}");
+    // A query of no known word has the biases' code, the same for all of them: search
+    // answered it with "matches" at distance 0, analogy coded it. Refused, and answered in
+    // place among queries from standard input.
+    let n = nash.to_str().unwrap();
+    for args in [
+        vec!["search", n, "xyzzy qwerty"],
+        vec!["search", n, "the and of"],
+        vec!["analogy", n, "xyzzy", "red cat", "small dog"],
+    ] {
+        let e = fails(&args, None);
+        assert!(e.contains("none of the words"), "{args:?}: {e}");
+    }
+    let lines = ok(&["search", n, "-", "--json"], Some("xyzzy\nthe red cat\n"));
+    let lines: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("none of the words"));
+    assert_eq!(lines[1]["line"], 2);
+    assert!(lines[1]["neighbors"].is_array(), "{lines:?}");
 }
 
 /// A trained nash checkpoint on `corpus` (a few steps: only its vocabulary matters here).

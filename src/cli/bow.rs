@@ -573,8 +573,11 @@ impl Queries {
     /// Calls `answer(line number, query)` for each query, in order; a line of standard input
     /// that is empty or not UTF-8 gets `bad(line number, why)` instead, so the output keeps one
     /// answer per input line.
+    /// Answers each query; a line of standard input that holds none (empty, not UTF-8, or
+    /// refused by `coder`'s [`Coder::require_words`]) is answered as `bad` in place.
     fn each(
         &self,
+        coder: Option<&Coder>,
         answer: &mut dyn FnMut(Option<usize>, Option<&str>) -> Result<()>,
         bad: &mut dyn FnMut(usize, &str) -> Result<()>,
     ) -> Result<()> {
@@ -583,8 +586,12 @@ impl Queries {
             Queries::Stdin => {
                 for next in crate::cli::stdin_lines_checked() {
                     let (line_no, line) = next?;
+                    let refused = |q: &str| coder.and_then(|c| c.require_words(q).err());
                     match line {
-                        Ok(q) if !q.trim().is_empty() => answer(Some(line_no), Some(&q))?,
+                        Ok(q) if !q.trim().is_empty() => match refused(&q) {
+                            Some(why) => bad(line_no, &why.to_string())?,
+                            None => answer(Some(line_no), Some(&q))?,
+                        },
                         Ok(_) => bad(line_no, "an empty line")?,
                         Err(why) => bad(line_no, &why)?,
                     }
@@ -688,6 +695,7 @@ fn search(args: SearchArgs) -> Result<()> {
         (None, None) => Some(Coder::load(&checkpoint, &Device::Cpu)?),
     };
     queries.each(
+        coder.as_ref(),
         &mut |line, query| {
             search_binary_one(&args, coder.as_ref(), &index, &index_path, line, query)
         },
@@ -712,6 +720,7 @@ fn search_binary_one(
             "",
         ),
         (Some(q), None, Some(coder)) => {
+            coder.require_words(q)?;
             let code = coder.codes(&[q], &mut |_| {})?.remove(0);
             (
                 crate::corpus::normalize(q),
@@ -791,6 +800,7 @@ fn search_continuous(
         unreachable!("a continuous model's index holds μ")
     };
     queries.each(
+        Some(&coder),
         &mut |line, query| {
             let query = query.expect("a sentence query (checked above)");
             search_continuous_one(args, &coder, index, &cached.path, line, query)
@@ -809,6 +819,7 @@ fn search_continuous_one(
     query: &str,
 ) -> Result<()> {
     use crate::cosine::MatchRule;
+    coder.require_words(query)?;
     let posterior = coder.posteriors(&[query], &mut |_| {})?.remove(0);
     let rule = MatchRule {
         samples: args.samples,

@@ -120,7 +120,10 @@ fn checkpoint_and_texts(
     n: usize,
 ) -> Result<(Option<PathBuf>, Vec<String>)> {
     match values.len() {
-        len if len == n => Ok((None, values)),
+        len if len == n => {
+            super::not_a_checkpoint(&values[0], "the checkpoint first, then the sentences")?;
+            Ok((None, values))
+        }
         len if len == n + 1 => {
             let ckpt = values.remove(0);
             Ok((Some(PathBuf::from(ckpt)), values))
@@ -232,6 +235,7 @@ fn encode_one(coder: &Coder, text: &str) -> Result<Vec<f32>> {
     if crate::corpus::normalize(text).trim().is_empty() {
         bail!("the sentence `{text}` has no words to encode");
     }
+    coder.require_words(text)?;
     Ok(coder
         .features(&[text], FeatureKind::Codes, &mut |_| {})?
         .remove(0))

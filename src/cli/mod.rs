@@ -1062,7 +1062,10 @@ pub fn run(cli: Cli) -> Result<()> {
         }) => {
             let (checkpoint, a, b) = match third {
                 Some(b) => (Some(PathBuf::from(first)), second, b),
-                None => (None, first, second),
+                None => {
+                    not_a_checkpoint(&first, "path CKPT \"a sentence\" \"another\"")?;
+                    (None, first, second)
+                }
             };
             path(&checkpoint, &a, &b, seed, steps, slerp, real_words, json)
         }
@@ -1092,7 +1095,10 @@ pub fn run(cli: Cli) -> Result<()> {
         }) => {
             let (checkpoint, sentence) = match second {
                 Some(sentence) => (Some(PathBuf::from(first)), sentence),
-                None => (None, first),
+                None => {
+                    not_a_checkpoint(&first, "flip CKPT \"a sentence\"")?;
+                    (None, first)
+                }
             };
             flip(&checkpoint, &sentence, &bits, real_words, json)
         }
@@ -2782,6 +2788,18 @@ fn flip(
                 rise_bar(r, largest, 40)
             );
         }
+    }
+    Ok(())
+}
+
+/// Refuses a sentence that names a checkpoint: with the sentence forgotten (`flip
+/// runs/m.safetensors`), the file name was encoded by the default model as if it were one.
+pub(crate) fn not_a_checkpoint(text: &str, usage: &str) -> Result<()> {
+    if text.ends_with(".safetensors") || Path::new(text).is_file() {
+        bail!(
+            "`{}` looks like a checkpoint, not a sentence: give the sentence after it ({usage})",
+            Shown(text)
+        );
     }
     Ok(())
 }

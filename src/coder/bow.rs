@@ -39,11 +39,24 @@ fn no_decoder(ck: &BowCheckpoint, what: &str) -> anyhow::Error {
 pub fn encode_text(ck: &BowCheckpoint, text: &str) -> Result<EncodedSentence> {
     match encode_texts(ck, &[text])?.remove(0) {
         Some(e) => Ok(e),
-        None => bail!(
-            "none of the words are in the model's vocabulary of {} words (stop words and punctuation are left out of bags)",
-            ck.vocab.len()
-        ),
+        None => Err(no_known_words(ck)),
     }
+}
+
+/// Refuses a text whose bag is empty: its code would be the biases' alone, the same for every
+/// such text (a search for it found "matches" at distance 0).
+pub fn require_words(ck: &BowCheckpoint, text: &str) -> Result<()> {
+    if bag_of_words(&ck.vocab, &normalize(text)).is_empty() {
+        return Err(no_known_words(ck));
+    }
+    Ok(())
+}
+
+fn no_known_words(ck: &BowCheckpoint) -> anyhow::Error {
+    anyhow::anyhow!(
+        "none of the words are in the model's vocabulary of {} words (stop words and punctuation are left out of bags)",
+        ck.vocab.len()
+    )
 }
 
 /// [`encode_text`] for many texts, encoded in batches; None for a text none of whose words
