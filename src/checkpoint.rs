@@ -266,6 +266,9 @@ impl Provenance {
                 .map(|(k, v)| format!("{} {v:.3}", Shown(k)))
                 .collect();
             s += &format!("  last metrics: {}\n", m.join(", "));
+            if self.metrics.keys().any(|k| k.starts_with("train_")) {
+                s += "  (train_ figures per token of the last steps, valid_ per word: they compare only with a word-level vocabulary)\n";
+            }
         }
         s
     }

@@ -742,7 +742,11 @@ pub struct StepStats {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ValidStats {
     pub step: u64,
-    pub nll_per_token: f64,
+    /// NLL per word (Σ NLL over a sentence's tokens and `<eos>` / Σ (words + 1)) with the
+    /// rounded code (μ for continuous codes), as `eval` reports it.
+    pub nll_per_word: f64,
+    /// exp of [`Self::nll_per_word`]: comparable across tokenizers, unlike the training steps'
+    /// per-token figure.
     pub ppl: f64,
     pub kl: f64,
 }
@@ -2183,7 +2187,7 @@ fn validate(
     let score = score_sentences(model, vocab, valid, CodeMode::Rounded, &mut rng)?;
     let stats = ValidStats {
         step,
-        nll_per_token: score.nll_per_word(),
+        nll_per_word: score.nll_per_word(),
         ppl: score.ppl(),
         kl: score.kl_per_sentence(),
     };

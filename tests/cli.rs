@@ -304,6 +304,15 @@ fn train_and_convert_from_the_command_line() {
         err.contains("validation ppl") && err.contains("saved"),
         "{err}"
     );
+    // Each figure says its unit: the steps' per token, validation's per word (they differ by
+    // the pieces per word with a subword vocabulary).
+    assert!(
+        err.contains("nll/token") && err.contains("ppl/token"),
+        "{err}"
+    );
+    assert!(err.contains("per word, rounded code (nll/word"), "{err}");
+    let info = ok(&["info", out.to_str().unwrap()], None);
+    assert!(info.contains("valid_ per word"), "{info}");
     ok(
         &[
             "convert",

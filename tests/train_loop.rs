@@ -84,7 +84,7 @@ impl Objective for Toy {
         Ok(Some(Validation {
             stats: ValidStats {
                 step,
-                nll_per_token: 1.0,
+                nll_per_word: 1.0,
                 ppl: 1f64.exp(),
                 kl: 0.5,
             },

@@ -818,7 +818,7 @@ where
 fn valid_stats(step: u64, score: &BowScore) -> ValidStats {
     ValidStats {
         step,
-        nll_per_token: score.nll_per_word(),
+        nll_per_word: score.nll_per_word(),
         ppl: score.ppl(),
         kl: score.kl_per_document(),
     }

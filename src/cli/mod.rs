@@ -1584,7 +1584,7 @@ fn train(args: TrainArgs) -> Result<()> {
             TrainEvent::Step(s) => {
                 bar.set_position(s.step);
                 let msg = format!(
-                    "loss {:.3} nll {:.3} kl {:.2} ppl {:.1} | {:.0} tok/s | ETA {}",
+                    "loss {:.3} nll/token {:.3} kl {:.2} ppl/token {:.1} | {:.0} tok/s | ETA {}",
                     s.loss,
                     s.nll_per_token,
                     s.kl,
@@ -1603,8 +1603,8 @@ fn train(args: TrainArgs) -> Result<()> {
                 bar.set_message(msg);
             }
             TrainEvent::Valid(v) => say(format!(
-                "step {}: validation ppl {:.2} (nll/token {:.3}, kl {:.2})",
-                v.step, v.ppl, v.nll_per_token, v.kl
+                "step {}: validation ppl {:.2} per word, rounded code (nll/word {:.3}, kl {:.2})",
+                v.step, v.ppl, v.nll_per_word, v.kl
             )),
             TrainEvent::Reconstructions { pairs, .. } => {
                 for (a, b) in pairs {

@@ -1294,7 +1294,14 @@ fn render_run(tab: &TrainState, app: &View, area: Rect, buf: &mut Buffer) {
     chart(app, c1, buf, "loss", &series(1), waiting);
     chart(app, c2, buf, nll_title, &series(2), waiting);
     chart(app, c3, buf, kl_title, &series(3), waiting);
-    chart(app, c4, buf, "validation perplexity", &run.valid, waiting);
+    chart(
+        app,
+        c4,
+        buf,
+        "validation perplexity / word",
+        &run.valid,
+        waiting,
+    );
 
     let block = t.block(
         Line::from(Span::styled(
