@@ -719,7 +719,7 @@ pub fn check_header_size(bytes: &[u8], max: u64, shown: &str) -> Result<()> {
     };
     let n = u64::from_le_bytes(prefix.try_into().expect("8 bytes"));
     if n > max {
-        bail!("{shown} declares a {n}-byte header, more than the {max} this build reads (corrupt or hostile file?)");
+        bail!("{shown} is not a safetensors file: its first 8 bytes declare a {n}-byte header, more than the {max} this build reads (another kind of file, or corrupt?)");
     }
     if n > bytes.len() as u64 - 8 {
         bail!(

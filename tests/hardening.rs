@@ -359,6 +359,11 @@ fn oversized_headers_and_tokenizers_are_refused_before_parsing() {
         let e = fails(&args, None);
         assert!(e.contains("-byte header"), "{args:?}: {e}");
     }
+    // Another kind of file (a README) is named as one, not only by its header's size.
+    let text = dir.path().join("README.md");
+    std::fs::write(&text, "# A project\n\nSome words about it.\n").unwrap();
+    let e = fails(&["info", text.to_str().unwrap()], None);
+    assert!(e.contains("is not a safetensors file"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1361,6 +1366,17 @@ fn the_help_overlay_wraps_long_lines_instead_of_cutting_them() {
         let last = w.split_whitespace().last().unwrap();
         assert!(seen.contains(last), "{k}: `{last}` of {w:?} is cut off");
     }
+}
+
+#[test]
+fn a_mistyped_command_is_answered_with_the_command_not_read_as_a_checkpoint() {
+    let e = fails(&["infos"], None);
+    assert!(e.contains("did you mean `latent-tui info`"), "{e}");
+    // A path (or a name far from any command) is still a checkpoint that is not there.
+    let e = fails(&["nosuchthing"], None);
+    assert!(e.contains("cannot read checkpoint"), "{e}");
+    let e = fails(&["runs/infos"], None);
+    assert!(!e.contains("did you mean"), "{e}");
 }
 
 #[test]

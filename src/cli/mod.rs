@@ -891,7 +891,12 @@ pub fn run(cli: Cli) -> Result<()> {
         set_cache_dir(dir)?;
     }
     match cli.command {
-        None => crate::tui::run(&resolve(&cli.checkpoint)),
+        None => {
+            if let Some(p) = &cli.checkpoint {
+                refuse_mistyped_command(p)?;
+            }
+            crate::tui::run(&resolve(&cli.checkpoint))
+        }
         Some(Command::Info { checkpoint, json }) => info(&checkpoint, json),
         Some(Command::Bits(args)) => self::bits::run(args),
         Some(Command::Corpus {
@@ -2790,6 +2795,29 @@ fn flip(
         }
     }
     Ok(())
+}
+
+/// `latent-tui infos` opened the explorer on a checkpoint named `infos` ("cannot read"): a
+/// missing file without a directory or an extension that is close to a command's name is
+/// answered with that command.
+fn refuse_mistyped_command(path: &Path) -> Result<()> {
+    use clap::CommandFactory;
+    let name = path.to_string_lossy();
+    if path.exists() || name.contains(['/', '.', '\\']) {
+        return Ok(());
+    }
+    let closest = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .map(|c| (strsim::damerau_levenshtein(&name, &c), c))
+        .min();
+    match closest {
+        Some((d, command)) if d <= 2 => bail!(
+            "`{}` is neither a command nor a checkpoint: did you mean `latent-tui {command}`? (`latent-tui --help` lists the commands)",
+            Shown(&name)
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses a sentence that names a checkpoint: with the sentence forgotten (`flip
