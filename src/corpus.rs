@@ -1005,16 +1005,8 @@ fn check_wordnet_output(path: &Path) -> Result<()> {
         );
     }
     let gz = path.extension().is_some_and(|e| e == "gz");
-    let mut head = Vec::with_capacity(4096);
-    let read = File::open(path).and_then(|file| {
-        if gz {
-            MultiGzDecoder::new(BufReader::new(file))
-                .take(4096)
-                .read_to_end(&mut head)
-        } else {
-            file.take(4096).read_to_end(&mut head)
-        }
-    });
+    let read = read_head(path, gz);
+    let head = read.as_deref().unwrap_or_default();
     let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let first = std::str::from_utf8(first).unwrap_or_default();
     let ours = read.is_ok()
@@ -1034,6 +1026,25 @@ fn check_wordnet_output(path: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Most bytes [`read_head`] reads: enough for the first line of any file a corpus builder
+/// writes.
+pub(crate) const HEAD_BYTES: u64 = 4096;
+
+/// The first [`HEAD_BYTES`] of the file at `path` (after decompression when `gz`): how the
+/// corpus builders recognise a file of their own without reading a huge one whole.
+pub(crate) fn read_head(path: &Path, gz: bool) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(HEAD_BYTES as usize);
+    let file = File::open(path)?;
+    if gz {
+        MultiGzDecoder::new(BufReader::new(file))
+            .take(HEAD_BYTES)
+            .read_to_end(&mut head)?;
+    } else {
+        file.take(HEAD_BYTES).read_to_end(&mut head)?;
+    }
+    Ok(head)
 }
 
 /// Whether `label` has the shape of a WordNet lexicographer file name (`noun.animal`).

@@ -1674,3 +1674,139 @@ fn encode_answers_lines_without_a_code_in_place() {
     assert_eq!(lines[0].len(), 8);
     assert_eq!(lines[3].len(), 8);
 }
+
+// ---------------------------------------------------------------------------------------
+// 17. Corpus builders and label classifiers: sizes from flags and files.
+
+/// Runs the binary with `args` and no standard input; returns its output and its peak resident
+/// memory in bytes (the child's own `ru_maxrss`, from `wait4`).
+fn run_measured(args: &[&str]) -> (Output, u64) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stdout_pipe.read_to_end(&mut v).unwrap();
+        v
+    });
+    let mut stderr = Vec::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    let stdout = reader.join().unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value; wait4 reaps the child this test spawned and
+    // has not waited for (its `Child` is only dropped afterwards, which neither waits nor kills).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4");
+    let out = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout,
+        stderr,
+    };
+    (out, usage.ru_maxrss as u64 * 1024)
+}
+
+/// Most memory a command that only has to refuse a huge file may take.
+const SMALL_RSS: u64 = 256 << 20;
+
+/// A sparse file of `len` bytes (zeros after `head`): huge, yet no disk and fast to make.
+fn sparse_file(path: &Path, head: &[u8], len: u64) {
+    let mut f = std::fs::File::create(path).unwrap();
+    f.write_all(head).unwrap();
+    f.set_len(len).unwrap();
+}
+
+/// `corpus factors` sizes whose sum overflows: a one-line error from the flag (or, for a
+/// library caller, from the total), not a panic at the split index.
+#[test]
+fn factors_corpus_sizes_are_bounded_and_their_total_never_wraps() {
+    let dir = temp_dir();
+    let out = dir.path().join("fo");
+    let out_s = out.to_str().unwrap();
+    for (flag, value) in [
+        ("--train", "18446744073709551615"),
+        ("--valid", "18446744073709551615"),
+        ("--test", "4294967296"),
+        ("--train", "0"),
+        ("--valid", "nan"),
+    ] {
+        let mut args = vec![
+            "corpus", "factors", "--out", out_s, "--train", "1", "--valid", "1", "--test", "1",
+        ];
+        let at = args.iter().position(|a| *a == flag).unwrap();
+        args[at + 1] = value;
+        let o = run(&args, None);
+        // A usage error: clap's exit status 2, one error line naming the flag.
+        let e = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {e}");
+        assert_eq!(e.lines().filter(|l| l.starts_with("error")).count(), 1);
+        assert!(!e.contains("panicked"), "{flag} {value}: {e}");
+        assert!(e.contains(flag), "{flag} {value}: {e}");
+        assert!(!out.exists(), "{flag} {value}: nothing written");
+    }
+    use latent_tui::factors::{corpus, draw, write_corpus, CorpusSpec};
+    for spec in [
+        CorpusSpec {
+            train: usize::MAX,
+            valid: 1,
+            test: 1,
+            seed: 1,
+        },
+        CorpusSpec {
+            train: 1,
+            valid: usize::MAX / 2 + 1,
+            test: usize::MAX / 2 + 1,
+            seed: 1,
+        },
+    ] {
+        let e = draw(&spec).unwrap_err().to_string();
+        assert!(e.contains("sentences"), "{e}");
+        assert!(corpus(&spec).is_err());
+        assert!(write_corpus(&out, &spec).is_err());
+        assert!(!out.exists());
+    }
+}
+
+/// A huge file where `corpus factors` would write is refused from its first line, without
+/// reading the whole file (a 1 GB `train.tsv` took 1.06 GB).
+#[test]
+fn factors_corpus_refuses_a_huge_foreign_file_reading_only_its_head() {
+    let dir = temp_dir();
+    let out = dir.path().join("fo");
+    std::fs::create_dir_all(&out).unwrap();
+    let train = out.join("train.tsv");
+    sparse_file(&train, b"", 1 << 30);
+    let (o, rss) = run_measured(&[
+        "corpus",
+        "factors",
+        "--out",
+        out.to_str().unwrap(),
+        "--train",
+        "10",
+        "--valid",
+        "2",
+        "--test",
+        "2",
+    ]);
+    let e = one_line_error("corpus factors over a huge file", &o);
+    assert!(e.contains("not a factors corpus file"), "{e}");
+    assert!(rss < SMALL_RSS, "peak RSS {rss} bytes");
+    assert_eq!(std::fs::metadata(&train).unwrap().len(), 1 << 30);
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        1,
+        "nothing else written"
+    );
+}
