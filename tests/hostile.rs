@@ -1810,3 +1810,57 @@ fn factors_corpus_refuses_a_huge_foreign_file_reading_only_its_head() {
         "nothing else written"
     );
 }
+
+/// A WordNet data file of one endless line (a sparse gigabyte, here behind a symbolic link) is
+/// a one-line error naming file:line after at most a line's bound is read (it took 1.58 GB
+/// before "malformed synset"); a conversion that fails leaves no output directory it created.
+#[test]
+fn wordnet_conversion_bounds_its_lines_and_leaves_no_directory_it_made() {
+    let dir = temp_dir();
+    let source = dir.path().join("wn");
+    small_wordnet(&source);
+    let huge = dir.path().join("huge-data");
+    let header = b"  1 This software and database is being provided to you, the LICENSEE, by  \n  2 WordNet 3.0 Copyright 2006 by Princeton University.  \n";
+    sparse_file(&huge, header, 1 << 30);
+    let noun = source.join("data.noun");
+    std::fs::remove_file(&noun).unwrap();
+    std::os::unix::fs::symlink(&huge, &noun).unwrap();
+    let out = dir.path().join("new").join("corpus");
+    let (o, rss) = run_measured(&[
+        "corpus",
+        "wordnet",
+        source.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let e = one_line_error("corpus wordnet over an endless line", &o);
+    assert!(e.contains("data.noun:3"), "{e}");
+    assert!(e.contains("longer than"), "{e}");
+    assert!(rss < SMALL_RSS, "peak RSS {rss} bytes");
+    assert!(
+        !dir.path().join("new").exists(),
+        "the directories it created are removed"
+    );
+
+    // Sources that fail after the output directory exists: only what this run made goes.
+    let broken = dir.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for name in ["data.noun", "data.verb", "data.adj", "data.adv"] {
+        std::fs::write(broken.join(name), "  1 licence text\nnot a synset line\n").unwrap();
+    }
+    let e = failed(corpus_wordnet(&broken, &out), &broken);
+    assert!(e.contains("malformed synset"), "{e}");
+    assert!(!dir.path().join("new").exists());
+    // An existing (empty) directory stays.
+    let existing = dir.path().join("existing");
+    std::fs::create_dir_all(&existing).unwrap();
+    let e = failed(corpus_wordnet(&broken, &existing), &broken);
+    assert!(e.contains("malformed synset"), "{e}");
+    assert!(existing.is_dir());
+    assert_eq!(std::fs::read_dir(&existing).unwrap().count(), 0);
+    // Good sources still convert into a new nested directory.
+    small_wordnet(&source.with_file_name("wn-good"));
+    let o = corpus_wordnet(&source.with_file_name("wn-good"), &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(corpus_files(&out).len(), 4);
+}
