@@ -5,6 +5,7 @@
 
 mod fixtures;
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -1863,4 +1864,129 @@ fn wordnet_conversion_bounds_its_lines_and_leaves_no_directory_it_made() {
     let o = corpus_wordnet(&source.with_file_name("wn-good"), &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(corpus_files(&out).len(), 4);
+}
+
+/// A labelled corpus directory of `labels` train lines, each with a label of its own (and a
+/// few test lines with the first labels).
+fn many_labels_corpus(dir: &Path, labels: usize) -> std::path::PathBuf {
+    let corpus = dir.join("many-labels");
+    std::fs::create_dir_all(&corpus).unwrap();
+    let texts = fixtures::corpus_text();
+    let texts: Vec<&str> = texts
+        .lines()
+        .map(|l| l.split_once('\t').unwrap().1)
+        .collect();
+    let mut train = String::new();
+    for i in 0..labels {
+        let _ = writeln!(train, "l{i}\t{}", texts[i % texts.len()]);
+    }
+    std::fs::write(corpus.join("train.tsv"), train).unwrap();
+    let mut small = String::new();
+    for i in 0..20 {
+        let _ = writeln!(small, "l{i}\t{}", texts[(i * 7) % texts.len()]);
+    }
+    std::fs::write(corpus.join("valid.tsv"), &small).unwrap();
+    std::fs::write(corpus.join("test.tsv"), &small).unwrap();
+    corpus
+}
+
+/// A label classifier (the probe, a supervised NASH) has classes × hidden output weights: a
+/// corpus of 400,000 labels made `probe --hidden-dim 65536` and `eval-retrieval` abort on a
+/// 105 GB allocation. Now a one-line error before the classifier is allocated.
+#[test]
+fn classifiers_over_too_many_labels_are_refused_before_allocating() {
+    let dir = temp_dir();
+    let corpus = many_labels_corpus(dir.path(), 400_000);
+    let corpus_s = corpus.to_str().unwrap();
+    let (o, rss) = run_measured(&[
+        "probe",
+        ckpt(),
+        "--corpus",
+        corpus_s,
+        "--max-train",
+        "2000",
+        "--max-test",
+        "10",
+        "--hidden-dim",
+        "65536",
+        "--epochs",
+        "1",
+    ]);
+    let e = one_line_error("probe over 400,000 labels", &o);
+    assert!(e.contains("--hidden-dim"), "{e}");
+    assert!(rss < 1 << 30, "peak RSS {rss} bytes");
+    let (o, rss) = run_measured(&[
+        "eval-retrieval",
+        "--corpus",
+        corpus_s,
+        "--bits",
+        "8",
+        "--steps",
+        "1",
+        "--variants",
+        "none-s",
+        "--max-database",
+        "10",
+        "--max-queries",
+        "10",
+        "--hidden-dim",
+        "65536",
+    ]);
+    let e = one_line_error("eval-retrieval over 400,000 labels", &o);
+    assert!(e.contains("--hidden-dim"), "{e}");
+    assert!(rss < 1 << 30, "peak RSS {rss} bytes");
+
+    // Library callers: the probe at its default width, a supervised NASH config.
+    let x = vec![vec![0.0f32, 1.0]; 2];
+    let e = latent_tui::probe::train_probe(
+        &x,
+        &[0, 1],
+        300_000,
+        &latent_tui::probe::ProbeOptions::default(),
+    )
+    .err()
+    .expect("300,000 classes × 256 is refused")
+    .to_string();
+    assert!(e.contains("300000 classes"), "{e}");
+    let nash = latent_tui::model::ModelConfig::Nash(latent_tui::model::bow::NashConfig {
+        vocab_size: 100,
+        hidden_dim: 256,
+        latent_dim: 8,
+        input: latent_tui::model::bow::BowInput::Tfidf,
+        noise: latent_tui::model::bow::NashNoise::default(),
+        labels: 300_000,
+    });
+    let e = nash.validate().unwrap_err();
+    assert!(e.contains("labels"), "{e}");
+}
+
+/// The probe's classes are the labels of the examples it is trained and scored on, not every
+/// label of the corpus: a subset of a many-label corpus fits.
+#[test]
+fn the_probe_counts_only_the_labels_it_sees() {
+    let dir = temp_dir();
+    let corpus = many_labels_corpus(dir.path(), 5_000);
+    let v: Value = serde_json::from_str(&ok(
+        &[
+            "probe",
+            ckpt(),
+            "--corpus",
+            corpus.to_str().unwrap(),
+            "--max-train",
+            "30",
+            "--max-test",
+            "5",
+            "--hidden-dim",
+            "16",
+            "--epochs",
+            "1",
+            "--features",
+            "codes",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let classes = v["classes"].as_u64().unwrap();
+    assert!((1..=50).contains(&classes), "{v}");
 }
