@@ -882,7 +882,9 @@ pub fn convert_wordnet(wordnet_dir: &Path, out_dir: &Path) -> Result<WordnetRepo
     for path in &outputs {
         check_wordnet_output(path)?;
     }
-    fs::create_dir_all(out_dir)
+    // The temporaries are written inside `out_dir`; the directories made for them are removed
+    // again when the sources turn out to be unusable (only those this run made, only if empty).
+    let created = create_dirs(out_dir)
         .with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
     let temporary = |path: &Path| {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
@@ -898,6 +900,7 @@ pub fn convert_wordnet(wordnet_dir: &Path, out_dir: &Path) -> Result<WordnetRepo
         for tmp in &temporaries {
             let _ = fs::remove_file(tmp);
         }
+        remove_empty_dirs(&created);
         return result;
     }
     // Every new file is complete; only now do they replace the old ones.
@@ -906,6 +909,41 @@ pub fn convert_wordnet(wordnet_dir: &Path, out_dir: &Path) -> Result<WordnetRepo
             .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
     }
     result
+}
+
+/// Creates `dir` with its missing parents, as `fs::create_dir_all` does; returns the
+/// directories this call created, outermost first.
+fn create_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && fs::symlink_metadata(a).is_err())
+        .collect();
+    let mut created = Vec::new();
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => created.push(d.to_path_buf()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                remove_empty_dirs(&created);
+                return Err(e);
+            }
+        }
+    }
+    // What exists already must be a directory (the error `create_dir_all` gives otherwise).
+    if let Err(e) = fs::create_dir_all(dir) {
+        remove_empty_dirs(&created);
+        return Err(e);
+    }
+    Ok(created)
+}
+
+/// Removes the directories [`create_dirs`] made, innermost first, while they are empty.
+fn remove_empty_dirs(created: &[PathBuf]) {
+    for d in created.iter().rev() {
+        if fs::remove_dir(d).is_err() {
+            break;
+        }
+    }
 }
 
 /// Writes the three split files and the licence of [`convert_wordnet`] to `outputs`
@@ -925,9 +963,34 @@ fn write_wordnet(wordnet_dir: &Path, outputs: &[PathBuf]) -> Result<WordnetRepor
         let file = File::open(&path)
             .with_context(|| format!("cannot open WordNet data file {}", path.display()))?;
         let mut header = Vec::new();
-        for (i, line) in BufReader::new(file).lines().enumerate() {
-            let at = || format!("{}:{}", path.display(), i + 1);
-            let line = line.with_context(|| format!("error reading {}", at()))?;
+        let mut reader = BufReader::new(file);
+        let mut buf = Vec::new();
+        for line_no in 1u64.. {
+            let at = || format!("{}:{line_no}", path.display());
+            // Lines are read up to MAX_LINE_BYTES (WordNet's longest is a few kilobytes): a
+            // file of one endless line is an error after a megabyte, never held whole.
+            buf.clear();
+            let n = (&mut reader)
+                .take(MAX_LINE_BYTES as u64 + 1)
+                .read_until(b'\n', &mut buf)
+                .with_context(|| format!("error reading {}", at()))?;
+            if n == 0 {
+                break;
+            }
+            if buf.last() == Some(&b'\n') {
+                buf.pop();
+                if buf.last() == Some(&b'\r') {
+                    buf.pop();
+                }
+            } else if n > MAX_LINE_BYTES {
+                bail!(
+                    "{}: a line longer than {} MiB; not a WordNet data file",
+                    at(),
+                    MAX_LINE_BYTES >> 20
+                );
+            }
+            let line = std::str::from_utf8(&buf)
+                .with_context(|| format!("error reading {}: not UTF-8", at()))?;
             // The license is repeated at the top of every data file as lines
             // of two spaces, a line number and the text.
             if let Some(rest) = line.strip_prefix("  ") {
@@ -1005,16 +1068,8 @@ fn check_wordnet_output(path: &Path) -> Result<()> {
         );
     }
     let gz = path.extension().is_some_and(|e| e == "gz");
-    let mut head = Vec::with_capacity(4096);
-    let read = File::open(path).and_then(|file| {
-        if gz {
-            MultiGzDecoder::new(BufReader::new(file))
-                .take(4096)
-                .read_to_end(&mut head)
-        } else {
-            file.take(4096).read_to_end(&mut head)
-        }
-    });
+    let read = read_head(path, gz);
+    let head = read.as_deref().unwrap_or_default();
     let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let first = std::str::from_utf8(first).unwrap_or_default();
     let ours = read.is_ok()
@@ -1034,6 +1089,25 @@ fn check_wordnet_output(path: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Most bytes [`read_head`] reads: enough for the first line of any file a corpus builder
+/// writes.
+pub(crate) const HEAD_BYTES: u64 = 4096;
+
+/// The first [`HEAD_BYTES`] of the file at `path` (after decompression when `gz`): how the
+/// corpus builders recognise a file of their own without reading a huge one whole.
+pub(crate) fn read_head(path: &Path, gz: bool) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(HEAD_BYTES as usize);
+    let file = File::open(path)?;
+    if gz {
+        MultiGzDecoder::new(BufReader::new(file))
+            .take(HEAD_BYTES)
+            .read_to_end(&mut head)?;
+    } else {
+        file.take(HEAD_BYTES).read_to_end(&mut head)?;
+    }
+    Ok(head)
 }
 
 /// Whether `label` has the shape of a WordNet lexicographer file name (`noun.animal`).

@@ -267,14 +267,23 @@ impl Default for CorpusSpec {
 /// Draws `train + valid + test` distinct factor tuples uniformly (seeded), in split order:
 /// no sentence appears in two splits or twice in one.
 pub fn draw(spec: &CorpusSpec) -> Result<[Vec<Values>; 3]> {
-    let total = spec.train + spec.valid + spec.test;
     let space = GRAMMAR.sentences();
-    // Rejection sampling stays fast while at most half the space is drawn.
-    ensure!(
-        (total as u64) <= space / 2,
-        "asked for {total} sentences; the grammar has {space}, at most {} can be drawn",
-        space / 2
-    );
+    // Rejection sampling stays fast while at most half the space is drawn. The sum is checked:
+    // sizes from a caller may add up past `usize::MAX`.
+    let total = spec
+        .train
+        .checked_add(spec.valid)
+        .and_then(|n| n.checked_add(spec.test))
+        .filter(|&n| n as u64 <= space / 2);
+    let Some(total) = total else {
+        bail!(
+            "asked for {} + {} + {} sentences; the grammar has {space}, at most {} can be drawn",
+            spec.train,
+            spec.valid,
+            spec.test,
+            space / 2
+        );
+    };
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let mut seen = HashSet::with_capacity(total);
     let mut all = Vec::with_capacity(total);
@@ -304,8 +313,10 @@ fn is_our_file(path: &Path) -> Result<bool> {
         ),
         Ok(_) => {}
     }
-    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    // The first line is all that decides; a huge file is never read whole.
+    let head = crate::corpus::read_head(path, false)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let ours = std::str::from_utf8(first)
         .ok()
         .and_then(|line| line.split_once('\t'))

@@ -43,6 +43,26 @@ impl Probe {
     }
 }
 
+/// Most weights a label classifier (the probe, a supervised NASH's head) may have: its output
+/// layer is hidden × classes, and a corpus may hold any number of labels.
+pub const MAX_CLASSIFIER_WEIGHTS: usize = 1 << 26;
+
+/// Refuses a classifier from `input_dim` features through `hidden_dim` to `classes` whose
+/// weights would exceed [`MAX_CLASSIFIER_WEIGHTS`], before any is allocated.
+pub fn check_classifier_size(input_dim: usize, hidden_dim: usize, classes: usize) -> Result<()> {
+    let weights = input_dim
+        .checked_add(classes)
+        .and_then(|n| n.checked_mul(hidden_dim));
+    if weights.is_none_or(|w| w > MAX_CLASSIFIER_WEIGHTS) {
+        bail!(
+            "a classifier of {classes} classes with a hidden layer of {hidden_dim} would have \
+             more than {MAX_CLASSIFIER_WEIGHTS} weights (2^26); use a corpus with fewer labels \
+             or a smaller --hidden-dim"
+        );
+    }
+    Ok(())
+}
+
 /// How to train a probe.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProbeOptions {
@@ -191,6 +211,7 @@ pub fn train_probe(
     if let Some(&bad) = train_y.iter().find(|&&y| y as usize >= classes) {
         bail!("label {bad} is outside the {classes} classes");
     }
+    check_classifier_size(train_x[0].len(), opts.hidden_dim, classes)?;
     let dev = Device::Cpu;
     let (mean, std) = standardizer(train_x);
     let xtr = to_tensor(train_x, &mean, &std, &dev)?;

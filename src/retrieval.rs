@@ -250,6 +250,41 @@ impl RetrievalData {
     }
 }
 
+impl RetrievalData {
+    /// Keeps only the labels that occur in the database or the queries (renumbered in the
+    /// same order): a classifier over them needs no class for the corpus's other labels.
+    /// Nothing changes when every label occurs.
+    pub fn keep_used_labels(&mut self) {
+        let mut used = vec![false; self.label_names.len()];
+        for &l in self.database.labels.iter().chain(&self.queries.labels) {
+            used[l as usize] = true;
+        }
+        if used.iter().all(|&u| u) {
+            return;
+        }
+        let mut new_id = vec![u32::MAX; used.len()];
+        let mut names = Vec::new();
+        for (i, name) in std::mem::take(&mut self.label_names)
+            .into_iter()
+            .enumerate()
+        {
+            if used[i] {
+                new_id[i] = names.len() as u32;
+                names.push(name);
+            }
+        }
+        self.label_names = names;
+        for l in self
+            .database
+            .labels
+            .iter_mut()
+            .chain(self.queries.labels.iter_mut())
+        {
+            *l = new_id[*l as usize];
+        }
+    }
+}
+
 /// Settings of the `eval-retrieval` experiment.
 #[derive(Clone, Debug, Serialize)]
 pub struct RetrievalOptions {
@@ -435,6 +470,12 @@ pub fn run(opts: &RetrievalOptions, progress: &mut dyn FnMut(&str)) -> Result<Re
         },
     )?;
     let data = RetrievalData::from_corpus(&corpus, opts.max_database, opts.max_queries, opts.seed)?;
+    if opts.variants.iter().any(|v| v.supervised) {
+        // A supervised variant's head is hidden × labels: refused now, not after the rows
+        // before it (or as an abort when it is allocated).
+        let widest = opts.bits.iter().copied().max().unwrap_or(0);
+        crate::probe::check_classifier_size(widest, opts.hidden_dim, data.label_names.len())?;
+    }
     let (db_labels, q_labels) = (&data.database.labels, &data.queries.labels);
     let chance = chance_precision(db_labels, q_labels);
     progress(&format!(

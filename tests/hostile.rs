@@ -5,6 +5,7 @@
 
 mod fixtures;
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -1673,4 +1674,319 @@ fn encode_answers_lines_without_a_code_in_place() {
     assert_eq!((lines[1], lines[2]), ("", ""));
     assert_eq!(lines[0].len(), 8);
     assert_eq!(lines[3].len(), 8);
+}
+
+// ---------------------------------------------------------------------------------------
+// 17. Corpus builders and label classifiers: sizes from flags and files.
+
+/// Runs the binary with `args` and no standard input; returns its output and its peak resident
+/// memory in bytes (the child's own `ru_maxrss`, from `wait4`).
+fn run_measured(args: &[&str]) -> (Output, u64) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stdout_pipe.read_to_end(&mut v).unwrap();
+        v
+    });
+    let mut stderr = Vec::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    let stdout = reader.join().unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value; wait4 reaps the child this test spawned and
+    // has not waited for (its `Child` is only dropped afterwards, which neither waits nor kills).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4");
+    let out = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout,
+        stderr,
+    };
+    (out, usage.ru_maxrss as u64 * 1024)
+}
+
+/// Most memory a command that only has to refuse a huge file may take.
+const SMALL_RSS: u64 = 256 << 20;
+
+/// A sparse file of `len` bytes (zeros after `head`): huge, yet no disk and fast to make.
+fn sparse_file(path: &Path, head: &[u8], len: u64) {
+    let mut f = std::fs::File::create(path).unwrap();
+    f.write_all(head).unwrap();
+    f.set_len(len).unwrap();
+}
+
+/// `corpus factors` sizes whose sum overflows: a one-line error from the flag (or, for a
+/// library caller, from the total), not a panic at the split index.
+#[test]
+fn factors_corpus_sizes_are_bounded_and_their_total_never_wraps() {
+    let dir = temp_dir();
+    let out = dir.path().join("fo");
+    let out_s = out.to_str().unwrap();
+    for (flag, value) in [
+        ("--train", "18446744073709551615"),
+        ("--valid", "18446744073709551615"),
+        ("--test", "4294967296"),
+        ("--train", "0"),
+        ("--valid", "nan"),
+    ] {
+        let mut args = vec![
+            "corpus", "factors", "--out", out_s, "--train", "1", "--valid", "1", "--test", "1",
+        ];
+        let at = args.iter().position(|a| *a == flag).unwrap();
+        args[at + 1] = value;
+        let o = run(&args, None);
+        // A usage error: clap's exit status 2, one error line naming the flag.
+        let e = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {e}");
+        assert_eq!(e.lines().filter(|l| l.starts_with("error")).count(), 1);
+        assert!(!e.contains("panicked"), "{flag} {value}: {e}");
+        assert!(e.contains(flag), "{flag} {value}: {e}");
+        assert!(!out.exists(), "{flag} {value}: nothing written");
+    }
+    use latent_tui::factors::{corpus, draw, write_corpus, CorpusSpec};
+    for spec in [
+        CorpusSpec {
+            train: usize::MAX,
+            valid: 1,
+            test: 1,
+            seed: 1,
+        },
+        CorpusSpec {
+            train: 1,
+            valid: usize::MAX / 2 + 1,
+            test: usize::MAX / 2 + 1,
+            seed: 1,
+        },
+    ] {
+        let e = draw(&spec).unwrap_err().to_string();
+        assert!(e.contains("sentences"), "{e}");
+        assert!(corpus(&spec).is_err());
+        assert!(write_corpus(&out, &spec).is_err());
+        assert!(!out.exists());
+    }
+}
+
+/// A huge file where `corpus factors` would write is refused from its first line, without
+/// reading the whole file (a 1 GB `train.tsv` took 1.06 GB).
+#[test]
+fn factors_corpus_refuses_a_huge_foreign_file_reading_only_its_head() {
+    let dir = temp_dir();
+    let out = dir.path().join("fo");
+    std::fs::create_dir_all(&out).unwrap();
+    let train = out.join("train.tsv");
+    sparse_file(&train, b"", 1 << 30);
+    let (o, rss) = run_measured(&[
+        "corpus",
+        "factors",
+        "--out",
+        out.to_str().unwrap(),
+        "--train",
+        "10",
+        "--valid",
+        "2",
+        "--test",
+        "2",
+    ]);
+    let e = one_line_error("corpus factors over a huge file", &o);
+    assert!(e.contains("not a factors corpus file"), "{e}");
+    assert!(rss < SMALL_RSS, "peak RSS {rss} bytes");
+    assert_eq!(std::fs::metadata(&train).unwrap().len(), 1 << 30);
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        1,
+        "nothing else written"
+    );
+}
+
+/// A WordNet data file of one endless line (a sparse gigabyte, here behind a symbolic link) is
+/// a one-line error naming file:line after at most a line's bound is read (it took 1.58 GB
+/// before "malformed synset"); a conversion that fails leaves no output directory it created.
+#[test]
+fn wordnet_conversion_bounds_its_lines_and_leaves_no_directory_it_made() {
+    let dir = temp_dir();
+    let source = dir.path().join("wn");
+    small_wordnet(&source);
+    let huge = dir.path().join("huge-data");
+    let header = b"  1 This software and database is being provided to you, the LICENSEE, by  \n  2 WordNet 3.0 Copyright 2006 by Princeton University.  \n";
+    sparse_file(&huge, header, 1 << 30);
+    let noun = source.join("data.noun");
+    std::fs::remove_file(&noun).unwrap();
+    std::os::unix::fs::symlink(&huge, &noun).unwrap();
+    let out = dir.path().join("new").join("corpus");
+    let (o, rss) = run_measured(&[
+        "corpus",
+        "wordnet",
+        source.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let e = one_line_error("corpus wordnet over an endless line", &o);
+    assert!(e.contains("data.noun:3"), "{e}");
+    assert!(e.contains("longer than"), "{e}");
+    assert!(rss < SMALL_RSS, "peak RSS {rss} bytes");
+    assert!(
+        !dir.path().join("new").exists(),
+        "the directories it created are removed"
+    );
+
+    // Sources that fail after the output directory exists: only what this run made goes.
+    let broken = dir.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for name in ["data.noun", "data.verb", "data.adj", "data.adv"] {
+        std::fs::write(broken.join(name), "  1 licence text\nnot a synset line\n").unwrap();
+    }
+    let e = failed(corpus_wordnet(&broken, &out), &broken);
+    assert!(e.contains("malformed synset"), "{e}");
+    assert!(!dir.path().join("new").exists());
+    // An existing (empty) directory stays.
+    let existing = dir.path().join("existing");
+    std::fs::create_dir_all(&existing).unwrap();
+    let e = failed(corpus_wordnet(&broken, &existing), &broken);
+    assert!(e.contains("malformed synset"), "{e}");
+    assert!(existing.is_dir());
+    assert_eq!(std::fs::read_dir(&existing).unwrap().count(), 0);
+    // Good sources still convert into a new nested directory.
+    small_wordnet(&source.with_file_name("wn-good"));
+    let o = corpus_wordnet(&source.with_file_name("wn-good"), &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(corpus_files(&out).len(), 4);
+}
+
+/// A labelled corpus directory of `labels` train lines, each with a label of its own (and a
+/// few test lines with the first labels).
+fn many_labels_corpus(dir: &Path, labels: usize) -> std::path::PathBuf {
+    let corpus = dir.join("many-labels");
+    std::fs::create_dir_all(&corpus).unwrap();
+    let texts = fixtures::corpus_text();
+    let texts: Vec<&str> = texts
+        .lines()
+        .map(|l| l.split_once('\t').unwrap().1)
+        .collect();
+    let mut train = String::new();
+    for i in 0..labels {
+        let _ = writeln!(train, "l{i}\t{}", texts[i % texts.len()]);
+    }
+    std::fs::write(corpus.join("train.tsv"), train).unwrap();
+    let mut small = String::new();
+    for i in 0..20 {
+        let _ = writeln!(small, "l{i}\t{}", texts[(i * 7) % texts.len()]);
+    }
+    std::fs::write(corpus.join("valid.tsv"), &small).unwrap();
+    std::fs::write(corpus.join("test.tsv"), &small).unwrap();
+    corpus
+}
+
+/// A label classifier (the probe, a supervised NASH) has classes × hidden output weights: a
+/// corpus of 400,000 labels made `probe --hidden-dim 65536` and `eval-retrieval` abort on a
+/// 105 GB allocation. Now a one-line error before the classifier is allocated.
+#[test]
+fn classifiers_over_too_many_labels_are_refused_before_allocating() {
+    let dir = temp_dir();
+    let corpus = many_labels_corpus(dir.path(), 400_000);
+    let corpus_s = corpus.to_str().unwrap();
+    let (o, rss) = run_measured(&[
+        "probe",
+        ckpt(),
+        "--corpus",
+        corpus_s,
+        "--max-train",
+        "2000",
+        "--max-test",
+        "10",
+        "--hidden-dim",
+        "65536",
+        "--epochs",
+        "1",
+    ]);
+    let e = one_line_error("probe over 400,000 labels", &o);
+    assert!(e.contains("--hidden-dim"), "{e}");
+    assert!(rss < 1 << 30, "peak RSS {rss} bytes");
+    let (o, rss) = run_measured(&[
+        "eval-retrieval",
+        "--corpus",
+        corpus_s,
+        "--bits",
+        "8",
+        "--steps",
+        "1",
+        "--variants",
+        "none-s",
+        "--max-database",
+        "10",
+        "--max-queries",
+        "10",
+        "--hidden-dim",
+        "65536",
+    ]);
+    let e = one_line_error("eval-retrieval over 400,000 labels", &o);
+    assert!(e.contains("--hidden-dim"), "{e}");
+    assert!(rss < 1 << 30, "peak RSS {rss} bytes");
+
+    // Library callers: the probe at its default width, a supervised NASH config.
+    let x = vec![vec![0.0f32, 1.0]; 2];
+    let e = latent_tui::probe::train_probe(
+        &x,
+        &[0, 1],
+        300_000,
+        &latent_tui::probe::ProbeOptions::default(),
+    )
+    .err()
+    .expect("300,000 classes × 256 is refused")
+    .to_string();
+    assert!(e.contains("300000 classes"), "{e}");
+    let nash = latent_tui::model::ModelConfig::Nash(latent_tui::model::bow::NashConfig {
+        vocab_size: 100,
+        hidden_dim: 256,
+        latent_dim: 8,
+        input: latent_tui::model::bow::BowInput::Tfidf,
+        noise: latent_tui::model::bow::NashNoise::default(),
+        labels: 300_000,
+    });
+    let e = nash.validate().unwrap_err();
+    assert!(e.contains("labels"), "{e}");
+}
+
+/// The probe's classes are the labels of the examples it is trained and scored on, not every
+/// label of the corpus: a subset of a many-label corpus fits.
+#[test]
+fn the_probe_counts_only_the_labels_it_sees() {
+    let dir = temp_dir();
+    let corpus = many_labels_corpus(dir.path(), 5_000);
+    let v: Value = serde_json::from_str(&ok(
+        &[
+            "probe",
+            ckpt(),
+            "--corpus",
+            corpus.to_str().unwrap(),
+            "--max-train",
+            "30",
+            "--max-test",
+            "5",
+            "--hidden-dim",
+            "16",
+            "--epochs",
+            "1",
+            "--features",
+            "codes",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let classes = v["classes"].as_u64().unwrap();
+    assert!((1..=50).contains(&classes), "{v}");
 }

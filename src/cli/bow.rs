@@ -944,11 +944,19 @@ fn probe(args: ProbeArgs) -> Result<()> {
     let checkpoint = binary_default(&args.checkpoint);
     let coder = Coder::load(&checkpoint, &Device::Cpu)?;
     let corpus = coder.provenance().corpus(args.corpus.as_deref())?;
-    let data = crate::retrieval::RetrievalData::from_corpus(
+    let mut data = crate::retrieval::RetrievalData::from_corpus(
         &corpus,
         Some(args.max_train),
         args.max_test,
         args.seed,
+    )?;
+    // The classes are the labels of the examples used, and their classifier must fit before
+    // anything is encoded.
+    data.keep_used_labels();
+    crate::probe::check_classifier_size(
+        coder.latent_dim(),
+        args.hidden_dim,
+        data.label_names.len(),
     )?;
     let kinds: Vec<FeatureKind> = if args.features.is_empty() {
         FeatureKind::ALL

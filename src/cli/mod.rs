@@ -274,13 +274,13 @@ pub enum CorpusSource {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Training sentences.
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, default_value_t = 20_000, value_parser = flags::count)]
         train: usize,
         /// Validation sentences.
-        #[arg(long, default_value_t = 1_000)]
+        #[arg(long, default_value_t = 1_000, value_parser = flags::count)]
         valid: usize,
         /// Test sentences.
-        #[arg(long, default_value_t = 1_000)]
+        #[arg(long, default_value_t = 1_000, value_parser = flags::count)]
         test: usize,
     },
 }

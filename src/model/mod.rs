@@ -137,6 +137,15 @@ impl ModelConfig {
                 if c.labels > MAX_VOCAB {
                     return Err(format!("labels is {}, above {MAX_VOCAB}", c.labels));
                 }
+                // The supervised head is latent × hidden + hidden × labels weights.
+                let max = crate::probe::MAX_CLASSIFIER_WEIGHTS;
+                if c.labels > 0 && (c.latent_dim + c.labels).saturating_mul(c.hidden_dim) > max {
+                    return Err(format!(
+                        "labels is {} with hidden_dim {}: the label classifier would have more \
+                         than {max} weights",
+                        c.labels, c.hidden_dim
+                    ));
+                }
             }
             ModelConfig::Lsh(c) => dim("bits", c.bits, MAX_DIM)?,
         }
