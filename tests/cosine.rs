@@ -257,7 +257,7 @@ fn damaged_files_give_errors_that_name_the_problem() -> Result<()> {
     let err = ContinuousIndex::load(&path).unwrap_err().to_string();
     // The header length is checked before anything is parsed.
     assert!(
-        err.contains("-byte header") && err.contains("corrupt or hostile file"),
+        err.contains("-byte header") && err.contains("is not a safetensors file"),
         "{err}"
     );
 
