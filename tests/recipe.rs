@@ -678,7 +678,7 @@ fn ppl_at(log: &str, step: u64) -> f64 {
         .lines()
         .find(|l| l.starts_with(&prefix))
         .unwrap_or_else(|| panic!("no step {step} line in {log}"));
-    let after = line.split(" ppl ").nth(1).expect("a ppl field");
+    let after = line.split(" ppl/token ").nth(1).expect("a ppl/token field");
     after.split_whitespace().next().unwrap().parse().unwrap()
 }
 
