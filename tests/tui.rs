@@ -535,6 +535,43 @@ fn stats_flips_fewer_sentences_of_wider_codes_and_says_how_many() {
     let s = h256.screen();
     assert_has(&s, "–255 of 256 ");
     assert_lacks(&s, "· bits 0–");
+    // The growth chart is scaled to the bits it shows: its top label is the largest growth of
+    // this window, not of the whole code (one bit far above the rest flattened every page).
+    let top_label = |h: &Harness| {
+        let s = h.screen();
+        let line = s
+            .lines()
+            .skip_while(|l| !l.contains("Perplexity growth when a bit is flipped"))
+            .nth(1)
+            .unwrap()
+            .to_string();
+        line.split(['│', ' '])
+            .find(|w| w.ends_with('%'))
+            .unwrap()
+            .to_string()
+    };
+    let window_max = |h: &Harness, from: usize, to: usize| {
+        let g = &bits_of(h).flip_growth[from..=to];
+        format!(
+            "{:.0}%",
+            g.iter().fold(0.0f64, |m, &v| m.max(v)).max(1e-6) * 100.0
+        )
+    };
+    let shown = |s: &str| -> (usize, usize) {
+        let t = s.split("base ").nth(1).unwrap();
+        let t = t.split("· bits ").nth(1).unwrap();
+        let (a, rest) = t.split_once('–').unwrap();
+        let b = rest.split(' ').next().unwrap();
+        (a.parse().unwrap(), b.parse().unwrap())
+    };
+    let (a, z) = shown(&h256.screen());
+    assert_eq!(top_label(&h256), window_max(&h256, a, z));
+    for _ in 0..255 {
+        h256.key(KeyCode::Left);
+    }
+    let (a, z) = shown(&h256.screen());
+    assert_eq!(a, 0);
+    assert_eq!(top_label(&h256), window_max(&h256, a, z));
 }
 
 #[test]

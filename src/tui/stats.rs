@@ -548,8 +548,11 @@ fn render_bits(
             ))],
         );
     } else {
-        let gmax = b
-            .flip_growth
+        // Scaled to the largest growth among the bits on screen: one bit far above the rest
+        // (bit 101 of the shipped model, +124 %) flattened every other page to `▁`.
+        let cols = t.block(Line::default(), false).inner(growth_a).width;
+        let (first, xs) = grouped_columns(l, cursor, cols.saturating_sub(LABEL));
+        let gmax = b.flip_growth[first..first + xs.len()]
             .iter()
             .copied()
             .fold(0.0f64, f64::max)
