@@ -51,6 +51,16 @@ pub struct MeaningOptions {
     /// Words kept per side.
     pub words: usize,
     pub seed: u64,
+    /// Decodings a word must be added (or removed) in to be listed as what a flip does: a word
+    /// one decoding happened to gain is no reading of the bit (over the 11 sentences a 256-bit
+    /// code gets, every count was 1 and the lists were the alphabetically first words). Caches
+    /// from before it read 0: stale.
+    #[serde(default)]
+    pub min_flips: usize,
+    /// Flip decodings keep to the corpus's words, as the explorer's do by default (subword
+    /// models; raw decodings spelled invented words into the lists).
+    #[serde(default)]
+    pub real_words: bool,
 }
 
 impl Default for MeaningOptions {
@@ -61,6 +71,8 @@ impl Default for MeaningOptions {
             max_sentences: 200,
             words: 8,
             seed: 0,
+            min_flips: 2,
+            real_words: true,
         }
     }
 }
@@ -310,10 +322,12 @@ pub fn changed_word_count(before: &str, after: &str) -> usize {
     added + removed
 }
 
-/// Counts of words over decodings, most frequent first (ties alphabetical), at most `top`.
-fn ranked(counts: HashMap<String, usize>, top: usize) -> Vec<WordCount> {
+/// Counts of words over decodings of at least `min` (and 1), most frequent first (ties
+/// alphabetical), at most `top`.
+fn ranked(counts: HashMap<String, usize>, min: usize, top: usize) -> Vec<WordCount> {
     let mut v: Vec<WordCount> = counts
         .into_iter()
+        .filter(|&(_, count)| count >= min.max(1))
         .map(|(word, count)| WordCount { word, count })
         .collect();
     v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.word.cmp(&b.word)));
@@ -325,12 +339,13 @@ fn ranked(counts: HashMap<String, usize>, top: usize) -> Vec<WordCount> {
 fn decode_all(
     coder: &Coder,
     codes: &[Vec<f32>],
+    real_words: Option<&crate::model::word_trie::WordTrie>,
     done: &mut dyn FnMut(usize),
 ) -> Result<Vec<String>> {
     let mut out = Vec::with_capacity(codes.len());
     for part in codes.chunks(DECODE_BATCH) {
         let decoded = coder
-            .decode_codes(part, crate::coder::DECODED_WORDS)?
+            .decode_codes_restricted(part, crate::coder::DECODED_WORDS, real_words)?
             .context("the model has no decoder")?;
         out.extend(decoded);
         done(out.len());
@@ -445,7 +460,13 @@ impl Meanings {
             }
             let total = all.len().max(1) as f64;
             let start = enc_w + words_w;
-            let decoded = decode_all(coder, &all, &mut |d| {
+            let words = match coder.sequence_model("decode") {
+                Ok(engine) if opts.real_words && crate::coder::seq::real_words_apply(engine) => {
+                    crate::coder::seq::corpus_words_of(corpus, &engine.vocab).trie
+                }
+                _ => None,
+            };
+            let decoded = decode_all(coder, &all, words.as_deref(), &mut |d| {
                 progress(start + (1.0 - start) * d as f64 / total)
             })?;
             let t = texts.len();
@@ -482,8 +503,8 @@ impl Meanings {
                 meaning.flips = Some(FlipEffect {
                     sentences: t,
                     changed: changed as f64 / t.max(1) as f64,
-                    added: ranked(added, opts.words),
-                    removed: ranked(removed, opts.words),
+                    added: ranked(added, opts.min_flips, opts.words),
+                    removed: ranked(removed, opts.min_flips, opts.words),
                 });
             }
         }
@@ -651,6 +672,13 @@ impl Meanings {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        if f.added.is_empty() && f.removed.is_empty() {
+            return Some(format!(
+                "no word added or removed in {} or more of its {} sentences' decodings",
+                self.meta.options.min_flips.max(1),
+                f.sentences
+            ));
+        }
         Some(format!(
             "adds {} · removes {}",
             if f.added.is_empty() {

@@ -229,8 +229,32 @@ fn bits_json_lists_every_bit() {
         let changed = d["flips"]["changed"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&changed));
         assert!(d["on_words"].is_array() && d["off_words"].is_array());
+        // A flip's words are those it changed in two decodings or more: one decoding's word
+        // is no reading of the bit.
+        for side in ["added", "removed"] {
+            for w in d["flips"][side].as_array().unwrap() {
+                assert!(w["count"].as_u64().unwrap() >= 2, "{d}");
+            }
+        }
     }
-    assert!(dir.path().join("b.meaning.json").exists());
+    let options = &v["meta"]["options"];
+    assert_eq!(options["min_flips"], 2);
+    assert_eq!(options["real_words"], true);
+    let cache = dir.path().join("b.meaning.json");
+    assert!(cache.exists());
+    // A cache from before the rule (no `min_flips`) is stale: recomputed and replaced.
+    let mut old: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    old["meta"]["options"]
+        .as_object_mut()
+        .unwrap()
+        .remove("min_flips");
+    std::fs::write(&cache, old.to_string()).unwrap();
+    let again = common::run_json(&["bits", ckpt.to_str().unwrap(), "--json", "--threads", "1"]);
+    assert_eq!(again["meta"]["options"]["min_flips"], 2);
+    let cached: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    assert_eq!(cached["meta"]["options"]["min_flips"], 2);
     // The text table, from the cache now.
     let out = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
         .args(["bits", ckpt.to_str().unwrap()])

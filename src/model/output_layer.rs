@@ -559,25 +559,24 @@ fn greedy_error_bound(a: f32, l1: f32, s: f32, s_h: f32, state_term: f32) -> f32
     (0.5 * (s_h * l1 + s * state_term)) * 1.001 + 1e-4 * (1.0 + a.abs())
 }
 
-/// [`greedy_candidates`] among the words `allowed` (restricted decoding, e.g. to real words):
-/// every allowed word whose upper bound reaches the best allowed word's lower bound.
-fn allowed_candidates(
-    approx: &[f32],
-    weight_l1: &[f32],
-    scale: &[f32],
-    s_h: f32,
-    state_term: f32,
-    allowed: &[bool],
-    out: &mut Vec<u32>,
-) {
-    let bound = |v: usize| greedy_error_bound(approx[v], weight_l1[v], scale[v], s_h, state_term);
-    let mut floor = f32::NEG_INFINITY;
-    for (v, _) in allowed.iter().enumerate().filter(|(_, &a)| a) {
-        floor = floor.max(approx[v] - bound(v));
-    }
-    for (v, _) in allowed.iter().enumerate().filter(|(_, &a)| a) {
-        if approx[v] + bound(v) >= floor {
-            out.push(v as u32);
+kernels::dispatch! {
+    /// [`greedy_candidates`] among the words `allowed` (restricted decoding, e.g. to real
+    /// words): every allowed word whose upper bound reaches the best allowed word's lower
+    /// bound. Branch-free over the vocabulary (a select, not a filter), so that it vectorises
+    /// like the unrestricted scan: filtering word by word was most of a real-word decoding.
+    fn allowed_candidates(approx: &[f32], weight_l1: &[f32], scale: &[f32], s_h: f32, state_term: f32, allowed: &[bool], out: &mut Vec<u32>) {
+        let bound = |a: f32, l1: f32, s: f32| greedy_error_bound(a, l1, s, s_h, state_term);
+        let n = approx.len().min(allowed.len());
+        let (approx, weight_l1, scale, allowed) = (&approx[..n], &weight_l1[..n], &scale[..n], &allowed[..n]);
+        let mut floor = f32::NEG_INFINITY;
+        for (((&a, &l1), &s), &ok) in approx.iter().zip(weight_l1).zip(scale).zip(allowed) {
+            let lower = a - bound(a, l1, s);
+            floor = floor.max(if ok { lower } else { f32::NEG_INFINITY });
+        }
+        for (v, (((&a, &l1), &s), &ok)) in approx.iter().zip(weight_l1).zip(scale).zip(allowed).enumerate() {
+            if a + bound(a, l1, s) >= floor && ok {
+                out.push(v as u32);
+            }
         }
     }
 }

@@ -800,13 +800,19 @@ fn render_meanings(tab: &StatsState, app: &View, area: Rect, buf: &mut Buffer) {
             .collect::<Vec<_>>()
             .join(" ")
     };
+    // A flip's words are listed only when they changed in several decodings (the options'
+    // `min_flips`): "—" says none did.
     let counts = |w: &[crate::meaning::WordCount]| {
+        if w.is_empty() {
+            return "—".to_string();
+        }
         w.iter()
             .take(4)
             .map(|w| w.word.as_str())
             .collect::<Vec<_>>()
             .join(" ")
     };
+    let min = m.meta.options.min_flips.max(1);
     let fixed = 5 + 8;
     let rest = (inner.width as usize).saturating_sub(fixed);
     let col = (rest / 4).max(4);
@@ -817,8 +823,8 @@ fn render_meanings(tab: &StatsState, app: &View, area: Rect, buf: &mut Buffer) {
         "changes",
         fit(&format!("{on}: words"), col - 1),
         fit(&format!("{off}: words"), col - 1),
-        fit(&format!("{flips} adds"), col - 1),
-        fit(&format!("{flips} removes"), col - 1),
+        fit(&format!("{flips} adds (in {min}+)"), col - 1),
+        fit(&format!("{flips} removes (in {min}+)"), col - 1),
     );
     text(buf, inner, inner.x, inner.y, &header, t.accent());
     let rows = (inner.height - 1) as usize;
