@@ -259,6 +259,22 @@ impl Provenance {
             self.seed,
             Shown(&hash)
         );
+        // A run started from another checkpoint (`train --init`) trained only its own steps
+        // here: say from which file, or "trained 1500 steps" read as the whole training.
+        if let Some(init) = self
+            .train_config
+            .as_ref()
+            .and_then(|c| c.get("init"))
+            .and_then(|v| v.as_str())
+        {
+            let name = Path::new(init)
+                .file_name()
+                .map_or_else(|| init.to_string(), |n| n.to_string_lossy().into_owned());
+            s += &format!(
+                "  started from the weights of `{}` (train --init): the steps above are this run's only\n",
+                Shown(&name)
+            );
+        }
         if !self.metrics.is_empty() {
             let m: Vec<String> = self
                 .metrics

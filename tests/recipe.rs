@@ -745,6 +745,14 @@ fn init_starts_a_new_run_from_a_checkpoint_and_never_touches_it() {
         b.model.cfg, a.model.cfg,
         "the architecture comes from --init"
     );
+    // `info` says the run's steps are its own, and from which file it started ("trained 3
+    // steps" alone read as the whole training).
+    let info = b.provenance.describe();
+    assert!(
+        info.contains("started from the weights of `base.safetensors` (train --init)"),
+        "{info}"
+    );
+    assert!(!a.provenance.describe().contains("started from"));
 
     // The trained weights are really loaded: the first step starts far below a fresh model.
     let fresh = dir.path().join("fresh.safetensors");
