@@ -1676,6 +1676,44 @@ fn encode_answers_lines_without_a_code_in_place() {
     assert_eq!(lines[3].len(), 8);
 }
 
+#[test]
+fn decode_answers_every_line_in_place_and_fails_at_the_end_for_a_bad_one() {
+    // A line that is not UTF-8 was answered as "no code" like an empty one, and a malformed
+    // code stopped the run: every later line went unanswered.
+    let bits = ok(
+        &["encode", ckpt(), "--format", "bits"],
+        Some("the red cat\n"),
+    );
+    let mut input = b"0101\n\xff\xfe\n\n".to_vec();
+    input.extend_from_slice(bits.as_bytes());
+    let mut child = bin()
+        .args(["decode", ckpt(), "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("1 input line(s) held no valid code"), "{err}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[0]["error"].as_str().unwrap().contains("4 dimensions"));
+    assert_eq!(lines[1]["error"], "not UTF-8");
+    assert_eq!(lines[2]["error"], "no code");
+    assert_eq!(lines[3]["code"], bits.trim());
+    assert!(lines[3]["text"].is_string());
+    // An lm has no codes: said so, not "the model expects 0 dimensions".
+    let lm = concat!(env!("CARGO_MANIFEST_DIR"), "/checkpoints/lm.safetensors");
+    let e = fails(&["decode", lm], Some("01\n"));
+    assert!(e.contains("has no codes to decode"), "{e}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 17. Corpus builders and label classifiers: sizes from flags and files.
 

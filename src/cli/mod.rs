@@ -2481,51 +2481,81 @@ fn decode(
     if !coder.capabilities().decodes() {
         return Err(coder.cannot("decode codes: it has no decoder"));
     }
+    if coder.latent_dim() == 0 {
+        bail!(
+            "a `{}` model has no codes to decode: `latent-tui sample` draws sentences from it",
+            coder.kind_name()
+        );
+    }
     let words = real_words_of(&coder, real_words)?;
     let mut rng = StdRng::seed_from_u64(strategy.seed);
     let out = std::io::stdout();
     let mut out = out.lock();
+    // Every input line gets its output line: a line without a valid code is answered in place
+    // (JSON: its error; plain: an empty line, the reason on standard error), and the run fails
+    // at the end when a line held a code that could not be read.
+    let mut malformed = 0usize;
     for next in stdin_lines_checked() {
         let (line_no, line) = next?;
-        // A line that is not UTF-8 holds no code.
-        let line = line.unwrap_or_default();
-        // A line without a code (empty, or `encode`'s answer for a line it could not encode)
-        // is answered in place, so output lines stay aligned with input lines.
-        let no_code = line.trim().is_empty()
-            || serde_json::from_str::<serde_json::Value>(line.trim())
-                .is_ok_and(|v| v.get("code").is_none() && v.get("error").is_some());
-        if no_code {
-            if json_out {
-                let obj = json!({"line": line_no, "error": "no code"});
-                writeln!(out, "{}", crate::printable::to_json_line(&obj)?)?;
-            } else {
-                writeln!(out)?;
+        // (the code as given, its decoding) or (why there is none, whether the line was bad)
+        let answer: std::result::Result<(String, String), (String, bool)> = match line {
+            Err(_) => Err(("not UTF-8".to_string(), false)),
+            Ok(line) => {
+                let given = line.trim().to_string();
+                // Empty, or `encode`'s answer for a line it could not encode.
+                let no_code = given.is_empty()
+                    || serde_json::from_str::<serde_json::Value>(&given)
+                        .is_ok_and(|v| v.get("code").is_none() && v.get("error").is_some());
+                let code = parse_code_line(&line).and_then(|code| {
+                    check_code_values(&code, coder.is_binary())?;
+                    if code.len() != coder.latent_dim() {
+                        bail!(
+                            "the code has {} dimensions, the model expects {}",
+                            code.len(),
+                            coder.latent_dim()
+                        );
+                    }
+                    Ok(code)
+                });
+                match code {
+                    _ if no_code => Err(("no code".to_string(), false)),
+                    Err(e) => Err((format!("{e:#}"), true)),
+                    Ok(code) => {
+                        let text = coder
+                            .decode_lines(
+                                std::slice::from_ref(&code),
+                                strategy.strategy(),
+                                words.as_deref(),
+                                &mut rng,
+                            )?
+                            .remove(0);
+                        Ok((given, text))
+                    }
+                }
             }
-            continue;
+        };
+        match answer {
+            Ok((code, text)) if json_out => {
+                let obj = json!({"code": code, "text": text});
+                writeln!(out, "{}", crate::printable::to_json_line(&obj)?)?;
+            }
+            Ok((_, text)) => writeln!(out, "{}", Shown(&text))?,
+            Err((why, bad)) => {
+                malformed += usize::from(bad);
+                if json_out {
+                    let obj = json!({"line": line_no, "error": why});
+                    writeln!(out, "{}", crate::printable::to_json_line(&obj)?)?;
+                } else {
+                    writeln!(out)?;
+                    if bad {
+                        eprintln!("line {line_no}: {}", Shown(&why));
+                    }
+                }
+            }
         }
-        let code = parse_code_line(&line).with_context(|| format!("line {line_no}"))?;
-        check_code_values(&code, coder.is_binary()).with_context(|| format!("line {line_no}"))?;
-        if code.len() != coder.latent_dim() {
-            bail!(
-                "line {line_no}: the code has {} dimensions, the model expects {}",
-                code.len(),
-                coder.latent_dim()
-            );
-        }
-        let text = coder
-            .decode_lines(
-                std::slice::from_ref(&code),
-                strategy.strategy(),
-                words.as_deref(),
-                &mut rng,
-            )?
-            .remove(0);
-        if json_out {
-            let obj = json!({"code": line.trim(), "text": text});
-            writeln!(out, "{}", crate::printable::to_json_line(&obj)?)?;
-        } else {
-            writeln!(out, "{}", Shown(&text))?;
-        }
+    }
+    if malformed > 0 {
+        bail!("{malformed} input line(s) held no valid code (answered in place)");
     }
     Ok(())
 }
