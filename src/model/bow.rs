@@ -152,6 +152,14 @@ impl Pairs {
     fn of(&self, d: usize) -> std::ops::Range<usize> {
         self.starts[d]..self.starts[d + 1]
     }
+
+    /// Every word id within a vocabulary of `v` words (the ops index rows of `v` by them).
+    fn check_ids(&self, v: usize) -> Result<()> {
+        match self.ids.iter().find(|&&i| i as usize >= v) {
+            Some(&bad) => candle_core::bail!("word id {bad} outside the vocabulary of {v}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Most (document, word) pairs of one batch: 2^26, 512 MB of ids, counts and input values.
@@ -226,9 +234,7 @@ impl BagBatch {
             (BowInput::Counts, _) => Ok(pairs.counts.clone()),
             (BowInput::Tfidf, Some(idf)) => {
                 let idf = idf.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-                if let Some(&bad) = pairs.ids.iter().find(|&&i| i as usize >= idf.len()) {
-                    candle_core::bail!("word id {bad} outside the vocabulary of {}", idf.len());
-                }
+                pairs.check_ids(idf.len())?;
                 let mut x: Vec<f32> = pairs
                     .ids
                     .iter()
@@ -266,7 +272,7 @@ struct BagProduct {
 }
 
 impl BagProduct {
-    /// yᵀ (out, B) from the weight (out, V) or the gradient dW (out, V) from gᵀ (out, B).
+    /// A value per pair, and every word id within a weight of `v` columns.
     fn check(&self, v: usize) -> Result<()> {
         if self.values.len() != self.pairs.ids.len() {
             candle_core::bail!(
@@ -275,10 +281,7 @@ impl BagProduct {
                 self.pairs.ids.len()
             );
         }
-        if let Some(&bad) = self.pairs.ids.iter().find(|&&i| i as usize >= v) {
-            candle_core::bail!("word id {bad} outside the vocabulary of {v}");
-        }
-        Ok(())
+        self.pairs.check_ids(v)
     }
 }
 
@@ -439,10 +442,7 @@ impl BagNll {
                 self.pairs.documents()
             );
         }
-        if let Some(&bad) = self.pairs.ids.iter().find(|&&i| i as usize >= v) {
-            candle_core::bail!("bag_nll: word id {bad} outside the vocabulary of {v}");
-        }
-        Ok(())
+        self.pairs.check_ids(v)
     }
 }
 
