@@ -329,7 +329,7 @@ pub fn save(
             let back = s.to_dtype(DType::F32)?.abs()?.flatten_all()?.max(0)?;
             if widest.is_finite() && !back.to_scalar::<f32>()?.is_finite() {
                 bail!(
-                    "tensor `{name}` holds a weight of {widest}, beyond half precision's ±65504: save it in full precision (without --half)"
+                    "tensor `{name}` holds a weight of magnitude {widest}, beyond half precision's ±65504: save it in full precision (without --half)"
                 );
             }
         }
@@ -735,7 +735,7 @@ pub fn check_header_size(bytes: &[u8], max: u64, shown: &str) -> Result<()> {
     };
     let n = u64::from_le_bytes(prefix.try_into().expect("8 bytes"));
     if n > max {
-        bail!("{shown} is not a safetensors file: its first 8 bytes declare a {n}-byte header, more than the {max} this build reads (another kind of file, or corrupt?)");
+        bail!("{shown} is not a safetensors file (or a corrupt one): its first 8 bytes declare a {n}-byte header, more than the {max} this build reads");
     }
     if n > bytes.len() as u64 - 8 {
         bail!(

@@ -1377,6 +1377,21 @@ fn a_mistyped_command_is_answered_with_the_command_not_read_as_a_checkpoint() {
     assert!(e.contains("cannot read checkpoint"), "{e}");
     let e = fails(&["runs/infos"], None);
     assert!(!e.contains("did you mean"), "{e}");
+    // A shipped model named without its directory and suffix is pointed at (not `nash` →
+    // `path`, two edits apart: short names need one).
+    for (name, want) in [
+        (
+            "vae",
+            "did you mean `latent-tui checkpoints/vae.safetensors`",
+        ),
+        (
+            "nash",
+            "did you mean `latent-tui checkpoints/nash.safetensors`",
+        ),
+    ] {
+        let e = fails(&[name], None);
+        assert!(e.contains(want), "{name}: {e}");
+    }
 }
 
 #[test]
@@ -1397,6 +1412,13 @@ fn search_with_the_query_forgotten_is_refused() {
         );
         assert_eq!(e.trim().lines().count(), 1, "{e}");
     }
+    // A one-word sentence that happens to name another file here is still a sentence.
+    let dir = temp_dir();
+    std::fs::write(dir.path().join("dog"), "not a checkpoint\n").unwrap();
+    let out = run_in(Some(dir.path()), &["flip", "dog"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sentence  dog"));
 }
 
 #[test]

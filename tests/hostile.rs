@@ -1708,6 +1708,25 @@ fn decode_answers_every_line_in_place_and_fails_at_the_end_for_a_bad_one() {
     assert_eq!(lines[2]["error"], "no code");
     assert_eq!(lines[3]["code"], bits.trim());
     assert!(lines[3]["text"].is_string());
+    // Plain output: an empty line for each, the reasons on standard error.
+    let mut child = bin()
+        .args(["decode", ckpt()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 1: the code has 4 dimensions") && err.contains("line 2: not UTF-8"),
+        "{err}"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let plain: Vec<&str> = text.lines().collect();
+    assert_eq!(plain.len(), 4, "{text}");
+    assert_eq!(&plain[..3], &["", "", ""]);
     // An lm has no codes: said so, not "the model expects 0 dimensions".
     let lm = concat!(env!("CARGO_MANIFEST_DIR"), "/checkpoints/lm.safetensors");
     let e = fails(&["decode", lm], Some("01\n"));

@@ -571,10 +571,8 @@ enum Queries {
 
 impl Queries {
     /// Calls `answer(line number, query)` for each query, in order; a line of standard input
-    /// that is empty or not UTF-8 gets `bad(line number, why)` instead, so the output keeps one
-    /// answer per input line.
-    /// Answers each query; a line of standard input that holds none (empty, not UTF-8, or
-    /// refused by `coder`'s [`Coder::require_words`]) is answered as `bad` in place.
+    /// that holds none (empty, not UTF-8, or refused by `coder`'s [`Coder::require_words`])
+    /// gets `bad(line number, why)` instead, so the output keeps one answer per input line.
     fn each(
         &self,
         coder: Option<&Coder>,

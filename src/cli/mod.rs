@@ -2483,7 +2483,7 @@ fn decode(
     }
     if coder.latent_dim() == 0 {
         bail!(
-            "a `{}` model has no codes to decode: `latent-tui sample` draws sentences from it",
+            "the `{}` model has no codes to decode: `latent-tui sample` draws sentences from it",
             coder.kind_name()
         );
     }
@@ -2499,7 +2499,12 @@ fn decode(
         let (line_no, line) = next?;
         // (the code as given, its decoding) or (why there is none, whether the line was bad)
         let answer: std::result::Result<(String, String), (String, bool)> = match line {
-            Err(_) => Err(("not UTF-8".to_string(), false)),
+            Err(_) => {
+                if !json_out {
+                    eprintln!("line {line_no}: not UTF-8");
+                }
+                Err(("not UTF-8".to_string(), false))
+            }
             Ok(line) => {
                 let given = line.trim().to_string();
                 // Empty, or `encode`'s answer for a line it could not encode.
@@ -2811,7 +2816,7 @@ fn flip(
             "  bit {:>9} {:>9} (bars: the rise over the current code's {:.3}, longest {})",
             measure,
             "rise",
-            ppl[0],
+            bars_base,
             rise_text(largest, effects.nll)
         );
         for j in 0..l {
@@ -2836,13 +2841,23 @@ fn refuse_mistyped_command(path: &Path) -> Result<()> {
     if path.exists() || name.contains(['/', '.', '\\']) {
         return Ok(());
     }
+    // A shipped model named without its directory and suffix (`latent-tui vae`).
+    let shipped = Path::new("checkpoints").join(format!("{name}.safetensors"));
+    if shipped.is_file() {
+        bail!(
+            "no checkpoint `{}` here: did you mean `latent-tui {}`?",
+            Shown(&name),
+            Shown(&shipped.display().to_string())
+        );
+    }
     let closest = Cli::command()
         .get_subcommands()
         .map(|c| c.get_name().to_string())
         .map(|c| (strsim::damerau_levenshtein(&name, &c), c))
         .min();
+    // Two edits apart only for longer names: `nash` is two edits from `path`.
     match closest {
-        Some((d, command)) if d <= 2 => bail!(
+        Some((d, command)) if 3 * d <= name.chars().count() => bail!(
             "`{}` is neither a command nor a checkpoint: did you mean `latent-tui {command}`? (`latent-tui --help` lists the commands)",
             Shown(&name)
         ),
@@ -2853,7 +2868,20 @@ fn refuse_mistyped_command(path: &Path) -> Result<()> {
 /// Refuses a sentence that names a checkpoint: with the sentence forgotten (`flip
 /// runs/m.safetensors`), the file name was encoded by the default model as if it were one.
 pub(crate) fn not_a_checkpoint(text: &str, usage: &str) -> Result<()> {
-    if text.ends_with(".safetensors") || Path::new(text).is_file() {
+    // Another file named like the sentence (`flip dog` beside a file `dog`) is no checkpoint:
+    // only a name that ends like one, or a file that starts like one, is refused.
+    let looks_like_one = |p: &Path| {
+        let mut head = [0u8; 9];
+        std::fs::File::open(p)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .is_ok_and(|_| {
+                let n = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+                n <= crate::checkpoint::MAX_HEADER_BYTES && head[8] == b'{'
+            })
+    };
+    if text.ends_with(".safetensors")
+        || (Path::new(text).is_file() && looks_like_one(Path::new(text)))
+    {
         bail!(
             "`{}` looks like a checkpoint, not a sentence: give the sentence after it ({usage})",
             Shown(text)

@@ -337,7 +337,6 @@ impl Coder {
         }
     }
 
-    /// One text as the model sees it (its words, or its bag) with its encoding and code.
     /// Refuses a query a bag-of-words model would code from no words at all (none of them in
     /// its vocabulary): its code is the same for every such text. Sequence models code any
     /// text (unknown words are `<unk>`, or pieces).
@@ -348,6 +347,7 @@ impl Coder {
         }
     }
 
+    /// One text as the model sees it (its words, or its bag) with its encoding and code.
     pub fn encode_text(&self, text: &str) -> Result<EncodedSentence> {
         match &self.family {
             Family::Seq(e) => seq::encode_sentence(e, text),

@@ -162,7 +162,7 @@ impl Pairs {
     }
 }
 
-/// Most (document, word) pairs of one batch: 2^26, 512 MB of ids, counts and input values.
+/// Most (document, word) pairs of one batch: 2^26, 768 MB of ids, counts and input values.
 pub const MAX_BATCH_PAIRS: usize = 1 << 26;
 
 impl BagBatch {
@@ -853,11 +853,10 @@ mod tests {
             err.to_string().contains("use fewer documents per batch"),
             "{err}"
         );
-        // Within the bound it is built, and its memory is the pairs' alone: 16,000 documents of
-        // 4,097 pairs, which a (documents × pairs) matrix would have made 2^42 values.
-        let batch = BagBatch::new(&docs[..16_000], &Device::Cpu).expect("built");
-        assert_eq!(batch.pairs.ids.len(), 16_000 * 4_097);
-        assert_eq!(batch.pairs.starts.len(), 16_001);
+        // Within the bound it is built, its documents' pairs one after the other.
+        let batch = BagBatch::new(&docs[..3], &Device::Cpu).expect("built");
+        assert_eq!(batch.pairs.ids.len(), 3 * 4_097);
+        assert_eq!(batch.pairs.starts, vec![0, 4_097, 2 * 4_097, 3 * 4_097]);
     }
 
     fn close(a: f32, b: f64, tol: f64) {
@@ -886,20 +885,46 @@ mod tests {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
         let layer = BagLinear::load(vb, 7, 3)?;
         crate::model::seeded_init(&varmap, 1)?;
-        // An empty document, one word twice (two pairs of one id) and a document of one word.
-        let docs: Vec<Vec<(u32, f32)>> =
-            vec![vec![(1, 2.0), (4, 1.0), (1, 0.5)], vec![], vec![(6, 3.0)]];
+        // An empty document, one word twice (two pairs of one id), a document of one word and
+        // one of three: four documents, three outputs (a mixed-up stride would not fit).
+        let docs: Vec<Vec<(u32, f32)>> = vec![
+            vec![(1, 2.0), (4, 1.0), (1, 0.5)],
+            vec![],
+            vec![(6, 3.0)],
+            vec![(0, 1.0), (2, 2.0), (5, 1.0)],
+        ];
         let refs: Vec<&[(u32, f32)]> = docs.iter().map(|d| d.as_slice()).collect();
         let batch = BagBatch::new(&refs, &dev)?;
         let sparse = layer.forward(&batch, batch.pairs.counts.clone())?;
         let want = dense(&docs, 7, &dev)?
             .matmul(&layer.weight.t()?)?
             .broadcast_add(&layer.bias)?;
-        assert_eq!(sparse.dims(), &[3, 3]);
+        assert_eq!(sparse.dims(), &[4, 3]);
         assert!(max_diff(&sparse, &want)? < 1e-5);
+        // tf-idf values: the dense product of the normalised tf-idf rows.
+        let idf: Vec<f32> = (0..7).map(|i| 1.0 + i as f32 * 0.5).collect();
+        let idf_t = Tensor::new(idf.as_slice(), &dev)?;
+        let tfidf = layer.forward(&batch, batch.input_values(BowInput::Tfidf, Some(&idf_t))?)?;
+        let rows: Vec<Vec<(u32, f32)>> = docs
+            .iter()
+            .map(|d| {
+                let x: Vec<(u32, f32)> = d.iter().map(|&(i, c)| (i, c * idf[i as usize])).collect();
+                let norm = x.iter().map(|p| p.1 * p.1).sum::<f32>().sqrt().max(1e-12);
+                x.into_iter().map(|(i, v)| (i, v / norm)).collect()
+            })
+            .collect();
+        let want_tfidf = dense(&rows, 7, &dev)?
+            .matmul(&layer.weight.t()?)?
+            .broadcast_add(&layer.bias)?;
+        assert!(max_diff(&tfidf, &want_tfidf)? < 1e-5);
         // The weight's gradient is the dense product's, for any upstream gradient.
         let up = Tensor::new(
-            &[[1f32, -2.0, 0.5], [3.0, 1.0, 1.0], [-1.0, 0.25, 2.0]],
+            &[
+                [1f32, -2.0, 0.5],
+                [3.0, 1.0, 1.0],
+                [-1.0, 0.25, 2.0],
+                [0.5, 0.5, -3.0],
+            ],
             &dev,
         )?;
         let weight = varmap
