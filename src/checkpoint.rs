@@ -796,22 +796,6 @@ impl Checkpoint {
                 config.vocab_size()
             );
         }
-        let vocab = Vocab::from_json(tokenizer).with_context(|| {
-            format!("`{shown}`: the `tokenizer` metadata is not a valid tokenizer")
-        })?;
-        let provenance: Provenance = match meta.get("provenance") {
-            Some(p) => serde_json::from_str(p).with_context(|| {
-                format!("`{shown}`: the `provenance` metadata is not valid JSON")
-            })?,
-            None => Provenance::default(),
-        };
-        if vocab.len() != config.vocab_size() {
-            bail!(
-                "`{shown}`: the tokenizer has {} entries but the model config expects {}",
-                vocab.len(),
-                config.vocab_size()
-            );
-        }
         let loaded = candle_core::safetensors::load_buffer(&bytes, dev).map_err(|e| {
             anyhow::anyhow!("`{shown}`: cannot read the tensors (truncated or corrupt?): {e}")
         })?;
@@ -870,6 +854,24 @@ impl Checkpoint {
                 ),
                 other => bail!("`{shown}`: the config does not match the tensors: {other}"),
             },
+        }
+        // The tokenizer (the one large metadata entry) is parsed once the tensors are known to
+        // be this config's: a file whose tensors do not fit it is refused without parsing it.
+        let vocab = Vocab::from_json(tokenizer).with_context(|| {
+            format!("`{shown}`: the `tokenizer` metadata is not a valid tokenizer")
+        })?;
+        let provenance: Provenance = match meta.get("provenance") {
+            Some(p) => serde_json::from_str(p).with_context(|| {
+                format!("`{shown}`: the `provenance` metadata is not valid JSON")
+            })?,
+            None => Provenance::default(),
+        };
+        if vocab.len() != config.vocab_size() {
+            bail!(
+                "`{shown}`: the tokenizer has {} entries but the model config expects {}",
+                vocab.len(),
+                config.vocab_size()
+            );
         }
         Ok(Self {
             path: path.to_path_buf(),

@@ -359,6 +359,15 @@ fn oversized_headers_and_tokenizers_are_refused_before_parsing() {
         let e = fails(&args, None);
         assert!(e.contains("-byte header"), "{args:?}: {e}");
     }
+    // Tensors that do not fit the config are refused before the tokenizer is parsed (a 55 MB
+    // file with a 2.5 M-entry tokenizer took 1.2 GB before its shape error).
+    let unparsed = dir.path().join("unparsed.safetensors");
+    rewrite(Path::new(ckpt()), &unparsed, |meta, tensors| {
+        meta.insert("tokenizer".into(), "{ not parsed".into());
+        tensors.retain(|(n, _)| n != "out.bias");
+    });
+    let e = fails(&["info", unparsed.to_str().unwrap()], None);
+    assert!(e.contains("out.bias") && !e.contains("tokenizer"), "{e}");
     // Another kind of file (a README) is named as one, not only by its header's size.
     let text = dir.path().join("README.md");
     std::fs::write(&text, "# A project\n\nSome words about it.\n").unwrap();
