@@ -997,8 +997,8 @@ fn write_wordnet(wordnet_dir: &Path, outputs: &[PathBuf]) -> Result<WordnetRepor
                 header.push(license_line(rest));
                 continue;
             }
-            let synset = parse_synset_line(&line)
-                .with_context(|| format!("malformed synset at {}", at()))?;
+            let synset =
+                parse_synset_line(line).with_context(|| format!("malformed synset at {}", at()))?;
             for piece in split_gloss(synset.gloss) {
                 let text = normalize(&piece.text);
                 let tokens = text.split(' ').count();

@@ -1738,6 +1738,7 @@ fn decode_answers_every_line_in_place_and_fails_at_the_end_for_a_bad_one() {
 
 /// Runs the binary with `args` and no standard input; returns its output and its peak resident
 /// memory in bytes (the child's own `ru_maxrss`, from `wait4`).
+#[allow(clippy::zombie_processes)] // reaped by `wait4` below, which clippy does not see
 fn run_measured(args: &[&str]) -> (Output, u64) {
     use std::io::Read;
     use std::os::unix::process::ExitStatusExt;

@@ -216,16 +216,19 @@ fn tokenizer_options_latent_tui_never_writes_are_refused_not_obeyed() {
         ("fuse_unk", json!(true)),
         ("ignore_merges", json!(true)),
     ] {
-        let e = format!("{:#}", edited(&bpe, key, value).err().expect(key));
+        let Err(e) = edited(&bpe, key, value) else {
+            panic!("{key} accepted")
+        };
+        let e = format!("{e:#}");
         assert!(e.contains(key) && e.contains("never writes"), "{key}: {e}");
     }
     // A Unigram model's unknown piece is `<unk>`: another `unk_id` turned unknown words into
     // that piece without a word of warning.
     let unigram = Vocab::train_kind(TokenizerKind::Unigram, texts(), 80, 1).unwrap();
     assert!(Vocab::from_json(&unigram.to_json().unwrap()).is_ok());
-    let e = format!(
-        "{:#}",
-        edited(&unigram, "unk_id", json!(50)).err().expect("unk_id")
-    );
+    let Err(e) = edited(&unigram, "unk_id", json!(50)) else {
+        panic!("unk_id 50 accepted")
+    };
+    let e = format!("{e:#}");
     assert!(e.contains("unk_id") && e.contains("50"), "{e}");
 }

@@ -2908,7 +2908,7 @@ fn rise_bar(rise: f64, largest: f64, width: usize) -> String {
     }
     let eighths = ((rise / largest).min(1.0) * (width * 8) as f64).round() as usize;
     let mut bar = "█".repeat(eighths / 8);
-    if eighths % 8 > 0 {
+    if !eighths.is_multiple_of(8) {
         bar.push(EIGHTHS[eighths % 8 - 1]);
     }
     bar

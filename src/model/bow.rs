@@ -848,7 +848,7 @@ mod tests {
         // 16,385 documents sharing one bag of 4,097 pairs: 67,129,345 pairs, past 2^26.
         let bag: Vec<(u32, f32)> = (0..4_097u32).map(|i| (i, 1.0)).collect();
         let docs: Vec<&[(u32, f32)]> = vec![bag.as_slice(); 16_385];
-        let err = BagBatch::new(&docs, &Device::Cpu).err().expect("refused");
+        let err = BagBatch::new(&docs, &Device::Cpu).expect_err("refused");
         assert!(
             err.to_string().contains("use fewer documents per batch"),
             "{err}"
