@@ -1513,6 +1513,9 @@ fn on_an_lm_model_typing_keys_say_why_they_do_nothing_and_digits_still_switch_ta
         (TabId::Path, 'a'),
         (TabId::Path, 'b'),
         (TabId::Path, '/'),
+        // Neighbors opened a field whose sentence was dropped on Enter without a word.
+        (TabId::Neighbors, '/'),
+        (TabId::Neighbors, 'i'),
     ] {
         h.key(KeyCode::Char(char::from(b'1' + tab.index() as u8)));
         assert_eq!(h.app.tab, tab);
@@ -1526,6 +1529,13 @@ fn on_an_lm_model_typing_keys_say_why_they_do_nothing_and_digits_still_switch_ta
         h.key(KeyCode::Char('3'));
         assert_eq!(h.app.tab, TabId::Sample, "{tab:?} {key}");
     }
+    // Stats: an lm's one perplexity has no code mode ("perplexity none 210.44").
+    h.key(KeyCode::Char('4'));
+    let requests = h.queued();
+    h.compute(requests);
+    let s = h.screen();
+    assert!(s.contains("perplexity (no latent) "), "{s}");
+    assert!(!s.contains("perplexity none"), "{s}");
     h.key(KeyCode::Char('q'));
     assert!(h.app.should_quit);
 }

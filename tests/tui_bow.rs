@@ -60,7 +60,12 @@ fn nash_flips_bits_and_the_top_words_and_nll_bars_follow() {
     assert_has(&s, "Code · 8 bits · Hamming distance 0 from the encoding");
     // The bag: content words only, stop words left out and said so.
     assert_has(&s, "model sees: ");
-    assert_has(&s, "left out of the bag");
+    assert_has(
+        &s,
+        "left out of the bag (stop words, or not in the vocabulary)",
+    );
+    // Stop words are not "unknown words" (the CLI's wording, now the explorer's too).
+    assert_lacks(&s, "unknown word");
     assert_has(&s, "bit 0  p = ");
     assert_has(&s, "Decoding · the decoder's most probable words");
     assert_has(&s, "NLL of the document (nats) if each bit were flipped");

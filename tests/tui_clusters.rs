@@ -318,7 +318,16 @@ fn attribute_vector_steps_with_keys_and_analogy_decodes() {
     assert_has(&s, "A is to B as C is to ?");
     assert_has(&s, "B's bit where A and B differ, else C's");
     assert_has(&s, "C + B − A  decodes");
-    assert_has(&s, "bits from C)");
+    // The count is of the bits where the result differs from C, as the CLI says it ("N bits
+    // from C" read as the bits kept from C).
+    let Some(Ok(latent_tui::pipeline::StructureResult::Analogy { codes, result, .. })) =
+        &h.app.tabs.clusters.analogy
+    else {
+        panic!("the analogy is computed")
+    };
+    let differ = latent_tui::structure::changed_bits(&codes[2], result).len();
+    assert!(differ > 0);
+    assert_has(&s, &format!("(differs from C in {differ} bits)"));
     // Letters typed into the fields did not act as commands (q did not quit).
     h.key(KeyCode::Char('i')).type_text(" q").key(KeyCode::Esc);
     assert!(!h.app.should_quit);

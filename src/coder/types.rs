@@ -269,10 +269,11 @@ impl EncodedSentence {
             words.dedup();
             let n = self.unknown.len();
             out.push(format!(
-                "{n} unknown word{} {}: {}",
+                "{n} {}word{} {}: {}",
+                if self.bag { "" } else { "unknown " },
                 if n == 1 { "" } else { "s" },
                 if self.bag {
-                    "left out of the bag (stop words are never in it)"
+                    "left out of the bag (stop words, or not in the vocabulary)"
                 } else {
                     "shown as <unk>"
                 },

@@ -115,7 +115,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "/",
         "type a new sentence here (Enter encodes it in Explore too)",
         Some(("/", "new sentence")),
-        Only::Any,
+        Only::Encodes,
         Action::Fresh,
     ),
     nav(
@@ -123,7 +123,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "i",
         "edit Explore's sentence here",
         Some(("i", "edit it")),
-        Only::Any,
+        Only::Encodes,
         Action::Edit,
     ),
     nav(

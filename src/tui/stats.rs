@@ -298,6 +298,12 @@ pub fn render(tab: &StatsState, app: &View, area: Rect, buf: &mut Buffer) {
         ]));
         let mut ppl = vec![Span::styled("perplexity ", t.dim())];
         for (mode, p) in &rep.ppl {
+            // An lm's one figure has no code mode ("none" was shown as if it were one).
+            let mode = if rep.kind.has_latent() {
+                mode.as_str()
+            } else {
+                "(no latent)"
+            };
             ppl.push(Span::raw(format!("{mode} {p:.2}   ")));
         }
         if !app.model.caps.scores && app.model.caps.encodes {

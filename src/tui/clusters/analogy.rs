@@ -107,7 +107,10 @@ pub(super) fn render_analogy(tab: &ClustersState, app: &View, area: Rect, buf: &
                     Span::styled("code  ", t.dim()),
                     Span::raw(bit_string(result)),
                     Span::styled(
-                        format!("  ({} bits from C)", changed_bits(&codes[2], result).len()),
+                        format!(
+                            "  (differs from C in {} bits)",
+                            changed_bits(&codes[2], result).len()
+                        ),
                         t.dim(),
                     ),
                 ]));
