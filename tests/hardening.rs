@@ -1529,6 +1529,15 @@ fn on_an_lm_model_typing_keys_say_why_they_do_nothing_and_digits_still_switch_ta
         h.key(KeyCode::Char('3'));
         assert_eq!(h.app.tab, TabId::Sample, "{tab:?} {key}");
     }
+    // `w` (real words ↔ raw) does nothing for an lm, whose samples are never restricted: said
+    // so, and no tab claims "real words".
+    h.key(KeyCode::Char('3')).key(KeyCode::Char('w'));
+    let s = h.screen();
+    assert!(
+        s.contains("only for autoencoders that decode codes to sentences"),
+        "{s}"
+    );
+    assert!(!s.contains("real words (w: raw)"), "{s}");
     // Stats: an lm's one perplexity has no code mode ("perplexity none 210.44").
     h.key(KeyCode::Char('4'));
     let requests = h.queued();

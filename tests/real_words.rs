@@ -281,6 +281,13 @@ fn explorer_decodes_real_words_by_default_and_w_shows_the_raw_decoding() {
 
     h.key(KeyCode::Char('w'));
     assert_eq!(common::decoding_line(&h.screen()), kept);
+    // Sampling is never restricted: the panel says so instead of "real words" above words
+    // the sampler may invent.
+    h.key(KeyCode::Char('d')).key(KeyCode::Char('d'));
+    let s = h.screen();
+    common::assert_has(&s, "sample t=");
+    common::assert_has(&s, "· sampled: not kept to real words");
+    common::assert_lacks(&s, &format!("· real words: {} of wordnet", trie.words()));
 }
 
 /// Path and Sample decode in real words too (the header's setting is every tab's), each the

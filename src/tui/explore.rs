@@ -588,7 +588,8 @@ impl ExploreState {
     /// The header's words on real-word decoding: what the latest decoding was kept to, or
     /// that it is raw (None where it does not apply: word-level and bag-of-words models).
     pub fn real_words_label(&self, model: &ModelInfo, shared: &Shared) -> Option<String> {
-        if !model.caps.decodes_text {
+        // An lm samples word by word, never restricted: no label, `w` does not apply.
+        if !model.caps.decodes_text || !model.caps.kind.has_latent() {
             return None;
         }
         match (&self.real_words_status, !shared.raw_decoding) {
@@ -604,7 +605,12 @@ impl ExploreState {
     /// The Decoding panel's words on what the latest decoding was kept to.
     fn real_words_detail(&self, shared: &Shared) -> Option<String> {
         let real_words = !shared.raw_decoding;
+        // Sampling is never restricted (see docs/real-words.md): its words may be invented.
+        let sampled = matches!(self.strategy, Strategy::Sample { .. });
         match &self.real_words_status {
+            Some(RealWords::On { .. }) if real_words && sampled => {
+                Some("· sampled: not kept to real words ".into())
+            }
             Some(RealWords::On { words, corpus }) if real_words => {
                 Some(format!("· real words: {words} of {corpus} "))
             }

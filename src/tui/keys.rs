@@ -25,6 +25,9 @@ pub enum Only {
     Text,
     /// Models with an encoder: typed sentences get a code (every kind but `lm`).
     Encodes,
+    /// Models that decode codes to sentences (the sequence autoencoders; not `lm`, whose
+    /// samples are never restricted).
+    DecodesCodes,
 }
 
 impl Only {
@@ -33,6 +36,7 @@ impl Only {
         match self {
             Only::Text => caps.decodes_text,
             Only::Encodes => caps.encodes,
+            Only::DecodesCodes => caps.decodes_text && kind.has_latent(),
             Only::Any => true,
             Only::Binary => kind.is_binary(),
             Only::Continuous => kind.has_latent() && !kind.is_binary(),
@@ -49,6 +53,7 @@ impl Only {
             Only::NotBinary => " (gaussian, lm)",
             Only::Text => " (sequence models)",
             Only::Encodes => " (models with an encoder)",
+            Only::DecodesCodes => " (autoencoders that decode sentences)",
         }
     }
 
@@ -60,6 +65,9 @@ impl Only {
             Only::NotBinary => "gaussian and lm models",
             Only::Text => "models that decode codes to sentences",
             Only::Encodes => "models with an encoder (a typed sentence gets a code)",
+            Only::DecodesCodes => {
+                "autoencoders that decode codes to sentences (an lm's samples are never restricted)"
+            }
         }
     }
 }
@@ -156,7 +164,7 @@ pub const fn real_words<A: Copy>(action: A) -> Binding<A> {
         "real words only (greedy and beam decoding keep to the training corpus's words; \
          subword models) ↔ the raw decoding, on every tab",
         Some(("w", "real words/raw")),
-        Only::Text,
+        Only::DecodesCodes,
         action,
     )
 }
