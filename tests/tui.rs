@@ -213,6 +213,12 @@ fn path_walks_one_bit_per_step_and_n_draws_another() {
     assert_has(&h.screen(), "random path with seed 1");
     h.key(KeyCode::Char('N'));
     assert_has(&h.screen(), "random path with seed 0");
+    // `/` then Esc cancels the new pair: the fields show the pair of the path on screen again
+    // (they stayed empty above the old path).
+    h.key(KeyCode::Char('/')).key(KeyCode::Esc);
+    assert_eq!(h.app.tabs.path.a.text(), "the small dog sees the cat");
+    assert_eq!(h.app.tabs.path.b.text(), "every old tree moves the river");
+    assert_has(&h.screen(), "random path with seed 0");
     h.key(KeyCode::Down).key(KeyCode::Down);
     assert_eq!(h.app.tabs.path.selected, 2.min(d));
     // a returns to editing A.

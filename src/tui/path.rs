@@ -300,7 +300,17 @@ impl PathState {
                     PathFocus::A
                 };
             }
-            Action::Leave => p.focus = PathFocus::Steps,
+            Action::Leave => {
+                p.focus = PathFocus::Steps;
+                // `/` then Esc: the new pair is cancelled, and the fields show the pair of the
+                // path on screen again (they stayed empty above the old path).
+                if let (true, true, Some((a, b, _))) =
+                    (p.a.is_blank(), p.b.is_blank(), p.requested.as_ref())
+                {
+                    p.a = TextInput::with_text(a);
+                    p.b = TextInput::with_text(b);
+                }
+            }
             Action::Up => p.selected = sel.saturating_sub(1),
             Action::Down => p.selected = (sel + 1).min(last),
             Action::PageUp => p.selected = sel.saturating_sub(10),
