@@ -2011,7 +2011,10 @@ fn the_map_and_the_clusters_opened_while_the_index_is_built_say_what_they_wait_f
     press(&mut h, 'm');
     let s = h.screen();
     assert_has(&s, "The map is laid out once the index is built");
-    assert_has(&s, &format!("{searched} of {total} entries encoded so far"));
+    assert_has(
+        &s,
+        &format!("{searched} of {total} entries ready to search"),
+    );
     assert_has(&s, "50%");
     // The Clusters tab opened meanwhile waits for that index rather than sitting blank.
     press(&mut h, '7');

@@ -452,13 +452,18 @@ pub fn render(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) {
                 buf,
                 msg,
                 vec![
-                    Line::from(format!(
-                        "The map is laid out once the index is built: {} of {} entries \
-                         encoded so far.",
-                        widgets::thousands(p.searched),
-                        widgets::thousands(p.total)
-                    )),
-                    Line::styled("m for the list of their best matches meanwhile", t.dim()),
+                    // The gauge follows the encoding; the count is what the list searches,
+                    // which grows a group of entries at a time (they disagreed side by side).
+                    Line::from("The map is laid out once the index is built (below)."),
+                    Line::styled(
+                        format!(
+                            "m for the list meanwhile: the best matches among the {} of {} \
+                             entries ready to search",
+                            widgets::thousands(p.searched),
+                            widgets::thousands(p.total)
+                        ),
+                        t.dim(),
+                    ),
                 ],
             );
             widgets::job_gauge(buf, gauge, t, app.jobs.progress(JobKind::Index));
