@@ -1367,10 +1367,39 @@ fn render_bars(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
 /// How a bar not filled in yet is drawn (the bars come in chunks, nearest the cursor first).
 const PENDING: &str = "·";
 
+/// An axis label of the bars: at most [`LABEL`] − 1 characters, so that it never runs into the
+/// bars (a perplexity of 3,300,014 did), large values as `134k`, `3.3M`.
 fn fmt_ppl(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
+    // (Each bound is where the rounded form would gain a character.)
+    match v {
+        v if v < 99.95 => format!("{v:.1}"),
+        v if v < 99_999.5 => format!("{v:.0}"),
+        v if v < 999_500.0 => format!("{:.0}k", v / 1e3),
+        v if v < 9.95e6 => format!("{:.1}M", v / 1e6),
+        v if v < 999.5e6 => format!("{:.0}M", v / 1e6),
+        v if v.is_finite() => format!("{v:.0e}"),
+        _ => "∞".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_labels_fit_their_column_at_any_perplexity() {
+        // 3,300,014 ran into the bars beside it.
+        let mut v = 1.0f64;
+        while v < 1e300 {
+            for x in [v, v * 0.9995, v * 1.0004] {
+                let label = fmt_ppl(x);
+                assert!(label.chars().count() < LABEL as usize, "{x} → {label}");
+            }
+            v *= 1.37;
+        }
+        assert_eq!(fmt_ppl(3_300_014.0), "3.3M");
+        assert_eq!(fmt_ppl(134_345.0), "134k");
+        assert_eq!(fmt_ppl(8.885), "8.9");
+        assert_eq!(fmt_ppl(f64::INFINITY), "∞");
     }
 }
