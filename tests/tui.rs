@@ -657,8 +657,17 @@ fn gaussian_model_nudges_dimensions_and_interpolates() {
         .key(KeyCode::Char('-'))
         .key(KeyCode::Char('-'));
     assert_has(&h.screen(), "(z − μ = -0.5σ)");
+    // Far below the axis's −3: drawn as an arrow at its end, not as a dot at −3.
+    assert_lacks(&h.screen(), "↓");
+    for _ in 0..40 {
+        h.key(KeyCode::Char('-'));
+    }
+    let z = h.app.shared.code[0];
+    assert!(z < -3.0, "{z}");
+    assert_has(&h.screen(), "↓");
     h.key(KeyCode::Char('0'));
     assert_lacks(&h.screen(), "z − μ");
+    assert_lacks(&h.screen(), "↓");
     h.key(KeyCode::Char(' '));
     assert_has(
         &h.screen(),

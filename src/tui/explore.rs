@@ -999,7 +999,8 @@ fn detail_line(buf: &mut Buffer, inner: Rect, y: u16, info: Vec<Span<'static>>) 
 }
 
 /// Each dimension is a column: the axis runs from +3 (top) to −3 (bottom); `│` marks μ ± σ,
-/// `●` the current value, `○` the encoded μ once the value has moved away, and `·` zero.
+/// `●` the current value (`↑` / `↓` at the axis's end for one beyond it), `○` the encoded μ once
+/// the value has moved away, and `·` zero.
 fn render_dims(
     tab: &ExploreState,
     app: &View,
@@ -1047,7 +1048,16 @@ fn render_dims(
                 } else {
                     t.accent()
                 };
-                ("●", st_)
+                // A value past the axis is drawn at its end as an arrow, not as a dot that
+                // would read as ±3 (z − μ = −7σ looked like −3).
+                let sym = if z > top {
+                    "↑"
+                } else if z < bottom {
+                    "↓"
+                } else {
+                    "●"
+                };
+                (sym, st_)
             } else if mu < hi && mu >= lo && (z - mu).abs() > 1e-6 {
                 ("○", t.accent())
             } else if mu + sd >= lo && mu - sd <= hi {
