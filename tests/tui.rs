@@ -345,6 +345,43 @@ fn a_128_bit_code_moves_flips_scores_and_walks() {
 }
 
 #[test]
+fn a_short_terminal_counts_the_samples_it_cannot_show() {
+    // In a short terminal (70 × 22 with a wide code, 60 × 20 here) samples went missing
+    // without a word.
+    let f = fixtures();
+    let mut h = harness(&f.binary);
+    goto(&mut h, TabId::Sample);
+    let requests = h.queued();
+    h.compute(requests);
+    let n = h
+        .app
+        .tabs
+        .sample
+        .samples
+        .as_ref()
+        .expect("sampled")
+        .texts
+        .len();
+    let small = latent_tui::tui::harness::render_to_string(&h.app, 60, 20);
+    let listed = (1..=n)
+        .filter(|i| {
+            small.lines().any(|l| {
+                l.trim_start_matches('│')
+                    .trim_start()
+                    .starts_with(&format!("{i} "))
+            })
+        })
+        .count();
+    assert!(listed < n, "{small}");
+    assert_has(
+        &small,
+        &format!("… {} more: a taller terminal shows them", n - listed),
+    );
+    let tall = latent_tui::tui::harness::render_to_string(&h.app, 110, 60);
+    assert_lacks(&tall, "more: a taller terminal");
+}
+
+#[test]
 fn sample_shows_the_seed_and_matches_the_command_line() {
     let f = fixtures();
     let mut h = harness(&f.binary);

@@ -338,11 +338,24 @@ pub fn render(tab: &SampleState, app: &View, area: Rect, buf: &mut Buffer) {
     let bits = kind.is_binary() && l > 0;
     let beside = bits && inner.width as usize >= 4 + l + 2 + 50;
     let rows_per = if bits && !beside { 2 } else { 1 };
-    for (i, (code, txt)) in s.codes.iter().zip(&s.texts).enumerate() {
+    // In a short terminal the samples that do not fit are counted on the last row (half of
+    // them went missing without a word, the header still saying how many there are).
+    let (total, rows) = (s.texts.len(), inner.height as usize);
+    let shown = if total * rows_per <= rows {
+        total
+    } else {
+        rows.saturating_sub(1) / rows_per
+    };
+    if shown < total {
+        let more = format!(
+            "… {} more: a taller terminal shows them (the command above prints every one)",
+            total - shown
+        );
+        let y = inner.y + (shown * rows_per) as u16;
+        text(buf, inner, inner.x, y, &more, t.dim());
+    }
+    for (i, (code, txt)) in s.codes.iter().zip(&s.texts).enumerate().take(shown) {
         let y = inner.y + (i * rows_per) as u16;
-        if y >= inner.bottom() {
-            break;
-        }
         text(buf, inner, inner.x, y, &format!("{:>3} ", i + 1), t.dim());
         let mut x = inner.x + 4;
         if beside {
