@@ -1143,6 +1143,7 @@ fn render_plot(app: &MapEnv, data: &MapData, shades: &Shades, area: Rect, buf: &
     let title = Line::from(title);
     let color = t.color;
     let cursor = m.cursor.map(|c| data.layout.points[c]);
+    let names = placed_names(&shades.centres, window, area);
     Canvas::default()
         .block(t.block(title, true))
         .x_bounds([x0, x1])
@@ -1177,8 +1178,8 @@ fn render_plot(app: &MapEnv, data: &MapData, shades: &Shades, area: Rect, buf: &
             segments(ctx, &m.path_line, Color::LightRed);
             segments(ctx, &m.trail, Color::Yellow);
             ctx.layer();
-            for (name, [x, y]) in &shades.centres {
-                ctx.print(*x as f64, *y as f64, Span::styled(name.clone(), t.bold()));
+            for (name, x, y) in &names {
+                ctx.print(*x, *y, Span::styled(name.clone(), t.bold()));
             }
             if let (Some(a), Some(b)) = (m.path_line.first(), m.path_line.last()) {
                 ctx.print(a[0] as f64, a[1] as f64, Span::styled("A", t.accent()));
@@ -1192,6 +1193,44 @@ fn render_plot(app: &MapEnv, data: &MapData, shades: &Shades, area: Rect, buf: &
             }
         })
         .render(area, buf);
+}
+
+/// The category names to print at their centres (largest category first), each on the cell
+/// row of its centre or the row above or below, and left out where it would overlap a name
+/// already placed (overlapping names read as `adj.pertun.cognition`). Canvas coordinates.
+fn placed_names(
+    centres: &[(String, [f32; 2])],
+    ((x0, x1), (y0, y1)): ((f64, f64), (f64, f64)),
+    area: Rect,
+) -> Vec<(String, f64, f64)> {
+    let (w, h) = (area.width.saturating_sub(2), area.height.saturating_sub(2));
+    if w < 2 || h < 2 || x1 <= x0 || y1 <= y0 {
+        return Vec::new();
+    }
+    // The canvas's own mapping of a label to a cell (ratatui's `Canvas` rendering of
+    // `Context::print`: truncated, over width − 1 and height − 1).
+    let col = |x: f64| ((x - x0) * (w - 1) as f64 / (x1 - x0)).floor() as i64;
+    let row = |y: f64| ((y1 - y) * (h - 1) as f64 / (y1 - y0)).floor() as i64;
+    let row_height = (y1 - y0) / (h - 1) as f64;
+    let mut taken: Vec<(i64, i64, i64)> = Vec::new(); // (row, first column, last column)
+    let mut out = Vec::new();
+    for (name, [x, y]) in centres {
+        let (x, y) = (*x as f64, *y as f64);
+        let (c, r0) = (col(x), row(y));
+        let len = name.chars().count() as i64;
+        let free = |r: i64| {
+            (0..h as i64).contains(&r)
+                && taken
+                    .iter()
+                    .all(|&(tr, a, b)| tr != r || c + len < a || c > b + 1)
+        };
+        if let Some(r) = [r0, r0 - 1, r0 + 1].into_iter().find(|&r| free(r)) {
+            taken.push((r, c, c + len - 1));
+            // In the middle of the row's band, so that it truncates to that row.
+            out.push((name.clone(), x, y1 - (r as f64 + 0.5) * row_height));
+        }
+    }
+    out
 }
 
 fn render_side(app: &MapEnv, data: &MapData, shades: &Shades, area: Rect, buf: &mut Buffer) {
@@ -1304,4 +1343,50 @@ pub fn source(data: &MapData) -> String {
         "computed and saved to"
     };
     format!("{how} {}", data.path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn category_names_never_overlap_on_the_map() {
+        let area = Rect::new(0, 0, 62, 22); // 60 × 20 cells inside the border
+        let window = ((0.0, 1.0), (0.0, 1.0));
+        let at = |name: &str, x: f32, y: f32| (name.to_string(), [x, y]);
+        // Four names at one spot: three rows take three of them, the fourth is left out.
+        let crowded = vec![
+            at("noun.communication", 0.5, 0.5),
+            at("adj.pert", 0.5, 0.5),
+            at("noun.cognition", 0.52, 0.5),
+            at("verb.motion", 0.5, 0.5),
+            at("far away", 0.05, 0.05),
+        ];
+        let placed = placed_names(&crowded, window, area);
+        let names: Vec<&str> = placed.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "noun.communication",
+                "adj.pert",
+                "noun.cognition",
+                "far away"
+            ],
+            "largest first, the fourth at the spot left out"
+        );
+        // No two placed names share a cell row and overlapping columns.
+        let cell = |x: f64, y: f64| ((x * 59.0).floor() as i64, ((1.0 - y) * 19.0).floor() as i64);
+        for (i, a) in placed.iter().enumerate() {
+            for b in &placed[..i] {
+                let ((ca, ra), (cb, rb)) = (cell(a.1, a.2), cell(b.1, b.2));
+                let (la, lb) = (a.0.chars().count() as i64, b.0.chars().count() as i64);
+                assert!(
+                    ra != rb || ca + la < cb || cb + lb < ca,
+                    "{:?} overlaps {:?}",
+                    a.0,
+                    b.0
+                );
+            }
+        }
+    }
 }
