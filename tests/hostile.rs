@@ -1686,15 +1686,12 @@ fn decode_answers_every_line_in_place_and_fails_at_the_end_for_a_bad_one() {
     );
     let mut input = b"0101\n\xff\xfe\n\n".to_vec();
     input.extend_from_slice(bits.as_bytes());
-    let mut child = bin()
-        .args(["decode", ckpt(), "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&input).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let decode = |args: &[&str]| {
+        let mut cmd = bin();
+        cmd.args(args);
+        fixtures::cmd::run_cmd_bytes(cmd, Some(&input))
+    };
+    let out = decode(&["decode", ckpt(), "--json"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("1 input line(s) held no valid code"), "{err}");
@@ -1709,15 +1706,7 @@ fn decode_answers_every_line_in_place_and_fails_at_the_end_for_a_bad_one() {
     assert_eq!(lines[3]["code"], bits.trim());
     assert!(lines[3]["text"].is_string());
     // Plain output: an empty line for each, the reasons on standard error.
-    let mut child = bin()
-        .args(["decode", ckpt()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&input).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = decode(&["decode", ckpt()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("line 1: the code has 4 dimensions") && err.contains("line 2: not UTF-8"),
