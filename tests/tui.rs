@@ -61,6 +61,14 @@ fn explore_encodes_flips_undoes_and_restores() {
     assert_has(&s, "bit 0  p = ");
     assert_has(&s, "Perplexity of the sentence if each bit were flipped");
     assert_has(&s, "bit 0 flipped: ppl");
+    // At 70 columns the title is short and keeps the current code's figure (it was cut to
+    // "· current code ┐").
+    let base = h.app.tabs.explore.bars.as_ref().expect("bars").base_ppl;
+    let narrow = latent_tui::tui::harness::render_to_string(&h.app, 70, 22);
+    assert_has(
+        &narrow,
+        &format!("Each bit flipped · current code {base:.2}"),
+    );
     let encoded = h.app.shared.code.clone();
     // The Decoding panel shows what the model decodes for the code on screen.
     let e = engine(&f.binary);

@@ -1255,12 +1255,25 @@ fn render_bars(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
     } else {
         "NLL of the document (nats)"
     };
-    let mut title = vec![Span::styled(format!(" {measure} {what} "), t.bold())];
-    if let Some(b) = &tab.bars {
-        title.push(Span::styled(
-            format!("· current code {:.2} ┄ ", b.base_ppl),
-            t.dim(),
-        ));
+    let current = tab
+        .bars
+        .as_ref()
+        .map(|b| format!("· current code {:.2} ┄ ", b.base_ppl));
+    // A narrow panel keeps the current code's figure, which the long title pushed off its end
+    // (70 columns cut it to "· current code ┐").
+    let long = format!(" {measure} {what} ");
+    let width = |s: &str| s.chars().count();
+    let fits = width(&long) + current.as_deref().map_or(0, width) + 2 <= area.width as usize;
+    let heading = if fits {
+        long
+    } else if binary {
+        " Each bit flipped ".to_string()
+    } else {
+        " Each dimension +σ ".to_string()
+    };
+    let mut title = vec![Span::styled(heading, t.bold())];
+    if let Some(current) = current {
+        title.push(Span::styled(current, t.dim()));
     }
     let block = t.block(Line::from(title), false);
     let inner = block.inner(area);
