@@ -323,11 +323,17 @@ pub fn save(
         let s = t.to_dtype(dtype)?.contiguous()?;
         // Half precision ends at ±65,504: a larger weight would be stored as infinite, and
         // every reader refuses a file with one. Refused here, before anything is replaced.
-        if storage == Storage::F16 && t.elem_count() > 0 {
-            let widest = t.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F32)?;
-            let widest = widest.to_scalar::<f32>()?;
-            let back = s.to_dtype(DType::F32)?.abs()?.flatten_all()?.max(0)?;
-            if widest.is_finite() && !back.to_scalar::<f32>()?.is_finite() {
+        // (The source's widest weight is looked up only for a stored tensor that overflowed.)
+        let max_abs = |t: &Tensor| -> Result<f32> {
+            Ok(t.to_dtype(DType::F32)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?)
+        };
+        if storage == Storage::F16 && t.elem_count() > 0 && !max_abs(&s)?.is_finite() {
+            let widest = max_abs(t)?;
+            if widest.is_finite() {
                 bail!(
                     "tensor `{name}` holds a weight of magnitude {widest}, beyond half precision's ±65504: save it in full precision (without --half)"
                 );

@@ -2511,21 +2511,24 @@ fn decode(
                 let no_code = given.is_empty()
                     || serde_json::from_str::<serde_json::Value>(&given)
                         .is_ok_and(|v| v.get("code").is_none() && v.get("error").is_some());
-                let code = parse_code_line(&line).and_then(|code| {
-                    check_code_values(&code, coder.is_binary())?;
-                    if code.len() != coder.latent_dim() {
-                        bail!(
-                            "the code has {} dimensions, the model expects {}",
-                            code.len(),
-                            coder.latent_dim()
-                        );
-                    }
-                    Ok(code)
+                // (A line without a code is not parsed as one.)
+                let code = (!no_code).then(|| {
+                    parse_code_line(&line).and_then(|code| {
+                        check_code_values(&code, coder.is_binary())?;
+                        if code.len() != coder.latent_dim() {
+                            bail!(
+                                "the code has {} dimensions, the model expects {}",
+                                code.len(),
+                                coder.latent_dim()
+                            );
+                        }
+                        Ok(code)
+                    })
                 });
                 match code {
-                    _ if no_code => Err(("no code".to_string(), false)),
-                    Err(e) => Err((format!("{e:#}"), true)),
-                    Ok(code) => {
+                    None => Err(("no code".to_string(), false)),
+                    Some(Err(e)) => Err((format!("{e:#}"), true)),
+                    Some(Ok(code)) => {
                         let text = coder
                             .decode_lines(
                                 std::slice::from_ref(&code),
@@ -2842,7 +2845,7 @@ fn refuse_mistyped_command(path: &Path) -> Result<()> {
         return Ok(());
     }
     // A shipped model named without its directory and suffix (`latent-tui vae`).
-    let shipped = Path::new("checkpoints").join(format!("{name}.safetensors"));
+    let shipped = shipped_checkpoint(&format!("checkpoints/{name}.safetensors"));
     if shipped.is_file() {
         bail!(
             "no checkpoint `{}` here: did you mean `latent-tui {}`?",

@@ -588,8 +588,8 @@ impl ExploreState {
     /// The header's words on real-word decoding: what the latest decoding was kept to, or
     /// that it is raw (None where it does not apply: word-level and bag-of-words models).
     pub fn real_words_label(&self, model: &ModelInfo, shared: &Shared) -> Option<String> {
-        // An lm samples word by word, never restricted: no label, `w` does not apply.
-        if !model.caps.decodes_text || !model.caps.kind.has_latent() {
+        // Where `w` does not apply (an lm samples word by word, never restricted), no label.
+        if !Only::DecodesCodes.holds(model.caps) {
             return None;
         }
         match (&self.real_words_status, !shared.raw_decoding) {
