@@ -380,6 +380,59 @@ impl TrainConfig {
         }
     }
 
+    /// The terms the training loss adds to the NLL per token, as the log names them ("" when
+    /// it is the NLL alone): the weighted KL of the kinds that have one in their objective,
+    /// the mutual-information term, the decorrelation penalty.
+    pub fn objective_terms(&self) -> String {
+        let mut terms = Vec::new();
+        if self.kind.kl_in_loss() && self.kl_weight > 0.0 {
+            terms.push(if self.free_bits > 0.0 {
+                "KL (free bits)"
+            } else {
+                "KL"
+            });
+        }
+        if self.mi_weight > 0.0 && self.kind.has_latent() {
+            terms.push("mutual information");
+        }
+        if self.decorrelation > 0.0 && self.kind.has_latent() {
+            terms.push("decorrelation");
+        }
+        terms.join(" + ")
+    }
+
+    /// The regularisers of this run, for the note `train --init` prints: the settings it
+    /// takes from the starting checkpoint's run unless flags say otherwise.
+    pub fn regularisers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.dropout > 0.0 {
+            out.push(format!("dropout {}", self.dropout));
+        }
+        if self.word_dropout > 0.0 {
+            out.push(format!("word dropout {}", self.word_dropout));
+        }
+        if self.kind.kl_in_loss() && self.kl_weight > 0.0 {
+            out.push(format!("KL weight {}", self.kl_weight));
+            if self.free_bits > 0.0 {
+                out.push(format!("free bits {}", self.free_bits));
+            }
+        }
+        if self.mi_weight > 0.0 {
+            out.push(format!("MI weight {}", self.mi_weight));
+        }
+        if self.decorrelation > 0.0 {
+            let mut d = format!("decorrelation {}", self.decorrelation);
+            if self.decorrelation_above > 0.0 {
+                d += &format!(" on pairs above {}", self.decorrelation_above);
+            }
+            out.push(d);
+        }
+        if self.weight_decay > 0.0 {
+            out.push(format!("weight decay {}", self.weight_decay));
+        }
+        out
+    }
+
     /// KL weight at `step`.
     pub fn kl_weight_at(&self, step: u64) -> f64 {
         kl_weight_at(self.kl_weight, self.kl_anneal, self.kl_anneal_steps, step)
@@ -555,6 +608,12 @@ pub const MAX_LR: f64 = 1000.0;
 
 /// Largest weight (KL, MI, decay), clipping norm or temperature a training config takes.
 pub const MAX_WEIGHT: f64 = 1e6;
+
+/// Steps over which a `train --init` run's decorrelation weight grows to its full value
+/// (unless `--decorrelation-warmup` says otherwise): the running correlations the penalty
+/// weighs pairs by start from the run's first batch, which is mostly noise, and take about
+/// 1 / [`RunningMoments::RATE`] = 50 batches to settle.
+pub const INIT_DECORRELATION_WARMUP: u64 = 200;
 
 /// Each `(flag, value, max)` must be a finite number within `0..=max`: a clear error naming
 /// the flag instead of a run that silently does something else (issue 23, item 10).
@@ -1851,6 +1910,18 @@ pub fn train(
             init.display(),
             ckpt.provenance.step,
             ckpt.provenance.corpus
+        ));
+        // The old run's settings carry over unless a flag changes them: say which.
+        let regularisers = cfg.regularisers();
+        notes.push(format!(
+            "with its run's settings where no flag changes them: lr {}, {} tokens a batch, {}",
+            cfg.lr,
+            cfg.batch_tokens,
+            if regularisers.is_empty() {
+                "no regulariser".to_string()
+            } else {
+                regularisers.join(", ")
+            }
         ));
         (ckpt.vocab, built, 0)
     } else {

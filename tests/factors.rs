@@ -355,3 +355,32 @@ fn stats_tab_shows_the_bit_factor_table() {
     h.key(crossterm::event::KeyCode::Right);
     common::assert_has(&h.screen(), "bit 1: I/H");
 }
+
+/// The shipped factors model was trained on a corpus directory of another checkout, gone
+/// here: every command that reads the model's own corpus rebuilds it from its seed, as `eval`
+/// and `map` did. `search`, `index`, `cluster` and `probe` said "… which is not here any more;
+/// pass --corpus PATH" (`search` has no --corpus).
+#[test]
+fn corpus_commands_rebuild_the_factors_corpus_from_its_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let index = dir.path().join("f.index.safetensors");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+            .args(["--threads", "1", "--cache-dir", cache.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {err}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let s = run(&["search", SHIPPED, "my sister found a guitar in the garden"]);
+    assert!(s.contains("rank") && s.lines().count() > 5, "{s}");
+    run(&["index", SHIPPED, "--out", index.to_str().unwrap()]);
+    assert!(index.exists());
+    let c = run(&["cluster", SHIPPED, "--max-entries", "300", "-k", "5"]);
+    assert!(c.contains("cluster"), "{c}");
+    let p = run(&["probe", SHIPPED, "--max-train", "300", "--max-test", "100"]);
+    assert!(p.contains("test acc"), "{p}");
+}

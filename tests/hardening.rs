@@ -222,6 +222,54 @@ fn a_checkpoints_corpus_path_is_used_only_when_its_hash_matches_and_never_into_s
     ok(&["index", model.to_str().unwrap()], None);
 }
 
+/// A checkpoint whose corpus is gone: `search` (which has no --corpus) said "pass --corpus
+/// PATH"; it now says how to search another corpus, and that way works.
+#[test]
+fn search_of_a_model_whose_corpus_is_gone_says_how_to_index_another() {
+    let dir = temp_dir();
+    let gone = dir.path().join("gone.txt");
+    let model = dir.path().join("m.safetensors");
+    rewrite(Path::new(ckpt()), &model, |meta, _| {
+        edit_json(meta, "provenance", |p| {
+            p["corpus_source"] = Value::String(gone.display().to_string());
+            p["corpus"] = Value::String(gone.display().to_string());
+        })
+    });
+    let m = model.to_str().unwrap();
+    let e = fails(&["search", m, "the red cat"], None);
+    assert!(
+        e.contains("not here")
+            && e.contains("--corpus PATH --out FILE")
+            && e.contains("--index FILE"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    let index = dir.path().join("other.index.safetensors");
+    let corpus = fixtures::corpus_file().display().to_string();
+    ok(
+        &[
+            "index",
+            m,
+            "--corpus",
+            &corpus,
+            "--out",
+            index.to_str().unwrap(),
+        ],
+        None,
+    );
+    let out = ok(
+        &[
+            "search",
+            m,
+            "the red cat",
+            "--index",
+            index.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.contains("rank"), "{out}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 11. One corpus lookup: cluster and attribute from another directory.
 

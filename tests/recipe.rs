@@ -682,6 +682,85 @@ fn ppl_at(log: &str, step: u64) -> f64 {
     after.split_whitespace().next().unwrap().parse().unwrap()
 }
 
+/// `train --init` carries the old run's regularisers over: the log says which, each step line
+/// says how much of the loss they are (a decorrelation penalty of 94 beside an nll of 1.1 per
+/// token read as a diverging run), and the penalty grows in over
+/// `INIT_DECORRELATION_WARMUP` steps unless a flag says otherwise.
+#[test]
+fn init_names_the_settings_it_inherits_and_the_loss_names_its_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = &common::fixtures().corpus;
+    let base = dir.path().join("base.safetensors");
+    let (ok, log) = train(
+        &[
+            "--steps",
+            "4",
+            "--dropout",
+            "0.2",
+            "--decorrelation",
+            "1",
+            "--decorrelation-moments",
+            "running",
+            "--decorrelation-above",
+            "0.2",
+            "--log-every",
+            "1",
+            "--valid-every",
+            "0",
+        ],
+        &base,
+        corpus,
+    );
+    assert!(ok, "{log}");
+    assert!(log.contains(" decorrelation) nll/token "), "{log}");
+    let step_lines = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.starts_with("step ") && l.contains("nll/token"))
+            .map(String::from)
+            .collect()
+    };
+    let init = |extra: &[&str], out: &std::path::Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+            .args(["train", "--init", base.to_str().unwrap(), "--steps", "2"])
+            .args(["--log-every", "1", "--valid-every", "0", "--force"])
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let tuned = dir.path().join("tuned.safetensors");
+    let log = init(&[], &tuned);
+    assert!(
+        log.contains("with its run's settings where no flag changes them: lr ")
+            && log.contains("dropout 0.2, decorrelation 1 on pairs above 0.2"),
+        "{log}"
+    );
+    let lines = step_lines(&log);
+    assert_eq!(lines.len(), 2, "{log}");
+    for l in &lines {
+        assert!(l.contains(" decorrelation) nll/token "), "{l}");
+    }
+    let config = |p: &std::path::Path| common::engine(p).provenance.train_config.unwrap();
+    assert_eq!(
+        config(&tuned)["decorrelation_warmup"],
+        latent_tui::train::INIT_DECORRELATION_WARMUP
+    );
+    // A flag still decides.
+    let flagged = dir.path().join("flagged.safetensors");
+    init(&["--decorrelation-warmup", "0"], &flagged);
+    assert_eq!(config(&flagged)["decorrelation_warmup"], 0);
+    // Without a regulariser the loss is the nll, and the line says nothing more.
+    let plain = dir.path().join("plain.safetensors");
+    let log = init(&["--decorrelation", "0", "--dropout", "0"], &plain);
+    assert!(log.contains("no regulariser"), "{log}");
+    for l in step_lines(&log) {
+        assert!(!l.contains("(+"), "{l}");
+    }
+}
+
 #[test]
 fn init_starts_a_new_run_from_a_checkpoint_and_never_touches_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -436,17 +436,14 @@ fn index(args: IndexArgs) -> Result<()> {
         args.force,
     )?;
     let coder = Coder::load(&checkpoint, &Device::Cpu)?;
-    let corpus = coder.provenance().corpus(args.corpus.as_deref())?;
+    let corpus = coder.corpus(args.corpus.as_deref())?;
     let splits = parse_splits(&args.split)?;
     if args.out.is_none() {
         // The default path is the cache: only the index `search` and the explorer would build
         // there may go to it, or they replace it at their next use.
         let cached_splits = splits == crate::index::CACHED_SPLITS;
-        let own_corpus = args.corpus.is_none()
-            || coder
-                .provenance()
-                .corpus(None)
-                .is_ok_and(|own| own.hash == corpus.hash);
+        let own_corpus =
+            args.corpus.is_none() || coder.corpus(None).is_ok_and(|own| own.hash == corpus.hash);
         if !cached_splits || !own_corpus {
             bail!(
                 "the default path {} is the cache of the checkpoint's own corpus, train split, that `search` and the explorer rebuild; give --out PATH for an index of {}",
@@ -540,7 +537,17 @@ impl SearchArgs {
 /// there is no fresh one ([`crate::pipeline::neighbor_index`], as the explorer's Neighbors tab
 /// does), with a note on stderr when it was built or could not be saved.
 fn cached_index(coder: &Coder) -> Result<CachedIndex<crate::pipeline::CodeIndex>> {
-    let corpus = coder.provenance().corpus(None)?;
+    let corpus = coder.corpus(None).map_err(|e| {
+        if coder.provenance().stored_corpus().is_some() {
+            return e;
+        }
+        // `search` has no --corpus: the way to another corpus is an index of it.
+        let ckpt = Shown(&coder.path().display().to_string()).to_string();
+        anyhow::anyhow!(
+            "search needs an index of the corpus the checkpoint was trained on, `{}`, which is not here: build one of a corpus you have with `latent-tui index {ckpt} --corpus PATH --out FILE` and search it with `--index FILE`",
+            Shown(coder.provenance().corpus_shown())
+        )
+    })?;
     let bar = super::progress_bar("indexing the corpus (once; cached beside the checkpoint)");
     let cached = crate::pipeline::neighbor_index(coder, &corpus, &mut |f| {
         bar.set_position((f * 1000.0) as u64)
@@ -941,7 +948,7 @@ pub struct ProbeArgs {
 fn probe(args: ProbeArgs) -> Result<()> {
     let checkpoint = binary_default(&args.checkpoint);
     let coder = Coder::load(&checkpoint, &Device::Cpu)?;
-    let corpus = coder.provenance().corpus(args.corpus.as_deref())?;
+    let corpus = coder.corpus(args.corpus.as_deref())?;
     let mut data = crate::retrieval::RetrievalData::from_corpus(
         &corpus,
         Some(args.max_train),
@@ -1146,12 +1153,16 @@ pub fn eval_words(coder: &Coder, args: &crate::cli::EvalArgs) -> Result<()> {
     let path = coder.path().to_path_buf();
     let bow = coder.bag_of_words_model("score bags of words")?;
     let split = args.split;
-    let corpus = bow.provenance.corpus(args.corpus.as_deref())?;
-    let mut bags = crate::bow::train::split_bags(&bow.vocab, &corpus, split, true);
-    let skipped = corpus.split(split).len() - bags.len();
-    if let Some(n) = args.max_sentences {
-        bags.truncate(n);
-    }
+    let corpus = coder.corpus(args.corpus.as_deref())?;
+    // The first --max-sentences documents of the split, less those without a known word (the
+    // count skipped is of these, not of the whole split).
+    let docs = corpus.split(split);
+    let docs = &docs[..args.max_sentences.map_or(docs.len(), |n| n.min(docs.len()))];
+    let bags: Vec<_> = (docs.iter())
+        .map(|e| crate::bow::bag_of_words(&bow.vocab, &e.text))
+        .filter(|b| !b.is_empty())
+        .collect();
+    let skipped = docs.len() - bags.len();
     if bags.is_empty() {
         anyhow::bail!(
             "the {split} split of `{}` has no document with a known word",

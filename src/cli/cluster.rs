@@ -154,9 +154,9 @@ pub(super) fn load(checkpoint: &Option<PathBuf>) -> Result<(PathBuf, Coder)> {
     Ok((path, coder))
 }
 
-/// `--corpus`, else the checkpoint's own corpus ([`crate::checkpoint::Provenance::corpus`]).
+/// `--corpus`, else the checkpoint's own corpus ([`Coder::corpus`]).
 pub(super) fn corpus_for(given: &Option<String>, coder: &Coder) -> Result<Corpus> {
-    coder.provenance().corpus(given.as_deref())
+    coder.corpus(given.as_deref())
 }
 
 /// The codes to cluster ([`crate::pipeline::corpus_codes`]): the index saved beside a binary

@@ -1402,9 +1402,12 @@ fn init_config(init: &Path, base: TrainConfig, args: &TrainArgs) -> Result<Train
     cfg.lr_decay = fresh.lr_decay;
     cfg.warmup_steps = fresh.warmup_steps;
     cfg.lr_floor = fresh.lr_floor;
-    // ... and the decorrelation penalty from step 0: CKPT's code has already formed.
+    // ... and the decorrelation penalty from step 0: CKPT's code has already formed. Its weight
+    // grows over the first steps all the same: the running correlations it weighs pairs by
+    // start from one batch, in which thousands of a 256-bit code's pairs pass 0.2 by chance
+    // (at full weight the first step's loss was 95 for an nll of 1.1 per token).
     cfg.decorrelation_start = fresh.decorrelation_start;
-    cfg.decorrelation_warmup = fresh.decorrelation_warmup;
+    cfg.decorrelation_warmup = crate::train::INIT_DECORRELATION_WARMUP;
     cfg.init = Some(init.to_path_buf());
     cfg.resume = false;
     cfg.time_limit_secs = None;
@@ -1490,6 +1493,10 @@ fn train(args: TrainArgs) -> Result<()> {
     let resume = match &job {
         TrainJob::Seq(c) => c.resume,
         TrainJob::Bow(c) => c.resume,
+    };
+    let objective_terms = match &job {
+        TrainJob::Seq(c) => c.objective_terms(),
+        TrainJob::Bow(_) => String::new(),
     };
     crate::checkpoint::check_output_target(
         &out,
@@ -1588,9 +1595,19 @@ fn train(args: TrainArgs) -> Result<()> {
             }
             TrainEvent::Step(s) => {
                 bar.set_position(s.step);
+                // The loss is the NLL plus the run's regularisers: say how much of it they are,
+                // or a penalty's share reads as a diverging run.
+                let loss = if objective_terms.is_empty() {
+                    format!("loss {:.3}", s.loss)
+                } else {
+                    format!(
+                        "loss {:.3} (+{:.3} {objective_terms})",
+                        s.loss,
+                        s.loss - s.nll_per_token
+                    )
+                };
                 let msg = format!(
-                    "loss {:.3} nll/token {:.3} kl {:.2} ppl/token {:.1} | {:.0} tok/s | ETA {}",
-                    s.loss,
+                    "{loss} nll/token {:.3} kl {:.2} ppl/token {:.1} | {:.0} tok/s | ETA {}",
                     s.nll_per_token,
                     s.kl,
                     s.ppl,

@@ -193,6 +193,13 @@ impl Coder {
         }
     }
 
+    /// The corpus a command works on: `given` (a `--corpus`) if any, else the checkpoint's own,
+    /// rebuilt from its seed where it was the default factors corpus and its files are gone
+    /// ([`seq::corpus_of_provenance`]; the one lookup every command shares).
+    pub fn corpus(&self, given: Option<&str>) -> Result<crate::corpus::Corpus> {
+        seq::corpus_of_provenance(self.provenance(), given)
+    }
+
     /// Bits (binary models) or dimensions; 0 for `lm`.
     pub fn latent_dim(&self) -> usize {
         match &self.family {
