@@ -762,6 +762,9 @@ pub struct Checkpoint {
     /// The dtype the weights were stored in ("F32", "F16", …).
     pub stored_dtype: String,
     pub file_bytes: u64,
+    /// SHA-256 (hex) of the file's bytes as they were read: the model these weights are,
+    /// whatever the file holds later.
+    pub sha256: String,
 }
 
 impl Checkpoint {
@@ -805,8 +808,10 @@ impl Checkpoint {
         let loaded = candle_core::safetensors::load_buffer(&bytes, dev).map_err(|e| {
             anyhow::anyhow!("`{shown}`: cannot read the tensors (truncated or corrupt?): {e}")
         })?;
-        // The tensors are copies: the file's bytes are not needed any more.
+        // The tensors are copies: the file's bytes are not needed any more. Their hash stays:
+        // what every cache of this model is stamped with (the file may change after the load).
         let file_bytes = bytes.len() as u64;
+        let sha256 = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
         drop(bytes);
         let stored_dtype = loaded
             .values()
@@ -887,6 +892,7 @@ impl Checkpoint {
             tensors,
             stored_dtype,
             file_bytes,
+            sha256,
         })
     }
 

@@ -52,6 +52,8 @@ pub struct Engine {
     pub path: PathBuf,
     pub stored_dtype: String,
     pub file_bytes: u64,
+    /// SHA-256 of the checkpoint's bytes as loaded ([`Checkpoint::sha256`]).
+    pub sha256: String,
     pub varmap: VarMap,
     pub device: Device,
 }
@@ -89,6 +91,7 @@ impl Engine {
             path,
             stored_dtype: ckpt.stored_dtype,
             file_bytes: ckpt.file_bytes,
+            sha256: ckpt.sha256,
             varmap: built.varmap,
             device: device.clone(),
         })

@@ -32,7 +32,7 @@ use crate::cluster::{distinctive_words, DistinctiveWord};
 use crate::coder::EncodedSentence;
 use crate::coder::{Coder, FeatureKind};
 use crate::corpus::{Corpus, Example, Split};
-use crate::index::{file_sha256, CachedIndex};
+use crate::index::CachedIndex;
 use crate::structure::subset;
 
 pub const MEANING_FORMAT: &str = "latent-tui-meaning/1";
@@ -372,7 +372,8 @@ impl Meanings {
         let binary = coder.is_binary();
         let dims = coder.latent_dim();
         let model = coder.config().describe();
-        let checkpoint_sha256 = file_sha256(coder.path())?;
+        // The model held, not the file as it is now (it may have been replaced since the load).
+        let checkpoint_sha256 = coder.checkpoint_sha256().to_string();
 
         // (a) words and labels.
         let Some((entries_split, examples)) =
@@ -545,9 +546,7 @@ impl Meanings {
                 && m.meta.options == *opts
                 && m.dims.len() == coder.latent_dim()
                 && m.binary == coder.is_binary()
-                && file_sha256(checkpoint)
-                    .map(|s| s == m.meta.checkpoint_sha256)
-                    .unwrap_or(false)
+                && m.meta.checkpoint_sha256 == coder.checkpoint_sha256()
         };
         if let Some(index) = Self::load(&path).ok().filter(fresh) {
             return Ok(CachedIndex {

@@ -133,9 +133,8 @@ fn binary_index(
     corpus: &Corpus,
     progress: &mut dyn FnMut(f64),
 ) -> Result<CachedIndex<CorpusIndex>> {
-    CorpusIndex::load_or_build_described(
-        coder.path(),
-        &coder.config().describe(),
+    CorpusIndex::load_or_build(
+        &index::CodeSource::of(coder),
         corpus,
         coder.latent_dim(),
         &mut |texts| coder.features(texts, FeatureKind::Codes, progress),
@@ -149,8 +148,7 @@ fn continuous_index(
     progress: &mut dyn FnMut(f64),
 ) -> Result<CachedIndex<ContinuousIndex>> {
     ContinuousIndex::load_or_build(
-        coder.path(),
-        &coder.config().describe(),
+        &index::CodeSource::of(coder),
         corpus,
         coder.latent_dim(),
         &mut |texts| coder.posteriors(texts, progress),
@@ -185,9 +183,11 @@ pub fn corpus_codes(
         if coder.is_binary() {
             let saved = match cache {
                 IndexCache::LoadOrBuild => Some(binary_index(coder, corpus, progress)?.index),
-                IndexCache::LoadOnly => {
-                    index::load_fresh::<CorpusIndex>(coder.path(), corpus, coder.latent_dim())
-                }
+                IndexCache::LoadOnly => index::load_fresh::<CorpusIndex>(
+                    &index::CodeSource::of(coder),
+                    corpus,
+                    coder.latent_dim(),
+                ),
             };
             if let Some(ix) = saved {
                 return Ok(CodedCorpus::from_index(&ix).subset(max_entries, seed));
@@ -195,9 +195,11 @@ pub fn corpus_codes(
         } else if coder.capabilities().encodes {
             let saved = match cache {
                 IndexCache::LoadOrBuild => Some(continuous_index(coder, corpus, progress)?.index),
-                IndexCache::LoadOnly => {
-                    index::load_fresh::<ContinuousIndex>(coder.path(), corpus, coder.latent_dim())
-                }
+                IndexCache::LoadOnly => index::load_fresh::<ContinuousIndex>(
+                    &index::CodeSource::of(coder),
+                    corpus,
+                    coder.latent_dim(),
+                ),
             };
             if let Some(ix) = saved {
                 return Ok(CodedCorpus::from_continuous_index(&ix).subset(max_entries, seed));
@@ -371,14 +373,14 @@ pub fn neighbor_index_so_far(
     so_far: &mut dyn FnMut(IndexSoFar),
 ) -> anyhow::Result<NeighborIndex> {
     let caps = require_encoder(coder)?;
-    let describe = coder.config().describe();
+    let source = index::CodeSource::of(coder);
     let path = index::default_path(coder.path());
     let dim = coder.latent_dim();
     // Labels and provenance of the entries, for the indexes so far (read once, when building).
     let entries = std::cell::OnceCell::new();
     let entries = || -> Result<&index::IndexEntries> {
         if entries.get().is_none() {
-            let e = index::index_entries(coder.path(), &describe, corpus, &index::CACHED_SPLITS)?;
+            let e = index::index_entries(&source, corpus, &index::CACHED_SPLITS)?;
             let _ = entries.set(e);
         }
         Ok(entries.get().expect("set above"))
@@ -394,58 +396,45 @@ pub fn neighbor_index_so_far(
         total: 0,
     };
     Ok(if caps.is_binary() {
-        let c = CorpusIndex::load_or_build_described(
-            coder.path(),
-            &describe,
-            corpus,
-            dim,
-            &mut |texts| {
-                encode_in_parts(
-                    coder,
-                    texts,
-                    &mut |part, p| coder.features(part, FeatureKind::Codes, p),
-                    progress,
-                    &mut |positions, codes| {
-                        let e = entries()?;
-                        let (texts, labels) = entries_at(e, positions);
-                        let ix =
-                            CorpusIndex::from_parts(dim, codes, texts, &labels, e.meta.clone())?;
-                        so_far(IndexSoFar {
-                            total: e.texts.len(),
-                            ..snapshot(positions, CodeIndex::Hamming(ix))
-                        });
-                        Ok(())
-                    },
-                )
-            },
-        )?;
+        let c = CorpusIndex::load_or_build(&source, corpus, dim, &mut |texts| {
+            encode_in_parts(
+                coder,
+                texts,
+                &mut |part, p| coder.features(part, FeatureKind::Codes, p),
+                progress,
+                &mut |positions, codes| {
+                    let e = entries()?;
+                    let (texts, labels) = entries_at(e, positions);
+                    let ix = CorpusIndex::from_parts(dim, codes, texts, &labels, e.meta.clone())?;
+                    so_far(IndexSoFar {
+                        total: e.texts.len(),
+                        ..snapshot(positions, CodeIndex::Hamming(ix))
+                    });
+                    Ok(())
+                },
+            )
+        })?;
         c.map(CodeIndex::Hamming)
     } else {
-        let c =
-            ContinuousIndex::load_or_build(coder.path(), &describe, corpus, dim, &mut |texts| {
-                encode_in_parts(
-                    coder,
-                    texts,
-                    &mut |part, p| coder.posteriors(part, p),
-                    progress,
-                    &mut |positions, codes| {
-                        let e = entries()?;
-                        let (texts, labels) = entries_at(e, positions);
-                        let ix = ContinuousIndex::from_parts(
-                            dim,
-                            codes,
-                            texts,
-                            &labels,
-                            e.meta.clone(),
-                        )?;
-                        so_far(IndexSoFar {
-                            total: e.texts.len(),
-                            ..snapshot(positions, CodeIndex::Cosine(ix))
-                        });
-                        Ok(())
-                    },
-                )
-            })?;
+        let c = ContinuousIndex::load_or_build(&source, corpus, dim, &mut |texts| {
+            encode_in_parts(
+                coder,
+                texts,
+                &mut |part, p| coder.posteriors(part, p),
+                progress,
+                &mut |positions, codes| {
+                    let e = entries()?;
+                    let (texts, labels) = entries_at(e, positions);
+                    let ix =
+                        ContinuousIndex::from_parts(dim, codes, texts, &labels, e.meta.clone())?;
+                    so_far(IndexSoFar {
+                        total: e.texts.len(),
+                        ..snapshot(positions, CodeIndex::Cosine(ix))
+                    });
+                    Ok(())
+                },
+            )
+        })?;
         c.map(CodeIndex::Cosine)
     })
 }

@@ -280,8 +280,7 @@ fn binary_sequence_checkpoints_index_like_bag_of_words_ones() -> Result<()> {
     // What the explorer does with the engine it holds gives the same index.
     let engine = latent_tui::engine::Engine::load(&path, &Device::Cpu)?;
     let same = CorpusIndex::build_with(
-        &path,
-        &engine.config.describe(),
+        &latent_tui::index::CodeSource::of_file(&path)?,
         engine.latent_dim(),
         &corpus,
         &[Split::Train],

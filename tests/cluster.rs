@@ -848,3 +848,67 @@ fn clusters_of_the_entries_so_far_come_first_and_the_final_ones_are_unchanged() 
     .unwrap();
     assert_eq!(again, 0);
 }
+
+/// The explorer holds a model while `train` may replace its file. An index built from the
+/// model held was stamped with the hash of the file as it was at save time — the new file's —
+/// so every later `search` took the old model's codes as fresh. It is stamped with the hash of
+/// the bytes the model was loaded from, and a model loaded from the new file rebuilds it.
+#[test]
+fn an_index_is_stamped_with_the_model_held_not_the_file_replaced_since() -> Result<()> {
+    use latent_tui::index::{default_path, file_sha256, CorpusIndex};
+    use latent_tui::model::LatentKind;
+    use latent_tui::pipeline::{corpus_codes, IndexCache};
+
+    let f = common::fixtures();
+    let dir = tempfile::tempdir()?;
+    let ckpt = common::tiny_checkpoint(dir.path(), &f.corpus, LatentKind::Binary, "b.safetensors");
+    let other = common::tiny_checkpoint_scaled(
+        dir.path(),
+        &f.corpus,
+        LatentKind::Binary,
+        "other.safetensors",
+        3.0,
+    );
+    let corpus = Corpus::load(&f.corpus.display().to_string(), &LoadOptions::default())?;
+    let held = Coder::load(&ckpt, &Device::Cpu)?;
+    let old_hash = file_sha256(&ckpt)?;
+    assert_eq!(held.checkpoint_sha256(), old_hash);
+    // The file is replaced after the load (a training run saving a newer checkpoint).
+    std::fs::copy(&other, &ckpt)?;
+    let new_hash = file_sha256(&ckpt)?;
+    assert_ne!(new_hash, old_hash);
+    corpus_codes(
+        &held,
+        &corpus,
+        Split::Train,
+        None,
+        0,
+        IndexCache::LoadOrBuild,
+        &mut |_| {},
+    )?;
+    let saved = CorpusIndex::load(&default_path(&ckpt))?;
+    assert_eq!(
+        saved.meta.checkpoint_sha256, old_hash,
+        "stamped with the model held"
+    );
+    // The model now in the file does not take it for its own: it builds its own codes.
+    let now = Coder::load(&ckpt, &Device::Cpu)?;
+    assert!(latent_tui::index::load_fresh::<CorpusIndex>(
+        &latent_tui::index::CodeSource::of(&now),
+        &corpus,
+        now.latent_dim()
+    )
+    .is_none());
+    corpus_codes(
+        &now,
+        &corpus,
+        Split::Train,
+        None,
+        0,
+        IndexCache::LoadOrBuild,
+        &mut |_| {},
+    )?;
+    let rebuilt = CorpusIndex::load(&default_path(&ckpt))?;
+    assert_eq!(rebuilt.meta.checkpoint_sha256, new_hash);
+    Ok(())
+}

@@ -442,8 +442,7 @@ fn builds_from_gaussian_and_nvdm_checkpoints() -> Result<()> {
     // The explorer's path through the engine it holds gives the same index.
     let engine = common::engine(&f.gaussian);
     let same = ContinuousIndex::build_with(
-        &f.gaussian,
-        &engine.config.describe(),
+        &latent_tui::index::CodeSource::of_file(&f.gaussian)?,
         engine.latent_dim(),
         &corpus,
         &[Split::Train],

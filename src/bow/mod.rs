@@ -223,6 +223,8 @@ pub struct BowCheckpoint {
     pub config: ModelConfig,
     pub provenance: Provenance,
     pub path: PathBuf,
+    /// SHA-256 of the checkpoint's bytes as loaded ([`Checkpoint::sha256`]).
+    pub sha256: String,
 }
 
 impl BowCheckpoint {
@@ -248,6 +250,7 @@ impl BowCheckpoint {
             config: ckpt.config,
             provenance: ckpt.provenance,
             path: ckpt.path,
+            sha256: ckpt.sha256,
         })
     }
 

@@ -193,6 +193,15 @@ impl Coder {
         }
     }
 
+    /// SHA-256 of the checkpoint's bytes as this model was loaded from them: what its caches
+    /// are stamped with and checked against (the file on disk may have changed since).
+    pub fn checkpoint_sha256(&self) -> &str {
+        match &self.family {
+            Family::Seq(e) => &e.sha256,
+            Family::Bow(b) => &b.sha256,
+        }
+    }
+
     /// The corpus a command works on: `given` (a `--corpus`) if any, else the checkpoint's own,
     /// rebuilt from its seed where it was the default factors corpus and its files are gone
     /// ([`seq::corpus_of_provenance`]; the one lookup every command shares).

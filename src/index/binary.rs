@@ -15,8 +15,8 @@ use safetensors::{tensor::TensorView, Dtype};
 use serde::Serialize;
 
 use super::{
-    from_le_u64, le_bytes_u64, CachedIndex, Entries, EntriesRef, IndexFile, IndexMeta, SavedIndex,
-    CONTINUOUS_INDEX_FORMAT,
+    from_le_u64, le_bytes_u64, CachedIndex, CodeSource, Entries, EntriesRef, IndexFile, IndexMeta,
+    SavedIndex, CONTINUOUS_INDEX_FORMAT,
 };
 use crate::coder::Coder;
 use crate::corpus::{Corpus, Split};
@@ -85,43 +85,30 @@ impl CorpusIndex {
     }
 
     /// Builds an index of `splits` of `corpus` whose codes (`bits` wide, 0.0 / 1.0) come from
-    /// `encode`, for the checkpoint at `checkpoint` described as `model` ([`CorpusIndex::build`]
-    /// passes a [`Coder`]'s codes).
+    /// `encode`, computed with the model `source` names ([`CorpusIndex::build`] passes a
+    /// [`Coder`]'s codes).
     pub fn build_with(
-        checkpoint: &Path,
-        model: &str,
+        source: &CodeSource,
         bits: usize,
         corpus: &Corpus,
         splits: &[Split],
         encode: &mut dyn FnMut(&[&str]) -> Result<Vec<Vec<f32>>>,
     ) -> Result<Self> {
-        super::build_with(checkpoint, model, bits, corpus, splits, encode)
+        super::build_with(source, bits, corpus, splits, encode)
     }
 
-    /// The index cached beside `checkpoint` ([`super::default_path`]) if it is fresh
-    /// ([`IndexMeta::is_fresh`]); otherwise the train split of `corpus` encoded with `encode`,
-    /// saved there for next time (a failed save is reported in the result, not an error). The
-    /// explorer's Neighbors and Clusters tabs, `search` and `cluster` share it
+    /// The index cached beside `source`'s checkpoint ([`super::default_path`]) if it is fresh
+    /// for that model ([`IndexMeta::is_fresh`]); otherwise the train split of `corpus` encoded
+    /// with `encode`, saved there for next time (a failed save is reported in the result, not
+    /// an error). The explorer's Neighbors and Clusters tabs, `search` and `cluster` share it
     /// ([`super::load_or_build`]).
     pub fn load_or_build(
-        checkpoint: &Path,
+        source: &CodeSource,
         corpus: &Corpus,
         bits: usize,
         encode: &mut dyn FnMut(&[&str]) -> Result<Vec<Vec<f32>>>,
     ) -> Result<CachedIndex> {
-        super::load_or_build(checkpoint, "", corpus, bits, encode)
-    }
-
-    /// [`CorpusIndex::load_or_build`] recording `model` as the model's description (the
-    /// checkpoint's config is read for it when empty).
-    pub fn load_or_build_described(
-        checkpoint: &Path,
-        model: &str,
-        corpus: &Corpus,
-        bits: usize,
-        encode: &mut dyn FnMut(&[&str]) -> Result<Vec<Vec<f32>>>,
-    ) -> Result<CachedIndex> {
-        super::load_or_build(checkpoint, model, corpus, bits, encode)
+        super::load_or_build(source, corpus, bits, encode)
     }
 
     /// Whether the index was built from the checkpoint file as it is now.

@@ -21,7 +21,9 @@ use rayon::prelude::*;
 use safetensors::{tensor::TensorView, Dtype};
 use serde::Serialize;
 
-use super::{CachedIndex, Entries, EntriesRef, IndexFile, IndexMeta, SavedIndex, INDEX_FORMAT};
+use super::{
+    CachedIndex, CodeSource, Entries, EntriesRef, IndexFile, IndexMeta, SavedIndex, INDEX_FORMAT,
+};
 use crate::coder::{Coder, Posterior};
 use crate::corpus::{Corpus, Split};
 use crate::cosine::{
@@ -170,30 +172,29 @@ impl ContinuousIndex {
     }
 
     /// Builds an index of `splits` of `corpus` whose posteriors (`dim` wide) come from
-    /// `encode`, for the checkpoint at `checkpoint` described as `model` ([`ContinuousIndex::build`]
-    /// passes a [`Coder`]'s posteriors).
+    /// `encode`, computed with the model `source` names ([`ContinuousIndex::build`] passes a
+    /// [`Coder`]'s posteriors).
     pub fn build_with(
-        checkpoint: &Path,
-        model: &str,
+        source: &CodeSource,
         dim: usize,
         corpus: &Corpus,
         splits: &[Split],
         encode: &mut dyn FnMut(&[&str]) -> Result<Vec<Posterior>>,
     ) -> Result<Self> {
-        super::build_with(checkpoint, model, dim, corpus, splits, encode)
+        super::build_with(source, dim, corpus, splits, encode)
     }
 
-    /// The index cached beside `checkpoint` if it is fresh ([`IndexMeta::is_fresh`]);
-    /// otherwise the train split of `corpus` encoded with `encode`, saved there for next time
-    /// (the same policy as [`super::CorpusIndex::load_or_build`]: [`super::load_or_build`]).
+    /// The index cached beside `source`'s checkpoint if it is fresh for that model
+    /// ([`IndexMeta::is_fresh`]); otherwise the train split of `corpus` encoded with `encode`,
+    /// saved there for next time (the same policy as [`super::CorpusIndex::load_or_build`]:
+    /// [`super::load_or_build`]).
     pub fn load_or_build(
-        checkpoint: &Path,
-        model: &str,
+        source: &CodeSource,
         corpus: &Corpus,
         dim: usize,
         encode: &mut dyn FnMut(&[&str]) -> Result<Vec<Posterior>>,
     ) -> Result<CachedIndex<Self>> {
-        super::load_or_build(checkpoint, model, corpus, dim, encode)
+        super::load_or_build(source, corpus, dim, encode)
     }
 
     /// Whether the index was built from the checkpoint file as it is now.

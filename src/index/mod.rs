@@ -57,6 +57,41 @@ pub struct IndexMeta {
     pub splits: Vec<String>,
 }
 
+/// The model an index's codes come from: where its checkpoint is (and so its caches), what it
+/// is, and the SHA-256 of the bytes it was loaded from. An index is stamped with that hash,
+/// not with the file's as it is when the index is saved: the explorer holds a model while
+/// `train` may replace its file, and an index of the old model's codes stamped with the new
+/// file's hash was taken as fresh by every later `search`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CodeSource {
+    pub checkpoint: PathBuf,
+    /// The model's one-line description.
+    pub model: String,
+    pub sha256: String,
+}
+
+impl CodeSource {
+    /// The model `coder` holds.
+    pub fn of(coder: &Coder) -> Self {
+        Self {
+            checkpoint: coder.path().to_path_buf(),
+            model: coder.config().describe(),
+            sha256: coder.checkpoint_sha256().to_string(),
+        }
+    }
+
+    /// The checkpoint file as it is now, for codes computed from it now (its description and
+    /// hash are read from the file).
+    pub fn of_file(checkpoint: &Path) -> Result<Self> {
+        let ckpt = crate::checkpoint::Checkpoint::read(checkpoint, &candle_core::Device::Cpu)?;
+        Ok(Self {
+            checkpoint: checkpoint.to_path_buf(),
+            model: ckpt.config.describe(),
+            sha256: ckpt.sha256,
+        })
+    }
+}
+
 /// The splits the index cached beside a checkpoint holds.
 pub const CACHED_SPLITS: [Split; 1] = [Split::Train];
 
@@ -67,20 +102,21 @@ impl IndexMeta {
     }
 
     /// The one freshness rule: an index (of codes `width` wide, as `index_width`) may stand in
-    /// for encoding `corpus` with `checkpoint` now when it holds that corpus's train split
-    /// ([`CACHED_SPLITS`]), at that width, built from the checkpoint file as it is now. The
-    /// explorer's Neighbors and Clusters tabs, `search` and `cluster` all ask this.
+    /// for encoding `corpus` with the model whose checkpoint bytes hash to `sha256` when it
+    /// holds that corpus's train split ([`CACHED_SPLITS`]), at that width, built from that
+    /// model ([`CodeSource::sha256`]). The explorer's Neighbors and Clusters tabs, `search` and
+    /// `cluster` all ask this.
     pub fn is_fresh(
         &self,
         index_width: usize,
-        checkpoint: &Path,
+        sha256: &str,
         corpus: &Corpus,
         width: usize,
     ) -> bool {
         self.corpus_hash == corpus.hash
             && index_width == width
             && self.splits == CACHED_SPLITS.map(|s| s.to_string())
-            && self.is_current_for(checkpoint).unwrap_or(false)
+            && self.checkpoint_sha256 == sha256
     }
 }
 
@@ -116,26 +152,23 @@ pub trait SavedIndex: Sized {
     /// [`IndexMeta::is_fresh`] for this index, and its entries are the texts of the corpus's
     /// cached splits, in order: a cache cut short or holding other texts under a valid header
     /// (a truncated or forged file) is rebuilt, not searched.
-    fn is_fresh(&self, checkpoint: &Path, corpus: &Corpus, width: usize) -> bool {
+    fn is_fresh(&self, sha256: &str, corpus: &Corpus, width: usize) -> bool {
         let expected = CACHED_SPLITS.iter().flat_map(|&s| corpus.split(s));
         self.texts().iter().eq(expected.map(|e| &e.text))
-            && self
-                .meta()
-                .is_fresh(self.width(), checkpoint, corpus, width)
+            && self.meta().is_fresh(self.width(), sha256, corpus, width)
     }
 }
 
-/// An index of `splits` of `corpus` whose codes (`width` wide) come from `encode`, for the
-/// checkpoint at `checkpoint` described as `model`.
+/// An index of `splits` of `corpus` whose codes (`width` wide) come from `encode`, which
+/// computes them with the model `source` names.
 pub fn build_with<I: SavedIndex>(
-    checkpoint: &Path,
-    model: &str,
+    source: &CodeSource,
     width: usize,
     corpus: &Corpus,
     splits: &[Split],
     encode: &mut dyn FnMut(&[&str]) -> Result<Vec<I::Code>>,
 ) -> Result<I> {
-    let entries = index_entries(checkpoint, model, corpus, splits)?;
+    let entries = index_entries(source, corpus, splits)?;
     let codes = encode(&entries.texts.iter().map(String::as_str).collect::<Vec<_>>())?;
     I::from_parts(width, &codes, entries.texts, &entries.labels, entries.meta)
 }
@@ -148,8 +181,7 @@ pub fn build<I: SavedIndex>(
     progress: &mut dyn FnMut(f64),
 ) -> Result<I> {
     build_with(
-        coder.path(),
-        &coder.config().describe(),
+        &CodeSource::of(coder),
         coder.latent_dim(),
         corpus,
         splits,
@@ -157,12 +189,12 @@ pub fn build<I: SavedIndex>(
     )
 }
 
-/// The index saved beside `checkpoint` ([`default_path`]) when it is fresh ([`IndexMeta::is_fresh`]);
-/// None when there is none, it cannot be read or it is stale.
-pub fn load_fresh<I: SavedIndex>(checkpoint: &Path, corpus: &Corpus, width: usize) -> Option<I> {
-    I::load(&default_path(checkpoint))
+/// The index saved beside `source`'s checkpoint ([`default_path`]) when it is fresh for that
+/// model ([`IndexMeta::is_fresh`]); None when there is none, it cannot be read or it is stale.
+pub fn load_fresh<I: SavedIndex>(source: &CodeSource, corpus: &Corpus, width: usize) -> Option<I> {
+    I::load(&default_path(&source.checkpoint))
         .ok()
-        .filter(|ix| ix.is_fresh(checkpoint, corpus, width))
+        .filter(|ix| ix.is_fresh(&source.sha256, corpus, width))
 }
 
 /// An index from [`load_or_build`] and where it lives.
@@ -189,21 +221,19 @@ impl<I> CachedIndex<I> {
     }
 }
 
-/// The index saved beside `checkpoint` if it is fresh ([`load_fresh`]), else the train split
-/// of `corpus` encoded by `encode` now (recording `model` as the model's description, or the
-/// checkpoint's config when `model` is empty) and saved there for next time; a failed save
-/// is reported in the result, not an error. Binary and continuous indexes share this policy
-/// (and the file name: a checkpoint has one kind of code), and the command line and the
-/// explorer share it.
+/// The index saved beside `source`'s checkpoint if it is fresh for that model
+/// ([`load_fresh`]), else the train split of `corpus` encoded by `encode` (with that model)
+/// now and saved there for next time; a failed save is reported in the result, not an error.
+/// Binary and continuous indexes share this policy (and the file name: a checkpoint has one
+/// kind of code), and the command line and the explorer share it.
 pub fn load_or_build<I: SavedIndex>(
-    checkpoint: &Path,
-    model: &str,
+    source: &CodeSource,
     corpus: &Corpus,
     width: usize,
     encode: &mut dyn FnMut(&[&str]) -> Result<Vec<I::Code>>,
 ) -> Result<CachedIndex<I>> {
-    let path = default_path(checkpoint);
-    if let Some(index) = load_fresh(checkpoint, corpus, width) {
+    let path = default_path(&source.checkpoint);
+    if let Some(index) = load_fresh(source, corpus, width) {
         return Ok(CachedIndex {
             index,
             path,
@@ -211,14 +241,7 @@ pub fn load_or_build<I: SavedIndex>(
             save_error: None,
         });
     }
-    let model = if model.is_empty() {
-        crate::checkpoint::Checkpoint::read(checkpoint, &candle_core::Device::Cpu)?
-            .config
-            .describe()
-    } else {
-        model.to_string()
-    };
-    let index = build_with::<I>(checkpoint, &model, width, corpus, &CACHED_SPLITS, encode)?;
+    let index = build_with::<I>(source, width, corpus, &CACHED_SPLITS, encode)?;
     // The cache path is this command's own file only if it is missing or an index already.
     let save_error =
         crate::checkpoint::check_output_target(&path, "an index", &is_index_file, false)
@@ -323,10 +346,9 @@ pub struct IndexEntries {
     pub meta: IndexMeta,
 }
 
-/// The entries of `splits` of `corpus` for an index of `checkpoint` (described as `model`).
+/// The entries of `splits` of `corpus` for an index of the model `source` names.
 pub fn index_entries(
-    checkpoint: &Path,
-    model: &str,
+    source: &CodeSource,
     corpus: &Corpus,
     splits: &[Split],
 ) -> Result<IndexEntries> {
@@ -338,9 +360,9 @@ pub fn index_entries(
         texts: examples.iter().map(|e| e.text.clone()).collect(),
         labels: examples.iter().map(|e| e.label.clone()).collect(),
         meta: IndexMeta {
-            checkpoint: checkpoint.display().to_string(),
-            checkpoint_sha256: file_sha256(checkpoint)?,
-            model: model.to_string(),
+            checkpoint: source.checkpoint.display().to_string(),
+            checkpoint_sha256: source.sha256.clone(),
+            model: source.model.clone(),
             corpus: corpus.name.clone(),
             corpus_hash: corpus.hash.clone(),
             splits: splits.iter().map(|s| s.to_string()).collect(),
