@@ -267,12 +267,11 @@ impl Provenance {
             .and_then(|c| c.get("init"))
             .and_then(|v| v.as_str())
         {
-            let name = Path::new(init)
-                .file_name()
-                .map_or_else(|| init.to_string(), |n| n.to_string_lossy().into_owned());
+            // The path as recorded: a file name alone read as "started from itself" when the
+            // run was converted back onto the name it started from.
             s += &format!(
                 "  started from the weights of `{}` (train --init): the steps above are this run's only\n",
-                Shown(&name)
+                Shown(init)
             );
         }
         if !self.metrics.is_empty() {
@@ -283,7 +282,7 @@ impl Provenance {
                 .collect();
             s += &format!("  last metrics: {}\n", m.join(", "));
             if self.metrics.keys().any(|k| k.starts_with("train_")) {
-                s += "  (train_ figures per token of the last steps, valid_ per word: they compare only with a word-level vocabulary)\n";
+                s += "  (train_ figures are per token of the last steps, valid_ per word: the two compare only for a word-level vocabulary)\n";
             }
         }
         s

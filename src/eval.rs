@@ -207,6 +207,8 @@ pub struct EvalReport {
     pub kind: LatentKind,
     pub sentences: usize,
     pub tokens: usize,
+    /// Words plus one <eos> per sentence: what the perplexities are per.
+    pub words: usize,
     /// Perplexity by code mode ("mean", "rounded", "sample"; "none" for lm).
     pub ppl: BTreeMap<String, f64>,
     /// NLL per sentence (nats) by code mode.
@@ -281,7 +283,7 @@ pub fn evaluate(
     let total = modes.len() as f64 + 1.0 + flip_weight * model.cfg.latent_dim as f64;
     let mut done = 0.0;
     let mut kl = 0.0;
-    let mut tokens = 0;
+    let (mut tokens, mut words) = (0, 0);
     let per_mode = score_sentences_modes(model, vocab, sentences, &modes, &mut rng)?;
     for (mode, s) in modes.iter().zip(per_mode) {
         let name = if kind.has_latent() {
@@ -293,6 +295,7 @@ pub fn evaluate(
         nll_ps.insert(name.to_string(), s.nll_per_sentence());
         kl = s.kl_per_sentence();
         tokens = s.tokens;
+        words = s.words;
         done += 1.0;
         progress(done / total);
     }
@@ -346,6 +349,7 @@ pub fn evaluate(
         kind,
         sentences: sentences.len(),
         tokens,
+        words,
         ppl,
         nll_per_sentence: nll_ps,
         kl_per_sentence: kl,

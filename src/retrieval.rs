@@ -85,7 +85,8 @@ pub fn chance_precision(database_labels: &[u32], query_labels: &[u32]) -> f64 {
 
 /// Precision@k of exact cosine similarity between TF-IDF vectors (idf from `idf`, raw
 /// counts as term frequencies): the real-valued ranking that bag-of-words hash codes
-/// approximate, printed as the ceiling of the table. Ties (notably all the entries that share
+/// approximate, printed as a reference line of the table (not a bound: learned codes can rank
+/// better). Ties (notably all the entries that share
 /// no word with the query) are broken by database position, as for codes.
 pub fn tfidf_cosine_precision(
     database: &[Bag],
@@ -363,8 +364,8 @@ pub struct RetrievalTable {
     pub queries: usize,
     /// What a ranking ignoring the codes scores.
     pub chance: f64,
-    /// Exact TF-IDF cosine ranking (real-valued, no codes): the ceiling for hashing bags of
-    /// words.
+    /// Exact TF-IDF cosine ranking (real-valued, no codes): the reference hashing bags of words
+    /// approximates (not a bound).
     pub tfidf_cosine: f64,
     pub rows: Vec<RetrievalRow>,
     pub options: RetrievalOptions,

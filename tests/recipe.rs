@@ -828,7 +828,10 @@ fn init_starts_a_new_run_from_a_checkpoint_and_never_touches_it() {
     // steps" alone read as the whole training).
     let info = b.provenance.describe();
     assert!(
-        info.contains("started from the weights of `base.safetensors` (train --init)"),
+        info.contains(&format!(
+            "started from the weights of `{}` (train --init)",
+            base.display()
+        )),
         "{info}"
     );
     assert!(!a.provenance.describe().contains("started from"));

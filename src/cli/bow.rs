@@ -2,7 +2,7 @@
 //! `train` flags, the `--kind` parser that routes to either trainer, and the subcommands
 //! `index`, `search`, `eval-retrieval`, `probe` and `words`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -241,9 +241,10 @@ pub fn train_config(args: &TrainArgs) -> Result<Option<BowTrainConfig>> {
 #[derive(clap::Subcommand, Debug)]
 pub enum BowCommand {
     /// Encode a corpus with a binary checkpoint (binary sequence kinds, nash, lsh) and save its
-    /// Hamming index beside the checkpoint.
+    /// Hamming index: the checkpoint's cache (beside it, or in --cache-dir), or --out.
     Index(IndexArgs),
-    /// The nearest corpus entries of a sentence (or a code) by Hamming distance.
+    /// The nearest corpus entries of a sentence (or a code): by Hamming distance for binary
+    /// codes, by cosine for continuous ones.
     Search(SearchArgs),
     /// precision@k (same label = relevant) of lsh, each nash variant and binary sequence
     /// autoencoders at 8–128 bits, test split querying the training split.
@@ -548,7 +549,7 @@ fn cached_index(coder: &Coder) -> Result<CachedIndex<crate::pipeline::CodeIndex>
             Shown(coder.provenance().corpus_shown())
         )
     })?;
-    let bar = super::progress_bar("indexing the corpus (once; cached beside the checkpoint)");
+    let bar = super::progress_bar("indexing the corpus (once; then cached)");
     let cached = crate::pipeline::neighbor_index(coder, &corpus, &mut |f| {
         bar.set_position((f * 1000.0) as u64)
     })?;
@@ -672,11 +673,31 @@ fn search(args: SearchArgs) -> Result<()> {
         Some(path) => {
             let index = CorpusIndex::load(path)?;
             if !index.is_current_for(&checkpoint)? {
+                // Another version of this file, or another model altogether: say which.
+                let built_from = Path::new(&index.meta.checkpoint);
+                let same_name = built_from.file_name() == checkpoint.file_name();
+                // Rebuilding replaces an index of another version; an index of another model
+                // is left alone (it is someone's).
+                let (whence, out) = if same_name {
+                    (
+                        format!("another version of {}", checkpoint.display()),
+                        path.display().to_string(),
+                    )
+                } else {
+                    (
+                        format!(
+                            "`{}` ({}), not {}",
+                            Shown(&index.meta.checkpoint),
+                            Shown(&index.meta.model),
+                            checkpoint.display()
+                        ),
+                        "FILE".to_string(),
+                    )
+                };
                 anyhow::bail!(
-                    "{} was built from a different version of {}; rebuild it with `latent-tui index {}`",
+                    "{} was built from {whence}; build an index of this model with `latent-tui index {} --out {out}` (add --corpus PATH for another corpus) and pass it to --index",
                     path.display(),
                     checkpoint.display(),
-                    checkpoint.display()
                 );
             }
             (index, path.clone())
@@ -1152,6 +1173,12 @@ fn words(args: WordsArgs) -> Result<()> {
 pub fn eval_words(coder: &Coder, args: &crate::cli::EvalArgs) -> Result<()> {
     let path = coder.path().to_path_buf();
     let bow = coder.bag_of_words_model("score bags of words")?;
+    if args.real_words || args.recon_beam.is_some() {
+        anyhow::bail!(
+            "--real-words and --recon-beam shape sentence reconstructions; a `{}` model is scored on bags of words, without decoding sentences",
+            coder.kind_name()
+        );
+    }
     let split = args.split;
     let corpus = coder.corpus(args.corpus.as_deref())?;
     // The first --max-sentences documents of the split, less those without a known word (the

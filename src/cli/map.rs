@@ -216,7 +216,8 @@ pub fn run(args: MapArgs) -> Result<()> {
                 "entries": layout.len(),
                 "method": args.method,
                 "seed": args.seed,
-                "layout": cached.path,
+                // Only a UMAP layout is cached: a PCA one has no file.
+                "layout": (cached.from_disk || args.method == Method::Umap).then_some(&cached.path),
                 "from_disk": cached.from_disk,
                 "index_seconds": indexed,
                 "layout_seconds": laid_out,

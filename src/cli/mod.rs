@@ -160,7 +160,8 @@ pub enum Command {
         )]
         sentence: String,
     },
-    /// Walk a random Hamming path (binary) or an interpolation (gaussian) between two sentences.
+    /// Walk a random Hamming path (binary codes) or an interpolation (continuous codes) between
+    /// two sentences.
     #[command(override_usage = "latent-tui path [OPTIONS] [CHECKPOINT] <A> <B>")]
     Path {
         /// [CHECKPOINT] A B: the checkpoint is optional (default:
@@ -173,12 +174,12 @@ pub enum Command {
         /// Sentence B, when a checkpoint is given.
         #[arg(value_name = "B")]
         third: Option<String>,
-        /// Seed of the random Hamming path (binary codes).
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Interpolation steps for continuous codes (1 to 1000).
-        #[arg(long, default_value_t = 8)]
-        steps: usize,
+        /// Seed of the random Hamming path (binary codes; default 0).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Interpolation steps for continuous codes (1 to 1000; default 8).
+        #[arg(long)]
+        steps: Option<usize>,
         /// Spherical instead of linear interpolation (continuous codes).
         #[arg(long)]
         slerp: bool,
@@ -238,10 +239,12 @@ pub enum Command {
         json: bool,
     },
     /// What each bit (dimension) means: the words and labels of entries with it on vs off, and
-    /// what flipping it does to greedy decodings; cached beside the checkpoint.
+    /// what flipping it does to greedy decodings; cached beside the checkpoint (or in
+    /// --cache-dir).
     Bits(self::bits::BitsArgs),
     /// The corpus map: a neighbour-preserving 2-D layout of the indexed train split (cached
-    /// beside the checkpoint), as TSV (--out), PNG (--png) and scores (--score).
+    /// beside the checkpoint, or in --cache-dir), as TSV (--out), PNG (--png) and scores
+    /// (--score).
     #[command(
         override_usage = "latent-tui map [OPTIONS] [CHECKPOINT] [--out map.tsv] [--png map.png] [--score]"
     )]
@@ -288,20 +291,21 @@ pub enum CorpusSource {
 #[derive(Args, Debug, Clone)]
 pub struct StrategyArgs {
     /// Beam search with this width, 1 to 256 (default: greedy).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_BEAM as u64))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_BEAM as u64), conflicts_with = "sample")]
     pub beam: Option<u64>,
     /// The beam's length-penalty exponent α: hypotheses rank by summed log-probability over
-    /// ((5 + length) / 6)^α (GNMT); 0 ranks by the plain sum, which favours short decodings.
-    #[arg(long, default_value_t = crate::model::decode::DEFAULT_LENGTH_PENALTY, value_parser = parse_length_penalty)]
+    /// ((5 + length) / 6)^α (GNMT); 0 ranks by the plain sum, which favours short decodings
+    /// (with --beam).
+    #[arg(long, default_value_t = crate::model::decode::DEFAULT_LENGTH_PENALTY, value_parser = parse_length_penalty, requires = "beam")]
     pub length_penalty: f64,
     /// Sample words instead of taking the most likely.
     #[arg(long)]
     pub sample: bool,
     /// Temperature of word sampling (with --sample).
-    #[arg(long, default_value_t = 1.0, value_parser = parse_word_temperature)]
+    #[arg(long, default_value_t = 1.0, value_parser = parse_word_temperature, requires = "sample")]
     pub temperature: f64,
-    /// Seed of word sampling.
-    #[arg(long, default_value_t = 0)]
+    /// Seed of word sampling (with --sample).
+    #[arg(long, default_value_t = 0, requires = "sample")]
     pub seed: u64,
 }
 
@@ -1669,6 +1673,9 @@ fn eval(args: EvalArgs) -> Result<()> {
             .cannot("be scored: it has no decoder; measure it with `latent-tui eval-retrieval`"));
     }
     let engine = coder.sequence_model("evaluate sentences")?;
+    if !engine.kind().has_latent() && (args.real_words || args.recon_beam.is_some()) {
+        bail!("--real-words and --recon-beam shape the reconstructions of codes; an `lm` has no code, so `eval` reconstructs nothing");
+    }
     let split = args.split;
     let corpus = match &args.sentences {
         Some(path) => sentences_corpus(path)?,
@@ -1728,9 +1735,12 @@ fn eval(args: EvalArgs) -> Result<()> {
     } else {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         eprintln!(
-            "evaluating {} sentences of `{}` / {split}",
+            "evaluating {} sentences of {}",
             ids.len(),
-            Shown(&corpus.name)
+            match &args.sentences {
+                Some(_) => format!("`{}`", Shown(&corpus.name)),
+                None => format!("`{}` / {split}", Shown(&corpus.name)),
+            }
         );
     }
     // Without a terminal (a log, a pipe), a plain line every tenth of the way.
@@ -1752,7 +1762,12 @@ fn eval(args: EvalArgs) -> Result<()> {
             )?
         );
     } else {
-        print_report(engine, &corpus.name, split, &report);
+        // Lines of a file (--sentences) have no split: name the file alone.
+        let source = match &args.sentences {
+            Some(path) => format!("{}", Shown(&path.display().to_string())),
+            None => format!("{} / {split}", Shown(&corpus.name)),
+        };
+        print_report(engine, &source, &report);
     }
     Ok(())
 }
@@ -1782,14 +1797,13 @@ fn print_factors(f: &crate::factors::FactorReport) {
     );
 }
 
-fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
+/// `eval`'s text report; `source` names what was scored (`corpus / split`, or a file).
+fn print_report(engine: &Engine, source: &str, r: &EvalReport) {
     println!("{}", engine.path.display());
     println!("  {}", engine.config.describe());
     println!(
-        "  {} / {split}: {} sentences, {} target tokens (tokens + <eos>); perplexity is per word",
-        Shown(corpus),
-        r.sentences,
-        r.tokens
+        "  {source}: {} sentences, {} target tokens (tokens + <eos>), {} words (+ <eos>); perplexity is per word",
+        r.sentences, r.tokens, r.words
     );
     for (mode, ppl) in &r.ppl {
         let label = if r.kind.has_latent() {
@@ -1838,19 +1852,47 @@ fn print_report(engine: &Engine, corpus: &str, split: Split, r: &EvalReport) {
                     g * 100.0
                 );
             }
-        }
-        let l = b.correlation.len();
-        let mut max_off: f64 = 0.0;
-        for i in 0..l {
-            for j in 0..l {
-                if i != j {
-                    max_off = max_off.max(b.correlation[i][j].abs());
-                }
+            // The summary the docs quote, without a script over the table above.
+            let by_growth = |pick: fn(f64, f64) -> bool| {
+                (b.flip_growth.iter().enumerate()).fold(
+                    None,
+                    |best: Option<(usize, f64)>, (j, &g)| match best {
+                        Some((_, x)) if !pick(g, x) => best,
+                        _ => Some((j, g)),
+                    },
+                )
+            };
+            if let (Some((lo_bit, lo)), Some((hi_bit, hi))) =
+                (by_growth(|g, x| g < x), by_growth(|g, x| g > x))
+            {
+                let raising = b.flip_growth.iter().filter(|&&g| g > 0.0).count();
+                println!(
+                    "  flip growth: smallest {:+.1}% (bit {lo_bit}), largest {:+.1}% (bit {hi_bit}); {raising} of {} flips raise perplexity",
+                    lo * 100.0,
+                    hi * 100.0,
+                    b.flip_growth.len()
+                );
             }
         }
-        println!(
-            "  code correlation: largest |off-diagonal| {max_off:.3} (full matrix with --json)"
-        );
+        let l = b.correlation.len();
+        let (mut max_off, mut pair, mut above) = (0.0f64, (0, 0), 0);
+        for i in 0..l {
+            for j in i + 1..l {
+                let c = b.correlation[i][j].abs();
+                if c > max_off {
+                    (max_off, pair) = (c, (i, j));
+                }
+                above += usize::from(c > 0.3);
+            }
+        }
+        if l >= 2 {
+            println!(
+                "  code correlation: largest |off-diagonal| {max_off:.3} (bits {} and {}); {above} of {} pairs above 0.3 (full matrix with --json)",
+                pair.0,
+                pair.1,
+                l * (l - 1) / 2
+            );
+        }
     }
     if let Some(rc) = &r.reconstruction {
         println!(
@@ -2514,8 +2556,8 @@ fn decode(
     let mut malformed = 0usize;
     for next in stdin_lines_checked() {
         let (line_no, line) = next?;
-        // (the code as given, its decoding) or (why there is none, whether the line was bad)
-        let answer: std::result::Result<(String, String), (String, bool)> = match line {
+        // (the code read, its decoding) or (why there is none, whether the line was bad)
+        let answer: std::result::Result<(Vec<f32>, String), (String, bool)> = match line {
             Err(_) => {
                 if !json_out {
                     eprintln!("line {line_no}: not UTF-8");
@@ -2554,14 +2596,21 @@ fn decode(
                                 &mut rng,
                             )?
                             .remove(0);
-                        Ok((given, text))
+                        Ok((code, text))
                     }
                 }
             }
         };
         match answer {
             Ok((code, text)) if json_out => {
-                let obj = json!({"code": code, "text": text});
+                // The code as read (whatever form the line gave it in): bits as a 0/1 string,
+                // as `encode` writes them; continuous codes as numbers.
+                let code = if coder.is_binary() {
+                    json!(explore::bit_string(&code))
+                } else {
+                    json!(code)
+                };
+                let obj = json!({"line": line_no, "code": code, "text": text});
                 writeln!(out, "{}", crate::printable::to_json_line(&obj)?)?;
             }
             Ok((_, text)) => writeln!(out, "{}", Shown(&text))?,
@@ -2592,10 +2641,23 @@ fn real_words_of(
     coder: &Coder,
     asked: bool,
 ) -> Result<Option<std::sync::Arc<crate::model::word_trie::WordTrie>>> {
-    let Ok(engine) = coder.sequence_model("decode in real words") else {
+    if !asked {
         return Ok(None);
+    }
+    // Asked where it changes nothing: refused (no sentence decoder) or noted (whole words).
+    let Ok(engine) = coder.sequence_model("decode in real words") else {
+        bail!(
+            "--real-words keeps sentence decodings to the training corpus's words; a `{}` model decodes to its top words, all of them its vocabulary's already",
+            coder.kind_name()
+        );
     };
-    if !asked || !crate::coder::seq::real_words_apply(engine) {
+    if !engine.kind().has_latent() {
+        bail!(
+            "--real-words keeps decodings of codes to the training corpus's words; an `lm` has no code (its samples are drawn word by word)"
+        );
+    }
+    if !crate::coder::seq::real_words_apply(engine) {
+        eprintln!("note: --real-words changes nothing here: the model's vocabulary is whole words");
         return Ok(None);
     }
     let words = crate::coder::seq::corpus_words(engine)
@@ -2608,17 +2670,31 @@ fn path(
     ckpt: &Option<PathBuf>,
     a: &str,
     b: &str,
-    seed: u64,
-    steps: usize,
+    seed: Option<u64>,
+    steps: Option<usize>,
     slerp: bool,
     real_words: bool,
     json_out: bool,
 ) -> Result<()> {
-    if !(1..=MAX_PATH_STEPS).contains(&steps) {
+    if let Some(steps) = steps.filter(|s| !(1..=MAX_PATH_STEPS).contains(s)) {
         bail!("--steps must be within 1..={MAX_PATH_STEPS}, got {steps}");
     }
     // Any model that decodes: sentences per step, or a bag-of-words decoder's top words.
     let coder = Coder::load(&resolve(ckpt), &Device::Cpu)?;
+    // A flag that would change nothing is refused, not ignored.
+    if coder.is_binary() && (steps.is_some() || slerp) {
+        bail!(
+            "--steps and --slerp shape an interpolation between continuous codes; a `{}` model's path flips one bit a step (as many steps as the two codes differ in bits), in the order --seed draws",
+            coder.kind_name()
+        );
+    }
+    if !coder.is_binary() && seed.is_some() {
+        bail!(
+            "--seed orders the flips of a binary path; an interpolation between a `{}` model's continuous codes draws nothing (--steps sets its length)",
+            coder.kind_name()
+        );
+    }
+    let (seed, steps) = (seed.unwrap_or(0), steps.unwrap_or(8));
     let words = real_words_of(&coder, real_words)?;
     let walk = coder.walk_path(a, b, seed, steps, slerp, words.as_deref())?;
     let binary = walk.binary;
@@ -2671,12 +2747,17 @@ fn sample(
     let words = real_words_of(&coder, real_words)?;
     let kind = coder.kind_name();
     let binary = coder.is_binary();
-    let prior = prior.unwrap_or(crate::coder::PriorChoice::Uniform);
     if binary && temperature.is_some() {
         bail!(
             "--temperature sets σ of a gaussian prior (or word sampling for `lm`); a `{kind}` model's prior is bits, drawn uniformly or with --prior means"
         );
     }
+    if !coder.capabilities().encodes && prior.is_some() {
+        bail!(
+            "--prior chooses how codes are drawn; an `{kind}` model has no code: it samples words (their temperature is --temperature)"
+        );
+    }
+    let prior = prior.unwrap_or(crate::coder::PriorChoice::Uniform);
     if !binary && prior == crate::coder::PriorChoice::Means {
         bail!(
             "--prior means draws each bit with its corpus mean; a `{kind}` model has no bits (its prior is N(0, t²I): set t with --temperature)"
@@ -2745,6 +2826,14 @@ fn flip(
     }
     let words = real_words_of(&coder, real_words)?;
     let e = coder.encode_text(sentence)?;
+    // What the model did not read (unknown words, a bag's stop words, a cut): said, not hidden
+    // behind the shown sentence.
+    let notices = e.notices();
+    if !json_out {
+        for n in &notices {
+            eprintln!("note: {}", Shown(n));
+        }
+    }
     let (ids, code) = (e.ids, e.code);
     let l = code.len();
     if let Some(&bad) = bits.iter().find(|&&b| b >= l) {
@@ -2799,7 +2888,8 @@ fn flip(
         println!(
             "{}",
             crate::printable::to_json_pretty(&json!({
-                "sentence": e.shown, "code": explore::bit_string(&code), "decoding": texts[0],
+                "input": sentence, "sentence": e.shown, "notices": notices,
+                "code": explore::bit_string(&code), "decoding": texts[0],
                 measure: ppl[0], "flips": flips, format!("per_bit_{measure}"): &ppl[1..],
                 "per_bit_exact": !approximate,
             }))?
@@ -2832,11 +2922,18 @@ fn flip(
             }
         };
         let largest = ppl[1..].iter().map(|&p| rise(p)).fold(0.0, f64::max);
+        // The bars' base is the current code scored as they are (8-bit): it can differ from
+        // the exact headline in the last digits, so it says so.
         println!(
-            "  bit {:>9} {:>9} (bars: the rise over the current code's {:.3}, longest {})",
+            "  bit {:>9} {:>9} (bars: the rise over the current code's {:.3}{}, longest {})",
             measure,
             "rise",
             bars_base,
+            if approximate {
+                " as the 8-bit layer scores it"
+            } else {
+                ""
+            },
             rise_text(largest, effects.nll)
         );
         for j in 0..l {

@@ -454,6 +454,8 @@ pub fn code_stats(
             kind: Capabilities::of_bow(model).kind,
             sentences: bags.len(),
             tokens: bags.iter().flatten().map(|&(_, c)| c as usize).sum(),
+            // A bag's perplexity is per word of the bag (no <eos>): the same count.
+            words: bags.iter().flatten().map(|&(_, c)| c as usize).sum(),
             ppl,
             nll_per_sentence,
             kl_per_sentence: kl_per_dim.iter().sum::<f64>() / n,

@@ -311,11 +311,19 @@ impl Coder {
 
     /// Binary codes (0.0 / 1.0) of texts; an error for continuous models.
     pub fn codes(&self, texts: &[&str], progress: &mut dyn FnMut(f64)) -> Result<Vec<Vec<f32>>> {
+        if !self.capabilities().encodes {
+            bail!(
+                "`{}` holds an `{}` model, which has no encoder and so no codes",
+                self.path().display(),
+                self.kind_name()
+            );
+        }
         if !self.is_binary() {
             bail!(
-                "`{}` holds a `{}` model with continuous codes; Hamming search needs binary codes (binary sequence kinds, nash or lsh)",
+                "`{}` holds a `{}` model ({}), whose codes are continuous; this needs binary codes (binary sequence kinds, nash or lsh) — `search` and the explorer's Neighbors tab search continuous codes by cosine, indexing them themselves",
                 self.path().display(),
-                self.config().family()
+                self.kind_name(),
+                self.config().describe()
             );
         }
         self.features(texts, FeatureKind::Codes, progress)

@@ -1,0 +1,315 @@
+//! What a new user's review of the command line found: figures a user had to script for,
+//! messages that named the wrong thing, flags that were silently ignored. Each test fails on
+//! the code before its fix.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args(["--threads", "1"])
+        .args(args)
+        .output()
+        .expect("run latent-tui")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The one-line error of a command that must fail.
+fn fails(args: &[&str]) -> String {
+    let o = run(args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        !o.status.success(),
+        "{args:?} should fail: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(err.contains("error"), "{args:?}: {err}");
+    err
+}
+
+/// `eval` prints what the docs quote (the flip-growth extremes with their bits, the most
+/// correlated pair), the word count its perplexity is per, and names a `--sentences` file
+/// without a split.
+#[test]
+fn eval_names_its_extremes_and_what_it_counted() {
+    let f = common::fixtures();
+    let b = f.binary.to_str().unwrap();
+    let text = ok(&["eval", b, "--flip-sentences", "5", "--recon-sentences", "3"]);
+    let line = |needle: &str| -> String {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle}: {text}"))
+            .to_string()
+    };
+    let json = common::run_json(&[
+        "eval",
+        b,
+        "--flip-sentences",
+        "5",
+        "--recon-sentences",
+        "3",
+        "--json",
+    ]);
+    let report = &json["report"];
+    let words = report["words"].as_u64().expect("words in the JSON report");
+    assert!(words > 0 && words <= report["tokens"].as_u64().unwrap());
+    assert!(line("target tokens").contains(&format!("{words} words (+ <eos>)")));
+    // The flip-growth summary agrees with the table.
+    let growth: Vec<f64> = report["bits"]["flip_growth"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_f64().unwrap())
+        .collect();
+    let (hi_bit, hi) =
+        growth
+            .iter()
+            .enumerate()
+            .fold((0, f64::MIN), |b, (j, &g)| if g > b.1 { (j, g) } else { b });
+    let summary = line("flip growth:");
+    assert!(
+        summary.contains(&format!("largest {:+.1}% (bit {hi_bit})", hi * 100.0)),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("of {} flips raise perplexity", growth.len())),
+        "{summary}"
+    );
+    // The most correlated pair by name.
+    let corr: Vec<Vec<f64>> =
+        serde_json::from_value(report["bits"]["correlation"].clone()).unwrap();
+    let mut best = (0.0, 0, 0);
+    for i in 0..corr.len() {
+        for j in i + 1..corr.len() {
+            if corr[i][j].abs() > best.0 {
+                best = (corr[i][j].abs(), i, j);
+            }
+        }
+    }
+    let c = line("code correlation");
+    assert!(
+        c.contains(&format!("{:.3} (bits {} and {})", best.0, best.1, best.2)),
+        "{c}"
+    );
+    // A file of sentences has no split.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mine.txt");
+    std::fs::write(&file, "the small dog sees the cat\na red bird\n").unwrap();
+    let text = ok(&[
+        "eval",
+        b,
+        "--sentences",
+        file.to_str().unwrap(),
+        "--flip-sentences",
+        "0",
+    ]);
+    let header = text.lines().nth(2).unwrap();
+    assert!(
+        header.contains("mine.txt: 2 sentences") && !header.contains("/ test"),
+        "{header}"
+    );
+}
+
+/// A bag-of-words `eval --max-sentences N` counted the documents without a known word over the
+/// whole split ("10 documents … (18 … skipped)"): now among the first N.
+#[test]
+fn bag_of_words_eval_counts_skips_among_the_documents_it_evaluates() {
+    let f = common::fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c");
+    std::fs::create_dir(&corpus).unwrap();
+    let known = "the small dog sees the cat\n".repeat(3);
+    std::fs::write(corpus.join("train.txt"), &known).unwrap();
+    std::fs::write(corpus.join("valid.txt"), &known).unwrap();
+    std::fs::write(
+        corpus.join("test.txt"),
+        "xyzzy plugh\nthe small dog sees the cat\nquux frob\nfoo bar\na red bird\n",
+    )
+    .unwrap();
+    let c = corpus.to_str().unwrap();
+    for (n, skipped, documents) in [("2", 1, 1), ("5", 3, 2)] {
+        let json = common::run_json(&[
+            "eval",
+            f.nvdm.to_str().unwrap(),
+            "--corpus",
+            c,
+            "--max-sentences",
+            n,
+            "--json",
+        ]);
+        assert_eq!(json["skipped_empty"], skipped, "{n}: {json}");
+        assert_eq!(json["score"]["documents"], documents, "{n}: {json}");
+    }
+}
+
+/// Messages that named the wrong thing.
+#[test]
+fn refusals_name_the_model_and_the_way_out() {
+    let f = common::fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    // An index of another model: not "a different version of" this one, and the advice does
+    // not overwrite it.
+    let nash_index = dir.path().join("nash.index.safetensors");
+    ok(&[
+        "index",
+        f.nash.to_str().unwrap(),
+        "--out",
+        nash_index.to_str().unwrap(),
+    ]);
+    let e = fails(&[
+        "search",
+        f.binary.to_str().unwrap(),
+        "the red cat",
+        "--index",
+        nash_index.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("nash.safetensors")
+            && !e.contains("different version")
+            && e.contains("--out FILE"),
+        "{e}"
+    );
+    // `index` of an lm: it has no codes (not "continuous codes"); of a gaussian: continuous.
+    let out = dir.path().join("x.index.safetensors");
+    let e = fails(&[
+        "index",
+        f.lm.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(e.contains("no encoder") && !e.contains("continuous"), "{e}");
+    let e = fails(&[
+        "index",
+        f.gaussian.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("`gaussian` model") && e.contains("continuous") && !e.contains("`seq`"),
+        "{e}"
+    );
+    // `sample --prior` of an lm: it has no prior over codes at all.
+    let e = fails(&["sample", f.lm.to_str().unwrap(), "--prior", "means"]);
+    assert!(e.contains("no code") && !e.contains("N(0"), "{e}");
+}
+
+/// `decode --json` put the input line, escaped, under `code`: now the code it read.
+#[test]
+fn decode_json_gives_the_code_it_read() {
+    let f = common::fixtures();
+    let b = f.binary.to_str().unwrap();
+    let encoded = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args(["--threads", "1", "encode", b])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"the small dog sees the cat\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let line = String::from_utf8(encoded.stdout).unwrap();
+    let bits = serde_json::from_str::<serde_json::Value>(line.trim()).unwrap()["code"].clone();
+    let decoded = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args(["--threads", "1", "decode", b, "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(line.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let out: serde_json::Value = serde_json::from_slice(&decoded.stdout).unwrap();
+    assert_eq!(out["code"], bits, "{out}");
+    assert_eq!(out["line"], 1);
+}
+
+/// Flags that would change nothing are refused with the reason (docs/cli.md promises it).
+#[test]
+fn flags_that_would_do_nothing_are_refused() {
+    let f = common::fixtures();
+    let (b, g) = (f.binary.to_str().unwrap(), f.gaussian.to_str().unwrap());
+    for (args, needle) in [
+        (
+            vec!["path", b, "a red cat", "the old dog", "--steps", "3"],
+            "--steps and --slerp",
+        ),
+        (
+            vec!["path", b, "a red cat", "the old dog", "--slerp"],
+            "--steps and --slerp",
+        ),
+        (
+            vec!["path", g, "a red cat", "the old dog", "--seed", "4"],
+            "--seed orders",
+        ),
+        (vec!["decode", b, "--temperature", "0.5"], "--sample"),
+        (vec!["decode", b, "--length-penalty", "0.5"], "--beam"),
+        (
+            vec!["sample", f.nash.to_str().unwrap(), "--real-words"],
+            "top words",
+        ),
+        (
+            vec!["sample", f.lm.to_str().unwrap(), "--real-words"],
+            "no code",
+        ),
+        (
+            vec!["eval", f.lm.to_str().unwrap(), "--real-words"],
+            "reconstructs nothing",
+        ),
+        (
+            vec!["eval", f.nash.to_str().unwrap(), "--recon-beam", "4"],
+            "bags of words",
+        ),
+    ] {
+        let e = fails(&args);
+        assert!(e.contains(needle), "{args:?}: {e}");
+    }
+    // Still accepted where they do something.
+    ok(&["path", b, "a red cat", "the old dog", "--seed", "4"]);
+    ok(&[
+        "path",
+        g,
+        "a red cat",
+        "the old dog",
+        "--steps",
+        "3",
+        "--slerp",
+    ]);
+}
+
+/// `flip` on a bag-of-words model showed the bag as "sentence" with the dropped words unsaid;
+/// it says them (as `search` does) and its JSON keeps the input.
+#[test]
+fn flip_says_what_the_model_left_out() {
+    let f = common::fixtures();
+    let nash = f.nash.to_str().unwrap();
+    let o = run(&["flip", nash, "the small dog sees the xyzzy cat"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("note: ") && err.contains("left out of the bag") && err.contains("xyzzy"),
+        "{err}"
+    );
+    let json = common::run_json(&["flip", nash, "the small dog sees the xyzzy cat", "--json"]);
+    assert_eq!(json["input"], "the small dog sees the xyzzy cat");
+    assert!(
+        json["notices"][0].as_str().unwrap().contains("xyzzy"),
+        "{json}"
+    );
+}
