@@ -313,3 +313,52 @@ fn flip_says_what_the_model_left_out() {
         "{json}"
     );
 }
+
+/// `analogy` and `attribute` decoded raw (the shipped model's "a large catal") where the
+/// explorer keeps to real words: `--real-words` as on `flip`, `path`, `sample` and `decode`;
+/// their JSON writes binary codes as `encode` does.
+#[test]
+fn analogy_and_attribute_keep_to_real_words_and_write_codes_as_encode_does() {
+    let shipped = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/checkpoints/binary.safetensors"
+    );
+    let args = [
+        "analogy",
+        shipped,
+        "a small dog",
+        "a large dog",
+        "a small cat",
+        "--json",
+    ];
+    let raw = common::run_json(&args);
+    let mut real_args = args.to_vec();
+    real_args.push("--real-words");
+    let real = common::run_json(&real_args);
+    let last = |v: &serde_json::Value| v["decodings"][3].as_str().unwrap().to_string();
+    assert!(last(&raw).split(' ').any(|w| w == "catal"), "{raw}");
+    assert!(!last(&real).split(' ').any(|w| w == "catal"), "{real}");
+    assert_eq!(real["real_words"], true);
+    assert_eq!(real["result"].as_str().unwrap().len(), 256);
+    let v = common::run_json(&[
+        "--threads",
+        "1",
+        "attribute",
+        shipped,
+        "a small dog",
+        "--from",
+        "noun.animal",
+        "--to",
+        "noun.artifact",
+        "--real-words",
+        "--json",
+    ]);
+    assert_eq!(v["real_words"], true);
+    for key in ["code", "edited"] {
+        let bits = v[key].as_str().unwrap_or_else(|| panic!("{key}: {v}"));
+        assert!(
+            bits.len() == 256 && bits.bytes().all(|b| b == b'0' || b == b'1'),
+            "{bits}"
+        );
+    }
+}

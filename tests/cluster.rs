@@ -501,11 +501,13 @@ fn commands_on_a_sequence_autoencoder() -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let codes = v["codes"].as_array().unwrap();
-    let result: Vec<f64> = serde_json::from_value(v["result"].clone())?;
-    let bit = |c: &serde_json::Value, i: usize| c[i].as_f64().unwrap();
+    // Binary codes as `encode` writes them: `0101…` strings.
+    let codes: Vec<Vec<u8>> = (v["codes"].as_array().unwrap().iter())
+        .map(|c| c.as_str().unwrap().bytes().collect())
+        .collect();
+    let result = v["result"].as_str().unwrap().as_bytes();
     for (i, &r) in result.iter().enumerate() {
-        let (a, b, c) = (bit(&codes[0], i), bit(&codes[1], i), bit(&codes[2], i));
+        let (a, b, c) = (codes[0][i], codes[1][i], codes[2][i]);
         assert_eq!(r, if a != b { b } else { c }, "bit {i}");
     }
     assert_eq!(v["decodings"].as_array().unwrap().len(), 4);

@@ -97,6 +97,10 @@ pub struct AttributeArgs {
     /// Seed of the examples averaged per label.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Keep the decodings to words of the training corpus, as the explorer does by default
+    /// (subword models; needs the corpus).
+    #[arg(long)]
+    pub real_words: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -108,9 +112,22 @@ pub struct AnalogyArgs {
     /// checkpoints/binary.safetensors).
     #[arg(num_args = 3..=4, required = true, value_name = "ARG")]
     pub args: Vec<String>,
+    /// Keep the decodings to words of the training corpus, as the explorer does by default
+    /// (subword models; needs the corpus).
+    #[arg(long)]
+    pub real_words: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A code in JSON as `encode` writes it: bits as a `0101…` string, continuous codes as numbers.
+fn code_json(code: &[f32], binary: bool) -> serde_json::Value {
+    if binary {
+        json!(bit_string(code))
+    } else {
+        json!(code)
+    }
 }
 
 /// Splits positional values into an optional leading checkpoint and the `n` texts after it
@@ -277,7 +294,12 @@ fn attribute(args: AttributeArgs) -> Result<()> {
     }
     let code = encode_one(&coder, &sentence)?;
     let edited = vector.apply(&code, strength);
-    let decoded = model.decode_codes(&[code.clone(), edited.clone()], DECODED_WORDS)?;
+    let words = super::real_words_of(&coder, args.real_words)?;
+    let decoded = model.decode_codes_restricted(
+        &[code.clone(), edited.clone()],
+        DECODED_WORDS,
+        words.as_deref(),
+    )?;
     let changed = binary.then(|| changed_bits(&code, &edited));
     if args.json {
         println!(
@@ -286,7 +308,8 @@ fn attribute(args: AttributeArgs) -> Result<()> {
                 "checkpoint": path, "model": coder.config().describe(), "corpus": corpus.name,
                 "sentence": sentence, "unknown_words": coder.unknown_words(&sentence),
                 "vector": vector, "ranked": vector.ranked(), "strength": strength,
-                "code": code, "edited": edited, "changed_bits": changed,
+                "code": code_json(&code, binary), "edited": code_json(&edited, binary),
+                "changed_bits": changed, "real_words": words.is_some(),
                 "decoding": decoded.as_ref().map(|d| &d[0]),
                 "edited_decoding": decoded.as_ref().map(|d| &d[1]),
             }))?
@@ -348,7 +371,8 @@ fn analogy_command(args: AnalogyArgs) -> Result<()> {
     let result = analogy(&codes[0], &codes[1], &codes[2], binary);
     let mut all = codes.clone();
     all.push(result.clone());
-    let decoded = model.decode_codes(&all, DECODED_WORDS)?;
+    let words = super::real_words_of(&coder, args.real_words)?;
+    let decoded = model.decode_codes_restricted(&all, DECODED_WORDS, words.as_deref())?;
     let rule = if binary {
         "per bit, C + B − A rounded at ½: B's bit where A and B differ, else C's"
     } else {
@@ -359,8 +383,10 @@ fn analogy_command(args: AnalogyArgs) -> Result<()> {
             "{}",
             crate::printable::to_json_pretty(&json!({
                 "checkpoint": path, "model": coder.config().describe(), "rule": rule,
-                "a": sentences[0], "b": sentences[1], "c": sentences[2], "codes": codes, "result": result,
-                "decodings": decoded,
+                "a": sentences[0], "b": sentences[1], "c": sentences[2],
+                "codes": codes.iter().map(|c| code_json(c, binary)).collect::<Vec<_>>(),
+                "result": code_json(&result, binary), "decodings": decoded,
+                "real_words": words.is_some(),
                 "changed_bits": binary.then(|| changed_bits(&codes[2], &result)),
             }))?
         );

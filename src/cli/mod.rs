@@ -2637,7 +2637,7 @@ fn decode(
 /// The training corpus's words when `--real-words` asks for them (None where they do not
 /// apply, [`crate::coder::seq::real_words_apply`]: a bag-of-words or word-level model decodes
 /// only its vocabulary's words anyway, an `lm` samples unrestricted).
-fn real_words_of(
+pub(super) fn real_words_of(
     coder: &Coder,
     asked: bool,
 ) -> Result<Option<std::sync::Arc<crate::model::word_trie::WordTrie>>> {
