@@ -209,8 +209,8 @@ pub fn corpus_codes(
     CodedCorpus::encode(coder, corpus, split, max_entries, seed, progress)
 }
 
-/// The cluster count when none is asked for: one per gold label present (when there are at
-/// least two), else 10.
+/// The cluster count when none is asked for: one per gold label present (when there are two
+/// to [`MAX_DEFAULT_K`], at least five entries each on average), else 10.
 pub fn default_k(data: &CodedCorpus) -> usize {
     let labels = data
         .labels
@@ -218,12 +218,18 @@ pub fn default_k(data: &CodedCorpus) -> usize {
         .flatten()
         .collect::<std::collections::BTreeSet<_>>()
         .len();
-    if labels > 1 {
+    // Labels that are nearly one per entry (a factors corpus labels each sentence with its
+    // whole tuple of factor values) are not groups: 500 entries gave k = 500 and cost 0.
+    if (2..=MAX_DEFAULT_K).contains(&labels) && labels * 5 <= data.labels.len() {
         labels
     } else {
         10
     }
 }
+
+/// Most clusters [`default_k`] gives from gold labels; more labels than this, or fewer than
+/// five entries a label, are not taken for groups.
+pub const MAX_DEFAULT_K: usize = 100;
 
 /// The clustering method when none is asked for: k-medoids for bits, k-means otherwise.
 pub fn default_method(binary: bool) -> ClusterMethod {

@@ -362,3 +362,26 @@ fn analogy_and_attribute_keep_to_real_words_and_write_codes_as_encode_does() {
         );
     }
 }
+
+/// On the factors corpus every sentence's label is its whole tuple of factor values: the
+/// default k was one cluster per entry ("k = 300 … cost 0.0").
+#[test]
+fn the_default_cluster_count_ignores_labels_that_are_not_groups() {
+    let shipped = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/checkpoints/factors.safetensors"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let v = common::run_json(&[
+        "--threads",
+        "1",
+        "--cache-dir",
+        dir.path().to_str().unwrap(),
+        "cluster",
+        shipped,
+        "--max-entries",
+        "300",
+        "--json",
+    ]);
+    assert_eq!(v["options"]["k"], 10, "{}", v["options"]);
+}

@@ -38,7 +38,8 @@ pub struct ClusterArgs {
     /// Corpus to cluster (default: the checkpoint's own).
     #[arg(long)]
     pub corpus: Option<String>,
-    /// Number of clusters (default: the corpus's number of gold labels, else 10).
+    /// Number of clusters (default: the corpus's number of gold labels when 2 to 100, at least
+    /// five entries each on average, else 10).
     #[arg(short = 'k', long, value_parser = crate::cli::flags::count)]
     pub k: Option<usize>,
     /// kmedoids or kmodes (binary codes, Hamming distance) or kmeans (default: kmedoids for
