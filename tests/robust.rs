@@ -1,0 +1,139 @@
+//! Robustness of the outputs a run writes: file-size limits, interrupted and failed saves,
+//! signals, locks, permissions and output paths.
+
+mod fixtures;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fixtures::cmd::{bin, run_cmd, temp_dir};
+
+/// The entries of `dir`, hidden ones included, sorted.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The temporaries (`.NAME.PID.tmp`) left in `dir`.
+fn temporaries_in(dir: &Path) -> Vec<String> {
+    files_in(dir)
+        .into_iter()
+        .filter(|n| n.starts_with('.') && n.ends_with(".tmp"))
+        .collect()
+}
+
+/// The binary with `args`, run in `dir` under `ulimit -f blocks`.
+fn limited(dir: &Path, blocks: u32, args: &[&str]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit -f {blocks}; exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_latent-tui"))
+        .arg("--threads")
+        .arg("1")
+        .args(args)
+        .current_dir(dir);
+    cmd
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the run failed with exit 1 and one `error:` line.
+fn one_line_error(out: &Output, what: &str) -> String {
+    let e = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{what}: {:?}: {e}", out.status);
+    let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{what}: {e}");
+    errors[0].to_string()
+}
+
+/// A directory holding the tiny corpus (`c.tsv`) and a small checkpoint trained on it
+/// (`m.safetensors`, with its optimiser state).
+fn trained_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = temp_dir();
+    std::fs::copy(fixtures::corpus_file(), dir.path().join("c.tsv")).unwrap();
+    let out = run_cmd(
+        {
+            let mut c = bin();
+            c.current_dir(dir.path())
+                .args(train_args("m.safetensors", 2));
+            c
+        },
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = dir.path().join("m.safetensors");
+    (dir, m)
+}
+
+/// `train` of a tiny model on `c.tsv` for `steps` steps into `out`.
+fn train_args(out: &str, steps: u32) -> Vec<String> {
+    [
+        "--threads",
+        "1",
+        "train",
+        "--corpus",
+        "c.tsv",
+        "--out",
+        out,
+        "--vocab-size",
+        "50",
+        "--embed-dim",
+        "8",
+        "--hidden-dim",
+        "8",
+        "--latent-dim",
+        "4",
+        "--valid-every",
+        "0",
+        "--steps",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([steps.to_string()])
+    .collect()
+}
+
+#[test]
+fn a_file_size_limit_fails_a_save_with_one_line_and_no_temporary() {
+    let (dir, _) = trained_dir();
+    let d = dir.path();
+    let before = files_in(d);
+    let sentences = "the red cat sees a rope\n".repeat(400);
+    let train: Vec<String> = train_args("new.safetensors", 2)
+        .into_iter()
+        .skip(2)
+        .collect();
+    let train: Vec<&str> = train.iter().map(String::as_str).collect();
+    for args in [
+        train,
+        vec![
+            "index",
+            "m.safetensors",
+            "--corpus",
+            "c.tsv",
+            "--out",
+            "i.safetensors",
+        ],
+        vec!["encode", "m.safetensors", "--out", "codes.jsonl"],
+        vec![
+            "map",
+            "m.safetensors",
+            "--corpus",
+            "c.tsv",
+            "--out",
+            "map.tsv",
+        ],
+    ] {
+        let out = run_cmd(limited(d, 4, &args), Some(&sentences));
+        let line = one_line_error(&out, &format!("{args:?}"));
+        assert!(line.contains("too large"), "{args:?}: {line}");
+        assert_eq!(temporaries_in(d), Vec::<String>::new(), "{args:?}");
+        assert_eq!(files_in(d), before, "{args:?}");
+    }
+}
