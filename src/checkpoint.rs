@@ -309,6 +309,20 @@ pub fn save(
     provenance: &Provenance,
     storage: Storage,
 ) -> Result<()> {
+    write_atomically(
+        path,
+        &checkpoint_bytes(tensors, config, vocab, provenance, storage)?,
+    )
+}
+
+/// The bytes of a checkpoint file holding `tensors` with the config, vocabulary and provenance.
+fn checkpoint_bytes(
+    tensors: &[(String, Tensor)],
+    config: &ModelConfig,
+    vocab: &Vocab,
+    provenance: &Provenance,
+    storage: Storage,
+) -> Result<Vec<u8>> {
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT.to_string());
     meta.insert("config".to_string(), serde_json::to_string(config)?);
@@ -341,9 +355,8 @@ pub fn save(
         }
         stored.push((name.clone(), s));
     }
-    let bytes = safetensors::serialize(stored.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
-        .context("serialising checkpoint")?;
-    write_atomically(path, &bytes)
+    safetensors::serialize(stored.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
+        .context("serialising checkpoint")
 }
 
 /// Saves every parameter of `varmap` under its name.
@@ -355,15 +368,82 @@ pub fn save_varmap(
     provenance: &Provenance,
     storage: Storage,
 ) -> Result<()> {
+    stage_varmap(path, varmap, config, vocab, provenance, storage)?.commit()
+}
+
+/// [`save_varmap`] up to the rename: the checkpoint written and synced to its temporary, put in
+/// place by [`Staged::commit`] (a training run renames its optimiser state first, so a failed
+/// save leaves both files as they were).
+pub fn stage_varmap(
+    path: &Path,
+    varmap: &VarMap,
+    config: &ModelConfig,
+    vocab: &Vocab,
+    provenance: &Provenance,
+    storage: Storage,
+) -> Result<Staged> {
     let tensors: Vec<(String, Tensor)> = named_vars(varmap)
         .into_iter()
         .map(|(n, v)| (n, v.as_tensor().clone()))
         .collect();
-    save(path, &tensors, config, vocab, provenance, storage)
+    stage(
+        path,
+        &checkpoint_bytes(&tensors, config, vocab, provenance, storage)?,
+    )
 }
 
 /// Writes `bytes` to a temporary sibling of `path`, syncs, then renames it into place.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    stage(path, bytes)?.commit()
+}
+
+/// A file written and synced to its temporary sibling (`.NAME.PID.tmp`), not yet renamed into
+/// place: [`Staged::commit`] renames it; dropped uncommitted, the temporary is removed. Files
+/// that belong together (a checkpoint and its optimiser state, a corpus's splits) are all
+/// staged before any is renamed, so a failed write replaces none of them.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: PathBuf,
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    /// Renames the temporary over the file it stands for.
+    pub fn commit(mut self) -> Result<()> {
+        fs::rename(&self.tmp, &self.path).with_context(|| {
+            format!("renaming {} to {}", self.tmp.display(), self.path.display())
+        })?;
+        self.committed = true;
+        Ok(())
+    }
+
+    /// The path the file will have once committed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Renames each of `staged` into place, in order: the first rename is where a failure can still
+/// leave every file as it was.
+pub fn commit_all(staged: Vec<Staged>) -> Result<()> {
+    for s in staged {
+        s.commit()?;
+    }
+    Ok(())
+}
+
+/// [`write_atomically`] up to the rename: `bytes` written and synced to the temporary sibling of
+/// `path`, which [`Staged::commit`] renames into place.
+pub fn stage(path: &Path, bytes: &[u8]) -> Result<Staged> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -384,20 +464,18 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         }
     }
     remove_stale_temporaries(dir, &name);
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut f = create_temporary(&tmp)?;
-        f.write_all(bytes)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let staged = Staged {
+        tmp: dir.join(format!(".{name}.{}.tmp", std::process::id())),
+        path: path.to_path_buf(),
+        committed: false,
+    };
+    let tmp = &staged.tmp;
+    let mut f = create_temporary(tmp)?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.sync_all()
+        .with_context(|| format!("syncing {}", tmp.display()))?;
+    Ok(staged)
 }
 
 /// Creates the temporary file `tmp` afresh (O_EXCL) after removing whatever has that name,

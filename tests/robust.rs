@@ -39,6 +39,27 @@ fn limited(dir: &Path, blocks: u32, args: &[&str]) -> Command {
     cmd
 }
 
+/// The binary with `args`, run in `dir` with its file-size limit (RLIMIT_FSIZE) at `bytes`.
+fn limited_bytes(dir: &Path, bytes: u64, args: &[&str]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = bin();
+    cmd.args(args).current_dir(dir);
+    // SAFETY: setrlimit is async-signal-safe; it runs in the child between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes as libc::rlim_t,
+                rlim_max: bytes as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -135,5 +156,82 @@ fn a_file_size_limit_fails_a_save_with_one_line_and_no_temporary() {
         assert!(line.contains("too large"), "{args:?}: {line}");
         assert_eq!(temporaries_in(d), Vec::<String>::new(), "{args:?}");
         assert_eq!(files_in(d), before, "{args:?}");
+    }
+}
+
+#[test]
+fn a_failed_optimiser_state_write_leaves_the_checkpoint_and_state_as_they_were() {
+    let (dir, m) = trained_dir();
+    let d = dir.path();
+    let state = d.join("m.train-state.safetensors");
+    // A bag-of-words run beside it: its own checkpoint and state.
+    let nash = |steps: &str| -> Vec<String> {
+        [
+            "--threads",
+            "1",
+            "train",
+            "--kind",
+            "nash",
+            "--corpus",
+            "c.tsv",
+            "--out",
+            "n.safetensors",
+            "--vocab-size",
+            "50",
+            "--latent-dim",
+            "4",
+            "--valid-every",
+            "0",
+            "--steps",
+            steps,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let out = run_cmd(
+        {
+            let mut c = bin();
+            c.current_dir(d).args(nash("2"));
+            c
+        },
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let n = d.join("n.safetensors");
+    let n_state = d.join("n.train-state.safetensors");
+
+    for (checkpoint, state, args) in [
+        (&m, &state, {
+            let mut a = train_args("m.safetensors", 4);
+            a.push("--resume".into());
+            a
+        }),
+        (&n, &n_state, {
+            let mut a = nash("4");
+            a.push("--resume".into());
+            a
+        }),
+    ] {
+        let (ckpt_before, state_before) = (
+            std::fs::read(checkpoint).unwrap(),
+            std::fs::read(state).unwrap(),
+        );
+        // Room for the checkpoint, not for the optimiser state (about 1.5 times larger).
+        let ckpt_len = ckpt_before.len() as u64;
+        assert!(state_before.len() as u64 > ckpt_len + ckpt_len / 4);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_cmd(limited_bytes(d, ckpt_len + ckpt_len / 8, &args), None);
+        let line = one_line_error(&out, &format!("{args:?}"));
+        assert!(line.contains("train-state"), "{line}");
+        assert!(
+            std::fs::read(checkpoint).unwrap() == ckpt_before,
+            "{args:?}: the checkpoint changed"
+        );
+        assert!(
+            std::fs::read(state).unwrap() == state_before,
+            "{args:?}: the optimiser state changed"
+        );
+        assert_eq!(temporaries_in(d), Vec::<String>::new(), "{args:?}");
     }
 }
