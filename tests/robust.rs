@@ -235,3 +235,46 @@ fn a_failed_optimiser_state_write_leaves_the_checkpoint_and_state_as_they_were()
         assert_eq!(temporaries_in(d), Vec::<String>::new(), "{args:?}");
     }
 }
+
+#[test]
+fn corpus_factors_replaces_its_three_splits_together_or_not_at_all() {
+    let dir = temp_dir();
+    let d = dir.path();
+    let args = |seed: &str| -> Vec<String> {
+        [
+            "corpus", "factors", "--out", "f", "--seed", seed, "--train", "20", "--valid", "20",
+            "--test", "2000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let first: Vec<String> = args("1");
+    let out = run_cmd(
+        {
+            let mut c = bin();
+            c.current_dir(d).args(&first);
+            c
+        },
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let f = d.join("f");
+    let read = |name: &str| std::fs::read(f.join(name)).unwrap();
+    let before: Vec<Vec<u8>> = ["train.tsv", "valid.tsv", "test.tsv"]
+        .iter()
+        .map(|n| read(n))
+        .collect();
+    let largest_small = before[0].len().max(before[1].len()) as u64;
+    assert!(before[2].len() as u64 > 4 * largest_small);
+    // Another seed, with room for train.tsv and valid.tsv but not test.tsv.
+    let second = args("2");
+    let second: Vec<&str> = second.iter().map(String::as_str).collect();
+    let out = run_cmd(limited_bytes(d, 2 * largest_small, &second), None);
+    let line = one_line_error(&out, "corpus factors");
+    assert!(line.contains("test.tsv"), "{line}");
+    for (name, bytes) in ["train.tsv", "valid.tsv", "test.tsv"].iter().zip(&before) {
+        assert!(read(name) == *bytes, "{name} changed");
+    }
+    assert_eq!(temporaries_in(&f), Vec::<String>::new());
+}
