@@ -278,3 +278,119 @@ fn corpus_factors_replaces_its_three_splits_together_or_not_at_all() {
     }
     assert_eq!(temporaries_in(&f), Vec::<String>::new());
 }
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Opens the explorer on a pseudo-terminal, sends it `signal` once it has drawn, and returns
+/// how it ended, what it wrote and the terminal's local flags after it died.
+fn explorer_signalled(signal: libc::c_int) -> (std::process::ExitStatus, Vec<u8>, libc::tcflag_t) {
+    use std::os::fd::FromRawFd;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let (mut master, mut slave) = (0, 0);
+    let size = libc::winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors; the name and termios pointers may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(rc, 0, "openpty");
+    // SAFETY: fcntl on a descriptor this function owns.
+    unsafe {
+        let flags = libc::fcntl(master, libc::F_GETFL);
+        libc::fcntl(master, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    let dup = |fd: libc::c_int| {
+        // SAFETY: dup of an open descriptor, owned by the Stdio it becomes.
+        unsafe { Stdio::from(std::os::fd::OwnedFd::from_raw_fd(libc::dup(fd))) }
+    };
+    let mut child = bin()
+        .args(["--threads", "1"])
+        .arg(fixtures::binary_checkpoint())
+        .env("TERM", "xterm-256color")
+        .stdin(dup(slave))
+        .stdout(dup(slave))
+        .stderr(dup(slave))
+        .spawn()
+        .expect("spawn the explorer");
+    let mut output = Vec::new();
+    let read_some = |output: &mut Vec<u8>| {
+        let mut buf = [0u8; 65536];
+        loop {
+            // SAFETY: reading into a local buffer of the given size.
+            let n = unsafe { libc::read(master, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            output.extend_from_slice(&buf[..n as usize]);
+        }
+    };
+    let started = Instant::now();
+    loop {
+        read_some(&mut output);
+        if let Some(at) = find(&output, b"\x1b[?1049h") {
+            if output.len() > at + 2000 {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the explorer did not draw: {}",
+            String::from_utf8_lossy(&output)
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the explorer exited early ({status}): {}",
+                String::from_utf8_lossy(&output)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, signal);
+    }
+    let status = child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    read_some(&mut output);
+    // SAFETY: tcgetattr into a zeroed termios; closing descriptors this function opened.
+    let lflag = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(slave, &mut t), 0);
+        libc::close(slave);
+        libc::close(master);
+        t.c_lflag
+    };
+    (status, output, lflag)
+}
+
+#[test]
+fn the_explorer_restores_the_terminal_on_kill_int() {
+    use std::os::unix::process::ExitStatusExt;
+    let (status, output, lflag) = explorer_signalled(libc::SIGINT);
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status}");
+    let entered = find(&output, b"\x1b[?1049h").expect("the explorer entered the alternate screen");
+    let after = &output[entered..];
+    assert!(
+        find(after, b"\x1b[?1049l").is_some(),
+        "the alternate screen was left"
+    );
+    assert!(find(after, b"\x1b[?25h").is_some(), "cursor shown");
+    assert!(
+        lflag & libc::ICANON != 0 && lflag & libc::ECHO != 0,
+        "the terminal is back in canonical mode with echo"
+    );
+}
