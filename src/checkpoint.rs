@@ -666,7 +666,7 @@ impl OutputLock {
                 .with_context(|| format!("creating the lock file {}", lock.display()))?;
             if !try_lock(&file)? {
                 bail!(
-                    "another run is writing `{}` (it holds {}); wait for it to finish or choose another --out",
+                    "another run is writing `{}` (it holds {}); wait for it to finish or choose another output path",
                     out.display(),
                     lock.display()
                 );

@@ -1,6 +1,7 @@
 //! Robustness of the outputs a run writes: file-size limits, interrupted and failed saves,
 //! signals, locks, permissions and output paths.
 
+mod common;
 mod fixtures;
 
 use std::path::{Path, PathBuf};
@@ -393,4 +394,70 @@ fn the_explorer_restores_the_terminal_on_kill_int() {
         lflag & libc::ICANON != 0 && lflag & libc::ECHO != 0,
         "the terminal is back in canonical mode with echo"
     );
+}
+
+#[test]
+fn the_train_tab_takes_the_output_lock_train_takes() {
+    use crossterm::event::KeyCode;
+    use latent_tui::checkpoint::OutputLock;
+    use latent_tui::model::LatentKind;
+    use latent_tui::train::TrainConfig;
+    use latent_tui::tui::app::{AppOptions, TabId};
+    use latent_tui::tui::harness::Harness;
+    use latent_tui::tui::train::{quick_defaults, Phase};
+    let f = common::fixtures();
+    let dir = temp_dir();
+    let out = dir.path().join("run.safetensors");
+    let cfg = TrainConfig {
+        corpus: f.corpus.display().to_string(),
+        out: out.clone(),
+        vocab_size: 100,
+        embed_dim: 8,
+        hidden_dim: 16,
+        latent_dim: 8,
+        steps: 2,
+        batch_tokens: 200,
+        valid_every: 0,
+        valid_sentences: 10,
+        checkpoint_every: 0,
+        ..quick_defaults(LatentKind::Binary)
+    };
+    // Another run (here: this process, as `train` does) holds the output.
+    let lock = OutputLock::acquire(&out).unwrap();
+    let engine = latent_tui::engine::Engine::load(&f.binary, &candle_core::Device::Cpu).unwrap();
+    let mut h = Harness::new(
+        engine,
+        AppOptions {
+            train_defaults: cfg,
+            ..AppOptions::default()
+        },
+    );
+    common::goto(&mut h, TabId::Train);
+    h.key(KeyCode::Char('s'));
+    assert!(h.wait_for(std::time::Duration::from_secs(120), |app| {
+        !app.tabs.train.running()
+    }));
+    h.join_training();
+    let phase = h.app.tabs.train.run.as_ref().expect("a run").phase.clone();
+    assert!(
+        matches!(&phase, Phase::Failed(e) if e.contains("another run is writing")),
+        "{phase:?}\n{}",
+        h.screen()
+    );
+    assert!(!out.exists());
+    assert!(!latent_tui::train::state_path(&out).exists());
+    // Released, the tab trains.
+    drop(lock);
+    h.key(KeyCode::Char('s'));
+    assert!(h.wait_for(std::time::Duration::from_secs(120), |app| {
+        !app.tabs.train.running()
+    }));
+    h.join_training();
+    let phase = h.app.tabs.train.run.as_ref().expect("a run").phase.clone();
+    assert!(
+        matches!(phase, Phase::Finished(_)),
+        "{phase:?}\n{}",
+        h.screen()
+    );
+    assert!(out.exists());
 }

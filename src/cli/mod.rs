@@ -1489,7 +1489,7 @@ fn train(args: TrainArgs) -> Result<()> {
     );
     // The output is checked before any work: never a directory or device, never a file this
     // run did not write (a corpus, another run's checkpoint) unless --force; --resume
-    // continues the checkpoint there. One run at a time writes it.
+    // continues the checkpoint there. One run at a time writes it (the job takes its lock).
     let resume = match &job {
         TrainJob::Seq(c) => c.resume,
         TrainJob::Bow(c) => c.resume,
@@ -1516,7 +1516,7 @@ fn train(args: TrainArgs) -> Result<()> {
         &crate::checkpoint::is_optimiser_state_file,
         args.force,
     )?;
-    let _lock = crate::checkpoint::OutputLock::acquire(&out)?;
+    // The output is locked by the job itself (`TrainJob::run`), as it is for the Train tab.
     let steps = job.steps();
     // With --time and no --steps the step count is a formality: show steps done, not a total.
     let open_ended = job.time_limit_secs().is_some() && steps >= u64::MAX / 4;
