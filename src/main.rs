@@ -13,6 +13,10 @@ fn main() {
     latent_tui::keep_freed_memory();
     let cli = latent_tui::cli::parse();
     if let Err(e) = latent_tui::cli::run(cli) {
+        // Stopped by a signal after saving: its exit status, and no error line.
+        if let Some(latent_tui::cli::Interrupted(code)) = e.downcast_ref() {
+            std::process::exit(*code);
+        }
         // An error may quote a file's contents (a corpus line, a token, a stored path).
         let message = format!("{e:#}");
         eprintln!("error: {}", latent_tui::printable::shown(&message));

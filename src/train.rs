@@ -812,7 +812,11 @@ pub struct ValidStats {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TrainOutcome {
+    /// The step the model is at (counted from the start of training, across resumes).
     pub steps_done: u64,
+    /// The step this run started from (0, or the step of the checkpoint it resumed): a run
+    /// stopped with `steps_done == start_step` finished no step and saved nothing.
+    pub start_step: u64,
     pub path: PathBuf,
     pub cancelled: bool,
     pub last_valid: Option<ValidStats>,
@@ -1389,12 +1393,21 @@ pub fn run_loop(
     }
     let outcome = TrainOutcome {
         steps_done: step,
+        start_step: s.start_step,
         path: s.out.clone(),
         cancelled,
         last_valid,
     };
     send(TrainEvent::Finished(outcome.clone()));
     Ok(outcome)
+}
+
+impl TrainOutcome {
+    /// Whether the run was stopped before it finished a step, so that it saved nothing (a
+    /// resumed run's checkpoint stays at `start_step`).
+    pub fn saved_nothing(&self) -> bool {
+        self.cancelled && self.steps_done == self.start_step
+    }
 }
 
 /// Losses of one batch: (objective to minimise, summed NLL, summed KL).

@@ -461,3 +461,133 @@ fn the_train_tab_takes_the_output_lock_train_takes() {
     );
     assert!(out.exists());
 }
+
+/// Spawns `train` in `dir` with `args`, its standard error piped, reading it up to the line for
+/// which `until` holds; `ignore` is set to SIG_IGN in the child first (as `nohup` does).
+fn spawn_train(
+    dir: &Path,
+    args: &[String],
+    ignore: Option<libc::c_int>,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+) {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let mut cmd = bin();
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(sig) = ignore {
+        // SAFETY: signal is async-signal-safe; it runs in the child between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::signal(sig, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().unwrap();
+    let err = std::io::BufReader::new(child.stderr.take().unwrap());
+    (child, err)
+}
+
+/// Reads lines of `err` into `seen` until one starts with `prefix`.
+fn read_until(err: &mut impl std::io::BufRead, seen: &mut String, prefix: &str) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "no {prefix:?}: {seen}"
+        );
+        *seen += &line;
+        if line.starts_with(prefix) {
+            return;
+        }
+    }
+}
+
+fn signal(child: &std::process::Child, sig: libc::c_int) {
+    // SAFETY: kill on the id of a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+fn long_run(out: &str) -> Vec<String> {
+    let mut a = train_args(out, 1_000_000);
+    a.extend(["--log-every", "1", "--checkpoint-every", "0"].map(String::from));
+    a
+}
+
+#[test]
+fn a_train_stopped_by_a_signal_saves_then_exits_128_plus_the_signal() {
+    let dir = temp_dir();
+    let d = dir.path();
+    std::fs::copy(fixtures::corpus_file(), d.join("c.tsv")).unwrap();
+    for (sig, code) in [
+        (libc::SIGINT, 130),
+        (libc::SIGTERM, 143),
+        (libc::SIGHUP, 129),
+    ] {
+        let name = format!("m{sig}.safetensors");
+        let (mut child, mut err) = spawn_train(d, &long_run(&name), None);
+        let mut seen = String::new();
+        read_until(&mut err, &mut seen, "step 2/");
+        signal(&child, sig);
+        std::io::Read::read_to_string(&mut err, &mut seen).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "signal {sig}: {seen}");
+        assert!(seen.contains("stopped after"), "{seen}");
+        let c = latent_tui::checkpoint::Checkpoint::read(&d.join(&name), &candle_core::Device::Cpu)
+            .unwrap();
+        assert!(c.provenance.step >= 2);
+    }
+}
+
+#[test]
+fn a_train_stopped_before_its_first_step_says_nothing_was_saved() {
+    let dir = temp_dir();
+    let d = dir.path();
+    // A corpus large enough that preparing it (reading, the vocabulary) takes a while: the
+    // signal arrives before the first step.
+    let mut text = String::new();
+    for i in 0..200_000 {
+        text += &format!("the cat{} sees a dog{} near tree{i}\n", i % 977, i % 1013);
+    }
+    std::fs::write(d.join("c.tsv"), text).unwrap();
+    let (mut child, mut err) = spawn_train(d, &long_run("m.safetensors"), None);
+    let mut seen = String::new();
+    read_until(&mut err, &mut seen, "training a");
+    signal(&child, libc::SIGINT);
+    std::io::Read::read_to_string(&mut err, &mut seen).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(
+        seen.contains("stopped before a step finished; nothing saved"),
+        "{seen}"
+    );
+    assert!(!seen.contains("checkpoint m.safetensors"), "{seen}");
+    assert!(!d.join("m.safetensors").exists());
+}
+
+#[test]
+fn train_leaves_a_signal_it_inherited_as_ignored_ignored() {
+    let dir = temp_dir();
+    let d = dir.path();
+    std::fs::copy(fixtures::corpus_file(), d.join("c.tsv")).unwrap();
+    // As under `nohup`: SIGHUP ignored.
+    let (mut child, mut err) = spawn_train(d, &long_run("m.safetensors"), Some(libc::SIGHUP));
+    let mut seen = String::new();
+    read_until(&mut err, &mut seen, "step 2/");
+    signal(&child, libc::SIGHUP);
+    let from = seen.len();
+    // Well after the hang-up, the run goes on.
+    read_until(&mut err, &mut seen, "step 40/");
+    assert!(!seen[from..].contains("stopping"), "{seen}");
+    assert!(child.try_wait().unwrap().is_none(), "{seen}");
+    signal(&child, libc::SIGTERM);
+    std::io::Read::read_to_string(&mut err, &mut seen).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(143), "{seen}");
+}

@@ -709,6 +709,7 @@ pub fn train_bow(
         save(0, &metrics, &opt)?;
         let outcome = TrainOutcome {
             steps_done: 0,
+            start_step: 0,
             path: cfg.out.clone(),
             cancelled: false,
             last_valid: None,
