@@ -449,10 +449,6 @@ pub fn stage(path: &Path, bytes: &[u8]) -> Result<Staged> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("`{}` is not a file path", path.display()))?;
-    let name = name.to_string_lossy();
     if let Ok(meta) = fs::metadata(path) {
         // Renaming over a device, pipe or directory would replace the node itself (as root,
         // `/dev/null` became a regular file).
@@ -463,19 +459,50 @@ pub fn stage(path: &Path, bytes: &[u8]) -> Result<Staged> {
             );
         }
     }
-    remove_stale_temporaries(dir, &name);
+    let (tmp, mut f) = temporary_for(path)?;
     let staged = Staged {
-        tmp: dir.join(format!(".{name}.{}.tmp", std::process::id())),
+        tmp,
         path: path.to_path_buf(),
         committed: false,
     };
     let tmp = &staged.tmp;
-    let mut f = create_temporary(tmp)?;
     f.write_all(bytes)
         .with_context(|| format!("writing {}", tmp.display()))?;
     f.sync_all()
         .with_context(|| format!("syncing {}", tmp.display()))?;
     Ok(staged)
+}
+
+/// The temporary a save of `path` writes before renaming it into place (`.NAME.PID.tmp` beside
+/// it), created afresh ([`create_temporary`]) after removing the temporaries of saves of `path`
+/// that were killed mid-write. When `path` exists, the temporary gets its permissions, so that a
+/// replaced file keeps them (a private 0600 checkpoint or index stays private).
+pub fn temporary_for(path: &Path) -> Result<(PathBuf, fs::File)> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .with_context(|| format!("`{}` is not a file path", path.display()))?
+        .to_string_lossy();
+    remove_stale_temporaries(dir, &name);
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let file = create_temporary(&tmp)?;
+    if let Some(meta) = fs::metadata(path).ok().filter(|m| m.is_file()) {
+        if let Err(e) = file.set_permissions(meta.permissions()) {
+            drop(file);
+            let _ = fs::remove_file(&tmp);
+            return Err(e).with_context(|| {
+                format!(
+                    "giving {} the permissions of {}",
+                    tmp.display(),
+                    path.display()
+                )
+            });
+        }
+    }
+    Ok((tmp, file))
 }
 
 /// Creates the temporary file `tmp` afresh (O_EXCL) after removing whatever has that name,
@@ -654,8 +681,15 @@ impl OutputLock {
                     lock.display()
                 );
             }
+            // Nor a directory, pipe or device (opening a pipe would block).
+            if fs::symlink_metadata(&lock).is_ok_and(|m| !m.is_file()) {
+                bail!(
+                    "the lock file {} is not a regular file; latent-tui keeps a plain file there (move it away)",
+                    lock.display()
+                );
+            }
             let mut options = fs::OpenOptions::new();
-            options.create(true).truncate(false).write(true);
+            options.create(true).truncate(false).read(true).write(true);
             #[cfg(unix)]
             {
                 use std::os::unix::fs::OpenOptionsExt;
@@ -674,13 +708,35 @@ impl OutputLock {
             // A run that just finished may have removed the file this one locked: lock the
             // file that is there now.
             if same_file(&file, &lock) {
+                // A file of someone else's at that name is neither emptied nor removed: only an
+                // empty one or one a run wrote (its process id) is taken.
+                if !is_our_lock(&file) {
+                    bail!(
+                        "{} exists and is not a latent-tui lock file (it holds something else); move it away or choose another output path",
+                        lock.display()
+                    );
+                }
                 // Through the file held, not the path.
                 let _ = file.set_len(0);
+                let _ = std::io::Seek::seek(&mut &file, std::io::SeekFrom::Start(0));
                 let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
                 return Ok(Self { lock, _file: file });
             }
         }
     }
+}
+
+/// Whether the lock file held open as `file` is empty or holds what [`OutputLock::acquire`]
+/// writes: a process id and a newline.
+fn is_our_lock(file: &fs::File) -> bool {
+    use std::io::Read;
+    let mut head = Vec::new();
+    if file.take(32).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    let digits = head.strip_suffix(b"\n").unwrap_or(&head);
+    head.is_empty()
+        || (!digits.is_empty() && digits.len() <= 20 && digits.iter().all(u8::is_ascii_digit))
 }
 
 impl Drop for OutputLock {

@@ -591,3 +591,93 @@ fn train_leaves_a_signal_it_inherited_as_ignored_ignored() {
     std::io::Read::read_to_string(&mut err, &mut seen).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(143), "{seen}");
 }
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn ok_in(dir: &Path, args: &[String], stdin: Option<&str>) {
+    let mut c = bin();
+    c.current_dir(dir).args(args);
+    let out = run_cmd(c, stdin);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_replaced_file_keeps_its_permissions() {
+    let (dir, m) = trained_dir();
+    let d = dir.path();
+    let state = d.join("m.train-state.safetensors");
+    let index = d.join("i.safetensors");
+    let codes = d.join("codes.jsonl");
+    let index_args = strings(&[
+        "index",
+        "m.safetensors",
+        "--corpus",
+        "c.tsv",
+        "--out",
+        "i.safetensors",
+    ]);
+    let encode_args = strings(&["encode", "m.safetensors", "--out", "codes.jsonl"]);
+    ok_in(d, &index_args, None);
+    ok_in(d, &encode_args, Some("the red cat\n"));
+    for path in [&m, &state, &index, &codes] {
+        set_mode(path, 0o600);
+    }
+    let mut resume = train_args("m.safetensors", 4);
+    resume.push("--resume".into());
+    ok_in(d, &resume, None);
+    ok_in(d, &index_args, None);
+    ok_in(d, &encode_args, Some("the old dog\n"));
+    for path in [&m, &state, &index, &codes] {
+        assert_eq!(mode(path), 0o600, "{}", path.display());
+    }
+    assert!(std::fs::read_to_string(&codes).unwrap().contains("old dog"));
+}
+
+#[test]
+fn a_file_of_the_users_at_the_lock_path_is_refused_not_emptied() {
+    let dir = temp_dir();
+    let d = dir.path();
+    std::fs::copy(fixtures::corpus_file(), d.join("c.tsv")).unwrap();
+    let lock = d.join(".new.safetensors.lock");
+    std::fs::write(&lock, "my notes\n").unwrap();
+    let mut c = bin();
+    c.current_dir(d).args(train_args("new.safetensors", 2));
+    let out = run_cmd(c, None);
+    let line = one_line_error(&out, "train");
+    assert!(line.contains("not a latent-tui lock file"), "{line}");
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), "my notes\n");
+    assert!(!d.join("new.safetensors").exists());
+    // A lock a killed run left (its process id) is taken, and removed after the run.
+    std::fs::write(&lock, "4194999\n").unwrap();
+    ok_in(d, &train_args("new.safetensors", 2), None);
+    assert!(!lock.exists());
+    assert!(d.join("new.safetensors").exists());
+}
+
+#[test]
+fn an_interrupted_encodes_temporary_is_removed_by_the_next_one() {
+    let (dir, _) = trained_dir();
+    let d = dir.path();
+    // What `encode --out codes.jsonl` killed mid-write leaves (process 4194999 is gone).
+    let stale = d.join(".codes.jsonl.4194999.tmp");
+    std::fs::write(&stale, "{\"line\":1}\n").unwrap();
+    ok_in(
+        d,
+        &strings(&["encode", "m.safetensors", "--out", "codes.jsonl"]),
+        Some("the red cat\n"),
+    );
+    assert!(!stale.exists());
+    assert_eq!(temporaries_in(d), Vec::<String>::new());
+}

@@ -2167,15 +2167,9 @@ impl Output {
             &|p| is_encode_output(p, format, width),
             force,
         )?;
-        let name = path
-            .file_name()
-            .with_context(|| format!("`{}` is not a file path", path.display()))?;
-        let tmp = path.with_file_name(format!(
-            ".{}.{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let file = crate::checkpoint::create_temporary(&tmp)?;
+        // Created as every save's temporary is: an interrupted run's left-over removed, the
+        // replaced file's permissions kept.
+        let (tmp, file) = crate::checkpoint::temporary_for(path)?;
         Ok(Output::File {
             file: Some(std::io::BufWriter::new(NamedFile {
                 file,
