@@ -536,6 +536,22 @@ pub fn check_output_target(
     )
 }
 
+/// The longest file name most file systems take (ext4, xfs, btrfs, tmpfs: 255 bytes).
+const NAME_MAX: usize = 255;
+/// What a save's temporary adds to the name: `.` before, `.PID.tmp` after (a PID of up to ten
+/// digits).
+const TEMPORARY_EXTRA: usize = 1 + 1 + 10 + 4;
+
+/// Whether `path` as spelled can only name a directory: it ends with `/` or `/.` (a path
+/// library would read `newdir/` as the file `newdir`, and the save fail only at its rename).
+fn names_a_directory(path: &Path) -> bool {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    bytes.ends_with(b"/")
+        || bytes.ends_with(b"/.")
+        || bytes == b"."
+        || (cfg!(windows) && (bytes.ends_with(b"\\") || bytes.ends_with(b"\\.")))
+}
+
 /// [`check_output_target`] where `remedy` says what to do about an existing file that is not
 /// `what` (the command line's "pass --force"; the explorer's Train tab has no such flag).
 pub fn check_output_target_or(
@@ -546,8 +562,17 @@ pub fn check_output_target_or(
     remedy: &str,
 ) -> Result<()> {
     let shown = path.display();
-    if path.file_name().is_none() {
+    if path.file_name().is_none() || names_a_directory(path) {
         bail!("`{shown}` is not a file path; {what} is written to a file");
+    }
+    // The save writes `.NAME.PID.tmp` beside it first (and `train` a `.NAME.lock`): a name
+    // too long for those fails only at the end, the work lost.
+    let name_len = path.file_name().map_or(0, |n| n.as_encoded_bytes().len());
+    if name_len + TEMPORARY_EXTRA > NAME_MAX {
+        bail!(
+            "the file name of `{shown}` is {name_len} bytes, too long for the temporary a save writes beside it (at most {} bytes)",
+            NAME_MAX - TEMPORARY_EXTRA
+        );
     }
     match fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

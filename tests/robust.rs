@@ -681,3 +681,38 @@ fn an_interrupted_encodes_temporary_is_removed_by_the_next_one() {
     assert!(!stale.exists());
     assert_eq!(temporaries_in(d), Vec::<String>::new());
 }
+
+#[test]
+fn an_output_path_naming_a_directory_or_too_long_a_name_is_refused_before_any_work() {
+    let (dir, _) = trained_dir();
+    let d = dir.path();
+    let long = format!("{}.safetensors", "x".repeat(236));
+    for out in ["newdir/", "newdir/.", long.as_str()] {
+        let mut train = train_args(out, 2);
+        train.drain(..2);
+        for args in [
+            train,
+            strings(&["index", "m.safetensors", "--corpus", "c.tsv", "--out", out]),
+            strings(&["encode", "m.safetensors", "--out", out]),
+            strings(&["convert", "m.safetensors", out]),
+            strings(&["map", "m.safetensors", "--corpus", "c.tsv", "--out", out]),
+            strings(&["map", "m.safetensors", "--corpus", "c.tsv", "--png", out]),
+        ] {
+            let before = files_in(d);
+            let mut c = bin();
+            c.current_dir(d).args(&args);
+            let result = run_cmd(c, Some("the red cat\n"));
+            let line = one_line_error(&result, &format!("{args:?}"));
+            assert!(
+                line.contains("is not a file path") || line.contains("too long"),
+                "{args:?}: {line}"
+            );
+            let e = stderr(&result);
+            assert!(
+                !e.contains("step 1") && !e.contains("training a"),
+                "{args:?}: {e}"
+            );
+            assert_eq!(files_in(d), before, "{args:?}");
+        }
+    }
+}
