@@ -808,7 +808,7 @@ fn same_file(_file: &fs::File, path: &Path) -> bool {
 
 /// Removes `.NAME.PID.tmp` files that saves of `name` killed mid-write left in `dir`, where
 /// the process PID no longer runs (a live one may be saving right now).
-fn remove_stale_temporaries(dir: &Path, name: &str) {
+pub fn remove_stale_temporaries(dir: &Path, name: &str) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };

@@ -716,3 +716,35 @@ fn an_output_path_naming_a_directory_or_too_long_a_name_is_refused_before_any_wo
         }
     }
 }
+
+#[test]
+fn an_interrupted_wordnet_conversions_partial_files_are_removed_by_the_next_one() {
+    let dir = temp_dir();
+    let d = dir.path();
+    let source = d.join("wn");
+    std::fs::create_dir_all(&source).unwrap();
+    let header = "  1 WordNet 3.0 Copyright 2006 by Princeton University.  \n";
+    for (name, lines) in [
+        ("data.noun", "00001740 05 n 01 cat 0 000 | a small domesticated feline mammal; \"the cat sat on the mat today\"  \n00001742 05 n 01 dog 0 000 | a domesticated animal that barks at the postman  \n"),
+        ("data.verb", "00002325 29 v 01 purr 0 000 01 + 02 00 | make a soft low vibrating sound like a cat  \n"),
+        ("data.adj", ""),
+        ("data.adv", ""),
+    ] {
+        std::fs::write(source.join(name), format!("{header}{lines}")).unwrap();
+    }
+    let out = d.join("corpus");
+    std::fs::create_dir_all(&out).unwrap();
+    // What a conversion killed mid-write leaves (process 4194999 is gone).
+    for name in ["train.tsv.gz", "test.tsv.gz", "LICENSE"] {
+        std::fs::write(out.join(format!(".{name}.4194999.tmp")), "partial").unwrap();
+    }
+    ok_in(
+        d,
+        &strings(&["corpus", "wordnet", "wn", "--out", "corpus"]),
+        None,
+    );
+    assert_eq!(
+        files_in(&out),
+        ["LICENSE", "test.tsv.gz", "train.tsv.gz", "valid.tsv.gz"]
+    );
+}
