@@ -308,6 +308,20 @@ pub fn save(
     provenance: &Provenance,
     storage: Storage,
 ) -> Result<()> {
+    write_atomically(
+        path,
+        &checkpoint_bytes(tensors, config, vocab, provenance, storage)?,
+    )
+}
+
+/// The bytes of a checkpoint file holding `tensors` with the config, vocabulary and provenance.
+fn checkpoint_bytes(
+    tensors: &[(String, Tensor)],
+    config: &ModelConfig,
+    vocab: &Vocab,
+    provenance: &Provenance,
+    storage: Storage,
+) -> Result<Vec<u8>> {
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT.to_string());
     meta.insert("config".to_string(), serde_json::to_string(config)?);
@@ -340,9 +354,8 @@ pub fn save(
         }
         stored.push((name.clone(), s));
     }
-    let bytes = safetensors::serialize(stored.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
-        .context("serialising checkpoint")?;
-    write_atomically(path, &bytes)
+    safetensors::serialize(stored.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
+        .context("serialising checkpoint")
 }
 
 /// Saves every parameter of `varmap` under its name.
@@ -354,24 +367,87 @@ pub fn save_varmap(
     provenance: &Provenance,
     storage: Storage,
 ) -> Result<()> {
+    stage_varmap(path, varmap, config, vocab, provenance, storage)?.commit()
+}
+
+/// [`save_varmap`] up to the rename: the checkpoint written and synced to its temporary, put in
+/// place by [`Staged::commit`] (a training run renames its optimiser state first, so a failed
+/// save leaves both files as they were).
+pub fn stage_varmap(
+    path: &Path,
+    varmap: &VarMap,
+    config: &ModelConfig,
+    vocab: &Vocab,
+    provenance: &Provenance,
+    storage: Storage,
+) -> Result<Staged> {
     let tensors: Vec<(String, Tensor)> = named_vars(varmap)
         .into_iter()
         .map(|(n, v)| (n, v.as_tensor().clone()))
         .collect();
-    save(path, &tensors, config, vocab, provenance, storage)
+    stage(
+        path,
+        &checkpoint_bytes(&tensors, config, vocab, provenance, storage)?,
+    )
 }
 
 /// Writes `bytes` to a temporary sibling of `path`, syncs, then renames it into place.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    stage(path, bytes)?.commit()
+}
+
+/// A file written and synced to its temporary sibling (`.NAME.PID.tmp`), not yet renamed into
+/// place: [`Staged::commit`] renames it; dropped uncommitted, the temporary is removed. Files
+/// that belong together (a checkpoint and its optimiser state, a corpus's splits) are all
+/// staged before any is renamed, so a failed write replaces none of them.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: PathBuf,
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    /// Renames the temporary over the file it stands for.
+    pub fn commit(mut self) -> Result<()> {
+        fs::rename(&self.tmp, &self.path).with_context(|| {
+            format!("renaming {} to {}", self.tmp.display(), self.path.display())
+        })?;
+        self.committed = true;
+        Ok(())
+    }
+
+    /// The path the file will have once committed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Renames each of `staged` into place, in order: the first rename is where a failure can still
+/// leave every file as it was.
+pub fn commit_all(staged: Vec<Staged>) -> Result<()> {
+    for s in staged {
+        s.commit()?;
+    }
+    Ok(())
+}
+
+/// [`write_atomically`] up to the rename: `bytes` written and synced to the temporary sibling of
+/// `path`, which [`Staged::commit`] renames into place.
+pub fn stage(path: &Path, bytes: &[u8]) -> Result<Staged> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("`{}` is not a file path", path.display()))?;
-    let name = name.to_string_lossy();
     if let Ok(meta) = fs::metadata(path) {
         // Renaming over a device, pipe or directory would replace the node itself (as root,
         // `/dev/null` became a regular file).
@@ -382,21 +458,50 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
             );
         }
     }
+    let (tmp, mut f) = temporary_for(path)?;
+    let staged = Staged {
+        tmp,
+        path: path.to_path_buf(),
+        committed: false,
+    };
+    let tmp = &staged.tmp;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.sync_all()
+        .with_context(|| format!("syncing {}", tmp.display()))?;
+    Ok(staged)
+}
+
+/// The temporary a save of `path` writes before renaming it into place (`.NAME.PID.tmp` beside
+/// it), created afresh ([`create_temporary`]) after removing the temporaries of saves of `path`
+/// that were killed mid-write. When `path` exists, the temporary gets its permissions, so that a
+/// replaced file keeps them (a private 0600 checkpoint or index stays private).
+pub fn temporary_for(path: &Path) -> Result<(PathBuf, fs::File)> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .with_context(|| format!("`{}` is not a file path", path.display()))?
+        .to_string_lossy();
     remove_stale_temporaries(dir, &name);
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut f = create_temporary(&tmp)?;
-        f.write_all(bytes)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    let file = create_temporary(&tmp)?;
+    if let Some(meta) = fs::metadata(path).ok().filter(|m| m.is_file()) {
+        if let Err(e) = file.set_permissions(meta.permissions()) {
+            drop(file);
+            let _ = fs::remove_file(&tmp);
+            return Err(e).with_context(|| {
+                format!(
+                    "giving {} the permissions of {}",
+                    tmp.display(),
+                    path.display()
+                )
+            });
+        }
     }
-    result
+    Ok((tmp, file))
 }
 
 /// Creates the temporary file `tmp` afresh (O_EXCL) after removing whatever has that name,
@@ -430,6 +535,22 @@ pub fn check_output_target(
     )
 }
 
+/// The longest file name most file systems take (ext4, xfs, btrfs, tmpfs: 255 bytes).
+const NAME_MAX: usize = 255;
+/// What a save's temporary adds to the name: `.` before, `.PID.tmp` after (a PID of up to ten
+/// digits).
+const TEMPORARY_EXTRA: usize = 1 + 1 + 10 + 4;
+
+/// Whether `path` as spelled can only name a directory: it ends with `/` or `/.` (a path
+/// library would read `newdir/` as the file `newdir`, and the save fail only at its rename).
+fn names_a_directory(path: &Path) -> bool {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    bytes.ends_with(b"/")
+        || bytes.ends_with(b"/.")
+        || bytes == b"."
+        || (cfg!(windows) && (bytes.ends_with(b"\\") || bytes.ends_with(b"\\.")))
+}
+
 /// [`check_output_target`] where `remedy` says what to do about an existing file that is not
 /// `what` (the command line's "pass --force"; the explorer's Train tab has no such flag).
 pub fn check_output_target_or(
@@ -440,8 +561,17 @@ pub fn check_output_target_or(
     remedy: &str,
 ) -> Result<()> {
     let shown = path.display();
-    if path.file_name().is_none() {
+    if path.file_name().is_none() || names_a_directory(path) {
         bail!("`{shown}` is not a file path; {what} is written to a file");
+    }
+    // The save writes `.NAME.PID.tmp` beside it first (and `train` a `.NAME.lock`): a name
+    // too long for those fails only at the end, the work lost.
+    let name_len = path.file_name().map_or(0, |n| n.as_encoded_bytes().len());
+    if name_len + TEMPORARY_EXTRA > NAME_MAX {
+        bail!(
+            "the file name of `{shown}` is {name_len} bytes, too long for the temporary a save writes beside it (at most {} bytes)",
+            NAME_MAX - TEMPORARY_EXTRA
+        );
     }
     match fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -575,8 +705,15 @@ impl OutputLock {
                     lock.display()
                 );
             }
+            // Nor a directory, pipe or device (opening a pipe would block).
+            if fs::symlink_metadata(&lock).is_ok_and(|m| !m.is_file()) {
+                bail!(
+                    "the lock file {} is not a regular file; latent-tui keeps a plain file there (move it away)",
+                    lock.display()
+                );
+            }
             let mut options = fs::OpenOptions::new();
-            options.create(true).truncate(false).write(true);
+            options.create(true).truncate(false).read(true).write(true);
             #[cfg(unix)]
             {
                 use std::os::unix::fs::OpenOptionsExt;
@@ -587,7 +724,7 @@ impl OutputLock {
                 .with_context(|| format!("creating the lock file {}", lock.display()))?;
             if !try_lock(&file)? {
                 bail!(
-                    "another run is writing `{}` (it holds {}); wait for it to finish or choose another --out",
+                    "another run is writing `{}` (it holds {}); wait for it to finish or choose another output path",
                     out.display(),
                     lock.display()
                 );
@@ -595,13 +732,35 @@ impl OutputLock {
             // A run that just finished may have removed the file this one locked: lock the
             // file that is there now.
             if same_file(&file, &lock) {
+                // A file of someone else's at that name is neither emptied nor removed: only an
+                // empty one or one a run wrote (its process id) is taken.
+                if !is_our_lock(&file) {
+                    bail!(
+                        "{} exists and is not a latent-tui lock file (it holds something else); move it away or choose another output path",
+                        lock.display()
+                    );
+                }
                 // Through the file held, not the path.
                 let _ = file.set_len(0);
+                let _ = std::io::Seek::seek(&mut &file, std::io::SeekFrom::Start(0));
                 let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
                 return Ok(Self { lock, _file: file });
             }
         }
     }
+}
+
+/// Whether the lock file held open as `file` is empty or holds what [`OutputLock::acquire`]
+/// writes: a process id and a newline.
+fn is_our_lock(file: &fs::File) -> bool {
+    use std::io::Read;
+    let mut head = Vec::new();
+    if file.take(32).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    let digits = head.strip_suffix(b"\n").unwrap_or(&head);
+    head.is_empty()
+        || (!digits.is_empty() && digits.len() <= 20 && digits.iter().all(u8::is_ascii_digit))
 }
 
 impl Drop for OutputLock {
@@ -648,7 +807,7 @@ fn same_file(_file: &fs::File, path: &Path) -> bool {
 
 /// Removes `.NAME.PID.tmp` files that saves of `name` killed mid-write left in `dir`, where
 /// the process PID no longer runs (a live one may be saving right now).
-fn remove_stale_temporaries(dir: &Path, name: &str) {
+pub fn remove_stale_temporaries(dir: &Path, name: &str) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };

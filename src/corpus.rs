@@ -895,6 +895,13 @@ pub fn convert_wordnet(wordnet_dir: &Path, out_dir: &Path) -> Result<WordnetRepo
         ))
     };
     let temporaries: Vec<PathBuf> = outputs.iter().map(|p| temporary(p)).collect();
+    // An interrupted conversion's partial files (`.NAME.PID.tmp` of a process gone) go, as
+    // every save's do.
+    for path in &outputs {
+        if let Some(name) = path.file_name() {
+            crate::checkpoint::remove_stale_temporaries(out_dir, &name.to_string_lossy());
+        }
+    }
     let result = write_wordnet(wordnet_dir, &temporaries);
     if result.is_err() {
         for tmp in &temporaries {

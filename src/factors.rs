@@ -331,8 +331,9 @@ fn is_our_file(path: &Path) -> Result<bool> {
 }
 
 /// Writes a factors corpus to `out` (created if needed): `train.tsv`, `valid.tsv` and
-/// `test.tsv`, each line `label<TAB>sentence` (see [`label_of`]). Each file is written
-/// atomically; existing files are replaced only when they are factors corpus files themselves.
+/// `test.tsv`, each line `label<TAB>sentence` (see [`label_of`]). The three are written to
+/// temporaries, then renamed together; existing files are replaced only when they are factors
+/// corpus files themselves.
 /// Returns the paths written.
 pub fn write_corpus(out: &Path, spec: &CorpusSpec) -> Result<Vec<PathBuf>> {
     ensure!(
@@ -348,9 +349,14 @@ pub fn write_corpus(out: &Path, spec: &CorpusSpec) -> Result<Vec<PathBuf>> {
     for path in &paths {
         is_our_file(path)?;
     }
+    // All three are written to their temporaries before any replaces its file: a failed or
+    // interrupted run leaves the splits of the last run, never a mix of two draws (another
+    // seed's test sentences among the training ones).
+    let mut staged = Vec::with_capacity(paths.len());
     for (path, bytes) in paths.iter().zip(split_bytes(&splits)) {
-        crate::checkpoint::write_atomically(path, &bytes)?;
+        staged.push(crate::checkpoint::stage(path, &bytes)?);
     }
+    crate::checkpoint::commit_all(staged)?;
     Ok(paths)
 }
 

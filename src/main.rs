@@ -2,13 +2,21 @@ fn main() {
     // Die quietly on a closed pipe (`latent-tui … | head`) like other command-line tools,
     // instead of panicking inside println!.
     #[cfg(unix)]
-    // SAFETY: resetting a signal disposition to its default before any thread starts.
+    // SAFETY: setting signal dispositions before any thread starts.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        // A write past the file-size limit (`ulimit -f`) fails with EFBIG through the normal
+        // error path (the temporary removed, one line, the terminal restored) instead of
+        // killing the process mid-save.
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     latent_tui::keep_freed_memory();
     let cli = latent_tui::cli::parse();
     if let Err(e) = latent_tui::cli::run(cli) {
+        // Stopped by a signal after saving: its exit status, and no error line.
+        if let Some(latent_tui::cli::Interrupted(code)) = e.downcast_ref() {
+            std::process::exit(*code);
+        }
         // An error may quote a file's contents (a corpus line, a token, a stored path).
         let message = format!("{e:#}");
         eprintln!("error: {}", latent_tui::printable::shown(&message));

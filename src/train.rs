@@ -812,7 +812,11 @@ pub struct ValidStats {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TrainOutcome {
+    /// The step the model is at (counted from the start of training, across resumes).
     pub steps_done: u64,
+    /// The step this run started from (0, or the step of the checkpoint it resumed): a run
+    /// stopped with `steps_done == start_step` finished no step and saved nothing.
+    pub start_step: u64,
     pub path: PathBuf,
     pub cancelled: bool,
     pub last_valid: Option<ValidStats>,
@@ -1033,6 +1037,16 @@ impl Adam {
     /// step they belong to, with the trainer's `extra` state (named vectors, such as the
     /// code's [`RunningMoments`]) beside them.
     pub fn save(&self, path: &Path, tag: &StateTag, extra: &[(&str, &[f32])]) -> Result<()> {
+        self.stage(path, tag, extra)?.commit()
+    }
+
+    /// [`Adam::save`] up to the rename (see [`checkpoint::Staged`]).
+    pub fn stage(
+        &self,
+        path: &Path,
+        tag: &StateTag,
+        extra: &[(&str, &[f32])],
+    ) -> Result<checkpoint::Staged> {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         for (name, values) in extra {
             tensors.push((
@@ -1056,7 +1070,8 @@ impl Adam {
         meta.insert("step".to_string(), tag.step.to_string());
         let bytes =
             safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))?;
-        checkpoint::write_atomically(path, &bytes)
+        drop(tensors);
+        checkpoint::stage(path, &bytes)
     }
 
     /// Restores what [`Adam::save`] wrote; returns its `extra` state by name.
@@ -1378,12 +1393,21 @@ pub fn run_loop(
     }
     let outcome = TrainOutcome {
         steps_done: step,
+        start_step: s.start_step,
         path: s.out.clone(),
         cancelled,
         last_valid,
     };
     send(TrainEvent::Finished(outcome.clone()));
     Ok(outcome)
+}
+
+impl TrainOutcome {
+    /// Whether the run was stopped before it finished a step, so that it saved nothing (a
+    /// resumed run's checkpoint stays at `start_step`).
+    pub fn saved_nothing(&self) -> bool {
+        self.cancelled && self.steps_done == self.start_step
+    }
 }
 
 /// Losses of one batch: (objective to minimise, summed NLL, summed KL).
@@ -2063,12 +2087,17 @@ pub fn train(
             &cfg.corpus,
         );
         let storage = if cfg.half { Storage::F16 } else { Storage::F32 };
-        checkpoint::save_varmap(&cfg.out, &built.varmap, &mcfg, &vocab, &provenance, storage)?;
-        adam.save(
+        // Both files are written in full before either replaces its last version, the state
+        // first: a failed save (disk full, a file-size limit) leaves the pair as it was, never
+        // a checkpoint ahead of its optimiser state.
+        let checkpoint =
+            checkpoint::stage_varmap(&cfg.out, &built.varmap, &mcfg, &vocab, &provenance, storage)?;
+        let state = adam.stage(
             &state_file,
             &StateTag::new(&mcfg, &vocab, cfg.seed, &corpus.hash, step)?,
             &moments.state(),
         )?;
+        checkpoint::commit_all(vec![state, checkpoint])?;
         send(TrainEvent::Checkpoint {
             step,
             path: cfg.out.clone(),

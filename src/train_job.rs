@@ -209,12 +209,15 @@ impl TrainJob {
     }
 
     /// Trains as the settings say, reporting through `progress`; see [`crate::train::train`]
-    /// and [`train_bow`].
+    /// and [`train_bow`]. The output is locked for the whole run
+    /// ([`crate::checkpoint::OutputLock`]), whichever front end started it: a second run on the
+    /// same checkpoint (`train` and the explorer's Train tab alike) fails at once.
     pub fn run(
         &self,
         progress: Sender<TrainEvent>,
         control: &TrainControl,
     ) -> Result<TrainOutcome> {
+        let _lock = crate::checkpoint::OutputLock::acquire(self.out())?;
         match self {
             TrainJob::Seq(c) => crate::train::train(c, progress, control),
             TrainJob::Bow(c) => train_bow(c, progress, control),

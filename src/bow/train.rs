@@ -368,6 +368,15 @@ impl BowOptimizer {
         self.adam.save(path, tag, &[])
     }
 
+    /// [`BowOptimizer::save`] up to the rename (see [`checkpoint::Staged`]).
+    pub fn stage(
+        &self,
+        path: &std::path::Path,
+        tag: &crate::train::StateTag,
+    ) -> Result<checkpoint::Staged> {
+        self.adam.stage(path, tag, &[])
+    }
+
     /// Restores moments saved by [`BowOptimizer::save`] if they belong to the run `expected`
     /// (see [`crate::train::resume_optimiser`]).
     pub fn resume(
@@ -677,11 +686,17 @@ pub fn train_bow(
             &cfg.corpus,
         );
         let storage = if cfg.half { Storage::F16 } else { Storage::F32 };
-        checkpoint::save_varmap(&cfg.out, &built.varmap, &mcfg, &vocab, &provenance, storage)?;
+        // Both files are written in full before either is renamed, the state first (as the
+        // sequence trainer does): a failed save leaves the pair as it was.
+        let checkpoint =
+            checkpoint::stage_varmap(&cfg.out, &built.varmap, &mcfg, &vocab, &provenance, storage)?;
+        let mut staged = Vec::new();
         if cfg.family != BowFamily::Lsh {
             let tag = crate::train::StateTag::new(&mcfg, &vocab, cfg.seed, &corpus.hash, step)?;
-            opt.save(&state_file, &tag)?;
+            staged.push(opt.stage(&state_file, &tag)?);
         }
+        staged.push(checkpoint);
+        checkpoint::commit_all(staged)?;
         send(TrainEvent::Checkpoint {
             step,
             path: cfg.out.clone(),
@@ -694,6 +709,7 @@ pub fn train_bow(
         save(0, &metrics, &opt)?;
         let outcome = TrainOutcome {
             steps_done: 0,
+            start_step: 0,
             path: cfg.out.clone(),
             cancelled: false,
             last_valid: None,

@@ -1493,7 +1493,7 @@ fn train(args: TrainArgs) -> Result<()> {
     );
     // The output is checked before any work: never a directory or device, never a file this
     // run did not write (a corpus, another run's checkpoint) unless --force; --resume
-    // continues the checkpoint there. One run at a time writes it.
+    // continues the checkpoint there. One run at a time writes it (the job takes its lock).
     let resume = match &job {
         TrainJob::Seq(c) => c.resume,
         TrainJob::Bow(c) => c.resume,
@@ -1520,7 +1520,7 @@ fn train(args: TrainArgs) -> Result<()> {
         &crate::checkpoint::is_optimiser_state_file,
         args.force,
     )?;
-    let _lock = crate::checkpoint::OutputLock::acquire(&out)?;
+    // The output is locked by the job itself (`TrainJob::run`), as it is for the Train tab.
     let steps = job.steps();
     // With --time and no --steps the step count is a formality: show steps done, not a total.
     let open_ended = job.time_limit_secs().is_some() && steps >= u64::MAX / 4;
@@ -1532,20 +1532,9 @@ fn train(args: TrainArgs) -> Result<()> {
         }
     };
     let control = TrainControl::default();
-    {
-        // Ctrl-C, SIGTERM (`kill`, a scheduler's stop) and SIGHUP stop after the current step
-        // and save a checkpoint; a second one kills.
-        let control = control.clone();
-        let _ = ctrlc::set_handler(move || {
-            if control.is_cancelled() {
-                std::process::exit(130);
-            }
-            eprintln!(
-                "\nstopping after this step and saving (Ctrl-C again to abort without saving)…"
-            );
-            control.cancel();
-        });
-    }
+    // Ctrl-C, SIGTERM (`kill`, a scheduler's stop) and SIGHUP stop after the current step and
+    // save a checkpoint; a second one kills. The run then exits 128 + the signal's number.
+    let stopped_by = stop_on_signals(&control);
     let (tx, rx) = mpsc::channel();
     let interactive = std::io::stderr().is_terminal();
     let bar = ProgressBar::new(steps);
@@ -1643,20 +1632,91 @@ fn train(args: TrainArgs) -> Result<()> {
             TrainEvent::Paused(p) => say(if p { "paused".into() } else { "resumed".into() }),
             TrainEvent::Finished(o) => {
                 bar.finish_and_clear();
-                eprintln!(
-                    "{} after {} steps; checkpoint {}",
-                    if o.cancelled { "stopped" } else { "finished" },
-                    o.steps_done,
-                    o.path.display()
-                );
+                if o.saved_nothing() && o.start_step > 0 {
+                    eprintln!(
+                        "stopped before a step finished; nothing saved ({} stays at step {})",
+                        o.path.display(),
+                        o.start_step
+                    );
+                } else if o.saved_nothing() {
+                    eprintln!("stopped before a step finished; nothing saved");
+                } else {
+                    eprintln!(
+                        "{} after {} steps; checkpoint {}",
+                        if o.cancelled { "stopped" } else { "finished" },
+                        o.steps_done,
+                        o.path.display()
+                    );
+                }
             }
         }
     }
     bar.finish_and_clear();
-    worker
+    let outcome = worker
         .join()
-        .map_err(|_| anyhow::anyhow!("the training thread panicked"))?
-        .map(|_| ())
+        .map_err(|_| anyhow::anyhow!("the training thread panicked"))??;
+    // A run a signal stopped is not a finished one: `train && eval` must not go on.
+    match stopped_by.load(std::sync::atomic::Ordering::SeqCst) {
+        sig if outcome.cancelled && sig > 0 => Err(Interrupted(128 + sig).into()),
+        _ => Ok(()),
+    }
+}
+
+/// A command stopped by a signal after doing what it does on one (`train` saves): `main`
+/// exits with `.0` (128 + the signal's number, as a shell reports a process it killed) and
+/// prints nothing more.
+#[derive(Debug)]
+pub struct Interrupted(pub i32);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted (exit status {})", self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Stops `control` on SIGINT, SIGTERM and SIGHUP (a second one exits at once, without saving),
+/// from a thread of its own; returns where the first signal's number is recorded (0: none).
+/// A signal the process inherited as ignored (`nohup` ignores SIGHUP; a shell's background job
+/// SIGINT) stays ignored: the parent asked that it not stop the run.
+fn stop_on_signals(control: &TrainControl) -> std::sync::Arc<std::sync::atomic::AtomicI32> {
+    use std::sync::atomic::{AtomicI32, Ordering};
+    let stopped_by = std::sync::Arc::new(AtomicI32::new(0));
+    #[cfg(unix)]
+    {
+        let wanted: Vec<i32> = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
+            .into_iter()
+            .filter(|&sig| !inherited_as_ignored(sig))
+            .collect();
+        if let Ok(mut signals) = signal_hook::iterator::Signals::new(&wanted) {
+            let control = control.clone();
+            let stopped_by = stopped_by.clone();
+            std::thread::spawn(move || {
+                for sig in signals.forever() {
+                    if control.is_cancelled() {
+                        std::process::exit(128 + sig);
+                    }
+                    stopped_by.store(sig, Ordering::SeqCst);
+                    eprintln!(
+                        "\nstopping after this step and saving (Ctrl-C or the signal again aborts without saving)…"
+                    );
+                    control.cancel();
+                }
+            });
+        }
+    }
+    stopped_by
+}
+
+/// Whether `sig`'s disposition, as this process inherited it, is to ignore it.
+#[cfg(unix)]
+fn inherited_as_ignored(sig: i32) -> bool {
+    // SAFETY: sigaction with a null new action only reads the current one into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
 }
 
 fn corpus_for(engine: &Engine, spec: &Option<String>) -> Result<Corpus> {
@@ -2149,15 +2209,9 @@ impl Output {
             &|p| is_encode_output(p, format, width),
             force,
         )?;
-        let name = path
-            .file_name()
-            .with_context(|| format!("`{}` is not a file path", path.display()))?;
-        let tmp = path.with_file_name(format!(
-            ".{}.{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let file = crate::checkpoint::create_temporary(&tmp)?;
+        // Created as every save's temporary is: an interrupted run's left-over removed, the
+        // replaced file's permissions kept.
+        let (tmp, file) = crate::checkpoint::temporary_for(path)?;
         Ok(Output::File {
             file: Some(std::io::BufWriter::new(NamedFile {
                 file,

@@ -179,16 +179,20 @@ impl Drop for TerminalGuard {
 
 /// Restores the terminal when the process dies of a signal while the explorer holds it: an
 /// abort (SIGABRT: a failed allocation, a panic under `panic = "abort"`), a crash (SIGSEGV,
-/// SIGBUS, SIGILL, SIGFPE) or a kill (SIGTERM, SIGHUP, SIGQUIT). The handler does only what is
+/// SIGBUS, SIGILL, SIGFPE) or a kill (SIGTERM, SIGHUP, SIGQUIT, SIGINT: in raw mode Ctrl-C is a
+/// key, so SIGINT comes only from `kill -INT`). A signal whose inherited disposition is "ignore"
+/// is left ignored. The handler does only what is
 /// safe inside a signal handler — put back the terminal settings saved before raw mode
 /// (`tcsetattr`) and write the escape sequences that leave the alternate screen, end
 /// bracketed paste and show the cursor (`write`) — then lets the signal take its usual course.
+/// A run in the Train tab then ends with the process, keeping its last periodic checkpoint (the
+/// steps since are lost): only quitting from the keyboard stops and saves it.
 #[cfg(unix)]
 mod fatal_signals {
     use std::cell::UnsafeCell;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    const SIGNALS: [libc::c_int; 8] = [
+    const SIGNALS: [libc::c_int; 9] = [
         libc::SIGABRT,
         libc::SIGSEGV,
         libc::SIGBUS,
@@ -197,6 +201,8 @@ mod fatal_signals {
         libc::SIGTERM,
         libc::SIGHUP,
         libc::SIGQUIT,
+        // In raw mode Ctrl-C is a key, not a signal: this is `kill -INT` from elsewhere.
+        libc::SIGINT,
     ];
     /// Bracketed paste off, leave the alternate screen, show the cursor.
     const RESTORE: &[u8] = b"\x1b[?2004l\x1b[?1049l\x1b[?25h";
@@ -250,6 +256,12 @@ mod fatal_signals {
                 libc::sigemptyset(&mut action.sa_mask);
                 let mut old: libc::sigaction = std::mem::zeroed();
                 *slot = (libc::sigaction(*sig, &action, &mut old) == 0).then_some(old);
+                // A signal the parent ignored (`nohup`, a background job's SIGINT) stays
+                // ignored: it would not have ended the process.
+                if slot.is_some_and(|old| old.sa_sigaction == libc::SIG_IGN) {
+                    libc::sigaction(*sig, &old, std::ptr::null_mut());
+                    *slot = None;
+                }
             }
         }
     }

@@ -1142,6 +1142,10 @@ fn phase_text(run: &Run) -> (String, bool) {
         Phase::Running => ("running".into(), false),
         Phase::Paused => ("paused (p resumes)".into(), false),
         Phase::Stopping => ("stopping after this step, then saving…".into(), false),
+        Phase::Finished(o) if o.saved_nothing() => (
+            "stopped before a step finished · nothing saved".to_string(),
+            false,
+        ),
         Phase::Finished(o) if o.cancelled => (
             format!(
                 "stopped after {} steps · checkpoint {}",
