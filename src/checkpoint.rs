@@ -541,6 +541,11 @@ const NAME_MAX: usize = 255;
 /// digits).
 const TEMPORARY_EXTRA: usize = 1 + 1 + 10 + 4;
 
+/// The longest file name an output may have: a save writes `.NAME.PID.tmp` beside it.
+pub fn max_output_name_len() -> usize {
+    NAME_MAX - TEMPORARY_EXTRA
+}
+
 /// Whether `path` as spelled can only name a directory: it ends with `/` or `/.` (a path
 /// library would read `newdir/` as the file `newdir`, and the save fail only at its rename).
 fn names_a_directory(path: &Path) -> bool {

@@ -56,6 +56,17 @@ pub fn bit_string(code: &[f32]) -> String {
         .collect()
 }
 
+/// A code in JSON, the one form every command writes: a binary code whose entries are all 0
+/// or 1 as a `0101…` string (what `encode` writes and `decode` reads), anything else (bit
+/// probabilities, continuous codes) as numbers.
+pub fn code_json(code: &[f32], binary: bool) -> serde_json::Value {
+    if binary && code.iter().all(|&v| v == 0.0 || v == 1.0) {
+        serde_json::Value::String(bit_string(code))
+    } else {
+        serde_json::json!(code)
+    }
+}
+
 /// Parses "0110…" (spaces and underscores ignored) into a binary code.
 pub fn parse_bits(s: &str) -> Result<Vec<f32>, String> {
     s.chars()

@@ -13,8 +13,17 @@ fn main() {
     latent_tui::keep_freed_memory();
     let cli = latent_tui::cli::parse();
     if let Err(e) = latent_tui::cli::run(cli) {
-        // Stopped by a signal after saving: its exit status, and no error line.
+        // Stopped by a signal after saving: die of that signal, as an unhandled one would
+        // (a shell running a script stops the script, and `$?` is 128 + its number), with no
+        // error line.
         if let Some(latent_tui::cli::Interrupted(code)) = e.downcast_ref() {
+            #[cfg(unix)]
+            // SAFETY: restoring a signal's default disposition and raising it; no other
+            // thread depends on the handler any more (the run is saved and over).
+            unsafe {
+                libc::signal(code - 128, libc::SIG_DFL);
+                libc::raise(code - 128);
+            }
             std::process::exit(*code);
         }
         // An error may quote a file's contents (a corpus line, a token, a stored path).

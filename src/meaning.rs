@@ -530,8 +530,8 @@ impl Meanings {
         })
     }
 
-    /// The meanings cached beside `coder`'s checkpoint when they were made from this
-    /// checkpoint file, this corpus and these options; otherwise computed now and saved there
+    /// The meanings cached beside `coder`'s checkpoint when they were made from the model it
+    /// holds (the hash of the checkpoint bytes it was loaded from), this corpus and these options; otherwise computed now and saved there
     /// (a failed save is reported in the result, not an error).
     pub fn load_or_compute(
         coder: &Coder,

@@ -385,3 +385,138 @@ fn the_default_cluster_count_ignores_labels_that_are_not_groups() {
     ]);
     assert_eq!(v["options"]["k"], 10, "{}", v["options"]);
 }
+
+/// From the review of this change: `search --index` compares the index with the model that
+/// encodes the queries, names another model's index by its file (not "another version" of a
+/// file of the same name elsewhere) and never suggests overwriting it; a continuous model whose
+/// corpus is gone is not sent to `index`, which refuses it.
+#[test]
+fn search_index_checks_against_the_model_held_and_advises_without_overwriting() {
+    use latent_tui::model::LatentKind;
+    let f = common::fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let ma = common::tiny_checkpoint(&a, &f.corpus, LatentKind::Binary, "m.safetensors");
+    let mb =
+        common::tiny_checkpoint_scaled(&b, &f.corpus, LatentKind::Binary, "m.safetensors", 3.0);
+    let ix = dir.path().join("a.index.safetensors");
+    ok(&["index", ma.to_str().unwrap(), "--out", ix.to_str().unwrap()]);
+    let e = fails(&[
+        "search",
+        mb.to_str().unwrap(),
+        "the red cat",
+        "--index",
+        ix.to_str().unwrap(),
+    ]);
+    assert!(
+        !e.contains("another version") && e.contains("--out FILE"),
+        "{e}"
+    );
+    // The same file retrained: another version of it, and rebuilding that index is the advice.
+    std::fs::copy(&mb, &ma).unwrap();
+    let e = fails(&[
+        "search",
+        ma.to_str().unwrap(),
+        "the red cat",
+        "--index",
+        ix.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("another version") && e.contains(&format!("--out {}", ix.display())),
+        "{e}"
+    );
+    // A continuous model whose corpus is gone.
+    let gone = dir.path().join("gone.txt");
+    std::fs::copy(&f.corpus, &gone).unwrap();
+    let g = common::tiny_checkpoint(dir.path(), &gone, LatentKind::Gaussian, "g.safetensors");
+    std::fs::remove_file(&gone).unwrap();
+    let e = fails(&["search", g.to_str().unwrap(), "the red cat"]);
+    assert!(
+        e.contains("own corpus only") && !e.contains("latent-tui index"),
+        "{e}"
+    );
+}
+
+/// More from the review: `decode --json` writes probabilities as numbers (they were rounded
+/// into a bit string beside a decoding of the probabilities); `eval` over codes that never vary
+/// together names no pair ("bits 0 and 0"); `--real-words` on a model without a decoder says
+/// so; a `train --out` name too long for the state beside it is refused in its own terms.
+#[test]
+fn review_mends_codes_pairs_decoders_and_name_lengths() {
+    let f = common::fixtures();
+    let b = f.binary.to_str().unwrap();
+    let bits = common::run_json(&[
+        "eval",
+        b,
+        "--flip-sentences",
+        "0",
+        "--recon-sentences",
+        "0",
+        "--max-sentences",
+        "3",
+        "--json",
+    ])["report"]["bits"]["means"]
+        .as_array()
+        .unwrap()
+        .len();
+    let probs = format!("[{}]\n", vec!["0.3"; bits].join(","));
+    let decoded = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args(["--threads", "1", "decode", b, "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(probs.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let out: serde_json::Value = serde_json::from_slice(&decoded.stdout).unwrap();
+    assert!(
+        out["code"].is_array() && (out["code"][0].as_f64().unwrap() - 0.3).abs() < 1e-6,
+        "{out}"
+    );
+    // One sentence: no two bits vary together.
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one.txt");
+    std::fs::write(&one, "the small dog sees the cat\n").unwrap();
+    let text = ok(&[
+        "eval",
+        b,
+        "--sentences",
+        one.to_str().unwrap(),
+        "--flip-sentences",
+        "0",
+    ]);
+    let line = text
+        .lines()
+        .find(|l| l.contains("code correlation"))
+        .unwrap();
+    assert!(
+        line.contains("no two bits vary together") && !line.contains("bits 0 and 0"),
+        "{line}"
+    );
+    let e = fails(&[
+        "flip",
+        f.lsh.to_str().unwrap(),
+        "the small dog",
+        "--real-words",
+    ]);
+    assert!(e.contains("no decoder") && !e.contains("top words"), "{e}");
+    let long = dir.path().join(format!("{}.safetensors", "m".repeat(220)));
+    let e = fails(&[
+        "train",
+        "--corpus",
+        f.corpus.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--out",
+        long.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("--out file name is 232 bytes") && e.contains("at most 227"),
+        "{e}"
+    );
+}

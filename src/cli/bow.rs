@@ -542,6 +542,13 @@ fn cached_index(coder: &Coder) -> Result<CachedIndex<crate::pipeline::CodeIndex>
         if coder.provenance().stored_corpus().is_some() {
             return e;
         }
+        if !coder.is_binary() {
+            // `index` builds Hamming indexes only: there is no index to point to.
+            return anyhow::anyhow!(
+                "search needs the corpus the checkpoint was trained on, `{}`, which is not here: continuous codes are searched in the model's own corpus only",
+                Shown(coder.provenance().corpus_shown())
+            );
+        }
         // `search` has no --corpus: the way to another corpus is an index of it.
         let ckpt = Shown(&coder.path().display().to_string()).to_string();
         anyhow::anyhow!(
@@ -672,10 +679,22 @@ fn search(args: SearchArgs) -> Result<()> {
     let (index, index_path) = match &args.index {
         Some(path) => {
             let index = CorpusIndex::load(path)?;
-            if !index.is_current_for(&checkpoint)? {
+            // The index must hold the codes of the model that encodes the queries: the one
+            // loaded now (its bytes' hash), or for a --code search the file as it is.
+            let current = match &args.code {
+                None => {
+                    let loaded = Coder::load(&checkpoint, &Device::Cpu)?;
+                    let same = index.meta.checkpoint_sha256 == loaded.checkpoint_sha256();
+                    coder = Some(loaded);
+                    same
+                }
+                Some(_) => index.is_current_for(&checkpoint)?,
+            };
+            if !current {
                 // Another version of this file, or another model altogether: say which.
-                let built_from = Path::new(&index.meta.checkpoint);
-                let same_name = built_from.file_name() == checkpoint.file_name();
+                let resolved = |p: &Path| std::fs::canonicalize(p).ok();
+                let same_name = resolved(Path::new(&index.meta.checkpoint))
+                    .is_some_and(|p| Some(p) == resolved(&checkpoint));
                 // Rebuilding replaces an index of another version; an index of another model
                 // is left alone (it is someone's).
                 let (whence, out) = if same_name {

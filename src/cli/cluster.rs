@@ -122,15 +122,6 @@ pub struct AnalogyArgs {
     pub json: bool,
 }
 
-/// A code in JSON as `encode` writes it: bits as a `0101…` string, continuous codes as numbers.
-fn code_json(code: &[f32], binary: bool) -> serde_json::Value {
-    if binary {
-        json!(bit_string(code))
-    } else {
-        json!(code)
-    }
-}
-
 /// Splits positional values into an optional leading checkpoint and the `n` texts after it
 /// (clap cannot leave out an optional positional that precedes required ones).
 fn checkpoint_and_texts(
@@ -309,7 +300,7 @@ fn attribute(args: AttributeArgs) -> Result<()> {
                 "checkpoint": path, "model": coder.config().describe(), "corpus": corpus.name,
                 "sentence": sentence, "unknown_words": coder.unknown_words(&sentence),
                 "vector": vector, "ranked": vector.ranked(), "strength": strength,
-                "code": code_json(&code, binary), "edited": code_json(&edited, binary),
+                "code": crate::explore::code_json(&code, binary), "edited": crate::explore::code_json(&edited, binary),
                 "changed_bits": changed, "real_words": words.is_some(),
                 "decoding": decoded.as_ref().map(|d| &d[0]),
                 "edited_decoding": decoded.as_ref().map(|d| &d[1]),
@@ -385,8 +376,8 @@ fn analogy_command(args: AnalogyArgs) -> Result<()> {
             crate::printable::to_json_pretty(&json!({
                 "checkpoint": path, "model": coder.config().describe(), "rule": rule,
                 "a": sentences[0], "b": sentences[1], "c": sentences[2],
-                "codes": codes.iter().map(|c| code_json(c, binary)).collect::<Vec<_>>(),
-                "result": code_json(&result, binary), "decodings": decoded,
+                "codes": codes.iter().map(|c| crate::explore::code_json(c, binary)).collect::<Vec<_>>(),
+                "result": crate::explore::code_json(&result, binary), "decodings": decoded,
                 "real_words": words.is_some(),
                 "changed_bits": binary.then(|| changed_bits(&codes[2], &result)),
             }))?

@@ -1513,9 +1513,20 @@ fn train(args: TrainArgs) -> Result<()> {
         args.force,
     )?;
     // The optimiser state written beside it (NAME.train-state.safetensors) is checked alike:
-    // never a directory, never a file another program made.
+    // never a directory, never a file another program made; its longer name bounds --out's.
+    let name_len = |p: &Path| p.file_name().map_or(0, |n| n.as_encoded_bytes().len());
+    let state = crate::train::state_path(&out);
+    let most = crate::checkpoint::max_output_name_len()
+        .saturating_sub(name_len(&state) - name_len(&out).min(name_len(&state)));
+    if name_len(&out) > most {
+        bail!(
+            "the --out file name is {} bytes; with the optimiser state `train` writes beside it ({}) it may be at most {most}",
+            name_len(&out),
+            Shown(&state.file_name().unwrap_or_default().to_string_lossy())
+        );
+    }
     crate::checkpoint::check_output_target(
-        &crate::train::state_path(&out),
+        &state,
         "an optimiser state (what `train` keeps beside its checkpoint for --resume)",
         &crate::checkpoint::is_optimiser_state_file,
         args.force,
@@ -1935,21 +1946,24 @@ fn print_report(engine: &Engine, source: &str, r: &EvalReport) {
             }
         }
         let l = b.correlation.len();
-        let (mut max_off, mut pair, mut above) = (0.0f64, (0, 0), 0);
+        // The most correlated pair, if any pair co-varies at all (constant bits give 0 or NaN).
+        let (mut pair, mut above) = (None::<(f64, usize, usize)>, 0);
         for i in 0..l {
             for j in i + 1..l {
                 let c = b.correlation[i][j].abs();
-                if c > max_off {
-                    (max_off, pair) = (c, (i, j));
+                if c > pair.map_or(0.0, |p| p.0) {
+                    pair = Some((c, i, j));
                 }
                 above += usize::from(c > 0.3);
             }
         }
         if l >= 2 {
             println!(
-                "  code correlation: largest |off-diagonal| {max_off:.3} (bits {} and {}); {above} of {} pairs above 0.3 (full matrix with --json)",
-                pair.0,
-                pair.1,
+                "  code correlation: largest |off-diagonal| {}; {above} of {} pairs above 0.3 (full matrix with --json)",
+                match pair {
+                    Some((c, i, j)) => format!("{c:.3} (bits {i} and {j})"),
+                    None => "0 (no two bits vary together)".to_string(),
+                },
                 l * (l - 1) / 2
             );
         }
@@ -2485,11 +2499,8 @@ fn encode(ckpt: &Option<PathBuf>, o: EncodeOptions<'_>) -> Result<()> {
                 EncodeFormat::Packed => w.write_all(&pack_bytes(&code))?,
                 EncodeFormat::Json => {
                     let mut obj = json!({"line": line_no, "text": sentence.shown, "ids": sentence.ids, "kl": enc.kl});
-                    if binary && mode != CodeMode::Mean {
-                        obj["code"] = json!(explore::bit_string(&code));
-                    } else {
-                        obj["code"] = json!(code);
-                    }
+                    // Bits as a string; the mean mode's probabilities as numbers.
+                    obj["code"] = explore::code_json(&code, binary && mode != CodeMode::Mean);
                     if binary {
                         obj["p"] = json!(enc.mean);
                     } else if let Some(s) = &enc.std {
@@ -2657,13 +2668,9 @@ fn decode(
         };
         match answer {
             Ok((code, text)) if json_out => {
-                // The code as read (whatever form the line gave it in): bits as a 0/1 string,
-                // as `encode` writes them; continuous codes as numbers.
-                let code = if coder.is_binary() {
-                    json!(explore::bit_string(&code))
-                } else {
-                    json!(code)
-                };
+                // The code as read: bits as a 0/1 string, as `encode` writes them;
+                // probabilities and continuous codes as numbers.
+                let code = explore::code_json(&code, coder.is_binary());
                 let obj = json!({"line": line_no, "code": code, "text": text});
                 writeln!(out, "{}", crate::printable::to_json_line(&obj)?)?;
             }
@@ -2699,6 +2706,12 @@ pub(super) fn real_words_of(
         return Ok(None);
     }
     // Asked where it changes nothing: refused (no sentence decoder) or noted (whole words).
+    if !coder.capabilities().decodes() {
+        bail!(
+            "--real-words keeps decodings to the training corpus's words; a `{}` model has no decoder",
+            coder.kind_name()
+        );
+    }
     let Ok(engine) = coder.sequence_model("decode in real words") else {
         bail!(
             "--real-words keeps sentence decodings to the training corpus's words; a `{}` model decodes to its top words, all of them its vocabulary's already",
@@ -2756,7 +2769,7 @@ fn path(
     if json_out {
         let steps: Vec<_> = points
             .iter()
-            .map(|p| json!({"flipped": p.flipped, "code": if binary { json!(explore::bit_string(&p.code)) } else { json!(p.code) }, "text": p.text}))
+            .map(|p| json!({"flipped": p.flipped, "code": explore::code_json(&p.code, binary), "text": p.text}))
             .collect();
         let mut obj = json!({"a": a, "b": b, "seed": seed, "steps": steps});
         if let Some(d) = walk.distance {
@@ -2841,12 +2854,7 @@ fn sample(
         words.as_deref(),
         &mut |code, text| {
             if json_out {
-                let code = if binary {
-                    json!(explore::bit_string(&code))
-                } else {
-                    json!(code)
-                };
-                let row = json!({"code": code, "text": text});
+                let row = json!({"code": explore::code_json(&code, binary), "text": text});
                 let sep = if first { "" } else { ",\n" };
                 write!(out, "{sep}    {}", crate::printable::to_json_line(&row)?)?;
             } else if binary {

@@ -384,7 +384,8 @@ impl Layout {
     }
 
     /// Whether this layout is of the index `index` (whose own freshness the index's loader
-    /// checked: same checkpoint file, same corpus) made with `opts`.
+    /// checked: the same model, by the hash of the checkpoint bytes it was loaded from, and the
+    /// same corpus) made with `opts`.
     pub fn is_fresh_for(&self, index: &IndexMeta, codes: Codes, opts: &LayoutOptions) -> bool {
         let m = &self.meta;
         m.version == LAYOUT_VERSION
