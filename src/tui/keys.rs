@@ -169,6 +169,15 @@ pub const fn real_words<A: Copy>(action: A) -> Binding<A> {
     )
 }
 
+/// [`real_words`] on a tab that decodes nothing it shows (Stats, Train, Neighbors, the cluster
+/// list): the same setting and help row, switched from here too (the footer then says where
+/// it shows), without a footer hint.
+pub const fn real_words_quiet<A: Copy>(action: A) -> Binding<A> {
+    let mut b = real_words(action);
+    b.hint = None;
+    b
+}
+
 /// A binding while a text field has the focus.
 pub const fn typing<A: Copy>(
     keys: &'static [KeyCode],

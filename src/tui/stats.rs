@@ -80,6 +80,7 @@ pub enum Action {
     More,
     Fewer,
     Meanings,
+    RealWords,
 }
 
 /// The tab's keys: dispatch, footer and help all read this table.
@@ -158,6 +159,7 @@ pub const KEYS: &[Binding<Action>] = &[
         Only::Any,
         Action::Meanings,
     ),
+    keys::real_words_quiet(Action::RealWords),
 ];
 
 impl StatsState {
@@ -195,6 +197,7 @@ impl StatsState {
             Action::Last => self.cursor = l.saturating_sub(1),
             Action::Recompute => self.request(cx),
             Action::Meanings => self.meanings_view = !self.meanings_view,
+            Action::RealWords => cx.real_words_elsewhere(),
             Action::More => {
                 self.max_sentences = (self.max_sentences * 2).min(64_000);
                 self.flip_work = (self.flip_work * 2).min(MAX_FLIP_WORK);

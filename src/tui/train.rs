@@ -686,6 +686,7 @@ pub enum Action {
     Pause,
     Stop,
     Load,
+    RealWords,
 }
 
 /// The tab's keys: dispatch, footer and help all read this table.
@@ -776,6 +777,7 @@ pub const KEYS: &[Binding<Action>] = &[
         Only::Any,
         Action::Load,
     ),
+    keys::real_words_quiet(Action::RealWords),
 ];
 
 impl TrainState {
@@ -808,6 +810,7 @@ impl TrainState {
             Action::Pause => self.pause(cx),
             Action::Stop => self.stop(cx),
             Action::Load => self.load(cx),
+            Action::RealWords => cx.real_words_elsewhere(),
             Action::Start => self.start(cx),
             Action::Up => self.selected = (self.selected.min(n - 1) + n - 1) % n,
             Action::Down => self.selected = (self.selected + 1) % n,

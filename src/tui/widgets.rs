@@ -203,6 +203,62 @@ pub fn window_notice(unit: &str, first: usize, shown: usize, total: usize) -> Op
         .then(|| format!("   showing {unit} {first}–{} of {total}", first + shown - 1))
 }
 
+/// Which items of a list of `len` a panel of `rows` lines shows so that `selected` is in view
+/// with as little scroll as possible; where items are hidden a line says how many ("↑ N more"
+/// above, "↓ N more" below; no such lines in fewer than 3 rows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListWindow {
+    /// The first item shown and how many are.
+    pub start: usize,
+    pub count: usize,
+    /// Items hidden above and below.
+    pub above: usize,
+    pub below: usize,
+    /// Whether a line above (below) the items says how many are hidden there.
+    pub marks: bool,
+}
+
+impl ListWindow {
+    pub fn new(selected: usize, len: usize, rows: usize) -> Self {
+        let sel = selected.min(len.saturating_sub(1));
+        let window = |start: usize, count: usize| ListWindow {
+            start,
+            count,
+            above: start,
+            below: len - start - count,
+            marks: rows >= 3,
+        };
+        if len <= rows {
+            return window(0, len);
+        }
+        if rows < 3 {
+            let start = (sel + 1).saturating_sub(rows.max(1));
+            return window(start, rows.min(len - start));
+        }
+        if sel < rows - 1 {
+            // The top of the list, and a line for the rest below.
+            return window(0, rows - 1);
+        }
+        if sel >= len - (rows - 1) {
+            // The end of the list, and a line for the rest above.
+            return window(len - (rows - 1), rows - 1);
+        }
+        // Lines for both; the selection on the last row.
+        let count = rows - 2;
+        window(sel + 1 - count, count)
+    }
+
+    /// The line above the items: "↑ N more", indented by `indent` columns, if any.
+    pub fn above_line(&self, indent: usize) -> Option<String> {
+        (self.marks && self.above > 0).then(|| format!("{:indent$}↑ {} more", "", self.above))
+    }
+
+    /// The line below the items: "↓ N more", if any.
+    pub fn below_line(&self, indent: usize) -> Option<String> {
+        (self.marks && self.below > 0).then(|| format!("{:indent$}↓ {} more", "", self.below))
+    }
+}
+
 /// Renders lines with word wrap.
 pub fn wrapped(buf: &mut Buffer, area: Rect, content: Vec<Line<'_>>) {
     Paragraph::new(content)

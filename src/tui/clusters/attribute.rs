@@ -11,7 +11,7 @@ use super::{window_start, Action, ClusterView, ClustersState, ClustersView, BACK
 use crate::explore::bit_string;
 use crate::structure::changed_bits;
 use crate::tui::context::{Ctx, View};
-use crate::tui::keys::{nav, Binding, Only};
+use crate::tui::keys::{self, nav, Binding, Only};
 use crate::tui::widgets;
 
 /// The attribute view.
@@ -74,6 +74,7 @@ pub const ATTRIBUTE_KEYS: &[Binding<Action>] = &[
         Action::Weaker,
     ),
     BACK,
+    keys::real_words(Action::RealWords),
 ];
 
 /// Strength steps: a bit at a time for binary codes, ¼ of the vector for continuous ones.

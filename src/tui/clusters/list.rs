@@ -99,6 +99,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         Only::Any,
         Action::Recluster,
     ),
+    keys::real_words_quiet(Action::RealWords),
 ];
 
 pub(super) fn render_list(

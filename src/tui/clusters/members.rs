@@ -33,6 +33,7 @@ pub const MEMBERS_KEYS: &[Binding<Action>] = &[
         Only::Any,
         Action::Open,
     ),
+    keys::real_words_quiet(Action::RealWords),
     BACK,
 ];
 

@@ -1,0 +1,207 @@
+//! Fixes from a user's-eye review of the explorer on the shipped checkpoints, each driven
+//! through the real app (keys against a `TestBackend`).
+
+mod common;
+
+use common::{assert_has, assert_lacks, fixtures, goto, panel_text};
+
+use candle_core::Device;
+use crossterm::event::KeyCode;
+use latent_tui::coder::Coder;
+use latent_tui::engine::Engine;
+use latent_tui::pipeline::{compute_structure, StructureJob, StructureResult};
+use latent_tui::tui::app::{AppOptions, TabId};
+use latent_tui::tui::harness::Harness;
+
+const SHIPPED_BINARY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/checkpoints/binary.safetensors"
+);
+
+fn header(screen: &str) -> &str {
+    screen.lines().next().unwrap_or_default()
+}
+
+/// The footer (the screen's last line).
+fn footer(screen: &str) -> &str {
+    screen.trim_end().lines().last().unwrap_or_default()
+}
+
+/// The analogy's result decoding.
+fn result_decoding(r: &StructureResult) -> String {
+    match r {
+        StructureResult::Analogy {
+            result_decoding, ..
+        } => result_decoding.clone(),
+        other => panic!("not an analogy: {other:?}"),
+    }
+}
+
+/// The Clusters tab's analogy decodes in real words unless `w` says raw, as Explore does, and
+/// `w` there decodes it again; `w` on a tab that shows no decodings switches the same setting
+/// (the header follows) and the footer says where it shows.
+#[test]
+fn analogy_follows_the_real_words_setting_and_w_works_on_every_tab() {
+    let engine = Engine::load(std::path::Path::new(SHIPPED_BINARY), &Device::Cpu).unwrap();
+    let trie = latent_tui::tasks::corpus_words(&engine)
+        .unwrap()
+        .trie
+        .unwrap();
+    let coder = Coder::from_engine(engine);
+    // Three everyday sentences whose analogy decodes differently raw and in real words.
+    let everyday = common::everyday();
+    let (sentences, raw, kept) = everyday
+        .windows(3)
+        .find_map(|w| {
+            let sentences = [w[0].clone(), w[1].clone(), w[2].clone()];
+            let job = StructureJob::Analogy {
+                sentences: sentences.clone(),
+                real_words: true,
+            };
+            let raw = result_decoding(&compute_structure(&coder, &job, None).unwrap());
+            let kept = result_decoding(&compute_structure(&coder, &job, Some(&trie)).unwrap());
+            (raw != kept).then_some((sentences, raw, kept))
+        })
+        .expect("an analogy of everyday sentences whose raw decoding differs");
+
+    // A copy of the shipped model (caches go beside it) and a small corpus to cluster.
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("binary.safetensors");
+    std::fs::copy(SHIPPED_BINARY, &ckpt).unwrap();
+    let corpus = dir.path().join("everyday.txt");
+    std::fs::write(&corpus, everyday.join("\n") + "\n").unwrap();
+    let options = AppOptions {
+        index_corpus: Some(corpus.display().to_string()),
+        ..AppOptions::default()
+    };
+    let mut h = Harness::with_coder(Coder::load(&ckpt, &Device::Cpu).unwrap(), options);
+    h.key(KeyCode::Char('/'))
+        .type_text(&sentences[0])
+        .key(KeyCode::Enter);
+    assert!(header(&h.screen()).contains("real words (w: raw)"));
+
+    h.key(KeyCode::Char('7')).key(KeyCode::Char('n'));
+    h.type_text(&sentences[0])
+        .key(KeyCode::Enter)
+        .type_text(&sentences[1])
+        .key(KeyCode::Enter)
+        .type_text(&sentences[2])
+        .key(KeyCode::Enter);
+    let panel = panel_text(&h.screen(), "z(C) + z(B) − z(A)");
+    assert_has(&panel, &format!("C + B − A decodes {kept}"));
+    assert_has(&footer(&h.screen()), "w real words/raw");
+
+    // `w` here: the header switches and the analogy decodes again, raw.
+    h.key(KeyCode::Char('w'));
+    let s = h.screen();
+    assert!(header(&s).contains("raw decoding (w: real words)"), "{s}");
+    assert_has(
+        &panel_text(&s, "z(C) + z(B) − z(A)"),
+        &format!("C + B − A decodes {raw}"),
+    );
+    assert_has(footer(&s), "this view decodes again");
+
+    // `w` on the Train and Neighbors tabs, which decode nothing they show: the setting
+    // switches (the header says so) and the footer says where it shows.
+    for tab in [TabId::Train, TabId::Neighbors] {
+        goto(&mut h, tab);
+        let before = h.app.shared.raw_decoding;
+        h.key(KeyCode::Char('w'));
+        let s = h.screen();
+        assert_ne!(h.app.shared.raw_decoding, before, "{tab:?}");
+        assert_has(footer(&s), "Explore, Path, Sample");
+        assert_has(footer(&s), "(nothing here depends on it)");
+    }
+    assert!(header(&h.screen()).contains("raw decoding (w: real words)"));
+    // Back on the analogy, switched elsewhere since: it decodes again.
+    h.key(KeyCode::Char('w'));
+    assert!(header(&h.screen()).contains("real words (w: raw)"));
+    goto(&mut h, TabId::Clusters);
+    assert_has(
+        &panel_text(&h.screen(), "z(C) + z(B) − z(A)"),
+        &format!("C + B − A decodes {kept}"),
+    );
+}
+
+/// `w` on the Stats tab says where the setting shows rather than doing nothing in silence.
+#[test]
+fn w_on_the_stats_tab_says_where_it_shows() {
+    let f = fixtures();
+    let mut h = Harness::new(common::engine(&f.binary), AppOptions::default());
+    goto(&mut h, TabId::Stats);
+    h.key(KeyCode::Char('w'));
+    assert!(h.app.shared.raw_decoding);
+    assert_has(footer(&h.screen()), "(nothing here depends on it)");
+    assert_lacks(footer(&h.screen()), "w real words/raw");
+}
+
+/// The rows of the Neighbors list shown, by rank (the first column), and the marker lines.
+fn neighbor_rows(screen: &str) -> (Vec<usize>, Vec<String>) {
+    let mut ranks = Vec::new();
+    let mut marks = Vec::new();
+    for line in screen.lines() {
+        let inner = line.trim_start_matches('│').trim_end_matches('│').trim();
+        if inner.starts_with('↑') || inner.starts_with('↓') {
+            marks.push(inner.to_string());
+        } else if let Some(rank) = inner
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.parse::<usize>().ok())
+        {
+            // A list row: rank, distance, label, text.
+            if inner
+                .split_whitespace()
+                .nth(1)
+                .is_some_and(|w| w.parse::<usize>().is_ok())
+            {
+                ranks.push(rank);
+            }
+        }
+    }
+    (ranks, marks)
+}
+
+/// The Neighbors list keeps its selected row in view with as little scroll as the panel
+/// needs, whatever size the terminal is now, and says how many rows are hidden and where.
+#[test]
+fn neighbors_list_shows_the_selection_with_least_scroll_and_marks_hidden_rows() {
+    let f = fixtures();
+    let mut h = Harness::new(common::engine(&f.binary), AppOptions::default());
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    goto(&mut h, TabId::Neighbors);
+    // 20 neighbours fit at 120×40: all shown, no marker.
+    h.key(KeyCode::Char('j')).key(KeyCode::Char('j'));
+    let (ranks, marks) = neighbor_rows(&h.screen());
+    assert_eq!(ranks, (1..=20).collect::<Vec<_>>());
+    assert!(marks.is_empty(), "{marks:?}");
+    // Smaller: the list still starts at row 1 (the selection, row 3, is in view) and a line
+    // says how many rows are below.
+    h.width = 80;
+    h.height = 24;
+    let s = h.screen();
+    let (ranks, marks) = neighbor_rows(&s);
+    assert_eq!(ranks[0], 1, "{s}");
+    let last = *ranks.last().unwrap();
+    assert_eq!(marks, vec![format!("↓ {} more", 20 - last)], "{s}");
+    // Down to row 15: the end of the list is in view, and a line says how many rows are
+    // above.
+    for _ in 0..12 {
+        h.key(KeyCode::Char('j'));
+    }
+    let s = h.screen();
+    let (ranks, marks) = neighbor_rows(&s);
+    assert_eq!(*ranks.last().unwrap(), 20, "{s}");
+    assert_eq!(marks, vec![format!("↑ {} more", ranks[0] - 1)], "{s}");
+    // 50 neighbours: row 15 is the last one shown, with lines for the rows either side.
+    h.key(KeyCode::Char(']'));
+    let s = h.screen();
+    let (ranks, marks) = neighbor_rows(&s);
+    assert_eq!(*ranks.last().unwrap(), 15, "{s}");
+    assert_eq!(
+        marks,
+        vec![format!("↑ {} more", ranks[0] - 1), "↓ 35 more".to_string()],
+        "{s}"
+    );
+}
