@@ -205,3 +205,40 @@ fn neighbors_list_shows_the_selection_with_least_scroll_and_marks_hidden_rows() 
         "{s}"
     );
 }
+
+/// Cycles the Train tab's kind (→ on its first row) until the form trains `kind`.
+fn train_kind(h: &mut Harness, kind: &str) -> String {
+    while h.app.tabs.train.selected != 0 {
+        h.key(KeyCode::Up);
+    }
+    for _ in 0..12 {
+        let s = h.screen();
+        if s.contains(&format!("‹ {kind} ›")) {
+            return s;
+        }
+        h.key(KeyCode::Right);
+    }
+    panic!("no kind `{kind}` on the Train tab:\n{}", h.screen());
+}
+
+/// The Train form shows only the settings the kind uses (the KL weight where the loss has a
+/// KL term, the latent size where there is a code), and a long label keeps a space before its
+/// value.
+#[test]
+fn train_form_hides_settings_the_kind_does_not_use() {
+    let f = fixtures();
+    let mut h = Harness::new(common::engine(&f.binary), AppOptions::default());
+    goto(&mut h, TabId::Train);
+    for kind in ["binary", "gumbel", "bottleneck", "lm"] {
+        let s = train_kind(&mut h, kind);
+        assert_lacks(&s, "│KL weight");
+        assert_lacks(&s, "free bits");
+    }
+    assert_lacks(&train_kind(&mut h, "lm"), "│latent dim");
+    for kind in ["gaussian", "binary-vae", "gumbel-vae"] {
+        let s = train_kind(&mut h, kind);
+        assert_has(&s, "│KL weight");
+        assert_has(&s, "│latent dim");
+        assert_has(&s, "│free bits (nats) 0.");
+    }
+}

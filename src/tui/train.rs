@@ -161,7 +161,11 @@ impl Field {
             // Free bits floor a KL term: only the kinds whose loss has one.
             TrainKind::Seq(k) => match self {
                 Noise | NoiseStd | BatchDocs => false,
-                FreeBits => k.kl_in_loss(),
+                // Only gaussian, binary-vae and gumbel-vae put a KL term in the loss (and
+                // free bits floor it).
+                KlWeight | FreeBits => k.kl_in_loss(),
+                // An `lm` has no code.
+                LatentDim => k.has_latent(),
                 _ => true,
             },
             // LSH draws random hyperplanes over tf-idf: nothing is trained.
@@ -1044,9 +1048,15 @@ fn render_form(tab: &TrainState, app: &View, area: Rect, buf: &mut Buffer) {
     );
     let inner = block.inner(area);
     block.render(area, buf);
-    let label_w = 15u16;
     let kind = st.kind();
     let fields = st.fields();
+    // The longest label shown and a space before its value.
+    let label_w = fields
+        .iter()
+        .map(|f| f.label(kind).chars().count() as u16 + 1)
+        .max()
+        .unwrap_or(0)
+        .max(15);
     for (i, field) in fields.iter().enumerate() {
         let y = inner.y + i as u16;
         if y >= inner.bottom() {
@@ -1063,7 +1073,7 @@ fn render_form(tab: &TrainState, app: &View, area: Rect, buf: &mut Buffer) {
             inner,
             inner.x,
             y,
-            &format!("{:<14}", field.label(kind)),
+            &format!("{:<w$}", field.label(kind), w = label_w as usize - 1),
             lstyle,
         );
         let vx = inner.x + label_w;
