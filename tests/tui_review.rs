@@ -242,3 +242,89 @@ fn train_form_hides_settings_the_kind_does_not_use() {
         assert_has(&s, "│free bits (nats) 0.");
     }
 }
+
+/// The rows of `screen` that show part of a 256-bit code, each checked: the bits shown and
+/// the count after `…+` make the whole code.
+fn cut_codes(screen: &str) -> usize {
+    let mut cut = 0;
+    for line in screen.lines() {
+        let Some(at) = line.find("…+") else {
+            continue;
+        };
+        let bits: String = line[..at]
+            .chars()
+            .rev()
+            .take_while(|c| *c == '0' || *c == '1')
+            .collect();
+        let rest = &line[at + "…+".len()..];
+        let n: usize = rest
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("a count after …+ in {line:?}"));
+        assert!(rest.starts_with(&format!("{n} bits")), "{line}");
+        assert_eq!(bits.len() + n, 256, "{line}");
+        cut += 1;
+    }
+    cut
+}
+
+/// A 256-bit code wider than its panel is marked where it is cut (`…+N bits`) on the
+/// Neighbors query, the Sample rows, the Path's step code and the cluster's centre.
+#[test]
+fn codes_cut_at_the_panel_edge_say_how_many_bits_are_hidden() {
+    let f = fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&f.corpus, dir.path().join("corpus.txt")).unwrap();
+    let ckpt = common::tiny_checkpoint_wide(
+        dir.path(),
+        &dir.path().join("corpus.txt"),
+        latent_tui::model::LatentKind::Binary,
+        "wide256.safetensors",
+        4.0,
+        256,
+    );
+    let mut h = Harness::new(common::engine(&ckpt), AppOptions::default());
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    goto(&mut h, TabId::Neighbors);
+    assert_eq!(cut_codes(&h.screen()), 1, "{}", h.screen());
+
+    goto(&mut h, TabId::Sample);
+    let s = h.screen();
+    assert!(cut_codes(&s) >= 3, "{s}");
+
+    goto(&mut h, TabId::Path);
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
+        .key(KeyCode::Enter)
+        .type_text("every dark bird finds the house")
+        .key(KeyCode::Enter);
+    // The first step (A) has no flipped bit: its code from bit 0, the rest counted.
+    let s = h.screen();
+    assert_eq!(cut_codes(&s), 1, "{s}");
+    // A step whose flipped bit lies past the row: the part around it, bits named.
+    let far = h
+        .app
+        .tabs
+        .path
+        .walk
+        .as_ref()
+        .unwrap()
+        .points
+        .iter()
+        .position(|p| p.flipped.is_some_and(|b| b > 150));
+    if let Some(far) = far {
+        while h.app.tabs.path.selected < far {
+            h.key(KeyCode::Down);
+        }
+        let s = h.screen();
+        assert_has(&s, " of 256");
+        assert_has(&s, "… bits ");
+    }
+
+    goto(&mut h, TabId::Clusters);
+    let s = h.screen();
+    assert_eq!(cut_codes(&s), 1, "{s}");
+}

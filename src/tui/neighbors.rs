@@ -20,7 +20,7 @@ use ratatui::widgets::Widget;
 use super::context::{Command, Ctx, Shared, Tab, View};
 use super::jobs::{Entries, IndexSoFar, Job, JobKind, NeighborIndex, ReplyBody};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
-use super::widgets::{self, label_color, InputAction, ListWindow, TextInput, Theme};
+use super::widgets::{self, label_color, BitsFit, InputAction, ListWindow, TextInput, Theme};
 use crate::coder::Capabilities;
 use crate::cosine::CosineHit;
 use crate::index::Neighbor;
@@ -352,12 +352,6 @@ impl NeighborsState {
     }
 }
 
-fn bits_text(code: &[f32]) -> String {
-    code.iter()
-        .map(|&b| if b > 0.5 { '1' } else { '0' })
-        .collect()
-}
-
 impl Tab for NeighborsState {
     fn help_rows() -> Vec<(String, String)> {
         let mut rows = keys::help_rows(KEYS);
@@ -593,7 +587,10 @@ fn render_query(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) 
             if app.model.binary() {
                 lines.push(Line::from(vec![
                     Span::styled("code     ", t.dim()),
-                    Span::raw(bits_text(&ex.code)),
+                    Span::raw(BitsFit::text(
+                        &ex.code,
+                        (inner.width as usize).saturating_sub(9),
+                    )),
                 ]));
             }
             if let Some((code, Ok(text))) = &ex.decoding {

@@ -259,6 +259,70 @@ impl ListWindow {
     }
 }
 
+/// How many bits of a code of `len` a row of `width` columns shows, and the marks of those cut:
+/// the first bits and `…+N bits` where only the end is cut; where `focus` (a bit to keep in
+/// view) lies beyond, a window around it between `…` and `… bits S–E of L`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BitsFit {
+    pub start: usize,
+    pub count: usize,
+    pub prefix: &'static str,
+    pub suffix: String,
+}
+
+impl BitsFit {
+    pub fn new(len: usize, width: usize, focus: Option<usize>) -> Self {
+        let whole = BitsFit {
+            start: 0,
+            count: len,
+            prefix: "",
+            suffix: String::new(),
+        };
+        if len <= width {
+            return whole;
+        }
+        let digits = len.to_string().len();
+        // "…+N bits"
+        let count = width.saturating_sub(7 + digits);
+        if count == 0 {
+            return BitsFit {
+                count: width,
+                ..whole
+            };
+        }
+        if focus.is_none_or(|f| f < count) {
+            return BitsFit {
+                start: 0,
+                count,
+                prefix: "",
+                suffix: format!("…+{} bits", len - count),
+            };
+        }
+        // "…" + bits + "… bits S–E of L"
+        let count = width.saturating_sub(1 + 12 + 3 * digits).max(1);
+        let focus = focus.unwrap_or(0).min(len - 1);
+        let start = focus.saturating_sub(count / 2).min(len - count);
+        let end = start + count;
+        BitsFit {
+            start,
+            count,
+            prefix: if start > 0 { "…" } else { "" },
+            suffix: if end < len {
+                format!("… bits {start}–{} of {len}", end - 1)
+            } else {
+                format!(" (bits {start}–{} of {len})", end - 1)
+            },
+        }
+    }
+
+    /// The code's bits as they fit, marks included.
+    pub fn text(code: &[f32], width: usize) -> String {
+        let fit = BitsFit::new(code.len(), width, None);
+        let bits = crate::explore::bit_string(&code[fit.start..fit.start + fit.count]);
+        format!("{}{bits}{}", fit.prefix, fit.suffix)
+    }
+}
+
 /// Renders lines with word wrap.
 pub fn wrapped(buf: &mut Buffer, area: Rect, content: Vec<Line<'_>>) {
     Paragraph::new(content)

@@ -11,11 +11,10 @@ use super::{
     window_start, Action, ClusterView, ClustersState, ClustersView, K_STEPS, SELECT_ACTIONS,
 };
 use crate::cluster::ClusterMethod;
-use crate::explore::bit_string;
 use crate::tui::context::{Ctx, View};
 use crate::tui::jobs::JobKind;
 use crate::tui::keys::{self, nav, Binding, Only};
-use crate::tui::widgets::{self, TextInput};
+use crate::tui::widgets::{self, BitsFit, TextInput};
 
 const LIST_SELECT: [Binding<Action>; 5] =
     keys::list_keys("select a cluster", ("↑/↓", "select"), SELECT_ACTIONS);
@@ -181,7 +180,10 @@ pub(super) fn render_list(
     if view.data.binary {
         lines.push(Line::from(vec![
             Span::styled("code    ", t.dim()),
-            Span::raw(bit_string(&s.center)),
+            Span::raw(BitsFit::text(
+                &s.center,
+                (inner.width as usize).saturating_sub(8),
+            )),
         ]));
     }
     widgets::lines(buf, inner, lines);
