@@ -625,7 +625,7 @@ impl Meanings {
     }
 
     /// The one-line reading of bit / dimension `j`, e.g. "on: flower, genus, plant · off:
-    /// person, someone · flipping changes 83 % of decodings".
+    /// person, someone · flipping changes 10 of 11 sentences' decodings".
     pub fn summary(&self, j: usize) -> String {
         let Some(d) = self.dims.get(j) else {
             return String::new();
@@ -653,9 +653,11 @@ impl Meanings {
             } else {
                 "−2σ ↔ +2σ changes"
             };
+            // A count of the few sentences decoded, not a share that reads as a rate.
+            let changed = (f.changed * f.sentences as f64).round() as usize;
             s.push_str(&format!(
-                " · {what} {:.0} % of decodings",
-                f.changed * 100.0
+                " · {what} {changed} of {} sentences' decodings",
+                f.sentences
             ));
         }
         s

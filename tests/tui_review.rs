@@ -328,3 +328,45 @@ fn codes_cut_at_the_panel_edge_say_how_many_bits_are_hidden() {
     let s = h.screen();
     assert_eq!(cut_codes(&s), 1, "{s}");
 }
+
+/// Explore's rows say what each figure counts: the bit meaning's flips as a count of the few
+/// sentences decoded (not a share), the opening's bit as the one that changes the most words
+/// of the decoding, and the bars' pick as the one that raises perplexity most.
+#[test]
+fn explore_says_what_its_bit_rankings_and_flip_counts_measure() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::tiny_checkpoint_scaled(
+        dir.path(),
+        &fixtures().corpus,
+        latent_tui::model::LatentKind::Binary,
+        "model.safetensors",
+        12.0,
+    );
+    let mut h = Harness::with_coder(
+        common::coder(&path),
+        AppOptions {
+            first_sentence: true,
+            ..AppOptions::default()
+        },
+    );
+    h.settle();
+    let s = h.screen();
+    assert_has(
+        footer(&s),
+        "changes the most words of its decoding: Space flips it",
+    );
+    assert_has(&s, "highest ppl: bit ");
+    assert_lacks(&s, "largest: bit");
+    let m = h.app.shared.meaning.meanings().expect("the bit meanings");
+    let j = h.app.tabs.explore.cursor;
+    let f = m.dims[j].flips.as_ref().expect("flips");
+    let changed = (f.changed * f.sentences as f64).round() as usize;
+    assert_has(
+        &s,
+        &format!(
+            "flipping changes {changed} of {} sentences' decodings",
+            f.sentences
+        ),
+    );
+    assert_lacks(&s, "% of decodings");
+}

@@ -574,7 +574,7 @@ impl ExploreState {
         };
         if cx.model.caps.decodes() {
             cx.notice(format!(
-                "a {} sentence of the model's corpus · {unit} {} changes its decoding most: {how} · n draws another",
+                "a {} sentence of the model's corpus · {unit} {} changes the most words of its decoding: {how} · n draws another",
                 o.split, o.dim
             ));
         } else {
@@ -1364,7 +1364,7 @@ fn render_bars(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
     if let Some((jmax, pmax)) = b.largest() {
         let so_far = if complete { "" } else { " so far" };
         caption.push(Span::styled(
-            format!("   largest{so_far}: {unit} {jmax} {} (b)", change(pmax)),
+            format!("   highest ppl{so_far}: {unit} {jmax} {} (b)", change(pmax)),
             t.dim(),
         ));
     }
