@@ -370,3 +370,55 @@ fn explore_says_what_its_bit_rankings_and_flip_counts_measure() {
     );
     assert_lacks(&s, "% of decodings");
 }
+
+/// The footer's hints for keys of `tab` on a model `h` has, with no notice showing.
+fn hints_on(h: &mut Harness, tab: TabId) -> String {
+    goto(h, tab);
+    h.app.status = None;
+    footer(&h.screen()).to_string()
+}
+
+/// On an `lm` (no encoder, no code) the footers offer only keys that do something: the keys
+/// that would refuse are not hinted, by the same rule that refuses them.
+#[test]
+fn an_lm_is_offered_only_keys_that_apply_to_it() {
+    let f = fixtures();
+    let mut h = Harness::new(common::engine(&f.lm), AppOptions::default());
+    let explore = hints_on(&mut h, TabId::Explore);
+    for gone in [
+        "d decoder",
+        "n another sentence",
+        "←/→ move",
+        "r restore",
+        "u undo",
+    ] {
+        assert_lacks(&explore, gone);
+    }
+    // Each refuses with a reason.
+    for key in ['d', 'n', 'r'] {
+        h.key(KeyCode::Char(key));
+        assert_has(footer(&h.screen()), "this model is `lm`");
+    }
+
+    let neighbors = hints_on(&mut h, TabId::Neighbors);
+    for gone in ["/ new sentence", "m map/list", "[/]", "↑/↓"] {
+        assert_lacks(&neighbors, gone);
+    }
+    assert_lacks(&h.screen(), "press / to type one here");
+    assert_has(&h.screen(), "has no encoder");
+    h.key(KeyCode::Char('m'));
+    assert!(!h.app.tabs.neighbors.show_map);
+    assert_has(footer(&h.screen()), "this model is `lm`");
+
+    let clusters = hints_on(&mut h, TabId::Clusters);
+    for gone in [
+        "Enter members",
+        "[/] k",
+        "s reseed",
+        "v map",
+        "a attribute",
+        "n analogy",
+    ] {
+        assert_lacks(&clusters, gone);
+    }
+}

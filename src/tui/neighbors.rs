@@ -86,6 +86,7 @@ pub enum Action {
 const SCROLL: [Binding<Action>; 5] = keys::list_keys(
     "select a row (the list scrolls as little as it must to show it)",
     ("↑/↓", "select"),
+    Only::Encodes,
     [
         Action::Down,
         Action::Up,
@@ -132,7 +133,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "[ / ]",
         "fewer / more neighbours (k: 5, 10, 20, 50, 100, 200, 500)",
         Some(("[/]", "fewer/more")),
-        Only::Any,
+        Only::Encodes,
         Action::Fewer,
     ),
     nav(
@@ -140,7 +141,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "]",
         "",
         None,
-        Only::Any,
+        Only::Encodes,
         Action::More,
     ),
     SCROLL[0],
@@ -153,7 +154,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "m",
         "map: the corpus laid out by neighbourhood (UMAP) ↔ list",
         Some(("m", "map/list")),
-        Only::Any,
+        Only::Encodes,
         Action::Map,
     ),
     nav(
@@ -161,7 +162,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "r",
         "load the index again (after an error)",
         Some(("r", "reload index")),
-        Only::Any,
+        Only::Encodes,
         Action::Reload,
     ),
     keys::real_words_quiet(Action::RealWords),
@@ -557,6 +558,10 @@ fn render_query(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) 
     }
     let mut lines = Vec::new();
     match &ex.sentence {
+        None if !app.model.caps.encodes => lines.push(Line::from(format!(
+            "No sentence: a `{}` model has no encoder, so a sentence gets no code to search with.",
+            app.model.caps.name
+        ))),
         None => {
             lines.push(Line::from("No sentence yet: press / to type one here."));
             lines.push(Line::styled(

@@ -42,7 +42,7 @@ pub const ANALOGY_KEYS: &[Binding<Action>] = &[
         "i or Enter",
         "analogy: edit A, B and C",
         Some(("i", "edit A/B/C")),
-        Only::Any,
+        Only::Encodes,
         Action::Edit,
     ),
     nav(
@@ -50,7 +50,7 @@ pub const ANALOGY_KEYS: &[Binding<Action>] = &[
         "/",
         "analogy: a new one, all three fields empty",
         Some(("/", "new analogy")),
-        Only::Any,
+        Only::Encodes,
         Action::Fresh,
     ),
     BACK,

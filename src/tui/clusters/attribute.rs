@@ -21,7 +21,7 @@ pub const ATTRIBUTE_KEYS: &[Binding<Action>] = &[
         "↑↓ or jk",
         "attribute: select a gold label",
         Some(("↑/↓", "label")),
-        Only::Any,
+        Only::Encodes,
         Action::Down,
     ),
     nav(
@@ -29,7 +29,7 @@ pub const ATTRIBUTE_KEYS: &[Binding<Action>] = &[
         "↑ or k",
         "",
         None,
-        Only::Any,
+        Only::Encodes,
         Action::Up,
     ),
     nav(
@@ -37,10 +37,17 @@ pub const ATTRIBUTE_KEYS: &[Binding<Action>] = &[
         "f / t",
         "attribute: the selected label is the vector's from / to",
         Some(("f/t", "from/to")),
-        Only::Any,
+        Only::Encodes,
         Action::From,
     ),
-    nav(&[KeyCode::Char('t')], "t", "", None, Only::Any, Action::To),
+    nav(
+        &[KeyCode::Char('t')],
+        "t",
+        "",
+        None,
+        Only::Encodes,
+        Action::To,
+    ),
     nav(
         &[KeyCode::Char('+'), KeyCode::Char('=')],
         "+ / -",

@@ -16,8 +16,12 @@ use crate::tui::jobs::JobKind;
 use crate::tui::keys::{self, nav, Binding, Only};
 use crate::tui::widgets::{self, BitsFit, TextInput};
 
-const LIST_SELECT: [Binding<Action>; 5] =
-    keys::list_keys("select a cluster", ("↑/↓", "select"), SELECT_ACTIONS);
+const LIST_SELECT: [Binding<Action>; 5] = keys::list_keys(
+    "select a cluster",
+    ("↑/↓", "select"),
+    Only::Encodes,
+    SELECT_ACTIONS,
+);
 
 /// The cluster list, the view the tab opens in.
 pub const LIST_KEYS: &[Binding<Action>] = &[
@@ -31,7 +35,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "Enter",
         "list the selected cluster's members, nearest its centre first",
         Some(("Enter", "members")),
-        Only::Any,
+        Only::Encodes,
         Action::Open,
     ),
     nav(
@@ -39,7 +43,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "[ / ]",
         "fewer / more clusters (k: 2, 3, 5, 10, 20, 30, 45, 60, 100, 200)",
         Some(("[/]", "k")),
-        Only::Any,
+        Only::Encodes,
         Action::FewerClusters,
     ),
     nav(
@@ -47,7 +51,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "]",
         "",
         None,
-        Only::Any,
+        Only::Encodes,
         Action::MoreClusters,
     ),
     nav(
@@ -63,7 +67,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "s",
         "cluster again with the next seed",
         Some(("s", "reseed")),
-        Only::Any,
+        Only::Encodes,
         Action::Reseed,
     ),
     nav(
@@ -71,7 +75,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "v",
         "map: the corpus map coloured by cluster, names at the centres",
         Some(("v", "map")),
-        Only::Any,
+        Only::Encodes,
         Action::Map,
     ),
     nav(
@@ -79,7 +83,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "a",
         "attribute vector between two gold labels, applied to Explore's code",
         Some(("a", "attribute")),
-        Only::Any,
+        Only::Encodes,
         Action::Attribute,
     ),
     nav(
@@ -87,7 +91,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "n",
         "analogy of three sentences: A is to B as C is to ?",
         Some(("n", "analogy")),
-        Only::Any,
+        Only::Encodes,
         Action::Analogy,
     ),
     nav(
@@ -95,7 +99,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "r",
         "cluster again (after an error)",
         None,
-        Only::Any,
+        Only::Encodes,
         Action::Recluster,
     ),
     keys::real_words_quiet(Action::RealWords),
