@@ -422,3 +422,52 @@ fn an_lm_is_offered_only_keys_that_apply_to_it() {
         assert_lacks(&clusters, gone);
     }
 }
+
+/// The Stats tab's correlation heat map reaches full colour at the largest |r| it shows (the
+/// bits' correlations are small: the cells were near black), negative cells are blue as the
+/// legend says (they were teal), and the legend names the scale.
+#[test]
+fn correlation_colours_span_the_largest_r_and_negative_is_blue() {
+    use ratatui::style::Color;
+    let f = fixtures();
+    let mut h = Harness::new(
+        common::engine(&f.binary),
+        AppOptions {
+            theme: latent_tui::tui::widgets::Theme { color: true },
+            ..AppOptions::default()
+        },
+    );
+    goto(&mut h, TabId::Stats);
+    let s = h.screen();
+    assert_has(&s, "red +  blue −  brightest |r| ");
+    let mut t =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(h.width, h.height)).unwrap();
+    t.draw(|fr| fr.render_widget(&h.app, fr.area())).unwrap();
+    let buf = t.backend().buffer().clone();
+    let colours: Vec<(u8, u8, u8)> = buf
+        .content()
+        .iter()
+        .filter(|c| c.symbol() == "█")
+        .filter_map(|c| match c.fg {
+            Color::Rgb(r, g, b) => Some((r, g, b)),
+            _ => None,
+        })
+        .collect();
+    assert!(!colours.is_empty(), "{s}");
+    // The strongest cell is at full strength.
+    assert!(
+        colours.iter().any(|&(r, _, b)| r == 255 || b == 255),
+        "{colours:?}"
+    );
+    // Negative cells are blue: from the grey of r = 0, blue rises well over twice as much
+    // as green (teal rose half as much).
+    for &(r, g, b) in &colours {
+        if b > r {
+            assert!(
+                u32::from(b - 40) >= 2 * u32::from(g - 40),
+                "teal, not blue: {:?}",
+                (r, g, b)
+            );
+        }
+    }
+}

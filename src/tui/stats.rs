@@ -626,16 +626,18 @@ fn render_bits(
         height: inner.height - 1,
         ..inner
     };
-    let k = heat_map(buf, map_area, &b.correlation, t).block;
+    let scale = heat_map(buf, map_area, &b.correlation, t);
+    let k = scale.block;
+    // The colours (shades) reach full strength at the largest |r| shown, which says it.
     let legend = if t.color {
-        "red +  blue −"
+        format!("red +  blue −  brightest |r| {:.2}", scale.max)
     } else {
-        "|r| ░▒▓█"
+        format!("|r| ░▒▓█ up to {:.2}", scale.max)
     };
     let note = if k > 1 {
         format!("{legend} · cell = {k}×{k} bits, strongest")
     } else {
-        legend.to_string()
+        legend
     };
     text(buf, inner, inner.x, inner.bottom() - 1, &note, t.dim());
 }

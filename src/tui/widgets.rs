@@ -106,13 +106,19 @@ impl Theme {
             Style::new()
         }
     }
-    /// Diverging heat-map colour for a correlation r in [-1, 1].
-    pub fn heat(self, r: f64) -> Color {
-        let a = (r.abs().min(1.0) * 255.0) as u8;
-        if r >= 0.0 {
-            Color::Rgb(30 + a * 8 / 9, 30, 30)
+    /// Diverging heat-map colour for a correlation r, full strength at |r| = `max` (the
+    /// largest shown): red for positive, blue for negative, dark grey for 0.
+    pub fn heat(self, r: f64, max: f64) -> Color {
+        let f = if max > 0.0 {
+            (r.abs() / max).min(1.0)
         } else {
-            Color::Rgb(30, 30 + a * 4 / 9, 30 + a * 8 / 9)
+            0.0
+        };
+        let lift = |to: f64| (40.0 + (to - 40.0) * f).round() as u8;
+        if r >= 0.0 {
+            Color::Rgb(lift(255.0), 40, 40)
+        } else {
+            Color::Rgb(40, lift(110.0), lift(255.0))
         }
     }
     pub fn block(self, title: impl Into<Line<'static>>, focused: bool) -> Block<'static> {
@@ -637,10 +643,12 @@ pub fn vertical_bars(
 
 /// How a heat map was scaled: each cell shows `block`×`block` entries, or each entry spans
 /// `scale` rows and 2·`scale` columns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct HeatScale {
     pub block: usize,
     pub scale: usize,
+    /// The largest |r| off the diagonal: the colours' (shades') full strength.
+    pub max: f64,
 }
 
 /// A heat map of a square matrix in [-1, 1]. Small matrices are enlarged (an entry is two
@@ -650,19 +658,35 @@ pub struct HeatScale {
 /// (upper half block); without colour, |r| is drawn with shade characters.
 pub fn heat_map(buf: &mut Buffer, area: Rect, m: &[Vec<f64>], theme: Theme) -> HeatScale {
     let n = m.len();
-    let none = HeatScale { block: 1, scale: 1 };
+    // Correlations of a code's bits are mostly small: the colours span the largest shown.
+    let max = m
+        .iter()
+        .enumerate()
+        .flat_map(|(i, row)| row.iter().enumerate().filter(move |(j, _)| *j != i))
+        .map(|(_, v)| v.abs())
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let none = HeatScale {
+        block: 1,
+        scale: 1,
+        max,
+    };
     if n == 0 || area.width == 0 || area.height == 0 {
         return none;
     }
     let (w, h) = (area.width as usize, area.height as usize);
-    let shade = |v: f64| SHADES[((v.abs() * 4.0).round() as usize).min(4)];
+    let shade = |v: f64| {
+        let f = if max > 0.0 { v.abs() / max } else { 0.0 };
+        SHADES[((f * 4.0).round() as usize).min(4)]
+    };
+    let heat = |v: f64| theme.heat(v, max);
     if 2 * n <= w && n <= h {
         let scale = (w / (2 * n)).min(h / n).max(1);
         for (i, row) in m.iter().enumerate() {
             for (j, &v) in row.iter().enumerate() {
                 let (sym, style) = match (i == j, theme.color) {
                     (true, _) => ("╲", theme.dim()),
-                    (false, true) => ("█", Style::new().fg(theme.heat(v))),
+                    (false, true) => ("█", Style::new().fg(heat(v))),
                     (false, false) => (shade(v), theme.plain()),
                 };
                 for dy in 0..scale {
@@ -674,7 +698,11 @@ pub fn heat_map(buf: &mut Buffer, area: Rect, m: &[Vec<f64>], theme: Theme) -> H
                 }
             }
         }
-        return HeatScale { block: 1, scale };
+        return HeatScale {
+            block: 1,
+            scale,
+            max,
+        };
     }
     let rows_per_line = if theme.color { 2 } else { 1 };
     let block = n.div_ceil(w.min(h * rows_per_line).max(1)).max(1);
@@ -704,10 +732,10 @@ pub fn heat_map(buf: &mut Buffer, area: Rect, m: &[Vec<f64>], theme: Theme) -> H
                 } else {
                     None
                 };
-                let fg = top.map_or(Color::Gray, |v| theme.heat(v));
+                let fg = top.map_or(Color::Gray, heat);
                 let bg = match (2 * line + 1 < cells, bottom) {
                     (false, _) => Color::Reset,
-                    (true, Some(v)) => theme.heat(v),
+                    (true, Some(v)) => heat(v),
                     (true, None) => Color::Gray,
                 };
                 put(buf, area, x, y, "▀", Style::new().fg(fg).bg(bg));
@@ -731,7 +759,11 @@ pub fn heat_map(buf: &mut Buffer, area: Rect, m: &[Vec<f64>], theme: Theme) -> H
             }
         }
     }
-    HeatScale { block, scale: 1 }
+    HeatScale {
+        block,
+        scale: 1,
+        max,
+    }
 }
 
 /// A centred box with the help text; `scroll` skips lines from the top.
