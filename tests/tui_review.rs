@@ -471,3 +471,21 @@ fn correlation_colours_span_the_largest_r_and_negative_is_blue() {
         }
     }
 }
+
+/// The Stats tab names a gaussian code's perplexities by what the code is (μ, a sampled z),
+/// not "rounded" (a continuous code is not rounded: that figure was μ's again).
+#[test]
+fn stats_name_a_gaussian_codes_perplexities_by_mu_and_sample() {
+    let f = fixtures();
+    let mut h = Harness::new(common::engine(&f.gaussian), AppOptions::default());
+    goto(&mut h, TabId::Stats);
+    let s = h.screen();
+    let line = s
+        .lines()
+        .find(|l| l.contains("perplexity "))
+        .unwrap_or_else(|| panic!("a perplexity line:\n{s}"));
+    assert!(line.contains("perplexity μ "), "{line}");
+    assert!(line.contains("sampled z "), "{line}");
+    assert!(!line.contains("rounded"), "{line}");
+    assert!(!line.contains("mean"), "{line}");
+}

@@ -17,6 +17,7 @@ use super::keys::{self, nav, Binding, Lookup, Mode, Only};
 use super::widgets::{self, grouped_columns, heat_map, text, vertical_bars};
 use crate::coder::Capabilities;
 use crate::coder::SplitStats;
+use crate::model::LatentKind;
 
 /// The bit-flip work of the default request, in sentence-bits: every bit of 150 sentences of a
 /// 128-bit code flipped. The sentences flipped scale with the code's width to keep this work
@@ -302,10 +303,8 @@ pub fn render(tab: &StatsState, app: &View, area: Rect, buf: &mut Buffer) {
         let mut ppl = vec![Span::styled("perplexity ", t.dim())];
         for (mode, p) in &rep.ppl {
             // An lm's one figure has no code mode ("none" was shown as if it were one).
-            let mode = if rep.kind.has_latent() {
-                mode.as_str()
-            } else {
-                "(no latent)"
+            let Some(mode) = mode_label(rep.kind, mode) else {
+                continue;
             };
             ppl.push(Span::raw(format!("{mode} {p:.2}   ")));
         }
@@ -640,6 +639,27 @@ fn render_bits(
         legend
     };
     text(buf, inner, inner.x, inner.bottom() - 1, &note, t.dim());
+}
+
+/// How the perplexity line names a code mode for `kind`: bits read as their mean p, rounded
+/// or sampled; a continuous code as μ (a bottleneck's code) or a sample, its "rounded" code
+/// being μ again (None: not shown); an lm has one figure and no code.
+fn mode_label(kind: LatentKind, mode: &str) -> Option<&str> {
+    if !kind.has_latent() {
+        return Some("(no latent)");
+    }
+    if kind.is_binary() {
+        return Some(mode);
+    }
+    let deterministic = kind == LatentKind::Bottleneck;
+    match mode {
+        "mean" if deterministic => Some("code"),
+        "mean" => Some("μ"),
+        "rounded" => None,
+        "sample" if deterministic => None,
+        "sample" => Some("sampled z"),
+        other => Some(other),
+    }
 }
 
 fn render_gaussian(
