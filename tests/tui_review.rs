@@ -489,3 +489,27 @@ fn stats_name_a_gaussian_codes_perplexities_by_mu_and_sample() {
     assert!(!line.contains("rounded"), "{line}");
     assert!(!line.contains("mean"), "{line}");
 }
+
+/// While a new sentence is typed, the line under the field says that what the model saw is
+/// the previous sentence's (it read as if the model saw the text being typed); Enter makes it
+/// the new sentence's.
+#[test]
+fn model_sees_is_marked_as_the_previous_sentences_while_typing() {
+    let f = fixtures();
+    let mut h = Harness::new(common::engine(&f.binary), AppOptions::default());
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    assert_has(&h.screen(), "model sees: the small dog sees the cat");
+    h.key(KeyCode::Char('/')).type_text("a red bird");
+    let s = h.screen();
+    assert_lacks(&s, "model sees:");
+    assert_has(
+        &s,
+        "model saw (the previous sentence; Enter encodes this one): the small dog sees the cat",
+    );
+    h.key(KeyCode::Enter);
+    let s = h.screen();
+    assert_has(&s, "model sees: a red bird");
+    assert_lacks(&s, "model saw");
+}

@@ -785,8 +785,15 @@ fn render_input(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
     if let Some(e) = &tab.error {
         rest.push(Line::from(Span::styled(e.clone(), t.error())));
     } else if let Some(s) = &app.shared.sentence {
+        // The field holds other text than the sentence encoded (being typed, or left
+        // unencoded): what the model saw is the previous sentence's until Enter.
+        let label = if tab.input.text() == app.shared.text {
+            "model sees: "
+        } else {
+            "model saw (the previous sentence; Enter encodes this one): "
+        };
         rest.push(Line::from(vec![
-            Span::styled("model sees: ", t.dim()),
+            Span::styled(label, t.dim()),
             Span::raw(s.shown.clone()),
         ]));
         let notes = s.notices();
