@@ -513,3 +513,26 @@ fn model_sees_is_marked_as_the_previous_sentences_while_typing() {
     assert_has(&s, "model sees: a red bird");
     assert_lacks(&s, "model saw");
 }
+
+/// A bag-of-words model's notice names each word left out of the bag once (it listed `the`
+/// again after every other word).
+#[test]
+fn words_left_out_of_the_bag_are_listed_once() {
+    let f = fixtures();
+    let mut h = Harness::with_coder(common::coder(&f.nash), AppOptions::default());
+    h.key(KeyCode::Char('/'))
+        .type_text("the dog on the cat on the tree")
+        .key(KeyCode::Enter);
+    let s = h.screen();
+    let line = s
+        .lines()
+        .find(|l| l.contains("left out of the bag"))
+        .unwrap_or_else(|| panic!("a notice of words left out:\n{s}"));
+    let listed = line
+        .split("vocabulary): ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('│')
+        .trim();
+    assert_eq!(listed, "the, on", "{line}");
+}
