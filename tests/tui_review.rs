@@ -536,3 +536,29 @@ fn words_left_out_of_the_bag_are_listed_once() {
         .trim();
     assert_eq!(listed, "the, on", "{line}");
 }
+
+/// While the Neighbors tab builds the corpus index, it names the file the index goes to (it
+/// said "beside the checkpoint", wrong under `--cache-dir`).
+#[test]
+fn the_index_being_built_names_the_file_it_goes_to() {
+    use crossterm::event::{KeyEvent, KeyModifiers};
+    use latent_tui::tui::event::Msg;
+    let f = fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("where.safetensors");
+    std::fs::copy(&f.binary, &ckpt).unwrap();
+    let mut h = Harness::new(common::engine(&ckpt), AppOptions::default());
+    // The tab opens and asks for the index; the screen before it is computed.
+    h.app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('6'),
+        KeyModifiers::NONE,
+    )));
+    let s = h.screen();
+    let want = latent_tui::index::default_path(&ckpt);
+    assert_eq!(h.app.model.index_path, want);
+    assert_has(
+        &panel_text(&s, "Corpus index"),
+        &format!("(saved to {}, so next time", want.display()),
+    );
+    assert_lacks(&s, "beside the checkpoint");
+}

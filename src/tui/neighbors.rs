@@ -487,13 +487,14 @@ pub fn render(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) {
             buf,
             msg,
             vec![Line::from(format!(
-                "Loading the index, or encoding the train split of `{}` to build one (saved \
-                 beside the checkpoint, so next time it just loads)…",
+                "Loading the index, or encoding the train split of `{}` to build one (saved to \
+                 {}, so next time it just loads)…",
                 if corpus.is_empty() {
                     "wordnet"
                 } else {
                     &corpus
-                }
+                },
+                app.model.index_path.display()
             ))],
         );
         widgets::job_gauge(buf, gauge, t, app.jobs.progress(JobKind::Index));
