@@ -625,7 +625,7 @@ impl Meanings {
     }
 
     /// The one-line reading of bit / dimension `j`, e.g. "on: flower, genus, plant · off:
-    /// person, someone · flipping changes 10 of 11 sentences' decodings".
+    /// person, someone · flipping changes 10 of 11 sentences".
     pub fn summary(&self, j: usize) -> String {
         let Some(d) = self.dims.get(j) else {
             return String::new();
@@ -655,10 +655,7 @@ impl Meanings {
             };
             // A count of the few sentences decoded, not a share that reads as a rate.
             let changed = (f.changed * f.sentences as f64).round() as usize;
-            s.push_str(&format!(
-                " · {what} {changed} of {} sentences' decodings",
-                f.sentences
-            ));
+            s.push_str(&format!(" · {what} {changed} of {} sentences", f.sentences));
         }
         s
     }

@@ -363,10 +363,7 @@ fn explore_says_what_its_bit_rankings_and_flip_counts_measure() {
     let changed = (f.changed * f.sentences as f64).round() as usize;
     assert_has(
         &s,
-        &format!(
-            "flipping changes {changed} of {} sentences' decodings",
-            f.sentences
-        ),
+        &format!("flipping changes {changed} of {} sentences", f.sentences),
     );
     assert_lacks(&s, "% of decodings");
 }
