@@ -905,9 +905,20 @@ mod tests {
         let area = Rect::new(0, 0, 12, 6);
         let mut buf = Buffer::empty(area);
         let s = heat_map(&mut buf, area, &m, mono);
-        assert_eq!(s, HeatScale { block: 1, scale: 2 });
+        assert_eq!(
+            s,
+            HeatScale {
+                block: 1,
+                scale: 2,
+                max: 0.9
+            }
+        );
         assert_eq!(buf[(0, 0)].symbol(), "╲");
-        assert_eq!(buf[(4, 0)].symbol(), "█", "|0.9| is the darkest shade");
+        assert_eq!(
+            buf[(4, 0)].symbol(),
+            "█",
+            "|0.9|, the largest, is the darkest shade"
+        );
         assert_eq!(buf[(8, 0)].symbol(), " ", "|−0.1| rounds to no shade");
         let big: Vec<Vec<f64>> = (0..64)
             .map(|i| (0..64).map(|j| if i == j { 1.0 } else { 0.5 }).collect())
@@ -915,7 +926,7 @@ mod tests {
         let area = Rect::new(0, 0, 40, 8);
         let mut buf = Buffer::empty(area);
         assert_eq!(heat_map(&mut buf, area, &big, mono).block, 8);
-        assert_eq!(buf[(0, 0)].symbol(), "▒");
+        assert_eq!(buf[(0, 0)].symbol(), "█", "0.5 is the largest |r| here");
     }
 
     #[test]
