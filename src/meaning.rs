@@ -625,7 +625,7 @@ impl Meanings {
     }
 
     /// The one-line reading of bit / dimension `j`, e.g. "on: flower, genus, plant · off:
-    /// person, someone · flipping changes 83 % of decodings".
+    /// person, someone · flipping changes 10 of 11 sentences".
     pub fn summary(&self, j: usize) -> String {
         let Some(d) = self.dims.get(j) else {
             return String::new();
@@ -653,10 +653,9 @@ impl Meanings {
             } else {
                 "−2σ ↔ +2σ changes"
             };
-            s.push_str(&format!(
-                " · {what} {:.0} % of decodings",
-                f.changed * 100.0
-            ));
+            // A count of the few sentences decoded, not a share that reads as a rate.
+            let changed = (f.changed * f.sentences as f64).round() as usize;
+            s.push_str(&format!(" · {what} {changed} of {} sentences", f.sentences));
         }
         s
     }

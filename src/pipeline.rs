@@ -256,9 +256,28 @@ pub fn cluster_codes(
 
 /// The Clusters tab's interactive work: one decoding, or an analogy of three sentences.
 #[derive(Clone, Debug, PartialEq)]
+/// `real_words`: keep the decodings to the training corpus's words (the explorer's `w`
+/// setting; the worker passes the words to [`compute_structure`]).
 pub enum StructureJob {
-    Decode { code: Vec<f32> },
-    Analogy { sentences: [String; 3] },
+    Decode {
+        code: Vec<f32>,
+        real_words: bool,
+    },
+    Analogy {
+        sentences: [String; 3],
+        real_words: bool,
+    },
+}
+
+impl StructureJob {
+    /// Whether the job's decodings keep to the training corpus's words.
+    pub fn real_words(&self) -> bool {
+        match self {
+            StructureJob::Decode { real_words, .. } | StructureJob::Analogy { real_words, .. } => {
+                *real_words
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -277,12 +296,17 @@ pub enum StructureResult {
     },
 }
 
-/// Computes a [`StructureJob`] with `model`.
-pub fn compute_structure(model: &Coder, job: &StructureJob) -> Result<StructureResult> {
+/// Computes a [`StructureJob`] with `model`, its greedy decodings kept to `words` when given
+/// (the training corpus's words, as Explore's).
+pub fn compute_structure(
+    model: &Coder,
+    job: &StructureJob,
+    words: Option<&crate::model::word_trie::WordTrie>,
+) -> Result<StructureResult> {
     match job {
-        StructureJob::Decode { code } => {
+        StructureJob::Decode { code, .. } => {
             let text = model
-                .decode_codes(std::slice::from_ref(code), DECODED_WORDS)?
+                .decode_codes_restricted(std::slice::from_ref(code), DECODED_WORDS, words)?
                 .and_then(|mut t| t.pop())
                 .unwrap_or_default();
             Ok(StructureResult::Decoded {
@@ -290,7 +314,7 @@ pub fn compute_structure(model: &Coder, job: &StructureJob) -> Result<StructureR
                 text,
             })
         }
-        StructureJob::Analogy { sentences } => {
+        StructureJob::Analogy { sentences, .. } => {
             let mut shown = Vec::new();
             let mut codes = Vec::new();
             for s in sentences {
@@ -301,7 +325,9 @@ pub fn compute_structure(model: &Coder, job: &StructureJob) -> Result<StructureR
             let result = analogy(&codes[0], &codes[1], &codes[2], model.is_binary());
             let mut all = codes.clone();
             all.push(result.clone());
-            let mut decodings = model.decode_codes(&all, DECODED_WORDS)?.unwrap_or_default();
+            let mut decodings = model
+                .decode_codes_restricted(&all, DECODED_WORDS, words)?
+                .unwrap_or_default();
             let result_decoding = decodings.pop().unwrap_or_default();
             Ok(StructureResult::Analogy {
                 shown,

@@ -390,7 +390,10 @@ fn the_explorer_opens_on_a_test_sentence_with_the_most_changing_bit_selected() {
     assert_eq!((dim, words), (want.dim, want.changed_words));
     assert_has(
         &s,
-        &format!("bit {} changes its decoding most: Space flips it", want.dim),
+        &format!(
+            "bit {} changes the most words of its decoding: Space flips it",
+            want.dim
+        ),
     );
     assert_has(
         &s,
@@ -433,7 +436,7 @@ fn a_gaussian_model_opens_on_a_dimension_and_reads_its_meaning() {
     let mut h = harness(&path, true);
     h.settle();
     let s = h.screen();
-    assert_has(&s, "changes its decoding most: +/- move it");
+    assert_has(&s, "changes the most words of its decoding: +/- move it");
     let m = h.app.shared.meaning.meanings().expect("meanings").clone();
     assert_has(
         &s,

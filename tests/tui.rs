@@ -815,10 +815,8 @@ fn train_tab_starts_pauses_stops_and_loads_the_checkpoint() {
     assert_has(&s, "checkpoint     …");
     assert_has(&s, "/ui-trained.safetensors");
 
-    // Edit a field through the form: the seed.
-    for _ in 0..13 {
-        h.key(KeyCode::Down);
-    }
+    // Edit a field through the form: the seed, the last row (↑ from the first wraps to it).
+    h.key(KeyCode::Up);
     h.key(KeyCode::Enter)
         .ctrl('u')
         .type_text("7")
@@ -892,10 +890,9 @@ fn bow_train_tab(out: &std::path::Path, steps: u64, family: &str) -> Harness {
         },
     );
     goto(&mut h, TabId::Train);
-    // The seed is shared: set on the sequence form, the bag-of-words run uses it too.
-    for _ in 0..13 {
-        h.key(KeyCode::Down);
-    }
+    // The seed is shared: set on the sequence form, the bag-of-words run uses it too. It is
+    // the form's last row (↑ from the first wraps to it).
+    h.key(KeyCode::Up);
     h.key(KeyCode::Enter)
         .ctrl('u')
         .type_text("5")

@@ -109,7 +109,7 @@ fn nash_flips_bits_and_the_top_words_and_nll_bars_follow() {
     h.key(KeyCode::Char('d'));
     assert_has(
         &h.screen(),
-        "only for models that decode codes to sentences, this model is `nash`",
+        "only for autoencoders that decode codes to sentences (an lm's samples are never restricted), this model is `nash`",
     );
 
     // Neighbors: a Hamming index of the corpus, nearest first.

@@ -390,7 +390,10 @@ fn continuous_and_lm_models_in_the_clusters_tab() {
         "no encoder, so sentences have no codes to cluster",
     );
     lm.key(KeyCode::Char('s'));
-    assert_has(&lm.screen(), "an `lm` model has no encoder");
+    assert_has(
+        &lm.screen(),
+        "s: only for models with an encoder (a typed sentence gets a code), this model is `lm`",
+    );
     assert_eq!(lm.app.tabs.clusters.seed, 0);
 }
 

@@ -265,8 +265,14 @@ impl EncodedSentence {
     pub fn notices(&self) -> Vec<String> {
         let mut out = Vec::new();
         if !self.unknown.is_empty() {
-            let mut words: Vec<&str> = self.unknown.iter().map(String::as_str).collect();
-            words.dedup();
+            // Each word once, in the order they came (a repeated word was listed each time it
+            // came back after another).
+            let mut words: Vec<&str> = Vec::new();
+            for w in &self.unknown {
+                if !words.contains(&w.as_str()) {
+                    words.push(w);
+                }
+            }
             let n = self.unknown.len();
             out.push(format!(
                 "{n} {}word{} {}: {}",

@@ -122,6 +122,21 @@ impl Ctx<'_> {
         });
     }
 
+    /// `w` on a tab that shows no decodings of its own: switches the real-words setting every
+    /// tab shares and says where it shows.
+    pub fn real_words_elsewhere(&mut self) {
+        self.shared.raw_decoding = !self.shared.raw_decoding;
+        let setting = if self.shared.raw_decoding {
+            "raw decodings"
+        } else {
+            "real words"
+        };
+        self.notice(format!(
+            "w: {setting} in Explore, Path, Sample and the Clusters analogy/attribute (nothing \
+             here depends on it)"
+        ));
+    }
+
     pub fn command(&mut self, c: Command) {
         self.commands.push(c);
     }

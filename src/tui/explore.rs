@@ -146,7 +146,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "← → or h l",
         "move the cursor over the bits / dimensions",
         Some(("←/→", "move")),
-        Only::Any,
+        Only::Encodes,
         Action::Left,
     ),
     nav(
@@ -154,7 +154,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "→ or l",
         "",
         None,
-        Only::Any,
+        Only::Encodes,
         Action::Right,
     ),
     nav(
@@ -162,7 +162,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "Home End or g G",
         "first / last bit",
         None,
-        Only::Any,
+        Only::Encodes,
         Action::First,
     ),
     nav(
@@ -170,7 +170,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "End or G",
         "",
         None,
-        Only::Any,
+        Only::Encodes,
         Action::Last,
     ),
     nav(
@@ -210,7 +210,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "r",
         "restore the encoded code",
         Some(("r", "restore")),
-        Only::Any,
+        Only::Encodes,
         Action::Restore,
     ),
     nav(
@@ -218,7 +218,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "u",
         "undo the last change",
         Some(("u", "undo")),
-        Only::Any,
+        Only::Encodes,
         Action::Undo,
     ),
     nav(
@@ -226,7 +226,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "d",
         "decoder: greedy → beam search (width 4) → sampling (t = 1)",
         Some(("d", "decoder")),
-        Only::Text,
+        Only::DecodesCodes,
         Action::Decoder,
     ),
     keys::real_words(Action::RealWords),
@@ -251,7 +251,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "n",
         "draw another sentence from the model's test split (the bit that changes its decoding most is selected)",
         Some(("n", "another sentence")),
-        Only::Any,
+        Only::Encodes,
         Action::Draw,
     ),
     nav(
@@ -259,7 +259,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "PgUp PgDn or H L",
         "move the cursor by 8 bits / dimensions (one group of the code panel)",
         None,
-        Only::Any,
+        Only::Encodes,
         Action::GroupLeft,
     ),
     nav(
@@ -267,7 +267,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "PgDn or L",
         "",
         None,
-        Only::Any,
+        Only::Encodes,
         Action::GroupRight,
     ),
     nav(
@@ -276,7 +276,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "to the bit / dimension whose change raises the sentence's perplexity most (the \
          largest bar)",
         None,
-        Only::Any,
+        Only::Encodes,
         Action::Largest,
     ),
 ];
@@ -574,7 +574,7 @@ impl ExploreState {
         };
         if cx.model.caps.decodes() {
             cx.notice(format!(
-                "a {} sentence of the model's corpus · {unit} {} changes its decoding most: {how} · n draws another",
+                "a {} sentence of the model's corpus · {unit} {} changes the most words of its decoding: {how} · n draws another",
                 o.split, o.dim
             ));
         } else {
@@ -785,8 +785,15 @@ fn render_input(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
     if let Some(e) = &tab.error {
         rest.push(Line::from(Span::styled(e.clone(), t.error())));
     } else if let Some(s) = &app.shared.sentence {
+        // The field holds other text than the sentence encoded (being typed, or left
+        // unencoded): what the model saw is the previous sentence's until Enter.
+        let label = if tab.input.text() == app.shared.text {
+            "model sees: "
+        } else {
+            "model saw (the previous sentence; Enter encodes this one): "
+        };
         rest.push(Line::from(vec![
-            Span::styled("model sees: ", t.dim()),
+            Span::styled(label, t.dim()),
             Span::raw(s.shown.clone()),
         ]));
         let notes = s.notices();
@@ -1364,7 +1371,7 @@ fn render_bars(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
     if let Some((jmax, pmax)) = b.largest() {
         let so_far = if complete { "" } else { " so far" };
         caption.push(Span::styled(
-            format!("   largest{so_far}: {unit} {jmax} {} (b)", change(pmax)),
+            format!("   highest ppl{so_far}: {unit} {jmax} {} (b)", change(pmax)),
             t.dim(),
         ));
     }

@@ -37,6 +37,10 @@ pub struct ModelInfo {
     pub vocab_size: usize,
     pub step: u64,
     pub corpus: String,
+    /// Where its corpus index and map are cached (beside it, or in `--cache-dir`: the files'
+    /// real paths, for the messages while they are built).
+    pub index_path: PathBuf,
+    pub map_path: PathBuf,
 }
 
 impl ModelInfo {
@@ -54,6 +58,8 @@ impl ModelInfo {
             vocab_size: coder.vocab().len(),
             step: coder.provenance().step,
             corpus: coder.provenance().corpus.clone(),
+            index_path: crate::index::default_path(coder.path()),
+            map_path: crate::map::Layout::default_path(coder.path()),
         }
     }
 

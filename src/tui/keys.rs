@@ -119,10 +119,11 @@ pub const fn nav<A: Copy>(
 
 /// The five rows of a selectable list (↓/j, ↑/k, PgDn, PgUp, Home/g), bound to a tab's own
 /// `[down, up, page down, page up, top]` actions; `help` and `hint` describe them in the help
-/// overlay and the footer.
+/// overlay and the footer, `only` says for which models (a list of codes: [`Only::Encodes`]).
 pub const fn list_keys<A: Copy>(
     help: &'static str,
     hint: (&'static str, &'static str),
+    only: Only,
     [down, up, page_down, page_up, top]: [A; 5],
 ) -> [Binding<A>; 5] {
     [
@@ -131,7 +132,7 @@ pub const fn list_keys<A: Copy>(
             "↑↓ jk PgUp/Dn Home",
             help,
             Some(hint),
-            Only::Any,
+            only,
             down,
         ),
         nav(
@@ -139,17 +140,17 @@ pub const fn list_keys<A: Copy>(
             "↑ or k",
             "",
             None,
-            Only::Any,
+            only,
             up,
         ),
-        nav(&[KeyCode::PageDown], "PgDn", "", None, Only::Any, page_down),
-        nav(&[KeyCode::PageUp], "PgUp", "", None, Only::Any, page_up),
+        nav(&[KeyCode::PageDown], "PgDn", "", None, only, page_down),
+        nav(&[KeyCode::PageUp], "PgUp", "", None, only, page_up),
         nav(
             &[KeyCode::Home, KeyCode::Char('g')],
             "Home or g",
             "",
             None,
-            Only::Any,
+            only,
             top,
         ),
     ]
@@ -167,6 +168,15 @@ pub const fn real_words<A: Copy>(action: A) -> Binding<A> {
         Only::DecodesCodes,
         action,
     )
+}
+
+/// [`real_words`] on a tab that decodes nothing it shows (Stats, Train, Neighbors, the cluster
+/// list): the same setting and help row, switched from here too (the footer then says where
+/// it shows), without a footer hint.
+pub const fn real_words_quiet<A: Copy>(action: A) -> Binding<A> {
+    let mut b = real_words(action);
+    b.hint = None;
+    b
 }
 
 /// A binding while a text field has the focus.

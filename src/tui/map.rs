@@ -959,8 +959,9 @@ pub fn render(app: &MapEnv, area: Rect, buf: &mut Buffer) {
             buf,
             msg,
             vec![Line::from(format!(
-                "Loading the map saved beside the checkpoint, or laying the corpus index out \
-                 ({}; saved there, so next time it just loads)…",
+                "Loading the map saved as {}, or laying the corpus index out ({}; saved there, \
+                 so next time it just loads)…",
+                app.model.map_path.display(),
                 m.method.name()
             ))],
         );

@@ -20,7 +20,7 @@ use ratatui::widgets::Widget;
 use super::context::{Command, Ctx, Shared, Tab, View};
 use super::jobs::{Entries, IndexSoFar, Job, JobKind, NeighborIndex, ReplyBody};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
-use super::widgets::{self, label_color, InputAction, TextInput, Theme};
+use super::widgets::{self, label_color, BitsFit, InputAction, ListWindow, TextInput, Theme};
 use crate::coder::Capabilities;
 use crate::cosine::CosineHit;
 use crate::index::Neighbor;
@@ -33,8 +33,8 @@ pub struct NeighborsState {
     /// The corpus to index instead of the checkpoint's own.
     pub corpus: Option<String>,
     pub k: usize,
-    /// First row of the list shown.
-    pub scroll: usize,
+    /// The row of the list selected (the list scrolls as little as it must to show it).
+    pub selected: usize,
     pub show_map: bool,
     pub error: Option<String>,
     /// A sentence typed here; Enter hands it to Explore, whose code is the query.
@@ -49,7 +49,7 @@ impl NeighborsState {
         Self {
             corpus,
             k: 20,
-            scroll: 0,
+            selected: 0,
             show_map: false,
             error: None,
             input: TextInput::default(),
@@ -80,11 +80,13 @@ pub enum Action {
     Top,
     Map,
     Reload,
+    RealWords,
 }
 
 const SCROLL: [Binding<Action>; 5] = keys::list_keys(
-    "scroll the list",
-    ("↑/↓", "scroll"),
+    "select a row (the list scrolls as little as it must to show it)",
+    ("↑/↓", "select"),
+    Only::Encodes,
     [
         Action::Down,
         Action::Up,
@@ -131,7 +133,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "[ / ]",
         "fewer / more neighbours (k: 5, 10, 20, 50, 100, 200, 500)",
         Some(("[/]", "fewer/more")),
-        Only::Any,
+        Only::Encodes,
         Action::Fewer,
     ),
     nav(
@@ -139,7 +141,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "]",
         "",
         None,
-        Only::Any,
+        Only::Encodes,
         Action::More,
     ),
     SCROLL[0],
@@ -152,7 +154,7 @@ pub const KEYS: &[Binding<Action>] = &[
         "m",
         "map: the corpus laid out by neighbourhood (UMAP) ↔ list",
         Some(("m", "map/list")),
-        Only::Any,
+        Only::Encodes,
         Action::Map,
     ),
     nav(
@@ -160,9 +162,10 @@ pub const KEYS: &[Binding<Action>] = &[
         "r",
         "load the index again (after an error)",
         Some(("r", "reload index")),
-        Only::Any,
+        Only::Encodes,
         Action::Reload,
     ),
+    keys::real_words_quiet(Action::RealWords),
 ];
 
 impl NeighborsState {
@@ -235,6 +238,7 @@ impl NeighborsState {
                 }
                 return;
             }
+            Action::RealWords => return cx.real_words_elsewhere(),
             _ => {}
         }
         let n = &mut *self;
@@ -255,22 +259,25 @@ impl NeighborsState {
                     .copied()
                     .unwrap_or(K_STEPS[K_STEPS.len() - 1]);
             }
-            Action::Down => n.scroll = n.scroll.saturating_add(1),
-            Action::Up => n.scroll = n.scroll.saturating_sub(1),
-            Action::PageDown => n.scroll = n.scroll.saturating_add(10),
-            Action::PageUp => n.scroll = n.scroll.saturating_sub(10),
-            Action::Top => n.scroll = 0,
+            Action::Down => n.selected = n.selected.saturating_add(1),
+            Action::Up => n.selected = n.selected.saturating_sub(1),
+            Action::PageDown => n.selected = n.selected.saturating_add(10),
+            Action::PageUp => n.selected = n.selected.saturating_sub(10),
+            Action::Top => n.selected = 0,
             Action::Map => {
                 n.show_map = true;
                 cx.map_open(None);
                 return;
             }
-            Action::Submit | Action::Fresh | Action::Edit | Action::Reload => {
+            Action::Submit | Action::Fresh | Action::Edit | Action::Reload | Action::RealWords => {
                 unreachable!("handled above")
             }
         }
-        let k = self.k;
-        self.scroll = self.scroll.min(k.saturating_sub(1));
+        // The list has k rows, fewer where the index has fewer entries.
+        let rows = self
+            .searched(cx.shared)
+            .map_or(self.k, |ix| ix.index.len().min(self.k));
+        self.selected = self.selected.min(rows.saturating_sub(1));
     }
 
     /// `/`: an empty field for a new query sentence.
@@ -346,12 +353,6 @@ impl NeighborsState {
     }
 }
 
-fn bits_text(code: &[f32]) -> String {
-    code.iter()
-        .map(|&b| if b > 0.5 { '1' } else { '0' })
-        .collect()
-}
-
 impl Tab for NeighborsState {
     fn help_rows() -> Vec<(String, String)> {
         let mut rows = keys::help_rows(KEYS);
@@ -376,7 +377,7 @@ impl Tab for NeighborsState {
         cx.shared.index = None;
         self.so_far = None;
         self.error = None;
-        self.scroll = 0;
+        self.selected = 0;
         if shown {
             self.request(cx);
         }
@@ -486,13 +487,14 @@ pub fn render(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) {
             buf,
             msg,
             vec![Line::from(format!(
-                "Loading the index, or encoding the train split of `{}` to build one (saved \
-                 beside the checkpoint, so next time it just loads)…",
+                "Loading the index, or encoding the train split of `{}` to build one (saved to \
+                 {}, so next time it just loads)…",
                 if corpus.is_empty() {
                     "wordnet"
                 } else {
                     &corpus
-                }
+                },
+                app.model.index_path.display()
             ))],
         );
         widgets::job_gauge(buf, gauge, t, app.jobs.progress(JobKind::Index));
@@ -557,6 +559,10 @@ fn render_query(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) 
     }
     let mut lines = Vec::new();
     match &ex.sentence {
+        None if !app.model.caps.encodes => lines.push(Line::from(format!(
+            "No sentence: a `{}` model has no encoder, so a sentence gets no code to search with.",
+            app.model.caps.name
+        ))),
         None => {
             lines.push(Line::from("No sentence yet: press / to type one here."));
             lines.push(Line::styled(
@@ -587,7 +593,10 @@ fn render_query(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) 
             if app.model.binary() {
                 lines.push(Line::from(vec![
                     Span::styled("code     ", t.dim()),
-                    Span::raw(bits_text(&ex.code)),
+                    Span::raw(BitsFit::text(
+                        &ex.code,
+                        (inner.width as usize).saturating_sub(9),
+                    )),
                 ]));
             }
             if let Some((code, Ok(text))) = &ex.decoding {
@@ -680,24 +689,44 @@ fn render_list(tab: &NeighborsState, app: &View, ix: &NeighborIndex, area: Rect,
                 t.dim(),
             ));
             let rows = inner.height.saturating_sub(2) as usize;
-            let start = nb.scroll.min(found.len().saturating_sub(rows.max(1)));
-            for (i, n) in found.iter().enumerate().skip(start).take(rows) {
+            let w = ListWindow::new(nb.selected, found.len(), rows);
+            lines.extend(w.above_line(6).map(|m| Line::styled(m, t.dim())));
+            for (i, n) in found.iter().enumerate().skip(w.start).take(w.count) {
                 let label: String = n.label.unwrap_or("–").chars().take(lw).collect();
                 let color = if t.color {
                     Style::new().fg(label_color(ix.index.label(n.index)))
                 } else {
                     Style::new()
                 };
-                lines.push(Line::from(vec![
-                    Span::styled(format!("{:>4}  ", i + 1), t.dim()),
-                    Span::styled(format!("{:>4}  ", n.distance), t.bold()),
-                    Span::styled(format!("{label:<lw$}  "), color),
-                    Span::raw(n.text.to_string()),
-                ]));
+                lines.push(selectable(
+                    vec![
+                        Span::styled(format!("{:>4}  ", i + 1), t.dim()),
+                        Span::styled(format!("{:>4}  ", n.distance), t.bold()),
+                        Span::styled(format!("{label:<lw$}  "), color),
+                        Span::raw(n.text.to_string()),
+                    ],
+                    i == nb.selected.min(found.len().saturating_sub(1)),
+                    t,
+                ));
             }
+            lines.extend(w.below_line(6).map(|m| Line::styled(m, t.dim())));
         }
     }
     widgets::lines(buf, inner, lines);
+}
+
+/// A row of the list, in the cursor's style when it is the selected one.
+fn selectable(spans: Vec<Span<'static>>, selected: bool, t: Theme) -> Line<'static> {
+    if selected {
+        Line::from(
+            spans
+                .into_iter()
+                .map(|s| Span::styled(s.content, t.cursor()))
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        Line::from(spans)
+    }
 }
 
 /// The list's rows for continuous codes: rank, cosine similarity, label and text.
@@ -731,21 +760,27 @@ fn cosine_rows(
             ));
             let rows = inner.height.saturating_sub(2) as usize;
             let nb = tab;
-            let start = nb.scroll.min(found.len().saturating_sub(rows.max(1)));
-            for (i, h) in found.iter().enumerate().skip(start).take(rows) {
+            let w = ListWindow::new(nb.selected, found.len(), rows);
+            lines.extend(w.above_line(6).map(|m| Line::styled(m, t.dim())));
+            for (i, h) in found.iter().enumerate().skip(w.start).take(w.count) {
                 let label: String = label_of(h).unwrap_or("–").chars().take(lw).collect();
                 let color = if t.color {
                     Style::new().fg(label_color(index.labels[h.index]))
                 } else {
                     Style::new()
                 };
-                lines.push(Line::from(vec![
-                    Span::styled(format!("{:>4}  ", i + 1), t.dim()),
-                    Span::styled(format!("{:>6.3}  ", h.similarity), t.bold()),
-                    Span::styled(format!("{label:<lw$}  "), color),
-                    Span::raw(index.texts[h.index].clone()),
-                ]));
+                lines.push(selectable(
+                    vec![
+                        Span::styled(format!("{:>4}  ", i + 1), t.dim()),
+                        Span::styled(format!("{:>6.3}  ", h.similarity), t.bold()),
+                        Span::styled(format!("{label:<lw$}  "), color),
+                        Span::raw(index.texts[h.index].clone()),
+                    ],
+                    i == nb.selected.min(found.len().saturating_sub(1)),
+                    t,
+                ));
             }
+            lines.extend(w.below_line(6).map(|m| Line::styled(m, t.dim())));
         }
     }
 }

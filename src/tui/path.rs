@@ -11,7 +11,7 @@ use ratatui::widgets::Widget;
 use super::context::{Ctx, Tab, View};
 use super::jobs::{Job, JobKind, ReplyBody};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
-use super::widgets::{self, put, text, InputAction, TextInput};
+use super::widgets::{self, put, text, BitsFit, InputAction, TextInput};
 use crate::coder::Capabilities;
 use crate::coder::PathWalk;
 use crate::explore;
@@ -628,15 +628,26 @@ fn render_points(tab: &PathState, app: &View, w: &PathWalk, area: Rect, buf: &mu
                 t.dim(),
             );
             text(buf, area, x_step, y, "code", t.dim());
-            for (j, &v) in p.code.iter().enumerate() {
+            // A code wider than the row: the part around the flipped bit, the cut marked.
+            let x0 = x_step + 9;
+            let fit = BitsFit::new(
+                p.code.len(),
+                area.right().saturating_sub(x0) as usize,
+                p.flipped,
+            );
+            text(buf, area, x0, y, fit.prefix, t.dim());
+            let x_bits = x0 + fit.prefix.chars().count() as u16;
+            for (j, &v) in p.code.iter().enumerate().skip(fit.start).take(fit.count) {
                 let sym = if explore::is_set(v) { "1" } else { "0" };
                 let style = if Some(j) == p.flipped {
                     t.changed()
                 } else {
                     t.plain()
                 };
-                put(buf, area, x_step + 9 + j as u16, y, sym, style);
+                put(buf, area, x_bits + (j - fit.start) as u16, y, sym, style);
             }
+            let x_end = x_bits + fit.count as u16;
+            text(buf, area, x_end, y, &fit.suffix, t.dim());
         }
     }
     let first = st

@@ -11,7 +11,7 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 use super::context::{Ctx, Tab, View};
 use super::jobs::{Job, JobKind, ReplyBody};
 use super::keys::{self, nav, Binding, Lookup, Mode, Only};
-use super::widgets::{self, text};
+use super::widgets::{self, text, BitsFit};
 use crate::coder::Capabilities;
 use crate::coder::{PriorChoice, Samples};
 use crate::explore;
@@ -362,7 +362,8 @@ pub fn render(tab: &SampleState, app: &View, area: Rect, buf: &mut Buffer) {
             text(buf, inner, x, y, &explore::bit_string(code), t.dim());
             x += l as u16 + 2;
         } else if bits {
-            text(buf, inner, x, y + 1, &explore::bit_string(code), t.dim());
+            let width = inner.right().saturating_sub(x) as usize;
+            text(buf, inner, x, y + 1, &BitsFit::text(code, width), t.dim());
         } else if kind.has_latent() {
             let norm = code.iter().map(|v| v * v).sum::<f32>().sqrt();
             text(buf, inner, x, y, &format!("‖z‖ {norm:5.2}"), t.dim());

@@ -17,6 +17,7 @@ use super::keys::{self, nav, Binding, Lookup, Mode, Only};
 use super::widgets::{self, grouped_columns, heat_map, text, vertical_bars};
 use crate::coder::Capabilities;
 use crate::coder::SplitStats;
+use crate::model::LatentKind;
 
 /// The bit-flip work of the default request, in sentence-bits: every bit of 150 sentences of a
 /// 128-bit code flipped. The sentences flipped scale with the code's width to keep this work
@@ -80,6 +81,7 @@ pub enum Action {
     More,
     Fewer,
     Meanings,
+    RealWords,
 }
 
 /// The tab's keys: dispatch, footer and help all read this table.
@@ -158,6 +160,7 @@ pub const KEYS: &[Binding<Action>] = &[
         Only::Any,
         Action::Meanings,
     ),
+    keys::real_words_quiet(Action::RealWords),
 ];
 
 impl StatsState {
@@ -195,6 +198,7 @@ impl StatsState {
             Action::Last => self.cursor = l.saturating_sub(1),
             Action::Recompute => self.request(cx),
             Action::Meanings => self.meanings_view = !self.meanings_view,
+            Action::RealWords => cx.real_words_elsewhere(),
             Action::More => {
                 self.max_sentences = (self.max_sentences * 2).min(64_000);
                 self.flip_work = (self.flip_work * 2).min(MAX_FLIP_WORK);
@@ -299,10 +303,8 @@ pub fn render(tab: &StatsState, app: &View, area: Rect, buf: &mut Buffer) {
         let mut ppl = vec![Span::styled("perplexity ", t.dim())];
         for (mode, p) in &rep.ppl {
             // An lm's one figure has no code mode ("none" was shown as if it were one).
-            let mode = if rep.kind.has_latent() {
-                mode.as_str()
-            } else {
-                "(no latent)"
+            let Some(mode) = mode_label(rep.kind, mode) else {
+                continue;
             };
             ppl.push(Span::raw(format!("{mode} {p:.2}   ")));
         }
@@ -623,18 +625,41 @@ fn render_bits(
         height: inner.height - 1,
         ..inner
     };
-    let k = heat_map(buf, map_area, &b.correlation, t).block;
+    let scale = heat_map(buf, map_area, &b.correlation, t);
+    let k = scale.block;
+    // The colours (shades) reach full strength at the largest |r| shown, which says it.
     let legend = if t.color {
-        "red +  blue −"
+        format!("red +  blue −  brightest |r| {:.2}", scale.max)
     } else {
-        "|r| ░▒▓█"
+        format!("|r| ░▒▓█ up to {:.2}", scale.max)
     };
     let note = if k > 1 {
         format!("{legend} · cell = {k}×{k} bits, strongest")
     } else {
-        legend.to_string()
+        legend
     };
     text(buf, inner, inner.x, inner.bottom() - 1, &note, t.dim());
+}
+
+/// How the perplexity line names a code mode for `kind`: bits read as their mean p, rounded
+/// or sampled; a continuous code as μ (a bottleneck's code) or a sample, its "rounded" code
+/// being μ again (None: not shown); an lm has one figure and no code.
+fn mode_label(kind: LatentKind, mode: &str) -> Option<&str> {
+    if !kind.has_latent() {
+        return Some("(no latent)");
+    }
+    if kind.is_binary() {
+        return Some(mode);
+    }
+    let deterministic = kind == LatentKind::Bottleneck;
+    match mode {
+        "mean" if deterministic => Some("code"),
+        "mean" => Some("μ"),
+        "rounded" => None,
+        "sample" if deterministic => None,
+        "sample" => Some("sampled z"),
+        other => Some(other),
+    }
 }
 
 fn render_gaussian(

@@ -161,7 +161,11 @@ impl Field {
             // Free bits floor a KL term: only the kinds whose loss has one.
             TrainKind::Seq(k) => match self {
                 Noise | NoiseStd | BatchDocs => false,
-                FreeBits => k.kl_in_loss(),
+                // Only gaussian, binary-vae and gumbel-vae put a KL term in the loss (and
+                // free bits floor it).
+                KlWeight | FreeBits => k.kl_in_loss(),
+                // An `lm` has no code.
+                LatentDim => k.has_latent(),
                 _ => true,
             },
             // LSH draws random hyperplanes over tf-idf: nothing is trained.
@@ -686,6 +690,7 @@ pub enum Action {
     Pause,
     Stop,
     Load,
+    RealWords,
 }
 
 /// The tab's keys: dispatch, footer and help all read this table.
@@ -776,6 +781,7 @@ pub const KEYS: &[Binding<Action>] = &[
         Only::Any,
         Action::Load,
     ),
+    keys::real_words_quiet(Action::RealWords),
 ];
 
 impl TrainState {
@@ -808,6 +814,7 @@ impl TrainState {
             Action::Pause => self.pause(cx),
             Action::Stop => self.stop(cx),
             Action::Load => self.load(cx),
+            Action::RealWords => cx.real_words_elsewhere(),
             Action::Start => self.start(cx),
             Action::Up => self.selected = (self.selected.min(n - 1) + n - 1) % n,
             Action::Down => self.selected = (self.selected + 1) % n,
@@ -1041,9 +1048,15 @@ fn render_form(tab: &TrainState, app: &View, area: Rect, buf: &mut Buffer) {
     );
     let inner = block.inner(area);
     block.render(area, buf);
-    let label_w = 15u16;
     let kind = st.kind();
     let fields = st.fields();
+    // The longest label shown and a space before its value.
+    let label_w = fields
+        .iter()
+        .map(|f| f.label(kind).chars().count() as u16 + 1)
+        .max()
+        .unwrap_or(0)
+        .max(15);
     for (i, field) in fields.iter().enumerate() {
         let y = inner.y + i as u16;
         if y >= inner.bottom() {
@@ -1060,7 +1073,7 @@ fn render_form(tab: &TrainState, app: &View, area: Rect, buf: &mut Buffer) {
             inner,
             inner.x,
             y,
-            &format!("{:<14}", field.label(kind)),
+            &format!("{:<w$}", field.label(kind), w = label_w as usize - 1),
             lstyle,
         );
         let vx = inner.x + label_w;

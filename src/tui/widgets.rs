@@ -106,13 +106,19 @@ impl Theme {
             Style::new()
         }
     }
-    /// Diverging heat-map colour for a correlation r in [-1, 1].
-    pub fn heat(self, r: f64) -> Color {
-        let a = (r.abs().min(1.0) * 255.0) as u8;
-        if r >= 0.0 {
-            Color::Rgb(30 + a * 8 / 9, 30, 30)
+    /// Diverging heat-map colour for a correlation r, full strength at |r| = `max` (the
+    /// largest shown): red for positive, blue for negative, dark grey for 0.
+    pub fn heat(self, r: f64, max: f64) -> Color {
+        let f = if max > 0.0 {
+            (r.abs() / max).min(1.0)
         } else {
-            Color::Rgb(30, 30 + a * 4 / 9, 30 + a * 8 / 9)
+            0.0
+        };
+        let lift = |to: f64| (40.0 + (to - 40.0) * f).round() as u8;
+        if r >= 0.0 {
+            Color::Rgb(lift(255.0), 40, 40)
+        } else {
+            Color::Rgb(40, lift(110.0), lift(255.0))
         }
     }
     pub fn block(self, title: impl Into<Line<'static>>, focused: bool) -> Block<'static> {
@@ -201,6 +207,126 @@ pub fn message_panel(
 pub fn window_notice(unit: &str, first: usize, shown: usize, total: usize) -> Option<String> {
     (first > 0 || first + shown < total)
         .then(|| format!("   showing {unit} {first}–{} of {total}", first + shown - 1))
+}
+
+/// Which items of a list of `len` a panel of `rows` lines shows so that `selected` is in view
+/// with as little scroll as possible; where items are hidden a line says how many ("↑ N more"
+/// above, "↓ N more" below; no such lines in fewer than 3 rows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListWindow {
+    /// The first item shown and how many are.
+    pub start: usize,
+    pub count: usize,
+    /// Items hidden above and below.
+    pub above: usize,
+    pub below: usize,
+    /// Whether a line above (below) the items says how many are hidden there.
+    pub marks: bool,
+}
+
+impl ListWindow {
+    pub fn new(selected: usize, len: usize, rows: usize) -> Self {
+        let sel = selected.min(len.saturating_sub(1));
+        let window = |start: usize, count: usize| ListWindow {
+            start,
+            count,
+            above: start,
+            below: len - start - count,
+            marks: rows >= 3,
+        };
+        if len <= rows {
+            return window(0, len);
+        }
+        if rows < 3 {
+            let start = (sel + 1).saturating_sub(rows.max(1));
+            return window(start, rows.min(len - start));
+        }
+        if sel < rows - 1 {
+            // The top of the list, and a line for the rest below.
+            return window(0, rows - 1);
+        }
+        if sel >= len - (rows - 1) {
+            // The end of the list, and a line for the rest above.
+            return window(len - (rows - 1), rows - 1);
+        }
+        // Lines for both; the selection on the last row.
+        let count = rows - 2;
+        window(sel + 1 - count, count)
+    }
+
+    /// The line above the items: "↑ N more", indented by `indent` columns, if any.
+    pub fn above_line(&self, indent: usize) -> Option<String> {
+        (self.marks && self.above > 0).then(|| format!("{:indent$}↑ {} more", "", self.above))
+    }
+
+    /// The line below the items: "↓ N more", if any.
+    pub fn below_line(&self, indent: usize) -> Option<String> {
+        (self.marks && self.below > 0).then(|| format!("{:indent$}↓ {} more", "", self.below))
+    }
+}
+
+/// How many bits of a code of `len` a row of `width` columns shows, and the marks of those cut:
+/// the first bits and `…+N bits` where only the end is cut; where `focus` (a bit to keep in
+/// view) lies beyond, a window around it between `…` and `… bits S–E of L`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BitsFit {
+    pub start: usize,
+    pub count: usize,
+    pub prefix: &'static str,
+    pub suffix: String,
+}
+
+impl BitsFit {
+    pub fn new(len: usize, width: usize, focus: Option<usize>) -> Self {
+        let whole = BitsFit {
+            start: 0,
+            count: len,
+            prefix: "",
+            suffix: String::new(),
+        };
+        if len <= width {
+            return whole;
+        }
+        let digits = len.to_string().len();
+        // "…+N bits"
+        let count = width.saturating_sub(7 + digits);
+        if count == 0 {
+            return BitsFit {
+                count: width,
+                ..whole
+            };
+        }
+        if focus.is_none_or(|f| f < count) {
+            return BitsFit {
+                start: 0,
+                count,
+                prefix: "",
+                suffix: format!("…+{} bits", len - count),
+            };
+        }
+        // "…" + bits + "… bits S–E of L"
+        let count = width.saturating_sub(1 + 12 + 3 * digits).max(1);
+        let focus = focus.unwrap_or(0).min(len - 1);
+        let start = focus.saturating_sub(count / 2).min(len - count);
+        let end = start + count;
+        BitsFit {
+            start,
+            count,
+            prefix: if start > 0 { "…" } else { "" },
+            suffix: if end < len {
+                format!("… bits {start}–{} of {len}", end - 1)
+            } else {
+                format!(" (bits {start}–{} of {len})", end - 1)
+            },
+        }
+    }
+
+    /// The code's bits as they fit, marks included.
+    pub fn text(code: &[f32], width: usize) -> String {
+        let fit = BitsFit::new(code.len(), width, None);
+        let bits = crate::explore::bit_string(&code[fit.start..fit.start + fit.count]);
+        format!("{}{bits}{}", fit.prefix, fit.suffix)
+    }
 }
 
 /// Renders lines with word wrap.
@@ -517,10 +643,12 @@ pub fn vertical_bars(
 
 /// How a heat map was scaled: each cell shows `block`×`block` entries, or each entry spans
 /// `scale` rows and 2·`scale` columns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct HeatScale {
     pub block: usize,
     pub scale: usize,
+    /// The largest |r| off the diagonal: the colours' (shades') full strength.
+    pub max: f64,
 }
 
 /// A heat map of a square matrix in [-1, 1]. Small matrices are enlarged (an entry is two
@@ -530,19 +658,35 @@ pub struct HeatScale {
 /// (upper half block); without colour, |r| is drawn with shade characters.
 pub fn heat_map(buf: &mut Buffer, area: Rect, m: &[Vec<f64>], theme: Theme) -> HeatScale {
     let n = m.len();
-    let none = HeatScale { block: 1, scale: 1 };
+    // Correlations of a code's bits are mostly small: the colours span the largest shown.
+    let max = m
+        .iter()
+        .enumerate()
+        .flat_map(|(i, row)| row.iter().enumerate().filter(move |(j, _)| *j != i))
+        .map(|(_, v)| v.abs())
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let none = HeatScale {
+        block: 1,
+        scale: 1,
+        max,
+    };
     if n == 0 || area.width == 0 || area.height == 0 {
         return none;
     }
     let (w, h) = (area.width as usize, area.height as usize);
-    let shade = |v: f64| SHADES[((v.abs() * 4.0).round() as usize).min(4)];
+    let shade = |v: f64| {
+        let f = if max > 0.0 { v.abs() / max } else { 0.0 };
+        SHADES[((f * 4.0).round() as usize).min(4)]
+    };
+    let heat = |v: f64| theme.heat(v, max);
     if 2 * n <= w && n <= h {
         let scale = (w / (2 * n)).min(h / n).max(1);
         for (i, row) in m.iter().enumerate() {
             for (j, &v) in row.iter().enumerate() {
                 let (sym, style) = match (i == j, theme.color) {
                     (true, _) => ("╲", theme.dim()),
-                    (false, true) => ("█", Style::new().fg(theme.heat(v))),
+                    (false, true) => ("█", Style::new().fg(heat(v))),
                     (false, false) => (shade(v), theme.plain()),
                 };
                 for dy in 0..scale {
@@ -554,7 +698,11 @@ pub fn heat_map(buf: &mut Buffer, area: Rect, m: &[Vec<f64>], theme: Theme) -> H
                 }
             }
         }
-        return HeatScale { block: 1, scale };
+        return HeatScale {
+            block: 1,
+            scale,
+            max,
+        };
     }
     let rows_per_line = if theme.color { 2 } else { 1 };
     let block = n.div_ceil(w.min(h * rows_per_line).max(1)).max(1);
@@ -584,10 +732,10 @@ pub fn heat_map(buf: &mut Buffer, area: Rect, m: &[Vec<f64>], theme: Theme) -> H
                 } else {
                     None
                 };
-                let fg = top.map_or(Color::Gray, |v| theme.heat(v));
+                let fg = top.map_or(Color::Gray, heat);
                 let bg = match (2 * line + 1 < cells, bottom) {
                     (false, _) => Color::Reset,
-                    (true, Some(v)) => theme.heat(v),
+                    (true, Some(v)) => heat(v),
                     (true, None) => Color::Gray,
                 };
                 put(buf, area, x, y, "▀", Style::new().fg(fg).bg(bg));
@@ -611,7 +759,11 @@ pub fn heat_map(buf: &mut Buffer, area: Rect, m: &[Vec<f64>], theme: Theme) -> H
             }
         }
     }
-    HeatScale { block, scale: 1 }
+    HeatScale {
+        block,
+        scale: 1,
+        max,
+    }
 }
 
 /// A centred box with the help text; `scroll` skips lines from the top.
@@ -753,9 +905,20 @@ mod tests {
         let area = Rect::new(0, 0, 12, 6);
         let mut buf = Buffer::empty(area);
         let s = heat_map(&mut buf, area, &m, mono);
-        assert_eq!(s, HeatScale { block: 1, scale: 2 });
+        assert_eq!(
+            s,
+            HeatScale {
+                block: 1,
+                scale: 2,
+                max: 0.9
+            }
+        );
         assert_eq!(buf[(0, 0)].symbol(), "╲");
-        assert_eq!(buf[(4, 0)].symbol(), "█", "|0.9| is the darkest shade");
+        assert_eq!(
+            buf[(4, 0)].symbol(),
+            "█",
+            "|0.9|, the largest, is the darkest shade"
+        );
         assert_eq!(buf[(8, 0)].symbol(), " ", "|−0.1| rounds to no shade");
         let big: Vec<Vec<f64>> = (0..64)
             .map(|i| (0..64).map(|j| if i == j { 1.0 } else { 0.5 }).collect())
@@ -763,7 +926,7 @@ mod tests {
         let area = Rect::new(0, 0, 40, 8);
         let mut buf = Buffer::empty(area);
         assert_eq!(heat_map(&mut buf, area, &big, mono).block, 8);
-        assert_eq!(buf[(0, 0)].symbol(), "▒");
+        assert_eq!(buf[(0, 0)].symbol(), "█", "0.5 is the largest |r| here");
     }
 
     #[test]

@@ -165,7 +165,7 @@ impl Worker {
         words
     }
 
-    /// The training corpus's words that Path and Sample keep their decodings to: when asked,
+    /// The training corpus's words that Path, Sample and the Clusters tab keep their decodings to: when asked,
     /// for a subword sequence model whose corpus is here (elsewhere they decode raw, as the
     /// header then says after Explore's first decoding).
     fn words_to_keep_to(
@@ -422,7 +422,10 @@ impl Worker {
                 }
             }
             Job::Structure(job) => {
-                ReplyBody::Structure(compute_structure(&coder, &job).map_err(err_text))
+                let words = self.words_to_keep_to(&coder, job.real_words());
+                ReplyBody::Structure(
+                    compute_structure(&coder, &job, words.as_deref()).map_err(err_text),
+                )
             }
             Job::Meaning => ReplyBody::Meanings(
                 self.own_corpus(&coder, "bit meanings")

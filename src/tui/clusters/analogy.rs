@@ -10,8 +10,7 @@ use super::{Action, ClustersState, ClustersView, StructureJob, StructureResult, 
 use crate::explore::bit_string;
 use crate::structure::changed_bits;
 use crate::tui::context::{Ctx, View};
-use crate::tui::jobs::Job;
-use crate::tui::keys::{nav, typing, Binding, Only};
+use crate::tui::keys::{self, nav, typing, Binding, Only};
 use crate::tui::widgets::{self, TextInput};
 
 /// The analogy view: three text fields and the result.
@@ -43,7 +42,7 @@ pub const ANALOGY_KEYS: &[Binding<Action>] = &[
         "i or Enter",
         "analogy: edit A, B and C",
         Some(("i", "edit A/B/C")),
-        Only::Any,
+        Only::Encodes,
         Action::Edit,
     ),
     nav(
@@ -51,10 +50,11 @@ pub const ANALOGY_KEYS: &[Binding<Action>] = &[
         "/",
         "analogy: a new one, all three fields empty",
         Some(("/", "new analogy")),
-        Only::Any,
+        Only::Encodes,
         Action::Fresh,
     ),
     BACK,
+    keys::real_words(Action::RealWords),
 ];
 
 pub(super) fn render_analogy(tab: &ClustersState, app: &View, area: Rect, buf: &mut Buffer) {
@@ -147,8 +147,14 @@ impl ClustersState {
                 }
                 c.typing = false;
                 let sentences = [c.inputs[0].text(), c.inputs[1].text(), c.inputs[2].text()];
-                cx.jobs
-                    .submit(Job::Structure(StructureJob::Analogy { sentences }));
+                let real_words = !cx.shared.raw_decoding;
+                self.submit_structure(
+                    cx,
+                    StructureJob::Analogy {
+                        sentences,
+                        real_words,
+                    },
+                );
             }
             _ => {}
         }

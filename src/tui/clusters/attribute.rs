@@ -11,7 +11,7 @@ use super::{window_start, Action, ClusterView, ClustersState, ClustersView, BACK
 use crate::explore::bit_string;
 use crate::structure::changed_bits;
 use crate::tui::context::{Ctx, View};
-use crate::tui::keys::{nav, Binding, Only};
+use crate::tui::keys::{self, nav, Binding, Only};
 use crate::tui::widgets;
 
 /// The attribute view.
@@ -21,7 +21,7 @@ pub const ATTRIBUTE_KEYS: &[Binding<Action>] = &[
         "↑↓ or jk",
         "attribute: select a gold label",
         Some(("↑/↓", "label")),
-        Only::Any,
+        Only::Encodes,
         Action::Down,
     ),
     nav(
@@ -29,7 +29,7 @@ pub const ATTRIBUTE_KEYS: &[Binding<Action>] = &[
         "↑ or k",
         "",
         None,
-        Only::Any,
+        Only::Encodes,
         Action::Up,
     ),
     nav(
@@ -37,10 +37,17 @@ pub const ATTRIBUTE_KEYS: &[Binding<Action>] = &[
         "f / t",
         "attribute: the selected label is the vector's from / to",
         Some(("f/t", "from/to")),
-        Only::Any,
+        Only::Encodes,
         Action::From,
     ),
-    nav(&[KeyCode::Char('t')], "t", "", None, Only::Any, Action::To),
+    nav(
+        &[KeyCode::Char('t')],
+        "t",
+        "",
+        None,
+        Only::Encodes,
+        Action::To,
+    ),
     nav(
         &[KeyCode::Char('+'), KeyCode::Char('=')],
         "+ / -",
@@ -74,6 +81,7 @@ pub const ATTRIBUTE_KEYS: &[Binding<Action>] = &[
         Action::Weaker,
     ),
     BACK,
+    keys::real_words(Action::RealWords),
 ];
 
 /// Strength steps: a bit at a time for binary codes, ¼ of the vector for continuous ones.

@@ -11,14 +11,17 @@ use super::{
     window_start, Action, ClusterView, ClustersState, ClustersView, K_STEPS, SELECT_ACTIONS,
 };
 use crate::cluster::ClusterMethod;
-use crate::explore::bit_string;
 use crate::tui::context::{Ctx, View};
 use crate::tui::jobs::JobKind;
 use crate::tui::keys::{self, nav, Binding, Only};
-use crate::tui::widgets::{self, TextInput};
+use crate::tui::widgets::{self, BitsFit, TextInput};
 
-const LIST_SELECT: [Binding<Action>; 5] =
-    keys::list_keys("select a cluster", ("↑/↓", "select"), SELECT_ACTIONS);
+const LIST_SELECT: [Binding<Action>; 5] = keys::list_keys(
+    "select a cluster",
+    ("↑/↓", "select"),
+    Only::Encodes,
+    SELECT_ACTIONS,
+);
 
 /// The cluster list, the view the tab opens in.
 pub const LIST_KEYS: &[Binding<Action>] = &[
@@ -32,7 +35,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "Enter",
         "list the selected cluster's members, nearest its centre first",
         Some(("Enter", "members")),
-        Only::Any,
+        Only::Encodes,
         Action::Open,
     ),
     nav(
@@ -40,7 +43,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "[ / ]",
         "fewer / more clusters (k: 2, 3, 5, 10, 20, 30, 45, 60, 100, 200)",
         Some(("[/]", "k")),
-        Only::Any,
+        Only::Encodes,
         Action::FewerClusters,
     ),
     nav(
@@ -48,7 +51,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "]",
         "",
         None,
-        Only::Any,
+        Only::Encodes,
         Action::MoreClusters,
     ),
     nav(
@@ -64,7 +67,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "s",
         "cluster again with the next seed",
         Some(("s", "reseed")),
-        Only::Any,
+        Only::Encodes,
         Action::Reseed,
     ),
     nav(
@@ -72,7 +75,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "v",
         "map: the corpus map coloured by cluster, names at the centres",
         Some(("v", "map")),
-        Only::Any,
+        Only::Encodes,
         Action::Map,
     ),
     nav(
@@ -80,7 +83,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "a",
         "attribute vector between two gold labels, applied to Explore's code",
         Some(("a", "attribute")),
-        Only::Any,
+        Only::Encodes,
         Action::Attribute,
     ),
     nav(
@@ -88,7 +91,7 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "n",
         "analogy of three sentences: A is to B as C is to ?",
         Some(("n", "analogy")),
-        Only::Any,
+        Only::Encodes,
         Action::Analogy,
     ),
     nav(
@@ -96,9 +99,10 @@ pub const LIST_KEYS: &[Binding<Action>] = &[
         "r",
         "cluster again (after an error)",
         None,
-        Only::Any,
+        Only::Encodes,
         Action::Recluster,
     ),
+    keys::real_words_quiet(Action::RealWords),
 ];
 
 pub(super) fn render_list(
@@ -180,7 +184,10 @@ pub(super) fn render_list(
     if view.data.binary {
         lines.push(Line::from(vec![
             Span::styled("code    ", t.dim()),
-            Span::raw(bit_string(&s.center)),
+            Span::raw(BitsFit::text(
+                &s.center,
+                (inner.width as usize).saturating_sub(8),
+            )),
         ]));
     }
     widgets::lines(buf, inner, lines);

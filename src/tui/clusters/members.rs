@@ -15,6 +15,7 @@ use crate::tui::widgets;
 const MEMBERS_SELECT: [Binding<Action>; 5] = keys::list_keys(
     "members: select one (nearest the centre first)",
     ("↑/↓", "select"),
+    Only::Encodes,
     SELECT_ACTIONS,
 );
 
@@ -30,9 +31,10 @@ pub const MEMBERS_KEYS: &[Binding<Action>] = &[
         "Enter",
         "members: load the member into 1 Explore",
         Some(("Enter", "load into Explore")),
-        Only::Any,
+        Only::Encodes,
         Action::Open,
     ),
+    keys::real_words_quiet(Action::RealWords),
     BACK,
 ];
 

@@ -75,6 +75,13 @@ pub struct ClustersState {
     pub field: usize,
     pub typing: bool,
     pub analogy: Option<Result<StructureResult, String>>,
+    /// The sentences of the newest analogy asked for (`w` decodes it again).
+    pub analogy_asked: Option<[String; 3]>,
+    /// Whether the newest decoding or analogy asked for keeps to the training corpus's words,
+    /// and whether the attribute decoding and the analogy on screen do.
+    pub asked_real_words: bool,
+    pub decoded_real_words: bool,
+    pub analogy_real_words: bool,
     /// While the corpus is clustered: (entries encoded, of all) of the provisional clustering
     /// on screen, a clustering of the entries encoded so far.
     pub provisional: Option<(usize, usize)>,
@@ -101,6 +108,10 @@ impl ClustersState {
             field: 0,
             typing: false,
             analogy: None,
+            analogy_asked: None,
+            asked_real_words: true,
+            decoded_real_words: true,
+            analogy_real_words: true,
             provisional: None,
         }
     }
@@ -142,6 +153,8 @@ pub enum Action {
     PreviousField,
     NextField,
     Leave,
+    /// `w`: real words ↔ raw decodings (every tab's setting).
+    RealWords,
 }
 
 /// Selection keys, the same in the list, the members and the attribute view's labels.
@@ -209,6 +222,56 @@ impl ClustersState {
         if self.view == ClustersView::Attribute {
             self.attribute_request(cx);
         }
+        // `w` pressed on another tab since the analogy was decoded: decode it again.
+        if self.analogy_real_words == cx.shared.raw_decoding {
+            self.analogy_request(cx);
+        }
+    }
+
+    /// `w`: the real-words setting every tab shares; the attribute decoding and the analogy
+    /// decode again with it (the cluster centres keep the clustering's raw decodings).
+    fn real_words(&mut self, cx: &mut Ctx) {
+        cx.shared.raw_decoding = !cx.shared.raw_decoding;
+        let setting = if cx.shared.raw_decoding {
+            "raw decodings"
+        } else {
+            "real words"
+        };
+        cx.notice(match self.view {
+            ClustersView::Attribute | ClustersView::Analogy => {
+                format!("w: {setting} on every tab; this view decodes again")
+            }
+            _ => format!(
+                "w: {setting} on every tab; the attribute (a) and analogy (n) views follow it, the \
+                 centres keep the clustering's raw decodings"
+            ),
+        });
+        self.attribute_request(cx);
+        if self.analogy.is_some() {
+            self.analogy_request(cx);
+        }
+    }
+
+    /// Decodes the newest analogy asked for again (after `w`).
+    fn analogy_request(&mut self, cx: &mut Ctx) {
+        if let Some(sentences) = self.analogy_asked.clone() {
+            self.submit_structure(
+                cx,
+                StructureJob::Analogy {
+                    sentences,
+                    real_words: !cx.shared.raw_decoding,
+                },
+            );
+        }
+    }
+
+    /// Sends a decoding or an analogy to the worker, noting which words it keeps to.
+    fn submit_structure(&mut self, cx: &mut Ctx, job: StructureJob) {
+        self.asked_real_words = job.real_words();
+        if let StructureJob::Analogy { sentences, .. } = &job {
+            self.analogy_asked = Some(sentences.clone());
+        }
+        cx.jobs.submit(Job::Structure(job));
     }
 
     /// Clusters the corpus unless it is clustered or being clustered (the map's colours).
@@ -261,8 +324,14 @@ impl ClustersState {
 
     fn structure_done(&mut self, _cx: &mut Ctx, r: Result<StructureResult, String>) {
         match r {
-            Ok(StructureResult::Decoded { code, text }) => self.decoded = Some(Ok((code, text))),
-            Ok(a @ StructureResult::Analogy { .. }) => self.analogy = Some(Ok(a)),
+            Ok(StructureResult::Decoded { code, text }) => {
+                self.decoded = Some(Ok((code, text)));
+                self.decoded_real_words = self.asked_real_words;
+            }
+            Ok(a @ StructureResult::Analogy { .. }) => {
+                self.analogy = Some(Ok(a));
+                self.analogy_real_words = self.asked_real_words;
+            }
             Err(e) => match self.view {
                 ClustersView::Analogy => self.analogy = Some(Err(e)),
                 _ => self.decoded = Some(Err(e)),
@@ -285,10 +354,11 @@ impl ClustersState {
 
     fn attribute_request(&mut self, cx: &mut Ctx) {
         if let Some((_, code)) = self.edited_code(cx.shared) {
-            let current = matches!(&self.decoded, Some(Ok((c, _))) if *c == code);
+            let real_words = !cx.shared.raw_decoding;
+            let current = matches!(&self.decoded, Some(Ok((c, _))) if *c == code)
+                && self.decoded_real_words == real_words;
             if !current {
-                cx.jobs
-                    .submit(Job::Structure(StructureJob::Decode { code }));
+                self.submit_structure(cx, StructureJob::Decode { code, real_words });
             }
         }
     }
@@ -322,6 +392,9 @@ impl ClustersState {
         };
         if !caps.encodes && !matches!(action, Action::Back | Action::Leave) {
             return cx.notice("an `lm` model has no encoder, so there are no codes to cluster");
+        }
+        if action == Action::RealWords {
+            return self.real_words(cx);
         }
         match self.view {
             ClustersView::List => self.list_do(cx, action),
@@ -373,6 +446,7 @@ impl Tab for ClustersState {
         c.error = None;
         c.decoded = None;
         c.analogy = None;
+        c.analogy_asked = None;
         c.from = None;
         c.to = None;
         c.strength = 0.0;
