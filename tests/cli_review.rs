@@ -520,3 +520,16 @@ fn review_mends_codes_pairs_decoders_and_name_lengths() {
         "{e}"
     );
 }
+
+/// The command line's unknown-word lists named a word once per occurrence ("xyzzy, xyzzy").
+#[test]
+fn unknown_words_are_listed_once() {
+    let f = common::fixtures();
+    let json = common::run_json(&[
+        "search",
+        f.binary.to_str().unwrap(),
+        "xyzzy the xyzzy cat",
+        "--json",
+    ]);
+    assert_eq!(json["unknown"], serde_json::json!(["xyzzy"]), "{json}");
+}

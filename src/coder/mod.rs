@@ -258,10 +258,13 @@ impl Coder {
     }
 
     /// Words of `text` the model does not know (and, for bag-of-words models, ignores).
+    /// Each word once, in the order it first appears.
     pub fn unknown_words(&self, text: &str) -> Vec<String> {
         let normalized = normalize(text);
+        let mut seen = std::collections::HashSet::new();
         normalized
             .split(' ')
+            .filter(|w| seen.insert(*w))
             // A subword vocabulary spells a word it never saw from pieces; only a word that
             // still needs `<unk>` is unknown (a word-level lookup would call every word
             // outside the piece list unknown).
