@@ -440,13 +440,25 @@ pub fn commit_all(staged: Vec<Staged>) -> Result<()> {
     Ok(())
 }
 
+/// The directory `path` is in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// The file name of an output path, or the error that it names none.
+fn file_name(path: &Path) -> Result<std::borrow::Cow<'_, str>> {
+    Ok(path
+        .file_name()
+        .with_context(|| format!("`{}` is not a file path", path.display()))?
+        .to_string_lossy())
+}
+
 /// [`write_atomically`] up to the rename: `bytes` written and synced to the temporary sibling of
 /// `path`, which [`Staged::commit`] renames into place.
 pub fn stage(path: &Path, bytes: &[u8]) -> Result<Staged> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
     if let Ok(meta) = fs::metadata(path) {
         // Renaming over a device, pipe or directory would replace the node itself (as root,
@@ -477,14 +489,7 @@ pub fn stage(path: &Path, bytes: &[u8]) -> Result<Staged> {
 /// that were killed mid-write. When `path` exists, the temporary gets its permissions, so that a
 /// replaced file keeps them (a private 0600 checkpoint or index stays private).
 pub fn temporary_for(path: &Path) -> Result<(PathBuf, fs::File)> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .with_context(|| format!("`{}` is not a file path", path.display()))?
-        .to_string_lossy();
+    let (dir, name) = (parent_dir(path), file_name(path)?);
     remove_stale_temporaries(dir, &name);
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let file = create_temporary(&tmp)?;
@@ -690,15 +695,7 @@ pub struct OutputLock {
 impl OutputLock {
     /// Takes the lock on `out`, or fails naming the output when another process holds it.
     pub fn acquire(out: &Path) -> Result<Self> {
-        let dir = out
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = out
-            .file_name()
-            .with_context(|| format!("`{}` is not a file path", out.display()))?
-            .to_string_lossy()
-            .into_owned();
+        let (dir, name) = (parent_dir(out), file_name(out)?.into_owned());
         fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
         let lock = dir.join(format!(".{name}.lock"));
         loop {

@@ -114,20 +114,18 @@ pub enum Job {
     Load {
         path: PathBuf,
     },
-    /// The corpus index of the model (loaded from beside the checkpoint, or built and saved
-    /// there); `corpus` overrides the checkpoint's own corpus.
+    /// The corpus index of the model (loaded from its cache, beside the checkpoint or in
+    /// --cache-dir, or built and saved there); `corpus` overrides the checkpoint's own corpus.
     Index {
         corpus: Option<String>,
     },
-    /// The corpus map: the index's 2-D layout, loaded from beside the checkpoint or computed
-    /// (background).
+    /// The corpus map: the index's 2-D layout, loaded from its cache or computed (background).
     Map(MapRequest),
     /// The Clusters tab's clustering of the corpus (background).
     Cluster(ClusterRequest),
     /// The Clusters tab's decodings and analogies (interactive).
     Structure(StructureJob),
-    /// What each bit means (loaded from beside the checkpoint, or computed and saved there;
-    /// background).
+    /// What each bit means (loaded from its cache, or computed and saved there; background).
     Meaning,
     /// Draw `draw` of the first screen: a test sentence of the model's corpus, encoded, with
     /// the bit that changes its decoding most.
