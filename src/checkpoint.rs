@@ -484,6 +484,13 @@ pub fn stage(path: &Path, bytes: &[u8]) -> Result<Staged> {
     Ok(staged)
 }
 
+/// Where a save of `path` by this process writes before renaming: `.NAME.PID.tmp` beside it
+/// (the name [`remove_stale_temporaries`] recognises once the process is gone).
+pub fn temporary_path(path: &Path) -> Result<PathBuf> {
+    let name = file_name(path)?;
+    Ok(parent_dir(path).join(format!(".{name}.{}.tmp", std::process::id())))
+}
+
 /// The temporary a save of `path` writes before renaming it into place (`.NAME.PID.tmp` beside
 /// it), created afresh ([`create_temporary`]) after removing the temporaries of saves of `path`
 /// that were killed mid-write. When `path` exists, the temporary gets its permissions, so that a
@@ -491,7 +498,7 @@ pub fn stage(path: &Path, bytes: &[u8]) -> Result<Staged> {
 pub fn temporary_for(path: &Path) -> Result<(PathBuf, fs::File)> {
     let (dir, name) = (parent_dir(path), file_name(path)?);
     remove_stale_temporaries(dir, &name);
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = temporary_path(path)?;
     let file = create_temporary(&tmp)?;
     if let Some(meta) = fs::metadata(path).ok().filter(|m| m.is_file()) {
         if let Err(e) = file.set_permissions(meta.permissions()) {

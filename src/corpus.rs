@@ -886,15 +886,17 @@ pub fn convert_wordnet(wordnet_dir: &Path, out_dir: &Path) -> Result<WordnetRepo
     // again when the sources turn out to be unusable (only those this run made, only if empty).
     let created = create_dirs(out_dir)
         .with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
-    let temporary = |path: &Path| {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        path.with_file_name(format!(
-            ".{}.{}.tmp",
-            name.unwrap_or_default(),
-            std::process::id()
-        ))
+    let temporaries = outputs
+        .iter()
+        .map(|p| crate::checkpoint::temporary_path(p))
+        .collect::<Result<Vec<PathBuf>>>();
+    let temporaries = match temporaries {
+        Ok(t) => t,
+        Err(e) => {
+            remove_empty_dirs(&created);
+            return Err(e);
+        }
     };
-    let temporaries: Vec<PathBuf> = outputs.iter().map(|p| temporary(p)).collect();
     // An interrupted conversion's partial files (`.NAME.PID.tmp` of a process gone) go, as
     // every save's do.
     for path in &outputs {

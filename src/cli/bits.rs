@@ -33,7 +33,7 @@ pub struct BitsArgs {
 
 pub fn run(args: BitsArgs) -> Result<()> {
     let (_, coder) = super::cluster::load(&args.checkpoint)?;
-    let corpus = super::cluster::corpus_for(&args.corpus, &coder)?;
+    let corpus = coder.corpus(args.corpus.as_deref())?;
     let opts = MeaningOptions {
         entries: args.entries,
         decodings: args.decodings,

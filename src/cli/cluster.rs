@@ -163,11 +163,6 @@ pub(super) fn load(checkpoint: &Option<PathBuf>) -> Result<(PathBuf, Coder)> {
     Ok((path, coder))
 }
 
-/// `--corpus`, else the checkpoint's own corpus ([`Coder::corpus`]).
-pub(super) fn corpus_for(given: &Option<String>, coder: &Coder) -> Result<Corpus> {
-    coder.corpus(given.as_deref())
-}
-
 /// The codes to cluster ([`crate::pipeline::corpus_codes`]): the index saved beside a binary
 /// checkpoint when it is fresh, else the split encoded now; `cluster` never writes the index.
 fn coded_corpus(coder: &Coder, corpus: &Corpus, args: &ClusterArgs) -> Result<CodedCorpus> {
@@ -187,7 +182,7 @@ fn coded_corpus(coder: &Coder, corpus: &Corpus, args: &ClusterArgs) -> Result<Co
 
 fn cluster(args: ClusterArgs) -> Result<()> {
     let (path, coder) = load(&args.checkpoint)?;
-    let corpus = corpus_for(&args.corpus, &coder)?;
+    let corpus = coder.corpus(args.corpus.as_deref())?;
     let method = args
         .method
         .unwrap_or(pipeline::default_method(coder.is_binary()));
@@ -265,7 +260,7 @@ fn attribute(args: AttributeArgs) -> Result<()> {
     let (checkpoint, mut texts) = checkpoint_and_texts(args.args.clone(), 1)?;
     let sentence = texts.remove(0);
     let (path, coder) = load(&checkpoint)?;
-    let corpus = corpus_for(&args.corpus, &coder)?;
+    let corpus = coder.corpus(args.corpus.as_deref())?;
     let model = &coder;
     let bar = super::progress_bar("encoding the two labels");
     let data = CodedCorpus::encode_labels(

@@ -1730,10 +1730,6 @@ fn inherited_as_ignored(sig: i32) -> bool {
     }
 }
 
-fn corpus_for(engine: &Engine, spec: &Option<String>) -> Result<Corpus> {
-    crate::coder::seq::corpus_of(engine, spec.as_deref())
-}
-
 fn eval(args: EvalArgs) -> Result<()> {
     let coder = Coder::load(&resolve(&args.checkpoint), &Device::Cpu)?;
     if coder.can_decode_words() {
@@ -1750,7 +1746,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     let split = args.split;
     let corpus = match &args.sentences {
         Some(path) => sentences_corpus(path)?,
-        None => corpus_for(engine, &args.corpus)?,
+        None => coder.corpus(args.corpus.as_deref())?,
     };
     let mut ids = encode_examples(&engine.vocab, corpus.split(split), engine.max_len());
     let mut factor_values = crate::tasks::factor_values_of(corpus.split(split), ids.len());
