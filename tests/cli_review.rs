@@ -533,3 +533,28 @@ fn unknown_words_are_listed_once() {
     ]);
     assert_eq!(json["unknown"], serde_json::json!(["xyzzy"]), "{json}");
 }
+
+/// `map --method pca --json` named the UMAP cache as its layout file though a PCA layout is
+/// never cached; a UMAP map names the file it saved.
+#[test]
+fn map_json_names_a_layout_file_only_for_a_cached_layout() {
+    let f = common::fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().to_str().unwrap();
+    let b = f.binary.to_str().unwrap();
+    let pca = common::run_json(&[
+        "--threads",
+        "1",
+        "--cache-dir",
+        cache,
+        "map",
+        b,
+        "--method",
+        "pca",
+        "--json",
+    ]);
+    assert!(pca["layout"].is_null(), "{pca}");
+    let umap = common::run_json(&["--threads", "1", "--cache-dir", cache, "map", b, "--json"]);
+    let saved = umap["layout"].as_str().expect("the UMAP layout's file");
+    assert!(std::path::Path::new(saved).is_file(), "{umap}");
+}
