@@ -62,6 +62,12 @@ pub struct Provenance {
     pub corpus_source: Option<String>,
 }
 
+/// Whether a provenance metric is a KL figure (`train_kl`, `valid_kl`): recorded only for a
+/// model with a KL term ([`ModelConfig::has_kl`]); runs before that recorded 0 for the others.
+pub fn is_kl_metric(name: &str) -> bool {
+    name == "kl" || name.ends_with("_kl")
+}
+
 /// The `--corpus` name of the corpus bundled into the binary.
 const BUNDLED_CORPUS: &str = "wordnet";
 
@@ -248,8 +254,26 @@ impl Provenance {
         self.corpus_source.as_deref().unwrap_or(&self.corpus)
     }
 
-    /// Summary lines: steps, corpus, seed and the last metrics.
-    pub fn describe(&self) -> String {
+    /// The provenance as `info --json` writes it: a KL metric ([`is_kl_metric`]) of a model
+    /// without a KL term (`has_kl` false: [`ModelConfig::has_kl`]) is `null`, not the 0 an
+    /// older run recorded for it.
+    pub fn to_json(&self, has_kl: bool) -> Result<serde_json::Value> {
+        let mut v = serde_json::to_value(self)?;
+        if !has_kl {
+            if let Some(metrics) = v.get_mut("metrics").and_then(|m| m.as_object_mut()) {
+                for (k, m) in metrics.iter_mut() {
+                    if is_kl_metric(k) {
+                        *m = serde_json::Value::Null;
+                    }
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// Summary lines: steps, corpus, seed and the last metrics (a KL metric of a model without
+    /// a KL term, `has_kl` false, as `none`).
+    pub fn describe(&self, has_kl: bool) -> String {
         // Every string here comes from the (untrusted) checkpoint: shown, never obeyed.
         let hash: String = self.corpus_hash.chars().take(12).collect();
         let mut s = format!(
@@ -278,7 +302,13 @@ impl Provenance {
             let m: Vec<String> = self
                 .metrics
                 .iter()
-                .map(|(k, v)| format!("{} {v:.3}", Shown(k)))
+                .map(|(k, v)| {
+                    if !has_kl && is_kl_metric(k) {
+                        format!("{} none", Shown(k))
+                    } else {
+                        format!("{} {v:.3}", Shown(k))
+                    }
+                })
                 .collect();
             s += &format!("  last metrics: {}\n", m.join(", "));
             if self.metrics.keys().any(|k| k.starts_with("train_")) {
@@ -295,9 +325,16 @@ impl Provenance {
 pub enum Storage {
     #[default]
     F32,
-    /// Half precision: half the size, ~3 significant digits per weight.
+    /// Half precision: half the size, ~3 significant digits per weight. A tensor with a weight
+    /// beyond half precision's ±65,504 is kept in f32 ([`HALF_MAX`]): the file then mixes the
+    /// two, which safetensors allows and every reader here reads (each tensor by its own dtype).
     F16,
 }
+
+/// The largest magnitude half precision holds; a tensor with a weight beyond it is saved in
+/// f32 by a [`Storage::F16`] save rather than as an infinity (which every reader refuses) or
+/// clamped (which would change the model).
+pub const HALF_MAX: f32 = 65504.0;
 
 /// Atomically writes `tensors` with the config, vocabulary and provenance to `path`.
 pub fn save(
@@ -333,10 +370,13 @@ fn checkpoint_bytes(
     };
     let mut stored: Vec<(String, Tensor)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
-        let s = t.to_dtype(dtype)?.contiguous()?;
+        let mut s = t.to_dtype(dtype)?.contiguous()?;
         // Half precision ends at ±65,504: a larger weight would be stored as infinite, and
-        // every reader refuses a file with one. Refused here, before anything is replaced.
-        // (The source's widest weight is looked up only for a stored tensor that overflowed.)
+        // every reader refuses a file with one. Such a tensor is kept in f32, so the model
+        // saved is the model held (the save never fails for it, a training run never stops at
+        // it); `full_precision_tensors` names them afterwards. (The source's widest weight is
+        // looked up only for a stored tensor that overflowed; a source that is itself not
+        // finite is stored as it is, and refused by every reader.)
         let max_abs = |t: &Tensor| -> Result<f32> {
             Ok(t.to_dtype(DType::F32)?
                 .abs()?
@@ -344,13 +384,12 @@ fn checkpoint_bytes(
                 .max(0)?
                 .to_scalar::<f32>()?)
         };
-        if storage == Storage::F16 && t.elem_count() > 0 && !max_abs(&s)?.is_finite() {
-            let widest = max_abs(t)?;
-            if widest.is_finite() {
-                bail!(
-                    "tensor `{name}` holds a weight of magnitude {widest}, beyond half precision's ±65504: save it in full precision (without --half)"
-                );
-            }
+        if storage == Storage::F16
+            && t.elem_count() > 0
+            && !max_abs(&s)?.is_finite()
+            && max_abs(t)?.is_finite()
+        {
+            s = t.to_dtype(DType::F32)?.contiguous()?;
         }
         stored.push((name.clone(), s));
     }
@@ -408,6 +447,33 @@ pub struct Staged {
 }
 
 impl Staged {
+    /// The temporary of a file written in pieces (a stream, a gzip encoder), open for writing:
+    /// checked and created as [`stage`] does (never over a device, pipe or directory; the
+    /// temporaries of killed saves removed; a replaced file's permissions kept), in a directory
+    /// that exists. The caller writes and syncs the file, then [`Staged::commit`]s; dropped
+    /// uncommitted, the temporary is removed.
+    pub fn create(path: &Path) -> Result<(Staged, fs::File)> {
+        if let Ok(meta) = fs::metadata(path) {
+            // Renaming over a device, pipe or directory would replace the node itself (as root,
+            // `/dev/null` became a regular file).
+            if !meta.is_file() {
+                bail!(
+                    "`{}` is not a regular file; refusing to replace it",
+                    path.display()
+                );
+            }
+        }
+        let (tmp, file) = temporary_for(path)?;
+        Ok((
+            Staged {
+                tmp,
+                path: path.to_path_buf(),
+                committed: false,
+            },
+            file,
+        ))
+    }
+
     /// Renames the temporary over the file it stands for.
     pub fn commit(mut self) -> Result<()> {
         fs::rename(&self.tmp, &self.path).with_context(|| {
@@ -420,6 +486,11 @@ impl Staged {
     /// The path the file will have once committed.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the file is written until it is committed.
+    pub fn temporary(&self) -> &Path {
+        &self.tmp
     }
 }
 
@@ -460,22 +531,7 @@ fn file_name(path: &Path) -> Result<std::borrow::Cow<'_, str>> {
 pub fn stage(path: &Path, bytes: &[u8]) -> Result<Staged> {
     let dir = parent_dir(path);
     fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
-    if let Ok(meta) = fs::metadata(path) {
-        // Renaming over a device, pipe or directory would replace the node itself (as root,
-        // `/dev/null` became a regular file).
-        if !meta.is_file() {
-            bail!(
-                "`{}` is not a regular file; refusing to replace it",
-                path.display()
-            );
-        }
-    }
-    let (tmp, mut f) = temporary_for(path)?;
-    let staged = Staged {
-        tmp,
-        path: path.to_path_buf(),
-        committed: false,
-    };
+    let (staged, mut f) = Staged::create(path)?;
     let tmp = &staged.tmp;
     f.write_all(bytes)
         .with_context(|| format!("writing {}", tmp.display()))?;
@@ -645,8 +701,9 @@ pub fn is_checkpoint_of_run(path: &Path, provenance: &Provenance) -> bool {
         && theirs.train_config == provenance.train_config
 }
 
-/// The `__metadata__` map of a safetensors file, reading only its bounded header.
-fn safetensors_metadata(path: &Path) -> Option<serde_json::Map<String, serde_json::Value>> {
+/// The header of a safetensors file (tensor entries and `__metadata__`), reading only it,
+/// bounded by [`MAX_HEADER_BYTES`].
+fn safetensors_header(path: &Path) -> Option<serde_json::Map<String, serde_json::Value>> {
     use std::io::Read;
     let mut f = fs::File::open(path).ok()?;
     let mut len = [0u8; 8];
@@ -657,11 +714,59 @@ fn safetensors_metadata(path: &Path) -> Option<serde_json::Map<String, serde_jso
     }
     let mut header = vec![0u8; n as usize];
     f.read_exact(&mut header).ok()?;
-    let mut v: serde_json::Value = serde_json::from_slice(&header).ok()?;
-    match v.get_mut("__metadata__")?.take() {
+    match serde_json::from_slice(&header).ok()? {
         serde_json::Value::Object(m) => Some(m),
         _ => None,
     }
+}
+
+/// The `__metadata__` map of a safetensors file, reading only its bounded header.
+fn safetensors_metadata(path: &Path) -> Option<serde_json::Map<String, serde_json::Value>> {
+    match safetensors_header(path)?.remove("__metadata__")? {
+        serde_json::Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// The tensors a half-precision save kept in f32 (a weight beyond ±[`HALF_MAX`]): those
+/// stored as F32 in a file that stores others as F16, by name, reading only the header. Empty
+/// for a file in one precision, or one that cannot be read.
+pub fn full_precision_tensors(path: &Path) -> Vec<String> {
+    let Some(header) = safetensors_header(path) else {
+        return Vec::new();
+    };
+    let dtype_of =
+        |v: &serde_json::Value| v.get("dtype").and_then(|d| d.as_str()).map(str::to_owned);
+    let tensors: Vec<(&String, String)> = header
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .filter_map(|(k, v)| Some((k, dtype_of(v)?)))
+        .collect();
+    if !tensors.iter().any(|(_, d)| d == "F16") {
+        return Vec::new();
+    }
+    tensors
+        .into_iter()
+        .filter(|(_, d)| d == "F32")
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// A one-line note naming the tensors a half-precision save of `path` kept in f32, if any
+/// ([`full_precision_tensors`]): what `convert --half` and `train --half` print.
+pub fn half_precision_note(path: &Path) -> Option<String> {
+    let kept = full_precision_tensors(path);
+    if kept.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = kept.iter().map(|n| format!("`{}`", Shown(n))).collect();
+    Some(format!(
+        "note: {} {} a weight beyond half precision's ±65504 and {} kept in f32 (the rest in f16), so the model saved is the model trained: {}",
+        kept.len(),
+        if kept.len() == 1 { "tensor holds" } else { "tensors hold" },
+        if kept.len() == 1 { "is" } else { "are" },
+        names.join(", ")
+    ))
 }
 
 /// Whether `path` holds a latent-tui checkpoint (by its header).
@@ -919,6 +1024,44 @@ pub fn check_header_size(bytes: &[u8], max: u64, shown: &str) -> Result<()> {
     Ok(())
 }
 
+/// The dtype a checkpoint's weights are stored in, `F32` or `F16`; a half-precision file that
+/// kept tensors in f32 ([`HALF_MAX`]) names them: `F16 (F32: out.bias)` (the first three,
+/// then how many more).
+fn describe_dtypes<'a>(tensors: impl Iterator<Item = (&'a str, DType)>) -> String {
+    let mut by_dtype: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for (name, dtype) in tensors {
+        by_dtype.entry(format!("{dtype:?}")).or_default().push(name);
+    }
+    let Some(main) = by_dtype
+        .iter()
+        .max_by_key(|(d, names)| (names.len(), d.as_str() == "F16"))
+        .map(|(d, _)| d.clone())
+    else {
+        return "none".into();
+    };
+    let others: Vec<String> = by_dtype
+        .iter()
+        .filter(|(d, _)| **d != main)
+        .map(|(d, names)| {
+            let mut names: Vec<&str> = names.clone();
+            names.sort_unstable();
+            let more = names.len().saturating_sub(3);
+            let shown: Vec<String> = names.iter().take(3).map(|n| Shown(n).to_string()).collect();
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            format!("{d}: {}{more}", shown.join(", "))
+        })
+        .collect();
+    if others.is_empty() {
+        main
+    } else {
+        format!("{main} ({})", others.join("; "))
+    }
+}
+
 /// A checkpoint read from disk: weights as f32 plus everything needed to use them.
 pub struct Checkpoint {
     pub path: PathBuf,
@@ -926,7 +1069,8 @@ pub struct Checkpoint {
     pub vocab: Vocab,
     pub provenance: Provenance,
     pub tensors: BTreeMap<String, Tensor>,
-    /// The dtype the weights were stored in ("F32", "F16", …).
+    /// The dtype the weights were stored in ("F32", "F16", …; a half-precision file with
+    /// tensors kept in f32 names them, "F16 (F32: out.bias)").
     pub stored_dtype: String,
     pub file_bytes: u64,
     /// SHA-256 (hex) of the file's bytes as they were read: the model these weights are,
@@ -980,11 +1124,7 @@ impl Checkpoint {
         let file_bytes = bytes.len() as u64;
         let sha256 = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
         drop(bytes);
-        let stored_dtype = loaded
-            .values()
-            .next()
-            .map(|t| format!("{:?}", t.dtype()))
-            .unwrap_or_else(|| "none".into());
+        let stored_dtype = describe_dtypes(loaded.iter().map(|(n, t)| (n.as_str(), t.dtype())));
         let mut tensors = BTreeMap::new();
         for (name, t) in loaded {
             if !matches!(

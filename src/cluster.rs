@@ -899,6 +899,20 @@ pub fn distinctive_words(
     k: usize,
     top: usize,
 ) -> Vec<Vec<DistinctiveWord>> {
+    distinctive_words_of(texts, assignment, k, top, &|w| {
+        crate::bow::is_content_word(w, false)
+    })
+}
+
+/// [`distinctive_words`] over the tokens `counted` keeps (the others are not words of the
+/// texts at all: neither listed nor part of the corpus counts the prior is made of).
+pub fn distinctive_words_of(
+    texts: &[&str],
+    assignment: &[usize],
+    k: usize,
+    top: usize,
+    counted: &dyn Fn(&str) -> bool,
+) -> Vec<Vec<DistinctiveWord>> {
     assert_eq!(texts.len(), assignment.len(), "one cluster per text");
     let mut ids: HashMap<&str, usize> = HashMap::new();
     let mut words: Vec<&str> = Vec::new();
@@ -909,7 +923,7 @@ pub fn distinctive_words(
         sizes[c] += 1;
         let mut seen: Vec<usize> = text
             .split(' ')
-            .filter(|w| crate::bow::is_content_word(w, false))
+            .filter(|w| counted(w))
             .map(|w| {
                 let next = words.len();
                 *ids.entry(w).or_insert_with(|| {

@@ -886,38 +886,36 @@ pub fn convert_wordnet(wordnet_dir: &Path, out_dir: &Path) -> Result<WordnetRepo
     // again when the sources turn out to be unusable (only those this run made, only if empty).
     let created = create_dirs(out_dir)
         .with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
-    let temporaries = outputs
-        .iter()
-        .map(|p| crate::checkpoint::temporary_path(p))
-        .collect::<Result<Vec<PathBuf>>>();
-    let temporaries = match temporaries {
-        Ok(t) => t,
+    match stage_wordnet(wordnet_dir, &outputs) {
+        // Every new file is complete; only now do they replace the old ones.
+        Ok((staged, report)) => {
+            crate::checkpoint::commit_all(staged)?;
+            Ok(report)
+        }
+        // The staged temporaries are gone (dropped uncommitted); so are the directories made.
         Err(e) => {
             remove_empty_dirs(&created);
-            return Err(e);
-        }
-    };
-    // An interrupted conversion's partial files (`.NAME.PID.tmp` of a process gone) go, as
-    // every save's do.
-    for path in &outputs {
-        if let Some(name) = path.file_name() {
-            crate::checkpoint::remove_stale_temporaries(out_dir, &name.to_string_lossy());
+            Err(e)
         }
     }
-    let result = write_wordnet(wordnet_dir, &temporaries);
-    if result.is_err() {
-        for tmp in &temporaries {
-            let _ = fs::remove_file(tmp);
-        }
-        remove_empty_dirs(&created);
-        return result;
+}
+
+/// The files of [`convert_wordnet`] staged as every save stages its files
+/// ([`crate::checkpoint::Staged`]: the temporaries of an interrupted run removed, a replaced
+/// file's permissions kept), written and synced, not yet renamed into place.
+fn stage_wordnet(
+    wordnet_dir: &Path,
+    outputs: &[PathBuf],
+) -> Result<(Vec<crate::checkpoint::Staged>, WordnetReport)> {
+    let mut staged = Vec::with_capacity(outputs.len());
+    let mut files = Vec::with_capacity(outputs.len());
+    for path in outputs {
+        let (s, file) = crate::checkpoint::Staged::create(path)?;
+        files.push((s.temporary().to_path_buf(), file));
+        staged.push(s);
     }
-    // Every new file is complete; only now do they replace the old ones.
-    for (tmp, path) in temporaries.iter().zip(&outputs) {
-        fs::rename(tmp, path)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-    }
-    result
+    let report = write_wordnet(wordnet_dir, files)?;
+    Ok((staged, report))
 }
 
 /// Creates `dir` with its missing parents, as `fs::create_dir_all` does; returns the
@@ -955,13 +953,18 @@ fn remove_empty_dirs(created: &[PathBuf]) {
     }
 }
 
-/// Writes the three split files and the licence of [`convert_wordnet`] to `outputs`
-/// (train, valid, test, LICENSE).
-fn write_wordnet(wordnet_dir: &Path, outputs: &[PathBuf]) -> Result<WordnetReport> {
-    let mut writers = Vec::with_capacity(Split::ALL.len());
-    for path in &outputs[..Split::ALL.len()] {
-        writers.push(GzWriter::create(path)?);
-    }
+/// Writes the three split files and the licence of [`convert_wordnet`] to `files` (train,
+/// valid, test, LICENSE: each the path its errors name and the open file), and syncs them.
+fn write_wordnet(wordnet_dir: &Path, mut files: Vec<(PathBuf, File)>) -> Result<WordnetReport> {
+    ensure!(
+        files.len() == Split::ALL.len() + 1,
+        "three splits and a licence"
+    );
+    let (license_path, mut license_file) = files.pop().expect("checked above");
+    let mut writers: Vec<GzWriter> = files
+        .into_iter()
+        .map(|(path, file)| GzWriter::new(path, file))
+        .collect();
     let mut report = WordnetReport::default();
     let mut seen: HashSet<String> = HashSet::new();
     let mut labels: HashSet<&'static str> = HashSet::new();
@@ -1050,9 +1053,9 @@ fn write_wordnet(wordnet_dir: &Path, outputs: &[PathBuf]) -> Result<WordnetRepor
          WordNet is distributed under the following license.\n\n{}\n",
         license.join("\n").trim_end()
     );
-    let license_path = &outputs[Split::ALL.len()];
-    crate::checkpoint::create_temporary(license_path)?
+    license_file
         .write_all(text.as_bytes())
+        .and_then(|()| license_file.sync_all())
         .with_context(|| format!("cannot write {}", license_path.display()))?;
     Ok(report)
 }
@@ -1142,13 +1145,13 @@ struct GzWriter {
 }
 
 impl GzWriter {
-    fn create(path: &Path) -> Result<GzWriter> {
-        // A fresh temporary (O_EXCL): never written through a link planted at its name.
-        let file = crate::checkpoint::create_temporary(path)?;
-        Ok(GzWriter {
-            path: path.to_owned(),
+    /// A writer into `file` (a staged temporary, [`crate::checkpoint::Staged::create`]);
+    /// `path` names it in errors.
+    fn new(path: PathBuf, file: File) -> GzWriter {
+        GzWriter {
+            path,
             encoder: GzEncoder::new(BufWriter::new(file), Compression::best()),
-        })
+        }
     }
 
     fn write_line(&mut self, label: &str, text: &str) -> Result<()> {
@@ -1159,10 +1162,11 @@ impl GzWriter {
     fn finish(self) -> Result<()> {
         let context = || format!("cannot write {}", self.path.display());
         let buffered = self.encoder.finish().with_context(context)?;
-        buffered
+        let file = buffered
             .into_inner()
             .map_err(|e| e.into_error())
             .with_context(context)?;
+        file.sync_all().with_context(context)?;
         Ok(())
     }
 }

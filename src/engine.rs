@@ -279,7 +279,7 @@ impl Engine {
             self.file_bytes as f64 / 1e6,
             crate::model::parameter_count(&self.varmap)
         );
-        s += &self.provenance.describe();
+        s += &self.provenance.describe(self.config.has_kl());
         s
     }
 }

@@ -213,8 +213,9 @@ pub struct EvalReport {
     pub ppl: BTreeMap<String, f64>,
     /// NLL per sentence (nats) by code mode.
     pub nll_per_sentence: BTreeMap<String, f64>,
-    /// KL to the prior per sentence (nats).
-    pub kl_per_sentence: f64,
+    /// KL to the prior per sentence (nats); none where the model has no KL term
+    /// ([`crate::model::ModelConfig::has_kl`]): `null` in JSON, not 0.
+    pub kl_per_sentence: Kl,
     pub bits: Option<BitReport>,
     pub gaussian: Option<GaussianReport>,
     /// Models with a code; absent when `recon_sentences` is 0.
@@ -222,6 +223,30 @@ pub struct EvalReport {
     /// Disentanglement, when the corpus is a factors corpus ([`crate::factors`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub factors: Option<crate::factors::FactorReport>,
+}
+
+/// A KL to the prior in nats where the model has one (`Some`), or none: an `lm` has no code, a
+/// bottleneck's code has no prior and lsh's hashing no posterior, and a 0 there read as a
+/// posterior equal to its prior. JSON: the number or `null`; printed (`{:.3}` and the like):
+/// the number as an `f64` prints, or `none`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Kl(pub Option<f64>);
+
+impl Kl {
+    /// The KL in nats, where the model has one.
+    pub fn nats(self) -> Option<f64> {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Kl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(v) => std::fmt::Display::fmt(&v, f),
+            None => f.write_str("none"),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -352,7 +377,7 @@ pub fn evaluate(
         words,
         ppl,
         nll_per_sentence: nll_ps,
-        kl_per_sentence: kl,
+        kl_per_sentence: Kl(kind.has_kl().then_some(kl)),
         bits,
         gaussian,
         reconstruction,

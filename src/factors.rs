@@ -217,6 +217,15 @@ pub fn parse_label(label: &str) -> Option<Values> {
     parts.next().is_none().then_some(values)
 }
 
+/// The factor values of each label name, when every one is a factor tuple ([`label_of`]'s
+/// form); `None` when any is not (a corpus of plain labels).
+pub fn label_values(label_names: &[String]) -> Option<Vec<Values>> {
+    if label_names.is_empty() {
+        return None;
+    }
+    label_names.iter().map(|n| parse_label(n)).collect()
+}
+
 /// The factor values of every example of a split, when the corpus is a factors corpus: every
 /// example carries a factor label that agrees with its text's parse. `None` otherwise (another
 /// corpus, an empty split, or a line edited by hand).

@@ -28,7 +28,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::write_atomically;
-use crate::cluster::{distinctive_words, DistinctiveWord};
+use crate::cluster::{distinctive_words_of, DistinctiveWord};
 use crate::coder::EncodedSentence;
 use crate::coder::{Coder, FeatureKind};
 use crate::corpus::{Corpus, Example, Split};
@@ -36,6 +36,9 @@ use crate::index::CachedIndex;
 use crate::structure::subset;
 
 pub const MEANING_FORMAT: &str = "latent-tui-meaning/1";
+
+/// The suffix of a checkpoint's meanings cache: `NAME.meaning.json`.
+const MEANING_SUFFIX: &str = "meaning.json";
 
 /// How much of the corpus is read. The defaults keep the first computation for the shipped
 /// 64-bit model near 15 s on two threads (see docs/meaning.md).
@@ -275,7 +278,24 @@ fn label_shifts(labels: &[Option<&str>], side: &[usize]) -> (Vec<LabelShift>, Ve
     (on, off)
 }
 
-/// Words of `a` not matched by a word of `b` (a multiset difference), content words only.
+/// Whether a token may be listed as a word a bit or dimension goes with or changes (the
+/// `bits` table, the explorer's meaning row): a content word
+/// ([`crate::bow::is_content_word`]) with at least two letters, made of letters and digits
+/// (with inner hyphens or apostrophes). A single letter (the "e" and "g" of a corpus's
+/// "e . g ."), a number and a piece of punctuation are not words a bit is read by.
+pub fn is_listed_word(token: &str) -> bool {
+    let letters = token.chars().filter(|c| c.is_alphabetic()).count();
+    let inner = token.trim_matches(|c: char| !c.is_alphanumeric());
+    letters >= 2
+        && inner.len() == token.len()
+        && token
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '\'')
+        && crate::bow::is_content_word(token, false)
+}
+
+/// Words of `a` not matched by a word of `b` (a multiset difference), listed words only
+/// ([`is_listed_word`]).
 fn words_missing(a: &str, b: &str) -> Vec<String> {
     let mut left: HashMap<&str, usize> = HashMap::new();
     for w in b.split_whitespace() {
@@ -286,7 +306,7 @@ fn words_missing(a: &str, b: &str) -> Vec<String> {
         match left.get_mut(w) {
             Some(n) if *n > 0 => *n -= 1,
             _ => {
-                if crate::bow::is_content_word(w, false) && !w.starts_with('<') {
+                if is_listed_word(w) {
                     out.push(w.to_string());
                 }
             }
@@ -402,7 +422,7 @@ impl Meanings {
             let side = sides(&codes, j, binary, m, s);
             let count = |k: usize| side.iter().filter(|&&x| x == k).count() as f64;
             let n = side.len().max(1) as f64;
-            let mut words = distinctive_words(&texts, &side, 3, opts.words);
+            let mut words = distinctive_words_of(&texts, &side, 3, opts.words, &is_listed_word);
             let (on_labels, off_labels) = label_shifts(&labels, &side);
             let off_words = std::mem::take(&mut words[0]);
             let on_words = std::mem::take(&mut words[1]);
@@ -548,7 +568,11 @@ impl Meanings {
                 && m.binary == coder.is_binary()
                 && m.meta.checkpoint_sha256 == coder.checkpoint_sha256()
         };
-        if let Some(index) = Self::load(&path).ok().filter(fresh) {
+        // The cache path, else fresh meanings beside the checkpoint (read only).
+        let found = crate::index::cache_paths(checkpoint, MEANING_SUFFIX)
+            .into_iter()
+            .find_map(|p| Self::load(&p).ok().filter(fresh).map(|m| (m, p)));
+        if let Some((index, path)) = found {
             return Ok(CachedIndex {
                 index,
                 path,
@@ -569,7 +593,7 @@ impl Meanings {
     /// `name.safetensors` → `name.meaning.json`, beside it or in the cache directory
     /// ([`crate::index::cache_path`]).
     pub fn default_path(checkpoint: &Path) -> PathBuf {
-        crate::index::cache_path(checkpoint, "meaning.json")
+        crate::index::cache_path(checkpoint, MEANING_SUFFIX)
     }
 
     /// Reads meanings written by [`Meanings::save`].
@@ -579,7 +603,7 @@ impl Meanings {
             "meanings",
             crate::checkpoint::max_bytes::MEANINGS,
         )?;
-        let m: Self = serde_json::from_slice(&bytes)
+        let mut m: Self = serde_json::from_slice(&bytes)
             .with_context(|| format!("`{}` is not a meanings file", path.display()))?;
         if m.format != MEANING_FORMAT {
             bail!(
@@ -590,7 +614,22 @@ impl Meanings {
         if m.dims.iter().enumerate().any(|(j, d)| d.dim != j) {
             bail!("`{}`: the dimensions are out of order", path.display());
         }
+        m.keep_listed_words();
         Ok(m)
+    }
+
+    /// Drops every listed word that is not one by [`is_listed_word`]: meanings computed before
+    /// the rule (a cache beside a checkpoint) listed single letters and numbers, and are read
+    /// by the same rule as new ones (their lists only shorter).
+    fn keep_listed_words(&mut self) {
+        for d in &mut self.dims {
+            d.on_words.retain(|w| is_listed_word(&w.word));
+            d.off_words.retain(|w| is_listed_word(&w.word));
+            if let Some(f) = &mut d.flips {
+                f.added.retain(|w| is_listed_word(&w.word));
+                f.removed.retain(|w| is_listed_word(&w.word));
+            }
+        }
     }
 
     /// Atomically writes the meanings to `path`; a file there that is not a meanings file is
@@ -982,6 +1021,18 @@ pub fn most_changing_dim(coder: &Coder, sentence: &EncodedSentence) -> Result<(u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listed_words_are_words_of_two_letters_or_more() {
+        for w in ["bird", "go", "ii", "well-known", "o'clock", "mp3"] {
+            assert!(is_listed_word(w), "{w}");
+        }
+        for w in [
+            "e", "g", "x", "1910", "-", "(", "'s", ".", "<unk>", "the", "a", "--", "e.",
+        ] {
+            assert!(!is_listed_word(w), "{w}");
+        }
+    }
 
     #[test]
     fn new_words_match_as_a_multiset() {

@@ -241,16 +241,18 @@ pub fn default_method(binary: bool) -> ClusterMethod {
 }
 
 /// Clusters `data` with `method` (by default [`default_method`]) and `opts`, labels the
-/// clusters and decodes each centre with `coder` where it has a decoder.
+/// clusters and decodes each centre with `coder` where it has a decoder (a sequence model's
+/// decodings kept to `real_words` when given).
 pub fn cluster_codes(
     coder: &Coder,
     data: &CodedCorpus,
     method: Option<ClusterMethod>,
     opts: &ClusterOptions,
+    real_words: Option<&crate::model::word_trie::WordTrie>,
 ) -> Result<ClusterReport> {
     let method = method.unwrap_or(default_method(coder.is_binary()));
     let mut report = cluster_corpus(data, method, opts)?;
-    report.decode_centers(coder)?;
+    report.decode_centers_restricted(coder, real_words)?;
     Ok(report)
 }
 
@@ -938,7 +940,7 @@ fn cluster_view(
     if stopped() {
         return Ok(None);
     }
-    let report = cluster_codes(coder, &data, req.method, &opts)?;
+    let report = cluster_codes(coder, &data, req.method, &opts, None)?;
     // Decoding the centres is quick (~0.1 s): a request overtaken meanwhile is dropped here.
     if stopped() {
         return Ok(None);

@@ -289,6 +289,57 @@ pub fn train_and_score(
     })
 }
 
+/// One factor's probe on a factors corpus ([`factor_probes`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FactorProbe {
+    pub factor: String,
+    /// The factor's values: the probe's classes.
+    pub classes: usize,
+    /// Its accuracies, and the majority baseline of this factor.
+    pub result: ProbeResult,
+}
+
+/// A probe per factor when the labels are factor tuples ([`crate::factors::label_values`] of
+/// `label_names`, which `train_y` and `test_y` index): each factor's values are the classes of
+/// its own probe, scored beside its own majority baseline (a tuple as one class gave thousands
+/// of classes with a few examples each). None for plain labels.
+pub fn factor_probes(
+    train_x: &[Vec<f32>],
+    train_y: &[u32],
+    test_x: &[Vec<f32>],
+    test_y: &[u32],
+    label_names: &[String],
+    opts: &ProbeOptions,
+) -> Result<Option<Vec<FactorProbe>>> {
+    let Some(values) = crate::factors::label_values(label_names) else {
+        return Ok(None);
+    };
+    let factor = |y: &[u32], f: usize| -> Vec<u32> {
+        y.iter().map(|&l| values[l as usize][f] as u32).collect()
+    };
+    crate::factors::GRAMMAR
+        .factors
+        .iter()
+        .enumerate()
+        .map(|(f, spec)| {
+            let classes = spec.values.len();
+            Ok(FactorProbe {
+                factor: spec.name.to_string(),
+                classes,
+                result: train_and_score(
+                    train_x,
+                    &factor(train_y, f),
+                    test_x,
+                    &factor(test_y, f),
+                    classes,
+                    opts,
+                )?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

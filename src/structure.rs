@@ -540,8 +540,18 @@ pub fn tfidf_kmeans(texts: &[String], opts: &ClusterOptions) -> Result<Clusterin
 impl ClusterReport {
     /// Decodes every cluster's centre with `model` (no-op for a model without a decoder).
     pub fn decode_centers(&mut self, model: &Coder) -> Result<()> {
+        self.decode_centers_restricted(model, None)
+    }
+
+    /// [`ClusterReport::decode_centers`] with a sequence model's greedy decodings kept to the
+    /// words of `real_words` when given (`cluster --real-words`).
+    pub fn decode_centers_restricted(
+        &mut self,
+        model: &Coder,
+        real_words: Option<&crate::model::word_trie::WordTrie>,
+    ) -> Result<()> {
         let centers: Vec<Vec<f32>> = self.clusters.iter().map(|c| c.center.clone()).collect();
-        if let Some(texts) = model.decode_codes(&centers, DECODED_WORDS)? {
+        if let Some(texts) = model.decode_codes_restricted(&centers, DECODED_WORDS, real_words)? {
             for (c, t) in self.clusters.iter_mut().zip(texts) {
                 c.center_decoding = Some(t);
             }

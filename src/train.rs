@@ -1275,6 +1275,12 @@ pub trait Objective {
     fn validate(&mut self, step: u64) -> Result<Option<Validation>>;
     /// Writes the checkpoint after `step` steps (and sends its `Checkpoint` event).
     fn save(&mut self, step: u64, metrics: &BTreeMap<String, f64>) -> Result<()>;
+    /// The model has a KL to the prior ([`crate::model::ModelConfig::has_kl`]): its
+    /// checkpoints record `train_kl` and `valid_kl`; an `lm`'s or a bottleneck's record none
+    /// (a 0 there read as a posterior equal to its prior).
+    fn has_kl(&self) -> bool {
+        true
+    }
 }
 
 /// The training loop every family shares: steps `settings.start_step..settings.steps` through
@@ -1340,7 +1346,9 @@ pub fn run_loop(
         ema_units_per_sec = Some(ema);
         metrics.insert("train_loss".into(), r.loss);
         metrics.insert("train_ppl".into(), nll_unit.exp());
-        metrics.insert("train_kl".into(), kl);
+        if objective.has_kl() {
+            metrics.insert("train_kl".into(), kl);
+        }
         send(TrainEvent::Step(StepStats {
             step,
             total_steps: s.steps,
@@ -1369,7 +1377,9 @@ pub fn run_loop(
             if let Some(v) = objective.validate(step)? {
                 check_finite("validation perplexity", v.stats.ppl, step, &s.out)?;
                 metrics.insert("valid_ppl".into(), v.stats.ppl);
-                metrics.insert("valid_kl".into(), v.stats.kl);
+                if objective.has_kl() {
+                    metrics.insert("valid_kl".into(), v.stats.kl);
+                }
                 for (name, value) in v.metrics {
                     metrics.insert(name, value);
                 }
@@ -2170,6 +2180,10 @@ where
 
     fn mean_units_per_step(&self) -> f64 {
         self.mean_tokens_per_step
+    }
+
+    fn has_kl(&self) -> bool {
+        self.model.kind().has_kl()
     }
 
     fn step(

@@ -277,7 +277,7 @@ impl BowCheckpoint {
                 "parameters"
             }
         );
-        s += &self.provenance.describe();
+        s += &self.provenance.describe(self.config.has_kl());
         s
     }
 }

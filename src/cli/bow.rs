@@ -265,7 +265,9 @@ pub struct EvalRetrievalArgs {
     /// Code widths (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128", value_parser = crate::cli::flags::dim)]
     pub bits: Vec<usize>,
-    /// Entries retrieved per query (the k of precision@k).
+    /// Results per query: how many nearest database entries each query retrieves, the k of
+    /// precision@k (the share of them with the query's label). `-k` counts results here, as
+    /// in `search`; in `cluster` it counts clusters, in `map` neighbours.
     #[arg(short = 'k', long = "top", alias = "k", default_value_t = 100, value_parser = crate::cli::flags::count)]
     pub k: usize,
     /// Training steps of each nash model.
@@ -488,7 +490,9 @@ pub struct SearchArgs {
     /// Search for this code (a 0/1 string) instead of a sentence's.
     #[arg(long)]
     pub code: Option<String>,
-    /// Entries to show.
+    /// Results per query: how many nearest index entries to print, nearest first. `-k` counts
+    /// results here, as in `eval-retrieval`; in `cluster` it counts clusters, in `map`
+    /// neighbours.
     #[arg(short = 'k', long = "top", alias = "k", default_value_t = 10, value_parser = crate::cli::flags::count)]
     pub k: usize,
     /// The index to search (default: the one `latent-tui index` writes beside the checkpoint,
@@ -998,11 +1002,20 @@ fn probe(args: ProbeArgs) -> Result<()> {
     // The classes are the labels of the examples used, and their classifier must fit before
     // anything is encoded.
     data.keep_used_labels();
-    crate::probe::check_classifier_size(
-        coder.latent_dim(),
-        args.hidden_dim,
-        data.label_names.len(),
-    )?;
+    // A factors corpus labels each sentence with its tuple of factor values: each factor is
+    // probed on its own (a tuple as one class gave thousands of classes of a few examples).
+    let factors = crate::factors::label_values(&data.label_names).is_some();
+    let classes = if factors {
+        crate::factors::GRAMMAR
+            .factors
+            .iter()
+            .map(|f| f.values.len())
+            .max()
+            .unwrap_or(1)
+    } else {
+        data.label_names.len()
+    };
+    crate::probe::check_classifier_size(coder.latent_dim(), args.hidden_dim, classes)?;
     let kinds: Vec<FeatureKind> = if args.features.is_empty() {
         FeatureKind::ALL
             .into_iter()
@@ -1035,17 +1048,36 @@ fn probe(args: ProbeArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     let mut results = Vec::new();
+    let mut by_factor = Vec::new();
     for kind in kinds {
         let read = |loc: &[Vec<f32>]| read_features(loc.to_vec(), kind, coder.is_binary());
+        let (train_x, test_x) = (read(&loc_train), read(&loc_test));
+        let (train_y, test_y) = (&data.database.labels, &data.queries.labels);
+        if factors {
+            let probes = crate::probe::factor_probes(
+                &train_x,
+                train_y,
+                &test_x,
+                test_y,
+                &data.label_names,
+                &opts,
+            )?
+            .context("factor labels")?;
+            by_factor.push((kind, probes));
+            continue;
+        }
         let r = crate::probe::train_and_score(
-            &read(&loc_train),
-            &data.database.labels,
-            &read(&loc_test),
-            &data.queries.labels,
+            &train_x,
+            train_y,
+            &test_x,
+            test_y,
             data.label_names.len(),
             &opts,
         )?;
         results.push((kind, r));
+    }
+    if factors {
+        return print_factor_probes(&checkpoint, &coder, &corpus, &opts, &by_factor, args.json);
     }
     if args.json {
         let rows: Vec<_> = results
@@ -1189,6 +1221,68 @@ fn words(args: WordsArgs) -> Result<()> {
 
 /// `latent-tui eval` for models whose codes decode to words (nvdm, nash): reconstruction of
 /// the split's documents.
+/// `probe`'s report on a factors corpus: per feature set, one probe per factor beside that
+/// factor's majority baseline.
+fn print_factor_probes(
+    checkpoint: &Path,
+    coder: &Coder,
+    corpus: &Corpus,
+    opts: &crate::probe::ProbeOptions,
+    by_factor: &[(FeatureKind, Vec<crate::probe::FactorProbe>)],
+    json: bool,
+) -> Result<()> {
+    if json {
+        let rows: Vec<_> = by_factor
+            .iter()
+            .map(|(k, p)| serde_json::json!({"features": k, "factors": p}))
+            .collect();
+        let factors: Vec<_> = crate::factors::GRAMMAR
+            .factors
+            .iter()
+            .map(|f| serde_json::json!({"factor": f.name, "classes": f.values.len()}))
+            .collect();
+        println!(
+            "{}",
+            crate::printable::to_json_pretty(&serde_json::json!({
+                "checkpoint": checkpoint, "model": coder.config().describe(),
+                "corpus": corpus.name, "labels": "factors", "factors": factors,
+                "options": opts, "probes": rows,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("{}", checkpoint.display());
+    println!("  {}", coder.config().describe());
+    if let Some(r) = by_factor.first().and_then(|(_, p)| p.first()) {
+        println!(
+            "  `{}` is a factors corpus: an MLP probe per factor (hidden {}, {} epochs) on {} training examples, scored on {} test examples",
+            Shown(&corpus.name),
+            opts.hidden_dim,
+            opts.epochs,
+            r.result.train_examples,
+            r.result.test_examples
+        );
+    }
+    println!(
+        "  {:<8} {:<10} {:>7} {:>9} {:>10} {:>10}",
+        "features", "factor", "classes", "majority", "train acc", "test acc"
+    );
+    for (k, probes) in by_factor {
+        for p in probes {
+            println!(
+                "  {:<8} {:<10} {:>7} {:>8.2}% {:>9.2}% {:>9.2}%",
+                k.name(),
+                p.factor,
+                p.classes,
+                p.result.majority_accuracy * 100.0,
+                p.result.train_accuracy * 100.0,
+                p.result.test_accuracy * 100.0
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn eval_words(coder: &Coder, args: &crate::cli::EvalArgs) -> Result<()> {
     let path = coder.path().to_path_buf();
     let bow = coder.bag_of_words_model("score bags of words")?;

@@ -38,8 +38,9 @@ pub struct ClusterArgs {
     /// Corpus to cluster (default: the checkpoint's own).
     #[arg(long)]
     pub corpus: Option<String>,
-    /// Number of clusters (default: the corpus's number of gold labels when 2 to 100, at least
-    /// five entries each on average, else 10).
+    /// Number of clusters to make (default: the corpus's number of gold labels when 2 to 100,
+    /// at least five entries each on average, else 10). `-k` counts clusters here; in `search`
+    /// and `eval-retrieval` it counts results, in `map` neighbours.
     #[arg(short = 'k', long, value_parser = crate::cli::flags::count)]
     pub k: Option<usize>,
     /// kmedoids or kmodes (binary codes, Hamming distance) or kmeans (default: kmedoids for
@@ -68,6 +69,10 @@ pub struct ClusterArgs {
     /// Also list every member's cluster (JSON only).
     #[arg(long)]
     pub assignments: bool,
+    /// Keep the centres' decodings to words of the training corpus, as the explorer does by
+    /// default (subword models; needs the corpus).
+    #[arg(long)]
+    pub real_words: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -193,6 +198,8 @@ fn cluster(args: ClusterArgs) -> Result<()> {
             method.name()
         );
     }
+    // Refused (or noted) before any work, as `analogy` and `attribute` do.
+    let words = super::real_words_of(&coder, args.real_words)?;
     let data = coded_corpus(&coder, &corpus, &args)?;
     let opts = ClusterOptions {
         k: args.k.unwrap_or(pipeline::default_k(&data)),
@@ -201,11 +208,22 @@ fn cluster(args: ClusterArgs) -> Result<()> {
         restarts: args.restarts.max(1),
         sample: args.sample,
     };
-    let report = pipeline::cluster_codes(&coder, &data, Some(method), &opts)?;
+    let report = pipeline::cluster_codes(&coder, &data, Some(method), &opts, words.as_deref())?;
     if args.json {
         let mut value = serde_json::to_value(&report)?;
         value["checkpoint"] = json!(path);
         value["model"] = json!(coder.config().describe());
+        value["real_words"] = json!(words.is_some());
+        // Centres as every command writes a code (`encode`'s form): a binary centre of bits as
+        // a `0101…` string, a mean (k-means) as numbers.
+        let binary = coder.is_binary();
+        for (c, v) in report
+            .clusters
+            .iter()
+            .zip(value["clusters"].as_array_mut().into_iter().flatten())
+        {
+            v["center"] = crate::explore::code_json(&c.center, binary);
+        }
         if args.assignments {
             value["assignment"] = json!(report.assignment);
         }

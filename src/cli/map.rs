@@ -11,7 +11,6 @@ use clap::Args;
 use crate::checkpoint::write_atomically;
 use crate::cluster::{ClusterMethod, ClusterOptions};
 use crate::coder::Coder;
-use crate::index::CorpusIndex;
 use crate::map::{Layout, LayoutOptions, Method};
 use crate::structure::{cluster_corpus, CodedCorpus};
 use crate::tui::worker::{neighbor_index, Entries};
@@ -49,7 +48,10 @@ pub struct MapArgs {
     /// Entries scored (a seeded sample).
     #[arg(long, default_value_t = 5000, value_parser = crate::cli::flags::count)]
     pub queries: usize,
-    /// Neighbours per entry for --score (at most 1,000).
+    /// How many nearest neighbours per entry --score compares, on the map and in code space
+    /// (neighbourhood preservation and kNN accuracy; at most 1,000); the layout's own
+    /// neighbour graph does not change with it. `--k` counts neighbours here; in `search` and
+    /// `eval-retrieval` it counts results, in `cluster` clusters (`--clusters` here).
     #[arg(long, default_value_t = 10, value_parser = crate::cli::flags::neighbours)]
     pub k: usize,
     /// Print JSON instead of plain text.
@@ -71,12 +73,12 @@ pub fn run(args: MapArgs) -> Result<()> {
     if args.clusters == Some(0) {
         bail!("--clusters must be at least 1");
     }
-    // Never write over the checkpoint, its index or its map, nor both outputs to one file.
-    let own = [
-        checkpoint.clone(),
-        CorpusIndex::default_path(&checkpoint),
-        Layout::default_path(&checkpoint),
-    ];
+    // Never write over the checkpoint, its index or its map (in the cache directory or beside
+    // it), nor both outputs to one file.
+    let own: Vec<PathBuf> = std::iter::once(checkpoint.clone())
+        .chain(crate::index::cache_paths(&checkpoint, "index.safetensors"))
+        .chain(crate::index::cache_paths(&checkpoint, "map.safetensors"))
+        .collect();
     let outputs: Vec<&PathBuf> = args.out.iter().chain(&args.png).collect();
     for o in &outputs {
         if own.iter().any(|p| same_file(p, o)) {

@@ -1015,6 +1015,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 storage,
             )?;
             let size = std::fs::metadata(&output)?.len();
+            if half {
+                if let Some(note) = crate::checkpoint::half_precision_note(&output) {
+                    eprintln!("{note}");
+                }
+            }
             println!(
                 "wrote {} ({:.1} MB, {:?})",
                 output.display(),
@@ -1129,7 +1134,7 @@ fn info(ckpt: &Option<PathBuf>, json: bool) -> Result<()> {
         println!(
             "{}",
             crate::printable::to_json_pretty(&json!({
-                "path": path, "config": c.config, "provenance": c.provenance,
+                "path": path, "config": c.config, "provenance": c.provenance.to_json(c.config.has_kl())?,
                 "vocab_size": c.vocab.len(), "stored_dtype": c.stored_dtype, "bytes": c.file_bytes, "tensors": shapes,
             }))?
         );
@@ -1502,6 +1507,17 @@ fn train(args: TrainArgs) -> Result<()> {
         TrainJob::Seq(c) => c.objective_terms(),
         TrainJob::Bow(_) => String::new(),
     };
+    // An `lm` or a bottleneck has no KL: its progress lines leave the 0 out.
+    let has_kl = match &job {
+        TrainJob::Seq(c) => c.kind.has_kl(),
+        TrainJob::Bow(_) => true,
+    };
+    let half = match &job {
+        TrainJob::Seq(c) => c.half,
+        TrainJob::Bow(c) => c.half,
+    };
+    // The note on tensors a half-precision save kept in f32, once per set of them.
+    let mut half_noted: Option<String> = None;
     crate::checkpoint::check_output_target(
         &out,
         if resume {
@@ -1610,10 +1626,14 @@ fn train(args: TrainArgs) -> Result<()> {
                         s.loss - s.nll_per_token
                     )
                 };
+                let kl = if has_kl {
+                    format!(" kl {:.2}", s.kl)
+                } else {
+                    String::new()
+                };
                 let msg = format!(
-                    "{loss} nll/token {:.3} kl {:.2} ppl/token {:.1} | {:.0} tok/s | ETA {}",
+                    "{loss} nll/token {:.3}{kl} ppl/token {:.1} | {:.0} tok/s | ETA {}",
                     s.nll_per_token,
-                    s.kl,
                     s.ppl,
                     s.tokens_per_sec,
                     fmt_secs(s.eta_secs)
@@ -1628,17 +1648,31 @@ fn train(args: TrainArgs) -> Result<()> {
                 }
                 bar.set_message(msg);
             }
-            TrainEvent::Valid(v) => say(format!(
-                "step {}: validation ppl {:.2} per word, rounded code (nll/word {:.3}, kl {:.2})",
-                v.step, v.ppl, v.nll_per_word, v.kl
-            )),
+            TrainEvent::Valid(v) => say(if has_kl {
+                format!(
+                    "step {}: validation ppl {:.2} per word, rounded code (nll/word {:.3}, kl {:.2})",
+                    v.step, v.ppl, v.nll_per_word, v.kl
+                )
+            } else {
+                format!(
+                    "step {}: validation ppl {:.2} per word (nll/word {:.3})",
+                    v.step, v.ppl, v.nll_per_word
+                )
+            }),
             TrainEvent::Reconstructions { pairs, .. } => {
                 for (a, b) in pairs {
                     say(format!("    {}\n  → {}", Shown(&a), Shown(&b)));
                 }
             }
             TrainEvent::Checkpoint { step, path } => {
-                say(format!("step {step}: saved {}", path.display()))
+                say(format!("step {step}: saved {}", path.display()));
+                if half {
+                    let note = crate::checkpoint::half_precision_note(&path);
+                    if note.is_some() && note != half_noted {
+                        say(note.clone().unwrap_or_default());
+                        half_noted = note;
+                    }
+                }
             }
             TrainEvent::Paused(p) => say(if p { "paused".into() } else { "resumed".into() }),
             TrainEvent::Finished(o) => {
@@ -1883,8 +1917,17 @@ fn print_report(engine: &Engine, source: &str, r: &EvalReport) {
             r.nll_per_sentence[mode]
         );
     }
-    if r.kind.has_latent() {
-        println!("  KL to the prior: {:.3} nats/sentence", r.kl_per_sentence);
+    match r.kl_per_sentence.nats() {
+        Some(kl) => println!("  KL to the prior: {kl:.3} nats/sentence"),
+        // Said, not printed as 0: a 0 reads as a posterior equal to its prior.
+        None => println!(
+            "  KL to the prior: none ({})",
+            if r.kind.has_latent() {
+                "a bottleneck's code is deterministic, with no prior"
+            } else {
+                "an `lm` has no code"
+            }
+        ),
     }
     if let Some(b) = &r.bits {
         let (lo, hi) = b
@@ -2494,7 +2537,9 @@ fn encode(ckpt: &Option<PathBuf>, o: EncodeOptions<'_>) -> Result<()> {
                 EncodeFormat::Bits => writeln!(w, "{}", explore::bit_string(&code))?,
                 EncodeFormat::Packed => w.write_all(&pack_bytes(&code))?,
                 EncodeFormat::Json => {
-                    let mut obj = json!({"line": line_no, "text": sentence.shown, "ids": sentence.ids, "kl": enc.kl});
+                    // No KL where the model has none (lsh's hashing, a bottleneck): null, not 0.
+                    let kl = coder.config().has_kl().then_some(enc.kl);
+                    let mut obj = json!({"line": line_no, "text": sentence.shown, "ids": sentence.ids, "kl": kl});
                     // Bits as a string; the mean mode's probabilities as numbers.
                     obj["code"] = explore::code_json(&code, binary && mode != CodeMode::Mean);
                     if binary {

@@ -458,7 +458,11 @@ pub fn code_stats(
             words: bags.iter().flatten().map(|&(_, c)| c as usize).sum(),
             ppl,
             nll_per_sentence,
-            kl_per_sentence: kl_per_dim.iter().sum::<f64>() / n,
+            kl_per_sentence: crate::eval::Kl(
+                ck.config
+                    .has_kl()
+                    .then(|| kl_per_dim.iter().sum::<f64>() / n),
+            ),
             bits,
             gaussian,
             reconstruction: None,

@@ -189,19 +189,35 @@ pub fn build<I: SavedIndex>(
     )
 }
 
-/// The index saved beside `source`'s checkpoint ([`default_path`]) when it is fresh for that
-/// model ([`IndexMeta::is_fresh`]); None when there is none, it cannot be read or it is stale.
+/// The index saved for `source`'s checkpoint when it is fresh for that model
+/// ([`IndexMeta::is_fresh`]): the one at [`default_path`], else one beside the checkpoint
+/// ([`cache_paths`]: a shipped cache read through `--cache-dir`); None when there is none, it
+/// cannot be read or it is stale.
 pub fn load_fresh<I: SavedIndex>(source: &CodeSource, corpus: &Corpus, width: usize) -> Option<I> {
-    I::load(&default_path(&source.checkpoint))
-        .ok()
-        .filter(|ix| ix.is_fresh(&source.sha256, corpus, width))
+    load_fresh_at(source, corpus, width).map(|(index, _)| index)
+}
+
+/// [`load_fresh`] with the path the index was read from.
+fn load_fresh_at<I: SavedIndex>(
+    source: &CodeSource,
+    corpus: &Corpus,
+    width: usize,
+) -> Option<(I, PathBuf)> {
+    cache_paths(&source.checkpoint, INDEX_SUFFIX)
+        .into_iter()
+        .find_map(|path| {
+            I::load(&path)
+                .ok()
+                .filter(|ix| ix.is_fresh(&source.sha256, corpus, width))
+                .map(|ix| (ix, path))
+        })
 }
 
 /// An index from [`load_or_build`] and where it lives.
 #[derive(Clone, Debug)]
 pub struct CachedIndex<I = CorpusIndex> {
     pub index: I,
-    /// Beside the checkpoint: where it was loaded from or saved to.
+    /// Where it was loaded from (its cache path, or beside the checkpoint) or saved to.
     pub path: PathBuf,
     /// Loaded from `path` rather than built now.
     pub from_disk: bool,
@@ -232,8 +248,7 @@ pub fn load_or_build<I: SavedIndex>(
     width: usize,
     encode: &mut dyn FnMut(&[&str]) -> Result<Vec<I::Code>>,
 ) -> Result<CachedIndex<I>> {
-    let path = default_path(&source.checkpoint);
-    if let Some(index) = load_fresh(source, corpus, width) {
+    if let Some((index, path)) = load_fresh_at(source, corpus, width) {
         return Ok(CachedIndex {
             index,
             path,
@@ -241,6 +256,7 @@ pub fn load_or_build<I: SavedIndex>(
             save_error: None,
         });
     }
+    let path = default_path(&source.checkpoint);
     let index = build_with::<I>(source, width, corpus, &CACHED_SPLITS, encode)?;
     // The cache path is this command's own file only if it is missing or an index already.
     let save_error =
@@ -259,8 +275,11 @@ pub fn load_or_build<I: SavedIndex>(
 /// The default index path of a checkpoint: `name.safetensors` → `name.index.safetensors`. A
 /// checkpoint has one kind of code, so binary and continuous indexes share it.
 pub fn default_path(checkpoint: &Path) -> PathBuf {
-    cache_path(checkpoint, "index.safetensors")
+    cache_path(checkpoint, INDEX_SUFFIX)
 }
+
+/// The suffix of a checkpoint's index cache: `NAME.index.safetensors`.
+const INDEX_SUFFIX: &str = "index.safetensors";
 
 /// The environment variable naming the directory for every cache a checkpoint gets (index,
 /// map, meanings); `--cache-dir` sets it.
@@ -276,10 +295,7 @@ pub const CACHE_ENV: &str = "LATENT_TUI_CACHE";
 /// - else (an installed, read-only checkpoint directory) in the user's cache directory,
 ///   `$XDG_CACHE_HOME/latent-tui` or `~/.cache/latent-tui`, as `NAME-HASH.SUFFIX`.
 pub fn cache_path(checkpoint: &Path, suffix: &str) -> PathBuf {
-    let stem = checkpoint
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
+    let stem = cache_stem(checkpoint);
     let keyed = |dir: PathBuf| {
         let absolute = std::fs::canonicalize(checkpoint)
             .or_else(|_| std::path::absolute(checkpoint))
@@ -293,7 +309,7 @@ pub fn cache_path(checkpoint: &Path, suffix: &str) -> PathBuf {
     if let Some(dir) = std::env::var_os(CACHE_ENV).filter(|d| !d.is_empty()) {
         return keyed(PathBuf::from(dir));
     }
-    let beside = checkpoint.with_file_name(format!("{stem}.{suffix}"));
+    let beside = beside_path(checkpoint, suffix);
     let dir = match checkpoint.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -305,6 +321,35 @@ pub fn cache_path(checkpoint: &Path, suffix: &str) -> PathBuf {
     match user_cache_dir() {
         Some(cache) => keyed(cache),
         None => beside,
+    }
+}
+
+/// The checkpoint's file name without `.safetensors`: the start of its caches' names.
+fn cache_stem(checkpoint: &Path) -> String {
+    checkpoint
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
+}
+
+/// The cache `NAME.SUFFIX` beside the checkpoint `NAME.safetensors`.
+fn beside_path(checkpoint: &Path, suffix: &str) -> PathBuf {
+    checkpoint.with_file_name(format!("{}.{suffix}", cache_stem(checkpoint)))
+}
+
+/// Where a cache of `checkpoint` may be read, in order: its [`cache_path`] (where a new one is
+/// saved), then, when that is elsewhere (`--cache-dir`, `LATENT_TUI_CACHE`, the user's cache
+/// directory), the one beside the checkpoint: caches shipped with a checkpoint are used from
+/// any cache directory, read only, while they are fresh by the cache's own rule
+/// ([`IndexMeta::is_fresh`], the map's and the meanings' equivalents). The index, the map and
+/// the bit meanings are all looked up through this.
+pub fn cache_paths(checkpoint: &Path, suffix: &str) -> Vec<PathBuf> {
+    let main = cache_path(checkpoint, suffix);
+    let beside = beside_path(checkpoint, suffix);
+    if main == beside {
+        vec![main]
+    } else {
+        vec![main, beside]
     }
 }
 

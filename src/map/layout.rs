@@ -257,6 +257,9 @@ impl LayoutOptions {
     }
 }
 
+/// The suffix of a checkpoint's map cache: `NAME.map.safetensors`.
+const MAP_SUFFIX: &str = "map.safetensors";
+
 /// Every entry's position in the plane.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Layout {
@@ -432,10 +435,16 @@ impl Layout {
     ) -> Result<Option<CachedLayout>> {
         let path = Self::default_path(checkpoint);
         if opts.method == Method::Umap {
-            if let Some(layout) = Self::load(&path)
-                .ok()
-                .filter(|l| l.is_fresh_for(index, codes, opts))
-            {
+            // The cache path, else a fresh layout beside the checkpoint (read only).
+            let fresh = crate::index::cache_paths(checkpoint, MAP_SUFFIX)
+                .into_iter()
+                .find_map(|p| {
+                    Self::load(&p)
+                        .ok()
+                        .filter(|l| l.is_fresh_for(index, codes, opts))
+                        .map(|l| (l, p))
+                });
+            if let Some((layout, path)) = fresh {
                 return Ok(Some(CachedLayout {
                     layout,
                     path,
@@ -469,7 +478,7 @@ impl Layout {
     /// `name.safetensors` → `name.map.safetensors`, beside it or in the cache directory
     /// ([`crate::index::cache_path`]).
     pub fn default_path(checkpoint: &Path) -> PathBuf {
-        crate::index::cache_path(checkpoint, "map.safetensors")
+        crate::index::cache_path(checkpoint, MAP_SUFFIX)
     }
 
     pub fn len(&self) -> usize {

@@ -68,6 +68,13 @@ impl LatentKind {
         )
     }
 
+    /// The code has a posterior whose KL to the prior is measured (and reported): Bernoulli
+    /// bits against Bernoulli(½), or N(μ, σ²) against N(0, I). An `lm` has no code and a
+    /// `bottleneck` a deterministic one with no prior: no KL, reported as none rather than 0.
+    pub fn has_kl(self) -> bool {
+        self == LatentKind::Gaussian || self.is_binary()
+    }
+
     /// The KL term is part of the training loss.
     pub fn kl_in_loss(self) -> bool {
         matches!(

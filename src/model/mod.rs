@@ -55,6 +55,16 @@ impl ModelConfig {
         }
     }
 
+    /// The model has a KL to the prior to report ([`LatentKind::has_kl`] for sequence models;
+    /// nvdm and nash have a posterior, lsh's hashing none).
+    pub fn has_kl(&self) -> bool {
+        match self {
+            ModelConfig::Seq(c) => c.latent.has_kl(),
+            ModelConfig::Nvdm(_) | ModelConfig::Nash(_) => true,
+            ModelConfig::Lsh(_) => false,
+        }
+    }
+
     /// The family name as stored in the checkpoint: `seq`, `nvdm`, `nash` or `lsh`.
     pub fn family(&self) -> &'static str {
         match self {
