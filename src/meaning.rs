@@ -666,37 +666,100 @@ impl Meanings {
     /// The one-line reading of bit / dimension `j`, e.g. "on: flower, genus, plant · off:
     /// person, someone · flipping changes 10 of 11 sentences".
     pub fn summary(&self, j: usize) -> String {
+        self.summary_within(j, usize::MAX)
+    }
+
+    /// [`Meanings::summary`] in at most `width` characters: the word lists are shortened first
+    /// (the longer one a word at a time, down to one word each, `…` marking what is left
+    /// out), then the count is said more briefly ("changes 47 of 48", then "47/48 change",
+    /// each with as many words as then fit), then the lists go; the count is never cut
+    /// mid-word. Where even that does not fit, the line is cut at a word with `…`.
+    pub fn summary_within(&self, j: usize, width: usize) -> String {
         let Some(d) = self.dims.get(j) else {
             return String::new();
         };
         let (on, off) = self.side_names();
-        let words = |w: &[DistinctiveWord]| {
-            if w.is_empty() {
+        let words = |w: &[DistinctiveWord], n: usize| {
+            let all: Vec<&str> = w.iter().take(SHOWN).map(|w| w.word.as_str()).collect();
+            if all.is_empty() {
                 "—".to_string()
+            } else if n >= all.len() {
+                all.join(", ")
+            } else if n == 0 {
+                "…".to_string()
             } else {
-                w.iter()
-                    .take(SHOWN)
-                    .map(|w| w.word.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                format!("{}, …", all[..n].join(", "))
             }
         };
-        let mut s = format!(
-            "{on}: {} · {off}: {}",
-            words(&d.on_words),
-            words(&d.off_words)
-        );
-        if let Some(f) = &d.flips {
+        let counts = d.flips.as_ref().map(|f| {
+            // A count of the few sentences decoded, not a share that reads as a rate.
+            let changed = (f.changed * f.sentences as f64).round() as usize;
             let what = if self.binary {
                 "flipping changes"
             } else {
                 "−2σ ↔ +2σ changes"
             };
-            // A count of the few sentences decoded, not a share that reads as a rate.
-            let changed = (f.changed * f.sentences as f64).round() as usize;
-            s.push_str(&format!(" · {what} {changed} of {} sentences", f.sentences));
+            [
+                format!("{what} {changed} of {} sentences", f.sentences),
+                format!("changes {changed} of {}", f.sentences),
+                format!("{changed}/{} change", f.sentences),
+            ]
+        });
+        let line = |n_on: usize, n_off: usize, count: usize| {
+            let mut s = format!(
+                "{on}: {} · {off}: {}",
+                words(&d.on_words, n_on),
+                words(&d.off_words, n_off)
+            );
+            if let Some(c) = &counts {
+                s.push_str(" · ");
+                s.push_str(&c[count]);
+            }
+            s
+        };
+        let fits = |s: &str| s.chars().count() <= width;
+        // The word counts to try, fewer each time, the longer list first, down to one a side.
+        let (mut n_on, mut n_off) = (d.on_words.len().min(SHOWN), d.off_words.len().min(SHOWN));
+        let mut counts_tried = vec![(n_on, n_off)];
+        while n_on > 1 || n_off > 1 {
+            if n_on >= n_off {
+                n_on -= 1;
+            } else {
+                n_off -= 1;
+            }
+            counts_tried.push((n_on, n_off));
         }
-        s
+        let forms = counts.as_ref().map_or(1, |c| c.len());
+        for count in 0..forms {
+            for &(a, b) in &counts_tried {
+                let s = line(a, b, count);
+                if fits(&s) {
+                    return s;
+                }
+            }
+        }
+        let s = line(0, 0, forms - 1);
+        if fits(&s) {
+            return s;
+        }
+        // Narrower than any form: cut at a word.
+        let mut out = String::new();
+        for w in line(n_on, n_off, 0).split(' ') {
+            let next = if out.is_empty() {
+                w.to_string()
+            } else {
+                format!("{out} {w}")
+            };
+            if next.chars().count() + 2 > width {
+                break;
+            }
+            out = next;
+        }
+        if out.is_empty() {
+            "…".to_string()
+        } else {
+            format!("{out} …")
+        }
     }
 
     /// The words a flip adds and removes, e.g. "+ plant, genus − person".

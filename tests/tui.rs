@@ -323,10 +323,10 @@ fn a_128_bit_code_moves_flips_scores_and_walks() {
     // A Hamming path between two sentences' 128-bit codes, as `latent-tui path` walks it.
     h.key(KeyCode::Tab);
     assert_eq!(h.app.tab, TabId::Path);
-    h.key(KeyCode::Char('a'))
-        .type_text(sentence)
-        .key(KeyCode::Enter);
-    h.type_text("every old tree moves the river")
+    // An empty A is Explore's sentence already: b, type B, Enter walks.
+    assert_eq!(h.app.tabs.path.a.text(), sentence);
+    h.key(KeyCode::Char('b'))
+        .type_text("every old tree moves the river")
         .key(KeyCode::Enter);
     let walk = h.app.tabs.path.walk.clone().expect("walked");
     let d = walk.distance.unwrap();

@@ -141,6 +141,29 @@ impl Ctx<'_> {
         self.commands.push(c);
     }
 
+    /// `e` on a sentence a tab lists (a neighbour, a sample, an analogy's result): it becomes
+    /// Explore's sentence (typed into its field, encoded) and Explore is shown.
+    pub fn open_in_explore(&mut self, text: &str) {
+        let text = text.trim();
+        if text.is_empty() {
+            return self.notice("nothing to open in Explore: it has no words");
+        }
+        self.command(Command::Explore(text.to_string()));
+    }
+
+    /// [`Ctx::open_in_explore`] for a decoding: a bag-of-words model's ("plant 0.120 · genus
+    /// 0.081") goes in as its words.
+    pub fn open_decoding_in_explore(&mut self, decoding: &str) {
+        if self.model.caps.decodes_text {
+            return self.open_in_explore(decoding);
+        }
+        let words: Vec<&str> = decoding
+            .split(" · ")
+            .filter_map(|w| w.split_whitespace().next())
+            .collect();
+        self.open_in_explore(&words.join(" "))
+    }
+
     /// Shows the map (from the Neighbors or Clusters tab): loads it the first time.
     pub fn map_open(&mut self, color: Option<ColorBy>) {
         if let Some(c) = color {

@@ -11,7 +11,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Widget;
+use ratatui::widgets::{Paragraph, Widget, Wrap};
 
 use super::context::{Ctx, MeaningState, Shared, Tab, View};
 use super::jobs::{Bars, DecodedText, Job, JobKind, ModelInfo, RealWords, ReplyBody};
@@ -720,40 +720,145 @@ pub fn render(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
         );
         return;
     }
-    let [input_a, code_a, dec_a, bars_a] = panel_heights(area.height, binary).areas(area);
+    // What the input and the decoding would show, for the layout of a short terminal.
+    let input_rows = if tab.error.is_none()
+        && app
+            .shared
+            .sentence
+            .as_ref()
+            .is_some_and(|s| !s.notices().is_empty())
+    {
+        3
+    } else {
+        2
+    };
+    let decoding_rows = Paragraph::new(decoding_lines(tab, app))
+        .wrap(Wrap { trim: false })
+        .line_count(area.width.saturating_sub(2)) as u16;
+    let want = Wanted {
+        input_rows,
+        decoding_rows: decoding_rows.max(1),
+    };
+    let [input_a, code_a, dec_a, bars_a] = panel_heights(area.height, binary, want).areas(area);
     render_input(tab, app, input_a, buf);
     render_code(tab, app, code_a, buf);
     render_decoding(tab, app, dec_a, buf);
-    render_bars(tab, app, bars_a, buf);
+    // Fewer rows than a caption needs (a short terminal gave them away) stay blank.
+    if bars_a.height >= MIN_BARS - 1 {
+        render_bars(tab, app, bars_a, buf);
+    }
 }
 
-/// Heights of the four panels for a body `height` rows tall. Each panel has a preferred size
-/// and rows that can go when space is short, given up least important first, so that at the
-/// smallest terminal the code, its p row, the cursor and the detail line of the bit under it
-/// still fit inside the code panel: the decoding's spare row, the input's notice line, the bit
-/// index row (gaussian: an axis row), the meaning row, the input's "model sees" line, then
-/// gaussian axis rows and the dimension index row. The bars take the rest.
-fn panel_heights(height: u16, binary: bool) -> Layout {
+/// The rows the input and the decoding panels' content takes (inside their borders).
+#[derive(Clone, Copy, Debug)]
+struct Wanted {
+    /// The field, the "model sees" line, and the notices line when there are notices.
+    input_rows: u16,
+    /// The decoding (and the words the last change removed), wrapped.
+    decoding_rows: u16,
+}
+
+/// Heights of the four panels for a body `height` rows tall. When the preferred sizes fit they
+/// are used (the perplexity bars take the rest). In a shorter body (80×24, 70×22) rows are
+/// handed out most important first, so that the sentence, its decoding and the code are kept
+/// and the bars give way: the input's field, the code with its p row, the cursor and the detail
+/// line of the bit under it, one line of decoding; then the "model sees" line, the decoding's
+/// second line, the meaning row (gaussian: the dimension index row), the input's notices, the
+/// bars' caption, the bit index row (gaussian: the meaning row), a row of bars, gaussian axis
+/// rows and a third line of decoding. The bars take what is left.
+fn panel_heights(height: u16, binary: bool, want: Wanted) -> Layout {
+    let layout = |sizes: [u16; 3], bars: Constraint| {
+        Layout::vertical([
+            Constraint::Length(sizes[0]),
+            Constraint::Length(sizes[1]),
+            Constraint::Length(sizes[2]),
+            bars,
+        ])
+    };
     // (input, code, decoding); the code panel's rows are its border plus the rows of
     // `render_bits` / `render_dims`.
-    let mut sizes: [u16; 3] = [5, if binary { 8 } else { 13 }, 4];
-    let mut give_up: Vec<usize> = vec![2, 0, 1, 1, 0];
-    if !binary {
-        // Gaussian axis rows 7 → 3, then nothing more.
-        give_up.extend([1, 1, 1, 1]);
+    let preferred: [u16; 3] = [5, if binary { 8 } else { 13 }, 4];
+    if preferred.iter().sum::<u16>() + MIN_BARS <= height {
+        return layout(preferred, Constraint::Min(0));
     }
-    for panel in give_up {
-        if sizes.iter().sum::<u16>() + MIN_BARS <= height {
+    const INPUT: usize = 0;
+    const CODE: usize = 1;
+    const DECODING: usize = 2;
+    const BARS: usize = 3;
+    // Borders and the rows nothing else may take.
+    let mut sizes: [u16; 4] = [3, if binary { 6 } else { 7 }, 3, 0];
+    let mut steps: Vec<(usize, u16)> = Vec::new();
+    if want.input_rows >= 2 {
+        steps.push((INPUT, 1));
+    }
+    if want.decoding_rows >= 2 {
+        steps.push((DECODING, 1));
+    }
+    steps.push((CODE, 1));
+    if want.input_rows >= 3 {
+        steps.push((INPUT, 1));
+    }
+    steps.extend([(BARS, MIN_BARS - 1), (CODE, 1), (BARS, 1)]);
+    if !binary {
+        steps.extend([(CODE, 1); 4]);
+    }
+    if want.decoding_rows >= 3 {
+        steps.push((DECODING, 1));
+    }
+    for (panel, rows) in steps {
+        // A row of bars only under their caption.
+        if panel == BARS && rows == 1 && sizes[BARS] == 0 {
+            continue;
+        }
+        if sizes.iter().sum::<u16>() + rows <= height {
+            sizes[panel] += rows;
+        }
+    }
+    let bars = if sizes[BARS] > 0 {
+        Constraint::Min(0)
+    } else {
+        Constraint::Length(0)
+    };
+    layout([sizes[INPUT], sizes[CODE], sizes[DECODING]], bars)
+}
+
+/// Columns `s` takes on screen.
+fn str_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| unicode_width::UnicodeWidthChar::width(c).unwrap_or(0))
+        .sum()
+}
+
+/// `s` if it fits in `width` columns, else its end after `…` (from a word's start where one
+/// begins near the cut).
+fn tail_fit(s: &str, width: usize) -> String {
+    if str_width(s) <= width {
+        return s.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let mut start = chars.len();
+    let mut used = 0;
+    while start > 0 {
+        let w = unicode_width::UnicodeWidthChar::width(chars[start - 1]).unwrap_or(0);
+        if used + w + 1 > width {
             break;
         }
-        sizes[panel] -= 1;
+        used += w;
+        start -= 1;
     }
-    Layout::vertical([
-        Constraint::Length(sizes[0]),
-        Constraint::Length(sizes[1]),
-        Constraint::Length(sizes[2]),
-        Constraint::Min(0),
-    ])
+    // Start at a word if one starts within the first third of what fits.
+    let tail = &chars[start..];
+    let mid_word = start > 0 && chars[start - 1] != ' ';
+    if let Some(space) = tail.iter().position(|&c| c == ' ') {
+        if mid_word && space * 3 < tail.len() {
+            start += space + 1;
+        }
+    }
+    let rest: String = chars[start..].iter().collect();
+    format!("…{}", rest.trim_start())
 }
 
 /// Rows the perplexity bars need to say anything: borders, one bar row and the caption.
@@ -787,14 +892,28 @@ fn render_input(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
     } else if let Some(s) = &app.shared.sentence {
         // The field holds other text than the sentence encoded (being typed, or left
         // unencoded): what the model saw is the previous sentence's until Enter.
-        let label = if tab.input.text() == app.shared.text {
-            "model sees: "
+        let (label, short) = if tab.input.text() == app.shared.text {
+            ("model sees: ", "model sees: ")
         } else {
-            "model saw (the previous sentence; Enter encodes this one): "
+            (
+                "model saw (the previous sentence; Enter encodes this one): ",
+                "model saw (previous): ",
+            )
+        };
+        // A sentence longer than the row shows its end (where the model stopped reading, or
+        // cut it), the start elided with `…`.
+        let width = inner.width as usize;
+        let label = if label.chars().count() + str_width(&s.shown) <= width {
+            label
+        } else {
+            short
         };
         rest.push(Line::from(vec![
             Span::styled(label, t.dim()),
-            Span::raw(s.shown.clone()),
+            Span::raw(tail_fit(
+                &s.shown,
+                width.saturating_sub(label.chars().count()),
+            )),
         ]));
         let notes = s.notices();
         if !notes.is_empty() {
@@ -945,16 +1064,18 @@ fn render_bits(
         info.push(Span::styled(notice, t.dim()));
     }
     detail_line(buf, inner, y + 3, info);
-    detail_line(buf, inner, y + 4, meaning_spans(app, j));
+    detail_line(buf, inner, y + 4, meaning_spans(app, j, inner.width));
 }
 
-/// What bit / dimension `j` means, for the row under the detail line.
-fn meaning_spans(app: &View, j: usize) -> Vec<Span<'static>> {
+/// What bit / dimension `j` means, for the row under the detail line, `width` columns wide
+/// (the word lists shortened to fit, never the count: "…changes 47 of 48 sentenc" was cut).
+fn meaning_spans(app: &View, j: usize, width: u16) -> Vec<Span<'static>> {
     let t = app.theme;
     let m = &app.shared.meaning;
-    let label = Span::styled("means ", t.dim());
+    const LABEL: &str = "means ";
+    let label = Span::styled(LABEL, t.dim());
     let rest = if let Some(meanings) = m.meanings() {
-        Span::raw(meanings.summary(j))
+        Span::raw(meanings.summary_within(j, (width as usize).saturating_sub(LABEL.len())))
     } else if let Some(f) = app
         .jobs
         .is_pending(JobKind::Meaning)
@@ -1120,7 +1241,7 @@ fn render_dims(
             buf,
             inner,
             y0 + rows + 2 + index_row as u16,
-            meaning_spans(app, j),
+            meaning_spans(app, j, inner.width),
         );
     }
 }
@@ -1144,12 +1265,7 @@ fn render_decoding(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer)
         let block = t.block(Line::from(Span::styled(title, t.bold())), false);
         let inner = block.inner(area);
         block.render(area, buf);
-        let line = if !app.model.caps.decodes_words {
-            Line::from(Span::styled(no_decoder_text(app), t.dim()))
-        } else {
-            decoding_line(tab, app)
-        };
-        widgets::wrapped(buf, inner, vec![line]);
+        widgets::wrapped(buf, inner, decoding_lines(tab, app));
         return;
     }
     let label = match tab.strategy {
@@ -1172,9 +1288,24 @@ fn render_decoding(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer)
     );
     let inner = block.inner(area);
     block.render(area, buf);
+    widgets::wrapped(buf, inner, decoding_lines(tab, app));
+}
+
+/// What the Decoding panel holds: the decoding and the words the last change removed, the
+/// top words of a bag-of-words decoder, or why there is no decoding.
+fn decoding_lines(tab: &ExploreState, app: &View) -> Vec<Line<'static>> {
+    let caps = app.model.caps;
+    if !caps.decodes_text && !caps.decodes_words {
+        return vec![Line::from(Span::styled(
+            no_decoder_text(app),
+            app.theme.dim(),
+        ))];
+    }
     let mut lines = vec![decoding_line(tab, app)];
-    lines.extend(removed_line(tab, app));
-    widgets::wrapped(buf, inner, lines);
+    if caps.decodes_text {
+        lines.extend(removed_line(tab, app));
+    }
+    lines
 }
 
 /// The current decoding and the one before the last change, when both are up to date.
@@ -1302,9 +1433,20 @@ fn render_bars(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
         widgets::lines(buf, inner, vec![Line::from(Span::styled(msg, t.dim()))]);
         return;
     };
-    if b.ppl.len() != app.shared.code.len() || inner.height < 2 {
+    if b.ppl.len() != app.shared.code.len() || inner.height == 0 {
         return;
     }
+    let stale = app.jobs.is_pending(JobKind::Bars) || b.code != app.shared.code;
+    // In a short terminal only the caption (the bit under the cursor and the highest bar).
+    if inner.height >= 2 {
+        render_bar_chart(tab, app, b, inner, buf);
+    }
+    bars_caption(tab, app, b, stale, inner, buf);
+}
+
+/// The bars themselves, above the caption row of `inner`.
+fn render_bar_chart(tab: &ExploreState, app: &View, b: &Bars, inner: Rect, buf: &mut Buffer) {
+    let t = app.theme;
     let chart = Rect {
         height: inner.height - 1,
         ..inner
@@ -1337,7 +1479,6 @@ fn render_bars(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
         &fmt_ppl(lo),
         t.dim(),
     );
-    let stale = app.jobs.is_pending(JobKind::Bars) || b.code != app.shared.code;
     let cursor = tab.cursor.checked_sub(first);
     widgets::vertical_bars(buf, cols, &xs, &values, lo, hi, Some(b.base_ppl), cursor, t);
     for (k, (&x, v)) in xs.iter().zip(&values).enumerate() {
@@ -1350,6 +1491,19 @@ fn render_bars(tab: &ExploreState, app: &View, area: Rect, buf: &mut Buffer) {
             put(buf, cols, cols.x + x, cols.bottom() - 1, PENDING, style);
         }
     }
+}
+
+/// The bars' caption, on the last row of `inner`.
+fn bars_caption(
+    tab: &ExploreState,
+    app: &View,
+    b: &Bars,
+    stale: bool,
+    inner: Rect,
+    buf: &mut Buffer,
+) {
+    let t = app.theme;
+    let binary = app.model.binary();
     let j = tab.cursor;
     let change = |p: f64| {
         if b.nll {

@@ -179,6 +179,21 @@ pub const fn real_words_quiet<A: Copy>(action: A) -> Binding<A> {
     b
 }
 
+/// `e`, the same key wherever a tab lists sentences (a Neighbors row, a Sample decoding, the
+/// Clusters analogy's result; the map's entry, as Enter there): the sentence becomes 1
+/// Explore's, typed into its field and encoded, and Explore is shown, to flip its bits.
+/// `help` names what is opened.
+pub const fn to_explore<A: Copy>(help: &'static str, action: A) -> Binding<A> {
+    nav(
+        &[KeyCode::Char('e')],
+        "e",
+        help,
+        Some(("e", "to Explore")),
+        Only::Encodes,
+        action,
+    )
+}
+
 /// A binding while a text field has the focus.
 pub const fn typing<A: Copy>(
     keys: &'static [KeyCode],

@@ -335,8 +335,8 @@ pub const KEYS: &[Binding<Action>] = &[
         Action::Reset,
     ),
     nav(
-        &[KeyCode::Enter],
-        "Enter",
+        &[KeyCode::Enter, KeyCode::Char('e')],
+        "Enter or e",
         "map: load the entry under the cursor into 1 Explore",
         Some(("Enter", "explore it")),
         Only::Any,
@@ -991,16 +991,20 @@ pub fn render(app: &MapEnv, area: Rect, buf: &mut Buffer) {
         );
         return;
     };
-    let (plot, side) = if m.searching {
+    // The plot comes first: in a narrow terminal (80, 70 columns) the side panel narrows.
+    let side_width = if area.width >= 100 {
+        34
+    } else {
+        (area.width / 3).clamp(24, 34)
+    };
+    let split =
+        |r: Rect| Split::horizontal([Constraint::Min(20), Constraint::Length(side_width)]).areas(r);
+    let [plot, side] = if m.searching {
         let [top, rest] = Split::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
         m.search.render(buf, top, "search › ", true, t);
-        let [plot, side] =
-            Split::horizontal([Constraint::Min(20), Constraint::Length(34)]).areas(rest);
-        (plot, side)
+        split(rest)
     } else {
-        let [plot, side] =
-            Split::horizontal([Constraint::Min(20), Constraint::Length(34)]).areas(area);
-        (plot, side)
+        split(area)
     };
     render_plot(app, data, shades, plot, buf);
     render_side(app, data, shades, side, buf);
@@ -1144,7 +1148,14 @@ fn render_plot(app: &MapEnv, data: &MapData, shades: &Shades, area: Rect, buf: &
     let title = Line::from(title);
     let color = t.color;
     let cursor = m.cursor.map(|c| data.layout.points[c]);
-    let names = placed_names(&shades.centres, window, area);
+    // The markers keep their cells: no name is printed over them (`noun.artif◆ct`).
+    let mut markers: Vec<[f32; 2]> = Vec::new();
+    if let (Some(a), Some(b)) = (m.path_line.first(), m.path_line.last()) {
+        markers.extend([*a, *b]);
+    }
+    markers.extend(m.current);
+    markers.extend(cursor);
+    let names = placed_names(&shades.centres, window, area, &markers);
     Canvas::default()
         .block(t.block(title, true))
         .x_bounds([x0, x1])
@@ -1198,11 +1209,14 @@ fn render_plot(app: &MapEnv, data: &MapData, shades: &Shades, area: Rect, buf: &
 
 /// The category names to print at their centres (largest category first), each on the cell
 /// row of its centre or the row above or below, and left out where it would overlap a name
-/// already placed (overlapping names read as `adj.pertun.cognition`). Canvas coordinates.
+/// already placed (overlapping names read as `adj.pertun.cognition`) or come next to a marker
+/// (A and B of the Path walk, Explore's `◆`, the cursor), whose cells stay theirs. A name that
+/// would run past the right edge is moved left to end there. Canvas coordinates.
 fn placed_names(
     centres: &[(String, [f32; 2])],
     ((x0, x1), (y0, y1)): ((f64, f64), (f64, f64)),
     area: Rect,
+    markers: &[[f32; 2]],
 ) -> Vec<(String, f64, f64)> {
     let (w, h) = (area.width.saturating_sub(2), area.height.saturating_sub(2));
     if w < 2 || h < 2 || x1 <= x0 || y1 <= y0 {
@@ -1212,23 +1226,41 @@ fn placed_names(
     // `Context::print`: truncated, over width − 1 and height − 1).
     let col = |x: f64| ((x - x0) * (w - 1) as f64 / (x1 - x0)).floor() as i64;
     let row = |y: f64| ((y1 - y) * (h - 1) as f64 / (y1 - y0)).floor() as i64;
-    let row_height = (y1 - y0) / (h - 1) as f64;
-    let mut taken: Vec<(i64, i64, i64)> = Vec::new(); // (row, first column, last column)
+    let (col_width, row_height) = ((x1 - x0) / (w - 1) as f64, (y1 - y0) / (h - 1) as f64);
+    let inside = |x: f64, y: f64| (x0..=x1).contains(&x) && (y0..=y1).contains(&y);
+    // (row, first column, last column) of what is on the plot already.
+    let mut taken: Vec<(i64, i64, i64)> = markers
+        .iter()
+        .map(|p| (p[0] as f64, p[1] as f64))
+        .filter(|&(x, y)| inside(x, y))
+        .map(|(x, y)| (row(y), col(x), col(x)))
+        .collect();
     let mut out = Vec::new();
     for (name, [x, y]) in centres {
         let (x, y) = (*x as f64, *y as f64);
-        let (c, r0) = (col(x), row(y));
+        if !inside(x, y) {
+            continue;
+        }
         let len = name.chars().count() as i64;
+        if len > w as i64 {
+            continue;
+        }
+        let (c, r0) = (col(x).min(w as i64 - len), row(y));
+        // (The last row holds only the bottom edge's coordinate: a label there is not drawn.)
         let free = |r: i64| {
-            (0..h as i64).contains(&r)
+            (0..h as i64 - 1).contains(&r)
                 && taken
                     .iter()
                     .all(|&(tr, a, b)| tr != r || c + len < a || c > b + 1)
         };
         if let Some(r) = [r0, r0 - 1, r0 + 1].into_iter().find(|&r| free(r)) {
             taken.push((r, c, c + len - 1));
-            // In the middle of the row's band, so that it truncates to that row.
-            out.push((name.clone(), x, y1 - (r as f64 + 0.5) * row_height));
+            // In the middle of the cell, so that it truncates to that row and column.
+            out.push((
+                name.clone(),
+                x0 + (c as f64 + 0.5) * col_width,
+                y1 - (r as f64 + 0.5) * row_height,
+            ));
         }
     }
     out
@@ -1351,6 +1383,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn names_leave_the_markers_cells_alone_and_end_at_the_right_edge() {
+        let area = Rect::new(0, 0, 62, 22); // 60 × 20 cells inside the border
+        let window = ((0.0, 1.0), (0.0, 1.0));
+        let cell = |x: f64, y: f64| ((x * 59.0).floor() as i64, ((1.0 - y) * 19.0).floor() as i64);
+        let name = vec![("noun.artifact".to_string(), [0.5f32, 0.5])];
+        // A marker inside the name's cells: the name goes to another row.
+        let marker = [0.52f32, 0.5];
+        let placed = placed_names(&name, window, area, &[marker]);
+        assert_eq!(placed.len(), 1);
+        let (c, r) = cell(placed[0].1, placed[0].2);
+        let (mc, mr) = cell(marker[0] as f64, marker[1] as f64);
+        assert!(r != mr || mc < c - 1 || mc > c + 13, "{placed:?}");
+        // Markers on the three rows it may take: it is left out.
+        let step = 1.0 / 19.0;
+        let all = [marker, [0.52, 0.5 + step], [0.52, 0.5 - step]];
+        assert!(placed_names(&name, window, area, &all).is_empty());
+        // At the right edge it is moved left to end there (it ran off the plot).
+        let edge = vec![("noun.artifact".to_string(), [0.99f32, 0.5])];
+        let placed = placed_names(&edge, window, area, &[]);
+        let (c, _) = cell(placed[0].1, placed[0].2);
+        assert!(c + 13 <= 60, "{placed:?}");
+    }
+
+    #[test]
     fn category_names_never_overlap_on_the_map() {
         let area = Rect::new(0, 0, 62, 22); // 60 × 20 cells inside the border
         let window = ((0.0, 1.0), (0.0, 1.0));
@@ -1363,7 +1419,7 @@ mod tests {
             at("verb.motion", 0.5, 0.5),
             at("far away", 0.05, 0.05),
         ];
-        let placed = placed_names(&crowded, window, area);
+        let placed = placed_names(&crowded, window, area, &[]);
         let names: Vec<&str> = placed.iter().map(|p| p.0.as_str()).collect();
         assert_eq!(
             names,

@@ -78,6 +78,7 @@ pub enum Action {
     PageDown,
     PageUp,
     Top,
+    Explore,
     Map,
     Reload,
     RealWords,
@@ -149,6 +150,10 @@ pub const KEYS: &[Binding<Action>] = &[
     SCROLL[2],
     SCROLL[3],
     SCROLL[4],
+    keys::to_explore(
+        "open the selected row in 1 Explore (its sentence, encoded: flip its bits there)",
+        Action::Explore,
+    ),
     nav(
         &[KeyCode::Char('m')],
         "m",
@@ -239,6 +244,12 @@ impl NeighborsState {
                 return;
             }
             Action::RealWords => return cx.real_words_elsewhere(),
+            Action::Explore => {
+                return match self.selected_text(cx.shared) {
+                    Some(text) => cx.open_in_explore(&text),
+                    None => cx.notice("no row to open: encode a sentence in 1 Explore first"),
+                }
+            }
             _ => {}
         }
         let n = &mut *self;
@@ -269,7 +280,12 @@ impl NeighborsState {
                 cx.map_open(None);
                 return;
             }
-            Action::Submit | Action::Fresh | Action::Edit | Action::Reload | Action::RealWords => {
+            Action::Submit
+            | Action::Fresh
+            | Action::Edit
+            | Action::Reload
+            | Action::RealWords
+            | Action::Explore => {
                 unreachable!("handled above")
             }
         }
@@ -314,6 +330,22 @@ impl NeighborsState {
         match (&shared.index, &self.so_far) {
             (None, Some(p)) => Some((p.searched, p.total)),
             _ => None,
+        }
+    }
+
+    /// The text of the row selected in the list (Hamming or cosine), if there is a list.
+    pub fn selected_text(&self, shared: &Shared) -> Option<String> {
+        if let Some(Ok(found)) = self.of_code(shared) {
+            let n = found.get(self.selected.min(found.len().saturating_sub(1)))?;
+            return Some(n.text.to_string());
+        }
+        let Some(Ok(hits)) = self.cosine_of_code(shared) else {
+            return None;
+        };
+        let h = hits.get(self.selected.min(hits.len().saturating_sub(1)))?;
+        match &self.searched(shared)?.index {
+            Entries::Cosine(index) => index.texts.get(h.index).cloned(),
+            Entries::Hamming(_) => None,
         }
     }
 
@@ -411,10 +443,18 @@ impl Tab for NeighborsState {
     }
 }
 
+/// Below this many rows (80×24, 70×22 terminals) the list or the map comes first: the query
+/// panel shows only what it must (no code row; on the map only the sentence) and the list
+/// drops the index's file name.
+const SHORT: u16 = 30;
+
 pub fn render(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
-    let [query, body] = Layout::vertical([Constraint::Length(5), Constraint::Min(0)]).areas(area);
-    render_query(tab, app, query, buf);
+    let short = area.height < SHORT;
+    let (query_lines, query_rows) = query_lines(tab, app, area.width.saturating_sub(2), short);
+    let [query, body] =
+        Layout::vertical([Constraint::Length(query_rows), Constraint::Min(0)]).areas(area);
+    render_query(tab, app, query_lines, query, buf);
 
     if !app.model.caps.encodes {
         widgets::message_panel(
@@ -469,7 +509,7 @@ pub fn render(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) {
             );
             widgets::job_gauge(buf, gauge, t, app.jobs.progress(JobKind::Index));
         } else {
-            render_list(tab, app, &p.index, body, buf);
+            render_list(tab, app, &p.index, short, body, buf);
         }
         return;
     }
@@ -527,13 +567,18 @@ pub fn render(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) {
     if nb.show_map {
         super::map::render(&app.map_env(), body, buf);
     } else {
-        render_list(tab, app, ix, body, buf);
+        render_list(tab, app, ix, short, body, buf);
     }
 }
 
-fn render_query(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) {
+fn render_query(
+    tab: &NeighborsState,
+    app: &View,
+    lines: Vec<Line<'static>>,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     let t = app.theme;
-    let ex = app.shared;
     let block = t.block(
         Line::from(vec![
             Span::styled(" Query ", t.bold()),
@@ -547,17 +592,31 @@ fn render_query(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) 
         let [field, help] =
             Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
         tab.input.render(buf, field, "sentence › ", true, t);
-        widgets::lines(
-            buf,
-            help,
-            vec![Line::styled(
-                "Enter encodes it (it becomes 1 Explore's sentence too) · Esc cancels",
-                t.dim(),
-            )],
-        );
+        widgets::lines(buf, help, lines);
         return;
     }
+    widgets::lines(buf, inner, lines);
+}
+
+/// The query panel's lines (below the field while typing) and the panel's height: 5 rows, or
+/// in a `short` body only as many as the lines kept (the code row goes; on the map, all but
+/// the sentence).
+fn query_lines(
+    tab: &NeighborsState,
+    app: &View,
+    width: u16,
+    short: bool,
+) -> (Vec<Line<'static>>, u16) {
+    let t = app.theme;
+    let ex = app.shared;
     let mut lines = Vec::new();
+    if tab.typing {
+        lines.push(Line::styled(
+            "Enter encodes it (it becomes 1 Explore's sentence too) · Esc cancels",
+            t.dim(),
+        ));
+        return (lines, if short { 4 } else { 5 });
+    }
     match &ex.sentence {
         None if !app.model.caps.encodes => lines.push(Line::from(format!(
             "No sentence: a `{}` model has no encoder, so a sentence gets no code to search with.",
@@ -590,13 +649,10 @@ fn render_query(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) 
                 ));
             }
             lines.push(Line::from(first));
-            if app.model.binary() {
+            if app.model.binary() && !short {
                 lines.push(Line::from(vec![
                     Span::styled("code     ", t.dim()),
-                    Span::raw(BitsFit::text(
-                        &ex.code,
-                        (inner.width as usize).saturating_sub(9),
-                    )),
+                    Span::raw(BitsFit::text(&ex.code, (width as usize).saturating_sub(9))),
                 ]));
             }
             if let Some((code, Ok(text))) = &ex.decoding {
@@ -613,7 +669,14 @@ fn render_query(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) 
             }
         }
     }
-    widgets::lines(buf, inner, lines);
+    if !short {
+        return (lines, 5);
+    }
+    if tab.show_map {
+        lines.truncate(1);
+    }
+    let rows = lines.len().clamp(1, 3) as u16 + 2;
+    (lines, rows)
 }
 
 fn source_line(ix: &NeighborIndex, t: Theme) -> Line<'static> {
@@ -631,7 +694,15 @@ fn source_line(ix: &NeighborIndex, t: Theme) -> Line<'static> {
     Line::styled(format!("{what} {how} {}", ix.path.display()), t.dim())
 }
 
-fn render_list(tab: &NeighborsState, app: &View, ix: &NeighborIndex, area: Rect, buf: &mut Buffer) {
+/// The list of nearest entries; `short`: the index's file name gives its row to an entry.
+fn render_list(
+    tab: &NeighborsState,
+    app: &View,
+    ix: &NeighborIndex,
+    short: bool,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     let t = app.theme;
     let nb = tab;
     let block = t.block(
@@ -654,8 +725,8 @@ fn render_list(tab: &NeighborsState, app: &View, ix: &NeighborIndex, area: Rect,
     );
     let inner = block.inner(area);
     block.render(area, buf);
-    let mut lines = vec![match nb.searched_part(app.shared) {
-        Some((searched, total)) => Line::styled(
+    let mut lines = match nb.searched_part(app.shared) {
+        Some((searched, total)) => vec![Line::styled(
             format!(
                 "building the index: searched {} % of {} so far (the best matches among the \
                  entries encoded)",
@@ -663,9 +734,10 @@ fn render_list(tab: &NeighborsState, app: &View, ix: &NeighborIndex, area: Rect,
                 widgets::thousands(total)
             ),
             t.changed(),
-        ),
-        None => source_line(ix, t),
-    }];
+        )],
+        None if short => Vec::new(),
+        None => vec![source_line(ix, t)],
+    };
     if let Entries::Cosine(index) = &ix.index {
         cosine_rows(tab, app, index, inner, &mut lines);
         widgets::lines(buf, inner, lines);
@@ -688,7 +760,8 @@ fn render_list(tab: &NeighborsState, app: &View, ix: &NeighborIndex, area: Rect,
                 format!("{:>4}  {:>4}  {:<lw$}  text", "#", "dist", "label"),
                 t.dim(),
             ));
-            let rows = inner.height.saturating_sub(2) as usize;
+            // The rows below the lines above (the source line, the column names).
+            let rows = (inner.height as usize).saturating_sub(lines.len());
             let w = ListWindow::new(nb.selected, found.len(), rows);
             lines.extend(w.above_line(6).map(|m| Line::styled(m, t.dim())));
             for (i, n) in found.iter().enumerate().skip(w.start).take(w.count) {
@@ -758,7 +831,8 @@ fn cosine_rows(
                 format!("{:>4}  {:>6}  {:<lw$}  text", "#", "cos", "label"),
                 t.dim(),
             ));
-            let rows = inner.height.saturating_sub(2) as usize;
+            // The rows below the lines above (the source line, the column names).
+            let rows = (inner.height as usize).saturating_sub(lines.len());
             let nb = tab;
             let w = ListWindow::new(nb.selected, found.len(), rows);
             lines.extend(w.above_line(6).map(|m| Line::styled(m, t.dim())));

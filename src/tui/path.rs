@@ -424,6 +424,10 @@ impl Tab for PathState {
     }
 
     fn entered(&mut self, cx: &mut Ctx) {
+        // An empty start takes Explore's sentence (what the user typed is kept).
+        if self.a.is_blank() && cx.shared.sentence.is_some() && !cx.shared.text.trim().is_empty() {
+            self.a = TextInput::with_text(&cx.shared.text);
+        }
         // `w` pressed on another tab since the latest walk: the same walk, decoded anew.
         self.walk_again_if_stale(cx);
     }
@@ -461,7 +465,6 @@ impl Tab for PathState {
 pub fn render(tab: &PathState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
     let st = tab;
-    let binary = app.model.binary();
     if !app.model.kind.has_latent() {
         let b = t.block(" Path ", false);
         let inner = b.inner(area);
@@ -473,9 +476,16 @@ pub fn render(tab: &PathState, app: &View, area: Rect, buf: &mut Buffer) {
         );
         return;
     }
+    let info_lines = info_lines(tab, app, area.width);
+    // A short body (80×24, 70×22) gives the steps the info's blank second row.
+    let info_rows = if area.height < SHORT {
+        info_lines.len().clamp(1, 2) as u16
+    } else {
+        2
+    };
     let [inputs, info, table] = Layout::vertical([
         Constraint::Length(4),
-        Constraint::Length(2),
+        Constraint::Length(info_rows),
         Constraint::Min(3),
     ])
     .areas(area);
@@ -519,56 +529,6 @@ pub fn render(tab: &PathState, app: &View, area: Rect, buf: &mut Buffer) {
         );
     }
 
-    let mut info_lines = Vec::new();
-    if let Some(e) = &st.error {
-        info_lines.push(Line::from(Span::styled(e.clone(), t.error())));
-    } else if let Some(w) = &st.walk {
-        let head = if let Some(d) = w.distance {
-            vec![
-                Span::styled(format!(" Hamming distance {d}"), t.accent()),
-                Span::raw(format!(
-                    " · random path with seed {} (n: another path, N: previous)",
-                    w.seed
-                )),
-            ]
-        } else {
-            vec![
-                Span::styled(
-                    format!(
-                        " {} interpolation, {} steps",
-                        if w.slerp { "spherical" } else { "linear" },
-                        w.points.len().saturating_sub(1)
-                    ),
-                    t.accent(),
-                ),
-                Span::raw(" (m: linear / spherical · +/-: steps)"),
-            ]
-        };
-        info_lines.push(Line::from(head));
-        let notes: Vec<String> =
-            w.a.notices()
-                .into_iter()
-                .map(|n| format!("A: {n}"))
-                .chain(w.b.notices().into_iter().map(|n| format!("B: {n}")))
-                .collect();
-        if !notes.is_empty() {
-            info_lines.push(Line::from(Span::styled(
-                format!(" {}", notes.join(" · ")),
-                t.notice(),
-            )));
-        }
-    } else if app.jobs.is_pending(JobKind::Path) {
-        info_lines.push(Line::from(Span::styled(" walking…", t.dim())));
-    } else {
-        info_lines.push(Line::from(Span::styled(
-            if binary {
-                " a: type A, Enter, type B, Enter: walk a random shortest path between their codes, one bit per step"
-            } else {
-                " a: type A, Enter, type B, Enter: interpolate between their codes"
-            },
-            t.dim(),
-        )));
-    }
     widgets::lines(buf, info, info_lines);
 
     let count = st.walk.as_ref().map_or(0, |w| w.points.len());
@@ -584,6 +544,80 @@ pub fn render(tab: &PathState, app: &View, area: Rect, buf: &mut Buffer) {
     if let Some(w) = &st.walk {
         render_points(tab, app, w, inner, buf);
     }
+}
+
+/// Below this many rows the steps come first (see [`render`]).
+const SHORT: u16 = 30;
+
+/// The line under the sentences: the walk's distance or interpolation and its keys (the keys
+/// left out where the line would be cut), notices about A and B, or what to do.
+fn info_lines(tab: &PathState, app: &View, width: u16) -> Vec<Line<'static>> {
+    let t = app.theme;
+    let st = tab;
+    let binary = app.model.binary();
+    let mut info_lines = Vec::new();
+    if let Some(e) = &st.error {
+        info_lines.push(Line::from(Span::styled(e.clone(), t.error())));
+    } else if let Some(w) = &st.walk {
+        let mut head = if let Some(d) = w.distance {
+            vec![
+                Span::styled(format!(" Hamming distance {d}"), t.accent()),
+                Span::raw(format!(" · random path with seed {}", w.seed)),
+                Span::raw(" (n: another path, N: previous)"),
+            ]
+        } else {
+            vec![
+                Span::styled(
+                    format!(
+                        " {} interpolation, {} steps",
+                        if w.slerp { "spherical" } else { "linear" },
+                        w.points.len().saturating_sub(1)
+                    ),
+                    t.accent(),
+                ),
+                Span::raw(" (m: linear / spherical · +/-: steps)"),
+            ]
+        };
+        let len: usize = head.iter().map(|s| s.content.chars().count()).sum();
+        if len > width as usize && head.len() > 1 {
+            head.pop();
+        }
+        info_lines.push(Line::from(head));
+        let notes: Vec<String> =
+            w.a.notices()
+                .into_iter()
+                .map(|n| format!("A: {n}"))
+                .chain(w.b.notices().into_iter().map(|n| format!("B: {n}")))
+                .collect();
+        if !notes.is_empty() {
+            info_lines.push(Line::from(Span::styled(
+                format!(" {}", notes.join(" · ")),
+                t.notice(),
+            )));
+        }
+    } else if app.jobs.is_pending(JobKind::Path) {
+        info_lines.push(Line::from(Span::styled(" walking…", t.dim())));
+    } else if !st.a.is_blank() && st.b.is_blank() {
+        let whose = if st.a.text() == app.shared.text {
+            " A is 1 Explore's sentence ·"
+        } else {
+            ""
+        };
+        info_lines.push(Line::from(Span::styled(
+            format!("{whose} b: type B, then Enter walks from code(A) to code(B)"),
+            t.dim(),
+        )));
+    } else {
+        info_lines.push(Line::from(Span::styled(
+            if binary {
+                " a: type A, Enter, type B, Enter: walk a random shortest path between their codes, one bit per step"
+            } else {
+                " a: type A, Enter, type B, Enter: interpolate between their codes"
+            },
+            t.dim(),
+        )));
+    }
+    info_lines
 }
 
 fn render_points(tab: &PathState, app: &View, w: &PathWalk, area: Rect, buf: &mut Buffer) {

@@ -11,7 +11,7 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 use super::context::{Ctx, Tab, View};
 use super::jobs::{Job, JobKind, ReplyBody};
 use super::keys::{self, nav, Binding, Lookup, Mode, Only};
-use super::widgets::{self, text, BitsFit};
+use super::widgets::{self, text, BitsFit, ListWindow};
 use crate::coder::Capabilities;
 use crate::coder::{PriorChoice, Samples};
 use crate::explore;
@@ -23,6 +23,8 @@ pub struct SampleState {
     pub temperature: f32,
     pub count: usize,
     pub samples: Option<Samples>,
+    /// The sample selected (`e` opens its decoding in Explore).
+    pub selected: usize,
     pub error: Option<String>,
     /// Whether the latest request asked for real words (None before the first): entering the
     /// tab after `w` was pressed elsewhere draws the same samples again, decoded the new way.
@@ -37,6 +39,7 @@ impl Default for SampleState {
             temperature: 1.0,
             count: 10,
             samples: None,
+            selected: 0,
             error: None,
             requested_real_words: None,
         }
@@ -61,7 +64,26 @@ pub enum Action {
     More,
     Fewer,
     RealWords,
+    Down,
+    Up,
+    PageDown,
+    PageUp,
+    Top,
+    Explore,
 }
+
+const SELECT: [Binding<Action>; 5] = keys::list_keys(
+    "select a sample (e opens it in 1 Explore)",
+    ("↑/↓", "select"),
+    Only::Encodes,
+    [
+        Action::Down,
+        Action::Up,
+        Action::PageDown,
+        Action::PageUp,
+        Action::Top,
+    ],
+);
 
 /// The tab's keys: dispatch, footer and help all read this table. Binary codes are drawn bit
 /// by bit from a chosen prior (no temperature); gaussian codes and `lm` words are drawn with a
@@ -132,6 +154,15 @@ pub const KEYS: &[Binding<Action>] = &[
         Action::More,
     ),
     keys::real_words(Action::RealWords),
+    SELECT[0],
+    SELECT[1],
+    SELECT[2],
+    SELECT[3],
+    SELECT[4],
+    keys::to_explore(
+        "open the selected sample's decoding in 1 Explore (typed in, encoded: flip its bits there)",
+        Action::Explore,
+    ),
 ];
 
 impl SampleState {
@@ -166,7 +197,26 @@ impl SampleState {
             Lookup::NotForThisModel(why) => return cx.notice(why),
             Lookup::Unbound => return,
         };
+        let last = self
+            .samples
+            .as_ref()
+            .map_or(0, |s| s.texts.len().saturating_sub(1));
         let st = &mut *self;
+        // Selecting and opening draw nothing new.
+        match action {
+            Action::Down => return st.selected = (st.selected + 1).min(last),
+            Action::Up => return st.selected = st.selected.saturating_sub(1),
+            Action::PageDown => return st.selected = (st.selected + 10).min(last),
+            Action::PageUp => return st.selected = st.selected.saturating_sub(10),
+            Action::Top => return st.selected = 0,
+            Action::Explore => {
+                return match st.samples.as_ref().and_then(|s| s.texts.get(st.selected)) {
+                    Some(text) => cx.open_decoding_in_explore(text),
+                    None => cx.notice("no sample yet"),
+                };
+            }
+            _ => {}
+        }
         match action {
             Action::NextSeed => st.seed = st.seed.wrapping_add(1),
             Action::PreviousSeed => st.seed = st.seed.saturating_sub(1),
@@ -186,7 +236,14 @@ impl SampleState {
             Action::More => st.count = (st.count + 1).min(50),
             Action::Fewer => st.count = st.count.saturating_sub(1).max(1),
             Action::RealWords => cx.shared.raw_decoding = !cx.shared.raw_decoding,
+            Action::Down
+            | Action::Up
+            | Action::PageDown
+            | Action::PageUp
+            | Action::Top
+            | Action::Explore => unreachable!("handled above"),
         }
+        self.selected = self.selected.min(self.count.saturating_sub(1));
         self.request(cx);
     }
 
@@ -333,42 +390,70 @@ pub fn render(tab: &SampleState, app: &View, area: Rect, buf: &mut Buffer) {
         return;
     };
     // Bits beside the text when both fit comfortably, else the bits on a line of their own
-    // under the text (then fewer samples fit, but none is cut short).
+    // under the text, where every sample fits that way; in a short terminal the decodings come
+    // first and the bits under them go (70×22 showed 4 of 10 samples).
     let l = s.codes.first().map_or(0, |c| c.len());
     let bits = kind.is_binary() && l > 0;
     let beside = bits && inner.width as usize >= 4 + l + 2 + 50;
-    let rows_per = if bits && !beside { 2 } else { 1 };
-    // In a short terminal the samples that do not fit are counted on the last row (half of
-    // them went missing without a word, the header still saying how many there are).
     let (total, rows) = (s.texts.len(), inner.height as usize);
-    let shown = if total * rows_per <= rows {
-        total
-    } else {
-        rows.saturating_sub(1) / rows_per
-    };
-    if shown < total {
-        let more = format!(
-            "… {} more: a taller terminal shows them (the command above prints every one)",
-            total - shown
-        );
-        let y = inner.y + (shown * rows_per) as u16;
-        text(buf, inner, inner.x, y, &more, t.dim());
+    let under = bits && !beside && total * 2 <= rows;
+    let rows_per = if under { 2 } else { 1 };
+    // The selected sample in view; the samples that do not fit are counted above and below
+    // (half of them went missing without a word, the header still saying how many there are).
+    let selectable = app.model.caps.encodes;
+    let selected = st.selected.min(total.saturating_sub(1));
+    let w = ListWindow::new(selected, total, rows / rows_per);
+    let mut y = inner.y;
+    if w.above_line(0).is_some() {
+        let above = format!("… {} above (↑ shows them)", w.above);
+        text(buf, inner, inner.x, y, &above, t.dim());
+        y += 1;
     }
-    for (i, (code, txt)) in s.codes.iter().zip(&s.texts).enumerate().take(shown) {
-        let y = inner.y + (i * rows_per) as u16;
-        text(buf, inner, inner.x, y, &format!("{:>3} ", i + 1), t.dim());
+    for (i, (code, txt)) in s
+        .codes
+        .iter()
+        .zip(&s.texts)
+        .enumerate()
+        .skip(w.start)
+        .take(w.count)
+    {
+        let chosen = selectable && i == selected;
+        let number_style = if chosen { t.cursor() } else { t.dim() };
+        text(
+            buf,
+            inner,
+            inner.x,
+            y,
+            &format!("{:>3} ", i + 1),
+            number_style,
+        );
         let mut x = inner.x + 4;
         if beside {
             text(buf, inner, x, y, &explore::bit_string(code), t.dim());
             x += l as u16 + 2;
-        } else if bits {
+        } else if under {
             let width = inner.right().saturating_sub(x) as usize;
             text(buf, inner, x, y + 1, &BitsFit::text(code, width), t.dim());
-        } else if kind.has_latent() {
+        } else if kind.has_latent() && !bits {
             let norm = code.iter().map(|v| v * v).sum::<f32>().sqrt();
             text(buf, inner, x, y, &format!("‖z‖ {norm:5.2}"), t.dim());
             x += 12;
         }
-        text(buf, inner, x, y, txt, t.plain());
+        text(
+            buf,
+            inner,
+            x,
+            y,
+            txt,
+            if chosen { t.bold() } else { t.plain() },
+        );
+        y += rows_per as u16;
+    }
+    if w.below_line(0).is_some() {
+        let more = format!(
+            "… {} more: a taller terminal shows them (the command above prints every one)",
+            w.below
+        );
+        text(buf, inner, inner.x, y, &more, t.dim());
     }
 }

@@ -55,6 +55,10 @@ pub const ANALOGY_KEYS: &[Binding<Action>] = &[
     ),
     BACK,
     keys::real_words(Action::RealWords),
+    keys::to_explore(
+        "analogy: open the result's decoding in 1 Explore (typed in, encoded: flip its bits there)",
+        Action::Open,
+    ),
 ];
 
 pub(super) fn render_analogy(tab: &ClustersState, app: &View, area: Rect, buf: &mut Buffer) {
@@ -118,6 +122,7 @@ pub(super) fn render_analogy(tab: &ClustersState, app: &View, area: Rect, buf: &
             lines.push(Line::from(vec![
                 Span::styled("C + B − A  decodes  ", t.accent()),
                 Span::styled(result_decoding.clone(), t.bold()),
+                Span::styled("   (e: open it in 1 Explore)", t.dim()),
             ]));
         }
         Some(Ok(_)) => {}
@@ -135,6 +140,12 @@ impl ClustersState {
             Action::PreviousField => c.field = (c.field + 2) % 3,
             Action::NextField => c.field = (c.field + 1) % 3,
             Action::Leave => c.typing = false,
+            Action::Open => match &c.analogy {
+                Some(Ok(StructureResult::Analogy {
+                    result_decoding, ..
+                })) => cx.open_decoding_in_explore(result_decoding),
+                _ => cx.notice("no analogy yet: type A, B and C (Enter on C computes)"),
+            },
             Action::Submit => {
                 if c.field < 2 {
                     c.field += 1;
