@@ -236,17 +236,41 @@ fn best_of(runs: impl Iterator<Item = Clustering>) -> Clustering {
 /// starts from the medoids of a k-modes clustering with the same seed, and the Voronoi
 /// iteration then lowers the k-medoids cost from there.
 pub fn kmedoids(codes: &PackedCodes, opts: &ClusterOptions) -> Result<Clustering, String> {
+    kmedoids_with_progress(codes, opts, &mut |_| {})
+}
+
+/// [`kmedoids`], telling `progress` the fraction done (0 to 1, never decreasing) after each
+/// iteration: every restart is an equal share, half of it its k-modes start and half its
+/// Voronoi iteration, each iteration 1/`max_iterations` of its half (a run that settles early
+/// jumps to the end of its half).
+pub fn kmedoids_with_progress(
+    codes: &PackedCodes,
+    opts: &ClusterOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Clustering, String> {
     check_k(codes.len(), opts.k)?;
-    Ok(best_of(restart_seeds(opts).into_iter().map(|s| {
-        let modes = hamming_lloyd(codes, opts, seeded_start(codes, opts.k, s), false);
+    let seeds = restart_seeds(opts);
+    let share = 1.0 / seeds.len() as f64;
+    Ok(best_of(seeds.into_iter().enumerate().map(|(r, s)| {
+        let base = r as f64 * share;
+        let modes = hamming_lloyd(
+            codes,
+            opts,
+            seeded_start(codes, opts.k, s),
+            false,
+            &mut |f| progress(base + share * 0.5 * f),
+        );
         let start: Vec<usize> = (0..opts.k)
             .map(|c| {
                 hamming_medoid(codes, &modes.members(c))
                     .unwrap_or_else(|| modes.assignment.iter().position(|&a| a == c).unwrap_or(0))
             })
             .collect();
-        let mut medoids = hamming_lloyd(codes, opts, start, true);
+        let mut medoids = hamming_lloyd(codes, opts, start, true, &mut |f| {
+            progress(base + share * (0.5 + 0.5 * f))
+        });
         medoids.iterations += modes.iterations;
+        progress(base + share);
         medoids
     })))
 }
@@ -261,9 +285,30 @@ fn seeded_start(codes: &PackedCodes, k: usize, seed: u64) -> Vec<usize> {
 
 /// k-modes over binary codes: centres are per-bit majorities, distance is Hamming.
 pub fn kmodes(codes: &PackedCodes, opts: &ClusterOptions) -> Result<Clustering, String> {
+    kmodes_with_progress(codes, opts, &mut |_| {})
+}
+
+/// [`kmodes`], telling `progress` the fraction done after each iteration (every restart an
+/// equal share, as [`kmedoids_with_progress`]).
+pub fn kmodes_with_progress(
+    codes: &PackedCodes,
+    opts: &ClusterOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Clustering, String> {
     check_k(codes.len(), opts.k)?;
-    Ok(best_of(restart_seeds(opts).into_iter().map(|s| {
-        hamming_lloyd(codes, opts, seeded_start(codes, opts.k, s), false)
+    let seeds = restart_seeds(opts);
+    let share = 1.0 / seeds.len() as f64;
+    Ok(best_of(seeds.into_iter().enumerate().map(|(r, s)| {
+        let base = r as f64 * share;
+        let run = hamming_lloyd(
+            codes,
+            opts,
+            seeded_start(codes, opts.k, s),
+            false,
+            &mut |f| progress(base + share * f),
+        );
+        progress(base + share);
+        run
     })))
 }
 
@@ -352,11 +397,13 @@ fn majority_code(counts: &[u32], size: u32, previous: Option<&[u64]>) -> Vec<u64
 }
 
 /// Voronoi iteration (k-medoids, `medoids`) or k-modes from the points `start` as centres.
+/// `step` hears the share of `opts.max_iterations` done after each iteration.
 fn hamming_lloyd(
     codes: &PackedCodes,
     opts: &ClusterOptions,
     start: Vec<usize>,
     medoids: bool,
+    step: &mut dyn FnMut(f64),
 ) -> Clustering {
     let k = start.len();
     let mut medoid_of: Vec<usize> = start.clone();
@@ -398,6 +445,7 @@ fn hamming_lloyd(
         let centers_moved = new_centers != centers;
         centers = new_centers;
         assignment = new_assignment;
+        step(iterations as f64 / opts.max_iterations as f64);
         if !moved && !centers_moved {
             break;
         }
@@ -527,46 +575,69 @@ pub const REFINE_ITERATIONS: usize = 10;
 /// centres, until fewer than [`REFINE_TOLERANCE`] of the points move, [`REFINE_ITERATIONS`] at
 /// most), so every point is assigned to its nearest final centre.
 pub fn kmeans(points: &[Vec<f32>], opts: &ClusterOptions) -> Result<Clustering, String> {
+    kmeans_with_progress(points, opts, &mut |_| {})
+}
+
+/// [`kmeans`], telling `progress` the fraction done (0 to 1, never decreasing) after each
+/// Lloyd iteration: every restart is an equal share, and so is the refinement over every
+/// point after a sampled clustering.
+pub fn kmeans_with_progress(
+    points: &[Vec<f32>],
+    opts: &ClusterOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Clustering, String> {
     let dim = points.first().map_or(0, Vec::len);
     if points.iter().any(|p| p.len() != dim) {
         return Err("points of different dimensions".into());
     }
     check_k(points.len(), opts.k)?;
     let rows: Vec<&[f32]> = points.iter().map(Vec::as_slice).collect();
-    let restarts = |rows: &[&[f32]]| {
-        best_of(restart_seeds(opts).into_iter().map(|seed| {
+    let seeds = restart_seeds(opts);
+    let restarts = |rows: &[&[f32]], progress: &mut dyn FnMut(f64)| {
+        let share = 1.0 / seeds.len() as f64;
+        best_of(seeds.iter().enumerate().map(|(r, &seed)| {
             let mut rng = StdRng::seed_from_u64(seed);
             let start = kmeans_plus_plus(rows.len(), opts.k, &mut rng, |i, j| {
                 (sq_dist(rows[i], rows[j]) as f64).sqrt()
             });
             let centers = start.iter().map(|&i| rows[i].to_vec()).collect();
-            dense_lloyd(rows, centers, opts.max_iterations, 0.0)
+            let base = r as f64 * share;
+            let run = dense_lloyd(rows, centers, opts.max_iterations, 0.0, &mut |f| {
+                progress(base + share * f)
+            });
+            progress(base + share);
+            run
         }))
     };
     Ok(match restart_sample(rows.len(), opts) {
-        None => restarts(&rows),
+        None => restarts(&rows, progress),
         Some(picked) => {
             let sample: Vec<&[f32]> = picked.iter().map(|&i| rows[i]).collect();
-            let best = restarts(&sample);
+            let parts = seeds.len() as f64 + 1.0;
+            let best = restarts(&sample, &mut |f| progress(f * (parts - 1.0) / parts));
             let mut full = dense_lloyd(
                 &rows,
                 best.centers,
                 opts.max_iterations.min(REFINE_ITERATIONS),
                 REFINE_TOLERANCE,
+                &mut |f| progress((parts - 1.0 + f) / parts),
             );
             full.iterations += best.iterations;
+            progress(1.0);
             full
         }
     })
 }
 
 /// Lloyd iterations over dense `rows` from `centers`, at most `max_iterations`, stopping once
-/// no more than `tolerance` of the points changed cluster.
+/// no more than `tolerance` of the points changed cluster; `step` hears the share of
+/// `max_iterations` done after each iteration.
 fn dense_lloyd(
     rows: &[&[f32]],
     mut centers: Vec<Vec<f32>>,
     max_iterations: usize,
     tolerance: f64,
+    step: &mut dyn FnMut(f64),
 ) -> Clustering {
     let k = centers.len();
     let dim = centers.first().map_or(0, Vec::len);
@@ -610,6 +681,7 @@ fn dense_lloyd(
         let next = assign(&centers);
         let done = converged(&next, &assignment, tolerance);
         assignment = next;
+        step(iterations as f64 / max_iterations as f64);
         if done {
             break;
         }
@@ -631,13 +703,25 @@ pub fn kmeans_sparse(
     dim: usize,
     opts: &ClusterOptions,
 ) -> Result<Clustering, String> {
+    kmeans_sparse_with_progress(points, dim, opts, &mut |_| {})
+}
+
+/// [`kmeans_sparse`], telling `progress` the fraction done as [`kmeans_with_progress`] does.
+pub fn kmeans_sparse_with_progress(
+    points: &[SparseVector],
+    dim: usize,
+    opts: &ClusterOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Clustering, String> {
     check_k(points.len(), opts.k)?;
     if let Some(bad) = points.iter().flatten().find(|&&(d, _)| d as usize >= dim) {
         return Err(format!("dimension {} outside the {dim} dimensions", bad.0));
     }
     let norms: Vec<f64> = points.iter().map(|p| sq_norm(p)).collect();
-    let restarts = |points: &[&SparseVector], norms: &[f64]| {
-        best_of(restart_seeds(opts).into_iter().map(|seed| {
+    let seeds = restart_seeds(opts);
+    let restarts = |points: &[&SparseVector], norms: &[f64], progress: &mut dyn FnMut(f64)| {
+        let share = 1.0 / seeds.len() as f64;
+        best_of(seeds.iter().enumerate().map(|(r, &seed)| {
             let mut rng = StdRng::seed_from_u64(seed);
             let start = kmeans_plus_plus(points.len(), opts.k, &mut rng, |i, j| {
                 (norms[i] + norms[j] - 2.0 * sparse_dot(points[i], points[j]))
@@ -654,16 +738,30 @@ pub fn kmeans_sparse(
                     c
                 })
                 .collect();
-            sparse_lloyd(points, norms, dim, centers, opts.max_iterations, 0.0)
+            let base = r as f64 * share;
+            let run = sparse_lloyd(
+                points,
+                norms,
+                dim,
+                centers,
+                opts.max_iterations,
+                0.0,
+                &mut |f| progress(base + share * f),
+            );
+            progress(base + share);
+            run
         }))
     };
     let all: Vec<&SparseVector> = points.iter().collect();
     Ok(match restart_sample(points.len(), opts) {
-        None => restarts(&all, &norms),
+        None => restarts(&all, &norms, progress),
         Some(picked) => {
             let sample: Vec<&SparseVector> = picked.iter().map(|&i| &points[i]).collect();
             let sample_norms: Vec<f64> = picked.iter().map(|&i| norms[i]).collect();
-            let best = restarts(&sample, &sample_norms);
+            let parts = seeds.len() as f64 + 1.0;
+            let best = restarts(&sample, &sample_norms, &mut |f| {
+                progress(f * (parts - 1.0) / parts)
+            });
             let centers = best
                 .centers
                 .iter()
@@ -676,8 +774,10 @@ pub fn kmeans_sparse(
                 centers,
                 opts.max_iterations.min(REFINE_ITERATIONS),
                 REFINE_TOLERANCE,
+                &mut |f| progress((parts - 1.0 + f) / parts),
             );
             full.iterations += best.iterations;
+            progress(1.0);
             full
         }
     })
@@ -692,6 +792,7 @@ fn sparse_lloyd(
     mut centers: Vec<Vec<f64>>,
     max_iterations: usize,
     tolerance: f64,
+    step: &mut dyn FnMut(f64),
 ) -> Clustering {
     let k = centers.len();
     let assign = |centers: &[Vec<f64>]| -> Vec<(usize, f64)> {
@@ -741,6 +842,7 @@ fn sparse_lloyd(
         let next = assign(&centers);
         let done = converged(&next, &assignment, tolerance);
         assignment = next;
+        step(iterations as f64 / max_iterations as f64);
         if done {
             break;
         }

@@ -18,7 +18,9 @@ use crate::index::{self, CachedIndex, ContinuousIndex, CorpusIndex};
 use crate::map::grid::PointGrid;
 use crate::map::{CachedLayout, Layout, LayoutOptions, Method};
 use crate::structure::AttributeVector;
-use crate::structure::{analogy, cluster_corpus, ClusterReport, CodedCorpus, DECODED_WORDS};
+use crate::structure::{
+    analogy, cluster_corpus_with_progress, ClusterReport, CodedCorpus, DECODED_WORDS,
+};
 
 /// A corpus index of either kind of code: bits searched by Hamming distance, or continuous
 /// codes (μ) by cosine similarity.
@@ -250,9 +252,30 @@ pub fn cluster_codes(
     opts: &ClusterOptions,
     real_words: Option<&crate::model::word_trie::WordTrie>,
 ) -> Result<ClusterReport> {
+    cluster_codes_with_progress(coder, data, method, opts, real_words, &mut |_| {})
+}
+
+/// Share of [`cluster_codes_with_progress`]'s progress that the clustering (and its gold
+/// scores) takes; decoding the centres takes the rest.
+const CLUSTER_CODES_SHARE: f64 = 0.95;
+
+/// [`cluster_codes`], telling `progress` the fraction done (0 to 1, never decreasing): the
+/// clustering's iterations ([`crate::structure::cluster_corpus_with_progress`]), then the
+/// decoded centres.
+pub fn cluster_codes_with_progress(
+    coder: &Coder,
+    data: &CodedCorpus,
+    method: Option<ClusterMethod>,
+    opts: &ClusterOptions,
+    real_words: Option<&crate::model::word_trie::WordTrie>,
+    progress: &mut dyn FnMut(f64),
+) -> Result<ClusterReport> {
     let method = method.unwrap_or(default_method(coder.is_binary()));
-    let mut report = cluster_corpus(data, method, opts)?;
+    let mut report = cluster_corpus_with_progress(data, method, opts, &mut |f| {
+        progress(f * CLUSTER_CODES_SHARE)
+    })?;
     report.decode_centers_restricted(coder, real_words)?;
+    progress(1.0);
     Ok(report)
 }
 
@@ -843,7 +866,7 @@ pub fn compute_clusters(
         IndexCache::LoadOrBuild,
         progress,
     )?;
-    let view = cluster_view(coder, data, req, &|| false)?;
+    let view = cluster_view(coder, data, req, &|| false, &mut |_| {})?;
     Ok(view.expect("a clustering that is never stopped is returned"))
 }
 
@@ -872,6 +895,11 @@ pub fn compute_clusters_so_far(
     Ok(view.expect("a job that is never stopped returns its clustering"))
 }
 
+/// Share of a clustering job's progress ([`compute_clusters_until`], the explorer's gauge) that
+/// encoding the corpus takes (nothing when its saved index is loaded instead); clustering the
+/// codes, scoring and decoding the clusters take the rest, iteration by iteration.
+pub const CLUSTER_ENCODING_SHARE: f64 = 0.5;
+
 /// [`compute_clusters_so_far`] that stops between its steps once `stopped` says so (a newer
 /// request has overtaken this one: gitui's `AsyncSingleJob`, as the Map's layout does): before
 /// the provisional clustering, before the final clustering and after it.
@@ -890,14 +918,15 @@ pub fn compute_clusters_until(
     }
     let corpus = job_corpus(coder, req.corpus.as_deref(), "clusters")?;
     let mut shown = false;
-    let index = neighbor_index_so_far(coder, &corpus, progress, &mut |p| {
+    let mut encoding = |f: f64| progress(f * CLUSTER_ENCODING_SHARE);
+    let index = neighbor_index_so_far(coder, &corpus, &mut encoding, &mut |p| {
         if shown || stopped() || !enough_for_provisional(p.searched, p.total) {
             return;
         }
         shown = true;
         let data = coded_corpus(&p.index.index).subset(req.max_entries, req.seed);
         // A provisional clustering is a bonus: one that fails (or is stopped) is not shown.
-        if let Ok(Some(view)) = cluster_view(coder, data, req, stopped) {
+        if let Ok(Some(view)) = cluster_view(coder, data, req, stopped, &mut |_| {}) {
             so_far(ClustersSoFar {
                 view: Arc::new(view),
                 searched: p.searched,
@@ -909,7 +938,10 @@ pub fn compute_clusters_until(
         return Ok(None);
     }
     let data = coded_corpus(&index.index).subset(req.max_entries, req.seed);
-    cluster_view(coder, data, req, stopped)
+    progress(CLUSTER_ENCODING_SHARE);
+    cluster_view(coder, data, req, stopped, &mut |f| {
+        progress(CLUSTER_ENCODING_SHARE + (1.0 - CLUSTER_ENCODING_SHARE) * f)
+    })
 }
 
 /// The entries of an index as a coded corpus (bits, or μ).
@@ -921,12 +953,14 @@ fn coded_corpus(index: &CodeIndex) -> CodedCorpus {
 }
 
 /// The clustering `req` asks for of `data`, with each gold label's mean code ([`cluster_codes`]);
-/// None where `stopped` says so before the clustering or once it is done.
+/// None where `stopped` says so before the clustering or once it is done. `progress` hears the
+/// clustering's fraction done ([`cluster_codes_with_progress`]).
 fn cluster_view(
     coder: &Coder,
     data: CodedCorpus,
     req: &ClusterRequest,
     stopped: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(f64),
 ) -> Result<Option<ClusterView>> {
     let k = match req.k {
         0 => default_k(&data),
@@ -940,7 +974,7 @@ fn cluster_view(
     if stopped() {
         return Ok(None);
     }
-    let report = cluster_codes(coder, &data, req.method, &opts, None)?;
+    let report = cluster_codes_with_progress(coder, &data, req.method, &opts, None, progress)?;
     // Decoding the centres is quick (~0.1 s): a request overtaken meanwhile is dropped here.
     if stopped() {
         return Ok(None);

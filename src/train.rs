@@ -615,6 +615,51 @@ pub const MAX_WEIGHT: f64 = 1e6;
 /// 1 / [`RunningMoments::RATE`] = 50 batches to settle.
 pub const INIT_DECORRELATION_WARMUP: u64 = 200;
 
+/// The settings of a run that starts from checkpoint `init` (`train --init`; the explorer's
+/// Train tab "start from the opened checkpoint"): the settings of the run that made it
+/// (`stored`, its provenance's training config) or else `base`, with `model`'s architecture
+/// (its kind, sizes and vocabulary size), today's learning-rate schedule, the decorrelation
+/// penalty from step 0 growing in over [`INIT_DECORRELATION_WARMUP`] steps, steps counted from
+/// 0 (the default number), not resumed, no time limit. `out` is left empty: the new run needs
+/// its own file (the `init` file is only read), which the caller names, as it decides the
+/// corpus (the stored one is untrusted: [`Provenance::checked_corpus_spec`]).
+pub fn init_settings(
+    init: &Path,
+    model: &SeqConfig,
+    stored: Option<TrainConfig>,
+    base: TrainConfig,
+) -> TrainConfig {
+    let mut cfg = stored.unwrap_or(base);
+    cfg.kind = model.latent;
+    cfg.embed_dim = model.embed_dim;
+    cfg.hidden_dim = model.hidden_dim;
+    cfg.latent_dim = model.latent_dim;
+    cfg.summary = model.summary;
+    cfg.z_every_step = model.z_every_step;
+    cfg.gumbel_temperature = model.gumbel_temperature;
+    cfg.max_len = model.max_len;
+    cfg.vocab_size = model.vocab_size;
+    // A new run: today's learning-rate schedule, whatever the old run used.
+    let fresh = TrainConfig::default();
+    cfg.lr_decay = fresh.lr_decay;
+    cfg.warmup_steps = fresh.warmup_steps;
+    cfg.lr_floor = fresh.lr_floor;
+    // ... and the decorrelation penalty from step 0: the checkpoint's code has already formed.
+    // Its weight grows over the first steps all the same: the running correlations it weighs
+    // pairs by start from one batch, in which thousands of a 256-bit code's pairs pass 0.2 by
+    // chance (at full weight the first step's loss was 95 for an nll of 1.1 per token).
+    cfg.decorrelation_start = fresh.decorrelation_start;
+    cfg.decorrelation_warmup = INIT_DECORRELATION_WARMUP;
+    cfg.init = Some(init.to_path_buf());
+    cfg.resume = false;
+    cfg.time_limit_secs = None;
+    cfg.time_clock = TimeClock::Wall;
+    cfg.steps = fresh.steps;
+    // The stored run's `out` is the init file itself: a new run needs its own.
+    cfg.out = PathBuf::new();
+    cfg
+}
+
 /// Each `(flag, value, max)` must be a finite number within `0..=max`: a clear error naming
 /// the flag instead of a run that silently does something else (issue 23, item 10).
 pub fn check_numbers(values: &[(&str, f64, f64)]) -> Result<()> {

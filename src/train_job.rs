@@ -84,18 +84,23 @@ impl TrainJob {
         let Some(value) = provenance.train_config.clone() else {
             return Ok((None, provenance));
         };
-        let unreadable = || {
+        let job = Self::from_stored(value).with_context(|| {
             format!(
                 "`{}`: the checkpoint's training config is unreadable",
                 checkpoint.display()
             )
-        };
-        let job = if value.get("family").is_some() {
-            TrainJob::Bow(serde_json::from_value(value).with_context(unreadable)?)
-        } else {
-            TrainJob::Seq(serde_json::from_value(value).with_context(unreadable)?)
-        };
+        })?;
         Ok((Some(job), provenance))
+    }
+
+    /// The training settings a checkpoint's provenance stores (`train_config`), typed by their
+    /// `family` field: bag-of-words settings carry one, sequence settings do not.
+    pub fn from_stored(value: serde_json::Value) -> Result<TrainJob> {
+        Ok(if value.get("family").is_some() {
+            TrainJob::Bow(serde_json::from_value(value)?)
+        } else {
+            TrainJob::Seq(serde_json::from_value(value)?)
+        })
     }
 }
 

@@ -1595,8 +1595,12 @@ fn every_tab_opens_in_navigation_so_digits_switch_tabs() {
     h.key(KeyCode::Char('i'));
     assert_has(&h.screen(), "sentence › one old tree");
 
-    // The help says the same: on screen (its first page), and in full.
+    // The help says the same: on screen (it opens at the shown tab's keys), and in full.
     h.key(KeyCode::Esc).key(KeyCode::Char('?'));
+    assert_has(&h.screen(), "type a new sentence here");
+    h.key(KeyCode::Esc)
+        .key(KeyCode::Char('1'))
+        .key(KeyCode::Char('?'));
     assert_has(&h.screen(), "type a new sentence (an empty field)");
     let help: String = latent_tui::tui::help_lines(Theme { color: false })
         .iter()

@@ -208,8 +208,10 @@ fn clusters_list_members_load_into_explore_and_recluster() {
     h.key(KeyCode::Char('[')).key(KeyCode::Char('['));
     assert_has(&h.screen(), "k = 2 · seed 1");
 
-    // The help lists the tab's keys.
+    // The help lists the tab's keys: it opens at them, and Home shows the keys of every tab.
     h.key(KeyCode::Char('?'));
+    assert_has(&h.screen(), "select a cluster");
+    h.key(KeyCode::Home);
     assert_has(&h.screen(), "1 … 7");
     let help: String = latent_tui::tui::help_lines(Theme { color: false })
         .iter()

@@ -1393,37 +1393,7 @@ fn init_config(init: &Path, base: TrainConfig, args: &TrainArgs) -> Result<Train
         .train_config
         .as_ref()
         .and_then(|v| serde_json::from_value::<TrainConfig>(v.clone()).ok());
-    let mut cfg = match stored {
-        Some(stored) => stored,
-        None => base,
-    };
-    cfg.kind = model.latent;
-    cfg.embed_dim = model.embed_dim;
-    cfg.hidden_dim = model.hidden_dim;
-    cfg.latent_dim = model.latent_dim;
-    cfg.summary = model.summary;
-    cfg.z_every_step = model.z_every_step;
-    cfg.gumbel_temperature = model.gumbel_temperature;
-    cfg.max_len = model.max_len;
-    cfg.vocab_size = model.vocab_size;
-    // A new run: today's learning-rate schedule, whatever the old run used.
-    let fresh = TrainConfig::default();
-    cfg.lr_decay = fresh.lr_decay;
-    cfg.warmup_steps = fresh.warmup_steps;
-    cfg.lr_floor = fresh.lr_floor;
-    // ... and the decorrelation penalty from step 0: CKPT's code has already formed. Its weight
-    // grows over the first steps all the same: the running correlations it weighs pairs by
-    // start from one batch, in which thousands of a 256-bit code's pairs pass 0.2 by chance
-    // (at full weight the first step's loss was 95 for an nll of 1.1 per token).
-    cfg.decorrelation_start = fresh.decorrelation_start;
-    cfg.decorrelation_warmup = crate::train::INIT_DECORRELATION_WARMUP;
-    cfg.init = Some(init.to_path_buf());
-    cfg.resume = false;
-    cfg.time_limit_secs = None;
-    cfg.time_clock = TimeClock::Wall;
-    cfg.steps = TrainConfig::default().steps;
-    // The stored run's --out is the init file itself: a new run needs its own.
-    cfg.out = PathBuf::new();
+    let mut cfg = crate::train::init_settings(init, model, stored, base);
     // Without --corpus the run goes on with CKPT's corpus. CKPT is untrusted input: the path
     // it names is read only through the checked lookup (not a system file, the corpus it
     // recorded), never as its stored config spells it.

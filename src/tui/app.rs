@@ -32,8 +32,9 @@ use super::widgets::{self, TextInput, Theme, SPINNER};
 use crate::train::TrainConfig;
 
 /// Smallest terminal the layout is designed for; below it the app says so instead of drawing.
+/// At this size and above the footer always shows how to quit and how to open the help.
 pub const MIN_WIDTH: u16 = 60;
-pub const MIN_HEIGHT: u16 = 20;
+pub const MIN_HEIGHT: u16 = 18;
 
 /// Declares the tab registry: per tab, its name (the tab bar's label), its field in [`Tabs`],
 /// its type (a [`Tab`]) and how it is made from the [`AppOptions`]. It defines [`TabId`] (one
@@ -135,8 +136,12 @@ impl Default for AppOptions {
 pub struct App {
     pub model: ModelInfo,
     pub tab: TabId,
-    /// Scroll offset of the help overlay, when it is shown.
+    /// Scroll offset of the help overlay (in lines of `help_lines`), when it is shown; `?`
+    /// opens it at the shown tab's section.
     pub help: Option<u16>,
+    /// A quit key was pressed while something would be stopped by quitting (a training run,
+    /// which this says): the next key answers ([`keys::CONFIRM_QUIT`]).
+    pub asking_to_quit: Option<String>,
     pub should_quit: bool,
     /// Why the app had to end, if it did not end by the user's choice.
     pub fatal: Option<String>,
@@ -162,6 +167,7 @@ impl App {
             model,
             tab: TabId::Explore,
             help: None,
+            asking_to_quit: None,
             should_quit: false,
             fatal: None,
             theme: options.theme,
@@ -177,6 +183,8 @@ impl App {
             map: MapState::default(),
             commands: Vec::new(),
         };
+        // The Train tab's form starts from the opened model's kind and sizes.
+        app.tabs.train.adopt(&app.model);
         let (tabs, mut cx) = app.split();
         tabs.explore.start(&mut cx, options.first_sentence);
         app
@@ -326,19 +334,28 @@ impl App {
 
     fn on_key(&mut self, key: KeyEvent) {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        let global = keys::global(key.code, ctrl, self.typing());
-        if global == Some(Global::ForceQuit) {
-            self.quit();
+        // The answer to "quit?": the confirming keys quit, any other key stays.
+        if let Some(why) = self.asking_to_quit.take() {
+            match keys::confirm_quit(key.code, ctrl) {
+                Some(keys::Confirm::Quit) => self.quit(),
+                None => self.notice(format!("not quitting: {why}")),
+            }
             return;
         }
+        let global = keys::global(key.code, ctrl, self.typing());
+        if global == Some(Global::ForceQuit) {
+            return self.quit_or_ask();
+        }
         if let Some(scroll) = self.help {
+            let last = super::help_lines(self.theme).len().saturating_sub(1) as u16;
             self.help = match key.code {
                 KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') | KeyCode::F(1) => None,
-                KeyCode::Down | KeyCode::Char('j') => Some(scroll.saturating_add(1)),
+                KeyCode::Down | KeyCode::Char('j') => Some(scroll.saturating_add(1).min(last)),
                 KeyCode::Up | KeyCode::Char('k') => Some(scroll.saturating_sub(1)),
-                KeyCode::PageDown | KeyCode::Char(' ') => Some(scroll.saturating_add(10)),
+                KeyCode::PageDown | KeyCode::Char(' ') => Some(scroll.saturating_add(10).min(last)),
                 KeyCode::PageUp => Some(scroll.saturating_sub(10)),
                 KeyCode::Home => Some(0),
+                KeyCode::End => Some(last),
                 _ => Some(scroll),
             };
             return;
@@ -346,8 +363,8 @@ impl App {
         self.status = None;
         let n = TabId::ALL.len();
         match global {
-            Some(Global::Help) => return self.help = Some(0),
-            Some(Global::Quit) => return self.quit(),
+            Some(Global::Help) => return self.help = Some(super::help_start(self.tab)),
+            Some(Global::Quit) => return self.quit_or_ask(),
             Some(Global::NextTab) => return self.set_tab(TabId::ALL[(self.tab.index() + 1) % n]),
             Some(Global::PreviousTab) => {
                 return self.set_tab(TabId::ALL[(self.tab.index() + n - 1) % n])
@@ -400,6 +417,21 @@ impl App {
                 tab.title()
             )),
             None => {}
+        }
+    }
+
+    /// A quit key: quits, or first asks (the footer) when quitting would stop something a tab
+    /// says is going on (a training run).
+    fn quit_or_ask(&mut self) {
+        let busy = TabId::ALL
+            .iter()
+            .find_map(|&id| self.tabs.get(id).quit_question());
+        match busy {
+            Some(why) => {
+                self.status = None;
+                self.asking_to_quit = Some(why);
+            }
+            None => self.quit(),
         }
     }
 
@@ -483,7 +515,9 @@ impl App {
             .jobs
             .pending_kinds()
             .map(|k| {
-                if k.is_background() {
+                if self.jobs.queued_behind(k).is_some() {
+                    format!("{} queued", k.activity())
+                } else if k.is_background() {
                     let done = self.jobs.progress(k).unwrap_or(0.0) * 100.0;
                     format!("{} {done:.0}%", k.activity())
                 } else {
@@ -499,6 +533,8 @@ impl App {
         out
     }
 
+    /// The footer's hints, most important first (the tab's own, then switching tabs), without
+    /// the help and quit keys, which [`App::essential_hints`] gives.
     fn hints(&self) -> Vec<(String, &'static str)> {
         let h = if self.map_shown() {
             self.map.hints(self.model.caps)
@@ -509,8 +545,13 @@ impl App {
             .into_iter()
             .map(|(k, what)| (k.to_string(), what))
             .collect();
-        h.extend(keys::global_hints(self.typing(), TabId::ALL.len()));
+        h.extend(keys::global_hints(self.typing(), TabId::ALL.len(), false));
         h
+    }
+
+    /// How to open the help and how to quit: the footer shows them at any width.
+    fn essential_hints(&self) -> Vec<(String, &'static str)> {
+        keys::global_hints(self.typing(), TabId::ALL.len(), true)
     }
 
     fn render_header(&self, area: Rect, buf: &mut Buffer) {
@@ -562,11 +603,37 @@ impl App {
         }
     }
 
+    /// The tab bar's labels at `width`: every tab named in full when they fit; else without
+    /// padding; else the other tabs' names cut to four letters; else only their numbers. The
+    /// tab shown keeps its full, padded name.
+    fn tab_labels(&self, width: u16) -> Vec<String> {
+        let label = |tab: TabId, level: usize| {
+            let (n, title) = (tab.index() + 1, tab.title());
+            if tab == self.tab || level == 0 {
+                return format!(" {n} {title} ");
+            }
+            match level {
+                1 => format!("{n} {title}"),
+                2 => format!("{n} {}", title.chars().take(4).collect::<String>()),
+                _ => format!("{n}"),
+            }
+        };
+        let mut labels = Vec::new();
+        for level in 0..4 {
+            labels = TabId::ALL.iter().map(|&tab| label(tab, level)).collect();
+            // A leading space and a separator after each label.
+            let w: usize = 1 + labels.iter().map(|l| l.chars().count() + 1).sum::<usize>();
+            if w <= width as usize {
+                break;
+            }
+        }
+        labels
+    }
+
     fn render_tabs(&self, area: Rect, buf: &mut Buffer) {
         let t = self.theme;
         let mut spans = vec![Span::raw(" ")];
-        for &tab in TabId::ALL {
-            let label = format!(" {} {} ", tab.index() + 1, tab.title());
+        for (&tab, label) in TabId::ALL.iter().zip(self.tab_labels(area.width)) {
             if tab == self.tab {
                 spans.push(Span::styled(label, t.cursor().add_modifier(Modifier::BOLD)));
             } else {
@@ -577,24 +644,95 @@ impl App {
         widgets::lines(buf, area, vec![Line::from(spans)]);
     }
 
+    /// The footer's rows at `width`: one, or two when a notice is too long to share its row
+    /// with how to open the help and quit (the notice then has the last row to itself).
+    fn footer_rows(&self, width: u16) -> u16 {
+        match &self.status {
+            Some(s) if self.asking_to_quit.is_none() => {
+                let reserved: usize = (self.essential_hints().iter())
+                    .map(|(k, w)| hint_width(k, w))
+                    .sum();
+                let room = (width as usize).saturating_sub(1 + reserved);
+                if s.text.chars().count() + 2 > room {
+                    2
+                } else {
+                    1
+                }
+            }
+            _ => 1,
+        }
+    }
+
+    /// The footer: the question while asking to quit; else the status line or the hints that
+    /// fit (cut from the least important end), and always how to open the help and quit. A
+    /// notice too long for a row it shares goes on a row of its own, the last.
     fn render_footer(&self, area: Rect, buf: &mut Buffer) {
         let t = self.theme;
-        let line = match &self.status {
-            Some(s) => Line::from(Span::styled(
-                format!(" {}", s.text),
-                if s.error { t.error() } else { t.notice() },
-            )),
-            None => {
-                let mut spans = vec![Span::raw(" ")];
-                for (k, what) in self.hints() {
-                    spans.push(Span::styled(k, t.accent()));
-                    spans.push(Span::styled(format!(" {what}  "), t.dim()));
-                }
-                Line::from(spans)
-            }
+        let hint_w = hint_width;
+        let mut spans = vec![Span::raw(" ")];
+        let push = |spans: &mut Vec<Span<'static>>, k: String, what: &str| {
+            spans.push(Span::styled(k, t.accent()));
+            spans.push(Span::styled(format!(" {what}  "), t.dim()));
         };
-        widgets::lines(buf, area, vec![line]);
+        if let Some(why) = &self.asking_to_quit {
+            // The answers first: a narrow terminal cuts the reason, not them.
+            spans.push(Span::styled("Quit? ", t.error()));
+            for (k, what) in keys::confirm_quit_hints() {
+                push(&mut spans, k.to_string(), what);
+            }
+            spans.push(Span::styled("any other key stays  ", t.dim()));
+            spans.push(Span::styled(format!("({why})"), t.error()));
+            widgets::lines(buf, area, vec![Line::from(spans)]);
+            return;
+        }
+        let essential = self.essential_hints();
+        let reserved: usize = essential.iter().map(|(k, w)| hint_w(k, w)).sum();
+        let room = (area.width as usize).saturating_sub(1 + reserved);
+        let status = self.status.as_ref().map(|s| {
+            let style = if s.error { t.error() } else { t.notice() };
+            (s.text.as_str(), style)
+        });
+        match status {
+            Some((text, style)) if area.height < 2 => {
+                let text = fit(text, room.saturating_sub(2));
+                spans.push(Span::styled(format!("{text}  "), style));
+            }
+            _ => {
+                let mut used = 0;
+                for (k, what) in self.hints() {
+                    used += hint_w(&k, what);
+                    if used > room {
+                        break;
+                    }
+                    push(&mut spans, k, what);
+                }
+            }
+        }
+        for (k, what) in essential {
+            push(&mut spans, k, what);
+        }
+        let mut rows = vec![Line::from(spans)];
+        if let Some((text, style)) = status.filter(|_| area.height >= 2) {
+            let text = fit(text, (area.width as usize).saturating_sub(1));
+            rows.push(Line::from(Span::styled(format!(" {text}"), style)));
+        }
+        widgets::lines(buf, area, rows);
     }
+}
+
+/// A footer hint's width: its keys, a space, its words and two spaces.
+fn hint_width(k: &str, what: &str) -> usize {
+    k.chars().count() + what.chars().count() + 3
+}
+
+/// `s` cut to `width` characters, the cut marked with `…`.
+fn fit(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
 impl Widget for &App {
@@ -617,12 +755,12 @@ impl Widget for &App {
             return;
         }
         // The header's second row (what the model was trained on) goes first when rows are short.
-        let header_rows = if area.height >= MIN_HEIGHT + 4 { 2 } else { 1 };
+        let header_rows = if area.height >= 24 { 2 } else { 1 };
         let [header, tabs, body, footer] = Layout::vertical([
             Constraint::Length(header_rows),
             Constraint::Length(1),
             Constraint::Min(0),
-            Constraint::Length(1),
+            Constraint::Length(self.footer_rows(area.width)),
         ])
         .areas(area);
         self.render_header(header, buf);
@@ -630,7 +768,9 @@ impl Widget for &App {
         self.tabs.get(self.tab).render(&self.view(), body, buf);
         self.render_footer(footer, buf);
         if let Some(scroll) = self.help {
-            widgets::help_overlay(buf, area, super::help_lines(self.theme), scroll, self.theme);
+            let lines = super::help_lines(self.theme);
+            let scroll = scroll.min(lines.len().saturating_sub(1) as u16);
+            widgets::help_overlay(buf, area, lines, scroll, self.theme);
         }
         // Texts from a corpus, an index or a checkpoint reach many widgets: none of their
         // control or bidirectional formatting characters goes to the terminal.

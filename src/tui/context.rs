@@ -286,6 +286,12 @@ pub trait Tab {
         None
     }
 
+    /// What quitting now would stop, if anything (a training run that is going): the app then
+    /// asks before it quits (`keys::CONFIRM_QUIT`).
+    fn quit_question(&self) -> Option<String> {
+        None
+    }
+
     /// The app is quitting (a training run stops and saves).
     fn quitting(&mut self) {}
 }

@@ -14,7 +14,7 @@ use crate::coder::{
 use crate::index::CachedIndex;
 use crate::meaning::{Meanings, Opening};
 use crate::model::decode::Strategy;
-use crate::model::LatentKind;
+use crate::model::{LatentKind, ModelConfig};
 use crate::pipeline::{
     ClusterRequest, ClusterView, ClustersSoFar, MapData, MapRequest, MapSoFar, StructureJob,
     StructureResult,
@@ -22,6 +22,7 @@ use crate::pipeline::{
 pub use crate::pipeline::{Entries, IndexSoFar, NeighborIndex};
 use crate::train::TrainControl;
 use crate::train_job::TrainJob;
+use crate::vocab::TokenizerKind;
 
 /// What the app knows about the loaded model without touching it.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,14 +32,23 @@ pub struct ModelInfo {
     pub kind: LatentKind,
     /// What the model can do; tabs ask this rather than match kinds.
     pub caps: Capabilities,
+    /// Its architecture as the checkpoint stores it (the Train tab's defaults and its "start
+    /// from the opened checkpoint").
+    pub config: ModelConfig,
+    /// How its vocabulary cuts text.
+    pub tokenizer: TokenizerKind,
+    /// The settings of the run that trained it, where the checkpoint records them readably.
+    pub trained_with: Option<TrainJob>,
     pub latent_dim: usize,
     pub max_len: usize,
     pub describe: String,
     pub vocab_size: usize,
     pub step: u64,
     pub corpus: String,
-    /// Where its corpus index and map are cached (beside it, or in `--cache-dir`: the files'
-    /// real paths, for the messages while they are built).
+    /// Where its corpus index and map are cached, for the messages while they are built: the
+    /// files' real paths as `index::cache_path` finds them (beside the checkpoint; in
+    /// `--cache-dir` when one is given; in the user's cache directory when the checkpoint's own
+    /// directory is read-only).
     pub index_path: PathBuf,
     pub map_path: PathBuf,
 }
@@ -52,6 +62,13 @@ impl ModelInfo {
             path: coder.path().to_path_buf(),
             kind: caps.kind,
             caps,
+            config: coder.config().clone(),
+            tokenizer: coder.vocab().kind(),
+            trained_with: coder
+                .provenance()
+                .train_config
+                .clone()
+                .and_then(|v| TrainJob::from_stored(v).ok()),
             latent_dim: coder.latent_dim(),
             max_len: coder.max_len(),
             describe: coder.config().describe(),
@@ -114,18 +131,21 @@ pub enum Job {
     Load {
         path: PathBuf,
     },
-    /// The corpus index of the model (loaded from its cache, beside the checkpoint or in
-    /// --cache-dir, or built and saved there); `corpus` overrides the checkpoint's own corpus.
+    /// The corpus index of the model, loaded from its cache or built and saved there (the
+    /// cache is `ModelInfo::index_path`: beside the checkpoint, in `--cache-dir`, or in the
+    /// user's cache directory); `corpus` overrides the checkpoint's own corpus.
     Index {
         corpus: Option<String>,
     },
-    /// The corpus map: the index's 2-D layout, loaded from its cache or computed (background).
+    /// The corpus map: the index's 2-D layout, loaded from its cache (`ModelInfo::map_path`)
+    /// or computed (background).
     Map(MapRequest),
     /// The Clusters tab's clustering of the corpus (background).
     Cluster(ClusterRequest),
     /// The Clusters tab's decodings and analogies (interactive).
     Structure(StructureJob),
-    /// What each bit means (loaded from its cache, or computed and saved there; background).
+    /// What each bit means, loaded from its cache or computed and saved there (wherever
+    /// `index::cache_path` puts the checkpoint's caches; background).
     Meaning,
     /// Draw `draw` of the first screen: a test sentence of the model's corpus, encoded, with
     /// the bit that changes its decoding most.
@@ -178,6 +198,22 @@ impl JobKind {
             JobKind::Structure => "decoding",
             JobKind::Meaning => "bit meanings",
             JobKind::Opening => "drawing a sentence",
+        }
+    }
+}
+
+impl JobKind {
+    /// The job as a sentence names it ("waiting for the clustering to finish").
+    pub fn noun(self) -> &'static str {
+        match self {
+            JobKind::Stats => "the statistics",
+            JobKind::Index => "the corpus index",
+            JobKind::Map => "the map",
+            JobKind::Cluster => "the clustering",
+            JobKind::Meaning => "the bit meanings",
+            JobKind::Load => "the checkpoint loading",
+            JobKind::Opening => "the first sentence",
+            _ => "the job before it",
         }
     }
 }
@@ -470,5 +506,41 @@ impl Jobs {
 
     pub fn pending_kinds(&self) -> impl Iterator<Item = JobKind> + '_ {
         self.pending.keys().copied()
+    }
+
+    /// The background job that the pending request of `kind` waits behind, if it does: the
+    /// background thread runs one corpus job at a time, oldest request first, so a request
+    /// that has reported no progress while an older background request is pending has not
+    /// started. The one it waits for is the older one that is reporting progress (running),
+    /// else the oldest.
+    pub fn queued_behind(&self, kind: JobKind) -> Option<JobKind> {
+        if !kind.is_background() || self.progress.contains_key(&kind) {
+            return None;
+        }
+        let id = *self.pending.get(&kind)?;
+        let older = || {
+            self.pending
+                .iter()
+                .filter(move |&(&k, &i)| k != kind && k.is_background() && i < id)
+        };
+        older()
+            .filter(|&(k, _)| self.progress.contains_key(k))
+            .min_by_key(|&(_, &i)| i)
+            .or_else(|| older().min_by_key(|&(_, &i)| i))
+            .map(|(&k, _)| k)
+    }
+
+    /// What a tab shows instead of a silent 0 % while its background job of `kind` is queued
+    /// behind another: "waiting for the clustering to finish (42%)".
+    pub fn waiting_note(&self, kind: JobKind) -> Option<String> {
+        let before = self.queued_behind(kind)?;
+        Some(match self.progress(before) {
+            Some(f) => format!(
+                "waiting for {} to finish ({:.0}%)",
+                before.noun(),
+                f * 100.0
+            ),
+            None => format!("waiting for {} to finish", before.noun()),
+        })
     }
 }

@@ -285,7 +285,7 @@ pub const GLOBAL: &[Binding<Global>] = &[
     nav(
         &[KeyCode::Char('q')],
         "q",
-        "quit (not while typing)",
+        "quit (not while typing; asks first while training)",
         Some(("q", "quit")),
         Only::Any,
         Global::Quit,
@@ -294,12 +294,61 @@ pub const GLOBAL: &[Binding<Global>] = &[
         keys: &[KeyCode::Char('c')],
         mode: Mode::Ctrl,
         label: "Ctrl-C",
-        help: "quit, always (a running training stops and saves)",
+        help: "quit, also while typing (asks first while training)",
         hint: Some(("Ctrl-C", "quit")),
         only: Only::Any,
         action: Global::ForceQuit,
     },
 ];
+
+/// What a key does while the app asks whether to quit (a quit key pressed while a training
+/// run is going, see [`CONFIRM_QUIT`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirm {
+    /// Stop the run (it saves a checkpoint) and quit.
+    Quit,
+}
+
+/// The keys that answer "quit?" while a training run is going: these quit (the run stops and
+/// saves first), any other key stays. The footer's question and the help read this table.
+pub const CONFIRM_QUIT: &[Binding<Confirm>] = &[
+    nav(
+        &[KeyCode::Char('y'), KeyCode::Char('q')],
+        "y or q (asked to quit)",
+        "stop the training run, save it and quit (any other key stays)",
+        Some(("y/q", "stop, save and quit")),
+        Only::Any,
+        Confirm::Quit,
+    ),
+    Binding {
+        keys: &[KeyCode::Char('c')],
+        mode: Mode::Ctrl,
+        label: "Ctrl-C (asked to quit)",
+        help: "",
+        hint: None,
+        only: Only::Any,
+        action: Confirm::Quit,
+    },
+];
+
+/// The answer of a key to "quit?" ([`CONFIRM_QUIT`]): None stays.
+pub fn confirm_quit(code: KeyCode, ctrl: bool) -> Option<Confirm> {
+    CONFIRM_QUIT
+        .iter()
+        .find(|b| {
+            b.keys.contains(&code)
+                && match b.mode {
+                    Mode::Ctrl => ctrl,
+                    _ => !ctrl,
+                }
+        })
+        .map(|b| b.action)
+}
+
+/// The footer's hints of [`CONFIRM_QUIT`].
+pub fn confirm_quit_hints() -> Vec<(&'static str, &'static str)> {
+    CONFIRM_QUIT.iter().filter_map(|b| b.hint).collect()
+}
 
 /// `s` with [`TABS`] replaced by `with` (the number of tabs in a label or hint, `1 … 7`;
 /// their names in a description).
@@ -307,7 +356,8 @@ fn numbered(s: &str, with: &str) -> String {
     s.replace(TABS, with)
 }
 
-/// The help rows of [`GLOBAL`], with the tabs' number and names filled in.
+/// The help rows of [`GLOBAL`], with the tabs' number and names filled in, then those of
+/// [`CONFIRM_QUIT`].
 pub fn global_help_rows(titles: &[&str]) -> Vec<(String, String)> {
     GLOBAL
         .iter()
@@ -318,17 +368,22 @@ pub fn global_help_rows(titles: &[&str]) -> Vec<(String, String)> {
                 numbered(b.help, &titles.join(", ")),
             )
         })
+        .chain(help_rows(CONFIRM_QUIT))
         .collect()
 }
 
 /// The footer's hints of the global keys: those that work while typing, or the navigation
-/// ones, with the number of tabs filled in.
-pub fn global_hints(typing: bool, tabs: usize) -> Vec<(String, &'static str)> {
+/// ones, with the number of tabs filled in. `essential`: only (or, false, all but) the keys
+/// for the help and for quitting, which the footer always shows.
+pub fn global_hints(typing: bool, tabs: usize, essential: bool) -> Vec<(String, &'static str)> {
     GLOBAL
         .iter()
         .filter(|b| match b.mode {
             Mode::Typing | Mode::Ctrl => typing,
             Mode::Nav => !typing,
+        })
+        .filter(|b| {
+            matches!(b.action, Global::Help | Global::Quit | Global::ForceQuit) == essential
         })
         .filter_map(|b| b.hint)
         .map(|(k, what)| (numbered(k, &tabs.to_string()), what))

@@ -309,21 +309,7 @@ fn install_panic_hook() {
 /// Every key, by tab, for the `?` overlay (and the book's key tables, docs/explorer.md): the keys that work everywhere and
 /// in text fields, then each tab's key table.
 pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
-    let mut sections: Vec<(String, Vec<(String, String)>)> =
-        vec![("Everywhere".to_string(), global_keys())];
-    sections.push((
-        "Text fields".to_string(),
-        TEXT_FIELD_KEYS
-            .iter()
-            .map(|(k, what)| (k.to_string(), what.to_string()))
-            .collect(),
-    ));
-    for &tab in app::TabId::ALL {
-        sections.push((
-            format!("{} {}", tab.index() + 1, tab.title()),
-            tab.help_rows(),
-        ));
-    }
+    let sections = help_sections();
     // One key column for all sections, as wide as the widest key label.
     let width = sections
         .iter()
@@ -343,6 +329,42 @@ pub fn help_lines(theme: Theme) -> Vec<Line<'static>> {
         out.push(Line::from(""));
     }
     out
+}
+
+/// The help's sections (title, rows): the keys that work everywhere, those of text fields,
+/// then each tab's, in registry order.
+fn help_sections() -> Vec<(String, Vec<(String, String)>)> {
+    let mut sections: Vec<(String, Vec<(String, String)>)> =
+        vec![("Everywhere".to_string(), global_keys())];
+    sections.push((
+        "Text fields".to_string(),
+        TEXT_FIELD_KEYS
+            .iter()
+            .map(|(k, what)| (k.to_string(), what.to_string()))
+            .collect(),
+    ));
+    for &tab in app::TabId::ALL {
+        sections.push((
+            format!("{} {}", tab.index() + 1, tab.title()),
+            tab.help_rows(),
+        ));
+    }
+    sections
+}
+
+/// The line of [`help_lines`] where `tab`'s section starts: `?` opens the help there (↑ and
+/// Home reach the keys that work everywhere).
+pub fn help_start(tab: app::TabId) -> u16 {
+    let title = format!("{} {}", tab.index() + 1, tab.title());
+    let mut line = 0;
+    for (name, rows) in help_sections() {
+        if name == title {
+            break;
+        }
+        // The title, its rows and a blank line.
+        line += rows.len() + 2;
+    }
+    line as u16
 }
 
 /// The help rows of the keys the app handles before any tab ([`keys::GLOBAL`], see

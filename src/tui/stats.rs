@@ -268,7 +268,6 @@ pub fn render(tab: &StatsState, app: &View, area: Rect, buf: &mut Buffer) {
     let t = app.theme;
     let st = tab;
     let computing = app.jobs.is_pending(JobKind::Stats);
-    let [head, body] = Layout::vertical([Constraint::Length(5), Constraint::Min(0)]).areas(area);
     let sizes = if app.model.binary() && app.model.caps.scores {
         format!(
             "· {} sentences, every bit flipped in {} ",
@@ -285,8 +284,6 @@ pub fn render(tab: &StatsState, app: &View, area: Rect, buf: &mut Buffer) {
         ]),
         false,
     );
-    let inner = block.inner(head);
-    block.render(head, buf);
     let mut lines = Vec::new();
     if let Some(e) = &st.error {
         lines.push(Line::from(Span::styled(e.clone(), t.error())));
@@ -329,6 +326,12 @@ pub fn render(tab: &StatsState, app: &View, area: Rect, buf: &mut Buffer) {
             t.dim(),
         )));
     }
+    // As tall as its lines and the gauge while computing (rows are precious in a short terminal).
+    let head_rows = (lines.len() as u16 + u16::from(computing) + 2).clamp(3, 5);
+    let [head, body] =
+        Layout::vertical([Constraint::Length(head_rows), Constraint::Min(0)]).areas(area);
+    let inner = block.inner(head);
+    block.render(head, buf);
     widgets::lines(buf, inner, lines);
     if computing && inner.height >= 1 {
         let f = app
@@ -336,9 +339,14 @@ pub fn render(tab: &StatsState, app: &View, area: Rect, buf: &mut Buffer) {
             .progress(JobKind::Stats)
             .unwrap_or(0.0)
             .clamp(0.0, 1.0);
+        // Queued behind another corpus job (one runs at a time): say which, not a silent 0 %.
+        let label = match app.jobs.waiting_note(JobKind::Stats) {
+            Some(note) => note,
+            None => format!("computing {:.0}%", f * 100.0),
+        };
         let g = Gauge::default()
             .ratio(f)
-            .label(format!("computing {:.0}%", f * 100.0))
+            .label(label)
             .gauge_style(t.accent())
             .use_unicode(true);
         g.render(
@@ -462,17 +470,26 @@ fn render_bits(
     let (means_a, growth_a, info_a, right) = if side_by_side {
         let [left, right] =
             Layout::horizontal([Constraint::Length(bars_w), Constraint::Min(0)]).areas(area);
+        // The two lines of details below the bars keep their rows in a short terminal.
+        let spare = left.height.saturating_sub(2);
+        let means_rows = (spare / 2).clamp(4, 7);
+        let growth_rows = spare.saturating_sub(means_rows).clamp(4, 8);
         let [m, g, i] = Layout::vertical([
-            Constraint::Length(7),
-            Constraint::Length(8),
+            Constraint::Length(means_rows),
+            Constraint::Length(growth_rows),
             Constraint::Min(2),
         ])
         .areas(left);
         (m, g, i, right)
     } else {
+        // In a short terminal the bars give up rows (down to two of bars each) before the
+        // details and the correlation heat map below them do (at least 6 rows).
+        let spare = area.height.saturating_sub(6);
+        let means_rows = (spare / 2).clamp(4, 6);
+        let growth_rows = spare.saturating_sub(means_rows).clamp(4, 7);
         let [m, g, rest] = Layout::vertical([
-            Constraint::Length(6),
-            Constraint::Length(7),
+            Constraint::Length(means_rows),
+            Constraint::Length(growth_rows),
             Constraint::Min(0),
         ])
         .areas(area);

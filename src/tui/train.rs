@@ -1,5 +1,7 @@
 //! Tab 5, Train: a small form for the main hyper-parameters, a training run on its own thread
-//! with live curves, pause / stop, and loading the new checkpoint into the other tabs.
+//! with live curves, pause / stop, and loading the new checkpoint into the other tabs. The form
+//! starts from the opened model's kind, code size and tokenizer, and can start a run from the
+//! opened checkpoint's weights and vocabulary (`train --init`; the file is only read).
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Sender};
@@ -15,15 +17,16 @@ use ratatui::widgets::{Axis, Chart, Dataset, Gauge, GraphType, Widget};
 
 use super::context::{Command, Ctx, Tab, View};
 use super::event::Msg;
-use super::jobs::{Effect, ReplyBody};
+use super::jobs::{Effect, ModelInfo, ReplyBody};
 use super::keys::{self, nav, typing, Binding, Lookup, Mode, Only};
 use super::widgets::{self, fmt_secs, InputAction, TextInput};
 use crate::bow::train::{BowFamily, BowTrainConfig};
 use crate::coder::Capabilities;
 use crate::model::bow::NashNoise;
-use crate::model::LatentKind;
+use crate::model::{LatentKind, ModelConfig, SeqConfig};
 use crate::train::{StepStats, TrainConfig, TrainControl, TrainEvent, TrainOutcome};
 use crate::train_job::{TrainJob, TrainKind};
+use crate::vocab::TokenizerKind;
 
 /// Settings that train a small model on the bundled corpus in about a minute on a laptop, so
 /// curves move within seconds of pressing `s`.
@@ -67,6 +70,18 @@ pub fn quick_bow_defaults(family: BowFamily, like: &TrainConfig) -> BowTrainConf
 fn default_out(kind: TrainKind) -> PathBuf {
     PathBuf::from(format!("runs/tui-{kind}.safetensors"))
 }
+
+/// The checkpoint a run started from the opened checkpoint writes until the user names one.
+fn default_init_out(kind: LatentKind) -> PathBuf {
+    PathBuf::from(format!("runs/tui-{kind}-finetuned.safetensors"))
+}
+
+/// The tokenizers the form cycles through.
+const TOKENIZERS: [TokenizerKind; 3] = [
+    TokenizerKind::Word,
+    TokenizerKind::Bpe,
+    TokenizerKind::Unigram,
+];
 
 /// σ of NASH-N's fixed noise until the user sets one (the command line's default).
 const DEFAULT_NOISE_STD: f64 = 0.5;
@@ -112,12 +127,15 @@ pub fn spawn_training(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Field {
     Kind,
+    /// Start from scratch or from the opened checkpoint (`train --init`).
+    Init,
     Corpus,
     Out,
     LatentDim,
     EmbedDim,
     HiddenDim,
     VocabSize,
+    Tokenizer,
     Noise,
     NoiseStd,
     Steps,
@@ -132,14 +150,16 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 18] = [
+    pub const ALL: [Field; 20] = [
         Field::Kind,
+        Field::Init,
         Field::Corpus,
         Field::Out,
         Field::LatentDim,
         Field::EmbedDim,
         Field::HiddenDim,
         Field::VocabSize,
+        Field::Tokenizer,
         Field::Noise,
         Field::NoiseStd,
         Field::Steps,
@@ -173,7 +193,9 @@ impl Field {
                 matches!(self, Kind | Corpus | Out | LatentDim | VocabSize | Seed)
             }
             TrainKind::Bow(family) => match self {
-                EmbedDim | BatchTokens | WordDropout | FreeBits => false,
+                // Only sequence models start from a checkpoint; bags of words have their own
+                // vocabulary of words.
+                EmbedDim | BatchTokens | WordDropout | FreeBits | Init | Tokenizer => false,
                 Noise => family == BowFamily::Nash,
                 NoiseStd => family == BowFamily::Nash && matches!(noise, NashNoise::Fixed { .. }),
                 _ => true,
@@ -183,12 +205,30 @@ impl Field {
 
     /// Fields cycled by Enter rather than typed.
     pub fn cycles(self) -> bool {
-        matches!(self, Field::Kind | Field::Noise)
+        matches!(
+            self,
+            Field::Kind | Field::Noise | Field::Init | Field::Tokenizer
+        )
+    }
+
+    /// Settings a run started from a checkpoint takes from it (its architecture and
+    /// vocabulary): fixed while the form starts from the opened checkpoint.
+    pub fn from_checkpoint(self) -> bool {
+        matches!(
+            self,
+            Field::Kind
+                | Field::LatentDim
+                | Field::EmbedDim
+                | Field::HiddenDim
+                | Field::VocabSize
+                | Field::Tokenizer
+        )
     }
 
     pub fn label(self, kind: TrainKind) -> &'static str {
         match self {
             Field::Kind => "model kind",
+            Field::Init => "start from",
             Field::Corpus => "corpus",
             Field::Out => "checkpoint",
             Field::LatentDim => match kind {
@@ -198,6 +238,7 @@ impl Field {
             Field::EmbedDim => "embedding",
             Field::HiddenDim => "hidden",
             Field::VocabSize => "vocabulary",
+            Field::Tokenizer => "tokenizer",
             Field::Noise => "noise",
             Field::NoiseStd => "noise σ",
             Field::Steps => "steps",
@@ -304,6 +345,28 @@ pub struct TrainState {
     noise_std: f64,
     pub run: Option<Run>,
     next_run: u64,
+    /// The opened checkpoint, when it is a sequence model a run can start from.
+    pub opened: Option<Opened>,
+    /// The form starts the run from the opened checkpoint's weights and vocabulary
+    /// (`train --init`): `cfg` holds its architecture and its run's settings.
+    pub from_opened: bool,
+    /// The form's sequence settings before "start from: checkpoint" replaced them, put
+    /// back by "start from: scratch".
+    scratch: Option<TrainConfig>,
+    /// The user changed a setting: opening another model no longer resets the kind and sizes.
+    touched: bool,
+    /// A model opened while a run was going: the form follows it once the run ends.
+    adopt_later: Option<ModelInfo>,
+}
+
+/// A sequence checkpoint the Train tab can start a run from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Opened {
+    pub path: PathBuf,
+    pub config: SeqConfig,
+    pub tokenizer: TokenizerKind,
+    /// The settings of the run that made it, where it records them.
+    pub trained_with: Option<TrainConfig>,
 }
 
 impl TrainState {
@@ -320,7 +383,101 @@ impl TrainState {
             noise_std: DEFAULT_NOISE_STD,
             run: None,
             next_run: 0,
+            opened: None,
+            from_opened: false,
+            scratch: None,
+            touched: false,
+            adopt_later: None,
         }
+    }
+
+    /// The opened model becomes the form's default: its kind (a bag-of-words family where the
+    /// tab trains it), code size and tokenizer, unless the user has changed the settings; a
+    /// sequence model is offered as the run's start ("start from"). While a run is going the
+    /// form is left as it is.
+    pub fn adopt(&mut self, model: &ModelInfo) {
+        if self.running() {
+            self.adopt_later = Some(model.clone());
+            return;
+        }
+        self.opened = match &model.config {
+            ModelConfig::Seq(config) => Some(Opened {
+                path: model.path.clone(),
+                config: config.clone(),
+                tokenizer: model.tokenizer,
+                trained_with: match &model.trained_with {
+                    Some(TrainJob::Seq(c)) => Some(c.clone()),
+                    _ => None,
+                },
+            }),
+            _ => None,
+        };
+        // A run from the previous model's checkpoint makes no sense for this one (turning it
+        // off cannot fail).
+        let _ = self.set_from_opened(false);
+        if self.touched {
+            return;
+        }
+        let kind = match &model.config {
+            ModelConfig::Seq(c) => TrainKind::Seq(c.latent),
+            _ => match model.caps.name.parse::<BowFamily>() {
+                Ok(family) => TrainKind::Bow(family),
+                Err(_) => return,
+            },
+        };
+        self.set_kind(kind);
+        if model.kind.has_latent() && model.latent_dim > 0 {
+            (self.cfg.latent_dim, self.bow.latent_dim) = (model.latent_dim, model.latent_dim);
+        }
+        if matches!(kind, TrainKind::Seq(_)) {
+            self.cfg.tokenizer = model.tokenizer;
+        }
+    }
+
+    /// Starts the run from the opened checkpoint (`on`: its architecture, vocabulary and its
+    /// run's settings, as `train --init` does; the form keeps its corpus, checkpoint, steps,
+    /// cadence and seed) or from scratch (the form's settings from before).
+    pub fn set_from_opened(&mut self, on: bool) -> Result<(), String> {
+        if on == self.from_opened {
+            return Ok(());
+        }
+        if !on {
+            if let Some(scratch) = self.scratch.take() {
+                self.cfg = scratch;
+            }
+            self.cfg.init = None;
+            self.from_opened = false;
+            self.selected = self.selected.min(self.fields().len() - 1);
+            return Ok(());
+        }
+        let Some(o) = &self.opened else {
+            return Err(
+                "only a sequence model's checkpoint can be the start of a run; this one is a \
+                 bag of words"
+                    .into(),
+            );
+        };
+        let form = self.cfg.clone();
+        let mut cfg =
+            crate::train::init_settings(&o.path, &o.config, o.trained_with.clone(), form.clone());
+        cfg.tokenizer = o.tokenizer;
+        cfg.corpus = form.corpus.clone();
+        cfg.steps = form.steps;
+        cfg.valid_every = form.valid_every;
+        cfg.valid_sentences = form.valid_sentences;
+        cfg.checkpoint_every = form.checkpoint_every;
+        cfg.seed = form.seed;
+        cfg.out = if self.out_auto {
+            default_init_out(cfg.kind)
+        } else {
+            form.out.clone()
+        };
+        self.scratch = Some(form);
+        self.cfg = cfg;
+        self.bag_of_words = false;
+        self.from_opened = true;
+        self.selected = self.selected.min(self.fields().len() - 1);
+        Ok(())
     }
 
     /// The kind the form trains.
@@ -345,12 +502,14 @@ impl TrainState {
         }
     }
 
-    /// The form's rows for the selected kind.
+    /// The form's rows for the selected kind ("start from" where the opened checkpoint can
+    /// be a run's start).
     pub fn fields(&self) -> Vec<Field> {
         let kind = self.kind();
         Field::ALL
             .into_iter()
             .filter(|f| f.applies(kind, self.bow.noise))
+            .filter(|&f| f != Field::Init || self.opened.is_some())
             .collect()
     }
 
@@ -386,17 +545,35 @@ impl TrainState {
         self.selected = self.selected.min(self.fields().len() - 1);
     }
 
+    /// Why `field` cannot change now: it is the opened checkpoint's while the run starts from
+    /// it.
+    pub fn fixed(&self, field: Field) -> Option<String> {
+        (self.from_opened && field.from_checkpoint()).then(|| {
+            format!(
+                "{} is the opened checkpoint's while the run starts from it (start from: scratch frees it)",
+                field.label(self.kind())
+            )
+        })
+    }
+
     pub fn value(&self, field: Field) -> String {
         let (c, b, bow) = (&self.cfg, &self.bow, self.bag_of_words);
         let pick = |seq: String, bag: String| if bow { bag } else { seq };
         match field {
             Field::Kind => self.kind().to_string(),
+            Field::Init => if self.from_opened {
+                "checkpoint"
+            } else {
+                "scratch"
+            }
+            .to_string(),
             Field::Corpus => pick(c.corpus.clone(), b.corpus.clone()),
             Field::Out => pick(c.out.display().to_string(), b.out.display().to_string()),
             Field::LatentDim => pick(c.latent_dim.to_string(), b.latent_dim.to_string()),
             Field::EmbedDim => c.embed_dim.to_string(),
             Field::HiddenDim => pick(c.hidden_dim.to_string(), b.hidden_dim.to_string()),
             Field::VocabSize => pick(c.vocab_size.to_string(), b.vocab_size.to_string()),
+            Field::Tokenizer => c.tokenizer.name().to_string(),
             Field::Noise => noise_text(b.noise).to_string(),
             Field::NoiseStd => match b.noise {
                 NashNoise::Fixed { std } => format!("{std}"),
@@ -419,6 +596,16 @@ impl TrainState {
     /// between a sequence and a bag-of-words kind keeps them; rates stay per family.
     pub fn set(&mut self, field: Field, s: &str) -> Result<(), String> {
         let s = s.trim();
+        if let Some(why) = self.fixed(field) {
+            return Err(why);
+        }
+        if field == Field::Init {
+            return match s {
+                "scratch" => self.set_from_opened(false),
+                "checkpoint" => self.set_from_opened(true),
+                _ => Err(format!("`{s}` is not scratch or checkpoint")),
+            };
+        }
         let whole = |s: &str| parse_number::<usize>(s, "a whole number");
         let bow = self.bag_of_words;
         let kind = self.kind();
@@ -455,6 +642,13 @@ impl TrainState {
                     return Err("the vocabulary needs at least 5 entries".into());
                 }
                 (c.vocab_size, b.vocab_size) = (v, v);
+            }
+            Field::Init => {}
+            Field::Tokenizer => {
+                c.tokenizer = TOKENIZERS
+                    .into_iter()
+                    .find(|t| t.name() == s)
+                    .ok_or_else(|| format!("`{s}` is not word, bpe or unigram"))?;
             }
             Field::Noise => {
                 b.noise = match s {
@@ -549,6 +743,14 @@ impl TrainState {
             let n = all.len();
             all[if up { (i + 1) % n } else { (i + n - 1) % n }]
         }
+        if self.fixed(field).is_some() {
+            return;
+        }
+        if field == Field::Init {
+            // Turning it on fails only where the "start from" row is not offered.
+            let _ = self.set_from_opened(!self.from_opened);
+            return;
+        }
         let bow = self.bag_of_words;
         let noise_std = self.noise_std;
         let (c, b) = (&mut self.cfg, &mut self.bow);
@@ -557,6 +759,7 @@ impl TrainState {
                 let next = cycle(&TrainKind::all(), self.kind(), up);
                 self.set_kind(next);
             }
+            Field::Tokenizer => c.tokenizer = cycle(&TOKENIZERS, c.tokenizer, up),
             Field::LatentDim => {
                 (c.latent_dim, b.latent_dim) = both(scale, c.latent_dim, b.latent_dim, bow)
             }
@@ -625,7 +828,7 @@ impl TrainState {
                 let s = if up { s + 1 } else { s.saturating_sub(1) };
                 (c.seed, b.seed) = (s, s);
             }
-            Field::Corpus | Field::Out => {}
+            Field::Corpus | Field::Out | Field::Init => {}
         }
         self.selected = self.selected.min(self.fields().len() - 1);
     }
@@ -661,6 +864,19 @@ impl TrainState {
             )),
             Phase::Paused => Some("training paused".into()),
             Phase::Stopping => Some("training: stopping".into()),
+            _ => None,
+        }
+    }
+
+    /// What quitting now would stop: a run that is going (the app asks before it quits).
+    pub fn quit_question(&self) -> Option<String> {
+        let run = self.run.as_ref()?;
+        let step = run.last.as_ref().map_or(0, |s| s.step);
+        match run.phase {
+            Phase::Preparing | Phase::Running | Phase::Paused => Some(format!(
+                "training is running: step {step} of {}",
+                run.job.steps()
+            )),
             _ => None,
         }
     }
@@ -728,7 +944,7 @@ pub const KEYS: &[Binding<Action>] = &[
     nav(
         &[KeyCode::Enter, KeyCode::Char('e')],
         "Enter or e",
-        "edit it (Enter sets, Esc cancels; Enter on the kind or the noise cycles it)",
+        "edit it (Enter sets, Esc cancels; Enter on the kind, start from, tokenizer or noise cycles it)",
         Some(("Enter", "edit")),
         Only::Any,
         Action::Edit,
@@ -736,7 +952,7 @@ pub const KEYS: &[Binding<Action>] = &[
     nav(
         &[KeyCode::Left, KeyCode::Char('h')],
         "← → or h l",
-        "cycle the kind or the noise; halve / double sizes and steps; nudge rates",
+        "cycle the kind, start from (scratch, or the opened checkpoint: train --init), tokenizer or noise; halve / double sizes and steps; nudge rates",
         Some(("←/→", "adjust")),
         Only::Any,
         Action::Lower,
@@ -806,8 +1022,9 @@ impl TrainState {
                     return;
                 };
                 let field = self.selected_field();
-                if let Err(e) = self.set(field, &input.text()) {
-                    cx.error(format!("{}: {e}", field.label(self.kind())));
+                match self.set(field, &input.text()) {
+                    Ok(()) => self.touched = true,
+                    Err(e) => cx.error(format!("{}: {e}", field.label(self.kind()))),
                 }
             }
             Action::Cancel => self.editing = None,
@@ -824,7 +1041,11 @@ impl TrainState {
                     return;
                 }
                 let field = self.selected_field();
+                if let Some(why) = self.fixed(field) {
+                    return cx.notice(why);
+                }
                 self.adjust(field, action == Action::Raise);
+                self.touched = true;
             }
             Action::Edit => {
                 if self.running() {
@@ -832,8 +1053,12 @@ impl TrainState {
                     return;
                 }
                 let field = self.selected_field();
+                if let Some(why) = self.fixed(field) {
+                    return cx.notice(why);
+                }
                 if field.cycles() {
                     self.adjust(field, true);
+                    self.touched = true;
                 } else {
                     self.editing = Some(TextInput::with_text(&self.value(field)));
                 }
@@ -975,6 +1200,9 @@ impl TrainState {
             // Finished without a `Finished` event (cannot happen today); do not spin forever.
             run.phase = Phase::Failed("the training thread ended without a result".into());
         }
+        if let Some(model) = self.adopt_later.take() {
+            self.adopt(&model);
+        }
     }
 }
 
@@ -1013,6 +1241,14 @@ impl Tab for TrainState {
 
     fn activity(&self) -> Option<String> {
         TrainState::activity(self)
+    }
+
+    fn model_changed(&mut self, cx: &mut Ctx, _shown: bool) {
+        self.adopt(cx.model);
+    }
+
+    fn quit_question(&self) -> Option<String> {
+        TrainState::quit_question(self)
     }
 
     fn quitting(&mut self) {
@@ -1057,11 +1293,19 @@ fn render_form(tab: &TrainState, app: &View, area: Rect, buf: &mut Buffer) {
         .max()
         .unwrap_or(0)
         .max(15);
-    for (i, field) in fields.iter().enumerate() {
-        let y = inner.y + i as u16;
-        if y >= inner.bottom() {
-            break;
-        }
+    // A short terminal shows the rows around the selected one, and says how many are hidden.
+    let window = widgets::ListWindow::new(st.selected, fields.len(), inner.height as usize);
+    let mut y = inner.y;
+    if let Some(above) = window.above_line(0) {
+        widgets::text(buf, inner, inner.x, y, &above, t.dim());
+        y += 1;
+    }
+    for (i, field) in fields
+        .iter()
+        .enumerate()
+        .skip(window.start)
+        .take(window.count)
+    {
         let selected = i == st.selected;
         let lstyle = if selected && !locked {
             t.cursor()
@@ -1087,17 +1331,30 @@ fn render_form(tab: &TrainState, app: &View, area: Rect, buf: &mut Buffer) {
             (Some(input), true) => input.render(buf, vrect, "", true, t),
             _ => {
                 let v = st.value(*field);
-                let v = if field.cycles() {
+                let fixed = st.fixed(*field).is_some();
+                let v = if field.cycles() && !fixed {
                     format!("‹ {v} ›")
                 } else {
                     tail(&v, vrect.width as usize)
                 };
-                let style = if selected { t.bold() } else { t.plain() };
+                // The opened checkpoint's settings, fixed while the run starts from it.
+                let style = if fixed {
+                    t.dim()
+                } else if selected {
+                    t.bold()
+                } else {
+                    t.plain()
+                };
                 widgets::text(buf, vrect, vx, y, &v, style);
             }
         }
+        y += 1;
     }
-    let y = inner.y + fields.len() as u16 + 1;
+    if let Some(below) = window.below_line(0) {
+        widgets::text(buf, inner, inner.x, y, &below, t.dim());
+        y += 1;
+    }
+    let y = y + 1;
     let help = if locked {
         vec![
             Line::from(Span::styled("p pause / resume", t.dim())),
@@ -1189,21 +1446,38 @@ fn render_run(tab: &TrainState, app: &View, area: Rect, buf: &mut Buffer) {
         let block = t.block(Line::from(Span::styled(" Training ", t.bold())), false);
         let inner = block.inner(area);
         block.render(area, buf);
-        widgets::wrapped(
-            buf,
-            inner,
-            vec![
-                Line::from("No run yet. Pick the settings on the left and press s."),
-                Line::from(""),
-                Line::from(Span::styled(
+        let mut lines = vec![
+            Line::from("No run yet. Pick the settings on the left and press s."),
+            Line::from(""),
+            Line::from(Span::styled(
+                format!(
+                    "The run writes {} and keeps going while you explore the other tabs; L loads its checkpoint into them.",
+                    tab.job().out().display()
+                ),
+                t.dim(),
+            )),
+        ];
+        match &tab.opened {
+            Some(o) if tab.from_opened => {
+                lines.push(Line::from(""));
+                lines.push(Line::from(Span::styled(
                     format!(
-                        "The run writes {} and keeps going while you explore the other tabs; L loads its checkpoint into them.",
-                        tab.job().out().display()
+                        "It starts from the weights and vocabulary of {} (train --init), which it only reads; its kind and sizes are that checkpoint's.",
+                        o.path.display()
                     ),
                     t.dim(),
-                )),
-            ],
-        );
+                )));
+            }
+            Some(_) if !tab.bag_of_words => {
+                lines.push(Line::from(""));
+                lines.push(Line::from(Span::styled(
+                    "start from: checkpoint fine-tunes the model opened here instead (train --init).",
+                    t.dim(),
+                )));
+            }
+            _ => {}
+        }
+        widgets::wrapped(buf, inner, lines);
         return;
     };
     let [status_a, charts_a, recon_a] = Layout::vertical([

@@ -766,7 +766,8 @@ pub fn heat_map(buf: &mut Buffer, area: Rect, m: &[Vec<f64>], theme: Theme) -> H
     }
 }
 
-/// A centred box with the help text; `scroll` skips lines from the top.
+/// A centred box with the help text; `scroll` skips lines of `content` from the top (lines,
+/// not wrapped rows, so that a section starts at the line that names it).
 pub fn help_overlay(
     buf: &mut Buffer,
     area: Rect,
@@ -786,14 +787,17 @@ pub fn help_overlay(
     let block = theme.block(
         Line::from(vec![
             Span::styled(" Keys ", theme.accent()),
-            Span::styled("(↑/↓ scroll · Esc or ? closes) ", theme.dim()),
+            Span::styled(
+                "(↑/↓ PgUp/PgDn scroll · Home: from the top · Esc or ? closes) ",
+                theme.dim(),
+            ),
         ]),
         true,
     );
+    let content: Vec<Line<'static>> = content.into_iter().skip(scroll as usize).collect();
     Paragraph::new(content)
         .block(block)
         .wrap(Wrap { trim: false })
-        .scroll((scroll, 0))
         .render(r, buf);
 }
 

@@ -115,13 +115,24 @@ pub(super) fn render_list(
     let t = app.theme;
     let c = tab;
     let r = &view.report;
-    let [list, detail] = Layout::vertical([Constraint::Min(5), Constraint::Length(6)]).areas(area);
+    // The list comes first: in a short terminal the selected cluster's details give up rows
+    // (down to its words and medoid) before it does.
+    let detail_rows = area.height.saturating_sub(9).clamp(4, 6);
+    let [list, detail] =
+        Layout::vertical([Constraint::Min(5), Constraint::Length(detail_rows)]).areas(area);
     let block = t.block(Span::styled(" Clusters by size ", t.bold()), true);
     let inner = block.inner(list);
     block.render(list, buf);
     let current = view.nearest_cluster(&app.shared.code);
+    // The label column gives up width (to 16) before the gold majority is cut.
+    let label_w = (inner.width as usize)
+        .saturating_sub(4 + 2 + 7 + 2 + 2 + 21)
+        .clamp(16, 40);
     let mut lines = vec![Line::styled(
-        format!("{:>4}  {:>7}  {:<40}  gold majority", "#", "size", "label"),
+        format!(
+            "{:>4}  {:>7}  {:<label_w$}  gold majority",
+            "#", "size", "label"
+        ),
         t.dim(),
     )];
     let rows = inner.height.saturating_sub(1) as usize;
@@ -137,9 +148,9 @@ pub(super) fn render_list(
             .as_ref()
             .map(|g| format!("{} {:.0}%", g.label, g.share * 100.0))
             .unwrap_or_default();
-        let label: String = s.label.chars().take(40).collect();
+        let label: String = s.label.chars().take(label_w).collect();
         let text = format!(
-            "{mark}{:>3}  {:>7}  {label:<40}  {gold}",
+            "{mark}{:>3}  {:>7}  {label:<label_w$}  {gold}",
             s.cluster + 1,
             s.size
         );

@@ -20,7 +20,7 @@ use super::keys::{self, nav, Binding, Lookup, Mode, Only};
 use super::widgets::{self, InputAction, TextInput};
 use crate::cluster::ClusterMethod;
 use crate::coder::Capabilities;
-use crate::pipeline::ClustersSoFar;
+use crate::pipeline::{ClustersSoFar, CLUSTER_ENCODING_SHARE};
 use crate::structure::AttributeVector;
 
 /// The cluster counts `[` and `]` step through; the first clustering has one cluster per gold
@@ -509,24 +509,7 @@ pub fn render(tab: &ClustersState, app: &View, area: Rect, buf: &mut Buffer) {
         block.render(area, buf);
         let [msg, gauge] =
             Layout::vertical([Constraint::Length(3), Constraint::Length(1)]).areas(inner);
-        // Queued behind the Neighbors tab's index (one background job at a time): the
-        // clustering loads that index once it is saved instead of encoding the corpus again,
-        // so its progress is this tab's.
-        let behind_index =
-            app.jobs.is_pending(JobKind::Index) && app.jobs.progress(JobKind::Cluster).is_none();
-        let (text, progress) = if behind_index {
-            (
-                "Waiting for the corpus index the Neighbors tab is building: the clusters are \
-                 made from it once it is saved (not from a second encoding)…",
-                app.jobs.progress(JobKind::Index),
-            )
-        } else {
-            (
-                "Encoding the train split of the corpus (or loading its saved index), then \
-                 clustering the codes…",
-                app.jobs.progress(JobKind::Cluster),
-            )
-        };
+        let (text, progress) = pending_text(app);
         widgets::wrapped(buf, msg, vec![Line::from(text)]);
         widgets::job_gauge(buf, gauge, t, progress);
         return;
@@ -554,7 +537,9 @@ pub fn render(tab: &ClustersState, app: &View, area: Rect, buf: &mut Buffer) {
         );
         return;
     };
-    let rows = 4 + u16::from(provisional.is_some());
+    // In a short terminal the summary keeps its title and first line (the list below matters
+    // more than which cluster Explore's code falls in).
+    let rows = (4 + u16::from(provisional.is_some())).min(area.height.saturating_sub(10).max(3));
     let [summary, body] =
         Layout::vertical([Constraint::Length(rows), Constraint::Min(0)]).areas(area);
     render_summary(app, view, provisional, summary, buf);
@@ -564,6 +549,58 @@ pub fn render(tab: &ClustersState, app: &View, area: Rect, buf: &mut Buffer) {
         ClustersView::Members => members::render_members(tab, app, view, body, buf),
         ClustersView::Attribute => attribute::render_attribute(tab, app, view, body, buf),
         ClustersView::Analogy => analogy::render_analogy(tab, app, body, buf),
+    }
+}
+
+/// What the Clusters tab says while its clustering is on its way, and the gauge's fraction.
+/// The job's progress is the encoding's ([`CLUSTER_ENCODING_SHARE`] of it; nothing when the
+/// index is loaded from its cache), then the clustering's iterations and the decoded centres.
+fn pending_text(app: &View) -> (String, Option<f64>) {
+    let jobs = app.jobs;
+    match jobs.queued_behind(JobKind::Cluster) {
+        // Queued behind the Neighbors tab's index (one background job at a time): the
+        // clustering loads that index once it is saved instead of encoding the corpus again,
+        // so its progress is this tab's.
+        Some(JobKind::Index) => (
+            "Waiting for the corpus index the Neighbors tab is building: the clusters are made \
+             from it once it is saved (not from a second encoding)…"
+                .into(),
+            jobs.progress(JobKind::Index),
+        ),
+        Some(other) => (
+            format!(
+                "{}: the background thread runs one corpus job at a time; the clustering \
+                 starts next…",
+                capitalized(&jobs.waiting_note(JobKind::Cluster).unwrap_or_default())
+            ),
+            jobs.progress(other),
+        ),
+        None => {
+            let f = jobs.progress(JobKind::Cluster);
+            let text = match f {
+                None => "Encoding the train split of the corpus (or loading its saved index), \
+                         then clustering the codes…"
+                    .to_string(),
+                Some(f) if f < CLUSTER_ENCODING_SHARE => format!(
+                    "Encoding the train split of the corpus: {:.0}% of it encoded; the codes \
+                     are clustered next…",
+                    f / CLUSTER_ENCODING_SHARE * 100.0
+                ),
+                Some(_) => "Clustering the codes (each restart's iterations, then the gold \
+                            labels' TF-IDF baseline and the centres' decodings)…"
+                    .to_string(),
+            };
+            (text, f)
+        }
+    }
+}
+
+/// `s` with its first letter upper-case.
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
     }
 }
 
@@ -598,7 +635,10 @@ fn render_summary(
     block.render(area, buf);
     let mut lines = Vec::new();
     if let Some((searched, total)) = provisional {
-        let done = app.jobs.progress(JobKind::Cluster).unwrap_or(0.0) * 100.0;
+        // The job's progress is the encoding's share of it until the codes are clustered.
+        let done = (app.jobs.progress(JobKind::Cluster).unwrap_or(0.0) / CLUSTER_ENCODING_SHARE)
+            .min(1.0)
+            * 100.0;
         lines.push(Line::styled(
             format!(
                 "provisional: {} of {} entries encoded · the whole corpus's clusters follow \
