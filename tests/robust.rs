@@ -456,7 +456,10 @@ fn a_train_tab_run_stops_and_saves_on_sigterm_and_the_explorer_dies_of_it() {
     let runs = dir.path().join("runs");
     assert_eq!(
         files_in(&runs),
-        ["tui-binary.safetensors", "tui-binary.train-state.safetensors"],
+        [
+            "tui-binary.safetensors",
+            "tui-binary.train-state.safetensors"
+        ],
         "the checkpoint and its optimiser state saved, no temporaries"
     );
     let mut info = bin();
