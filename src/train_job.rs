@@ -12,6 +12,20 @@ use crate::bow::train::{train_bow, BowFamily, BowTrainConfig};
 use crate::model::LatentKind;
 use crate::train::{TrainConfig, TrainControl, TrainEvent, TrainOutcome};
 
+/// A command stopped by a signal after doing what it does on one (`train` and the explorer
+/// with a Train-tab run save): `main` exits with `.0` (128 + the signal's number, as a shell
+/// reports a process it killed) and prints nothing more.
+#[derive(Debug)]
+pub struct Interrupted(pub i32);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted (exit status {})", self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// Every kind of model this tool trains: a sequence latent kind or a bag-of-words model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrainKind {

@@ -285,98 +285,195 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Opens the explorer on a pseudo-terminal, sends it `signal` once it has drawn, and returns
-/// how it ended, what it wrote and the terminal's local flags after it died.
-fn explorer_signalled(signal: libc::c_int) -> (std::process::ExitStatus, Vec<u8>, libc::tcflag_t) {
-    use std::os::fd::FromRawFd;
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
-    let (mut master, mut slave) = (0, 0);
-    let size = libc::winsize {
-        ws_row: 40,
-        ws_col: 120,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: openpty writes two descriptors; the name and termios pointers may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &size,
-        )
-    };
-    assert_eq!(rc, 0, "openpty");
-    // SAFETY: fcntl on a descriptor this function owns.
-    unsafe {
-        let flags = libc::fcntl(master, libc::F_GETFL);
-        libc::fcntl(master, libc::F_SETFL, flags | libc::O_NONBLOCK);
+/// The explorer running on a pseudo-terminal (120×40) in `dir`, on the tiny binary model.
+struct Explorer {
+    child: std::process::Child,
+    master: libc::c_int,
+    slave: libc::c_int,
+    output: Vec<u8>,
+}
+
+impl Explorer {
+    fn open(dir: &Path) -> Explorer {
+        use std::os::fd::FromRawFd;
+        use std::process::Stdio;
+        let (mut master, mut slave) = (0, 0);
+        let size = libc::winsize {
+            ws_row: 40,
+            ws_col: 120,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty writes two descriptors; the name and termios pointers may be null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size,
+            )
+        };
+        assert_eq!(rc, 0, "openpty");
+        // SAFETY: fcntl on a descriptor this function owns.
+        unsafe {
+            let flags = libc::fcntl(master, libc::F_GETFL);
+            libc::fcntl(master, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        let dup = |fd: libc::c_int| {
+            // SAFETY: dup of an open descriptor, owned by the Stdio it becomes.
+            unsafe { Stdio::from(std::os::fd::OwnedFd::from_raw_fd(libc::dup(fd))) }
+        };
+        let child = bin()
+            .args(["--threads", "1"])
+            .arg(fixtures::binary_checkpoint())
+            .env("TERM", "xterm-256color")
+            .current_dir(dir)
+            .stdin(dup(slave))
+            .stdout(dup(slave))
+            .stderr(dup(slave))
+            .spawn()
+            .expect("spawn the explorer");
+        let mut e = Explorer {
+            child,
+            master,
+            slave,
+            output: Vec::new(),
+        };
+        // Drawn: the alternate screen entered and a screenful written.
+        e.wait_for(|out| find(out, b"\x1b[?1049h").is_some_and(|at| out.len() > at + 2000));
+        e
     }
-    let dup = |fd: libc::c_int| {
-        // SAFETY: dup of an open descriptor, owned by the Stdio it becomes.
-        unsafe { Stdio::from(std::os::fd::OwnedFd::from_raw_fd(libc::dup(fd))) }
-    };
-    let mut child = bin()
-        .args(["--threads", "1"])
-        .arg(fixtures::binary_checkpoint())
-        .env("TERM", "xterm-256color")
-        .stdin(dup(slave))
-        .stdout(dup(slave))
-        .stderr(dup(slave))
-        .spawn()
-        .expect("spawn the explorer");
-    let mut output = Vec::new();
-    let read_some = |output: &mut Vec<u8>| {
+
+    fn read_some(&mut self) {
         let mut buf = [0u8; 65536];
         loop {
             // SAFETY: reading into a local buffer of the given size.
-            let n = unsafe { libc::read(master, buf.as_mut_ptr().cast(), buf.len()) };
+            let n = unsafe { libc::read(self.master, buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
                 break;
             }
-            output.extend_from_slice(&buf[..n as usize]);
+            self.output.extend_from_slice(&buf[..n as usize]);
         }
-    };
-    let started = Instant::now();
-    loop {
-        read_some(&mut output);
-        if let Some(at) = find(&output, b"\x1b[?1049h") {
-            if output.len() > at + 2000 {
-                break;
+    }
+
+    /// Reads until `done` holds of everything written so far (two minutes at most).
+    fn wait_for(&mut self, done: impl Fn(&[u8]) -> bool) {
+        use std::time::{Duration, Instant};
+        let started = Instant::now();
+        loop {
+            self.read_some();
+            if done(&self.output) {
+                return;
             }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the explorer did not draw: {}",
-            String::from_utf8_lossy(&output)
-        );
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "the explorer exited early ({status}): {}",
-                String::from_utf8_lossy(&output)
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the explorer did not show what was waited for: {}",
+                String::from_utf8_lossy(&self.output)
             );
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "the explorer exited early ({status}): {}",
+                    String::from_utf8_lossy(&self.output)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, signal);
+
+    fn keys(&mut self, keys: &[u8]) {
+        for k in keys {
+            // SAFETY: writing one byte from a local to the terminal's master side.
+            let n = unsafe { libc::write(self.master, (k as *const u8).cast(), 1) };
+            assert_eq!(n, 1, "typed");
+            std::thread::sleep(std::time::Duration::from_millis(150));
+        }
     }
-    let status = child.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    read_some(&mut output);
-    // SAFETY: tcgetattr into a zeroed termios; closing descriptors this function opened.
-    let lflag = unsafe {
-        let mut t: libc::termios = std::mem::zeroed();
-        assert_eq!(libc::tcgetattr(slave, &mut t), 0);
-        libc::close(slave);
-        libc::close(master);
-        t.c_lflag
-    };
-    (status, output, lflag)
+
+    /// Sends `signal`, waits for the explorer to end, and returns how it ended, what it wrote
+    /// and the terminal's local flags after it died.
+    fn signal(
+        mut self,
+        signal: libc::c_int,
+    ) -> (std::process::ExitStatus, Vec<u8>, libc::tcflag_t) {
+        use std::time::Duration;
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, signal);
+        }
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        self.read_some();
+        // SAFETY: tcgetattr into a zeroed termios; closing descriptors this value opened.
+        let lflag = unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            assert_eq!(libc::tcgetattr(self.slave, &mut t), 0);
+            libc::close(self.slave);
+            libc::close(self.master);
+            t.c_lflag
+        };
+        (status, std::mem::take(&mut self.output), lflag)
+    }
+}
+
+/// Opens the explorer on a pseudo-terminal, sends it `signal` once it has drawn, and returns
+/// how it ended, what it wrote and the terminal's local flags after it died.
+fn explorer_signalled(signal: libc::c_int) -> (std::process::ExitStatus, Vec<u8>, libc::tcflag_t) {
+    let dir = temp_dir();
+    let explorer = Explorer::open(dir.path());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    explorer.signal(signal)
+}
+
+/// Whether `out` shows a training run's step counter ("step 12/400").
+fn shows_a_step(out: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(out);
+    text.match_indices("step ").any(|(at, _)| {
+        let rest = &text[at + 5..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        digits > 0 && rest[digits..].starts_with('/')
+    })
+}
+
+#[test]
+fn a_train_tab_run_stops_and_saves_on_sigterm_and_the_explorer_dies_of_it() {
+    let dir = temp_dir();
+    let mut explorer = Explorer::open(dir.path());
+    // Train tab, start the quick run (runs/tui-….safetensors in the working directory), let
+    // it take a step, pause it (so it cannot reach its periodic checkpoint meanwhile).
+    explorer.keys(b"5s");
+    explorer.wait_for(shows_a_step);
+    explorer.keys(b"p");
+    let (status, output, lflag) = explorer.signal(libc::SIGTERM);
+    let text = String::from_utf8_lossy(&output);
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status}: {text}");
+    assert!(
+        text.contains(
+            "SIGTERM: stopping the training run after its step and saving its checkpoint"
+        ),
+        "{text}"
+    );
+    let runs = dir.path().join("runs");
+    assert_eq!(
+        files_in(&runs),
+        [
+            "tui-binary.safetensors",
+            "tui-binary.train-state.safetensors"
+        ],
+        "the checkpoint and its optimiser state saved, no temporaries"
+    );
+    let mut info = bin();
+    info.arg("info").arg(runs.join("tui-binary.safetensors"));
+    let info = run_cmd(info, None);
+    assert!(
+        info.status.success(),
+        "the saved checkpoint loads: {}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    assert!(
+        lflag & libc::ICANON != 0 && lflag & libc::ECHO != 0,
+        "the terminal is back in canonical mode with echo"
+    );
 }
 
 #[test]

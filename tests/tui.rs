@@ -1769,9 +1769,17 @@ fn the_tab_registry_drives_the_tab_bar_number_keys_footer_and_help() {
             h.key(KeyCode::Char(digit));
             assert_eq!(h.app.tab, tab, "{digit} from {from:?}");
         }
-        // The footer names the number keys by the registry's count.
-        assert_has(&h.screen(), &format!("1-{n}/Tab tabs"));
     }
+    // The footer names the number keys by the registry's count where the tab's own hints leave
+    // room (on a narrow footer the tab's hints and "? keys  q quit" come first; the tab bar
+    // shows the numbers), and so does the help from its first line.
+    h.key(KeyCode::Char('1'));
+    assert_has(&h.screen(), &format!("1-{n}/Tab tabs"));
+    h.key(KeyCode::Char('?'));
+    h.key(KeyCode::Home);
+    assert_has(&h.screen(), &format!("1 … {n}"));
+    h.key(KeyCode::Esc);
+    assert_eq!(h.app.tab, TabId::Explore);
     // A digit past the last tab is not a tab key.
     if n < 9 {
         h.key(KeyCode::Char('1'));

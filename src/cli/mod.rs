@@ -29,6 +29,7 @@ use crate::model::decode::Strategy;
 use crate::model::{Binarize, Summary};
 use crate::printable::{shown, Shown};
 use crate::train::{KlAnneal, TimeClock, TrainConfig, TrainControl, TrainEvent};
+pub use crate::train_job::Interrupted;
 use crate::train_job::TrainJob;
 
 pub const DEFAULT_CHECKPOINT: &str = "checkpoints/binary.safetensors";
@@ -1676,20 +1677,6 @@ fn train(args: TrainArgs) -> Result<()> {
         _ => Ok(()),
     }
 }
-
-/// A command stopped by a signal after doing what it does on one (`train` saves): `main`
-/// exits with `.0` (128 + the signal's number, as a shell reports a process it killed) and
-/// prints nothing more.
-#[derive(Debug)]
-pub struct Interrupted(pub i32);
-
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "interrupted (exit status {})", self.0)
-    }
-}
-
-impl std::error::Error for Interrupted {}
 
 /// Stops `control` on SIGINT, SIGTERM and SIGHUP (a second one exits at once, without saving),
 /// from a thread of its own; returns where the first signal's number is recorded (0: none).

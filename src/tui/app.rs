@@ -143,6 +143,9 @@ pub struct App {
     /// which this says): the next key answers ([`keys::CONFIRM_QUIT`]).
     pub asking_to_quit: Option<String>,
     pub should_quit: bool,
+    /// The signal that ended the app ([`Msg::Signalled`]), if one did: the process dies of it
+    /// once a training run has saved.
+    pub signalled: Option<i32>,
     /// Why the app had to end, if it did not end by the user's choice.
     pub fatal: Option<String>,
     pub theme: Theme,
@@ -169,6 +172,7 @@ impl App {
             help: None,
             asking_to_quit: None,
             should_quit: false,
+            signalled: None,
             fatal: None,
             theme: options.theme,
             jobs: Jobs::default(),
@@ -285,6 +289,14 @@ impl App {
             Msg::TrainEnded { run, error } => self.tabs.train.on_train_ended(run, error),
             Msg::InputFailed(e) => {
                 self.fatal = Some(format!("cannot read the terminal: {e}"));
+                self.quit();
+            }
+            Msg::OutputFailed(e) => {
+                self.fatal = Some(format!("cannot draw on the terminal: {e}"));
+                self.quit();
+            }
+            Msg::Signalled(sig) => {
+                self.signalled = Some(sig);
                 self.quit();
             }
         }

@@ -41,6 +41,12 @@ pub enum Msg {
     },
     /// The terminal can no longer be read; without keys the app cannot be driven, so it ends.
     InputFailed(String),
+    /// The terminal can no longer be drawn on (it hung up); the app ends, stopping and saving a
+    /// training run on the way.
+    OutputFailed(String),
+    /// A signal asked the process to end (SIGTERM, SIGHUP or SIGINT) while a training run was
+    /// going: the app quits as `q` would, the run stopping after its step and saving.
+    Signalled(i32),
 }
 
 /// Reads terminal events on its own thread until [`InputThread::stop`] is called.

@@ -24,7 +24,7 @@ pub mod train;
 pub mod widgets;
 pub mod worker;
 
-use std::io::{self, IsTerminal, Stdout};
+use std::io::{self, IsTerminal, Stdout, Write};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -88,8 +88,20 @@ pub fn run(checkpoint: &Path) -> Result<()> {
     input.stop();
     drop(terminal);
 
-    if !trainings.is_empty() {
-        eprintln!("waiting for the training run to stop and save its checkpoint…");
+    // stderr may be a terminal that hung up (SIGHUP): a failed note must not panic before the
+    // run has saved.
+    let mut stderr = io::stderr();
+    if let Ok(Some(sig)) = &result {
+        let _ = writeln!(
+            stderr,
+            "{}: stopping the training run after its step and saving its checkpoint (the signal again ends it at once)…",
+            signal_name(*sig)
+        );
+    } else if trainings.iter().any(|t| !t.is_finished()) {
+        let _ = writeln!(
+            stderr,
+            "waiting for the training run to stop and save its checkpoint…"
+        );
     }
     // Drain messages so the training thread's sends never block on a full channel (they are
     // unbounded, but the forwarder ends sooner when someone is listening).
@@ -102,7 +114,23 @@ pub fn run(checkpoint: &Path) -> Result<()> {
     }
     // A statistics job may still be running; it is not worth waiting for.
     worker.shutdown(false);
-    result
+    match result? {
+        // Stopped by a signal with the run saved: die of it, as `train` does (`main`).
+        Some(sig) => Err(crate::train_job::Interrupted(128 + sig).into()),
+        None => Ok(()),
+    }
+}
+
+/// A stop signal's name as a shell user knows it.
+fn signal_name(sig: i32) -> String {
+    #[cfg(unix)]
+    match sig {
+        libc::SIGTERM => return "SIGTERM".into(),
+        libc::SIGHUP => return "SIGHUP".into(),
+        libc::SIGINT => return "SIGINT".into(),
+        _ => {}
+    }
+    format!("signal {sig}")
 }
 
 fn event_loop(
@@ -112,13 +140,21 @@ fn event_loop(
     tx: &mpsc::Sender<Msg>,
     worker: &WorkerHandle,
     trainings: &mut Vec<std::thread::JoinHandle<()>>,
-) -> Result<()> {
+) -> Result<Option<i32>> {
     loop {
-        terminal.draw(|f| f.render_widget(&app, f.area()))?;
-        let first = rx.recv().context("the event channel closed")?;
-        app.update(first);
-        for msg in rx.try_iter().take(MAX_MSGS_PER_FRAME) {
-            app.update(msg);
+        if let Err(e) = terminal.draw(|f| f.render_widget(&app, f.area())) {
+            // The terminal hung up: quit as `q` would (a training run stops and saves).
+            app.update(Msg::OutputFailed(e.to_string()));
+        } else {
+            let first = rx.recv().context("the event channel closed")?;
+            app.update(first);
+            for msg in rx.try_iter().take(MAX_MSGS_PER_FRAME) {
+                app.update(msg);
+            }
+        }
+        #[cfg(unix)]
+        if let Some(sig) = fatal_signals::take_stop_request() {
+            app.update(Msg::Signalled(sig));
         }
         for effect in app.take_effects() {
             match effect {
@@ -129,10 +165,16 @@ fn event_loop(
                 }
             }
         }
+        // A signal that comes while a run is going stops and saves it; with none going it
+        // ends the process at once (restoring the terminal).
+        #[cfg(unix)]
+        fatal_signals::saving_on_stop(trainings.iter().any(|t| !t.is_finished()));
         if app.should_quit {
-            return match app.fatal {
-                Some(e) => Err(anyhow::anyhow!(e)),
-                None => Ok(()),
+            // A hang-up both signals and fails the next draw: the signal is what ended it.
+            return match (app.signalled, app.fatal) {
+                (Some(sig), _) => Ok(Some(sig)),
+                (None, Some(e)) => Err(anyhow::anyhow!(e)),
+                (None, None) => Ok(None),
             };
         }
     }
@@ -185,12 +227,16 @@ impl Drop for TerminalGuard {
 /// safe inside a signal handler — put back the terminal settings saved before raw mode
 /// (`tcsetattr`) and write the escape sequences that leave the alternate screen, end
 /// bracketed paste and show the cursor (`write`) — then lets the signal take its usual course.
-/// A run in the Train tab then ends with the process, keeping its last periodic checkpoint (the
-/// steps since are lost): only quitting from the keyboard stops and saves it.
+///
+/// While a Train-tab run is going ([`fatal_signals::saving_on_stop`]), the first SIGTERM,
+/// SIGHUP or SIGINT instead asks the event loop to quit as `q` would
+/// ([`fatal_signals::take_stop_request`]): the run stops after its step and saves, the terminal
+/// is restored, and the process then dies of that signal (`main`, as for `train`). A second
+/// one ends the process at once, as above.
 #[cfg(unix)]
 mod fatal_signals {
     use std::cell::UnsafeCell;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
     const SIGNALS: [libc::c_int; 9] = [
         libc::SIGABRT,
@@ -221,8 +267,43 @@ mod fatal_signals {
         previous: UnsafeCell::new([None; SIGNALS.len()]),
     };
     static ARMED: AtomicBool = AtomicBool::new(false);
+    /// A training run is going: a stop signal is handed to the event loop.
+    static SAVING: AtomicBool = AtomicBool::new(false);
+    /// The stop signal the event loop has yet to act on (0: none); once taken it stays
+    /// negative, so a second signal ends the process.
+    static STOP: AtomicI32 = AtomicI32::new(0);
+
+    /// The signals a user sends to end a program (as opposed to a crash).
+    fn is_stop_signal(sig: libc::c_int) -> bool {
+        sig == libc::SIGTERM || sig == libc::SIGHUP || sig == libc::SIGINT
+    }
+
+    /// Whether a stop signal should stop and save a training run (one is going) rather than
+    /// end the process at once.
+    pub fn saving_on_stop(yes: bool) {
+        SAVING.store(yes, Ordering::SeqCst);
+    }
+
+    /// The stop signal that came while a run was going, once.
+    pub fn take_stop_request() -> Option<libc::c_int> {
+        let sig = STOP.load(Ordering::SeqCst);
+        (sig > 0
+            && STOP
+                .compare_exchange(sig, -sig, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok())
+        .then_some(sig)
+    }
 
     extern "C" fn on_fatal(sig: libc::c_int) {
+        if is_stop_signal(sig)
+            && SAVING.load(Ordering::SeqCst)
+            && STOP
+                .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            // The event loop stops the run, saves and restores the terminal.
+            return;
+        }
         if ARMED.swap(false, Ordering::SeqCst) {
             // SAFETY: tcsetattr and write are async-signal-safe; `termios` was written before
             // ARMED was set and is not written again while it is.
@@ -233,11 +314,14 @@ mod fatal_signals {
                 libc::write(libc::STDOUT_FILENO, RESTORE.as_ptr().cast(), RESTORE.len());
             }
         }
-        // SA_RESETHAND put the default action back: raised again, the signal does what it
-        // would have done (a core dump, the exit status of a killed process) once this
-        // handler returns.
-        // SAFETY: raise is async-signal-safe.
+        // With the default action back, the signal raised again does what it would have done
+        // (a core dump, the exit status of a killed process) once this handler returns.
+        // SAFETY: sigaction and raise are async-signal-safe; `dfl` is a local.
         unsafe {
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            libc::sigemptyset(&mut dfl.sa_mask);
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
             libc::raise(sig);
         }
     }
@@ -252,7 +336,9 @@ mod fatal_signals {
             for (sig, slot) in SIGNALS.iter().zip(previous.iter_mut()) {
                 let mut action: libc::sigaction = std::mem::zeroed();
                 action.sa_sigaction = on_fatal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-                action.sa_flags = libc::SA_RESETHAND;
+                // No SA_RESETHAND: a stop signal handed to the event loop keeps the handler
+                // for the next one (the handler puts the default back before raising).
+                action.sa_flags = libc::SA_RESTART;
                 libc::sigemptyset(&mut action.sa_mask);
                 let mut old: libc::sigaction = std::mem::zeroed();
                 *slot = (libc::sigaction(*sig, &action, &mut old) == 0).then_some(old);

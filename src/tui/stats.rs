@@ -313,9 +313,11 @@ pub fn render(tab: &StatsState, app: &View, area: Rect, buf: &mut Buffer) {
                 ),
                 t.dim(),
             )];
+        } else if let Some(kl) = rep.kl_per_sentence.nats() {
+            ppl.push(Span::styled(format!("KL {kl:.2} nats/sentence"), t.dim()));
         } else if rep.kind.has_latent() {
             ppl.push(Span::styled(
-                format!("KL {:.2} nats/sentence", rep.kl_per_sentence),
+                format!("no KL term (a {} code)", rep.kind),
                 t.dim(),
             ));
         }

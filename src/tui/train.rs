@@ -1584,7 +1584,13 @@ fn render_run(tab: &TrainState, app: &View, area: Rect, buf: &mut Buffer) {
     };
     chart(app, c1, buf, "loss", &series(1), waiting);
     chart(app, c2, buf, nll_title, &series(2), waiting);
-    chart(app, c3, buf, kl_title, &series(3), waiting);
+    // A kind without a KL term (lm, bottleneck) would chart a flat 0.
+    match run.job.kind() {
+        TrainKind::Seq(k) if !k.has_kl() => {
+            chart(app, c3, buf, kl_title, &[], &format!("no KL term ({k})"))
+        }
+        _ => chart(app, c3, buf, kl_title, &series(3), waiting),
+    }
     chart(
         app,
         c4,

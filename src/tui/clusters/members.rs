@@ -27,8 +27,8 @@ pub const MEMBERS_KEYS: &[Binding<Action>] = &[
     MEMBERS_SELECT[3],
     MEMBERS_SELECT[4],
     nav(
-        &[KeyCode::Enter],
-        "Enter",
+        &[KeyCode::Enter, KeyCode::Char('e')],
+        "Enter or e",
         "members: load the member into 1 Explore",
         Some(("Enter", "load into Explore")),
         Only::Encodes,
@@ -59,7 +59,7 @@ pub(super) fn render_members(
             ),
             Span::styled(
                 format!(
-                    "· {} members, nearest the centre first · Enter loads one into 1 Explore ",
+                    "· {} members, nearest the centre first · Enter or e loads one into 1 Explore ",
                     members.len()
                 ),
                 t.dim(),

@@ -1,0 +1,90 @@
+//! Follow-ups to the explorer's review mends: the Clusters members view takes `e` like every
+//! list of sentences, a code without a KL term says so on Stats (it read "KL none
+//! nats/sentence"), and the Train tab charts no KL for a kind without one (a flat 0).
+
+mod common;
+
+use common::{assert_has, assert_lacks, goto, tiny_checkpoint};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use latent_tui::model::LatentKind;
+use latent_tui::tui::app::{AppOptions, TabId};
+use latent_tui::tui::clusters::ClustersView;
+use latent_tui::tui::event::Msg;
+use latent_tui::tui::harness::Harness;
+use latent_tui::tui::widgets::Theme;
+
+fn options(corpus: Option<String>) -> AppOptions {
+    AppOptions {
+        theme: Theme { color: false },
+        index_corpus: corpus,
+        ..AppOptions::default()
+    }
+}
+
+/// A copy of the binary fixture and the fixture corpus labelled `animal` / `thing`.
+fn labelled_fixture() -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ckpt = dir.path().join("members.safetensors");
+    std::fs::copy(&common::fixtures().binary, &ckpt).expect("copying the checkpoint");
+    let corpus = dir.path().join("labelled.tsv");
+    let lines: Vec<String> = common::corpus_lines()
+        .into_iter()
+        .map(|l| {
+            let animal = ["dog", "cat", "bird"].iter().any(|w| l.contains(w));
+            format!("{}\t{l}", if animal { "animal" } else { "thing" })
+        })
+        .collect();
+    std::fs::write(&corpus, lines.join("\n") + "\n").expect("corpus");
+    (dir, ckpt, corpus.display().to_string())
+}
+
+#[test]
+fn e_loads_a_cluster_member_into_explore_as_enter_does() {
+    let (_dir, ckpt, corpus) = labelled_fixture();
+    let mut h = Harness::new(common::engine(&ckpt), options(Some(corpus)));
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    h.app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('7'),
+        KeyModifiers::NONE,
+    )));
+    let reqs = h.queued();
+    h.compute(reqs);
+    let view = h.app.shared.clusters.clone().expect("clusters");
+    h.key(KeyCode::Enter);
+    assert_eq!(h.app.tabs.clusters.view, ClustersView::Members);
+    assert_has(&h.screen(), "Enter or e loads one into 1 Explore");
+    let members = view.members_by_distance(0);
+    h.key(KeyCode::Down).key(KeyCode::Char('e'));
+    assert_eq!(h.app.tab, TabId::Explore);
+    assert_eq!(
+        h.app.shared.sentence.as_ref().map(|e| e.shown.as_str()),
+        Some(view.data.texts[members[1]].as_str())
+    );
+}
+
+#[test]
+fn stats_say_a_bottleneck_code_has_no_kl_term() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let f = common::fixtures();
+    let ckpt = tiny_checkpoint(
+        dir.path(),
+        &f.corpus,
+        LatentKind::Bottleneck,
+        "bottleneck.safetensors",
+    );
+    let mut h = Harness::new(common::engine(&ckpt), options(None));
+    goto(&mut h, TabId::Stats);
+    let s = h.screen();
+    assert_has(&s, "no KL term (a bottleneck code)");
+    assert_lacks(&s, "KL none");
+
+    // A gaussian's KL is still a figure.
+    let mut h = Harness::new(common::engine(&f.gaussian), options(None));
+    goto(&mut h, TabId::Stats);
+    let s = h.screen();
+    assert_has(&s, "nats/sentence");
+    assert_lacks(&s, "no KL term");
+}
