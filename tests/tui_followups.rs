@@ -88,3 +88,27 @@ fn stats_say_a_bottleneck_code_has_no_kl_term() {
     assert_has(&s, "nats/sentence");
     assert_lacks(&s, "no KL term");
 }
+
+#[test]
+fn a_neighbors_index_queued_behind_the_clustering_says_what_it_waits_for() {
+    let (_dir, ckpt, corpus) = labelled_fixture();
+    let mut h = Harness::new(common::engine(&ckpt), options(Some(corpus)));
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    // Clusters first (its job is queued, not computed), then Neighbors: the index build waits
+    // behind the clustering on the one corpus-job thread.
+    for tab in ['7', '6'] {
+        h.app
+            .update(Msg::Key(KeyEvent::new(KeyCode::Char(tab), KeyModifiers::NONE)));
+    }
+    assert_eq!(h.app.tab, TabId::Neighbors);
+    let s = h.screen();
+    assert_has(&s, "waiting for the clustering to finish");
+    // Once the queue has run, the list shows.
+    let reqs = h.queued();
+    h.compute(reqs);
+    let reqs = h.queued();
+    h.compute(reqs);
+    assert_lacks(&h.screen(), "waiting for");
+}
