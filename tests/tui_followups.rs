@@ -99,8 +99,10 @@ fn a_neighbors_index_queued_behind_the_clustering_says_what_it_waits_for() {
     // Clusters first (its job is queued, not computed), then Neighbors: the index build waits
     // behind the clustering on the one corpus-job thread.
     for tab in ['7', '6'] {
-        h.app
-            .update(Msg::Key(KeyEvent::new(KeyCode::Char(tab), KeyModifiers::NONE)));
+        h.app.update(Msg::Key(KeyEvent::new(
+            KeyCode::Char(tab),
+            KeyModifiers::NONE,
+        )));
     }
     assert_eq!(h.app.tab, TabId::Neighbors);
     let s = h.screen();
