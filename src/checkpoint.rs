@@ -761,7 +761,7 @@ pub fn half_precision_note(path: &Path) -> Option<String> {
     }
     let names: Vec<String> = kept.iter().map(|n| format!("`{}`", Shown(n))).collect();
     Some(format!(
-        "note: {} {} a weight beyond half precision's ±65504 and {} kept in f32 (the rest in f16), so the model saved is the model trained: {}",
+        "note: {} {} a weight beyond half precision's ±65504 and {} kept in f32 (the rest in f16), so no weight changes: {}",
         kept.len(),
         if kept.len() == 1 { "tensor holds" } else { "tensors hold" },
         if kept.len() == 1 { "is" } else { "are" },

@@ -28,7 +28,13 @@ fn main() {
         }
         // An error may quote a file's contents (a corpus line, a token, a stored path).
         let message = format!("{e:#}");
-        eprintln!("error: {}", latent_tui::printable::shown(&message));
+        // stderr may be a terminal that hung up: the exit status still says it failed.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: {}",
+            latent_tui::printable::shown(&message)
+        );
         std::process::exit(1);
     }
 }

@@ -295,6 +295,13 @@ struct Explorer {
 
 impl Explorer {
     fn open(dir: &Path) -> Explorer {
+        Explorer::open_as(dir, false)
+    }
+
+    /// [`Explorer::open`]; with `session`, the explorer leads a session of its own whose
+    /// controlling terminal is the pseudo-terminal, so closing its master side hangs it up
+    /// (SIGHUP), as closing a terminal window or losing an ssh connection does.
+    fn open_as(dir: &Path, session: bool) -> Explorer {
         use std::os::fd::FromRawFd;
         use std::process::Stdio;
         let (mut master, mut slave) = (0, 0);
@@ -315,25 +322,40 @@ impl Explorer {
             )
         };
         assert_eq!(rc, 0, "openpty");
-        // SAFETY: fcntl on a descriptor this function owns.
+        // SAFETY: fcntl on descriptors this function owns. Close-on-exec: the explorer gets
+        // only its three copies of the slave side (holding the master itself, it would never
+        // see the terminal hang up).
         unsafe {
             let flags = libc::fcntl(master, libc::F_GETFL);
             libc::fcntl(master, libc::F_SETFL, flags | libc::O_NONBLOCK);
+            libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC);
+            libc::fcntl(slave, libc::F_SETFD, libc::FD_CLOEXEC);
         }
         let dup = |fd: libc::c_int| {
             // SAFETY: dup of an open descriptor, owned by the Stdio it becomes.
             unsafe { Stdio::from(std::os::fd::OwnedFd::from_raw_fd(libc::dup(fd))) }
         };
-        let child = bin()
-            .args(["--threads", "1"])
+        let mut cmd = bin();
+        cmd.args(["--threads", "1"])
             .arg(fixtures::binary_checkpoint())
             .env("TERM", "xterm-256color")
             .current_dir(dir)
             .stdin(dup(slave))
             .stdout(dup(slave))
-            .stderr(dup(slave))
-            .spawn()
-            .expect("spawn the explorer");
+            .stderr(dup(slave));
+        if session {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setsid and ioctl are async-signal-safe, as pre_exec requires.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().expect("spawn the explorer");
         let mut e = Explorer {
             child,
             master,
@@ -413,6 +435,31 @@ impl Explorer {
             t.c_lflag
         };
         (status, std::mem::take(&mut self.output), lflag)
+    }
+}
+
+impl Explorer {
+    /// Closes the terminal (its master side) and waits for the explorer to end (a minute at
+    /// most: one still running then is killed and the test fails).
+    fn hang_up(mut self) -> std::process::ExitStatus {
+        use std::time::{Duration, Instant};
+        // SAFETY: closing descriptors this value opened.
+        unsafe {
+            libc::close(self.master);
+            libc::close(self.slave);
+        }
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the explorer was still running a minute after its terminal hung up");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -849,5 +896,27 @@ fn an_interrupted_wordnet_conversions_partial_files_are_removed_by_the_next_one(
     assert_eq!(
         files_in(&out),
         ["LICENSE", "test.tsv.gz", "train.tsv.gz", "valid.tsv.gz"]
+    );
+}
+
+#[test]
+fn a_train_tab_run_stops_and_saves_when_the_terminal_hangs_up() {
+    let dir = temp_dir();
+    let mut explorer = Explorer::open_as(dir.path(), true);
+    explorer.keys(b"5s");
+    explorer.wait_for(shows_a_step);
+    explorer.keys(b"p");
+    let status = explorer.hang_up();
+    // Its stderr is the terminal that hung up: writing there must not panic (ratatui's drop
+    // reported a cursor it could not show with `eprintln!`: exit 101 after saving).
+    assert_eq!(status.signal(), Some(libc::SIGHUP), "{status}");
+    let runs = dir.path().join("runs");
+    assert_eq!(
+        files_in(&runs),
+        [
+            "tui-binary.safetensors",
+            "tui-binary.train-state.safetensors"
+        ],
+        "the checkpoint and its optimiser state saved, no temporaries"
     );
 }

@@ -88,3 +88,70 @@ fn stats_say_a_bottleneck_code_has_no_kl_term() {
     assert_has(&s, "nats/sentence");
     assert_lacks(&s, "no KL term");
 }
+
+#[test]
+fn a_neighbors_index_queued_behind_the_clustering_says_what_it_waits_for() {
+    let (_dir, ckpt, corpus) = labelled_fixture();
+    let mut h = Harness::new(common::engine(&ckpt), options(Some(corpus)));
+    h.key(KeyCode::Char('/'))
+        .type_text("the small dog sees the cat")
+        .key(KeyCode::Enter);
+    // Clusters first (its job is queued, not computed), then Neighbors: the index build waits
+    // behind the clustering on the one corpus-job thread.
+    for tab in ['7', '6'] {
+        h.app.update(Msg::Key(KeyEvent::new(
+            KeyCode::Char(tab),
+            KeyModifiers::NONE,
+        )));
+    }
+    assert_eq!(h.app.tab, TabId::Neighbors);
+    let s = h.screen();
+    assert_has(&s, "waiting for the clustering to finish");
+    // Once the queue has run, the list shows.
+    let reqs = h.queued();
+    h.compute(reqs);
+    let reqs = h.queued();
+    h.compute(reqs);
+    assert_lacks(&h.screen(), "waiting for");
+}
+
+/// "start from: checkpoint" goes on with the checkpoint's own corpus, as `train --init` does
+/// without `--corpus` (the form's `wordnet` with a vocabulary of the fixture's few words made
+/// every validation reconstruction `<unk>`), and a code wider than the form's hidden size
+/// widens the hidden size with it.
+#[test]
+fn starting_from_the_opened_checkpoint_keeps_its_corpus_and_a_wide_code_its_decoder() {
+    use latent_tui::train::TrainConfig;
+    use latent_tui::tui::train::quick_defaults;
+    let f = common::fixtures();
+    let mut h = Harness::with_coder(
+        common::coder(&f.gaussian),
+        AppOptions {
+            train_defaults: TrainConfig {
+                hidden_dim: 4,
+                latent_dim: 2,
+                ..quick_defaults(LatentKind::Binary)
+            },
+            ..options(None)
+        },
+    );
+    goto(&mut h, TabId::Train);
+    assert_eq!(h.app.tabs.train.cfg.corpus, "wordnet");
+    assert_eq!(
+        h.app.tabs.train.cfg.latent_dim, 8,
+        "the opened model's code size"
+    );
+    assert_eq!(h.app.tabs.train.cfg.hidden_dim, 8, "widened to the code");
+    // The start-from row, set to the checkpoint.
+    h.key(KeyCode::Down).key(KeyCode::Enter);
+    assert!(h.app.tabs.train.from_opened);
+    assert_eq!(
+        h.app.tabs.train.cfg.corpus,
+        f.corpus.display().to_string(),
+        "the checkpoint's corpus"
+    );
+    // Back to scratch: the form's corpus again.
+    h.key(KeyCode::Enter);
+    assert!(!h.app.tabs.train.from_opened);
+    assert_eq!(h.app.tabs.train.cfg.corpus, "wordnet");
+}

@@ -495,8 +495,9 @@ pub struct SearchArgs {
     /// neighbours.
     #[arg(short = 'k', long = "top", alias = "k", default_value_t = 10, value_parser = crate::cli::flags::count)]
     pub k: usize,
-    /// The index to search (default: the one `latent-tui index` writes beside the checkpoint,
-    /// built and saved there first if it is missing or stale).
+    /// The index to search (default: the cache `latent-tui index` writes — beside the
+    /// checkpoint, or in --cache-dir — built and saved there first if it is missing or stale;
+    /// a fresh one beside the checkpoint is read when --cache-dir has none).
     #[arg(long)]
     pub index: Option<PathBuf>,
     /// Continuous codes (gaussian, bottleneck, nvdm): rank the cosine neighbours by
@@ -1219,8 +1220,6 @@ fn words(args: WordsArgs) -> Result<()> {
     Ok(())
 }
 
-/// `latent-tui eval` for models whose codes decode to words (nvdm, nash): reconstruction of
-/// the split's documents.
 /// `probe`'s report on a factors corpus: per feature set, one probe per factor beside that
 /// factor's majority baseline.
 fn print_factor_probes(

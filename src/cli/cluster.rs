@@ -69,8 +69,8 @@ pub struct ClusterArgs {
     /// Also list every member's cluster (JSON only).
     #[arg(long)]
     pub assignments: bool,
-    /// Keep the centres' decodings to words of the training corpus, as the explorer does by
-    /// default (subword models; needs the corpus).
+    /// Keep the centres' decodings to words of the training corpus, as `analogy` and
+    /// `attribute` do with it (subword models; needs the corpus).
     #[arg(long)]
     pub real_words: bool,
     /// Print the report as JSON.

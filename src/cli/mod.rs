@@ -48,9 +48,10 @@ pub struct Cli {
     #[arg(long, global = true, value_parser = flags::threads)]
     pub threads: Option<usize>,
     /// Directory for the caches a checkpoint gets (corpus index, map, bit meanings) instead of
-    /// beside the checkpoint; created if missing. Also the LATENT_TUI_CACHE environment
-    /// variable. By default they go beside the checkpoint, or when its directory is not
-    /// writable into $XDG_CACHE_HOME/latent-tui (~/.cache/latent-tui).
+    /// beside the checkpoint; created if missing. Fresh caches beside the checkpoint (shipped
+    /// ones) are still read when DIR has none, never written. Also the LATENT_TUI_CACHE
+    /// environment variable. By default they go beside the checkpoint, or when its directory
+    /// is not writable into $XDG_CACHE_HOME/latent-tui (~/.cache/latent-tui).
     #[arg(long, global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -127,7 +128,8 @@ pub enum Command {
         input: PathBuf,
         /// Where to write the rewritten checkpoint.
         output: PathBuf,
-        /// Store weights as f16 (half the size).
+        /// Store weights as f16 (half the size; a tensor with a weight beyond f16's ±65504 is
+        /// kept in f32, and named).
         #[arg(long)]
         half: bool,
         /// Replace an existing OUTPUT that is not a checkpoint of the same training run.
@@ -736,7 +738,8 @@ pub struct TrainArgs {
     /// Save a checkpoint every N steps (and at the end; 0: only at the end).
     #[arg(long, value_parser = flags::steps_or_zero)]
     pub checkpoint_every: Option<u64>,
-    /// Store weights in half precision (half the file size).
+    /// Store weights in half precision (half the file size; a tensor with a weight beyond
+    /// f16's ±65504 is kept in f32, and named).
     #[arg(long)]
     pub half: bool,
     /// Print a plain progress line every N steps when stderr is not a terminal.

@@ -49,6 +49,9 @@ pub enum Msg {
     Signalled(i32),
 }
 
+/// How long [`InputThread::stop`] waits for the thread (its poll returns within a tick).
+const STOP_WAIT: Duration = Duration::from_secs(1);
+
 /// Reads terminal events on its own thread until [`InputThread::stop`] is called.
 pub struct InputThread {
     stop: Arc<AtomicBool>,
@@ -91,10 +94,20 @@ impl InputThread {
         }
     }
 
+    /// Asks the thread to stop and waits for it a little: it notices within a tick, except on
+    /// a terminal that hung up, where crossterm's poll keeps reading end-of-file and never
+    /// returns — that thread is left behind (it ends with the process) rather than waited for
+    /// forever.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(h) = self.handle.take() {
-            let _ = h.join();
+            let deadline = std::time::Instant::now() + STOP_WAIT;
+            while !h.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            }
         }
     }
 }

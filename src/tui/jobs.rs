@@ -45,6 +45,10 @@ pub struct ModelInfo {
     pub vocab_size: usize,
     pub step: u64,
     pub corpus: String,
+    /// Its corpus as a `--corpus` spec, where the checked lookup finds it
+    /// ([`crate::checkpoint::Provenance::checked_corpus_spec`]): what a run started from it
+    /// goes on with, as `train --init` does without `--corpus`.
+    pub corpus_spec: Option<String>,
     /// Where its corpus index and map are cached, for the messages while they are built: the
     /// files' real paths as `index::cache_path` finds them (beside the checkpoint; in
     /// `--cache-dir` when one is given; in the user's cache directory when the checkpoint's own
@@ -75,6 +79,7 @@ impl ModelInfo {
             vocab_size: coder.vocab().len(),
             step: coder.provenance().step,
             corpus: coder.provenance().corpus.clone(),
+            corpus_spec: coder.provenance().checked_corpus_spec().ok(),
             index_path: crate::index::default_path(coder.path()),
             map_path: crate::map::Layout::default_path(coder.path()),
         }

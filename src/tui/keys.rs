@@ -324,7 +324,7 @@ pub const CONFIRM_QUIT: &[Binding<Confirm>] = &[
         keys: &[KeyCode::Char('c')],
         mode: Mode::Ctrl,
         label: "Ctrl-C (asked to quit)",
-        help: "",
+        help: "the same as y",
         hint: None,
         only: Only::Any,
         action: Confirm::Quit,

@@ -965,7 +965,13 @@ pub fn render(app: &MapEnv, area: Rect, buf: &mut Buffer) {
                 m.method.name()
             ))],
         );
-        widgets::job_gauge(buf, gauge, t, app.jobs.progress(JobKind::Map));
+        widgets::job_gauge_waiting(
+            buf,
+            gauge,
+            t,
+            app.jobs.progress(JobKind::Map),
+            app.jobs.waiting_note(JobKind::Map),
+        );
         return;
     }
     if let Some(e) = &m.error {

@@ -50,6 +50,8 @@ use worker::{ModelInfo, Worker, WorkerHandle};
 
 /// How often the input thread sends a tick when nothing happens (spinner speed).
 const TICK: Duration = Duration::from_millis(100);
+/// The longest the event loop sleeps without a message (see [`event_loop`]).
+const WAKE: Duration = Duration::from_millis(250);
 /// At most this many queued messages are folded into one frame, so a flood of training events
 /// cannot starve drawing.
 const MAX_MSGS_PER_FRAME: usize = 512;
@@ -114,10 +116,23 @@ pub fn run(checkpoint: &Path) -> Result<()> {
     }
     // A statistics job may still be running; it is not worth waiting for.
     worker.shutdown(false);
-    match result? {
+    // A stop signal that came while the run was saving (a hang-up after the failed draw that
+    // ended the loop) was held until now; the handlers go back to what they were.
+    #[cfg(unix)]
+    let late = fatal_signals::take_stop_request();
+    #[cfg(not(unix))]
+    let late = None;
+    #[cfg(unix)]
+    fatal_signals::disarm();
+    let signalled = match &result {
+        Ok(Some(sig)) => Some(*sig),
+        _ => None,
+    }
+    .or(late);
+    match signalled {
         // Stopped by a signal with the run saved: die of it, as `train` does (`main`).
         Some(sig) => Err(crate::train_job::Interrupted(128 + sig).into()),
-        None => Ok(()),
+        None => result.map(|_| ()),
     }
 }
 
@@ -146,10 +161,17 @@ fn event_loop(
             // The terminal hung up: quit as `q` would (a training run stops and saves).
             app.update(Msg::OutputFailed(e.to_string()));
         } else {
-            let first = rx.recv().context("the event channel closed")?;
-            app.update(first);
-            for msg in rx.try_iter().take(MAX_MSGS_PER_FRAME) {
-                app.update(msg);
+            // The input thread ticks while the terminal is quiet; the timeout still wakes the
+            // loop for a stop signal when it cannot (a terminal that hung up stalls it).
+            match rx.recv_timeout(WAKE) {
+                Ok(first) => {
+                    app.update(first);
+                    for msg in rx.try_iter().take(MAX_MSGS_PER_FRAME) {
+                        app.update(msg);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the event channel closed"),
             }
         }
         #[cfg(unix)]
@@ -170,6 +192,11 @@ fn event_loop(
         #[cfg(unix)]
         fatal_signals::saving_on_stop(trainings.iter().any(|t| !t.is_finished()));
         if app.should_quit {
+            // A stop signal that came as the user quit is still the way the process ends.
+            #[cfg(unix)]
+            if let Some(sig) = fatal_signals::take_stop_request() {
+                app.signalled.get_or_insert(sig);
+            }
             // A hang-up both signals and fails the next draw: the signal is what ended it.
             return match (app.signalled, app.fatal) {
                 (Some(sig), _) => Ok(Some(sig)),
@@ -183,7 +210,9 @@ fn event_loop(
 /// Raw mode and the alternate screen for as long as it lives; dropping it restores the
 /// terminal, also when the event loop returns an error.
 struct TerminalGuard {
-    terminal: Terminal<CrosstermBackend<Stdout>>,
+    /// Dropped only once the cursor is shown: ratatui's own drop retries a failed
+    /// `show_cursor` and reports it with `eprintln!`, which panics on a terminal that hung up.
+    terminal: std::mem::ManuallyDrop<Terminal<CrosstermBackend<Stdout>>>,
 }
 
 impl TerminalGuard {
@@ -192,30 +221,33 @@ impl TerminalGuard {
         // terminal before the process dies; SIGKILL (the OOM killer) cannot be caught.
         #[cfg(unix)]
         fatal_signals::arm();
-        enable_raw_mode()?;
-        if let Err(e) = execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste) {
+        let failed = |e: io::Error| {
             restore_terminal();
-            return Err(e.into());
-        }
-        match Terminal::new(CrosstermBackend::new(io::stdout())) {
-            Ok(mut terminal) => {
-                let _ = terminal.hide_cursor();
-                Ok(Self { terminal })
-            }
-            Err(e) => {
-                restore_terminal();
-                Err(e.into())
-            }
-        }
+            #[cfg(unix)]
+            fatal_signals::disarm();
+            e
+        };
+        enable_raw_mode().map_err(failed)?;
+        execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste).map_err(failed)?;
+        let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout())).map_err(failed)?;
+        let _ = terminal.hide_cursor();
+        Ok(Self {
+            terminal: std::mem::ManuallyDrop::new(terminal),
+        })
     }
 }
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        let _ = self.terminal.show_cursor();
+        if self.terminal.show_cursor().is_ok() {
+            // SAFETY: dropped once, here, and never used again.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.terminal) };
+        }
         restore_terminal();
+        // The handlers stay until a training run has saved (`run` disarms them): a stop signal
+        // meanwhile is held, a second one ends the process, neither writes to the terminal.
         #[cfg(unix)]
-        fatal_signals::disarm();
+        fatal_signals::terminal_restored();
     }
 }
 
@@ -350,6 +382,11 @@ mod fatal_signals {
                 }
             }
         }
+    }
+
+    /// The terminal is restored: a signal from now on has nothing to put back.
+    pub fn terminal_restored() {
+        ARMED.store(false, Ordering::SeqCst);
     }
 
     /// Puts back the handlers that were there before [`arm`].

@@ -507,7 +507,13 @@ pub fn render(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) {
                     ),
                 ],
             );
-            widgets::job_gauge(buf, gauge, t, app.jobs.progress(JobKind::Index));
+            widgets::job_gauge_waiting(
+                buf,
+                gauge,
+                t,
+                app.jobs.progress(JobKind::Index),
+                app.jobs.waiting_note(JobKind::Index),
+            );
         } else {
             render_list(tab, app, &p.index, short, body, buf);
         }
@@ -537,7 +543,13 @@ pub fn render(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) {
                 app.model.index_path.display()
             ))],
         );
-        widgets::job_gauge(buf, gauge, t, app.jobs.progress(JobKind::Index));
+        widgets::job_gauge_waiting(
+            buf,
+            gauge,
+            t,
+            app.jobs.progress(JobKind::Index),
+            app.jobs.waiting_note(JobKind::Index),
+        );
         return;
     }
     if let Some(e) = &nb.error {

@@ -367,6 +367,8 @@ pub struct Opened {
     pub tokenizer: TokenizerKind,
     /// The settings of the run that made it, where it records them.
     pub trained_with: Option<TrainConfig>,
+    /// Its corpus as a `--corpus` spec, where the checked lookup finds it.
+    pub corpus: Option<String>,
 }
 
 impl TrainState {
@@ -409,6 +411,7 @@ impl TrainState {
                     Some(TrainJob::Seq(c)) => Some(c.clone()),
                     _ => None,
                 },
+                corpus: model.corpus_spec.clone(),
             }),
             _ => None,
         };
@@ -427,16 +430,21 @@ impl TrainState {
         };
         self.set_kind(kind);
         if model.kind.has_latent() && model.latent_dim > 0 {
-            (self.cfg.latent_dim, self.bow.latent_dim) = (model.latent_dim, model.latent_dim);
+            let d = model.latent_dim;
+            (self.cfg.latent_dim, self.bow.latent_dim) = (d, d);
+            // A code wider than the quick run's hidden size would feed a narrower decoder.
+            self.cfg.hidden_dim = self.cfg.hidden_dim.max(d);
+            self.bow.hidden_dim = self.bow.hidden_dim.max(d);
         }
         if matches!(kind, TrainKind::Seq(_)) {
             self.cfg.tokenizer = model.tokenizer;
         }
     }
 
-    /// Starts the run from the opened checkpoint (`on`: its architecture, vocabulary and its
-    /// run's settings, as `train --init` does; the form keeps its corpus, checkpoint, steps,
-    /// cadence and seed) or from scratch (the form's settings from before).
+    /// Starts the run from the opened checkpoint (`on`: its architecture, vocabulary, corpus
+    /// where it is found and its run's settings, as `train --init` does without `--corpus`;
+    /// the form keeps its checkpoint, steps, cadence and seed, and its corpus where the
+    /// checkpoint's is not found) or from scratch (the form's settings from before).
     pub fn set_from_opened(&mut self, on: bool) -> Result<(), String> {
         if on == self.from_opened {
             return Ok(());
@@ -461,7 +469,8 @@ impl TrainState {
         let mut cfg =
             crate::train::init_settings(&o.path, &o.config, o.trained_with.clone(), form.clone());
         cfg.tokenizer = o.tokenizer;
-        cfg.corpus = form.corpus.clone();
+        // The vocabulary is the checkpoint's: another corpus would be mostly unknown words.
+        cfg.corpus = o.corpus.clone().unwrap_or_else(|| form.corpus.clone());
         cfg.steps = form.steps;
         cfg.valid_every = form.valid_every;
         cfg.valid_sentences = form.valid_sentences;

@@ -180,11 +180,24 @@ pub fn lines(buf: &mut Buffer, area: Rect, content: Vec<Line<'_>>) {
 
 /// A background job's progress bar with its percentage (0 until the first report).
 pub fn job_gauge(buf: &mut Buffer, area: Rect, theme: Theme, progress: Option<f64>) {
+    job_gauge_waiting(buf, area, theme, progress, None)
+}
+
+/// [`job_gauge`] for a job that may be queued behind another corpus job (one runs at a time):
+/// `waiting` (`Jobs::waiting_note`: "waiting for the clustering to finish (42%)") is its label
+/// instead of a silent 0 %.
+pub fn job_gauge_waiting(
+    buf: &mut Buffer,
+    area: Rect,
+    theme: Theme,
+    progress: Option<f64>,
+    waiting: Option<String>,
+) {
     let ratio = progress.unwrap_or(0.0).clamp(0.0, 1.0);
     Gauge::default()
         .gauge_style(theme.bar())
         .ratio(ratio)
-        .label(format!("{:.0}%", ratio * 100.0))
+        .label(waiting.unwrap_or_else(|| format!("{:.0}%", ratio * 100.0)))
         .render(area, buf);
 }
 
