@@ -1282,6 +1282,8 @@ fn print_factor_probes(
     Ok(())
 }
 
+/// `latent-tui eval` for models whose codes decode to words (nvdm, nash): reconstruction of
+/// the split's documents.
 pub fn eval_words(coder: &Coder, args: &crate::cli::EvalArgs) -> Result<()> {
     let path = coder.path().to_path_buf();
     let bow = coder.bag_of_words_model("score bags of words")?;
