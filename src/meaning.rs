@@ -64,7 +64,16 @@ pub struct MeaningOptions {
     /// models; raw decodings spelled invented words into the lists).
     #[serde(default)]
     pub real_words: bool,
+    /// The rule the listed words follow ([`is_listed_word`], rule [`LISTED_WORDS_RULE`]):
+    /// meanings computed before it (0) listed single letters and numbers and filled their
+    /// lists with them, so they are stale — recomputed rather than read with shorter lists,
+    /// which a fresh computation would fill with other words.
+    #[serde(default)]
+    pub listed_words_rule: u32,
 }
+
+/// The version of [`is_listed_word`] that new meanings follow.
+pub const LISTED_WORDS_RULE: u32 = 1;
 
 impl Default for MeaningOptions {
     fn default() -> Self {
@@ -76,6 +85,7 @@ impl Default for MeaningOptions {
             seed: 0,
             min_flips: 2,
             real_words: true,
+            listed_words_rule: LISTED_WORDS_RULE,
         }
     }
 }
@@ -619,8 +629,8 @@ impl Meanings {
     }
 
     /// Drops every listed word that is not one by [`is_listed_word`]: meanings computed before
-    /// the rule (a cache beside a checkpoint) listed single letters and numbers, and are read
-    /// by the same rule as new ones (their lists only shorter).
+    /// the rule (a cache beside a checkpoint, stale by `listed_words_rule` but still readable)
+    /// listed single letters and numbers.
     fn keep_listed_words(&mut self) {
         for d in &mut self.dims {
             d.on_words.retain(|w| is_listed_word(&w.word));

@@ -255,6 +255,22 @@ fn bits_json_lists_every_bit() {
     let cached: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
     assert_eq!(cached["meta"]["options"]["min_flips"], 2);
+    // Likewise a cache from before the listed-words rule (its lists held letters and
+    // numbers; read with them dropped, its lists would differ from a fresh computation's).
+    let mut old = cached.clone();
+    old["meta"]["options"]
+        .as_object_mut()
+        .unwrap()
+        .remove("listed_words_rule");
+    std::fs::write(&cache, old.to_string()).unwrap();
+    let _ = common::run_json(&["bits", ckpt.to_str().unwrap(), "--json", "--threads", "1"]);
+    let cached: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    assert_eq!(
+        cached["meta"]["options"]["listed_words_rule"],
+        latent_tui::meaning::LISTED_WORDS_RULE,
+        "recomputed and replaced"
+    );
     // The text table, from the cache now.
     let out = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
         .args(["bits", ckpt.to_str().unwrap()])
