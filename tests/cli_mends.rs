@@ -92,6 +92,71 @@ fn cluster_writes_codes_as_encode_does_and_keeps_to_real_words() {
     }
     assert_eq!(raw["real_words"], false);
     assert_eq!(real["real_words"], true);
+    // On the model's own corpus some centres decode to invented words raw ("catasty",
+    // "autopatidae"): `--real-words` changes those, and each centre decodes as `decode` does
+    // the same code with the same setting.
+    let wide = [
+        "cluster",
+        &binary,
+        "--max-entries",
+        "2000",
+        "-k",
+        "10",
+        "--json",
+    ];
+    let raw = json(&wide);
+    let mut real_args = wide.to_vec();
+    real_args.push("--real-words");
+    let real = json(&real_args);
+    let decodings = |v: &Value| -> Vec<String> {
+        v["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["center_decoding"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_ne!(
+        decodings(&raw),
+        decodings(&real),
+        "--real-words changed no centre"
+    );
+    let codes: String = real["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}\n", c["center"].as_str().unwrap()))
+        .collect();
+    for (v, flag) in [(&raw, None), (&real, Some("--real-words"))] {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+            .env_remove("LATENT_TUI_CACHE")
+            .args(["--threads", "1", "decode", &binary])
+            .args(flag)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(codes.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let decoded: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(decoded, decodings(v), "{flag:?}");
+    }
     // Continuous centres stay numbers.
     let g = json(&["cluster", s(&f.gaussian), "-k", "2", "--json"]);
     assert!(
