@@ -579,9 +579,9 @@ impl Meanings {
                 && m.meta.checkpoint_sha256 == coder.checkpoint_sha256()
         };
         // The cache path, else fresh meanings beside the checkpoint (read only).
-        let found = crate::index::cache_paths(checkpoint, MEANING_SUFFIX)
-            .into_iter()
-            .find_map(|p| Self::load(&p).ok().filter(fresh).map(|m| (m, p)));
+        let found = crate::index::first_fresh(checkpoint, MEANING_SUFFIX, |p| {
+            Self::load(p).ok().filter(fresh)
+        });
         if let Some((index, path)) = found {
             return Ok(CachedIndex {
                 index,

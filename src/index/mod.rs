@@ -203,14 +203,11 @@ fn load_fresh_at<I: SavedIndex>(
     corpus: &Corpus,
     width: usize,
 ) -> Option<(I, PathBuf)> {
-    cache_paths(&source.checkpoint, INDEX_SUFFIX)
-        .into_iter()
-        .find_map(|path| {
-            I::load(&path)
-                .ok()
-                .filter(|ix| ix.is_fresh(&source.sha256, corpus, width))
-                .map(|ix| (ix, path))
-        })
+    first_fresh(&source.checkpoint, INDEX_SUFFIX, |path| {
+        I::load(path)
+            .ok()
+            .filter(|ix| ix.is_fresh(&source.sha256, corpus, width))
+    })
 }
 
 /// An index from [`load_or_build`] and where it lives.
@@ -351,6 +348,19 @@ pub fn cache_paths(checkpoint: &Path, suffix: &str) -> Vec<PathBuf> {
     } else {
         vec![main, beside]
     }
+}
+
+/// The first cache of `checkpoint`'s with `suffix` ([`cache_paths`]: the cache path, then
+/// beside the checkpoint) that `load` reads and finds fresh, with where it was: how the index,
+/// the map and the bit meanings look their caches up.
+pub fn first_fresh<T>(
+    checkpoint: &Path,
+    suffix: &str,
+    load: impl Fn(&Path) -> Option<T>,
+) -> Option<(T, PathBuf)> {
+    cache_paths(checkpoint, suffix)
+        .into_iter()
+        .find_map(|path| load(&path).map(|t| (t, path)))
 }
 
 /// `$XDG_CACHE_HOME/latent-tui`, else `$HOME/.cache/latent-tui`.

@@ -436,14 +436,11 @@ impl Layout {
         let path = Self::default_path(checkpoint);
         if opts.method == Method::Umap {
             // The cache path, else a fresh layout beside the checkpoint (read only).
-            let fresh = crate::index::cache_paths(checkpoint, MAP_SUFFIX)
-                .into_iter()
-                .find_map(|p| {
-                    Self::load(&p)
-                        .ok()
-                        .filter(|l| l.is_fresh_for(index, codes, opts))
-                        .map(|l| (l, p))
-                });
+            let fresh = crate::index::first_fresh(checkpoint, MAP_SUFFIX, |p| {
+                Self::load(p)
+                    .ok()
+                    .filter(|l| l.is_fresh_for(index, codes, opts))
+            });
             if let Some((layout, path)) = fresh {
                 return Ok(Some(CachedLayout {
                     layout,
