@@ -4,6 +4,7 @@
 //! `-k` said precisely. Each test fails on the code before its mend.
 
 mod common;
+mod fixtures;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -128,24 +129,11 @@ fn cluster_writes_codes_as_encode_does_and_keeps_to_real_words() {
         .map(|c| format!("{}\n", c["center"].as_str().unwrap()))
         .collect();
     for (v, flag) in [(&raw, None), (&real, Some("--real-words"))] {
-        use std::io::Write;
-        use std::process::Stdio;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-            .env_remove("LATENT_TUI_CACHE")
+        let mut cmd = fixtures::cmd::bin();
+        cmd.env_remove("LATENT_TUI_CACHE")
             .args(["--threads", "1", "decode", &binary])
-            .args(flag)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(codes.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+            .args(flag);
+        let out = fixtures::cmd::run_cmd(cmd, Some(&codes));
         assert!(
             out.status.success(),
             "{}",
@@ -366,20 +354,6 @@ fn probe_scores_each_factor_of_a_factors_corpus() {
     assert!(v["probes"][0].get("factors").is_none(), "{v}");
 }
 
-/// A WordNet database directory of a few synsets, in the format of `data.noun` etc.
-fn small_wordnet(dir: &Path) {
-    let header = "  1 This software and database is being provided to you, the LICENSEE, by  \n  2 WordNet 3.0 Copyright 2006 by Princeton University.  \n";
-    std::fs::create_dir_all(dir).unwrap();
-    for (name, lines) in [
-        ("data.noun", "00001740 05 n 01 cat 0 000 | a small domesticated feline mammal; \"the cat sat on the mat today\"  \n00001742 05 n 01 dog 0 000 | a domesticated animal that barks at the postman  \n"),
-        ("data.verb", "00002325 29 v 01 purr 0 000 01 + 02 00 | make a soft low vibrating sound like a cat  \n"),
-        ("data.adj", ""),
-        ("data.adv", ""),
-    ] {
-        std::fs::write(dir.join(name), format!("{header}{lines}")).unwrap();
-    }
-}
-
 /// 5. `corpus wordnet` wrote its temporaries by its own code: a replaced split or licence lost
 /// its permissions (a private 0600 file became 0644), where every other save keeps them.
 #[cfg(unix)]
@@ -388,7 +362,7 @@ fn corpus_wordnet_keeps_the_permissions_of_the_files_it_replaces() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("wordnet-source");
-    small_wordnet(&source);
+    fixtures::small_wordnet(&source);
     let out = dir.path().join("corpus");
     let convert = || ok(&["corpus", "wordnet", s(&source), "--out", s(&out)]);
     convert();

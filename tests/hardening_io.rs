@@ -584,6 +584,7 @@ fn a_tsv_header_is_skipped_and_tabs_in_txt_and_extra_columns_are_noted() {
 #[cfg(unix)]
 #[test]
 fn an_abort_or_kill_inside_the_explorer_restores_the_terminal() {
+    use fixtures::pty::find;
     for signal in [libc::SIGABRT, libc::SIGTERM] {
         let (output, lflag) = explorer_killed_by(signal);
         let entered =
@@ -604,102 +605,15 @@ fn an_abort_or_kill_inside_the_explorer_restores_the_terminal() {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 /// Opens the explorer on a pseudo-terminal, sends it `signal` once it has drawn, and returns
 /// what it wrote and the terminal's local flags after it died.
 #[cfg(unix)]
 fn explorer_killed_by(signal: libc::c_int) -> (Vec<u8>, libc::tcflag_t) {
-    use std::os::fd::FromRawFd;
     use std::os::unix::process::ExitStatusExt;
-    use std::time::{Duration, Instant};
-    let (mut master, mut slave) = (0, 0);
-    let size = libc::winsize {
-        ws_row: 40,
-        ws_col: 120,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: openpty writes two descriptors; the name and termios pointers may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &size,
-        )
-    };
-    assert_eq!(rc, 0, "openpty");
-    // SAFETY: fcntl on a descriptor this function owns.
-    unsafe {
-        let flags = libc::fcntl(master, libc::F_GETFL);
-        libc::fcntl(master, libc::F_SETFL, flags | libc::O_NONBLOCK);
-    }
-    let dup = |fd: libc::c_int| {
-        // SAFETY: dup of an open descriptor, owned by the Stdio it becomes.
-        unsafe { Stdio::from(std::os::fd::OwnedFd::from_raw_fd(libc::dup(fd))) }
-    };
-    let mut child = bin()
-        .arg(ckpt())
-        .env("TERM", "xterm-256color")
-        .stdin(dup(slave))
-        .stdout(dup(slave))
-        .stderr(dup(slave))
-        .spawn()
-        .expect("spawn the explorer");
-    let mut output = Vec::new();
-    let read_some = |output: &mut Vec<u8>| {
-        let mut buf = [0u8; 65536];
-        loop {
-            // SAFETY: reading into a local buffer of the given size.
-            let n = unsafe { libc::read(master, buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                break;
-            }
-            output.extend_from_slice(&buf[..n as usize]);
-        }
-    };
-    let started = Instant::now();
-    // Wait for the first frame (a box-drawing border after the alternate screen).
-    loop {
-        read_some(&mut output);
-        if let Some(at) = find(&output, b"\x1b[?1049h") {
-            if output.len() > at + 2000 {
-                break;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the explorer did not draw: {}",
-            String::from_utf8_lossy(&output)
-        );
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "the explorer exited early ({status}): {}",
-                String::from_utf8_lossy(&output)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, signal);
-    }
-    let status = child.wait().unwrap();
+    let dir = fixtures::cmd::temp_dir();
+    let explorer = fixtures::pty::Explorer::open(fixtures::binary_checkpoint(), dir.path());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (status, output, lflag) = explorer.signal(signal);
     assert_eq!(status.signal(), Some(signal), "{status}");
-    std::thread::sleep(Duration::from_millis(100));
-    read_some(&mut output);
-    // SAFETY: tcgetattr into a zeroed termios; closing descriptors this function opened.
-    let lflag = unsafe {
-        let mut t: libc::termios = std::mem::zeroed();
-        assert_eq!(libc::tcgetattr(slave, &mut t), 0);
-        libc::close(slave);
-        libc::close(master);
-        t.c_lflag
-    };
     (output, lflag)
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 
 use fixtures::cmd::{bin, ckpt, ok, run, run_in, temp_dir};
-use fixtures::{edit_json, rewrite};
+use fixtures::{edit_json, rewrite, small_wordnet};
 use safetensors::Dtype;
 use serde_json::Value;
 
@@ -22,20 +22,6 @@ fn fails(args: &[&str], stdin: Option<&str>) -> String {
 
 // ---------------------------------------------------------------------------------------
 // 1. Data loss: the corpus converter.
-
-/// A WordNet database directory of a few synsets, in the format of `data.noun` etc.
-fn small_wordnet(dir: &Path) {
-    let header = "  1 This software and database is being provided to you, the LICENSEE, by  \n  2 WordNet 3.0 Copyright 2006 by Princeton University.  \n";
-    std::fs::create_dir_all(dir).unwrap();
-    for (name, lines) in [
-        ("data.noun", "00001740 05 n 01 cat 0 000 | a small domesticated feline mammal; \"the cat sat on the mat today\"  \n00001741 05 n 01 kitty 0 000 | a young or small domesticated cat that likes milk  \n00001742 05 n 01 dog 0 000 | a domesticated animal that barks at the postman  \n"),
-        ("data.verb", "00002325 29 v 01 purr 0 000 01 + 02 00 | make a soft low vibrating sound like a cat  \n"),
-        ("data.adj", ""),
-        ("data.adv", ""),
-    ] {
-        std::fs::write(dir.join(name), format!("{header}{lines}")).unwrap();
-    }
-}
 
 /// Runs `latent-tui corpus wordnet SOURCE --out OUT`.
 fn corpus_wordnet(source: &Path, out: &Path) -> Output {

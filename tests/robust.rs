@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use fixtures::cmd::{bin, run_cmd, temp_dir};
+use fixtures::pty::{find, Explorer};
 
 /// The entries of `dir`, hidden ones included, sorted.
 fn files_in(dir: &Path) -> Vec<String> {
@@ -281,193 +282,11 @@ fn corpus_factors_replaces_its_three_splits_together_or_not_at_all() {
     assert_eq!(temporaries_in(&f), Vec::<String>::new());
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The explorer running on a pseudo-terminal (120×40) in `dir`, on the tiny binary model.
-struct Explorer {
-    child: std::process::Child,
-    master: libc::c_int,
-    slave: libc::c_int,
-    output: Vec<u8>,
-}
-
-impl Explorer {
-    fn open(dir: &Path) -> Explorer {
-        Explorer::open_as(dir, false)
-    }
-
-    /// [`Explorer::open`]; with `session`, the explorer leads a session of its own whose
-    /// controlling terminal is the pseudo-terminal, so closing its master side hangs it up
-    /// (SIGHUP), as closing a terminal window or losing an ssh connection does.
-    fn open_as(dir: &Path, session: bool) -> Explorer {
-        use std::os::fd::FromRawFd;
-        use std::process::Stdio;
-        let (mut master, mut slave) = (0, 0);
-        let size = libc::winsize {
-            ws_row: 40,
-            ws_col: 120,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: openpty writes two descriptors; the name and termios pointers may be null.
-        let rc = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                &size,
-            )
-        };
-        assert_eq!(rc, 0, "openpty");
-        // SAFETY: fcntl on descriptors this function owns. Close-on-exec: the explorer gets
-        // only its three copies of the slave side (holding the master itself, it would never
-        // see the terminal hang up).
-        unsafe {
-            let flags = libc::fcntl(master, libc::F_GETFL);
-            libc::fcntl(master, libc::F_SETFL, flags | libc::O_NONBLOCK);
-            libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC);
-            libc::fcntl(slave, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
-        let dup = |fd: libc::c_int| {
-            // SAFETY: dup of an open descriptor, owned by the Stdio it becomes.
-            unsafe { Stdio::from(std::os::fd::OwnedFd::from_raw_fd(libc::dup(fd))) }
-        };
-        let mut cmd = bin();
-        cmd.args(["--threads", "1"])
-            .arg(fixtures::binary_checkpoint())
-            .env("TERM", "xterm-256color")
-            .current_dir(dir)
-            .stdin(dup(slave))
-            .stdout(dup(slave))
-            .stderr(dup(slave));
-        if session {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: setsid and ioctl are async-signal-safe, as pre_exec requires.
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
-        let child = cmd.spawn().expect("spawn the explorer");
-        let mut e = Explorer {
-            child,
-            master,
-            slave,
-            output: Vec::new(),
-        };
-        // Drawn: the alternate screen entered and a screenful written.
-        e.wait_for(|out| find(out, b"\x1b[?1049h").is_some_and(|at| out.len() > at + 2000));
-        e
-    }
-
-    fn read_some(&mut self) {
-        let mut buf = [0u8; 65536];
-        loop {
-            // SAFETY: reading into a local buffer of the given size.
-            let n = unsafe { libc::read(self.master, buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                break;
-            }
-            self.output.extend_from_slice(&buf[..n as usize]);
-        }
-    }
-
-    /// Reads until `done` holds of everything written so far (two minutes at most).
-    fn wait_for(&mut self, done: impl Fn(&[u8]) -> bool) {
-        use std::time::{Duration, Instant};
-        let started = Instant::now();
-        loop {
-            self.read_some();
-            if done(&self.output) {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "the explorer did not show what was waited for: {}",
-                String::from_utf8_lossy(&self.output)
-            );
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "the explorer exited early ({status}): {}",
-                    String::from_utf8_lossy(&self.output)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn keys(&mut self, keys: &[u8]) {
-        for k in keys {
-            // SAFETY: writing one byte from a local to the terminal's master side.
-            let n = unsafe { libc::write(self.master, (k as *const u8).cast(), 1) };
-            assert_eq!(n, 1, "typed");
-            std::thread::sleep(std::time::Duration::from_millis(150));
-        }
-    }
-
-    /// Sends `signal`, waits for the explorer to end, and returns how it ended, what it wrote
-    /// and the terminal's local flags after it died.
-    fn signal(
-        mut self,
-        signal: libc::c_int,
-    ) -> (std::process::ExitStatus, Vec<u8>, libc::tcflag_t) {
-        use std::time::Duration;
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, signal);
-        }
-        let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        self.read_some();
-        // SAFETY: tcgetattr into a zeroed termios; closing descriptors this value opened.
-        let lflag = unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            assert_eq!(libc::tcgetattr(self.slave, &mut t), 0);
-            libc::close(self.slave);
-            libc::close(self.master);
-            t.c_lflag
-        };
-        (status, std::mem::take(&mut self.output), lflag)
-    }
-}
-
-impl Explorer {
-    /// Closes the terminal (its master side) and waits for the explorer to end (a minute at
-    /// most: one still running then is killed and the test fails).
-    fn hang_up(mut self) -> std::process::ExitStatus {
-        use std::time::{Duration, Instant};
-        // SAFETY: closing descriptors this value opened.
-        unsafe {
-            libc::close(self.master);
-            libc::close(self.slave);
-        }
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("the explorer was still running a minute after its terminal hung up");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 /// Opens the explorer on a pseudo-terminal, sends it `signal` once it has drawn, and returns
 /// how it ended, what it wrote and the terminal's local flags after it died.
 fn explorer_signalled(signal: libc::c_int) -> (std::process::ExitStatus, Vec<u8>, libc::tcflag_t) {
     let dir = temp_dir();
-    let explorer = Explorer::open(dir.path());
+    let explorer = Explorer::open(fixtures::binary_checkpoint(), dir.path());
     std::thread::sleep(std::time::Duration::from_millis(300));
     explorer.signal(signal)
 }
@@ -485,7 +304,7 @@ fn shows_a_step(out: &[u8]) -> bool {
 #[test]
 fn a_train_tab_run_stops_and_saves_on_sigterm_and_the_explorer_dies_of_it() {
     let dir = temp_dir();
-    let mut explorer = Explorer::open(dir.path());
+    let mut explorer = Explorer::open(fixtures::binary_checkpoint(), dir.path());
     // Train tab, start the quick run (runs/tui-….safetensors in the working directory), let
     // it take a step, pause it (so it cannot reach its periodic checkpoint meanwhile).
     explorer.keys(b"5s");
@@ -872,16 +691,7 @@ fn an_interrupted_wordnet_conversions_partial_files_are_removed_by_the_next_one(
     let dir = temp_dir();
     let d = dir.path();
     let source = d.join("wn");
-    std::fs::create_dir_all(&source).unwrap();
-    let header = "  1 WordNet 3.0 Copyright 2006 by Princeton University.  \n";
-    for (name, lines) in [
-        ("data.noun", "00001740 05 n 01 cat 0 000 | a small domesticated feline mammal; \"the cat sat on the mat today\"  \n00001742 05 n 01 dog 0 000 | a domesticated animal that barks at the postman  \n"),
-        ("data.verb", "00002325 29 v 01 purr 0 000 01 + 02 00 | make a soft low vibrating sound like a cat  \n"),
-        ("data.adj", ""),
-        ("data.adv", ""),
-    ] {
-        std::fs::write(source.join(name), format!("{header}{lines}")).unwrap();
-    }
+    fixtures::small_wordnet(&source);
     let out = d.join("corpus");
     std::fs::create_dir_all(&out).unwrap();
     // What a conversion killed mid-write leaves (process 4194999 is gone).
@@ -902,7 +712,7 @@ fn an_interrupted_wordnet_conversions_partial_files_are_removed_by_the_next_one(
 #[test]
 fn a_train_tab_run_stops_and_saves_when_the_terminal_hangs_up() {
     let dir = temp_dir();
-    let mut explorer = Explorer::open_as(dir.path(), true);
+    let mut explorer = Explorer::open_as(fixtures::binary_checkpoint(), dir.path(), true);
     explorer.keys(b"5s");
     explorer.wait_for(shows_a_step);
     explorer.keys(b"p");

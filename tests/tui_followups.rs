@@ -22,26 +22,9 @@ fn options(corpus: Option<String>) -> AppOptions {
     }
 }
 
-/// A copy of the binary fixture and the fixture corpus labelled `animal` / `thing`.
-fn labelled_fixture() -> (tempfile::TempDir, std::path::PathBuf, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ckpt = dir.path().join("members.safetensors");
-    std::fs::copy(&common::fixtures().binary, &ckpt).expect("copying the checkpoint");
-    let corpus = dir.path().join("labelled.tsv");
-    let lines: Vec<String> = common::corpus_lines()
-        .into_iter()
-        .map(|l| {
-            let animal = ["dog", "cat", "bird"].iter().any(|w| l.contains(w));
-            format!("{}\t{l}", if animal { "animal" } else { "thing" })
-        })
-        .collect();
-    std::fs::write(&corpus, lines.join("\n") + "\n").expect("corpus");
-    (dir, ckpt, corpus.display().to_string())
-}
-
 #[test]
 fn e_loads_a_cluster_member_into_explore_as_enter_does() {
-    let (_dir, ckpt, corpus) = labelled_fixture();
+    let (_dir, ckpt, corpus) = common::labelled_binary_copy("members.safetensors");
     let mut h = Harness::new(common::engine(&ckpt), options(Some(corpus)));
     h.key(KeyCode::Char('/'))
         .type_text("the small dog sees the cat")
@@ -91,7 +74,7 @@ fn stats_say_a_bottleneck_code_has_no_kl_term() {
 
 #[test]
 fn a_neighbors_index_queued_behind_the_clustering_says_what_it_waits_for() {
-    let (_dir, ckpt, corpus) = labelled_fixture();
+    let (_dir, ckpt, corpus) = common::labelled_binary_copy("members.safetensors");
     let mut h = Harness::new(common::engine(&ckpt), options(Some(corpus)));
     h.key(KeyCode::Char('/'))
         .type_text("the small dog sees the cat")
