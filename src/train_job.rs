@@ -227,6 +227,31 @@ impl TrainJob {
         matches!(self, TrainJob::Bow(_))
     }
 
+    /// Whether the run continues the checkpoint at its output (`--resume`).
+    pub fn resume(&self) -> bool {
+        match self {
+            TrainJob::Seq(c) => c.resume,
+            TrainJob::Bow(c) => c.resume,
+        }
+    }
+
+    /// Whether it saves in half precision (`--half`).
+    pub fn half(&self) -> bool {
+        match self {
+            TrainJob::Seq(c) => c.half,
+            TrainJob::Bow(c) => c.half,
+        }
+    }
+
+    /// Whether the model it trains has a KL term to report ([`LatentKind::has_kl`]; an `lm`
+    /// and a bottleneck have none; the bag-of-words families report theirs).
+    pub fn has_kl(&self) -> bool {
+        match self {
+            TrainJob::Seq(c) => c.kind.has_kl(),
+            TrainJob::Bow(_) => true,
+        }
+    }
+
     /// Trains as the settings say, reporting through `progress`; see [`crate::train::train`]
     /// and [`train_bow`]. The output is locked for the whole run
     /// ([`crate::checkpoint::OutputLock`]), whichever front end started it: a second run on the

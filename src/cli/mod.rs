@@ -1473,23 +1473,13 @@ fn train(args: TrainArgs) -> Result<()> {
     // The output is checked before any work: never a directory or device, never a file this
     // run did not write (a corpus, another run's checkpoint) unless --force; --resume
     // continues the checkpoint there. One run at a time writes it (the job takes its lock).
-    let resume = match &job {
-        TrainJob::Seq(c) => c.resume,
-        TrainJob::Bow(c) => c.resume,
-    };
+    let resume = job.resume();
     let objective_terms = match &job {
         TrainJob::Seq(c) => c.objective_terms(),
         TrainJob::Bow(_) => String::new(),
     };
     // An `lm` or a bottleneck has no KL: its progress lines leave the 0 out.
-    let has_kl = match &job {
-        TrainJob::Seq(c) => c.kind.has_kl(),
-        TrainJob::Bow(_) => true,
-    };
-    let half = match &job {
-        TrainJob::Seq(c) => c.half,
-        TrainJob::Bow(c) => c.half,
-    };
+    let (has_kl, half) = (job.has_kl(), job.half());
     // The note on tensors a half-precision save kept in f32, once per set of them.
     let mut half_noted: Option<String> = None;
     crate::checkpoint::check_output_target(

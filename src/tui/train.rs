@@ -1594,11 +1594,11 @@ fn render_run(tab: &TrainState, app: &View, area: Rect, buf: &mut Buffer) {
     chart(app, c1, buf, "loss", &series(1), waiting);
     chart(app, c2, buf, nll_title, &series(2), waiting);
     // A kind without a KL term (lm, bottleneck) would chart a flat 0.
-    match run.job.kind() {
-        TrainKind::Seq(k) if !k.has_kl() => {
-            chart(app, c3, buf, kl_title, &[], &format!("no KL term ({k})"))
-        }
-        _ => chart(app, c3, buf, kl_title, &series(3), waiting),
+    if run.job.has_kl() {
+        chart(app, c3, buf, kl_title, &series(3), waiting);
+    } else {
+        let none = format!("no KL term ({})", run.job.kind());
+        chart(app, c3, buf, kl_title, &[], &none);
     }
     chart(
         app,
