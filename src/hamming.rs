@@ -228,8 +228,8 @@ unsafe fn top_k_popcnt(data: &[u64], words: usize, query: &[u64], k: usize) -> V
 /// below AVX-512 (so the tests can force the other scans).
 #[cfg(target_arch = "x86_64")]
 fn has_vpopcntq() -> bool {
-    use crate::model::kernels::{active_level, Level};
-    active_level() == Level::Avx512
+    use crate::model::kernels::active_level;
+    active_level().avx512()
         && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
         && std::arch::is_x86_feature_detected!("popcnt")
 }

@@ -13,8 +13,13 @@
 //! differs from `vdpbf16ps` only in the order of roundings of the running sum.
 //!
 //! Rounding is to nearest, ties to even; denormals become signed zeros (what `vdpbf16ps` does
-//! with denormal inputs anyway). AMX tiles are not used: this code could not be run on a CPU
-//! that has them.
+//! with denormal inputs anyway).
+//!
+//! At the AMX level ([`Level::Amx`]) the products run on AMX tiles (`tdpbf16ps`: a 16 × 16 fp32
+//! tile plus a 16 × 32 bf16 tile times a 16 pair-rows × 16 tile, 8,192 multiply-adds per
+//! instruction). B's panels are already the tile's B layout (16 pair-rows of 16 lanes, 64 bytes
+//! apart); A's rows are copied into a zero-padded buffer of 16-pair rows per block of rows
+//! ([`amx`]), and the sums stay in the tiles over the whole inner dimension.
 
 use std::sync::Mutex;
 
@@ -54,13 +59,48 @@ impl std::fmt::Display for Precision {
     }
 }
 
-/// Which bf16 product kernel runs at the active kernel level: `vdpbf16ps` at the AVX-512 level
-/// on a CPU with AVX-512 BF16, the portable one otherwise.
+/// Which bf16 product kernel runs at the active kernel level: AMX tiles at the AMX level,
+/// `vdpbf16ps` at the AVX-512 level on a CPU with AVX-512 BF16, the portable one otherwise.
 pub fn kernel_name() -> &'static str {
-    if has_dpbf16(kernels::active_level()) {
-        "avx512-bf16"
-    } else {
-        "portable"
+    match Path::at(kernels::active_level()) {
+        Path::Amx => "amx-bf16",
+        Path::Dpbf16 => "avx512-bf16",
+        Path::Portable => "portable",
+    }
+}
+
+/// The product kernel a level runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Path {
+    Portable,
+    Dpbf16,
+    Amx,
+}
+
+impl Path {
+    fn at(level: Level) -> Path {
+        if level.amx() {
+            Path::Amx
+        } else if has_dpbf16(level) {
+            Path::Dpbf16
+        } else {
+            Path::Portable
+        }
+    }
+
+    /// Rows of the output per rayon task for a product of `m` rows: the AVX-512 tile's rows
+    /// times 8; for AMX, blocks of whole pairs of row tiles as large as the kernel's cache
+    /// blocking takes, in a multiple of the threads' number of tasks (each task streams B's
+    /// panels once).
+    fn block_rows(self, m: usize) -> usize {
+        match self {
+            Path::Amx => {
+                let threads = rayon::current_num_threads().max(1);
+                let tasks = m.div_ceil(amx::BLOCK_M).next_multiple_of(threads);
+                m.div_ceil(tasks).next_multiple_of(2 * amx::ROWS)
+            }
+            _ => BLOCK_ROWS,
+        }
     }
 }
 
@@ -68,7 +108,7 @@ pub fn kernel_name() -> &'static str {
 fn has_dpbf16(level: Level) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        level == Level::Avx512 && std::arch::is_x86_feature_detected!("avx512bf16")
+        level.avx512() && std::arch::is_x86_feature_detected!("avx512bf16")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -345,13 +385,19 @@ impl Drop for Pairs {
 
 /// The B operand (`inner × cols`) in bf16, packed for the tile: column group g (64 columns),
 /// panel p, inner pair q, lane j: (B[2q][c], B[2q+1][c]) for c = 64g + 16p + j, zero past the
-/// matrix.
+/// matrix. Each panel holds `pairs` rounded up to a multiple of 16 pair-rows (the rows past
+/// `pairs` zero), so that an AMX tile of 16 pair-rows never reads past it.
 pub struct PackedBf16 {
     cols: usize,
     pairs: usize,
+    /// Pair-rows per panel: `pairs` rounded up to a multiple of [`PANEL_PAIRS`].
+    panel_pairs: usize,
     groups: usize,
     panels: Vec<u32>,
 }
+
+/// Panels' pair-rows are a multiple of this (an AMX tile's 16 rows).
+const PANEL_PAIRS: usize = 16;
 
 impl Drop for PackedBf16 {
     fn drop(&mut self) {
@@ -360,13 +406,12 @@ impl Drop for PackedBf16 {
 }
 
 kernels::dispatch! {
-    /// One column group of B (its four panels, `width` ≤ 64 columns from c0) from rows of B
-    /// that are contiguous along the columns (`c_stride` 1), row pair by row pair so that
-    /// each reads a run of the rows: panel p, pair q, lane j = (B[2q][c], B[2q+1][c]) for
+    /// One column group of B (its four panels `panel_stride` apart, `width` ≤ 64 columns from
+    /// c0) from rows of B that are contiguous along the columns (`c_stride` 1), row pair by row
+    /// pair so that each reads a run of the rows: panel p, pair q, lane j = (B[2q][c], B[2q+1][c]) for
     /// c = c0 + 16p + j < c0 + width; the caller has zeroed the ragged panels.
-    fn pack_group_by_rows(b: &[f32], depth: usize, k_stride: usize, c0: usize, width: usize, group: &mut [u32]) {
+    fn pack_group_by_rows(b: &[f32], depth: usize, panel_stride: usize, k_stride: usize, c0: usize, width: usize, group: &mut [u32]) {
         let pairs = depth.div_ceil(2);
-        let panel_stride = pairs * PANEL;
         for q in 0..pairs {
             let lo = &b[2 * q * k_stride + c0..][..width];
             let hi = (2 * q + 1 < depth).then(|| &b[(2 * q + 1) * k_stride + c0..][..width]);
@@ -429,10 +474,12 @@ impl PackedBf16 {
             );
         }
         let pairs = inner.div_ceil(2);
+        let panel_pairs = pairs.next_multiple_of(PANEL_PAIRS);
         let groups = cols.div_ceil(TILE_COLS);
-        // Every element is written below (lanes past the matrix as zeros).
-        let mut panels = take_buffer(groups * TILE_PANELS * pairs * PANEL);
-        let panel_len = pairs * PANEL;
+        // Every element is written below (lanes past the matrix and pair-rows past `pairs` as
+        // zeros).
+        let mut panels = take_buffer(groups * TILE_PANELS * panel_pairs * PANEL);
+        let panel_len = panel_pairs * PANEL;
         // One column group (four panels) per task.
         let fill = |(g, group): (usize, &mut [u32])| {
             let c0 = g * TILE_COLS;
@@ -440,10 +487,12 @@ impl PackedBf16 {
             for (p, panel) in group.chunks_mut(panel_len.max(1)).enumerate() {
                 if p * PANEL + PANEL > width {
                     panel.fill(0);
+                } else {
+                    panel[pairs * PANEL..].fill(0);
                 }
             }
             if c_stride == 1 {
-                pack_group_by_rows(b, inner, k_stride, c0, width, group);
+                pack_group_by_rows(b, inner, panel_len, k_stride, c0, width, group);
                 return;
             }
             for (p, panel) in group.chunks_mut(panel_len.max(1)).enumerate() {
@@ -480,6 +529,7 @@ impl PackedBf16 {
         Self {
             cols,
             pairs,
+            panel_pairs,
             groups,
             panels,
         }
@@ -508,20 +558,13 @@ impl PackedBf16 {
         if self.cols == 0 || a.rows == 0 {
             return;
         }
-        let dpbf16 = has_dpbf16(kernels::active_level());
-        out.par_chunks_mut(BLOCK_ROWS * out_stride)
+        let path = Path::at(kernels::active_level());
+        let block_rows = path.block_rows(a.rows);
+        out.par_chunks_mut(block_rows * out_stride)
             .enumerate()
             .for_each(|(i, block)| {
                 let rows = block.len() / out_stride;
-                self.block(
-                    a,
-                    i * BLOCK_ROWS,
-                    rows,
-                    block,
-                    out_stride,
-                    accumulate,
-                    dpbf16,
-                )
+                self.block(a, i * block_rows, rows, block, out_stride, accumulate, path)
             });
     }
 
@@ -550,7 +593,7 @@ impl PackedBf16 {
             out,
             out_stride,
             accumulate,
-            has_dpbf16(kernels::active_level()),
+            Path::at(kernels::active_level()),
         )
     }
 
@@ -563,7 +606,7 @@ impl PackedBf16 {
         out: &mut [f32],
         out_stride: usize,
         accumulate: bool,
-        dpbf16: bool,
+        path: Path,
     ) {
         assert_eq!(a.pairs, self.pairs, "bf16 product: inner sizes differ");
         a.check();
@@ -587,7 +630,28 @@ impl PackedBf16 {
             }
             return;
         }
-        let panel_stride = self.pairs * PANEL;
+        let panel_stride = self.panel_pairs * PANEL;
+        #[cfg(target_arch = "x86_64")]
+        if path == Path::Amx {
+            // SAFETY: the AMX path is only chosen where the CPU has AMX-TILE and AMX-BF16 and
+            // the OS granted the tile state; the assertions above bound A, and `amx::block`
+            // checks the rest.
+            unsafe {
+                amx::block(
+                    &self.panels,
+                    panel_stride,
+                    self.cols,
+                    a,
+                    r0,
+                    rows,
+                    out,
+                    out_stride,
+                    accumulate,
+                )
+            };
+            return;
+        }
+        let dpbf16 = path == Path::Dpbf16;
         for q0 in (0..self.pairs).step_by(INNER_BLOCK) {
             let q1 = (q0 + INNER_BLOCK).min(self.pairs);
             // The first inner block writes the sums, later ones add to them.
@@ -792,6 +856,340 @@ unsafe fn tile_dpbf16<const R: usize>(
     }
 }
 
+/// The AMX tile kernel: 32 × 32 blocks of the output (four C tiles), each summed over the whole
+/// inner dimension from two A tiles (rows of a zero-padded copy of A) and two B tiles (two of
+/// B's panels, already in the tile layout).
+#[cfg(target_arch = "x86_64")]
+mod amx {
+    use std::arch::asm;
+    use std::cell::RefCell;
+
+    use super::{PairRows, PANEL, PANEL_PAIRS, TILE_PANELS};
+
+    /// Rows of an A or C tile.
+    pub(super) const ROWS: usize = 16;
+    /// Pairs in a row of an A tile (64 bytes): one B tile's pair-rows.
+    const PAIRS: usize = PANEL_PAIRS;
+    /// Rows and columns of the output a call of [`tile_32x32`] computes.
+    const EDGE: usize = 2 * ROWS;
+    /// Rows of A copied at a time, and pairs of the inner dimension: 64 KB of A, 32 KB for two
+    /// panels of B (chosen by timing the output layer's three products on a Sapphire Rapids
+    /// core; the products are bound by memory, not by the tiles, and the choice moves them by
+    /// ~20 %).
+    pub(super) const BLOCK_M: usize = 64;
+    const BLOCK_K: usize = 256;
+
+    thread_local! {
+        /// The current block's rows of A, padded with zeros to whole pairs of tiles.
+        static LHS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    }
+
+    #[repr(C, align(64))]
+    struct Config([u8; 64]);
+
+    /// Palette 1, each of the eight tiles 16 rows of 64 bytes.
+    ///
+    /// # Safety
+    /// The CPU has AMX-TILE and the OS granted this process the tile state.
+    unsafe fn configure() {
+        let mut c = Config([0; 64]);
+        c.0[0] = 1;
+        for t in 0..8 {
+            c.0[16 + 2 * t] = 64;
+            c.0[48 + t] = ROWS as u8;
+        }
+        // SAFETY: the caller's; `c` is a valid 64-byte configuration.
+        unsafe {
+            asm!("ldtilecfg [{}]", in(reg) c.0.as_ptr(), options(nostack, readonly, preserves_flags))
+        };
+    }
+
+    /// out rows `r0..r0 + rows` (+)= A · B from B's panels (`panel_stride` words apart, four to
+    /// a column group, pair-rows a multiple of 16, zero past the matrix), for `cols` columns.
+    ///
+    /// Blocked for the caches as GotoBLAS does: up to [`BLOCK_M`] rows of A times [`BLOCK_K`]
+    /// pairs are copied into a tile-ready buffer (L2), and each pair of B's panels over those
+    /// pairs (32 KB at most, L1) is multiplied by all of them before the next; sums of a later
+    /// block of pairs are added to the output the earlier ones wrote.
+    ///
+    /// # Safety
+    /// The CPU has AMX-TILE and AMX-BF16 and the OS granted the tile state; the caller checked
+    /// that A holds rows `r0..r0 + rows` and that out holds `rows` rows of `out_stride` ≥ `cols`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn block(
+        panels: &[u32],
+        panel_stride: usize,
+        cols: usize,
+        a: &PairRows,
+        r0: usize,
+        rows: usize,
+        out: &mut [f32],
+        out_stride: usize,
+        accumulate: bool,
+    ) {
+        let kp = a.pairs.next_multiple_of(PAIRS);
+        assert_eq!(panel_stride, kp * PANEL, "bf16 tile: panel size");
+        let groups = cols.div_ceil(PANEL * TILE_PANELS);
+        assert!(
+            panels.len() >= groups * TILE_PANELS * panel_stride,
+            "bf16 tile: rhs"
+        );
+        assert!(
+            rows > 0 && (rows - 1) * out_stride + cols <= out.len() && out_stride >= cols,
+            "bf16 tile: output"
+        );
+        // A's rows as they are where each is a run of whole tile rows of pairs: only a ragged
+        // last pair of row tiles is copied.
+        let direct = a.pair_stride == 1 && a.pairs == kp;
+        LHS.with_borrow_mut(|lhs| {
+            let need = rows.min(BLOCK_M).next_multiple_of(EDGE) * kp.min(BLOCK_K);
+            if lhs.len() < need {
+                lhs.resize(need, 0);
+            }
+            let mut temp = [0f32; EDGE * EDGE];
+            // SAFETY: the caller's; `configure` before any tile instruction.
+            unsafe { configure() };
+            for m0 in (0..rows).step_by(BLOCK_M) {
+                let m = (rows - m0).min(BLOCK_M);
+                for k0 in (0..kp).step_by(BLOCK_K) {
+                    let kc = (kp - k0).min(BLOCK_K);
+                    if !direct {
+                        copy_rows(a, r0 + m0, m, k0, kc, lhs);
+                    }
+                    let add = accumulate || k0 > 0;
+                    for pc in (0..cols.div_ceil(PANEL)).step_by(2) {
+                        // Panels pc and pc + 1 of the same column group (pc is even), from
+                        // pair-row k0.
+                        let b0 = pc * panel_stride + k0 * PANEL;
+                        let b1 = b0 + panel_stride;
+                        assert!(b1 + kc * PANEL <= panels.len());
+                        let (b0, b1) = (panels[b0..].as_ptr(), panels[b1..].as_ptr());
+                        let c0 = pc * PANEL;
+                        let valid_cols = (cols - c0).min(EDGE);
+                        for rt in (0..m).step_by(EDGE) {
+                            let valid_rows = (m - rt).min(EDGE);
+                            let (a0, a_stride) = if !direct {
+                                (lhs[rt * kc..(rt + EDGE) * kc].as_ptr(), kc)
+                            } else if valid_rows == EDGE {
+                                let first = (r0 + m0 + rt) * a.row_stride + k0;
+                                let end = first + (EDGE - 1) * a.row_stride + kc;
+                                (a.data[first..end].as_ptr(), a.row_stride)
+                            } else {
+                                copy_rows(a, r0 + m0 + rt, valid_rows, k0, kc, lhs);
+                                (lhs[..EDGE * kc].as_ptr(), kc)
+                            };
+                            let first = (m0 + rt) * out_stride + c0;
+                            let steps = kc / PAIRS;
+                            if valid_rows == EDGE && valid_cols == EDGE {
+                                assert!(first + (EDGE - 1) * out_stride + EDGE <= out.len());
+                                let c = out[first..].as_mut_ptr();
+                                // SAFETY: A's 32 rows of kc pairs, B's two panels of kc
+                                // pair-rows and the 32 × 32 output are inside their slices.
+                                unsafe {
+                                    tile_32x32(a0, a_stride, b0, b1, steps, c, out_stride, add)
+                                };
+                                continue;
+                            }
+                            if add {
+                                for r in 0..valid_rows {
+                                    temp[r * EDGE..][..valid_cols].copy_from_slice(
+                                        &out[first + r * out_stride..][..valid_cols],
+                                    );
+                                }
+                            }
+                            let c = temp.as_mut_ptr();
+                            // SAFETY: as above, the output being `temp`.
+                            unsafe { tile_32x32(a0, a_stride, b0, b1, steps, c, EDGE, add) };
+                            for r in 0..valid_rows {
+                                out[first + r * out_stride..][..valid_cols]
+                                    .copy_from_slice(&temp[r * EDGE..][..valid_cols]);
+                            }
+                        }
+                    }
+                }
+            }
+            // SAFETY: the tiles were configured above.
+            unsafe { asm!("tilerelease", options(nostack, nomem, preserves_flags)) };
+        });
+    }
+
+    /// A's rows `r0..r0 + m`, pairs `k0..k0 + kc`, into `lhs` as rows of kc pairs (zeros past
+    /// A's pairs and past row m up to a whole pair of tiles). Contiguous pairs are copied row by
+    /// row; the transposed operand ([`PairRows::by_columns`], rows contiguous) goes through
+    /// 16 × 16 transposes in AVX-512 registers; anything else (and the ragged edges) word by
+    /// word.
+    fn copy_rows(a: &PairRows, r0: usize, m: usize, k0: usize, kc: usize, lhs: &mut [u32]) {
+        let (pairs, rs, qs) = (a.pairs, a.row_stride, a.pair_stride);
+        let data = a.data;
+        let valid = pairs.saturating_sub(k0).min(kc);
+        let padded = m.next_multiple_of(EDGE);
+        let lhs = &mut lhs[..padded * kc];
+        if qs == 1 {
+            for (r, dst) in lhs.chunks_exact_mut(kc).take(m).enumerate() {
+                let first = (r0 + r) * rs + k0;
+                dst[..valid].copy_from_slice(&data[first..first + valid]);
+                dst[valid..].fill(0);
+            }
+        } else {
+            let (full_rows, full_pairs) = if rs == 1 {
+                (m / 16 * 16, valid / 16 * 16)
+            } else {
+                (0, 0)
+            };
+            for rb in (0..full_rows).step_by(16) {
+                for qb in (0..full_pairs).step_by(16) {
+                    // Bounds of the 16 loads (rows r0 + rb.., pairs k0 + qb..) and 16 stores.
+                    let first = (k0 + qb) * qs + r0 + rb;
+                    assert!(first + 15 * qs + 16 <= data.len());
+                    assert!((rb + 15) * kc + qb + 16 <= lhs.len());
+                    // SAFETY: AMX implies AVX-512F; the assertions bound every access.
+                    unsafe {
+                        transpose_16x16(
+                            data.as_ptr().add(first),
+                            qs,
+                            lhs.as_mut_ptr().add(rb * kc + qb),
+                            kc,
+                        )
+                    };
+                }
+            }
+            for r in 0..m {
+                let done = if r < full_rows { full_pairs } else { 0 };
+                let src = &data[(r0 + r) * rs..];
+                let dst = &mut lhs[r * kc..(r + 1) * kc];
+                for (q, d) in dst.iter_mut().enumerate().take(valid).skip(done) {
+                    *d = src[(k0 + q) * qs];
+                }
+                dst[valid..].fill(0);
+            }
+        }
+        lhs[m * kc..].fill(0);
+    }
+
+    /// dst row i (words `dst_stride` apart) = column i of the 16 × 16 block of words whose row
+    /// j starts at `src + j · src_stride`.
+    ///
+    /// # Safety
+    /// AVX-512F; the 16 rows of 16 words at `src` readable, those at `dst` writable.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transpose_16x16(
+        src: *const u32,
+        src_stride: usize,
+        dst: *mut u32,
+        dst_stride: usize,
+    ) {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's.
+        unsafe {
+            let mut x = [_mm512_setzero_si512(); 16];
+            for (j, v) in x.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(src.add(j * src_stride) as *const _);
+            }
+            // Pairs of rows interleaved, then quads: u[4g + j] holds rows 4g..4g + 3 of
+            // columns j, j + 4, j + 8, j + 12 in its four 128-bit lanes.
+            let mut t = [_mm512_setzero_si512(); 16];
+            for i in 0..8 {
+                t[2 * i] = _mm512_unpacklo_epi32(x[2 * i], x[2 * i + 1]);
+                t[2 * i + 1] = _mm512_unpackhi_epi32(x[2 * i], x[2 * i + 1]);
+            }
+            let mut u = [_mm512_setzero_si512(); 16];
+            for g in 0..4 {
+                u[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+                u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+                u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+                u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+            }
+            for j in 0..4 {
+                let v = _mm512_shuffle_i32x4::<0x88>(u[j], u[4 + j]);
+                let w = _mm512_shuffle_i32x4::<0x88>(u[8 + j], u[12 + j]);
+                let v2 = _mm512_shuffle_i32x4::<0xdd>(u[j], u[4 + j]);
+                let w2 = _mm512_shuffle_i32x4::<0xdd>(u[8 + j], u[12 + j]);
+                for (column, row) in [
+                    (j, _mm512_shuffle_i32x4::<0x88>(v, w)),
+                    (j + 4, _mm512_shuffle_i32x4::<0x88>(v2, w2)),
+                    (j + 8, _mm512_shuffle_i32x4::<0xdd>(v, w)),
+                    (j + 12, _mm512_shuffle_i32x4::<0xdd>(v2, w2)),
+                ] {
+                    _mm512_storeu_si512(dst.add(column * dst_stride) as *mut _, row);
+                }
+            }
+        }
+    }
+
+    /// C (32 × 32 at `c`, rows `c_stride` floats apart) (+)= A (32 rows at `a`, `a_stride`
+    /// pairs apart) · B (panels `b0` and `b1`), over `steps` × 16 pairs.
+    ///
+    /// # Safety
+    /// Tiles configured by [`configure`]; every address named is readable (and C writable).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn tile_32x32(
+        a: *const u32,
+        a_stride: usize,
+        b0: *const u32,
+        b1: *const u32,
+        steps: usize,
+        c: *mut f32,
+        c_stride: usize,
+        load: bool,
+    ) {
+        let sc = c_stride * 4;
+        let (c1, c2) = (c.wrapping_add(ROWS), c.wrapping_add(ROWS * c_stride));
+        let c3 = c2.wrapping_add(ROWS);
+        // SAFETY: the caller's.
+        unsafe {
+            if load {
+                asm!(
+                    "tileloadd tmm0, [{c0} + {s}]",
+                    "tileloadd tmm1, [{c1} + {s}]",
+                    "tileloadd tmm2, [{c2} + {s}]",
+                    "tileloadd tmm3, [{c3} + {s}]",
+                    c0 = in(reg) c, c1 = in(reg) c1, c2 = in(reg) c2, c3 = in(reg) c3,
+                    s = in(reg) sc,
+                    options(nostack, readonly, preserves_flags)
+                );
+            } else {
+                asm!(
+                    "tilezero tmm0",
+                    "tilezero tmm1",
+                    "tilezero tmm2",
+                    "tilezero tmm3",
+                    options(nostack, nomem, preserves_flags)
+                );
+            }
+            let a1 = a.add(ROWS * a_stride);
+            for k in 0..steps {
+                asm!(
+                    "tileloadd tmm4, [{a0} + {sa}]",
+                    "tileloadd tmm6, [{b0} + {sb}]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tileloadd tmm7, [{b1} + {sb}]",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tileloadd tmm5, [{a1} + {sa}]",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    a0 = in(reg) a.add(k * PAIRS),
+                    a1 = in(reg) a1.add(k * PAIRS),
+                    b0 = in(reg) b0.add(k * PAIRS * PANEL),
+                    b1 = in(reg) b1.add(k * PAIRS * PANEL),
+                    sa = in(reg) a_stride * 4,
+                    sb = in(reg) PANEL * 4,
+                    options(nostack, readonly, preserves_flags)
+                );
+            }
+            asm!(
+                "tilestored [{c0} + {s}], tmm0",
+                "tilestored [{c1} + {s}], tmm1",
+                "tilestored [{c2} + {s}], tmm2",
+                "tilestored [{c3} + {s}], tmm3",
+                c0 = in(reg) c, c1 = in(reg) c1, c2 = in(reg) c2, c3 = in(reg) c3,
+                s = in(reg) sc,
+                options(nostack, preserves_flags)
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -892,6 +1290,11 @@ mod tests {
             assert!(kernels_seen.contains(&"avx512-bf16"));
         } else {
             eprintln!("no AVX-512 BF16 on this CPU: only the portable kernel ran");
+        }
+        if kernels::detected_level().amx() {
+            assert!(kernels_seen.contains(&"amx-bf16"));
+        } else {
+            eprintln!("no AMX on this CPU (or not granted): the AMX kernel did not run");
         }
         // bf16 against the fp32 product: each operand carries a relative error ≤ 2^-9.
         for r in 0..m {
@@ -1026,6 +1429,86 @@ mod tests {
                     }
                 }
             });
+        }
+    }
+
+    /// Sizes that reach every branch of the AMX kernel — A's rows read in place (pairs a
+    /// multiple of 16) and copied (the transposed operand, and rows of an odd length), a
+    /// ragged last pair of row tiles, more than one block of rows and of pairs, whole and
+    /// ragged 32 × 32 output blocks, sums replacing or added to strided rows, rows from an
+    /// offset — against the reference, at every level (where AMX is absent the other kernels
+    /// run the same sizes).
+    #[test]
+    fn every_branch_of_the_tile_kernels_matches_the_reference() {
+        for (m, k, n) in [(150, 1024, 83), (97, 2 * 300 + 1, 64), (33, 32, 17)] {
+            let a = values(m * k, 0.011);
+            let b = values(k * n, 0.023);
+            let (expected, scale) = reference(&a, &b, m, k, n);
+            let a_t: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+            let stride = n + 3;
+            let before = values(m * stride, 0.5);
+            let packed = PackedBf16::new(&b, k, n, n, 1);
+            let rows = rows_operand(&a, m, k);
+            let cols = columns_operand(&a_t, k, m);
+            for level in kernels::available_levels() {
+                kernels::with_level(level, || {
+                    let what = |op: &str, r: usize, c: usize| {
+                        format!(
+                            "{} ({}), {m}×{k}×{n} {op}: ({r}, {c})",
+                            level.name(),
+                            kernel_name()
+                        )
+                    };
+                    for (op, lhs) in [
+                        ("rows", PairRows::by_rows(&rows, m, k)),
+                        ("columns", PairRows::by_columns(&cols, m, k)),
+                    ] {
+                        let mut replaced = before.clone();
+                        packed.matmul_strided(&lhs, &mut replaced, stride, false);
+                        let mut added = before.clone();
+                        packed.matmul_strided(&lhs, &mut added, stride, true);
+                        let mut from_5 = before.clone();
+                        packed.matmul_rows_strided(&lhs, 5, m - 5, &mut from_5, stride, true);
+                        for r in 0..m {
+                            for c in 0..stride {
+                                let i = r * stride + c;
+                                if c >= n {
+                                    for got in [replaced[i], added[i], from_5[i]] {
+                                        assert_eq!(
+                                            got.to_bits(),
+                                            before[i].to_bits(),
+                                            "{}",
+                                            what(op, r, c)
+                                        );
+                                    }
+                                    continue;
+                                }
+                                let j = r * n + c;
+                                let tol = 1e-5 * (scale[j] + before[i].abs()) + 1e-6;
+                                assert!(
+                                    (replaced[i] - expected[j]).abs() <= tol,
+                                    "{}",
+                                    what(op, r, c)
+                                );
+                                let e = before[i] + expected[j];
+                                assert!((added[i] - e).abs() <= tol, "{}: added", what(op, r, c));
+                                if r + 5 < m {
+                                    let j = (r + 5) * n + c;
+                                    let e = before[i] + expected[j];
+                                    let tol = 1e-5 * (scale[j] + before[i].abs()) + 1e-6;
+                                    assert!(
+                                        (from_5[i] - e).abs() <= tol,
+                                        "{}: from 5",
+                                        what(op, r, c)
+                                    );
+                                } else {
+                                    assert_eq!(from_5[i].to_bits(), before[i].to_bits());
+                                }
+                            }
+                        }
+                    }
+                });
+            }
         }
     }
 

@@ -21,7 +21,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::bf16::{self, PackedBf16, PairRows, Precision};
-use super::kernels::{self, Level};
+use super::kernels;
 use super::packed::PackedMatrix;
 use super::sgemm::{contiguous_f32, sgemm};
 
@@ -277,7 +277,7 @@ impl PreparedGru {
     /// [`Gru::input_projection`] computes them, through the packed W_ih where there is one.
     pub fn input_projection(&self, gru: &Gru, x: &Tensor) -> Result<Tensor> {
         match &self.input {
-            Some(input) if kernels::active_level() == Level::Avx512 && x.device().is_cpu() => {
+            Some(input) if kernels::active_level().avx512() && x.device().is_cpu() => {
                 let (packed, bias) = &**input;
                 let (t, b, _) = x.dims3()?;
                 let xs = x.flatten_all()?.to_vec1::<f32>()?;
@@ -437,7 +437,7 @@ fn forward_direction(
         (precision == Precision::Bf16).then(|| PackedBf16::new(whh, hsz, h3, 1, hsz + 1));
     let packed = match prepacked {
         _ if packed_bf16.is_some() => None,
-        Some(p) if kernels::active_level() == Level::Avx512 => Some(p),
+        Some(p) if kernels::active_level().avx512() => Some(p),
         _ => {
             fresh = PackedMatrix::new(whh, h3, hsz, hsz + 1);
             fresh.as_ref()
@@ -723,7 +723,7 @@ fn backward_direction(
     // bf16: W_hh (3H, H) packed as the bf16 product's right operand instead.
     let packed_bf16 =
         (precision == Precision::Bf16).then(|| PackedBf16::new(whh, h3, hsz, hsz + 1, 1));
-    let packed_t = if packed_bf16.is_none() && kernels::active_level() == kernels::Level::Avx512 {
+    let packed_t = if packed_bf16.is_none() && kernels::active_level().avx512() {
         let mut transposed = vec![0f32; hsz * h3];
         for j in 0..h3 {
             for k in 0..hsz {

@@ -3,8 +3,13 @@
 //! libm's scalar `expf`/`tanhf` were a fifth of a training step. These versions are branch-free
 //! polynomials that LLVM vectorises; `dispatch!` compiles each kernel three times (AVX-512,
 //! AVX2+FMA, baseline) and picks at run time, so the binary still runs on any x86-64 and builds
-//! elsewhere. The level can be capped (`LATENT_TUI_KERNELS=baseline|avx2|avx512`, or
+//! elsewhere. The level can be capped (`LATENT_TUI_KERNELS=baseline|avx2|avx512|amx`, or
 //! [`with_level`] in tests) so that every path is exercised on a machine that has them all.
+//!
+//! [`Level::Amx`] is AVX-512 plus Intel's AMX tiles (BF16 and INT8): the dispatched kernels run
+//! their AVX-512 build there, and the bf16 training products and the 8-bit output layer use the
+//! tiles. Linux hands a process the tile registers only on request (`arch_prctl`), so the level is
+//! detected only where that request succeeds.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -15,16 +20,31 @@ pub enum Level {
     Baseline = 0,
     Avx2 = 1,
     Avx512 = 2,
+    /// AVX-512 with AMX-TILE, AMX-BF16 and AMX-INT8, the tiles granted by the OS.
+    Amx = 3,
 }
 
 impl Level {
-    pub const ALL: [Level; 3] = [Level::Baseline, Level::Avx2, Level::Avx512];
+    pub const ALL: [Level; 4] = [Level::Baseline, Level::Avx2, Level::Avx512, Level::Amx];
+
+    /// Whether AVX-512 kernels run at this level (AVX-512 and AMX).
+    #[inline]
+    pub fn avx512(self) -> bool {
+        self >= Level::Avx512
+    }
+
+    /// Whether AMX tile kernels run at this level.
+    #[inline]
+    pub fn amx(self) -> bool {
+        self == Level::Amx
+    }
 
     pub fn name(self) -> &'static str {
         match self {
             Level::Baseline => "baseline",
             Level::Avx2 => "avx2",
             Level::Avx512 => "avx512",
+            Level::Amx => "amx",
         }
     }
 
@@ -32,7 +52,8 @@ impl Level {
         match v {
             0 => Level::Baseline,
             1 => Level::Avx2,
-            _ => Level::Avx512,
+            2 => Level::Avx512,
+            _ => Level::Amx,
         }
     }
 }
@@ -43,7 +64,9 @@ impl std::str::FromStr for Level {
         Level::ALL
             .into_iter()
             .find(|l| l.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| format!("unknown kernel level {s:?}: expected baseline, avx2 or avx512"))
+            .ok_or_else(|| {
+                format!("unknown kernel level {s:?}: expected baseline, avx2, avx512 or amx")
+            })
     }
 }
 
@@ -55,6 +78,9 @@ pub fn detected_level() -> Level {
         {
             use std::arch::is_x86_feature_detected as has;
             if has!("avx512f") && has!("avx512vl") && has!("avx2") && has!("fma") {
+                if has!("avx512bw") && has!("avx512bf16") && has!("avx512vnni") && amx_granted() {
+                    return Level::Amx;
+                }
                 return Level::Avx512;
             }
             if has!("avx2") && has!("fma") {
@@ -63,6 +89,46 @@ pub fn detected_level() -> Level {
         }
         Level::Baseline
     })
+}
+
+/// Whether the CPU has AMX-TILE, AMX-BF16 and AMX-INT8 and the OS enables and grants the tile
+/// state to this process (Linux: `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, which is
+/// process-wide and idempotent). Called once, by [`detected_level`].
+#[cfg(target_arch = "x86_64")]
+fn amx_granted() -> bool {
+    use std::arch::x86_64::{__cpuid_count, _xgetbv};
+    // Leaf 7 exists where AVX-512 was detected.
+    let leaf7 = __cpuid_count(7, 0);
+    let (amx_bf16, amx_tile, amx_int8) = (1 << 22, 1 << 24, 1 << 25);
+    if leaf7.edx & (amx_bf16 | amx_tile | amx_int8) != amx_bf16 | amx_tile | amx_int8 {
+        return false;
+    }
+    // SAFETY: AVX-512 was detected, so the OS set CR4.OSXSAVE and xgetbv is available.
+    let xcr0 = unsafe { _xgetbv(0) };
+    let (xtilecfg, xtiledata) = (1 << 17, 1 << 18);
+    if xcr0 & (xtilecfg | xtiledata) != xtilecfg | xtiledata {
+        return false;
+    }
+    request_tile_state()
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request_tile_state() -> bool {
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: a plain system call with integer arguments.
+    unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            ARCH_REQ_XCOMP_PERM,
+            XFEATURE_XTILEDATA,
+        ) == 0
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", not(target_os = "linux")))]
+fn request_tile_state() -> bool {
+    false
 }
 
 /// Cap on the level, `u8::MAX` for none; set from `LATENT_TUI_KERNELS` on first use.
@@ -177,7 +243,9 @@ macro_rules! dispatch {
                 unsafe fn avx512($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
                 match $crate::model::kernels::active_level() {
                     // SAFETY: `active_level` never exceeds what the CPU supports.
-                    $crate::model::kernels::Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::model::kernels::Level::Avx512 | $crate::model::kernels::Level::Amx => {
+                        return unsafe { avx512($($arg),*) }
+                    }
                     $crate::model::kernels::Level::Avx2 => return unsafe { avx2($($arg),*) },
                     $crate::model::kernels::Level::Baseline => {}
                 }
@@ -331,7 +399,7 @@ pub fn exp_sum_pairs_above(
     out: &mut Vec<(u32, f32)>,
 ) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if active_level() == Level::Avx512 && std::arch::is_x86_feature_detected!("avx512dq") {
+    if active_level().avx512() && std::arch::is_x86_feature_detected!("avx512dq") {
         // SAFETY: the level is only AVX-512 where the CPU has AVX-512F, and DQ was checked.
         return unsafe { exp_sum_pairs_above_avx512(xs, shift, threshold, first, out) };
     }
@@ -866,9 +934,10 @@ mod tests {
     fn levels_parse_and_caps_only_lower() {
         assert_eq!("AVX2".parse::<Level>(), Ok(Level::Avx2));
         assert!("sse9".parse::<Level>().unwrap_err().contains("sse9"));
-        with_level(Level::Avx512, || {
-            assert_eq!(active_level(), detected_level())
-        });
+        with_level(Level::Amx, || assert_eq!(active_level(), detected_level()));
+        if detected_level() >= Level::Avx512 {
+            with_level(Level::Avx512, || assert_eq!(active_level(), Level::Avx512));
+        }
         with_level(Level::Baseline, || {
             assert_eq!(active_level(), Level::Baseline)
         });

@@ -310,7 +310,7 @@ impl PackedOutput {
     /// Exact fp32 NLL of `targets[i]` under row i of `hidden` (rows × hidden, row-major), or
     /// `None` below AVX-512, where the caller's general matrix product is the faster choice.
     pub fn nll_exact(&self, hidden: &[f32], targets: &[u32]) -> Option<Vec<f32>> {
-        if kernels::active_level() != Level::Avx512 {
+        if !kernels::active_level().avx512() {
             return None;
         }
         let h = self.hidden;
@@ -513,7 +513,7 @@ impl PackedOutput {
 fn has_vnni(level: Level) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        level == Level::Avx512
+        level.avx512()
             && std::arch::is_x86_feature_detected!("avx512vnni")
             && std::arch::is_x86_feature_detected!("avx512bw")
     }
@@ -1014,12 +1014,12 @@ mod tests {
             let got = kernels::with_level(level, || q.nll_exact(&hidden, &targets));
             match got {
                 Some(got) => {
-                    assert_eq!(level, Level::Avx512);
+                    assert!(level.avx512());
                     for (g, e) in got.iter().zip(&exact) {
                         assert!((g - e).abs() < 1e-4 * e.abs().max(1.0), "{g} vs {e}");
                     }
                 }
-                None => assert_ne!(level, Level::Avx512, "AVX-512 runs the packed kernel"),
+                None => assert!(!level.avx512(), "AVX-512 runs the packed kernel"),
             }
         }
     }

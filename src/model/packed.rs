@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{self, Level};
+use super::kernels;
 
 /// Output columns per panel: one 512-bit register of f32.
 pub(crate) const PANEL: usize = 16;
@@ -35,7 +35,7 @@ impl PackedMatrix {
     /// Packs the `outputs × inner` matrix whose row i starts at `w[i * row_stride]`, or returns
     /// `None` where the AVX-512 tile does not run.
     pub(crate) fn new(w: &[f32], outputs: usize, inner: usize, row_stride: usize) -> Option<Self> {
-        if kernels::active_level() != Level::Avx512 {
+        if !kernels::active_level().avx512() {
             return None;
         }
         Some(Self::pack(w, outputs, inner, row_stride))
@@ -118,7 +118,7 @@ pub(crate) fn float_tile_rows(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if kernels::active_level() == Level::Avx512 {
+    if kernels::active_level().avx512() {
         // SAFETY: the level is only AVX-512 where the CPU has it; the assertion bounds the loads.
         unsafe {
             match rows {
@@ -218,7 +218,7 @@ mod tests {
                 }
                 assert_eq!(
                     PackedMatrix::new(&w, outputs, inner, stride).is_some(),
-                    level == Level::Avx512
+                    level.avx512()
                 );
             });
         }
