@@ -644,6 +644,8 @@ pub fn init_settings(
     cfg.lr_decay = fresh.lr_decay;
     cfg.warmup_steps = fresh.warmup_steps;
     cfg.lr_floor = fresh.lr_floor;
+    // ... the precision this CPU trains best in ...
+    cfg.precision = crate::model::Precision::preferred();
     // ... and the decorrelation penalty from step 0: the checkpoint's code has already formed.
     // Its weight grows over the first steps all the same: the running correlations it weighs
     // pairs by start from one batch, in which thousands of a 256-bit code's pairs pass 0.2 by

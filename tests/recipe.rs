@@ -978,6 +978,42 @@ fn bf16_precision_trains_is_stored_and_kept_on_resume() {
     assert!(!ok && log.contains("fp8"), "{log}");
 }
 
+/// A new run without `--precision` trains in the precision the CPU trains best in: bf16 where
+/// the products run on AMX tiles, fp32 elsewhere — and fp32 when the kernels are capped below
+/// AMX (`LATENT_TUI_KERNELS=avx512`), as on a CPU without them.
+#[test]
+fn a_new_run_defaults_to_bf16_only_where_amx_runs_it() {
+    use latent_tui::model::kernels::{detected_level, Level};
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = &common::fixtures().corpus;
+    let run = |name: &str, cap: Option<&str>| {
+        let out = dir.path().join(name);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_latent-tui"));
+        cmd.args(["train", "--steps", "2", "--valid-every", "0", "--corpus"])
+            .arg(corpus)
+            .arg("--out")
+            .arg(&out)
+            .env_remove("LATENT_TUI_KERNELS");
+        if let Some(cap) = cap {
+            cmd.env("LATENT_TUI_KERNELS", cap);
+        }
+        let o = cmd.output().unwrap();
+        let log = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{log}");
+        (config(&out)["precision"].as_str().unwrap().to_owned(), log)
+    };
+    let amx = detected_level() == Level::Amx;
+    let (precision, log) = run("default.safetensors", None);
+    assert_eq!(precision, if amx { "bf16" } else { "fp32" }, "{log}");
+    assert_eq!(log.contains("amx-bf16 kernel"), amx, "{log}");
+    let (precision, log) = run("capped.safetensors", Some("avx512"));
+    assert_eq!(precision, "fp32", "{log}");
+    assert!(!log.contains("bf16 products"), "{log}");
+    if !amx {
+        eprintln!("no AMX on this CPU: only the fp32 default was seen");
+    }
+}
+
 #[test]
 fn dropout_trains_reproducibly_is_stored_and_kept_on_resume() {
     let dir = tempfile::tempdir().unwrap();
