@@ -310,7 +310,14 @@ const TILE_PANELS: usize = 4;
 const TILE_ROWS: usize = 6;
 const TILE_COLS: usize = PANEL * TILE_PANELS;
 /// Rows whose tiles share one pass over a column group of B (B's group stays in cache).
-pub const BLOCK_ROWS: usize = 8 * TILE_ROWS;
+const BLOCK_ROWS: usize = 8 * TILE_ROWS;
+
+/// Rows of a product of `m` rows that [`PackedBf16::matmul`] gives one task at the active
+/// kernel level: a caller splitting the rows itself (to use each block's output while it is in
+/// cache) splits them so.
+pub fn block_rows(m: usize) -> usize {
+    Path::at(kernels::active_level()).block_rows(m)
+}
 /// Pairs of the inner dimension per pass (a group of B: 64 KB).
 const INNER_BLOCK: usize = 256;
 

@@ -403,11 +403,12 @@ impl CustomOp3 for LinearNll {
             let lhs = bf16::rows_operand(hidden, n, h);
             let lhs = PairRows::by_rows(&lhs, n, h);
             let targets = &self.targets;
+            let block_rows = bf16::block_rows(n);
             let (nll, inv_sums): (Vec<f32>, Vec<f32>) = logits
-                .par_chunks_mut(bf16::BLOCK_ROWS * v)
+                .par_chunks_mut(block_rows * v)
                 .enumerate()
                 .flat_map_iter(|(i, block)| {
-                    let r0 = i * bf16::BLOCK_ROWS;
+                    let r0 = i * block_rows;
                     rhs.matmul_rows(&lhs, r0, block);
                     block
                         .chunks_exact_mut(v)
