@@ -19,7 +19,9 @@
 //! tile plus a 16 × 32 bf16 tile times a 16 pair-rows × 16 tile, 8,192 multiply-adds per
 //! instruction). B's panels are already the tile's B layout (16 pair-rows of 16 lanes, 64 bytes
 //! apart); A's rows are copied into a zero-padded buffer of 16-pair rows per block of rows
-//! ([`amx`]), and the sums stay in the tiles over the whole inner dimension.
+//! ([`amx`]) unless they already are rows of whole tile rows, and the sums stay in the tiles over
+//! a block of the inner dimension. The transposed operands ([`columns_operand`], the weight
+//! gradients' A) are made as rows of pairs for that reason.
 
 use std::sync::Mutex;
 
@@ -190,28 +192,6 @@ kernels::dispatch! {
 }
 
 kernels::dispatch! {
-    /// Rows 2p and 2p+1 of `src` (`rows × width`) as bf16 pairs down the columns:
-    /// `out[p · width + c]` = (src[2p][c], src[2p+1][c]) for the pair rows `p0..` that `out`
-    /// holds; a missing odd row reads as 0.
-    fn pairs_down_columns(src: &[f32], rows: usize, width: usize, p0: usize, out: &mut [u32]) {
-        for (i, dst) in out.chunks_exact_mut(width.max(1)).enumerate() {
-            let p = p0 + i;
-            let top = &src[2 * p * width..][..width];
-            if 2 * p + 1 < rows {
-                let bottom = &src[(2 * p + 1) * width..][..width];
-                for ((d, &a), &b) in dst.iter_mut().zip(top).zip(bottom) {
-                    *d = pair(a, b);
-                }
-            } else {
-                for (d, &a) in dst.iter_mut().zip(top) {
-                    *d = pair(a, 0.0);
-                }
-            }
-        }
-    }
-}
-
-kernels::dispatch! {
     /// Two rows as bf16 pairs element by element: `out[c]` = (top[c], bottom[c]).
     fn pairs_of_rows(top: &[f32], bottom: &[f32], out: &mut [u32]) {
         for ((d, &a), &b) in out.iter_mut().zip(top).zip(bottom) {
@@ -222,6 +202,7 @@ kernels::dispatch! {
 
 /// The A operand: `m` rows of `pairs` bf16 pairs, row r's pair q at `data[r · row_stride + q ·
 /// pair_stride]` (strides in pairs).
+#[derive(Clone)]
 pub struct PairRows<'a> {
     pub data: &'a [u32],
     pub rows: usize,
@@ -241,18 +222,6 @@ impl<'a> PairRows<'a> {
             pairs,
             row_stride: pairs,
             pair_stride: 1,
-        }
-    }
-
-    /// The operand `columns_operand(aᵀ, inner, rows)` made: pair p of every row together,
-    /// `rows` words apart.
-    pub fn by_columns(data: &'a [u32], rows: usize, inner: usize) -> Self {
-        PairRows {
-            data,
-            rows,
-            pairs: inner.div_ceil(2),
-            row_stride: 1,
-            pair_stride: rows,
         }
     }
 
@@ -289,18 +258,162 @@ pub fn rows_operand(src: &[f32], rows: usize, width: usize) -> Pairs {
 }
 
 /// The transpose of f32 rows (`rows × width`) as the bf16 A operand of a product over `rows`:
-/// `width` rows of ⌈rows/2⌉ pairs, row c's pair p at `out[p · width + c]` (row stride 1, pair
-/// stride `width`).
+/// `width` rows of ⌈rows/2⌉ pairs, row c's pair p = (src[2p][c], src[2p+1][c]) at
+/// `out[c · ⌈rows/2⌉ + p]` (a missing odd row reads as 0): the operand
+/// [`PairRows::by_rows`]`(out, width, rows)`. Tasks take [`TRANSPOSED_PAIRS`] pairs of rows
+/// each, make their pairs a piece of the columns at a time and write them transposed
+/// ([`TransposedPairs`]).
 pub fn columns_operand(src: &[f32], rows: usize, width: usize) -> Pairs {
     assert_eq!(src.len(), rows * width, "bf16 columns operand size");
     let pairs = rows.div_ceil(2);
     // Every pair is written below.
     let mut out = Pairs::uninit(pairs * width);
-    let block = 8;
-    out.par_chunks_mut(block * width.max(1))
-        .enumerate()
-        .for_each(|(b, o)| pairs_down_columns(src, rows, width, b * block, o));
+    let target = TransposedPairs::new(&mut out, width, pairs);
+    let zeros = vec![0f32; TRANSPOSED_COLUMNS.min(width)];
+    (0..pairs.div_ceil(TRANSPOSED_PAIRS))
+        .into_par_iter()
+        .for_each_init(
+            || vec![0u32; TRANSPOSED_PAIRS * TRANSPOSED_COLUMNS.min(width)],
+            |block, t| {
+                let p0 = t * TRANSPOSED_PAIRS;
+                let n = TRANSPOSED_PAIRS.min(pairs - p0);
+                for c0 in (0..width).step_by(TRANSPOSED_COLUMNS) {
+                    let w = TRANSPOSED_COLUMNS.min(width - c0);
+                    for (k, dst) in block.chunks_exact_mut(w).take(n).enumerate() {
+                        let r = 2 * (p0 + k);
+                        let top = &src[r * width + c0..][..w];
+                        let bottom = if r + 1 < rows {
+                            &src[(r + 1) * width + c0..][..w]
+                        } else {
+                            &zeros[..w]
+                        };
+                        pairs_of_rows(top, bottom, dst);
+                    }
+                    // SAFETY: task t alone writes pairs p0..p0 + n (of every row).
+                    unsafe { target.write(&block[..n * w], n, c0, p0) };
+                }
+            },
+        );
     out
+}
+
+/// Pairs of rows per task where a columns operand is made, and columns per piece (a block of
+/// 32 × 1024 pairs: 128 KB, in L2).
+pub const TRANSPOSED_PAIRS: usize = 32;
+pub const TRANSPOSED_COLUMNS: usize = 1024;
+
+/// A columns operand (`width` rows of `pairs` pairs) being written by several tasks at once,
+/// each its own range of pairs: [`TransposedPairs::write`] puts a block of pairs (pairs down,
+/// columns across, as they are made) in place transposed — with 16 × 16 AVX-512 transposes
+/// where the kernel level has them.
+pub struct TransposedPairs<'a> {
+    ptr: *mut u32,
+    width: usize,
+    pairs: usize,
+    _out: std::marker::PhantomData<&'a mut [u32]>,
+}
+
+// SAFETY: writes go through `write`, whose callers promise disjoint ranges of pairs.
+unsafe impl Send for TransposedPairs<'_> {}
+unsafe impl Sync for TransposedPairs<'_> {}
+
+impl<'a> TransposedPairs<'a> {
+    pub fn new(out: &'a mut [u32], width: usize, pairs: usize) -> Self {
+        assert_eq!(out.len(), width * pairs, "bf16 columns operand size");
+        Self {
+            ptr: out.as_mut_ptr(),
+            width,
+            pairs,
+            _out: std::marker::PhantomData,
+        }
+    }
+
+    /// `block` (n pairs-rows of w columns: block[k · w + j] is pair p0 + k of column c0 + j)
+    /// written to rows c0..c0 + w, pairs p0..p0 + n.
+    ///
+    /// # Safety
+    /// No other thread writes pairs p0..p0 + n of those rows meanwhile.
+    pub unsafe fn write(&self, block: &[u32], n: usize, c0: usize, p0: usize) {
+        let w = block.len() / n.max(1);
+        assert!(
+            block.len() == n * w && c0 + w <= self.width && p0 + n <= self.pairs,
+            "bf16 columns operand: block outside"
+        );
+        let (full_k, full_j) = (n / 16 * 16, w / 16 * 16);
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if kernels::active_level().avx512() {
+            for k0 in (0..full_k).step_by(16) {
+                for j0 in (0..full_j).step_by(16) {
+                    // SAFETY: AVX-512F at this level; rows k0..k0 + 16 of the block, columns
+                    // j0..j0 + 16, are inside it, and rows c0 + j0.. of the output hold pairs
+                    // p0 + k0..p0 + k0 + 16 (asserted above); the caller owns those pairs.
+                    unsafe {
+                        transpose_16x16(
+                            block.as_ptr().add(k0 * w + j0),
+                            w,
+                            self.ptr.add((c0 + j0) * self.pairs + p0 + k0),
+                            self.pairs,
+                        )
+                    };
+                }
+            }
+            done = full_k;
+        }
+        for j in 0..w {
+            let first = if done > 0 && j < full_j { done } else { 0 };
+            for k in first..n {
+                // SAFETY: inside the output (asserted above); the caller owns these pairs.
+                unsafe { *self.ptr.add((c0 + j) * self.pairs + p0 + k) = block[k * w + j] };
+            }
+        }
+    }
+}
+
+/// dst row i (words `dst_stride` apart) = column i of the 16 × 16 block of words whose row j
+/// starts at `src + j · src_stride`.
+///
+/// # Safety
+/// AVX-512F; the 16 rows of 16 words at `src` readable, those at `dst` writable.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_16x16(src: *const u32, src_stride: usize, dst: *mut u32, dst_stride: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's.
+    unsafe {
+        let mut x = [_mm512_setzero_si512(); 16];
+        for (j, v) in x.iter_mut().enumerate() {
+            *v = _mm512_loadu_si512(src.add(j * src_stride) as *const _);
+        }
+        // Pairs of rows interleaved, then quads: u[4g + j] holds rows 4g..4g + 3 of columns
+        // j, j + 4, j + 8, j + 12 in its four 128-bit lanes.
+        let mut t = [_mm512_setzero_si512(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_epi32(x[2 * i], x[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_epi32(x[2 * i], x[2 * i + 1]);
+        }
+        let mut u = [_mm512_setzero_si512(); 16];
+        for g in 0..4 {
+            u[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+            u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+            u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+            u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+        }
+        for j in 0..4 {
+            let v = _mm512_shuffle_i32x4::<0x88>(u[j], u[4 + j]);
+            let w = _mm512_shuffle_i32x4::<0x88>(u[8 + j], u[12 + j]);
+            let v2 = _mm512_shuffle_i32x4::<0xdd>(u[j], u[4 + j]);
+            let w2 = _mm512_shuffle_i32x4::<0xdd>(u[8 + j], u[12 + j]);
+            for (column, row) in [
+                (j, _mm512_shuffle_i32x4::<0x88>(v, w)),
+                (j + 4, _mm512_shuffle_i32x4::<0x88>(v2, w2)),
+                (j + 8, _mm512_shuffle_i32x4::<0xdd>(v, w)),
+                (j + 12, _mm512_shuffle_i32x4::<0xdd>(v2, w2)),
+            ] {
+                _mm512_storeu_si512(dst.add(column * dst_stride) as *mut _, row);
+            }
+        }
+    }
 }
 
 /// Columns per panel: one 512-bit register of f32 sums.
@@ -1036,106 +1149,26 @@ mod amx {
     }
 
     /// A's rows `r0..r0 + m`, pairs `k0..k0 + kc`, into `lhs` as rows of kc pairs (zeros past
-    /// A's pairs and past row m up to a whole pair of tiles). Contiguous pairs are copied row by
-    /// row; the transposed operand ([`PairRows::by_columns`], rows contiguous) goes through
-    /// 16 × 16 transposes in AVX-512 registers; anything else (and the ragged edges) word by
-    /// word.
+    /// A's pairs and past row m up to a whole pair of tiles): contiguous pairs row by row, any
+    /// other strides word by word.
     fn copy_rows(a: &PairRows, r0: usize, m: usize, k0: usize, kc: usize, lhs: &mut [u32]) {
         let (pairs, rs, qs) = (a.pairs, a.row_stride, a.pair_stride);
         let data = a.data;
         let valid = pairs.saturating_sub(k0).min(kc);
         let padded = m.next_multiple_of(EDGE);
         let lhs = &mut lhs[..padded * kc];
-        if qs == 1 {
-            for (r, dst) in lhs.chunks_exact_mut(kc).take(m).enumerate() {
-                let first = (r0 + r) * rs + k0;
+        for (r, dst) in lhs.chunks_exact_mut(kc).take(m).enumerate() {
+            let first = (r0 + r) * rs + k0 * qs;
+            if qs == 1 {
                 dst[..valid].copy_from_slice(&data[first..first + valid]);
-                dst[valid..].fill(0);
-            }
-        } else {
-            let (full_rows, full_pairs) = if rs == 1 {
-                (m / 16 * 16, valid / 16 * 16)
             } else {
-                (0, 0)
-            };
-            for rb in (0..full_rows).step_by(16) {
-                for qb in (0..full_pairs).step_by(16) {
-                    // Bounds of the 16 loads (rows r0 + rb.., pairs k0 + qb..) and 16 stores.
-                    let first = (k0 + qb) * qs + r0 + rb;
-                    assert!(first + 15 * qs + 16 <= data.len());
-                    assert!((rb + 15) * kc + qb + 16 <= lhs.len());
-                    // SAFETY: AMX implies AVX-512F; the assertions bound every access.
-                    unsafe {
-                        transpose_16x16(
-                            data.as_ptr().add(first),
-                            qs,
-                            lhs.as_mut_ptr().add(rb * kc + qb),
-                            kc,
-                        )
-                    };
+                for (q, d) in dst[..valid].iter_mut().enumerate() {
+                    *d = data[first + q * qs];
                 }
             }
-            for r in 0..m {
-                let done = if r < full_rows { full_pairs } else { 0 };
-                let src = &data[(r0 + r) * rs..];
-                let dst = &mut lhs[r * kc..(r + 1) * kc];
-                for (q, d) in dst.iter_mut().enumerate().take(valid).skip(done) {
-                    *d = src[(k0 + q) * qs];
-                }
-                dst[valid..].fill(0);
-            }
+            dst[valid..].fill(0);
         }
         lhs[m * kc..].fill(0);
-    }
-
-    /// dst row i (words `dst_stride` apart) = column i of the 16 × 16 block of words whose row
-    /// j starts at `src + j · src_stride`.
-    ///
-    /// # Safety
-    /// AVX-512F; the 16 rows of 16 words at `src` readable, those at `dst` writable.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn transpose_16x16(
-        src: *const u32,
-        src_stride: usize,
-        dst: *mut u32,
-        dst_stride: usize,
-    ) {
-        use std::arch::x86_64::*;
-        // SAFETY: the caller's.
-        unsafe {
-            let mut x = [_mm512_setzero_si512(); 16];
-            for (j, v) in x.iter_mut().enumerate() {
-                *v = _mm512_loadu_si512(src.add(j * src_stride) as *const _);
-            }
-            // Pairs of rows interleaved, then quads: u[4g + j] holds rows 4g..4g + 3 of
-            // columns j, j + 4, j + 8, j + 12 in its four 128-bit lanes.
-            let mut t = [_mm512_setzero_si512(); 16];
-            for i in 0..8 {
-                t[2 * i] = _mm512_unpacklo_epi32(x[2 * i], x[2 * i + 1]);
-                t[2 * i + 1] = _mm512_unpackhi_epi32(x[2 * i], x[2 * i + 1]);
-            }
-            let mut u = [_mm512_setzero_si512(); 16];
-            for g in 0..4 {
-                u[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
-                u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
-                u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
-                u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
-            }
-            for j in 0..4 {
-                let v = _mm512_shuffle_i32x4::<0x88>(u[j], u[4 + j]);
-                let w = _mm512_shuffle_i32x4::<0x88>(u[8 + j], u[12 + j]);
-                let v2 = _mm512_shuffle_i32x4::<0xdd>(u[j], u[4 + j]);
-                let w2 = _mm512_shuffle_i32x4::<0xdd>(u[8 + j], u[12 + j]);
-                for (column, row) in [
-                    (j, _mm512_shuffle_i32x4::<0x88>(v, w)),
-                    (j + 4, _mm512_shuffle_i32x4::<0x88>(v2, w2)),
-                    (j + 8, _mm512_shuffle_i32x4::<0xdd>(v, w)),
-                    (j + 12, _mm512_shuffle_i32x4::<0xdd>(v2, w2)),
-                ] {
-                    _mm512_storeu_si512(dst.add(column * dst_stride) as *mut _, row);
-                }
-            }
-        }
     }
 
     /// C (32 × 32 at `c`, rows `c_stride` floats apart) (+)= A (32 rows at `a`, `a_stride`
@@ -1285,7 +1318,7 @@ mod tests {
                 packed.matmul(&by_rows, &mut out);
                 // The same product with A given transposed (pairs down the columns of Aᵀ).
                 let cols = columns_operand(&a_t, k, m);
-                let by_cols = PairRows::by_columns(&cols, m, k);
+                let by_cols = PairRows::by_rows(&cols, m, k);
                 let mut out_t = vec![f32::NAN; m * n];
                 packed.matmul(&by_cols, &mut out_t);
                 // And Bᵀ given as the matrix with strides swapped.
@@ -1471,9 +1504,29 @@ mod tests {
             let before = values(m * stride, 0.5);
             let packed = PackedBf16::new(&b, k, n, n, 1);
             let rows = rows_operand(&a, m, k);
-            let cols = columns_operand(&a_t, k, m);
+            // A with pair p of every row together (rows contiguous): the strided operand.
+            let pairs = k.div_ceil(2);
+            let strided: Vec<u32> = (0..pairs * m)
+                .map(|i| rows[(i % m) * pairs + i / m])
+                .collect();
+            let strided = PairRows {
+                data: &strided,
+                rows: m,
+                pairs,
+                row_stride: 1,
+                pair_stride: m,
+            };
             for level in kernels::available_levels() {
                 kernels::with_level(level, || {
+                    // Pairs made from the transpose (16 × 16 transposes at AVX-512 and up,
+                    // word by word below, ragged edges both ways) are A's rows.
+                    let cols = columns_operand(&a_t, k, m);
+                    assert_eq!(
+                        cols[..],
+                        rows[..],
+                        "{}: the transpose's columns",
+                        level.name()
+                    );
                     let what = |op: &str, r: usize, c: usize| {
                         format!(
                             "{} ({}), {m}×{k}×{n} {op}: ({r}, {c})",
@@ -1483,7 +1536,7 @@ mod tests {
                     };
                     for (op, lhs) in [
                         ("rows", PairRows::by_rows(&rows, m, k)),
-                        ("columns", PairRows::by_columns(&cols, m, k)),
+                        ("strided", strided.clone()),
                     ] {
                         let mut replaced = before.clone();
                         packed.matmul_strided(&lhs, &mut replaced, stride, false);

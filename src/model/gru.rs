@@ -794,7 +794,7 @@ fn backward_direction(
     let mut dw = vec![0f32; h3 * (hsz + 1)];
     if precision == Precision::Bf16 {
         let columns = bf16::columns_operand(&dgh, t_len * b, h3);
-        let lhs = PairRows::by_columns(&columns, h3, t_len * b);
+        let lhs = PairRows::by_rows(&columns, h3, t_len * b);
         // Straight into dW's columns (the bias column stays zero).
         PackedBf16::new(&h_before, t_len * b, hsz, hsz, 1).matmul_strided(
             &lhs,

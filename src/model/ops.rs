@@ -603,7 +603,7 @@ fn grads_bf16_from_operands(
     let mut dhidden = vec![0f32; n * h];
     PackedBf16::new(weight, v, h, h, 1).matmul(&lhs, &mut dhidden);
     // dweight (V, H) = dlogitsᵀ (V, N) · hidden (N, H): pairs along the tokens.
-    let lhs = PairRows::by_columns(columns, v, n);
+    let lhs = PairRows::by_rows(columns, v, n);
     let mut dweight = vec![0f32; v * h];
     PackedBf16::new(hidden, n, h, h, 1).matmul(&lhs, &mut dweight);
     (dhidden, dweight)
@@ -617,7 +617,7 @@ const DLOGITS_COLUMNS: usize = 1024;
 
 /// The logits' gradient d_i = g_i · softmax(logits_i) − g_i · onehot(t_i) made straight into
 /// both bf16 operands of the gradient products — rows as pairs along the vocabulary
-/// ([`bf16::rows_operand`]'s layout) and pairs of rows ([`bf16::columns_operand`]'s) — with the
+/// ([`bf16::rows_operand`]'s layout) and its transpose's ([`bf16::columns_operand`]'s) — with the
 /// bias gradient Σ_i d_i in fp32: one pass over the logits instead of five (softmax, column
 /// sums, two conversions). `exps` holds each row's exp(logit − max) and `inv_sums` 1 / Σ of
 /// them ([`kernels::add_bias_exp_in_place`]), so softmax_i = exps_i · inv_sums_i. The bias
@@ -636,30 +636,35 @@ fn dlogits_bf16(
         "linear_nll: gradient operands do not fit"
     );
     let vp = v.div_ceil(2);
+    let np = n.div_ceil(2);
     // Every pair of both is written below.
     let mut rows = bf16::Pairs::uninit(n * vp);
-    let mut columns = bf16::Pairs::uninit(n.div_ceil(2) * v);
+    let mut columns = bf16::Pairs::uninit(np * v);
     if n == 0 || v == 0 {
         return (rows, columns, vec![0f32; v]);
     }
+    let transposed = bf16::TransposedPairs::new(&mut columns, v, np);
+    let width = DLOGITS_COLUMNS.min(v);
     let partial_sums: Vec<Vec<f32>> = rows
         .par_chunks_mut(DLOGITS_ROWS * vp)
-        .zip(columns.par_chunks_mut(DLOGITS_ROWS / 2 * v))
         .enumerate()
         .map_init(
-            || (vec![0f32; DLOGITS_COLUMNS], vec![0f32; DLOGITS_COLUMNS]),
-            |(top, bottom), (c, (rows_out, columns_out))| {
+            || {
+                let block = vec![0u32; DLOGITS_ROWS / 2 * width];
+                (vec![0f32; width], vec![0f32; width], block)
+            },
+            |(top, bottom, block), (c, rows_out)| {
                 let mut sums = vec![0f32; v];
-                for (k, (pair_rows, pair_columns)) in rows_out
-                    .chunks_mut(2 * vp)
-                    .zip(columns_out.chunks_mut(v))
-                    .enumerate()
-                {
-                    let i = c * DLOGITS_ROWS + 2 * k;
-                    let (top_pairs, bottom_pairs) = pair_rows.split_at_mut(vp);
-                    // Columns c0..c0 + width of rows i and i + 1 at a time (all in L1).
-                    for c0 in (0..v).step_by(DLOGITS_COLUMNS) {
-                        let width = DLOGITS_COLUMNS.min(v - c0);
+                let p0 = c * DLOGITS_ROWS / 2;
+                let pairs_here = rows_out.len().div_ceil(2 * vp);
+                // Columns c0..c0 + width of every row of the task at a time (in L1), their pairs
+                // of rows gathered in `block` and written transposed.
+                for c0 in (0..v).step_by(DLOGITS_COLUMNS) {
+                    let width = DLOGITS_COLUMNS.min(v - c0);
+                    let q0 = c0 / 2;
+                    let pairs = width.div_ceil(2);
+                    for (k, pair_rows) in rows_out.chunks_mut(2 * vp).enumerate() {
+                        let i = 2 * (p0 + k);
                         let gradient = |i: usize, out: &mut [f32]| {
                             let exps = &exps[i * v + c0..][..width];
                             kernels::scale_into(exps, grad[i] * inv_sums[i], out);
@@ -673,22 +678,24 @@ fn dlogits_bf16(
                         let sums = &mut sums[c0..c0 + width];
                         gradient(i, top);
                         kernels::add_assign(sums, top);
-                        let p0 = c0 / 2;
-                        let pairs = width.div_ceil(2);
-                        bf16::pairs_along_rows(top, width, &mut top_pairs[p0..p0 + pairs]);
+                        let (top_pairs, bottom_pairs) =
+                            pair_rows.split_at_mut(vp.min(pair_rows.len()));
+                        bf16::pairs_along_rows(top, width, &mut top_pairs[q0..q0 + pairs]);
                         if i + 1 < n {
                             gradient(i + 1, bottom);
                             kernels::add_assign(sums, bottom);
                             bf16::pairs_along_rows(
                                 bottom,
                                 width,
-                                &mut bottom_pairs[p0..p0 + pairs],
+                                &mut bottom_pairs[q0..q0 + pairs],
                             );
                         } else {
                             bottom.fill(0.0);
                         }
-                        bf16::pairs_of_rows(top, bottom, &mut pair_columns[c0..c0 + width]);
+                        bf16::pairs_of_rows(top, bottom, &mut block[k * width..][..width]);
                     }
+                    // SAFETY: this task alone makes pairs p0..p0 + pairs_here of the tokens.
+                    unsafe { transposed.write(&block[..pairs_here * width], pairs_here, c0, p0) };
                 }
                 sums
             },
