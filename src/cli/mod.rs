@@ -722,8 +722,8 @@ pub struct TrainArgs {
     pub binarize: Option<Binarize>,
     /// How the training step's large matrix products (the output layer's and the GRUs') are
     /// computed: fp32, or bf16 (operands rounded to bfloat16, fp32 sums; weights, gradients and
-    /// Adam state stay fp32). A resumed run keeps the precision it was started with unless this
-    /// flag is given.
+    /// Adam state stay fp32). A resumed run keeps
+    /// the precision it was started with unless this flag is given.
     #[arg(long)]
     pub precision: Option<crate::model::Precision>,
     /// Seed of initialisation, batch order, word dropout, dropout masks and latent noise.
@@ -782,17 +782,6 @@ pub fn command() -> clap::Command {
             .collect();
         let mut train = train;
         for id in ids {
-            // Its default depends on the CPU: `Precision::preferred`'s.
-            if id == "precision" {
-                train = train.mut_arg("precision", |a| {
-                    let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
-                    a.help(format!(
-                        "{help} [default for a new run: bf16 on a CPU with AMX, fp32 elsewhere; this one: {}]",
-                        crate::model::Precision::preferred()
-                    ))
-                });
-                continue;
-            }
             // Its default depends on the kind: `train::default_free_bits`'s, per kind.
             if id == "free_bits" {
                 use crate::model::LatentKind::{BinaryVae, Gaussian, GumbelVae};
@@ -1221,10 +1210,8 @@ pub(crate) fn check_config_file(
 }
 
 fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
-    // Whether the config file names a free-bits floor (its default depends on the kind) and a
-    // precision (its default depends on the CPU).
+    // Whether the config file names a free-bits floor (its default depends on the kind).
     let mut config_sets_free_bits = false;
-    let mut config_sets_precision = false;
     let mut cfg = match &args.config {
         Some(p) => {
             let bytes = crate::checkpoint::read_regular_file(
@@ -1237,7 +1224,6 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             let value: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a valid training config", p.display()))?;
             config_sets_free_bits = value.get("free_bits").is_some();
-            config_sets_precision = value.get("precision").is_some();
             let mut cfg: TrainConfig = serde_json::from_value(value)
                 .with_context(|| format!("{} is not a valid training config", p.display()))?;
             check_config_file(p, &cfg.corpus, cfg.init.is_some(), args.corpus.is_some())?;
@@ -1332,10 +1318,6 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     );
     if args.free_bits.is_none() && !config_sets_free_bits && !cfg.resume && args.init.is_none() {
         cfg.free_bits = crate::train::default_free_bits(cfg.kind);
-    }
-    // A new run (from scratch or --init) computes in the precision this CPU trains best in.
-    if args.precision.is_none() && !config_sets_precision && !cfg.resume {
-        cfg.precision = crate::model::Precision::preferred();
     }
     if args.word_dropout_end.is_some() {
         cfg.word_dropout_end = args.word_dropout_end;

@@ -41,21 +41,6 @@ pub enum Precision {
     Bf16,
 }
 
-impl Precision {
-    /// The precision a new training run uses unless told otherwise: bf16 where its products run
-    /// on AMX tiles (there it trains about twice as fast as fp32 to the same validation
-    /// perplexity: docs/benchmarks.md), fp32 elsewhere (`vdpbf16ps` alone gains too little over
-    /// fp32 to be worth bf16's rounding, and the portable kernel loses). A resumed run keeps
-    /// the precision it started with.
-    pub fn preferred() -> Precision {
-        if kernels::active_level().amx() {
-            Precision::Bf16
-        } else {
-            Precision::Fp32
-        }
-    }
-}
-
 impl std::str::FromStr for Precision {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
