@@ -58,7 +58,7 @@ pub struct BenchReport {
     /// The level the fused kernels ran at (`LATENT_TUI_KERNELS` lowers it).
     pub kernels: &'static str,
     /// The training step's precision (encoding and scoring are fp32) and, for bf16, the
-    /// product kernel that ran (`avx512-bf16` or `portable`).
+    /// product kernel that ran (`amx-bf16`, `avx512-bf16` or `portable`).
     pub precision: Precision,
     pub bf16_kernel: Option<&'static str>,
     #[serde(rename = "B")]

@@ -689,8 +689,8 @@ fn resume_refuses_another_runs_state_and_a_changed_model() {
     // Resuming continues normally.
     let err = assert_ok(&train_cli(&a, &["--resume", "--steps", "4"]));
     assert!(err.contains("resuming from step 3"), "{err}");
-    // No word about the optimiser state: it is there, of this run, and of this step (a bf16
-    // run's note names "fp32 weights and optimiser state", which is not about the file).
+    // No word about the optimiser state file: it is there, of this run, and of this step (a
+    // bf16 run's note names "fp32 weights and optimiser state", which is not about the file).
     assert!(!err.contains("the optimiser state"), "{err}");
     assert!(!err.contains("no optimiser state"), "{err}");
 

@@ -98,8 +98,8 @@ impl Path {
         match self {
             Path::Amx => {
                 let threads = rayon::current_num_threads().max(1);
-                let tasks = m.div_ceil(amx::BLOCK_M).next_multiple_of(threads);
-                m.div_ceil(tasks).next_multiple_of(2 * amx::ROWS)
+                let tasks = m.div_ceil(AMX_BLOCK_M).next_multiple_of(threads);
+                m.div_ceil(tasks).next_multiple_of(2 * AMX_ROWS)
             }
             _ => BLOCK_ROWS,
         }
@@ -324,10 +324,13 @@ impl<'a> TransposedPairs<'a> {
             block.len() == n * w && c0 + w <= self.width && p0 + n <= self.pairs,
             "bf16 columns operand: block outside"
         );
-        let (full_k, full_j) = (n / 16 * 16, w / 16 * 16);
+        let full_j = w / 16 * 16;
+        // Pairs of the first full_j columns already written by the transposes.
+        #[allow(unused_mut)]
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if kernels::active_level().avx512() {
+            let full_k = n / 16 * 16;
             for k0 in (0..full_k).step_by(16) {
                 for j0 in (0..full_j).step_by(16) {
                     // SAFETY: AVX-512F at this level; rows k0..k0 + 16 of the block, columns
@@ -518,6 +521,10 @@ pub struct PackedBf16 {
 
 /// Panels' pair-rows are a multiple of this (an AMX tile's 16 rows).
 const PANEL_PAIRS: usize = 16;
+/// Rows of an AMX A or C tile, and rows of the output the AMX kernel takes per block (a rayon
+/// task's rows are sized from it).
+const AMX_ROWS: usize = 16;
+const AMX_BLOCK_M: usize = 64;
 
 impl Drop for PackedBf16 {
     fn drop(&mut self) {
@@ -987,7 +994,7 @@ mod amx {
     use super::{PairRows, PANEL, PANEL_PAIRS, TILE_PANELS};
 
     /// Rows of an A or C tile.
-    pub(super) const ROWS: usize = 16;
+    const ROWS: usize = super::AMX_ROWS;
     /// Pairs in a row of an A tile (64 bytes): one B tile's pair-rows.
     const PAIRS: usize = PANEL_PAIRS;
     /// Rows and columns of the output a call of [`tile_32x32`] computes.
@@ -996,7 +1003,7 @@ mod amx {
     /// panels of B (chosen by timing the output layer's three products on a Sapphire Rapids
     /// core; the products are bound by memory, not by the tiles, and the choice moves them by
     /// ~20 %).
-    pub(super) const BLOCK_M: usize = 64;
+    const BLOCK_M: usize = super::AMX_BLOCK_M;
     const BLOCK_K: usize = 256;
 
     thread_local! {
@@ -1020,7 +1027,13 @@ mod amx {
         }
         // SAFETY: the caller's; `c` is a valid 64-byte configuration.
         unsafe {
-            asm!("ldtilecfg [{}]", in(reg) c.0.as_ptr(), options(nostack, readonly, preserves_flags))
+            asm!(
+                "ldtilecfg [{}]",
+                in(reg) c.0.as_ptr(),
+                out("tmm0") _, out("tmm1") _, out("tmm2") _, out("tmm3") _,
+                out("tmm4") _, out("tmm5") _, out("tmm6") _, out("tmm7") _,
+                options(nostack, readonly, preserves_flags)
+            )
         };
     }
 
@@ -1129,7 +1142,14 @@ mod amx {
                 }
             }
             // SAFETY: the tiles were configured above.
-            unsafe { asm!("tilerelease", options(nostack, nomem, preserves_flags)) };
+            unsafe {
+                asm!(
+                    "tilerelease",
+                    out("tmm0") _, out("tmm1") _, out("tmm2") _, out("tmm3") _,
+                    out("tmm4") _, out("tmm5") _, out("tmm6") _, out("tmm7") _,
+                    options(nostack, nomem, preserves_flags)
+                )
+            };
         });
     }
 
@@ -1157,7 +1177,10 @@ mod amx {
     }
 
     /// C (32 × 32 at `c`, rows `c_stride` floats apart) (+)= A (32 rows at `a`, `a_stride`
-    /// pairs apart) · B (panels `b0` and `b1`), over `steps` × 16 pairs.
+    /// pairs apart) · B (panels `b0` and `b1`), over `steps` × 16 pairs. One asm block from
+    /// the first tile instruction to the last, so no tile's contents are assumed to outlive
+    /// an `asm!` (the tile registers are declared clobbered); the configuration is
+    /// [`configure`]'s.
     ///
     /// # Safety
     /// Tiles configured by [`configure`]; every address named is readable (and C writable).
@@ -1174,57 +1197,60 @@ mod amx {
         load: bool,
     ) {
         let sc = c_stride * 4;
-        let (c1, c2) = (c.wrapping_add(ROWS), c.wrapping_add(ROWS * c_stride));
-        let c3 = c2.wrapping_add(ROWS);
-        // SAFETY: the caller's.
+        let c2 = c.wrapping_add(ROWS * c_stride);
+        let a1 = a.wrapping_add(ROWS * a_stride);
+        // SAFETY: the caller's. C's tiles are at c, c + 16, c2 and c2 + 16 floats (64 bytes).
         unsafe {
-            if load {
-                asm!(
-                    "tileloadd tmm0, [{c0} + {s}]",
-                    "tileloadd tmm1, [{c1} + {s}]",
-                    "tileloadd tmm2, [{c2} + {s}]",
-                    "tileloadd tmm3, [{c3} + {s}]",
-                    c0 = in(reg) c, c1 = in(reg) c1, c2 = in(reg) c2, c3 = in(reg) c3,
-                    s = in(reg) sc,
-                    options(nostack, readonly, preserves_flags)
-                );
-            } else {
-                asm!(
-                    "tilezero tmm0",
-                    "tilezero tmm1",
-                    "tilezero tmm2",
-                    "tilezero tmm3",
-                    options(nostack, nomem, preserves_flags)
-                );
-            }
-            let a1 = a.add(ROWS * a_stride);
-            for k in 0..steps {
-                asm!(
-                    "tileloadd tmm4, [{a0} + {sa}]",
-                    "tileloadd tmm6, [{b0} + {sb}]",
-                    "tdpbf16ps tmm0, tmm4, tmm6",
-                    "tileloadd tmm7, [{b1} + {sb}]",
-                    "tdpbf16ps tmm1, tmm4, tmm7",
-                    "tileloadd tmm5, [{a1} + {sa}]",
-                    "tdpbf16ps tmm2, tmm5, tmm6",
-                    "tdpbf16ps tmm3, tmm5, tmm7",
-                    a0 = in(reg) a.add(k * PAIRS),
-                    a1 = in(reg) a1.add(k * PAIRS),
-                    b0 = in(reg) b0.add(k * PAIRS * PANEL),
-                    b1 = in(reg) b1.add(k * PAIRS * PANEL),
-                    sa = in(reg) a_stride * 4,
-                    sb = in(reg) PANEL * 4,
-                    options(nostack, readonly, preserves_flags)
-                );
-            }
             asm!(
+                "test {load:e}, {load:e}",
+                "jz 2f",
+                "tileloadd tmm0, [{c0} + {s}]",
+                "tileloadd tmm1, [{c0} + {s} + 64]",
+                "tileloadd tmm2, [{c2} + {s}]",
+                "tileloadd tmm3, [{c2} + {s} + 64]",
+                "jmp 3f",
+                "2:",
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                "3:",
+                "test {steps}, {steps}",
+                "jz 5f",
+                "4:",
+                "tileloadd tmm4, [{a0} + {sa}]",
+                "tileloadd tmm6, [{b0} + {sb}]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tileloadd tmm7, [{b1} + {sb}]",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tileloadd tmm5, [{a1} + {sa}]",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                "add {a0}, 64",
+                "add {a1}, 64",
+                "add {b0}, 1024",
+                "add {b1}, 1024",
+                "dec {steps}",
+                "jnz 4b",
+                "5:",
                 "tilestored [{c0} + {s}], tmm0",
-                "tilestored [{c1} + {s}], tmm1",
+                "tilestored [{c0} + {s} + 64], tmm1",
                 "tilestored [{c2} + {s}], tmm2",
-                "tilestored [{c3} + {s}], tmm3",
-                c0 = in(reg) c, c1 = in(reg) c1, c2 = in(reg) c2, c3 = in(reg) c3,
+                "tilestored [{c2} + {s} + 64], tmm3",
+                load = in(reg) u32::from(load),
+                c0 = in(reg) c,
+                c2 = in(reg) c2,
                 s = in(reg) sc,
-                options(nostack, preserves_flags)
+                a0 = inout(reg) a => _,
+                a1 = inout(reg) a1 => _,
+                b0 = inout(reg) b0 => _,
+                b1 = inout(reg) b1 => _,
+                steps = inout(reg) steps => _,
+                sa = in(reg) a_stride * 4,
+                sb = in(reg) PANEL * 4,
+                out("tmm0") _, out("tmm1") _, out("tmm2") _, out("tmm3") _,
+                out("tmm4") _, out("tmm5") _, out("tmm6") _, out("tmm7") _,
+                options(nostack)
             );
         }
     }
@@ -1452,9 +1478,17 @@ mod tests {
             kernels::with_level(level, || {
                 for (src, ks, cs) in [(&b, n, 1), (&b_t, 1, k), (&strided, ks, cs)] {
                     // A spare of the right size full of NaN pairs (the packing is larger than
-                    // MIN_SPARE, so it draws on the spares).
-                    give_back(vec![u32::MAX; 2 * TILE_COLS * k.div_ceil(2) + 7]);
-                    let packed = PackedBf16::new(src, k, n, ks, cs);
+                    // MIN_SPARE, so it draws on the spares; padded pair-rows included: AMX
+                    // multiplies them by A's zero pairs, and a NaN left there would spread).
+                    // Another test may take the spare first: try again until this one does.
+                    let len = 2 * TILE_COLS * k.div_ceil(2).next_multiple_of(PANEL_PAIRS);
+                    let packed = (0..5)
+                        .map(|_| {
+                            give_back(vec![u32::MAX; len + 7]);
+                            PackedBf16::new(src, k, n, ks, cs)
+                        })
+                        .find(|p| p.panels.capacity() == len + 7)
+                        .expect("the packing took the spare full of NaNs");
                     let mut out = vec![f32::NAN; m * n];
                     packed.matmul(&op, &mut out);
                     for i in 0..m * n {

@@ -1637,8 +1637,8 @@ mod tests {
     }
 
     /// bf16 training products (input projections, recurrent products and their gradients)
-    /// against fp32 at every kernel level — `vdpbf16ps` where this CPU has it, the portable
-    /// kernel at every level: states and gradients within bf16's precision, one direction and
+    /// against fp32 at every kernel level — AMX tiles and `vdpbf16ps` where this CPU has them,
+    /// the portable kernel at every level: states and gradients within bf16's precision, one direction and
     /// two, a batch large enough to be split across threads; without gradients the states
     /// are fp32's to the bit.
     #[test]

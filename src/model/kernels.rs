@@ -98,7 +98,10 @@ pub fn detected_level() -> Level {
 fn amx_granted() -> bool {
     use std::arch::x86_64::{__cpuid_count, _xgetbv};
     // Leaf 7 exists where AVX-512 was detected.
-    let leaf7 = __cpuid_count(7, 0);
+    // SAFETY: cpuid exists on every x86-64 (the intrinsic is safe on recent toolchains and
+    // unsafe on older ones: either compiles).
+    #[allow(unused_unsafe)]
+    let leaf7 = unsafe { __cpuid_count(7, 0) };
     let (amx_bf16, amx_tile, amx_int8) = (1 << 22, 1 << 24, 1 << 25);
     if leaf7.edx & (amx_bf16 | amx_tile | amx_int8) != amx_bf16 | amx_tile | amx_int8 {
         return false;

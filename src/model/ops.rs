@@ -882,8 +882,8 @@ mod tests {
         })
     }
 
-    /// The bf16 op against the fp32 composition, at every kernel level (the `vdpbf16ps`
-    /// kernel where this CPU has it, the portable one at every level): values and gradients
+    /// The bf16 op against the fp32 composition, at every kernel level (the AMX and
+    /// `vdpbf16ps` kernels where this CPU has them, the portable one at every level): values and gradients
     /// within what bf16 operands allow, and exactly the fp32 op's values for operands that
     /// are already bf16 numbers (whose products bf16 computes exactly).
     #[test]
