@@ -1703,15 +1703,18 @@ mod tests {
         x.iter().map(|v| v.to_bits()).collect()
     }
 
-    /// The AMX tiles' logits and per-stretch maxima are the VNNI tile's and the portable
-    /// tile's, bit for bit, and so are the NLLs of the AMX and VNNI levels (the portable
-    /// levels' differ by the rounding of their exp-sums): rows that are not whole tiles or
+    /// The AMX tiles' logits are the VNNI tile's and the portable tile's, bit for bit, their
+    /// per-stretch maxima the VNNI tile's bits (the portable maxima, taken in another order,
+    /// may differ from both in the sign of a zero), and the NLLs of the AMX and VNNI levels
+    /// are the same bits (the portable levels' differ by the rounding of their exp-sums):
+    /// rows that are not whole tiles or
     /// blocks (1 to 100, more than one block), vocabularies that are not whole panels, tiles
     /// or pairs of panels (odd panels in a stretch), hidden sizes that are not whole B tiles
     /// (37 and 200 go through the zero-padded copy of the panels, 64 and 256 are read in
-    /// place; 200 and 256 take four steps), a zero state (its logits are signed zeros plus
-    /// the biases), signed-zero biases (whose maxima keep the sign the order of the maxima
-    /// gives them) and a NaN bias (left out of the maxima).
+    /// place; 200 and 256 take four steps), a zero state and a tiny state over tiny weights
+    /// (scales whose product underflows: logits that are zeros of both signs, over biases of
+    /// both signs, whose maxima take the sign the order of the maxima gives them) and a NaN
+    /// bias (left out of the maxima).
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn amx_tiles_give_the_vnni_and_portable_logits_to_the_bit() {
@@ -1728,10 +1731,13 @@ mod tests {
             (200, 256, 100, false),
             (150, 37, 20, true),
         ] {
-            let w = values(v * h, 0.013, 0.6);
+            let mut w = values(v * h, 0.013, 0.6);
+            // Words 48..96 tiny, and so is row 5's state: the product of their scales
+            // underflows, and the row's logits there are zeros signed as the integer sums are.
+            w[48 * h..96 * h].iter_mut().for_each(|x| *x *= 1e-25);
             let mut b = values(v, 0.7, 1.0);
-            // The first stretch's biases: ±0 for words 48..96, negative elsewhere, so that a
-            // zero state's logits there peak at zeros of both signs.
+            // The first stretch's biases: ±0 for words 48..96, negative elsewhere, so that the
+            // zero and the tiny state's logits there peak at zeros of both signs.
             for (i, bias) in b.iter_mut().enumerate().take(STRETCH_COLS) {
                 *bias = match i {
                     48..96 if i % 3 == 0 => -0.0,
@@ -1744,6 +1750,7 @@ mod tests {
             }
             let mut hidden = values(n * h, 0.29, 0.8);
             hidden[3 * h..4 * h].fill(0.0);
+            hidden[5 * h..6 * h].iter_mut().for_each(|x| *x *= 1e-25);
             let targets: Vec<u32> = (0..n as u32).map(|i| (i * 97) % v as u32).collect();
             let q = PackedOutput::new(&w, &b, v, h);
             let case = format!("{v} words, hidden {h}, {n} rows");
@@ -1766,7 +1773,7 @@ mod tests {
             }
             let stride = q.quads * 64;
             let groups = q.panels / TILE_PANELS;
-            let mut zero_maxima = 0;
+            let (mut zero_maxima, mut negative_zeros) = (0, 0);
             for g0 in (0..groups).step_by(STRETCH_GROUPS) {
                 let g1 = (g0 + STRETCH_GROUPS).min(groups);
                 let width = (g1 - g0) * TILE_COLS;
@@ -1847,16 +1854,27 @@ mod tests {
                             "{case}: stretch from group {g0}, row {r}: AMX vs {what} logits"
                         );
                     }
-                    assert_eq!(
-                        bits(&maxima),
-                        bits(&ref_maxima),
-                        "{case}: stretch from group {g0}: AMX vs {what} maxima"
-                    );
+                    if vnni {
+                        assert_eq!(
+                            bits(&maxima),
+                            bits(&ref_maxima),
+                            "{case}: stretch from group {g0}: AMX vs VNNI maxima"
+                        );
+                    } else {
+                        // The portable maxima (`kernels::max_of`) take their maxima in
+                        // another order: the same numbers, a zero's sign aside.
+                        assert_eq!(
+                            maxima, ref_maxima,
+                            "{case}: stretch from group {g0}: AMX vs portable maxima"
+                        );
+                    }
                 }
                 zero_maxima += maxima.iter().filter(|&&x| x == 0.0).count();
+                negative_zeros += logits.iter().filter(|x| x.to_bits() == 0x8000_0000).count();
             }
             // The zero state's stretch over the zero biases peaks at a zero.
             assert!(zero_maxima > 0, "{case}");
+            assert!(negative_zeros > 0, "{case}: no −0 logit");
             if nan {
                 continue;
             }
@@ -1881,6 +1899,50 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The 16-row reduction of the AMX epilogue gives `_mm512_reduce_max_ps` of each vector,
+    /// to the bit: vectors of zeros of both signs (where the order of the maxima decides the
+    /// sign), −∞ and numbers, in many patterns.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn sixteen_row_maxima_are_reduce_max_ps_to_the_bit() {
+        if !kernels::detected_level().avx512() {
+            eprintln!("no AVX-512 on this CPU: the AMX epilogue never runs");
+            return;
+        }
+        use std::arch::x86_64::*;
+        let mut seed = 0x9e37_79b9_u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let mut signed = 0;
+        for round in 0..2000 {
+            let lanes: [[f32; 16]; 16] = std::array::from_fn(|_| {
+                std::array::from_fn(|_| match next() % 8 {
+                    0..=2 => 0.0,
+                    3..=5 => -0.0,
+                    6 if round % 2 == 0 => f32::NEG_INFINITY,
+                    _ => -((next() % 4) as f32),
+                })
+            });
+            // SAFETY: AVX-512F (checked above); each array is 16 floats.
+            let (got, want) = unsafe {
+                let v = |i: usize| _mm512_loadu_ps(lanes[i].as_ptr());
+                let mut got = [0f32; 16];
+                _mm512_storeu_ps(got.as_mut_ptr(), reduce_max_16(v));
+                (
+                    got,
+                    std::array::from_fn::<f32, 16, _>(|i| _mm512_reduce_max_ps(v(i))),
+                )
+            };
+            assert_eq!(bits(&got), bits(&want), "round {round}: {lanes:?}");
+            signed += want.iter().filter(|x| x.to_bits() == 0x8000_0000).count();
+        }
+        assert!(signed > 0, "some maxima are −0");
     }
 
     /// The AVX-512 quantiser of the AMX path gives the dispatched one's scale and bytes:
