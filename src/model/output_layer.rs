@@ -17,12 +17,20 @@
 //! terms of the tail, whose errors cancel, keep it. A sentence's NLL stays within ~1e-3 of the
 //! exact figure (relative; the tests and `bench --interactive` measure it).
 //!
+//! **AMX-INT8.** Where the kernel level is AMX (Sapphire Rapids and later, the tiles granted by
+//! the OS), [`PackedOutput::nll`] takes its integer products from the tiles instead (`tdpbusd`:
+//! a 16 × 16 block of sums over 64 byte pairs per instruction, 16 times `vpdpbusd`'s work):
+//! the int8 panels are already B tiles, blocks of 32 quantised rows are A tiles, and the
+//! dequantisation, the maxima and the online normaliser are those of the VNNI path, in the
+//! same order, so the NLLs are the same bits (see `nll_chunk_amx`). Greedy decoding (one row
+//! at a time) keeps the VNNI tile.
+//!
 //! **8-bit, exact answer, for greedy decoding.** [`PackedOutput::greedy`] bounds each word's
 //! 8-bit error from the scales and L1 norms of its row and of the state, and rescores in fp32
 //! every word whose widened logit could still be the largest: the fp32 argmax, after reading a
 //! quarter of the bytes per decoded word.
 //!
-//! Integer dot products are exact, so every kernel level (VNNI, the portable loops the
+//! Integer dot products are exact, so every kernel level (AMX, VNNI, the portable loops the
 //! compiler vectorises for AVX2 or plain x86-64) gives the same logits; the tests check that.
 
 use rayon::prelude::*;
@@ -38,6 +46,10 @@ const LEADER_GAP: f32 = 6.0;
 /// words, 24 KB of int8 panels at hidden 256, reused by every tile of rows.
 const STRETCH_GROUPS: usize = 8;
 const STRETCH_COLS: usize = STRETCH_GROUPS * TILE_COLS;
+
+/// Quads (of four bytes) in one row of an AMX A tile and in one AMX B tile's quad-rows: the
+/// 64 bytes of a tile row.
+const AMX_QUADS: usize = 16;
 
 /// Length of a row's list of possible leaders at which the words that fell below the running
 /// threshold are dropped from it.
@@ -109,7 +121,8 @@ pub struct PackedOutput {
     panels: usize,
     /// Panel p, quad q, vocabulary row j of the panel, byte i: w_q[16p + j][4q + i], so that
     /// one quad of one panel is one 64-byte vector.
-    packed: Vec<i8>,
+    /// 64-byte aligned, as the AMX tiles read it ([`Aligned`]).
+    packed: Aligned<i8>,
     /// Per vocabulary row (padded): the dequantisation scale, and 128 · Σ_k w_q[v][k], which
     /// removes the uint8 zero point from the integer dot product.
     scale: Vec<f32>,
@@ -122,6 +135,10 @@ pub struct PackedOutput {
     weight_l1: Vec<f32>,
     /// fp32 panels: panel p, hidden unit k, vocabulary row j of the panel: w[16p + j][k].
     packed_f32: Vec<f32>,
+    /// The int8 panels with quads padded with zeros to a multiple of [`AMX_QUADS`] (one AMX B
+    /// tile's quad-rows), where the CPU has AMX and `quads` is not already one: `packed`
+    /// itself serves otherwise.
+    packed_amx: Option<Aligned<i8>>,
 }
 
 impl std::fmt::Debug for PackedOutput {
@@ -131,6 +148,66 @@ impl std::fmt::Debug for PackedOutput {
             "PackedOutput {{ vocab: {}, hidden: {} }}",
             self.vocab, self.hidden
         )
+    }
+}
+
+/// A cache line: the unit of [`Aligned`]'s storage.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct CacheLine([u8; 64]);
+
+/// Types for which every bit pattern, all zeros included, is a value.
+///
+/// # Safety
+/// Implement only for such types (no padding, no invalid values).
+unsafe trait Plain: Copy {}
+// SAFETY: integers and floats of every bit pattern are values.
+unsafe impl Plain for u8 {}
+// SAFETY: as above.
+unsafe impl Plain for i8 {}
+// SAFETY: as above.
+unsafe impl Plain for i32 {}
+// SAFETY: as above.
+unsafe impl Plain for f32 {}
+
+/// A fixed-length buffer whose first element is 64-byte aligned. The AMX tiles read and write
+/// whole rows of 64 bytes: on a Sapphire Rapids core a `tileloadd` whose rows straddle cache
+/// lines took ~45 cycles instead of ~7 (and `tilestored` likewise), which made the int8 tiles
+/// slower than the VNNI loop they replace. Every tile row of the output layer starts at a
+/// multiple of 64 bytes from such a buffer's start.
+struct Aligned<T: Plain> {
+    lines: Vec<CacheLine>,
+    len: usize,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Plain> Aligned<T> {
+    fn new(len: usize, value: T) -> Self {
+        let bytes = len * std::mem::size_of::<T>();
+        let mut buf = Self {
+            lines: vec![CacheLine([0; 64]); bytes.div_ceil(64)],
+            len,
+            _t: std::marker::PhantomData,
+        };
+        buf.fill(value);
+        buf
+    }
+}
+
+impl<T: Plain> std::ops::Deref for Aligned<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: the lines hold at least len · size_of::<T>() initialised bytes, aligned to
+        // 64 ≥ align_of::<T>() for the `Plain` types (at most 4), every one of whose bit
+        // patterns is a value; the borrow of `self` bounds the slice's life.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const T, self.len) }
+    }
+}
+
+impl<T: Plain> std::ops::DerefMut for Aligned<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`, with the unique borrow of `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut T, self.len) }
     }
 }
 
@@ -163,7 +240,7 @@ impl PackedOutput {
         let quads = hidden.div_ceil(4);
         let panels = vocab.div_ceil(PANEL).div_ceil(TILE_PANELS) * TILE_PANELS;
         let padded_vocab = panels * PANEL;
-        let mut packed = vec![0i8; panels * quads * 64];
+        let mut packed = Aligned::new(panels * quads * 64, 0i8);
         let mut scale = vec![0f32; padded_vocab];
         let mut zero_point_sum = vec![0i32; padded_vocab];
         let mut packed_f32 = vec![0f32; panels * hidden * PANEL];
@@ -183,12 +260,25 @@ impl PackedOutput {
                 packed[(p * quads + k / 4) * 64 + j * 4 + k % 4] = q;
             }
         }
+        let packed_amx = (kernels::detected_level().amx() && !quads.is_multiple_of(AMX_QUADS))
+            .then(|| {
+                let kq = quads.next_multiple_of(AMX_QUADS);
+                let mut padded = Aligned::new(panels * kq * 64, 0i8);
+                for (src, dst) in packed
+                    .chunks_exact(quads * 64)
+                    .zip(padded.chunks_exact_mut(kq * 64))
+                {
+                    dst[..quads * 64].copy_from_slice(src);
+                }
+                padded
+            });
         Self {
             vocab,
             hidden,
             quads,
             panels,
             packed,
+            packed_amx,
             scale,
             zero_point_sum,
             bias: bias.to_vec(),
@@ -204,6 +294,41 @@ impl PackedOutput {
                 .map(|row| row.iter().map(|x| x.abs()).sum())
                 .collect(),
             packed_f32,
+        }
+    }
+
+    /// The int8 panels in AMX B-tile form and their quads per panel (a multiple of
+    /// [`AMX_QUADS`]), or `None` where they were not made (no AMX on this CPU).
+    fn amx_panels(&self) -> Option<(&[i8], usize)> {
+        if self.quads.is_multiple_of(AMX_QUADS) {
+            Some((&self.packed[..], self.quads))
+        } else {
+            let kq = self.quads.next_multiple_of(AMX_QUADS);
+            self.packed_amx.as_ref().map(|p| (&p[..], kq))
+        }
+    }
+
+    /// The int8 panels and their quads per panel where [`Self::nll`] runs on AMX tiles at
+    /// `level`: the level is AMX (so the CPU has AMX-INT8 and AVX-512 VNNI, and the OS granted
+    /// the tiles) and the tile form of the panels exists.
+    fn amx_path(&self, level: Level) -> Option<(&[i8], usize)> {
+        if level.amx() && has_vnni(level) {
+            self.amx_panels()
+        } else {
+            None
+        }
+    }
+
+    /// The integer kernel [`Self::nll`] runs at the active level: `amx-int8` (`tdpbusd`),
+    /// `avx512-vnni` (`vpdpbusd`) or `portable`.
+    pub fn nll_kernel(&self) -> &'static str {
+        let level = kernels::active_level();
+        if self.amx_path(level).is_some() {
+            "amx-int8"
+        } else if has_vnni(level) {
+            "avx512-vnni"
+        } else {
+            "portable"
         }
     }
 
@@ -227,13 +352,19 @@ impl PackedOutput {
             targets.iter().all(|&t| (t as usize) < self.vocab),
             "target outside the vocabulary"
         );
-        let vnni = has_vnni(kernels::active_level());
+        let level = kernels::active_level();
+        let vnni = has_vnni(level);
+        let amx = self.amx_path(level);
         let mut out = vec![0f32; targets.len()];
         let chunk = chunk_rows(targets.len(), rayon::current_num_threads());
         out.par_chunks_mut(chunk)
             .zip(hidden.par_chunks(chunk * h))
             .zip(targets.par_chunks(chunk))
-            .for_each(|((out, rows), tgt)| self.nll_chunk(rows, tgt, out, vnni));
+            .for_each(|((out, rows), tgt)| match amx {
+                #[cfg(target_arch = "x86_64")]
+                Some((b, kq)) => self.nll_chunk_amx(rows, tgt, out, b, kq),
+                _ => self.nll_chunk(rows, tgt, out, vnni),
+            });
         out
     }
 
@@ -298,12 +429,133 @@ impl PackedOutput {
                 }
             }
         }
+        self.finish_rows(&folds, rows, targets, out);
+    }
+
+    /// Each row's NLL from its fold over the whole vocabulary: the log-normaliser with the
+    /// leaders' exact logits, less the target's exact logit.
+    fn finish_rows(&self, folds: &[RowFold], rows: &[f32], targets: &[u32], out: &mut [f32]) {
+        let h = self.hidden;
         let mut leaders = Vec::new();
         for (r, (fold, o)) in folds.iter().zip(out.iter_mut()).enumerate() {
             let state = &rows[r * h..(r + 1) * h];
             let lse = fold.max + fold.sum.max(f32::MIN_POSITIVE).ln();
             let lse = self.correct_leaders(&fold.near, lse, state, &mut leaders);
             *o = lse - self.exact_logit(state, targets[r] as usize);
+        }
+    }
+
+    /// [`Self::nll_chunk`] with the integer products on AMX tiles (`tdpbusd`): `b` holds the
+    /// int8 panels with `kq` quads each (a multiple of [`AMX_QUADS`], zeros past `quads`).
+    ///
+    /// The rows are quantised (by [`quantize_unsigned_avx512`], the same bytes) into a
+    /// 64-byte aligned copy whose rows are `kq` quads long (whole A tiles), padded to whole
+    /// row tiles. Per stretch of the vocabulary, each block of up to 32 rows gets its logits
+    /// from [`Self::amx_stretch_logits`] — the VNNI tile's logits and stretch maxima, to the
+    /// bit — and folds them in as [`Self::nll_chunk`] does, stretch after stretch: the NLL is
+    /// that of the VNNI path, to the bit.
+    #[cfg(target_arch = "x86_64")]
+    fn nll_chunk_amx(&self, rows: &[f32], targets: &[u32], out: &mut [f32], b: &[i8], kq: usize) {
+        let h = self.hidden;
+        let row_bytes = kq * 4;
+        let n = targets.len();
+        let padded_rows = n.next_multiple_of(amx::ROWS);
+        // Quantised rows, padded with the zero point (the padding quads' weights are zero,
+        // and the padding rows' products are never read).
+        let mut a = Aligned::new(padded_rows * row_bytes, 128u8);
+        let mut row_scale = vec![0f32; padded_rows];
+        for (r, row) in rows.chunks_exact(h).enumerate() {
+            row_scale[r] = quantize_unsigned_avx512(row, &mut a[r * row_bytes..][..h]);
+        }
+        let mut folds = vec![RowFold::default(); n];
+        let groups = self.panels / TILE_PANELS;
+        let mut logits = Aligned::new(amx::BLOCK_ROWS * STRETCH_COLS, 0f32);
+        // One group's integer products for a block (12 KB), written by the tiles and read by
+        // the epilogue while in L1.
+        let mut dots = Aligned::new(amx::BLOCK_ROWS * TILE_COLS, 0i32);
+        let mut stretch_max = [f32::NEG_INFINITY; amx::BLOCK_ROWS];
+        let tiles = amx::Tiles::configure();
+        for g0 in (0..groups).step_by(STRETCH_GROUPS) {
+            let g1 = (g0 + STRETCH_GROUPS).min(groups);
+            let v0 = g0 * TILE_COLS;
+            let cols = (g1 * TILE_COLS).min(self.vocab).saturating_sub(v0);
+            if cols == 0 {
+                break;
+            }
+            for r0 in (0..n).step_by(amx::BLOCK_ROWS) {
+                let m = amx::BLOCK_ROWS.min(n - r0);
+                let a_block = &a[r0 * row_bytes..][..m.next_multiple_of(amx::ROWS) * row_bytes];
+                self.amx_stretch_logits(
+                    &tiles,
+                    (a_block, kq),
+                    b,
+                    g0..g1,
+                    &row_scale[r0..r0 + m],
+                    &mut dots,
+                    &mut logits,
+                    &mut stretch_max[..m],
+                );
+                for (r, fold) in folds[r0..r0 + m].iter_mut().enumerate() {
+                    fold.add(
+                        &logits[r * STRETCH_COLS..][..cols],
+                        stretch_max[r],
+                        v0 as u32,
+                    );
+                }
+            }
+        }
+        drop(tiles);
+        self.finish_rows(&folds, rows, targets, out);
+    }
+
+    /// The logits of a block of `row_scale.len()` (≤ 32) quantised rows (`a`: whole row tiles
+    /// of `kq` quads per row) for the words of groups `groups` (one stretch), row r's at
+    /// `logits[r · STRETCH_COLS..]`, group by group, and `stretch_max[r]` = the largest of row
+    /// r's logits over the stretch's words (−∞ if none is a number): what the VNNI tile writes
+    /// for the same rows, to the bit. `dots` holds one group's integer products in between.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    fn amx_stretch_logits(
+        &self,
+        tiles: &amx::Tiles,
+        (a, kq): (&[u8], usize),
+        b: &[i8],
+        groups: std::ops::Range<usize>,
+        row_scale: &[f32],
+        dots: &mut [i32],
+        logits: &mut [f32],
+        stretch_max: &mut [f32],
+    ) {
+        let m = row_scale.len();
+        stretch_max.fill(f32::NEG_INFINITY);
+        for g in groups.clone() {
+            // The group's products while the block's rows of A are in L1, and its logits
+            // while the products are.
+            tiles.products(
+                a,
+                kq * 4,
+                m,
+                b,
+                kq,
+                g * TILE_PANELS..(g + 1) * TILE_PANELS,
+                dots,
+                TILE_COLS,
+            );
+            let v = g * TILE_COLS;
+            let epilogue = StretchEpilogue {
+                zero_point_sum: &self.zero_point_sum[v..v + TILE_COLS],
+                scale: &self.scale[v..v + TILE_COLS],
+                bias: &self.bias_padded[v..v + TILE_COLS],
+                row_scale,
+                words: self.vocab.saturating_sub(v).min(TILE_COLS),
+            };
+            dequantize_block(
+                dots,
+                &mut logits[(g - groups.start) * TILE_COLS..],
+                STRETCH_COLS,
+                &epilogue,
+                stretch_max,
+            );
         }
     }
 
@@ -533,6 +785,71 @@ kernels::dispatch! {
     }
 }
 
+/// [`quantize_unsigned`] in AVX-512 registers, to the bit: the dispatched build's largest
+/// magnitude is a scalar fold (an f32 `max` reduction does not vectorise), which was a tenth
+/// of the bars once the products ran on AMX tiles. The largest |x| skips NaNs as `f32::max`
+/// does (all the magnitudes are ≥ +0, so the order of the maxima does not matter), the product
+/// x · (127 / max) is the same multiplication, its rounding half away from zero is
+/// trunc(y) ± 1 where |y − trunc(y)| ≥ ½ (exact: the fraction of a float is a float), and a
+/// NaN product stores the zero point as `as i32` of NaN does.
+#[cfg(target_arch = "x86_64")]
+fn quantize_unsigned_avx512(row: &[f32], out: &mut [u8]) -> f32 {
+    assert_eq!(row.len(), out.len(), "one byte per value");
+    assert!(kernels::detected_level().avx512(), "AVX-512 quantiser");
+    // SAFETY: the CPU has AVX-512F (checked above); every access is masked to `row.len()`,
+    // which is `out.len()`.
+    unsafe { quantize_unsigned_avx512_inner(row, out) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn quantize_unsigned_avx512_inner(row: &[f32], out: &mut [u8]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = row.len();
+    let lanes = |i: usize| -> __mmask16 {
+        if n - i >= 16 {
+            0xffff
+        } else {
+            ((1u32 << (n - i)) - 1) as __mmask16
+        }
+    };
+    let mut max = _mm512_setzero_ps();
+    for i in (0..n).step_by(16) {
+        let x = _mm512_maskz_loadu_ps(lanes(i), row.as_ptr().add(i));
+        // max(|x|, max) keeps `max` where |x| is NaN.
+        max = _mm512_max_ps(_mm512_abs_ps(x), max);
+    }
+    let max = _mm512_reduce_max_ps(max);
+    if max == 0.0 || !max.is_finite() {
+        out.fill(128);
+        return 0.0;
+    }
+    let inv = _mm512_set1_ps(127.0 / max);
+    let half = _mm512_set1_ps(0.5);
+    let one = _mm512_set1_ps(1.0);
+    let (low, high) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
+    let zero_point = _mm512_set1_epi32(128);
+    for i in (0..n).step_by(16) {
+        let k = lanes(i);
+        let y = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, row.as_ptr().add(i)), inv);
+        let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
+        let away = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_abs_ps(_mm512_sub_ps(y, t)), half);
+        // ±1 with y's sign, where the fraction is at least a half.
+        let sign = _mm512_and_si512(_mm512_castps_si512(y), _mm512_set1_epi32(i32::MIN));
+        let step = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(one), sign));
+        let r = _mm512_mask_add_ps(t, away, t, step);
+        let q = _mm512_min_ps(_mm512_max_ps(r, low), high);
+        let number = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(y, y);
+        let q = _mm512_maskz_cvttps_epi32(number, q);
+        _mm512_mask_cvtepi32_storeu_epi8(
+            out.as_mut_ptr().add(i) as *mut _,
+            k,
+            _mm512_add_epi32(q, zero_point),
+        );
+    }
+    max / 127.0
+}
+
 kernels::dispatch! {
     /// The words whose exact logit may be the largest, given 8-bit logits `approx` of one state
     /// quantised with scale `s_h`: |w·h − s_v s_h q·p| ≤ s_h/2 ‖w‖₁ + s_v/2 · s_h ‖p‖₁, and
@@ -735,6 +1052,391 @@ unsafe fn int_tile_logits_vnni<const R: usize>(
         let tile_max = _mm512_reduce_max_ps(max);
         if tile_max > row_max[r] {
             row_max[r] = tile_max;
+        }
+    }
+}
+
+/// [`TileEpilogue`] for any number of rows: one group of 48 words of a stretch, for the rows
+/// of one AMX block.
+#[cfg(target_arch = "x86_64")]
+struct StretchEpilogue<'a> {
+    zero_point_sum: &'a [i32],
+    scale: &'a [f32],
+    bias: &'a [f32],
+    row_scale: &'a [f32],
+    words: usize,
+}
+
+/// One group of 48 columns of an AMX block's integer products (`dots`, row r at
+/// `dots[48 r..]`) turned into logits, row r into `out[r · out_stride..][..48]`, and
+/// `row_max[r]` raised to the largest logit of row r among the first `epilogue.words`
+/// columns: the epilogue of [`int_tile_logits_vnni`], the same operations in the same order,
+/// so the same bits.
+#[cfg(target_arch = "x86_64")]
+fn dequantize_block(
+    dots: &[i32],
+    out: &mut [f32],
+    out_stride: usize,
+    epilogue: &StretchEpilogue<'_>,
+    row_max: &mut [f32],
+) {
+    let rows = row_max.len();
+    assert_eq!(epilogue.row_scale.len(), rows, "one scale per row");
+    assert!(
+        epilogue.zero_point_sum.len() >= TILE_COLS
+            && epilogue.scale.len() >= TILE_COLS
+            && epilogue.bias.len() >= TILE_COLS
+            && epilogue.words <= TILE_COLS
+    );
+    if rows == 0 {
+        return;
+    }
+    assert!(dots.len() >= rows * TILE_COLS, "products");
+    assert!(out.len() >= (rows - 1) * out_stride + TILE_COLS, "logits");
+    assert!(kernels::detected_level().avx512(), "AVX-512 epilogue");
+    // SAFETY: the CPU has AVX-512F (checked above); the assertions bound every load and store.
+    unsafe { dequantize_block_avx512(dots, out, out_stride, epilogue, row_max) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dequantize_block_avx512(
+    dots: &[i32],
+    out: &mut [f32],
+    out_stride: usize,
+    epilogue: &StretchEpilogue<'_>,
+    row_max: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let mut zero_point = [_mm512_setzero_si512(); TILE_PANELS];
+    let mut scale = [_mm512_setzero_ps(); TILE_PANELS];
+    let mut bias = [_mm512_setzero_ps(); TILE_PANELS];
+    let mut words = [0 as __mmask16; TILE_PANELS];
+    for p in 0..TILE_PANELS {
+        zero_point[p] =
+            _mm512_loadu_si512(epilogue.zero_point_sum.as_ptr().add(p * PANEL) as *const _);
+        scale[p] = _mm512_loadu_ps(epilogue.scale.as_ptr().add(p * PANEL));
+        bias[p] = _mm512_loadu_ps(epilogue.bias.as_ptr().add(p * PANEL));
+        let n = epilogue.words.saturating_sub(p * PANEL).min(PANEL);
+        words[p] = ((1u32 << n) - 1) as __mmask16;
+    }
+    let (src, dst) = (dots.as_ptr(), out.as_mut_ptr());
+    // Row r's logits, stored, and their maximum vector (padding words left out; NaNs too:
+    // max(x, max) keeps `max` where x is NaN).
+    let row = |r: usize| {
+        let rs = _mm512_set1_ps(epilogue.row_scale[r]);
+        let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+        for p in 0..TILE_PANELS {
+            let dots = _mm512_loadu_si512(src.add(r * TILE_COLS + p * PANEL) as *const _);
+            let d = _mm512_cvtepi32_ps(_mm512_sub_epi32(dots, zero_point[p]));
+            let x = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(rs, scale[p]), d), bias[p]);
+            _mm512_storeu_ps(dst.add(r * out_stride + p * PANEL), x);
+            max = _mm512_mask_max_ps(max, words[p], x, max);
+        }
+        max
+    };
+    let rows = row_max.len();
+    let whole = rows / 16 * 16;
+    for r0 in (0..whole).step_by(16) {
+        let tile_max = reduce_max_16(|i| row(r0 + i));
+        // The VNNI tile's `if tile_max > m { m = tile_max }`, sixteen rows at once.
+        let m = row_max.as_mut_ptr().add(r0);
+        let old = _mm512_loadu_ps(m);
+        let grows = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(tile_max, old);
+        _mm512_storeu_ps(m, _mm512_mask_mov_ps(old, grows, tile_max));
+    }
+    for (r, m) in row_max.iter_mut().enumerate().skip(whole) {
+        let tile_max = _mm512_reduce_max_ps(row(r));
+        *m = if tile_max > *m { tile_max } else { *m };
+    }
+}
+
+/// `_mm512_reduce_max_ps` of each of the 16 vectors `v(0)`, …, `v(15)`, lane i for vector i,
+/// by the same maxima with the same operands in the same places (`maxps` returns its second
+/// operand for two zeros, so the sign of a zero maximum depends on them): halves of 8, then
+/// of 4, then lanes (0, 2) and (1, 3), then 0 and 1 — sixteen vectors at once instead of one
+/// after the other. The vectors are asked for in order and combined as they come, so that
+/// few are live at a time (all sixteen spilled to the stack).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn reduce_max_16(
+    mut v: impl FnMut(usize) -> std::arch::x86_64::__m512,
+) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    // Chunks (max(a lanes 0–3, 8–11), max(a 4–7, 12–15), the same of b).
+    let halves = |a: __m512, b: __m512| {
+        _mm512_max_ps(
+            _mm512_shuffle_f32x4::<0x44>(a, b),
+            _mm512_shuffle_f32x4::<0xee>(a, b),
+        )
+    };
+    // Chunk i: the max of the two chunks of `halves` for vector i of the four (its 4 lanes).
+    let quarters = |a: __m512, b: __m512| {
+        _mm512_max_ps(
+            _mm512_shuffle_f32x4::<0x88>(a, b),
+            _mm512_shuffle_f32x4::<0xdd>(a, b),
+        )
+    };
+    let mut z = [_mm512_setzero_ps(); 4];
+    for (j, z) in z.iter_mut().enumerate() {
+        let w0 = halves(v(4 * j), v(4 * j + 1));
+        let w1 = halves(v(4 * j + 2), v(4 * j + 3));
+        *z = quarters(w0, w1);
+    }
+    // Chunk i: (max(lane 0, lane 2), max(lane 1, lane 3)) of a's chunk i, then of b's.
+    let pairs = |a: __m512, b: __m512| {
+        _mm512_max_ps(
+            _mm512_shuffle_ps::<0x44>(a, b),
+            _mm512_shuffle_ps::<0xee>(a, b),
+        )
+    };
+    let (t0, t1) = (pairs(z[0], z[1]), pairs(z[2], z[3]));
+    // Chunk i, lane j: the maximum of vector i + 4j.
+    let r = _mm512_max_ps(
+        _mm512_shuffle_ps::<0x88>(t0, t1),
+        _mm512_shuffle_ps::<0xdd>(t0, t1),
+    );
+    // Lane k ← lane 4 (k mod 4) + k / 4: vector k's maximum in lane k.
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_permutexvar_ps(order, r)
+}
+
+/// The AMX-INT8 products of [`PackedOutput::nll`]: C (i32, 16 × 16) += A (16 rows × 64 u8) ·
+/// B (16 quad-rows × 16 columns of four s8) per `tdpbusd`, 16 × 16 × 64 multiply-adds.
+///
+/// A B tile is 16 consecutive quads of one int8 panel, 1 KB contiguous: the panels' layout
+/// (quad-rows of 16 words × 4 bytes) is already the tile's, so B is read in place; A tiles are
+/// 16 rows of the quantised states, 64 bytes each, `a_stride` apart. Palette 1 with all eight
+/// tiles 16 rows × 64 bytes, blocked 2 × 2 as in `bf16::amx`: tmm0–3 accumulate two row tiles
+/// (32 rows) × two panels (32 words), tmm4–5 hold the row tiles' A and tmm6–7 the panels' B
+/// of a step. Blocks of 32 rows rather than 64 (four row tiles of one panel, which read each
+/// B tile once per 64 rows): the block's logits over a stretch (48 KB) are then read back by
+/// the online normaliser from L1 and L2 rather than L2 alone, which was faster overall on a
+/// Sapphire Rapids core. Short inner sums (4 steps at hidden 256) make the zeroing and the
+/// stores of C a good part of the tiles' time. As in `bf16::amx`, the tile registers are
+/// named in the asm text (Rust's AMX intrinsics are unstable); no code that Rust generates
+/// uses them, and the configuration is released (`tilerelease`) when the chunk is done.
+#[cfg(target_arch = "x86_64")]
+mod amx {
+    use std::arch::asm;
+    use std::marker::PhantomData;
+    use std::ops::Range;
+
+    use super::{kernels, AMX_QUADS, PANEL};
+
+    /// Rows of an A or C tile.
+    pub(super) const ROWS: usize = 16;
+    /// Row tiles per block.
+    const ROW_TILES: usize = 2;
+    /// Rows of a block.
+    pub(super) const BLOCK_ROWS: usize = ROW_TILES * ROWS;
+    /// Bytes of one tile row, and of one quad-row of a panel.
+    const ROW_BYTES: usize = 64;
+
+    #[repr(C, align(64))]
+    struct Config([u8; 64]);
+
+    /// The tiles configured on this thread (palette 1, eight tiles of 16 rows × 64 bytes) until
+    /// dropped, which releases them (`tilerelease`). Not `Send`: the configuration belongs to
+    /// the thread that loaded it.
+    pub(super) struct Tiles(PhantomData<*const ()>);
+
+    impl Tiles {
+        pub(super) fn configure() -> Self {
+            assert!(
+                kernels::detected_level().amx(),
+                "AMX tiles on a CPU or OS without them"
+            );
+            let mut c = Config([0; 64]);
+            c.0[0] = 1;
+            for t in 0..8 {
+                c.0[16 + 2 * t] = ROW_BYTES as u8;
+                c.0[48 + t] = ROWS as u8;
+            }
+            // SAFETY: the level is AMX only where the CPU has AMX-TILE and AMX-INT8 and the OS
+            // granted this process the tile state; `c` is a valid 64-byte configuration.
+            unsafe {
+                asm!("ldtilecfg [{}]", in(reg) c.0.as_ptr(), options(nostack, readonly, preserves_flags))
+            };
+            Tiles(PhantomData)
+        }
+
+        /// The integer dot products of the first `rows` (1 to 32) rows of `a` (`a_stride` =
+        /// `kq` · 4 bytes apart; whole row tiles readable, ⌈rows / 16⌉ · 16 rows) with every
+        /// panel in `panels` of `b` (`kq` quads per panel, a multiple of 16), into `out` as
+        /// i32 bits: row r, panel `panels.start + i` at `out[r · out_stride + 16 i..][..16]`.
+        /// Rows past `rows` up to the row tile's end are computed from A's padding and written.
+        #[allow(clippy::too_many_arguments)]
+        pub(super) fn products(
+            &self,
+            a: &[u8],
+            a_stride: usize,
+            rows: usize,
+            b: &[i8],
+            kq: usize,
+            panels: Range<usize>,
+            out: &mut [i32],
+            out_stride: usize,
+        ) {
+            assert!(kq > 0 && kq.is_multiple_of(AMX_QUADS), "whole B tiles");
+            assert_eq!(a_stride, kq * 4, "A rows of kq quads");
+            assert!(rows > 0 && rows <= BLOCK_ROWS, "1 to 32 rows");
+            let row_tiles = rows.div_ceil(ROWS);
+            assert!(a.len() >= row_tiles * ROWS * a_stride, "A's row tiles");
+            let panel_bytes = kq * ROW_BYTES;
+            assert!(panels.end * panel_bytes <= b.len(), "B's panels");
+            let np = panels.len();
+            if np == 0 {
+                return;
+            }
+            assert!(
+                out_stride >= np * PANEL
+                    && (row_tiles * ROWS - 1) * out_stride + np * PANEL <= out.len(),
+                "C's rows"
+            );
+            let steps = kq / AMX_QUADS;
+            let c_stride = out_stride * 4;
+            let a = a.as_ptr();
+            for p in panels.clone().step_by(2) {
+                let two = p + 1 < panels.end;
+                let b0 = b[p * panel_bytes..][..panel_bytes].as_ptr();
+                let b1 = if two {
+                    b[(p + 1) * panel_bytes..][..panel_bytes].as_ptr()
+                } else {
+                    b0
+                };
+                let c = out[(p - panels.start) * PANEL..].as_mut_ptr() as *mut u8;
+                // SAFETY: `self` configured the tiles on this thread. A: row_tiles × 16 rows of
+                // kq · 4 bytes from `a` (asserted); B: panels p (and p + 1 where `two`) of kq
+                // quad-rows of 64 bytes, inside `b` (asserted); C: row_tiles × 16 rows
+                // `c_stride` bytes apart of 16 (32 where `two`) i32 from column
+                // (p − start) · 16, which end by column np · 16, inside `out` (asserted).
+                unsafe {
+                    match (row_tiles, two) {
+                        (2, true) => block::<2, 2>(a, a_stride, b0, b1, steps, c, c_stride),
+                        (2, false) => block::<2, 1>(a, a_stride, b0, b1, steps, c, c_stride),
+                        (_, true) => block::<1, 2>(a, a_stride, b0, b1, steps, c, c_stride),
+                        (_, false) => block::<1, 1>(a, a_stride, b0, b1, steps, c, c_stride),
+                    }
+                }
+            }
+        }
+    }
+
+    impl Drop for Tiles {
+        fn drop(&mut self) {
+            // SAFETY: `configure` loaded a configuration on this thread (the type is not Send).
+            unsafe { asm!("tilerelease", options(nostack, nomem, preserves_flags)) };
+        }
+    }
+
+    /// C (`R` × `P` tiles: 16 · `R` rows `c_stride` bytes apart, 16 · `P` i32 each, at `c`)
+    /// = A (16 · `R` rows at `a`, `a_stride` bytes apart) · B (panel `b0`, and `b1` where `P`
+    /// is 2), over `steps` × 16 quads. tmm0–3 hold C's tiles (row tile i, panel j in tmm 2i + j),
+    /// tmm4–5 A's, tmm6–7 B's.
+    ///
+    /// # Safety
+    /// Tiles configured by [`Tiles::configure`]; `R` and `P` are 1 or 2; every address named is
+    /// readable (C writable).
+    #[inline(always)]
+    unsafe fn block<const R: usize, const P: usize>(
+        a: *const u8,
+        a_stride: usize,
+        b0: *const i8,
+        b1: *const i8,
+        steps: usize,
+        c: *mut u8,
+        c_stride: usize,
+    ) {
+        let a1 = a.wrapping_add(ROWS * a_stride);
+        let c_tile = |i: usize, j: usize| c.wrapping_add(i * ROWS * c_stride + j * PANEL * 4);
+        // SAFETY: the caller's.
+        unsafe {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem, preserves_flags)
+            );
+            for k in 0..steps {
+                let (ak0, ak1) = (
+                    a.wrapping_add(k * ROW_BYTES),
+                    a1.wrapping_add(k * ROW_BYTES),
+                );
+                let bk0 = b0.wrapping_add(k * AMX_QUADS * ROW_BYTES);
+                let bk1 = b1.wrapping_add(k * AMX_QUADS * ROW_BYTES);
+                match (R, P) {
+                    (2, 2) => asm!(
+                        "tileloadd tmm4, [{a0} + {sa}]",
+                        "tileloadd tmm6, [{b0} + {sb}]",
+                        "tdpbusd tmm0, tmm4, tmm6",
+                        "tileloadd tmm7, [{b1} + {sb}]",
+                        "tdpbusd tmm1, tmm4, tmm7",
+                        "tileloadd tmm5, [{a1} + {sa}]",
+                        "tdpbusd tmm2, tmm5, tmm6",
+                        "tdpbusd tmm3, tmm5, tmm7",
+                        a0 = in(reg) ak0, a1 = in(reg) ak1, b0 = in(reg) bk0, b1 = in(reg) bk1,
+                        sa = in(reg) a_stride, sb = in(reg) ROW_BYTES,
+                        options(nostack, readonly, preserves_flags)
+                    ),
+                    (2, _) => asm!(
+                        "tileloadd tmm4, [{a0} + {sa}]",
+                        "tileloadd tmm6, [{b0} + {sb}]",
+                        "tdpbusd tmm0, tmm4, tmm6",
+                        "tileloadd tmm5, [{a1} + {sa}]",
+                        "tdpbusd tmm2, tmm5, tmm6",
+                        a0 = in(reg) ak0, a1 = in(reg) ak1, b0 = in(reg) bk0,
+                        sa = in(reg) a_stride, sb = in(reg) ROW_BYTES,
+                        options(nostack, readonly, preserves_flags)
+                    ),
+                    (_, 2) => asm!(
+                        "tileloadd tmm4, [{a0} + {sa}]",
+                        "tileloadd tmm6, [{b0} + {sb}]",
+                        "tdpbusd tmm0, tmm4, tmm6",
+                        "tileloadd tmm7, [{b1} + {sb}]",
+                        "tdpbusd tmm1, tmm4, tmm7",
+                        a0 = in(reg) ak0, b0 = in(reg) bk0, b1 = in(reg) bk1,
+                        sa = in(reg) a_stride, sb = in(reg) ROW_BYTES,
+                        options(nostack, readonly, preserves_flags)
+                    ),
+                    _ => asm!(
+                        "tileloadd tmm4, [{a0} + {sa}]",
+                        "tileloadd tmm6, [{b0} + {sb}]",
+                        "tdpbusd tmm0, tmm4, tmm6",
+                        a0 = in(reg) ak0, b0 = in(reg) bk0,
+                        sa = in(reg) a_stride, sb = in(reg) ROW_BYTES,
+                        options(nostack, readonly, preserves_flags)
+                    ),
+                }
+            }
+            asm!(
+                "tilestored [{c} + {s}], tmm0",
+                c = in(reg) c_tile(0, 0), s = in(reg) c_stride,
+                options(nostack, preserves_flags)
+            );
+            if P == 2 {
+                asm!(
+                    "tilestored [{c} + {s}], tmm1",
+                    c = in(reg) c_tile(0, 1), s = in(reg) c_stride,
+                    options(nostack, preserves_flags)
+                );
+            }
+            if R == 2 {
+                asm!(
+                    "tilestored [{c} + {s}], tmm2",
+                    c = in(reg) c_tile(1, 0), s = in(reg) c_stride,
+                    options(nostack, preserves_flags)
+                );
+            }
+            if R == 2 && P == 2 {
+                asm!(
+                    "tilestored [{c} + {s}], tmm3",
+                    c = in(reg) c_tile(1, 1), s = in(reg) c_stride,
+                    options(nostack, preserves_flags)
+                );
+            }
         }
     }
 }
@@ -980,6 +1682,331 @@ mod tests {
                 );
             }
         }
+        // The AMX tiles and the VNNI tile compute the same logits and the same normaliser
+        // (the exp-sums run the same AVX-512 kernel at both levels): the same bits.
+        let at = |level| {
+            per_level
+                .iter()
+                .find(|(l, _)| *l == level)
+                .map(|(_, got)| got)
+        };
+        if let (Some(amx), Some(vnni)) = (at(Level::Amx), at(Level::Avx512)) {
+            assert_eq!(
+                kernels::with_level(Level::Amx, || q.nll_kernel()),
+                "amx-int8"
+            );
+            assert_eq!(bits(amx), bits(vnni), "AMX vs VNNI");
+        }
+    }
+
+    fn bits(x: &[f32]) -> Vec<u32> {
+        x.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// The AMX tiles' logits are the VNNI tile's and the portable tile's, bit for bit, their
+    /// per-stretch maxima the VNNI tile's bits (the portable maxima, taken in another order,
+    /// may differ from both in the sign of a zero), and the NLLs of the AMX and VNNI levels
+    /// are the same bits (the portable levels' differ by the rounding of their exp-sums):
+    /// rows that are not whole tiles or
+    /// blocks (1 to 100, more than one block), vocabularies that are not whole panels, tiles
+    /// or pairs of panels (odd panels in a stretch), hidden sizes that are not whole B tiles
+    /// (37 and 200 go through the zero-padded copy of the panels, 64 and 256 are read in
+    /// place; 200 and 256 take four steps), a zero state and a tiny state over tiny weights
+    /// (scales whose product underflows: logits that are zeros of both signs, over biases of
+    /// both signs, whose maxima take the sign the order of the maxima gives them) and a NaN
+    /// bias (left out of the maxima).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn amx_tiles_give_the_vnni_and_portable_logits_to_the_bit() {
+        if !kernels::detected_level().amx() {
+            eprintln!(
+                "no AMX tiles on this CPU (or not granted): only the VNNI and portable tiles run"
+            );
+            return;
+        }
+        for (v, h, n, nan) in [
+            (1003, 37, 19, false),
+            (777, 200, 45, false),
+            (1000, 64, 33, false),
+            (200, 256, 100, false),
+            (150, 37, 20, true),
+        ] {
+            let mut w = values(v * h, 0.013, 0.6);
+            // Words 48..96 tiny, and so is row 5's state: the product of their scales
+            // underflows, and the row's logits there are zeros signed as the integer sums are.
+            w[48 * h..96 * h].iter_mut().for_each(|x| *x *= 1e-25);
+            let mut b = values(v, 0.7, 1.0);
+            // The first stretch's biases: ±0 for words 48..96, negative elsewhere, so that the
+            // zero and the tiny state's logits there peak at zeros of both signs.
+            for (i, bias) in b.iter_mut().enumerate().take(STRETCH_COLS) {
+                *bias = match i {
+                    48..96 if i % 3 == 0 => -0.0,
+                    48..96 => 0.0,
+                    _ => -1.0 - bias.abs(),
+                };
+            }
+            if nan {
+                b[7] = f32::NAN;
+            }
+            let mut hidden = values(n * h, 0.29, 0.8);
+            hidden[3 * h..4 * h].fill(0.0);
+            hidden[5 * h..6 * h].iter_mut().for_each(|x| *x *= 1e-25);
+            let targets: Vec<u32> = (0..n as u32).map(|i| (i * 97) % v as u32).collect();
+            let q = PackedOutput::new(&w, &b, v, h);
+            let case = format!("{v} words, hidden {h}, {n} rows");
+            let (panels_amx, kq) = q.amx_path(Level::Amx).expect("AMX panels");
+            assert_eq!(kq, q.quads.next_multiple_of(AMX_QUADS), "{case}");
+            assert_eq!(
+                panels_amx.as_ptr() as usize % 64,
+                0,
+                "{case}: aligned panels"
+            );
+            // The quantised rows in both layouts.
+            let (vnni_bytes, amx_bytes) = (q.quads * 4, kq * 4);
+            let mut a_vnni = vec![128u8; n.next_multiple_of(TILE_ROWS) * vnni_bytes];
+            let mut a_amx = Aligned::new(n.next_multiple_of(amx::ROWS) * amx_bytes, 128u8);
+            let mut row_scale = vec![0f32; n.next_multiple_of(TILE_ROWS)];
+            for (r, row) in hidden.chunks_exact(h).enumerate() {
+                row_scale[r] = quantize_unsigned(row, &mut a_vnni[r * vnni_bytes..][..h]);
+                let s = quantize_unsigned_avx512(row, &mut a_amx[r * amx_bytes..][..h]);
+                assert_eq!(s.to_bits(), row_scale[r].to_bits(), "{case}: row {r}");
+            }
+            let stride = q.quads * 64;
+            let groups = q.panels / TILE_PANELS;
+            let (mut zero_maxima, mut negative_zeros) = (0, 0);
+            for g0 in (0..groups).step_by(STRETCH_GROUPS) {
+                let g1 = (g0 + STRETCH_GROUPS).min(groups);
+                let width = (g1 - g0) * TILE_COLS;
+                // The VNNI and portable tiles, 8 rows at a time, as `nll_chunk` runs them.
+                let tile_logits = |vnni: bool| {
+                    let mut logits = vec![f32::NAN; n * STRETCH_COLS + TILE_COLS];
+                    let mut maxima = vec![f32::NEG_INFINITY; n];
+                    let level = if vnni { Level::Avx512 } else { Level::Baseline };
+                    kernels::with_level(level, || {
+                        for t in 0..n.div_ceil(TILE_ROWS) {
+                            let m = TILE_ROWS.min(n - t * TILE_ROWS);
+                            let a_t =
+                                &a_vnni[t * TILE_ROWS * vnni_bytes..][..TILE_ROWS * vnni_bytes];
+                            let rs: &[f32; TILE_ROWS] =
+                                row_scale[t * TILE_ROWS..][..TILE_ROWS].try_into().unwrap();
+                            let mut tile_max = [f32::NEG_INFINITY; TILE_ROWS];
+                            for g in g0..g1 {
+                                let v0 = g * TILE_COLS;
+                                let epilogue = TileEpilogue {
+                                    zero_point_sum: &q.zero_point_sum[v0..v0 + TILE_COLS],
+                                    scale: &q.scale[v0..v0 + TILE_COLS],
+                                    bias: &q.bias_padded[v0..v0 + TILE_COLS],
+                                    row_scale: rs,
+                                    words: q.vocab.saturating_sub(v0).min(TILE_COLS),
+                                };
+                                int_tile_logits(
+                                    a_t,
+                                    &q.packed[g * TILE_PANELS * stride..][..TILE_PANELS * stride],
+                                    q.quads,
+                                    vnni,
+                                    m,
+                                    &epilogue,
+                                    &mut logits
+                                        [t * TILE_ROWS * STRETCH_COLS + (g - g0) * TILE_COLS..],
+                                    STRETCH_COLS,
+                                    &mut tile_max,
+                                );
+                            }
+                            maxima[t * TILE_ROWS..][..m].copy_from_slice(&tile_max[..m]);
+                        }
+                    });
+                    (logits, maxima)
+                };
+                // The AMX tiles, a block of up to 32 rows at a time.
+                let mut logits = vec![f32::NAN; n * STRETCH_COLS];
+                let mut maxima = vec![f32::NEG_INFINITY; n];
+                let mut block = Aligned::new(amx::BLOCK_ROWS * STRETCH_COLS, f32::NAN);
+                let mut dots = Aligned::new(amx::BLOCK_ROWS * TILE_COLS, 0i32);
+                let tiles = amx::Tiles::configure();
+                for r0 in (0..n).step_by(amx::BLOCK_ROWS) {
+                    let m = amx::BLOCK_ROWS.min(n - r0);
+                    q.amx_stretch_logits(
+                        &tiles,
+                        (
+                            &a_amx[r0 * amx_bytes..][..m.next_multiple_of(amx::ROWS) * amx_bytes],
+                            kq,
+                        ),
+                        panels_amx,
+                        g0..g1,
+                        &row_scale[r0..r0 + m],
+                        &mut dots,
+                        &mut block,
+                        &mut maxima[r0..r0 + m],
+                    );
+                    for r in 0..m {
+                        logits[(r0 + r) * STRETCH_COLS..][..width]
+                            .copy_from_slice(&block[r * STRETCH_COLS..][..width]);
+                    }
+                }
+                drop(tiles);
+                for vnni in [true, false] {
+                    let (ref_logits, ref_maxima) = tile_logits(vnni);
+                    let what = if vnni { "VNNI" } else { "portable" };
+                    for r in 0..n {
+                        assert_eq!(
+                            bits(&logits[r * STRETCH_COLS..][..width]),
+                            bits(&ref_logits[r * STRETCH_COLS..][..width]),
+                            "{case}: stretch from group {g0}, row {r}: AMX vs {what} logits"
+                        );
+                    }
+                    if vnni {
+                        assert_eq!(
+                            bits(&maxima),
+                            bits(&ref_maxima),
+                            "{case}: stretch from group {g0}: AMX vs VNNI maxima"
+                        );
+                    } else {
+                        // The portable maxima (`kernels::max_of`) take their maxima in
+                        // another order: the same numbers, a zero's sign aside.
+                        assert_eq!(
+                            maxima, ref_maxima,
+                            "{case}: stretch from group {g0}: AMX vs portable maxima"
+                        );
+                    }
+                }
+                zero_maxima += maxima.iter().filter(|&&x| x == 0.0).count();
+                negative_zeros += logits.iter().filter(|x| x.to_bits() == 0x8000_0000).count();
+            }
+            // The zero state's stretch over the zero biases peaks at a zero.
+            assert!(zero_maxima > 0, "{case}");
+            assert!(negative_zeros > 0, "{case}: no −0 logit");
+            if nan {
+                continue;
+            }
+            let nll = |level| {
+                kernels::with_level(level, || {
+                    let kernel = q.nll_kernel();
+                    (kernel, q.nll(&hidden, &targets))
+                })
+            };
+            let (amx_kernel, amx) = nll(Level::Amx);
+            let (vnni_kernel, vnni) = nll(Level::Avx512);
+            let (portable_kernel, portable) = nll(Level::Baseline);
+            assert_eq!(
+                (amx_kernel, vnni_kernel, portable_kernel),
+                ("amx-int8", "avx512-vnni", "portable")
+            );
+            assert_eq!(bits(&amx), bits(&vnni), "{case}: AMX vs VNNI NLL");
+            for (x, y) in amx.iter().zip(&portable) {
+                assert!(
+                    (x - y).abs() <= 1e-5 * y.abs().max(1.0),
+                    "{case}: {x} vs {y}"
+                );
+            }
+        }
+    }
+
+    /// The 16-row reduction of the AMX epilogue gives `_mm512_reduce_max_ps` of each vector,
+    /// to the bit: vectors of zeros of both signs (where the order of the maxima decides the
+    /// sign), −∞ and numbers, in many patterns.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn sixteen_row_maxima_are_reduce_max_ps_to_the_bit() {
+        if !kernels::detected_level().avx512() {
+            eprintln!("no AVX-512 on this CPU: the AMX epilogue never runs");
+            return;
+        }
+        use std::arch::x86_64::*;
+        let mut seed = 0x9e37_79b9_u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let mut signed = 0;
+        for round in 0..2000 {
+            let lanes: [[f32; 16]; 16] = std::array::from_fn(|_| {
+                std::array::from_fn(|_| match next() % 8 {
+                    0..=2 => 0.0,
+                    3..=5 => -0.0,
+                    6 if round % 2 == 0 => f32::NEG_INFINITY,
+                    _ => -((next() % 4) as f32),
+                })
+            });
+            // SAFETY: AVX-512F (checked above); each array is 16 floats.
+            let (got, want) = unsafe {
+                let v = |i: usize| _mm512_loadu_ps(lanes[i].as_ptr());
+                let mut got = [0f32; 16];
+                _mm512_storeu_ps(got.as_mut_ptr(), reduce_max_16(v));
+                (
+                    got,
+                    std::array::from_fn::<f32, 16, _>(|i| _mm512_reduce_max_ps(v(i))),
+                )
+            };
+            assert_eq!(bits(&got), bits(&want), "round {round}: {lanes:?}");
+            signed += want.iter().filter(|x| x.to_bits() == 0x8000_0000).count();
+        }
+        assert!(signed > 0, "some maxima are −0");
+    }
+
+    /// The AVX-512 quantiser of the AMX path gives the dispatched one's scale and bytes:
+    /// rounding ties both ways (127 as the largest value makes the factor 1, so k + ½ are
+    /// exact), values just below a tie, NaNs (stored as the zero point, and skipped by the
+    /// largest magnitude), signed zeros, an infinity and all-zero or all-NaN rows (zero
+    /// scale), at lengths around the 16 lanes.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn amx_quantiser_matches_the_dispatched_one_to_the_bit() {
+        if !kernels::detected_level().avx512() {
+            eprintln!("no AVX-512 on this CPU: the AMX path's quantiser never runs");
+            return;
+        }
+        let below_half = 0.5f32.next_down();
+        let special = [
+            127.0,
+            2.5,
+            -2.5,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            126.5,
+            -126.5,
+            below_half,
+            -below_half,
+            3.0 + below_half,
+            f32::NAN,
+            -0.0,
+            0.0,
+            -127.0,
+            64.5,
+            -64.5,
+            1e-30,
+            -1e-30,
+        ];
+        let mut rows: Vec<Vec<f32>> = Vec::new();
+        for n in [1, 2, 15, 16, 17, 20, 31, 32, 33, 37, 64, 70, 256] {
+            rows.push(special.iter().cycle().take(n).copied().collect());
+            rows.push(values(n, 0.37, 3.0));
+            let mut with_nan = values(n, 0.11, 0.01);
+            with_nan[n / 2] = f32::NAN;
+            rows.push(with_nan);
+        }
+        rows.push(vec![0.0; 40]);
+        rows.push(vec![-0.0; 17]);
+        rows.push(vec![f32::NAN; 19]);
+        let mut with_inf = values(33, 0.2, 1.0);
+        with_inf[5] = f32::NEG_INFINITY;
+        rows.push(with_inf);
+        let mut ties = 0;
+        for row in &rows {
+            let (mut want, mut got) = (vec![7u8; row.len()], vec![9u8; row.len()]);
+            let s_want = quantize_unsigned(row, &mut want);
+            let s_got = quantize_unsigned_avx512(row, &mut got);
+            assert_eq!(s_got.to_bits(), s_want.to_bits(), "{row:?}");
+            assert_eq!(got, want, "{row:?}");
+            ties += row
+                .iter()
+                .filter(|x| x.fract().abs() == 0.5 && s_want == 1.0)
+                .count();
+        }
+        assert!(ties > 0, "ties were rounded");
     }
 
     /// The online normaliser: a bias rising along the vocabulary makes the running maximum
