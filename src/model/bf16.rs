@@ -1011,32 +1011,6 @@ mod amx {
         static LHS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     }
 
-    #[repr(C, align(64))]
-    struct Config([u8; 64]);
-
-    /// Palette 1, each of the eight tiles 16 rows of 64 bytes.
-    ///
-    /// # Safety
-    /// The CPU has AMX-TILE and the OS granted this process the tile state.
-    unsafe fn configure() {
-        let mut c = Config([0; 64]);
-        c.0[0] = 1;
-        for t in 0..8 {
-            c.0[16 + 2 * t] = 64;
-            c.0[48 + t] = ROWS as u8;
-        }
-        // SAFETY: the caller's; `c` is a valid 64-byte configuration.
-        unsafe {
-            asm!(
-                "ldtilecfg [{}]",
-                in(reg) c.0.as_ptr(),
-                out("tmm0") _, out("tmm1") _, out("tmm2") _, out("tmm3") _,
-                out("tmm4") _, out("tmm5") _, out("tmm6") _, out("tmm7") _,
-                options(nostack, readonly, preserves_flags)
-            )
-        };
-    }
-
     /// out rows `r0..r0 + rows` (+)= A · B from B's panels (`panel_stride` words apart, four to
     /// a column group, pair-rows a multiple of 16, zero past the matrix), for `cols` columns.
     ///
@@ -1080,8 +1054,8 @@ mod amx {
                 lhs.resize(need, 0);
             }
             let mut temp = [0f32; EDGE * EDGE];
-            // SAFETY: the caller's; `configure` before any tile instruction.
-            unsafe { configure() };
+            // The caller's promise: this CPU and OS give the process AMX.
+            let _tiles = super::kernels::AmxTiles::configure();
             for m0 in (0..rows).step_by(BLOCK_M) {
                 let m = (rows - m0).min(BLOCK_M);
                 for k0 in (0..kp).step_by(BLOCK_K) {
@@ -1141,15 +1115,6 @@ mod amx {
                     }
                 }
             }
-            // SAFETY: the tiles were configured above.
-            unsafe {
-                asm!(
-                    "tilerelease",
-                    out("tmm0") _, out("tmm1") _, out("tmm2") _, out("tmm3") _,
-                    out("tmm4") _, out("tmm5") _, out("tmm6") _, out("tmm7") _,
-                    options(nostack, nomem, preserves_flags)
-                )
-            };
         });
     }
 
@@ -1180,10 +1145,11 @@ mod amx {
     /// pairs apart) · B (panels `b0` and `b1`), over `steps` × 16 pairs. One asm block from
     /// the first tile instruction to the last, so no tile's contents are assumed to outlive
     /// an `asm!` (the tile registers are declared clobbered); the configuration is
-    /// [`configure`]'s.
+    /// [`AmxTiles`](super::kernels::AmxTiles)'s.
     ///
     /// # Safety
-    /// Tiles configured by [`configure`]; every address named is readable (and C writable).
+    /// Tiles configured on this thread ([`AmxTiles`](super::kernels::AmxTiles)); every address
+    /// named is readable (and C writable).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     unsafe fn tile_32x32(

@@ -134,6 +134,60 @@ fn request_tile_state() -> bool {
     false
 }
 
+/// AMX tiles configured on this thread — palette 1, each of the eight tiles 16 rows of 64
+/// bytes — from [`AmxTiles::configure`] until dropped, which releases them (`tilerelease`, on a
+/// panic too). The kernels that use tiles (the bf16 products, the 8-bit output layer) hold one
+/// while their `asm!` blocks run. Not `Send`: a configuration belongs to the thread that loaded
+/// it.
+#[cfg(target_arch = "x86_64")]
+pub struct AmxTiles(std::marker::PhantomData<*const ()>);
+
+#[cfg(target_arch = "x86_64")]
+impl AmxTiles {
+    /// Loads the configuration; panics where the CPU or the OS does not give this process AMX.
+    pub fn configure() -> Self {
+        #[repr(C, align(64))]
+        struct Config([u8; 64]);
+        assert!(
+            detected_level().amx(),
+            "AMX tiles on a CPU or OS without them"
+        );
+        let mut c = Config([0; 64]);
+        c.0[0] = 1;
+        for t in 0..8 {
+            c.0[16 + 2 * t] = 64;
+            c.0[48 + t] = 16;
+        }
+        // SAFETY: the level is AMX only where the CPU has AMX-TILE and the OS granted this
+        // process the tile state; `c` is a valid 64-byte configuration (reserved bytes zero).
+        unsafe {
+            std::arch::asm!(
+                "ldtilecfg [{}]",
+                in(reg) c.0.as_ptr(),
+                out("tmm0") _, out("tmm1") _, out("tmm2") _, out("tmm3") _,
+                out("tmm4") _, out("tmm5") _, out("tmm6") _, out("tmm7") _,
+                options(nostack, readonly, preserves_flags)
+            )
+        };
+        AmxTiles(std::marker::PhantomData)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Drop for AmxTiles {
+    fn drop(&mut self) {
+        // SAFETY: `configure` loaded a configuration on this thread (the type is not Send).
+        unsafe {
+            std::arch::asm!(
+                "tilerelease",
+                out("tmm0") _, out("tmm1") _, out("tmm2") _, out("tmm3") _,
+                out("tmm4") _, out("tmm5") _, out("tmm6") _, out("tmm7") _,
+                options(nostack, nomem, preserves_flags)
+            )
+        };
+    }
+}
+
 /// Cap on the level, `u8::MAX` for none; set from `LATENT_TUI_KERNELS` on first use.
 static CAP: AtomicU8 = AtomicU8::new(u8::MAX);
 static CAP_FROM_ENV: OnceLock<()> = OnceLock::new();

@@ -1220,7 +1220,6 @@ unsafe fn reduce_max_16(
 #[cfg(target_arch = "x86_64")]
 mod amx {
     use std::arch::asm;
-    use std::marker::PhantomData;
     use std::ops::Range;
 
     use super::{kernels, AMX_QUADS, PANEL};
@@ -1233,33 +1232,16 @@ mod amx {
     pub(super) const BLOCK_ROWS: usize = ROW_TILES * ROWS;
     /// Bytes of one tile row, and of one quad-row of a panel.
     const ROW_BYTES: usize = 64;
+    // The tile kernel's asm steps A by 64 bytes and B by 1,024 (16 quad-rows) a step.
+    const _: () = assert!(ROW_BYTES == 64 && AMX_QUADS * ROW_BYTES == 1024);
 
-    #[repr(C, align(64))]
-    struct Config([u8; 64]);
-
-    /// The tiles configured on this thread (palette 1, eight tiles of 16 rows × 64 bytes) until
-    /// dropped, which releases them (`tilerelease`). Not `Send`: the configuration belongs to
-    /// the thread that loaded it.
-    pub(super) struct Tiles(PhantomData<*const ()>);
+    /// The tiles configured on this thread ([`kernels::AmxTiles`]) and the products they
+    /// compute.
+    pub(super) struct Tiles(kernels::AmxTiles);
 
     impl Tiles {
         pub(super) fn configure() -> Self {
-            assert!(
-                kernels::detected_level().amx(),
-                "AMX tiles on a CPU or OS without them"
-            );
-            let mut c = Config([0; 64]);
-            c.0[0] = 1;
-            for t in 0..8 {
-                c.0[16 + 2 * t] = ROW_BYTES as u8;
-                c.0[48 + t] = ROWS as u8;
-            }
-            // SAFETY: the level is AMX only where the CPU has AMX-TILE and AMX-INT8 and the OS
-            // granted this process the tile state; `c` is a valid 64-byte configuration.
-            unsafe {
-                asm!("ldtilecfg [{}]", in(reg) c.0.as_ptr(), options(nostack, readonly, preserves_flags))
-            };
-            Tiles(PhantomData)
+            Tiles(kernels::AmxTiles::configure())
         }
 
         /// The integer dot products of the first `rows` (1 to 32) rows of `a` (`a_stride` =
@@ -1324,13 +1306,6 @@ mod amx {
         }
     }
 
-    impl Drop for Tiles {
-        fn drop(&mut self) {
-            // SAFETY: `configure` loaded a configuration on this thread (the type is not Send).
-            unsafe { asm!("tilerelease", options(nostack, nomem, preserves_flags)) };
-        }
-    }
-
     /// C (`R` × `P` tiles: 16 · `R` rows `c_stride` bytes apart, 16 · `P` i32 each, at `c`)
     /// = A (16 · `R` rows at `a`, `a_stride` bytes apart) · B (panel `b0`, and `b1` where `P`
     /// is 2), over `steps` × 16 quads. tmm0–3 hold C's tiles (row tile i, panel j in tmm 2i + j),
@@ -1350,92 +1325,99 @@ mod amx {
         c_stride: usize,
     ) {
         let a1 = a.wrapping_add(ROWS * a_stride);
-        let c_tile = |i: usize, j: usize| c.wrapping_add(i * ROWS * c_stride + j * PANEL * 4);
+        let c2 = c.wrapping_add(ROWS * c_stride);
+        // One asm block from the first tile instruction to the last, so no tile's contents
+        // are assumed to outlive an `asm!` (the tile registers are declared clobbered). C's
+        // tile (i, j) is at c (i = 0) or c2 (i = 1), plus 64 bytes for j = 1.
+        macro_rules! tiles {
+            ($($line:literal),* ; $($operands:tt)*) => {
+                asm!(
+                    $($line),*,
+                    $($operands)*
+                    out("tmm0") _, out("tmm1") _, out("tmm2") _, out("tmm3") _,
+                    out("tmm4") _, out("tmm5") _, out("tmm6") _, out("tmm7") _,
+                    options(nostack)
+                )
+            };
+        }
         // SAFETY: the caller's.
         unsafe {
-            asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
-                options(nostack, nomem, preserves_flags)
-            );
-            for k in 0..steps {
-                let (ak0, ak1) = (
-                    a.wrapping_add(k * ROW_BYTES),
-                    a1.wrapping_add(k * ROW_BYTES),
-                );
-                let bk0 = b0.wrapping_add(k * AMX_QUADS * ROW_BYTES);
-                let bk1 = b1.wrapping_add(k * AMX_QUADS * ROW_BYTES);
-                match (R, P) {
-                    (2, 2) => asm!(
-                        "tileloadd tmm4, [{a0} + {sa}]",
-                        "tileloadd tmm6, [{b0} + {sb}]",
-                        "tdpbusd tmm0, tmm4, tmm6",
-                        "tileloadd tmm7, [{b1} + {sb}]",
-                        "tdpbusd tmm1, tmm4, tmm7",
-                        "tileloadd tmm5, [{a1} + {sa}]",
-                        "tdpbusd tmm2, tmm5, tmm6",
-                        "tdpbusd tmm3, tmm5, tmm7",
-                        a0 = in(reg) ak0, a1 = in(reg) ak1, b0 = in(reg) bk0, b1 = in(reg) bk1,
-                        sa = in(reg) a_stride, sb = in(reg) ROW_BYTES,
-                        options(nostack, readonly, preserves_flags)
-                    ),
-                    (2, _) => asm!(
-                        "tileloadd tmm4, [{a0} + {sa}]",
-                        "tileloadd tmm6, [{b0} + {sb}]",
-                        "tdpbusd tmm0, tmm4, tmm6",
-                        "tileloadd tmm5, [{a1} + {sa}]",
-                        "tdpbusd tmm2, tmm5, tmm6",
-                        a0 = in(reg) ak0, a1 = in(reg) ak1, b0 = in(reg) bk0,
-                        sa = in(reg) a_stride, sb = in(reg) ROW_BYTES,
-                        options(nostack, readonly, preserves_flags)
-                    ),
-                    (_, 2) => asm!(
-                        "tileloadd tmm4, [{a0} + {sa}]",
-                        "tileloadd tmm6, [{b0} + {sb}]",
-                        "tdpbusd tmm0, tmm4, tmm6",
-                        "tileloadd tmm7, [{b1} + {sb}]",
-                        "tdpbusd tmm1, tmm4, tmm7",
-                        a0 = in(reg) ak0, b0 = in(reg) bk0, b1 = in(reg) bk1,
-                        sa = in(reg) a_stride, sb = in(reg) ROW_BYTES,
-                        options(nostack, readonly, preserves_flags)
-                    ),
-                    _ => asm!(
-                        "tileloadd tmm4, [{a0} + {sa}]",
-                        "tileloadd tmm6, [{b0} + {sb}]",
-                        "tdpbusd tmm0, tmm4, tmm6",
-                        a0 = in(reg) ak0, b0 = in(reg) bk0,
-                        sa = in(reg) a_stride, sb = in(reg) ROW_BYTES,
-                        options(nostack, readonly, preserves_flags)
-                    ),
-                }
-            }
-            asm!(
-                "tilestored [{c} + {s}], tmm0",
-                c = in(reg) c_tile(0, 0), s = in(reg) c_stride,
-                options(nostack, preserves_flags)
-            );
-            if P == 2 {
-                asm!(
-                    "tilestored [{c} + {s}], tmm1",
-                    c = in(reg) c_tile(0, 1), s = in(reg) c_stride,
-                    options(nostack, preserves_flags)
-                );
-            }
-            if R == 2 {
-                asm!(
-                    "tilestored [{c} + {s}], tmm2",
-                    c = in(reg) c_tile(1, 0), s = in(reg) c_stride,
-                    options(nostack, preserves_flags)
-                );
-            }
-            if R == 2 && P == 2 {
-                asm!(
-                    "tilestored [{c} + {s}], tmm3",
-                    c = in(reg) c_tile(1, 1), s = in(reg) c_stride,
-                    options(nostack, preserves_flags)
-                );
+            match (R, P) {
+                (2, 2) => tiles!(
+                    "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+                    "test {steps}, {steps}", "jz 3f",
+                    "2:",
+                    "tileloadd tmm4, [{a0} + {sa}]",
+                    "tileloadd tmm6, [{b0} + {sb}]",
+                    "tdpbusd tmm0, tmm4, tmm6",
+                    "tileloadd tmm7, [{b1} + {sb}]",
+                    "tdpbusd tmm1, tmm4, tmm7",
+                    "tileloadd tmm5, [{a1} + {sa}]",
+                    "tdpbusd tmm2, tmm5, tmm6",
+                    "tdpbusd tmm3, tmm5, tmm7",
+                    "add {a0}, 64", "add {a1}, 64", "add {b0}, 1024", "add {b1}, 1024",
+                    "dec {steps}", "jnz 2b",
+                    "3:",
+                    "tilestored [{c0} + {s}], tmm0",
+                    "tilestored [{c0} + {s} + 64], tmm1",
+                    "tilestored [{c2} + {s}], tmm2",
+                    "tilestored [{c2} + {s} + 64], tmm3";
+                    a0 = inout(reg) a => _, a1 = inout(reg) a1 => _,
+                    b0 = inout(reg) b0 => _, b1 = inout(reg) b1 => _,
+                    steps = inout(reg) steps => _, sa = in(reg) a_stride, sb = in(reg) ROW_BYTES,
+                    c0 = in(reg) c, c2 = in(reg) c2, s = in(reg) c_stride,
+                ),
+                (2, _) => tiles!(
+                    "tilezero tmm0", "tilezero tmm2",
+                    "test {steps}, {steps}", "jz 3f",
+                    "2:",
+                    "tileloadd tmm4, [{a0} + {sa}]",
+                    "tileloadd tmm6, [{b0} + {sb}]",
+                    "tdpbusd tmm0, tmm4, tmm6",
+                    "tileloadd tmm5, [{a1} + {sa}]",
+                    "tdpbusd tmm2, tmm5, tmm6",
+                    "add {a0}, 64", "add {a1}, 64", "add {b0}, 1024",
+                    "dec {steps}", "jnz 2b",
+                    "3:",
+                    "tilestored [{c0} + {s}], tmm0",
+                    "tilestored [{c2} + {s}], tmm2";
+                    a0 = inout(reg) a => _, a1 = inout(reg) a1 => _, b0 = inout(reg) b0 => _,
+                    steps = inout(reg) steps => _, sa = in(reg) a_stride, sb = in(reg) ROW_BYTES,
+                    c0 = in(reg) c, c2 = in(reg) c2, s = in(reg) c_stride,
+                ),
+                (_, 2) => tiles!(
+                    "tilezero tmm0", "tilezero tmm1",
+                    "test {steps}, {steps}", "jz 3f",
+                    "2:",
+                    "tileloadd tmm4, [{a0} + {sa}]",
+                    "tileloadd tmm6, [{b0} + {sb}]",
+                    "tdpbusd tmm0, tmm4, tmm6",
+                    "tileloadd tmm7, [{b1} + {sb}]",
+                    "tdpbusd tmm1, tmm4, tmm7",
+                    "add {a0}, 64", "add {b0}, 1024", "add {b1}, 1024",
+                    "dec {steps}", "jnz 2b",
+                    "3:",
+                    "tilestored [{c0} + {s}], tmm0",
+                    "tilestored [{c0} + {s} + 64], tmm1";
+                    a0 = inout(reg) a => _, b0 = inout(reg) b0 => _, b1 = inout(reg) b1 => _,
+                    steps = inout(reg) steps => _, sa = in(reg) a_stride, sb = in(reg) ROW_BYTES,
+                    c0 = in(reg) c, s = in(reg) c_stride,
+                ),
+                _ => tiles!(
+                    "tilezero tmm0",
+                    "test {steps}, {steps}", "jz 3f",
+                    "2:",
+                    "tileloadd tmm4, [{a0} + {sa}]",
+                    "tileloadd tmm6, [{b0} + {sb}]",
+                    "tdpbusd tmm0, tmm4, tmm6",
+                    "add {a0}, 64", "add {b0}, 1024",
+                    "dec {steps}", "jnz 2b",
+                    "3:",
+                    "tilestored [{c0} + {s}], tmm0";
+                    a0 = inout(reg) a => _, b0 = inout(reg) b0 => _,
+                    steps = inout(reg) steps => _, sa = in(reg) a_stride, sb = in(reg) ROW_BYTES,
+                    c0 = in(reg) c, s = in(reg) c_stride,
+                ),
             }
         }
     }
