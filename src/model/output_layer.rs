@@ -394,20 +394,11 @@ impl PackedOutput {
             for t in 0..tiles {
                 let m = TILE_ROWS.min(n - t * TILE_ROWS);
                 let a_t = &a[t * TILE_ROWS * row_bytes..][..TILE_ROWS * row_bytes];
-                let rs: &[f32; TILE_ROWS] = row_scale[t * TILE_ROWS..][..TILE_ROWS]
-                    .try_into()
-                    .expect("one scale per tile row");
+                let rs = &row_scale[t * TILE_ROWS..][..TILE_ROWS];
                 let mut stretch_max = [f32::NEG_INFINITY; TILE_ROWS];
                 for g in g0..g1 {
                     let w = &self.packed[g * TILE_PANELS * stride..][..TILE_PANELS * stride];
-                    let v = g * TILE_COLS;
-                    let epilogue = TileEpilogue {
-                        zero_point_sum: &self.zero_point_sum[v..v + TILE_COLS],
-                        scale: &self.scale[v..v + TILE_COLS],
-                        bias: &self.bias_padded[v..v + TILE_COLS],
-                        row_scale: rs,
-                        words: self.vocab.saturating_sub(v).min(TILE_COLS),
-                    };
+                    let epilogue = self.epilogue(g, rs);
                     int_tile_logits(
                         a_t,
                         w,
@@ -541,14 +532,7 @@ impl PackedOutput {
                 dots,
                 TILE_COLS,
             );
-            let v = g * TILE_COLS;
-            let epilogue = StretchEpilogue {
-                zero_point_sum: &self.zero_point_sum[v..v + TILE_COLS],
-                scale: &self.scale[v..v + TILE_COLS],
-                bias: &self.bias_padded[v..v + TILE_COLS],
-                row_scale,
-                words: self.vocab.saturating_sub(v).min(TILE_COLS),
-            };
+            let epilogue = self.epilogue(g, row_scale);
             dequantize_block(
                 dots,
                 &mut logits[(g - groups.start) * TILE_COLS..],
@@ -723,6 +707,18 @@ impl PackedOutput {
         kernels::dot_rows(state, &self.weight, &self.bias, leaders, &mut exact);
         let total = 1.0 + kernels::exp_difference_sum(&exact, &approx, lse) as f64;
         lse + total.max(f64::MIN_POSITIVE).ln() as f32
+    }
+
+    /// The epilogue of word group `g` (48 words) for rows whose scales are `row_scale`.
+    fn epilogue<'a>(&'a self, g: usize, row_scale: &'a [f32]) -> TileEpilogue<'a> {
+        let v = g * TILE_COLS;
+        TileEpilogue {
+            zero_point_sum: &self.zero_point_sum[v..v + TILE_COLS],
+            scale: &self.scale[v..v + TILE_COLS],
+            bias: &self.bias_padded[v..v + TILE_COLS],
+            row_scale,
+            words: self.vocab.saturating_sub(v).min(TILE_COLS),
+        }
     }
 
     /// Logits of the first `rows` (≤ 8) quantised rows of `a` into `logits` (8 × padded
@@ -902,7 +898,7 @@ kernels::dispatch! {
     /// logits = row_scale · scale_v · (dot − zero_point_sum_v) + b_v for the first `rows` rows
     /// of a tile, row r into `out[r · out_stride..]` (one call per tile: a call per row cost
     /// as much as the arithmetic).
-    fn dequantize(tile: &[i32; TILE_ROWS * TILE_COLS], rows: usize, zero_point_sum: &[i32], scale: &[f32], bias: &[f32], row_scale: &[f32; TILE_ROWS], out: &mut [f32], out_stride: usize) {
+    fn dequantize(tile: &[i32; TILE_ROWS * TILE_COLS], rows: usize, zero_point_sum: &[i32], scale: &[f32], bias: &[f32], row_scale: &[f32], out: &mut [f32], out_stride: usize) {
         for (r, &rs) in row_scale.iter().enumerate().take(rows) {
             let dots = &tile[r * TILE_COLS..(r + 1) * TILE_COLS];
             let out = &mut out[r * out_stride..][..TILE_COLS];
@@ -913,14 +909,14 @@ kernels::dispatch! {
     }
 }
 
-/// What turns one tile's integer dot products into logits ([`dequantize`]): the 48 words'
-/// zero-point sums, scales and biases, the rows' scales, and how many of the 48 columns are
-/// words (the rest pad the vocabulary).
+/// What turns one group of 48 words' integer dot products into logits ([`dequantize`]): the
+/// words' zero-point sums, scales and biases, the rows' scales (one per row of the tile or
+/// the AMX block), and how many of the 48 columns are words (the rest pad the vocabulary).
 struct TileEpilogue<'a> {
     zero_point_sum: &'a [i32],
     scale: &'a [f32],
     bias: &'a [f32],
-    row_scale: &'a [f32; TILE_ROWS],
+    row_scale: &'a [f32],
     words: usize,
 }
 
@@ -944,6 +940,7 @@ fn int_tile_logits(
 ) {
     assert!(a.len() >= TILE_ROWS * quads * 4 && w.len() >= TILE_PANELS * quads * 64);
     assert!(rows <= TILE_ROWS, "at most {TILE_ROWS} rows per tile");
+    assert!(epilogue.row_scale.len() >= rows, "one scale per row");
     assert!(
         epilogue.zero_point_sum.len() >= TILE_COLS
             && epilogue.scale.len() >= TILE_COLS
@@ -996,6 +993,63 @@ fn int_tile_logits(
     }
 }
 
+/// An epilogue's words in AVX-512 registers, a panel (16 words) each: zero-point sums, scales,
+/// biases and the mask of the panel's real words.
+#[cfg(target_arch = "x86_64")]
+struct EpilogueVectors {
+    zero_point: [std::arch::x86_64::__m512i; TILE_PANELS],
+    scale: [std::arch::x86_64::__m512; TILE_PANELS],
+    bias: [std::arch::x86_64::__m512; TILE_PANELS],
+    words: [std::arch::x86_64::__mmask16; TILE_PANELS],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl EpilogueVectors {
+    /// # Safety
+    /// AVX-512F; the epilogue's slices hold [`TILE_COLS`] values (the callers assert it).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load(epilogue: &TileEpilogue<'_>) -> Self {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's.
+        unsafe {
+            let at = |p: usize| p * PANEL;
+            Self {
+                zero_point: std::array::from_fn(|p| {
+                    _mm512_loadu_si512(epilogue.zero_point_sum.as_ptr().add(at(p)) as *const _)
+                }),
+                scale: std::array::from_fn(|p| _mm512_loadu_ps(epilogue.scale.as_ptr().add(at(p)))),
+                bias: std::array::from_fn(|p| _mm512_loadu_ps(epilogue.bias.as_ptr().add(at(p)))),
+                words: std::array::from_fn(|p| {
+                    let n = epilogue.words.saturating_sub(at(p)).min(PANEL);
+                    ((1u32 << n) - 1) as __mmask16
+                }),
+            }
+        }
+    }
+
+    /// Panel p's logits from its dot products: [`dequantize`]'s rs · s · (d − z) + b, left to
+    /// right, without fused multiply-adds (so the same bits).
+    ///
+    /// # Safety
+    /// AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn logits(
+        &self,
+        p: usize,
+        rs: std::arch::x86_64::__m512,
+        dots: std::arch::x86_64::__m512i,
+    ) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        let d = _mm512_cvtepi32_ps(_mm512_sub_epi32(dots, self.zero_point[p]));
+        _mm512_add_ps(
+            _mm512_mul_ps(_mm512_mul_ps(rs, self.scale[p]), d),
+            self.bias[p],
+        )
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn int_tile_logits_vnni<const R: usize>(
@@ -1025,46 +1079,22 @@ unsafe fn int_tile_logits_vnni<const R: usize>(
             acc_r[2] = _mm512_dpbusd_epi32(acc_r[2], av, w2);
         }
     }
-    // dequantize's rs · s · (d − z) + b, left to right, without fused multiply-adds.
-    let mut zero_point = [_mm512_setzero_si512(); TILE_PANELS];
-    let mut scale = [_mm512_setzero_ps(); TILE_PANELS];
-    let mut bias = [_mm512_setzero_ps(); TILE_PANELS];
-    let mut words = [0 as __mmask16; TILE_PANELS];
-    for p in 0..TILE_PANELS {
-        zero_point[p] =
-            _mm512_loadu_si512(epilogue.zero_point_sum.as_ptr().add(p * PANEL) as *const _);
-        scale[p] = _mm512_loadu_ps(epilogue.scale.as_ptr().add(p * PANEL));
-        bias[p] = _mm512_loadu_ps(epilogue.bias.as_ptr().add(p * PANEL));
-        let n = epilogue.words.saturating_sub(p * PANEL).min(PANEL);
-        words[p] = ((1u32 << n) - 1) as __mmask16;
-    }
+    let e = EpilogueVectors::load(epilogue);
     let out_ptr = out.as_mut_ptr();
     for (r, acc_r) in acc.iter().enumerate() {
         let rs = _mm512_set1_ps(epilogue.row_scale[r]);
         let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
         for p in 0..TILE_PANELS {
-            let d = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc_r[p], zero_point[p]));
-            let x = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(rs, scale[p]), d), bias[p]);
+            let x = e.logits(p, rs, acc_r[p]);
             _mm512_storeu_ps(out_ptr.add(r * out_stride + p * PANEL), x);
             // max(x, max) keeps `max` where x is NaN.
-            max = _mm512_mask_max_ps(max, words[p], x, max);
+            max = _mm512_mask_max_ps(max, e.words[p], x, max);
         }
         let tile_max = _mm512_reduce_max_ps(max);
         if tile_max > row_max[r] {
             row_max[r] = tile_max;
         }
     }
-}
-
-/// [`TileEpilogue`] for any number of rows: one group of 48 words of a stretch, for the rows
-/// of one AMX block.
-#[cfg(target_arch = "x86_64")]
-struct StretchEpilogue<'a> {
-    zero_point_sum: &'a [i32],
-    scale: &'a [f32],
-    bias: &'a [f32],
-    row_scale: &'a [f32],
-    words: usize,
 }
 
 /// One group of 48 columns of an AMX block's integer products (`dots`, row r at
@@ -1077,7 +1107,7 @@ fn dequantize_block(
     dots: &[i32],
     out: &mut [f32],
     out_stride: usize,
-    epilogue: &StretchEpilogue<'_>,
+    epilogue: &TileEpilogue<'_>,
     row_max: &mut [f32],
 ) {
     let rows = row_max.len();
@@ -1104,22 +1134,11 @@ unsafe fn dequantize_block_avx512(
     dots: &[i32],
     out: &mut [f32],
     out_stride: usize,
-    epilogue: &StretchEpilogue<'_>,
+    epilogue: &TileEpilogue<'_>,
     row_max: &mut [f32],
 ) {
     use std::arch::x86_64::*;
-    let mut zero_point = [_mm512_setzero_si512(); TILE_PANELS];
-    let mut scale = [_mm512_setzero_ps(); TILE_PANELS];
-    let mut bias = [_mm512_setzero_ps(); TILE_PANELS];
-    let mut words = [0 as __mmask16; TILE_PANELS];
-    for p in 0..TILE_PANELS {
-        zero_point[p] =
-            _mm512_loadu_si512(epilogue.zero_point_sum.as_ptr().add(p * PANEL) as *const _);
-        scale[p] = _mm512_loadu_ps(epilogue.scale.as_ptr().add(p * PANEL));
-        bias[p] = _mm512_loadu_ps(epilogue.bias.as_ptr().add(p * PANEL));
-        let n = epilogue.words.saturating_sub(p * PANEL).min(PANEL);
-        words[p] = ((1u32 << n) - 1) as __mmask16;
-    }
+    let e = EpilogueVectors::load(epilogue);
     let (src, dst) = (dots.as_ptr(), out.as_mut_ptr());
     // Row r's logits, stored, and their maximum vector (padding words left out; NaNs too:
     // max(x, max) keeps `max` where x is NaN).
@@ -1128,10 +1147,9 @@ unsafe fn dequantize_block_avx512(
         let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
         for p in 0..TILE_PANELS {
             let dots = _mm512_loadu_si512(src.add(r * TILE_COLS + p * PANEL) as *const _);
-            let d = _mm512_cvtepi32_ps(_mm512_sub_epi32(dots, zero_point[p]));
-            let x = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(rs, scale[p]), d), bias[p]);
+            let x = e.logits(p, rs, dots);
             _mm512_storeu_ps(dst.add(r * out_stride + p * PANEL), x);
-            max = _mm512_mask_max_ps(max, words[p], x, max);
+            max = _mm512_mask_max_ps(max, e.words[p], x, max);
         }
         max
     };
@@ -1769,18 +1787,10 @@ mod tests {
                             let m = TILE_ROWS.min(n - t * TILE_ROWS);
                             let a_t =
                                 &a_vnni[t * TILE_ROWS * vnni_bytes..][..TILE_ROWS * vnni_bytes];
-                            let rs: &[f32; TILE_ROWS] =
-                                row_scale[t * TILE_ROWS..][..TILE_ROWS].try_into().unwrap();
+                            let rs = &row_scale[t * TILE_ROWS..][..TILE_ROWS];
                             let mut tile_max = [f32::NEG_INFINITY; TILE_ROWS];
                             for g in g0..g1 {
-                                let v0 = g * TILE_COLS;
-                                let epilogue = TileEpilogue {
-                                    zero_point_sum: &q.zero_point_sum[v0..v0 + TILE_COLS],
-                                    scale: &q.scale[v0..v0 + TILE_COLS],
-                                    bias: &q.bias_padded[v0..v0 + TILE_COLS],
-                                    row_scale: rs,
-                                    words: q.vocab.saturating_sub(v0).min(TILE_COLS),
-                                };
+                                let epilogue = q.epilogue(g, rs);
                                 int_tile_logits(
                                     a_t,
                                     &q.packed[g * TILE_PANELS * stride..][..TILE_PANELS * stride],
