@@ -1367,9 +1367,69 @@ mod tests {
         assert_eq!(part[..], whole[7 * n..11 * n]);
     }
 
+    /// `lhs` · `packed` written into strided rows (`stride` ≥ n) over `before`, added to them,
+    /// and rows `from..` added to the first rows on this thread: within the sums' rounding of
+    /// the reference (`expected`, `scale`: m × n), the rest of each row untouched, and the
+    /// rows past m − from too. Returns the written product (`stride` per row).
+    #[allow(clippy::too_many_arguments)]
+    fn check_written_and_added(
+        packed: &PackedBf16,
+        lhs: &PairRows,
+        (m, n, stride): (usize, usize, usize),
+        expected: &[f32],
+        scale: &[f32],
+        before: &[f32],
+        from: usize,
+        what: &dyn Fn(usize, usize) -> String,
+    ) -> Vec<f32> {
+        let mut replaced = before.to_vec();
+        packed.matmul_strided(lhs, &mut replaced, stride, false);
+        let mut added = before.to_vec();
+        packed.matmul_strided(lhs, &mut added, stride, true);
+        let mut added_rows = before.to_vec();
+        packed.matmul_rows_strided(lhs, from, m - from, &mut added_rows, stride, true);
+        for r in 0..m {
+            for c in 0..stride {
+                let i = r * stride + c;
+                if c >= n {
+                    for got in [replaced[i], added[i], added_rows[i]] {
+                        assert_eq!(got.to_bits(), before[i].to_bits(), "{}", what(r, c));
+                    }
+                    continue;
+                }
+                let tol = |j: usize| 1e-5 * (scale[j] + before[i].abs()) + 1e-6;
+                let j = r * n + c;
+                assert!(
+                    (replaced[i] - expected[j]).abs() <= tol(j),
+                    "{}",
+                    what(r, c)
+                );
+                let e = before[i] + expected[j];
+                assert!((added[i] - e).abs() <= tol(j), "{}: added", what(r, c));
+                if r + from < m {
+                    let j = (r + from) * n + c;
+                    let e = before[i] + expected[j];
+                    assert!(
+                        (added_rows[i] - e).abs() <= tol(j),
+                        "{}: rows from {from}",
+                        what(r, c)
+                    );
+                } else {
+                    assert_eq!(
+                        added_rows[i].to_bits(),
+                        before[i].to_bits(),
+                        "{}",
+                        what(r, c)
+                    );
+                }
+            }
+        }
+        replaced
+    }
+
     /// Products written into strided rows — replacing what is there or adding to it, the rest
     /// of each row untouched, over more than one inner block and ragged tiles — at every
-    /// kernel level.
+    /// kernel level; the written product is the plain one's bits.
     #[test]
     fn strided_and_accumulated_products_match_the_plain_one() {
         let (m, k, n) = (53, 2 * INNER_BLOCK + 5, 83);
@@ -1385,36 +1445,22 @@ mod tests {
                 let packed = PackedBf16::new(&b, k, n, n, 1);
                 let mut plain = vec![f32::NAN; m * n];
                 packed.matmul(&op, &mut plain);
-                let mut replaced = before.clone();
-                packed.matmul_strided(&op, &mut replaced, stride, false);
-                let mut added = before.clone();
-                packed.matmul_strided(&op, &mut added, stride, true);
-                // Rows 3.. on this thread, added to the first rows of `out`.
-                let mut added_rows = before.clone();
-                packed.matmul_rows_strided(&op, 3, m - 3, &mut added_rows, stride, true);
+                let what = |r: usize, c: usize| {
+                    format!("{} ({}), ({r}, {c})", level.name(), kernel_name())
+                };
+                let replaced = check_written_and_added(
+                    &packed,
+                    &op,
+                    (m, n, stride),
+                    &expected,
+                    &scale,
+                    &before,
+                    3,
+                    &what,
+                );
                 for r in 0..m {
-                    for c in 0..stride {
-                        let i = r * stride + c;
-                        if c >= n {
-                            assert_eq!(replaced[i].to_bits(), before[i].to_bits());
-                            assert_eq!(added[i].to_bits(), before[i].to_bits());
-                            assert_eq!(added_rows[i].to_bits(), before[i].to_bits());
-                            continue;
-                        }
-                        let what = format!("{} ({}), ({r}, {c})", level.name(), kernel_name());
-                        assert_eq!(replaced[i], plain[r * n + c], "{what}");
-                        let tol = |j: usize| 1e-5 * (scale[j] + before[i].abs()) + 1e-6;
-                        let e = before[i] + expected[r * n + c];
-                        assert!((added[i] - e).abs() <= tol(r * n + c), "{what}: added");
-                        if r + 3 < m {
-                            let e = before[i] + expected[(r + 3) * n + c];
-                            assert!(
-                                (added_rows[i] - e).abs() <= tol((r + 3) * n + c),
-                                "{what}: rows from 3"
-                            );
-                        } else {
-                            assert_eq!(added_rows[i].to_bits(), before[i].to_bits());
-                        }
+                    for c in 0..n {
+                        assert_eq!(replaced[r * stride + c], plain[r * n + c], "{}", what(r, c));
                     }
                 }
             });
@@ -1523,49 +1569,16 @@ mod tests {
                         ("rows", PairRows::by_rows(&rows, m, k)),
                         ("strided", strided.clone()),
                     ] {
-                        let mut replaced = before.clone();
-                        packed.matmul_strided(&lhs, &mut replaced, stride, false);
-                        let mut added = before.clone();
-                        packed.matmul_strided(&lhs, &mut added, stride, true);
-                        let mut from_5 = before.clone();
-                        packed.matmul_rows_strided(&lhs, 5, m - 5, &mut from_5, stride, true);
-                        for r in 0..m {
-                            for c in 0..stride {
-                                let i = r * stride + c;
-                                if c >= n {
-                                    for got in [replaced[i], added[i], from_5[i]] {
-                                        assert_eq!(
-                                            got.to_bits(),
-                                            before[i].to_bits(),
-                                            "{}",
-                                            what(op, r, c)
-                                        );
-                                    }
-                                    continue;
-                                }
-                                let j = r * n + c;
-                                let tol = 1e-5 * (scale[j] + before[i].abs()) + 1e-6;
-                                assert!(
-                                    (replaced[i] - expected[j]).abs() <= tol,
-                                    "{}",
-                                    what(op, r, c)
-                                );
-                                let e = before[i] + expected[j];
-                                assert!((added[i] - e).abs() <= tol, "{}: added", what(op, r, c));
-                                if r + 5 < m {
-                                    let j = (r + 5) * n + c;
-                                    let e = before[i] + expected[j];
-                                    let tol = 1e-5 * (scale[j] + before[i].abs()) + 1e-6;
-                                    assert!(
-                                        (from_5[i] - e).abs() <= tol,
-                                        "{}: from 5",
-                                        what(op, r, c)
-                                    );
-                                } else {
-                                    assert_eq!(from_5[i].to_bits(), before[i].to_bits());
-                                }
-                            }
-                        }
+                        check_written_and_added(
+                            &packed,
+                            &lhs,
+                            (m, n, stride),
+                            &expected,
+                            &scale,
+                            &before,
+                            5,
+                            &|r, c| what(op, r, c),
+                        );
                     }
                 });
             }
