@@ -12,6 +12,21 @@ use fixtures::cmd::{bin, run_cmd, temp_dir};
 use fixtures::pty::{find, Explorer};
 
 /// The entries of `dir`, hidden ones included, sorted.
+/// The Train tab's run under `home` saved its checkpoint and optimiser state in `runs/`, and
+/// nothing else (no temporaries); returns that directory.
+fn train_tab_run_saved(home: &Path) -> std::path::PathBuf {
+    let runs = home.join("runs");
+    assert_eq!(
+        files_in(&runs),
+        [
+            "tui-binary.safetensors",
+            "tui-binary.train-state.safetensors"
+        ],
+        "the checkpoint and its optimiser state saved, no temporaries"
+    );
+    runs
+}
+
 fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -319,15 +334,7 @@ fn a_train_tab_run_stops_and_saves_on_sigterm_and_the_explorer_dies_of_it() {
         ),
         "{text}"
     );
-    let runs = dir.path().join("runs");
-    assert_eq!(
-        files_in(&runs),
-        [
-            "tui-binary.safetensors",
-            "tui-binary.train-state.safetensors"
-        ],
-        "the checkpoint and its optimiser state saved, no temporaries"
-    );
+    let runs = train_tab_run_saved(dir.path());
     let mut info = bin();
     info.arg("info").arg(runs.join("tui-binary.safetensors"));
     let info = run_cmd(info, None);
@@ -720,13 +727,5 @@ fn a_train_tab_run_stops_and_saves_when_the_terminal_hangs_up() {
     // Its stderr is the terminal that hung up: writing there must not panic (ratatui's drop
     // reported a cursor it could not show with `eprintln!`: exit 101 after saving).
     assert_eq!(status.signal(), Some(libc::SIGHUP), "{status}");
-    let runs = dir.path().join("runs");
-    assert_eq!(
-        files_in(&runs),
-        [
-            "tui-binary.safetensors",
-            "tui-binary.train-state.safetensors"
-        ],
-        "the checkpoint and its optimiser state saved, no temporaries"
-    );
+    train_tab_run_saved(dir.path());
 }
