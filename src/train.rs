@@ -224,9 +224,10 @@ pub struct TrainConfig {
     /// sampled them: [`Binarize::default`]).
     #[serde(default)]
     pub binarize: Binarize,
-    /// How the output layer's matrix products are computed: fp32, or bf16 operands with fp32
-    /// sums (weights, gradients and Adam state stay fp32). Runs saved before this existed
-    /// trained in fp32.
+    /// How the training step's large matrix products are computed: fp32, or bf16 operands with
+    /// fp32 sums (weights, gradients and Adam state stay fp32). Runs saved before this existed
+    /// trained in fp32. A new run from the command line or the Train tab that names none gets
+    /// [`default_precision`].
     #[serde(default)]
     pub precision: Precision,
     pub seed: u64,
@@ -1503,6 +1504,18 @@ pub fn default_free_bits(kind: LatentKind) -> f64 {
     }
 }
 
+/// The precision of a new run that names none: bf16 where AMX tiles run at the active kernel
+/// level — there it trains ~1.85× as fast as fp32 to a validation perplexity within 2 % of
+/// fp32's (docs/benchmarks.md) — fp32 elsewhere (`vdpbf16ps` alone gave 1.5× on Zen 4 and
+/// less than fp32 on Sapphire Rapids; the portable kernel is slower than fp32).
+pub fn default_precision() -> Precision {
+    if crate::model::kernels::active_level().amx() {
+        Precision::Bf16
+    } else {
+        Precision::Fp32
+    }
+}
+
 /// The largest `--free-bits` accepted: a Bernoulli bit's KL from the uniform prior is at most
 /// ln 2 ≈ 0.69 nats, and a Gaussian dimension carrying more than this is no longer near
 /// collapse.
@@ -2023,17 +2036,19 @@ pub fn train(
     built.model.set_precision(cfg.precision);
     if cfg.precision == Precision::Bf16 {
         notes.push(format!(
-            "bf16 products in the output layer and the GRUs ({} kernel; fp32 weights and optimiser state)",
+            "bf16 products in the output layer and the GRUs ({} kernel; fp32 weights and optimiser state; \
+             --precision fp32 for fp32 products)",
             crate::model::bf16::kernel_name()
         ));
-    } else if crate::model::kernels::active_level().amx() && !cfg.resume {
-        // fp32 stays the default (bf16 falls short of the 1.8× that would make it one), but
-        // on a CPU with AMX a user starting a run should know what bf16 gives.
-        notes.push(
-            "this CPU has AMX tiles: --precision bf16 trains about 1.6× as fast, to a validation \
-             perplexity within 2 % of fp32's (docs/benchmarks.md)"
-                .into(),
-        );
+        if !crate::model::kernels::active_level().amx() {
+            // A run started (or resumed) in bf16 where no AMX tiles run: slower than fp32
+            // with the portable kernel, barely faster with `vdpbf16ps` alone.
+            notes.push(
+                "no AMX tiles at this kernel level: bf16 gains little here (the portable kernel \
+                 is slower than fp32); --precision fp32 may train faster"
+                    .into(),
+            );
+        }
     }
     if cfg.kind.kl_in_loss()
         && cfg.kl_weight > 0.0

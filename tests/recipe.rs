@@ -982,17 +982,18 @@ fn bf16_precision_trains_is_stored_and_kept_on_resume() {
 /// the log says what `--precision bf16` would give; capped below AMX
 /// (`LATENT_TUI_KERNELS=avx512`), as on a CPU without it, it does not.
 #[test]
-fn fp32_stays_the_default_and_amx_cpus_hear_of_bf16() {
+fn bf16_is_the_default_where_amx_tiles_run_and_fp32_elsewhere() {
     use latent_tui::model::kernels::{detected_level, Level};
     let dir = tempfile::tempdir().unwrap();
     let corpus = &common::fixtures().corpus;
-    let run = |name: &str, cap: Option<&str>| {
+    let run = |name: &str, cap: Option<&str>, extra: &[&str]| {
         let out = dir.path().join(name);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_latent-tui"));
         cmd.args(["train", "--steps", "2", "--valid-every", "0", "--corpus"])
             .arg(corpus)
             .arg("--out")
             .arg(&out)
+            .args(extra)
             .env_remove("LATENT_TUI_KERNELS");
         if let Some(cap) = cap {
             cmd.env("LATENT_TUI_KERNELS", cap);
@@ -1003,19 +1004,45 @@ fn fp32_stays_the_default_and_amx_cpus_hear_of_bf16() {
         (config(&out)["precision"].as_str().unwrap().to_owned(), log)
     };
     let amx = detected_level() == Level::Amx;
-    let (precision, log) = run("default.safetensors", None);
+    // No flag: bf16 on AMX tiles (and the log says so), fp32 elsewhere.
+    let (precision, log) = run("default.safetensors", None, &[]);
+    assert_eq!(precision, if amx { "bf16" } else { "fp32" }, "{log}");
+    assert_eq!(log.contains("(amx-bf16 kernel"), amx, "{log}");
+    // Below the AMX level the default is fp32 on every CPU.
+    let (precision, log) = run("capped.safetensors", Some("avx512"), &[]);
     assert_eq!(precision, "fp32", "{log}");
-    assert!(!log.contains("bf16 products"), "{log}");
+    assert!(!log.contains("bf16"), "{log}");
+    // A named precision wins; bf16 without tiles says it gains little.
+    let (precision, log) = run("fp32.safetensors", None, &["--precision", "fp32"]);
+    assert_eq!(precision, "fp32", "{log}");
+    let (precision, log) = run("bf16.safetensors", Some("avx2"), &["--precision", "bf16"]);
+    assert_eq!(precision, "bf16", "{log}");
+    assert!(log.contains("no AMX tiles at this kernel level"), "{log}");
+    // Resuming keeps what the run started with, whatever this CPU's default.
+    let out = dir.path().join("default.safetensors");
+    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args([
+            "train",
+            "--resume",
+            "--steps",
+            "3",
+            "--valid-every",
+            "0",
+            "--out",
+        ])
+        .arg(&out)
+        .env("LATENT_TUI_KERNELS", "avx2")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{log}");
     assert_eq!(
-        log.contains("this CPU has AMX tiles: --precision bf16"),
-        amx,
+        config(&out)["precision"].as_str().unwrap(),
+        if amx { "bf16" } else { "fp32" },
         "{log}"
     );
-    let (precision, log) = run("capped.safetensors", Some("avx512"));
-    assert_eq!(precision, "fp32", "{log}");
-    assert!(!log.contains("AMX"), "{log}");
     if !amx {
-        eprintln!("no AMX on this CPU: the hint could not be seen");
+        eprintln!("no AMX on this CPU: the bf16 default could not be seen");
     }
 }
 

@@ -722,8 +722,9 @@ pub struct TrainArgs {
     pub binarize: Option<Binarize>,
     /// How the training step's large matrix products (the output layer's and the GRUs') are
     /// computed: fp32, or bf16 (operands rounded to bfloat16, fp32 sums; weights, gradients and
-    /// Adam state stay fp32). A resumed run keeps
-    /// the precision it was started with unless this flag is given.
+    /// Adam state stay fp32). Default for a new run: bf16 where the CPU's AMX tiles run (~1.85×
+    /// as fast), fp32 elsewhere. A resumed run keeps the precision it was started with unless
+    /// this flag is given.
     #[arg(long)]
     pub precision: Option<crate::model::Precision>,
     /// Seed of initialisation, batch order, word dropout, dropout masks and latent noise.
@@ -1212,6 +1213,8 @@ pub(crate) fn check_config_file(
 fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     // Whether the config file names a free-bits floor (its default depends on the kind).
     let mut config_sets_free_bits = false;
+    // Whether it names a precision (a new run's default depends on the CPU).
+    let mut config_sets_precision = false;
     let mut cfg = match &args.config {
         Some(p) => {
             let bytes = crate::checkpoint::read_regular_file(
@@ -1224,6 +1227,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
             let value: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a valid training config", p.display()))?;
             config_sets_free_bits = value.get("free_bits").is_some();
+            config_sets_precision = value.get("precision").is_some();
             let mut cfg: TrainConfig = serde_json::from_value(value)
                 .with_context(|| format!("{} is not a valid training config", p.display()))?;
             check_config_file(p, &cfg.corpus, cfg.init.is_some(), args.corpus.is_some())?;
@@ -1318,6 +1322,9 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     );
     if args.free_bits.is_none() && !config_sets_free_bits && !cfg.resume && args.init.is_none() {
         cfg.free_bits = crate::train::default_free_bits(cfg.kind);
+    }
+    if args.precision.is_none() && !config_sets_precision && !cfg.resume {
+        cfg.precision = crate::train::default_precision();
     }
     if args.word_dropout_end.is_some() {
         cfg.word_dropout_end = args.word_dropout_end;

@@ -45,6 +45,7 @@ pub fn quick_defaults(kind: LatentKind) -> TrainConfig {
         valid_sentences: 200,
         checkpoint_every: 100,
         free_bits: crate::train::default_free_bits(kind),
+        precision: crate::train::default_precision(),
         ..TrainConfig::default()
     }
 }
