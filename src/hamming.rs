@@ -358,10 +358,13 @@ unsafe fn top_k_four_words_avx512(data: &[u64], query: [u64; 4], k: usize) -> Ve
 
 /// Queries from which [`PackedCodes::top_k_many`] lays the codes out word by word first (the
 /// copy costs about one scan).
+#[cfg(target_arch = "x86_64")]
 const TRANSPOSE_MIN_QUERIES: usize = 8;
 
 /// Codes laid out for a scan eight at a time: group g holds, for each word w, word w of codes
 /// 8g..8g+8 side by side (one vector); the codes after the last full group stay as they are.
+/// Only the AVX-512 scan reads it.
+#[cfg(target_arch = "x86_64")]
 struct Transposed<'a> {
     words: usize,
     groups: Vec<u64>,
@@ -370,6 +373,7 @@ struct Transposed<'a> {
     rest_first: usize,
 }
 
+#[cfg(target_arch = "x86_64")]
 impl<'a> Transposed<'a> {
     fn new(codes: &'a PackedCodes) -> Self {
         let w = codes.words;
