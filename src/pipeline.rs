@@ -279,6 +279,35 @@ pub fn cluster_codes_with_progress(
     Ok(report)
 }
 
+/// Cluster centres decoded again, kept to the training corpus's words (the explorer's `w`
+/// setting) or raw: [`cluster_codes`] decodes them raw, once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CentreDecodings {
+    /// The centres decoded, in the report's order (what a reply is matched against).
+    pub centres: Vec<Vec<f32>>,
+    pub real_words: bool,
+    /// One decoding per centre; empty when the model has no decoder.
+    pub texts: Vec<String>,
+}
+
+/// Decodes `centres` greedily as [`cluster_codes`] does, kept to `words` when given (the
+/// training corpus's words; `real_words` records whether they were asked for).
+pub fn decode_centres(
+    coder: &Coder,
+    centres: Vec<Vec<f32>>,
+    real_words: bool,
+    words: Option<&crate::model::word_trie::WordTrie>,
+) -> Result<CentreDecodings> {
+    let texts = coder
+        .decode_codes_restricted(&centres, crate::structure::DECODED_WORDS, words)?
+        .unwrap_or_default();
+    Ok(CentreDecodings {
+        centres,
+        real_words,
+        texts,
+    })
+}
+
 /// The Clusters tab's interactive work: one decoding, or an analogy of three sentences.
 #[derive(Clone, Debug, PartialEq)]
 /// `real_words`: keep the decodings to the training corpus's words (the explorer's `w`

@@ -559,3 +559,65 @@ fn the_index_being_built_names_the_file_it_goes_to() {
     );
     assert_lacks(&s, "beside the checkpoint");
 }
+
+/// The Clusters tab's centres follow `w` as every other decoding does: in real words by
+/// default (the clustering decodes them raw; the tab has them decoded again), raw after `w`,
+/// in real words again after a second `w`.
+#[test]
+fn cluster_centres_follow_the_real_words_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("binary.safetensors");
+    std::fs::copy(SHIPPED_BINARY, &ckpt).unwrap();
+    let corpus = dir.path().join("everyday.txt");
+    std::fs::write(&corpus, common::everyday().join("\n") + "\n").unwrap();
+    let options = AppOptions {
+        index_corpus: Some(corpus.display().to_string()),
+        ..AppOptions::default()
+    };
+    let mut h = Harness::with_coder(Coder::load(&ckpt, &Device::Cpu).unwrap(), options);
+    assert!(!h.app.shared.raw_decoding, "real words is the default");
+    h.key(KeyCode::Char('7'));
+    h.settle();
+    let view = h.app.shared.clusters.clone().expect("clustered");
+    let raw: Vec<String> = view
+        .report
+        .clusters
+        .iter()
+        .map(|c| c.center_decoding.clone().expect("a decoded centre"))
+        .collect();
+    // What the library gives for the same centres kept to the corpus's words.
+    let engine = Engine::load(std::path::Path::new(SHIPPED_BINARY), &Device::Cpu).unwrap();
+    let trie = latent_tui::tasks::corpus_words(&engine)
+        .unwrap()
+        .trie
+        .unwrap();
+    let centres: Vec<Vec<f32>> = view
+        .report
+        .clusters
+        .iter()
+        .map(|c| c.center.clone())
+        .collect();
+    let kept = latent_tui::pipeline::decode_centres(
+        &Coder::from_engine(engine),
+        centres,
+        true,
+        Some(&trie),
+    )
+    .unwrap()
+    .texts;
+    let i = (0..raw.len())
+        .find(|&i| raw[i] != kept[i])
+        .expect("a centre whose raw decoding has words outside the corpus");
+    while h.app.tabs.clusters.selected != i {
+        h.key(KeyCode::Char('j'));
+    }
+    let detail = |h: &mut Harness| panel_text(&h.screen(), &format!("Cluster {} ", i + 1));
+    assert_has(&detail(&mut h), &format!("centre {}", kept[i]));
+    h.key(KeyCode::Char('w'));
+    h.settle();
+    assert_has(&detail(&mut h), &format!("centre {}", raw[i]));
+    assert_has(footer(&h.screen()), "the centres and the attribute");
+    h.key(KeyCode::Char('w'));
+    h.settle();
+    assert_has(&detail(&mut h), &format!("centre {}", kept[i]));
+}

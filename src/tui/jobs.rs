@@ -16,8 +16,8 @@ use crate::meaning::{Meanings, Opening};
 use crate::model::decode::Strategy;
 use crate::model::{LatentKind, ModelConfig};
 use crate::pipeline::{
-    ClusterRequest, ClusterView, ClustersSoFar, MapData, MapRequest, MapSoFar, StructureJob,
-    StructureResult,
+    CentreDecodings, ClusterRequest, ClusterView, ClustersSoFar, MapData, MapRequest, MapSoFar,
+    StructureJob, StructureResult,
 };
 pub use crate::pipeline::{Entries, IndexSoFar, NeighborIndex};
 use crate::train::TrainControl;
@@ -149,6 +149,12 @@ pub enum Job {
     Cluster(ClusterRequest),
     /// The Clusters tab's decodings and analogies (interactive).
     Structure(StructureJob),
+    /// The Clusters tab's centres decoded again with the `w` setting (the clustering decodes
+    /// them raw; interactive).
+    Centres {
+        centres: Vec<Vec<f32>>,
+        real_words: bool,
+    },
     /// What each bit means, loaded from its cache or computed and saved there (wherever
     /// `index::cache_path` puts the checkpoint's caches; background).
     Meaning,
@@ -173,6 +179,7 @@ pub enum JobKind {
     Map,
     Cluster,
     Structure,
+    Centres,
     Meaning,
     Opening,
 }
@@ -201,6 +208,7 @@ impl JobKind {
             JobKind::Map => "mapping",
             JobKind::Cluster => "clustering",
             JobKind::Structure => "decoding",
+            JobKind::Centres => "decoding centres",
             JobKind::Meaning => "bit meanings",
             JobKind::Opening => "drawing a sentence",
         }
@@ -237,6 +245,7 @@ impl Job {
             Job::Map(_) => JobKind::Map,
             Job::Cluster(_) => JobKind::Cluster,
             Job::Structure(_) => JobKind::Structure,
+            Job::Centres { .. } => JobKind::Centres,
             Job::Meaning => JobKind::Meaning,
             Job::Opening { .. } => JobKind::Opening,
         }
@@ -331,6 +340,7 @@ pub enum ReplyBody {
     /// final [`ReplyBody::Clustered`] (a partial reply).
     ClusteredSoFar(Arc<ClustersSoFar>),
     Structure(Result<StructureResult, String>),
+    Centres(Result<Arc<CentreDecodings>, String>),
     Meanings(Result<Arc<CachedIndex<Meanings>>, String>),
     Opened(Result<Box<Opening>, String>),
     /// Fraction of the job done, 0 to 1 (the reply's kind says which job).
@@ -364,6 +374,7 @@ impl ReplyBody {
             JobKind::Map => ReplyBody::Mapped(Err(msg)),
             JobKind::Cluster => ReplyBody::Clustered(Err(msg)),
             JobKind::Structure => ReplyBody::Structure(Err(msg)),
+            JobKind::Centres => ReplyBody::Centres(Err(msg)),
             JobKind::Meaning => ReplyBody::Meanings(Err(msg)),
             JobKind::Opening => ReplyBody::Opened(Err(msg)),
         }

@@ -427,6 +427,17 @@ impl Worker {
                     compute_structure(&coder, &job, words.as_deref()).map_err(err_text),
                 )
             }
+            Job::Centres {
+                centres,
+                real_words,
+            } => {
+                let words = self.words_to_keep_to(&coder, real_words);
+                ReplyBody::Centres(
+                    crate::pipeline::decode_centres(&coder, centres, real_words, words.as_deref())
+                        .map(Arc::new)
+                        .map_err(err_text),
+                )
+            }
             Job::Meaning => ReplyBody::Meanings(
                 self.own_corpus(&coder, "bit meanings")
                     .and_then(|corpus| {

@@ -182,7 +182,12 @@ pub(super) fn render_list(
             Span::raw(s.medoid_text.clone()),
         ]),
     ];
-    if let Some(d) = &s.center_decoding {
+    // In real words once they are decoded (`w`); the clustering's own decodings are raw.
+    let kept = (!app.shared.raw_decoding)
+        .then(|| tab.kept_centres(view))
+        .flatten()
+        .and_then(|k| k.texts.get(c.selected));
+    if let Some(d) = kept.or(s.center_decoding.as_ref()) {
         lines.push(Line::from(vec![
             Span::styled("centre  ", t.dim()),
             Span::raw(if d.is_empty() {

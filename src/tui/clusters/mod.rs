@@ -20,7 +20,7 @@ use super::keys::{self, nav, Binding, Lookup, Mode, Only};
 use super::widgets::{self, InputAction, TextInput};
 use crate::cluster::ClusterMethod;
 use crate::coder::Capabilities;
-use crate::pipeline::{ClustersSoFar, CLUSTER_ENCODING_SHARE};
+use crate::pipeline::{CentreDecodings, ClustersSoFar, CLUSTER_ENCODING_SHARE};
 use crate::structure::AttributeVector;
 
 /// The cluster counts `[` and `]` step through; the first clustering has one cluster per gold
@@ -85,6 +85,9 @@ pub struct ClustersState {
     /// While the corpus is clustered: (entries encoded, of all) of the provisional clustering
     /// on screen, a clustering of the entries encoded so far.
     pub provisional: Option<(usize, usize)>,
+    /// The centres decoded in real words (the clustering decodes them raw): shown in place of
+    /// the raw decodings while `w` says real words and they are this clustering's centres.
+    pub centres_kept: Option<Arc<CentreDecodings>>,
 }
 
 impl ClustersState {
@@ -113,6 +116,7 @@ impl ClustersState {
             decoded_real_words: true,
             analogy_real_words: true,
             provisional: None,
+            centres_kept: None,
         }
     }
 
@@ -226,10 +230,53 @@ impl ClustersState {
         if self.analogy_real_words == cx.shared.raw_decoding {
             self.analogy_request(cx);
         }
+        self.centres_request(cx);
     }
 
-    /// `w`: the real-words setting every tab shares; the attribute decoding and the analogy
-    /// decode again with it (the cluster centres keep the clustering's raw decodings).
+    /// Asks for the centres in real words where `w` says so, the model decodes text, and the
+    /// clustering on screen has no such decodings yet.
+    fn centres_request(&mut self, cx: &mut Ctx) {
+        // Word-level models decode corpus words already (as `coder::seq::real_words_apply`).
+        let applies = cx.model.caps.decodes_text
+            && cx.model.kind.has_latent()
+            && cx.model.tokenizer != crate::vocab::TokenizerKind::Word;
+        if cx.shared.raw_decoding || !applies {
+            return;
+        }
+        let Some(view) = cx.shared.clusters.as_ref() else {
+            return;
+        };
+        if self.kept_centres(view).is_some() || cx.jobs.is_pending(JobKind::Centres) {
+            return;
+        }
+        let centres = view
+            .report
+            .clusters
+            .iter()
+            .map(|c| c.center.clone())
+            .collect();
+        cx.jobs.submit(Job::Centres {
+            centres,
+            real_words: true,
+        });
+    }
+
+    /// The real-words decodings of `view`'s centres, if those are what [`Self::centres_kept`]
+    /// holds.
+    pub fn kept_centres(&self, view: &ClusterView) -> Option<&CentreDecodings> {
+        self.centres_kept.as_deref().filter(|k| {
+            k.real_words
+                && k.texts.len() == view.report.clusters.len()
+                && k.centres.len() == view.report.clusters.len()
+                && k.centres
+                    .iter()
+                    .zip(&view.report.clusters)
+                    .all(|(a, c)| *a == c.center)
+        })
+    }
+
+    /// `w`: the real-words setting every tab shares; the centres, the attribute decoding and
+    /// the analogy decode again with it.
     fn real_words(&mut self, cx: &mut Ctx) {
         cx.shared.raw_decoding = !cx.shared.raw_decoding;
         let setting = if cx.shared.raw_decoding {
@@ -242,10 +289,11 @@ impl ClustersState {
                 format!("w: {setting} on every tab; this view decodes again")
             }
             _ => format!(
-                "w: {setting} on every tab; the attribute (a) and analogy (n) views follow it, the \
-                 centres keep the clustering's raw decodings"
+                "w: {setting} on every tab; the centres and the attribute (a) and analogy (n) \
+                 views follow it"
             ),
         });
+        self.centres_request(cx);
         self.attribute_request(cx);
         if self.analogy.is_some() {
             self.analogy_request(cx);
@@ -320,6 +368,7 @@ impl ClustersState {
             .min(v.data.label_names.len().saturating_sub(1));
         cx.shared.clusters = Some(v);
         c.error = None;
+        self.centres_request(cx);
     }
 
     fn structure_done(&mut self, _cx: &mut Ctx, r: Result<StructureResult, String>) {
@@ -434,6 +483,12 @@ impl Tab for ClustersState {
             ReplyBody::Clustered(r) => self.done(cx, r),
             ReplyBody::ClusteredSoFar(p) => self.so_far(cx, &p),
             ReplyBody::Structure(r) => self.structure_done(cx, r),
+            ReplyBody::Centres(Ok(d)) => {
+                self.centres_kept = Some(d);
+                // `w` pressed again, or a new clustering, while these were decoded.
+                self.centres_request(cx);
+            }
+            ReplyBody::Centres(Err(e)) => cx.notice(format!("centres in real words: {e}")),
             other => return Some(other),
         }
         None
@@ -446,6 +501,7 @@ impl Tab for ClustersState {
         c.error = None;
         c.decoded = None;
         c.analogy = None;
+        c.centres_kept = None;
         c.analogy_asked = None;
         c.from = None;
         c.to = None;
