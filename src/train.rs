@@ -645,6 +645,8 @@ pub fn init_settings(
     cfg.lr_decay = fresh.lr_decay;
     cfg.warmup_steps = fresh.warmup_steps;
     cfg.lr_floor = fresh.lr_floor;
+    // ... today's precision on this CPU (a flag or a config file still chooses, after this) ...
+    cfg.precision = default_precision();
     // ... and the decorrelation penalty from step 0: the checkpoint's code has already formed.
     // Its weight grows over the first steps all the same: the running correlations it weighs
     // pairs by start from one batch, in which thousands of a 256-bit code's pairs pass 0.2 by
@@ -2041,13 +2043,16 @@ pub fn train(
             crate::model::bf16::kernel_name()
         ));
         if !crate::model::kernels::active_level().amx() {
-            // A run started (or resumed) in bf16 where no AMX tiles run: slower than fp32
-            // with the portable kernel, barely faster with `vdpbf16ps` alone.
-            notes.push(
-                "no AMX tiles at this kernel level: bf16 gains little here (the portable kernel \
-                 is slower than fp32); --precision fp32 may train faster"
+            // A run started (or resumed) in bf16 where no AMX tiles run.
+            notes.push(match crate::model::bf16::kernel_name() {
+                "avx512-bf16" => "no AMX tiles at this kernel level: vdpbf16ps alone trained \
+                     1.5× as fast as fp32 on Zen 4 but slower than fp32 on Sapphire Rapids \
+                     (docs/benchmarks.md); --precision fp32 may be faster here"
                     .into(),
-            );
+                _ => "no AMX tiles at this kernel level: the portable bf16 kernel is slower \
+                      than fp32 (--precision fp32 for fp32)"
+                    .into(),
+            });
         }
     }
     if cfg.kind.kl_in_loss()

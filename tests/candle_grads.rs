@@ -667,10 +667,14 @@ fn a_first_gradient_that_subtracts_is_negated_and_later_ones_add() -> Result<()>
     let dev = &Device::Cpu;
     let x = Var::new(&[1f32, 2., 3.], dev)?;
     let y = Var::new(&[4f32, 5., 6.], dev)?;
-    // f = Σ (x − y) · 3 + Σ y²  →  ∂f/∂x = 3, ∂f/∂y = −3 + 2y
+    // f = Σ (x − y) · 3 + Σ y²  →  ∂f/∂x = 3, ∂f/∂y = −3 + 2y; in both orders of the two
+    // terms, so that the subtracted gradient comes first in one and second in the other.
     let f = (((x.as_tensor() - y.as_tensor())? * 3.)?.sum_all()? + y.sqr()?.sum_all()?)?;
     let grads = f.backward()?;
     assert_eq!(grads.get(&x).context("x")?.to_vec1::<f32>()?, [3., 3., 3.]);
+    assert_eq!(grads.get(&y).context("y")?.to_vec1::<f32>()?, [5., 7., 9.]);
+    let f = (y.sqr()?.sum_all()? + ((x.as_tensor() - y.as_tensor())? * 3.)?.sum_all()?)?;
+    let grads = f.backward()?;
     assert_eq!(grads.get(&y).context("y")?.to_vec1::<f32>()?, [5., 7., 9.]);
     // Only subtracted: the negated gradient alone.
     let g = (x.as_tensor() - y.as_tensor())?.sum_all()?;
@@ -691,10 +695,14 @@ fn one_gradient_stored_for_two_inputs_stays_separate() -> Result<()> {
     let b = Var::new(&[3f32, 4.], dev)?;
     // s = a + b; f = Σ s² + Σ 5a  →  ∂f/∂a = 2s + 5, ∂f/∂b = 2s
     let s = (a.as_tensor() + b.as_tensor())?;
-    let f = (s.sqr()?.sum_all()? + (a.as_tensor() * 5.)?.sum_all()?)?;
-    let grads = f.backward()?;
-    assert_eq!(grads.get(&a).context("a")?.to_vec1::<f32>()?, [13., 9.]);
-    assert_eq!(grads.get(&b).context("b")?.to_vec1::<f32>()?, [8., 4.]);
+    for f in [
+        (s.sqr()?.sum_all()? + (a.as_tensor() * 5.)?.sum_all()?)?,
+        ((a.as_tensor() * 5.)?.sum_all()? + s.sqr()?.sum_all()?)?,
+    ] {
+        let grads = f.backward()?;
+        assert_eq!(grads.get(&a).context("a")?.to_vec1::<f32>()?, [13., 9.]);
+        assert_eq!(grads.get(&b).context("b")?.to_vec1::<f32>()?, [8., 4.]);
+    }
     Ok(())
 }
 
@@ -710,6 +718,38 @@ fn max_and_min_reductions_route_the_gradient_to_their_elements() -> Result<()> {
         grads.get(&x).context("x")?.to_vec2::<f32>()?,
         [[1., 2., 0.], [2., 1., 0.]]
     );
+    Ok(())
+}
+
+/// A first gradient of another shape than its tensor is an error, as the add into zeros made
+/// it: a custom op whose backward pass returns a (3, 1) gradient for a (3,) input.
+#[test]
+fn a_first_gradient_of_the_wrong_shape_is_an_error() -> Result<()> {
+    struct Wrong;
+    impl candle_core::CustomOp1 for Wrong {
+        fn name(&self) -> &'static str {
+            "wrong-shaped-gradient"
+        }
+        fn cpu_fwd(
+            &self,
+            s: &candle_core::CpuStorage,
+            l: &candle_core::Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+            Ok((s.clone(), l.shape().clone()))
+        }
+        fn bwd(
+            &self,
+            arg: &Tensor,
+            _res: &Tensor,
+            grad: &Tensor,
+        ) -> candle_core::Result<Option<Tensor>> {
+            Ok(Some(grad.reshape((arg.elem_count(), 1))?))
+        }
+    }
+    let x = Var::new(&[1f32, 2., 3.], &Device::Cpu)?;
+    let y = x.apply_op1(Wrong)?.sum_all()?;
+    let err = y.backward().expect_err("a wrongly shaped gradient");
+    assert!(err.to_string().contains("shape"), "{err}");
     Ok(())
 }
 

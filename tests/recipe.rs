@@ -978,9 +978,11 @@ fn bf16_precision_trains_is_stored_and_kept_on_resume() {
     assert!(!ok && log.contains("fp8"), "{log}");
 }
 
-/// A run without `--precision` trains in fp32 (bf16 is not the default), and on a CPU with AMX
-/// the log says what `--precision bf16` would give; capped below AMX
-/// (`LATENT_TUI_KERNELS=avx512`), as on a CPU without it, it does not.
+/// A new run without `--precision` trains in bf16 where AMX tiles run and in fp32 below them
+/// (`LATENT_TUI_KERNELS=avx512`, as on a CPU without AMX); a named precision wins; a bf16 run
+/// without tiles says what it gives; a resumed run keeps its precision whatever this CPU's
+/// default (checked on a bf16 run resumed below AMX, which fails anywhere if resuming took the
+/// default).
 #[test]
 fn bf16_is_the_default_where_amx_tiles_run_and_fp32_elsewhere() {
     use latent_tui::model::kernels::{detected_level, Level};
@@ -1041,6 +1043,25 @@ fn bf16_is_the_default_where_amx_tiles_run_and_fp32_elsewhere() {
         if amx { "bf16" } else { "fp32" },
         "{log}"
     );
+    let bf16_run = dir.path().join("bf16.safetensors");
+    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+        .args([
+            "train",
+            "--resume",
+            "--steps",
+            "3",
+            "--valid-every",
+            "0",
+            "--out",
+        ])
+        .arg(&bf16_run)
+        .env("LATENT_TUI_KERNELS", "avx2")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{log}");
+    assert_eq!(config(&bf16_run)["precision"], "bf16", "{log}");
+    assert_eq!(common::engine(&bf16_run).provenance.step, 3, "{log}");
     if !amx {
         eprintln!("no AMX on this CPU: the bf16 default could not be seen");
     }

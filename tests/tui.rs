@@ -1299,7 +1299,7 @@ fn neighbors_follow_explore_and_the_map_draws() {
     open_neighbors_of_a_sentence(&mut h);
     let s = h.screen();
     assert_has(&s, "indexing 0%");
-    assert_has(&s, "encoding the train split of");
+    assert_has(&s, "ncoding the train split of");
     let reqs = h.queued();
     assert!(matches!(
         reqs.as_slice(),

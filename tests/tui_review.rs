@@ -608,9 +608,13 @@ fn cluster_centres_follow_the_real_words_setting() {
     let i = (0..raw.len())
         .find(|&i| raw[i] != kept[i])
         .expect("a centre whose raw decoding has words outside the corpus");
-    while h.app.tabs.clusters.selected != i {
+    for _ in 0..raw.len() {
+        if h.app.tabs.clusters.selected == i {
+            break;
+        }
         h.key(KeyCode::Char('j'));
     }
+    assert_eq!(h.app.tabs.clusters.selected, i, "j reaches every cluster");
     let detail = |h: &mut Harness| panel_text(&h.screen(), &format!("Cluster {} ", i + 1));
     assert_has(&detail(&mut h), &format!("centre {}", kept[i]));
     h.key(KeyCode::Char('w'));

@@ -1323,7 +1323,9 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if args.free_bits.is_none() && !config_sets_free_bits && !cfg.resume && args.init.is_none() {
         cfg.free_bits = crate::train::default_free_bits(cfg.kind);
     }
-    if args.precision.is_none() && !config_sets_precision && !cfg.resume {
+    // A new run (or a --resume that finds nothing to resume and starts one) gets today's
+    // default; a resumed run keeps its own.
+    if args.precision.is_none() && !config_sets_precision && !(cfg.resume && cfg.out.exists()) {
         cfg.precision = crate::train::default_precision();
     }
     if args.word_dropout_end.is_some() {

@@ -275,6 +275,20 @@ pub fn default_path(checkpoint: &Path) -> PathBuf {
     cache_path(checkpoint, INDEX_SUFFIX)
 }
 
+/// The first of the index caches [`default_path`] and the shipped one beside the checkpoint
+/// ([`cache_paths`]) that is a file: what the explorer says it loads (whether it is fresh is
+/// the loader's to find).
+pub fn existing_path(checkpoint: &Path) -> Option<PathBuf> {
+    existing_cache(checkpoint, INDEX_SUFFIX)
+}
+
+/// The first of `checkpoint`'s caches with `suffix` ([`cache_paths`]) that is a file.
+pub fn existing_cache(checkpoint: &Path, suffix: &str) -> Option<PathBuf> {
+    cache_paths(checkpoint, suffix)
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
 /// The suffix of a checkpoint's index cache: `NAME.index.safetensors`.
 const INDEX_SUFFIX: &str = "index.safetensors";
 

@@ -478,6 +478,11 @@ impl Layout {
         crate::index::cache_path(checkpoint, MAP_SUFFIX)
     }
 
+    /// The map cache that loads first if fresh ([`crate::index::existing_cache`]), if any.
+    pub fn existing_path(checkpoint: &Path) -> Option<PathBuf> {
+        crate::index::existing_cache(checkpoint, MAP_SUFFIX)
+    }
+
     pub fn len(&self) -> usize {
         self.points.len()
     }

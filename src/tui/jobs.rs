@@ -55,6 +55,11 @@ pub struct ModelInfo {
     /// directory is read-only).
     pub index_path: PathBuf,
     pub map_path: PathBuf,
+    /// The index and map caches there were when the model was opened, in the order they are
+    /// read ([`crate::index::cache_paths`]: the cache path, then one shipped beside the
+    /// checkpoint): what the messages say is loaded (it is rebuilt if stale).
+    pub index_found: Option<PathBuf>,
+    pub map_found: Option<PathBuf>,
 }
 
 impl ModelInfo {
@@ -82,6 +87,8 @@ impl ModelInfo {
             corpus_spec: coder.provenance().checked_corpus_spec().ok(),
             index_path: crate::index::default_path(coder.path()),
             map_path: crate::map::Layout::default_path(coder.path()),
+            index_found: crate::index::existing_path(coder.path()),
+            map_found: crate::map::Layout::existing_path(coder.path()),
         }
     }
 

@@ -958,11 +958,11 @@ pub fn render(app: &MapEnv, area: Rect, buf: &mut Buffer) {
         widgets::wrapped(
             buf,
             msg,
-            vec![Line::from(format!(
-                "Loading the map saved as {}, or laying the corpus index out ({}; saved there, \
-                 so next time it just loads)…",
-                app.model.map_path.display(),
-                m.method.name()
+            vec![Line::from(super::neighbors::cache_message(
+                "map",
+                app.model.map_found.as_deref(),
+                &app.model.map_path,
+                &format!("laying the corpus index out ({})", m.method.name()),
             ))],
         );
         widgets::job_gauge_waiting(

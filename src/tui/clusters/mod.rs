@@ -268,10 +268,11 @@ impl ClustersState {
             k.real_words
                 && k.texts.len() == view.report.clusters.len()
                 && k.centres.len() == view.report.clusters.len()
-                && k.centres
-                    .iter()
-                    .zip(&view.report.clusters)
-                    .all(|(a, c)| *a == c.center)
+                // By bits: a NaN centre (a diverged model) still matches its own decodings.
+                && k.centres.iter().zip(&view.report.clusters).all(|(a, c)| {
+                    a.len() == c.center.len()
+                        && a.iter().zip(&c.center).all(|(x, y)| x.to_bits() == y.to_bits())
+                })
         })
     }
 
