@@ -1021,46 +1021,30 @@ fn bf16_is_the_default_where_amx_tiles_run_and_fp32_elsewhere() {
     assert_eq!(precision, "bf16", "{log}");
     assert!(log.contains("no AMX tiles at this kernel level"), "{log}");
     // Resuming keeps what the run started with, whatever this CPU's default.
-    let out = dir.path().join("default.safetensors");
-    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-        .args([
-            "train",
-            "--resume",
-            "--steps",
-            "3",
-            "--valid-every",
-            "0",
-            "--out",
-        ])
-        .arg(&out)
-        .env("LATENT_TUI_KERNELS", "avx2")
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "{log}");
-    assert_eq!(
-        config(&out)["precision"].as_str().unwrap(),
-        if amx { "bf16" } else { "fp32" },
-        "{log}"
-    );
+    let resume_below_amx = |out: &std::path::Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
+            .args([
+                "train",
+                "--resume",
+                "--steps",
+                "3",
+                "--valid-every",
+                "0",
+                "--out",
+            ])
+            .arg(out)
+            .env("LATENT_TUI_KERNELS", "avx2")
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{log}");
+        (config(out)["precision"].as_str().unwrap().to_owned(), log)
+    };
+    let (precision, log) = resume_below_amx(&dir.path().join("default.safetensors"));
+    assert_eq!(precision, if amx { "bf16" } else { "fp32" }, "{log}");
     let bf16_run = dir.path().join("bf16.safetensors");
-    let o = Command::new(env!("CARGO_BIN_EXE_latent-tui"))
-        .args([
-            "train",
-            "--resume",
-            "--steps",
-            "3",
-            "--valid-every",
-            "0",
-            "--out",
-        ])
-        .arg(&bf16_run)
-        .env("LATENT_TUI_KERNELS", "avx2")
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "{log}");
-    assert_eq!(config(&bf16_run)["precision"], "bf16", "{log}");
+    let (precision, log) = resume_below_amx(&bf16_run);
+    assert_eq!(precision, "bf16", "{log}");
     assert_eq!(common::engine(&bf16_run).provenance.step, 3, "{log}");
     if !amx {
         eprintln!("no AMX on this CPU: the bf16 default could not be seen");

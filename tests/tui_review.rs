@@ -65,16 +65,7 @@ fn analogy_follows_the_real_words_setting_and_w_works_on_every_tab() {
         .expect("an analogy of everyday sentences whose raw decoding differs");
 
     // A copy of the shipped model (caches go beside it) and a small corpus to cluster.
-    let dir = tempfile::tempdir().unwrap();
-    let ckpt = dir.path().join("binary.safetensors");
-    std::fs::copy(SHIPPED_BINARY, &ckpt).unwrap();
-    let corpus = dir.path().join("everyday.txt");
-    std::fs::write(&corpus, everyday.join("\n") + "\n").unwrap();
-    let options = AppOptions {
-        index_corpus: Some(corpus.display().to_string()),
-        ..AppOptions::default()
-    };
-    let mut h = Harness::with_coder(Coder::load(&ckpt, &Device::Cpu).unwrap(), options);
+    let (_dir, mut h) = common::shipped_copy_everyday(AppOptions::default());
     h.key(KeyCode::Char('/'))
         .type_text(&sentences[0])
         .key(KeyCode::Enter);
@@ -565,16 +556,7 @@ fn the_index_being_built_names_the_file_it_goes_to() {
 /// in real words again after a second `w`.
 #[test]
 fn cluster_centres_follow_the_real_words_setting() {
-    let dir = tempfile::tempdir().unwrap();
-    let ckpt = dir.path().join("binary.safetensors");
-    std::fs::copy(SHIPPED_BINARY, &ckpt).unwrap();
-    let corpus = dir.path().join("everyday.txt");
-    std::fs::write(&corpus, common::everyday().join("\n") + "\n").unwrap();
-    let options = AppOptions {
-        index_corpus: Some(corpus.display().to_string()),
-        ..AppOptions::default()
-    };
-    let mut h = Harness::with_coder(Coder::load(&ckpt, &Device::Cpu).unwrap(), options);
+    let (_dir, mut h) = common::shipped_copy_everyday(AppOptions::default());
     assert!(!h.app.shared.raw_decoding, "real words is the default");
     h.key(KeyCode::Char('7'));
     h.settle();

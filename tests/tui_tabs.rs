@@ -51,17 +51,7 @@ fn shipped(path: &str) -> Harness {
 /// The explorer on a copy of the shipped binary model (caches go beside the copy) indexing the
 /// fifty everyday sentences.
 fn shipped_copy_everyday() -> (tempfile::TempDir, Harness) {
-    let dir = tempfile::tempdir().unwrap();
-    let ckpt = dir.path().join("binary.safetensors");
-    std::fs::copy(SHIPPED_BINARY, &ckpt).unwrap();
-    let corpus = dir.path().join("everyday.txt");
-    std::fs::write(&corpus, common::everyday().join("\n") + "\n").unwrap();
-    let options = AppOptions {
-        index_corpus: Some(corpus.display().to_string()),
-        ..options()
-    };
-    let h = Harness::with_coder(Coder::load(&ckpt, &Device::Cpu).unwrap(), options);
-    (dir, h)
+    common::shipped_copy_everyday(options())
 }
 
 fn encode(h: &mut Harness, text: &str) {

@@ -328,3 +328,28 @@ pub fn run_json<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
+
+/// The explorer on a copy of the shipped binary model (its caches go beside the copy, in the
+/// returned directory) indexing the fifty everyday sentences, with `base`'s other options.
+pub fn shipped_copy_everyday(
+    base: latent_tui::tui::app::AppOptions,
+) -> (tempfile::TempDir, latent_tui::tui::harness::Harness) {
+    let shipped = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/checkpoints/binary.safetensors"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("binary.safetensors");
+    std::fs::copy(shipped, &ckpt).unwrap();
+    let corpus = dir.path().join("everyday.txt");
+    std::fs::write(&corpus, everyday().join("\n") + "\n").unwrap();
+    let options = latent_tui::tui::app::AppOptions {
+        index_corpus: Some(corpus.display().to_string()),
+        ..base
+    };
+    let h = latent_tui::tui::harness::Harness::with_coder(
+        Coder::load(&ckpt, &Device::Cpu).unwrap(),
+        options,
+    );
+    (dir, h)
+}
