@@ -920,6 +920,19 @@ struct TileEpilogue<'a> {
     words: usize,
 }
 
+impl TileEpilogue<'_> {
+    /// Asserts that the word vectors cover a group of 48 columns, of which `words` are words.
+    fn check_columns(&self) {
+        assert!(
+            self.zero_point_sum.len() >= TILE_COLS
+                && self.scale.len() >= TILE_COLS
+                && self.bias.len() >= TILE_COLS
+                && self.words <= TILE_COLS,
+            "epilogue of a group of {TILE_COLS} columns"
+        );
+    }
+}
+
 /// The logits of one tile: [`int_tile`] then [`dequantize`] into `out` (row r at
 /// `out[r · out_stride..]`, 48 columns), and `row_max[r]` raised to the largest logit of row
 /// r among the first `epilogue.words` columns (NaNs passed over, as [`kernels::max_of`] does).
@@ -941,12 +954,7 @@ fn int_tile_logits(
     assert!(a.len() >= TILE_ROWS * quads * 4 && w.len() >= TILE_PANELS * quads * 64);
     assert!(rows <= TILE_ROWS, "at most {TILE_ROWS} rows per tile");
     assert!(epilogue.row_scale.len() >= rows, "one scale per row");
-    assert!(
-        epilogue.zero_point_sum.len() >= TILE_COLS
-            && epilogue.scale.len() >= TILE_COLS
-            && epilogue.bias.len() >= TILE_COLS
-            && epilogue.words <= TILE_COLS
-    );
+    epilogue.check_columns();
     if rows == 0 {
         return;
     }
@@ -1114,12 +1122,7 @@ fn dequantize_block(
 ) {
     let rows = row_max.len();
     assert_eq!(epilogue.row_scale.len(), rows, "one scale per row");
-    assert!(
-        epilogue.zero_point_sum.len() >= TILE_COLS
-            && epilogue.scale.len() >= TILE_COLS
-            && epilogue.bias.len() >= TILE_COLS
-            && epilogue.words <= TILE_COLS
-    );
+    epilogue.check_columns();
     if rows == 0 {
         return;
     }

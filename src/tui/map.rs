@@ -958,7 +958,7 @@ pub fn render(app: &MapEnv, area: Rect, buf: &mut Buffer) {
         widgets::wrapped(
             buf,
             msg,
-            vec![Line::from(super::neighbors::cache_message(
+            vec![Line::from(widgets::cache_message(
                 "map",
                 app.model.map_found.as_deref(),
                 &app.model.map_path,

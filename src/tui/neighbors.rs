@@ -532,7 +532,7 @@ pub fn render(tab: &NeighborsState, app: &View, area: Rect, buf: &mut Buffer) {
         widgets::wrapped(
             buf,
             msg,
-            vec![Line::from(cache_message(
+            vec![Line::from(widgets::cache_message(
                 "index",
                 app.model.index_found.as_deref(),
                 &app.model.index_path,
@@ -870,36 +870,6 @@ fn cosine_rows(
                 ));
             }
             lines.extend(w.below_line(6).map(|m| Line::styled(m, t.dim())));
-        }
-    }
-}
-
-/// What the Neighbors and Map tabs say while their cache loads or is built: the cache found
-/// when the model was opened (a shipped one beside the checkpoint when `--cache-dir` has none),
-/// else only the build, and where a build is saved.
-pub(super) fn cache_message(
-    what: &str,
-    found: Option<&std::path::Path>,
-    save: &std::path::Path,
-    build: &str,
-) -> String {
-    match found {
-        Some(found) => format!(
-            "Loading the {what} saved as {}, or, if it is out of date, {build} to make a new one \
-             (saved to {}, so next time it just loads)…",
-            found.display(),
-            save.display()
-        ),
-        None => {
-            let mut build = build.to_string();
-            if let Some(first) = build.get(..1) {
-                let upper = first.to_uppercase();
-                build.replace_range(..1, &upper);
-            }
-            format!(
-                "{build} to make the {what} (saved to {}, so next time it just loads)…",
-                save.display()
-            )
         }
     }
 }

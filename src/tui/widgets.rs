@@ -824,6 +824,36 @@ pub fn fmt_secs(s: f64) -> String {
     }
 }
 
+/// What the Neighbors and Map tabs say while their cache loads or is built: the cache found
+/// when the model was opened (a shipped one beside the checkpoint when `--cache-dir` has none),
+/// else only the build, and where a build is saved.
+pub fn cache_message(
+    what: &str,
+    found: Option<&std::path::Path>,
+    save: &std::path::Path,
+    build: &str,
+) -> String {
+    match found {
+        Some(found) => format!(
+            "Loading the {what} saved as {}, or, if it is out of date, {build} to make a new one \
+             (saved to {}, so next time it just loads)…",
+            found.display(),
+            save.display()
+        ),
+        None => {
+            let mut build = build.to_string();
+            if let Some(first) = build.get(..1) {
+                let upper = first.to_uppercase();
+                build.replace_range(..1, &upper);
+            }
+            format!(
+                "{build} to make the {what} (saved to {}, so next time it just loads)…",
+                save.display()
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
