@@ -1014,6 +1014,10 @@ fn bf16_is_the_default_where_amx_tiles_run_and_fp32_elsewhere() {
     let (precision, log) = run("capped.safetensors", Some("avx512"), &[]);
     assert_eq!(precision, "fp32", "{log}");
     assert!(!log.contains("bf16"), "{log}");
+    // `--resume` that finds nothing to resume starts a new run: the default too.
+    let (precision, log) = run("nothing.safetensors", None, &["--resume"]);
+    assert_eq!(precision, if amx { "bf16" } else { "fp32" }, "{log}");
+    assert!(log.contains("starting fresh"), "{log}");
     // A named precision wins; bf16 without tiles says it gains little.
     let (precision, log) = run("fp32.safetensors", None, &["--precision", "fp32"]);
     assert_eq!(precision, "fp32", "{log}");
@@ -1048,6 +1052,40 @@ fn bf16_is_the_default_where_amx_tiles_run_and_fp32_elsewhere() {
     assert_eq!(common::engine(&bf16_run).provenance.step, 3, "{log}");
     if !amx {
         eprintln!("no AMX on this CPU: the bf16 default could not be seen");
+    }
+}
+
+/// A new run's precision is bf16 at the AMX level only, and a run started from a checkpoint
+/// (`train --init`, the Train tab's start from the opened checkpoint: `init_settings`) takes
+/// it whatever the stored run used — at every kernel level this CPU has.
+#[test]
+fn runs_from_a_checkpoint_take_the_precision_of_the_kernel_level() {
+    use latent_tui::model::kernels::{available_levels, with_level};
+    use latent_tui::model::Precision;
+    use latent_tui::train::{default_precision, init_settings, TrainConfig};
+    let model = latent_tui::model::seq::SeqConfig::tiny(50, latent_tui::model::LatentKind::Binary);
+    for level in available_levels() {
+        with_level(level, || {
+            let expected = if level.amx() {
+                Precision::Bf16
+            } else {
+                Precision::Fp32
+            };
+            assert_eq!(default_precision(), expected, "{}", level.name());
+            for stored in [Precision::Fp32, Precision::Bf16] {
+                let stored = TrainConfig {
+                    precision: stored,
+                    ..TrainConfig::default()
+                };
+                let cfg = init_settings(
+                    std::path::Path::new("start.safetensors"),
+                    &model,
+                    Some(stored),
+                    TrainConfig::default(),
+                );
+                assert_eq!(cfg.precision, expected, "{}", level.name());
+            }
+        });
     }
 }
 
