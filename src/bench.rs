@@ -343,7 +343,7 @@ pub fn interactive(
         let (t3, c3) = (Instant::now(), crate::train::process_cpu_seconds());
         let mut first_at = None;
         let pieces = crate::coder::effects_in_chunks(
-            &mut |codes| crate::coder::seq::code_perplexities(engine, &ids, codes),
+            &mut crate::coder::seq::near_code_scorer(engine, &ids, &code)?,
             &code,
             &variants,
             r % l,

@@ -2919,8 +2919,9 @@ fn flip(
     let bars_base = effects.base;
     let mut ppl = vec![effects.base];
     ppl.extend(effects.variants);
-    // The bars come from the 8-bit output layer (within ~1e-3 nats per word); the headline
-    // figure and the flips asked for with --bits are scored exactly (full precision).
+    // The bars are scored around the current code's states (`model::variants`: within ~1e-3
+    // of the exact perplexity); the headline figure and the flips asked for with --bits are
+    // scored exactly (full precision).
     let approximate = !effects.nll;
     let mut flipped: Vec<f64> = bits.iter().map(|&b| ppl[b + 1]).collect();
     if approximate {

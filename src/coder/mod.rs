@@ -515,7 +515,7 @@ impl Coder {
         let mut all = Vec::with_capacity(variants.len() + 1);
         all.push(code.to_vec());
         all.extend(variants.iter().cloned());
-        let scores = self.score_codes(ids, &all)?;
+        let scores = self.code_scorer(ids, code)?(&all)?;
         Ok(CodeEffects {
             base: scores[0],
             variants: scores[1..].to_vec(),
@@ -539,7 +539,7 @@ impl Coder {
         each: &mut dyn FnMut(&PartialEffects) -> ControlFlow<()>,
     ) -> Result<Option<CodeEffects>> {
         effects_in_chunks(
-            &mut |codes| self.score_codes(ids, codes),
+            &mut self.code_scorer(ids, code)?,
             code,
             variants,
             focus,
@@ -555,19 +555,25 @@ impl Coder {
         matches!(self.family, Family::Bow(_))
     }
 
-    /// The encoded text `ids` under each of `codes`: perplexity per word for sequence models,
-    /// the document's NLL for bag-of-words models.
-    fn score_codes(&self, ids: &[u32], codes: &[Vec<f32>]) -> Result<Vec<f64>> {
+    /// What scores the encoded text `ids` under codes near `base` (each call: a list of
+    /// codes, one figure per code): perplexity per word for sequence models
+    /// ([`seq::near_code_scorer`]), the document's NLL for bag-of-words models.
+    #[allow(clippy::type_complexity)]
+    fn code_scorer<'a>(
+        &'a self,
+        ids: &'a [u32],
+        base: &[f32],
+    ) -> Result<Box<dyn FnMut(&[Vec<f32>]) -> Result<Vec<f64>> + 'a>> {
         if !self.capabilities().encodes {
             return Err(self.cannot("score a text under a code: it has no encoder, so no code"));
         }
         if !self.can_score() {
             return Err(self.cannot("score a text under a code: it has no decoder"));
         }
-        match &self.family {
-            Family::Seq(e) => seq::code_perplexities(e, ids, codes),
-            Family::Bow(b) => bow::document_nll(b, ids, codes),
-        }
+        Ok(match &self.family {
+            Family::Seq(e) => Box::new(seq::near_code_scorer(e, ids, base)?),
+            Family::Bow(b) => Box::new(move |codes: &[Vec<f32>]| bow::document_nll(b, ids, codes)),
+        })
     }
 
     /// A Hamming path (binary codes) or an interpolation (continuous codes) from text A's code

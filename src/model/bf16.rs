@@ -71,6 +71,12 @@ pub fn kernel_name() -> &'static str {
     }
 }
 
+/// Whether the bf16 products have a kernel faster than fp32's at the active kernel level (AMX
+/// tiles or `vdpbf16ps`; the portable one only emulates them).
+pub fn fast_kernel() -> bool {
+    Path::at(kernels::active_level()) != Path::Portable
+}
+
 /// The product kernel a level runs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Path {

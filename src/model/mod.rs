@@ -15,6 +15,7 @@ pub mod output_layer;
 pub mod packed;
 pub mod seq;
 pub mod sgemm;
+pub mod variants;
 pub mod word_trie;
 
 use std::collections::BTreeMap;

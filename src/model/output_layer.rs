@@ -38,6 +38,19 @@ use rayon::prelude::*;
 use super::kernels::{self, Level};
 use super::packed::{float_tile, PANEL, TILE_COLS, TILE_PANELS, TILE_ROWS};
 
+/// How far (relative to the base state's length) a state may be from the base state of an
+/// [`OutputHead`] and still be scored by it ([`PackedOutput::head_nll`]).
+const HEAD_FAR: f32 = 0.2;
+
+/// By how many nats the head's share of the normaliser may move from the base state's and the
+/// state still be scored by the head: within it, the words left out stay a sliver.
+const HEAD_SHIFT: f32 = 2.0;
+
+/// [`LEADER_GAP`] for a head's words ([`PackedOutput::head_nll`]): their 8-bit logits are
+/// the products of the (small) change from the base state, whose error scales with it, so
+/// fewer of them need an exact logit (~4 per state instead of ~15 on the shipped models).
+const HEAD_LEADER_GAP: f32 = 4.0;
+
 /// Words whose approximate logit is within this many nats of the log-normaliser (probability
 /// above e^-6 ≈ 0.25%, so at most ~400 of them) get their logit recomputed exactly.
 const LEADER_GAP: f32 = 6.0;
@@ -360,67 +373,253 @@ impl PackedOutput {
         out.par_chunks_mut(chunk)
             .zip(hidden.par_chunks(chunk * h))
             .zip(targets.par_chunks(chunk))
-            .for_each(|((out, rows), tgt)| match amx {
-                #[cfg(target_arch = "x86_64")]
-                Some((b, kq)) => self.nll_chunk_amx(rows, tgt, out, b, kq),
-                _ => self.nll_chunk(rows, tgt, out, vnni),
+            .for_each(|((out, rows), tgt)| {
+                let folds = self.panels().folds(rows, vnni, amx);
+                self.finish_rows(&folds, rows, tgt, out)
             });
         out
     }
 
-    /// [`Self::nll`] for one chunk of rows on one thread.
-    fn nll_chunk(&self, rows: &[f32], targets: &[u32], out: &mut [f32], vnni: bool) {
-        let (h, row_bytes) = (self.hidden, self.quads * 4);
-        let n = targets.len();
-        let tiles = n.div_ceil(TILE_ROWS);
-        // Quantised rows, padded to whole tiles with the zero point.
-        let mut a = vec![128u8; tiles * TILE_ROWS * row_bytes];
-        let mut row_scale = vec![0f32; tiles * TILE_ROWS];
-        for (r, row) in rows.chunks_exact(h).enumerate() {
-            row_scale[r] = quantize_unsigned(row, &mut a[r * row_bytes..][..h]);
+    /// The int8 side of the whole vocabulary, as [`Panels::folds`] reads it.
+    fn panels(&self) -> Panels<'_> {
+        Panels {
+            hidden: self.hidden,
+            quads: self.quads,
+            packed: &self.packed,
+            panels: self.panels,
+            words: self.vocab,
+            scale: &self.scale,
+            zero_point_sum: &self.zero_point_sum,
+            bias: &self.bias_padded,
         }
-        let mut folds = vec![RowFold::default(); n];
-        let stride = self.quads * 64;
-        let groups = self.panels / TILE_PANELS;
-        let mut logits = vec![0f32; TILE_ROWS * STRETCH_COLS];
-        for g0 in (0..groups).step_by(STRETCH_GROUPS) {
-            let g1 = (g0 + STRETCH_GROUPS).min(groups);
-            let v0 = g0 * TILE_COLS;
-            // Words of this stretch inside the vocabulary (the padding is not a word).
-            let cols = (g1 * TILE_COLS).min(self.vocab).saturating_sub(v0);
-            if cols == 0 {
-                break;
+    }
+
+    /// The words that carry all but `tail` of the probability after a base state whose exact
+    /// logits are `logits` (one per word), and at least every word within `gap` nats of the
+    /// log-normaliser, with their int8 rows and, as their biases, those logits: what
+    /// [`Self::head_nll`] needs to score states near the base.
+    ///
+    /// The words are those within a margin of the log-normaliser (a histogram of the gaps, in
+    /// quarters of a nat), the margin as wide as leaves out at most `tail` of the base
+    /// probability and at least `gap`; the argmax is always in. Non-finite logits keep every
+    /// word.
+    pub fn head(&self, logits: &[f32], tail: f32, gap: f32) -> OutputHead {
+        assert_eq!(logits.len(), self.vocab, "one logit per word");
+        const PER_NAT: f32 = 4.0;
+        const BINS: usize = 256;
+        let lse = kernels::log_sum_exp(logits);
+        let (words, tail_lse, head_lse) = if lse.is_finite() && logits.iter().all(|l| l.is_finite())
+        {
+            let bin = |l: f32| (((lse - l) * PER_NAT) as usize).min(BINS - 1);
+            let mut probs = logits.to_vec();
+            kernels::scaled_softmax_in_place(&mut probs, lse, 1.0);
+            let mut mass = [0f64; BINS];
+            for (&l, &p) in logits.iter().zip(&probs) {
+                mass[bin(l)] += p as f64;
             }
-            for t in 0..tiles {
-                let m = TILE_ROWS.min(n - t * TILE_ROWS);
-                let a_t = &a[t * TILE_ROWS * row_bytes..][..TILE_ROWS * row_bytes];
-                let rs = &row_scale[t * TILE_ROWS..][..TILE_ROWS];
-                let mut stretch_max = [f32::NEG_INFINITY; TILE_ROWS];
-                for g in g0..g1 {
-                    let w = &self.packed[g * TILE_PANELS * stride..][..TILE_PANELS * stride];
-                    let epilogue = self.epilogue(g, rs);
-                    int_tile_logits(
-                        a_t,
-                        w,
-                        self.quads,
-                        vnni,
-                        m,
-                        &epilogue,
-                        &mut logits[(g - g0) * TILE_COLS..],
-                        STRETCH_COLS,
-                        &mut stretch_max,
-                    );
-                }
-                for (r, fold) in folds[t * TILE_ROWS..][..m].iter_mut().enumerate() {
-                    fold.add(
-                        &logits[r * STRETCH_COLS..][..cols],
-                        stretch_max[r],
-                        v0 as u32,
-                    );
+            // The widest cut whose words left out weigh at most `tail`: the bins past `last`.
+            // Every word within `gap` nats of the normaliser, however little the rest weighs.
+            let floor = ((gap.max(0.0) * PER_NAT) as usize).min(BINS - 1);
+            let (mut last, mut left_out) = (BINS - 1, 0f64);
+            while last > floor && left_out + mass[last] <= tail.clamp(0.0, 0.5) as f64 {
+                left_out += mass[last];
+                last -= 1;
+            }
+            let words: Vec<u32> = (0..self.vocab as u32)
+                .filter(|&v| bin(logits[v as usize]) <= last)
+                .collect();
+            let tail_lse = if left_out > 0.0 {
+                lse + left_out.ln() as f32
+            } else {
+                f32::NEG_INFINITY
+            };
+            (words, tail_lse, lse + (1.0 - left_out).ln() as f32)
+        } else {
+            ((0..self.vocab as u32).collect(), f32::NEG_INFINITY, lse)
+        };
+        // The head's rows in the form the whole vocabulary's take on this CPU (AMX tiles' when
+        // there is one), copied quad by quad from the vocabulary's panels.
+        let (src, quads) = self.amx_panels().unwrap_or((&self.packed[..], self.quads));
+        let panels = words.len().div_ceil(PANEL).div_ceil(TILE_PANELS) * TILE_PANELS;
+        let mut packed = Aligned::new(panels * quads * 64, 0i8);
+        let padded = panels * PANEL;
+        let (mut scale, mut zero_point_sum, mut bias) =
+            (vec![0f32; padded], vec![0i32; padded], vec![0f32; padded]);
+        let panel_bytes = quads * 64;
+        assert!(
+            src.len() >= self.panels * panel_bytes,
+            "the vocabulary's panels"
+        );
+        // Panel by panel: each 64-byte quad-row of the head's panel gathers its 16 words' four
+        // bytes from their own panels (one word's column of a panel: 4 bytes every 64).
+        for (to, panel_words) in packed
+            .chunks_exact_mut(panel_bytes)
+            .zip(words.chunks(PANEL))
+        {
+            let mut from = [0usize; PANEL];
+            for (f, &v) in from.iter_mut().zip(panel_words) {
+                let v = v as usize;
+                *f = (v / PANEL) * panel_bytes + (v % PANEL) * 4;
+            }
+            for (q, row) in to.chunks_exact_mut(64).enumerate() {
+                for (j, &f) in from[..panel_words.len()].iter().enumerate() {
+                    let at = f + q * 64;
+                    row[j * 4..j * 4 + 4].copy_from_slice(&src[at..at + 4]);
                 }
             }
         }
-        self.finish_rows(&folds, rows, targets, out);
+        for (k, &v) in words.iter().enumerate() {
+            let v = v as usize;
+            scale[k] = self.scale[v];
+            zero_point_sum[k] = self.zero_point_sum[v];
+            bias[k] = logits[v];
+        }
+        OutputHead {
+            words,
+            quads,
+            panels,
+            packed,
+            scale,
+            zero_point_sum,
+            bias,
+            tail_lse,
+            head_lse,
+        }
+    }
+
+    /// NLL of `target` after each row of `states` (rows × hidden), each of which is the base
+    /// state `base` of `head` ([`Self::head`]) plus the same row of `deltas`: the head's
+    /// logits are the base's exact ones plus the 8-bit products of the deltas, the words left
+    /// out keep their base sum, and the leaders' and the target's logits are exact.
+    ///
+    /// Quantising the (small) change rather than the state makes the 8-bit error scale with
+    /// the change, and the head is a fifth of the vocabulary or less: the per-bit bars, whose
+    /// codes are each one bit (or one σ) away from the base code. A row whose state moved far
+    /// (|delta| > [`HEAD_FAR`] · |base|) or whose head's share of the normaliser changed by
+    /// more than [`HEAD_SHIFT`] nats — the words left out may then matter — is scored over the
+    /// whole vocabulary instead ([`Self::nll`]).
+    pub fn head_nll(
+        &self,
+        head: &OutputHead,
+        base: &[f32],
+        deltas: &[f32],
+        states: &[f32],
+        target: u32,
+    ) -> Vec<f32> {
+        let h = self.hidden;
+        assert_eq!(deltas.len(), states.len(), "one delta per state");
+        assert_eq!(states.len() % h.max(1), 0, "whole states");
+        assert!(
+            (target as usize) < self.vocab,
+            "target outside the vocabulary"
+        );
+        assert_eq!(base.len(), h, "one base state");
+        let n = states.len() / h.max(1);
+        let far = HEAD_FAR * HEAD_FAR * kernels::dot(base, base);
+        let level = kernels::active_level();
+        let vnni = has_vnni(level);
+        let amx = self.amx_path(level).map(|_| (&head.packed[..], head.quads));
+        let panels = Panels {
+            hidden: h,
+            quads: head.quads,
+            packed: &head.packed,
+            panels: head.panels,
+            words: head.words.len(),
+            scale: &head.scale,
+            zero_point_sum: &head.zero_point_sum,
+            bias: &head.bias,
+        };
+        let mut out = vec![0f32; n];
+        let chunk = chunk_rows(n, rayon::current_num_threads());
+        out.par_chunks_mut(chunk)
+            .zip(deltas.par_chunks(chunk * h))
+            .zip(states.par_chunks(chunk * h))
+            .for_each(|((out, deltas), states)| {
+                let folds = panels.folds(deltas, vnni, amx);
+                let (mut near, mut leaders, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+                for (r, (fold, o)) in folds.iter().zip(out.iter_mut()).enumerate() {
+                    let state = &states[r * h..(r + 1) * h];
+                    let delta = &deltas[r * h..(r + 1) * h];
+                    let lse = fold.max + fold.sum.max(f32::MIN_POSITIVE).ln();
+                    near.clear();
+                    near.extend(fold.near.iter().map(|&(k, l)| (head.words[k as usize], l)));
+                    let head_lse =
+                        self.correct_leaders(&near, lse, state, &mut leaders, HEAD_LEADER_GAP);
+                    // Not a number fails both tests: such rows go to the whole vocabulary too.
+                    let near_base = kernels::dot(delta, delta) <= far
+                        && (head_lse - head.head_lse).abs() <= HEAD_SHIFT;
+                    if near_base {
+                        *o = log_add_exp(head_lse, head.tail_lse)
+                            - self.exact_logit(state, target as usize);
+                    } else {
+                        whole.push(r);
+                    }
+                }
+                if !whole.is_empty() {
+                    let rows: Vec<f32> = whole
+                        .iter()
+                        .flat_map(|&r| states[r * h..(r + 1) * h].iter().copied())
+                        .collect();
+                    let targets = vec![target; whole.len()];
+                    let folds = self.panels().folds(&rows, vnni, self.amx_path(level));
+                    let mut nll = vec![0f32; whole.len()];
+                    self.finish_rows(&folds, &rows, &targets, &mut nll);
+                    for (&r, x) in whole.iter().zip(nll) {
+                        out[r] = x;
+                    }
+                }
+            });
+        out
+    }
+
+    /// Exact fp32 logits (rows × vocab) of the rows of `hidden` (rows × hidden).
+    pub fn exact_logits(&self, hidden: &[f32]) -> Vec<f32> {
+        let h = self.hidden;
+        assert_eq!(hidden.len() % h.max(1), 0, "whole states");
+        let rows = hidden.len() / h.max(1);
+        let mut out = Vec::with_capacity(rows * self.vocab);
+        if !kernels::active_level().avx512() {
+            let all: Vec<u32> = (0..self.vocab as u32).collect();
+            for state in hidden.chunks_exact(h) {
+                kernels::dot_rows(state, &self.weight, &self.bias, &all, &mut out);
+            }
+            return out;
+        }
+        let padded_vocab = self.panels * PANEL;
+        let mut logits = vec![0f32; TILE_ROWS * padded_vocab];
+        let mut a = vec![0f32; TILE_ROWS * h];
+        for block in hidden.chunks(TILE_ROWS * h) {
+            a.fill(0.0);
+            a[..block.len()].copy_from_slice(block);
+            self.exact_logits_block(&a, &mut logits, block.len() / h);
+            for r in 0..block.len() / h {
+                out.extend_from_slice(&logits[r * padded_vocab..][..self.vocab]);
+            }
+        }
+        out
+    }
+
+    /// Exact logits of the first `rows` rows of `a` (8 rows × hidden, zeros past `rows`) into
+    /// `logits` (8 × padded vocabulary), by the fp32 AVX-512 tile.
+    fn exact_logits_block(&self, a: &[f32], logits: &mut [f32], rows: usize) {
+        let h = self.hidden;
+        let padded_vocab = self.panels * PANEL;
+        let mut tile = [0f32; TILE_ROWS * TILE_COLS];
+        for group in 0..self.panels / TILE_PANELS {
+            let w = &self.packed_f32[group * TILE_PANELS * h * PANEL..][..TILE_PANELS * h * PANEL];
+            float_tile(a, w, h, &mut tile);
+            let v0 = group * TILE_COLS;
+            for r in 0..rows {
+                let dst = &mut logits[r * padded_vocab + v0..][..TILE_COLS];
+                for ((d, &x), &b) in dst
+                    .iter_mut()
+                    .zip(&tile[r * TILE_COLS..(r + 1) * TILE_COLS])
+                    .zip(&self.bias_padded[v0..v0 + TILE_COLS])
+                {
+                    *d = x + b;
+                }
+            }
+        }
     }
 
     /// Each row's NLL from its fold over the whole vocabulary: the log-normaliser with the
@@ -431,115 +630,8 @@ impl PackedOutput {
         for (r, (fold, o)) in folds.iter().zip(out.iter_mut()).enumerate() {
             let state = &rows[r * h..(r + 1) * h];
             let lse = fold.max + fold.sum.max(f32::MIN_POSITIVE).ln();
-            let lse = self.correct_leaders(&fold.near, lse, state, &mut leaders);
+            let lse = self.correct_leaders(&fold.near, lse, state, &mut leaders, LEADER_GAP);
             *o = lse - self.exact_logit(state, targets[r] as usize);
-        }
-    }
-
-    /// [`Self::nll_chunk`] with the integer products on AMX tiles (`tdpbusd`): `b` holds the
-    /// int8 panels with `kq` quads each (a multiple of [`AMX_QUADS`], zeros past `quads`).
-    ///
-    /// The rows are quantised (by [`quantize_unsigned_avx512`], the same bytes) into a
-    /// 64-byte aligned copy whose rows are `kq` quads long (whole A tiles), padded to whole
-    /// row tiles. Per stretch of the vocabulary, each block of up to 32 rows gets its logits
-    /// from [`Self::amx_stretch_logits`] — the VNNI tile's logits and stretch maxima, to the
-    /// bit — and folds them in as [`Self::nll_chunk`] does, stretch after stretch: the NLL is
-    /// that of the VNNI path, to the bit.
-    #[cfg(target_arch = "x86_64")]
-    fn nll_chunk_amx(&self, rows: &[f32], targets: &[u32], out: &mut [f32], b: &[i8], kq: usize) {
-        let h = self.hidden;
-        let row_bytes = kq * 4;
-        let n = targets.len();
-        let padded_rows = n.next_multiple_of(amx::ROWS);
-        // Quantised rows, padded with the zero point (the padding quads' weights are zero,
-        // and the padding rows' products are never read).
-        let mut a = Aligned::new(padded_rows * row_bytes, 128u8);
-        let mut row_scale = vec![0f32; padded_rows];
-        for (r, row) in rows.chunks_exact(h).enumerate() {
-            row_scale[r] = quantize_unsigned_avx512(row, &mut a[r * row_bytes..][..h]);
-        }
-        let mut folds = vec![RowFold::default(); n];
-        let groups = self.panels / TILE_PANELS;
-        let mut logits = Aligned::new(amx::BLOCK_ROWS * STRETCH_COLS, 0f32);
-        // One group's integer products for a block (12 KB), written by the tiles and read by
-        // the epilogue while in L1.
-        let mut dots = Aligned::new(amx::BLOCK_ROWS * TILE_COLS, 0i32);
-        let mut stretch_max = [f32::NEG_INFINITY; amx::BLOCK_ROWS];
-        let tiles = amx::Tiles::configure();
-        for g0 in (0..groups).step_by(STRETCH_GROUPS) {
-            let g1 = (g0 + STRETCH_GROUPS).min(groups);
-            let v0 = g0 * TILE_COLS;
-            let cols = (g1 * TILE_COLS).min(self.vocab).saturating_sub(v0);
-            if cols == 0 {
-                break;
-            }
-            for r0 in (0..n).step_by(amx::BLOCK_ROWS) {
-                let m = amx::BLOCK_ROWS.min(n - r0);
-                let a_block = &a[r0 * row_bytes..][..m.next_multiple_of(amx::ROWS) * row_bytes];
-                self.amx_stretch_logits(
-                    &tiles,
-                    (a_block, kq),
-                    b,
-                    g0..g1,
-                    &row_scale[r0..r0 + m],
-                    &mut dots,
-                    &mut logits,
-                    &mut stretch_max[..m],
-                );
-                for (r, fold) in folds[r0..r0 + m].iter_mut().enumerate() {
-                    fold.add(
-                        &logits[r * STRETCH_COLS..][..cols],
-                        stretch_max[r],
-                        v0 as u32,
-                    );
-                }
-            }
-        }
-        drop(tiles);
-        self.finish_rows(&folds, rows, targets, out);
-    }
-
-    /// The logits of a block of `row_scale.len()` (≤ 32) quantised rows (`a`: whole row tiles
-    /// of `kq` quads per row) for the words of groups `groups` (one stretch), row r's at
-    /// `logits[r · STRETCH_COLS..]`, group by group, and `stretch_max[r]` = the largest of row
-    /// r's logits over the stretch's words (−∞ if none is a number): what the VNNI tile writes
-    /// for the same rows, to the bit. `dots` holds one group's integer products in between.
-    #[cfg(target_arch = "x86_64")]
-    #[allow(clippy::too_many_arguments)]
-    fn amx_stretch_logits(
-        &self,
-        tiles: &amx::Tiles,
-        (a, kq): (&[u8], usize),
-        b: &[i8],
-        groups: std::ops::Range<usize>,
-        row_scale: &[f32],
-        dots: &mut [i32],
-        logits: &mut [f32],
-        stretch_max: &mut [f32],
-    ) {
-        let m = row_scale.len();
-        stretch_max.fill(f32::NEG_INFINITY);
-        for g in groups.clone() {
-            // The group's products while the block's rows of A are in L1, and its logits
-            // while the products are.
-            tiles.products(
-                a,
-                kq * 4,
-                m,
-                b,
-                kq,
-                g * TILE_PANELS..(g + 1) * TILE_PANELS,
-                dots,
-                TILE_COLS,
-            );
-            let epilogue = self.epilogue(g, row_scale);
-            dequantize_block(
-                dots,
-                &mut logits[(g - groups.start) * TILE_COLS..],
-                STRETCH_COLS,
-                &epilogue,
-                stretch_max,
-            );
         }
     }
 
@@ -570,23 +662,7 @@ impl PackedOutput {
                 |(a, logits), ((out, rows), tgt)| {
                     a.fill(0.0);
                     a[..rows.len()].copy_from_slice(rows);
-                    let mut tile = [0f32; TILE_ROWS * TILE_COLS];
-                    for group in 0..self.panels / TILE_PANELS {
-                        let w = &self.packed_f32[group * TILE_PANELS * h * PANEL..]
-                            [..TILE_PANELS * h * PANEL];
-                        float_tile(a, w, h, &mut tile);
-                        let v0 = group * TILE_COLS;
-                        for r in 0..out.len() {
-                            let dst = &mut logits[r * padded_vocab + v0..][..TILE_COLS];
-                            for ((d, &x), &b) in dst
-                                .iter_mut()
-                                .zip(&tile[r * TILE_COLS..(r + 1) * TILE_COLS])
-                                .zip(&self.bias_padded[v0..v0 + TILE_COLS])
-                            {
-                                *d = x + b;
-                            }
-                        }
-                    }
+                    self.exact_logits_block(a, logits, out.len());
                     for (r, (o, &t)) in out.iter_mut().zip(tgt).enumerate() {
                         let row = &logits[r * padded_vocab..][..self.vocab];
                         *o = kernels::log_sum_exp(row) - row[t as usize];
@@ -685,15 +761,16 @@ impl PackedOutput {
     /// log-normaliser: the quantisation error of one state shifts all its logits alike, and
     /// the leaders' share of it would not average out.
     /// `near` holds (word, approximate logit) for every word that may be a leader
-    /// ([`RowFold`]); the leaders are those above `lse − LEADER_GAP`.
+    /// ([`RowFold`]); the leaders are those above `lse − gap` (`gap` at most [`LEADER_GAP`]).
     fn correct_leaders(
         &self,
         near: &[(u32, f32)],
         lse: f32,
         state: &[f32],
         leaders: &mut Vec<u32>,
+        gap: f32,
     ) -> f32 {
-        let threshold = lse - LEADER_GAP;
+        let threshold = lse - gap;
         leaders.clear();
         let mut approx = Vec::with_capacity(near.len());
         for &(v, l) in near {
@@ -707,18 +784,6 @@ impl PackedOutput {
         kernels::dot_rows(state, &self.weight, &self.bias, leaders, &mut exact);
         let total = 1.0 + kernels::exp_difference_sum(&exact, &approx, lse) as f64;
         lse + total.max(f64::MIN_POSITIVE).ln() as f32
-    }
-
-    /// The epilogue of word group `g` (48 words) for rows whose scales are `row_scale`.
-    fn epilogue<'a>(&'a self, g: usize, row_scale: &'a [f32]) -> TileEpilogue<'a> {
-        let v = g * TILE_COLS;
-        TileEpilogue {
-            zero_point_sum: &self.zero_point_sum[v..v + TILE_COLS],
-            scale: &self.scale[v..v + TILE_COLS],
-            bias: &self.bias_padded[v..v + TILE_COLS],
-            row_scale,
-            words: self.vocab.saturating_sub(v).min(TILE_COLS),
-        }
     }
 
     /// Logits of the first `rows` (≤ 8) quantised rows of `a` into `logits` (8 × padded
@@ -755,6 +820,268 @@ impl PackedOutput {
             );
         }
     }
+}
+
+/// The int8 rows of some words (the whole vocabulary, or one step's [`OutputHead`]) in the
+/// panel form the integer tiles read, with what turns their products into logits.
+#[derive(Clone, Copy)]
+struct Panels<'a> {
+    hidden: usize,
+    /// Quads per panel in `packed` (at least ⌈hidden / 4⌉; zeros past the hidden size).
+    quads: usize,
+    /// Panel p, quad q, word j of the panel, byte i: w_q[16p + j][4q + i].
+    packed: &'a [i8],
+    /// Panels, a multiple of [`TILE_PANELS`].
+    panels: usize,
+    /// Words (the rest of the panels pad).
+    words: usize,
+    scale: &'a [f32],
+    zero_point_sum: &'a [i32],
+    /// Added to each word's logit, padded to the panels.
+    bias: &'a [f32],
+}
+
+impl<'p> Panels<'p> {
+    /// Each row's online log-sum-exp over these words ([`RowFold`]) for the rows of `rows`
+    /// (rows × hidden) on one thread: on AMX tiles where `amx` gives their panels (`b`, with
+    /// `kq` quads each), else the VNNI or portable integer tile.
+    ///
+    /// The vocabulary is the outer loop: each stretch of [`STRETCH_COLS`] words (its int8
+    /// panels stay in the core's caches) is multiplied by every tile of rows, and each row's
+    /// log-sum-exp is folded in online (a running maximum and a sum rescaled when the maximum
+    /// grows), keeping only the words that may end up within [`LEADER_GAP`] of it. The
+    /// weights are read once per call instead of once per tile of rows, and no row of logits
+    /// over all the words is written and read back.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+    fn folds(&self, rows: &[f32], vnni: bool, amx: Option<(&[i8], usize)>) -> Vec<RowFold> {
+        match amx {
+            #[cfg(target_arch = "x86_64")]
+            Some((b, kq)) => self.folds_amx(rows, b, kq),
+            _ => self.folds_tile(rows, vnni),
+        }
+    }
+
+    /// [`Self::folds`] with VNNI or the portable integer tile.
+    fn folds_tile(&self, rows: &[f32], vnni: bool) -> Vec<RowFold> {
+        let (h, row_bytes) = (self.hidden, self.quads * 4);
+        let n = rows.len() / h;
+        let tiles = n.div_ceil(TILE_ROWS);
+        // Quantised rows, padded to whole tiles with the zero point.
+        let mut a = vec![128u8; tiles * TILE_ROWS * row_bytes];
+        let mut row_scale = vec![0f32; tiles * TILE_ROWS];
+        for (r, row) in rows.chunks_exact(h).enumerate() {
+            row_scale[r] = quantize_unsigned(row, &mut a[r * row_bytes..][..h]);
+        }
+        let mut folds = vec![RowFold::default(); n];
+        let stride = self.quads * 64;
+        let groups = self.panels / TILE_PANELS;
+        let mut logits = vec![0f32; TILE_ROWS * STRETCH_COLS];
+        for g0 in (0..groups).step_by(STRETCH_GROUPS) {
+            let g1 = (g0 + STRETCH_GROUPS).min(groups);
+            let v0 = g0 * TILE_COLS;
+            // Words of this stretch inside the vocabulary (the padding is not a word).
+            let cols = (g1 * TILE_COLS).min(self.words).saturating_sub(v0);
+            if cols == 0 {
+                break;
+            }
+            for t in 0..tiles {
+                let m = TILE_ROWS.min(n - t * TILE_ROWS);
+                let a_t = &a[t * TILE_ROWS * row_bytes..][..TILE_ROWS * row_bytes];
+                let rs = &row_scale[t * TILE_ROWS..][..TILE_ROWS];
+                let mut stretch_max = [f32::NEG_INFINITY; TILE_ROWS];
+                for g in g0..g1 {
+                    let w = &self.packed[g * TILE_PANELS * stride..][..TILE_PANELS * stride];
+                    let epilogue = self.epilogue(g, rs);
+                    int_tile_logits(
+                        a_t,
+                        w,
+                        self.quads,
+                        vnni,
+                        m,
+                        &epilogue,
+                        &mut logits[(g - g0) * TILE_COLS..],
+                        STRETCH_COLS,
+                        &mut stretch_max,
+                    );
+                }
+                for (r, fold) in folds[t * TILE_ROWS..][..m].iter_mut().enumerate() {
+                    fold.add(
+                        &logits[r * STRETCH_COLS..][..cols],
+                        stretch_max[r],
+                        v0 as u32,
+                    );
+                }
+            }
+        }
+        folds
+    }
+
+    /// [`Self::folds_tile`] with the integer products on AMX tiles (`tdpbusd`): `b` holds the
+    /// int8 panels with `kq` quads each (a multiple of [`AMX_QUADS`], zeros past `quads`).
+    ///
+    /// The rows are quantised (by [`quantize_unsigned_avx512`], the same bytes) into a
+    /// 64-byte aligned copy whose rows are `kq` quads long (whole A tiles), padded to whole
+    /// row tiles. Per stretch of the vocabulary, each block of up to 32 rows gets its logits
+    /// from [`Self::amx_stretch_logits`] — the VNNI tile's logits and stretch maxima, to the
+    /// bit — and folds them in as [`Self::folds_tile`] does, stretch after stretch: the folds
+    /// are those of the VNNI path, to the bit.
+    #[cfg(target_arch = "x86_64")]
+    fn folds_amx(&self, rows: &[f32], b: &[i8], kq: usize) -> Vec<RowFold> {
+        let h = self.hidden;
+        let row_bytes = kq * 4;
+        let n = rows.len() / h;
+        let padded_rows = n.next_multiple_of(amx::ROWS);
+        // Quantised rows, padded with the zero point (the padding quads' weights are zero,
+        // and the padding rows' products are never read).
+        let mut a = Aligned::new(padded_rows * row_bytes, 128u8);
+        let mut row_scale = vec![0f32; padded_rows];
+        for (r, row) in rows.chunks_exact(h).enumerate() {
+            row_scale[r] = quantize_unsigned_avx512(row, &mut a[r * row_bytes..][..h]);
+        }
+        let mut folds = vec![RowFold::default(); n];
+        let groups = self.panels / TILE_PANELS;
+        let mut logits = Aligned::new(amx::BLOCK_ROWS * STRETCH_COLS, 0f32);
+        // One group's integer products for a block (12 KB), written by the tiles and read by
+        // the epilogue while in L1.
+        let mut dots = Aligned::new(amx::BLOCK_ROWS * TILE_COLS, 0i32);
+        let mut stretch_max = [f32::NEG_INFINITY; amx::BLOCK_ROWS];
+        let tiles = amx::Tiles::configure();
+        for g0 in (0..groups).step_by(STRETCH_GROUPS) {
+            let g1 = (g0 + STRETCH_GROUPS).min(groups);
+            let v0 = g0 * TILE_COLS;
+            let cols = (g1 * TILE_COLS).min(self.words).saturating_sub(v0);
+            if cols == 0 {
+                break;
+            }
+            for r0 in (0..n).step_by(amx::BLOCK_ROWS) {
+                let m = amx::BLOCK_ROWS.min(n - r0);
+                let a_block = &a[r0 * row_bytes..][..m.next_multiple_of(amx::ROWS) * row_bytes];
+                self.amx_stretch_logits(
+                    &tiles,
+                    (a_block, kq),
+                    b,
+                    g0..g1,
+                    &row_scale[r0..r0 + m],
+                    &mut dots,
+                    &mut logits,
+                    &mut stretch_max[..m],
+                );
+                for (r, fold) in folds[r0..r0 + m].iter_mut().enumerate() {
+                    fold.add(
+                        &logits[r * STRETCH_COLS..][..cols],
+                        stretch_max[r],
+                        v0 as u32,
+                    );
+                }
+            }
+        }
+        drop(tiles);
+        folds
+    }
+
+    /// The logits of a block of `row_scale.len()` (≤ 32) quantised rows (`a`: whole row tiles
+    /// of `kq` quads per row) for the words of groups `groups` (one stretch), row r's at
+    /// `logits[r · STRETCH_COLS..]`, group by group, and `stretch_max[r]` = the largest of row
+    /// r's logits over the stretch's words (−∞ if none is a number): what the VNNI tile writes
+    /// for the same rows, to the bit. `dots` holds one group's integer products in between.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    fn amx_stretch_logits(
+        &self,
+        tiles: &amx::Tiles,
+        (a, kq): (&[u8], usize),
+        b: &[i8],
+        groups: std::ops::Range<usize>,
+        row_scale: &[f32],
+        dots: &mut [i32],
+        logits: &mut [f32],
+        stretch_max: &mut [f32],
+    ) {
+        let m = row_scale.len();
+        stretch_max.fill(f32::NEG_INFINITY);
+        for g in groups.clone() {
+            // The group's products while the block's rows of A are in L1, and its logits
+            // while the products are.
+            tiles.products(
+                a,
+                kq * 4,
+                m,
+                b,
+                kq,
+                g * TILE_PANELS..(g + 1) * TILE_PANELS,
+                dots,
+                TILE_COLS,
+            );
+            let epilogue = self.epilogue(g, row_scale);
+            dequantize_block(
+                dots,
+                &mut logits[(g - groups.start) * TILE_COLS..],
+                STRETCH_COLS,
+                &epilogue,
+                stretch_max,
+            );
+        }
+    }
+
+    /// The epilogue of word group `g` (48 words) for rows whose scales are `row_scale`.
+    fn epilogue<'a>(self, g: usize, row_scale: &'a [f32]) -> TileEpilogue<'a>
+    where
+        'p: 'a,
+    {
+        let v = g * TILE_COLS;
+        TileEpilogue {
+            zero_point_sum: &self.zero_point_sum[v..v + TILE_COLS],
+            scale: &self.scale[v..v + TILE_COLS],
+            bias: &self.bias[v..v + TILE_COLS],
+            row_scale,
+            words: self.words.saturating_sub(v).min(TILE_COLS),
+        }
+    }
+}
+
+/// One decoding step's head of the vocabulary after a base state ([`PackedOutput::head`]):
+/// the words that carry all but a sliver of its probability, their int8 rows in panels, their
+/// exact base logits, and the log of the probability mass left out (times the normaliser).
+pub struct OutputHead {
+    /// The head's words, in vocabulary order.
+    words: Vec<u32>,
+    /// Quads per panel (the vocabulary's AMX form where there is one).
+    quads: usize,
+    panels: usize,
+    packed: Aligned<i8>,
+    scale: Vec<f32>,
+    zero_point_sum: Vec<i32>,
+    /// Each word's exact logit after the base state (zeros past the words).
+    bias: Vec<f32>,
+    /// log Σ exp(logit) over the words left out, after the base state (−∞ if none).
+    tail_lse: f32,
+    /// log Σ exp(logit) over the head's words, after the base state.
+    head_lse: f32,
+}
+
+impl OutputHead {
+    /// The head's words, in vocabulary order.
+    pub fn words(&self) -> &[u32] {
+        &self.words
+    }
+}
+
+impl std::fmt::Debug for OutputHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputHead")
+            .field("words", &self.words.len())
+            .field("tail_lse", &self.tail_lse)
+            .finish_non_exhaustive()
+    }
+}
+
+/// ln(eᵃ + eᵇ), either may be −∞.
+fn log_add_exp(a: f32, b: f32) -> f32 {
+    let m = a.max(b);
+    if m == f32::NEG_INFINITY {
+        return m;
+    }
+    m + ((a - m).exp() + (b - m).exp()).ln()
 }
 
 /// Whether the VNNI kernel runs at `level` on this CPU.
@@ -1704,6 +2031,119 @@ mod tests {
         }
     }
 
+    /// One step's head of the vocabulary after a base state, on a peaked distribution (as a
+    /// trained decoder's): well under the vocabulary, the argmax in, the words left out
+    /// weighing at most the tail asked for (and something), its base logits the exact ones;
+    /// the NLLs of states near the base — and of one far from it, which goes to the whole
+    /// vocabulary — close to the exact ones at every level, and each row's NLL the same bits
+    /// alone as among others. Non-finite logits keep every word.
+    #[test]
+    fn head_scores_states_near_its_base_at_every_level() {
+        let (v, h) = (1003, 37);
+        let w = values(v * h, 0.013, 0.6);
+        let b: Vec<f32> = values(v, 0.7, 1.0)
+            .iter()
+            .enumerate()
+            .map(|(j, x)| x - 0.03 * j as f32)
+            .collect();
+        let base = values(h, 0.29, 0.8);
+        let q = PackedOutput::new(&w, &b, v, h);
+        let logits = q.exact_logits(&base);
+        for (j, &l) in logits.iter().enumerate() {
+            let direct: f32 = base
+                .iter()
+                .zip(&w[j * h..(j + 1) * h])
+                .map(|(x, y)| x * y)
+                .sum();
+            assert!((l - direct - b[j]).abs() < 1e-4, "exact logit {j}");
+        }
+        let tail = 3e-4;
+        let head = q.head(&logits, tail, 12.0);
+        let words = head.words();
+        assert!(
+            words.len() > 10 && words.len() < v / 3,
+            "{} words",
+            words.len()
+        );
+        let argmax = (0..v)
+            .max_by(|&a, &c| logits[a].total_cmp(&logits[c]))
+            .unwrap();
+        assert!(words.contains(&(argmax as u32)));
+        let lse = exact_nll(&w, &b, &base, &[argmax as u32], h)[0] as f64 + logits[argmax] as f64;
+        let left_out: f64 = (0..v as u32)
+            .filter(|j| !words.contains(j))
+            .map(|j| (logits[j as usize] as f64 - lse).exp())
+            .sum();
+        assert!(
+            left_out > 0.0 && left_out <= tail as f64,
+            "left out {left_out}"
+        );
+        assert!((head.tail_lse as f64 - (lse + left_out.ln())).abs() < 1e-3);
+        let n = 21;
+        let mut states = Vec::new();
+        // Row 7 moves far, toward a word outside the head: the head alone would miss it.
+        let outside = (0..v as u32).rev().find(|j| !words.contains(j)).unwrap() as usize;
+        for r in 0..n {
+            let d = if r == 7 {
+                w[outside * h..(outside + 1) * h]
+                    .iter()
+                    .map(|x| 3.0 * x)
+                    .collect()
+            } else {
+                values(h, 0.11 + r as f32 * 0.07, 0.05)
+            };
+            states.extend(base.iter().zip(&d).map(|(x, d)| x + d));
+        }
+        let deltas: Vec<f32> = states
+            .chunks_exact(h)
+            .flat_map(|s| s.iter().zip(&base).map(|(x, y)| x - y))
+            .collect();
+        let target = 5;
+        let exact = exact_nll(&w, &b, &states, &vec![target; n], h);
+        for level in kernels::available_levels() {
+            kernels::with_level(level, || {
+                let got = q.head_nll(&head, &base, &deltas, &states, target);
+                for (r, (g, e)) in got.iter().zip(&exact).enumerate() {
+                    assert!(
+                        (g - e).abs() <= 1e-3 * e.abs().max(1.0),
+                        "{}: row {r}: {g} vs exact {e}",
+                        level.name()
+                    );
+                }
+                for r in [0, 7, n - 1] {
+                    let alone = q.head_nll(
+                        &head,
+                        &base,
+                        &deltas[r * h..(r + 1) * h],
+                        &states[r * h..(r + 1) * h],
+                        target,
+                    );
+                    assert_eq!(alone[0].to_bits(), got[r].to_bits(), "row {r} alone");
+                }
+            });
+        }
+        // A head that leaves out 3% of the probability: the words left out still count (for
+        // states very near the base: the sum of the words left out is the base's).
+        let wide = q.head(&logits, 3e-2, 0.0);
+        assert!(wide.words().len() < words.len());
+        let deltas: Vec<f32> = deltas.iter().map(|d| d * 0.1).collect();
+        let states: Vec<f32> = deltas
+            .chunks_exact(h)
+            .flat_map(|d| d.iter().zip(&base).map(|(d, x)| x + d))
+            .collect();
+        let exact = exact_nll(&w, &b, &states, &vec![target; n], h);
+        let got = q.head_nll(&wide, &base, &deltas, &states, target);
+        for (r, (g, e)) in got.iter().zip(&exact).enumerate() {
+            assert!(
+                (g - e).abs() <= 2e-3 * e.abs().max(1.0),
+                "row {r}: {g} vs exact {e}"
+            );
+        }
+        let mut odd = logits.clone();
+        odd[3] = f32::NAN;
+        assert_eq!(q.head(&odd, tail, 12.0).words().len(), v);
+    }
+
     fn bits(x: &[f32]) -> Vec<u32> {
         x.iter().map(|v| v.to_bits()).collect()
     }
@@ -1795,7 +2235,7 @@ mod tests {
                             let rs = &row_scale[t * TILE_ROWS..][..TILE_ROWS];
                             let mut tile_max = [f32::NEG_INFINITY; TILE_ROWS];
                             for g in g0..g1 {
-                                let epilogue = q.epilogue(g, rs);
+                                let epilogue = q.panels().epilogue(g, rs);
                                 int_tile_logits(
                                     a_t,
                                     &q.packed[g * TILE_PANELS * stride..][..TILE_PANELS * stride],
@@ -1822,7 +2262,7 @@ mod tests {
                 let tiles = amx::Tiles::configure();
                 for r0 in (0..n).step_by(amx::BLOCK_ROWS) {
                     let m = amx::BLOCK_ROWS.min(n - r0);
-                    q.amx_stretch_logits(
+                    q.panels().amx_stretch_logits(
                         &tiles,
                         (
                             &a_amx[r0 * amx_bytes..][..m.next_multiple_of(amx::ROWS) * amx_bytes],

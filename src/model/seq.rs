@@ -777,6 +777,21 @@ impl SeqAutoencoder {
         let Some(p) = self.decoder_projection(&one.dec_in)? else {
             return self.score_nll_quantized(Some(z), &batch, None);
         };
+        let states = self.sentence_states(&p, z)?; // (T+1, N, H)
+        let targets = batch.targets.flatten_all()?.to_vec1::<u32>()?;
+        self.quantized_sentence_nll(&states, &targets, n)
+    }
+
+    /// The decoder's recurrence made ready to step codes near a base code
+    /// ([`super::gru::Gru::near_base`]), where the bf16 products have a fast kernel.
+    pub fn decoder_near_base(&self) -> Result<Option<super::gru::NearBase>> {
+        self.decoder.near_base()
+    }
+
+    /// The decoder states (T+1, N, H) of one sentence whose input projections are `p`
+    /// ((T+1, 1, 3H), [`Self::decoder_projection`]) under each code row of `z` (N, L).
+    pub fn sentence_states(&self, p: &Tensor, z: &Tensor) -> Result<Tensor> {
+        let n = z.dim(0)?;
         let (t, _, w) = p.dims3()?; // (T+1, 1, 3H)
         let model = self.detached();
         let h0 = model.initial_state(Some(&z.detach()), n)?; // (N, H)
@@ -785,11 +800,7 @@ impl SeqAutoencoder {
             .flat_map(|s| std::iter::repeat_n(s, n))
             .collect();
         let steps = Tensor::from_vec(steps, (t, n), self.device())?;
-        let states = model
-            .decoder
-            .forward_rows(&p.reshape((t, w))?, &steps, &h0)?; // (T+1, N, H)
-        let targets = batch.targets.flatten_all()?.to_vec1::<u32>()?;
-        self.quantized_sentence_nll(&states, &targets, n)
+        model.decoder.forward_rows(&p.reshape((t, w))?, &steps, &h0) // (T+1, N, H)
     }
 
     fn decode_states_with(
@@ -837,7 +848,7 @@ impl SeqAutoencoder {
         Ok(self.packed_output()?.nll(&flat, targets))
     }
 
-    fn check_targets(&self, targets: &[u32]) -> Result<()> {
+    pub(crate) fn check_targets(&self, targets: &[u32]) -> Result<()> {
         match targets.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
             Some(bad) => candle_core::bail!(
                 "score: word id {bad} outside the vocabulary of {}",
