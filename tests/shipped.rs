@@ -298,3 +298,48 @@ fn beam_search_returns_finished_hypotheses_at_least_as_likely_as_greedy() {
         "beam (α = 0) as likely as greedy on {at_least} of 40 sentences"
     );
 }
+
+/// The per-bit bars of the shipped files as the explorer scores them
+/// (`coder::seq::near_code_scorer`): the 256-bit binary file's around the current code's
+/// states — the code's own perplexity exact, every bar within 5e-3 of the exact figure on an
+/// everyday sentence; the 64-bit gumbel file's (below `NEAR_BASE_MIN_CODES`) by the
+/// whole-vocabulary 8-bit layer, the same bits.
+#[test]
+fn shipped_bars_are_scored_around_the_code_from_128_bits_and_whole_below() {
+    use latent_tui::coder::seq::{near_code_scorer, one_change_variants, NEAR_BASE_MIN_CODES};
+    let sentence = "the students yawned during the long lecture";
+    for (file, around) in [("binary", true), ("gumbel", false)] {
+        let path = std::path::PathBuf::from(format!("checkpoints/{file}.safetensors"));
+        let e = latent_tui::engine::Engine::load(&path, &candle_core::Device::Cpu).unwrap();
+        assert_eq!(e.latent_dim() >= NEAR_BASE_MIN_CODES, around, "{file}");
+        let ids = e.tokenize(sentence).ids;
+        let enc = e.encode(std::slice::from_ref(&ids)).unwrap().remove(0);
+        let code = enc.deterministic_code(true);
+        let mut all = vec![code.clone()];
+        all.extend(one_change_variants(&code, true, None));
+        let bars = near_code_scorer(&e, &ids, &code).unwrap()(&all).unwrap();
+        let words = (e.vocab.word_count(&ids) + 1) as f64;
+        let exact = e.score(&all, &ids).unwrap();
+        for (i, (b, x)) in bars.iter().zip(&exact).enumerate() {
+            let x = (*x as f64 / words).exp();
+            assert!(
+                (b / x - 1.0).abs() < 5e-3,
+                "{file} code {i}: {b} vs exact {x}"
+            );
+        }
+        if around {
+            assert!((bars[0] / (exact[0] as f64 / words).exp() - 1.0).abs() < 1e-5);
+        } else {
+            let z = candle_core::Tensor::from_vec(
+                all.iter().flatten().copied().collect::<Vec<f32>>(),
+                (all.len(), code.len()),
+                &candle_core::Device::Cpu,
+            )
+            .unwrap();
+            let whole = e.model.score_sentence_quantized(&z, &ids).unwrap();
+            for (b, n) in bars.iter().zip(whole) {
+                assert_eq!(b.to_bits(), (n as f64 / words).exp().to_bits());
+            }
+        }
+    }
+}

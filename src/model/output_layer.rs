@@ -861,6 +861,23 @@ impl<'p> Panels<'p> {
         }
     }
 
+    /// The stretches of up to [`STRETCH_GROUPS`] word groups the folds walk: each one's first
+    /// and end group and its number of words (the padding past the last word is not one), up to
+    /// the first stretch without words.
+    fn stretches(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let groups = self.panels / TILE_PANELS;
+        (0..groups)
+            .step_by(STRETCH_GROUPS)
+            .map(move |g0| {
+                let g1 = (g0 + STRETCH_GROUPS).min(groups);
+                let cols = (g1 * TILE_COLS)
+                    .min(self.words)
+                    .saturating_sub(g0 * TILE_COLS);
+                (g0, g1, cols)
+            })
+            .take_while(|&(_, _, cols)| cols > 0)
+    }
+
     /// [`Self::folds`] with VNNI or the portable integer tile.
     fn folds_tile(&self, rows: &[f32], vnni: bool) -> Vec<RowFold> {
         let (h, row_bytes) = (self.hidden, self.quads * 4);
@@ -874,16 +891,9 @@ impl<'p> Panels<'p> {
         }
         let mut folds = vec![RowFold::default(); n];
         let stride = self.quads * 64;
-        let groups = self.panels / TILE_PANELS;
         let mut logits = vec![0f32; TILE_ROWS * STRETCH_COLS];
-        for g0 in (0..groups).step_by(STRETCH_GROUPS) {
-            let g1 = (g0 + STRETCH_GROUPS).min(groups);
+        for (g0, g1, cols) in self.stretches() {
             let v0 = g0 * TILE_COLS;
-            // Words of this stretch inside the vocabulary (the padding is not a word).
-            let cols = (g1 * TILE_COLS).min(self.words).saturating_sub(v0);
-            if cols == 0 {
-                break;
-            }
             for t in 0..tiles {
                 let m = TILE_ROWS.min(n - t * TILE_ROWS);
                 let a_t = &a[t * TILE_ROWS * row_bytes..][..TILE_ROWS * row_bytes];
@@ -939,20 +949,14 @@ impl<'p> Panels<'p> {
             row_scale[r] = quantize_unsigned_avx512(row, &mut a[r * row_bytes..][..h]);
         }
         let mut folds = vec![RowFold::default(); n];
-        let groups = self.panels / TILE_PANELS;
         let mut logits = Aligned::new(amx::BLOCK_ROWS * STRETCH_COLS, 0f32);
         // One group's integer products for a block (12 KB), written by the tiles and read by
         // the epilogue while in L1.
         let mut dots = Aligned::new(amx::BLOCK_ROWS * TILE_COLS, 0i32);
         let mut stretch_max = [f32::NEG_INFINITY; amx::BLOCK_ROWS];
         let tiles = amx::Tiles::configure();
-        for g0 in (0..groups).step_by(STRETCH_GROUPS) {
-            let g1 = (g0 + STRETCH_GROUPS).min(groups);
+        for (g0, g1, cols) in self.stretches() {
             let v0 = g0 * TILE_COLS;
-            let cols = (g1 * TILE_COLS).min(self.words).saturating_sub(v0);
-            if cols == 0 {
-                break;
-            }
             for r0 in (0..n).step_by(amx::BLOCK_ROWS) {
                 let m = amx::BLOCK_ROWS.min(n - r0);
                 let a_block = &a[r0 * row_bytes..][..m.next_multiple_of(amx::ROWS) * row_bytes];
