@@ -222,7 +222,7 @@ impl Gru {
     }
 
     /// The recurrence made ready to step rows near a base row ([`NearBase`]), or `None` where
-    /// the bf16 products have no fast kernel at the active level (AMX tiles).
+    /// the bf16 products do not run on AMX tiles at the active level ([`bf16::fast_kernel`]).
     pub fn near_base(&self) -> Result<Option<NearBase>> {
         if !bf16::fast_kernel() {
             return Ok(None);
@@ -1336,7 +1336,7 @@ mod tests {
     /// Rows stepped near a base row ([`NearBase`]) follow the fp32 recurrence of the same rows
     /// (bf16 products of their differences from the base: within 2e-4, and far closer than
     /// rows a hundred times as far from the base would be); it is offered exactly where the
-    /// bf16 products have a fast kernel.
+    /// bf16 products run on AMX tiles.
     #[test]
     fn rows_near_a_base_follow_the_fp32_recurrence() -> Result<()> {
         at_every_kernel_level(|| {

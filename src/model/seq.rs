@@ -783,7 +783,7 @@ impl SeqAutoencoder {
     }
 
     /// The decoder's recurrence made ready to step codes near a base code
-    /// ([`super::gru::Gru::near_base`]), where the bf16 products have a fast kernel.
+    /// ([`super::gru::Gru::near_base`]), where the bf16 products run on AMX tiles.
     pub fn decoder_near_base(&self) -> Result<Option<super::gru::NearBase>> {
         self.decoder.near_base()
     }
