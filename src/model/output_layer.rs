@@ -560,11 +560,10 @@ impl PackedOutput {
                         .iter()
                         .flat_map(|&r| states[r * h..(r + 1) * h].iter().copied())
                         .collect();
-                    let targets = vec![target; whole.len()];
-                    let folds = self.panels().folds(&rows, vnni, self.amx_path(level));
-                    let mut nll = vec![0f32; whole.len()];
-                    self.finish_rows(&folds, &rows, &targets, &mut nll);
-                    for (&r, x) in whole.iter().zip(nll) {
+                    for (&r, x) in whole
+                        .iter()
+                        .zip(self.nll(&rows, &vec![target; whole.len()]))
+                    {
                         out[r] = x;
                     }
                 }

@@ -196,22 +196,22 @@ impl<'a> VariantScorer<'a> {
             deltas,
             near,
         } = &mut *scratch;
+        // With the stepper, step by step, each step's states scored as they come (two steps'
+        // states in memory, none here); without, every step's states at once, (T+1) × N × H.
         let all_states = match &b.near {
-            // Step by step, each step's states scored as they come: two steps' states in memory.
             Some(_) => {
                 *prev = self
                     .model
                     .initial_state(Some(&z.detach()), n)?
                     .flatten_all()?
                     .to_vec1::<f32>()?;
-                None
+                Vec::new()
             }
-            None => Some(
-                self.model
-                    .sentence_states(&b.projection, z)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?,
-            ), // (T+1) × N × H, time-major
+            None => self
+                .model
+                .sentence_states(&b.projection, z)?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
         };
         let gi = &b.gi;
         let w = gi.len() / b.targets.len().max(1);
@@ -219,8 +219,8 @@ impl<'a> VariantScorer<'a> {
         deltas.resize(n * h, 0.0);
         for (t, (head, &target)) in b.heads.iter().zip(&b.targets).enumerate() {
             let base = &b.base_states[t * h..(t + 1) * h];
-            let step: &[f32] = match (&b.near, &all_states) {
-                (Some((g, gh_base)), _) => {
+            let step: &[f32] = match &b.near {
+                Some((g, gh_base)) => {
                     let prev_base = if t == 0 {
                         &b.base_h0[..]
                     } else {
@@ -237,8 +237,7 @@ impl<'a> VariantScorer<'a> {
                     std::mem::swap(prev, cur);
                     prev
                 }
-                (None, Some(all)) => &all[t * n * h..(t + 1) * n * h],
-                (None, None) => unreachable!("states of every step or a stepper"),
+                None => &all_states[t * n * h..(t + 1) * n * h],
             };
             for (d, s) in deltas.chunks_exact_mut(h).zip(step.chunks_exact(h)) {
                 for ((d, &s), &b) in d.iter_mut().zip(s).zip(base) {
