@@ -2969,7 +2969,7 @@ fn flip(
             "per-bit {heading} ({} under the code with that bit flipped{}):",
             if effects.nll { "document" } else { "sentence" },
             if approximate {
-                "; 8-bit output layer, within ~0.001 nats per word"
+                "; scored as the explorer's bars, within ~0.1% of the exact figure"
             } else {
                 ""
             }
@@ -2985,15 +2985,16 @@ fn flip(
             }
         };
         let largest = ppl[1..].iter().map(|&p| rise(p)).fold(0.0, f64::max);
-        // The bars' base is the current code scored as they are (8-bit): it can differ from
-        // the exact headline in the last digits, so it says so.
+        // The bars' base is the current code scored as they are (exactly from 128 bits on, by
+        // the 8-bit layer below): it can differ from the exact headline in the last digits, so
+        // it says so.
         println!(
             "  bit {:>9} {:>9} (bars: the rise over the current code's {:.3}{}, longest {})",
             measure,
             "rise",
             bars_base,
             if approximate {
-                " as the 8-bit layer scores it"
+                " as the bars score it"
             } else {
                 ""
             },
